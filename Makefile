@@ -1,0 +1,36 @@
+# Every install pins the tested versions with constraints.txt (torch==2.13.0, a CPU build).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= ../shared/data/casting
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test demo default-model clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[train,dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## The whole test suite, with the linter.
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+## The main job on an embedded default: a short training on the sample images shipped in the package.
+demo: setup
+	rm -rf runs/demo
+	$(BIN)/train-model --data edge_runtime/samples --out runs/demo --epochs 3 --val-fraction 0.3 --batch-size 8 --quiet
+
+## Rebuild the committed default model (train/default_model) from the full casting dataset.
+default-model: setup
+	rm -rf runs/default
+	$(BIN)/train-model --data $(DATA) --out runs/default --seed 0 --quiet
+	cp runs/default/best.pt runs/default/report.json runs/default/metrics.jsonl \
+	   runs/default/curves.png runs/default/confusion.png train/default_model/
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,60 @@
+"""What every defect-edge command does the same way: one-line errors, exit codes, --debug."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from edge_runtime.errors import DefectEdgeError, ExitCode
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+debug_option = click.option(
+    "--debug", is_flag=True, default=False, help="Show full tracebacks instead of one-line errors."
+)
+
+
+def fail(message: str, code: ExitCode) -> None:
+    """Print ``error: message`` on stderr and exit with ``code``."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(int(code))
+
+
+def friendly_errors(func: F) -> F:
+    """Turn exceptions into one line on stderr and a documented exit code, unless ``--debug`` was given.
+
+    The wrapped click callback must accept a ``debug`` keyword (add :data:`debug_option`).
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = bool(kwargs.get("debug", False))
+        try:
+            return func(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except DefectEdgeError as exc:
+            if debug:
+                raise
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            fail("interrupted", ExitCode.INTERRUPTED)
+        except MemoryError:
+            if debug:
+                raise
+            fail("out of memory; use a smaller batch size or fewer images", ExitCode.INTERNAL)
+        except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a clean line
+            if debug:
+                raise
+            fail(
+                f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback and report it)",
+                ExitCode.INTERNAL,
+            )
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,86 @@
+"""Error types and the exit codes every defect-edge command shares.
+
+Each error carries one sentence that names the thing and what to do, and the exit code a command ends with.
+The codes are documented in the README and in every command's ``--help``.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes shared by ``train-model``, ``export-onnx``, ``edge-infer`` and ``edge-bench``."""
+
+    OK = 0
+    INTERNAL = 1  # a bug: rerun with --debug and report the traceback
+    USAGE = 2  # click's own code for a bad option or argument
+    BAD_DATA = 3  # missing/empty/unreadable data folder or images
+    BAD_MODEL = 4  # missing, corrupt or incompatible checkpoint or ONNX file
+    SOURCE_UNAVAILABLE = 5  # camera, stream or video cannot be opened
+    GATE_FAILED = 6  # an accuracy gate failed (for example INT8 lost too much accuracy)
+    OUTPUT_ERROR = 7  # an output path cannot be written
+    MISSING_EXTRA = 8  # an optional dependency (an extra) is not installed
+    DEFECT_FOUND = 10  # --fail-on-defect and at least one defective item was seen
+    INTERRUPTED = 130  # Ctrl-C / SIGTERM, after a clean stop
+
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok; 1 internal error (rerun with --debug); 2 bad usage; 3 bad data; 4 bad model or "
+    "checkpoint; 5 source unavailable; 6 accuracy gate failed; 7 output not writable; 8 missing extra; "
+    "10 defect found (--fail-on-defect); 130 interrupted."
+)
+
+
+class DefectEdgeError(Exception):
+    """An error a user can fix; its message is one sentence and it knows its exit code."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+    def __init__(self, message: str, *, exit_code: ExitCode | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class DataError(DefectEdgeError):
+    exit_code = ExitCode.BAD_DATA
+
+
+class ImageReadError(DataError):
+    """One image could not be decoded; callers usually skip it and count it."""
+
+
+class ModelError(DefectEdgeError):
+    exit_code = ExitCode.BAD_MODEL
+
+
+class SourceError(DefectEdgeError):
+    exit_code = ExitCode.SOURCE_UNAVAILABLE
+
+
+class GateError(DefectEdgeError):
+    exit_code = ExitCode.GATE_FAILED
+
+
+class OutputError(DefectEdgeError):
+    exit_code = ExitCode.OUTPUT_ERROR
+
+
+class MissingExtraError(DefectEdgeError, ImportError):
+    exit_code = ExitCode.MISSING_EXTRA
+
+
+def require_extra(module: str, extra: str = "train") -> None:
+    """Import ``module`` or raise a :class:`MissingExtraError` naming the extra that provides it.
+
+    >>> require_extra("json")
+    """
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"{module} is not installed; install the extra with: pip install -c constraints.txt 'defect-edge[{extra}]'"
+        ) from exc

@@ -1,0 +1,104 @@
+"""Binary classification metrics in plain numpy (positive class = defective).
+
+Shared by training reports, the export accuracy gate and the benchmark's accuracy column.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
+    return np.log(p) - np.log1p(-p)
+
+
+def auroc(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> float:
+    """Area under the ROC curve (ties count half); NaN when one class is missing.
+
+    >>> auroc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    0.75
+    """
+    y = np.asarray(labels, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), dtype=np.float64)
+    sorted_s = s[order]
+    # average ranks over ties
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def binary_metrics(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray, threshold: float) -> dict:
+    """Accuracy, precision, recall, specificity, F1, AUROC and the confusion counts at ``threshold``.
+
+    A score at or above the threshold is called defective.
+
+    >>> m = binary_metrics([1, 0, 1], [0.9, 0.2, 0.4], threshold=0.5)
+    >>> (m["tp"], m["fn"], m["accuracy"])
+    (1, 1, 0.6666666666666666)
+    """
+    y = np.asarray(labels, dtype=bool)
+    pred = np.asarray(scores, dtype=np.float64) >= threshold
+    tp = int((pred & y).sum())
+    tn = int((~pred & ~y).sum())
+    fp = int((pred & ~y).sum())
+    fn = int((~pred & y).sum())
+    n = tp + tn + fp + fn
+
+    def ratio(a: int, b: int) -> float:
+        return a / b if b else float("nan")
+
+    precision, recall = ratio(tp, tp + fp), ratio(tp, tp + fn)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else float("nan")
+    return {
+        "n": n,
+        "accuracy": ratio(tp + tn, n),
+        "precision": precision,
+        "recall": recall,
+        "specificity": ratio(tn, tn + fp),
+        "f1": f1,
+        "auroc": auroc(y, scores),
+        "tp": tp,
+        "tn": tn,
+        "fp": fp,
+        "fn": fn,
+        "threshold": float(threshold),
+    }
+
+
+def recall_first_threshold(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> float:
+    """The operating threshold that keeps 100% defect recall with the best specificity reachable.
+
+    Every positive must score at or above it. Among thresholds with that property the specificity is the
+    same anywhere between the highest negative below the weakest positive and that positive, so we take the
+    midpoint in logit space: the largest margin on both sides.
+
+    >>> round(recall_first_threshold([1, 1, 0, 0], [0.9, 0.6, 0.1, 0.4]), 3)
+    0.5
+    """
+    y = np.asarray(labels, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    if not y.any():
+        raise ValueError("cannot choose a recall-first threshold without any positive (defective) sample")
+    weakest_pos = float(s[y].min())
+    below = s[~y][s[~y] < weakest_pos]
+    if below.size == 0:
+        # No negative sits below the weakest positive: every negative is a false alarm anyway.
+        return float(np.nextafter(weakest_pos, -math.inf))
+    lo, hi = _logit(np.array([below.max(), weakest_pos]))
+    t = 1.0 / (1.0 + math.exp(-(lo + hi) / 2.0))
+    # Guard against float rounding putting the threshold above the weakest positive.
+    return float(min(t, weakest_pos))

@@ -1,0 +1,183 @@
+"""The one definition of preprocessing, shared by training, export calibration and the runtime.
+
+The spec travels inside every checkpoint and every ONNX file (as versioned JSON), so the device never guesses.
+Per-image standardisation lives inside the network itself (first layer), which makes the model indifferent
+to global gain and offset changes of a second camera's lighting.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from enum import Enum
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_runtime.errors import ImageReadError, ModelError
+
+SPEC_VERSION = 1
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
+
+
+class ResizeMethod(str, Enum):
+    AREA = "area"
+    LINEAR = "linear"
+
+    @property
+    def cv2_flag(self) -> int:
+        return {ResizeMethod.AREA: cv2.INTER_AREA, ResizeMethod.LINEAR: cv2.INTER_LINEAR}[self]
+
+
+class CropMode(str, Enum):
+    CENTER = "center"  # largest centred square, then resize: no distortion of the round part
+    STRETCH = "stretch"  # resize the whole frame, aspect ratio ignored
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How an image becomes the network input (N, channels, size, size), float32.
+
+    >>> spec = PreprocessSpec(size=128)
+    >>> preprocess([np.zeros((300, 300), np.uint8)], spec).shape
+    (1, 1, 128, 128)
+    """
+
+    size: int = 128
+    channels: int = 1
+    scale: float = 1.0 / 255.0
+    mean: float = 0.0
+    std: float = 1.0
+    resize: ResizeMethod = ResizeMethod.AREA
+    crop: CropMode = CropMode.CENTER
+    version: int = SPEC_VERSION
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            raise ModelError(f"preprocessing spec has channels={self.channels}; only 1 or 3 are supported")
+        if not 8 <= self.size <= 4096:
+            raise ModelError(f"preprocessing spec has size={self.size}; expected 8..4096 pixels")
+        if self.std <= 0:
+            raise ModelError(f"preprocessing spec has std={self.std}; it must be positive")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["resize"] = self.resize.value
+        d["crop"] = self.crop.value
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PreprocessSpec:
+        try:
+            version = int(d.get("version", -1))
+            if version != SPEC_VERSION:
+                raise ModelError(
+                    f"preprocessing spec version {version} is not supported by this defect-edge "
+                    f"(expects {SPEC_VERSION}); upgrade defect-edge or re-export the model"
+                )
+            return cls(
+                size=int(d["size"]),
+                channels=int(d["channels"]),
+                scale=float(d["scale"]),
+                mean=float(d["mean"]),
+                std=float(d["std"]),
+                resize=ResizeMethod(d["resize"]),
+                crop=CropMode(d["crop"]),
+                version=version,
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ModelError(f"preprocessing spec is invalid ({exc}); re-export the model") from exc
+
+    @classmethod
+    def from_json(cls, text: str) -> PreprocessSpec:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"preprocessing spec is not valid JSON ({exc}); re-export the model") from exc
+        if not isinstance(d, dict):
+            raise ModelError("preprocessing spec is not a JSON object; re-export the model")
+        return cls.from_dict(d)
+
+
+def to_uint8_gray(image: np.ndarray, *, source: str = "image") -> np.ndarray:
+    """Bring any decoded image (gray, BGR, BGRA; 8/16-bit or float) to 8-bit single-channel gray."""
+    if image is None or image.size == 0:
+        raise ImageReadError(f"{source}: empty image")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 3:
+        if image.shape[2] == 4:
+            image = image[:, :, :3]
+        elif image.shape[2] != 3:
+            raise ImageReadError(f"{source}: unsupported channel count {image.shape[2]}")
+        image = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2GRAY)
+    elif image.ndim != 2:
+        raise ImageReadError(f"{source}: unsupported image shape {image.shape}")
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return (image >> 8).astype(np.uint8)
+    if np.issubdtype(image.dtype, np.floating):
+        hi = 1.0 if float(np.nanmax(image)) <= 1.0 else 255.0
+        return np.clip(np.nan_to_num(image) * (255.0 / hi), 0, 255).astype(np.uint8)
+    raise ImageReadError(f"{source}: unsupported pixel type {image.dtype}")
+
+
+def decode_image(data: bytes | np.ndarray, *, source: str = "image") -> np.ndarray:
+    """Decode encoded image bytes to 8-bit gray; raises :class:`ImageReadError` if they are not an image."""
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray) else data
+    image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if image is None:
+        raise ImageReadError(f"{source}: not a readable image (corrupt, truncated or not an image format)")
+    return to_uint8_gray(image, source=source)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as 8-bit gray (HxW uint8). Non-ASCII paths work; errors name the file.
+
+    >>> read_image("missing.png")  # doctest: +SKIP
+    ImageReadError: missing.png: cannot read file (No such file or directory)
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
+    return decode_image(data, source=str(path))
+
+
+def resize_to_input(gray: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Crop (per ``spec.crop``) and resize an 8-bit gray image to ``spec.size`` square, still uint8."""
+    h, w = gray.shape[:2]
+    if spec.crop is CropMode.CENTER and h != w:
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        gray = gray[top : top + side, left : left + side]
+    if gray.shape[0] == spec.size and gray.shape[1] == spec.size:
+        return np.ascontiguousarray(gray)
+    # INTER_AREA is only meaningful when shrinking; enlarging uses linear interpolation either way.
+    flag = spec.resize.cv2_flag if gray.shape[0] >= spec.size else cv2.INTER_LINEAR
+    return cv2.resize(gray, (spec.size, spec.size), interpolation=flag)
+
+
+def normalize(batch_u8: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Turn (N, size, size) uint8 into the float32 network input (N, channels, size, size)."""
+    x = batch_u8.astype(np.float32)
+    x *= spec.scale / spec.std
+    if spec.mean:
+        x -= spec.mean / spec.std
+    x = x[:, None, :, :]
+    if spec.channels == 3:
+        x = np.repeat(x, 3, axis=1)
+    return x
+
+
+def preprocess(images: Sequence[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
+    """Full preprocessing of decoded images (any channels/depth) into one float32 NCHW batch."""
+    resized = [resize_to_input(to_uint8_gray(im), spec) for im in images]
+    return normalize(np.stack(resized), spec)

@@ -1,0 +1,51 @@
+"""The runtime must work where torch cannot be imported (CONVENTIONS.md, rule 1)."""
+
+import subprocess
+import sys
+import textwrap
+
+from tests.conftest import REPO
+
+BLOCK_TORCH = textwrap.dedent(
+    """
+    import sys
+    class _NoTorch:
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ImportError("torch is blocked for this test")
+    sys.meta_path.insert(0, _NoTorch())
+    """
+)
+
+
+def run_without_torch(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK_TORCH + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+
+
+def test_blocker_really_blocks_torch():
+    r = run_without_torch("import torch")
+    assert r.returncode != 0 and "blocked" in r.stderr
+
+
+def test_edge_runtime_imports_without_torch():
+    r = run_without_torch(
+        """
+        import edge_runtime, edge_runtime.model, edge_runtime.metrics, edge_runtime.cli_support
+        assert "torch" not in sys.modules
+        print("ok")
+        """
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"
+
+
+def test_training_without_torch_names_the_extra():
+    r = run_without_torch("import train.main")
+    assert r.returncode != 0
+    assert "defect-edge[train]" in r.stderr

@@ -1,0 +1,109 @@
+"""Dataset layouts and bad input, through the same functions train-model uses."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_runtime.errors import DataError
+from edge_runtime.preprocess import PreprocessSpec
+from tests.conftest import make_dataset
+from train import data as D
+
+SPEC = PreprocessSpec(size=32)
+
+
+def test_kaggle_folder_names_are_understood(synthetic_data: Path):
+    cm = D.resolve_classes(synthetic_data / "train", None)
+    assert (cm.positive_dir, cm.negative_dir) == ("def_front", "ok_front")
+    assert cm.class_names == ("ok", "defective")
+
+
+def test_other_class_names_need_and_accept_positive_class(tmp_path: Path):
+    root = make_dataset(tmp_path / "d", classes=("scratched", "good"))
+    with pytest.raises(DataError, match="--positive-class"):
+        D.resolve_classes(root / "train", None)
+    cm = D.resolve_classes(root / "train", "scratched")
+    assert cm.class_names == ("good", "scratched")
+    with pytest.raises(DataError, match="not one of the class folders"):
+        D.resolve_classes(root / "train", "dented")
+
+
+def test_single_class_missing_and_empty_folders_are_refused(tmp_path: Path):
+    with pytest.raises(DataError, match="folder not found"):
+        D.resolve_classes(tmp_path / "nowhere", None)
+    (tmp_path / "one" / "def_front").mkdir(parents=True)
+    with pytest.raises(DataError, match="only one class folder"):
+        D.resolve_classes(tmp_path / "one", None)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no class folders"):
+        D.resolve_classes(tmp_path / "empty", None)
+    root = tmp_path / "noimg" / "train"
+    (root / "def_front").mkdir(parents=True)
+    (root / "ok_front").mkdir()
+    cm = D.resolve_classes(root, None)
+    with pytest.raises(DataError, match="no images"):
+        D.load_split("train", root, cm, SPEC, max_bad_fraction=0.05)
+
+
+def test_corrupt_images_are_skipped_counted_and_listed(synthetic_data: Path):
+    train = synthetic_data / "train"
+    (train / "ok_front" / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (train / "ok_front" / "notes.txt").write_text("not an image")
+    cm = D.resolve_classes(train, None)
+    split = D.load_split("train", train, cm, SPEC, max_bad_fraction=0.05)
+    assert len(split) == 48
+    assert [f for f, _ in split.bad] == ["ok_front/zz_broken.jpg"]
+    assert split.ignored == ["ok_front/notes.txt"]
+    assert split.images.shape == (48, 32, 32) and split.images.dtype == np.uint8
+
+
+def test_too_many_corrupt_images_abort_with_a_count(synthetic_data: Path):
+    train = synthetic_data / "train"
+    for i in range(5):
+        (train / "def_front" / f"bad{i}.png").write_bytes(b"garbage")
+    cm = D.resolve_classes(train, None)
+    with pytest.raises(DataError, match="5 of 53 images are unreadable"):
+        D.load_split("train", train, cm, SPEC, max_bad_fraction=0.05)
+
+
+def test_gray_rgb_rgba_and_16bit_images_all_load(tmp_path: Path):
+    root = make_dataset(tmp_path / "d", n_train=4, n_test=0)
+    src = cv2.imread(str(next((root / "train" / "ok_front").glob("*.png"))), cv2.IMREAD_GRAYSCALE)
+    d = root / "train" / "ok_front"
+    cv2.imwrite(str(d / "rgb.png"), cv2.cvtColor(src, cv2.COLOR_GRAY2BGR))
+    cv2.imwrite(str(d / "rgba.png"), cv2.cvtColor(src, cv2.COLOR_GRAY2BGRA))
+    cv2.imwrite(str(d / "deep.png"), src.astype(np.uint16) * 257)
+    cv2.imwrite(str(d / "photo.jpg"), src)
+    cm = D.resolve_classes(root / "train", None)
+    split = D.load_split("train", root / "train", cm, SPEC, max_bad_fraction=0.0)
+    assert not split.bad and len(split) == 12
+    ref = split.images[split.files.index("ok_front/rgb.png")].astype(int)
+    for name in ("rgba.png", "deep.png"):
+        assert np.abs(split.images[split.files.index(f"ok_front/{name}")].astype(int) - ref).max() <= 1
+
+
+def test_split_is_stratified_seeded_and_keeps_duplicates_together():
+    labels = np.array([0] * 40 + [1] * 60)
+    hashes = [f"h{i}" for i in range(100)]
+    hashes[5] = hashes[6] = hashes[7] = "same"  # three identical OK images
+    tr, va = D.stratified_group_split(labels, hashes, 0.2, seed=3)
+    assert sorted(np.concatenate([tr, va]).tolist()) == list(range(100))
+    assert abs(int((labels[va] == 0).sum()) - 8) <= 2 and abs(int((labels[va] == 1).sum()) - 12) <= 2
+    side = {i: (i in set(va.tolist())) for i in (5, 6, 7)}
+    assert len(set(side.values())) == 1
+    tr2, va2 = D.stratified_group_split(labels, hashes, 0.2, seed=3)
+    assert np.array_equal(va, va2)
+    _, va3 = D.stratified_group_split(labels, hashes, 0.2, seed=4)
+    assert not np.array_equal(va, va3)
+
+
+def test_exact_duplicates_between_splits_are_found(tmp_path: Path):
+    root = make_dataset(tmp_path / "d", n_train=6, n_test=3)
+    src = root / "train" / "ok_front" / "ok_front_000.png"
+    (root / "test" / "ok_front" / "copy.png").write_bytes(src.read_bytes())
+    cm = D.resolve_classes(root / "train", None)
+    train = D.load_split("train", root / "train", cm, SPEC, max_bad_fraction=0)
+    test = D.load_split("test", root / "test", cm, SPEC, max_bad_fraction=0)
+    assert D.duplicates_between(train, test) == [("ok_front/copy.png", "ok_front/ok_front_000.png")]

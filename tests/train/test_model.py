@@ -1,0 +1,39 @@
+import torch
+
+from train.config import Arch
+from train.model import ARCHS, DefectNet, build_model, count_flops, count_params
+
+
+def test_origin_network_matches_the_notebook():
+    m = build_model(Arch.SEED)
+    flops = count_flops(m, (3, 224, 224))
+    assert 1.80e9 < flops < 1.90e9
+    assert 5.1e6 < count_params(m) < 5.3e6
+    assert m(torch.zeros(2, 3, 224, 224)).shape == (2,)
+
+
+def test_default_model_is_at_most_a_fifteenth_of_the_origin_compute():
+    ours = count_flops(build_model(Arch.DEFECTNET), (1, 128, 128))
+    seed = count_flops(build_model(Arch.SEED), (3, 224, 224))
+    assert ours * 15 <= seed
+
+
+def test_global_average_pool_head_allows_class_activation_maps():
+    m = DefectNet().eval()
+    x = torch.rand(1, 1, 128, 128)
+    fmap = m.features(x)  # (1, C, h, w)
+    cam = torch.einsum("c,chw->hw", m.head.weight[0], fmap[0]) + m.head.bias[0]
+    assert torch.allclose(cam.mean(), m(x)[0], atol=1e-5)
+
+
+def test_input_standardisation_makes_the_model_indifferent_to_gain_and_offset():
+    m = DefectNet().eval()
+    x = torch.rand(2, 1, 128, 128) * 0.5 + 0.2
+    with torch.no_grad():
+        assert torch.allclose(m(x), m(x * 1.6 - 0.1), atol=1e-3)
+
+
+def test_build_model_from_stored_args_round_trips():
+    m = build_model("defectnet", {"in_channels": 1, "widths": [8, 16]})
+    assert ARCHS[Arch.DEFECTNET][1] == 128
+    assert m.head.in_features == 16

@@ -1,0 +1,118 @@
+"""``train-model``: train a defect classifier on a folder of labelled images."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from edge_runtime.cli_support import debug_option, friendly_errors
+from edge_runtime.errors import EXIT_CODES_HELP
+
+ARCH_CHOICES = ["defectnet", "seed"]
+
+
+@click.command(
+    help="Train a defect classifier on DIR/train/<class>/ images (DIR/test/<class>/ is evaluated if present). "
+    "Writes best.pt, report.json, metrics.jsonl and figures to --out.\n\n" + EXIT_CODES_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option(
+    "--data",
+    "data",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Dataset folder with train/ (and test/).",
+)
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
+@click.option("--epochs", default=24, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--arch",
+    default="defectnet",
+    show_default=True,
+    type=click.Choice(ARCH_CHOICES),
+    help="defectnet: compact grayscale CNN; seed: the origin notebook's network (for comparison).",
+)
+@click.option(
+    "--img-size",
+    type=click.IntRange(16, 1024),
+    default=None,
+    help="Input size in pixels [default: 128 defectnet, 224 seed].",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--val-fraction",
+    default=0.15,
+    show_default=True,
+    type=float,
+    help="Share of train held out for validation.",
+)
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=2))
+@click.option("--lr", default=3e-3, show_default=True, type=float)
+@click.option(
+    "--positive-class",
+    default=None,
+    help="Folder name of the defective class (def_front/ok_front are known).",
+)
+@click.option(
+    "--max-images-per-class",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Use at most N images per class and split (quick runs).",
+)
+@click.option(
+    "--max-bad-fraction",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Abort if more images than this are unreadable.",
+)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch CPU threads [default: all cores].")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
+@click.option("--quiet", is_flag=True, help="No progress bars: one log line per epoch.")
+@debug_option
+@friendly_errors
+def main(*, debug: bool, **opts: object) -> None:
+    from train.config import Arch, TrainConfig
+    from train.main import main as run_training
+
+    cfg = TrainConfig(
+        data=opts["data"],
+        out=opts["out"],
+        epochs=opts["epochs"],
+        arch=Arch(opts["arch"]),
+        img_size=opts["img_size"],
+        seed=opts["seed"],
+        val_fraction=opts["val_fraction"],
+        batch_size=opts["batch_size"],
+        lr=opts["lr"],
+        positive_class=opts["positive_class"],
+        max_images_per_class=opts["max_images_per_class"],
+        max_bad_fraction=opts["max_bad_fraction"],
+        threads=opts["threads"],
+        resume=opts["resume"],
+        quiet=opts["quiet"],
+    )
+
+    def log(msg: str) -> None:
+        click.echo(msg, err=False)
+
+    def progress(n: int, label: str):  # noqa: ANN202 - click's ProgressBar
+        return click.progressbar(
+            length=n,
+            label=label,
+            file=sys.stderr,
+            show_eta=True,
+            width=30,
+            item_show_func=lambda loss: f"loss {loss:.4f}" if loss is not None else "",
+        )
+
+    report = run_training(cfg, log=log, progress_factory=None if cfg.quiet or not sys.stderr.isatty() else progress)
+    click.echo(f"wrote {cfg.out / 'best.pt'} and {cfg.out / 'report.json'}")
+    if "test" in report and report["test"]["fn"]:
+        click.echo(f"warning: {report['test']['fn']} defective test images were called OK", err=True)
+
+
+if __name__ == "__main__":
+    main()

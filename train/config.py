@@ -1,0 +1,39 @@
+"""The training stage's one config object, built by the CLI and passed explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import Enum
+from pathlib import Path
+
+
+class Arch(str, Enum):
+    DEFECTNET = "defectnet"  # our compact grayscale CNN (default)
+    SEED = "seed"  # the origin notebook's network, for comparison
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; stored in the checkpoint and the report."""
+
+    data: Path
+    out: Path
+    epochs: int = 24
+    arch: Arch = Arch.DEFECTNET
+    img_size: int | None = None  # None: the architecture's own default
+    seed: int = 0
+    val_fraction: float = 0.15
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    positive_class: str | None = None
+    max_bad_fraction: float = 0.05
+    max_images_per_class: int | None = None  # for quick runs and tests on a subset
+    threads: int | None = None
+    resume: bool = False
+    quiet: bool = False
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["data"], d["out"], d["arch"] = str(self.data), str(self.out), self.arch.value
+        return d

@@ -1,0 +1,83 @@
+"""One epoch of training, and evaluation: the loop bodies, nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_runtime.preprocess import PreprocessSpec
+from train.augment import AugmentConfig, augment
+
+
+def to_input(batch_u8: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
+    """(N, H, W) uint8 or (N, 1, H, W) float in [0, 1] -> network input, as the runtime's ``normalize``."""
+    x = batch_u8.float() / 255.0 if batch_u8.dtype == torch.uint8 else batch_u8
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    x = x * (255.0 * spec.scale / spec.std) - spec.mean / spec.std
+    if spec.channels == 3:
+        x = x.expand(-1, 3, -1, -1)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    spec: PreprocessSpec,
+    batch_size: int,
+    gen: torch.Generator,
+    aug: AugmentConfig,
+    on_batch: Callable[[int, float], None] | None = None,
+) -> dict[str, float]:
+    """Train on every image once, in a seeded random order, with seeded augmentation."""
+    model.train()
+    order = torch.randperm(len(images), generator=gen)
+    total_loss, correct, seen = 0.0, 0, 0
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        if len(idx) < 2:  # BatchNorm needs two samples; a single straggler is skipped
+            continue
+        x01 = augment(images[idx].float().unsqueeze(1) / 255.0, aug, gen)
+        x, y = to_input(x01, spec), labels[idx].float()
+        logits = model(x)
+        loss = F.binary_cross_entropy_with_logits(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total_loss += loss.item() * len(idx)
+        correct += int(((logits > 0).float() == y).sum())
+        seen += len(idx)
+        if on_batch is not None:
+            on_batch(len(idx), loss.item())
+    return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1)}
+
+
+@torch.no_grad()
+def predict_scores(
+    model: nn.Module, images: torch.Tensor, *, spec: PreprocessSpec, batch_size: int = 256
+) -> np.ndarray:
+    """P(defective) for every image of a cached (N, H, W) uint8 tensor."""
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        out.append(torch.sigmoid(model(to_input(images[start : start + batch_size], spec))))
+    return torch.cat(out).double().numpy() if out else np.zeros(0)
+
+
+def evaluate(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, spec: PreprocessSpec
+) -> tuple[float, np.ndarray]:
+    """Mean BCE loss and the scores, on un-augmented images."""
+    scores = predict_scores(model, images, spec=spec)
+    p = torch.from_numpy(scores).clamp(1e-7, 1 - 1e-7)
+    loss = F.binary_cross_entropy(p, labels.double()).item() if len(p) else float("nan")
+    return loss, scores

@@ -1,0 +1,305 @@
+"""Training split like torchvision's reference scripts: ``load_data``, ``train_one_epoch``, ``evaluate``, ``main``.
+
+``main(cfg)`` runs one training from a :class:`TrainConfig` and returns the report it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edge_runtime.errors import DataError, ModelError, OutputError
+from edge_runtime.metrics import binary_metrics, recall_first_threshold
+from edge_runtime.preprocess import PreprocessSpec
+from train import data as D
+from train.augment import AugmentConfig, augment
+from train.checkpoint import atomic_torch_save, model_checkpoint
+from train.config import TrainConfig
+from train.engine import evaluate, train_one_epoch
+from train.model import ARCHS, build_model, count_flops, count_params, default_model_args
+from train.plots import curves_png, grid_png
+from train.report import write_final_report
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Dataset:
+    classes: D.ClassMap
+    train: D.Split
+    val: D.Split
+    test: D.Split | None
+    leakage: dict[str, Any]
+    fingerprint: str
+
+
+def spec_for(cfg: TrainConfig) -> PreprocessSpec:
+    _, default_size, channels = ARCHS[cfg.arch]
+    return PreprocessSpec(size=cfg.img_size or default_size, channels=channels)
+
+
+def load_data(cfg: TrainConfig, spec: PreprocessSpec, log: Log) -> Dataset:
+    """Find the classes, decode every image once, split train/validation, and look for leakage."""
+    root = Path(cfg.data)
+    if not root.is_dir():
+        raise DataError(f"{root}: data folder not found; pass --data DIR with DIR/train/<class>/ inside")
+    classes = D.resolve_classes(root / "train", cfg.positive_class)
+    common = {"max_bad_fraction": cfg.max_bad_fraction, "limit_per_class": cfg.max_images_per_class}
+    t0 = time.perf_counter()
+    full = D.load_split("train", root / "train", classes, spec, **common)
+    test = D.load_split("test", root / "test", classes, spec, **common) if (root / "test").is_dir() else None
+    n_loaded = len(full) + (len(test) if test else 0)
+    log(f"decoded and resized {n_loaded} images once in {time.perf_counter() - t0:.1f}s ({spec.size}px)")
+    for split in (full, test):
+        if split is None:
+            continue
+        for f, reason in split.bad:
+            log(f"skipped unreadable image {split.root / f}: {reason}")
+        if split.ignored:
+            log(f"ignored {len(split.ignored)} non-image files in {split.root} (first: {split.ignored[0]})")
+    train_idx, val_idx = D.stratified_group_split(full.labels, full.hashes, cfg.val_fraction, cfg.seed)
+    train, val = full.subset("train", train_idx), full.subset("val", val_idx)
+    train.bad, train.ignored = full.bad, full.ignored
+    leakage = leakage_report(train, val, test)
+    splits = [s for s in (train, val, test) if s is not None]
+    return Dataset(classes, train, val, test, leakage, D.fingerprint(splits))
+
+
+def leakage_report(train: D.Split, val: D.Split, test: D.Split | None) -> dict[str, Any]:
+    """Exact (byte-identical) duplicates between the splits: counts and the pairs."""
+    out: dict[str, Any] = {"train_val": len(D.duplicates_between(train, val))}
+    if test is not None:
+        test_train = D.duplicates_between(train, test)
+        test_val = D.duplicates_between(val, test)
+        out.update(
+            test_train=len(test_train),
+            test_val=len(test_val),
+            test_duplicates=sorted({f for f, _ in test_train + test_val}),
+            pairs=[{"test": f, "train": g} for f, g in test_train] + [{"test": f, "val": g} for f, g in test_val],
+        )
+    return out
+
+
+def _augment_preview(run_dir: Path, ds: Dataset, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed + 10_000)
+    idx = torch.randperm(len(ds.train), generator=gen)[:24]
+    x = augment(torch.from_numpy(ds.train.images[idx.numpy()]).float().unsqueeze(1) / 255.0, AugmentConfig(), gen)
+    names = [ds.classes.class_names[int(ds.train.labels[i])] for i in idx]
+    grid_png(run_dir / "augmentations.png", (x[:, 0].numpy() * 255).round().astype(np.uint8), names)
+
+
+def _setup_run_dir(cfg: TrainConfig) -> Path:
+    run_dir = Path(cfg.out)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(
+            f"{run_dir}: cannot write the run folder ({exc.strerror or exc}); choose another --out"
+        ) from exc
+    if not cfg.resume and (run_dir / "last.pt").exists():
+        raise OutputError(
+            f"{run_dir}: already holds a training run; pass --resume to continue it or choose another --out"
+        )
+    return run_dir
+
+
+def _selection_key(val_metrics: dict[str, Any], val_loss: float) -> tuple[float, float]:
+    # Best = highest specificity at 100% defect recall on validation, then the lowest validation loss.
+    return (val_metrics["specificity_at_full_recall"], -val_loss)
+
+
+class Trainer:
+    """Holds the model, optimiser and history of one run so that it can be saved and resumed."""
+
+    def __init__(self, cfg: TrainConfig, ds: Dataset, spec: PreprocessSpec, run_dir: Path, log: Log) -> None:
+        self.cfg, self.ds, self.spec, self.run_dir, self.log = cfg, ds, spec, run_dir, log
+        torch.manual_seed(cfg.seed)
+        self.model_args = default_model_args(cfg.arch)
+        self.model = build_model(cfg.arch, self.model_args).to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps = cfg.epochs * max(1, len(ds.train) // cfg.batch_size + 1)
+        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            self.optimizer, max_lr=cfg.lr, total_steps=steps, pct_start=0.15
+        )
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.history: list[dict[str, Any]] = []
+        self.best_key: tuple[float, float] | None = None
+        self.best_epoch = 0
+        self.elapsed = 0.0
+        self.x_train = torch.from_numpy(ds.train.images)
+        self.y_train = torch.from_numpy(ds.train.labels)
+        self.x_val, self.y_val = torch.from_numpy(ds.val.images), torch.from_numpy(ds.val.labels)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "gen": self.gen.get_state(),
+            "history": self.history,
+            "best_key": list(self.best_key) if self.best_key else None,
+            "best_epoch": self.best_epoch,
+            "elapsed": self.elapsed,
+            "fingerprint": self.ds.fingerprint,
+            "config": self.cfg.to_dict(),
+        }
+
+    def resume(self) -> None:
+        path = self.run_dir / "last.pt"
+        if not path.exists():
+            raise OutputError(f"{path}: nothing to resume; run without --resume to start a new training")
+        try:
+            st = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"{path}: cannot read resume state ({type(exc).__name__}); delete it and retrain") from exc
+        if st["fingerprint"] != self.ds.fingerprint or st["config"]["arch"] != self.cfg.arch.value:
+            raise DataError(f"{path}: was trained on other data or another --arch; use a new --out for this data")
+        self.model.load_state_dict(st["model"])
+        self.optimizer.load_state_dict(st["optimizer"])
+        planned, phases = self.scheduler.total_steps, self.scheduler._schedule_phases
+        self.scheduler.load_state_dict(st["scheduler"])
+        if planned != self.scheduler.total_steps:
+            # Another --epochs than the interrupted run planned: continue on the schedule of the new length
+            # (OneCycleLR keeps its phase boundaries in a private list; there is no public way to re-plan).
+            self.log(
+                f"re-planning the learning-rate schedule from {st['config']['epochs']} to {self.cfg.epochs} epochs"
+            )
+            self.scheduler.total_steps, self.scheduler._schedule_phases = planned, phases
+        self.gen.set_state(st["gen"])
+        self.history, self.best_epoch, self.elapsed = st["history"], st["best_epoch"], st["elapsed"]
+        self.best_key = tuple(st["best_key"]) if st["best_key"] else None
+        self.log(f"resumed from {path} after epoch {len(self.history)}")
+
+    def run_epoch(self, epoch: int, progress: Callable[[int, float], None] | None) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        tr = train_one_epoch(
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.x_train,
+            self.y_train,
+            spec=self.spec,
+            batch_size=self.cfg.batch_size,
+            gen=self.gen,
+            aug=AugmentConfig(),
+            on_batch=progress,
+        )
+        val_loss, scores = evaluate(self.model, self.x_val, self.y_val, spec=self.spec)
+        m = binary_metrics(self.ds.val.labels, scores, 0.5)
+        t = recall_first_threshold(self.ds.val.labels, scores)
+        m["specificity_at_full_recall"] = binary_metrics(self.ds.val.labels, scores, t)["specificity"]
+        self.elapsed += time.perf_counter() - t0
+        row = {
+            "epoch": epoch,
+            "train_loss": tr["loss"],
+            "train_accuracy": tr["accuracy"],
+            "val_loss": val_loss,
+            "val_accuracy": m["accuracy"],
+            "val_auroc": m["auroc"],
+            "val_specificity_at_full_recall": m["specificity_at_full_recall"],
+            "lr": self.scheduler.get_last_lr()[0],
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+        self.history.append(row)
+        key = _selection_key(m, val_loss)
+        if self.best_key is None or key > self.best_key:
+            self.best_key, self.best_epoch = key, epoch
+            self.save_best(scores, t)
+        atomic_torch_save(self.state(), self.run_dir / "last.pt")
+        with open(self.run_dir / "metrics.jsonl", "w") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in self.history)
+        return row
+
+    def save_best(self, val_scores: np.ndarray, threshold: float) -> None:
+        val = binary_metrics(self.ds.val.labels, val_scores, threshold)
+        ckpt = model_checkpoint(
+            self.model,
+            arch=self.cfg.arch,
+            model_args=self.model_args,
+            spec=self.spec,
+            class_names=self.ds.classes.class_names,
+            threshold=threshold,
+            fingerprint=self.ds.fingerprint,
+            metrics={"validation": val},
+            data=data_record(self.ds),
+            epoch=len(self.history),
+        )
+        atomic_torch_save(ckpt, self.run_dir / "best.pt")
+
+
+def data_record(ds: Dataset) -> dict[str, Any]:
+    """Where the images were and which went where: export uses it to find calibration and eval images."""
+    rec: dict[str, Any] = {
+        "root": str(Path(ds.train.root).parent.resolve()),
+        "class_dirs": [ds.classes.negative_dir, ds.classes.positive_dir],
+        "train_files": ds.train.files,
+        "val_files": ds.val.files,
+    }
+    if ds.test is not None:
+        rec["test_duplicates"] = ds.leakage["test_duplicates"]
+    return rec
+
+
+def epoch_line(row: dict[str, Any], epochs: int) -> str:
+    return (
+        f"epoch {row['epoch']:>3}/{epochs}  loss {row['train_loss']:.4f}  acc {row['train_accuracy']:.4f}  |  "
+        f"val loss {row['val_loss']:.4f}  acc {row['val_accuracy']:.4f}  auroc {row['val_auroc']:.4f}  "
+        f"spec@100%recall {row['val_specificity_at_full_recall']:.4f}  |  {row['seconds']:.1f}s"
+    )
+
+
+def main(cfg: TrainConfig, *, log: Log = print, progress_factory: Callable | None = None) -> dict[str, Any]:
+    """Train, select the best epoch on validation, pick the threshold, evaluate on test, write the run dir.
+
+    >>> main(TrainConfig(data=Path("../shared/data/casting"), out=Path("runs/x"), epochs=1))  # doctest: +SKIP
+    """
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if cfg.epochs < 1:
+        raise DataError(f"--epochs {cfg.epochs}: train for at least one epoch")
+    run_dir = _setup_run_dir(cfg)
+    spec = spec_for(cfg)
+    ds = load_data(cfg, spec, log)
+    _log_dataset(ds, log)
+    _augment_preview(run_dir, ds, cfg.seed)
+    trainer = Trainer(cfg, ds, spec, run_dir, log)
+    if cfg.resume:
+        trainer.resume()
+    flops = count_flops(trainer.model, (spec.channels, spec.size, spec.size))
+    log(f"model {cfg.arch.value}: {count_params(trainer.model):,} parameters, {flops / 1e6:.1f} MFLOP per image")
+    for epoch in range(len(trainer.history) + 1, cfg.epochs + 1):
+        n_batches = (len(ds.train) + cfg.batch_size - 1) // cfg.batch_size
+        if progress_factory is not None:
+            with progress_factory(n_batches, f"epoch {epoch}/{cfg.epochs}") as bar:
+                row = trainer.run_epoch(epoch, lambda n, loss, bar=bar: bar.update(1, loss))
+        else:
+            row = trainer.run_epoch(epoch, None)
+        log(epoch_line(row, cfg.epochs))
+    curves_png(run_dir / "curves.png", trainer.history)
+    return write_final_report(cfg, ds, spec, trainer, run_dir, flops=flops, log=log)
+
+
+def _log_dataset(ds: Dataset, log: Log) -> None:
+    names = ds.classes.class_names
+    parts = [f"train {D.label_counts(ds.train, names)}", f"val {D.label_counts(ds.val, names)}"]
+    if ds.test is not None:
+        parts.append(f"test {D.label_counts(ds.test, names)}")
+    log("data: " + ", ".join(parts) + f" (positive class: {names[1]} = folder {ds.classes.positive_dir})")
+    lk = ds.leakage
+    msg = f"leakage check (identical bytes): train/val {lk['train_val']}"
+    if "test_train" in lk:
+        msg += f", test/train {lk['test_train']}, test/val {lk['test_val']}"
+        if lk["test_duplicates"]:
+            msg += f" -> test metrics are also reported without these {len(lk['test_duplicates'])} images"
+    log(msg)

@@ -1,0 +1,151 @@
+"""The end of a run: evaluate the chosen checkpoint on validation and test, write figures and report.json."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from edge_runtime.metrics import binary_metrics
+from edge_runtime.preprocess import PreprocessSpec
+from train.checkpoint import atomic_torch_save, load_checkpoint, model_from_checkpoint
+from train.engine import predict_scores
+from train.plots import annotated_png, confusion_png
+
+if TYPE_CHECKING:
+    from train.config import TrainConfig
+    from train.main import Dataset, Log, Trainer
+
+
+def _errors(
+    split_files: list[str], labels: np.ndarray, scores: np.ndarray, threshold: float, names: tuple[str, str]
+) -> list[dict]:
+    wrong = np.nonzero((scores >= threshold) != labels.astype(bool))[0]
+    return [{"file": split_files[i], "true": names[int(labels[i])], "score": round(float(scores[i]), 6)} for i in wrong]
+
+
+def _save_misclassified(
+    run_dir: Path, split_name: str, ds_split: Any, errors: list[dict], scores: dict[str, float]
+) -> None:
+    out = run_dir / "misclassified"
+    out.mkdir(exist_ok=True)
+    index = {f: i for i, f in enumerate(ds_split.files)}
+    for e in errors:
+        image = ds_split.images[index[e["file"]]]
+        name = f"{split_name}__{e['file'].replace('/', '__')}.png"
+        colour = (0, 0, 200) if e["true"] == "defective" else (0, 140, 255)
+        annotated_png(out / name, image, [f"true {e['true']}", f"P(def) {scores[e['file']]:.4f}"], colour)
+
+
+def evaluate_split(
+    model: torch.nn.Module,
+    split: Any,
+    spec: PreprocessSpec,
+    threshold: float,
+    names: tuple[str, str],
+    keep: np.ndarray | None = None,
+) -> tuple[dict[str, Any], np.ndarray]:
+    scores = predict_scores(model, torch.from_numpy(split.images), spec=spec)
+    labels, files = split.labels, split.files
+    if keep is not None:
+        scores, labels, files = scores[keep], labels[keep], [files[i] for i in np.nonzero(keep)[0]]
+    m = binary_metrics(labels, scores, threshold)
+    m["errors"] = _errors(files, labels, scores, threshold, names)
+    return m, scores
+
+
+def reproduce_command() -> str:
+    return "train-model " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def write_final_report(
+    cfg: TrainConfig,
+    ds: Dataset,
+    spec: PreprocessSpec,
+    trainer: Trainer,
+    run_dir: Path,
+    *,
+    flops: int,
+    log: Log,
+) -> dict[str, Any]:
+    """Score the best checkpoint on validation and test (official and leakage-free) and write report.json."""
+    ckpt = load_checkpoint(run_dir / "best.pt")
+    model = model_from_checkpoint(ckpt)
+    threshold, names = float(ckpt["threshold"]), tuple(ckpt["class_names"])
+    report: dict[str, Any] = {
+        "model": {
+            "arch": cfg.arch.value,
+            "model_args": ckpt["model_args"],
+            "input": [spec.channels, spec.size, spec.size],
+            "parameters": sum(
+                v.numel() for k, v in ckpt["state_dict"].items() if "running" not in k and "num_batches" not in k
+            ),
+            "flops": flops,
+            "best_epoch": trainer.best_epoch,
+        },
+        "threshold": threshold,
+        "threshold_rule": "100% defect recall on validation, best specificity, midpoint in logit space",
+        "class_names": list(names),
+        "data": {
+            "root": str(Path(cfg.data).resolve()),
+            "fingerprint": ds.fingerprint,
+            "counts": {s.name: len(s) for s in (ds.train, ds.val, ds.test) if s is not None},
+            "unreadable": [{"file": f, "reason": r} for s in (ds.train, ds.test) if s for f, r in s.bad],
+            "ignored_non_images": len(ds.train.ignored) + (len(ds.test.ignored) if ds.test else 0),
+        },
+        "leakage": ds.leakage,
+        "train_seconds": round(trainer.elapsed, 1),
+        "epochs": len(trainer.history),
+        "config": cfg.to_dict(),
+        "versions": {"torch": str(torch.__version__), "numpy": np.__version__},
+        "command": reproduce_command(),
+    }
+    report["validation"], _ = evaluate_split(model, ds.val, spec, threshold, names)
+    cm_source = ("validation", report["validation"])
+    if ds.test is not None:
+        report["test"], scores = evaluate_split(model, ds.test, spec, threshold, names)
+        dup = set(ds.leakage["test_duplicates"])
+        keep = np.array([f not in dup for f in ds.test.files])
+        report["test_leakage_free"], _ = evaluate_split(model, ds.test, spec, threshold, names, keep)
+        _save_misclassified(
+            run_dir,
+            "test",
+            ds.test,
+            report["test"]["errors"],
+            dict(zip(ds.test.files, scores.tolist(), strict=True)),
+        )
+        cm_source = ("test", report["test"])
+    confusion_png(run_dir / "confusion.png", cm_source[1], names, f"{cm_source[0]} (threshold {threshold:.4f})")
+    ckpt["metrics"] = {
+        k: _without_errors(report[k]) for k in ("validation", "test", "test_leakage_free") if k in report
+    }
+    atomic_torch_save(ckpt, run_dir / "best.pt")
+    tmp = run_dir / "report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2, allow_nan=True) + "\n")
+    tmp.replace(run_dir / "report.json")
+    _log_summary(report, log)
+    return report
+
+
+def _without_errors(m: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in m.items() if k != "errors"}
+
+
+def _log_summary(report: dict[str, Any], log: Log) -> None:
+    def line(name: str, m: dict[str, Any]) -> str:
+        right = m["tp"] + m["tn"]
+        return (
+            f"{name:<18} {right}/{m['n']} correct  acc {m['accuracy']:.4f}  recall {m['recall']:.4f}  "
+            f"precision {m['precision']:.4f}  auroc {m['auroc']:.4f}  missed defects {m['fn']}  false alarms {m['fp']}"
+        )
+
+    log(f"threshold {report['threshold']:.6f} (best epoch {report['model']['best_epoch']})")
+    for key in ("validation", "test", "test_leakage_free"):
+        if key in report:
+            log(line(key, report[key]))
+    log(f"train time {report['train_seconds']:.0f}s")

@@ -1,0 +1,326 @@
+"""Live sources (camera, RTSP/HTTP stream): a capture thread that keeps only the newest frame.
+
+OpenCV's ``VideoCapture`` buffers frames; a consumer slower than the camera then works on ever older frames
+(the "stale buffer" lag reported again and again against OpenCV and Ultralytics). :class:`LatestFrameReader`
+reads on its own thread as fast as the source delivers and keeps one slot: the newest frame. The consumer
+always gets the freshest frame and a count of the frames it never saw. A source that drops is reopened with
+exponential backoff, and the reader says so through ``on_event``.
+
+Any object with a ``cv2.VideoCapture``-like ``read() -> (ok, frame)`` and ``release()`` works, so benchmarks
+and tests can feed a synthetic source:
+
+>>> import numpy as np
+>>> class Synthetic:                                   # 100 frames, then the "camera" ends
+...     def __init__(self): self.n = 0
+...     def read(self):
+...         self.n += 1
+...         return self.n <= 100, np.full((8, 8), self.n % 256, np.uint8)
+...     def release(self): pass
+>>> with LatestFrameReader(Synthetic, reconnect=False) as reader:
+...     first = reader.read(timeout=5.0)               # LiveFrame(index, timestamp, frame)
+...     frames = [first, *reader]                      # iterate until the source ends
+>>> first.index >= 0 and all(a.index < b.index for a, b in zip(frames, frames[1:]))
+True
+>>> reader.captured == 100 and reader.delivered + reader.dropped == reader.captured
+True
+
+A real camera, with the factory this module provides (reopened with backoff when it drops):
+
+>>> reader = LatestFrameReader(capture_factory("0"), name="camera 0")  # doctest: +SKIP
+>>> for live in reader:                                                 # doctest: +SKIP
+...     age_ms = (time.monotonic() - live.timestamp) * 1000
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from edge_runtime.errors import SourceError
+
+
+class Capture(Protocol):
+    """What a live source must offer: the subset of ``cv2.VideoCapture`` that the reader uses."""
+
+    def read(self) -> tuple[bool, Any]: ...
+
+    def release(self) -> None: ...
+
+
+CaptureFactory = Callable[[], Capture]
+
+
+@dataclass(frozen=True)
+class LiveFrame:
+    """One frame handed to the consumer.
+
+    ``index`` counts every frame the source delivered since the reader started (so gaps are dropped frames);
+    ``timestamp`` is ``time.monotonic()`` when the capture thread got it (frame age = now - timestamp).
+    """
+
+    index: int
+    timestamp: float
+    frame: np.ndarray
+
+
+def is_stream_url(text: str) -> bool:
+    """True for network streams (``rtsp://``, ``rtmp://``, ``http(s)://``, ``udp://``, ``tcp://``)."""
+    return text.split("://", 1)[0].lower() in {"rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp"} and (
+        "://" in text
+    )
+
+
+def capture_factory(source: str, *, timeout_s: float = 5.0) -> CaptureFactory:
+    """A factory that opens a camera index (``"0"``), a device path (``/dev/video2``) or a stream URL.
+
+    Stream opens and reads are bounded by ``timeout_s`` (FFmpeg backend); a camera index uses V4L2 on Linux
+    so OpenCV does not try every backend in turn. The factory raises :class:`SourceError` if the source
+    cannot be opened.
+
+    >>> open_camera = capture_factory("0")   # doctest: +SKIP
+    >>> cap = open_camera()                  # doctest: +SKIP
+    """
+    import sys
+
+    import cv2
+
+    def open_capture() -> Capture:
+        ms = int(timeout_s * 1000)
+        if source.isdigit():
+            backend = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
+            cap = cv2.VideoCapture(int(source), backend)
+        elif is_stream_url(source):
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+            cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
+        else:
+            cap = cv2.VideoCapture(source)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(
+                f"{source}: cannot open camera or stream (check the index/path/URL and that no other program holds it)"
+            )
+        # A camera keeps a small queue of its own; ask for one buffer (ignored where unsupported).
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        return cap
+
+    return open_capture
+
+
+def open_within(factory: CaptureFactory, timeout_s: float, name: str) -> Capture:
+    """Call ``factory`` on a helper thread and give up after ``timeout_s`` (some drivers hang in open)."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["cap"] = factory()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            box["error"] = exc
+
+    t = threading.Thread(target=target, name=f"open {name}", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    if t.is_alive():
+        raise SourceError(f"{name}: did not open within {timeout_s:g} s (camera busy, absent or stream unreachable)")
+    if "error" in box:
+        err = box["error"]
+        if isinstance(err, SourceError):
+            raise err
+        raise SourceError(f"{name}: cannot open ({type(err).__name__}: {err})") from err
+    return box["cap"]
+
+
+class LatestFrameReader:
+    """Read a live source on a background thread and hand out only its newest frame.
+
+    ``source`` is a capture factory (reopened after a drop when ``reconnect``) or an already open capture
+    object (used once). ``max_reconnects=None`` retries forever; the wait doubles from ``backoff_s[0]`` to
+    ``backoff_s[1]`` seconds. ``on_event`` receives human-readable messages (drops, reconnects).
+    ``first_frame_timeout_s`` bounds the wait for the first frame of the first open.
+
+    After the iteration ends, ``error`` holds the reason when the source was lost for good (``None`` when it
+    simply ended or was stopped).
+    """
+
+    def __init__(
+        self,
+        source: CaptureFactory | Capture,
+        *,
+        name: str = "live source",
+        reconnect: bool = True,
+        max_reconnects: int | None = None,
+        backoff_s: tuple[float, float] = (0.5, 8.0),
+        open_timeout_s: float = 10.0,
+        first_frame_timeout_s: float = 10.0,
+        on_event: Callable[[str], None] | None = None,
+    ) -> None:
+        if hasattr(source, "read") and not isinstance(source, type):  # an open capture, not a class/factory
+            self._factory: CaptureFactory | None = None
+            self._cap: Capture | None = source  # type: ignore[assignment]
+            reconnect = False
+        else:
+            self._factory, self._cap = source, None  # type: ignore[assignment]
+        self.name = name
+        self.reconnect = reconnect
+        self.max_reconnects = max_reconnects
+        self.backoff_s = backoff_s
+        self.open_timeout_s = open_timeout_s
+        self.first_frame_timeout_s = first_frame_timeout_s
+        self.on_event = on_event or (lambda msg: None)
+        self.captured = 0  # frames the source delivered
+        self.delivered = 0  # frames handed to the consumer
+        self.reconnects = 0
+        self.error: SourceError | None = None
+        self._latest: LiveFrame | None = None
+        self._finished = False
+        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._first_deadline = float("inf")
+
+    @property
+    def dropped(self) -> int:
+        """Frames captured but never handed out (the newest one waiting in the slot is not counted)."""
+        with self._cond:
+            waiting = 1 if self._latest is not None else 0
+            return self.captured - self.delivered - waiting
+
+    def start(self) -> LatestFrameReader:
+        """Open the source (raises :class:`SourceError` within ``open_timeout_s``) and start the capture thread."""
+        if self._thread is not None:
+            return self
+        if self._cap is None:
+            assert self._factory is not None
+            self._cap = open_within(self._factory, self.open_timeout_s, self.name)
+        self._first_deadline = time.monotonic() + self.first_frame_timeout_s
+        self._thread = threading.Thread(target=self._run, name=f"capture {self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def read(self, timeout: float | None = None) -> LiveFrame | None:
+        """The newest frame not yet returned; waits for one. ``None`` when the source has ended or was stopped
+        (``finished`` is then True) or when ``timeout`` seconds passed without a new frame.
+
+        Raises :class:`SourceError` if no frame at all arrives within ``first_frame_timeout_s`` of the start.
+        """
+        self.start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._latest is None and not self._finished:
+                now = time.monotonic()
+                waiting_first = self.captured == 0
+                if waiting_first and now >= self._first_deadline:
+                    self._stop.set()
+                    self._finished = True
+                    raise SourceError(f"{self.name}: opened but sent no frame within {self.first_frame_timeout_s:g} s")
+                if deadline is not None and now >= deadline:
+                    return None
+                limits = [d for d in (deadline, self._first_deadline if waiting_first else None) if d is not None]
+                self._cond.wait(min(limits) - now if limits else None)
+            frame, self._latest = self._latest, None
+            if frame is not None:
+                self.delivered += 1
+            return frame
+
+    @property
+    def finished(self) -> bool:
+        """True once the source has ended, was lost for good, or the reader was stopped (and nothing is left)."""
+        with self._cond:
+            return self._finished and self._latest is None
+
+    def __iter__(self) -> Iterator[LiveFrame]:
+        while True:
+            frame = self.read()
+            if frame is None:
+                return
+            yield frame
+
+    def stop_nowait(self) -> None:
+        """Ask the capture thread to stop (it releases the source); do not wait for it."""
+        self._stop.set()
+        with self._cond:
+            self._finished = True
+            self._cond.notify_all()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the capture thread and release the source."""
+        self.stop_nowait()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def __enter__(self) -> LatestFrameReader:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _publish(self, frame: np.ndarray) -> None:
+        with self._cond:
+            self._latest = LiveFrame(self.captured, time.monotonic(), frame)
+            self.captured += 1
+            self._cond.notify_all()
+
+    def _finish(self, error: SourceError | None = None) -> None:
+        with self._cond:
+            self.error = self.error or error
+            self._finished = True
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                cap = self._cap
+                if cap is None:
+                    if not self._reopen():
+                        return
+                    continue
+                try:
+                    ok, frame = cap.read()
+                except Exception as exc:  # noqa: BLE001 - a driver error is a drop like any other
+                    ok, frame = False, None
+                    self.on_event(f"{self.name}: read failed ({type(exc).__name__}: {exc})")
+                if ok and frame is not None:
+                    self._publish(frame)
+                    continue
+                self._release()
+                if not self.reconnect:
+                    return
+                self.on_event(f"{self.name}: source dropped after {self.captured} frames; reconnecting")
+        finally:
+            self._release()
+            self._finish()
+
+    def _release(self) -> None:
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            # Nothing useful to do when a dead source fails to close.
+            with contextlib.suppress(Exception):
+                cap.release()
+
+    def _reopen(self) -> bool:
+        """Reopen with exponential backoff; False when stopped or out of retries (``error`` is then set)."""
+        assert self._factory is not None
+        delay, attempt = self.backoff_s[0], 0
+        while not self._stop.is_set():
+            if self.max_reconnects is not None and attempt >= self.max_reconnects:
+                self._finish(SourceError(f"{self.name}: lost and not back after {attempt} reconnect attempts"))
+                return False
+            attempt += 1
+            self.on_event(f"{self.name}: reconnect attempt {attempt} in {delay:.1f} s")
+            if self._stop.wait(delay):
+                return False
+            try:
+                self._cap = open_within(self._factory, self.open_timeout_s, self.name)
+            except SourceError as exc:
+                self.on_event(str(exc))
+                delay = min(delay * 2, self.backoff_s[1])
+                continue
+            self.reconnects += 1
+            self.on_event(f"{self.name}: reconnected (attempt {attempt})")
+            return True
+        return False

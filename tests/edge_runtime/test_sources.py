@@ -1,0 +1,107 @@
+"""Live sources: latest-frame behaviour, reconnect with backoff, bounded failure on a missing camera."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from edge_runtime.errors import SourceError
+from edge_runtime.sources import LatestFrameReader, capture_factory
+
+
+class FakeCamera:
+    """A camera at ``fps`` whose frame pixels hold the frame number; ends (read fails) after ``frames``."""
+
+    def __init__(self, *, fps: float = 200.0, frames: int | None = None, start: int = 0) -> None:
+        self.period, self.frames, self.n = 1.0 / fps, frames, start
+        self.limit = None if frames is None else start + frames
+        self.released = threading.Event()
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if self.limit is not None and self.n >= self.limit:
+            return False, None
+        time.sleep(self.period)
+        self.n += 1
+        return True, np.full((4, 4), self.n, np.int32)
+
+    def release(self) -> None:
+        self.released.set()
+
+
+def test_slow_consumer_sees_fresh_frames_not_a_backlog():
+    cam = FakeCamera(fps=200.0)
+    seen = []
+    with LatestFrameReader(cam, name="fake") as reader:
+        for _ in range(8):
+            live = reader.read(timeout=5.0)
+            assert live is not None
+            # the frame handed out is the newest one: at most a frame period or two old
+            seen.append((live.index, int(live.frame[0, 0]), time.monotonic() - live.timestamp))
+            time.sleep(0.05)  # a consumer ten times slower than the camera
+    indices = [i for i, _, _ in seen]
+    # A FIFO would have handed out frames 0..7; the latest-frame reader skips ahead ~10 frames each time.
+    assert indices[-1] >= 30, indices
+    assert all(b - a >= 3 for a, b in zip(indices[1:], indices[2:], strict=False)), indices
+    assert all(pix == idx + 1 for idx, pix, _ in seen)  # the frame matches its index
+    assert reader.dropped >= 20
+    assert cam.released.is_set()
+
+
+def test_source_that_drops_is_reopened_and_the_user_is_told():
+    opened: list[FakeCamera] = []
+    attempts = {"n": 0}
+
+    def factory() -> FakeCamera:
+        attempts["n"] += 1
+        if attempts["n"] == 2:  # the first reopen fails: the camera is still rebooting
+            raise SourceError("fake: cannot open")
+        if len(opened) == 2:  # gone for good
+            raise SourceError("fake: cannot open")
+        cam = FakeCamera(fps=1000.0, frames=5, start=100 * len(opened))
+        opened.append(cam)
+        return cam
+
+    events: list[str] = []
+    reader = LatestFrameReader(factory, name="fake", backoff_s=(0.01, 0.02), max_reconnects=3, on_event=events.append)
+    frames = [int(f.frame[0, 0]) for f in reader]
+    assert len(opened) == 2 and all(c.released.is_set() for c in opened)
+    assert any(v > 100 for v in frames), frames  # frames from the reopened camera came through
+    assert reader.reconnects == 1
+    assert any("dropped" in e for e in events) and any("reconnected" in e for e in events)
+    assert reader.error is not None and "3 reconnect attempts" in str(reader.error)
+
+
+def test_missing_camera_fails_within_seconds():
+    t0 = time.monotonic()
+    with pytest.raises(SourceError, match="/dev/video97"):
+        LatestFrameReader(capture_factory("/dev/video97"), name="/dev/video97", open_timeout_s=5.0).start()
+    assert time.monotonic() - t0 < 10.0
+
+
+def test_an_open_that_hangs_is_bounded():
+    def hangs() -> FakeCamera:
+        time.sleep(30)
+        return FakeCamera()
+
+    t0 = time.monotonic()
+    with pytest.raises(SourceError, match="did not open within"):
+        LatestFrameReader(hangs, name="stuck camera", open_timeout_s=0.3).start()
+    assert time.monotonic() - t0 < 5.0
+
+
+def test_a_source_that_opens_but_sends_nothing_is_reported():
+    class Silent:
+        def read(self) -> tuple[bool, None]:
+            time.sleep(0.05)
+            return False, None
+
+        def release(self) -> None:
+            pass
+
+    reader = LatestFrameReader(lambda: Silent(), name="silent", first_frame_timeout_s=0.5, backoff_s=(0.05, 0.1))
+    with pytest.raises(SourceError, match="sent no frame"):
+        reader.read()
+    reader.stop()

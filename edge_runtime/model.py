@@ -153,6 +153,36 @@ class EdgeModel:
         spec = self.info.preprocess
         return normalize(np.stack([resize_to_input(to_uint8_gray(im), spec) for im in images]), spec)
 
+    def input_u8(self, image: np.ndarray, *, source: str = "image") -> np.ndarray:
+        """One decoded image -> its resized 8-bit model input (size x size); cheap to do on worker threads.
+
+        >>> x = model.input_u8(frame)               # doctest: +SKIP
+        >>> model.predict_inputs(np.stack([x]))     # doctest: +SKIP
+        """
+        return resize_to_input(to_uint8_gray(image, source=source), self.info.preprocess)
+
+    def predict_inputs(self, batch_u8: np.ndarray, *, prep_ms: Sequence[float] | None = None) -> list[Prediction]:
+        """Verdicts for a stack of :meth:`input_u8` results (N, size, size).
+
+        Each item's ``latency_ms`` is its own ``prep_ms`` (resizing, done elsewhere) plus an equal share of the
+        batch's normalisation and inference time.
+        """
+        if len(batch_u8) == 0:
+            return []
+        t0 = time.perf_counter()
+        s = self.scores(normalize(np.asarray(batch_u8), self.info.preprocess))
+        share = (time.perf_counter() - t0) * 1000.0 / len(batch_u8)
+        extra = prep_ms if prep_ms is not None else [0.0] * len(batch_u8)
+        return [self.verdict(v, share + float(e)) for v, e in zip(s, extra, strict=True)]
+
+    def describe(self) -> str:
+        """One line for logs: file, precision, threshold, providers, threads."""
+        threads = self.cfg.threads or "auto"
+        return (
+            f"model {self.path.name} ({self.info.precision.value}, {self.info.arch or 'unknown arch'}, "
+            f"threshold {self.info.threshold:.4g}) on {', '.join(self.providers)}, threads {threads}"
+        )
+
     def verdict(self, score: float, latency_ms: float) -> Prediction:
         defective = bool(score >= self.info.threshold)
         label = self.info.positive_class if defective else self.info.negative_class

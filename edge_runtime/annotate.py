@@ -1,0 +1,113 @@
+"""Drawing verdicts on frames, the ``--show`` window and ``--save`` (annotated video or images).
+
+>>> canvas = annotate(np.zeros((120, 160), np.uint8), Prediction("defective", 0.97, True, 0.3), fps=30.0)
+>>> canvas.shape, tuple(int(v) for v in canvas[0, 0])       # BGR, red border for a defect
+((120, 160, 3), (0, 0, 255))
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_runtime.errors import OutputError
+from edge_runtime.model import Prediction
+
+RED, GREEN, GREY = (0, 0, 255), (0, 200, 0), (128, 128, 128)
+VIDEO_SAVE_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
+
+
+def annotate(image: np.ndarray, pred: Prediction | None, *, fps: float | None = None, error: str = "") -> np.ndarray:
+    """A BGR copy of ``image`` with a red (defective) / green (ok) / grey (error) frame, label, score and FPS."""
+    canvas = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    canvas = np.ascontiguousarray(canvas[:, :, :3], dtype=np.uint8).copy()
+    h, w = canvas.shape[:2]
+    colour = GREY if pred is None else RED if pred.defective else GREEN
+    border = max(3, min(h, w) // 40)
+    cv2.rectangle(canvas, (0, 0), (w - 1, h - 1), colour, border * 2)
+    text = f"ERROR {error[:40]}" if pred is None else f"{pred.label} {pred.score:.3f}"
+    if fps is not None:
+        text += f"  {fps:.1f} FPS"
+    scale = max(0.4, min(h, w) / 500)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    x0, y0 = border + 2, border + 2
+    cv2.rectangle(canvas, (x0, y0), (min(w - 1, x0 + tw + 6), y0 + th + base + 6), colour, -1)
+    cv2.putText(canvas, text, (x0 + 3, y0 + th + 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return canvas
+
+
+def display_available() -> bool:
+    """Whether a window can be opened: a display on Linux/BSD (X11 or Wayland); assumed on macOS/Windows."""
+    if sys.platform.startswith(("linux", "freebsd")):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+class Window:
+    """The ``--show`` window; ``show`` returns False when the user pressed q or Esc or closed it."""
+
+    NAME = "edge-infer"
+
+    def __init__(self, notice: Callable[[str], None]) -> None:
+        self.enabled = display_available()
+        self.notice = notice
+        if not self.enabled:
+            notice("--show: no display found (DISPLAY/WAYLAND_DISPLAY unset); running headless")
+
+    def show(self, canvas: np.ndarray) -> bool:
+        if not self.enabled:
+            return True
+        try:
+            cv2.imshow(self.NAME, canvas)
+            key = cv2.waitKey(1) & 0xFF
+        except cv2.error as exc:  # an OpenCV build without GUI support, or a display that went away
+            self.enabled = False
+            self.notice(f"--show: cannot open a window ({str(exc).strip().splitlines()[-1]}); running headless")
+            return True
+        return key not in (ord("q"), 27)
+
+    def close(self) -> None:
+        if self.enabled:
+            cv2.destroyAllWindows()
+
+
+class Saver:
+    """``--save OUT.mp4|.avi`` writes an annotated video (frames resized to the first one's size);
+    any other path is a folder of annotated JPEGs named ``<n>_<name>.jpg``."""
+
+    def __init__(self, target: Path, *, fps: float = 10.0) -> None:
+        self.target, self.fps = target, fps
+        self.is_video = target.suffix.lower() in VIDEO_SAVE_SUFFIXES
+        self.writer: cv2.VideoWriter | None = None
+        self.count = 0
+        try:
+            (target.parent if self.is_video else target).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{target}: cannot create ({exc.strerror or exc}); choose another --save") from exc
+
+    def write(self, canvas: np.ndarray, *, name: str) -> None:
+        self.count += 1
+        if not self.is_video:
+            out = self.target / f"{self.count:06d}_{Path(name).stem}.jpg"
+            if not cv2.imwrite(str(out), canvas):
+                raise OutputError(f"{out}: cannot write the annotated image")
+            return
+        if self.writer is None:
+            h, w = canvas.shape[:2]
+            fourcc = cv2.VideoWriter_fourcc(*VIDEO_SAVE_SUFFIXES[self.target.suffix.lower()])
+            self.writer = cv2.VideoWriter(str(self.target), fourcc, self.fps, (w, h))
+            if not self.writer.isOpened():
+                raise OutputError(f"{self.target}: cannot write a video there (codec or path); try a .avi or a folder")
+            self.size = (w, h)
+        if canvas.shape[1::-1] != self.size:
+            canvas = cv2.resize(canvas, self.size, interpolation=cv2.INTER_AREA)
+        self.writer.write(canvas)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()

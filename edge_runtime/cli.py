@@ -1,0 +1,137 @@
+"""``edge-infer``: verdicts from a camera, stream, video, folder or files, with the bundled INT8 model by default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from edge_runtime.cli_support import debug_option, friendly_errors
+from edge_runtime.errors import EXIT_CODES_HELP
+
+PROVIDERS = ["auto", "cpu", "cuda", "tensorrt"]  # edge_runtime.model.Provider (not imported: keeps --help light)
+
+HELP = (
+    "Classify parts as defective or OK with an exported defect-edge ONNX model (onnxruntime, no torch).\n\n"
+    "Live sources (--camera, rtsp://, http://) are read on a capture thread that keeps only the newest frame and "
+    "are reopened with backoff when they drop; files, folders, globs and video files are processed item by item "
+    "(every frame), decoded in the background and inferred in batches (latency_ms is then the item's share).\n\n"
+    "Verdicts go to stdout (human lines, or JSON lines with --json); messages and the final summary (items, "
+    'defects, errors, latency p50/p99, items/s) go to stderr. An unreadable item gets a line with "error" and the '
+    "run goes on.\n\n"
+    "\b\nExamples:\n"
+    "  edge-infer --camera 0 --show\n"
+    "  edge-infer --source parts/ --json > verdicts.jsonl\n"
+    "  edge-infer --source line3.mp4 --save annotated.mp4 --output verdicts.csv\n"
+    "  edge-infer --source rtsp://10.0.0.5/stream1 --fail-on-defect --max-frames 100\n\n" + EXIT_CODES_HELP
+)
+
+
+@click.command(help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--source",
+    "source",
+    metavar="PATH|DIR|GLOB|VIDEO|URL",
+    help="Image file, folder (recursive), quoted glob, video file, or rtsp:// / http:// stream.",
+)
+@click.option("--camera", "camera", metavar="N|DEVICE", help="Camera index (0) or device path (/dev/video2).")
+@click.option(
+    "--model",
+    "model",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="ONNX model from export-onnx [default: the bundled INT8 model].",
+)
+@click.option(
+    "--provider",
+    type=click.Choice(PROVIDERS),
+    default="auto",
+    show_default=True,
+    help="onnxruntime execution provider; a fallback to CPU is reported loudly.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Inference threads [default: $DEFECT_EDGE_THREADS or onnxruntime's choice].",
+)
+@click.option("--json", "json_stdout", is_flag=True, help="Write one JSON line per item to stdout (nothing else).")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write verdicts to FILE.jsonl or FILE.csv, flushed per item.",
+)
+@click.option(
+    "--save",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Save annotated frames: OUT.mp4/.avi (video) or a folder (JPEGs).",
+)
+@click.option("--show", is_flag=True, help="Show a window with label, score and FPS (headless when no display).")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N items.")
+@click.option("--fail-on-defect", is_flag=True, help="Exit with code 10 when any item is defective (a gate).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 1024),
+    default=32,
+    show_default=True,
+    help="Items per inference call for files and video files (live sources: 1).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Decoding threads for files [default: CPU count, at most 8].",
+)
+@click.option(
+    "--max-reconnects",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Give up on a dropped camera/stream after N reopen attempts [default: never].",
+)
+@click.option(
+    "--summary",
+    "summary_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write the summary as JSON to this file.",
+)
+@click.option("--quiet", is_flag=True, help="No per-item verdict lines (the summary is still printed).")
+@debug_option
+@friendly_errors
+def main(*, debug: bool, **opts: object) -> None:
+    if not debug:
+        # OpenCV and FFmpeg print their own warnings for a missing camera; we print one sentence instead.
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    from edge_runtime.errors import DataError
+    from edge_runtime.infer import InferConfig, run_inference
+    from edge_runtime.model import Provider, RuntimeConfig
+
+    if (opts["source"] is None) == (opts["camera"] is None):
+        raise DataError("give exactly one input: --source PATH|DIR|GLOB|VIDEO|URL or --camera N")
+    cfg = InferConfig(
+        source=opts["source"],
+        camera=opts["camera"],
+        model=opts["model"],
+        runtime=RuntimeConfig(provider=Provider(opts["provider"]), threads=opts["threads"]),
+        json_stdout=opts["json_stdout"],
+        output=opts["output"],
+        save=opts["save"],
+        show=opts["show"],
+        max_frames=opts["max_frames"],
+        fail_on_defect=opts["fail_on_defect"],
+        batch_size=opts["batch_size"],
+        workers=opts["workers"] or min(os.cpu_count() or 2, 8),
+        max_reconnects=opts["max_reconnects"],
+        summary_path=opts["summary_path"],
+        quiet=opts["quiet"],
+    )
+    _, code = run_inference(cfg)
+    raise SystemExit(int(code))
+
+
+if __name__ == "__main__":
+    main()

@@ -49,3 +49,26 @@ def test_training_without_torch_names_the_extra():
     r = run_without_torch("import train.main")
     assert r.returncode != 0
     assert "defect-edge[train]" in r.stderr
+
+
+def test_edge_infer_help_and_a_real_run_work_without_torch(tiny_model, tmp_path):
+    from tests.edge_runtime.conftest import write_parts
+
+    write_parts(tmp_path / "parts", [10, 220])
+    args = ["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--json"]
+    r = run_without_torch(
+        f"""
+        import json
+        from click.testing import CliRunner
+        from edge_runtime.cli import main
+        help_ = CliRunner().invoke(main, ["--help"])
+        assert help_.exit_code == 0 and "--camera" in help_.output, help_.output
+        res = CliRunner().invoke(main, {args!r})
+        assert res.exit_code == 0, res.output
+        assert [json.loads(x)["defective"] for x in res.stdout.splitlines()] == [False, True]
+        assert "torch" not in sys.modules
+        print("ok")
+        """
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"

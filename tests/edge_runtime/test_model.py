@@ -1,0 +1,82 @@
+"""Loading a model file: what it says about itself is read and checked; bad files give a named ModelError."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_runtime.errors import ModelError
+from edge_runtime.model import Provider, load_model
+from tests.edge_runtime.conftest import make_tiny_model, tiny_info
+
+pytest.importorskip("onnx", reason="building the test models needs onnx (pip install '.[train]')")
+
+BRIGHTISH = np.full((50, 70, 3), 140, np.uint8)  # score sigmoid(20 * (0.549 - 0.5)) ~ 0.73
+
+
+def test_predictions_carry_label_score_flag_and_latency(tiny_model: Path):
+    model = load_model(tiny_model, provider=Provider.CPU, threads=1)
+    dark, bright = model.predict_batch([np.zeros((40, 40), np.uint8), np.full((40, 40), 250, np.uint8)])
+    assert (dark.label, dark.defective) == ("ok", False) and dark.score < 0.01
+    assert (bright.label, bright.defective) == ("defective", True) and bright.score > 0.99
+    assert dark.latency_ms > 0
+    assert model.providers == ["CPUExecutionProvider"] and not model.fell_back
+
+
+def test_threshold_is_read_from_the_file(tmp_path: Path):
+    lenient = load_model(make_tiny_model(tmp_path / "t05.onnx", threshold=0.5))
+    strict = load_model(make_tiny_model(tmp_path / "t09.onnx", threshold=0.9))
+    assert lenient.predict(BRIGHTISH).defective
+    assert not strict.predict(BRIGHTISH).defective
+    assert strict.info.threshold == 0.9
+
+
+def test_prepared_inputs_give_the_same_verdicts_as_whole_images(tiny_model: Path):
+    model = load_model(tiny_model)
+    images = [np.full((60, 90), v, np.uint8) for v in (20, 128, 131, 240)]
+    direct = model.predict_batch(images)
+    staged = model.predict_inputs(np.stack([model.input_u8(im) for im in images]))
+    assert [p.score for p in direct] == pytest.approx([p.score for p in staged])
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ("", "no defect-edge metadata"),
+        ("{not json", "not valid JSON"),
+        (json.dumps(tiny_info().to_dict() | {"threshold": 1.7}), "not a probability"),
+        (json.dumps(tiny_info().to_dict() | {"schema_version": 42}), "schema 42"),
+    ],
+)
+def test_bad_metadata_is_refused_with_a_reason(tmp_path: Path, metadata: str, message: str):
+    path = make_tiny_model(tmp_path / "bad.onnx", metadata=metadata)
+    with pytest.raises(ModelError, match=message):
+        load_model(path)
+
+
+def test_missing_corrupt_and_foreign_model_files(tmp_path: Path):
+    with pytest.raises(ModelError, match="model file not found"):
+        load_model(tmp_path / "nope.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"this is not protobuf")
+    with pytest.raises(ModelError, match="onnxruntime cannot load it"):
+        load_model(junk)
+    with pytest.raises(ModelError, match="not a defect-edge model"):
+        load_model(make_tiny_model(tmp_path / "other.onnx", input_name="pixels"))
+
+
+def test_input_size_must_match_the_preprocessing_spec(tmp_path: Path):
+    with pytest.raises(ModelError, match="disagrees with its preprocessing"):
+        load_model(make_tiny_model(tmp_path / "mismatch.onnx", size=64))
+
+
+def test_asking_for_an_absent_gpu_provider_says_what_to_install(tiny_model: Path):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    with pytest.raises(ModelError, match="onnxruntime-gpu"):
+        load_model(tiny_model, provider="cuda")

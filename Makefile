@@ -20,10 +20,13 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-## The main job on an embedded default: a short training on the sample images shipped in the package.
+## The runtime on the bundled INT8 model: verdicts for the sample images shipped in the package, then for a
+## short video made from them (annotated copy and a CSV in runs/demo/); each run ends with its summary.
 demo: setup
 	rm -rf runs/demo
-	$(BIN)/train-model --data edge_runtime/samples --out runs/demo --epochs 3 --val-fraction 0.3 --batch-size 8 --quiet
+	$(BIN)/edge-infer --source edge_runtime/samples
+	$(BIN)/python -m edge_runtime.demo runs/demo/samples.avi
+	$(BIN)/edge-infer --source runs/demo/samples.avi --save runs/demo/annotated.avi --output runs/demo/verdicts.csv
 
 ## Rebuild the committed default model (train/default_model) from the full casting dataset.
 default-model: setup

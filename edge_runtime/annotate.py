@@ -30,7 +30,7 @@ def annotate(image: np.ndarray, pred: Prediction | None, *, fps: float | None = 
     colour = GREY if pred is None else RED if pred.defective else GREEN
     border = max(3, min(h, w) // 40)
     cv2.rectangle(canvas, (0, 0), (w - 1, h - 1), colour, border * 2)
-    text = f"ERROR {error[:40]}" if pred is None else f"{pred.label} {pred.score:.3f}"
+    text = f"ERROR {error[:40]}" if pred is None else f"{pred.label} {pred.score:.3g}"
     if fps is not None:
         text += f"  {fps:.1f} FPS"
     scale = max(0.4, min(h, w) / 500)

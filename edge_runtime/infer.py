@@ -122,7 +122,7 @@ class Runner:
         if self.out.human:
             where = item.source if item.frame is None else f"{item.source} frame {item.frame}"
             print(
-                f"ERROR      {item.error}" if pred is None else f"{pred.label:<10} {pred.score:.4f}  {where}",
+                f"ERROR      {item.error}" if pred is None else f"{pred.label:<10} {pred.score:<9.4g} {where}",
                 flush=True,
             )
         now = time.perf_counter()

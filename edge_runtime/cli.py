@@ -104,8 +104,10 @@ HELP = (
 def main(*, debug: bool, **opts: object) -> None:
     if not debug:
         # OpenCV and FFmpeg print their own warnings for a missing camera; we print one sentence instead.
-        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+        import cv2
+
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     from edge_runtime.errors import DataError
     from edge_runtime.infer import InferConfig, run_inference
     from edge_runtime.model import Provider, RuntimeConfig

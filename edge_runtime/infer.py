@@ -25,6 +25,7 @@ from edge_runtime.errors import ExitCode, OutputError, SourceError
 from edge_runtime.inputs import Item, SourceKind, SourceSpec, iter_items, open_live, resolve_source
 from edge_runtime.model import EdgeModel, Prediction, RuntimeConfig, load_model
 from edge_runtime.outputs import JsonLinesSink, Summary, open_file_sink, record_for
+from edge_runtime.sources import LatestFrameReader
 
 Log = Callable[[str], None]
 
@@ -168,11 +169,10 @@ def exit_code(cfg: InferConfig, summary: Summary) -> ExitCode:
     return ExitCode.OK
 
 
-def process(cfg: InferConfig, spec: SourceSpec, model: EdgeModel, runner: Runner, log: Log) -> None:
+def process(
+    cfg: InferConfig, spec: SourceSpec, model: EdgeModel, runner: Runner, reader: LatestFrameReader | None
+) -> None:
     """The loop: items -> batches -> verdicts -> outputs, until the source ends, max-frames, q or Ctrl-C."""
-    reader = None
-    if spec.kind.live:
-        reader = open_live(spec, on_event=lambda m: log(f"warning: {m}"), max_reconnects=cfg.max_reconnects)
     items = iter_items(spec, model.input_u8, keep_original=runner.out.needs_picture, workers=cfg.workers, reader=reader)
     size = 1 if spec.kind.live else cfg.batch_size
     try:
@@ -200,12 +200,21 @@ def run_inference(cfg: InferConfig, *, log: Log | None = None) -> tuple[Summary,
     if spec.kind is SourceKind.IMAGES:
         ignored = f" ({spec.ignored} non-image files ignored)" if spec.ignored else ""
         log(f"{spec.name}: {len(spec.paths)} images{ignored}")
+    reader = None
+    if spec.kind.live:  # fails here, within seconds, with exit code 5 and no empty summary
+        reader = open_live(spec, on_event=lambda m: log(f"warning: {m}"), max_reconnects=cfg.max_reconnects)
+        log(f"{reader.name}: opened; newest-frame mode (slow inference skips frames, it never lags behind)")
     summary = Summary(source=spec.name, model=str(model.path), providers=list(model.providers))
-    outputs = open_outputs(cfg, log)
+    try:
+        outputs = open_outputs(cfg, log)
+    except BaseException:
+        if reader is not None:
+            reader.stop()
+        raise
     try:
         with sigterm_as_interrupt():
             try:
-                process(cfg, spec, model, Runner(cfg, outputs, summary), log)
+                process(cfg, spec, model, Runner(cfg, outputs, summary), reader)
             except KeyboardInterrupt:
                 summary.interrupted = True
     finally:

@@ -102,8 +102,9 @@ def capture_factory(source: str, *, timeout_s: float = 5.0) -> CaptureFactory:
             cap = cv2.VideoCapture(source)
         if not cap.isOpened():
             cap.release()
+            what = f"camera {source}" if source.isdigit() or source.startswith("/dev/") else source
             raise SourceError(
-                f"{source}: cannot open camera or stream (check the index/path/URL and that no other program holds it)"
+                f"{what}: cannot open camera or stream (check the index/path/URL and that no other program holds it)"
             )
         # A camera keeps a small queue of its own; ask for one buffer (ignored where unsupported).
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)

@@ -163,3 +163,15 @@ def test_live_camera_runs_until_sigterm_then_stops_cleanly_with_the_summary(
     frames = [r["frame"] for r in lines]
     assert frames == sorted(frames) and frames[-1] >= len(frames) - 1
     assert "interrupted" in messages[-1] or "interrupted" in "\n".join(messages)
+
+
+def test_show_without_a_display_runs_headless_with_a_notice(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    write_parts(tmp_path / "parts", [10, 220])
+    code, recs, err = run("--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--show")
+    assert code == 0 and len(recs) == 2
+    assert "no display found" in err and "running headless" in err

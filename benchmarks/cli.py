@@ -1,0 +1,145 @@
+"""``edge-bench`` (also ``python -m benchmarks``): latency, throughput and memory on this machine."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from edge_runtime.cli_support import debug_option, friendly_errors
+from edge_runtime.errors import EXIT_CODES_HELP
+from edge_runtime.model import Provider
+
+# (full run, --quick): counts are fixed before timing starts; explicit options override both.
+COUNTS = {
+    "warmup": (50, 5),
+    "runs": (1000, 100),
+    "torch_runs": (100, 5),
+    "e2e_runs": (500, 100),
+    "live_seconds": (5.0, 0.5),
+}
+
+
+def counted(name: str, kind: type, help_text: str):  # noqa: ANN201 - a click decorator
+    full, quick = COUNTS[name]
+    return click.option(
+        f"--{name.replace('_', '-')}",
+        name,
+        type=kind,
+        default=None,
+        help=f"{help_text} [default: {full}; {quick} with --quick].",
+    )
+
+
+@click.command(
+    help="Benchmark defect-edge models on this machine: onnxruntime latency (p50/p90/p99), throughput, model "
+    "size, session load time and peak RSS per model file, precision, provider, thread count and batch size; "
+    "file -> verdict and folder throughput; a live loop with a synthetic camera; PyTorch eager rows of the "
+    "origin network and ours when torch is importable. Markdown goes to stdout, progress to stderr; "
+    "--json PATH also writes the rows as JSON, a CSV named after the hardware and a PNG plot beside it.\n\n"
+    + EXIT_CODES_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="ONNX file to benchmark (repeatable) [default: every model in edge_runtime/models].",
+)
+@click.option(
+    "--provider",
+    "providers",
+    multiple=True,
+    type=click.Choice([p.value for p in Provider]),
+    help="onnxruntime provider (repeatable) [default: cpu].",
+)
+@click.option(
+    "--threads", multiple=True, type=click.IntRange(min=1), help="Thread count (repeatable) [default: 1 and all cores]."
+)
+@click.option(
+    "--batch", "batches", multiple=True, type=click.IntRange(min=1), help="Batch size (repeatable) [default: 1 8 32]."
+)
+@counted("warmup", click.IntRange(min=0), "Untimed calls before timing")
+@counted("runs", click.IntRange(min=1), "Timed calls at batch 1 (batch B: runs/B, at least 3-20)")
+@counted("torch_runs", click.IntRange(min=1), "Timed PyTorch eager calls at batch 1")
+@counted("e2e_runs", click.IntRange(min=1), "Timed file -> verdict calls (and images per folder measurement)")
+@counted("live_seconds", click.FloatRange(min=0.05), "Seconds per live-loop frame rate")
+@click.option(
+    "--live-fps",
+    multiple=True,
+    type=click.IntRange(min=1),
+    help="Synthetic camera FPS (repeatable) [default: 30 60 120].",
+)
+@click.option("--no-live", is_flag=True, help="Skip the live loop.")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Labelled images DIR/test/<class>/: adds accuracy per model and uses them as samples.",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="DefectNet best.pt for the PyTorch rows [default: train/default_model/best.pt if present, else random init].",
+)
+@click.option("--no-torch", is_flag=True, help="Skip the PyTorch eager rows even when torch is importable.")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the rows as JSON here; a CSV named after the hardware and a PNG plot go beside it.",
+)
+@click.option("--quick", is_flag=True, help="Short counts (under a minute on two cores); PyTorch rows at batch 1 only.")
+@debug_option
+@friendly_errors
+def main(*, debug: bool, **opts: object) -> None:
+    from benchmarks.config import BenchConfig
+    from benchmarks.hardware import usable_cores
+    from benchmarks.runner import bundled_models, default_checkpoint, run_benchmark
+
+    quick = bool(opts["quick"])
+    counts = {k: opts[k] if opts[k] is not None else v[1 if quick else 0] for k, v in COUNTS.items()}
+    batches = tuple(opts["batches"]) or (1, 8, 32)
+    cfg = BenchConfig(
+        models=tuple(opts["models"]) or bundled_models(),
+        providers=tuple(Provider(p) for p in opts["providers"]) or (Provider.CPU,),
+        threads=tuple(opts["threads"]) or tuple(sorted({1, usable_cores()})),
+        batches=batches,
+        min_runs=5 if quick else 20,
+        torch=not opts["no_torch"],
+        torch_batches=(1,) if quick else batches,
+        checkpoint=opts["checkpoint"] or default_checkpoint(),
+        live_fps=() if opts["no_live"] else tuple(opts["live_fps"]) or (30, 60, 120),
+        data=opts["data"],
+        json_path=opts["json_path"],
+        quick=quick,
+        **counts,
+    )
+    result = run_benchmark(cfg, progress=lambda msg: click.echo(f"edge-bench {msg}", err=True))
+    result.command = shlex.join(["edge-bench", *sys.argv[1:]])
+    write_outputs(result)
+
+
+def write_outputs(result) -> None:  # noqa: ANN001 - benchmarks.runner.BenchResult
+    """Markdown on stdout; JSON, CSV and PNG when --json was given."""
+    from benchmarks.plot import latency_png
+    from benchmarks.report import csv_path, issue_targets, to_markdown, write_csv, write_json
+
+    click.echo(to_markdown(result, issue_targets(result.rows)))
+    path = result.config.json_path
+    if path is None:
+        return
+    written = [write_json(path, result.rows), write_csv(csv_path(path, result.hardware.slug), result.rows)]
+    png = path.with_suffix(".png")
+    title = f"{result.hardware.cpu}, {result.hardware.cores} cores, onnxruntime {result.hardware.onnxruntime}"
+    written.append(latency_png(png, result.rows, title))
+    click.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
+
+
+if __name__ == "__main__":
+    main()

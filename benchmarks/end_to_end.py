@@ -1,0 +1,108 @@
+"""File -> verdict: one image at a time, a whole folder, the stages in between, and accuracy on labels."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.config import Job, Row, Section
+from benchmarks.onnx_bench import base_row, fill, load_edge_model
+from benchmarks.timing import measure
+from edge_runtime.errors import DataError
+from edge_runtime.infer import InferConfig, batches, predict_items
+from edge_runtime.inputs import iter_files
+from edge_runtime.metrics import binary_metrics
+from edge_runtime.model import EdgeModel, Prediction
+from edge_runtime.preprocess import decode_image, normalize, read_image, resize_to_input
+
+FOLDER_BATCH = InferConfig.batch_size
+DECODE_WORKERS = InferConfig.workers
+
+
+def folder_verdicts(model: EdgeModel, paths: Sequence[str]) -> list[Prediction | None]:
+    """What ``edge-infer FOLDER`` does, minus its outputs: decode on worker threads, infer in batches.
+
+    Unreadable files give ``None``. OpenCV releases the GIL while decoding and resizing, so the decoding
+    threads really run beside inference.
+    """
+    items = iter_files([Path(p) for p in paths], model.input_u8, keep_original=False, workers=DECODE_WORKERS)
+    out: list[Prediction | None] = []
+    for batch in batches(items, FOLDER_BATCH):
+        out += predict_items(model, batch)
+    return out
+
+
+def file_rows(model: EdgeModel, job: Job, load_ms: float) -> list[Row]:
+    """``predict(read_image(path))`` for one file at a time, cycling through the images."""
+    paths = itertools.cycle(job.images)
+    stats = measure(lambda: model.predict(read_image(next(paths))), warmup=job.warmup, runs=job.runs)
+    row = fill(base_row(model, Section.FILE, batch=1, threads=job.threads, load_ms=load_ms), stats)
+    row.n_images = len(job.images)
+    return [row]
+
+
+def stage_rows(model: EdgeModel, job: Job) -> list[Row]:
+    """The stages of file -> verdict timed one by one on the same image, to show where the time goes."""
+    spec = model.info.preprocess
+    path = Path(job.images[0])
+    data = path.read_bytes()
+    gray = decode_image(data)
+    small = resize_to_input(gray, spec)
+    x = normalize(small[None], spec)
+    score = float(model.scores(x)[0])
+    stages = {
+        "read file": lambda: path.read_bytes(),
+        "decode JPEG to gray": lambda: decode_image(data),
+        "crop + resize": lambda: resize_to_input(gray, spec),
+        "normalize": lambda: normalize(small[None], spec),
+        "inference": lambda: model.scores(x),
+        "verdict": lambda: model.verdict(score, 0.0),
+    }
+    rows = []
+    for name, fn in stages.items():
+        row = fill(base_row(model, Section.STAGE, batch=1, threads=job.threads), measure(fn, warmup=5, runs=job.runs))
+        row.note = name
+        rows.append(row)
+    return rows
+
+
+def folder_rows(model: EdgeModel, job: Job) -> list[Row]:
+    """Whole-folder passes; latency columns are per image (pass time / images), throughput is images/s."""
+    passes = max(3, job.runs // len(job.images))
+    stats = measure(lambda: folder_verdicts(model, job.images), warmup=1, runs=passes, items=len(job.images))
+    row = fill(base_row(model, Section.FOLDER, batch=FOLDER_BATCH, threads=job.threads), stats)
+    n = len(job.images)
+    row.p50_ms, row.p90_ms, row.p99_ms = (round(v / n, 4) for v in (stats.p50_ms, stats.p90_ms, stats.p99_ms))
+    row.mean_ms = round(stats.mean_ms / n, 4)
+    row.n_images = n
+    row.note = f"{passes} passes over {n} files, batches of {FOLDER_BATCH}, {DECODE_WORKERS} decoding threads"
+    return [row]
+
+
+def end_to_end_rows(job: Job) -> list[Row]:
+    model, load_ms = load_edge_model(job)
+    return [*file_rows(model, job, load_ms), *stage_rows(model, job), *folder_rows(model, job)]
+
+
+def accuracy_rows(job: Job) -> list[Row]:
+    """Accuracy, defect recall and specificity at the model's own threshold on the labelled images."""
+    model, load_ms = load_edge_model(job)
+    known = set(model.info.class_names)
+    unknown = sorted({c for c in job.classes if c not in known})
+    if unknown:
+        raise DataError(
+            f"class folders {unknown} are neither of the model's classes {list(known)}; rename them or drop --data"
+        )
+    preds = folder_verdicts(model, job.images)
+    kept = [(c, p) for c, p in zip(job.classes, preds, strict=True) if p is not None]
+    labels = [int(c == model.info.positive_class) for c, _ in kept]
+    m = binary_metrics(labels, [p.score for _, p in kept], model.info.threshold)
+    row = base_row(model, Section.ACCURACY, batch=FOLDER_BATCH, threads=job.threads, load_ms=load_ms)
+    row.accuracy, row.recall, row.specificity = (round(m[k], 4) for k in ("accuracy", "recall", "specificity"))
+    row.n_images = m["n"]
+    unreadable = len(preds) - len(kept)
+    row.note = f"{m['fn']} defects missed, {m['fp']} false alarms at threshold {model.info.threshold:.4g}" + (
+        f"; {unreadable} unreadable files skipped" if unreadable else ""
+    )
+    return [row]

@@ -1,0 +1,90 @@
+"""onnxruntime timings of a model file: session load, latency per batch size, size and peak memory."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from benchmarks.config import Job, Row, Section
+from benchmarks.timing import measure, peak_rss_mb, runs_for_batch
+from edge_runtime.errors import ImageReadError
+from edge_runtime.model import ORT_PROVIDER, EdgeModel, Provider, RuntimeConfig
+from edge_runtime.preprocess import normalize, read_image, resize_to_input
+
+MIB = 1024.0 * 1024.0
+SHORT_PROVIDER = {name: p.value for p, name in ORT_PROVIDER.items()}
+
+
+def short_provider(model: EdgeModel) -> str:
+    """The provider that really runs the model (``cpu`` after a fallback), as ``--provider`` spells it."""
+    return SHORT_PROVIDER.get(model.providers[0], model.providers[0])
+
+
+def load_edge_model(job: Job) -> tuple[EdgeModel, float]:
+    """Open the session in this fresh process; returns the model and the load time in ms."""
+    t0 = time.perf_counter()
+    model = EdgeModel(job.model, RuntimeConfig(provider=Provider(job.provider), threads=job.threads))
+    return model, (time.perf_counter() - t0) * 1000.0
+
+
+def base_row(model: EdgeModel, section: Section, *, batch: int, threads: int, load_ms: float | None = None) -> Row:
+    """The fields every row of this model shares."""
+    note = f"asked for {model.cfg.provider.value}, ran on {model.providers[0]}" if model.fell_back else ""
+    return Row(
+        section=section.value,
+        model=model.info.arch or model.path.stem,
+        precision=model.info.precision.value,
+        provider=short_provider(model),
+        batch=batch,
+        threads=threads,
+        model_size_mb=round(model.path.stat().st_size / MIB, 3),
+        load_ms=None if load_ms is None else round(load_ms, 2),
+        file=model.path.name,
+        note=note,
+    )
+
+
+def fill(row: Row, stats) -> Row:  # noqa: ANN001 - benchmarks.timing.Stats
+    """Copy latency figures into a row (rounded: microseconds are the resolution that matters)."""
+    row.p50_ms, row.p90_ms, row.p99_ms = round(stats.p50_ms, 4), round(stats.p90_ms, 4), round(stats.p99_ms, 4)
+    row.mean_ms, row.throughput, row.runs = round(stats.mean_ms, 4), round(stats.throughput, 1), stats.runs
+    row.peak_rss_mb = round(peak_rss_mb(), 1)
+    return row
+
+
+def resized_samples(paths: Sequence[str], model: EdgeModel) -> np.ndarray:
+    """The sample images decoded and resized once: (N, size, size) uint8 (unreadable files are skipped)."""
+    out = []
+    for p in paths:
+        try:
+            out.append(resize_to_input(read_image(p), model.info.preprocess))
+        except ImageReadError:
+            continue
+    if not out:
+        out = [np.full((model.info.preprocess.size,) * 2, 128, np.uint8)]
+    return np.stack(out)
+
+
+def input_batch(resized: np.ndarray, batch: int, model: EdgeModel) -> np.ndarray:
+    """A preprocessed batch of real images, cycling through the samples."""
+    idx = np.arange(batch) % len(resized)
+    return normalize(resized[idx], model.info.preprocess)
+
+
+def onnx_inference_rows(job: Job) -> list[Row]:
+    """One row per batch size, ascending, so a row's peak RSS is the peak of that batch size."""
+    model, load_ms = load_edge_model(job)
+    resized = resized_samples(job.images, model)
+    rows = []
+    for batch in sorted(job.batches):
+        x = input_batch(resized, batch, model)
+        stats = measure(
+            lambda x=x: model.scores(x),
+            warmup=job.warmup,
+            runs=runs_for_batch(batch, runs=job.runs, min_runs=job.min_runs),
+            items=batch,
+        )
+        rows.append(fill(base_row(model, Section.INFERENCE, batch=batch, threads=job.threads, load_ms=load_ms), stats))
+    return rows

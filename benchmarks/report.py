@@ -1,0 +1,218 @@
+"""Write a run's results: Markdown (stdout), JSON (a list of rows), CSV named after the hardware."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from benchmarks.config import SEED_MODEL, TORCH_PROVIDER, Row, Section
+from benchmarks.runner import BenchResult
+from edge_runtime.errors import OutputError
+
+Column = tuple[str, Callable[[Row], object]]
+INFERENCE_TITLE = (
+    "Inference (preprocessed batch in, scores out; vs seed = origin network's p50 / this p50 at the same batch "
+    "and threads, same run)"
+)
+
+INFERENCE_COLUMNS: list[Column] = [
+    ("model", lambda r: r.model),
+    ("precision", lambda r: r.precision),
+    ("provider", lambda r: r.provider),
+    ("threads", lambda r: r.threads),
+    ("batch", lambda r: r.batch),
+    ("p50 ms", lambda r: r.p50_ms),
+    ("p90 ms", lambda r: r.p90_ms),
+    ("p99 ms", lambda r: r.p99_ms),
+    ("mean ms", lambda r: r.mean_ms),
+    ("images/s", lambda r: r.throughput),
+    ("vs seed", lambda r: f"{r.vs_seed:g}x" if r.vs_seed else None),
+    ("size MiB", lambda r: r.model_size_mb),
+    ("load ms", lambda r: r.load_ms),
+    ("peak RSS MiB", lambda r: r.peak_rss_mb),
+]
+E2E_COLUMNS: list[Column] = [
+    ("what", lambda r: r.section),
+    ("model", lambda r: r.model),
+    ("precision", lambda r: r.precision),
+    ("threads", lambda r: r.threads),
+    ("p50 ms/image", lambda r: r.p50_ms),
+    ("p90 ms/image", lambda r: r.p90_ms),
+    ("p99 ms/image", lambda r: r.p99_ms),
+    ("images/s", lambda r: r.throughput),
+    ("images", lambda r: r.n_images),
+    ("peak RSS MiB", lambda r: r.peak_rss_mb),
+]
+STAGE_COLUMNS: list[Column] = [
+    ("stage", lambda r: r.note),
+    ("precision", lambda r: r.precision),
+    ("threads", lambda r: r.threads),
+    ("p50 ms", lambda r: r.p50_ms),
+    ("p99 ms", lambda r: r.p99_ms),
+]
+LIVE_COLUMNS: list[Column] = [
+    ("model", lambda r: r.model),
+    ("precision", lambda r: r.precision),
+    ("threads", lambda r: r.threads),
+    ("camera FPS", lambda r: r.fps_target),
+    ("capture-to-result p50 ms", lambda r: r.p50_ms),
+    ("p99 ms", lambda r: r.p99_ms),
+    ("results/s", lambda r: r.throughput),
+    ("frames captured", lambda r: r.frames_captured),
+    ("frames dropped", lambda r: r.frames_dropped),
+]
+ACCURACY_COLUMNS: list[Column] = [
+    ("model", lambda r: r.model),
+    ("precision", lambda r: r.precision),
+    ("file", lambda r: r.file),
+    ("images", lambda r: r.n_images),
+    ("accuracy", lambda r: r.accuracy),
+    ("defect recall", lambda r: r.recall),
+    ("specificity", lambda r: r.specificity),
+    ("note", lambda r: r.note),
+]
+
+
+def cell(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def table(rows: Sequence[Row], columns: list[Column]) -> str:
+    """A Markdown table of ``rows``."""
+    head = "| " + " | ".join(name for name, _ in columns) + " |"
+    rule = "|" + "|".join(" --- " for _ in columns) + "|"
+    body = ["| " + " | ".join(cell(get(r)) for _, get in columns) + " |" for r in rows]
+    return "\n".join([head, rule, *body])
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    goal: str
+    measured: str
+    met: bool | None  # None: not measured in this run
+
+
+def hardware_markdown(result: BenchResult) -> str:
+    hw = result.hardware
+    lines = [
+        f"- CPU: {hw.cpu}, {hw.cores} usable cores; instruction sets: {', '.join(hw.isa) or 'none detected'}",
+        f"- OS: {hw.os}; Python {hw.python}, numpy {hw.numpy}, OpenCV {hw.opencv}",
+        f"- onnxruntime {hw.onnxruntime}; providers available: {', '.join(hw.providers)}",
+    ]
+    return "\n".join(lines)
+
+
+def to_markdown(result: BenchResult, targets: Sequence[Target] = ()) -> str:
+    """The whole report as Markdown: hardware, targets, then one table per section."""
+    by = {s: [r for r in result.rows if r.section == s.value] for s in Section}
+    parts = [f"# edge-bench: {result.hardware.cpu}, {result.hardware.cores} cores", "", hardware_markdown(result)]
+    if result.command:
+        parts += ["", f"Command: `{result.command}` ({result.seconds:.0f} s)"]
+    if targets:
+        parts += ["", "## Targets", "", targets_table(targets)]
+    sections = [
+        (Section.INFERENCE, INFERENCE_TITLE, INFERENCE_COLUMNS),
+        (Section.FILE, "End to end: file -> verdict (read, decode, preprocess, infer; per image)", E2E_COLUMNS),
+        (Section.STAGE, "Where file -> verdict time goes (one image, stage by stage)", STAGE_COLUMNS),
+        (Section.LIVE, "Live: synthetic camera, newest frame only", LIVE_COLUMNS),
+        (Section.ACCURACY, "Accuracy on --data", ACCURACY_COLUMNS),
+    ]
+    for section, title, columns in sections:
+        rows = by[section] + (by[Section.FOLDER] if section is Section.FILE else [])
+        if rows:
+            parts += ["", f"## {title}", "", table(rows, columns)]
+    if result.skipped:
+        parts += ["", "## Skipped", "", *[f"- {s}" for s in result.skipped]]
+    return "\n".join(parts) + "\n"
+
+
+def targets_table(targets: Sequence[Target]) -> str:
+    lines = ["| target | goal | measured | met |", "| --- | --- | --- | --- |"]
+    verdict = {True: "yes", False: "**no**", None: "not measured"}
+    lines += [f"| {t.name} | {t.goal} | {t.measured} | {verdict[t.met]} |" for t in targets]
+    return "\n".join(lines)
+
+
+def _best(rows: Sequence[Row], section: Section, *, batch: int | None = None, key: str = "p50_ms") -> Row | None:
+    """The INT8 ONNX row of a section with the best value of ``key`` over thread counts."""
+    cands = [
+        r
+        for r in rows
+        if r.section == section.value
+        and r.precision == "int8"
+        and r.provider != TORCH_PROVIDER
+        and (batch is None or r.batch == batch)
+        and getattr(r, key) is not None
+    ]
+    if not cands:
+        return None
+    return max(cands, key=lambda r: r.throughput) if key == "throughput" else min(cands, key=lambda r: r.p50_ms)
+
+
+def _threads(r: Row) -> str:
+    return f"{r.threads} thread{'s' if r.threads > 1 else ''}"
+
+
+def issue_targets(rows: Sequence[Row]) -> list[Target]:
+    """The goals of issue 5 for the INT8 model, each at its best thread count (named in "measured")."""
+    inf = _best(rows, Section.INFERENCE, batch=1)
+    f2v = _best(rows, Section.FILE)
+    folder = _best(rows, Section.FOLDER, key="throughput")
+    seed = next((r for r in rows if inf and r.model == SEED_MODEL and r.batch == 1 and r.threads == inf.threads), None)
+    targets = [
+        Target("INT8 inference, batch 1, p50", "<= 0.5 ms", "-", None),
+        Target("file -> verdict (INT8), p50", "<= 1.5 ms", "-", None),
+        Target("folder throughput (INT8)", ">= 1000 images/s", "-", None),
+        Target("origin (seed, torch eager) p50 / INT8 p50, batch 1", ">= 60x", "-", None),
+    ]
+    if inf:
+        targets[0] = replace(targets[0], measured=f"{inf.p50_ms:.3f} ms ({_threads(inf)})", met=inf.p50_ms <= 0.5)
+    if f2v:
+        targets[1] = replace(targets[1], measured=f"{f2v.p50_ms:.3f} ms ({_threads(f2v)})", met=f2v.p50_ms <= 1.5)
+    if folder:
+        measured = f"{folder.throughput:.0f} images/s ({_threads(folder)})"
+        targets[2] = replace(targets[2], measured=measured, met=folder.throughput >= 1000)
+    if inf and seed:
+        ratio = seed.p50_ms / inf.p50_ms
+        measured = f"{ratio:.0f}x ({seed.p50_ms:.1f} ms / {inf.p50_ms:.3f} ms, {_threads(inf)})"
+        targets[3] = replace(targets[3], measured=measured, met=ratio >= 60)
+    return targets
+
+
+def write_json(path: Path, rows: Sequence[Row]) -> Path:
+    """A JSON list of rows, every row with every field."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = [
+            {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.to_dict().items()}
+            for r in rows
+        ]
+        path.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write JSON ({exc.strerror or exc}); choose another --json path") from exc
+    return path
+
+
+def csv_path(json_path: Path, slug: str) -> Path:
+    """The CSV beside the JSON, named after the hardware: ``bench-amd-epyc-2c.csv``."""
+    return json_path.parent / f"bench-{slug}.csv"
+
+
+def write_csv(path: Path, rows: Sequence[Row]) -> Path:
+    try:
+        with path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=Row.keys())
+            writer.writeheader()
+            writer.writerows(r.to_dict() for r in rows)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write CSV ({exc.strerror or exc}); choose another --json folder") from exc
+    return path

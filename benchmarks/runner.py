@@ -1,0 +1,174 @@
+"""Plan the jobs, run each in a fresh worker process, and gather the rows: :func:`run_benchmark`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from benchmarks.config import SEED_MODEL, TORCH_PROVIDER, BenchConfig, Job, JobKind, Row, Section
+from benchmarks.hardware import Hardware, detect_hardware
+from edge_runtime.errors import DataError, DefectEdgeError, ExitCode, ModelError
+from edge_runtime.model import MODELS_DIR
+from edge_runtime.preprocess import IMAGE_SUFFIXES
+
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "edge_runtime" / "samples"
+# Folder names of the public casting dataset -> the class names the models use.
+KNOWN_CLASS_NAMES = {"def_front": "defective", "ok_front": "ok"}
+DEFAULT_CHECKPOINTS = (Path("train/default_model/best.pt"),)
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class BenchResult:
+    """Everything one run measured, ready for the Markdown/JSON/CSV/PNG writers."""
+
+    hardware: Hardware
+    config: BenchConfig
+    rows: list[Row] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    command: str = ""
+
+
+def bundled_models() -> tuple[Path, ...]:
+    """Every ONNX file shipped in ``edge_runtime/models`` (INT8 first, then FP32, FP16, others)."""
+    order = {"int8": 0, "fp32": 1, "fp16": 2}
+    files = sorted(MODELS_DIR.glob("*.onnx")) if MODELS_DIR.is_dir() else []
+    return tuple(sorted(files, key=lambda p: (next((v for k, v in order.items() if k in p.stem), 9), p.name)))
+
+
+def default_checkpoint() -> Path | None:
+    """DefectNet weights for the torch rows: the committed default model, when this checkout has it."""
+    here = Path(__file__).resolve().parents[1]
+    return next((here / p for p in DEFAULT_CHECKPOINTS if (here / p).is_file()), None)
+
+
+def labelled_images(data: Path) -> tuple[list[str], list[str]]:
+    """Image paths and class names of ``data/test/<class>/`` (or ``data/<class>/`` when there is no test/)."""
+    root = data / "test" if (data / "test").is_dir() else data
+    if not root.is_dir():
+        raise DataError(f"{data}: folder not found; --data expects DIR/test/<class>/ or DIR/<class>/ with images")
+    paths, classes = [], []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for f in sorted(folder.iterdir()):
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                paths.append(str(f))
+                classes.append(KNOWN_CLASS_NAMES.get(folder.name, folder.name))
+    if not paths:
+        raise DataError(f"{root}: no images in class folders; --data expects DIR/test/<class>/*.jpg")
+    return paths, classes
+
+
+def sample_images(cfg: BenchConfig) -> list[str]:
+    if cfg.data is not None:
+        return labelled_images(cfg.data)[0]
+    return [str(p) for p in sorted(SAMPLES_DIR.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def plan_jobs(cfg: BenchConfig, images: list[str]) -> list[tuple[str, Job]]:
+    """(description, job) in run order: torch first (the slowest), then per model and thread count."""
+    jobs: list[tuple[str, Job]] = []
+    common = {"batches": cfg.batches, "warmup": cfg.warmup, "min_runs": cfg.min_runs}
+    if cfg.torch:
+        ckpt = str(cfg.checkpoint or "")
+        for arch in (SEED_MODEL, "defectnet"):
+            for t in cfg.threads:
+                job = Job(JobKind.TORCH, t, arch, TORCH_PROVIDER, runs=cfg.torch_runs, checkpoint=ckpt, **common)
+                jobs.append((f"{arch} {TORCH_PROVIDER} threads={t}", job))
+        # The origin network takes about a second per batch of 32 on two cores: fewer warm-up and minimum runs.
+        jobs = [(d, replace(j, batches=cfg.torch_batches, warmup=min(cfg.warmup, 3), min_runs=3)) for d, j in jobs]
+    for model in cfg.models:
+        for provider in cfg.providers:
+            for t in cfg.threads:
+                base = {"threads": t, "model": str(model), "provider": provider.value, "images": tuple(images)}
+                name = f"{model.name} {provider.value} threads={t}"
+                jobs.append((f"{name}: inference", Job(JobKind.ONNX, runs=cfg.runs, **common, **base)))
+                jobs.append((f"{name}: file -> verdict", Job(JobKind.END_TO_END, runs=cfg.e2e_runs, **base)))
+                if cfg.live_fps:
+                    live = Job(JobKind.LIVE, fps=cfg.live_fps, seconds=cfg.live_seconds, **base)
+                    jobs.append((f"{name}: live {'/'.join(map(str, cfg.live_fps))} FPS", live))
+    return jobs
+
+
+def accuracy_jobs(cfg: BenchConfig) -> list[tuple[str, Job]]:
+    if cfg.data is None:
+        return []
+    paths, classes = labelled_images(cfg.data)
+    provider, threads = cfg.providers[0].value, max(cfg.threads)
+    return [
+        (
+            f"{m.name}: accuracy on {len(paths)} images",
+            Job(JobKind.ACCURACY, threads, str(m), provider, images=tuple(paths), classes=tuple(classes)),
+        )
+        for m in cfg.models
+    ]
+
+
+def run_worker(job: Job) -> tuple[list[Row], list[str]]:
+    """Run one job in a fresh ``python -m benchmarks.worker`` and parse its rows."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.worker"], input=job.to_json(), capture_output=True, text=True, env=env
+    )
+    try:
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:]) or f"exit code {proc.returncode}"
+        raise DefectEdgeError(f"benchmark worker for {job.kind.value} {job.model} failed: {tail}") from None
+    if "error" in out:
+        raise DefectEdgeError(out["error"], exit_code=ExitCode(out["exit_code"]))
+    return [Row(**r) for r in out["rows"]], list(out["skipped"])
+
+
+def add_seed_ratios(rows: list[Row]) -> None:
+    """``vs_seed`` = the origin network's p50 / this row's p50 at the same batch and thread count."""
+    seed = {
+        (r.batch, r.threads): r.p50_ms
+        for r in rows
+        if r.model == SEED_MODEL and r.provider == TORCH_PROVIDER and r.p50_ms
+    }
+    for r in rows:
+        ref = seed.get((r.batch, r.threads))
+        if r.section == Section.INFERENCE.value and ref and r.p50_ms:
+            r.vs_seed = round(ref / r.p50_ms, 1)
+
+
+def run_benchmark(cfg: BenchConfig, *, progress: Progress = lambda msg: None) -> BenchResult:
+    """Run every job of ``cfg`` (each in a fresh process) and return the rows, with hardware and skips.
+
+    >>> result = run_benchmark(BenchConfig(models=bundled_models()))  # doctest: +SKIP
+    """
+    if not cfg.models:
+        raise ModelError(
+            f"no model to benchmark: {MODELS_DIR} has no .onnx file; pass --model PATH (an .onnx from export-onnx)"
+        )
+    missing = [str(m) for m in cfg.models if not m.is_file()]
+    if missing:
+        raise ModelError(f"{', '.join(missing)}: model file not found; pass --model PATH to an .onnx from export-onnx")
+    started = time.perf_counter()
+    result = BenchResult(hardware=detect_hardware(), config=cfg)
+    jobs = plan_jobs(cfg, sample_images(cfg)) + accuracy_jobs(cfg)
+    failed: set[str] = set()
+    for k, (what, job) in enumerate(jobs, 1):
+        if job.model in failed:
+            continue
+        progress(f"[{k}/{len(jobs)}] {what}")
+        rows, skipped = run_worker(job)
+        if job.kind is JobKind.TORCH and skipped:
+            failed.update({SEED_MODEL, "defectnet"})
+        elif skipped:
+            failed.add(job.model)
+        result.rows += rows
+        result.skipped += [s for s in skipped if s not in result.skipped]
+    add_seed_ratios(result.rows)
+    for r in result.rows:
+        r.cpu, r.onnxruntime = f"{result.hardware.cpu} ({result.hardware.cores} cores)", result.hardware.onnxruntime
+    result.seconds = time.perf_counter() - started
+    return result

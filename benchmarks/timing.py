@@ -1,0 +1,88 @@
+"""Warm up, then time a fixed count (CONVENTIONS.md rule 11): latency percentiles and peak memory."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Latency of ``runs`` timed calls, in milliseconds; ``items`` images were processed per call.
+
+    >>> s = Stats.from_seconds([0.001, 0.002, 0.003], items=1)
+    >>> (s.p50_ms, round(s.throughput))
+    (2.0, 500)
+    """
+
+    runs: int
+    items: int
+    mean_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    throughput: float  # items per second over all timed calls
+
+    @classmethod
+    def from_seconds(cls, seconds: list[float] | np.ndarray, *, items: int) -> Stats:
+        t = np.asarray(seconds, dtype=np.float64) * 1000.0
+        if t.size == 0:
+            raise ValueError("no timings to summarise")
+        p50, p90, p99 = np.percentile(t, [50, 90, 99])
+        total_s = float(t.sum()) / 1000.0
+        return cls(
+            runs=int(t.size),
+            items=items,
+            mean_ms=float(t.mean()),
+            p50_ms=float(p50),
+            p90_ms=float(p90),
+            p99_ms=float(p99),
+            throughput=items * t.size / total_s if total_s > 0 else float("inf"),
+        )
+
+
+def measure(fn: Callable[[], object], *, warmup: int, runs: int, items: int = 1) -> Stats:
+    """Call ``fn`` ``warmup`` times untimed, then ``runs`` times timed, with the garbage collector paused.
+
+    >>> measure(lambda: None, warmup=1, runs=5).runs
+    5
+    """
+    for _ in range(warmup):
+        fn()
+    times = np.empty(runs, dtype=np.float64)
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()  # a collection inside one timed call would be charged to the model
+    try:
+        for i in range(runs):
+            t0 = time.perf_counter()
+            fn()
+            times[i] = time.perf_counter() - t0
+    finally:
+        if was_enabled:
+            gc.enable()
+    return Stats.from_seconds(times, items=items)
+
+
+def runs_for_batch(batch: int, *, runs: int, min_runs: int) -> int:
+    """A fixed count per batch size: about the same number of images for every batch, at least ``min_runs``.
+
+    >>> runs_for_batch(32, runs=1000, min_runs=20)
+    31
+    """
+    return max(min_runs, runs // batch)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MiB); ru_maxrss is KiB on Linux, bytes on macOS."""
+    try:
+        import resource
+    except ImportError:  # Windows has no getrusage
+        return float("nan")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0

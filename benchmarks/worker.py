@@ -1,0 +1,55 @@
+"""``python -m benchmarks.worker``: run one job read from stdin in this fresh process; print its rows as JSON.
+
+A fresh process per job makes each row's peak RSS that configuration's own, keeps one model's allocations
+from slowing the next, and keeps torch out of the parent process.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from benchmarks.config import Job, JobKind, Row
+from edge_runtime.errors import DefectEdgeError, ModelError
+
+TORCH_MISSING = "torch is not importable here: PyTorch eager rows skipped (pip install -c constraints.txt '.[train]')"
+
+
+def run_job(job: Job) -> tuple[list[Row], list[str]]:
+    """The rows of one job and the reasons for anything skipped."""
+    if job.kind is JobKind.TORCH:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return [], [TORCH_MISSING]
+        from benchmarks.torch_bench import torch_rows
+
+        return torch_rows(job), []
+    from benchmarks.end_to_end import accuracy_rows, end_to_end_rows
+    from benchmarks.live import live_rows
+    from benchmarks.onnx_bench import onnx_inference_rows
+
+    run = {
+        JobKind.ONNX: onnx_inference_rows,
+        JobKind.END_TO_END: end_to_end_rows,
+        JobKind.LIVE: live_rows,
+        JobKind.ACCURACY: accuracy_rows,
+    }[job.kind]
+    try:
+        return run(job), []
+    except ModelError as exc:  # e.g. an FP16 model on a provider without FP16 kernels
+        return [], [f"{job.kind.value} rows of {job.model} on {job.provider}: {exc}"]
+
+
+def main() -> None:
+    job = Job.from_json(sys.stdin.read())
+    try:
+        rows, skipped = run_job(job)
+    except DefectEdgeError as exc:
+        print(json.dumps({"error": str(exc), "exit_code": int(exc.exit_code)}))
+        return
+    print(json.dumps({"rows": [r.to_dict() for r in rows], "skipped": skipped}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""edge-bench end to end with tiny counts: valid JSON/CSV/PNG with every field, with and without torch.
+
+Timings are never asserted (CONVENTIONS.md rule 11): only that every row and file is there and well formed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+from click.testing import CliRunner
+
+from benchmarks.cli import main
+from benchmarks.config import Row
+from tests.conftest import REPO
+
+REQUIRED = ("model", "precision", "provider", "batch", "threads", "p50_ms", "p99_ms", "throughput")
+TINY_COUNTS = [
+    "--quick", "--threads", "1", "--batch", "1", "--batch", "2", "--warmup", "1", "--runs", "3",
+    "--torch-runs", "1", "--e2e-runs", "3", "--live-fps", "30", "--live-seconds", "0.1",
+]  # fmt: skip
+
+
+def edge_bench(args: list[str], *, block_torch: bool, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run ``python -m benchmarks`` in a subprocess; with ``block_torch`` no process of the run can import torch."""
+    env = dict(os.environ)
+    if block_torch:
+        # A torch package that refuses to import, first on the path of the run and of its worker processes.
+        fake = tmp_path / "no_torch" / "torch"
+        fake.mkdir(parents=True, exist_ok=True)
+        (fake / "__init__.py").write_text("raise ImportError('torch is blocked for this test')\n")
+        env["PYTHONPATH"] = os.pathsep.join([str(fake.parent), str(REPO), env.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=300
+    )
+
+
+def check_outputs(json_path: Path) -> list[dict]:
+    """The JSON is a list of rows with every field; the CSV beside it (named after the hardware) has the same
+    rows; the PNG is a readable image."""
+    rows = json.loads(json_path.read_text())
+    assert isinstance(rows, list) and rows
+    for row in rows:
+        assert set(Row.keys()) <= set(row), set(Row.keys()) - set(row)
+        assert all(row[k] is not None for k in ("model", "precision", "provider", "batch", "threads"))
+        assert row["section"] == "accuracy" or (row["p50_ms"] > 0 and row["p99_ms"] >= row["p50_ms"])
+    csvs = list(json_path.parent.glob("bench-*.csv"))
+    assert len(csvs) == 1 and csvs[0].name.endswith("c.csv")  # bench-<cpu>-<cores>c.csv
+    with csvs[0].open() as fh:
+        reader = csv.DictReader(fh)
+        assert reader.fieldnames == Row.keys()
+        assert len(list(reader)) == len(rows)
+    png = cv2.imread(str(json_path.with_suffix(".png")))
+    assert png is not None and png.shape[0] > 100 and png.shape[1] > 100
+    return rows
+
+
+def test_help_lists_options_and_exit_codes():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for text in ("--quick", "--json", "--data", "--model", "--threads", "--batch", "Exit codes"):
+        assert text in result.output
+
+
+def test_quick_without_torch_writes_every_output(tiny_models, tmp_path):
+    int8, fp32 = tiny_models
+    out = tmp_path / "out" / "bench.json"
+    r = edge_bench([*TINY_COUNTS, "--model", str(int8), "--model", str(fp32), "--json", str(out)], block_torch=True,
+                   tmp_path=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rows = check_outputs(out)
+    sections = {(row["section"], row["precision"]) for row in rows}
+    for precision in ("int8", "fp32"):
+        for section in ("inference", "file-to-verdict", "folder", "stage", "live"):
+            assert (section, precision) in sections
+    inference = [row for row in rows if row["section"] == "inference"]
+    assert sorted({row["batch"] for row in inference}) == [1, 2]
+    assert all(row["provider"] == "cpu" and row["peak_rss_mb"] > 0 and row["model_size_mb"] > 0 for row in inference)
+    live = [row for row in rows if row["section"] == "live"]
+    assert all(row["fps_target"] == 30 and row["frames_captured"] >= 1 for row in live)
+    assert not any(row["provider"] == "torch-eager" for row in rows)
+    assert "torch is not importable" in r.stdout  # the report says why the PyTorch rows are missing
+    assert "| model | precision | provider |" in r.stdout and "## Targets" in r.stdout
+    assert "[1/" in r.stderr  # progress
+
+
+@pytest.mark.slow
+def test_torch_rows_time_the_origin_network_in_the_same_run(tiny_models, tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "bench.json"
+    args = [*TINY_COUNTS, "--batch", "1", "--no-live", "--model", str(tiny_models[0]), "--json", str(out)]
+    r = edge_bench(args, block_torch=False, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = check_outputs(out)
+    seed = [row for row in rows if row["model"] == "seed"]
+    ours = [row for row in rows if row["model"] == "defectnet" and row["provider"] == "torch-eager"]
+    assert seed and ours and all(row["provider"] == "torch-eager" for row in seed)
+    int8 = next(row for row in rows if row["section"] == "inference" and row["precision"] == "int8")
+    assert int8["vs_seed"] > 0  # the ratio is filled in from the same run
+
+
+def test_data_adds_accuracy_per_precision(tiny_models, synthetic_data, tmp_path):
+    out = tmp_path / "bench.json"
+    args = [*TINY_COUNTS, "--no-torch", "--no-live", "--data", str(synthetic_data), "--json", str(out)]
+    r = edge_bench([*args, "--model", str(tiny_models[0]), "--model", str(tiny_models[1])], block_torch=True,
+                   tmp_path=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    acc = [row for row in check_outputs(out) if row["section"] == "accuracy"]
+    assert sorted(row["precision"] for row in acc) == ["fp32", "int8"]
+    assert all(row["n_images"] == 16 and 0.0 <= row["accuracy"] <= 1.0 for row in acc)
+
+
+def test_missing_model_is_one_line_with_exit_code_4(tmp_path):
+    result = CliRunner().invoke(main, ["--quick", "--model", str(tmp_path / "nope.onnx")])
+    assert result.exit_code == 4
+    assert result.output.strip().startswith("error:") and "nope.onnx" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_unwritable_json_is_exit_code_7(tiny_models, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    args = [*TINY_COUNTS, "--no-torch", "--no-live", "--model", str(tiny_models[0]), "--json", str(blocker / "b.json")]
+    r = edge_bench(args, block_torch=True, tmp_path=tmp_path)
+    assert r.returncode == 7, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error:")

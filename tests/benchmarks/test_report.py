@@ -1,0 +1,77 @@
+"""The pieces a reader of the report relies on: percentiles, fixed counts, targets, hardware naming."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.config import Job, JobKind, Row
+from benchmarks.hardware import Hardware, detect_hardware
+from benchmarks.report import issue_targets, table
+from benchmarks.runner import add_seed_ratios, labelled_images
+from benchmarks.timing import Stats, measure, runs_for_batch
+from edge_runtime.errors import DataError
+
+
+def test_stats_percentiles_and_throughput():
+    s = Stats.from_seconds([i / 1000 for i in range(1, 101)], items=4)  # 1..100 ms, 4 images per call
+    assert s.p50_ms == pytest.approx(50.5) and s.p99_ms == pytest.approx(99.01) and s.p90_ms < s.p99_ms
+    assert s.throughput == pytest.approx(4 * 100 / 5.05)
+
+
+def test_measure_calls_warmup_then_the_fixed_count():
+    calls = []
+    stats = measure(lambda: calls.append(1), warmup=3, runs=7)
+    assert len(calls) == 10 and stats.runs == 7
+
+
+def test_runs_for_batch_keeps_images_per_configuration_equal_with_a_floor():
+    assert [runs_for_batch(b, runs=1000, min_runs=20) for b in (1, 8, 32, 256)] == [1000, 125, 31, 20]
+
+
+def test_job_survives_the_trip_to_a_worker():
+    job = Job(JobKind.LIVE, 2, "m.onnx", batches=(1, 8), images=("a.jpg",), fps=(30, 60), seconds=0.5)
+    assert Job.from_json(job.to_json()) == job
+
+
+def test_hardware_names_this_machine():
+    hw = detect_hardware()
+    assert hw.cores >= 1 and hw.onnxruntime and "CPUExecutionProvider" in hw.providers
+    assert Hardware("Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz", 8, (), "", "", "", (), "", "").slug == (
+        "intel-xeon-gold-6338-8c"
+    )
+
+
+def row(model: str, precision: str, provider: str, p50: float, *, section: str = "inference", **kw) -> Row:
+    return Row(section, model, precision, provider, kw.pop("batch", 1), kw.pop("threads", 1), p50_ms=p50, **kw)
+
+
+def test_targets_say_met_missed_and_not_measured():
+    rows = [
+        row("seed", "fp32", "torch-eager", 40.0),
+        row("defectnet", "int8", "cpu", 0.4),
+        row("defectnet", "int8", "cpu", 2.0, section="file-to-verdict"),
+    ]
+    t = {x.name.split(",")[0]: x for x in issue_targets(rows)}
+    assert t["INT8 inference"].met is True and "0.400 ms (1 thread)" in t["INT8 inference"].measured
+    assert t["file -> verdict (INT8)"].met is False
+    assert t["folder throughput (INT8)"].met is None
+    assert t["origin (seed"].met is True and t["origin (seed"].measured.startswith("100x")
+
+
+def test_seed_ratio_only_at_the_same_batch_and_threads():
+    rows = [row("seed", "fp32", "torch-eager", 50.0), row("defectnet", "int8", "cpu", 0.5),
+            row("defectnet", "int8", "cpu", 0.5, threads=2)]  # fmt: skip
+    add_seed_ratios(rows)
+    assert [r.vs_seed for r in rows] == [1.0, 100.0, None]
+
+
+def test_markdown_table_has_one_line_per_row():
+    text = table([row("defectnet", "int8", "cpu", 0.41234)], [("p50 ms", lambda r: r.p50_ms), ("x", lambda r: None)])
+    assert text.splitlines() == ["| p50 ms | x |", "| --- | --- |", "| 0.412 | - |"]
+
+
+def test_labelled_images_map_casting_folder_names(synthetic_data, tmp_path):
+    paths, classes = labelled_images(synthetic_data)
+    assert len(paths) == 16 and sorted(set(classes)) == ["defective", "ok"]
+    with pytest.raises(DataError, match="not found"):
+        labelled_images(tmp_path / "missing")

@@ -1,0 +1,5 @@
+"""torch checkpoint -> self-describing ONNX (FP32, INT8 QDQ, FP16), checked against torch and labelled images.
+
+Needs the ``train`` extra (torch, onnx). ``export_onnx(checkpoint, out, cfg)`` is the one entry point;
+``export-onnx`` is its command line.
+"""

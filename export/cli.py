@@ -1,0 +1,90 @@
+"""``export-onnx``: turn a training checkpoint into a checked, self-describing ONNX model (FP32, INT8, FP16)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edge_runtime.cli_support import debug_option, friendly_errors
+from edge_runtime.errors import EXIT_CODES_HELP, require_extra
+
+QUANTIZE_CHOICES = ["int8", "fp16"]
+SCHEME_CHOICES = ["u8s8", "u8s8-reduce-range", "s8s8"]
+
+
+@click.command(
+    help="Export CHECKPOINT (default: the committed default model) to ONNX and check it: onnx.checker, dynamic "
+    "batch, torch vs onnxruntime on real images and, with --quantize, FP32 vs INT8/FP16 accuracy on labelled "
+    "images (the gate). Prints a summary table.\n\n" + EXIT_CODES_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.argument("checkpoint", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="ONNX file to write [default: beside the checkpoint, e.g. best_int8.onnx].",
+)
+@click.option(
+    "--quantize",
+    type=click.Choice(QUANTIZE_CHOICES),
+    default=None,
+    is_flag=False,
+    flag_value="int8",
+    help="int8: static QDQ for CPUs (--quantize alone); fp16: for GPU providers. Default: fp32.",
+)
+@click.option(
+    "--calib-data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of calibration images [default: the training images recorded in the checkpoint].",
+)
+@click.option("--calib-count", type=click.IntRange(min=1), default=300, show_default=True, help="Calibration images.")
+@click.option(
+    "--eval-data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Labelled images DIR/<class>/ or DIR/test/<class>/ for the accuracy gate [default: the test split].",
+)
+@click.option(
+    "--max-drop",
+    type=click.FloatRange(min=0),
+    default=0.3,
+    show_default=True,
+    help="Largest accuracy loss vs FP32 in percentage points.",
+)
+@click.option("--opset", type=click.IntRange(min=17), default=17, show_default=True, help="ONNX opset (17+).")
+@click.option(
+    "--int8-scheme",
+    type=click.Choice(SCHEME_CHOICES),
+    default="u8s8",
+    show_default=True,
+    help="INT8 activation/weight types (see edge_runtime/models/MODEL_CARD.md for measurements).",
+)
+@click.option("--force", is_flag=True, help="Write the model even when the accuracy gate or parity check fails.")
+@debug_option
+@friendly_errors
+def main(*, debug: bool, **opts: object) -> None:
+    require_extra("torch")
+    require_extra("onnx")
+    from edge_runtime.model_info import Precision
+    from export.config import ExportConfig, Int8Scheme
+    from export.main import export_onnx
+
+    cfg = ExportConfig(
+        precision=Precision(opts["quantize"] or "fp32"),
+        calib_data=opts["calib_data"],
+        calib_count=opts["calib_count"],
+        eval_data=opts["eval_data"],
+        max_drop_pp=opts["max_drop"],
+        opset=opts["opset"],
+        force=opts["force"],
+        scheme=Int8Scheme(opts["int8_scheme"]),
+    )
+    out = export_onnx(opts["checkpoint"], opts["out"], cfg, log=click.echo)
+    click.echo(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

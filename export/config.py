@@ -1,0 +1,56 @@
+"""The export stage's one config object, built by the CLI and passed explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from edge_runtime.model_info import Precision
+
+MIN_OPSET = 17
+DEFAULT_OPSET = 17
+MIN_CALIB_IMAGES = 10  # fewer is an error: the activation ranges would be guesses
+FEW_CALIB_IMAGES = 100  # fewer gives a warning
+PARITY_TOLERANCE = 1e-4  # max |P_torch - P_onnx| for FP32, on real images
+MIN_PARITY_IMAGES = 64
+
+
+class Int8Scheme(str, Enum):
+    """Activation/weight integer types of the static QDQ model (see MODEL_CARD.md for the measurements).
+
+    U8S8 is onnxruntime's default; on x86 without VNNI its u8 x s8 multiply can saturate, which
+    ``reduce_range`` (7-bit weights) avoids; S8S8 uses signed activations.
+    """
+
+    U8S8 = "u8s8"
+    U8S8_REDUCE_RANGE = "u8s8-reduce-range"
+    S8S8 = "s8s8"
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """How to export: target precision, calibration and evaluation data, the accuracy gate.
+
+    ``calib_data`` / ``eval_data`` of None mean: the images recorded in the checkpoint (train split for
+    calibration, the test split beside it for evaluation), when they are reachable.
+
+    >>> ExportConfig(precision=Precision.INT8, max_drop_pp=0.3).calib_count
+    300
+    """
+
+    precision: Precision = Precision.FP32
+    calib_data: Path | None = None
+    calib_count: int = 300
+    eval_data: Path | None = None
+    max_drop_pp: float = 0.3
+    opset: int = DEFAULT_OPSET
+    force: bool = False
+    scheme: Int8Scheme = Int8Scheme.U8S8
+    seed: int = 0
+    latency_runs: int = 200
+    threads: int | None = 1  # for the latency column; None lets onnxruntime choose
+
+    @property
+    def quantized(self) -> bool:
+        return self.precision is not Precision.FP32

@@ -1,0 +1,123 @@
+"""torch -> ONNX graph with the sigmoid inside, metadata in ``metadata_props``, full checks, atomic writes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+
+from edge_runtime.errors import ModelError, OutputError
+from edge_runtime.model_info import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelInfo
+from edge_runtime.preprocess import PreprocessSpec
+
+
+class ProbabilityHead(nn.Module):
+    """The trained network plus the sigmoid, so the graph's output is P(defective) as the runtime expects."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(x))
+
+
+def weights_version(ckpt: dict[str, Any]) -> str:
+    """``<arch>-<12 hex>``: a hash of the weights, stable when only the checkpoint's report fields change.
+
+    >>> weights_version({"arch": "defectnet", "state_dict": {}})
+    'defectnet-e3b0c44298fc'
+    """
+    h = hashlib.sha256()
+    for name in sorted(ckpt["state_dict"]):
+        h.update(name.encode())
+        h.update(ckpt["state_dict"][name].detach().cpu().contiguous().numpy().tobytes())
+    return f"{ckpt['arch']}-{h.hexdigest()[:12]}"
+
+
+def export_graph(net: nn.Module, spec: PreprocessSpec, path: Path, *, opset: int) -> None:
+    """Trace ``net`` (in eval mode) to ONNX at ``path``: input ``image`` (N, C, S, S), output ``p_defective`` (N,).
+
+    >>> export_graph(model, PreprocessSpec(), Path("/tmp/m.onnx"), opset=17)  # doctest: +SKIP
+    """
+    wrapper = ProbabilityHead(net).eval()
+    dummy = torch.zeros(2, spec.channels, spec.size, spec.size)
+    # The TorchScript exporter needs no extra dependency (the dynamo one needs onnxscript); its
+    # deprecation warning is not actionable for the user, so it is silenced here.
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper,
+            (dummy,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            do_constant_folding=True,
+        )
+    net.eval()  # export restores the wrapper's training flag onto net; keep the caller's model in eval mode
+
+
+def set_metadata(proto: onnx.ModelProto, info: ModelInfo) -> onnx.ModelProto:
+    """Replace the defect-edge metadata entry (one versioned JSON string) and name the producer."""
+    keep = [p for p in proto.metadata_props if p.key != METADATA_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    proto.metadata_props.append(onnx.StringStringEntryProto(key=METADATA_KEY, value=info.to_json()))
+    proto.producer_name = "defect-edge"
+    proto.producer_version = info.producer.get("defect_edge", "")
+    proto.doc_string = (
+        f"defect-edge {info.arch} {info.precision.value}: input {INPUT_NAME} float32 (N, "
+        f"{info.preprocess.channels}, {info.preprocess.size}, {info.preprocess.size}) preprocessed as in the "
+        f"'{METADATA_KEY}' metadata entry; output {OUTPUT_NAME} float32 (N,) = P({info.positive_class})"
+    )
+    return proto
+
+
+def check_model(path: Path) -> None:
+    """``onnx.checker`` with full checking (shape inference included); a failure is an export bug."""
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        first = str(exc).strip().splitlines()[0][:200]
+        raise ModelError(f"{path.name}: the exported model fails onnx.checker ({first}); report this") from exc
+
+
+def write_with_metadata(src: Path, dst: Path, info: ModelInfo) -> None:
+    """Load ``src``, set metadata, check and write ``dst`` atomically (temporary file, then rename)."""
+    proto = set_metadata(onnx.load(str(src)), info)
+    tmp = temp_path_for(dst)
+    try:
+        onnx.save_model(proto, str(tmp))
+        check_model(tmp)
+        os.replace(tmp, dst)
+    except OSError as exc:
+        raise OutputError(f"{dst}: cannot write the model ({exc.strerror or exc}); check the folder") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def temp_path_for(dst: Path) -> Path:
+    """A temporary name beside ``dst`` (same file system, so the final rename is atomic)."""
+    return dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+
+
+def ensure_writable(dst: Path) -> None:
+    """Fail early, before minutes of work, when ``dst`` cannot be written."""
+    if dst.is_dir():
+        raise OutputError(f"{dst}: is a folder; pass --out FILE.onnx")
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        probe = temp_path_for(dst)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"{dst}: cannot write here ({exc.strerror or exc}); pass --out to a writable path") from exc

@@ -1,0 +1,139 @@
+"""Which images calibrate and evaluate an export: found from the checkpoint's data record or given folders.
+
+Labels come from class folders; the leakage-free subset drops eval images whose bytes equal a recorded
+training image (hash), so a copied-over train image cannot inflate the accuracy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.errors import DataError, ImageReadError
+from edge_runtime.preprocess import IMAGE_SUFFIXES, read_image
+
+Log = Callable[[str], None]
+KAGGLE_DIRS = ("ok_front", "def_front")  # (negative, positive) folder names of the casting dataset
+
+
+@dataclass
+class LabelledImages:
+    """Decoded 8-bit gray images with labels (1 = positive class) and a leakage flag per image."""
+
+    root: Path
+    files: list[str]  # relative to root
+    images: list[np.ndarray]
+    labels: np.ndarray
+    leaked: np.ndarray | None  # True: byte-identical to a training image; None: unknown
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursively), sorted; hidden files are skipped."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
+    )
+
+
+def decode_all(paths: list[Path], log: Log) -> tuple[list[Path], list[np.ndarray]]:
+    """Read every image with the runtime's reader; unreadable ones are skipped and reported."""
+    kept, images = [], []
+    for p in paths:
+        try:
+            images.append(read_image(p))
+            kept.append(p)
+        except ImageReadError as exc:
+            log(f"warning: skipped {exc}")
+    return kept, images
+
+
+def recorded_train_files(ckpt: dict[str, Any], *, with_val: bool = True) -> list[Path]:
+    """Training (and validation) images named in the checkpoint that exist on this machine."""
+    data = ckpt.get("data") or {}
+    if "root" not in data:
+        return []
+    train_dir = Path(data["root"]) / "train"
+    rel = list(data.get("train_files", [])) + (list(data.get("val_files", [])) if with_val else [])
+    return [train_dir / f for f in rel if (train_dir / f).is_file()]
+
+
+def calibration_paths(ckpt: dict[str, Any], folder: Path | None, *, count: int, seed: int) -> list[Path]:
+    """Up to ``count`` images, a seeded sample of ``folder`` or else of the checkpoint's training images.
+
+    >>> calibration_paths(ckpt, None, count=300, seed=0)  # doctest: +SKIP
+    """
+    if folder is not None:
+        if not folder.is_dir():
+            raise DataError(f"{folder}: calibration folder not found; pass --calib-data DIR with images")
+        pool = list_images(folder)
+    else:
+        pool = sorted(set(recorded_train_files(ckpt, with_val=False)))
+        if not pool:
+            root = (ckpt.get("data") or {}).get("root", "?")
+            raise DataError(
+                f"the training images recorded in the checkpoint are not reachable (under {root}); "
+                "pass --calib-data DIR with a few hundred images from the camera"
+            )
+    if len(pool) > count:
+        idx = np.sort(np.random.default_rng(seed).choice(len(pool), size=count, replace=False))
+        pool = [pool[i] for i in idx]
+    return pool
+
+
+def class_folders(folder: Path, ckpt: dict[str, Any]) -> tuple[Path, Path]:
+    """(negative, positive) class folders in ``folder`` or ``folder/test``, by the checkpoint's names."""
+    data = ckpt.get("data") or {}
+    candidates = [tuple(data["class_dirs"])] if len(data.get("class_dirs", [])) == 2 else []
+    candidates += [KAGGLE_DIRS, tuple(ckpt["class_names"])]
+    for base in (folder, folder / "test"):
+        for neg, pos in candidates:
+            if (base / neg).is_dir() and (base / pos).is_dir():
+                return base / neg, base / pos
+    names = " or ".join("/".join(c) for c in dict.fromkeys(candidates))
+    raise DataError(f"{folder}: no class subfolders ({names}) in it or in its test/; pass --eval-data DIR/<class>/")
+
+
+def default_eval_folder(ckpt: dict[str, Any]) -> Path | None:
+    """The test split beside the training images recorded in the checkpoint, when it exists here."""
+    root = (ckpt.get("data") or {}).get("root")
+    return Path(root) / "test" if root and (Path(root) / "test").is_dir() else None
+
+
+def load_eval_images(folder: Path, ckpt: dict[str, Any], log: Log) -> LabelledImages:
+    """Decode the labelled eval images and flag those byte-identical to a recorded training image."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: eval folder not found; pass --eval-data DIR with DIR/<class>/ images")
+    neg_dir, pos_dir = class_folders(folder, ckpt)
+    paths = [(p, 0) for p in list_images(neg_dir)] + [(p, 1) for p in list_images(pos_dir)]
+    kept, images = decode_all([p for p, _ in paths], log)
+    label_of = dict(paths)
+    if not kept:
+        raise DataError(f"{folder}: no readable images in {neg_dir.name}/ and {pos_dir.name}/")
+    root = neg_dir.parent
+    train = recorded_train_files(ckpt)
+    leaked = None
+    if train:
+        train_hashes = {_sha256(p) for p in train}
+        leaked = np.array([_sha256(p) in train_hashes for p in kept])
+    else:
+        log("warning: the recorded training images are not reachable: leakage-free accuracy is not measured")
+    return LabelledImages(
+        root=root,
+        files=[str(p.relative_to(root)) for p in kept],
+        images=images,
+        labels=np.array([label_of[p] for p in kept], dtype=np.int64),
+        leaked=leaked,
+    )
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -1,0 +1,171 @@
+"""``export_onnx(checkpoint, out, cfg)``: checkpoint -> checked, self-describing ONNX file (FP32, INT8 or FP16)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.errors import DataError, GateError
+from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
+from edge_runtime.model_info import ModelInfo, Precision
+from edge_runtime.preprocess import PreprocessSpec
+from export import graph, images, quantize
+from export.checks import Measured, check_dynamic_batch, measure, torch_scores
+from export.config import FEW_CALIB_IMAGES, MIN_CALIB_IMAGES, MIN_PARITY_IMAGES, PARITY_TOLERANCE, ExportConfig
+from export.report import apply_gate, json_safe, onnx_metrics, summary_table
+
+Log = Callable[[str], None]
+
+
+def default_checkpoint() -> Path:
+    """The committed default model, ``train/default_model/best.pt``."""
+    import train
+
+    return Path(train.__file__).resolve().parent / "default_model" / "best.pt"
+
+
+def default_output(checkpoint: Path, precision: Precision) -> Path:
+    """Beside the checkpoint, named by precision: ``runs/x/best.pt`` -> ``runs/x/best_int8.onnx``.
+
+    >>> default_output(Path("runs/x/best.pt"), Precision.INT8).as_posix()
+    'runs/x/best_int8.onnx'
+    """
+    return checkpoint.with_name(f"{checkpoint.stem}_{precision.value}.onnx")
+
+
+def model_info(ckpt: dict[str, Any], precision: Precision, cfg: ExportConfig) -> ModelInfo:
+    """The metadata entry: preprocessing, labels, threshold and provenance, all from the checkpoint."""
+    import onnx
+    import onnxruntime
+    import torch
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+    names = tuple(str(n) for n in ckpt["class_names"])
+    producer = {
+        "defect_edge": version("defect-edge"),
+        "exporter": f"torch.onnx.export (TorchScript), opset {cfg.opset}",
+        "torch": str(torch.__version__),
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "checkpoint_epoch": str(ckpt.get("epoch", "")),
+    }
+    return ModelInfo(
+        preprocess=PreprocessSpec.from_dict(ckpt["preprocess"]),
+        class_names=(names[0], names[1]),
+        threshold=float(ckpt["threshold"]),
+        positive_class=str(ckpt.get("positive_class", names[1])),
+        precision=precision,
+        arch=str(ckpt["arch"]),
+        model_version=graph.weights_version(ckpt),
+        data_fingerprint=str(ckpt.get("data_fingerprint", "")),
+        metrics=json_safe(dict(ckpt.get("metrics", {}))),
+        producer=producer,
+    )
+
+
+def calibration_batch(fp32: EdgeModel, ckpt: dict[str, Any], cfg: ExportConfig, log: Log) -> np.ndarray:
+    """Decoded and preprocessed exactly as on the device; too few images is an error, few a warning."""
+    paths = images.calibration_paths(ckpt, cfg.calib_data, count=cfg.calib_count, seed=cfg.seed)
+    _, decoded = images.decode_all(paths, log)
+    where = cfg.calib_data or "the checkpoint's training images"
+    if len(decoded) < MIN_CALIB_IMAGES:
+        raise DataError(
+            f"{where}: only {len(decoded)} readable calibration images (need at least {MIN_CALIB_IMAGES}, "
+            f"better {FEW_CALIB_IMAGES}+); pass --calib-data DIR with more images"
+        )
+    if len(decoded) < FEW_CALIB_IMAGES:
+        log(f"warning: only {len(decoded)} calibration images; {FEW_CALIB_IMAGES}+ give steadier INT8 ranges")
+    log(f"calibration: {len(decoded)} images from {where}")
+    return fp32.prepare(decoded)
+
+
+def eval_images(ckpt: dict[str, Any], cfg: ExportConfig, log: Log) -> images.LabelledImages | None:
+    """The labelled images of the accuracy check (``--eval-data``, else the recorded test split)."""
+    folder = cfg.eval_data or images.default_eval_folder(ckpt)
+    if folder is None:
+        return None
+    evals = images.load_eval_images(folder, ckpt, log)
+    leaked = "unknown" if evals.leaked is None else str(int(evals.leaked.sum()))
+    log(f"evaluation: {len(evals)} labelled images from {evals.root} ({leaked} byte-identical to training images)")
+    return evals
+
+
+def export_onnx(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log: Log = print) -> Path:
+    """Export, check and (for INT8/FP16) convert a checkpoint; returns the written ONNX path.
+
+    >>> export_onnx(None, None, ExportConfig(precision=Precision.INT8))  # doctest: +SKIP
+    PosixPath('.../train/default_model/best_int8.onnx')
+    """
+    from train.checkpoint import load_checkpoint, model_from_checkpoint
+
+    checkpoint = checkpoint or default_checkpoint()
+    ckpt = load_checkpoint(checkpoint)
+    net = model_from_checkpoint(ckpt)
+    out = out or default_output(checkpoint, cfg.precision)
+    graph.ensure_writable(out)
+    runtime = RuntimeConfig(provider=Provider.CPU, threads=cfg.threads)
+    with tempfile.TemporaryDirectory(prefix="defect-edge-export-") as tmp:
+        work = Path(tmp)
+        fp32_info = model_info(ckpt, Precision.FP32, cfg)
+        spec = fp32_info.preprocess
+        graph.export_graph(net, spec, work / "raw.onnx", opset=cfg.opset)
+        graph.write_with_metadata(work / "raw.onnx", work / "fp32.onnx", fp32_info)
+        fp32 = EdgeModel(work / "fp32.onnx", runtime)
+        evals = eval_images(ckpt, cfg, log)
+        eval_batch = fp32.prepare(evals.images) if evals is not None else None
+        needs_calib = cfg.precision is Precision.INT8 or eval_batch is None
+        calib = calibration_batch(fp32, ckpt, cfg, log) if needs_calib else None
+        parity = eval_batch if eval_batch is not None else calib
+        check_dynamic_batch(fp32, parity, tol=1e-5)
+        ref = torch_scores(net, parity)
+        common = {"parity_batch": parity, "torch_ref": ref, "evals": evals, "eval_batch": eval_batch}
+        rows = [measure(fp32, latency_runs=cfg.latency_runs, **common)]
+        check_parity(rows[0], cfg, log)
+        final, info = work / "fp32.onnx", fp32_info
+        if cfg.quantized:
+            final, info = convert(work, fp32_info, cfg, calib)
+            rows.append(measure(EdgeModel(final, runtime), latency_runs=cfg.latency_runs, **common))
+        log(summary_table(rows))
+        if cfg.quantized:
+            apply_gate(rows[0], rows[1], max_drop_pp=cfg.max_drop_pp, force=cfg.force, log=log)
+        metrics = {**info.metrics, "onnx": onnx_metrics(rows[-1])}
+        graph.write_with_metadata(final, out, replace(info, metrics=metrics))
+    return out
+
+
+def check_parity(row: Measured, cfg: ExportConfig, log: Log) -> None:
+    """FP32 must match torch to ``PARITY_TOLERANCE`` on real images."""
+    if row.n_parity < MIN_PARITY_IMAGES:
+        log(f"warning: parity checked on only {row.n_parity} images (want {MIN_PARITY_IMAGES}+)")
+    if row.max_diff <= PARITY_TOLERANCE:
+        return
+    msg = f"fp32 ONNX differs from torch by {row.max_diff:.2e} in P(defective) (limit {PARITY_TOLERANCE})"
+    if not cfg.force:
+        raise GateError(f"{msg}; report this, or pass --force to write it anyway")
+    log(f"warning: {msg}; written anyway because of --force")
+
+
+def convert(work: Path, fp32_info: ModelInfo, cfg: ExportConfig, calib: np.ndarray | None) -> tuple[Path, ModelInfo]:
+    """INT8 or FP16 from the checked FP32 file, with the metadata entry naming the new precision."""
+    info = replace(fp32_info, precision=cfg.precision)
+    if cfg.precision is Precision.INT8:
+        assert calib is not None
+        how = f"static QDQ, per-channel weights, {cfg.scheme.value}, MinMax calibration on {len(calib)} images"
+        info = replace(info, producer={**info.producer, "quantization": how})
+        raw = quantize.quantize_int8(work / "fp32.onnx", work / "q.onnx", calib, scheme=cfg.scheme, work=work)
+    else:
+        raw = quantize.convert_fp16(work / "fp32.onnx", work / "q.onnx")
+    dst = work / f"{cfg.precision.value}.onnx"
+    graph.write_with_metadata(raw, dst, info)
+    return dst, info

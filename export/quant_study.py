@@ -1,0 +1,97 @@
+"""Measure the INT8 type choices on this CPU: accuracy and latency of each scheme against FP32.
+
+``python -m export.quant_study CHECKPOINT`` prints a Markdown table (the one in MODEL_CARD.md). Latencies are
+interleaved over several rounds and the best round's median is kept, so a busy neighbour process skews all
+variants alike.
+
+>>> main(["train/default_model/best.pt"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import platform
+import tempfile
+from pathlib import Path
+
+import click
+import numpy as np
+
+from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
+from edge_runtime.model_info import Precision
+from export import graph, quantize
+from export.checks import accuracy_on, latency_ms, onnx_scores, torch_scores
+from export.config import ExportConfig, Int8Scheme
+from export.main import calibration_batch, eval_images, model_info
+
+VARIANTS = [(s, f) for s in Int8Scheme for f in (True, False)]
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def cpu_flags() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+    return " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags)
+
+
+def _acc(m: dict) -> str:
+    return f"{m['tp'] + m['tn']}/{m['n']}"
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--rounds", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option("--runs", default=200, show_default=True, type=click.IntRange(min=10))
+def main(checkpoint: Path, rounds: int, runs: int) -> None:
+    """Compare FP32 with INT8 u8s8 / u8s8-reduce-range / s8s8, standardisation in float or in INT8."""
+    from train.checkpoint import load_checkpoint, model_from_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    net = model_from_checkpoint(ckpt)
+    cfg = ExportConfig(precision=Precision.INT8)
+    rt = RuntimeConfig(provider=Provider.CPU, threads=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        info = model_info(ckpt, Precision.FP32, cfg)
+        graph.export_graph(net, info.preprocess, work / "raw.onnx", opset=cfg.opset)
+        graph.write_with_metadata(work / "raw.onnx", work / "fp32.onnx", info)
+        models = {"fp32": EdgeModel(work / "fp32.onnx", rt)}
+        evals = eval_images(ckpt, cfg, log=click.echo)
+        batch = models["fp32"].prepare(evals.images)
+        calib = calibration_batch(models["fp32"], ckpt, cfg, log=click.echo)
+        for scheme, std_float in VARIANTS:
+            name = f"{scheme.value}, standardise in {'float' if std_float else 'int8'}"
+            q = quantize.quantize_int8(
+                work / "fp32.onnx", work / "q.onnx", calib, scheme=scheme, work=work, standardize_in_float=std_float
+            )
+            graph.write_with_metadata(q, work / f"{len(models)}.onnx", info)
+            models[name] = EdgeModel(work / f"{len(models)}.onnx", rt)
+        ref = torch_scores(net, batch)
+        lat: dict[str, list[float]] = {k: [] for k in models}
+        for _ in range(rounds):
+            for k, m in models.items():
+                lat[k].append(latency_ms(m, batch, runs=runs))
+        click.echo(f"\nCPU: {cpu_name()} ({cpu_flags()}), 1 thread, batch 1, best of {rounds} medians of {runs}")
+        click.echo("\n| model | official | leakage-free | max diff vs torch | batch-1 ms |")
+        click.echo("| --- | --- | --- | ---: | ---: |")
+        for k, m in models.items():
+            s = onnx_scores(m, batch)
+            off = accuracy_on(evals.labels, s, m.info.threshold, None)
+            free = accuracy_on(evals.labels, s, m.info.threshold, ~evals.leaked)
+            diff = float(np.abs(s - ref).max())
+            click.echo(f"| {k} | {_acc(off)} | {_acc(free)} | {diff:.2e} | {min(lat[k]):.3f} |")
+
+
+if __name__ == "__main__":
+    main()

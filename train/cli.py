@@ -26,7 +26,7 @@ ARCH_CHOICES = ["defectnet", "seed"]
     help="Dataset folder with train/ (and test/).",
 )
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
-@click.option("--epochs", default=24, show_default=True, type=click.IntRange(min=1))
+@click.option("--epochs", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option(
     "--arch",
     default="defectnet",

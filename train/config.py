@@ -18,7 +18,7 @@ class TrainConfig:
 
     data: Path
     out: Path
-    epochs: int = 24
+    epochs: int = 32
     arch: Arch = Arch.DEFECTNET
     img_size: int | None = None  # None: the architecture's own default
     seed: int = 0

@@ -36,6 +36,7 @@ def train_one_epoch(
     gen: torch.Generator,
     aug: AugmentConfig,
     on_batch: Callable[[int, float], None] | None = None,
+    ema: torch.optim.swa_utils.AveragedModel | None = None,
 ) -> dict[str, float]:
     """Train on every image once, in a seeded random order, with seeded augmentation."""
     model.train()
@@ -53,6 +54,8 @@ def train_one_epoch(
         loss.backward()
         optimizer.step()
         scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
         total_loss += loss.item() * len(idx)
         correct += int(((logits > 0).float() == y).sum())
         seen += len(idx)

@@ -29,6 +29,7 @@ from train.plots import curves_png, grid_png
 from train.report import write_final_report
 
 Log = Callable[[str], None]
+EMA_DECAY = 0.995  # per optimiser step: about two epochs of memory on the casting data
 
 
 @dataclass
@@ -132,6 +133,11 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
             self.optimizer, max_lr=cfg.lr, total_steps=steps, pct_start=0.15
         )
+        # The weights we evaluate and ship are an exponential moving average of the trained ones: steadier
+        # from epoch to epoch than the raw weights, so validation picks a model, not a lucky step.
+        self.ema = torch.optim.swa_utils.AveragedModel(
+            self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(EMA_DECAY), use_buffers=True
+        )
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.history: list[dict[str, Any]] = []
         self.best_key: tuple[float, float] | None = None
@@ -144,6 +150,7 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "gen": self.gen.get_state(),
@@ -166,6 +173,7 @@ class Trainer:
         if st["fingerprint"] != self.ds.fingerprint or st["config"]["arch"] != self.cfg.arch.value:
             raise DataError(f"{path}: was trained on other data or another --arch; use a new --out for this data")
         self.model.load_state_dict(st["model"])
+        self.ema.load_state_dict(st["ema"])
         self.optimizer.load_state_dict(st["optimizer"])
         planned, phases = self.scheduler.total_steps, self.scheduler._schedule_phases
         self.scheduler.load_state_dict(st["scheduler"])
@@ -194,8 +202,9 @@ class Trainer:
             gen=self.gen,
             aug=AugmentConfig(),
             on_batch=progress,
+            ema=self.ema,
         )
-        val_loss, scores = evaluate(self.model, self.x_val, self.y_val, spec=self.spec)
+        val_loss, scores = evaluate(self.ema.module, self.x_val, self.y_val, spec=self.spec)
         m = binary_metrics(self.ds.val.labels, scores, 0.5)
         t = recall_first_threshold(self.ds.val.labels, scores)
         m["specificity_at_full_recall"] = binary_metrics(self.ds.val.labels, scores, t)["specificity"]
@@ -224,7 +233,7 @@ class Trainer:
     def save_best(self, val_scores: np.ndarray, threshold: float) -> None:
         val = binary_metrics(self.ds.val.labels, val_scores, threshold)
         ckpt = model_checkpoint(
-            self.model,
+            self.ema.module,
             arch=self.cfg.arch,
             model_args=self.model_args,
             spec=self.spec,

@@ -37,3 +37,8 @@ default-model: setup
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+
+.PHONY: models
+## Rebuild the ONNX models shipped in edge_runtime/models (FP32, INT8, MODEL_CARD.md) from train/default_model/best.pt.
+models: setup
+	$(BIN)/python -m export.ship

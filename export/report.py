@@ -91,3 +91,13 @@ def onnx_metrics(row: Measured) -> dict[str, Any]:
         if m is not None:
             out[key] = {k: m[k] for k in ("n", "accuracy", "recall", "specificity", "tp", "tn", "fp", "fn")}
     return json_safe(out)
+
+
+def fp16_note(reference: Measured, fp16: Measured) -> str:
+    """FP16 targets GPU providers; say plainly how it runs on this CPU."""
+    ratio = fp16.latency_ms / reference.latency_ms if reference.latency_ms > 0 else float("nan")
+    verdict = "slower than" if ratio > 1.02 else "no faster than" if ratio > 0.9 else "faster than"
+    return (
+        f"note: fp16 is meant for GPU providers (CUDA, TensorRT); on this CPU it runs {verdict} fp32 "
+        f"({fp16.latency_ms:.3f} ms vs {reference.latency_ms:.3f} ms at batch 1): use fp32 or int8 on CPUs"
+    )

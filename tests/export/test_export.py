@@ -90,7 +90,7 @@ def test_fp16_keeps_float32_inputs_and_outputs(tiny_run: Path, tmp_path: Path):
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
     assert EdgeModel(out, RuntimeConfig(provider=Provider.CPU)).info.precision is Precision.FP16
-    assert "| fp16 |" in r.output
+    assert "| fp16 |" in r.output and "meant for GPU providers" in r.output
 
 
 def test_summary_table_shows_both_precisions(tiny_run: Path, tmp_path: Path):

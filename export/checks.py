@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,3 +112,14 @@ def measure(
         if evals.leaked is not None:
             row.leakage_free = accuracy_on(evals.labels, scores, model.info.threshold, ~evals.leaked)
     return row
+
+
+def cpu_name() -> str:
+    """The CPU model name, for the latency line (timings mean little without it)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"

@@ -16,7 +16,7 @@ from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
 from edge_runtime.model_info import ModelInfo, Precision
 from edge_runtime.preprocess import PreprocessSpec
 from export import graph, images, quantize
-from export.checks import Measured, check_dynamic_batch, measure, torch_scores
+from export.checks import Measured, check_dynamic_batch, cpu_name, measure, torch_scores
 from export.config import FEW_CALIB_IMAGES, MIN_CALIB_IMAGES, MIN_PARITY_IMAGES, PARITY_TOLERANCE, ExportConfig
 from export.report import apply_gate, fp16_note, json_safe, onnx_metrics, summary_table
 
@@ -137,6 +137,8 @@ def export_onnx(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *,
             final, info = convert(work, fp32_info, cfg, calib)
             rows.append(measure(EdgeModel(final, runtime), latency_runs=cfg.latency_runs, **common))
         log(summary_table(rows))
+        threads = f"{cfg.threads} CPU thread(s)" if cfg.threads else "onnxruntime's default threads"
+        log(f"latency: median of {cfg.latency_runs} batch-1 runs, {threads}, {cpu_name()}, inference only")
         if cfg.precision is Precision.FP16:
             log(fp16_note(rows[0], rows[1]))
         if cfg.quantized:

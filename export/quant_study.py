@@ -9,7 +9,6 @@ variants alike.
 
 from __future__ import annotations
 
-import platform
 import tempfile
 from pathlib import Path
 
@@ -19,21 +18,11 @@ import numpy as np
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
 from edge_runtime.model_info import Precision
 from export import graph, quantize
-from export.checks import accuracy_on, latency_ms, onnx_scores, torch_scores
+from export.checks import accuracy_on, cpu_name, latency_ms, onnx_scores, torch_scores
 from export.config import ExportConfig, Int8Scheme
 from export.main import calibration_batch, eval_images, model_info
 
 VARIANTS = [(s, f) for s in Int8Scheme for f in (True, False)]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def cpu_flags() -> str:

@@ -22,18 +22,31 @@ from export.main import default_checkpoint, export_onnx
 from export.quantize import count_ops
 
 Log = Callable[[str], None]
-COMMANDS = {
-    Precision.FP32: "export-onnx train/default_model/best.pt --out edge_runtime/models/defectnet_fp32.onnx",
-    Precision.INT8: "export-onnx train/default_model/best.pt --quantize int8 "
-    "--out edge_runtime/models/defectnet_int8.onnx",
-}
+OPTIONS = {Precision.FP32: "", Precision.INT8: " --quantize int8"}
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the working directory when it is below it (the card must not depend on a home)."""
+    try:
+        return path.resolve().relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def command_for(checkpoint: Path, out: Path, precision: Precision) -> str:
+    """The export-onnx command equivalent to one ship step.
+
+    >>> command_for(Path("train/default_model/best.pt"), Path("m.onnx"), Precision.INT8)
+    'export-onnx train/default_model/best.pt --quantize int8 --out m.onnx'
+    """
+    return f"export-onnx {_shown(checkpoint)}{OPTIONS[precision]} --out {_shown(out)}"
 
 
 def ship(checkpoint: Path, models_dir: Path, *, log: Log = print) -> Path:
     """Export FP32 and INT8 into ``models_dir`` and write the model card there; returns the card's path."""
     from train.checkpoint import load_checkpoint
 
-    runs: dict[Precision, list[str]] = {}
+    runs: dict[str, list[str]] = {}
     for precision in (Precision.FP32, Precision.INT8):
         lines: list[str] = []
 
@@ -43,7 +56,7 @@ def ship(checkpoint: Path, models_dir: Path, *, log: Log = print) -> Path:
 
         out = models_dir / DEFAULT_MODEL_FILES[precision]
         export_onnx(checkpoint, out, ExportConfig(precision=precision), log=both)
-        runs[precision] = lines
+        runs[command_for(checkpoint, out, precision)] = lines
     card = models_dir / "MODEL_CARD.md"
     tmp = card.with_name(card.name + ".tmp")
     tmp.write_text(model_card(load_checkpoint(checkpoint), models_dir, runs))
@@ -59,7 +72,7 @@ def _metric_row(name: str, m: dict[str, Any]) -> str:
     )
 
 
-def model_card(ckpt: dict[str, Any], models_dir: Path, runs: dict[Precision, list[str]]) -> str:
+def model_card(ckpt: dict[str, Any], models_dir: Path, runs: dict[str, list[str]]) -> str:
     """The Markdown model card: what the files are, how they score, on what data, and how they were made."""
     fp32 = EdgeModel(models_dir / DEFAULT_MODEL_FILES[Precision.FP32]).info
     data = ckpt.get("data", {})
@@ -96,8 +109,8 @@ def model_card(ckpt: dict[str, Any], models_dir: Path, runs: dict[Precision, lis
     ]
     out += [_metric_row(k, m) for k, m in ckpt.get("metrics", {}).items()]
     out += ["", "## Export checks (onnxruntime CPU, batch-1 latency with 1 thread on the export machine)", ""]
-    for p, lines in runs.items():
-        out += [f"`{COMMANDS[p]}`", "", "```text", *lines, "```", ""]
+    for command, lines in runs.items():
+        out += [f"`{command}`", "", "```text", *lines, "```", ""]
     out += [f"Producer: `{json.dumps(fp32.producer, sort_keys=True)}`", ""]
     return "\n".join(out)
 

@@ -38,7 +38,8 @@ SCHEME_CHOICES = ["u8s8", "u8s8-reduce-range", "s8s8"]
     "--calib-data",
     type=click.Path(path_type=Path),
     default=None,
-    help="Folder of calibration images [default: the training images recorded in the checkpoint].",
+    help="Folder of calibration images, also the parity images when there is no eval data "
+    "[default: the training images recorded in the checkpoint].",
 )
 @click.option("--calib-count", type=click.IntRange(min=1), default=300, show_default=True, help="Calibration images.")
 @click.option(

@@ -119,20 +119,32 @@ def load_eval_images(folder: Path, ckpt: dict[str, Any], log: Log) -> LabelledIm
     if not kept:
         raise DataError(f"{folder}: no readable images in {neg_dir.name}/ and {pos_dir.name}/")
     root = neg_dir.parent
-    train = recorded_train_files(ckpt)
-    leaked = None
-    if train:
-        train_hashes = {_sha256(p) for p in train}
-        leaked = np.array([_sha256(p) in train_hashes for p in kept])
-    else:
-        log("warning: the recorded training images are not reachable: leakage-free accuracy is not measured")
+    files = [p.relative_to(root).as_posix() for p in kept]
     return LabelledImages(
         root=root,
-        files=[str(p.relative_to(root)) for p in kept],
+        files=files,
         images=images,
         labels=np.array([label_of[p] for p in kept], dtype=np.int64),
-        leaked=leaked,
+        leaked=leakage_flags(kept, files, root, ckpt, log),
     )
+
+
+def leakage_flags(paths: list[Path], files: list[str], root: Path, ckpt: dict[str, Any], log: Log) -> np.ndarray | None:
+    """True for eval images byte-identical to a recorded training image; None when that cannot be known.
+
+    Hashing against the training files works for any eval folder; without them, the checkpoint's own list of
+    test duplicates serves when the eval folder is the recorded test split.
+    """
+    train = recorded_train_files(ckpt)
+    if train:
+        train_hashes = {_sha256(p) for p in train}
+        return np.array([_sha256(p) in train_hashes for p in paths])
+    data = ckpt.get("data") or {}
+    if "test_duplicates" in data and root.resolve() == (Path(data.get("root", "")) / "test").resolve():
+        dup = set(data["test_duplicates"])
+        return np.array([f in dup for f in files])
+    log("warning: the recorded training images are not reachable: leakage-free accuracy is not measured")
+    return None
 
 
 def _sha256(path: Path) -> str:

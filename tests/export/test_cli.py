@@ -150,3 +150,16 @@ def test_eval_folder_without_class_subfolders_is_exit_3(tiny_run: Path, tmp_path
 def test_debug_shows_the_traceback(tmp_path: Path):
     r = export_cli(tmp_path / "missing.pt", "--debug")
     assert r.exit_code != 0 and r.exception is not None
+
+
+def test_eval_images_copied_from_train_are_left_out_of_leakage_free(tiny_run: Path, tiny_data: Path, tmp_path: Path):
+    evals = tmp_path / "eval"
+    shutil.copytree(tiny_data / "test", evals)
+    for src in sorted((tiny_data / "train" / "ok_front").iterdir())[:3]:
+        shutil.copy(src, evals / "ok_front" / f"copy_{src.name}")
+    out = tmp_path / "m.onnx"
+    r = export_cli(tiny_run, "--eval-data", evals, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert "83 labelled images" in r.output and "3 byte-identical" in r.output
+    metrics = EdgeModel(out).info.metrics["onnx"]
+    assert (metrics["official"]["n"], metrics["leakage_free"]["n"]) == (83, 80)

@@ -123,6 +123,11 @@ def export_onnx(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *,
         graph.write_with_metadata(work / "raw.onnx", work / "fp32.onnx", fp32_info)
         fp32 = EdgeModel(work / "fp32.onnx", runtime)
         evals = eval_images(ckpt, cfg, log)
+        if evals is None and cfg.quantized and not cfg.force:
+            raise DataError(
+                f"no labelled images for the {cfg.precision.value} accuracy gate (the checkpoint's test split is not "
+                "here); pass --eval-data DIR with DIR/<class>/ images, or --force to export without the gate"
+            )
         eval_batch = fp32.prepare(evals.images) if evals is not None else None
         needs_calib = cfg.precision is Precision.INT8 or eval_batch is None
         calib = calibration_batch(fp32, ckpt, cfg, log) if needs_calib else None

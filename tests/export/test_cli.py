@@ -163,3 +163,15 @@ def test_eval_images_copied_from_train_are_left_out_of_leakage_free(tiny_run: Pa
     assert "83 labelled images" in r.output and "3 byte-identical" in r.output
     metrics = EdgeModel(out).info.metrics["onnx"]
     assert (metrics["official"]["n"], metrics["leakage_free"]["n"]) == (83, 80)
+
+
+def test_int8_without_labelled_images_needs_eval_data_or_force(tiny_run: Path, tmp_path: Path):
+    ckpt = torch.load(tiny_run, weights_only=True)
+    ckpt["data"]["root"] = str(tmp_path / "moved")  # the recorded data is not on this machine
+    torch.save(ckpt, tmp_path / "best.pt")
+    calib = write_images(tmp_path / "calib", 12)
+    r = export_cli(tmp_path / "best.pt", "--quantize", "--calib-data", calib, "--out", tmp_path / "m.onnx")
+    assert_one_line_error(r, ExitCode.BAD_DATA, "--eval-data", "--force")
+    r = export_cli(tmp_path / "best.pt", "--quantize", "--calib-data", calib, "--out", tmp_path / "m.onnx", "--force")
+    assert r.exit_code == 0, r.output
+    assert "accuracy gate not run" in r.output

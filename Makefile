@@ -32,6 +32,7 @@ demo: setup
 default-model: setup
 	rm -rf runs/default
 	$(BIN)/train-model --data $(DATA) --out runs/default --seed 0 --quiet
+	mkdir -p train/default_model
 	cp runs/default/best.pt runs/default/report.json runs/default/metrics.jsonl \
 	   runs/default/curves.png runs/default/confusion.png train/default_model/
 

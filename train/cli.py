@@ -38,7 +38,7 @@ ARCH_CHOICES = ["defectnet", "seed"]
     "--img-size",
     type=click.IntRange(16, 1024),
     default=None,
-    help="Input size in pixels [default: 128 defectnet, 224 seed].",
+    help="Input size in pixels [default: 160 defectnet, 224 seed].",
 )
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(

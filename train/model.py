@@ -42,11 +42,11 @@ class DefectNet(nn.Module):
     The global-average-pool head keeps class activation maps possible: ``features`` gives the last
     feature map and ``head`` its per-channel weights.
 
-    >>> DefectNet()(torch.zeros(2, 1, 128, 128)).shape
+    >>> DefectNet()(torch.zeros(2, 1, 160, 160)).shape
     torch.Size([2])
     """
 
-    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (16, 32, 64, 128), dropout: float = 0.2) -> None:
+    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (16, 24, 48, 96), dropout: float = 0.2) -> None:
         super().__init__()
         widths = tuple(int(w) for w in widths)
         layers: list[nn.Module] = [InputStandardize(), conv_bn_relu(in_channels, widths[0], 2)]
@@ -86,13 +86,18 @@ class SeedNet(nn.Module):
 
 # Per architecture: class, default input size, input channels.
 ARCHS: dict[Arch, tuple[type[nn.Module], int, int]] = {
-    Arch.DEFECTNET: (DefectNet, 128, 1),
+    # 160 px keeps the casting's 2-3 px pinholes visible (at 128 px they blur into one pixel); the thinner
+    # widths pay for the larger input: 79 MFLOP, 1/23 of the origin network.
+    Arch.DEFECTNET: (DefectNet, 160, 1),
     Arch.SEED: (SeedNet, 224, 3),
 }
 
 
 def default_model_args(arch: Arch) -> dict[str, Any]:
+    """Every constructor argument, spelled out, so a checkpoint does not depend on today's defaults."""
     _, _, channels = ARCHS[arch]
+    if arch is Arch.DEFECTNET:
+        return {"in_channels": channels, "widths": [16, 24, 48, 96], "dropout": 0.2}
     return {"in_channels": channels}
 
 

@@ -13,7 +13,8 @@ def test_origin_network_matches_the_notebook():
 
 
 def test_default_model_is_at_most_a_fifteenth_of_the_origin_compute():
-    ours = count_flops(build_model(Arch.DEFECTNET), (1, 128, 128))
+    size = ARCHS[Arch.DEFECTNET][1]
+    ours = count_flops(build_model(Arch.DEFECTNET), (1, size, size))
     seed = count_flops(build_model(Arch.SEED), (3, 224, 224))
     assert ours * 15 <= seed
 
@@ -35,5 +36,5 @@ def test_input_standardisation_makes_the_model_indifferent_to_gain_and_offset():
 
 def test_build_model_from_stored_args_round_trips():
     m = build_model("defectnet", {"in_channels": 1, "widths": [8, 16]})
-    assert ARCHS[Arch.DEFECTNET][1] == 128
+    assert ARCHS[Arch.DEFECTNET][1] == 160
     assert m.head.in_features == 16

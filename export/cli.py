@@ -59,9 +59,10 @@ SCHEME_CHOICES = ["u8s8", "u8s8-reduce-range", "s8s8"]
 @click.option(
     "--int8-scheme",
     type=click.Choice(SCHEME_CHOICES),
-    default="u8s8",
+    default="u8s8-reduce-range",
     show_default=True,
-    help="INT8 activation/weight types (see edge_runtime/models/MODEL_CARD.md for measurements).",
+    help="INT8 activation/weight types; reduce-range (7-bit weights) cannot saturate on CPUs without VNNI "
+    "(see export/QUANTIZATION.md).",
 )
 @click.option("--force", is_flag=True, help="Write the model even when the accuracy gate or parity check fails.")
 @debug_option

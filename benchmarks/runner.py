@@ -15,11 +15,10 @@ from benchmarks.config import SEED_MODEL, TORCH_PROVIDER, BenchConfig, Job, JobK
 from benchmarks.hardware import Hardware, detect_hardware
 from edge_runtime.errors import DataError, DefectEdgeError, ExitCode, ModelError
 from edge_runtime.model import MODELS_DIR
+from edge_runtime.model_info import KNOWN_CLASS_FOLDERS
 from edge_runtime.preprocess import IMAGE_SUFFIXES
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "edge_runtime" / "samples"
-# Folder names of the public casting dataset -> the class names the models use.
-KNOWN_CLASS_NAMES = {"def_front": "defective", "ok_front": "ok"}
 DEFAULT_CHECKPOINTS = (Path("train/default_model/best.pt"),)
 
 Progress = Callable[[str], None]
@@ -60,7 +59,7 @@ def labelled_images(data: Path) -> tuple[list[str], list[str]]:
         for f in sorted(folder.iterdir()):
             if f.suffix.lower() in IMAGE_SUFFIXES:
                 paths.append(str(f))
-                classes.append(KNOWN_CLASS_NAMES.get(folder.name, folder.name))
+                classes.append(KNOWN_CLASS_FOLDERS.get(folder.name, folder.name))
     if not paths:
         raise DataError(f"{root}: no images in class folders; --data expects DIR/test/<class>/*.jpg")
     return paths, classes

@@ -21,6 +21,9 @@ METADATA_KEY = "defect_edge"
 SCHEMA_VERSION = 1
 INPUT_NAME = "image"
 OUTPUT_NAME = "p_defective"
+# Class-folder names the tools understand without --positive-class (the public casting dataset's, and plain
+# ones), mapped to the class names the models report.
+KNOWN_CLASS_FOLDERS = {"def_front": "defective", "ok_front": "ok", "defective": "defective", "ok": "ok"}
 
 
 class Precision(str, Enum):

@@ -87,5 +87,8 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
         model = build_model(ckpt["arch"], ckpt["model_args"])
         model.load_state_dict(ckpt["state_dict"])
     except (ValueError, TypeError, RuntimeError, KeyError) as exc:
-        raise ModelError(f"checkpoint weights do not fit architecture {ckpt.get('arch')!r} ({exc}); retrain") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"checkpoint weights do not fit architecture {ckpt.get('arch')!r} ({first[:160]}); retrain or re-export"
+        ) from exc
     return model.eval()

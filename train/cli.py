@@ -26,7 +26,7 @@ ARCH_CHOICES = ["defectnet", "seed"]
     help="Dataset folder with train/ (and test/).",
 )
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
-@click.option("--epochs", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--epochs", default=40, show_default=True, type=click.IntRange(min=1))
 @click.option(
     "--arch",
     default="defectnet",
@@ -69,6 +69,11 @@ ARCH_CHOICES = ["defectnet", "seed"]
     help="Abort if more images than this are unreadable.",
 )
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch CPU threads [default: all cores].")
+@click.option(
+    "--bf16/--no-bf16",
+    default=None,
+    help="Train in bfloat16 autocast (about 1.5x faster where the CPU has native bf16) [default: auto].",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
 @click.option("--quiet", is_flag=True, help="No progress bars: one log line per epoch.")
 @debug_option
@@ -91,6 +96,7 @@ def main(*, debug: bool, **opts: object) -> None:
         max_images_per_class=opts["max_images_per_class"],
         max_bad_fraction=opts["max_bad_fraction"],
         threads=opts["threads"],
+        bf16=opts["bf16"],
         resume=opts["resume"],
         quiet=opts["quiet"],
     )

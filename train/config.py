@@ -18,7 +18,7 @@ class TrainConfig:
 
     data: Path
     out: Path
-    epochs: int = 32
+    epochs: int = 40
     arch: Arch = Arch.DEFECTNET
     img_size: int | None = None  # None: the architecture's own default
     seed: int = 0
@@ -30,6 +30,7 @@ class TrainConfig:
     max_bad_fraction: float = 0.05
     max_images_per_class: int | None = None  # for quick runs and tests on a subset
     threads: int | None = None
+    bf16: bool | None = None  # bfloat16 autocast for training steps; None: on where the CPU computes bf16 natively
     resume: bool = False
     quiet: bool = False
 

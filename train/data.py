@@ -16,11 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.errors import DataError, ImageReadError
+from edge_runtime.model_info import KNOWN_CLASS_FOLDERS
 from edge_runtime.preprocess import IMAGE_SUFFIXES, PreprocessSpec, decode_image, resize_to_input
-
-# Folder names of the Kaggle casting dataset and what they mean.
-KNOWN_CLASS_NAMES = {"def_front": "defective", "ok_front": "ok", "defective": "defective", "ok": "ok"}
-POSITIVE_NAME = "defective"
 
 
 @dataclass
@@ -85,7 +82,7 @@ def resolve_classes(train_dir: Path, positive_class: str | None) -> ClassMap:
             f"{train_dir}: {len(names)} class folders ({', '.join(names)}); defect-edge trains on exactly two"
         )
     if positive_class is None:
-        known = [KNOWN_CLASS_NAMES.get(n) for n in names]
+        known = [KNOWN_CLASS_FOLDERS.get(n) for n in names]
         if sorted(k or "" for k in known) != ["defective", "ok"]:
             raise DataError(
                 f"{train_dir}: cannot tell which of {names[0]!r} and {names[1]!r} is defective; "
@@ -100,8 +97,8 @@ def resolve_classes(train_dir: Path, positive_class: str | None) -> ClassMap:
     return ClassMap(
         negative_dir=neg,
         positive_dir=pos,
-        negative_name=KNOWN_CLASS_NAMES.get(neg, neg),
-        positive_name=KNOWN_CLASS_NAMES.get(pos, pos),
+        negative_name=KNOWN_CLASS_FOLDERS.get(neg, neg),
+        positive_name=KNOWN_CLASS_FOLDERS.get(pos, pos),
     )
 
 

@@ -37,6 +37,7 @@ def train_one_epoch(
     aug: AugmentConfig,
     on_batch: Callable[[int, float], None] | None = None,
     ema: torch.optim.swa_utils.AveragedModel | None = None,
+    bf16: bool = False,
 ) -> dict[str, float]:
     """Train on every image once, in a seeded random order, with seeded augmentation."""
     model.train()
@@ -48,7 +49,8 @@ def train_one_epoch(
             continue
         x01 = augment(images[idx].float().unsqueeze(1) / 255.0, aug, gen)
         x, y = to_input(x01, spec), labels[idx].float()
-        logits = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x).float()
         loss = F.binary_cross_entropy_with_logits(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -138,6 +138,7 @@ class Trainer:
         self.ema = torch.optim.swa_utils.AveragedModel(
             self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(EMA_DECAY), use_buffers=True
         )
+        self.bf16 = cfg.bf16 if cfg.bf16 is not None else bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.history: list[dict[str, Any]] = []
         self.best_key: tuple[float, float] | None = None
@@ -203,6 +204,7 @@ class Trainer:
             aug=AugmentConfig(),
             on_batch=progress,
             ema=self.ema,
+            bf16=self.bf16,
         )
         val_loss, scores = evaluate(self.ema.module, self.x_val, self.y_val, spec=self.spec)
         m = binary_metrics(self.ds.val.labels, scores, 0.5)
@@ -286,7 +288,10 @@ def main(cfg: TrainConfig, *, log: Log = print, progress_factory: Callable | Non
     if cfg.resume:
         trainer.resume()
     flops = count_flops(trainer.model, (spec.channels, spec.size, spec.size))
-    log(f"model {cfg.arch.value}: {count_params(trainer.model):,} parameters, {flops / 1e6:.1f} MFLOP per image")
+    log(
+        f"model {cfg.arch.value}: {count_params(trainer.model):,} parameters, {flops / 1e6:.1f} MFLOP per image; "
+        f"training in {'bfloat16 autocast' if trainer.bf16 else 'float32'} on {torch.get_num_threads()} threads"
+    )
     for epoch in range(len(trainer.history) + 1, cfg.epochs + 1):
         n_batches = (len(ds.train) + cfg.batch_size - 1) // cfg.batch_size
         if progress_factory is not None:

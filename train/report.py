@@ -102,6 +102,8 @@ def write_final_report(
         "train_seconds": round(trainer.elapsed, 1),
         "epochs": len(trainer.history),
         "config": cfg.to_dict(),
+        "bf16": trainer.bf16,
+        "threads": torch.get_num_threads(),
         "versions": {"torch": str(torch.__version__), "numpy": np.__version__},
         "command": reproduce_command(),
     }

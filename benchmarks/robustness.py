@@ -1,0 +1,191 @@
+"""How a model holds up when the camera changes: ``python -m benchmarks.robustness``.
+
+A second camera station sees the part re-framed, at another zoom, under other light and focus. This applies
+such changes (OpenCV/numpy, no torch) to labelled images and scores each model at its own threshold: accuracy,
+missed defects, false alarms and AUROC per perturbation. It is a stress test with synthetic changes, not a
+substitute for images from the real second station, but it shows which changes a model does not survive.
+
+>>> [p.name for p in PERTURBATIONS][:3]
+['none', 'zoom 0.7', 'zoom 0.85']
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+
+from edge_runtime.cli_support import debug_option, friendly_errors
+from edge_runtime.errors import EXIT_CODES_HELP, DataError, OutputError
+from edge_runtime.metrics import binary_metrics
+from edge_runtime.model import MODELS_DIR, EdgeModel, Provider, RuntimeConfig
+from edge_runtime.preprocess import read_image
+
+Transform = Callable[[np.ndarray], np.ndarray]
+
+
+def _background(im: np.ndarray) -> int:
+    return int(np.median(np.concatenate([im[:3].ravel(), im[-3:].ravel(), im[:, :3].ravel(), im[:, -3:].ravel()])))
+
+
+def affine(
+    im: np.ndarray, *, zoom: float = 1.0, shift: tuple[float, float] = (0.0, 0.0), rot: float = 0.0
+) -> np.ndarray:
+    """Zoom about the centre, rotate (degrees) and shift (fractions of the size); new border = background."""
+    h, w = im.shape
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), rot, zoom)
+    m[0, 2] += shift[0] * w
+    m[1, 2] += shift[1] * h
+    return cv2.warpAffine(im, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=_background(im))
+
+
+def wider_frame(im: np.ndarray, *, scale: float = 1.6) -> np.ndarray:
+    """The part in a larger 4:3 field of view, as a 640x480-style camera framing it loosely would see it."""
+    h, w = im.shape
+    big_h, big_w = int(h * scale), int(w * scale * 4 / 3)
+    canvas = np.full((big_h, big_w), _background(im), np.uint8)
+    top, left = (big_h - h) // 2, (big_w - w) // 2
+    canvas[top : top + h, left : left + w] = im
+    return canvas
+
+
+def _gain(im: np.ndarray, field: np.ndarray) -> np.ndarray:
+    return np.clip(im.astype(np.float32) * field, 0, 255).astype(np.uint8)
+
+
+def gradient(im: np.ndarray, *, lo: float = 0.6, hi: float = 1.3) -> np.ndarray:
+    return _gain(im, np.linspace(lo, hi, im.shape[1], dtype=np.float32)[None, :])
+
+
+def vignette(im: np.ndarray, *, strength: float = 0.5) -> np.ndarray:
+    h, w = im.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r2 = ((yy - h / 2) ** 2 + (xx - w / 2) ** 2) / (2 * (max(h, w) / 2) ** 2)
+    return _gain(im, 1.0 - strength * r2)
+
+
+def gamma(im: np.ndarray, *, g: float) -> np.ndarray:
+    lut = np.clip(255.0 * (np.arange(256) / 255.0) ** g, 0, 255).astype(np.uint8)
+    return lut[im]
+
+
+def jpeg(im: np.ndarray, *, quality: int) -> np.ndarray:
+    ok, buf = cv2.imencode(".jpg", im, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE) if ok else im
+
+
+def noise(im: np.ndarray, *, std: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(im + rng.normal(0, std, im.shape), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    name: str
+    apply: Transform
+
+
+PERTURBATIONS: tuple[Perturbation, ...] = (
+    Perturbation("none", lambda im: im),
+    Perturbation("zoom 0.7", lambda im: affine(im, zoom=0.7)),
+    Perturbation("zoom 0.85", lambda im: affine(im, zoom=0.85)),
+    Perturbation("zoom 1.15", lambda im: affine(im, zoom=1.15)),
+    Perturbation("zoom 1.3", lambda im: affine(im, zoom=1.3)),
+    Perturbation("shift 10%", lambda im: affine(im, shift=(0.1, -0.1))),
+    Perturbation("shift 15%", lambda im: affine(im, shift=(0.15, 0.0))),
+    Perturbation("rotate 37 deg", lambda im: affine(im, rot=37)),
+    Perturbation("wider 4:3 frame", wider_frame),
+    Perturbation("half exposure", lambda im: (im * 0.5).astype(np.uint8)),
+    Perturbation("brighter +60", lambda im: np.clip(im.astype(np.int16) + 60, 0, 255).astype(np.uint8)),
+    Perturbation("low contrast", lambda im: (128 + (im.astype(np.float32) - 128) * 0.5).astype(np.uint8)),
+    Perturbation("gamma 0.6", lambda im: gamma(im, g=0.6)),
+    Perturbation("gamma 1.6", lambda im: gamma(im, g=1.6)),
+    Perturbation("light gradient", gradient),
+    Perturbation("vignetting", vignette),
+    Perturbation("blur 5x5", lambda im: cv2.GaussianBlur(im, (5, 5), 0)),
+    Perturbation("sensor noise", lambda im: noise(im, std=8.0)),
+    Perturbation("JPEG q30", lambda im: jpeg(im, quality=30)),
+)
+
+
+def labelled_images(data: Path, positive: str = "def_front") -> tuple[list[Path], np.ndarray]:
+    """Images of ``data/<class>/`` (or ``data/test/<class>/``); label 1 for the positive folder."""
+    root = data / "test" if (data / "test").is_dir() else data
+    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if len(folders) != 2 or positive not in [f.name for f in folders]:
+        raise DataError(f"{data}: expected two class folders, one named {positive}; pass --positive NAME")
+    files = [(f, int(d.name == positive)) for d in folders for f in sorted(d.iterdir()) if f.is_file()]
+    if not files:
+        raise DataError(f"{root}: no images")
+    return [f for f, _ in files], np.array([y for _, y in files])
+
+
+def score_model(model: EdgeModel, images: list[np.ndarray], batch: int = 64) -> np.ndarray:
+    return np.concatenate([model.scores(model.prepare(images[i : i + batch])) for i in range(0, len(images), batch)])
+
+
+def run(models: list[Path], data: Path, *, positive: str, limit: int | None) -> list[dict]:
+    """One row per (model, perturbation): accuracy, missed defects, false alarms, AUROC at the model's threshold."""
+    files, labels = labelled_images(data, positive)
+    if limit:
+        idx = np.random.default_rng(0).permutation(len(files))[:limit]
+        files, labels = [files[i] for i in idx], labels[idx]
+    originals = [read_image(f) for f in files]
+    loaded = [EdgeModel(p, RuntimeConfig(provider=Provider.CPU)) for p in models]
+    rows = []
+    for pert in PERTURBATIONS:
+        changed = [pert.apply(im) for im in originals]
+        for path, model in zip(models, loaded, strict=True):
+            m = binary_metrics(labels, score_model(model, changed), model.info.threshold)
+            rows.append(
+                {"model": path.name, "perturbation": pert.name, "n": m["n"], "accuracy": m["accuracy"],
+                 "missed_defects": m["fn"], "false_alarms": m["fp"], "auroc": m["auroc"]}
+            )  # fmt: skip
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| model | perturbation | accuracy | missed defects | false alarms | AUROC |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['perturbation']} | {r['accuracy']:.4f} | {r['missed_defects']} | "
+            f"{r['false_alarms']} | {r['auroc']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
+@click.command(
+    help="Score models on labelled images under camera changes (zoom, shift, light, blur, noise, JPEG) at each "
+    "model's own threshold; Markdown on stdout.\n\n" + EXIT_CODES_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="DIR/<class>/ or DIR/test/<class>/.")
+@click.option("--model", "models", multiple=True, type=click.Path(path_type=Path),
+              help="ONNX model (repeatable) [default: the bundled FP32 and INT8 models].")  # fmt: skip
+@click.option("--positive", default="def_front", show_default=True, help="Folder name of the defective class.")
+@click.option("--limit", type=click.IntRange(min=2), default=None, help="Use a seeded sample of N images.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write rows as JSON.")
+@debug_option
+@friendly_errors
+def main(*, data: Path, models: tuple[Path, ...], positive: str, limit: int | None, json_path: Path | None,
+         debug: bool) -> None:  # fmt: skip
+    chosen = list(models) or sorted(MODELS_DIR.glob("*.onnx"))
+    rows = run(chosen, data, positive=positive, limit=limit)
+    click.echo(markdown(rows))
+    if json_path is not None:
+        try:
+            json_path.write_text(json.dumps(rows, indent=1) + "\n")
+        except OSError as exc:
+            raise OutputError(f"{json_path}: cannot write ({exc.strerror or exc}); choose another --json path") from exc
+
+
+if __name__ == "__main__":
+    main()

@@ -7,6 +7,7 @@ training image (hash), so a copied-over train image cannot inflate the accuracy.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,12 +57,23 @@ def decode_all(paths: list[Path], log: Log) -> tuple[list[Path], list[np.ndarray
     return kept, images
 
 
+def recorded_root(ckpt: dict[str, Any]) -> Path | None:
+    """Where the checkpoint's dataset is on this machine: the absolute path recorded at training time, else the
+    path as it was given to train-model (relative to the current folder), else ``$DEFECT_EDGE_DATA``."""
+    data = ckpt.get("data") or {}
+    for candidate in (data.get("root"), data.get("root_as_given"), os.environ.get("DEFECT_EDGE_DATA")):
+        if candidate and (Path(candidate) / "train").is_dir():
+            return Path(candidate)
+    return None
+
+
 def recorded_train_files(ckpt: dict[str, Any], *, with_val: bool = True) -> list[Path]:
     """Training (and validation) images named in the checkpoint that exist on this machine."""
     data = ckpt.get("data") or {}
-    if "root" not in data:
+    root = recorded_root(ckpt)
+    if root is None:
         return []
-    train_dir = Path(data["root"]) / "train"
+    train_dir = root / "train"
     rel = list(data.get("train_files", [])) + (list(data.get("val_files", [])) if with_val else [])
     return [train_dir / f for f in rel if (train_dir / f).is_file()]
 
@@ -80,8 +92,8 @@ def calibration_paths(ckpt: dict[str, Any], folder: Path | None, *, count: int, 
         if not pool:
             root = (ckpt.get("data") or {}).get("root", "?")
             raise DataError(
-                f"the training images recorded in the checkpoint are not reachable (under {root}); "
-                "pass --calib-data DIR with a few hundred images from the camera"
+                f"the training images recorded in the checkpoint are not reachable (under {root}); set "
+                "DEFECT_EDGE_DATA to the dataset folder or pass --calib-data DIR with a few hundred camera images"
             )
     if len(pool) > count:
         idx = np.sort(np.random.default_rng(seed).choice(len(pool), size=count, replace=False))
@@ -104,8 +116,8 @@ def class_folders(folder: Path, ckpt: dict[str, Any]) -> tuple[Path, Path]:
 
 def default_eval_folder(ckpt: dict[str, Any]) -> Path | None:
     """The test split beside the training images recorded in the checkpoint, when it exists here."""
-    root = (ckpt.get("data") or {}).get("root")
-    return Path(root) / "test" if root and (Path(root) / "test").is_dir() else None
+    root = recorded_root(ckpt)
+    return root / "test" if root is not None and (root / "test").is_dir() else None
 
 
 def load_eval_images(folder: Path, ckpt: dict[str, Any], log: Log) -> LabelledImages:

@@ -253,6 +253,7 @@ def data_record(ds: Dataset) -> dict[str, Any]:
     """Where the images were and which went where: export uses it to find calibration and eval images."""
     rec: dict[str, Any] = {
         "root": str(Path(ds.train.root).parent.resolve()),
+        "root_as_given": str(Path(ds.train.root).parent),
         "class_dirs": [ds.classes.negative_dir, ds.classes.positive_dir],
         "train_files": ds.train.files,
         "val_files": ds.val.files,

@@ -63,21 +63,12 @@ def reproduce_command() -> str:
     return "train-model " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def write_final_report(
-    cfg: TrainConfig,
-    ds: Dataset,
-    spec: PreprocessSpec,
-    trainer: Trainer,
-    run_dir: Path,
-    *,
-    flops: int,
-    log: Log,
+def _report_header(
+    cfg: TrainConfig, ds: Dataset, spec: PreprocessSpec, trainer: Trainer, ckpt: dict[str, Any], *, flops: int
 ) -> dict[str, Any]:
-    """Score the best checkpoint on validation and test (official and leakage-free) and write report.json."""
-    ckpt = load_checkpoint(run_dir / "best.pt")
-    model = model_from_checkpoint(ckpt)
+    """What was trained on what, how, and with which threshold: everything in report.json but the metrics."""
     threshold, names = float(ckpt["threshold"]), tuple(ckpt["class_names"])
-    report: dict[str, Any] = {
+    return {
         "model": {
             "arch": cfg.arch.value,
             "model_args": ckpt["model_args"],
@@ -107,6 +98,23 @@ def write_final_report(
         "versions": {"torch": str(torch.__version__), "numpy": np.__version__},
         "command": reproduce_command(),
     }
+
+
+def write_final_report(
+    cfg: TrainConfig,
+    ds: Dataset,
+    spec: PreprocessSpec,
+    trainer: Trainer,
+    run_dir: Path,
+    *,
+    flops: int,
+    log: Log,
+) -> dict[str, Any]:
+    """Score the best checkpoint on validation and test (official and leakage-free) and write report.json."""
+    ckpt = load_checkpoint(run_dir / "best.pt")
+    model = model_from_checkpoint(ckpt)
+    threshold, names = float(ckpt["threshold"]), tuple(ckpt["class_names"])
+    report = _report_header(cfg, ds, spec, trainer, ckpt, flops=flops)
     report["validation"], _ = evaluate_split(model, ds.val, spec, threshold, names)
     cm_source = ("validation", report["validation"])
     if ds.test is not None:

@@ -165,9 +165,11 @@ def test_eval_images_copied_from_train_are_left_out_of_leakage_free(tiny_run: Pa
     assert (metrics["official"]["n"], metrics["leakage_free"]["n"]) == (83, 80)
 
 
-def test_int8_without_labelled_images_needs_eval_data_or_force(tiny_run: Path, tmp_path: Path):
+def test_int8_without_labelled_images_needs_eval_data_or_force(tiny_run: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("DEFECT_EDGE_DATA", raising=False)
     ckpt = torch.load(tiny_run, weights_only=True)
-    ckpt["data"]["root"] = str(tmp_path / "moved")  # the recorded data is not on this machine
+    # The recorded data is not on this machine, under neither recorded path, and DEFECT_EDGE_DATA is not set.
+    ckpt["data"]["root"] = ckpt["data"]["root_as_given"] = str(tmp_path / "moved")
     torch.save(ckpt, tmp_path / "best.pt")
     calib = write_images(tmp_path / "calib", 12)
     r = export_cli(tmp_path / "best.pt", "--quantize", "--calib-data", calib, "--out", tmp_path / "m.onnx")
@@ -175,3 +177,16 @@ def test_int8_without_labelled_images_needs_eval_data_or_force(tiny_run: Path, t
     r = export_cli(tmp_path / "best.pt", "--quantize", "--calib-data", calib, "--out", tmp_path / "m.onnx", "--force")
     assert r.exit_code == 0, r.output
     assert "accuracy gate not run" in r.output
+
+
+def test_moved_dataset_is_found_through_defect_edge_data(tiny_run: Path, tmp_path: Path, monkeypatch):
+    from export.images import default_eval_folder, recorded_root
+
+    ckpt = torch.load(tiny_run, weights_only=True)
+    real_root = Path(ckpt["data"]["root"])
+    ckpt["data"]["root"] = ckpt["data"]["root_as_given"] = str(tmp_path / "moved")
+    monkeypatch.delenv("DEFECT_EDGE_DATA", raising=False)
+    assert recorded_root(ckpt) is None and default_eval_folder(ckpt) is None
+    monkeypatch.setenv("DEFECT_EDGE_DATA", str(real_root))
+    assert recorded_root(ckpt) == real_root
+    assert default_eval_folder(ckpt) == real_root / "test"

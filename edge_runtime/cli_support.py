@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from edge_runtime.errors import DefectEdgeError, ExitCode
+from edge_runtime.errors import EXTRA_FOR_MODULE, DefectEdgeError, ExitCode
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,6 +41,15 @@ def friendly_errors(func: F) -> F:
             if debug:
                 raise
             fail(str(exc), exc.exit_code)
+        except ModuleNotFoundError as exc:
+            extra = EXTRA_FOR_MODULE.get((exc.name or "").split(".")[0])
+            if debug or extra is None:
+                raise
+            fail(
+                f"{exc.name} is not installed; install the extra with: pip install -c constraints.txt "
+                f"'defect-edge[{extra}]'",
+                ExitCode.MISSING_EXTRA,
+            )
         except KeyboardInterrupt:
             if debug:
                 raise

@@ -32,6 +32,10 @@ EXIT_CODES_HELP = (
 )
 
 
+# Optional modules and the extra that installs them.
+EXTRA_FOR_MODULE = {"torch": "train", "onnx": "train"}
+
+
 class DefectEdgeError(Exception):
     """An error a user can fix; its message is one sentence and it knows its exit code."""
 

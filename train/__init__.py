@@ -1,5 +1,5 @@
-"""defect-edge training (needs the [train] extra: torch)."""
+"""defect-edge training: torch models, data pipeline, train-model.
 
-from edge_runtime.errors import require_extra
-
-require_extra("torch", "train")
+Needs the ``train`` extra (torch); every module that uses torch says so with one clear ImportError, while
+``train-model --help`` works without it.
+"""

@@ -10,6 +10,10 @@ All random draws come from the generator passed in, so a seed fixes every augmen
 
 from __future__ import annotations
 
+from edge_runtime.errors import require_extra
+
+require_extra("torch", "train")  # one clear line instead of "No module named torch"
+
 import math
 from dataclasses import dataclass
 

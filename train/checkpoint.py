@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from edge_runtime.errors import require_extra
+
+require_extra("torch", "train")  # one clear line instead of "No module named torch"
+
 import os
 from pathlib import Path
 from typing import Any

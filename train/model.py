@@ -6,6 +6,10 @@ Both output one logit per image (defective vs OK). A checkpoint stores ``arch`` 
 
 from __future__ import annotations
 
+from edge_runtime.errors import require_extra
+
+require_extra("torch", "train")  # one clear line instead of "No module named torch"
+
 from typing import Any
 
 import torch

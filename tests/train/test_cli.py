@@ -98,3 +98,17 @@ def test_resume_continues_to_more_epochs(tmp_path: Path, synthetic_data: Path):
     assert "resumed from" in r.output
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+
+
+def test_without_torch_help_works_and_a_run_names_the_extra(tmp_path: Path):
+    from tests.edge_runtime.test_no_torch import run_without_torch
+
+    helped = run_without_torch("from train.cli import main\nmain(['--help'])")
+    assert helped.returncode == 0 and "--data" in helped.stdout, helped.stderr
+    ran = run_without_torch(
+        f"from train.cli import main\nmain(['--data', {str(tmp_path)!r}, '--out', {str(tmp_path / 'r')!r}])"
+    )
+    assert ran.returncode == ExitCode.MISSING_EXTRA
+    assert ran.stderr.strip().splitlines() == [
+        "error: torch is not installed; install the extra with: pip install -c constraints.txt 'defect-edge[train]'"
+    ]

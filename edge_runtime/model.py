@@ -19,7 +19,7 @@ import numpy as np
 
 from edge_runtime.errors import ModelError
 from edge_runtime.model_info import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelInfo, Precision
-from edge_runtime.preprocess import normalize, resize_to_input, to_uint8_gray
+from edge_runtime.preprocess import normalize, preprocess, resize_to_input, to_uint8_gray
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL_FILES = {Precision.INT8: "defectnet_int8.onnx", Precision.FP32: "defectnet_fp32.onnx"}
@@ -150,8 +150,7 @@ class EdgeModel:
 
     def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Decoded images (any channels/depth, any size) -> the float32 batch this model expects."""
-        spec = self.info.preprocess
-        return normalize(np.stack([resize_to_input(to_uint8_gray(im), spec) for im in images]), spec)
+        return preprocess(images, self.info.preprocess)
 
     def input_u8(self, image: np.ndarray, *, source: str = "image") -> np.ndarray:
         """One decoded image -> its resized 8-bit model input (size x size); cheap to do on worker threads.

@@ -88,3 +88,9 @@ def require_extra(module: str, extra: str = "train") -> None:
         raise MissingExtraError(
             f"{module} is not installed; install the extra with: pip install -c constraints.txt 'defect-edge[{extra}]'"
         ) from exc
+
+
+class UsageError(DefectEdgeError):
+    """A bad option value or setting (also from the environment): exit 2, like click's own usage errors."""
+
+    exit_code = ExitCode.USAGE

@@ -8,24 +8,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edge_runtime.errors import ExitCode, OutputError, SourceError
 from edge_runtime.inputs import Item, SourceKind, SourceSpec, iter_items, open_live, resolve_source
-from edge_runtime.model import EdgeModel, Prediction, RuntimeConfig, load_model
-from edge_runtime.outputs import JsonLinesSink, Summary, open_file_sink, record_for
+from edge_runtime.model import EdgeModel, Prediction, RuntimeConfig, ScoreError, load_model
+from edge_runtime.outputs import JsonLinesSink, StdoutClosed, open_file_sink, record_for
 from edge_runtime.sources import LatestFrameReader
+from edge_runtime.stopping import StopSignals
+from edge_runtime.summary import Summary
 
 Log = Callable[[str], None]
 
@@ -49,45 +49,70 @@ class InferConfig:
     max_reconnects: int | None = None  # live sources; None: keep trying
     summary_path: Path | None = None
     quiet: bool = False  # no human verdict lines
+    listener: Any = None  # edge_runtime.station.listener.RecordListener: told of every record before it is written
+    capture: Any = None  # a capture factory for a live source instead of opening ``camera`` (tests, soak benchmark)
 
 
 @dataclass
 class Outputs:
     """The sinks, window and saver of one run, opened from the config and closed together."""
 
-    sinks: list = field(default_factory=list)
+    files: list = field(default_factory=list)  # --output
+    stdout: JsonLinesSink | None = None  # --json, or the human lines
     window: object | None = None
     saver: object | None = None
-    human: bool = True
+    wants_pictures: bool = False  # a listener keeps the decoded pictures
 
     @property
     def needs_picture(self) -> bool:
-        return self.window is not None or self.saver is not None
+        return self.window is not None or self.saver is not None or self.wants_pictures
 
     def close(self) -> None:
-        for s in self.sinks:
+        """Close everything; a saved video that came out short (full disk) raises :class:`OutputError`."""
+        for s in self.files:
             s.close()
-        for part in (self.window, self.saver):
-            if part is not None:
-                part.close()
+        if self.window is not None:
+            self.window.close()
+        if self.saver is not None:
+            self.saver.close()
+            check_saved_video(self.saver)
+
+
+def check_saved_video(saver: Any) -> None:
+    """``--save OUT.mp4``: OpenCV's writer reports no write error, so read the frame count back."""
+    if not getattr(saver, "is_video", False) or not getattr(saver, "count", 0):
+        return
+    import cv2
+
+    cap = cv2.VideoCapture(str(saver.target))
+    got = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
+    cap.release()
+    if got < saver.count:
+        raise OutputError(
+            f"{saver.target}: the saved video holds {got} of {saver.count} frames (disk full or not writable)"
+        )
 
 
 def open_outputs(cfg: InferConfig, log: Log) -> Outputs:
-    out = Outputs(human=not cfg.json_stdout and not cfg.quiet)
-    if cfg.json_stdout:
-        out.sinks.append(JsonLinesSink(sys.stdout))
-    if cfg.output is not None:
-        out.sinks.append(open_file_sink(cfg.output))
-    if cfg.show:
-        from edge_runtime.annotate import Window
+    out = Outputs(wants_pictures=bool(getattr(cfg.listener, "wants_pictures", False)))
+    if cfg.json_stdout or not cfg.quiet:
+        out.stdout = JsonLinesSink(sys.stdout, human=not cfg.json_stdout)
+    try:
+        if cfg.output is not None:
+            out.files.append(open_file_sink(cfg.output))
+        if cfg.show:
+            from edge_runtime.annotate import Window
 
-        out.window = Window(log)
-        if not out.window.enabled:
-            out.window = None
-    if cfg.save is not None:
-        from edge_runtime.annotate import Saver
+            out.window = Window(log)
+            if not out.window.enabled:
+                out.window = None
+        if cfg.save is not None:
+            from edge_runtime.annotate import Saver
 
-        out.saver = Saver(cfg.save)
+            out.saver = Saver(cfg.save)
+    except BaseException:
+        out.close()
+        raise
     return out
 
 
@@ -97,43 +122,63 @@ def batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
 
 
 def predict_items(model: EdgeModel, batch: list[Item]) -> list[Prediction | None]:
-    """Verdicts for a batch in order; unreadable items get ``None``."""
+    """Verdicts for a batch in order; unreadable items, and items whose score is not a probability, get
+    ``None`` (their ``error`` is set)."""
     good = [it for it in batch if it.model_input is not None]
-    preds = iter(
-        model.predict_inputs(np.stack([it.model_input for it in good]), prep_ms=[it.prep_ms for it in good])
+    results = iter(
+        model.verdicts_or_errors(np.stack([it.model_input for it in good]), prep_ms=[it.prep_ms for it in good])
         if good
         else []
     )
-    return [next(preds) if it.model_input is not None else None for it in batch]
+    preds: list[Prediction | None] = []
+    for it in batch:
+        r = next(results) if it.model_input is not None else None
+        if isinstance(r, ScoreError):
+            where = it.source if it.frame is None else f"{it.source} frame {it.frame}"
+            it.error, r = f"{where}: {r}", None
+        preds.append(r)
+    return preds
 
 
 class Runner:
-    """Emits each verdict to every output and keeps the summary; ``emit`` returns False to stop the run."""
+    """Hands each record to every output and counts it: :meth:`emit` is the one place a record is finalised.
 
-    def __init__(self, cfg: InferConfig, outputs: Outputs, summary: Summary) -> None:
-        self.cfg, self.out, self.summary = cfg, outputs, summary
+    Order, inside ``stop.atomic()`` (a SIGTERM waits until the record is complete): ``--output`` files, then
+    stdout, then the summary count. A file that cannot be written raises :class:`OutputError` before the
+    record is counted; a closed stdout raises :class:`StdoutClosed`.
+    """
+
+    def __init__(self, cfg: InferConfig, outputs: Outputs, summary: Summary, stop: StopSignals) -> None:
+        self.cfg, self.out, self.summary, self.stop = cfg, outputs, summary, stop
         self.fps = 0.0
         self.last = time.perf_counter()
 
-    def emit(self, item: Item, pred: Prediction | None) -> bool:
-        rec = record_for(item, pred)
-        for sink in self.out.sinks:
-            sink.write(rec)
-        self.summary.add(pred)
-        if self.out.human:
-            where = item.source if item.frame is None else f"{item.source} frame {item.frame}"
-            print(
-                f"ERROR      {item.error}" if pred is None else f"{pred.label:<10} {pred.score:<9.4g} {where}",
-                flush=True,
-            )
+    def remaining(self) -> int | None:
+        return None if self.cfg.max_frames is None else self.cfg.max_frames - self.summary.items
+
+    def emit(self, item: Item, pred: Prediction | None, rec: dict | None = None) -> bool:
+        """Write one record everywhere and count it; False when the run should stop."""
+        rec = rec if rec is not None else record_for(item, pred)
+        with self.stop.atomic():
+            for sink in self.out.files:
+                sink.write(rec)
+            try:
+                if self.out.stdout is not None:
+                    self.out.stdout.write(rec)
+            except (StdoutClosed, OutputError):
+                if self.out.files:
+                    self.summary.add(rec)  # it is in the --output file
+                raise
+            self.summary.add(rec)
         now = time.perf_counter()
         self.fps = 0.9 * self.fps + 0.1 / max(now - self.last, 1e-6) if self.fps else 1.0 / max(now - self.last, 1e-6)
         self.last = now
         keep_going = self.draw(item, pred)
-        return keep_going and (self.cfg.max_frames is None or self.summary.items < self.cfg.max_frames)
+        left = self.remaining()
+        return keep_going and not self.stop.requested and (left is None or left > 0)
 
     def draw(self, item: Item, pred: Prediction | None) -> bool:
-        if not self.out.needs_picture or item.original is None:
+        if (self.out.window is None and self.out.saver is None) or item.original is None:
             return True
         from edge_runtime.annotate import annotate
 
@@ -143,23 +188,14 @@ class Runner:
         return self.out.window is None or self.out.window.show(canvas)
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a service manager stopping us) ends the run like Ctrl-C: cleanly, with the summary."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def exit_code(cfg: InferConfig, summary: Summary) -> ExitCode:
-    """A found defect wins (a gate must never pass a bad part), then interruption, a lost source, all-unreadable."""
-    if cfg.fail_on_defect and summary.defects:
+    """A gate first: with --fail-on-defect, any defective item, or any item without a trustworthy verdict (an
+    error or a warning), gives 10 -- a gate never passes a part it could not judge. Then a failed output,
+    interruption, a lost source, all-unreadable."""
+    if cfg.fail_on_defect and (summary.defects or summary.errors or summary.warnings):
         return ExitCode.DEFECT_FOUND
+    if summary.output_error:
+        return ExitCode.OUTPUT_ERROR
     if summary.interrupted:
         return ExitCode.INTERRUPTED
     if summary.source_error:
@@ -172,17 +208,37 @@ def exit_code(cfg: InferConfig, summary: Summary) -> ExitCode:
 def process(
     cfg: InferConfig, spec: SourceSpec, model: EdgeModel, runner: Runner, reader: LatestFrameReader | None
 ) -> None:
-    """The loop: items -> batches -> verdicts -> outputs, until the source ends, max-frames, q or Ctrl-C."""
-    items = iter_items(spec, model.input_u8, keep_original=runner.out.needs_picture, workers=cfg.workers, reader=reader)
-    size = 1 if spec.kind.live else cfg.batch_size
+    """The loop: items -> batches -> verdicts -> outputs, until the source ends, max-frames, q, a stop signal,
+    a closed stdout or a failed output."""
+    items = iter_items(
+        spec,
+        model.input_u8,
+        keep_original=runner.out.needs_picture,
+        workers=cfg.workers,
+        reader=reader,
+        notice=runner.summary.note,
+    )
+    size = 1 if spec.kind.live else min(cfg.batch_size, model.max_batch or cfg.batch_size)
+    listener = cfg.listener
     try:
         for batch in batches(items, size):
-            for item, pred in zip(batch, predict_items(model, batch), strict=True):
-                if not runner.emit(item, pred):
+            left = runner.remaining()
+            batch = batch if left is None else batch[:left]
+            preds = predict_items(model, batch)
+            records = [record_for(it, p) for it, p in zip(batch, preds, strict=True)]
+            if listener is not None:
+                with runner.stop.atomic():
+                    listener.on_records(records, batch)
+            for item, pred, rec in zip(batch, preds, records, strict=True):
+                if not runner.emit(item, pred, rec):
                     return
     except SourceError as exc:
         runner.summary.source_error = str(exc)
+    except StdoutClosed:
+        runner.summary.stdout_closed = True
     finally:
+        if runner.stop.requested:
+            runner.summary.interrupted = True
         if hasattr(items, "close"):
             items.close()
         if reader is not None:
@@ -190,46 +246,104 @@ def process(
             runner.summary.dropped_frames, runner.summary.reconnects = reader.dropped, reader.reconnects
 
 
-def run_inference(cfg: InferConfig, *, log: Log | None = None) -> tuple[Summary, ExitCode]:
-    """Run ``cfg`` to the end; human messages (and the summary) go to ``log`` (default: stderr)."""
+def _open_reader(cfg: InferConfig, spec: SourceSpec, log: Log, listener: Any) -> LatestFrameReader:
+    def on_event(message: str) -> None:
+        log(f"warning: {message}")
+        if listener is not None and hasattr(listener, "on_event"):
+            listener.on_event(message)
+
+    if cfg.capture is not None:
+        reader = LatestFrameReader(cfg.capture, name=spec.name, max_reconnects=cfg.max_reconnects, on_event=on_event)
+        return reader.start()
+    return open_live(spec, on_event=on_event, max_reconnects=cfg.max_reconnects)
+
+
+def run_inference(
+    cfg: InferConfig, *, log: Log | None = None, stop: StopSignals | None = None, summary: Summary | None = None
+) -> tuple[Summary, ExitCode]:
+    """Run ``cfg`` to the end; human messages (and the summary) go to ``log`` (default: stderr).
+
+    A bad model, source or option raises its :class:`~edge_runtime.errors.DefectEdgeError` before anything is
+    processed (no summary). Once processing started, every ending -- source done, SIGTERM/Ctrl-C (also during
+    start-up), a closed stdout, a failed output -- prints the summary and gives its exit code.
+    """
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
-    spec = resolve_source(cfg.source, camera=cfg.camera)
-    model = load_model(cfg.model, provider=cfg.runtime.provider, threads=cfg.runtime.threads)
-    model.warn_if_fell_back()
-    log(model.describe())
-    if spec.kind is SourceKind.IMAGES:
-        ignored = f" ({spec.ignored} non-image files ignored)" if spec.ignored else ""
-        log(f"{spec.name}: {len(spec.paths)} images{ignored}")
+    own_signals = stop is None
+    stop = stop if stop is not None else StopSignals().install()
+    summary = summary if summary is not None else Summary(source=cfg.source or f"camera {cfg.camera}")
+    outputs: Outputs | None = None
     reader = None
-    if spec.kind.live:  # fails here, within seconds, with exit code 5 and no empty summary
-        reader = open_live(spec, on_event=lambda m: log(f"warning: {m}"), max_reconnects=cfg.max_reconnects)
-        log(f"{reader.name}: opened; newest-frame mode (slow inference skips frames, it never lags behind)")
-    summary = Summary(source=spec.name, model=str(model.path), providers=list(model.providers))
     try:
+        spec = resolve_source(cfg.source, camera=cfg.camera)
+        summary.source = spec.name
+        model = load_model(cfg.model, provider=cfg.runtime.provider, threads=cfg.runtime.threads)
+        summary.model, summary.providers = str(model.path), list(model.providers)
+        model.warn_if_fell_back()
+        log(model.describe())
+        if not model.verified:
+            log(f"warning: {model.path.name} records no content hash (exported before defect-edge checked it); "
+                "its integrity is not verified")  # fmt: skip
+        if spec.kind is SourceKind.IMAGES:
+            ignored = f" ({spec.ignored} non-image files ignored)" if spec.ignored else ""
+            links = f" ({spec.links_not_followed} links to folders not followed)" if spec.links_not_followed else ""
+            log(f"{spec.name}: {len(spec.paths)} images{ignored}{links}")
         outputs = open_outputs(cfg, log)
+        if spec.kind.live:  # fails here, within seconds, with exit code 5
+            reader = _open_reader(cfg, spec, log, cfg.listener)
+            log(f"{reader.name}: opened; newest-frame mode (slow inference skips frames, it never lags behind)")
+        if cfg.listener is not None and hasattr(cfg.listener, "on_start"):
+            cfg.listener.on_start(model, spec)
+        summary.started = time.perf_counter()
+        process(cfg, spec, model, Runner(cfg, outputs, summary, stop), reader)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    except OutputError as exc:
+        if outputs is None:  # --output cannot even be opened: a setup error
+            raise
+        summary.output_error = str(exc)
     except BaseException:
+        if outputs is not None:
+            stop.closing = True
+            outputs.close()
         if reader is not None:
             reader.stop()
         raise
-    try:
-        with sigterm_as_interrupt():
-            try:
-                process(cfg, spec, model, Runner(cfg, outputs, summary), reader)
-            except KeyboardInterrupt:
-                summary.interrupted = True
     finally:
-        outputs.close()
-        summary.finish()
-        log(summary.text())
-        write_summary(cfg.summary_path, summary)
+        stop.closing = True
+        if own_signals:
+            stop.uninstall()
+    _finish(cfg, summary, outputs, log)
     return summary, exit_code(cfg, summary)
+
+
+def _finish(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log: Log) -> None:
+    """Close the outputs and print (and write) the summary; a failure here is an output error, not a crash."""
+    if outputs is not None:
+        try:
+            outputs.close()
+        except OutputError as exc:
+            summary.output_error = summary.output_error or str(exc)
+    if cfg.listener is not None and hasattr(cfg.listener, "on_close"):
+        try:
+            cfg.listener.on_close(summary)
+        except OutputError as exc:
+            summary.output_error = summary.output_error or str(exc)
+    summary.finish()
+    log(summary.text())
+    try:
+        write_summary(cfg.summary_path, summary)
+    except OutputError as exc:
+        summary.output_error = summary.output_error or str(exc)
+    if summary.output_error:
+        log(f"error: {summary.output_error}")
 
 
 def write_summary(path: Path | None, summary: Summary) -> None:
     if path is None:
         return
+    from edge_runtime.atomic import atomic_write_text
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(path, json.dumps(summary.to_dict(), indent=2) + "\n")
     except OSError as exc:
         raise OutputError(f"{path}: cannot write the summary ({exc.strerror or exc})") from exc

@@ -14,6 +14,8 @@ from __future__ import annotations
 import glob
 import os
 import queue
+import re
+import stat
 import threading
 import time
 from collections import deque
@@ -26,8 +28,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from edge_runtime.decoding import decode, read_bytes
 from edge_runtime.errors import DataError, DefectEdgeError, SourceError
-from edge_runtime.preprocess import IMAGE_SUFFIXES, decode_image
+from edge_runtime.preprocess import IMAGE_SUFFIXES
 from edge_runtime.sources import LatestFrameReader, capture_factory, is_stream_url
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".ts"})
@@ -50,8 +53,9 @@ class SourceKind(str, Enum):
 class SourceSpec:
     kind: SourceKind
     name: str  # what the user typed
-    paths: tuple[Path, ...] = ()  # IMAGES only
+    paths: tuple[Path, ...] = ()  # IMAGES only: every entry that looks like an image, readable or not
     ignored: int = 0  # files in a folder that are not images (not processed)
+    links_not_followed: int = 0  # links to folders met while listing (never followed: no loops)
 
 
 @dataclass
@@ -65,6 +69,7 @@ class Item:
     prep_ms: float = 0.0
     error: str | None = None
     timestamp: float | None = None  # live frames: time.monotonic() at capture
+    warning: str | None = None  # a verdict is given, but the decoder concealed damage (corrupt JPEG data)
 
 
 def resolve_source(source: str | None = None, *, camera: str | None = None) -> SourceSpec:
@@ -83,24 +88,105 @@ def resolve_source(source: str | None = None, *, camera: str | None = None) -> S
         return SourceSpec(SourceKind.STREAM, source)
     path = Path(source)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
-        images = tuple(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES)
+        images, ignored, links = list_folder(path)
         if not images:
             raise DataError(f"{source}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        return SourceSpec(SourceKind.IMAGES, source, images, ignored=len(files) - len(images))
-    if path.exists():
+        return SourceSpec(SourceKind.IMAGES, source, images, ignored=ignored, links_not_followed=links)
+    if os.path.lexists(path) and (path.suffix.lower() in IMAGE_SUFFIXES or path.exists()):
         if str(path).startswith("/dev/video"):
             return SourceSpec(SourceKind.CAMERA, source)
         if path.suffix.lower() in IMAGE_SUFFIXES:
-            return SourceSpec(SourceKind.IMAGES, source, (path,))
+            return SourceSpec(SourceKind.IMAGES, source, (path,))  # a FIFO or dead link: an error record
         return SourceSpec(SourceKind.VIDEO, source)
     if glob.has_magic(source):
-        matches = sorted(Path(p) for p in glob.glob(source, recursive=True) if os.path.isfile(p))
-        if not matches:
-            raise DataError(f"{source}: the pattern matches no file")
-        return SourceSpec(SourceKind.IMAGES, source, tuple(matches))
+        images, ignored, links = match_glob(source)
+        if not images:
+            raise DataError(f"{source}: the pattern matches no image file")
+        return SourceSpec(SourceKind.IMAGES, source, images, ignored=ignored, links_not_followed=links)
     hint = "; for a camera use --camera N" if source.isdigit() else ""
     raise DataError(f"{source}: no such file or folder{hint}")
+
+
+def _walk(root: Path) -> Iterator[tuple[Path, os.DirEntry | None]]:
+    """Every entry under ``root`` (not the folders themselves), sorted, never following a link to a folder."""
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return
+    for e in entries:
+        try:
+            real_dir = e.is_dir(follow_symlinks=False)
+        except OSError:
+            real_dir = False
+        if real_dir:
+            yield from _walk(Path(e.path))
+        else:
+            yield Path(e.path), e
+
+
+def _classify(paths: Iterable[tuple[Path, os.DirEntry | None]]) -> tuple[tuple[Path, ...], int, int]:
+    """(image-looking entries, other files ignored, links to folders not followed)."""
+    images, ignored, links = [], 0, 0
+    for p, entry in paths:
+        if entry is not None and entry.is_symlink() and os.path.isdir(p):
+            links += 1
+        elif p.suffix.lower() in IMAGE_SUFFIXES:
+            images.append(p)  # whatever it is (FIFO, dead link, device): it gets a record
+        else:
+            ignored += 1
+    return tuple(images), ignored, links
+
+
+def list_folder(folder: Path) -> tuple[tuple[Path, ...], int, int]:
+    """Every entry under ``folder`` that looks like an image (by suffix), sorted; links to folders are counted
+    but not followed, so a link loop cannot make the listing endless."""
+    return _classify(_walk(folder))
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    parts = []
+    for comp in pattern.split("/"):
+        if comp == "**":
+            parts.append("(?:[^/]+/)*")
+            continue
+        rx, i = "", 0
+        while i < len(comp):
+            c = comp[i]
+            if c == "*":
+                rx += "[^/]*"
+            elif c == "?":
+                rx += "[^/]"
+            elif c == "[" and "]" in comp[i + 2 :]:
+                j = comp.index("]", i + 2)
+                inner = comp[i + 1 : j]
+                rx += "[" + ("^" + inner[1:] if inner.startswith("!") else inner).replace("\\", "\\\\") + "]"
+                i = j
+            else:
+                rx += re.escape(c)
+            i += 1
+        parts.append(rx + "/")
+    return re.compile("".join(parts)[:-1] + r"\Z", re.DOTALL)
+
+
+def match_glob(pattern: str) -> tuple[tuple[Path, ...], int, int]:
+    """Files matching a glob (``**`` = any folders), listed without following links to folders."""
+    comps = pattern.split("/")
+    fixed = 0
+    while fixed < len(comps) - 1 and not glob.has_magic(comps[fixed]):
+        fixed += 1
+    root = "/".join(comps[:fixed]) or ("/" if pattern.startswith("/") else ".")
+    if pattern.startswith("/") and fixed == 1:
+        root = "/"
+    if not os.path.isdir(root):
+        return (), 0, 0
+    rx = _pattern_regex("/".join(comps[fixed:]))
+    base = Path(root)
+    found = []
+    for p, entry in _walk(base):
+        rel = p.relative_to(base).as_posix()
+        if rx.match(rel) and not any(part.startswith(".") for part in rel.split("/")):
+            found.append((p, entry))
+    return _classify(found)
 
 
 def prefetch_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int, depth: int) -> Iterator[R]:
@@ -123,18 +209,28 @@ def prefetch_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int, dept
                 f.cancel()
 
 
+def _failure(source: str, exc: BaseException) -> str:
+    """One line for an item that could not be processed, whatever went wrong."""
+    if isinstance(exc, DefectEdgeError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return f"{source}: too large to process (out of memory)"
+    first = (str(exc).strip().splitlines() or [""])[-1][:120]
+    return f"{source}: cannot process ({type(exc).__name__}: {first})"
+
+
 def load_file(path: Path, prepare: Callable[..., np.ndarray], *, keep_original: bool) -> Item:
-    """Read, decode and resize one image file; an unreadable file becomes an Item with ``error``."""
+    """Read, decode and resize one image file; any failure becomes an Item with ``error`` (never an exception)."""
     try:
-        gray = decode_image(path.read_bytes(), source=str(path))
+        decoded = decode(read_bytes(path), source=str(path))
         # CPU time of this worker thread: the resize's own cost, not the time it waited for a core.
         t0 = time.thread_time()
-        x = prepare(gray, source=str(path))
-        return Item(str(path), None, x, gray if keep_original else None, (time.thread_time() - t0) * 1000.0)
-    except OSError as exc:
-        return Item(str(path), error=f"{path}: cannot read file ({exc.strerror or exc})")
-    except DefectEdgeError as exc:
-        return Item(str(path), error=str(exc))
+        x = prepare(decoded.image, source=str(path))
+        prep_ms = (time.thread_time() - t0) * 1000.0
+        original = decoded.image if keep_original else None
+        return Item(str(path), None, x, original, prep_ms, warning=decoded.warning)
+    except Exception as exc:  # noqa: BLE001 - every per-item failure is an item error, the run goes on
+        return Item(str(path), error=_failure(str(path), exc))
 
 
 def iter_files(
@@ -150,18 +246,39 @@ def frame_item(source: str, index: int, frame: Any, prepare: Callable[..., np.nd
     t0 = time.perf_counter()
     try:
         x = prepare(frame, source=f"{source} frame {index}")
-    except DefectEdgeError as exc:
-        return Item(source, index, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - a bad frame is an item error, the run goes on
+        return Item(source, index, error=_failure(f"{source} frame {index}", exc))
     return Item(source, index, x, frame if keep_original else None, (time.perf_counter() - t0) * 1000.0)
 
 
+def check_video_file(name: str) -> int:
+    """A video path must be a regular file (a FIFO would block the decoder forever); returns its size."""
+    try:
+        st = os.stat(name)
+    except OSError as exc:
+        raise SourceError(f"{name}: cannot open ({exc.strerror or exc})") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise SourceError(f"{name}: not a regular file (a FIFO, socket or device); pass a video file")
+    return st.st_size
+
+
 def iter_video(
-    name: str, prepare: Callable[..., np.ndarray], *, keep_original: bool, open_timeout_s: float = 10.0
+    name: str,
+    prepare: Callable[..., np.ndarray],
+    *,
+    keep_original: bool,
+    open_timeout_s: float = 10.0,
+    notice: Callable[[str], None] = lambda m: None,
 ) -> Iterator[Item]:
-    """Every frame of a video file, read and resized on a background thread (bounded queue)."""
+    """Every frame of a video file, read and resized on a background thread (bounded queue).
+
+    A video that ends before the frame count its header declares is reported through ``notice``.
+    """
     import cv2
 
     from edge_runtime.sources import open_within
+
+    check_video_file(name)
 
     def open_video() -> Any:
         cap = cv2.VideoCapture(name)
@@ -171,6 +288,7 @@ def iter_video(
         return cap
 
     cap = open_within(open_video, open_timeout_s, name)
+    declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     q: queue.Queue[Item | None] = queue.Queue(maxsize=64)
     stop = threading.Event()
 
@@ -178,8 +296,13 @@ def iter_video(
         index = 0
         try:
             while not stop.is_set():
-                ok, frame = cap.read()
+                try:
+                    ok, frame = cap.read()
+                except cv2.error:
+                    ok, frame = False, None
                 if not ok:
+                    if 0 < index < declared:
+                        notice(f"{name}: stopped at frame {index} of {declared} (truncated or corrupt video)")
                     break
                 item = frame_item(name, index, frame, prepare, keep_original=keep_original)
                 while not stop.is_set():
@@ -235,12 +358,13 @@ def iter_items(
     keep_original: bool = False,
     workers: int = 2,
     reader: LatestFrameReader | None = None,
+    notice: Callable[[str], None] = lambda m: None,
 ) -> Iterator[Item]:
     """Items of any source kind; live sources need the ``reader`` from :func:`open_live`."""
     if spec.kind is SourceKind.IMAGES:
         return iter_files(spec.paths, prepare, keep_original=keep_original, workers=workers)
     if spec.kind is SourceKind.VIDEO:
-        return iter_video(spec.name, prepare, keep_original=keep_original)
+        return iter_video(spec.name, prepare, keep_original=keep_original, notice=notice)
     if reader is None:
         raise ValueError("a live source needs the reader from open_live()")
     return iter_live(reader, prepare, keep_original=keep_original)

@@ -7,22 +7,26 @@ Prediction(label='defective', score=0.998, defective=True, latency_ms=0.41)
 
 from __future__ import annotations
 
+import math
 import os
+import stat
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.errors import ModelError
-from edge_runtime.model_info import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelInfo, Precision
+from edge_runtime import integrity
+from edge_runtime.errors import ModelError, UsageError
+from edge_runtime.model_info import INPUT_NAME, MAP_OUTPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelInfo, Precision
 from edge_runtime.preprocess import normalize, preprocess, resize_to_input, to_uint8_gray
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL_FILES = {Precision.INT8: "defectnet_int8.onnx", Precision.FP32: "defectnet_fp32.onnx"}
+MAX_MODEL_BYTES = 1 << 30  # a defect-edge model is well under 100 MB; a larger file is not one of ours
 
 
 class Provider(str, Enum):
@@ -53,6 +57,11 @@ class Prediction:
     score: float  # P(defective)
     defective: bool
     latency_ms: float  # preprocessing + inference for this item (a batch's time is shared out)
+    # Localisation (models exported with the map; see edge_runtime.heatmap): P(defective) per cell, float32 --
+    # the network's own (h, w) grid from predict_inputs(with_map=True), upsampled to the source image (H, W)
+    # from predict(heatmap=True); defect_box [x0, y0, x1, y1] in source pixels, None for OK items.
+    heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
+    defect_box: tuple[int, int, int, int] | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -97,16 +106,72 @@ def read_model_info(model_proto_metadata: dict[str, str], path: Path) -> ModelIn
         raise ModelError(f"{path}: {exc}") from exc
 
 
+class ScoreError(ModelError):
+    """The model gave a score that is not a probability (NaN, infinite, outside [0, 1]): never a verdict."""
+
+
+def check_threads(threads: int | None, *, what: str = "--threads") -> int | None:
+    """``threads`` if it is 1..CPU cores; otherwise a :class:`UsageError` (exit 2) that names the bound."""
+    cores = os.cpu_count() or 1
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= cores:
+        raise UsageError(f"{what} {threads!r} is out of range; use 1..{cores} (this machine's CPU cores)")
+    return threads
+
+
+def threads_from_env() -> int | None:
+    """``DEFECT_EDGE_THREADS`` as a checked thread count, or None when unset/empty."""
+    text = os.environ.get("DEFECT_EDGE_THREADS", "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(
+            f"DEFECT_EDGE_THREADS={text[:20]!r} is not a whole number; unset it or use 1..{os.cpu_count() or 1}"
+        ) from None
+    return check_threads(value, what="DEFECT_EDGE_THREADS")
+
+
+def read_model_bytes(path: Path) -> bytes:
+    """The model file's bytes: a regular file under :data:`MAX_MODEL_BYTES`, else a :class:`ModelError`."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if not os.path.lexists(path):
+            raise ModelError(f"{path}: model file not found; pass --model PATH to an .onnx from export-onnx") from exc
+        raise ModelError(f"{path}: cannot read the model ({exc.strerror or exc})") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ModelError(f"{path}: not a regular file; pass --model PATH to an .onnx from export-onnx")
+        if st.st_size > MAX_MODEL_BYTES:
+            raise ModelError(f"{path}: {st.st_size >> 20} MiB is far too large for a defect-edge model")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(MAX_MODEL_BYTES + 1)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the model ({exc.strerror or exc})") from exc
+    finally:
+        os.close(fd)
+
+
 class EdgeModel:
-    """An onnxruntime session plus everything the ONNX file says about itself."""
+    """An onnxruntime session plus everything the ONNX file says about itself.
+
+    At load the file is read once (a regular file only), its content hash checked against the one recorded at
+    export, its metadata validated, and its inputs/outputs checked against the metadata; a zero batch is then
+    run once to see that the outputs really have the promised shape. Every failure is a :class:`ModelError`.
+    ``max_batch`` is 1 for a model exported with a fixed batch of one (callers then run items one by one).
+    """
 
     def __init__(self, path: str | Path, cfg: RuntimeConfig | None = None) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
         self.cfg = cfg or RuntimeConfig()
-        if not self.path.is_file():
-            raise ModelError(f"{self.path}: model file not found; pass --model PATH to an .onnx from export-onnx")
+        check_threads(self.cfg.threads)
+        data = read_model_bytes(self.path)
         opts = ort.SessionOptions()
         if self.cfg.threads:
             opts.intra_op_num_threads = self.cfg.threads
@@ -114,26 +179,71 @@ class EdgeModel:
         opts.log_severity_level = 3
         requested = provider_chain(self.cfg.provider)
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=requested)
+            self.session = ort.InferenceSession(data, sess_options=opts, providers=requested)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises several types for a bad file
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{self.path}: onnxruntime cannot load it ({first}); re-export with export-onnx") from exc
-        self.info = read_model_info(self.session.get_modelmeta().custom_metadata_map, self.path)
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.info = read_model_info(metadata, self.path)
+        self.verified = integrity.verify(
+            data, _json_object(metadata.get(METADATA_KEY, "{}")), METADATA_KEY, source=str(self.path)
+        )
+        self.max_batch: int | None = None
         self._check_io()
+        self._probe()
         self.providers: list[str] = self.session.get_providers()
         self.fell_back = requested[0] != "CPUExecutionProvider" and self.providers[0] == "CPUExecutionProvider"
 
     def _check_io(self) -> None:
+        """Inputs, outputs, dtypes and shapes against the metadata (the graph contract in model_info)."""
         ins, outs = self.session.get_inputs(), self.session.get_outputs()
-        if [i.name for i in ins] != [INPUT_NAME] or OUTPUT_NAME not in [o.name for o in outs]:
+        names = tuple(o.name for o in outs)
+        if [i.name for i in ins] != [INPUT_NAME] or names != tuple(self.info.outputs):
             raise ModelError(
-                f"{self.path}: inputs {[i.name for i in ins]} / outputs {[o.name for o in outs]} are not a "
-                f"defect-edge model's ({INPUT_NAME} -> {OUTPUT_NAME}); export it with export-onnx"
+                f"{self.path}: inputs {[i.name for i in ins]} / outputs {list(names)} are not a defect-edge "
+                f"model's as its metadata declares ({INPUT_NAME} -> {', '.join(self.info.outputs)})"
+                "; export it with export-onnx"
             )
-        shape = ins[0].shape
-        spec = self.info.preprocess
+        spec, shape = self.info.preprocess, ins[0].shape
+        if ins[0].type != "tensor(float)":
+            raise ModelError(f"{self.path}: input {INPUT_NAME} is {ins[0].type}, not float32; re-export it")
         if len(shape) != 4 or shape[1] != spec.channels or shape[2] != spec.size or shape[3] != spec.size:
             raise ModelError(f"{self.path}: input shape {shape} disagrees with its preprocessing spec; re-export it")
+        if isinstance(shape[0], int):
+            if shape[0] != 1:
+                raise ModelError(f"{self.path}: input has a fixed batch of {shape[0]}; export a dynamic batch (or 1)")
+            self.max_batch = 1
+        for out in outs:
+            rank = 1 if out.name == OUTPUT_NAME else 4
+            if out.type != "tensor(float)" or (out.shape is not None and len(out.shape) != rank):
+                raise ModelError(
+                    f"{self.path}: output {out.name} is {out.type} {out.shape}; expected float32 of rank {rank}"
+                )
+        probability = outs[0].shape
+        if probability and isinstance(probability[0], int) and probability[0] != (self.max_batch or -1):
+            raise ModelError(f"{self.path}: output {OUTPUT_NAME} has fixed shape {probability}; expected (N,)")
+
+    def _probe(self) -> None:
+        """Run zero batches once: the real output shapes must be (N,) (and (N, 1, h, w) for the map)."""
+        spec = self.info.preprocess
+        for n in (1,) if self.max_batch == 1 else (1, 2):
+            x = np.zeros((n, spec.channels, spec.size, spec.size), np.float32)
+            try:
+                outs = self.session.run(None, {INPUT_NAME: x})
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises several types
+                first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+                raise ModelError(f"{self.path}: the model fails on a batch of {n} ({first}); re-export it") from exc
+            for name, out in zip(self.info.outputs, outs, strict=True):
+                out = np.asarray(out)
+                want_map = name == MAP_OUTPUT_NAME
+                ok = out.dtype == np.float32 and (
+                    (out.ndim == 4 and out.shape[0] == n and out.shape[1] == 1) if want_map else out.shape == (n,)
+                )
+                if not ok:
+                    raise ModelError(
+                        f"{self.path}: output {name} is {out.dtype} {list(out.shape)} for a batch of {n}; expected "
+                        f"float32 {'(N, 1, h, w)' if want_map else '(N,)'}; re-export it"
+                    )
 
     def warn_if_fell_back(self, stream=sys.stderr) -> None:  # noqa: ANN001
         if self.fell_back:
@@ -144,9 +254,14 @@ class EdgeModel:
             )
 
     def scores(self, batch: np.ndarray) -> np.ndarray:
-        """P(defective) for an already preprocessed float32 (N, C, H, W) batch."""
-        out = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
-        return np.asarray(out, dtype=np.float64).reshape(-1)
+        """P(defective) for an already preprocessed float32 (N, C, H, W) batch (may hold NaN: see verdict)."""
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        if self.max_batch == 1 and len(x) > 1:
+            return np.concatenate([self.scores(x[i : i + 1]) for i in range(len(x))])
+        out = np.asarray(self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0])
+        if out.size != len(x):
+            raise ModelError(f"{self.path}: gave {out.size} scores for {len(x)} images; re-export the model")
+        return out.astype(np.float64).reshape(-1)
 
     def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Decoded images (any channels/depth, any size) -> the float32 batch this model expects."""
@@ -160,19 +275,63 @@ class EdgeModel:
         """
         return resize_to_input(to_uint8_gray(image, source=source), self.info.preprocess)
 
-    def predict_inputs(self, batch_u8: np.ndarray, *, prep_ms: Sequence[float] | None = None) -> list[Prediction]:
+    @property
+    def has_map(self) -> bool:
+        """Whether the model has the localisation map output (``defect_map``)."""
+        return MAP_OUTPUT_NAME in self.info.outputs
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """P(defective) (N,) and, when the model has it, the map (N, 1, h, w) float32, from one inference."""
+        if not self.has_map:
+            return self.scores(batch), None
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        parts = [x[i : i + 1] for i in range(len(x))] if self.max_batch == 1 else [x]
+        outs = [self.session.run([OUTPUT_NAME, MAP_OUTPUT_NAME], {INPUT_NAME: p}) for p in parts]
+        s = np.concatenate([np.asarray(o[0]) for o in outs]).astype(np.float64).reshape(-1)
+        maps = np.concatenate([np.asarray(o[1], np.float32) for o in outs])
+        if s.size != len(x) or len(maps) != len(x):
+            raise ModelError(f"{self.path}: gave {s.size} scores / {len(maps)} maps for {len(x)} images; re-export")
+        return s, maps
+
+    def predict_inputs(
+        self, batch_u8: np.ndarray, *, prep_ms: Sequence[float] | None = None, with_map: bool = False
+    ) -> list[Prediction]:
         """Verdicts for a stack of :meth:`input_u8` results (N, size, size).
 
         Each item's ``latency_ms`` is its own ``prep_ms`` (resizing, done elsewhere) plus an equal share of the
-        batch's normalisation and inference time.
+        batch's normalisation and inference time. ``with_map`` (a model with the map) attaches each item's
+        (h, w) map as ``heatmap``.
         """
         if len(batch_u8) == 0:
             return []
         t0 = time.perf_counter()
-        s = self.scores(normalize(np.asarray(batch_u8), self.info.preprocess))
+        x = normalize(np.asarray(batch_u8), self.info.preprocess)
+        s, maps = self.run(x) if with_map else (self.scores(x), None)
         share = (time.perf_counter() - t0) * 1000.0 / len(batch_u8)
         extra = prep_ms if prep_ms is not None else [0.0] * len(batch_u8)
-        return [self.verdict(v, share + float(e)) for v, e in zip(s, extra, strict=True)]
+        preds = [self.verdict(v, share + float(e)) for v, e in zip(s, extra, strict=True)]
+        return preds if maps is None else [replace(p, heatmap=m[0]) for p, m in zip(preds, maps, strict=True)]
+
+    def verdicts_or_errors(
+        self, batch_u8: np.ndarray, *, prep_ms: Sequence[float] | None = None, with_map: bool = False
+    ) -> list[Prediction | ScoreError]:
+        """Like :meth:`predict_inputs`, but an item whose score is not a probability gets its
+        :class:`ScoreError` in its place instead of failing the whole batch."""
+        if len(batch_u8) == 0:
+            return []
+        t0 = time.perf_counter()
+        x = normalize(np.asarray(batch_u8), self.info.preprocess)
+        s, maps = self.run(x) if with_map else (self.scores(x), None)
+        share = (time.perf_counter() - t0) * 1000.0 / len(batch_u8)
+        extra = prep_ms if prep_ms is not None else [0.0] * len(batch_u8)
+        out: list[Prediction | ScoreError] = []
+        for i, (v, e) in enumerate(zip(s, extra, strict=True)):
+            try:
+                p = self.verdict(v, share + float(e))
+                out.append(p if maps is None else replace(p, heatmap=maps[i, 0]))
+            except ScoreError as exc:
+                out.append(exc)
+        return out
 
     def describe(self) -> str:
         """One line for logs: file, precision, threshold, providers, threads."""
@@ -183,22 +342,31 @@ class EdgeModel:
         )
 
     def verdict(self, score: float, latency_ms: float) -> Prediction:
+        """The verdict for one score; a score that is not a probability raises :class:`ScoreError`."""
+        score = float(score)
+        if not (math.isfinite(score) and 0.0 <= score <= 1.0):
+            raise ScoreError(f"the model gave score {score} (not a probability); no verdict for this item")
         defective = bool(score >= self.info.threshold)
         label = self.info.positive_class if defective else self.info.negative_class
         return Prediction(label=label, score=float(score), defective=defective, latency_ms=latency_ms)
 
-    def predict_batch(self, images: Sequence[np.ndarray]) -> list[Prediction]:
-        """Verdicts for decoded images; each gets an equal share of the batch's latency."""
+    def predict_batch(self, images: Sequence[np.ndarray], *, heatmap: bool = False) -> list[Prediction]:
+        """Verdicts for decoded images; each gets an equal share of the batch's latency. ``heatmap`` (a model
+        with the map): each Prediction also carries the map upsampled to its image and ``defect_box``."""
         if not images:
             return []
+        if heatmap:
+            from edge_runtime.heatmap import localise
+
+            return localise(self, images)
         t0 = time.perf_counter()
         s = self.scores(self.prepare(images))
         per_item = (time.perf_counter() - t0) * 1000.0 / len(images)
         return [self.verdict(v, per_item) for v in s]
 
-    def predict(self, image: np.ndarray) -> Prediction:
-        """Verdict for one decoded image (gray or BGR, 8 or 16 bit)."""
-        return self.predict_batch([image])[0]
+    def predict(self, image: np.ndarray, *, heatmap: bool = False) -> Prediction:
+        """Verdict for one decoded image (gray or BGR, 8 or 16 bit); ``heatmap``: see :meth:`predict_batch`."""
+        return self.predict_batch([image], heatmap=heatmap)[0]
 
 
 def load_model(
@@ -206,8 +374,18 @@ def load_model(
 ) -> EdgeModel:
     """Load a model file (default: the bundled INT8 model) on the given provider.
 
-    ``threads`` defaults to the ``DEFECT_EDGE_THREADS`` environment variable, else onnxruntime's choice.
+    ``threads`` defaults to the ``DEFECT_EDGE_THREADS`` environment variable, else onnxruntime's choice; it must
+    lie in 1..CPU cores (:class:`UsageError`, exit 2, otherwise).
     """
-    if threads is None and os.environ.get("DEFECT_EDGE_THREADS"):
-        threads = int(os.environ["DEFECT_EDGE_THREADS"])
+    threads = threads_from_env() if threads is None else check_threads(threads)
     return EdgeModel(path or default_model_path(), RuntimeConfig(provider=Provider(provider), threads=threads))
+
+
+def _json_object(text: str) -> dict:
+    import json
+
+    try:
+        d = json.loads(text)
+    except (ValueError, RecursionError):
+        return {}
+    return d if isinstance(d, dict) else {}

@@ -21,6 +21,10 @@ METADATA_KEY = "defect_edge"
 SCHEMA_VERSION = 1
 INPUT_NAME = "image"
 OUTPUT_NAME = "p_defective"
+MAP_OUTPUT_NAME = "defect_map"  # optional second output: the class-activation map (N, 1, h, w)
+# The graph outputs a model may declare in its metadata (``outputs``), in graph order.
+VALID_OUTPUTS = ((OUTPUT_NAME,), (OUTPUT_NAME, MAP_OUTPUT_NAME))
+MAX_METADATA_CHARS = 1_000_000  # a real entry is a few kB; anything far larger is corrupt
 # Class-folder names the tools understand without --positive-class (the public casting dataset's, and plain
 # ones), mapped to the class names the models report.
 KNOWN_CLASS_FOLDERS = {"def_front": "defective", "ok_front": "ok", "defective": "defective", "ok": "ok"}
@@ -54,9 +58,17 @@ class ModelInfo:
     data_fingerprint: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     producer: dict[str, str] = field(default_factory=dict)
+    outputs: tuple[str, ...] = (OUTPUT_NAME,)
+    # The training images' input statistics (edge_runtime.station_check.StationProfile.to_dict()); empty: none.
+    station: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
+        if tuple(self.outputs) not in VALID_OUTPUTS:
+            raise ModelError(
+                f"model metadata declares outputs {list(self.outputs)}; expected {list(VALID_OUTPUTS[0])} or "
+                f"{list(VALID_OUTPUTS[1])}"
+            )
         if len(self.class_names) != 2 or self.class_names[0] == self.class_names[1]:
             raise ModelError(f"model metadata has class names {list(self.class_names)}; expected two distinct names")
         if self.positive_class != self.class_names[1]:
@@ -84,6 +96,8 @@ class ModelInfo:
             "data_fingerprint": self.data_fingerprint,
             "metrics": self.metrics,
             "producer": self.producer,
+            "outputs": list(self.outputs),
+            **({"station": self.station} if self.station else {}),
         }
 
     def to_json(self) -> str:
@@ -91,32 +105,128 @@ class ModelInfo:
 
     @classmethod
     def from_json(cls, text: str) -> ModelInfo:
+        """Parse and validate the metadata entry; anything malformed is a :class:`ModelError` (exit 4)."""
+        if len(text) > MAX_METADATA_CHARS:
+            raise ModelError(f"model metadata is {len(text)} characters long; it is corrupt, re-export the model")
         try:
-            d = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"model metadata is not valid JSON ({exc}); re-export the model") from exc
+            d = json.loads(text, parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, too many digits, NaN, deep nesting
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:120]
+            raise ModelError(f"model metadata is not valid JSON ({reason}); re-export the model") from exc
         if not isinstance(d, dict):
             raise ModelError("model metadata is not a JSON object; re-export the model")
         version = d.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION or isinstance(version, bool):
             raise ModelError(
                 f"model metadata schema {version!r} is not supported (expects {SCHEMA_VERSION}); "
                 "upgrade defect-edge or re-export the model"
             )
         try:
-            names = d["class_names"]
             return cls(
-                preprocess=PreprocessSpec.from_dict(d["preprocess"]),
-                class_names=(str(names[0]), str(names[1])),
-                threshold=float(d["threshold"]),
-                positive_class=str(d["positive_class"]),
-                precision=Precision(d.get("precision", "fp32")),
-                arch=str(d.get("arch", "")),
-                model_version=str(d.get("model_version", "")),
-                data_fingerprint=str(d.get("data_fingerprint", "")),
-                metrics=dict(d.get("metrics", {})),
-                producer={str(k): str(v) for k, v in dict(d.get("producer", {})).items()},
-                schema_version=int(version),
+                preprocess=_preprocess(d.get("preprocess")),
+                class_names=_class_names(d.get("class_names")),
+                threshold=_probability(d.get("threshold")),
+                positive_class=_text(d, "positive_class", required=True),
+                precision=Precision(_text(d, "precision") or "fp32"),
+                arch=_text(d, "arch"),
+                model_version=_text(d, "model_version"),
+                data_fingerprint=_text(d, "data_fingerprint"),
+                metrics=_mapping(d, "metrics"),
+                producer={str(k): str(v) for k, v in _mapping(d, "producer").items()},
+                outputs=_outputs(d.get("outputs", [OUTPUT_NAME])),
+                station=_station(d.get("station")),
+                schema_version=SCHEMA_VERSION,
             )
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
+        except ModelError:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, OverflowError, AttributeError) as exc:
             raise ModelError(f"model metadata is incomplete or invalid ({exc!r}); re-export the model") from exc
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _probability(v: Any) -> float:
+    """The threshold: a JSON number (not ``true``, not ``"0.5"``), finite, in [0, 1]."""
+    if not _is_number(v):
+        raise ModelError(f"model metadata threshold {v!r} is not a number; re-export the model")
+    try:
+        f = float(v)
+    except OverflowError:
+        f = math.inf
+    if not (math.isfinite(f) and 0.0 <= f <= 1.0):
+        raise ModelError(f"model metadata threshold {str(v)[:40]} is not a probability in [0, 1]")
+    return f
+
+
+def _class_names(v: Any) -> tuple[str, str]:
+    if not (isinstance(v, list) and len(v) == 2 and all(isinstance(n, str) and n.strip() for n in v)):
+        raise ModelError(f"model metadata class_names {str(v)[:80]} is not a list of exactly two names")
+    return (v[0], v[1])
+
+
+def _text(d: dict, key: str, *, required: bool = False) -> str:
+    v = d.get(key)
+    if v is None and not required:
+        return ""
+    if not isinstance(v, str):
+        raise ModelError(f"model metadata {key} {str(v)[:40]} is not a string; re-export the model")
+    return v
+
+
+def _mapping(d: dict, key: str) -> dict[str, Any]:
+    v = d.get(key, {})
+    if not isinstance(v, dict):
+        raise ModelError(f"model metadata {key} is not a JSON object; re-export the model")
+    return v
+
+
+def _outputs(v: Any) -> tuple[str, ...]:
+    if not (isinstance(v, list) and all(isinstance(n, str) for n in v)):
+        raise ModelError(f"model metadata outputs {str(v)[:80]} is not a list of output names")
+    return tuple(v)
+
+
+def _preprocess(v: Any) -> PreprocessSpec:
+    """The preprocessing spec: a JSON object whose numbers are finite, with ``scale`` and ``std`` positive."""
+    if not isinstance(v, dict):
+        raise ModelError(f"model metadata preprocess is {type(v).__name__}, not a JSON object; re-export the model")
+    for key, value in v.items():
+        if isinstance(value, bool) or not _is_number(value):
+            continue
+        try:
+            f = float(value)
+        except OverflowError:
+            f = math.inf
+        if not math.isfinite(f):
+            raise ModelError(f"model metadata preprocess {key} is not a finite number; re-export the model")
+    for key in ("scale", "std"):
+        value = v.get(key)
+        if not _is_number(value) or not float(value) > 0:
+            raise ModelError(f"model metadata preprocess {key} {str(value)[:40]} must be a positive number")
+    for key in ("size", "channels"):
+        if not isinstance(v.get(key), int) or isinstance(v.get(key), bool):
+            raise ModelError(f"model metadata preprocess {key} {str(v.get(key))[:40]} must be an integer")
+    try:
+        return PreprocessSpec.from_dict(v)
+    except ModelError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+        raise ModelError(f"model metadata preprocess is invalid ({exc!r}); re-export the model") from exc
+
+
+def _station(value: Any) -> dict[str, Any]:
+    """The optional station profile: absent is fine, malformed is an error (exit 4) like any metadata."""
+    if value is None:
+        return {}
+    from edge_runtime.station_check import StationProfile  # noqa: PLC0415 - keeps the metadata module light
+
+    try:
+        return StationProfile.from_dict(value).to_dict()
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ModelError(f"model metadata station profile is invalid ({exc}); re-export the model") from exc

@@ -10,21 +10,26 @@ that could not be read has ``label``/``score``/``defective``/``latency_ms`` null
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
+import io
 import json
+import os
+import stat
 import sys
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
-
 from edge_runtime.errors import OutputError
 from edge_runtime.inputs import Item
 from edge_runtime.model import Prediction
+from edge_runtime.summary import LatencyReservoir, Summary
 
-RECORD_KEYS = ("source", "frame", "label", "score", "defective", "latency_ms", "error", "time")
+__all__ = ["RECORD_KEYS", "CsvSink", "FileSink", "JsonLinesSink", "LatencyReservoir", "StdoutClosed", "Summary"]
+
+RECORD_KEYS = ("source", "frame", "label", "score", "defective", "latency_ms", "error", "warning", "time")
 
 
 def record_for(item: Item, pred: Prediction | None, *, time_s: float | None = None) -> dict[str, Any]:
@@ -35,130 +40,151 @@ def record_for(item: Item, pred: Prediction | None, *, time_s: float | None = No
         rec |= {"label": None, "score": None, "defective": None, "latency_ms": None, "error": item.error}
     else:
         rec |= pred.to_dict() | {"error": None}
+    rec["warning"] = item.warning
     rec["time"] = stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return rec
 
 
-class JsonLinesSink:
-    """One JSON object per line, flushed after each so a crash or Ctrl-C loses nothing written so far."""
+class StdoutClosed(Exception):
+    """The reader of stdout went away (``edge-infer --json | head -1``): the run ends quietly."""
 
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
+
+def _silence_stdout(stream: IO[str]) -> None:
+    """After stdout failed, point fd 1 at /dev/null so the interpreter's final flush cannot print an error."""
+    try:
+        fd = stream.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+
+
+class JsonLinesSink:
+    """One JSON object per line on a text stream (stdout), flushed after each, so a crash loses nothing written.
+
+    Non-UTF-8 file names stay exact: JSON escapes them (``\\udcff``), and ``os.fsencode`` gives the bytes back.
+    """
+
+    def __init__(self, stream: IO[str], *, human: bool = False) -> None:
+        self.stream, self.human = stream, human
+
+    @staticmethod
+    def human_line(rec: dict[str, Any]) -> str:
+        where = rec["source"] if rec["frame"] is None else f"{rec['source']} frame {rec['frame']}"
+        if rec["error"] is not None:
+            line = f"ERROR      {rec['error']}"
+        else:
+            line = f"{rec['label']:<10} {rec['score']:<9.4g} {where}"
+            if rec.get("warning"):
+                line += f"  (warning: {rec['warning']})"
+        return line.encode("utf-8", "backslashreplace").decode("utf-8")
 
     def write(self, rec: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(rec, allow_nan=False) + "\n")
-        self.stream.flush()
+        text = self.human_line(rec) if self.human else json.dumps(rec, allow_nan=False)
+        try:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        except BrokenPipeError as exc:
+            _silence_stdout(self.stream)
+            raise StdoutClosed() from exc
+        except OSError as exc:
+            _silence_stdout(self.stream)
+            raise OutputError(f"stdout: cannot write ({exc.strerror or exc}); check where stdout goes") from exc
 
     def close(self) -> None:
         if self.stream not in (sys.stdout, sys.stderr):
             self.stream.close()
 
 
-class CsvSink:
-    """CSV with a header (:data:`RECORD_KEYS`); empty cells for nulls; flushed per row."""
+class FileSink:
+    """``--output``: records appended with one ``write()`` each, straight to the file (nothing buffered).
 
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-        self.writer = csv.DictWriter(stream, fieldnames=RECORD_KEYS, extrasaction="ignore")
-        self.writer.writeheader()
-        stream.flush()
+    The file is locked (``flock``) for the run: a second ``edge-infer`` on the same file is refused instead of
+    interleaving lines. A failed write (full disk) is cut back to the last complete line and raises
+    :class:`OutputError` (exit 7). CSV cells hold non-UTF-8 file names as their original bytes.
+    """
+
+    def __init__(self, path: Path, *, csv_format: bool) -> None:
+        self.path, self.csv_format = path, csv_format
+        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            self.fd = os.open(path, flags, 0o644)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); choose another --output") from exc
+        try:
+            self.regular = stat.S_ISREG(os.fstat(self.fd).st_mode)
+            self._lock()
+            fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+            if self.regular:
+                os.ftruncate(self.fd, 0)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        if csv_format:
+            self._write(self._csv_row(list(RECORD_KEYS)))
+
+    def _lock(self) -> None:
+        if not self.regular:
+            return
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise OutputError(
+                    f"{self.path}: another process is writing this file (it is locked); choose another --output"
+                ) from exc
+            # a file system without locks (some network mounts): write unlocked rather than not at all
+
+    @staticmethod
+    def _csv_row(cells: list[Any]) -> bytes:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\r\n").writerow(cells)
+        return buf.getvalue().encode("utf-8", "surrogateescape")
+
+    def encode(self, rec: dict[str, Any]) -> bytes:
+        if self.csv_format:
+            return self._csv_row(["" if rec.get(k) is None else rec[k] for k in RECORD_KEYS])
+        return (json.dumps(rec, allow_nan=False) + "\n").encode("ascii")
+
+    def _write(self, data: bytes) -> None:
+        start = os.lseek(self.fd, 0, os.SEEK_CUR) if self.regular else 0
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view) :]
+        except OSError as exc:
+            if self.regular:
+                try:  # leave no torn line behind
+                    os.ftruncate(self.fd, start)
+                    os.lseek(self.fd, start, os.SEEK_SET)
+                except OSError:
+                    pass
+            raise OutputError(
+                f"{self.path}: cannot write ({exc.strerror or exc}); free space or choose another --output"
+            ) from exc
 
     def write(self, rec: dict[str, Any]) -> None:
-        self.writer.writerow({k: "" if rec.get(k) is None else rec[k] for k in RECORD_KEYS})
-        self.stream.flush()
+        self._write(self.encode(rec))
 
     def close(self) -> None:
-        self.stream.close()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
-def open_file_sink(path: Path) -> JsonLinesSink | CsvSink:
-    """``.jsonl``/``.json`` -> JSON lines, ``.csv`` -> CSV. Raises :class:`OutputError` if it cannot be written."""
+# Kept for callers of the earlier names.
+CsvSink = FileSink
+
+
+def open_file_sink(path: Path) -> FileSink:
+    """``.jsonl``/``.json``/``.ndjson`` -> JSON lines, ``.csv`` -> CSV. Raises :class:`OutputError` if it cannot
+    be written or another process is writing it."""
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".json", ".ndjson", ".csv"):
         raise OutputError(f"{path}: --output must end in .jsonl or .csv")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        stream = path.open("w", encoding="utf-8", newline="")
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); choose another --output") from exc
-    return CsvSink(stream) if suffix == ".csv" else JsonLinesSink(stream)
-
-
-@dataclass
-class Summary:
-    """Counts and timings of a run; ``to_dict`` is what ``--summary FILE.json`` writes."""
-
-    source: str
-    model: str = ""
-    providers: list[str] = field(default_factory=list)
-    items: int = 0
-    defects: int = 0
-    errors: int = 0
-    dropped_frames: int = 0
-    reconnects: int = 0
-    interrupted: bool = False
-    source_error: str | None = None
-    started: float = field(default_factory=time.perf_counter)
-    wall_s: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list, repr=False)
-
-    def add(self, pred: Prediction | None) -> None:
-        self.items += 1
-        if pred is None:
-            self.errors += 1
-            return
-        self.defects += int(pred.defective)
-        self.latencies_ms.append(pred.latency_ms)
-
-    def finish(self) -> Summary:
-        self.wall_s = time.perf_counter() - self.started
-        return self
-
-    @property
-    def fps(self) -> float:
-        """Items (including unreadable ones) per second of wall time, decoding and output included."""
-        return self.items / self.wall_s if self.wall_s > 0 else 0.0
-
-    def percentile(self, q: float) -> float | None:
-        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else None
-
-    def to_dict(self) -> dict[str, Any]:
-        def r(v: float | None) -> float | None:
-            return None if v is None else round(v, 3)
-
-        return {
-            "source": self.source,
-            "model": self.model,
-            "providers": self.providers,
-            "items": self.items,
-            "ok": self.items - self.defects - self.errors,
-            "defects": self.defects,
-            "errors": self.errors,
-            "dropped_frames": self.dropped_frames,
-            "reconnects": self.reconnects,
-            "latency_ms_p50": r(self.percentile(50)),
-            "latency_ms_p99": r(self.percentile(99)),
-            "fps": round(self.fps, 1),
-            "wall_s": round(self.wall_s, 3),
-            "interrupted": self.interrupted,
-            "source_error": self.source_error,
-        }
-
-    def text(self) -> str:
-        """The human summary printed on stderr at the end of every run."""
-        d = self.to_dict()
-        p50, p99 = d["latency_ms_p50"], d["latency_ms_p99"]
-        lat = f"latency p50 {p50:.3f} ms, p99 {p99:.3f} ms" if p50 is not None else "latency n/a"
-        lines = [
-            f"summary: {d['items']} items, {d['defects']} defective, {d['ok']} ok, {d['errors']} errors; "
-            f"{lat}; {d['fps']:.1f} items/s over {d['wall_s']:.2f} s",
-        ]
-        if self.dropped_frames or self.reconnects:
-            lines.append(
-                f"live source: {self.dropped_frames} frames skipped (newest-frame mode), {self.reconnects} reconnects"
-            )
-        if self.interrupted:
-            lines.append("stopped early (interrupted); everything above was written")
-        if self.source_error:
-            lines.append(f"source lost: {self.source_error}")
-        return "\n".join(lines)
+    return FileSink(path, csv_format=suffix == ".csv")

@@ -1,0 +1,46 @@
+"""The one way defect-edge writes a whole file: to a temporary name beside it, then an atomic rename.
+
+A crash, a full disk or a SIGKILL leaves either the old file or the complete new one, never half of one.
+
+>>> atomic_write_text(Path("summary.json"), "{}\\n")       # doctest: +SKIP
+>>> with atomic_path(Path("model.onnx")) as tmp:           # doctest: +SKIP
+...     onnx.save(proto, str(tmp))                         # renamed onto model.onnx when the block succeeds
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def temp_path_for(dst: Path) -> Path:
+    """A hidden temporary name beside ``dst`` (same file system, so the final rename is atomic)."""
+    return dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+
+
+@contextlib.contextmanager
+def atomic_path(dst: Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it is synced and renamed onto ``dst``, else removed."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(dst)
+    try:
+        yield tmp
+        with contextlib.suppress(OSError), open(tmp, "rb+") as f:  # durability is best effort (FAT, tmpfs)
+            os.fsync(f.fileno())
+        os.replace(tmp, dst)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def atomic_write_bytes(dst: Path, data: bytes) -> None:
+    """Write ``data`` to ``dst`` atomically; raises ``OSError`` when it cannot be written."""
+    with atomic_path(dst) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(dst: Path, text: str) -> None:
+    atomic_write_bytes(dst, text.encode("utf-8"))

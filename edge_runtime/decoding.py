@@ -1,0 +1,252 @@
+"""Reading and decoding one image without letting it hurt the run.
+
+- :func:`read_bytes` reads regular files only (a FIFO, socket or device is refused without blocking), at most
+  :data:`MAX_IMAGE_BYTES`.
+- :func:`decode` checks the size the header claims *before* decoding (PNG, JPEG, BMP, PNM, WebP, TIFF), so a
+  100000x100000 header is an item error instead of a memory blow-up; anything OpenCV raises is an item error.
+- libjpeg's warnings ("Corrupt JPEG data: ...") are caught instead of leaking to stderr and come back as the
+  item's ``warning``; a JPEG without its end marker is flagged the same way.
+
+>>> decoded = decode(Path("part.jpg").read_bytes(), source="part.jpg")   # doctest: +SKIP
+>>> decoded.image.shape, decoded.warning                                 # doctest: +SKIP
+((300, 300), None)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import struct
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_runtime.errors import ImageReadError
+from edge_runtime.preprocess import to_uint8_gray
+
+MAX_IMAGE_BYTES = 64 << 20  # 64 MiB per image file
+MAX_IMAGE_PIXELS = 1 << 26  # 67 MP (8192 x 8192): far above any inspection camera, far below a memory bomb
+# Decoder messages that say nothing about this image's integrity.
+BENIGN = ("iCCP", "sRGB", "known incorrect", "profile")
+
+
+@dataclass(frozen=True)
+class Decoded:
+    image: np.ndarray  # 8-bit gray
+    warning: str | None = None  # the decoder concealed damage: the verdict may be wrong
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _open_reason(path: Path, exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if exc.errno == errno.ENOENT and os.path.lexists(path):
+        return "dangling symbolic link"
+    if exc.errno == errno.ENXIO:
+        return "a socket or device without a reader"
+    return exc.strerror or str(exc)
+
+
+def read_bytes(path: str | Path, *, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+    """The bytes of an image file; raises :class:`ImageReadError` for anything but a regular file of
+    at most ``max_bytes`` (never blocks on a FIFO, never reads a device)."""
+    path = Path(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot read file ({_open_reason(path, exc)})") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageReadError(f"{path}: not an image file ({_kind(st.st_mode)}); only regular files are read")
+        if st.st_size > max_bytes:
+            raise ImageReadError(f"{path}: {st.st_size >> 20} MiB is over the {max_bytes >> 20} MiB per-image limit")
+        chunks, total = [], 0
+        while chunk := os.read(fd, min(1 << 20, max_bytes + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise ImageReadError(f"{path}: grew past the {max_bytes >> 20} MiB per-image limit while read")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
+    finally:
+        os.close(fd)
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    pos = 2
+    for _ in range(10_000):
+        while pos < len(data) - 1 and data[pos] == 0xFF and data[pos + 1] == 0xFF:
+            pos += 1  # fill bytes
+        if pos + 4 > len(data) or data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if 0xD0 <= marker <= 0xD9 or marker == 0x01:
+            pos += 2
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if pos + 9 > len(data):
+                return None
+            h, w = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return w, h
+        pos += 2 + struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+    return None
+
+
+def _pnm_size(data: bytes) -> tuple[int, int] | None:
+    tokens: list[bytes] = []
+    for line in data[2:4096].split(b"\n"):
+        tokens += line.split(b"#", 1)[0].split()
+        if len(tokens) >= 2:
+            break
+    try:
+        return int(tokens[0]), int(tokens[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    end = "<" if data[:2] == b"II" else ">"
+    try:
+        (ifd,) = struct.unpack(end + "I", data[4:8])
+        (count,) = struct.unpack(end + "H", data[ifd : ifd + 2])
+        size: dict[int, int] = {}
+        for i in range(min(count, 512)):
+            tag, typ, _, value = struct.unpack(end + "HHI4s", data[ifd + 2 + 12 * i : ifd + 14 + 12 * i])
+            if tag in (256, 257):
+                size[tag] = struct.unpack(end + ("H" if typ == 3 else "I"), value[: 2 if typ == 3 else 4])[0]
+        return (size[256], size[257]) if len(size) == 2 else None
+    except (struct.error, KeyError):
+        return None
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) as the file's header claims, for the common formats; None when unknown.
+
+    >>> header_size(bytes.fromhex("89504e470d0a1a0a0000000d49484452000186a0000186a0"))
+    (100000, 100000)
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_size(data)
+    if data[:2] == b"BM" and len(data) >= 26:
+        (dib,) = struct.unpack("<I", data[14:18])
+        if dib == 12:
+            return struct.unpack("<HH", data[18:22])
+        w, h = struct.unpack("<ii", data[18:26])
+        return w, abs(h) if h != -(2**31) else 2**31
+    if data[:1] == b"P" and data[1:2] in b"123456" and len(data) > 2:
+        return _pnm_size(data)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        chunk = data[12:16]
+        if chunk == b"VP8X":
+            return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+        if chunk == b"VP8 ":
+            w, h = struct.unpack("<HH", data[26:30])
+            return w & 0x3FFF, h & 0x3FFF
+        if chunk == b"VP8L":
+            bits = int.from_bytes(data[21:25], "little")
+            return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    if data[:4] in (b"II*\0", b"MM\0*"):
+        return _tiff_size(data)
+    return None
+
+
+_stderr_lock = threading.Lock()
+_sink: list[int] = []  # one temporary file per process, reused (creating one per image costs more than decoding)
+
+
+@contextlib.contextmanager
+def captured_stderr() -> Iterator[list[str]]:
+    """Collect what C libraries write to file descriptor 2 meanwhile (libjpeg warnings, OpenCV log lines).
+
+    One capture at a time, process-wide; lines that do not look like a decoder's are passed on to stderr.
+    """
+    lines: list[str] = []
+    with _stderr_lock:
+        if not _sink:
+            with tempfile.TemporaryFile() as f:
+                _sink.append(os.dup(f.fileno()))
+        fd = _sink[0]
+        saved = os.dup(2)
+        try:
+            os.dup2(fd, 2)
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if os.lseek(fd, 0, os.SEEK_CUR):
+                os.lseek(fd, 0, os.SEEK_SET)
+                text = os.read(fd, 65536).decode("utf-8", "replace")
+                os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
+                for line in filter(None, (ln.strip() for ln in text.splitlines())):
+                    if _from_decoder(line):
+                        lines.append(line)
+                    else:
+                        os.write(2, (line + "\n").encode())
+
+
+def _from_decoder(line: str) -> bool:
+    low = line.lower()
+    return any(k in low for k in ("jpeg", "libpng", "[error", "[ warn", "warning", "corrupt", "premature", "marker"))
+
+
+def decode(data: bytes, *, source: str = "image", max_pixels: int = MAX_IMAGE_PIXELS) -> Decoded:
+    """Encoded image bytes -> 8-bit gray plus a warning when the decoder had to conceal damage.
+
+    Raises :class:`ImageReadError` for anything that is not a decodable image within ``max_pixels``.
+    """
+    if not data:
+        raise ImageReadError(f"{source}: empty file")
+    size = header_size(data)
+    if size is not None:
+        w, h = size
+        if w <= 0 or h <= 0 or w * h > max_pixels:
+            raise ImageReadError(
+                f"{source}: header claims {w}x{h} pixels (limit {max_pixels} pixels); corrupt or not a part image"
+            )
+    is_jpeg = data[:2] == b"\xff\xd8"
+    buf = np.frombuffer(data, dtype=np.uint8)
+    try:
+        with captured_stderr() as messages:
+            image = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    except (cv2.error, MemoryError, OverflowError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:120]
+        raise ImageReadError(f"{source}: cannot decode ({first})") from exc
+    if image is None:
+        raise ImageReadError(f"{source}: not a readable image (corrupt, truncated or not an image format)")
+    notes = [m for m in messages if not any(b in m for b in BENIGN)]
+    warning = None
+    if notes:
+        warning = f"decoder reported damage: {notes[0][:160]}"
+    elif is_jpeg and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
+        warning = "JPEG has no end marker (truncated file); the verdict may be wrong"
+    return Decoded(to_uint8_gray(image, source=source), warning)
+
+
+def read_image_checked(path: str | Path) -> Decoded:
+    """:func:`read_bytes` then :func:`decode`: the safe way to load one image file."""
+    return decode(read_bytes(path), source=str(path))

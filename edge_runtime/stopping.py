@@ -1,0 +1,79 @@
+"""SIGTERM and Ctrl-C as a clean stop, from the first instant of a command to its last line.
+
+The first signal raises :class:`KeyboardInterrupt` in the main thread, unless the main thread is inside
+:meth:`StopSignals.atomic` (writing one record to every output and counting it): then it is deferred to the end
+of that block, so a record is never written without being counted. Once the run is closing (summary, files),
+and for any later signal, the handler only counts: a second SIGTERM does not cut the shutdown short (it is
+bounded to a few seconds; SIGKILL remains the way to force it).
+
+Standard library only: commands install it before importing anything heavy.
+
+>>> stop = StopSignals().install()       # doctest: +SKIP
+>>> with stop.atomic():                  # doctest: +SKIP
+...     write_record_everywhere()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopSignals:
+    def __init__(self) -> None:
+        self.count = 0
+        self.closing = False
+        self.pending = False
+        self._depth = 0
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        """True once any stop signal arrived."""
+        return self.count > 0
+
+    @property
+    def installed(self) -> bool:
+        return bool(self._previous)
+
+    def install(self) -> StopSignals:
+        """Take over SIGTERM and SIGINT (only possible in the main thread; elsewhere a no-op)."""
+        if threading.current_thread() is threading.main_thread() and not self._previous:
+            for sig in SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def uninstall(self) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        if self.count > 1 or self.closing:
+            return
+        if self._depth:
+            self.pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """A block that a stop signal does not interrupt (it is acted on right after)."""
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+
+    def __enter__(self) -> StopSignals:
+        return self.install()
+
+    def __exit__(self, *exc: object) -> None:
+        self.uninstall()

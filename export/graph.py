@@ -92,22 +92,29 @@ def check_model(path: Path) -> None:
 
 
 def write_with_metadata(src: Path, dst: Path, info: ModelInfo) -> None:
-    """Load ``src``, set metadata, check and write ``dst`` atomically (temporary file, then rename)."""
+    """Load ``src``, set metadata, stamp the content hash, check and write ``dst`` atomically.
+
+    The hash (:mod:`edge_runtime.integrity`) covers the whole file but itself; the runtime refuses a file whose
+    bytes no longer match it (exit 4).
+    """
+    from edge_runtime import integrity
+    from edge_runtime.atomic import atomic_path
+
     proto = set_metadata(onnx.load(str(src)), info)
-    tmp = temp_path_for(dst)
+    data = integrity.stamp(proto.SerializeToString(), METADATA_KEY)
     try:
-        onnx.save_model(proto, str(tmp))
-        check_model(tmp)
-        os.replace(tmp, dst)
+        with atomic_path(dst) as tmp:
+            onnx.save_model(data, str(tmp))
+            check_model(tmp)
     except OSError as exc:
         raise OutputError(f"{dst}: cannot write the model ({exc.strerror or exc}); check the folder") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def temp_path_for(dst: Path) -> Path:
     """A temporary name beside ``dst`` (same file system, so the final rename is atomic)."""
-    return dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    from edge_runtime.atomic import temp_path_for as beside
+
+    return beside(dst)
 
 
 def ensure_writable(dst: Path) -> None:

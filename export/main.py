@@ -107,6 +107,18 @@ def export_onnx(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *,
     >>> export_onnx(None, None, ExportConfig(precision=Precision.INT8))  # doctest: +SKIP
     PosixPath('.../train/default_model/best_int8.onnx')
     """
+    from edge_runtime.stopping import StopSignals
+
+    # SIGTERM ends the export like Ctrl-C: the temporary folder is removed and nothing half-written is left;
+    # a second SIGTERM does not cut that clean-up short.
+    with StopSignals() as stop:
+        try:
+            return _export(checkpoint, out, cfg, log=log)
+        finally:
+            stop.closing = True
+
+
+def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log: Log) -> Path:
     from train.checkpoint import load_checkpoint, model_from_checkpoint
 
     checkpoint = checkpoint or default_checkpoint()

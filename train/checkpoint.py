@@ -6,7 +6,8 @@ from edge_runtime.errors import require_extra
 
 require_extra("torch", "train")  # one clear line instead of "No module named torch"
 
-import os
+import hashlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +20,49 @@ from train.config import Arch
 from train.model import build_model
 
 CHECKPOINT_FORMAT = 1
+HASH_KEY = "sha256"  # content hash of everything else in a model checkpoint, checked before export
+
+
+def _digest(h: Any, value: Any) -> None:
+    """Feed ``value`` to ``h`` unambiguously (type tag, length, content), tensors by dtype, shape and bytes."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(value, dict):
+        h.update(f"D{len(value)}".encode())
+        for k in sorted(value, key=str):
+            _digest(h, str(k))
+            _digest(h, value[k])
+    elif isinstance(value, list | tuple):
+        h.update(f"L{len(value)}".encode())
+        for v in value:
+            _digest(h, v)
+    else:
+        text = repr(value).encode()
+        h.update(f"{type(value).__name__}{len(text)}:".encode() + text)
+
+
+def checkpoint_digest(ckpt: dict[str, Any]) -> str:
+    """SHA-256 of a model checkpoint's content (weights, settings, records), without its own hash entry."""
+    h = hashlib.sha256()
+    _digest(h, {k: v for k, v in ckpt.items() if k != HASH_KEY})
+    return h.hexdigest()
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """Write to a temporary file, then rename: a crash never leaves a half-written checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Write to a temporary file, then rename: a crash never leaves a half-written checkpoint.
+
+    A model checkpoint (``format`` set) is stamped with :func:`checkpoint_digest` first, so a damaged file is
+    refused by :func:`load_checkpoint` instead of exported.
+    """
+    from edge_runtime.atomic import atomic_path
+
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT and "state_dict" in obj:
+        obj = {**obj, HASH_KEY: checkpoint_digest(obj)}
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write checkpoint ({exc.strerror or exc}); check the folder") from exc
 
@@ -82,7 +118,25 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     ]
     if missing:
         raise ModelError(f"{path}: checkpoint lacks {', '.join(missing)}; retrain with train-model")
+    verify_checkpoint(ckpt, path)
     return ckpt
+
+
+def verify_checkpoint(ckpt: dict[str, Any], path: Path) -> bool:
+    """Check the stored content hash (:class:`ModelError`, exit 4, on a mismatch); False when there is none."""
+    recorded = ckpt.get(HASH_KEY)
+    if recorded is None:
+        print(
+            f"warning: {path} has no content hash (written before train-model stored one); its integrity is not "
+            "checked",
+            file=sys.stderr,
+        )
+        return False
+    if recorded != checkpoint_digest(ckpt):
+        raise ModelError(
+            f"{path}: checkpoint content hash mismatch (the file was modified or damaged); retrain or restore it"
+        )
+    return True
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:

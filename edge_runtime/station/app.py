@@ -1,0 +1,232 @@
+"""The web view's routes (Starlette): the page, the MJPEG stream, JSON endpoints, thumbnails and /metrics.
+
+| route | what |
+| --- | --- |
+| ``/`` and ``/static/*`` | the station page (assets bundled in the package, no CDN) |
+| ``/stream.mjpg`` | the annotated frames, ``multipart/x-mixed-replace`` (any browser, no plugin), at most 10 fps |
+| ``/frame.jpg`` | the newest annotated frame |
+| ``/api/status`` | counters, latency, FPS, uptime, model, providers, source state, station-check flags |
+| ``/api/inspections?since=8h&after_id=&defective=&limit=`` | records (from the log when there is one) |
+| ``/api/defects?limit=24`` | the last defective items, newest first |
+| ``/api/rate?hours=8`` | items, defective and defect rate per 10 minutes |
+| ``/thumb/{id}.jpg`` | the stored thumbnail of a defective item, by record id only |
+| ``/metrics`` | Prometheus text format |
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from edge_runtime.station import query
+from edge_runtime.station.live import LiveState
+from edge_runtime.station.log import epoch
+from edge_runtime.station.server import STATIC, TOKEN_COOKIE, sleep_until
+
+MAX_LIMIT = 1000
+
+
+def _int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    text = request.query_params.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise HTTPException(400, f"{name} must be an integer") from None
+    if not lo <= value <= hi:
+        raise HTTPException(400, f"{name} must be between {lo} and {hi}")
+    return value
+
+
+def _float(request: Request, name: str, default: float, lo: float, hi: float) -> float:
+    try:
+        value = float(request.query_params.get(name, default))
+    except ValueError:
+        raise HTTPException(400, f"{name} must be a number") from None
+    if not lo <= value <= hi:
+        raise HTTPException(400, f"{name} must be between {lo:g} and {hi:g}")
+    return value
+
+
+def _filter(request: Request) -> query.Filter:
+    p = request.query_params
+    since = None
+    if p.get("since"):
+        try:
+            since = query.parse_when(p["since"])
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+    defective = p.get("defective")
+    if defective not in (None, "", "true", "false", "1", "0"):
+        raise HTTPException(400, "defective must be true or false")
+    return query.Filter(
+        since=since,
+        defective=None if defective in (None, "") else defective in ("true", "1"),
+        after_id=_int(request, "after_id", 0, 0, 2**62) or None,
+    )
+
+
+def metrics_text(status: dict[str, Any]) -> str:
+    """Prometheus text exposition format (version 0.0.4)."""
+
+    def esc(v: object) -> str:
+        return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+    st = f'station="{esc(status["station"])}"'
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, help_: str, value: object, labels: str = st) -> None:
+        lines.extend([f"# HELP {name} {help_}", f"# TYPE {name} {kind}"])
+        lines.append(f"{name}{{{labels}}} {'NaN' if value is None else value}")
+
+    metric("defect_edge_items_total", "counter", "Items judged since start.", status["items"])
+    metric("defect_edge_defective_total", "counter", "Items judged defective since start.", status["defective"])
+    metric("defect_edge_errors_total", "counter", "Unreadable items since start.", status["errors"])
+    metric(
+        "defect_edge_station_check_flagged_total",
+        "counter",
+        "Items flagged by the station check.",
+        status["station_check"]["flagged"],
+    )
+    metric("defect_edge_fps", "gauge", "Items per second over the last 2 s.", status["fps"])
+    metric("defect_edge_uptime_seconds", "gauge", "Seconds since the station started.", status["uptime_s"])
+    metric(
+        "defect_edge_source_connected",
+        "gauge",
+        "1 while the source delivers, else 0.",
+        int(status["source_state"] in ("connected", "running")),
+    )
+    lines.extend(
+        [
+            "# HELP defect_edge_latency_ms Latency per item over the last 1000 items.",
+            "# TYPE defect_edge_latency_ms gauge",
+        ]
+    )
+    for q, key in (("0.5", "latency_ms_p50"), ("0.99", "latency_ms_p99")):
+        value = status[key]
+        lines.append(f'defect_edge_latency_ms{{{st},quantile="{q}"}} {"NaN" if value is None else value}')
+    if "model_version" in status:
+        labels = (
+            f'{st},model_version="{esc(status["model_version"])}",precision="{esc(status["precision"])}",'
+            f'providers="{esc(",".join(status["providers"]))}"'
+        )
+        metric("defect_edge_model_info", "gauge", "The model in use (value is always 1).", 1, labels)
+    return "\n".join(lines) + "\n"
+
+
+def build_app(live: LiveState, *, log_path: Path | None, closing: threading.Event) -> Starlette:
+    """The Starlette app over ``live`` (and the log at ``log_path``, read-only, when there is one)."""
+
+    def reader() -> Any:
+        return query.open_reader(log_path) if log_path is not None else None
+
+    def status(request: Request) -> JSONResponse:
+        return JSONResponse(live.status() | {"log": None if log_path is None else str(log_path)})
+
+    def inspections(request: Request) -> JSONResponse:
+        flt, limit = _filter(request), _int(request, "limit", 100, 1, MAX_LIMIT)
+        con = reader()
+        if con is None:
+            found = [r for r in live.recent_rows(flt.after_id or 0, MAX_LIMIT) if _matches(r, flt)][:limit]
+        else:
+            found = list(query.rows(con, flt, limit=limit))
+            con.close()
+        return JSONResponse({"items": found, "last_id": found[-1]["id"] if found else flt.after_id})
+
+    def defects(request: Request) -> JSONResponse:
+        limit = _int(request, "limit", 24, 1, 200)
+        con = reader()
+        if con is None:
+            return JSONResponse({"items": live.defects(limit)})
+        found = list(query.rows(con, query.Filter(defective=True), limit=limit, newest_first=True))
+        con.close()
+        return JSONResponse({"items": found})
+
+    def rate(request: Request) -> JSONResponse:
+        hours = _float(request, "hours", 8.0, 0.1, 24 * 31)
+        bucket = 600 if hours <= 24 else 3600
+        con = reader()
+        if con is None:
+            return JSONResponse({"bucket_s": bucket, "buckets": live.rate(hours, bucket)})
+        found = query.rate_buckets(con, query.Filter(since=query.parse_when(f"{hours}h")), bucket)
+        con.close()
+        return JSONResponse({"bucket_s": bucket, "buckets": found})
+
+    def thumb(request: Request) -> Response:
+        item_id = request.path_params["item_id"]
+        con = reader()
+        jpeg = live.gallery_thumbnail(item_id) if con is None else query.thumbnail_jpeg(con, item_id)
+        if con is not None:
+            con.close()
+        if not jpeg:
+            raise HTTPException(404, f"no image for item {item_id}")
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    def frame(request: Request) -> Response:
+        live.want_frames()
+        if live.jpeg is None:
+            raise HTTPException(404, "no frame yet")
+        return Response(live.jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    async def stream(request: Request) -> StreamingResponse:
+        async def parts() -> Any:
+            live.watchers += 1
+            last = 0
+            try:
+                while not await sleep_until(closing, 0.5 / live.max_fps):
+                    jpeg, seq = live.jpeg, live.jpeg_seq
+                    if jpeg and seq != last:
+                        last = seq
+                        head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                        yield head.encode() + jpeg + b"\r\n"
+            finally:
+                live.watchers -= 1
+
+        return StreamingResponse(
+            parts(), media_type="multipart/x-mixed-replace; boundary=frame", headers={"Cache-Control": "no-store"}
+        )
+
+    def metrics(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(metrics_text(live.status()), media_type="text/plain; version=0.0.4")
+
+    def index(request: Request) -> FileResponse:
+        response = FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+        if "token" in request.query_params:  # already checked by the gate
+            response.set_cookie(TOKEN_COOKIE, request.query_params["token"], httponly=True, samesite="strict")
+        return response
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        code = exc.status_code if isinstance(exc, HTTPException) else 500
+        detail = exc.detail if isinstance(exc, HTTPException) else "internal error (see the edge-infer log)"
+        return JSONResponse({"error": detail}, code)
+
+    routes = [
+        Route("/", index),
+        Route("/api/status", status),
+        Route("/api/inspections", inspections),
+        Route("/api/defects", defects),
+        Route("/api/rate", rate),
+        Route("/thumb/{item_id:int}.jpg", thumb),
+        Route("/frame.jpg", frame),
+        Route("/stream.mjpg", stream),
+        Route("/metrics", metrics),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: http_error})
+
+
+def _matches(rec: dict, flt: query.Filter) -> bool:
+    if flt.defective is not None and bool(rec.get("defective")) != flt.defective:
+        return False
+    if flt.since is not None:
+        return epoch(rec.get("time")) >= flt.since
+    return True

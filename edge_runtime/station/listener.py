@@ -1,0 +1,106 @@
+"""How a run tells the station what it judged: the :class:`RecordListener` that ``edge-infer`` calls.
+
+``run_inference`` calls ``on_start`` once the model and source are open, ``on_records`` with each batch of
+records *before* they are written to stdout or ``--output`` (so the log commits first), ``on_event`` with each
+source message (drop, reconnect) and ``on_close`` with the summary at the end. :class:`StationListener` fans
+these out to the inspection log and to the live web view.
+
+>>> listener = StationListener(log=InspectionLog(LogConfig(Path("station.db"))))   # doctest: +SKIP
+>>> run_inference(InferConfig(source="parts/", listener=listener))                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from edge_runtime.station.log import InspectionLog, RunInfo
+
+if TYPE_CHECKING:
+    from edge_runtime.inputs import Item, SourceSpec
+    from edge_runtime.model import EdgeModel
+    from edge_runtime.outputs import Summary
+    from edge_runtime.station.live import LiveState
+    from edge_runtime.station.server import StationServer
+
+
+class RecordListener(Protocol):
+    """What ``edge-infer`` hands to the station; ``wants_pictures`` keeps each item's decoded picture for it."""
+
+    wants_pictures: bool
+
+    def on_start(self, model: EdgeModel, spec: SourceSpec) -> None: ...
+
+    def on_records(self, records: Sequence[dict[str, Any]], items: Sequence[Item]) -> None: ...
+
+    def on_event(self, message: str) -> None: ...
+
+    def on_close(self, summary: Summary) -> None: ...
+
+
+def picture_of(item: Item) -> np.ndarray | None:
+    """The decoded picture when the run kept it, else the model's own resized input."""
+    return item.original if item.original is not None else item.model_input
+
+
+def run_info(model: EdgeModel, spec: SourceSpec) -> RunInfo:
+    return RunInfo(
+        source=spec.name,
+        model_version=model.info.model_version or "unknown",
+        model_file=str(model.path),
+        providers=list(model.providers),
+        precision=model.info.precision.value,
+        threshold=model.info.threshold,
+    )
+
+
+class StationListener:
+    """Log every batch (committed before it is emitted), then show it on the live view; either part optional."""
+
+    def __init__(
+        self,
+        *,
+        log: InspectionLog | None = None,
+        live: LiveState | None = None,
+        server: StationServer | None = None,
+    ) -> None:
+        self.log, self.live, self.server = log, live, server
+        self.wants_pictures = True  # thumbnails of defective parts and the live stream both draw the picture
+
+    def on_start(self, model: EdgeModel, spec: SourceSpec) -> None:
+        info = run_info(model, spec)
+        if self.log is not None:
+            self.log.start_run(info)
+        if self.live is not None:
+            self.live.start(info, live_source=spec.kind.live)
+
+    def on_records(self, records: Sequence[dict[str, Any]], items: Sequence[Item]) -> None:
+        ids = None
+        if self.log is not None:
+            pictures = [
+                picture_of(it) if rec.get("defective") else None for rec, it in zip(records, items, strict=True)
+            ]
+            ids = self.log.write(records, pictures)
+        if self.live is not None:
+            self.live.add(records, [picture_of(it) for it in items], ids)
+
+    def on_event(self, message: str) -> None:
+        if self.live is not None:
+            self.live.event(message)
+
+    def on_close(self, summary: Summary) -> None:
+        if self.live is not None:
+            self.live.finish(interrupted=summary.interrupted, error=summary.source_error)
+
+    def close(self) -> None:
+        """Stop the web view and close the log (idempotent; called by the CLI whatever happened)."""
+        server, self.server = self.server, None
+        if server is not None:
+            server.stop()
+        if self.live is not None:
+            self.live.stop()
+        log, self.log = self.log, None
+        if log is not None:
+            log.close()

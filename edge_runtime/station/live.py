@@ -1,0 +1,230 @@
+"""What the web view shows now: counters, the newest annotated frame, the last defects.
+
+The inference thread only calls :meth:`LiveState.add` (a few counters and references under a lock, no
+drawing, no encoding). A separate encoder thread draws and JPEG-encodes the newest frame at most ``max_fps``
+times a second, and only while someone watches the stream, so serving never slows inspection.
+
+>>> live = LiveState(station="line-3")
+>>> live.add([{"defective": True, "score": 0.9, "label": "defective", "latency_ms": 0.5, "error": None}], [None])
+>>> live.status()["items"], live.status()["defective"]
+(1, 1)
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.station.log import RunInfo, thumbnail
+
+STATE_FOR_EVENT = (
+    ("reconnected", "connected"),
+    ("lost", "lost"),
+    ("reconnect", "reconnecting"),
+    ("dropped", "reconnecting"),
+    ("failed", "reconnecting"),
+)
+
+
+def nearest_rank(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))], 3)
+
+
+def encode_frame(picture: np.ndarray, rec: dict[str, Any], *, fps: float | None, max_px: int = 960) -> bytes:
+    """The picture with its verdict drawn (as ``--show`` draws it), as a JPEG no wider than ``max_px``."""
+    import cv2
+
+    from edge_runtime.annotate import annotate
+    from edge_runtime.model import Prediction
+
+    h, w = picture.shape[:2]
+    if max(h, w) > max_px:
+        s = max_px / max(h, w)
+        picture = cv2.resize(picture, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    pred = None
+    if rec.get("error") is None and rec.get("score") is not None:
+        pred = Prediction(str(rec["label"]), float(rec["score"]), bool(rec["defective"]), float(rec["latency_ms"]))
+    canvas = annotate(picture, pred, fps=fps, error=str(rec.get("error") or ""))
+    ok, buf = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 75])
+    return buf.tobytes() if ok else b""
+
+
+class LiveState:
+    """Counters and recent items of the running inspection, shared between the run and the web server."""
+
+    def __init__(self, *, station: str, max_fps: float = 10.0, keep_pictures: bool = True) -> None:
+        self.station, self.max_fps, self.keep_pictures = station, max_fps, keep_pictures
+        self.lock = threading.Lock()
+        self.started = time.time()
+        self.info: RunInfo | None = None
+        self.live_source = False
+        self.source_state = "starting"
+        self.items = self.defective = self.errors = self.warned = 0
+        self.last_warning: dict | None = None
+        self.latencies: deque[float] = deque(maxlen=1000)
+        self.stamps: deque[float] = deque(maxlen=512)
+        self.minutes: dict[int, list[int]] = {}  # UTC minute -> [items, defective]
+        self.recent: deque[tuple[int, dict]] = deque(maxlen=500)
+        self.gallery: deque[tuple[int, dict, np.ndarray | None]] = deque(maxlen=24)
+        self.latest: tuple[np.ndarray | None, dict] | None = None
+        self.seq = 0
+        self.next_id = 1
+        self.jpeg: bytes | None = None
+        self.jpeg_seq = 0
+        self.watchers = 0
+        self.wanted_until = 0.0
+        self._stop = threading.Event()
+        self._encoder = threading.Thread(target=self._encode_loop, name="station encoder", daemon=True)
+        self._encoder.start()
+
+    # -- called by the run (inference thread) --------------------------------------------------------------
+    def start(self, info: RunInfo, *, live_source: bool) -> None:
+        with self.lock:
+            self.info, self.live_source = info, live_source
+            self.source_state = "connected" if live_source else "running"
+
+    def add(
+        self, records: Sequence[dict], pictures: Sequence[np.ndarray | None], ids: Sequence[int] | None = None
+    ) -> None:
+        now, minute = time.monotonic(), int(time.time() // 60)
+        with self.lock:
+            bucket = self.minutes.setdefault(minute, [0, 0])
+            for k, rec in enumerate(records):
+                rid = ids[k] if ids else self.next_id
+                self.next_id = rid + 1
+                self.items += 1
+                bucket[0] += 1
+                if rec.get("error") is not None:
+                    self.errors += 1
+                elif rec.get("defective"):
+                    self.defective += 1
+                    bucket[1] += 1
+                    self.gallery.append((rid, rec, None if ids or not self.keep_pictures else pictures[k]))
+                if rec.get("latency_ms") is not None:
+                    self.latencies.append(rec["latency_ms"])
+                if rec.get("warning"):
+                    self.warned += 1
+                    self.last_warning = rec
+                self.stamps.append(now)
+                self.recent.append((rid, rec))
+            self.latest = (pictures[-1] if pictures else None, records[-1]) if records else self.latest
+            self.seq += 1
+            if self.live_source:
+                self.source_state = "connected"
+            if len(self.minutes) > 1500:  # keep a day and a bit
+                for old in sorted(self.minutes)[:-1440]:
+                    del self.minutes[old]
+
+    def event(self, message: str) -> None:
+        low = message.lower()
+        with self.lock:
+            for word, state in STATE_FOR_EVENT:
+                if word in low:
+                    self.source_state = state
+                    break
+
+    def finish(self, *, interrupted: bool = False, error: str | None = None) -> None:
+        with self.lock:
+            self.source_state = "lost" if error else "stopped" if interrupted else "finished"
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._encoder.join(2.0)
+
+    # -- read by the server ---------------------------------------------------------------------------------
+    def fps(self, now: float | None = None, window_s: float = 2.0) -> float:
+        now = time.monotonic() if now is None else now
+        recent = [t for t in self.stamps if now - t <= window_s]
+        if len(recent) < 2:
+            return 0.0
+        return round((len(recent) - 1) / max(recent[-1] - recent[0], 1e-6), 1)
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            lat, info = list(self.latencies), self.info
+            judged = self.items - self.errors
+            out = {
+                "station": self.station,
+                "items": self.items,
+                "defective": self.defective,
+                "errors": self.errors,
+                "ok": judged - self.defective,
+                "defect_rate": round(self.defective / judged, 4) if judged else None,
+                "fps": self.fps(),
+                "uptime_s": round(time.time() - self.started, 1),
+                "started": self.started,
+                "source_state": self.source_state,
+                "station_check": {"flagged": self.warned, "last": self.last_warning},
+            }
+        out |= {"latency_ms_p50": nearest_rank(lat, 50), "latency_ms_p99": nearest_rank(lat, 99)}
+        if info is not None:
+            out |= {
+                "source": info.source,
+                "model_version": info.model_version,
+                "model_file": info.model_file,
+                "providers": info.providers,
+                "precision": info.precision,
+                "threshold": info.threshold,
+            }
+        return out
+
+    def recent_rows(self, after_id: int = 0, limit: int = 100) -> list[dict]:
+        with self.lock:
+            chosen = [(rid, rec) for rid, rec in self.recent if rid > after_id][:limit]
+        return [{"id": rid, **rec, "has_image": bool(rec.get("defective"))} for rid, rec in chosen]
+
+    def defects(self, limit: int = 24) -> list[dict]:
+        with self.lock:
+            chosen = list(self.gallery)[-limit:][::-1]
+        return [{"id": rid, **rec, "has_image": True} for rid, rec, _ in chosen]
+
+    def gallery_thumbnail(self, item_id: int) -> bytes | None:
+        with self.lock:
+            found = next(((rec, pic) for rid, rec, pic in self.gallery if rid == item_id), None)
+        if found is None or found[1] is None:
+            return None
+        return thumbnail(found[1], found[0])
+
+    def rate(self, hours: float, bucket_s: int = 600) -> list[dict]:
+        since = (time.time() - hours * 3600) // 60
+        buckets: dict[int, list[int]] = {}
+        with self.lock:
+            for minute, (n, d) in self.minutes.items():
+                if minute >= since:
+                    b = buckets.setdefault(minute * 60 // bucket_s, [0, 0])
+                    b[0] += n
+                    b[1] += d
+        from edge_runtime.station.query import iso
+
+        return [
+            {"start": iso(b * bucket_s), "items": n, "defective": d, "rate": round(d / n, 4) if n else None}
+            for b, (n, d) in sorted(buckets.items())
+        ]
+
+    def want_frames(self) -> None:
+        """A viewer asked for a frame: keep encoding for the next few seconds."""
+        self.wanted_until = time.monotonic() + 3.0
+
+    def _encode_loop(self) -> None:
+        period = 1.0 / self.max_fps
+        while not self._stop.wait(period):
+            if self.watchers <= 0 and time.monotonic() > self.wanted_until:
+                continue
+            with self.lock:
+                latest, seq, fps = self.latest, self.seq, self.fps() if self.live_source else None
+            if latest is None or latest[0] is None or seq == self.jpeg_seq:
+                continue
+            try:
+                jpeg = encode_frame(latest[0], latest[1], fps=fps)
+            except Exception:  # noqa: BLE001 - a frame that cannot be drawn is skipped; the next one may work
+                continue
+            self.jpeg, self.jpeg_seq = jpeg, seq

@@ -1,0 +1,237 @@
+"""Writing the inspection log: one row per item, a small JPEG for each defective part, retention while running.
+
+The caller commits a batch of records with :meth:`InspectionLog.write` *before* it writes them anywhere else,
+so every record that reached stdout or ``--output`` is in the log even after a SIGKILL. A write that fails
+(locked, read-only or full database) raises :class:`~edge_runtime.errors.OutputError` (exit 7): the run stops
+rather than leave a silent gap.
+
+>>> log = InspectionLog(LogConfig(Path("station.db"), station="line-3"))        # doctest: +SKIP
+>>> log.start_run(RunInfo(source="parts/", model_version="ab12", model_file="m.onnx",
+...               providers=["CPUExecutionProvider"], precision="int8", threshold=0.41))  # doctest: +SKIP
+>>> ids = log.write(records, pictures)                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge_runtime.station.schema import connect, log_error
+
+COLUMNS = ("source", "frame", "label", "score", "defective", "latency_ms", "error", "warning", "time")
+THUMB_PX = 128
+DELETE_CHUNK = 5000
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Where the log lives and how long it keeps items (``keep_s``) or how large it may grow (``max_bytes``)."""
+
+    path: Path
+    station: str = ""  # "" -> the host name
+    keep_s: float | None = None
+    max_bytes: int | None = None
+    thumb_px: int = THUMB_PX
+    retention_every_s: float = 60.0
+    busy_timeout_s: float = 2.0  # how long a write waits for another writer before the log counts as locked
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What judged the items of one run: written once per run, referenced by every row."""
+
+    source: str
+    model_version: str
+    model_file: str
+    providers: list[str]
+    precision: str
+    threshold: float
+
+
+def epoch(stamp: str | None) -> float:
+    """The record's ISO time (``2026-11-25T20:53:53.073Z``) as UTC seconds since the epoch."""
+    if not stamp:
+        return time.time()
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def thumbnail(picture: np.ndarray, record: dict[str, Any], *, px: int = THUMB_PX, quality: int = 80) -> bytes:
+    """A JPEG of the part at most ``px`` on its longest side, with the defect box in red when the record has one."""
+    h, w = picture.shape[:2]
+    scale = min(1.0, px / max(h, w))
+    small = (
+        picture
+        if scale >= 1.0
+        else cv2.resize(picture, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    )
+    box = record.get("defect_box")
+    if isinstance(box, (list, tuple)) and len(box) == 4:
+        if small.ndim == 2:
+            small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
+        x0, y0, x1, y1 = (round(float(v) * scale) for v in box)
+        cv2.rectangle(small, (x0, y0), (x1, y1), (0, 0, 255), 1)
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(small), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return buf.tobytes() if ok else b""
+
+
+class InspectionLog:
+    """The writer side of an inspection log (one per process; readers use :mod:`edge_runtime.station.query`)."""
+
+    def __init__(self, cfg: LogConfig) -> None:
+        self.cfg = cfg
+        self.path = cfg.path
+        self.station = cfg.station or socket.gethostname()
+        self.con = connect(cfg.path, timeout_s=cfg.busy_timeout_s)
+        self.run_id: int | None = None
+        self.threshold = math.nan
+        self.rows = 0
+        self.next_retention = 0.0
+        self.apply_retention()
+
+    def start_run(self, info: RunInfo) -> int:
+        """Record the model and source of this run; every row written afterwards refers to it."""
+        values = (
+            time.time(),
+            self.station,
+            info.source,
+            info.model_version,
+            info.model_file,
+            json.dumps(list(info.providers)),
+            info.precision,
+            info.threshold,
+            socket.gethostname(),
+            os.getpid(),
+        )
+        try:
+            cur = self.con.execute(
+                "INSERT INTO runs (started, station, source, model_version, model_file, providers, precision, "
+                "threshold, host, pid) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                values,
+            )
+        except sqlite3.Error as exc:
+            raise log_error(self.path, exc, "recording the run") from exc
+        self.run_id, self.threshold = int(cur.lastrowid or 0), info.threshold
+        return self.run_id
+
+    def write(self, records: Sequence[dict[str, Any]], pictures: Sequence[np.ndarray | None] = ()) -> list[int]:
+        """Insert ``records`` (and a thumbnail for each defective one with a picture) in one committed transaction.
+
+        Returns the row ids, in order. Raises :class:`OutputError` when the log cannot be written.
+        """
+        if self.run_id is None:
+            raise RuntimeError("start_run() first")
+        thumbs = [
+            thumbnail(pic, rec, px=self.cfg.thumb_px) if rec.get("defective") and pic is not None else None
+            for rec, pic in zip(records, list(pictures) or [None] * len(records), strict=True)
+        ]
+        ids: list[int] = []
+        try:
+            self.con.execute("BEGIN IMMEDIATE")
+            try:
+                for rec, jpeg in zip(records, thumbs, strict=True):
+                    ids.append(self._insert(rec))
+                    if jpeg:
+                        self.con.execute("INSERT INTO thumbnails (inspection_id, jpeg) VALUES (?, ?)", (ids[-1], jpeg))
+                self.con.execute("COMMIT")
+            except BaseException:
+                if self.con.in_transaction:
+                    self.con.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise log_error(self.path, exc, f"writing {len(records)} records") from exc
+        self.rows += len(ids)
+        if time.monotonic() >= self.next_retention:
+            self.apply_retention()
+        return ids
+
+    def _insert(self, rec: dict[str, Any]) -> int:
+        extra = {k: v for k, v in rec.items() if k not in COLUMNS and v is not None}
+        defective = rec.get("defective")
+        cur = self.con.execute(
+            "INSERT INTO inspections (time, run_id, source, frame, label, score, threshold, defective, latency_ms, "
+            "error, warning, extra) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                epoch(rec.get("time")),
+                self.run_id,
+                str(rec.get("source", "")),
+                rec.get("frame"),
+                rec.get("label"),
+                rec.get("score"),
+                self.threshold,
+                None if defective is None else int(bool(defective)),
+                rec.get("latency_ms"),
+                rec.get("error"),
+                rec.get("warning") or None,
+                json.dumps(extra) if extra else None,
+            ),
+        )
+        return int(cur.lastrowid or 0)
+
+    def used_bytes(self) -> int:
+        """Bytes the log's live pages take (free pages and the WAL not counted)."""
+        page = self.con.execute("PRAGMA page_size").fetchone()[0]
+        count = self.con.execute("PRAGMA page_count").fetchone()[0]
+        free = self.con.execute("PRAGMA freelist_count").fetchone()[0]
+        return int((count - free) * page)
+
+    def apply_retention(self, now: float | None = None) -> int:
+        """Delete items older than ``keep_s``, then the oldest until the log fits ``max_bytes``; returns the count."""
+        self.next_retention = time.monotonic() + self.cfg.retention_every_s
+        if self.cfg.keep_s is None and self.cfg.max_bytes is None:
+            return 0
+        deleted = 0
+        try:
+            if self.cfg.keep_s is not None:
+                cutoff = (time.time() if now is None else now) - self.cfg.keep_s
+                deleted += self._delete_where("time < ?", (cutoff,))
+            if self.cfg.max_bytes is not None:
+                deleted += self._shrink_to(self.cfg.max_bytes)
+            if deleted:
+                self.con.execute("PRAGMA incremental_vacuum")
+        except sqlite3.Error as exc:
+            raise log_error(self.path, exc, "applying retention") from exc
+        return deleted
+
+    def _delete_where(self, where: str, args: tuple, limit: int | None = None) -> int:
+        total = 0
+        while limit is None or total < limit:
+            n = DELETE_CHUNK if limit is None else min(DELETE_CHUNK, limit - total)
+            cur = self.con.execute(
+                f"DELETE FROM inspections WHERE id IN (SELECT id FROM inspections WHERE {where} ORDER BY id LIMIT ?)",
+                (*args, n),
+            )
+            total += cur.rowcount
+            if cur.rowcount < n:
+                break
+        return total
+
+    def _shrink_to(self, max_bytes: int) -> int:
+        """Delete the oldest rows until the live pages fit in 90% of ``max_bytes`` (room to grow before next time)."""
+        deleted = 0
+        for _ in range(50):
+            used = self.used_bytes()
+            if used <= max_bytes:
+                break
+            rows = self.con.execute("SELECT count(*) FROM inspections").fetchone()[0]
+            if not rows:
+                break
+            share = 1.0 - 0.9 * max_bytes / used
+            deleted += self._delete_where("1", (), limit=max(1, math.ceil(rows * share)))
+        return deleted
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):  # a connection whose disk went away: nothing left to save
+            self.con.close()

@@ -1,0 +1,181 @@
+"""``edge-log``: what a station did, from its inspection log (read-only).
+
+>>> edge-log summary station.db --since 8h                           # doctest: +SKIP
+>>> edge-log query station.db --defective --since 8h --csv > rejects.csv   # doctest: +SKIP
+>>> edge-log show station.db 1234 --out part.png                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edge_runtime.cli_support import debug_option, friendly_errors
+from edge_runtime.errors import EXIT_CODES_HELP
+
+CSV_KEYS = (
+    "id",
+    "time",
+    "station",
+    "source",
+    "frame",
+    "label",
+    "score",
+    "threshold",
+    "defective",
+    "latency_ms",
+    "error",
+    "model_version",
+    "model_file",
+    "precision",
+    "providers",
+)
+DB = click.argument("db", type=click.Path(path_type=Path, dir_okay=False))
+
+
+def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    from edge_runtime.station.query import parse_when
+
+    if value is None:
+        return None
+    try:
+        return parse_when(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+SINCE = click.option("--since", callback=_when, metavar="WHEN", help="From this time: 8h (ago), ISO time (UTC).")
+UNTIL = click.option("--until", callback=_when, metavar="WHEN", help="Before this time: 1h (ago), ISO time (UTC).")
+
+
+@click.group(
+    help="Read a station's inspection log (written by edge-infer --log FILE).\n\n" + EXIT_CODES_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+def main() -> None:
+    pass
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "n/a"
+
+
+def summary_text(db: Path, s: dict[str, Any]) -> str:
+    lat = (
+        "n/a" if s["latency_ms_p50"] is None else f"p50 {s['latency_ms_p50']:.3f} ms, p99 {s['latency_ms_p99']:.3f} ms"
+    )
+    lines = [
+        f"{db}: {s['items']} items from {s['first'] or '-'} to {s['last'] or '-'}; "
+        f"stations: {', '.join(s['stations']) or '-'}",
+        f"defective {s['defective']} ({_pct(s['defective'], s['items'] - s['errors'])}), ok {s['ok']}, "
+        f"errors {s['errors']}; latency {lat}",
+        "defect rate per hour (UTC):",
+    ]
+    lines += [
+        f"  {b['start'][:13]}h  {b['items']:>8} items  {b['defective']:>6} defective  "
+        f"{_pct(b['defective'], b['items']):>6}"
+        for b in s["per_hour"]
+    ] or ["  (none)"]
+    lines.append("models seen:")
+    lines += [
+        f"  {m['model_version'][:16]}  {Path(m['model_file']).name}  {m['precision']}  "
+        f"{','.join(m['providers'])}  {m['items']} items  {m['first']} .. {m['last']}"
+        for m in s["models"]
+    ] or ["  (none)"]
+    return "\n".join(lines)
+
+
+@main.command(help="Items, defects, defect rate per hour, errors, latency p50/p99 and the models seen.")
+@DB
+@SINCE
+@UNTIL
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@debug_option
+@friendly_errors
+def summary(db: Path, since: float | None, until: float | None, as_json: bool, debug: bool) -> None:
+    from edge_runtime.station.query import Filter, open_reader
+    from edge_runtime.station.query import summary as summarise
+
+    con = open_reader(db)
+    s = summarise(con, Filter(since=since, until=until))
+    click.echo(json.dumps(s) if as_json else summary_text(db, s))
+
+
+@main.command(help="List items, oldest first: a table, JSON lines (--json) or CSV (--csv).")
+@DB
+@click.option("--defective", "verdict", flag_value="defective", help="Only defective items.")
+@click.option("--ok", "verdict", flag_value="ok", help="Only OK items.")
+@SINCE
+@UNTIL
+@click.option("--source", metavar="TEXT", help="Only items whose source contains TEXT.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N items.")
+@click.option("--json", "fmt", flag_value="json", help="One JSON object per line.")
+@click.option("--csv", "fmt", flag_value="csv", help="CSV with a header.")
+@debug_option
+@friendly_errors
+def query(
+    db: Path,
+    verdict: str | None,
+    since: float | None,
+    until: float | None,
+    source: str | None,
+    limit: int | None,
+    fmt: str | None,
+    debug: bool,
+) -> None:
+    from edge_runtime.station.query import Filter, open_reader, rows
+
+    defective = None if verdict is None else verdict == "defective"
+    found = rows(open_reader(db), Filter(since=since, until=until, defective=defective, source=source), limit=limit)
+    if fmt == "json":
+        for r in found:
+            click.echo(json.dumps(r))
+    elif fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=CSV_KEYS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for r in found:
+            writer.writerow(
+                {k: "" if r.get(k) is None else r[k] for k in CSV_KEYS} | {"providers": ",".join(r["providers"])}
+            )
+    else:
+        for r in found:
+            verdict_text = r["error"] and f"ERROR {r['error']}" or f"{r['label']:<10} {r['score']:.4g}"
+            where = r["source"] if r["frame"] is None else f"{r['source']} frame {r['frame']}"
+            click.echo(f"{r['id']:>8}  {r['time']}  {verdict_text:<18} {where}")
+
+
+@main.command(help="Write the stored image of item ID (defective items keep one) with its verdict drawn.")
+@DB
+@click.argument("item_id", metavar="ID", type=click.IntRange(min=1))
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="PNG or JPEG to write.")
+@debug_option
+@friendly_errors
+def show(db: Path, item_id: int, out: Path, debug: bool) -> None:
+    from edge_runtime.errors import DataError, OutputError
+    from edge_runtime.station.query import open_reader, row, thumbnail_jpeg
+    from edge_runtime.station.render import verdict_image
+
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise click.BadParameter("must end in .png or .jpg", param_hint="--out")
+    con = open_reader(db)
+    rec, jpeg = row(con, item_id), thumbnail_jpeg(con, item_id)
+    if jpeg is None:
+        raise DataError(
+            f"item {item_id} has no stored image (only defective items keep one); pick one from "
+            "edge-log query --defective"
+        )
+    import cv2
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), verdict_image(jpeg, rec)):
+        raise OutputError(f"{out}: cannot write the image; choose another --out")
+    click.echo(f"{out}: item {item_id}, {rec['label']} {rec['score']:.4g} at {rec['time']} ({rec['source']})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""``edge-infer``'s station options (``--log``, ``--station``, ``--log-keep``, ``--log-max``, ``--serve``,
+``--token``) and the listener they build.
+
+>>> @station_options                                   # doctest: +SKIP
+... @click.command()
+... def main(**opts): listener = open_station(opts)
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from edge_runtime.station.units import parse_duration, parse_size
+
+F = TypeVar("F", bound=Callable[..., Any])
+MIN_LOG_BYTES = 1_000_000
+
+
+def _parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, str | None], Any]:
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return callback
+
+
+def _bind(text: str) -> Any:
+    from edge_runtime.station.server import Bind
+
+    return Bind.parse(text)
+
+
+def station_options(func: F) -> F:
+    """Add the station options to a click command (they arrive as ``log``, ``station``, ``log_keep`` ...)."""
+    options = [
+        click.option(
+            "--log",
+            "log",
+            type=click.Path(path_type=Path, dir_okay=False),
+            default=None,
+            help="Record every item in this SQLite inspection log (read it with edge-log).",
+        ),
+        click.option(
+            "--station",
+            "station",
+            metavar="NAME",
+            default=None,
+            help="Station name in the log and the web view [default: the host name].",
+        ),
+        click.option(
+            "--log-keep",
+            "log_keep",
+            metavar="AGE",
+            default=None,
+            callback=_parsed(parse_duration),
+            help="Delete log items older than AGE while running (30d, 12h).",
+        ),
+        click.option(
+            "--log-max",
+            "log_max",
+            metavar="SIZE",
+            default=None,
+            callback=_parsed(parse_size),
+            help="Keep the log under SIZE by deleting the oldest items (2GB, 500MB).",
+        ),
+        click.option(
+            "--serve",
+            "serve",
+            metavar="HOST:PORT",
+            default=None,
+            callback=_parsed(_bind),
+            help="Serve the live station page (stream, counters, defects) here, e.g. 127.0.0.1:8080 "
+            "(needs the [station] extra; another address than 127.0.0.1 needs --token).",
+        ),
+        click.option(
+            "--token",
+            "token",
+            metavar="SECRET",
+            default=None,
+            envvar="DEFECT_EDGE_TOKEN",
+            help="Token the web view asks on every request (Bearer header or ?token=) [env: DEFECT_EDGE_TOKEN].",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def check_station_options(opts: dict[str, Any]) -> None:
+    """Usage errors (exit 2) for combinations that cannot work."""
+    if opts.get("log") is None and (opts.get("log_keep") is not None or opts.get("log_max") is not None):
+        raise click.UsageError("--log-keep and --log-max need --log FILE")
+    if opts.get("log_max") is not None and opts["log_max"] < MIN_LOG_BYTES:
+        raise click.UsageError("--log-max must be at least 1MB")
+    bind = opts.get("serve")
+    if bind is None and opts.get("token"):
+        raise click.UsageError("--token needs --serve HOST:PORT")
+    if bind is not None and not bind.loopback and not opts.get("token"):
+        raise click.UsageError(
+            f"--serve {bind.host}: serving on an address other than 127.0.0.1 needs --token SECRET "
+            "(or DEFECT_EDGE_TOKEN)"
+        )
+
+
+def open_station(opts: dict[str, Any], *, say: Callable[[str], None] | None = None) -> Any:
+    """The :class:`~edge_runtime.station.listener.StationListener` the options ask for, or None without
+    ``--log``/``--serve``. Opens the log and starts the web view now, so their errors come before the run."""
+    check_station_options(opts)
+    if opts.get("log") is None and opts.get("serve") is None:
+        return None
+    from edge_runtime.station.listener import StationListener
+    from edge_runtime.station.log import InspectionLog, LogConfig
+
+    say = say or (lambda m: print(m, file=sys.stderr, flush=True))
+    station = opts.get("station") or socket.gethostname()
+    log = None
+    if opts.get("log") is not None:
+        log = InspectionLog(
+            LogConfig(opts["log"], station=station, keep_s=opts.get("log_keep"), max_bytes=opts.get("log_max"))
+        )
+    listener = StationListener(log=log)
+    if opts.get("serve") is not None:
+        try:
+            from edge_runtime.station.live import LiveState
+            from edge_runtime.station.server import StationServer
+
+            listener.live = LiveState(station=station)
+            listener.server = StationServer(
+                listener.live, bind=opts["serve"], token=opts.get("token"), log_path=opts.get("log")
+            )
+            url = listener.server.start()
+        except BaseException:
+            listener.close()
+            raise
+        say(f"station: live view at {url}" + ("?token=<your token>" if opts.get("token") else ""))
+    if log is not None:
+        say(f"station: logging every item to {log.path} (station {station})")
+    return listener

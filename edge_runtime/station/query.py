@@ -1,0 +1,218 @@
+"""Reading the inspection log (read-only): rows, summaries, defect rate over time, stored images.
+
+Shared by ``edge-log`` and the web view; never writes.
+
+>>> con = open_reader(Path("station.db"))                          # doctest: +SKIP
+>>> [r["score"] for r in rows(con, Filter(defective=True), limit=3)]  # doctest: +SKIP
+[0.998, 0.97, 0.91]
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edge_runtime.errors import DataError
+from edge_runtime.station.schema import connect, log_error
+from edge_runtime.station.units import parse_duration
+
+ROW_SQL = (
+    "SELECT i.id, i.time, r.station, i.source, i.frame, i.label, i.score, i.threshold, i.defective, i.latency_ms, "
+    "i.error, i.warning, i.extra, r.model_version, r.model_file, r.providers, r.precision, "
+    "EXISTS (SELECT 1 FROM thumbnails t WHERE t.inspection_id = i.id) "
+    "FROM inspections i JOIN runs r ON r.id = i.run_id"
+)
+
+
+def open_reader(path: Path | str) -> sqlite3.Connection:
+    """A read-only connection (raises :class:`~edge_runtime.errors.OutputError`, exit 7, for a bad file)."""
+    return connect(path, readonly=True)
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_when(text: str, *, now: float | None = None) -> float:
+    """``8h`` (that long ago), an ISO time (``2026-11-25T06:00``, UTC unless it says otherwise) or epoch seconds.
+
+    >>> parse_when("1h", now=7200.0), parse_when("1970-01-01T01:00:00Z"), parse_when("60")
+    (3600.0, 3600.0, 60.0)
+    """
+    now = time.time() if now is None else now
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        stamp = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time: give a duration (8h, 30m), an ISO time or epoch seconds") from None
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).timestamp()
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which rows: ``since``/``until`` are epoch seconds, ``after_id`` for polling, ``source`` a substring."""
+
+    since: float | None = None
+    until: float | None = None
+    defective: bool | None = None
+    source: str | None = None
+    after_id: int | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        parts, args = [], []
+        for cond, value in (("i.time >= ?", self.since), ("i.time < ?", self.until), ("i.id > ?", self.after_id)):
+            if value is not None:
+                parts.append(cond)
+                args.append(value)
+        if self.defective is not None:
+            parts.append("i.defective = ?")
+            args.append(int(self.defective))
+        if self.source:
+            parts.append("instr(i.source, ?) > 0")
+            args.append(self.source)
+        return (" WHERE " + " AND ".join(parts)) if parts else "", args
+
+
+def _row(r: tuple) -> dict[str, Any]:
+    out = {
+        "id": r[0],
+        "time": iso(r[1]),
+        "station": r[2],
+        "source": r[3],
+        "frame": r[4],
+        "label": r[5],
+        "score": r[6],
+        "threshold": r[7],
+        "defective": None if r[8] is None else bool(r[8]),
+        "latency_ms": r[9],
+        "error": r[10],
+        "warning": r[11],
+        "model_version": r[13],
+        "model_file": r[14],
+        "providers": json.loads(r[15]),
+        "precision": r[16],
+        "has_image": bool(r[17]),
+    }
+    if r[12]:
+        out |= {k: v for k, v in json.loads(r[12]).items() if k not in out}
+    return out
+
+
+def rows(
+    con: sqlite3.Connection, flt: Filter, *, limit: int | None = None, newest_first: bool = False
+) -> Iterator[dict]:
+    """Matching rows as dicts (oldest first unless ``newest_first``)."""
+    where, args = flt.where()
+    sql = f"{ROW_SQL}{where} ORDER BY i.id {'DESC' if newest_first else 'ASC'}"
+    if limit is not None:
+        sql += " LIMIT ?"
+        args.append(int(limit))
+    try:
+        cur = con.execute(sql, args)
+        while batch := cur.fetchmany(500):
+            yield from (_row(r) for r in batch)
+    except sqlite3.Error as exc:
+        raise log_error("inspection log", exc, "reading it") from exc
+
+
+def row(con: sqlite3.Connection, item_id: int) -> dict[str, Any]:
+    """One row by id; :class:`DataError` (exit 3) when there is none."""
+    found = con.execute(f"{ROW_SQL} WHERE i.id = ?", (int(item_id),)).fetchone()
+    if found is None:
+        raise DataError(f"no item with id {item_id} in the inspection log (edge-log query lists the ids)")
+    return _row(found)
+
+
+def thumbnail_jpeg(con: sqlite3.Connection, item_id: int) -> bytes | None:
+    found = con.execute("SELECT jpeg FROM thumbnails WHERE inspection_id = ?", (int(item_id),)).fetchone()
+    return None if found is None else bytes(found[0])
+
+
+def percentile_sql(con: sqlite3.Connection, where: str, args: list, q: float, count: int) -> float | None:
+    """The ``q``-th percentile of latency_ms without loading every row (nearest rank)."""
+    if count == 0:
+        return None
+    k = min(count - 1, max(0, round(q / 100 * (count - 1))))
+    extra = " AND " if where else " WHERE "
+    found = con.execute(
+        f"SELECT i.latency_ms FROM inspections i{where}{extra}i.latency_ms IS NOT NULL "
+        "ORDER BY i.latency_ms LIMIT 1 OFFSET ?",
+        [*args, k],
+    ).fetchone()
+    return None if found is None else round(float(found[0]), 3)
+
+
+def rate_buckets(con: sqlite3.Connection, flt: Filter, bucket_s: float = 3600.0) -> list[dict[str, Any]]:
+    """Items, defective and defect rate per ``bucket_s`` (UTC-aligned), oldest first."""
+    where, args = flt.where()
+    out = []
+    sql = (
+        f"SELECT CAST(i.time / ? AS INTEGER) AS b, count(*), coalesce(sum(i.defective), 0) FROM inspections i{where} "
+        "GROUP BY b ORDER BY b"
+    )
+    for b, n, d in con.execute(sql, [bucket_s, *args]):
+        out.append({"start": iso(b * bucket_s), "items": n, "defective": d, "rate": round(d / n, 4) if n else None})
+    return out
+
+
+def summary(con: sqlite3.Connection, flt: Filter) -> dict[str, Any]:
+    """What ``edge-log summary`` prints: counts, defect rate per hour, errors, latency, models and stations."""
+    where, args = flt.where()
+    try:
+        n, d, e, first, last = con.execute(
+            "SELECT count(*), coalesce(sum(i.defective), 0), count(i.error), min(i.time), max(i.time) "
+            f"FROM inspections i{where}",
+            args,
+        ).fetchone()
+        lat_n = con.execute(f"SELECT count(i.latency_ms) FROM inspections i{where}", args).fetchone()[0]
+        models = [
+            {
+                "model_version": v,
+                "model_file": f,
+                "precision": p,
+                "providers": json.loads(pr),
+                "items": c,
+                "first": iso(a),
+                "last": iso(b),
+            }
+            for v, f, p, pr, c, a, b in con.execute(
+                "SELECT r.model_version, r.model_file, r.precision, r.providers, count(*), min(i.time), max(i.time) "
+                f"FROM inspections i JOIN runs r ON r.id = i.run_id{where} GROUP BY 1, 2, 3, 4 ORDER BY 6",
+                args,
+            )
+        ]
+        stations = [
+            s
+            for (s,) in con.execute(
+                f"SELECT DISTINCT r.station FROM inspections i JOIN runs r ON r.id = i.run_id{where} ORDER BY 1", args
+            )
+        ]
+        return {
+            "items": n,
+            "defective": d,
+            "ok": n - d - e,
+            "errors": e,
+            "defect_rate": round(d / (n - e), 4) if n - e else None,
+            "first": iso(first) if first else None,
+            "last": iso(last) if last else None,
+            "latency_ms_p50": percentile_sql(con, where, args, 50, lat_n),
+            "latency_ms_p99": percentile_sql(con, where, args, 99, lat_n),
+            "per_hour": rate_buckets(con, flt, 3600.0),
+            "models": models,
+            "stations": stations,
+        }
+    except sqlite3.Error as exc:
+        raise log_error("inspection log", exc, "summarising it") from exc

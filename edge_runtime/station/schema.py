@@ -1,0 +1,153 @@
+"""The inspection log's schema: versioned with ``PRAGMA user_version``, created and migrated by the tool.
+
+Every connection runs in WAL mode (readers such as ``edge-log`` or the web view never block the writer) with
+``synchronous=NORMAL``: a committed row survives a killed process (SIGKILL), which is what "nothing lost"
+means here; only a power cut can lose the last commits before a checkpoint.
+
+>>> con = connect(":memory:")
+>>> con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+True
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+from edge_runtime.errors import OutputError
+
+# Migrations, oldest first: entry k takes a log from version k to k + 1. Append, never edit a released entry.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        started REAL NOT NULL,           -- UTC, seconds since the epoch
+        station TEXT NOT NULL,
+        source TEXT NOT NULL,
+        model_version TEXT NOT NULL,     -- hash of the weights, from the model's metadata
+        model_file TEXT NOT NULL,
+        providers TEXT NOT NULL,         -- JSON list, as onnxruntime reports them
+        precision TEXT NOT NULL,
+        threshold REAL NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL
+    );
+    CREATE TABLE inspections (
+        id INTEGER PRIMARY KEY,
+        time REAL NOT NULL,              -- UTC, seconds since the epoch (the record's "time")
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        source TEXT NOT NULL,
+        frame INTEGER,
+        label TEXT,
+        score REAL,
+        threshold REAL NOT NULL,
+        defective INTEGER,               -- 1/0, NULL for an unreadable item
+        latency_ms REAL,
+        error TEXT,
+        warning TEXT,                    -- the record's warning (untrustworthy verdict, station check); NULL when none
+        extra TEXT                       -- JSON, record fields this schema has no column for (defect_box...)
+    );
+    CREATE INDEX inspections_time ON inspections(time);
+    CREATE INDEX inspections_defective ON inspections(defective, time);
+    CREATE TABLE thumbnails (
+        inspection_id INTEGER PRIMARY KEY REFERENCES inspections(id) ON DELETE CASCADE,
+        jpeg BLOB NOT NULL
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# sqlite3 error codes (Python 3.11 exposes them as ``sqlite_errorcode``; the primary code is the low byte).
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
+
+
+def log_error(path: Path | str, exc: sqlite3.Error, doing: str) -> OutputError:
+    """One sentence (exit 7) for what went wrong with the log, naming the file and what to do."""
+    code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+    text = str(exc).lower()
+    if code in (_BUSY, _LOCKED) or "locked" in text:
+        why = "is locked by another program (a writer that never commits); stop it or use another --log"
+    elif code == _READONLY or "readonly" in text or "read-only" in text:
+        why = "is read-only; fix its permissions (file and folder) or use another --log"
+    elif code == _FULL or "full" in text:
+        why = "cannot grow: the disk (or the database's size limit) is full; free space or lower --log-max"
+    elif code in (_NOTADB, _CORRUPT) or "not a database" in text or "malformed" in text:
+        why = "is not a defect-edge inspection log or is damaged; use another --log"
+    elif code == _CANTOPEN or "unable to open" in text:
+        why = "cannot be opened (missing folder or no permission); use another --log"
+    else:
+        why = f"failed ({exc}); check the disk and the file"
+    return OutputError(f"{path}: inspection log {why} (while {doing})")
+
+
+def connect(path: Path | str, *, readonly: bool = False, timeout_s: float = 2.0) -> sqlite3.Connection:
+    """Open (and create or migrate, unless ``readonly``) an inspection log. Raises :class:`OutputError` (exit 7).
+
+    ``timeout_s`` is how long a write waits for another writer before the log counts as locked.
+    """
+    try:
+        if readonly:
+            if not Path(path).is_file():
+                raise OutputError(f"{path}: no inspection log there; pass the file given to edge-infer --log")
+            con = sqlite3.connect(
+                f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s, check_same_thread=False
+            )
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+            check_version(path, version, writable=False)
+            return con
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(str(path), timeout=timeout_s, isolation_level=None, check_same_thread=False)
+        mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(path) != ":memory:" and str(mode).lower() != "wal":
+            raise OutputError(f"{path}: inspection log cannot use WAL mode (journal mode {mode}); use a local disk")
+        con.execute("PRAGMA synchronous=NORMAL")
+        con.execute("PRAGMA foreign_keys=ON")
+        migrate(con, path)
+        return con
+    except sqlite3.Error as exc:
+        raise log_error(path, exc, "opening it") from exc
+    except OSError as exc:
+        raise OutputError(
+            f"{path}: cannot create the inspection log ({exc.strerror or exc}); use another --log"
+        ) from exc
+
+
+def check_version(path: Path | str, version: int, *, writable: bool) -> None:
+    if version > SCHEMA_VERSION:
+        raise OutputError(
+            f"{path}: inspection log has schema {version}, newer than this defect-edge ({SCHEMA_VERSION}); upgrade"
+        )
+    if not writable and version == 0:
+        raise OutputError(f"{path}: not a defect-edge inspection log (no schema); pass the file given to --log")
+    if not writable and version < SCHEMA_VERSION:
+        raise OutputError(f"{path}: inspection log has schema {version}; run edge-infer --log on it once to migrate it")
+
+
+def migrate(con: sqlite3.Connection, path: Path | str) -> int:
+    """Bring the log to :data:`SCHEMA_VERSION`, one migration per transaction; returns the version it found."""
+    found = con.execute("PRAGMA user_version").fetchone()[0]
+    if found == 0 and con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        raise OutputError(f"{path}: is an SQLite file but not an inspection log; use another --log")
+    check_version(path, found, writable=True)
+    if found == 0:
+        # Only possible before the first table exists: lets deleted rows be given back to the disk (retention).
+        con.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    for version in range(found, SCHEMA_VERSION):
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[version]):
+                con.execute(statement)
+            con.execute(f"PRAGMA user_version={version + 1}")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return found
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (no semicolons inside our SQL's strings), dropping comments."""
+    text = re.sub(r"--[^\n]*", "", script)
+    return [s.strip() for s in text.split(";") if s.strip()]

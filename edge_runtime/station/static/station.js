@@ -1,0 +1,134 @@
+// The station page: polls the JSON endpoints and draws counters, a defect-rate chart and the defect gallery.
+// No libraries: the page must work on a line with no internet access.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let lastGalleryKey = "";
+
+async function getJSON(path) {
+  const response = await fetch(path, { cache: "no-store" });
+  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  return response.json();
+}
+
+function fmt(value, digits = 1, unit = "") {
+  return value === null || value === undefined ? "–" : `${Number(value).toFixed(digits)}${unit}`;
+}
+
+function duration(seconds) {
+  const s = Math.floor(seconds);
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+  return h ? `${h} h ${m} min` : m ? `${m} min ${s % 60} s` : `${s} s`;
+}
+
+function showStatus(st) {
+  $("station").textContent = st.station;
+  document.title = `${st.station} · defect-edge station`;
+  $("source-state").textContent = st.source_state;
+  $("source-state").className = `pill ${st.source_state}`;
+  $("source").textContent = st.source || "";
+  $("items").textContent = st.items;
+  $("defective").textContent = st.defective;
+  $("errors").textContent = st.errors;
+  $("defect-rate").textContent = st.defect_rate === null ? "–" : fmt(100 * st.defect_rate, 1, " %");
+  $("fps").textContent = fmt(st.fps, 1);
+  $("latency").textContent = `${fmt(st.latency_ms_p50, 2)} / ${fmt(st.latency_ms_p99, 2)} ms`;
+  $("uptime").textContent = duration(st.uptime_s);
+  if (st.model_version) {
+    $("model").textContent =
+      `${st.model_file.split("/").pop()} · ${st.precision} · version ${st.model_version.slice(0, 12)} · ` +
+      `${st.providers.join(", ")} · threshold ${fmt(st.threshold, 3)}`;
+  }
+  const check = st.station_check || { flagged: 0 };
+  $("check").hidden = !check.flagged;
+  if (check.flagged) {
+    const share = st.items ? (100 * check.flagged) / st.items : 0;
+    $("check-text").textContent = `${check.flagged} items (${fmt(share, 1)} %) look unlike the training images`;
+  }
+}
+
+function showGallery(items) {
+  const key = items.map((it) => it.id).join(",");
+  if (key === lastGalleryKey) return;
+  lastGalleryKey = key;
+  const gallery = $("gallery");
+  gallery.replaceChildren();
+  for (const it of items) {
+    const card = document.createElement("figure");
+    card.className = "thumb";
+    card.dataset.id = it.id;
+    if (it.has_image) {
+      const img = document.createElement("img");
+      img.src = `thumb/${it.id}.jpg`;
+      img.alt = `defective item ${it.id}`;
+      card.append(img);
+    }
+    const caption = document.createElement("figcaption");
+    const when = new Date(it.time).toLocaleTimeString();
+    caption.textContent = `${when} · score ${fmt(it.score, 3)}`;
+    caption.title = it.source + (it.frame === null ? "" : ` frame ${it.frame}`);
+    card.append(caption);
+    gallery.append(card);
+  }
+  $("gallery-empty").hidden = items.length > 0;
+}
+
+function svg(tag, attrs, text) {
+  const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
+function showChart(data, hours) {
+  const chart = $("chart");
+  const W = 600, H = 160, left = 34, bottom = 18, top = 8;
+  const end = Date.now(), start = end - hours * 3600e3, step = data.bucket_s * 1000;
+  const peak = Math.max(0.05, ...data.buckets.map((b) => b.rate || 0));
+  const y = (rate) => H - bottom - (rate / peak) * (H - bottom - top);
+  const x = (t) => left + ((t - start) / (end - start)) * (W - left - 4);
+  const parts = [svg("line", { class: "axis", x1: left, y1: H - bottom, x2: W, y2: H - bottom }),
+                 svg("line", { class: "axis", x1: left, y1: top, x2: left, y2: H - bottom })];
+  for (const frac of [0, 0.5, 1]) {
+    parts.push(svg("text", { x: 2, y: y(peak * frac) + 4 }, `${Math.round(100 * peak * frac)}%`));
+  }
+  for (let h = 0; h <= hours; h += 2) {
+    const t = start + h * 3600e3;
+    const label = new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    parts.push(svg("text", { x: Math.min(x(t), W - 34), y: H - 4 }, label));
+  }
+  for (const b of data.buckets) {
+    const t = Date.parse(b.start);
+    if (t + step < start || b.rate === null) continue;
+    const x0 = Math.max(left, x(t)), x1 = Math.min(W - 4, x(t + step));
+    const bar = svg("rect", { class: "bar", x: x0, y: y(b.rate), width: Math.max(1, x1 - x0 - 1), height: H - bottom - y(b.rate) });
+    bar.append(svg("title", {}, `${b.start}: ${b.defective}/${b.items} defective`));
+    parts.push(bar);
+  }
+  chart.replaceChildren(...parts);
+}
+
+async function tick(what, fn, everyMs) {
+  try {
+    await fn();
+  } catch (err) {
+    console.warn(`station: ${what} update failed:`, err.message);
+  }
+  setTimeout(() => tick(what, fn, everyMs), everyMs);
+}
+
+function startStream() {
+  const img = $("stream");
+  img.addEventListener("load", () => { $("stream-note").hidden = true; });
+  img.addEventListener("error", () => {
+    $("stream-note").hidden = false;
+    $("stream-note").textContent = "stream interrupted; retrying…";
+    setTimeout(() => { img.src = `stream.mjpg?t=${Date.now()}`; }, 2000);
+  });
+  img.src = "stream.mjpg";
+}
+
+startStream();
+tick("status", async () => showStatus(await getJSON("api/status")), 1000);
+tick("gallery", async () => showGallery((await getJSON("api/defects?limit=24")).items), 2000);
+tick("chart", async () => showChart(await getJSON("api/rate?hours=8"), 8), 10000);

@@ -1,0 +1,43 @@
+"""Durations (``30d``, ``8h``) and sizes (``2GB``, ``500MiB``) as users type them on the command line.
+
+>>> parse_duration("30d"), parse_duration("90m"), parse_size("2GB"), parse_size("1.5MiB")
+(2592000.0, 5400.0, 2000000000, 1572864)
+"""
+
+from __future__ import annotations
+
+import re
+
+_DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SIZE = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "t": 10**12,
+    "tb": 10**12,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: a number with s, m, h, d or w (``30d``). Raises ValueError with a readable message."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text.lower())
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a duration like 45s, 90m, 8h, 30d or 2w")
+    return float(m.group(1)) * _DURATION[m.group(2)]
+
+
+def parse_size(text: str) -> int:
+    """Bytes in ``text``: ``2GB`` (powers of 1000) or ``2GiB`` (powers of 1024). Raises ValueError."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", text.lower())
+    if not m or m.group(2) not in _SIZE or float(m.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a size like 500MB, 2GB or 1GiB")
+    return int(float(m.group(1)) * _SIZE[m.group(2)])

@@ -1,0 +1,175 @@
+"""The inspection log: schema and migrations, every record kept, thumbnails, retention, clear errors (exit 7)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_runtime.errors import ExitCode, OutputError
+from edge_runtime.station import schema
+from edge_runtime.station.log import InspectionLog, LogConfig, thumbnail
+from edge_runtime.station.query import Filter, open_reader, rows, summary, thumbnail_jpeg
+from edge_runtime.station.units import parse_duration, parse_size
+from tests.edge_runtime.station.conftest import RUN, part_picture, record, write_items
+
+
+def test_new_log_is_versioned_in_wal_mode_with_indexes_on_time_and_defective(station_log: InspectionLog, log_path):
+    con = sqlite3.connect(log_path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    indexed = {r[0] for r in con.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
+    assert any("(time)" in s for s in indexed) and any("(defective" in s for s in indexed)
+
+
+def test_every_record_comes_back_with_its_model_and_only_defects_keep_a_small_jpeg(station_log, log_path: Path):
+    recs = write_items(station_log, 100)
+    recs.append(record(100, defective=False, error="parts/x.png: cannot decode"))
+    station_log.write(recs[-1:], [None])
+    con = open_reader(log_path)
+    got = list(rows(con, Filter()))
+    assert len(got) == 101
+    for rec, row in zip(recs, got, strict=True):
+        for key in ("source", "frame", "label", "score", "defective", "latency_ms", "error", "time"):
+            assert row[key] == rec[key], key
+        assert row["model_version"] == RUN.model_version and row["providers"] == RUN.providers
+        assert row["station"] == "line-3" and row["threshold"] == RUN.threshold
+        assert row["has_image"] == bool(rec["defective"])
+    jpeg = thumbnail_jpeg(con, got[0]["id"])
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert max(img.shape[:2]) <= 128 and len(jpeg) < 8000
+    assert thumbnail_jpeg(con, got[1]["id"]) is None
+    assert [r["defective"] for r in rows(con, Filter(defective=True))] == [True] * 25
+
+
+def test_fields_the_schema_does_not_know_are_kept(station_log, log_path: Path):
+    station_log.write([record(1, defective=True, defect_box=[10, 20, 40, 50], warning="background brighter")], [None])
+    (row,) = rows(open_reader(log_path), Filter())
+    assert row["defect_box"] == [10, 20, 40, 50] and row["warning"] == "background brighter"
+
+
+def test_thumbnail_draws_the_defect_box_in_red():
+    rec = record(1, defective=True, defect_box=[0, 0, 47, 47])
+    img = cv2.imdecode(np.frombuffer(thumbnail(part_picture(size=96), rec), np.uint8), cv2.IMREAD_COLOR)
+    b, g, r = (int(v) for v in img[10, 0])
+    assert r > 150 and g < 100 and b < 100
+
+
+def test_summary_counts_rate_latency_and_models(station_log, log_path: Path):
+    write_items(station_log, 40, t0=time.time() - 100)
+    s = summary(open_reader(log_path), Filter())
+    assert (s["items"], s["defective"], s["errors"]) == (40, 10, 0)
+    assert s["defect_rate"] == 0.25
+    assert 0.4 <= s["latency_ms_p50"] <= s["latency_ms_p99"] <= 1.0
+    assert [m["model_version"] for m in s["models"]] == [RUN.model_version] and s["models"][0]["items"] == 40
+    assert sum(b["items"] for b in s["per_hour"]) == 40
+    assert summary(open_reader(log_path), Filter(since=time.time() + 10))["items"] == 0
+
+
+def test_retention_by_age_deletes_old_items_and_their_images(log_path: Path):
+    log = InspectionLog(LogConfig(log_path, keep_s=3600.0))
+    log.start_run(RUN)
+    now = time.time()
+    write_items(log, 64, t0=now - 7200)  # two hours old
+    write_items(log, 64, t0=now - 60)
+    assert log.apply_retention() == 64
+    con = open_reader(log_path)
+    assert con.execute("SELECT count(*) FROM inspections").fetchone()[0] == 64
+    assert con.execute("SELECT count(*) FROM thumbnails").fetchone()[0] == 16
+
+
+def test_retention_by_size_is_applied_while_running_and_keeps_the_newest(log_path: Path):
+    log = InspectionLog(LogConfig(log_path, max_bytes=300_000, retention_every_s=0.0))
+    log.start_run(RUN)
+    write_items(log, 3000, defective_every=2)
+    assert log.used_bytes() <= 300_000
+    con = open_reader(log_path)
+    ids = [r[0] for r in con.execute("SELECT id FROM inspections ORDER BY id")]
+    assert ids[-1] == 3000 and len(ids) < 3000  # the oldest went, the newest stayed
+    log.close()
+    assert os.path.getsize(log_path) <= 400_000  # freed pages are given back to the disk
+
+
+def test_a_log_is_migrated_step_by_step(log_path: Path, monkeypatch: pytest.MonkeyPatch):
+    InspectionLog(LogConfig(log_path)).close()
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, "ALTER TABLE inspections ADD COLUMN operator TEXT"])
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", len(schema.MIGRATIONS))
+    log = InspectionLog(LogConfig(log_path))
+    cols = [r[1] for r in log.con.execute("PRAGMA table_info(inspections)")]
+    assert "operator" in cols and log.con.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+
+
+def test_a_log_from_a_newer_tool_or_another_sqlite_file_is_refused_with_exit_7(tmp_path: Path, log_path: Path):
+    InspectionLog(LogConfig(log_path)).close()
+    con = sqlite3.connect(log_path)
+    con.execute(f"PRAGMA user_version={schema.SCHEMA_VERSION + 1}")
+    con.close()
+    with pytest.raises(OutputError, match="newer") as err:
+        InspectionLog(LogConfig(log_path))
+    assert err.value.exit_code == ExitCode.OUTPUT_ERROR
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)")
+    with pytest.raises(OutputError, match="not an inspection log"):
+        InspectionLog(LogConfig(other))
+    (tmp_path / "text.db").write_text("hello, not a database at all" * 100)
+    with pytest.raises(OutputError, match="not a defect-edge inspection log or is damaged"):
+        InspectionLog(LogConfig(tmp_path / "text.db"))
+
+
+def test_a_locked_log_is_a_clear_error_not_a_gap(log_path: Path):
+    log = InspectionLog(LogConfig(log_path, busy_timeout_s=0.2))
+    log.start_run(RUN)
+    other = sqlite3.connect(log_path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(OutputError, match="locked by another program") as err:
+        log.write([record(1, defective=False)])
+    assert err.value.exit_code == ExitCode.OUTPUT_ERROR
+    other.execute("ROLLBACK")
+    log.write([record(2, defective=False)])  # the lock is gone: writing works again
+    assert [r["source"] for r in rows(open_reader(log_path), Filter())] == ["parts/p00002.png"]
+
+
+def test_a_full_log_is_a_clear_error(log_path: Path):
+    log = InspectionLog(LogConfig(log_path))
+    log.start_run(RUN)
+    pages = log.con.execute("PRAGMA page_count").fetchone()[0]
+    log.con.execute(f"PRAGMA max_page_count={pages + 2}")  # what a full disk looks like to SQLite
+    with pytest.raises(OutputError, match="full"):
+        for i in range(0, 5000, 50):
+            log.write([record(i + k, defective=True) for k in range(50)], [part_picture()] * 50)
+
+
+def test_a_read_only_log_is_a_clear_error(log_path: Path):
+    InspectionLog(LogConfig(log_path)).close()
+    ro = sqlite3.connect(f"{log_path.as_uri()}?mode=ro", uri=True)
+    with pytest.raises(sqlite3.Error) as raw:
+        ro.execute("INSERT INTO runs (started) VALUES (1)")
+    err = schema.log_error(log_path, raw.value, "writing")
+    assert "read-only" in str(err) and str(log_path) in str(err) and err.exit_code == ExitCode.OUTPUT_ERROR
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_a_log_in_a_read_only_folder_is_a_clear_error(tmp_path: Path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(OutputError, match="use another --log"):
+            InspectionLog(LogConfig(folder / "station.db"))
+    finally:
+        folder.chmod(0o700)
+
+
+def test_durations_and_sizes_as_typed():
+    assert parse_duration("30d") == 30 * 86400 and parse_duration("12h") == 43200
+    assert parse_size("2GB") == 2_000_000_000 and parse_size("500MiB") == 500 * 2**20
+    for bad in ("30", "-1d", "3 days", ""):
+        with pytest.raises(ValueError, match="duration"):
+            parse_duration(bad)
+    with pytest.raises(ValueError, match="size"):
+        parse_size("2 gallons")

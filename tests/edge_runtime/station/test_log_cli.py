@@ -1,0 +1,74 @@
+"""edge-log as a quality engineer uses it: summary, query (table, JSON, CSV), show; one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+import cv2
+from click.testing import CliRunner
+
+from edge_runtime.errors import ExitCode
+from edge_runtime.station.log_cli import main
+from tests.edge_runtime.station.conftest import RUN, record, write_items
+
+
+def edge_log(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_help_of_every_command():
+    for cmd in ([], ["summary"], ["query"], ["show"]):
+        result = edge_log(*cmd, "--help")
+        assert result.exit_code == 0, result.output
+    assert "7 output not writable" in edge_log("--help").output
+    assert "--defective" in edge_log("query", "--help").output
+
+
+def test_summary_answers_what_the_station_rejected(station_log, log_path: Path):
+    write_items(station_log, 40, t0=time.time() - 600)
+    station_log.write([record(99, defective=False, t=time.time(), error="parts/bad.png: cannot decode")], [None])
+    result = edge_log("summary", log_path, "--since", "8h")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "41 items" in out and "defective 10 (25.0%)" in out and "errors 1" in out and "line-3" in out
+    assert RUN.model_version in out and "defectnet_int8.onnx" in out and "latency p50" in out
+    data = json.loads(edge_log("summary", log_path, "--json").output)
+    assert data["items"] == 41 and data["per_hour"] and data["models"][0]["precision"] == "int8"
+    assert json.loads(edge_log("summary", log_path, "--json", "--until", "1h").output)["items"] == 0
+
+
+def test_query_filters_and_formats(station_log, log_path: Path):
+    write_items(station_log, 40, t0=time.time() - 600)
+    result = edge_log("query", log_path, "--defective", "--json")
+    lines = [json.loads(x) for x in result.output.splitlines()]
+    assert len(lines) == 10 and all(r["defective"] for r in lines)
+    rows = list(csv.DictReader(io.StringIO(edge_log("query", log_path, "--ok", "--csv").output)))
+    assert len(rows) == 30 and rows[0]["label"] == "ok" and rows[0]["model_version"] == RUN.model_version
+    table = edge_log("query", log_path, "--source", "p00004", "--limit", "5").output
+    assert table.count("\n") == 1 and "defective" in table and "parts/p00004.png" in table
+    assert edge_log("query", log_path, "--since", "yesterday-ish").exit_code == ExitCode.USAGE
+
+
+def test_show_writes_the_stored_image_with_its_verdict(station_log, log_path: Path, tmp_path: Path):
+    write_items(station_log, 8)
+    result = edge_log("show", log_path, "1", "--out", tmp_path / "part.png")
+    assert result.exit_code == 0, result.output
+    img = cv2.imread(str(tmp_path / "part.png"), cv2.IMREAD_COLOR)
+    assert img.shape[:2] == (384, 384)
+    assert tuple(int(v) for v in img[0, 0]) == (0, 0, 255)  # the red frame of a defective verdict
+    assert "defective" in result.output
+    no_image = edge_log("show", log_path, "2", "--out", tmp_path / "ok.png")
+    assert no_image.exit_code == ExitCode.BAD_DATA and "only defective items keep one" in no_image.output
+    assert edge_log("show", log_path, "999", "--out", tmp_path / "x.png").exit_code == ExitCode.BAD_DATA
+
+
+def test_a_missing_or_foreign_file_is_one_line_and_exit_7(tmp_path: Path):
+    result = edge_log("summary", tmp_path / "nope.db")
+    assert result.exit_code == ExitCode.OUTPUT_ERROR
+    assert result.output.startswith("error:") and "Traceback" not in result.output
+    (tmp_path / "junk.db").write_bytes(b"junk" * 1000)
+    assert edge_log("query", tmp_path / "junk.db").exit_code == ExitCode.OUTPUT_ERROR

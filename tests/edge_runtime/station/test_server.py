@@ -1,0 +1,153 @@
+"""The web view over HTTP: JSON endpoints, stream, thumbnails by id, /metrics, token, 4xx for bad requests."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import click
+import pytest
+
+from edge_runtime.station.live import LiveState
+from edge_runtime.station.options import check_station_options
+from tests.edge_runtime.station.conftest import RUN, part_picture, record, write_items
+
+pytest.importorskip("starlette", reason="the web view needs the [station] extra")
+pytest.importorskip("uvicorn", reason="the web view needs the [station] extra")
+
+from edge_runtime.station.server import Bind, StationServer  # noqa: E402
+
+
+def get(url: str, *, token: str | None = None, method: str = "GET") -> tuple[int, dict, bytes]:
+    req = urllib.request.Request(url, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+@pytest.fixture
+def served(request: pytest.FixtureRequest, tmp_path: Path):
+    """A server on a free port over a live state with 8 items (2 defective); ``param`` is the token."""
+    token = getattr(request, "param", None)
+    live = LiveState(station="line-3")
+    live.start(RUN, live_source=True)
+    recs = [record(i, defective=i % 4 == 0, t=time.time()) for i in range(8)]
+    live.add(recs, [part_picture() for _ in recs])
+    server = StationServer(live, bind=Bind("127.0.0.1", 0), token=token)
+    url = server.start()
+    yield url, live
+    server.stop()
+    live.stop()
+
+
+def test_status_inspections_defects_and_rate(served):
+    url, _ = served
+    code, headers, body = get(url + "api/status")
+    st = json.loads(body)
+    assert code == 200 and st["items"] == 8 and st["defective"] == 2 and st["defect_rate"] == 0.25
+    assert st["model_version"] == RUN.model_version and st["providers"] == RUN.providers
+    assert st["source_state"] == "connected" and st["latency_ms_p99"] >= st["latency_ms_p50"] > 0
+    items = json.loads(get(url + "api/inspections?after_id=4")[2])["items"]
+    assert [it["id"] for it in items] == [5, 6, 7, 8]
+    assert len(json.loads(get(url + "api/inspections?defective=true&since=1h")[2])["items"]) == 2
+    defects = json.loads(get(url + "api/defects")[2])["items"]
+    assert [d["id"] for d in defects] == [5, 1] and all(d["has_image"] for d in defects)
+    rate = json.loads(get(url + "api/rate?hours=8")[2])
+    assert sum(b["items"] for b in rate["buckets"]) == 8
+
+
+def test_thumbnails_by_id_only(served):
+    url, _ = served
+    code, headers, body = get(url + "thumb/1.jpg")
+    assert code == 200 and headers["content-type"] == "image/jpeg" and body[:2] == b"\xff\xd8"
+    assert get(url + "thumb/2.jpg")[0] == 404  # an OK item keeps no image
+    assert get(url + "thumb/..%2F..%2Fetc%2Fpasswd")[0] == 404
+    assert get(url + "static/..%2Fserver.py")[0] == 404
+
+
+def test_stream_sends_jpeg_frames(served):
+    url, live = served
+    with urllib.request.urlopen(url + "stream.mjpg", timeout=5) as r:
+        assert r.headers["content-type"].startswith("multipart/x-mixed-replace")
+        head = r.read(200)
+        assert head.startswith(b"--frame\r\nContent-Type: image/jpeg") and b"\xff\xd8" in head
+
+
+def test_metrics_in_prometheus_text_format(served):
+    url, _ = served
+    code, headers, body = get(url + "metrics")
+    text = body.decode()
+    assert code == 200 and headers["content-type"].startswith("text/plain")
+    assert 'defect_edge_items_total{station="line-3"} 8' in text
+    assert 'defect_edge_defective_total{station="line-3"} 2' in text
+    assert "# TYPE defect_edge_items_total counter" in text and 'quantile="0.99"' in text
+    assert f'model_version="{RUN.model_version}"' in text
+
+
+def test_bad_requests_get_4xx_never_a_traceback(served):
+    url, _ = served
+    for path, code in (
+        ("api/inspections?since=soon", 400),
+        ("api/inspections?limit=-3", 400),
+        ("api/inspections?after_id=x", 400),
+        ("api/rate?hours=1e9", 400),
+        ("nope", 404),
+        ("thumb/abc.jpg", 404),
+        ("api/defects?defective=maybe&limit=0", 400),
+    ):
+        got, _, body = get(url + path)
+        assert got == code, path
+        assert "Traceback" not in body.decode() and "error" in json.loads(body)
+    assert get(url + "api/status", method="POST")[0] == 405  # read-only
+
+
+@pytest.mark.parametrize("served", ["s3cret"], indirect=True)
+def test_a_token_is_checked_on_every_request(served):
+    url, _ = served
+    for path in ("", "api/status", "metrics", "thumb/1.jpg", "static/station.js", "stream.mjpg"):
+        assert get(url + path)[0] == 401, path
+        assert get(url + path, token="wrong")[0] == 401, path
+    assert get(url + "api/status", token="s3cret")[0] == 200
+    assert get(url + "metrics?token=s3cret")[0] == 200
+    code, headers, _ = get(url + "?token=s3cret")  # the page sets a cookie for its assets and images
+    assert code == 200 and "station_token=s3cret" in headers["set-cookie"] and "HttpOnly" in headers["set-cookie"]
+
+
+def test_serving_beyond_localhost_needs_a_token():
+    with pytest.raises(click.UsageError, match="needs --token"):
+        check_station_options({"serve": Bind.parse("0.0.0.0:8080")})
+    check_station_options({"serve": Bind.parse("0.0.0.0:8080"), "token": "t"})
+    check_station_options({"serve": Bind.parse("127.0.0.1:8080")})
+    with pytest.raises(click.UsageError, match="need --log"):
+        check_station_options({"log_keep": 3600.0})
+
+
+def test_a_taken_port_is_a_clear_error(served):
+    from edge_runtime.errors import OutputError
+
+    port = int(served[0].rsplit(":", 1)[1].strip("/"))
+    with pytest.raises(OutputError, match="cannot serve there"):
+        StationServer(LiveState(station="x"), bind=Bind("127.0.0.1", port))
+
+
+def test_with_a_log_the_view_reads_history_from_it(station_log, log_path: Path):
+    write_items(station_log, 40, t0=time.time() - 120)
+    live = LiveState(station="line-3")
+    server = StationServer(live, bind=Bind("127.0.0.1", 0), log_path=log_path)
+    url = server.start()
+    try:
+        assert len(json.loads(get(url + "api/inspections?limit=1000")[2])["items"]) == 40
+        defects = json.loads(get(url + "api/defects?limit=3")[2])["items"]
+        assert [d["id"] for d in defects] == [37, 33, 29]
+        assert get(url + "thumb/37.jpg")[0] == 200 and get(url + "thumb/38.jpg")[0] == 404
+        assert sum(b["defective"] for b in json.loads(get(url + "api/rate")[2])["buckets"]) == 10
+    finally:
+        server.stop()
+        live.stop()

@@ -125,8 +125,9 @@ def _field(number: int, payload: bytes) -> bytes:
     return _encode_varint(number << 3 | 2) + _encode_varint(len(payload)) + payload
 
 
-def with_metadata(data: bytes, key: str, value: str) -> bytes:
-    """The file bytes with metadata entry ``key`` replaced by ``value`` (appended as the last field)."""
+def with_metadata(data: bytes, key: str, value: str | None) -> bytes:
+    """The file bytes with metadata entry ``key`` replaced by ``value`` (appended as the last field), or
+    removed when ``value`` is None."""
     kept = bytearray()
     for number, wire, start, end in fields(data):
         if number == METADATA_FIELD and wire == 2:
@@ -135,6 +136,8 @@ def with_metadata(data: bytes, key: str, value: str) -> bytes:
             if keys and keys[0].decode("utf-8", "replace") == key:
                 continue
         kept += data[start:end]
+    if value is None:
+        return bytes(kept)
     entry = _field(_KEY_FIELD, key.encode("utf-8")) + _field(_VALUE_FIELD, value.encode("utf-8"))
     return bytes(kept) + _field(METADATA_FIELD, entry)
 

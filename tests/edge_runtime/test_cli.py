@@ -24,8 +24,6 @@ from tests.conftest import REPO
 from tests.edge_runtime.conftest import make_tiny_model, write_parts
 from tests.edge_runtime.test_sources import FakeCamera
 
-pytest.importorskip("onnx", reason="building the test model needs onnx (pip install '.[train]')")
-
 
 def run(*args: str) -> tuple[int, list[dict], str]:
     """Invoke edge-infer in-process with --json; returns (exit code, JSON records on stdout, stderr)."""

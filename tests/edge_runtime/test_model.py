@@ -12,8 +12,6 @@ from edge_runtime.errors import ModelError
 from edge_runtime.model import Provider, load_model
 from tests.edge_runtime.conftest import make_tiny_model, tiny_info
 
-pytest.importorskip("onnx", reason="building the test models needs onnx (pip install '.[train]')")
-
 BRIGHTISH = np.full((50, 70, 3), 140, np.uint8)  # score sigmoid(20 * (0.549 - 0.5)) ~ 0.73
 
 

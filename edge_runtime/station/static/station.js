@@ -64,8 +64,8 @@ function showGallery(items) {
       card.append(img);
     }
     const caption = document.createElement("figcaption");
-    const when = new Date(it.time).toLocaleTimeString();
-    caption.textContent = `${when} · score ${fmt(it.score, 3)}`;
+    const when = new Date(it.time).toLocaleTimeString([], { hour12: false });
+    caption.append(when, document.createElement("br"), `score ${fmt(it.score, 3)}`);
     caption.title = it.source + (it.frame === null ? "" : ` frame ${it.frame}`);
     card.append(caption);
     gallery.append(card);
@@ -94,8 +94,8 @@ function showChart(data, hours) {
   }
   for (let h = 0; h <= hours; h += 2) {
     const t = start + h * 3600e3;
-    const label = new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    parts.push(svg("text", { x: Math.min(x(t), W - 34), y: H - 4 }, label));
+    const label = new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
+    parts.push(svg("text", { x: Math.min(x(t), W - 30), y: H - 4 }, label));
   }
   for (const b of data.buckets) {
     const t = Date.parse(b.start);

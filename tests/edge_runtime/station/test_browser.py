@@ -1,0 +1,130 @@
+"""The station page in a real headless Chromium (Debian's chromium driven by playwright) during a live run.
+
+A synthetic 30 FPS camera (bright frames are defective for the tiny test model) runs through ``run_inference``
+with ``--log`` and ``--serve`` (token set); the page must load without console errors, its counters advance,
+a defective part appears in the gallery, the stream shows frames and a wrong token gets 401.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_runtime.infer import InferConfig, run_inference
+from edge_runtime.inputs import SourceKind
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+
+pytest.importorskip("onnx", reason="building the test model needs onnx (pip install '.[train]')")
+pytest.importorskip("starlette", reason="the web view needs the [station] extra")
+sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright (pip install '.[dev]')")
+if not Path(CHROMIUM).exists():
+    pytest.skip("browser tests need Debian's chromium (apt-get install -y chromium)", allow_module_level=True)
+
+
+class PacedCamera:
+    """30 FPS frames: a bright (defective) part every 5th frame, dark (OK) otherwise; ends when ``stop`` is set."""
+
+    def __init__(self, stop: threading.Event, fps: float = 30.0) -> None:
+        self.stop, self.period, self.n, self.next = stop, 1.0 / fps, 0, time.monotonic()
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if self.stop.is_set():
+            return False, None
+        self.next += self.period
+        time.sleep(max(0.0, self.next - time.monotonic()))
+        self.n += 1
+        bright = self.n % 5 == 0
+        frame = np.full((240, 320, 3), 210 if bright else 30, np.uint8)
+        frame[40:200, 80:240] = (250, 250, 255) if bright else (70, 70, 80)
+        return True, frame
+
+    def release(self) -> None:
+        pass
+
+
+@pytest.fixture
+def live_station(tmp_path: Path, tiny_model: Path):
+    """A live run with --log and --serve (token 's3cret') in a background thread; yields the page URL."""
+    from edge_runtime.station.options import open_station
+    from edge_runtime.station.server import Bind
+
+    stop = threading.Event()
+    opts = {"log": tmp_path / "station.db", "serve": Bind("127.0.0.1", 0), "token": "s3cret", "station": "line-3"}
+    listener = open_station(opts, say=lambda m: None)
+    cfg = InferConfig(
+        camera="synthetic",
+        model=tiny_model,
+        quiet=True,
+        listener=listener,
+        max_reconnects=0,
+        capture=lambda: PacedCamera(stop),
+    )
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(out=run_inference(cfg, log=lambda m: None)), daemon=True)
+    thread.start()
+    yield listener.server.url
+    stop.set()
+    thread.join(10)
+    listener.close()
+    assert not thread.is_alive() and result["out"][0].items > 0
+    assert listener.live is not None and listener.live.info is not None
+    assert SourceKind.CAMERA.live
+
+
+def read_int(page, selector: str) -> int:
+    return int(page.text_content(selector) or "0")
+
+
+def test_station_page_in_chromium(live_station: str, tmp_path: Path):
+    url = live_station
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            stranger = browser.new_page()
+            assert stranger.goto(url + "?token=wrong").status == 401
+            assert stranger.goto(url).status == 401
+            assert stranger.goto(url + "api/status").status == 401
+
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            problems: list[str] = []
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+            assert page.goto(url + "?token=s3cret").status == 200
+            page.wait_for_function("Number(document.getElementById('items').textContent) > 0", timeout=15000)
+            first = read_int(page, "#items")
+            page.wait_for_function(
+                f"Number(document.getElementById('items').textContent) > {first + 10}", timeout=15000
+            )
+            assert read_int(page, "#defective") > 0
+            assert page.text_content("#source-state") == "connected"
+            assert "tiny" in (page.text_content("#model") or "") or "onnx" in (page.text_content("#model") or "")
+
+            page.wait_for_selector("#gallery figure img", timeout=15000)
+            page.wait_for_function("[...document.querySelectorAll('#gallery img')].some(i => i.naturalWidth > 0)")
+            assert "score" in (page.text_content("#gallery figure figcaption") or "")
+
+            page.wait_for_function("document.getElementById('stream').naturalWidth > 0", timeout=15000)
+            assert page.eval_on_selector("#stream", "i => i.naturalWidth") == 320
+            page.wait_for_selector("#chart rect.bar", timeout=15000)
+
+            page.screenshot(path=str(tmp_path / "station.png"))
+            assert (tmp_path / "station.png").stat().st_size > 10_000
+            assert problems == []
+        finally:
+            browser.close()

@@ -1,0 +1,128 @@
+"""edge-infer --log: every record that reached stdout or --output is in the log, even after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edge_runtime.cli import main
+from edge_runtime.errors import ExitCode
+from edge_runtime.station.query import Filter, open_reader, rows
+from tests.conftest import REPO
+from tests.edge_runtime.conftest import write_parts
+
+pytest.importorskip("onnx", reason="building the test model needs onnx (pip install '.[train]')")
+
+COMPARED = ("source", "frame", "label", "score", "defective", "latency_ms", "error", "time")
+
+
+def write_video(path: Path, frames: int, size: int = 32) -> Path:
+    """Alternating bright (defective for the tiny model) and dark frames, Motion-JPEG."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (size, size))
+    bright, dark = np.full((size, size, 3), 230, np.uint8), np.full((size, size, 3), 20, np.uint8)
+    for i in range(frames):
+        writer.write(bright if i % 2 == 0 else dark)
+    writer.release()
+    return path
+
+
+def same_records(out: list[dict], logged: list[dict]) -> None:
+    by_key = {(r["source"], r["frame"]): r for r in logged}
+    for rec in out:
+        row = by_key[(rec["source"], rec["frame"])]
+        assert {k: row[k] for k in COMPARED} == {k: rec[k] for k in COMPARED}
+
+
+def test_every_item_of_a_folder_is_logged_exactly_as_written(tmp_path: Path, tiny_model: Path):
+    write_parts(tmp_path / "parts", [10, 220, 30, 240, 250])
+    (tmp_path / "parts" / "broken.png").write_bytes(b"\x89PNG broken")
+    db = tmp_path / "station.db"
+    args = ["--model", tiny_model, "--source", tmp_path / "parts", "--log", db, "--station", "line-3", "--json"]
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    logged = list(rows(open_reader(db), Filter()))
+    assert len(out) == len(logged) == 6
+    same_records(out, logged)
+    assert {r["station"] for r in logged} == {"line-3"}
+    assert [r["has_image"] for r in logged] == [bool(r["defective"]) for r in logged]
+    assert "logging every item to" in result.stderr
+
+
+def test_log_options_are_checked_before_the_run(tmp_path: Path, tiny_model: Path):
+    write_parts(tmp_path / "parts", [10])
+    base = ["--model", str(tiny_model), "--source", str(tmp_path / "parts")]
+    for extra, text in (
+        (["--log-keep", "30d"], "need --log"),
+        (["--log", "x.db", "--log-keep", "soon"], "duration"),
+        (["--serve", "0.0.0.0:8080"], "needs --token"),
+        (["--serve", "nohost"], "HOST:PORT"),
+    ):
+        result = CliRunner().invoke(main, base + extra)
+        assert result.exit_code == ExitCode.USAGE and text in result.output, extra
+
+
+def test_a_locked_log_stops_the_run_with_exit_7_and_nothing_unlogged_is_written(tmp_path: Path, tiny_model: Path):
+    write_parts(tmp_path / "parts", [10, 220, 30])
+    db = tmp_path / "station.db"
+    first = CliRunner().invoke(
+        main, ["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--log", str(db)]
+    )
+    assert first.exit_code == 0
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")  # another program holds the log
+    out = tmp_path / "out.jsonl"
+    args = ["--model", tiny_model, "--source", tmp_path / "parts", "--log", db, "--output", out, "--quiet"]
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    other.execute("ROLLBACK")
+    assert result.exit_code == ExitCode.OUTPUT_ERROR, result.output
+    assert "locked by another program" in result.output and "Traceback" not in result.output
+    assert not out.exists() or out.read_text() == ""
+
+
+def test_sigkill_loses_nothing_that_was_written(tmp_path: Path, tiny_model: Path):
+    video = write_video(tmp_path / "line.avi", 30000)
+    db, out = tmp_path / "station.db", tmp_path / "out.jsonl"
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge_runtime.cli",
+        "--model",
+        str(tiny_model),
+        "--source",
+        str(video),
+        "--log",
+        str(db),
+        "--output",
+        str(out),
+        "--quiet",
+        "--batch-size",
+        "8",
+    ]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 20_000):
+        time.sleep(0.01)
+    still_running = proc.poll() is None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    assert still_running, "the run ended before it could be killed; make the video longer"
+    lines = out.read_text().splitlines()
+    written = [json.loads(x) for x in lines[:-1]] + [json.loads(x) for x in lines[-1:] if x.endswith("}")]
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    con.close()
+    logged = list(rows(open_reader(db), Filter()))
+    assert len(written) >= 100 and len(logged) >= len(written)
+    same_records(written, logged)

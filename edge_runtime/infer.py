@@ -278,6 +278,7 @@ def run_inference(
         summary.source = spec.name
         model = load_model(cfg.model, provider=cfg.runtime.provider, threads=cfg.runtime.threads)
         summary.model, summary.providers = str(model.path), list(model.providers)
+        outputs = open_outputs(cfg, log)  # before any message: a setup error is one line on stderr
         model.warn_if_fell_back()
         log(model.describe())
         if not model.verified:
@@ -287,7 +288,6 @@ def run_inference(
             ignored = f" ({spec.ignored} non-image files ignored)" if spec.ignored else ""
             links = f" ({spec.links_not_followed} links to folders not followed)" if spec.links_not_followed else ""
             log(f"{spec.name}: {len(spec.paths)} images{ignored}{links}")
-        outputs = open_outputs(cfg, log)
         if spec.kind.live:  # fails here, within seconds, with exit code 5
             reader = _open_reader(cfg, spec, log, cfg.listener)
             log(f"{reader.name}: opened; newest-frame mode (slow inference skips frames, it never lags behind)")

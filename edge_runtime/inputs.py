@@ -272,7 +272,8 @@ def iter_video(
 ) -> Iterator[Item]:
     """Every frame of a video file, read and resized on a background thread (bounded queue).
 
-    A video that ends before the frame count its header declares is reported through ``notice``.
+    The file is checked and opened now (a :class:`SourceError` here, before anything is processed); a video
+    that ends before the frame count its header declares is reported through ``notice``.
     """
     import cv2
 
@@ -288,6 +289,14 @@ def iter_video(
         return cap
 
     cap = open_within(open_video, open_timeout_s, name)
+    return _video_frames(cap, name, prepare, keep_original=keep_original, notice=notice)
+
+
+def _video_frames(
+    cap: Any, name: str, prepare: Callable[..., np.ndarray], *, keep_original: bool, notice: Callable[[str], None]
+) -> Iterator[Item]:
+    import cv2
+
     declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     q: queue.Queue[Item | None] = queue.Queue(maxsize=64)
     stop = threading.Event()
@@ -314,7 +323,13 @@ def iter_video(
                 index += 1
         finally:
             cap.release()
-            q.put(None)
+            while True:  # the end marker must arrive, unless the consumer is gone
+                try:
+                    q.put(None, timeout=0.2)
+                    break
+                except queue.Full:
+                    if stop.is_set():
+                        break
 
     t = threading.Thread(target=reader, name=f"video {name}", daemon=True)
     t.start()

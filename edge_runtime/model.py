@@ -183,11 +183,13 @@ class EdgeModel:
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises several types for a bad file
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{self.path}: onnxruntime cannot load it ({first}); re-export with export-onnx") from exc
-        metadata = self.session.get_modelmeta().custom_metadata_map
+        try:
+            metadata = self.session.get_modelmeta().custom_metadata_map
+        except Exception as exc:  # noqa: BLE001 - a damaged metadata string is not valid UTF-8
+            raise ModelError(f"{self.path}: the model's metadata is damaged; re-export or re-download it") from exc
+        recorded = _json_object(metadata.get(METADATA_KEY, "{}"))
+        self.verified = integrity.verify(data, recorded, METADATA_KEY, source=str(self.path))
         self.info = read_model_info(metadata, self.path)
-        self.verified = integrity.verify(
-            data, _json_object(metadata.get(METADATA_KEY, "{}")), METADATA_KEY, source=str(self.path)
-        )
         self.max_batch: int | None = None
         self._check_io()
         self._probe()

@@ -1,0 +1,389 @@
+"""The fault suite: bad images, special files, bad models and metadata, bad sources and options.
+
+For every case edge-infer must give a documented exit code, no traceback, at most one ``error:`` line, and --
+when it runs -- exactly one record per entry that looks like an image. Run in-process (click's CliRunner);
+signals and closed/full stdout are in test_faults_process.py.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from edge_runtime.cli import main
+from edge_runtime.errors import ExitCode
+from tests.edge_runtime import fault_cases as fc
+from tests.edge_runtime.conftest import MODELS, model_bytes, with_metadata, write_parts
+
+GOOD_LEVELS = [10, 220]  # one ok, one defective with the tiny model
+HANG_LIMIT_S = 60
+
+
+@pytest.fixture(autouse=True)
+def no_hang():
+    """Fail a case that takes longer than HANG_LIMIT_S instead of hanging the suite (a blocked read included)."""
+
+    def expired(signum, frame):
+        raise TimeoutError(f"fault case still running after {HANG_LIMIT_S} s: a hang")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, HANG_LIMIT_S)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def invoke(args: list[str], *, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(main, [*args, "--json"], env=env)
+
+
+def check(result: Result, code: int, *, error_lines: int) -> list[dict]:
+    """The common promises; returns the records (stdout must be pure JSON lines)."""
+    text = result.stdout + result.stderr
+    assert result.exit_code == code, (result.exit_code, result.stderr[-800:])
+    assert "Traceback" not in text, text[-2000:]
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == error_lines, result.stderr
+    if error_lines and code not in (ExitCode.OUTPUT_ERROR,):
+        assert result.stderr.strip().splitlines()[-1] == errors[0] and "summary:" not in result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def image_case(tmp_path: Path, name: str, writer: fc.Writer, tiny_model: Path) -> None:
+    """One bad entry among two good images: three records, the run goes on, exit 0."""
+    folder = tmp_path / "parts"
+    write_parts(folder, GOOD_LEVELS)
+    writer(folder / f"bad_{name}")
+    recs = check(invoke(["--model", str(tiny_model), "--source", str(folder)]), ExitCode.OK, error_lines=0)
+    assert len(recs) == 3
+    bad = next(r for r in recs if Path(r["source"]).name.startswith("bad_"))
+    assert bad["error"] is None or (bad["label"] is None and bad["score"] is None and bad["source"] in bad["error"])
+    if bad["error"] is None:
+        assert 0.0 <= bad["score"] <= 1.0 and bad["label"] in ("ok", "defective")
+    good = sorted((r for r in recs if r is not bad), key=lambda r: r["source"])
+    assert [r["defective"] for r in good] == [False, True]
+
+
+def _ids(cases: list[tuple]) -> list[str]:
+    return [c[0] for c in cases]
+
+
+HUGE = fc.huge_header_cases()
+TRUNCATED = fc.truncated_cases()
+BITFLIPS = fc.bitflip_cases()
+JUNK = fc.junk_cases()
+ODD = fc.odd_but_valid_cases()
+
+
+@pytest.mark.parametrize(("case", "name", "writer"), HUGE, ids=_ids(HUGE))
+def test_huge_or_nonsense_header_is_an_item_error(tmp_path, tiny_model, case, name, writer):
+    folder = tmp_path / "parts"
+    write_parts(folder, GOOD_LEVELS)
+    writer(folder / f"bad_{name}")
+    recs = check(invoke(["--model", str(tiny_model), "--source", str(folder)]), ExitCode.OK, error_lines=0)
+    bad = next(r for r in recs if Path(r["source"]).name.startswith("bad_"))
+    assert len(recs) == 3 and bad["error"] and bad["score"] is None
+
+
+@pytest.mark.parametrize(("case", "name", "writer"), TRUNCATED + BITFLIPS + JUNK, ids=_ids(TRUNCATED + BITFLIPS + JUNK))
+def test_damaged_image_never_stops_the_run(tmp_path, tiny_model, case, name, writer):
+    image_case(tmp_path, name, writer, tiny_model)
+
+
+@pytest.mark.parametrize(("case", "name", "writer"), ODD, ids=_ids(ODD))
+def test_odd_but_valid_image_gets_a_verdict(tmp_path, tiny_model, case, name, writer):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    writer(folder / name)
+    recs = check(invoke(["--model", str(tiny_model), "--source", str(folder)]), ExitCode.OK, error_lines=0)
+    assert len(recs) == 1 and recs[0]["error"] is None
+
+
+SPECIAL = fc.special_entry_cases(Path("/tmp"))
+
+
+@pytest.mark.parametrize(("case", "name", "writer"), SPECIAL, ids=_ids(SPECIAL))
+def test_special_entry_gets_an_error_record_and_never_blocks(tmp_path, tiny_model, case, name, writer):
+    folder = tmp_path / "parts"
+    write_parts(folder, GOOD_LEVELS)
+    writer(folder / f"bad_{name}")
+    recs = check(invoke(["--model", str(tiny_model), "--source", str(folder)]), ExitCode.OK, error_lines=0)
+    bad = [r for r in recs if Path(r["source"]).name.startswith("bad_")]
+    assert len(recs) == 3 and len(bad) == 1 and bad[0]["error"]
+    # the same entry given alone, as the whole source, is one error record and exit 3 (nothing readable)
+    recs = check(invoke(["--model", str(tiny_model), "--source", str(folder / f"bad_{name}")]), 3, error_lines=0)
+    assert len(recs) == 1 and recs[0]["error"]
+
+
+def test_directory_link_loops_are_not_followed(tmp_path, tiny_model):
+    folder = tmp_path / "parts"
+    write_parts(folder, [10])
+    (folder / "sub").mkdir()
+    (folder / "sub" / "up").symlink_to(folder)
+    (folder / "sub" / "self").symlink_to(folder / "sub")
+    (folder / "sub" / "loop.png").symlink_to(folder / "sub" / "loop.png")
+    result = invoke(["--model", str(tiny_model), "--source", str(folder)])
+    recs = check(result, ExitCode.OK, error_lines=0)
+    assert sorted(Path(r["source"]).name for r in recs) == ["loop.png", "part_00.png"]
+    assert "2 links to folders not followed" in result.stderr
+    glob_recs = check(invoke(["--model", str(tiny_model), "--source", f"{folder}/**/*.png"]), 0, error_lines=0)
+    assert sorted(Path(r["source"]).name for r in glob_recs) == ["loop.png", "part_00.png"]
+
+
+# ---------------------------------------------------------------------------------------------------- models
+
+BAD_MODEL_FILES = sorted(p.name for p in MODELS.glob("bad_*.onnx"))
+
+
+@pytest.mark.parametrize("name", BAD_MODEL_FILES)
+def test_model_that_breaks_the_contract_is_refused_at_load(tmp_path, name):
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    result = invoke(["--model", str(MODELS / name), "--source", str(tmp_path / "parts")])
+    assert check(result, ExitCode.BAD_MODEL, error_lines=1) == []
+    assert name in result.stderr
+
+
+@pytest.mark.parametrize(("case", "text"), fc.bad_metadata_cases(), ids=_ids(fc.bad_metadata_cases()))
+def test_bad_metadata_is_exit_4(tmp_path, case, text):
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(with_metadata(model_bytes(), text))
+    result = invoke(["--model", str(model), "--source", str(tmp_path / "parts")])
+    assert check(result, ExitCode.BAD_MODEL, error_lines=1) == []
+    assert len(result.stderr) < 600
+
+
+@pytest.mark.parametrize(("case", "data"), fc.damaged_model_cases(), ids=_ids(fc.damaged_model_cases()))
+def test_damaged_model_file_is_exit_4(tmp_path, case, data):
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(data)
+    check(invoke(["--model", str(model), "--source", str(tmp_path / "parts")]), ExitCode.BAD_MODEL, error_lines=1)
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "dev-zero", "missing", "dangling"])
+def test_model_path_that_is_not_a_file_is_exit_4(tmp_path, kind):
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    model = tmp_path / "m.onnx"
+    {
+        "folder": lambda: model.mkdir(),
+        "fifo": lambda: __import__("os").mkfifo(model),
+        "dev-zero": lambda: model.symlink_to("/dev/zero"),
+        "missing": lambda: None,
+        "dangling": lambda: model.symlink_to(tmp_path / "gone.onnx"),
+    }[kind]()
+    check(invoke(["--model", str(model), "--source", str(tmp_path / "parts")]), ExitCode.BAD_MODEL, error_lines=1)
+
+
+def test_nan_scores_are_item_errors_and_a_gate_never_passes_them(tmp_path):
+    write_parts(tmp_path / "parts", [10, 200, 250])
+    args = ["--model", str(MODELS / "nan_scores.onnx"), "--source", str(tmp_path / "parts")]
+    recs = check(invoke(args), ExitCode.BAD_DATA, error_lines=0)  # every item unreadable -> 3
+    assert len(recs) == 3 and all(r["error"] and "not a probability" in r["error"] for r in recs)
+    assert all(r["label"] is None and r["defective"] is None for r in recs)
+    check(invoke([*args, "--fail-on-defect"]), ExitCode.DEFECT_FOUND, error_lines=0)
+
+
+def test_fixed_batch_1_model_runs_item_by_item(tmp_path):
+    write_parts(tmp_path / "parts", [10, 200, 30, 240, 50])
+    args = ["--model", str(MODELS / "tiny_batch1.onnx"), "--source", str(tmp_path / "parts")]
+    recs = check(invoke(args), ExitCode.OK, error_lines=0)
+    assert [r["defective"] for r in recs] == [False, True, False, True, False]
+
+
+def test_two_output_model_declared_in_metadata_runs(tmp_path):
+    write_parts(tmp_path / "parts", [10, 200])
+    recs = check(
+        invoke(["--model", str(MODELS / "tiny_map.onnx"), "--source", str(tmp_path / "parts")]), 0, error_lines=0
+    )
+    assert [r["defective"] for r in recs] == [False, True]
+
+
+# ------------------------------------------------------------------------------------------ sources, options
+
+
+@pytest.mark.parametrize(
+    ("case", "code"),
+    [
+        ("missing-path", ExitCode.BAD_DATA),
+        ("empty-folder", ExitCode.BAD_DATA),
+        ("only-notes", ExitCode.BAD_DATA),
+        ("glob-no-match", ExitCode.BAD_DATA),
+        ("fifo-video", ExitCode.SOURCE_UNAVAILABLE),
+        ("dev-zero-video", ExitCode.SOURCE_UNAVAILABLE),
+        ("random-video", ExitCode.SOURCE_UNAVAILABLE),
+        ("empty-video", ExitCode.SOURCE_UNAVAILABLE),
+    ],
+)
+def test_bad_source_is_one_line_with_its_code(tmp_path, tiny_model, case, code):
+    import os
+
+    p = tmp_path / "src"
+    if case == "empty-folder":
+        p.mkdir()
+    elif case == "only-notes":
+        p.mkdir()
+        (p / "notes.txt").write_text("x")
+    elif case == "glob-no-match":
+        p = tmp_path / "*.nothing"
+    elif case == "fifo-video":
+        p = tmp_path / "v.mp4"
+        os.mkfifo(p)
+    elif case == "dev-zero-video":
+        p = tmp_path / "v.mp4"
+        p.symlink_to("/dev/zero")
+    elif case == "random-video":
+        p = tmp_path / "v.mp4"
+        p.write_bytes(os.urandom(4000))
+    elif case == "empty-video":
+        p = tmp_path / "v.avi"
+        p.write_bytes(b"")
+    check(invoke(["--model", str(tiny_model), "--source", str(p)]), code, error_lines=1)
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--threads", "0"], None),
+        (["--threads", "512"], None),
+        (["--threads", "abc"], None),
+        ([], {"DEFECT_EDGE_THREADS": "abc"}),
+        ([], {"DEFECT_EDGE_THREADS": "0"}),
+        ([], {"DEFECT_EDGE_THREADS": "-3"}),
+        ([], {"DEFECT_EDGE_THREADS": "100000"}),
+        ([], {"DEFECT_EDGE_THREADS": "1.5"}),
+        (["--batch-size", "0"], None),
+        (["--batch-size", "100000"], None),
+        (["--workers", "0"], None),
+        (["--max-frames", "0"], None),
+        (["--max-reconnects", "-1"], None),
+        (["--provider", "npu"], None),
+        (["--nonsense"], None),
+    ],
+)
+def test_bad_setting_is_exit_2(tmp_path, tiny_model, args, env):
+    write_parts(tmp_path / "parts", [10])
+    result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), *args], env=env)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "Traceback" not in result.output
+    if env:
+        assert "DEFECT_EDGE_THREADS" in result.stderr and "use 1.." in result.stderr
+
+
+@pytest.mark.parametrize("case", ["txt-suffix", "is-folder", "in-proc", "locked"])
+def test_output_that_cannot_be_written_is_exit_7(tmp_path, tiny_model, case):
+    import fcntl
+
+    write_parts(tmp_path / "parts", [10])
+    out = {
+        "txt-suffix": tmp_path / "v.txt",
+        "is-folder": tmp_path / "dir.jsonl",
+        "in-proc": Path("/proc/defect-edge/v.jsonl"),
+        "locked": tmp_path / "v.jsonl",
+    }[case]
+    if case == "is-folder":
+        out.mkdir()
+    holder = None
+    if case == "locked":
+        holder = open(out, "w")  # noqa: SIM115 - held for the test
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+        holder.write('{"earlier": "line"}\n')
+        holder.flush()
+    try:
+        result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--output", str(out)])
+        if case == "is-folder":  # click refuses it as a bad option value
+            assert result.exit_code == ExitCode.USAGE and "is a directory" in result.stderr
+            return
+        check(result, ExitCode.OUTPUT_ERROR, error_lines=1)
+        if case == "locked":
+            assert "another process" in result.stderr and out.read_text() == '{"earlier": "line"}\n'
+    finally:
+        if holder:
+            holder.close()
+
+
+def test_output_on_a_full_disk_is_exit_7_with_the_summary(tmp_path, tiny_model):
+    write_parts(tmp_path / "parts", [10, 200])
+    out = tmp_path / "v.jsonl"
+    out.symlink_to("/dev/full")
+    result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--output", str(out)])
+    check(result, ExitCode.OUTPUT_ERROR, error_lines=1)
+    assert "summary: 0 items" in result.stderr and "No space left" in result.stderr
+
+
+@pytest.mark.parametrize("what", ["summary", "save-video"])
+def test_summary_or_video_that_cannot_be_written_is_exit_7(tmp_path, tiny_model, what):
+    write_parts(tmp_path / "parts", [10, 200])
+    if what == "summary":  # (a link to /dev/full would just be replaced: the summary is written atomically)
+        target = Path("/proc/defect-edge/s.json")
+    else:
+        target = tmp_path / "v.avi"
+        target.symlink_to("/dev/full")
+    flag = "--summary" if what == "summary" else "--save"
+    result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), flag, str(target)])
+    recs = check(result, ExitCode.OUTPUT_ERROR, error_lines=1)
+    assert len(recs) == 2 and "summary: 2 items" in result.stderr
+
+
+def test_non_utf8_file_names_reach_every_output(tmp_path, tiny_model):
+    import csv
+    import os
+
+    folder = tmp_path / "parts"
+    write_parts(folder, [10, 200])
+    raw = os.fsencode(folder) + b"/caf\xe9_\xff.png"
+    os.rename(folder / "part_00.png", raw)
+    for out in ("v.csv", "v.jsonl"):
+        result = invoke(["--model", str(tiny_model), "--source", str(folder), "--output", str(tmp_path / out)])
+        recs = check(result, ExitCode.OK, error_lines=0)
+        assert len(recs) == 2 and all(r["error"] is None for r in recs)
+    assert b"caf\xe9_\xff.png" in (tmp_path / "v.csv").read_bytes()  # the name's own bytes
+    rows = list(csv.reader((tmp_path / "v.csv").open(encoding="utf-8", errors="surrogateescape", newline="")))
+    assert len(rows) == 3
+    lines = [json.loads(x) for x in (tmp_path / "v.jsonl").read_text().splitlines()]
+    assert os.fsencode(lines[0]["source"]) == raw
+    human = CliRunner().invoke(main, ["--model", str(tiny_model), "--source", str(folder)])
+    assert human.exit_code == 0 and "caf" in human.stdout
+
+
+def test_truncated_video_says_where_it_stopped(tmp_path, tiny_model):
+    import cv2
+    import numpy as np
+
+    from tests.edge_runtime.test_cli import write_video
+
+    video = write_video(tmp_path / "v.avi", [np.full((64, 64), 40 + 5 * i, np.uint8) for i in range(30)])
+    data = video.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    cap = cv2.VideoCapture(str(cut))
+    declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    result = invoke(["--model", str(tiny_model), "--source", str(cut)])
+    recs = check(result, ExitCode.OK, error_lines=0)
+    if declared > len(recs):
+        assert f"stopped at frame {len(recs)} of {declared}" in result.stderr
+    else:  # this container keeps no frame count once cut: nothing to compare with
+        pytest.skip(f"truncated AVI declares {declared} frames")
+
+
+def test_corrupt_jpeg_is_flagged_and_counted(tmp_path, tiny_model):
+    from tests.conftest import REPO
+
+    folder = tmp_path / "parts"
+    write_parts(folder, [10])
+    data = bytearray((REPO / "edge_runtime/samples/test/def_front/cast_def_0_3446.jpeg").read_bytes())
+    data[1388] ^= 0x10  # one flipped bit: libjpeg conceals it ("Corrupt JPEG data") and decodes the rest
+    (folder / "flipped.jpg").write_bytes(bytes(data))
+    result = invoke(["--model", str(tiny_model), "--source", str(folder)])
+    recs = check(result, ExitCode.OK, error_lines=0)
+    flagged = [r for r in recs if r["warning"]]
+    assert len(flagged) == 1 and flagged[0]["source"].endswith("flipped.jpg") and flagged[0]["label"] is not None
+    assert "Corrupt JPEG" in flagged[0]["warning"] and "Corrupt JPEG" not in result.stderr.replace("warning", "")
+    assert "1 with warnings" in result.stderr
+    check(invoke(["--model", str(tiny_model), "--source", str(folder), "--fail-on-defect"]), 10, error_lines=0)

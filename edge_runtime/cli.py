@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
 from edge_runtime.cli_support import debug_option, friendly_errors
 from edge_runtime.errors import EXIT_CODES_HELP
+from edge_runtime.station.options import open_station, station_options
 
 PROVIDERS = ["auto", "cpu", "cuda", "tensorrt"]  # edge_runtime.model.Provider (not imported: keeps --help light)
 
@@ -24,7 +26,8 @@ HELP = (
     "  edge-infer --camera 0 --show\n"
     "  edge-infer --source parts/ --json > verdicts.jsonl\n"
     "  edge-infer --source line3.mp4 --save annotated.mp4 --output verdicts.csv\n"
-    "  edge-infer --source rtsp://10.0.0.5/stream1 --fail-on-defect --max-frames 100\n\n" + EXIT_CODES_HELP
+    "  edge-infer --source rtsp://10.0.0.5/stream1 --fail-on-defect --max-frames 100\n"
+    "  edge-infer --camera 0 --log station.db --log-keep 30d --serve 127.0.0.1:8080\n\n" + EXIT_CODES_HELP
 )
 
 
@@ -54,7 +57,7 @@ HELP = (
     "--threads",
     type=click.IntRange(min=1),
     default=None,
-    help="Inference threads [default: $DEFECT_EDGE_THREADS or onnxruntime's choice].",
+    help="Inference threads, 1..CPU cores [default: $DEFECT_EDGE_THREADS or onnxruntime's choice].",
 )
 @click.option("--json", "json_stdout", is_flag=True, help="Write one JSON line per item to stdout (nothing else).")
 @click.option(
@@ -99,26 +102,53 @@ HELP = (
     help="Also write the summary as JSON to this file.",
 )
 @click.option("--quiet", is_flag=True, help="No per-item verdict lines (the summary is still printed).")
+@station_options
 @debug_option
 @friendly_errors
 def main(*, debug: bool, **opts: object) -> None:
-    if not debug:
-        # OpenCV and FFmpeg print their own warnings for a missing camera; we print one sentence instead.
+    # First, before anything slow: a SIGTERM from now on ends the run cleanly, with a summary.
+    from edge_runtime.stopping import StopSignals
+    from edge_runtime.summary import Summary
+
+    stop = StopSignals().install()
+    summary = Summary(source=str(opts["source"] or f"camera {opts['camera']}"))
+    try:
+        code = _run(opts, debug=debug, stop=stop, summary=summary)
+    except KeyboardInterrupt:
+        if summary.wall_s:  # run_inference already reported
+            raise
+        summary.interrupted = True
+        click.echo(summary.finish().text(), err=True)
+        code = 130
+    finally:
+        stop.uninstall(ignore_after_stop=True)
+    raise SystemExit(int(code))
+
+
+def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
+    with stop.atomic():  # a signal now would break a C extension's import; it is acted on right after
+        if not debug:
+            # OpenCV, FFmpeg and libjpeg print their own messages; we print one sentence per problem instead.
+            os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+            os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
         import cv2
 
-        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    from edge_runtime.errors import DataError
-    from edge_runtime.infer import InferConfig, run_inference
-    from edge_runtime.model import Provider, RuntimeConfig
+        if not debug:
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        import onnxruntime  # noqa: F401 - imported here, where a signal cannot interrupt it
+
+        from edge_runtime.errors import DataError
+        from edge_runtime.infer import InferConfig, run_inference
+        from edge_runtime.model import Provider, RuntimeConfig, check_threads, threads_from_env
 
     if (opts["source"] is None) == (opts["camera"] is None):
         raise DataError("give exactly one input: --source PATH|DIR|GLOB|VIDEO|URL or --camera N")
+    threads = check_threads(opts["threads"]) if opts["threads"] is not None else threads_from_env()
     cfg = InferConfig(
         source=opts["source"],
         camera=opts["camera"],
         model=opts["model"],
-        runtime=RuntimeConfig(provider=Provider(opts["provider"]), threads=opts["threads"]),
+        runtime=RuntimeConfig(provider=Provider(opts["provider"]), threads=threads),
         json_stdout=opts["json_stdout"],
         output=opts["output"],
         save=opts["save"],
@@ -130,9 +160,14 @@ def main(*, debug: bool, **opts: object) -> None:
         max_reconnects=opts["max_reconnects"],
         summary_path=opts["summary_path"],
         quiet=opts["quiet"],
+        listener=open_station(opts),  # None without --log/--serve
     )
-    _, code = run_inference(cfg)
-    raise SystemExit(int(code))
+    try:
+        _, code = run_inference(cfg, stop=stop, summary=summary)
+    finally:
+        if cfg.listener is not None:
+            cfg.listener.close()
+    return int(code)
 
 
 if __name__ == "__main__":

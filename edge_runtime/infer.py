@@ -276,7 +276,8 @@ def run_inference(
     try:
         spec = resolve_source(cfg.source, camera=cfg.camera)
         summary.source = spec.name
-        model = load_model(cfg.model, provider=cfg.runtime.provider, threads=cfg.runtime.threads)
+        with stop.atomic():  # onnxruntime's import and session creation must not be cut in half
+            model = load_model(cfg.model, provider=cfg.runtime.provider, threads=cfg.runtime.threads)
         summary.model, summary.providers = str(model.path), list(model.providers)
         outputs = open_outputs(cfg, log)  # before any message: a setup error is one line on stderr
         model.warn_if_fell_back()

@@ -49,9 +49,12 @@ class StopSignals:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
-    def uninstall(self) -> None:
+    def uninstall(self, *, ignore_after_stop: bool = False) -> None:
+        """Give the signals back; with ``ignore_after_stop``, a command that is stopping ignores further
+        SIGTERMs until it exits (a second SIGTERM must not kill it after its summary)."""
         for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
+            ignore = ignore_after_stop and self.requested and sig == signal.SIGTERM
+            signal.signal(sig, signal.SIG_IGN if ignore else previous)
         self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
@@ -65,12 +68,17 @@ class StopSignals:
 
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:
-        """A block that a stop signal does not interrupt (it is acted on right after)."""
+        """A block that a stop signal does not interrupt: one that arrived meanwhile raises
+        :class:`KeyboardInterrupt` right after it (also used around imports of C extensions, which turn an
+        interrupt during their initialisation into an ImportError)."""
         self._depth += 1
         try:
             yield
         finally:
             self._depth -= 1
+        if self.pending and not self._depth and not self.closing:
+            self.pending = False
+            raise KeyboardInterrupt
 
     def __enter__(self) -> StopSignals:
         return self.install()

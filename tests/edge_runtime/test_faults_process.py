@@ -1,0 +1,111 @@
+"""Faults that need a real process: SIGTERM at any moment (once or twice), a closed or full stdout.
+
+Records and summary must always agree: every line in --output is counted in the --summary JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_runtime.errors import ExitCode
+from tests.conftest import REPO
+from tests.edge_runtime.conftest import MODELS, write_parts
+
+TINY = str(MODELS / "tiny.onnx")
+
+
+def catches_sigterm(pid: int) -> bool:
+    """True once the process has installed its own SIGTERM handler (Linux: SigCgt in /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next((int(ln.split()[1], 16) for ln in status.splitlines() if ln.startswith("SigCgt:")), 0)
+    return bool(mask & (1 << (signal.SIGTERM - 1)))
+
+
+def start(args: list[str], **kw: object) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", *args], cwd=REPO, stdout=kw.pop("stdout", subprocess.DEVNULL),
+        stderr=subprocess.PIPE, text=True, **kw,
+    )  # fmt: skip
+
+
+def wait_for_handler(proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not catches_sigterm(proc.pid):
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, "no SIGTERM handler installed"
+        time.sleep(0.002)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.3, 1.0])
+@pytest.mark.parametrize("times", [1, 2])
+def test_sigterm_at_any_moment_ends_with_a_summary_that_matches_the_output(tmp_path, delay, times):
+    out, summary = tmp_path / "v.jsonl", tmp_path / "s.json"
+    args = ["tests.edge_runtime.live_cli", "--model", TINY, "--quiet", "--output", str(out), "--summary", str(summary)]
+    proc = start(args)
+    wait_for_handler(proc)
+    time.sleep(delay)
+    for _ in range(times):
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.01)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert "Traceback" not in err and "summary:" in err and "interrupted" in err
+    if summary.exists():  # a signal before the outputs were opened ends with the printed summary only
+        counted = json.loads(summary.read_text())["items"]
+        lines = out.read_text().splitlines() if out.exists() else []
+        assert len(lines) == counted, (len(lines), counted)
+        assert all(json.loads(x)["frame"] is not None for x in lines)
+
+
+def test_closed_stdout_ends_the_run_quietly(tmp_path):
+    write_parts(tmp_path / "parts", [10, 200] * 200)
+    proc = start(["edge_runtime.cli", "--model", TINY, "--source", str(tmp_path / "parts"), "--json",
+                  "--batch-size", "1"], stdout=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # like `| head -1`
+    _, err = proc.communicate(timeout=60)
+    assert json.loads(first)["error"] is None
+    assert proc.returncode == ExitCode.OK, err
+    assert "Traceback" not in err and "Exception ignored" not in err and "error:" not in err
+    assert "stdout was closed" in err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_stdout_on_a_full_disk_is_exit_7_with_the_summary(tmp_path):
+    write_parts(tmp_path / "parts", [10, 200])
+    with open("/dev/full", "w") as full:
+        proc = start(["edge_runtime.cli", "--model", TINY, "--source", str(tmp_path / "parts"), "--json"], stdout=full)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.OUTPUT_ERROR, err
+    assert "Traceback" not in err and "Exception ignored" not in err
+    assert "summary:" in err and len([ln for ln in err.splitlines() if ln.startswith("error:")]) == 1
+
+
+def test_two_writers_of_one_output_file_never_interleave(tmp_path):
+    out = tmp_path / "v.jsonl"
+    args = ["tests.edge_runtime.live_cli", "--model", TINY, "--quiet", "--output", str(out)]
+    first = start(args)
+    wait_for_handler(first)
+    deadline = time.monotonic() + 60
+    while not (out.exists() and out.stat().st_size):
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.01)
+    second = start(args)
+    _, err2 = second.communicate(timeout=60)
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=60)
+    assert second.returncode == ExitCode.OUTPUT_ERROR and "another process" in err2
+    assert all(json.loads(x)["frame"] is not None for x in out.read_text().splitlines())

@@ -91,6 +91,8 @@ class StationListener:
             self.live.event(message)
 
     def on_close(self, summary: Summary) -> None:
+        if self.log is not None:
+            self.log.flush()
         if self.live is not None:
             self.live.finish(interrupted=summary.interrupted, error=summary.source_error)
 

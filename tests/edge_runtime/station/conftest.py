@@ -48,11 +48,12 @@ def part_picture(level: int = 200, size: int = 96) -> np.ndarray:
 
 
 def write_items(log: InspectionLog, n: int, *, defective_every: int = 4, t0: float | None = None) -> list[dict]:
-    """``n`` records (every ``defective_every``-th defective, with a picture) written in batches of 32."""
+    """``n`` records (every ``defective_every``-th defective, with a picture) written in batches of 32, flushed."""
     recs = [record(i, defective=i % defective_every == 0, t=None if t0 is None else t0 + i) for i in range(n)]
     for k in range(0, n, 32):
         chunk = recs[k : k + 32]
         log.write(chunk, [part_picture() for _ in chunk])
+    log.flush()  # the thumbnails made on the helper thread
     return recs
 
 

@@ -64,6 +64,13 @@ SCHEME_CHOICES = ["u8s8", "u8s8-reduce-range", "s8s8"]
     help="INT8 activation/weight types; reduce-range (7-bit weights) cannot saturate on CPUs without VNNI "
     "(see export/QUANTIZATION.md).",
 )
+@click.option(
+    "--map/--no-map",
+    "with_map",
+    default=None,
+    help="Add the localisation map output defect_map (N, 1, h, w) for edge-infer --heatmap [default: on when the "
+    "architecture has a global-average-pool head, as defectnet has].",
+)
 @click.option("--force", is_flag=True, help="Write the model even when the accuracy gate or parity check fails.")
 @debug_option
 @friendly_errors
@@ -83,6 +90,7 @@ def main(*, debug: bool, **opts: object) -> None:
         opset=opts["opset"],
         force=opts["force"],
         scheme=Int8Scheme(opts["int8_scheme"]),
+        with_map=opts["with_map"],
     )
     out = export_onnx(opts["checkpoint"], opts["out"], cfg, log=click.echo)
     click.echo(f"wrote {out}")

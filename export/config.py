@@ -50,6 +50,7 @@ class ExportConfig:
     seed: int = 0
     latency_runs: int = 200
     threads: int | None = 1  # for the latency column; None lets onnxruntime choose
+    with_map: bool | None = None  # the localisation map output; None: when the architecture has a GAP head
 
     @property
     def quantized(self) -> bool:

@@ -58,12 +58,39 @@ def float_nodes(model: onnx.ModelProto, *, standardize_in_float: bool) -> list[s
     """Names of the nodes left in float: the head, and optionally the per-image standardisation before the
     first Conv (a few ops on one image plane, whose squared deviations lose precision in 8 bits)."""
     names = [n.name for n in model.graph.node if n.op_type in KEEP_FLOAT_OPS]
+    names += [n for n in map_only_nodes(model) if n not in names]
     if standardize_in_float:
         for node in model.graph.node:
             if node.op_type == "Conv":
                 break
             names.append(node.name)
     return names
+
+
+def map_only_nodes(model: onnx.ModelProto) -> list[str]:
+    """Nodes that feed only the localisation map (``defect_map``): its 1x1 conv, ~10k MACs at 160 px.
+
+    Left in float so the map keeps the head's full precision and range (+-100 logits; the quantized features
+    it reads are shared with the score path), at no measurable cost.
+    """
+    from edge_runtime.model_info import MAP_OUTPUT_NAME
+
+    outputs = {o.name for o in model.graph.output}
+    if MAP_OUTPUT_NAME not in outputs:
+        return []
+    producer = {out: n for n in model.graph.node for out in n.output}
+
+    def ancestors(name: str) -> set[str]:
+        seen, todo = set(), [name]
+        while todo:
+            node = producer.get(todo.pop())
+            if node is not None and node.name not in seen:
+                seen.add(node.name)
+                todo.extend(node.input)
+        return seen
+
+    shared = set().union(*(ancestors(o) for o in outputs - {MAP_OUTPUT_NAME}))
+    return [n.name for n in model.graph.node if n.name in ancestors(MAP_OUTPUT_NAME) - shared]
 
 
 def quantize_int8(

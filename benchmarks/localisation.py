@@ -1,0 +1,228 @@
+"""Is the map right about where the defect is? ``python -m benchmarks.localisation --data ../shared/data/casting``.
+
+Scores the localisation map of each model against the hand-marked boxes in ``benchmarks/data/defect_boxes.json``
+(60 defective test images; see ``benchmarks/data/README.md``), with the runtime's own code (no torch):
+
+- **pointing game**: a hit when the map's hottest point (``edge_runtime.heatmap.defect_point``) lies inside a
+  marked box; also given with the usual 15-pixel tolerance of the pointing game (Zhang et al., 2016);
+- **IoU**: of ``defect_box`` with the marked box it overlaps most (0 when the item is called OK: no box);
+- **box hits**: ``defect_box`` overlaps at least one marked box.
+
+Default models: the shipped FP32 and INT8 files (they must carry the map: ``make models``). Writes Markdown and
+JSON (``--out``, default ``benchmarks/results/localisation.{md,json}``) and a PNG grid of 24 of the images with
+their map, ``defect_box`` (white) and the marked boxes (green).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+
+from edge_runtime import heatmap
+from edge_runtime.cli_support import debug_option, friendly_errors
+from edge_runtime.errors import EXIT_CODES_HELP, DataError, ModelError, OutputError
+from edge_runtime.model import MODELS_DIR, EdgeModel, Prediction, Provider, RuntimeConfig
+from edge_runtime.preprocess import read_image
+
+BOXES = Path(__file__).resolve().parent / "data" / "defect_boxes.json"
+RESULTS = Path(__file__).resolve().parent / "results"
+TOLERANCE_PX = 15
+GRID_IMAGES, GRID_COLS, TILE = 24, 6, 200
+
+
+@dataclass(frozen=True)
+class Located:
+    """One image's result: verdict, hottest point, box (source pixels) and how they meet the marked boxes."""
+
+    image: str
+    score: float
+    defective: bool
+    point: tuple[int, int]
+    box: tuple[int, int, int, int] | None
+    hit: bool
+    hit_tolerant: bool
+    iou: float
+
+
+def iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    """Intersection over union of two ``[x0, y0, x1, y1]`` boxes (x1/y1 exclusive).
+
+    >>> round(iou((0, 0, 10, 10), (5, 0, 15, 10)), 3)
+    0.333
+    """
+    w = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0
+
+
+def distance_to_box(p: tuple[int, int], b: tuple[int, ...]) -> float:
+    """Pixels from point ``p`` (a pixel) to box ``b`` (0 inside).
+
+    >>> distance_to_box((5, 5), (0, 0, 10, 10)), distance_to_box((13, 5), (0, 0, 10, 10))
+    (0.0, 4.0)
+    """
+    dx = max(b[0] - p[0], 0, p[0] - (b[2] - 1))
+    dy = max(b[1] - p[1], 0, p[1] - (b[3] - 1))
+    return float(np.hypot(dx, dy))
+
+
+def load_boxes(path: Path = BOXES) -> dict[str, list[tuple[int, int, int, int]]]:
+    """``{relative image path: [boxes]}`` from the committed JSON."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    return {k: [tuple(b) for b in v["boxes"]] for k, v in doc["images"].items()}
+
+
+def locate(model: EdgeModel, gray: np.ndarray) -> tuple[Prediction, tuple[int, int], tuple[float, ...]]:
+    """The verdict with its (h, w) map, the hottest point and the input region, the way edge-infer finds them."""
+    pred = model.predict_inputs(model.input_u8(gray)[None], with_map=True)[0]
+    region = heatmap.input_region(gray, model.info.preprocess)
+    point = heatmap.defect_point(pred.heatmap, gray.shape, model.info.preprocess, region=region)
+    box = heatmap.defect_box(pred.heatmap, gray.shape, model.info.preprocess, region=region) if pred.defective else None
+    return pred.__class__(**{**pred.__dict__, "defect_box": box}), point, region
+
+
+def score_image(name: str, pred: Prediction, point: tuple[int, int], marked: list[tuple[int, ...]]) -> Located:
+    return Located(
+        image=name,
+        score=round(pred.score, 6),
+        defective=pred.defective,
+        point=point,
+        box=pred.defect_box,
+        hit=any(distance_to_box(point, b) == 0 for b in marked),
+        hit_tolerant=any(distance_to_box(point, b) <= TOLERANCE_PX for b in marked),
+        iou=max(iou(pred.defect_box, b) for b in marked) if pred.defect_box else 0.0,
+    )
+
+
+def evaluate(model: EdgeModel, data: Path, boxes: dict[str, list]) -> list[Located]:
+    """Every marked image through ``model``; missing images are a :class:`DataError`."""
+    if not model.has_map:
+        raise ModelError(f"{model.path}: has no localisation map; re-export it (make models / export-onnx --map)")
+    out = []
+    for name, marked in boxes.items():
+        if not (data / name).is_file():
+            raise DataError(f"{data / name}: marked image not found; pass --data DIR (the casting dataset root)")
+        pred, point, _ = locate(model, read_image(data / name))
+        out.append(score_image(name, pred, point, marked))
+    return out
+
+
+def summary(model: EdgeModel, rows: list[Located]) -> dict:
+    n = len(rows)
+    return {
+        "model": model.path.name,
+        "precision": model.info.precision.value,
+        "images": n,
+        "called_defective": sum(r.defective for r in rows),
+        "hit_rate": sum(r.hit for r in rows) / n,
+        f"hit_rate_{TOLERANCE_PX}px": sum(r.hit_tolerant for r in rows) / n,
+        "mean_iou": float(np.mean([r.iou for r in rows])),
+        "box_hits": sum(r.iou > 0 for r in rows) / n,
+        "box_level": heatmap.BOX_LEVEL,
+    }
+
+
+def markdown(summaries: list[dict]) -> str:
+    lines = [
+        "# Localisation: map vs hand-marked defect boxes",
+        "",
+        f"{summaries[0]['images']} defective test images, boxes in `benchmarks/data/defect_boxes.json`; "
+        "`python -m benchmarks.localisation --data ../shared/data/casting`.",
+        "",
+        f"| model | precision | pointing hit rate | hit rate (±{TOLERANCE_PX} px) | mean IoU | defect_box overlaps "
+        "a marked box | called defective |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for s in summaries:
+        lines.append(
+            f"| {s['model']} | {s['precision']} | {100 * s['hit_rate']:.1f}% | "
+            f"{100 * s[f'hit_rate_{TOLERANCE_PX}px']:.1f}% | {s['mean_iou']:.3f} | {100 * s['box_hits']:.1f}% | "
+            f"{s['called_defective']}/{s['images']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def grid(model: EdgeModel, data: Path, boxes: dict[str, list], names: list[str]) -> np.ndarray:
+    """A PNG-ready BGR grid: each tile the source image with the map, defect_box (white) and marked boxes (green)."""
+    tiles = []
+    for name in names:
+        gray = read_image(data / name)
+        pred, point, region = locate(model, gray)
+        canvas = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+        heatmap.overlay(canvas, pred.heatmap, model.info.preprocess, box=pred.defect_box, region=region)
+        for x0, y0, x1, y1 in boxes[name]:
+            cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), (0, 220, 0), 1)
+        cv2.drawMarker(canvas, point, (255, 255, 255), cv2.MARKER_CROSS, 12, 2)
+        tile = cv2.resize(canvas, (TILE, TILE), interpolation=cv2.INTER_AREA)
+        cv2.putText(
+            tile,
+            f"{Path(name).stem} {pred.score:.2f}",
+            (4, TILE - 6),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.38,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
+        tiles.append(tile)
+    while len(tiles) % GRID_COLS:
+        tiles.append(np.zeros_like(tiles[0]))
+    rows = [np.hstack(tiles[i : i + GRID_COLS]) for i in range(0, len(tiles), GRID_COLS)]
+    return np.vstack(rows)
+
+
+@click.command(help=__doc__.split("\n\n")[0] + "\n\n" + EXIT_CODES_HELP)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("../shared/data/casting"),
+    show_default=True,
+    help="The casting dataset root (holds test/def_front).",
+)
+@click.option(
+    "--model",
+    "models",
+    type=click.Path(path_type=Path, dir_okay=False),
+    multiple=True,
+    help="ONNX model(s) with the map [default: the shipped FP32 and INT8 models].",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=RESULTS / "localisation",
+    show_default=True,
+    help="Output stem: writes STEM.md, STEM.json and STEM.png.",
+)
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@debug_option
+@friendly_errors
+def main(*, data: Path, models: tuple[Path, ...], out: Path, threads: int, debug: bool) -> None:
+    boxes = load_boxes()
+    paths = list(models) or [MODELS_DIR / "defectnet_fp32.onnx", MODELS_DIR / "defectnet_int8.onnx"]
+    loaded = [EdgeModel(p, RuntimeConfig(provider=Provider.CPU, threads=threads)) for p in paths]
+    results = {m.path.name: evaluate(m, data, boxes) for m in loaded}
+    summaries = [summary(m, results[m.path.name]) for m in loaded]
+    text = markdown(summaries)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".md").write_text(text, encoding="utf-8")
+        doc = {"summary": summaries, "images": {k: [asdict(r) for r in v] for k, v in results.items()}}
+        out.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        picture = grid(loaded[-1], data, boxes, list(boxes)[:GRID_IMAGES])
+        if not cv2.imwrite(str(out.with_suffix(".png")), picture):
+            raise OSError("cv2.imwrite failed")
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write the results ({exc}); choose another --out") from exc
+    click.echo(text)
+    click.echo(f"wrote {out.with_suffix('.md')}, .json and .png (grid: {loaded[-1].path.name})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Where the defect is: the model's localisation map mapped back to the source image, a box, and a drawing.
+
+A model exported with the map (``export-onnx``, default) has a second output ``defect_map`` float32
+(N, 1, h, w): per cell of the last feature map, its contribution to the image's logit, in logit units
+(positive: evidence for "defective"; ``sigmoid(mean(map)) == p_defective``; see ``export/cam.py``). For the
+default 160 px DefectNet the grid is 10 x 10, one cell per 16 input pixels.
+
+- **Geometry.** Cell (i, j) is centred on input pixel (x ``stride*j``, y ``stride*i``), ``stride = size / h``:
+  the centre of the receptive field of a chain of same-padded stride-2 convolutions. The input covers the
+  source rectangle :func:`input_region` (the crop of the preprocessing spec), so every map coordinate goes
+  back to source pixels through :func:`cell_to_source`, whatever the crop.
+- **Point.** :func:`defect_point` is the hottest cell, refined to a fraction of a cell by a parabola through
+  its neighbours, in source pixels (what the pointing game scores).
+- **Level.** :func:`defect_box` is the bounding box, in source pixels, of the connected region around the
+  hottest point where the map (bilinear between cell centres) is at or above :data:`BOX_LEVEL` of the way from
+  the map's median to its peak. Callers give no box (``None``) for OK items.
+- **Drawing.** :func:`heat` scales the map to [0, 1] for display: 0 at or below 0 logits (no evidence for a
+  defect), 1 at the map's peak, or at :data:`HEAT_FULL_SCALE` logits when the peak is lower (an OK part's
+  map stays pale).
+
+>>> m = np.full((10, 10), -5.0, np.float32); m[2, 7] = 40.0
+>>> spec = PreprocessSpec(size=160)
+>>> defect_point(m, (300, 300), spec), defect_box(m, (300, 300), spec)
+((210, 60), (196, 46, 226, 76))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from edge_runtime.preprocess import CropMode, PreprocessSpec
+
+if TYPE_CHECKING:
+    from edge_runtime.model import EdgeModel, Prediction
+
+Box = tuple[int, int, int, int]
+Region = tuple[float, float, float, float]
+BOX_LEVEL = 0.5  # fraction of the way from the map's median to its peak (see the module docstring)
+HEAT_FULL_SCALE = 20.0  # logits: the least peak drawn at full heat
+
+
+def input_region(gray: np.ndarray | tuple[int, ...], spec: PreprocessSpec) -> Region:
+    """The source-pixel rectangle (x0, y0, x1, y1), pixel edges, that the network input covers.
+
+    Asks ``edge_runtime.preprocess.input_region`` (which knows every crop, the part-centred one included) when
+    it exists; otherwise the centre and stretch crops are computed here.
+
+    >>> input_region((300, 400), PreprocessSpec(size=160))
+    (50.0, 0.0, 350.0, 300.0)
+    """
+    from edge_runtime import preprocess
+
+    shape = gray.shape[:2] if isinstance(gray, np.ndarray) else tuple(gray[:2])
+    shared = getattr(preprocess, "input_region", None)
+    if shared is not None:
+        image = gray if isinstance(gray, np.ndarray) else np.zeros(shape, np.uint8)
+        x0, y0, x1, y1 = shared(image, spec)
+        return (float(x0), float(y0), float(x1), float(y1))
+    h, w = shape
+    if spec.crop is CropMode.CENTER:
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        return (float(left), float(top), float(left + side), float(top + side))
+    return (0.0, 0.0, float(w), float(h))
+
+
+def _grid(cam: np.ndarray) -> np.ndarray:
+    return np.asarray(cam, np.float32).reshape(np.shape(cam)[-2:])
+
+
+def cell_to_source(cell_xy: tuple[float, float], map_shape: tuple[int, int], region: Region, size: int) -> tuple:
+    """A (fractional) map cell ``(col, row)`` -> source-pixel coordinates (x, y) of its centre.
+
+    >>> cell_to_source((0, 0), (10, 10), (0.0, 0.0, 300.0, 300.0), 160)
+    (0.4375, 0.4375)
+    """
+    h, w = map_shape
+    x0, y0, x1, y1 = region
+    u, v = cell_xy[0] * size / w, cell_xy[1] * size / h  # input pixel, pixel-centre coordinates
+    return (x0 + (u + 0.5) * (x1 - x0) / size - 0.5, y0 + (v + 0.5) * (y1 - y0) / size - 0.5)
+
+
+def _source_to_cells(map_shape: tuple[int, int], region: Region, size: int) -> np.ndarray:
+    """The 2x3 affine matrix taking source pixel (x, y) to map cell (col, row): the inverse of cell_to_source."""
+    h, w = map_shape
+    x0, y0, x1, y1 = region
+    sx, sy = size / (x1 - x0), size / (y1 - y0)
+    return np.array(
+        [
+            [sx * w / size, 0.0, ((0.5 - x0) * sx - 0.5) * w / size],
+            [0.0, sy * h / size, ((0.5 - y0) * sy - 0.5) * h / size],
+        ]
+    )
+
+
+def upsample_to_source(
+    cam: np.ndarray, source_shape: tuple[int, ...], spec: PreprocessSpec, *, region: Region | None = None
+) -> np.ndarray:
+    """The (h, w) map as float32 (H, W) over the source image: bilinear between cell centres, the nearest
+    cell's value beyond the outer centres.
+
+    >>> upsample_to_source(np.eye(10, dtype=np.float32), (300, 300), PreprocessSpec(size=160)).shape
+    (300, 300)
+    """
+    m = _grid(cam)
+    region = region or input_region(tuple(source_shape[:2]), spec)
+    mat = _source_to_cells(m.shape, region, spec.size)
+    h, w = source_shape[:2]
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return cv2.warpAffine(m, mat, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+
+
+def peak_cell(cam: np.ndarray) -> tuple[float, float]:
+    """The hottest cell ``(col, row)``, refined to a fraction of a cell by a parabola through its neighbours:
+    a defect between two cells lights both, and the peak lies between them."""
+    z = _grid(cam).astype(np.float64)
+    r, c = np.unravel_index(int(np.argmax(z)), z.shape)
+
+    def refine(a: float, b: float, cc: float) -> float:
+        den = a - 2 * b + cc
+        return 0.0 if den >= 0 else float(np.clip(0.5 * (a - cc) / den, -0.5, 0.5))
+
+    dc = refine(z[r, c - 1], z[r, c], z[r, c + 1]) if 0 < c < z.shape[1] - 1 else 0.0
+    dr = refine(z[r - 1, c], z[r, c], z[r + 1, c]) if 0 < r < z.shape[0] - 1 else 0.0
+    return (c + dc, r + dr)
+
+
+def defect_point(
+    cam: np.ndarray, source_shape: tuple[int, ...], spec: PreprocessSpec, *, region: Region | None = None
+) -> tuple[int, int]:
+    """The map's hottest point in source pixels (x, y), clipped to the image (the pointing-game point)."""
+    region = region or input_region(tuple(source_shape[:2]), spec)
+    x, y = cell_to_source(peak_cell(cam), _grid(cam).shape, region, spec.size)
+    h, w = source_shape[:2]
+    return (int(np.clip(round(x), 0, w - 1)), int(np.clip(round(y), 0, h - 1)))
+
+
+def defect_box(
+    cam: np.ndarray, source_shape: tuple[int, ...], spec: PreprocessSpec, *, region: Region | None = None
+) -> Box:
+    """``(x0, y0, x1, y1)`` (x1/y1 exclusive) in source pixels, inside the image: the connected region around the
+    hottest point where the map reaches :data:`BOX_LEVEL` of the way from its median to its peak."""
+    m = _grid(cam)
+    region = region or input_region(tuple(source_shape[:2]), spec)
+    z = upsample_to_source(m, source_shape, spec, region=region)
+    median = float(np.median(m))
+    level = median + BOX_LEVEL * (float(m.max()) - median)
+    px, py = defect_point(m, source_shape, spec, region=region)
+    hot = (z >= min(level, float(z[py, px]))).astype(np.uint8)
+    _, labels = cv2.connectedComponents(hot, connectivity=8)
+    ys, xs = np.nonzero(labels == labels[py, px])
+    return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+
+
+def heat(cam: np.ndarray) -> np.ndarray:
+    """The map scaled to [0, 1] for display: 0 at <= 0 logits, 1 at the peak (or :data:`HEAT_FULL_SCALE`).
+
+    >>> heat(np.array([[-3.0, 0.0, 10.0, 40.0]])).tolist()
+    [[0.0, 0.0, 0.25, 1.0]]
+    """
+    z = np.asarray(cam, np.float32)
+    return np.clip(z / max(float(z.max()), HEAT_FULL_SCALE), 0.0, 1.0)
+
+
+def overlay(
+    canvas: np.ndarray, cam: np.ndarray, spec: PreprocessSpec, *, box: Box | None, region: Region | None = None
+) -> np.ndarray:
+    """Draw the map on a BGR ``canvas`` (in place, and returned): a colour wash (blue cold .. red hot) whose
+    opacity grows with the heat, and ``box`` in white over black."""
+    h = upsample_to_source(heat(_grid(cam)), canvas.shape, spec, region=region)
+    colour = cv2.applyColorMap(np.clip(h * 255.0, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
+    alpha = (0.1 + 0.5 * h)[:, :, None]
+    canvas[:] = np.clip(canvas * (1.0 - alpha) + colour * alpha, 0, 255).astype(np.uint8)
+    if box is not None:
+        x0, y0, x1, y1 = box
+        t = max(1, min(canvas.shape[:2]) // 150)
+        cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), (0, 0, 0), 3 * t)
+        cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), (255, 255, 255), t)
+    return canvas
+
+
+def locate(pred: Prediction, gray: np.ndarray, spec: PreprocessSpec) -> Prediction:
+    """``pred`` (with its (h, w) map) plus ``defect_box`` in ``gray``'s pixels (None when OK); map unchanged."""
+    if pred.heatmap is None or not pred.defective:
+        return pred
+    return replace(pred, defect_box=defect_box(pred.heatmap, gray.shape, spec, region=input_region(gray, spec)))
+
+
+def localise(model: EdgeModel, images: Sequence[np.ndarray]) -> list[Prediction]:
+    """Verdicts with the map upsampled to each source image (``heatmap``, float32 H x W, logit units) and
+    ``defect_box`` (None for OK items): what ``EdgeModel.predict(image, heatmap=True)`` returns."""
+    from edge_runtime.errors import ModelError
+    from edge_runtime.preprocess import to_uint8_gray
+
+    if not model.has_map:
+        raise ModelError(f"{model.path}: has no localisation map (defect_map); re-export it with export-onnx --map")
+    spec = model.info.preprocess
+    grays = [to_uint8_gray(im) for im in images]
+    preds = model.predict_inputs(np.stack([model.input_u8(g) for g in grays]), with_map=True)
+    out = []
+    for g, p in zip(grays, preds, strict=True):
+        region = input_region(g, spec)
+        box = defect_box(p.heatmap, g.shape, spec, region=region) if p.defective else None
+        out.append(replace(p, heatmap=upsample_to_source(p.heatmap, g.shape, spec, region=region), defect_box=box))
+    return out

@@ -1,0 +1,137 @@
+"""The localisation map in the exported graph: present by default, optional, right shape and scale, kept in float
+in INT8, geometry as the runtime assumes, and hot where a defect is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
+from edge_runtime.model_info import MAP_OUTPUT_NAME, OUTPUT_NAME
+from edge_runtime.preprocess import PreprocessSpec, preprocess, read_image
+from export.cam import ProbabilityAndMap, supports_map
+from export.quantize import map_only_nodes
+from tests.export.conftest import TINY_MAX_DROP, export_cli
+from train.checkpoint import load_checkpoint, model_from_checkpoint
+from train.model import build_model
+
+REPO = Path(__file__).resolve().parents[2]
+OK_SAMPLE = REPO / "edge_runtime" / "samples" / "test" / "ok_front" / "cast_ok_0_7560.jpeg"
+
+
+def run_both(path: Path, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    model = EdgeModel(path, RuntimeConfig(provider=Provider.CPU))
+    scores, maps = model.run(batch)
+    assert maps is not None
+    return scores, maps
+
+
+def test_default_export_has_the_map_and_the_metadata_says_so(tiny_fp32: Path, tiny_run: Path):
+    proto = onnx.load(str(tiny_fp32))
+    assert [o.name for o in proto.graph.output] == [OUTPUT_NAME, MAP_OUTPUT_NAME]
+    model = EdgeModel(tiny_fp32, RuntimeConfig(provider=Provider.CPU))
+    assert model.has_map and model.info.outputs == (OUTPUT_NAME, MAP_OUTPUT_NAME)
+    batch = np.random.default_rng(0).random((3, 1, 32, 32), dtype=np.float32)
+    scores, maps = model.run(batch)
+    assert maps.shape == (3, 1, 2, 2) and maps.dtype == np.float32  # 32 px / 16
+    # The scale: each cell is its logit contribution, so the cells' mean is the image's logit.
+    np.testing.assert_allclose(1 / (1 + np.exp(-maps.mean(axis=(1, 2, 3)))), scores, atol=1e-5)
+
+
+def test_no_map_gives_the_single_output_model_and_both_run(tiny_run: Path, tiny_fp32: Path, tmp_path: Path):
+    out = tmp_path / "lean.onnx"
+    r = export_cli(tiny_run, "--no-map", "--out", out)
+    assert r.exit_code == 0, r.output
+    lean = EdgeModel(out, RuntimeConfig(provider=Provider.CPU))
+    assert [o.name for o in onnx.load(str(out)).graph.output] == [OUTPUT_NAME] and not lean.has_map
+    batch = np.random.default_rng(1).random((4, 1, 32, 32), dtype=np.float32)
+    scores, maps = lean.run(batch)
+    assert maps is None
+    np.testing.assert_allclose(scores, run_both(tiny_fp32, batch)[0], atol=1e-6)  # same verdicts either way
+    assert lean.predict_inputs((batch[:, 0] * 255).astype(np.uint8), with_map=True)[0].heatmap is None
+
+
+def test_int8_keeps_the_map_in_float_and_close_to_fp32(tiny_run: Path, tiny_fp32: Path, tmp_path: Path):
+    out = tmp_path / "q.onnx"
+    r = export_cli(tiny_run, "--quantize", "int8", "--out", out, "--max-drop", TINY_MAX_DROP)
+    assert r.exit_code == 0, r.output
+    proto = onnx.load(str(out))
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    cam_conv = producer[MAP_OUTPUT_NAME]
+    assert cam_conv.op_type == "Conv"
+    weight = cam_conv.input[1]
+    assert weight not in producer or producer[weight].op_type != "DequantizeLinear"  # float weights, not INT8
+    batch = np.random.default_rng(2).random((6, 1, 32, 32), dtype=np.float32)
+    _, m8 = run_both(out, batch)
+    _, m32 = run_both(tiny_fp32, batch)
+    assert np.abs(m8 - m32).max() <= 0.1 * np.abs(m32).max() + 0.05
+
+
+def test_fp16_has_the_map_in_float32(tiny_run: Path, tmp_path: Path):
+    out = tmp_path / "h.onnx"
+    r = export_cli(tiny_run, "--quantize", "fp16", "--out", out, "--max-drop", TINY_MAX_DROP)
+    assert r.exit_code == 0, r.output
+    _, maps = run_both(out, np.zeros((2, 1, 32, 32), np.float32))
+    assert maps.shape == (2, 1, 2, 2) and maps.dtype == np.float32 and np.isfinite(maps).all()
+
+
+def test_map_only_nodes_finds_the_cam_branch_not_the_score_path():
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Relu", ["x"], ["f"], name="features"),
+        helper.make_node("GlobalAveragePool", ["f"], ["g"], name="pool"),
+        helper.make_node("Sigmoid", ["g"], [OUTPUT_NAME], name="score"),
+        helper.make_node("Neg", ["f"], [MAP_OUTPUT_NAME], name="cam"),
+    ]
+    vi = helper.make_tensor_value_info
+    graph = helper.make_graph(
+        nodes, "g", [vi("x", TensorProto.FLOAT, [1, 1, 2, 2])],
+        [vi(OUTPUT_NAME, TensorProto.FLOAT, None), vi(MAP_OUTPUT_NAME, TensorProto.FLOAT, None)],
+    )  # fmt: skip
+    assert map_only_nodes(helper.make_model(graph)) == ["cam"]
+
+
+def test_seed_arch_has_no_map_and_says_so():
+    assert supports_map(build_model("defectnet")) and not supports_map(build_model("seed"))
+    with pytest.raises(Exception, match="--no-map"):
+        ProbabilityAndMap(build_model("seed"))
+
+
+def test_cell_centres_are_where_the_runtime_puts_them():
+    """edge_runtime.heatmap assumes cell (i, j) is centred on input pixel (16 j, 16 i) at 160 px."""
+    torch.manual_seed(0)
+    net = build_model("defectnet").eval()
+    x = torch.rand(1, 1, 160, 160, requires_grad=True)
+    _, cam = ProbabilityAndMap(net)(x)
+    assert cam.shape == (1, 1, 10, 10)
+    ys, xs = np.mgrid[0:160, 0:160]
+    for i, j in [(3, 3), (5, 6), (6, 4)]:
+        (g,) = torch.autograd.grad(cam[0, 0, i, j], x, retain_graph=True)
+        a = g[0, 0].abs().numpy()
+        a = np.where(a > 0.05 * a.max(), a, 0)  # the receptive field, not the per-image standardisation's tail
+        assert abs((a * xs).sum() / a.sum() - 16 * j) < 3 and abs((a * ys).sum() / a.sum() - 16 * i) < 3
+
+
+def test_committed_model_map_is_hot_on_a_pasted_defect():
+    """A dark blow hole pasted onto an OK part: the map's hottest cell is the one over it, not elsewhere."""
+    ckpt = load_checkpoint(REPO / "train" / "default_model" / "best.pt")
+    net = model_from_checkpoint(ckpt).eval()
+    spec = PreprocessSpec.from_dict(ckpt["preprocess"])
+    ok = read_image(OK_SAMPLE)
+    bad = ok.copy()
+    cv2.circle(bad, (232, 110), 7, 20, -1)  # on the flange, right of the core (300 px source)
+    with torch.no_grad():
+        p, cams = ProbabilityAndMap(net)(torch.from_numpy(preprocess([ok, bad], spec)))
+    assert p[1] > p[0]
+    diff = (cams[1, 0] - cams[0, 0]).numpy()
+    r, c = np.unravel_index(int(np.argmax(cams[1, 0].numpy())), diff.shape)
+    cell = 300 / diff.shape[1]
+    assert abs(c * cell - 232) <= cell and abs(r * cell - 110) <= cell  # hottest cell is at the pasted hole
+    near = diff[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2]
+    assert near.max() > 5 * np.abs(np.delete(diff.ravel(), np.ravel_multi_index((r, c), diff.shape))).mean()

@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from edge_runtime.errors import ModelError, OutputError
-from edge_runtime.model_info import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelInfo
+from edge_runtime.model_info import INPUT_NAME, MAP_OUTPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelInfo
 from edge_runtime.preprocess import PreprocessSpec
+from export.cam import ProbabilityAndMap
 
 
 class ProbabilityHead(nn.Module):
@@ -41,12 +42,14 @@ def weights_version(ckpt: dict[str, Any]) -> str:
     return f"{ckpt['arch']}-{h.hexdigest()[:12]}"
 
 
-def export_graph(net: nn.Module, spec: PreprocessSpec, path: Path, *, opset: int) -> None:
-    """Trace ``net`` (in eval mode) to ONNX at ``path``: input ``image`` (N, C, S, S), output ``p_defective`` (N,).
+def export_graph(net: nn.Module, spec: PreprocessSpec, path: Path, *, opset: int, with_map: bool = False) -> None:
+    """Trace ``net`` (in eval mode) to ONNX at ``path``: input ``image`` (N, C, S, S), output ``p_defective`` (N,)
+    and, ``with_map``, the localisation map ``defect_map`` (N, 1, h, w) (see :mod:`export.cam`).
 
-    >>> export_graph(model, PreprocessSpec(), Path("/tmp/m.onnx"), opset=17)  # doctest: +SKIP
+    >>> export_graph(model, PreprocessSpec(), Path("/tmp/m.onnx"), opset=17, with_map=True)  # doctest: +SKIP
     """
-    wrapper = ProbabilityHead(net).eval()
+    wrapper = (ProbabilityAndMap(net) if with_map else ProbabilityHead(net)).eval()
+    outputs = [OUTPUT_NAME, MAP_OUTPUT_NAME] if with_map else [OUTPUT_NAME]
     dummy = torch.zeros(2, spec.channels, spec.size, spec.size)
     # The TorchScript exporter needs no extra dependency (the dynamo one needs onnxscript); its
     # deprecation warning is not actionable for the user, so it is silenced here.

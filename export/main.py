@@ -15,7 +15,7 @@ from edge_runtime.errors import DataError, GateError
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
 from edge_runtime.model_info import ModelInfo, Precision
 from edge_runtime.preprocess import PreprocessSpec
-from export import graph, images, quantize
+from export import cam, graph, images, quantize
 from export.checks import Measured, check_dynamic_batch, cpu_name, measure, torch_scores
 from export.config import FEW_CALIB_IMAGES, MIN_CALIB_IMAGES, MIN_PARITY_IMAGES, PARITY_TOLERANCE, ExportConfig
 from export.report import apply_gate, fp16_note, json_safe, onnx_metrics, summary_table
@@ -129,9 +129,10 @@ def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log
     runtime = RuntimeConfig(provider=Provider.CPU, threads=cfg.threads)
     with tempfile.TemporaryDirectory(prefix="defect-edge-export-") as tmp:
         work = Path(tmp)
-        fp32_info = model_info(ckpt, Precision.FP32, cfg)
+        with_map = cam.wants_map(net, cfg.with_map, arch=str(ckpt["arch"]), log=log)
+        fp32_info = replace(model_info(ckpt, Precision.FP32, cfg), outputs=cam.outputs_for(with_map=with_map))
         spec = fp32_info.preprocess
-        graph.export_graph(net, spec, work / "raw.onnx", opset=cfg.opset)
+        graph.export_graph(net, spec, work / "raw.onnx", opset=cfg.opset, with_map=with_map)
         graph.write_with_metadata(work / "raw.onnx", work / "fp32.onnx", fp32_info)
         fp32 = EdgeModel(work / "fp32.onnx", runtime)
         evals = eval_images(ckpt, cfg, log)
@@ -149,6 +150,8 @@ def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log
         common = {"parity_batch": parity, "torch_ref": ref, "evals": evals, "eval_batch": eval_batch}
         rows = [measure(fp32, latency_runs=cfg.latency_runs, **common)]
         check_parity(rows[0], cfg, log)
+        if with_map:  # the map must match torch too
+            cam.check_map_parity(cam.onnx_maps(fp32, parity), cam.torch_maps(net, parity), force=cfg.force, log=log)
         final, info = work / "fp32.onnx", fp32_info
         if cfg.quantized:
             final, info = convert(work, fp32_info, cfg, calib)

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= ../shared/data/casting
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo default-model clean
+.PHONY: setup test test-runtime test-faults demo default-model clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,22 @@ setup: $(STAMP)
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+## The install an edge device uses: a fresh venv with only the runtime (pip install -c constraints.txt .) plus
+## pytest and hypothesis -- no torch, no onnx -- running the runtime and benchmark tests.
+RUNTIME_VENV ?= .venv-runtime
+test-runtime:
+	rm -rf $(RUNTIME_VENV)
+	$(PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/python -m pip install -q --upgrade pip
+	$(RUNTIME_VENV)/bin/python -m pip install -q -c constraints.txt . pytest hypothesis
+	$(RUNTIME_VENV)/bin/python -c "import importlib.util as u, sys; bad = [m for m in ('torch', 'onnx') if u.find_spec(m)]; sys.exit(f'not a runtime-only install: {bad}' if bad else 0)"
+	$(RUNTIME_VENV)/bin/python -m pytest tests/edge_runtime tests/benchmarks
+
+## The fault suite alone (bad images, files, models, metadata, options, outputs, signals; property tests).
+test-faults: setup
+	$(BIN)/python -m pytest tests/edge_runtime/test_faults.py tests/edge_runtime/test_faults_process.py \
+	    tests/edge_runtime/test_properties.py
 
 ## The runtime on the bundled INT8 model: verdicts for the sample images shipped in the package, then for a
 ## short video made from them (annotated copy and a CSV in runs/demo/); each run ends with its summary.
@@ -37,9 +53,15 @@ default-model: setup
 	   runs/default/curves.png runs/default/confusion.png train/default_model/
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(RUNTIME_VENV) runs .pytest_cache .ruff_cache
 
 .PHONY: models
 ## Rebuild the ONNX models shipped in edge_runtime/models (FP32, INT8, MODEL_CARD.md) from train/default_model/best.pt.
 models: setup
 	$(BIN)/python -m export.ship
+
+.PHONY: station-demo
+## The station: the bundled sample video looped as a network camera, inspected live with --log and --serve;
+## prints the URL of the station page (http://127.0.0.1:8080/). Ctrl-C stops it.
+station-demo: setup
+	$(BIN)/python -m edge_runtime.station.demo --serve 127.0.0.1:8080 --log runs/station-demo/station.db

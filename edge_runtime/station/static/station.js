@@ -36,7 +36,7 @@ function showStatus(st) {
   $("uptime").textContent = duration(st.uptime_s);
   if (st.model_version) {
     $("model").textContent =
-      `${st.model_file.split("/").pop()} · ${st.precision} · version ${st.model_version.slice(0, 12)} · ` +
+      `${st.model_file.split("/").pop()} · ${st.precision} · version ${st.model_version.slice(0, 24)} · ` +
       `${st.providers.join(", ")} · threshold ${fmt(st.threshold, 3)}`;
   }
   const check = st.station_check || { flagged: 0 };
@@ -130,5 +130,5 @@ function startStream() {
 
 startStream();
 tick("status", async () => showStatus(await getJSON("api/status")), 1000);
-tick("gallery", async () => showGallery((await getJSON("api/defects?limit=24")).items), 2000);
+tick("gallery", async () => showGallery((await getJSON("api/defects?limit=20")).items), 2000);
 tick("chart", async () => showChart(await getJSON("api/rate?hours=8"), 8), 10000);

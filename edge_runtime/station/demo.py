@@ -1,0 +1,88 @@
+"""``make station-demo``: the bundled sample video played in a loop as a network camera, inspected live.
+
+A small MJPEG camera (Starlette + uvicorn, on a background thread) serves the frames of the sample video at the
+video's own frame rate, forever; ``edge-infer`` reads it like any IP camera with ``--log`` and ``--serve`` and
+prints the URL of the station page. Ctrl-C stops both.
+
+>>> python -m edge_runtime.station.demo --serve 127.0.0.1:8080 --log runs/station-demo/station.db   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from pathlib import Path
+
+import click
+import cv2
+
+from edge_runtime.errors import DataError, require_extra
+
+
+def video_jpegs(video: Path) -> tuple[list[bytes], float]:
+    """Every frame of ``video`` as a JPEG, and its frame rate."""
+    cap = cv2.VideoCapture(str(video))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 6.0
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+    cap.release()
+    if not frames:
+        raise DataError(f"{video}: no frames; rebuild it with python -m edge_runtime.demo {video}")
+    return frames, fps
+
+
+def camera_app(frames: list[bytes], fps: float):  # noqa: ANN201 - a Starlette app
+    """``/video.mjpg``: the frames in a loop at ``fps``, as an IP camera sends them."""
+    from starlette.applications import Starlette
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    async def video(request):  # noqa: ANN001, ANN202
+        async def parts():  # noqa: ANN202
+            loop, k = asyncio.get_running_loop(), 0
+            next_t = loop.time()
+            while True:
+                jpeg = frames[k % len(frames)]
+                yield b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg) + jpeg + b"\r\n"
+                k += 1
+                next_t += 1.0 / fps
+                await asyncio.sleep(max(0.0, next_t - loop.time()))
+
+        return StreamingResponse(parts(), media_type="multipart/x-mixed-replace; boundary=frame")
+
+    return Starlette(routes=[Route("/video.mjpg", video)])
+
+
+@click.command(help="Play the sample video in a loop as a network camera and inspect it with --log and --serve.")
+@click.option("--serve", default="127.0.0.1:8080", show_default=True, help="Where the station page is served.")
+@click.option("--log", "log", default="runs/station-demo/station.db", show_default=True, help="Inspection log.")
+@click.option("--camera-port", type=int, default=8091, show_default=True, help="Port of the demo camera.")
+@click.option("--video", type=click.Path(path_type=Path), default=Path("runs/demo/samples.avi"), show_default=True)
+def main(serve: str, log: str, camera_port: int, video: Path) -> None:
+    require_extra("starlette", "station")
+    require_extra("uvicorn", "station")
+    import uvicorn
+
+    from edge_runtime.cli import main as edge_infer
+    from edge_runtime.demo import make_sample_video
+    from edge_runtime.station.server import Bind, bind_socket
+
+    if not video.is_file():
+        make_sample_video(video)
+    frames, fps = video_jpegs(video)
+    sock = bind_socket(Bind("127.0.0.1", camera_port))
+    server = uvicorn.Server(uvicorn.Config(camera_app(frames, fps), log_level="error", lifespan="off"))
+    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
+    url = f"http://127.0.0.1:{camera_port}/video.mjpg"
+    print(f"demo camera: {video} ({len(frames)} frames at {fps:g} fps, looped) at {url}", file=sys.stderr)
+    print(f"station page: {Bind.parse(serve).url}  (Ctrl-C stops)", file=sys.stderr, flush=True)
+    edge_infer.main(["--source", url, "--serve", serve, "--log", log, "--station", "demo", "--quiet"])
+
+
+if __name__ == "__main__":
+    main()

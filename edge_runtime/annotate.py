@@ -23,10 +23,16 @@ VIDEO_SAVE_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 
 
 def annotate(image: np.ndarray, pred: Prediction | None, *, fps: float | None = None, error: str = "") -> np.ndarray:
-    """A BGR copy of ``image`` with a red (defective) / green (ok) / grey (error) frame, label, score and FPS."""
+    """A BGR copy of ``image`` with a red (defective) / green (ok) / grey (error) frame, label, score and FPS;
+    with the localisation map (``edge-infer --heatmap``: ``pred.heatmap`` on the image's pixels) also the map as
+    a colour wash and ``pred.defect_box`` as a white box."""
     canvas = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     canvas = np.ascontiguousarray(canvas[:, :, :3], dtype=np.uint8).copy()
     h, w = canvas.shape[:2]
+    if pred is not None and pred.heatmap is not None and pred.heatmap.shape == (h, w):
+        from edge_runtime.heatmap import draw
+
+        draw(canvas, pred.heatmap, pred.defect_box)
     colour = GREY if pred is None else RED if pred.defective else GREEN
     border = max(3, min(h, w) // 40)
     cv2.rectangle(canvas, (0, 0), (w - 1, h - 1), colour, border * 2)

@@ -102,6 +102,12 @@ HELP = (
     help="Also write the summary as JSON to this file.",
 )
 @click.option("--quiet", is_flag=True, help="No per-item verdict lines (the summary is still printed).")
+@click.option(
+    "--heatmap",
+    is_flag=True,
+    help="Show where the defect is: draw the model's localisation map on --show/--save and add defect_box "
+    "[x0, y0, x1, y1] (source pixels, null when OK) to each record. Needs a model exported with the map.",
+)
 @station_options
 @debug_option
 @friendly_errors
@@ -161,6 +167,7 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
         summary_path=opts["summary_path"],
         quiet=opts["quiet"],
         listener=open_station(opts),  # None without --log/--serve
+        heatmap=opts["heatmap"],
     )
     try:
         _, code = run_inference(cfg, stop=stop, summary=summary)

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 Box = tuple[int, int, int, int]
 Region = tuple[float, float, float, float]
 BOX_LEVEL = 0.5  # fraction of the way from the map's median to its peak (see the module docstring)
-HEAT_FULL_SCALE = 20.0  # logits: the least peak drawn at full heat
+HEAT_FULL_SCALE = 50.0  # logits: the least peak drawn at full heat (defective parts peak at 40-140)
 
 
 def input_region(gray: np.ndarray | tuple[int, ...], spec: PreprocessSpec) -> Region:
@@ -160,8 +160,8 @@ def defect_box(
 def heat(cam: np.ndarray) -> np.ndarray:
     """The map scaled to [0, 1] for display: 0 at <= 0 logits, 1 at the peak (or :data:`HEAT_FULL_SCALE`).
 
-    >>> heat(np.array([[-3.0, 0.0, 10.0, 40.0]])).tolist()
-    [[0.0, 0.0, 0.25, 1.0]]
+    >>> heat(np.array([[-3.0, 0.0, 10.0, 80.0]])).tolist()
+    [[0.0, 0.0, 0.125, 1.0]]
     """
     z = np.asarray(cam, np.float32)
     return np.clip(z / max(float(z.max()), HEAT_FULL_SCALE), 0.0, 1.0)
@@ -170,9 +170,27 @@ def heat(cam: np.ndarray) -> np.ndarray:
 def overlay(
     canvas: np.ndarray, cam: np.ndarray, spec: PreprocessSpec, *, box: Box | None, region: Region | None = None
 ) -> np.ndarray:
-    """Draw the map on a BGR ``canvas`` (in place, and returned): a colour wash (blue cold .. red hot) whose
-    opacity grows with the heat, and ``box`` in white over black."""
-    h = upsample_to_source(heat(_grid(cam)), canvas.shape, spec, region=region)
+    """Draw an (h, w) map on a BGR ``canvas`` of the source image (in place, and returned); see :func:`draw`."""
+    return draw(canvas, upsample_to_source(_grid(cam), canvas.shape, spec, region=region), box)
+
+
+def locate(pred: Prediction, image: np.ndarray, spec: PreprocessSpec) -> Prediction:
+    """``pred`` with its (h, w) map replaced by the map on ``image`` (float32, H x W, logit units) and, when the
+    item is defective, ``defect_box`` in ``image``'s pixels. A prediction without a map is returned unchanged."""
+    if pred.heatmap is None:
+        return pred
+    from edge_runtime.preprocess import to_uint8_gray
+
+    gray = to_uint8_gray(image)
+    region = input_region(gray, spec)
+    box = defect_box(pred.heatmap, gray.shape, spec, region=region) if pred.defective else None
+    return replace(pred, heatmap=upsample_to_source(pred.heatmap, gray.shape, spec, region=region), defect_box=box)
+
+
+def draw(canvas: np.ndarray, source_map: np.ndarray, box: Box | None) -> np.ndarray:
+    """Draw a map already on the canvas's pixels (:func:`locate`) on a BGR ``canvas``, in place: a colour wash
+    (blue cold .. red hot) whose opacity grows with the :func:`heat`, and ``box`` in white over black."""
+    h = heat(source_map)
     colour = cv2.applyColorMap(np.clip(h * 255.0, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
     alpha = (0.1 + 0.5 * h)[:, :, None]
     canvas[:] = np.clip(canvas * (1.0 - alpha) + colour * alpha, 0, 255).astype(np.uint8)
@@ -184,27 +202,12 @@ def overlay(
     return canvas
 
 
-def locate(pred: Prediction, gray: np.ndarray, spec: PreprocessSpec) -> Prediction:
-    """``pred`` (with its (h, w) map) plus ``defect_box`` in ``gray``'s pixels (None when OK); map unchanged."""
-    if pred.heatmap is None or not pred.defective:
-        return pred
-    return replace(pred, defect_box=defect_box(pred.heatmap, gray.shape, spec, region=input_region(gray, spec)))
-
-
 def localise(model: EdgeModel, images: Sequence[np.ndarray]) -> list[Prediction]:
     """Verdicts with the map upsampled to each source image (``heatmap``, float32 H x W, logit units) and
     ``defect_box`` (None for OK items): what ``EdgeModel.predict(image, heatmap=True)`` returns."""
     from edge_runtime.errors import ModelError
-    from edge_runtime.preprocess import to_uint8_gray
 
     if not model.has_map:
         raise ModelError(f"{model.path}: has no localisation map (defect_map); re-export it with export-onnx --map")
-    spec = model.info.preprocess
-    grays = [to_uint8_gray(im) for im in images]
-    preds = model.predict_inputs(np.stack([model.input_u8(g) for g in grays]), with_map=True)
-    out = []
-    for g, p in zip(grays, preds, strict=True):
-        region = input_region(g, spec)
-        box = defect_box(p.heatmap, g.shape, spec, region=region) if p.defective else None
-        out.append(replace(p, heatmap=upsample_to_source(p.heatmap, g.shape, spec, region=region), defect_box=box))
-    return out
+    preds = model.predict_inputs(np.stack([model.input_u8(im) for im in images]), with_map=True)
+    return [locate(p, im, model.info.preprocess) for p, im in zip(preds, images, strict=True)]

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.errors import ExitCode, OutputError, SourceError
+from edge_runtime.errors import ExitCode, ModelError, OutputError, SourceError
 from edge_runtime.inputs import Item, SourceKind, SourceSpec, iter_items, open_live, resolve_source
 from edge_runtime.model import EdgeModel, Prediction, RuntimeConfig, ScoreError, load_model
 from edge_runtime.outputs import JsonLinesSink, StdoutClosed, open_file_sink, record_for
@@ -51,6 +51,7 @@ class InferConfig:
     quiet: bool = False  # no human verdict lines
     listener: Any = None  # edge_runtime.station.listener.RecordListener: told of every record before it is written
     capture: Any = None  # a capture factory for a live source instead of opening ``camera`` (tests, soak benchmark)
+    heatmap: bool = False  # localisation map: drawn on --show/--save, defect_box in each record (edge_runtime.heatmap)
 
 
 @dataclass
@@ -94,7 +95,7 @@ def check_saved_video(saver: Any) -> None:
 
 
 def open_outputs(cfg: InferConfig, log: Log) -> Outputs:
-    out = Outputs(wants_pictures=bool(getattr(cfg.listener, "wants_pictures", False)))
+    out = Outputs(wants_pictures=bool(getattr(cfg.listener, "wants_pictures", False)) or cfg.heatmap)
     if cfg.json_stdout or not cfg.quiet:
         out.stdout = JsonLinesSink(sys.stdout, human=not cfg.json_stdout)
     try:
@@ -121,14 +122,14 @@ def batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
         yield batch
 
 
-def predict_items(model: EdgeModel, batch: list[Item]) -> list[Prediction | None]:
+def predict_items(model: EdgeModel, batch: list[Item], *, with_map: bool = False) -> list[Prediction | None]:
     """Verdicts for a batch in order; unreadable items, and items whose score is not a probability, get
-    ``None`` (their ``error`` is set)."""
+    ``None`` (their ``error`` is set). ``with_map``: each verdict carries its map on the source image and
+    ``defect_box`` (:func:`edge_runtime.heatmap.locate`)."""
     good = [it for it in batch if it.model_input is not None]
+    inputs = np.stack([it.model_input for it in good]) if good else None
     results = iter(
-        model.verdicts_or_errors(np.stack([it.model_input for it in good]), prep_ms=[it.prep_ms for it in good])
-        if good
-        else []
+        model.verdicts_or_errors(inputs, prep_ms=[it.prep_ms for it in good], with_map=with_map) if good else []
     )
     preds: list[Prediction | None] = []
     for it in batch:
@@ -136,6 +137,10 @@ def predict_items(model: EdgeModel, batch: list[Item]) -> list[Prediction | None
         if isinstance(r, ScoreError):
             where = it.source if it.frame is None else f"{it.source} frame {it.frame}"
             it.error, r = f"{where}: {r}", None
+        if with_map and r is not None and it.original is not None:
+            from edge_runtime.heatmap import locate
+
+            r = locate(r, it.original, model.info.preprocess)
         preds.append(r)
     return preds
 
@@ -224,7 +229,7 @@ def process(
         for batch in batches(items, size):
             left = runner.remaining()
             batch = batch if left is None else batch[:left]
-            preds = predict_items(model, batch)
+            preds = predict_items(model, batch, with_map=cfg.heatmap)
             records = [record_for(it, p) for it, p in zip(batch, preds, strict=True)]
             if listener is not None:
                 with runner.stop.atomic():
@@ -282,6 +287,11 @@ def run_inference(
         outputs = open_outputs(cfg, log)  # before any message: a setup error is one line on stderr
         model.warn_if_fell_back()
         log(model.describe())
+        if cfg.heatmap and not model.has_map:
+            raise ModelError(
+                f"{model.path}: has no localisation map for --heatmap; re-export it with export-onnx (the map is on "
+                "by default) or run without --heatmap"
+            )
         if not model.verified:
             log(f"warning: {model.path.name} records no content hash (exported before defect-edge checked it); "
                 "its integrity is not verified")  # fmt: skip

@@ -29,7 +29,7 @@ from edge_runtime.summary import LatencyReservoir, Summary
 
 __all__ = ["RECORD_KEYS", "CsvSink", "FileSink", "JsonLinesSink", "LatencyReservoir", "StdoutClosed", "Summary"]
 
-RECORD_KEYS = ("source", "frame", "label", "score", "defective", "latency_ms", "error", "warning", "time")
+RECORD_KEYS = ("source", "frame", "label", "score", "defective", "latency_ms", "error", "warning", "time", "defect_box")
 
 
 def record_for(item: Item, pred: Prediction | None, *, time_s: float | None = None) -> dict[str, Any]:
@@ -42,6 +42,9 @@ def record_for(item: Item, pred: Prediction | None, *, time_s: float | None = No
         rec |= pred.to_dict() | {"error": None}
     rec["warning"] = item.warning
     rec["time"] = stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # edge-infer --heatmap: [x0, y0, x1, y1] in source pixels where the map is hottest; null when OK or without it
+    box = None if pred is None else pred.defect_box
+    rec["defect_box"] = None if box is None else [int(v) for v in box]
     return rec
 
 

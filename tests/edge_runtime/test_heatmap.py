@@ -1,0 +1,166 @@
+"""Where the defect is: the map from the model, mapped back to source pixels, boxed, drawn and recorded.
+
+``tests/models/tiny_map.onnx`` scores the mean brightness and outputs the input average-pooled 8x8 as its map
+(4 x 4 cells at 32 px): a bright patch is its "defect". The real model's map is tested in tests/export/test_cam.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edge_runtime import heatmap
+from edge_runtime.cli import main as infer_main
+from edge_runtime.errors import ModelError
+from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
+from edge_runtime.preprocess import CropMode, PreprocessSpec
+from tests.edge_runtime.conftest import MODELS
+from tests.edge_runtime.test_no_torch import run_without_torch
+
+SPEC = PreprocessSpec(size=160)
+
+
+def load(name: str) -> EdgeModel:
+    return EdgeModel(MODELS / name, RuntimeConfig(provider=Provider.CPU, threads=1))
+
+
+def part_with_bright_patch(shape=(300, 300), patch=(190, 40, 290, 140)) -> np.ndarray:
+    """A dark frame (an 'ok' part for the tiny model) with a bright square: the 'defect' (x0, y0, x1, y1)."""
+    img = np.full(shape, 60, np.uint8)
+    img[: shape[0] // 2, :] = 210  # a brighter top half: defective overall (mean pixel > 0.5)
+    x0, y0, x1, y1 = patch
+    img[y0:y1, x0:x1] = 255
+    return img
+
+
+def test_map_has_the_grid_shape_and_comes_back_on_the_source_image():
+    model = load("tiny_map.onnx")
+    img = part_with_bright_patch()
+    raw = model.predict_inputs(model.input_u8(img)[None], with_map=True)[0]
+    assert raw.heatmap.shape == (4, 4) and raw.heatmap.dtype == np.float32
+    assert np.isfinite(raw.heatmap).all() and 0 <= raw.heatmap.min() <= raw.heatmap.max() <= 1  # pooled pixels
+    p = model.predict(img, heatmap=True)
+    assert p.defective and p.heatmap.shape == img.shape and p.heatmap.dtype == np.float32
+    assert raw.heatmap.min() - 1e-6 <= p.heatmap.min() <= p.heatmap.max() <= raw.heatmap.max() + 1e-6
+
+
+def test_pasted_defect_is_where_the_map_the_point_and_the_box_are():
+    model = load("tiny_map.onnx")
+    patch = (190, 40, 290, 140)
+    p = model.predict(part_with_bright_patch(patch=patch), heatmap=True)
+    x0, y0, x1, y1 = patch
+    inside, outside = p.heatmap[y0:y1, x0:x1].mean(), p.heatmap[200:, :].mean()
+    assert inside > outside + 0.3
+    raw = model.predict_inputs(model.input_u8(part_with_bright_patch(patch=patch))[None], with_map=True)[0]
+    spec = model.info.preprocess
+    px, py = heatmap.defect_point(raw.heatmap, (300, 300), spec)
+    assert x0 <= px < x1 and y0 <= py < y1
+    bx0, by0, bx1, by1 = p.defect_box
+    assert bx0 < x1 and x0 < bx1 and by0 < y1 and y0 < by1  # overlaps the patch
+    assert by1 <= 150 + 40  # and stays in the top part, near the patch
+
+
+def test_ok_items_get_no_box():
+    model = load("tiny_map.onnx")
+    p = model.predict(np.full((300, 300), 20, np.uint8), heatmap=True)  # dark: OK
+    assert not p.defective and p.defect_box is None and p.heatmap.shape == (300, 300)
+
+
+@pytest.mark.parametrize("shape", [(300, 300), (240, 320), (480, 270), (31, 57)])
+@pytest.mark.parametrize("crop", [CropMode.CENTER, CropMode.STRETCH])
+def test_defect_box_lies_inside_the_image_and_holds_the_hottest_point(shape, crop):
+    spec = PreprocessSpec(size=160, crop=crop)
+    rng = np.random.default_rng(sum(shape))
+    for _ in range(20):
+        cam = rng.normal(0, 10, (10, 10)).astype(np.float32)
+        x0, y0, x1, y1 = heatmap.defect_box(cam, shape, spec)
+        px, py = heatmap.defect_point(cam, shape, spec)
+        assert 0 <= x0 < x1 <= shape[1] and 0 <= y0 < y1 <= shape[0]
+        assert x0 <= px < x1 and y0 <= py < y1
+
+
+def test_a_hot_cell_maps_to_its_source_pixels_through_the_crop():
+    """A 400x300 frame is centre-cropped to 300x300 (x 50..350): cell (row 2, col 7) of 10 lands at
+    x = 50 + (16*7 + 0.5) * 300/160 - 0.5, y = (16*2 + 0.5) * 300/160 - 0.5."""
+    cam = np.zeros((10, 10), np.float32)
+    cam[2, 7] = 40.0
+    up = heatmap.upsample_to_source(cam, (300, 400), SPEC)
+    y, x = np.unravel_index(int(np.argmax(up)), up.shape)
+    assert abs(x - (50 + 112.5 * 300 / 160 - 0.5)) <= 1 and abs(y - (32.5 * 300 / 160 - 0.5)) <= 1
+    assert heatmap.defect_point(cam, (300, 400), SPEC) == (int(x), int(y))
+    assert heatmap.input_region((300, 400), SPEC) == (50.0, 0.0, 350.0, 300.0)
+    assert up[:, :40].max() == up[:, 40].max()  # outside the crop: the nearest cell's value, no wrap-around
+
+
+def test_drawing_colours_the_hot_region_only():
+    cam = np.full((10, 10), -10.0, np.float32)
+    cam[5, 5] = 80.0
+    canvas = np.full((300, 300, 3), 128, np.uint8)
+    box = heatmap.defect_box(cam, (300, 300), SPEC)
+    heatmap.overlay(canvas, cam, SPEC, box=box)
+    hot, cold = canvas[150, 150].astype(int), canvas[20, 20].astype(int)
+    assert hot[2] - hot[0] > 60 and hot[2] - hot[1] > 60  # red where the map peaks
+    assert np.abs(cold - 128).max() < 40  # a pale wash elsewhere
+    assert (canvas[box[1], box[0] : box[2]] == 255).all(axis=-1).any()  # the box's white edge
+
+
+def test_single_output_model_runs_and_heatmap_asks_for_the_map():
+    model = load("tiny.onnx")
+    assert not model.has_map
+    p = model.predict_inputs(np.zeros((1, 32, 32), np.uint8), with_map=True)[0]
+    assert p.heatmap is None and p.defect_box is None
+    with pytest.raises(ModelError, match="no localisation map"):
+        model.predict(np.zeros((50, 50), np.uint8), heatmap=True)
+
+
+def write_images(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    cv2.imwrite(str(folder / "bad.png"), part_with_bright_patch())
+    cv2.imwrite(str(folder / "good.png"), np.full((300, 300), 20, np.uint8))
+    return folder
+
+
+def test_edge_infer_heatmap_adds_defect_box_and_draws(tmp_path: Path):
+    src = write_images(tmp_path / "in")
+    args = ["--source", str(src), "--model", str(MODELS / "tiny_map.onnx"), "--json", "--heatmap"]
+    r = CliRunner().invoke(infer_main, [*args, "--save", str(tmp_path / "out"), "--output", str(tmp_path / "v.csv")])
+    assert r.exit_code == 0, r.output
+    recs = {Path(rec["source"]).name: rec for rec in map(json.loads, r.stdout.splitlines())}
+    x0, y0, x1, y1 = recs["bad.png"]["defect_box"]
+    assert 0 <= x0 < x1 <= 300 and 0 <= y0 < y1 <= 300 and x0 < 290 and x1 > 190  # over the bright patch
+    assert recs["good.png"]["defect_box"] is None
+    assert "defect_box" in (tmp_path / "v.csv").read_text().splitlines()[0]
+    saved = sorted((tmp_path / "out").glob("*.jpg"))
+    assert len(saved) == 2
+    drawn = cv2.imread(str(next(p for p in saved if "bad" in p.name)))
+    assert drawn[y1 - 2, (x0 + x1) // 2].min() > 200  # the box's white lower edge (the others may be at the border)
+    plain = CliRunner().invoke(infer_main, args[:-1])  # without --heatmap: the key is there, null
+    assert all(json.loads(line)["defect_box"] is None for line in plain.stdout.splitlines())
+
+
+def test_edge_infer_heatmap_on_a_model_without_the_map_is_exit_4(tmp_path: Path):
+    src = write_images(tmp_path / "in")
+    r = CliRunner().invoke(infer_main, ["--source", str(src), "--model", str(MODELS / "tiny.onnx"), "--heatmap"])
+    assert r.exit_code == 4 and "no localisation map" in r.output
+
+
+def test_heatmap_runs_without_torch():
+    r = run_without_torch(
+        f"""
+        import numpy as np
+        from edge_runtime.model import load_model
+        m = load_model({str(MODELS / "tiny_map.onnx")!r}, provider="cpu")
+        img = np.full((120, 160), 30, np.uint8); img[:, :80] = 250
+        p = m.predict(img, heatmap=True)
+        assert p.heatmap.shape == (120, 160) and p.defect_box is not None
+        assert "torch" not in sys.modules
+        print("ok")
+        """
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"

@@ -74,7 +74,8 @@ def _metric_row(name: str, m: dict[str, Any]) -> str:
 
 def model_card(ckpt: dict[str, Any], models_dir: Path, runs: dict[str, list[str]]) -> str:
     """The Markdown model card: what the files are, how they score, on what data, and how they were made."""
-    fp32 = EdgeModel(models_dir / DEFAULT_MODEL_FILES[Precision.FP32]).info
+    fp32_model = EdgeModel(models_dir / DEFAULT_MODEL_FILES[Precision.FP32])
+    fp32 = fp32_model.info
     data = ckpt.get("data", {})
     out = [
         "# defect-edge default models",
@@ -93,7 +94,13 @@ def model_card(ckpt: dict[str, Any], models_dir: Path, runs: dict[str, list[str]
         "",
         f"- Model: `{fp32.arch}` {json.dumps(ckpt['model_args'])}, version `{fp32.model_version}`, epoch "
         f"{ckpt.get('epoch')}; input `image` float32 (N, {spec.channels}, {spec.size}, {spec.size}), output "
-        f"`p_defective` float32 (N,).",
+        f"`p_defective` float32 (N,)"
+        + (
+            ", and the localisation map `defect_map` float32 (N, 1, h, w), each cell's logit contribution "
+            "(`edge-infer --heatmap`)."
+            if fp32_model.has_map
+            else "."
+        ),
         f"- Preprocessing (also in the files' `defect_edge` metadata): `{spec.to_json()}`.",
         f"- Classes {list(fp32.class_names)}; `{fp32.positive_class}` when P >= threshold {fp32.threshold:.6g} "
         "(chosen on validation for 100% defect recall).",

@@ -13,10 +13,9 @@ from pathlib import Path
 
 from benchmarks.config import SEED_MODEL, TORCH_PROVIDER, BenchConfig, Job, JobKind, Row, Section
 from benchmarks.hardware import Hardware, detect_hardware
-from edge_runtime.errors import DataError, DefectEdgeError, ExitCode, ModelError
+from edge_runtime import datasets
+from edge_runtime.errors import DefectEdgeError, ExitCode, ModelError
 from edge_runtime.model import MODELS_DIR
-from edge_runtime.model_info import KNOWN_CLASS_FOLDERS
-from edge_runtime.preprocess import IMAGE_SUFFIXES
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "edge_runtime" / "samples"
 DEFAULT_CHECKPOINTS = (Path("train/default_model/best.pt"),)
@@ -50,25 +49,18 @@ def default_checkpoint() -> Path | None:
 
 
 def labelled_images(data: Path) -> tuple[list[str], list[str]]:
-    """Image paths and class names of ``data/test/<class>/`` (or ``data/<class>/`` when there is no test/)."""
-    root = data / "test" if (data / "test").is_dir() else data
-    if not root.is_dir():
-        raise DataError(f"{data}: folder not found; --data expects DIR/test/<class>/ or DIR/<class>/ with images")
-    paths, classes = [], []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for f in sorted(folder.iterdir()):
-            if f.suffix.lower() in IMAGE_SUFFIXES:
-                paths.append(str(f))
-                classes.append(KNOWN_CLASS_FOLDERS.get(folder.name, folder.name))
-    if not paths:
-        raise DataError(f"{root}: no images in class folders; --data expects DIR/test/<class>/*.jpg")
-    return paths, classes
+    """Image paths and class names of ``data/test/<class>/`` (or ``data/<class>/`` when there is no test/),
+    read by the one class-folder reader (:mod:`edge_runtime.datasets`)."""
+    classes = datasets.find_class_folders(data)
+    listing = datasets.list_labelled(classes)
+    names = classes.class_names
+    return [str(p) for p in listing.paths], [names[y] for y in listing.labels]
 
 
 def sample_images(cfg: BenchConfig) -> list[str]:
     if cfg.data is not None:
         return labelled_images(cfg.data)[0]
-    return [str(p) for p in sorted(SAMPLES_DIR.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+    return [str(p) for p in datasets.list_images(SAMPLES_DIR)]
 
 
 def plan_jobs(cfg: BenchConfig, images: list[str]) -> list[tuple[str, Job]]:

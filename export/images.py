@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime import datasets
+from edge_runtime.datasets import list_images
 from edge_runtime.errors import DataError, ImageReadError
-from edge_runtime.preprocess import IMAGE_SUFFIXES, read_image
+from edge_runtime.preprocess import read_image
 
 Log = Callable[[str], None]
 KAGGLE_DIRS = ("ok_front", "def_front")  # (negative, positive) folder names of the casting dataset
@@ -34,15 +36,6 @@ class LabelledImages:
 
     def __len__(self) -> int:
         return len(self.files)
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursively), sorted; hidden files are skipped."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
-    )
 
 
 def decode_all(paths: list[Path], log: Log) -> tuple[list[Path], list[np.ndarray]]:
@@ -106,12 +99,14 @@ def class_folders(folder: Path, ckpt: dict[str, Any]) -> tuple[Path, Path]:
     data = ckpt.get("data") or {}
     candidates = [tuple(data["class_dirs"])] if len(data.get("class_dirs", [])) == 2 else []
     candidates += [KAGGLE_DIRS, tuple(ckpt["class_names"])]
-    for base in (folder, folder / "test"):
-        for neg, pos in candidates:
-            if (base / neg).is_dir() and (base / pos).is_dir():
-                return base / neg, base / pos
-    names = " or ".join("/".join(c) for c in dict.fromkeys(candidates))
-    raise DataError(f"{folder}: no class subfolders ({names}) in it or in its test/; pass --eval-data DIR/<class>/")
+    try:
+        found = datasets.find_class_folders(folder, candidates=candidates)
+    except DataError as exc:
+        names = " or ".join("/".join(c) for c in dict.fromkeys(candidates))
+        raise DataError(
+            f"{folder}: no class subfolders ({names}) in it or in its test/; pass --eval-data DIR/<class>/"
+        ) from exc
+    return found.dirs
 
 
 def default_eval_folder(ckpt: dict[str, Any]) -> Path | None:

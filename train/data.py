@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime import datasets
 from edge_runtime.errors import DataError, ImageReadError
-from edge_runtime.model_info import KNOWN_CLASS_FOLDERS
-from edge_runtime.preprocess import IMAGE_SUFFIXES, PreprocessSpec, decode_image, resize_to_input
+from edge_runtime.preprocess import PreprocessSpec, decode_image, resize_to_input
 
 
 @dataclass
@@ -61,65 +61,20 @@ class ClassMap:
         return (self.negative_name, self.positive_name)
 
 
-def class_dirs(split_dir: Path) -> list[Path]:
-    if not split_dir.is_dir():
-        raise DataError(f"{split_dir}: folder not found; expected DIR/train/<class>/ with one folder per class")
-    dirs = sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not dirs:
-        raise DataError(
-            f"{split_dir}: no class folders inside; expected one folder per class (e.g. def_front, ok_front)"
-        )
-    return dirs
-
-
 def resolve_classes(train_dir: Path, positive_class: str | None) -> ClassMap:
-    """Decide which of the two class folders is the defective one."""
-    names = [d.name for d in class_dirs(train_dir)]
-    if len(names) == 1:
-        raise DataError(f"{train_dir}: only one class folder ({names[0]}); training needs two (defective and OK)")
-    if len(names) > 2:
-        raise DataError(
-            f"{train_dir}: {len(names)} class folders ({', '.join(names)}); defect-edge trains on exactly two"
-        )
-    if positive_class is None:
-        known = [KNOWN_CLASS_FOLDERS.get(n) for n in names]
-        if sorted(k or "" for k in known) != ["defective", "ok"]:
-            raise DataError(
-                f"{train_dir}: cannot tell which of {names[0]!r} and {names[1]!r} is defective; "
-                "pass --positive-class NAME"
-            )
-        pos = names[known.index("defective")]
-    elif positive_class in names:
-        pos = positive_class
-    else:
-        raise DataError(f"--positive-class {positive_class!r} is not one of the class folders {names}")
-    neg = next(n for n in names if n != pos)
-    return ClassMap(
-        negative_dir=neg,
-        positive_dir=pos,
-        negative_name=KNOWN_CLASS_FOLDERS.get(neg, neg),
-        positive_name=KNOWN_CLASS_FOLDERS.get(pos, pos),
-    )
+    """Decide which of the two class folders is the defective one (the rules of :mod:`edge_runtime.datasets`)."""
+    found = datasets.resolve_classes(train_dir, positive_class)
+    neg, pos = found.class_names
+    return ClassMap(negative_dir=found.negative, positive_dir=found.positive, negative_name=neg, positive_name=pos)
 
 
 def _list_files(split_dir: Path, classes: ClassMap, limit: int | None) -> tuple[list[str], list[int], list[str]]:
-    files, labels, ignored = [], [], []
-    for folder, label in ((classes.negative_dir, 0), (classes.positive_dir, 1)):
-        d = split_dir / folder
-        if not d.is_dir():
-            raise DataError(
-                f"{d}: class folder missing; every split needs both {classes.negative_dir} and {classes.positive_dir}"
-            )
-        entries = sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
-        images = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES]
-        ignored += [str(p.relative_to(split_dir)) for p in entries if p.suffix.lower() not in IMAGE_SUFFIXES]
-        if not images:
-            raise DataError(f"{d}: no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-        if limit is not None:
-            images = images[:limit]
-        files += [str(p.relative_to(split_dir)) for p in images]
-        labels += [label] * len(images)
-    return files, labels, ignored
+    listing = datasets.list_labelled(
+        datasets.ClassFolders(split_dir, classes.negative_dir, classes.positive_dir), limit_per_class=limit
+    )
+    files = [f.relative_to(split_dir) for f in listing.files]
+    ignored = [p.relative_to(split_dir).as_posix() for p in listing.ignored]
+    return files, listing.labels, ignored
 
 
 def _load_one(path: Path, spec: PreprocessSpec) -> tuple[np.ndarray | None, str, str | None]:

@@ -1,0 +1,163 @@
+"""The one reader of class-folder datasets: ``DIR/<class>/`` or ``DIR/test/<class>/`` (and ``DIR/train/``).
+
+Training, export (calibration and the accuracy gate) and the benchmarks all read labelled images through it,
+with the same rules:
+
+- class folders are the non-hidden sub-folders; there must be exactly two;
+- the positive (defective) one is ``positive`` when given, else found from the known names
+  (:data:`~edge_runtime.model_info.KNOWN_CLASS_FOLDERS`: ``def_front``/``ok_front``, ``defective``/``ok``);
+- images are found by suffix (:data:`~edge_runtime.preprocess.IMAGE_SUFFIXES`), recursively, sorted; hidden
+  files are skipped; links to folders are not followed;
+- anything else (a stray ``notes.txt`` beside or inside the class folders) is ignored and reported, never fatal.
+
+>>> classes = find_class_folders(Path("../shared/data/casting"))        # doctest: +SKIP
+>>> labelled = list_labelled(classes)                                   # doctest: +SKIP
+>>> labelled.files[0].label, classes.class_names                       # doctest: +SKIP
+(0, ('ok', 'defective'))
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge_runtime.errors import DataError
+from edge_runtime.model_info import KNOWN_CLASS_FOLDERS
+from edge_runtime.preprocess import IMAGE_SUFFIXES
+
+
+@dataclass(frozen=True)
+class ClassFolders:
+    """The two class folders of a split: ``root/negative`` and ``root/positive`` (folder names)."""
+
+    root: Path
+    negative: str
+    positive: str
+
+    @property
+    def class_names(self) -> tuple[str, str]:
+        """(negative, positive) as the models report them (``ok_front`` -> ``ok``)."""
+        return (
+            KNOWN_CLASS_FOLDERS.get(self.negative, self.negative),
+            KNOWN_CLASS_FOLDERS.get(self.positive, self.positive),
+        )
+
+    @property
+    def dirs(self) -> tuple[Path, Path]:
+        return (self.root / self.negative, self.root / self.positive)
+
+
+@dataclass(frozen=True)
+class LabelledFile:
+    path: Path
+    label: int  # 1: the positive (defective) class
+
+    def relative_to(self, root: Path) -> str:
+        return self.path.relative_to(root).as_posix()
+
+
+@dataclass
+class Labelled:
+    """Every image of both class folders, labelled, plus the files that were not images."""
+
+    classes: ClassFolders
+    files: list[LabelledFile] = field(default_factory=list)
+    ignored: list[Path] = field(default_factory=list)
+
+    @property
+    def paths(self) -> list[Path]:
+        return [f.path for f in self.files]
+
+    @property
+    def labels(self) -> list[int]:
+        return [f.label for f in self.files]
+
+
+def _entries(folder: Path) -> Iterator[Path]:
+    """Files under ``folder``, recursively and sorted, not hidden, never through a link to a folder."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return
+    for e in entries:
+        if e.name.startswith("."):
+            continue
+        if e.is_dir(follow_symlinks=False):
+            yield from _entries(Path(e.path))
+        elif not e.is_dir():
+            yield Path(e.path)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (by suffix, recursively), sorted; hidden files and links to folders skipped."""
+    return [p for p in _entries(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def class_dirs(split_dir: Path) -> list[Path]:
+    """The non-hidden sub-folders of ``split_dir``; a missing or folder-less split is a :class:`DataError`."""
+    if not split_dir.is_dir():
+        raise DataError(f"{split_dir}: folder not found; expected DIR/<class>/ with one folder per class")
+    dirs = sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not dirs:
+        raise DataError(
+            f"{split_dir}: no class folders inside; expected one folder per class (e.g. def_front, ok_front)"
+        )
+    return dirs
+
+
+def resolve_classes(split_dir: Path, positive: str | None = None) -> ClassFolders:
+    """Which of the exactly two class folders in ``split_dir`` is the positive (defective) one."""
+    names = [d.name for d in class_dirs(split_dir)]
+    if len(names) == 1:
+        raise DataError(f"{split_dir}: only one class folder ({names[0]}); two are needed (defective and OK)")
+    if len(names) > 2:
+        raise DataError(f"{split_dir}: {len(names)} class folders ({', '.join(names)}); defect-edge needs exactly two")
+    if positive is None:
+        known = [KNOWN_CLASS_FOLDERS.get(n) for n in names]
+        if sorted(k or "" for k in known) != ["defective", "ok"]:
+            raise DataError(
+                f"{split_dir}: cannot tell which of {names[0]!r} and {names[1]!r} is defective; "
+                "pass --positive-class NAME"
+            )
+        positive = names[known.index("defective")]
+    elif positive not in names:
+        raise DataError(f"--positive-class {positive!r} is not one of the class folders {names}")
+    return ClassFolders(split_dir, next(n for n in names if n != positive), positive)
+
+
+def find_class_folders(
+    folder: Path, *, positive: str | None = None, candidates: Sequence[tuple[str, str]] = ()
+) -> ClassFolders:
+    """The class folders in ``folder`` or, when it has a ``test/``, in ``folder/test``.
+
+    ``candidates`` ((negative, positive) folder-name pairs, e.g. a checkpoint's) are tried first, so a folder with
+    extra sub-folders still works when the wanted pair is there.
+    """
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found; expected DIR/<class>/ or DIR/test/<class>/ with images")
+    bases = [folder / "test", folder] if (folder / "test").is_dir() else [folder]
+    for base in bases:
+        for neg, pos in candidates:
+            if (base / neg).is_dir() and (base / pos).is_dir():
+                return ClassFolders(base, neg, pos)
+    return resolve_classes(bases[0], positive)
+
+
+def list_labelled(classes: ClassFolders, *, limit_per_class: int | None = None) -> Labelled:
+    """Every image of both class folders (negative first), labelled; a class without images is a DataError."""
+    out = Labelled(classes)
+    for folder, label in ((classes.negative, 0), (classes.positive, 1)):
+        d = classes.root / folder
+        if not d.is_dir():
+            raise DataError(
+                f"{d}: class folder missing; every split needs both {classes.negative} and {classes.positive}"
+            )
+        entries = list(_entries(d))
+        images = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES]
+        out.ignored += [p for p in entries if p.suffix.lower() not in IMAGE_SUFFIXES]
+        if not images:
+            raise DataError(f"{d}: no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+        out.files += [LabelledFile(p, label) for p in images[:limit_per_class]]
+    return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edge_runtime.cpu import cpu_name  # noqa: F401 - re-exported: export's latency line
 from edge_runtime.errors import ModelError
 from edge_runtime.metrics import binary_metrics
 from edge_runtime.model import EdgeModel
@@ -112,14 +112,3 @@ def measure(
         if evals.leaked is not None:
             row.leakage_free = accuracy_on(evals.labels, scores, model.info.threshold, ~evals.leaked)
     return row
-
-
-def cpu_name() -> str:
-    """The CPU model name, for the latency line (timings mean little without it)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"

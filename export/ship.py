@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from edge_runtime.atomic import atomic_write_text
 from edge_runtime.model import DEFAULT_MODEL_FILES, MODELS_DIR, EdgeModel
 from edge_runtime.model_info import Precision
 from export.config import ExportConfig
@@ -58,9 +59,7 @@ def ship(checkpoint: Path, models_dir: Path, *, log: Log = print) -> Path:
         export_onnx(checkpoint, out, ExportConfig(precision=precision), log=both)
         runs[command_for(checkpoint, out, precision)] = lines
     card = models_dir / "MODEL_CARD.md"
-    tmp = card.with_name(card.name + ".tmp")
-    tmp.write_text(model_card(load_checkpoint(checkpoint), models_dir, runs))
-    tmp.replace(card)
+    atomic_write_text(card, model_card(load_checkpoint(checkpoint), models_dir, runs))
     log(f"wrote {card}")
     return card
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edge_runtime.atomic import atomic_write_text
 from edge_runtime.errors import require_extra
 
 require_extra("torch", "train")  # one clear line instead of "No module named torch"
@@ -139,9 +140,7 @@ def write_final_report(
         k: _without_errors(report[k]) for k in ("validation", "test", "test_leakage_free") if k in report
     }
     atomic_torch_save(ckpt, run_dir / "best.pt")
-    tmp = run_dir / "report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2, allow_nan=True) + "\n")
-    tmp.replace(run_dir / "report.json")
+    atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2, allow_nan=True) + "\n")
     _log_summary(report, log)
     return report
 

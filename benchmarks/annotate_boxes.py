@@ -48,7 +48,9 @@ def render(image: np.ndarray, boxes: list[list[int]] | None = None) -> np.ndarra
             cv2.line(canvas, (pad, p), (pad + w * SCALE, p), (255, 160, 0), 1)
             cv2.putText(canvas, str(v), (1, p + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (200, 0, 0), 1, cv2.LINE_AA)
     for x0, y0, x1, y1 in boxes or []:
-        cv2.rectangle(canvas, (pad + x0 * SCALE, pad + y0 * SCALE), (pad + x1 * SCALE, pad + y1 * SCALE), (0, 200, 0), 2)
+        cv2.rectangle(
+            canvas, (pad + x0 * SCALE, pad + y0 * SCALE), (pad + x1 * SCALE, pad + y1 * SCALE), (0, 200, 0), 2
+        )
     return canvas
 
 

@@ -15,6 +15,7 @@ from edge_runtime.preprocess import normalize, read_image, resize_to_input
 
 MIB = 1024.0 * 1024.0
 SHORT_PROVIDER = {name: p.value for p, name in ORT_PROVIDER.items()}
+MAP_SUFFIX = "+map"  # model name of the rows that fetch the localisation map too
 
 
 def short_provider(model: EdgeModel) -> str:
@@ -86,5 +87,28 @@ def onnx_inference_rows(job: Job) -> list[Row]:
             runs=runs_for_batch(batch, runs=job.runs, min_runs=job.min_runs),
             items=batch,
         )
-        rows.append(fill(base_row(model, Section.INFERENCE, batch=batch, threads=job.threads, load_ms=load_ms), stats))
+        row = base_row(model, Section.INFERENCE, batch=batch, threads=job.threads, load_ms=load_ms)
+        if model.has_map:
+            row.note = ", ".join(filter(None, [row.note, "has defect_map, P(defective) only fetched"]))
+        rows.append(fill(row, stats))
+    if model.has_map:
+        rows += map_rows(model, job, resized, load_ms)
+    return rows
+
+
+def map_rows(model: EdgeModel, job: Job, resized: np.ndarray, load_ms: float) -> list[Row]:
+    """The cost of the localisation map: P(defective) and ``defect_map`` fetched together (``edge-infer
+    --heatmap``), one row per batch size, model named ``<arch>+map``."""
+    rows = []
+    for batch in sorted(job.batches):
+        x = input_batch(resized, batch, model)
+        stats = measure(
+            lambda x=x: model.run(x),
+            warmup=job.warmup,
+            runs=runs_for_batch(batch, runs=job.runs, min_runs=job.min_runs),
+            items=batch,
+        )
+        row = base_row(model, Section.INFERENCE, batch=batch, threads=job.threads, load_ms=load_ms)
+        row.model, row.note = f"{row.model}{MAP_SUFFIX}", "P(defective) and defect_map fetched"
+        rows.append(fill(row, stats))
     return rows

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from benchmarks.config import SEED_MODEL, TORCH_PROVIDER, Row, Section
+from benchmarks.onnx_bench import MAP_SUFFIX
 from benchmarks.runner import BenchResult
 from edge_runtime.errors import OutputError
 
@@ -150,6 +151,7 @@ def _best(rows: Sequence[Row], section: Section, *, batch: int | None = None, ke
         if r.section == section.value
         and r.precision == "int8"
         and r.provider != TORCH_PROVIDER
+        and not r.model.endswith(MAP_SUFFIX)
         and (batch is None or r.batch == batch)
         and getattr(r, key) is not None
     ]
@@ -185,7 +187,26 @@ def issue_targets(rows: Sequence[Row]) -> list[Target]:
         ratio = seed.p50_ms / inf.p50_ms
         measured = f"{ratio:.0f}x ({seed.p50_ms:.1f} ms / {inf.p50_ms:.3f} ms, {_threads(inf)})"
         targets[3] = replace(targets[3], measured=measured, met=ratio >= 60)
-    return targets
+    return targets + map_cost_targets(rows)
+
+
+def map_cost_targets(rows: Sequence[Row]) -> list[Target]:
+    """Issue 10: the localisation map adds at most 20% to INT8 batch-1 latency (p50), per thread count: the
+    ``+map`` rows (both outputs fetched) against the single-output INT8 model of the same run."""
+    out = []
+    for m in (r for r in rows if r.model.endswith(MAP_SUFFIX) and r.precision == "int8" and r.batch == 1):
+        lean = [
+            r
+            for r in rows
+            if r.section == m.section and r.precision == "int8" and r.batch == 1 and r.threads == m.threads
+            and r.provider == m.provider and not r.model.endswith(MAP_SUFFIX) and "defect_map" not in r.note
+        ]  # fmt: skip
+        if not lean or m.p50_ms is None or lean[0].p50_ms is None:
+            continue
+        ratio = m.p50_ms / lean[0].p50_ms
+        measured = f"+{100 * (ratio - 1):.0f}% ({m.p50_ms:.3f} / {lean[0].p50_ms:.3f} ms, {_threads(m)})"
+        out.append(Target("localisation map cost, INT8 batch 1, p50", "<= +20%", measured, ratio <= 1.2))
+    return out
 
 
 def write_json(path: Path, rows: Sequence[Row]) -> Path:

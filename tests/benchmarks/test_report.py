@@ -75,3 +75,23 @@ def test_labelled_images_map_casting_folder_names(synthetic_data, tmp_path):
     assert len(paths) == 16 and sorted(set(classes)) == ["defective", "ok"]
     with pytest.raises(DataError, match="not found"):
         labelled_images(tmp_path / "missing")
+
+
+def test_map_cost_compares_the_map_rows_with_the_single_output_model_of_the_same_run():
+    from benchmarks.report import map_cost_targets
+
+    def row(model: str, p50: float, threads: int = 1, note: str = "") -> Row:
+        return Row("inference", model, "int8", "cpu", 1, threads, p50_ms=p50, note=note)
+
+    rows = [
+        row("defectnet", 0.40),
+        row("defectnet", 0.41, note="has defect_map, P(defective) only fetched"),
+        row("defectnet+map", 0.46),
+        row("defectnet", 0.30, threads=2),
+        row("defectnet+map", 0.40, threads=2),
+    ]
+    (one, two) = map_cost_targets(rows)
+    assert one.met and "+15%" in one.measured and "1 thread" in one.measured
+    assert not two.met and "+33%" in two.measured
+    assert all(t.name != one.name for t in issue_targets(rows)[:4])  # the map rows never count as the INT8 model
+    assert map_cost_targets([row("defectnet", 0.4)]) == []

@@ -21,11 +21,10 @@ def build(arch: str, checkpoint: str):  # noqa: ANN201 - (torch module, input sh
     from train.model import ARCHS, build_model
 
     if arch != SEED_MODEL and checkpoint:
-        from edge_runtime.preprocess import PreprocessSpec
         from train.checkpoint import load_checkpoint, model_from_checkpoint
 
         ckpt = load_checkpoint(Path(checkpoint))
-        spec = PreprocessSpec.from_dict(ckpt["preprocess"])
+        spec = ckpt.preprocess
         return model_from_checkpoint(ckpt), (spec.channels, spec.size, spec.size), f"weights {Path(checkpoint).name}"
     _, size, channels = ARCHS[arch]
     return build_model(arch).eval(), (channels, size, size), "random init (speed does not depend on weights)"

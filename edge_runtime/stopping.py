@@ -16,6 +16,7 @@ Standard library only: commands install it before importing anything heavy.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -30,6 +31,8 @@ class StopSignals:
         self.count = 0
         self.closing = False
         self.pending = False
+        self._raised = False
+        self._retrying = False
         self._depth = 0
         self._previous: dict[int, Any] = {}
 
@@ -58,12 +61,24 @@ class StopSignals:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.count += 1
-        if self.count > 1 or self.closing:
+        if self._retrying:  # our own re-delivery (below), not a new signal
+            self._retrying = False
+        else:
+            self.count += 1
+        if self._raised or self.closing:
             return
         if self._depth:
             self.pending = True
             return
+        if _importing(frame):
+            # An interrupt inside an import breaks the module for good (a C extension reports "initialization
+            # failed"): deliver the signal again in a moment, once the import is done.
+            self._retrying = True
+            timer = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+            timer.daemon = True
+            timer.start()
+            return
+        self._raised = True
         raise KeyboardInterrupt
 
     @contextlib.contextmanager
@@ -76,8 +91,9 @@ class StopSignals:
             yield
         finally:
             self._depth -= 1
-        if self.pending and not self._depth and not self.closing:
+        if self.pending and not self._depth and not self.closing and not self._raised:
             self.pending = False
+            self._raised = True
             raise KeyboardInterrupt
 
     def __enter__(self) -> StopSignals:
@@ -85,3 +101,13 @@ class StopSignals:
 
     def __exit__(self, *exc: object) -> None:
         self.uninstall()
+
+
+def _importing(frame: FrameType | None) -> bool:
+    """True when the interrupted code is inside an ``import`` (importlib's bootstrap is on the stack)."""
+    depth = 0
+    while frame is not None and depth < 200:
+        if "importlib._bootstrap" in frame.f_code.co_filename:
+            return True
+        frame, depth = frame.f_back, depth + 1
+    return False

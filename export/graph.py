@@ -29,17 +29,14 @@ class ProbabilityHead(nn.Module):
         return torch.sigmoid(self.net(x))
 
 
-def weights_version(ckpt: dict[str, Any]) -> str:
-    """``<arch>-<12 hex>``: a hash of the weights, stable when only the checkpoint's report fields change.
-
-    >>> weights_version({"arch": "defectnet", "state_dict": {}})
-    'defectnet-e3b0c44298fc'
-    """
+def weights_version(ckpt: Any) -> str:
+    """``<arch>-<12 hex>``: a hash of a :class:`train.checkpoint.Checkpoint`'s weights, stable when only its
+    report fields change."""
     h = hashlib.sha256()
-    for name in sorted(ckpt["state_dict"]):
+    for name in sorted(ckpt.state_dict):
         h.update(name.encode())
-        h.update(ckpt["state_dict"][name].detach().cpu().contiguous().numpy().tobytes())
-    return f"{ckpt['arch']}-{h.hexdigest()[:12]}"
+        h.update(ckpt.state_dict[name].detach().cpu().contiguous().numpy().tobytes())
+    return f"{ckpt.arch}-{h.hexdigest()[:12]}"
 
 
 def export_graph(net: nn.Module, spec: PreprocessSpec, path: Path, *, opset: int, with_map: bool = False) -> None:

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from edge_runtime import datasets
 from edge_runtime.datasets import list_images
 from edge_runtime.errors import DataError, ImageReadError
 from edge_runtime.preprocess import read_image
+
+if TYPE_CHECKING:
+    from train.checkpoint import Checkpoint
 
 Log = Callable[[str], None]
 KAGGLE_DIRS = ("ok_front", "def_front")  # (negative, positive) folder names of the casting dataset
@@ -50,28 +53,26 @@ def decode_all(paths: list[Path], log: Log) -> tuple[list[Path], list[np.ndarray
     return kept, images
 
 
-def recorded_root(ckpt: dict[str, Any]) -> Path | None:
+def recorded_root(ckpt: Checkpoint) -> Path | None:
     """Where the checkpoint's dataset is on this machine: the absolute path recorded at training time, else the
     path as it was given to train-model (relative to the current folder), else ``$DEFECT_EDGE_DATA``."""
-    data = ckpt.get("data") or {}
-    for candidate in (data.get("root"), data.get("root_as_given"), os.environ.get("DEFECT_EDGE_DATA")):
+    for candidate in (ckpt.data.root, ckpt.data.root_as_given, os.environ.get("DEFECT_EDGE_DATA")):
         if candidate and (Path(candidate) / "train").is_dir():
             return Path(candidate)
     return None
 
 
-def recorded_train_files(ckpt: dict[str, Any], *, with_val: bool = True) -> list[Path]:
+def recorded_train_files(ckpt: Checkpoint, *, with_val: bool = True) -> list[Path]:
     """Training (and validation) images named in the checkpoint that exist on this machine."""
-    data = ckpt.get("data") or {}
     root = recorded_root(ckpt)
     if root is None:
         return []
     train_dir = root / "train"
-    rel = list(data.get("train_files", [])) + (list(data.get("val_files", [])) if with_val else [])
+    rel = list(ckpt.data.train_files) + (list(ckpt.data.val_files) if with_val else [])
     return [train_dir / f for f in rel if (train_dir / f).is_file()]
 
 
-def calibration_paths(ckpt: dict[str, Any], folder: Path | None, *, count: int, seed: int) -> list[Path]:
+def calibration_paths(ckpt: Checkpoint, folder: Path | None, *, count: int, seed: int) -> list[Path]:
     """Up to ``count`` images, a seeded sample of ``folder`` or else of the checkpoint's training images.
 
     >>> calibration_paths(ckpt, None, count=300, seed=0)  # doctest: +SKIP
@@ -83,7 +84,7 @@ def calibration_paths(ckpt: dict[str, Any], folder: Path | None, *, count: int, 
     else:
         pool = sorted(set(recorded_train_files(ckpt, with_val=False)))
         if not pool:
-            root = (ckpt.get("data") or {}).get("root", "?")
+            root = ckpt.data.root or "?"
             raise DataError(
                 f"the training images recorded in the checkpoint are not reachable (under {root}); set "
                 "DEFECT_EDGE_DATA to the dataset folder or pass --calib-data DIR with a few hundred camera images"
@@ -94,11 +95,10 @@ def calibration_paths(ckpt: dict[str, Any], folder: Path | None, *, count: int, 
     return pool
 
 
-def class_folders(folder: Path, ckpt: dict[str, Any]) -> tuple[Path, Path]:
+def class_folders(folder: Path, ckpt: Checkpoint) -> tuple[Path, Path]:
     """(negative, positive) class folders in ``folder`` or ``folder/test``, by the checkpoint's names."""
-    data = ckpt.get("data") or {}
-    candidates = [tuple(data["class_dirs"])] if len(data.get("class_dirs", [])) == 2 else []
-    candidates += [KAGGLE_DIRS, tuple(ckpt["class_names"])]
+    candidates = [tuple(ckpt.data.class_dirs)] if len(ckpt.data.class_dirs) == 2 else []
+    candidates += [KAGGLE_DIRS, tuple(ckpt.class_names)]
     try:
         found = datasets.find_class_folders(folder, candidates=candidates)
     except DataError as exc:
@@ -109,13 +109,13 @@ def class_folders(folder: Path, ckpt: dict[str, Any]) -> tuple[Path, Path]:
     return found.dirs
 
 
-def default_eval_folder(ckpt: dict[str, Any]) -> Path | None:
+def default_eval_folder(ckpt: Checkpoint) -> Path | None:
     """The test split beside the training images recorded in the checkpoint, when it exists here."""
     root = recorded_root(ckpt)
     return root / "test" if root is not None and (root / "test").is_dir() else None
 
 
-def load_eval_images(folder: Path, ckpt: dict[str, Any], log: Log) -> LabelledImages:
+def load_eval_images(folder: Path, ckpt: Checkpoint, log: Log) -> LabelledImages:
     """Decode the labelled eval images and flag those byte-identical to a recorded training image."""
     if not folder.is_dir():
         raise DataError(f"{folder}: eval folder not found; pass --eval-data DIR with DIR/<class>/ images")
@@ -136,7 +136,7 @@ def load_eval_images(folder: Path, ckpt: dict[str, Any], log: Log) -> LabelledIm
     )
 
 
-def leakage_flags(paths: list[Path], files: list[str], root: Path, ckpt: dict[str, Any], log: Log) -> np.ndarray | None:
+def leakage_flags(paths: list[Path], files: list[str], root: Path, ckpt: Checkpoint, log: Log) -> np.ndarray | None:
     """True for eval images byte-identical to a recorded training image; None when that cannot be known.
 
     Hashing against the training files works for any eval folder; without them, the checkpoint's own list of
@@ -146,9 +146,9 @@ def leakage_flags(paths: list[Path], files: list[str], root: Path, ckpt: dict[st
     if train:
         train_hashes = {_sha256(p) for p in train}
         return np.array([_sha256(p) in train_hashes for p in paths])
-    data = ckpt.get("data") or {}
-    if "test_duplicates" in data and root.resolve() == (Path(data.get("root", "")) / "test").resolve():
-        dup = set(data["test_duplicates"])
+    data = ckpt.data
+    if data.test_duplicates is not None and root.resolve() == (Path(data.root) / "test").resolve():
+        dup = set(data.test_duplicates)
         return np.array([f in dup for f in files])
     log("warning: the recorded training images are not reachable: leakage-free accuracy is not measured")
     return None

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from export import cam, graph, images, quantize
 from export.checks import Measured, check_dynamic_batch, cpu_name, measure, torch_scores
 from export.config import FEW_CALIB_IMAGES, MIN_CALIB_IMAGES, MIN_PARITY_IMAGES, PARITY_TOLERANCE, ExportConfig
 from export.report import apply_gate, fp16_note, json_safe, onnx_metrics, summary_table
+
+if TYPE_CHECKING:
+    from train.checkpoint import Checkpoint
 
 Log = Callable[[str], None]
 
@@ -39,7 +42,7 @@ def default_output(checkpoint: Path, precision: Precision) -> Path:
     return checkpoint.with_name(f"{checkpoint.stem}_{precision.value}.onnx")
 
 
-def model_info(ckpt: dict[str, Any], precision: Precision, cfg: ExportConfig) -> ModelInfo:
+def model_info(ckpt: Checkpoint, precision: Precision, cfg: ExportConfig) -> ModelInfo:
     """The metadata entry: preprocessing, labels, threshold and provenance, all from the checkpoint."""
     import onnx
     import onnxruntime
@@ -51,25 +54,24 @@ def model_info(ckpt: dict[str, Any], precision: Precision, cfg: ExportConfig) ->
         except metadata.PackageNotFoundError:
             return "unknown"
 
-    names = tuple(str(n) for n in ckpt["class_names"])
     producer = {
         "defect_edge": version("defect-edge"),
         "exporter": f"torch.onnx.export (TorchScript), opset {cfg.opset}",
         "torch": str(torch.__version__),
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
-        "checkpoint_epoch": str(ckpt.get("epoch", "")),
+        "checkpoint_epoch": str(ckpt.epoch if ckpt.epoch is not None else ""),
     }
     return ModelInfo(
-        preprocess=PreprocessSpec.from_dict(ckpt["preprocess"]),
-        class_names=(names[0], names[1]),
-        threshold=float(ckpt["threshold"]),
-        positive_class=str(ckpt.get("positive_class", names[1])),
+        preprocess=ckpt.preprocess,
+        class_names=ckpt.class_names,
+        threshold=ckpt.threshold,
+        positive_class=ckpt.positive_class,
         precision=precision,
-        arch=str(ckpt["arch"]),
+        arch=ckpt.arch,
         model_version=graph.weights_version(ckpt),
-        data_fingerprint=str(ckpt.get("data_fingerprint", "")),
-        metrics=json_safe(dict(ckpt.get("metrics", {}))),
+        data_fingerprint=ckpt.data_fingerprint,
+        metrics=json_safe(dict(ckpt.metrics)),
         producer=producer,
     )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,6 +21,9 @@ from edge_runtime.model_info import Precision
 from export.config import ExportConfig
 from export.main import default_checkpoint, export_onnx
 from export.quantize import count_ops
+
+if TYPE_CHECKING:
+    from train.checkpoint import Checkpoint
 
 Log = Callable[[str], None]
 OPTIONS = {Precision.FP32: "", Precision.INT8: " --quantize int8"}
@@ -71,11 +74,11 @@ def _metric_row(name: str, m: dict[str, Any]) -> str:
     )
 
 
-def model_card(ckpt: dict[str, Any], models_dir: Path, runs: dict[str, list[str]]) -> str:
+def model_card(ckpt: Checkpoint, models_dir: Path, runs: dict[str, list[str]]) -> str:
     """The Markdown model card: what the files are, how they score, on what data, and how they were made."""
     fp32_model = EdgeModel(models_dir / DEFAULT_MODEL_FILES[Precision.FP32])
     fp32 = fp32_model.info
-    data = ckpt.get("data", {})
+    data = ckpt.data
     out = [
         "# defect-edge default models",
         "",
@@ -91,8 +94,8 @@ def model_card(ckpt: dict[str, Any], models_dir: Path, runs: dict[str, list[str]
     spec = fp32.preprocess
     out += [
         "",
-        f"- Model: `{fp32.arch}` {json.dumps(ckpt['model_args'])}, version `{fp32.model_version}`, epoch "
-        f"{ckpt.get('epoch')}; input `image` float32 (N, {spec.channels}, {spec.size}, {spec.size}), output "
+        f"- Model: `{fp32.arch}` {json.dumps(ckpt.model_args)}, version `{fp32.model_version}`, epoch "
+        f"{ckpt.epoch}; input `image` float32 (N, {spec.channels}, {spec.size}, {spec.size}), output "
         f"`p_defective` float32 (N,)"
         + (
             ", and the localisation map `defect_map` float32 (N, 1, h, w), each cell's logit contribution "
@@ -103,9 +106,9 @@ def model_card(ckpt: dict[str, Any], models_dir: Path, runs: dict[str, list[str]
         f"- Preprocessing (also in the files' `defect_edge` metadata): `{spec.to_json()}`.",
         f"- Classes {list(fp32.class_names)}; `{fp32.positive_class}` when P >= threshold {fp32.threshold:.6g} "
         "(chosen on validation for 100% defect recall).",
-        f"- Data: casting-impeller images (Kaggle, CC BY-NC-ND 4.0) at `{data.get('root')}`, fingerprint "
-        f"`{fp32.data_fingerprint}`; {len(data.get('train_files', []))} train / {len(data.get('val_files', []))} "
-        f"validation images; {len(data.get('test_duplicates', []))} test images are byte-identical to train "
+        f"- Data: casting-impeller images (Kaggle, CC BY-NC-ND 4.0) at `{data.root}`, fingerprint "
+        f"`{fp32.data_fingerprint}`; {len(data.train_files)} train / {len(data.val_files)} "
+        f"validation images; {len(data.test_duplicates or [])} test images are byte-identical to train "
         "images and are left out of the leakage-free figures.",
         "",
         "## Training metrics (torch, from the checkpoint)",
@@ -113,7 +116,7 @@ def model_card(ckpt: dict[str, Any], models_dir: Path, runs: dict[str, list[str]
         "| split | n | accuracy | recall | specificity | missed defects | false alarms |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    out += [_metric_row(k, m) for k, m in ckpt.get("metrics", {}).items()]
+    out += [_metric_row(k, m) for k, m in ckpt.metrics.items()]
     out += ["", "## Export checks (onnxruntime CPU, batch-1 latency with 1 thread on the export machine)", ""]
     for command, lines in runs.items():
         out += [f"`{command}`", "", "```text", *lines, "```", ""]

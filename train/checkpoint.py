@@ -8,6 +8,7 @@ require_extra("torch", "train")  # one clear line instead of "No module named to
 
 import hashlib
 import sys
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,113 @@ from train.model import build_model
 
 CHECKPOINT_FORMAT = 1
 HASH_KEY = "sha256"  # content hash of everything else in a model checkpoint, checked before export
+
+
+@dataclass
+class DataRecord:
+    """Where a model's images were and which went where (export finds calibration and eval images with it)."""
+
+    root: str = ""  # absolute path at training time
+    root_as_given: str = ""  # as passed to train-model
+    class_dirs: list[str] = field(default_factory=list)  # [negative, positive] folder names
+    train_files: list[str] = field(default_factory=list)  # relative to root/train
+    val_files: list[str] = field(default_factory=list)
+    test_duplicates: list[str] | None = None  # test files byte-identical to a training image
+    extra: dict[str, Any] = field(default_factory=dict)  # keys a newer train-model wrote, kept as they are
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> DataRecord:
+        d = d or {}
+        known = {f.name for f in fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in d.items() if k in known}, extra={k: v for k, v in d.items() if k not in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k != "extra"} | self.extra
+        if self.test_duplicates is None:
+            del d["test_duplicates"]
+        return d
+
+
+@dataclass
+class Checkpoint:
+    """A model checkpoint (``best.pt``) as a typed record, beside the runtime's :class:`ModelInfo`.
+
+    On disk it stays a plain dict of ``weights_only``-loadable types (:meth:`to_dict`); :func:`load_checkpoint`
+    returns this record. Item access (``ckpt["arch"]``) still works for callers not yet moved to attributes.
+    """
+
+    arch: str
+    model_args: dict[str, Any]
+    state_dict: dict[str, Any]
+    preprocess: PreprocessSpec
+    class_names: tuple[str, str]
+    threshold: float
+    positive_class: str = ""
+    data_fingerprint: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    data: DataRecord = field(default_factory=DataRecord)
+    epoch: int | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    sha256: str | None = None
+    format: int = CHECKPOINT_FORMAT
+
+    def __post_init__(self) -> None:
+        self.positive_class = self.positive_class or self.class_names[1]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Checkpoint:
+        return cls(
+            arch=str(d["arch"]),
+            model_args=dict(d["model_args"]),
+            state_dict=dict(d["state_dict"]),
+            preprocess=PreprocessSpec.from_dict(d["preprocess"]),
+            class_names=(str(d["class_names"][0]), str(d["class_names"][1])),
+            threshold=float(d["threshold"]),
+            positive_class=str(d.get("positive_class", "")),
+            data_fingerprint=str(d.get("data_fingerprint", "")),
+            metrics=dict(d.get("metrics") or {}),
+            data=DataRecord.from_dict(d.get("data")),
+            epoch=d.get("epoch"),
+            versions=dict(d.get("versions") or {}),
+            sha256=d.get(HASH_KEY),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The dict ``torch.save`` writes (the content hash is added by :func:`atomic_torch_save`)."""
+        return {
+            "format": self.format,
+            "arch": self.arch,
+            "model_args": self.model_args,
+            "state_dict": self.state_dict,
+            "preprocess": self.preprocess.to_dict(),
+            "class_names": list(self.class_names),
+            "positive_class": self.positive_class,
+            "threshold": float(self.threshold),
+            "data_fingerprint": self.data_fingerprint,
+            "metrics": self.metrics,
+            "data": self.data.to_dict(),
+            "epoch": self.epoch,
+            "versions": self.versions,
+        }
+
+    # Item access for callers not yet moved to attributes.
+    def __getitem__(self, key: str) -> Any:
+        if key == HASH_KEY:
+            return self.sha256
+        return self.to_dict()[key] if key in ("preprocess", "data", "class_names") else getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            value = self[key]
+        except (KeyError, AttributeError):
+            return default
+        return default if value is None else value
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        setattr(self, key, value)
 
 
 def _digest(h: Any, value: Any) -> None:
@@ -58,8 +166,10 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     """
     from edge_runtime.atomic import atomic_path
 
+    if isinstance(obj, Checkpoint):
+        obj = obj.to_dict()
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT and "state_dict" in obj:
-        obj = {**obj, HASH_KEY: checkpoint_digest(obj)}
+        obj = {**{k: v for k, v in obj.items() if k != HASH_KEY}, HASH_KEY: checkpoint_digest(obj)}
     try:
         with atomic_path(path) as tmp:
             torch.save(obj, tmp)
@@ -98,8 +208,8 @@ def model_checkpoint(
     }
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load and validate a model checkpoint; errors say what is wrong with which file."""
+def load_checkpoint(path: Path) -> Checkpoint:
+    """Load, verify (content hash) and validate a model checkpoint; errors say what is wrong with which file."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: checkpoint not found; pass the best.pt written by train-model")
@@ -119,7 +229,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if missing:
         raise ModelError(f"{path}: checkpoint lacks {', '.join(missing)}; retrain with train-model")
     verify_checkpoint(ckpt, path)
-    return ckpt
+    try:
+        return Checkpoint.from_dict(ckpt)
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise ModelError(f"{path}: checkpoint fields are invalid ({exc!r}); retrain with train-model") from exc
 
 
 def verify_checkpoint(ckpt: dict[str, Any], path: Path) -> bool:
@@ -139,14 +252,14 @@ def verify_checkpoint(ckpt: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
+def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
     """Rebuild the network from the checkpoint alone, in eval mode."""
     try:
-        model = build_model(ckpt["arch"], ckpt["model_args"])
-        model.load_state_dict(ckpt["state_dict"])
+        model = build_model(ckpt.arch, ckpt.model_args)
+        model.load_state_dict(ckpt.state_dict)
     except (ValueError, TypeError, RuntimeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(
-            f"checkpoint weights do not fit architecture {ckpt.get('arch')!r} ({first[:160]}); retrain or re-export"
+            f"checkpoint weights do not fit architecture {ckpt.arch!r} ({first[:160]}); retrain or re-export"
         ) from exc
     return model.eval()

@@ -18,7 +18,7 @@ import torch
 
 from edge_runtime.metrics import binary_metrics
 from edge_runtime.preprocess import PreprocessSpec
-from train.checkpoint import atomic_torch_save, load_checkpoint, model_from_checkpoint
+from train.checkpoint import Checkpoint, atomic_torch_save, load_checkpoint, model_from_checkpoint
 from train.engine import predict_scores
 from train.plots import annotated_png, confusion_png
 
@@ -69,17 +69,17 @@ def reproduce_command() -> str:
 
 
 def _report_header(
-    cfg: TrainConfig, ds: Dataset, spec: PreprocessSpec, trainer: Trainer, ckpt: dict[str, Any], *, flops: int
+    cfg: TrainConfig, ds: Dataset, spec: PreprocessSpec, trainer: Trainer, ckpt: Checkpoint, *, flops: int
 ) -> dict[str, Any]:
     """What was trained on what, how, and with which threshold: everything in report.json but the metrics."""
-    threshold, names = float(ckpt["threshold"]), tuple(ckpt["class_names"])
+    threshold, names = ckpt.threshold, ckpt.class_names
     return {
         "model": {
             "arch": cfg.arch.value,
-            "model_args": ckpt["model_args"],
+            "model_args": ckpt.model_args,
             "input": [spec.channels, spec.size, spec.size],
             "parameters": sum(
-                v.numel() for k, v in ckpt["state_dict"].items() if "running" not in k and "num_batches" not in k
+                v.numel() for k, v in ckpt.state_dict.items() if "running" not in k and "num_batches" not in k
             ),
             "flops": flops,
             "best_epoch": trainer.best_epoch,
@@ -118,7 +118,7 @@ def write_final_report(
     """Score the best checkpoint on validation and test (official and leakage-free) and write report.json."""
     ckpt = load_checkpoint(run_dir / "best.pt")
     model = model_from_checkpoint(ckpt)
-    threshold, names = float(ckpt["threshold"]), tuple(ckpt["class_names"])
+    threshold, names = ckpt.threshold, ckpt.class_names
     report = _report_header(cfg, ds, spec, trainer, ckpt, flops=flops)
     report["validation"], _ = evaluate_split(model, ds.val, spec, threshold, names)
     cm_source = ("validation", report["validation"])
@@ -136,7 +136,7 @@ def write_final_report(
         )
         cm_source = ("test", report["test"])
     confusion_png(run_dir / "confusion.png", cm_source[1], names, f"{cm_source[0]} (threshold {threshold:.4f})")
-    ckpt["metrics"] = {
+    ckpt.metrics = {
         k: _without_errors(report[k]) for k in ("validation", "test", "test_leakage_free") if k in report
     }
     atomic_torch_save(ckpt, run_dir / "best.pt")

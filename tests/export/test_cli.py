@@ -13,6 +13,7 @@ import torch
 from edge_runtime.errors import ExitCode
 from edge_runtime.model import EdgeModel
 from tests.export.conftest import TINY_MAX_DROP, export_cli
+from train.checkpoint import atomic_torch_save, load_checkpoint
 
 
 def assert_one_line_error(r, code: ExitCode, *words: str) -> None:
@@ -100,7 +101,7 @@ def test_bad_checkpoint_is_one_line_exit_4(tmp_path: Path, kind: str):
 def test_weights_that_do_not_fit_the_architecture_are_exit_4(tiny_run: Path, tmp_path: Path):
     ckpt = torch.load(tiny_run, weights_only=True)
     ckpt["model_args"] = {"in_channels": 3}
-    torch.save(ckpt, tmp_path / "best.pt")
+    atomic_torch_save(ckpt, tmp_path / "best.pt")  # an edited checkpoint, re-hashed as train-model writes it
     assert_one_line_error(export_cli(tmp_path / "best.pt", "--out", tmp_path / "m.onnx"), ExitCode.BAD_MODEL, "fit")
 
 
@@ -170,7 +171,7 @@ def test_int8_without_labelled_images_needs_eval_data_or_force(tiny_run: Path, t
     ckpt = torch.load(tiny_run, weights_only=True)
     # The recorded data is not on this machine, under neither recorded path, and DEFECT_EDGE_DATA is not set.
     ckpt["data"]["root"] = ckpt["data"]["root_as_given"] = str(tmp_path / "moved")
-    torch.save(ckpt, tmp_path / "best.pt")
+    atomic_torch_save(ckpt, tmp_path / "best.pt")
     calib = write_images(tmp_path / "calib", 12)
     r = export_cli(tmp_path / "best.pt", "--quantize", "--calib-data", calib, "--out", tmp_path / "m.onnx")
     assert_one_line_error(r, ExitCode.BAD_DATA, "--eval-data", "--force")
@@ -182,9 +183,9 @@ def test_int8_without_labelled_images_needs_eval_data_or_force(tiny_run: Path, t
 def test_moved_dataset_is_found_through_defect_edge_data(tiny_run: Path, tmp_path: Path, monkeypatch):
     from export.images import default_eval_folder, recorded_root
 
-    ckpt = torch.load(tiny_run, weights_only=True)
-    real_root = Path(ckpt["data"]["root"])
-    ckpt["data"]["root"] = ckpt["data"]["root_as_given"] = str(tmp_path / "moved")
+    ckpt = load_checkpoint(tiny_run)
+    real_root = Path(ckpt.data.root)
+    ckpt.data.root = ckpt.data.root_as_given = str(tmp_path / "moved")
     monkeypatch.delenv("DEFECT_EDGE_DATA", raising=False)
     assert recorded_root(ckpt) is None and default_eval_folder(ckpt) is None
     monkeypatch.setenv("DEFECT_EDGE_DATA", str(real_root))

@@ -20,7 +20,7 @@ from edge_runtime.errors import ExitCode  # noqa: E402
 from export.cli import main as export_main  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 from tests.edge_runtime.test_faults_process import catches_sigterm  # noqa: E402
-from train.checkpoint import HASH_KEY, atomic_torch_save, load_checkpoint  # noqa: E402
+from train.checkpoint import atomic_torch_save, load_checkpoint  # noqa: E402
 
 DEFAULT = REPO / "train" / "default_model" / "best.pt"
 
@@ -30,7 +30,7 @@ def stamped(tmp_path_factory) -> Path:
     """The committed default checkpoint, re-saved so it carries its content hash."""
     out = tmp_path_factory.mktemp("ckpt") / "best.pt"
     atomic_torch_save(load_checkpoint(DEFAULT), out)
-    assert HASH_KEY in load_checkpoint(out)
+    assert load_checkpoint(out).sha256
     return out
 
 

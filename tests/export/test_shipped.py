@@ -33,7 +33,7 @@ def test_shipped_model_is_built_from_the_committed_checkpoint(precision: Precisi
     assert model.info.precision is precision
     # Fails when train/default_model/best.pt is re-committed without `make models`.
     assert model.info.model_version == weights_version(default_ckpt)
-    assert model.info.threshold == pytest.approx(default_ckpt["threshold"])
+    assert model.info.threshold == pytest.approx(default_ckpt.threshold)
     assert (count_ops(model.path, "QuantizeLinear") > 0) == (precision is Precision.INT8)
     assert model.info.metrics["onnx"]["official"]["n"] == 715
 

@@ -74,9 +74,15 @@ def distance_to_box(p: tuple[int, int], b: tuple[int, ...]) -> float:
 
 
 def load_boxes(path: Path = BOXES) -> dict[str, list[tuple[int, int, int, int]]]:
-    """``{relative image path: [boxes]}`` from the committed JSON."""
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    return {k: [tuple(b) for b in v["boxes"]] for k, v in doc["images"].items()}
+    """``{relative image path: [boxes]}`` from the committed JSON; an unreadable file is a :class:`DataError`."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        boxes = {str(k): [tuple(int(c) for c in b) for b in v["boxes"]] for k, v in doc["images"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DataError(f"{path}: not a readable defect-box file ({exc}); see benchmarks/data/README.md") from exc
+    if not boxes or not all(v and all(len(b) == 4 for b in v) for v in boxes.values()):
+        raise DataError(f"{path}: every image needs at least one [x0, y0, x1, y1] box")
+    return boxes
 
 
 def locate(model: EdgeModel, gray: np.ndarray) -> tuple[Prediction, tuple[int, int], tuple[float, ...]]:
@@ -216,10 +222,17 @@ def grid(model: EdgeModel, data: Path, boxes: dict[str, list], names: list[str])
     help="Output stem: writes STEM.md, STEM.json and STEM.png.",
 )
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--boxes",
+    "boxes_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=BOXES,
+    help="Marked boxes JSON [default: benchmarks/data/defect_boxes.json].",
+)
 @debug_option
 @friendly_errors
-def main(*, data: Path, models: tuple[Path, ...], out: Path, threads: int, debug: bool) -> None:
-    boxes = load_boxes()
+def main(*, data: Path, models: tuple[Path, ...], out: Path, threads: int, boxes_file: Path, debug: bool) -> None:
+    boxes = load_boxes(boxes_file)
     paths = list(models) or [MODELS_DIR / "defectnet_fp32.onnx", MODELS_DIR / "defectnet_int8.onnx"]
     loaded = [EdgeModel(p, RuntimeConfig(provider=Provider.CPU, threads=threads)) for p in paths]
     results = {m.path.name: evaluate(m, data, boxes) for m in loaded}

@@ -1,0 +1,87 @@
+"""The localisation benchmark: the committed hand-marked boxes are sane, the scores mean what they say, and a
+run writes its tables and grid without torch (here on the tiny model whose map is the pooled input)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from benchmarks.annotate_boxes import main as annotate_main
+from benchmarks.annotate_boxes import pick, render
+from benchmarks.localisation import BOXES, distance_to_box, iou, load_boxes, main
+from edge_runtime.errors import DataError
+from tests.conftest import REPO
+
+TINY_MAP = REPO / "tests" / "models" / "tiny_map.onnx"
+
+
+def test_help():
+    for cmd in (main, annotate_main):
+        r = CliRunner().invoke(cmd, ["--help"])
+        assert r.exit_code == 0 and "--help" in r.output
+
+
+def test_committed_boxes_cover_60_defective_test_images_inside_300_px():
+    boxes = load_boxes()
+    assert len(boxes) == 60 and all(k.startswith("test/def_front/") for k in boxes)
+    for marked in boxes.values():
+        assert all(0 <= x0 < x1 <= 300 and 0 <= y0 < y1 <= 300 for x0, y0, x1, y1 in marked)
+
+
+def test_pick_is_the_committed_choice(casting_dir: Path):
+    assert pick(casting_dir) == sorted(load_boxes())
+
+
+def test_render_enlarges_with_a_grid_and_draws_boxes():
+    img = np.full((300, 300), 128, np.uint8)
+    plain, boxed = render(img), render(img, [[10, 10, 40, 40]])
+    assert plain.shape[0] > 600 and plain.shape[1] > 600
+    assert (boxed != plain).any(axis=-1).sum() > 100
+
+
+def test_scores():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0 and iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+    assert distance_to_box((0, 0), (0, 0, 5, 5)) == 0.0 and distance_to_box((10, 4), (0, 0, 5, 5)) == 6.0
+
+
+def test_bad_box_file_is_a_data_error(tmp_path: Path):
+    (tmp_path / "b.json").write_text("{}")
+    with pytest.raises(DataError, match="defect-box file"):
+        load_boxes(tmp_path / "b.json")
+
+
+def test_run_writes_tables_json_and_grid(tmp_path: Path):
+    data = tmp_path / "data"
+    (data / "d").mkdir(parents=True)
+    marked = {}
+    for i in range(3):  # a bright 'defect' in the top right of a dark frame, mean above 0.5: defective
+        img = np.full((300, 300), 60, np.uint8)
+        img[:150] = 210
+        img[40:140, 190:290] = 255
+        cv2.imwrite(str(data / "d" / f"{i}.png"), img)
+        marked[f"d/{i}.png"] = {"boxes": [[190, 40, 290, 140]]}
+    (tmp_path / "boxes.json").write_text(json.dumps({"images": marked}))
+    out = tmp_path / "res" / "loc"
+    args = ["--data", data, "--model", TINY_MAP, "--boxes", tmp_path / "boxes.json", "--out", out]
+    r = CliRunner().invoke(main, [str(a) for a in args])
+    assert r.exit_code == 0, r.output
+    (s,) = json.loads(out.with_suffix(".json").read_text())["summary"]
+    assert s["images"] == 3 and s["hit_rate"] == 1.0 and s["mean_iou"] > 0
+    assert "pointing hit rate" in out.with_suffix(".md").read_text()
+    assert cv2.imread(str(out.with_suffix(".png"))).shape[1] == 6 * 200
+
+
+def test_a_model_without_the_map_is_refused(tmp_path: Path):
+    r = CliRunner().invoke(
+        main, ["--model", str(REPO / "tests" / "models" / "tiny.onnx"), "--out", str(tmp_path / "x")]
+    )
+    assert r.exit_code == 4 and "no localisation map" in r.output
+
+
+def test_boxes_file_is_where_the_readme_says():
+    assert BOXES == REPO / "benchmarks" / "data" / "defect_boxes.json" and (BOXES.parent / "README.md").is_file()

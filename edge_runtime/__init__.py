@@ -1,8 +1,14 @@
 """defect-edge runtime: onnxruntime + numpy + OpenCV, never torch."""
 
-from edge_runtime.errors import DefectEdgeError, ExitCode
-from edge_runtime.model_info import ModelInfo, Precision
-from edge_runtime.preprocess import PreprocessSpec, preprocess, read_image
+import os
+
+# OpenCV's own cap on decoded pixels (read once, when cv2 loads): the formats whose header edge_runtime.decoding
+# does not parse itself stay bounded at 67 MP too, instead of OpenCV's default of 1 GP.
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 26))
+
+from edge_runtime.errors import DefectEdgeError, ExitCode  # noqa: E402 - after the OpenCV setting
+from edge_runtime.model_info import ModelInfo, Precision  # noqa: E402
+from edge_runtime.preprocess import PreprocessSpec, preprocess, read_image  # noqa: E402
 
 __version__ = "0.1.0"
 

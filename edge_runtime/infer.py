@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from edge_runtime.stopping import StopSignals
 from edge_runtime.summary import Summary
 
 Log = Callable[[str], None]
+PICTURE_BATCH = 8  # items per batch when their full pictures are kept (--save, --show, a listener's thumbnails)
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,18 @@ def check_saved_video(saver: Any) -> None:
         )
 
 
+def check_save_target(target: Path) -> None:
+    """``--save`` must be a folder or a regular file (a FIFO would block the video writer forever)."""
+    import stat
+
+    try:
+        st = os.stat(target)
+    except OSError:
+        return  # does not exist yet: created by the saver
+    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        raise OutputError(f"{target}: not a regular file or folder (a FIFO or device); choose another --save")
+
+
 def open_outputs(cfg: InferConfig, log: Log) -> Outputs:
     out = Outputs(wants_pictures=bool(getattr(cfg.listener, "wants_pictures", False)) or cfg.heatmap)
     if cfg.json_stdout or not cfg.quiet:
@@ -109,6 +123,8 @@ def open_outputs(cfg: InferConfig, log: Log) -> Outputs:
                 out.window = None
         if cfg.save is not None:
             from edge_runtime.annotate import Saver
+
+            check_save_target(cfg.save)
 
             out.saver = Saver(cfg.save)
     except BaseException:
@@ -224,6 +240,8 @@ def process(
         notice=runner.summary.note,
     )
     size = 1 if spec.kind.live else min(cfg.batch_size, model.max_batch or cfg.batch_size)
+    if runner.out.needs_picture:
+        size = min(size, PICTURE_BATCH)  # decoded pictures are kept per item: bound how many are held at once
     listener = cfg.listener
     try:
         for batch in batches(items, size):

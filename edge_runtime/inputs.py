@@ -237,8 +237,10 @@ def iter_files(
     paths: Iterable[Path], prepare: Callable[..., np.ndarray], *, keep_original: bool, workers: int
 ) -> Iterator[Item]:
     """Every file, decoded ``workers``-wide in the background while the caller runs inference."""
+    # Kept pictures can be large (up to the 67 MP cap each): then only a few are decoded ahead.
+    depth = 2 * workers + 2 if keep_original else 8 * workers + 64
     return prefetch_map(
-        lambda p: load_file(p, prepare, keep_original=keep_original), paths, workers=workers, depth=8 * workers + 64
+        lambda p: load_file(p, prepare, keep_original=keep_original), paths, workers=workers, depth=depth
     )
 
 

@@ -23,7 +23,8 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# SIGHUP too: a closed terminal or an SSH session that drops ends the run cleanly, with its summary.
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
 
 
 class StopSignals:
@@ -49,6 +50,8 @@ class StopSignals:
         """Take over SIGTERM and SIGINT (only possible in the main thread; elsewhere a no-op)."""
         if threading.current_thread() is threading.main_thread() and not self._previous:
             for sig in SIGNALS:
+                if signal.getsignal(sig) is signal.SIG_IGN:
+                    continue  # ignored on purpose by whoever started us (nohup, a background job): keep it so
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 

@@ -316,18 +316,41 @@ def test_output_on_a_full_disk_is_exit_7_with_the_summary(tmp_path, tiny_model):
     assert "summary: 0 items" in result.stderr and "No space left" in result.stderr
 
 
-@pytest.mark.parametrize("what", ["summary", "save-video"])
+@pytest.mark.parametrize("what", ["summary", "save-to-device"])
 def test_summary_or_video_that_cannot_be_written_is_exit_7(tmp_path, tiny_model, what):
     write_parts(tmp_path / "parts", [10, 200])
     if what == "summary":  # (a link to /dev/full would just be replaced: the summary is written atomically)
         target = Path("/proc/defect-edge/s.json")
-    else:
+    else:  # a device (or FIFO) would block or swallow the video writer: refused before anything runs
         target = tmp_path / "v.avi"
         target.symlink_to("/dev/full")
     flag = "--summary" if what == "summary" else "--save"
     result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), flag, str(target)])
     recs = check(result, ExitCode.OUTPUT_ERROR, error_lines=1)
-    assert len(recs) == 2 and "summary: 2 items" in result.stderr
+    if what == "summary":
+        assert len(recs) == 2 and "summary: 2 items" in result.stderr
+    else:
+        assert recs == [] and "FIFO or device" in result.stderr
+
+
+def test_a_saved_video_that_came_out_short_is_an_output_error(tmp_path):
+    """OpenCV's writer reports no write error (full disk): the frame count is read back at the end."""
+    import numpy as np
+
+    from edge_runtime.errors import OutputError
+    from edge_runtime.infer import check_saved_video
+    from tests.edge_runtime.test_cli import write_video
+
+    video = write_video(tmp_path / "v.avi", [np.full((32, 32), 9 * i, np.uint8) for i in range(3)])
+
+    class Saver:
+        target, is_video = video, True
+
+    Saver.count = 3
+    check_saved_video(Saver())
+    Saver.count = 5  # five frames handed to the writer, three on disk
+    with pytest.raises(OutputError, match="holds 3 of 5 frames"):
+        check_saved_video(Saver())
 
 
 def test_non_utf8_file_names_reach_every_output(tmp_path, tiny_model):

@@ -69,6 +69,19 @@ def test_sigterm_at_any_moment_ends_with_a_summary_that_matches_the_output(tmp_p
         assert all(json.loads(x)["frame"] is not None for x in lines)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
+def test_ctrl_c_and_hangup_stop_cleanly_too(tmp_path, sig):
+    out, summary = tmp_path / "v.jsonl", tmp_path / "s.json"
+    args = ["tests.edge_runtime.live_cli", "--model", TINY, "--quiet", "--output", str(out), "--summary", str(summary)]
+    proc = start(args)
+    wait_for_handler(proc)
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.INTERRUPTED and "summary:" in err and "Traceback" not in err
+    assert len(out.read_text().splitlines()) == json.loads(summary.read_text())["items"]
+
+
 def test_closed_stdout_ends_the_run_quietly(tmp_path):
     write_parts(tmp_path / "parts", [10, 200] * 200)
     proc = start(["edge_runtime.cli", "--model", TINY, "--source", str(tmp_path / "parts"), "--json",

@@ -131,7 +131,7 @@ def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log
     runtime = RuntimeConfig(provider=Provider.CPU, threads=cfg.threads)
     with tempfile.TemporaryDirectory(prefix="defect-edge-export-") as tmp:
         work = Path(tmp)
-        with_map = cam.wants_map(net, cfg.with_map, arch=str(ckpt["arch"]), log=log)
+        with_map = cam.wants_map(net, cfg.with_map, arch=ckpt.arch, log=log)
         fp32_info = replace(model_info(ckpt, Precision.FP32, cfg), outputs=cam.outputs_for(with_map=with_map))
         spec = fp32_info.preprocess
         graph.export_graph(net, spec, work / "raw.onnx", opset=cfg.opset, with_map=with_map)

@@ -23,7 +23,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,22 +32,13 @@ import numpy as np
 
 from benchmarks.hardware import detect_hardware
 from benchmarks.live import PacedSource, camera_frames
+from benchmarks.station_viewer import Viewer
 from edge_runtime.infer import InferConfig, run_inference
 from edge_runtime.station.listener import StationListener
 from edge_runtime.station.log import InspectionLog, LogConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "edge_runtime" / "samples"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
 WARMUP_FRAMES = 30
 
 
@@ -59,12 +49,14 @@ def pct(values: list[float], q: float) -> float:
 # -- 1. folder throughput and log size ----------------------------------------------------------------------
 def folder_run(folder: Path, log_path: Path | None) -> dict[str, Any]:
     listener = StationListener(log=InspectionLog(LogConfig(log_path, station="bench"))) if log_path else None
+    cpu0 = time.process_time()
     try:
         summary, _ = run_inference(InferConfig(source=str(folder), quiet=True, listener=listener), log=lambda m: None)
     finally:
         if listener is not None:
             listener.close()
-    return {"items": summary.items, "items_per_s": round(summary.items / summary.wall_s, 1)}
+    cpu_us = (time.process_time() - cpu0) / summary.items * 1e6
+    return {"items": summary.items, "items_per_s": round(summary.items / summary.wall_s, 1), "cpu_us": round(cpu_us)}
 
 
 def log_size(log_path: Path) -> dict[str, Any]:
@@ -73,31 +65,45 @@ def log_size(log_path: Path) -> dict[str, Any]:
         "SELECT (SELECT count(*) FROM inspections), (SELECT count(*) FROM thumbnails)"
     ).fetchone()
     thumb_bytes = con.execute("SELECT coalesce(sum(length(jpeg)), 0) FROM thumbnails").fetchone()[0]
+    try:  # pages per table, where this SQLite has the dbstat table
+        pages = dict(con.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name").fetchall())
+    except sqlite3.Error:
+        pages = {}
     con.close()
     size = log_path.stat().st_size
+    rows_bytes = size - pages.get("thumbnails", thumb_bytes)
     return {
+        "bytes_per_item_row": round(rows_bytes / rows),
+        "bytes_per_thumbnail": round(pages.get("thumbnails", thumb_bytes) / max(thumbs, 1)),
         "rows": rows,
         "thumbnails": thumbs,
         "file_bytes": size,
         "thumbnail_bytes": thumb_bytes,
         "mb_per_10k": round(size / rows * 10_000 / 1e6, 2),
-        "mb_per_10k_without_images": round((size - thumb_bytes) / rows * 10_000 / 1e6, 2),
+        "mb_per_10k_without_images": round(rows_bytes / rows * 10_000 / 1e6, 2),
     }
 
 
 def throughput(folder: Path, rounds: int, tmp: Path) -> dict[str, Any]:
     runs: dict[str, list[float]] = {"without --log": [], "with --log": []}
+    cpu: dict[str, list[float]] = {"without --log": [], "with --log": []}
     folder_run(folder, None)  # warm the page cache and the model
     size = {}
     for k in range(rounds):
-        runs["without --log"].append(folder_run(folder, None)["items_per_s"])
-        path = tmp / f"folder{k}.db"
-        runs["with --log"].append(folder_run(folder, path)["items_per_s"])
-        size = log_size(path)
+        for name, path in (("without --log", None), ("with --log", tmp / f"folder{k}.db")):
+            r = folder_run(folder, path)
+            runs[name].append(r["items_per_s"])
+            cpu[name].append(r["cpu_us"])
+        size = log_size(tmp / f"folder{k}.db")
         print(f"folder round {k + 1}: {runs['without --log'][-1]} vs {runs['with --log'][-1]} items/s", file=sys.stderr)
     best = {name: max(v) for name, v in runs.items()}
     median = {name: float(np.median(v)) for name, v in runs.items()}
+    cpu_median = {name: float(np.median(v)) for name, v in cpu.items()}
     return {
+        "cpu_us_per_item": cpu,
+        "cpu_median": cpu_median,
+        "ratio_best": round(best["with --log"] / best["without --log"], 3),
+        "ratio_cpu": round(cpu_median["without --log"] / cpu_median["with --log"], 3),
         "folder": str(folder),
         "rounds": runs,
         "best": best,
@@ -114,6 +120,7 @@ class Probe:
 
     inner: StationListener | None = None
     latencies_ms: list[float] = field(default_factory=list)
+    in_loop_us: list[float] = field(default_factory=list)  # the station's own time on the inspection thread
 
     @property
     def wants_pictures(self) -> bool:
@@ -125,7 +132,9 @@ class Probe:
 
     def on_records(self, records: Any, items: Any) -> None:
         if self.inner is not None:
+            t0 = time.perf_counter()
             self.inner.on_records(records, items)
+            self.in_loop_us.append((time.perf_counter() - t0) * 1e6)
         now = time.monotonic()
         self.latencies_ms.extend((now - it.timestamp) * 1000.0 for it in items if it.timestamp is not None)
 
@@ -136,55 +145,6 @@ class Probe:
     def on_close(self, summary: Any) -> None:
         if self.inner is not None:
             self.inner.on_close(summary)
-
-
-class Viewer:
-    """The open page: headless Chromium when available, else an HTTP client doing what the page does."""
-
-    def __init__(self) -> None:
-        self.browser = self.pw = self.page = None
-        self.kind = "http client (stream + 1 s polling)"
-        if Path(CHROMIUM).exists():
-            try:
-                from playwright.sync_api import sync_playwright
-
-                self.pw = sync_playwright().start()
-                self.browser = self.pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                self.kind = "headless Chromium (the real page)"
-            except ImportError:
-                pass
-
-    def watch(self, url: str, seconds: float, screenshot: Path | None = None) -> None:
-        if self.browser is None:
-            self._http(url, seconds)
-            return
-        page = self.browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(url)
-        page.wait_for_timeout(seconds * 1000)
-        if screenshot is not None:
-            page.screenshot(path=str(screenshot), full_page=True)
-        page.close()
-
-    def _http(self, url: str, seconds: float) -> None:
-        end = time.monotonic() + seconds
-
-        def stream() -> None:
-            with urllib.request.urlopen(url + "stream.mjpg", timeout=10) as r:
-                while time.monotonic() < end and r.read(65536):
-                    pass
-
-        t = threading.Thread(target=stream, daemon=True)
-        t.start()
-        while time.monotonic() < end:
-            for path in ("api/status", "api/defects?limit=24"):
-                urllib.request.urlopen(url + path, timeout=5).read()
-            time.sleep(1.0)
-        t.join(2)
-
-    def close(self) -> None:
-        if self.browser is not None:
-            self.browser.close()
-            self.pw.stop()
 
 
 def live_run(
@@ -211,10 +171,12 @@ def live_run(
     )
     out: dict = {}
     t = threading.Thread(target=lambda: out.update(s=run_inference(cfg, log=lambda m: None)[0]), daemon=True)
+    cpu0, wall0 = time.process_time(), time.monotonic()
     t.start()
     if serve:
         viewer.watch(station.server.url, seconds - 1.0, screenshot)
     t.join(seconds + 30)
+    cpu_percent = 100 * (time.process_time() - cpu0) / (time.monotonic() - wall0)
     if station is not None:
         station.close()
     lat = probe.latencies_ms[WARMUP_FRAMES:]
@@ -226,13 +188,16 @@ def live_run(
         "p90": pct(lat, 90),
         "p99": pct(lat, 99),
         "max": round(max(lat), 3) if lat else None,
+        "cpu_percent": round(cpu_percent, 1),
+        "station_us_p50": pct(probe.in_loop_us, 50),
+        "station_us_p99": pct(probe.in_loop_us, 99),
     }
 
 
-def live_latency(seconds: float, rounds: int, tmp: Path, screenshot: Path) -> dict[str, Any]:
+def live_latency(seconds: float, rounds: int, tmp: Path, screenshot: Path, *, browser: bool) -> dict[str, Any]:
     paths = sorted(str(p) for p in SAMPLES.rglob("*.jpeg"))
     frames = camera_frames(paths, limit=len(paths))
-    viewer = Viewer()
+    viewer = Viewer(browser=browser)
     conditions = {
         "no station": (False, False),
         "--serve + open page": (True, False),
@@ -256,7 +221,7 @@ def live_latency(seconds: float, rounds: int, tmp: Path, screenshot: Path) -> di
                 print(f"live round {k + 1} {name}: p50 {row['p50']} p99 {row['p99']} ms", file=sys.stderr)
     finally:
         viewer.close()
-    return {"viewer": viewer.kind, "seconds": seconds, "rounds": results}
+    return {"viewer": viewer.kind, "browser_cpu_percent": viewer.cpu_percent, "seconds": seconds, "rounds": results}
 
 
 # -- 3. SIGKILL -----------------------------------------------------------------------------------------------
@@ -306,63 +271,83 @@ def sigkill(tmp: Path, kill_after_lines: tuple[int, ...] = (200, 700, 1500)) -> 
     return out
 
 
+def _col(rows: list[dict], key: str) -> str:
+    return " / ".join(str(r[key]) for r in rows)
+
+
 def markdown(res: dict[str, Any]) -> str:
-    hw, f = res["hardware"], res["folder"]
-    lines = [
+    hw, f, lg, live = res["hardware"], res["folder"], res["folder"]["log"], res["live"]
+    load = ", ".join(f"{x:.1f}" for x in res["load_average_at_start"])
+    out = [
         f"# Station costs ({hw['cpu']}, {hw['cores']} cores, {res['date']})",
         "",
-        f"`{res['command']}`",
+        f"`{res['command']}`. Load average at the start: {load} (a shared machine: rounds are interleaved, and "
+        "CPU time per item is given because it does not depend on what else runs).",
         "",
         "## Folder throughput with and without `--log`",
         "",
-        f"`{f['folder']}`, bundled INT8 model, rounds interleaved; items/s of the whole run.",
+        f"`{f['folder']}`, bundled INT8 model, whole `edge-infer` pipeline (decode, infer, log).",
         "",
-        "| run | rounds (items/s) | median | best |",
-        "| --- | --- | --- | --- |",
+        "| run | items/s per round | median | best | CPU µs per item (median) |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for name, v in f["rounds"].items():
-        lines.append(
-            f"| {name} | {', '.join(f'{x:.0f}' for x in v)} | {f['median'][name]:.0f} | {f['best'][name]:.0f} |"
+        out.append(
+            f"| {name} | {', '.join(f'{x:.0f}' for x in v)} | {f['median'][name]:.0f} | {f['best'][name]:.0f} "
+            f"| {f['cpu_median'][name]:.0f} |"
         )
-    lg = f["log"]
-    lines += [
+    out += [
         "",
-        f"With `--log`: **{100 * f['ratio_median']:.1f}%** of the throughput without it (medians).",
+        f"With `--log`: {100 * f['ratio_median']:.1f}% of the items/s without it (medians), "
+        f"{100 * f['ratio_best']:.1f}% (best rounds); CPU per item: **{100 * f['ratio_cpu']:.1f}%** of the "
+        "throughput a CPU-bound run keeps.",
         "",
         "## Log size",
         "",
-        f"{lg['rows']} items, {lg['thumbnails']} defective with a thumbnail: "
-        f"{lg['file_bytes'] / 1e6:.2f} MB, that is **{lg['mb_per_10k']} MB per 10,000 items** "
-        f"({lg['mb_per_10k_without_images']} MB without the thumbnails).",
+        f"{lg['rows']} items, {lg['thumbnails']} of them defective with a thumbnail: {lg['file_bytes'] / 1e6:.2f} MB, "
+        f"that is **{lg['mb_per_10k']} MB per 10,000 items** at this defect rate. A row takes "
+        f"{lg['bytes_per_item_row']} bytes (indexes included), a thumbnail {lg['bytes_per_thumbnail']} bytes: "
+        f"{lg['mb_per_10k_without_images']} MB per 10,000 items without defects, plus "
+        f"{lg['bytes_per_thumbnail'] / 100:.0f} MB per 10,000 for each 1% of defective items.",
         "",
         "## Live latency, 30 FPS synthetic source",
         "",
-        f"Capture -> result (log committed), {res['live']['seconds']:g} s per run, first {WARMUP_FRAMES} "
-        f"frames dropped as warm-up; open page: {res['live']['viewer']}.",
+        f"Capture -> result (log committed), {live['seconds']:g} s per run, first {WARMUP_FRAMES} frames dropped "
+        f"as warm-up; the open page: {live['viewer']} (its own CPU use: "
+        f"{', '.join(f'{x:.0f}%' for x in live.get('browser_cpu_percent', [])) or 'n/a'} of one core). "
+        "Per round, in run order.",
         "",
-        "| condition | p50 ms (per round) | p90 ms | p99 ms (per round) | frames dropped |",
-        "| --- | --- | --- | --- | --- |",
+        "| condition | p50 ms | p90 ms | p99 ms | p99 median | station's time in the loop, p50 / p99 µs "
+        "| process CPU % | frames dropped |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name, rows in res["live"]["rounds"].items():
-        lines.append(
-            f"| {name} | {' / '.join(str(r['p50']) for r in rows)} | {' / '.join(str(r['p90']) for r in rows)} "
-            f"| {' / '.join(str(r['p99']) for r in rows)} | {' / '.join(str(r['dropped']) for r in rows)} |"
+    for name, rows in live["rounds"].items():
+        med = float(np.median([r["p99"] for r in rows]))
+        inner = " / ".join(
+            f"{r['station_us_p50']:.0f}, {r['station_us_p99']:.0f}"
+            for r in rows
+            if r["station_us_p50"] == r["station_us_p50"]
         )
-    lines += [
+        out.append(
+            f"| {name} | {_col(rows, 'p50')} | {_col(rows, 'p90')} | {_col(rows, 'p99')} | {med:.2f} | {inner or '-'} "
+            f"| {_col(rows, 'cpu_percent')} | {_col(rows, 'dropped')} |"
+        )
+    out += [
         "",
         "## SIGKILL",
         "",
-        "`edge-infer --source line.avi --log kill.db --output kill.jsonl` killed with SIGKILL mid-run.",
+        "`edge-infer --source line.avi --log kill.db --output kill.jsonl --batch-size 8` "
+        "killed with SIGKILL mid-run (three kill points).",
         "",
         "| records in --output | rows in the log | output records missing from the log | integrity_check |",
         "| --- | --- | --- | --- |",
     ]
     for k in res["sigkill"]:
-        lines.append(
+        out.append(
             f"| {k['records_in_output']} | {k['rows_in_log']} | {k['output_records_missing_from_log']} | "
             f"{k['integrity_check']} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(out) + "\n"
 
 
 @click.command(help="Measure the station's costs; writes OUT/station.md, station.json and station.png.")
@@ -376,17 +361,25 @@ def markdown(res: dict[str, Any]) -> str:
 @click.option("--seconds", type=float, default=20.0, show_default=True, help="Seconds per live run.")
 @click.option("--rounds", type=int, default=2, show_default=True, help="Interleaved rounds per condition.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=REPO / "benchmarks" / "results")
-def main(data: Path, seconds: float, rounds: int, out: Path) -> None:
+@click.option(
+    "--viewer",
+    type=click.Choice(["chromium", "http"]),
+    default="chromium",
+    show_default=True,
+    help="The open page: headless Chromium on this machine, or an HTTP client doing what the page does.",
+)
+def main(data: Path, seconds: float, rounds: int, out: Path, viewer: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         res = {
             "hardware": detect_hardware().to_dict(),
+            "load_average_at_start": os.getloadavg(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "command": "python -m benchmarks.station " + " ".join(sys.argv[1:]),
         }
         res["folder"] = throughput(data if data.is_dir() else SAMPLES, max(rounds, 3), tmp)
-        res["live"] = live_latency(seconds, rounds, tmp, out / "station.png")
+        res["live"] = live_latency(seconds, rounds, tmp, out / "station.png", browser=viewer == "chromium")
         res["sigkill"] = sigkill(tmp)
     (out / "station.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
     (out / "station.md").write_text(markdown(res))

@@ -19,6 +19,7 @@ import math
 import os
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -98,6 +99,11 @@ class InspectionLog:
         self.path = cfg.path
         self.station = cfg.station or socket.gethostname()
         self.con = connect(cfg.path, timeout_s=cfg.busy_timeout_s)
+        # Checkpoints (copying the WAL into the database, milliseconds) run on a helper thread, not in a commit
+        # of the inspection loop; the WAL file is cut back to 8 MB after each.
+        self.con.execute("PRAGMA wal_autocheckpoint=0")
+        self.con.execute(f"PRAGMA journal_size_limit={8 * 2**20}")
+        self.checkpointer = Checkpointer(cfg.path)
         self.run_id: int | None = None
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="log thumbnails")
         self.pending: list[Future] = []
@@ -188,6 +194,8 @@ class InspectionLog:
                 self._store_thumbnails(ready)
         except sqlite3.Error as exc:
             raise log_error(self.path, exc, "storing the last thumbnails") from exc
+        if time.monotonic() >= self.next_retention:
+            self.apply_retention()
 
     def _insert(self, rec: dict[str, Any]) -> int:
         extra = {k: v for k, v in rec.items() if k not in COLUMNS and v is not None}
@@ -232,7 +240,7 @@ class InspectionLog:
             if self.cfg.max_bytes is not None:
                 deleted += self._shrink_to(self.cfg.max_bytes)
             if deleted:
-                self.con.execute("PRAGMA incremental_vacuum")
+                self.con.execute("PRAGMA incremental_vacuum").fetchall()  # it frees one page per row fetched
         except sqlite3.Error as exc:
             raise log_error(self.path, exc, "applying retention") from exc
         return deleted
@@ -268,5 +276,32 @@ class InspectionLog:
         with contextlib.suppress(OutputError):  # on_close flushed already unless the run failed
             self.flush()
         self.pool.shutdown(wait=True)
+        self.checkpointer.stop()
+        with contextlib.suppress(sqlite3.Error):
+            self.con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         with contextlib.suppress(sqlite3.Error):  # a connection whose disk went away: nothing left to save
             self.con.close()
+
+
+class Checkpointer:
+    """Every ``every_s`` seconds, a passive WAL checkpoint on its own connection (never blocks the writer)."""
+
+    def __init__(self, path: Path, every_s: float = 1.0) -> None:
+        self.path, self.every_s = path, every_s
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="log checkpoints", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            con = sqlite3.connect(str(self.path), timeout=0.05, check_same_thread=False)
+        except sqlite3.Error:  # the writer reports a log that cannot be opened
+            return
+        while not self._stop.wait(self.every_s):
+            with contextlib.suppress(sqlite3.Error):  # busy now: next time; a full disk fails the writer anyway
+                con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        con.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(5.0)

@@ -174,39 +174,80 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-_stderr_lock = threading.Lock()
-_sink: list[int] = []  # one temporary file per process, reused (creating one per image costs more than decoding)
+class _StderrCapture:
+    """File descriptor 2 pointed at a temporary file while any decode runs, shared by concurrent decodes.
 
-
-@contextlib.contextmanager
-def captured_stderr() -> Iterator[list[str]]:
-    """Collect what C libraries write to file descriptor 2 meanwhile (libjpeg warnings, OpenCV log lines).
-
-    One capture at a time, process-wide; lines that do not look like a decoder's are passed on to stderr.
+    Decodes on several threads overlap; the text written during one decode's window is then not necessarily its
+    own. A decode that saw decoder messages while others overlapped is therefore decoded again alone
+    (``exclusive``) to know whether the messages were its own. Damaged images are rare, so decoding stays
+    parallel. Lines that do not look like a decoder's are passed on to the real stderr when the last decode
+    leaves.
     """
-    lines: list[str] = []
-    with _stderr_lock:
-        if not _sink:
-            with tempfile.TemporaryFile() as f:
-                _sink.append(os.dup(f.fileno()))
-        fd = _sink[0]
-        saved = os.dup(2)
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.active = 0
+        self.entries = 0  # decodes started so far (to see overlaps)
+        self.exclusive = False
+        self.sink = -1
+        self.saved = -1
+
+    @contextlib.contextmanager
+    def window(self, *, exclusive: bool = False) -> Iterator[tuple[list[str], list[bool]]]:
+        lines: list[str] = []
+        overlapped = [False]
+        with self.cond:
+            while self.exclusive or (exclusive and self.active):
+                self.cond.wait()
+            if self.sink < 0:
+                with tempfile.TemporaryFile() as f:
+                    self.sink = os.dup(f.fileno())
+            if self.active == 0:
+                self.saved = os.dup(2)
+                os.dup2(self.sink, 2)
+            self.exclusive = exclusive
+            self.active += 1
+            self.entries += 1
+            start, first_entry = os.fstat(self.sink).st_size, self.entries
+            overlapped[0] = self.active > 1
         try:
-            os.dup2(fd, 2)
-            yield lines
+            yield lines, overlapped
         finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            if os.lseek(fd, 0, os.SEEK_CUR):
-                os.lseek(fd, 0, os.SEEK_SET)
-                text = os.read(fd, 65536).decode("utf-8", "replace")
-                os.ftruncate(fd, 0)
-                os.lseek(fd, 0, os.SEEK_SET)
-                for line in filter(None, (ln.strip() for ln in text.splitlines())):
-                    if _from_decoder(line):
-                        lines.append(line)
-                    else:
-                        os.write(2, (line + "\n").encode())
+            with self.cond:
+                end = os.fstat(self.sink).st_size
+                overlapped[0] = overlapped[0] or self.active > 1 or self.entries != first_entry
+                text = os.pread(self.sink, min(end - start, 65536), start).decode("utf-8", "replace")
+                lines += [ln for ln in (x.strip() for x in text.splitlines()) if ln and _from_decoder(ln)]
+                self.active -= 1
+                if self.active == 0:
+                    self._restore()
+                self.exclusive = False
+                self.cond.notify_all()
+
+    def _restore(self) -> None:
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        size = os.fstat(self.sink).st_size
+        if size:
+            text = os.pread(self.sink, min(size, 65536), 0).decode("utf-8", "replace")
+            os.ftruncate(self.sink, 0)
+            others = [ln for ln in (x.strip() for x in text.splitlines()) if ln and not _from_decoder(ln)]
+            if others:
+                os.write(2, ("\n".join(others) + "\n").encode())
+        os.lseek(self.sink, 0, os.SEEK_SET)
+
+
+_capture = _StderrCapture()
+
+
+def _imdecode_checked(buf: np.ndarray) -> tuple[np.ndarray | None, list[str]]:
+    """``cv2.imdecode`` to gray, plus the decoder messages that belong to this image."""
+    with _capture.window() as (messages, overlapped):
+        image = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    if messages and overlapped[0]:  # maybe another image's: decode again, alone
+        with _capture.window(exclusive=True) as (messages, _):
+            image = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    return image, messages
 
 
 def _from_decoder(line: str) -> bool:
@@ -231,8 +272,7 @@ def decode(data: bytes, *, source: str = "image", max_pixels: int = MAX_IMAGE_PI
     is_jpeg = data[:2] == b"\xff\xd8"
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
-        with captured_stderr() as messages:
-            image = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+        image, messages = _imdecode_checked(buf)
     except (cv2.error, MemoryError, OverflowError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:120]
         raise ImageReadError(f"{source}: cannot decode ({first})") from exc

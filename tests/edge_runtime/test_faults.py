@@ -410,3 +410,19 @@ def test_corrupt_jpeg_is_flagged_and_counted(tmp_path, tiny_model):
     assert "Corrupt JPEG" in flagged[0]["warning"] and "Corrupt JPEG" not in result.stderr.replace("warning", "")
     assert "1 with warnings" in result.stderr
     check(invoke(["--model", str(tiny_model), "--source", str(folder), "--fail-on-defect"]), 10, error_lines=0)
+
+
+def test_decoder_warnings_belong_to_their_own_image_when_decoding_in_parallel():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from edge_runtime.decoding import decode
+    from tests.conftest import REPO
+
+    samples = sorted((REPO / "edge_runtime" / "samples").rglob("*.jpeg"))
+    good = [p.read_bytes() for p in samples]
+    bad = bytearray((REPO / "edge_runtime/samples/test/def_front/cast_def_0_3446.jpeg").read_bytes())
+    bad[1388] ^= 0x10
+    items = [(bytes(bad), True) if i % 5 == 0 else (good[i % len(good)], False) for i in range(300)]
+    with ThreadPoolExecutor(4) as pool:
+        flagged = list(pool.map(lambda x: decode(x[0]).warning is not None, items))
+    assert flagged == [damaged for _, damaged in items]

@@ -152,6 +152,14 @@ def defect_box(
     level = median + BOX_LEVEL * (float(m.max()) - median)
     px, py = defect_point(m, source_shape, spec, region=region)
     hot = (z >= min(level, float(z[py, px]))).astype(np.uint8)
+    # The map says nothing beyond the rectangle the input covers (a part-centred crop may leave out much of the
+    # frame), so the box stays inside it.
+    left, top = max(int(np.floor(region[0])), 0), max(int(np.floor(region[1])), 0)
+    right, bottom = max(int(np.ceil(region[2])), 0), max(int(np.ceil(region[3])), 0)
+    inside = np.zeros_like(hot)
+    inside[top:bottom, left:right] = 1
+    hot &= inside
+    hot[py, px] = 1
     _, labels = cv2.connectedComponents(hot, connectivity=8)
     ys, xs = np.nonzero(labels == labels[py, px])
     return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)

@@ -164,3 +164,17 @@ def test_heatmap_runs_without_torch():
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok"
+
+
+def test_boxes_follow_the_preprocessing_crop_through_input_region(monkeypatch):
+    """Whatever crop the preprocessing makes (a part-centred one, say), the map goes back through the rectangle
+    that ``edge_runtime.preprocess.input_region`` reports."""
+    from edge_runtime import preprocess
+
+    monkeypatch.setattr(preprocess, "input_region", lambda gray, spec: (100.0, 50.0, 250.0, 200.0), raising=False)
+    cam = np.zeros((10, 10), np.float32)
+    cam[0, 0] = 40.0  # the input's top-left cell
+    px, py = heatmap.defect_point(cam, (300, 400), SPEC)
+    assert abs(px - (100 + 0.5 * 150 / 160 - 0.5)) <= 1 and abs(py - (50 + 0.5 * 150 / 160 - 0.5)) <= 1
+    x0, y0, x1, y1 = heatmap.defect_box(cam, (300, 400), SPEC)
+    assert x0 >= 99 and y0 >= 49 and x1 <= 250 and y1 <= 200

@@ -8,8 +8,6 @@ Prediction(label='defective', score=0.998, defective=True, latency_ms=0.41)
 from __future__ import annotations
 
 import math
-import os
-import stat
 import sys
 import time
 from collections.abc import Sequence
@@ -20,13 +18,19 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime import integrity
-from edge_runtime.errors import ModelError, UsageError
+from edge_runtime.errors import ModelError
+from edge_runtime.model_file import (  # noqa: F401 - check_threads, threads_from_env: the CLI's
+    MAX_MODEL_BYTES,
+    check_threads,
+    json_object,
+    read_model_bytes,
+    threads_from_env,
+)
 from edge_runtime.model_info import INPUT_NAME, MAP_OUTPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelInfo, Precision
 from edge_runtime.preprocess import normalize, preprocess, resize_to_input, to_uint8_gray
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL_FILES = {Precision.INT8: "defectnet_int8.onnx", Precision.FP32: "defectnet_fp32.onnx"}
-MAX_MODEL_BYTES = 1 << 30  # a defect-edge model is well under 100 MB; a larger file is not one of ours
 
 
 class Provider(str, Enum):
@@ -110,52 +114,6 @@ class ScoreError(ModelError):
     """The model gave a score that is not a probability (NaN, infinite, outside [0, 1]): never a verdict."""
 
 
-def check_threads(threads: int | None, *, what: str = "--threads") -> int | None:
-    """``threads`` if it is 1..CPU cores; otherwise a :class:`UsageError` (exit 2) that names the bound."""
-    cores = os.cpu_count() or 1
-    if threads is None:
-        return None
-    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= cores:
-        raise UsageError(f"{what} {threads!r} is out of range; use 1..{cores} (this machine's CPU cores)")
-    return threads
-
-
-def threads_from_env() -> int | None:
-    """``DEFECT_EDGE_THREADS`` as a checked thread count, or None when unset/empty."""
-    text = os.environ.get("DEFECT_EDGE_THREADS", "").strip()
-    if not text:
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise UsageError(
-            f"DEFECT_EDGE_THREADS={text[:20]!r} is not a whole number; unset it or use 1..{os.cpu_count() or 1}"
-        ) from None
-    return check_threads(value, what="DEFECT_EDGE_THREADS")
-
-
-def read_model_bytes(path: Path) -> bytes:
-    """The model file's bytes: a regular file under :data:`MAX_MODEL_BYTES`, else a :class:`ModelError`."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        if not os.path.lexists(path):
-            raise ModelError(f"{path}: model file not found; pass --model PATH to an .onnx from export-onnx") from exc
-        raise ModelError(f"{path}: cannot read the model ({exc.strerror or exc})") from exc
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ModelError(f"{path}: not a regular file; pass --model PATH to an .onnx from export-onnx")
-        if st.st_size > MAX_MODEL_BYTES:
-            raise ModelError(f"{path}: {st.st_size >> 20} MiB is far too large for a defect-edge model")
-        with os.fdopen(os.dup(fd), "rb") as f:
-            return f.read(MAX_MODEL_BYTES + 1)
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read the model ({exc.strerror or exc})") from exc
-    finally:
-        os.close(fd)
-
-
 class EdgeModel:
     """An onnxruntime session plus everything the ONNX file says about itself.
 
@@ -187,7 +145,7 @@ class EdgeModel:
             metadata = self.session.get_modelmeta().custom_metadata_map
         except Exception as exc:  # noqa: BLE001 - a damaged metadata string is not valid UTF-8
             raise ModelError(f"{self.path}: the model's metadata is damaged; re-export or re-download it") from exc
-        recorded = _json_object(metadata.get(METADATA_KEY, "{}"))
+        recorded = json_object(metadata.get(METADATA_KEY, "{}"))
         self.verified = integrity.verify(data, recorded, METADATA_KEY, source=str(self.path))
         self.info = read_model_info(metadata, self.path)
         self.max_batch: int | None = None
@@ -382,12 +340,3 @@ def load_model(
     threads = threads_from_env() if threads is None else check_threads(threads)
     return EdgeModel(path or default_model_path(), RuntimeConfig(provider=Provider(provider), threads=threads))
 
-
-def _json_object(text: str) -> dict:
-    import json
-
-    try:
-        d = json.loads(text)
-    except (ValueError, RecursionError):
-        return {}
-    return d if isinstance(d, dict) else {}

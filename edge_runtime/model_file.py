@@ -1,0 +1,72 @@
+"""Reading a model file and the inference-thread setting, checked before onnxruntime sees either.
+
+>>> read_model_bytes(Path("m.onnx"))        # doctest: +SKIP
+>>> check_threads(512)                      # doctest: +SKIP
+UsageError: --threads 512 is out of range; use 1..2 (this machine's CPU cores)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+from edge_runtime.errors import ModelError, UsageError
+
+MAX_MODEL_BYTES = 1 << 30  # a defect-edge model is well under 100 MB; a larger file is not one of ours
+
+
+def check_threads(threads: int | None, *, what: str = "--threads") -> int | None:
+    """``threads`` if it is 1..CPU cores; otherwise a :class:`UsageError` (exit 2) that names the bound."""
+    cores = os.cpu_count() or 1
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= cores:
+        raise UsageError(f"{what} {threads!r} is out of range; use 1..{cores} (this machine's CPU cores)")
+    return threads
+
+
+def threads_from_env() -> int | None:
+    """``DEFECT_EDGE_THREADS`` as a checked thread count, or None when unset/empty."""
+    text = os.environ.get("DEFECT_EDGE_THREADS", "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(
+            f"DEFECT_EDGE_THREADS={text[:20]!r} is not a whole number; unset it or use 1..{os.cpu_count() or 1}"
+        ) from None
+    return check_threads(value, what="DEFECT_EDGE_THREADS")
+
+
+def read_model_bytes(path: Path) -> bytes:
+    """The model file's bytes: a regular file under :data:`MAX_MODEL_BYTES`, else a :class:`ModelError`."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if not os.path.lexists(path):
+            raise ModelError(f"{path}: model file not found; pass --model PATH to an .onnx from export-onnx") from exc
+        raise ModelError(f"{path}: cannot read the model ({exc.strerror or exc})") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ModelError(f"{path}: not a regular file; pass --model PATH to an .onnx from export-onnx")
+        if st.st_size > MAX_MODEL_BYTES:
+            raise ModelError(f"{path}: {st.st_size >> 20} MiB is far too large for a defect-edge model")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(MAX_MODEL_BYTES + 1)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the model ({exc.strerror or exc})") from exc
+    finally:
+        os.close(fd)
+
+
+def json_object(text: str) -> dict:
+    """``text`` parsed as a JSON object, or ``{}`` when it is not one (never raises)."""
+    try:
+        d = json.loads(text)
+    except (ValueError, RecursionError):
+        return {}
+    return d if isinstance(d, dict) else {}

@@ -14,7 +14,6 @@ import numpy as np
 from edge_runtime.errors import DataError, GateError
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
 from edge_runtime.model_info import ModelInfo, Precision
-from edge_runtime.preprocess import PreprocessSpec
 from export import cam, graph, images, quantize
 from export.checks import Measured, check_dynamic_batch, cpu_name, measure, torch_scores
 from export.config import FEW_CALIB_IMAGES, MIN_CALIB_IMAGES, MIN_PARITY_IMAGES, PARITY_TOLERANCE, ExportConfig

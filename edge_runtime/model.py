@@ -186,7 +186,9 @@ class EdgeModel:
     def _probe(self) -> None:
         """Run zero batches once: the real output shapes must be (N,) (and (N, 1, h, w) for the map)."""
         spec = self.info.preprocess
-        for n in (1,) if self.max_batch == 1 else (1, 2):
+        # TensorRT builds an engine per input shape: probe it with one shape only.
+        tensorrt = self.session.get_providers()[0] == "TensorrtExecutionProvider"
+        for n in (1,) if self.max_batch == 1 or tensorrt else (1, 2):
             x = np.zeros((n, spec.channels, spec.size, spec.size), np.float32)
             try:
                 outs = self.session.run(None, {INPUT_NAME: x})

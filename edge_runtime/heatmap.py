@@ -1,9 +1,9 @@
 """Where the defect is: the model's localisation map mapped back to the source image, a box, and a drawing.
 
 A model exported with the map (``export-onnx``, default) has a second output ``defect_map`` float32
-(N, 1, h, w): per cell of the last feature map, its contribution to the image's logit, in logit units
-(positive: evidence for "defective"; ``sigmoid(mean(map)) == p_defective``; see ``export/cam.py``). For the
-default 160 px DefectNet the grid is 10 x 10, one cell per 16 input pixels.
+(N, 1, h, w): a gradient-weighted class activation map read one stage before the last (see ``export/cam.py``),
+each cell a first-order estimate of its contribution to the image's logit (positive: evidence for
+"defective"). For the default 160 px DefectNet the grid is 20 x 20, one cell per 8 input pixels.
 
 - **Geometry.** Cell (i, j) is centred on input pixel (x ``stride*j``, y ``stride*i``), ``stride = size / h``:
   the centre of the receptive field of a chain of same-padded stride-2 convolutions. The input covers the
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 Box = tuple[int, int, int, int]
 Region = tuple[float, float, float, float]
 BOX_LEVEL = 0.5  # fraction of the way from the map's median to its peak (see the module docstring)
-HEAT_FULL_SCALE = 50.0  # logits: the least peak drawn at full heat (defective parts peak at 40-140)
+HEAT_FULL_SCALE = 150.0  # least peak drawn at full heat (casting test: defective parts peak at 80-250, OK 50-90)
 
 
 def input_region(gray: np.ndarray | tuple[int, ...], spec: PreprocessSpec) -> Region:
@@ -168,8 +168,8 @@ def defect_box(
 def heat(cam: np.ndarray) -> np.ndarray:
     """The map scaled to [0, 1] for display: 0 at <= 0 logits, 1 at the peak (or :data:`HEAT_FULL_SCALE`).
 
-    >>> heat(np.array([[-3.0, 0.0, 10.0, 80.0]])).tolist()
-    [[0.0, 0.0, 0.125, 1.0]]
+    >>> heat(np.array([[-3.0, 0.0, 75.0, 300.0]])).tolist()
+    [[0.0, 0.0, 0.25, 1.0]]
     """
     z = np.asarray(cam, np.float32)
     return np.clip(z / max(float(z.max()), HEAT_FULL_SCALE), 0.0, 1.0)

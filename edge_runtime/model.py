@@ -61,8 +61,8 @@ class Prediction:
     score: float  # P(defective)
     defective: bool
     latency_ms: float  # preprocessing + inference for this item (a batch's time is shared out)
-    # Localisation (models exported with the map; see edge_runtime.heatmap): each cell's contribution to the
-    # logit, float32 -- the network's own (h, w) grid from predict_inputs(with_map=True), on the source image
+    # Localisation (models exported with the map; see edge_runtime.heatmap): each cell's evidence for a defect
+    # (logit units), float32 -- the network's (h, w) grid from predict_inputs(with_map=True), on the source image
     # (H, W) from predict(heatmap=True); defect_box (x0, y0, x1, y1) in source pixels, None for OK items.
     heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
     defect_box: tuple[int, int, int, int] | None = None

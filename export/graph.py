@@ -14,7 +14,7 @@ from torch import nn
 from edge_runtime.errors import ModelError, OutputError
 from edge_runtime.model_info import INPUT_NAME, MAP_OUTPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelInfo
 from edge_runtime.preprocess import PreprocessSpec
-from export.cam import ProbabilityAndMap
+from export.cam import MapHead, ProbabilityAndMap
 
 
 class ProbabilityHead(nn.Module):
@@ -38,14 +38,16 @@ def weights_version(ckpt: Any) -> str:
     return f"{ckpt.arch}-{h.hexdigest()[:12]}"
 
 
-def export_graph(net: nn.Module, spec: PreprocessSpec, path: Path, *, opset: int, with_map: bool = False) -> None:
+def export_graph(
+    net: nn.Module, spec: PreprocessSpec, path: Path, *, opset: int, map_head: MapHead | None = None
+) -> None:
     """Trace ``net`` (in eval mode) to ONNX at ``path``: input ``image`` (N, C, S, S), output ``p_defective`` (N,)
-    and, ``with_map``, the localisation map ``defect_map`` (N, 1, h, w) (see :mod:`export.cam`).
+    and, with a ``map_head``, the localisation map ``defect_map`` (N, 1, h, w) (see :mod:`export.cam`).
 
-    >>> export_graph(model, PreprocessSpec(), Path("/tmp/m.onnx"), opset=17, with_map=True)  # doctest: +SKIP
+    >>> export_graph(model, PreprocessSpec(), Path("/tmp/m.onnx"), opset=17, map_head=head)  # doctest: +SKIP
     """
-    wrapper = (ProbabilityAndMap(net) if with_map else ProbabilityHead(net)).eval()
-    outputs = [OUTPUT_NAME, MAP_OUTPUT_NAME] if with_map else [OUTPUT_NAME]
+    wrapper = (ProbabilityHead(net) if map_head is None else ProbabilityAndMap(net, map_head)).eval()
+    outputs = [OUTPUT_NAME] if map_head is None else [OUTPUT_NAME, MAP_OUTPUT_NAME]
     dummy = torch.zeros(2, spec.channels, spec.size, spec.size)
     # The TorchScript exporter needs no extra dependency (the dynamo one needs onnxscript); its
     # deprecation warning is not actionable for the user, so it is silenced here.
@@ -58,8 +60,8 @@ def export_graph(net: nn.Module, spec: PreprocessSpec, path: Path, *, opset: int
             dynamo=False,
             opset_version=opset,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            output_names=outputs,
+            dynamic_axes={INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in outputs}},
             do_constant_folding=True,
         )
     net.eval()  # export restores the wrapper's training flag onto net; keep the caller's model in eval mode

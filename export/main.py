@@ -132,8 +132,11 @@ def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log
         work = Path(tmp)
         with_map = cam.wants_map(net, cfg.with_map, arch=ckpt.arch, log=log)
         fp32_info = replace(model_info(ckpt, Precision.FP32, cfg), outputs=cam.outputs_for(with_map=with_map))
+        map_head = cam.map_head_for(net, ckpt, cfg, fp32_info.preprocess, log) if with_map else None
+        if map_head is not None:
+            fp32_info = replace(fp32_info, producer={**fp32_info.producer, "defect_map": map_head.describe()})
         spec = fp32_info.preprocess
-        graph.export_graph(net, spec, work / "raw.onnx", opset=cfg.opset, with_map=with_map)
+        graph.export_graph(net, spec, work / "raw.onnx", opset=cfg.opset, map_head=map_head)
         graph.write_with_metadata(work / "raw.onnx", work / "fp32.onnx", fp32_info)
         fp32 = EdgeModel(work / "fp32.onnx", runtime)
         evals = eval_images(ckpt, cfg, log)
@@ -151,8 +154,9 @@ def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log
         common = {"parity_batch": parity, "torch_ref": ref, "evals": evals, "eval_batch": eval_batch}
         rows = [measure(fp32, latency_runs=cfg.latency_runs, **common)]
         check_parity(rows[0], cfg, log)
-        if with_map:  # the map must match torch too
-            cam.check_map_parity(cam.onnx_maps(fp32, parity), cam.torch_maps(net, parity), force=cfg.force, log=log)
+        if map_head is not None:  # the map must match torch too
+            ref_maps = cam.torch_maps(cam.ProbabilityAndMap(net, map_head), parity)
+            cam.check_map_parity(cam.onnx_maps(fp32, parity), ref_maps, force=cfg.force, log=log)
         final, info = work / "fp32.onnx", fp32_info
         if cfg.quantized:
             final, info = convert(work, fp32_info, cfg, calib)

@@ -68,10 +68,10 @@ def float_nodes(model: onnx.ModelProto, *, standardize_in_float: bool) -> list[s
 
 
 def map_only_nodes(model: onnx.ModelProto) -> list[str]:
-    """Nodes that feed only the localisation map (``defect_map``): its 1x1 conv, ~10k MACs at 160 px.
+    """Nodes that feed only the localisation map (``defect_map``): its 1x1 conv, ~20k MACs at 160 px.
 
-    Left in float so the map keeps the head's full precision and range (+-100 logits; the quantized features
-    it reads are shared with the score path), at no measurable cost.
+    Left in float so the map keeps its full precision and range (cells reach a few hundred; the quantized
+    features it reads are shared with the score path), at no measurable cost.
     """
     from edge_runtime.model_info import MAP_OUTPUT_NAME
 

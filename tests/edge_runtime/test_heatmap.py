@@ -99,7 +99,7 @@ def test_a_hot_cell_maps_to_its_source_pixels_through_the_crop():
 
 def test_drawing_colours_the_hot_region_only():
     cam = np.full((10, 10), -10.0, np.float32)
-    cam[5, 5] = 80.0
+    cam[5, 5] = 300.0
     canvas = np.full((300, 300, 3), 128, np.uint8)
     box = heatmap.defect_box(cam, (300, 300), SPEC)
     heatmap.overlay(canvas, cam, SPEC, box=box)

@@ -35,7 +35,7 @@ from benchmarks.live import PacedSource, camera_frames
 from benchmarks.station_viewer import Viewer
 from edge_runtime.infer import InferConfig, run_inference
 from edge_runtime.station.listener import StationListener
-from edge_runtime.station.log import InspectionLog, LogConfig
+from edge_runtime.station.options import open_station
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "edge_runtime" / "samples"
@@ -48,7 +48,8 @@ def pct(values: list[float], q: float) -> float:
 
 # -- 1. folder throughput and log size ----------------------------------------------------------------------
 def folder_run(folder: Path, log_path: Path | None) -> dict[str, Any]:
-    listener = StationListener(log=InspectionLog(LogConfig(log_path, station="bench"))) if log_path else None
+    # As edge-infer --source DIR --log FILE builds it (no decoded pictures kept for a folder).
+    listener = open_station({"log": log_path, "source": str(folder), "station": "bench"}, say=lambda m: None)
     cpu0 = time.process_time()
     try:
         summary, _ = run_inference(InferConfig(source=str(folder), quiet=True, listener=listener), log=lambda m: None)

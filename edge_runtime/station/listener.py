@@ -65,9 +65,13 @@ class StationListener:
         log: InspectionLog | None = None,
         live: LiveState | None = None,
         server: StationServer | None = None,
+        wants_pictures: bool = True,
     ) -> None:
         self.log, self.live, self.server = log, live, server
-        self.wants_pictures = True  # thumbnails of defective parts and the live stream both draw the picture
+        # The decoded pictures: for the live stream, and for thumbnails as the camera saw the part. Without them
+        # (a folder with --log only: keeping them would shorten the decoding queue) thumbnails show the model's
+        # input, the part as the model saw it.
+        self.wants_pictures = wants_pictures
 
     def on_start(self, model: EdgeModel, spec: SourceSpec) -> None:
         info = run_info(model, spec)
@@ -82,7 +86,8 @@ class StationListener:
             pictures = [
                 picture_of(it) if rec.get("defective") else None for rec, it in zip(records, items, strict=True)
             ]
-            ids = self.log.write(records, pictures)
+            source_pixels = all(it.original is not None for it in items)
+            ids = self.log.write(records, pictures, source_pixels=source_pixels)
         if self.live is not None:
             self.live.add(records, [picture_of(it) for it in items], ids)
 

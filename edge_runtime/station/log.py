@@ -137,13 +137,20 @@ class InspectionLog:
         self.run_id, self.threshold = int(cur.lastrowid or 0), info.threshold
         return self.run_id
 
-    def write(self, records: Sequence[dict[str, Any]], pictures: Sequence[np.ndarray | None] = ()) -> list[int]:
+    def write(
+        self,
+        records: Sequence[dict[str, Any]],
+        pictures: Sequence[np.ndarray | None] = (),
+        *,
+        source_pixels: bool = True,
+    ) -> list[int]:
         """Insert ``records`` in one committed transaction; returns their row ids, in order.
 
         The thumbnails of defective records (those with a picture) are made on a helper thread, off the
         inspection loop, and stored with the next write or by :meth:`flush`: each row is committed before this
-        returns, its image follows at most one batch later. Raises :class:`OutputError` when the log cannot be
-        written.
+        returns, its image follows at most one batch later. ``source_pixels`` False: the pictures are the model's
+        inputs, not the source images, so a ``defect_box`` (in source pixels) is not drawn on them. Raises
+        :class:`OutputError` when the log cannot be written.
         """
         if self.run_id is None:
             raise RuntimeError("start_run() first")
@@ -162,8 +169,9 @@ class InspectionLog:
             raise log_error(self.path, exc, f"writing {len(records)} records") from exc
         for rid, rec, pic in zip(ids, records, list(pictures) or [None] * len(ids), strict=True):
             if rec.get("defective") and pic is not None:
+                drawn = rec if source_pixels else {k: v for k, v in rec.items() if k != "defect_box"}
                 self.pending.append(
-                    self.pool.submit(lambda *a: (a[0], thumbnail(*a[1:], px=self.cfg.thumb_px)), rid, pic, rec)
+                    self.pool.submit(lambda *a: (a[0], thumbnail(*a[1:], px=self.cfg.thumb_px)), rid, pic, drawn)
                 )
         self.rows += len(ids)
         if time.monotonic() >= self.next_retention:

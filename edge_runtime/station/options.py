@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
+from edge_runtime.sources import is_stream_url
 from edge_runtime.station.units import parse_duration, parse_size
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -128,7 +129,8 @@ def open_station(opts: dict[str, Any], *, say: Callable[[str], None] | None = No
         log = InspectionLog(
             LogConfig(opts["log"], station=station, keep_s=opts.get("log_keep"), max_bytes=opts.get("log_max"))
         )
-    listener = StationListener(log=log)
+    live_source = opts.get("camera") is not None or is_stream_url(str(opts.get("source") or ""))
+    listener = StationListener(log=log, wants_pictures=opts.get("serve") is not None or live_source)
     if opts.get("serve") is not None:
         try:
             from edge_runtime.station.live import LiveState

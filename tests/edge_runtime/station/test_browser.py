@@ -29,7 +29,6 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 
-pytest.importorskip("onnx", reason="building the test model needs onnx (pip install '.[train]')")
 pytest.importorskip("starlette", reason="the web view needs the [station] extra")
 sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright (pip install '.[dev]')")
 if not Path(CHROMIUM).exists():

@@ -22,8 +22,6 @@ from edge_runtime.station.query import Filter, open_reader, rows
 from tests.conftest import REPO
 from tests.edge_runtime.conftest import write_parts
 
-pytest.importorskip("onnx", reason="building the test model needs onnx (pip install '.[train]')")
-
 COMPARED = ("source", "frame", "label", "score", "defective", "latency_ms", "error", "time")
 
 

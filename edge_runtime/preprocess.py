@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_runtime import framing
 from edge_runtime.errors import ImageReadError, ModelError
 
 SPEC_VERSION = 1
@@ -34,6 +35,7 @@ class ResizeMethod(str, Enum):
 class CropMode(str, Enum):
     CENTER = "center"  # largest centred square, then resize: no distortion of the round part
     STRETCH = "stretch"  # resize the whole frame, aspect ratio ignored
+    PART = "part"  # find the part and crop it at a fixed scale (edge_runtime.framing), whatever the framing
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class PreprocessSpec:
     std: float = 1.0
     resize: ResizeMethod = ResizeMethod.AREA
     crop: CropMode = CropMode.CENTER
+    part_scale: float = 2.4  # PART crop: half the input side, in radii of the part's dark core
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -61,6 +64,8 @@ class PreprocessSpec:
             raise ModelError(f"preprocessing spec has size={self.size}; expected 8..4096 pixels")
         if self.std <= 0:
             raise ModelError(f"preprocessing spec has std={self.std}; it must be positive")
+        if not 1.0 <= self.part_scale <= 10.0:
+            raise ModelError(f"preprocessing spec has part_scale={self.part_scale}; expected 1..10")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -88,6 +93,7 @@ class PreprocessSpec:
                 std=float(d["std"]),
                 resize=ResizeMethod(d["resize"]),
                 crop=CropMode(d["crop"]),
+                part_scale=float(d.get("part_scale", 2.4)),
                 version=version,
             )
         except (KeyError, ValueError, TypeError) as exc:
@@ -153,8 +159,28 @@ def read_image(path: str | Path) -> np.ndarray:
     return read_image_checked(path).image
 
 
+def input_region(gray: np.ndarray, spec: PreprocessSpec) -> tuple[float, float, float, float]:
+    """The source-pixel rectangle (x0, y0, x1, y1) that the network input covers (it may pass the border).
+
+    Maps anything computed on the input (a localisation map, a box) back to the source image.
+
+    >>> input_region(np.zeros((300, 400), np.uint8), PreprocessSpec(size=128))
+    (50.0, 0.0, 350.0, 300.0)
+    """
+    h, w = gray.shape[:2]
+    if spec.crop is CropMode.PART:
+        return framing.region_for(framing.find_part(gray, spec.part_scale), spec.part_scale)
+    if spec.crop is CropMode.CENTER:
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        return (float(left), float(top), float(left + side), float(top + side))
+    return (0.0, 0.0, float(w), float(h))
+
+
 def resize_to_input(gray: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """Crop (per ``spec.crop``) and resize an 8-bit gray image to ``spec.size`` square, still uint8."""
+    if spec.crop is CropMode.PART:
+        return framing.frame_part(gray, spec.size, spec.part_scale).image
     h, w = gray.shape[:2]
     if spec.crop is CropMode.CENTER and h != w:
         side = min(h, w)

@@ -1,0 +1,178 @@
+"""Part-centred framing: find the impeller in any frame and crop it to a fixed scale, with OpenCV only.
+
+Why: a station camera frames the part unlike the dataset (part filling the frame, flange crossing the border,
+near-white background). Finding the part and cropping it at a fixed scale makes the network input look the
+same whatever the framing; the network then blanks everything outside the part circle (``mask_radius`` in the
+model), so the background's brightness no longer reaches the verdict.
+
+The anchor is the part's dark core (the hollow between hub and flange): it is the darkest large round region
+whatever the background (grey, near white, or dark: a dark background touches the frame border, the core does
+not), and its radius fixes the scale. On the casting images the flange's outer edge lies at about 2.0 core
+radii (as this module measures the core).
+
+>>> import numpy as np, cv2
+>>> im = np.full((300, 300), 170, np.uint8)
+>>> _ = cv2.circle(im, (150, 150), 120, 215, -1); _ = cv2.circle(im, (150, 150), 64, 25, -1)
+>>> part = find_part(im)
+>>> part.found, round(part.cx), round(part.cy), 55 < part.radius < 66
+(True, 150, 150, True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+WORK_SIZE = 128  # the part is searched for on a copy this many pixels on its longer side
+FLANGE_RATIO = 2.0  # flange outer radius / dark-core radius as found here, measured on the casting images
+_CLOSE = np.ones((5, 5), np.uint8)
+_OPEN = np.ones((3, 3), np.uint8)
+
+
+@dataclass(frozen=True)
+class Part:
+    """Where the part is, in source pixels: the dark core's centre and radius."""
+
+    cx: float
+    cy: float
+    radius: float
+    found: bool = True
+
+    @property
+    def flange_radius(self) -> float:
+        return FLANGE_RATIO * self.radius
+
+
+@dataclass(frozen=True)
+class Framed:
+    """A framed network input (size x size, uint8), where it came from, and the image statistics."""
+
+    image: np.ndarray
+    part: Part
+    region: tuple[float, float, float, float]  # source-pixel square the input covers (may pass the border)
+    stats: dict[str, float]
+
+
+def _working_copy(gray: np.ndarray) -> tuple[np.ndarray, float]:
+    h, w = gray.shape
+    s = min(1.0, WORK_SIZE / max(h, w))
+    if s < 1.0:
+        gray = cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    return cv2.GaussianBlur(gray, (5, 5), 0), s
+
+
+def _percentiles(small: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    # Cumulative histogram: the same figures as np.percentile on uint8 data at a fraction of the cost.
+    cdf = np.cumsum(cv2.calcHist([small], [0], None, [256], [0, 256]).ravel())
+    return [float(np.searchsorted(cdf, q / 100.0 * cdf[-1])) for q in qs]
+
+
+def _best_core(small: np.ndarray) -> tuple[float, float, float] | None:
+    p2, p50 = _percentiles(small, (2.0, 50.0))
+    if p50 - p2 < 20:  # no dark region stands out: nothing that looks like the part's core
+        return None
+    dark = (small <= p2 + 0.2 * (p50 - p2)).astype(np.uint8)
+    dark = cv2.morphologyEx(cv2.morphologyEx(dark, cv2.MORPH_CLOSE, _CLOSE), cv2.MORPH_OPEN, _OPEN)
+    contours, _ = cv2.findContours(dark, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    hh, ww = small.shape
+    best, best_score = None, 0.0
+    for c in contours:
+        area = cv2.contourArea(c)
+        if not 0.01 * hh * ww <= area <= 0.5 * hh * ww:
+            continue
+        x, y, bw, bh = cv2.boundingRect(c)
+        if x <= 0 or y <= 0 or x + bw >= ww or y + bh >= hh:  # a dark background reaches the border; the core not
+            continue
+        (_, _), enclosing = cv2.minEnclosingCircle(c)
+        roundness = area / (np.pi * enclosing * enclosing + 1e-6)
+        m = cv2.moments(c)
+        cx, cy = m["m10"] / m["m00"], m["m01"] / m["m00"]
+        off_centre = np.hypot(cx - ww / 2, cy - hh / 2) / max(hh, ww)
+        # The core is round and near the middle.
+        score = area * roundness * max(0.05, 1.0 - off_centre)
+        if roundness >= 0.4 and score > best_score:
+            best, best_score = (cx, cy, float(np.sqrt(area / np.pi))), score
+    return best
+
+
+def _locate(gray: np.ndarray, small: np.ndarray, s: float, part_scale: float) -> Part:
+    core = _best_core(small)
+    h, w = gray.shape
+    if core is None:  # no part found: the whole frame, centred, is the input (and the station check says so)
+        return Part(cx=(w - 1) / 2, cy=(h - 1) / 2, radius=min(h, w) / (2 * part_scale), found=False)
+    cx, cy, r = core
+    return Part(cx=(cx + 0.5) / s - 0.5, cy=(cy + 0.5) / s - 0.5, radius=r / s)
+
+
+def find_part(gray: np.ndarray, part_scale: float = 2.4) -> Part:
+    """Locate the part in an 8-bit gray image; ``found`` is False (and the whole frame used) when it is not."""
+    small, s = _working_copy(gray)
+    return _locate(gray, small, s, part_scale)
+
+
+def region_for(part: Part, part_scale: float) -> tuple[float, float, float, float]:
+    """The source-pixel square (x0, y0, x1, y1) a network input covers: ``part_scale`` core radii each way."""
+    half = part_scale * part.radius
+    return (part.cx - half, part.cy - half, part.cx + half, part.cy + half)
+
+
+def crop_square(gray: np.ndarray, region: tuple[float, float, float, float], size: int, fill: int) -> np.ndarray:
+    """Resample ``region`` of ``gray`` to size x size (area interpolation); outside the frame = ``fill``."""
+    x0, y0, x1, y1 = region
+    s = size / (x1 - x0)
+    h, w = gray.shape
+    # Shrink the whole frame first (INTER_AREA, no aliasing of fine texture), then place it on the canvas.
+    sw, sh = max(1, round(w * s)), max(1, round(h * s))
+    flag = cv2.INTER_AREA if s < 1.0 else cv2.INTER_LINEAR
+    scaled = cv2.resize(gray, (sw, sh), interpolation=flag) if (sw, sh) != (w, h) else gray
+    ox, oy = round(-x0 * s), round(-y0 * s)
+    canvas = np.full((size, size), fill, np.uint8)
+    cx0, cy0 = max(0, ox), max(0, oy)
+    cx1, cy1 = min(size, ox + sw), min(size, oy + sh)
+    if cx1 > cx0 and cy1 > cy0:
+        canvas[cy0:cy1, cx0:cx1] = scaled[cy0 - oy : cy1 - oy, cx0 - ox : cx1 - ox]
+    return canvas
+
+
+def image_stats(gray: np.ndarray, small: np.ndarray, scale: float, part: Part, framed: np.ndarray) -> dict[str, float]:
+    """What the station check compares with the training images: light, background, framing, detail."""
+    h, w = gray.shape
+    hh, ww = small.shape
+    yy, xx = np.ogrid[:hh, :ww]
+    r_out = 1.15 * part.flange_radius * scale
+    outside = (xx - part.cx * scale) ** 2 + (yy - part.cy * scale) ** 2 > r_out * r_out
+    n_out = int(outside.sum())
+    background = float(np.median(small[outside])) if n_out >= 0.03 * hh * ww else float("nan")
+    f = framed.astype(np.float32)
+    lap = cv2.Laplacian(f, cv2.CV_32F)
+    return {
+        "brightness": float(small.mean()),
+        "background": background,
+        "part_size": float(2 * part.flange_radius / min(h, w)),
+        "part_offset": float(np.hypot(part.cx - w / 2, part.cy - h / 2) / min(h, w)),
+        "sharpness": float(np.sqrt(lap.var()) / (f.std() + 1e-3)),
+        "highlights": float((framed >= 250).mean()),
+        "part_found": 1.0 if part.found else 0.0,
+        "source_size": float(max(h, w)),
+    }
+
+
+def frame_part(gray: np.ndarray, size: int, part_scale: float, *, with_stats: bool = False) -> Framed:
+    """Find the part and crop it to ``size`` px at a fixed scale (``part_scale`` core radii from the centre).
+
+    >>> import numpy as np
+    >>> frame_part(np.full((512, 512), 200, np.uint8), 160, 2.4).image.shape
+    (160, 160)
+    """
+    small, s = _working_copy(gray)
+    part = _locate(gray, small, s, part_scale)
+    region = region_for(part, part_scale)
+    # Beyond the frame: the level of the frame's own edge (background, or flange where the part crosses it),
+    # so that padding adds no edge of its own.
+    ring = np.concatenate([small[:2].ravel(), small[-2:].ravel(), small[:, :2].ravel(), small[:, -2:].ravel()])
+    fill = int(np.median(ring))
+    image = crop_square(gray, region, size, fill)
+    stats = image_stats(gray, small, s, part, image) if with_stats else {}
+    return Framed(image=image, part=part, region=region, stats=stats)

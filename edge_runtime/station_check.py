@@ -1,0 +1,185 @@
+"""Station check: does this camera show parts the way the training images did?
+
+A model is only as good as the likeness of what it sees to what it was trained on. Export records the range of
+a few input statistics over the training images (light, background, part size and position, sharpness,
+highlights, image size: :func:`edge_runtime.framing.image_stats`) in the model's metadata. The runtime measures
+the same on every item and flags the ones outside that range, with the reason in words, so that a new station
+is questioned before anyone trusts its verdicts.
+
+>>> prof = profile([{"background": 150.0}, {"background": 190.0}])
+>>> reasons({"background": 231.0}, prof)
+['background brighter than any training image (231 > 192)']
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+PROFILE_VERSION = 1
+# name -> (words, format of a value)
+STATS: dict[str, tuple[str, str]] = {
+    "brightness": ("overall brightness", "{:.0f}"),
+    "background": ("background", "{:.0f}"),
+    "part_size": ("part size (flange diameter / frame)", "{:.2f}"),
+    "part_offset": ("part off-centre (fraction of the frame)", "{:.2f}"),
+    "sharpness": ("sharpness", "{:.2f}"),
+    "highlights": ("share of saturated highlights", "{:.3f}"),
+    "source_size": ("image size (px)", "{:.0f}"),
+}
+_MORE = {"brightness": "brighter", "background": "brighter", "part_size": "larger", "sharpness": "sharper"}
+_LESS = {"brightness": "darker", "background": "darker", "part_size": "smaller", "sharpness": "softer"}
+MARGIN = 0.05  # the training range is widened by this share of its width (and of its value, for a fixed value)
+
+
+@dataclass(frozen=True)
+class StationProfile:
+    """The accepted range of each statistic, from the training images."""
+
+    ranges: dict[str, tuple[float, float]]
+    images: int
+
+    def to_dict(self) -> dict[str, Any]:
+        ranges = {k: list(v) for k, v in self.ranges.items()}
+        return {"version": PROFILE_VERSION, "images": self.images, "ranges": ranges}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> StationProfile:
+        """Parse the metadata entry; raises ValueError (the caller words it) when it is malformed."""
+        if not isinstance(d, dict) or d.get("version") != PROFILE_VERSION or not isinstance(d.get("ranges"), dict):
+            raise ValueError("station profile is not a version-1 object with ranges")
+        ranges = {}
+        for name, pair in d["ranges"].items():
+            if name not in STATS or not isinstance(pair, list) or len(pair) != 2:
+                raise ValueError(f"station profile entry {name!r} is not a known statistic with [low, high]")
+            lo, hi = (float(v) for v in pair)
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+                raise ValueError(f"station profile entry {name!r} is not a finite [low, high] range")
+            ranges[name] = (lo, hi)
+        return cls(ranges=ranges, images=int(d.get("images", 0)))
+
+
+def profile(stats: Iterable[dict[str, float]]) -> StationProfile:
+    """The range of each statistic over the training images, widened by ``MARGIN``."""
+    values: dict[str, list[float]] = {name: [] for name in STATS}
+    n = 0
+    for s in stats:
+        n += 1
+        for name in STATS:
+            v = s.get(name, math.nan)
+            if math.isfinite(v):
+                values[name].append(v)
+    ranges = {}
+    for name, vs in values.items():
+        if not vs:
+            continue
+        lo, hi = min(vs), max(vs)
+        pad = MARGIN * (hi - lo) if hi > lo else MARGIN * abs(hi)
+        ranges[name] = (round(lo - pad, 4), round(hi + pad, 4))
+    return StationProfile(ranges=ranges, images=n)
+
+
+def reasons(stats: dict[str, float], prof: StationProfile) -> list[str]:
+    """Why an item looks unlike the training images, in words; empty when it looks like them."""
+    out = []
+    if stats.get("part_found", 1.0) < 0.5:
+        out.append("no part found in the frame (the whole frame was used)")
+    for name, (lo, hi) in prof.ranges.items():
+        v = stats.get(name, math.nan)
+        if not math.isfinite(v) or lo <= v <= hi:
+            continue
+        words, fmt = STATS[name]
+        above = v > hi
+        how = (_MORE if above else _LESS).get(name)
+        limit = fmt.format(hi if above else lo)
+        sign = ">" if above else "<"
+        if how:
+            out.append(f"{words.split(' (')[0]} {how} than any training image ({fmt.format(v)} {sign} {limit})")
+        else:
+            out.append(f"{words} outside the training range ({fmt.format(v)} {sign} {limit})")
+    return out
+
+
+def summary_line(flagged: int, total: int, counts: Counter[str]) -> str | None:
+    """The WARNING for the run's summary, or None when nothing was flagged."""
+    if not flagged or not total:
+        return None
+    top = ", ".join(reason_kind(r) + (f" ({c})" if len(counts) > 1 else "") for r, c in counts.most_common(3))
+    return f"{100.0 * flagged / total:.0f}% of items look unlike the training images: {top}"
+
+
+def reason_kind(reason: str) -> str:
+    """A reason without its figures, for counting: 'background brighter than any training image'."""
+    return reason.split(" (")[0]
+
+
+def report(per_item: Sequence[list[str]], prof: StationProfile) -> list[str]:
+    """The lines of ``edge-infer --check-station``: how many items look unlike training, and why."""
+    total = len(per_item)
+    flagged = sum(1 for r in per_item if r)
+    counts: Counter[str] = Counter(reason_kind(r) for rs in per_item for r in rs)
+    lines = [f"station check: {total} images, {flagged} ({100.0 * flagged / max(total, 1):.1f}%) unlike the "
+             f"{prof.images} training images"]  # fmt: skip
+    for kind, c in counts.most_common():
+        lines.append(f"  {c:>6} ({100.0 * c / total:5.1f}%)  {kind}")
+    if flagged / max(total, 1) > 0.01:
+        lines.append(
+            "  -> do not trust these verdicts yet: adjust light and framing to look like the training images, or "
+            "collect labelled images from this station and retrain"
+        )
+    else:
+        lines.append("  -> this station's images look like the training images")
+    return lines
+
+
+def item_stats(gray: Any, spec: Any) -> dict[str, float]:
+    """The statistics of one decoded 8-bit gray image, as the station check measures them."""
+    from edge_runtime.framing import frame_part
+
+    return frame_part(gray, spec.size, spec.part_scale, with_stats=True).stats
+
+
+def profile_images(paths: Sequence[Any], spec: Any) -> StationProfile:
+    """The station profile of a set of image files (the training images, at export); unreadable ones skipped."""
+    from edge_runtime.errors import ImageReadError
+    from edge_runtime.preprocess import read_image
+
+    def stats() -> Iterable[dict[str, float]]:
+        for p in paths:
+            try:
+                yield item_stats(read_image(p), spec)
+            except ImageReadError:
+                continue
+
+    return profile(stats())
+
+
+def check_folder(model: Any, paths: Sequence[Any]) -> list[str]:
+    """``edge-infer --check-station DIR``: the report for a folder of unlabelled images from a new camera.
+
+    ``model`` is a loaded :class:`edge_runtime.model.EdgeModel`; unreadable files are counted, not fatal.
+    """
+    from edge_runtime.errors import DataError, DefectEdgeError
+    from edge_runtime.preprocess import read_image
+
+    prof = model.station_profile
+    if prof is None:
+        raise DataError(
+            f"{model.path.name} carries no station profile (exported before the station check, or without the "
+            "training images); re-export it with export-onnx where the training images are"
+        )
+    per_item, unreadable = [], 0
+    for p in paths:
+        try:
+            per_item.append(reasons(item_stats(read_image(p), model.info.preprocess), prof))
+        except (DefectEdgeError, OSError, ValueError):
+            unreadable += 1
+    if not per_item:
+        raise DataError(f"no readable images to check ({unreadable} unreadable); pass a folder of camera images")
+    lines = report(per_item, prof)
+    if unreadable:
+        lines.insert(1, f"  {unreadable} unreadable files were skipped")
+    return lines

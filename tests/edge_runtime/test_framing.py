@@ -1,0 +1,104 @@
+"""Part-centred framing and the station check: the same part gives the same input however the camera frames it,
+and images unlike the training images are flagged with the reason."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_runtime.framing import find_part, frame_part
+from edge_runtime.preprocess import CropMode, PreprocessSpec, input_region, resize_to_input
+from edge_runtime.station_check import StationProfile, item_stats, profile, reasons, report, summary_line
+
+PART = PreprocessSpec(size=96, crop=CropMode.PART)
+
+
+def impeller(size: int = 300, *, centre: tuple[int, int] | None = None, core: int = 60, bg: int = 170) -> np.ndarray:
+    """A drawn part: background, a bright flange of 2 core radii, the dark core, a bright hub."""
+    im = np.full((size, size), bg, np.uint8)
+    c = centre or (size // 2, size // 2)
+    cv2.circle(im, c, 2 * core, 215, -1)
+    cv2.circle(im, c, core, 25, -1)
+    cv2.circle(im, c, core // 3, 200, -1)
+    rng = np.random.default_rng(0)
+    return np.clip(im + rng.normal(0, 3, im.shape), 0, 255).astype(np.uint8)
+
+
+def test_finds_the_part_off_centre_and_on_any_background():
+    for bg in (60, 170, 240):
+        part = find_part(impeller(centre=(120, 170), bg=bg))
+        assert part.found
+        assert abs(part.cx - 120) < 3 and abs(part.cy - 170) < 3
+        assert 52 < part.radius < 64
+
+
+def test_the_same_part_framed_differently_gives_nearly_the_same_input():
+    small = impeller(300, core=50)  # part covers 2/3 of the frame, like the dataset
+    big = cv2.resize(impeller(300, core=50), (600, 600), interpolation=cv2.INTER_CUBIC)[60:540, 60:540]
+    shifted = np.roll(small, (30, -25), axis=(0, 1))
+    a, b, c = (resize_to_input(im, PART).astype(np.float32) for im in (small, big, shifted))
+    assert np.abs(a - b).mean() < 8 and np.abs(a - c).mean() < 8
+    # whereas the plain centre crop sees a different picture
+    centre = PreprocessSpec(size=96)
+    assert np.abs(resize_to_input(small, centre).astype(np.float32) - resize_to_input(big, centre)).mean() > 15
+
+
+def test_a_part_crossing_the_border_is_padded_not_stretched():
+    im = impeller(300, centre=(150, 80), core=50)  # flange cut by the top border
+    framed = frame_part(im, 96, 2.4)
+    assert framed.part.found and framed.region[1] < 0  # the input reaches above the frame
+    top = framed.image[:8].astype(int)
+    assert top.std() < 2  # padded with one flat grey, no smeared copy of the part
+
+
+def test_no_part_falls_back_to_the_whole_frame_and_says_so():
+    flat = np.full((200, 300), 128, np.uint8)
+    framed = frame_part(flat, 64, 2.4, with_stats=True)
+    assert not framed.part.found and framed.image.shape == (64, 64)
+    assert framed.stats["part_found"] == 0.0
+    assert "no part found" in reasons(framed.stats, StationProfile(ranges={}, images=1))[0]
+
+
+def test_input_region_covers_the_part_in_source_pixels():
+    x0, y0, x1, y1 = input_region(impeller(centre=(140, 160)), PART)
+    assert abs((x0 + x1) / 2 - 140) < 3 and abs((y0 + y1) / 2 - 160) < 3
+    assert 2 * 2.0 * 52 < x1 - x0 < 2 * 2.4 * 64  # wider than the flange, not the whole frame
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda: impeller(bg=242), "background brighter than any training image"),
+        (lambda: impeller(bg=60), "background darker than any training image"),
+        (lambda: impeller(300, core=80), "part size larger than any training image"),
+        (lambda: impeller(512, core=85), "image size (px) outside the training range"),
+    ],
+)
+def test_station_check_flags_what_differs_from_training(change, words):
+    training = [item_stats(impeller(bg=bg, core=core), PART) for bg in (150, 170, 190) for core in (55, 60, 65)]
+    prof = profile(training)
+    assert all(reasons(s, prof) == [] for s in training)
+    found = reasons(item_stats(change(), PART), prof)
+    assert any(r.startswith(words) for r in found), found
+
+
+def test_profile_round_trips_and_rejects_garbage():
+    prof = profile([{"background": 150.0, "brightness": 120.0}, {"background": 190.0, "brightness": 140.0}])
+    assert StationProfile.from_dict(prof.to_dict()) == prof
+    for bad in ({"version": 1, "ranges": {"background": [1.0]}}, {"version": 2, "ranges": {}}, [1, 2],
+                {"version": 1, "ranges": {"nonsense": [0, 1]}}, {"version": 1, "ranges": {"background": [3, 1]}}):  # fmt: skip
+        with pytest.raises(ValueError):
+            StationProfile.from_dict(bad)
+
+
+def test_summary_and_report_say_how_many_and_why():
+    prof = profile([{"background": 150.0}, {"background": 190.0}])
+    per_item = [reasons({"background": v}, prof) for v in (160.0, 230.0, 235.0, 170.0)]
+    assert sum(1 for r in per_item if r) == 2
+    from collections import Counter
+
+    line = summary_line(2, 4, Counter(r.split(" (")[0] for rs in per_item for r in rs))
+    assert line == "50% of items look unlike the training images: background brighter than any training image"
+    text = "\n".join(report(per_item, prof))
+    assert "4 images, 2 (50.0%) unlike" in text and "do not trust" in text

@@ -108,6 +108,21 @@ HELP = (
     help="Show where the defect is: draw the model's localisation map on --show/--save and add defect_box "
     "[x0, y0, x1, y1] (source pixels, null when OK) to each record. Needs a model exported with the map.",
 )
+@click.option(
+    "--check-station",
+    "check_station",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Station check only: compare a folder of unlabelled images from a new camera with the model's training "
+    "images (light, background, framing, sharpness) and print a short report; no verdicts.",
+)
+@click.option(
+    "--no-station-check",
+    "no_station_check",
+    is_flag=True,
+    help="Do not flag items that look unlike the training images (saves about 0.2 ms per item).",
+)
 @station_options
 @debug_option
 @friendly_errors
@@ -147,6 +162,8 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
         from edge_runtime.infer import InferConfig, run_inference
         from edge_runtime.model import Provider, RuntimeConfig, check_threads, threads_from_env
 
+    if opts["check_station"] is not None:
+        return _check_station(opts)
     if (opts["source"] is None) == (opts["camera"] is None):
         raise DataError("give exactly one input: --source PATH|DIR|GLOB|VIDEO|URL or --camera N")
     threads = check_threads(opts["threads"]) if opts["threads"] is not None else threads_from_env()
@@ -168,6 +185,7 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
         quiet=opts["quiet"],
         listener=open_station(opts),  # None without --log/--serve
         heatmap=opts["heatmap"],
+        station_check=not opts["no_station_check"],
     )
     try:
         _, code = run_inference(cfg, stop=stop, summary=summary)
@@ -175,6 +193,22 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
         if cfg.listener is not None:
             cfg.listener.close()
     return int(code)
+
+
+def _check_station(opts: dict) -> int:
+    from edge_runtime.errors import DataError
+    from edge_runtime.inputs import SourceKind, resolve_source
+    from edge_runtime.model import load_model
+    from edge_runtime.station_check import check_folder
+
+    folder = opts["check_station"]
+    spec = resolve_source(str(folder))
+    if spec.kind is not SourceKind.IMAGES or not spec.paths:
+        raise DataError(f"{folder}: no images found; pass --check-station DIR with images from the new camera")
+    model = load_model(opts["model"], provider="cpu", threads=1)
+    for line in check_folder(model, spec.paths):
+        click.echo(line)
+    return 0
 
 
 if __name__ == "__main__":

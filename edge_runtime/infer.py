@@ -54,6 +54,7 @@ class InferConfig:
     listener: Any = None  # edge_runtime.station.listener.RecordListener: told of every record before it is written
     capture: Any = None  # a capture factory for a live source instead of opening ``camera`` (tests, soak benchmark)
     heatmap: bool = False  # localisation map: drawn on --show/--save, defect_box in each record (edge_runtime.heatmap)
+    station_check: bool = True  # flag items unlike the training images (when the model carries a station profile)
 
 
 @dataclass
@@ -233,7 +234,7 @@ def process(
     a closed stdout or a failed output."""
     items = iter_items(
         spec,
-        model.input_u8,
+        model.input_and_check if cfg.station_check else model.input_u8,
         keep_original=runner.out.needs_picture,
         workers=cfg.workers,
         reader=reader,

@@ -7,6 +7,7 @@ Prediction(label='defective', score=0.998, defective=True, latency_ms=0.41)
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -19,6 +20,7 @@ import numpy as np
 
 from edge_runtime import integrity
 from edge_runtime.errors import ModelError
+from edge_runtime.framing import frame_part
 from edge_runtime.model_file import (  # noqa: F401 - check_threads, threads_from_env: the CLI's
     MAX_MODEL_BYTES,
     check_threads,
@@ -27,7 +29,8 @@ from edge_runtime.model_file import (  # noqa: F401 - check_threads, threads_fro
     threads_from_env,
 )
 from edge_runtime.model_info import INPUT_NAME, MAP_OUTPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelInfo, Precision
-from edge_runtime.preprocess import normalize, preprocess, resize_to_input, to_uint8_gray
+from edge_runtime.preprocess import CropMode, normalize, preprocess, resize_to_input, to_uint8_gray
+from edge_runtime.station_check import StationProfile, reasons
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL_FILES = {Precision.INT8: "defectnet_int8.onnx", Precision.FP32: "defectnet_fp32.onnx"}
@@ -236,6 +239,22 @@ class EdgeModel:
         >>> model.predict_inputs(np.stack([x]))     # doctest: +SKIP
         """
         return resize_to_input(to_uint8_gray(image, source=source), self.info.preprocess)
+
+    @functools.cached_property
+    def station_profile(self) -> StationProfile | None:
+        """The training images' input statistics, when the model carries them (station check)."""
+        return StationProfile.from_dict(self.info.station) if self.info.station else None
+
+    def input_and_check(self, image: np.ndarray, *, source: str = "image") -> tuple[np.ndarray, list[str]]:
+        """As :meth:`input_u8`, plus the station check: why the image looks unlike the training images
+        (empty when it looks like them, or when the model carries no station profile)."""
+        prof = self.station_profile
+        if prof is None:
+            return self.input_u8(image, source=source), []
+        gray, spec = to_uint8_gray(image, source=source), self.info.preprocess
+        framed = frame_part(gray, spec.size, spec.part_scale, with_stats=True)
+        x = framed.image if spec.crop is CropMode.PART else resize_to_input(gray, spec)
+        return x, reasons(framed.stats, prof)
 
     @property
     def has_map(self) -> bool:

@@ -29,7 +29,10 @@ from edge_runtime.summary import LatencyReservoir, Summary
 
 __all__ = ["RECORD_KEYS", "CsvSink", "FileSink", "JsonLinesSink", "LatencyReservoir", "StdoutClosed", "Summary"]
 
-RECORD_KEYS = ("source", "frame", "label", "score", "defective", "latency_ms", "error", "warning", "time", "defect_box")
+RECORD_KEYS = (
+    "source", "frame", "label", "score", "defective", "latency_ms", "error", "warning", "time", "defect_box",
+    "unlike_training",
+)  # fmt: skip
 
 
 def record_for(item: Item, pred: Prediction | None, *, time_s: float | None = None) -> dict[str, Any]:
@@ -45,6 +48,8 @@ def record_for(item: Item, pred: Prediction | None, *, time_s: float | None = No
     # edge-infer --heatmap: [x0, y0, x1, y1] in source pixels where the map is hottest; null when OK or without it
     box = None if pred is None else pred.defect_box
     rec["defect_box"] = None if box is None else [int(v) for v in box]
+    # station check: why the item looks unlike the training images (null when it looks like them, or unchecked)
+    rec["unlike_training"] = item.unlike_training or None
     return rec
 
 

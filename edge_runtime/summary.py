@@ -67,6 +67,8 @@ class Summary:
     defects: int = 0
     errors: int = 0
     warnings: int = 0
+    unlike_training: int = 0  # station check: items unlike the training images
+    unlike_reasons: dict[str, int] = field(default_factory=dict)
     dropped_frames: int = 0
     reconnects: int = 0
     interrupted: bool = False
@@ -83,6 +85,11 @@ class Summary:
         self.items += 1
         if rec.get("warning"):
             self.warnings += 1
+        if rec.get("unlike_training"):
+            self.unlike_training += 1
+            for reason in rec["unlike_training"]:
+                kind = reason.split(" (")[0]
+                self.unlike_reasons[kind] = self.unlike_reasons.get(kind, 0) + 1
         if rec.get("error") is not None:
             self.errors += 1
             return
@@ -119,6 +126,7 @@ class Summary:
             "defects": self.defects,
             "errors": self.errors,
             "warnings": self.warnings,
+            "unlike_training": self.unlike_training,
             "dropped_frames": self.dropped_frames,
             "reconnects": self.reconnects,
             "latency_ms_p50": r(self.percentile(50)),
@@ -147,6 +155,12 @@ class Summary:
                 f"live source: {self.dropped_frames} frames skipped (newest-frame mode), {self.reconnects} reconnects"
             )
         lines += [f"source warning: {n}" for n in self.notes]
+        if self.unlike_training:
+            top = sorted(self.unlike_reasons.items(), key=lambda kv: -kv[1])[:3]
+            why = ", ".join(k + (f" ({c})" if len(top) > 1 else "") for k, c in top)
+            share = 100.0 * self.unlike_training / max(self.items, 1)
+            lines.append(f"WARNING: {share:.0f}% of items look unlike the training images: {why} "
+                         "(check the station: edge-infer --check-station DIR)")  # fmt: skip
         if self.interrupted:
             lines.append("stopped early (interrupted); everything above was written")
         if self.stdout_closed:

@@ -14,6 +14,7 @@ import numpy as np
 from edge_runtime.errors import DataError, GateError
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
 from edge_runtime.model_info import ModelInfo, Precision
+from edge_runtime.preprocess import PreprocessSpec
 from export import cam, graph, images, quantize
 from export.checks import Measured, check_dynamic_batch, cpu_name, measure, torch_scores
 from export.config import FEW_CALIB_IMAGES, MIN_CALIB_IMAGES, MIN_PARITY_IMAGES, PARITY_TOLERANCE, ExportConfig
@@ -73,6 +74,19 @@ def model_info(ckpt: Checkpoint, precision: Precision, cfg: ExportConfig) -> Mod
         metrics=json_safe(dict(ckpt.metrics)),
         producer=producer,
     )
+
+
+def station_profile(ckpt: dict[str, Any], spec: PreprocessSpec, log: Log) -> dict[str, Any]:
+    """The training images' input statistics, for the runtime's station check (empty when they are not here)."""
+    from edge_runtime.station_check import profile_images
+
+    paths = images.recorded_train_files(ckpt)
+    if not paths:
+        log("station check: the training images are not here, so the model carries no station profile")
+        return {}
+    prof = profile_images(paths, spec)
+    log(f"station check: input statistics of {prof.images} training images recorded in the metadata")
+    return prof.to_dict()
 
 
 def calibration_batch(fp32: EdgeModel, ckpt: dict[str, Any], cfg: ExportConfig, log: Log) -> np.ndarray:
@@ -135,6 +149,7 @@ def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log
         map_head = cam.map_head_for(net, ckpt, cfg, fp32_info.preprocess, log) if with_map else None
         if map_head is not None:
             fp32_info = replace(fp32_info, producer={**fp32_info.producer, "defect_map": map_head.describe()})
+        fp32_info = replace(fp32_info, station=station_profile(ckpt, fp32_info.preprocess, log))
         spec = fp32_info.preprocess
         graph.export_graph(net, spec, work / "raw.onnx", opset=cfg.opset, map_head=map_head)
         graph.write_with_metadata(work / "raw.onnx", work / "fp32.onnx", fp32_info)

@@ -22,11 +22,11 @@ import torch
 
 from edge_runtime.errors import DataError, ModelError, OutputError
 from edge_runtime.metrics import binary_metrics, recall_first_threshold
-from edge_runtime.preprocess import PreprocessSpec
+from edge_runtime.preprocess import CropMode, PreprocessSpec
 from train import data as D
-from train.augment import AugmentConfig, augment
+from train.augment import STATION_VALIDATION, AugmentConfig, augment
 from train.checkpoint import atomic_torch_save, model_checkpoint
-from train.config import TrainConfig
+from train.config import Arch, TrainConfig
 from train.engine import evaluate, train_one_epoch
 from train.model import ARCHS, build_model, count_flops, count_params, default_model_args
 from train.plots import curves_png, grid_png
@@ -48,7 +48,10 @@ class Dataset:
 
 def spec_for(cfg: TrainConfig) -> PreprocessSpec:
     _, default_size, channels = ARCHS[cfg.arch]
-    return PreprocessSpec(size=cfg.img_size or default_size, channels=channels)
+    # DefectNet sees the part cropped at a fixed scale wherever the camera puts it; the origin network keeps
+    # the notebook's whole-frame input.
+    crop = CropMode.PART if cfg.arch is Arch.DEFECTNET else CropMode.CENTER
+    return PreprocessSpec(size=cfg.img_size or default_size, channels=channels, crop=crop)
 
 
 def load_data(cfg: TrainConfig, spec: PreprocessSpec, log: Log) -> Dataset:
@@ -130,7 +133,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, ds: Dataset, spec: PreprocessSpec, run_dir: Path, log: Log) -> None:
         self.cfg, self.ds, self.spec, self.run_dir, self.log = cfg, ds, spec, run_dir, log
         torch.manual_seed(cfg.seed)
-        self.model_args = default_model_args(cfg.arch)
+        self.model_args = default_model_args(cfg.arch, spec.size)
         self.model = build_model(cfg.arch, self.model_args).to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         steps = cfg.epochs * max(1, len(ds.train) // cfg.batch_size + 1)
@@ -151,6 +154,11 @@ class Trainer:
         self.x_train = torch.from_numpy(ds.train.images)
         self.y_train = torch.from_numpy(ds.train.labels)
         self.x_val, self.y_val = torch.from_numpy(ds.val.images), torch.from_numpy(ds.val.labels)
+        # The validation images once more, as a station camera would show them (one seeded draw, fixed for the
+        # whole run): the threshold keeps every defect caught there as well.
+        station_gen = torch.Generator().manual_seed(cfg.seed + 20_000)
+        station = self.x_val.float().unsqueeze(1) / 255.0
+        self.x_val_station = augment(station, STATION_VALIDATION, station_gen) if spec.crop is CropMode.PART else None
 
     def state(self) -> dict[str, Any]:
         return {
@@ -212,7 +220,7 @@ class Trainer:
         )
         val_loss, scores = evaluate(self.ema.module, self.x_val, self.y_val, spec=self.spec)
         m = binary_metrics(self.ds.val.labels, scores, 0.5)
-        t = recall_first_threshold(self.ds.val.labels, scores)
+        t, station_auroc = self.threshold(scores)
         m["specificity_at_full_recall"] = binary_metrics(self.ds.val.labels, scores, t)["specificity"]
         self.elapsed += time.perf_counter() - t0
         row = {
@@ -223,6 +231,7 @@ class Trainer:
             "val_accuracy": m["accuracy"],
             "val_auroc": m["auroc"],
             "val_specificity_at_full_recall": m["specificity_at_full_recall"],
+            "val_station_auroc": station_auroc,
             "lr": self.scheduler.get_last_lr()[0],
             "seconds": round(time.perf_counter() - t0, 2),
         }
@@ -235,6 +244,17 @@ class Trainer:
         with open(self.run_dir / "metrics.jsonl", "w") as fh:
             fh.writelines(json.dumps(r) + "\n" for r in self.history)
         return row
+
+    def threshold(self, val_scores: np.ndarray) -> tuple[float, float | None]:
+        """The operating threshold: every validation defect caught, on the clean images and (part-centred models)
+        on the same images under station conditions; and the AUROC under those conditions."""
+        labels = self.ds.val.labels
+        if self.x_val_station is None:
+            return recall_first_threshold(labels, val_scores), None
+        _, station = evaluate(self.ema.module, self.x_val_station, self.y_val, spec=self.spec)
+        both = np.concatenate([labels, labels])
+        t = recall_first_threshold(both, np.concatenate([val_scores, station]))
+        return t, binary_metrics(labels, station, t)["auroc"]
 
     def save_best(self, val_scores: np.ndarray, threshold: float) -> None:
         val = binary_metrics(self.ds.val.labels, val_scores, threshold)

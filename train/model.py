@@ -19,16 +19,33 @@ from train.config import Arch
 
 
 class InputStandardize(nn.Module):
-    """Per-image zero-mean, unit-variance: a relit or differently exposed camera gives the same input."""
+    """Per-image zero-mean, unit-variance: a relit or differently exposed camera gives the same input.
 
-    def __init__(self, eps: float = 1e-6) -> None:
+    With ``mask_radius`` (a fraction of half the input side) the statistics come from the disc where the
+    part-centred crop puts the part, and everything outside it becomes 0: the background's brightness and
+    whatever lies beyond the frame border no longer reach the features.
+    """
+
+    def __init__(self, eps: float = 1e-6, *, mask_radius: float | None = None, size: int = 160) -> None:
         super().__init__()
         self.eps = eps
+        self.mask_radius = mask_radius
+        if mask_radius is not None:
+            coords = (torch.arange(size, dtype=torch.float32) + 0.5) / (size / 2) - 1.0
+            disc = (coords.view(-1, 1) ** 2 + coords.view(1, -1) ** 2) <= mask_radius**2
+            self.register_buffer("mask", disc.float().view(1, 1, size, size), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        centred = x - mean
-        var = (centred * centred).mean(dim=(1, 2, 3), keepdim=True)
+        if self.mask_radius is None:
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            centred = x - mean
+            var = (centred * centred).mean(dim=(1, 2, 3), keepdim=True)
+            return centred / torch.sqrt(var + self.eps)
+        m = self.mask
+        count = m.sum() * x.shape[1]
+        mean = (x * m).sum(dim=(1, 2, 3), keepdim=True) / count
+        centred = (x - mean) * m
+        var = (centred * centred).sum(dim=(1, 2, 3), keepdim=True) / count
         return centred / torch.sqrt(var + self.eps)
 
 
@@ -50,10 +67,18 @@ class DefectNet(nn.Module):
     torch.Size([2])
     """
 
-    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (16, 24, 48, 96), dropout: float = 0.2) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        widths: tuple[int, ...] = (16, 24, 48, 96),
+        dropout: float = 0.2,
+        mask_radius: float | None = None,
+        size: int = 160,
+    ) -> None:
         super().__init__()
         widths = tuple(int(w) for w in widths)
-        layers: list[nn.Module] = [InputStandardize(), conv_bn_relu(in_channels, widths[0], 2)]
+        stem = InputStandardize(mask_radius=mask_radius, size=size)
+        layers: list[nn.Module] = [stem, conv_bn_relu(in_channels, widths[0], 2)]
         c = widths[0]
         for w in widths[1:]:
             layers += [conv_bn_relu(c, w, 2), conv_bn_relu(w, w, 1)]
@@ -97,11 +122,19 @@ ARCHS: dict[Arch, tuple[type[nn.Module], int, int]] = {
 }
 
 
-def default_model_args(arch: Arch) -> dict[str, Any]:
+def default_model_args(arch: Arch, size: int | None = None) -> dict[str, Any]:
     """Every constructor argument, spelled out, so a checkpoint does not depend on today's defaults."""
-    _, _, channels = ARCHS[arch]
+    _, default_size, channels = ARCHS[arch]
     if arch is Arch.DEFECTNET:
-        return {"in_channels": channels, "widths": [16, 24, 48, 96], "dropout": 0.2}
+        # The part-centred crop puts the flange edge at about 0.85 of half the side (2.0 / 2.4 core radii);
+        # the disc keeps a margin of background around it so that defects on the very rim stay in view.
+        return {
+            "in_channels": channels,
+            "widths": [16, 24, 48, 96],
+            "dropout": 0.2,
+            "mask_radius": 0.96,
+            "size": size or default_size,
+        }
     return {"in_channels": channels}
 
 

@@ -20,6 +20,7 @@ import click
 import cv2
 import numpy as np
 
+from benchmarks.station_conditions import STATION_CONDITIONS
 from edge_runtime.cli_support import debug_option, friendly_errors
 from edge_runtime.errors import EXIT_CODES_HELP, DataError, OutputError
 from edge_runtime.metrics import binary_metrics
@@ -110,7 +111,32 @@ PERTURBATIONS: tuple[Perturbation, ...] = (
     Perturbation("blur 5x5", lambda im: cv2.GaussianBlur(im, (5, 5), 0)),
     Perturbation("sensor noise", lambda im: noise(im, std=8.0)),
     Perturbation("JPEG q30", lambda im: jpeg(im, quality=30)),
+    # What a real station's raw camera shows (benchmarks/station_conditions.py).
+    *(Perturbation(c.name, c.apply) for c in STATION_CONDITIONS),
 )
+CONDITION_SETS = {
+    "all": PERTURBATIONS,
+    "camera": tuple(p for p in PERTURBATIONS if not p.name.startswith("station:")),
+    "station": tuple(p for p in PERTURBATIONS if p.name == "none" or p.name.startswith("station:")),
+}
+
+
+def examples_png(path: Path, image: np.ndarray, perturbations: tuple[Perturbation, ...], tile: int = 256) -> None:
+    """One example of each condition, side by side and labelled, so a person can judge how real they look."""
+    tiles = []
+    for p in perturbations:
+        t = cv2.cvtColor(cv2.resize(p.apply(image), (tile, tile), interpolation=cv2.INTER_AREA), cv2.COLOR_GRAY2BGR)
+        label = p.name.removeprefix("station: ")
+        for i in range(0, len(label), 30):
+            y = 14 + 14 * (i // 30)
+            cv2.putText(t, label[i : i + 30], (4, y), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 3, cv2.LINE_AA)
+            cv2.putText(t, label[i : i + 30], (4, y), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 255, 255), 1, cv2.LINE_AA)
+        tiles.append(t)
+    cols = 4
+    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % cols)
+    grid = np.vstack([np.hstack(tiles[i : i + cols]) for i in range(0, len(tiles), cols)])
+    if not cv2.imwrite(str(path), grid):
+        raise OutputError(f"{path}: cannot write the example grid; choose another --examples path")
 
 
 def labelled_images(data: Path, positive: str = "def_front") -> tuple[list[Path], np.ndarray]:
@@ -129,7 +155,14 @@ def score_model(model: EdgeModel, images: list[np.ndarray], batch: int = 64) -> 
     return np.concatenate([model.scores(model.prepare(images[i : i + batch])) for i in range(0, len(images), batch)])
 
 
-def run(models: list[Path], data: Path, *, positive: str, limit: int | None) -> list[dict]:
+def run(
+    models: list[Path],
+    data: Path,
+    *,
+    positive: str,
+    limit: int | None,
+    perturbations: tuple[Perturbation, ...] = PERTURBATIONS,
+) -> list[dict]:
     """One row per (model, perturbation): accuracy, missed defects, false alarms, AUROC at the model's threshold."""
     files, labels = labelled_images(data, positive)
     if limit:
@@ -138,7 +171,7 @@ def run(models: list[Path], data: Path, *, positive: str, limit: int | None) -> 
     originals = [read_image(f) for f in files]
     loaded = [EdgeModel(p, RuntimeConfig(provider=Provider.CPU)) for p in models]
     rows = []
-    for pert in PERTURBATIONS:
+    for pert in perturbations:
         changed = [pert.apply(im) for im in originals]
         for path, model in zip(models, loaded, strict=True):
             m = binary_metrics(labels, score_model(model, changed), model.info.threshold)
@@ -173,12 +206,20 @@ def markdown(rows: list[dict]) -> str:
 @click.option("--positive", default="def_front", show_default=True, help="Folder name of the defective class.")
 @click.option("--limit", type=click.IntRange(min=2), default=None, help="Use a seeded sample of N images.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write rows as JSON.")
+@click.option("--set", "which", type=click.Choice(sorted(CONDITION_SETS)), default="all", show_default=True,
+              help="camera: generic camera changes; station: a raw station camera's conditions.")  # fmt: skip
+@click.option("--examples", type=click.Path(path_type=Path), default=None,
+              help="Write a PNG with one example of each condition (the first defective image).")  # fmt: skip
 @debug_option
 @friendly_errors
 def main(*, data: Path, models: tuple[Path, ...], positive: str, limit: int | None, json_path: Path | None,
-         debug: bool) -> None:  # fmt: skip
+         which: str, examples: Path | None, debug: bool) -> None:  # fmt: skip
     chosen = list(models) or sorted(MODELS_DIR.glob("*.onnx"))
-    rows = run(chosen, data, positive=positive, limit=limit)
+    perturbations = CONDITION_SETS[which]
+    if examples is not None:
+        files, labels = labelled_images(data, positive)
+        examples_png(examples, read_image(files[int(np.argmax(labels))]), perturbations)
+    rows = run(chosen, data, positive=positive, limit=limit, perturbations=perturbations)
     click.echo(markdown(rows))
     if json_path is not None:
         try:

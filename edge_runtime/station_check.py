@@ -8,7 +8,7 @@ is questioned before anyone trusts its verdicts.
 
 >>> prof = profile([{"background": 150.0}, {"background": 190.0}])
 >>> reasons({"background": 231.0}, prof)
-['background brighter than any training image (231 > 192)']
+['background brighter than any training image (231 > 195)']
 """
 
 from __future__ import annotations
@@ -20,19 +20,19 @@ from dataclasses import dataclass
 from typing import Any
 
 PROFILE_VERSION = 1
-# name -> (words, format of a value)
-STATS: dict[str, tuple[str, str]] = {
-    "brightness": ("overall brightness", "{:.0f}"),
-    "background": ("background", "{:.0f}"),
-    "part_size": ("part size (flange diameter / frame)", "{:.2f}"),
-    "part_offset": ("part off-centre (fraction of the frame)", "{:.2f}"),
-    "sharpness": ("sharpness", "{:.2f}"),
-    "highlights": ("share of saturated highlights", "{:.3f}"),
-    "source_size": ("image size (px)", "{:.0f}"),
+# name -> (words, format of a value, the least slack around the training range)
+STATS: dict[str, tuple[str, str, float]] = {
+    "brightness": ("overall brightness", "{:.0f}", 5.0),
+    "background": ("background", "{:.0f}", 5.0),
+    "part_size": ("part size (flange diameter / frame)", "{:.2f}", 0.03),
+    "part_offset": ("part off-centre (fraction of the frame)", "{:.2f}", 0.03),
+    "sharpness": ("sharpness", "{:.2f}", 0.03),
+    "highlights": ("share of saturated highlights", "{:.3f}", 0.002),
+    "source_size": ("image size (px)", "{:.0f}", 0.0),
 }
 _MORE = {"brightness": "brighter", "background": "brighter", "part_size": "larger", "sharpness": "sharper"}
 _LESS = {"brightness": "darker", "background": "darker", "part_size": "smaller", "sharpness": "softer"}
-MARGIN = 0.05  # the training range is widened by this share of its width (and of its value, for a fixed value)
+MARGIN = 0.05  # the training range is widened by this share of its width, and at least by the statistic's slack
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def profile(stats: Iterable[dict[str, float]]) -> StationProfile:
         if not vs:
             continue
         lo, hi = min(vs), max(vs)
-        pad = MARGIN * (hi - lo) if hi > lo else MARGIN * abs(hi)
+        pad = max(MARGIN * (hi - lo), STATS[name][2])
         ranges[name] = (round(lo - pad, 4), round(hi + pad, 4))
     return StationProfile(ranges=ranges, images=n)
 
@@ -91,7 +91,7 @@ def reasons(stats: dict[str, float], prof: StationProfile) -> list[str]:
         v = stats.get(name, math.nan)
         if not math.isfinite(v) or lo <= v <= hi:
             continue
-        words, fmt = STATS[name]
+        words, fmt, _ = STATS[name]
         above = v > hi
         how = (_MORE if above else _LESS).get(name)
         limit = fmt.format(hi if above else lo)

@@ -86,8 +86,14 @@ def test_station_check_flags_what_differs_from_training(change, words):
 def test_profile_round_trips_and_rejects_garbage():
     prof = profile([{"background": 150.0, "brightness": 120.0}, {"background": 190.0, "brightness": 140.0}])
     assert StationProfile.from_dict(prof.to_dict()) == prof
-    for bad in ({"version": 1, "ranges": {"background": [1.0]}}, {"version": 2, "ranges": {}}, [1, 2],
-                {"version": 1, "ranges": {"nonsense": [0, 1]}}, {"version": 1, "ranges": {"background": [3, 1]}}):  # fmt: skip
+    bad_profiles = (
+        {"version": 1, "ranges": {"background": [1.0]}},
+        {"version": 2, "ranges": {}},
+        [1, 2],
+        {"version": 1, "ranges": {"nonsense": [0, 1]}},
+        {"version": 1, "ranges": {"background": [3, 1]}},
+    )
+    for bad in bad_profiles:
         with pytest.raises(ValueError):
             StationProfile.from_dict(bad)
 

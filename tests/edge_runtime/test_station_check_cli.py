@@ -1,0 +1,72 @@
+"""edge-infer's station check, end to end on a tiny model that carries a station profile (no torch, no onnx)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+from click.testing import CliRunner
+
+from edge_runtime.cli import main
+from edge_runtime.station_check import item_stats, profile
+from tests.edge_runtime.conftest import model_bytes, tiny_info, with_metadata
+from tests.edge_runtime.test_framing import impeller
+
+
+def model_with_profile(path: Path) -> Path:
+    """The tiny model, told that it was trained on medium-grey backgrounds (150..190)."""
+    spec = tiny_info().preprocess
+    training = [item_stats(impeller(bg=bg, core=core), spec) for bg in (150, 170, 190) for core in (55, 60, 65)]
+    info = replace(tiny_info(), station=profile(training).to_dict())
+    path.write_bytes(with_metadata(model_bytes(), info.to_json(), stamp=True))
+    return path
+
+
+def write(folder: Path, images: dict[str, np.ndarray]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, im in images.items():
+        cv2.imwrite(str(folder / name), im)
+    return folder
+
+
+def test_items_unlike_training_are_flagged_on_their_record_and_in_the_summary(tmp_path: Path):
+    model = model_with_profile(tmp_path / "m.onnx")
+    parts = write(tmp_path / "parts", {"a_grey.png": impeller(bg=165), "b_white.png": impeller(bg=240)})
+    r = CliRunner().invoke(main, ["--model", str(model), "--source", str(parts), "--json"])
+    assert r.exit_code == 0, r.stderr
+    recs = {Path(x["source"]).name: x for x in map(json.loads, r.stdout.splitlines())}
+    assert recs["a_grey.png"]["unlike_training"] is None
+    flags = recs["b_white.png"]["unlike_training"]
+    assert flags and flags[0].startswith("background brighter than any training image")
+    assert recs["b_white.png"]["label"] is not None  # still judged: the flag warns, it does not replace the verdict
+    assert "WARNING: 50% of items look unlike the training images: background brighter" in r.stderr
+    r = CliRunner().invoke(main, ["--model", str(model), "--source", str(parts), "--json", "--no-station-check"])
+    assert r.exit_code == 0 and "WARNING" not in r.stderr
+    assert all(json.loads(line)["unlike_training"] is None for line in r.stdout.splitlines())
+
+
+def test_check_station_reports_on_a_folder_of_new_camera_images(tmp_path: Path):
+    model = model_with_profile(tmp_path / "m.onnx")
+    same = write(tmp_path / "same", {f"{i}.png": impeller(bg=160 + 5 * i) for i in range(4)})
+    r = CliRunner().invoke(main, ["--model", str(model), "--check-station", str(same)])
+    assert r.exit_code == 0, r.output
+    assert "4 images, 0 (0.0%) unlike the 9 training images" in r.output and "look like the training" in r.output
+    new = write(tmp_path / "new", {f"{i}.png": impeller(bg=238, core=80) for i in range(3)})
+    r = CliRunner().invoke(main, ["--model", str(model), "--check-station", str(new)])
+    assert r.exit_code == 0, r.output
+    assert "3 images, 3 (100.0%) unlike" in r.output
+    assert "background brighter than any training image" in r.output and "part size larger" in r.output
+    assert "do not trust these verdicts yet" in r.output
+
+
+def test_check_station_needs_a_model_with_a_profile(tmp_path: Path):
+    plain = tmp_path / "plain.onnx"
+    plain.write_bytes(with_metadata(model_bytes(), tiny_info().to_json(), stamp=True))
+    folder = write(tmp_path / "imgs", {"a.png": impeller()})
+    r = CliRunner().invoke(main, ["--model", str(plain), "--check-station", str(folder)])
+    assert r.exit_code == 3 and "carries no station profile" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["--model", str(plain), "--check-station", str(tmp_path / "missing")])
+    assert r.exit_code == 3 and "no such file or folder" in r.output and "Traceback" not in r.output

@@ -21,8 +21,9 @@ import cv2
 import numpy as np
 
 from benchmarks.station_conditions import STATION_CONDITIONS
+from edge_runtime import datasets
 from edge_runtime.cli_support import debug_option, friendly_errors
-from edge_runtime.errors import EXIT_CODES_HELP, DataError, OutputError
+from edge_runtime.errors import EXIT_CODES_HELP, OutputError
 from edge_runtime.metrics import binary_metrics
 from edge_runtime.model import MODELS_DIR, EdgeModel, Provider, RuntimeConfig
 from edge_runtime.preprocess import read_image
@@ -140,15 +141,11 @@ def examples_png(path: Path, image: np.ndarray, perturbations: tuple[Perturbatio
 
 
 def labelled_images(data: Path, positive: str = "def_front") -> tuple[list[Path], np.ndarray]:
-    """Images of ``data/<class>/`` (or ``data/test/<class>/``); label 1 for the positive folder."""
-    root = data / "test" if (data / "test").is_dir() else data
-    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    if len(folders) != 2 or positive not in [f.name for f in folders]:
-        raise DataError(f"{data}: expected two class folders, one named {positive}; pass --positive NAME")
-    files = [(f, int(d.name == positive)) for d in folders for f in sorted(d.iterdir()) if f.is_file()]
-    if not files:
-        raise DataError(f"{root}: no images")
-    return [f for f, _ in files], np.array([y for _, y in files])
+    """Images of ``data/<class>/`` (or ``data/test/<class>/``); label 1 for the positive folder. Stray files
+    (a notes.txt) are passed over, as everywhere in defect-edge (edge_runtime.datasets)."""
+    classes = datasets.find_class_folders(data, positive=positive)
+    found = datasets.list_labelled(classes)
+    return found.paths, np.array(found.labels)
 
 
 def score_model(model: EdgeModel, images: list[np.ndarray], batch: int = 64) -> np.ndarray:

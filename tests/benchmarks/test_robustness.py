@@ -45,3 +45,46 @@ def test_data_without_two_class_folders_is_exit_3(tmp_path: Path, tiny_models):
     (tmp_path / "only").mkdir()
     r = CliRunner().invoke(main, ["--data", str(tmp_path), "--model", str(tiny_models[0])])
     assert r.exit_code == 3 and r.output.startswith("error: ")
+
+
+def _drawn_part(bg: int = 170) -> np.ndarray:
+    im = np.full((300, 300), bg, np.uint8)
+    cv2.circle(im, (150, 150), 110, 215, -1)
+    cv2.circle(im, (150, 150), 55, 25, -1)
+    return np.clip(im + np.random.default_rng(0).normal(0, 3, im.shape), 0, 255).astype(np.uint8)
+
+
+def test_station_background_relight_changes_only_what_lies_outside_the_part():
+    from benchmarks.station_conditions import relight_background
+
+    im = _drawn_part()
+    out = relight_background(im, level=235)
+    assert abs(float(np.median(out[:20, :20])) - 235) < 6  # the corner is near white now
+    assert np.array_equal(out[100:200, 100:200], im[100:200, 100:200])  # the part itself is untouched
+
+
+def test_station_framing_fills_the_frame_and_every_condition_changes_the_image():
+    from benchmarks.station_conditions import STATION_CONDITIONS, fill_frame
+
+    im = _drawn_part()
+    big = fill_frame(im, half_side=0.9)
+    assert big.shape == (512, 512)
+    assert (big[256, :] > 200).mean() > 0.2  # the flange reaches both borders along the middle row
+    for cond in STATION_CONDITIONS:
+        out = cond.apply(im)
+        assert out.dtype == np.uint8 and out.ndim == 2
+        if cond.name.endswith("512 px source"):  # same picture at the camera's resolution
+            assert out.shape == (512, 512)
+            continue
+        small = cv2.resize(out, (300, 300), interpolation=cv2.INTER_AREA)
+        assert np.abs(small.astype(int) - im).mean() > 2, cond.name
+
+
+def test_examples_png_shows_one_tile_per_condition(tmp_path: Path):
+    from benchmarks.robustness import CONDITION_SETS, examples_png
+
+    out = tmp_path / "ex.png"
+    examples_png(out, _drawn_part(), CONDITION_SETS["station"], tile=64)
+    grid = cv2.imread(str(out))
+    rows = -(-len(CONDITION_SETS["station"]) // 4)
+    assert grid.shape[:2] == (64 * rows, 64 * 4)

@@ -309,7 +309,7 @@ def markdown(res: dict[str, Any]) -> str:
         f"that is **{lg['mb_per_10k']} MB per 10,000 items** at this defect rate. A row takes "
         f"{lg['bytes_per_item_row']} bytes (indexes included), a thumbnail {lg['bytes_per_thumbnail']} bytes: "
         f"{lg['mb_per_10k_without_images']} MB per 10,000 items without defects, plus "
-        f"{lg['bytes_per_thumbnail'] / 100:.0f} MB per 10,000 for each 1% of defective items.",
+        f"{lg['bytes_per_thumbnail'] * 100 / 1e6:.2f} MB per 10,000 items for each 1% of them that is defective.",
         "",
         "## Live latency, 30 FPS synthetic source",
         "",

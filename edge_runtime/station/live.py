@@ -68,8 +68,8 @@ class LiveState:
         self.info: RunInfo | None = None
         self.live_source = False
         self.source_state = "starting"
-        self.items = self.defective = self.errors = self.warned = 0
-        self.last_warning: dict | None = None
+        self.items = self.defective = self.errors = self.warned = self.unlike = 0
+        self.last_unlike: str | None = None  # the station check's reason, from the record's unlike_training
         self.latencies: deque[float] = deque(maxlen=1000)
         self.stamps: deque[float] = deque(maxlen=512)
         self.minutes: dict[int, list[int]] = {}  # UTC minute -> [items, defective]
@@ -113,7 +113,9 @@ class LiveState:
                     self.latencies.append(rec["latency_ms"])
                 if rec.get("warning"):
                     self.warned += 1
-                    self.last_warning = rec
+                if rec.get("unlike_training"):
+                    self.unlike += 1
+                    self.last_unlike = str(rec["unlike_training"])
                 self.stamps.append(now)
                 self.recent.append((rid, rec))
             self.latest = (pictures[-1] if pictures else None, records[-1]) if records else self.latest
@@ -163,7 +165,8 @@ class LiveState:
                 "uptime_s": round(time.time() - self.started, 1),
                 "started": self.started,
                 "source_state": self.source_state,
-                "station_check": {"flagged": self.warned, "last": self.last_warning},
+                "warnings": self.warned,
+                "station_check": {"flagged": self.unlike, "last": self.last_unlike},
             }
         out |= {"latency_ms_p50": nearest_rank(lat, 50), "latency_ms_p99": nearest_rank(lat, 99)}
         if info is not None:

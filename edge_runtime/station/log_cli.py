@@ -73,7 +73,8 @@ def summary_text(db: Path, s: dict[str, Any]) -> str:
         f"{db}: {s['items']} items from {s['first'] or '-'} to {s['last'] or '-'}; "
         f"stations: {', '.join(s['stations']) or '-'}",
         f"defective {s['defective']} ({_pct(s['defective'], s['items'] - s['errors'])}), ok {s['ok']}, "
-        f"errors {s['errors']}; latency {lat}",
+        f"errors {s['errors']}, warnings {s['warnings']}; latency {lat}",
+        f"station check: {s['unlike_training']} items looked unlike the training images",
         "defect rate per hour (UTC):",
     ]
     lines += [

@@ -177,7 +177,11 @@ def summary(con: sqlite3.Connection, flt: Filter) -> dict[str, Any]:
             f"FROM inspections i{where}",
             args,
         ).fetchone()
-        lat_n = con.execute(f"SELECT count(i.latency_ms) FROM inspections i{where}", args).fetchone()[0]
+        lat_n, warned, unlike = con.execute(
+            "SELECT count(i.latency_ms), count(i.warning), count(json_extract(i.extra, '$.unlike_training')) "
+            f"FROM inspections i{where}",
+            args,
+        ).fetchone()
         models = [
             {
                 "model_version": v,
@@ -205,6 +209,8 @@ def summary(con: sqlite3.Connection, flt: Filter) -> dict[str, Any]:
             "defective": d,
             "ok": n - d - e,
             "errors": e,
+            "warnings": warned,
+            "unlike_training": unlike,
             "defect_rate": round(d / (n - e), 4) if n - e else None,
             "first": iso(first) if first else None,
             "last": iso(last) if last else None,

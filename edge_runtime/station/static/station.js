@@ -43,7 +43,8 @@ function showStatus(st) {
   $("check").hidden = !check.flagged;
   if (check.flagged) {
     const share = st.items ? (100 * check.flagged) / st.items : 0;
-    $("check-text").textContent = `${check.flagged} items (${fmt(share, 1)} %) look unlike the training images`;
+    $("check-text").textContent =
+      `${check.flagged} items (${fmt(share, 1)} %) look unlike the training images; last: ${check.last}`;
   }
 }
 

@@ -31,13 +31,20 @@ def test_help_of_every_command():
 def test_summary_answers_what_the_station_rejected(station_log, log_path: Path):
     write_items(station_log, 40, t0=time.time() - 600)
     station_log.write([record(99, defective=False, t=time.time(), error="parts/bad.png: cannot decode")], [None])
+    station_log.write([record(98, defective=False, t=time.time(), unlike_training="background brighter")], [None])
     result = edge_log("summary", log_path, "--since", "8h")
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "41 items" in out and "defective 10 (25.0%)" in out and "errors 1" in out and "line-3" in out
+    assert "42 items" in out and "defective 10 (24.4%)" in out and "errors 1" in out and "line-3" in out
+    assert "station check: 1 items looked unlike the training images" in out
     assert RUN.model_version in out and "defectnet_int8.onnx" in out and "latency p50" in out
     data = json.loads(edge_log("summary", log_path, "--json").output)
-    assert data["items"] == 41 and data["per_hour"] and data["models"][0]["precision"] == "int8"
+    assert (
+        data["items"] == 42
+        and data["unlike_training"] == 1
+        and data["per_hour"]
+        and data["models"][0]["precision"] == "int8"
+    )
     assert json.loads(edge_log("summary", log_path, "--json", "--until", "1h").output)["items"] == 0
 
 

@@ -39,6 +39,7 @@ def served(request: pytest.FixtureRequest, tmp_path: Path):
     live = LiveState(station="line-3")
     live.start(RUN, live_source=True)
     recs = [record(i, defective=i % 4 == 0, t=time.time()) for i in range(8)]
+    recs[3]["unlike_training"] = "background brighter than in training"
     live.add(recs, [part_picture() for _ in recs])
     server = StationServer(live, bind=Bind("127.0.0.1", 0), token=token)
     url = server.start()
@@ -54,6 +55,7 @@ def test_status_inspections_defects_and_rate(served):
     assert code == 200 and st["items"] == 8 and st["defective"] == 2 and st["defect_rate"] == 0.25
     assert st["model_version"] == RUN.model_version and st["providers"] == RUN.providers
     assert st["source_state"] == "connected" and st["latency_ms_p99"] >= st["latency_ms_p50"] > 0
+    assert st["station_check"] == {"flagged": 1, "last": "background brighter than in training"}
     items = json.loads(get(url + "api/inspections?after_id=4")[2])["items"]
     assert [it["id"] for it in items] == [5, 6, 7, 8]
     assert len(json.loads(get(url + "api/inspections?defective=true&since=1h")[2])["items"]) == 2

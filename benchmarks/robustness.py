@@ -122,16 +122,16 @@ CONDITION_SETS = {
 }
 
 
-def examples_png(path: Path, image: np.ndarray, perturbations: tuple[Perturbation, ...], tile: int = 256) -> None:
+def examples_png(path: Path, image: np.ndarray, perturbations: tuple[Perturbation, ...], tile: int = 224) -> None:
     """One example of each condition, side by side and labelled, so a person can judge how real they look."""
     tiles = []
     for p in perturbations:
         t = cv2.cvtColor(cv2.resize(p.apply(image), (tile, tile), interpolation=cv2.INTER_AREA), cv2.COLOR_GRAY2BGR)
         label = p.name.removeprefix("station: ")
-        for i in range(0, len(label), 30):
-            y = 14 + 14 * (i // 30)
-            cv2.putText(t, label[i : i + 30], (4, y), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(t, label[i : i + 30], (4, y), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 255, 255), 1, cv2.LINE_AA)
+        lines = [label[i : i + 28] for i in range(0, len(label), 28)]
+        cv2.rectangle(t, (0, 0), (tile, 6 + 14 * len(lines)), (0, 0, 0), -1)
+        for k, text in enumerate(lines):
+            cv2.putText(t, text, (4, 15 + 14 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 255, 255), 1, cv2.LINE_AA)
         tiles.append(t)
     cols = 4
     tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % cols)
@@ -160,7 +160,9 @@ def run(
     limit: int | None,
     perturbations: tuple[Perturbation, ...] = PERTURBATIONS,
 ) -> list[dict]:
-    """One row per (model, perturbation): accuracy, missed defects, false alarms, AUROC at the model's threshold."""
+    """One row per (model, perturbation): accuracy, missed defects, false alarms, AUROC at the model's threshold,
+    and the share of images the model's station check flags as unlike its training images (null without a
+    station profile)."""
     files, labels = labelled_images(data, positive)
     if limit:
         idx = np.random.default_rng(0).permutation(len(files))[:limit]
@@ -174,20 +176,30 @@ def run(
             m = binary_metrics(labels, score_model(model, changed), model.info.threshold)
             rows.append(
                 {"model": path.name, "perturbation": pert.name, "n": m["n"], "accuracy": m["accuracy"],
-                 "missed_defects": m["fn"], "false_alarms": m["fp"], "auroc": m["auroc"]}
+                 "missed_defects": m["fn"], "false_alarms": m["fp"], "auroc": m["auroc"],
+                 "flagged_unlike_training": flagged_share(model, changed)}
             )  # fmt: skip
     return rows
 
 
+def flagged_share(model: EdgeModel, images: list[np.ndarray]) -> float | None:
+    """The share of images the station check flags (None: the model carries no station profile)."""
+    if model.station_profile is None:
+        return None
+    return float(np.mean([bool(model.input_and_check(im)[1]) for im in images]))
+
+
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| model | perturbation | accuracy | missed defects | false alarms | AUROC |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| model | perturbation | accuracy | missed defects | false alarms | AUROC | station check flags |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
+        flagged = r.get("flagged_unlike_training")
+        share = "n/a" if flagged is None else f"{100 * flagged:.1f}%"
         lines.append(
             f"| {r['model']} | {r['perturbation']} | {r['accuracy']:.4f} | {r['missed_defects']} | "
-            f"{r['false_alarms']} | {r['auroc']:.4f} |"
+            f"{r['false_alarms']} | {r['auroc']:.4f} | {share} |"
         )
     return "\n".join(lines)
 

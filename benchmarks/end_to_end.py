@@ -26,7 +26,9 @@ def folder_verdicts(model: EdgeModel, paths: Sequence[str]) -> list[Prediction |
     Unreadable files give ``None``. OpenCV releases the GIL while decoding and resizing, so the decoding
     threads really run beside inference.
     """
-    items = iter_files([Path(p) for p in paths], model.input_u8, keep_original=False, workers=DECODE_WORKERS)
+    # As edge-infer runs by default: the station check is measured on every item too.
+    prepare = model.input_and_check
+    items = iter_files([Path(p) for p in paths], prepare, keep_original=False, workers=DECODE_WORKERS)
     out: list[Prediction | None] = []
     for batch in batches(items, FOLDER_BATCH):
         out += predict_items(model, batch)
@@ -34,9 +36,15 @@ def folder_verdicts(model: EdgeModel, paths: Sequence[str]) -> list[Prediction |
 
 
 def file_rows(model: EdgeModel, job: Job, load_ms: float) -> list[Row]:
-    """``predict(read_image(path))`` for one file at a time, cycling through the images."""
+    """Read, decode, preprocess (with the station check, as edge-infer runs by default) and infer one file at a
+    time, cycling through the images."""
     paths = itertools.cycle(job.images)
-    stats = measure(lambda: model.predict(read_image(next(paths))), warmup=job.warmup, runs=job.runs)
+
+    def one() -> object:
+        x, _ = model.input_and_check(read_image(next(paths)))
+        return model.predict_inputs(x[None])
+
+    stats = measure(one, warmup=job.warmup, runs=job.runs)
     row = fill(base_row(model, Section.FILE, batch=1, threads=job.threads, load_ms=load_ms), stats)
     row.n_images = len(job.images)
     return [row]
@@ -55,6 +63,7 @@ def stage_rows(model: EdgeModel, job: Job) -> list[Row]:
         "read file": lambda: path.read_bytes(),
         "decode JPEG to gray": lambda: decode_image(data),
         "crop + resize": lambda: resize_to_input(gray, spec),
+        "crop + resize + station check": lambda: model.input_and_check(gray),
         "normalize": lambda: normalize(small[None], spec),
         "inference": lambda: model.scores(x),
         "verdict": lambda: model.verdict(score, 0.0),

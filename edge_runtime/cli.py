@@ -206,8 +206,13 @@ def _check_station(opts: dict) -> int:
     if spec.kind is not SourceKind.IMAGES or not spec.paths:
         raise DataError(f"{folder}: no images found; pass --check-station DIR with images from the new camera")
     model = load_model(opts["model"], provider="cpu", threads=1)
-    for line in check_folder(model, spec.paths):
-        click.echo(line)
+    lines = check_folder(model, spec.paths)
+    try:
+        for line in lines:
+            click.echo(line)
+    except BrokenPipeError:  # `edge-infer --check-station DIR | head`: the reader had enough
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
     return 0
 
 

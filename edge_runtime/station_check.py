@@ -113,7 +113,7 @@ def summary_line(flagged: int, total: int, counts: Counter[str]) -> str | None:
 
 def reason_kind(reason: str) -> str:
     """A reason without its figures, for counting: 'background brighter than any training image'."""
-    return reason.split(" (")[0]
+    return reason.rsplit(" (", 1)[0]
 
 
 def report(per_item: Sequence[list[str]], prof: StationProfile) -> list[str]:

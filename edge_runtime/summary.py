@@ -88,7 +88,7 @@ class Summary:
         if rec.get("unlike_training"):
             self.unlike_training += 1
             for reason in rec["unlike_training"]:
-                kind = reason.split(" (")[0]
+                kind = reason.rsplit(" (", 1)[0]
                 self.unlike_reasons[kind] = self.unlike_reasons.get(kind, 0) + 1
         if rec.get("error") is not None:
             self.errors += 1

@@ -32,10 +32,17 @@ def catches_sigterm(pid: int) -> bool:
     return bool(mask & (1 << (signal.SIGTERM - 1)))
 
 
+def _default_signals() -> None:
+    # A test run started in the background (`cmd &`, nohup, some CI runners) hands its children SIGINT/SIGHUP
+    # ignored, and edge-infer rightly keeps an inherited "ignore"; these tests are about the default case.
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def start(args: list[str], **kw: object) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", *args], cwd=REPO, stdout=kw.pop("stdout", subprocess.DEVNULL),
-        stderr=subprocess.PIPE, text=True, **kw,
+        stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals, **kw,
     )  # fmt: skip
 
 

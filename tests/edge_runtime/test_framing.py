@@ -104,7 +104,7 @@ def test_summary_and_report_say_how_many_and_why():
     assert sum(1 for r in per_item if r) == 2
     from collections import Counter
 
-    line = summary_line(2, 4, Counter(r.split(" (")[0] for rs in per_item for r in rs))
+    line = summary_line(2, 4, Counter(r.rsplit(" (", 1)[0] for rs in per_item for r in rs))
     assert line == "50% of items look unlike the training images: background brighter than any training image"
     text = "\n".join(report(per_item, prof))
     assert "4 images, 2 (50.0%) unlike" in text and "do not trust" in text

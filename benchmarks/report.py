@@ -204,7 +204,7 @@ def map_cost_targets(rows: Sequence[Row]) -> list[Target]:
         if not lean or m.p50_ms is None or lean[0].p50_ms is None:
             continue
         ratio = m.p50_ms / lean[0].p50_ms
-        measured = f"+{100 * (ratio - 1):.0f}% ({m.p50_ms:.3f} / {lean[0].p50_ms:.3f} ms, {_threads(m)})"
+        measured = f"{100 * (ratio - 1):+.0f}% ({m.p50_ms:.3f} / {lean[0].p50_ms:.3f} ms, {_threads(m)})"
         out.append(Target("localisation map cost, INT8 batch 1, p50", "<= +20%", measured, ratio <= 1.2))
     return out
 

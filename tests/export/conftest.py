@@ -15,11 +15,11 @@ from train.main import main as train_main
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    """``best.pt`` of a 10-epoch training on 60+60 synthetic train images; its test split has 40+40 images."""
+    """``best.pt`` of a 20-epoch training (32 px) on 60+60 synthetic train images; its test split has 40+40 images."""
     root = tmp_path_factory.mktemp("export_data")
     data = make_dataset(root / "data", n_train=60, n_test=40, seed=1)
     out = root / "run"
-    cfg = TrainConfig(data=data, out=out, epochs=10, img_size=32, batch_size=16, quiet=True, threads=2)
+    cfg = TrainConfig(data=data, out=out, epochs=20, img_size=32, batch_size=8, quiet=True, threads=2)
     train_main(cfg, log=lambda _m: None)
     return out / "best.pt"
 

@@ -283,15 +283,11 @@ class EdgeModel:
         batch's normalisation and inference time. ``with_map`` (a model with the map) attaches each item's
         (h, w) map as ``heatmap``.
         """
-        if len(batch_u8) == 0:
-            return []
-        t0 = time.perf_counter()
-        x = normalize(np.asarray(batch_u8), self.info.preprocess)
-        s, maps = self.run(x) if with_map else (self.scores(x), None)
-        share = (time.perf_counter() - t0) * 1000.0 / len(batch_u8)
-        extra = prep_ms if prep_ms is not None else [0.0] * len(batch_u8)
-        preds = [self.verdict(v, share + float(e)) for v, e in zip(s, extra, strict=True)]
-        return preds if maps is None else [replace(p, heatmap=m[0]) for p, m in zip(preds, maps, strict=True)]
+        out = self.verdicts_or_errors(batch_u8, prep_ms=prep_ms, with_map=with_map)
+        for p in out:
+            if isinstance(p, ScoreError):
+                raise p
+        return out  # type: ignore[return-value] - no ScoreError left
 
     def verdicts_or_errors(
         self, batch_u8: np.ndarray, *, prep_ms: Sequence[float] | None = None, with_map: bool = False

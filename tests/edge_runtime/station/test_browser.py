@@ -15,19 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.station_viewer import CHROMIUM_ARGS
 from edge_runtime.infer import InferConfig, run_inference
 from edge_runtime.inputs import SourceKind
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
 
 pytest.importorskip("starlette", reason="the web view needs the [station] extra")
 sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright (pip install '.[dev]')")

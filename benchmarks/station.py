@@ -172,10 +172,11 @@ def live_run(
     )
     out: dict = {}
     t = threading.Thread(target=lambda: out.update(s=run_inference(cfg, log=lambda m: None)[0]), daemon=True)
+    # The page is open (in its own process) before the run starts and watched until a second before it ends.
+    session = viewer.open(station.server.url, seconds - 1.0, screenshot) if serve else None
     cpu0, wall0 = time.process_time(), time.monotonic()
     t.start()
-    if serve:
-        viewer.watch(station.server.url, seconds - 1.0, screenshot)
+    seen = viewer.finish(session, timeout_s=seconds + 60) if session is not None else {}
     t.join(seconds + 30)
     cpu_percent = 100 * (time.process_time() - cpu0) / (time.monotonic() - wall0)
     if station is not None:
@@ -192,13 +193,17 @@ def live_run(
         "cpu_percent": round(cpu_percent, 1),
         "station_us_p50": pct(probe.in_loop_us, 50),
         "station_us_p99": pct(probe.in_loop_us, 99),
+        "browser_cpu_percent": seen.get("browser_cpu_percent"),
+        "viewer_cpu_percent": seen.get("viewer_cpu_percent"),
     }
 
 
-def live_latency(seconds: float, rounds: int, tmp: Path, screenshot: Path, *, browser: bool) -> dict[str, Any]:
+def live_latency(
+    seconds: float, rounds: int, tmp: Path, screenshot: Path, *, browser: bool, viewer_nice: int = 0
+) -> dict[str, Any]:
     paths = sorted(str(p) for p in SAMPLES.rglob("*.jpeg"))
     frames = camera_frames(paths, limit=len(paths))
-    viewer = Viewer(browser=browser)
+    viewer = Viewer(browser=browser, nice=viewer_nice)
     conditions = {
         "no station": (False, False),
         "--serve + open page": (True, False),
@@ -222,7 +227,14 @@ def live_latency(seconds: float, rounds: int, tmp: Path, screenshot: Path, *, br
                 print(f"live round {k + 1} {name}: p50 {row['p50']} p99 {row['p99']} ms", file=sys.stderr)
     finally:
         viewer.close()
-    return {"viewer": viewer.kind, "browser_cpu_percent": viewer.cpu_percent, "seconds": seconds, "rounds": results}
+    return {
+        "viewer": viewer.kind,
+        "viewer_nice": viewer_nice,
+        "browser_cpu_percent": viewer.cpu_percent,
+        "viewer_cpu_percent": viewer.viewer_cpu_percent,
+        "seconds": seconds,
+        "rounds": results,
+    }
 
 
 # -- 3. SIGKILL -----------------------------------------------------------------------------------------------
@@ -276,6 +288,12 @@ def _col(rows: list[dict], key: str) -> str:
     return " / ".join(str(r[key]) for r in rows)
 
 
+def _opt(rows: list[dict], key: str) -> str:
+    """A column only some conditions have (the web view, the browser): '-' where none has it."""
+    values = [r.get(key) for r in rows]
+    return "-" if all(v is None for v in values) else " / ".join("-" if v is None else str(v) for v in values)
+
+
 def markdown(res: dict[str, Any]) -> str:
     hw, f, lg, live = res["hardware"], res["folder"], res["folder"]["log"], res["live"]
     load = ", ".join(f"{x:.1f}" for x in res["load_average_at_start"])
@@ -314,13 +332,14 @@ def markdown(res: dict[str, Any]) -> str:
         "## Live latency, 30 FPS synthetic source",
         "",
         f"Capture -> result (log committed), {live['seconds']:g} s per run, first {WARMUP_FRAMES} frames dropped "
-        f"as warm-up; the open page: {live['viewer']} (its own CPU use: "
-        f"{', '.join(f'{x:.0f}%' for x in live.get('browser_cpu_percent', [])) or 'n/a'} of one core). "
-        "Per round, in run order.",
+        f"as warm-up; the open page: {live['viewer']}, in a process of its own on the same machine"
+        + (f", at nice {live['viewer_nice']}" if live.get("viewer_nice") else ", at normal priority")
+        + ". Per round, in run order. CPU columns in % of one core: the inspection process, the web view's "
+        "process (`--serve`), and the browser (Chromium's processes).",
         "",
         "| condition | p50 ms | p90 ms | p99 ms | p99 median | station's time in the loop, p50 / p99 µs "
-        "| process CPU % | frames dropped |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| inspection process CPU % | web view CPU % | browser CPU % | frames dropped |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, rows in live["rounds"].items():
         med = float(np.median([r["p99"] for r in rows]))
@@ -331,7 +350,8 @@ def markdown(res: dict[str, Any]) -> str:
         )
         out.append(
             f"| {name} | {_col(rows, 'p50')} | {_col(rows, 'p90')} | {_col(rows, 'p99')} | {med:.2f} | {inner or '-'} "
-            f"| {_col(rows, 'cpu_percent')} | {_col(rows, 'dropped')} |"
+            f"| {_col(rows, 'cpu_percent')} | {_opt(rows, 'webview_cpu_percent')} "
+            f"| {_opt(rows, 'browser_cpu_percent')} | {_col(rows, 'dropped')} |"
         )
     out += [
         "",
@@ -369,7 +389,14 @@ def markdown(res: dict[str, Any]) -> str:
     show_default=True,
     help="The open page: headless Chromium on this machine, or an HTTP client doing what the page does.",
 )
-def main(data: Path, seconds: float, rounds: int, out: Path, viewer: str) -> None:
+@click.option(
+    "--viewer-nice",
+    type=click.IntRange(0, 19),
+    default=0,
+    show_default=True,
+    help="Run the open page (Chromium) at this lower CPU priority (0: as a browser normally runs).",
+)
+def main(data: Path, seconds: float, rounds: int, out: Path, viewer: str, viewer_nice: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -380,7 +407,9 @@ def main(data: Path, seconds: float, rounds: int, out: Path, viewer: str) -> Non
             "command": "python -m benchmarks.station " + " ".join(sys.argv[1:]),
         }
         res["folder"] = throughput(data if data.is_dir() else SAMPLES, max(rounds, 3), tmp)
-        res["live"] = live_latency(seconds, rounds, tmp, out / "station.png", browser=viewer == "chromium")
+        res["live"] = live_latency(
+            seconds, rounds, tmp, out / "station.png", browser=viewer == "chromium", viewer_nice=viewer_nice
+        )
         res["sigkill"] = sigkill(tmp)
     (out / "station.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
     (out / "station.md").write_text(markdown(res))

@@ -1,13 +1,33 @@
-"""The open station page for ``benchmarks.station``: headless Chromium (the real page, driven by playwright), or
-an HTTP client in another process that fetches what the page fetches."""
+"""The open station page for ``benchmarks.station``, in a process of its own (a real browser is never inside the
+inspection process, so no playwright code may run there either: its dispatcher would compete for the GIL).
+
+``python -m benchmarks.station_viewer URL SECONDS [--screenshot PNG] [--http] [--nice N]`` opens the page in
+headless Chromium (playwright + Debian's chromium; ``--http``, or either missing: an HTTP client that fetches what
+the page fetches), prints one JSON line when the page is open, watches it for SECONDS, then prints one JSON line
+with its CPU use and exits:
+
+    {"open": true, "kind": "headless Chromium (the real page)"}
+    {"kind": "...", "seconds": 14.0, "browser_cpu_percent": 14.2, "viewer_cpu_percent": 15.1, "nice": 0}
+
+CPU use is in percent of one core: ``browser_cpu_percent`` counts the Chromium processes, ``viewer_cpu_percent``
+this process and all its descendants (playwright's driver included).
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
+import select
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
+
+import click
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -19,78 +39,172 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-dev-shm-usage",
 ]
-
-HTTP_VIEWER = """
-import sys, threading, time, urllib.request
-url, end = sys.argv[1], time.monotonic() + float(sys.argv[2])
-def stream():
-    with urllib.request.urlopen(url + "stream.mjpg", timeout=10) as r:
-        while time.monotonic() < end and r.read(65536):
-            pass
-threading.Thread(target=stream, daemon=True).start()
-while time.monotonic() < end:
-    for path in ("api/status", "api/defects?limit=20"):
-        urllib.request.urlopen(url + path, timeout=5).read()
-    time.sleep(1.0)
-"""
+BROWSER_KIND = "headless Chromium (the real page)"
+HTTP_KIND = "an HTTP client in another process (stream + the page's polling)"
 
 
+def browser_available() -> bool:
+    """Chromium and playwright are both there (checked without importing playwright)."""
+    return Path(CHROMIUM).exists() and importlib.util.find_spec("playwright") is not None
+
+
+# -- the parent's side: benchmarks.station ---------------------------------------------------------------------
 class Viewer:
-    """The open page: headless Chromium when available, else an HTTP client doing what the page does."""
+    """Opens the page in a ``python -m benchmarks.station_viewer`` process per run and collects its CPU use.
 
-    def __init__(self, *, browser: bool = True) -> None:
-        self.browser = self.pw = self.page = None
-        self.cpu_percent: list[float] = []  # the browser's CPU use while it shows the page
-        self.kind = "an HTTP client in another process (stream + the page's polling)"
-        if browser and Path(CHROMIUM).exists():
-            try:
-                from playwright.sync_api import sync_playwright
+    >>> viewer = Viewer(browser=True)                       # doctest: +SKIP
+    >>> session = viewer.open(url, 14.0)                    # returns once the page is open
+    >>> ...                                                 # the measured run
+    >>> viewer.finish(session)                              # its CPU use lands in viewer.cpu_percent
+    """
 
-                self.pw = sync_playwright().start()
-                self.browser = self.pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                self.kind = "headless Chromium (the real page)"
-            except ImportError:
-                pass
+    def __init__(self, *, browser: bool = True, nice: int = 0) -> None:
+        self.browser = browser and browser_available()
+        self.nice = nice
+        self.kind = BROWSER_KIND if self.browser else HTTP_KIND
+        self.cpu_percent: list[float] = []  # the browser's CPU use while it shows the page (Chromium processes)
+        self.viewer_cpu_percent: list[float] = []  # the whole viewer process tree
 
-    def watch(self, url: str, seconds: float, screenshot: Path | None = None) -> None:
-        if self.browser is None:
-            self._http(url, seconds)
-            return
-        page = self.browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(url)
-        page.wait_for_timeout(1000)
-        cpu0, t0 = browser_cpu(), time.monotonic()
-        page.wait_for_timeout((seconds - 1) * 1000)
-        self.cpu_percent.append(round(100 * browser_cpu_s(cpu0, browser_cpu()) / (time.monotonic() - t0), 1))
+    def open(self, url: str, seconds: float, screenshot: Path | None = None, timeout_s: float = 90.0) -> Any:
+        """Start the viewer process; return once it reports the page open (it then watches ``seconds``)."""
+        cmd = [sys.executable, "-m", "benchmarks.station_viewer", url, f"{seconds:g}", "--nice", str(self.nice)]
         if screenshot is not None:
-            page.screenshot(path=str(screenshot), full_page=True)
-        page.close()
+            cmd += ["--screenshot", str(screenshot)]
+        if not self.browser:
+            cmd.append("--http")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+        ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
+        line = proc.stdout.readline() if ready else ""  # type: ignore[union-attr]
+        if not line.strip().startswith("{"):
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"the station viewer did not open {url} (exit {proc.returncode})")
+        self.kind = json.loads(line)["kind"]
+        return proc
 
-    def _http(self, url: str, seconds: float) -> None:
-        """What the page fetches, from another process (as a browser would be): the stream and 1 s polling."""
-        subprocess.run([sys.executable, "-c", HTTP_VIEWER, url, str(seconds)], check=False, timeout=seconds + 30)
+    def finish(self, proc: subprocess.Popen, timeout_s: float = 60.0) -> dict[str, Any]:
+        """Wait for the viewer's report (its watch time ends on its own) and record its CPU use."""
+        out, _ = proc.communicate(timeout=timeout_s)
+        lines = [x for x in out.splitlines() if x.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            raise RuntimeError(f"the station viewer failed (exit {proc.returncode})")
+        report = json.loads(lines[-1])
+        if report.get("browser_cpu_percent") is not None:
+            self.cpu_percent.append(report["browser_cpu_percent"])
+        self.viewer_cpu_percent.append(report["viewer_cpu_percent"])
+        return report
 
     def close(self) -> None:
-        if self.browser is not None:
-            self.browser.close()
-            self.pw.stop()
+        """Nothing to close: each run's viewer process ends by itself (kept for the callers' ``finally``)."""
 
 
-def browser_cpu() -> dict[str, int]:
-    """CPU ticks used so far by each chromium process (by pid)."""
-    ticks = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+# -- the viewer process ------------------------------------------------------------------------------------------
+def process_table() -> dict[int, tuple[int, str, int]]:
+    """pid -> (parent pid, name, CPU ticks used by it and its reaped children)."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
         try:
-            with open(f"/proc/{pid}/stat") as f:
-                name, rest = f.read().rsplit(")", 1)
-            if "chrom" in name:
-                parts = rest.split()
-                ticks[pid] = int(parts[11]) + int(parts[12])  # utime, stime
+            with open(f"/proc/{entry}/stat") as f:
+                head, rest = f.read().rsplit(")", 1)
+            parts = rest.split()
+            ticks = sum(int(x) for x in parts[11:15])  # utime, stime, cutime, cstime
+            table[int(entry)] = (int(parts[1]), head.split("(", 1)[1], ticks)
         except (OSError, IndexError, ValueError):
             continue
-    return ticks
+    return table
 
 
-def browser_cpu_s(before: dict[str, int], after: dict[str, int]) -> float:
-    """CPU seconds between two :func:`browser_cpu` readings (processes that started in between count fully)."""
-    return sum(t - before.get(pid, 0) for pid, t in after.items()) / os.sysconf("SC_CLK_TCK")
+def tree_ticks(root: int) -> tuple[int, int]:
+    """CPU ticks so far of ``root`` and all its descendants, and of the Chromium processes among them."""
+    table = process_table()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    total = browser = 0
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        if pid in table:
+            _, name, ticks = table[pid]
+            total += ticks
+            browser += ticks if "chrom" in name else 0
+        todo.extend(children.get(pid, []))
+    return total, browser
+
+
+def say(obj: dict[str, Any]) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def watch_browser(url: str, seconds: float, screenshot: Path | None) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        # Not "load": before the run there is no frame yet, and an MJPEG <img> only loads with its first frame.
+        page.goto(url, wait_until="domcontentloaded", timeout=90_000)
+        page.wait_for_function("document.getElementById('source-state').className !== 'pill'", timeout=90_000)
+        say({"open": True, "kind": BROWSER_KIND})
+        (total0, browser0), t0 = tree_ticks(os.getpid()), time.monotonic()
+        page.wait_for_timeout(seconds * 1000)
+        (total1, browser1), wall = tree_ticks(os.getpid()), time.monotonic() - t0
+        if screenshot is not None:
+            page.screenshot(path=str(screenshot), full_page=True)
+        browser.close()
+    tck = os.sysconf("SC_CLK_TCK")
+    return {
+        "kind": BROWSER_KIND,
+        "seconds": round(wall, 2),
+        "browser_cpu_percent": round(100 * (browser1 - browser0) / tck / wall, 1),
+        "viewer_cpu_percent": round(100 * (total1 - total0) / tck / wall, 1),
+    }
+
+
+def watch_http(url: str, seconds: float) -> dict[str, Any]:
+    """What the page fetches: the stream, and the status and gallery polling (1 s, 2 s)."""
+    end = time.monotonic() + seconds
+
+    def stream() -> None:
+        with urllib.request.urlopen(url + "stream.mjpg", timeout=10) as r:
+            while time.monotonic() < end and r.read(65536):
+                pass
+
+    urllib.request.urlopen(url + "api/status", timeout=10).read()
+    say({"open": True, "kind": HTTP_KIND})
+    cpu0, t0 = time.process_time(), time.monotonic()
+    threading.Thread(target=stream, daemon=True).start()
+    k = 0
+    while time.monotonic() < end:
+        urllib.request.urlopen(url + "api/status", timeout=5).read()
+        if k % 2 == 0:
+            urllib.request.urlopen(url + "api/defects?limit=20", timeout=5).read()
+        k += 1
+        time.sleep(max(0.0, min(1.0, end - time.monotonic())))
+    wall = time.monotonic() - t0
+    return {
+        "kind": HTTP_KIND,
+        "seconds": round(wall, 2),
+        "browser_cpu_percent": None,
+        "viewer_cpu_percent": round(100 * (time.process_time() - cpu0) / wall, 1),
+    }
+
+
+@click.command(help="Open the station page at URL for SECONDS in headless Chromium; print its CPU use as JSON.")
+@click.argument("url")
+@click.argument("seconds", type=float)
+@click.option("--screenshot", type=click.Path(path_type=Path, dir_okay=False), default=None, help="PNG at the end.")
+@click.option("--http", "http", is_flag=True, help="An HTTP client doing what the page does instead of Chromium.")
+@click.option("--nice", "nice", type=click.IntRange(0, 19), default=0, show_default=True, help="Lower priority.")
+def main(url: str, seconds: float, screenshot: Path | None, http: bool, nice: int) -> None:
+    if nice:
+        os.nice(nice)  # Chromium and playwright's driver inherit it
+    url = url if url.endswith("/") else url + "/"
+    browser = not http and browser_available()
+    say((watch_browser(url, seconds, screenshot) if browser else watch_http(url, seconds)) | {"nice": nice})
+
+
+if __name__ == "__main__":
+    main()

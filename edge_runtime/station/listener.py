@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from edge_runtime.inputs import Item, SourceSpec
     from edge_runtime.model import EdgeModel
     from edge_runtime.outputs import Summary
-    from edge_runtime.station.live import LiveState
+    from edge_runtime.station.feed import LiveFeed
     from edge_runtime.station.server import StationServer
 
 
@@ -57,13 +57,14 @@ def run_info(model: EdgeModel, spec: SourceSpec) -> RunInfo:
 
 
 class StationListener:
-    """Log every batch (committed before it is emitted), then show it on the live view; either part optional."""
+    """Log every batch (committed before it is emitted), then hand it to the live view's feed (which never
+    blocks: the view runs in its own process); either part optional."""
 
     def __init__(
         self,
         *,
         log: InspectionLog | None = None,
-        live: LiveState | None = None,
+        live: LiveFeed | None = None,
         server: StationServer | None = None,
         wants_pictures: bool = True,
     ) -> None:
@@ -102,7 +103,7 @@ class StationListener:
             self.live.finish(interrupted=summary.interrupted, error=summary.source_error)
 
     def close(self) -> None:
-        """Stop the web view and close the log (idempotent; called by the CLI whatever happened)."""
+        """End the web view's process and close the log (idempotent; called by the CLI whatever happened)."""
         server, self.server = self.server, None
         if server is not None:
             server.stop()

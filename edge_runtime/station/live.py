@@ -1,8 +1,9 @@
 """What the web view shows now: counters, the newest annotated frame, the last defects.
 
-The inference thread only calls :meth:`LiveState.add` (a few counters and references under a lock, no
-drawing, no encoding). A separate encoder thread draws and JPEG-encodes the newest frame at most ``max_fps``
-times a second, and only while someone watches the stream, so serving never slows inspection.
+It lives in the web view's process (:mod:`edge_runtime.station.view_process`), filled from the run's
+:class:`~edge_runtime.station.feed.LiveFeed`. An encoder thread draws and JPEG-encodes the newest picture at most
+``max_fps`` times a second, and only while someone watches the stream (it then keeps ``wanted`` set, which tells
+the run to send pictures).
 
 >>> live = LiveState(station="line-3")
 >>> live.add([{"defective": True, "score": 0.9, "label": "defective", "latency_ms": 0.5, "error": None}], [None])
@@ -59,10 +60,14 @@ def encode_frame(picture: np.ndarray, rec: dict[str, Any], *, fps: float | None,
 
 
 class LiveState:
-    """Counters and recent items of the running inspection, shared between the run and the web server."""
+    """Counters and recent items of the running inspection, as the web server shows them.
 
-    def __init__(self, *, station: str, max_fps: float = 10.0, keep_pictures: bool = True) -> None:
-        self.station, self.max_fps, self.keep_pictures = station, max_fps, keep_pictures
+    ``wanted`` (a shared ``multiprocessing`` double, optional) is kept at a monotonic time a second ahead while
+    someone watches the stream: the run sends pictures only then.
+    """
+
+    def __init__(self, *, station: str, max_fps: float = 10.0, keep_pictures: bool = True, wanted: Any = None) -> None:
+        self.station, self.max_fps, self.keep_pictures, self.wanted = station, max_fps, keep_pictures, wanted
         self.lock = threading.Lock()
         self.started = time.time()
         self.info: RunInfo | None = None
@@ -75,8 +80,8 @@ class LiveState:
         self.minutes: dict[int, list[int]] = {}  # UTC minute -> [items, defective]
         self.recent: deque[tuple[int, dict]] = deque(maxlen=500)
         self.gallery: deque[tuple[int, dict, np.ndarray | None]] = deque(maxlen=24)
-        self.latest: tuple[np.ndarray | None, dict] | None = None
-        self.seq = 0
+        self.latest: tuple[np.ndarray, dict] | None = None
+        self.seq = 0  # of the latest picture
         self.next_id = 1
         self.jpeg: bytes | None = None
         self.jpeg_seq = 0
@@ -86,16 +91,24 @@ class LiveState:
         self._encoder = threading.Thread(target=self._encode_loop, name="station encoder", daemon=True)
         self._encoder.start()
 
-    # -- called by the run (inference thread) --------------------------------------------------------------
+    # -- filled from the run's feed ------------------------------------------------------------------------
     def start(self, info: RunInfo, *, live_source: bool) -> None:
         with self.lock:
             self.info, self.live_source = info, live_source
             self.source_state = "connected" if live_source else "running"
 
     def add(
-        self, records: Sequence[dict], pictures: Sequence[np.ndarray | None], ids: Sequence[int] | None = None
+        self,
+        records: Sequence[dict],
+        pictures: Sequence[np.ndarray | None],
+        ids: Sequence[int] | None = None,
+        *,
+        at: tuple[float, float] | None = None,
     ) -> None:
-        now, minute = time.monotonic(), int(time.time() // 60)
+        """Count ``records``; a defective one's picture (when there is no log: ``ids`` None) goes to the gallery.
+        ``at``: when the run judged them (monotonic, wall clock), for FPS and the per-minute rate."""
+        mono, wall = at if at is not None else (time.monotonic(), time.time())
+        now, minute = mono, int(wall // 60)
         with self.lock:
             bucket = self.minutes.setdefault(minute, [0, 0])
             for k, rec in enumerate(records):
@@ -118,13 +131,17 @@ class LiveState:
                     self.last_unlike = str(rec["unlike_training"])
                 self.stamps.append(now)
                 self.recent.append((rid, rec))
-            self.latest = (pictures[-1] if pictures else None, records[-1]) if records else self.latest
-            self.seq += 1
             if self.live_source:
                 self.source_state = "connected"
             if len(self.minutes) > 1500:  # keep a day and a bit
                 for old in sorted(self.minutes)[:-1440]:
                     del self.minutes[old]
+
+    def show(self, picture: np.ndarray, record: dict) -> None:
+        """The newest picture and its record, for the stream."""
+        with self.lock:
+            self.latest = (picture, record)
+            self.seq += 1
 
     def event(self, message: str) -> None:
         low = message.lower()
@@ -188,7 +205,7 @@ class LiveState:
     def defects(self, limit: int = 24) -> list[dict]:
         with self.lock:
             chosen = list(self.gallery)[-limit:][::-1]
-        return [{"id": rid, **rec, "has_image": True} for rid, rec, _ in chosen]
+        return [{"id": rid, **rec, "has_image": pic is not None} for rid, rec, pic in chosen]
 
     def gallery_thumbnail(self, item_id: int) -> bytes | None:
         with self.lock:
@@ -220,11 +237,14 @@ class LiveState:
     def _encode_loop(self) -> None:
         period = 1.0 / self.max_fps
         while not self._stop.wait(period):
-            if self.watchers <= 0 and time.monotonic() > self.wanted_until:
+            now = time.monotonic()
+            if self.watchers <= 0 and now > self.wanted_until:
                 continue
+            if self.wanted is not None:
+                self.wanted.value = now + 1.0
             with self.lock:
                 latest, seq, fps = self.latest, self.seq, self.fps() if self.live_source else None
-            if latest is None or latest[0] is None or seq == self.jpeg_seq:
+            if latest is None or seq == self.jpeg_seq:
                 continue
             try:
                 jpeg = encode_frame(latest[0], latest[1], fps=fps)

@@ -115,7 +115,8 @@ def check_station_options(opts: dict[str, Any]) -> None:
 
 def open_station(opts: dict[str, Any], *, say: Callable[[str], None] | None = None) -> Any:
     """The :class:`~edge_runtime.station.listener.StationListener` the options ask for, or None without
-    ``--log``/``--serve``. Opens the log and starts the web view now, so their errors come before the run."""
+    ``--log``/``--serve``. Opens the log and starts the web view's process now, so their errors come before the
+    run."""
     check_station_options(opts)
     if opts.get("log") is None and opts.get("serve") is None:
         return None
@@ -133,12 +134,12 @@ def open_station(opts: dict[str, Any], *, say: Callable[[str], None] | None = No
     listener = StationListener(log=log, wants_pictures=opts.get("serve") is not None or live_source)
     if opts.get("serve") is not None:
         try:
-            from edge_runtime.station.live import LiveState
+            from edge_runtime.station.feed import LiveFeed
             from edge_runtime.station.server import StationServer
 
-            listener.live = LiveState(station=station)
+            listener.live = LiveFeed(station=station)
             listener.server = StationServer(
-                listener.live, bind=opts["serve"], token=opts.get("token"), log_path=opts.get("log")
+                listener.live, bind=opts["serve"], token=opts.get("token"), log_path=opts.get("log"), say=say
             )
             url = listener.server.start()
         except BaseException:

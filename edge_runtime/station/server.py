@@ -1,33 +1,39 @@
-"""The live web view: Starlette on uvicorn, in a background thread of ``edge-infer`` (the ``[station]`` extra).
+"""The live web view: Starlette on uvicorn, in a child process of ``edge-infer`` (the ``[station]`` extra).
+
+The server, its JPEG encoder and its database reads run in their own process, spawned at a lower CPU priority:
+in the inspection process they would hold the GIL, and the inspection thread would wait for it (up to 5 ms).
+The run feeds them through a :class:`~edge_runtime.station.feed.LiveFeed`, which never blocks.
 
 Read-only (GET only). Binds 127.0.0.1 by default; any other address needs a token, and a token, once given, is
 checked on every request (``Authorization: Bearer T``, ``?token=T``, or the cookie the page gets with it). Images
 are served by record id only. A bad request gets a 4xx with a one-line JSON error, never a traceback.
 
->>> server = StationServer(LiveState(station="line-3"), bind=Bind("127.0.0.1", 8080))   # doctest: +SKIP
->>> server.start()                                                                      # doctest: +SKIP
+>>> server = StationServer(LiveFeed(station="line-3"), bind=Bind("127.0.0.1", 8080))   # doctest: +SKIP
+>>> server.start()                                                                     # doctest: +SKIP
 'http://127.0.0.1:8080/'
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import ipaddress
+import os
 import socket
+import sys
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
 from edge_runtime.errors import OutputError, require_extra
-from edge_runtime.station.live import LiveState
+from edge_runtime.station.feed import LiveFeed
 
 STATIC = Path(__file__).resolve().parent / "static"
 TOKEN_COOKIE = "station_token"
+VIEW_NICE = 10  # the view process's priority below the inspection's (os.nice increment)
 
 
 @dataclass(frozen=True)
@@ -110,46 +116,99 @@ def bind_socket(bind: Bind) -> socket.socket:
 
 
 class StationServer:
-    """uvicorn serving :func:`edge_runtime.station.app.build_app` on a daemon thread; ``stop`` ends it."""
+    """The web view's process (spawned, niced): binds the socket now, ``start`` launches the process and hands
+    it the socket, ``stop`` ends it. The process also ends by itself when this one dies."""
 
-    def __init__(self, live: LiveState, *, bind: Bind, token: str | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        live: LiveFeed,
+        *,
+        bind: Bind,
+        token: str | None = None,
+        log_path: Path | None = None,
+        nice: int = VIEW_NICE,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
         require_extra("starlette", "station")
         require_extra("uvicorn", "station")
-        import uvicorn
-
-        from edge_runtime.station.app import build_app
-
-        self.live, self.bind = live, bind
-        self.closing = threading.Event()
-        app = TokenGate(build_app(live, log_path=log_path, closing=self.closing), token)
-        config = uvicorn.Config(app, log_level="error", access_log=False, lifespan="off", timeout_graceful_shutdown=2)
-        self.server = uvicorn.Server(config)
+        self.live, self.bind, self.token, self.log_path, self.nice = live, bind, token, log_path, nice
+        self.say = say or (lambda m: print(m, file=sys.stderr, flush=True))
         self.sock = bind_socket(bind)
-        self.thread = threading.Thread(target=self._run, name="station web view", daemon=True)
-
-    def _run(self) -> None:
-        with contextlib.suppress(SystemExit):  # uvicorn's own startup failure; stop() still works
-            self.server.run(sockets=[self.sock])
+        self.port = self.sock.getsockname()[1]
+        self.process: Any = None
 
     @property
     def url(self) -> str:
-        return self.bind.url if self.bind.port else f"http://{self.bind.host}:{self.sock.getsockname()[1]}/"
+        return Bind(self.bind.host, self.port).url  # the port the system chose for --serve HOST:0
 
-    def start(self, timeout_s: float = 10.0) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if not self.server.started:
-            raise OutputError(f"{self.bind.host}:{self.bind.port}: the web view did not start; choose another --serve")
+    def start(self, timeout_s: float = 60.0) -> str:
+        """Spawn the view process and wait until it serves; :class:`OutputError` (one line) when it cannot."""
+        import multiprocessing
+
+        from edge_runtime.station.view_process import ViewConfig, serve_view
+
+        ctx = multiprocessing.get_context("spawn")  # never fork: this process runs onnxruntime's threads
+        feed_r, feed_w = ctx.Pipe(duplex=False)
+        ready_r, ready_w = ctx.Pipe(duplex=False)
+        wanted = ctx.RawValue("d", 0.0)
+        cfg = ViewConfig(
+            station=self.live.station,
+            max_fps=self.live.max_fps,
+            keep_pictures=self.live.keep_pictures,
+            token=self.token,
+            log_path=self.log_path,
+            nice=self.nice,
+            parent_pid=os.getpid(),
+        )
+        self.process = ctx.Process(
+            target=serve_view, args=(self.sock, feed_r, ready_w, wanted, cfg), name="station web view", daemon=True
+        )
+        try:
+            self.process.start()
+        finally:
+            feed_r.close()  # the child's ends: once it holds them, its pipe sees EOF when this process is gone
+            ready_w.close()
+        reason = wait_ready(ready_r, self.process, timeout_s)
+        ready_r.close()
+        if reason is not None:
+            feed_w.close()
+            self._end_process()
+            raise OutputError(
+                f"{self.bind.host}:{self.bind.port}: the web view did not start ({reason}); choose another --serve"
+            )
+        self.sock.close()  # the view process holds it now; if that process ends, connections are refused
+        self.live.attach(feed_w, wanted, on_broken=self.say)
         return self.url
 
     def stop(self) -> None:
-        self.closing.set()
-        self.server.should_exit = True
-        if self.thread.is_alive():
-            self.thread.join(5.0)
+        """Send what is left, close the pipe (the view process then shuts down) and wait for it. Idempotent."""
+        self.live.stop()
+        self._end_process()
         self.sock.close()
+
+    def _end_process(self, wait_s: float = 5.0) -> None:
+        if self.process is None:
+            return
+        self.process.join(wait_s)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(2.0)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(2.0)
+
+
+def wait_ready(ready: Any, process: Any, timeout_s: float) -> str | None:
+    """None once the view process reports that it serves, else why it does not."""
+    try:
+        if ready.poll(timeout_s):
+            status, reason = ready.recv()
+            return None if status == "ready" else reason
+    except (EOFError, OSError):  # it ended before saying anything
+        process.join(2.0)
+    if process.is_alive():
+        return f"no answer within {timeout_s:g} s"
+    return f"its process ended with exit code {process.exitcode}"
 
 
 async def sleep_until(closing: threading.Event, seconds: float) -> bool:

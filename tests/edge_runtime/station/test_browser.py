@@ -2,11 +2,13 @@
 
 A synthetic 30 FPS camera (bright frames are defective for the tiny test model) runs through ``run_inference``
 with ``--log`` and ``--serve`` (token set); the page must load without console errors, its counters advance,
-a defective part appears in the gallery, the stream shows frames and a wrong token gets 401.
+a defective part appears in the gallery, the stream shows frames and a wrong token gets 401. The page is served
+by the web view's own process, which ends with the run.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -68,11 +70,14 @@ def live_station(tmp_path: Path, tiny_model: Path):
     result: dict = {}
     thread = threading.Thread(target=lambda: result.update(out=run_inference(cfg, log=lambda m: None)), daemon=True)
     thread.start()
-    yield listener.server.url
+    server = listener.server
+    assert server.process.pid != os.getpid() and server.process.is_alive()
+    yield server.url
     stop.set()
     thread.join(10)
     listener.close()
     assert not thread.is_alive() and result["out"][0].items > 0
+    assert not server.process.is_alive() and server.process.exitcode == 0
     assert listener.live is not None and listener.live.info is not None
     assert SourceKind.CAMERA.live
 

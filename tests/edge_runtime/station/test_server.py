@@ -1,4 +1,5 @@
-"""The web view over HTTP: JSON endpoints, stream, thumbnails by id, /metrics, token, 4xx for bad requests."""
+"""The web view over HTTP (served by its own process): JSON endpoints, stream, thumbnails by id, /metrics, token,
+4xx for bad requests; the process ends with the run and when the run's process is killed."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import click
 import pytest
 
-from edge_runtime.station.live import LiveState
+from edge_runtime.station.feed import LiveFeed
 from edge_runtime.station.options import check_station_options
 from tests.edge_runtime.station.conftest import RUN, part_picture, record, write_items
 
@@ -32,17 +33,26 @@ def get(url: str, *, token: str | None = None, method: str = "GET") -> tuple[int
         return e.code, dict(e.headers), e.read()
 
 
+def wait_for_items(url: str, n: int, *, token: str | None = None, timeout_s: float = 10.0) -> None:
+    """The view's process applies the feed's messages a moment after the run sent them."""
+    deadline = time.monotonic() + timeout_s
+    while json.loads(get(url + "api/status", token=token)[2])["items"] < n:
+        assert time.monotonic() < deadline, f"the view never showed {n} items"
+        time.sleep(0.02)
+
+
 @pytest.fixture
 def served(request: pytest.FixtureRequest, tmp_path: Path):
-    """A server on a free port over a live state with 8 items (2 defective); ``param`` is the token."""
+    """A server on a free port fed 8 items (2 defective); ``param`` is the token."""
     token = getattr(request, "param", None)
-    live = LiveState(station="line-3")
+    live = LiveFeed(station="line-3")
     live.start(RUN, live_source=True)
     recs = [record(i, defective=i % 4 == 0, t=time.time()) for i in range(8)]
     recs[3]["unlike_training"] = "background brighter than in training"
     live.add(recs, [part_picture() for _ in recs])
     server = StationServer(live, bind=Bind("127.0.0.1", 0), token=token)
     url = server.start()
+    wait_for_items(url, 8, token=token)
     yield url, live
     server.stop()
     live.stop()
@@ -136,12 +146,12 @@ def test_a_taken_port_is_a_clear_error(served):
 
     port = int(served[0].rsplit(":", 1)[1].strip("/"))
     with pytest.raises(OutputError, match="cannot serve there"):
-        StationServer(LiveState(station="x"), bind=Bind("127.0.0.1", port))
+        StationServer(LiveFeed(station="x"), bind=Bind("127.0.0.1", port))
 
 
 def test_with_a_log_the_view_reads_history_from_it(station_log, log_path: Path):
     write_items(station_log, 40, t0=time.time() - 120)
-    live = LiveState(station="line-3")
+    live = LiveFeed(station="line-3")
     server = StationServer(live, bind=Bind("127.0.0.1", 0), log_path=log_path)
     url = server.start()
     try:

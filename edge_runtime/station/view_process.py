@@ -1,0 +1,116 @@
+"""The web view's process: uvicorn serving the station app over a :class:`LiveState` that the run's
+:class:`~edge_runtime.station.feed.LiveFeed` fills through a pipe.
+
+Started by :class:`~edge_runtime.station.server.StationServer` with the ``spawn`` method (never ``fork``: the
+inspection process runs onnxruntime's threads), at a lower CPU priority. It ignores Ctrl-C (that is for the run,
+which then ends it) and ends by itself when the pipe from the run closes: at the end of the run, or when the
+inspection process dies, even by SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_runtime.station.feed import Kind
+from edge_runtime.station.live import LiveState
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    """What the view process needs besides its socket and pipes (pickled to it)."""
+
+    station: str
+    max_fps: float = 10.0
+    keep_pictures: bool = True
+    token: str | None = None
+    log_path: Path | None = None
+    nice: int = 10
+    parent_pid: int = 0
+    start_timeout_s: float = 10.0
+
+
+def apply(live: LiveState, message: tuple) -> None:
+    """One message of the feed (see :class:`~edge_runtime.station.feed.Kind`) applied to the view's state."""
+    kind, *args = message
+    if kind == Kind.ADD:
+        records, pictures, ids, mono, wall = args
+        live.add(records, pictures, ids, at=(mono, wall))
+    elif kind == Kind.START:
+        live.start(args[0], live_source=args[1])
+    elif kind == Kind.EVENT:
+        live.event(args[0])
+    elif kind == Kind.FINISH:
+        live.finish(interrupted=args[0], error=args[1])
+
+
+def start_uvicorn(live: LiveState, sock: socket.socket, cfg: ViewConfig) -> tuple[Any, threading.Thread, Any]:
+    """uvicorn on a thread of this process (not the main one, so it leaves the signal handlers alone)."""
+    import uvicorn
+
+    from edge_runtime.station.app import build_app
+    from edge_runtime.station.server import TokenGate
+
+    closing = threading.Event()
+    app = TokenGate(build_app(live, log_path=cfg.log_path, closing=closing), cfg.token)
+    config = uvicorn.Config(app, log_level="error", access_log=False, lifespan="off", timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+
+    def run() -> None:
+        with contextlib.suppress(SystemExit):  # uvicorn's own startup failure: reported as not started
+            server.run(sockets=[sock])
+
+    thread = threading.Thread(target=run, name="station web view", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + cfg.start_timeout_s
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return server, thread, closing
+
+
+def serve_view(sock: socket.socket, feed: Any, ready: Any, wanted: Any, cfg: ViewConfig) -> None:
+    """The view process's main: report ``("ready", None)`` or ``("failed", reason)`` on ``ready``, then apply
+    the feed's messages until its pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.nice(cfg.nice)
+    try:
+        live = LiveState(station=cfg.station, max_fps=cfg.max_fps, keep_pictures=cfg.keep_pictures, wanted=wanted)
+        server, thread, closing = start_uvicorn(live, sock, cfg)
+        ok = bool(server.started)
+        ready.send(("ready", None) if ok else ("failed", "uvicorn did not start"))
+    except Exception as exc:  # noqa: BLE001 - told to the parent, which prints one line
+        with contextlib.suppress(OSError):
+            ready.send(("failed", f"{exc.__class__.__name__}: {exc}"))
+        return
+    finally:
+        with contextlib.suppress(OSError):
+            ready.close()
+    if ok:
+        follow(feed, live, cfg.parent_pid)
+    closing.set()  # the stream responses end, so uvicorn can shut down
+    server.should_exit = True
+    thread.join(5.0)
+    live.stop()
+
+
+def follow(feed: Any, live: LiveState, parent_pid: int) -> None:
+    """Apply the feed's messages until its pipe closes or the parent is gone."""
+    with contextlib.suppress(EOFError, OSError):
+        while True:
+            if not feed.poll(0.5):
+                if os.getppid() != parent_pid:  # the parent died and its pipe end is somehow still open
+                    return
+                continue
+            batch, frame = feed.recv()
+            for message in batch:
+                apply(live, message)
+            if frame is not None:
+                live.show(*frame)

@@ -1,0 +1,147 @@
+"""The web view's own process: it ends with the run, ends when the run's process is SIGKILLed, a failed start is
+one line (exit 7), and a view process that dies does not stop the inspection."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edge_runtime.cli import main
+from edge_runtime.errors import ExitCode
+from edge_runtime.station.feed import LiveFeed
+from tests.conftest import REPO
+from tests.edge_runtime.conftest import write_parts
+from tests.edge_runtime.station.conftest import RUN, record
+from tests.edge_runtime.station.test_infer_station import write_video
+
+pytest.importorskip("starlette", reason="the web view needs the [station] extra")
+pytest.importorskip("uvicorn", reason="the web view needs the [station] extra")
+
+from edge_runtime.station.server import Bind, StationServer  # noqa: E402
+
+URL = re.compile(r"live view at (http://\S+/)")
+
+
+def views(pid: int) -> set[int]:
+    """Living (not zombie) processes spawned by ``pid`` with multiprocessing (not its resource tracker, which
+    multiprocessing keeps for the parent's lifetime)."""
+    found = set()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                spawned = b"spawn_main" in f.read()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z" and spawned:
+            found.add(int(entry))
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def refused(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url + "api/status", timeout=2).read()
+    except (urllib.error.URLError, ConnectionError) as exc:
+        return isinstance(getattr(exc, "reason", exc), ConnectionRefusedError)
+    return False
+
+
+def test_the_view_process_ends_with_the_run(tmp_path: Path, tiny_model: Path):
+    write_parts(tmp_path / "parts", [10, 220, 30, 240])
+    before = views(os.getpid())
+    args = ["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--serve", "127.0.0.1:0", "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 4
+    url = URL.search(result.stderr).group(1)  # type: ignore[union-attr]
+    assert views(os.getpid()) - before == set()  # no web view process left behind
+    assert refused(url)
+
+
+def test_the_view_process_ends_when_the_run_is_killed(tmp_path: Path, tiny_model: Path):
+    video = write_video(tmp_path / "line.avi", 30000)
+    cmd = [sys.executable, "-m", "edge_runtime.cli", "--model", str(tiny_model), "--source", str(video)]
+    proc = subprocess.Popen(
+        [*cmd, "--serve", "127.0.0.1:0", "--quiet"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        url = None
+        while url is None:
+            line = proc.stderr.readline().decode()  # type: ignore[union-attr]
+            assert line, "edge-infer ended before serving"
+            url = URL.search(line).group(1) if URL.search(line) else None
+        spawned = views(proc.pid)
+        assert len(spawned) == 1
+        assert urllib.request.urlopen(url + "api/status", timeout=5).status == 200
+        assert proc.poll() is None, "the run ended before it could be killed; make the video longer"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        (view,) = spawned
+        deadline = time.monotonic() + 15
+        while running(view) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not running(view), "the web view outlived the killed run"
+        assert refused(url)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_view_process_that_cannot_start_is_one_line_and_exit_7(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # A Starlette that fails to import, first on the path the spawned process gets from this one (here it is
+    # imported already, so only the view process meets it).
+    broken = tmp_path / "broken" / "starlette"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('starlette is broken for this test')\n")
+    monkeypatch.syspath_prepend(str(broken.parent))
+    write_parts(tmp_path / "parts", [10])
+    args = ["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--serve", "127.0.0.1:0"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == ExitCode.OUTPUT_ERROR, result.output
+    assert "the web view did not start (ImportError: starlette is broken" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_inspection_goes_on_when_the_view_process_dies():
+    said: list[str] = []
+    feed = LiveFeed(station="line-3")
+    server = StationServer(feed, bind=Bind("127.0.0.1", 0), say=said.append)
+    server.start()
+    try:
+        feed.start(RUN, live_source=True)
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.join(10)
+        t0 = time.monotonic()
+        for i in range(3000):
+            feed.add([record(i, defective=i % 2 == 0)], [None])
+        assert time.monotonic() - t0 < 5  # appends only: the dead view never makes the run wait
+        deadline = time.monotonic() + 10
+        while not feed.broken and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert feed.broken and said and "inspection goes on" in said[0]
+        feed.add([record(0, defective=True)], [None])
+        assert len(feed.pending) == 0  # nothing piles up for a view that is gone
+    finally:
+        server.stop()

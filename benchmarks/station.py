@@ -5,6 +5,8 @@
 2. A synthetic 30 FPS live source through the same loop (newest-frame reader, ``run_inference``): p50/p90/p99
    capture-to-result latency without the station, with ``--serve`` and the page open in headless Chromium,
    with ``--log``, and with both. "Result" is the moment the record is ready for stdout: after the log commit.
+   The page is opened before the run by ``benchmarks.station_viewer`` in a process of its own, as a browser
+   would be; the web view runs in its own process too (as ``edge-infer --serve`` runs it).
 3. SIGKILL: ``edge-infer --log --output`` killed mid-run; records in ``--output`` against rows in the log,
    and ``PRAGMA integrity_check``.
 
@@ -148,6 +150,15 @@ class Probe:
             self.inner.on_close(summary)
 
 
+def process_cpu_s(pid: int | None) -> float:
+    """CPU seconds used so far by process ``pid`` (the web view's process); 0 without one."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def live_run(
     frames: list, *, seconds: float, serve: bool, log: Path | None, viewer: Viewer, screenshot: Path | None = None
 ) -> dict[str, Any]:
@@ -174,11 +185,14 @@ def live_run(
     t = threading.Thread(target=lambda: out.update(s=run_inference(cfg, log=lambda m: None)[0]), daemon=True)
     # The page is open (in its own process) before the run starts and watched until a second before it ends.
     session = viewer.open(station.server.url, seconds - 1.0, screenshot) if serve else None
-    cpu0, wall0 = time.process_time(), time.monotonic()
+    view_pid = station.server.process.pid if serve else None
+    cpu0, wall0, view0 = time.process_time(), time.monotonic(), process_cpu_s(view_pid)
     t.start()
     seen = viewer.finish(session, timeout_s=seconds + 60) if session is not None else {}
     t.join(seconds + 30)
-    cpu_percent = 100 * (time.process_time() - cpu0) / (time.monotonic() - wall0)
+    wall = time.monotonic() - wall0
+    cpu_percent = 100 * (time.process_time() - cpu0) / wall
+    view_percent = round(100 * (process_cpu_s(view_pid) - view0) / wall, 1) if serve else None
     if station is not None:
         station.close()
     lat = probe.latencies_ms[WARMUP_FRAMES:]
@@ -193,6 +207,7 @@ def live_run(
         "cpu_percent": round(cpu_percent, 1),
         "station_us_p50": pct(probe.in_loop_us, 50),
         "station_us_p99": pct(probe.in_loop_us, 99),
+        "webview_cpu_percent": view_percent,
         "browser_cpu_percent": seen.get("browser_cpu_percent"),
         "viewer_cpu_percent": seen.get("viewer_cpu_percent"),
     }

@@ -34,7 +34,7 @@ import numpy as np
 
 from benchmarks.hardware import detect_hardware
 from benchmarks.live import PacedSource, camera_frames
-from benchmarks.station_viewer import Viewer
+from benchmarks.station_viewer import Viewer, scheduling
 from edge_runtime.infer import InferConfig, run_inference
 from edge_runtime.station.listener import StationListener
 from edge_runtime.station.options import open_station
@@ -193,6 +193,8 @@ def live_run(
     wall = time.monotonic() - wall0
     cpu_percent = 100 * (time.process_time() - cpu0) / wall
     view_percent = round(100 * (process_cpu_s(view_pid) - view0) / wall, 1) if serve else None
+    sched = {"inspection": scheduling(os.getpid()), "web view": scheduling(view_pid) if serve else None}
+    sched["browser"] = seen.get("scheduling")
     if station is not None:
         station.close()
     lat = probe.latencies_ms[WARMUP_FRAMES:]
@@ -210,6 +212,7 @@ def live_run(
         "webview_cpu_percent": view_percent,
         "browser_cpu_percent": seen.get("browser_cpu_percent"),
         "viewer_cpu_percent": seen.get("viewer_cpu_percent"),
+        "scheduling": {k: v for k, v in sched.items() if v},
     }
 
 
@@ -368,6 +371,8 @@ def markdown(res: dict[str, Any]) -> str:
             f"| {_col(rows, 'cpu_percent')} | {_opt(rows, 'webview_cpu_percent')} "
             f"| {_opt(rows, 'browser_cpu_percent')} | {_col(rows, 'dropped')} |"
         )
+    seen = sorted({f"{k}: {v}" for rows in live["rounds"].values() for r in rows for k, v in r["scheduling"].items()})
+    out += ["", f"Scheduling of the processes at the end of the runs (policy, nice): {'; '.join(seen)}."]
     out += [
         "",
         "## SIGKILL",

@@ -116,6 +116,35 @@ def process_table() -> dict[int, tuple[int, str, int]]:
     return table
 
 
+POLICIES = {0: "normal", 1: "FIFO", 2: "RR", 3: "batch", 5: "idle", 6: "deadline"}
+
+
+def scheduling(pid: int) -> str | None:
+    """How the kernel schedules process ``pid``: "normal, nice 0", "idle, nice 19" ... (None once it is gone).
+    Recorded with the timings: a helper that renices the machine's processes changes what they mean."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return f"{POLICIES.get(int(fields[38]), fields[38])}, nice {fields[16]}"
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def tree(root: int) -> list[tuple[int, str]]:
+    """``root`` and all its descendants: (pid, name)."""
+    table = process_table()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in table:
+            found.append((pid, table[pid][1]))
+        todo.extend(children.get(pid, []))
+    return found
+
+
 def tree_ticks(root: int) -> tuple[int, int]:
     """CPU ticks so far of ``root`` and all its descendants, and of the Chromium processes among them."""
     table = process_table()
@@ -151,6 +180,7 @@ def watch_browser(url: str, seconds: float, screenshot: Path | None) -> dict[str
         (total0, browser0), t0 = tree_ticks(os.getpid()), time.monotonic()
         page.wait_for_timeout(seconds * 1000)
         (total1, browser1), wall = tree_ticks(os.getpid()), time.monotonic() - t0
+        seen = sorted({scheduling(pid) or "?" for pid, name in tree(os.getpid()) if "chrom" in name})
         if screenshot is not None:
             page.screenshot(path=str(screenshot), full_page=True)
         browser.close()
@@ -160,6 +190,7 @@ def watch_browser(url: str, seconds: float, screenshot: Path | None) -> dict[str
         "seconds": round(wall, 2),
         "browser_cpu_percent": round(100 * (browser1 - browser0) / tck / wall, 1),
         "viewer_cpu_percent": round(100 * (total1 - total0) / tck / wall, 1),
+        "scheduling": " / ".join(seen),
     }
 
 
@@ -189,6 +220,7 @@ def watch_http(url: str, seconds: float) -> dict[str, Any]:
         "seconds": round(wall, 2),
         "browser_cpu_percent": None,
         "viewer_cpu_percent": round(100 * (time.process_time() - cpu0) / wall, 1),
+        "scheduling": scheduling(os.getpid()),
     }
 
 

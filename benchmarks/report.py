@@ -40,6 +40,7 @@ E2E_COLUMNS: list[Column] = [
     ("what", lambda r: r.section),
     ("model", lambda r: r.model),
     ("precision", lambda r: r.precision),
+    ("provider", lambda r: r.provider),
     ("threads", lambda r: r.threads),
     ("p50 ms/image", lambda r: r.p50_ms),
     ("p90 ms/image", lambda r: r.p90_ms),
@@ -51,6 +52,7 @@ E2E_COLUMNS: list[Column] = [
 STAGE_COLUMNS: list[Column] = [
     ("stage", lambda r: r.note),
     ("precision", lambda r: r.precision),
+    ("provider", lambda r: r.provider),
     ("threads", lambda r: r.threads),
     ("p50 ms", lambda r: r.p50_ms),
     ("p99 ms", lambda r: r.p99_ms),
@@ -58,6 +60,7 @@ STAGE_COLUMNS: list[Column] = [
 LIVE_COLUMNS: list[Column] = [
     ("model", lambda r: r.model),
     ("precision", lambda r: r.precision),
+    ("provider", lambda r: r.provider),
     ("threads", lambda r: r.threads),
     ("camera FPS", lambda r: r.fps_target),
     ("capture-to-result p50 ms", lambda r: r.p50_ms),

@@ -84,23 +84,49 @@ def default_model_path(precision: Precision = Precision.INT8) -> Path:
     return MODELS_DIR / DEFAULT_MODEL_FILES[precision]
 
 
-def provider_chain(provider: Provider) -> list[str]:
-    """The onnxruntime providers to ask for, best first; CPU is always last so a session can be made."""
+TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvinfer.so.11", "libnvinfer.so")
+
+
+def tensorrt_libraries() -> bool:
+    """Whether TensorRT's runtime library loads. onnxruntime-gpu lists its TensorRT provider even without it,
+    then prints a multi-line error at session creation and falls back; asking first keeps the output clean."""
+    import ctypes
+
+    for name in TENSORRT_LIBRARIES:
+        try:
+            ctypes.CDLL(name)
+        except OSError:
+            continue
+        return True
+    return False
+
+
+def provider_chain(provider: Provider) -> tuple[list[str], str]:
+    """The onnxruntime providers to ask for, best first (CPU always last, so a session can be made), and a note
+    for the user when the chain is not what was asked for."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
-    if provider is Provider.AUTO:
-        wanted = [p for p in (ORT_PROVIDER[Provider.TENSORRT], ORT_PROVIDER[Provider.CUDA]) if p in available]
-    elif provider is Provider.CPU:
-        wanted = []
-    else:
-        wanted = [ORT_PROVIDER[provider]]
-        if ORT_PROVIDER[provider] not in available:
-            raise ModelError(
-                f"provider {provider.value} is not available in this onnxruntime (has: {', '.join(available)}); "
-                "install onnxruntime-gpu (see README, GPU) or use --provider cpu"
+    trt, cuda, cpu = (ORT_PROVIDER[p] for p in (Provider.TENSORRT, Provider.CUDA, Provider.CPU))
+    if provider is Provider.CPU:
+        return [cpu], ""
+    if provider is not Provider.AUTO and ORT_PROVIDER[provider] not in available:
+        raise ModelError(
+            f"provider {provider.value} is not available in this onnxruntime (has: {', '.join(available)}); "
+            "install onnxruntime-gpu (see README, GPU) or use --provider cpu"
+        )
+    wanted = [p for p in (trt, cuda) if p in available] if provider is Provider.AUTO else [ORT_PROVIDER[provider]]
+    if provider is Provider.TENSORRT and cuda in available:
+        wanted.append(cuda)  # TensorRT hands the nodes it cannot build to CUDA, not to the CPU
+    note = ""
+    if trt in wanted and not tensorrt_libraries():
+        wanted.remove(trt)
+        if provider is Provider.TENSORRT:
+            note = (
+                f"TensorRT's libraries ({TENSORRT_LIBRARIES[0]}) are not installed, so the TensorRT provider cannot "
+                f"run; using {', '.join(wanted) or 'the CPU'} instead (install TensorRT 10 to use it)"
             )
-    return [*wanted, ORT_PROVIDER[Provider.CPU]]
+    return [*wanted, cpu], note
 
 
 def read_model_info(model_proto_metadata: dict[str, str], path: Path) -> ModelInfo:
@@ -138,7 +164,7 @@ class EdgeModel:
             opts.intra_op_num_threads = self.cfg.threads
             opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        requested = provider_chain(self.cfg.provider)
+        requested, self.provider_note = provider_chain(self.cfg.provider)
         try:
             self.session = ort.InferenceSession(data, sess_options=opts, providers=requested)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises several types for a bad file
@@ -211,6 +237,8 @@ class EdgeModel:
                     )
 
     def warn_if_fell_back(self, stream=sys.stderr) -> None:  # noqa: ANN001
+        if self.provider_note:
+            print(f"WARNING: {self.provider_note}", file=stream)
         if self.fell_back:
             print(
                 f"WARNING: asked for {self.cfg.provider.value} but onnxruntime runs {self.path.name} on "
@@ -356,4 +384,3 @@ def load_model(
     """
     threads = threads_from_env() if threads is None else check_threads(threads)
     return EdgeModel(path or default_model_path(), RuntimeConfig(provider=Provider(provider), threads=threads))
-

@@ -12,6 +12,7 @@ from edge_runtime.errors import ModelError
 from edge_runtime.model import Provider, load_model
 from tests.edge_runtime.conftest import make_tiny_model, tiny_info
 
+TRT, CUDA, CPU = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
 BRIGHTISH = np.full((50, 70, 3), 140, np.uint8)  # score sigmoid(20 * (0.549 - 0.5)) ~ 0.73
 
 
@@ -78,3 +79,29 @@ def test_asking_for_an_absent_gpu_provider_says_what_to_install(tiny_model: Path
         pytest.skip("this onnxruntime has CUDA")
     with pytest.raises(ModelError, match="onnxruntime-gpu"):
         load_model(tiny_model, provider="cuda")
+
+
+@pytest.mark.parametrize(
+    ("asked", "libraries", "chain", "noted"),
+    [
+        (Provider.TENSORRT, False, [CUDA, CPU], True),
+        (Provider.TENSORRT, True, [TRT, CUDA, CPU], False),
+        (Provider.AUTO, False, [CUDA, CPU], False),
+        (Provider.AUTO, True, [TRT, CUDA, CPU], False),
+        (Provider.CUDA, False, [CUDA, CPU], False),
+        (Provider.CPU, True, [CPU], False),
+    ],
+)
+def test_tensorrt_is_only_asked_for_when_its_libraries_load(monkeypatch, asked, libraries, chain, noted):
+    """onnxruntime-gpu lists TensorRT even where libnvinfer is missing, then prints a multi-line error and falls
+    back to the CPU (seen on an H100 without TensorRT): we ask for it only when it can run, keep the GPU through
+    CUDA, and say why in one line."""
+    import onnxruntime as ort
+
+    from edge_runtime import model as model_mod
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [TRT, CUDA, CPU])
+    monkeypatch.setattr(model_mod, "tensorrt_libraries", lambda: libraries)
+    got, note = model_mod.provider_chain(asked)
+    assert got == chain
+    assert bool(note) == noted and (not noted or "libnvinfer" in note and "CUDAExecutionProvider" in note)

@@ -17,6 +17,7 @@ open page (otherwise the page is simulated by an HTTP client reading the stream 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -42,6 +43,7 @@ from edge_runtime.station.options import open_station
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "edge_runtime" / "samples"
 WARMUP_FRAMES = 30
+SLOW_KEYS = ("latency_ms", "cpu_wait_ms", "rest_ms")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -117,13 +119,30 @@ def throughput(folder: Path, rounds: int, tmp: Path) -> dict[str, Any]:
 
 
 # -- 2. live latency ----------------------------------------------------------------------------------------
+def cpu_wait_ns() -> int:
+    """Nanoseconds the calling thread has been runnable but waiting for a CPU, so far (Linux schedstat)."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 @dataclass
 class Probe:
-    """A listener that times capture -> result, after the station (if any) has handled the record."""
+    """A listener that times capture -> result, after the station (if any) has handled the record.
+
+    Per frame it also takes from the kernel's schedstat how long the inspection thread was runnable but waiting
+    for a CPU since the previous result (other threads or processes had the cores). Between frames the thread
+    sleeps, so that wait belongs to the frame (its wake-up and any preemption). The rest of the latency is the
+    thread's own work and its sleeps: the GIL, a lock, onnxruntime's other thread, I/O.
+    """
 
     inner: StationListener | None = None
     latencies_ms: list[float] = field(default_factory=list)
     in_loop_us: list[float] = field(default_factory=list)  # the station's own time on the inspection thread
+    cpu_wait_ms: list[float] = field(default_factory=list)  # per frame: the inspection thread waiting for a CPU
+    last_wait_ns: int | None = None
 
     @property
     def wants_pictures(self) -> bool:
@@ -139,7 +158,12 @@ class Probe:
             self.inner.on_records(records, items)
             self.in_loop_us.append((time.perf_counter() - t0) * 1e6)
         now = time.monotonic()
-        self.latencies_ms.extend((now - it.timestamp) * 1000.0 for it in items if it.timestamp is not None)
+        latencies = [(now - it.timestamp) * 1000.0 for it in items if it.timestamp is not None]
+        self.latencies_ms.extend(latencies)
+        wait_ns = cpu_wait_ns()
+        wait = math.nan if self.last_wait_ns is None else (wait_ns - self.last_wait_ns) / 1e6
+        self.cpu_wait_ms.extend([wait] * len(latencies))
+        self.last_wait_ns = wait_ns
 
     def on_event(self, message: str) -> None:
         if self.inner is not None:
@@ -213,7 +237,21 @@ def live_run(
         "browser_cpu_percent": seen.get("browser_cpu_percent"),
         "viewer_cpu_percent": seen.get("viewer_cpu_percent"),
         "scheduling": {k: v for k, v in sched.items() if v},
+        "slowest": slowest(lat, probe.cpu_wait_ms[WARMUP_FRAMES:]),
     }
+
+
+def slowest(latencies: list[float], cpu_wait_ms: list[float]) -> dict[str, float]:
+    """The slowest 1% of frames (latency >= p99), mean ms: latency, the inspection thread waiting for a CPU, and
+    the rest (its own work and its sleeps); and the mean wait over all frames."""
+    cut = pct(latencies, 99)
+    slow = [(t, cpu_wait_ms[k]) for k, t in enumerate(latencies) if t >= cut and not math.isnan(cpu_wait_ms[k])]
+    if not slow:
+        return {}
+    latency, waiting = (float(np.mean(v)) for v in zip(*slow, strict=True))
+    all_waits = [w for w in cpu_wait_ms if not math.isnan(w)]
+    out = {"latency_ms": latency, "cpu_wait_ms": waiting, "rest_ms": latency - waiting}
+    return {k: round(v, 3) for k, v in out.items()} | {"frames": len(slow), "all_cpu_wait_ms": pct(all_waits, 50)}
 
 
 def live_latency(
@@ -371,6 +409,18 @@ def markdown(res: dict[str, Any]) -> str:
             f"| {_col(rows, 'cpu_percent')} | {_opt(rows, 'webview_cpu_percent')} "
             f"| {_opt(rows, 'browser_cpu_percent')} | {_col(rows, 'dropped')} |"
         )
+    out += [
+        "",
+        "The slowest 1% of frames (latency >= p99), mean ms per round: latency = the inspection thread waiting "
+        "for a CPU (runnable while other threads or processes had the cores; the kernel's per-thread schedstat) "
+        "+ the rest (its own work, and its sleeps: the GIL, a lock, onnxruntime's other thread, I/O).",
+        "",
+        "| condition | latency | waiting for a CPU | the rest |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, rows in live["rounds"].items():
+        cells = [" / ".join(f"{r['slowest'].get(k, float('nan')):.2f}" for r in rows) for k in SLOW_KEYS]
+        out.append(f"| {name} | {' | '.join(cells)} |")
     seen = sorted({f"{k}: {v}" for rows in live["rounds"].values() for r in rows for k, v in r["scheduling"].items()})
     out += ["", f"Scheduling of the processes at the end of the runs (policy, nice): {'; '.join(seen)}."]
     out += [

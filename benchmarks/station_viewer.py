@@ -196,16 +196,16 @@ def watch_browser(url: str, seconds: float, screenshot: Path | None) -> dict[str
 
 def watch_http(url: str, seconds: float) -> dict[str, Any]:
     """What the page fetches: the stream, and the status and gallery polling (1 s, 2 s)."""
-    end = time.monotonic() + seconds
+    urllib.request.urlopen(url + "api/status", timeout=10).read()
+    say({"open": True, "kind": HTTP_KIND})
+    cpu0, t0 = time.process_time(), time.monotonic()
+    end = t0 + seconds
 
     def stream() -> None:
         with urllib.request.urlopen(url + "stream.mjpg", timeout=10) as r:
             while time.monotonic() < end and r.read(65536):
                 pass
 
-    urllib.request.urlopen(url + "api/status", timeout=10).read()
-    say({"open": True, "kind": HTTP_KIND})
-    cpu0, t0 = time.process_time(), time.monotonic()
     threading.Thread(target=stream, daemon=True).start()
     k = 0
     while time.monotonic() < end:

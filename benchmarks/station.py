@@ -118,36 +118,58 @@ def throughput(folder: Path, rounds: int, tmp: Path) -> dict[str, Any]:
 
 
 # -- 2. live latency ----------------------------------------------------------------------------------------
-def cpu_wait_ns() -> int:
-    """Nanoseconds the calling thread has been runnable but waiting for a CPU, so far (Linux schedstat)."""
+def cpu_wait_ns(tid: int | None) -> int | None:
+    """Nanoseconds thread ``tid`` of this process has been runnable but waiting for a CPU so far (Linux
+    schedstat); None when unknown."""
+    if tid is None:
+        return None
     try:
-        with open("/proc/thread-self/schedstat") as f:
+        with open(f"/proc/self/task/{tid}/schedstat") as f:
             return int(f.read().split()[1])
     except (OSError, ValueError, IndexError):
-        return 0
+        return None
+
+
+class TimedSource:
+    """The synthetic camera, noting at each frame it delivers how long the inspection thread has waited for a CPU
+    so far: with the same reading at the frame's result, the wait falls exactly in the frame's latency."""
+
+    def __init__(self, inner: PacedSource, probe: Probe) -> None:
+        self.inner, self.probe = inner, probe
+
+    def read(self) -> tuple[bool, Any]:
+        ok, frame = self.inner.read()
+        if ok:  # frame index k of the run is the k-th frame delivered
+            self.probe.capture_wait_ns.append(cpu_wait_ns(self.probe.tid))
+        return ok, frame
+
+    def release(self) -> None:
+        self.inner.release()
 
 
 @dataclass
 class Probe:
     """A listener that times capture -> result, after the station (if any) has handled the record.
 
-    Per frame it also takes from the kernel's schedstat how long the inspection thread was runnable but waiting
-    for a CPU since the previous result (other threads or processes had the cores). Between frames the thread
-    sleeps, so that wait belongs to the frame (its wake-up and any preemption). The rest of the latency is the
-    thread's own work and its sleeps: the GIL, a lock, onnxruntime's other thread, I/O.
+    Per frame it also takes from the kernel's schedstat how long, between the frame's capture and its result, the
+    inspection thread was runnable but waiting for a CPU (other threads or processes had the cores): its wake-up
+    and any preemption. The rest of the latency is the thread's own work and its sleeps: the GIL, a lock,
+    onnxruntime's other thread, I/O.
     """
 
     inner: StationListener | None = None
     latencies_ms: list[float] = field(default_factory=list)
     in_loop_us: list[float] = field(default_factory=list)  # the station's own time on the inspection thread
     cpu_wait_ms: list[float] = field(default_factory=list)  # per frame: the inspection thread waiting for a CPU
-    last_wait_ns: int | None = None
+    capture_wait_ns: list[int | None] = field(default_factory=list)  # per frame delivered, see TimedSource
+    tid: int | None = None  # the inspection thread
 
     @property
     def wants_pictures(self) -> bool:
         return self.inner is not None
 
     def on_start(self, model: Any, spec: Any) -> None:
+        self.tid = threading.get_native_id()  # run_inference calls back on the inspection thread
         if self.inner is not None:
             self.inner.on_start(model, spec)
 
@@ -157,12 +179,13 @@ class Probe:
             self.inner.on_records(records, items)
             self.in_loop_us.append((time.perf_counter() - t0) * 1e6)
         now = time.monotonic()
-        latencies = [(now - it.timestamp) * 1000.0 for it in items if it.timestamp is not None]
-        self.latencies_ms.extend(latencies)
-        wait_ns = cpu_wait_ns()
-        wait = math.nan if self.last_wait_ns is None else (wait_ns - self.last_wait_ns) / 1e6
-        self.cpu_wait_ms.extend([wait] * len(latencies))
-        self.last_wait_ns = wait_ns
+        timed = [it for it in items if it.timestamp is not None]
+        self.latencies_ms.extend((now - it.timestamp) * 1000.0 for it in timed)
+        wait_ns = cpu_wait_ns(self.tid)
+        for it in timed:
+            at_capture = self.capture_wait_ns[it.frame] if it.frame < len(self.capture_wait_ns) else None
+            ok = wait_ns is not None and at_capture is not None
+            self.cpu_wait_ms.append((wait_ns - at_capture) / 1e6 if ok else math.nan)  # type: ignore[operator]
 
     def on_event(self, message: str) -> None:
         if self.inner is not None:
@@ -202,7 +225,7 @@ def live_run(
         quiet=True,
         listener=probe,
         max_reconnects=0,
-        capture=lambda: PacedSource(frames, fps=30.0, count=count),
+        capture=lambda: TimedSource(PacedSource(frames, fps=30.0, count=count), probe),
     )
     out: dict = {}
     t = threading.Thread(target=lambda: out.update(s=run_inference(cfg, log=lambda m: None)[0]), daemon=True)

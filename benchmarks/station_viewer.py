@@ -19,6 +19,7 @@ import importlib.util
 import json
 import os
 import select
+import shutil
 import subprocess
 import sys
 import threading
@@ -58,9 +59,9 @@ class Viewer:
     >>> viewer.finish(session)                              # its CPU use lands in viewer.cpu_percent
     """
 
-    def __init__(self, *, browser: bool = True, nice: int = 0) -> None:
+    def __init__(self, *, browser: bool = True, nice: int = 0, like_user: bool = False) -> None:
         self.browser = browser and browser_available()
-        self.nice = nice
+        self.nice, self.like_user = nice, like_user
         self.kind = BROWSER_KIND if self.browser else HTTP_KIND
         self.cpu_percent: list[float] = []  # the browser's CPU use while it shows the page (Chromium processes)
         self.viewer_cpu_percent: list[float] = []  # the whole viewer process tree
@@ -68,6 +69,7 @@ class Viewer:
     def open(self, url: str, seconds: float, screenshot: Path | None = None, timeout_s: float = 90.0) -> Any:
         """Start the viewer process; return once it reports the page open (it then watches ``seconds``)."""
         cmd = [sys.executable, "-m", "benchmarks.station_viewer", url, f"{seconds:g}", "--nice", str(self.nice)]
+        cmd = without_sys_nice() + cmd if self.like_user else cmd
         if screenshot is not None:
             cmd += ["--screenshot", str(screenshot)]
         if not self.browser:
@@ -96,6 +98,17 @@ class Viewer:
 
     def close(self) -> None:
         """Nothing to close: each run's viewer process ends by itself (kept for the callers' ``finally``)."""
+
+
+def without_sys_nice() -> list[str]:
+    """The prefix that starts a command as an ordinary user's browser runs: without CAP_SYS_NICE. Run as root,
+    Chromium raises its compositor, IO and presentation threads to nice -8, above the inspection (nice 0); a
+    kiosk browser started by a user cannot. Empty when this process is not root (nothing to drop)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        raise RuntimeError("the browser as an ordinary user needs setpriv (util-linux) to drop CAP_SYS_NICE")
+    return ["setpriv", "--inh-caps=-sys_nice", "--bounding-set=-sys_nice"]
 
 
 # -- the viewer process ------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from benchmarks.station import slowest
+from benchmarks.station_probe import slowest
 from benchmarks.station_report import live_section
 from benchmarks.station_viewer import HTTP_KIND, Viewer, scheduling
 

@@ -37,6 +37,7 @@ from benchmarks.station_probe import Probe, TimedSource, pct, process_cpu_s, slo
 from benchmarks.station_report import WARMUP_FRAMES, markdown
 from benchmarks.station_viewer import Viewer, scheduling
 from edge_runtime.infer import InferConfig, run_inference
+from edge_runtime.model import RuntimeConfig
 from edge_runtime.station.options import open_station
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,7 +114,14 @@ def throughput(folder: Path, rounds: int, tmp: Path) -> dict[str, Any]:
 
 # -- 2. live latency ----------------------------------------------------------------------------------------
 def live_run(
-    frames: list, *, seconds: float, serve: bool, log: Path | None, viewer: Viewer, screenshot: Path | None = None
+    frames: list,
+    *,
+    seconds: float,
+    serve: bool,
+    log: Path | None,
+    viewer: Viewer,
+    screenshot: Path | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     from edge_runtime.station.options import open_station
     from edge_runtime.station.server import Bind
@@ -133,6 +141,7 @@ def live_run(
         listener=probe,
         max_reconnects=0,
         capture=lambda: TimedSource(PacedSource(frames, fps=30.0, count=count), probe),
+        runtime=RuntimeConfig(threads=threads),
     )
     out: dict = {}
     t = threading.Thread(target=lambda: out.update(s=run_inference(cfg, log=lambda m: None)[0]), daemon=True)
@@ -179,6 +188,7 @@ def live_latency(
     browser: bool,
     viewer_nice: int = 0,
     viewer_like_user: bool = False,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     paths = sorted(str(p) for p in SAMPLES.rglob("*.jpeg"))
     frames = camera_frames(paths, limit=len(paths))
@@ -201,6 +211,7 @@ def live_latency(
                     log=tmp / f"live{k}{name[:5]}.db" if log else None,
                     viewer=viewer,
                     screenshot=screenshot if last else None,
+                    threads=threads,
                 )
                 results[name].append(row)
                 print(f"live round {k + 1} {name}: p50 {row['p50']} p99 {row['p99']} ms", file=sys.stderr)
@@ -210,6 +221,7 @@ def live_latency(
         "viewer": viewer.kind,
         "viewer_nice": viewer_nice,
         "viewer_like_user": viewer_like_user,
+        "threads": threads,
         "browser_cpu_percent": viewer.cpu_percent,
         "viewer_cpu_percent": viewer.viewer_cpu_percent,
         "seconds": seconds,
@@ -295,8 +307,21 @@ def sigkill(tmp: Path, kill_after_lines: tuple[int, ...] = (200, 700, 1500)) -> 
     help="Start the browser without CAP_SYS_NICE, as an ordinary user's browser runs (as root, Chromium raises "
     "its compositor and IO threads to nice -8, above the inspection).",
 )
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="onnxruntime threads for the live runs (as edge-infer --threads) [default: onnxruntime decides].",
+)
 def main(
-    data: Path, seconds: float, rounds: int, out: Path, viewer: str, viewer_nice: int, viewer_like_user: bool
+    data: Path,
+    seconds: float,
+    rounds: int,
+    out: Path,
+    viewer: str,
+    viewer_nice: int,
+    viewer_like_user: bool,
+    threads: int | None,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -316,6 +341,7 @@ def main(
             browser=viewer == "chromium",
             viewer_nice=viewer_nice,
             viewer_like_user=viewer_like_user,
+            threads=threads,
         )
         res["sigkill"] = sigkill(tmp)
     (out / "station.json").write_text(json.dumps(res, indent=2, default=str) + "\n")

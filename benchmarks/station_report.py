@@ -59,6 +59,7 @@ def live_section(live: dict[str, Any]) -> list[str]:
         f"as warm-up; the open page: {live['viewer']}, in a process of its own on the same machine"
         + (f", at nice {live['viewer_nice']}" if live.get("viewer_nice") else ", at normal priority")
         + (", started as an ordinary user's browser (without CAP_SYS_NICE)" if live.get("viewer_like_user") else "")
+        + f". onnxruntime threads: {live.get('threads') or 'as onnxruntime decides (edge-infer default)'}"
         + ". Per round, in run order. CPU columns in % of one core: the inspection process, the web view's "
         "process (`--serve`), and the browser (Chromium's processes).",
         "",

@@ -15,6 +15,7 @@ this process and all its descendants (playwright's driver included).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -42,6 +43,7 @@ CHROMIUM_ARGS = [
 ]
 BROWSER_KIND = "headless Chromium (the real page)"
 HTTP_KIND = "an HTTP client in another process (stream + the page's polling)"
+GALLERY_LOADED = "[...document.querySelectorAll('#gallery img')].every(i => i.complete)"
 
 
 def browser_available() -> bool:
@@ -181,6 +183,7 @@ def say(obj: dict[str, Any]) -> None:
 
 
 def watch_browser(url: str, seconds: float, screenshot: Path | None) -> dict[str, Any]:
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -194,7 +197,9 @@ def watch_browser(url: str, seconds: float, screenshot: Path | None) -> dict[str
         page.wait_for_timeout(seconds * 1000)
         (total1, browser1), wall = tree_ticks(os.getpid()), time.monotonic() - t0
         seen = sorted({scheduling(pid) or "?" for pid, name in tree(os.getpid()) if "chrom" in name})
-        if screenshot is not None:
+        if screenshot is not None:  # after the measured time: let the gallery's newest thumbnails arrive first
+            with contextlib.suppress(PlaywrightError):
+                page.wait_for_function(GALLERY_LOADED, timeout=3000)
             page.screenshot(path=str(screenshot), full_page=True)
         browser.close()
     tck = os.sysconf("SC_CLK_TCK")

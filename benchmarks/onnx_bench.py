@@ -32,8 +32,8 @@ def load_edge_model(job: Job) -> tuple[EdgeModel, float]:
 
 def base_row(model: EdgeModel, section: Section, *, batch: int, threads: int, load_ms: float | None = None) -> Row:
     """The fields every row of this model shares."""
-    note = f"asked for {model.cfg.provider.value}, ran on {model.providers[0]}" if model.fell_back else ""
-    note = note or (f"asked for {model.cfg.provider.value}, ran on {model.providers[0]}" if model.provider_note else "")
+    changed = model.fell_back or bool(model.provider_note)
+    note = f"asked for {model.cfg.provider.value}, ran on {model.providers[0]}" if changed else ""
     return Row(
         section=section.value,
         model=model.info.arch or model.path.stem,

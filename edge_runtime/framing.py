@@ -64,22 +64,26 @@ def _working_copy(gray: np.ndarray) -> tuple[np.ndarray, float]:
     return cv2.GaussianBlur(gray, (5, 5), 0), s
 
 
-def _percentiles(small: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+def _percentiles(small: np.ndarray, qs: tuple[float, ...], mask: np.ndarray | None = None) -> list[float]:
     # Cumulative histogram: the same figures as np.percentile on uint8 data at a fraction of the cost.
-    cdf = np.cumsum(cv2.calcHist([small], [0], None, [256], [0, 256]).ravel())
+    cdf = np.cumsum(cv2.calcHist([small], [0], mask, [256], [0, 256]).ravel())
     return [float(np.searchsorted(cdf, q / 100.0 * cdf[-1])) for q in qs]
 
 
-def _best_core(small: np.ndarray) -> tuple[float, float, float] | None:
-    p2, p50 = _percentiles(small, (2.0, 50.0))
-    if p50 - p2 < 20:  # no dark region stands out: nothing that looks like the part's core
-        return None
+def _dark_contours(small: np.ndarray, p2: float, p50: float) -> tuple:
     dark = (small <= p2 + 0.2 * (p50 - p2)).astype(np.uint8)
     dark = cv2.morphologyEx(cv2.morphologyEx(dark, cv2.MORPH_CLOSE, _CLOSE), cv2.MORPH_OPEN, _OPEN)
     contours, _ = cv2.findContours(dark, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return contours
+
+
+def _first_core(small: np.ndarray) -> tuple[float, float, float] | None:
+    p2, p50 = _percentiles(small, (2.0, 50.0))
+    if p50 - p2 < 20:  # no dark region stands out: nothing that looks like the part's core
+        return None
     hh, ww = small.shape
     best, best_score = None, 0.0
-    for c in contours:
+    for c in _dark_contours(small, p2, p50):
         area = cv2.contourArea(c)
         if not 0.01 * hh * ww <= area <= 0.5 * hh * ww:
             continue
@@ -96,6 +100,33 @@ def _best_core(small: np.ndarray) -> tuple[float, float, float] | None:
         if roundness >= 0.4 and score > best_score:
             best, best_score = (cx, cy, float(np.sqrt(area / np.pi))), score
     return best
+
+
+def _best_core(small: np.ndarray) -> tuple[float, float, float] | None:
+    """The dark core, found twice: first with the whole frame's grey levels, then with those of the part alone.
+
+    The first pass's darkness level depends on the background (a near-white one raises the frame's median and
+    the core grows by 2-6%); the second takes the levels inside the flange only, so the core, and with it the
+    crop's scale, is the same on any background.
+    """
+    first = _first_core(small)
+    if first is None:
+        return None
+    cx, cy, r = first
+    part = np.zeros_like(small)
+    cv2.circle(part, (round(cx), round(cy)), max(1, round(0.95 * FLANGE_RATIO * r)), 255, -1)
+    p2, p50 = _percentiles(small, (2.0, 50.0), part)
+    hh, ww = small.shape
+    for c in _dark_contours(small, p2, p50):
+        # The refined core is the dark region around the first one's centre, closed inside the frame.
+        x, y, bw, bh = cv2.boundingRect(c)
+        if x <= 0 or y <= 0 or x + bw >= ww or y + bh >= hh or cv2.pointPolygonTest(c, (cx, cy), False) < 0:
+            continue
+        m = cv2.moments(c)
+        mx, my = m["m10"] / m["m00"], m["m01"] / m["m00"]
+        if np.hypot(mx - cx, my - cy) < 0.5 * r:
+            return mx, my, float(np.sqrt(cv2.contourArea(c) / np.pi))
+    return first
 
 
 def _locate(gray: np.ndarray, small: np.ndarray, s: float, part_scale: float) -> Part:

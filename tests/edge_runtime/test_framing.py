@@ -33,6 +33,13 @@ def test_finds_the_part_off_centre_and_on_any_background():
         assert 52 < part.radius < 64
 
 
+def test_the_crop_scale_does_not_depend_on_the_background():
+    # Soft edges, as a real lens gives: with the frame's grey levels alone, a near-white background would move the
+    # darkness level and the core (so the whole crop) would grow by about 4%.
+    radii = [find_part(cv2.GaussianBlur(impeller(bg=bg), (0, 0), 6)).radius for bg in (150, 190, 240)]
+    assert max(radii) / min(radii) < 1.01, radii
+
+
 def test_the_same_part_framed_differently_gives_nearly_the_same_input():
     small = impeller(300, core=50)  # part covers 2/3 of the frame, like the dataset
     big = cv2.resize(impeller(300, core=50), (600, 600), interpolation=cv2.INTER_CUBIC)[60:540, 60:540]

@@ -39,7 +39,7 @@ def part_circle(im: np.ndarray) -> Circle:
     blurred = cv2.GaussianBlur(im, (0, 0), 2.0)
     found = cv2.HoughCircles(
         blurred, cv2.HOUGH_GRADIENT, dp=2, minDist=side, param1=80, param2=30,
-        minRadius=int(0.30 * side), maxRadius=int(0.49 * side),
+        minRadius=int(0.34 * side), maxRadius=int(0.49 * side),
     )  # fmt: skip
     if found is None:
         return Circle(w / 2, h / 2, 0.4 * side)

@@ -122,6 +122,7 @@ def live_run(
     viewer: Viewer,
     screenshot: Path | None = None,
     threads: int | None = None,
+    spin: bool | None = None,
 ) -> dict[str, Any]:
     from edge_runtime.station.options import open_station
     from edge_runtime.station.server import Bind
@@ -141,7 +142,7 @@ def live_run(
         listener=probe,
         max_reconnects=0,
         capture=lambda: TimedSource(PacedSource(frames, fps=30.0, count=count), probe),
-        runtime=RuntimeConfig(threads=threads),
+        runtime=RuntimeConfig(threads=threads, spin=spin),
     )
     out: dict = {}
     t = threading.Thread(target=lambda: out.update(s=run_inference(cfg, log=lambda m: None)[0]), daemon=True)
@@ -189,21 +190,31 @@ def live_latency(
     viewer_nice: int = 0,
     viewer_like_user: bool = False,
     threads: int | None = None,
+    spin: str = "auto",
 ) -> dict[str, Any]:
     paths = sorted(str(p) for p in SAMPLES.rglob("*.jpeg"))
     frames = camera_frames(paths, limit=len(paths))
     viewer = Viewer(browser=browser, nice=viewer_nice, like_user=viewer_like_user)
     conditions = {
-        "no station": (False, False),
-        "--serve + open page": (True, False),
-        "--log": (False, True),
-        "--log --serve + open page": (True, True),
+        "no station": (False, False, None),
+        "--serve + open page": (True, False, None),
+        "--log": (False, True, None),
+        "--log --serve + open page": (True, True, None),
     }
+    if spin == "both":  # edge-infer's live default (threads sleep between frames) against spinning threads
+        conditions = {
+            "no station": (False, False, None),
+            "--serve + open page": (True, False, None),
+            "no station, threads spinning": (False, False, True),
+            "--serve + open page, threads spinning": (True, False, True),
+        }
+    elif spin != "auto":
+        conditions = {name: (serve, log, spin == "on") for name, (serve, log, _) in conditions.items()}
     results: dict[str, list[dict]] = {name: [] for name in conditions}
     try:
         for k in range(rounds):
-            for name, (serve, log) in conditions.items():
-                last = k == rounds - 1 and serve and log
+            for name, (serve, log, spinning) in conditions.items():
+                last = k == rounds - 1 and serve and (log or spin == "both")
                 row = live_run(
                     frames,
                     seconds=seconds,
@@ -212,6 +223,7 @@ def live_latency(
                     viewer=viewer,
                     screenshot=screenshot if last else None,
                     threads=threads,
+                    spin=spinning,
                 )
                 results[name].append(row)
                 print(f"live round {k + 1} {name}: p50 {row['p50']} p99 {row['p99']} ms", file=sys.stderr)
@@ -222,6 +234,7 @@ def live_latency(
         "viewer_nice": viewer_nice,
         "viewer_like_user": viewer_like_user,
         "threads": threads,
+        "spin": spin,
         "browser_cpu_percent": viewer.cpu_percent,
         "viewer_cpu_percent": viewer.viewer_cpu_percent,
         "seconds": seconds,
@@ -313,6 +326,14 @@ def sigkill(tmp: Path, kill_after_lines: tuple[int, ...] = (200, 700, 1500)) -> 
     default=None,
     help="onnxruntime threads for the live runs (as edge-infer --threads) [default: onnxruntime decides].",
 )
+@click.option(
+    "--spin",
+    type=click.Choice(["auto", "on", "off", "both"]),
+    default="auto",
+    show_default=True,
+    help="onnxruntime's idle threads in the live runs: auto as edge-infer (sleeping between a live source's "
+    "frames), on (spinning), off, or both (no station and --serve with each, interleaved).",
+)
 def main(
     data: Path,
     seconds: float,
@@ -322,6 +343,7 @@ def main(
     viewer_nice: int,
     viewer_like_user: bool,
     threads: int | None,
+    spin: str,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -342,6 +364,7 @@ def main(
             viewer_nice=viewer_nice,
             viewer_like_user=viewer_like_user,
             threads=threads,
+            spin=spin,
         )
         res["sigkill"] = sigkill(tmp)
     (out / "station.json").write_text(json.dumps(res, indent=2, default=str) + "\n")

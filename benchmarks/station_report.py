@@ -60,6 +60,13 @@ def live_section(live: dict[str, Any]) -> list[str]:
         + (f", at nice {live['viewer_nice']}" if live.get("viewer_nice") else ", at normal priority")
         + (", started as an ordinary user's browser (without CAP_SYS_NICE)" if live.get("viewer_like_user") else "")
         + f". onnxruntime threads: {live.get('threads') or 'as onnxruntime decides (edge-infer default)'}"
+        + {
+            "auto": ", sleeping between frames (edge-infer's default for a live source)",
+            "on": ", spinning while they wait (onnxruntime's default)",
+            "off": ", sleeping between frames",
+            "both": "; rows marked 'threads spinning' keep onnxruntime's spinning, the others sleep between frames "
+            "(edge-infer's default for a live source)",
+        }.get(live.get("spin", "on"), "")
         + ". Per round, in run order. CPU columns in % of one core: the inspection process, the web view's "
         "process (`--serve`), and the browser (Chromium's processes).",
         "",

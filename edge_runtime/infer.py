@@ -301,7 +301,9 @@ def run_inference(
         spec = resolve_source(cfg.source, camera=cfg.camera)
         summary.source = spec.name
         with stop.atomic():  # onnxruntime's import and session creation must not be cut in half
-            model = load_model(cfg.model, provider=cfg.runtime.provider, threads=cfg.runtime.threads)
+            # A live source waits 33 ms between frames: idle threads sleep instead of spinning (RuntimeConfig).
+            spin = cfg.runtime.spin if cfg.runtime.spin is not None else not spec.kind.live
+            model = load_model(cfg.model, provider=cfg.runtime.provider, threads=cfg.runtime.threads, spin=spin)
         summary.model, summary.providers = str(model.path), list(model.providers)
         outputs = open_outputs(cfg, log)  # before any message: a setup error is one line on stderr
         model.warn_if_fell_back()

@@ -52,10 +52,17 @@ ORT_PROVIDER = {
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """How to run a model: which execution provider and how many CPU threads (None: onnxruntime decides)."""
+    """How to run a model: which execution provider and how many CPU threads (None: onnxruntime decides).
+
+    ``spin`` False stops onnxruntime's idle threads from spinning while they wait for work: a live source
+    brings one frame every 33 ms, and threads spinning in between take a CPU core that the rest of the station
+    (the web view, a browser on the same screen) then waits for. None: spinning, except where ``edge-infer``
+    reads a live source.
+    """
 
     provider: Provider = Provider.AUTO
     threads: int | None = None
+    spin: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,9 @@ class EdgeModel:
         if self.cfg.threads:
             opts.intra_op_num_threads = self.cfg.threads
             opts.inter_op_num_threads = 1
+        if self.cfg.spin is False:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         opts.log_severity_level = 3
         requested, self.provider_note = provider_chain(self.cfg.provider)
         try:
@@ -340,7 +350,7 @@ class EdgeModel:
 
     def describe(self) -> str:
         """One line for logs: file, precision, threshold, providers, threads."""
-        threads = self.cfg.threads or "auto"
+        threads = f"{self.cfg.threads or 'auto'}{' (not spinning)' if self.cfg.spin is False else ''}"
         return (
             f"model {self.path.name} ({self.info.precision.value}, {self.info.arch or 'unknown arch'}, "
             f"threshold {self.info.threshold:.4g}) on {', '.join(self.providers)}, threads {threads}"
@@ -375,12 +385,17 @@ class EdgeModel:
 
 
 def load_model(
-    path: str | Path | None = None, *, provider: Provider | str = Provider.AUTO, threads: int | None = None
+    path: str | Path | None = None,
+    *,
+    provider: Provider | str = Provider.AUTO,
+    threads: int | None = None,
+    spin: bool | None = None,
 ) -> EdgeModel:
     """Load a model file (default: the bundled INT8 model) on the given provider.
 
     ``threads`` defaults to the ``DEFECT_EDGE_THREADS`` environment variable, else onnxruntime's choice; it must
-    lie in 1..CPU cores (:class:`UsageError`, exit 2, otherwise).
+    lie in 1..CPU cores (:class:`UsageError`, exit 2, otherwise). ``spin``: see :class:`RuntimeConfig`.
     """
     threads = threads_from_env() if threads is None else check_threads(threads)
-    return EdgeModel(path or default_model_path(), RuntimeConfig(provider=Provider(provider), threads=threads))
+    cfg = RuntimeConfig(provider=Provider(provider), threads=threads, spin=spin)
+    return EdgeModel(path or default_model_path(), cfg)

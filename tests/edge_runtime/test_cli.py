@@ -161,6 +161,8 @@ def test_live_camera_runs_until_sigterm_then_stops_cleanly_with_the_summary(
     frames = [r["frame"] for r in lines]
     assert frames == sorted(frames) and frames[-1] >= len(frames) - 1
     assert "interrupted" in messages[-1] or "interrupted" in "\n".join(messages)
+    # a live source leaves the CPU to the rest of the station between frames (no spinning threads)
+    assert any("(not spinning)" in m for m in messages if m.startswith("model "))
 
 
 def test_show_without_a_display_runs_headless_with_a_notice(

@@ -25,6 +25,15 @@ def test_predictions_carry_label_score_flag_and_latency(tiny_model: Path):
     assert model.providers == ["CPUExecutionProvider"] and not model.fell_back
 
 
+def test_spin_false_lets_idle_threads_sleep_and_keeps_the_verdicts(tiny_model: Path):
+    spinning, sleeping = load_model(tiny_model), load_model(tiny_model, spin=False)
+    entry = "session.intra_op.allow_spinning"
+    assert sleeping.session.get_session_options().get_session_config_entry(entry) == "0"
+    assert "(not spinning)" in sleeping.describe() and "(not spinning)" not in spinning.describe()
+    image = np.full((64, 64), 120, np.uint8)
+    assert sleeping.predict(image).score == pytest.approx(spinning.predict(image).score, abs=1e-6)
+
+
 def test_threshold_is_read_from_the_file(tmp_path: Path):
     lenient = load_model(make_tiny_model(tmp_path / "t05.onnx", threshold=0.5))
     strict = load_model(make_tiny_model(tmp_path / "t09.onnx", threshold=0.9))

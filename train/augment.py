@@ -42,6 +42,9 @@ class AugmentConfig:
     flange_radius: float = 0.85
     background_prob: float = 0.5  # the background around the part relit, to near white or darker
     background_level: tuple[float, float] = (0.15, 0.97)
+    # A real station's background is near white: that share of the relit images is drawn from this range alone.
+    background_white: float = 0.5
+    background_white_level: tuple[float, float] = (0.8, 0.97)
     border_cut_prob: float = 0.3  # the flange crosses the frame border: beyond it, the runtime's fill
     border_cut: tuple[float, float] = (0.55, 0.95)  # distance of the border from the centre
     sharpen_prob: float = 0.4  # sharp, high-contrast machining rings (unsharp mask)
@@ -134,7 +137,10 @@ def random_background(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator)
     _, _, r = _radius_grid(h, w)
     outside = torch.clamp((r - cfg.flange_radius) / 0.06 + 0.5, 0.0, 1.0)
     bg = (x * outside).sum(dim=(1, 2, 3), keepdim=True) / (outside.sum() * x.shape[1] + 1e-6)
-    level = _uniform(n, *cfg.background_level, gen).view(n, 1, 1, 1)
+    white = torch.rand(n, generator=gen) < cfg.background_white
+    level = torch.where(
+        white, _uniform(n, *cfg.background_white_level, gen), _uniform(n, *cfg.background_level, gen)
+    ).view(n, 1, 1, 1)
     apply = (torch.rand(n, generator=gen) < cfg.background_prob).float().view(n, 1, 1, 1)
     # Keep the background's own texture, shifted and slightly compressed towards the new level.
     moved = level + (x - bg) * 0.6

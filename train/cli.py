@@ -51,6 +51,13 @@ ARCH_CHOICES = ["defectnet", "seed"]
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=2))
 @click.option("--lr", default=3e-3, show_default=True, type=float)
 @click.option(
+    "--hard-defect-weight",
+    default=4.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Extra loss weight on defective images still scored low: 1 + W * (1 - p)^2 (0: plain cross-entropy).",
+)
+@click.option(
     "--positive-class",
     default=None,
     help="Folder name of the defective class (def_front/ok_front are known).",
@@ -92,6 +99,7 @@ def main(*, debug: bool, **opts: object) -> None:
         val_fraction=opts["val_fraction"],
         batch_size=opts["batch_size"],
         lr=opts["lr"],
+        hard_defect_weight=opts["hard_defect_weight"],
         positive_class=opts["positive_class"],
         max_images_per_class=opts["max_images_per_class"],
         max_bad_fraction=opts["max_bad_fraction"],

@@ -28,6 +28,18 @@ def to_input(batch_u8: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
+def training_loss(logits: torch.Tensor, y: torch.Tensor, *, hard_defect_weight: float = 0.0) -> torch.Tensor:
+    """Binary cross-entropy; with ``hard_defect_weight`` w a defective image scored p weighs 1 + w * (1 - p)^2.
+
+    >>> training_loss(torch.tensor([-2.0, 2.0]), torch.tensor([1.0, 0.0])).item() > 0
+    True
+    """
+    if hard_defect_weight <= 0:
+        return F.binary_cross_entropy_with_logits(logits, y)
+    miss = (1.0 - torch.sigmoid(logits.detach())) * y
+    return F.binary_cross_entropy_with_logits(logits, y, weight=1.0 + hard_defect_weight * miss * miss)
+
+
 def train_one_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -42,8 +54,12 @@ def train_one_epoch(
     on_batch: Callable[[int, float], None] | None = None,
     ema: torch.optim.swa_utils.AveragedModel | None = None,
     bf16: bool = False,
+    hard_defect_weight: float = 0.0,
 ) -> dict[str, float]:
-    """Train on every image once, in a seeded random order, with seeded augmentation."""
+    """Train on every image once, in a seeded random order, with seeded augmentation.
+
+    ``hard_defect_weight`` w: a defective image scored p weighs 1 + w * (1 - p)^2 in the loss (OK images 1).
+    """
     model.train()
     order = torch.randperm(len(images), generator=gen)
     total_loss, correct, seen = 0.0, 0, 0
@@ -55,7 +71,7 @@ def train_one_epoch(
         x, y = to_input(x01, spec), labels[idx].float()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(x).float()
-        loss = F.binary_cross_entropy_with_logits(logits, y)
+        loss = training_loss(logits, y, hard_defect_weight=hard_defect_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -218,6 +218,7 @@ class Trainer:
             on_batch=progress,
             ema=self.ema,
             bf16=self.bf16,
+            hard_defect_weight=self.cfg.hard_defect_weight,
         )
         val_loss, scores = evaluate(self.ema.module, self.x_val, self.y_val, spec=self.spec)
         m = binary_metrics(self.ds.val.labels, scores, 0.5)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from train.config import Arch
@@ -38,3 +39,20 @@ def test_build_model_from_stored_args_round_trips():
     m = build_model("defectnet", {"in_channels": 1, "widths": [8, 16]})
     assert ARCHS[Arch.DEFECTNET][1] == 160
     assert m.head.in_features == 16
+
+
+def test_hard_defect_weight_pulls_harder_on_defects_the_model_still_misses():
+    from train.engine import training_loss
+
+    y = torch.tensor([1.0, 1.0, 0.0])
+
+    def grads(w: float) -> torch.Tensor:
+        logits = torch.tensor([-3.0, 4.0, 1.0], requires_grad=True)  # a missed defect, a caught one, an OK part
+        training_loss(logits, y, hard_defect_weight=w).backward()
+        return logits.grad
+
+    plain, weighted = grads(0.0), grads(4.0)
+    assert torch.allclose(plain * 3, torch.sigmoid(torch.tensor([-3.0, 4.0, 1.0])) - y)  # plain BCE, mean of 3
+    # the missed defect's pull grows about 1 + 4 * 0.95^2 = 4.6 times; the caught defect and the OK part stay
+    assert weighted[0] / plain[0] == pytest.approx(1 + 4 * (1 - torch.sigmoid(torch.tensor(-3.0)).item()) ** 2)
+    assert weighted[1] / plain[1] == pytest.approx(1.0, abs=0.01) and weighted[2] == pytest.approx(plain[2].item())

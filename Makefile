@@ -47,7 +47,7 @@ demo: setup
 ## Rebuild the committed default model (train/default_model) from the full casting dataset.
 default-model: setup
 	rm -rf runs/default
-	$(BIN)/train-model --data $(DATA) --out runs/default --seed 0 --quiet
+	$(BIN)/train-model --data $(DATA) --out runs/default --seed 1 --quiet
 	mkdir -p train/default_model
 	cp runs/default/best.pt runs/default/report.json runs/default/metrics.jsonl \
 	   runs/default/curves.png runs/default/confusion.png train/default_model/

@@ -48,29 +48,39 @@ function showStatus(st) {
   }
 }
 
+function cardKey(it) {
+  return `${it.id}:${it.has_image ? 1 : 0}`;
+}
+
+function galleryCard(it) {
+  const card = document.createElement("figure");
+  card.className = "thumb";
+  card.dataset.key = cardKey(it);
+  if (it.has_image) {
+    const img = document.createElement("img");
+    img.decoding = "async";
+    img.src = `thumb/${it.id}.jpg`;
+    img.alt = `defective item ${it.id}`;
+    card.append(img);
+  }
+  const caption = document.createElement("figcaption");
+  const when = new Date(it.time).toLocaleTimeString([], { hour12: false });
+  caption.append(when, document.createElement("br"), `score ${fmt(it.score, 3)}`);
+  caption.title = it.source + (it.frame === null ? "" : ` frame ${it.frame}`);
+  card.append(caption);
+  return card;
+}
+
 function showGallery(items) {
-  const key = items.map((it) => it.id).join(",");
+  const key = items.map(cardKey).join(",");
   if (key === lastGalleryKey) return;
   lastGalleryKey = key;
   const gallery = $("gallery");
-  gallery.replaceChildren();
-  for (const it of items) {
-    const card = document.createElement("figure");
-    card.className = "thumb";
-    card.dataset.id = it.id;
-    if (it.has_image) {
-      const img = document.createElement("img");
-      img.src = `thumb/${it.id}.jpg`;
-      img.alt = `defective item ${it.id}`;
-      card.append(img);
-    }
-    const caption = document.createElement("figcaption");
-    const when = new Date(it.time).toLocaleTimeString([], { hour12: false });
-    caption.append(when, document.createElement("br"), `score ${fmt(it.score, 3)}`);
-    caption.title = it.source + (it.frame === null ? "" : ` frame ${it.frame}`);
-    card.append(caption);
-    gallery.append(card);
-  }
+  // Cards already shown are kept (their thumbnails stay decoded): the browser drawing the station page shares
+  // the CPU with the inspection, so each refresh decodes only the thumbnails of new defects. A card listed
+  // before its thumbnail was stored is drawn again once the thumbnail exists.
+  const shown = new Map([...gallery.children].map((card) => [card.dataset.key, card]));
+  gallery.replaceChildren(...items.map((it) => shown.get(cardKey(it)) || galleryCard(it)));
   $("gallery-empty").hidden = items.length > 0;
 }
 
@@ -131,5 +141,5 @@ function startStream() {
 
 startStream();
 tick("status", async () => showStatus(await getJSON("api/status")), 1000);
-tick("gallery", async () => showGallery((await getJSON("api/defects?limit=20")).items), 2000);
+tick("gallery", async () => showGallery((await getJSON("api/defects?limit=20")).items), 5000);
 tick("chart", async () => showChart(await getJSON("api/rate?hours=8"), 8), 10000);

@@ -77,6 +77,12 @@ def _dark_contours(small: np.ndarray, p2: float, p50: float) -> tuple:
     return contours
 
 
+def _inside_frame(contour: np.ndarray, hh: int, ww: int) -> bool:
+    """Whether ``contour`` stays clear of the frame's border (a dark background reaches the border; the core not)."""
+    x, y, bw, bh = cv2.boundingRect(contour)
+    return x > 0 and y > 0 and x + bw < ww and y + bh < hh
+
+
 def _first_core(small: np.ndarray) -> tuple[float, float, float] | None:
     p2, p50 = _percentiles(small, (2.0, 50.0))
     if p50 - p2 < 20:  # no dark region stands out: nothing that looks like the part's core
@@ -85,10 +91,7 @@ def _first_core(small: np.ndarray) -> tuple[float, float, float] | None:
     best, best_score = None, 0.0
     for c in _dark_contours(small, p2, p50):
         area = cv2.contourArea(c)
-        if not 0.01 * hh * ww <= area <= 0.5 * hh * ww:
-            continue
-        x, y, bw, bh = cv2.boundingRect(c)
-        if x <= 0 or y <= 0 or x + bw >= ww or y + bh >= hh:  # a dark background reaches the border; the core not
+        if not 0.01 * hh * ww <= area <= 0.5 * hh * ww or not _inside_frame(c, hh, ww):
             continue
         (_, _), enclosing = cv2.minEnclosingCircle(c)
         roundness = area / (np.pi * enclosing * enclosing + 1e-6)
@@ -119,8 +122,7 @@ def _best_core(small: np.ndarray) -> tuple[float, float, float] | None:
     hh, ww = small.shape
     for c in _dark_contours(small, p2, p50):
         # The refined core is the dark region around the first one's centre, closed inside the frame.
-        x, y, bw, bh = cv2.boundingRect(c)
-        if x <= 0 or y <= 0 or x + bw >= ww or y + bh >= hh or cv2.pointPolygonTest(c, (cx, cy), False) < 0:
+        if not _inside_frame(c, hh, ww) or cv2.pointPolygonTest(c, (cx, cy), False) < 0:
             continue
         m = cv2.moments(c)
         mx, my = m["m10"] / m["m00"], m["m01"] / m["m00"]

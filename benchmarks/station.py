@@ -211,10 +211,11 @@ def live_latency(
     elif spin != "auto":
         conditions = {name: (serve, log, spin == "on") for name, (serve, log, _) in conditions.items()}
     results: dict[str, list[dict]] = {name: [] for name in conditions}
+    shot = [name for name, (serve, _, _) in conditions.items() if serve][-1]  # the screenshot: its last round
     try:
         for k in range(rounds):
             for name, (serve, log, spinning) in conditions.items():
-                last = k == rounds - 1 and serve and (log or spin == "both")
+                last = k == rounds - 1 and name == shot
                 row = live_run(
                     frames,
                     seconds=seconds,

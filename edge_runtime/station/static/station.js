@@ -62,6 +62,11 @@ function galleryCard(it) {
     img.src = `thumb/${it.id}.jpg`;
     img.alt = `defective item ${it.id}`;
     card.append(img);
+  } else {  // the log stores a thumbnail with its next commit: the next refresh draws it
+    const pending = document.createElement("div");
+    pending.className = "pending";
+    pending.textContent = "picture pending";
+    card.append(pending);
   }
   const caption = document.createElement("figcaption");
   const when = new Date(it.time).toLocaleTimeString([], { hour12: false });

@@ -123,13 +123,15 @@ def live_run(
     screenshot: Path | None = None,
     threads: int | None = None,
     spin: bool | None = None,
+    serve_fps: float | None = None,
 ) -> dict[str, Any]:
     from edge_runtime.station.options import open_station
     from edge_runtime.station.server import Bind
 
     station = (
         open_station(
-            {"serve": Bind("127.0.0.1", 0) if serve else None, "log": log, "station": "bench"}, say=lambda m: None
+            {"serve": Bind("127.0.0.1", 0) if serve else None, "log": log, "station": "bench", "serve_fps": serve_fps},
+            say=lambda m: None,
         )
         if serve or log
         else None
@@ -191,6 +193,7 @@ def live_latency(
     viewer_like_user: bool = False,
     threads: int | None = None,
     spin: str = "auto",
+    serve_fps: float | None = None,
 ) -> dict[str, Any]:
     paths = sorted(str(p) for p in SAMPLES.rglob("*.jpeg"))
     frames = camera_frames(paths, limit=len(paths))
@@ -225,6 +228,7 @@ def live_latency(
                     screenshot=screenshot if last else None,
                     threads=threads,
                     spin=spinning,
+                    serve_fps=serve_fps,
                 )
                 results[name].append(row)
                 print(f"live round {k + 1} {name}: p50 {row['p50']} p99 {row['p99']} ms", file=sys.stderr)
@@ -236,6 +240,7 @@ def live_latency(
         "viewer_like_user": viewer_like_user,
         "threads": threads,
         "spin": spin,
+        "serve_fps": serve_fps,
         "browser_cpu_percent": viewer.cpu_percent,
         "viewer_cpu_percent": viewer.viewer_cpu_percent,
         "seconds": seconds,
@@ -335,6 +340,12 @@ def sigkill(tmp: Path, kill_after_lines: tuple[int, ...] = (200, 700, 1500)) -> 
     help="onnxruntime's idle threads in the live runs: auto as edge-infer (sleeping between a live source's "
     "frames), on (spinning), off, or both (no station and --serve with each, interleaved).",
 )
+@click.option(
+    "--serve-fps",
+    type=click.FloatRange(0.5, 30.0),
+    default=None,
+    help="The page's stream rate, as edge-infer --serve-fps [default: edge-infer's].",
+)
 def main(
     data: Path,
     seconds: float,
@@ -345,6 +356,7 @@ def main(
     viewer_like_user: bool,
     threads: int | None,
     spin: str,
+    serve_fps: float | None,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -366,6 +378,7 @@ def main(
             viewer_like_user=viewer_like_user,
             threads=threads,
             spin=spin,
+            serve_fps=serve_fps,
         )
         res["sigkill"] = sigkill(tmp)
     (out / "station.json").write_text(json.dumps(res, indent=2, default=str) + "\n")

@@ -67,6 +67,8 @@ def live_section(live: dict[str, Any]) -> list[str]:
             "both": "; rows marked 'threads spinning' keep onnxruntime's spinning, the others sleep between frames "
             "(edge-infer's default for a live source)",
         }.get(live.get("spin", "on"), "")
+        + f". The page's stream: at most {live.get('serve_fps') or 10:g} fps"
+        + ("" if live.get("serve_fps") else " (edge-infer's default)")
         + ". Per round, in run order. CPU columns in % of one core: the inspection process, the web view's "
         "process (`--serve`), and the browser (Chromium's processes).",
         "",

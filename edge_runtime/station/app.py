@@ -3,7 +3,7 @@
 | route | what |
 | --- | --- |
 | ``/`` and ``/static/*`` | the station page (assets bundled in the package, no CDN) |
-| ``/stream.mjpg`` | the annotated frames, ``multipart/x-mixed-replace`` (any browser, no plugin), at most 10 fps |
+| ``/stream.mjpg`` | the annotated frames, ``multipart/x-mixed-replace`` (any browser), at most ``--serve-fps`` |
 | ``/frame.jpg`` | the newest annotated frame |
 | ``/api/status`` | counters, latency, FPS, uptime, model, providers, source state, station-check flags |
 | ``/api/inspections?since=8h&after_id=&defective=&limit=`` | records (from the log when there is one) |

@@ -1,5 +1,5 @@
 """``edge-infer``'s station options (``--log``, ``--station``, ``--log-keep``, ``--log-max``, ``--serve``,
-``--token``) and the listener they build.
+``--serve-fps``, ``--token``) and the listener they build.
 
 >>> @station_options                                   # doctest: +SKIP
 ... @click.command()
@@ -21,6 +21,7 @@ from edge_runtime.station.units import parse_duration, parse_size
 
 F = TypeVar("F", bound=Callable[..., Any])
 MIN_LOG_BYTES = 1_000_000
+SERVE_FPS = 10.0  # the live stream's default frame rate
 
 
 def _parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, str | None], Any]:
@@ -84,6 +85,15 @@ def station_options(func: F) -> F:
             "(needs the [station] extra; another address than 127.0.0.1 needs --token).",
         ),
         click.option(
+            "--serve-fps",
+            "serve_fps",
+            type=click.FloatRange(0.5, 30.0),
+            default=SERVE_FPS,
+            show_default=True,
+            help="Frames per second of the page's live stream, at most (fewer leave more CPU to inspection "
+            "when the page is open on the same computer).",
+        ),
+        click.option(
             "--token",
             "token",
             metavar="SECRET",
@@ -137,7 +147,7 @@ def open_station(opts: dict[str, Any], *, say: Callable[[str], None] | None = No
             from edge_runtime.station.feed import LiveFeed
             from edge_runtime.station.server import StationServer
 
-            listener.live = LiveFeed(station=station)
+            listener.live = LiveFeed(station=station, max_fps=float(opts.get("serve_fps") or SERVE_FPS))
             listener.server = StationServer(
                 listener.live, bind=opts["serve"], token=opts.get("token"), log_path=opts.get("log"), say=say
             )

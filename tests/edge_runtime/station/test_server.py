@@ -163,3 +163,45 @@ def test_with_a_log_the_view_reads_history_from_it(station_log, log_path: Path):
     finally:
         server.stop()
         live.stop()
+
+
+def test_the_stream_keeps_to_serve_fps():
+    """``--serve-fps 2``: the page's stream sends at most 2 pictures a second, however fast the run goes."""
+    import threading
+
+    from edge_runtime.station.options import open_station
+
+    listener = open_station({"serve": Bind.parse("127.0.0.1:0"), "serve_fps": 2.0}, say=lambda m: None)
+    live, stop = listener.live, threading.Event()
+    assert live.max_fps == 2.0
+    live.start(RUN, live_source=True)
+
+    def run() -> None:  # a 50 FPS source
+        i = 0
+        while not stop.is_set():
+            live.add([record(i, defective=False, t=time.time())], [part_picture()])
+            i += 1
+            time.sleep(0.02)
+
+    feeder = threading.Thread(target=run, daemon=True)
+    feeder.start()
+    try:
+        frames, seconds = 0, 3.0
+        with urllib.request.urlopen(listener.server.url + "stream.mjpg", timeout=5) as r:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                frames += r.read1(65536).count(b"--frame\r\n")
+        assert 2 <= frames <= 2 * seconds + 2, f"{frames} frames in {seconds} s at --serve-fps 2"
+    finally:
+        stop.set()
+        feeder.join()
+        listener.close()
+
+
+def test_serve_fps_out_of_range_is_a_usage_error(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from edge_runtime.cli import main
+
+    res = CliRunner().invoke(main, ["--source", str(tmp_path), "--serve", "127.0.0.1:0", "--serve-fps", "0"])
+    assert res.exit_code == 2 and "--serve-fps" in res.output

@@ -177,7 +177,14 @@ def grid(model: EdgeModel, data: Path, boxes: dict[str, list], names: list[str])
         gray = read_image(data / name)
         pred, point, region = locate(model, gray)
         canvas = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
-        heatmap.overlay(canvas, pred.heatmap, model.info.preprocess, box=pred.defect_box, region=region)
+        heatmap.overlay(
+            canvas,
+            pred.heatmap,
+            model.info.preprocess,
+            box=pred.defect_box,
+            region=region,
+            full_scale=model.info.map_full_scale,
+        )
         for x0, y0, x1, y1 in boxes[name]:
             cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), (0, 220, 0), 1)
         cv2.drawMarker(canvas, point, (255, 255, 255), cv2.MARKER_CROSS, 12, 2)

@@ -32,7 +32,7 @@ def annotate(image: np.ndarray, pred: Prediction | None, *, fps: float | None = 
     if pred is not None and pred.heatmap is not None and pred.heatmap.shape == (h, w):
         from edge_runtime.heatmap import draw
 
-        draw(canvas, pred.heatmap, pred.defect_box)
+        draw(canvas, pred.heatmap, pred.defect_box, full_scale=pred.heat_scale)
     colour = GREY if pred is None else RED if pred.defective else GREEN
     border = max(3, min(h, w) // 40)
     cv2.rectangle(canvas, (0, 0), (w - 1, h - 1), colour, border * 2)

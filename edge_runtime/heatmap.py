@@ -1,9 +1,11 @@
 """Where the defect is: the model's localisation map mapped back to the source image, a box, and a drawing.
 
 A model exported with the map (``export-onnx``, default) has a second output ``defect_map`` float32
-(N, 1, h, w): a gradient-weighted class activation map read one stage before the last (see ``export/cam.py``),
-each cell a first-order estimate of its contribution to the image's logit (positive: evidence for
-"defective"). For the default 160 px DefectNet the grid is 20 x 20, one cell per 8 input pixels.
+(N, 1, h, w), logits: positive is evidence for a defect in that cell. The default model's map comes from a
+localisation head trained on synthetic defects (``train/loc_head.py``): 40 x 40 at 160 px, one cell per 4 input
+pixels. A checkpoint without that head is exported with a gradient-weighted class activation map read one stage
+before the last (``export/cam.py``), 20 x 20, each cell a first-order estimate of its contribution to the
+image's logit. The runtime treats both alike.
 
 - **Geometry.** Cell (i, j) is centred on input pixel (x ``stride*j``, y ``stride*i``), ``stride = size / h``:
   the centre of the receptive field of a chain of same-padded stride-2 convolutions. The input covers the
@@ -15,8 +17,8 @@ each cell a first-order estimate of its contribution to the image's logit (posit
   hottest point where the map (bilinear between cell centres) is at or above :data:`BOX_LEVEL` of the way from
   the map's median to its peak. Callers give no box (``None``) for OK items.
 - **Drawing.** :func:`heat` scales the map to [0, 1] for display: 0 at or below 0 logits (no evidence for a
-  defect), 1 at the map's peak, or at :data:`HEAT_FULL_SCALE` logits when the peak is lower (an OK part's
-  map stays pale).
+  defect), 1 at the map's peak, or at the model's ``map_full_scale`` (:data:`HEAT_FULL_SCALE` for a Grad-CAM
+  map) when the peak is lower (an OK part's map stays pale).
 
 >>> m = np.full((10, 10), -5.0, np.float32); m[2, 7] = 40.0
 >>> spec = PreprocessSpec(size=160)
@@ -165,21 +167,28 @@ def defect_box(
     return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
 
 
-def heat(cam: np.ndarray) -> np.ndarray:
-    """The map scaled to [0, 1] for display: 0 at <= 0 logits, 1 at the peak (or :data:`HEAT_FULL_SCALE`).
+def heat(cam: np.ndarray, full_scale: float | None = None) -> np.ndarray:
+    """The map scaled to [0, 1] for display: 0 at <= 0 logits, 1 at the peak or at ``full_scale`` when the peak
+    is lower (the model's ``map_full_scale``; :data:`HEAT_FULL_SCALE` for a Grad-CAM map).
 
     >>> heat(np.array([[-3.0, 0.0, 75.0, 300.0]])).tolist()
     [[0.0, 0.0, 0.25, 1.0]]
     """
     z = np.asarray(cam, np.float32)
-    return np.clip(z / max(float(z.max()), HEAT_FULL_SCALE), 0.0, 1.0)
+    return np.clip(z / max(float(z.max()), full_scale or HEAT_FULL_SCALE), 0.0, 1.0)
 
 
 def overlay(
-    canvas: np.ndarray, cam: np.ndarray, spec: PreprocessSpec, *, box: Box | None, region: Region | None = None
+    canvas: np.ndarray,
+    cam: np.ndarray,
+    spec: PreprocessSpec,
+    *,
+    box: Box | None,
+    region: Region | None = None,
+    full_scale: float | None = None,
 ) -> np.ndarray:
     """Draw an (h, w) map on a BGR ``canvas`` of the source image (in place, and returned); see :func:`draw`."""
-    return draw(canvas, upsample_to_source(_grid(cam), canvas.shape, spec, region=region), box)
+    return draw(canvas, upsample_to_source(_grid(cam), canvas.shape, spec, region=region), box, full_scale=full_scale)
 
 
 def locate(pred: Prediction, image: np.ndarray, spec: PreprocessSpec) -> Prediction:
@@ -195,10 +204,10 @@ def locate(pred: Prediction, image: np.ndarray, spec: PreprocessSpec) -> Predict
     return replace(pred, heatmap=upsample_to_source(pred.heatmap, gray.shape, spec, region=region), defect_box=box)
 
 
-def draw(canvas: np.ndarray, source_map: np.ndarray, box: Box | None) -> np.ndarray:
+def draw(canvas: np.ndarray, source_map: np.ndarray, box: Box | None, *, full_scale: float | None = None) -> np.ndarray:
     """Draw a map already on the canvas's pixels (:func:`locate`) on a BGR ``canvas``, in place: a colour wash
     (blue cold .. red hot) whose opacity grows with the :func:`heat`, and ``box`` in white over black."""
-    h = heat(source_map)
+    h = heat(source_map, full_scale)
     colour = cv2.applyColorMap(np.clip(h * 255.0, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
     alpha = (0.1 + 0.5 * h)[:, :, None]
     canvas[:] = np.clip(canvas * (1.0 - alpha) + colour * alpha, 0, 255).astype(np.uint8)

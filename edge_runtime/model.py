@@ -76,6 +76,7 @@ class Prediction:
     # (H, W) from predict(heatmap=True); defect_box (x0, y0, x1, y1) in source pixels, None for OK items.
     heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
     defect_box: tuple[int, int, int, int] | None = None
+    heat_scale: float | None = field(default=None, repr=False, compare=False)  # map value drawn at full heat
 
     def to_dict(self) -> dict:
         return {
@@ -343,7 +344,7 @@ class EdgeModel:
         for i, (v, e) in enumerate(zip(s, extra, strict=True)):
             try:
                 p = self.verdict(v, share + float(e))
-                out.append(p if maps is None else replace(p, heatmap=maps[i, 0]))
+                out.append(p if maps is None else replace(p, heatmap=maps[i, 0], heat_scale=self.info.map_full_scale))
             except ScoreError as exc:
                 out.append(exc)
         return out

@@ -61,6 +61,8 @@ class ModelInfo:
     outputs: tuple[str, ...] = (OUTPUT_NAME,)
     # The training images' input statistics (edge_runtime.station_check.StationProfile.to_dict()); empty: none.
     station: dict[str, Any] = field(default_factory=dict)
+    # The map value drawn at full heat (edge_runtime.heatmap.heat); None: the Grad-CAM maps' scale.
+    map_full_scale: float | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -78,6 +80,9 @@ class ModelInfo:
             )
         if not (isinstance(self.threshold, float) and math.isfinite(self.threshold) and 0.0 <= self.threshold <= 1.0):
             raise ModelError(f"model metadata threshold {self.threshold!r} is not a probability in [0, 1]")
+        scale = self.map_full_scale
+        if scale is not None and not (_is_number(scale) and math.isfinite(scale) and 0.0 < scale < 1e6):
+            raise ModelError(f"model metadata map_full_scale {str(scale)[:40]} is not a positive number")
 
     @property
     def negative_class(self) -> str:
@@ -98,6 +103,7 @@ class ModelInfo:
             "producer": self.producer,
             "outputs": list(self.outputs),
             **({"station": self.station} if self.station else {}),
+            **({"map_full_scale": self.map_full_scale} if self.map_full_scale is not None else {}),
         }
 
     def to_json(self) -> str:
@@ -135,6 +141,7 @@ class ModelInfo:
                 producer={str(k): str(v) for k, v in _mapping(d, "producer").items()},
                 outputs=_outputs(d.get("outputs", [OUTPUT_NAME])),
                 station=_station(d.get("station")),
+                map_full_scale=d.get("map_full_scale"),
                 schema_version=SCHEMA_VERSION,
             )
         except ModelError:

@@ -1,4 +1,8 @@
-"""The localisation map inside the graph: ``defect_map`` (N, 1, h, w), a fixed-weight Grad-CAM.
+"""The localisation map inside the graph: ``defect_map`` (N, 1, h, w).
+
+A checkpoint with a trained localisation head (``train/loc_head.py``, what ``train-model`` writes by default)
+exports that head's logit map (:class:`ProbabilityAndLearnedMap`). Without one, the map is a fixed-weight
+Grad-CAM, as follows.
 
 Which layer. The last feature map (10 x 10 at 160 px, 30 source pixels a cell, each cell seeing most of the
 part) gives a class-activation map (CAM) that does not point at the defects: on the hand-marked benchmark
@@ -31,6 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from edge_runtime.errors import DataError, GateError, ModelError
+from train.loc_head import HeadRecord
 
 # max |map_torch - map_onnx| for FP32, relative to the map's largest |cell| (cells reach a few hundred, so
 # float32 sums of 48 products differ in their fifth digit)
@@ -133,7 +138,29 @@ class ProbabilityAndMap(nn.Module):
         return torch.sigmoid(logit), F.conv2d(f, self.weights)
 
 
-def torch_maps(wrapper: ProbabilityAndMap, batch: np.ndarray, *, chunk: int = 64) -> np.ndarray:
+class ProbabilityAndLearnedMap(nn.Module):
+    """``net`` plus its trained localisation head (``train/loc_head.py``): P(defective) (N,) and the head's logit
+    map (N, 1, S/4, S/4), from one pass through ``net``."""
+
+    def __init__(self, net: nn.Module, record: HeadRecord) -> None:
+        super().__init__()
+        self.net, self.layers, self.head = net, record.layers, record.module()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from train.loc_head import features_and_logit
+
+        feats, logit = features_and_logit(self.net, self.layers, x)
+        return torch.sigmoid(logit), self.head(*feats)
+
+
+def map_wrapper(net: nn.Module, map_head: MapHead | HeadRecord) -> nn.Module:
+    """The module whose second output is the graph's ``defect_map``, in eval mode."""
+    if isinstance(map_head, MapHead):
+        return ProbabilityAndMap(net, map_head).eval()
+    return ProbabilityAndLearnedMap(net, map_head).eval()
+
+
+def torch_maps(wrapper: nn.Module, batch: np.ndarray, *, chunk: int = 64) -> np.ndarray:
     """The reference maps from torch (eval mode), float64, (N, 1, h, w)."""
     wrapper.eval()
     with torch.no_grad():
@@ -187,9 +214,13 @@ def onnx_maps(model, batch: np.ndarray, *, chunk: int = 64) -> np.ndarray:  # no
     return np.concatenate(parts).astype(np.float64)
 
 
-def map_head_for(net: nn.Module, ckpt, cfg, spec, log: Log) -> MapHead:  # noqa: ANN001 - Checkpoint, ExportConfig, PreprocessSpec
-    """The map's weights from the calibration images (``--calib-data``, else the checkpoint's training images),
-    decoded and preprocessed as on the device."""
+def map_head_for(net: nn.Module, ckpt, cfg, spec, log: Log) -> MapHead | HeadRecord:  # noqa: ANN001 - Checkpoint, ExportConfig, PreprocessSpec
+    """The checkpoint's trained localisation head when it has one; else the Grad-CAM weights from the calibration
+    images (``--calib-data``, else the checkpoint's training images), decoded and preprocessed as on the device."""
+    if ckpt.loc_head:
+        record = HeadRecord.from_dict(ckpt.loc_head)
+        log(f"localisation map: {record.describe()}")
+        return record
     from edge_runtime.preprocess import preprocess
     from export import images
 

@@ -14,7 +14,8 @@ from torch import nn
 from edge_runtime.errors import ModelError, OutputError
 from edge_runtime.model_info import INPUT_NAME, MAP_OUTPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelInfo
 from edge_runtime.preprocess import PreprocessSpec
-from export.cam import MapHead, ProbabilityAndMap
+from export.cam import MapHead, map_wrapper
+from train.loc_head import HeadRecord
 
 
 class ProbabilityHead(nn.Module):
@@ -39,14 +40,14 @@ def weights_version(ckpt: Any) -> str:
 
 
 def export_graph(
-    net: nn.Module, spec: PreprocessSpec, path: Path, *, opset: int, map_head: MapHead | None = None
+    net: nn.Module, spec: PreprocessSpec, path: Path, *, opset: int, map_head: MapHead | HeadRecord | None = None
 ) -> None:
     """Trace ``net`` (in eval mode) to ONNX at ``path``: input ``image`` (N, C, S, S), output ``p_defective`` (N,)
     and, with a ``map_head``, the localisation map ``defect_map`` (N, 1, h, w) (see :mod:`export.cam`).
 
     >>> export_graph(model, PreprocessSpec(), Path("/tmp/m.onnx"), opset=17, map_head=head)  # doctest: +SKIP
     """
-    wrapper = (ProbabilityHead(net) if map_head is None else ProbabilityAndMap(net, map_head)).eval()
+    wrapper = (ProbabilityHead(net) if map_head is None else map_wrapper(net, map_head)).eval()
     outputs = [OUTPUT_NAME] if map_head is None else [OUTPUT_NAME, MAP_OUTPUT_NAME]
     dummy = torch.zeros(2, spec.channels, spec.size, spec.size)
     # The TorchScript exporter needs no extra dependency (the dynamo one needs onnxscript); its

@@ -148,7 +148,11 @@ def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log
         fp32_info = replace(model_info(ckpt, Precision.FP32, cfg), outputs=cam.outputs_for(with_map=with_map))
         map_head = cam.map_head_for(net, ckpt, cfg, fp32_info.preprocess, log) if with_map else None
         if map_head is not None:
-            fp32_info = replace(fp32_info, producer={**fp32_info.producer, "defect_map": map_head.describe()})
+            fp32_info = replace(
+                fp32_info,
+                producer={**fp32_info.producer, "defect_map": map_head.describe()},
+                map_full_scale=getattr(map_head, "full_scale", None),
+            )
         fp32_info = replace(fp32_info, station=station_profile(ckpt, fp32_info.preprocess, log))
         spec = fp32_info.preprocess
         graph.export_graph(net, spec, work / "raw.onnx", opset=cfg.opset, map_head=map_head)
@@ -170,7 +174,7 @@ def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log
         rows = [measure(fp32, latency_runs=cfg.latency_runs, **common)]
         check_parity(rows[0], cfg, log)
         if map_head is not None:  # the map must match torch too
-            ref_maps = cam.torch_maps(cam.ProbabilityAndMap(net, map_head), parity)
+            ref_maps = cam.torch_maps(cam.map_wrapper(net, map_head), parity)
             cam.check_map_parity(cam.onnx_maps(fp32, parity), ref_maps, force=cfg.force, log=log)
         final, info = work / "fp32.onnx", fp32_info
         if cfg.quantized:

@@ -108,8 +108,13 @@ def model_card(ckpt: Checkpoint, models_dir: Path, runs: dict[str, list[str]]) -
         f"{ckpt.epoch}; input `image` float32 (N, {spec.channels}, {spec.size}, {spec.size}), output "
         f"`p_defective` float32 (N,)"
         + (
-            ", and the localisation map `defect_map` float32 (N, 1, h, w), a gradient-weighted class activation "
-            "map (`edge-infer --heatmap`)."
+            ", and the localisation map `defect_map` float32 (N, 1, h, w): "
+            + (
+                "logits of the trained localisation head (`train/loc_head.py`)"
+                if ckpt.loc_head
+                else "a gradient-weighted class activation map"
+            )
+            + " (`edge-infer --heatmap`)."
             if fp32_model.has_map
             else "."
         ),

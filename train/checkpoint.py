@@ -71,6 +71,7 @@ class Checkpoint:
     versions: dict[str, str] = field(default_factory=dict)
     sha256: str | None = None
     format: int = CHECKPOINT_FORMAT
+    loc_head: dict[str, Any] | None = None  # a trained localisation head (train/loc_head.py), when there is one
 
     def __post_init__(self) -> None:
         self.positive_class = self.positive_class or self.class_names[1]
@@ -91,6 +92,7 @@ class Checkpoint:
             epoch=d.get("epoch"),
             versions=dict(d.get("versions") or {}),
             sha256=d.get(HASH_KEY),
+            loc_head=dict(d["loc_head"]) if d.get("loc_head") else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,7 +111,7 @@ class Checkpoint:
             "data": self.data.to_dict(),
             "epoch": self.epoch,
             "versions": self.versions,
-        }
+        } | ({"loc_head": self.loc_head} if self.loc_head else {})
 
     # Item access for callers not yet moved to attributes.
     def __getitem__(self, key: str) -> Any:

@@ -58,6 +58,14 @@ ARCH_CHOICES = ["defectnet", "seed"]
     help="Extra loss weight on defective images still scored low: 1 + W * (1 - p)^2 (0: plain cross-entropy).",
 )
 @click.option(
+    "--loc-head-epochs",
+    default=14,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Then train the localisation head (where the defect is) for N passes over the OK training images, on "
+    "pasted synthetic defects; the verdict network is not changed (0: no head, the map is a Grad-CAM).",
+)
+@click.option(
     "--positive-class",
     default=None,
     help="Folder name of the defective class (def_front/ok_front are known).",
@@ -100,6 +108,7 @@ def main(*, debug: bool, **opts: object) -> None:
         batch_size=opts["batch_size"],
         lr=opts["lr"],
         hard_defect_weight=opts["hard_defect_weight"],
+        loc_head_epochs=opts["loc_head_epochs"],
         positive_class=opts["positive_class"],
         max_images_per_class=opts["max_images_per_class"],
         max_bad_fraction=opts["max_bad_fraction"],

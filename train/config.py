@@ -29,6 +29,9 @@ class TrainConfig:
     # Extra loss weight on defective images the model still scores low: weight 1 + w * (1 - p)^2. The operating
     # threshold catches every validation defect, so the weakest defects, not the average, set the false alarms.
     hard_defect_weight: float = 4.0
+    # Passes of the localisation head's training over the OK training images, after the verdict network's
+    # (train/loc_head.py); 0: no head, the exported map is then a Grad-CAM.
+    loc_head_epochs: int = 14
     positive_class: str | None = None
     max_bad_fraction: float = 0.05
     max_images_per_class: int | None = None  # for quick runs and tests on a subset

@@ -327,7 +327,15 @@ def main(cfg: TrainConfig, *, log: Log = print, progress_factory: Callable | Non
             row = trainer.run_epoch(epoch, None)
         log(epoch_line(row, cfg.epochs))
     curves_png(run_dir / "curves.png", trainer.history)
-    return write_final_report(cfg, ds, spec, trainer, run_dir, flops=flops, log=log)
+    report = write_final_report(cfg, ds, spec, trainer, run_dir, flops=flops, log=log)
+    if cfg.loc_head_epochs > 0:
+        from train.loc_head import add_loc_head
+
+        try:
+            add_loc_head(run_dir / "best.pt", epochs=cfg.loc_head_epochs, seed=cfg.seed, log=log)
+        except ModelError as exc:  # an architecture without the stages it reads: the map stays a Grad-CAM
+            log(f"localisation head: not trained ({exc})")
+    return report
 
 
 def _log_dataset(ds: Dataset, log: Log) -> None:

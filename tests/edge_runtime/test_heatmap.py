@@ -178,3 +178,16 @@ def test_boxes_follow_the_preprocessing_crop_through_input_region(monkeypatch):
     assert abs(px - (100 + 0.5 * 150 / 160 - 0.5)) <= 1 and abs(py - (50 + 0.5 * 150 / 160 - 0.5)) <= 1
     x0, y0, x1, y1 = heatmap.defect_box(cam, (300, 400), SPEC)
     assert x0 >= 99 and y0 >= 49 and x1 <= 250 and y1 <= 200
+
+
+def test_the_models_full_scale_sets_how_hot_a_map_is_drawn():
+    """A trained head's logits (defects peak at 1-10) are drawn at full heat from the model's map_full_scale (4);
+    a Grad-CAM map keeps its own scale (150): the same low map stays pale there."""
+    m = np.array([[-2.0, 0.0, 2.0, 3.0]], np.float32)
+    assert heatmap.heat(m, 4.0).tolist() == [[0.0, 0.0, 0.5, 0.75]]
+    assert heatmap.heat(m).max() == pytest.approx(3.0 / heatmap.HEAT_FULL_SCALE)
+    from edge_runtime.model import default_model_path
+
+    shipped = EdgeModel(default_model_path(), RuntimeConfig(provider=Provider.CPU))
+    pred = shipped.predict(np.full((300, 300), 128, np.uint8), heatmap=True)
+    assert pred.heat_scale == shipped.info.map_full_scale == 4.0

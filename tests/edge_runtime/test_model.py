@@ -57,6 +57,8 @@ def test_prepared_inputs_give_the_same_verdicts_as_whole_images(tiny_model: Path
         ("{not json", "not valid JSON"),
         (json.dumps(tiny_info().to_dict() | {"threshold": 1.7}), "not a probability"),
         (json.dumps(tiny_info().to_dict() | {"schema_version": 42}), "schema 42"),
+        (json.dumps(tiny_info().to_dict() | {"map_full_scale": -4}), "map_full_scale -4 is not a positive"),
+        (json.dumps(tiny_info().to_dict() | {"map_full_scale": "4"}), "map_full_scale 4 is not a positive"),
     ],
 )
 def test_bad_metadata_is_refused_with_a_reason(tmp_path: Path, metadata: str, message: str):

@@ -53,3 +53,17 @@ def tiny_int8(tiny_run: Path, tmp_path_factory) -> Path:
     r = export_cli(tiny_run, "--quantize", "int8", "--out", out, "--max-drop", TINY_MAX_DROP)
     assert r.exit_code == 0, r.output
     return out
+
+
+@pytest.fixture(scope="session")
+def gradcam_run(tiny_run: Path, tmp_path_factory) -> Path:
+    """``tiny_run``'s checkpoint without its localisation head (as ``train-model --loc-head-epochs 0`` writes)."""
+    import torch
+
+    from train.checkpoint import atomic_torch_save
+
+    d = torch.load(tiny_run, map_location="cpu", weights_only=True)
+    assert "loc_head" in d, "train-model trains the localisation head by default"
+    out = tmp_path_factory.mktemp("gradcam") / "best.pt"
+    atomic_torch_save({k: v for k, v in d.items() if k != "loc_head"}, out)
+    return out

@@ -40,9 +40,23 @@ def test_default_export_has_the_map_and_the_metadata_says_so(tiny_fp32: Path, ti
     assert model.has_map and model.info.outputs == (OUTPUT_NAME, MAP_OUTPUT_NAME)
     batch = np.random.default_rng(0).random((3, 1, 32, 32), dtype=np.float32)
     scores, maps = model.run(batch)
-    assert maps.shape == (3, 1, 4, 4) and maps.dtype == np.float32 and np.isfinite(maps).all()  # 32 px / 8
+    # train-model trained a localisation head: its logit map, one cell per 4 input pixels
+    assert maps.shape == (3, 1, 8, 8) and maps.dtype == np.float32 and np.isfinite(maps).all()
     assert scores.shape == (3,)
-    assert "Grad-CAM at features[" in model.info.producer["defect_map"]  # how the map was made travels with it
+    assert "trained localisation head" in model.info.producer["defect_map"]  # how the map was made travels with it
+    assert model.info.map_full_scale == 4.0  # logits: drawn at full heat from 4
+
+
+def test_a_checkpoint_without_a_head_exports_a_grad_cam(gradcam_run: Path, tiny_fp32: Path, tmp_path: Path):
+    out = tmp_path / "cam.onnx"
+    r = export_cli(gradcam_run, "--out", out)
+    assert r.exit_code == 0, r.output
+    model = EdgeModel(out, RuntimeConfig(provider=Provider.CPU))
+    batch = np.random.default_rng(0).random((3, 1, 32, 32), dtype=np.float32)
+    scores, maps = model.run(batch)
+    assert maps.shape == (3, 1, 4, 4) and np.isfinite(maps).all()  # 32 px / 8: one stage before the last
+    assert "Grad-CAM at features[" in model.info.producer["defect_map"] and model.info.map_full_scale is None
+    np.testing.assert_allclose(scores, run_both(tiny_fp32, batch)[0], atol=1e-6)  # the head never changes verdicts
 
 
 def test_no_map_gives_the_single_output_model_and_both_run(tiny_run: Path, tiny_fp32: Path, tmp_path: Path):
@@ -58,22 +72,26 @@ def test_no_map_gives_the_single_output_model_and_both_run(tiny_run: Path, tiny_
     assert lean.predict_inputs((batch[:, 0] * 255).astype(np.uint8), with_map=True)[0].heatmap is None
 
 
-def test_int8_keeps_the_map_in_float_and_close_to_fp32(tiny_run: Path, tiny_fp32: Path, tmp_path: Path):
-    out = tmp_path / "q.onnx"
-    r = export_cli(tiny_run, "--quantize", "int8", "--out", out, "--max-drop", TINY_MAX_DROP)
+@pytest.mark.parametrize("head", ["trained", "grad-cam"])
+def test_int8_keeps_the_map_in_float_and_close_to_fp32(head: str, tiny_run: Path, gradcam_run: Path, tmp_path: Path):
+    run = tiny_run if head == "trained" else gradcam_run
+    fp32, out = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    assert export_cli(run, "--out", fp32).exit_code == 0
+    r = export_cli(run, "--quantize", "int8", "--out", out, "--max-drop", TINY_MAX_DROP)
     assert r.exit_code == 0, r.output
     proto = onnx.load(str(out))
     producer = {o: n for n in proto.graph.node for o in n.output}
-    cam_conv = producer[MAP_OUTPUT_NAME]
-    assert cam_conv.op_type == "Conv"
-    weight = cam_conv.input[1]
-    assert weight not in producer or producer[weight].op_type != "DequantizeLinear"  # float weights, not INT8
+    last = producer[MAP_OUTPUT_NAME]  # the map's last node runs in float: the map is not 8-bit steps
+    assert last.op_type == ("Add" if head == "trained" else "Conv")
+    if head == "grad-cam":
+        weight = last.input[1]
+        assert weight not in producer or producer[weight].op_type != "DequantizeLinear"  # float weights, not INT8
     # Parts like the calibration images (INT8 ranges are calibrated on those; pure noise lies outside them).
     rng = np.random.default_rng(2)
     parts = [synthetic_part(rng, defective=bool(i % 2)) for i in range(6)]
-    batch = EdgeModel(tiny_fp32, RuntimeConfig(provider=Provider.CPU)).prepare(parts)
+    batch = EdgeModel(fp32, RuntimeConfig(provider=Provider.CPU)).prepare(parts)
     _, m8 = run_both(out, batch)
-    _, m32 = run_both(tiny_fp32, batch)
+    _, m32 = run_both(fp32, batch)
     # 8-bit features under a float map: a few steps of error on this 32 px toy (measured up to 18% of the map's
     # scale); a broken map (quantized output, wrong range or sign) is far outside. Real-model INT8 vs FP32
     # localisation is scored in benchmarks/localisation.py.
@@ -86,7 +104,7 @@ def test_fp16_has_the_map_in_float32(tiny_run: Path, tmp_path: Path):
     r = export_cli(tiny_run, "--quantize", "fp16", "--out", out, "--max-drop", TINY_MAX_DROP)
     assert r.exit_code == 0, r.output
     _, maps = run_both(out, np.zeros((2, 1, 32, 32), np.float32))
-    assert maps.shape == (2, 1, 4, 4) and maps.dtype == np.float32 and np.isfinite(maps).all()
+    assert maps.shape == (2, 1, 8, 8) and maps.dtype == np.float32 and np.isfinite(maps).all()
 
 
 def test_map_only_nodes_finds_the_cam_branch_not_the_score_path():

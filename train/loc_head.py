@@ -38,13 +38,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_runtime.errors import DataError, ModelError
+from edge_runtime.errors import DataError, DefectEdgeError, ModelError
 from edge_runtime.preprocess import PreprocessSpec
 
 Log = Callable[[str], None]
@@ -329,13 +330,18 @@ def add_loc_head(ckpt_path: Path, *, epochs: int = DEFAULT_EPOCHS, seed: int = 0
     return record
 
 
-if __name__ == "__main__":  # python -m train.loc_head runs/x/best.pt: add (or retrain) the head of a checkpoint
-    import sys
-
-    from edge_runtime.errors import DefectEdgeError
-
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("checkpoint", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--epochs", default=DEFAULT_EPOCHS, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, type=int)
+def main(checkpoint: Path, epochs: int, seed: int) -> None:
+    """Train the localisation head of CHECKPOINT (a train-model best.pt) on its OK training images and store it
+    there; the verdict network, threshold and model version do not change. Then re-export (export-onnx)."""
     try:
-        add_loc_head(Path(sys.argv[1]))
+        add_loc_head(checkpoint, epochs=epochs, seed=seed, log=click.echo)
     except DefectEdgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        raise SystemExit(click.echo(f"error: {exc}", err=True) or int(exc.exit_code)) from None
+
+
+if __name__ == "__main__":  # python -m train.loc_head runs/x/best.pt
+    main()

@@ -122,3 +122,15 @@ def test_the_head_travels_in_the_checkpoint(trained, tmp_path: Path):
     torch.save(raw, tmp_path / "tampered.pt")
     with pytest.raises(ModelError, match="hash mismatch"):
         load_checkpoint(tmp_path / "tampered.pt")
+
+
+def test_the_command_refuses_a_bad_checkpoint_in_one_line(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from train.loc_head import main
+
+    bad = tmp_path / "best.pt"
+    bad.write_bytes(b"not a checkpoint")
+    r = CliRunner().invoke(main, [str(bad)])
+    assert r.exit_code == 4 and r.output.count("\n") == 1 and "not a readable defect-edge checkpoint" in r.output
+    assert "Traceback" not in r.output

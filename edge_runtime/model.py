@@ -247,7 +247,8 @@ class EdgeModel:
                         f"float32 {'(N, 1, h, w)' if want_map else '(N,)'}; re-export it"
                     )
 
-    def warn_if_fell_back(self, stream=sys.stderr) -> None:  # noqa: ANN001
+    def warn_if_fell_back(self, stream=None) -> None:  # noqa: ANN001
+        stream = stream or sys.stderr  # looked up now: a redirected sys.stderr gets the warning
         if self.provider_note:
             print(f"WARNING: {self.provider_note}", file=stream)
         if self.fell_back:

@@ -25,6 +25,19 @@ def test_predictions_carry_label_score_flag_and_latency(tiny_model: Path):
     assert model.providers == ["CPUExecutionProvider"] and not model.fell_back
 
 
+def test_a_provider_warning_goes_to_the_stderr_of_the_moment(tiny_model: Path):
+    """Seen on a lent H200: the TensorRT fallback warning went to the sys.stderr of import time, so a caller
+    that redirects stderr (or pytest's capsys) never saw it."""
+    import contextlib
+    import io
+
+    model = load_model(tiny_model, provider=Provider.CPU, threads=1)
+    model.provider_note = "TensorRT's libraries are not installed; using CUDAExecutionProvider instead"
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        model.warn_if_fell_back()
+    assert err.getvalue() == f"WARNING: {model.provider_note}\n"
+
+
 def test_spin_false_lets_idle_threads_sleep_and_keeps_the_verdicts(tiny_model: Path):
     spinning, sleeping = load_model(tiny_model), load_model(tiny_model, spin=False)
     entry = "session.intra_op.allow_spinning"

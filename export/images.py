@@ -7,7 +7,6 @@ training image (hash), so a copied-over train image cannot inflate the accuracy.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from edge_runtime import datasets
 from edge_runtime.datasets import list_images
 from edge_runtime.errors import DataError, ImageReadError
 from edge_runtime.preprocess import read_image
+from train.checkpoint import recorded_root, recorded_train_files
 
 if TYPE_CHECKING:
     from train.checkpoint import Checkpoint
@@ -51,25 +51,6 @@ def decode_all(paths: list[Path], log: Log) -> tuple[list[Path], list[np.ndarray
         except ImageReadError as exc:
             log(f"warning: skipped {exc}")
     return kept, images
-
-
-def recorded_root(ckpt: Checkpoint) -> Path | None:
-    """Where the checkpoint's dataset is on this machine: the absolute path recorded at training time, else the
-    path as it was given to train-model (relative to the current folder), else ``$DEFECT_EDGE_DATA``."""
-    for candidate in (ckpt.data.root, ckpt.data.root_as_given, os.environ.get("DEFECT_EDGE_DATA")):
-        if candidate and (Path(candidate) / "train").is_dir():
-            return Path(candidate)
-    return None
-
-
-def recorded_train_files(ckpt: Checkpoint, *, with_val: bool = True) -> list[Path]:
-    """Training (and validation) images named in the checkpoint that exist on this machine."""
-    root = recorded_root(ckpt)
-    if root is None:
-        return []
-    train_dir = root / "train"
-    rel = list(ckpt.data.train_files) + (list(ckpt.data.val_files) if with_val else [])
-    return [train_dir / f for f in rel if (train_dir / f).is_file()]
 
 
 def calibration_paths(ckpt: Checkpoint, folder: Path | None, *, count: int, seed: int) -> list[Path]:

@@ -7,6 +7,7 @@ from edge_runtime.errors import require_extra
 require_extra("torch", "train")  # one clear line instead of "No module named torch"
 
 import hashlib
+import os
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -265,3 +266,22 @@ def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
             f"checkpoint weights do not fit architecture {ckpt.arch!r} ({first[:160]}); retrain or re-export"
         ) from exc
     return model.eval()
+
+
+def recorded_root(ckpt: Checkpoint) -> Path | None:
+    """Where the checkpoint's dataset is on this machine: the absolute path recorded at training time, else the
+    path as it was given to train-model (relative to the current folder), else ``$DEFECT_EDGE_DATA``."""
+    for candidate in (ckpt.data.root, ckpt.data.root_as_given, os.environ.get("DEFECT_EDGE_DATA")):
+        if candidate and (Path(candidate) / "train").is_dir():
+            return Path(candidate)
+    return None
+
+
+def recorded_train_files(ckpt: Checkpoint, *, with_val: bool = True) -> list[Path]:
+    """Training (and validation) images named in the checkpoint that exist on this machine."""
+    root = recorded_root(ckpt)
+    if root is None:
+        return []
+    train_dir = root / "train"
+    rel = list(ckpt.data.train_files) + (list(ckpt.data.val_files) if with_val else [])
+    return [train_dir / f for f in rel if (train_dir / f).is_file()]

@@ -57,33 +57,24 @@ FULL_SCALE = 4.0
 DEFAULT_EPOCHS = 14  # passes over the OK training images (about 700 steps of 48 on the casting set)
 
 
-def taps(net: nn.Module, size: int, channels: int) -> tuple[int, int]:
-    """The last layers of ``net.features`` at 1/4 and 1/8 of the input's side (indices)."""
+def taps(net: nn.Module, size: int, channels: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The last layers of ``net.features`` at 1/4 and 1/8 of the input's side (indices), and their channels."""
     if not isinstance(getattr(net, "features", None), nn.Sequential) or not hasattr(net, "pool"):
         raise ModelError(
             f"{type(net).__name__} has no feature stages ending in a global-average-pool head; it cannot carry a "
             "localisation head"
         )
-    last: dict[int, int] = {}
+    last: dict[int, tuple[int, int]] = {}  # side -> (index, channels) of the last layer at that side
     x = torch.zeros(1, channels, size, size)
     with torch.no_grad():
         for i, layer in enumerate(net.features):
             x = layer(x)
-            last[int(x.shape[-1])] = i
+            last[int(x.shape[-1])] = (i, int(x.shape[1]))
     wanted = [size // 4, size // 8]
     if size % 8 or any(w not in last for w in wanted):
         raise ModelError(f"{type(net).__name__} has no stages at 1/4 and 1/8 of {size} px; no localisation head")
-    return (last[size // 4], last[size // 8])
-
-
-def stage_channels(net: nn.Module, layers: Sequence[int], size: int, channels: int) -> list[int]:
-    x, out = torch.zeros(1, channels, size, size), []
-    with torch.no_grad():
-        for i, layer in enumerate(net.features):
-            x = layer(x)
-            if i in layers:
-                out.append(int(x.shape[1]))
-    return out
+    (i4, c4), (i8, c8) = last[size // 4], last[size // 8]
+    return (i4, i8), (c4, c8)
 
 
 class LocHead(nn.Module):
@@ -247,8 +238,7 @@ def train_loc_head(
     for p in net.parameters():
         p.requires_grad_(False)
     size = spec.size
-    layers = taps(net, size, spec.channels)
-    chans = stage_channels(net, layers, size, spec.channels)
+    layers, chans = taps(net, size, spec.channels)
     head = LocHead(chans, WIDTH)
     cells = size // 4
     steps = max(1, epochs * len(ok_images) // batch)
@@ -287,7 +277,7 @@ def train_loc_head(
             log(f"localisation head: step {step + 1}/{steps}, loss {loss.item():.4f}, {time.monotonic() - t0:.0f} s")
     return HeadRecord(
         layers=layers,
-        channels=tuple(chans),  # type: ignore[arg-type]
+        channels=chans,
         state_dict={k: v.detach().clone() for k, v in head.state_dict().items()},
         width=WIDTH,
         epochs=epochs,
@@ -311,15 +301,11 @@ def ok_inputs(paths: Sequence[Path], spec: PreprocessSpec) -> np.ndarray:
 
 def add_loc_head(ckpt_path: Path, *, epochs: int = DEFAULT_EPOCHS, seed: int = 0, log: Log = print) -> HeadRecord:
     """Train the head for the checkpoint at ``ckpt_path`` on its recorded OK training images and store it there."""
-    from train.checkpoint import atomic_torch_save, load_checkpoint, model_from_checkpoint
+    from train.checkpoint import atomic_torch_save, load_checkpoint, model_from_checkpoint, recorded_train_files
 
     ckpt = load_checkpoint(ckpt_path)
-    root = next(
-        (Path(r) for r in (ckpt.data.root, ckpt.data.root_as_given) if r and (Path(r) / "train").is_dir()), None
-    )
     ok_dir = ckpt.data.class_dirs[0] if ckpt.data.class_dirs else ""
-    paths = [root / "train" / f for f in ckpt.data.train_files if str(f).startswith(ok_dir + "/")] if root else []
-    paths = [p for p in paths if p.is_file()]
+    paths = [p for p in recorded_train_files(ckpt, with_val=False) if p.parent.name == ok_dir]
     if not paths:
         raise DataError(f"{ckpt_path}: its OK training images are not reachable (under {ckpt.data.root or '?'})")
     log(f"localisation head: {len(paths)} OK training images")
@@ -340,7 +326,8 @@ def main(checkpoint: Path, epochs: int, seed: int) -> None:
     try:
         add_loc_head(checkpoint, epochs=epochs, seed=seed, log=click.echo)
     except DefectEdgeError as exc:
-        raise SystemExit(click.echo(f"error: {exc}", err=True) or int(exc.exit_code)) from None
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(int(exc.exit_code)) from None
 
 
 if __name__ == "__main__":  # python -m train.loc_head runs/x/best.pt

@@ -43,7 +43,7 @@ def test_a_pasted_defect_changes_the_image_where_its_target_is():
 
 def test_the_head_reads_the_quarter_and_eighth_stages_and_gives_a_quarter_map():
     net = build_model("defectnet", {"size": SIZE}).eval()
-    layers = taps(net, SIZE, 1)
+    layers, _ = taps(net, SIZE, 1)
     feats, logit = features_and_logit(net, layers, torch.zeros(2, 1, SIZE, SIZE))
     assert [f.shape[-1] for f in feats] == [SIZE // 4, SIZE // 8] and logit.shape == (2,)
     head = LocHead([f.shape[1] for f in feats])

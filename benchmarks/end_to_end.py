@@ -6,6 +6,8 @@ import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks.config import Job, Row, Section
 from benchmarks.onnx_bench import base_row, fill, load_edge_model
 from benchmarks.timing import measure
@@ -44,10 +46,19 @@ def file_rows(model: EdgeModel, job: Job, load_ms: float) -> list[Row]:
         x, _ = model.input_and_check(read_image(next(paths)))
         return model.predict_inputs(x[None])
 
+    model.second_looks = 0
     stats = measure(one, warmup=job.warmup, runs=job.runs)
     row = fill(base_row(model, Section.FILE, batch=1, threads=job.threads, load_ms=load_ms), stats)
     row.n_images = len(job.images)
+    row.note = second_look_note(model, job.warmup + job.runs)
     return [row]
+
+
+def second_look_note(model: EdgeModel, items: int) -> str:
+    """How many of the items scored took the model's second look (a second inference, mirrored)."""
+    if model.info.second_look is None or not model.cfg.second_look or items <= 0:
+        return ""
+    return f"second look taken for {100.0 * model.second_looks / items:.1f}% of items"
 
 
 def stage_rows(model: EdgeModel, job: Job) -> list[Row]:
@@ -65,9 +76,13 @@ def stage_rows(model: EdgeModel, job: Job) -> list[Row]:
         "crop + resize": lambda: resize_to_input(gray, spec),
         "crop + resize + station check": lambda: model.input_and_check(gray),
         "normalize": lambda: normalize(small[None], spec),
-        "inference": lambda: model.scores(x),
+        "inference": lambda: model.network_scores(x),
         "verdict": lambda: model.verdict(score, 0.0),
     }
+    if model.info.second_look is not None and model.cfg.second_look:
+        # Paid only by the items scored near the threshold: the mirrored inference and the averaging.
+        near = np.array([model.info.threshold])
+        stages["second look (items near the threshold)"] = lambda: model.second_look(x, near)
     rows = []
     for name, fn in stages.items():
         row = fill(base_row(model, Section.STAGE, batch=1, threads=job.threads), measure(fn, warmup=5, runs=job.runs))
@@ -79,13 +94,16 @@ def stage_rows(model: EdgeModel, job: Job) -> list[Row]:
 def folder_rows(model: EdgeModel, job: Job) -> list[Row]:
     """Whole-folder passes; latency columns are per image (pass time / images), throughput is images/s."""
     passes = max(3, job.runs // len(job.images))
+    model.second_looks = 0
     stats = measure(lambda: folder_verdicts(model, job.images), warmup=1, runs=passes, items=len(job.images))
+    looked = second_look_note(model, (passes + 1) * len(job.images))
     row = fill(base_row(model, Section.FOLDER, batch=FOLDER_BATCH, threads=job.threads), stats)
     n = len(job.images)
     row.p50_ms, row.p90_ms, row.p99_ms = (round(v / n, 4) for v in (stats.p50_ms, stats.p90_ms, stats.p99_ms))
     row.mean_ms = round(stats.mean_ms / n, 4)
     row.n_images = n
     row.note = f"{passes} passes over {n} files, batches of {FOLDER_BATCH}, {DECODE_WORKERS} decoding threads"
+    row.note += f"; {looked}" if looked else ""
     return [row]
 
 

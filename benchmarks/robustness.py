@@ -159,6 +159,7 @@ def run(
     positive: str,
     limit: int | None,
     perturbations: tuple[Perturbation, ...] = PERTURBATIONS,
+    second_look: bool = True,
 ) -> list[dict]:
     """One row per (model, perturbation): accuracy, missed defects, false alarms, AUROC at the model's threshold,
     and the share of images the model's station check flags as unlike its training images (null without a
@@ -168,7 +169,7 @@ def run(
         idx = np.random.default_rng(0).permutation(len(files))[:limit]
         files, labels = [files[i] for i in idx], labels[idx]
     originals = [read_image(f) for f in files]
-    loaded = [EdgeModel(p, RuntimeConfig(provider=Provider.CPU)) for p in models]
+    loaded = [EdgeModel(p, RuntimeConfig(provider=Provider.CPU, second_look=second_look)) for p in models]
     rows = []
     for pert in perturbations:
         changed = [pert.apply(im) for im in originals]
@@ -219,16 +220,19 @@ def markdown(rows: list[dict]) -> str:
               help="camera: generic camera changes; station: a raw station camera's conditions.")  # fmt: skip
 @click.option("--examples", type=click.Path(path_type=Path), default=None,
               help="Write a PNG with one example of each condition (the first defective image).")  # fmt: skip
+@click.option("--second-look/--no-second-look", default=True, show_default=True,
+              help="Score as edge-infer does, with the model's second look near its threshold; off: one view "
+              "(the model's threshold was chosen with both).")  # fmt: skip
 @debug_option
 @friendly_errors
 def main(*, data: Path, models: tuple[Path, ...], positive: str, limit: int | None, json_path: Path | None,
-         which: str, examples: Path | None, debug: bool) -> None:  # fmt: skip
+         which: str, examples: Path | None, second_look: bool, debug: bool) -> None:  # fmt: skip
     chosen = list(models) or sorted(MODELS_DIR.glob("*.onnx"))
     perturbations = CONDITION_SETS[which]
     if examples is not None:
         files, labels = labelled_images(data, positive)
         examples_png(examples, read_image(files[int(np.argmax(labels))]), perturbations)
-    rows = run(chosen, data, positive=positive, limit=limit, perturbations=perturbations)
+    rows = run(chosen, data, positive=positive, limit=limit, perturbations=perturbations, second_look=second_look)
     click.echo(markdown(rows))
     if json_path is not None:
         try:

@@ -63,6 +63,9 @@ class RuntimeConfig:
     provider: Provider = Provider.AUTO
     threads: int | None = None
     spin: bool | None = None
+    # False: one view per item even where the model asks for a second look near its threshold (for comparisons;
+    # the model's threshold was chosen with both views).
+    second_look: bool = True
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,7 @@ class EdgeModel:
         self.verified = integrity.verify(data, recorded, METADATA_KEY, source=str(self.path))
         self.info = read_model_info(metadata, self.path)
         self.max_batch: int | None = None
+        self.second_looks = 0  # items scored a second time, mirrored, since load (see second_look)
         self._check_io()
         self._probe()
         self.providers: list[str] = self.session.get_providers()
@@ -259,14 +263,38 @@ class EdgeModel:
             )
 
     def scores(self, batch: np.ndarray) -> np.ndarray:
-        """P(defective) for an already preprocessed float32 (N, C, H, W) batch (may hold NaN: see verdict)."""
+        """P(defective) for an already preprocessed float32 (N, C, H, W) batch (may hold NaN: see verdict),
+        with the model's second look at the items near its threshold."""
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        return self.second_look(x, self.network_scores(x))
+
+    def network_scores(self, batch: np.ndarray) -> np.ndarray:
+        """The network's own P(defective), one inference per item and no second look (parity checks, timing)."""
         x = np.ascontiguousarray(batch, dtype=np.float32)
         if self.max_batch == 1 and len(x) > 1:
-            return np.concatenate([self.scores(x[i : i + 1]) for i in range(len(x))])
+            return np.concatenate([self.network_scores(x[i : i + 1]) for i in range(len(x))])
         out = np.asarray(self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0])
         if out.size != len(x):
             raise ModelError(f"{self.path}: gave {out.size} scores for {len(x)} images; re-export the model")
         return out.astype(np.float64).reshape(-1)
+
+    def second_look(self, batch: np.ndarray, first: np.ndarray) -> np.ndarray:
+        """The items whose first score lies near the threshold, scored once more mirrored; their score becomes
+        the mean of the two logits (:class:`~edge_runtime.model_info.SecondLook`). Others keep ``first``."""
+        look, t = self.info.second_look, self.info.threshold
+        if look is None or not self.cfg.second_look or not 0.0 < t < 1.0 or len(first) == 0:
+            return first
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.log(first) - np.log1p(-first)
+            near = np.abs(z - math.log(t / (1.0 - t))) < look.band_logit  # NaN scores are never near
+            if not near.any():
+                return first
+            mirrored = self.network_scores(batch[near][..., ::-1])
+            z_mirror = np.log(mirrored) - np.log1p(-mirrored)
+        out = first.copy()
+        out[near] = 1.0 / (1.0 + np.exp(-(z[near] + z_mirror) / 2.0))
+        self.second_looks += int(near.sum())
+        return out
 
     def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Decoded images (any channels/depth, any size) -> the float32 batch this model expects."""
@@ -303,16 +331,16 @@ class EdgeModel:
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """P(defective) (N,) and, when the model has it, the map (N, 1, h, w) float32, from one inference."""
-        if not self.has_map:
-            return self.scores(batch), None
         x = np.ascontiguousarray(batch, dtype=np.float32)
+        if not self.has_map:
+            return self.scores(x), None
         parts = [x[i : i + 1] for i in range(len(x))] if self.max_batch == 1 else [x]
         outs = [self.session.run([OUTPUT_NAME, MAP_OUTPUT_NAME], {INPUT_NAME: p}) for p in parts]
         s = np.concatenate([np.asarray(o[0]) for o in outs]).astype(np.float64).reshape(-1)
         maps = np.concatenate([np.asarray(o[1], np.float32) for o in outs])
         if s.size != len(x) or len(maps) != len(x):
             raise ModelError(f"{self.path}: gave {s.size} scores / {len(maps)} maps for {len(x)} images; re-export")
-        return s, maps
+        return self.second_look(x, s), maps  # the map is the first view's
 
     def predict_inputs(
         self, batch_u8: np.ndarray, *, prep_ms: Sequence[float] | None = None, with_map: bool = False
@@ -355,8 +383,13 @@ class EdgeModel:
         threads = f"{self.cfg.threads or 'auto'}{' (not spinning)' if self.cfg.spin is False else ''}"
         return (
             f"model {self.path.name} ({self.info.precision.value}, {self.info.arch or 'unknown arch'}, "
-            f"threshold {self.info.threshold:.4g}) on {', '.join(self.providers)}, threads {threads}"
+            f"threshold {self.info.threshold:.4g}{self._look_note()}) on {', '.join(self.providers)}, threads {threads}"
         )
+
+    def _look_note(self) -> str:
+        if self.info.second_look is None:
+            return ""
+        return ", second look near it" if self.cfg.second_look else ", second look off"
 
     def verdict(self, score: float, latency_ms: float) -> Prediction:
         """The verdict for one score; a score that is not a probability raises :class:`ScoreError`."""

@@ -13,7 +13,7 @@ import numpy as np
 
 from edge_runtime.errors import DataError, GateError
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
-from edge_runtime.model_info import ModelInfo, Precision
+from edge_runtime.model_info import ModelInfo, Precision, SecondLook
 from edge_runtime.preprocess import PreprocessSpec
 from export import cam, graph, images, quantize
 from export.checks import Measured, check_dynamic_batch, cpu_name, measure, torch_scores
@@ -73,6 +73,7 @@ def model_info(ckpt: Checkpoint, precision: Precision, cfg: ExportConfig) -> Mod
         data_fingerprint=ckpt.data_fingerprint,
         metrics=json_safe(dict(ckpt.metrics)),
         producer=producer,
+        second_look=SecondLook.from_dict(ckpt.second_look) if ckpt.second_look else None,
     )
 
 

@@ -120,7 +120,13 @@ def model_card(ckpt: Checkpoint, models_dir: Path, runs: dict[str, list[str]]) -
         ),
         f"- Preprocessing (also in the files' `defect_edge` metadata): `{spec.to_json()}`.",
         f"- Classes {list(fp32.class_names)}; `{fp32.positive_class}` when P >= threshold {fp32.threshold:.6g} "
-        "(chosen on validation for 100% defect recall).",
+        "(chosen on validation for 100% defect recall"
+        + (
+            f"; with the second look: an item whose first score lies within {fp32.second_look.band_logit:g} logits "
+            "of the threshold is scored again mirrored and the two logits averaged, as on validation)."
+            if fp32.second_look is not None
+            else ")."
+        ),
         f"- Data: casting-impeller images (Kaggle, CC BY-NC-ND 4.0) at `{data.root}`, fingerprint "
         f"`{fp32.data_fingerprint}`; {len(data.train_files)} train / {len(data.val_files)} "
         f"validation images; {len(data.test_duplicates or [])} test images are byte-identical to train "

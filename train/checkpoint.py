@@ -73,6 +73,9 @@ class Checkpoint:
     sha256: str | None = None
     format: int = CHECKPOINT_FORMAT
     loc_head: dict[str, Any] | None = None  # a trained localisation head (train/loc_head.py), when there is one
+    # The runtime's second look near the threshold (edge_runtime.model_info.SecondLook.to_dict()); the threshold
+    # was then chosen on validation scores with both views. None: one view.
+    second_look: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.positive_class = self.positive_class or self.class_names[1]
@@ -94,25 +97,30 @@ class Checkpoint:
             versions=dict(d.get("versions") or {}),
             sha256=d.get(HASH_KEY),
             loc_head=dict(d["loc_head"]) if d.get("loc_head") else None,
+            second_look=dict(d["second_look"]) if d.get("second_look") else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
         """The dict ``torch.save`` writes (the content hash is added by :func:`atomic_torch_save`)."""
-        return {
-            "format": self.format,
-            "arch": self.arch,
-            "model_args": self.model_args,
-            "state_dict": self.state_dict,
-            "preprocess": self.preprocess.to_dict(),
-            "class_names": list(self.class_names),
-            "positive_class": self.positive_class,
-            "threshold": float(self.threshold),
-            "data_fingerprint": self.data_fingerprint,
-            "metrics": self.metrics,
-            "data": self.data.to_dict(),
-            "epoch": self.epoch,
-            "versions": self.versions,
-        } | ({"loc_head": self.loc_head} if self.loc_head else {})
+        return (
+            {
+                "format": self.format,
+                "arch": self.arch,
+                "model_args": self.model_args,
+                "state_dict": self.state_dict,
+                "preprocess": self.preprocess.to_dict(),
+                "class_names": list(self.class_names),
+                "positive_class": self.positive_class,
+                "threshold": float(self.threshold),
+                "data_fingerprint": self.data_fingerprint,
+                "metrics": self.metrics,
+                "data": self.data.to_dict(),
+                "epoch": self.epoch,
+                "versions": self.versions,
+            }
+            | ({"loc_head": self.loc_head} if self.loc_head else {})
+            | ({"second_look": self.second_look} if self.second_look else {})
+        )
 
     # Item access for callers not yet moved to attributes.
     def __getitem__(self, key: str) -> Any:
@@ -192,6 +200,7 @@ def model_checkpoint(
     metrics: dict[str, Any],
     data: dict[str, Any],
     epoch: int,
+    second_look: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything export and the runtime need, in types ``torch.load(weights_only=True)`` accepts."""
     return {
@@ -208,7 +217,7 @@ def model_checkpoint(
         "data": data,
         "epoch": epoch,
         "versions": {"torch": str(torch.__version__)},
-    }
+    } | ({"second_look": second_look} if second_look else {})
 
 
 def load_checkpoint(path: Path) -> Checkpoint:

@@ -32,6 +32,9 @@ class TrainConfig:
     # Passes of the localisation head's training over the OK training images, after the verdict network's
     # (train/loc_head.py); 0: no head, the exported map is then a Grad-CAM.
     loc_head_epochs: int = 14
+    # Choose the threshold on validation scores that average each image with its mirror, and have the runtime take
+    # that second look at the items near the threshold (edge_runtime.model_info.SecondLook). False: one view.
+    second_look: bool = True
     positive_class: str | None = None
     max_bad_fraction: float = 0.05
     max_images_per_class: int | None = None  # for quick runs and tests on a subset

@@ -88,13 +88,21 @@ def train_one_epoch(
 
 @torch.no_grad()
 def predict_scores(
-    model: nn.Module, images: torch.Tensor, *, spec: PreprocessSpec, batch_size: int = 256
+    model: nn.Module, images: torch.Tensor, *, spec: PreprocessSpec, batch_size: int = 256, mirror: bool = False
 ) -> np.ndarray:
-    """P(defective) for every image of a cached (N, H, W) uint8 tensor."""
+    """P(defective) for every image of a cached (N, H, W) uint8 tensor.
+
+    ``mirror``: the mean of the logits of each image and its left-right mirror, the score the runtime gives a
+    model with a second look (edge_runtime.model_info.SecondLook) wherever the verdict could depend on it.
+    """
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        out.append(torch.sigmoid(model(to_input(images[start : start + batch_size], spec))))
+        x = to_input(images[start : start + batch_size], spec)
+        logits = model(x)
+        if mirror:
+            logits = (logits + model(x.flip(-1))) / 2.0
+        out.append(torch.sigmoid(logits))
     return torch.cat(out).double().numpy() if out else np.zeros(0)
 
 

@@ -22,12 +22,13 @@ import torch
 
 from edge_runtime.errors import DataError, ModelError, OutputError
 from edge_runtime.metrics import binary_metrics, recall_first_threshold
+from edge_runtime.model_info import SecondLook
 from edge_runtime.preprocess import CropMode, PreprocessSpec
 from train import data as D
 from train.augment import STATION_VALIDATION, AugmentConfig, augment
 from train.checkpoint import atomic_torch_save, model_checkpoint
 from train.config import Arch, TrainConfig
-from train.engine import evaluate, train_one_epoch
+from train.engine import evaluate, predict_scores, train_one_epoch
 from train.model import ARCHS, build_model, count_flops, count_params, default_model_args
 from train.plots import curves_png, grid_png
 from train.report import write_final_report
@@ -258,6 +259,11 @@ class Trainer:
         return t, binary_metrics(labels, station, t)["auroc"]
 
     def save_best(self, val_scores: np.ndarray, threshold: float) -> None:
+        # The epoch is chosen on one view; its threshold, on the scores the runtime gives with the second look.
+        look = SecondLook().to_dict() if self.cfg.second_look else None
+        if look is not None:
+            val_scores = predict_scores(self.ema.module, self.x_val, spec=self.spec, mirror=True)
+            threshold = recall_first_threshold(self.ds.val.labels, val_scores)
         val = binary_metrics(self.ds.val.labels, val_scores, threshold)
         ckpt = model_checkpoint(
             self.ema.module,
@@ -270,6 +276,7 @@ class Trainer:
             metrics={"validation": val},
             data=data_record(self.ds),
             epoch=len(self.history),
+            second_look=look,
         )
         atomic_torch_save(ckpt, self.run_dir / "best.pt")
 

@@ -54,8 +54,10 @@ def evaluate_split(
     threshold: float,
     names: tuple[str, str],
     keep: np.ndarray | None = None,
+    *,
+    mirror: bool = False,
 ) -> tuple[dict[str, Any], np.ndarray]:
-    scores = predict_scores(model, torch.from_numpy(split.images), spec=spec)
+    scores = predict_scores(model, torch.from_numpy(split.images), spec=spec, mirror=mirror)
     labels, files = split.labels, split.files
     if keep is not None:
         scores, labels, files = scores[keep], labels[keep], [files[i] for i in np.nonzero(keep)[0]]
@@ -85,7 +87,8 @@ def _report_header(
             "best_epoch": trainer.best_epoch,
         },
         "threshold": threshold,
-        "threshold_rule": "100% defect recall on validation, best specificity, midpoint in logit space",
+        "threshold_rule": "100% defect recall on validation, best specificity, midpoint in logit space"
+        + ("; scores averaged with the mirrored image (the runtime's second look)" if ckpt.second_look else ""),
         "class_names": list(names),
         "data": {
             "root": str(Path(cfg.data).resolve()),
@@ -120,13 +123,14 @@ def write_final_report(
     model = model_from_checkpoint(ckpt)
     threshold, names = ckpt.threshold, ckpt.class_names
     report = _report_header(cfg, ds, spec, trainer, ckpt, flops=flops)
-    report["validation"], _ = evaluate_split(model, ds.val, spec, threshold, names)
+    look = {"mirror": ckpt.second_look is not None}  # score as the runtime will
+    report["validation"], _ = evaluate_split(model, ds.val, spec, threshold, names, **look)
     cm_source = ("validation", report["validation"])
     if ds.test is not None:
-        report["test"], scores = evaluate_split(model, ds.test, spec, threshold, names)
+        report["test"], scores = evaluate_split(model, ds.test, spec, threshold, names, **look)
         dup = set(ds.leakage["test_duplicates"])
         keep = np.array([f not in dup for f in ds.test.files])
-        report["test_leakage_free"], _ = evaluate_split(model, ds.test, spec, threshold, names, keep)
+        report["test_leakage_free"], _ = evaluate_split(model, ds.test, spec, threshold, names, keep, **look)
         _save_misclassified(
             run_dir,
             "test",

@@ -47,7 +47,7 @@ def test_fp32_matches_torch_on_80_images(tiny_fp32: Path, tiny_run: Path, tiny_d
     batch = prepared_test_images(model, tiny_data, 80)
     assert len(batch) == 80
     net = model_from_checkpoint(load_checkpoint(tiny_run))
-    diff = np.abs(model.scores(batch) - torch_scores(net, batch)).max()
+    diff = np.abs(model.network_scores(batch) - torch_scores(net, batch)).max()
     assert diff <= 1e-4
     scores = model.scores(batch)
     assert scores.min() >= 0.0 and scores.max() <= 1.0  # the sigmoid is in the graph
@@ -60,6 +60,8 @@ def test_metadata_round_trips_everything_the_runtime_needs(tiny_fp32: Path, tiny
     assert list(info.class_names) == ckpt["class_names"]
     assert info.positive_class == ckpt["positive_class"]
     assert info.threshold == pytest.approx(ckpt["threshold"])
+    # The threshold was chosen with the second look; the file asks the runtime to take it.
+    assert info.second_look is not None and info.second_look.to_dict() == ckpt.second_look
     assert info.precision is Precision.FP32
     assert info.arch == "defectnet" and info.model_version.startswith("defectnet-")
     assert info.data_fingerprint == ckpt["data_fingerprint"]

@@ -14,14 +14,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge_runtime import integrity
-from edge_runtime.model_info import INPUT_NAME, MAP_OUTPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelInfo, Precision
+from edge_runtime.model_info import (
+    INPUT_NAME,
+    MAP_OUTPUT_NAME,
+    METADATA_KEY,
+    OUTPUT_NAME,
+    ModelInfo,
+    Precision,
+    SecondLook,
+)
 from edge_runtime.preprocess import PreprocessSpec
 
 HERE = Path(__file__).resolve().parent
 SIZE = 32
 
 
-def info(*, precision: Precision = Precision.FP32, outputs: tuple[str, ...] = (OUTPUT_NAME,)) -> ModelInfo:
+def info(
+    *,
+    precision: Precision = Precision.FP32,
+    outputs: tuple[str, ...] = (OUTPUT_NAME,),
+    second_look: SecondLook | None = None,
+) -> ModelInfo:
     return ModelInfo(
         preprocess=PreprocessSpec(size=SIZE),
         class_names=("ok", "defective"),
@@ -30,6 +43,7 @@ def info(*, precision: Precision = Precision.FP32, outputs: tuple[str, ...] = (O
         arch="tiny-test",
         model_version="tiny-test-000000000000",
         outputs=outputs,
+        second_look=second_look,
     )
 
 
@@ -47,12 +61,21 @@ def build(name: str, **kw: object) -> Path:
     if in_type != TensorProto.FLOAT:
         nodes.append(helper.make_node("Cast", [input_name], ["xf"], to=TensorProto.FLOAT))
         x = "xf"
+    inits = []
+    if kw.get("left"):  # only the left half of the image counts: the mirrored image scores differently
+        nodes.append(helper.make_node("Slice", [x, "lo", "hi", "ax3"], ["left"]))
+        inits += [
+            helper.make_tensor("lo", TensorProto.INT64, [1], [0]),
+            helper.make_tensor("hi", TensorProto.INT64, [1], [size // 2]),
+            helper.make_tensor("ax3", TensorProto.INT64, [1], [3]),
+        ]
+        x = "left"
     nodes += [
         helper.make_node("ReduceMean", [x], ["m"], axes=[1, 2, 3], keepdims=0),
         helper.make_node("Sub", ["m", "half"], ["c"]),
         helper.make_node("Mul", ["c", "gain"], ["z"]),
     ]
-    inits = [
+    inits += [
         helper.make_tensor("half", TensorProto.FLOAT, [], [0.5]),
         helper.make_tensor("gain", TensorProto.FLOAT, [], [20.0]),
     ]
@@ -96,6 +119,11 @@ def build(name: str, **kw: object) -> Path:
     return path
 
 
+def build_left() -> Path:
+    """Scores the left half only, and asks for the runtime's second look (mirrored) near its threshold."""
+    return build("tiny_left.onnx", left=True, info={"second_look": SecondLook()})
+
+
 def main() -> None:
     from onnx import TensorProto
 
@@ -103,6 +131,7 @@ def main() -> None:
     build("tiny_int8_label.onnx", info={"precision": Precision.INT8})
     build("tiny_map.onnx", kind="map", info={"outputs": (OUTPUT_NAME, MAP_OUTPUT_NAME)})
     build("tiny_batch1.onnx", batch=1)
+    build_left()
     # Contract breakers: each must be refused at load with exit 4.
     build("bad_input_name.onnx", input_name="pixels")
     build("bad_input_size.onnx", size=64)

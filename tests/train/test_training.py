@@ -75,10 +75,35 @@ def test_checkpoint_rebuilds_its_model_alone_and_reproduces_the_report(real_run,
     spec = PreprocessSpec.from_dict(ckpt["preprocess"])
     cm = resolve_classes(casting_dir / "train", None)
     test = load_split("test", casting_dir / "test", cm, spec, max_bad_fraction=0, limit_per_class=60)
-    scores = predict_scores(model, torch.from_numpy(test.images), spec=spec)
+    # Scored as the runtime scores it: with the second look, each image averaged with its mirror.
+    scores = predict_scores(model, torch.from_numpy(test.images), spec=spec, mirror=ckpt.second_look is not None)
     assert binary_metrics(test.labels, scores, ckpt["threshold"])["accuracy"] == pytest.approx(
         report["test"]["accuracy"]
     )
+
+
+def test_the_threshold_is_chosen_on_validation_with_the_second_look(real_run, casting_dir: Path, tmp_path: Path):
+    import numpy as np
+
+    from edge_runtime.metrics import recall_first_threshold
+    from edge_runtime.preprocess import read_image, resize_to_input
+
+    out, report = real_run
+    ckpt = load_checkpoint(out / "best.pt")
+    assert ckpt.second_look == {"view": "mirror", "band_logit": 3.0}
+    assert "mirrored" in report["threshold_rule"]
+    files = [casting_dir / "train" / f for f in ckpt.data.val_files]
+    labels = np.array([int(f.parent.name == ckpt.data.class_dirs[1]) for f in files])
+    x = torch.from_numpy(np.stack([resize_to_input(read_image(f), ckpt.preprocess) for f in files]))
+    model = model_from_checkpoint(ckpt)
+    both = predict_scores(model, x, spec=ckpt.preprocess, mirror=True)
+    assert ckpt.threshold == pytest.approx(recall_first_threshold(labels, both))
+    # --no-second-look: one view, and no entry for the runtime.
+    once = main(quick_cfg(casting_dir, tmp_path / "once", second_look=False, loc_head_epochs=0), log=lambda _m: None)
+    single = load_checkpoint(tmp_path / "once" / "best.pt")
+    assert single.second_look is None and "mirrored" not in once["threshold_rule"]
+    one_view = predict_scores(model_from_checkpoint(single), x, spec=ckpt.preprocess)
+    assert single.threshold == pytest.approx(recall_first_threshold(labels, one_view))
 
 
 def test_same_seed_same_data_same_metrics(real_run, casting_dir: Path, tmp_path: Path):

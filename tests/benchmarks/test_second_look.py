@@ -1,0 +1,45 @@
+"""The second look's cost benchmark: both settings timed on the same files, and the verdicts both ways."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+from click.testing import CliRunner
+
+from benchmarks.second_look import main
+
+LEFT = Path(__file__).resolve().parents[1] / "models" / "tiny_left.onnx"  # scores the left half; second look
+
+
+def write_parts(root: Path) -> Path:
+    """def_front: parts bright on the left only (defective to one view, OK to both); ok_front: dark parts."""
+    for cls, levels in (("def_front", [(140, 92)] * 3), ("ok_front", [(40, 40)] * 3)):
+        (root / cls).mkdir(parents=True)
+        for i, (left, right) in enumerate(levels):
+            im = np.full((64, 64), right, np.uint8)
+            im[:, :32] = left
+            cv2.imwrite(str(root / cls / f"p{i}.png"), im)
+    return root
+
+
+def test_both_settings_are_timed_alike_and_their_verdicts_differ(tmp_path: Path):
+    data = write_parts(tmp_path / "d")
+    out = tmp_path / "look.json"
+    r = CliRunner().invoke(main, ["--data", str(data), "--model", str(LEFT), "--rounds", "2", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    on, off = json.loads(out.read_text())
+    assert (on["second_look"], off["second_look"]) == (True, False)
+    assert on["looked_twice"] == 0.5 and off["looked_twice"] == 0.0  # the three bright-left parts
+    assert all(len(s[k]) == 2 for s in (on, off) for k in ("folder_images_per_s", "file_p50_ms", "file_p99_ms"))
+    # One view calls the lopsided parts defective; both views call them OK (here: "missed").
+    assert (off["missed_defects"], on["missed_defects"]) == (0, 3)
+    assert "| second look | 50.0% |" in r.output and "| one view | 0.0% |" in r.output
+
+
+def test_a_folder_without_images_is_a_clear_error(tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+    r = CliRunner().invoke(main, ["--data", str(tmp_path / "empty"), "--model", str(LEFT)])
+    assert r.exit_code == 3 and "no images found" in r.output and "Traceback" not in r.output

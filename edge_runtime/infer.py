@@ -297,6 +297,7 @@ def run_inference(
     summary = summary if summary is not None else Summary(source=cfg.source or f"camera {cfg.camera}")
     outputs: Outputs | None = None
     reader = None
+    model = None
     try:
         spec = resolve_source(cfg.source, camera=cfg.camera)
         summary.source = spec.name
@@ -344,6 +345,8 @@ def run_inference(
         stop.closing = True
         if own_signals:
             stop.uninstall()
+        if model is not None:
+            summary.second_looks = model.second_looks
     _finish(cfg, summary, outputs, log)
     return summary, exit_code(cfg, summary)
 

@@ -71,6 +71,7 @@ class Summary:
     unlike_reasons: dict[str, int] = field(default_factory=dict)
     dropped_frames: int = 0
     reconnects: int = 0
+    second_looks: int = 0  # items scored twice (mirrored) because their first score lay near the threshold
     interrupted: bool = False
     stdout_closed: bool = False
     source_error: str | None = None
@@ -129,6 +130,7 @@ class Summary:
             "unlike_training": self.unlike_training,
             "dropped_frames": self.dropped_frames,
             "reconnects": self.reconnects,
+            "second_looks": self.second_looks,
             "latency_ms_p50": r(self.percentile(50)),
             "latency_ms_p99": r(self.percentile(99)),
             "fps": round(self.fps, 1),
@@ -153,6 +155,11 @@ class Summary:
         if self.dropped_frames or self.reconnects:
             lines.append(
                 f"live source: {self.dropped_frames} frames skipped (newest-frame mode), {self.reconnects} reconnects"
+            )
+        if self.second_looks:
+            share = f" ({100 * self.second_looks / self.items:.0f}%)" if self.items else ""
+            lines.append(
+                f"second look: {self.second_looks} items{share} lay near the threshold and were scored again, mirrored"
             )
         lines += [f"source warning: {n}" for n in self.notes]
         if self.unlike_training:

@@ -102,3 +102,24 @@ def test_the_shipped_models_take_the_second_look():
     for name in ("defectnet_int8.onnx", "defectnet_fp32.onnx"):
         info = load_model(MODELS_DIR / name).info
         assert info.second_look is not None, name
+
+
+def test_edge_infer_counts_the_second_looks_in_its_summary(tmp_path: Path):
+    import cv2
+    from click.testing import CliRunner
+
+    from edge_runtime.cli import main
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for i, (left, right) in enumerate([(140, 92), (140, 92), (30, 30), (250, 250)]):
+        im = np.full((64, 64), right, np.uint8)
+        im[:, :32] = left
+        cv2.imwrite(str(folder / f"p{i}.png"), im)
+    summary = tmp_path / "summary.json"
+    r = CliRunner().invoke(main, ["--source", str(folder), "--model", str(LEFT), "--json", "--summary", str(summary)])
+    assert r.exit_code == 0, r.output
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [rec["defective"] for rec in records] == [False, False, False, True]  # lopsided parts: OK with both views
+    assert json.loads(summary.read_text())["second_looks"] == 2  # the two lopsided parts; the others are far out
+    assert "second look: 2 items (50%) lay near the threshold" in r.stderr

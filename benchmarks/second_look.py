@@ -24,6 +24,7 @@ from benchmarks.end_to_end import folder_verdicts
 from edge_runtime import datasets
 from edge_runtime.cli_support import debug_option, friendly_errors
 from edge_runtime.errors import EXIT_CODES_HELP, DataError, OutputError
+from edge_runtime.metrics import binary_metrics
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig, default_model_path
 from edge_runtime.preprocess import read_image
 
@@ -63,9 +64,9 @@ def measure(
         preds = folder_verdicts(m, [str(p) for p in paths])
         out[look].looked_twice = m.second_looks / len(paths)
         if labels is not None:
-            called = [p is not None and p.defective for p in preds]
-            out[look].missed_defects = sum(y == 1 and not c for y, c in zip(labels, called, strict=True))
-            out[look].false_alarms = sum(y == 0 and c for y, c in zip(labels, called, strict=True))
+            kept = [(y, p.score) for y, p in zip(labels, preds, strict=True) if p is not None]
+            counts = binary_metrics([y for y, _ in kept], [v for _, v in kept], m.info.threshold)
+            out[look].missed_defects, out[look].false_alarms = int(counts["fn"]), int(counts["fp"])
     for r in range(rounds):
         for look in (True, False) if r % 2 == 0 else (False, True):
             m, s = models[look], out[look]

@@ -11,7 +11,12 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def logit(p: np.ndarray | float) -> np.ndarray:
+    """log(p / (1 - p)), with p clipped to [1e-12, 1 - 1e-12] so that 0 and 1 stay finite (NaN stays NaN).
+
+    >>> logit(np.array([0.5, 0.0])).round(1).tolist()
+    [0.0, -27.6]
+    """
     p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
     return np.log(p) - np.log1p(-p)
 
@@ -98,7 +103,7 @@ def recall_first_threshold(labels: Sequence[int] | np.ndarray, scores: Sequence[
     if below.size == 0:
         # No negative sits below the weakest positive: every negative is a false alarm anyway.
         return float(np.nextafter(weakest_pos, -math.inf))
-    lo, hi = _logit(np.array([below.max(), weakest_pos]))
+    lo, hi = logit(np.array([below.max(), weakest_pos]))
     t = 1.0 / (1.0 + math.exp(-(lo + hi) / 2.0))
     # Guard against float rounding putting the threshold above the weakest positive.
     return float(min(t, weakest_pos))

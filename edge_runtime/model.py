@@ -21,6 +21,7 @@ import numpy as np
 from edge_runtime import integrity
 from edge_runtime.errors import ModelError
 from edge_runtime.framing import frame_part
+from edge_runtime.metrics import logit
 from edge_runtime.model_file import (  # noqa: F401 - check_threads, threads_from_env: the CLI's
     MAX_MODEL_BYTES,
     check_threads,
@@ -284,13 +285,11 @@ class EdgeModel:
         look, t = self.info.second_look, self.info.threshold
         if look is None or not self.cfg.second_look or not 0.0 < t < 1.0 or len(first) == 0:
             return first
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.log(first) - np.log1p(-first)
-            near = np.abs(z - math.log(t / (1.0 - t))) < look.band_logit  # NaN scores are never near
-            if not near.any():
-                return first
-            mirrored = self.network_scores(batch[near][..., ::-1])
-            z_mirror = np.log(mirrored) - np.log1p(-mirrored)
+        z = logit(first)
+        near = np.abs(z - logit(t)) < look.band_logit  # NaN scores are never near
+        if not near.any():
+            return first
+        z_mirror = logit(self.network_scores(batch[near][..., ::-1]))
         out = first.copy()
         out[near] = 1.0 / (1.0 + np.exp(-(z[near] + z_mirror) / 2.0))
         self.second_looks += int(near.sum())

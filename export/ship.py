@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 Log = Callable[[str], None]
 # The default model's INT8 calibrated on 300 training images (export-onnx's default) flagged two more OK parts
 # than FP32 (0.31 points, over the 0.3 gate); on 1000 images, one more. Every INT8 difference on the 715 test
-# images is an OK part near the threshold 0.49; none is a defect. So the shipped INT8 is calibrated on 1000.
+# images is an OK part near the threshold; none is a defect. So the shipped INT8 is calibrated on 1000.
 CONFIGS = {
     Precision.FP32: ExportConfig(precision=Precision.FP32),
     Precision.INT8: ExportConfig(precision=Precision.INT8, calib_count=1000),

@@ -32,6 +32,7 @@ from edge_runtime.preprocess import read_image
 BOXES = Path(__file__).resolve().parent / "data" / "defect_boxes.json"
 RESULTS = Path(__file__).resolve().parent / "results"
 TOLERANCE_PX = 15
+MAX_BOX_PX = 100_000  # box coordinates beyond any camera image, when the file gives no image_size
 GRID_IMAGES, GRID_COLS, TILE = 24, 6, 200
 
 
@@ -78,10 +79,19 @@ def load_boxes(path: Path = BOXES) -> dict[str, list[tuple[int, int, int, int]]]
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         boxes = {str(k): [tuple(int(c) for c in b) for b in v["boxes"]] for k, v in doc["images"].items()}
+        w, h = (int(v) for v in doc.get("image_size") or (MAX_BOX_PX, MAX_BOX_PX))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DataError(f"{path}: not a readable defect-box file ({exc}); see benchmarks/data/README.md") from exc
     if not boxes or not all(v and all(len(b) == 4 for b in v) for v in boxes.values()):
         raise DataError(f"{path}: every image needs at least one [x0, y0, x1, y1] box")
+    for name, marked in boxes.items():
+        # An inverted box scores as a miss without a word; a huge one breaks the drawing (OpenCV's int32).
+        bad = [b for b in marked if not (0 <= b[0] < b[2] <= w and 0 <= b[1] < b[3] <= h)]
+        if bad:
+            raise DataError(
+                f"{path}: {name} has box {list(bad[0])}, not 0 <= x0 < x1 <= {w} and 0 <= y0 < y1 <= {h}; "
+                "fix the file (see benchmarks/data/README.md)"
+            )
     return boxes
 
 
@@ -239,12 +249,15 @@ def grid(model: EdgeModel, data: Path, boxes: dict[str, list], names: list[str])
 @debug_option
 @friendly_errors
 def main(*, data: Path, models: tuple[Path, ...], out: Path, threads: int, boxes_file: Path, debug: bool) -> None:
+    if not out.name or out.name in (".", ".."):  # no stem to put .md, .json and .png on (`--out /`)
+        raise click.BadParameter(f"{str(out)!r} is a folder, not a stem like results/localisation", param_hint="--out")
     boxes = load_boxes(boxes_file)
     paths = list(models) or [MODELS_DIR / "defectnet_fp32.onnx", MODELS_DIR / "defectnet_int8.onnx"]
     loaded = [EdgeModel(p, RuntimeConfig(provider=Provider.CPU, threads=threads)) for p in paths]
     results = {m.path.name: evaluate(m, data, boxes) for m in loaded}
     summaries = [summary(m, *results[m.path.name]) for m in loaded]
     text = markdown(summaries)
+    click.echo(text)  # first: an --out that cannot be written must not cost the results of the whole run
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.with_suffix(".md").write_text(text, encoding="utf-8")
@@ -255,7 +268,6 @@ def main(*, data: Path, models: tuple[Path, ...], out: Path, threads: int, boxes
             raise OSError("cv2.imwrite failed")
     except OSError as exc:
         raise OutputError(f"{out}: cannot write the results ({exc}); choose another --out") from exc
-    click.echo(text)
     click.echo(f"wrote {out.with_suffix('.md')}, .json and .png (grid: {loaded[-1].path.name})")
 
 

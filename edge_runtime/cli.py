@@ -8,10 +8,11 @@ from typing import Any
 
 import click
 
-from edge_runtime.cli_support import debug_option, friendly_errors
+from edge_runtime.cli_support import debug_option, friendly_errors, stdout_errors
 from edge_runtime.errors import EXIT_CODES_HELP
 from edge_runtime.station.options import open_station, station_options
 
+CHECK_STATION_OPTIONS = ("check_station", "model", "debug")  # the options --check-station uses
 PROVIDERS = ["auto", "cpu", "cuda", "tensorrt"]  # edge_runtime.model.Provider (not imported: keeps --help light)
 
 HELP = (
@@ -163,6 +164,7 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
         from edge_runtime.model import Provider, RuntimeConfig, check_threads, threads_from_env
 
     if opts["check_station"] is not None:
+        _refuse_run_options()
         return _check_station(opts)
     if (opts["source"] is None) == (opts["camera"] is None):
         raise DataError("give exactly one input: --source PATH|DIR|GLOB|VIDEO|URL or --camera N")
@@ -195,6 +197,24 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
     return int(code)
 
 
+def _refuse_run_options() -> None:
+    """--check-station judges nothing: an option of a run (--source, --log, --serve ...) with it would be
+    silently ignored, and a user who asked for a log would believe there is one."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    given = [
+        p.opts[0]
+        for p in ctx.command.params
+        if p.name not in CHECK_STATION_OPTIONS and ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE
+    ]
+    if given:
+        raise click.UsageError(
+            f"--check-station DIR only compares a folder with the training images; drop {', '.join(given)} "
+            "(or run edge-infer --source DIR for verdicts)"
+        )
+
+
 def _check_station(opts: dict) -> int:
     from edge_runtime.errors import DataError
     from edge_runtime.inputs import SourceKind, resolve_source
@@ -207,12 +227,9 @@ def _check_station(opts: dict) -> int:
         raise DataError(f"{folder}: no images found; pass --check-station DIR with images from the new camera")
     model = load_model(opts["model"], provider="cpu", threads=1)
     lines = check_folder(model, spec.paths)
-    try:
+    with stdout_errors():  # `| head` ends quietly, `> /dev/full` is exit 7
         for line in lines:
             click.echo(line)
-    except BrokenPipeError:  # `edge-infer --check-station DIR | head`: the reader had enough
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
     return 0
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
 
-from edge_runtime.errors import EXTRA_FOR_MODULE, DefectEdgeError, ExitCode
+from edge_runtime.errors import EXTRA_FOR_MODULE, DefectEdgeError, ExitCode, OutputError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -22,6 +24,23 @@ def fail(message: str, code: ExitCode) -> None:
     """Print ``error: message`` on stderr and exit with ``code``."""
     click.echo(f"error: {message}", err=True)
     sys.exit(int(code))
+
+
+@contextlib.contextmanager
+def stdout_errors() -> Iterator[None]:
+    """Printing a report on stdout: a reader that went away (``edge-log query DB | head``) ends the command
+    quietly; stdout that cannot be written (``> /dev/full``) is :class:`OutputError` (exit 7)."""
+    try:
+        yield
+        sys.stdout.flush()
+    except OSError as exc:
+        # Point fd 1 at /dev/null: the interpreter's last flush of what is still buffered would fail again.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, sys.stdout.fileno())
+            os.close(null)
+        if not isinstance(exc, BrokenPipeError):
+            raise OutputError(f"stdout: cannot write ({exc.strerror or exc}); check where stdout goes") from exc
 
 
 def friendly_errors(func: F) -> F:

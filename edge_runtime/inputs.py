@@ -342,12 +342,16 @@ def _video_frames(
 
     t = threading.Thread(target=reader, name=f"video {name}", daemon=True)
     t.start()
+    frames = 0
     try:
         while (item := q.get()) is not None:
+            frames += 1
             yield item
     finally:
         stop.set()
         t.join(2.0)
+    if not frames:  # a video of no frame would pass a gate with 0 items and exit 0, as if all were well
+        raise SourceError(f"{name}: no frame could be read (an empty, truncated or corrupt video); check the file")
 
 
 def iter_live(reader: LatestFrameReader, prepare: Callable[..., np.ndarray], *, keep_original: bool) -> Iterator[Item]:

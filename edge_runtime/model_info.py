@@ -64,6 +64,8 @@ class SecondLook:
     def from_dict(cls, d: Any) -> SecondLook:
         if not isinstance(d, dict):
             raise ModelError("model metadata second_look is not a JSON object; re-export the model")
+        if d.get("view") is None:  # not a view from a newer defect-edge: upgrading would not help
+            raise ModelError("model metadata second_look has no view; re-export the model")
         try:
             view = View(d.get("view"))
         except ValueError:

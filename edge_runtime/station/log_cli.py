@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from edge_runtime.cli_support import debug_option, friendly_errors
+from edge_runtime.cli_support import debug_option, friendly_errors, stdout_errors
 from edge_runtime.errors import EXIT_CODES_HELP
 
 CSV_KEYS = (
@@ -36,6 +36,7 @@ CSV_KEYS = (
     "providers",
 )
 DB = click.argument("db", type=click.Path(path_type=Path, dir_okay=False))
+MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id or limit cannot even be asked
 
 
 def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -104,7 +105,8 @@ def summary(db: Path, since: float | None, until: float | None, as_json: bool, d
 
     con = open_reader(db)
     s = summarise(con, Filter(since=since, until=until))
-    click.echo(json.dumps(s) if as_json else summary_text(db, s))
+    with stdout_errors():
+        click.echo(json.dumps(s) if as_json else summary_text(db, s))
 
 
 @main.command(help="List items, oldest first: a table, JSON lines (--json) or CSV (--csv).")
@@ -114,7 +116,7 @@ def summary(db: Path, since: float | None, until: float | None, as_json: bool, d
 @SINCE
 @UNTIL
 @click.option("--source", metavar="TEXT", help="Only items whose source contains TEXT.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N items.")
+@click.option("--limit", type=click.IntRange(1, MAX_ID), default=None, help="At most N items.")
 @click.option("--json", "fmt", flag_value="json", help="One JSON object per line.")
 @click.option("--csv", "fmt", flag_value="csv", help="CSV with a header.")
 @debug_option
@@ -133,6 +135,11 @@ def query(
 
     defective = None if verdict is None else verdict == "defective"
     found = rows(open_reader(db), Filter(since=since, until=until, defective=defective, source=source), limit=limit)
+    with stdout_errors():
+        _print_rows(found, fmt)
+
+
+def _print_rows(found: Any, fmt: str | None) -> None:
     if fmt == "json":
         for r in found:
             click.echo(json.dumps(r))
@@ -152,7 +159,7 @@ def query(
 
 @main.command(help="Write the stored image of item ID (defective items keep one) with its verdict drawn.")
 @DB
-@click.argument("item_id", metavar="ID", type=click.IntRange(min=1))
+@click.argument("item_id", metavar="ID", type=click.IntRange(1, MAX_ID))
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="PNG or JPEG to write.")
 @debug_option
 @friendly_errors
@@ -172,10 +179,16 @@ def show(db: Path, item_id: int, out: Path, debug: bool) -> None:
         )
     import cv2
 
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if not debug:  # OpenCV's own warning for a file it cannot write; the error below says it in one line
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot create its folder ({exc.strerror or exc}); choose another --out") from exc
     if not cv2.imwrite(str(out), verdict_image(jpeg, rec)):
         raise OutputError(f"{out}: cannot write the image; choose another --out")
-    click.echo(f"{out}: item {item_id}, {rec['label']} {rec['score']:.4g} at {rec['time']} ({rec['source']})")
+    with stdout_errors():
+        click.echo(f"{out}: item {item_id}, {rec['label']} {rec['score']:.4g} at {rec['time']} ({rec['source']})")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ Shared by ``edge-log`` and the web view; never writes.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -51,9 +52,13 @@ def parse_when(text: str, *, now: float | None = None) -> float:
     except ValueError:
         pass
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if math.isfinite(seconds):  # nan matches no row and inf every row or none: neither is a time
+            return seconds
+        raise ValueError(f"{text!r} is not a time: give a duration (8h, 30m), an ISO time or epoch seconds")
     try:
         stamp = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:

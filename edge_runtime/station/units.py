@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -30,7 +31,8 @@ _SIZE = {
 def parse_duration(text: str) -> float:
     """Seconds in ``text``: a number with s, m, h, d or w (``30d``). Raises ValueError with a readable message."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text.lower())
-    if not m or float(m.group(1)) <= 0:
+    # 400 digits parse as infinity: no duration, and a size of infinity cannot become a byte count
+    if not m or not 0 < float(m.group(1)) < math.inf:
         raise ValueError(f"{text!r} is not a duration like 45s, 90m, 8h, 30d or 2w")
     return float(m.group(1)) * _DURATION[m.group(2)]
 
@@ -38,6 +40,6 @@ def parse_duration(text: str) -> float:
 def parse_size(text: str) -> int:
     """Bytes in ``text``: ``2GB`` (powers of 1000) or ``2GiB`` (powers of 1024). Raises ValueError."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", text.lower())
-    if not m or m.group(2) not in _SIZE or float(m.group(1)) <= 0:
+    if not m or m.group(2) not in _SIZE or not 0 < float(m.group(1)) < math.inf:
         raise ValueError(f"{text!r} is not a size like 500MB, 2GB or 1GiB")
     return int(float(m.group(1)) * _SIZE[m.group(2)])

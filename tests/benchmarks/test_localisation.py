@@ -55,7 +55,18 @@ def test_bad_box_file_is_a_data_error(tmp_path: Path):
         load_boxes(tmp_path / "b.json")
 
 
-def test_run_writes_tables_json_and_grid(tmp_path: Path):
+@pytest.mark.parametrize(
+    "box",
+    [[40, 40, 10, 10], [0, 0, 10**30, 10**30], [-5, 0, 10, 10], [10, 10, 10, 20]],  # inverted, huge, negative, empty
+)
+def test_a_box_that_is_no_box_is_a_data_error(tmp_path: Path, box: list[int]):
+    doc = {"image_size": [300, 300], "images": {"d/0.png": {"boxes": [[1, 1, 5, 5], box]}}}
+    (tmp_path / "b.json").write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=r"d/0.png has box .* not 0 <= x0 < x1 <= 300"):
+        load_boxes(tmp_path / "b.json")
+
+
+def marked_images(tmp_path: Path) -> tuple[Path, Path]:
     data = tmp_path / "data"
     (data / "d").mkdir(parents=True)
     marked = {}
@@ -66,14 +77,30 @@ def test_run_writes_tables_json_and_grid(tmp_path: Path):
         cv2.imwrite(str(data / "d" / f"{i}.png"), img)
         marked[f"d/{i}.png"] = {"boxes": [[190, 40, 290, 140]]}
     (tmp_path / "boxes.json").write_text(json.dumps({"images": marked}))
+    return data, tmp_path / "boxes.json"
+
+
+def test_run_writes_tables_json_and_grid(tmp_path: Path):
+    data, boxes = marked_images(tmp_path)
     out = tmp_path / "res" / "loc"
-    args = ["--data", data, "--model", TINY_MAP, "--boxes", tmp_path / "boxes.json", "--out", out]
+    args = ["--data", data, "--model", TINY_MAP, "--boxes", boxes, "--out", out]
     r = CliRunner().invoke(main, [str(a) for a in args])
     assert r.exit_code == 0, r.output
     (s,) = json.loads(out.with_suffix(".json").read_text())["summary"]
     assert s["images"] == 3 and s["hit_rate"] == 1.0 and s["mean_iou"] > 0
     assert "pointing hit rate" in out.with_suffix(".md").read_text()
     assert cv2.imread(str(out.with_suffix(".png"))).shape[1] == 6 * 200
+
+
+def test_an_out_that_cannot_be_written_keeps_the_results_on_stdout(tmp_path: Path):
+    data, boxes = marked_images(tmp_path)
+    (tmp_path / "a_file").write_text("x")
+    args = ["--data", data, "--model", TINY_MAP, "--boxes", boxes, "--out", tmp_path / "a_file" / "loc"]
+    r = CliRunner().invoke(main, [str(a) for a in args])
+    assert r.exit_code == 7 and r.stderr.startswith("error:") and r.stderr.count("\n") == 1, r.output
+    assert "pointing hit rate" in r.stdout  # was lost: the table came only after the files were written
+    r = CliRunner().invoke(main, [str(a) for a in [*args[:-1], "/"]])
+    assert r.exit_code == 2 and "not a stem" in r.output  # was exit 1, "unexpected ValueError"
 
 
 def test_a_model_without_the_map_is_refused(tmp_path: Path):

@@ -395,6 +395,25 @@ def test_truncated_video_says_where_it_stopped(tmp_path, tiny_model):
         pytest.skip(f"truncated AVI declares {declared} frames")
 
 
+def test_a_video_without_one_frame_is_a_lost_source_not_a_clean_run(tmp_path, tiny_model):
+    import cv2
+
+    video = tmp_path / "v.avi"  # a valid container that holds no frame: it opens, then ends at once
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
+    writer.release()
+    result = invoke(["--model", str(tiny_model), "--source", str(video), "--fail-on-defect"])
+    assert check(result, ExitCode.SOURCE_UNAVAILABLE, error_lines=0) == []  # was exit 0: a gate passed
+    assert "v.avi: no frame could be read" in result.stderr and "summary: 0 items" in result.stderr
+
+
+def test_check_station_refuses_the_options_of_a_run(tmp_path, tiny_model):
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    for extra in (["--log", str(tmp_path / "s.db")], ["--source", str(tmp_path / "parts")], ["--heatmap"]):
+        result = CliRunner().invoke(main, ["--model", str(tiny_model), "--check-station", str(tmp_path), *extra])
+        assert result.exit_code == ExitCode.USAGE and extra[0] in result.output, (extra, result.output)
+    assert not (tmp_path / "s.db").exists()  # was: exit 0 with no log, the user believing there was one
+
+
 def test_corrupt_jpeg_is_flagged_and_counted(tmp_path, tiny_model):
     from tests.conftest import REPO
 

@@ -114,6 +114,16 @@ def test_stdout_on_a_full_disk_is_exit_7_with_the_summary(tmp_path):
     assert "summary:" in err and len([ln for ln in err.splitlines() if ln.startswith("error:")]) == 1
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_check_station_report_on_a_full_disk_is_exit_7(tmp_path):
+    write_parts(tmp_path / "parts", [10, 200])
+    with open("/dev/full", "w") as full:
+        proc = start(["edge_runtime.cli", "--check-station", str(tmp_path / "parts")], stdout=full)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.OUTPUT_ERROR, err  # was 1, "unexpected OSError"
+    assert err.startswith("error: stdout: cannot write") and err.count("\n") == 1, err
+
+
 def test_two_writers_of_one_output_file_never_interleave(tmp_path):
     out = tmp_path / "v.jsonl"
     args = ["tests.edge_runtime.live_cli", "--model", TINY, "--quiet", "--output", str(out)]

@@ -87,6 +87,8 @@ def test_the_entry_round_trips_through_the_metadata():
         ({"view": "mirror", "band_logit": -1}, "band_logit -1 is not a number in"),
         ({"view": "mirror", "band_logit": "4"}, "band_logit 4 is not a number in"),
         ({"view": "mirror"}, "band_logit None is not a number in"),
+        ({"band_logit": 3.0}, "second_look has no view; re-export"),  # was: "upgrade defect-edge"
+        ({"view": None, "band_logit": 3.0}, "second_look has no view; re-export"),
         ([1, 2], "second_look is not a JSON object"),
     ],
 )

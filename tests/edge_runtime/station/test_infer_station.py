@@ -66,9 +66,12 @@ def test_log_options_are_checked_before_the_run(tmp_path: Path, tiny_model: Path
         (["--log", "x.db", "--log-keep", "soon"], "duration"),
         (["--serve", "0.0.0.0:8080"], "needs --token"),
         (["--serve", "nohost"], "HOST:PORT"),
+        (["--log", "x.db", "--log-max", "9" * 400 + "GB"], "size"),
+        (["--serve", "127.0.0.1:0", "--serve-fps", "nan"], "--serve-fps"),
     ):
         result = CliRunner().invoke(main, base + extra)
         assert result.exit_code == ExitCode.USAGE and text in result.output, extra
+        assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
 
 
 def test_a_locked_log_stops_the_run_with_exit_7_and_nothing_unlogged_is_written(tmp_path: Path, tiny_model: Path):

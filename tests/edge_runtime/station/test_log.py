@@ -173,3 +173,7 @@ def test_durations_and_sizes_as_typed():
             parse_duration(bad)
     with pytest.raises(ValueError, match="size"):
         parse_size("2 gallons")
+    with pytest.raises(ValueError, match="size"):  # 400 digits are infinity as a float: no byte count
+        parse_size("9" * 400 + "GB")
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration("9" * 400 + "s")

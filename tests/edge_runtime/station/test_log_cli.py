@@ -5,14 +5,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import cv2
+import pytest
 from click.testing import CliRunner
 
 from edge_runtime.errors import ExitCode
 from edge_runtime.station.log_cli import main
+from tests.conftest import REPO
 from tests.edge_runtime.station.conftest import RUN, record, write_items
 
 
@@ -79,3 +84,64 @@ def test_a_missing_or_foreign_file_is_one_line_and_exit_7(tmp_path: Path):
     assert result.output.startswith("error:") and "Traceback" not in result.output
     (tmp_path / "junk.db").write_bytes(b"junk" * 1000)
     assert edge_log("query", tmp_path / "junk.db").exit_code == ExitCode.OUTPUT_ERROR
+
+
+def test_times_and_numbers_that_are_no_answer_are_usage_errors(station_log, log_path: Path):
+    write_items(station_log, 4)
+    # nan matched no row and inf every row or none: an empty answer that looked like a real one
+    for args in (["--since", "nan"], ["--until", "nan"], ["--since", "inf"], ["--since", "1e400"]):
+        result = edge_log("query", log_path, *args)
+        assert result.exit_code == ExitCode.USAGE and "is not a time" in result.output, args
+    # beyond SQLite's integers: was "unexpected OverflowError", exit 1
+    huge = str(10**23)
+    for args in (["query", log_path, "--limit", huge], ["show", log_path, huge, "--out", log_path.with_suffix(".png")]):
+        result = edge_log(*args)
+        assert result.exit_code == ExitCode.USAGE and "Overflow" not in result.output, args
+
+
+def test_show_into_a_folder_that_cannot_be_made_is_one_line_and_exit_7(station_log, log_path: Path, tmp_path: Path):
+    write_items(station_log, 4)
+    (tmp_path / "a_file").write_text("x")
+    result = edge_log("show", log_path, "1", "--out", tmp_path / "a_file" / "part.png")
+    assert result.exit_code == ExitCode.OUTPUT_ERROR, result.output
+    assert result.output.startswith("error:") and result.output.count("\n") == 1 and "cannot create" in result.output
+
+
+def _edge_log_process(*args: object, stdout: object) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "edge_runtime.station.log_cli", *map(str, args)]
+    return subprocess.Popen(cmd, cwd=REPO, stdout=stdout, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_closed_stdout_ends_quietly_and_a_full_one_is_exit_7(station_log, log_path: Path):
+    write_items(station_log, 3000)  # far more than a pipe holds
+    proc = _edge_log_process("query", log_path, "--json", stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert json.loads(proc.stdout.readline())["id"] == 1
+    proc.stdout.close()  # like `| head -1`
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.OK and err == "", err
+    if not Path("/dev/full").exists():
+        return
+    for args in (["query", log_path, "--csv"], ["summary", log_path]):
+        with open("/dev/full", "w") as full:
+            proc = _edge_log_process(*args, stdout=full)
+            _, err = proc.communicate(timeout=60)
+        assert proc.returncode == ExitCode.OUTPUT_ERROR, err
+        assert err.startswith("error: stdout: cannot write") and err.count("\n") == 1, err
+
+
+def test_show_into_a_folder_without_write_permission_is_one_line(station_log, log_path: Path, tmp_path: Path):
+    write_items(station_log, 4)
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if os.geteuid() == 0:  # root writes anywhere but where the kernel says no: sysfs makes no plain files
+        locked = Path("/sys")
+        try:
+            (locked / "part.png").open("wb").close()
+            pytest.skip("no folder this user cannot write to")
+        except OSError:
+            pass
+    proc = _edge_log_process("show", log_path, "1", "--out", locked / "part.png", stdout=subprocess.PIPE)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.OUTPUT_ERROR
+    assert err.startswith("error:") and err.count("\n") == 1, err  # was OpenCV's "[ WARN:0@...] imwrite_" first

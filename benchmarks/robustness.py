@@ -136,8 +136,12 @@ def examples_png(path: Path, image: np.ndarray, perturbations: tuple[Perturbatio
     cols = 4
     tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % cols)
     grid = np.vstack([np.hstack(tiles[i : i + cols]) for i in range(0, len(tiles), cols)])
-    if not cv2.imwrite(str(path), grid):
-        raise OutputError(f"{path}: cannot write the example grid; choose another --examples path")
+    try:
+        written = cv2.imwrite(str(path), grid)
+    except cv2.error:  # no image writer for the suffix (x.txt): OpenCV raises instead of returning False
+        written = False
+    if not written:
+        raise OutputError(f"{path}: cannot write the example grid; choose another --examples path (a .png)")
 
 
 def labelled_images(data: Path, positive: str = "def_front") -> tuple[list[Path], np.ndarray]:

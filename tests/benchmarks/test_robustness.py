@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from benchmarks.robustness import PERTURBATIONS, affine, main, wider_frame
@@ -88,3 +89,11 @@ def test_examples_png_shows_one_tile_per_condition(tmp_path: Path):
     grid = cv2.imread(str(out))
     rows = -(-len(CONDITION_SETS["station"]) // 4)
     assert grid.shape[:2] == (64 * rows, 64 * 4)
+
+
+def test_examples_with_a_suffix_opencv_cannot_write_is_one_output_error(tmp_path: Path):
+    from benchmarks.robustness import CONDITION_SETS, examples_png
+    from edge_runtime.errors import OutputError
+
+    with pytest.raises(OutputError, match="choose another --examples"):  # was a multi-line cv2.error (exit 1)
+        examples_png(tmp_path / "ex.txt", _drawn_part(), CONDITION_SETS["station"], tile=64)

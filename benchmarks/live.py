@@ -33,6 +33,11 @@ class PacedSource:
         self._sent = 0
         self._next = time.monotonic()
 
+    @property
+    def due(self) -> float:
+        """When the next frame is due (time.monotonic()): the moment a real camera would have it."""
+        return self._next
+
     def read(self) -> tuple[bool, np.ndarray | None]:
         if self._sent >= self._count:
             return False, None

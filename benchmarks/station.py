@@ -38,6 +38,7 @@ from benchmarks.station_report import WARMUP_FRAMES, markdown
 from benchmarks.station_viewer import Viewer, scheduling
 from edge_runtime.infer import InferConfig, run_inference
 from edge_runtime.model import RuntimeConfig
+from edge_runtime.priority import Priority
 from edge_runtime.station.options import open_station
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,6 +125,7 @@ def live_run(
     threads: int | None = None,
     spin: bool | None = None,
     serve_fps: float | None = None,
+    priority: Priority = Priority.AUTO,
 ) -> dict[str, Any]:
     from edge_runtime.station.options import open_station
     from edge_runtime.station.server import Bind
@@ -145,6 +147,7 @@ def live_run(
         max_reconnects=0,
         capture=lambda: TimedSource(PacedSource(frames, fps=30.0, count=count), probe),
         runtime=RuntimeConfig(threads=threads, spin=spin),
+        priority=priority,
     )
     out: dict = {}
     t = threading.Thread(target=lambda: out.update(s=run_inference(cfg, log=lambda m: None)[0]), daemon=True)
@@ -178,6 +181,7 @@ def live_run(
         "browser_cpu_percent": seen.get("browser_cpu_percent"),
         "viewer_cpu_percent": seen.get("viewer_cpu_percent"),
         "scheduling": {k: v for k, v in sched.items() if v},
+        "priority": s.priority if s.priority_dropped is None else f"{s.priority}, then normal (CPU guard)",
         "slowest": slowest(lat, probe.cpu_wait_ms[WARMUP_FRAMES:]),
     }
 
@@ -194,6 +198,7 @@ def live_latency(
     threads: int | None = None,
     spin: str = "auto",
     serve_fps: float | None = None,
+    priority: str = "auto",
 ) -> dict[str, Any]:
     paths = sorted(str(p) for p in SAMPLES.rglob("*.jpeg"))
     frames = camera_frames(paths, limit=len(paths))
@@ -213,11 +218,19 @@ def live_latency(
         }
     elif spin != "auto":
         conditions = {name: (serve, log, spin == "on") for name, (serve, log, _) in conditions.items()}
+    if priority == "both":  # edge-infer's default (a real-time loop where allowed) against normal priority
+        conditions = {
+            "no station": (False, False, None),
+            "--serve + open page": (True, False, None),
+            "no station, normal priority": (False, False, None),
+            "--serve + open page, normal priority": (True, False, None),
+        }
     results: dict[str, list[dict]] = {name: [] for name in conditions}
     shot = [name for name, (serve, _, _) in conditions.items() if serve][-1]  # the screenshot: its last round
     try:
         for k in range(rounds):
             for name, (serve, log, spinning) in conditions.items():
+                normal = priority == "normal" or name.endswith("normal priority")
                 last = k == rounds - 1 and name == shot
                 row = live_run(
                     frames,
@@ -229,6 +242,7 @@ def live_latency(
                     threads=threads,
                     spin=spinning,
                     serve_fps=serve_fps,
+                    priority=Priority.NORMAL if normal else Priority.AUTO,
                 )
                 results[name].append(row)
                 print(f"live round {k + 1} {name}: p50 {row['p50']} p99 {row['p99']} ms", file=sys.stderr)
@@ -241,6 +255,7 @@ def live_latency(
         "threads": threads,
         "spin": spin,
         "serve_fps": serve_fps,
+        "priority": priority,
         "browser_cpu_percent": viewer.cpu_percent,
         "viewer_cpu_percent": viewer.viewer_cpu_percent,
         "seconds": seconds,
@@ -346,6 +361,14 @@ def sigkill(tmp: Path, kill_after_lines: tuple[int, ...] = (200, 700, 1500)) -> 
     default=None,
     help="The page's stream rate, as edge-infer --serve-fps [default: edge-infer's].",
 )
+@click.option(
+    "--priority",
+    type=click.Choice(["auto", "normal", "both"]),
+    default="auto",
+    show_default=True,
+    help="The inspection loop's CPU priority in the live runs: auto as edge-infer (real-time where the system "
+    "allows it), normal, or both (no station and --serve with each, interleaved).",
+)
 def main(
     data: Path,
     seconds: float,
@@ -357,6 +380,7 @@ def main(
     threads: int | None,
     spin: str,
     serve_fps: float | None,
+    priority: str,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -379,6 +403,7 @@ def main(
             threads=threads,
             spin=spin,
             serve_fps=serve_fps,
+            priority=priority,
         )
         res["sigkill"] = sigkill(tmp)
     (out / "station.json").write_text(json.dumps(res, indent=2, default=str) + "\n")

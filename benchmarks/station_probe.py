@@ -33,16 +33,20 @@ def cpu_wait_ns(tid: int | None) -> int | None:
 
 
 class TimedSource:
-    """The synthetic camera, noting at each frame it delivers how long the inspection thread has waited for a CPU
-    so far: with the same reading at the frame's result, the wait falls exactly in the frame's latency."""
+    """The synthetic camera, noting at each frame it delivers the moment the frame was due (its schedule: when a
+    real camera would have had it, so a capture thread that wakes late counts in the latency) and how long the
+    inspection thread has waited for a CPU so far (with the same reading at the frame's result, the wait falls
+    exactly in the frame's latency)."""
 
     def __init__(self, inner: PacedSource, probe: Probe) -> None:
         self.inner, self.probe = inner, probe
 
     def read(self) -> tuple[bool, Any]:
+        due = self.inner.due
         ok, frame = self.inner.read()
         if ok:  # frame index k of the run is the k-th frame delivered
             self.probe.capture_wait_ns.append(cpu_wait_ns(self.probe.tid))
+            self.probe.due.append(due)
         return ok, frame
 
     def release(self) -> None:
@@ -64,6 +68,7 @@ class Probe:
     in_loop_us: list[float] = field(default_factory=list)  # the station's own time on the inspection thread
     cpu_wait_ms: list[float] = field(default_factory=list)  # per frame: the inspection thread waiting for a CPU
     capture_wait_ns: list[int | None] = field(default_factory=list)  # per frame delivered, see TimedSource
+    due: list[float] = field(default_factory=list)  # per frame delivered: when the camera had it (monotonic)
     tid: int | None = None  # the inspection thread
 
     @property
@@ -82,12 +87,16 @@ class Probe:
             self.in_loop_us.append((time.perf_counter() - t0) * 1e6)
         now = time.monotonic()
         timed = [it for it in items if it.timestamp is not None]
-        self.latencies_ms.extend((now - it.timestamp) * 1000.0 for it in timed)
+        # From the frame's due time where the camera says it (TimedSource), else from its capture thread's stamp.
+        self.latencies_ms.extend((now - self._captured(it)) * 1000.0 for it in timed)
         wait_ns = cpu_wait_ns(self.tid)
         for it in timed:
             at_capture = self.capture_wait_ns[it.frame] if it.frame < len(self.capture_wait_ns) else None
             ok = wait_ns is not None and at_capture is not None
             self.cpu_wait_ms.append((wait_ns - at_capture) / 1e6 if ok else math.nan)  # type: ignore[operator]
+
+    def _captured(self, item: Any) -> float:
+        return self.due[item.frame] if item.frame is not None and item.frame < len(self.due) else item.timestamp
 
     def on_event(self, message: str) -> None:
         if self.inner is not None:

@@ -51,6 +51,20 @@ def folder_section(f: dict[str, Any]) -> list[str]:
     ]
 
 
+def _priority_text(live: dict[str, Any]) -> str:
+    """How the inspection loop was scheduled, as the runs report it (edge-infer --priority)."""
+    got = sorted({r.get("priority", "normal") for rows in live["rounds"].values() for r in rows})
+    if live.get("priority") == "both":
+        return (
+            f". Inspection loop: edge-infer's default priority ({' / '.join(got)} in these runs), and normal in the "
+            "rows marked 'normal priority'"
+        )
+    default = live.get("priority", "auto") == "auto"
+    return f". Inspection loop priority: {' / '.join(got)}" + (
+        " (edge-infer's default: real-time where the system allows it)" if default else ""
+    )
+
+
 def live_section(live: dict[str, Any]) -> list[str]:
     out = [
         "## Live latency, 30 FPS synthetic source",
@@ -67,6 +81,7 @@ def live_section(live: dict[str, Any]) -> list[str]:
             "both": "; rows marked 'threads spinning' keep onnxruntime's spinning, the others sleep between frames "
             "(edge-infer's default for a live source)",
         }.get(live.get("spin", "on"), "")
+        + _priority_text(live)
         + f". The page's stream: at most {live.get('serve_fps') or 10:g} fps"
         + ("" if live.get("serve_fps") else " (edge-infer's default)")
         + ". Per round, in run order. CPU columns in % of one core: the inspection process, the web view's "

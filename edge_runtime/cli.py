@@ -124,6 +124,15 @@ HELP = (
     is_flag=True,
     help="Do not flag items that look unlike the training images (saves about 0.2 ms per item).",
 )
+@click.option(
+    "--priority",
+    type=click.Choice(["auto", "normal", "realtime"]),
+    default="auto",
+    show_default=True,
+    help="CPU priority of a live source's inspection loop. auto: real-time (SCHED_RR) where the system allows it "
+    "(root, CAP_SYS_NICE or LimitRTPRIO), so a browser or other job on the same cores cannot delay a frame; "
+    "back to normal if the loop keeps a core over half busy. realtime: the same, or an error where not allowed.",
+)
 @station_options
 @debug_option
 @friendly_errors
@@ -162,6 +171,7 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
         from edge_runtime.errors import DataError
         from edge_runtime.infer import InferConfig, run_inference
         from edge_runtime.model import Provider, RuntimeConfig, check_threads, threads_from_env
+        from edge_runtime.priority import Priority
 
     if opts["check_station"] is not None:
         _refuse_run_options()
@@ -188,6 +198,7 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
         listener=open_station(opts),  # None without --log/--serve
         heatmap=opts["heatmap"],
         station_check=not opts["no_station_check"],
+        priority=Priority(opts["priority"]),
     )
     try:
         _, code = run_inference(cfg, stop=stop, summary=summary)

@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.errors import ExitCode, ModelError, OutputError, SourceError
+from edge_runtime.errors import ExitCode, ModelError, OutputError, SourceError, UsageError
 from edge_runtime.inputs import Item, SourceKind, SourceSpec, iter_items, open_live, resolve_source
 from edge_runtime.model import EdgeModel, Prediction, RuntimeConfig, ScoreError, load_model
 from edge_runtime.outputs import JsonLinesSink, StdoutClosed, open_file_sink, record_for
+from edge_runtime.priority import Priority, RealTime
 from edge_runtime.sources import LatestFrameReader
 from edge_runtime.stopping import StopSignals
 from edge_runtime.summary import Summary
@@ -55,6 +56,8 @@ class InferConfig:
     capture: Any = None  # a capture factory for a live source instead of opening ``camera`` (tests, soak benchmark)
     heatmap: bool = False  # localisation map: drawn on --show/--save, defect_box in each record (edge_runtime.heatmap)
     station_check: bool = True  # flag items unlike the training images (when the model carries a station profile)
+    # The inspection loop of a live source at real-time CPU priority (edge_runtime.priority): AUTO where allowed.
+    priority: Priority = Priority.AUTO
 
 
 @dataclass
@@ -228,7 +231,13 @@ def exit_code(cfg: InferConfig, summary: Summary) -> ExitCode:
 
 
 def process(
-    cfg: InferConfig, spec: SourceSpec, model: EdgeModel, runner: Runner, reader: LatestFrameReader | None
+    cfg: InferConfig,
+    spec: SourceSpec,
+    model: EdgeModel,
+    runner: Runner,
+    reader: LatestFrameReader | None,
+    rt: RealTime | None = None,
+    log: Log | None = None,
 ) -> None:
     """The loop: items -> batches -> verdicts -> outputs, until the source ends, max-frames, q, a stop signal,
     a closed stdout or a failed output."""
@@ -256,6 +265,10 @@ def process(
             for item, pred, rec in zip(batch, preds, records, strict=True):
                 if not runner.emit(item, pred, rec):
                     return
+            if rt is not None and (why := rt.tick()):
+                runner.summary.priority_dropped = why
+                if log is not None:
+                    log(f"warning: {why}")
     except SourceError as exc:
         runner.summary.source_error = str(exc)
     except StdoutClosed:
@@ -298,9 +311,15 @@ def run_inference(
     outputs: Outputs | None = None
     reader = None
     model = None
+    rt = None
     try:
         spec = resolve_source(cfg.source, camera=cfg.camera)
         summary.source = spec.name
+        if cfg.priority is Priority.REALTIME and not spec.kind.live:
+            raise UsageError(
+                "--priority realtime is for a live source (--camera, or a stream URL); files and videos run at "
+                "normal priority, as fast as the CPU allows"
+            )
         with stop.atomic():  # onnxruntime's import and session creation must not be cut in half
             # A live source waits 33 ms between frames: idle threads sleep instead of spinning (RuntimeConfig).
             spin = cfg.runtime.spin if cfg.runtime.spin is not None else not spec.kind.live
@@ -326,8 +345,12 @@ def run_inference(
             log(f"{reader.name}: opened; newest-frame mode (slow inference skips frames, it never lags behind)")
         if cfg.listener is not None and hasattr(cfg.listener, "on_start"):
             cfg.listener.on_start(model, spec)
+        if spec.kind.live and cfg.priority is not Priority.NORMAL:
+            rt = RealTime.start(required=cfg.priority is Priority.REALTIME)
+            summary.priority = "realtime" if rt.active else "normal"
+            log(rt.describe())
         summary.started = time.perf_counter()
-        process(cfg, spec, model, Runner(cfg, outputs, summary, stop), reader)
+        process(cfg, spec, model, Runner(cfg, outputs, summary, stop), reader, rt, log)
     except KeyboardInterrupt:
         summary.interrupted = True
     except OutputError as exc:
@@ -343,6 +366,8 @@ def run_inference(
         raise
     finally:
         stop.closing = True
+        if rt is not None:
+            rt.close()
         if own_signals:
             stop.uninstall()
         if model is not None:

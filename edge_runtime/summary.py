@@ -72,6 +72,8 @@ class Summary:
     dropped_frames: int = 0
     reconnects: int = 0
     second_looks: int = 0  # items scored twice (mirrored) because their first score lay near the threshold
+    priority: str = "normal"  # the inspection loop's CPU priority (edge_runtime.priority): normal or realtime
+    priority_dropped: str | None = None  # why a real-time loop went back to normal during the run
     interrupted: bool = False
     stdout_closed: bool = False
     source_error: str | None = None
@@ -131,6 +133,8 @@ class Summary:
             "dropped_frames": self.dropped_frames,
             "reconnects": self.reconnects,
             "second_looks": self.second_looks,
+            "priority": self.priority,
+            "priority_dropped": self.priority_dropped,
             "latency_ms_p50": r(self.percentile(50)),
             "latency_ms_p99": r(self.percentile(99)),
             "fps": round(self.fps, 1),
@@ -161,6 +165,8 @@ class Summary:
             lines.append(
                 f"second look: {self.second_looks} items{share} lay near the threshold and were scored again, mirrored"
             )
+        if self.priority_dropped:
+            lines.append(f"priority: {self.priority_dropped}")
         lines += [f"source warning: {n}" for n in self.notes]
         if self.unlike_training:
             top = sorted(self.unlike_reasons.items(), key=lambda kv: -kv[1])[:3]

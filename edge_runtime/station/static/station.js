@@ -52,6 +52,13 @@ function cardKey(it) {
   return `${it.id}:${it.has_image ? 1 : 0}`;
 }
 
+function placeholder(text) {
+  const box = document.createElement("div");
+  box.className = "pending";
+  box.textContent = text;
+  return box;
+}
+
 function galleryCard(it) {
   const card = document.createElement("figure");
   card.className = "thumb";
@@ -59,14 +66,14 @@ function galleryCard(it) {
   if (it.has_image) {
     const img = document.createElement("img");
     img.decoding = "async";
-    img.src = `thumb/${it.id}.jpg`;
     img.alt = `defective item ${it.id}`;
+    // Without a log the web view keeps the pictures of the last 24 defects only: on a fast line the oldest card's
+    // picture can be gone before the browser asks for it. Say so instead of showing a broken image.
+    img.onerror = () => img.replaceWith(placeholder("picture no longer kept"));
+    img.src = `thumb/${it.id}.jpg`;
     card.append(img);
   } else {  // the log stores a thumbnail with its next commit: the next refresh draws it
-    const pending = document.createElement("div");
-    pending.className = "pending";
-    pending.textContent = "picture pending";
-    card.append(pending);
+    card.append(placeholder("picture pending"));
   }
   const caption = document.createElement("figcaption");
   const when = new Date(it.time).toLocaleTimeString([], { hour12: false });

@@ -122,5 +122,18 @@ def test_station_page_in_chromium(live_station: str, tmp_path: Path):
             page.screenshot(path=str(tmp_path / "station.png"))
             assert (tmp_path / "station.png").stat().st_size > 10_000
             assert problems == []
+
+            # A card whose picture is gone by the time the browser asks (without a log the web view keeps the
+            # last 24 defects' pictures only): a placeholder that says so, never a broken image.
+            page.evaluate(
+                "document.getElementById('gallery').prepend(galleryCard({id: 2147483000, has_image: true, "
+                "time: new Date().toISOString(), score: 0.9, source: 'x', frame: null}))"
+            )
+            page.wait_for_function(
+                "[...document.querySelectorAll('#gallery .pending')].some(p => p.textContent === "
+                "'picture no longer kept')",
+                timeout=10000,
+            )
+            assert page.evaluate("[...document.querySelectorAll('#gallery img')].every(i => i.naturalWidth > 0)")
         finally:
             browser.close()

@@ -347,7 +347,7 @@ def run_inference(
             cfg.listener.on_start(model, spec)
         if spec.kind.live and cfg.priority is not Priority.NORMAL:
             rt = RealTime.start(required=cfg.priority is Priority.REALTIME)
-            summary.priority = "realtime" if rt.active else "normal"
+            summary.priority = rt.label
             log(rt.describe())
         summary.started = time.perf_counter()
         process(cfg, spec, model, Runner(cfg, outputs, summary, stop), reader, rt, log)

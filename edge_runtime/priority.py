@@ -60,6 +60,21 @@ def _allowed_priority() -> int:
     return RT_PRIORITY if soft == resource.RLIM_INFINITY else min(RT_PRIORITY, int(soft))
 
 
+def _chosen_policy() -> str | None:
+    """The calling thread's policy when it is not the normal one (``chrt -f 50 edge-infer ...``, a systemd unit's
+    CPUSchedulingPolicy=): a choice the run respects. None for SCHED_OTHER."""
+    names = {os.SCHED_RR: "SCHED_RR", os.SCHED_FIFO: "SCHED_FIFO"}
+    names |= {getattr(os, n): n for n in ("SCHED_BATCH", "SCHED_IDLE") if hasattr(os, n)}
+    try:
+        policy = os.sched_getscheduler(0) & ~os.SCHED_RESET_ON_FORK
+        prio = os.sched_getparam(0).sched_priority
+    except OSError:
+        return None
+    if policy == os.SCHED_OTHER or policy not in names:
+        return None
+    return f"{names[policy]} {prio}" if policy in (os.SCHED_RR, os.SCHED_FIFO) else names[policy]
+
+
 def _set_realtime() -> int:
     """Put the calling thread under SCHED_RR; the priority given, or 0 if not allowed."""
     policy = os.SCHED_RR | os.SCHED_RESET_ON_FORK
@@ -78,9 +93,10 @@ class RealTime:
     """The real-time priority of one live run: started before the model and the source are opened, ticked once
     per item, closed at the end of the run (also on errors)."""
 
-    def __init__(self, priority: int, reason: str) -> None:
+    def __init__(self, priority: int, reason: str, *, kept: str | None = None) -> None:
         self.priority = priority  # 0: not active
         self.reason = reason  # why not, when not active
+        self.kept = kept  # the policy the caller had chosen (chrt, a systemd unit), left as it is
         self.dropped_by_guard = False
         self._t0 = time.monotonic()
         self._cpu0 = time.thread_time()
@@ -97,6 +113,8 @@ class RealTime:
 
         if not supported():
             reason = "this system has no real-time scheduling policy for threads"
+        elif (chosen := _chosen_policy()) is not None:  # never lowered, changed or undone by the run
+            return cls(0, "", kept=chosen)
         else:
             prio = _set_realtime()
             if prio:
@@ -106,7 +124,14 @@ class RealTime:
             raise UsageError(f"--priority realtime: {reason}, or use --priority auto")
         return cls(0, reason)
 
+    @property
+    def label(self) -> str:
+        """For the summary: realtime, normal, or the caller's own policy."""
+        return "realtime" if self.active else self.kept or "normal"
+
     def describe(self) -> str:
+        if self.kept:
+            return f"priority: {self.kept}, as started (left as it is)"
         if self.active:
             return (
                 f"priority: real-time (SCHED_RR {self.priority}) for the inspection loop; back to normal if it "

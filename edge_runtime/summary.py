@@ -72,7 +72,8 @@ class Summary:
     dropped_frames: int = 0
     reconnects: int = 0
     second_looks: int = 0  # items scored twice (mirrored) because their first score lay near the threshold
-    priority: str = "normal"  # the inspection loop's CPU priority (edge_runtime.priority): normal or realtime
+    # The inspection loop's CPU priority (edge_runtime.priority): normal, realtime, or the policy it was started with.
+    priority: str = "normal"
     priority_dropped: str | None = None  # why a real-time loop went back to normal during the run
     interrupted: bool = False
     stdout_closed: bool = False

@@ -158,3 +158,21 @@ def test_a_paced_loop_stays_real_time(tiny_model, monkeypatch):
     monkeypatch.setattr(priority, "GUARD_WINDOW_S", 0.2)
     summary, seen, _, _ = live_run(tiny_model, Priority.AUTO, count=40, period=0.02)
     assert set(seen) == {os.SCHED_RR} and summary.priority_dropped is None
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="needs Linux's SCHED_BATCH")
+def test_a_policy_the_caller_chose_is_left_as_it_is(tiny_model):
+    # chrt --batch edge-infer ... (or a systemd unit's CPUSchedulingPolicy=): not raised, not undone at the end.
+    out: dict = {}
+
+    def run() -> None:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))  # any user may
+        out["run"] = live_run(tiny_model, Priority.REALTIME)
+        out["after"] = _policy()
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(60)
+    summary, seen, _, lines = out["run"]
+    assert set(seen) == {os.SCHED_BATCH} and out["after"] == os.SCHED_BATCH
+    assert summary.priority == "SCHED_BATCH" and "priority: SCHED_BATCH, as started (left as it is)" in lines

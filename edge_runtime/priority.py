@@ -90,7 +90,7 @@ def _set_realtime() -> int:
 
 
 class RealTime:
-    """The real-time priority of one live run: started before the model and the source are opened, ticked once
+    """The real-time priority of one live run: started on the loop's thread before its first item, ticked once
     per item, closed at the end of the run (also on errors)."""
 
     def __init__(self, priority: int, reason: str, *, kept: str | None = None) -> None:
@@ -107,8 +107,9 @@ class RealTime:
 
     @classmethod
     def start(cls, *, required: bool) -> RealTime:
-        """Real-time priority for the calling thread (and the threads it starts). ``required``: raise
-        :class:`~edge_runtime.errors.UsageError` when the system does not allow it, instead of running normally."""
+        """Real-time priority for the calling thread alone (threads it starts stay normal). ``required``: raise
+        :class:`~edge_runtime.errors.UsageError` when the system does not allow it, instead of running normally.
+        A thread already under a policy of the caller's choosing keeps it."""
         from edge_runtime.errors import UsageError
 
         if not supported():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.cli_support import debug_option, friendly_errors
+from edge_runtime.cli_support import FiniteFloatRange, debug_option, friendly_errors
 from edge_runtime.errors import EXIT_CODES_HELP
 from edge_runtime.model import Provider
 
@@ -20,6 +20,9 @@ COUNTS = {
     "e2e_runs": (500, 100),
     "live_seconds": (5.0, 0.5),
 }
+# A batch of 100000 had the worker killed for memory (exit 1, every row measured before it lost); 1024 leaves
+# room for GPU runs (batch 256 is measured in benchmarks/results/bench_gpu_h200.md).
+MAX_BATCH = 1024
 
 
 def counted(name: str, kind: type, help_text: str):  # noqa: ANN201 - a click decorator
@@ -60,13 +63,17 @@ def counted(name: str, kind: type, help_text: str):  # noqa: ANN201 - a click de
     "--threads", multiple=True, type=click.IntRange(min=1), help="Thread count (repeatable) [default: 1 and all cores]."
 )
 @click.option(
-    "--batch", "batches", multiple=True, type=click.IntRange(min=1), help="Batch size (repeatable) [default: 1 8 32]."
+    "--batch",
+    "batches",
+    multiple=True,
+    type=click.IntRange(1, MAX_BATCH),
+    help=f"Batch size, 1..{MAX_BATCH} (repeatable) [default: 1 8 32].",
 )
 @counted("warmup", click.IntRange(min=0), "Untimed calls before timing")
 @counted("runs", click.IntRange(min=1), "Timed calls at batch 1 (batch B: runs/B, at least 3-20)")
 @counted("torch_runs", click.IntRange(min=1), "Timed PyTorch eager calls at batch 1")
 @counted("e2e_runs", click.IntRange(min=1), "Timed file -> verdict calls (and images per folder measurement)")
-@counted("live_seconds", click.FloatRange(min=0.05), "Seconds per live-loop frame rate")
+@counted("live_seconds", FiniteFloatRange(min=0.05), "Seconds per live-loop frame rate")
 @click.option(
     "--live-fps",
     multiple=True,

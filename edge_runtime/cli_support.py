@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -18,6 +19,25 @@ F = TypeVar("F", bound=Callable[..., Any])
 debug_option = click.option(
     "--debug", is_flag=True, default=False, help="Show full tracebacks instead of one-line errors."
 )
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's ``FloatRange`` that also refuses NaN and infinities (exit 2).
+
+    Every comparison with NaN is false, so ``FloatRange`` lets ``nan`` through; it would reach the training, the
+    gate or a timer and fail there, minutes later, as an internal error.
+
+    >>> FiniteFloatRange(min=0).convert("1.5", None, None)
+    1.5
+    """
+
+    name = "finite float range"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return rv
 
 
 def fail(message: str, code: ExitCode) -> None:

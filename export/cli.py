@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.cli_support import debug_option, friendly_errors
+from edge_runtime.cli_support import FiniteFloatRange, debug_option, friendly_errors
 from edge_runtime.errors import EXIT_CODES_HELP, require_extra
 
 QUANTIZE_CHOICES = ["int8", "fp16"]
@@ -50,7 +50,7 @@ SCHEME_CHOICES = ["u8s8", "u8s8-reduce-range", "s8s8"]
 )
 @click.option(
     "--max-drop",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     default=0.3,
     show_default=True,
     help="Largest accuracy loss vs FP32 in percentage points.",

@@ -11,11 +11,13 @@ import onnx
 import torch
 from torch import nn
 
-from edge_runtime.errors import ModelError, OutputError
+from edge_runtime.errors import ModelError, OutputError, UsageError
 from edge_runtime.model_info import INPUT_NAME, MAP_OUTPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelInfo
 from edge_runtime.preprocess import PreprocessSpec
 from export.cam import MapHead, map_wrapper
 from train.loc_head import HeadRecord
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")  # --out never replaces one of these with an ONNX file
 
 
 class ProbabilityHead(nn.Module):
@@ -37,6 +39,17 @@ def weights_version(ckpt: Any) -> str:
         h.update(name.encode())
         h.update(ckpt.state_dict[name].detach().cpu().contiguous().numpy().tobytes())
     return f"{ckpt.arch}-{h.hexdigest()[:12]}"
+
+
+def check_opset(opset: int) -> None:
+    """Refuse, before any work, an opset this torch cannot export (torch raised RuntimeError or TypeError: exit 1)."""
+    from torch.onnx import _constants  # private, but the one place torch names the highest opset it exports
+
+    highest = int(getattr(_constants, "ONNX_MAX_OPSET", opset))
+    if opset > highest:
+        raise UsageError(
+            f"--opset {opset}: torch {torch.__version__} exports opsets up to {highest}; pass --opset 17..{highest}"
+        )
 
 
 def export_graph(
@@ -119,10 +132,20 @@ def temp_path_for(dst: Path) -> Path:
     return beside(dst)
 
 
-def ensure_writable(dst: Path) -> None:
-    """Fail early, before minutes of work, when ``dst`` cannot be written."""
+def ensure_writable(dst: Path, *, checkpoint: Path | None = None) -> None:
+    """Fail early, before minutes of work, when ``dst`` cannot be written or must not be replaced.
+
+    The model is renamed onto ``dst``: a device (``/dev/full``), FIFO or socket there would be replaced by a
+    regular file, and the checkpoint itself (or any ``.pt``) by an ONNX file, losing the trained weights.
+    """
     if dst.is_dir():
         raise OutputError(f"{dst}: is a folder; pass --out FILE.onnx")
+    if dst.exists() and not dst.is_file():
+        raise OutputError(f"{dst}: is not a regular file (a device, FIFO or socket); pass --out FILE.onnx")
+    if checkpoint is not None and _same_file(dst, checkpoint):
+        raise OutputError(f"{dst}: is the checkpoint being exported; pass --out FILE.onnx")
+    if dst.suffix.lower() in CHECKPOINT_SUFFIXES:
+        raise OutputError(f"{dst}: is named like a checkpoint ({dst.suffix}), not a model; pass --out FILE.onnx")
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         probe = temp_path_for(dst)
@@ -130,3 +153,10 @@ def ensure_writable(dst: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise OutputError(f"{dst}: cannot write here ({exc.strerror or exc}); pass --out to a writable path") from exc
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False

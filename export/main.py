@@ -137,11 +137,12 @@ def export_onnx(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *,
 def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log: Log) -> Path:
     from train.checkpoint import load_checkpoint, model_from_checkpoint
 
+    graph.check_opset(cfg.opset)
     checkpoint = checkpoint or default_checkpoint()
     ckpt = load_checkpoint(checkpoint)
     net = model_from_checkpoint(ckpt)
     out = out or default_output(checkpoint, cfg.precision)
-    graph.ensure_writable(out)
+    graph.ensure_writable(out, checkpoint=checkpoint)
     runtime = RuntimeConfig(provider=Provider.CPU, threads=cfg.threads)
     with tempfile.TemporaryDirectory(prefix="defect-edge-export-") as tmp:
         work = Path(tmp)

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.cli_support import debug_option, friendly_errors
+from edge_runtime.cli_support import FiniteFloatRange, debug_option, friendly_errors
 from edge_runtime.errors import EXIT_CODES_HELP
 
 ARCH_CHOICES = ["defectnet", "seed"]
+MAX_SEED = 2**32 - 1  # numpy and torch take it; a negative or larger seed failed inside them (exit 1)
 
 
 @click.command(
@@ -40,21 +41,21 @@ ARCH_CHOICES = ["defectnet", "seed"]
     default=None,
     help="Input size in pixels [default: 160 defectnet, 224 seed].",
 )
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, MAX_SEED))
 @click.option(
     "--val-fraction",
     default=0.15,
     show_default=True,
-    type=float,
+    type=FiniteFloatRange(0, 0.9, min_open=True, max_open=True),
     help="Share of train held out for validation.",
 )
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=2))
-@click.option("--lr", default=3e-3, show_default=True, type=float)
+@click.option("--lr", default=3e-3, show_default=True, type=FiniteFloatRange(min=0, min_open=True))
 @click.option(
     "--hard-defect-weight",
     default=4.0,
     show_default=True,
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     help="Extra loss weight on defective images still scored low: 1 + W * (1 - p)^2 (0: plain cross-entropy).",
 )
 @click.option(
@@ -87,10 +88,12 @@ ARCH_CHOICES = ["defectnet", "seed"]
     "--max-bad-fraction",
     default=0.05,
     show_default=True,
-    type=click.FloatRange(0, 1),
+    type=FiniteFloatRange(0, 1),
     help="Abort if more images than this are unreadable.",
 )
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch CPU threads [default: all cores].")
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=None, help="Torch CPU threads, 1..CPU cores [default: all cores]."
+)
 @click.option(
     "--bf16/--no-bf16",
     default=None,
@@ -101,6 +104,7 @@ ARCH_CHOICES = ["defectnet", "seed"]
 @debug_option
 @friendly_errors
 def main(*, debug: bool, **opts: object) -> None:
+    from edge_runtime.model_file import check_threads
     from train.config import Arch, TrainConfig
     from train.main import main as run_training
 
@@ -120,7 +124,7 @@ def main(*, debug: bool, **opts: object) -> None:
         positive_class=opts["positive_class"],
         max_images_per_class=opts["max_images_per_class"],
         max_bad_fraction=opts["max_bad_fraction"],
-        threads=opts["threads"],
+        threads=check_threads(opts["threads"]),  # more than the cores crashed torch (segfault)
         bf16=opts["bf16"],
         resume=opts["resume"],
         quiet=opts["quiet"],

@@ -45,7 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_runtime.errors import DataError, DefectEdgeError, ModelError
+from edge_runtime.cli_support import debug_option, friendly_errors
+from edge_runtime.errors import EXIT_CODES_HELP, DataError, ModelError
 from edge_runtime.preprocess import PreprocessSpec
 
 Log = Callable[[str], None]
@@ -316,18 +317,20 @@ def add_loc_head(ckpt_path: Path, *, epochs: int = DEFAULT_EPOCHS, seed: int = 0
     return record
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(
+    help="Train the localisation head of CHECKPOINT (a train-model best.pt) on its OK training images and store it "
+    "there; the verdict network, threshold and model version do not change. Then re-export (export-onnx).\n\n"
+    + EXIT_CODES_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.argument("checkpoint", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--epochs", default=DEFAULT_EPOCHS, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True, type=int)
-def main(checkpoint: Path, epochs: int, seed: int) -> None:
-    """Train the localisation head of CHECKPOINT (a train-model best.pt) on its OK training images and store it
-    there; the verdict network, threshold and model version do not change. Then re-export (export-onnx)."""
-    try:
-        add_loc_head(checkpoint, epochs=epochs, seed=seed, log=click.echo)
-    except DefectEdgeError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(int(exc.exit_code)) from None
+# numpy's and torch's seeds: a negative or larger one failed inside them with a traceback
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
+@debug_option
+@friendly_errors
+def main(checkpoint: Path, epochs: int, seed: int, *, debug: bool) -> None:
+    add_loc_head(checkpoint, epochs=epochs, seed=seed, log=click.echo)
 
 
 if __name__ == "__main__":  # python -m train.loc_head runs/x/best.pt

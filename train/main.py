@@ -35,6 +35,20 @@ from train.report import write_final_report
 
 Log = Callable[[str], None]
 EMA_DECAY = 0.995  # per optimiser step: about two epochs of memory on the casting data
+# What Trainer.state() writes to last.pt; a file without them (a best.pt copied over it) is refused, not a KeyError.
+RESUME_KEYS = (
+    "model",
+    "ema",
+    "optimizer",
+    "scheduler",
+    "gen",
+    "history",
+    "best_key",
+    "best_epoch",
+    "elapsed",
+    "fingerprint",
+    "config",
+)
 
 
 @dataclass
@@ -116,9 +130,11 @@ def _setup_run_dir(cfg: TrainConfig) -> Path:
         raise OutputError(
             f"{run_dir}: cannot write the run folder ({exc.strerror or exc}); choose another --out"
         ) from exc
-    if not cfg.resume and (run_dir / "last.pt").exists():
+    # best.pt alone (a run whose last.pt was deleted, a model folder) is a model too: never trained over.
+    held = [name for name in ("last.pt", "best.pt") if (run_dir / name).exists()]
+    if not cfg.resume and held:
         raise OutputError(
-            f"{run_dir}: already holds a training run; pass --resume to continue it or choose another --out"
+            f"{run_dir}: already holds a training run ({held[0]}); pass --resume to continue it or choose another --out"
         )
     return run_dir
 
@@ -185,6 +201,12 @@ class Trainer:
             st = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"{path}: cannot read resume state ({type(exc).__name__}); delete it and retrain") from exc
+        missing = [k for k in RESUME_KEYS if not isinstance(st, dict) or k not in st]
+        if missing:
+            raise ModelError(
+                f"{path}: not a resume state written by train-model (no {missing[0]}); use a new --out, or restore "
+                "the run's own last.pt"
+            )
         if st["fingerprint"] != self.ds.fingerprint or st["config"]["arch"] != self.cfg.arch.value:
             raise DataError(f"{path}: was trained on other data or another --arch; use a new --out for this data")
         self.model.load_state_dict(st["model"])
@@ -316,10 +338,10 @@ def main(cfg: TrainConfig, *, log: Log = print, progress_factory: Callable | Non
     spec = spec_for(cfg)
     ds = load_data(cfg, spec, log)
     _log_dataset(ds, log)
-    _augment_preview(run_dir, ds, cfg.seed)
     trainer = Trainer(cfg, ds, spec, run_dir, log)
     if cfg.resume:
         trainer.resume()
+    _augment_preview(run_dir, ds, cfg.seed)  # after resume(): a refused resume leaves the other run's files alone
     flops = count_flops(trainer.model, (spec.channels, spec.size, spec.size))
     log(
         f"model {cfg.arch.value}: {count_params(trainer.model):,} parameters, {flops / 1e6:.1f} MFLOP per image; "

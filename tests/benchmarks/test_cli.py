@@ -130,3 +130,17 @@ def test_unwritable_json_is_exit_code_7(tiny_models, tmp_path):
     r = edge_bench(args, block_torch=True, tmp_path=tmp_path)
     assert r.returncode == 7, r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("error:")
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--live-seconds", "nan"], "--live-seconds"),  # was exit 1 from the live worker, after the other jobs ran
+        (["--live-seconds", "inf"], "--live-seconds"),
+        (["--batch", "100000"], "--batch"),  # the worker was killed for memory: exit 1, every measured row lost
+    ],
+)
+def test_bad_numbers_are_usage_errors_before_any_job(tiny_models, tmp_path, args, option):
+    result = CliRunner().invoke(main, [*TINY_COUNTS, "--no-torch", "--model", str(tiny_models[0]), *args])
+    assert result.exit_code == 2, result.output
+    assert option in result.output and "[1/" not in result.output

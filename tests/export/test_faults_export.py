@@ -74,3 +74,44 @@ def test_sigterm_during_export_removes_the_temporary_folder(stamped: Path, tmp_p
     assert "Traceback" not in out + err
     assert list(tmp_path.glob("defect-edge-export-*")) == []
     assert not list(tmp_path.glob(".m.onnx.*"))
+
+
+def fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (lambda tmp, ckpt: fifo(tmp / "pipe.onnx"), "not a regular file"),  # was replaced (so was /dev/full)
+        (lambda tmp, ckpt: ckpt, "is the checkpoint being exported"),  # the trained weights were lost
+        (lambda tmp, ckpt: tmp / "model.pt", "named like a checkpoint"),
+    ],
+)
+def test_out_that_must_not_be_replaced_is_refused_before_any_work(stamped: Path, tmp_path: Path, target, message):
+    ckpt = tmp_path / "best.pt"
+    ckpt.write_bytes(stamped.read_bytes())
+    out = target(tmp_path, ckpt)
+    kind = out.stat().st_mode if out.exists() else None
+    r = CliRunner().invoke(export_main, [str(ckpt), "--out", str(out)])
+    assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output
+    last = r.output.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last and "Traceback" not in r.output
+    assert ckpt.read_bytes() == stamped.read_bytes()
+    assert (out.stat().st_mode if out.exists() else None) == kind
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--opset", "99"], ExitCode.USAGE, "--opset 99"),  # was exit 1: torch's RuntimeError
+        (["--opset", "99999999999999999999"], ExitCode.USAGE, "--opset"),  # was exit 1: a TypeError inside torch
+        (["--quantize", "--max-drop", "nan"], ExitCode.USAGE, "--max-drop"),  # was exit 6: "limit nan"
+    ],
+)
+def test_bad_numbers_are_usage_errors_before_any_work(stamped: Path, tmp_path: Path, args, code, message):
+    r = CliRunner().invoke(export_main, [str(stamped), "--out", str(tmp_path / "m.onnx"), *args])
+    assert r.exit_code == code, r.output
+    assert message in r.output.strip().splitlines()[-1] and "Traceback" not in r.output
+    assert not (tmp_path / "m.onnx").exists()

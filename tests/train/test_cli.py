@@ -1,13 +1,16 @@
 """train-model as a user meets it: --help, bad input gives one line and a documented exit code."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from edge_runtime.errors import ExitCode
-from tests.conftest import make_dataset
+from tests.conftest import REPO, make_dataset
 from train.cli import main
 
 
@@ -112,3 +115,71 @@ def test_without_torch_help_works_and_a_run_names_the_extra(tmp_path: Path):
     assert ran.stderr.strip().splitlines() == [
         "error: torch is not installed; install the extra with: pip install -c constraints.txt 'defect-edge[train]'"
     ]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--val-fraction", "0"),  # was exit 3, a data error
+        ("--val-fraction", "nan"),
+        ("--lr", "nan"),  # was exit 1 from the optimiser, after loading the data
+        ("--lr", "0"),  # trained nothing, silently
+        ("--hard-defect-weight", "nan"),  # was exit 1 from the loss, mid-epoch
+        ("--hard-defect-weight", "inf"),
+        ("--max-bad-fraction", "nan"),  # never aborted, silently
+        ("--seed", "-1"),  # was exit 1 from numpy
+        ("--seed", "99999999999999999999"),
+    ],
+)
+def test_bad_number_is_a_usage_error_before_anything_is_written(
+    tmp_path: Path, synthetic_data: Path, option: str, value: str
+):
+    out = tmp_path / "run"
+    r = run(
+        "--data", str(synthetic_data), "--out", str(out), "--epochs", "1", "--quiet", "--img-size", "32", option, value
+    )
+    assert r.exit_code == ExitCode.USAGE, r.output
+    assert option in r.output and "Traceback" not in r.output
+    assert not out.exists()
+
+
+def test_more_threads_than_cores_is_a_usage_error(tmp_path: Path, synthetic_data: Path):
+    # In process it would take pytest down: torch crashed with a segmentation fault on 100000 threads.
+    args = ["--data", str(synthetic_data), "--out", str(tmp_path / "run"), "--epochs", "1", "--threads", "100000"]
+    r = subprocess.run([sys.executable, "-m", "train.cli", *args], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == ExitCode.USAGE, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"error: --threads 100000 is out of range; use 1..{os.cpu_count()} (this machine's CPU cores)"
+    ]
+
+
+def test_a_folder_holding_only_best_pt_is_not_trained_over(tmp_path: Path, synthetic_data: Path):
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "best.pt").write_bytes(b"a model without its last.pt")
+    r = run("--data", str(synthetic_data), "--out", str(out), "--epochs", "1", "--quiet", "--img-size", "32")
+    assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output
+    assert "already holds a training run (best.pt)" in r.output
+    assert (out / "best.pt").read_bytes() == b"a model without its last.pt"
+
+
+def test_resume_from_a_last_pt_that_is_not_a_resume_state_is_exit_4(tmp_path: Path, synthetic_data: Path):
+    out = tmp_path / "run"
+    base = ["--data", str(synthetic_data), "--out", str(out), "--quiet", "--img-size", "32", "--batch-size", "16"]
+    assert run(*base, "--epochs", "1").exit_code == 0
+    (out / "last.pt").write_bytes((out / "best.pt").read_bytes())  # a model checkpoint, no optimiser state
+    r = run(*base, "--epochs", "2", "--resume")
+    assert r.exit_code == ExitCode.BAD_MODEL, r.output  # was exit 1: KeyError 'fingerprint'
+    assert "not a resume state" in r.output.strip().splitlines()[-1] and "Traceback" not in r.output
+
+
+def test_a_refused_resume_leaves_the_run_folder_as_it_was(tmp_path: Path, synthetic_data: Path):
+    out = tmp_path / "run"
+    common = ["--out", str(out), "--quiet", "--img-size", "32", "--batch-size", "16", "--epochs", "1"]
+    assert run("--data", str(synthetic_data), *common).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    other = make_dataset(tmp_path / "other", seed=1)
+    r = run("--data", str(other), *common, "--resume")
+    assert r.exit_code == ExitCode.BAD_DATA and "other data" in r.output, r.output
+    # the augmentation preview of the other data was written over this run's before the refusal
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

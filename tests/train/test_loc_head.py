@@ -134,3 +134,20 @@ def test_the_command_refuses_a_bad_checkpoint_in_one_line(tmp_path: Path):
     r = CliRunner().invoke(main, [str(bad)])
     assert r.exit_code == 4 and r.output.count("\n") == 1 and "not a readable defect-edge checkpoint" in r.output
     assert "Traceback" not in r.output
+
+
+def test_cli_bad_seed_is_a_usage_error_and_debug_is_an_option(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from edge_runtime.errors import ExitCode
+    from train.loc_head import main
+
+    ckpt = tmp_path / "best.pt"
+    ckpt.write_bytes(b"not read: the options are checked first")
+    r = CliRunner().invoke(main, [str(ckpt), "--seed", "-1"])
+    assert r.exit_code == ExitCode.USAGE and "--seed" in r.output, r.output  # was a numpy traceback, exit 1
+    r = CliRunner().invoke(main, [str(ckpt), "--debug"])
+    assert isinstance(r.exception, ModelError)  # --debug: the exception itself, not one line
+    r = CliRunner().invoke(main, [str(ckpt)])
+    assert r.exit_code == ExitCode.BAD_MODEL and r.output.startswith("error: ") and "Traceback" not in r.output
+    assert "Exit codes" in CliRunner().invoke(main, ["--help"]).output

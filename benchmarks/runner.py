@@ -102,6 +102,10 @@ def accuracy_jobs(cfg: BenchConfig) -> list[tuple[str, Job]]:
     ]
 
 
+class WorkerCrashed(DefectEdgeError):
+    """A worker process died without its report (killed for memory, a crash in a native library)."""
+
+
 def run_worker(job: Job) -> tuple[list[Row], list[str]]:
     """Run one job in a fresh ``python -m benchmarks.worker`` and parse its rows."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -112,7 +116,7 @@ def run_worker(job: Job) -> tuple[list[Row], list[str]]:
         out = json.loads(proc.stdout.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:]) or f"exit code {proc.returncode}"
-        raise DefectEdgeError(f"benchmark worker for {job.kind.value} {job.model} failed: {tail}") from None
+        raise WorkerCrashed(f"benchmark worker for {job.kind.value} {job.model} failed: {tail}") from None
     if "error" in out:
         raise DefectEdgeError(out["error"], exit_code=ExitCode(out["exit_code"]))
     return [Row(**r) for r in out["rows"]], list(out["skipped"])
@@ -151,7 +155,12 @@ def run_benchmark(cfg: BenchConfig, *, progress: Progress = lambda msg: None) ->
         if job.model in failed:
             continue
         progress(f"[{k}/{len(jobs)}] {what}")
-        rows, skipped = run_worker(job)
+        try:
+            rows, skipped = run_worker(job)
+        except WorkerCrashed as exc:  # one job's loss, not the run's: the rows measured so far are kept
+            progress(f"warning: {exc}")
+            result.skipped.append(f"{what}: {exc}; its rows are missing")
+            continue
         if job.kind is JobKind.TORCH and skipped:
             failed.update({SEED_MODEL, "defectnet"})
         elif skipped:

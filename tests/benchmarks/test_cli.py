@@ -144,3 +144,34 @@ def test_bad_numbers_are_usage_errors_before_any_job(tiny_models, tmp_path, args
     result = CliRunner().invoke(main, [*TINY_COUNTS, "--no-torch", "--model", str(tiny_models[0]), *args])
     assert result.exit_code == 2, result.output
     assert option in result.output and "[1/" not in result.output
+
+
+def test_a_worker_that_dies_costs_its_own_rows_only(monkeypatch, tmp_path):
+    # A worker killed for memory used to end the whole run (exit 1) and lose every row measured before it.
+    import subprocess
+
+    import benchmarks.runner as runner
+    from benchmarks.config import BenchConfig
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"not read: the workers are faked")
+    calls: list[int] = []
+    real_run = subprocess.run
+
+    def fake_run(cmd, **kwargs):
+        if "benchmarks.worker" not in cmd:  # the hardware probe (lscpu ...) runs for real
+            return real_run(cmd, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            return subprocess.CompletedProcess(cmd, -9, stdout="", stderr="")
+        return subprocess.CompletedProcess(cmd, 0, stdout='{"rows": [], "skipped": []}\n', stderr="")
+
+    monkeypatch.setattr(runner.subprocess, "run", fake_run)
+    monkeypatch.setattr(runner, "sample_images", lambda cfg: [])
+    said: list[str] = []
+    cfg = BenchConfig(models=(model,), torch=False, live_fps=(), plot=False)
+    result = runner.run_benchmark(cfg, progress=said.append)
+    jobs = len(runner.plan_jobs(cfg, []) + runner.accuracy_jobs(cfg))
+    assert len(calls) == jobs > 1  # every other job still ran
+    assert len(result.skipped) == 1 and "failed: exit code -9; its rows are missing" in result.skipped[0]
+    assert any(m.startswith("warning: benchmark worker") for m in said)

@@ -1,0 +1,154 @@
+"""A real network camera on loopback: ffmpeg serves the sample video as HTTP MJPEG (as IP cameras do) and
+``edge-infer --source http://...`` reads it through OpenCV's FFmpeg backend, with the bundled INT8 model.
+
+The stream drops (ffmpeg killed) and comes back (a new ffmpeg on the same port): the run reconnects and goes on,
+or, with ``--max-reconnects 0``, ends with exit 5 and a summary that counts every record already written.
+Skipped when ffmpeg is not installed (``apt-get install -y ffmpeg``; ``.ci/run`` installs it).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge_runtime.errors import ExitCode
+from tests.conftest import REPO
+
+FFMPEG = shutil.which("ffmpeg")
+pytestmark = pytest.mark.skipif(FFMPEG is None, reason="needs ffmpeg (apt-get install -y ffmpeg)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def listening(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:port, read from /proc (a probe connection would use up ffmpeg's
+    single ``-listen 1`` client)."""
+    try:
+        table = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    want = f"0100007F:{port:04X}"
+    return any(row.split()[1] == want and row.split()[3] == "0A" for row in table)
+
+
+class Camera:
+    """ffmpeg playing ``video`` in a loop, in real time, as multipart JPEG over HTTP on ``port``."""
+
+    def __init__(self, video: Path, port: int) -> None:
+        self.video, self.port, self.proc = video, port, None
+        self.url = f"http://127.0.0.1:{port}/feed.mjpg"
+
+    def start(self) -> Camera:
+        cmd = [FFMPEG, "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(self.video),
+               "-f", "mpjpeg", "-listen", "1", self.url]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 15
+        while not listening(self.port):
+            assert self.proc.poll() is None, self.proc.stderr.read().decode() if self.proc.stderr else ""
+            assert time.monotonic() < deadline, "ffmpeg did not start listening"
+            time.sleep(0.05)
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edge_runtime.demo import make_sample_video
+
+    path = tmp_path_factory.mktemp("stream") / "line.avi"
+    make_sample_video(path, frames_per_image=2)
+    return path
+
+
+@pytest.fixture
+def camera(video: Path) -> Iterator[Camera]:
+    cam = Camera(video, free_port())
+    yield cam.start()
+    cam.kill()
+
+
+def edge_infer(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge_runtime.cli", *args], cwd=REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def lines_of(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.endswith("}")] if path.exists() else []
+
+
+def wait_for_records(path: Path, n: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(lines_of(path)) < n:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, f"fewer than {n} records in {timeout:g} s"
+        time.sleep(0.05)
+
+
+def test_verdicts_from_a_real_mjpeg_stream(camera: Camera, tmp_path: Path):
+    out, summary = tmp_path / "v.jsonl", tmp_path / "s.json"
+    proc = edge_infer(["--source", camera.url, "--max-frames", "15", "--output", str(out), "--summary", str(summary),
+                       "--quiet"])  # fmt: skip
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    records = lines_of(out)
+    assert len(records) == 15 == json.loads(summary.read_text())["items"]
+    assert {r["source"] for r in records} == {camera.url} and all(r["error"] is None for r in records)
+    frames = [r["frame"] for r in records]
+    assert frames == sorted(frames) and len(set(frames)) == 15  # newest-frame mode: increasing, gaps allowed
+    assert {r["label"] for r in records} <= {"ok", "defective"} and all(0 <= r["score"] <= 1 for r in records)
+    assert f"{camera.url}: opened" in err and "Traceback" not in err
+
+
+def test_a_stream_that_drops_and_comes_back_is_reopened(camera: Camera, tmp_path: Path):
+    out, summary = tmp_path / "v.jsonl", tmp_path / "s.json"
+    proc = edge_infer(["--source", camera.url, "--max-frames", "30", "--output", str(out), "--summary", str(summary),
+                       "--quiet"])  # fmt: skip
+    try:
+        wait_for_records(out, 5, proc)
+        camera.kill()  # the camera goes off the network ...
+        time.sleep(1.0)
+        camera.start()  # ... and comes back on the same address
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert len(lines_of(out)) == 30 and "Traceback" not in err
+    assert "source dropped after" in err and "reconnected (attempt" in err, err  # both told on stderr
+    assert json.loads(summary.read_text())["reconnects"] >= 1
+
+
+def test_a_stream_lost_for_good_ends_with_exit_5_and_keeps_every_record(camera: Camera, tmp_path: Path):
+    out, summary = tmp_path / "v.jsonl", tmp_path / "s.json"
+    proc = edge_infer(["--source", camera.url, "--max-reconnects", "0", "--output", str(out), "--summary",
+                       str(summary), "--quiet"])  # fmt: skip
+    try:
+        wait_for_records(out, 5, proc)
+        camera.kill()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == ExitCode.SOURCE_UNAVAILABLE, err
+    written = lines_of(out)
+    assert len(written) >= 5 and json.loads(summary.read_text())["items"] == len(written)
+    assert "source lost" in err and "Traceback" not in err

@@ -152,3 +152,76 @@ def test_a_stream_lost_for_good_ends_with_exit_5_and_keeps_every_record(camera: 
     written = lines_of(out)
     assert len(written) >= 5 and json.loads(summary.read_text())["items"] == len(written)
     assert "source lost" in err and "Traceback" not in err
+
+
+# -- RTSP (H.264), the usual IP camera: GStreamer's RTSP server under the system Python ---------------------------
+SYSTEM_PYTHON = "/usr/bin/python3"
+RTSP_SERVER = Path(__file__).with_name("rtsp_camera.py")
+
+
+def rtsp_available() -> bool:
+    probe = (
+        "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
+        "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
+        "assert Gst.ElementFactory.find('x264enc') and Gst.ElementFactory.find('rtph264pay')"
+    )
+    try:
+        return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+needs_rtsp = pytest.mark.skipif(
+    not rtsp_available(),
+    reason="needs GStreamer's RTSP server for the system Python (apt-get install -y python3-gi "
+    "gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly)",
+)
+
+
+@pytest.fixture
+def rtsp_camera(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The camera's URL and its server process."""
+    from edge_runtime.demo import make_sample_video
+
+    video = tmp_path / "line.avi"
+    make_sample_video(video, frames_per_image=6)  # 102 frames, 17 s at 6 fps
+    proc = subprocess.Popen([SYSTEM_PYTHON, str(RTSP_SERVER), str(video), str(free_port())], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        line = proc.stdout.readline().strip() if proc.stdout else ""
+        assert line.startswith("ready rtsp://"), (line, proc.stderr.read() if proc.stderr else "")
+        yield line.split()[1], proc
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+@needs_rtsp
+def test_verdicts_from_a_real_rtsp_h264_stream(rtsp_camera: tuple, tmp_path: Path):
+    url, _ = rtsp_camera
+    out = tmp_path / "v.jsonl"
+    proc = edge_infer(["--source", url, "--max-frames", "15", "--output", str(out), "--quiet"])
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    records = lines_of(out)
+    assert len(records) == 15 and all(r["error"] is None and r["source"] == url for r in records)
+    assert {r["label"] for r in records} <= {"ok", "defective"} and "Traceback" not in err
+
+
+@needs_rtsp
+def test_an_rtsp_camera_that_dies_ends_with_exit_5_and_keeps_every_record(rtsp_camera: tuple, tmp_path: Path):
+    url, server = rtsp_camera
+    out, summary = tmp_path / "v.jsonl", tmp_path / "s.json"
+    proc = edge_infer(["--source", url, "--max-reconnects", "0", "--output", str(out), "--summary",
+                       str(summary), "--quiet"])  # fmt: skip
+    try:
+        wait_for_records(out, 5, proc)
+        server.kill()  # the camera loses power
+        server.wait(10)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == ExitCode.SOURCE_UNAVAILABLE, err
+    assert json.loads(summary.read_text())["items"] == len(lines_of(out)) >= 5
+    assert "source lost" in err and "Traceback" not in err

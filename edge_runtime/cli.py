@@ -171,6 +171,7 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
         from edge_runtime.errors import DataError
         from edge_runtime.infer import InferConfig, run_inference
         from edge_runtime.model import Provider, RuntimeConfig, check_threads, threads_from_env
+        from edge_runtime.outputs import check_distinct_outputs
         from edge_runtime.priority import Priority
 
     if opts["check_station"] is not None:
@@ -179,6 +180,9 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
     if (opts["source"] is None) == (opts["camera"] is None):
         raise DataError("give exactly one input: --source PATH|DIR|GLOB|VIDEO|URL or --camera N")
     threads = check_threads(opts["threads"]) if opts["threads"] is not None else threads_from_env()
+    # before the log is opened: --output, --summary or --save on the log's file would ruin both
+    check_distinct_outputs({"--log": opts["log"], "--output": opts["output"], "--summary": opts["summary_path"],
+                            "--save": opts["save"]})  # fmt: skip
     cfg = InferConfig(
         source=opts["source"],
         camera=opts["camera"],

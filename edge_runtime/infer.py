@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ import numpy as np
 from edge_runtime.errors import ExitCode, ModelError, OutputError, SourceError, UsageError
 from edge_runtime.inputs import Item, SourceKind, SourceSpec, iter_items, open_live, resolve_source
 from edge_runtime.model import EdgeModel, Prediction, RuntimeConfig, ScoreError, load_model
-from edge_runtime.outputs import JsonLinesSink, StdoutClosed, open_file_sink, record_for
+from edge_runtime.outputs import JsonLinesSink, StdoutClosed, check_outputs, open_file_sink, record_for
 from edge_runtime.priority import Priority, RealTime
 from edge_runtime.sources import LatestFrameReader
 from edge_runtime.stopping import StopSignals
@@ -100,18 +99,6 @@ def check_saved_video(saver: Any) -> None:
         )
 
 
-def check_save_target(target: Path) -> None:
-    """``--save`` must be a folder or a regular file (a FIFO would block the video writer forever)."""
-    import stat
-
-    try:
-        st = os.stat(target)
-    except OSError:
-        return  # does not exist yet: created by the saver
-    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
-        raise OutputError(f"{target}: not a regular file or folder (a FIFO or device); choose another --save")
-
-
 def open_outputs(cfg: InferConfig, log: Log) -> Outputs:
     out = Outputs(wants_pictures=bool(getattr(cfg.listener, "wants_pictures", False)) or cfg.heatmap)
     if cfg.json_stdout or not cfg.quiet:
@@ -127,8 +114,6 @@ def open_outputs(cfg: InferConfig, log: Log) -> Outputs:
                 out.window = None
         if cfg.save is not None:
             from edge_runtime.annotate import Saver
-
-            check_save_target(cfg.save)
 
             out.saver = Saver(cfg.save)
     except BaseException:
@@ -315,6 +300,7 @@ def run_inference(
     try:
         spec = resolve_source(cfg.source, camera=cfg.camera)
         summary.source = spec.name
+        check_outputs(spec, output=cfg.output, summary=cfg.summary_path, save=cfg.save)
         if cfg.priority is Priority.REALTIME and not spec.kind.live:
             raise UsageError(
                 "--priority realtime is for a live source (--camera, or a stream URL); files and videos run at "

@@ -9,6 +9,7 @@ that could not be read has ``label``/``score``/``defective``/``latency_ms`` null
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import fcntl
@@ -22,8 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from edge_runtime.errors import OutputError
-from edge_runtime.inputs import Item
+from edge_runtime.errors import OutputError, UsageError
+from edge_runtime.inputs import Item, SourceKind, SourceSpec
 from edge_runtime.model import Prediction
 from edge_runtime.summary import LatencyReservoir, Summary
 
@@ -196,3 +197,93 @@ def open_file_sink(path: Path) -> FileSink:
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); choose another --output") from exc
     return FileSink(path, csv_format=suffix == ".csv")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one regular file: the same inode when both exist, else the same resolved path
+    (two outputs to ``/dev/null`` are fine)."""
+    try:
+        return os.path.samefile(a, b) and stat.S_ISREG(os.stat(a).st_mode)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_distinct_outputs(named: dict[str, Path | None]) -> None:
+    """Refuse, before any work, two options naming one file (``--output r.jsonl --summary r.jsonl``): the
+    summary, the log or the video would replace or corrupt the records written by the other.
+
+    >>> check_distinct_outputs({"--output": Path("r.jsonl"), "--summary": Path("./r.jsonl")})
+    Traceback (most recent call last):
+    edge_runtime.errors.OutputError: r.jsonl: --output and --summary name the same file; give each its own file
+    """
+    given = [(opt, path) for opt, path in named.items() if path is not None]
+    for i, (opt_a, a) in enumerate(given):
+        for opt_b, b in given[i + 1 :]:
+            if _same_file(a, b):
+                raise OutputError(f"{a}: {opt_a} and {opt_b} name the same file; give each its own file")
+
+
+def check_not_an_input(spec: SourceSpec, named: dict[str, Path | None], *, save_folder: Path | None = None) -> None:
+    """Refuse, before any work, an output that is one of the run's inputs (``--save line3.avi --source
+    line3.avi``, ``--summary part.png``): edge-infer never overwrites what it inspects. ``save_folder``
+    (``--save DIR``) may not hold inputs either: annotated pictures would land among them."""
+    if spec.kind.live:
+        return
+    inputs = (Path(spec.name),) if spec.kind is SourceKind.VIDEO else spec.paths
+    targets: dict[tuple[int, int], tuple[str, Path]] = {}
+    for opt, path in named.items():
+        with contextlib.suppress(OSError, ValueError):
+            if path is not None:
+                st = os.stat(path)
+                targets[(st.st_dev, st.st_ino)] = (opt, path)
+    folder = None if save_folder is None else os.path.realpath(save_folder)
+    parents: dict[Path, bool] = {}
+    for p in inputs:
+        if targets:
+            with contextlib.suppress(OSError, ValueError):
+                st = os.stat(p)
+                if (hit := targets.get((st.st_dev, st.st_ino))) is not None:
+                    raise OutputError(f"{hit[1]}: {hit[0]} names an input of this run; choose another {hit[0]} "
+                                      "(edge-infer never overwrites what it inspects)")  # fmt: skip
+        if folder is not None:
+            if p.parent not in parents:
+                real = os.path.realpath(p.parent)
+                parents[p.parent] = real == folder or real.startswith(folder.rstrip(os.sep) + os.sep)
+            if parents[p.parent]:
+                raise OutputError(f"{save_folder}: --save names a folder that holds input images ({p}); choose "
+                                  "another --save, outside the inputs")  # fmt: skip
+
+
+def check_save_target(target: Path) -> None:
+    """``--save`` must be a folder or a regular file (a FIFO would block the video writer forever), a video name
+    one OpenCV can write (``out.mov`` would silently become a folder) and not an existing folder."""
+    from edge_runtime.annotate import VIDEO_SAVE_SUFFIXES
+    from edge_runtime.inputs import VIDEO_SUFFIXES
+    from edge_runtime.preprocess import IMAGE_SUFFIXES
+
+    suffix = target.suffix.lower()
+    if suffix in VIDEO_SAVE_SUFFIXES and target.is_dir():
+        raise OutputError(f"{target}: is a folder, not a video file; choose another --save")
+    if suffix in (VIDEO_SUFFIXES | IMAGE_SUFFIXES) - VIDEO_SAVE_SUFFIXES.keys() and not target.is_dir():
+        raise UsageError(
+            f"--save {target}: cannot save a {suffix} file; name a video ({', '.join(VIDEO_SAVE_SUFFIXES)}) or a "
+            "folder for annotated JPEGs"
+        )
+    try:
+        st = os.stat(target)
+    except OSError:
+        return  # does not exist yet: created by the saver
+    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        raise OutputError(f"{target}: not a regular file or folder (a FIFO or device); choose another --save")
+
+
+def check_outputs(spec: SourceSpec, *, output: Path | None, summary: Path | None, save: Path | None) -> None:
+    """Before any work: no two outputs on one file, none on an input, a ``--save`` that can be written."""
+    from edge_runtime.annotate import VIDEO_SAVE_SUFFIXES
+
+    save_video = save is not None and save.suffix.lower() in VIDEO_SAVE_SUFFIXES
+    named = {"--output": output, "--summary": summary, "--save": save if save_video else None}
+    check_distinct_outputs(named)
+    check_not_an_input(spec, named, save_folder=None if save_video else save)
+    if save is not None:
+        check_save_target(save)

@@ -333,6 +333,66 @@ def test_summary_or_video_that_cannot_be_written_is_exit_7(tmp_path, tiny_model,
         assert recs == [] and "FIFO or device" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("case", "flag"),
+    [("video", "--save"), ("video", "--summary"), ("image", "--summary"), ("folder-image", "--summary"),
+     ("not-a-video", "--output")],
+)  # fmt: skip
+def test_an_output_never_overwrites_an_input(tmp_path, tiny_model, case, flag):
+    """``--save line3.avi --source line3.avi`` replaced the video being inspected with its annotated copy."""
+    import numpy as np
+
+    from tests.edge_runtime.test_cli import write_video
+
+    parts = write_parts(tmp_path / "parts", [10, 200])
+    if case == "video":
+        source = target = write_video(tmp_path / "v.avi", [np.full((32, 32), 9 * i, np.uint8) for i in range(3)])
+    elif case == "image":
+        source = target = parts[0]
+    elif case == "folder-image":
+        source, target = tmp_path / "parts", parts[1]
+    else:  # any existing file is tried as a video: the --output sink truncated it before the video failed
+        source = target = tmp_path / "notes.jsonl"
+        source.write_text('{"keep": 1}\n')
+    before = target.read_bytes()
+    result = invoke(["--model", str(tiny_model), "--source", str(source), flag, str(target)])
+    recs = check(result, ExitCode.OUTPUT_ERROR, error_lines=1)
+    assert recs == [] and f"{flag} names an input of this run" in result.stderr
+    assert target.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "pair", [("--output", "--summary"), ("--log", "--output"), ("--log", "--summary"), ("--output", "--save")]
+)
+def test_two_outputs_on_one_file_are_refused_before_any_work(tmp_path, tiny_model, pair):
+    """``--output r.jsonl --summary r.jsonl``: the summary replaced every record; ``--log`` and ``--output`` on
+    one file interleaved SQLite pages and records."""
+    write_parts(tmp_path / "parts", [10, 200])
+    target = tmp_path / "r.csv"
+    args = ["--model", str(tiny_model), "--source", str(tmp_path / "parts")]
+    result = invoke([*args, pair[0], str(target), pair[1], f"{tmp_path}/./r.csv"])
+    recs = check(result, ExitCode.OUTPUT_ERROR, error_lines=1)
+    assert recs == [] and f"{pair[0]} and {pair[1]} name the same file" in result.stderr
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("case", ["mov", "jpg", "folder-named-mp4", "source-folder"])
+def test_save_that_would_go_wrong_is_refused_before_any_work(tmp_path, tiny_model, case):
+    """``--save out.mov`` silently became a folder named out.mov; ``--save DIR.mp4`` (an existing folder) failed
+    after the first item; ``--save`` onto the source folder mixed annotated pictures into the inputs."""
+    write_parts(tmp_path / "parts", [10, 200])
+    target = {"mov": tmp_path / "out.mov", "jpg": tmp_path / "out.jpg", "folder-named-mp4": tmp_path / "d.mp4",
+              "source-folder": tmp_path / "parts"}[case]  # fmt: skip
+    if case == "folder-named-mp4":
+        target.mkdir()
+    result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--save", str(target)])
+    usage = case in ("mov", "jpg")
+    recs = check(result, ExitCode.USAGE if usage else ExitCode.OUTPUT_ERROR, error_lines=1)
+    assert recs == [] and "summary:" not in result.stderr
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["part_00.png", "part_01.png"]
+    assert target.is_dir() if case in ("folder-named-mp4", "source-folder") else not target.exists()
+
+
 def test_a_saved_video_that_came_out_short_is_an_output_error(tmp_path):
     """OpenCV's writer reports no write error (full disk): the frame count is read back at the end."""
     import numpy as np

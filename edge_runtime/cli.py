@@ -93,7 +93,7 @@ HELP = (
     "--max-reconnects",
     type=click.IntRange(min=0),
     default=None,
-    help="Give up on a dropped camera/stream after N reopen attempts [default: never].",
+    help="Give up on a dropped camera/stream after N reopen attempts without a frame [default: never].",
 )
 @click.option(
     "--summary",

@@ -176,6 +176,10 @@ class LatestFrameReader:
         self.captured = 0  # frames the source delivered
         self.delivered = 0  # frames handed to the consumer
         self.reconnects = 0
+        # Reopen attempts since the source last gave a frame: a camera that accepts the connection and then
+        # sends nothing (rebooting, a broken encoder) must use up --max-reconnects, not reset it at each open.
+        self._attempts = 0
+        self._delay = backoff_s[0]
         self.error: SourceError | None = None
         self._latest: LiveFrame | None = None
         self._finished = False
@@ -264,6 +268,7 @@ class LatestFrameReader:
         with self._cond:
             self._latest = LiveFrame(self.captured, time.monotonic(), frame)
             self.captured += 1
+            self._attempts, self._delay = 0, self.backoff_s[0]  # back for real: a later drop starts afresh
             self._cond.notify_all()
 
     def _finish(self, error: SourceError | None = None) -> None:
@@ -304,14 +309,19 @@ class LatestFrameReader:
                 cap.release()
 
     def _reopen(self) -> bool:
-        """Reopen with exponential backoff; False when stopped or out of retries (``error`` is then set)."""
+        """Reopen with exponential backoff; False when stopped or out of retries (``error`` is then set).
+
+        Attempts and the wait carry on from one reopen to the next until a frame arrives: a reopen that
+        gives no frame is not a recovery."""
         assert self._factory is not None
-        delay, attempt = self.backoff_s[0], 0
         while not self._stop.is_set():
+            attempt = self._attempts
             if self.max_reconnects is not None and attempt >= self.max_reconnects:
                 self._finish(SourceError(f"{self.name}: lost and not back after {attempt} reconnect attempts"))
                 return False
-            attempt += 1
+            self._attempts = attempt = attempt + 1
+            delay = self._delay
+            self._delay = min(delay * 2, self.backoff_s[1])
             self.on_event(f"{self.name}: reconnect attempt {attempt} in {delay:.1f} s")
             if self._stop.wait(delay):
                 return False
@@ -319,7 +329,6 @@ class LatestFrameReader:
                 self._cap = open_within(self._factory, self.open_timeout_s, self.name)
             except SourceError as exc:
                 self.on_event(str(exc))
-                delay = min(delay * 2, self.backoff_s[1])
                 continue
             self.reconnects += 1
             self.on_event(f"{self.name}: reconnected (attempt {attempt})")

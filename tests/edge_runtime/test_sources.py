@@ -105,3 +105,47 @@ def test_a_source_that_opens_but_sends_nothing_is_reported():
     with pytest.raises(SourceError, match="sent no frame"):
         reader.read()
     reader.stop()
+
+
+def drain(reader: LatestFrameReader, seconds: float = 5.0) -> tuple[list, bool]:
+    """Every frame until the reader finishes, and whether it finished by itself within ``seconds`` (a reader
+    that reopens forever is a bug)."""
+    frames, deadline = [], time.monotonic() + seconds
+    with reader:
+        while not reader.finished and time.monotonic() < deadline:
+            if (live := reader.read(timeout=0.1)) is not None:
+                frames.append(live)
+        return frames, reader.finished
+
+
+def test_reopens_that_give_no_frame_use_up_max_reconnects():
+    # A camera that accepts the connection and then sends nothing (rebooting, a broken encoder): each reopen
+    # "succeeds", but it is no recovery; the count must not start again at each open, or the run never ends.
+    opened: list[FakeCamera] = []
+
+    def factory() -> FakeCamera:
+        opened.append(FakeCamera(fps=1000.0, frames=0 if opened else 5))
+        return opened[-1]
+
+    events: list[str] = []
+    reader = LatestFrameReader(
+        factory, name="flapping", backoff_s=(0.01, 0.02), max_reconnects=2, on_event=events.append
+    )
+    frames, ended = drain(reader)
+    assert ended, f"still reopening after {len(opened)} opens: {events[-3:]}"
+    assert len(frames) == 5 and len(opened) == 3  # the first open, then two reopens that gave nothing
+    assert reader.error is not None and "2 reconnect attempts" in str(reader.error)
+    assert sum("reconnected" in e for e in events) == 2
+
+
+def test_a_frame_after_a_reopen_starts_the_count_again():
+    opened: list[FakeCamera] = []
+
+    def factory() -> FakeCamera:  # every camera gives 3 frames, then drops; the fourth open gives none
+        opened.append(FakeCamera(fps=1000.0, frames=3 if len(opened) < 3 else 0))
+        return opened[-1]
+
+    reader = LatestFrameReader(factory, name="drops", backoff_s=(0.01, 0.02), max_reconnects=1)
+    frames, ended = drain(reader)
+    assert ended and len(frames) == 9 and len(opened) == 4 and reader.reconnects == 3
+    assert reader.error is not None and "1 reconnect attempts" in str(reader.error)

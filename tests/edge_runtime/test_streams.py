@@ -8,12 +8,14 @@ Skipped when ffmpeg is not installed (``apt-get install -y ffmpeg``; ``.ci/run``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -225,3 +227,66 @@ def test_an_rtsp_camera_that_dies_ends_with_exit_5_and_keeps_every_record(rtsp_c
     assert proc.returncode == ExitCode.SOURCE_UNAVAILABLE, err
     assert json.loads(summary.read_text())["items"] == len(lines_of(out)) >= 5
     assert "source lost" in err and "Traceback" not in err
+
+
+class BrokenEncoderCamera:
+    """An HTTP MJPEG camera whose encoder breaks: 5 good frames on the first connection, then parts that are no
+    JPEG, on that connection and on every later one (each reconnect "succeeds" but never gives a frame)."""
+
+    def __init__(self) -> None:
+        import cv2
+        import numpy as np
+
+        self.jpeg = cv2.imencode(".jpg", np.full((240, 320, 3), 128, np.uint8))[1].tobytes()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/feed.mjpg"
+        self.connections = 0
+        self.closed = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.closed.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._stream, args=(conn, self.connections == 1), daemon=True).start()
+
+    def _stream(self, conn: socket.socket, good_first: bool) -> None:
+        def part(data: bytes) -> None:
+            conn.sendall(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n" % (len(data), data))
+
+        with conn, contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=frame\r\n\r\n")
+            for _ in range(5 if good_first else 0):
+                part(self.jpeg)
+                time.sleep(0.1)
+            while not self.closed.is_set():
+                part(b"\xff\xd8 no jpeg " * 50)
+                time.sleep(0.05)
+
+    def close(self) -> None:
+        self.closed.set()
+        self.sock.close()
+
+
+def test_a_stream_that_reconnects_but_sends_no_frame_uses_up_max_reconnects(tmp_path: Path):
+    # Every reopen is accepted, yet no frame comes: --max-reconnects must still end the run (it used to start
+    # counting again at each open and reconnect forever).
+    camera = BrokenEncoderCamera()
+    out, summary = tmp_path / "v.jsonl", tmp_path / "s.json"
+    proc = edge_infer(["--source", camera.url, "--max-reconnects", "1", "--output", str(out), "--summary",
+                       str(summary), "--quiet"])  # fmt: skip
+    try:
+        _, err = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        camera.close()
+    assert proc.returncode == ExitCode.SOURCE_UNAVAILABLE, err
+    assert json.loads(summary.read_text())["items"] == len(lines_of(out)) >= 1
+    assert "reconnected (attempt 1)" in err and "not back after 1 reconnect attempts" in err, err
+    assert "Traceback" not in err and camera.connections == 2

@@ -199,7 +199,7 @@ def open_file_sink(path: Path) -> FileSink:
     return FileSink(path, csv_format=suffix == ".csv")
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
     """Whether two paths name one regular file: the same inode when both exist, else the same resolved path
     (two outputs to ``/dev/null`` are fine)."""
     try:
@@ -219,7 +219,7 @@ def check_distinct_outputs(named: dict[str, Path | None]) -> None:
     given = [(opt, path) for opt, path in named.items() if path is not None]
     for i, (opt_a, a) in enumerate(given):
         for opt_b, b in given[i + 1 :]:
-            if _same_file(a, b):
+            if same_file(a, b):
                 raise OutputError(f"{a}: {opt_a} and {opt_b} name the same file; give each its own file")
 
 
@@ -237,6 +237,8 @@ def check_not_an_input(spec: SourceSpec, named: dict[str, Path | None], *, save_
                 st = os.stat(path)
                 targets[(st.st_dev, st.st_ino)] = (opt, path)
     folder = None if save_folder is None else os.path.realpath(save_folder)
+    if not targets and folder is None:  # nothing named exists yet: no input can be among them
+        return
     parents: dict[Path, bool] = {}
     for p in inputs:
         if targets:

@@ -13,6 +13,7 @@ from torch import nn
 
 from edge_runtime.errors import ModelError, OutputError, UsageError
 from edge_runtime.model_info import INPUT_NAME, MAP_OUTPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelInfo
+from edge_runtime.outputs import same_file
 from edge_runtime.preprocess import PreprocessSpec
 from export.cam import MapHead, map_wrapper
 from train.loc_head import HeadRecord
@@ -142,7 +143,7 @@ def ensure_writable(dst: Path, *, checkpoint: Path | None = None) -> None:
         raise OutputError(f"{dst}: is a folder; pass --out FILE.onnx")
     if dst.exists() and not dst.is_file():
         raise OutputError(f"{dst}: is not a regular file (a device, FIFO or socket); pass --out FILE.onnx")
-    if checkpoint is not None and _same_file(dst, checkpoint):
+    if checkpoint is not None and same_file(dst, checkpoint):
         raise OutputError(f"{dst}: is the checkpoint being exported; pass --out FILE.onnx")
     if dst.suffix.lower() in CHECKPOINT_SUFFIXES:
         raise OutputError(f"{dst}: is named like a checkpoint ({dst.suffix}), not a model; pass --out FILE.onnx")
@@ -153,10 +154,3 @@ def ensure_writable(dst: Path, *, checkpoint: Path | None = None) -> None:
         probe.unlink()
     except OSError as exc:
         raise OutputError(f"{dst}: cannot write here ({exc.strerror or exc}); pass --out to a writable path") from exc
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and a.samefile(b)
-    except OSError:
-        return False

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import math
 import socket
 import sys
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
+from edge_runtime.cli_support import FiniteFloatRange
 from edge_runtime.sources import is_stream_url
 from edge_runtime.station.units import parse_duration, parse_size
 
@@ -35,13 +35,6 @@ def _parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Param
             raise click.BadParameter(str(exc)) from None
 
     return callback
-
-
-def _not_nan(ctx: click.Context, param: click.Parameter, value: float) -> float:
-    # click's FloatRange lets NaN through (every comparison with it is false); the stream would then stop.
-    if math.isnan(value):
-        raise click.BadParameter(f"{value} is not a number between 0.5 and 30")
-    return value
 
 
 def _bind(text: str) -> Any:
@@ -95,10 +88,9 @@ def station_options(func: F) -> F:
         click.option(
             "--serve-fps",
             "serve_fps",
-            type=click.FloatRange(0.5, 30.0),
+            type=FiniteFloatRange(0.5, 30.0),  # click's FloatRange lets NaN through: the stream would stop
             default=SERVE_FPS,
             show_default=True,
-            callback=_not_nan,
             help="Frames per second of the page's live stream, at most (fewer leave more CPU to inspection "
             "when the page is open on the same computer).",
         ),

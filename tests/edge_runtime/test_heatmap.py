@@ -166,18 +166,74 @@ def test_heatmap_runs_without_torch():
     assert r.stdout.strip() == "ok"
 
 
-def test_boxes_follow_the_preprocessing_crop_through_input_region(monkeypatch):
-    """Whatever crop the preprocessing makes (a part-centred one, say), the map goes back through the rectangle
-    that ``edge_runtime.preprocess.input_region`` reports."""
-    from edge_runtime import preprocess
+def casting(shape=(300, 400), centre=(260, 120), background=205) -> np.ndarray:
+    """A drawn top view of a casting (flange, dark core, hub, bore) off the frame's centre."""
+    img = np.full(shape, background, np.uint8)
+    for radius, grey in ((75, 150), (40, 35), (16, 170), (8, 20)):
+        cv2.circle(img, centre, radius, grey, -1)
+    return img
 
-    monkeypatch.setattr(preprocess, "input_region", lambda gray, spec: (100.0, 50.0, 250.0, 200.0), raising=False)
-    cam = np.zeros((10, 10), np.float32)
-    cam[0, 0] = 40.0  # the input's top-left cell
-    px, py = heatmap.defect_point(cam, (300, 400), SPEC)
-    assert abs(px - (100 + 0.5 * 150 / 160 - 0.5)) <= 1 and abs(py - (50 + 0.5 * 150 / 160 - 0.5)) <= 1
-    x0, y0, x1, y1 = heatmap.defect_box(cam, (300, 400), SPEC)
-    assert x0 >= 99 and y0 >= 49 and x1 <= 250 and y1 <= 200
+
+PART_SPEC = PreprocessSpec(size=160, crop=CropMode.PART, part_scale=2.4)
+
+
+def test_boxes_follow_the_part_centred_crop():
+    """With the part-centred crop the map's cells go back to source pixels through the square around the part,
+    not the frame's centre: the map's centre cell is the part's centre (260, 120), not the frame's (200, 150).
+    (``heatmap.input_region`` once looked the crop up on the package attribute ``edge_runtime.preprocess``, which
+    is the preprocess() function, and fell back to the frame's centre square.)"""
+    img = casting()
+    x0, y0, x1, y1 = heatmap.input_region(img, PART_SPEC)
+    assert abs((x0 + x1) / 2 - 260) <= 1.5 and abs((y0 + y1) / 2 - 120) <= 1.5
+    from edge_runtime.framing import find_part
+
+    assert x1 - x0 == pytest.approx(2 * 2.4 * find_part(img).radius)  # 2.4 core radii each way
+    cam = np.zeros((40, 40), np.float32)
+    cam[20, 20] = 10.0  # cell (20, 20) is centred on input pixel (80, 80), the crop's centre
+    px, py = heatmap.defect_point(cam, img.shape, PART_SPEC, region=(x0, y0, x1, y1))
+    assert abs(px - 260) <= 3 and abs(py - 120) <= 3
+
+
+def test_a_defect_on_a_round_part_is_pointed_at_to_the_pixel():
+    """A 2 px pinhole on the flange of a part-centred model's part: the network's coarse map only knows the
+    region (its hot cell 12 source px away), the part's symmetry puts the point on the pinhole and a tight box
+    around it."""
+    img = casting()
+    cv2.circle(img, (310, 90), 2, 60, -1)  # on the flange, 58 px from the centre
+    region = heatmap.input_region(img, PART_SPEC)
+    cam = np.full((40, 40), -3.0, np.float32)
+    cell = heatmap._source_to_cells((40, 40), region, 160) @ np.array([318.0, 84.0, 1.0])
+    cam[int(round(cell[1])), int(round(cell[0]))] = 2.0
+    point, box = heatmap.point_and_box(cam, img, PART_SPEC)
+    assert abs(point[0] - 310) <= 1 and abs(point[1] - 90) <= 1
+    assert box[0] <= 310 < box[2] and box[1] <= 90 < box[3]
+    assert box[2] - box[0] <= 12 and box[3] - box[1] <= 12
+    # without the symmetry (a centre crop) the point stays on the network's coarse cell
+    assert heatmap.evidence(cam, img, PreprocessSpec(size=160)) is None
+
+
+def test_asymmetry_is_quiet_on_a_sound_part_and_zero_off_it():
+    """On a drawn sound part the asymmetry stays near 1 (its rings are round); outside the part's disc, and
+    where a turned copy would come from beyond the frame, it is 0."""
+    from edge_runtime.symmetry import asymmetry
+
+    img = casting(shape=(300, 300), centre=(150, 150))
+    a = asymmetry(img, heatmap.input_region(img, PART_SPEC))
+    assert a.shape == img.shape and a.dtype == np.float32
+    assert float(a.max()) < 3.0
+    assert a[5, 5] == 0.0  # a corner: outside the disc
+    cv2.circle(img, (150, 70), 3, 230, -1)  # a bright burr on the flange
+    a2 = asymmetry(img, heatmap.input_region(img, PART_SPEC))
+    y, x = np.unravel_index(int(np.argmax(a2)), a2.shape)
+    assert abs(x - 150) <= 2 and abs(y - 70) <= 2 and a2[y, x] > 5.0
+    # a flange crossing the frame's border: no reference for pixels whose turned copy leaves the frame, and no
+    # spot along the border
+    cut = casting(shape=(300, 300), centre=(150, 60))
+    a3 = asymmetry(cut, heatmap.input_region(cut, PART_SPEC))
+    assert float(a3[0].max()) == 0.0 and float(a3.max()) < 3.0
+    # a part that is not found (its core crosses the border): no symmetry, the network's map alone
+    lost = casting(shape=(300, 300), centre=(150, 20))
+    assert heatmap.evidence(np.zeros((40, 40), np.float32), lost, PART_SPEC) is None
 
 
 def test_the_models_full_scale_sets_how_hot_a_map_is_drawn():

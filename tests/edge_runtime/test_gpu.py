@@ -60,6 +60,23 @@ def test_cuda_runs_the_model_and_agrees_with_cpu(name: str, batch: np.ndarray) -
         assert np.abs(m_gpu - m_cpu).max() <= tol * max(1.0, float(np.abs(m_cpu).max())) * 10
 
 
+@pytest.mark.parametrize("name", ["defectnet_fp32.onnx", "defectnet_int8.onnx"])
+def test_cuda_verdicts_second_look_and_boxes_agree_with_cpu(name: str) -> None:
+    """What edge-infer --heatmap reports, end to end on the sample images: the verdict (with the second look near
+    the threshold, a second CUDA inference), and defect_box (the map plus the part's symmetry, on the CPU)."""
+    images = [read_image(p) for p in SAMPLES]
+    gpu = load_model(MODELS / name, provider="cuda")
+    cpu = load_model(MODELS / name, provider="cpu", threads=1)
+    on_gpu, on_cpu = gpu.predict_batch(images, heatmap=True), cpu.predict_batch(images, heatmap=True)
+    assert [p.defective for p in on_gpu] == [p.defective for p in on_cpu]
+    tol = 1e-3 if "fp32" in name else 0.05
+    assert max(abs(a.score - b.score) for a, b in zip(on_gpu, on_cpu, strict=True)) <= tol
+    for a, b in zip(on_gpu, on_cpu, strict=True):
+        assert (a.defect_box is None) == (b.defect_box is None)
+        if a.defect_box is not None:
+            assert max(abs(u - v) for u, v in zip(a.defect_box, b.defect_box, strict=True)) <= 3
+
+
 def test_fp16_model_runs_on_cuda(tmp_path: Path, batch: np.ndarray) -> None:
     fp16 = MODELS / "defectnet_fp16.onnx"
     if not fp16.exists():

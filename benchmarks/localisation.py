@@ -209,6 +209,57 @@ def markdown(summaries: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def station_hit_rates(
+    models: list[EdgeModel], data: Path, boxes: dict[str, list]
+) -> list[dict[str, float | str | int]]:
+    """The pointing hit rate under each station condition (``benchmarks.station_conditions``): every marked image
+    changed as the condition says, its boxes carried along (zooms and the 512 px source move them; boxes pushed
+    out of the frame are dropped, and an image left with none is skipped). One row per condition, a column per
+    model, and the last model's map alone for comparison."""
+    from benchmarks.station_conditions import STATION_CONDITIONS, moved_boxes
+
+    originals = {name: read_image(data / name) for name in boxes}
+    rows: list[dict[str, float | str | int]] = []
+    for cond in STATION_CONDITIONS:
+        changed = {}
+        for name, gray in originals.items():
+            image = cond.apply(gray)
+            marked = moved_boxes(boxes[name], cond.moves(gray) if cond.moves else None, image.shape)
+            if marked:
+                changed[name] = (image, marked)
+        row: dict[str, float | str | int] = {"condition": cond.name.removeprefix("station: "), "images": len(changed)}
+        for i, model in enumerate(models):
+            ways = [(model.path.name, False)] + (
+                [(f"{model.path.name}, map alone", True)] if i == len(models) - 1 else []
+            )
+            for key, map_only in ways:
+                hits = 0
+                for image, marked in changed.values():
+                    point = locate(model, image, map_only=map_only)[1]
+                    hits += any(distance_to_box(point, b) == 0 for b in marked)
+                row[key] = hits / max(1, len(changed))
+        rows.append(row)
+    return rows
+
+
+def station_markdown(rows: list[dict[str, float | str | int]]) -> str:
+    keys = [k for k in rows[0] if k not in ("condition", "images")]
+    lines = [
+        "## Under the station conditions",
+        "",
+        "Pointing hit rate with each marked image changed as `benchmarks/station_conditions.py` rebuilds a station's "
+        "raw camera, the boxes carried along (`python -m benchmarks.localisation --data ../shared/data/casting`).",
+        "",
+        "| condition | images | " + " | ".join(keys) + " |",
+        "| --- | ---: | " + " | ".join("---:" for _ in keys) + " |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['condition']} | {r['images']} | " + " | ".join(f"{100 * float(r[k]):.1f}%" for k in keys) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def grid(model: EdgeModel, data: Path, boxes: dict[str, list], names: list[str]) -> np.ndarray:
     """A PNG-ready BGR grid: each tile the source image with the map, defect_box (white) and marked boxes (green)."""
     tiles = []
@@ -275,9 +326,17 @@ def grid(model: EdgeModel, data: Path, boxes: dict[str, list], names: list[str])
     default=BOXES,
     help="Marked boxes JSON [default: benchmarks/data/defect_boxes.json].",
 )
+@click.option(
+    "--station/--no-station",
+    default=True,
+    show_default=True,
+    help="Also score the pointing under each station condition (benchmarks/station_conditions.py).",
+)
 @debug_option
 @friendly_errors
-def main(*, data: Path, models: tuple[Path, ...], out: Path, threads: int, boxes_file: Path, debug: bool) -> None:
+def main(
+    *, data: Path, models: tuple[Path, ...], out: Path, threads: int, boxes_file: Path, station: bool, debug: bool
+) -> None:
     if not out.name or out.name in (".", ".."):  # no stem to put .md, .json and .png on (`--out /`)
         raise click.BadParameter(f"{str(out)!r} is a folder, not a stem like results/localisation", param_hint="--out")
     boxes = load_boxes(boxes_file)
@@ -290,11 +349,18 @@ def main(*, data: Path, models: tuple[Path, ...], out: Path, threads: int, boxes
         if m.info.preprocess.crop is CropMode.PART:  # the map alone, for comparison
             summaries.append(summary(m, *evaluate(m, data, boxes, map_only=True), map_only=True))
     text = markdown(summaries)
+    station_rows = station_hit_rates(loaded, data, boxes) if station else []
+    if station_rows:
+        text += "\n" + station_markdown(station_rows)
     click.echo(text)  # first: an --out that cannot be written must not cost the results of the whole run
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.with_suffix(".md").write_text(text, encoding="utf-8")
-        doc = {"summary": summaries, "images": {k: [asdict(r) for r in v[0]] for k, v in results.items()}}
+        doc = {
+            "summary": summaries,
+            "station": station_rows,
+            "images": {k: [asdict(r) for r in v[0]] for k, v in results.items()},
+        }
         out.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
         picture = grid(loaded[-1], data, boxes, list(boxes)[:GRID_IMAGES])
         if not cv2.imwrite(str(out.with_suffix(".png")), picture, [cv2.IMWRITE_PNG_COMPRESSION, 9]):

@@ -65,13 +65,17 @@ def relight_background(im: np.ndarray, *, level: float, seed: int = 0) -> np.nda
     return np.clip(f + out_w * (moved - f), 0, 255).astype(np.uint8)
 
 
+def fill_matrix(im: np.ndarray, *, half_side: float, size: int = 512) -> np.ndarray:
+    """The 2x3 affine matrix :func:`fill_frame` applies: ``im``'s pixels to the filled frame's."""
+    c = part_circle(im)
+    s = size / (2 * half_side * c.r)
+    return np.array([[s, 0, size / 2 - s * c.cx], [0, s, size / 2 - s * c.cy]], np.float32)
+
+
 def fill_frame(im: np.ndarray, *, half_side: float, size: int = 512) -> np.ndarray:
     """Zoom until the part fills the frame: a square of ``half_side`` flange radii about its centre, at
     ``size`` px (1.0: the flange touches the border; below 1.0 it crosses it)."""
-    c = part_circle(im)
-    half = half_side * c.r
-    s = size / (2 * half)
-    m = np.array([[s, 0, size / 2 - s * c.cx], [0, s, size / 2 - s * c.cy]], np.float32)
+    m = fill_matrix(im, half_side=half_side, size=size)
     return cv2.warpAffine(im, m, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
 
 
@@ -98,6 +102,12 @@ def highlights(im: np.ndarray, *, gain: float = 120.0, seed: int = 0) -> np.ndar
     return np.clip(im + gain * glint, 0, 255).astype(np.uint8)
 
 
+def upscale_matrix(im: np.ndarray, *, size: int = 512) -> np.ndarray:
+    """The 2x3 affine matrix of :func:`upscale`'s resize (pixel centres onto pixel centres)."""
+    kx, ky = size / im.shape[1], size / im.shape[0]
+    return np.array([[kx, 0, 0.5 * kx - 0.5], [0, ky, 0.5 * ky - 0.5]], np.float32)
+
+
 def upscale(im: np.ndarray, *, size: int = 512) -> np.ndarray:
     """A 512 px source: the image at the camera's resolution, with the detail a raw capture keeps."""
     big = cv2.resize(im, (size, size), interpolation=cv2.INTER_CUBIC)
@@ -114,23 +124,69 @@ def raw_camera(im: np.ndarray, *, level: float = 230, half_side: float = 0.95, g
 
 @dataclass(frozen=True)
 class Condition:
+    """``moves``: the 2x3 affine matrix taking a dataset image's pixels to the conditioned image's (so that
+    marked boxes follow the part); None where the condition changes only light and detail."""
+
     name: str
     apply: Transform
+    moves: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 STATION_CONDITIONS: tuple[Condition, ...] = (
     Condition("station: background near white (215)", lambda im: relight_background(im, level=215)),
     Condition("station: background near white (240)", lambda im: relight_background(im, level=240)),
-    Condition("station: part fills the frame (flange touches)", lambda im: fill_frame(im, half_side=1.02)),
-    Condition("station: flange crosses the border", lambda im: fill_frame(im, half_side=0.9)),
+    Condition(
+        "station: part fills the frame (flange touches)",
+        lambda im: fill_frame(im, half_side=1.02),
+        lambda im: fill_matrix(im, half_side=1.02),
+    ),
+    Condition(
+        "station: flange crosses the border",
+        lambda im: fill_frame(im, half_side=0.9),
+        lambda im: fill_matrix(im, half_side=0.9),
+    ),
     Condition("station: sharp, high-contrast detail", sharpen),
     Condition("station: specular highlights", highlights),
     Condition("station: highlights on a darker background", lambda im: highlights(relight_background(im, level=90))),
-    Condition("station: 512 px source", upscale),
+    Condition("station: 512 px source", upscale, upscale_matrix),
     Condition(
         "station: white background + fills frame",
         lambda im: fill_frame(relight_background(im, level=230), half_side=1.0),
-    ),  # fmt: skip
-    Condition("station: raw camera (all of the above)", raw_camera),
-    Condition("station: raw camera + highlights", lambda im: raw_camera(im, glints=True)),
+        lambda im: fill_matrix(relight_background(im, level=230), half_side=1.0),
+    ),
+    Condition(
+        "station: raw camera (all of the above)",
+        raw_camera,
+        lambda im: fill_matrix(relight_background(im, level=230), half_side=0.95),
+    ),
+    Condition(
+        "station: raw camera + highlights",
+        lambda im: raw_camera(im, glints=True),
+        lambda im: fill_matrix(highlights(relight_background(im, level=230)), half_side=0.95),
+    ),
 )
+
+
+def moved_boxes(
+    boxes: list[tuple[int, ...]], matrix: np.ndarray | None, shape: tuple[int, ...]
+) -> list[tuple[int, int, int, int]]:
+    """Marked boxes (x0, y0, x1, y1, pixel edges, x1/y1 exclusive) carried through a condition's ``moves``
+    matrix (scale and shift only) and clipped to the conditioned image of ``shape``; boxes left outside it are
+    dropped.
+
+    >>> moved_boxes([(10, 10, 20, 20), (0, 0, 4, 4)], np.array([[2, 0, -10], [0, 2, -10]], np.float32), (50, 50))
+    [(9, 9, 30, 30)]
+    """
+    h, w = shape[:2]
+    out = []
+    for x0, y0, x1, y1 in boxes:
+        if matrix is None:
+            a, b = (x0, y0), (x1, y1)
+        else:  # edges: pixel-centre coordinates -0.5 and +0.5 around the box's first and last pixels
+            a = matrix @ np.array([x0 - 0.5, y0 - 0.5, 1.0]) + 0.5
+            b = matrix @ np.array([x1 - 0.5, y1 - 0.5, 1.0]) + 0.5
+        nx0, ny0 = max(0, int(np.floor(a[0]))), max(0, int(np.floor(a[1])))
+        nx1, ny1 = min(w, int(np.ceil(b[0]))), min(h, int(np.ceil(b[1])))
+        if nx1 > nx0 and ny1 > ny0:
+            out.append((nx0, ny0, nx1, ny1))
+    return out

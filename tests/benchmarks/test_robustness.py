@@ -81,6 +81,25 @@ def test_station_framing_fills_the_frame_and_every_condition_changes_the_image()
         assert np.abs(small.astype(int) - im).mean() > 2, cond.name
 
 
+def test_marked_boxes_follow_the_part_through_every_station_condition():
+    """A dark pinhole at a known place on the flange: after each station condition (the zooms and the 512 px
+    source included) the changed pixels lie inside its box carried by the condition's ``moves``."""
+    from benchmarks.station_conditions import STATION_CONDITIONS, moved_boxes
+
+    plain = _drawn_part()
+    marked = plain.copy()
+    cv2.circle(marked, (230, 120), 4, 40, -1)
+    box = (226, 116, 235, 125)
+    for cond in STATION_CONDITIONS:
+        changed = np.abs(cond.apply(marked).astype(int) - cond.apply(plain).astype(int)) > 25
+        ys, xs = np.nonzero(changed)
+        assert len(xs) > 0, cond.name
+        ((x0, y0, x1, y1),) = moved_boxes([box], cond.moves(marked) if cond.moves else None, changed.shape)
+        inside = (xs >= x0 - 1) & (xs < x1 + 1) & (ys >= y0 - 1) & (ys < y1 + 1)
+        assert inside.mean() > 0.95, cond.name
+        assert (x1 - x0) * (y1 - y0) <= 4 * changed.sum(), cond.name  # the box is not blown up either
+
+
 def test_examples_png_shows_one_tile_per_condition(tmp_path: Path):
     from benchmarks.robustness import CONDITION_SETS, examples_png
 

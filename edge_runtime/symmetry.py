@@ -34,7 +34,6 @@ BLUR = 1.0  # Gaussian sigma of the residual, px at the working scale
 FLOOR = 2.0  # grey levels added to each ring's mean residual
 RIM = 0.98  # of the crop's half side: the part's disc (the framing puts the flange at 0.96)
 WORK_HALF = 192.0  # largest half side worked on, px (the casting set's parts: 140-175)
-_OFF_FRAME = -1.0e4  # what a turn brings in from beyond the frame
 
 
 def asymmetry(gray: np.ndarray, region: tuple[float, float, float, float]) -> np.ndarray:
@@ -50,7 +49,7 @@ def asymmetry(gray: np.ndarray, region: tuple[float, float, float, float]) -> np
     r, b = min(w, int(np.ceil(cx + half)) + 1), min(h, int(np.ceil(cy + half)) + 1)
     if r - left < 8 or b - t < 8 or half <= 4:
         return out
-    patch = gray[t:b, left:r].astype(np.float32)
+    patch = np.ascontiguousarray(gray[t:b, left:r])
     s = min(1.0, WORK_HALF / half)
     if s < 1.0:
         size = (max(8, round((r - left) * s)), max(8, round((b - t) * s)))
@@ -59,35 +58,33 @@ def asymmetry(gray: np.ndarray, region: tuple[float, float, float, float]) -> np
     pcx, pcy = (cx - left + 0.5) * sx - 0.5, (cy - t + 0.5) * sy - 0.5
     ph, pw = patch.shape
     rim = RIM * half * s
-    # A disc inside the frame turns into itself. Where it crosses the frame's border, the widest turns are
-    # filled beyond the frame with a mark far below any grey level: a pixel whose reference came from there has
-    # none.
+    # A disc inside the frame turns into itself. Where it crosses the frame's border, the pixels whose widest
+    # turns come from beyond the frame have no reference (uint8 throughout: a quarter of float32's traffic).
     crosses = pcx - rim < 0 or pcy - rim < 0 or pcx + rim > pw - 1 or pcy + rim > ph - 1
     turned = []
+    valid = np.full((ph, pw), 255, np.uint8)
     for a in ANGLES:
         for sign in (1.0, -1.0):
             m = cv2.getRotationMatrix2D((pcx, pcy), sign * a, 1.0)
+            turned.append(cv2.warpAffine(patch, m, (pw, ph), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
             if crosses and a == ANGLES[-1]:
-                view = cv2.warpAffine(patch, m, (pw, ph), flags=cv2.INTER_LINEAR, borderValue=_OFF_FRAME)
-            else:
-                view = cv2.warpAffine(patch, m, (pw, ph), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            turned.append(view)
-    # the middle two of four: their sum less the largest and the smallest
-    hi = cv2.max(cv2.max(turned[0], turned[1]), cv2.max(turned[2], turned[3]))
-    lo = cv2.min(cv2.min(turned[0], turned[1]), cv2.min(turned[2], turned[3]))
-    reference = cv2.add(turned[0], turned[1])
-    reference += turned[2]
-    reference += turned[3]
-    reference -= hi
-    reference -= lo
-    residual = cv2.absdiff(patch, reference * np.float32(0.5))
+                all_in = np.full((ph, pw), 255, np.uint8)
+                valid = cv2.min(valid, cv2.warpAffine(all_in, m, (pw, ph), flags=cv2.INTER_NEAREST, borderValue=0))
+    # the middle two of four: the larger of the two pairs' smaller values and the smaller of their larger ones;
+    # summed in 16 bits, so the residual keeps half grey levels
+    lo_a, hi_a = cv2.min(turned[0], turned[1]), cv2.max(turned[0], turned[1])
+    lo_b, hi_b = cv2.min(turned[2], turned[3]), cv2.max(turned[2], turned[3])
+    twice_ref = cv2.add(cv2.max(lo_a, lo_b), cv2.min(hi_a, hi_b), dtype=cv2.CV_16U)
+    twice = cv2.add(patch, patch, dtype=cv2.CV_16U)
+    residual = cv2.absdiff(twice, twice_ref).astype(np.float32)
+    residual *= np.float32(0.5)
     dx = np.arange(pw, dtype=np.float32) - np.float32(pcx)
     dy = np.arange(ph, dtype=np.float32)[:, None] - np.float32(pcy)
     radius = np.sqrt(dx * dx + dy * dy)
     use = radius <= rim
     if crosses:
         # ... and the blur's reach beside them
-        valid = cv2.erode((lo > -1.0).astype(np.uint8), np.ones((5, 5), np.uint8))
+        valid = cv2.erode(valid, np.ones((5, 5), np.uint8))
         residual[valid == 0] = 0.0
         use &= valid > 0
     residual = cv2.GaussianBlur(residual, (0, 0), BLUR)

@@ -257,6 +257,31 @@ def locate(pred: Prediction, image: np.ndarray, spec: PreprocessSpec) -> Predict
     return replace(pred, heatmap=network, defect_box=box)
 
 
+def visible(box: Box, shape: tuple[int, ...], min_side: int) -> Box:
+    """``box`` as it is drawn: grown about its centre to at least ``min_side`` pixels each way (a pinhole's box
+    of 5 x 5 pixels is lost on a screen or a thumbnail), inside an image of ``shape``. Records keep the box
+    itself.
+
+    >>> visible((100, 100, 104, 103), (300, 300), 18)
+    (93, 92, 111, 110)
+    >>> visible((0, 0, 40, 30), (300, 300), 18)
+    (0, 0, 40, 30)
+    """
+    h, w = shape[:2]
+    x0, y0, x1, y1 = box
+
+    def grow(a: int, b: int, limit: int) -> tuple[int, int]:
+        if b - a >= min_side:
+            return a, b
+        side = min(min_side, limit)
+        start = int(round((a + b - side) / 2))
+        start = min(max(0, start), limit - side)
+        return start, start + side
+
+    (x0, x1), (y0, y1) = grow(x0, x1, w), grow(y0, y1, h)
+    return (x0, y0, x1, y1)
+
+
 def draw(canvas: np.ndarray, source_map: np.ndarray, box: Box | None, *, full_scale: float | None = None) -> np.ndarray:
     """Draw a map already on the canvas's pixels (:func:`locate`) on a BGR ``canvas``, in place: a colour wash
     (blue cold .. red hot) whose opacity grows with the :func:`heat`, and ``box`` in white over black."""
@@ -265,7 +290,7 @@ def draw(canvas: np.ndarray, source_map: np.ndarray, box: Box | None, *, full_sc
     alpha = (0.1 + 0.5 * h)[:, :, None]
     canvas[:] = np.clip(canvas * (1.0 - alpha) + colour * alpha, 0, 255).astype(np.uint8)
     if box is not None:
-        x0, y0, x1, y1 = box
+        x0, y0, x1, y1 = visible(box, canvas.shape, max(12, min(canvas.shape[:2]) // 16))
         t = max(1, min(canvas.shape[:2]) // 150)
         cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), (0, 0, 0), 3 * t)
         cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), (255, 255, 255), t)

@@ -85,8 +85,11 @@ def thumbnail(picture: np.ndarray, record: dict[str, Any], *, px: int = THUMB_PX
     if isinstance(box, (list, tuple)) and len(box) == 4:
         if small.ndim == 2:
             small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
+        from edge_runtime.heatmap import visible
+
         x0, y0, x1, y1 = (round(float(v) * scale) for v in box)
-        cv2.rectangle(small, (x0, y0), (x1, y1), (0, 0, 255), 1)
+        x0, y0, x1, y1 = visible((x0, y0, x1, y1), small.shape, 10)  # a pinhole's box would be a dot
+        cv2.rectangle(small, (x0, y0), (x1 - 1, y1 - 1), (0, 0, 255), 1)
     ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(small), [cv2.IMWRITE_JPEG_QUALITY, quality])
     return buf.tobytes() if ok else b""
 

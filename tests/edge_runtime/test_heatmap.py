@@ -212,6 +212,17 @@ def test_a_defect_on_a_round_part_is_pointed_at_to_the_pixel():
     assert heatmap.evidence(cam, img, PreprocessSpec(size=160)) is None
 
 
+def test_a_pinholes_box_is_drawn_big_enough_to_see():
+    """defect_box of a pinhole is a few pixels; --heatmap draws it as a square of at least 1/16 of the picture
+    (12 px minimum) about the same place."""
+    canvas = np.full((320, 320, 3), 128, np.uint8)
+    heatmap.draw(canvas, np.zeros((320, 320), np.float32), (200, 100, 203, 103))
+    white = np.all(canvas == 255, axis=2)
+    ys, xs = np.nonzero(white)
+    assert xs.max() - xs.min() >= 19 and ys.max() - ys.min() >= 19
+    assert abs((xs.max() + xs.min()) / 2 - 201) <= 2 and abs((ys.max() + ys.min()) / 2 - 101) <= 2
+
+
 def test_asymmetry_is_quiet_on_a_sound_part_and_zero_off_it():
     """On a drawn sound part the asymmetry stays near 1 (its rings are round); outside the part's disc, and
     where a turned copy would come from beyond the frame, it is 0."""

@@ -60,6 +60,18 @@ def test_thumbnail_draws_the_defect_box_in_red():
     assert r > 150 and g < 100 and b < 100
 
 
+def test_a_pinholes_box_is_drawn_big_enough_to_see_on_the_thumbnail():
+    """A 4 x 4 px box on a 300 px picture is under 2 px on the 128 px thumbnail: it is drawn as a square of 10
+    px about the same place (the record keeps the box itself)."""
+    rec = record(1, defective=True, defect_box=[148, 148, 152, 152])
+    img = cv2.imdecode(np.frombuffer(thumbnail(part_picture(size=300), rec), np.uint8), cv2.IMREAD_COLOR)
+    red = (img[:, :, 2] > 150) & (img[:, :, 1] < 100) & (img[:, :, 0] < 100)
+    ys, xs = np.nonzero(red)
+    assert xs.max() - xs.min() >= 8 and ys.max() - ys.min() >= 8
+    assert abs((xs.max() + xs.min()) / 2 - 64) <= 2 and abs((ys.max() + ys.min()) / 2 - 64) <= 2
+    assert rec["defect_box"] == [148, 148, 152, 152]
+
+
 def test_summary_counts_rate_latency_and_models(station_log, log_path: Path):
     write_items(station_log, 40, t0=time.time() - 100)
     s = summary(open_reader(log_path), Filter())

@@ -102,6 +102,22 @@ def load_boxes(path: Path = BOXES) -> dict[str, list[tuple[int, int, int, int]]]
     return boxes
 
 
+def read_marked(data: Path, name: str, marked: list[tuple[int, ...]]) -> np.ndarray:
+    """The marked image ``data / name`` (8-bit gray); missing, or smaller than its boxes, is a :class:`DataError`
+    (a box beyond the image scored as a miss and the station conditions dropped it, without a word)."""
+    if not (data / name).is_file():
+        raise DataError(f"{data / name}: marked image not found; pass --data DIR (the casting dataset root)")
+    gray = read_image(data / name)
+    h, w = gray.shape
+    bad = [b for b in marked if b[2] > w or b[3] > h]
+    if bad:
+        raise DataError(
+            f"{data / name}: box {list(bad[0])} lies beyond the {w}x{h} image; the boxes are for another image size "
+            "(fix --boxes or --data)"
+        )
+    return gray
+
+
 def locate(
     model: EdgeModel, gray: np.ndarray, *, map_only: bool = False
 ) -> tuple[Prediction, tuple[int, int], tuple[float, ...], float]:
@@ -142,14 +158,12 @@ def evaluate(
 ) -> tuple[list[Located], list[Located]]:
     """Every marked image through ``model``, and the chance baseline: each image scored with the point and box
     of the next image's map (parts are centred alike, so this is what "somewhere on a casting" scores).
-    Missing images are a :class:`DataError`."""
+    Missing images, and images smaller than their boxes, are a :class:`DataError`."""
     if not model.has_map:
         raise ModelError(f"{model.path}: has no localisation map; re-export it (make models / export-onnx --map)")
     found = []
     for name in boxes:
-        if not (data / name).is_file():
-            raise DataError(f"{data / name}: marked image not found; pass --data DIR (the casting dataset root)")
-        pred, point, _, ms = locate(model, read_image(data / name), map_only=map_only)
+        pred, point, _, ms = locate(model, read_marked(data, name, boxes[name]), map_only=map_only)
         found.append((name, pred, point, ms))
     rows = [score_image(name, pred, point, boxes[name], ms) for name, pred, point, ms in found]
     other = found[1:] + found[:1]
@@ -177,11 +191,12 @@ def summary(model: EdgeModel, rows: list[Located], chance: list[Located], *, map
     }
 
 
-def markdown(summaries: list[dict]) -> str:
+def markdown(summaries: list[dict], *, boxes_file: Path = BOXES) -> str:
+    shown = "benchmarks/data/defect_boxes.json" if boxes_file == BOXES else str(boxes_file)  # what --boxes gave
     lines = [
         "# Localisation: map vs hand-marked defect boxes",
         "",
-        f"{summaries[0]['images']} defective test images, boxes in `benchmarks/data/defect_boxes.json`; "
+        f"{summaries[0]['images']} defective test images, boxes in `{shown}`; "
         "`python -m benchmarks.localisation --data ../shared/data/casting`.",
         "",
         "| model | precision | point and box from | pointing hit rate | "
@@ -211,15 +226,15 @@ def markdown(summaries: list[dict]) -> str:
 
 def station_hit_rates(
     models: list[EdgeModel], data: Path, boxes: dict[str, list]
-) -> list[dict[str, float | str | int]]:
+) -> list[dict[str, float | str | int | None]]:
     """The pointing hit rate under each station condition (``benchmarks.station_conditions``): every marked image
     changed as the condition says, its boxes carried along (zooms and the 512 px source move them; boxes pushed
     out of the frame are dropped, and an image left with none is skipped). One row per condition, a column per
-    model, and the last model's map alone for comparison."""
+    model (None where no image is left), and the last model's map alone for comparison."""
     from benchmarks.station_conditions import STATION_CONDITIONS, moved_boxes
 
-    originals = {name: read_image(data / name) for name in boxes}
-    rows: list[dict[str, float | str | int]] = []
+    originals = {name: read_marked(data, name, boxes[name]) for name in boxes}
+    rows: list[dict[str, float | str | int | None]] = []
     for cond in STATION_CONDITIONS:
         changed = {}
         for name, gray in originals.items():
@@ -227,7 +242,10 @@ def station_hit_rates(
             marked = moved_boxes(boxes[name], cond.moves(gray) if cond.moves else None, image.shape)
             if marked:
                 changed[name] = (image, marked)
-        row: dict[str, float | str | int] = {"condition": cond.name.removeprefix("station: "), "images": len(changed)}
+        row: dict[str, float | str | int | None] = {
+            "condition": cond.name.removeprefix("station: "),
+            "images": len(changed),
+        }
         for i, model in enumerate(models):
             ways = [(model.path.name, False)] + (
                 [(f"{model.path.name}, map alone", True)] if i == len(models) - 1 else []
@@ -237,12 +255,13 @@ def station_hit_rates(
                 for image, marked in changed.values():
                     point = locate(model, image, map_only=map_only)[1]
                     hits += any(distance_to_box(point, b) == 0 for b in marked)
-                row[key] = hits / max(1, len(changed))
+                # no image left to score (every box pushed out of the frame) is no rate, not 0%
+                row[key] = hits / len(changed) if changed else None
         rows.append(row)
     return rows
 
 
-def station_markdown(rows: list[dict[str, float | str | int]]) -> str:
+def station_markdown(rows: list[dict[str, float | str | int | None]]) -> str:
     keys = [k for k in rows[0] if k not in ("condition", "images")]
     lines = [
         "## Under the station conditions",
@@ -255,7 +274,9 @@ def station_markdown(rows: list[dict[str, float | str | int]]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['condition']} | {r['images']} | " + " | ".join(f"{100 * float(r[k]):.1f}%" for k in keys) + " |"
+            f"| {r['condition']} | {r['images']} | "
+            + " | ".join("n/a" if r[k] is None else f"{100 * float(r[k]):.1f}%" for k in keys)
+            + " |"
         )
     return "\n".join(lines) + "\n"
 
@@ -341,6 +362,13 @@ def main(
         raise click.BadParameter(f"{str(out)!r} is a folder, not a stem like results/localisation", param_hint="--out")
     boxes = load_boxes(boxes_file)
     paths = list(models) or [MODELS_DIR / "defectnet_fp32.onnx", MODELS_DIR / "defectnet_int8.onnx"]
+    names = [p.name for p in paths]
+    if len(set(names)) < len(names):  # results are keyed by file name: a second model.onnx took the first's rows
+        twice = next(n for n in names if names.count(n) > 1)
+        raise click.BadParameter(
+            f"two models are named {twice!r}; results are labelled by file name, so copy one to another name",
+            param_hint="--model",
+        )
     loaded = [EdgeModel(p, RuntimeConfig(provider=Provider.CPU, threads=threads)) for p in paths]
     results = {m.path.name: evaluate(m, data, boxes) for m in loaded}
     summaries = []
@@ -348,7 +376,7 @@ def main(
         summaries.append(summary(m, *results[m.path.name]))
         if m.info.preprocess.crop is CropMode.PART:  # the map alone, for comparison
             summaries.append(summary(m, *evaluate(m, data, boxes, map_only=True), map_only=True))
-    text = markdown(summaries)
+    text = markdown(summaries, boxes_file=boxes_file)
     station_rows = station_hit_rates(loaded, data, boxes) if station else []
     if station_rows:
         text += "\n" + station_markdown(station_rows)

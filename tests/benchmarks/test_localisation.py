@@ -154,3 +154,49 @@ def test_shipped_model_points_at_the_defects_in_the_stations_world(casting_dir: 
         assert row["images"] == 60
         assert row["defectnet_int8.onnx"] >= 0.8, row
         assert row["defectnet_int8.onnx"] >= row["defectnet_int8.onnx, map alone"] + 0.2, row
+
+
+def test_a_condition_that_leaves_no_marked_image_is_no_rate_not_zero(tmp_path: Path):
+    """A box in the frame's corner is pushed out by every zoom of the station conditions: those rows score no
+    image, and said 0.0% (as if every point had missed) instead of n/a; the table also named the committed box
+    file whatever --boxes gave."""
+    data, _ = marked_images(tmp_path)
+    corner = tmp_path / "corner.json"
+    corner.write_text(json.dumps({"images": {"d/0.png": {"boxes": [[0, 0, 5, 5]]}}}))
+    out = tmp_path / "res" / "loc"
+    args = ["--data", data, "--model", TINY_MAP, "--boxes", corner, "--out", out]
+    r = CliRunner().invoke(main, [str(a) for a in args])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(out.with_suffix(".json").read_text())["station"]
+    empty = [row for row in rows if row["images"] == 0]
+    assert empty and all(row["tiny_map.onnx"] is None for row in empty)  # zooms: the corner box left the frame
+    assert all(row["tiny_map.onnx"] is not None for row in rows if row["images"])
+    md = out.with_suffix(".md").read_text()
+    line = next(ln for ln in md.splitlines() if ln.startswith(f"| {empty[0]['condition']} |"))
+    assert "n/a" in line and "0.0%" not in line
+    assert str(corner) in md and "defect_boxes.json" not in md
+
+
+def test_two_models_with_the_same_file_name_are_refused_not_mixed_up(tmp_path: Path):
+    """Results are keyed by file name: with runs/a/model.onnx and runs/b/model.onnx both rows showed the second
+    model's scores, without a word."""
+    data, boxes = marked_images(tmp_path)
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "model.onnx").write_bytes(TINY_MAP.read_bytes())
+    args = ["--data", data, "--boxes", boxes, "--out", tmp_path / "loc", "--no-station"]
+    args += ["--model", tmp_path / "a" / "model.onnx", "--model", tmp_path / "b" / "model.onnx"]
+    r = CliRunner().invoke(main, [str(a) for a in args])
+    assert r.exit_code == 2 and "two models are named 'model.onnx'" in r.output, r.output
+    assert not (tmp_path / "loc.json").exists()
+
+
+def test_a_box_beyond_its_image_is_a_data_error(tmp_path: Path):
+    """Boxes marked on 300 px images, scored on a 150 px copy: a box past the image was a silent miss in the table
+    (and dropped from the station rows, so the two counted different images)."""
+    data, boxes = marked_images(tmp_path)
+    cv2.imwrite(str(data / "d" / "1.png"), np.full((150, 150), 200, np.uint8))
+    args = ["--data", data, "--model", TINY_MAP, "--boxes", boxes, "--out", tmp_path / "loc"]
+    r = CliRunner().invoke(main, [str(a) for a in args])
+    assert r.exit_code == 3 and r.stderr.count("\n") == 1, r.output
+    assert "d/1.png: box [190, 40, 290, 140] lies beyond the 150x150 image" in r.stderr

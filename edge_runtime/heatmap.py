@@ -11,11 +11,14 @@ image's logit. The runtime treats both alike.
   the centre of the receptive field of a chain of same-padded stride-2 convolutions. The input covers the
   source rectangle :func:`input_region` (the crop of the preprocessing spec), so every map coordinate goes
   back to source pixels through :func:`cell_to_source`, whatever the crop.
-- **Point.** :func:`defect_point` is the hottest cell, refined to a fraction of a cell by a parabola through
-  its neighbours, in source pixels (what the pointing game scores).
-- **Level.** :func:`defect_box` is the bounding box, in source pixels, of the connected region around the
-  hottest point where the map (bilinear between cell centres) is at or above :data:`BOX_LEVEL` of the way from
-  the map's median to its peak. Callers give no box (``None``) for OK items.
+- **Point and box** (:func:`point_and_box`, what ``edge-infer --heatmap`` reports and the pointing game scores).
+  For a part-centred model the map is coarse but the part's centre is known: the point is the hottest pixel of
+  :func:`evidence`, the network's map (where positive) plus the part's rotational asymmetry at the source's own
+  resolution (:mod:`edge_runtime.symmetry`), and the box the connected region around it at :data:`BOX_LEVEL` of
+  the way from the evidence's median to its peak. Otherwise the map alone: :func:`defect_point` is the hottest
+  cell, refined to a fraction of a cell by a parabola through its neighbours, and :func:`defect_box` the
+  connected region around it where the map (bilinear between cell centres) reaches :data:`BOX_LEVEL` of the way
+  from the map's median to its peak. Callers give no box (``None``) for OK items.
 - **Drawing.** :func:`heat` scales the map to [0, 1] for display: 0 at or below 0 logits (no evidence for a
   defect), 1 at the map's peak, or at the model's ``map_full_scale`` (:data:`HEAT_FULL_SCALE` for a Grad-CAM
   map) when the peak is lower (an OK part's map stays pale).

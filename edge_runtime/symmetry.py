@@ -13,7 +13,7 @@ image's own resolution, each pixel against the same place rotated by +-3 and +-6
 The result (float32, H x W, 0 outside the part's disc and where a rotated copy would leave the frame) is a
 ratio: about 1 on a sound ring, 5-25 at a defect. Work is done on the part's square, shrunk (area) when its half
 side exceeds 192 px (the casting dataset's parts are 140-175) and brought back with a bilinear resize.
-:func:`edge_runtime.heatmap.locate` adds it to the network's map to find ``defect_box`` (see there). The
+:func:`edge_runtime.heatmap.point_and_box` adds it to the network's map to find the point and ``defect_box``. The
 settings were chosen on synthetic defects pasted on OK *training* images, never on the test images.
 
 >>> import numpy as np, cv2

@@ -95,6 +95,7 @@ def test_run_writes_tables_json_and_grid(tmp_path: Path):
 
     assert [r["condition"] for r in doc["station"]] == [c.name.removeprefix("station: ") for c in STATION_CONDITIONS]
     assert all(0.0 <= r["tiny_map.onnx"] <= 1.0 and r["images"] >= 1 for r in doc["station"])
+    assert all(set(r) == {"condition", "images", "tiny_map.onnx"} for r in doc["station"])  # no "map alone" twin
     assert "Under the station conditions" in out.with_suffix(".md").read_text()
     r = CliRunner().invoke(main, [str(a) for a in [*args, "--no-station"]])
     assert r.exit_code == 0 and json.loads(out.with_suffix(".json").read_text())["station"] == []

@@ -127,12 +127,12 @@ def locate(
     spec = model.info.preprocess
     pred = model.predict_inputs(model.input_u8(gray)[None], with_map=True)[0]
     start = time.perf_counter()
-    region = heatmap.input_region(gray, spec)
+    part, region = heatmap.part_region(gray, spec)
     if map_only:
         point = heatmap.defect_point(pred.heatmap, gray.shape, spec, region=region)
         box = heatmap.defect_box(pred.heatmap, gray.shape, spec, region=region)
     else:
-        point, box = heatmap.point_and_box(pred.heatmap, gray, spec)
+        point, box = heatmap.point_and_box(pred.heatmap, gray, spec, part=part)
     ms = 1000 * (time.perf_counter() - start)
     return replace(pred, defect_box=box if pred.defective else None), point, region, ms
 

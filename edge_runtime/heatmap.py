@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from edge_runtime.framing import Part, find_part, region_for
 from edge_runtime.preprocess import CropMode, PreprocessSpec
 
 if TYPE_CHECKING:
-    from edge_runtime.framing import Part
     from edge_runtime.model import EdgeModel, Prediction
 
 Box = tuple[int, int, int, int]
@@ -231,7 +231,6 @@ def evidence(
     160 px input blurs a 3 px pinhole away; the asymmetry is measured at the source's own resolution."""
     if spec.crop is not CropMode.PART:
         return None
-    from edge_runtime.framing import find_part, region_for
     from edge_runtime.symmetry import asymmetry
 
     part = part or find_part(gray, spec.part_scale)
@@ -245,18 +244,32 @@ def evidence(
     return located
 
 
+def part_region(gray: np.ndarray, spec: PreprocessSpec) -> tuple[Part | None, Region]:
+    """The part (``framing.find_part``; None unless the crop is part-centred) and the source rectangle the
+    network input covers (:func:`input_region`), with the part looked for once."""
+    if spec.crop is not CropMode.PART:
+        return None, input_region(gray, spec)
+    part = find_part(gray, spec.part_scale)
+    return part, region_for(part, spec.part_scale)
+
+
 def point_and_box(
-    cam: np.ndarray, gray: np.ndarray, spec: PreprocessSpec, *, network: np.ndarray | None = None
+    cam: np.ndarray,
+    gray: np.ndarray,
+    spec: PreprocessSpec,
+    *,
+    network: np.ndarray | None = None,
+    part: Part | None = None,
 ) -> tuple[tuple[int, int], Box]:
     """The defect's point (x, y) and box in source pixels: for a part-centred model the hottest pixel of
     :func:`evidence` inside the input region and the connected region around it that reaches :data:`BOX_LEVEL`
     of the way from the evidence's median to its peak; for other crops (or no part found, or no evidence)
     :func:`defect_point` and :func:`defect_box` on the network's map alone. ``network``:
-    :func:`upsample_to_source` of ``cam``."""
-    from edge_runtime.framing import find_part, region_for
-
-    part = find_part(gray, spec.part_scale) if spec.crop is CropMode.PART else None
-    region = region_for(part, spec.part_scale) if part is not None else input_region(gray, spec)
+    :func:`upsample_to_source` of ``cam``; ``part``: the part of :func:`part_region`, if the caller has it."""
+    if part is None:
+        part, region = part_region(gray, spec)
+    else:
+        region = region_for(part, spec.part_scale)
     located = evidence(cam, gray, spec, part=part, network=network) if part is not None else None
     # The point lies inside the input region: beyond it the network's map repeats its edge cells, and a hot edge
     # cell once put the point (and a 1-pixel box) on the frame's corner. No evidence there at all (a part too
@@ -281,8 +294,9 @@ def locate(pred: Prediction, image: np.ndarray, spec: PreprocessSpec) -> Predict
     from edge_runtime.preprocess import to_uint8_gray
 
     gray = to_uint8_gray(image)
-    network = upsample_to_source(pred.heatmap, gray.shape, spec, region=input_region(gray, spec))
-    box = point_and_box(pred.heatmap, gray, spec, network=network)[1] if pred.defective else None
+    part, region = part_region(gray, spec)  # once per item: the box reuses it
+    network = upsample_to_source(pred.heatmap, gray.shape, spec, region=region)
+    box = point_and_box(pred.heatmap, gray, spec, network=network, part=part)[1] if pred.defective else None
     return replace(pred, heatmap=network, defect_box=box)
 
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -133,8 +134,11 @@ def predict_items(model: EdgeModel, batch: list[Item], *, with_map: bool = False
     ``defect_box`` (:func:`edge_runtime.heatmap.locate`)."""
     good = [it for it in batch if it.model_input is not None]
     inputs = np.stack([it.model_input for it in good]) if good else None
+    parts = [it.part for it in good]
     results = iter(
-        model.verdicts_or_errors(inputs, prep_ms=[it.prep_ms for it in good], with_map=with_map) if good else []
+        model.verdicts_or_errors(inputs, prep_ms=[it.prep_ms for it in good], with_map=with_map, parts=parts)
+        if good
+        else []
     )
     preds: list[Prediction | None] = []
     for it in batch:
@@ -228,7 +232,7 @@ def process(
     a closed stdout or a failed output."""
     items = iter_items(
         spec,
-        model.input_and_check if cfg.station_check else model.input_u8,
+        functools.partial(model.input_for_verdict, check=cfg.station_check),
         keep_original=runner.out.needs_picture,
         workers=cfg.workers,
         reader=reader,
@@ -358,6 +362,7 @@ def run_inference(
             stop.uninstall()
         if model is not None:
             summary.second_looks = model.second_looks
+            summary.symmetry_looks, summary.symmetry_lifts = model.symmetry_looks, model.symmetry_lifts
     _finish(cfg, summary, outputs, log)
     return summary, exit_code(cfg, summary)
 

@@ -71,11 +71,15 @@ class Item:
     timestamp: float | None = None  # live frames: time.monotonic() at capture
     warning: str | None = None  # a verdict is given, but the decoder concealed damage (corrupt JPEG data)
     unlike_training: list[str] | None = None  # station check: why the item looks unlike the training images
+    part: Any = None  # edge_runtime.symmetry.PartPatch for the model's symmetry look (None: not cut, or no part)
 
 
-def _split_prepared(out: Any) -> tuple[np.ndarray, list[str] | None]:
-    """``prepare`` returns the model input, or (input, station-check reasons) (EdgeModel.input_and_check)."""
-    return (out[0], out[1] or None) if isinstance(out, tuple) else (out, None)
+def _split_prepared(out: Any) -> tuple[np.ndarray, list[str] | None, Any]:
+    """``prepare`` returns the model input, or (input, station-check reasons) (EdgeModel.input_and_check), or
+    (input, reasons, part square) (EdgeModel.input_for_verdict)."""
+    if not isinstance(out, tuple):
+        return out, None, None
+    return out[0], out[1] or None, out[2] if len(out) > 2 else None
 
 
 def resolve_source(source: str | None = None, *, camera: str | None = None) -> SourceSpec:
@@ -231,10 +235,10 @@ def load_file(path: Path, prepare: Callable[..., np.ndarray], *, keep_original: 
         decoded = decode(read_bytes(path), source=str(path))
         # CPU time of this worker thread: the resize's own cost, not the time it waited for a core.
         t0 = time.thread_time()
-        x, unlike = _split_prepared(prepare(decoded.image, source=str(path)))
+        x, unlike, part = _split_prepared(prepare(decoded.image, source=str(path)))
         prep_ms = (time.thread_time() - t0) * 1000.0
         original = decoded.image if keep_original else None
-        return Item(str(path), None, x, original, prep_ms, warning=decoded.warning, unlike_training=unlike)
+        return Item(str(path), None, x, original, prep_ms, warning=decoded.warning, unlike_training=unlike, part=part)
     except Exception as exc:  # noqa: BLE001 - every per-item failure is an item error, the run goes on
         return Item(str(path), error=_failure(str(path), exc))
 
@@ -253,11 +257,11 @@ def iter_files(
 def frame_item(source: str, index: int, frame: Any, prepare: Callable[..., np.ndarray], *, keep_original: bool) -> Item:
     t0 = time.perf_counter()
     try:
-        x, unlike = _split_prepared(prepare(frame, source=f"{source} frame {index}"))
+        x, unlike, part = _split_prepared(prepare(frame, source=f"{source} frame {index}"))
     except Exception as exc:  # noqa: BLE001 - a bad frame is an item error, the run goes on
         return Item(source, index, error=_failure(f"{source} frame {index}", exc))
     ms = (time.perf_counter() - t0) * 1000.0
-    return Item(source, index, x, frame if keep_original else None, ms, unlike_training=unlike)
+    return Item(source, index, x, frame if keep_original else None, ms, unlike_training=unlike, part=part)
 
 
 def check_video_file(name: str) -> int:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime import integrity
+from edge_runtime import integrity, symmetry
 from edge_runtime.errors import ModelError
-from edge_runtime.framing import frame_part
+from edge_runtime.framing import Framed, find_part, frame_part, region_for
 from edge_runtime.metrics import logit
 from edge_runtime.model_file import (  # noqa: F401 - check_threads, threads_from_env: the CLI's
     MAX_MODEL_BYTES,
@@ -32,6 +32,7 @@ from edge_runtime.model_file import (  # noqa: F401 - check_threads, threads_fro
 from edge_runtime.model_info import INPUT_NAME, MAP_OUTPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelInfo, Precision
 from edge_runtime.preprocess import CropMode, normalize, preprocess, resize_to_input, to_uint8_gray
 from edge_runtime.station_check import StationProfile, reasons
+from edge_runtime.symmetry import PartPatch
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL_FILES = {Precision.INT8: "defectnet_int8.onnx", Precision.FP32: "defectnet_fp32.onnx"}
@@ -67,6 +68,8 @@ class RuntimeConfig:
     # False: one view per item even where the model asks for a second look near its threshold (for comparisons;
     # the model's threshold was chosen with both views).
     second_look: bool = True
+    # False: the part's symmetry is not measured near the threshold even where the model asks for it (comparisons).
+    symmetry_look: bool = True
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,9 @@ class Prediction:
     heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
     defect_box: tuple[int, int, int, int] | None = None
     heat_scale: float | None = field(default=None, repr=False, compare=False)  # map value drawn at full heat
+    # The part's asymmetry peak where the model's symmetry look measured it (items just below the threshold;
+    # edge_runtime.model_info.SymmetryLook), else None. ``score`` already includes its lift.
+    asymmetry: float | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -194,6 +200,8 @@ class EdgeModel:
         self.info = read_model_info(metadata, self.path)
         self.max_batch: int | None = None
         self.second_looks = 0  # items scored a second time, mirrored, since load (see second_look)
+        self.symmetry_looks = 0  # items whose part symmetry was measured, since load (see symmetry_look)
+        self.symmetry_lifts = 0  # ... and turned defective by it
         self._check_io()
         self._probe()
         self.providers: list[str] = self.session.get_providers()
@@ -295,6 +303,34 @@ class EdgeModel:
         self.second_looks += int(near.sum())
         return out
 
+    @property
+    def looks_at_symmetry(self) -> bool:
+        """Whether verdicts near the threshold take the part's symmetry into account (model and config agree)."""
+        return self.info.symmetry_look is not None and self.cfg.symmetry_look
+
+    def symmetry_look(
+        self, scores: np.ndarray, parts: Sequence[PartPatch | None] | None
+    ) -> tuple[np.ndarray, list[float | None]]:
+        """Lift the items whose score lies just below the threshold by their part's asymmetry
+        (:class:`~edge_runtime.model_info.SymmetryLook`); the scores and each item's measured peak (None where
+        not measured). ``parts``: each item's :func:`~edge_runtime.symmetry.part_patch` (None: part not found)."""
+        look, t = self.info.symmetry_look, self.info.threshold
+        if look is None or not self.cfg.symmetry_look or parts is None:
+            return scores, [None] * len(scores)
+        out, peaks = symmetry.look(scores, parts, look, t)
+        self.symmetry_looks += sum(p is not None for p in peaks)
+        self.symmetry_lifts += int(np.count_nonzero((out >= t) & (scores < t)))
+        return out, peaks
+
+    def part_of(self, gray: np.ndarray, framed: Framed | None = None) -> PartPatch | None:
+        """What the symmetry look needs of an 8-bit gray image: the found part's square (None when the model does
+        not look, or no part is found). ``framed``: the image's :func:`frame_part`, when the caller has it."""
+        if not self.looks_at_symmetry:
+            return None
+        spec = self.info.preprocess
+        part = framed.part if framed is not None else find_part(gray, spec.part_scale)
+        return symmetry.part_patch(gray, region_for(part, spec.part_scale)) if part.found else None
+
     def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Decoded images (any channels/depth, any size) -> the float32 batch this model expects."""
         return preprocess(images, self.info.preprocess)
@@ -315,13 +351,24 @@ class EdgeModel:
     def input_and_check(self, image: np.ndarray, *, source: str = "image") -> tuple[np.ndarray, list[str]]:
         """As :meth:`input_u8`, plus the station check: why the image looks unlike the training images
         (empty when it looks like them, or when the model carries no station profile)."""
-        prof = self.station_profile
-        if prof is None:
-            return self.input_u8(image, source=source), []
+        x, why, _ = self.input_for_verdict(image, source=source, part=False)
+        return x, why
+
+    def input_for_verdict(
+        self, image: np.ndarray, *, source: str = "image", check: bool = True, part: bool = True
+    ) -> tuple[np.ndarray, list[str], PartPatch | None]:
+        """Everything a decoding worker prepares for one item's verdict: the model input (:meth:`input_u8`), the
+        station check's reasons (``check``; see :meth:`input_and_check`) and the part's square for the symmetry
+        look (``part``; None when the model does not look or no part is found): hand them to
+        :meth:`verdicts_or_errors`."""
+        prof = self.station_profile if check else None
+        part = part and self.looks_at_symmetry
+        if prof is None and not part:
+            return self.input_u8(image, source=source), [], None
         gray, spec = to_uint8_gray(image, source=source), self.info.preprocess
-        framed = frame_part(gray, spec.size, spec.part_scale, with_stats=True)
+        framed = frame_part(gray, spec.size, spec.part_scale, with_stats=prof is not None)
         x = framed.image if spec.crop is CropMode.PART else resize_to_input(gray, spec)
-        return x, reasons(framed.stats, prof)
+        return x, reasons(framed.stats, prof) if prof is not None else [], self.part_of(gray, framed) if part else None
 
     @property
     def has_map(self) -> bool:
@@ -342,22 +389,33 @@ class EdgeModel:
         return self.second_look(x, s), maps  # the map is the first view's
 
     def predict_inputs(
-        self, batch_u8: np.ndarray, *, prep_ms: Sequence[float] | None = None, with_map: bool = False
+        self,
+        batch_u8: np.ndarray,
+        *,
+        prep_ms: Sequence[float] | None = None,
+        with_map: bool = False,
+        parts: Sequence[PartPatch | None] | None = None,
     ) -> list[Prediction]:
         """Verdicts for a stack of :meth:`input_u8` results (N, size, size).
 
         Each item's ``latency_ms`` is its own ``prep_ms`` (resizing, done elsewhere) plus an equal share of the
         batch's normalisation and inference time. ``with_map`` (a model with the map) attaches each item's
-        (h, w) map as ``heatmap``.
+        (h, w) map as ``heatmap``. ``parts``: each item's part square (:meth:`input_for_verdict`), for the
+        model's symmetry look; None: no look.
         """
-        out = self.verdicts_or_errors(batch_u8, prep_ms=prep_ms, with_map=with_map)
+        out = self.verdicts_or_errors(batch_u8, prep_ms=prep_ms, with_map=with_map, parts=parts)
         for p in out:
             if isinstance(p, ScoreError):
                 raise p
         return out  # type: ignore[return-value] - no ScoreError left
 
     def verdicts_or_errors(
-        self, batch_u8: np.ndarray, *, prep_ms: Sequence[float] | None = None, with_map: bool = False
+        self,
+        batch_u8: np.ndarray,
+        *,
+        prep_ms: Sequence[float] | None = None,
+        with_map: bool = False,
+        parts: Sequence[PartPatch | None] | None = None,
     ) -> list[Prediction | ScoreError]:
         """Like :meth:`predict_inputs`, but an item whose score is not a probability gets its
         :class:`ScoreError` in its place instead of failing the whole batch."""
@@ -366,12 +424,13 @@ class EdgeModel:
         t0 = time.perf_counter()
         x = normalize(np.asarray(batch_u8), self.info.preprocess)
         s, maps = self.run(x) if with_map else (self.scores(x), None)
+        s, peaks = self.symmetry_look(s, parts)
         share = (time.perf_counter() - t0) * 1000.0 / len(batch_u8)
         extra = prep_ms if prep_ms is not None else [0.0] * len(batch_u8)
         out: list[Prediction | ScoreError] = []
         for i, (v, e) in enumerate(zip(s, extra, strict=True)):
             try:
-                p = self.verdict(v, share + float(e))
+                p = self.verdict(v, share + float(e), asymmetry=peaks[i])
                 out.append(p if maps is None else replace(p, heatmap=maps[i, 0], heat_scale=self.info.map_full_scale))
             except ScoreError as exc:
                 out.append(exc)
@@ -386,18 +445,23 @@ class EdgeModel:
         )
 
     def _look_note(self) -> str:
-        if self.info.second_look is None:
-            return ""
-        return ", second look near it" if self.cfg.second_look else ", second look off"
+        notes = []
+        if self.info.second_look is not None:
+            notes.append("second look near it" if self.cfg.second_look else "second look off")
+        if self.info.symmetry_look is not None:
+            notes.append("symmetry look below it" if self.cfg.symmetry_look else "symmetry look off")
+        return "".join(", " + n for n in notes)
 
-    def verdict(self, score: float, latency_ms: float) -> Prediction:
+    def verdict(self, score: float, latency_ms: float, *, asymmetry: float | None = None) -> Prediction:
         """The verdict for one score; a score that is not a probability raises :class:`ScoreError`."""
         score = float(score)
         if not (math.isfinite(score) and 0.0 <= score <= 1.0):
             raise ScoreError(f"the model gave score {score} (not a probability); no verdict for this item")
         defective = bool(score >= self.info.threshold)
         label = self.info.positive_class if defective else self.info.negative_class
-        return Prediction(label=label, score=float(score), defective=defective, latency_ms=latency_ms)
+        return Prediction(
+            label=label, score=float(score), defective=defective, latency_ms=latency_ms, asymmetry=asymmetry
+        )
 
     def predict_batch(self, images: Sequence[np.ndarray], *, heatmap: bool = False) -> list[Prediction]:
         """Verdicts for decoded images; each gets an equal share of the batch's latency. ``heatmap`` (a model
@@ -408,6 +472,12 @@ class EdgeModel:
             from edge_runtime.heatmap import localise
 
             return localise(self, images)
+        if self.looks_at_symmetry:
+            t0 = time.perf_counter()
+            prepared = [self.input_for_verdict(im, check=False) for im in images]
+            prep = (time.perf_counter() - t0) * 1000.0 / len(images)
+            x = np.stack([p[0] for p in prepared])
+            return self.predict_inputs(x, prep_ms=[prep] * len(images), parts=[p[2] for p in prepared])
         t0 = time.perf_counter()
         s = self.scores(self.prepare(images))
         per_item = (time.perf_counter() - t0) * 1000.0 / len(images)

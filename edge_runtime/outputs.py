@@ -32,7 +32,7 @@ __all__ = ["RECORD_KEYS", "CsvSink", "FileSink", "JsonLinesSink", "LatencyReserv
 
 RECORD_KEYS = (
     "source", "frame", "label", "score", "defective", "latency_ms", "error", "warning", "time", "defect_box",
-    "unlike_training",
+    "unlike_training", "asymmetry",
 )  # fmt: skip
 
 
@@ -51,6 +51,8 @@ def record_for(item: Item, pred: Prediction | None, *, time_s: float | None = No
     rec["defect_box"] = None if box is None else [int(v) for v in box]
     # station check: why the item looks unlike the training images (null when it looks like them, or unchecked)
     rec["unlike_training"] = item.unlike_training or None
+    # the symmetry look: the part's asymmetry peak where it was measured (items just below the threshold), else null
+    rec["asymmetry"] = None if pred is None or pred.asymmetry is None else round(pred.asymmetry, 2)
     return rec
 
 

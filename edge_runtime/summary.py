@@ -72,6 +72,8 @@ class Summary:
     dropped_frames: int = 0
     reconnects: int = 0
     second_looks: int = 0  # items scored twice (mirrored) because their first score lay near the threshold
+    symmetry_looks: int = 0  # items just below the threshold whose part symmetry was measured (symmetry look)
+    symmetry_lifts: int = 0  # ... of them turned defective by it
     # The inspection loop's CPU priority (edge_runtime.priority): normal, realtime, or the policy it was started with.
     priority: str = "normal"
     priority_dropped: str | None = None  # why a real-time loop went back to normal during the run
@@ -134,6 +136,8 @@ class Summary:
             "dropped_frames": self.dropped_frames,
             "reconnects": self.reconnects,
             "second_looks": self.second_looks,
+            "symmetry_looks": self.symmetry_looks,
+            "symmetry_lifts": self.symmetry_lifts,
             "priority": self.priority,
             "priority_dropped": self.priority_dropped,
             "latency_ms_p50": r(self.percentile(50)),
@@ -165,6 +169,11 @@ class Summary:
             share = f" ({100 * self.second_looks / self.items:.0f}%)" if self.items else ""
             lines.append(
                 f"second look: {self.second_looks} items{share} lay near the threshold and were scored again, mirrored"
+            )
+        if self.symmetry_looks:
+            lines.append(
+                f"symmetry look: {self.symmetry_looks} items just below the threshold were measured against the "
+                f"part's own symmetry; {self.symmetry_lifts} of them called defective by it"
             )
         if self.priority_dropped:
             lines.append(f"priority: {self.priority_dropped}")

@@ -26,8 +26,18 @@ True
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
+
+from edge_runtime.metrics import logit
+
+if TYPE_CHECKING:
+    from edge_runtime.model_info import SymmetryLook
 
 ANGLES = (3.0, 6.0)  # degrees each way
 BLUR = 1.0  # Gaussian sigma of the residual, px at the working scale
@@ -36,19 +46,33 @@ RIM = 0.98  # of the crop's half side: the part's disc (the framing puts the fla
 WORK_HALF = 192.0  # largest half side worked on, px (the casting set's parts: 140-175)
 
 
-def asymmetry(gray: np.ndarray, region: tuple[float, float, float, float]) -> np.ndarray:
-    """Rotational asymmetry of an 8-bit gray image about the centre of the part-centred ``region`` (source
-    pixels, :func:`edge_runtime.framing.region_for` of a part that was found), float32 ``gray.shape``."""
+@dataclass(frozen=True)
+class PartPatch:
+    """The part's square cut from a source image at the working scale: all :func:`asymmetry` reads of it.
+
+    Small (at most about 385 x 385 px whatever the source), so a decoding worker can cut it beside the network
+    input and the item can carry it to its verdict (the model's symmetry look) without keeping the frame."""
+
+    image: np.ndarray  # uint8, the square (shrunk when the part's half side exceeds WORK_HALF)
+    cx: float  # the part's centre, patch pixels
+    cy: float
+    rim: float  # the part's disc radius, patch pixels
+    where: tuple[int, int, int, int]  # (left, top, right, bottom): the source pixels the patch covers
+
+
+def part_patch(gray: np.ndarray, region: tuple[float, float, float, float]) -> PartPatch | None:
+    """The part's square of an 8-bit gray image, ``region`` the part-centred square (source pixels,
+    :func:`edge_runtime.framing.region_for` of a part that was found); None when it is too small to measure."""
     h, w = gray.shape[:2]
     x0, y0, x1, y1 = region
     # framing.region_for centres the square on the part's centre in pixel-centre coordinates
     cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2
-    out = np.zeros((h, w), np.float32)
-    # the part's square inside the frame
+    if not (np.isfinite(cx) and np.isfinite(cy) and np.isfinite(half)):
+        return None
     left, t = max(0, int(np.floor(cx - half))), max(0, int(np.floor(cy - half)))
     r, b = min(w, int(np.ceil(cx + half)) + 1), min(h, int(np.ceil(cy + half)) + 1)
     if r - left < 8 or b - t < 8 or half <= 4:
-        return out
+        return None
     patch = np.ascontiguousarray(gray[t:b, left:r])
     s = min(1.0, WORK_HALF / half)
     if s < 1.0:
@@ -56,8 +80,13 @@ def asymmetry(gray: np.ndarray, region: tuple[float, float, float, float]) -> np
         patch = cv2.resize(patch, size, interpolation=cv2.INTER_AREA)
     sx, sy = patch.shape[1] / (r - left), patch.shape[0] / (b - t)
     pcx, pcy = (cx - left + 0.5) * sx - 0.5, (cy - t + 0.5) * sy - 0.5
+    return PartPatch(patch, float(pcx), float(pcy), float(RIM * half * s), (left, t, r, b))
+
+
+def ratio(part: PartPatch) -> np.ndarray:
+    """The asymmetry on the patch itself (float32, the patch's shape): see the module's text."""
+    patch, pcx, pcy, rim = part.image, part.cx, part.cy, part.rim
     ph, pw = patch.shape
-    rim = RIM * half * s
     # A disc inside the frame turns into itself. Where it crosses the frame's border, the pixels whose widest
     # turns come from beyond the frame have no reference (uint8 throughout: a quarter of float32's traffic).
     crosses = pcx - rim < 0 or pcy - rim < 0 or pcx + rim > pw - 1 or pcy + rim > ph - 1
@@ -95,11 +124,51 @@ def asymmetry(gray: np.ndarray, region: tuple[float, float, float, float]) -> np
     sample = ring2d[::2, ::2].ravel()
     counts = np.bincount(sample, minlength=n)[: n - 1]
     if not counts.any():
-        return out
+        return np.zeros((ph, pw), np.float32)
     means = np.bincount(sample, residual[::2, ::2].ravel(), minlength=n)[: n - 1] / np.maximum(counts, 1)
     means = cv2.GaussianBlur(means.astype(np.float32)[None], (0, 0), 2.0).ravel()
-    z = residual / (np.append(means, np.float32(np.inf))[ring].reshape(ph, pw) + np.float32(FLOOR))
-    if s < 1.0:
+    return residual / (np.append(means, np.float32(np.inf))[ring].reshape(ph, pw) + np.float32(FLOOR))
+
+
+def peak(part: PartPatch | None) -> float:
+    """The highest asymmetry on the part (0 for no patch): the model's symmetry look reads it
+    (:class:`edge_runtime.model_info.SymmetryLook`)."""
+    return 0.0 if part is None else float(ratio(part).max(initial=0.0))
+
+
+def asymmetry(gray: np.ndarray, region: tuple[float, float, float, float]) -> np.ndarray:
+    """Rotational asymmetry of an 8-bit gray image about the centre of the part-centred ``region`` (source
+    pixels, :func:`edge_runtime.framing.region_for` of a part that was found), float32 ``gray.shape``."""
+    h, w = gray.shape[:2]
+    out = np.zeros((h, w), np.float32)
+    part = part_patch(gray, region)
+    if part is None:
+        return out
+    z = ratio(part)
+    left, t, r, b = part.where
+    if z.shape != (b - t, r - left):
         z = cv2.resize(z, (r - left, b - t), interpolation=cv2.INTER_LINEAR)
     out[t:b, left:r] = z
     return out
+
+
+def look(
+    scores: np.ndarray, parts: Sequence[PartPatch | None], rule: SymmetryLook, threshold: float
+) -> tuple[np.ndarray, list[float | None]]:
+    """The symmetry look on a batch: each score (P(defective)) whose logit lies within ``rule.band_logit`` below
+    the threshold's is lifted by ``rule.lift`` of its part's :func:`peak`; the new scores and each item's peak
+    (None where not measured: outside the band, no part found, a threshold of 0 or 1)."""
+    peaks: list[float | None] = [None] * len(scores)
+    if not 0.0 < threshold < 1.0:
+        return scores, peaks
+    z, zt = logit(scores), float(logit(threshold))
+    out = scores
+    for i in np.flatnonzero((z < zt) & (z >= zt - rule.band_logit)):  # NaN scores are never in it
+        if parts[i] is None:
+            continue
+        peaks[i] = peak(parts[i])
+        lift = rule.lift(peaks[i])
+        if lift > 0.0:
+            out = out.copy() if out is scores else out
+            out[i] = 1.0 / (1.0 + math.exp(-(z[i] + lift)))
+    return out, peaks

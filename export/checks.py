@@ -97,8 +97,10 @@ def measure(
     evals: LabelledImages | None,
     eval_batch: np.ndarray | None,
     latency_runs: int,
+    eval_parts: list | None = None,
 ) -> Measured:
-    """Every figure of one summary row for one ONNX file."""
+    """Every figure of one summary row for one ONNX file; the accuracy scored as the runtime scores (with the
+    second look, and the symmetry look where ``eval_parts`` holds each image's part square)."""
     diff = float(np.abs(onnx_scores(model, parity_batch, network_only=True) - torch_ref).max())
     row = Measured(
         precision=model.info.precision,
@@ -109,7 +111,7 @@ def measure(
         latency_ms=latency_ms(model, parity_batch, runs=latency_runs),
     )
     if evals is not None and eval_batch is not None:
-        scores = onnx_scores(model, eval_batch)
+        scores, _ = model.symmetry_look(onnx_scores(model, eval_batch), eval_parts)
         row.official = accuracy_on(evals.labels, scores, model.info.threshold, None)
         if evals.leaked is not None:
             row.leakage_free = accuracy_on(evals.labels, scores, model.info.threshold, ~evals.leaked)

@@ -71,6 +71,13 @@ SCHEME_CHOICES = ["u8s8", "u8s8-reduce-range", "s8s8"]
     help="Add the localisation map output defect_map (N, 1, h, w) for edge-infer --heatmap [default: on when the "
     "architecture has a global-average-pool head, as defectnet has].",
 )
+@click.option(
+    "--symmetry-look/--no-symmetry-look",
+    default=True,
+    show_default=True,
+    help="Part-centred models: the runtime measures the part's own symmetry for the items just below the threshold "
+    "and lets a clear asymmetry (a pinhole the 160 px input blurred) call them defective.",
+)
 @click.option("--force", is_flag=True, help="Write the model even when the accuracy gate or parity check fails.")
 @debug_option
 @friendly_errors
@@ -91,6 +98,7 @@ def main(*, debug: bool, **opts: object) -> None:
         force=opts["force"],
         scheme=Int8Scheme(opts["int8_scheme"]),
         with_map=opts["with_map"],
+        symmetry_look=opts["symmetry_look"],
     )
     out = export_onnx(opts["checkpoint"], opts["out"], cfg, log=click.echo)
     click.echo(f"wrote {out}")

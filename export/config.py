@@ -51,6 +51,8 @@ class ExportConfig:
     latency_runs: int = 200
     threads: int | None = 1  # for the latency column; None lets onnxruntime choose
     with_map: bool | None = None  # the localisation map output; None: when the architecture has a GAP head
+    # Part-centred models: the runtime's symmetry look below the threshold (edge_runtime.model_info.SymmetryLook)
+    symmetry_look: bool = True
 
     @property
     def quantized(self) -> bool:

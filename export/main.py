@@ -13,8 +13,8 @@ import numpy as np
 
 from edge_runtime.errors import DataError, GateError
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
-from edge_runtime.model_info import ModelInfo, Precision, SecondLook
-from edge_runtime.preprocess import PreprocessSpec
+from edge_runtime.model_info import ModelInfo, Precision, SecondLook, SymmetryLook
+from edge_runtime.preprocess import CropMode, PreprocessSpec, to_uint8_gray
 from export import cam, graph, images, quantize
 from export.checks import Measured, check_dynamic_batch, cpu_name, measure, torch_scores
 from export.config import FEW_CALIB_IMAGES, MIN_CALIB_IMAGES, MIN_PARITY_IMAGES, PARITY_TOLERANCE, ExportConfig
@@ -74,6 +74,7 @@ def model_info(ckpt: Checkpoint, precision: Precision, cfg: ExportConfig) -> Mod
         metrics=json_safe(dict(ckpt.metrics)),
         producer=producer,
         second_look=SecondLook.from_dict(ckpt.second_look) if ckpt.second_look else None,
+        symmetry_look=SymmetryLook() if cfg.symmetry_look and ckpt.preprocess.crop is CropMode.PART else None,
     )
 
 
@@ -172,7 +173,15 @@ def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log
         parity = eval_batch if eval_batch is not None else calib
         check_dynamic_batch(fp32, parity, tol=1e-5)
         ref = torch_scores(net, parity)
-        common = {"parity_batch": parity, "torch_ref": ref, "evals": evals, "eval_batch": eval_batch}
+        # the symmetry look needs each image's part at its own resolution (the model input is too small for it)
+        parts = [fp32.part_of(to_uint8_gray(im)) for im in evals.images] if evals is not None else None
+        common = {
+            "parity_batch": parity,
+            "torch_ref": ref,
+            "evals": evals,
+            "eval_batch": eval_batch,
+            "eval_parts": parts,
+        }
         rows = [measure(fp32, latency_runs=cfg.latency_runs, **common)]
         check_parity(rows[0], cfg, log)
         if map_head is not None:  # the map must match torch too

@@ -127,6 +127,17 @@ def model_card(ckpt: Checkpoint, models_dir: Path, runs: dict[str, list[str]]) -
             if fp32.second_look is not None
             else ")."
         ),
+        *(
+            [
+                f"- Symmetry look: an item whose logit lies within {look.band_logit:g} below the threshold's is "
+                "measured against the part's own rotational symmetry at the image's resolution "
+                "(`edge_runtime/symmetry.py`); a peak asymmetry above "
+                f"{look.from_peak:g} raises its logit by {look.weight:g} x ln(peak / {look.from_peak:g}). Nothing is "
+                "lowered; the threshold is unchanged."
+            ]
+            if (look := fp32.symmetry_look) is not None
+            else []
+        ),
         f"- Data: casting-impeller images (Kaggle, CC BY-NC-ND 4.0) at `{data.root}`, fingerprint "
         f"`{fp32.data_fingerprint}`; {len(data.train_files)} train / {len(data.val_files)} "
         f"validation images; {len(data.test_duplicates or [])} test images are byte-identical to train "

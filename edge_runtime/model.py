@@ -359,8 +359,12 @@ class EdgeModel:
     ) -> tuple[np.ndarray, list[str], PartPatch | None]:
         """Everything a decoding worker prepares for one item's verdict: the model input (:meth:`input_u8`), the
         station check's reasons (``check``; see :meth:`input_and_check`) and the part's square for the symmetry
-        look (``part``; None when the model does not look or no part is found): hand them to
-        :meth:`verdicts_or_errors`."""
+        look (``part``): hand them to :meth:`verdicts_or_errors`.
+
+        The square is cut only where the look may be needed: the model looks, a part is found, and the item looks
+        unlike the training images (or was not checked). On images like the training images the network alone
+        decides: there the look changed no verdict on the validation or test images, and the network's threshold
+        was chosen on such images."""
         prof = self.station_profile if check else None
         part = part and self.looks_at_symmetry
         if prof is None and not part:
@@ -368,7 +372,9 @@ class EdgeModel:
         gray, spec = to_uint8_gray(image, source=source), self.info.preprocess
         framed = frame_part(gray, spec.size, spec.part_scale, with_stats=prof is not None)
         x = framed.image if spec.crop is CropMode.PART else resize_to_input(gray, spec)
-        return x, reasons(framed.stats, prof) if prof is not None else [], self.part_of(gray, framed) if part else None
+        why = reasons(framed.stats, prof) if prof is not None else []
+        unlike = prof is None or bool(why)
+        return x, why, self.part_of(gray, framed) if part and unlike else None
 
     @property
     def has_map(self) -> bool:
@@ -474,7 +480,8 @@ class EdgeModel:
             return localise(self, images)
         if self.looks_at_symmetry:
             t0 = time.perf_counter()
-            prepared = [self.input_for_verdict(im, check=False) for im in images]
+            # checked as edge-infer checks: the look is for the items unlike the training images
+            prepared = [self.input_for_verdict(im) for im in images]
             prep = (time.perf_counter() - t0) * 1000.0 / len(images)
             x = np.stack([p[0] for p in prepared])
             return self.predict_inputs(x, prep_ms=[prep] * len(images), parts=[p[2] for p in prepared])

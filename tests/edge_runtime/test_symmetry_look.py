@@ -21,6 +21,7 @@ from edge_runtime.errors import ModelError
 from edge_runtime.model import EdgeModel, Precision, Provider, RuntimeConfig, default_model_path, load_model
 from edge_runtime.model_info import ModelInfo, SymmetryLook
 from edge_runtime.preprocess import CropMode, PreprocessSpec
+from edge_runtime.station_check import item_stats, profile
 from tests.edge_runtime.conftest import model_bytes, tiny_info, with_metadata
 
 PART = PreprocessSpec(size=32, crop=CropMode.PART, part_scale=2.4)
@@ -28,7 +29,7 @@ LOOK = SymmetryLook()
 
 
 def drawn_part(*, pinhole: bool) -> np.ndarray:
-    """A round casting seen from above (grey background, bright flange, dark core), optionally with one 6 px
+    """A round casting seen from above (grey background, sharp flange, dark core), optionally with one 6 px
     dark pinhole on the flange."""
     img = np.full((300, 300), 170, np.uint8)
     cv2.circle(img, (150, 150), 120, 215, -1)
@@ -42,11 +43,18 @@ def logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-def part_model(tmp_path: Path, *, threshold: float, look: SymmetryLook | None = LOOK) -> Path:
+def part_model(
+    tmp_path: Path, *, threshold: float, look: SymmetryLook | None = LOOK, station: dict | None = None
+) -> Path:
     info = ModelInfo(
-        preprocess=PART, class_names=("ok", "defective"), threshold=threshold, arch="tiny-test", symmetry_look=look
+        preprocess=PART,
+        class_names=("ok", "defective"),
+        threshold=threshold,
+        arch="tiny-test",
+        symmetry_look=look,
+        station=station or {},
     )
-    path = tmp_path / f"part_{threshold:.6f}_{look is not None}.onnx"
+    path = tmp_path / f"part_{threshold:.6f}_{look is not None}_{station is not None}.onnx"
     path.write_bytes(with_metadata(model_bytes("tiny.onnx"), info.to_json(), stamp=True))
     return path
 
@@ -75,6 +83,23 @@ def test_a_pinhole_just_below_the_threshold_is_called_defective(just_below: Path
     assert not sound.defective and sound.asymmetry is not None and sound.asymmetry < SymmetryLook().from_peak
     assert sound.score == pytest.approx(network_score(just_below.parent, drawn_part(pinhole=False)), abs=1e-6)
     assert (model.symmetry_looks, model.symmetry_lifts) == (2, 1)
+
+
+def test_only_items_unlike_the_training_images_are_measured(just_below: Path):
+    # A station profile made from the drawn parts themselves: they look like the training images.
+    t = load_model(just_below).info.threshold
+    trained = profile([item_stats(drawn_part(pinhole=p), PART) for p in (False, True)]).to_dict()
+    model = load_model(part_model(just_below.parent, threshold=t, station=trained))
+    holed = model.predict(drawn_part(pinhole=True))
+    # Like the training images: the network alone decides (its threshold was chosen on such images).
+    assert not holed.defective and holed.asymmetry is None and model.symmetry_looks == 0
+    # The same part from a camera of twice the resolution is flagged, so it is measured and lifted.
+    sharp = cv2.resize(drawn_part(pinhole=True), (600, 600), interpolation=cv2.INTER_CUBIC)
+    x, why, part = model.input_for_verdict(sharp)
+    assert why and part is not None
+    lifted = model.predict_inputs(x[None], parts=[part])[0]
+    assert lifted.asymmetry is not None and lifted.asymmetry > 2 * LOOK.from_peak
+    assert lifted.score > model.network_scores(model.prepare([sharp]))[0]
 
 
 def test_the_look_can_be_switched_off(just_below: Path):

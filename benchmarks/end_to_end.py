@@ -11,6 +11,7 @@ import numpy as np
 from benchmarks.config import Job, Row, Section
 from benchmarks.onnx_bench import base_row, fill, load_edge_model
 from benchmarks.timing import measure
+from edge_runtime import symmetry
 from edge_runtime.errors import DataError
 from edge_runtime.infer import InferConfig, batches, predict_items
 from edge_runtime.inputs import iter_files
@@ -28,8 +29,9 @@ def folder_verdicts(model: EdgeModel, paths: Sequence[str]) -> list[Prediction |
     Unreadable files give ``None``. OpenCV releases the GIL while decoding and resizing, so the decoding
     threads really run beside inference.
     """
-    # As edge-infer runs by default: the station check is measured on every item too.
-    prepare = model.input_and_check
+    # As edge-infer runs by default: the station check is measured on every item, and the part's square cut
+    # for the symmetry look.
+    prepare = model.input_for_verdict
     items = iter_files([Path(p) for p in paths], prepare, keep_original=False, workers=DECODE_WORKERS)
     out: list[Prediction | None] = []
     for batch in batches(items, FOLDER_BATCH):
@@ -43,10 +45,10 @@ def file_rows(model: EdgeModel, job: Job, load_ms: float) -> list[Row]:
     paths = itertools.cycle(job.images)
 
     def one() -> object:
-        x, _ = model.input_and_check(read_image(next(paths)))
-        return model.predict_inputs(x[None])
+        x, _, part = model.input_for_verdict(read_image(next(paths)))
+        return model.predict_inputs(x[None], parts=[part])
 
-    model.second_looks = 0
+    model.second_looks = model.symmetry_looks = 0
     stats = measure(one, warmup=job.warmup, runs=job.runs)
     row = fill(base_row(model, Section.FILE, batch=1, threads=job.threads, load_ms=load_ms), stats)
     row.n_images = len(job.images)
@@ -55,10 +57,14 @@ def file_rows(model: EdgeModel, job: Job, load_ms: float) -> list[Row]:
 
 
 def second_look_note(model: EdgeModel, items: int) -> str:
-    """How many of the items scored took the model's second look (a second inference, mirrored)."""
-    if model.info.second_look is None or not model.cfg.second_look or items <= 0:
-        return ""
-    return f"second look taken for {100.0 * model.second_looks / items:.1f}% of items"
+    """How many of the items scored took the model's second look (a second inference, mirrored), and how many
+    its symmetry look (the part's asymmetry measured)."""
+    notes = []
+    if model.info.second_look is not None and model.cfg.second_look and items > 0:
+        notes.append(f"second look taken for {100.0 * model.second_looks / items:.1f}% of items")
+    if model.looks_at_symmetry and items > 0:
+        notes.append(f"symmetry look for {100.0 * model.symmetry_looks / items:.1f}%")
+    return ", ".join(notes)
 
 
 def stage_rows(model: EdgeModel, job: Job) -> list[Row]:
@@ -75,6 +81,7 @@ def stage_rows(model: EdgeModel, job: Job) -> list[Row]:
         "decode JPEG to gray": lambda: decode_image(data),
         "crop + resize": lambda: resize_to_input(gray, spec),
         "crop + resize + station check": lambda: model.input_and_check(gray),
+        "... + part square (what edge-infer prepares)": lambda: model.input_for_verdict(gray),
         "normalize": lambda: normalize(small[None], spec),
         "inference": lambda: model.network_scores(x),
         "verdict": lambda: model.verdict(score, 0.0),
@@ -83,6 +90,10 @@ def stage_rows(model: EdgeModel, job: Job) -> list[Row]:
         # Paid only by the items scored near the threshold: the mirrored inference and the averaging.
         near = np.array([model.info.threshold])
         stages["second look (items near the threshold)"] = lambda: model.second_look(x, near)
+    part = model.part_of(gray)
+    if part is not None:
+        # Paid only by the items just below the threshold: the part's asymmetry at the source's resolution.
+        stages["symmetry look (items just below the threshold)"] = lambda: symmetry.peak(part)
     rows = []
     for name, fn in stages.items():
         row = fill(base_row(model, Section.STAGE, batch=1, threads=job.threads), measure(fn, warmup=5, runs=job.runs))
@@ -94,7 +105,7 @@ def stage_rows(model: EdgeModel, job: Job) -> list[Row]:
 def folder_rows(model: EdgeModel, job: Job) -> list[Row]:
     """Whole-folder passes; latency columns are per image (pass time / images), throughput is images/s."""
     passes = max(3, job.runs // len(job.images))
-    model.second_looks = 0
+    model.second_looks = model.symmetry_looks = 0
     stats = measure(lambda: folder_verdicts(model, job.images), warmup=1, runs=passes, items=len(job.images))
     looked = second_look_note(model, (passes + 1) * len(job.images))
     row = fill(base_row(model, Section.FOLDER, batch=FOLDER_BATCH, threads=job.threads), stats)

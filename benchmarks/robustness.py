@@ -23,7 +23,7 @@ import numpy as np
 from benchmarks.station_conditions import STATION_CONDITIONS
 from edge_runtime import datasets
 from edge_runtime.cli_support import debug_option, friendly_errors
-from edge_runtime.errors import EXIT_CODES_HELP, OutputError
+from edge_runtime.errors import EXIT_CODES_HELP, DataError, ModelError, OutputError, require_extra
 from edge_runtime.metrics import binary_metrics
 from edge_runtime.model import MODELS_DIR, EdgeModel, Provider, RuntimeConfig
 from edge_runtime.preprocess import read_image
@@ -152,8 +152,33 @@ def labelled_images(data: Path, positive: str = "def_front") -> tuple[list[Path]
     return found.paths, np.array(found.labels)
 
 
+def validation_images(checkpoint: Path, data: Path) -> tuple[list[Path], np.ndarray]:
+    """The validation images a checkpoint lists (``data/train/<file>``, or ``data/<file>``), label 1 for its
+    positive class folder: the images its threshold was chosen on. Reading a checkpoint needs the train extra."""
+    require_extra("torch")
+    from train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    listed, classes = ckpt.data.val_files, ckpt.data.class_dirs
+    # an older or hand-made checkpoint lists none: no --data would help, the file is what to change (exit 4)
+    if not (isinstance(listed, list) and listed and all(isinstance(f, str) and f for f in listed)):
+        raise ModelError(f"{checkpoint}: lists no validation images; pass a best.pt written by train-model")
+    root = data / "train" if (data / "train").is_dir() else data
+    files = [root / f for f in listed]
+    missing = [f for f in files if not f.is_file()]
+    if not files or missing:
+        raise DataError(
+            f"{root}: {len(missing)} of the {len(files)} validation images {checkpoint.name} lists are not there; "
+            "pass --data with the dataset it was trained on"
+        )
+    positive = classes[1] if isinstance(classes, list) and len(classes) == 2 else "def_front"
+    return files, np.array([int(Path(f).parts[0] == positive) for f in listed])
+
+
 def score_model(model: EdgeModel, images: list[np.ndarray], batch: int = 64) -> np.ndarray:
-    return np.concatenate([model.scores(model.prepare(images[i : i + batch])) for i in range(0, len(images), batch)])
+    """Each image's score as ``edge-infer`` gives it: second look and symmetry look included, where the model
+    asks for them and ``model.cfg`` allows."""
+    return np.array([p.score for i in range(0, len(images), batch) for p in model.predict_batch(images[i : i + batch])])
 
 
 def run(
@@ -164,16 +189,19 @@ def run(
     limit: int | None,
     perturbations: tuple[Perturbation, ...] = PERTURBATIONS,
     second_look: bool = True,
+    symmetry_look: bool = True,
+    validation_of: Path | None = None,
 ) -> list[dict]:
     """One row per (model, perturbation): accuracy, missed defects, false alarms, AUROC at the model's threshold,
     and the share of images the model's station check flags as unlike its training images (null without a
-    station profile)."""
-    files, labels = labelled_images(data, positive)
+    station profile). ``validation_of``: a checkpoint; its validation images instead of ``data``'s test images."""
+    files, labels = validation_images(validation_of, data) if validation_of else labelled_images(data, positive)
     if limit:
         idx = np.random.default_rng(0).permutation(len(files))[:limit]
         files, labels = [files[i] for i in idx], labels[idx]
     originals = [read_image(f) for f in files]
-    loaded = [EdgeModel(p, RuntimeConfig(provider=Provider.CPU, second_look=second_look)) for p in models]
+    cfg = RuntimeConfig(provider=Provider.CPU, second_look=second_look, symmetry_look=symmetry_look)
+    loaded = [EdgeModel(p, cfg) for p in models]
     rows = []
     for pert in perturbations:
         changed = [pert.apply(im) for im in originals]
@@ -227,16 +255,24 @@ def markdown(rows: list[dict]) -> str:
 @click.option("--second-look/--no-second-look", default=True, show_default=True,
               help="Score as edge-infer does, with the model's second look near its threshold; off: one view "
               "(the model's threshold was chosen with both).")  # fmt: skip
+@click.option("--validation-of", "validation_of", type=click.Path(path_type=Path), default=None,
+              help="Score the validation images this checkpoint lists (under DATA/train/) instead of the test "
+              "images: where the thresholds and looks were chosen. Needs the train extra.")  # fmt: skip
+@click.option("--symmetry-look/--no-symmetry-look", default=True, show_default=True,
+              help="Score as edge-infer does, with the part's symmetry measured just below the threshold where the "
+              "model asks for it; off: the network's views alone.")  # fmt: skip
 @debug_option
 @friendly_errors
 def main(*, data: Path, models: tuple[Path, ...], positive: str, limit: int | None, json_path: Path | None,
-         which: str, examples: Path | None, second_look: bool, debug: bool) -> None:  # fmt: skip
+         which: str, examples: Path | None, second_look: bool, symmetry_look: bool, validation_of: Path | None,
+         debug: bool) -> None:  # fmt: skip
     chosen = list(models) or sorted(MODELS_DIR.glob("*.onnx"))
     perturbations = CONDITION_SETS[which]
     if examples is not None:
         files, labels = labelled_images(data, positive)
         examples_png(examples, read_image(files[int(np.argmax(labels))]), perturbations)
-    rows = run(chosen, data, positive=positive, limit=limit, perturbations=perturbations, second_look=second_look)
+    rows = run(chosen, data, positive=positive, limit=limit, perturbations=perturbations, second_look=second_look,
+               symmetry_look=symmetry_look, validation_of=validation_of)  # fmt: skip
     click.echo(markdown(rows))
     if json_path is not None:
         try:

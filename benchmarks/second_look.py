@@ -1,12 +1,14 @@
-"""What the second look costs: the same model with and without it, interleaved in one process.
+"""What the looks near the threshold cost: the same model with both (as ``edge-infer`` runs), with the second look
+only, and with one view, interleaved in one process.
 
     python -m benchmarks.second_look --data ../shared/data/casting
     python -m benchmarks.second_look --data DIR --model m.onnx --threads 2 --rounds 6
 
-On a shared machine two separate benchmark runs can differ by more than the second look costs, so the two
-settings alternate round by round (ABBA order) on the same files: a whole-folder pass (``edge-infer``'s pipeline,
+On a shared machine two separate benchmark runs can differ by more than a look costs, so the settings alternate
+round by round (in turn, then in reverse) on the same files: a whole-folder pass (``edge-infer``'s pipeline,
 images/s) and file -> verdict for every file one at a time (p50, p99). It also reports the share of items that
-took the second look and, where the images are labelled, the verdicts both ways. Markdown on stdout; JSON with
+took the second look (a mirrored inference) and the symmetry look (the part's asymmetry measured) and, where the
+images are labelled, the verdicts of each setting. Markdown on stdout; JSON with
 ``--json``.
 """
 
@@ -38,6 +40,18 @@ class Setting:
     looked_twice: float  # share of items scored a second time
     missed_defects: int | None = None
     false_alarms: int | None = None
+    symmetry_look: bool = False
+    symmetry_measured: float = 0.0  # share of items whose part symmetry was measured
+
+    @property
+    def name(self) -> str:
+        if self.symmetry_look:
+            return "second look + symmetry look" if self.second_look else "symmetry look"
+        return "second look" if self.second_look else "one view"
+
+
+# (second look, symmetry look): as edge-infer runs, without the symmetry look, one view
+SETTINGS = ((True, True), (True, False), (False, False))
 
 
 def one_by_one(model: EdgeModel, paths: list[Path]) -> tuple[float, float]:
@@ -45,8 +59,8 @@ def one_by_one(model: EdgeModel, paths: list[Path]) -> tuple[float, float]:
     times = []
     for p in paths:
         t0 = time.perf_counter()
-        x, _ = model.input_and_check(read_image(p))
-        model.predict_inputs(x[None])
+        x, _, part = model.input_for_verdict(read_image(p))
+        model.predict_inputs(x[None], parts=[part])
         times.append(time.perf_counter() - t0)
     return float(np.percentile(times, 50) * 1000), float(np.percentile(times, 99) * 1000)
 
@@ -54,60 +68,70 @@ def one_by_one(model: EdgeModel, paths: list[Path]) -> tuple[float, float]:
 def measure(
     model_path: Path, paths: list[Path], labels: list[int] | None, *, threads: int, rounds: int
 ) -> list[Setting]:
-    """Verdicts, then ``rounds`` interleaved timing rounds; returns [with the second look, one view]."""
+    """Verdicts, then ``rounds`` interleaved timing rounds; one :class:`Setting` per entry of :data:`SETTINGS`."""
     models = {
-        look: EdgeModel(model_path, RuntimeConfig(provider=Provider.CPU, threads=threads, second_look=look))
-        for look in (True, False)
+        key: EdgeModel(
+            model_path,
+            RuntimeConfig(provider=Provider.CPU, threads=threads, second_look=key[0], symmetry_look=key[1]),
+        )
+        for key in SETTINGS
     }
-    out = {look: Setting(look, [], [], [], 0.0) for look in models}
-    for look, m in models.items():  # warm-up, and the verdicts
+    out = {key: Setting(key[0], [], [], [], 0.0, symmetry_look=key[1]) for key in models}
+    for key, m in models.items():  # warm-up, and the verdicts
         preds = folder_verdicts(m, [str(p) for p in paths])
-        out[look].looked_twice = m.second_looks / len(paths)
+        out[key].looked_twice = m.second_looks / len(paths)
+        out[key].symmetry_measured = m.symmetry_looks / len(paths)
         if labels is not None:
             kept = [(y, p.score) for y, p in zip(labels, preds, strict=True) if p is not None]
             counts = binary_metrics([y for y, _ in kept], [v for _, v in kept], m.info.threshold)
-            out[look].missed_defects, out[look].false_alarms = int(counts["fn"]), int(counts["fp"])
+            out[key].missed_defects, out[key].false_alarms = int(counts["fn"]), int(counts["fp"])
     for r in range(rounds):
-        for look in (True, False) if r % 2 == 0 else (False, True):
-            m, s = models[look], out[look]
+        for key in SETTINGS if r % 2 == 0 else SETTINGS[::-1]:
+            m, s = models[key], out[key]
             t0 = time.perf_counter()
             folder_verdicts(m, [str(p) for p in paths])
             s.folder_images_per_s.append(len(paths) / (time.perf_counter() - t0))
             p50, p99 = one_by_one(m, paths)
             s.file_p50_ms.append(p50)
             s.file_p99_ms.append(p99)
-    return [out[True], out[False]]
+    return [out[key] for key in SETTINGS]
 
 
 def markdown(model: Path, settings: list[Setting], *, n: int, threads: int, rounds: int) -> str:
-    on, off = settings
+    both, second, one = settings
     med = lambda v: float(np.median(v))  # noqa: E731
     lines = [
-        f"# The second look's cost: {model.name}, {n} images, {threads} thread(s), {rounds} interleaved rounds",
+        f"# The looks' cost: {model.name}, {n} images, {threads} thread(s), {rounds} interleaved rounds",
         "",
-        "| setting | items looked at twice | folder images/s (median) | file -> verdict p50 / p99 ms (median) "
-        "| missed defects | false alarms |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| setting | items looked at twice | symmetry measured | folder images/s (median) "
+        "| file -> verdict p50 / p99 ms (median) | missed defects | false alarms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for s in settings:
-        name = "second look" if s.second_look else "one view"
         missed, alarms = ("-" if v is None else v for v in (s.missed_defects, s.false_alarms))
         lines.append(
-            f"| {name} | {100 * s.looked_twice:.1f}% | {med(s.folder_images_per_s):.0f} | "
-            f"{med(s.file_p50_ms):.3f} / {med(s.file_p99_ms):.3f} | {missed} | {alarms} |"
+            f"| {s.name} | {100 * s.looked_twice:.1f}% | {100 * s.symmetry_measured:.1f}% | "
+            f"{med(s.folder_images_per_s):.0f} | {med(s.file_p50_ms):.3f} / {med(s.file_p99_ms):.3f} | {missed} | "
+            f"{alarms} |"
         )
+
+    def ratio(a: Setting, b: Setting) -> str:
+        return (
+            f"folder throughput x{med(a.folder_images_per_s) / med(b.folder_images_per_s):.3f}, "
+            f"file -> verdict p50 x{med(a.file_p50_ms) / med(b.file_p50_ms):.3f}"
+        )
+
     lines += [
         "",
-        f"Second look / one view: folder throughput x{med(on.folder_images_per_s) / med(off.folder_images_per_s):.3f}, "
-        f"file -> verdict p50 x{med(on.file_p50_ms) / med(off.file_p50_ms):.3f}. Both at the model's threshold, "
-        "which was chosen with the second look.",
+        f"Symmetry look (with the second look) / second look alone: {ratio(both, second)}. Second look / one view: "
+        f"{ratio(second, one)}. All at the model's threshold, which was chosen with the second look.",
     ]
     return "\n".join(lines)
 
 
 @click.command(
-    help="The second look's cost and effect: the same model with and without it, interleaved in one process.\n\n"
-    + EXIT_CODES_HELP,
+    help="The cost and effect of the looks near the threshold: the same model with both (as edge-infer runs), "
+    "with the second look only, and with one view, interleaved in one process.\n\n" + EXIT_CODES_HELP,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="DIR/<class>/ or DIR/test/<class>/.")
@@ -132,7 +156,7 @@ def main(*, data: Path, model_path: Path | None, threads: int, rounds: int, json
     click.echo(markdown(model_path, settings, n=len(paths), threads=threads, rounds=rounds))
     if json_path is not None:
         try:
-            json_path.write_text(json.dumps([asdict(s) for s in settings], indent=1) + "\n")
+            json_path.write_text(json.dumps([asdict(s) | {"name": s.name} for s in settings], indent=1) + "\n")
         except OSError as exc:
             raise OutputError(f"{json_path}: cannot write ({exc.strerror or exc}); choose another --json path") from exc
 

@@ -158,12 +158,16 @@ def look(
     """The symmetry look on a batch: each score (P(defective)) whose logit lies within ``rule.band_logit`` below
     the threshold's is lifted by ``rule.lift`` of its part's :func:`peak`; the new scores and each item's peak
     (None where not measured: outside the band, no part found, a threshold of 0 or 1)."""
+    if len(parts) != len(scores):  # a shifted list would measure one item's part for another's verdict
+        raise ValueError(f"symmetry look: {len(parts)} part squares for {len(scores)} scores; pass one per item")
     peaks: list[float | None] = [None] * len(scores)
     if not 0.0 < threshold < 1.0:
         return scores, peaks
     z, zt = logit(scores), float(logit(threshold))
     out = scores
-    for i in np.flatnonzero((z < zt) & (z >= zt - rule.band_logit)):  # NaN scores are never in it
+    # NaN scores are never in the band; nor those beyond [0, 1], whose logit is clipped: they keep their ScoreError
+    probability = (np.asarray(scores) >= 0.0) & (np.asarray(scores) <= 1.0)
+    for i in np.flatnonzero(probability & (z < zt) & (z >= zt - rule.band_logit)):
         if parts[i] is None:
             continue
         peaks[i] = peak(parts[i])

@@ -116,3 +116,22 @@ def test_examples_with_a_suffix_opencv_cannot_write_is_one_output_error(tmp_path
 
     with pytest.raises(OutputError, match="choose another --examples"):  # was a multi-line cv2.error (exit 1)
         examples_png(tmp_path / "ex.txt", _drawn_part(), CONDITION_SETS["station"], tile=64)
+
+
+DEFAULT_CKPT = Path(__file__).resolve().parents[2] / "train" / "default_model" / "best.pt"
+
+
+def test_validation_images_of_a_checkpoint_are_scored_or_missing_ones_named(tmp_path: Path, casting_dir: Path):
+    pytest.importorskip("torch", reason="reading a checkpoint needs the train extra")
+    out = tmp_path / "val.json"
+    args = ["--validation-of", str(DEFAULT_CKPT), "--set", "station", "--limit", "24", "--json", str(out)]
+    r = CliRunner().invoke(main, ["--data", str(casting_dir), *args])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(out.read_text())
+    # every station condition, both shipped models, on 24 of the checkpoint's validation images (not the test set)
+    assert len(rows) == 2 * 12 and all(r["n"] == 24 for r in rows)
+    assert {r["perturbation"] for r in rows} >= {"none", "station: raw camera + highlights"}
+    (tmp_path / "elsewhere" / "train").mkdir(parents=True)
+    r = CliRunner().invoke(main, ["--data", str(tmp_path / "elsewhere"), *args])
+    assert r.exit_code == 3 and "validation images best.pt lists are not there" in r.output
+    assert "Traceback" not in r.output

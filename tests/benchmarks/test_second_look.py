@@ -1,4 +1,4 @@
-"""The second look's cost benchmark: both settings timed on the same files, and the verdicts both ways."""
+"""The looks' cost benchmark: every setting timed on the same files, and the verdicts of each."""
 
 from __future__ import annotations
 
@@ -25,18 +25,25 @@ def write_parts(root: Path) -> Path:
     return root
 
 
-def test_both_settings_are_timed_alike_and_their_verdicts_differ(tmp_path: Path):
+def test_every_setting_is_timed_alike_and_their_verdicts_differ(tmp_path: Path):
     data = write_parts(tmp_path / "d")
     out = tmp_path / "look.json"
     r = CliRunner().invoke(main, ["--data", str(data), "--model", str(LEFT), "--rounds", "2", "--json", str(out)])
     assert r.exit_code == 0, r.output
-    on, off = json.loads(out.read_text())
-    assert (on["second_look"], off["second_look"]) == (True, False)
+    both, on, off = json.loads(out.read_text())
+    assert [(s["second_look"], s["symmetry_look"]) for s in (both, on, off)] == [
+        (True, True),
+        (True, False),
+        (False, False),
+    ]
     assert on["looked_twice"] == 0.5 and off["looked_twice"] == 0.0  # the three bright-left parts
-    assert all(len(s[k]) == 2 for s in (on, off) for k in ("folder_images_per_s", "file_p50_ms", "file_p99_ms"))
+    s_all = (both, on, off)
+    assert all(len(s[k]) == 2 for s in s_all for k in ("folder_images_per_s", "file_p50_ms", "file_p99_ms"))
     # One view calls the lopsided parts defective; both views call them OK (here: "missed").
     assert (off["missed_defects"], on["missed_defects"]) == (0, 3)
-    assert "| second look | 50.0% |" in r.output and "| one view | 0.0% |" in r.output
+    # tiny_left is not part-centred: it carries no symmetry look, so nothing is measured
+    assert both["symmetry_measured"] == 0.0 and both["missed_defects"] == 3
+    assert "| second look | 50.0% | 0.0% |" in r.output and "| one view | 0.0% | 0.0% |" in r.output
 
 
 def test_a_folder_without_images_is_a_clear_error(tmp_path: Path):

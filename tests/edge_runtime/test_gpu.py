@@ -118,3 +118,25 @@ def test_tensorrt_without_its_libraries_runs_on_cuda_and_says_so(capsys: pytest.
     model.warn_if_fell_back()
     err = capsys.readouterr()
     assert "libnvinfer" in err.err and "CUDAExecutionProvider" in err.err and "EP Error" not in err.out + err.err
+
+
+def test_symmetry_look_on_cuda_gives_the_cpus_verdicts(tmp_path: Path) -> None:
+    """The look measures on the CPU after a CUDA inference: a pinhole just below the threshold is lifted alike,
+    and the shipped models agree with the CPU on the sample images seen by a 512 px camera (flagged, so looked)."""
+    import cv2
+
+    from tests.edge_runtime.test_symmetry_look import drawn_part, logit, network_score, part_model
+
+    sound = network_score(tmp_path, drawn_part(pinhole=False))
+    model = part_model(tmp_path, threshold=1.0 / (1.0 + np.exp(-(logit(sound) + 0.5))))
+    for provider in ("cuda", "cpu"):
+        m = load_model(model, provider=provider)
+        holed = m.predict(drawn_part(pinhole=True))
+        assert holed.defective and holed.asymmetry is not None and holed.asymmetry > 16, provider
+    images = [cv2.resize(read_image(p), (512, 512), interpolation=cv2.INTER_CUBIC) for p in SAMPLES]
+    for name in ("defectnet_fp32.onnx", "defectnet_int8.onnx"):
+        gpu = load_model(MODELS / name, provider="cuda")
+        cpu = load_model(MODELS / name, provider="cpu", threads=1)
+        on_gpu, on_cpu = gpu.predict_batch(images), cpu.predict_batch(images)
+        assert [p.defective for p in on_gpu] == [p.defective for p in on_cpu]
+        assert [p.asymmetry for p in on_gpu] == [p.asymmetry for p in on_cpu]

@@ -12,6 +12,7 @@ substitute for images from the real second station, but it shows which changes a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ import numpy as np
 from benchmarks.station_conditions import STATION_CONDITIONS
 from edge_runtime import datasets
 from edge_runtime.cli_support import debug_option, friendly_errors
-from edge_runtime.errors import EXIT_CODES_HELP, DataError, ModelError, OutputError, require_extra
+from edge_runtime.errors import EXIT_CODES_HELP, DataError, ModelError, OutputError, UsageError, require_extra
 from edge_runtime.metrics import binary_metrics
 from edge_runtime.model import MODELS_DIR, EdgeModel, Provider, RuntimeConfig
 from edge_runtime.preprocess import read_image
@@ -222,6 +223,23 @@ def flagged_share(model: EdgeModel, images: list[np.ndarray]) -> float | None:
     return float(np.mean([bool(model.input_and_check(im)[1]) for im in images]))
 
 
+def save_images(out: Path, data: Path, positive: str, perturbations: tuple[Perturbation, ...]) -> None:
+    """Each condition's images as PNG under ``out/<condition>/<class>/``, the class folders as in ``data``."""
+    found = datasets.list_labelled(datasets.find_class_folders(data, positive=positive))
+    for pert in perturbations:
+        folder = out / re.sub(r"[^A-Za-z0-9.-]+", "_", pert.name).strip("_")
+        for path in found.paths:
+            target = folder / path.parent.name / (path.stem + ".png")
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                ok = cv2.imwrite(str(target), pert.apply(read_image(path)))
+            except (OSError, cv2.error) as exc:
+                raise OutputError(f"{target}: cannot write ({exc}); choose another --save-images folder") from exc
+            if not ok:
+                raise OutputError(f"{target}: OpenCV could not write it; choose another --save-images folder")
+        click.echo(f"wrote {len(found.paths)} images to {folder}")
+
+
 def markdown(rows: list[dict]) -> str:
     lines = [
         "| model | perturbation | accuracy | missed defects | false alarms | AUROC | station check flags |",
@@ -261,13 +279,22 @@ def markdown(rows: list[dict]) -> str:
 @click.option("--symmetry-look/--no-symmetry-look", default=True, show_default=True,
               help="Score as edge-infer does, with the part's symmetry measured just below the threshold where the "
               "model asks for it; off: the network's views alone.")  # fmt: skip
+@click.option("--only", default=None, help="Only the conditions whose name contains this text.")
+@click.option("--save-images", "save_dir", type=click.Path(path_type=Path), default=None,
+              help="Write each condition's images as PNG to DIR/<condition>/<class>/ instead of scoring (to time "
+              "edge-infer or edge-bench on a station's world).")  # fmt: skip
 @debug_option
 @friendly_errors
 def main(*, data: Path, models: tuple[Path, ...], positive: str, limit: int | None, json_path: Path | None,
          which: str, examples: Path | None, second_look: bool, symmetry_look: bool, validation_of: Path | None,
-         debug: bool) -> None:  # fmt: skip
+         only: str | None, save_dir: Path | None, debug: bool) -> None:  # fmt: skip
     chosen = list(models) or sorted(MODELS_DIR.glob("*.onnx"))
-    perturbations = CONDITION_SETS[which]
+    perturbations = tuple(p for p in CONDITION_SETS[which] if only is None or only in p.name)
+    if not perturbations:
+        raise UsageError(f"--only {only!r} matches no condition of --set {which}; see the names in robustness.md")
+    if save_dir is not None:
+        save_images(save_dir, data, positive, perturbations)
+        return
     if examples is not None:
         files, labels = labelled_images(data, positive)
         examples_png(examples, read_image(files[int(np.argmax(labels))]), perturbations)

@@ -135,3 +135,19 @@ def test_validation_images_of_a_checkpoint_are_scored_or_missing_ones_named(tmp_
     r = CliRunner().invoke(main, ["--data", str(tmp_path / "elsewhere"), *args])
     assert r.exit_code == 3 and "validation images best.pt lists are not there" in r.output
     assert "Traceback" not in r.output
+
+
+def test_save_images_writes_the_chosen_conditions_and_only_matching_nothing_is_a_usage_error(tmp_path: Path):
+    data = make_dataset(tmp_path / "data", n_train=2, n_test=3, seed=0) / "test"
+    out = tmp_path / "imgs"
+    r = CliRunner().invoke(
+        main, ["--data", str(data), "--set", "station", "--only", "raw camera", "--save-images", str(out)]
+    )
+    assert r.exit_code == 0, r.output
+    folders = sorted(p.name for p in out.iterdir())
+    assert folders == ["station_raw_camera_all_of_the_above", "station_raw_camera_highlights"]
+    written = sorted((out / folders[0]).rglob("*.png"))
+    assert len(written) == len(list(data.rglob("*.png"))) + len(list(data.rglob("*.jp*g")))
+    assert cv2.imread(str(written[0]), cv2.IMREAD_UNCHANGED).shape == (512, 512)  # the raw camera's 512 px frame
+    r = CliRunner().invoke(main, ["--data", str(data), "--only", "no such condition"])
+    assert r.exit_code == 2 and "matches no condition" in r.output and "Traceback" not in r.output

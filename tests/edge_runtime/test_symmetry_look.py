@@ -161,3 +161,19 @@ def test_edge_infer_reports_each_measured_item_and_the_lifts(just_below: Path, t
     assert recs["sound.png"]["defective"] is False and recs["sound.png"]["asymmetry"] < 8
     assert "symmetry look: 2 items just below the threshold" in result.stderr
     assert "1 of them called defective" in result.stderr
+
+
+def test_the_cut_square_is_a_plain_copy_and_a_large_one_is_shrunk_at_once():
+    from edge_runtime import symmetry
+    from edge_runtime.framing import find_part, region_for
+
+    for side in (512, 3000):
+        gray = cv2.resize(drawn_part(pinhole=True), (side, side), interpolation=cv2.INTER_LINEAR)
+        part = symmetry.part_patch(gray, region_for(find_part(gray), 2.4))
+        assert part is not None and part.image.size <= symmetry.KEEP_PIXELS  # no item holds megabytes
+        left, top, right, bottom = part.where
+        if side == 512:  # the workers only copy a camera frame's square (the shrink waits for the measured items)
+            assert np.array_equal(part.image, gray[top:bottom, left:right])
+        else:
+            assert part.half <= symmetry.WORK_HALF + 1e-6 and part.image.shape[0] < bottom - top
+        assert symmetry.peak(part) > 2 * LOOK.from_peak  # the pinhole is seen at either size

@@ -16,6 +16,10 @@ side exceeds 192 px (the casting dataset's parts are 140-175) and brought back w
 :func:`edge_runtime.heatmap.point_and_box` adds it to the network's map to find the point and ``defect_box``. The
 settings were chosen on synthetic defects pasted on OK *training* images, never on the test images.
 
+Its peak is also a second opinion on the verdict (:func:`look`, the model's ``symmetry_look``): a decoding worker
+cuts the part's square (:func:`part_patch`), and an item whose score lies just below the
+threshold is lifted where the peak is clearly above a sound part's (:class:`edge_runtime.model_info.SymmetryLook`).
+
 >>> import numpy as np, cv2
 >>> img = np.full((300, 300), 120, np.uint8); _ = cv2.circle(img, (150, 150), 100, 200, -1)
 >>> _ = cv2.circle(img, (150, 150), 40, 30, -1); _ = cv2.circle(img, (220, 110), 3, 40, -1)

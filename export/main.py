@@ -14,7 +14,7 @@ import numpy as np
 from edge_runtime.errors import DataError, GateError
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
 from edge_runtime.model_info import ModelInfo, Precision, SecondLook, SymmetryLook
-from edge_runtime.preprocess import CropMode, PreprocessSpec, to_uint8_gray
+from edge_runtime.preprocess import CropMode, PreprocessSpec
 from export import cam, graph, images, quantize
 from export.checks import Measured, check_dynamic_batch, cpu_name, measure, torch_scores
 from export.config import FEW_CALIB_IMAGES, MIN_CALIB_IMAGES, MIN_PARITY_IMAGES, PARITY_TOLERANCE, ExportConfig
@@ -173,8 +173,9 @@ def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log
         parity = eval_batch if eval_batch is not None else calib
         check_dynamic_batch(fp32, parity, tol=1e-5)
         ref = torch_scores(net, parity)
-        # the symmetry look needs each image's part at its own resolution (the model input is too small for it)
-        parts = [fp32.part_of(to_uint8_gray(im)) for im in evals.images] if evals is not None else None
+        # the symmetry look needs each image's part at its own resolution (the model input is too small for it),
+        # cut as edge-infer cuts it: only for the images the station check flags
+        parts = [fp32.input_for_verdict(im)[2] for im in evals.images] if evals is not None else None
         common = {
             "parity_batch": parity,
             "torch_ref": ref,

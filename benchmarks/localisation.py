@@ -16,6 +16,7 @@ their map, ``defect_box`` (white) and the marked boxes (green).
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -81,11 +82,21 @@ def distance_to_box(p: tuple[int, int], b: tuple[int, ...]) -> float:
     return float(np.hypot(dx, dy))
 
 
+def _pixels(box: list) -> tuple[int, ...]:
+    """A marked box in whole pixels that still covers it: x0, y0 down, x1, y1 up (a marking tool may write
+    fractions; truncating them cut up to a pixel off the far edges). Not a number: ValueError."""
+    if not isinstance(box, list) or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in box):
+        raise ValueError(f"box {str(box)[:60]} is not a list of numbers")
+    if not all(math.isfinite(c) for c in box):
+        raise ValueError(f"box {str(box)[:60]} has a coordinate that is not finite")
+    return tuple(math.floor(c) if i < 2 else math.ceil(c) for i, c in enumerate(box))
+
+
 def load_boxes(path: Path = BOXES) -> dict[str, list[tuple[int, int, int, int]]]:
     """``{relative image path: [boxes]}`` from the committed JSON; an unreadable file is a :class:`DataError`."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        boxes = {str(k): [tuple(int(c) for c in b) for b in v["boxes"]] for k, v in doc["images"].items()}
+        boxes = {str(k): [_pixels(b) for b in v["boxes"]] for k, v in doc["images"].items()}
         w, h = (int(v) for v in doc.get("image_size") or (MAX_BOX_PX, MAX_BOX_PX))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DataError(f"{path}: not a readable defect-box file ({exc}); see benchmarks/data/README.md") from exc

@@ -201,3 +201,16 @@ def test_a_box_beyond_its_image_is_a_data_error(tmp_path: Path):
     r = CliRunner().invoke(main, [str(a) for a in args])
     assert r.exit_code == 3 and r.stderr.count("\n") == 1, r.output
     assert "d/1.png: box [190, 40, 290, 140] lies beyond the 150x150 image" in r.stderr
+
+
+def test_fractional_boxes_are_widened_to_whole_pixels_and_non_numbers_refused(tmp_path: Path):
+    # Was: int() truncated [10.6, 20.4, 30.9, 40.2] to [10, 20, 30, 40], cutting the far edges, and took a
+    # boolean as 0 or 1.
+    doc = {"image_size": [300, 300], "images": {"d/0.png": {"boxes": [[10.6, 20.4, 30.9, 40.2]]}}}
+    (tmp_path / "b.json").write_text(json.dumps(doc))
+    assert load_boxes(tmp_path / "b.json") == {"d/0.png": [(10, 20, 31, 41)]}
+    for bad in ([True, 0, 5, 5], ["1", 0, 5, 5]):
+        doc["images"]["d/0.png"]["boxes"] = [bad]
+        (tmp_path / "b.json").write_text(json.dumps(doc))
+        with pytest.raises(DataError, match="not a list of numbers"):
+            load_boxes(tmp_path / "b.json")

@@ -90,7 +90,7 @@ def stage_rows(model: EdgeModel, job: Job) -> list[Row]:
         # Paid only by the items scored near the threshold: the mirrored inference and the averaging.
         near = np.array([model.info.threshold])
         stages["second look (items near the threshold)"] = lambda: model.second_look(x, near)
-    part = model.part_of(gray)
+    part = model.input_for_verdict(gray, check=False)[2]
     if part is not None:
         # Paid only by the items just below the threshold: the part's asymmetry at the source's resolution.
         stages["symmetry look (items just below the threshold)"] = lambda: symmetry.peak(part)

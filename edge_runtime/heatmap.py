@@ -348,6 +348,6 @@ def localise(model: EdgeModel, images: Sequence[np.ndarray]) -> list[Prediction]
 
     if not model.has_map:
         raise ModelError(f"{model.path}: has no localisation map (defect_map); re-export it with export-onnx --map")
-    prepared = [model.input_for_verdict(im) for im in images]
-    preds = model.predict_inputs(np.stack([p[0] for p in prepared]), with_map=True, parts=[p[2] for p in prepared])
+    x, parts = model.inputs_and_parts(images)
+    preds = model.predict_inputs(x, with_map=True, parts=parts)
     return [locate(p, im, model.info.preprocess) for p, im in zip(preds, images, strict=True)]

@@ -20,7 +20,7 @@ import numpy as np
 
 from edge_runtime import integrity, symmetry
 from edge_runtime.errors import ModelError
-from edge_runtime.framing import Framed, find_part, frame_part, region_for
+from edge_runtime.framing import frame_part
 from edge_runtime.metrics import logit
 from edge_runtime.model_file import (  # noqa: F401 - check_threads, threads_from_env: the CLI's
     MAX_MODEL_BYTES,
@@ -315,21 +315,12 @@ class EdgeModel:
         (:class:`~edge_runtime.model_info.SymmetryLook`); the scores and each item's measured peak (None where
         not measured). ``parts``: each item's :func:`~edge_runtime.symmetry.part_patch` (None: part not found)."""
         look, t = self.info.symmetry_look, self.info.threshold
-        if look is None or not self.cfg.symmetry_look or parts is None:
+        if not self.looks_at_symmetry or parts is None:
             return scores, [None] * len(scores)
         out, peaks = symmetry.look(scores, parts, look, t)
         self.symmetry_looks += sum(p is not None for p in peaks)
         self.symmetry_lifts += int(np.count_nonzero((out >= t) & (scores < t)))
         return out, peaks
-
-    def part_of(self, gray: np.ndarray, framed: Framed | None = None) -> PartPatch | None:
-        """What the symmetry look needs of an 8-bit gray image: the found part's square (None when the model does
-        not look, or no part is found). ``framed``: the image's :func:`frame_part`, when the caller has it."""
-        if not self.looks_at_symmetry:
-            return None
-        spec = self.info.preprocess
-        part = framed.part if framed is not None else find_part(gray, spec.part_scale)
-        return symmetry.part_patch(gray, region_for(part, spec.part_scale)) if part.found else None
 
     def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Decoded images (any channels/depth, any size) -> the float32 batch this model expects."""
@@ -373,8 +364,14 @@ class EdgeModel:
         framed = frame_part(gray, spec.size, spec.part_scale, with_stats=prof is not None)
         x = framed.image if spec.crop is CropMode.PART else resize_to_input(gray, spec)
         why = reasons(framed.stats, prof) if prof is not None else []
-        unlike = prof is None or bool(why)
-        return x, why, self.part_of(gray, framed) if part and unlike else None
+        cut = part and framed.part.found and (prof is None or bool(why))
+        return x, why, symmetry.part_patch(gray, framed.region) if cut else None
+
+    def inputs_and_parts(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[PartPatch | None]]:
+        """Decoded images -> the uint8 inputs (N, size, size) and each one's part square for the symmetry look,
+        checked as ``edge-infer`` checks them (:meth:`input_for_verdict`): for :meth:`predict_inputs`."""
+        prepared = [self.input_for_verdict(im) for im in images]
+        return np.stack([p[0] for p in prepared]), [p[2] for p in prepared]
 
     @property
     def has_map(self) -> bool:
@@ -480,11 +477,9 @@ class EdgeModel:
             return localise(self, images)
         if self.looks_at_symmetry:
             t0 = time.perf_counter()
-            # checked as edge-infer checks: the look is for the items unlike the training images
-            prepared = [self.input_for_verdict(im) for im in images]
+            x, parts = self.inputs_and_parts(images)
             prep = (time.perf_counter() - t0) * 1000.0 / len(images)
-            x = np.stack([p[0] for p in prepared])
-            return self.predict_inputs(x, prep_ms=[prep] * len(images), parts=[p[2] for p in prepared])
+            return self.predict_inputs(x, prep_ms=[prep] * len(images), parts=parts)
         t0 = time.perf_counter()
         s = self.scores(self.prepare(images))
         per_item = (time.perf_counter() - t0) * 1000.0 / len(images)

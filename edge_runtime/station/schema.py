@@ -11,6 +11,7 @@ True
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 from pathlib import Path
@@ -90,10 +91,14 @@ def connect(path: Path | str, *, readonly: bool = False, timeout_s: float = 2.0)
         if readonly:
             if not Path(path).is_file():
                 raise OutputError(f"{path}: no inspection log there; pass the file given to edge-infer --log")
-            con = sqlite3.connect(
-                f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s, check_same_thread=False
-            )
-            version = con.execute("PRAGMA user_version").fetchone()[0]
+            try:
+                con = _open_readonly(path, timeout_s, immutable=False)
+                version = con.execute("PRAGMA user_version").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                if not _needs_immutable(path, exc):
+                    raise
+                con = _open_readonly(path, timeout_s, immutable=True)
+                version = con.execute("PRAGMA user_version").fetchone()[0]
             check_version(path, version, writable=False)
             return con
         if str(path) != ":memory:":
@@ -112,6 +117,27 @@ def connect(path: Path | str, *, readonly: bool = False, timeout_s: float = 2.0)
         raise OutputError(
             f"{path}: cannot create the inspection log ({exc.strerror or exc}); use another --log"
         ) from exc
+
+
+def _open_readonly(path: Path | str, timeout_s: float, *, immutable: bool) -> sqlite3.Connection:
+    mode = "immutable=1" if immutable else "mode=ro"
+    return sqlite3.connect(
+        f"{Path(path).resolve().as_uri()}?{mode}", uri=True, timeout=timeout_s, check_same_thread=False
+    )
+
+
+def _needs_immutable(path: Path | str, exc: sqlite3.OperationalError) -> bool:
+    """A log no writer has open, in a folder this user cannot write (a station's log read by a quality engineer
+    on another account): SQLite refuses even a read-only connection, because a WAL log needs its index file
+    (``-shm``) made beside it. Read as a file that does not change, it gives every committed item: a writer that
+    stops checkpoints its write-ahead file into the log and removes it. Not where that file still holds items
+    (a writer that was killed): those would be left out silently, so the error stands.
+    """
+    code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+    if code not in (_READONLY, _CANTOPEN) or os.access(Path(path).resolve().parent, os.W_OK):
+        return False
+    wal = Path(f"{path}-wal")
+    return not (wal.exists() and wal.stat().st_size > 0)
 
 
 def check_version(path: Path | str, version: int, *, writable: bool) -> None:

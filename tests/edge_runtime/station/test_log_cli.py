@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -145,3 +146,46 @@ def test_show_into_a_folder_without_write_permission_is_one_line(station_log, lo
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == ExitCode.OUTPUT_ERROR
     assert err.startswith("error:") and err.count("\n") == 1, err  # was OpenCV's "[ WARN:0@...] imwrite_" first
+
+
+def _as_another_user(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """What SQLite does for a user who cannot write ``folder`` (root writes everywhere, so it is imitated): a
+    read-only connection to a WAL log there fails (it cannot make the log's ``-shm`` index beside it)."""
+    real_connect, real_access = sqlite3.connect, os.access
+
+    def connect(target: object, *args: object, **kwargs: object) -> sqlite3.Connection:
+        if isinstance(target, str) and target.endswith("?mode=ro"):
+            exc = sqlite3.OperationalError("attempt to write a readonly database")
+            exc.sqlite_errorcode = 1032  # SQLITE_READONLY_DIRECTORY, what SQLite 3.40 says as another user
+            raise exc
+        return real_connect(target, *args, **kwargs)
+
+    def access(path: object, mode: int, **kwargs: object) -> bool:
+        if Path(path).resolve() == folder.resolve() and mode & os.W_OK:
+            return False
+        return real_access(path, mode, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    monkeypatch.setattr(os, "access", access)
+
+
+def test_a_log_in_a_folder_the_reader_cannot_write_is_still_read(station_log, log_path: Path, monkeypatch):
+    write_items(station_log, 8)
+    station_log.close()  # the station stopped: everything is in the log file itself
+    _as_another_user(monkeypatch, log_path.parent)
+    result = edge_log("summary", log_path, "--json")
+    assert result.exit_code == 0, result.output  # was exit 7, "inspection log is read-only"
+    assert json.loads(result.output)["items"] == 8
+    assert len(edge_log("query", log_path, "--json").output.splitlines()) == 8
+
+
+def test_items_left_in_a_write_ahead_file_the_reader_cannot_open_are_an_error_not_left_out(
+    station_log, log_path: Path, monkeypatch
+):
+    write_items(station_log, 8)
+    station_log.close()
+    Path(f"{log_path}-wal").write_bytes(b"\0" * 4096)  # what a killed writer leaves: items not yet in the log
+    _as_another_user(monkeypatch, log_path.parent)
+    result = edge_log("summary", log_path)
+    assert result.exit_code == ExitCode.OUTPUT_ERROR
+    assert result.output.startswith("error:") and "read-only" in result.output and result.output.count("\n") == 1

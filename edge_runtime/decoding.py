@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import stat
 import struct
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -202,6 +204,7 @@ class _StderrCapture:
             if self.sink < 0:
                 with tempfile.TemporaryFile() as f:
                     self.sink = os.dup(f.fileno())
+                python_stderr_aside()
             if self.active == 0:
                 self.saved = os.dup(2)
                 os.dup2(self.sink, 2)
@@ -237,16 +240,32 @@ class _StderrCapture:
         os.lseek(self.sink, 0, os.SEEK_SET)
 
 
+def python_stderr_aside() -> None:
+    """Python's own messages (this tool's warnings, from any thread) must not fall into a decode's window: they
+    would vanish from stderr and be taken for that image's damage. Where ``sys.stderr`` writes to fd 2, it is
+    re-pointed, once, at a copy of fd 2 that the windows leave alone (unbuffered, as Python's own stderr)."""
+    stream = sys.stderr
+    try:
+        if stream is None or stream.fileno() != 2:
+            return  # a test harness or an embedding program already holds stderr elsewhere
+    except (AttributeError, OSError, ValueError):
+        return
+    stream.flush()
+    raw = io.FileIO(os.dup(2), "w", closefd=True)
+    sys.stderr = io.TextIOWrapper(raw, encoding=stream.encoding, errors=stream.errors, line_buffering=True,
+                                  write_through=True)  # fmt: skip
+
+
 _capture = _StderrCapture()
 
 
-def _imdecode_checked(buf: np.ndarray) -> tuple[np.ndarray | None, list[str]]:
-    """``cv2.imdecode`` to gray, plus the decoder messages that belong to this image."""
+def _imdecode_checked(buf: np.ndarray, flags: int = cv2.IMREAD_GRAYSCALE) -> tuple[np.ndarray | None, list[str]]:
+    """``cv2.imdecode`` (to gray by default), plus the decoder messages that belong to this image."""
     with _capture.window() as (messages, overlapped):
-        image = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+        image = cv2.imdecode(buf, flags)
     if messages and overlapped[0]:  # maybe another image's: decode again, alone
         with _capture.window(exclusive=True) as (messages, _):
-            image = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+            image = cv2.imdecode(buf, flags)
     return image, messages
 
 
@@ -255,8 +274,9 @@ def _from_decoder(line: str) -> bool:
     return any(k in low for k in ("jpeg", "libpng", "[error", "[ warn", "warning", "corrupt", "premature", "marker"))
 
 
-def decode(data: bytes, *, source: str = "image", max_pixels: int = MAX_IMAGE_PIXELS) -> Decoded:
-    """Encoded image bytes -> 8-bit gray plus a warning when the decoder had to conceal damage.
+def decode(data: bytes, *, source: str = "image", max_pixels: int = MAX_IMAGE_PIXELS, colour: bool = False) -> Decoded:
+    """Encoded image bytes -> 8-bit gray (``colour``: 8-bit BGR, for a video frame that is also shown) plus a
+    warning when the decoder had to conceal damage.
 
     Raises :class:`ImageReadError` for anything that is not a decodable image within ``max_pixels``.
     """
@@ -272,7 +292,7 @@ def decode(data: bytes, *, source: str = "image", max_pixels: int = MAX_IMAGE_PI
     is_jpeg = data[:2] == b"\xff\xd8"
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
-        image, messages = _imdecode_checked(buf)
+        image, messages = _imdecode_checked(buf, cv2.IMREAD_COLOR if colour else cv2.IMREAD_GRAYSCALE)
     except (cv2.error, MemoryError, OverflowError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:120]
         raise ImageReadError(f"{source}: cannot decode ({first})") from exc
@@ -284,7 +304,7 @@ def decode(data: bytes, *, source: str = "image", max_pixels: int = MAX_IMAGE_PI
         warning = f"decoder reported damage: {notes[0][:160]}"
     elif is_jpeg and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
         warning = "JPEG has no end marker (truncated file); the verdict may be wrong"
-    return Decoded(to_uint8_gray(image, source=source), warning)
+    return Decoded(image if colour else to_uint8_gray(image, source=source), warning)
 
 
 def read_image_checked(path: str | Path) -> Decoded:

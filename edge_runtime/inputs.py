@@ -254,14 +254,22 @@ def iter_files(
     )
 
 
-def frame_item(source: str, index: int, frame: Any, prepare: Callable[..., np.ndarray], *, keep_original: bool) -> Item:
+def frame_item(
+    source: str, index: int, frame: Any, prepare: Callable[..., np.ndarray], *, keep_original: bool,
+    warning: str | None = None, error: str | None = None,
+) -> Item:  # fmt: skip
+    """One video or live frame on its way to a verdict. ``warning``/``error``: what a Motion-JPEG source's decoder
+    said of it (:class:`edge_runtime.jpeg_packets.JpegPackets`; an error comes without a frame)."""
+    if error is not None or frame is None:
+        return Item(source, index, error=f"{source} frame {index}: {error or 'no picture'}")
     t0 = time.perf_counter()
     try:
         x, unlike, part = _split_prepared(prepare(frame, source=f"{source} frame {index}"))
     except Exception as exc:  # noqa: BLE001 - a bad frame is an item error, the run goes on
         return Item(source, index, error=_failure(f"{source} frame {index}", exc))
     ms = (time.perf_counter() - t0) * 1000.0
-    return Item(source, index, x, frame if keep_original else None, ms, unlike_training=unlike, part=part)
+    original = frame if keep_original else None
+    return Item(source, index, x, original, ms, warning=warning, unlike_training=unlike, part=part)
 
 
 def check_video_file(name: str) -> int:
@@ -290,6 +298,7 @@ def iter_video(
     """
     import cv2
 
+    from edge_runtime.jpeg_packets import as_jpeg_packets
     from edge_runtime.sources import open_within
 
     check_video_file(name)
@@ -299,7 +308,7 @@ def iter_video(
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"{name}: cannot open as a video (corrupt, unsupported codec or not a video)")
-        return cap
+        return as_jpeg_packets(cap, name)  # a damaged Motion-JPEG frame gets a warning, as a damaged file does
 
     cap = open_within(open_video, open_timeout_s, name)
     return _video_frames(cap, name, prepare, keep_original=keep_original, notice=notice)
@@ -326,7 +335,8 @@ def _video_frames(
                     if 0 < index < declared:
                         notice(f"{name}: stopped at frame {index} of {declared} (truncated or corrupt video)")
                     break
-                item = frame_item(name, index, frame, prepare, keep_original=keep_original)
+                item = frame_item(name, index, frame, prepare, keep_original=keep_original,
+                                  warning=getattr(cap, "warning", None), error=getattr(cap, "error", None))  # fmt: skip
                 while not stop.is_set():
                     try:
                         q.put(item, timeout=0.2)
@@ -362,7 +372,8 @@ def iter_live(reader: LatestFrameReader, prepare: Callable[..., np.ndarray], *, 
     """The newest frame each time the caller asks (the reader drops the rest and counts them)."""
     with reader:
         for live in reader:
-            item = frame_item(reader.name, live.index, live.frame, prepare, keep_original=keep_original)
+            item = frame_item(reader.name, live.index, live.frame, prepare, keep_original=keep_original,
+                              warning=live.warning, error=live.error)  # fmt: skip
             item.timestamp = live.timestamp
             yield item
     if reader.error is not None:

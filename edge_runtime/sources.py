@@ -66,7 +66,9 @@ class LiveFrame:
 
     index: int
     timestamp: float
-    frame: np.ndarray
+    frame: np.ndarray | None  # None only with ``error``
+    warning: str | None = None  # the decoder concealed damage in this frame (Motion-JPEG sources)
+    error: str | None = None  # the frame came, but could not be decoded
 
 
 def is_stream_url(text: str) -> bool:
@@ -90,6 +92,8 @@ def capture_factory(source: str, *, timeout_s: float = 5.0) -> CaptureFactory:
 
     import cv2
 
+    from edge_runtime.jpeg_packets import as_jpeg_packets
+
     def open_capture() -> Capture:
         ms = int(timeout_s * 1000)
         if source.isdigit():
@@ -106,6 +110,8 @@ def capture_factory(source: str, *, timeout_s: float = 5.0) -> CaptureFactory:
             raise SourceError(
                 f"{what}: cannot open camera or stream (check the index/path/URL and that no other program holds it)"
             )
+        if not source.isdigit():
+            cap = as_jpeg_packets(cap, source)  # a damaged frame of a network camera's MJPEG gets a warning
         # A camera keeps a small queue of its own; ask for one buffer (ignored where unsupported).
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         return cap
@@ -264,11 +270,12 @@ class LatestFrameReader:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _publish(self, frame: np.ndarray) -> None:
+    def _publish(self, frame: np.ndarray | None, warning: str | None = None, error: str | None = None) -> None:
         with self._cond:
-            self._latest = LiveFrame(self.captured, time.monotonic(), frame)
+            self._latest = LiveFrame(self.captured, time.monotonic(), frame, warning, error)
             self.captured += 1
-            self._attempts, self._delay = 0, self.backoff_s[0]  # back for real: a later drop starts afresh
+            if frame is not None:  # back for real (a picture): a later drop starts afresh
+                self._attempts, self._delay = 0, self.backoff_s[0]
             self._cond.notify_all()
 
     def _finish(self, error: SourceError | None = None) -> None:
@@ -290,8 +297,9 @@ class LatestFrameReader:
                 except Exception as exc:  # noqa: BLE001 - a driver error is a drop like any other
                     ok, frame = False, None
                     self.on_event(f"{self.name}: read failed ({type(exc).__name__}: {exc})")
-                if ok and frame is not None:
-                    self._publish(frame)
+                error = getattr(cap, "error", None) if ok else None  # a frame came, undecodable (JpegPackets)
+                if ok and (frame is not None or error):
+                    self._publish(frame, getattr(cap, "warning", None), error)
                     continue
                 self._release()
                 if not self.reconnect:

@@ -47,14 +47,16 @@ def listening(port: int) -> bool:
 
 
 class Camera:
-    """ffmpeg playing ``video`` in a loop, in real time, as multipart JPEG over HTTP on ``port``."""
+    """ffmpeg playing ``video`` in a loop, in real time, as multipart JPEG over HTTP on ``port``; ``copy``: the
+    video's own JPEG frames are sent as they are (damage included) instead of decoded and encoded again."""
 
-    def __init__(self, video: Path, port: int) -> None:
-        self.video, self.port, self.proc = video, port, None
+    def __init__(self, video: Path, port: int, *, copy: bool = False) -> None:
+        self.video, self.port, self.proc, self.copy = video, port, None, copy
         self.url = f"http://127.0.0.1:{port}/feed.mjpg"
 
     def start(self) -> Camera:
-        cmd = [FFMPEG, "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(self.video),
+        codec = ["-c:v", "copy"] if self.copy else []
+        cmd = [FFMPEG, "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(self.video), *codec,
                "-f", "mpjpeg", "-listen", "1", self.url]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 15
@@ -154,6 +156,27 @@ def test_a_stream_lost_for_good_ends_with_exit_5_and_keeps_every_record(camera: 
     written = lines_of(out)
     assert len(written) >= 5 and json.loads(summary.read_text())["items"] == len(written)
     assert "source lost" in err and "Traceback" not in err
+
+
+def test_damaged_frames_of_a_network_camera_get_a_warning_not_a_silent_verdict(tmp_path: Path):
+    from tests.edge_runtime.test_jpeg_packets import damaged_video
+
+    video = damaged_video(tmp_path / "damaged.avi")  # 17 frames, one with lost data, one undecodable
+    cam = Camera(video, free_port(), copy=True).start()
+    out = tmp_path / "v.jsonl"
+    try:
+        proc = edge_infer(["--source", cam.url, "--max-frames", "40", "--output", str(out), "--quiet"])
+        _, err = proc.communicate(timeout=120)
+    finally:
+        cam.kill()
+    assert proc.returncode == 0, err
+    records = lines_of(out)
+    assert len(records) == 40 and "Traceback" not in err
+    warned = [r for r in records if r["warning"]]
+    # At 6 fps every frame reaches the reader; the loop passes each damaged frame twice or more in 40 frames.
+    assert len(warned) >= 2 and all("Corrupt JPEG" in r["warning"] and r["label"] for r in warned), warned
+    assert [r for r in records if r["error"]] and all(r["label"] is None for r in records if r["error"])
+    assert sum(1 for r in records if not r["warning"] and not r["error"]) >= 30
 
 
 # -- RTSP (H.264), the usual IP camera: GStreamer's RTSP server under the system Python ---------------------------

@@ -37,6 +37,9 @@ MAX_IMAGE_BYTES = 64 << 20  # 64 MiB per image file
 MAX_IMAGE_PIXELS = 1 << 26  # 67 MP (8192 x 8192): far above any inspection camera, far below a memory bomb
 # Decoder messages that say nothing about this image's integrity.
 BENIGN = ("iCCP", "sRGB", "known incorrect", "profile")
+# Bytes that may follow a JPEG's end marker without any damage: zero padding (AVI chunks, flash cards) and the
+# CR/LF that an MJPEG-over-HTTP camera leaves in the part before its next boundary (counted in Content-Length).
+JPEG_TRAILER_PADDING = b"\0\r\n\t "
 
 
 @dataclass(frozen=True)
@@ -302,7 +305,7 @@ def decode(data: bytes, *, source: str = "image", max_pixels: int = MAX_IMAGE_PI
     warning = None
     if notes:
         warning = f"decoder reported damage: {notes[0][:160]}"
-    elif is_jpeg and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
+    elif is_jpeg and not data.rstrip(JPEG_TRAILER_PADDING).endswith(b"\xff\xd9"):
         warning = "JPEG has no end marker (truncated file); the verdict may be wrong"
     return Decoded(image if colour else to_uint8_gray(image, source=source), warning)
 

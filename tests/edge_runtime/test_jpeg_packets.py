@@ -6,7 +6,11 @@ the previous frame again. The videos here are real MJPEG .avi files (OpenCV's ow
 
 from __future__ import annotations
 
+import http.server
 import json
+import socketserver
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -15,9 +19,11 @@ import pytest
 from click.testing import CliRunner
 
 from edge_runtime.cli import main
+from edge_runtime.decoding import decode
 from edge_runtime.demo import make_sample_video
 from edge_runtime.errors import ExitCode
 from edge_runtime.jpeg_packets import JpegPackets, as_jpeg_packets
+from edge_runtime.sources import capture_factory
 
 LOST, UNREADABLE = 2, 4  # frames damaged in the video below: data lost on the way; a header destroyed
 
@@ -138,3 +144,63 @@ def test_the_tools_own_messages_are_not_taken_for_a_frames_damage():
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "0"  # no clean frame given a warning
     assert sum(line.startswith("warning: line") for line in done.stderr.splitlines()) == 200
+
+
+# -- A network camera that ends each part with a line end (counted in Content-Length, or a blank line before the
+# boundary): FFmpeg hands those bytes on with the JPEG; they are no damage, and must not warn every good frame.
+GOOD = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()
+
+
+def test_trailing_line_ends_after_the_end_marker_are_no_damage():
+    cap = JpegPackets(
+        Packets([GOOD + b"\r\n", GOOD + b"\r\n\r\n", GOOD + b"\0\0", GOOD[: len(GOOD) // 2] + b"\r\n"]), "cam"
+    )
+    warnings = [cap.read()[1] is not None and cap.warning for _ in range(3)]
+    assert warnings == [None, None, None]
+    assert decode(GOOD + b"\r\n").warning is None  # a file, likewise
+    cap.read()
+    assert cap.warning or cap.error  # a truncated frame is still flagged, CR/LF or not
+
+
+def serve(mode: str) -> tuple[socketserver.TCPServer, str]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace;boundary=frame")
+            self.end_headers()
+            body = GOOD + b"\r\n"
+            try:
+                for _ in range(200):
+                    length = b"Content-Length: %d\r\n" % len(body) if mode == "length" else b""
+                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n" + length + b"\r\n" + body + b"\r\n")
+                    self.wfile.flush()
+                    time.sleep(0.02)
+            except OSError:
+                pass
+
+    class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/feed.mjpg"
+
+
+@pytest.mark.parametrize("mode", ["length", "no-length"])
+def test_a_good_network_camera_that_ends_its_parts_with_a_line_end_gets_no_warnings(mode: str):
+    server, url = serve(mode)
+    try:
+        cap = capture_factory(url)()
+        assert isinstance(cap, JpegPackets)
+        seen = []
+        for _ in range(5):
+            ok, frame = cap.read()
+            assert ok and frame is not None and cap.error is None
+            seen.append(cap.warning)
+        cap.release()
+    finally:
+        server.shutdown()
+    assert seen == [None] * 5

@@ -36,6 +36,10 @@ class JpegPackets:
         self.warning: str | None = None
         self.error: str | None = None
         self.undecodable_run = 0
+        try:  # what the container says a frame's height is (0: unknown, as for most streams)
+            self.frame_height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        except (cv2.error, AttributeError, OverflowError, TypeError, ValueError):
+            self.frame_height = 0
 
     def read(self) -> tuple[bool, Any]:
         self.warning = self.error = None
@@ -45,7 +49,7 @@ class JpegPackets:
         # libjpeg-turbo itself supplies the standard Huffman tables to a frame without them (AVI1 Motion-JPEG).
         data = np.asarray(packet, np.uint8).tobytes()
         try:
-            decoded = decode(data, source=self.name, colour=True)
+            image, self.warning = self._picture(data)
         except ImageReadError as exc:
             self.undecodable_run += 1
             if self.undecodable_run >= MAX_UNDECODABLE_RUN:
@@ -53,11 +57,39 @@ class JpegPackets:
             self.error = str(exc).removeprefix(f"{self.name}: ")
             return True, None
         self.undecodable_run = 0
-        self.warning = decoded.warning
-        return True, decoded.image
+        return True, image
+
+    def _picture(self, data: bytes) -> tuple[np.ndarray, str | None]:
+        """The frame and its warning. An interlaced frame (analog capture) comes as two JPEG fields of half the
+        frame's height in one packet: both are decoded and woven together, as FFmpeg's own decoder does."""
+        first = decode(data, source=self.name, colour=True)
+        h = first.image.shape[0]
+        second_at = data.find(b"\xff\xd8", data.find(b"\xff\xd9") + 2)
+        if self.frame_height <= 0 or abs(2 * h - self.frame_height) > 2 or second_at < 0:
+            return first.image, first.warning
+        second = decode(data[second_at:], source=self.name, colour=True)
+        if second.image.shape != first.image.shape:
+            raise ImageReadError(f"{self.name}: interlaced frame with fields of different sizes")
+        return weave(first.image, second.image), first.warning or second.warning
 
     def __getattr__(self, attr: str) -> Any:  # get, set, isOpened, release, ...: the capture's own
         return getattr(self.cap, attr)
+
+
+def weave(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Two fields as one frame, rows taken in turn. Which field holds the top row is taken from the picture
+    itself (the order whose neighbouring rows differ least), not from the AVI1 marker, which writers fill in
+    differently.
+
+    >>> rows = np.arange(8, dtype=np.uint8).reshape(8, 1) * 30
+    >>> weave(rows[1::2], rows[0::2]).ravel().tolist()
+    [0, 30, 60, 90, 120, 150, 180, 210]
+    """
+    out = [np.empty((2 * a.shape[0], *a.shape[1:]), a.dtype) for _ in range(2)]
+    out[0][0::2], out[0][1::2] = a, b
+    out[1][0::2], out[1][1::2] = b, a
+    roughness = [float(np.abs(np.diff(o.astype(np.int16), axis=0)).mean()) for o in out]
+    return out[int(roughness[1] < roughness[0])]
 
 
 def as_jpeg_packets(cap: Any, name: str) -> Any:

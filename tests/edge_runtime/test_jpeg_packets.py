@@ -204,3 +204,42 @@ def test_a_good_network_camera_that_ends_its_parts_with_a_line_end_gets_no_warni
     finally:
         server.shutdown()
     assert seen == [None] * 5
+
+
+def interlaced_video(folder: Path) -> tuple[Path, list[np.ndarray]]:
+    """An analog capture card's MJPEG .avi: each packet is two JPEG fields (even rows, then odd rows) of half the
+    frame's height, with AVI1 markers; the container says 240 lines. Also the full frames it was made from."""
+    import shutil
+    import struct
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg to write the .avi (apt-get install -y ffmpeg)")
+    samples = sorted((Path(__file__).parents[2] / "edge_runtime" / "samples").rglob("*.jpeg"))[:5]
+    frames = [cv2.resize(cv2.imread(str(p)), (320, 240), interpolation=cv2.INTER_AREA) for p in samples]
+    for i, frame in enumerate(frames):
+        fields = b""
+        for rows, polarity in ((frame[0::2], 1), (frame[1::2], 2)):
+            jpg = cv2.imencode(".jpg", rows, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+            fields += jpg[:2] + b"\xff\xe0" + struct.pack(">H", 16) + b"AVI1" + bytes([polarity]) + bytes(9) + jpg[2:]
+        (folder / f"f{i:04d}.jpg").write_bytes(fields)
+    video = folder / "interlaced.avi"
+    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-framerate", "5", "-i", str(folder / "f%04d.jpg"),
+                    "-c:v", "copy", str(video)], check=True)  # fmt: skip
+    data = bytearray(video.read_bytes())  # the frame height in both AVI headers: the full frame's
+    at = data.find(b"avih")
+    data[at + 44 : at + 48] = struct.pack("<I", 240)
+    at = data.find(b"strf")
+    data[at + 16 : at + 20] = struct.pack("<i", 240)
+    video.write_bytes(bytes(data))
+    return video, frames
+
+
+def test_an_interlaced_frame_is_woven_from_its_two_fields_not_judged_at_half_height(tmp_path: Path):
+    video, frames = interlaced_video(tmp_path)
+    cap = as_jpeg_packets(cv2.VideoCapture(str(video)), str(video))
+    for truth in frames:
+        ok, frame = cap.read()
+        assert ok and cap.error is None and cap.warning is None
+        assert frame.shape == truth.shape  # was 120 x 320: the first field alone, the part squashed to half height
+        assert np.abs(frame.astype(int) - truth).mean() < 1.5  # the rows in their right order (JPEG loss only)

@@ -308,7 +308,9 @@ def iter_video(
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"{name}: cannot open as a video (corrupt, unsupported codec or not a video)")
-        return as_jpeg_packets(cap, name)  # a damaged Motion-JPEG frame gets a warning, as a damaged file does
+        # A damaged Motion-JPEG frame gets a warning, as a damaged file does; an undecodable one an item error,
+        # however many come in a row (a file has no source to reconnect to; its later frames still get verdicts).
+        return as_jpeg_packets(cap, name, max_undecodable_run=None)
 
     cap = open_within(open_video, open_timeout_s, name)
     return _video_frames(cap, name, prepare, keep_original=keep_original, notice=notice)

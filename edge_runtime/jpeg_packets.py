@@ -28,11 +28,12 @@ class JpegPackets:
 
     After each :meth:`read`: ``warning`` (the frame was decoded, but the decoder had to conceal damage) or
     ``error`` (no picture: the frame comes back as None, with ``ok`` True, so that the run goes on; the
-    :data:`MAX_UNDECODABLE_RUN`-th such frame in a row is a failed read instead).
+    ``max_undecodable_run``-th such frame in a row is a failed read instead; None: never, as for a video file,
+    which has no source to reconnect to and whose later frames still deserve a verdict).
     """
 
-    def __init__(self, cap: Any, name: str) -> None:
-        self.cap, self.name = cap, name
+    def __init__(self, cap: Any, name: str, *, max_undecodable_run: int | None = MAX_UNDECODABLE_RUN) -> None:
+        self.cap, self.name, self.max_undecodable_run = cap, name, max_undecodable_run
         self.warning: str | None = None
         self.error: str | None = None
         self.undecodable_run = 0
@@ -52,7 +53,7 @@ class JpegPackets:
             image, self.warning = self._picture(data)
         except ImageReadError as exc:
             self.undecodable_run += 1
-            if self.undecodable_run >= MAX_UNDECODABLE_RUN:
+            if self.max_undecodable_run is not None and self.undecodable_run >= self.max_undecodable_run:
                 return False, None
             self.error = str(exc).removeprefix(f"{self.name}: ")
             return True, None
@@ -92,7 +93,7 @@ def weave(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out[int(roughness[1] < roughness[0])]
 
 
-def as_jpeg_packets(cap: Any, name: str) -> Any:
+def as_jpeg_packets(cap: Any, name: str, *, max_undecodable_run: int | None = MAX_UNDECODABLE_RUN) -> Any:
     """``cap`` read as :class:`JpegPackets` where it is a Motion-JPEG source on the FFmpeg backend (the only one
     that hands out packets); any other capture unchanged."""
     try:
@@ -103,4 +104,4 @@ def as_jpeg_packets(cap: Any, name: str) -> Any:
         return cap
     if fourcc.upper() != b"MJPG" or not cap.set(cv2.CAP_PROP_FORMAT, -1):
         return cap
-    return JpegPackets(cap, name)
+    return JpegPackets(cap, name, max_undecodable_run=max_undecodable_run)

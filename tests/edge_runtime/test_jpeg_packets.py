@@ -243,3 +243,18 @@ def test_an_interlaced_frame_is_woven_from_its_two_fields_not_judged_at_half_hei
         assert ok and cap.error is None and cap.warning is None
         assert frame.shape == truth.shape  # was 120 x 320: the first field alone, the part squashed to half height
         assert np.abs(frame.astype(int) - truth).mean() < 1.5  # the rows in their right order (JPEG loss only)
+
+
+def test_a_video_file_goes_on_past_a_run_of_undecodable_frames(tmp_path: Path, tiny_model: Path):
+    path = tmp_path / "run.avi"
+    make_sample_video(path, frames_per_image=1)
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 3) if data[i : i + 3] == b"\xff\xd8\xff"]
+    for k in (5, 6, 7, 8):  # four frames in a row whose headers are gone
+        data[starts[k] + 2 : starts[k] + 202] = b"\x01" * 200
+    path.write_bytes(bytes(data))
+    result = CliRunner().invoke(main, ["--model", str(tiny_model), "--source", str(path), "--json"])
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["frame"] for r in records] == list(range(17))  # was: the video ended at frame 7, the rest unjudged
+    assert [r["frame"] for r in records if r["error"]] == [5, 6, 7, 8]
+    assert all(r["label"] for r in records if not r["error"]) and "stopped at frame" not in result.stderr

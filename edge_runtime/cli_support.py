@@ -63,6 +63,30 @@ def stdout_errors() -> Iterator[None]:
             raise OutputError(f"stdout: cannot write ({exc.strerror or exc}); check where stdout goes") from exc
 
 
+def standard_streams() -> None:
+    """Before a command does anything. A standard stream the caller closed (``2>&-``, as cron jobs and some
+    service managers start programs) is opened on /dev/null: else the next file this command opens takes its
+    number, and a library's messages on fd 2 would be written into, say, the --output file; and Python, finding
+    no ``sys.stderr``, would print this tool's messages on stdout, among the JSON records. Then stderr is set
+    aside from decoder-message capture, and a stderr that cannot be written (``2>/dev/full``) loses messages,
+    not the run (:func:`edge_runtime.decoding.python_stderr_aside`)."""
+    from edge_runtime.decoding import python_stderr_aside
+
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - the process's stdout, open until it ends
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+    python_stderr_aside()
+
+
 def friendly_errors(func: F) -> F:
     """Turn exceptions into one line on stderr and a documented exit code, unless ``--debug`` was given.
 
@@ -72,6 +96,7 @@ def friendly_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         debug = bool(kwargs.get("debug", False))
+        standard_streams()
         try:
             return func(*args, **kwargs)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):

@@ -243,6 +243,20 @@ class _StderrCapture:
         os.lseek(self.sink, 0, os.SEEK_SET)
 
 
+class _Diagnostics(io.TextIOWrapper):
+    """This tool's stderr: a message that cannot be written (``2>/dev/full``) is lost, the run is not."""
+
+    def write(self, text: str) -> int:
+        try:
+            return super().write(text)
+        except OSError:
+            return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError):
+            super().flush()
+
+
 def python_stderr_aside() -> None:
     """Python's own messages (this tool's warnings, from any thread) must not fall into a decode's window: they
     would vanish from stderr and be taken for that image's damage. Where ``sys.stderr`` writes to fd 2, it is
@@ -253,10 +267,11 @@ def python_stderr_aside() -> None:
             return  # a test harness or an embedding program already holds stderr elsewhere
     except (AttributeError, OSError, ValueError):
         return
-    stream.flush()
+    with contextlib.suppress(OSError):
+        stream.flush()
     raw = io.FileIO(os.dup(2), "w", closefd=True)
-    sys.stderr = io.TextIOWrapper(raw, encoding=stream.encoding, errors=stream.errors, line_buffering=True,
-                                  write_through=True)  # fmt: skip
+    sys.stderr = _Diagnostics(raw, encoding=stream.encoding, errors=stream.errors, line_buffering=True,
+                              write_through=True)  # fmt: skip
 
 
 _capture = _StderrCapture()

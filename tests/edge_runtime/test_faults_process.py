@@ -139,3 +139,34 @@ def test_two_writers_of_one_output_file_never_interleave(tmp_path):
     first.communicate(timeout=60)
     assert second.returncode == ExitCode.OUTPUT_ERROR and "another process" in err2
     assert all(json.loads(x)["frame"] is not None for x in out.read_text().splitlines())
+
+
+def _close_stderr() -> None:
+    _default_signals()
+    os.close(2)  # as `edge-infer ... 2>&-`, or a service manager that starts programs without stderr
+
+
+def test_closed_stderr_leaves_stdout_pure_json_and_the_output_file_clean(tmp_path):
+    write_parts(tmp_path / "parts", [10, 200, 10])
+    (tmp_path / "parts" / "damaged.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64)  # libjpeg complains
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "edge_runtime.cli", "--model", TINY, "--source", str(tmp_path / "parts"), "--json",
+           "--output", str(out)]  # fmt: skip
+    done = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True, preexec_fn=_close_stderr, timeout=120)
+    assert done.returncode == ExitCode.OK
+    # were the summary lines, printed on stdout among the records (Python had no sys.stderr)
+    assert [json.loads(line)["source"] for line in done.stdout.splitlines()]
+    assert len(done.stdout.splitlines()) == 4
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [
+        json.loads(line) for line in done.stdout.splitlines()
+    ]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_stderr_that_cannot_be_written_loses_messages_not_the_run(tmp_path):
+    write_parts(tmp_path / "parts", [10, 200])
+    with open("/dev/full", "w") as full:
+        cmd = [sys.executable, "-m", "edge_runtime.cli", "--model", TINY, "--source", str(tmp_path / "parts"), "--json"]
+        done = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=full, text=True, timeout=120)
+    assert done.returncode == ExitCode.OK  # was 1: the first message on stderr failed the run
+    assert len([json.loads(line) for line in done.stdout.splitlines()]) == 2

@@ -142,9 +142,6 @@ def main(*, debug: bool, **opts: object) -> None:
     from edge_runtime.summary import Summary
 
     stop = StopSignals().install()
-    from edge_runtime.cli_support import standard_streams
-
-    standard_streams()  # 2>&- or 2>/dev/full; this run's own messages never fall into a decoder-message window
     summary = Summary(source=str(opts["source"] or f"camera {opts['camera']}"))
     try:
         code = _run(opts, debug=debug, stop=stop, summary=summary)

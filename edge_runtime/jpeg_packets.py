@@ -64,9 +64,10 @@ class JpegPackets:
         """The frame and its warning. An interlaced frame (analog capture) comes as two JPEG fields of half the
         frame's height in one packet: both are decoded and woven together, as FFmpeg's own decoder does."""
         first = decode(data, source=self.name, colour=True)
-        h = first.image.shape[0]
+        if self.frame_height <= 0 or abs(2 * first.image.shape[0] - self.frame_height) > 2:
+            return first.image, first.warning  # a whole frame: no need to look for a second field
         second_at = data.find(b"\xff\xd8", data.find(b"\xff\xd9") + 2)
-        if self.frame_height <= 0 or abs(2 * h - self.frame_height) > 2 or second_at < 0:
+        if second_at < 0:
             return first.image, first.warning
         second = decode(data[second_at:], source=self.name, colour=True)
         if second.image.shape != first.image.shape:

@@ -26,18 +26,20 @@ from edge_runtime.jpeg_packets import JpegPackets, as_jpeg_packets
 from edge_runtime.sources import capture_factory
 
 LOST, UNREADABLE = 2, 4  # frames damaged in the video below: data lost on the way; a header destroyed
+GOOD = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()  # a sound frame
 
 
-def damaged_video(path: Path) -> Path:
-    """The sample video (one frame per sample image) with frame 2's data partly zeroed and frame 4's headers
-    overwritten; same length, so the AVI index stays valid."""
+def damaged_video(path: Path, *, lost: tuple[int, ...] = (LOST,), unreadable: tuple[int, ...] = (UNREADABLE,)) -> Path:
+    """The sample video (one frame per sample image) with the data of the ``lost`` frames partly zeroed and the
+    headers of the ``unreadable`` ones overwritten; same length, so the AVI index stays valid."""
     make_sample_video(path, frames_per_image=1)
     data = bytearray(path.read_bytes())
     starts = [i for i in range(len(data) - 3) if data[i : i + 3] == b"\xff\xd8\xff"]
-    a, b = starts[LOST], starts[LOST + 1]
-    data[(a + b) // 2 : (a + b) // 2 + 400] = bytes(400)
-    a = starts[UNREADABLE]
-    data[a + 2 : a + 202] = b"\x01" * 200
+    for k in lost:
+        a, b = starts[k], starts[k + 1]
+        data[(a + b) // 2 : (a + b) // 2 + 400] = bytes(400)
+    for k in unreadable:
+        data[starts[k] + 2 : starts[k] + 202] = b"\x01" * 200
     path.write_bytes(bytes(data))
     return path
 
@@ -102,9 +104,8 @@ class Packets:
 
 
 def test_a_source_that_sends_only_undecodable_frames_fails_its_read_so_reconnecting_takes_over():
-    good = cv2.imencode(".jpg", np.full((32, 32, 3), 90, np.uint8))[1].tobytes()
     bad = b"\xff\xd8 no jpeg " * 20
-    cap = JpegPackets(Packets([good, bad, bad, good, bad, bad, bad, good]), "cam")
+    cap = JpegPackets(Packets([GOOD, bad, bad, GOOD, bad, bad, bad, GOOD]), "cam")
     got = [(ok, frame is not None, cap.error is not None) for ok, frame in iter(cap.read, (False, None))]
     # one or two undecodable frames are item errors; the third in a row is the source failing (a drop)
     assert got[:5] == [(True, True, False), (True, False, True), (True, False, True), (True, True, False),
@@ -148,7 +149,6 @@ def test_the_tools_own_messages_are_not_taken_for_a_frames_damage():
 
 # -- A network camera that ends each part with a line end (counted in Content-Length, or a blank line before the
 # boundary): FFmpeg hands those bytes on with the JPEG; they are no damage, and must not warn every good frame.
-GOOD = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()
 
 
 def test_trailing_line_ends_after_the_end_marker_are_no_damage():
@@ -246,13 +246,7 @@ def test_an_interlaced_frame_is_woven_from_its_two_fields_not_judged_at_half_hei
 
 
 def test_a_video_file_goes_on_past_a_run_of_undecodable_frames(tmp_path: Path, tiny_model: Path):
-    path = tmp_path / "run.avi"
-    make_sample_video(path, frames_per_image=1)
-    data = bytearray(path.read_bytes())
-    starts = [i for i in range(len(data) - 3) if data[i : i + 3] == b"\xff\xd8\xff"]
-    for k in (5, 6, 7, 8):  # four frames in a row whose headers are gone
-        data[starts[k] + 2 : starts[k] + 202] = b"\x01" * 200
-    path.write_bytes(bytes(data))
+    path = damaged_video(tmp_path / "run.avi", lost=(), unreadable=(5, 6, 7, 8))  # four in a row, headers gone
     result = CliRunner().invoke(main, ["--model", str(tiny_model), "--source", str(path), "--json"])
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["frame"] for r in records] == list(range(17))  # was: the video ended at frame 7, the rest unjudged

@@ -147,6 +147,28 @@ def random_background(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator)
     return x + apply * outside * (moved - x)
 
 
+def relight_from_edges(x: torch.Tensor, edges: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    """:func:`random_background` from each image's own flange edge (``edges``, fractions of half the side, from
+    train.station.flange_edges), before the part is moved: a station background meets the flange. From the fixed
+    ``flange_radius`` the network learned the band of untouched background that radius leaves between it and the
+    real edge (0.76-0.82): relit to grey 90 right up to the flange, 32 of 431 OK validation parts were flagged,
+    against 4 with the training's own relight.
+    """
+    n, _, h, w = x.shape
+    _, _, r = _radius_grid(h, w)
+    edge = edges.view(n, 1, 1, 1)
+    offset = _uniform(n, -0.01, 0.04, gen).view(n, 1, 1, 1)
+    outside = torch.clamp((r - edge - offset) / 0.03 + 0.5, 0.0, 1.0)
+    far = (r > edge + 0.06).float()
+    bg = (x * far).sum(dim=(1, 2, 3), keepdim=True) / (far.sum(dim=(1, 2, 3), keepdim=True) + 1e-6)
+    white = torch.rand(n, generator=gen) < cfg.background_white
+    level = torch.where(
+        white, _uniform(n, *cfg.background_white_level, gen), _uniform(n, *cfg.background_level, gen)
+    ).view(n, 1, 1, 1)
+    apply = (torch.rand(n, generator=gen) < cfg.background_prob).float().view(n, 1, 1, 1)
+    return x + apply * outside * (level + (x - bg) * 0.6 - x)
+
+
 def random_border_cut(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
     """The part crossing the frame border: beyond a random straight edge, the flat fill the runtime pads with."""
     n, _, h, w = x.shape
@@ -188,15 +210,22 @@ def random_highlights(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator)
     return (x + gain * glint).clamp(0.0, 1.0)
 
 
-def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+def augment(
+    x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, edges: torch.Tensor | None = None
+) -> torch.Tensor:
     """Augment a batch of images in [0, 1]; the result stays in [0, 1].
+
+    ``edges`` (station training, ``train-model --station-views``): the background is relit from each image's own
+    flange edge (:func:`relight_from_edges`) instead of a fixed radius; without them every draw is as before.
 
     >>> g = torch.Generator().manual_seed(0)
     >>> augment(torch.rand(4, 1, 32, 32), AugmentConfig(), g).shape
     torch.Size([4, 1, 32, 32])
     """
-    x = random_affine(x, cfg, gen)
-    x = random_background(x, cfg, gen)
+    if edges is not None:
+        x = random_affine(relight_from_edges(x, edges, cfg, gen), cfg, gen)
+    else:
+        x = random_background(random_affine(x, cfg, gen), cfg, gen)
     x = random_highlights(random_highlights(random_sharpen(x, cfg, gen), cfg, gen), cfg, gen)
     x = random_blur(random_lighting(x, cfg, gen), cfg, gen)
     x = random_photometric(x, cfg, gen)

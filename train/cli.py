@@ -59,6 +59,22 @@ MAX_SEED = 2**32 - 1  # numpy and torch take it; a negative or larger seed faile
     help="Extra loss weight on defective images still scored low: 1 + W * (1 - p)^2 (0: plain cross-entropy).",
 )
 @click.option(
+    "--station-views",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 8),
+    help="Station training: K random station-camera versions of each training image (relit background, part "
+    "filling the frame, 512 px, sharp rings, glints), framed as the runtime frames them, and the background "
+    "relit from each part's own flange edge (0: the default recipe). Part-centred models only.",
+)
+@click.option(
+    "--station-share",
+    default=0.5,
+    show_default=True,
+    type=FiniteFloatRange(0, 1),
+    help="With --station-views: the share of each training batch swapped for one of its images' station views.",
+)
+@click.option(
     "--loc-head-epochs",
     default=14,
     show_default=True,
@@ -108,6 +124,10 @@ def main(*, debug: bool, **opts: object) -> None:
     from train.config import Arch, TrainConfig
     from train.main import main as run_training
 
+    if opts["station_views"] > 0 and Arch(opts["arch"]) is not Arch.DEFECTNET:
+        raise click.BadOptionUsage(
+            "station_views", f"--station-views: --arch {opts['arch']} does not crop the part; use --arch defectnet"
+        )
     cfg = TrainConfig(
         data=opts["data"],
         out=opts["out"],
@@ -119,6 +139,8 @@ def main(*, debug: bool, **opts: object) -> None:
         batch_size=opts["batch_size"],
         lr=opts["lr"],
         hard_defect_weight=opts["hard_defect_weight"],
+        station_views=opts["station_views"],
+        station_share=opts["station_share"],
         loc_head_epochs=opts["loc_head_epochs"],
         second_look=opts["second_look"],
         positive_class=opts["positive_class"],

@@ -29,6 +29,11 @@ class TrainConfig:
     # Extra loss weight on defective images the model still scores low: weight 1 + w * (1 - p)^2. The operating
     # threshold catches every validation defect, so the weakest defects, not the average, set the false alarms.
     hard_defect_weight: float = 4.0
+    # Station training (train/station.py), off by default: this many random station-camera versions of each
+    # training image, made once before training, ``station_share`` of every batch swapped for one of them, and
+    # the background relit from each part's own flange edge. 0: the default recipe, draw for draw.
+    station_views: int = 0
+    station_share: float = 0.5
     # Passes of the localisation head's training over the OK training images, after the verdict network's
     # (train/loc_head.py); 0: no head, the exported map is then a Grad-CAM.
     loc_head_epochs: int = 14

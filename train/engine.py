@@ -55,10 +55,16 @@ def train_one_epoch(
     ema: torch.optim.swa_utils.AveragedModel | None = None,
     bf16: bool = False,
     hard_defect_weight: float = 0.0,
+    edges: torch.Tensor | None = None,
+    views: torch.Tensor | None = None,
+    view_share: float = 0.0,
 ) -> dict[str, float]:
     """Train on every image once, in a seeded random order, with seeded augmentation.
 
     ``hard_defect_weight`` w: a defective image scored p weighs 1 + w * (1 - p)^2 in the loss (OK images 1).
+    ``edges``: each image's flange edge, where the background relight starts (train.augment.random_background).
+    ``views`` (k, N, H, W): station views of the images (train.station); each image of a batch is swapped for a
+    random one of its views with probability ``view_share``.
     """
     model.train()
     order = torch.randperm(len(images), generator=gen)
@@ -67,7 +73,12 @@ def train_one_epoch(
         idx = order[start : start + batch_size]
         if len(idx) < 2:  # BatchNorm needs two samples; a single straggler is skipped
             continue
-        x01 = augment(images[idx].float().unsqueeze(1) / 255.0, aug, gen)
+        batch = images[idx]
+        if views is not None and view_share > 0:
+            swap = torch.rand(len(idx), generator=gen) < view_share
+            which = torch.randint(0, views.shape[0], (len(idx),), generator=gen)
+            batch = torch.where(swap.view(-1, 1, 1), views[which, idx], batch)
+        x01 = augment(batch.float().unsqueeze(1) / 255.0, aug, gen, None if edges is None else edges[idx])
         x, y = to_input(x01, spec), labels[idx].float()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(x).float()

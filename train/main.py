@@ -32,6 +32,7 @@ from train.engine import evaluate, predict_scores, train_one_epoch
 from train.model import ARCHS, build_model, count_flops, count_params, default_model_args
 from train.plots import curves_png, grid_png
 from train.report import write_final_report
+from train.station import flange_edges, station_views
 
 Log = Callable[[str], None]
 EMA_DECAY = 0.995  # per optimiser step: about two epochs of memory on the casting data
@@ -59,6 +60,10 @@ class Dataset:
     test: D.Split | None
     leakage: dict[str, Any]
     fingerprint: str
+    # Station training: each train / validation image's flange edge, and the training images' station views.
+    train_edges: np.ndarray | None = None
+    val_edges: np.ndarray | None = None
+    station_views: np.ndarray | None = None
 
 
 def spec_for(cfg: TrainConfig) -> PreprocessSpec:
@@ -93,7 +98,16 @@ def load_data(cfg: TrainConfig, spec: PreprocessSpec, log: Log) -> Dataset:
     train.bad, train.ignored = full.bad, full.ignored
     leakage = leakage_report(train, val, test)
     splits = [s for s in (train, val, test) if s is not None]
-    return Dataset(classes, train, val, test, leakage, D.fingerprint(splits))
+    ds = Dataset(classes, train, val, test, leakage, D.fingerprint(splits))
+    if cfg.station_views > 0:
+        t0 = time.perf_counter()
+        ds.train_edges, ds.val_edges = flange_edges(train.images), flange_edges(val.images)
+        ds.station_views = station_views(train.root, train.files, spec, k=cfg.station_views, seed=cfg.seed)
+        log(
+            f"made {cfg.station_views} station views of each training image in {time.perf_counter() - t0:.1f}s "
+            f"(flange edge at {np.median(ds.train_edges):.3f} of the half side, median)"
+        )
+    return ds
 
 
 def leakage_report(train: D.Split, val: D.Split, test: D.Split | None) -> dict[str, Any]:
@@ -114,7 +128,11 @@ def leakage_report(train: D.Split, val: D.Split, test: D.Split | None) -> dict[s
 def _augment_preview(run_dir: Path, ds: Dataset, seed: int) -> None:
     gen = torch.Generator().manual_seed(seed + 10_000)
     idx = torch.randperm(len(ds.train), generator=gen)[:24]
-    x = augment(torch.from_numpy(ds.train.images[idx.numpy()]).float().unsqueeze(1) / 255.0, AugmentConfig(), gen)
+    images = ds.train.images[idx.numpy()]
+    if ds.station_views is not None:  # every other tile from a station view, as training may swap them in
+        images[1::2] = ds.station_views[0, idx.numpy()[1::2]]
+    edges = None if ds.train_edges is None else torch.from_numpy(ds.train_edges[idx.numpy()])
+    x = augment(torch.from_numpy(images).float().unsqueeze(1) / 255.0, AugmentConfig(), gen, edges)
     names = [ds.classes.class_names[int(ds.train.labels[i])] for i in idx]
     grid_png(run_dir / "augmentations.png", (x[:, 0].numpy() * 255).round().astype(np.uint8), names)
 
@@ -176,7 +194,12 @@ class Trainer:
         # station draws hide the defect itself (a glint over a pinhole), and catching those cost 15% false alarms.
         station_gen = torch.Generator().manual_seed(cfg.seed + 20_000)
         station = self.x_val.float().unsqueeze(1) / 255.0
-        self.x_val_station = augment(station, STATION_VALIDATION, station_gen) if spec.crop is CropMode.PART else None
+        edges = None if ds.val_edges is None else torch.from_numpy(ds.val_edges)
+        self.x_val_station = (
+            augment(station, STATION_VALIDATION, station_gen, edges) if spec.crop is CropMode.PART else None
+        )
+        self.edges = None if ds.train_edges is None else torch.from_numpy(ds.train_edges)
+        self.views = None if ds.station_views is None else torch.from_numpy(ds.station_views)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -242,6 +265,9 @@ class Trainer:
             ema=self.ema,
             bf16=self.bf16,
             hard_defect_weight=self.cfg.hard_defect_weight,
+            edges=self.edges,
+            views=self.views,
+            view_share=self.cfg.station_share,
         )
         val_loss, scores = evaluate(self.ema.module, self.x_val, self.y_val, spec=self.spec)
         m = binary_metrics(self.ds.val.labels, scores, 0.5)
@@ -334,8 +360,10 @@ def main(cfg: TrainConfig, *, log: Log = print, progress_factory: Callable | Non
     torch.use_deterministic_algorithms(True, warn_only=True)
     if cfg.epochs < 1:
         raise DataError(f"--epochs {cfg.epochs}: train for at least one epoch")
-    run_dir = _setup_run_dir(cfg)
     spec = spec_for(cfg)
+    if cfg.station_views > 0 and spec.crop is not CropMode.PART:
+        raise DataError(f"--station-views: --arch {cfg.arch.value} does not crop the part; use --arch defectnet")
+    run_dir = _setup_run_dir(cfg)
     ds = load_data(cfg, spec, log)
     _log_dataset(ds, log)
     trainer = Trainer(cfg, ds, spec, run_dir, log)

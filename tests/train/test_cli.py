@@ -129,6 +129,9 @@ def test_without_torch_help_works_and_a_run_names_the_extra(tmp_path: Path):
         ("--max-bad-fraction", "nan"),  # never aborted, silently
         ("--seed", "-1"),  # was exit 1 from numpy
         ("--seed", "99999999999999999999"),
+        ("--station-views", "9"),
+        ("--station-share", "nan"),
+        ("--station-share", "1.5"),
     ],
 )
 def test_bad_number_is_a_usage_error_before_anything_is_written(
@@ -140,6 +143,14 @@ def test_bad_number_is_a_usage_error_before_anything_is_written(
     )
     assert r.exit_code == ExitCode.USAGE, r.output
     assert option in r.output and "Traceback" not in r.output
+    assert not out.exists()
+
+
+def test_station_training_of_a_whole_frame_model_is_a_usage_error(tmp_path: Path, synthetic_data: Path):
+    out = tmp_path / "run"
+    r = run("--data", str(synthetic_data), "--out", str(out), "--arch", "seed", "--station-views", "2", "--quiet")
+    assert r.exit_code == ExitCode.USAGE, r.output
+    assert "--station-views" in r.output.strip().splitlines()[-1] and "Traceback" not in r.output
     assert not out.exists()
 
 

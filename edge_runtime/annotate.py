@@ -47,6 +47,15 @@ def annotate(image: np.ndarray, pred: Prediction | None, *, fps: float | None = 
     return canvas
 
 
+def blank_frame(shape: tuple[int, ...]) -> np.ndarray:
+    """A dark grey picture of ``shape``: what ``--save`` shows for a frame that could not be decoded.
+
+    >>> blank_frame((4, 6, 3)).shape, int(blank_frame((4, 6))[0, 0])
+    ((4, 6, 3), 48)
+    """
+    return np.full(shape, 48, np.uint8)
+
+
 def display_available() -> bool:
     """Whether a window can be opened: a display on Linux/BSD (X11 or Wayland); assumed on macOS/Windows."""
     if sys.platform.startswith(("linux", "freebsd")):

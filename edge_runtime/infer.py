@@ -166,6 +166,7 @@ class Runner:
         self.cfg, self.out, self.summary, self.stop = cfg, outputs, summary, stop
         self.fps = 0.0
         self.last = time.perf_counter()
+        self.picture_shape: tuple[int, ...] | None = None  # the last drawn frame's, for undecodable frames
 
     def remaining(self) -> int | None:
         return None if self.cfg.max_frames is None else self.cfg.max_frames - self.summary.items
@@ -192,11 +193,20 @@ class Runner:
         return keep_going and not self.stop.requested and (left is None or left > 0)
 
     def draw(self, item: Item, pred: Prediction | None) -> bool:
-        if (self.out.window is None and self.out.saver is None) or item.original is None:
+        if self.out.window is None and self.out.saver is None:
             return True
-        from edge_runtime.annotate import annotate
+        from edge_runtime.annotate import annotate, blank_frame
 
-        canvas = annotate(item.original, pred, fps=self.fps if item.frame is not None else None, error=item.error or "")
+        picture = item.original
+        if picture is None:
+            # An undecodable frame of a video or stream: a grey frame naming the error keeps --save one frame per
+            # record, so the saved video's frames and timing line up with the records (it was left out).
+            if item.frame is None or not item.error or self.picture_shape is None:
+                return True
+            picture = blank_frame(self.picture_shape)
+        else:
+            self.picture_shape = picture.shape
+        canvas = annotate(picture, pred, fps=self.fps if item.frame is not None else None, error=item.error or "")
         if self.out.saver is not None:
             self.out.saver.write(canvas, name=Path(item.source).name if item.frame is None else f"frame_{item.frame}")
         return self.out.window is None or self.out.window.show(canvas)

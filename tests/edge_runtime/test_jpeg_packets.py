@@ -252,3 +252,24 @@ def test_a_video_file_goes_on_past_a_run_of_undecodable_frames(tmp_path: Path, t
     assert [r["frame"] for r in records] == list(range(17))  # was: the video ended at frame 7, the rest unjudged
     assert [r["frame"] for r in records if r["error"]] == [5, 6, 7, 8]
     assert all(r["label"] for r in records if not r["error"]) and "stopped at frame" not in result.stderr
+
+
+def test_saved_video_keeps_a_frame_for_each_undecodable_frame(tmp_path: Path, tiny_model: Path):
+    """--save writes one frame per record, so the saved video lines up with the records and keeps the line's
+    timing; an undecodable frame is a dark frame naming the error (it used to be left out)."""
+    path = damaged_video(tmp_path / "run.avi", lost=(), unreadable=(5, 6))
+    saved = tmp_path / "annotated.avi"
+    result = CliRunner().invoke(main, ["--model", str(tiny_model), "--source", str(path), "--save", str(saved)])
+    assert result.exit_code == ExitCode.OK, result.stderr[-800:]
+    cap = cv2.VideoCapture(str(saved))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    assert len(frames) == 17
+    inner = [float(f[20:-20, 20:-20].mean()) for f in frames]
+    assert all(abs(inner[k] - 48) < 12 for k in (5, 6))  # the placeholders
+    assert all(abs(inner[k] - 48) > 12 for k in (4, 7))  # real pictures on either side

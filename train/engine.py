@@ -62,7 +62,7 @@ def train_one_epoch(
     """Train on every image once, in a seeded random order, with seeded augmentation.
 
     ``hard_defect_weight`` w: a defective image scored p weighs 1 + w * (1 - p)^2 in the loss (OK images 1).
-    ``edges``: each image's flange edge, where the background relight starts (train.augment.random_background).
+    ``edges``: each image's flange edge, where the background relight starts (train.augment.relight_from_edges).
     ``views`` (k, N, H, W): station views of the images (train.station); each image of a batch is swapped for a
     random one of its views with probability ``view_share``.
     """

@@ -137,6 +137,15 @@ def random_background(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator)
     _, _, r = _radius_grid(h, w)
     outside = torch.clamp((r - cfg.flange_radius) / 0.06 + 0.5, 0.0, 1.0)
     bg = (x * outside).sum(dim=(1, 2, 3), keepdim=True) / (outside.sum() * x.shape[1] + 1e-6)
+    return _relit(x, outside, bg, cfg, gen)
+
+
+def _relit(
+    x: torch.Tensor, outside: torch.Tensor, bg: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator
+) -> torch.Tensor:
+    """``x`` with its ``outside`` weight moved from the background level ``bg`` to a drawn level, on a drawn
+    share of the batch."""
+    n = x.shape[0]
     white = torch.rand(n, generator=gen) < cfg.background_white
     level = torch.where(
         white, _uniform(n, *cfg.background_white_level, gen), _uniform(n, *cfg.background_level, gen)
@@ -161,12 +170,7 @@ def relight_from_edges(x: torch.Tensor, edges: torch.Tensor, cfg: AugmentConfig,
     outside = torch.clamp((r - edge - offset) / 0.03 + 0.5, 0.0, 1.0)
     far = (r > edge + 0.06).float()
     bg = (x * far).sum(dim=(1, 2, 3), keepdim=True) / (far.sum(dim=(1, 2, 3), keepdim=True) + 1e-6)
-    white = torch.rand(n, generator=gen) < cfg.background_white
-    level = torch.where(
-        white, _uniform(n, *cfg.background_white_level, gen), _uniform(n, *cfg.background_level, gen)
-    ).view(n, 1, 1, 1)
-    apply = (torch.rand(n, generator=gen) < cfg.background_prob).float().view(n, 1, 1, 1)
-    return x + apply * outside * (level + (x - bg) * 0.6 - x)
+    return _relit(x, outside, bg, cfg, gen)
 
 
 def random_border_cut(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:

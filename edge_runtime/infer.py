@@ -282,7 +282,7 @@ def process(
             runner.summary.dropped_frames, runner.summary.reconnects = reader.dropped, reader.reconnects
 
 
-def _open_reader(cfg: InferConfig, spec: SourceSpec, log: Log, listener: Any) -> LatestFrameReader:
+def _open_reader(cfg: InferConfig, spec: SourceSpec, log: Log, listener: Any, *, colour: bool) -> LatestFrameReader:
     def on_event(message: str) -> None:
         log(f"warning: {message}")
         if listener is not None and hasattr(listener, "on_event"):
@@ -291,7 +291,7 @@ def _open_reader(cfg: InferConfig, spec: SourceSpec, log: Log, listener: Any) ->
     if cfg.capture is not None:
         reader = LatestFrameReader(cfg.capture, name=spec.name, max_reconnects=cfg.max_reconnects, on_event=on_event)
         return reader.start()
-    return open_live(spec, on_event=on_event, max_reconnects=cfg.max_reconnects)
+    return open_live(spec, on_event=on_event, max_reconnects=cfg.max_reconnects, colour=colour)
 
 
 def run_inference(
@@ -341,7 +341,7 @@ def run_inference(
             links = f" ({spec.links_not_followed} links to folders not followed)" if spec.links_not_followed else ""
             log(f"{spec.name}: {len(spec.paths)} images{ignored}{links}")
         if spec.kind.live:  # fails here, within seconds, with exit code 5
-            reader = _open_reader(cfg, spec, log, cfg.listener)
+            reader = _open_reader(cfg, spec, log, cfg.listener, colour=outputs.needs_picture)
             log(f"{reader.name}: opened; newest-frame mode (slow inference skips frames, it never lags behind)")
         if cfg.listener is not None and hasattr(cfg.listener, "on_start"):
             cfg.listener.on_start(model, spec)

@@ -310,7 +310,7 @@ def iter_video(
             raise SourceError(f"{name}: cannot open as a video (corrupt, unsupported codec or not a video)")
         # A damaged Motion-JPEG frame gets a warning, as a damaged file does; an undecodable one an item error,
         # however many come in a row (a file has no source to reconnect to; its later frames still get verdicts).
-        return as_jpeg_packets(cap, name, max_undecodable_run=None)
+        return as_jpeg_packets(cap, name, max_undecodable_run=None, colour=keep_original)
 
     cap = open_within(open_video, open_timeout_s, name)
     return _video_frames(cap, name, prepare, keep_original=keep_original, notice=notice)
@@ -382,11 +382,14 @@ def iter_live(reader: LatestFrameReader, prepare: Callable[..., np.ndarray], *, 
         raise reader.error
 
 
-def open_live(spec: SourceSpec, *, on_event: Callable[[str], None], max_reconnects: int | None) -> LatestFrameReader:
-    """A started :class:`LatestFrameReader` for a camera or stream; raises :class:`SourceError` within seconds."""
+def open_live(
+    spec: SourceSpec, *, on_event: Callable[[str], None], max_reconnects: int | None, colour: bool = True
+) -> LatestFrameReader:
+    """A started :class:`LatestFrameReader` for a camera or stream; raises :class:`SourceError` within seconds.
+    ``colour`` False: a Motion-JPEG stream's frames are decoded to gray only (nothing shows or saves them)."""
     label = f"camera {spec.name}" if spec.kind is SourceKind.CAMERA else spec.name
     reader = LatestFrameReader(
-        capture_factory(spec.name),
+        capture_factory(spec.name, colour=colour),
         name=label,
         max_reconnects=max_reconnects,
         open_timeout_s=8.0,

@@ -30,10 +30,16 @@ class JpegPackets:
     ``error`` (no picture: the frame comes back as None, with ``ok`` True, so that the run goes on; the
     ``max_undecodable_run``-th such frame in a row is a failed read instead; None: never, as for a video file,
     which has no source to reconnect to and whose later frames still deserve a verdict).
+
+    ``colour`` False hands out 8-bit gray frames: the decoder then skips the colour planes (about 1.7x faster on
+    a 4000x3000 frame), for a run that shows and saves no pictures and only needs the gray the model reads.
     """
 
-    def __init__(self, cap: Any, name: str, *, max_undecodable_run: int | None = MAX_UNDECODABLE_RUN) -> None:
+    def __init__(
+        self, cap: Any, name: str, *, max_undecodable_run: int | None = MAX_UNDECODABLE_RUN, colour: bool = True
+    ) -> None:
         self.cap, self.name, self.max_undecodable_run = cap, name, max_undecodable_run
+        self.colour = colour
         self.warning: str | None = None
         self.error: str | None = None
         self.undecodable_run = 0
@@ -63,13 +69,13 @@ class JpegPackets:
     def _picture(self, data: bytes) -> tuple[np.ndarray, str | None]:
         """The frame and its warning. An interlaced frame (analog capture) comes as two JPEG fields of half the
         frame's height in one packet: both are decoded and woven together, as FFmpeg's own decoder does."""
-        first = decode(data, source=self.name, colour=True)
+        first = decode(data, source=self.name, colour=self.colour)
         if self.frame_height <= 0 or abs(2 * first.image.shape[0] - self.frame_height) > 2:
             return first.image, first.warning  # a whole frame: no need to look for a second field
         second_at = data.find(b"\xff\xd8", data.find(b"\xff\xd9") + 2)
         if second_at < 0:
             return first.image, first.warning
-        second = decode(data[second_at:], source=self.name, colour=True)
+        second = decode(data[second_at:], source=self.name, colour=self.colour)
         if second.image.shape != first.image.shape:
             raise ImageReadError(f"{self.name}: interlaced frame with fields of different sizes")
         return weave(first.image, second.image), first.warning or second.warning
@@ -94,7 +100,9 @@ def weave(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out[int(roughness[1] < roughness[0])]
 
 
-def as_jpeg_packets(cap: Any, name: str, *, max_undecodable_run: int | None = MAX_UNDECODABLE_RUN) -> Any:
+def as_jpeg_packets(
+    cap: Any, name: str, *, max_undecodable_run: int | None = MAX_UNDECODABLE_RUN, colour: bool = True
+) -> Any:
     """``cap`` read as :class:`JpegPackets` where it is a Motion-JPEG source on the FFmpeg backend (the only one
     that hands out packets); any other capture unchanged."""
     try:
@@ -105,4 +113,4 @@ def as_jpeg_packets(cap: Any, name: str, *, max_undecodable_run: int | None = MA
         return cap
     if fourcc.upper() != b"MJPG" or not cap.set(cv2.CAP_PROP_FORMAT, -1):
         return cap
-    return JpegPackets(cap, name, max_undecodable_run=max_undecodable_run)
+    return JpegPackets(cap, name, max_undecodable_run=max_undecodable_run, colour=colour)

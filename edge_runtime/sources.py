@@ -78,12 +78,13 @@ def is_stream_url(text: str) -> bool:
     )
 
 
-def capture_factory(source: str, *, timeout_s: float = 5.0) -> CaptureFactory:
+def capture_factory(source: str, *, timeout_s: float = 5.0, colour: bool = True) -> CaptureFactory:
     """A factory that opens a camera index (``"0"``), a device path (``/dev/video2``) or a stream URL.
 
     Stream opens and reads are bounded by ``timeout_s`` (FFmpeg backend); a camera index uses V4L2 on Linux
     so OpenCV does not try every backend in turn. The factory raises :class:`SourceError` if the source
-    cannot be opened.
+    cannot be opened. ``colour`` False: a Motion-JPEG stream's frames come as gray, decoded without their colour
+    planes, for a run that shows and saves no pictures.
 
     >>> open_camera = capture_factory("0")   # doctest: +SKIP
     >>> cap = open_camera()                  # doctest: +SKIP
@@ -111,7 +112,8 @@ def capture_factory(source: str, *, timeout_s: float = 5.0) -> CaptureFactory:
                 f"{what}: cannot open camera or stream (check the index/path/URL and that no other program holds it)"
             )
         if not source.isdigit():
-            cap = as_jpeg_packets(cap, source)  # a damaged frame of a network camera's MJPEG gets a warning
+            # A damaged frame of a network camera's MJPEG gets a warning.
+            cap = as_jpeg_packets(cap, source, colour=colour)
         # A camera keeps a small queue of its own; ask for one buffer (ignored where unsupported).
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         return cap

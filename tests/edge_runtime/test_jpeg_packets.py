@@ -273,3 +273,55 @@ def test_saved_video_keeps_a_frame_for_each_undecodable_frame(tmp_path: Path, ti
     inner = [float(f[20:-20, 20:-20].mean()) for f in frames]
     assert all(abs(inner[k] - 48) < 12 for k in (5, 6))  # the placeholders
     assert all(abs(inner[k] - 48) > 12 for k in (4, 7))  # real pictures on either side
+
+
+def test_gray_frames_carry_the_same_picture_and_the_same_findings(video: Path):
+    """A run that shows and saves no pictures decodes Motion-JPEG to gray only (the colour planes are skipped)."""
+    colour = as_jpeg_packets(cv2.VideoCapture(str(video)), str(video))
+    gray = as_jpeg_packets(cv2.VideoCapture(str(video)), str(video), colour=False)
+    for _ in range(17):
+        (ok1, a), (ok2, b) = colour.read(), gray.read()
+        assert ok1 and ok2 and (colour.warning, colour.error) == (gray.warning, gray.error)
+        if a is None:
+            assert b is None
+            continue
+        assert b.ndim == 2 and b.shape == a.shape[:2]
+        assert np.abs(cv2.cvtColor(a, cv2.COLOR_BGR2GRAY).astype(int) - b).max() <= 2
+
+
+def test_edge_infer_decodes_colour_only_when_it_keeps_pictures(
+    video: Path, tiny_model: Path, tmp_path: Path, monkeypatch
+):
+    import edge_runtime.jpeg_packets as packets
+
+    asked: list[bool] = []
+
+    def spy(data: bytes, **kwargs):
+        asked.append(kwargs["colour"])
+        return decode(data, **kwargs)
+
+    monkeypatch.setattr(packets, "decode", spy)
+    plain = CliRunner().invoke(main, ["--model", str(tiny_model), "--source", str(video), "--json"])
+    assert plain.exit_code == ExitCode.OK and asked and not any(asked)
+    asked.clear()
+    saved = tmp_path / "annotated.avi"
+    args = ["--model", str(tiny_model), "--source", str(video), "--json", "--save", str(saved)]
+    shown = CliRunner().invoke(main, args)
+    assert shown.exit_code == ExitCode.OK and asked and all(asked)
+    a, b = ([json.loads(line) for line in r.stdout.splitlines()] for r in (plain, shown))
+    assert [(r["label"], r["warning"], r["error"]) for r in a] == [(r["label"], r["warning"], r["error"]) for r in b]
+    assert all(abs(x["score"] - y["score"]) < 0.02 for x, y in zip(a, b, strict=True) if x["score"] is not None)
+
+
+def test_a_network_camera_is_decoded_to_gray_when_no_picture_is_kept(tiny_model: Path, monkeypatch):
+    import edge_runtime.jpeg_packets as packets
+
+    asked: list[bool] = []
+    monkeypatch.setattr(packets, "decode", lambda data, **kw: asked.append(kw["colour"]) or decode(data, **kw))
+    server, url = serve("length")
+    try:
+        result = CliRunner().invoke(main, ["--model", str(tiny_model), "--source", url, "--json", "--max-frames", "3"])
+    finally:
+        server.shutdown()
+    assert result.exit_code == ExitCode.OK, result.stderr[-800:]
+    assert len(result.stdout.splitlines()) == 3 and asked and not any(asked)

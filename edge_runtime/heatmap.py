@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 Box = tuple[int, int, int, int]
 Region = tuple[float, float, float, float]
 BOX_LEVEL = 0.5  # fraction of the way from the map's median to its peak (see the module docstring)
+DRAW_BAND_PIXELS = 1 << 18  # pixels drawn per band of rows (a few MB of temporaries, whatever the frame)
 HEAT_FULL_SCALE = 150.0  # least peak drawn at full heat (casting test: defective parts peak at 80-250, OK 50-90)
 
 
@@ -167,17 +168,22 @@ def _box_around(source_map: np.ndarray, point: tuple[int, int], region: Region, 
     """Bounding box of the connected region around ``point`` where ``source_map`` >= ``level`` (or the point's
     own value, if lower), inside ``region``."""
     px, py = point
-    hot = (source_map >= min(level, float(source_map[py, px]))).astype(np.uint8)
     # The map says nothing beyond the rectangle the input covers (a part-centred crop may leave out much of the
-    # frame), so the box stays inside it.
-    left, top, right, bottom = _inside(region, source_map.shape)
-    inside = np.zeros_like(hot)
-    inside[top:bottom, left:right] = 1
-    hot &= inside
-    hot[py, px] = 1
-    _, labels = cv2.connectedComponents(hot, connectivity=8)
-    ys, xs = np.nonzero(labels == labels[py, px])
-    return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    # frame), so the box stays inside it: only that rectangle is looked at (grown to hold the point, which the
+    # caller may have clipped to the image; what the growth adds is not hot). A window, not the frame: on an
+    # 8000 x 6000 frame the frame-sized masks and labels took 0.4 GB.
+    inner = _inside(region, source_map.shape)
+    left, top = min(inner[0], px), min(inner[1], py)
+    right, bottom = max(inner[2], px + 1), max(inner[3], py + 1)
+    hot = cv2.compare(source_map[top:bottom, left:right], min(level, float(source_map[py, px])), cv2.CMP_GE)
+    hot[:, : inner[0] - left] = 0
+    hot[: inner[1] - top] = 0
+    hot[:, max(0, inner[2] - left) :] = 0
+    hot[max(0, inner[3] - top) :] = 0
+    hot[py - top, px - left] = 255
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(hot, connectivity=8)
+    x, y, w, h = (int(v) for v in stats[labels[py - top, px - left], :4])
+    return (left + x, top + y, left + x + w, top + y + h)
 
 
 def _inside(region: Region, shape: tuple[int, ...]) -> Box:
@@ -196,7 +202,12 @@ def heat(cam: np.ndarray, full_scale: float | None = None) -> np.ndarray:
     [[0.0, 0.0, 0.25, 1.0]]
     """
     z = _finite(np.asarray(cam, np.float32))
-    return np.clip(z / max(float(z.max()), full_scale or HEAT_FULL_SCALE), 0.0, 1.0)
+    return np.clip(z / _heat_scale(z, full_scale), 0.0, 1.0)
+
+
+def _heat_scale(z: np.ndarray, full_scale: float | None) -> np.float32:
+    """The map value drawn at full heat: its peak, or ``full_scale`` when the peak is lower (see :func:`heat`)."""
+    return np.float32(max(float(z.max()), full_scale or HEAT_FULL_SCALE))
 
 
 def overlay(
@@ -328,11 +339,17 @@ def visible(box: Box, shape: tuple[int, ...], min_side: int) -> Box:
 def draw(canvas: np.ndarray, source_map: np.ndarray, box: Box | None, *, full_scale: float | None = None) -> np.ndarray:
     """Draw a map already on the canvas's pixels (:func:`locate`) on a BGR ``canvas``, in place: a colour wash
     (blue cold .. red hot) whose opacity grows with the :func:`heat`, and ``box`` in white over black."""
-    h = heat(source_map, full_scale)
-    colour = cv2.applyColorMap(np.clip(h * 255.0, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
-    alpha = 0.1 + 0.5 * h
-    # One OpenCV pass in 8 bits: numpy's float copies of the 3-channel canvas took 4.5 s and 1.7 GB on 8000 x 6000.
-    canvas[:] = cv2.blendLinear(canvas, colour, 1.0 - alpha, alpha)
+    z = _finite(np.asarray(source_map, np.float32))
+    scale = _heat_scale(z, full_scale)
+    # OpenCV passes in 8 bits, a band of rows at a time: numpy's float copies of the 3-channel canvas took 4.5 s
+    # and 1.7 GB on 8000 x 6000, and one frame-sized blend still 0.9 GB of temporaries.
+    rows = max(1, DRAW_BAND_PIXELS // max(1, canvas.shape[1]))
+    for r in range(0, canvas.shape[0], rows):
+        h = np.clip(z[r : r + rows] / scale, 0.0, 1.0)
+        colour = cv2.applyColorMap(np.clip(h * 255.0, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
+        alpha = 0.1 + 0.5 * h
+        band = canvas[r : r + rows]
+        band[:] = cv2.blendLinear(band, colour, 1.0 - alpha, alpha)
     if box is not None:
         x0, y0, x1, y1 = visible(box, canvas.shape, max(12, min(canvas.shape[:2]) // 16))
         t = max(1, min(canvas.shape[:2]) // 150)

@@ -344,16 +344,37 @@ def test_a_part_too_small_for_the_symmetry_falls_back_to_the_map():
 
 def test_drawing_a_big_frame_does_not_copy_it_in_floats():
     """draw() blended in numpy floats: 11.7 bytes of working memory per canvas byte (1.7 GB and 4.5 s on an
-    8000 x 6000 frame); one OpenCV blend needs about half."""
+    8000 x 6000 frame); one frame-sized OpenCV blend still about 6 (0.9 GB). By bands of rows, a few MB whatever
+    the frame."""
     import tracemalloc
 
-    canvas = np.full((600, 800, 3), 128, np.uint8)
-    src = cv2.resize(np.random.default_rng(0).normal(0, 3, (40, 40)).astype(np.float32), (800, 600))
+    canvas = np.full((1500, 2000, 3), 128, np.uint8)
+    src = cv2.resize(np.random.default_rng(0).normal(0, 3, (40, 40)).astype(np.float32), (2000, 1500))
     tracemalloc.start()
     try:
         heatmap.draw(canvas, src, (10, 10, 20, 20), full_scale=4.0)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < 8 * canvas.size
+    assert peak < canvas.size
     assert np.abs(canvas.astype(int) - 128).max() > 20  # and it still draws
+    assert np.abs(canvas[-300:].astype(int) - 128).max() > 20  # to the last band
+
+
+def test_the_box_is_found_without_frame_sized_masks():
+    """The box is looked for inside the rectangle the input covers: frame-sized masks and labels took 0.4 GB on
+    an 8000 x 6000 frame."""
+    import tracemalloc
+
+    source_map = np.zeros((3000, 4000), np.float32)
+    source_map[1500:1510, 2000:2020] = 5.0
+    region = (1800.0, 1300.0, 2400.0, 1900.0)
+    tracemalloc.start()
+    try:
+        box = heatmap._box_around(source_map, (2005, 1505), region, 2.5)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert box == (2000, 1500, 2020, 1510)
+    assert peak < source_map.size  # bytes: a quarter of the map's own
+    assert heatmap._box_around(source_map, (10, 10), region, 2.5) == (10, 10, 11, 11)  # a point outside: itself

@@ -175,12 +175,13 @@ def _box_around(source_map: np.ndarray, point: tuple[int, int], region: Region, 
     inner = _inside(region, source_map.shape)
     left, top = min(inner[0], px), min(inner[1], py)
     right, bottom = max(inner[2], px + 1), max(inner[3], py + 1)
-    hot = cv2.compare(source_map[top:bottom, left:right], min(level, float(source_map[py, px])), cv2.CMP_GE)
+    # numpy, not cv2.compare: OpenCV reads a 1-pixel-wide window and a scalar as two arrays of unequal size
+    hot = (source_map[top:bottom, left:right] >= min(level, float(source_map[py, px]))).view(np.uint8)
     hot[:, : inner[0] - left] = 0
     hot[: inner[1] - top] = 0
     hot[:, max(0, inner[2] - left) :] = 0
     hot[max(0, inner[3] - top) :] = 0
-    hot[py - top, px - left] = 255
+    hot[py - top, px - left] = 1
     _, labels, stats, _ = cv2.connectedComponentsWithStats(hot, connectivity=8)
     x, y, w, h = (int(v) for v in stats[labels[py - top, px - left], :4])
     return (left + x, top + y, left + x + w, top + y + h)

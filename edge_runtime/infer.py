@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -147,11 +147,27 @@ def predict_items(model: EdgeModel, batch: list[Item], *, with_map: bool = False
             where = it.source if it.frame is None else f"{it.source} frame {it.frame}"
             it.error, r = f"{where}: {r}", None
         if with_map and r is not None and it.original is not None:
-            from edge_runtime.heatmap import locate
-
-            r = locate(r, it.original, model.info.preprocess)
+            r = _located(r, it, model)
         preds.append(r)
     return preds
+
+
+def _located(pred: Prediction, it: Item, model: EdgeModel) -> Prediction:
+    """``pred`` with its map on the item's picture and its box; where that fails (an odd picture, OpenCV), the
+    verdict stands without a box or map, and the item gets a warning: the run goes on."""
+    from edge_runtime.heatmap import locate
+
+    try:
+        return locate(pred, it.original, model.info.preprocess)
+    except Exception as exc:  # noqa: BLE001 - the verdict is sound; only its picture failed
+        note = f"no heatmap or defect box for this item ({_first_line(exc)})"
+        it.warning = f"{it.warning}; {note}" if it.warning else note
+        return replace(pred, heatmap=None, defect_box=None)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:160]
 
 
 class Runner:

@@ -378,3 +378,35 @@ def test_the_box_is_found_without_frame_sized_masks():
     assert box == (2000, 1500, 2020, 1510)
     assert peak < source_map.size  # bytes: a quarter of the map's own
     assert heatmap._box_around(source_map, (10, 10), region, 2.5) == (10, 10, 11, 11)  # a point outside: itself
+
+
+@pytest.mark.parametrize("shape", [(300, 1), (1, 300), (1, 1)])
+def test_a_one_pixel_thin_defective_image_gets_its_box(tmp_path: Path, shape: tuple[int, int]):
+    """OpenCV's compare took a 1-pixel-wide window and a scalar for two arrays of unequal size: the whole batch
+    was lost (exit 1, no records, no summary)."""
+    src = write_images(tmp_path / "in")
+    cv2.imwrite(str(src / "thin.png"), np.full(shape, 250, np.uint8))
+    args = ["--source", str(src), "--model", str(MODELS / "tiny_map.onnx"), "--json", "--heatmap"]
+    r = CliRunner().invoke(infer_main, [*args, "--save", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    recs = {Path(rec["source"]).name: rec for rec in map(json.loads, r.stdout.splitlines())}
+    assert len(recs) == 3 and recs["thin.png"]["label"] == "defective"
+    x0, y0, x1, y1 = recs["thin.png"]["defect_box"]
+    assert 0 <= x0 < x1 <= shape[1] and 0 <= y0 < y1 <= shape[0]
+    assert len(list((tmp_path / "out").glob("*.jpg"))) == 3
+
+
+def test_a_box_that_cannot_be_found_leaves_the_verdict_with_a_warning(tmp_path: Path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise cv2.error("OpenCV(5.0.0) arithm.cpp:1611: error: (-209:Sizes do not match)\n in function 'compare'")
+
+    monkeypatch.setattr(heatmap, "locate", broken)
+    src = write_images(tmp_path / "in")
+    args = ["--source", str(src), "--model", str(MODELS / "tiny_map.onnx"), "--json", "--heatmap", "--fail-on-defect"]
+    r = CliRunner().invoke(infer_main, [*args, "--save", str(tmp_path / "out")])
+    assert r.exit_code == 10 and "Traceback" not in r.output and "error:" not in r.stderr
+    recs = {Path(rec["source"]).name: rec for rec in map(json.loads, r.stdout.splitlines())}
+    assert recs["bad.png"]["label"] == "defective" and recs["bad.png"]["defect_box"] is None
+    assert all(rec["warning"].startswith("no heatmap or defect box for this item (") for rec in recs.values())
+    assert "compare" in recs["bad.png"]["warning"]  # OpenCV's last line, not its first
+    assert len(list((tmp_path / "out").glob("*.jpg"))) == 2 and "2 with warnings" in r.stderr

@@ -91,6 +91,17 @@ class Window:
             cv2.destroyAllWindows()
 
 
+def write_image(path: Path, image: np.ndarray) -> None:
+    """Encode ``image`` by ``path``'s suffix (.jpg, .png) and write it with Python's own file I/O: OpenCV's
+    ``imwrite`` crashes the process (SIGSEGV) on a path that is not valid UTF-8, as a camera's file names and
+    folders may be. Raises ``OSError`` when it cannot be encoded or written."""
+    ok, data = cv2.imencode(path.suffix.lower() or ".jpg", image)
+    if not ok:
+        raise OSError(f"cannot encode a {path.suffix or '.jpg'} image")
+    with open(path, "wb") as f:
+        f.write(data.tobytes())
+
+
 class Saver:
     """``--save OUT.mp4|.avi`` writes an annotated video (frames resized to the first one's size);
     any other path is a folder of annotated JPEGs named ``<n>_<name>.jpg``."""
@@ -109,13 +120,18 @@ class Saver:
         self.count += 1
         if not self.is_video:
             out = self.target / f"{self.count:06d}_{Path(name).stem}.jpg"
-            if not cv2.imwrite(str(out), canvas):
-                raise OutputError(f"{out}: cannot write the annotated image")
+            try:
+                write_image(out, canvas)
+            except OSError as exc:
+                raise OutputError(f"{out}: cannot write the annotated image ({exc.strerror or exc})") from exc
             return
         if self.writer is None:
             h, w = canvas.shape[:2]
             fourcc = cv2.VideoWriter_fourcc(*VIDEO_SAVE_SUFFIXES[self.target.suffix.lower()])
-            self.writer = cv2.VideoWriter(str(self.target), fourcc, self.fps, (w, h))
+            from edge_runtime.opencv_paths import opencv_path
+
+            with opencv_path(self.target) as name:  # a name that is not UTF-8 crashed OpenCV (SIGSEGV)
+                self.writer = cv2.VideoWriter(name, fourcc, self.fps, (w, h))
             if not self.writer.isOpened():
                 raise OutputError(f"{self.target}: cannot write a video there (codec or path); try a .avi or a folder")
             self.size = (w, h)

@@ -91,7 +91,10 @@ def check_saved_video(saver: Any) -> None:
         return
     import cv2
 
-    cap = cv2.VideoCapture(str(saver.target))
+    from edge_runtime.opencv_paths import opencv_path
+
+    with opencv_path(saver.target) as name:
+        cap = cv2.VideoCapture(name)
     got = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
     cap.release()
     if got < saver.count:

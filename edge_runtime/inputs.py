@@ -299,12 +299,14 @@ def iter_video(
     import cv2
 
     from edge_runtime.jpeg_packets import as_jpeg_packets
+    from edge_runtime.opencv_paths import opencv_path
     from edge_runtime.sources import open_within
 
     check_video_file(name)
 
     def open_video() -> Any:
-        cap = cv2.VideoCapture(name)
+        with opencv_path(name) as opencv_name:  # a name that is not UTF-8 crashed OpenCV (SIGSEGV)
+            cap = cv2.VideoCapture(opencv_name)
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"{name}: cannot open as a video (corrupt, unsupported codec or not a video)")

@@ -94,6 +94,7 @@ def capture_factory(source: str, *, timeout_s: float = 5.0, colour: bool = True)
     import cv2
 
     from edge_runtime.jpeg_packets import as_jpeg_packets
+    from edge_runtime.opencv_paths import opencv_path
 
     def open_capture() -> Capture:
         ms = int(timeout_s * 1000)
@@ -104,7 +105,8 @@ def capture_factory(source: str, *, timeout_s: float = 5.0, colour: bool = True)
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
             cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
         else:
-            cap = cv2.VideoCapture(source)
+            with opencv_path(source) as name:  # a name that is not UTF-8 crashed OpenCV (SIGSEGV)
+                cap = cv2.VideoCapture(name)
         if not cap.isOpened():
             cap.release()
             what = f"camera {source}" if source.isdigit() or source.startswith("/dev/") else source

@@ -185,8 +185,12 @@ def show(db: Path, item_id: int, out: Path, debug: bool) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{out}: cannot create its folder ({exc.strerror or exc}); choose another --out") from exc
-    if not cv2.imwrite(str(out), verdict_image(jpeg, rec)):
-        raise OutputError(f"{out}: cannot write the image; choose another --out")
+    from edge_runtime.annotate import write_image
+
+    try:
+        write_image(out, verdict_image(jpeg, rec))
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write the image ({exc.strerror or exc}); choose another --out") from exc
     with stdout_errors():
         click.echo(f"{out}: item {item_id}, {rec['label']} {rec['score']:.4g} at {rec['time']} ({rec['source']})")
 

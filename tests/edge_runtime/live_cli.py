@@ -30,7 +30,7 @@ def main() -> None:
     import edge_runtime.inputs as inputs
     from edge_runtime.cli import main as edge_infer
 
-    inputs.capture_factory = lambda name: SyntheticCamera
+    inputs.capture_factory = lambda name, **kw: SyntheticCamera
     edge_infer(["--camera", "0", *sys.argv[1:]])
 
 

@@ -147,7 +147,7 @@ def test_live_camera_runs_until_sigterm_then_stops_cleanly_with_the_summary(
     import edge_runtime.inputs as inputs
     from edge_runtime.infer import InferConfig, run_inference
 
-    monkeypatch.setattr(inputs, "capture_factory", lambda name: lambda: FakeCamera(fps=300.0))
+    monkeypatch.setattr(inputs, "capture_factory", lambda name, **kw: lambda: FakeCamera(fps=300.0))
     timer = threading.Timer(0.8, os.kill, (os.getpid(), signal.SIGTERM))
     timer.start()
     messages: list[str] = []

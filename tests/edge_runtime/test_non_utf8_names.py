@@ -1,0 +1,58 @@
+"""File names that are not valid UTF-8 (bytes a camera or an old file system wrote): OpenCV's imwrite,
+VideoCapture and VideoWriter crashed the whole process on them (SIGSEGV, exit 139), losing every later item and
+the summary. Run as real processes, so that a crash fails the test instead of the test run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+from tests.edge_runtime.conftest import MODELS, write_parts
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs a file system that keeps any bytes")
+
+
+def bytes_path(folder: Path, name: bytes) -> Path:
+    return Path(os.fsdecode(os.path.join(os.fsencode(folder), name)))
+
+
+def edge_infer(*args: str | Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "edge_runtime.cli", "--model", str(MODELS / "tiny.onnx"), "--json", *map(str, args)]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, errors="surrogateescape", timeout=120)
+
+
+def test_annotated_images_are_saved_for_names_that_are_not_utf8(tmp_path: Path):
+    folder = tmp_path / "parts"
+    write_parts(folder, [10, 220])
+    cv2_bytes = cv2.imencode(".png", np.full((48, 48), 220, np.uint8))[1].tobytes()
+    bytes_path(folder, b"part\xff.png").write_bytes(cv2_bytes)
+    save = bytes_path(tmp_path, b"saved\xfe")
+    r = edge_infer("--source", folder, "--save", save)
+    assert r.returncode == 0, r.stderr[-800:]
+    assert len(r.stdout.splitlines()) == 3 and "summary: 3 items" in r.stderr
+    names = sorted(os.listdir(os.fsencode(save)))
+    assert len(names) == 3 and any(n.endswith(b"part\xff.jpg") for n in names)
+
+
+def test_a_video_named_not_utf8_is_read_and_saved(tmp_path: Path):
+    source = bytes_path(tmp_path, b"line\xff.avi")
+    writer = cv2.VideoWriter(str(tmp_path / "plain.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (48, 48))
+    for level in (10, 220, 10, 220):
+        writer.write(np.full((48, 48, 3), level, np.uint8))
+    writer.release()
+    (tmp_path / "plain.avi").rename(source)
+    saved = bytes_path(tmp_path, b"out\xfe.avi")
+    r = edge_infer("--source", source, "--save", saved)
+    assert r.returncode == 0, r.stderr[-800:]
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [rec["defective"] for rec in records] == [False, True, False, True]
+    check = edge_infer("--source", saved)  # the saved video holds a frame per record
+    assert check.returncode == 0 and len(check.stdout.splitlines()) == 4

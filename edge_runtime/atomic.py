@@ -22,8 +22,9 @@ def temp_path_for(dst: Path) -> Path:
 
 @contextlib.contextmanager
 def atomic_path(dst: Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it is synced and renamed onto ``dst``, else removed."""
-    dst = Path(dst)
+    """Yield a temporary path to write; on success it is synced and renamed onto ``dst``, else removed. A ``dst``
+    that is a symbolic link is written through: the link stays, its target gets the new content."""
+    dst = Path(os.path.realpath(dst))
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(dst)
     try:

@@ -22,7 +22,7 @@ import numpy as np
 
 from edge_runtime.errors import ExitCode, ModelError, OutputError, SourceError, UsageError
 from edge_runtime.inputs import Item, SourceKind, SourceSpec, iter_items, open_live, resolve_source
-from edge_runtime.model import EdgeModel, Prediction, RuntimeConfig, ScoreError, load_model
+from edge_runtime.model import EdgeModel, Prediction, RuntimeConfig, ScoreError, default_model_path, load_model
 from edge_runtime.outputs import JsonLinesSink, StdoutClosed, check_outputs, open_file_sink, record_for
 from edge_runtime.priority import Priority, RealTime
 from edge_runtime.sources import LatestFrameReader
@@ -333,7 +333,9 @@ def run_inference(
     try:
         spec = resolve_source(cfg.source, camera=cfg.camera)
         summary.source = spec.name
-        check_outputs(spec, output=cfg.output, summary=cfg.summary_path, save=cfg.save)
+        check_outputs(
+            spec, output=cfg.output, summary=cfg.summary_path, save=cfg.save, model=cfg.model or default_model_path()
+        )
         if cfg.priority is Priority.REALTIME and not spec.kind.live:
             raise UsageError(
                 "--priority realtime is for a live source (--camera, or a stream URL); files and videos run at "

@@ -281,13 +281,52 @@ def check_save_target(target: Path) -> None:
         raise OutputError(f"{target}: not a regular file or folder (a FIFO or device); choose another --save")
 
 
-def check_outputs(spec: SourceSpec, *, output: Path | None, summary: Path | None, save: Path | None) -> None:
-    """Before any work: no two outputs on one file, none on an input, a ``--save`` that can be written."""
+def check_summary_target(target: Path) -> None:
+    """``--summary`` is written whole at the end, by a rename onto its name: a device (``/dev/null``, ``/dev/full``)
+    or FIFO there would be replaced by a regular file, for the whole machine when run as root. Checked now, with
+    its folder's writability, so that a run is not done only to lose its summary."""
+    from edge_runtime.atomic import temp_path_for
+
+    target = Path(os.path.realpath(target))  # a link is written through: its target gets the summary
+    with contextlib.suppress(OSError):
+        st = os.stat(target)
+        if stat.S_ISDIR(st.st_mode):
+            raise OutputError(f"{target}: is a folder; pass --summary FILE.json")
+        if not stat.S_ISREG(st.st_mode):
+            raise OutputError(
+                f"{target}: not a regular file (a device, FIFO or socket); --summary writes a file: choose another"
+            )
+    probe = temp_path_for(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        why = exc.strerror or exc
+        raise OutputError(f"{target}: cannot write the summary here ({why}); choose another --summary") from exc
+
+
+def check_not_the_model(model: Path, named: dict[str, Path | None]) -> None:
+    """An output on the run's model file (a slip of tab completion) would destroy the station's model."""
+    for opt, path in named.items():
+        if path is not None and same_file(path, model):
+            raise OutputError(f"{path}: {opt} names the model of this run; choose another {opt}")
+
+
+def check_outputs(
+    spec: SourceSpec, *, output: Path | None, summary: Path | None, save: Path | None, model: Path | None = None
+) -> None:
+    """Before any work: no two outputs on one file, none on an input or the ``model``, a ``--summary`` and a
+    ``--save`` that can be written."""
     from edge_runtime.annotate import VIDEO_SAVE_SUFFIXES
 
     save_video = save is not None and save.suffix.lower() in VIDEO_SAVE_SUFFIXES
     named = {"--output": output, "--summary": summary, "--save": save if save_video else None}
     check_distinct_outputs(named)
     check_not_an_input(spec, named, save_folder=None if save_video else save)
+    if model is not None:
+        check_not_the_model(model, named)
+    if summary is not None:
+        check_summary_target(summary)
     if save is not None:
         check_save_target(save)

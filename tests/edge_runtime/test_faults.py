@@ -319,7 +319,7 @@ def test_output_on_a_full_disk_is_exit_7_with_the_summary(tmp_path, tiny_model):
 @pytest.mark.parametrize("what", ["summary", "save-to-device"])
 def test_summary_or_video_that_cannot_be_written_is_exit_7(tmp_path, tiny_model, what):
     write_parts(tmp_path / "parts", [10, 200])
-    if what == "summary":  # (a link to /dev/full would just be replaced: the summary is written atomically)
+    if what == "summary":  # a folder that cannot be made: found before the run (it was found after all the work)
         target = Path("/proc/defect-edge/s.json")
     else:  # a device (or FIFO) would block or swallow the video writer: refused before anything runs
         target = tmp_path / "v.avi"
@@ -328,7 +328,7 @@ def test_summary_or_video_that_cannot_be_written_is_exit_7(tmp_path, tiny_model,
     result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), flag, str(target)])
     recs = check(result, ExitCode.OUTPUT_ERROR, error_lines=1)
     if what == "summary":
-        assert len(recs) == 2 and "summary: 2 items" in result.stderr
+        assert recs == [] and "cannot write the summary here" in result.stderr
     else:
         assert recs == [] and "FIFO or device" in result.stderr
 
@@ -505,3 +505,40 @@ def test_decoder_warnings_belong_to_their_own_image_when_decoding_in_parallel():
     with ThreadPoolExecutor(4) as pool:
         flagged = list(pool.map(lambda x: decode(x[0]).warning is not None, items))
     assert flagged == [damaged for _, damaged in items]
+
+
+def test_summary_onto_a_fifo_or_device_is_refused_and_left_as_it_is(tmp_path, tiny_model):
+    """The summary is renamed onto its name: a FIFO or device there became a regular file (as root, /dev/full
+    itself, for the whole machine)."""
+    import os
+    import stat
+
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    fifo = tmp_path / "summary.fifo"
+    os.mkfifo(fifo)
+    for target in (fifo, Path("/dev/null")):
+        result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--summary", str(target)])
+        assert check(result, ExitCode.OUTPUT_ERROR, error_lines=1) == []  # before any work
+        assert "not a regular file" in result.stderr and str(target) in result.stderr
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_summary_through_a_link_writes_the_links_target(tmp_path, tiny_model):
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    link = tmp_path / "latest.json"
+    link.symlink_to("run-7.json")
+    result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--summary", str(link)])
+    assert len(check(result, ExitCode.OK, error_lines=0)) == 2
+    assert link.is_symlink() and json.loads((tmp_path / "run-7.json").read_text())["items"] == 2
+
+
+def test_an_output_on_the_model_file_is_refused_before_any_work(tmp_path, tiny_model):
+    model = tmp_path / "station.onnx"
+    model.write_bytes(tiny_model.read_bytes())
+    (tmp_path / "latest.csv").symlink_to(model)
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    for opt, target in (("--summary", model), ("--output", tmp_path / "latest.csv")):
+        result = invoke(["--model", str(model), "--source", str(tmp_path / "parts"), opt, str(target)])
+        assert check(result, ExitCode.OUTPUT_ERROR, error_lines=1) == []
+        assert f"{opt} names the model of this run" in result.stderr
+    assert model.read_bytes() == tiny_model.read_bytes()  # was: the summary's JSON, and the next run exit 4

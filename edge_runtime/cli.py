@@ -37,14 +37,24 @@ HELP = (
     "--source",
     "source",
     metavar="PATH|DIR|GLOB|VIDEO|URL",
+    multiple=True,
+    callback=lambda ctx, param, values: _once(param, values),
     help="Image file, folder (recursive), quoted glob, video file, or rtsp:// / http:// stream.",
 )
-@click.option("--camera", "camera", metavar="N|DEVICE", help="Camera index (0) or device path (/dev/video2).")
+@click.option(
+    "--camera",
+    "camera",
+    metavar="N|DEVICE",
+    multiple=True,
+    callback=lambda ctx, param, values: _once(param, values),
+    help="Camera index (0) or device path (/dev/video2).",
+)
 @click.option(
     "--model",
     "model",
     type=click.Path(path_type=Path),
-    default=None,
+    multiple=True,
+    callback=lambda ctx, param, values: _once(param, values),
     help="ONNX model from export-onnx [default: the bundled INT8 model].",
 )
 @click.option(
@@ -210,6 +220,17 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
         if cfg.listener is not None:
             cfg.listener.close()
     return int(code)
+
+
+def _once(param: click.Parameter, values: tuple[Any, ...]) -> Any:
+    """The option's one value (None when not given). Given twice, click kept the last and dropped the first in
+    silence: ``--source bad.jpg --source ok.jpg --fail-on-defect`` passed the gate without looking at bad.jpg."""
+    if len(values) > 1:
+        hint = " (a folder or a quoted glob covers many files)" if param.name == "source" else ""
+        raise click.BadParameter(
+            f"given {len(values)} times ({', '.join(map(str, values))}); one run takes one{hint}", param=param
+        )
+    return values[0] if values else None
 
 
 def _refuse_run_options() -> None:

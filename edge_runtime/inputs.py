@@ -94,10 +94,21 @@ def resolve_source(source: str | None = None, *, camera: str | None = None) -> S
         return SourceSpec(SourceKind.CAMERA, camera)
     if source is None:
         raise DataError("no input: pass --source PATH|DIR|GLOB|VIDEO|URL or --camera N")
+    if not source.strip():
+        raise DataError("no input: --source is empty (an unset shell variable?); pass --source PATH|DIR|GLOB|VIDEO|URL")
     if is_stream_url(source):
         return SourceSpec(SourceKind.STREAM, source)
+    try:
+        return _resolve_path(source)
+    except OSError as exc:  # a folder on the way that may not be searched (permissions), an I/O error
+        raise DataError(f"{source}: cannot read ({exc.strerror or exc}); check its permissions") from exc
+
+
+def _resolve_path(source: str) -> SourceSpec:
     path = Path(source)
     if path.is_dir():
+        if isinstance(listed := _listing(path), _Unreadable):
+            raise listed.error
         images, ignored, links = list_folder(path)
         if not images:
             raise DataError(f"{source}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -117,28 +128,58 @@ def resolve_source(source: str | None = None, *, camera: str | None = None) -> S
     raise DataError(f"{source}: no such file or folder{hint}")
 
 
-def _walk(root: Path) -> Iterator[tuple[Path, os.DirEntry | None]]:
-    """Every entry under ``root`` (not the folders themselves), sorted, never following a link to a folder."""
+class _Unreadable:
+    """Marks a folder met while listing that could not be listed (permissions, I/O): it gets an item error of its
+    own, so that the images it may hold are not passed over in silence."""
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+
+
+def _listing(folder: str | Path) -> list[os.DirEntry] | _Unreadable:
     try:
-        entries = sorted(os.scandir(root), key=lambda e: e.name)
-    except OSError:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        return _Unreadable(exc)
+
+
+def _walk(root: Path) -> Iterator[tuple[Path, os.DirEntry | _Unreadable | None]]:
+    """Every entry under ``root`` (not the folders themselves), sorted, never following a link to a folder; a
+    folder that cannot be listed comes as itself with an :class:`_Unreadable`. Iterative: a folder nested a
+    thousand deep once ended the run with "RecursionError"."""
+    first = _listing(root)
+    if isinstance(first, _Unreadable):
+        yield root, first
         return
-    for e in entries:
+    stack = [iter(first)]
+    while stack:
+        e = next(stack[-1], None)
+        if e is None:
+            stack.pop()
+            continue
         try:
             real_dir = e.is_dir(follow_symlinks=False)
         except OSError:
             real_dir = False
-        if real_dir:
-            yield from _walk(Path(e.path))
-        else:
+        if not real_dir:
             yield Path(e.path), e
+            continue
+        below = _listing(e.path)
+        if isinstance(below, _Unreadable):
+            yield Path(e.path), below
+        else:
+            stack.append(iter(below))
 
 
-def _classify(paths: Iterable[tuple[Path, os.DirEntry | None]]) -> tuple[tuple[Path, ...], int, int]:
-    """(image-looking entries, other files ignored, links to folders not followed)."""
+def _classify(paths: Iterable[tuple[Path, os.DirEntry | _Unreadable | None]]) -> tuple[tuple[Path, ...], int, int]:
+    """(image-looking entries and folders that could not be listed, other files ignored, links to folders not
+    followed)."""
     images, ignored, links = [], 0, 0
     for p, entry in paths:
-        if entry is not None and entry.is_symlink() and os.path.isdir(p):
+        if isinstance(entry, _Unreadable):
+            images.append(p)  # an item error: "cannot list the folder"
+        elif entry is not None and entry.is_symlink() and os.path.isdir(p):
             links += 1
         elif p.suffix.lower() in IMAGE_SUFFIXES:
             images.append(p)  # whatever it is (FIFO, dead link, device): it gets a record
@@ -192,9 +233,16 @@ def match_glob(pattern: str) -> tuple[tuple[Path, ...], int, int]:
     rx = _pattern_regex("/".join(comps[fixed:]))
     base = Path(root)
     found = []
+    below = comps[fixed:]
     for p, entry in _walk(base):
         rel = p.relative_to(base).as_posix()
-        if rx.match(rel) and not any(part.startswith(".") for part in rel.split("/")):
+        if any(part.startswith(".") for part in rel.split("/")):
+            continue
+        if isinstance(entry, _Unreadable):
+            # a folder the pattern reaches into (``**``, or fewer levels deep than the pattern) may hold matches
+            if "**" in below or (rel != "." and rel.count("/") + 1 < len(below)):
+                found.append((p, entry))
+        elif rx.match(rel):
             found.append((p, entry))
     return _classify(found)
 
@@ -231,6 +279,10 @@ def _failure(source: str, exc: BaseException) -> str:
 
 def load_file(path: Path, prepare: Callable[..., np.ndarray], *, keep_original: bool) -> Item:
     """Read, decode and resize one image file; any failure becomes an Item with ``error`` (never an exception)."""
+    if os.path.isdir(path):  # a folder met while listing that could not be listed
+        listed = _listing(path)
+        why = listed.error.strerror or listed.error if isinstance(listed, _Unreadable) else "not when the run began"
+        return Item(str(path), error=f"{path}: cannot list the folder ({why}); the images in it were not inspected")
     try:
         decoded = decode(read_bytes(path), source=str(path))
         # CPU time of this worker thread: the resize's own cost, not the time it waited for a core.

@@ -7,6 +7,7 @@ UsageError: --threads 512 is out of range; use 1..2 (this machine's CPU cores)
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -46,7 +47,7 @@ def read_model_bytes(path: Path) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        if not os.path.lexists(path):
+        if exc.errno == errno.ENOENT:
             raise ModelError(f"{path}: model file not found; pass --model PATH to an .onnx from export-onnx") from exc
         raise ModelError(f"{path}: cannot read the model ({exc.strerror or exc})") from exc
     try:

@@ -542,3 +542,74 @@ def test_an_output_on_the_model_file_is_refused_before_any_work(tmp_path, tiny_m
         assert check(result, ExitCode.OUTPUT_ERROR, error_lines=1) == []
         assert f"{opt} names the model of this run" in result.stderr
     assert model.read_bytes() == tiny_model.read_bytes()  # was: the summary's JSON, and the next run exit 4
+
+
+def test_a_folder_that_cannot_be_listed_is_an_item_error_not_a_silent_skip(tmp_path, tiny_model, monkeypatch):
+    """A subfolder without read permission was passed over in silence: its defective parts never judged, and
+    ``--fail-on-defect`` passed (root reads any folder, so the refusal is made here by hand)."""
+    import os
+
+    write_parts(tmp_path / "lot" / "a", [10])
+    write_parts(tmp_path / "lot" / "b", [220])
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path).endswith(os.sep + "b"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    for source in (tmp_path / "lot", f"{tmp_path}/lot/**/*.png"):
+        result = invoke(["--model", str(tiny_model), "--source", str(source), "--fail-on-defect"])
+        recs = check(result, ExitCode.DEFECT_FOUND, error_lines=0)
+        assert [Path(r["source"]).name for r in recs] == ["part_00.png", "b"]
+        assert recs[1]["error"].endswith(
+            "b: cannot list the folder (Permission denied); the images in it were not inspected"
+        )
+    result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "lot" / "b")])
+    assert check(result, ExitCode.BAD_DATA, error_lines=1) == [] and "cannot read (Permission denied)" in result.stderr
+
+
+def test_a_folder_nested_a_thousand_deep_is_listed(tmp_path, tiny_model):
+    deep = tmp_path / "lot"
+    write_parts(deep, [220])
+    levels = [deep]
+    for _ in range(1100):  # was: "unexpected RecursionError", exit 1 (pathlib's own mkdir recurses too)
+        levels.append(levels[-1] / "d")
+        levels[-1].mkdir()
+    write_parts(tmp_path / "ok", [10])
+    (tmp_path / "ok" / "part_00.png").rename(levels[-1] / "part.png")
+    try:
+        recs = check(invoke(["--model", str(tiny_model), "--source", str(deep)]), ExitCode.OK, error_lines=0)
+        assert sorted(r["defective"] for r in recs) == [False, True]
+    finally:  # shutil.rmtree (pytest's clean-up) recurses too: take the levels down from the bottom
+        (levels[-1] / "part.png").unlink()
+        for level in reversed(levels[1:]):
+            level.rmdir()
+
+
+def test_an_empty_source_is_no_input_not_the_current_folder(tmp_path, tiny_model, monkeypatch):
+    write_parts(tmp_path, GOOD_LEVELS)
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["--model", str(tiny_model), "--source", ""])  # an unset shell variable
+    assert check(result, ExitCode.BAD_DATA, error_lines=1) == [] and "--source is empty" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "twice",
+    [
+        ["--source", "PARTS", "--source", "x.png"],
+        ["--camera", "0", "--camera", "1"],
+        ["--model", "TINY", "--model", "TINY"],
+    ],
+)
+def test_an_input_option_given_twice_is_a_usage_error(tmp_path, tiny_model, twice):
+    """Click kept the last and dropped the first: ``--source bad.jpg --source ok.jpg --fail-on-defect`` passed."""
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    named = {"PARTS": str(tmp_path / "parts"), "TINY": str(tiny_model)}
+    args = [named.get(a, a) for a in twice]
+    base = [] if "--model" in twice else ["--model", str(tiny_model)]
+    base += [] if "--source" in twice or "--camera" in twice else ["--source", str(tmp_path / "parts")]
+    result = invoke([*base, *args])
+    assert result.exit_code == ExitCode.USAGE and f"'{twice[0]}': given 2 times" in result.stderr
+    assert result.stdout == ""

@@ -70,6 +70,11 @@ class Outputs:
     saver: object | None = None
     wants_pictures: bool = False  # a listener keeps the decoded pictures
 
+    def begin(self) -> None:
+        """The source is open: the ``--output`` files are emptied for this run's records (see FileSink.begin)."""
+        for s in self.files:
+            s.begin()
+
     @property
     def needs_picture(self) -> bool:
         return self.window is not None or self.saver is not None or self.wants_pictures
@@ -267,6 +272,7 @@ def process(
         reader=reader,
         notice=runner.summary.note,
     )
+    runner.out.begin()  # only now: a source that cannot be opened leaves the last run's --output as it was
     size = 1 if spec.kind.live else min(cfg.batch_size, model.max_batch or cfg.batch_size)
     if runner.out.needs_picture:
         size = min(size, PICTURE_BATCH)  # decoded pictures are kept per item: bound how many are held at once

@@ -127,12 +127,24 @@ class FileSink:
             self.regular = stat.S_ISREG(os.fstat(self.fd).st_mode)
             self._lock()
             fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
-            if self.regular:
-                os.ftruncate(self.fd, 0)
         except BaseException:
             os.close(self.fd)
             raise
-        if csv_format:
+        self.begun = False
+
+    def begin(self) -> None:
+        """Empty the file and write the CSV header: once the run's source is open. A run that fails to start (a
+        video that cannot be opened, a missing camera) leaves the last run's records as they were."""
+        if self.begun:
+            return
+        self.begun = True
+        if self.regular:
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError as exc:
+                why = exc.strerror or exc
+                raise OutputError(f"{self.path}: cannot write ({why}); choose another --output") from exc
+        if self.csv_format:
             self._write(self._csv_row(list(RECORD_KEYS)))
 
     def _lock(self) -> None:
@@ -176,6 +188,7 @@ class FileSink:
             ) from exc
 
     def write(self, rec: dict[str, Any]) -> None:
+        self.begin()
         self._write(self.encode(rec))
 
     def close(self) -> None:

@@ -613,3 +613,20 @@ def test_an_input_option_given_twice_is_a_usage_error(tmp_path, tiny_model, twic
     result = invoke([*base, *args])
     assert result.exit_code == ExitCode.USAGE and f"'{twice[0]}': given 2 times" in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("source", ["video", "camera"])
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_a_run_that_cannot_open_its_source_leaves_the_last_output_as_it_was(tmp_path, tiny_model, source, suffix):
+    """The --output file was emptied before the source was opened: a failed start wiped the last run's records
+    (and left its --summary beside an empty file)."""
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    out = tmp_path / f"line3{suffix}"
+    first = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--output", str(out)])
+    check(first, ExitCode.OK, error_lines=0)
+    before = out.read_bytes()
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
+    where = ["--source", str(tmp_path / "broken.mp4")] if source == "video" else ["--camera", "/dev/video97"]
+    result = invoke(["--model", str(tiny_model), *where, "--output", str(out)])
+    assert check(result, ExitCode.SOURCE_UNAVAILABLE, error_lines=1) == []
+    assert out.read_bytes() == before and len(before.splitlines()) == 2 + (suffix == ".csv")

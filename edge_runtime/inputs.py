@@ -11,6 +11,7 @@ the reader thread for video), so the inference loop only stacks, normalises and 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import queue
@@ -29,7 +30,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from edge_runtime.decoding import decode, read_bytes
-from edge_runtime.errors import DataError, DefectEdgeError, SourceError
+from edge_runtime.errors import DataError, DefectEdgeError, SourceError, UsageError
 from edge_runtime.preprocess import IMAGE_SUFFIXES
 from edge_runtime.sources import LatestFrameReader, capture_factory, is_stream_url
 
@@ -91,7 +92,7 @@ def resolve_source(source: str | None = None, *, camera: str | None = None) -> S
     <SourceKind.STREAM: 'stream'>
     """
     if camera is not None:
-        return SourceSpec(SourceKind.CAMERA, camera)
+        return SourceSpec(SourceKind.CAMERA, check_camera(camera))
     if source is None:
         raise DataError("no input: pass --source PATH|DIR|GLOB|VIDEO|URL or --camera N")
     if not source.strip():
@@ -102,6 +103,25 @@ def resolve_source(source: str | None = None, *, camera: str | None = None) -> S
         return _resolve_path(source)
     except OSError as exc:  # a folder on the way that may not be searched (permissions), an I/O error
         raise DataError(f"{source}: cannot read ({exc.strerror or exc}); check its permissions") from exc
+
+
+def check_camera(camera: str) -> str:
+    """``--camera``: an index or a device. A regular file there was read as a camera that never ends: the video
+    replayed on every "reconnect", its parts counted again and again.
+
+    >>> check_camera("0")
+    '0'
+    """
+    if camera.isdigit():
+        if int(camera) >= 1 << 31:  # OpenCV's index is a C int: a bigger one was a page of overload errors
+            raise UsageError(f"--camera {camera}: not a camera index; use a small number (0, 1, ...) or a device")
+        return camera
+    if not camera.strip():
+        raise UsageError("--camera is empty (an unset shell variable?); pass --camera N or --camera /dev/videoN")
+    with contextlib.suppress(OSError):  # a path that does not exist fails to open as a camera: exit 5
+        if stat.S_ISREG(os.stat(camera).st_mode):
+            raise UsageError(f"--camera {camera}: is a file, not a camera; pass a video file with --source {camera}")
+    return camera
 
 
 def _resolve_path(source: str) -> SourceSpec:

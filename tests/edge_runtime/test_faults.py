@@ -630,3 +630,20 @@ def test_a_run_that_cannot_open_its_source_leaves_the_last_output_as_it_was(tmp_
     result = invoke(["--model", str(tiny_model), *where, "--output", str(out)])
     assert check(result, ExitCode.SOURCE_UNAVAILABLE, error_lines=1) == []
     assert out.read_bytes() == before and len(before.splitlines()) == 2 + (suffix == ".csv")
+
+
+@pytest.mark.parametrize("case", ["video-file", "huge-index", "empty"])
+def test_a_camera_that_cannot_be_one_is_a_usage_error(tmp_path, tiny_model, case):
+    """A video file given as --camera replayed forever (every "reconnect" opened it again: 258 records for 20
+    frames); an index beyond a C int gave a page of OpenCV overloads."""
+    import numpy as np
+
+    from tests.edge_runtime.test_cli import write_video
+
+    video = write_video(tmp_path / "line3.avi", [np.full((48, 48), v, np.uint8) for v in (10, 220)])
+    camera = {"video-file": str(video), "huge-index": "99999999999999999999", "empty": ""}[case]
+    result = invoke(["--model", str(tiny_model), "--camera", camera])
+    assert check(result, ExitCode.USAGE, error_lines=1) == []
+    assert {"video-file": "is a file, not a camera", "huge-index": "not a camera index", "empty": "--camera is empty"}[
+        case
+    ] in result.stderr

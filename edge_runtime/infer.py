@@ -198,6 +198,10 @@ class Runner:
     def emit(self, item: Item, pred: Prediction | None, rec: dict | None = None) -> bool:
         """Write one record everywhere and count it; False when the run should stop."""
         rec = rec if rec is not None else record_for(item, pred)
+        now = time.perf_counter()
+        self.fps = 0.9 * self.fps + 0.1 / max(now - self.last, 1e-6) if self.fps else 1.0 / max(now - self.last, 1e-6)
+        self.last = now
+        canvas = self.picture(item, pred)  # drawn first: the slow part, outside the block a signal waits for
         with self.stop.atomic():
             for sink in self.out.files:
                 sink.write(rec)
@@ -206,19 +210,30 @@ class Runner:
                     self.out.stdout.write(rec)
             except (StdoutClosed, OutputError):
                 if self.out.files:
-                    self.summary.add(rec)  # it is in the --output file
+                    self._count(rec, pred)  # it is in the --output file
                 raise
-            self.summary.add(rec)
-        now = time.perf_counter()
-        self.fps = 0.9 * self.fps + 0.1 / max(now - self.last, 1e-6) if self.fps else 1.0 / max(now - self.last, 1e-6)
-        self.last = now
-        keep_going = self.draw(item, pred)
+            self._count(rec, pred)
+            # --save keeps one frame per record: a stop between the two left a counted record without its frame
+            if canvas is not None and self.out.saver is not None:
+                name = Path(item.source).name if item.frame is None else f"frame_{item.frame}"
+                self.out.saver.write(canvas, name=name)
+        keep_going = canvas is None or self.out.window is None or self.out.window.show(canvas)
         left = self.remaining()
         return keep_going and not self.stop.requested and (left is None or left > 0)
 
-    def draw(self, item: Item, pred: Prediction | None) -> bool:
+    def _count(self, rec: dict, pred: Prediction | None) -> None:
+        """Count a written record, and the looks that made its score: counted from the model's batches, they
+        took in items never written (a closed stdout, a stop mid-batch: "2 items, second look: 5 items")."""
+        self.summary.add(rec)
+        if pred is not None:
+            self.summary.second_looks += pred.second_look
+            self.summary.symmetry_looks += pred.asymmetry is not None
+            self.summary.symmetry_lifts += pred.lifted
+
+    def picture(self, item: Item, pred: Prediction | None) -> np.ndarray | None:
+        """The annotated picture to show and save (None: nothing shows or saves pictures, or no picture)."""
         if self.out.window is None and self.out.saver is None:
-            return True
+            return None
         from edge_runtime.annotate import annotate, blank_frame
 
         picture = item.original
@@ -226,14 +241,11 @@ class Runner:
             # An undecodable frame of a video or stream: a grey frame naming the error keeps --save one frame per
             # record, so the saved video's frames and timing line up with the records (it was left out).
             if item.frame is None or not item.error or self.picture_shape is None:
-                return True
+                return None
             picture = blank_frame(self.picture_shape)
         else:
             self.picture_shape = picture.shape
-        canvas = annotate(picture, pred, fps=self.fps if item.frame is not None else None, error=item.error or "")
-        if self.out.saver is not None:
-            self.out.saver.write(canvas, name=Path(item.source).name if item.frame is None else f"frame_{item.frame}")
-        return self.out.window is None or self.out.window.show(canvas)
+        return annotate(picture, pred, fps=self.fps if item.frame is not None else None, error=item.error or "")
 
 
 def exit_code(cfg: InferConfig, summary: Summary) -> ExitCode:
@@ -397,9 +409,6 @@ def run_inference(
             rt.close()
         if own_signals:
             stop.uninstall()
-        if model is not None:
-            summary.second_looks = model.second_looks
-            summary.symmetry_looks, summary.symmetry_lifts = model.symmetry_looks, model.symmetry_lifts
     _finish(cfg, summary, outputs, log)
     return summary, exit_code(cfg, summary)
 

@@ -87,6 +87,10 @@ class Prediction:
     # The part's asymmetry peak where the model's symmetry look measured it (items just below the threshold;
     # edge_runtime.model_info.SymmetryLook), else None. ``score`` already includes its lift.
     asymmetry: float | None = None
+    # How the score came about, for the summary's counts of the records actually written: scored a second time,
+    # mirrored (second look), and turned defective by the symmetry look.
+    second_look: bool = field(default=False, compare=False)
+    lifted: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict:
         return {
@@ -290,18 +294,23 @@ class EdgeModel:
     def second_look(self, batch: np.ndarray, first: np.ndarray) -> np.ndarray:
         """The items whose first score lies near the threshold, scored once more mirrored; their score becomes
         the mean of the two logits (:class:`~edge_runtime.model_info.SecondLook`). Others keep ``first``."""
+        return self._second_look(batch, first)[0]
+
+    def _second_look(self, batch: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`second_look`, and which items it scored again."""
         look, t = self.info.second_look, self.info.threshold
+        near = np.zeros(len(first), bool)
         if look is None or not self.cfg.second_look or not 0.0 < t < 1.0 or len(first) == 0:
-            return first
+            return first, near
         z = logit(first)
         near = np.abs(z - logit(t)) < look.band_logit  # NaN scores are never near
         if not near.any():
-            return first
+            return first, near
         z_mirror = logit(self.network_scores(batch[near][..., ::-1]))
         out = first.copy()
         out[near] = 1.0 / (1.0 + np.exp(-(z[near] + z_mirror) / 2.0))
         self.second_looks += int(near.sum())
-        return out
+        return out, near
 
     @property
     def looks_at_symmetry(self) -> bool:
@@ -381,15 +390,20 @@ class EdgeModel:
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """P(defective) (N,) and, when the model has it, the map (N, 1, h, w) float32, from one inference."""
         x = np.ascontiguousarray(batch, dtype=np.float32)
+        s, maps = self._first_and_maps(x)
+        return self.second_look(x, s), maps  # the map is the first view's
+
+    def _first_and_maps(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The network's own scores and, when the model has it, its map: one inference, no second look."""
         if not self.has_map:
-            return self.scores(x), None
+            return self.network_scores(x), None
         parts = [x[i : i + 1] for i in range(len(x))] if self.max_batch == 1 else [x]
         outs = [self.session.run([OUTPUT_NAME, MAP_OUTPUT_NAME], {INPUT_NAME: p}) for p in parts]
         s = np.concatenate([np.asarray(o[0]) for o in outs]).astype(np.float64).reshape(-1)
         maps = np.concatenate([np.asarray(o[1], np.float32) for o in outs])
         if s.size != len(x) or len(maps) != len(x):
             raise ModelError(f"{self.path}: gave {s.size} scores / {len(maps)} maps for {len(x)} images; re-export")
-        return self.second_look(x, s), maps  # the map is the first view's
+        return s, maps
 
     def predict_inputs(
         self,
@@ -425,15 +439,18 @@ class EdgeModel:
         if len(batch_u8) == 0:
             return []
         t0 = time.perf_counter()
-        x = normalize(np.asarray(batch_u8), self.info.preprocess)
-        s, maps = self.run(x) if with_map else (self.scores(x), None)
-        s, peaks = self.symmetry_look(s, parts)
+        x = np.ascontiguousarray(normalize(np.asarray(batch_u8), self.info.preprocess), dtype=np.float32)
+        first, maps = self._first_and_maps(x) if with_map else (self.network_scores(x), None)
+        looked, twice = self._second_look(x, first)
+        s, peaks = self.symmetry_look(looked, parts)
         share = (time.perf_counter() - t0) * 1000.0 / len(batch_u8)
         extra = prep_ms if prep_ms is not None else [0.0] * len(batch_u8)
+        t = self.info.threshold
         out: list[Prediction | ScoreError] = []
         for i, (v, e) in enumerate(zip(s, extra, strict=True)):
             try:
                 p = self.verdict(v, share + float(e), asymmetry=peaks[i])
+                p = replace(p, second_look=bool(twice[i]), lifted=bool(looked[i] < t <= v))
                 out.append(p if maps is None else replace(p, heatmap=maps[i, 0], heat_scale=self.info.map_full_scale))
             except ScoreError as exc:
                 out.append(exc)

@@ -170,3 +170,56 @@ def test_stderr_that_cannot_be_written_loses_messages_not_the_run(tmp_path):
         done = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=full, text=True, timeout=120)
     assert done.returncode == ExitCode.OK  # was 1: the first message on stderr failed the run
     assert len([json.loads(line) for line in done.stdout.splitlines()]) == 2
+
+
+def test_the_summary_counts_the_looks_of_the_records_written_only(tmp_path):
+    """The second look's count came from the model's batches: with an --output that fails on its first record
+    the summary said "0 items ... second look: 4 items" (and "1 items ... 400%" after `| head -1`)."""
+    samples = REPO / "edge_runtime" / "samples"
+    summary, full = tmp_path / "s.json", tmp_path / "full.jsonl"
+    full.symlink_to("/dev/full")
+    args = ["edge_runtime.cli", "--source", str(samples), "--quiet", "--summary", str(summary)]
+    done = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and json.loads(summary.read_text())["second_looks"] >= 2  # the case is exercised
+    failed = subprocess.run([sys.executable, "-m", *args, "--output", str(full)], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    s = json.loads(summary.read_text())
+    assert failed.returncode == ExitCode.OUTPUT_ERROR and s["items"] == 0
+    assert s["second_looks"] == s["symmetry_looks"] == s["symmetry_lifts"] == 0
+
+
+SLOW_DRAWING = """
+import os, signal, sys, threading, time
+import edge_runtime.annotate as annotate
+real, calls = annotate.annotate, []
+def slow(*args, **kwargs):  # a big frame: the third takes long to draw, and Ctrl-C comes meanwhile
+    calls.append(1)
+    if len(calls) == 3:
+        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+        time.sleep(0.4)
+    return real(*args, **kwargs)
+annotate.annotate = slow
+from edge_runtime.cli import main
+sys.argv = ["edge-infer", *sys.argv[1:]]
+main()
+"""
+
+
+def test_ctrl_c_while_a_frame_is_drawn_keeps_one_saved_frame_per_record(tmp_path):
+    """The frame was saved after its record was written and counted, outside the block a signal waits for: a
+    stop in between left 3 records and 2 saved frames."""
+    import cv2
+    import numpy as np
+
+    from tests.edge_runtime.test_cli import write_video
+
+    video = write_video(tmp_path / "line3.avi", [np.full((48, 48), v, np.uint8) for v in (10, 220) * 5])
+    out, saved = tmp_path / "r.jsonl", tmp_path / "annotated.avi"
+    args = ["--model", TINY, "--source", str(video), "--output", str(out), "--save", str(saved), "--batch-size", "1"]
+    proc = subprocess.run([sys.executable, "-c", SLOW_DRAWING, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, preexec_fn=_default_signals)  # fmt: skip
+    assert proc.returncode == ExitCode.INTERRUPTED, proc.stderr[-800:]
+    cap = cv2.VideoCapture(str(saved))
+    frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    assert 2 <= len(out.read_text().splitlines()) == frames < 10

@@ -240,9 +240,10 @@ class Runner:
         if picture is None:
             # An undecodable frame of a video or stream: a grey frame naming the error keeps --save one frame per
             # record, so the saved video's frames and timing line up with the records (it was left out).
-            if item.frame is None or not item.error or self.picture_shape is None:
+            shape = self.picture_shape or item.picture_shape  # the first frame: the size the video declares
+            if item.frame is None or not item.error or shape is None:
                 return None
-            picture = blank_frame(self.picture_shape)
+            picture = blank_frame(shape)
         else:
             self.picture_shape = picture.shape
         return annotate(picture, pred, fps=self.fps if item.frame is not None else None, error=item.error or "")

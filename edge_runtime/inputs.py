@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import math
 import os
 import queue
 import re
@@ -73,6 +74,7 @@ class Item:
     warning: str | None = None  # a verdict is given, but the decoder concealed damage (corrupt JPEG data)
     unlike_training: list[str] | None = None  # station check: why the item looks unlike the training images
     part: Any = None  # edge_runtime.symmetry.PartPatch for the model's symmetry look (None: not cut, or no part)
+    picture_shape: tuple[int, ...] | None = None  # an undecodable frame: the size its container declares
 
 
 def _split_prepared(out: Any) -> tuple[np.ndarray, list[str] | None, Any]:
@@ -328,12 +330,13 @@ def iter_files(
 
 def frame_item(
     source: str, index: int, frame: Any, prepare: Callable[..., np.ndarray], *, keep_original: bool,
-    warning: str | None = None, error: str | None = None,
+    warning: str | None = None, error: str | None = None, shape: tuple[int, ...] | None = None,
 ) -> Item:  # fmt: skip
     """One video or live frame on its way to a verdict. ``warning``/``error``: what a Motion-JPEG source's decoder
-    said of it (:class:`edge_runtime.jpeg_packets.JpegPackets`; an error comes without a frame)."""
+    said of it (:class:`edge_runtime.jpeg_packets.JpegPackets`; an error comes without a frame, and ``shape``, the
+    frame size the container declares, sizes its placeholder in a saved video)."""
     if error is not None or frame is None:
-        return Item(source, index, error=f"{source} frame {index}: {error or 'no picture'}")
+        return Item(source, index, error=f"{source} frame {index}: {error or 'no picture'}", picture_shape=shape)
     t0 = time.perf_counter()
     try:
         x, unlike, part = _split_prepared(prepare(frame, source=f"{source} frame {index}"))
@@ -390,28 +393,68 @@ def iter_video(
     return _video_frames(cap, name, prepare, keep_original=keep_original, notice=notice)
 
 
+def _declared_end_ms(cap: Any, declared: int) -> float | None:
+    """The time (ms) by which a complete video has shown its last frame: its declared length less 1.5 frames.
+    A frame count that includes "repeat the last frame" entries (a frame-rate conversion to AVI) is more than the
+    frames there are, and the last frame's time tells a complete video from a cut one."""
+    import cv2
+
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    except (cv2.error, TypeError, ValueError):
+        return None
+    if not (math.isfinite(fps) and fps > 0.0 and declared > 0):
+        return None
+    return (declared - 1.5) * 1000.0 / fps
+
+
+def _declared_shape(cap: Any) -> tuple[int, int, int] | None:
+    """The frame size (height, width, 3) the container declares, None where it declares none."""
+    import cv2
+
+    try:
+        h, w = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+    except (cv2.error, TypeError, ValueError, OverflowError):
+        return None
+    return (h, w, 3) if 0 < h <= 1 << 15 and 0 < w <= 1 << 15 else None
+
+
+def _position_ms(cap: Any) -> float | None:
+    import cv2
+
+    try:
+        ms = float(cap.get(cv2.CAP_PROP_POS_MSEC))
+    except (cv2.error, TypeError, ValueError):
+        return None
+    return ms if math.isfinite(ms) and ms > 0.0 else None
+
+
 def _video_frames(
     cap: Any, name: str, prepare: Callable[..., np.ndarray], *, keep_original: bool, notice: Callable[[str], None]
 ) -> Iterator[Item]:
     import cv2
 
     declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    q: queue.Queue[Item | None] = queue.Queue(maxsize=64)
+    ends_ms = _declared_end_ms(cap, declared)
+    shape = _declared_shape(cap) if keep_original else None
+    # Decoded pictures are kept for --save/--show: a few frames ahead, not 64 (8K frames took 3.3 GB).
+    q: queue.Queue[Item | None] = queue.Queue(maxsize=4 if keep_original else 64)
     stop = threading.Event()
 
     def reader() -> None:
-        index = 0
+        index, at_ms = 0, None
         try:
             while not stop.is_set():
                 try:
                     ok, frame = cap.read()
+                    at_ms = _position_ms(cap) if ok else at_ms
                 except cv2.error:
                     ok, frame = False, None
                 if not ok:
-                    if 0 < index < declared:
+                    if 0 < index < declared and (ends_ms is None or at_ms is None or at_ms < ends_ms):
                         notice(f"{name}: stopped at frame {index} of {declared} (truncated or corrupt video)")
                     break
-                item = frame_item(name, index, frame, prepare, keep_original=keep_original,
+                item = frame_item(name, index, frame, prepare, keep_original=keep_original, shape=shape,
                                   warning=getattr(cap, "warning", None), error=getattr(cap, "error", None))  # fmt: skip
                 while not stop.is_set():
                     try:

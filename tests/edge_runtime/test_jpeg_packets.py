@@ -325,3 +325,60 @@ def test_a_network_camera_is_decoded_to_gray_when_no_picture_is_kept(tiny_model:
         server.shutdown()
     assert result.exit_code == ExitCode.OK, result.stderr[-800:]
     assert len(result.stdout.splitlines()) == 3 and asked and not any(asked)
+
+
+def test_a_saved_video_keeps_a_frame_for_an_undecodable_first_frame(tmp_path: Path, tiny_model: Path):
+    """The placeholder took the last drawn frame's size, and frame 0 has none: 20 records, 19 saved frames."""
+    path = damaged_video(tmp_path / "run.avi", lost=(), unreadable=(0,))
+    saved = tmp_path / "annotated.avi"
+    result = CliRunner().invoke(main, ["--model", str(tiny_model), "--source", str(path), "--save", str(saved)])
+    assert result.exit_code == ExitCode.OK, result.stderr[-800:]
+    cap = cv2.VideoCapture(str(saved))
+    ok, first = cap.read()
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    assert count == 17 and ok and abs(float(first[20:-20, 20:-20].mean()) - 48) < 12  # the placeholder, first
+
+
+def test_a_video_with_pictures_kept_is_read_only_a_few_frames_ahead(tmp_path: Path, monkeypatch):
+    """Each frame kept for --save is a full decoded picture: 64 read ahead took 3.3 GB on an 8K video."""
+    from edge_runtime import inputs
+
+    path = tmp_path / "long.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(60):
+        writer.write(np.full((48, 64, 3), i * 4, np.uint8))
+    writer.release()
+    made: list[int] = []
+    real = inputs.frame_item
+    monkeypatch.setattr(inputs, "frame_item", lambda *a, **k: made.append(1) or real(*a, **k))
+    frames = inputs.iter_video(str(path), lambda im, **k: im[:8, :8, 0], keep_original=True)
+    next(frames)
+    time.sleep(0.5)  # the reader runs ahead as far as it may
+    assert len(made) <= 8
+    assert sum(1 for _ in frames) == 59
+
+
+def test_a_complete_avi_with_repeat_entries_is_not_called_truncated(tmp_path: Path, tiny_model: Path):
+    """FFmpeg's frame-rate conversion to AVI indexes "repeat the last frame" entries that hold no picture: the
+    header's count (58) is more than the frames (20), and a complete file was reported as cut at frame 20."""
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg to write the .avi (apt-get install -y ffmpeg)")
+    for i in range(20):
+        cv2.imwrite(str(tmp_path / f"f{i:03d}.jpg"), np.full((48, 64, 3), 10 + 10 * i, np.uint8))
+    video, cut = tmp_path / "v30.avi", tmp_path / "cut.avi"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-framerate", "10", "-i", str(tmp_path / "f%03d.jpg"),
+                    "-c:v", "mjpeg", "-r", "30", str(video)], check=True)  # fmt: skip
+    data = video.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    cap = cv2.VideoCapture(str(video))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) > 20  # the case: more entries than pictures
+    cap.release()
+    whole = CliRunner().invoke(main, ["--model", str(tiny_model), "--source", str(video), "--json"])
+    assert whole.exit_code == ExitCode.OK and len(whole.stdout.splitlines()) == 20
+    assert "truncated" not in whole.stderr
+    half = CliRunner().invoke(main, ["--model", str(tiny_model), "--source", str(cut), "--json"])
+    assert "(truncated or corrupt video)" in half.stderr  # a cut file still is

@@ -6,6 +6,12 @@ import os
 # does not parse itself stay bounded at 67 MP too, instead of OpenCV's default of 1 GP.
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 26))
 
+# edge-infer: a stop signal during the imports below ends the run cleanly (standard library only; a no-op when
+# edge_runtime is imported as a library).
+from edge_runtime.stopping import install_early  # noqa: E402
+
+install_early()
+
 from edge_runtime.errors import DefectEdgeError, ExitCode  # noqa: E402 - after the OpenCV setting
 from edge_runtime.model_info import ModelInfo, Precision  # noqa: E402
 from edge_runtime.preprocess import PreprocessSpec, preprocess, read_image  # noqa: E402

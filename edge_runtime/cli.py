@@ -151,9 +151,11 @@ def main(*, debug: bool, **opts: object) -> None:
     from edge_runtime.stopping import StopSignals
     from edge_runtime.summary import Summary
 
-    stop = StopSignals().install()
+    stop = StopSignals.for_command()  # installed before edge-infer's imports, when run as the console script
     summary = Summary(source=str(opts["source"] or f"camera {opts['camera']}"))
     try:
+        if stop.requested:  # a signal during the imports or the option parsing
+            raise KeyboardInterrupt
         code = _run(opts, debug=debug, stop=stop, summary=summary)
     except KeyboardInterrupt:
         if summary.wall_s:  # run_inference already reported

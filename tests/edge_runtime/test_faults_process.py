@@ -223,3 +223,39 @@ def test_ctrl_c_while_a_frame_is_drawn_keeps_one_saved_frame_per_record(tmp_path
     frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     cap.release()
     assert 2 <= len(out.read_text().splitlines()) == frames < 10
+
+
+def opencv_loaded(pid: int) -> bool:
+    try:
+        return "cv2" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_during_the_console_scripts_imports_is_a_clean_stop(tmp_path, sig):
+    """edge-infer's imports (OpenCV, numpy, click: about 0.15 s) ran before main() took the signals over: Ctrl-C
+    there gave a KeyboardInterrupt traceback or click's "Aborted!" (exit 1), SIGTERM killed it without a summary.
+    ``import edge_runtime`` now takes them over first, for the edge-infer console script only."""
+    script = Path(sys.executable).with_name("edge-infer")
+    if not script.exists():
+        pytest.skip("edge-infer is not installed beside this Python")
+    write_parts(tmp_path / "parts", [10, 220])
+    args = [str(script), "--model", TINY, "--source", str(tmp_path / "parts")]
+    during_imports = 0
+    for _ in range(5):
+        proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=_default_signals)  # fmt: skip
+        wait_for_handler(proc)
+        during_imports += not opencv_loaded(proc.pid)  # the handler came before OpenCV: still importing
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == ExitCode.INTERRUPTED, err[-800:]
+        assert "Traceback" not in err and "Aborted" not in err and "stopped early (interrupted)" in err
+    assert during_imports  # was 0: the handler came only after every import
+
+
+def test_importing_the_runtime_as_a_library_leaves_the_signals_alone():
+    code = "import signal, edge_runtime; assert signal.getsignal(signal.SIGINT) is signal.default_int_handler"
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)

@@ -85,7 +85,11 @@ HELP = (
 )
 @click.option("--show", is_flag=True, help="Show a window with label, score and FPS (headless when no display).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N items.")
-@click.option("--fail-on-defect", is_flag=True, help="Exit with code 10 when any item is defective (a gate).")
+@click.option(
+    "--fail-on-defect",
+    is_flag=True,
+    help="Exit with code 10 when any item is defective, unreadable, damaged, or shows no part (a gate).",
+)
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 1024),

@@ -28,7 +28,7 @@ class ExitCode(IntEnum):
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 internal error (rerun with --debug); 2 bad usage; 3 bad data; 4 bad model or "
     "checkpoint; 5 source unavailable; 6 accuracy gate failed; 7 output not writable; 8 missing extra; "
-    "10 defect found (--fail-on-defect; also an item without a trustworthy verdict: error or warning); "
+    "10 defect found (--fail-on-defect; also an item without a trustworthy verdict: error, warning or no part); "
     "130 interrupted."
 )
 

@@ -27,7 +27,7 @@ from edge_runtime.outputs import JsonLinesSink, StdoutClosed, check_outputs, ope
 from edge_runtime.priority import Priority, RealTime
 from edge_runtime.sources import LatestFrameReader
 from edge_runtime.stopping import StopSignals
-from edge_runtime.summary import Summary
+from edge_runtime.summary import NO_PART, Summary
 
 Log = Callable[[str], None]
 PICTURE_BATCH = 8  # items per batch when their full pictures are kept (--save, --show, a listener's thumbnails)
@@ -251,9 +251,10 @@ class Runner:
 
 def exit_code(cfg: InferConfig, summary: Summary) -> ExitCode:
     """A gate first: with --fail-on-defect, any defective item, or any item without a trustworthy verdict (an
-    error or a warning), gives 10 -- a gate never passes a part it could not judge. Then a failed output,
+    error, a warning, or a frame in which no part was found: an empty tray, a lens cap), gives 10 -- a gate never
+    passes a part it could not judge. Then a failed output,
     interruption, a lost source, all-unreadable."""
-    if cfg.fail_on_defect and (summary.defects or summary.errors or summary.warnings):
+    if cfg.fail_on_defect and (summary.defects or summary.errors or summary.warnings or summary.no_part):
         return ExitCode.DEFECT_FOUND
     if summary.output_error:
         return ExitCode.OUTPUT_ERROR
@@ -428,6 +429,8 @@ def _finish(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log: Lo
             summary.output_error = summary.output_error or str(exc)
     summary.finish()
     log(summary.text())
+    if cfg.fail_on_defect and summary.no_part:
+        log(f"gate: {summary.no_part} items with {NO_PART} (an empty tray? a covered lens?) are not passed")
     try:
         write_summary(cfg.summary_path, summary)
     except OutputError as exc:

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edge_runtime.summary import NO_PART
+
 PROFILE_VERSION = 1
 # name -> (words, format of a value, the least slack around the training range)
 STATS: dict[str, tuple[str, str, float]] = {
@@ -86,7 +88,7 @@ def reasons(stats: dict[str, float], prof: StationProfile) -> list[str]:
     """Why an item looks unlike the training images, in words; empty when it looks like them."""
     out = []
     if stats.get("part_found", 1.0) < 0.5:
-        out.append("no part found in the frame (the whole frame was used)")
+        out.append(f"{NO_PART} (the whole frame was used)")
     for name, (lo, hi) in prof.ranges.items():
         v = stats.get(name, math.nan)
         if not math.isfinite(v) or lo <= v <= hi:

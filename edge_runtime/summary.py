@@ -22,6 +22,7 @@ from typing import Any
 
 RESERVOIR_SIZE = 4096
 MAX_NOTES = 20  # source warnings kept for the summary (the rest are counted)
+NO_PART = "no part found in the frame"  # the station check's reason, as counted (edge_runtime.station_check)
 
 
 class LatencyReservoir:
@@ -102,6 +103,12 @@ class Summary:
         self.defects += int(bool(rec.get("defective")))
         if rec.get("latency_ms") is not None:
             self.latency.add(float(rec["latency_ms"]))
+
+    @property
+    def no_part(self) -> int:
+        """Items in which the station check found no part (the whole frame was judged): an empty tray, a lens
+        cap, a dead light. A gate does not pass them (``--fail-on-defect``)."""
+        return self.unlike_reasons.get(NO_PART, 0)
 
     def note(self, message: str) -> None:
         if len(self.notes) < MAX_NOTES:

@@ -647,3 +647,18 @@ def test_a_camera_that_cannot_be_one_is_a_usage_error(tmp_path, tiny_model, case
     assert {"video-file": "is a file, not a camera", "huge-index": "not a camera index", "empty": "--camera is empty"}[
         case
     ] in result.stderr
+
+
+def test_a_gate_does_not_pass_a_frame_without_a_part(tmp_path):
+    """A black frame (a lens cap, a dead light, an empty tray) was judged "ok" on its whole frame and passed the
+    gate with exit 0; the record said "no part found in the frame", the exit code did not."""
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "black.png"), np.zeros((300, 300), np.uint8))
+    gate = invoke(["--source", str(tmp_path / "black.png"), "--fail-on-defect"])  # the bundled model's station check
+    recs = check(gate, ExitCode.DEFECT_FOUND, error_lines=0)
+    assert recs[0]["unlike_training"][0].startswith("no part found in the frame")
+    assert "gate: 1 items with no part found in the frame" in gate.stderr
+    plain = invoke(["--source", str(tmp_path / "black.png")])  # without the gate: a verdict, flagged
+    assert check(plain, ExitCode.OK, error_lines=0)[0]["label"] == recs[0]["label"]

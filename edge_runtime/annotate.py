@@ -111,15 +111,21 @@ class Saver:
         self.is_video = target.suffix.lower() in VIDEO_SAVE_SUFFIXES
         self.writer: cv2.VideoWriter | None = None
         self.count = 0
+        folder = target.parent if self.is_video else target
         try:
-            (target.parent if self.is_video else target).mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".defect-edge-{os.getpid()}.probe"  # a read-only folder: now, not after the first item
+            probe.write_bytes(b"")
+            probe.unlink()
         except OSError as exc:
-            raise OutputError(f"{target}: cannot create ({exc.strerror or exc}); choose another --save") from exc
+            raise OutputError(f"{target}: cannot write there ({exc.strerror or exc}); choose another --save") from exc
 
-    def write(self, canvas: np.ndarray, *, name: str) -> None:
+    def write(self, canvas: np.ndarray, *, name: str, number: int | None = None) -> None:
+        """Save one annotated picture; ``number``: the record's (1-based) number in the run, which names a
+        folder's files so that they line up with the records (default: the count of pictures saved)."""
         self.count += 1
         if not self.is_video:
-            out = self.target / f"{self.count:06d}_{Path(name).stem}.jpg"
+            out = self.target / f"{number or self.count:06d}_{Path(name).stem}.jpg"
             try:
                 write_image(out, canvas)
             except OSError as exc:

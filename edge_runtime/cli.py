@@ -193,8 +193,10 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
     if opts["check_station"] is not None:
         _refuse_run_options()
         return _check_station(opts)
-    if (opts["source"] is None) == (opts["camera"] is None):
-        raise DataError("give exactly one input: --source PATH|DIR|GLOB|VIDEO|URL or --camera N")
+    if opts["source"] is not None and opts["camera"] is not None:
+        raise click.UsageError("give one input: --source PATH|DIR|GLOB|VIDEO|URL or --camera N, not both")
+    if opts["source"] is None and opts["camera"] is None:
+        raise DataError("no input: pass --source PATH|DIR|GLOB|VIDEO|URL or --camera N")
     threads = check_threads(opts["threads"]) if opts["threads"] is not None else threads_from_env()
     # before the log is opened: --output, --summary or --save on the log's file would ruin both
     check_distinct_outputs({"--log": opts["log"], "--output": opts["output"], "--summary": opts["summary_path"],

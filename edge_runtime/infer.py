@@ -216,7 +216,7 @@ class Runner:
             # --save keeps one frame per record: a stop between the two left a counted record without its frame
             if canvas is not None and self.out.saver is not None:
                 name = Path(item.source).name if item.frame is None else f"frame_{item.frame}"
-                self.out.saver.write(canvas, name=name)
+                self.out.saver.write(canvas, name=name, number=self.summary.items)
         keep_going = canvas is None or self.out.window is None or self.out.window.show(canvas)
         left = self.remaining()
         return keep_going and not self.stop.requested and (left is None or left > 0)

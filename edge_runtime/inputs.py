@@ -218,9 +218,11 @@ def list_folder(folder: Path) -> tuple[tuple[Path, ...], int, int]:
 
 def _pattern_regex(pattern: str) -> re.Pattern[str]:
     parts = []
-    for comp in pattern.split("/"):
+    comps = pattern.split("/")
+    for k, comp in enumerate(comps):
         if comp == "**":
-            parts.append("(?:[^/]+/)*")
+            # any folders; as the last part, every file below too (``dir/**`` matched nothing)
+            parts.append("(?:[^/]+/)*" + ("[^/]+/" if k == len(comps) - 1 else ""))
             continue
         rx, i = "", 0
         while i < len(comp):

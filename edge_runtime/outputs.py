@@ -252,6 +252,11 @@ def check_not_an_input(spec: SourceSpec, named: dict[str, Path | None], *, save_
                 st = os.stat(path)
                 targets[(st.st_dev, st.st_ino)] = (opt, path)
     folder = None if save_folder is None else os.path.realpath(save_folder)
+    if folder is not None and spec.kind is SourceKind.IMAGES and os.path.isdir(spec.name):
+        root = os.path.realpath(spec.name).rstrip(os.sep) + os.sep
+        if folder.startswith(root):
+            raise OutputError(f"{save_folder}: --save names a folder inside the folder being inspected; the next run "
+                              "on it would judge the annotated pictures as parts: choose another --save")  # fmt: skip
     if not targets and folder is None:  # nothing named exists yet: no input can be among them
         return
     parents: dict[Path, bool] = {}

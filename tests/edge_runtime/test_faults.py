@@ -662,3 +662,37 @@ def test_a_gate_does_not_pass_a_frame_without_a_part(tmp_path):
     assert "gate: 1 items with no part found in the frame" in gate.stderr
     plain = invoke(["--source", str(tmp_path / "black.png")])  # without the gate: a verdict, flagged
     assert check(plain, ExitCode.OK, error_lines=0)[0]["label"] == recs[0]["label"]
+
+
+def test_a_glob_ending_in_double_star_matches_every_file_below(tmp_path, tiny_model):
+    write_parts(tmp_path / "lot" / "a", [10])
+    write_parts(tmp_path / "lot" / "a" / "b", [220])
+    recs = check(invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/lot/**"]), ExitCode.OK, error_lines=0)
+    assert len(recs) == 2  # was: "the pattern matches no image file", exit 3
+
+
+def test_camera_and_source_together_is_a_usage_error(tmp_path, tiny_model):
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--camera", "0"])
+    assert result.exit_code == ExitCode.USAGE and "not both" in result.stderr and result.stdout == ""
+
+
+def test_save_inside_the_folder_being_inspected_is_refused(tmp_path, tiny_model):
+    """The annotated pictures landed among the parts: the next run on the folder judged them as parts."""
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--save",
+                     str(tmp_path / "parts" / "annotated")])  # fmt: skip
+    assert check(result, ExitCode.OUTPUT_ERROR, error_lines=1) == []
+    assert "inside the folder being inspected" in result.stderr and not (tmp_path / "parts" / "annotated").exists()
+
+
+def test_saved_pictures_are_numbered_by_their_record(tmp_path, tiny_model):
+    """Files were numbered by the count of pictures saved: after an unreadable item, 000002_c.png was record 3."""
+    folder = tmp_path / "parts"
+    write_parts(folder, GOOD_LEVELS)
+    (folder / "part_005.png").write_bytes(b"not a picture")
+    result = invoke(["--model", str(tiny_model), "--source", str(folder), "--save", str(tmp_path / "out")])
+    recs = check(result, ExitCode.OK, error_lines=0)
+    numbered = {int(p.name[:6]): p.name[7:] for p in (tmp_path / "out").glob("*.jpg")}
+    by_record = {i + 1: Path(r["source"]).stem + ".jpg" for i, r in enumerate(recs) if r["error"] is None}
+    assert numbered == by_record and len(numbered) == 2

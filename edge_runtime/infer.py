@@ -90,6 +90,21 @@ class Outputs:
             check_saved_video(self.saver)
 
 
+def video_fps(name: str) -> float | None:
+    """The frame rate a video file declares (None where it declares none usable)."""
+    import cv2
+
+    from edge_runtime.opencv_paths import opencv_path
+
+    with opencv_path(name) as opencv_name:
+        cap = cv2.VideoCapture(opencv_name)
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0) if cap.isOpened() else 0.0
+    finally:
+        cap.release()
+    return fps if 0.5 <= fps <= 1000.0 else None
+
+
 def check_saved_video(saver: Any) -> None:
     """``--save OUT.mp4``: OpenCV's writer reports no write error, so read the frame count back."""
     if not getattr(saver, "is_video", False) or not getattr(saver, "count", 0):
@@ -287,6 +302,8 @@ def process(
         notice=runner.summary.note,
     )
     runner.out.begin()  # only now: a source that cannot be opened leaves the last run's --output as it was
+    if spec.kind is SourceKind.VIDEO and runner.out.saver is not None:
+        runner.out.saver.fps = video_fps(spec.name) or runner.out.saver.fps  # a saved video plays at its pace
     size = 1 if spec.kind.live else min(cfg.batch_size, model.max_batch or cfg.batch_size)
     if runner.out.needs_picture:
         size = min(size, PICTURE_BATCH)  # decoded pictures are kept per item: bound how many are held at once

@@ -696,3 +696,19 @@ def test_saved_pictures_are_numbered_by_their_record(tmp_path, tiny_model):
     numbered = {int(p.name[:6]): p.name[7:] for p in (tmp_path / "out").glob("*.jpg")}
     by_record = {i + 1: Path(r["source"]).stem + ".jpg" for i, r in enumerate(recs) if r["error"] is None}
     assert numbered == by_record and len(numbered) == 2
+
+
+def test_a_saved_video_keeps_the_frame_rate_of_its_source(tmp_path, tiny_model):
+    """Every saved video was written at 10 frames a second: a 25 fps line played back 2.5 times too slow."""
+    import cv2
+    import numpy as np
+
+    from tests.edge_runtime.test_cli import write_video
+
+    video = write_video(tmp_path / "line3.avi", [np.full((48, 48), v, np.uint8) for v in (10, 220) * 3], fps=25.0)
+    saved = tmp_path / "annotated.avi"
+    result = invoke(["--model", str(tiny_model), "--source", str(video), "--save", str(saved)])
+    assert len(check(result, ExitCode.OK, error_lines=0)) == 6
+    cap = cv2.VideoCapture(str(saved))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(25.0) and cap.get(cv2.CAP_PROP_FRAME_COUNT) == 6
+    cap.release()

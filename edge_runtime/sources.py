@@ -306,9 +306,10 @@ class LatestFrameReader:
                     self._publish(frame, getattr(cap, "warning", None), error)
                     continue
                 self._release()
-                if not self.reconnect:
+                if not self.reconnect or self._stop.is_set():  # a stop (Ctrl-C) cut the read short: no drop
                     return
-                self.on_event(f"{self.name}: source dropped after {self.captured} frames; reconnecting")
+                then = "; reconnecting" if self.max_reconnects != 0 else ""
+                self.on_event(f"{self.name}: source dropped after {self.captured} frames{then}")
         finally:
             self._release()
             self._finish()

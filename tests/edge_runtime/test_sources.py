@@ -149,3 +149,34 @@ def test_a_frame_after_a_reopen_starts_the_count_again():
     frames, ended = drain(reader)
     assert ended and len(frames) == 9 and len(opened) == 4 and reader.reconnects == 3
     assert reader.error is not None and "1 reconnect attempts" in str(reader.error)
+
+
+def test_no_reconnecting_is_announced_when_none_is_allowed():
+    """--max-reconnects 0 said "source dropped ...; reconnecting" right before "not back after 0 attempts"."""
+    events: list[str] = []
+    reader = LatestFrameReader(
+        lambda: FakeCamera(frames=3), name="fake", max_reconnects=0, on_event=events.append
+    ).start()
+    while reader.read(timeout=5.0) is not None:
+        pass
+    reader.stop()
+    assert any("source dropped after 3 frames" in e for e in events), events
+    assert not any("reconnecting" in e or "reconnect attempt" in e for e in events), events
+    assert reader.error is not None and "after 0 reconnect attempts" in str(reader.error)
+
+
+def test_a_stop_during_a_read_is_not_announced_as_a_drop():
+    """Ctrl-C on a stalled stream printed "source dropped ...; reconnecting" after the summary."""
+    events: list[str] = []
+    reading = threading.Event()
+
+    class Stalled(FakeCamera):
+        def read(self):
+            reading.set()
+            time.sleep(0.3)  # the read timeout of a stalled stream
+            return False, None
+
+    reader = LatestFrameReader(lambda: Stalled(), name="fake", on_event=events.append).start()
+    assert reading.wait(5.0)
+    reader.stop()
+    assert not any("dropped" in e for e in events), events

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from edge_runtime.cli_support import FiniteFloatRange, debug_option, friendly_errors
-from edge_runtime.errors import EXIT_CODES_HELP
+from edge_runtime.errors import EXIT_CODES_HELP, DefectEdgeError, ExitCode
 from edge_runtime.model import Provider
 
 # (full run, --quick): counts are fixed before timing starts; explicit options override both.
@@ -127,9 +127,32 @@ def main(*, debug: bool, **opts: object) -> None:
         quick=quick,
         **counts,
     )
+    preflight(cfg)
     result = run_benchmark(cfg, progress=lambda msg: click.echo(f"edge-bench {msg}", err=True))
     result.command = shlex.join(["edge-bench", *sys.argv[1:]])
     write_outputs(result)
+    if result.interrupted:
+        raise DefectEdgeError(
+            "interrupted; the rows timed before it are reported above", exit_code=ExitCode.INTERRUPTED
+        )
+
+
+def preflight(cfg) -> None:  # noqa: ANN001 - benchmarks.config.BenchConfig
+    """Every check that needs no timing, before the first job: thread counts, models, checkpoint, outputs."""
+    from benchmarks.hardware import detect_hardware
+    from benchmarks.preflight import check_inputs, check_outputs
+    from benchmarks.report import csv_path
+
+    check_inputs(cfg.models, cfg.checkpoint, cfg.threads)
+    if cfg.json_path is None:
+        return
+    named = {
+        "--json": cfg.json_path,
+        "the CSV beside --json": csv_path(cfg.json_path, detect_hardware().slug),
+        "the PNG plot beside --json": cfg.json_path.with_suffix(".png"),
+    }
+    inputs: dict[str, Path | None] = {f"--model {m}": m for m in cfg.models} | {"--checkpoint": cfg.checkpoint}
+    check_outputs(named, inputs, cfg.data)
 
 
 def write_outputs(result) -> None:  # noqa: ANN001 - benchmarks.runner.BenchResult

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -12,6 +13,7 @@ from pathlib import Path
 from benchmarks.config import SEED_MODEL, TORCH_PROVIDER, Row, Section
 from benchmarks.onnx_bench import MAP_SUFFIX
 from benchmarks.runner import BenchResult
+from edge_runtime.atomic import atomic_write_text
 from edge_runtime.errors import OutputError
 
 Column = tuple[str, Callable[[Row], object]]
@@ -35,6 +37,7 @@ INFERENCE_COLUMNS: list[Column] = [
     ("size MiB", lambda r: r.model_size_mb),
     ("load ms", lambda r: r.load_ms),
     ("peak RSS MiB", lambda r: r.peak_rss_mb),
+    ("file", lambda r: r.file),  # two INT8 models gave two identical "defectnet | int8" rows
 ]
 E2E_COLUMNS: list[Column] = [
     ("what", lambda r: r.section),
@@ -48,6 +51,7 @@ E2E_COLUMNS: list[Column] = [
     ("images/s", lambda r: r.throughput),
     ("images", lambda r: r.n_images),
     ("peak RSS MiB", lambda r: r.peak_rss_mb),
+    ("file", lambda r: r.file),
 ]
 STAGE_COLUMNS: list[Column] = [
     ("stage", lambda r: r.note),
@@ -68,6 +72,7 @@ LIVE_COLUMNS: list[Column] = [
     ("results/s", lambda r: r.throughput),
     ("frames captured", lambda r: r.frames_captured),
     ("frames dropped", lambda r: r.frames_dropped),
+    ("file", lambda r: r.file),
 ]
 ACCURACY_COLUMNS: list[Column] = [
     ("model", lambda r: r.model),
@@ -167,12 +172,18 @@ def _threads(r: Row) -> str:
     return f"{r.threads} thread{'s' if r.threads > 1 else ''}"
 
 
+def is_origin(r: Row) -> bool:
+    """The origin notebook's measurement: the seed network in PyTorch eager. An ONNX export of the seed network
+    (onnxruntime) filled the "origin (seed, torch eager)" target with a figure of another runtime."""
+    return r.model == SEED_MODEL and r.provider == TORCH_PROVIDER and r.section == Section.INFERENCE.value
+
+
 def issue_targets(rows: Sequence[Row]) -> list[Target]:
     """The goals of issue 5 for the INT8 model, each at its best thread count (named in "measured")."""
     inf = _best(rows, Section.INFERENCE, batch=1)
     f2v = _best(rows, Section.FILE)
     folder = _best(rows, Section.FOLDER, key="throughput")
-    seed = next((r for r in rows if inf and r.model == SEED_MODEL and r.batch == 1 and r.threads == inf.threads), None)
+    seed = next((r for r in rows if inf and is_origin(r) and r.batch == 1 and r.threads == inf.threads), None)
     targets = [
         Target("INT8 inference, batch 1, p50", "<= 0.5 ms", "-", None),
         Target("file -> verdict (INT8), p50", "<= 1.5 ms", "-", None),
@@ -213,17 +224,19 @@ def map_cost_targets(rows: Sequence[Row]) -> list[Target]:
 
 
 def write_json(path: Path, rows: Sequence[Row]) -> Path:
-    """A JSON list of rows, every row with every field."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = [
-            {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.to_dict().items()}
-            for r in rows
-        ]
-        path.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write JSON ({exc.strerror or exc}); choose another --json path") from exc
+    """A JSON list of rows, every row with every field; written atomically (a failed write keeps the old file)."""
+    data = [
+        {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.to_dict().items()} for r in rows
+    ]
+    _write(path, json.dumps(data, indent=1, allow_nan=False) + "\n", "JSON", "choose another --json path")
     return path
+
+
+def _write(path: Path, text: str, what: str, fix: str) -> None:
+    try:
+        atomic_write_text(path, text)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write {what} ({exc.strerror or exc}); {fix}") from exc
 
 
 def csv_path(json_path: Path, slug: str) -> Path:
@@ -232,11 +245,9 @@ def csv_path(json_path: Path, slug: str) -> Path:
 
 
 def write_csv(path: Path, rows: Sequence[Row]) -> Path:
-    try:
-        with path.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=Row.keys())
-            writer.writeheader()
-            writer.writerows(r.to_dict() for r in rows)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write CSV ({exc.strerror or exc}); choose another --json folder") from exc
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=Row.keys())
+    writer.writeheader()
+    writer.writerows(r.to_dict() for r in rows)
+    _write(path, buf.getvalue(), "CSV", "choose another --json folder")
     return path

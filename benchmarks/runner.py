@@ -33,6 +33,7 @@ class BenchResult:
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
     command: str = ""
+    interrupted: bool = False  # Ctrl-C: the rows timed before it are reported, then exit 130
 
 
 def bundled_models() -> tuple[Path, ...]:
@@ -135,21 +136,8 @@ def add_seed_ratios(rows: list[Row]) -> None:
             r.vs_seed = round(ref / r.p50_ms, 1)
 
 
-def run_benchmark(cfg: BenchConfig, *, progress: Progress = lambda msg: None) -> BenchResult:
-    """Run every job of ``cfg`` (each in a fresh process) and return the rows, with hardware and skips.
-
-    >>> result = run_benchmark(BenchConfig(models=bundled_models()))  # doctest: +SKIP
-    """
-    if not cfg.models:
-        raise ModelError(
-            f"no model to benchmark: {MODELS_DIR} has no .onnx file; pass --model PATH (an .onnx from export-onnx)"
-        )
-    missing = [str(m) for m in cfg.models if not m.is_file()]
-    if missing:
-        raise ModelError(f"{', '.join(missing)}: model file not found; pass --model PATH to an .onnx from export-onnx")
-    started = time.perf_counter()
-    result = BenchResult(hardware=detect_hardware(), config=cfg)
-    jobs = plan_jobs(cfg, sample_images(cfg)) + accuracy_jobs(cfg)
+def _run_jobs(jobs: list[tuple[str, Job]], result: BenchResult, progress: Progress) -> None:
+    """Run the jobs in order, adding their rows to ``result`` as each finishes."""
     failed: set[str] = set()
     for k, (what, job) in enumerate(jobs, 1):
         if job.model in failed:
@@ -167,6 +155,28 @@ def run_benchmark(cfg: BenchConfig, *, progress: Progress = lambda msg: None) ->
             failed.add(job.model)
         result.rows += rows
         result.skipped += [s for s in skipped if s not in result.skipped]
+
+
+def run_benchmark(cfg: BenchConfig, *, progress: Progress = lambda msg: None) -> BenchResult:
+    """Run every job of ``cfg`` (each in a fresh process) and return the rows, with hardware and skips.
+
+    >>> result = run_benchmark(BenchConfig(models=bundled_models()))  # doctest: +SKIP
+    """
+    if not cfg.models:
+        raise ModelError(
+            f"no model to benchmark: {MODELS_DIR} has no .onnx file; pass --model PATH (an .onnx from export-onnx)"
+        )
+    missing = [str(m) for m in cfg.models if not m.is_file()]
+    if missing:
+        raise ModelError(f"{', '.join(missing)}: model file not found; pass --model PATH to an .onnx from export-onnx")
+    started = time.perf_counter()
+    result = BenchResult(hardware=detect_hardware(), config=cfg)
+    jobs = plan_jobs(cfg, sample_images(cfg)) + accuracy_jobs(cfg)
+    try:
+        _run_jobs(jobs, result, progress)
+    except KeyboardInterrupt:  # the worker was interrupted with us; what the earlier ones measured is kept
+        result.interrupted = True
+        result.skipped.append("interrupted (Ctrl-C): the jobs after the last row were not run")
     add_seed_ratios(result.rows)
     for r in result.rows:
         r.cpu, r.onnxruntime = f"{result.hardware.cpu} ({result.hardware.cores} cores)", result.hardware.onnxruntime

@@ -23,6 +23,9 @@ from typing import Any
 import click
 import numpy as np
 
+from edge_runtime.cli_support import FiniteFloatRange, debug_option, friendly_errors
+from edge_runtime.errors import EXIT_CODES_HELP, DefectEdgeError, ExitCode, OutputError, SourceError, UsageError
+
 RESULTS = Path(__file__).resolve().parent / "results"
 SAMPLES = Path(__file__).resolve().parents[1] / "edge_runtime" / "samples"
 
@@ -95,18 +98,17 @@ class Sampler:
             if rec["latency_ms"] is not None:
                 self.latencies.append(rec["latency_ms"])
             if self.frames % self.every == 0:
-                lat = np.asarray(self.latencies or [np.nan])
-                self.windows.append(
-                    Window(
-                        self.frames,
-                        float(np.percentile(lat, 99)),
-                        float(np.percentile(lat, 50)),
-                        rss_mib(),
-                        open_fds(),
-                        threading.active_count(),
-                    )  # fmt: skip
-                )
-                self.latencies = []  # bounded: one window at a time
+                self.close_window()
+
+    def close_window(self) -> None:
+        """Sample the process now; also at the end, for the frames after the last full window (a run shorter than
+        one window had no sample at all, and lost the whole run to an IndexError)."""
+        if self.windows and self.windows[-1].frames == self.frames:
+            return
+        lat = np.asarray(self.latencies or [np.nan])
+        p99, p50 = float(np.percentile(lat, 99)), float(np.percentile(lat, 50))
+        self.windows.append(Window(self.frames, p99, p50, rss_mib(), open_fds(), threading.active_count()))
+        self.latencies = []  # bounded: one window at a time
 
 
 def run_soak(frames: int, model: Path | None, fps: float, every: int) -> dict[str, Any]:
@@ -133,6 +135,9 @@ def run_soak(frames: int, model: Path | None, fps: float, every: int) -> dict[st
     summary, code = run_inference(config(frames, sampler), log=lambda m: None)
     wall = time.perf_counter() - t0
     time.sleep(0.5)  # let the capture thread finish its release
+    if sampler.frames == 0:
+        raise SourceError(f"the soak run processed no frame (exit code {int(code)}); rerun with --debug")
+    sampler.close_window()
     w = sampler.windows
     return {
         "frames": summary.items, "exit_code": int(code), "wall_s": round(wall, 1),
@@ -177,23 +182,52 @@ def markdown(r: dict[str, Any], hw: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-@click.command(help="Soak test: frames of a synthetic live source through edge-infer; RSS, fds, threads, p99.")
+@click.command(
+    help="Soak test: frames of a synthetic live source through edge-infer; RSS, fds, threads, p99.\n\n"
+    + EXIT_CODES_HELP
+)
 @click.option("--frames", type=click.IntRange(min=1000), default=100_000, show_default=True)
 @click.option("--model", type=click.Path(path_type=Path, dir_okay=False), default=None, help="[default: bundled INT8]")
-@click.option("--fps", type=click.FloatRange(min=1), default=1000.0, show_default=True, help="Source frame-rate cap.")
+@click.option("--fps", type=FiniteFloatRange(min=1), default=1000.0, show_default=True, help="Source frame-rate cap.")
 @click.option("--window", type=click.IntRange(min=100), default=10_000, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=RESULTS, show_default=True)
-def main(frames: int, model: Path | None, fps: float, window: int, out: Path) -> None:
+@debug_option
+@friendly_errors
+def main(frames: int, model: Path | None, fps: float, window: int, out: Path, *, debug: bool) -> None:
     from benchmarks.hardware import detect_hardware
-    from edge_runtime.atomic import atomic_write_text
+    from benchmarks.preflight import check_model_file, check_outputs
 
+    if frames < 2 * window:  # growth is RSS at the end against RSS after the first window
+        raise UsageError(
+            f"--window {window}: --frames {frames} holds fewer than two windows, so memory growth cannot be "
+            f"measured; use --window {frames // 2} or less"
+        )
+    if model is not None:  # a missing or damaged model: exit 4 before the run, not a traceback
+        check_model_file(model)
+    files = {"--out": out / "soak.md", "the JSON beside it": out / "soak.json"}
+    check_outputs(files, {"--model": model}, None, option="--out")  # an unwritable --out lost the whole run at its end
     result = run_soak(frames, model, fps, window)
     hw = detect_hardware()
     result["hardware"] = hw.to_dict()
     text = markdown(result, hw)
-    atomic_write_text(out / "soak.md", text)
-    atomic_write_text(out / "soak.json", json.dumps(result, indent=2) + "\n")
-    click.echo(text)
+    click.echo(text)  # first: a failed write below loses no figure
+    write_report(files, text, result)
+    if result["exit_code"] != 0:
+        raise DefectEdgeError(
+            f"the run ended early (exit code {result['exit_code']}); the frames it measured are reported above",
+            exit_code=ExitCode(result["exit_code"]),
+        )
+
+
+def write_report(files: dict[str, Path], text: str, result: dict[str, Any]) -> None:
+    from edge_runtime.atomic import atomic_write_text
+
+    md, js = files.values()
+    for path, content in ((md, text), (js, json.dumps(result, indent=2) + "\n")):
+        try:
+            atomic_write_text(path, content)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); choose another --out") from exc
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from pathlib import Path
 from benchmarks.config import SEED_MODEL, TORCH_PROVIDER, Job, Row, Section
 from benchmarks.onnx_bench import fill
 from benchmarks.timing import measure, runs_for_batch
+from edge_runtime.errors import ModelError
 
 MIB = 1024.0 * 1024.0
 
@@ -21,18 +22,34 @@ def build(arch: str, checkpoint: str):  # noqa: ANN201 - (torch module, input sh
     from train.model import ARCHS, build_model
 
     if arch != SEED_MODEL and checkpoint:
-        from train.checkpoint import load_checkpoint, model_from_checkpoint
+        from train.checkpoint import model_from_checkpoint
 
-        ckpt = load_checkpoint(Path(checkpoint))
+        ckpt = checked_checkpoint(checkpoint)
         spec = ckpt.preprocess
         return model_from_checkpoint(ckpt), (spec.channels, spec.size, spec.size), f"weights {Path(checkpoint).name}"
     _, size, channels = ARCHS[arch]
     return build_model(arch).eval(), (channels, size, size), "random init (speed does not depend on weights)"
 
 
+def checked_checkpoint(checkpoint: str):  # noqa: ANN201 - train.checkpoint.Checkpoint
+    """The --checkpoint, which must hold DefectNet: the seed network's was timed under the name "defectnet"."""
+    from train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(Path(checkpoint))
+    if ckpt.arch != "defectnet":
+        raise ModelError(
+            f"{checkpoint}: holds the {ckpt.arch!r} network, not DefectNet; pass --checkpoint a DefectNet best.pt "
+            "(the origin network is timed with random weights: its speed does not depend on them)"
+        )
+    return ckpt
+
+
 def torch_rows(job: Job) -> list[Row]:
     """One row per batch size, ascending, with the same thread count as the onnxruntime rows."""
     import torch
+
+    if job.checkpoint and job.model == SEED_MODEL:  # the first torch job: a bad --checkpoint stops the run untimed
+        checked_checkpoint(job.checkpoint)
 
     torch.set_num_threads(job.threads)
     torch.set_num_interop_threads(1)

@@ -8,6 +8,7 @@ import click
 
 from edge_runtime.cli_support import FiniteFloatRange, debug_option, friendly_errors
 from edge_runtime.errors import EXIT_CODES_HELP, require_extra
+from export.config import MIN_CALIB_IMAGES
 
 QUANTIZE_CHOICES = ["int8", "fp16"]
 SCHEME_CHOICES = ["u8s8", "u8s8-reduce-range", "s8s8"]
@@ -41,7 +42,13 @@ SCHEME_CHOICES = ["u8s8", "u8s8-reduce-range", "s8s8"]
     help="Folder of calibration images, also the parity images when there is no eval data "
     "[default: the training images recorded in the checkpoint].",
 )
-@click.option("--calib-count", type=click.IntRange(min=1), default=300, show_default=True, help="Calibration images.")
+@click.option(
+    "--calib-count",
+    type=click.IntRange(min=MIN_CALIB_IMAGES),
+    default=300,
+    show_default=True,
+    help=f"Calibration images (at least {MIN_CALIB_IMAGES}).",
+)
 @click.option(
     "--eval-data",
     type=click.Path(path_type=Path),
@@ -100,8 +107,20 @@ def main(*, debug: bool, **opts: object) -> None:
         with_map=opts["with_map"],
         symmetry_look=opts["symmetry_look"],
     )
-    out = export_onnx(opts["checkpoint"], opts["out"], cfg, log=click.echo)
+    out = export_onnx(opts["checkpoint"], opts["out"], cfg, log=click.echo, given=given_options())
     click.echo(f"wrote {out}")
+
+
+def given_options() -> frozenset[str]:
+    """The options typed on the command line (not defaults): those that would be ignored are refused."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return frozenset(
+        p.opts[0]
+        for p in ctx.command.params
+        if isinstance(p, click.Option) and ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE
+    )
 
 
 if __name__ == "__main__":

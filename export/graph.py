@@ -14,7 +14,7 @@ from torch import nn
 from edge_runtime.errors import ModelError, OutputError, UsageError
 from edge_runtime.model_info import INPUT_NAME, MAP_OUTPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelInfo
 from edge_runtime.outputs import same_file
-from edge_runtime.preprocess import PreprocessSpec
+from edge_runtime.preprocess import IMAGE_SUFFIXES, PreprocessSpec
 from export.cam import MapHead, map_wrapper
 from train.loc_head import HeadRecord
 
@@ -147,6 +147,8 @@ def ensure_writable(dst: Path, *, checkpoint: Path | None = None) -> None:
         raise OutputError(f"{dst}: is the checkpoint being exported; pass --out FILE.onnx")
     if dst.suffix.lower() in CHECKPOINT_SUFFIXES:
         raise OutputError(f"{dst}: is named like a checkpoint ({dst.suffix}), not a model; pass --out FILE.onnx")
+    if dst.suffix.lower() in IMAGE_SUFFIXES:  # an eval or calibration image would be replaced by a model
+        raise OutputError(f"{dst}: is named like an image ({dst.suffix}), not a model; pass --out FILE.onnx")
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         probe = temp_path_for(dst)

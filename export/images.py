@@ -7,6 +7,7 @@ training image (hash), so a copied-over train image cannot inflate the accuracy.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 
 from edge_runtime import datasets
 from edge_runtime.datasets import list_images
-from edge_runtime.errors import DataError, ImageReadError
+from edge_runtime.errors import DataError, ImageReadError, OutputError
 from edge_runtime.preprocess import read_image
 from train.checkpoint import recorded_root, recorded_train_files
 
@@ -133,6 +134,28 @@ def leakage_flags(paths: list[Path], files: list[str], root: Path, ckpt: Checkpo
         return np.array([f in dup for f in files])
     log("warning: the recorded training images are not reachable: leakage-free accuracy is not measured")
     return None
+
+
+def check_out_not_among_inputs(out: Path, ckpt: Checkpoint, *, calib_data: Path | None, eval_data: Path | None) -> None:
+    """``--out`` inside a folder of images this export reads (``--out data/test/ok/x.jpeg`` replaced an eval
+    image with a model) is refused before any work (exit 7)."""
+    root = recorded_root(ckpt)
+    folders = {
+        "--eval-data": eval_data,
+        "--calib-data": calib_data,
+        "the checkpoint's training images": None if root is None else root / "train",
+        "the checkpoint's test images": None if root is None else root / "test",
+    }
+    real = os.path.realpath(out)
+    for what, folder in folders.items():
+        if folder is None or not folder.is_dir():
+            continue
+        top = os.path.realpath(folder)
+        if real == top or real.startswith(top.rstrip(os.sep) + os.sep):
+            raise OutputError(
+                f"{out}: --out is inside {what} ({folder}), among the images this export reads; pass --out "
+                "FILE.onnx outside it"
+            )
 
 
 def _sha256(path: Path) -> str:

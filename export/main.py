@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge_runtime.errors import DataError, GateError
+from edge_runtime.errors import DataError, GateError, UsageError
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
 from edge_runtime.model_info import ModelInfo, Precision, SecondLook, SymmetryLook
 from edge_runtime.preprocess import CropMode, PreprocessSpec
@@ -115,11 +115,25 @@ def eval_images(ckpt: dict[str, Any], cfg: ExportConfig, log: Log) -> images.Lab
     evals = images.load_eval_images(folder, ckpt, log)
     leaked = "unknown" if evals.leaked is None else str(int(evals.leaked.sum()))
     log(f"evaluation: {len(evals)} labelled images from {evals.root} ({leaked} byte-identical to training images)")
+    for label, name in enumerate(ckpt.class_names):
+        if not (evals.labels == label).any():  # the gate passed on OK images alone, missed defects unmeasured
+            log(
+                f"warning: {evals.root}: no {name} images among the {len(evals)} eval images; the accuracy check "
+                f"cannot see {'a missed defect' if label else 'a false alarm'}: pass --eval-data with both classes"
+            )
     return evals
 
 
-def export_onnx(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log: Log = print) -> Path:
-    """Export, check and (for INT8/FP16) convert a checkpoint; returns the written ONNX path.
+def export_onnx(
+    checkpoint: Path | None,
+    out: Path | None,
+    cfg: ExportConfig,
+    *,
+    log: Log = print,
+    given: frozenset[str] = frozenset(),
+) -> Path:
+    """Export, check and (for INT8/FP16) convert a checkpoint; returns the written ONNX path. ``given``: the
+    options typed on the command line; one this export would ignore is a usage error.
 
     >>> export_onnx(None, None, ExportConfig(precision=Precision.INT8))  # doctest: +SKIP
     PosixPath('.../train/default_model/best_int8.onnx')
@@ -130,12 +144,12 @@ def export_onnx(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *,
     # a second SIGTERM does not cut that clean-up short.
     with StopSignals() as stop:
         try:
-            return _export(checkpoint, out, cfg, log=log)
+            return _export(checkpoint, out, cfg, log=log, given=given)
         finally:
             stop.closing = True
 
 
-def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log: Log) -> Path:
+def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log: Log, given: frozenset[str]) -> Path:
     from train.checkpoint import load_checkpoint, model_from_checkpoint
 
     graph.check_opset(cfg.opset)
@@ -143,7 +157,9 @@ def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log
     ckpt = load_checkpoint(checkpoint)
     net = model_from_checkpoint(ckpt)
     out = out or default_output(checkpoint, cfg.precision)
+    check_options_apply(cfg, given, has_eval=cfg.eval_data is not None or images.default_eval_folder(ckpt) is not None)
     graph.ensure_writable(out, checkpoint=checkpoint)
+    images.check_out_not_among_inputs(out, ckpt, calib_data=cfg.calib_data, eval_data=cfg.eval_data)
     runtime = RuntimeConfig(provider=Provider.CPU, threads=cfg.threads)
     with tempfile.TemporaryDirectory(prefix="defect-edge-export-") as tmp:
         work = Path(tmp)
@@ -202,6 +218,25 @@ def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log
         metrics = {**info.metrics, "onnx": onnx_metrics(rows[-1])}
         graph.write_with_metadata(final, out, replace(info, metrics=metrics))
     return out
+
+
+def check_options_apply(cfg: ExportConfig, given: frozenset[str], *, has_eval: bool) -> None:
+    """Refuse options this export would ignore: without --quantize an FP32 model was written under the int8 name
+    the user chose, with no word that --calib-data, --int8-scheme or --max-drop went unused."""
+    unused = []
+    if cfg.precision is not Precision.INT8:
+        unused.append("--int8-scheme")
+    if not cfg.quantized:
+        unused.append("--max-drop")
+    if cfg.precision is not Precision.INT8 and has_eval:  # calibration images only check parity without eval data
+        unused += ["--calib-data", "--calib-count"]
+    named = [opt for opt in unused if opt in given]
+    if named:
+        fp32 = cfg.precision is Precision.FP32
+        raise UsageError(
+            f"{', '.join(named)}: not used by an {cfg.precision.value} export (they apply to --quantize"
+            f"{'' if fp32 else ' int8'}); {'add --quantize' if fp32 else 'use --quantize int8'}, or leave them out"
+        )
 
 
 def check_parity(row: Measured, cfg: ExportConfig, log: Log) -> None:

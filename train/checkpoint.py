@@ -186,6 +186,13 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
             torch.save(obj, tmp)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write checkpoint ({exc.strerror or exc}); check the folder") from exc
+    except RuntimeError as exc:
+        # torch's zip writer reports a short write (a full disk, a file-size limit) as RuntimeError
+        # "[enforce fail at inline_container.cc] ... unexpected pos", not as OSError.
+        raise OutputError(
+            f"{path}: cannot write checkpoint (the write stopped short: is the disk full?); free some space or "
+            "choose another --out"
+        ) from exc
 
 
 def model_checkpoint(

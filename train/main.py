@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edge_runtime.errors import DataError, ModelError, OutputError
+from edge_runtime.errors import DataError, ModelError
 from edge_runtime.metrics import binary_metrics, recall_first_threshold
 from edge_runtime.model_info import SecondLook
 from edge_runtime.preprocess import CropMode, PreprocessSpec
@@ -32,24 +32,12 @@ from train.engine import evaluate, predict_scores, train_one_epoch
 from train.model import ARCHS, build_model, count_flops, count_params, default_model_args
 from train.plots import curves_png, grid_png
 from train.report import write_final_report
+from train.resume import load_resume_state
+from train.run_dir import removed_if_refused, setup_run_dir, write_run_text
 from train.station import flange_edges, station_views
 
 Log = Callable[[str], None]
 EMA_DECAY = 0.995  # per optimiser step: about two epochs of memory on the casting data
-# What Trainer.state() writes to last.pt; a file without them (a best.pt copied over it) is refused, not a KeyError.
-RESUME_KEYS = (
-    "model",
-    "ema",
-    "optimizer",
-    "scheduler",
-    "gen",
-    "history",
-    "best_key",
-    "best_epoch",
-    "elapsed",
-    "fingerprint",
-    "config",
-)
 
 
 @dataclass
@@ -137,26 +125,6 @@ def _augment_preview(run_dir: Path, ds: Dataset, seed: int) -> None:
     grid_png(run_dir / "augmentations.png", (x[:, 0].numpy() * 255).round().astype(np.uint8), names)
 
 
-def _setup_run_dir(cfg: TrainConfig) -> Path:
-    run_dir = Path(cfg.out)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputError(
-            f"{run_dir}: cannot write the run folder ({exc.strerror or exc}); choose another --out"
-        ) from exc
-    # best.pt alone (a run whose last.pt was deleted, a model folder) is a model too: never trained over.
-    held = [name for name in ("last.pt", "best.pt") if (run_dir / name).exists()]
-    if not cfg.resume and held:
-        raise OutputError(
-            f"{run_dir}: already holds a training run ({held[0]}); pass --resume to continue it or choose another --out"
-        )
-    return run_dir
-
-
 def _selection_key(val_metrics: dict[str, Any], val_loss: float) -> tuple[float, float]:
     # Best = highest specificity at 100% defect recall on validation, then the lowest validation loss.
     return (val_metrics["specificity_at_full_recall"], -val_loss)
@@ -214,24 +182,16 @@ class Trainer:
             "elapsed": self.elapsed,
             "fingerprint": self.ds.fingerprint,
             "config": self.cfg.to_dict(),
+            # The global generator dropout draws from: without it a resumed run drew other masks than the
+            # uninterrupted one and drifted from epoch k+1 on.
+            "torch_rng": torch.get_rng_state(),
         }
 
-    def resume(self) -> None:
+    def resume(self, st: dict[str, Any]) -> None:
+        """Continue from a state read and checked by :func:`train.resume.load_resume_state`, on this data only."""
         path = self.run_dir / "last.pt"
-        if not path.exists():
-            raise OutputError(f"{path}: nothing to resume; run without --resume to start a new training")
-        try:
-            st = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"{path}: cannot read resume state ({type(exc).__name__}); delete it and retrain") from exc
-        missing = [k for k in RESUME_KEYS if not isinstance(st, dict) or k not in st]
-        if missing:
-            raise ModelError(
-                f"{path}: not a resume state written by train-model (no {missing[0]}); use a new --out, or restore "
-                "the run's own last.pt"
-            )
-        if st["fingerprint"] != self.ds.fingerprint or st["config"]["arch"] != self.cfg.arch.value:
-            raise DataError(f"{path}: was trained on other data or another --arch; use a new --out for this data")
+        if st["fingerprint"] != self.ds.fingerprint:
+            raise DataError(f"{path}: was trained on other data; use a new --out for this data")
         self.model.load_state_dict(st["model"])
         self.ema.load_state_dict(st["ema"])
         self.optimizer.load_state_dict(st["optimizer"])
@@ -245,6 +205,11 @@ class Trainer:
             )
             self.scheduler.total_steps, self.scheduler._schedule_phases = planned, phases
         self.gen.set_state(st["gen"])
+        if "torch_rng" in st:
+            torch.set_rng_state(st["torch_rng"])
+        else:
+            self.log(f"warning: {path} holds no random state (older train-model): the resumed epochs draw other "
+                     "dropout masks than an uninterrupted run would")  # fmt: skip
         self.history, self.best_epoch, self.elapsed = st["history"], st["best_epoch"], st["elapsed"]
         self.best_key = tuple(st["best_key"]) if st["best_key"] else None
         self.log(f"resumed from {path} after epoch {len(self.history)}")
@@ -292,8 +257,7 @@ class Trainer:
             self.best_key, self.best_epoch = key, epoch
             self.save_best(scores, t)
         atomic_torch_save(self.state(), self.run_dir / "last.pt")
-        with open(self.run_dir / "metrics.jsonl", "w") as fh:
-            fh.writelines(json.dumps(r) + "\n" for r in self.history)
+        write_run_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
         return row
 
     def threshold(self, val_scores: np.ndarray) -> tuple[float, float | None]:
@@ -363,12 +327,14 @@ def main(cfg: TrainConfig, *, log: Log = print, progress_factory: Callable | Non
     spec = spec_for(cfg)
     if cfg.station_views > 0 and spec.crop is not CropMode.PART:
         raise DataError(f"--station-views: --arch {cfg.arch.value} does not crop the part; use --arch defectnet")
-    run_dir = _setup_run_dir(cfg)
-    ds = load_data(cfg, spec, log)
-    _log_dataset(ds, log)
-    trainer = Trainer(cfg, ds, spec, run_dir, log)
-    if cfg.resume:
-        trainer.resume()
+    run_dir, made = setup_run_dir(cfg)
+    with removed_if_refused(made):
+        state = load_resume_state(run_dir, cfg) if cfg.resume else None  # before minutes of decoding
+        ds = load_data(cfg, spec, log)
+        _log_dataset(ds, log)
+        trainer = Trainer(cfg, ds, spec, run_dir, log)
+        if state is not None:
+            trainer.resume(state)
     _augment_preview(run_dir, ds, cfg.seed)  # after resume(): a refused resume leaves the other run's files alone
     flops = count_flops(trainer.model, (spec.channels, spec.size, spec.size))
     log(

@@ -7,13 +7,24 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_runtime.atomic import atomic_write_bytes
+from edge_runtime.errors import OutputError
+
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 COLOURS = [(200, 90, 30), (40, 140, 230), (60, 170, 60), (50, 50, 200)]  # BGR
 
 
 def write_png(path: Path, image: np.ndarray) -> Path:
-    if not cv2.imwrite(str(path), image):
-        raise OSError(f"cannot write {path}")
+    """Encode in memory, then write atomically: a full disk is exit 7 naming the file and its cause (OpenCV's
+    ``imwrite`` only said False, and libpng printed "Write Error"), and no torn PNG is left."""
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise OutputError(f"{path}: cannot encode the picture as PNG; report this")
+    try:
+        atomic_write_bytes(path, buf.tobytes())
+    except OSError as exc:
+        why = exc.strerror or exc
+        raise OutputError(f"{path}: cannot write ({why}); free some space or choose another --out") from exc
     return path
 
 

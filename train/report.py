@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from edge_runtime.atomic import atomic_write_text
 from edge_runtime.errors import require_extra
 
 require_extra("torch", "train")  # one clear line instead of "No module named torch"
 
+import contextlib
 import json
 import shlex
 import sys
@@ -21,6 +21,7 @@ from edge_runtime.preprocess import PreprocessSpec
 from train.checkpoint import Checkpoint, atomic_torch_save, load_checkpoint, model_from_checkpoint
 from train.engine import predict_scores
 from train.plots import annotated_png, confusion_png
+from train.run_dir import make_folder, write_run_text
 
 if TYPE_CHECKING:
     from train.config import TrainConfig
@@ -37,14 +38,21 @@ def _errors(
 def _save_misclassified(
     run_dir: Path, split_name: str, ds_split: Any, errors: list[dict], scores: dict[str, float]
 ) -> None:
-    out = run_dir / "misclassified"
-    out.mkdir(exist_ok=True)
-    index = {f: i for i, f in enumerate(ds_split.files)}
+    """One PNG per wrong test image; PNGs of errors this report no longer lists (a resumed run's, an earlier
+    run's in a reused folder) are removed, so the folder always shows what report.json says."""
+    out = make_folder(run_dir / "misclassified")
+    index = {f: i for i, f in enumerate(ds_split.files)} if ds_split is not None else {}
+    wanted = set()
     for e in errors:
         image = ds_split.images[index[e["file"]]]
         name = f"{split_name}__{e['file'].replace('/', '__')}.png"
         colour = (0, 0, 200) if e["true"] == "defective" else (0, 140, 255)
         annotated_png(out / name, image, [f"true {e['true']}", f"P(def) {scores[e['file']]:.4f}"], colour)
+        wanted.add(name)
+    for stale in out.glob("*.png"):
+        if stale.name not in wanted:
+            with contextlib.suppress(OSError):
+                stale.unlink()
 
 
 def evaluate_split(
@@ -139,12 +147,12 @@ def write_final_report(
             dict(zip(ds.test.files, scores.tolist(), strict=True)),
         )
         cm_source = ("test", report["test"])
+    else:
+        _save_misclassified(run_dir, "test", None, [], {})
     confusion_png(run_dir / "confusion.png", cm_source[1], names, f"{cm_source[0]} (threshold {threshold:.4f})")
-    ckpt.metrics = {
-        k: _without_errors(report[k]) for k in ("validation", "test", "test_leakage_free") if k in report
-    }
+    ckpt.metrics = {k: _without_errors(report[k]) for k in ("validation", "test", "test_leakage_free") if k in report}
     atomic_torch_save(ckpt, run_dir / "best.pt")
-    atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2, allow_nan=True) + "\n")
+    write_run_text(run_dir / "report.json", json.dumps(report, indent=2, allow_nan=True) + "\n")
     _log_summary(report, log)
     return report
 

@@ -1,0 +1,89 @@
+"""export-onnx never writes over the images it reads, refuses options it would ignore, and says when the accuracy
+gate cannot see a missed defect."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch", reason="export needs the [train] extra (torch)")
+
+from edge_runtime.errors import ExitCode  # noqa: E402
+from tests.export.conftest import TINY_MAX_DROP, export_cli  # noqa: E402
+from tests.export.test_cli import assert_one_line_error  # noqa: E402
+
+
+@pytest.fixture
+def evals(tiny_data: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(tiny_data / "test", tmp_path / "evals"))
+
+
+@pytest.mark.parametrize(
+    ("target", "extra", "message"),
+    [
+        (lambda ev, data: ev / "ok_front" / "ok_front_000.png", [], "named like an image"),  # was overwritten
+        (lambda ev, data: ev / "ok_front" / "m.onnx", [], "inside --eval-data"),
+        (lambda ev, data: ev.parent / "calib" / "m.onnx", ["--quantize", "--calib-data", "CALIB"], "--calib-data"),
+        (lambda ev, data: data / "train" / "ok_front" / "m.onnx", [], "the checkpoint's training images"),
+    ],
+)
+def test_out_among_the_images_it_reads_is_refused_before_any_work(
+    tiny_run: Path, tiny_data: Path, evals: Path, target, extra: list[str], message: str
+):
+    calib = shutil.copytree(tiny_data / "train" / "ok_front", evals.parent / "calib")
+    out = target(evals, tiny_data)
+    before = {p: p.read_bytes() for p in [*evals.parent.rglob("*.png"), *(tiny_data / "train").rglob("*.png")]}
+    args = [a if a != "CALIB" else calib for a in extra]
+    r = export_cli(tiny_run, "--eval-data", evals, "--out", out, *args)
+    assert_one_line_error(r, ExitCode.OUTPUT_ERROR, message)
+    assert all(p.read_bytes() == b for p, b in before.items())
+    assert not out.exists() or out.suffix == ".png"
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--int8-scheme", "s8s8"], "--int8-scheme"),
+        (["--max-drop", "1"], "--max-drop"),
+        (["--calib-data", "CALIB", "--calib-count", "20"], "--calib-data, --calib-count"),  # eval images do parity
+        (["--quantize", "fp16", "--int8-scheme", "s8s8"], "--int8-scheme"),
+    ],
+)
+def test_quantization_options_that_would_be_ignored_are_a_usage_error(
+    tiny_run: Path, tiny_data: Path, tmp_path: Path, args: list[str], named: str
+):
+    # An FP32 model under an int8 name was written, with no word that the options went unused.
+    out = tmp_path / "m_int8.onnx"
+    r = export_cli(tiny_run, "--out", out, *[tiny_data / "train" if a == "CALIB" else a for a in args])
+    assert_one_line_error(r, ExitCode.USAGE, named)
+    assert not out.exists()
+
+
+def test_calibration_images_still_check_parity_when_there_are_no_eval_images(
+    tiny_run: Path, tiny_data: Path, tmp_path: Path, monkeypatch
+):
+    import export.images
+
+    monkeypatch.setattr(export.images, "default_eval_folder", lambda ckpt: None)
+    r = export_cli(tiny_run, "--out", tmp_path / "m.onnx", "--calib-data", tiny_data / "train", "--calib-count", 64)
+    assert r.exit_code == 0, r.output
+    assert "calibration: 64 images" in r.output
+
+
+def test_too_few_calibration_images_names_the_option(tiny_run: Path, tmp_path: Path):
+    r = export_cli(tiny_run, "--quantize", "--calib-count", 5, "--out", tmp_path / "m.onnx")
+    assert r.exit_code == ExitCode.USAGE, r.output  # was exit 3, blaming the data: "pass --calib-data DIR"
+    assert "--calib-count" in r.output and "10" in r.output
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_the_gate_warns_when_the_eval_images_hold_no_defect(tiny_run: Path, evals: Path, tmp_path: Path):
+    for p in (evals / "def_front").iterdir():
+        p.unlink()
+    r = export_cli(tiny_run, "--quantize", "--eval-data", evals, "--out", tmp_path / "m.onnx", "--max-drop",
+                   TINY_MAX_DROP, "--force")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    warning = [ln for ln in r.output.splitlines() if ln.startswith("warning:") and "no defective images" in ln]
+    assert len(warning) == 1 and "missed defect" in warning[0]

@@ -89,6 +89,8 @@ class JsonLinesSink:
             line = f"{rec['label']:<10} {rec['score']:<9.4g} {where}"
             if rec.get("warning"):
                 line += f"  (warning: {rec['warning']})"
+        # one item, one line: a newline or other control character in a file name is shown escaped, never obeyed
+        line = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in line)
         return line.encode("utf-8", "backslashreplace").decode("utf-8")
 
     def write(self, rec: dict[str, Any]) -> None:

@@ -712,3 +712,14 @@ def test_a_saved_video_keeps_the_frame_rate_of_its_source(tmp_path, tiny_model):
     cap = cv2.VideoCapture(str(saved))
     assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(25.0) and cap.get(cv2.CAP_PROP_FRAME_COUNT) == 6
     cap.release()
+
+
+def test_a_file_name_with_a_newline_is_one_human_line(tmp_path, tiny_model):
+    """A newline (or a terminal escape) in a file name split a human output line, or was obeyed by the terminal."""
+    folder = tmp_path / "parts"
+    write_parts(folder, GOOD_LEVELS)
+    (folder / "part_00.png").rename(folder / "line\nbreak\x1b[2J.png")
+    result = CliRunner().invoke(main, ["--model", str(tiny_model), "--source", str(folder)])
+    assert result.exit_code == ExitCode.OK
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and any("line\\nbreak\\x1b[2J.png" in ln for ln in lines)

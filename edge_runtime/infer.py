@@ -395,7 +395,9 @@ def run_inference(
             log(f"warning: {model.path.name} records no content hash (exported before defect-edge checked it); "
                 "its integrity is not verified")  # fmt: skip
         if spec.kind is SourceKind.IMAGES:
-            ignored = f" ({spec.ignored} non-image files ignored)" if spec.ignored else ""
+            summary.ignored_files = spec.ignored
+            named = ", ".join(spec.ignored_names) + (", ..." if spec.ignored > len(spec.ignored_names) else "")
+            ignored = f" ({spec.ignored} non-image files ignored: {named})" if spec.ignored else ""
             links = f" ({spec.links_not_followed} links to folders not followed)" if spec.links_not_followed else ""
             log(f"{spec.name}: {len(spec.paths)} images{ignored}{links}")
         if spec.kind.live:  # fails here, within seconds, with exit code 5

@@ -35,6 +35,7 @@ from edge_runtime.errors import DataError, DefectEdgeError, SourceError, UsageEr
 from edge_runtime.preprocess import IMAGE_SUFFIXES
 from edge_runtime.sources import LatestFrameReader, capture_factory, is_stream_url
 
+IGNORED_NAMED = 3  # files not inspected that the start-up line names (the rest are counted)
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".ts"})
 T = TypeVar("T")
 R = TypeVar("R")
@@ -57,6 +58,7 @@ class SourceSpec:
     name: str  # what the user typed
     paths: tuple[Path, ...] = ()  # IMAGES only: every entry that looks like an image, readable or not
     ignored: int = 0  # files in a folder that are not images (not processed)
+    ignored_names: tuple[str, ...] = ()  # the first few of them, to name them
     links_not_followed: int = 0  # links to folders met while listing (never followed: no loops)
 
 
@@ -134,7 +136,7 @@ def _resolve_path(source: str) -> SourceSpec:
         images, ignored, links = list_folder(path)
         if not images:
             raise DataError(f"{source}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        return SourceSpec(SourceKind.IMAGES, source, images, ignored=ignored, links_not_followed=links)
+        return _images(source, images, ignored, links)
     if os.path.lexists(path) and (path.suffix.lower() in IMAGE_SUFFIXES or path.exists()):
         if str(path).startswith("/dev/video"):
             return SourceSpec(SourceKind.CAMERA, source)
@@ -145,7 +147,7 @@ def _resolve_path(source: str) -> SourceSpec:
         images, ignored, links = match_glob(source)
         if not images:
             raise DataError(f"{source}: the pattern matches no image file")
-        return SourceSpec(SourceKind.IMAGES, source, images, ignored=ignored, links_not_followed=links)
+        return _images(source, images, ignored, links)
     hint = "; for a camera use --camera N" if source.isdigit() else ""
     raise DataError(f"{source}: no such file or folder{hint}")
 
@@ -194,10 +196,17 @@ def _walk(root: Path) -> Iterator[tuple[Path, os.DirEntry | _Unreadable | None]]
             stack.append(iter(below))
 
 
-def _classify(paths: Iterable[tuple[Path, os.DirEntry | _Unreadable | None]]) -> tuple[tuple[Path, ...], int, int]:
+def _images(source: str, images: tuple[Path, ...], ignored: list[Path], links: int) -> SourceSpec:
+    names = tuple(p.name for p in ignored[:IGNORED_NAMED])
+    return SourceSpec(SourceKind.IMAGES, source, images, len(ignored), names, links_not_followed=links)
+
+
+def _classify(
+    paths: Iterable[tuple[Path, os.DirEntry | _Unreadable | None]],
+) -> tuple[tuple[Path, ...], list[Path], int]:
     """(image-looking entries and folders that could not be listed, other files ignored, links to folders not
     followed)."""
-    images, ignored, links = [], 0, 0
+    images, ignored, links = [], [], 0
     for p, entry in paths:
         if isinstance(entry, _Unreadable):
             images.append(p)  # an item error: "cannot list the folder"
@@ -206,11 +215,11 @@ def _classify(paths: Iterable[tuple[Path, os.DirEntry | _Unreadable | None]]) ->
         elif p.suffix.lower() in IMAGE_SUFFIXES:
             images.append(p)  # whatever it is (FIFO, dead link, device): it gets a record
         else:
-            ignored += 1
+            ignored.append(p)
     return tuple(images), ignored, links
 
 
-def list_folder(folder: Path) -> tuple[tuple[Path, ...], int, int]:
+def list_folder(folder: Path) -> tuple[tuple[Path, ...], list[Path], int]:
     """Every entry under ``folder`` that looks like an image (by suffix), sorted; links to folders are counted
     but not followed, so a link loop cannot make the listing endless."""
     return _classify(_walk(folder))
@@ -243,7 +252,7 @@ def _pattern_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts)[:-1] + r"\Z", re.DOTALL)
 
 
-def match_glob(pattern: str) -> tuple[tuple[Path, ...], int, int]:
+def match_glob(pattern: str) -> tuple[tuple[Path, ...], list[Path], int]:
     """Files matching a glob (``**`` = any folders), listed without following links to folders."""
     comps = pattern.split("/")
     fixed = 0
@@ -253,7 +262,7 @@ def match_glob(pattern: str) -> tuple[tuple[Path, ...], int, int]:
     if pattern.startswith("/") and fixed == 1:
         root = "/"
     if not os.path.isdir(root):
-        return (), 0, 0
+        return (), [], 0
     rx = _pattern_regex("/".join(comps[fixed:]))
     base = Path(root)
     found = []

@@ -72,6 +72,7 @@ class Summary:
     unlike_reasons: dict[str, int] = field(default_factory=dict)
     dropped_frames: int = 0
     reconnects: int = 0
+    ignored_files: int = 0  # files in the source folder that are not images (not inspected, no record)
     second_looks: int = 0  # items scored twice (mirrored) because their first score lay near the threshold
     symmetry_looks: int = 0  # items just below the threshold whose part symmetry was measured (symmetry look)
     symmetry_lifts: int = 0  # ... of them turned defective by it
@@ -142,6 +143,7 @@ class Summary:
             "unlike_training": self.unlike_training,
             "dropped_frames": self.dropped_frames,
             "reconnects": self.reconnects,
+            "ignored_files": self.ignored_files,
             "second_looks": self.second_looks,
             "symmetry_looks": self.symmetry_looks,
             "symmetry_lifts": self.symmetry_lifts,

@@ -723,3 +723,15 @@ def test_a_file_name_with_a_newline_is_one_human_line(tmp_path, tiny_model):
     assert result.exit_code == ExitCode.OK
     lines = result.stdout.splitlines()
     assert len(lines) == 2 and any("line\\nbreak\\x1b[2J.png" in ln for ln in lines)
+
+
+def test_files_not_inspected_are_named_and_counted_in_the_summary(tmp_path, tiny_model):
+    folder = tmp_path / "parts"
+    write_parts(folder, GOOD_LEVELS)
+    for name in ("scan.gif", "scan.jp2", "scan", "notes.txt"):
+        (folder / name).write_bytes(b"x")
+    summary = tmp_path / "s.json"
+    result = invoke(["--model", str(tiny_model), "--source", str(folder), "--summary", str(summary)])
+    assert len(check(result, ExitCode.OK, error_lines=0)) == 2
+    assert "(4 non-image files ignored: notes.txt, scan, scan.gif, ...)" in result.stderr
+    assert json.loads(summary.read_text())["ignored_files"] == 4

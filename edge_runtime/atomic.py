@@ -21,25 +21,27 @@ def temp_path_for(dst: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(dst: Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it is synced and renamed onto ``dst``, else removed. A ``dst``
-    that is a symbolic link is written through: the link stays, its target gets the new content."""
+def atomic_path(dst: Path, *, durable: bool = True) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it is synced (``durable``) and renamed onto ``dst``, else
+    removed. A ``dst`` that is a symbolic link is written through: the link stays, its target gets the new
+    content. Without ``durable`` a crash may lose the file, but never leaves half of it under its name."""
     dst = Path(os.path.realpath(dst))
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(dst)
     try:
         yield tmp
-        with contextlib.suppress(OSError), open(tmp, "rb+") as f:  # durability is best effort (FAT, tmpfs)
-            os.fsync(f.fileno())
+        if durable:
+            with contextlib.suppress(OSError), open(tmp, "rb+") as f:  # durability is best effort (FAT, tmpfs)
+                os.fsync(f.fileno())
         os.replace(tmp, dst)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
 
 
-def atomic_write_bytes(dst: Path, data: bytes) -> None:
+def atomic_write_bytes(dst: Path, data: bytes, *, durable: bool = True) -> None:
     """Write ``data`` to ``dst`` atomically; raises ``OSError`` when it cannot be written."""
-    with atomic_path(dst) as tmp:
+    with atomic_path(dst, durable=durable) as tmp:
         tmp.write_bytes(data)
 
 

@@ -735,3 +735,52 @@ def test_files_not_inspected_are_named_and_counted_in_the_summary(tmp_path, tiny
     assert len(check(result, ExitCode.OK, error_lines=0)) == 2
     assert "(4 non-image files ignored: notes.txt, scan, scan.gif, ...)" in result.stderr
     assert json.loads(summary.read_text())["ignored_files"] == 4
+
+
+def test_a_picture_that_cannot_be_written_whole_leaves_no_torn_file(tmp_path, tiny_model, monkeypatch):
+    """--save on a full disk left a truncated JPEG under the picture's final name."""
+    import builtins
+
+    folder = tmp_path / "parts"
+    write_parts(folder, GOOD_LEVELS)
+    saved = tmp_path / "saved"
+
+    def half_then_full(path: Path, data: bytes) -> None:  # what a full disk does: part of it, then ENOSPC
+        with real_open(path, "wb") as f:
+            f.write(bytes(data)[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    real_open, real_write_bytes = builtins.open, Path.write_bytes
+
+    def opener(file, mode="r", *args, **kwargs):
+        if "w" in mode and str(file).startswith(str(saved)) and not str(file).endswith(".probe"):
+            return _Failing(file, real_open)
+        return real_open(file, mode, *args, **kwargs)
+
+    def write_bytes(self, data):
+        if str(self).startswith(str(saved)) and not str(self).endswith(".probe"):
+            return half_then_full(self, data)
+        return real_write_bytes(self, data)
+
+    monkeypatch.setattr(builtins, "open", opener)
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    result = invoke(["--model", str(tiny_model), "--source", str(folder), "--save", str(saved)])
+    check(result, ExitCode.OUTPUT_ERROR, error_lines=1)
+    assert "No space left" in result.stderr and list(saved.iterdir()) == []
+
+
+class _Failing:
+    """A file opened for writing on a full disk: the first write stores half and fails."""
+
+    def __init__(self, path, real_open) -> None:
+        self.f = real_open(path, "wb")
+
+    def write(self, data) -> None:
+        self.f.write(bytes(data)[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.f.close()

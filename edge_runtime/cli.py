@@ -168,7 +168,7 @@ def main(*, debug: bool, **opts: object) -> None:
         click.echo(summary.finish().text(), err=True)
         code = 130
     finally:
-        stop.uninstall(ignore_after_stop=True)
+        stop.finish()
     raise SystemExit(int(code))
 
 

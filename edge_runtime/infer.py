@@ -69,9 +69,11 @@ class Outputs:
     window: object | None = None
     saver: object | None = None
     wants_pictures: bool = False  # a listener keeps the decoded pictures
+    begun: bool = False  # the source is open and the run's records may follow
 
     def begin(self) -> None:
         """The source is open: the ``--output`` files are emptied for this run's records (see FileSink.begin)."""
+        self.begun = True
         for s in self.files:
             s.begin()
 
@@ -451,7 +453,12 @@ def _finish(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log: Lo
     if cfg.fail_on_defect and summary.no_part:
         log(f"gate: {summary.no_part} items with {NO_PART} (an empty tray? a covered lens?) are not passed")
     try:
-        write_summary(cfg.summary_path, summary)
+        # A run stopped before its source opened leaves the last run's --summary, as it leaves its --output: a
+        # "0 items" summary beside the old records contradicted them.
+        if outputs is not None and outputs.begun:
+            write_summary(cfg.summary_path, summary)
+        elif cfg.summary_path is not None:
+            log(f"{cfg.summary_path}: left as it was (the run stopped before its source was read)")
     except OutputError as exc:
         summary.output_error = summary.output_error or str(exc)
     if summary.output_error:

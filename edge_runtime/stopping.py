@@ -54,6 +54,7 @@ class StopSignals:
         self.closing = False
         self.pending = False
         self.counting_only = False  # installed before the command's main(): count, never raise (install_early)
+        self.whole_process = False  # the console script's own: kept to the process's end (see finish)
         self._raised = False
         self._retrying = False
         self._depth = 0
@@ -68,6 +69,7 @@ class StopSignals:
         if adopted is None:
             return cls().install()
         adopted.counting_only = False
+        adopted.whole_process = True
         return adopted
 
     @property
@@ -87,6 +89,19 @@ class StopSignals:
                     continue  # ignored on purpose by whoever started us (nohup, a background job): keep it so
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
+
+    def finish(self) -> None:
+        """The command is done and about to exit. The console script ignores stop signals from now on: a Ctrl-C
+        or SIGTERM just after the summary killed the process by that signal (exit -2/-15 instead of its code).
+        In-process callers (tests, a library) get their own handlers back."""
+        if self.whole_process:
+            # Ignored, not handled: Python puts the default actions back for the handlers it set when it shuts
+            # down, and that shutdown (onnxruntime, OpenCV) takes tens of milliseconds.
+            self.closing = True
+            for sig in self._previous:
+                signal.signal(sig, signal.SIG_IGN)
+        else:
+            self.uninstall(ignore_after_stop=True)
 
     def uninstall(self, *, ignore_after_stop: bool = False) -> None:
         """Give the signals back; with ``ignore_after_stop``, a command that is stopping ignores further

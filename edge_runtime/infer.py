@@ -399,7 +399,7 @@ def run_inference(
         if spec.kind is SourceKind.IMAGES:
             summary.ignored_files = spec.ignored
             named = ", ".join(spec.ignored_names) + (", ..." if spec.ignored > len(spec.ignored_names) else "")
-            ignored = f" ({spec.ignored} non-image files ignored: {named})" if spec.ignored else ""
+            ignored = f" ({spec.ignored} files not inspected, not images or hidden: {named})" if spec.ignored else ""
             links = f" ({spec.links_not_followed} links to folders not followed)" if spec.links_not_followed else ""
             log(f"{spec.name}: {len(spec.paths)} images{ignored}{links}")
         if spec.kind.live:  # fails here, within seconds, with exit code 5

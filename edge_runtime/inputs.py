@@ -57,7 +57,7 @@ class SourceSpec:
     kind: SourceKind
     name: str  # what the user typed
     paths: tuple[Path, ...] = ()  # IMAGES only: every entry that looks like an image, readable or not
-    ignored: int = 0  # files in a folder that are not images (not processed)
+    ignored: int = 0  # files in a folder that are not images, or hidden from a pattern (not processed)
     ignored_names: tuple[str, ...] = ()  # the first few of them, to name them
     links_not_followed: int = 0  # links to folders met while listing (never followed: no loops)
 
@@ -196,8 +196,8 @@ def _walk(root: Path) -> Iterator[tuple[Path, os.DirEntry | _Unreadable | None]]
             stack.append(iter(below))
 
 
-def _images(source: str, images: tuple[Path, ...], ignored: list[Path], links: int) -> SourceSpec:
-    names = tuple(p.name for p in ignored[:IGNORED_NAMED])
+def _images(source: str, images: tuple[Path, ...], ignored: list[str], links: int) -> SourceSpec:
+    names = tuple(ignored[:IGNORED_NAMED])  # hidden ones first
     return SourceSpec(SourceKind.IMAGES, source, images, len(ignored), names, links_not_followed=links)
 
 
@@ -219,10 +219,12 @@ def _classify(
     return tuple(images), ignored, links
 
 
-def list_folder(folder: Path) -> tuple[tuple[Path, ...], list[Path], int]:
-    """Every entry under ``folder`` that looks like an image (by suffix), sorted; links to folders are counted
-    but not followed, so a link loop cannot make the listing endless."""
-    return _classify(_walk(folder))
+def list_folder(folder: Path) -> tuple[tuple[Path, ...], list[str], int]:
+    """Every entry under ``folder`` that looks like an image (by suffix), sorted; the other files (their paths
+    below ``folder``); links to folders are counted but not followed, so a link loop cannot make the listing
+    endless."""
+    images, ignored, links = _classify(_walk(folder))
+    return images, [p.relative_to(folder).as_posix() for p in ignored], links
 
 
 def _pattern_regex(pattern: str) -> re.Pattern[str]:
@@ -252,8 +254,12 @@ def _pattern_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts)[:-1] + r"\Z", re.DOTALL)
 
 
-def match_glob(pattern: str) -> tuple[tuple[Path, ...], list[Path], int]:
-    """Files matching a glob (``**`` = any folders), listed without following links to folders."""
+def glob_root(pattern: str) -> tuple[str, list[str]]:
+    """The folder a glob starts from (its leading parts without wildcards) and the parts below it.
+
+    >>> glob_root("lot3/**/*.png")
+    ('lot3', ['**', '*.png'])
+    """
     comps = pattern.split("/")
     fixed = 0
     while fixed < len(comps) - 1 and not glob.has_magic(comps[fixed]):
@@ -261,15 +267,22 @@ def match_glob(pattern: str) -> tuple[tuple[Path, ...], list[Path], int]:
     root = "/".join(comps[:fixed]) or ("/" if pattern.startswith("/") else ".")
     if pattern.startswith("/") and fixed == 1:
         root = "/"
+    return root, comps[fixed:]
+
+
+def match_glob(pattern: str) -> tuple[tuple[Path, ...], list[str], int]:
+    """Files matching a glob (``**`` = any folders), listed without following links to folders."""
+    root, below = glob_root(pattern)
     if not os.path.isdir(root):
         return (), [], 0
-    rx = _pattern_regex("/".join(comps[fixed:]))
+    rx = _pattern_regex("/".join(below))
     base = Path(root)
-    found = []
-    below = comps[fixed:]
+    found, hidden = [], []
     for p, entry in _walk(base):
         rel = p.relative_to(base).as_posix()
         if any(part.startswith(".") for part in rel.split("/")):
+            if not isinstance(entry, _Unreadable) and rx.match(rel):
+                hidden.append(rel)  # a pattern skips hidden entries, as the shell does: named, not passed over
             continue
         if isinstance(entry, _Unreadable):
             # a folder the pattern reaches into (``**``, or fewer levels deep than the pattern) may hold matches
@@ -277,7 +290,8 @@ def match_glob(pattern: str) -> tuple[tuple[Path, ...], list[Path], int]:
                 found.append((p, entry))
         elif rx.match(rel):
             found.append((p, entry))
-    return _classify(found)
+    images, ignored, links = _classify(found)
+    return images, hidden + [p.relative_to(base).as_posix() for p in ignored], links
 
 
 def prefetch_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int, depth: int) -> Iterator[R]:

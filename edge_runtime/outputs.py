@@ -254,8 +254,8 @@ def check_not_an_input(spec: SourceSpec, named: dict[str, Path | None], *, save_
                 st = os.stat(path)
                 targets[(st.st_dev, st.st_ino)] = (opt, path)
     folder = None if save_folder is None else os.path.realpath(save_folder)
-    if folder is not None and spec.kind is SourceKind.IMAGES and os.path.isdir(spec.name):
-        root = os.path.realpath(spec.name).rstrip(os.sep) + os.sep
+    if folder is not None and spec.kind is SourceKind.IMAGES and (source_root := _source_folder(spec.name)):
+        root = os.path.realpath(source_root).rstrip(os.sep) + os.sep
         if folder.startswith(root):
             raise OutputError(f"{save_folder}: --save names a folder inside the folder being inspected; the next run "
                               "on it would judge the annotated pictures as parts: choose another --save")  # fmt: skip
@@ -276,6 +276,17 @@ def check_not_an_input(spec: SourceSpec, named: dict[str, Path | None], *, save_
             if parents[p.parent]:
                 raise OutputError(f"{save_folder}: --save names a folder that holds input images ({p}); choose "
                                   "another --save, outside the inputs")  # fmt: skip
+
+
+def _source_folder(name: str) -> str | None:
+    """The folder a source of images is listed from: the folder itself, or a pattern's starting folder."""
+    import glob
+
+    from edge_runtime.inputs import glob_root
+
+    if os.path.isdir(name):
+        return name
+    return glob_root(name)[0] if glob.has_magic(name) and not os.path.lexists(name) else None
 
 
 def check_save_target(target: Path) -> None:

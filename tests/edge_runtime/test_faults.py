@@ -733,7 +733,7 @@ def test_files_not_inspected_are_named_and_counted_in_the_summary(tmp_path, tiny
     summary = tmp_path / "s.json"
     result = invoke(["--model", str(tiny_model), "--source", str(folder), "--summary", str(summary)])
     assert len(check(result, ExitCode.OK, error_lines=0)) == 2
-    assert "(4 non-image files ignored: notes.txt, scan, scan.gif, ...)" in result.stderr
+    assert "(4 files not inspected, not images or hidden: notes.txt, scan, scan.gif, ...)" in result.stderr
     assert json.loads(summary.read_text())["ignored_files"] == 4
 
 
@@ -784,3 +784,21 @@ class _Failing:
 
     def __exit__(self, *exc) -> None:
         self.f.close()
+
+
+def test_a_pattern_names_the_hidden_files_it_passes_over(tmp_path, tiny_model):
+    """'dir/**' skips hidden files and folders, as the shell does, but said nothing: a defective part in
+    .cache/ was not inspected and the gate passed."""
+    write_parts(tmp_path / "lot" / "a", [10])
+    write_parts(tmp_path / "lot" / ".cache", [220])
+    result = invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/lot/**", "--fail-on-defect"])
+    assert len(check(result, ExitCode.OK, error_lines=0)) == 1
+    assert "(1 files not inspected, not images or hidden: .cache/part_00.png)" in result.stderr
+
+
+def test_save_inside_the_folder_a_pattern_lists_is_refused(tmp_path, tiny_model):
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    result = invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/parts/**", "--save",
+                     str(tmp_path / "parts" / "annotated")])  # fmt: skip
+    assert check(result, ExitCode.OUTPUT_ERROR, error_lines=1) == []
+    assert "inside the folder being inspected" in result.stderr

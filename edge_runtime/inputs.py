@@ -356,15 +356,17 @@ def iter_files(
 def frame_item(
     source: str, index: int, frame: Any, prepare: Callable[..., np.ndarray], *, keep_original: bool,
     warning: str | None = None, error: str | None = None, shape: tuple[int, ...] | None = None,
+    gray: np.ndarray | None = None,
 ) -> Item:  # fmt: skip
     """One video or live frame on its way to a verdict. ``warning``/``error``: what a Motion-JPEG source's decoder
     said of it (:class:`edge_runtime.jpeg_packets.JpegPackets`; an error comes without a frame, and ``shape``, the
-    frame size the container declares, sizes its placeholder in a saved video)."""
+    frame size the container declares, sizes its placeholder in a saved video). ``gray``: the same frame decoded
+    to gray, which the model reads when given (a colour Motion-JPEG frame kept for --save: see JpegPackets)."""
     if error is not None or frame is None:
         return Item(source, index, error=f"{source} frame {index}: {error or 'no picture'}", picture_shape=shape)
     t0 = time.perf_counter()
     try:
-        x, unlike, part = _split_prepared(prepare(frame, source=f"{source} frame {index}"))
+        x, unlike, part = _split_prepared(prepare(frame if gray is None else gray, source=f"{source} frame {index}"))
     except Exception as exc:  # noqa: BLE001 - a bad frame is an item error, the run goes on
         return Item(source, index, error=_failure(f"{source} frame {index}", exc))
     ms = (time.perf_counter() - t0) * 1000.0
@@ -480,7 +482,8 @@ def _video_frames(
                         notice(f"{name}: stopped at frame {index} of {declared} (truncated or corrupt video)")
                     break
                 item = frame_item(name, index, frame, prepare, keep_original=keep_original, shape=shape,
-                                  warning=getattr(cap, "warning", None), error=getattr(cap, "error", None))  # fmt: skip
+                                  warning=getattr(cap, "warning", None), error=getattr(cap, "error", None),
+                                  gray=getattr(cap, "gray", None))  # fmt: skip
                 while not stop.is_set():
                     try:
                         q.put(item, timeout=0.2)
@@ -517,7 +520,7 @@ def iter_live(reader: LatestFrameReader, prepare: Callable[..., np.ndarray], *, 
     with reader:
         for live in reader:
             item = frame_item(reader.name, live.index, live.frame, prepare, keep_original=keep_original,
-                              warning=live.warning, error=live.error)  # fmt: skip
+                              warning=live.warning, error=live.error, gray=live.gray)  # fmt: skip
             item.timestamp = live.timestamp
             yield item
     if reader.error is not None:

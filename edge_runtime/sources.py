@@ -69,6 +69,7 @@ class LiveFrame:
     frame: np.ndarray | None  # None only with ``error``
     warning: str | None = None  # the decoder concealed damage in this frame (Motion-JPEG sources)
     error: str | None = None  # the frame came, but could not be decoded
+    gray: np.ndarray | None = None  # the frame decoded to gray, beside a colour one (Motion-JPEG: JpegPackets.gray)
 
 
 def is_stream_url(text: str) -> bool:
@@ -274,9 +275,11 @@ class LatestFrameReader:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _publish(self, frame: np.ndarray | None, warning: str | None = None, error: str | None = None) -> None:
+    def _publish(
+        self, frame: np.ndarray | None, warning: str | None = None, error: str | None = None, gray: Any = None
+    ) -> None:
         with self._cond:
-            self._latest = LiveFrame(self.captured, time.monotonic(), frame, warning, error)
+            self._latest = LiveFrame(self.captured, time.monotonic(), frame, warning, error, gray)
             self.captured += 1
             if frame is not None:  # back for real (a picture): a later drop starts afresh
                 self._attempts, self._delay = 0, self.backoff_s[0]
@@ -303,7 +306,7 @@ class LatestFrameReader:
                     self.on_event(f"{self.name}: read failed ({type(exc).__name__}: {exc})")
                 error = getattr(cap, "error", None) if ok else None  # a frame came, undecodable (JpegPackets)
                 if ok and (frame is not None or error):
-                    self._publish(frame, getattr(cap, "warning", None), error)
+                    self._publish(frame, getattr(cap, "warning", None), error, getattr(cap, "gray", None))
                     continue
                 self._release()
                 if not self.reconnect or self._stop.is_set():  # a stop (Ctrl-C) cut the read short: no drop

@@ -382,3 +382,22 @@ def test_a_complete_avi_with_repeat_entries_is_not_called_truncated(tmp_path: Pa
     assert "truncated" not in whole.stderr
     half = CliRunner().invoke(main, ["--model", str(tiny_model), "--source", str(cut), "--json"])
     assert "(truncated or corrupt video)" in half.stderr  # a cut file still is
+
+
+def test_a_colour_video_gets_the_same_verdicts_with_or_without_saved_pictures(tmp_path: Path, tiny_model: Path):
+    """With --save the model read gray made from the decoded colours, without it the decoder's own gray: a grey
+    level apart here and there, enough to turn a station-check range or the symmetry look on (a frame scored
+    0.302 without --save and 0.139 with it)."""
+    rng = np.random.default_rng(3)
+    path = tmp_path / "colour.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for _ in range(8):
+        frame = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)  # saturated colour blocks
+        writer.write(cv2.resize(frame, (64, 48), interpolation=cv2.INTER_NEAREST))
+    writer.release()
+    plain = CliRunner().invoke(main, ["--model", str(tiny_model), "--source", str(path), "--json"])
+    args = ["--model", str(tiny_model), "--source", str(path), "--json", "--save", str(tmp_path / "s.avi")]
+    saved = CliRunner().invoke(main, args)
+    assert plain.exit_code == saved.exit_code == ExitCode.OK
+    a, b = ([json.loads(line)["score"] for line in r.stdout.splitlines()] for r in (plain, saved))
+    assert len(a) == 8 and a == b

@@ -11,6 +11,7 @@ import click
 from edge_runtime.cli_support import FiniteFloatRange, debug_option, friendly_errors
 from edge_runtime.errors import EXIT_CODES_HELP, DefectEdgeError, ExitCode
 from edge_runtime.model import Provider
+from edge_runtime.stopping import StopSignals
 
 # (full run, --quick): counts are fixed before timing starts; explicit options override both.
 COUNTS = {
@@ -128,10 +129,12 @@ def main(*, debug: bool, **opts: object) -> None:
         **counts,
     )
     preflight(cfg)
-    result = run_benchmark(cfg, progress=lambda msg: click.echo(f"edge-bench {msg}", err=True))
-    result.command = shlex.join(["edge-bench", *sys.argv[1:]])
-    write_outputs(result)
-    if result.interrupted:
+    # SIGTERM (and SIGHUP) as Ctrl-C: `kill` gave exit 143, no rows, and a worker timing on orphaned at 100% CPU.
+    with StopSignals() as stop:
+        result = run_benchmark(cfg, progress=lambda msg: click.echo(f"edge-bench {msg}", err=True), stop=stop)
+        result.command = shlex.join(["edge-bench", *sys.argv[1:]])
+        write_outputs(result)
+    if result.interrupted or stop.requested:
         raise DefectEdgeError(
             "interrupted; the rows timed before it are reported above", exit_code=ExitCode.INTERRUPTED
         )

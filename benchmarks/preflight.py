@@ -50,6 +50,16 @@ def _inside(path: Path, folder: Path) -> bool:
     return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
 
 
+def _image_folders(data: Path) -> list[Path]:
+    """``data``, its class folders and those of ``data/test``: any may be a link to another disk (datasets often keep
+    their splits so), so each is compared by its own real path, not only as a part of ``data``'s."""
+    folders = [data]
+    for top in (data, data / "test"):
+        if top.is_dir():
+            folders += [p for p in top.iterdir() if p.is_dir()]
+    return folders
+
+
 def check_outputs(
     named: dict[str, Path], inputs: dict[str, Path | None], data: Path | None, *, option: str = "--json"
 ) -> None:
@@ -58,11 +68,12 @@ def check_outputs(
     from edge_runtime.atomic import temp_path_for
 
     check_distinct_outputs(dict(named))
+    folders = _image_folders(data) if data is not None and data.is_dir() else []
     for what, path in named.items():
         for opt, source in inputs.items():
             if source is not None and same_file(path, source):
                 raise OutputError(f"{path}: {what} names {opt}, an input of this run; choose another {option}")
-        if data is not None and data.is_dir() and _inside(path, data):
+        if any(_inside(path, f) for f in folders):
             raise OutputError(f"{path}: {what} is inside --data {data}, among its images; choose another {option}")
         try:
             mode = os.stat(path).st_mode

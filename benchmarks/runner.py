@@ -10,9 +10,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from benchmarks.config import SEED_MODEL, TORCH_PROVIDER, BenchConfig, Job, JobKind, Row, Section
 from benchmarks.hardware import Hardware, detect_hardware
+from benchmarks.worker import PARENT_ENV
 from edge_runtime import datasets
 from edge_runtime.errors import DefectEdgeError, ExitCode, ModelError
 from edge_runtime.model import MODELS_DIR
@@ -109,7 +111,7 @@ class WorkerCrashed(DefectEdgeError):
 
 def run_worker(job: Job) -> tuple[list[Row], list[str]]:
     """Run one job in a fresh ``python -m benchmarks.worker`` and parse its rows."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())}
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.worker"], input=job.to_json(), capture_output=True, text=True, env=env
     )
@@ -157,8 +159,10 @@ def _run_jobs(jobs: list[tuple[str, Job]], result: BenchResult, progress: Progre
         result.skipped += [s for s in skipped if s not in result.skipped]
 
 
-def run_benchmark(cfg: BenchConfig, *, progress: Progress = lambda msg: None) -> BenchResult:
-    """Run every job of ``cfg`` (each in a fresh process) and return the rows, with hardware and skips.
+def run_benchmark(cfg: BenchConfig, *, progress: Progress = lambda msg: None, stop: Any = None) -> BenchResult:
+    """Run every job of ``cfg`` (each in a fresh process) and return the rows, with hardware and skips. ``stop``:
+    the command's :class:`~edge_runtime.stopping.StopSignals`; once the jobs are over a signal only counts, so the
+    rows are still reported.
 
     >>> result = run_benchmark(BenchConfig(models=bundled_models()))  # doctest: +SKIP
     """
@@ -176,7 +180,9 @@ def run_benchmark(cfg: BenchConfig, *, progress: Progress = lambda msg: None) ->
         _run_jobs(jobs, result, progress)
     except KeyboardInterrupt:  # the worker was interrupted with us; what the earlier ones measured is kept
         result.interrupted = True
-        result.skipped.append("interrupted (Ctrl-C): the jobs after the last row were not run")
+        result.skipped.append("interrupted (Ctrl-C or SIGTERM): the jobs after the last row were not run")
+    if stop is not None:
+        stop.closing = True
     add_seed_ratios(result.rows)
     for r in result.rows:
         r.cpu, r.onnxruntime = f"{result.hardware.cpu} ({result.hardware.cores} cores)", result.hardware.onnxruntime

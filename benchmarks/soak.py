@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,7 @@ import numpy as np
 
 from edge_runtime.cli_support import FiniteFloatRange, debug_option, friendly_errors
 from edge_runtime.errors import EXIT_CODES_HELP, DefectEdgeError, ExitCode, OutputError, SourceError, UsageError
+from edge_runtime.stopping import StopSignals
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SAMPLES = Path(__file__).resolve().parents[1] / "edge_runtime" / "samples"
@@ -111,7 +113,9 @@ class Sampler:
         self.latencies = []  # bounded: one window at a time
 
 
-def run_soak(frames: int, model: Path | None, fps: float, every: int) -> dict[str, Any]:
+def run_soak(frames: int, model: Path | None, fps: float, every: int, *, stop: Any = None) -> dict[str, Any]:
+    """The warm-up run, then the measured one; ``stop`` (the command's :class:`StopSignals`, installed for the
+    moments between the runs) only counts a signal once the measured run is over, so its figures are reported."""
     import cv2
 
     from edge_runtime.infer import InferConfig, run_inference
@@ -127,20 +131,25 @@ def run_soak(frames: int, model: Path | None, fps: float, every: int) -> dict[st
 
     # A short first run: onnxruntime opens its telemetry database once per process (3 descriptors, kept).
     rss0 = rss_mib()
-    run_inference(config(1000, None), log=lambda m: None)
+    _, code = run_inference(config(1000, None), log=lambda m: None)
+    if code != ExitCode.OK:  # a Ctrl-C here stopped only the warm-up: the whole measured run followed, exit 0
+        what = "was interrupted" if code == ExitCode.INTERRUPTED else f"ended early (exit code {int(code)})"
+        raise DefectEdgeError(f"the warm-up run {what}; nothing was measured", exit_code=ExitCode(code))
     time.sleep(0.5)
     sampler = Sampler(every=every)
     fds0, threads0 = open_fds(), threading.active_count()
     t0 = time.perf_counter()
     summary, code = run_inference(config(frames, sampler), log=lambda m: None)
     wall = time.perf_counter() - t0
+    if stop is not None:
+        stop.closing = True
     time.sleep(0.5)  # let the capture thread finish its release
     if sampler.frames == 0:
         raise SourceError(f"the soak run processed no frame (exit code {int(code)}); rerun with --debug")
     sampler.close_window()
     w = sampler.windows
     return {
-        "frames": summary.items, "exit_code": int(code), "wall_s": round(wall, 1),
+        "frames": summary.items, "frames_requested": frames, "exit_code": int(code), "wall_s": round(wall, 1),
         "fps": round(summary.items / wall, 1), "dropped_frames": summary.dropped_frames,
         "rss_mib_start": round(rss0, 1), "rss_mib_after_warmup": round(w[0].rss_mib, 1),
         "rss_mib_end": round(w[-1].rss_mib, 1), "rss_growth_mib": round(w[-1].rss_mib - w[0].rss_mib, 2),
@@ -152,11 +161,29 @@ def run_soak(frames: int, model: Path | None, fps: float, every: int) -> dict[st
     }  # fmt: skip
 
 
+def heading(r: dict[str, Any]) -> str:
+    """The report's first line; a run that ended early says so and how far it got (it read as a complete soak of
+    fewer frames, and replaced the last complete report)."""
+    if r["exit_code"] == 0:
+        return f"# Soak: {r['frames']} frames through edge-infer (live, newest-frame mode)"
+    why = "interrupted" if r["exit_code"] == ExitCode.INTERRUPTED else f"ended early (exit code {r['exit_code']})"
+    return (
+        f"# Soak {why} after {r['frames']} of {r['frames_requested']} frames: not a complete run "
+        "(edge-infer, live, newest-frame mode)"
+    )
+
+
+def soak_command(frames: int, model: Path | None, fps: float, window: int) -> str:
+    """The command that was run (the report gave ``--frames N`` alone, N being the frames done)."""
+    args = ["--frames", str(frames), "--window", str(window), "--fps", f"{fps:g}"]
+    return shlex.join(["python", "-m", "benchmarks.soak", *args, *(["--model", str(model)] if model else [])])
+
+
 def markdown(r: dict[str, Any], hw: Any) -> str:
     lines = [
-        f"# Soak: {r['frames']} frames through edge-infer (live, newest-frame mode)",
+        heading(r),
         "",
-        f"`python -m benchmarks.soak --frames {r['frames']}` on {hw.cpu} ({hw.cores} cores), onnxruntime "
+        f"`{r['command']}` on {hw.cpu} ({hw.cores} cores), onnxruntime "
         f"{hw.onnxruntime}, model {r['model']}, 1 inference thread; synthetic source capped at "
         f"{r['source_fps_cap']:g} FPS; {r['wall_s']} s, {r['fps']} frames/s, {r['dropped_frames']} frames skipped.",
         "",
@@ -206,17 +233,22 @@ def main(frames: int, model: Path | None, fps: float, window: int, out: Path, *,
         check_model_file(model)
     files = {"--out": out / "soak.md", "the JSON beside it": out / "soak.json"}
     check_outputs(files, {"--model": model}, None, option="--out")  # an unwritable --out lost the whole run at its end
-    result = run_soak(frames, model, fps, window)
-    hw = detect_hardware()
-    result["hardware"] = hw.to_dict()
-    text = markdown(result, hw)
-    click.echo(text)  # first: a failed write below loses no figure
-    write_report(files, text, result)
+    # Also between the warm-up and the measured run, where a SIGTERM killed the process without a word.
+    with StopSignals() as stop:
+        result = run_soak(frames, model, fps, window, stop=stop)
+        result["command"] = soak_command(frames, model, fps, window)
+        hw = detect_hardware()
+        result["hardware"] = hw.to_dict()
+        text = markdown(result, hw)
+        click.echo(text)  # first: a failed write below loses no figure
+        write_report(files, text, result)
     if result["exit_code"] != 0:
         raise DefectEdgeError(
             f"the run ended early (exit code {result['exit_code']}); the frames it measured are reported above",
             exit_code=ExitCode(result["exit_code"]),
         )
+    if stop.requested:  # came once the run was measured: the report is complete, the stop still asked for
+        raise DefectEdgeError("interrupted after the run; its report is complete", exit_code=ExitCode.INTERRUPTED)
 
 
 def write_report(files: dict[str, Path], text: str, result: dict[str, Any]) -> None:

@@ -6,12 +6,17 @@ from slowing the next, and keeps torch out of the parent process.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import signal
 import sys
 
 from benchmarks.config import Job, JobKind, Row
 from edge_runtime.errors import DefectEdgeError, ModelError
 
+PARENT_ENV = "DEFECT_EDGE_BENCH_PARENT"  # edge-bench's pid, given to its workers
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 TORCH_MISSING = "torch is not importable here: PyTorch eager rows skipped (pip install -c constraints.txt '.[train]')"
 
 
@@ -41,7 +46,21 @@ def run_job(job: Job) -> tuple[list[Row], list[str]]:
         return [], [f"{job.kind.value} rows of {job.model} on {job.provider}: {exc}"]
 
 
+def die_with_parent() -> None:
+    """On Linux, end this worker when edge-bench ends, however it ends (SIGKILL included): an orphaned worker timed
+    on at 100% CPU and skewed the next benchmark on the machine."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if str(os.getppid()) != os.environ.get(PARENT_ENV, str(os.getppid())):
+        os._exit(1)  # edge-bench ended before prctl took effect: nobody is waiting for these rows
+
+
 def main() -> None:
+    die_with_parent()
     job = Job.from_json(sys.stdin.read())
     try:
         rows, skipped = run_job(job)

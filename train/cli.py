@@ -165,10 +165,21 @@ def main(*, debug: bool, **opts: object) -> None:
             item_show_func=lambda loss: f"loss {loss:.4f}" if loss is not None else "",
         )
 
-    report = run_training(cfg, log=log, progress_factory=None if cfg.quiet or not sys.stderr.isatty() else progress)
+    bars = None if cfg.quiet or not sys.stderr.isatty() else progress
+    report = run_training(cfg, log=log, progress_factory=bars, given=given_options())
     click.echo(f"wrote {cfg.out / 'best.pt'} and {cfg.out / 'report.json'}")
     if "test" in report and report["test"]["fn"]:
         click.echo(f"warning: {report['test']['fn']} defective test images were called OK", err=True)
+
+
+def given_options() -> frozenset[str]:
+    """The options typed on the command line, not defaults: a resume takes the others from the run itself."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return frozenset(
+        p.name for p in ctx.command.params if ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from edge_runtime.errors import require_extra
 
 require_extra("torch", "train")  # one clear line instead of "No module named torch"
 
+import contextlib
 import json
 import os
 import time
@@ -26,14 +27,14 @@ from edge_runtime.model_info import SecondLook
 from edge_runtime.preprocess import CropMode, PreprocessSpec
 from train import data as D
 from train.augment import STATION_VALIDATION, AugmentConfig, augment
-from train.checkpoint import atomic_torch_save, model_checkpoint
+from train.checkpoint import atomic_torch_save, model_checkpoint, staged_torch_save
 from train.config import Arch, TrainConfig
 from train.engine import evaluate, predict_scores, train_one_epoch
 from train.model import ARCHS, build_model, count_flops, count_params, default_model_args
 from train.plots import curves_png, grid_png
 from train.report import write_final_report
 from train.resume import load_resume_state
-from train.run_dir import removed_if_refused, setup_run_dir, write_run_text
+from train.run_dir import removed_if_refused, rerun_advice, setup_run_dir, write_run_text
 from train.station import flange_edges, station_views
 
 Log = Callable[[str], None]
@@ -200,9 +201,9 @@ class Trainer:
         if planned != self.scheduler.total_steps:
             # Another --epochs than the interrupted run planned: continue on the schedule of the new length
             # (OneCycleLR keeps its phase boundaries in a private list; there is no public way to re-plan).
-            self.log(
-                f"re-planning the learning-rate schedule from {st['config']['epochs']} to {self.cfg.epochs} epochs"
-            )
+            if self.cfg.epochs > len(st["history"]):  # said only when an epoch is left to train on it
+                planned_epochs = st["config"]["epochs"]
+                self.log(f"re-planning the learning-rate schedule from {planned_epochs} to {self.cfg.epochs} epochs")
             self.scheduler.total_steps, self.scheduler._schedule_phases = planned, phases
         self.gen.set_state(st["gen"])
         if "torch_rng" in st:
@@ -253,10 +254,14 @@ class Trainer:
         }
         self.history.append(row)
         key = _selection_key(m, val_loss)
+        best = None
         if self.best_key is None or key > self.best_key:
             self.best_key, self.best_epoch = key, epoch
-            self.save_best(scores, t)
-        atomic_torch_save(self.state(), self.run_dir / "last.pt")
+            best = self.best_checkpoint(scores, t)
+        # best.pt is replaced only once last.pt is written: a full disk between the two left a best.pt without
+        # its last.pt, a model that neither the same command nor --resume could continue.
+        with staged_torch_save(best, self.run_dir / "best.pt") if best is not None else contextlib.nullcontext():
+            atomic_torch_save(self.state(), self.run_dir / "last.pt")
         write_run_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
         return row
 
@@ -270,14 +275,14 @@ class Trainer:
         _, station = evaluate(self.ema.module, self.x_val_station, self.y_val, spec=self.spec)
         return t, binary_metrics(labels, station, t)["auroc"]
 
-    def save_best(self, val_scores: np.ndarray, threshold: float) -> None:
+    def best_checkpoint(self, val_scores: np.ndarray, threshold: float) -> dict[str, Any]:
         # The epoch is chosen on one view; its threshold, on the scores the runtime gives with the second look.
         look = SecondLook().to_dict() if self.cfg.second_look else None
         if look is not None:
             val_scores = predict_scores(self.ema.module, self.x_val, spec=self.spec, mirror=True)
             threshold = recall_first_threshold(self.ds.val.labels, val_scores)
         val = binary_metrics(self.ds.val.labels, val_scores, threshold)
-        ckpt = model_checkpoint(
+        return model_checkpoint(
             self.ema.module,
             arch=self.cfg.arch,
             model_args=self.model_args,
@@ -290,7 +295,6 @@ class Trainer:
             epoch=len(self.history),
             second_look=look,
         )
-        atomic_torch_save(ckpt, self.run_dir / "best.pt")
 
 
 def data_record(ds: Dataset) -> dict[str, Any]:
@@ -315,8 +319,15 @@ def epoch_line(row: dict[str, Any], epochs: int) -> str:
     )
 
 
-def main(cfg: TrainConfig, *, log: Log = print, progress_factory: Callable | None = None) -> dict[str, Any]:
+def main(
+    cfg: TrainConfig,
+    *,
+    log: Log = print,
+    progress_factory: Callable | None = None,
+    given: frozenset[str] | None = None,
+) -> dict[str, Any]:
     """Train, select the best epoch on validation, pick the threshold, evaluate on test, write the run dir.
+    ``given``: the options typed on the command line; on resume the others are the run's own (None: all typed).
 
     >>> main(TrainConfig(data=Path("../shared/data/casting"), out=Path("runs/x"), epochs=1))  # doctest: +SKIP
     """
@@ -324,17 +335,28 @@ def main(cfg: TrainConfig, *, log: Log = print, progress_factory: Callable | Non
     torch.use_deterministic_algorithms(True, warn_only=True)
     if cfg.epochs < 1:
         raise DataError(f"--epochs {cfg.epochs}: train for at least one epoch")
-    spec = spec_for(cfg)
-    if cfg.station_views > 0 and spec.crop is not CropMode.PART:
+    if cfg.station_views > 0 and spec_for(cfg).crop is not CropMode.PART:
         raise DataError(f"--station-views: --arch {cfg.arch.value} does not crop the part; use --arch defectnet")
     run_dir, made = setup_run_dir(cfg)
     with removed_if_refused(made):
-        state = load_resume_state(run_dir, cfg) if cfg.resume else None  # before minutes of decoding
+        state = None
+        if cfg.resume:  # before minutes of decoding; the run's own options replace those not typed
+            state, cfg = load_resume_state(run_dir, cfg, given=given, log=log)
+        spec = spec_for(cfg)
         ds = load_data(cfg, spec, log)
         _log_dataset(ds, log)
         trainer = Trainer(cfg, ds, spec, run_dir, log)
         if state is not None:
             trainer.resume(state)
+    with rerun_advice(run_dir):
+        return _train(cfg, ds, spec, trainer, log, progress_factory)
+
+
+def _train(
+    cfg: TrainConfig, ds: Dataset, spec: PreprocessSpec, trainer: Trainer, log: Log, progress_factory: Callable | None
+) -> dict[str, Any]:
+    """The epochs still to train, then the report and the localisation head."""
+    run_dir = trainer.run_dir
     _augment_preview(run_dir, ds, cfg.seed)  # after resume(): a refused resume leaves the other run's files alone
     flops = count_flops(trainer.model, (spec.channels, spec.size, spec.size))
     log(

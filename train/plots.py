@@ -9,6 +9,7 @@ import numpy as np
 
 from edge_runtime.atomic import atomic_write_bytes
 from edge_runtime.errors import OutputError
+from train.run_dir import FREE_SPACE
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 COLOURS = [(200, 90, 30), (40, 140, 230), (60, 170, 60), (50, 50, 200)]  # BGR
@@ -24,7 +25,7 @@ def write_png(path: Path, image: np.ndarray) -> Path:
         atomic_write_bytes(path, buf.tobytes())
     except OSError as exc:
         why = exc.strerror or exc
-        raise OutputError(f"{path}: cannot write ({why}); free some space or choose another --out") from exc
+        raise OutputError(f"{path}: cannot write ({why}); {FREE_SPACE}") from exc
     return path
 
 

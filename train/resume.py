@@ -10,13 +10,16 @@ from edge_runtime.errors import require_extra
 
 require_extra("torch", "train")  # one clear line instead of "No module named torch"
 
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from edge_runtime.errors import ModelError, OutputError, UsageError
+from edge_runtime.errors import DataError, ModelError, OutputError, UsageError
 from train.config import Arch, TrainConfig
+from train.data import resolve_classes
 from train.model import ARCHS
 
 # What Trainer.state() writes to last.pt; a file without them (a best.pt copied over it) is refused, not a KeyError.
@@ -59,13 +62,36 @@ FIXED_ON_RESUME = {
 }
 
 
-def _as_given(key: str, value: Any, arch: str) -> str:
-    """A config value as the user would type it (the resolved size for a default --img-size)."""
+# Options a resumed run takes from its last.pt when the command does not type them: the recipe above, and how long
+# it trains (an untyped --epochs re-planned a 2-epoch run to the default 40). --threads, --bf16 and --quiet say how
+# this machine runs it, not what is trained: their defaults stand.
+FROM_RUN = {
+    **FIXED_ON_RESUME,
+    "epochs": "--epochs",
+    "loc_head_epochs": "--loc-head-epochs",
+    "max_bad_fraction": "--max-bad-fraction",
+}
+
+
+def _positive_dir(data: Path, value: str | None) -> str | None:
+    """The defective class folder that --positive-class ``value`` picks in ``data/train`` (None: the one a known
+    folder name gives), from the folder names alone; ``value`` itself where the folders do not tell."""
+    try:
+        return resolve_classes(Path(data) / "train", value).positive_dir
+    except DataError:
+        return value
+
+
+def _as_given(key: str, value: Any, arch: str, data: Path) -> str:
+    """A config value as the user would type it: the resolved size for a default --img-size, the resolved class
+    for a default --positive-class (a run that found def_front itself refused a typed def_front)."""
     if key == "second_look":
         return "--second-look" if value else "--no-second-look"
     if key == "img_size" and value is None:
         value = ARCHS[Arch(arch)][1]
-    option = FIXED_ON_RESUME[key]
+    if key == "positive_class":
+        value = _positive_dir(data, value)
+    option = FROM_RUN[key]
     return f"{option} {value}" if value is not None else f"no {option}"
 
 
@@ -77,14 +103,32 @@ def changed_options(stored: dict[str, Any], cfg: TrainConfig) -> list[tuple[str,
     for key in FIXED_ON_RESUME:
         if key not in stored:  # a last.pt of an older train-model: nothing to compare with
             continue
-        old, new = _as_given(key, stored[key], old_arch), _as_given(key, now[key], new_arch)
+        old, new = _as_given(key, stored[key], old_arch, cfg.data), _as_given(key, now[key], new_arch, cfg.data)
         if old != new:
             out.append((new, old))
     return out
 
 
-def load_resume_state(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
-    """``run_dir/last.pt``, checked: readable, a resume state, and written with this command's options."""
+def with_run_options(cfg: TrainConfig, stored: dict[str, Any], given: frozenset[str] | None) -> tuple[TrainConfig, str]:
+    """``cfg`` with every option of :data:`FROM_RUN` that the command did not type taken from the run; and those of
+    them that differ from this command's defaults, as typed options (for the log). ``given`` None: every option
+    counts as typed (a :class:`TrainConfig` built in Python says what it means)."""
+    if given is None:
+        return cfg, ""
+    taken = {k: stored[k] for k in FROM_RUN if k in stored and k not in given}
+    if "arch" in taken:
+        taken["arch"] = Arch(taken["arch"])
+    new = replace(cfg, **taken)
+
+    def typed(c: TrainConfig, key: str) -> str:
+        return _as_given(key, getattr(c, key), c.arch.value, c.data)
+
+    shown = [typed(new, k) for k in taken if k != "weight_decay" and typed(new, k) != typed(cfg, k)]
+    return new, ", ".join(shown)
+
+
+def _read_state(run_dir: Path) -> dict[str, Any]:
+    """``run_dir/last.pt``, checked: there, readable, and a resume state."""
     path = run_dir / "last.pt"
     if not path.exists():
         if (run_dir / "best.pt").exists():
@@ -106,12 +150,32 @@ def load_resume_state(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
             f"{path}: not a resume state written by train-model (no {missing[0]}); use a new --out, or restore "
             "the run's own last.pt"
         )
-    changed = changed_options(st["config"] if isinstance(st["config"], dict) else {}, cfg)
+    return st
+
+
+def load_resume_state(
+    run_dir: Path, cfg: TrainConfig, *, given: frozenset[str] | None = None, log: Callable[[str], None] = print
+) -> tuple[dict[str, Any], TrainConfig]:
+    """The state in ``run_dir/last.pt`` and the config to continue it with: options not in ``given`` (those typed
+    on the command line) are the run's own; a typed option that changes the recipe, or an --epochs below the epochs
+    already trained, is refused."""
+    st = _read_state(run_dir)
+    stored = st["config"] if isinstance(st["config"], dict) else {}
+    cfg, taken = with_run_options(cfg, stored, given)
+    changed = changed_options(stored, cfg)
     if changed:
-        given = ", ".join(new for new, _ in changed)
+        typed = ", ".join(new for new, _ in changed)
         had = ", ".join(old for _, old in changed)
         raise UsageError(
-            f"{given}: the run in {run_dir} was trained with {had}; resume with the run's own values, or train "
-            "anew in another --out"
+            f"{typed}: the run in {run_dir} was trained with {had}; leave the option out to keep the run's own "
+            "value, or train anew in another --out"
         )
-    return st
+    done = len(st["history"])
+    if cfg.epochs < done:  # nothing would be trained, yet the schedule and report.json claimed --epochs
+        raise UsageError(
+            f"--epochs {cfg.epochs}: the run in {run_dir} has already trained {done} epochs; pass --epochs {done} "
+            "to finish it as it is, or more to train on"
+        )
+    if taken:
+        log(f"resuming with the run's own {taken} (options not given are taken from {run_dir / 'last.pt'})")
+    return st, cfg

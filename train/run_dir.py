@@ -12,19 +12,38 @@ from edge_runtime.atomic import atomic_write_text
 from edge_runtime.errors import OutputError
 from train.config import TrainConfig
 
+# The advice of every failed write of a run file; train.main replaces it with what continues the run (rerun, or
+# --resume) once it knows whether a last.pt is there to resume from.
+FREE_SPACE = "free some space or choose another --out"
+
 
 def _inside(path: Path, folder: Path) -> bool:
     real, root = os.path.realpath(path), os.path.realpath(folder)
     return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
 
 
+def folders_read(data: Path) -> list[Path]:
+    """The folders a run reads images from: ``data``, its ``train/`` and ``test/`` and their class folders. Any of
+    them may be a link to another disk (datasets often keep their splits so), so each is compared by its own real
+    path, not only as a part of ``data``'s."""
+    folders = [data]
+    for split in (data / "train", data / "test"):
+        if split.is_dir():
+            folders += [split, *(p for p in split.iterdir() if p.is_dir())]
+    return folders
+
+
 def check_out_not_in_data(out: Path, data: Path) -> None:
     """A run folder inside --data would put the run's PNGs (misclassified test images among them) into the next
     run's training images."""
-    if Path(data).is_dir() and _inside(out, data):
+    if not Path(data).is_dir():
+        return
+    inside = next((f for f in folders_read(Path(data)) if _inside(out, f)), None)
+    if inside is not None:
+        where = "" if inside == Path(data) else f" ({inside} is {os.path.realpath(inside)})"
         raise OutputError(
-            f"{out}: --out is inside --data {data}; its pictures would be read as images of the next training: "
-            "choose an --out outside the data folder"
+            f"{out}: --out is inside --data {data}{where}; its pictures would be read as images of the next "
+            "training: choose an --out outside the data folder"
         )
 
 
@@ -79,13 +98,30 @@ def removed_if_refused(made: list[Path]) -> Iterator[None]:
         raise
 
 
+@contextlib.contextmanager
+def rerun_advice(run_dir: Path) -> Iterator[None]:
+    """A failed write of a run file (a full disk) advises what continues the run: the same command while nothing
+    is kept to resume from, --resume once last.pt holds an epoch (the same command is then refused)."""
+    try:
+        yield
+    except OutputError as exc:
+        message = str(exc)
+        if not message.endswith(FREE_SPACE):
+            raise
+        if (run_dir / "last.pt").exists():
+            advice = "free some space, then rerun the command with --resume: it continues from last.pt"
+        else:
+            advice = "free some space, then rerun the same command (no epoch was kept to resume from)"
+        raise OutputError(f"{message[: -len(FREE_SPACE)]}{advice}; or choose another --out") from exc
+
+
 def write_run_text(path: Path, text: str) -> None:
     """Write one file of the run atomically; a full disk or a lost permission is exit 7 naming the file."""
     try:
         atomic_write_text(path, text)
     except OSError as exc:
         why = exc.strerror or exc
-        raise OutputError(f"{path}: cannot write ({why}); free some space or choose another --out") from exc
+        raise OutputError(f"{path}: cannot write ({why}); {FREE_SPACE}") from exc
 
 
 def make_folder(path: Path) -> Path:

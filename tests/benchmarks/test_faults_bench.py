@@ -6,6 +6,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -160,3 +166,90 @@ def test_soak_samples_the_frames_after_the_last_full_window(tmp_path):
     r = soak("--frames", "1000", "--window", "400", "--model", TINY, "--out", tmp_path)
     assert r.exit_code == 0, r.output
     assert [w["frames"] for w in json.loads((tmp_path / "soak.json").read_text())["windows"]] == [400, 800, 1000]
+
+
+@pytest.mark.parametrize("link", ["test", "test/ok_front"])
+def test_json_inside_a_linked_folder_of_data_is_refused(tmp_path, synthetic_data, no_jobs, link: str):
+    # Datasets often keep their splits as links to a bigger disk: only --data itself was resolved, and the
+    # JSON, CSV and PNG were written among the test images.
+    real = tmp_path / "elsewhere"
+    (synthetic_data / link).rename(real)
+    (synthetic_data / link).symlink_to(real, target_is_directory=True)
+    out = real / ("ok_front" if link == "test" else "") / "bench.json"
+    r = CliRunner().invoke(main, [*TINY_COUNTS, "--no-torch", "--model", str(TINY), "--data", str(synthetic_data),
+                                  "--json", str(out)])  # fmt: skip
+    assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output
+    assert "inside --data" in one_error_line(r) and no_jobs == [] and not out.exists()
+
+
+def test_soak_stopped_in_its_warm_up_ends_there(tmp_path, monkeypatch):
+    import edge_runtime.infer
+
+    runs: list[int] = []
+
+    def run_inference(cfg, **_kw):  # the warm-up run, stopped by Ctrl-C as run_inference reports it
+        runs.append(cfg.max_frames)
+        return edge_runtime.infer.Summary(source="synthetic"), ExitCode.INTERRUPTED
+
+    monkeypatch.setattr(edge_runtime.infer, "run_inference", run_inference)
+    r = soak("--frames", "1000", "--window", "100", "--model", TINY, "--out", tmp_path)
+    assert r.exit_code == ExitCode.INTERRUPTED, r.output  # was 0, after the whole measured run
+    assert runs == [1000] and "warm-up" in one_error_line(r)
+    assert not (tmp_path / "soak.md").exists()  # nothing was measured: the last complete report stays
+
+
+def test_an_interrupted_soak_report_says_how_far_it_got(tmp_path, monkeypatch):
+    import edge_runtime.infer
+
+    real = edge_runtime.infer.run_inference
+
+    def stopped_after_300(cfg, **kw):  # the measured run, stopped by Ctrl-C after 300 frames
+        if cfg.listener is None:
+            return real(cfg, **kw)
+        summary, _ = real(replace(cfg, max_frames=300), **kw)
+        return summary, ExitCode.INTERRUPTED
+
+    monkeypatch.setattr(edge_runtime.infer, "run_inference", stopped_after_300)
+    r = soak("--frames", "1000", "--window", "100", "--model", TINY, "--out", tmp_path)
+    assert r.exit_code == ExitCode.INTERRUPTED, r.output
+    md = (tmp_path / "soak.md").read_text().splitlines()
+    assert md[0].startswith("# Soak interrupted after 300 of 1000 frames")  # was "# Soak: 300 frames ..."
+    assert md[2].startswith("`python -m benchmarks.soak --frames 1000 --window 100 --fps 2000 --model ")
+
+
+def benchmark_processes(mark: str) -> list[int]:
+    """The processes whose environment holds ``mark``: an edge-bench run of this test and its workers."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and mark.encode() in (proc / "environ").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_sigterm_reports_the_rows_timed_and_leaves_no_worker(tmp_path):
+    mark = f"DEFECT_EDGE_TEST_RUN={uuid.uuid4().hex}"
+    env = {**os.environ, mark.split("=")[0]: mark.split("=")[1]}
+    out = tmp_path / "bench.json"
+    args = [*TINY_COUNTS, "--no-torch", "--no-live", "--batch", "1", "--e2e-runs", "10000000", "--model", str(TINY)]
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks", *args, "--json", str(out)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        while "[2/2]" not in (line := proc.stderr.readline()):  # the inference row is timed, file -> verdict runs
+            assert line, "edge-bench ended before its second job"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)  # to edge-bench alone, as `kill PID` does
+        stdout, stderr = proc.communicate(timeout=60)
+        deadline = time.monotonic() + 5
+        while benchmark_processes(mark) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = benchmark_processes(mark)
+    finally:
+        for pid in benchmark_processes(mark):  # the old code's orphan: never left running after the test
+            os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == ExitCode.INTERRUPTED, stderr  # was -15 (143 in a shell), nothing printed
+    assert "| tiny-test | fp32 | cpu |" in stdout and stderr.strip().splitlines()[-1].startswith("error: interrupted")
+    assert json.loads(out.read_text()) and left == []  # the worker timed on, orphaned, at 100% CPU

@@ -3,7 +3,9 @@ misclassified pictures, advice that must not loop, and a resumed run that must e
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +53,7 @@ def one_epoch(tmp_path: Path, synthetic_data: Path) -> Path:
         ("--no-second-look", None),
         ("--seed", "3"),
         ("--arch", "seed"),
+        ("--positive-class", "ok_front"),  # the other class: still refused when the run's own one is accepted
     ],
 )
 def test_resume_with_an_option_that_changes_the_model_is_refused_before_training(
@@ -72,25 +75,66 @@ def test_resume_may_change_epochs_threads_head_and_quiet(one_epoch: Path, synthe
     assert [json.loads(x)["epoch"] for x in (one_epoch / "metrics.jsonl").read_text().splitlines()] == [1, 2]
 
 
-@pytest.mark.parametrize(
-    ("limit", "file"),
-    [(30_000, "augmentations.png"), (200_000, "best.pt")],  # libpng's "Write Error"; torch's RuntimeError
-)
-def test_a_full_disk_is_exit_7_naming_the_file(tmp_path: Path, synthetic_data: Path, limit: int, file: str):
-    # A file-size limit makes writes fail as a full disk does (EFBIG instead of ENOSPC), without root.
-    out = tmp_path / "run"
+def limited_run(args: list, limit: int) -> subprocess.CompletedProcess:
+    """train-model in a subprocess whose files may not grow beyond ``limit`` bytes: writes then fail as on a full
+    disk (EFBIG instead of ENOSPC), without root."""
     code = (
         "import resource, signal\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
         "from train.cli import main\n"
-        f"main({['--data', str(synthetic_data), '--out', str(out), '--epochs', '1', *TINY]!r})\n"
+        f"main({[str(a) for a in args]!r})\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    ("limit", "file"),
+    [(30_000, "augmentations.png"), (200_000, "best.pt")],  # libpng's "Write Error"; torch's RuntimeError
+)
+def test_a_full_disk_is_exit_7_naming_the_file(tmp_path: Path, synthetic_data: Path, limit: int, file: str):
+    out = tmp_path / "run"
+    r = limited_run(["--data", synthetic_data, "--out", out, "--epochs", "1", *TINY], limit)
     assert r.returncode == ExitCode.OUTPUT_ERROR, r.stderr  # was 1, "unexpected RuntimeError/OSError"
     assert r.stderr.strip().splitlines() == [r.stderr.strip().splitlines()[-1]]
     assert r.stderr.startswith(f"error: {out / file}: cannot write")
     assert not list(out.glob(".*.tmp"))  # nothing half-written left behind
+
+
+def test_a_full_disk_at_the_first_epoch_is_continued_by_the_advised_command(tmp_path: Path, synthetic_data: Path):
+    out = tmp_path / "run"
+    args = ["--data", synthetic_data, "--out", out, "--epochs", "1", *TINY]
+    r = limited_run(args, 1_500_000)  # best.pt (0.6 MB) fits, last.pt (2.7 MB) does not
+    assert r.returncode == ExitCode.OUTPUT_ERROR, r.stderr
+    # best.pt was written first and kept: a half-trained model without its last.pt, which the same command and
+    # --resume both refused ("free some space" could not help) and export-onnx exported
+    assert not (out / "best.pt").exists()
+    assert r.stderr.startswith(f"error: {out / 'last.pt'}: cannot write") and "rerun the same command" in r.stderr
+    assert run(*args).exit_code == 0  # space freed: the same command, as advised
+
+
+def test_a_full_disk_after_an_epoch_advises_resume_and_resume_works(
+    tmp_path: Path, synthetic_data: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import train.plots
+
+    write = train.plots.atomic_write_bytes
+
+    def disk_full_at_curves(path: Path, data: bytes) -> None:  # epoch 1 and its last.pt are written by then
+        if path.name == "curves.png":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        write(path, data)
+
+    out = tmp_path / "run"
+    args = ["--data", synthetic_data, "--out", out, "--epochs", "1", *TINY]
+    with monkeypatch.context() as m:
+        m.setattr(train.plots, "atomic_write_bytes", disk_full_at_curves)
+        r = run(*args)
+    assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output
+    assert "rerun the command with --resume" in last_line(r)  # the same command is refused: last.pt is there
+    assert run(*args).exit_code == ExitCode.OUTPUT_ERROR
+    assert run(*args, "--resume").exit_code == 0
+    assert (out / "report.json").is_file()
 
 
 def test_out_inside_data_is_refused_before_any_work(tmp_path: Path, synthetic_data: Path):
@@ -99,6 +143,19 @@ def test_out_inside_data_is_refused_before_any_work(tmp_path: Path, synthetic_da
     assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output
     assert "--out is inside --data" in last_line(r)
     assert not out.exists()  # its PNGs became "OK" training images of the next run
+
+
+@pytest.mark.parametrize("link", ["train", "test"])
+def test_out_inside_a_linked_split_of_data_is_refused(tmp_path: Path, synthetic_data: Path, link: str):
+    # Datasets often keep their splits as links to a bigger disk: only --data itself was resolved.
+    real = tmp_path / f"{link}_elsewhere"
+    (synthetic_data / link).rename(real)
+    (synthetic_data / link).symlink_to(real, target_is_directory=True)
+    out = real / "ok_front" / "run"
+    r = run("--data", synthetic_data, "--out", out, "--epochs", "1", *TINY)
+    assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output
+    assert "--out is inside --data" in last_line(r)
+    assert not out.exists()  # its PNGs became "OK" images of the next run
 
 
 def test_misclassified_holds_only_the_errors_of_this_report(tmp_path: Path, synthetic_data: Path):
@@ -134,6 +191,42 @@ def test_a_run_refused_for_its_data_leaves_no_empty_out_folder(tmp_path: Path):
     r = run("--data", one_class, "--out", out, "--epochs", "1", *TINY)
     assert r.exit_code == ExitCode.BAD_DATA, r.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_resume_takes_the_options_not_typed_from_the_run(one_epoch: Path, synthetic_data: Path):
+    # The run used --img-size 32 --batch-size 16 --loc-head-epochs 0; the defaults were refused as changes.
+    r = run("--data", synthetic_data, "--out", one_epoch, "--epochs", "2", "--quiet", "--resume")
+    assert r.exit_code == 0, r.output
+    assert "resuming with the run's own --img-size 32, --batch-size 16, --loc-head-epochs 0" in r.output
+    report = json.loads((one_epoch / "report.json").read_text())
+    assert (report["epochs"], report["config"]["img_size"], report["config"]["batch_size"]) == (2, 32, 16)
+
+
+def test_resume_refuses_only_the_typed_options_that_differ(one_epoch: Path, synthetic_data: Path):
+    r = run("--data", synthetic_data, "--out", one_epoch, "--epochs", "2", "--lr", "0.01", "--resume")
+    assert r.exit_code == ExitCode.USAGE, r.output
+    assert last_line(r).startswith(f"error: --lr 0.01: the run in {one_epoch} was trained with --lr 0.003;")
+    assert "--img-size" not in last_line(r)  # not typed: the run's own value, not a change
+
+
+def test_resume_with_fewer_epochs_than_trained_is_refused(one_epoch: Path, synthetic_data: Path):
+    common = ["--data", synthetic_data, "--out", one_epoch, *TINY, "--resume"]
+    assert run(*common, "--epochs", "2").exit_code == 0
+    before = snapshot(one_epoch)
+    r = run(*common, "--epochs", "1")
+    assert r.exit_code == ExitCode.USAGE, r.output  # was 0: "re-planning ... from 2 to 1 epochs", report said 1
+    assert last_line(r).startswith("error: --epochs 1:") and "already trained 2 epochs" in last_line(r)
+    assert snapshot(one_epoch) == before
+    # all epochs done, the localisation head still to train (an interrupted head): that resume still works
+    r = run("--data", synthetic_data, "--out", one_epoch, "--epochs", "2", "--loc-head-epochs", "1", "--resume")
+    assert r.exit_code == 0, r.output
+    assert "loc_head" in torch.load(one_epoch / "best.pt", weights_only=True)
+
+
+def test_resume_accepts_the_positive_class_the_run_found_itself(one_epoch: Path, synthetic_data: Path):
+    r = run("--data", synthetic_data, "--out", one_epoch, "--epochs", "1", *TINY, "--resume",
+            "--positive-class", "def_front")  # fmt: skip
+    assert r.exit_code == 0, r.output  # was 2: "trained with no --positive-class", the same class
 
 
 class Interrupt(KeyboardInterrupt):

@@ -10,14 +10,20 @@ A crash, a full disk or a SIGKILL leaves either the old file or the complete new
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 
 def temp_path_for(dst: Path) -> Path:
-    """A hidden temporary name beside ``dst`` (same file system, so the final rename is atomic)."""
-    return dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    """A hidden temporary name beside ``dst`` (same file system, so the final rename is atomic); a short one
+    where ``dst``'s own name is near the file system's 255-byte limit (a legal name was refused as too long)."""
+    name = f".{dst.name}.{os.getpid()}.tmp"
+    if len(os.fsencode(name)) > 255:
+        digest = hashlib.sha1(os.fsencode(dst.name)).hexdigest()[:16]
+        name = f".defect-edge-{digest}.{os.getpid()}.tmp"
+    return dst.with_name(name)
 
 
 @contextlib.contextmanager

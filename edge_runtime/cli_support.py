@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from edge_runtime.errors import EXTRA_FOR_MODULE, DefectEdgeError, ExitCode, OutputError
+from edge_runtime.errors import EXTRA_FOR_MODULE, DefectEdgeError, ExitCode, OutputError, printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,7 +42,7 @@ class FiniteFloatRange(click.FloatRange):
 
 def fail(message: str, code: ExitCode) -> None:
     """Print ``error: message`` on stderr and exit with ``code``."""
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {printable(str(message))}", err=True)  # one line, whatever a file name holds
     sys.exit(int(code))
 
 

@@ -37,6 +37,16 @@ EXIT_CODES_HELP = (
 EXTRA_FOR_MODULE = {"torch": "train", "onnx": "train"}
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (a newline, a terminal escape in a file name) shown escaped, so that one
+    message stays one line and a terminal never obeys a name.
+
+    >>> printable("a\nb.png")
+    'a\\nb.png'
+    """
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 class DefectEdgeError(Exception):
     """An error a user can fix; its message is one sentence and it knows its exit code."""
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.errors import ExitCode, ModelError, OutputError, SourceError, UsageError
+from edge_runtime.errors import ExitCode, ModelError, OutputError, SourceError, UsageError, printable
 from edge_runtime.inputs import Item, SourceKind, SourceSpec, iter_items, open_live, resolve_source
 from edge_runtime.model import EdgeModel, Prediction, RuntimeConfig, ScoreError, default_model_path, load_model
 from edge_runtime.outputs import JsonLinesSink, StdoutClosed, check_outputs, open_file_sink, record_for
@@ -398,7 +398,8 @@ def run_inference(
                 "its integrity is not verified")  # fmt: skip
         if spec.kind is SourceKind.IMAGES:
             summary.ignored_files = spec.ignored
-            named = ", ".join(spec.ignored_names) + (", ..." if spec.ignored > len(spec.ignored_names) else "")
+            more = ", ..." if spec.ignored > len(spec.ignored_names) else ""
+            named = ", ".join(printable(n) for n in spec.ignored_names) + more
             ignored = f" ({spec.ignored} files not inspected, not images or hidden: {named})" if spec.ignored else ""
             links = f" ({spec.links_not_followed} links to folders not followed)" if spec.links_not_followed else ""
             log(f"{spec.name}: {len(spec.paths)} images{ignored}{links}")
@@ -457,8 +458,10 @@ def _finish(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log: Lo
         # "0 items" summary beside the old records contradicted them.
         if outputs is not None and outputs.begun:
             write_summary(cfg.summary_path, summary)
-        elif cfg.summary_path is not None:
-            log(f"{cfg.summary_path}: left as it was (the run stopped before its source was read)")
+        else:
+            for kept in (cfg.output, cfg.summary_path):
+                if kept is not None:
+                    log(f"{kept}: left as it was (the run stopped before its source was read)")
     except OutputError as exc:
         summary.output_error = summary.output_error or str(exc)
     if summary.output_error:

@@ -146,7 +146,9 @@ def _resolve_path(source: str) -> SourceSpec:
     if glob.has_magic(source):
         images, ignored, links = match_glob(source)
         if not images:
-            raise DataError(f"{source}: the pattern matches no image file")
+            hidden = [n for n in ignored if any(part.startswith(".") for part in n.split("/"))]
+            passed = f" (hidden, passed over: {', '.join(hidden[:IGNORED_NAMED])})" if hidden else ""
+            raise DataError(f"{source}: the pattern matches no image file{passed}")
         return _images(source, images, ignored, links)
     hint = "; for a camera use --camera N" if source.isdigit() else ""
     raise DataError(f"{source}: no such file or folder{hint}")

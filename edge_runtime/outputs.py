@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from edge_runtime.errors import OutputError, UsageError
+from edge_runtime.errors import OutputError, UsageError, printable
 from edge_runtime.inputs import Item, SourceKind, SourceSpec
 from edge_runtime.model import Prediction
 from edge_runtime.summary import LatencyReservoir, Summary
@@ -90,7 +90,7 @@ class JsonLinesSink:
             if rec.get("warning"):
                 line += f"  (warning: {rec['warning']})"
         # one item, one line: a newline or other control character in a file name is shown escaped, never obeyed
-        line = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in line)
+        line = printable(line)
         return line.encode("utf-8", "backslashreplace").decode("utf-8")
 
     def write(self, rec: dict[str, Any]) -> None:

@@ -802,3 +802,29 @@ def test_save_inside_the_folder_a_pattern_lists_is_refused(tmp_path, tiny_model)
                      str(tmp_path / "parts" / "annotated")])  # fmt: skip
     assert check(result, ExitCode.OUTPUT_ERROR, error_lines=1) == []
     assert "inside the folder being inspected" in result.stderr
+
+
+def test_a_saved_picture_with_a_name_near_the_limit_is_written(tmp_path, tiny_model):
+    """The temporary name beside a 251-byte picture name was over the 255-byte limit: exit 7, the rest unjudged."""
+    folder = tmp_path / "parts"
+    write_parts(folder, GOOD_LEVELS)
+    (folder / "part_00.png").rename(folder / ("p" * 244 + ".png"))
+    result = invoke(["--model", str(tiny_model), "--source", str(folder), "--save", str(tmp_path / "saved")])
+    assert len(check(result, ExitCode.OK, error_lines=0)) == 2
+    assert sorted(len(p.name) for p in (tmp_path / "saved").iterdir()) == [18, 255]
+
+
+def test_names_on_stderr_are_one_line_each(tmp_path, tiny_model):
+    """A hidden file named '.x\nsummary: 0 items...' forged a summary line on stderr."""
+    folder = tmp_path / "lot"
+    write_parts(folder, GOOD_LEVELS)
+    (folder / "part_01.png").rename(folder / ".x\nsummary: 0 items.png")
+    result = invoke(["--model", str(tiny_model), "--source", f"{folder}/**"])
+    check(result, ExitCode.OK, error_lines=0)
+    assert [ln[:16] for ln in result.stderr.splitlines() if ln.startswith("summary:")] == ["summary: 1 items"]
+    assert ".x\\nsummary: 0 items.png" in result.stderr
+    (folder / ".x\nsummary: 0 items.png").rename(folder / ".x\ny.png")
+    (folder / "part_00.png").rename(folder / ".z.png")
+    only_hidden = invoke(["--model", str(tiny_model), "--source", f"{folder}/*.png"])
+    assert check(only_hidden, ExitCode.BAD_DATA, error_lines=1) == []
+    assert "(hidden, passed over: .x\\ny.png, .z.png)" in only_hidden.stderr

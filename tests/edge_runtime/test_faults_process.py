@@ -242,7 +242,7 @@ def test_a_stop_during_the_console_scripts_imports_is_a_clean_stop(tmp_path, sig
     if not script.exists():
         pytest.skip("edge-infer is not installed beside this Python")
     write_parts(tmp_path / "parts", [10, 220])
-    args = [str(script), "--model", TINY, "--source", str(tmp_path / "parts")]
+    args = [str(script), "--model", TINY, "--source", str(tmp_path / "parts"), "--summary", str(tmp_path / "s.json")]
     during_imports = 0
     for _ in range(5):
         proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -253,6 +253,7 @@ def test_a_stop_during_the_console_scripts_imports_is_a_clean_stop(tmp_path, sig
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == ExitCode.INTERRUPTED, err[-800:]
         assert "Traceback" not in err and "Aborted" not in err and "stopped early (interrupted)" in err
+        assert "s.json: left as it was" in err and not (tmp_path / "s.json").exists()
     assert during_imports  # was 0: the handler came only after every import
 
 

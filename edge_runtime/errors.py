@@ -41,8 +41,8 @@ def printable(text: str) -> str:
     """``text`` with control characters (a newline, a terminal escape in a file name) shown escaped, so that one
     message stays one line and a terminal never obeys a name.
 
-    >>> printable("a\nb.png")
-    'a\\nb.png'
+    >>> printable("a" + chr(10) + "b.png")
+    'a\\\\nb.png'
     """
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 

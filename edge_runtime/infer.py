@@ -177,6 +177,9 @@ def predict_items(model: EdgeModel, batch: list[Item], *, with_map: bool = False
     return preds
 
 
+STALL_S = 2.0  # how long a stop waits for a record's write to a stalled stdout (see StopSignals.atomic)
+
+
 def _located(pred: Prediction, it: Item, model: EdgeModel) -> Prediction:
     """``pred`` with its map on the item's picture and its box; where that fails (an odd picture, OpenCV), the
     verdict stands without a box or map, and the item gets a warning: the run goes on."""
@@ -219,13 +222,14 @@ class Runner:
         self.fps = 0.9 * self.fps + 0.1 / max(now - self.last, 1e-6) if self.fps else 1.0 / max(now - self.last, 1e-6)
         self.last = now
         canvas = self.picture(item, pred)  # drawn first: the slow part, outside the block a signal waits for
-        with self.stop.atomic():
+        # A stop waits for the record, unless stdout's reader has stalled: then the stop ends the run STALL_S on
+        with self.stop.atomic(stall_s=STALL_S):
             for sink in self.out.files:
                 sink.write(rec)
             try:
                 if self.out.stdout is not None:
                     self.out.stdout.write(rec)
-            except (StdoutClosed, OutputError):
+            except (StdoutClosed, OutputError, KeyboardInterrupt):
                 if self.out.files:
                     self._count(rec, pred)  # it is in the --output file
                 raise

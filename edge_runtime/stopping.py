@@ -55,6 +55,9 @@ class StopSignals:
         self.pending = False
         self.counting_only = False  # installed before the command's main(): count, never raise (install_early)
         self.whole_process = False  # the console script's own: kept to the process's end (see finish)
+        self._stall_s: float | None = None  # the innermost atomic block's stall limit (see atomic)
+        self._nudging = False
+        self._stalled = False
         self._raised = False
         self._retrying = False
         self._depth = 0
@@ -119,7 +122,15 @@ class StopSignals:
         if self._raised or self.closing or self.counting_only:
             return
         if self._depth:
+            if self._stalled:  # our own nudge: the block has not ended in stall_s (see atomic)
+                self._raised = True
+                raise KeyboardInterrupt
             self.pending = True
+            if self._stall_s is not None and not self._nudging:
+                self._nudging = True
+                timer = threading.Timer(self._stall_s, self._nudge, (signum,))
+                timer.daemon = True
+                timer.start()
             return
         if _importing(frame):
             # An interrupt inside an import breaks the module for good (a C extension reports "initialization
@@ -132,16 +143,28 @@ class StopSignals:
         self._raised = True
         raise KeyboardInterrupt
 
+    def _nudge(self, signum: int) -> None:
+        """A stop came inside a block that has not ended since: deliver the signal again, now to be raised."""
+        if self._depth and self.pending and not self._raised:
+            self._stalled = self._retrying = True
+            os.kill(os.getpid(), signum)
+
     @contextlib.contextmanager
-    def atomic(self) -> Iterator[None]:
+    def atomic(self, *, stall_s: float | None = None) -> Iterator[None]:
         """A block that a stop signal does not interrupt: one that arrived meanwhile raises
         :class:`KeyboardInterrupt` right after it (also used around imports of C extensions, which turn an
-        interrupt during their initialisation into an ImportError)."""
+        interrupt during their initialisation into an ImportError).
+
+        ``stall_s``: a block that may wait on someone else (a write to a pipe whose reader stalled) is cut short
+        when it has not ended ``stall_s`` after a stop signal: the stop raises inside it. Without it, edge-infer
+        writing to a stalled reader ignored every SIGTERM and Ctrl-C; only SIGKILL ended it, summary lost."""
         self._depth += 1
+        previous, self._stall_s = self._stall_s, stall_s if stall_s is not None else self._stall_s
         try:
             yield
         finally:
             self._depth -= 1
+            self._stall_s = previous
         if self.pending and not self._depth and not self.closing and not self._raised:
             self.pending = False
             self._raised = True

@@ -309,3 +309,25 @@ def test_a_stop_signal_just_after_the_summary_leaves_the_exit_code(tmp_path, sig
         proc.send_signal(sig)
         proc.communicate(timeout=60)
         assert proc.returncode == 0
+
+
+def test_a_stop_ends_a_run_whose_stdout_reader_stalled(tmp_path):
+    """A record's write to a pipe nobody reads blocks, inside the block a stop waits for: SIGTERM, Ctrl-C and
+    SIGHUP were each only counted, and only SIGKILL ended the run (summary lost)."""
+    write_parts(tmp_path / "parts", [10, 220] * 300)  # 600 records: more than a pipe holds
+    out, summary = tmp_path / "r.jsonl", tmp_path / "s.json"
+    proc = start(["edge_runtime.cli", "--model", TINY, "--source", str(tmp_path / "parts"), "--json", "--output",
+                  str(out), "--summary", str(summary)], stdout=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not out.exists() or len(out.read_bytes().splitlines()) < 100:  # writing, until the pipe is full
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1.0)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == ExitCode.INTERRUPTED and time.monotonic() - sent < 15
+    assert json.loads(summary.read_text())["items"] == len(out.read_bytes().splitlines()) < 600

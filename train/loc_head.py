@@ -300,6 +300,18 @@ def ok_inputs(paths: Sequence[Path], spec: PreprocessSpec) -> np.ndarray:
     return np.stack(out) if out else np.zeros((0, spec.size, spec.size), np.uint8)
 
 
+def drop_loc_head(ckpt_path: Path, *, log: Log = print) -> None:
+    """Take a trained head out of the checkpoint (a run finished with --loc-head-epochs 0, whose report says so)."""
+    from train.checkpoint import atomic_torch_save, load_checkpoint
+
+    ckpt = load_checkpoint(ckpt_path)
+    if ckpt.loc_head is None:
+        return
+    ckpt.loc_head = None
+    atomic_torch_save(ckpt.to_dict(), ckpt_path)
+    log("localisation head: removed (--loc-head-epochs 0); the exported map will be a Grad-CAM")
+
+
 def add_loc_head(ckpt_path: Path, *, epochs: int = DEFAULT_EPOCHS, seed: int = 0, log: Log = print) -> HeadRecord:
     """Train the head for the checkpoint at ``ckpt_path`` on its recorded OK training images and store it there."""
     from train.checkpoint import atomic_torch_save, load_checkpoint, model_from_checkpoint, recorded_train_files

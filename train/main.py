@@ -380,6 +380,10 @@ def _train(
             add_loc_head(run_dir / "best.pt", epochs=cfg.loc_head_epochs, seed=cfg.seed, log=log)
         except ModelError as exc:  # an architecture without the stages it reads: the map stays a Grad-CAM
             log(f"localisation head: not trained ({exc})")
+    else:  # a resumed run finished with --loc-head-epochs 0 kept the head of its first finish
+        from train.loc_head import drop_loc_head
+
+        drop_loc_head(run_dir / "best.pt", log=log)
     return report
 
 

@@ -10,6 +10,8 @@ import contextlib
 import json
 import shlex
 import sys
+from dataclasses import fields
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,12 +21,12 @@ import torch
 from edge_runtime.metrics import binary_metrics
 from edge_runtime.preprocess import PreprocessSpec
 from train.checkpoint import Checkpoint, atomic_torch_save, load_checkpoint, model_from_checkpoint
+from train.config import TrainConfig
 from train.engine import predict_scores
 from train.plots import annotated_png, confusion_png
 from train.run_dir import make_folder, write_run_text
 
 if TYPE_CHECKING:
-    from train.config import TrainConfig
     from train.main import Dataset, Log, Trainer
 
 
@@ -74,8 +76,24 @@ def evaluate_split(
     return m, scores
 
 
-def reproduce_command() -> str:
-    return "train-model " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+def reproduce_command(cfg: TrainConfig | None = None) -> str:
+    """The command that trains this run again: from ``cfg``, every option that is not its default (after a
+    resume, the command line was only ``--resume`` and the options typed with it, a different recipe when run
+    anew); the command line itself without ``cfg``."""
+    if cfg is None:
+        return "train-model " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    default = TrainConfig(data=cfg.data, out=cfg.out)
+    args = ["--data", str(cfg.data), "--out", str(cfg.out)]
+    for f in fields(TrainConfig):
+        value = getattr(cfg, f.name)
+        if f.name in ("data", "out", "resume", "weight_decay") or value == getattr(default, f.name) or value is None:
+            continue
+        option = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(option if value else f"--no-{f.name.replace('_', '-')}")
+        else:
+            args += [option, str(value.value if isinstance(value, Enum) else value)]
+    return "train-model " + " ".join(shlex.quote(a) for a in args)
 
 
 def _report_header(
@@ -112,7 +130,7 @@ def _report_header(
         "bf16": trainer.bf16,
         "threads": torch.get_num_threads(),
         "versions": {"torch": str(torch.__version__), "numpy": np.__version__},
-        "command": reproduce_command(),
+        "command": reproduce_command(cfg),
     }
 
 

@@ -12,6 +12,7 @@ require_extra("torch", "train")  # one clear line instead of "No module named to
 
 from collections.abc import Callable
 from dataclasses import replace
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,8 @@ def _as_given(key: str, value: Any, arch: str, data: Path) -> str:
     for a default --positive-class (a run that found def_front itself refused a typed def_front)."""
     if key == "second_look":
         return "--second-look" if value else "--no-second-look"
+    if isinstance(value, Enum):  # --arch seed, not Arch.SEED
+        value = value.value
     if key == "img_size" and value is None:
         value = ARCHS[Arch(arch)][1]
     if key == "positive_class":
@@ -95,13 +98,19 @@ def _as_given(key: str, value: Any, arch: str, data: Path) -> str:
     return f"{option} {value}" if value is not None else f"no {option}"
 
 
-def changed_options(stored: dict[str, Any], cfg: TrainConfig) -> list[tuple[str, str]]:
-    """(this command's value, the run's value) for every option that may not change on resume."""
+def changed_options(
+    stored: dict[str, Any], cfg: TrainConfig, given: frozenset[str] | None = None
+) -> list[tuple[str, str]]:
+    """(this command's value, the run's value) for every option that may not change on resume; with ``given``,
+    only the typed ones (an --img-size left to --arch's default changed with a typed --arch, and was named as if
+    typed)."""
     now = cfg.to_dict()
     old_arch, new_arch = str(stored.get("arch", now["arch"])), now["arch"]
     out = []
     for key in FIXED_ON_RESUME:
         if key not in stored:  # a last.pt of an older train-model: nothing to compare with
+            continue
+        if given is not None and key not in given:
             continue
         old, new = _as_given(key, stored[key], old_arch, cfg.data), _as_given(key, now[key], new_arch, cfg.data)
         if old != new:
@@ -162,7 +171,7 @@ def load_resume_state(
     st = _read_state(run_dir)
     stored = st["config"] if isinstance(st["config"], dict) else {}
     cfg, taken = with_run_options(cfg, stored, given)
-    changed = changed_options(stored, cfg)
+    changed = changed_options(stored, cfg, given)
     if changed:
         typed = ", ".join(new for new, _ in changed)
         had = ", ".join(old for _, old in changed)

@@ -255,3 +255,40 @@ def test_an_interrupted_and_resumed_run_equals_the_uninterrupted_one(tmp_path: P
     assert losses("b") == losses("a")  # dropout drew other masks from epoch 2 on
     a, b = (torch.load(tmp_path / o / "last.pt", weights_only=True)["model"] for o in ("a", "b"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_resumed_run_reports_the_command_that_trains_it_again(one_epoch: Path, synthetic_data: Path):
+    """report.json's "command" was the resume command line: run anew, it trained another recipe (the defaults)."""
+    r = run("--data", synthetic_data, "--out", one_epoch, "--epochs", "2", "--quiet", "--resume")
+    assert r.exit_code == 0, r.output
+    command = json.loads((one_epoch / "report.json").read_text())["command"]
+    assert "--resume" not in command and "--epochs 2" in command
+    assert "--img-size 32" in command and "--batch-size 16" in command and "--loc-head-epochs 0" in command
+
+
+def test_resuming_with_another_arch_names_only_what_was_typed(tmp_path: Path, synthetic_data: Path):
+    """--arch seed on a DefectNet run at its default size also named --img-size 224, which was not typed (it
+    follows the arch); and a taken --arch showed as "Arch.SEED"."""
+    from train.config import Arch
+    from train.resume import _as_given
+
+    out = tmp_path / "run"
+    default_size = [a for a in TINY if a not in ("--img-size", "32")]
+    assert run("--data", synthetic_data, "--out", out, "--epochs", "1", *default_size).exit_code == 0
+    r = run("--data", synthetic_data, "--out", out, "--arch", "seed", "--resume")
+    assert r.exit_code == ExitCode.USAGE, r.output
+    assert last_line(r).startswith(f"error: --arch seed: the run in {out} was trained with --arch defectnet;")
+    assert _as_given("arch", Arch.SEED, "seed", synthetic_data) == "--arch seed"
+
+
+def test_finishing_a_run_again_without_a_head_takes_the_old_head_out(tmp_path: Path, synthetic_data: Path):
+    """--resume --loc-head-epochs 0 on a finished run: report.json said 0, best.pt kept the head of the first finish,
+    and the export shipped it."""
+    out = tmp_path / "run"
+    head = [a for a in TINY if a not in ("--loc-head-epochs", "0")] + ["--loc-head-epochs", "1"]
+    assert run("--data", synthetic_data, "--out", out, "--epochs", "1", *head).exit_code == 0
+    assert torch.load(out / "best.pt", weights_only=True).get("loc_head")
+    r = run("--data", synthetic_data, "--out", out, "--loc-head-epochs", "0", "--resume")
+    assert r.exit_code == 0, r.output
+    assert not torch.load(out / "best.pt", weights_only=True).get("loc_head")
+    assert json.loads((out / "report.json").read_text())["config"]["loc_head_epochs"] == 0

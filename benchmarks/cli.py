@@ -144,7 +144,7 @@ def preflight(cfg) -> None:  # noqa: ANN001 - benchmarks.config.BenchConfig
     """Every check that needs no timing, before the first job: thread counts, models, checkpoint, outputs."""
     from benchmarks.hardware import detect_hardware
     from benchmarks.preflight import check_inputs, check_outputs
-    from benchmarks.report import csv_path
+    from benchmarks.report import csv_path, interrupted_path
 
     check_inputs(cfg.models, cfg.checkpoint, cfg.threads)
     if cfg.json_path is None:
@@ -154,24 +154,41 @@ def preflight(cfg) -> None:  # noqa: ANN001 - benchmarks.config.BenchConfig
         "the CSV beside --json": csv_path(cfg.json_path, detect_hardware().slug),
         "the PNG plot beside --json": cfg.json_path.with_suffix(".png"),
     }
+    named |= {f"{what} of an interrupted run": interrupted_path(path) for what, path in named.items()}
     inputs: dict[str, Path | None] = {f"--model {m}": m for m in cfg.models} | {"--checkpoint": cfg.checkpoint}
     check_outputs(named, inputs, cfg.data)
 
 
 def write_outputs(result) -> None:  # noqa: ANN001 - benchmarks.runner.BenchResult
-    """Markdown on stdout; JSON, CSV and PNG when --json was given."""
+    """Markdown on stdout; JSON, CSV and PNG when --json was given. An interrupted run never replaces them: its
+    rows (if any) go beside them as ``x.interrupted.json`` and so on, each marked as partial."""
     from benchmarks.plot import latency_png
-    from benchmarks.report import csv_path, issue_targets, to_markdown, write_csv, write_json
+    from benchmarks.report import csv_path, interrupted_path, issue_targets, to_markdown, write_csv, write_json
 
     click.echo(to_markdown(result, issue_targets(result.rows)))
     path = result.config.json_path
     if path is None:
         return
-    written = [write_json(path, result.rows), write_csv(csv_path(path, result.hardware.slug), result.rows)]
-    png = path.with_suffix(".png")
+    csv_file, png = csv_path(path, result.hardware.slug), path.with_suffix(".png")
     title = f"{result.hardware.cpu}, {result.hardware.cores} cores, onnxruntime {result.hardware.onnxruntime}"
-    written.append(latency_png(png, result.rows, title))
-    click.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
+    partial = result.interrupted
+    if partial:
+        kept = f"{path}, {csv_file} and {png} are left as they were"
+        if not result.rows:
+            click.echo(f"interrupted before any row was timed: nothing written; {kept}", err=True)
+            return
+        path, csv_file, png = interrupted_path(path), interrupted_path(csv_file), interrupted_path(png)
+        title = f"INTERRUPTED: partial run, {len(result.rows)} rows; {title}"
+    written = [
+        write_json(path, result.rows, interrupted=partial),
+        write_csv(csv_file, result.rows, interrupted=partial),
+        latency_png(png, result.rows, title),
+    ]
+    if partial:
+        click.echo(f"interrupted: {len(result.rows)} rows of a partial run written to "
+                   f"{', '.join(str(p) for p in written)}; {kept}", err=True)  # fmt: skip
+    else:
+        click.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
 
 
 if __name__ == "__main__":

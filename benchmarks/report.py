@@ -124,10 +124,13 @@ def to_markdown(result: BenchResult, targets: Sequence[Target] = ()) -> str:
     """The whole report as Markdown: hardware, targets, then one table per section."""
     by = {s: [r for r in result.rows if r.section == s.value] for s in Section}
     parts = [f"# edge-bench: {result.hardware.cpu}, {result.hardware.cores} cores", "", hardware_markdown(result)]
+    if result.interrupted:  # the Targets table was scored from the partial rows ("**no**" for rows never timed)
+        parts = [interrupted_line(len(result.rows)), "", *parts]
+        targets = [replace(t, measured="-", met=None) for t in targets]
     if result.command:
         parts += ["", f"Command: `{result.command}` ({result.seconds:.0f} s)"]
     if targets:
-        parts += ["", "## Targets", "", targets_table(targets)]
+        parts += ["", "## Targets", "", targets_table(targets, interrupted=result.interrupted)]
     sections = [
         (Section.INFERENCE, INFERENCE_TITLE, INFERENCE_COLUMNS),
         (Section.FILE, "End to end: file -> verdict (read, decode, preprocess, infer; per image)", E2E_COLUMNS),
@@ -144,9 +147,14 @@ def to_markdown(result: BenchResult, targets: Sequence[Target] = ()) -> str:
     return "\n".join(parts) + "\n"
 
 
-def targets_table(targets: Sequence[Target]) -> str:
+def interrupted_line(n_rows: int) -> str:
+    """The first line of an interrupted run's Markdown."""
+    return f"interrupted: {n_rows} rows of a partial run; targets not scored"
+
+
+def targets_table(targets: Sequence[Target], *, interrupted: bool = False) -> str:
     lines = ["| target | goal | measured | met |", "| --- | --- | --- | --- |"]
-    verdict = {True: "yes", False: "**no**", None: "not measured"}
+    verdict = {True: "yes", False: "**no**", None: "not measured (run interrupted)" if interrupted else "not measured"}
     lines += [f"| {t.name} | {t.goal} | {t.measured} | {verdict[t.met]} |" for t in targets]
     return "\n".join(lines)
 
@@ -223,11 +231,21 @@ def map_cost_targets(rows: Sequence[Row]) -> list[Target]:
     return out
 
 
-def write_json(path: Path, rows: Sequence[Row]) -> Path:
-    """A JSON list of rows, every row with every field; written atomically (a failed write keeps the old file)."""
-    data = [
+def interrupted_path(path: Path) -> Path:
+    """Where an interrupted run writes what would have gone to ``path``: ``x.json`` -> ``x.interrupted.json``.
+    A partial run wrote over the last complete JSON, CSV and PNG (with no row at all: ``[]``)."""
+    return path.with_name(f"{path.stem}.interrupted{path.suffix}")
+
+
+def write_json(path: Path, rows: Sequence[Row], *, interrupted: bool = False) -> Path:
+    """A JSON list of rows, every row with every field; written atomically (a failed write keeps the old file).
+    ``interrupted``: an object instead, ``{"interrupted": true, "note": ..., "rows": [...]}``, so that no reader
+    takes the partial rows for a complete run."""
+    data: object = [
         {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.to_dict().items()} for r in rows
     ]
+    if interrupted:
+        data = {"interrupted": True, "note": interrupted_line(len(rows)), "rows": data}
     _write(path, json.dumps(data, indent=1, allow_nan=False) + "\n", "JSON", "choose another --json path")
     return path
 
@@ -244,10 +262,12 @@ def csv_path(json_path: Path, slug: str) -> Path:
     return json_path.parent / f"bench-{slug}.csv"
 
 
-def write_csv(path: Path, rows: Sequence[Row]) -> Path:
+def write_csv(path: Path, rows: Sequence[Row], *, interrupted: bool = False) -> Path:
+    """One line per row; ``interrupted``: with a last column ``interrupted``, ``true`` on every row."""
     buf = io.StringIO(newline="")
-    writer = csv.DictWriter(buf, fieldnames=Row.keys())
+    extra = {"interrupted": "true"} if interrupted else {}
+    writer = csv.DictWriter(buf, fieldnames=[*Row.keys(), *extra])
     writer.writeheader()
-    writer.writerows(r.to_dict() for r in rows)
+    writer.writerows(r.to_dict() | extra for r in rows)
     _write(path, buf.getvalue(), "CSV", "choose another --json folder")
     return path

@@ -35,7 +35,7 @@ class BenchResult:
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
     command: str = ""
-    interrupted: bool = False  # Ctrl-C: the rows timed before it are reported, then exit 130
+    interrupted: bool = False  # Ctrl-C/SIGTERM/SIGHUP: the rows are partial, written beside (never over) complete ones
 
 
 def bundled_models() -> tuple[Path, ...]:
@@ -180,9 +180,11 @@ def run_benchmark(cfg: BenchConfig, *, progress: Progress = lambda msg: None, st
         _run_jobs(jobs, result, progress)
     except KeyboardInterrupt:  # the worker was interrupted with us; what the earlier ones measured is kept
         result.interrupted = True
-        result.skipped.append("interrupted (Ctrl-C or SIGTERM): the jobs after the last row were not run")
     if stop is not None:
-        stop.closing = True
+        stop.closing = True  # from here a signal is only counted (read after this: none can raise in between)
+        result.interrupted |= stop.requested  # a stop during the jobs: the rows are partial even if none raised
+    if result.interrupted:
+        result.skipped.append("interrupted (Ctrl-C, SIGTERM or SIGHUP): the jobs after the last row were not run")
     add_seed_ratios(result.rows)
     for r in result.rows:
         r.cpu, r.onnxruntime = f"{result.hardware.cpu} ({result.hardware.cores} cores)", result.hardware.onnxruntime

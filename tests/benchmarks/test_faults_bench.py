@@ -117,24 +117,84 @@ def test_the_origin_target_is_filled_only_by_the_torch_eager_seed_row():
     assert target.measured.startswith("80x (40.0 ms")
 
 
-def test_ctrl_c_reports_the_rows_already_timed(tmp_path, monkeypatch):
-    done = inference_row("defectnet", "cpu", 0.123, "int8")
-    done.file = "tiny.onnx"
+def interrupted_after(monkeypatch, rows: list[Row]) -> list:
+    """Workers whose first job times ``rows`` and whose second is stopped by Ctrl-C."""
     calls: list = []
 
     def worker(job):
         calls.append(job)
         if len(calls) > 1:
             raise KeyboardInterrupt
-        return [done], []
+        return list(rows), []
 
     monkeypatch.setattr(runner, "run_worker", worker)
+    return calls
+
+
+def complete_results(folder: Path) -> dict[Path, bytes]:
+    """The files of an earlier complete run (JSON, the CSV named after the hardware, PNG), by their bytes."""
+    from benchmarks.hardware import detect_hardware
+
+    files = {
+        folder / "bench.json": b'[{"p50_ms": 0.4}]\n',
+        folder / f"bench-{detect_hardware().slug}.csv": b"p50_ms\n0.4\n",
+        folder / "bench.png": b"the complete run's plot",
+    }
+    for path, data in files.items():
+        path.write_bytes(data)
+    return files
+
+
+def test_ctrl_c_reports_the_rows_already_timed(tmp_path, monkeypatch):
+    done = inference_row("defectnet", "cpu", 0.123, "int8")
+    done.file = "tiny.onnx"
+    interrupted_after(monkeypatch, [done])
     out = tmp_path / "bench.json"
     r = CliRunner().invoke(main, [*TINY_COUNTS, "--no-torch", "--model", str(TINY), "--json", str(out)])
     assert r.exit_code == ExitCode.INTERRUPTED, r.output
     assert "| defectnet | int8 | cpu | 1 | 1 | 0.123 |" in r.stdout  # the rows were lost with "error: interrupted"
     assert r.stderr.strip().splitlines()[-1].startswith("error: interrupted")
-    assert [row["p50_ms"] for row in json.loads(out.read_text())] == [0.123]
+    # The partial rows go beside --json, never to it (they replaced the last complete results; see below).
+    assert not out.exists()
+    partial = json.loads((tmp_path / "bench.interrupted.json").read_text())
+    assert partial["interrupted"] is True and [row["p50_ms"] for row in partial["rows"]] == [0.123]
+
+
+def test_an_interrupted_run_leaves_the_complete_results_and_writes_its_rows_beside(tmp_path, monkeypatch):
+    slow = inference_row("defectnet", "cpu", 0.9, "int8")  # over the 0.5 ms target: scored "**no**" when partial
+    interrupted_after(monkeypatch, [slow])
+    before = complete_results(tmp_path)
+    out = tmp_path / "bench.json"
+    r = CliRunner().invoke(main, [*TINY_COUNTS, "--no-torch", "--model", str(TINY), "--json", str(out)])
+    assert r.exit_code == ExitCode.INTERRUPTED, r.output
+    assert all(p.read_bytes() == b for p, b in before.items())  # were overwritten by the 1 partial row
+    json_file, png = tmp_path / "bench.interrupted.json", tmp_path / "bench.interrupted.png"
+    (csv_file,) = tmp_path.glob("bench-*.interrupted.csv")
+    partial = json.loads(json_file.read_text())
+    assert partial["interrupted"] is True and [row["p50_ms"] for row in partial["rows"]] == [0.9]
+    lines = csv_file.read_text().splitlines()
+    assert lines[0].endswith(",interrupted") and len(lines) == 2 and lines[1].endswith(",true")
+    assert png.stat().st_size > 0
+    md = r.stdout.splitlines()
+    assert md[0] == "interrupted: 1 rows of a partial run; targets not scored"
+    targets = [line for line in md if line.startswith("| INT8 inference, batch 1, p50 |")]
+    assert targets == ["| INT8 inference, batch 1, p50 | <= 0.5 ms | - | not measured (run interrupted) |"]
+    assert "**no**" not in r.stdout  # the targets were scored from the partial rows
+    said = [line for line in r.stderr.splitlines() if line.startswith("interrupted: 1 rows")]
+    assert len(said) == 1 and str(json_file) in said[0] and str(csv_file) in said[0] and str(png) in said[0]
+
+
+def test_an_interrupted_run_with_no_row_writes_nothing(tmp_path, monkeypatch):
+    interrupted_after(monkeypatch, [])  # the first job timed nothing; Ctrl-C in the second
+    before = complete_results(tmp_path)
+    out = tmp_path / "bench.json"
+    r = CliRunner().invoke(main, [*TINY_COUNTS, "--no-torch", "--model", str(TINY), "--json", str(out)])
+    assert r.exit_code == ExitCode.INTERRUPTED, r.output
+    assert all(p.read_bytes() == b for p, b in before.items())  # bench.json was `[]`, the CSV a header
+    assert sorted(tmp_path.iterdir()) == sorted(before)  # no .interrupted file with no row in it
+    assert "interrupted before any row was timed: nothing written" in r.stderr
+    assert r.stdout.startswith("interrupted: 0 rows of a partial run; targets not scored\n")
+    assert r.stderr.strip().splitlines()[-1].startswith("error: interrupted")
 
 
 def soak(*args: object):
@@ -234,6 +294,7 @@ def test_sigterm_reports_the_rows_timed_and_leaves_no_worker(tmp_path):
     mark = f"DEFECT_EDGE_TEST_RUN={uuid.uuid4().hex}"
     env = {**os.environ, mark.split("=")[0]: mark.split("=")[1]}
     out = tmp_path / "bench.json"
+    out.write_text('[{"p50_ms": 0.4}]\n')  # an earlier complete run's
     args = [*TINY_COUNTS, "--no-torch", "--no-live", "--batch", "1", "--e2e-runs", "10000000", "--model", str(TINY)]
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks", *args, "--json", str(out)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -252,4 +313,7 @@ def test_sigterm_reports_the_rows_timed_and_leaves_no_worker(tmp_path):
             os.kill(pid, signal.SIGKILL)
     assert proc.returncode == ExitCode.INTERRUPTED, stderr  # was -15 (143 in a shell), nothing printed
     assert "| tiny-test | fp32 | cpu |" in stdout and stderr.strip().splitlines()[-1].startswith("error: interrupted")
-    assert json.loads(out.read_text()) and left == []  # the worker timed on, orphaned, at 100% CPU
+    assert left == []  # the worker timed on, orphaned, at 100% CPU
+    assert out.read_text() == '[{"p50_ms": 0.4}]\n'  # the partial rows replaced the complete run's
+    partial = json.loads((tmp_path / "bench.interrupted.json").read_text())
+    assert partial["interrupted"] is True and partial["rows"]

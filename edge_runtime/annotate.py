@@ -113,12 +113,11 @@ class Saver:
         self.is_video = target.suffix.lower() in VIDEO_SAVE_SUFFIXES
         self.writer: cv2.VideoWriter | None = None
         self.count = 0
+        from edge_runtime.atomic import probe_writable
+
         folder = target.parent if self.is_video else target
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / f".defect-edge-{os.getpid()}.probe"  # a read-only folder: now, not after the first item
-            probe.write_bytes(b"")
-            probe.unlink()
+            probe_writable(folder / f".defect-edge-{os.getpid()}.probe")  # a read-only folder: now, not later
         except OSError as exc:
             raise OutputError(f"{target}: cannot write there ({exc.strerror or exc}); choose another --save") from exc
 

@@ -26,6 +26,14 @@ def temp_path_for(dst: Path) -> Path:
     return dst.with_name(name)
 
 
+def probe_writable(probe: Path) -> None:
+    """Make ``probe``'s folder and write and remove an empty ``probe`` there: an output that cannot be written is
+    found before the run, not after its work. Raises ``OSError``."""
+    probe.parent.mkdir(parents=True, exist_ok=True)
+    probe.write_bytes(b"")
+    probe.unlink()
+
+
 @contextlib.contextmanager
 def atomic_path(dst: Path, *, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write; on success it is synced (``durable``) and renamed onto ``dst``, else

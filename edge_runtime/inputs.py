@@ -328,10 +328,6 @@ def _failure(source: str, exc: BaseException) -> str:
 
 def load_file(path: Path, prepare: Callable[..., np.ndarray], *, keep_original: bool) -> Item:
     """Read, decode and resize one image file; any failure becomes an Item with ``error`` (never an exception)."""
-    if os.path.isdir(path):  # a folder met while listing that could not be listed
-        listed = _listing(path)
-        why = listed.error.strerror or listed.error if isinstance(listed, _Unreadable) else "not when the run began"
-        return Item(str(path), error=f"{path}: cannot list the folder ({why}); the images in it were not inspected")
     try:
         decoded = decode(read_bytes(path), source=str(path))
         # CPU time of this worker thread: the resize's own cost, not the time it waited for a core.
@@ -341,6 +337,10 @@ def load_file(path: Path, prepare: Callable[..., np.ndarray], *, keep_original: 
         original = decoded.image if keep_original else None
         return Item(str(path), None, x, original, prep_ms, warning=decoded.warning, unlike_training=unlike, part=part)
     except Exception as exc:  # noqa: BLE001 - every per-item failure is an item error, the run goes on
+        if os.path.isdir(path):  # a folder met while listing that could not be listed (asked only on failure)
+            listed = _listing(path)
+            why = listed.error.strerror or listed.error if isinstance(listed, _Unreadable) else "not when the run began"
+            return Item(str(path), error=f"{path}: cannot list the folder ({why}); the images in it were not inspected")
         return Item(str(path), error=_failure(str(path), exc))
 
 

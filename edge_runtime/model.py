@@ -449,8 +449,9 @@ class EdgeModel:
         out: list[Prediction | ScoreError] = []
         for i, (v, e) in enumerate(zip(s, extra, strict=True)):
             try:
-                p = self.verdict(v, share + float(e), asymmetry=peaks[i])
-                p = replace(p, second_look=bool(twice[i]), lifted=bool(looked[i] < t <= v))
+                p = self.verdict(
+                    v, share + float(e), asymmetry=peaks[i], second_look=bool(twice[i]), lifted=bool(looked[i] < t <= v)
+                )
                 out.append(p if maps is None else replace(p, heatmap=maps[i, 0], heat_scale=self.info.map_full_scale))
             except ScoreError as exc:
                 out.append(exc)
@@ -472,15 +473,30 @@ class EdgeModel:
             notes.append("symmetry look below it" if self.cfg.symmetry_look else "symmetry look off")
         return "".join(", " + n for n in notes)
 
-    def verdict(self, score: float, latency_ms: float, *, asymmetry: float | None = None) -> Prediction:
-        """The verdict for one score; a score that is not a probability raises :class:`ScoreError`."""
+    def verdict(
+        self,
+        score: float,
+        latency_ms: float,
+        *,
+        asymmetry: float | None = None,
+        second_look: bool = False,
+        lifted: bool = False,
+    ) -> Prediction:
+        """The verdict for one score; a score that is not a probability raises :class:`ScoreError`. The keywords
+        say how the score came about (see :class:`Prediction`)."""
         score = float(score)
         if not (math.isfinite(score) and 0.0 <= score <= 1.0):
             raise ScoreError(f"the model gave score {score} (not a probability); no verdict for this item")
         defective = bool(score >= self.info.threshold)
         label = self.info.positive_class if defective else self.info.negative_class
         return Prediction(
-            label=label, score=float(score), defective=defective, latency_ms=latency_ms, asymmetry=asymmetry
+            label=label,
+            score=float(score),
+            defective=defective,
+            latency_ms=latency_ms,
+            asymmetry=asymmetry,
+            second_look=second_look,
+            lifted=lifted,
         )
 
     def predict_batch(self, images: Sequence[np.ndarray], *, heatmap: bool = False) -> list[Prediction]:

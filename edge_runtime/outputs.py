@@ -316,7 +316,7 @@ def check_summary_target(target: Path) -> None:
     """``--summary`` is written whole at the end, by a rename onto its name: a device (``/dev/null``, ``/dev/full``)
     or FIFO there would be replaced by a regular file, for the whole machine when run as root. Checked now, with
     its folder's writability, so that a run is not done only to lose its summary."""
-    from edge_runtime.atomic import temp_path_for
+    from edge_runtime.atomic import probe_writable, temp_path_for
 
     target = Path(os.path.realpath(target))  # a link is written through: its target gets the summary
     with contextlib.suppress(OSError):
@@ -327,11 +327,8 @@ def check_summary_target(target: Path) -> None:
             raise OutputError(
                 f"{target}: not a regular file (a device, FIFO or socket); --summary writes a file: choose another"
             )
-    probe = temp_path_for(target)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
+        probe_writable(temp_path_for(target))
     except OSError as exc:
         why = exc.strerror or exc
         raise OutputError(f"{target}: cannot write the summary here ({why}); choose another --summary") from exc

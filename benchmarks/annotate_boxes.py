@@ -18,6 +18,8 @@ import click
 import cv2
 import numpy as np
 
+from edge_runtime.cli_support import Group
+
 BOXES_FILE = Path(__file__).resolve().parent / "data" / "defect_boxes.json"
 DEFAULT_OUT = Path("/tmp/defect-boxes")
 SCALE = 2  # 300 px source -> 600 px view
@@ -54,7 +56,7 @@ def render(image: np.ndarray, boxes: list[list[int]] | None = None) -> np.ndarra
     return canvas
 
 
-@click.group()
+@click.group(cls=Group)
 def main() -> None:
     """Pick, render and check the hand-marked defect boxes."""
 

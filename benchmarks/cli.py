@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.cli_support import FiniteFloatRange, debug_option, friendly_errors
+from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors
 from edge_runtime.errors import EXIT_CODES_HELP, DefectEdgeError, ExitCode
 from edge_runtime.model import Provider
 from edge_runtime.stopping import StopSignals
@@ -38,6 +38,7 @@ def counted(name: str, kind: type, help_text: str):  # noqa: ANN201 - a click de
 
 
 @click.command(
+    cls=Command,
     help="Benchmark defect-edge models on this machine: onnxruntime latency (p50/p90/p99), throughput, model "
     "size, session load time and peak RSS per model file, precision, provider, thread count and batch size; "
     "file -> verdict and folder throughput; a live loop with a synthetic camera; PyTorch eager rows of the "

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from edge_runtime import heatmap
-from edge_runtime.cli_support import debug_option, friendly_errors
+from edge_runtime.cli_support import Command, debug_option, friendly_errors
 from edge_runtime.errors import EXIT_CODES_HELP, DataError, ModelError, OutputError
 from edge_runtime.model import MODELS_DIR, EdgeModel, Prediction, Provider, RuntimeConfig
 from edge_runtime.preprocess import CropMode, read_image
@@ -328,7 +328,7 @@ def grid(model: EdgeModel, data: Path, boxes: dict[str, list], names: list[str])
     return np.vstack(rows)
 
 
-@click.command(help=__doc__.split("\n\n")[0] + "\n\n" + EXIT_CODES_HELP)
+@click.command(cls=Command, help=__doc__.split("\n\n")[0] + "\n\n" + EXIT_CODES_HELP)
 @click.option(
     "--data",
     type=click.Path(path_type=Path, file_okay=False),

@@ -23,7 +23,7 @@ import numpy as np
 
 from benchmarks.station_conditions import STATION_CONDITIONS
 from edge_runtime import datasets
-from edge_runtime.cli_support import debug_option, friendly_errors
+from edge_runtime.cli_support import Command, debug_option, friendly_errors
 from edge_runtime.errors import EXIT_CODES_HELP, DataError, ModelError, OutputError, UsageError, require_extra
 from edge_runtime.metrics import binary_metrics
 from edge_runtime.model import MODELS_DIR, EdgeModel, Provider, RuntimeConfig
@@ -256,6 +256,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 @click.command(
+    cls=Command,
     help="Score models on labelled images under camera changes (zoom, shift, light, blur, noise, JPEG) at each "
     "model's own threshold; Markdown on stdout.\n\n" + EXIT_CODES_HELP,
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -24,7 +24,7 @@ import numpy as np
 
 from benchmarks.end_to_end import folder_verdicts
 from edge_runtime import datasets
-from edge_runtime.cli_support import debug_option, friendly_errors
+from edge_runtime.cli_support import Command, debug_option, friendly_errors
 from edge_runtime.errors import EXIT_CODES_HELP, DataError, OutputError
 from edge_runtime.metrics import binary_metrics
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig, default_model_path
@@ -136,6 +136,7 @@ def markdown(model: Path, settings: list[Setting], *, n: int, threads: int, roun
 
 
 @click.command(
+    cls=Command,
     help="The cost and effect of the looks near the threshold: the same model with both (as edge-infer runs), "
     "with the second look only, and with one view, interleaved in one process.\n\n" + EXIT_CODES_HELP,
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -24,7 +24,7 @@ from typing import Any
 import click
 import numpy as np
 
-from edge_runtime.cli_support import FiniteFloatRange, debug_option, friendly_errors
+from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors
 from edge_runtime.errors import EXIT_CODES_HELP, DefectEdgeError, ExitCode, OutputError, SourceError, UsageError
 from edge_runtime.stopping import StopSignals
 
@@ -210,8 +210,9 @@ def markdown(r: dict[str, Any], hw: Any) -> str:
 
 
 @click.command(
+    cls=Command,
     help="Soak test: frames of a synthetic live source through edge-infer; RSS, fds, threads, p99.\n\n"
-    + EXIT_CODES_HELP
+    + EXIT_CODES_HELP,
 )
 @click.option("--frames", type=click.IntRange(min=1000), default=100_000, show_default=True)
 @click.option("--model", type=click.Path(path_type=Path, dir_okay=False), default=None, help="[default: bundled INT8]")

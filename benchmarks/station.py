@@ -36,6 +36,7 @@ from benchmarks.live import PacedSource, camera_frames
 from benchmarks.station_probe import Probe, TimedSource, pct, process_cpu_s, slowest
 from benchmarks.station_report import WARMUP_FRAMES, markdown
 from benchmarks.station_viewer import Viewer, scheduling
+from edge_runtime.cli_support import Command
 from edge_runtime.infer import InferConfig, run_inference
 from edge_runtime.model import RuntimeConfig
 from edge_runtime.priority import Priority
@@ -310,7 +311,7 @@ def sigkill(tmp: Path, kill_after_lines: tuple[int, ...] = (200, 700, 1500)) -> 
     return out
 
 
-@click.command(help="Measure the station's costs; writes OUT/station.md, station.json and station.png.")
+@click.command(cls=Command, help="Measure the station's costs; writes OUT/station.md, station.json and station.png.")
 @click.option(
     "--data",
     type=click.Path(path_type=Path, file_okay=False),

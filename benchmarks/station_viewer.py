@@ -31,6 +31,8 @@ from typing import Any
 
 import click
 
+from edge_runtime.cli_support import Command
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -242,7 +244,9 @@ def watch_http(url: str, seconds: float) -> dict[str, Any]:
     }
 
 
-@click.command(help="Open the station page at URL for SECONDS in headless Chromium; print its CPU use as JSON.")
+@click.command(
+    cls=Command, help="Open the station page at URL for SECONDS in headless Chromium; print its CPU use as JSON."
+)
 @click.argument("url")
 @click.argument("seconds", type=float)
 @click.option("--screenshot", type=click.Path(path_type=Path, dir_okay=False), default=None, help="PNG at the end.")

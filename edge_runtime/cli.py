@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from edge_runtime.cli_support import debug_option, friendly_errors, stdout_errors
+from edge_runtime.cli_support import Command, debug_option, friendly_errors, stdout_errors
 from edge_runtime.errors import EXIT_CODES_HELP
 from edge_runtime.station.options import open_station, station_options
 
@@ -32,7 +32,7 @@ HELP = (
 )
 
 
-@click.command(help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command, help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--source",
     "source",

@@ -40,6 +40,47 @@ class FiniteFloatRange(click.FloatRange):
         return rv
 
 
+class _OneLineUsageError(click.UsageError):
+    """A usage error shown as one line, ``error: ... (see 'CMD --help')``, with click's exit code 2."""
+
+    def show(self, file: Any = None) -> None:
+        where = self.ctx.command_path if self.ctx is not None else "the command"
+        click.echo(f"error: {printable(self.format_message().rstrip('.'))} (see '{where} --help')", err=True)
+
+
+class _OneLineUsage:
+    """click prints a usage error as a usage line, a hint and the error: three lines, four with the blank one.
+    Here it is one line naming the problem and where the options are listed, as for every other error."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)  # type: ignore[misc]
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)  # type: ignore[misc]
+        except click.UsageError as exc:  # a check in the command itself, or a group's subcommand
+            raise _one_line(exc) from None
+
+
+def _one_line(exc: click.UsageError) -> click.UsageError:
+    if isinstance(exc, _OneLineUsageError):
+        return exc
+    line = _OneLineUsageError(exc.format_message(), exc.ctx)
+    line.exit_code = exc.exit_code
+    return line
+
+
+class Command(_OneLineUsage, click.Command):
+    """Every defect-edge command: ``@click.command(cls=Command)``."""
+
+
+class Group(_OneLineUsage, click.Group):
+    """Every defect-edge command group: its subcommands' usage errors are one line too."""
+
+
 def fail(message: str, code: ExitCode) -> None:
     """Print ``error: message`` on stderr and exit with ``code``."""
     click.echo(f"error: {printable(str(message))}", err=True)  # one line, whatever a file name holds

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.cli_support import FiniteFloatRange, debug_option, friendly_errors
+from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors
 from edge_runtime.errors import EXIT_CODES_HELP, require_extra
 from export.config import MIN_CALIB_IMAGES
 
@@ -15,6 +15,7 @@ SCHEME_CHOICES = ["u8s8", "u8s8-reduce-range", "s8s8"]
 
 
 @click.command(
+    cls=Command,
     help="Export CHECKPOINT (default: the committed default model) to ONNX and check it: onnx.checker, dynamic "
     "batch, torch vs onnxruntime on real images and, with --quantize, FP32 vs INT8/FP16 accuracy on labelled "
     "images (the gate). Prints a summary table.\n\n" + EXIT_CODES_HELP,

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from edge_runtime.cli_support import Command
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
 from edge_runtime.model_info import Precision
 from export import graph, quantize
@@ -37,7 +38,7 @@ def _acc(m: dict) -> str:
     return f"{m['tp'] + m['tn']}/{m['n']}"
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--rounds", default=5, show_default=True, type=click.IntRange(min=1))
 @click.option("--runs", default=200, show_default=True, type=click.IntRange(min=10))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.cli_support import FiniteFloatRange, debug_option, friendly_errors
+from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors
 from edge_runtime.errors import EXIT_CODES_HELP
 
 ARCH_CHOICES = ["defectnet", "seed"]
@@ -15,6 +15,7 @@ MAX_SEED = 2**32 - 1  # numpy and torch take it; a negative or larger seed faile
 
 
 @click.command(
+    cls=Command,
     help="Train a defect classifier on DIR/train/<class>/ images (DIR/test/<class>/ is evaluated if present). "
     "Writes best.pt, report.json, metrics.jsonl and figures to --out.\n\n" + EXIT_CODES_HELP,
     context_settings={"help_option_names": ["-h", "--help"]},

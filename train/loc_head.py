@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_runtime.cli_support import debug_option, friendly_errors
+from edge_runtime.cli_support import Command, debug_option, friendly_errors
 from edge_runtime.errors import EXIT_CODES_HELP, DataError, ModelError
 from edge_runtime.preprocess import PreprocessSpec
 
@@ -330,6 +330,7 @@ def add_loc_head(ckpt_path: Path, *, epochs: int = DEFAULT_EPOCHS, seed: int = 0
 
 
 @click.command(
+    cls=Command,
     help="Train the localisation head of CHECKPOINT (a train-model best.pt) on its OK training images and store it "
     "there; the verdict network, threshold and model version do not change. Then re-export (export-onnx).\n\n"
     + EXIT_CODES_HELP,

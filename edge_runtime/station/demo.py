@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 import cv2
 
+from edge_runtime.cli_support import Command
 from edge_runtime.errors import DataError, require_extra
 
 
@@ -58,7 +59,9 @@ def camera_app(frames: list[bytes], fps: float):  # noqa: ANN201 - a Starlette a
     return Starlette(routes=[Route("/video.mjpg", video)])
 
 
-@click.command(help="Play the sample video in a loop as a network camera and inspect it with --log and --serve.")
+@click.command(
+    cls=Command, help="Play the sample video in a loop as a network camera and inspect it with --log and --serve."
+)
 @click.option("--serve", default="127.0.0.1:8080", show_default=True, help="Where the station page is served.")
 @click.option("--log", "log", default="runs/station-demo/station.db", show_default=True, help="Inspection log.")
 @click.option("--camera-port", type=int, default=8091, show_default=True, help="Port of the demo camera.")

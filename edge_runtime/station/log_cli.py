@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from edge_runtime.cli_support import debug_option, friendly_errors, stdout_errors
+from edge_runtime.cli_support import Group, debug_option, friendly_errors, stdout_errors
 from edge_runtime.errors import EXIT_CODES_HELP
 
 CSV_KEYS = (
@@ -55,6 +55,7 @@ UNTIL = click.option("--until", callback=_when, metavar="WHEN", help="Before thi
 
 
 @click.group(
+    cls=Group,
     help="Read a station's inspection log (written by edge-infer --log FILE).\n\n" + EXIT_CODES_HELP,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -1,0 +1,54 @@
+"""A mistyped option is one line on stderr, as every other error is: what is wrong and where the options are
+listed, with exit code 2. click alone prints a usage line, a hint, a blank line and the error (four lines)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+CASES = [
+    # (module run as the console script, its name, arguments, words the line must hold)
+    ("edge_runtime.cli", "edge-infer", ["--bogus"], ["--bogus", "Did you mean"]),
+    ("edge_runtime.cli", "edge-infer", ["--source", "a.jpg", "--source", "b.jpg"], ["--source", "given 2 times"]),
+    ("edge_runtime.cli", "edge-infer", ["--source", "a.jpg", "--camera", "0"], ["give one input"]),
+    ("edge_runtime.cli", "edge-infer", ["--batch-size", "zero"], ["--batch-size", "zero"]),
+    ("edge_runtime.station.log_cli", "edge-log", ["query", "--bogus"], ["--bogus"]),
+    ("edge_runtime.station.log_cli", "edge-log", ["nosuch"], ["nosuch"]),
+    ("benchmarks.cli", "edge-bench", ["--runs", "0"], ["--runs", "0"]),
+    ("train.cli", "train-model", ["--epochs", "x"], ["--epochs", "'x'"]),
+    ("export.cli", "export-onnx", ["--quantize", "int4"], ["--quantize", "int4"]),
+]
+
+
+@pytest.mark.parametrize(("module", "name", "args", "words"), CASES, ids=[" ".join(c[2]) for c in CASES])
+def test_usage_error_is_one_line_naming_the_problem_and_help(
+    module: str, name: str, args: list[str], words: list[str]
+) -> None:
+    if module.split(".")[0] in ("train", "export") and not HAS_TORCH:
+        pytest.skip("train-model and export-onnx come with the [train] extra (torch), not in a runtime-only install")
+    code = f"import sys; sys.argv[0] = {name!r}; from {module} import main; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and lines[0].endswith("--help')"), lines[0]
+    assert f"'{name}" in lines[0], lines[0]  # the help to ask for is the command's own (edge-log query's for it)
+    assert all(w in lines[0] for w in words), lines[0]
+    assert proc.stdout == ""
+
+
+def test_help_and_a_correct_command_are_as_before() -> None:
+    """Only usage errors change: --help still prints the usage and exits 0."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_runtime.cli", "--help"], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0 and proc.stdout.startswith("Usage: ") and proc.stderr == ""

@@ -75,7 +75,7 @@ HELP = (
     "--output",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Also write verdicts to FILE.jsonl or FILE.csv, flushed per item.",
+    help="Also write verdicts to FILE.jsonl (JSON lines), FILE.json (one JSON array) or FILE.csv, per item.",
 )
 @click.option(
     "--save",

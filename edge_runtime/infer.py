@@ -42,7 +42,7 @@ class InferConfig:
     model: Path | None = None  # None: the bundled INT8 model
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     json_stdout: bool = False  # JSON lines on stdout instead of human-readable verdicts
-    output: Path | None = None  # .jsonl or .csv, flushed per item
+    output: Path | None = None  # .jsonl, .json (an array) or .csv, written per item
     save: Path | None = None  # annotated .mp4/.avi or a folder of images
     show: bool = False
     max_frames: int | None = None

@@ -116,10 +116,15 @@ class FileSink:
     The file is locked (``flock``) for the run: a second ``edge-infer`` on the same file is refused instead of
     interleaving lines. A failed write (full disk) is cut back to the last complete line and raises
     :class:`OutputError` (exit 7). CSV cells hold non-UTF-8 file names as their original bytes.
+
+    ``json_array`` (``--output FILE.json``): one JSON document, an array with a record per line. The closing
+    bracket is written after each record and overwritten by the next, so the file parses after every item, also
+    when the run is killed. Onto a pipe or FIFO the bracket is written once, at :meth:`close`.
     """
 
-    def __init__(self, path: Path, *, csv_format: bool) -> None:
-        self.path, self.csv_format = path, csv_format
+    def __init__(self, path: Path, *, csv_format: bool, json_array: bool = False) -> None:
+        self.path, self.csv_format, self.json_array = path, csv_format, json_array
+        self.records = 0
         flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
             self.fd = os.open(path, flags, 0o644)
@@ -148,6 +153,8 @@ class FileSink:
                 raise OutputError(f"{self.path}: cannot write ({why}); choose another --output") from exc
         if self.csv_format:
             self._write(self._csv_row(list(RECORD_KEYS)))
+        elif self.json_array:
+            self._write(b"[\n]\n" if self.regular else b"[\n")
 
     def _lock(self) -> None:
         if not self.regular:
@@ -172,7 +179,7 @@ class FileSink:
             return self._csv_row(["" if rec.get(k) is None else rec[k] for k in RECORD_KEYS])
         return (json.dumps(rec, allow_nan=False) + "\n").encode("ascii")
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes, *, restore: bytes = b"") -> None:
         start = os.lseek(self.fd, 0, os.SEEK_CUR) if self.regular else 0
         try:
             view = memoryview(data)
@@ -180,9 +187,11 @@ class FileSink:
                 view = view[os.write(self.fd, view) :]
         except OSError as exc:
             if self.regular:
-                try:  # leave no torn line behind
+                try:  # leave no torn line behind; a JSON array gets its closing bracket back
                     os.ftruncate(self.fd, start)
                     os.lseek(self.fd, start, os.SEEK_SET)
+                    if restore:
+                        os.write(self.fd, restore)
                 except OSError:
                     pass
             raise OutputError(
@@ -191,12 +200,26 @@ class FileSink:
 
     def write(self, rec: dict[str, Any]) -> None:
         self.begin()
-        self._write(self.encode(rec))
+        if not self.json_array:
+            self._write(self.encode(rec))
+            return
+        data = self.encode(rec)[:-1]
+        if self.regular:  # over the closing bracket: "[\n]\n" or "...}\n]\n" (_write puts it back on a failure)
+            closing = b"]\n" if self.records == 0 else b"\n]\n"
+            os.lseek(self.fd, -len(closing), os.SEEK_END)
+            self._write((b",\n" if self.records else b"") + data + b"\n]\n", restore=closing)
+        else:
+            self._write((b",\n" if self.records else b"") + data)
+        self.records += 1
 
     def close(self) -> None:
         if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+            try:
+                if self.json_array and self.begun and not self.regular:
+                    self._write(b"\n]\n" if self.records else b"]\n")
+            finally:
+                os.close(self.fd)
+                self.fd = -1
 
 
 # Kept for callers of the earlier names.
@@ -204,16 +227,16 @@ CsvSink = FileSink
 
 
 def open_file_sink(path: Path) -> FileSink:
-    """``.jsonl``/``.json``/``.ndjson`` -> JSON lines, ``.csv`` -> CSV. Raises :class:`OutputError` if it cannot
-    be written or another process is writing it."""
+    """``.jsonl``/``.ndjson`` -> JSON lines, ``.json`` -> one JSON array, ``.csv`` -> CSV. Raises
+    :class:`OutputError` if it cannot be written or another process is writing it."""
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".json", ".ndjson", ".csv"):
-        raise OutputError(f"{path}: --output must end in .jsonl or .csv")
+        raise OutputError(f"{path}: --output must end in .jsonl, .json or .csv")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); choose another --output") from exc
-    return FileSink(path, csv_format=suffix == ".csv")
+    return FileSink(path, csv_format=suffix == ".csv", json_array=suffix == ".json")
 
 
 def same_file(a: Path, b: Path) -> bool:

@@ -1,0 +1,82 @@
+"""``--output FILE.json`` is one JSON document (an array of records) that parses after every item; ``.jsonl``
+stays JSON lines. It was JSON lines under a .json name, which ``json.load`` refuses after the first record."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edge_runtime.cli import main
+from edge_runtime.errors import OutputError
+from edge_runtime.outputs import open_file_sink
+from tests.edge_runtime.conftest import write_parts
+
+
+def test_edge_infer_output_json_is_one_array_with_the_records_of_jsonl(tmp_path: Path, tiny_model: Path) -> None:
+    write_parts(tmp_path / "parts", [10, 220, 240])
+    for name in ("v.json", "v.jsonl"):
+        args = ["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--output", str(tmp_path / name)]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+    array = json.loads((tmp_path / "v.json").read_text())
+    lines = [json.loads(x) for x in (tmp_path / "v.jsonl").read_text().splitlines()]
+    assert isinstance(array, list) and [r["defective"] for r in array] == [False, True, True]
+    assert [r["source"] for r in array] == [r["source"] for r in lines]
+    assert len((tmp_path / "v.json").read_text().splitlines()) == 3 + 2  # a record per line, between [ and ]
+
+
+def test_json_array_parses_after_every_record_and_when_empty(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    sink = open_file_sink(path)
+    sink.begin()
+    assert json.loads(path.read_text()) == []  # a run that inspected nothing yet
+    written = []
+    for i in range(4):
+        rec = {"source": f"p{i}.png", "score": i / 4, "defective": i % 2 == 1}
+        sink.write(rec)
+        written.append(rec)
+        assert json.loads(path.read_text()) == written  # as if the run were killed here
+    sink.close()
+    assert json.loads(path.read_text()) == written
+
+
+def test_a_failed_write_leaves_the_array_closed_with_the_records_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "r.json"
+    sink = open_file_sink(path)
+    sink.write({"source": "a.png"})
+    real_write = os.write
+
+    def full_disk(fd: int, data: bytes | memoryview) -> int:
+        if fd == sink.fd and bytes(data).startswith(b",\n"):
+            real_write(fd, bytes(data)[:7])  # a torn record, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(OutputError, match="free space"):
+        sink.write({"source": "b.png"})
+    monkeypatch.undo()
+    sink.close()
+    assert json.loads(path.read_text()) == [{"source": "a.png"}]
+
+
+def test_json_array_onto_a_fifo_is_closed_at_the_end(tmp_path: Path) -> None:
+    fifo = tmp_path / "feed.json"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader is there (else the open is refused: ENXIO)
+    try:
+        sink = open_file_sink(fifo)
+        for i in range(3):
+            sink.write({"i": i})
+        sink.close()
+        got = os.read(reader, 1 << 16)
+    finally:
+        os.close(reader)
+    assert json.loads(got) == [{"i": 0}, {"i": 1}, {"i": 2}]

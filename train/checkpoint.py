@@ -22,7 +22,7 @@ from edge_runtime.errors import ModelError, OutputError
 from edge_runtime.preprocess import PreprocessSpec
 from train.config import Arch
 from train.model import build_model
-from train.run_dir import FREE_SPACE
+from train.run_dir import FREE_SPACE, file_size_limit
 
 CHECKPOINT_FORMAT = 1
 HASH_KEY = "sha256"  # content hash of everything else in a model checkpoint, checked before export
@@ -214,7 +214,10 @@ def staged_torch_save(obj: Any, path: Path) -> Iterator[None]:
             raise
         # torch's zip writer reports a short write (a full disk, a file-size limit) as RuntimeError
         # "[enforce fail at inline_container.cc] ... unexpected pos", not as OSError.
+        limit = file_size_limit(path.parent)
         why = "the write stopped short: is the disk full?"
+        if limit is not None:
+            why = f"the write stopped short at this process's file-size limit, ulimit -f: {limit} bytes"
         raise OutputError(f"{path}: cannot write checkpoint ({why}); {FREE_SPACE}") from exc
 
 

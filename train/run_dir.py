@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,6 +99,21 @@ def removed_if_refused(made: list[Path]) -> Iterator[None]:
         raise
 
 
+def file_size_limit(folder: Path) -> int | None:
+    """This process's file-size limit in bytes (``ulimit -f``) when it, not the disk, is what stopped a write
+    into ``folder``: there is a limit and the disk still has room. None otherwise. Under such a limit a write
+    fails like one onto a full disk (EFBIG), and freeing space does not help."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if soft == resource.RLIM_INFINITY or shutil.disk_usage(folder).free < 16 << 20:
+            return None
+    except (ImportError, OSError, ValueError):
+        return None
+    return int(soft)
+
+
 @contextlib.contextmanager
 def rerun_advice(run_dir: Path) -> Iterator[None]:
     """A failed write of a run file (a full disk) advises what continues the run: the same command while nothing
@@ -108,10 +124,12 @@ def rerun_advice(run_dir: Path) -> Iterator[None]:
         message = str(exc)
         if not message.endswith(FREE_SPACE):
             raise
+        limit = file_size_limit(run_dir)
+        space = "free some space" if limit is None else f"raise the file-size limit (ulimit -f: {limit} bytes)"
         if (run_dir / "last.pt").exists():
-            advice = "free some space, then rerun the command with --resume: it continues from last.pt"
+            advice = f"{space}, then rerun the command with --resume: it continues from last.pt"
         else:
-            advice = "free some space, then rerun the same command (no epoch was kept to resume from)"
+            advice = f"{space}, then rerun the same command (no epoch was kept to resume from)"
         raise OutputError(f"{message[: -len(FREE_SPACE)]}{advice}; or choose another --out") from exc
 
 

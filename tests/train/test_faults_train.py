@@ -99,6 +99,8 @@ def test_a_full_disk_is_exit_7_naming_the_file(tmp_path: Path, synthetic_data: P
     assert r.stderr.strip().splitlines() == [r.stderr.strip().splitlines()[-1]]
     assert r.stderr.startswith(f"error: {out / file}: cannot write")
     assert not list(out.glob(".*.tmp"))  # nothing half-written left behind
+    # the limit stopped it, not the disk: it was "is the disk full?", advising to free space, which cannot help
+    assert f"ulimit -f: {limit} bytes" in r.stderr and "disk full" not in r.stderr, r.stderr
 
 
 def test_a_full_disk_at_the_first_epoch_is_continued_by_the_advised_command(tmp_path: Path, synthetic_data: Path):

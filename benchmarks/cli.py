@@ -188,8 +188,14 @@ def write_outputs(result) -> None:  # noqa: ANN001 - benchmarks.runner.BenchResu
     if partial:
         click.echo(f"interrupted: {len(result.rows)} rows of a partial run written to "
                    f"{', '.join(str(p) for p in written)}; {kept}", err=True)  # fmt: skip
-    else:
-        click.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
+        return
+    click.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
+    stale = [p for p in map(interrupted_path, written) if p.is_file()]  # an earlier partial run's, now superseded
+    for old in stale:
+        old.unlink(missing_ok=True)
+    if stale:
+        click.echo(f"removed {', '.join(str(p) for p in stale)} (an interrupted run's rows; this run is complete)",
+                   err=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -317,3 +317,20 @@ def test_sigterm_reports_the_rows_timed_and_leaves_no_worker(tmp_path):
     assert out.read_text() == '[{"p50_ms": 0.4}]\n'  # the partial rows replaced the complete run's
     partial = json.loads((tmp_path / "bench.interrupted.json").read_text())
     assert partial["interrupted"] is True and partial["rows"]
+
+
+def test_a_complete_run_removes_the_partial_files_of_an_interrupted_one(tmp_path, monkeypatch):
+    """The .interrupted files were left beside the new complete results, and a reader could take the older, partial
+    rows for the latest run."""
+    row = inference_row("defectnet", "cpu", 0.2, "int8")
+    calls = interrupted_after(monkeypatch, [row])
+    out = tmp_path / "bench.json"
+    args = [*TINY_COUNTS, "--no-torch", "--no-live", "--model", str(TINY), "--json", str(out)]
+    assert CliRunner().invoke(main, args).exit_code == ExitCode.INTERRUPTED
+    partial = sorted(p.name for p in tmp_path.glob("*.interrupted.*"))
+    assert len(partial) == 3
+    monkeypatch.setattr(runner, "run_worker", lambda job: (calls.append(job), ([row], []))[1])
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert out.is_file() and not list(tmp_path.glob("*.interrupted.*"))
+    assert any(line.startswith("removed ") and "interrupted run's rows" in line for line in r.stderr.splitlines())

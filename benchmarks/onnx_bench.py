@@ -10,8 +10,9 @@ import numpy as np
 from benchmarks.config import Job, Row, Section
 from benchmarks.timing import measure, peak_rss_mb, runs_for_batch
 from edge_runtime.errors import ImageReadError
-from edge_runtime.model import ORT_PROVIDER, EdgeModel, Provider, RuntimeConfig
+from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
 from edge_runtime.preprocess import normalize, read_image, resize_to_input
+from edge_runtime.providers import ORT_PROVIDER
 
 MIB = 1024.0 * 1024.0
 SHORT_PROVIDER = {name: p.value for p, name in ORT_PROVIDER.items()}

@@ -16,7 +16,6 @@ import glob
 import math
 import os
 import queue
-import re
 import stat
 import threading
 import time
@@ -32,6 +31,7 @@ import numpy as np
 
 from edge_runtime.decoding import decode, read_bytes
 from edge_runtime.errors import DataError, DefectEdgeError, SourceError, UsageError
+from edge_runtime.listing import Unreadable, list_entries, list_folder, match_glob
 from edge_runtime.preprocess import IMAGE_SUFFIXES
 from edge_runtime.sources import LatestFrameReader, capture_factory, is_stream_url
 
@@ -131,7 +131,7 @@ def check_camera(camera: str) -> str:
 def _resolve_path(source: str) -> SourceSpec:
     path = Path(source)
     if path.is_dir():
-        if isinstance(listed := _listing(path), _Unreadable):
+        if isinstance(listed := list_entries(path), Unreadable):
             raise listed.error
         images, ignored, links = list_folder(path)
         if not images:
@@ -154,146 +154,9 @@ def _resolve_path(source: str) -> SourceSpec:
     raise DataError(f"{source}: no such file or folder{hint}")
 
 
-class _Unreadable:
-    """Marks a folder met while listing that could not be listed (permissions, I/O): it gets an item error of its
-    own, so that the images it may hold are not passed over in silence."""
-
-    def __init__(self, error: OSError) -> None:
-        self.error = error
-
-
-def _listing(folder: str | Path) -> list[os.DirEntry] | _Unreadable:
-    try:
-        with os.scandir(folder) as it:
-            return sorted(it, key=lambda e: e.name)
-    except OSError as exc:
-        return _Unreadable(exc)
-
-
-def _walk(root: Path) -> Iterator[tuple[Path, os.DirEntry | _Unreadable | None]]:
-    """Every entry under ``root`` (not the folders themselves), sorted, never following a link to a folder; a
-    folder that cannot be listed comes as itself with an :class:`_Unreadable`. Iterative: a folder nested a
-    thousand deep once ended the run with "RecursionError"."""
-    first = _listing(root)
-    if isinstance(first, _Unreadable):
-        yield root, first
-        return
-    stack = [iter(first)]
-    while stack:
-        e = next(stack[-1], None)
-        if e is None:
-            stack.pop()
-            continue
-        try:
-            real_dir = e.is_dir(follow_symlinks=False)
-        except OSError:
-            real_dir = False
-        if not real_dir:
-            yield Path(e.path), e
-            continue
-        below = _listing(e.path)
-        if isinstance(below, _Unreadable):
-            yield Path(e.path), below
-        else:
-            stack.append(iter(below))
-
-
 def _images(source: str, images: tuple[Path, ...], ignored: list[str], links: int) -> SourceSpec:
     names = tuple(ignored[:IGNORED_NAMED])  # hidden ones first
     return SourceSpec(SourceKind.IMAGES, source, images, len(ignored), names, links_not_followed=links)
-
-
-def _classify(
-    paths: Iterable[tuple[Path, os.DirEntry | _Unreadable | None]],
-) -> tuple[tuple[Path, ...], list[Path], int]:
-    """(image-looking entries and folders that could not be listed, other files ignored, links to folders not
-    followed)."""
-    images, ignored, links = [], [], 0
-    for p, entry in paths:
-        if isinstance(entry, _Unreadable):
-            images.append(p)  # an item error: "cannot list the folder"
-        elif entry is not None and entry.is_symlink() and os.path.isdir(p):
-            links += 1
-        elif p.suffix.lower() in IMAGE_SUFFIXES:
-            images.append(p)  # whatever it is (FIFO, dead link, device): it gets a record
-        else:
-            ignored.append(p)
-    return tuple(images), ignored, links
-
-
-def list_folder(folder: Path) -> tuple[tuple[Path, ...], list[str], int]:
-    """Every entry under ``folder`` that looks like an image (by suffix), sorted; the other files (their paths
-    below ``folder``); links to folders are counted but not followed, so a link loop cannot make the listing
-    endless."""
-    images, ignored, links = _classify(_walk(folder))
-    return images, [p.relative_to(folder).as_posix() for p in ignored], links
-
-
-def _pattern_regex(pattern: str) -> re.Pattern[str]:
-    parts = []
-    comps = pattern.split("/")
-    for k, comp in enumerate(comps):
-        if comp == "**":
-            # any folders; as the last part, every file below too (``dir/**`` matched nothing)
-            parts.append("(?:[^/]+/)*" + ("[^/]+/" if k == len(comps) - 1 else ""))
-            continue
-        rx, i = "", 0
-        while i < len(comp):
-            c = comp[i]
-            if c == "*":
-                rx += "[^/]*"
-            elif c == "?":
-                rx += "[^/]"
-            elif c == "[" and "]" in comp[i + 2 :]:
-                j = comp.index("]", i + 2)
-                inner = comp[i + 1 : j]
-                rx += "[" + ("^" + inner[1:] if inner.startswith("!") else inner).replace("\\", "\\\\") + "]"
-                i = j
-            else:
-                rx += re.escape(c)
-            i += 1
-        parts.append(rx + "/")
-    return re.compile("".join(parts)[:-1] + r"\Z", re.DOTALL)
-
-
-def glob_root(pattern: str) -> tuple[str, list[str]]:
-    """The folder a glob starts from (its leading parts without wildcards) and the parts below it.
-
-    >>> glob_root("lot3/**/*.png")
-    ('lot3', ['**', '*.png'])
-    """
-    comps = pattern.split("/")
-    fixed = 0
-    while fixed < len(comps) - 1 and not glob.has_magic(comps[fixed]):
-        fixed += 1
-    root = "/".join(comps[:fixed]) or ("/" if pattern.startswith("/") else ".")
-    if pattern.startswith("/") and fixed == 1:
-        root = "/"
-    return root, comps[fixed:]
-
-
-def match_glob(pattern: str) -> tuple[tuple[Path, ...], list[str], int]:
-    """Files matching a glob (``**`` = any folders), listed without following links to folders."""
-    root, below = glob_root(pattern)
-    if not os.path.isdir(root):
-        return (), [], 0
-    rx = _pattern_regex("/".join(below))
-    base = Path(root)
-    found, hidden = [], []
-    for p, entry in _walk(base):
-        rel = p.relative_to(base).as_posix()
-        if any(part.startswith(".") for part in rel.split("/")):
-            if not isinstance(entry, _Unreadable) and rx.match(rel):
-                hidden.append(rel)  # a pattern skips hidden entries, as the shell does: named, not passed over
-            continue
-        if isinstance(entry, _Unreadable):
-            # a folder the pattern reaches into (``**``, or fewer levels deep than the pattern) may hold matches
-            if "**" in below or (rel != "." and rel.count("/") + 1 < len(below)):
-                found.append((p, entry))
-        elif rx.match(rel):
-            found.append((p, entry))
-    images, ignored, links = _classify(found)
-    return images, hidden + [p.relative_to(base).as_posix() for p in ignored], links
 
 
 def prefetch_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int, depth: int) -> Iterator[R]:
@@ -338,8 +201,8 @@ def load_file(path: Path, prepare: Callable[..., np.ndarray], *, keep_original: 
         return Item(str(path), None, x, original, prep_ms, warning=decoded.warning, unlike_training=unlike, part=part)
     except Exception as exc:  # noqa: BLE001 - every per-item failure is an item error, the run goes on
         if os.path.isdir(path):  # a folder met while listing that could not be listed (asked only on failure)
-            listed = _listing(path)
-            why = listed.error.strerror or listed.error if isinstance(listed, _Unreadable) else "not when the run began"
+            listed = list_entries(path)
+            why = listed.error.strerror or listed.error if isinstance(listed, Unreadable) else "not when the run began"
             return Item(str(path), error=f"{path}: cannot list the folder ({why}); the images in it were not inspected")
         return Item(str(path), error=_failure(str(path), exc))
 

@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -31,25 +30,12 @@ from edge_runtime.model_file import (  # noqa: F401 - check_threads, threads_fro
 )
 from edge_runtime.model_info import INPUT_NAME, MAP_OUTPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelInfo, Precision
 from edge_runtime.preprocess import CropMode, normalize, preprocess, resize_to_input, to_uint8_gray
+from edge_runtime.providers import Provider, provider_chain
 from edge_runtime.station_check import StationProfile, reasons
 from edge_runtime.symmetry import PartPatch
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL_FILES = {Precision.INT8: "defectnet_int8.onnx", Precision.FP32: "defectnet_fp32.onnx"}
-
-
-class Provider(str, Enum):
-    AUTO = "auto"  # the best available: TensorRT, then CUDA, then CPU
-    CPU = "cpu"
-    CUDA = "cuda"
-    TENSORRT = "tensorrt"
-
-
-ORT_PROVIDER = {
-    Provider.CPU: "CPUExecutionProvider",
-    Provider.CUDA: "CUDAExecutionProvider",
-    Provider.TENSORRT: "TensorrtExecutionProvider",
-}
 
 
 @dataclass(frozen=True)
@@ -104,51 +90,6 @@ class Prediction:
 def default_model_path(precision: Precision = Precision.INT8) -> Path:
     """Path of a model shipped inside the package."""
     return MODELS_DIR / DEFAULT_MODEL_FILES[precision]
-
-
-TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvinfer.so.11", "libnvinfer.so")
-
-
-def tensorrt_libraries() -> bool:
-    """Whether TensorRT's runtime library loads. onnxruntime-gpu lists its TensorRT provider even without it,
-    then prints a multi-line error at session creation and falls back; asking first keeps the output clean."""
-    import ctypes
-
-    for name in TENSORRT_LIBRARIES:
-        try:
-            ctypes.CDLL(name)
-        except OSError:
-            continue
-        return True
-    return False
-
-
-def provider_chain(provider: Provider) -> tuple[list[str], str]:
-    """The onnxruntime providers to ask for, best first (CPU always last, so a session can be made), and a note
-    for the user when the chain is not what was asked for."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    trt, cuda, cpu = (ORT_PROVIDER[p] for p in (Provider.TENSORRT, Provider.CUDA, Provider.CPU))
-    if provider is Provider.CPU:
-        return [cpu], ""
-    if provider is not Provider.AUTO and ORT_PROVIDER[provider] not in available:
-        raise ModelError(
-            f"provider {provider.value} is not available in this onnxruntime (has: {', '.join(available)}); "
-            "install onnxruntime-gpu (see README, GPU) or use --provider cpu"
-        )
-    wanted = [p for p in (trt, cuda) if p in available] if provider is Provider.AUTO else [ORT_PROVIDER[provider]]
-    if provider is Provider.TENSORRT and cuda in available:
-        wanted.append(cuda)  # TensorRT hands the nodes it cannot build to CUDA, not to the CPU
-    note = ""
-    if trt in wanted and not tensorrt_libraries():
-        wanted.remove(trt)
-        if provider is Provider.TENSORRT:
-            note = (
-                f"TensorRT's libraries ({TENSORRT_LIBRARIES[0]}) are not installed, so the TensorRT provider cannot "
-                f"run; using {', '.join(wanted) or 'the CPU'} instead (install TensorRT 10 to use it)"
-            )
-    return [*wanted, cpu], note
 
 
 def read_model_info(model_proto_metadata: dict[str, str], path: Path) -> ModelInfo:

@@ -305,7 +305,7 @@ def _source_folder(name: str) -> str | None:
     """The folder a source of images is listed from: the folder itself, or a pattern's starting folder."""
     import glob
 
-    from edge_runtime.inputs import glob_root
+    from edge_runtime.listing import glob_root
 
     if os.path.isdir(name):
         return name

@@ -109,7 +109,7 @@ def test_edge_infer_on_cuda_end_to_end(tmp_path: Path) -> None:
 
 
 def test_tensorrt_without_its_libraries_runs_on_cuda_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
-    from edge_runtime.model import tensorrt_libraries
+    from edge_runtime.providers import tensorrt_libraries
 
     if tensorrt_libraries():
         pytest.skip("TensorRT is installed here: nothing falls back")

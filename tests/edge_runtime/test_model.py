@@ -122,10 +122,10 @@ def test_tensorrt_is_only_asked_for_when_its_libraries_load(monkeypatch, asked, 
     CUDA, and say why in one line."""
     import onnxruntime as ort
 
-    from edge_runtime import model as model_mod
+    from edge_runtime import providers
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: [TRT, CUDA, CPU])
-    monkeypatch.setattr(model_mod, "tensorrt_libraries", lambda: libraries)
-    got, note = model_mod.provider_chain(asked)
+    monkeypatch.setattr(providers, "tensorrt_libraries", lambda: libraries)
+    got, note = providers.provider_chain(asked)
     assert got == chain
     assert bool(note) == noted and (not noted or "libnvinfer" in note and "CUDAExecutionProvider" in note)

@@ -1,0 +1,152 @@
+"""Listing folders and globs for ``edge-infer --source``: sorted, iterative (any depth), never following a link to
+a folder (no loops), a folder that cannot be listed kept as an entry of its own (an item error, never a silent
+skip), and hidden entries that a pattern passes over named, as the shell would skip them.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from edge_runtime.preprocess import IMAGE_SUFFIXES
+
+
+class Unreadable:
+    """Marks a folder met while listing that could not be listed (permissions, I/O): it gets an item error of its
+    own, so that the images it may hold are not passed over in silence."""
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+
+
+def list_entries(folder: str | Path) -> list[os.DirEntry] | Unreadable:
+    """The entries of one folder, sorted by name, or :class:`Unreadable` when it cannot be listed."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        return Unreadable(exc)
+
+
+def _walk(root: Path) -> Iterator[tuple[Path, os.DirEntry | Unreadable | None]]:
+    """Every entry under ``root`` (not the folders themselves), sorted, never following a link to a folder; a
+    folder that cannot be listed comes as itself with an :class:`Unreadable`. Iterative: a folder nested a
+    thousand deep once ended the run with "RecursionError"."""
+    first = list_entries(root)
+    if isinstance(first, Unreadable):
+        yield root, first
+        return
+    stack = [iter(first)]
+    while stack:
+        e = next(stack[-1], None)
+        if e is None:
+            stack.pop()
+            continue
+        try:
+            real_dir = e.is_dir(follow_symlinks=False)
+        except OSError:
+            real_dir = False
+        if not real_dir:
+            yield Path(e.path), e
+            continue
+        below = list_entries(e.path)
+        if isinstance(below, Unreadable):
+            yield Path(e.path), below
+        else:
+            stack.append(iter(below))
+
+
+def _classify(
+    paths: Iterable[tuple[Path, os.DirEntry | Unreadable | None]],
+) -> tuple[tuple[Path, ...], list[Path], int]:
+    """(image-looking entries and folders that could not be listed, other files ignored, links to folders not
+    followed)."""
+    images, ignored, links = [], [], 0
+    for p, entry in paths:
+        if isinstance(entry, Unreadable):
+            images.append(p)  # an item error: "cannot list the folder"
+        elif entry is not None and entry.is_symlink() and os.path.isdir(p):
+            links += 1
+        elif p.suffix.lower() in IMAGE_SUFFIXES:
+            images.append(p)  # whatever it is (FIFO, dead link, device): it gets a record
+        else:
+            ignored.append(p)
+    return tuple(images), ignored, links
+
+
+def list_folder(folder: Path) -> tuple[tuple[Path, ...], list[str], int]:
+    """Every entry under ``folder`` that looks like an image (by suffix), sorted; the other files (their paths
+    below ``folder``); links to folders are counted but not followed, so a link loop cannot make the listing
+    endless."""
+    images, ignored, links = _classify(_walk(folder))
+    return images, [p.relative_to(folder).as_posix() for p in ignored], links
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    parts = []
+    comps = pattern.split("/")
+    for k, comp in enumerate(comps):
+        if comp == "**":
+            # any folders; as the last part, every file below too (``dir/**`` matched nothing)
+            parts.append("(?:[^/]+/)*" + ("[^/]+/" if k == len(comps) - 1 else ""))
+            continue
+        rx, i = "", 0
+        while i < len(comp):
+            c = comp[i]
+            if c == "*":
+                rx += "[^/]*"
+            elif c == "?":
+                rx += "[^/]"
+            elif c == "[" and "]" in comp[i + 2 :]:
+                j = comp.index("]", i + 2)
+                inner = comp[i + 1 : j]
+                rx += "[" + ("^" + inner[1:] if inner.startswith("!") else inner).replace("\\", "\\\\") + "]"
+                i = j
+            else:
+                rx += re.escape(c)
+            i += 1
+        parts.append(rx + "/")
+    return re.compile("".join(parts)[:-1] + r"\Z", re.DOTALL)
+
+
+def glob_root(pattern: str) -> tuple[str, list[str]]:
+    """The folder a glob starts from (its leading parts without wildcards) and the parts below it.
+
+    >>> glob_root("lot3/**/*.png")
+    ('lot3', ['**', '*.png'])
+    """
+    comps = pattern.split("/")
+    fixed = 0
+    while fixed < len(comps) - 1 and not glob.has_magic(comps[fixed]):
+        fixed += 1
+    root = "/".join(comps[:fixed]) or ("/" if pattern.startswith("/") else ".")
+    if pattern.startswith("/") and fixed == 1:
+        root = "/"
+    return root, comps[fixed:]
+
+
+def match_glob(pattern: str) -> tuple[tuple[Path, ...], list[str], int]:
+    """Files matching a glob (``**`` = any folders), listed without following links to folders."""
+    root, below = glob_root(pattern)
+    if not os.path.isdir(root):
+        return (), [], 0
+    rx = _pattern_regex("/".join(below))
+    base = Path(root)
+    found, hidden = [], []
+    for p, entry in _walk(base):
+        rel = p.relative_to(base).as_posix()
+        if any(part.startswith(".") for part in rel.split("/")):
+            if not isinstance(entry, Unreadable) and rx.match(rel):
+                hidden.append(rel)  # a pattern skips hidden entries, as the shell does: named, not passed over
+            continue
+        if isinstance(entry, Unreadable):
+            # a folder the pattern reaches into (``**``, or fewer levels deep than the pattern) may hold matches
+            if "**" in below or (rel != "." and rel.count("/") + 1 < len(below)):
+                found.append((p, entry))
+        elif rx.match(rel):
+            found.append((p, entry))
+    images, ignored, links = _classify(found)
+    return images, hidden + [p.relative_to(base).as_posix() for p in ignored], links

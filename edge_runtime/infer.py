@@ -23,8 +23,9 @@ import numpy as np
 from edge_runtime.errors import ExitCode, ModelError, OutputError, SourceError, UsageError, printable
 from edge_runtime.inputs import Item, SourceKind, SourceSpec, iter_items, open_live, resolve_source
 from edge_runtime.model import EdgeModel, Prediction, RuntimeConfig, ScoreError, default_model_path, load_model
-from edge_runtime.outputs import JsonLinesSink, StdoutClosed, check_outputs, open_file_sink, record_for
+from edge_runtime.outputs import StdoutClosed, check_outputs, record_for
 from edge_runtime.priority import Priority, RealTime
+from edge_runtime.run_outputs import Outputs, open_outputs, video_fps
 from edge_runtime.sources import LatestFrameReader
 from edge_runtime.stopping import StopSignals
 from edge_runtime.summary import NO_PART, Summary
@@ -58,94 +59,6 @@ class InferConfig:
     station_check: bool = True  # flag items unlike the training images (when the model carries a station profile)
     # The inspection loop of a live source at real-time CPU priority (edge_runtime.priority): AUTO where allowed.
     priority: Priority = Priority.AUTO
-
-
-@dataclass
-class Outputs:
-    """The sinks, window and saver of one run, opened from the config and closed together."""
-
-    files: list = field(default_factory=list)  # --output
-    stdout: JsonLinesSink | None = None  # --json, or the human lines
-    window: object | None = None
-    saver: object | None = None
-    wants_pictures: bool = False  # a listener keeps the decoded pictures
-    begun: bool = False  # the source is open and the run's records may follow
-
-    def begin(self) -> None:
-        """The source is open: the ``--output`` files are emptied for this run's records (see FileSink.begin)."""
-        self.begun = True
-        for s in self.files:
-            s.begin()
-
-    @property
-    def needs_picture(self) -> bool:
-        return self.window is not None or self.saver is not None or self.wants_pictures
-
-    def close(self) -> None:
-        """Close everything; a saved video that came out short (full disk) raises :class:`OutputError`."""
-        for s in self.files:
-            s.close()
-        if self.window is not None:
-            self.window.close()
-        if self.saver is not None:
-            self.saver.close()
-            check_saved_video(self.saver)
-
-
-def video_fps(name: str) -> float | None:
-    """The frame rate a video file declares (None where it declares none usable)."""
-    import cv2
-
-    from edge_runtime.opencv_paths import opencv_path
-
-    with opencv_path(name) as opencv_name:
-        cap = cv2.VideoCapture(opencv_name)
-    try:
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0) if cap.isOpened() else 0.0
-    finally:
-        cap.release()
-    return fps if 0.5 <= fps <= 1000.0 else None
-
-
-def check_saved_video(saver: Any) -> None:
-    """``--save OUT.mp4``: OpenCV's writer reports no write error, so read the frame count back."""
-    if not getattr(saver, "is_video", False) or not getattr(saver, "count", 0):
-        return
-    import cv2
-
-    from edge_runtime.opencv_paths import opencv_path
-
-    with opencv_path(saver.target) as name:
-        cap = cv2.VideoCapture(name)
-    got = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
-    cap.release()
-    if got < saver.count:
-        raise OutputError(
-            f"{saver.target}: the saved video holds {got} of {saver.count} frames (disk full or not writable)"
-        )
-
-
-def open_outputs(cfg: InferConfig, log: Log) -> Outputs:
-    out = Outputs(wants_pictures=bool(getattr(cfg.listener, "wants_pictures", False)) or cfg.heatmap)
-    if cfg.json_stdout or not cfg.quiet:
-        out.stdout = JsonLinesSink(sys.stdout, human=not cfg.json_stdout)
-    try:
-        if cfg.output is not None:
-            out.files.append(open_file_sink(cfg.output))
-        if cfg.show:
-            from edge_runtime.annotate import Window
-
-            out.window = Window(log)
-            if not out.window.enabled:
-                out.window = None
-        if cfg.save is not None:
-            from edge_runtime.annotate import Saver
-
-            out.saver = Saver(cfg.save)
-    except BaseException:
-        out.close()
-        raise
-    return out
 
 
 def batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:

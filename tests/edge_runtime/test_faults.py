@@ -398,7 +398,7 @@ def test_a_saved_video_that_came_out_short_is_an_output_error(tmp_path):
     import numpy as np
 
     from edge_runtime.errors import OutputError
-    from edge_runtime.infer import check_saved_video
+    from edge_runtime.run_outputs import check_saved_video
     from tests.edge_runtime.test_cli import write_video
 
     video = write_video(tmp_path / "v.avi", [np.full((32, 32), 9 * i, np.uint8) for i in range(3)])

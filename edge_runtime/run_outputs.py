@@ -1,0 +1,105 @@
+"""The outputs of one ``edge-infer`` run (``--output`` files, stdout, ``--show``, ``--save``), opened from its
+config and closed together; a saved video's frame count is read back at the end."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from edge_runtime.errors import OutputError
+from edge_runtime.outputs import JsonLinesSink, open_file_sink
+
+if TYPE_CHECKING:
+    from edge_runtime.infer import InferConfig
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Outputs:
+    """The sinks, window and saver of one run, opened from the config and closed together."""
+
+    files: list = field(default_factory=list)  # --output
+    stdout: JsonLinesSink | None = None  # --json, or the human lines
+    window: object | None = None
+    saver: object | None = None
+    wants_pictures: bool = False  # a listener keeps the decoded pictures
+    begun: bool = False  # the source is open and the run's records may follow
+
+    def begin(self) -> None:
+        """The source is open: the ``--output`` files are emptied for this run's records (see FileSink.begin)."""
+        self.begun = True
+        for s in self.files:
+            s.begin()
+
+    @property
+    def needs_picture(self) -> bool:
+        return self.window is not None or self.saver is not None or self.wants_pictures
+
+    def close(self) -> None:
+        """Close everything; a saved video that came out short (full disk) raises :class:`OutputError`."""
+        for s in self.files:
+            s.close()
+        if self.window is not None:
+            self.window.close()
+        if self.saver is not None:
+            self.saver.close()
+            check_saved_video(self.saver)
+
+
+def video_fps(name: str) -> float | None:
+    """The frame rate a video file declares (None where it declares none usable)."""
+    import cv2
+
+    from edge_runtime.opencv_paths import opencv_path
+
+    with opencv_path(name) as opencv_name:
+        cap = cv2.VideoCapture(opencv_name)
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0) if cap.isOpened() else 0.0
+    finally:
+        cap.release()
+    return fps if 0.5 <= fps <= 1000.0 else None
+
+
+def check_saved_video(saver: Any) -> None:
+    """``--save OUT.mp4``: OpenCV's writer reports no write error, so read the frame count back."""
+    if not getattr(saver, "is_video", False) or not getattr(saver, "count", 0):
+        return
+    import cv2
+
+    from edge_runtime.opencv_paths import opencv_path
+
+    with opencv_path(saver.target) as name:
+        cap = cv2.VideoCapture(name)
+    got = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
+    cap.release()
+    if got < saver.count:
+        raise OutputError(
+            f"{saver.target}: the saved video holds {got} of {saver.count} frames (disk full or not writable)"
+        )
+
+
+def open_outputs(cfg: InferConfig, log: Log) -> Outputs:
+    out = Outputs(wants_pictures=bool(getattr(cfg.listener, "wants_pictures", False)) or cfg.heatmap)
+    if cfg.json_stdout or not cfg.quiet:
+        out.stdout = JsonLinesSink(sys.stdout, human=not cfg.json_stdout)
+    try:
+        if cfg.output is not None:
+            out.files.append(open_file_sink(cfg.output))
+        if cfg.show:
+            from edge_runtime.annotate import Window
+
+            out.window = Window(log)
+            if not out.window.enabled:
+                out.window = None
+        if cfg.save is not None:
+            from edge_runtime.annotate import Saver
+
+            out.saver = Saver(cfg.save)
+    except BaseException:
+        out.close()
+        raise
+    return out

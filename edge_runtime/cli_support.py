@@ -65,9 +65,13 @@ class _OneLineUsage:
             raise _one_line(exc) from None
 
 
+# click 8.2+: what a group run without a subcommand raises; its message is the whole help text
+_SHOWS_HELP: tuple[type, ...] = tuple(filter(None, [getattr(click.exceptions, "NoArgsIsHelpError", None)]))
+
+
 def _one_line(exc: click.UsageError) -> click.UsageError:
-    if isinstance(exc, _OneLineUsageError):
-        return exc
+    if isinstance(exc, (_OneLineUsageError, _SHOWS_HELP)):
+        return exc  # a group run without a subcommand shows its help, as click does
     line = _OneLineUsageError(exc.format_message(), exc.ctx)
     line.exit_code = exc.exit_code
     return line

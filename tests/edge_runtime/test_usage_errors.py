@@ -52,3 +52,11 @@ def test_help_and_a_correct_command_are_as_before() -> None:
         [sys.executable, "-m", "edge_runtime.cli", "--help"], cwd=REPO, capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0 and proc.stdout.startswith("Usage: ") and proc.stderr == ""
+
+
+def test_a_group_without_its_subcommand_shows_its_help() -> None:
+    """Not a one-line error made of the whole help text with its newlines escaped."""
+    code = "import sys; sys.argv[0] = 'edge-log'; from edge_runtime.station.log_cli import main; main()"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
+    assert proc.returncode in (0, 2) and "\\n" not in proc.stdout + proc.stderr
+    assert "Commands:" in proc.stdout + proc.stderr and "query" in proc.stdout + proc.stderr

@@ -125,15 +125,25 @@ class FileSink:
     def __init__(self, path: Path, *, csv_format: bool, json_array: bool = False) -> None:
         self.path, self.csv_format, self.json_array = path, csv_format, json_array
         self.records = 0
+        self.end = 0  # a .json file's size after this run's last write (see _closing_at)
         flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        # Lines are appended wherever the file ends: emptied under a run (logrotate's copytruncate, `: > r.jsonl`),
+        # the next line starts it again instead of following a hole of NUL bytes. A .json file's array is closed
+        # in place instead (write).
+        self.append = not json_array
+        flags |= os.O_APPEND if self.append else 0
         try:
             self.fd = os.open(path, flags, 0o644)
         except OSError as exc:
             raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); choose another --output") from exc
         try:
-            self.regular = stat.S_ISREG(os.fstat(self.fd).st_mode)
+            st = os.fstat(self.fd)
+            self.regular = stat.S_ISREG(st.st_mode)
             self._lock()
             fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+            if json_array and self.regular and st.st_size == 0:
+                self._write(b"[\n]\n")  # a new file parses too, should the run stop before its source opens
+                os.lseek(self.fd, 0, os.SEEK_SET)
         except BaseException:
             os.close(self.fd)
             raise
@@ -155,6 +165,7 @@ class FileSink:
             self._write(self._csv_row(list(RECORD_KEYS)))
         elif self.json_array:
             self._write(b"[\n]\n" if self.regular else b"[\n")
+            self.end = 4
 
     def _lock(self) -> None:
         if not self.regular:
@@ -180,7 +191,9 @@ class FileSink:
         return (json.dumps(rec, allow_nan=False) + "\n").encode("ascii")
 
     def _write(self, data: bytes, *, restore: bytes = b"") -> None:
-        start = os.lseek(self.fd, 0, os.SEEK_CUR) if self.regular else 0
+        start = 0
+        if self.regular:
+            start = os.fstat(self.fd).st_size if self.append else os.lseek(self.fd, 0, os.SEEK_CUR)
         try:
             view = memoryview(data)
             while view:
@@ -204,13 +217,35 @@ class FileSink:
             self._write(self.encode(rec))
             return
         data = self.encode(rec)[:-1]
-        if self.regular:  # over the closing bracket: "[\n]\n" or "...}\n]\n" (_write puts it back on a failure)
-            closing = b"]\n" if self.records == 0 else b"\n]\n"
-            os.lseek(self.fd, -len(closing), os.SEEK_END)
-            self._write((b",\n" if self.records else b"") + data + b"\n]\n", restore=closing)
-        else:
+        if not self.regular:
             self._write((b",\n" if self.records else b"") + data)
+        elif (at := self._closing_at()) is None:
+            os.lseek(self.fd, 0, os.SEEK_SET)  # emptied under the run: the array starts again with this record
+            self._write(b"[\n" + data + b"\n]\n", restore=b"[\n]\n")
+            self.records = 0
+        else:  # over the closing bracket, "[\n]\n" or "...}\n]\n" (_write puts it back on a failure)
+            closing = b"]\n" if self.records == 0 else b"\n]\n"
+            os.lseek(self.fd, at - len(closing), os.SEEK_SET)
+            self._write((b",\n" if self.records else b"") + data + b"\n]\n", restore=closing)
         self.records += 1
+        self.end = os.lseek(self.fd, 0, os.SEEK_CUR) if self.regular else 0
+
+    def _closing_at(self) -> int | None:
+        """Where this run's .json file ends (its closing bracket just before); None for a file emptied under the
+        run. A file changed some other way (cut short, written by another program) is :class:`OutputError`:
+        records written there would not make one JSON document."""
+        try:
+            size = os.fstat(self.fd).st_size
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot write ({exc.strerror or exc}); choose another --output") from exc
+        if size == 0:
+            return None
+        if size == self.end:
+            return size
+        raise OutputError(
+            f"{self.path}: changed by another program during the run (it no longer ends with this run's records); "
+            "give each program its own --output"
+        )
 
     def close(self) -> None:
         if self.fd >= 0:

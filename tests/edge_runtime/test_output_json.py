@@ -33,6 +33,7 @@ def test_edge_infer_output_json_is_one_array_with_the_records_of_jsonl(tmp_path:
 def test_json_array_parses_after_every_record_and_when_empty(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
     sink = open_file_sink(path)
+    assert json.loads(path.read_text()) == []  # a new file, before the source opened (a kill then left it empty)
     sink.begin()
     assert json.loads(path.read_text()) == []  # a run that inspected nothing yet
     written = []
@@ -80,3 +81,32 @@ def test_json_array_onto_a_fifo_is_closed_at_the_end(tmp_path: Path) -> None:
     finally:
         os.close(reader)
     assert json.loads(got) == [{"i": 0}, {"i": 1}, {"i": 2}]
+
+
+@pytest.mark.parametrize("name", ["r.json", "r.jsonl", "r.csv"])
+def test_a_file_emptied_under_the_run_starts_again_without_a_hole(tmp_path: Path, name: str) -> None:
+    """logrotate's copytruncate, or `: > r.json`: the .json run ended with exit 1 ("unexpected OSError"), and
+    JSON lines went on after a hole of NUL bytes as long as what had been written."""
+    path = tmp_path / name
+    sink = open_file_sink(path)
+    sink.write({"source": "a.png"})
+    path.write_bytes(b"")  # emptied by another program
+    sink.write({"source": "b.png"})
+    sink.close()
+    data = path.read_bytes()
+    assert b"\0" not in data and b"b.png" in data and b"a.png" not in data
+    if name.endswith(".json"):
+        assert json.loads(data) == [{"source": "b.png"}]
+    elif name.endswith(".jsonl"):
+        assert [json.loads(x) for x in data.splitlines()] == [{"source": "b.png"}]
+
+
+def test_a_json_file_changed_under_the_run_is_one_error_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    sink = open_file_sink(path)
+    sink.write({"source": "a.png"})
+    with path.open("ab") as other:
+        other.write(b'{"not": "ours"}\n')
+    with pytest.raises(OutputError, match="changed by another program"):
+        sink.write({"source": "b.png"})
+    sink.close()

@@ -8,7 +8,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -43,38 +43,59 @@ class FiniteFloatRange(click.FloatRange):
 class _OneLineUsageError(click.UsageError):
     """A usage error shown as one line, ``error: ... (see 'CMD --help')``, with click's exit code 2."""
 
+    def __init__(self, message: str, ctx: click.Context | None, where: str) -> None:
+        super().__init__(message, ctx)
+        self.where = where
+
     def show(self, file: Any = None) -> None:
-        where = self.ctx.command_path if self.ctx is not None else "the command"
-        click.echo(f"error: {printable(self.format_message().rstrip('.'))} (see '{where} --help')", err=True)
+        with contextlib.suppress(OSError, ValueError):  # stderr that cannot be written: exit 2 still says it
+            click.echo(f"error: {printable(self.format_message().rstrip('.'))} (see '{self.where} --help')", err=True)
 
 
 class _OneLineUsage:
     """click prints a usage error as a usage line, a hint and the error: three lines, four with the blank one.
     Here it is one line naming the problem and where the options are listed, as for every other error."""
 
-    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
         try:
-            return super().make_context(*args, **kwargs)  # type: ignore[misc]
-        except click.UsageError as exc:
-            raise _one_line(exc) from None
+            return super().make_context(info_name, args, parent=parent, **extra)  # type: ignore[misc]
+        except click.UsageError as exc:  # click's parser names no command for some ("requires an argument")
+            name = info_name or getattr(self, "name", None) or "the command"
+            raise _one_line(exc, f"{parent.command_path} {name}" if parent is not None else name) from None
+        except OSError as exc:  # --help onto a stdout that cannot be written (>/dev/full) or a closed pipe
+            _help_not_written(exc)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)  # type: ignore[misc]
-        except click.UsageError as exc:  # a check in the command itself, or a group's subcommand
-            raise _one_line(exc) from None
+        except click.UsageError as exc:  # a check in the command itself
+            raise _one_line(exc, ctx.command_path) from None
 
 
 # click 8.2+: what a group run without a subcommand raises; its message is the whole help text
 _SHOWS_HELP: tuple[type, ...] = tuple(filter(None, [getattr(click.exceptions, "NoArgsIsHelpError", None)]))
 
 
-def _one_line(exc: click.UsageError) -> click.UsageError:
+def _one_line(exc: click.UsageError, where: str) -> click.UsageError:
     if isinstance(exc, (_OneLineUsageError, _SHOWS_HELP)):
         return exc  # a group run without a subcommand shows its help, as click does
-    line = _OneLineUsageError(exc.format_message(), exc.ctx)
+    line = _OneLineUsageError(exc.format_message(), exc.ctx, exc.ctx.command_path if exc.ctx is not None else where)
     line.exit_code = exc.exit_code
     return line
+
+
+def _help_not_written(exc: OSError) -> NoReturn:
+    """The help was asked for and could not be printed: a reader that went away (``--help | head -3``) ends it
+    quietly; a stdout that cannot be written is one line, exit 7 (it was a traceback)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())  # the interpreter's last flush would fail again
+        os.close(null)
+    if isinstance(exc, BrokenPipeError):
+        sys.exit(0)
+    fail(f"stdout: cannot write the help ({exc.strerror or exc}); check where stdout goes", ExitCode.OUTPUT_ERROR)
 
 
 class Command(_OneLineUsage, click.Command):
@@ -82,10 +103,12 @@ class Command(_OneLineUsage, click.Command):
 
 
 class Group(_OneLineUsage, click.Group):
-    """Every defect-edge command group: its subcommands' usage errors are one line too."""
+    """Every defect-edge command group; its subcommands are :class:`Command` too."""
+
+    command_class = Command
 
 
-def fail(message: str, code: ExitCode) -> None:
+def fail(message: str, code: ExitCode) -> NoReturn:
     """Print ``error: message`` on stderr and exit with ``code``."""
     click.echo(f"error: {printable(str(message))}", err=True)  # one line, whatever a file name holds
     sys.exit(int(code))

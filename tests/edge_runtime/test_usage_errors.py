@@ -19,8 +19,12 @@ CASES = [
     ("edge_runtime.cli", "edge-infer", ["--source", "a.jpg", "--source", "b.jpg"], ["--source", "given 2 times"]),
     ("edge_runtime.cli", "edge-infer", ["--source", "a.jpg", "--camera", "0"], ["give one input"]),
     ("edge_runtime.cli", "edge-infer", ["--batch-size", "zero"], ["--batch-size", "zero"]),
-    ("edge_runtime.station.log_cli", "edge-log", ["query", "--bogus"], ["--bogus"]),
+    ("edge_runtime.station.log_cli", "edge-log query", ["query", "--bogus"], ["--bogus"]),
     ("edge_runtime.station.log_cli", "edge-log", ["nosuch"], ["nosuch"]),
+    # click's parser raises these with no command to name: they said "see 'the command --help'"
+    ("edge_runtime.cli", "edge-infer", ["--source"], ["--source", "requires an argument"]),
+    ("edge_runtime.cli", "edge-infer", ["--quiet=yes"], ["--quiet", "does not take a value"]),
+    ("edge_runtime.station.log_cli", "edge-log query", ["query", "x.db", "--limit"], ["--limit"]),
     ("benchmarks.cli", "edge-bench", ["--runs", "0"], ["--runs", "0"]),
     ("train.cli", "train-model", ["--epochs", "x"], ["--epochs", "'x'"]),
     ("export.cli", "export-onnx", ["--quantize", "int4"], ["--quantize", "int4"]),
@@ -33,7 +37,7 @@ def test_usage_error_is_one_line_naming_the_problem_and_help(
 ) -> None:
     if module.split(".")[0] in ("train", "export") and not HAS_TORCH:
         pytest.skip("train-model and export-onnx come with the [train] extra (torch), not in a runtime-only install")
-    code = f"import sys; sys.argv[0] = {name!r}; from {module} import main; main()"
+    code = f"import sys; sys.argv[0] = {name.split()[0]!r}; from {module} import main; main()"
     proc = subprocess.run(
         [sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
     )
@@ -41,7 +45,7 @@ def test_usage_error_is_one_line_naming_the_problem_and_help(
     assert proc.returncode == 2, proc.stderr
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: ") and lines[0].endswith("--help')"), lines[0]
-    assert f"'{name}" in lines[0], lines[0]  # the help to ask for is the command's own (edge-log query's for it)
+    assert f"(see '{name} --help')" in lines[0], lines[0]  # the command's own help (edge-log query's for it)
     assert all(w in lines[0] for w in words), lines[0]
     assert proc.stdout == ""
 
@@ -60,3 +64,27 @@ def test_a_group_without_its_subcommand_shows_its_help() -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
     assert proc.returncode in (0, 2) and "\\n" not in proc.stdout + proc.stderr
     assert "Commands:" in proc.stdout + proc.stderr and "query" in proc.stdout + proc.stderr
+
+
+def _edge_infer(*args: str, **kwargs: object) -> subprocess.CompletedProcess:
+    code = "import sys; sys.argv[0] = 'edge-infer'; from edge_runtime.cli import main; main()"
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, check=False, timeout=60, **kwargs)  # type: ignore[call-overload]
+
+
+def test_help_onto_a_full_stdout_is_one_line_exit_7_and_a_closed_pipe_ends_quietly() -> None:
+    with open("/dev/full", "w") as full:
+        proc = _edge_infer("--help", stdout=full, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 7 and proc.stderr.splitlines() == [
+        "error: stdout: cannot write the help (No space left on device); check where stdout goes"
+    ]  # was a traceback, exit 1
+    reader = subprocess.Popen(["head", "-c", "10"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    proc = _edge_infer("--help", stdout=reader.stdin, stderr=subprocess.PIPE, text=True)
+    reader.stdin.close()
+    reader.wait()
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+
+
+def test_a_usage_error_onto_a_full_stderr_still_exits_2() -> None:
+    with open("/dev/full", "w") as full:
+        proc = _edge_infer("--bogus", stdout=subprocess.PIPE, stderr=full)
+    assert proc.returncode == 2  # was 1: the failed write of the message became the exit code

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 from edge_runtime.errors import require_extra
 
 require_extra("torch", "train")  # one clear line instead of "No module named torch"
@@ -22,7 +24,7 @@ from edge_runtime.errors import ModelError, OutputError
 from edge_runtime.preprocess import PreprocessSpec
 from train.config import Arch
 from train.model import build_model
-from train.run_dir import FREE_SPACE, file_size_limit
+from train.run_dir import write_failure
 
 CHECKPOINT_FORMAT = 1
 HASH_KEY = "sha256"  # content hash of everything else in a model checkpoint, checked before export
@@ -208,17 +210,30 @@ def staged_torch_save(obj: Any, path: Path) -> Iterator[None]:
     except OSError as exc:
         if in_block:
             raise
+        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            why, advice = write_failure(exc)
+            raise OutputError(f"{path}: cannot write checkpoint ({why}); {advice}") from exc
         raise OutputError(f"{path}: cannot write checkpoint ({exc.strerror or exc}); check the folder") from exc
     except RuntimeError as exc:
         if in_block:
             raise
         # torch's zip writer reports a short write (a full disk, a file-size limit) as RuntimeError
-        # "[enforce fail at inline_container.cc] ... unexpected pos", not as OSError.
-        limit = file_size_limit(path.parent)
-        why = "the write stopped short: is the disk full?"
-        if limit is not None:
-            why = f"the write stopped short at this process's file-size limit, ulimit -f: {limit} bytes"
-        raise OutputError(f"{path}: cannot write checkpoint ({why}); {FREE_SPACE}") from exc
+        # "[enforce fail at inline_container.cc] ... unexpected pos", not as OSError: the size it would have had
+        # tells the two apart.
+        why, advice = write_failure(exc, size=_saved_size(obj))
+        raise OutputError(f"{path}: cannot write checkpoint ({why}); {advice}") from exc
+
+
+def _saved_size(obj: Any) -> int | None:
+    """How many bytes ``torch.save(obj)`` writes (only after a failed write: it serialises once more)."""
+    import io
+
+    buf = io.BytesIO()
+    try:
+        torch.save(obj, buf)
+    except Exception:  # noqa: BLE001 - only a hint for the message
+        return None
+    return buf.tell()
 
 
 def model_checkpoint(

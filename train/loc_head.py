@@ -343,7 +343,12 @@ def add_loc_head(ckpt_path: Path, *, epochs: int = DEFAULT_EPOCHS, seed: int = 0
 @debug_option
 @friendly_errors
 def main(checkpoint: Path, epochs: int, seed: int, *, debug: bool) -> None:
-    add_loc_head(checkpoint, epochs=epochs, seed=seed, log=click.echo)
+    from edge_runtime.errors import OutputError
+
+    try:
+        add_loc_head(checkpoint, epochs=epochs, seed=seed, log=click.echo)
+    except OutputError as exc:  # it writes beside the checkpoint: train-model's "--out" is not an option here
+        raise OutputError(str(exc).removesuffix(" or choose another --out")) from exc
 
 
 if __name__ == "__main__":  # python -m train.loc_head runs/x/best.pt

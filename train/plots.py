@@ -9,7 +9,7 @@ import numpy as np
 
 from edge_runtime.atomic import atomic_write_bytes
 from edge_runtime.errors import OutputError
-from train.run_dir import FREE_SPACE
+from train.run_dir import write_failure
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 COLOURS = [(200, 90, 30), (40, 140, 230), (60, 170, 60), (50, 50, 200)]  # BGR
@@ -24,8 +24,8 @@ def write_png(path: Path, image: np.ndarray) -> Path:
     try:
         atomic_write_bytes(path, buf.tobytes())
     except OSError as exc:
-        why = exc.strerror or exc
-        raise OutputError(f"{path}: cannot write ({why}); {FREE_SPACE}") from exc
+        why, advice = write_failure(exc)
+        raise OutputError(f"{path}: cannot write ({why}); {advice}") from exc
     return path
 
 

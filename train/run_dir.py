@@ -4,8 +4,8 @@ and written to with errors that say which file could not be written (exit 7), ne
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,19 +99,33 @@ def removed_if_refused(made: list[Path]) -> Iterator[None]:
         raise
 
 
-def file_size_limit(folder: Path) -> int | None:
-    """This process's file-size limit in bytes (``ulimit -f``) when it, not the disk, is what stopped a write
-    into ``folder``: there is a limit and the disk still has room. None otherwise. Under such a limit a write
-    fails like one onto a full disk (EFBIG), and freeing space does not help."""
+# The same advice where a file-size limit (ulimit -f), not the disk, stopped the write: freeing space cannot help.
+RAISE_LIMIT = "raise the file-size limit (ulimit -f) or choose another --out"
+
+
+def file_size_limit() -> int | None:
+    """This process's file-size limit in bytes (``ulimit -f``), None when there is none."""
     try:
         import resource
 
         soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
-        if soft == resource.RLIM_INFINITY or shutil.disk_usage(folder).free < 16 << 20:
-            return None
     except (ImportError, OSError, ValueError):
         return None
-    return int(soft)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def write_failure(exc: BaseException, *, size: int | None = None) -> tuple[str, str]:
+    """Why a write of a run file failed, and the advice: (``why``, :data:`FREE_SPACE` or :data:`RAISE_LIMIT`).
+
+    The file-size limit is blamed only when it stopped the write: the write failed with EFBIG, or (torch's zip
+    writer reports no errno) the file, ``size`` bytes, is larger than the limit. A full disk under a generous
+    limit is still a full disk."""
+    limit = file_size_limit()
+    if limit is not None and (getattr(exc, "errno", None) == errno.EFBIG or (size is not None and size > limit)):
+        return f"over this process's file-size limit, ulimit -f: {limit} bytes", RAISE_LIMIT
+    if isinstance(exc, OSError):
+        return str(exc.strerror or exc), FREE_SPACE
+    return "the write stopped short: is the disk full?", FREE_SPACE
 
 
 @contextlib.contextmanager
@@ -122,15 +136,15 @@ def rerun_advice(run_dir: Path) -> Iterator[None]:
         yield
     except OutputError as exc:
         message = str(exc)
-        if not message.endswith(FREE_SPACE):
+        tail = next((t for t in (FREE_SPACE, RAISE_LIMIT) if message.endswith(t)), None)
+        if tail is None:
             raise
-        limit = file_size_limit(run_dir)
-        space = "free some space" if limit is None else f"raise the file-size limit (ulimit -f: {limit} bytes)"
+        space = "free some space" if tail == FREE_SPACE else "raise the file-size limit (ulimit -f)"
         if (run_dir / "last.pt").exists():
             advice = f"{space}, then rerun the command with --resume: it continues from last.pt"
         else:
             advice = f"{space}, then rerun the same command (no epoch was kept to resume from)"
-        raise OutputError(f"{message[: -len(FREE_SPACE)]}{advice}; or choose another --out") from exc
+        raise OutputError(f"{message[: -len(tail)]}{advice}; or choose another --out") from exc
 
 
 def write_run_text(path: Path, text: str) -> None:
@@ -138,8 +152,8 @@ def write_run_text(path: Path, text: str) -> None:
     try:
         atomic_write_text(path, text)
     except OSError as exc:
-        why = exc.strerror or exc
-        raise OutputError(f"{path}: cannot write ({why}); {FREE_SPACE}") from exc
+        why, advice = write_failure(exc)
+        raise OutputError(f"{path}: cannot write ({why}); {advice}") from exc
 
 
 def make_folder(path: Path) -> Path:

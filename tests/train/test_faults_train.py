@@ -19,6 +19,7 @@ from tests.conftest import REPO, make_dataset
 from train.cli import main
 from train.config import TrainConfig
 from train.main import main as train_main
+from train.run_dir import FREE_SPACE
 
 TINY = ["--quiet", "--img-size", "32", "--batch-size", "16", "--loc-head-epochs", "0"]
 
@@ -294,3 +295,39 @@ def test_finishing_a_run_again_without_a_head_takes_the_old_head_out(tmp_path: P
     assert r.exit_code == 0, r.output
     assert not torch.load(out / "best.pt", weights_only=True).get("loc_head")
     assert json.loads((out / "report.json").read_text())["config"]["loc_head_epochs"] == 0
+
+
+@pytest.mark.parametrize(
+    ("exc", "size", "blamed"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), None, "space"),
+        (OSError(errno.EFBIG, "File too large"), None, "limit"),
+        (RuntimeError("unexpected pos"), 5_000, "space"),  # torch's short write, the file far below the limit
+        (RuntimeError("unexpected pos"), 50_000_000, "limit"),
+    ],
+)
+def test_the_file_size_limit_is_blamed_only_when_it_stopped_the_write(monkeypatch, exc, size, blamed):
+    """A full disk under a generous ``ulimit -f`` (4 GB) was blamed on the limit: 'raise the file-size limit'."""
+    import train.run_dir
+
+    monkeypatch.setattr(train.run_dir, "file_size_limit", lambda: 4_000_000)
+    why, advice = train.run_dir.write_failure(exc, size=size)
+    if blamed == "limit":
+        assert "ulimit -f: 4000000 bytes" in why and advice.startswith("raise the file-size limit")
+    else:
+        assert "ulimit" not in why and advice.startswith("free some space")
+
+
+def test_loc_head_advice_names_no_option_it_lacks(monkeypatch, tmp_path):
+    """python -m train.loc_head writes beside its checkpoint: it advised "choose another --out", an option of
+    train-model's only."""
+    import train.loc_head
+    from edge_runtime.errors import OutputError
+
+    def full(*args, **kwargs):
+        raise OutputError(f"{tmp_path}/best.pt: cannot write checkpoint (No space left on device); {FREE_SPACE}")
+
+    monkeypatch.setattr(train.loc_head, "add_loc_head", full)
+    (tmp_path / "best.pt").write_bytes(b"x")
+    r = CliRunner().invoke(train.loc_head.main, [str(tmp_path / "best.pt")])
+    assert r.exit_code == ExitCode.OUTPUT_ERROR and "free some space" in r.stderr and "--out" not in r.stderr

@@ -110,6 +110,23 @@ class JsonLinesSink:
             self.stream.close()
 
 
+def write_advice(exc: OSError) -> str:
+    """What to do about a failed write of an ``--output`` file, by its cause.
+
+    >>> write_advice(OSError(errno.EFBIG, "File too large"))
+    "over this process's file-size limit (ulimit -f): raise it or choose another --output"
+    """
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free space or choose another --output"
+    if exc.errno == errno.EFBIG:
+        return "over this process's file-size limit (ulimit -f): raise it or choose another --output"
+    if exc.errno == errno.EPIPE:
+        return "the program reading it went away: keep it reading, or choose another --output"
+    if exc.errno == errno.ENXIO:
+        return "no program is reading this FIFO: start its reader first, or choose another --output"
+    return "choose another --output"
+
+
 class FileSink:
     """``--output``: records appended with one ``write()`` each, straight to the file (nothing buffered).
 
@@ -135,7 +152,7 @@ class FileSink:
         try:
             self.fd = os.open(path, flags, 0o644)
         except OSError as exc:
-            raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); choose another --output") from exc
+            raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); {write_advice(exc)}") from exc
         try:
             st = os.fstat(self.fd)
             self.regular = stat.S_ISREG(st.st_mode)
@@ -207,9 +224,7 @@ class FileSink:
                         os.write(self.fd, restore)
                 except OSError:
                     pass
-            raise OutputError(
-                f"{self.path}: cannot write ({exc.strerror or exc}); free space or choose another --output"
-            ) from exc
+            raise OutputError(f"{self.path}: cannot write ({exc.strerror or exc}); {write_advice(exc)}") from exc
 
     def write(self, rec: dict[str, Any]) -> None:
         self.begin()

@@ -78,7 +78,8 @@ def check_saved_video(saver: Any) -> None:
     cap.release()
     if got < saver.count:
         raise OutputError(
-            f"{saver.target}: the saved video holds {got} of {saver.count} frames (disk full or not writable)"
+            f"{saver.target}: the saved video holds {got} of {saver.count} frames (a full disk, a file-size limit "
+            "(ulimit -f) or a folder not writable)"
         )
 
 

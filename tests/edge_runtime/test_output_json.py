@@ -110,3 +110,36 @@ def test_a_json_file_changed_under_the_run_is_one_error_line(tmp_path: Path) -> 
     with pytest.raises(OutputError, match="changed by another program"):
         sink.write({"source": "b.png"})
     sink.close()
+
+
+@pytest.mark.parametrize(
+    ("err", "advice"),
+    [
+        (errno.ENOSPC, "free space"),
+        (errno.EFBIG, "file-size limit (ulimit -f): raise it"),  # it said "free space", which cannot help
+        (errno.EPIPE, "the program reading it went away"),
+    ],
+)
+def test_a_failed_output_write_advises_by_its_cause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: int, advice: str
+) -> None:
+    sink = open_file_sink(tmp_path / "r.jsonl")
+    real_write = os.write
+
+    def failing(fd: int, data: bytes | memoryview) -> int:
+        if fd == sink.fd:
+            raise OSError(err, os.strerror(err))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", failing)
+    with pytest.raises(OutputError, match=advice):
+        sink.write({"source": "a.png"})
+    monkeypatch.undo()
+    sink.close()
+
+
+def test_a_fifo_without_its_reader_says_to_start_the_reader(tmp_path: Path) -> None:
+    fifo = tmp_path / "feed.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(OutputError, match="no program is reading this FIFO: start its reader first"):
+        open_file_sink(fifo)

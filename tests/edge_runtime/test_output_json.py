@@ -116,7 +116,7 @@ def test_a_json_file_changed_under_the_run_is_one_error_line(tmp_path: Path) -> 
     ("err", "advice"),
     [
         (errno.ENOSPC, "free space"),
-        (errno.EFBIG, "file-size limit (ulimit -f): raise it"),  # it said "free space", which cannot help
+        (errno.EFBIG, r"file-size limit \(ulimit -f\): raise it"),  # it said "free space", which cannot help
         (errno.EPIPE, "the program reading it went away"),
     ],
 )

@@ -7,6 +7,7 @@ import functools
 import math
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, TypeVar
 
@@ -156,7 +157,8 @@ def standard_streams() -> None:
 
 
 def friendly_errors(func: F) -> F:
-    """Turn exceptions into one line on stderr and a documented exit code, unless ``--debug`` was given.
+    """Turn exceptions into one line on stderr and a documented exit code; ``--debug`` prints the traceback
+    before the line (a bug, exit 1, is raised as it is).
 
     The wrapped click callback must accept a ``debug`` keyword (add :data:`debug_option`).
     """
@@ -170,13 +172,15 @@ def friendly_errors(func: F) -> F:
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except DefectEdgeError as exc:
-            if debug:
-                raise
+            if debug:  # the traceback, and still the documented exit code (1 means a bug)
+                traceback.print_exc()
             fail(str(exc), exc.exit_code)
         except ModuleNotFoundError as exc:
             extra = EXTRA_FOR_MODULE.get((exc.name or "").split(".")[0])
-            if debug or extra is None:
+            if extra is None:
                 raise
+            if debug:
+                traceback.print_exc()
             fail(
                 f"{exc.name} is not installed; install the extra with: pip install -c constraints.txt "
                 f"'defect-edge[{extra}]'",
@@ -184,7 +188,7 @@ def friendly_errors(func: F) -> F:
             )
         except KeyboardInterrupt:
             if debug:
-                raise
+                traceback.print_exc()
             fail("interrupted", ExitCode.INTERRUPTED)
         except MemoryError:
             if debug:

@@ -175,3 +175,9 @@ def test_show_without_a_display_runs_headless_with_a_notice(
     code, recs, err = run("--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--show")
     assert code == 0 and len(recs) == 2
     assert "no display found" in err and "running headless" in err
+
+
+def test_debug_prints_the_traceback_and_keeps_the_documented_exit_code(tmp_path: Path, tiny_model: Path):
+    code, _, err = run("--model", str(tiny_model), "--source", str(tmp_path / "missing"), "--debug")
+    assert code == ExitCode.BAD_DATA and "Traceback" in err  # was exit 1, which the README keeps for bugs
+    assert err.strip().splitlines()[-1].startswith("error: ")

@@ -53,9 +53,9 @@ def test_bad_data_is_one_line_exit_3_without_traceback(tmp_path: Path, setup, me
     assert "Traceback" not in r.output
 
 
-def test_debug_shows_the_traceback(tmp_path: Path):
+def test_debug_shows_the_traceback_and_keeps_the_exit_code(tmp_path: Path):
     r = run("--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run"), "--debug")
-    assert r.exit_code != 0 and r.exception is not None
+    assert r.exit_code == ExitCode.BAD_DATA and "Traceback" in r.stderr  # was exit 1, as for a bug
 
 
 def test_existing_run_is_not_overwritten_without_resume(tmp_path: Path, synthetic_data: Path):

@@ -30,6 +30,7 @@ CSV_KEYS = (
     "defective",
     "latency_ms",
     "error",
+    "warning",
     "model_version",
     "model_file",
     "precision",
@@ -112,29 +113,37 @@ def summary(db: Path, since: float | None, until: float | None, as_json: bool, d
 
 @main.command(help="List items, oldest first: a table, JSON lines (--json) or CSV (--csv).")
 @DB
-@click.option("--defective", "verdict", flag_value="defective", help="Only defective items.")
-@click.option("--ok", "verdict", flag_value="ok", help="Only OK items.")
+@click.option("--defective", "only_defective", is_flag=True, help="Only defective items.")
+@click.option("--ok", "only_ok", is_flag=True, help="Only OK items.")
 @SINCE
 @UNTIL
 @click.option("--source", metavar="TEXT", help="Only items whose source contains TEXT.")
 @click.option("--limit", type=click.IntRange(1, MAX_ID), default=None, help="At most N items.")
-@click.option("--json", "fmt", flag_value="json", help="One JSON object per line.")
-@click.option("--csv", "fmt", flag_value="csv", help="CSV with a header.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header.")
 @debug_option
 @friendly_errors
 def query(
     db: Path,
-    verdict: str | None,
+    only_defective: bool,
+    only_ok: bool,
     since: float | None,
     until: float | None,
     source: str | None,
     limit: int | None,
-    fmt: str | None,
+    as_json: bool,
+    as_csv: bool,
     debug: bool,
 ) -> None:
     from edge_runtime.station.query import Filter, open_reader, rows
 
-    defective = None if verdict is None else verdict == "defective"
+    # Both given, click kept the last: --defective --ok listed only OK items, --json --csv printed CSV.
+    if only_defective and only_ok:
+        raise click.UsageError("--defective and --ok exclude each other; give one, or neither for every item")
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv exclude each other; give one")
+    fmt = "json" if as_json else "csv" if as_csv else None
+    defective = True if only_defective else False if only_ok else None
     found = rows(open_reader(db), Filter(since=since, until=until, defective=defective, source=source), limit=limit)
     with stdout_errors():
         _print_rows(found, fmt)

@@ -16,7 +16,7 @@ import re
 import sqlite3
 from pathlib import Path
 
-from edge_runtime.errors import OutputError
+from edge_runtime.errors import DataError, OutputError
 
 # Migrations, oldest first: entry k takes a log from version k to k + 1. Append, never edit a released entry.
 MIGRATIONS: list[str] = [
@@ -83,14 +83,15 @@ def log_error(path: Path | str, exc: sqlite3.Error, doing: str) -> OutputError:
 
 
 def connect(path: Path | str, *, readonly: bool = False, timeout_s: float = 2.0) -> sqlite3.Connection:
-    """Open (and create or migrate, unless ``readonly``) an inspection log. Raises :class:`OutputError` (exit 7).
+    """Open (and create or migrate, unless ``readonly``) an inspection log. Raises :class:`OutputError` (exit 7);
+    read (``readonly``), a missing or foreign file is :class:`DataError` (exit 3): the log is the input then.
 
     ``timeout_s`` is how long a write waits for another writer before the log counts as locked.
     """
     try:
         if readonly:
             if not Path(path).is_file():
-                raise OutputError(f"{path}: no inspection log there; pass the file given to edge-infer --log")
+                raise DataError(f"{path}: no inspection log there; pass the file that edge-infer --log wrote")
             try:
                 con = _open_readonly(path, timeout_s, immutable=False)
                 version = con.execute("PRAGMA user_version").fetchone()[0]
@@ -112,7 +113,14 @@ def connect(path: Path | str, *, readonly: bool = False, timeout_s: float = 2.0)
         migrate(con, path)
         return con
     except sqlite3.Error as exc:
-        raise log_error(path, exc, "opening it") from exc
+        error = log_error(path, exc, "opening it")
+        code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+        if readonly and (code in (_NOTADB, _CORRUPT) or "not a database" in str(exc).lower()):
+            # read (edge-log): the log is the input, so bad data (exit 3), and edge-log takes no --log
+            error = DataError(
+                f"{path}: not a defect-edge inspection log, or damaged; pass the file that edge-infer --log wrote"
+            )
+        raise error from exc
     except OSError as exc:
         raise OutputError(
             f"{path}: cannot create the inspection log ({exc.strerror or exc}); use another --log"
@@ -146,7 +154,9 @@ def check_version(path: Path | str, version: int, *, writable: bool) -> None:
             f"{path}: inspection log has schema {version}, newer than this defect-edge ({SCHEMA_VERSION}); upgrade"
         )
     if not writable and version == 0:
-        raise OutputError(f"{path}: not a defect-edge inspection log (no schema); pass the file given to --log")
+        raise DataError(
+            f"{path}: not a defect-edge inspection log (no schema); pass the file that edge-infer --log wrote"
+        )
     if not writable and version < SCHEMA_VERSION:
         raise OutputError(f"{path}: inspection log has schema {version}; run edge-infer --log on it once to migrate it")
 

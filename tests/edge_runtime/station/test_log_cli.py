@@ -79,12 +79,33 @@ def test_show_writes_the_stored_image_with_its_verdict(station_log, log_path: Pa
     assert edge_log("show", log_path, "999", "--out", tmp_path / "x.png").exit_code == ExitCode.BAD_DATA
 
 
-def test_a_missing_or_foreign_file_is_one_line_and_exit_7(tmp_path: Path):
+def test_a_missing_or_foreign_file_is_one_line_and_exit_3(tmp_path: Path):
+    """The log is edge-log's input: bad data (exit 3). It was exit 7, "output cannot be written", and advised
+    "use another --log", an option edge-log does not have."""
     result = edge_log("summary", tmp_path / "nope.db")
-    assert result.exit_code == ExitCode.OUTPUT_ERROR
-    assert result.output.startswith("error:") and "Traceback" not in result.output
+    assert result.exit_code == ExitCode.BAD_DATA
+    assert result.output.startswith("error:") and "Traceback" not in result.output and "--log wrote" in result.output
     (tmp_path / "junk.db").write_bytes(b"junk" * 1000)
-    assert edge_log("query", tmp_path / "junk.db").exit_code == ExitCode.OUTPUT_ERROR
+    result = edge_log("query", tmp_path / "junk.db")
+    assert result.exit_code == ExitCode.BAD_DATA and "another --log" not in result.output, result.output
+    sqlite3.connect(tmp_path / "other.db").execute("CREATE TABLE t (x)").connection.commit()
+    result = edge_log("summary", tmp_path / "other.db")
+    assert result.exit_code == ExitCode.BAD_DATA and "not a defect-edge inspection log" in result.output
+
+
+def test_query_refuses_filters_or_formats_that_exclude_each_other(station_log, log_path: Path):
+    """click kept the last: --defective --ok listed only OK items, --json --csv printed CSV, both exit 0."""
+    write_items(station_log, 8)
+    for pair in (["--defective", "--ok"], ["--json", "--csv"]):
+        result = edge_log("query", log_path, *pair)
+        assert result.exit_code == ExitCode.USAGE and all(p in result.output for p in pair), result.output
+
+
+def test_query_csv_has_the_warning_column(station_log, log_path: Path):
+    """--json had "warning", the CSV export left it out."""
+    write_items(station_log, 4)
+    header = edge_log("query", log_path, "--csv").output.splitlines()[0].split(",")
+    assert "warning" in header and header.index("warning") == header.index("error") + 1
 
 
 def test_times_and_numbers_that_are_no_answer_are_usage_errors(station_log, log_path: Path):

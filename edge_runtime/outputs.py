@@ -281,7 +281,7 @@ def open_file_sink(path: Path) -> FileSink:
     :class:`OutputError` if it cannot be written or another process is writing it."""
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".json", ".ndjson", ".csv"):
-        raise OutputError(f"{path}: --output must end in .jsonl, .json or .csv")
+        raise UsageError(f"{path}: --output must end in .jsonl, .json or .csv (the suffix picks the format)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -275,13 +275,12 @@ def test_bad_setting_is_exit_2(tmp_path, tiny_model, args, env):
         assert "DEFECT_EDGE_THREADS" in result.stderr and "use 1.." in result.stderr
 
 
-@pytest.mark.parametrize("case", ["txt-suffix", "is-folder", "in-proc", "locked"])
+@pytest.mark.parametrize("case", ["is-folder", "in-proc", "locked"])  # a .txt suffix: exit 2 (test_output_json)
 def test_output_that_cannot_be_written_is_exit_7(tmp_path, tiny_model, case):
     import fcntl
 
     write_parts(tmp_path / "parts", [10])
     out = {
-        "txt-suffix": tmp_path / "v.txt",
         "is-folder": tmp_path / "dir.jsonl",
         "in-proc": Path("/proc/defect-edge/v.jsonl"),
         "locked": tmp_path / "v.jsonl",

@@ -143,3 +143,12 @@ def test_a_fifo_without_its_reader_says_to_start_the_reader(tmp_path: Path) -> N
     os.mkfifo(fifo)
     with pytest.raises(OutputError, match="no program is reading this FIFO: start its reader first"):
         open_file_sink(fifo)
+
+
+def test_an_output_suffix_that_names_no_format_is_a_usage_error(tmp_path: Path, tiny_model: Path) -> None:
+    """It was exit 7, "output cannot be written", for a file that could be written."""
+    write_parts(tmp_path / "parts", [10])
+    args = ["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--output", str(tmp_path / "r.txt")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and ".jsonl, .json or .csv" in result.stderr, result.output
+    assert not (tmp_path / "r.txt").exists()

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import math
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -64,6 +65,8 @@ class _OneLineUsage:
             return super().make_context(info_name, args, parent=parent, **extra)  # type: ignore[misc]
         except click.UsageError as exc:  # click's parser names no command for some ("requires an argument")
             name = info_name or getattr(self, "name", None) or "the command"
+            if isinstance(exc, click.UsageError) and not isinstance(exc, _SHOWS_HELP):
+                exc.message = _extra_arguments(exc.message, has_source=_has_option(self, "source"))
             raise _one_line(exc, f"{parent.command_path} {name}" if parent is not None else name) from None
         except OSError as exc:  # --help onto a stdout that cannot be written (>/dev/full) or a closed pipe
             _help_not_written(exc)
@@ -73,6 +76,26 @@ class _OneLineUsage:
             return super().invoke(ctx)  # type: ignore[misc]
         except click.UsageError as exc:  # a check in the command itself
             raise _one_line(exc, ctx.command_path) from None
+
+
+def _has_option(command: object, name: str) -> bool:
+    return any(p.name == name for p in getattr(command, "params", []))
+
+
+def _extra_arguments(message: str, *, has_source: bool) -> str:
+    """click lists every unexpected argument: an unquoted pattern the shell expanded into 452 file names made a
+    26 kB line. Here: how many, the first three, and (where there is a --source) what to do.
+
+    >>> print(_extra_arguments("Got unexpected extra arguments (b c d e)", has_source=True))
+    4 unexpected arguments (b, c, d, ...): a pattern the shell expanded? Quote it, as in --source 'dir/*.jpeg'
+    """
+    m = re.fullmatch(r"Got unexpected extra arguments? \((.*)\)", message, re.DOTALL)
+    if m is None:
+        return message
+    extra = m.group(1).split(" ")
+    shown = ", ".join(extra[:3]) + (", ..." if len(extra) > 3 else "")
+    what = f"{len(extra)} unexpected argument{'s' if len(extra) > 1 else ''} ({shown})"
+    return f"{what}: a pattern the shell expanded? Quote it, as in --source 'dir/*.jpeg'" if has_source else what
 
 
 # click 8.2+: what a group run without a subcommand raises; its message is the whole help text

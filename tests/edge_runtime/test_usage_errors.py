@@ -88,3 +88,11 @@ def test_a_usage_error_onto_a_full_stderr_still_exits_2() -> None:
     with open("/dev/full", "w") as full:
         proc = _edge_infer("--bogus", stdout=subprocess.PIPE, stderr=full)
     assert proc.returncode == 2  # was 1: the failed write of the message became the exit code
+
+
+def test_an_unquoted_pattern_the_shell_expanded_is_a_short_line_saying_to_quote_it(tmp_path) -> None:
+    """452 file names made one 26 kB line with no hint."""
+    names = [str(tmp_path / f"part_{i:03}.jpeg") for i in range(452)]
+    proc = _edge_infer("--source", *names, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and len(proc.stderr) < 600, proc.stderr
+    assert "451 unexpected arguments" in proc.stderr and "Quote it, as in --source 'dir/*.jpeg'" in proc.stderr

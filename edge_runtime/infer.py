@@ -383,6 +383,9 @@ def _finish(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log: Lo
         summary.output_error = summary.output_error or str(exc)
     if summary.output_error:
         log(f"error: {summary.output_error}")
+    elif exit_code(cfg, summary) is ExitCode.BAD_DATA:  # exit 3 came with the summary alone; every error, a line
+        what = "the one item" if summary.items == 1 else f"all {summary.items} items"
+        log(f"error: no verdict: {what} could not be read (each record says why); check the source")
 
 
 def write_summary(path: Path | None, summary: Summary) -> None:

@@ -94,8 +94,13 @@ def test_bad_inputs_have_their_own_exit_codes(tmp_path: Path, tiny_model: Path):
     assert code == ExitCode.BAD_DATA and "no such file or folder" in err
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "a.png").write_bytes(b"nope")
-    code, recs, _ = run("--model", str(tiny_model), "--source", str(tmp_path / "junk"))
+    code, recs, err = run("--model", str(tiny_model), "--source", str(tmp_path / "junk"))
     assert code == ExitCode.BAD_DATA and len(recs) == 1 and recs[0]["error"]
+    # exit 3 came with the summary alone
+    assert (
+        err.strip().splitlines()[-1]
+        == "error: no verdict: the one item could not be read (each record says why); check the source"
+    )
     assert run("--model", str(tiny_model))[0] == ExitCode.BAD_DATA  # neither --source nor --camera
 
 

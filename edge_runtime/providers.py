@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from edge_runtime.errors import ModelError
+from edge_runtime.errors import MissingExtraError
 
 
 class Provider(str, Enum):
@@ -49,7 +49,7 @@ def provider_chain(provider: Provider) -> tuple[list[str], str]:
     if provider is Provider.CPU:
         return [cpu], ""
     if provider is not Provider.AUTO and ORT_PROVIDER[provider] not in available:
-        raise ModelError(
+        raise MissingExtraError(  # a missing package (exit 8), not a bad model (exit 4, as it was)
             f"provider {provider.value} is not available in this onnxruntime (has: {', '.join(available)}); "
             "install onnxruntime-gpu (see README, GPU) or use --provider cpu"
         )

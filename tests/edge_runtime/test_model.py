@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.errors import ModelError
+from edge_runtime.errors import MissingExtraError, ModelError
 from edge_runtime.model import Provider, load_model
 from tests.edge_runtime.conftest import make_tiny_model, tiny_info
 
@@ -101,7 +101,7 @@ def test_asking_for_an_absent_gpu_provider_says_what_to_install(tiny_model: Path
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime has CUDA")
-    with pytest.raises(ModelError, match="onnxruntime-gpu"):
+    with pytest.raises(MissingExtraError, match="onnxruntime-gpu"):  # exit 8; it was ModelError, exit 4
         load_model(tiny_model, provider="cuda")
 
 
@@ -129,3 +129,21 @@ def test_tensorrt_is_only_asked_for_when_its_libraries_load(monkeypatch, asked, 
     got, note = providers.provider_chain(asked)
     assert got == chain
     assert bool(note) == noted and (not noted or "libnvinfer" in note and "CUDAExecutionProvider" in note)
+
+
+def test_a_gpu_provider_this_onnxruntime_lacks_is_exit_8(tmp_path, tiny_model):
+    """A missing package (onnxruntime-gpu), as for an extra: it was exit 4, "bad model or checkpoint"."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    from click.testing import CliRunner
+
+    from edge_runtime.cli import main
+    from tests.edge_runtime.conftest import write_parts
+
+    write_parts(tmp_path / "parts", [10])
+    r = CliRunner().invoke(
+        main, ["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--provider", "cuda"]
+    )
+    assert r.exit_code == 8 and "install onnxruntime-gpu" in r.stderr, r.output

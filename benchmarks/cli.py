@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors
-from edge_runtime.errors import EXIT_CODES_HELP, DefectEdgeError, ExitCode
+from edge_runtime.errors import EXIT_CODES_HELP, DefectEdgeError, ExitCode, printable
 from edge_runtime.model import Provider
 from edge_runtime.stopping import StopSignals
 
@@ -174,7 +174,7 @@ def write_outputs(result) -> None:  # noqa: ANN001 - benchmarks.runner.BenchResu
     title = f"{result.hardware.cpu}, {result.hardware.cores} cores, onnxruntime {result.hardware.onnxruntime}"
     partial = result.interrupted
     if partial:
-        kept = f"{path}, {csv_file} and {png} are left as they were"
+        kept = f"{_names([path, csv_file])} and {printable(str(png))} are left as they were"
         if not result.rows:
             click.echo(f"interrupted before any row was timed: nothing written; {kept}", err=True)
             return
@@ -186,16 +186,37 @@ def write_outputs(result) -> None:  # noqa: ANN001 - benchmarks.runner.BenchResu
         latency_png(png, result.rows, title),
     ]
     if partial:
-        click.echo(f"interrupted: {len(result.rows)} rows of a partial run written to "
-                   f"{', '.join(str(p) for p in written)}; {kept}", err=True)  # fmt: skip
-        return
-    click.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
-    stale = [p for p in map(interrupted_path, written) if p.is_file()]  # an earlier partial run's, now superseded
-    for old in stale:
-        old.unlink(missing_ok=True)
-    if stale:
-        click.echo(f"removed {', '.join(str(p) for p in stale)} (an interrupted run's rows; this run is complete)",
+        click.echo(f"interrupted: {len(result.rows)} rows of a partial run written to {_names(written)}; {kept}",
                    err=True)  # fmt: skip
+        return
+    click.echo(f"wrote {_names(written)}", err=True)
+    _remove_partial(path, csv_file, png)
+
+
+def _names(paths: list[Path]) -> str:
+    return ", ".join(printable(str(p)) for p in paths)  # one line, whatever a name holds
+
+
+def _remove_partial(path: Path, csv_file: Path, png: Path) -> None:
+    """A complete run removes what an interrupted run with the same --json left beside it (a reader could take
+    the older partial rows for the latest run). The CSV is named after the hardware, not the --json: it goes only
+    with this --json's own partial JSON. A file that cannot be removed is a warning: the run itself is done."""
+    from benchmarks.report import interrupted_path
+
+    if not interrupted_path(path).is_file():
+        return
+    removed, kept = [], []
+    for old in (interrupted_path(path), interrupted_path(csv_file), interrupted_path(png)):
+        try:
+            if old.is_file():
+                old.unlink()
+                removed.append(old)
+        except OSError as exc:
+            kept.append(f"{printable(str(old))} ({exc.strerror or exc})")
+    if removed:
+        click.echo(f"removed {_names(removed)} (an interrupted run's rows; this run is complete)", err=True)
+    if kept:
+        click.echo(f"warning: could not remove {', '.join(kept)}; delete it by hand", err=True)
 
 
 if __name__ == "__main__":

@@ -334,3 +334,29 @@ def test_a_complete_run_removes_the_partial_files_of_an_interrupted_one(tmp_path
     assert r.exit_code == 0, r.output
     assert out.is_file() and not list(tmp_path.glob("*.interrupted.*"))
     assert any(line.startswith("removed ") and "interrupted run's rows" in line for line in r.stderr.splitlines())
+
+
+def test_a_complete_run_leaves_another_json_s_partial_files_and_warns_on_one_it_cannot_remove(tmp_path, monkeypatch):
+    """A complete run with another --json removed the interrupted run's CSV (named after the hardware) and left
+    its JSON and PNG; a partial file that could not be removed ended the complete run with exit 1."""
+    row = inference_row("defectnet", "cpu", 0.2, "int8")
+    calls = interrupted_after(monkeypatch, [row])
+    base = [*TINY_COUNTS, "--no-torch", "--no-live", "--model", str(TINY), "--json"]
+    assert CliRunner().invoke(main, [*base, str(tmp_path / "x.json")]).exit_code == ExitCode.INTERRUPTED
+    partial = sorted(tmp_path.glob("*.interrupted.*"))
+    assert len(partial) == 3
+    monkeypatch.setattr(runner, "run_worker", lambda job: (calls.append(job), ([row], []))[1])
+    r = CliRunner().invoke(main, [*base, str(tmp_path / "y.json")])
+    assert r.exit_code == 0 and sorted(tmp_path.glob("*.interrupted.*")) == partial, r.output
+    real_unlink = Path.unlink
+
+    def refuse(self, *args, **kwargs):
+        if self.suffix == ".png":
+            raise PermissionError(1, "Operation not permitted")
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    r = CliRunner().invoke(main, [*base, str(tmp_path / "x.json")])
+    assert r.exit_code == 0, r.output
+    assert [p.name for p in tmp_path.glob("*.interrupted.*")] == ["x.interrupted.png"]
+    assert "warning: could not remove" in r.stderr and "x.interrupted.png (Operation not permitted)" in r.stderr

@@ -164,9 +164,20 @@ def write_outputs(result) -> None:  # noqa: ANN001 - benchmarks.runner.BenchResu
     """Markdown on stdout; JSON, CSV and PNG when --json was given. An interrupted run never replaces them: its
     rows (if any) go beside them as ``x.interrupted.json`` and so on, each marked as partial."""
     from benchmarks.plot import latency_png
-    from benchmarks.report import csv_path, interrupted_path, issue_targets, to_markdown, write_csv, write_json
+    from benchmarks.report import (
+        BUSY_SHARE,
+        busy_line,
+        csv_path,
+        interrupted_path,
+        issue_targets,
+        to_markdown,
+        write_csv,
+        write_json,
+    )
 
     click.echo(to_markdown(result, issue_targets(result.rows)))
+    if result.others_cpu_share is not None and result.others_cpu_share > BUSY_SHARE:
+        click.echo(busy_line(result.others_cpu_share), err=True)
     path = result.config.json_path
     if path is None:
         return

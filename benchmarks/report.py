@@ -124,6 +124,11 @@ def to_markdown(result: BenchResult, targets: Sequence[Target] = ()) -> str:
     """The whole report as Markdown: hardware, targets, then one table per section."""
     by = {s: [r for r in result.rows if r.section == s.value] for s in Section}
     parts = [f"# edge-bench: {result.hardware.cpu}, {result.hardware.cores} cores", "", hardware_markdown(result)]
+    share = result.others_cpu_share
+    if share is not None:
+        parts += [f"- other processes during the run: {100 * share:.0f}% of the machine's CPU time"]
+    if share is not None and share > BUSY_SHARE:
+        parts = [busy_line(share), "", *parts]
     if result.interrupted:  # the Targets table was scored from the partial rows ("**no**" for rows never timed)
         parts = [interrupted_line(len(result.rows)), "", *parts]
         targets = [replace(t, measured="-", met=None) for t in targets]
@@ -145,6 +150,16 @@ def to_markdown(result: BenchResult, targets: Sequence[Target] = ()) -> str:
     if result.skipped:
         parts += ["", "## Skipped", "", *[f"- {s}" for s in result.skipped]]
     return "\n".join(parts) + "\n"
+
+
+BUSY_SHARE = 0.10  # other processes' share of the CPU above which a run's timings are called inflated
+
+
+def busy_line(share: float) -> str:
+    return (
+        f"warning: other processes took {100 * share:.0f}% of the machine's CPU time during this run, so its "
+        "timings are inflated; compare rows of this run only, or rerun on a quiet machine"
+    )
 
 
 def interrupted_line(n_rows: int) -> str:

@@ -279,6 +279,11 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise ModelError(
             f"{path}: not a readable defect-edge checkpoint ({type(exc).__name__}); retrain or re-download it"
         ) from exc
+    if isinstance(ckpt, dict) and {"optimizer", "ema", "history"} <= ckpt.keys() and "format" not in ckpt:
+        # train-model's last.pt: what --resume continues from, not a model (it said "retrain with train-model")
+        raise ModelError(
+            f"{path}: a training run's resume state (last.pt), not a model; use {path.with_name('best.pt')}"
+        )
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(
             f"{path}: not a defect-edge checkpoint of format {CHECKPOINT_FORMAT}; retrain with train-model"

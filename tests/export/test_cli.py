@@ -191,3 +191,29 @@ def test_moved_dataset_is_found_through_defect_edge_data(tiny_run: Path, tmp_pat
     monkeypatch.setenv("DEFECT_EDGE_DATA", str(real_root))
     assert recorded_root(ckpt) == real_root
     assert default_eval_folder(ckpt) == real_root / "test"
+
+
+def test_a_runs_last_pt_is_named_as_the_resume_state_with_the_file_to_export(tiny_run: Path, tmp_path: Path):
+    """It said "not a defect-edge checkpoint of format 1; retrain with train-model"."""
+    r = export_cli(tiny_run.with_name("last.pt"), "--out", tmp_path / "m.onnx")
+    assert_one_line_error(r, ExitCode.BAD_MODEL, "resume state (last.pt)", str(tiny_run))
+
+
+def test_fp16_notes_and_gate_advice_fit_fp16():
+    """A faster FP16 was told "use fp32 or int8 on CPUs"; a failed FP16 gate advised calibrating, which FP16 lacks."""
+    from dataclasses import replace as dc_replace
+
+    from edge_runtime.errors import GateError
+    from edge_runtime.model_info import Precision
+    from export.checks import Measured
+    from export.report import apply_gate, fp16_note
+
+    ref = Measured(Precision.FP32, 1, 0.0, 1, 0, 1.2, official={"n": 100, "accuracy": 0.99})
+    fast = dc_replace(ref, precision=Precision.FP16, latency_ms=1.0, official={"n": 100, "accuracy": 0.95})
+    assert "use fp32 or int8" not in fp16_note(ref, fast) and "faster than fp32" in fp16_note(ref, fast)
+    assert "use fp32 or int8 on CPUs" in fp16_note(ref, dc_replace(fast, latency_ms=1.5))
+    with pytest.raises(GateError) as err:
+        apply_gate(ref, fast, max_drop_pp=0.3, force=False, log=print)
+    assert "calibrate" not in str(err.value) and "export fp32 instead" in str(err.value)
+    with pytest.raises(GateError, match="calibrate with more representative images"):
+        apply_gate(ref, dc_replace(fast, precision=Precision.INT8), max_drop_pp=0.3, force=False, log=print)

@@ -194,3 +194,11 @@ def test_a_refused_resume_leaves_the_run_folder_as_it_was(tmp_path: Path, synthe
     assert r.exit_code == ExitCode.BAD_DATA and "other data" in r.output, r.output
     # the augmentation preview of the other data was written over this run's before the refusal
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_seed_arch_at_another_size_is_a_usage_error_before_any_work(tmp_path: Path, synthetic_data: Path):
+    """Its classifier is sized for 224 px: --img-size 160 failed with exit 1 ("mat1 and mat2 shapes cannot be
+    multiplied") after decoding every image, leaving a run folder behind."""
+    out = tmp_path / "run"
+    r = run("--data", str(synthetic_data), "--out", str(out), "--arch", "seed", "--img-size", "160", "--quiet")
+    assert r.exit_code == 2 and "--arch seed takes 224 px only" in r.output and not out.exists(), r.output

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edge_runtime.summary import NO_PART
+from edge_runtime.summary import NO_PART, flagged_share
 
 PROFILE_VERSION = 1
 # name -> (words, format of a value, the least slack around the training range)
@@ -110,7 +110,7 @@ def summary_line(flagged: int, total: int, counts: Counter[str]) -> str | None:
     if not flagged or not total:
         return None
     top = ", ".join(reason_kind(r) + (f" ({c})" if len(counts) > 1 else "") for r, c in counts.most_common(3))
-    return f"{100.0 * flagged / total:.0f}% of items look unlike the training images: {top}"
+    return f"{flagged_share(flagged, total)} look unlike the training images: {top}"
 
 
 def reason_kind(reason: str) -> str:

@@ -25,6 +25,17 @@ MAX_NOTES = 20  # source warnings kept for the summary (the rest are counted)
 NO_PART = "no part found in the frame"  # the station check's reason, as counted (edge_runtime.station_check)
 
 
+def flagged_share(flagged: int, total: int) -> str:
+    """``5 of 715 items (0.7%)``: the count, and a share that one item in thousands does not round to 0%.
+
+    >>> flagged_share(5, 715), flagged_share(1, 3000), flagged_share(2, 4)
+    ('5 of 715 items (0.7%)', '1 of 3000 items (<0.1%)', '2 of 4 items (50%)')
+    """
+    share = 100.0 * flagged / max(total, 1)
+    text = f"{share:.0f}%" if share >= 10 else f"{share:.1f}%" if share >= 0.05 else "<0.1%"
+    return f"{flagged} of {total} items ({text})"
+
+
 class LatencyReservoir:
     """A uniform sample of at most ``size`` values out of every value added; ``count`` counts them all."""
 
@@ -190,8 +201,8 @@ class Summary:
         if self.unlike_training:
             top = sorted(self.unlike_reasons.items(), key=lambda kv: -kv[1])[:3]
             why = ", ".join(k + (f" ({c})" if len(top) > 1 else "") for k, c in top)
-            share = 100.0 * self.unlike_training / max(self.items, 1)
-            lines.append(f"WARNING: {share:.0f}% of items look unlike the training images: {why} "
+            share = flagged_share(self.unlike_training, self.items)
+            lines.append(f"WARNING: {share} look unlike the training images: {why} "
                          "(check the station: edge-infer --check-station DIR)")  # fmt: skip
         if self.interrupted:
             lines.append("stopped early (interrupted); everything above was written")

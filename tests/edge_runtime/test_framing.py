@@ -112,6 +112,6 @@ def test_summary_and_report_say_how_many_and_why():
     from collections import Counter
 
     line = summary_line(2, 4, Counter(r.rsplit(" (", 1)[0] for rs in per_item for r in rs))
-    assert line == "50% of items look unlike the training images: background brighter than any training image"
+    assert line == "2 of 4 items (50%) look unlike the training images: background brighter than any training image"
     text = "\n".join(report(per_item, prof))
     assert "4 images, 2 (50.0%) unlike" in text and "do not trust" in text

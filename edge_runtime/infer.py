@@ -28,7 +28,7 @@ from edge_runtime.priority import Priority, RealTime
 from edge_runtime.run_outputs import Outputs, open_outputs, video_fps
 from edge_runtime.sources import LatestFrameReader
 from edge_runtime.stopping import StopSignals
-from edge_runtime.summary import NO_PART, Summary
+from edge_runtime.summary import NO_PART, Summary, plural
 
 Log = Callable[[str], None]
 PICTURE_BATCH = 8  # items per batch when their full pictures are kept (--save, --show, a listener's thumbnails)
@@ -317,9 +317,10 @@ def run_inference(
             summary.ignored_files = spec.ignored
             more = ", ..." if spec.ignored > len(spec.ignored_names) else ""
             named = ", ".join(printable(n) for n in spec.ignored_names) + more
-            ignored = f" ({spec.ignored} files not inspected, not images or hidden: {named})" if spec.ignored else ""
-            links = f" ({spec.links_not_followed} links to folders not followed)" if spec.links_not_followed else ""
-            log(f"{spec.name}: {len(spec.paths)} images{ignored}{links}")
+            ignored = f" ({plural(spec.ignored, 'file')} not inspected, not images or hidden: {named})"
+            links = f" ({plural(spec.links_not_followed, 'link')} to folders not followed)"
+            shown = (ignored if spec.ignored else "") + (links if spec.links_not_followed else "")
+            log(f"{spec.name}: {plural(len(spec.paths), 'image')}{shown}")
         if spec.kind.live:  # fails here, within seconds, with exit code 5
             reader = _open_reader(cfg, spec, log, cfg.listener, colour=outputs.needs_picture)
             log(f"{reader.name}: opened; newest-frame mode (slow inference skips frames, it never lags behind)")

@@ -25,6 +25,15 @@ MAX_NOTES = 20  # source warnings kept for the summary (the rest are counted)
 NO_PART = "no part found in the frame"  # the station check's reason, as counted (edge_runtime.station_check)
 
 
+def plural(n: int, word: str) -> str:
+    """``1 image``, ``2 images``.
+
+    >>> plural(1, "image"), plural(3, "file")
+    ('1 image', '3 files')
+    """
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def flagged_share(flagged: int, total: int) -> str:
     """``5 of 715 items (0.7%)``: the count, and a share that one item in thousands does not round to 0%.
 

@@ -173,7 +173,8 @@ def main(*, debug: bool, **opts: object) -> None:
     report = run_training(cfg, log=log, progress_factory=bars, given=given_options())
     click.echo(f"wrote {cfg.out / 'best.pt'} and {cfg.out / 'report.json'}")
     if "test" in report and report["test"]["fn"]:
-        click.echo(f"warning: {report['test']['fn']} defective test images were called OK", err=True)
+        fn = report["test"]["fn"]
+        click.echo(f"warning: {fn} defective test image{' was' if fn == 1 else 's were'} called OK", err=True)
 
 
 def given_options() -> frozenset[str]:

@@ -796,7 +796,7 @@ def test_a_pattern_names_the_hidden_files_it_passes_over(tmp_path, tiny_model):
     write_parts(tmp_path / "lot" / ".cache", [220])
     result = invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/lot/**", "--fail-on-defect"])
     assert len(check(result, ExitCode.OK, error_lines=0)) == 1
-    assert "(1 files not inspected, not images or hidden: .cache/part_00.png)" in result.stderr
+    assert "(1 file not inspected, not images or hidden: .cache/part_00.png)" in result.stderr
 
 
 def test_save_inside_the_folder_a_pattern_lists_is_refused(tmp_path, tiny_model):

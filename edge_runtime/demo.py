@@ -11,6 +11,7 @@ from pathlib import Path
 
 import cv2
 
+from edge_runtime.errors import OutputError, UsageError
 from edge_runtime.preprocess import IMAGE_SUFFIXES
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
@@ -23,7 +24,7 @@ def make_sample_video(out: Path, *, frames_per_image: int = 3, fps: float = 6.0,
     # MJPG in .avi is written by every opencv-python build (no system codec needed).
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, (size, size))
     if not writer.isOpened():
-        raise SystemExit(f"error: {out}: cannot write a video there")
+        raise OutputError(f"{out}: cannot write a video there; choose another path")
     n = 0
     for p in images:
         frame = cv2.resize(cv2.imread(str(p), cv2.IMREAD_COLOR), (size, size), interpolation=cv2.INTER_AREA)
@@ -35,5 +36,27 @@ def make_sample_video(out: Path, *, frames_per_image: int = 3, fps: float = 6.0,
     return n
 
 
+def main() -> None:
+    """``python -m edge_runtime.demo [OUT.avi]``: a click command, so that ``--help`` is help, not a file name."""
+    import click
+
+    from edge_runtime.cli_support import Command, debug_option, friendly_errors
+
+    @click.command(cls=Command, help="Write the bundled sample images as a short Motion-JPEG video, for make demo.")
+    @click.argument("out", type=click.Path(path_type=Path, dir_okay=False), default="runs/demo/samples.avi")
+    @debug_option
+    @friendly_errors
+    def command(out: Path, debug: bool) -> None:
+        if out.suffix.lower() != ".avi":
+            raise UsageError(f"{out}: the demo video is a Motion-JPEG .avi; name an .avi file")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{out}: cannot make its folder ({exc.strerror or exc}); choose another path") from exc
+        make_sample_video(out)
+
+    command()
+
+
 if __name__ == "__main__":
-    make_sample_video(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/demo/samples.avi"))
+    main()

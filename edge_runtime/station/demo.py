@@ -17,8 +17,10 @@ from pathlib import Path
 import click
 import cv2
 
-from edge_runtime.cli_support import Command
+from edge_runtime.cli_support import Command, debug_option, friendly_errors
 from edge_runtime.errors import DataError, require_extra
+
+DEMO_VIDEO = Path("runs/demo/samples.avi")
 
 
 def video_jpegs(video: Path) -> tuple[list[bytes], float]:
@@ -59,14 +61,37 @@ def camera_app(frames: list[bytes], fps: float):  # noqa: ANN201 - a Starlette a
     return Starlette(routes=[Route("/video.mjpg", video)])
 
 
+def _bind(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from edge_runtime.station.server import Bind
+
+    try:  # checked before the demo camera starts (a ValueError traceback came after it)
+        Bind.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
 @click.command(
     cls=Command, help="Play the sample video in a loop as a network camera and inspect it with --log and --serve."
 )
-@click.option("--serve", default="127.0.0.1:8080", show_default=True, help="Where the station page is served.")
+@click.option(
+    "--serve", default="127.0.0.1:8080", show_default=True, callback=_bind, help="Where the station page is served."
+)
 @click.option("--log", "log", default="runs/station-demo/station.db", show_default=True, help="Inspection log.")
-@click.option("--camera-port", type=int, default=8091, show_default=True, help="Port of the demo camera.")
-@click.option("--video", type=click.Path(path_type=Path), default=Path("runs/demo/samples.avi"), show_default=True)
-def main(serve: str, log: str, camera_port: int, video: Path) -> None:
+@click.option(
+    "--camera-port", type=click.IntRange(1, 65535), default=8091, show_default=True, help="Port of the demo camera."
+)
+@click.option(
+    "--video",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help=f"A Motion-JPEG video to play [default: {DEMO_VIDEO}, made from the samples when missing].",
+)
+@debug_option
+@friendly_errors
+def main(serve: str, log: str, camera_port: int, video: Path | None, debug: bool) -> None:
+    if video is not None and not video.is_file():  # a named video was made from the samples, even at /
+        raise DataError(f"{video}: no such video; leave --video out to play the sample video")
     require_extra("starlette", "station")
     require_extra("uvicorn", "station")
     import uvicorn
@@ -75,6 +100,7 @@ def main(serve: str, log: str, camera_port: int, video: Path) -> None:
     from edge_runtime.demo import make_sample_video
     from edge_runtime.station.server import Bind, bind_socket
 
+    video = video or DEMO_VIDEO
     if not video.is_file():
         make_sample_video(video)
     frames, fps = video_jpegs(video)

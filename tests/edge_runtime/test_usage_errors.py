@@ -96,3 +96,21 @@ def test_an_unquoted_pattern_the_shell_expanded_is_a_short_line_saying_to_quote_
     proc = _edge_infer("--source", *names, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and len(proc.stderr) < 600, proc.stderr
     assert "451 unexpected arguments" in proc.stderr and "Quote it, as in --source 'dir/*.jpeg'" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "code", "words"),
+    [
+        ("edge_runtime.demo", ["--help"], 0, "Usage:"),  # --help was taken for the video's file name
+        ("edge_runtime.demo", ["out.mp4"], 2, "Motion-JPEG .avi"),
+        ("edge_runtime.station.demo", ["--camera-port", "99999"], 2, "--camera-port"),  # OverflowError traceback
+        ("edge_runtime.station.demo", ["--serve", "nonsense"], 2, "is not HOST:PORT"),  # after the camera started
+        ("edge_runtime.station.demo", ["--video", "/nonexistent/v.avi"], 3, "no such video"),  # it made one there
+    ],
+)
+def test_the_demo_tools_take_options_as_options(module: str, args: list[str], code: int, words: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == code and words in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr

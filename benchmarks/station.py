@@ -36,7 +36,7 @@ from benchmarks.live import PacedSource, camera_frames
 from benchmarks.station_probe import Probe, TimedSource, pct, process_cpu_s, slowest
 from benchmarks.station_report import WARMUP_FRAMES, markdown
 from benchmarks.station_viewer import Viewer, scheduling
-from edge_runtime.cli_support import Command
+from edge_runtime.cli_support import Command, FiniteFloatRange
 from edge_runtime.infer import InferConfig, run_inference
 from edge_runtime.model import RuntimeConfig
 from edge_runtime.priority import Priority
@@ -319,8 +319,12 @@ def sigkill(tmp: Path, kill_after_lines: tuple[int, ...] = (200, 700, 1500)) -> 
     show_default=True,
     help="Folder for the throughput runs.",
 )
-@click.option("--seconds", type=float, default=20.0, show_default=True, help="Seconds per live run.")
-@click.option("--rounds", type=int, default=2, show_default=True, help="Interleaved rounds per condition.")
+@click.option(
+    "--seconds", type=FiniteFloatRange(min=1.0), default=20.0, show_default=True, help="Seconds per live run."
+)
+@click.option(
+    "--rounds", type=click.IntRange(min=1), default=2, show_default=True, help="Interleaved rounds per condition."
+)
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=REPO / "benchmarks" / "results")
 @click.option(
     "--viewer",

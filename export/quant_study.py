@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from edge_runtime.cli_support import Command
+from edge_runtime.cli_support import Command, debug_option, friendly_errors
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
 from edge_runtime.model_info import Precision
 from export import graph, quantize
@@ -42,7 +42,9 @@ def _acc(m: dict) -> str:
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--rounds", default=5, show_default=True, type=click.IntRange(min=1))
 @click.option("--runs", default=200, show_default=True, type=click.IntRange(min=10))
-def main(checkpoint: Path, rounds: int, runs: int) -> None:
+@debug_option
+@friendly_errors
+def main(checkpoint: Path, rounds: int, runs: int, debug: bool) -> None:
     """Compare FP32 with INT8 u8s8 / u8s8-reduce-range / s8s8, standardisation in float or in INT8."""
     from train.checkpoint import load_checkpoint, model_from_checkpoint
 

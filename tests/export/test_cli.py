@@ -217,3 +217,20 @@ def test_fp16_notes_and_gate_advice_fit_fp16():
     assert "calibrate" not in str(err.value) and "export fp32 instead" in str(err.value)
     with pytest.raises(GateError, match="calibrate with more representative images"):
         apply_gate(ref, dc_replace(fast, precision=Precision.INT8), max_drop_pp=0.3, force=False, log=print)
+
+
+@pytest.mark.parametrize("module", ["export.ship", "export.quant_study"])
+def test_the_maintainer_tools_give_one_line_for_a_bad_checkpoint(tmp_path: Path, module: str):
+    """Both printed a traceback, exit 1, for a checkpoint that is missing or not a checkpoint."""
+    import subprocess
+    import sys
+
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"junk")
+    args = ["--checkpoint", str(junk), "--out-dir", str(tmp_path / "m")] if module == "export.ship" else [str(junk)]
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert (
+        proc.returncode == ExitCode.BAD_MODEL and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    )

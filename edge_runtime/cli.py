@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from edge_runtime.cli_support import Command, debug_option, friendly_errors, stdout_errors
+from edge_runtime.cli_support import Command, debug_option, friendly_errors, once, stdout_errors
 from edge_runtime.errors import EXIT_CODES_HELP
 from edge_runtime.station.options import open_station, station_options
 
@@ -38,7 +38,7 @@ HELP = (
     "source",
     metavar="PATH|DIR|GLOB|VIDEO|URL",
     multiple=True,
-    callback=lambda ctx, param, values: _once(param, values),
+    callback=lambda ctx, param, values: once(param, values),
     help="Image file, folder (recursive), quoted glob, video file, or rtsp:// / http:// stream.",
 )
 @click.option(
@@ -46,7 +46,7 @@ HELP = (
     "camera",
     metavar="N|DEVICE",
     multiple=True,
-    callback=lambda ctx, param, values: _once(param, values),
+    callback=lambda ctx, param, values: once(param, values),
     help="Camera index (0) or device path (/dev/video2).",
 )
 @click.option(
@@ -54,7 +54,7 @@ HELP = (
     "model",
     type=click.Path(path_type=Path),
     multiple=True,
-    callback=lambda ctx, param, values: _once(param, values),
+    callback=lambda ctx, param, values: once(param, values),
     help="ONNX model from export-onnx [default: the bundled INT8 model].",
 )
 @click.option(
@@ -74,13 +74,15 @@ HELP = (
 @click.option(
     "--output",
     type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
+    multiple=True,
+    callback=lambda ctx, param, values: once(param, values),
     help="Also write verdicts to FILE.jsonl (JSON lines), FILE.json (one JSON array) or FILE.csv, per item.",
 )
 @click.option(
     "--save",
     type=click.Path(path_type=Path),
-    default=None,
+    multiple=True,
+    callback=lambda ctx, param, values: once(param, values),
     help="Save annotated frames: OUT.mp4/.avi/.mkv (video) or a folder (JPEGs).",
 )
 @click.option("--show", is_flag=True, help="Show a window with label, score and FPS (headless when no display).")
@@ -113,7 +115,8 @@ HELP = (
     "--summary",
     "summary_path",
     type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
+    multiple=True,
+    callback=lambda ctx, param, values: once(param, values),
     help="Also write the summary as JSON to this file.",
 )
 @click.option("--quiet", is_flag=True, help="No per-item verdict lines (the summary is still printed).")
@@ -231,17 +234,6 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
         if cfg.listener is not None:
             cfg.listener.close()
     return int(code)
-
-
-def _once(param: click.Parameter, values: tuple[Any, ...]) -> Any:
-    """The option's one value (None when not given). Given twice, click kept the last and dropped the first in
-    silence: ``--source bad.jpg --source ok.jpg --fail-on-defect`` passed the gate without looking at bad.jpg."""
-    if len(values) > 1:
-        hint = " (a folder or a quoted glob covers many files)" if param.name == "source" else ""
-        raise click.BadParameter(
-            f"given {len(values)} times ({', '.join(map(str, values))}); one run takes one{hint}", param=param
-        )
-    return values[0] if values else None
 
 
 def _refuse_run_options() -> None:

@@ -132,6 +132,17 @@ class Group(_OneLineUsage, click.Group):
     command_class = Command
 
 
+def once(param: click.Parameter, values: tuple[Any, ...]) -> Any:
+    """The option's one value (None when not given). Given twice, click kept the last and dropped the first in
+    silence: ``--source bad.jpg --source ok.jpg --fail-on-defect`` passed the gate without looking at bad.jpg."""
+    if len(values) > 1:
+        hint = " (a folder or a quoted glob covers many files)" if param.name == "source" else ""
+        raise click.BadParameter(
+            f"given {len(values)} times ({', '.join(map(str, values))}); one run takes one{hint}", param=param
+        )
+    return values[0] if values else None
+
+
 def fail(message: str, code: ExitCode) -> NoReturn:
     """Print ``error: message`` on stderr and exit with ``code``."""
     click.echo(f"error: {printable(str(message))}", err=True)  # one line, whatever a file name holds

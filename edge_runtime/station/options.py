@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from edge_runtime.cli_support import FiniteFloatRange
+from edge_runtime.cli_support import FiniteFloatRange, once
 from edge_runtime.sources import is_stream_url
 from edge_runtime.station.units import parse_duration, parse_size
 
@@ -50,7 +50,8 @@ def station_options(func: F) -> F:
             "--log",
             "log",
             type=click.Path(path_type=Path, dir_okay=False),
-            default=None,
+            multiple=True,  # given twice, click kept the last and the first log was never written
+            callback=lambda ctx, param, values: once(param, values),
             help="Record every item in this SQLite inspection log (read it with edge-log).",
         ),
         click.option(

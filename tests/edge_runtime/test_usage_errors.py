@@ -18,6 +18,11 @@ CASES = [
     ("edge_runtime.cli", "edge-infer", ["--bogus"], ["--bogus", "Did you mean"]),
     ("edge_runtime.cli", "edge-infer", ["--source", "a.jpg", "--source", "b.jpg"], ["--source", "given 2 times"]),
     ("edge_runtime.cli", "edge-infer", ["--source", "a.jpg", "--camera", "0"], ["give one input"]),
+    # given twice, click kept the last: the first file was never written
+    ("edge_runtime.cli", "edge-infer", ["--output", "a.json", "--output", "b.json"], ["--output", "given 2 times"]),
+    ("edge_runtime.cli", "edge-infer", ["--save", "a", "--save", "b"], ["--save", "given 2 times"]),
+    ("edge_runtime.cli", "edge-infer", ["--summary", "a", "--summary", "b"], ["--summary", "given 2 times"]),
+    ("edge_runtime.cli", "edge-infer", ["--log", "a.db", "--log", "b.db"], ["--log", "given 2 times"]),
     ("edge_runtime.cli", "edge-infer", ["--batch-size", "zero"], ["--batch-size", "zero"]),
     ("edge_runtime.station.log_cli", "edge-log query", ["query", "--bogus"], ["--bogus"]),
     ("edge_runtime.station.log_cli", "edge-log", ["nosuch"], ["nosuch"]),

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors
-from edge_runtime.errors import EXIT_CODES_HELP, DefectEdgeError, ExitCode, printable
+from edge_runtime.errors import DefectEdgeError, ExitCode, exit_codes_help, printable
 from edge_runtime.model import Provider
 from edge_runtime.stopping import StopSignals
 
@@ -44,7 +44,7 @@ def counted(name: str, kind: type, help_text: str):  # noqa: ANN201 - a click de
     "file -> verdict and folder throughput; a live loop with a synthetic camera; PyTorch eager rows of the "
     "origin network and ours when torch is importable. Markdown goes to stdout, progress to stderr; "
     "--json PATH also writes the rows as JSON, a CSV named after the hardware and a PNG plot beside it.\n\n"
-    + EXIT_CODES_HELP,
+    + exit_codes_help(0, 1, 2, 3, 4, 7, 8, 130),
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.option(

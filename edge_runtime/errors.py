@@ -25,12 +25,32 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # Ctrl-C / SIGTERM, after a clean stop
 
 
-EXIT_CODES_HELP = (
-    "Exit codes: 0 ok; 1 internal error (rerun with --debug); 2 bad usage; 3 bad data; 4 bad model or "
-    "checkpoint; 5 source unavailable; 6 accuracy gate failed; 7 output not writable; 8 missing extra; "
-    "10 defect found (--fail-on-defect; also an item without a trustworthy verdict: error, warning or no part); "
-    "130 interrupted."
-)
+EXIT_CODE_MEANINGS = {
+    0: "ok",
+    1: "internal error (rerun with --debug)",
+    2: "bad usage",
+    3: "bad data",
+    4: "bad model or checkpoint",
+    5: "source unavailable",
+    6: "accuracy gate failed",
+    7: "output not writable",
+    8: "missing extra",
+    10: "defect found (--fail-on-defect; also an item without a trustworthy verdict: error, warning or no part)",
+    130: "interrupted",
+}
+
+
+def exit_codes_help(*codes: int) -> str:
+    """The help's footer: the exit codes a command can end with (all of them when none are named).
+
+    >>> exit_codes_help(0, 2, 130)
+    'Exit codes: 0 ok; 2 bad usage; 130 interrupted.'
+    """
+    chosen = codes or tuple(EXIT_CODE_MEANINGS)
+    return "Exit codes: " + "; ".join(f"{c} {EXIT_CODE_MEANINGS[c]}" for c in chosen) + "."
+
+
+EXIT_CODES_HELP = exit_codes_help()  # edge-infer's: every code
 
 
 # Optional modules and the extra that installs them.

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors
-from edge_runtime.errors import EXIT_CODES_HELP, require_extra
+from edge_runtime.errors import exit_codes_help, require_extra
 from export.config import MIN_CALIB_IMAGES
 
 QUANTIZE_CHOICES = ["int8", "fp16"]
@@ -18,7 +18,7 @@ SCHEME_CHOICES = ["u8s8", "u8s8-reduce-range", "s8s8"]
     cls=Command,
     help="Export CHECKPOINT (default: the committed default model) to ONNX and check it: onnx.checker, dynamic "
     "batch, torch vs onnxruntime on real images and, with --quantize, FP32 vs INT8/FP16 accuracy on labelled "
-    "images (the gate). Prints a summary table.\n\n" + EXIT_CODES_HELP,
+    "images (the gate). Prints a summary table.\n\n" + exit_codes_help(0, 1, 2, 3, 4, 6, 7, 8, 130),
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.argument("checkpoint", required=False, type=click.Path(path_type=Path))

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors
-from edge_runtime.errors import EXIT_CODES_HELP
+from edge_runtime.errors import exit_codes_help
 
 ARCH_CHOICES = ["defectnet", "seed"]
 MAX_SEED = 2**32 - 1  # numpy and torch take it; a negative or larger seed failed inside them (exit 1)
@@ -17,7 +17,7 @@ MAX_SEED = 2**32 - 1  # numpy and torch take it; a negative or larger seed faile
 @click.command(
     cls=Command,
     help="Train a defect classifier on DIR/train/<class>/ images (DIR/test/<class>/ is evaluated if present). "
-    "Writes best.pt, report.json, metrics.jsonl and figures to --out.\n\n" + EXIT_CODES_HELP,
+    "Writes best.pt, report.json, metrics.jsonl and figures to --out.\n\n" + exit_codes_help(0, 1, 2, 3, 4, 7, 8, 130),
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.option(

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_runtime.cli_support import Command, debug_option, friendly_errors
-from edge_runtime.errors import EXIT_CODES_HELP, DataError, ModelError
+from edge_runtime.errors import DataError, ModelError, exit_codes_help
 from edge_runtime.preprocess import PreprocessSpec
 
 Log = Callable[[str], None]
@@ -333,7 +333,7 @@ def add_loc_head(ckpt_path: Path, *, epochs: int = DEFAULT_EPOCHS, seed: int = 0
     cls=Command,
     help="Train the localisation head of CHECKPOINT (a train-model best.pt) on its OK training images and store it "
     "there; the verdict network, threshold and model version do not change. Then re-export (export-onnx).\n\n"
-    + EXIT_CODES_HELP,
+    + exit_codes_help(0, 1, 2, 3, 4, 7, 8, 130),
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.argument("checkpoint", type=click.Path(path_type=Path, exists=True, dir_okay=False))

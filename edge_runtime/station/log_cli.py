@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from edge_runtime.cli_support import Group, debug_option, friendly_errors, stdout_errors
-from edge_runtime.errors import EXIT_CODES_HELP
+from edge_runtime.errors import exit_codes_help
 
 CSV_KEYS = (
     "id",
@@ -57,7 +57,8 @@ UNTIL = click.option("--until", callback=_when, metavar="WHEN", help="Before thi
 
 @click.group(
     cls=Group,
-    help="Read a station's inspection log (written by edge-infer --log FILE).\n\n" + EXIT_CODES_HELP,
+    help="Read a station's inspection log (written by edge-infer --log FILE).\n\n"
+    + exit_codes_help(0, 1, 2, 3, 7, 130),
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 def main() -> None:

@@ -119,3 +119,16 @@ def test_the_demo_tools_take_options_as_options(module: str, args: list[str], co
     )
     assert proc.returncode == code and words in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [("edge_runtime.station.log_cli", "edge-log"), ("benchmarks.cli", "edge-bench"), ("train.cli", "train-model")],
+)
+def test_each_help_lists_the_exit_codes_of_its_own_command(module: str, name: str) -> None:
+    """Every command's help carried edge-infer's footer, with "10 defect found (--fail-on-defect ...)"."""
+    if module.startswith("train") and not HAS_TORCH:
+        pytest.skip("train-model comes with the [train] extra")
+    code = f"import sys; sys.argv[0] = {name!r}; from {module} import main; main()"
+    proc = subprocess.run([sys.executable, "-c", code, "--help"], cwd=REPO, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and "Exit codes: 0 ok" in proc.stdout and "--fail-on-defect" not in proc.stdout

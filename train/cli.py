@@ -129,7 +129,7 @@ def main(*, debug: bool, **opts: object) -> None:
         raise click.BadOptionUsage(
             "station_views", f"--station-views: --arch {opts['arch']} does not crop the part; use --arch defectnet"
         )
-    if Arch(opts["arch"]) is Arch.SEED and opts["img_size"] not in (None, 224):
+    if Arch(opts["arch"]) is Arch.SEED and opts["img_size"] not in (None, 224) and not opts["resume"]:
         # the origin network's classifier is sized for 224 px: any other size failed after the images were decoded
         raise click.BadOptionUsage("img_size", f"--img-size {opts['img_size']}: --arch seed takes 224 px only")
     cfg = TrainConfig(

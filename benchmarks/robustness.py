@@ -198,7 +198,7 @@ def run(
     station profile). ``validation_of``: a checkpoint; its validation images instead of ``data``'s test images."""
     files, labels = validation_images(validation_of, data) if validation_of else labelled_images(data, positive)
     if limit:
-        idx = np.random.default_rng(0).permutation(len(files))[:limit]
+        idx = sample(files, limit)
         files, labels = [files[i] for i in idx], labels[idx]
     originals = [read_image(f) for f in files]
     cfg = RuntimeConfig(provider=Provider.CPU, second_look=second_look, symmetry_look=symmetry_look)
@@ -223,12 +223,24 @@ def flagged_share(model: EdgeModel, images: list[np.ndarray]) -> float | None:
     return float(np.mean([bool(model.input_and_check(im)[1]) for im in images]))
 
 
-def save_images(out: Path, data: Path, positive: str, perturbations: tuple[Perturbation, ...]) -> None:
-    """Each condition's images as PNG under ``out/<condition>/<class>/``, the class folders as in ``data``."""
-    found = datasets.list_labelled(datasets.find_class_folders(data, positive=positive))
+def sample(files: list, limit: int | None) -> list[int]:
+    """The indices of ``--limit``'s seeded sample (all of them without one): the same for a run and its saved
+    images."""
+    if not limit:
+        return list(range(len(files)))
+    return [int(i) for i in np.random.default_rng(0).permutation(len(files))[:limit]]
+
+
+def save_images(
+    out: Path, data: Path, positive: str, perturbations: tuple[Perturbation, ...], *, limit: int | None = None
+) -> None:
+    """Each condition's images as PNG under ``out/<condition>/<class>/``, the class folders as in ``data``;
+    ``limit``: the run's seeded sample only (it was ignored: every image was written)."""
+    files, _ = labelled_images(data, positive)
+    paths = [Path(files[i]) for i in sample(files, limit)]
     for pert in perturbations:
         folder = out / re.sub(r"[^A-Za-z0-9.-]+", "_", pert.name).strip("_")
-        for path in found.paths:
+        for path in paths:
             target = folder / path.parent.name / (path.stem + ".png")
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -237,7 +249,7 @@ def save_images(out: Path, data: Path, positive: str, perturbations: tuple[Pertu
                 raise OutputError(f"{target}: cannot write ({exc}); choose another --save-images folder") from exc
             if not ok:
                 raise OutputError(f"{target}: OpenCV could not write it; choose another --save-images folder")
-        click.echo(f"wrote {len(found.paths)} images to {folder}")
+        click.echo(f"wrote {len(paths)} images to {folder}")
 
 
 def markdown(rows: list[dict]) -> str:
@@ -294,7 +306,7 @@ def main(*, data: Path, models: tuple[Path, ...], positive: str, limit: int | No
     if not perturbations:
         raise UsageError(f"--only {only!r} matches no condition of --set {which}; see the names in robustness.md")
     if save_dir is not None:
-        save_images(save_dir, data, positive, perturbations)
+        save_images(save_dir, data, positive, perturbations, limit=limit)
         return
     if examples is not None:
         files, labels = labelled_images(data, positive)

@@ -151,3 +151,17 @@ def test_save_images_writes_the_chosen_conditions_and_only_matching_nothing_is_a
     assert cv2.imread(str(written[0]), cv2.IMREAD_UNCHANGED).shape == (512, 512)  # the raw camera's 512 px frame
     r = CliRunner().invoke(main, ["--data", str(data), "--only", "no such condition"])
     assert r.exit_code == 2 and "matches no condition" in r.output and "Traceback" not in r.output
+
+
+def test_save_images_keeps_to_the_limit_s_sample(tmp_path: Path):
+    """--limit 60 with --save-images wrote all 715 images per condition."""
+    from benchmarks.robustness import labelled_images, sample
+
+    data = make_dataset(tmp_path / "data", n_train=2, n_test=6, seed=0) / "test"
+    out = tmp_path / "imgs"
+    args = ["--data", str(data), "--set", "station", "--only", "raw camera (all", "--limit", "4"]
+    r = CliRunner().invoke(main, [*args, "--save-images", str(out)])
+    assert r.exit_code == 0, r.output
+    written = sorted(p.stem for p in out.rglob("*.png"))
+    files, _ = labelled_images(data, "def_front")
+    assert written == sorted(Path(files[i]).stem for i in sample(files, 4))  # the images the run scores

@@ -65,7 +65,7 @@ class _OneLineUsage:
             return super().make_context(info_name, args, parent=parent, **extra)  # type: ignore[misc]
         except click.UsageError as exc:  # click's parser names no command for some ("requires an argument")
             name = info_name or getattr(self, "name", None) or "the command"
-            if isinstance(exc, click.UsageError) and not isinstance(exc, _SHOWS_HELP):
+            if not isinstance(exc, _SHOWS_HELP):
                 exc.message = _extra_arguments(exc.message, has_source=_has_option(self, "source"))
             raise _one_line(exc, f"{parent.command_path} {name}" if parent is not None else name) from None
         except OSError as exc:  # --help onto a stdout that cannot be written (>/dev/full) or a closed pipe

@@ -66,7 +66,7 @@ class _OneLineUsage:
         except click.UsageError as exc:  # click's parser names no command for some ("requires an argument")
             name = info_name or getattr(self, "name", None) or "the command"
             if not isinstance(exc, _SHOWS_HELP):
-                exc.message = _extra_arguments(exc.message, has_source=_has_option(self, "source"))
+                exc.message = _extra_arguments(exc.message, has_source=_takes_paths(self))
             raise _one_line(exc, f"{parent.command_path} {name}" if parent is not None else name) from None
         except OSError as exc:  # --help onto a stdout that cannot be written (>/dev/full) or a closed pipe
             _help_not_written(exc)
@@ -78,23 +78,24 @@ class _OneLineUsage:
             raise _one_line(exc, ctx.command_path) from None
 
 
-def _has_option(command: object, name: str) -> bool:
-    return any(p.name == name for p in getattr(command, "params", []))
+def _takes_paths(command: object) -> bool:
+    """Whether the command's --source names files (edge-infer's does; edge-log's is a text filter)."""
+    return any(p.name == "source" and "GLOB" in str(getattr(p, "metavar", "")) for p in getattr(command, "params", []))
 
 
 def _extra_arguments(message: str, *, has_source: bool) -> str:
     """click lists every unexpected argument: an unquoted pattern the shell expanded into 452 file names made a
-    26 kB line. Here: how many, the first three, and (where there is a --source) what to do.
+    26 kB line. Here: the start of the list, and (where --source takes paths) what to do. No count: click joins
+    the arguments with spaces, and a file name may hold one.
 
     >>> print(_extra_arguments("Got unexpected extra arguments (b c d e)", has_source=True))
-    4 unexpected arguments (b, c, d, ...): a pattern the shell expanded? Quote it, as in --source 'dir/*.jpeg'
+    unexpected extra arguments (b c d e): a pattern the shell expanded? Quote it, as in --source 'dir/*.jpeg'
     """
     m = re.fullmatch(r"Got unexpected extra arguments? \((.*)\)", message, re.DOTALL)
     if m is None:
         return message
-    extra = m.group(1).split(" ")
-    shown = ", ".join(extra[:3]) + (", ..." if len(extra) > 3 else "")
-    what = f"{len(extra)} unexpected argument{'s' if len(extra) > 1 else ''} ({shown})"
+    listed = m.group(1) if len(m.group(1)) <= 160 else m.group(1)[:160] + " ..."
+    what = f"unexpected extra arguments ({listed})"
     return f"{what}: a pattern the shell expanded? Quote it, as in --source 'dir/*.jpeg'" if has_source else what
 
 
@@ -103,8 +104,17 @@ _SHOWS_HELP: tuple[type, ...] = tuple(filter(None, [getattr(click.exceptions, "N
 
 
 def _one_line(exc: click.UsageError, where: str) -> click.UsageError:
-    if isinstance(exc, (_OneLineUsageError, _SHOWS_HELP)):
-        return exc  # a group run without a subcommand shows its help, as click does
+    if isinstance(exc, _SHOWS_HELP):  # a group run without a subcommand shows its help, as click does
+        shown = exc.show
+
+        def show(file: Any = None) -> None:
+            with contextlib.suppress(OSError, ValueError):  # onto a stderr that cannot be written: still exit 2
+                shown(file)
+
+        exc.show = show  # type: ignore[method-assign]
+        return exc
+    if isinstance(exc, _OneLineUsageError):
+        return exc
     line = _OneLineUsageError(exc.format_message(), exc.ctx, exc.ctx.command_path if exc.ctx is not None else where)
     line.exit_code = exc.exit_code
     return line
@@ -208,6 +218,9 @@ def friendly_errors(func: F) -> F:
         except DefectEdgeError as exc:
             if debug:  # the traceback, and still the documented exit code (1 means a bug)
                 traceback.print_exc()
+            ctx = click.get_current_context(silent=True)
+            if exc.exit_code == ExitCode.USAGE and ctx is not None:  # as click's own usage errors say
+                fail(f"{str(exc).rstrip('.')} (see '{ctx.command_path} --help')", exc.exit_code)
             fail(str(exc), exc.exit_code)
         except ModuleNotFoundError as exc:
             extra = EXTRA_FOR_MODULE.get((exc.name or "").split(".")[0])

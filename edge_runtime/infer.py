@@ -194,6 +194,8 @@ def exit_code(cfg: InferConfig, summary: Summary) -> ExitCode:
         return ExitCode.OUTPUT_ERROR
     if summary.interrupted:
         return ExitCode.INTERRUPTED
+    if summary.stdout_closed:  # the reader went away (`| head -1`): a quiet end, whatever the items were
+        return ExitCode.OK
     if summary.source_error:
         return ExitCode.SOURCE_UNAVAILABLE
     if summary.items and summary.errors == summary.items:

@@ -103,6 +103,21 @@ def test_closed_stdout_ends_the_run_quietly(tmp_path):
     assert "stdout was closed" in err
 
 
+def test_closed_stdout_over_unreadable_items_ends_quietly_too(tmp_path):
+    """Exit 3 and "error: no verdict: the one item could not be read" when the reader left after an unreadable
+    first item: 1499 items were never tried."""
+    (tmp_path / "bad").mkdir()
+    for i in range(1500):
+        (tmp_path / "bad" / f"b{i:04}.jpg").write_bytes(b"not a picture")
+    proc = start(["edge_runtime.cli", "--model", TINY, "--source", str(tmp_path / "bad"), "--json",
+                  "--batch-size", "1"], stdout=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.OK and "error:" not in err and "stdout was closed" in err, err
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_stdout_on_a_full_disk_is_exit_7_with_the_summary(tmp_path):
     write_parts(tmp_path / "parts", [10, 200])

@@ -100,7 +100,7 @@ def test_an_unquoted_pattern_the_shell_expanded_is_a_short_line_saying_to_quote_
     names = [str(tmp_path / f"part_{i:03}.jpeg") for i in range(452)]
     proc = _edge_infer("--source", *names, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and len(proc.stderr) < 600, proc.stderr
-    assert "451 unexpected arguments" in proc.stderr and "Quote it, as in --source 'dir/*.jpeg'" in proc.stderr
+    assert "unexpected extra arguments (" in proc.stderr and "Quote it, as in --source 'dir/*.jpeg'" in proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -132,3 +132,26 @@ def test_each_help_lists_the_exit_codes_of_its_own_command(module: str, name: st
     code = f"import sys; sys.argv[0] = {name!r}; from {module} import main; main()"
     proc = subprocess.run([sys.executable, "-c", code, "--help"], cwd=REPO, capture_output=True, text=True, check=False)
     assert proc.returncode == 0 and "Exit codes: 0 ok" in proc.stdout and "--fail-on-defect" not in proc.stdout
+
+
+def test_extra_arguments_elsewhere_get_no_source_hint_and_stderr_full_help_still_exits_2() -> None:
+    """edge-log's --source is a text filter: "quote it, as in --source 'dir/*.jpeg'" was wrong advice there; and
+    edge-log's help onto an unwritable stderr ended with exit 1."""
+    code = "import sys; sys.argv[0] = 'edge-log'; from edge_runtime.station.log_cli import main; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "query", "x.db", "y.db"], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 2 and "unexpected extra argument" in proc.stderr and "--source" not in proc.stderr
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=full, check=False)
+    assert proc.returncode == 2
+
+
+def test_the_project_s_own_usage_errors_name_the_help_too(tmp_path) -> None:
+    from tests.edge_runtime.conftest import write_parts
+
+    write_parts(tmp_path / "parts", [10])
+    proc = _edge_infer(
+        "--source", str(tmp_path / "parts"), "--output", str(tmp_path / "r.txt"), capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and proc.stderr.strip().endswith("(see 'edge-infer --help')"), proc.stderr

@@ -161,6 +161,10 @@ class FileSink:
             if json_array and self.regular and st.st_size == 0:
                 self._write(b"[\n]\n")  # a new file parses too, should the run stop before its source opens
                 os.lseek(self.fd, 0, os.SEEK_SET)
+            self.rfd = -1  # a .json file read back after each record (see write); -1: not read back
+            if json_array and self.regular:
+                with contextlib.suppress(OSError):
+                    self.rfd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except BaseException:
             os.close(self.fd)
             raise
@@ -229,7 +233,10 @@ class FileSink:
     def write(self, rec: dict[str, Any]) -> None:
         self.begin()
         if not self.json_array:
-            self._write(self.encode(rec))
+            data = self.encode(rec)
+            if self.csv_format and self.regular and os.fstat(self.fd).st_size == 0:
+                data = self._csv_row(list(RECORD_KEYS)) + data  # emptied under the run: the header first again
+            self._write(data)
             return
         data = self.encode(rec)[:-1]
         if not self.regular:
@@ -242,6 +249,12 @@ class FileSink:
             closing = b"]\n" if self.records == 0 else b"\n]\n"
             os.lseek(self.fd, at - len(closing), os.SEEK_SET)
             self._write((b",\n" if self.records else b"") + data + b"\n]\n", restore=closing)
+            if self.rfd >= 0 and os.pread(self.rfd, 1, 0) == b"\0":
+                # emptied between the size check and the write: the record landed after a hole of NUL bytes
+                os.ftruncate(self.fd, 0)
+                os.lseek(self.fd, 0, os.SEEK_SET)
+                self._write(b"[\n" + data + b"\n]\n", restore=b"[\n]\n")
+                self.records = 0
         self.records += 1
         self.end = os.lseek(self.fd, 0, os.SEEK_CUR) if self.regular else 0
 
@@ -270,6 +283,9 @@ class FileSink:
             finally:
                 os.close(self.fd)
                 self.fd = -1
+                if self.rfd >= 0:
+                    os.close(self.rfd)
+                    self.rfd = -1
 
 
 # Kept for callers of the earlier names.

@@ -3,7 +3,9 @@ stays JSON lines. It was JSON lines under a .json name, which ``json.load`` refu
 
 from __future__ import annotations
 
+import csv
 import errno
+import io
 import json
 import os
 from pathlib import Path
@@ -99,6 +101,32 @@ def test_a_file_emptied_under_the_run_starts_again_without_a_hole(tmp_path: Path
         assert json.loads(data) == [{"source": "b.png"}]
     elif name.endswith(".jsonl"):
         assert [json.loads(x) for x in data.splitlines()] == [{"source": "b.png"}]
+    else:  # the header first again: a reader took the first record for the header
+        assert [r["source"] for r in csv.DictReader(io.StringIO(data.decode()))] == ["b.png"]
+
+
+def test_a_json_file_emptied_between_the_size_check_and_the_write_gets_no_hole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race a copytruncate can hit: the record was written at the old offset after the file was emptied, and
+    the file kept a hole of NUL bytes for good (the run still exited 0)."""
+    path = tmp_path / "r.json"
+    sink = open_file_sink(path)
+    sink.write({"source": "a.png"})
+    checked = sink._closing_at
+
+    def truncated_right_after_the_check() -> int | None:
+        at = checked()
+        path.write_bytes(b"")  # another program empties the file now
+        return at
+
+    monkeypatch.setattr(sink, "_closing_at", truncated_right_after_the_check)
+    sink.write({"source": "b.png"})
+    monkeypatch.undo()
+    sink.write({"source": "c.png"})
+    sink.close()
+    data = path.read_bytes()
+    assert b"\0" not in data and json.loads(data) == [{"source": "b.png"}, {"source": "c.png"}]
 
 
 def test_a_json_file_changed_under_the_run_is_one_error_line(tmp_path: Path) -> None:

@@ -31,6 +31,10 @@ CSV_KEYS = (
     "latency_ms",
     "error",
     "warning",
+    "unlike_training",
+    "defect_box",
+    "asymmetry",
+    "has_image",
     "model_version",
     "model_file",
     "precision",
@@ -150,6 +154,15 @@ def query(
         _print_rows(found, fmt)
 
 
+def _cell(value: Any) -> Any:
+    """A CSV cell: empty for None, a list (the station check's reasons, a box) joined by "; "."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return "; ".join(map(str, value))
+    return value
+
+
 def _print_rows(found: Any, fmt: str | None) -> None:
     if fmt == "json":
         for r in found:
@@ -158,9 +171,7 @@ def _print_rows(found: Any, fmt: str | None) -> None:
         writer = csv.DictWriter(sys.stdout, fieldnames=CSV_KEYS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for r in found:
-            writer.writerow(
-                {k: "" if r.get(k) is None else r[k] for k in CSV_KEYS} | {"providers": ",".join(r["providers"])}
-            )
+            writer.writerow({k: _cell(r.get(k)) for k in CSV_KEYS} | {"providers": ",".join(r["providers"])})
     else:
         for r in found:
             verdict_text = r["error"] and f"ERROR {r['error']}" or f"{r['label']:<10} {r['score']:.4g}"

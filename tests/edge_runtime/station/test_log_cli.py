@@ -106,6 +106,7 @@ def test_query_csv_has_the_warning_column(station_log, log_path: Path):
     write_items(station_log, 4)
     header = edge_log("query", log_path, "--csv").output.splitlines()[0].split(",")
     assert "warning" in header and header.index("warning") == header.index("error") + 1
+    assert {"unlike_training", "defect_box", "asymmetry", "has_image"} <= set(header)  # --json has them too
 
 
 def test_times_and_numbers_that_are_no_answer_are_usage_errors(station_log, log_path: Path):

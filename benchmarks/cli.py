@@ -210,20 +210,25 @@ def _names(paths: list[Path]) -> str:
 
 def _remove_partial(path: Path, csv_file: Path, png: Path) -> None:
     """A complete run removes what an interrupted run with the same --json left beside it (a reader could take
-    the older partial rows for the latest run). The CSV is named after the hardware, not the --json: it goes only
-    with this --json's own partial JSON. A file that cannot be removed is a warning: the run itself is done."""
+    the older partial rows for the latest run). The CSV is named after the hardware, not the --json: it is left
+    while another --json's partial JSON is beside it. The partial JSON goes last, so that a file that cannot be
+    removed (a warning: the run itself is done) is still found by the next complete run."""
     from benchmarks.report import interrupted_path
 
-    if not interrupted_path(path).is_file():
+    key = interrupted_path(path)
+    if not key.is_file():
         return
+    others = [p for p in path.parent.glob("*.interrupted.json") if p.name != key.name]
+    candidates = [interrupted_path(png)] + ([] if others else [interrupted_path(csv_file)]) + [key]
     removed, kept = [], []
-    for old in (interrupted_path(path), interrupted_path(csv_file), interrupted_path(png)):
+    for old in candidates:
         try:
             if old.is_file():
                 old.unlink()
                 removed.append(old)
         except OSError as exc:
             kept.append(f"{printable(str(old))} ({exc.strerror or exc})")
+            break  # keep the partial JSON (the key) while a file it belongs with is left
     if removed:
         click.echo(f"removed {_names(removed)} (an interrupted run's rows; this run is complete)", err=True)
     if kept:

@@ -358,5 +358,24 @@ def test_a_complete_run_leaves_another_json_s_partial_files_and_warns_on_one_it_
     monkeypatch.setattr(Path, "unlink", refuse)
     r = CliRunner().invoke(main, [*base, str(tmp_path / "x.json")])
     assert r.exit_code == 0, r.output
-    assert [p.name for p in tmp_path.glob("*.interrupted.*")] == ["x.interrupted.png"]
     assert "warning: could not remove" in r.stderr and "x.interrupted.png (Operation not permitted)" in r.stderr
+    # the partial JSON stays with its PNG, so that the next complete run finds and removes them (an orphaned PNG
+    # was never cleaned up)
+    assert sorted(p.name for p in tmp_path.glob("x.interrupted.*")) == ["x.interrupted.json", "x.interrupted.png"]
+    monkeypatch.setattr(Path, "unlink", real_unlink)
+    assert CliRunner().invoke(main, [*base, str(tmp_path / "x.json")]).exit_code == 0
+    assert not list(tmp_path.glob("x.interrupted.*"))
+
+
+def test_the_shared_partial_csv_stays_while_another_json_s_partial_run_is_beside_it(tmp_path, monkeypatch):
+    """x interrupted, then y interrupted (the hardware-named CSV now holds y's rows), then x complete: it removed
+    that CSV, and y's partial JSON and PNG were left without it."""
+    row = inference_row("defectnet", "cpu", 0.2, "int8")
+    base = [*TINY_COUNTS, "--no-torch", "--no-live", "--model", str(TINY), "--json"]
+    for name in ("x.json", "y.json"):
+        interrupted_after(monkeypatch, [row])
+        assert CliRunner().invoke(main, [*base, str(tmp_path / name)]).exit_code == ExitCode.INTERRUPTED
+    monkeypatch.setattr(runner, "run_worker", lambda job: ([row], []))
+    assert CliRunner().invoke(main, [*base, str(tmp_path / "x.json")]).exit_code == 0
+    left = sorted(p.name for p in tmp_path.glob("*.interrupted.*"))
+    assert left[0].startswith("bench-") and left[1:] == ["y.interrupted.json", "y.interrupted.png"], left

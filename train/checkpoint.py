@@ -220,7 +220,7 @@ def staged_torch_save(obj: Any, path: Path) -> Iterator[None]:
         # torch's zip writer reports a short write (a full disk, a file-size limit) as RuntimeError
         # "[enforce fail at inline_container.cc] ... unexpected pos", not as OSError: the size it would have had
         # tells the two apart.
-        why, advice = write_failure(exc, size=_saved_size(obj))
+        why, advice = write_failure(exc, size=_saved_size(obj), folder=path.parent)
         raise OutputError(f"{path}: cannot write checkpoint ({why}); {advice}") from exc
 
 

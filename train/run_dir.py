@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,18 +115,27 @@ def file_size_limit() -> int | None:
     return None if soft == resource.RLIM_INFINITY else int(soft)
 
 
-def write_failure(exc: BaseException, *, size: int | None = None) -> tuple[str, str]:
+def write_failure(exc: BaseException, *, size: int | None = None, folder: Path | None = None) -> tuple[str, str]:
     """Why a write of a run file failed, and the advice: (``why``, :data:`FREE_SPACE` or :data:`RAISE_LIMIT`).
 
     The file-size limit is blamed only when it stopped the write: the write failed with EFBIG, or (torch's zip
-    writer reports no errno) the file, ``size`` bytes, is larger than the limit. A full disk under a generous
-    limit is still a full disk."""
+    writer reports no errno) the file, ``size`` bytes, is larger than the limit while the disk under ``folder``
+    has room for more than the limit (the failed file is gone by now: with less room, the disk filled first).
+    A full disk under a generous limit is still a full disk."""
     limit = file_size_limit()
-    if limit is not None and (getattr(exc, "errno", None) == errno.EFBIG or (size is not None and size > limit)):
+    by_size = limit is not None and size is not None and size > limit and _room(folder) > limit
+    if limit is not None and (getattr(exc, "errno", None) == errno.EFBIG or by_size):
         return f"over this process's file-size limit, ulimit -f: {limit} bytes", RAISE_LIMIT
     if isinstance(exc, OSError):
         return str(exc.strerror or exc), FREE_SPACE
     return "the write stopped short: is the disk full?", FREE_SPACE
+
+
+def _room(folder: Path | None) -> int:
+    try:
+        return shutil.disk_usage(folder or ".").free
+    except OSError:
+        return 0
 
 
 @contextlib.contextmanager

@@ -311,6 +311,7 @@ def test_the_file_size_limit_is_blamed_only_when_it_stopped_the_write(monkeypatc
     import train.run_dir
 
     monkeypatch.setattr(train.run_dir, "file_size_limit", lambda: 4_000_000)
+    monkeypatch.setattr(train.run_dir, "_room", lambda folder: 10**12)
     why, advice = train.run_dir.write_failure(exc, size=size)
     if blamed == "limit":
         assert "ulimit -f: 4000000 bytes" in why and advice.startswith("raise the file-size limit")
@@ -331,3 +332,14 @@ def test_loc_head_advice_names_no_option_it_lacks(monkeypatch, tmp_path):
     (tmp_path / "best.pt").write_bytes(b"x")
     r = CliRunner().invoke(train.loc_head.main, [str(tmp_path / "best.pt")])
     assert r.exit_code == ExitCode.OUTPUT_ERROR and "free some space" in r.stderr and "--out" not in r.stderr
+
+
+def test_a_disk_that_filled_before_the_limit_is_blamed_as_a_full_disk(monkeypatch):
+    """A 1 MB disk under ulimit -f 2000 (2 MB): the checkpoint (larger than both) stopped at the disk, and the line
+    advised raising the limit."""
+    import train.run_dir
+
+    monkeypatch.setattr(train.run_dir, "file_size_limit", lambda: 2_048_000)
+    monkeypatch.setattr(train.run_dir, "_room", lambda folder: 1_000_000)  # less room than the limit
+    why, advice = train.run_dir.write_failure(RuntimeError("unexpected pos"), size=2_700_000)
+    assert "ulimit" not in why and advice.startswith("free some space")

@@ -271,6 +271,8 @@ def model_checkpoint(
 def load_checkpoint(path: Path) -> Checkpoint:
     """Load, verify (content hash) and validate a model checkpoint; errors say what is wrong with which file."""
     path = Path(path)
+    if path.is_dir():
+        raise ModelError(f"{path}: is a folder; pass the best.pt in it, written by train-model")
     if not path.is_file():
         raise ModelError(f"{path}: checkpoint not found; pass the best.pt written by train-model")
     try:
@@ -281,9 +283,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
         ) from exc
     if isinstance(ckpt, dict) and {"optimizer", "ema", "history"} <= ckpt.keys() and "format" not in ckpt:
         # train-model's last.pt: what --resume continues from, not a model (it said "retrain with train-model")
-        raise ModelError(
-            f"{path}: a training run's resume state (last.pt), not a model; use {path.with_name('best.pt')}"
-        )
+        best = path.with_name("best.pt")
+        use = str(best) if best.is_file() and best != path else "the best.pt of its run"
+        raise ModelError(f"{path}: a training run's resume state (last.pt), not a model; use {use}")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(
             f"{path}: not a defect-edge checkpoint of format {CHECKPOINT_FORMAT}; retrain with train-model"

@@ -235,3 +235,13 @@ def test_the_maintainer_tools_give_one_line_for_a_bad_checkpoint(tmp_path: Path,
     assert (
         proc.returncode == ExitCode.BAD_MODEL and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
     )
+
+
+def test_a_renamed_resume_state_or_a_folder_gets_advice_that_exists(tiny_run: Path, tmp_path: Path):
+    """A renamed last.pt was told to use a best.pt beside it that does not exist; a folder was 'not found'."""
+    renamed = tmp_path / "renamed.pt"
+    shutil.copy(tiny_run.with_name("last.pt"), renamed)
+    r = export_cli(renamed, "--out", tmp_path / "m.onnx")
+    assert_one_line_error(r, ExitCode.BAD_MODEL, "use the best.pt of its run")
+    r = export_cli(tmp_path, "--out", tmp_path / "m.onnx")
+    assert_one_line_error(r, ExitCode.BAD_MODEL, "is a folder")

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edge_runtime.summary import NO_PART, flagged_share
+from edge_runtime.summary import NO_PART, flagged_share, plural
 
 PROFILE_VERSION = 1
 # name -> (words, format of a value, the least slack around the training range)
@@ -123,7 +123,7 @@ def report(per_item: Sequence[list[str]], prof: StationProfile) -> list[str]:
     total = len(per_item)
     flagged = sum(1 for r in per_item if r)
     counts: Counter[str] = Counter(reason_kind(r) for rs in per_item for r in rs)
-    lines = [f"station check: {total} images, {flagged} ({100.0 * flagged / max(total, 1):.1f}%) unlike the "
+    lines = [f"station check: {plural(total, 'image')}, {flagged} ({100.0 * flagged / max(total, 1):.1f}%) unlike the "
              f"{prof.images} training images"]  # fmt: skip
     for kind, c in counts.most_common():
         lines.append(f"  {c:>6} ({100.0 * c / total:5.1f}%)  {kind}")
@@ -183,5 +183,5 @@ def check_folder(model: Any, paths: Sequence[Any]) -> list[str]:
         raise DataError(f"no readable images to check ({unreadable} unreadable); pass a folder of camera images")
     lines = report(per_item, prof)
     if unreadable:
-        lines.insert(1, f"  {unreadable} unreadable files were skipped")
+        lines.insert(1, f"  {plural(unreadable, 'unreadable file')} {'was' if unreadable == 1 else 'were'} skipped")
     return lines

@@ -37,12 +37,16 @@ def plural(n: int, word: str) -> str:
 def flagged_share(flagged: int, total: int) -> str:
     """``5 of 715 items (0.7%)``: the count, and a share that one item in thousands does not round to 0%.
 
-    >>> flagged_share(5, 715), flagged_share(1, 3000), flagged_share(2, 4)
-    ('5 of 715 items (0.7%)', '1 of 3000 items (<0.1%)', '2 of 4 items (50%)')
+    >>> flagged_share(5, 715), flagged_share(1, 3000), flagged_share(2, 4), flagged_share(1999, 2000)
+    ('5 of 715 items (0.7%)', '1 of 3000 items (<0.1%)', '2 of 4 items (50%)', '1999 of 2000 items (>99.9%)')
     """
     share = 100.0 * flagged / max(total, 1)
-    text = f"{share:.0f}%" if share >= 10 else f"{share:.1f}%" if share >= 0.05 else "<0.1%"
-    return f"{flagged} of {total} items ({text})"
+    text = f"{share:.0f}%" if 10 <= share < 99.5 or flagged == total else f"{share:.1f}%"
+    if 99.95 <= share < 100:
+        text = ">99.9%"  # 1999 of 2000 is not all of them
+    elif 0 < share < 0.05:
+        text = "<0.1%"
+    return f"{flagged} of {plural(total, 'item')} ({text})"
 
 
 class LatencyReservoir:

@@ -32,8 +32,19 @@ def make_sample_video(out: Path, *, frames_per_image: int = 3, fps: float = 6.0,
             writer.write(frame)
             n += 1
     writer.release()
+    got = _frames_in(out)
+    if got < n:  # OpenCV's writer reports no failed write (a full disk, a file-size limit): read the count back
+        raise OutputError(f"{out}: the video holds {got} of {n} frames (a full disk or a file-size limit?)")
     print(f"{out}: {len(images)} images x {frames_per_image} frames at {fps:g} fps", file=sys.stderr)
     return n
+
+
+def _frames_in(video: Path) -> int:
+    cap = cv2.VideoCapture(str(video))
+    try:
+        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
+    finally:
+        cap.release()
 
 
 def main() -> None:
@@ -47,6 +58,8 @@ def main() -> None:
     @debug_option
     @friendly_errors
     def command(out: Path, debug: bool) -> None:
+        if not debug:  # OpenCV's own warnings of a failed write; the error is one line of ours
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
         if out.suffix.lower() != ".avi":
             raise UsageError(f"{out}: the demo video is a Motion-JPEG .avi; name an .avi file")
         try:

@@ -155,3 +155,18 @@ def test_the_project_s_own_usage_errors_name_the_help_too(tmp_path) -> None:
         "--source", str(tmp_path / "parts"), "--output", str(tmp_path / "r.txt"), capture_output=True, text=True
     )
     assert proc.returncode == 2 and proc.stderr.strip().endswith("(see 'edge-infer --help')"), proc.stderr
+
+
+def test_the_demo_video_that_could_not_be_written_is_exit_7(tmp_path) -> None:
+    """Under a file-size limit (or on a full disk) it printed 25 OpenCV warnings, then success, exit 0."""
+    import resource
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_runtime.demo", str(tmp_path / "v.avi")],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False, preexec_fn=limited,
+    )  # fmt: skip
+    assert proc.returncode == 7 and proc.stderr.splitlines() == [proc.stderr.strip()], proc.stderr
+    assert "the video holds" in proc.stderr

@@ -17,8 +17,8 @@ from pathlib import Path
 import click
 import cv2
 
-from edge_runtime.cli_support import Command, debug_option, friendly_errors
-from edge_runtime.errors import DataError, require_extra
+from edge_runtime.cli_support import Command, debug_option, friendly_errors, once
+from edge_runtime.errors import DataError, OutputError, require_extra
 
 DEMO_VIDEO = Path("runs/demo/samples.avi")
 
@@ -65,9 +65,14 @@ def _bind(ctx: click.Context, param: click.Parameter, value: str) -> str:
     from edge_runtime.station.server import Bind
 
     try:  # checked before the demo camera starts (a ValueError traceback came after it)
-        Bind.parse(value)
+        bind = Bind.parse(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    if not bind.loopback:  # edge-infer asks for --token there, an option the demo does not have
+        raise click.BadParameter(
+            f"{value}: the demo serves this machine only (127.0.0.1:PORT); on a network, run edge-infer "
+            "--serve HOST:PORT --token SECRET"
+        )
     return value
 
 
@@ -77,7 +82,13 @@ def _bind(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option(
     "--serve", default="127.0.0.1:8080", show_default=True, callback=_bind, help="Where the station page is served."
 )
-@click.option("--log", "log", default="runs/station-demo/station.db", show_default=True, help="Inspection log.")
+@click.option(
+    "--log",
+    "log",
+    multiple=True,
+    callback=lambda ctx, param, values: once(param, values) or "runs/station-demo/station.db",
+    help="Inspection log [default: runs/station-demo/station.db].",
+)
 @click.option(
     "--camera-port", type=click.IntRange(1, 65535), default=8091, show_default=True, help="Port of the demo camera."
 )
@@ -104,7 +115,10 @@ def main(serve: str, log: str, camera_port: int, video: Path | None, debug: bool
     if not video.is_file():
         make_sample_video(video)
     frames, fps = video_jpegs(video)
-    sock = bind_socket(Bind("127.0.0.1", camera_port))
+    try:
+        sock = bind_socket(Bind("127.0.0.1", camera_port))
+    except OutputError as exc:  # the camera's port, not the page's: it said "choose another --serve"
+        raise OutputError(str(exc).replace("another --serve", "another --camera-port")) from exc
     server = uvicorn.Server(uvicorn.Config(camera_app(frames, fps), log_level="error", lifespan="off"))
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
     url = f"http://127.0.0.1:{camera_port}/video.mjpg"

@@ -111,6 +111,8 @@ def test_an_unquoted_pattern_the_shell_expanded_is_a_short_line_saying_to_quote_
         ("edge_runtime.station.demo", ["--camera-port", "99999"], 2, "--camera-port"),  # OverflowError traceback
         ("edge_runtime.station.demo", ["--serve", "nonsense"], 2, "is not HOST:PORT"),  # after the camera started
         ("edge_runtime.station.demo", ["--video", "/nonexistent/v.avi"], 3, "no such video"),  # it made one there
+        ("edge_runtime.station.demo", ["--serve", "0.0.0.0:8085"], 2, "serves this machine only"),  # "--token"
+        ("edge_runtime.station.demo", ["--log", "a.db", "--log", "b.db"], 2, "given 2 times"),
     ],
 )
 def test_the_demo_tools_take_options_as_options(module: str, args: list[str], code: int, words: str) -> None:

@@ -160,7 +160,8 @@ def test_more_threads_than_cores_is_a_usage_error(tmp_path: Path, synthetic_data
     r = subprocess.run([sys.executable, "-m", "train.cli", *args], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == ExitCode.USAGE, r.stderr
     assert r.stderr.strip().splitlines() == [
-        f"error: --threads 100000 is out of range; use 1..{os.cpu_count()} (this machine's CPU cores)"
+        f"error: --threads 100000 is out of range; use 1..{os.cpu_count()} (this machine's CPU cores) "
+        "(see 'python -m train.cli --help')"  # a usage error names the command's help, as click's own do
     ]
 
 

@@ -154,8 +154,9 @@ def once(param: click.Parameter, values: tuple[Any, ...]) -> Any:
 
 
 def fail(message: str, code: ExitCode) -> NoReturn:
-    """Print ``error: message`` on stderr and exit with ``code``."""
-    click.echo(f"error: {printable(str(message))}", err=True)  # one line, whatever a file name holds
+    """Print ``error: message`` on stderr and exit with ``code`` (also when stderr cannot be written)."""
+    with contextlib.suppress(OSError, ValueError):
+        click.echo(f"error: {printable(str(message))}", err=True)  # one line, whatever a file name holds
     sys.exit(int(code))
 
 

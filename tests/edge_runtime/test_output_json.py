@@ -180,3 +180,24 @@ def test_an_output_suffix_that_names_no_format_is_a_usage_error(tmp_path: Path, 
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and ".jsonl, .json or .csv" in result.stderr, result.output
     assert not (tmp_path / "r.txt").exists()
+
+
+def test_a_csv_emptied_between_the_size_check_and_the_append_gets_its_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row landed at the start of the emptied file without the header, for good."""
+    path = tmp_path / "r.csv"
+    sink = open_file_sink(path)
+    sink.write({"source": "a.png"})
+    real_write = os.write
+
+    def emptied_first(fd: int, data: bytes | memoryview) -> int:
+        if fd == sink.fd and b"b.png" in bytes(data) and not bytes(data).startswith(b"source,"):
+            os.truncate(path, 0)  # another program empties the file just before the append
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", emptied_first)
+    sink.write({"source": "b.png"})
+    monkeypatch.undo()
+    sink.close()
+    assert [r["source"] for r in csv.DictReader(io.StringIO(path.read_text()))] == ["b.png"]

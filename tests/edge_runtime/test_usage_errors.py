@@ -172,3 +172,10 @@ def test_the_demo_video_that_could_not_be_written_is_exit_7(tmp_path) -> None:
     )  # fmt: skip
     assert proc.returncode == 7 and proc.stderr.splitlines() == [proc.stderr.strip()], proc.stderr
     assert "the video holds" in proc.stderr
+
+
+def test_help_onto_a_full_stdout_and_stderr_still_exits_7() -> None:
+    """The error line could not be written either, and the exit was 1, "internal error"."""
+    with open("/dev/full", "w") as full:
+        proc = _edge_infer("--help", stdout=full, stderr=full)
+    assert proc.returncode == 7

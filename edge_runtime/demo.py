@@ -6,6 +6,8 @@ runs/demo/samples.avi: 17 images x 3 frames at 6 fps
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -18,23 +20,30 @@ SAMPLES = Path(__file__).resolve().parent / "samples"
 
 
 def make_sample_video(out: Path, *, frames_per_image: int = 3, fps: float = 6.0, size: int = 300) -> int:
-    """Write every sample image ``frames_per_image`` times as a Motion-JPEG .avi; returns the frame count."""
+    """Write every sample image ``frames_per_image`` times as a Motion-JPEG .avi; returns the frame count. The
+    video is written beside ``out`` and put in place only once complete: a failed write (a full disk, a file-size
+    limit) leaves ``out`` as it was, never a short video that the station demo would then play."""
     images = sorted(p for p in SAMPLES.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # MJPG in .avi is written by every opencv-python build (no system codec needed).
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, (size, size))
-    if not writer.isOpened():
-        raise OutputError(f"{out}: cannot write a video there; choose another path")
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")  # OpenCV picks the container by suffix
     n = 0
-    for p in images:
-        frame = cv2.resize(cv2.imread(str(p), cv2.IMREAD_COLOR), (size, size), interpolation=cv2.INTER_AREA)
-        for _ in range(frames_per_image):
-            writer.write(frame)
-            n += 1
-    writer.release()
-    got = _frames_in(out)
-    if got < n:  # OpenCV's writer reports no failed write (a full disk, a file-size limit): read the count back
-        raise OutputError(f"{out}: the video holds {got} of {n} frames (a full disk or a file-size limit?)")
+    try:
+        # MJPG in .avi is written by every opencv-python build (no system codec needed).
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (size, size))
+        if not writer.isOpened():
+            raise OutputError(f"{out}: cannot write a video there; choose another path")
+        for p in images:
+            frame = cv2.resize(cv2.imread(str(p), cv2.IMREAD_COLOR), (size, size), interpolation=cv2.INTER_AREA)
+            for _ in range(frames_per_image):
+                writer.write(frame)
+                n += 1
+        writer.release()
+        if _frames_in(tmp) < n:  # OpenCV's writer reports no failed write: read the count back
+            raise OutputError(f"{out}: the video could not be written whole (a full disk or a file-size limit?)")
+        os.replace(tmp, out)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
     print(f"{out}: {len(images)} images x {frames_per_image} frames at {fps:g} fps", file=sys.stderr)
     return n
 

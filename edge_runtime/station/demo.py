@@ -61,6 +61,10 @@ def camera_app(frames: list[bytes], fps: float):  # noqa: ANN201 - a Starlette a
     return Starlette(routes=[Route("/video.mjpg", video)])
 
 
+def _or_default(value: str | None, default: str) -> str:
+    return default if value is None else value  # an empty --log '' is edge-infer's to refuse, not replaced
+
+
 def _bind(ctx: click.Context, param: click.Parameter, value: str) -> str:
     from edge_runtime.station.server import Bind
 
@@ -86,7 +90,7 @@ def _bind(ctx: click.Context, param: click.Parameter, value: str) -> str:
     "--log",
     "log",
     multiple=True,
-    callback=lambda ctx, param, values: once(param, values) or "runs/station-demo/station.db",
+    callback=lambda ctx, param, values: _or_default(once(param, values), "runs/station-demo/station.db"),
     help="Inspection log [default: runs/station-demo/station.db].",
 )
 @click.option(
@@ -113,6 +117,8 @@ def main(serve: str, log: str, camera_port: int, video: Path | None, debug: bool
 
     video = video or DEMO_VIDEO
     if not video.is_file():
+        if not debug:  # OpenCV's warnings of a failed write: the error is one line of ours
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
         make_sample_video(video)
     frames, fps = video_jpegs(video)
     try:

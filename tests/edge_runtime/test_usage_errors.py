@@ -171,7 +171,23 @@ def test_the_demo_video_that_could_not_be_written_is_exit_7(tmp_path) -> None:
         cwd=REPO, capture_output=True, text=True, timeout=120, check=False, preexec_fn=limited,
     )  # fmt: skip
     assert proc.returncode == 7 and proc.stderr.splitlines() == [proc.stderr.strip()], proc.stderr
-    assert "the video holds" in proc.stderr
+    assert "could not be written whole" in proc.stderr
+    assert not list(tmp_path.iterdir())  # no short video left for the station demo to play, nor a temporary one
+
+
+def test_a_demo_video_that_fails_leaves_the_good_one_in_place(tmp_path) -> None:
+    import resource
+
+    good = tmp_path / "v.avi"
+    assert subprocess.run([sys.executable, "-m", "edge_runtime.demo", str(good)], cwd=REPO, check=False).returncode == 0
+    before = good.read_bytes()
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    proc = subprocess.run([sys.executable, "-m", "edge_runtime.demo", str(good)], cwd=REPO, capture_output=True,
+                          text=True, check=False, preexec_fn=limited)  # fmt: skip
+    assert proc.returncode == 7 and good.read_bytes() == before  # a good video was cut to 100 kB
 
 
 def test_help_onto_a_full_stdout_and_stderr_still_exits_7() -> None:

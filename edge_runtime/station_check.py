@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edge_runtime.summary import NO_PART, flagged_share, plural
+from edge_runtime.summary import NO_PART, flagged_share, plural, share_text
 
 PROFILE_VERSION = 1
 # name -> (words, format of a value, the least slack around the training range)
@@ -123,10 +123,10 @@ def report(per_item: Sequence[list[str]], prof: StationProfile) -> list[str]:
     total = len(per_item)
     flagged = sum(1 for r in per_item if r)
     counts: Counter[str] = Counter(reason_kind(r) for rs in per_item for r in rs)
-    lines = [f"station check: {plural(total, 'image')}, {flagged} ({100.0 * flagged / max(total, 1):.1f}%) unlike the "
+    lines = [f"station check: {plural(total, 'image')}, {flagged} ({share_text(flagged, total)}) unlike the "
              f"{prof.images} training images"]  # fmt: skip
     for kind, c in counts.most_common():
-        lines.append(f"  {c:>6} ({100.0 * c / total:5.1f}%)  {kind}")
+        lines.append(f"  {c:>6} ({share_text(c, total):>6})  {kind}")
     if flagged / max(total, 1) > 0.01:
         lines.append(
             "  -> do not trust these verdicts yet: adjust light and framing to look like the training images, or "

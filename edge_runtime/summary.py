@@ -34,6 +34,22 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def share_text(part: int, whole: int) -> str:
+    """A percentage with one decimal that never rounds a few items to 0% or all but a few to 100%.
+
+    >>> share_text(5, 715), share_text(1, 3000), share_text(1999, 2000), share_text(3, 3), share_text(0, 9)
+    ('0.7%', '<0.1%', '>99.9%', '100.0%', '0.0%')
+    """
+    if not whole:
+        return "n/a"
+    share = 100.0 * part / whole
+    if 0 < share < 0.05:
+        return "<0.1%"
+    if 99.95 <= share < 100:
+        return ">99.9%"  # 1999 of 2000 is not all of them
+    return f"{share:.1f}%"
+
+
 def flagged_share(flagged: int, total: int) -> str:
     """``5 of 715 items (0.7%)``: the count, and a share that one item in thousands does not round to 0%.
 
@@ -41,11 +57,7 @@ def flagged_share(flagged: int, total: int) -> str:
     ('5 of 715 items (0.7%)', '1 of 3000 items (<0.1%)', '2 of 4 items (50%)', '1999 of 2000 items (>99.9%)')
     """
     share = 100.0 * flagged / max(total, 1)
-    text = f"{share:.0f}%" if 10 <= share < 99.5 or flagged == total else f"{share:.1f}%"
-    if 99.95 <= share < 100:
-        text = ">99.9%"  # 1999 of 2000 is not all of them
-    elif 0 < share < 0.05:
-        text = "<0.1%"
+    text = f"{share:.0f}%" if 10 <= share < 99.5 or flagged == total else share_text(flagged, total)
     return f"{flagged} of {plural(total, 'item')} ({text})"
 
 

@@ -70,7 +70,9 @@ def main() -> None:
 
 
 def _pct(part: int, whole: int) -> str:
-    return f"{100 * part / whole:.1f}%" if whole else "n/a"
+    from edge_runtime.summary import share_text
+
+    return share_text(part, whole)
 
 
 def summary_text(db: Path, s: dict[str, Any]) -> str:

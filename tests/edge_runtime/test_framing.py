@@ -115,3 +115,13 @@ def test_summary_and_report_say_how_many_and_why():
     assert line == "2 of 4 items (50%) look unlike the training images: background brighter than any training image"
     text = "\n".join(report(per_item, prof))
     assert "4 images, 2 (50.0%) unlike" in text and "do not trust" in text
+
+
+def test_the_check_station_report_never_rounds_all_but_one_to_100_or_one_to_0():
+    """--check-station printed "1999 (100.0%) unlike" for 1999 of 2000 images and "1 (0.0%)" for 1 of 2001."""
+    prof = profile([{"background": 150.0}, {"background": 190.0}])
+    bright, grey = reasons({"background": 235.0}, prof), reasons({"background": 170.0}, prof)
+    text = "\n".join(report([bright] * 1999 + [grey], prof))
+    assert "2000 images, 1999 (>99.9%) unlike" in text and "100.0%" not in text
+    text = "\n".join(report([grey] * 2000 + [bright], prof))
+    assert "2001 images, 1 (<0.1%) unlike" in text

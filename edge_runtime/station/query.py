@@ -31,6 +31,10 @@ ROW_SQL = (
 )
 
 
+# Keys a record may carry beside its verdict (edge-infer writes them when set).
+ROW_EXTRAS = ("defect_box", "unlike_training", "asymmetry")
+
+
 def open_reader(path: Path | str) -> sqlite3.Connection:
     """A read-only connection (raises :class:`~edge_runtime.errors.OutputError`, exit 7, for a bad file)."""
     return connect(path, readonly=True)
@@ -111,8 +115,9 @@ def _row(r: tuple) -> dict[str, Any]:
         "precision": r[16],
         "has_image": bool(r[17]),
     }
-    if r[12]:
-        out |= {k: v for k, v in json.loads(r[12]).items() if k not in out}
+    extra = json.loads(r[12]) if r[12] else {}
+    out |= {k: extra.get(k) for k in ROW_EXTRAS}  # every row has these keys (None when unset), as the CSV has
+    out |= {k: v for k, v in extra.items() if k not in out}
     return out
 
 

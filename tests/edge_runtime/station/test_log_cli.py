@@ -107,6 +107,8 @@ def test_query_csv_has_the_warning_column(station_log, log_path: Path):
     header = edge_log("query", log_path, "--csv").output.splitlines()[0].split(",")
     assert "warning" in header and header.index("warning") == header.index("error") + 1
     assert {"unlike_training", "defect_box", "asymmetry", "has_image"} <= set(header)  # --json has them too
+    rows = [json.loads(x) for x in edge_log("query", log_path, "--json").output.splitlines()]
+    assert len({tuple(r) for r in rows}) == 1 and "defect_box" in rows[0]  # the same keys on every row
 
 
 def test_times_and_numbers_that_are_no_answer_are_usage_errors(station_log, log_path: Path):

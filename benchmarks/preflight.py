@@ -41,7 +41,11 @@ def check_inputs(models: tuple[Path, ...], checkpoint: Path | None, threads: tup
         check_threads(t)
     for model in models:
         check_model_file(model)
-    if checkpoint is not None and not checkpoint.is_file():
+    if checkpoint is None:
+        return
+    if checkpoint.is_dir():
+        raise ModelError(f"{checkpoint}: is a folder; pass --checkpoint the DefectNet best.pt in it")
+    if not checkpoint.is_file():
         raise ModelError(f"{checkpoint}: checkpoint not found; pass --checkpoint a DefectNet best.pt from train-model")
 
 

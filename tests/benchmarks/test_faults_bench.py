@@ -379,3 +379,9 @@ def test_the_shared_partial_csv_stays_while_another_json_s_partial_run_is_beside
     assert CliRunner().invoke(main, [*base, str(tmp_path / "x.json")]).exit_code == 0
     left = sorted(p.name for p in tmp_path.glob("*.interrupted.*"))
     assert left[0].startswith("bench-") and left[1:] == ["y.interrupted.json", "y.interrupted.png"], left
+
+
+def test_a_folder_given_as_checkpoint_is_called_a_folder(tmp_path, no_jobs):
+    """It said "checkpoint not found" for a folder that exists."""
+    r = CliRunner().invoke(main, [*TINY_COUNTS, "--model", str(TINY), "--checkpoint", str(tmp_path)])
+    assert r.exit_code == ExitCode.BAD_MODEL and "is a folder" in one_error_line(r) and no_jobs == []

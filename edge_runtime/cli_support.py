@@ -123,10 +123,7 @@ def _one_line(exc: click.UsageError, where: str) -> click.UsageError:
 def _help_not_written(exc: OSError) -> NoReturn:
     """The help was asked for and could not be printed: a reader that went away (``--help | head -3``) ends it
     quietly; a stdout that cannot be written is one line, exit 7 (it was a traceback)."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())  # the interpreter's last flush would fail again
-        os.close(null)
+    _stdout_to_devnull()
     if isinstance(exc, BrokenPipeError):
         sys.exit(0)
     fail(f"stdout: cannot write the help ({exc.strerror or exc}); check where stdout goes", ExitCode.OUTPUT_ERROR)
@@ -168,13 +165,18 @@ def stdout_errors() -> Iterator[None]:
         yield
         sys.stdout.flush()
     except OSError as exc:
-        # Point fd 1 at /dev/null: the interpreter's last flush of what is still buffered would fail again.
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, sys.stdout.fileno())
-            os.close(null)
+        _stdout_to_devnull()
         if not isinstance(exc, BrokenPipeError):
             raise OutputError(f"stdout: cannot write ({exc.strerror or exc}); check where stdout goes") from exc
+
+
+def _stdout_to_devnull() -> None:
+    """Point fd 1 at /dev/null once stdout failed: the interpreter's last flush of what is still buffered would
+    fail again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
 
 
 def standard_streams() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 
 from edge_runtime.errors import OutputError, UsageError
+from edge_runtime.opencv_paths import video_frame_count
 from edge_runtime.preprocess import IMAGE_SUFFIXES
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
@@ -38,7 +39,7 @@ def make_sample_video(out: Path, *, frames_per_image: int = 3, fps: float = 6.0,
                 writer.write(frame)
                 n += 1
         writer.release()
-        if _frames_in(tmp) < n:  # OpenCV's writer reports no failed write: read the count back
+        if video_frame_count(tmp) < n:  # OpenCV's writer reports no failed write: read the count back
             raise OutputError(f"{out}: the video could not be written whole (a full disk or a file-size limit?)")
         os.replace(tmp, out)
     finally:
@@ -46,14 +47,6 @@ def make_sample_video(out: Path, *, frames_per_image: int = 3, fps: float = 6.0,
             tmp.unlink()
     print(f"{out}: {len(images)} images x {frames_per_image} frames at {fps:g} fps", file=sys.stderr)
     return n
-
-
-def _frames_in(video: Path) -> int:
-    cap = cv2.VideoCapture(str(video))
-    try:
-        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
-    finally:
-        cap.release()
 
 
 def main() -> None:

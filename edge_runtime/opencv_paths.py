@@ -45,3 +45,16 @@ def opencv_path(path: str | os.PathLike[str]) -> Iterator[str]:
         yield link
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def video_frame_count(path: str | os.PathLike[str]) -> int:
+    """The frame count a video file declares (0 where it cannot be opened): OpenCV's writer reports no failed
+    write, so a written video is read back with this."""
+    import cv2
+
+    with opencv_path(path) as name:
+        cap = cv2.VideoCapture(name)
+    try:
+        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
+    finally:
+        cap.release()

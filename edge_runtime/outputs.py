@@ -234,12 +234,9 @@ class FileSink:
         self.begin()
         if not self.json_array:
             data = self.encode(rec)
-            headed = self.csv_format and self.regular and os.fstat(self.fd).st_size == 0
-            if headed:
-                data = self._csv_row(list(RECORD_KEYS)) + data  # emptied under the run: the header first again
             self._write(data)
-            if self.csv_format and self.regular and not headed and os.fstat(self.fd).st_size == len(data):
-                # emptied between the size check and the append: the row landed first, without the header
+            if self.csv_format and self.regular and os.fstat(self.fd).st_size == len(data):
+                # the row landed first in a file emptied under the run: the header goes before it again
                 os.ftruncate(self.fd, 0)
                 self._write(self._csv_row(list(RECORD_KEYS)) + data)
             return

@@ -68,14 +68,9 @@ def check_saved_video(saver: Any) -> None:
     """``--save OUT.mp4``: OpenCV's writer reports no write error, so read the frame count back."""
     if not getattr(saver, "is_video", False) or not getattr(saver, "count", 0):
         return
-    import cv2
+    from edge_runtime.opencv_paths import video_frame_count
 
-    from edge_runtime.opencv_paths import opencv_path
-
-    with opencv_path(saver.target) as name:
-        cap = cv2.VideoCapture(name)
-    got = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
-    cap.release()
+    got = video_frame_count(saver.target)
     if got < saver.count:
         raise OutputError(
             f"{saver.target}: the saved video holds {got} of {saver.count} frames (a full disk, a file-size limit "

@@ -107,13 +107,20 @@ def _bind(ctx: click.Context, param: click.Parameter, value: str) -> str:
 def main(serve: str, log: str, camera_port: int, video: Path | None, debug: bool) -> None:
     if video is not None and not video.is_file():  # a named video was made from the samples, even at /
         raise DataError(f"{video}: no such video; leave --video out to play the sample video")
+    from edge_runtime.station.server import Bind, bind_socket
+
+    page = Bind.parse(serve)
+    if page.port == camera_port:  # the camera took the port, then the page failed on it: "choose another --serve"
+        raise click.BadOptionUsage(
+            "camera_port", f"--camera-port {camera_port}: the station page is served there (--serve {serve})"
+        )
+    bind_socket(page).close()  # a taken page port fails now, not after the camera has started and its URL shown
     require_extra("starlette", "station")
     require_extra("uvicorn", "station")
     import uvicorn
 
     from edge_runtime.cli import main as edge_infer
     from edge_runtime.demo import make_sample_video
-    from edge_runtime.station.server import Bind, bind_socket
 
     video = video or DEMO_VIDEO
     if not video.is_file():
@@ -129,7 +136,7 @@ def main(serve: str, log: str, camera_port: int, video: Path | None, debug: bool
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
     url = f"http://127.0.0.1:{camera_port}/video.mjpg"
     print(f"demo camera: {video} ({len(frames)} frames at {fps:g} fps, looped) at {url}", file=sys.stderr)
-    print(f"station page: {Bind.parse(serve).url}  (Ctrl-C stops)", file=sys.stderr, flush=True)
+    print(f"station page: {page.url}  (Ctrl-C stops)", file=sys.stderr, flush=True)
     edge_infer.main(["--source", url, "--serve", serve, "--log", log, "--station", "demo", "--quiet"])
 
 

@@ -195,3 +195,32 @@ def test_help_onto_a_full_stdout_and_stderr_still_exits_7() -> None:
     with open("/dev/full", "w") as full:
         proc = _edge_infer("--help", stdout=full, stderr=full)
     assert proc.returncode == 7
+
+
+def test_the_station_demo_finds_its_page_port_taken_before_its_camera_starts() -> None:
+    """A busy --serve port was found only after the demo camera had started and the page's URL was printed."""
+    import socket
+
+    from tests.edge_runtime.test_streams import free_port
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        args = ["--serve", f"127.0.0.1:{port}", "--camera-port", str(free_port())]
+        proc = subprocess.run(
+            [sys.executable, "-m", "edge_runtime.station.demo", *args],
+            cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert proc.returncode == 7 and proc.stderr.splitlines() == [proc.stderr.strip()], proc.stderr
+    assert f"127.0.0.1:{port}: cannot serve there" in proc.stderr and "demo camera" not in proc.stderr
+
+
+def test_the_station_demo_refuses_one_port_for_its_camera_and_its_page() -> None:
+    args = ["--serve", "127.0.0.1:8093", "--camera-port", "8093"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_runtime.station.demo", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "--camera-port 8093: the station page is served there" in proc.stderr, proc.stderr
+    assert "demo camera" not in proc.stderr

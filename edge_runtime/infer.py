@@ -382,8 +382,8 @@ def _finish(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log: Lo
             for kept in (cfg.output, cfg.summary_path):
                 if kept is not None:
                     log(f"{kept}: left as it was (the run stopped before its source was read)")
-    except OutputError as exc:
-        summary.output_error = summary.output_error or str(exc)
+    except OutputError as exc:  # another file than --output's: both are named (a full disk fails both)
+        summary.output_error = f"{summary.output_error}; {exc}" if summary.output_error else str(exc)
     if summary.output_error:
         log(f"error: {summary.output_error}")
     elif exit_code(cfg, summary) is ExitCode.BAD_DATA:  # exit 3 came with the summary alone; every error, a line

@@ -831,3 +831,33 @@ def test_names_on_stderr_are_one_line_each(tmp_path, tiny_model):
     only_hidden = invoke(["--model", str(tiny_model), "--source", f"{folder}/*.png"])
     assert check(only_hidden, ExitCode.BAD_DATA, error_lines=1) == []
     assert "(hidden, passed over: .x\\ny.png, .z.png)" in only_hidden.stderr
+
+
+def test_a_full_disk_names_the_summary_it_could_not_write_beside_the_output(tmp_path, tiny_model, monkeypatch):
+    """On a full disk the --output error was reported and the --summary that could not be written was not."""
+    import errno
+    import os
+
+    from edge_runtime import atomic
+
+    folder = tmp_path / "parts"
+    write_parts(folder, GOOD_LEVELS)
+    out, summary = tmp_path / "r.jsonl", tmp_path / "s.json"
+    real_write = os.write
+
+    def full_disk(fd: int, data) -> int:
+        if os.readlink(f"/proc/self/fd/{fd}") == str(out):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    def no_room(path, text, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_disk)
+    monkeypatch.setattr(atomic, "atomic_write_text", no_room)
+    result = invoke(
+        ["--model", str(tiny_model), "--source", str(folder), "--output", str(out), "--summary", str(summary)]
+    )
+    assert result.exit_code == ExitCode.OUTPUT_ERROR, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(out) in errors[0] and f"{summary}: cannot write the summary" in errors[0], errors

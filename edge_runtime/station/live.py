@@ -24,6 +24,7 @@ import numpy as np
 
 from edge_runtime.station.log import RunInfo, thumbnail
 
+FINAL_STATES = ("finished", "stopped", "lost")
 STATE_FOR_EVENT = (
     ("reconnected", "connected"),
     ("lost", "lost"),
@@ -87,6 +88,8 @@ class LiveState:
         self.jpeg_seq = 0
         self.watchers = 0
         self.wanted_until = 0.0
+        self.status_asked = 0.0  # monotonic time of the last status request (the page asks every second)
+        self.final_told = False  # a status request was answered with the run's end
         self._stop = threading.Event()
         self._encoder = threading.Thread(target=self._encode_loop, name="station encoder", daemon=True)
         self._encoder.start()
@@ -110,7 +113,7 @@ class LiveState:
         mono, wall = at if at is not None else (time.monotonic(), time.time())
         now, minute = mono, int(wall // 60)
         with self.lock:
-            bucket = self.minutes.setdefault(minute, [0, 0])
+            bucket = self.minutes.setdefault(minute, [0, 0, 0])  # items, defective, errors
             for k, rec in enumerate(records):
                 rid = ids[k] if ids else self.next_id
                 self.next_id = rid + 1
@@ -118,6 +121,7 @@ class LiveState:
                 bucket[0] += 1
                 if rec.get("error") is not None:
                     self.errors += 1
+                    bucket[2] += 1
                 elif rec.get("defective"):
                     self.defective += 1
                     bucket[1] += 1
@@ -128,7 +132,8 @@ class LiveState:
                     self.warned += 1
                 if rec.get("unlike_training"):
                     self.unlike += 1
-                    self.last_unlike = str(rec["unlike_training"])
+                    why = rec["unlike_training"]  # the station check's reasons, a list in the record
+                    self.last_unlike = "; ".join(map(str, why)) if isinstance(why, list | tuple) else str(why)
                 self.stamps.append(now)
                 self.recent.append((rid, rec))
             if self.live_source:
@@ -155,6 +160,18 @@ class LiveState:
         with self.lock:
             self.source_state = "lost" if error else "stopped" if interrupted else "finished"
 
+    def linger(self, max_s: float = 2.5, *, polled_within_s: float = 3.0) -> None:
+        """After the run has ended: while a page that was polling has not yet been told so, keep serving (at most
+        ``max_s``). The page then shows the run's end and its final counts ("finished", "lost"), not the state of
+        its last poll before the view closed."""
+        deadline = time.monotonic() + max_s
+        while time.monotonic() < deadline:
+            with self.lock:
+                told, asked = self.final_told or self.source_state not in FINAL_STATES, self.status_asked
+            if told or time.monotonic() - asked > polled_within_s:
+                return
+            time.sleep(0.05)
+
     def stop(self) -> None:
         self._stop.set()
         self._encoder.join(2.0)
@@ -169,6 +186,8 @@ class LiveState:
 
     def status(self) -> dict[str, Any]:
         with self.lock:
+            self.status_asked = time.monotonic()
+            self.final_told = self.final_told or self.source_state in FINAL_STATES
             lat, info = list(self.latencies), self.info
             judged = self.items - self.errors
             out = {
@@ -218,17 +237,14 @@ class LiveState:
         since = (time.time() - hours * 3600) // 60
         buckets: dict[int, list[int]] = {}
         with self.lock:
-            for minute, (n, d) in self.minutes.items():
+            for minute, counts in self.minutes.items():
                 if minute >= since:
-                    b = buckets.setdefault(minute * 60 // bucket_s, [0, 0])
-                    b[0] += n
-                    b[1] += d
-        from edge_runtime.station.query import iso
+                    b = buckets.setdefault(minute * 60 // bucket_s, [0, 0, 0])
+                    for i, c in enumerate(counts):
+                        b[i] += c
+        from edge_runtime.station.query import rate_bucket
 
-        return [
-            {"start": iso(b * bucket_s), "items": n, "defective": d, "rate": round(d / n, 4) if n else None}
-            for b, (n, d) in sorted(buckets.items())
-        ]
+        return [rate_bucket(b * bucket_s, n, d, e) for b, (n, d, e) in sorted(buckets.items())]
 
     def want_frames(self) -> None:
         """A viewer asked for a frame: keep encoding for the next few seconds."""

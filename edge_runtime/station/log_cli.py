@@ -89,7 +89,7 @@ def summary_text(db: Path, s: dict[str, Any]) -> str:
     ]
     lines += [
         f"  {b['start'][:13]}h  {b['items']:>8} items  {b['defective']:>6} defective  "
-        f"{_pct(b['defective'], b['items']):>6}"
+        f"{_pct(b['defective'], b['items'] - b['errors']):>6}"
         for b in s["per_hour"]
     ] or ["  (none)"]
     lines.append("models seen:")

@@ -155,7 +155,7 @@ def percentile_sql(con: sqlite3.Connection, where: str, args: list, q: float, co
     """The ``q``-th percentile of latency_ms without loading every row (nearest rank)."""
     if count == 0:
         return None
-    k = min(count - 1, max(0, round(q / 100 * (count - 1))))
+    k = min(count - 1, max(0, math.ceil(q / 100 * count) - 1))  # as the station page's (live.nearest_rank)
     extra = " AND " if where else " WHERE "
     found = con.execute(
         f"SELECT i.latency_ms FROM inspections i{where}{extra}i.latency_ms IS NOT NULL "
@@ -165,17 +165,22 @@ def percentile_sql(con: sqlite3.Connection, where: str, args: list, q: float, co
     return None if found is None else round(float(found[0]), 3)
 
 
+def rate_bucket(start: float, items: int, defective: int, errors: int) -> dict[str, Any]:
+    """One bucket of the defect rate: defective items among those judged (unreadable items have no verdict, as
+    in the summary's own rate; they were counted in the hour's but not in the headline's)."""
+    judged = items - errors
+    rate = round(defective / judged, 4) if judged else None
+    return {"start": iso(start), "items": items, "defective": defective, "errors": errors, "rate": rate}
+
+
 def rate_buckets(con: sqlite3.Connection, flt: Filter, bucket_s: float = 3600.0) -> list[dict[str, Any]]:
-    """Items, defective and defect rate per ``bucket_s`` (UTC-aligned), oldest first."""
+    """Items, defective, errors and defect rate per ``bucket_s`` (UTC-aligned), oldest first."""
     where, args = flt.where()
-    out = []
     sql = (
-        f"SELECT CAST(i.time / ? AS INTEGER) AS b, count(*), coalesce(sum(i.defective), 0) FROM inspections i{where} "
-        "GROUP BY b ORDER BY b"
+        "SELECT CAST(i.time / ? AS INTEGER) AS b, count(*), coalesce(sum(i.defective), 0), count(i.error) "
+        f"FROM inspections i{where} GROUP BY b ORDER BY b"
     )
-    for b, n, d in con.execute(sql, [bucket_s, *args]):
-        out.append({"start": iso(b * bucket_s), "items": n, "defective": d, "rate": round(d / n, 4) if n else None})
-    return out
+    return [rate_bucket(b * bucket_s, n, d, e) for b, n, d, e in con.execute(sql, [bucket_s, *args])]
 
 
 def summary(con: sqlite3.Connection, flt: Filter) -> dict[str, Any]:

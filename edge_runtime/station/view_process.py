@@ -95,6 +95,7 @@ def serve_view(sock: socket.socket, feed: Any, ready: Any, wanted: Any, cfg: Vie
             ready.close()
     if ok:
         follow(feed, live, cfg.parent_pid)
+        live.linger()
     closing.set()  # the stream responses end, so uvicorn can shut down
     server.should_exit = True
     thread.join(5.0)

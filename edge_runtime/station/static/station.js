@@ -4,6 +4,11 @@
 
 const $ = (id) => document.getElementById(id);
 let lastGalleryKey = "";
+// What the page last heard from the station, and when: the figures stay on screen when the station stops
+// answering (its process killed, the network down, the run ended), marked as the last received.
+const FINAL = new Set(["finished", "stopped", "lost"]);
+const CONTACT_LOST_MS = 3000;
+let lastStatus = null, lastContact = 0, lastItems = -1, lastItemAt = 0;
 
 async function getJSON(path) {
   const response = await fetch(path, { cache: "no-store" });
@@ -21,7 +26,47 @@ function duration(seconds) {
   return h ? `${h} h ${m} min` : m ? `${m} min ${s % 60} s` : `${s} s`;
 }
 
+function clock(ms) {
+  return new Date(ms).toLocaleTimeString([], { hour12: false });
+}
+
+function showStale(delivering) {
+  // Without new items the picture and its verdict are the last ones, not the part on the line now.
+  $("stream").classList.toggle("stale", !delivering);
+  const note = $("stream-note");
+  if (!delivering && lastItemAt) {
+    note.hidden = false;
+    note.textContent = `last picture: no new item since ${clock(lastItemAt)}`;
+  } else if (note.textContent.startsWith("last picture")) {
+    note.hidden = true;
+  }
+}
+
+function showNoContact() {
+  if (!lastContact || Date.now() - lastContact < CONTACT_LOST_MS) return;
+  const state = lastStatus ? lastStatus.source_state : "starting";
+  const ended = FINAL.has(state);
+  $("source-state").textContent = ended ? `${state} · view closed` : "no contact";
+  $("source-state").className = `pill ${ended ? state : "lost"}`;
+  $("contact").hidden = false;
+  $("contact").textContent = ended
+    ? `The run ended (${state}) and its web view has closed: the figures below are its last.`
+    : `No contact with the station since ${clock(lastContact)}: the figures below are the last received. ` +
+      "Is edge-infer still running?";
+  document.body.classList.add("no-contact");
+  showStale(false);
+}
+
 function showStatus(st) {
+  lastStatus = st;
+  lastContact = Date.now();
+  if (st.items !== lastItems) {
+    lastItems = st.items;
+    lastItemAt = lastContact;
+  }
+  $("contact").hidden = true;
+  document.body.classList.remove("no-contact");
+  showStale(st.source_state === "connected" || st.source_state === "running");
   $("station").textContent = st.station;
   document.title = `${st.station} · defect-edge station`;
   $("source-state").textContent = st.source_state;
@@ -30,8 +75,10 @@ function showStatus(st) {
   $("items").textContent = st.items;
   $("defective").textContent = st.defective;
   $("errors").textContent = st.errors;
+  $("warnings").textContent = st.warnings;
+  $("warnings-counter").classList.toggle("warn", st.warnings > 0);
   $("defect-rate").textContent = st.defect_rate === null ? "–" : fmt(100 * st.defect_rate, 1, " %");
-  $("fps").textContent = fmt(st.fps, 1);
+  $("fps").textContent = FINAL.has(st.source_state) ? "–" : fmt(st.fps, 1);  // nothing comes in any more
   $("latency").textContent = `${fmt(st.latency_ms_p50, 2)} / ${fmt(st.latency_ms_p99, 2)} ms`;
   $("uptime").textContent = duration(st.uptime_s);
   if (st.model_version) {
@@ -79,6 +126,14 @@ function galleryCard(it) {
   const when = new Date(it.time).toLocaleTimeString([], { hour12: false });
   caption.append(when, document.createElement("br"), `score ${fmt(it.score, 3)}`);
   caption.title = it.source + (it.frame === null ? "" : ` frame ${it.frame}`);
+  if (it.warning) {  // e.g. a damaged frame: the verdict is not to be trusted, and the card says so
+    card.classList.add("warned");
+    const mark = document.createElement("div");
+    mark.className = "warning";
+    mark.textContent = "warning";
+    caption.append(mark);
+    caption.title += `\nwarning: ${it.warning}`;
+  }
   card.append(caption);
   return card;
 }
@@ -136,6 +191,7 @@ async function tick(what, fn, everyMs) {
     await fn();
   } catch (err) {
     console.warn(`station: ${what} update failed:`, err.message);
+    if (what === "status") showNoContact();
   }
   setTimeout(() => tick(what, fn, everyMs), everyMs);
 }

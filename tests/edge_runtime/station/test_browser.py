@@ -137,3 +137,86 @@ def test_station_page_in_chromium(live_station: str, tmp_path: Path):
             assert page.evaluate("[...document.querySelectorAll('#gallery img')].every(i => i.naturalWidth > 0)")
         finally:
             browser.close()
+
+
+def test_the_page_shows_the_end_of_the_run_and_then_that_the_station_no_longer_answers(tmp_path: Path, tiny_model):
+    """The page kept "connected", its FPS and the last verdict for ever after the run was killed, and almost never
+    showed "finished" or "lost": the view closed before the page's next poll."""
+    from edge_runtime.station.options import open_station
+    from edge_runtime.station.server import Bind
+
+    stop = threading.Event()
+    opts = {"log": tmp_path / "station.db", "serve": Bind("127.0.0.1", 0), "token": None, "station": "line-3"}
+    listener = open_station(opts, say=lambda m: None)
+    cfg = InferConfig(
+        camera="synthetic", model=tiny_model, quiet=True, listener=listener, max_reconnects=0,
+        capture=lambda: PacedCamera(stop),
+    )  # fmt: skip
+    result: dict = {}
+    run = threading.Thread(target=lambda: result.update(out=run_inference(cfg, log=lambda m: None)), daemon=True)
+    run.start()
+    url = listener.server.url
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 375, "height": 800})  # a phone
+            assert page.goto(url).status == 200
+            page.wait_for_function("Number(document.getElementById('items').textContent) > 5", timeout=15000)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 375  # the header wrapped: 440 px wide
+            assert page.text_content("#warnings") == "0"
+            # a defect whose verdict carries a warning (a damaged frame) is marked as such in the gallery
+            card = page.evaluate_handle(
+                "galleryCard({id: 1, has_image: false, time: new Date().toISOString(), score: 0.9, source: 'cam', "
+                "frame: 3, warning: 'damaged JPEG data'})"
+            )
+            assert card.evaluate("c => c.classList.contains('warned') && c.querySelector('.warning') !== null")
+            assert "warning: damaged JPEG data" in card.evaluate("c => c.querySelector('figcaption').title")
+            stop.set()  # the camera is gone: no reconnect allowed, the run ends "lost"
+            run.join(10)
+            listener.close()
+            items = result["out"][0].items
+            page.wait_for_function(
+                "document.getElementById('source-state').textContent === 'lost · view closed'", timeout=15000
+            )
+            assert read_int(page, "#items") == items  # the run's final count, not that of an earlier poll
+            assert page.text_content("#fps") == "–"  # not the last FPS measured, for ever
+            assert "The run ended (lost)" in (page.text_content("#contact") or "")
+            assert page.eval_on_selector("#stream", "i => i.classList.contains('stale')")
+            page.screenshot(path=str(tmp_path / "ended.png"))
+        finally:
+            browser.close()
+
+
+def test_a_station_that_stops_answering_is_shown_as_no_contact(tmp_path: Path):
+    """After a SIGKILL of the station the page showed "connected", FPS 4.0 and the last verdict 20 s on."""
+    import signal
+
+    from edge_runtime.station.feed import LiveFeed
+    from edge_runtime.station.server import Bind, StationServer
+    from tests.edge_runtime.station.conftest import RUN, part_picture, record
+
+    live = LiveFeed(station="line-3")
+    live.start(RUN, live_source=True)
+    live.add([record(i, defective=i % 4 == 0, t=time.time()) for i in range(8)], [part_picture()] * 8)
+    server = StationServer(live, bind=Bind("127.0.0.1", 0))
+    url = server.start()
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                # no picture was sent: the stream's first frame, which the "load" event waits for, never comes
+                assert page.goto(url, wait_until="domcontentloaded").status == 200
+                page.wait_for_function("document.getElementById('items').textContent === '8'", timeout=15000)
+                assert page.text_content("#source-state") == "connected" and page.is_hidden("#contact")
+                os.kill(server.process.pid, signal.SIGKILL)  # the station is gone without a word
+                page.wait_for_function(
+                    "document.getElementById('source-state').textContent === 'no contact'", timeout=15000
+                )
+                assert "No contact with the station since" in (page.text_content("#contact") or "")
+                assert page.text_content("#items") == "8"  # the last figures stay, marked as such
+            finally:
+                browser.close()
+    finally:
+        server.stop()
+        live.stop()

@@ -189,3 +189,28 @@ def test_durations_and_sizes_as_typed():
         parse_size("9" * 400 + "GB")
     with pytest.raises(ValueError, match="duration"):
         parse_duration("9" * 400 + "s")
+
+
+def test_the_hourly_rate_and_latency_agree_with_the_headline_and_the_station_page(station_log, log_path: Path):
+    """edge-log printed "defective 455 (63.6%)" over an hourly "63.5%": the hour counted unreadable items in its
+    denominator. Its p99 (7.085 ms) was not the page's (7.38 ms) on the same records: not the nearest rank."""
+    from edge_runtime.station.live import LiveState, nearest_rank
+
+    t0 = time.time() // 3600 * 3600 - 1800  # half past the last hour: the 45 items fall in one hour
+    recs = write_items(station_log, 40, t0=t0)
+    broken = [record(40 + i, defective=False, t=t0 + 40 + i, error="parts/x.png: cannot decode") for i in range(5)]
+    station_log.write(broken, [None] * 5)
+    s = summary(open_reader(log_path), Filter())
+    (hour,) = s["per_hour"]
+    assert s["defect_rate"] == hour["rate"] == 0.25 and (hour["items"], hour["errors"]) == (45, 5)
+    latencies = [r["latency_ms"] for r in recs]
+    assert s["latency_ms_p99"] == nearest_rank(latencies, 99) and s["latency_ms_p50"] == nearest_rank(latencies, 50)
+    live = LiveState(station="line-3")
+    try:
+        live.add(recs + broken, [None] * 45, at=(time.monotonic(), t0))
+        (bucket,) = live.rate(3.0)
+        st = live.status()
+    finally:
+        live.stop()
+    assert bucket["rate"] == st["defect_rate"] == 0.25 and bucket["errors"] == 5
+    assert st["latency_ms_p99"] == s["latency_ms_p99"]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -48,7 +49,7 @@ def served(request: pytest.FixtureRequest, tmp_path: Path):
     live = LiveFeed(station="line-3")
     live.start(RUN, live_source=True)
     recs = [record(i, defective=i % 4 == 0, t=time.time()) for i in range(8)]
-    recs[3]["unlike_training"] = "background brighter than in training"
+    recs[3]["unlike_training"] = ["background brighter than in training", "image size (px) outside the range"]
     live.add(recs, [part_picture() for _ in recs])
     server = StationServer(live, bind=Bind("127.0.0.1", 0), token=token)
     url = server.start()
@@ -65,7 +66,9 @@ def test_status_inspections_defects_and_rate(served):
     assert code == 200 and st["items"] == 8 and st["defective"] == 2 and st["defect_rate"] == 0.25
     assert st["model_version"] == RUN.model_version and st["providers"] == RUN.providers
     assert st["source_state"] == "connected" and st["latency_ms_p99"] >= st["latency_ms_p50"] > 0
-    assert st["station_check"] == {"flagged": 1, "last": "background brighter than in training"}
+    # the record's list of reasons, as words (the page showed "['background brighter ...', ...]")
+    last = "background brighter than in training; image size (px) outside the range"
+    assert st["station_check"] == {"flagged": 1, "last": last}
     items = json.loads(get(url + "api/inspections?after_id=4")[2])["items"]
     assert [it["id"] for it in items] == [5, 6, 7, 8]
     assert len(json.loads(get(url + "api/inspections?defective=true&since=1h")[2])["items"]) == 2
@@ -205,3 +208,50 @@ def test_serve_fps_out_of_range_is_a_usage_error(tmp_path: Path):
 
     res = CliRunner().invoke(main, ["--source", str(tmp_path), "--serve", "127.0.0.1:0", "--serve-fps", "0"])
     assert res.exit_code == 2 and "--serve-fps" in res.output
+
+
+def test_a_page_that_was_polling_is_told_the_end_of_the_run_before_the_view_closes(served):
+    """The view closed within half a second of the run's end; a page polling every second almost never saw
+    "finished" or "lost", and kept the counts of its last poll ("running", 648 of 717 items)."""
+    url, live = served
+    seen: list[dict] = []
+
+    def page() -> None:  # as station.js polls: a second after each answer, until the view has closed
+        while True:
+            try:
+                seen.append(json.loads(get(url + "api/status")[2]))
+            except OSError:
+                return
+            time.sleep(1.0)
+
+    poller = threading.Thread(target=page, daemon=True)
+    poller.start()
+    time.sleep(0.3)
+    live.add([record(8, defective=True, t=time.time())], [part_picture()])
+    live.finish(error="camera lost")
+    live.stop()  # the run ends: its pipe closes, the view closes once the page has been told
+    poller.join(10)
+    assert seen[-1]["source_state"] == "lost" and seen[-1]["items"] == 9, seen[-1]
+
+
+def test_the_view_does_not_linger_without_a_page_or_after_a_crash():
+    from edge_runtime.station.live import LiveState
+
+    live = LiveState(station="line-3")
+    try:
+        live.finish()
+        t0 = time.monotonic()
+        live.linger(2.0)  # nobody polled: the view closes at once
+        live.status()  # a page polled, and was told the end of the run
+        live.linger(2.0)
+        fresh = LiveState(station="line-3")
+        fresh.status()  # polled, but the run never said it ended (killed): nothing to tell
+        fresh.linger(2.0)
+        fresh.stop()
+        assert time.monotonic() - t0 < 0.5
+        live.final_told = False  # polled before the end, not yet told: it waits for the page, at most max_s
+        t0 = time.monotonic()
+        live.linger(0.4)
+        assert 0.35 <= time.monotonic() - t0 < 1.5
+    finally:
+        live.stop()

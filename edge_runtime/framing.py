@@ -83,15 +83,37 @@ def _inside_frame(contour: np.ndarray, hh: int, ww: int) -> bool:
     return x > 0 and y > 0 and x + bw < ww and y + bh < hh
 
 
+def _cut_core(c: np.ndarray, hh: int, ww: int) -> tuple[float, float, float] | None:
+    """A dark region the frame's border cuts, taken for the core when it is most of a round region: a part so
+    far off-centre and so close that its core reaches the border (its flange well beyond it). A dark background
+    reaching the border is not: it runs along the border, or is no circle's visible part."""
+    x, y, bw, bh = cv2.boundingRect(c)
+    if bw >= 0.8 * ww or bh >= 0.8 * hh:
+        return None
+    (cx, cy), r = cv2.minEnclosingCircle(c)
+    if not (0 <= cx < ww and 0 <= cy < hh):
+        return None
+    disc = np.zeros((hh, ww), np.uint8)
+    cv2.circle(disc, (round(cx), round(cy)), max(1, round(r)), 255, -1)
+    visible = cv2.countNonZero(disc)  # the enclosing circle's part inside the frame
+    area = cv2.contourArea(c)
+    if visible < 0.7 * np.pi * r * r or area < 0.75 * visible:
+        return None
+    return cx, cy, float(r)
+
+
 def _first_core(small: np.ndarray) -> tuple[float, float, float] | None:
     p2, p50 = _percentiles(small, (2.0, 50.0))
     if p50 - p2 < 20:  # no dark region stands out: nothing that looks like the part's core
         return None
     hh, ww = small.shape
-    best, best_score = None, 0.0
+    best, best_score, cut = None, 0.0, []
     for c in _dark_contours(small, p2, p50):
         area = cv2.contourArea(c)
-        if not 0.01 * hh * ww <= area <= 0.5 * hh * ww or not _inside_frame(c, hh, ww):
+        if not 0.01 * hh * ww <= area <= 0.5 * hh * ww:
+            continue
+        if not _inside_frame(c, hh, ww):
+            cut.append(c)
             continue
         (_, _), enclosing = cv2.minEnclosingCircle(c)
         roundness = area / (np.pi * enclosing * enclosing + 1e-6)
@@ -102,6 +124,9 @@ def _first_core(small: np.ndarray) -> tuple[float, float, float] | None:
         score = area * roundness * max(0.05, 1.0 - off_centre)
         if roundness >= 0.4 and score > best_score:
             best, best_score = (cx, cy, float(np.sqrt(area / np.pi))), score
+    if best is None:  # no core clear of the border: one the border cuts, if one is most of a round region
+        found = [core for core in (_cut_core(c, hh, ww) for c in cut) if core is not None]
+        best = max(found, key=lambda core: core[2], default=None)
     return best
 
 

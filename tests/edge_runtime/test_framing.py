@@ -59,6 +59,25 @@ def test_a_part_crossing_the_border_is_padded_not_stretched():
     assert top.std() < 2  # padded with one flat grey, no smeared copy of the part
 
 
+@pytest.mark.parametrize("bg", [170, 240])
+def test_a_part_whose_core_the_border_cuts_is_still_found_at_its_own_scale(bg: int):
+    """A part far off-centre and close to the camera: its flange crosses the border and its dark core reaches it.
+    The part was not found, the whole frame was judged, and an OK part scored 7-8 logits defective."""
+    im = impeller(300, centre=(262, 140), core=50, bg=bg)  # the core's right edge 12 px beyond the border
+    part = find_part(im)
+    assert part.found, part
+    assert abs(part.cx - 262) < 4 and abs(part.cy - 140) < 4 and 46 < part.radius < 55, part
+
+
+def test_a_dark_background_reaching_the_border_is_not_taken_for_a_cut_core():
+    im = np.full((300, 300), 30, np.uint8)  # dark all round, a bright band across: no part at all
+    im[100:200, :] = 210
+    assert not find_part(im).found
+    corner = np.full((300, 300), 200, np.uint8)
+    cv2.circle(corner, (0, 0), 120, 25, -1)  # a dark quarter disc in a corner: most of it lies outside
+    assert not find_part(corner).found
+
+
 def test_no_part_falls_back_to_the_whole_frame_and_says_so():
     flat = np.full((200, 300), 128, np.uint8)
     framed = frame_part(flat, 64, 2.4, with_stats=True)

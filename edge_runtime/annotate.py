@@ -56,11 +56,36 @@ def blank_frame(shape: tuple[int, ...]) -> np.ndarray:
     return np.full(shape, 48, np.uint8)
 
 
+# Opens and closes a window, as --show will: in a child process, because OpenCV's Qt aborts the whole process
+# (SIGABRT: no summary, the video being saved left unplayable) when its display cannot be reached.
+_WINDOW_PROBE = "import cv2; cv2.namedWindow('edge-infer probe'); cv2.waitKey(1); cv2.destroyAllWindows()"
+
+
+def display_problem() -> str | None:
+    """Why no window can be opened here (None: one can). On Linux/BSD a display must be named (X11 or Wayland)
+    and answer: a stale DISPLAY after an SSH session, or a kiosk's X server restarting, is found here, before the
+    run. Assumed to work on macOS and Windows."""
+    if not sys.platform.startswith(("linux", "freebsd")):
+        return None
+    named = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    if not named:
+        return "no display found (DISPLAY/WAYLAND_DISPLAY unset)"
+    import subprocess
+
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", _WINDOW_PROBE], capture_output=True, text=True, timeout=20, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return f"the display {named} did not answer"
+    if probe.returncode != 0:
+        return f"cannot open a window on display {named}"
+    return None
+
+
 def display_available() -> bool:
-    """Whether a window can be opened: a display on Linux/BSD (X11 or Wayland); assumed on macOS/Windows."""
-    if sys.platform.startswith(("linux", "freebsd")):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
+    """Whether a window can be opened (see :func:`display_problem`)."""
+    return display_problem() is None
 
 
 class Window:
@@ -69,10 +94,11 @@ class Window:
     NAME = "edge-infer"
 
     def __init__(self, notice: Callable[[str], None]) -> None:
-        self.enabled = display_available()
+        problem = display_problem()
+        self.enabled = problem is None
         self.notice = notice
-        if not self.enabled:
-            notice("--show: no display found (DISPLAY/WAYLAND_DISPLAY unset); running headless")
+        if problem is not None:
+            notice(f"--show: {problem}; running headless")
 
     def show(self, canvas: np.ndarray) -> bool:
         if not self.enabled:

@@ -182,6 +182,24 @@ def test_show_without_a_display_runs_headless_with_a_notice(
     assert "no display found" in err and "running headless" in err
 
 
+@pytest.mark.parametrize("env", [{"DISPLAY": ":987"}, {"WAYLAND_DISPLAY": "wayland-987"}])
+def test_show_on_a_display_that_cannot_be_reached_runs_headless_and_keeps_everything(
+    tmp_path: Path, tiny_model: Path, env: dict[str, str]
+):
+    """A stale DISPLAY (after an SSH session, a kiosk's X server restarting): OpenCV's Qt aborted the process
+    (exit 134), with no summary, one record of the run's and an unplayable --save video."""
+    write_parts(tmp_path / "parts", [10, 220, 30])
+    base = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    args = ["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--show", "--json"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_runtime.cli", *args, "--summary", str(tmp_path / "s.json")],
+        cwd=REPO, env=base | env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 3, proc.stderr
+    assert "--show: cannot open a window on display" in proc.stderr and "running headless" in proc.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["items"] == 3
+
+
 def test_debug_prints_the_traceback_and_keeps_the_documented_exit_code(tmp_path: Path, tiny_model: Path):
     code, _, err = run("--model", str(tiny_model), "--source", str(tmp_path / "missing"), "--debug")
     assert code == ExitCode.BAD_DATA and "Traceback" in err  # was exit 1, which the README keeps for bugs

@@ -91,7 +91,7 @@ def _cut_core(c: np.ndarray, hh: int, ww: int) -> tuple[float, float, float] | N
     if bw >= 0.8 * ww or bh >= 0.8 * hh:
         return None
     (cx, cy), r = cv2.minEnclosingCircle(c)
-    if not (0 <= cx < ww and 0 <= cy < hh):
+    if min(cx, cy, ww - cx, hh - cy) < 0.6 * r:  # cut by more than 40% of its radius: too little left to measure
         return None
     disc = np.zeros((hh, ww), np.uint8)
     cv2.circle(disc, (round(cx), round(cy)), max(1, round(r)), 255, -1)

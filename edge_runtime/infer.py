@@ -266,7 +266,7 @@ def _open_reader(cfg: InferConfig, spec: SourceSpec, log: Log, listener: Any, *,
             listener.on_event(message)
 
     if cfg.capture is not None:
-        reader = LatestFrameReader(cfg.capture, name=spec.name, max_reconnects=cfg.max_reconnects, on_event=on_event)
+        reader = LatestFrameReader(cfg.capture, name=spec.shown, max_reconnects=cfg.max_reconnects, on_event=on_event)
         return reader.start()
     return open_live(spec, on_event=on_event, max_reconnects=cfg.max_reconnects, colour=colour)
 
@@ -290,7 +290,7 @@ def run_inference(
     rt = None
     try:
         spec = resolve_source(cfg.source, camera=cfg.camera)
-        summary.source = spec.name
+        summary.source = spec.shown
         check_outputs(
             spec, output=cfg.output, summary=cfg.summary_path, save=cfg.save, model=cfg.model or default_model_path()
         )

@@ -11,7 +11,6 @@ the reader thread for video), so the inference loop only stacks, normalises and 
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import math
 import os
@@ -30,10 +29,10 @@ from typing import Any, TypeVar
 import numpy as np
 
 from edge_runtime.decoding import decode, read_bytes
-from edge_runtime.errors import DataError, DefectEdgeError, SourceError, UsageError
+from edge_runtime.errors import DataError, DefectEdgeError, SourceError
 from edge_runtime.listing import Unreadable, list_entries, list_folder, match_glob
 from edge_runtime.preprocess import IMAGE_SUFFIXES
-from edge_runtime.sources import LatestFrameReader, capture_factory, is_stream_url
+from edge_runtime.sources import LatestFrameReader, capture_factory, check_camera, is_stream_url, shown_source
 
 IGNORED_NAMED = 3  # files not inspected that the start-up line names (the rest are counted)
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".ts"})
@@ -60,6 +59,11 @@ class SourceSpec:
     ignored: int = 0  # files in a folder that are not images, or hidden from a pattern (not processed)
     ignored_names: tuple[str, ...] = ()  # the first few of them, to name them
     links_not_followed: int = 0  # links to folders met while listing (never followed: no loops)
+
+    @property
+    def shown(self) -> str:
+        """The name records, logs and messages carry: a stream URL without its password."""
+        return shown_source(self.name)
 
 
 @dataclass
@@ -107,25 +111,6 @@ def resolve_source(source: str | None = None, *, camera: str | None = None) -> S
         return _resolve_path(source)
     except OSError as exc:  # a folder on the way that may not be searched (permissions), an I/O error
         raise DataError(f"{source}: cannot read ({exc.strerror or exc}); check its permissions") from exc
-
-
-def check_camera(camera: str) -> str:
-    """``--camera``: an index or a device. A regular file there was read as a camera that never ends: the video
-    replayed on every "reconnect", its parts counted again and again.
-
-    >>> check_camera("0")
-    '0'
-    """
-    if camera.isdigit():
-        if int(camera) >= 1 << 31:  # OpenCV's index is a C int: a bigger one was a page of overload errors
-            raise UsageError(f"--camera {camera}: not a camera index; use a small number (0, 1, ...) or a device")
-        return camera
-    if not camera.strip():
-        raise UsageError("--camera is empty (an unset shell variable?); pass --camera N or --camera /dev/videoN")
-    with contextlib.suppress(OSError):  # a path that does not exist fails to open as a camera: exit 5
-        if stat.S_ISREG(os.stat(camera).st_mode):
-            raise UsageError(f"--camera {camera}: is a file, not a camera; pass a video file with --source {camera}")
-    return camera
 
 
 def _resolve_path(source: str) -> SourceSpec:
@@ -397,7 +382,7 @@ def open_live(
 ) -> LatestFrameReader:
     """A started :class:`LatestFrameReader` for a camera or stream; raises :class:`SourceError` within seconds.
     ``colour`` False: a Motion-JPEG stream's frames are decoded to gray only (nothing shows or saves them)."""
-    label = f"camera {spec.name}" if spec.kind is SourceKind.CAMERA else spec.name
+    label = f"camera {spec.name}" if spec.kind is SourceKind.CAMERA else spec.shown
     reader = LatestFrameReader(
         capture_factory(spec.name, colour=colour),
         name=label,

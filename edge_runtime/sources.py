@@ -34,15 +34,19 @@ A real camera, with the factory this module provides (reopened with backoff when
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import stat
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from edge_runtime.errors import SourceError
+from edge_runtime.errors import SourceError, UsageError
 
 
 class Capture(Protocol):
@@ -79,6 +83,62 @@ def is_stream_url(text: str) -> bool:
     )
 
 
+def check_camera(camera: str) -> str:
+    """``--camera``: an index or a device. A regular file there was read as a camera that never ends: the video
+    replayed on every "reconnect", its parts counted again and again.
+
+    >>> check_camera("0")
+    '0'
+    """
+    if camera.isdigit():
+        if int(camera) >= 1 << 31:  # OpenCV's index is a C int: a bigger one was a page of overload errors
+            raise UsageError(f"--camera {camera}: not a camera index; use a small number (0, 1, ...) or a device")
+        return camera
+    if not camera.strip():
+        raise UsageError("--camera is empty (an unset shell variable?); pass --camera N or --camera /dev/videoN")
+    path = camera
+    if camera[:5].lower() == "file:":  # file:///x.avi, file:x.avi: a file all the same
+        path = urllib.parse.unquote(urllib.parse.urlsplit(camera).path)
+    with contextlib.suppress(OSError):  # a path that does not exist fails to open as a camera: exit 5
+        if stat.S_ISREG(os.stat(path).st_mode):
+            raise UsageError(f"--camera {camera}: is a file, not a camera; pass a video file with --source {path}")
+    if re.search(r"%0?\d*d", camera):  # OpenCV reads img_%03d.jpg as an image sequence, replayed on reconnects
+        with contextlib.suppress(TypeError, ValueError, OSError):
+            if any(os.path.isfile(camera % i) for i in range(5)):
+                raise UsageError(
+                    f"--camera {camera}: is a numbered sequence of image files, not a camera; pass them with "
+                    "--source 'DIR/*.jpg'"
+                )
+    return camera
+
+
+def shown_source(text: str) -> str:
+    """``text`` as records, logs and messages show it: a stream URL's password replaced by ``***`` (a camera's
+    ``http://admin:secret@...`` reached every record, the summary, the inspection log and the station page).
+
+    >>> shown_source("rtsp://admin:s3cret@10.0.0.5:554/stream1")
+    'rtsp://admin:***@10.0.0.5:554/stream1'
+    >>> shown_source("parts/p1.png")
+    'parts/p1.png'
+    """
+    if not is_stream_url(text):
+        return text
+    scheme, rest = text.split("://", 1)
+    netloc, sep, path = rest.partition("/")
+    if "@" not in netloc:
+        return text
+    userinfo, host = netloc.rsplit("@", 1)
+    if ":" not in userinfo:
+        return text
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}{sep}{path}"
+
+
+def _opened_url(url: str) -> str:
+    """The URL as FFmpeg opens it: the scheme in lower case (``HTTP://`` was taken for a stream, then failed)."""
+    scheme, rest = url.split("://", 1)
+    return f"{scheme.lower()}://{rest}"
+
+
 def capture_factory(source: str, *, timeout_s: float = 5.0, colour: bool = True) -> CaptureFactory:
     """A factory that opens a camera index (``"0"``), a device path (``/dev/video2``) or a stream URL.
 
@@ -104,19 +164,19 @@ def capture_factory(source: str, *, timeout_s: float = 5.0, colour: bool = True)
             cap = cv2.VideoCapture(int(source), backend)
         elif is_stream_url(source):
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
-            cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
+            cap = cv2.VideoCapture(_opened_url(source), cv2.CAP_FFMPEG, params)
         else:
             with opencv_path(source) as name:  # a name that is not UTF-8 crashed OpenCV (SIGSEGV)
                 cap = cv2.VideoCapture(name)
         if not cap.isOpened():
             cap.release()
-            what = f"camera {source}" if source.isdigit() or source.startswith("/dev/") else source
+            what = f"camera {source}" if source.isdigit() or source.startswith("/dev/") else shown_source(source)
             raise SourceError(
                 f"{what}: cannot open camera or stream (check the index/path/URL and that no other program holds it)"
             )
         if not source.isdigit():
             # A damaged frame of a network camera's MJPEG gets a warning.
-            cap = as_jpeg_packets(cap, source, colour=colour)
+            cap = as_jpeg_packets(cap, shown_source(source), colour=colour)
         # A camera keeps a small queue of its own; ask for one buffer (ignored where unsupported).
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         return cap

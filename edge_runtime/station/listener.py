@@ -47,7 +47,7 @@ def picture_of(item: Item) -> np.ndarray | None:
 
 def run_info(model: EdgeModel, spec: SourceSpec) -> RunInfo:
     return RunInfo(
-        source=spec.name,
+        source=spec.shown,
         model_version=model.info.model_version or "unknown",
         model_file=str(model.path),
         providers=list(model.providers),

@@ -635,21 +635,39 @@ def test_a_run_that_cannot_open_its_source_leaves_the_last_output_as_it_was(tmp_
     assert out.read_bytes() == before and len(before.splitlines()) == 2 + (suffix == ".csv")
 
 
-@pytest.mark.parametrize("case", ["video-file", "huge-index", "empty"])
-def test_a_camera_that_cannot_be_one_is_a_usage_error(tmp_path, tiny_model, case):
+@pytest.mark.parametrize("case", ["video-file", "file-url", "file-url-relative", "sequence", "huge-index", "empty"])
+def test_a_camera_that_cannot_be_one_is_a_usage_error(tmp_path, tiny_model, case, monkeypatch):
     """A video file given as --camera replayed forever (every "reconnect" opened it again: 258 records for 20
-    frames); an index beyond a C int gave a page of OpenCV overloads."""
+    frames), also as file:///x.avi or file:x.avi, and an image sequence img_%03d.jpg (12 verdicts from 5 images);
+    an index beyond a C int gave a page of OpenCV overloads."""
     import numpy as np
 
     from tests.edge_runtime.test_cli import write_video
 
+    monkeypatch.chdir(tmp_path)
     video = write_video(tmp_path / "line3.avi", [np.full((48, 48), v, np.uint8) for v in (10, 220)])
-    camera = {"video-file": str(video), "huge-index": "99999999999999999999", "empty": ""}[case]
+    write_parts(tmp_path / "seq", [10, 220])
+    for i, part in enumerate(sorted((tmp_path / "seq").iterdir())):
+        part.rename(tmp_path / "seq" / f"img_{i:03d}{part.suffix}")
+    suffix = next((tmp_path / "seq").iterdir()).suffix
+    camera = {
+        "video-file": str(video),
+        "file-url": f"file://{video}",
+        "file-url-relative": "file:line3.avi",
+        "sequence": f"seq/img_%03d{suffix}",
+        "huge-index": "99999999999999999999",
+        "empty": "",
+    }[case]
     result = invoke(["--model", str(tiny_model), "--camera", camera])
     assert check(result, ExitCode.USAGE, error_lines=1) == []
-    assert {"video-file": "is a file, not a camera", "huge-index": "not a camera index", "empty": "--camera is empty"}[
-        case
-    ] in result.stderr
+    assert {
+        "video-file": "is a file, not a camera",
+        "file-url": "is a file, not a camera",
+        "file-url-relative": "is a file, not a camera",
+        "sequence": "is a numbered sequence of image files",
+        "huge-index": "not a camera index",
+        "empty": "--camera is empty",
+    }[case] in result.stderr
 
 
 def test_a_gate_does_not_pass_a_frame_without_a_part(tmp_path):

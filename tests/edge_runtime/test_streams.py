@@ -122,6 +122,21 @@ def test_verdicts_from_a_real_mjpeg_stream(camera: Camera, tmp_path: Path):
     assert f"{camera.url}: opened" in err and "Traceback" not in err
 
 
+def test_a_camera_url_with_a_password_and_an_upper_case_scheme(camera: Camera, tmp_path: Path):
+    """The password of http://admin:secret@... reached every record, stderr and the summary (and from there the
+    inspection log and the station page); HTTP:// was taken for a stream, then failed to open (exit 5)."""
+    url = camera.url.replace("http://", "HTTP://admin:s3cret@")
+    out, summary, db = tmp_path / "v.jsonl", tmp_path / "s.json", tmp_path / "station.db"
+    proc = edge_infer(["--source", url, "--max-frames", "5", "--output", str(out), "--summary", str(summary),
+                       "--log", str(db)])  # fmt: skip
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    shown = camera.url.replace("http://", "HTTP://admin:***@")
+    assert {r["source"] for r in lines_of(out)} == {shown} and json.loads(summary.read_text())["source"] == shown
+    assert "s3cret" not in err and f"{shown}: opened" in err
+    assert not [f for f in tmp_path.glob("station.db*") if b"s3cret" in f.read_bytes()]  # nor the log (and WAL)
+
+
 def test_a_stream_that_drops_and_comes_back_is_reopened(camera: Camera, tmp_path: Path):
     out, summary = tmp_path / "v.jsonl", tmp_path / "s.json"
     proc = edge_infer(["--source", camera.url, "--max-frames", "30", "--output", str(out), "--summary", str(summary),

@@ -112,6 +112,14 @@ HELP = (
     help="Give up on a dropped camera/stream after N reopen attempts without a frame [default: never].",
 )
 @click.option(
+    "--read-timeout",
+    type=click.FloatRange(0.5, 3600),
+    default=5.0,
+    show_default=True,
+    help="Seconds a stream may send nothing before it counts as dropped and is reopened: raise it for a camera "
+    "that sends a frame per part, triggered, when parts come further apart.",
+)
+@click.option(
     "--summary",
     "summary_path",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -221,6 +229,7 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
         batch_size=opts["batch_size"],
         workers=opts["workers"] or min(os.cpu_count() or 2, 8),
         max_reconnects=opts["max_reconnects"],
+        read_timeout_s=opts["read_timeout"],
         summary_path=opts["summary_path"],
         quiet=opts["quiet"],
         listener=open_station(opts),  # None without --log/--serve

@@ -51,6 +51,7 @@ class InferConfig:
     batch_size: int = 32  # files and video files only; live sources always run one frame at a time
     workers: int = 2  # decoding threads for files
     max_reconnects: int | None = None  # live sources; None: keep trying
+    read_timeout_s: float = 5.0  # streams: silence that counts as a drop
     summary_path: Path | None = None
     quiet: bool = False  # no human verdict lines
     listener: Any = None  # edge_runtime.station.listener.RecordListener: told of every record before it is written
@@ -268,7 +269,9 @@ def _open_reader(cfg: InferConfig, spec: SourceSpec, log: Log, listener: Any, *,
     if cfg.capture is not None:
         reader = LatestFrameReader(cfg.capture, name=spec.shown, max_reconnects=cfg.max_reconnects, on_event=on_event)
         return reader.start()
-    return open_live(spec, on_event=on_event, max_reconnects=cfg.max_reconnects, colour=colour)
+    return open_live(
+        spec, on_event=on_event, max_reconnects=cfg.max_reconnects, colour=colour, read_timeout_s=cfg.read_timeout_s
+    )
 
 
 def run_inference(

@@ -378,17 +378,22 @@ def iter_live(reader: LatestFrameReader, prepare: Callable[..., np.ndarray], *, 
 
 
 def open_live(
-    spec: SourceSpec, *, on_event: Callable[[str], None], max_reconnects: int | None, colour: bool = True
+    spec: SourceSpec,
+    *,
+    on_event: Callable[[str], None],
+    max_reconnects: int | None,
+    colour: bool = True,
+    read_timeout_s: float = 5.0,
 ) -> LatestFrameReader:
     """A started :class:`LatestFrameReader` for a camera or stream; raises :class:`SourceError` within seconds.
     ``colour`` False: a Motion-JPEG stream's frames are decoded to gray only (nothing shows or saves them)."""
     label = f"camera {spec.name}" if spec.kind is SourceKind.CAMERA else spec.shown
     reader = LatestFrameReader(
-        capture_factory(spec.name, colour=colour),
+        capture_factory(spec.name, colour=colour, timeout_s=read_timeout_s),
         name=label,
         max_reconnects=max_reconnects,
-        open_timeout_s=8.0,
-        first_frame_timeout_s=8.0,
+        open_timeout_s=max(8.0, read_timeout_s + 3.0),  # a triggered camera sends its first frame with a part
+        first_frame_timeout_s=max(8.0, read_timeout_s + 3.0),
         on_event=on_event,
     )
     return reader.start()

@@ -159,11 +159,12 @@ def capture_factory(source: str, *, timeout_s: float = 5.0, colour: bool = True)
 
     def open_capture() -> Capture:
         ms = int(timeout_s * 1000)
+        open_ms = max(ms, 5000)  # opening probes the stream's first frames: a short read timeout is no open timeout
         if source.isdigit():
             backend = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
             cap = cv2.VideoCapture(int(source), backend)
         elif is_stream_url(source):
-            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, open_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
             cap = cv2.VideoCapture(_opened_url(source), cv2.CAP_FFMPEG, params)
         else:
             with opencv_path(source) as name:  # a name that is not UTF-8 crashed OpenCV (SIGSEGV)

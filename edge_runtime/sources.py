@@ -252,6 +252,7 @@ class LatestFrameReader:
         # sends nothing (rebooting, a broken encoder) must use up --max-reconnects, not reset it at each open.
         self._attempts = 0
         self._delay = backoff_s[0]
+        self._reopened = 0  # the attempt that reopened the source, until its first picture (then it is back)
         self.error: SourceError | None = None
         self._latest: LiveFrame | None = None
         self._finished = False
@@ -342,9 +343,13 @@ class LatestFrameReader:
         with self._cond:
             self._latest = LiveFrame(self.captured, time.monotonic(), frame, warning, error, gray)
             self.captured += 1
+            back = self._reopened if frame is not None else 0
             if frame is not None:  # back for real (a picture): a later drop starts afresh
-                self._attempts, self._delay = 0, self.backoff_s[0]
+                self._attempts, self._delay, self._reopened = 0, self.backoff_s[0], 0
+                self.reconnects += bool(back)
             self._cond.notify_all()
+        if back:  # told outside the lock: the listener may take its time
+            self.on_event(f"{self.name}: reconnected (attempt {back})")
 
     def _finish(self, error: SourceError | None = None) -> None:
         with self._cond:
@@ -407,7 +412,8 @@ class LatestFrameReader:
             except SourceError as exc:
                 self.on_event(str(exc))
                 continue
-            self.reconnects += 1
-            self.on_event(f"{self.name}: reconnected (attempt {attempt})")
+            # Back only once a picture comes (an undecodable frame is none): counted and told in _publish.
+            self._reopened = attempt
+            self.on_event(f"{self.name}: reopened (attempt {attempt}); waiting for a frame")
             return True
         return False

@@ -135,7 +135,9 @@ def test_reopens_that_give_no_frame_use_up_max_reconnects():
     assert ended, f"still reopening after {len(opened)} opens: {events[-3:]}"
     assert len(frames) == 5 and len(opened) == 3  # the first open, then two reopens that gave nothing
     assert reader.error is not None and "2 reconnect attempts" in str(reader.error)
-    assert sum("reconnected" in e for e in events) == 2
+    # each reopen is told, but none is "reconnected": no frame came (the summary counted them as reconnects)
+    assert sum("reopened (attempt" in e for e in events) == 2 and not any("reconnected" in e for e in events)
+    assert reader.reconnects == 0
 
 
 def test_a_frame_after_a_reopen_starts_the_count_again():
@@ -147,7 +149,10 @@ def test_a_frame_after_a_reopen_starts_the_count_again():
 
     reader = LatestFrameReader(factory, name="drops", backoff_s=(0.01, 0.02), max_reconnects=1)
     frames, ended = drain(reader)
-    assert ended and len(frames) == 9 and len(opened) == 4 and reader.reconnects == 3
+    # three reopens, two of which brought frames back: 2 reconnects (the frameless third was counted too). The
+    # source delivered 9 frames; a consumer slowed by a busy machine may see fewer (newest-frame mode), which
+    # made this test fail now and then: it counted the frames it saw.
+    assert ended and reader.captured == 9 and 1 <= len(frames) <= 9 and len(opened) == 4 and reader.reconnects == 2
     assert reader.error is not None and "1 reconnect attempts" in str(reader.error)
 
 

@@ -332,41 +332,22 @@ def test_a_stream_that_reconnects_but_sends_no_frame_uses_up_max_reconnects(tmp_
     assert "Traceback" not in err and camera.connections == 2
 
 
-class SlowCamera:
+class SlowCamera(BrokenEncoderCamera):
     """An HTTP MJPEG camera that sends a frame every ``period`` seconds, as a triggered camera sends one per part."""
 
     def __init__(self, period: float) -> None:
-        import cv2
-        import numpy as np
+        self.period = period
+        super().__init__()
 
-        self.period, self.connections, self.closed = period, 0, threading.Event()
-        self.jpeg = cv2.imencode(".jpg", np.full((240, 320, 3), 128, np.uint8))[1].tobytes()
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/feed.mjpg"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while not self.closed.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._stream, args=(conn,), daemon=True).start()
-
-    def _stream(self, conn: socket.socket) -> None:
+    def _stream(self, conn: socket.socket, good_first: bool) -> None:
+        head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(self.jpeg)
         with conn, contextlib.suppress(OSError):
             conn.recv(65536)
             conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=frame\r\n\r\n")
-            while not self.closed.wait(0 if self.connections == 0 else 0.0):
-                head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(self.jpeg)
+            while not self.closed.is_set():
                 conn.sendall(head + self.jpeg + b"\r\n")
                 if self.closed.wait(self.period):
                     return
-
-    def close(self) -> None:
-        self.closed.set()
-        self.sock.close()
 
 
 def test_a_camera_sending_a_frame_per_part_is_not_reopened_between_parts_with_a_longer_read_timeout(tmp_path: Path):

@@ -83,11 +83,6 @@ def display_problem() -> str | None:
     return None
 
 
-def display_available() -> bool:
-    """Whether a window can be opened (see :func:`display_problem`)."""
-    return display_problem() is None
-
-
 class Window:
     """The ``--show`` window; ``show`` returns False when the user pressed q or Esc or closed it."""
 

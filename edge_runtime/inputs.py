@@ -387,7 +387,7 @@ def open_live(
 ) -> LatestFrameReader:
     """A started :class:`LatestFrameReader` for a camera or stream; raises :class:`SourceError` within seconds.
     ``colour`` False: a Motion-JPEG stream's frames are decoded to gray only (nothing shows or saves them)."""
-    label = f"camera {spec.name}" if spec.kind is SourceKind.CAMERA else spec.shown
+    label = f"camera {spec.shown}" if spec.kind is SourceKind.CAMERA else spec.shown
     reader = LatestFrameReader(
         capture_factory(spec.name, colour=colour, timeout_s=read_timeout_s),
         name=label,

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from edge_runtime.cli_support import Command, debug_option, friendly_errors, once, stdout_errors
+from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors, once, stdout_errors
 from edge_runtime.errors import EXIT_CODES_HELP
 from edge_runtime.station.options import open_station, station_options
 
@@ -113,7 +113,7 @@ HELP = (
 )
 @click.option(
     "--read-timeout",
-    type=click.FloatRange(0.5, 3600),
+    type=FiniteFloatRange(0.5, 3600),
     default=5.0,
     show_default=True,
     help="Seconds a stream may send nothing before it counts as dropped and is reopened: raise it for a camera "

@@ -97,14 +97,17 @@ def check_camera(camera: str) -> str:
     if not camera.strip():
         raise UsageError("--camera is empty (an unset shell variable?); pass --camera N or --camera /dev/videoN")
     path = camera
-    if camera[:5].lower() == "file:":  # file:///x.avi, file:x.avi: a file all the same
-        path = urllib.parse.unquote(urllib.parse.urlsplit(camera).path)
+    if camera[:5].lower() == "file:":  # file:///x.avi, file:x.avi: a file (or none), never a camera
+        path = urllib.parse.urlsplit(camera).path
+        if not re.search(r"%0?\d*d", path):  # else an image sequence, as below (%03d is no URL escape)
+            path = urllib.parse.unquote(path)
+            raise UsageError(f"--camera {camera}: names a file, not a camera; pass a video file with --source {path}")
     with contextlib.suppress(OSError):  # a path that does not exist fails to open as a camera: exit 5
         if stat.S_ISREG(os.stat(path).st_mode):
             raise UsageError(f"--camera {camera}: is a file, not a camera; pass a video file with --source {path}")
-    if re.search(r"%0?\d*d", camera):  # OpenCV reads img_%03d.jpg as an image sequence, replayed on reconnects
+    if re.search(r"%0?\d*d", path):  # OpenCV reads img_%03d.jpg as an image sequence, replayed on reconnects
         with contextlib.suppress(TypeError, ValueError, OSError):
-            if any(os.path.isfile(camera % i) for i in range(5)):
+            if any(os.path.isfile(path % i) for i in range(5)):
                 raise UsageError(
                     f"--camera {camera}: is a numbered sequence of image files, not a camera; pass them with "
                     "--source 'DIR/*.jpg'"

@@ -34,6 +34,13 @@ STATE_FOR_EVENT = (
 )
 
 
+def no_part(rec: dict[str, Any]) -> bool:
+    """Whether the station check found no part in the record's frame (the whole frame was judged)."""
+    from edge_runtime.summary import NO_PART
+
+    return any(str(why).startswith(NO_PART) for why in rec.get("unlike_training") or ())
+
+
 def nearest_rank(values: Sequence[float], q: float) -> float | None:
     if not values:
         return None
@@ -128,7 +135,7 @@ class LiveState:
                     self.gallery.append((rid, rec, None if ids or not self.keep_pictures else pictures[k]))
                 if rec.get("latency_ms") is not None:
                     self.latencies.append(rec["latency_ms"])
-                if rec.get("warning"):
+                if rec.get("warning") or no_part(rec):  # a verdict not to be trusted, as the page's counter says
                     self.warned += 1
                 if rec.get("unlike_training"):
                     self.unlike += 1

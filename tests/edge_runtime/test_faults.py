@@ -266,6 +266,8 @@ def test_bad_source_is_one_line_with_its_code(tmp_path, tiny_model, case, code):
         (["--workers", "0"], None),
         (["--max-frames", "0"], None),
         (["--max-reconnects", "-1"], None),
+        (["--read-timeout", "nan"], None),  # exit 5 at the stream's open: "cannot convert float NaN to integer"
+        (["--read-timeout", "0.1"], None),
         (["--provider", "npu"], None),
         (["--nonsense"], None),
     ],
@@ -635,7 +637,11 @@ def test_a_run_that_cannot_open_its_source_leaves_the_last_output_as_it_was(tmp_
     assert out.read_bytes() == before and len(before.splitlines()) == 2 + (suffix == ".csv")
 
 
-@pytest.mark.parametrize("case", ["video-file", "file-url", "file-url-relative", "sequence", "huge-index", "empty"])
+@pytest.mark.parametrize(
+    "case",
+    ["video-file", "file-url", "file-url-relative", "file-url-missing", "sequence", "file-sequence", "huge-index",
+     "empty"],
+)  # fmt: skip
 def test_a_camera_that_cannot_be_one_is_a_usage_error(tmp_path, tiny_model, case, monkeypatch):
     """A video file given as --camera replayed forever (every "reconnect" opened it again: 258 records for 20
     frames), also as file:///x.avi or file:x.avi, and an image sequence img_%03d.jpg (12 verdicts from 5 images);
@@ -654,7 +660,9 @@ def test_a_camera_that_cannot_be_one_is_a_usage_error(tmp_path, tiny_model, case
         "video-file": str(video),
         "file-url": f"file://{video}",
         "file-url-relative": "file:line3.avi",
+        "file-url-missing": "file:///nonexistent/line3.avi",  # exit 5, "cannot open camera"
         "sequence": f"seq/img_%03d{suffix}",
+        "file-sequence": f"file:seq/img_%03d{suffix}",  # judged as a live camera, the images again on "reconnect"
         "huge-index": "99999999999999999999",
         "empty": "",
     }[case]
@@ -662,9 +670,11 @@ def test_a_camera_that_cannot_be_one_is_a_usage_error(tmp_path, tiny_model, case
     assert check(result, ExitCode.USAGE, error_lines=1) == []
     assert {
         "video-file": "is a file, not a camera",
-        "file-url": "is a file, not a camera",
-        "file-url-relative": "is a file, not a camera",
+        "file-url": "names a file, not a camera",
+        "file-url-relative": "names a file, not a camera",
+        "file-url-missing": "names a file, not a camera",
         "sequence": "is a numbered sequence of image files",
+        "file-sequence": "is a numbered sequence of image files",
         "huge-index": "not a camera index",
         "empty": "--camera is empty",
     }[case] in result.stderr

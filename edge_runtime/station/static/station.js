@@ -11,7 +11,8 @@ const CONTACT_LOST_MS = 3000;
 let lastStatus = null, lastContact = 0, lastItems = -1, lastItemAt = 0;
 
 async function getJSON(path) {
-  const response = await fetch(path, { cache: "no-store" });
+  // A hung station or a silent network never fails a fetch by itself (a TCP timeout takes minutes): give up.
+  const response = await fetch(path, { cache: "no-store", signal: AbortSignal.timeout(CONTACT_LOST_MS - 500) });
   if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
   return response.json();
 }
@@ -68,6 +69,7 @@ function showStatus(st) {
   document.body.classList.remove("no-contact");
   showStale(st.source_state === "connected" || st.source_state === "running");
   $("station").textContent = st.station;
+  $("station").title = st.station;
   document.title = `${st.station} · defect-edge station`;
   $("source-state").textContent = st.source_state;
   $("source-state").className = `pill ${st.source_state}`;
@@ -209,5 +211,6 @@ function startStream() {
 
 startStream();
 tick("status", async () => showStatus(await getJSON("api/status")), 1000);
+setInterval(showNoContact, 1000);  // judged by the time since the last answer, whether or not a request failed
 tick("gallery", async () => showGallery((await getJSON("api/defects?limit=20")).items), 5000);
 tick("chart", async () => showChart(await getJSON("api/rate?hours=8"), 8), 10000);

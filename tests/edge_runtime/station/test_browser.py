@@ -187,29 +187,35 @@ def test_the_page_shows_the_end_of_the_run_and_then_that_the_station_no_longer_a
             browser.close()
 
 
-def test_a_station_that_stops_answering_is_shown_as_no_contact(tmp_path: Path):
-    """After a SIGKILL of the station the page showed "connected", FPS 4.0 and the last verdict 20 s on."""
+@pytest.mark.parametrize("how", ["killed", "hung"])
+def test_a_station_that_stops_answering_is_shown_as_no_contact(tmp_path: Path, how: str):
+    """After a SIGKILL of the station the page showed "connected", FPS 4.0 and the last verdict 20 s on; a station
+    that hangs (or a network that goes silent) fails no request at all: the page showed nothing for ever."""
     import signal
 
     from edge_runtime.station.feed import LiveFeed
     from edge_runtime.station.server import Bind, StationServer
     from tests.edge_runtime.station.conftest import RUN, part_picture, record
 
-    live = LiveFeed(station="line-3")
+    live = LiveFeed(station="line-3-west-inspection-cell")  # a long name: the header must still fit a phone
     live.start(RUN, live_source=True)
     live.add([record(i, defective=i % 4 == 0, t=time.time()) for i in range(8)], [part_picture()] * 8)
     server = StationServer(live, bind=Bind("127.0.0.1", 0))
     url = server.start()
+    stopped = False
     try:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
-                page = browser.new_page()
+                page = browser.new_page(viewport={"width": 375, "height": 700})
                 # no picture was sent: the stream's first frame, which the "load" event waits for, never comes
                 assert page.goto(url, wait_until="domcontentloaded").status == 200
                 page.wait_for_function("document.getElementById('items').textContent === '8'", timeout=15000)
                 assert page.text_content("#source-state") == "connected" and page.is_hidden("#contact")
-                os.kill(server.process.pid, signal.SIGKILL)  # the station is gone without a word
+                assert page.evaluate("document.documentElement.scrollWidth") <= 375  # was 438 px with this name
+                # the station is gone without a word, or hangs with its connections open
+                os.kill(server.process.pid, signal.SIGKILL if how == "killed" else signal.SIGSTOP)
+                stopped = how == "hung"
                 page.wait_for_function(
                     "document.getElementById('source-state').textContent === 'no contact'", timeout=15000
                 )
@@ -218,5 +224,7 @@ def test_a_station_that_stops_answering_is_shown_as_no_contact(tmp_path: Path):
             finally:
                 browser.close()
     finally:
+        if stopped:  # a stopped process takes SIGKILL only
+            os.kill(server.process.pid, signal.SIGKILL)
         server.stop()
         live.stop()

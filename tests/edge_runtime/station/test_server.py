@@ -255,3 +255,22 @@ def test_the_view_does_not_linger_without_a_page_or_after_a_crash():
         assert 0.35 <= time.monotonic() - t0 < 1.5
     finally:
         live.stop()
+
+
+def test_frames_without_a_part_count_as_warnings_on_the_page():
+    """A black frame (no part: the whole frame judged) was an ordinary item on the page, "warnings 0", though the
+    counter says it counts verdicts not to be trusted, "no part found" among them."""
+    from edge_runtime.station.live import LiveState
+    from edge_runtime.summary import NO_PART
+
+    live = LiveState(station="line-3")
+    try:
+        recs = [record(i, defective=False, t=time.time()) for i in range(4)]
+        recs[1]["unlike_training"] = [f"{NO_PART} (the whole frame was used)"]
+        recs[2]["warning"] = "corrupt JPEG data: the decoder concealed damage"
+        recs[3]["unlike_training"] = ["background brighter than any training image (240 > 214)"]
+        live.add(recs, [None] * 4)
+        st = live.status()
+    finally:
+        live.stop()
+    assert st["warnings"] == 2 and st["station_check"]["flagged"] == 2

@@ -11,6 +11,20 @@ from collections.abc import Sequence
 import numpy as np
 
 
+def nearest_rank(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile by nearest rank (the smallest value with at least q% of the values at or below it):
+    what edge-infer's summary, the station page and ``edge-log`` report, so one run's figures agree wherever they
+    are read. None when there are no values.
+
+    >>> nearest_rank([4.0, 1.0, 3.0, 2.0], 50), nearest_rank([4.0, 1.0, 3.0, 2.0], 99)
+    (2.0, 4.0)
+    """
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
 def logit(p: np.ndarray | float) -> np.ndarray:
     """log(p / (1 - p)), with p clipped to [1e-12, 1 - 1e-12] so that 0 and 1 stay finite (NaN stays NaN).
 

@@ -79,14 +79,11 @@ class LatencyReservoir:
             self.values[k] = value
 
     def percentile(self, q: float) -> float | None:
-        """Linear-interpolated percentile (as ``numpy.percentile``) of the sample; None when empty."""
-        if not self.values:
-            return None
-        v = sorted(self.values)
-        pos = (len(v) - 1) * q / 100.0
-        lo = int(pos)
-        hi = min(lo + 1, len(v) - 1)
-        return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+        """The sample's percentile by nearest rank, as the station page and ``edge-log`` give it (an interpolated
+        p99 here differed from theirs on the same records: 2.389 against 2.494 ms); None when empty."""
+        from edge_runtime.metrics import nearest_rank
+
+        return nearest_rank(self.values, q)
 
 
 @dataclass

@@ -13,7 +13,6 @@ the run to send pictures).
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import deque
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.metrics import nearest_rank
 from edge_runtime.station.log import RunInfo, thumbnail
 
 FINAL_STATES = ("finished", "stopped", "lost")
@@ -39,13 +39,6 @@ def no_part(rec: dict[str, Any]) -> bool:
     from edge_runtime.summary import NO_PART
 
     return any(str(why).startswith(NO_PART) for why in rec.get("unlike_training") or ())
-
-
-def nearest_rank(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))], 3)
 
 
 def encode_frame(picture: np.ndarray, rec: dict[str, Any], *, fps: float | None, max_px: int = 960) -> bytes:
@@ -211,7 +204,11 @@ class LiveState:
                 "warnings": self.warned,
                 "station_check": {"flagged": self.unlike, "last": self.last_unlike},
             }
-        out |= {"latency_ms_p50": nearest_rank(lat, 50), "latency_ms_p99": nearest_rank(lat, 99)}
+        p50, p99 = nearest_rank(lat, 50), nearest_rank(lat, 99)
+        out |= {
+            "latency_ms_p50": None if p50 is None else round(p50, 3),
+            "latency_ms_p99": None if p99 is None else round(p99, 3),
+        }
         if info is not None:
             out |= {
                 "source": info.source,

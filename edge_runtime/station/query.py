@@ -155,7 +155,7 @@ def percentile_sql(con: sqlite3.Connection, where: str, args: list, q: float, co
     """The ``q``-th percentile of latency_ms without loading every row (nearest rank)."""
     if count == 0:
         return None
-    k = min(count - 1, max(0, math.ceil(q / 100 * count) - 1))  # as the station page's (live.nearest_rank)
+    k = min(count - 1, max(0, math.ceil(q / 100 * count) - 1))  # as metrics.nearest_rank, in SQL
     extra = " AND " if where else " WHERE "
     found = con.execute(
         f"SELECT i.latency_ms FROM inspections i{where}{extra}i.latency_ms IS NOT NULL "

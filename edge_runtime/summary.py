@@ -86,6 +86,15 @@ class LatencyReservoir:
         return nearest_rank(self.values, q)
 
 
+def reason_kind(reason: str) -> str:
+    """A station-check reason without its figures: what the summary counts, and ``NO_PART`` for a frame without a part.
+
+    >>> reason_kind("no part found in the frame (the whole frame was used)") == NO_PART
+    True
+    """
+    return str(reason).rsplit(" (", 1)[0]
+
+
 @dataclass
 class Summary:
     """Counts and timings of a run; ``to_dict`` is what ``--summary FILE.json`` writes.
@@ -129,7 +138,7 @@ class Summary:
         if rec.get("unlike_training"):
             self.unlike_training += 1
             for reason in rec["unlike_training"]:
-                kind = reason.rsplit(" (", 1)[0]
+                kind = reason_kind(reason)
                 self.unlike_reasons[kind] = self.unlike_reasons.get(kind, 0) + 1
         if rec.get("error") is not None:
             self.errors += 1

@@ -23,6 +23,7 @@ import numpy as np
 
 from edge_runtime.metrics import nearest_rank
 from edge_runtime.station.log import RunInfo, thumbnail
+from edge_runtime.summary import NO_PART, reason_kind
 
 FINAL_STATES = ("finished", "stopped", "lost")
 STATE_FOR_EVENT = (
@@ -36,9 +37,7 @@ STATE_FOR_EVENT = (
 
 def no_part(rec: dict[str, Any]) -> bool:
     """Whether the station check found no part in the record's frame (the whole frame was judged)."""
-    from edge_runtime.summary import NO_PART
-
-    return any(str(why).startswith(NO_PART) for why in rec.get("unlike_training") or ())
+    return any(reason_kind(why) == NO_PART for why in rec.get("unlike_training") or ())
 
 
 def encode_frame(picture: np.ndarray, rec: dict[str, Any], *, fps: float | None, max_px: int = 960) -> bytes:

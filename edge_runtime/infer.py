@@ -375,7 +375,10 @@ def _finish(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log: Lo
     summary.finish()
     log(summary.text())
     if cfg.fail_on_defect and summary.no_part:
-        log(f"gate: {summary.no_part} items with {NO_PART} (an empty tray? a covered lens?) are not passed")
+        log(
+            f"gate: {plural(summary.no_part, 'item')} with {NO_PART} (an empty tray? a covered lens?) "
+            f"{'is' if summary.no_part == 1 else 'are'} not passed"
+        )
     try:
         # A run stopped before its source opened leaves the last run's --summary, as it leaves its --output: a
         # "0 items" summary beside the old records contradicted them.

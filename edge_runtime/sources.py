@@ -47,6 +47,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge_runtime.errors import SourceError, UsageError
+from edge_runtime.summary import plural
 
 
 class Capture(Protocol):
@@ -381,7 +382,7 @@ class LatestFrameReader:
                 if not self.reconnect or self._stop.is_set():  # a stop (Ctrl-C) cut the read short: no drop
                     return
                 then = "; reconnecting" if self.max_reconnects != 0 else ""
-                self.on_event(f"{self.name}: source dropped after {self.captured} frames{then}")
+                self.on_event(f"{self.name}: source dropped after {plural(self.captured, 'frame')}{then}")
         finally:
             self._release()
             self._finish()
@@ -402,7 +403,8 @@ class LatestFrameReader:
         while not self._stop.is_set():
             attempt = self._attempts
             if self.max_reconnects is not None and attempt >= self.max_reconnects:
-                self._finish(SourceError(f"{self.name}: lost and not back after {attempt} reconnect attempts"))
+                tried = plural(attempt, "reconnect attempt")
+                self._finish(SourceError(f"{self.name}: lost and not back after {tried}"))
                 return False
             self._attempts = attempt = attempt + 1
             delay = self._delay

@@ -209,21 +209,25 @@ class Summary:
         lat = f"latency p50 {p50:.3f} ms, p99 {p99:.3f} ms" if p50 is not None else "latency n/a"
         warned = f", {d['warnings']} with warnings" if d["warnings"] else ""
         lines = [
-            f"summary: {d['items']} items, {d['defects']} defective, {d['ok']} ok, {d['errors']} errors{warned}; "
+            f"summary: {plural(d['items'], 'item')}, {d['defects']} defective, {d['ok']} ok, "
+            f"{plural(d['errors'], 'error')}{warned}; "
             f"{lat}; {d['fps']:.1f} items/s over {d['wall_s']:.2f} s",
         ]
         if self.dropped_frames or self.reconnects:
             lines.append(
-                f"live source: {self.dropped_frames} frames skipped (newest-frame mode), {self.reconnects} reconnects"
+                f"live source: {plural(self.dropped_frames, 'frame')} skipped (newest-frame mode), "
+                f"{plural(self.reconnects, 'reconnect')}"
             )
         if self.second_looks:
             share = f" ({100 * self.second_looks / self.items:.0f}%)" if self.items else ""
             lines.append(
-                f"second look: {self.second_looks} items{share} lay near the threshold and were scored again, mirrored"
+                f"second look: {plural(self.second_looks, 'item')}{share} lay near the threshold and "
+                f"{'was' if self.second_looks == 1 else 'were'} scored again, mirrored"
             )
         if self.symmetry_looks:
             lines.append(
-                f"symmetry look: {self.symmetry_looks} items just below the threshold were measured against the "
+                f"symmetry look: {plural(self.symmetry_looks, 'item')} just below the threshold "
+                f"{'was' if self.symmetry_looks == 1 else 'were'} measured against the "
                 f"part's own symmetry; {self.symmetry_lifts} of them called defective by it"
             )
         if self.priority_dropped:

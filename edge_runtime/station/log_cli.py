@@ -17,6 +17,7 @@ import click
 
 from edge_runtime.cli_support import Group, debug_option, friendly_errors, stdout_errors
 from edge_runtime.errors import exit_codes_help
+from edge_runtime.summary import plural
 
 CSV_KEYS = (
     "id",
@@ -80,11 +81,11 @@ def summary_text(db: Path, s: dict[str, Any]) -> str:
         "n/a" if s["latency_ms_p50"] is None else f"p50 {s['latency_ms_p50']:.3f} ms, p99 {s['latency_ms_p99']:.3f} ms"
     )
     lines = [
-        f"{db}: {s['items']} items from {s['first'] or '-'} to {s['last'] or '-'}; "
+        f"{db}: {plural(s['items'], 'item')} from {s['first'] or '-'} to {s['last'] or '-'}; "
         f"stations: {', '.join(s['stations']) or '-'}",
         f"defective {s['defective']} ({_pct(s['defective'], s['items'] - s['errors'])}), ok {s['ok']}, "
         f"errors {s['errors']}, warnings {s['warnings']}; latency {lat}",
-        f"station check: {s['unlike_training']} items looked unlike the training images",
+        f"station check: {plural(s['unlike_training'], 'item')} looked unlike the training images",
         "defect rate per hour (UTC):",
     ]
     lines += [

@@ -55,7 +55,7 @@ def test_unreadable_item_mid_folder_gets_an_error_line_and_the_run_goes_on(tmp_p
     assert [r["defective"] for r in good] == [False, True, False, True]
     assert [r["label"] for r in good] == ["ok", "defective", "ok", "defective"]
     assert all(0 <= r["score"] <= 1 and r["latency_ms"] > 0 and r["frame"] is None for r in good)
-    assert "5 items, 2 defective, 2 ok, 1 errors" in err
+    assert "5 items, 2 defective, 2 ok, 1 error" in err
     assert "1 file not inspected, not images or hidden: notes.txt" in err  # named: one expected inspected shows
 
 

@@ -690,7 +690,7 @@ def test_a_gate_does_not_pass_a_frame_without_a_part(tmp_path):
     gate = invoke(["--source", str(tmp_path / "black.png"), "--fail-on-defect"])  # the bundled model's station check
     recs = check(gate, ExitCode.DEFECT_FOUND, error_lines=0)
     assert recs[0]["unlike_training"][0].startswith("no part found in the frame")
-    assert "gate: 1 items with no part found in the frame" in gate.stderr
+    assert "gate: 1 item with no part found in the frame" in gate.stderr
     plain = invoke(["--source", str(tmp_path / "black.png")])  # without the gate: a verdict, flagged
     assert check(plain, ExitCode.OK, error_lines=0)[0]["label"] == recs[0]["label"]
 
@@ -852,7 +852,7 @@ def test_names_on_stderr_are_one_line_each(tmp_path, tiny_model):
     (folder / "part_01.png").rename(folder / ".x\nsummary: 0 items.png")
     result = invoke(["--model", str(tiny_model), "--source", f"{folder}/**"])
     check(result, ExitCode.OK, error_lines=0)
-    assert [ln[:16] for ln in result.stderr.splitlines() if ln.startswith("summary:")] == ["summary: 1 items"]
+    assert [ln[:16] for ln in result.stderr.splitlines() if ln.startswith("summary:")] == ["summary: 1 item,"]
     assert ".x\\nsummary: 0 items.png" in result.stderr
     (folder / ".x\nsummary: 0 items.png").rename(folder / ".x\ny.png")
     (folder / "part_00.png").rename(folder / ".z.png")

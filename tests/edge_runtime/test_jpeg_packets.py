@@ -86,7 +86,7 @@ def test_edge_infer_flags_the_damaged_frames_of_a_video(video: Path, tiny_model:
     failed = [r for r in records if r["error"]]
     assert [r["frame"] for r in failed] == [UNREADABLE] and failed[0]["label"] is None
     assert f"frame {UNREADABLE}: not a readable image" in failed[0]["error"]
-    assert "1 errors" in result.stderr and "1 with warnings" in result.stderr and "Traceback" not in result.stderr
+    assert "1 error," in result.stderr and "1 with warnings" in result.stderr and "Traceback" not in result.stderr
     strict = CliRunner().invoke(main, ["--model", str(tiny_model), "--source", str(video), "--fail-on-defect"])
     assert strict.exit_code == ExitCode.DEFECT_FOUND  # no damaged frame passes a gate silently
 

@@ -153,7 +153,7 @@ def test_a_frame_after_a_reopen_starts_the_count_again():
     # source delivered 9 frames; a consumer slowed by a busy machine may see fewer (newest-frame mode), which
     # made this test fail now and then: it counted the frames it saw.
     assert ended and reader.captured == 9 and 1 <= len(frames) <= 9 and len(opened) == 4 and reader.reconnects == 2
-    assert reader.error is not None and "1 reconnect attempts" in str(reader.error)
+    assert reader.error is not None and "1 reconnect attempt" in str(reader.error)
 
 
 def test_no_reconnecting_is_announced_when_none_is_allowed():

@@ -328,7 +328,7 @@ def test_a_stream_that_reconnects_but_sends_no_frame_uses_up_max_reconnects(tmp_
     assert json.loads(summary.read_text())["items"] == len(lines_of(out)) >= 1
     # the reopen is told, but it is no reconnect: no frame came (stderr and the summary said "reconnected")
     assert "reopened (attempt 1)" in err and "reconnected" not in err, err
-    assert "not back after 1 reconnect attempts" in err and json.loads(summary.read_text())["reconnects"] == 0
+    assert "not back after 1 reconnect attempt" in err and json.loads(summary.read_text())["reconnects"] == 0
     assert "Traceback" not in err and camera.connections == 2
 
 

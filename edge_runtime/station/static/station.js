@@ -93,7 +93,8 @@ function showStatus(st) {
   if (check.flagged) {
     const share = st.items ? (100 * check.flagged) / st.items : 0;
     $("check-text").textContent =
-      `${check.flagged} items (${fmt(share, 1)} %) look unlike the training images; last: ${check.last}`;
+      `${check.flagged === 1 ? "1 item" : `${check.flagged} items`} (${fmt(share, 1)} %) ` +
+      `${check.flagged === 1 ? "looks" : "look"} unlike the training images; last: ${check.last}`;
   }
 }
 

@@ -42,7 +42,7 @@ def test_summary_answers_what_the_station_rejected(station_log, log_path: Path):
     assert result.exit_code == 0, result.output
     out = result.output
     assert "42 items" in out and "defective 10 (24.4%)" in out and "errors 1" in out and "line-3" in out
-    assert "station check: 1 items looked unlike the training images" in out
+    assert "station check: 1 item looked unlike the training images" in out
     assert RUN.model_version in out and "defectnet_int8.onnx" in out and "latency p50" in out
     data = json.loads(edge_log("summary", log_path, "--json").output)
     assert (

@@ -76,7 +76,9 @@ class LiveState:
         self.items = self.defective = self.errors = self.warned = self.unlike = 0
         self.last_unlike: str | None = None  # the station check's reason, from the record's unlike_training
         self.latencies: deque[float] = deque(maxlen=1000)
-        self.stamps: deque[float] = deque(maxlen=512)
+        # (monotonic time, items) per add: FPS counts the items of the last seconds, however they were batched
+        self.stamps: deque[tuple[float, int]] = deque(maxlen=4096)
+        self.counting_since: float | None = None  # when the run started (monotonic): FPS's window in its first seconds
         self.minutes: dict[int, list[int]] = {}  # UTC minute -> [items, defective]
         self.recent: deque[tuple[int, dict]] = deque(maxlen=500)
         self.gallery: deque[tuple[int, dict, np.ndarray | None]] = deque(maxlen=24)
@@ -97,6 +99,7 @@ class LiveState:
     def start(self, info: RunInfo, *, live_source: bool) -> None:
         with self.lock:
             self.info, self.live_source = info, live_source
+            self.counting_since = time.monotonic()
             self.source_state = "connected" if live_source else "running"
 
     def add(
@@ -133,8 +136,11 @@ class LiveState:
                     self.unlike += 1
                     why = rec["unlike_training"]  # the station check's reasons, a list in the record
                     self.last_unlike = "; ".join(map(str, why)) if isinstance(why, list | tuple) else str(why)
-                self.stamps.append(now)
                 self.recent.append((rid, rec))
+            if records:
+                self.stamps.append((now, len(records)))
+                if self.counting_since is None:
+                    self.counting_since = now
             if self.live_source:
                 self.source_state = "connected"
             if len(self.minutes) > 1500:  # keep a day and a bit
@@ -177,11 +183,16 @@ class LiveState:
 
     # -- read by the server ---------------------------------------------------------------------------------
     def fps(self, now: float | None = None, window_s: float = 2.0) -> float:
+        """Items judged per second over the last ``window_s`` (over the time since the run started, in its first
+        seconds). Items judged in one batch share one stamp, so the count is divided by the window, not by the
+        time between the first and the last stamp in it (a folder's batches of 64 gave thousands of FPS)."""
         now = time.monotonic() if now is None else now
-        recent = [t for t in self.stamps if now - t <= window_s]
-        if len(recent) < 2:
+        n = sum(k for t, k in self.stamps if 0 <= now - t <= window_s)
+        since = self.counting_since if self.counting_since is not None else now
+        span = min(window_s, now - since)
+        if n == 0 or span < 0.2:  # no item, or too soon to tell a rate
             return 0.0
-        return round((len(recent) - 1) / max(recent[-1] - recent[0], 1e-6), 1)
+        return round(n / span, 1)
 
     def status(self) -> dict[str, Any]:
         with self.lock:

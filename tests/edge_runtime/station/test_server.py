@@ -274,3 +274,25 @@ def test_frames_without_a_part_count_as_warnings_on_the_page():
     finally:
         live.stop()
     assert st["warnings"] == 2 and st["station_check"]["flagged"] == 2
+
+
+def test_fps_counts_the_items_of_the_window_however_they_were_batched():
+    """A folder run hands the view batches of 64 items under one stamp: the page showed (64 - 1) / 1e-6 FPS, and
+    with 512 stamps kept, a fast run's 2-s window held a fraction of a second."""
+    from edge_runtime.station.live import LiveState
+
+    live = LiveState(station="line-3")
+    try:
+        live.start(RUN, live_source=False)
+        t0 = live.counting_since
+        assert live.fps(now=t0 + 0.05) == 0.0  # too soon to tell a rate
+        for k in range(40):  # 40 batches of 64, 0.05 s apart: 1280 items/s for 2 s
+            live.add([record(64 * k + i, defective=False, t=time.time()) for i in range(64)], [None] * 64,
+                     at=(t0 + 0.05 * (k + 1), time.time()))  # fmt: skip
+        assert live.fps(now=t0 + 2.0) == pytest.approx(1280, rel=0.05)
+        assert live.fps(now=t0 + 1.0) == pytest.approx(1280, rel=0.05)  # the first second: items / time since start
+        assert live.fps(now=t0 + 5.0) == 0.0  # nothing for 3 s
+        live.add([record(9999, defective=False, t=time.time())], [None], at=(t0 + 5.0, time.time()))
+        assert live.fps(now=t0 + 5.5) == 0.5  # one item in the last 2 s
+    finally:
+        live.stop()

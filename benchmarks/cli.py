@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shlex
 import sys
 from pathlib import Path
@@ -148,16 +149,19 @@ def preflight(cfg) -> None:  # noqa: ANN001 - benchmarks.config.BenchConfig
     from benchmarks.report import csv_path, interrupted_path
 
     check_inputs(cfg.models, cfg.checkpoint, cfg.threads)
-    if cfg.json_path is None:
-        return
-    named = {
-        "--json": cfg.json_path,
-        "the CSV beside --json": csv_path(cfg.json_path, detect_hardware().slug),
-        "the PNG plot beside --json": cfg.json_path.with_suffix(".png"),
-    }
-    named |= {f"{what} of an interrupted run": interrupted_path(path) for what, path in named.items()}
-    inputs: dict[str, Path | None] = {f"--model {m}": m for m in cfg.models} | {"--checkpoint": cfg.checkpoint}
-    check_outputs(named, inputs, cfg.data)
+    if cfg.json_path is not None:
+        named = {
+            "--json": cfg.json_path,
+            "the CSV beside --json": csv_path(cfg.json_path, detect_hardware().slug),
+            "the PNG plot beside --json": cfg.json_path.with_suffix(".png"),
+        }
+        named |= {f"{what} of an interrupted run": interrupted_path(path) for what, path in named.items()}
+        inputs: dict[str, Path | None] = {f"--model {m}": m for m in cfg.models} | {"--checkpoint": cfg.checkpoint}
+        check_outputs(named, inputs, cfg.data)
+    if cfg.torch and cfg.checkpoint is not None and importlib.util.find_spec("torch") is not None:
+        from benchmarks.torch_bench import checked_checkpoint
+
+        checked_checkpoint(str(cfg.checkpoint))  # a last.pt, a damaged file: its one line now, not after a job
 
 
 def write_outputs(result) -> None:  # noqa: ANN001 - benchmarks.runner.BenchResult

@@ -1,6 +1,7 @@
 """PyTorch eager timings of the origin notebook's network ("seed") and of DefectNet, for side-by-side ratios.
 
-Only imported in a worker process, and only when torch is importable. The origin network is randomly
+Its timing runs only in a worker process, and only when torch is importable (the parent only checks --checkpoint
+with checked_checkpoint, before the first job). The origin network is randomly
 initialised: its speed does not depend on its weights.
 """
 

@@ -102,6 +102,18 @@ def test_a_checkpoint_of_the_seed_network_is_refused_before_anything_is_timed(tm
     assert "not DefectNet" in r.stderr.strip().splitlines()[-1] and not out.exists()
 
 
+def test_a_resume_state_given_as_checkpoint_is_refused_before_any_job(tmp_path, no_jobs):
+    """``--checkpoint runs/x/last.pt`` printed "[1/18] seed torch-eager" and timed for seconds before its error."""
+    torch = pytest.importorskip("torch")
+    torch.save({"optimizer": {}, "ema": {}, "history": []}, tmp_path / "last.pt")
+    (tmp_path / "best.pt").write_bytes(b"")
+    r = CliRunner().invoke(main, [*TINY_COUNTS, "--no-live", "--model", str(TINY), "--checkpoint",
+                                  str(tmp_path / "last.pt")])  # fmt: skip
+    assert r.exit_code == ExitCode.BAD_MODEL, r.output
+    assert "resume state (last.pt)" in one_error_line(r) and "best.pt" in one_error_line(r)
+    assert no_jobs == [] and "[1/" not in r.output
+
+
 def inference_row(model: str, provider: str, p50: float, precision: str = "fp32") -> Row:
     return Row(Section.INFERENCE.value, model, precision, provider, batch=1, threads=1, p50_ms=p50)
 

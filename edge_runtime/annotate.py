@@ -25,7 +25,7 @@ VIDEO_SAVE_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 def annotate(image: np.ndarray, pred: Prediction | None, *, fps: float | None = None, error: str = "") -> np.ndarray:
     """A BGR copy of ``image`` with a red (defective) / green (ok) / grey (error) frame, label, score and FPS;
     with the localisation map (``edge-infer --heatmap``: ``pred.heatmap`` on the image's pixels) also the map as
-    a colour wash and ``pred.defect_box`` as a white box."""
+    a colour wash and ``pred.defect_box`` as a white box (the box alone when the prediction carries no map)."""
     canvas = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     canvas = np.ascontiguousarray(canvas[:, :, :3], dtype=np.uint8).copy()
     h, w = canvas.shape[:2]
@@ -33,6 +33,10 @@ def annotate(image: np.ndarray, pred: Prediction | None, *, fps: float | None = 
         from edge_runtime.heatmap import draw
 
         draw(canvas, pred.heatmap, pred.defect_box, full_scale=pred.heat_scale)
+    elif pred is not None and pred.defect_box is not None:  # the box without its map (the station page's stream)
+        from edge_runtime.heatmap import draw_box
+
+        draw_box(canvas, pred.defect_box)
     colour = GREY if pred is None else RED if pred.defective else GREEN
     border = max(3, min(h, w) // 40)
     cv2.rectangle(canvas, (0, 0), (w - 1, h - 1), colour, border * 2)

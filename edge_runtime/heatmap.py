@@ -352,10 +352,16 @@ def draw(canvas: np.ndarray, source_map: np.ndarray, box: Box | None, *, full_sc
         band = canvas[r : r + rows]
         band[:] = cv2.blendLinear(band, colour, 1.0 - alpha, alpha)
     if box is not None:
-        x0, y0, x1, y1 = visible(box, canvas.shape, max(12, min(canvas.shape[:2]) // 16))
-        t = max(1, min(canvas.shape[:2]) // 150)
-        cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), (0, 0, 0), 3 * t)
-        cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), (255, 255, 255), t)
+        draw_box(canvas, box)
+    return canvas
+
+
+def draw_box(canvas: np.ndarray, box: Box) -> np.ndarray:
+    """``box`` (the canvas's pixels) in white over black, grown to a visible size (:func:`visible`), in place."""
+    x0, y0, x1, y1 = visible(box, canvas.shape, max(12, min(canvas.shape[:2]) // 16))
+    t = max(1, min(canvas.shape[:2]) // 150)
+    cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), (0, 0, 0), 3 * t)
+    cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), (255, 255, 255), t)
     return canvas
 
 

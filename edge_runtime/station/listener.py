@@ -90,7 +90,10 @@ class StationListener:
             source_pixels = all(it.original is not None for it in items)
             ids = self.log.write(records, pictures, source_pixels=source_pixels)
         if self.live is not None:
-            self.live.add(records, [picture_of(it) for it in items], ids)
+            # a box is in the source's pixels: drawn on the model's input instead, it would point elsewhere
+            shown = [rec if it.original is not None else {k: v for k, v in rec.items() if k != "defect_box"}
+                     for rec, it in zip(records, items, strict=True)]  # fmt: skip
+            self.live.add(shown, [picture_of(it) for it in items], ids)
 
     def on_event(self, message: str) -> None:
         if self.live is not None:

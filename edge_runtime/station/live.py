@@ -41,19 +41,24 @@ def no_part(rec: dict[str, Any]) -> bool:
 
 
 def encode_frame(picture: np.ndarray, rec: dict[str, Any], *, fps: float | None, max_px: int = 960) -> bytes:
-    """The picture with its verdict drawn (as ``--show`` draws it), as a JPEG no wider than ``max_px``."""
+    """The picture with its verdict drawn (as ``--show`` draws it; with ``--heatmap`` the defect's box, not the map),
+    as a JPEG no wider than ``max_px``."""
     import cv2
 
     from edge_runtime.annotate import annotate
     from edge_runtime.model import Prediction
 
     h, w = picture.shape[:2]
+    s = 1.0
     if max(h, w) > max_px:
         s = max_px / max(h, w)
         picture = cv2.resize(picture, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
     pred = None
     if rec.get("error") is None and rec.get("score") is not None:
-        pred = Prediction(str(rec["label"]), float(rec["score"]), bool(rec["defective"]), float(rec["latency_ms"]))
+        box = rec.get("defect_box")  # edge-infer --heatmap: in the picture's pixels before the resize above
+        shown = tuple(round(float(v) * s) for v in box) if isinstance(box, list | tuple) and len(box) == 4 else None
+        pred = Prediction(str(rec["label"]), float(rec["score"]), bool(rec["defective"]), float(rec["latency_ms"]),
+                          defect_box=shown)  # fmt: skip
     canvas = annotate(picture, pred, fps=fps, error=str(rec.get("error") or ""))
     ok, buf = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 75])
     return buf.tobytes() if ok else b""

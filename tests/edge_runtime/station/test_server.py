@@ -296,3 +296,25 @@ def test_fps_counts_the_items_of_the_window_however_they_were_batched():
         assert live.fps(now=t0 + 5.5) == 0.5  # one item in the last 2 s
     finally:
         live.stop()
+
+
+def test_the_streams_picture_shows_the_defect_box_of_a_heatmap_run():
+    """With ``edge-infer --heatmap`` the records carry ``defect_box`` (source pixels); the page's stream drew the
+    verdict without it. Now the box is drawn, scaled with the picture (1920 px wide -> 960)."""
+    import cv2
+    import numpy as np
+
+    from edge_runtime.station.live import encode_frame
+
+    picture = np.full((1080, 1920), 90, np.uint8)
+    rec = record(1, defective=True) | {"defect_box": [1200, 400, 1300, 500]}
+    with_box = cv2.imdecode(np.frombuffer(encode_frame(picture, rec, fps=None), np.uint8), cv2.IMREAD_COLOR)
+    without = cv2.imdecode(np.frombuffer(encode_frame(picture, record(1, defective=True), fps=None), np.uint8),
+                           cv2.IMREAD_COLOR)  # fmt: skip
+    assert with_box.shape[:2] == (540, 960)
+    # the box's white outline at its place on the smaller picture (600..650, 200..250), nothing there without it
+    edge = with_box[200:251, 598:603].astype(int)
+    assert (edge.min(axis=2) > 200).any(), "no white outline where the box's left side is drawn"
+    assert without[200:251, 598:603].max() < 130
+    elsewhere = with_box[300:400, 100:400]  # far from the box: the picture as it was
+    assert abs(int(elsewhere.mean()) - 90) < 10

@@ -186,10 +186,13 @@ class Runner:
 
 def exit_code(cfg: InferConfig, summary: Summary) -> ExitCode:
     """A gate first: with --fail-on-defect, any defective item, or any item without a trustworthy verdict (an
-    error, a warning, or a frame in which no part was found: an empty tray, a lens cap), gives 10 -- a gate never
-    passes a part it could not judge. Then a failed output,
+    error, a warning, or a frame in which no part was found: an empty tray, a lens cap), or a video that ended
+    before its declared length (its last frames were never inspected), gives 10 -- a gate never passes a part it
+    could not judge. Then a failed output,
     interruption, a lost source, all-unreadable."""
-    if cfg.fail_on_defect and (summary.defects or summary.errors or summary.warnings or summary.no_part):
+    if cfg.fail_on_defect and (
+        summary.defects or summary.errors or summary.warnings or summary.no_part or summary.cut_short
+    ):
         return ExitCode.DEFECT_FOUND
     if summary.output_error:
         return ExitCode.OUTPUT_ERROR
@@ -221,7 +224,7 @@ def process(
         keep_original=runner.out.needs_picture,
         workers=cfg.workers,
         reader=reader,
-        notice=runner.summary.note,
+        notice=runner.summary.source_cut_short,
     )
     runner.out.begin()  # only now: a source that cannot be opened leaves the last run's --output as it was
     if spec.kind is SourceKind.VIDEO and runner.out.saver is not None:
@@ -379,6 +382,8 @@ def _finish(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log: Lo
             f"gate: {plural(summary.no_part, 'item')} with {NO_PART} (an empty tray? a covered lens?) "
             f"{'is' if summary.no_part == 1 else 'are'} not passed"
         )
+    if cfg.fail_on_defect and summary.cut_short:
+        log("gate: not passed: the video ended before its declared length, so its last frames were not inspected")
     try:
         # A run stopped before its source opened leaves the last run's --summary, as it leaves its --output: a
         # "0 items" summary beside the old records contradicted them.

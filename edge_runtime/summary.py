@@ -126,6 +126,7 @@ class Summary:
     source_error: str | None = None
     output_error: str | None = None
     notes: list[str] = field(default_factory=list)  # source warnings (truncated video, ...)
+    cut_short: int = 0  # sources that ended before their declared length (a truncated or corrupt video)
     started: float = field(default_factory=time.perf_counter)
     wall_s: float = 0.0
     latency: LatencyReservoir = field(default_factory=LatencyReservoir, repr=False)
@@ -156,6 +157,12 @@ class Summary:
     def note(self, message: str) -> None:
         if len(self.notes) < MAX_NOTES:
             self.notes.append(message)
+
+    def source_cut_short(self, message: str) -> None:
+        """A video ended before its declared length: the frames after the break were never inspected, so a gate
+        (``--fail-on-defect``) does not pass the run."""
+        self.cut_short += 1
+        self.note(message)
 
     def finish(self) -> Summary:
         self.wall_s = time.perf_counter() - self.started
@@ -200,6 +207,7 @@ class Summary:
             "source_error": self.source_error,
             "output_error": self.output_error,
             "notes": list(self.notes),
+            "cut_short": self.cut_short,
         }
 
     def text(self) -> str:

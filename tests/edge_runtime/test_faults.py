@@ -454,10 +454,16 @@ def test_truncated_video_says_where_it_stopped(tmp_path, tiny_model):
     cap.release()
     result = invoke(["--model", str(tiny_model), "--source", str(cut)])
     recs = check(result, ExitCode.OK, error_lines=0)
-    if declared > len(recs):
-        assert f"stopped at frame {len(recs)} of {declared}" in result.stderr
-    else:  # this container keeps no frame count once cut: nothing to compare with
+    if declared <= len(recs):  # this container keeps no frame count once cut: nothing to compare with
         pytest.skip(f"truncated AVI declares {declared} frames")
+    assert f"stopped at frame {len(recs)} of {declared}" in result.stderr
+    # A gate passed it (exit 0): the frames after the break, never inspected, may hold the defective parts.
+    summary = tmp_path / "s.json"
+    gated = invoke(["--model", str(tiny_model), "--source", str(cut), "--fail-on-defect", "--summary", str(summary)])
+    assert gated.exit_code == ExitCode.DEFECT_FOUND and json.loads(summary.read_text())["cut_short"] == 1
+    assert "gate: not passed: the video ended before its declared length" in gated.stderr
+    whole = invoke(["--model", str(tiny_model), "--source", str(video), "--fail-on-defect", "--summary", str(summary)])
+    assert json.loads(summary.read_text())["cut_short"] == 0 and "gate: not passed" not in whole.stderr
 
 
 def test_a_video_without_one_frame_is_a_lost_source_not_a_clean_run(tmp_path, tiny_model):

@@ -310,7 +310,10 @@ def decode(data: bytes, *, source: str = "image", max_pixels: int = MAX_IMAGE_PI
     is_jpeg = data[:2] == b"\xff\xd8"
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
-        image, messages = _imdecode_checked(buf, cv2.IMREAD_COLOR if colour else cv2.IMREAD_GRAYSCALE)
+        # ANYDEPTH: a 16-bit or float image keeps its depth, for to_uint8_gray to scale by its own bits (OpenCV's
+        # 8-bit gray shifts 16 bits right by 8, so 12-bit camera data came out near black; float TIFF failed)
+        flags = cv2.IMREAD_COLOR if colour else cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH
+        image, messages = _imdecode_checked(buf, flags)
     except (cv2.error, MemoryError, OverflowError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:120]
         raise ImageReadError(f"{source}: cannot decode ({first})") from exc

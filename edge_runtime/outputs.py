@@ -26,7 +26,7 @@ from typing import IO, Any
 from edge_runtime.errors import OutputError, UsageError, printable
 from edge_runtime.inputs import Item, SourceKind, SourceSpec
 from edge_runtime.model import Prediction
-from edge_runtime.summary import LatencyReservoir, Summary
+from edge_runtime.summary import LatencyReservoir, Summary, no_part
 
 __all__ = ["RECORD_KEYS", "CsvSink", "FileSink", "JsonLinesSink", "LatencyReservoir", "StdoutClosed", "Summary"]
 
@@ -89,6 +89,8 @@ class JsonLinesSink:
             line = f"{rec['label']:<10} {rec['score']:<9.4g} {where}"
             if rec.get("warning"):
                 line += f"  (warning: {rec['warning']})"
+            if no_part(rec):  # the whole frame was judged: an empty tray, a lens cap, an unreadable exposure
+                line += "  (no part found: the whole frame was judged)"
         # one item, one line: a newline or other control character in a file name is shown escaped, never obeyed
         line = printable(line)
         return line.encode("utf-8", "backslashreplace").decode("utf-8")

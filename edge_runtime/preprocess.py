@@ -122,7 +122,9 @@ def to_uint8_gray(image: np.ndarray, *, source: str = "image") -> np.ndarray:
         raise ImageReadError(f"{source}: unsupported image shape {image.shape}")
     # Depth first, channels second: OpenCV's colour conversion takes only 8/16-bit and float32 pixels.
     if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
+        # by the bits the data uses: a 10- or 12-bit camera's pixels in a 16-bit file are not 16-bit dark pixels
+        shift = max(0, int(image.max()).bit_length() - 8)
+        image = (image >> shift).astype(np.uint8)
     elif np.issubdtype(image.dtype, np.floating):
         image = np.nan_to_num(image.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
         hi = 1.0 if float(image.max()) <= 1.0 else 255.0

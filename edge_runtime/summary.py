@@ -95,6 +95,11 @@ def reason_kind(reason: str) -> str:
     return str(reason).rsplit(" (", 1)[0]
 
 
+def no_part(rec: dict[str, Any]) -> bool:
+    """Whether the station check found no part in the record's frame (the whole frame was judged)."""
+    return any(reason_kind(why) == NO_PART for why in rec.get("unlike_training") or ())
+
+
 @dataclass
 class Summary:
     """Counts and timings of a run; ``to_dict`` is what ``--summary FILE.json`` writes.

@@ -23,7 +23,7 @@ import numpy as np
 
 from edge_runtime.metrics import nearest_rank
 from edge_runtime.station.log import RunInfo, thumbnail
-from edge_runtime.summary import NO_PART, reason_kind
+from edge_runtime.summary import no_part
 
 FINAL_STATES = ("finished", "stopped", "lost")
 STATE_FOR_EVENT = (
@@ -33,11 +33,6 @@ STATE_FOR_EVENT = (
     ("dropped", "reconnecting"),
     ("failed", "reconnecting"),
 )
-
-
-def no_part(rec: dict[str, Any]) -> bool:
-    """Whether the station check found no part in the record's frame (the whole frame was judged)."""
-    return any(reason_kind(why) == NO_PART for why in rec.get("unlike_training") or ())
 
 
 def encode_frame(picture: np.ndarray, rec: dict[str, Any], *, fps: float | None, max_px: int = 960) -> bytes:

@@ -699,6 +699,29 @@ def test_a_gate_does_not_pass_a_frame_without_a_part(tmp_path):
     assert "gate: 1 item with no part found in the frame" in gate.stderr
     plain = invoke(["--source", str(tmp_path / "black.png")])  # without the gate: a verdict, flagged
     assert check(plain, ExitCode.OK, error_lines=0)[0]["label"] == recs[0]["label"]
+    # the human line said "ok 0.06673 black.png" as for any judged part: it now says the frame held none
+    human = CliRunner().invoke(main, ["--source", str(tmp_path / "black.png")])
+    assert human.exit_code == 0 and "(no part found: the whole frame was judged)" in human.stdout
+
+
+def test_12_bit_16_bit_and_float_images_are_read_by_the_bits_they_use(tmp_path):
+    """A 12-bit camera's pixels in a 16-bit PNG were shifted right by 8 (values 0-15): a defective part read as a
+    black frame, "no part found", "ok". A 32-bit float TIFF was "not a readable image"."""
+    import cv2
+    import numpy as np
+
+    from edge_runtime.preprocess import read_image
+    from tests.conftest import REPO
+
+    part = cv2.imread(str(REPO / "edge_runtime/samples/test/def_front/cast_def_0_3446.jpeg"), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(tmp_path / "twelve.png"), part.astype(np.uint16) << 4)
+    cv2.imwrite(str(tmp_path / "sixteen.png"), part.astype(np.uint16) << 8)
+    cv2.imwrite(str(tmp_path / "float.tif"), part.astype(np.float32) / 255.0)
+    for name in ("twelve.png", "sixteen.png", "float.tif"):
+        assert np.abs(read_image(tmp_path / name).astype(int) - part).max() <= 1, name
+    recs = check(invoke(["--source", str(tmp_path / "twelve.png"), "--fail-on-defect"]), ExitCode.DEFECT_FOUND,
+                 error_lines=0)  # fmt: skip
+    assert recs[0]["defective"] and not recs[0].get("unlike_training")
 
 
 def test_a_glob_ending_in_double_star_matches_every_file_below(tmp_path, tiny_model):

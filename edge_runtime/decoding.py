@@ -179,6 +179,48 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _tiff_pages(data: bytes) -> int | None:
+    end = "<" if data[:2] == b"II" else ">"
+    try:
+        (ifd,) = struct.unpack(end + "I", data[4:8])
+        seen: set[int] = set()
+        while ifd and ifd not in seen and len(seen) < 10_000:
+            seen.add(ifd)
+            (count,) = struct.unpack(end + "H", data[ifd : ifd + 2])
+            (ifd,) = struct.unpack(end + "I", data[ifd + 2 + 12 * count : ifd + 6 + 12 * count])
+    except struct.error:
+        pass  # a chain cut short: the pages found so far
+    return len(seen) or None
+
+
+def _webp_frames(data: bytes) -> int:
+    frames, at = 0, 12
+    while at + 8 <= len(data):
+        size = int.from_bytes(data[at + 4 : at + 8], "little")
+        frames += data[at : at + 4] == b"ANMF"
+        at += 8 + size + (size & 1)
+    return frames
+
+
+def page_count(data: bytes) -> int | None:
+    """How many pages or frames an image file holds, for the formats that can hold several (multi-page TIFF,
+    animated PNG and WebP); None when unknown. Decoding reads only the first.
+
+    >>> page_count(b"II*\\0" + (8).to_bytes(4, "little") + bytes(2) + bytes(4))
+    1
+    """
+    if data[:4] in (b"II*\0", b"MM\0*"):
+        return _tiff_pages(data)
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        idat = data.find(b"IDAT", 8)
+        actl = data.find(b"acTL", 8, idat if idat > 0 else len(data))  # an animated PNG says so before its pixels
+        return int.from_bytes(data[actl + 4 : actl + 8], "big") if actl > 0 else 1
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        animated = data[12:16] == b"VP8X" and len(data) > 20 and data[20] & 0x02
+        return (_webp_frames(data) or 1) if animated else 1
+    return None
+
+
 class _StderrCapture:
     """File descriptor 2 pointed at a temporary file while any decode runs, shared by concurrent decodes.
 
@@ -325,6 +367,11 @@ def decode(data: bytes, *, source: str = "image", max_pixels: int = MAX_IMAGE_PI
         warning = f"decoder reported damage: {notes[0][:160]}"
     elif is_jpeg and not data.rstrip(JPEG_TRAILER_PADDING).endswith(b"\xff\xd9"):
         warning = "JPEG has no end marker (truncated file); the verdict may be wrong"
+    pages = page_count(data)
+    if pages is not None and pages > 1:  # the others were never looked at: a gate must not pass them unseen
+        several = (f"the file holds {pages} pages or frames and only the first was inspected; save each as its own "
+                   "image (or the frames as a video)")  # fmt: skip
+        warning = f"{warning}; {several}" if warning else several
     return Decoded(image if colour else to_uint8_gray(image, source=source), warning)
 
 

@@ -918,3 +918,29 @@ def test_a_full_disk_names_the_summary_it_could_not_write_beside_the_output(tmp_
     assert result.exit_code == ExitCode.OUTPUT_ERROR, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and str(out) in errors[0] and f"{summary}: cannot write the summary" in errors[0], errors
+
+
+@pytest.mark.parametrize("kind", ["multi-page.tif", "animated.png", "animated.webp"])
+def test_an_image_file_with_several_pages_is_not_passed_on_its_first(tmp_path, kind: str):
+    """A TIFF with an OK page then a defective one (or an animated PNG or WebP) was judged on its first page alone:
+    "ok", exit 0 under --fail-on-defect, no word of the other pages."""
+    import cv2
+
+    from tests.conftest import REPO
+
+    samples = REPO / "edge_runtime/samples/test"
+    ok = cv2.imread(str(next((samples / "ok_front").glob("*.jpeg"))))
+    bad = cv2.imread(str(samples / "def_front/cast_def_0_3446.jpeg"))
+    path = tmp_path / kind
+    if kind.endswith(".tif"):
+        assert cv2.imwritemulti(str(path), [ok, bad])
+    else:
+        anim = cv2.Animation()
+        anim.frames, anim.durations = [ok, bad], [100, 100]
+        assert cv2.imwriteanimation(str(path), anim)
+    (rec,) = check(invoke(["--source", str(path), "--fail-on-defect"]), ExitCode.DEFECT_FOUND, error_lines=0)
+    assert "holds 2 pages or frames and only the first was inspected" in rec["warning"]
+    single = tmp_path / ("one" + path.suffix)
+    assert cv2.imwrite(str(single), ok)
+    (rec,) = check(invoke(["--source", str(single)]), ExitCode.OK, error_lines=0)
+    assert not rec["warning"]

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import sys
 from collections.abc import Callable
@@ -145,6 +147,41 @@ class Saver:
             probe_writable(folder / f".defect-edge-{os.getpid()}.probe")  # a read-only folder: now, not later
         except OSError as exc:
             raise OutputError(f"{target}: cannot write there ({exc.strerror or exc}); choose another --save") from exc
+        self._created = False
+        self._lock_fd = self._lock()
+
+    def _lock(self) -> int | None:
+        """Hold the video file (or the folder) for the run, as --output is held: two runs saving to one video wrote
+        a file whose header and frames disagreed, and into one folder pictures under the same numbers; both exited 0.
+        The video's file is opened without truncating it, and OpenCV's writer later reopens the same file."""
+        try:
+            if self.is_video:
+                self._created = not self.target.exists()
+                fd = os.open(self.target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            else:
+                fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None  # not lockable here (the saver's own checks report what cannot be written)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                self._remove_if_unused()
+                raise OutputError(
+                    f"{self.target}: another process is saving to it (it is locked); choose another --save"
+                ) from exc
+            return None  # a file system without locks: save unlocked rather than not at all
+        return fd
+
+    def _remove_if_unused(self) -> None:
+        """The file this run created to hold its lock, when it is still empty (no frame could be saved into it)."""
+        if self._created:
+            try:
+                if self.target.stat().st_size == 0:
+                    self.target.unlink()
+            except OSError:
+                pass
 
     def write(self, canvas: np.ndarray, *, name: str, number: int | None = None) -> None:
         """Save one annotated picture; ``number``: the record's (1-based) number in the run, which names a
@@ -174,3 +211,8 @@ class Saver:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.release()
+            self.writer = None
+        self._remove_if_unused()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None

@@ -944,3 +944,24 @@ def test_an_image_file_with_several_pages_is_not_passed_on_its_first(tmp_path, k
     assert cv2.imwrite(str(single), ok)
     (rec,) = check(invoke(["--source", str(single)]), ExitCode.OK, error_lines=0)
     assert not rec["warning"]
+
+
+@pytest.mark.parametrize("target", ["same.avi", "pictures"])
+def test_a_second_run_saving_to_the_same_video_or_folder_is_refused(tmp_path, target: str):
+    """Two runs --save'd to one video: a header of 2000 frames over 1288 decodable ones, both exit 0; into one
+    folder, pictures under the same numbers. The second is now refused as a second --output is (exit 7)."""
+    from edge_runtime.annotate import Saver
+    from tests.conftest import REPO
+
+    sample = REPO / "edge_runtime/samples/test/def_front/cast_def_0_3446.jpeg"
+    save = tmp_path / target
+    if not save.suffix:
+        save.mkdir()
+    first = Saver(save)
+    try:
+        result = invoke(["--source", str(sample), "--save", str(save)])
+        check(result, ExitCode.OUTPUT_ERROR, error_lines=1)
+        assert "another process is saving to it" in result.stderr
+    finally:
+        first.close()
+    assert not save.exists() if save.suffix else save.is_dir()  # the first saved nothing: no empty video is left

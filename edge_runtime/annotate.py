@@ -131,8 +131,29 @@ def write_image(path: Path, image: np.ndarray) -> None:
     atomic_write_bytes(path, data.tobytes(), durable=False)
 
 
+MIN_VIDEO_SIDE = 240  # pixels: a saved video is never smaller, whatever its first picture
+
+
+def letterbox(canvas: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``canvas`` scaled to fit ``size`` (width, height) without distortion, centred on black.
+
+    >>> letterbox(np.full((100, 200, 3), 255, np.uint8), (100, 100))[[0, 50], 50, 0].tolist()
+    [0, 255]
+    """
+    w, h = size
+    ch, cw = canvas.shape[:2]
+    s = min(w / cw, h / ch)
+    nw, nh = max(1, min(w, round(cw * s))), max(1, min(h, round(ch * s)))
+    out = np.zeros((h, w, 3), np.uint8)
+    x0, y0 = (w - nw) // 2, (h - nh) // 2
+    flag = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    out[y0 : y0 + nh, x0 : x0 + nw] = cv2.resize(canvas, (nw, nh), interpolation=flag)
+    return out
+
+
 class Saver:
-    """``--save OUT.mp4|.avi`` writes an annotated video (frames resized to the first one's size);
+    """``--save OUT.mp4|.avi`` writes an annotated video the size of the first picture (at least
+    ``MIN_VIDEO_SIDE`` pixels a side; pictures of another shape are letterboxed, not stretched);
     any other path is a folder of annotated JPEGs named ``<n>_<name>.jpg``."""
 
     def __init__(self, target: Path, *, fps: float = 10.0) -> None:
@@ -196,6 +217,9 @@ class Saver:
             return
         if self.writer is None:
             h, w = canvas.shape[:2]
+            grow = max(1.0, MIN_VIDEO_SIDE / min(h, w))  # a tiny first picture would shrink every later one to it
+            w, h = round(w * grow), round(h * grow)
+            w, h = w + w % 2, h + h % 2  # video codecs want even sides
             fourcc = cv2.VideoWriter_fourcc(*VIDEO_SAVE_SUFFIXES[self.target.suffix.lower()])
             from edge_runtime.opencv_paths import opencv_path
 
@@ -205,7 +229,7 @@ class Saver:
                 raise OutputError(f"{self.target}: cannot write a video there (codec or path); try a .avi or a folder")
             self.size = (w, h)
         if canvas.shape[1::-1] != self.size:
-            canvas = cv2.resize(canvas, self.size, interpolation=cv2.INTER_AREA)
+            canvas = letterbox(canvas, self.size)
         self.writer.write(canvas)
 
     def close(self) -> None:

@@ -965,3 +965,30 @@ def test_a_second_run_saving_to_the_same_video_or_folder_is_refused(tmp_path, ta
     finally:
         first.close()
     assert not save.exists() if save.suffix else save.is_dir()  # the first saved nothing: no empty video is left
+
+
+def test_a_saved_video_keeps_each_pictures_shape_and_a_tiny_first_picture_does_not_shrink_it(tmp_path):
+    """--save out.avi took the first picture's size for every frame: a 1x1 first image made a 1x1 video (every
+    annotation lost), and pictures of another shape were stretched."""
+    import cv2
+    import numpy as np
+
+    from tests.conftest import REPO
+
+    part = cv2.imread(str(REPO / "edge_runtime/samples/test/def_front/cast_def_0_3446.jpeg"))
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a_tiny.png"), np.zeros((1, 1), np.uint8))
+    cv2.imwrite(str(folder / "b_part.png"), part)
+    cv2.imwrite(str(folder / "c_wide.png"), cv2.resize(part, (600, 150)))  # a wide frame of the same part
+    video = tmp_path / "out.avi"
+    check(invoke(["--source", str(folder), "--save", str(video)]), ExitCode.OK, error_lines=0)
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while (got := cap.read())[0]:
+        frames.append(got[1])
+    cap.release()
+    assert len(frames) == 3 and min(frames[0].shape[:2]) >= 240
+    wide = frames[2]  # letterboxed: black bands above and below, the picture between them
+    h = wide.shape[0]
+    assert wide[: h // 4 - 10].max() < 40 and wide[h // 2 - 5 : h // 2 + 5].mean() > 60

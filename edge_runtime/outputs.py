@@ -410,7 +410,11 @@ def check_summary_target(target: Path) -> None:
     or FIFO there would be replaced by a regular file, for the whole machine when run as root. Checked now, with
     its folder's writability, so that a run is not done only to lose its summary."""
     from edge_runtime.atomic import probe_writable, temp_path_for
+    from edge_runtime.inputs import VIDEO_SUFFIXES
+    from edge_runtime.preprocess import IMAGE_SUFFIXES
 
+    if target.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:  # the next run over its folder read it as a part
+        raise UsageError(f"--summary {target}: JSON under an image or video name; name it .json")
     target = Path(os.path.realpath(target))  # a link is written through: its target gets the summary
     with contextlib.suppress(OSError):
         st = os.stat(target)

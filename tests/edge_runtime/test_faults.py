@@ -534,6 +534,16 @@ def test_summary_onto_a_fifo_or_device_is_refused_and_left_as_it_is(tmp_path, ti
     assert stat.S_ISFIFO(os.stat(fifo).st_mode) and stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
+def test_a_summary_under_an_image_name_is_a_usage_error(tmp_path, tiny_model):
+    """``--summary parts/sum.png`` wrote JSON under an image name in the folder inspected: the next run over the
+    folder judged it as a part (an unreadable item; exit 10 under a gate)."""
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--summary",
+                     str(tmp_path / "parts" / "sum.png")])  # fmt: skip
+    assert check(result, ExitCode.USAGE, error_lines=1) == [] and "name it .json" in result.stderr
+    assert not (tmp_path / "parts" / "sum.png").exists()
+
+
 def test_summary_through_a_link_writes_the_links_target(tmp_path, tiny_model):
     write_parts(tmp_path / "parts", GOOD_LEVELS)
     link = tmp_path / "latest.json"

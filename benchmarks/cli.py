@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shlex
 import sys
 from pathlib import Path
@@ -158,10 +157,19 @@ def preflight(cfg) -> None:  # noqa: ANN001 - benchmarks.config.BenchConfig
         named |= {f"{what} of an interrupted run": interrupted_path(path) for what, path in named.items()}
         inputs: dict[str, Path | None] = {f"--model {m}": m for m in cfg.models} | {"--checkpoint": cfg.checkpoint}
         check_outputs(named, inputs, cfg.data)
-    if cfg.torch and cfg.checkpoint is not None and importlib.util.find_spec("torch") is not None:
+    if cfg.torch and cfg.checkpoint is not None and _torch_imports():
         from benchmarks.torch_bench import checked_checkpoint
 
         checked_checkpoint(str(cfg.checkpoint))  # a last.pt, a damaged file: its one line now, not after a job
+
+
+def _torch_imports() -> bool:
+    """Whether PyTorch imports here (without it the PyTorch rows are left out, and --checkpoint is not read)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def write_outputs(result) -> None:  # noqa: ANN001 - benchmarks.runner.BenchResult

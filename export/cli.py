@@ -26,7 +26,8 @@ SCHEME_CHOICES = ["u8s8", "u8s8-reduce-range", "s8s8"]
     "--out",
     type=click.Path(path_type=Path),
     default=None,
-    help="ONNX file to write [default: beside the checkpoint, e.g. best_int8.onnx].",
+    help="ONNX file to write [default: beside the checkpoint, e.g. best_int8.onnx; the current folder for the "
+    "default model of a non-editable install].",
 )
 @click.option(
     "--quantize",

@@ -34,12 +34,18 @@ def default_checkpoint() -> Path:
 
 
 def default_output(checkpoint: Path, precision: Precision) -> Path:
-    """Beside the checkpoint, named by precision: ``runs/x/best.pt`` -> ``runs/x/best_int8.onnx``.
+    """Beside the checkpoint, named by precision: ``runs/x/best.pt`` -> ``runs/x/best_int8.onnx``; for a checkpoint
+    inside an installed package (the committed default model of a non-editable install), the current folder: the
+    model was written into site-packages, where nobody looks for it and the next install removes it.
 
     >>> default_output(Path("runs/x/best.pt"), Precision.INT8).as_posix()
     'runs/x/best_int8.onnx'
+    >>> default_output(Path("/v/lib/python3.11/site-packages/train/default_model/best.pt"), Precision.FP32).as_posix()
+    'best_fp32.onnx'
     """
-    return checkpoint.with_name(f"{checkpoint.stem}_{precision.value}.onnx")
+    name = f"{checkpoint.stem}_{precision.value}.onnx"
+    installed = any(part in ("site-packages", "dist-packages") for part in checkpoint.parts)
+    return Path(name) if installed else checkpoint.with_name(name)
 
 
 def model_info(ckpt: Checkpoint, precision: Precision, cfg: ExportConfig) -> ModelInfo:

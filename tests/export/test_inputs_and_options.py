@@ -87,3 +87,17 @@ def test_the_gate_warns_when_the_eval_images_hold_no_defect(tiny_run: Path, eval
     assert r.exit_code == 0, r.output
     warning = [ln for ln in r.output.splitlines() if ln.startswith("warning:") and "no defective images" in ln]
     assert len(warning) == 1 and "missed defect" in warning[0]
+
+
+def test_the_default_output_of_an_installed_default_model_is_the_current_folder():
+    """With a non-editable install, ``export-onnx --quantize`` wrote ``.../site-packages/train/default_model/
+    best_int8.onnx``: where nobody looks, and removed by the next install. A checkout's checkpoint keeps its own
+    folder."""
+    from export.config import Precision
+    from export.main import default_output
+
+    installed = Path("/venv/lib/python3.11/site-packages/train/default_model/best.pt")
+    assert default_output(installed, Precision.INT8) == Path("best_int8.onnx")
+    assert default_output(Path("/work/repo/train/default_model/best.pt"), Precision.INT8) == Path(
+        "/work/repo/train/default_model/best_int8.onnx"
+    )

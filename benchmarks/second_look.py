@@ -159,6 +159,10 @@ def main(*, data: Path, model_path: Path | None, threads: int, rounds: int, json
         paths, labels = datasets.list_images(data) if data.is_dir() else [], None
     if not paths:
         raise DataError(f"{data}: no images found; pass --data DIR with images (DIR/<class>/ for verdict counts)")
+    if json_path is not None:  # its folder made and tried now: it failed after the whole measurement
+        from benchmarks.preflight import check_outputs
+
+        check_outputs({"--json": json_path}, {"--model": model_path}, data)
     settings = measure(model_path, paths, labels, threads=threads, rounds=rounds)
     click.echo(markdown(model_path, settings, n=len(paths), threads=threads, rounds=rounds))
     if json_path is not None:

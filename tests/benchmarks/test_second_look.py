@@ -50,3 +50,15 @@ def test_a_folder_without_images_is_a_clear_error(tmp_path: Path):
     (tmp_path / "empty").mkdir()
     r = CliRunner().invoke(main, ["--data", str(tmp_path / "empty"), "--model", str(LEFT)])
     assert r.exit_code == 3 and "no images found" in r.output and "Traceback" not in r.output
+
+
+def test_json_in_a_folder_not_made_yet_is_written_and_an_unwritable_one_refused_before_the_timing(tmp_path: Path):
+    """``--json sl/second_look.json`` with ``sl/`` missing ran the whole benchmark, then exit 7."""
+    data = write_parts(tmp_path / "d")
+    out = tmp_path / "sl" / "look.json"
+    r = CliRunner().invoke(main, ["--data", str(data), "--model", str(LEFT), "--rounds", "2", "--json", str(out)])
+    assert r.exit_code == 0 and len(json.loads(out.read_text())) == 3, r.output
+    (tmp_path / "file").write_text("")
+    bad = tmp_path / "file" / "look.json"  # its folder is a file
+    r = CliRunner().invoke(main, ["--data", str(data), "--model", str(LEFT), "--rounds", "2", "--json", str(bad)])
+    assert r.exit_code == 7 and "cannot write here" in r.output and "| second look |" not in r.output

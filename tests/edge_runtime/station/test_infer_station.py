@@ -74,6 +74,20 @@ def test_log_options_are_checked_before_the_run(tmp_path: Path, tiny_model: Path
         assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
 
 
+def test_a_refused_run_leaves_no_new_log_and_an_existing_log_as_it_was(tmp_path: Path, tiny_model: Path):
+    """``--source nonexist/ --log z.db`` was exit 3 with --output and --summary not written, but an empty z.db."""
+    db = tmp_path / "z.db"
+    args = ["--model", str(tiny_model), "--source", str(tmp_path / "nonexist"), "--log", str(db)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == ExitCode.BAD_DATA, result.output
+    assert not any(p.name.startswith("z.db") for p in tmp_path.iterdir())
+    write_parts(tmp_path / "parts", [10, 240])
+    ok = CliRunner().invoke(main, [*args[:3], str(tmp_path / "parts"), *args[4:]])
+    assert ok.exit_code == 0 and len(list(rows(open_reader(db), Filter()))) == 2
+    again = CliRunner().invoke(main, args)  # refused again: the log with its two items stays
+    assert again.exit_code == ExitCode.BAD_DATA and len(list(rows(open_reader(db), Filter()))) == 2
+
+
 def test_a_locked_log_stops_the_run_with_exit_7_and_nothing_unlogged_is_written(tmp_path: Path, tiny_model: Path):
     write_parts(tmp_path / "parts", [10, 220, 30])
     db = tmp_path / "station.db"

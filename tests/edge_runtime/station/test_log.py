@@ -107,8 +107,15 @@ def test_retention_by_size_is_applied_while_running_and_keeps_the_newest(log_pat
     assert os.path.getsize(log_path) <= 700_000  # the file stays bounded too (3000 rows would take ~6.7 MB)
 
 
+def made_log(path: Path) -> None:
+    """A log with one run in it (a log in which no run was ever recorded is removed again when closed)."""
+    log = InspectionLog(LogConfig(path))
+    log.start_run(RUN)
+    log.close()
+
+
 def test_a_log_is_migrated_step_by_step(log_path: Path, monkeypatch: pytest.MonkeyPatch):
-    InspectionLog(LogConfig(log_path)).close()
+    made_log(log_path)
     monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, "ALTER TABLE inspections ADD COLUMN operator TEXT"])
     monkeypatch.setattr(schema, "SCHEMA_VERSION", len(schema.MIGRATIONS))
     log = InspectionLog(LogConfig(log_path))
@@ -117,7 +124,7 @@ def test_a_log_is_migrated_step_by_step(log_path: Path, monkeypatch: pytest.Monk
 
 
 def test_a_log_from_a_newer_tool_or_another_sqlite_file_is_refused_with_exit_7(tmp_path: Path, log_path: Path):
-    InspectionLog(LogConfig(log_path)).close()
+    made_log(log_path)
     con = sqlite3.connect(log_path)
     con.execute(f"PRAGMA user_version={schema.SCHEMA_VERSION + 1}")
     con.close()
@@ -157,7 +164,7 @@ def test_a_full_log_is_a_clear_error(log_path: Path):
 
 
 def test_a_read_only_log_is_a_clear_error(log_path: Path):
-    InspectionLog(LogConfig(log_path)).close()
+    made_log(log_path)
     ro = sqlite3.connect(f"{log_path.as_uri()}?mode=ro", uri=True)
     with pytest.raises(sqlite3.Error) as raw:
         ro.execute("INSERT INTO runs (started) VALUES (1)")

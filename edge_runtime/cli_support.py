@@ -14,7 +14,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from edge_runtime.errors import EXTRA_FOR_MODULE, DefectEdgeError, ExitCode, OutputError, printable
+from edge_runtime.errors import EXTRA_FOR_MODULE, DefectEdgeError, ExitCode, OutputError, install_hint, printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -231,11 +231,7 @@ def friendly_errors(func: F) -> F:
                 raise
             if debug:
                 traceback.print_exc()
-            fail(
-                f"{exc.name} is not installed; install the extra with: pip install -c constraints.txt "
-                f"'defect-edge[{extra}]'",
-                ExitCode.MISSING_EXTRA,
-            )
+            fail(f"{exc.name} is not installed; {install_hint(extra)}", ExitCode.MISSING_EXTRA)
         except KeyboardInterrupt:
             if debug:
                 traceback.print_exc()

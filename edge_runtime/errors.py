@@ -116,9 +116,16 @@ def require_extra(module: str, extra: str = "train") -> None:
     try:
         importlib.import_module(module)
     except ImportError as exc:
-        raise MissingExtraError(
-            f"{module} is not installed; install the extra with: pip install -c constraints.txt 'defect-edge[{extra}]'"
-        ) from exc
+        raise MissingExtraError(f"{module} is not installed; {install_hint(extra)}") from exc
+
+
+def install_hint(extra: str) -> str:
+    """How to add an extra: from the checkout (defect-edge is not on PyPI, so ``defect-edge[x]`` finds nothing).
+
+    >>> install_hint("station")
+    "install the extra in the defect-edge checkout with: pip install -c constraints.txt '.[station]'"
+    """
+    return f"install the extra in the defect-edge checkout with: pip install -c constraints.txt '.[{extra}]'"
 
 
 class UsageError(DefectEdgeError):

@@ -2,5 +2,5 @@
 
 ``edge-infer ... --log station.db`` records every item; ``edge-log`` answers what the station did;
 ``--serve HOST:PORT`` shows what it is doing now. The log and its CLI need only the base install; the web view
-needs Starlette and uvicorn (``pip install -c constraints.txt 'defect-edge[station]'``).
+needs Starlette and uvicorn (``pip install -c constraints.txt '.[station]'`` in the checkout).
 """

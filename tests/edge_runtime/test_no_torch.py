@@ -48,7 +48,7 @@ def test_edge_runtime_imports_without_torch():
 def test_training_without_torch_names_the_extra():
     r = run_without_torch("import train.main")
     assert r.returncode != 0
-    assert "defect-edge[train]" in r.stderr
+    assert "'.[train]'" in r.stderr
 
 
 def test_edge_infer_help_and_a_real_run_work_without_torch(tiny_model, tmp_path):

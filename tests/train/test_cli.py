@@ -113,7 +113,8 @@ def test_without_torch_help_works_and_a_run_names_the_extra(tmp_path: Path):
     )
     assert ran.returncode == ExitCode.MISSING_EXTRA
     assert ran.stderr.strip().splitlines() == [
-        "error: torch is not installed; install the extra with: pip install -c constraints.txt 'defect-edge[train]'"
+        "error: torch is not installed; install the extra in the defect-edge checkout with: pip install -c "
+        "constraints.txt '.[train]'"
     ]
 
 

@@ -149,4 +149,4 @@ def test_serve_without_the_station_extra_names_it(tmp_path: Path, tiny_model: Pa
     args = ["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--serve", "127.0.0.1:0"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == ExitCode.MISSING_EXTRA
-    assert "defect-edge[station]" in result.output and "Traceback" not in result.output
+    assert "'.[station]'" in result.output and "Traceback" not in result.output

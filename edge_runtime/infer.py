@@ -186,9 +186,9 @@ class Runner:
 
 def exit_code(cfg: InferConfig, summary: Summary) -> ExitCode:
     """A gate first: with --fail-on-defect, any defective item, or any item without a trustworthy verdict (an
-    error, a warning, or a frame in which no part was found: an empty tray, a lens cap), or a video that ended
-    before its declared length (its last frames were never inspected), gives 10 -- a gate never passes a part it
-    could not judge. Then a failed output,
+    error, a warning, or a frame in which no part was found: an empty tray, a lens cap), or a video with frames
+    that could not be read (a damaged stretch, an AVI that ends before its index does), gives 10 -- a gate never
+    passes a part it could not judge. Then a failed output,
     interruption, a lost source, all-unreadable."""
     if cfg.fail_on_defect and (
         summary.defects or summary.errors or summary.warnings or summary.no_part or summary.cut_short
@@ -224,7 +224,8 @@ def process(
         keep_original=runner.out.needs_picture,
         workers=cfg.workers,
         reader=reader,
-        notice=runner.summary.source_cut_short,
+        notice=runner.summary.note,
+        cut_short=runner.summary.source_cut_short,
     )
     runner.out.begin()  # only now: a source that cannot be opened leaves the last run's --output as it was
     if spec.kind is SourceKind.VIDEO and runner.out.saver is not None:
@@ -383,7 +384,7 @@ def _finish(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log: Lo
             f"{'is' if summary.no_part == 1 else 'are'} not passed"
         )
     if cfg.fail_on_defect and summary.cut_short:
-        log("gate: not passed: the video ended before its declared length, so its last frames were not inspected")
+        log("gate: not passed: part of the video could not be read (see the source warning), so frames were missed")
     try:
         # A run stopped before its source opened leaves the last run's --summary, as it leaves its --output: a
         # "0 items" summary beside the old records contradicted them.

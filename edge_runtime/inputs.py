@@ -242,11 +242,14 @@ def iter_video(
     keep_original: bool,
     open_timeout_s: float = 10.0,
     notice: Callable[[str], None] = lambda m: None,
+    cut_short: Callable[[str], None] = lambda m: None,
 ) -> Iterator[Item]:
     """Every frame of a video file, read and resized on a background thread (bounded queue).
 
-    The file is checked and opened now (a :class:`SourceError` here, before anything is processed); a video
-    that ends before the frame count its header declares is reported through ``notice``.
+    The file is checked and opened now (a :class:`SourceError` here, before anything is processed). Frames that
+    cannot be decoded are read over up to the declared length. Told through ``cut_short`` (frames were certainly
+    missed): a damaged stretch with frames after it, or an AVI (whose index counts its frames) that ends early;
+    through ``notice``: another container that ends before the count it declares (it may be an estimate).
     """
     import cv2
 
@@ -267,7 +270,7 @@ def iter_video(
         return as_jpeg_packets(cap, name, max_undecodable_run=None, colour=keep_original)
 
     cap = open_within(open_video, open_timeout_s, name)
-    return _video_frames(cap, name, prepare, keep_original=keep_original, notice=notice)
+    return _video_frames(cap, name, prepare, keep_original=keep_original, notice=notice, cut_short=cut_short)
 
 
 def _declared_end_ms(cap: Any, declared: int) -> float | None:
@@ -306,12 +309,22 @@ def _position_ms(cap: Any) -> float | None:
     return ms if math.isfinite(ms) and ms > 0.0 else None
 
 
+MAX_UNREADABLE_RUN = 10_000  # failed reads in a row read over before a video counts as ended
+
+
 def _video_frames(
-    cap: Any, name: str, prepare: Callable[..., np.ndarray], *, keep_original: bool, notice: Callable[[str], None]
+    cap: Any,
+    name: str,
+    prepare: Callable[..., np.ndarray],
+    *,
+    keep_original: bool,
+    notice: Callable[[str], None],
+    cut_short: Callable[[str], None],
 ) -> Iterator[Item]:
     import cv2
 
     declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    exact_count = Path(name).suffix.lower() == ".avi"
     ends_ms = _declared_end_ms(cap, declared)
     shape = _declared_shape(cap) if keep_original else None
     # Decoded pictures are kept for --save/--show: a few frames ahead, not 64 (8K frames took 3.3 GB).
@@ -319,7 +332,7 @@ def _video_frames(
     stop = threading.Event()
 
     def reader() -> None:
-        index, at_ms = 0, None
+        index, at_ms, failed_from = 0, None, None  # failed_from: where the current run of failed reads began
         try:
             while not stop.is_set():
                 try:
@@ -328,9 +341,30 @@ def _video_frames(
                 except cv2.error:
                     ok, frame = False, None
                 if not ok:
-                    if 0 < index < declared and (ends_ms is None or at_ms is None or at_ms < ends_ms):
-                        notice(f"{name}: stopped at frame {index} of {declared} (truncated or corrupt video)")
+                    # Read on over a damaged stretch, up to the declared length: the decoder finds the frames after
+                    # it (a broken middle stopped the run at frame 13 of 40, with 21 readable frames unseen).
+                    start = index if failed_from is None else failed_from
+                    if index < declared and index - start < MAX_UNREADABLE_RUN:
+                        failed_from = start
+                        index += 1
+                        continue
+                    if 0 < start < declared and (ends_ms is None or at_ms is None or at_ms < ends_ms):
+                        # a frame index (AVI) counts the frames there are; other containers may estimate the
+                        # count from a longer audio track, or count frames an edit list hides: a warning only
+                        if exact_count:
+                            cut_short(f"{name}: stopped at frame {start} of {declared} (truncated or corrupt video)")
+                        else:
+                            notice(
+                                f"{name}: stopped at frame {start} of {declared} (truncated or corrupt video, or a "
+                                "frame count the container estimated from a longer audio track or an edit list)"
+                            )
                     break
+                if failed_from is not None:
+                    last = index - 1
+                    lost = f"frame {last}" if failed_from == last else f"frames {failed_from} to {last}"
+                    cut_short(f"{name}: {lost} could not be decoded (a damaged stretch of the video); the frames "
+                              "after it were inspected")  # fmt: skip
+                    failed_from = None
                 item = frame_item(name, index, frame, prepare, keep_original=keep_original, shape=shape,
                                   warning=getattr(cap, "warning", None), error=getattr(cap, "error", None),
                                   gray=getattr(cap, "gray", None))  # fmt: skip
@@ -407,12 +441,13 @@ def iter_items(
     workers: int = 2,
     reader: LatestFrameReader | None = None,
     notice: Callable[[str], None] = lambda m: None,
+    cut_short: Callable[[str], None] = lambda m: None,
 ) -> Iterator[Item]:
     """Items of any source kind; live sources need the ``reader`` from :func:`open_live`."""
     if spec.kind is SourceKind.IMAGES:
         return iter_files(spec.paths, prepare, keep_original=keep_original, workers=workers)
     if spec.kind is SourceKind.VIDEO:
-        return iter_video(spec.name, prepare, keep_original=keep_original, notice=notice)
+        return iter_video(spec.name, prepare, keep_original=keep_original, notice=notice, cut_short=cut_short)
     if reader is None:
         raise ValueError("a live source needs the reader from open_live()")
     return iter_live(reader, prepare, keep_original=keep_original)

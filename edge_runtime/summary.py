@@ -131,7 +131,7 @@ class Summary:
     source_error: str | None = None
     output_error: str | None = None
     notes: list[str] = field(default_factory=list)  # source warnings (truncated video, ...)
-    cut_short: int = 0  # sources that ended before their declared length (a truncated or corrupt video)
+    cut_short: int = 0  # damaged stretches or early ends of a video whose frames were certainly missed
     started: float = field(default_factory=time.perf_counter)
     wall_s: float = 0.0
     latency: LatencyReservoir = field(default_factory=LatencyReservoir, repr=False)
@@ -164,8 +164,8 @@ class Summary:
             self.notes.append(message)
 
     def source_cut_short(self, message: str) -> None:
-        """A video ended before its declared length: the frames after the break were never inspected, so a gate
-        (``--fail-on-defect``) does not pass the run."""
+        """Frames of a video were certainly missed (a damaged stretch, an AVI that ends before its index does): a
+        gate (``--fail-on-defect``) does not pass the run."""
         self.cut_short += 1
         self.note(message)
 

@@ -461,9 +461,64 @@ def test_truncated_video_says_where_it_stopped(tmp_path, tiny_model):
     summary = tmp_path / "s.json"
     gated = invoke(["--model", str(tiny_model), "--source", str(cut), "--fail-on-defect", "--summary", str(summary)])
     assert gated.exit_code == ExitCode.DEFECT_FOUND and json.loads(summary.read_text())["cut_short"] == 1
-    assert "gate: not passed: the video ended before its declared length" in gated.stderr
+    assert "gate: not passed: part of the video could not be read" in gated.stderr
     whole = invoke(["--model", str(tiny_model), "--source", str(video), "--fail-on-defect", "--summary", str(summary)])
     assert json.loads(summary.read_text())["cut_short"] == 0 and "gate: not passed" not in whole.stderr
+
+
+def test_a_damaged_stretch_of_a_video_is_read_over_and_fails_the_gate(tmp_path, tiny_model):
+    """An MPEG-4 video zeroed in its middle stopped at frame 12 of 40 and passed the gate (exit 0), though the
+    decoder finds 21 readable frames after the damage. They are now inspected, numbered as in the file, and the
+    gate fails: the frames in the damaged stretch were never seen."""
+    import cv2
+    import numpy as np
+
+    video = tmp_path / "v.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 64))
+    for i in range(40):
+        writer.write(np.full((64, 64, 3), 40 + 4 * i, np.uint8))
+    writer.release()
+    data = bytearray(video.read_bytes())
+    n = len(data)
+    data[n // 3 : n // 2] = bytes(n // 2 - n // 3)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(bytes(data))
+    summary = tmp_path / "s.json"
+    gated = ["--fail-on-defect", "--summary", str(summary)]
+    result = invoke(["--model", str(tiny_model), "--source", str(broken), *gated])
+    recs = [json.loads(line) for line in result.stdout.splitlines()]
+    frames = [r["frame"] for r in recs]
+    assert result.exit_code == ExitCode.DEFECT_FOUND and json.loads(summary.read_text())["cut_short"] == 1
+    assert len(recs) > 30 and frames[-1] == 39 and frames == sorted(frames)  # the frames after the damage, in place
+    gap = [f for f in range(40) if f not in frames]
+    assert gap == list(range(gap[0], gap[-1] + 1))  # one stretch, and the warning names it
+    assert f"frames {gap[0]} to {gap[-1]} could not be decoded" in result.stderr
+    whole = invoke(["--model", str(tiny_model), "--source", str(video), "--summary", str(summary)])
+    assert len(whole.stdout.splitlines()) == 40 and json.loads(summary.read_text())["cut_short"] == 0
+
+
+def test_a_complete_video_whose_container_counts_more_frames_does_not_fail_the_gate(tmp_path, tiny_model):
+    """An MKV whose audio runs 0.25 s past its 40 frames declares 43: a complete file failed the gate (exit 10)."""
+    import shutil
+    import subprocess
+
+    import cv2
+    import numpy as np
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg (apt-get install -y ffmpeg)")
+    video = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
+    for _ in range(40):
+        writer.write(np.full((64, 64, 3), 30, np.uint8))
+    writer.release()
+    mkv = tmp_path / "with_audio.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(video), "-f", "lavfi", "-i", "sine=d=4.25", "-c:v", "copy",
+                    "-c:a", "pcm_s16le", str(mkv)], check=True, timeout=60)  # fmt: skip
+    summary = tmp_path / "s.json"
+    result = invoke(["--model", str(tiny_model), "--source", str(mkv), "--fail-on-defect", "--summary", str(summary)])
+    assert len(result.stdout.splitlines()) == 40 and json.loads(summary.read_text())["cut_short"] == 0
+    assert "gate: not passed: part of the video" not in result.stderr
 
 
 def test_a_video_without_one_frame_is_a_lost_source_not_a_clean_run(tmp_path, tiny_model):

@@ -219,6 +219,8 @@ class Saver:
             h, w = canvas.shape[:2]
             grow = max(1.0, MIN_VIDEO_SIDE / min(h, w))  # a tiny first picture would shrink every later one to it
             w, h = round(w * grow), round(h * grow)
+            if max(w, h) > 8 * min(w, h):  # a line of pixels (5000 x 1): no video that size plays; 4:3 instead
+                w, h = 640, 480
             w, h = w + w % 2, h + h % 2  # video codecs want even sides
             fourcc = cv2.VideoWriter_fourcc(*VIDEO_SAVE_SUFFIXES[self.target.suffix.lower()])
             from edge_runtime.opencv_paths import opencv_path

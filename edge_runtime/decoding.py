@@ -180,14 +180,21 @@ def header_size(data: bytes) -> tuple[int, int] | None:
 
 
 def _tiff_pages(data: bytes) -> int | None:
+    """Pages in a TIFF's chain of image directories (BigTIFF too); a pointer out of the file ends the count."""
     end = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"+\0", b"\0+")
+    off, cnt, entry = ("Q", "Q", 20) if big else ("I", "H", 12)
+    osz, csz = struct.calcsize(off), struct.calcsize(cnt)
     try:
-        (ifd,) = struct.unpack(end + "I", data[4:8])
+        (ifd,) = struct.unpack(end + off, data[8:16] if big else data[4:8])
         seen: set[int] = set()
-        while ifd and ifd not in seen and len(seen) < 10_000:
+        while ifd and ifd not in seen and len(seen) < 1_000_000:
+            (count,) = struct.unpack(end + cnt, data[ifd : ifd + csz])
+            nxt = ifd + csz + entry * count
+            if count == 0 or nxt + osz > len(data):  # not a directory: the chain is damaged, not longer
+                break
             seen.add(ifd)
-            (count,) = struct.unpack(end + "H", data[ifd : ifd + 2])
-            (ifd,) = struct.unpack(end + "I", data[ifd + 2 + 12 * count : ifd + 6 + 12 * count])
+            (ifd,) = struct.unpack(end + off, data[nxt : nxt + osz])
     except struct.error:
         pass  # a chain cut short: the pages found so far
     return len(seen) or None
@@ -202,19 +209,34 @@ def _webp_frames(data: bytes) -> int:
     return frames
 
 
+def _png_images(data: bytes) -> int:
+    """Images in a PNG: its animation's frames (acTL, before the pixels), plus the default image when that is not
+    one of them (no frame control before it: a viewer shows the animation, the decoder the hidden default)."""
+    at, frames, framed = 8, 0, False
+    while at + 8 <= len(data):
+        size = int.from_bytes(data[at : at + 4], "big")
+        kind = data[at + 4 : at + 8]
+        if kind == b"IDAT":
+            break
+        if kind == b"acTL":
+            frames = int.from_bytes(data[at + 8 : at + 12], "big")
+        framed = framed or kind == b"fcTL"
+        at += 12 + size
+    return 1 if not frames else frames + (0 if framed else 1)
+
+
 def page_count(data: bytes) -> int | None:
     """How many pages or frames an image file holds, for the formats that can hold several (multi-page TIFF,
     animated PNG and WebP); None when unknown. Decoding reads only the first.
 
-    >>> page_count(b"II*\\0" + (8).to_bytes(4, "little") + bytes(2) + bytes(4))
-    1
+    >>> one_page = b"II*\\0" + (8).to_bytes(4, "little") + (1).to_bytes(2, "little") + bytes(12) + bytes(4)
+    >>> page_count(one_page), page_count(one_page[:-4] + (8).to_bytes(4, "little"))  # a loop is one page
+    (1, 1)
     """
-    if data[:4] in (b"II*\0", b"MM\0*"):
+    if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
         return _tiff_pages(data)
     if data[:8] == b"\x89PNG\r\n\x1a\n":
-        idat = data.find(b"IDAT", 8)
-        actl = data.find(b"acTL", 8, idat if idat > 0 else len(data))  # an animated PNG says so before its pixels
-        return int.from_bytes(data[actl + 4 : actl + 8], "big") if actl > 0 else 1
+        return _png_images(data)
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         animated = data[12:16] == b"VP8X" and len(data) > 20 and data[20] & 0x02
         return (_webp_frames(data) or 1) if animated else 1

@@ -110,6 +110,23 @@ class PreprocessSpec:
         return cls.from_dict(d)
 
 
+def bits_used(image: np.ndarray) -> int:
+    """The bit depth (8, 10, 12, 14 or 16) a 16-bit image's data uses: the least that holds all but a few hot
+    pixels (1 in 10,000), so that one saturated pixel does not turn 12-bit data into 16-bit darkness.
+
+    >>> twelve = np.full((100, 100), 4000, np.uint16)
+    >>> bits_used(twelve), bits_used(np.where(np.eye(100, dtype=bool), 65535, twelve).astype(np.uint16))
+    (12, 16)
+    >>> twelve[0, 0] = 65535; bits_used(twelve)
+    12
+    """
+    few = image.size // 10_000
+    for bits in (8, 10, 12, 14):
+        if np.count_nonzero(image >> bits) <= few:
+            return bits
+    return 16
+
+
 def to_uint8_gray(image: np.ndarray, *, source: str = "image") -> np.ndarray:
     """Bring any decoded image (gray, BGR, BGRA; 8/16-bit or float) to 8-bit single-channel gray."""
     if image is None or image.size == 0:
@@ -123,8 +140,8 @@ def to_uint8_gray(image: np.ndarray, *, source: str = "image") -> np.ndarray:
     # Depth first, channels second: OpenCV's colour conversion takes only 8/16-bit and float32 pixels.
     if image.dtype == np.uint16:
         # by the bits the data uses: a 10- or 12-bit camera's pixels in a 16-bit file are not 16-bit dark pixels
-        shift = max(0, int(image.max()).bit_length() - 8)
-        image = (image >> shift).astype(np.uint8)
+        bits = bits_used(image)
+        image = (np.minimum(image, (1 << bits) - 1) >> (bits - 8)).astype(np.uint8)
     elif np.issubdtype(image.dtype, np.floating):
         image = np.nan_to_num(image.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
         hi = 1.0 if float(image.max()) <= 1.0 else 255.0

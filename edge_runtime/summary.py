@@ -259,5 +259,6 @@ class Summary:
         if self.source_error:
             lines.append(f"source lost: {self.source_error}")
         if self.output_error:
-            lines.append(f"output failed: {self.output_error}; the {self.items} records counted were written")
+            counted = "the 1 record counted was" if self.items == 1 else f"the {self.items} records counted were"
+            lines.append(f"output failed: {self.output_error}; {counted} written")
         return "\n".join(lines)

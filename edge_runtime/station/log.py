@@ -101,7 +101,7 @@ class InspectionLog:
         self.cfg = cfg
         self.path = cfg.path
         self.station = cfg.station or socket.gethostname()
-        # made by this run: removed again if no run was ever recorded in it (a source that never opened)
+        # made by this run: removed again if no item was ever written to it (a source that never gave a frame)
         self.created = str(cfg.path) != ":memory:" and not os.path.lexists(cfg.path)
         self.con = connect(cfg.path, timeout_s=cfg.busy_timeout_s)
         # Checkpoints (copying the WAL into the database and syncing it: milliseconds) run on a helper thread
@@ -295,7 +295,7 @@ class InspectionLog:
             self.con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         with contextlib.suppress(sqlite3.Error):  # a connection whose disk went away: nothing left to save
             self.con.close()
-        if self.created and self.run_id is None:  # a refused run (no such source, a missing extra): no empty log
+        if self.created and self.rows == 0:  # a refused run (no such source, a video without a frame): no empty log
             for leftover in (str(self.path), f"{self.path}-wal", f"{self.path}-shm"):
                 with contextlib.suppress(OSError):
                     os.unlink(leftover)

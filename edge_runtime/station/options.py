@@ -115,6 +115,13 @@ def check_station_options(opts: dict[str, Any]) -> None:
         raise click.UsageError("--log-keep and --log-max need --log FILE")
     if opts.get("log_max") is not None and opts["log_max"] < MIN_LOG_BYTES:
         raise click.UsageError("--log-max must be at least 1MB")
+    log = opts.get("log")
+    if log is not None:
+        from edge_runtime.inputs import VIDEO_SUFFIXES
+        from edge_runtime.preprocess import IMAGE_SUFFIXES
+
+        if Path(str(log)).suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:  # the next run read it as a part
+            raise click.UsageError(f"--log {log}: an inspection log under an image or video name; name it .db")
     bind = opts.get("serve")
     if bind is None and opts.get("token"):
         raise click.UsageError("--token needs --serve HOST:PORT")

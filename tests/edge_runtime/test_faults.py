@@ -782,8 +782,11 @@ def test_12_bit_16_bit_and_float_images_are_read_by_the_bits_they_use(tmp_path):
     cv2.imwrite(str(tmp_path / "twelve.png"), part.astype(np.uint16) << 4)
     cv2.imwrite(str(tmp_path / "sixteen.png"), part.astype(np.uint16) << 8)
     cv2.imwrite(str(tmp_path / "float.tif"), part.astype(np.float32) / 255.0)
-    for name in ("twelve.png", "sixteen.png", "float.tif"):
-        assert np.abs(read_image(tmp_path / name).astype(int) - part).max() <= 1, name
+    hot = part.astype(np.uint16) << 4
+    hot[0, 0] = 65535  # one saturated pixel in 12-bit data: it read as 16-bit, near black
+    cv2.imwrite(str(tmp_path / "twelve_hot.png"), hot)
+    for name in ("twelve.png", "sixteen.png", "float.tif", "twelve_hot.png"):
+        assert np.abs(read_image(tmp_path / name).astype(int) - part)[1:].max() <= 1, name
     recs = check(invoke(["--source", str(tmp_path / "twelve.png"), "--fail-on-defect"]), ExitCode.DEFECT_FOUND,
                  error_lines=0)  # fmt: skip
     assert recs[0]["defective"] and not recs[0].get("unlike_training")
@@ -1032,6 +1035,29 @@ def test_a_second_run_saving_to_the_same_video_or_folder_is_refused(tmp_path, ta
     assert not save.exists() if save.suffix else save.is_dir()  # the first saved nothing: no empty video is left
 
 
+def test_a_first_picture_that_is_a_line_of_pixels_gives_a_playable_video(tmp_path):
+    """A 5000 x 1 first image made a video header of 20352 x 240 over frames of 1200000 x 240 (3.2 GB, unplayable);
+    a 3 x 9000 one stopped an .mp4 run after one item with "cannot write a video there"."""
+    import cv2
+    import numpy as np
+
+    from tests.conftest import REPO
+
+    part = cv2.imread(str(REPO / "edge_runtime/samples/test/def_front/cast_def_0_3446.jpeg"))
+    for first, name in ((np.zeros((1, 5000), np.uint8), "x.avi"), (np.zeros((9000, 3), np.uint8), "y.mp4")):
+        folder = tmp_path / name.split(".")[0]
+        folder.mkdir()
+        cv2.imwrite(str(folder / "a_line.png"), first)
+        cv2.imwrite(str(folder / "b_part.png"), part)
+        check(invoke(["--source", str(folder), "--save", str(tmp_path / name)]), ExitCode.OK, error_lines=0)
+        cap = cv2.VideoCapture(str(tmp_path / name))
+        frames = []
+        while (got := cap.read())[0]:
+            frames.append(got[1])
+        cap.release()
+        assert len(frames) == 2 and frames[1].shape[:2] == (480, 640), name
+
+
 def test_a_saved_video_keeps_each_pictures_shape_and_a_tiny_first_picture_does_not_shrink_it(tmp_path):
     """--save out.avi took the first picture's size for every frame: a 1x1 first image made a 1x1 video (every
     annotation lost), and pictures of another shape were stretched."""
@@ -1057,3 +1083,45 @@ def test_a_saved_video_keeps_each_pictures_shape_and_a_tiny_first_picture_does_n
     wide = frames[2]  # letterboxed: black bands above and below, the picture between them
     h = wide.shape[0]
     assert wide[: h // 4 - 10].max() < 40 and wide[h // 2 - 5 : h // 2 + 5].mean() > 60
+
+
+def test_page_counts_follow_the_files_structure_not_stray_bytes():
+    """A BigTIFF's second page went unseen; a single-page TIFF whose next-page pointer leads out of the file was
+    said to hold 2 pages; "acTL" in a PNG's text chunk made a still image 5 pages; an APNG whose shown frame is
+    not its default image (the one a decoder reads) got no warning."""
+    import struct
+    import zlib
+
+    from edge_runtime.decoding import page_count
+
+    def tiff(big: bool, pages: int, next_last: int = 0) -> bytes:
+        if big:
+            head, ifd = (
+                b"II+\0" + struct.pack("<HHQ", 8, 0, 16),
+                lambda nxt: struct.pack("<Q", 1) + bytes(20) + struct.pack("<Q", nxt),
+            )
+            size = 36
+        else:
+            head, ifd = (
+                b"II*\0" + struct.pack("<I", 8),
+                lambda nxt: struct.pack("<H", 1) + bytes(12) + struct.pack("<I", nxt),
+            )
+            size = 18
+        start = len(head)
+        body = b"".join(ifd(start + (k + 1) * size if k < pages - 1 else next_last) for k in range(pages))
+        return head + body
+
+    def png(*chunks: tuple[bytes, bytes]) -> bytes:
+        out = b"\x89PNG\r\n\x1a\n"
+        for kind, data in chunks:
+            out += struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return out
+
+    ihdr, idat, iend = (b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)), (b"IDAT", b"x"), (b"IEND", b"")
+    actl = (b"acTL", struct.pack(">II", 1, 0))
+    assert page_count(tiff(False, 1)) == 1 and page_count(tiff(False, 3)) == 3
+    assert page_count(tiff(True, 2)) == 2 and page_count(tiff(True, 1)) == 1
+    assert page_count(tiff(False, 1, next_last=10**6)) == 1  # a pointer out of the file: damaged, not a page
+    assert page_count(png(ihdr, (b"tEXt", b"Comment\0acTL\0\0\0\x05"), idat, iend)) == 1
+    assert page_count(png(ihdr, (b"tEXt", b"Comment\0IDAT"), actl, (b"fcTL", bytes(26)), idat, iend)) == 1
+    assert page_count(png(ihdr, actl, idat, (b"fcTL", bytes(26)), (b"fdAT", bytes(5)), iend)) == 2  # hidden default

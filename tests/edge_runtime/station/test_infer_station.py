@@ -88,6 +88,24 @@ def test_a_refused_run_leaves_no_new_log_and_an_existing_log_as_it_was(tmp_path:
     assert again.exit_code == ExitCode.BAD_DATA and len(list(rows(open_reader(db), Filter()))) == 2
 
 
+def test_a_log_under_an_image_name_is_a_usage_error_and_a_video_without_frames_leaves_no_log(
+    tmp_path: Path, tiny_model: Path
+):
+    """``--log parts/station.png`` was judged as an item of the run writing it, and of every later run over the
+    folder; a video that opens but gives no frame (exit 5) left a new log holding one empty run."""
+    write_parts(tmp_path / "parts", [10])
+    base = ["--model", str(tiny_model), "--source", str(tmp_path / "parts")]
+    result = CliRunner().invoke(main, [*base, "--log", str(tmp_path / "parts" / "station.png")])
+    assert result.exit_code == ExitCode.USAGE and "name it .db" in result.output
+    assert not (tmp_path / "parts" / "station.png").exists()
+    video = tmp_path / "empty.avi"
+    cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64)).release()
+    args = ["--model", str(tiny_model), "--source", str(video), "--log", str(tmp_path / "z.db")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == ExitCode.SOURCE_UNAVAILABLE, result.output
+    assert not any(p.name.startswith("z.db") for p in tmp_path.iterdir())
+
+
 def test_a_locked_log_stops_the_run_with_exit_7_and_nothing_unlogged_is_written(tmp_path: Path, tiny_model: Path):
     write_parts(tmp_path / "parts", [10, 220, 30])
     db = tmp_path / "station.db"

@@ -108,9 +108,10 @@ def test_retention_by_size_is_applied_while_running_and_keeps_the_newest(log_pat
 
 
 def made_log(path: Path) -> None:
-    """A log with one run in it (a log in which no run was ever recorded is removed again when closed)."""
+    """A log with one run and one item in it (a new log that no item was written to is removed when closed)."""
     log = InspectionLog(LogConfig(path))
     log.start_run(RUN)
+    log.write([record(0, defective=False)])
     log.close()
 
 

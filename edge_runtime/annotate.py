@@ -164,6 +164,11 @@ class Saver:
         from edge_runtime.atomic import probe_writable
 
         folder = target.parent if self.is_video else target
+        self._made: list[Path] = []  # the folders this run makes for --save, deepest first: removed if left empty
+        missing = folder
+        while not missing.exists() and missing != missing.parent:
+            self._made.append(missing)
+            missing = missing.parent
         try:
             probe_writable(folder / f".defect-edge-{os.getpid()}.probe")  # a read-only folder: now, not later
         except OSError as exc:
@@ -242,3 +247,8 @@ class Saver:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        for made in self._made if self.count == 0 else ():  # a run that saved nothing (a video without a frame)
+            try:
+                made.rmdir()  # only when empty
+            except OSError:
+                break

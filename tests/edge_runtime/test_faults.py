@@ -1125,3 +1125,19 @@ def test_page_counts_follow_the_files_structure_not_stray_bytes():
     assert page_count(png(ihdr, (b"tEXt", b"Comment\0acTL\0\0\0\x05"), idat, iend)) == 1
     assert page_count(png(ihdr, (b"tEXt", b"Comment\0IDAT"), actl, (b"fcTL", bytes(26)), idat, iend)) == 1
     assert page_count(png(ihdr, actl, idat, (b"fcTL", bytes(26)), (b"fdAT", bytes(5)), iend)) == 2  # hidden default
+
+
+def test_a_run_that_saves_nothing_leaves_no_save_folder_it_made(tmp_path):
+    """A video without a frame (exit 5) with ``--save newdir`` left an empty newdir; ``--save a/b/new.avi`` a/b."""
+    import cv2
+
+    video = tmp_path / "in" / "empty.avi"
+    video.parent.mkdir()
+    cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64)).release()
+    for save in (tmp_path / "newdir", tmp_path / "a" / "b" / "new.avi"):
+        result = invoke(["--source", str(video), "--save", str(save)])
+        assert result.exit_code == ExitCode.SOURCE_UNAVAILABLE, result.output
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    (tmp_path / "kept").mkdir()  # a folder that was there before the run stays
+    invoke(["--source", str(video), "--save", str(tmp_path / "kept")])
+    assert (tmp_path / "kept").is_dir()

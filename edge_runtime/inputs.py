@@ -11,6 +11,7 @@ the reader thread for video), so the inference loop only stacks, normalises and 
 
 from __future__ import annotations
 
+import functools
 import glob
 import math
 import os
@@ -328,8 +329,20 @@ def _video_frames(
     ends_ms = _declared_end_ms(cap, declared)
     shape = _declared_shape(cap) if keep_original else None
     # Decoded pictures are kept for --save/--show: a few frames ahead, not 64 (8K frames took 3.3 GB).
-    q: queue.Queue[Item | None] = queue.Queue(maxsize=4 if keep_original else 64)
+    q: queue.Queue[Item | Callable[[], None] | None] = queue.Queue(maxsize=4 if keep_original else 64)
     stop = threading.Event()
+
+    def put(entry: Item | Callable[[], None]) -> None:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def tell(say: Callable[[str], None], message: str) -> None:
+        # in order with the frames: a run that stops before them (--max-frames, q) is not told of a later break
+        put(functools.partial(say, message))
 
     def reader() -> None:
         index, at_ms, failed_from = 0, None, None  # failed_from: where the current run of failed reads began
@@ -352,28 +365,27 @@ def _video_frames(
                         # a frame index (AVI) counts the frames there are; other containers may estimate the
                         # count from a longer audio track, or count frames an edit list hides: a warning only
                         if exact_count:
-                            cut_short(f"{name}: stopped at frame {start} of {declared} (truncated or corrupt video)")
+                            tell(
+                                cut_short,
+                                f"{name}: stopped at frame {start} of {declared} (truncated or corrupt video)",
+                            )
                         else:
-                            notice(
-                                f"{name}: stopped at frame {start} of {declared} (truncated or corrupt video, or a "
-                                "frame count the container estimated from a longer audio track or an edit list)"
+                            tell(
+                                notice,
+                                f"{name}: stopped at frame {start} of {declared} (truncated or corrupt video, "
+                                "or a frame count the container estimated from a longer audio track or an edit list)",
                             )
                     break
                 if failed_from is not None:
                     last = index - 1
                     lost = f"frame {last}" if failed_from == last else f"frames {failed_from} to {last}"
-                    cut_short(f"{name}: {lost} could not be decoded (a damaged stretch of the video); the frames "
-                              "after it were inspected")  # fmt: skip
+                    tell(cut_short, f"{name}: {lost} could not be decoded (a damaged stretch of the video); the "
+                         "frames after it were inspected")  # fmt: skip
                     failed_from = None
                 item = frame_item(name, index, frame, prepare, keep_original=keep_original, shape=shape,
                                   warning=getattr(cap, "warning", None), error=getattr(cap, "error", None),
                                   gray=getattr(cap, "gray", None))  # fmt: skip
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
+                put(item)
                 index += 1
         finally:
             cap.release()
@@ -390,6 +402,9 @@ def _video_frames(
     frames = 0
     try:
         while (item := q.get()) is not None:
+            if not isinstance(item, Item):
+                item()  # a warning about the video, where it belongs among the frames
+                continue
             frames += 1
             yield item
     finally:

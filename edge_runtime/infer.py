@@ -62,8 +62,14 @@ class InferConfig:
     priority: Priority = Priority.AUTO
 
 
-def batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
-    while batch := list(islice(items, size)):
+def batches(items: Iterator[Item], size: int, left: Callable[[], int | None] = lambda: None) -> Iterator[list[Item]]:
+    """Lists of up to ``size`` items, never taking more than ``left()`` (--max-frames) from ``items``: a video's
+    reader is not advanced past the run's last frame (its warnings about later frames are not the run's)."""
+    while True:
+        n = left()
+        take = size if n is None else min(size, n)
+        if take <= 0 or not (batch := list(islice(items, take))):
+            return
         yield batch
 
 
@@ -235,7 +241,7 @@ def process(
         size = min(size, PICTURE_BATCH)  # decoded pictures are kept per item: bound how many are held at once
     listener = cfg.listener
     try:
-        for batch in batches(items, size):
+        for batch in batches(items, size, runner.remaining):
             left = runner.remaining()
             batch = batch if left is None else batch[:left]
             preds = predict_items(model, batch, with_map=cfg.heatmap)

@@ -310,7 +310,9 @@ def _position_ms(cap: Any) -> float | None:
     return ms if math.isfinite(ms) and ms > 0.0 else None
 
 
-MAX_UNREADABLE_RUN = 10_000  # failed reads in a row read over before a video counts as ended
+# failed reads in a row read over before a video counts as ended, whatever its header declares: about 9 hours at
+# 30 FPS of damage, and 1-30 s of failed reads where a header declares billions of frames
+MAX_UNREADABLE_RUN = 1_000_000
 
 
 def _video_frames(

@@ -112,7 +112,7 @@ class PreprocessSpec:
 
 def bits_used(image: np.ndarray) -> int:
     """The bit depth (8, 10, 12, 14 or 16) a 16-bit image's data uses: the least that holds all but a few hot
-    pixels (1 in 10,000), so that one saturated pixel does not turn 12-bit data into 16-bit darkness.
+    pixels (1 in 1,000), so that a few saturated pixels do not turn 12-bit data into 16-bit darkness.
 
     >>> twelve = np.full((100, 100), 4000, np.uint16)
     >>> bits_used(twelve), bits_used(np.where(np.eye(100, dtype=bool), 65535, twelve).astype(np.uint16))
@@ -120,7 +120,7 @@ def bits_used(image: np.ndarray) -> int:
     >>> twelve[0, 0] = 65535; bits_used(twelve)
     12
     """
-    few = image.size // 10_000
+    few = image.size // 1_000
     for bits in (8, 10, 12, 14):
         if np.count_nonzero(image >> bits) <= few:
             return bits
@@ -143,8 +143,11 @@ def to_uint8_gray(image: np.ndarray, *, source: str = "image") -> np.ndarray:
         bits = bits_used(image)
         image = (np.minimum(image, (1 << bits) - 1) >> (bits - 8)).astype(np.uint8)
     elif np.issubdtype(image.dtype, np.floating):
-        image = np.nan_to_num(image.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
-        hi = 1.0 if float(image.max()) <= 1.0 else 255.0
+        image = image.astype(np.float64)
+        finite = np.isfinite(image)
+        # the scale from the finite pixels: one inf pixel made a 0..1 image 0..255, so black, and a defect "ok"
+        hi = 1.0 if not finite.any() or float(image[finite].max()) <= 1.0 else 255.0
+        image = np.nan_to_num(image, nan=0.0, posinf=hi, neginf=0.0)
         image = np.clip(image * (255.0 / hi), 0, 255).astype(np.uint8)
     elif image.dtype != np.uint8:
         raise ImageReadError(f"{source}: unsupported pixel type {image.dtype}")

@@ -499,6 +499,10 @@ def test_a_damaged_stretch_of_a_video_is_read_over_and_fails_the_gate(tmp_path, 
     assert f"frames {gap[0]} to {gap[-1]} could not be decoded" in result.stderr
     whole = invoke(["--model", str(tiny_model), "--source", str(video), "--summary", str(summary)])
     assert len(whole.stdout.splitlines()) == 40 and json.loads(summary.read_text())["cut_short"] == 0
+    # --max-frames before the damage: the run's batch does not read ahead into it (its gate failed by batch size)
+    five = invoke(["--model", str(tiny_model), "--source", str(broken), "--max-frames", "5", "--summary", str(summary)])
+    assert len(five.stdout.splitlines()) == 5 and json.loads(summary.read_text())["cut_short"] == 0
+    assert "could not be decoded" not in five.stderr
 
 
 def test_a_complete_video_whose_container_counts_more_frames_does_not_fail_the_gate(tmp_path, tiny_model):
@@ -787,9 +791,12 @@ def test_12_bit_16_bit_and_float_images_are_read_by_the_bits_they_use(tmp_path):
     cv2.imwrite(str(tmp_path / "sixteen.png"), part.astype(np.uint16) << 8)
     cv2.imwrite(str(tmp_path / "float.tif"), part.astype(np.float32) / 255.0)
     hot = part.astype(np.uint16) << 4
-    hot[0, 0] = 65535  # one saturated pixel in 12-bit data: it read as 16-bit, near black
+    hot[0, :20] = 65535  # 20 saturated pixels in 12-bit data: it read as 16-bit, near black
     cv2.imwrite(str(tmp_path / "twelve_hot.png"), hot)
-    for name in ("twelve.png", "sixteen.png", "float.tif", "twelve_hot.png"):
+    with_inf = part.astype(np.float32) / 255.0
+    with_inf[0, 0] = np.inf  # one inf pixel made the 0..1 image 0..255: black, and the defect "ok"
+    cv2.imwrite(str(tmp_path / "float_inf.tif"), with_inf)
+    for name in ("twelve.png", "sixteen.png", "float.tif", "twelve_hot.png", "float_inf.tif"):
         assert np.abs(read_image(tmp_path / name).astype(int) - part)[1:].max() <= 1, name
     recs = check(invoke(["--source", str(tmp_path / "twelve.png"), "--fail-on-defect"]), ExitCode.DEFECT_FOUND,
                  error_lines=0)  # fmt: skip

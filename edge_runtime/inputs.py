@@ -289,17 +289,6 @@ def _declared_end_ms(cap: Any, declared: int) -> float | None:
     return (declared - 1.5) * 1000.0 / fps
 
 
-def _frame_period_ms(cap: Any) -> float | None:
-    """The time between frames the video declares (ms), None where it declares no usable frame rate."""
-    import cv2
-
-    try:
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    except (cv2.error, TypeError, ValueError):
-        return None
-    return 1000.0 / fps if math.isfinite(fps) and 0.0 < fps <= 1000.0 else None
-
-
 def _declared_shape(cap: Any) -> tuple[int, int, int] | None:
     """The frame size (height, width, 3) the container declares, None where it declares none."""
     import cv2
@@ -340,7 +329,6 @@ def _video_frames(
     declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     exact_count = Path(name).suffix.lower() == ".avi"
     ends_ms = _declared_end_ms(cap, declared)
-    period_ms = _frame_period_ms(cap)
     shape = _declared_shape(cap) if keep_original else None
     # Decoded pictures are kept for --save/--show: a few frames ahead, not 64 (8K frames took 3.3 GB).
     q: queue.Queue[Item | Callable[[], None] | None] = queue.Queue(maxsize=4 if keep_original else 64)
@@ -360,7 +348,6 @@ def _video_frames(
 
     def reader() -> None:
         index, at_ms, failed_from = 0, None, None  # failed_from: where the current run of failed reads began
-        prev_ms: float | None = None  # the last frame's time
         try:
             while not stop.is_set():
                 try:
@@ -397,20 +384,6 @@ def _video_frames(
                     tell(cut_short, f"{name}: {lost} could not be decoded (a damaged stretch of the video); the "
                          "frames after it were inspected")  # fmt: skip
                     failed_from = None
-                elif (
-                    period_ms
-                    and prev_ms is not None
-                    and at_ms is not None
-                    and at_ms - prev_ms > max(3 * period_ms, 250)
-                ):
-                    # No failed read, but a hole in the timestamps: the demuxer stepped over damage (an MKV zeroed in
-                    # its middle lost 17 frames without a word). The frames after it keep their own numbers.
-                    missing = max(1, round((at_ms - prev_ms) / period_ms) - 1)
-                    hole = f"no frame between {prev_ms / 1000:.2f} s and {at_ms / 1000:.2f} s"
-                    tell(cut_short, f"{name}: {hole}: about {missing} frames could not be decoded (a damaged "
-                         "stretch), or the video pauses there")  # fmt: skip
-                    index += missing
-                prev_ms = at_ms
                 item = frame_item(name, index, frame, prepare, keep_original=keep_original, shape=shape,
                                   warning=getattr(cap, "warning", None), error=getattr(cap, "error", None),
                                   gray=getattr(cap, "gray", None))  # fmt: skip

@@ -529,27 +529,6 @@ def test_a_complete_video_whose_container_counts_more_frames_does_not_fail_the_g
     assert "gate: not passed: part of the video" not in result.stderr
 
 
-def test_a_hole_in_a_videos_timestamps_is_reported_and_fails_the_gate(tmp_path, tiny_model):
-    """An MKV damaged in its middle lost 17 frames with no failed read: the demuxer stepped over the damage, no
-    warning, frames 33-39 reported as 16-22, and the gate passed. The hole is made here by dropping frames 15-30
-    while keeping the others' timestamps."""
-    import shutil
-    import subprocess
-
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("needs ffmpeg (apt-get install -y ffmpeg)")
-    mkv = tmp_path / "hole.mkv"
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=10:duration=4", "-vf",
-                    "select='not(between(n,15,30))'", "-fps_mode", "passthrough", "-c:v", "mjpeg", str(mkv)],
-                   check=True, timeout=60)  # fmt: skip
-    summary = tmp_path / "s.json"
-    result = invoke(["--model", str(tiny_model), "--source", str(mkv), "--fail-on-defect", "--summary", str(summary)])
-    frames = [json.loads(line)["frame"] for line in result.stdout.splitlines()]
-    assert frames == [*range(15), *range(31, 40)], frames
-    assert "no frame between 1.40 s and 3.10 s: about 16 frames could not be decoded" in result.stderr
-    assert result.exit_code == ExitCode.DEFECT_FOUND and json.loads(summary.read_text())["cut_short"] == 1
-
-
 def test_a_video_without_one_frame_is_a_lost_source_not_a_clean_run(tmp_path, tiny_model):
     import cv2
 

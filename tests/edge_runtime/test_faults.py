@@ -529,6 +529,32 @@ def test_a_complete_video_whose_container_counts_more_frames_does_not_fail_the_g
     assert "gate: not passed: part of the video" not in result.stderr
 
 
+def test_a_healthy_variable_rate_video_is_not_taken_for_a_damaged_one(tmp_path, tiny_model):
+    """A camera triggered by the parts records frames 0.8-2.5 s apart. A check for holes in the timestamps (tried
+    and reverted) took each pause for damage: 20 warnings and a failed gate on a complete MKV."""
+    import random
+    import shutil
+    import subprocess
+
+    import cv2
+    import numpy as np
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg (apt-get install -y ffmpeg)")
+    cv2.imwrite(str(tmp_path / "part.png"), np.full((64, 64), 30, np.uint8))
+    rng = random.Random(3)
+    listing = "".join(f"file 'part.png'\nduration {rng.uniform(0.8, 2.5):.2f}\n" for _ in range(12))
+    (tmp_path / "list.txt").write_text(listing + "file 'part.png'\n")
+    mkv = tmp_path / "triggered.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "concat", "-safe", "0", "-i", str(tmp_path / "list.txt"),
+                    "-fps_mode", "vfr", "-c:v", "mjpeg", str(mkv)], check=True, timeout=60)  # fmt: skip
+    summary = tmp_path / "s.json"
+    result = invoke(["--model", str(tiny_model), "--source", str(mkv), "--summary", str(summary)])
+    frames = [json.loads(line)["frame"] for line in result.stdout.splitlines()]
+    assert frames == list(range(len(frames))) and len(frames) >= 12, frames
+    assert json.loads(summary.read_text())["cut_short"] == 0 and "source warning" not in result.stderr
+
+
 def test_a_video_without_one_frame_is_a_lost_source_not_a_clean_run(tmp_path, tiny_model):
     import cv2
 

@@ -147,6 +147,9 @@ def to_uint8_gray(image: np.ndarray, *, source: str = "image") -> np.ndarray:
         finite = np.isfinite(image)
         # the scale from the finite pixels: one inf pixel made a 0..1 image 0..255, so black, and a defect "ok"
         hi = 1.0 if not finite.any() or float(image[finite].max()) <= 1.0 else 255.0
+        lo = min(0.0, float(image[finite].min())) if finite.any() else 0.0
+        if lo < 0.0:  # signed data (-1..1): its range, not its positive half (a good part scored defective)
+            image = (image - lo) * (hi / (hi - lo))
         image = np.nan_to_num(image, nan=0.0, posinf=hi, neginf=0.0)
         image = np.clip(image * (255.0 / hi), 0, 255).astype(np.uint8)
     elif image.dtype != np.uint8:

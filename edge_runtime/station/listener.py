@@ -11,11 +11,13 @@ these out to the inspection log and to the live web view.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from edge_runtime.errors import OutputError
 from edge_runtime.station.log import InspectionLog, RunInfo
 
 if TYPE_CHECKING:
@@ -96,6 +98,11 @@ class StationListener:
             self.live.add(shown, [picture_of(it) for it in items], ids)
 
     def on_event(self, message: str) -> None:
+        """A live source's news (dropped, reconnecting), from its reader thread: the page hears it, and the log
+        stores the thumbnails made since its last write (the source may stay quiet for long)."""
+        if self.log is not None:
+            with contextlib.suppress(OutputError):  # the inspection loop's next write reports a log that fails
+                self.log.flush(wait=False)
         if self.live is not None:
             self.live.event(message)
 

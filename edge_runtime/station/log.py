@@ -112,6 +112,8 @@ class InspectionLog:
         self.checkpointer = Checkpointer(cfg.path)
         self.run_id: int | None = None
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="log thumbnails")
+        # write() runs on the inspection loop, flush(wait=False) also on a live source's reader thread
+        self._lock = threading.RLock()
         self.pending: list[Future] = []
         self.threshold = math.nan
         self.rows = 0
@@ -158,6 +160,12 @@ class InspectionLog:
         inputs, not the source images, so a ``defect_box`` (in source pixels) is not drawn on them. Raises
         :class:`OutputError` when the log cannot be written.
         """
+        with self._lock:
+            return self._write(records, pictures, source_pixels=source_pixels)
+
+    def _write(
+        self, records: Sequence[dict[str, Any]], pictures: Sequence[np.ndarray | None], *, source_pixels: bool
+    ) -> list[int]:
         if self.run_id is None:
             raise RuntimeError("start_run() first")
         ready = self._ready_thumbnails()
@@ -197,19 +205,22 @@ class InspectionLog:
             [(rid, jpeg, rid) for rid, jpeg in ready if jpeg],
         )
 
-    def flush(self) -> None:
-        """Store the thumbnails still being made (the end of a run). Raises :class:`OutputError`."""
-        ready = self._ready_thumbnails(wait=True)
-        if not ready:
-            return
-        try:
-            with self.con:
-                self.con.execute("BEGIN IMMEDIATE")
-                self._store_thumbnails(ready)
-        except sqlite3.Error as exc:
-            raise log_error(self.path, exc, "storing the last thumbnails") from exc
-        if time.monotonic() >= self.next_retention:
-            self.apply_retention()
+    def flush(self, *, wait: bool = True) -> None:
+        """Store the thumbnails still being made (``wait``: the end of a run), or those made already (a live source
+        that went quiet: its last defect's picture was "pending" on the station page until the next write).
+        Raises :class:`OutputError`."""
+        with self._lock:
+            ready = self._ready_thumbnails(wait=wait)
+            if not ready:
+                return
+            try:
+                with self.con:
+                    self.con.execute("BEGIN IMMEDIATE")
+                    self._store_thumbnails(ready)
+            except sqlite3.Error as exc:
+                raise log_error(self.path, exc, "storing the last thumbnails") from exc
+            if time.monotonic() >= self.next_retention:
+                self.apply_retention()
 
     def _insert(self, rec: dict[str, Any]) -> int:
         extra = {k: v for k, v in rec.items() if k not in COLUMNS and v is not None}
@@ -287,6 +298,10 @@ class InspectionLog:
         return deleted
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         with contextlib.suppress(OutputError):  # on_close flushed already unless the run failed
             self.flush()
         self.pool.shutdown(wait=True)

@@ -224,3 +224,26 @@ def test_the_hourly_rate_and_latency_agree_with_the_headline_and_the_station_pag
         live.stop()
     assert bucket["rate"] == st["defect_rate"] == 0.25 and bucket["errors"] == 5
     assert st["latency_ms_p99"] == s["latency_ms_p99"]
+
+
+def test_a_quiet_live_sources_last_defect_gets_its_thumbnail_at_the_next_event(log_path: Path):
+    """The thumbnails are stored with the log's next write: when a camera dropped after a defect, its picture stayed
+    "pending" on the station page for the whole outage. The drop's event now stores what is ready."""
+    from edge_runtime.station.listener import StationListener
+
+    log = InspectionLog(LogConfig(log_path))
+    log.start_run(RUN)
+    listener = StationListener(log=log)
+    try:
+        (rid,) = log.write([record(0, defective=True)], [part_picture()])
+        deadline = time.monotonic() + 10
+        while not all(f.done() for f in log.pending):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        stored = sqlite3.connect(log_path).execute("SELECT count(*) FROM thumbnails").fetchone()[0]
+        assert stored == 0  # made, not yet stored: no write since
+        listener.on_event("camera: source dropped after 1 frame; reconnecting")
+        reader = sqlite3.connect(log_path)
+        assert reader.execute("SELECT inspection_id FROM thumbnails").fetchall() == [(rid,)]
+    finally:
+        listener.close()

@@ -90,8 +90,8 @@ HELP = (
 @click.option(
     "--fail-on-defect",
     is_flag=True,
-    help="Exit with code 10 when any item is defective, unreadable, damaged, or shows no part, or a video ends "
-    "before its declared length (a gate).",
+    help="Exit with code 10 when any item is defective, unreadable, damaged, or shows no part, or frames of a video "
+    "could not be read (a gate).",
 )
 @click.option(
     "--batch-size",

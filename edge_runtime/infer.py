@@ -242,8 +242,6 @@ def process(
     listener = cfg.listener
     try:
         for batch in batches(items, size, runner.remaining):
-            left = runner.remaining()
-            batch = batch if left is None else batch[:left]
             preds = predict_items(model, batch, with_map=cfg.heatmap)
             records = [record_for(it, p) for it, p in zip(batch, preds, strict=True)]
             if listener is not None:

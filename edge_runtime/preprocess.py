@@ -144,10 +144,10 @@ def to_uint8_gray(image: np.ndarray, *, source: str = "image") -> np.ndarray:
         image = (np.minimum(image, (1 << bits) - 1) >> (bits - 8)).astype(np.uint8)
     elif np.issubdtype(image.dtype, np.floating):
         image = image.astype(np.float64)
-        finite = np.isfinite(image)
+        values = image[np.isfinite(image)]
         # the scale from the finite pixels: one inf pixel made a 0..1 image 0..255, so black, and a defect "ok"
-        hi = 1.0 if not finite.any() or float(image[finite].max()) <= 1.0 else 255.0
-        lo = min(0.0, float(image[finite].min())) if finite.any() else 0.0
+        hi = 1.0 if not values.size or float(values.max()) <= 1.0 else 255.0
+        lo = min(0.0, float(values.min())) if values.size else 0.0
         if lo < 0.0:  # signed data (-1..1): its range, not its positive half (a good part scored defective)
             image = (image - lo) * (hi / (hi - lo))
         image = np.nan_to_num(image, nan=0.0, posinf=hi, neginf=0.0)

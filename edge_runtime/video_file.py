@@ -1,0 +1,247 @@
+"""Every frame of a video file, read and resized on a background thread, damaged stretches read over.
+
+:func:`iter_video` opens the file at once (a :class:`SourceError` before anything is processed); its frames come
+through a bounded queue from :class:`_VideoReader`'s thread, and the video's warnings (a damaged stretch, an
+early end) travel in that queue in order with the frames.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import queue
+import stat
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.errors import SourceError
+from edge_runtime.items import Item, frame_item
+
+
+def check_video_file(name: str) -> int:
+    """A video path must be a regular file (a FIFO would block the decoder forever); returns its size."""
+    try:
+        st = os.stat(name)
+    except OSError as exc:
+        raise SourceError(f"{name}: cannot open ({exc.strerror or exc})") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise SourceError(f"{name}: not a regular file (a FIFO, socket or device); pass a video file")
+    return st.st_size
+
+
+def iter_video(
+    name: str,
+    prepare: Callable[..., np.ndarray],
+    *,
+    keep_original: bool,
+    open_timeout_s: float = 10.0,
+    notice: Callable[[str], None] = lambda m: None,
+    cut_short: Callable[[str], None] = lambda m: None,
+) -> Iterator[Item]:
+    """Every frame of a video file, read and resized on a background thread (bounded queue).
+
+    The file is checked and opened now (a :class:`SourceError` here, before anything is processed). Frames that
+    cannot be decoded are read over up to the declared length. Told through ``cut_short`` (frames were certainly
+    missed): a damaged stretch with frames after it, or an AVI (whose index counts its frames) that ends early;
+    through ``notice``: another container that ends before the count it declares (it may be an estimate).
+    """
+    import cv2
+
+    from edge_runtime.jpeg_packets import as_jpeg_packets
+    from edge_runtime.opencv_paths import opencv_path
+    from edge_runtime.sources import open_within
+
+    check_video_file(name)
+
+    def open_video() -> Any:
+        with opencv_path(name) as opencv_name:  # a name that is not UTF-8 crashed OpenCV (SIGSEGV)
+            cap = cv2.VideoCapture(opencv_name)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"{name}: cannot open as a video (corrupt, unsupported codec or not a video)")
+        # A damaged Motion-JPEG frame gets a warning, as a damaged file does; an undecodable one an item error,
+        # however many come in a row (a file has no source to reconnect to; its later frames still get verdicts).
+        return as_jpeg_packets(cap, name, max_undecodable_run=None, colour=keep_original)
+
+    cap = open_within(open_video, open_timeout_s, name)
+    return _VideoReader(cap, name, prepare, keep_original=keep_original, notice=notice, cut_short=cut_short).items()
+
+
+def _declared_end_ms(cap: Any, declared: int) -> float | None:
+    """The time (ms) by which a complete video has shown its last frame: its declared length less 1.5 frames.
+    A frame count that includes "repeat the last frame" entries (a frame-rate conversion to AVI) is more than the
+    frames there are, and the last frame's time tells a complete video from a cut one."""
+    import cv2
+
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    except (cv2.error, TypeError, ValueError):
+        return None
+    if not (math.isfinite(fps) and fps > 0.0 and declared > 0):
+        return None
+    return (declared - 1.5) * 1000.0 / fps
+
+
+def _declared_shape(cap: Any) -> tuple[int, int, int] | None:
+    """The frame size (height, width, 3) the container declares, None where it declares none."""
+    import cv2
+
+    try:
+        h, w = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+    except (cv2.error, TypeError, ValueError, OverflowError):
+        return None
+    return (h, w, 3) if 0 < h <= 1 << 15 and 0 < w <= 1 << 15 else None
+
+
+def _position_ms(cap: Any) -> float | None:
+    import cv2
+
+    try:
+        ms = float(cap.get(cv2.CAP_PROP_POS_MSEC))
+    except (cv2.error, TypeError, ValueError):
+        return None
+    return ms if math.isfinite(ms) and ms > 0.0 else None
+
+
+# failed reads in a row read over before a video counts as ended, whatever its header declares: about 9 hours at
+# 30 FPS of damage, and 1-30 s of failed reads where a header declares billions of frames
+MAX_UNREADABLE_RUN = 1_000_000
+
+
+class _VideoReader:
+    """Reads ``cap`` on its own thread into a bounded queue; :meth:`items` yields what it read.
+
+    A failed read is read over up to the declared length (:meth:`_read_over`): the decoder finds the frames after a
+    damaged stretch (a broken middle stopped the run at frame 13 of 40, with 21 readable frames unseen), and the
+    frames keep their true numbers. Warnings go into the queue as calls, in order with the frames, so a run that
+    stops before them (--max-frames, q) is not told of a later break.
+    """
+
+    def __init__(
+        self,
+        cap: Any,
+        name: str,
+        prepare: Callable[..., np.ndarray],
+        *,
+        keep_original: bool,
+        notice: Callable[[str], None],
+        cut_short: Callable[[str], None],
+    ) -> None:
+        import cv2
+
+        self.cap, self.name, self.prepare, self.keep_original = cap, name, prepare, keep_original
+        self.notice, self.cut_short = notice, cut_short
+        self.declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.exact_count = Path(name).suffix.lower() == ".avi"
+        self.ends_ms = _declared_end_ms(cap, self.declared)
+        self.shape = _declared_shape(cap) if keep_original else None
+        # Decoded pictures are kept for --save/--show: a few frames ahead, not 64 (8K frames took 3.3 GB).
+        self.q: queue.Queue[Item | Callable[[], None] | None] = queue.Queue(maxsize=4 if keep_original else 64)
+        self.stop = threading.Event()
+        self.index, self.at_ms = 0, None
+        self.failed_from: int | None = None  # where the current run of failed reads began
+
+    def items(self) -> Iterator[Item]:
+        t = threading.Thread(target=self.run, name=f"video {self.name}", daemon=True)
+        t.start()
+        frames = 0
+        try:
+            while (item := self.q.get()) is not None:
+                if not isinstance(item, Item):
+                    item()  # a warning about the video, where it belongs among the frames
+                    continue
+                frames += 1
+                yield item
+        finally:
+            self.stop.set()
+            t.join(2.0)
+        if not frames:  # a video of no frame would pass a gate with 0 items and exit 0, as if all were well
+            raise SourceError(
+                f"{self.name}: no frame could be read (an empty, truncated or corrupt video); check the file"
+            )
+
+    def put(self, entry: Item | Callable[[], None]) -> None:
+        while not self.stop.is_set():
+            try:
+                self.q.put(entry, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def tell(self, say: Callable[[str], None], message: str) -> None:
+        self.put(functools.partial(say, message))
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                ok, frame = self._read()
+                if not ok:
+                    if self._read_over():
+                        continue
+                    break
+                if self.failed_from is not None:
+                    self._damage_ended()
+                cap = self.cap
+                item = frame_item(self.name, self.index, frame, self.prepare, keep_original=self.keep_original,
+                                  shape=self.shape, warning=getattr(cap, "warning", None),
+                                  error=getattr(cap, "error", None), gray=getattr(cap, "gray", None))  # fmt: skip
+                self.put(item)
+                self.index += 1
+        finally:
+            self._finish()
+
+    def _read(self) -> tuple[bool, Any]:
+        import cv2
+
+        try:
+            ok, frame = self.cap.read()
+        except cv2.error:
+            return False, None
+        self.at_ms = _position_ms(self.cap) if ok else self.at_ms
+        return ok, frame
+
+    def _read_over(self) -> bool:
+        """After a failed read: True to read on (a damaged stretch within the declared length), False at the end,
+        which is told where the video ends before its declared length."""
+        start = self.index if self.failed_from is None else self.failed_from
+        if self.index < self.declared and self.index - start < MAX_UNREADABLE_RUN:
+            self.failed_from = start
+            self.index += 1
+            return True
+        if 0 < start < self.declared and (self.ends_ms is None or self.at_ms is None or self.at_ms < self.ends_ms):
+            # a frame index (AVI) counts the frames there are; other containers may estimate the count from a
+            # longer audio track, or count frames an edit list hides: a warning only
+            if self.exact_count:
+                self.tell(
+                    self.cut_short,
+                    f"{self.name}: stopped at frame {start} of {self.declared} (truncated or corrupt video)",
+                )
+            else:
+                self.tell(
+                    self.notice,
+                    f"{self.name}: stopped at frame {start} of {self.declared} (truncated or corrupt video, "
+                    "or a frame count the container estimated from a longer audio track or an edit list)",
+                )
+        return False
+
+    def _damage_ended(self) -> None:
+        last, first = self.index - 1, self.failed_from
+        lost = f"frame {last}" if first == last else f"frames {first} to {last}"
+        self.tell(self.cut_short, f"{self.name}: {lost} could not be decoded (a damaged stretch of the video); the "
+                  "frames after it were inspected")  # fmt: skip
+        self.failed_from = None
+
+    def _finish(self) -> None:
+        self.cap.release()
+        while True:  # the end marker must arrive, unless the consumer is gone
+            try:
+                self.q.put(None, timeout=0.2)
+                break
+            except queue.Full:
+                if self.stop.is_set():
+                    break

@@ -302,38 +302,17 @@ def run_inference(
     try:
         spec = resolve_source(cfg.source, camera=cfg.camera)
         summary.source = spec.shown
-        check_outputs(
-            spec, output=cfg.output, summary=cfg.summary_path, save=cfg.save, model=cfg.model or default_model_path()
-        )
-        if cfg.priority is Priority.REALTIME and not spec.kind.live:
-            raise UsageError(
-                "--priority realtime is for a live source (--camera, or a stream URL); files and videos run at "
-                "normal priority, as fast as the CPU allows"
-            )
+        _check_usage(cfg, spec)
         with stop.atomic():  # onnxruntime's import and session creation must not be cut in half
             # A live source waits 33 ms between frames: idle threads sleep instead of spinning (RuntimeConfig).
             spin = cfg.runtime.spin if cfg.runtime.spin is not None else not spec.kind.live
             model = load_model(cfg.model, provider=cfg.runtime.provider, threads=cfg.runtime.threads, spin=spin)
         summary.model, summary.providers = str(model.path), list(model.providers)
         outputs = open_outputs(cfg, log)  # before any message: a setup error is one line on stderr
-        model.warn_if_fell_back()
-        log(model.describe())
-        if cfg.heatmap and not model.has_map:
-            raise ModelError(
-                f"{model.path}: has no localisation map for --heatmap; re-export it with export-onnx (the map is on "
-                "by default) or run without --heatmap"
-            )
-        if not model.verified:
-            log(f"warning: {model.path.name} records no content hash (exported before defect-edge checked it); "
-                "its integrity is not verified")  # fmt: skip
+        _check_model(cfg, model, log)
         if spec.kind is SourceKind.IMAGES:
             summary.ignored_files = spec.ignored
-            more = ", ..." if spec.ignored > len(spec.ignored_names) else ""
-            named = ", ".join(printable(n) for n in spec.ignored_names) + more
-            ignored = f" ({plural(spec.ignored, 'file')} not inspected, not images or hidden: {named})"
-            links = f" ({plural(spec.links_not_followed, 'link')} to folders not followed)"
-            shown = (ignored if spec.ignored else "") + (links if spec.links_not_followed else "")
-            log(f"{spec.name}: {plural(len(spec.paths), 'image')}{shown}")
+            log(_listing_line(spec))
         if spec.kind.live:  # fails here, within seconds, with exit code 5
             reader = _open_reader(cfg, spec, log, cfg.listener, colour=outputs.needs_picture)
             log(f"{reader.name}: opened; newest-frame mode (slow inference skips frames, it never lags behind)")
@@ -366,6 +345,42 @@ def run_inference(
             stop.uninstall()
     _finish(cfg, summary, outputs, log)
     return summary, exit_code(cfg, summary)
+
+
+def _check_usage(cfg: InferConfig, spec: SourceSpec) -> None:
+    """Options that cannot work together with this source, before the model is loaded."""
+    check_outputs(
+        spec, output=cfg.output, summary=cfg.summary_path, save=cfg.save, model=cfg.model or default_model_path()
+    )
+    if cfg.priority is Priority.REALTIME and not spec.kind.live:
+        raise UsageError(
+            "--priority realtime is for a live source (--camera, or a stream URL); files and videos run at "
+            "normal priority, as fast as the CPU allows"
+        )
+
+
+def _check_model(cfg: InferConfig, model: EdgeModel, log: Log) -> None:
+    """Say which model runs where; refuse --heatmap for a model without a map; warn of an unverified file."""
+    model.warn_if_fell_back()
+    log(model.describe())
+    if cfg.heatmap and not model.has_map:
+        raise ModelError(
+            f"{model.path}: has no localisation map for --heatmap; re-export it with export-onnx (the map is on "
+            "by default) or run without --heatmap"
+        )
+    if not model.verified:
+        log(f"warning: {model.path.name} records no content hash (exported before defect-edge checked it); "
+            "its integrity is not verified")  # fmt: skip
+
+
+def _listing_line(spec: SourceSpec) -> str:
+    """``DIR: 17 images (2 files not inspected, ...)``: what a folder or pattern gave."""
+    more = ", ..." if spec.ignored > len(spec.ignored_names) else ""
+    named = ", ".join(printable(n) for n in spec.ignored_names) + more
+    ignored = f" ({plural(spec.ignored, 'file')} not inspected, not images or hidden: {named})"
+    links = f" ({plural(spec.links_not_followed, 'link')} to folders not followed)"
+    shown = (ignored if spec.ignored else "") + (links if spec.links_not_followed else "")
+    return f"{spec.name}: {plural(len(spec.paths), 'image')}{shown}"
 
 
 def _finish(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log: Log) -> None:

@@ -123,105 +123,113 @@ def metrics_text(status: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_app(live: LiveState, *, log_path: Path | None, closing: threading.Event) -> Starlette:
-    """The Starlette app over ``live`` (and the log at ``log_path``, read-only, when there is one)."""
+class _Api:
+    """The page's routes over ``live`` (and the log at ``log_path``, read-only, when there is one)."""
 
-    def reader() -> Any:
-        return query.open_reader(log_path) if log_path is not None else None
+    def __init__(self, live: LiveState, log_path: Path | None, closing: threading.Event) -> None:
+        self.live, self.log_path, self.closing = live, log_path, closing
 
-    def status(request: Request) -> JSONResponse:
-        return JSONResponse(live.status() | {"log": None if log_path is None else str(log_path)})
+    def reader(self) -> Any:
+        return query.open_reader(self.log_path) if self.log_path is not None else None
 
-    def inspections(request: Request) -> JSONResponse:
+    def status(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.live.status() | {"log": None if self.log_path is None else str(self.log_path)})
+
+    def inspections(self, request: Request) -> JSONResponse:
         flt, limit = _filter(request), _int(request, "limit", 100, 1, MAX_LIMIT)
-        con = reader()
+        con = self.reader()
         if con is None:
-            found = [r for r in live.recent_rows(flt.after_id or 0, MAX_LIMIT) if _matches(r, flt)][:limit]
+            found = [r for r in self.live.recent_rows(flt.after_id or 0, MAX_LIMIT) if _matches(r, flt)][:limit]
         else:
             found = list(query.rows(con, flt, limit=limit))
             con.close()
         return JSONResponse({"items": found, "last_id": found[-1]["id"] if found else flt.after_id})
 
-    def defects(request: Request) -> JSONResponse:
+    def defects(self, request: Request) -> JSONResponse:
         limit = _int(request, "limit", 24, 1, 200)
-        con = reader()
+        con = self.reader()
         if con is None:
-            return JSONResponse({"items": live.defects(limit)})
+            return JSONResponse({"items": self.live.defects(limit)})
         found = list(query.rows(con, query.Filter(defective=True), limit=limit, newest_first=True))
         con.close()
         return JSONResponse({"items": found})
 
-    def rate(request: Request) -> JSONResponse:
+    def rate(self, request: Request) -> JSONResponse:
         hours = _float(request, "hours", 8.0, 0.1, 24 * 31)
         bucket = 600 if hours <= 24 else 3600
-        con = reader()
+        con = self.reader()
         if con is None:
-            return JSONResponse({"bucket_s": bucket, "buckets": live.rate(hours, bucket)})
+            return JSONResponse({"bucket_s": bucket, "buckets": self.live.rate(hours, bucket)})
         found = query.rate_buckets(con, query.Filter(since=query.parse_when(f"{hours}h")), bucket)
         con.close()
         return JSONResponse({"bucket_s": bucket, "buckets": found})
 
-    def thumb(request: Request) -> Response:
+    def thumb(self, request: Request) -> Response:
         item_id = request.path_params["item_id"]
-        con = reader()
-        jpeg = live.gallery_thumbnail(item_id) if con is None else query.thumbnail_jpeg(con, item_id)
+        con = self.reader()
+        jpeg = self.live.gallery_thumbnail(item_id) if con is None else query.thumbnail_jpeg(con, item_id)
         if con is not None:
             con.close()
         if not jpeg:
             raise HTTPException(404, f"no image for item {item_id}")
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
-    def frame(request: Request) -> Response:
-        live.want_frames()
-        if live.jpeg is None:
+    def frame(self, request: Request) -> Response:
+        self.live.want_frames()
+        if self.live.jpeg is None:
             raise HTTPException(404, "no frame yet")
-        return Response(live.jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+        return Response(self.live.jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
-    async def stream(request: Request) -> StreamingResponse:
+    async def stream(self, request: Request) -> StreamingResponse:
         async def parts() -> Any:
-            live.watchers += 1
+            self.live.watchers += 1
             last = 0
             try:
-                while not await sleep_until(closing, 0.5 / live.max_fps):
-                    jpeg, seq = live.jpeg, live.jpeg_seq
+                while not await sleep_until(self.closing, 0.5 / self.live.max_fps):
+                    jpeg, seq = self.live.jpeg, self.live.jpeg_seq
                     if jpeg and seq != last:
                         last = seq
                         head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
                         yield head.encode() + jpeg + b"\r\n"
             finally:
-                live.watchers -= 1
+                self.live.watchers -= 1
 
         return StreamingResponse(
             parts(), media_type="multipart/x-mixed-replace; boundary=frame", headers={"Cache-Control": "no-store"}
         )
 
-    def metrics(request: Request) -> PlainTextResponse:
-        return PlainTextResponse(metrics_text(live.status()), media_type="text/plain; version=0.0.4")
+    def metrics(self, request: Request) -> PlainTextResponse:
+        return PlainTextResponse(metrics_text(self.live.status()), media_type="text/plain; version=0.0.4")
 
-    def index(request: Request) -> FileResponse:
+    def index(self, request: Request) -> FileResponse:
         response = FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
         if "token" in request.query_params:  # already checked by the gate
             response.set_cookie(TOKEN_COOKIE, request.query_params["token"], httponly=True, samesite="strict")
         return response
 
-    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    async def http_error(self, request: Request, exc: Exception) -> JSONResponse:
         code = exc.status_code if isinstance(exc, HTTPException) else 500
         detail = exc.detail if isinstance(exc, HTTPException) else "internal error (see the edge-infer log)"
         return JSONResponse({"error": detail}, code)
 
+
+def build_app(live: LiveState, *, log_path: Path | None, closing: threading.Event) -> Starlette:
+    """The Starlette app over ``live`` (and the log at ``log_path``, read-only, when there is one)."""
+    api = _Api(live, log_path, closing)
     routes = [
-        Route("/", index),
-        Route("/api/status", status),
-        Route("/api/inspections", inspections),
-        Route("/api/defects", defects),
-        Route("/api/rate", rate),
-        Route("/thumb/{item_id:int}.jpg", thumb),
-        Route("/frame.jpg", frame),
-        Route("/stream.mjpg", stream),
-        Route("/metrics", metrics),
+        Route("/", api.index),
+        Route("/api/status", api.status),
+        Route("/api/inspections", api.inspections),
+        Route("/api/defects", api.defects),
+        Route("/api/rate", api.rate),
+        Route("/thumb/{item_id:int}.jpg", api.thumb),
+        Route("/frame.jpg", api.frame),
+        Route("/stream.mjpg", api.stream),
+        Route("/metrics", api.metrics),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: http_error})
+    handlers = {HTTPException: api.http_error, Exception: api.http_error}
+    return Starlette(routes=routes, exception_handlers=handlers)
 
 
 def _matches(rec: dict, flt: query.Filter) -> bool:

@@ -210,19 +210,27 @@ def _webp_frames(data: bytes) -> int:
 
 
 def _png_images(data: bytes) -> int:
-    """Images in a PNG: its animation's frames (acTL, before the pixels), plus the default image when that is not
-    one of them (no frame control before it: a viewer shows the animation, the decoder the hidden default)."""
-    at, frames, framed = 8, 0, False
+    """Images in a PNG: its animation's frames, plus the default image when that is not one of them (no frame
+    control before the pixels: a viewer shows the animation, the decoder the hidden default).
+
+    The frames are the frame controls (fcTL) the file holds, counted over the whole file where it declares an
+    animation (acTL, before the pixels), not the count acTL claims: a header claiming 4294967295 frames was
+    reported with that number.
+    """
+    at, animated, pixels, framed, frames = 8, False, False, False, 0
     while at + 8 <= len(data):
         size = int.from_bytes(data[at : at + 4], "big")
         kind = data[at + 4 : at + 8]
-        if kind == b"IDAT":
-            break
-        if kind == b"acTL":
-            frames = int.from_bytes(data[at + 8 : at + 12], "big")
-        framed = framed or kind == b"fcTL"
+        if kind == b"IDAT" and not pixels:
+            pixels, framed = True, frames > 0
+            if not animated:
+                break
+        animated = animated or (kind == b"acTL" and not pixels)
+        frames += kind == b"fcTL"
         at += 12 + size
-    return 1 if not frames else frames + (0 if framed else 1)
+    if not animated or frames == 0:
+        return 1
+    return frames + (0 if framed else 1)
 
 
 def page_count(data: bytes) -> int | None:

@@ -1163,6 +1163,12 @@ def test_page_counts_follow_the_files_structure_not_stray_bytes():
     assert page_count(png(ihdr, (b"tEXt", b"Comment\0acTL\0\0\0\x05"), idat, iend)) == 1
     assert page_count(png(ihdr, (b"tEXt", b"Comment\0IDAT"), actl, (b"fcTL", bytes(26)), idat, iend)) == 1
     assert page_count(png(ihdr, actl, idat, (b"fcTL", bytes(26)), (b"fdAT", bytes(5)), iend)) == 2  # hidden default
+    # the frames the file holds, not the count its header claims (4294967295 was reported as such)
+    claims = (b"acTL", struct.pack(">II", 0xFFFFFFFF, 0))
+    frame2 = ((b"fcTL", bytes(26)), (b"fdAT", bytes(5)))
+    assert page_count(png(ihdr, claims, (b"fcTL", bytes(26)), idat, *frame2, iend)) == 2
+    assert page_count(png(ihdr, claims, idat, iend)) == 1  # no frame control at all: a still image
+    assert page_count(png(ihdr, idat, (b"acTL", struct.pack(">II", 3, 0)), *frame2, iend)) == 1  # acTL after pixels
 
 
 def test_a_run_that_saves_nothing_leaves_no_save_folder_it_made(tmp_path):

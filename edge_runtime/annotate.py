@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_runtime.atomic import missing_folders, probe_writable, remove_empty
 from edge_runtime.errors import OutputError
 from edge_runtime.model import Prediction
 
@@ -161,14 +162,8 @@ class Saver:
         self.is_video = target.suffix.lower() in VIDEO_SAVE_SUFFIXES
         self.writer: cv2.VideoWriter | None = None
         self.count = 0
-        from edge_runtime.atomic import probe_writable
-
         folder = target.parent if self.is_video else target
-        self._made: list[Path] = []  # the folders this run makes for --save, deepest first: removed if left empty
-        missing = folder
-        while not missing.exists() and missing != missing.parent:
-            self._made.append(missing)
-            missing = missing.parent
+        self._made = missing_folders(folder)  # the folders this run makes for --save: removed if left empty
         try:
             probe_writable(folder / f".defect-edge-{os.getpid()}.probe")  # a read-only folder: now, not later
         except OSError as exc:
@@ -247,8 +242,5 @@ class Saver:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-        for made in self._made if self.count == 0 else ():  # a run that saved nothing (a video without a frame)
-            try:
-                made.rmdir()  # only when empty
-            except OSError:
-                break
+        if self.count == 0:  # a run that saved nothing (a video without a frame)
+            remove_empty(self._made)

@@ -26,6 +26,29 @@ def temp_path_for(dst: Path) -> Path:
     return dst.with_name(name)
 
 
+def missing_folders(folder: Path) -> list[Path]:
+    """The folders writing into ``folder`` will make (``folder`` first, then its missing parents), to remove
+    again with :func:`remove_empty` when nothing was written there.
+
+    >>> missing_folders(Path("/"))
+    []
+    """
+    made = []
+    while not folder.exists() and folder != folder.parent:
+        made.append(folder)
+        folder = folder.parent
+    return made
+
+
+def remove_empty(made: list[Path]) -> None:
+    """Remove the folders of :func:`missing_folders`, deepest first, up to the first one not empty."""
+    for folder in made:
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            break
+
+
 def probe_writable(probe: Path) -> None:
     """Make ``probe``'s folder and write and remove an empty ``probe`` there: an output that cannot be written is
     found before the run, not after its work. Raises ``OSError``."""

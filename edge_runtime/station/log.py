@@ -31,6 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge_runtime.atomic import missing_folders, remove_empty
 from edge_runtime.errors import OutputError
 from edge_runtime.station.schema import connect, log_error
 
@@ -103,6 +104,7 @@ class InspectionLog:
         self.station = cfg.station or socket.gethostname()
         # made by this run: removed again if no item was ever written to it (a source that never gave a frame)
         self.created = str(cfg.path) != ":memory:" and not os.path.lexists(cfg.path)
+        self._made = missing_folders(Path(cfg.path).parent) if self.created else []
         self.con = connect(cfg.path, timeout_s=cfg.busy_timeout_s)
         # Checkpoints (copying the WAL into the database and syncing it: milliseconds) run on a helper thread
         # every 10 s, not in a commit of the inspection loop: a sync stalls file writes for a moment, so fewer
@@ -314,6 +316,7 @@ class InspectionLog:
             for leftover in (str(self.path), f"{self.path}-wal", f"{self.path}-shm"):
                 with contextlib.suppress(OSError):
                     os.unlink(leftover)
+            remove_empty(self._made)  # and the folders it made for it (--log a/b/station.db)
 
 
 class Checkpointer:

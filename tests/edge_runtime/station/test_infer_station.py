@@ -88,6 +88,17 @@ def test_a_refused_run_leaves_no_new_log_and_an_existing_log_as_it_was(tmp_path:
     assert again.exit_code == ExitCode.BAD_DATA and len(list(rows(open_reader(db), Filter()))) == 2
 
 
+def test_a_refused_run_removes_the_folders_it_made_for_a_new_log(tmp_path: Path, tiny_model: Path):
+    """``--source nosuch.png --log a/b/station.db`` removed the empty station.db but left a/b behind; folders that
+    were there before the run stay."""
+    (tmp_path / "kept").mkdir()
+    for log in (tmp_path / "a" / "b" / "station.db", tmp_path / "kept" / "new" / "station.db"):
+        args = ["--model", str(tiny_model), "--source", str(tmp_path / "nosuch.png"), "--log", str(log)]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == ExitCode.BAD_DATA, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and not any((tmp_path / "kept").iterdir())
+
+
 def test_a_log_under_an_image_name_is_a_usage_error_and_a_video_without_frames_leaves_no_log(
     tmp_path: Path, tiny_model: Path
 ):

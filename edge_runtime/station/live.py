@@ -273,7 +273,8 @@ class LiveState:
             if self.wanted is not None:
                 self.wanted.value = now + 1.0
             with self.lock:
-                latest, seq, fps = self.latest, self.seq, self.fps() if self.live_source else None
+                # no rate yet (the first frame after a pause is shown before it is counted): no "0.0 FPS" on it
+                latest, seq, fps = self.latest, self.seq, (self.fps() or None) if self.live_source else None
             if latest is None or seq == self.jpeg_seq:
                 continue
             try:

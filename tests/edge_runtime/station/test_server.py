@@ -298,6 +298,36 @@ def test_fps_counts_the_items_of_the_window_however_they_were_batched():
         live.stop()
 
 
+def test_the_stream_shows_no_rate_on_a_frame_shown_before_any_count(monkeypatch):
+    """The first frame after a pause reaches the stream before its record is counted: it was drawn with
+    "0.0 FPS". Without a rate the overlay now names none; once items are counted it shows their rate."""
+    import numpy as np
+
+    from edge_runtime.station import live as live_module
+
+    drawn: list[float | None] = []
+    real = live_module.encode_frame
+    monkeypatch.setattr(live_module, "encode_frame", lambda p, r, *, fps: drawn.append(fps) or real(p, r, fps=fps))
+    live = live_module.LiveState(station="line-3", max_fps=50.0)
+    try:
+        live.start(RUN, live_source=True)
+        live.want_frames()
+        live.show(np.full((120, 160), 90, np.uint8), record(1, defective=False))
+        deadline = time.monotonic() + 5.0
+        while not drawn and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert drawn == [None]
+        now = time.monotonic()
+        live.counting_since = now - 1.0
+        live.add([record(k, defective=False) for k in range(2, 12)], [None] * 10, at=(now, time.time()))
+        live.show(np.full((120, 160), 90, np.uint8), record(12, defective=False))
+        while len(drawn) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert drawn[1] is not None and drawn[1] > 0
+    finally:
+        live.stop()
+
+
 def test_the_streams_picture_shows_the_defect_box_of_a_heatmap_run():
     """With ``edge-infer --heatmap`` the records carry ``defect_box`` (source pixels); the page's stream drew the
     verdict without it. Now the box is drawn, scaled with the picture (1920 px wide -> 960)."""

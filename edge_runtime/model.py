@@ -31,6 +31,7 @@ from edge_runtime.model_file import (  # noqa: F401 - check_threads, threads_fro
 from edge_runtime.model_info import INPUT_NAME, MAP_OUTPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelInfo, Precision
 from edge_runtime.preprocess import CropMode, normalize, preprocess, resize_to_input, to_uint8_gray
 from edge_runtime.providers import Provider, provider_chain
+from edge_runtime.session import check_io, open_session, probe
 from edge_runtime.station_check import StationProfile, reasons
 from edge_runtime.symmetry import PartPatch
 
@@ -116,26 +117,12 @@ class EdgeModel:
     """
 
     def __init__(self, path: str | Path, cfg: RuntimeConfig | None = None) -> None:
-        import onnxruntime as ort
-
         self.path = Path(path)
         self.cfg = cfg or RuntimeConfig()
         check_threads(self.cfg.threads)
         data = read_model_bytes(self.path)
-        opts = ort.SessionOptions()
-        if self.cfg.threads:
-            opts.intra_op_num_threads = self.cfg.threads
-            opts.inter_op_num_threads = 1
-        if self.cfg.spin is False:
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        opts.log_severity_level = 3
         requested, self.provider_note = provider_chain(self.cfg.provider)
-        try:
-            self.session = ort.InferenceSession(data, sess_options=opts, providers=requested)
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises several types for a bad file
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"{self.path}: onnxruntime cannot load it ({first}); re-export with export-onnx") from exc
+        self.session = open_session(data, self.path, requested, threads=self.cfg.threads, spin=self.cfg.spin)
         try:
             metadata = self.session.get_modelmeta().custom_metadata_map
         except Exception as exc:  # noqa: BLE001 - a damaged metadata string is not valid UTF-8
@@ -143,67 +130,13 @@ class EdgeModel:
         recorded = json_object(metadata.get(METADATA_KEY, "{}"))
         self.verified = integrity.verify(data, recorded, METADATA_KEY, source=str(self.path))
         self.info = read_model_info(metadata, self.path)
-        self.max_batch: int | None = None
         self.second_looks = 0  # items scored a second time, mirrored, since load (see second_look)
         self.symmetry_looks = 0  # items whose part symmetry was measured, since load (see symmetry_look)
         self.symmetry_lifts = 0  # ... and turned defective by it
-        self._check_io()
-        self._probe()
+        self.max_batch = check_io(self.session, self.info, self.path)
+        probe(self.session, self.info, self.path, self.max_batch)
         self.providers: list[str] = self.session.get_providers()
         self.fell_back = requested[0] != "CPUExecutionProvider" and self.providers[0] == "CPUExecutionProvider"
-
-    def _check_io(self) -> None:
-        """Inputs, outputs, dtypes and shapes against the metadata (the graph contract in model_info)."""
-        ins, outs = self.session.get_inputs(), self.session.get_outputs()
-        names = tuple(o.name for o in outs)
-        if [i.name for i in ins] != [INPUT_NAME] or names != tuple(self.info.outputs):
-            raise ModelError(
-                f"{self.path}: inputs {[i.name for i in ins]} / outputs {list(names)} are not a defect-edge "
-                f"model's as its metadata declares ({INPUT_NAME} -> {', '.join(self.info.outputs)})"
-                "; export it with export-onnx"
-            )
-        spec, shape = self.info.preprocess, ins[0].shape
-        if ins[0].type != "tensor(float)":
-            raise ModelError(f"{self.path}: input {INPUT_NAME} is {ins[0].type}, not float32; re-export it")
-        if len(shape) != 4 or shape[1] != spec.channels or shape[2] != spec.size or shape[3] != spec.size:
-            raise ModelError(f"{self.path}: input shape {shape} disagrees with its preprocessing spec; re-export it")
-        if isinstance(shape[0], int):
-            if shape[0] != 1:
-                raise ModelError(f"{self.path}: input has a fixed batch of {shape[0]}; export a dynamic batch (or 1)")
-            self.max_batch = 1
-        for out in outs:
-            rank = 1 if out.name == OUTPUT_NAME else 4
-            if out.type != "tensor(float)" or (out.shape is not None and len(out.shape) != rank):
-                raise ModelError(
-                    f"{self.path}: output {out.name} is {out.type} {out.shape}; expected float32 of rank {rank}"
-                )
-        probability = outs[0].shape
-        if probability and isinstance(probability[0], int) and probability[0] != (self.max_batch or -1):
-            raise ModelError(f"{self.path}: output {OUTPUT_NAME} has fixed shape {probability}; expected (N,)")
-
-    def _probe(self) -> None:
-        """Run zero batches once: the real output shapes must be (N,) (and (N, 1, h, w) for the map)."""
-        spec = self.info.preprocess
-        # TensorRT builds an engine per input shape: probe it with one shape only.
-        tensorrt = self.session.get_providers()[0] == "TensorrtExecutionProvider"
-        for n in (1,) if self.max_batch == 1 or tensorrt else (1, 2):
-            x = np.zeros((n, spec.channels, spec.size, spec.size), np.float32)
-            try:
-                outs = self.session.run(None, {INPUT_NAME: x})
-            except Exception as exc:  # noqa: BLE001 - onnxruntime raises several types
-                first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-                raise ModelError(f"{self.path}: the model fails on a batch of {n} ({first}); re-export it") from exc
-            for name, out in zip(self.info.outputs, outs, strict=True):
-                out = np.asarray(out)
-                want_map = name == MAP_OUTPUT_NAME
-                ok = out.dtype == np.float32 and (
-                    (out.ndim == 4 and out.shape[0] == n and out.shape[1] == 1) if want_map else out.shape == (n,)
-                )
-                if not ok:
-                    raise ModelError(
-                        f"{self.path}: output {name} is {out.dtype} {list(out.shape)} for a batch of {n}; expected "
-                        f"float32 {'(N, 1, h, w)' if want_map else '(N,)'}; re-export it"
-                    )
 
     def warn_if_fell_back(self, stream=None) -> None:  # noqa: ANN001
         stream = stream or sys.stderr  # looked up now: a redirected sys.stderr gets the warning

@@ -15,7 +15,7 @@ from edge_runtime import integrity
 from edge_runtime.errors import ModelError, OutputError
 from edge_runtime.model_file import check_threads, json_object, read_model_bytes
 from edge_runtime.model_info import METADATA_KEY, ModelInfo
-from edge_runtime.outputs import check_distinct_outputs, same_file
+from edge_runtime.output_checks import check_distinct_outputs, same_file
 
 
 def check_model_file(path: Path) -> ModelInfo:

@@ -202,7 +202,7 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
         from edge_runtime.errors import DataError
         from edge_runtime.infer import InferConfig, run_inference
         from edge_runtime.model import Provider, RuntimeConfig, check_threads, threads_from_env
-        from edge_runtime.outputs import check_distinct_outputs
+        from edge_runtime.output_checks import check_distinct_outputs
         from edge_runtime.priority import Priority
 
     if opts["check_station"] is not None:

@@ -23,7 +23,8 @@ import numpy as np
 from edge_runtime.errors import ExitCode, ModelError, OutputError, SourceError, UsageError, printable
 from edge_runtime.inputs import Item, SourceKind, SourceSpec, iter_items, open_live, resolve_source
 from edge_runtime.model import EdgeModel, Prediction, RuntimeConfig, ScoreError, default_model_path, load_model
-from edge_runtime.outputs import StdoutClosed, check_outputs, record_for
+from edge_runtime.output_checks import check_outputs
+from edge_runtime.outputs import StdoutClosed, record_for
 from edge_runtime.priority import Priority, RealTime
 from edge_runtime.run_outputs import Outputs, open_outputs, video_fps
 from edge_runtime.sources import LatestFrameReader

@@ -13,7 +13,7 @@ from torch import nn
 
 from edge_runtime.errors import ModelError, OutputError, UsageError
 from edge_runtime.model_info import INPUT_NAME, MAP_OUTPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelInfo
-from edge_runtime.outputs import same_file
+from edge_runtime.output_checks import same_file
 from edge_runtime.preprocess import IMAGE_SUFFIXES, PreprocessSpec
 from export.cam import MapHead, map_wrapper
 from train.loc_head import HeadRecord

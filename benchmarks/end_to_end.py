@@ -13,11 +13,12 @@ from benchmarks.onnx_bench import base_row, fill, load_edge_model
 from benchmarks.timing import measure
 from edge_runtime import symmetry
 from edge_runtime.errors import DataError
-from edge_runtime.infer import InferConfig, batches, predict_items
+from edge_runtime.infer import InferConfig
 from edge_runtime.inputs import iter_files
 from edge_runtime.metrics import binary_metrics
 from edge_runtime.model import EdgeModel, Prediction
 from edge_runtime.preprocess import decode_image, normalize, read_image, resize_to_input
+from edge_runtime.verdicts import batches, predict_items
 
 FOLDER_BATCH = InferConfig.batch_size
 DECODE_WORKERS = InferConfig.workers

@@ -17,10 +17,10 @@ import numpy as np
 from benchmarks.config import Job, Row, Section
 from benchmarks.onnx_bench import base_row, fill, load_edge_model
 from benchmarks.timing import Stats
-from edge_runtime.infer import batches, predict_items
 from edge_runtime.inputs import iter_live
 from edge_runtime.model import EdgeModel
 from edge_runtime.sources import LatestFrameReader
+from edge_runtime.verdicts import batches, predict_items
 
 
 class PacedSource:

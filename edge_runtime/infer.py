@@ -12,9 +12,8 @@ import functools
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
-from itertools import islice
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import numpy as np
 
 from edge_runtime.errors import ExitCode, ModelError, OutputError, SourceError, UsageError, printable
 from edge_runtime.inputs import Item, SourceKind, SourceSpec, iter_items, open_live, resolve_source
-from edge_runtime.model import EdgeModel, Prediction, RuntimeConfig, ScoreError, default_model_path, load_model
+from edge_runtime.model import EdgeModel, Prediction, RuntimeConfig, default_model_path, load_model
 from edge_runtime.output_checks import check_outputs
 from edge_runtime.outputs import StdoutClosed, record_for
 from edge_runtime.priority import Priority, RealTime
@@ -30,6 +29,7 @@ from edge_runtime.run_outputs import Outputs, open_outputs, video_fps
 from edge_runtime.sources import LatestFrameReader
 from edge_runtime.stopping import StopSignals
 from edge_runtime.summary import NO_PART, Summary, plural
+from edge_runtime.verdicts import batches, predict_items
 
 Log = Callable[[str], None]
 PICTURE_BATCH = 8  # items per batch when their full pictures are kept (--save, --show, a listener's thumbnails)
@@ -63,60 +63,7 @@ class InferConfig:
     priority: Priority = Priority.AUTO
 
 
-def batches(items: Iterator[Item], size: int, left: Callable[[], int | None] = lambda: None) -> Iterator[list[Item]]:
-    """Lists of up to ``size`` items, never taking more than ``left()`` (--max-frames) from ``items``: a video's
-    reader is not advanced past the run's last frame (its warnings about later frames are not the run's)."""
-    while True:
-        n = left()
-        take = size if n is None else min(size, n)
-        if take <= 0 or not (batch := list(islice(items, take))):
-            return
-        yield batch
-
-
-def predict_items(model: EdgeModel, batch: list[Item], *, with_map: bool = False) -> list[Prediction | None]:
-    """Verdicts for a batch in order; unreadable items, and items whose score is not a probability, get
-    ``None`` (their ``error`` is set). ``with_map``: each verdict carries its map on the source image and
-    ``defect_box`` (:func:`edge_runtime.heatmap.locate`)."""
-    good = [it for it in batch if it.model_input is not None]
-    inputs = np.stack([it.model_input for it in good]) if good else None
-    parts = [it.part for it in good]
-    results = iter(
-        model.verdicts_or_errors(inputs, prep_ms=[it.prep_ms for it in good], with_map=with_map, parts=parts)
-        if good
-        else []
-    )
-    preds: list[Prediction | None] = []
-    for it in batch:
-        r = next(results) if it.model_input is not None else None
-        if isinstance(r, ScoreError):
-            where = it.source if it.frame is None else f"{it.source} frame {it.frame}"
-            it.error, r = f"{where}: {r}", None
-        if with_map and r is not None and it.original is not None:
-            r = _located(r, it, model)
-        preds.append(r)
-    return preds
-
-
 STALL_S = 2.0  # how long a stop waits for a record's write to a stalled stdout (see StopSignals.atomic)
-
-
-def _located(pred: Prediction, it: Item, model: EdgeModel) -> Prediction:
-    """``pred`` with its map on the item's picture and its box; where that fails (an odd picture, OpenCV), the
-    verdict stands without a box or map, and the item gets a warning: the run goes on."""
-    from edge_runtime.heatmap import locate
-
-    try:
-        return locate(pred, it.original, model.info.preprocess)
-    except Exception as exc:  # noqa: BLE001 - the verdict is sound; only its picture failed
-        note = f"no heatmap or defect box for this item ({_first_line(exc)})"
-        it.warning = f"{it.warning}; {note}" if it.warning else note
-        return replace(pred, heatmap=None, defect_box=None)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    return (lines[-1] if lines else type(exc).__name__)[:160]
 
 
 class Runner:

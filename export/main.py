@@ -14,7 +14,7 @@ import numpy as np
 from edge_runtime.errors import DataError, GateError, UsageError
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
 from edge_runtime.model_info import ModelInfo, Precision, SecondLook, SymmetryLook
-from edge_runtime.preprocess import CropMode, PreprocessSpec
+from edge_runtime.preprocess import CropMode, PreprocessSpec, normalize
 from export import cam, graph, images, quantize
 from export.checks import Measured, check_dynamic_batch, cpu_name, measure, torch_scores
 from export.config import FEW_CALIB_IMAGES, MIN_CALIB_IMAGES, MIN_PARITY_IMAGES, PARITY_TOLERANCE, ExportConfig
@@ -189,15 +189,17 @@ def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log
                 f"no labelled images for the {cfg.precision.value} accuracy gate (the checkpoint's test split is not "
                 "here); pass --eval-data DIR with DIR/<class>/ images, or --force to export without the gate"
             )
-        eval_batch = fp32.prepare(evals.images) if evals is not None else None
+        # the symmetry look needs each image's part at its own resolution (the model input is too small for it),
+        # cut as edge-infer cuts it, only for the images the station check flags: framed once with the inputs
+        eval_batch, parts = None, None
+        if evals is not None:
+            inputs, parts = fp32.inputs_and_parts(evals.images)
+            eval_batch = normalize(inputs, spec)
         needs_calib = cfg.precision is Precision.INT8 or eval_batch is None
         calib = calibration_batch(fp32, ckpt, cfg, log) if needs_calib else None
         parity = eval_batch if eval_batch is not None else calib
         check_dynamic_batch(fp32, parity, tol=1e-5)
         ref = torch_scores(net, parity)
-        # the symmetry look needs each image's part at its own resolution (the model input is too small for it),
-        # cut as edge-infer cuts it: only for the images the station check flags
-        parts = [fp32.input_for_verdict(im)[2] for im in evals.images] if evals is not None else None
         common = {
             "parity_batch": parity,
             "torch_ref": ref,

@@ -108,9 +108,11 @@ class InspectionLog:
         self.con = connect(cfg.path, timeout_s=cfg.busy_timeout_s)
         # Checkpoints (copying the WAL into the database and syncing it: milliseconds) run on a helper thread
         # every 10 s, not in a commit of the inspection loop: a sync stalls file writes for a moment, so fewer
-        # syncs means fewer slow frames. The WAL is cut back to 32 MB after each (it is reused, not regrown).
+        # syncs means fewer slow frames. The WAL is cut back to 32 MB after each (it is reused, not regrown), or to
+        # an eighth of --log-max (at least 1 MB): with --log-max 1MB a 32 MB WAL stayed beside the log.
         self.con.execute("PRAGMA wal_autocheckpoint=0")
-        self.con.execute(f"PRAGMA journal_size_limit={32 * 2**20}")
+        wal_max = 32 * 2**20 if cfg.max_bytes is None else min(32 * 2**20, max(2**20, cfg.max_bytes // 8))
+        self.con.execute(f"PRAGMA journal_size_limit={wal_max}")
         self.checkpointer = Checkpointer(cfg.path)
         self.run_id: int | None = None
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="log thumbnails")
@@ -267,10 +269,20 @@ class InspectionLog:
             if self.cfg.max_bytes is not None:
                 deleted += self._shrink_to(self.cfg.max_bytes)
             if deleted:
-                self.con.execute("PRAGMA incremental_vacuum").fetchall()  # it frees one page per row fetched
+                self._give_back_space()
         except sqlite3.Error as exc:
             raise log_error(self.path, exc, "applying retention") from exc
         return deleted
+
+    def _give_back_space(self) -> None:
+        """Return the deleted rows' pages to the disk. A log made before auto-vacuum was really on (it was set after
+        WAL mode, where SQLite ignores it) is rewritten once with it on: its file never shrank."""
+        if self.con.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:  # incremental
+            # run to its end: execute() stepped it once, which freed one page
+            self.con.executescript("PRAGMA incremental_vacuum;")
+            return
+        self.con.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        self.con.execute("VACUUM")
 
     def _delete_where(self, where: str, args: tuple, limit: int | None = None) -> int:
         total = 0
@@ -295,7 +307,9 @@ class InspectionLog:
             rows = self.con.execute("SELECT count(*) FROM inspections").fetchone()[0]
             if not rows:
                 break
-            share = 1.0 - 0.9 * max_bytes / used
+            # Half the share the average row would need, each pass: the oldest rows may be the large ones (a
+            # defect's picture), and deleting the whole share at once took a 2 MB log to 0.3 MB for --log-max 1MB.
+            share = (1.0 - 0.9 * max_bytes / used) / 2
             deleted += self._delete_where("1", (), limit=max(1, math.ceil(rows * share)))
         return deleted
 

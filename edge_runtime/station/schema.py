@@ -105,6 +105,9 @@ def connect(path: Path | str, *, readonly: bool = False, timeout_s: float = 2.0)
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         con = sqlite3.connect(str(path), timeout=timeout_s, isolation_level=None, check_same_thread=False)
+        # Deleted rows' pages go back to the disk (retention). Only a new, empty file takes this, and only before
+        # WAL mode is set: after it, SQLite kept auto_vacuum off and --log-max never shrank the file.
+        con.execute("PRAGMA auto_vacuum=INCREMENTAL")
         mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(path) != ":memory:" and str(mode).lower() != "wal":
             raise OutputError(f"{path}: inspection log cannot use WAL mode (journal mode {mode}); use a local disk")
@@ -167,9 +170,6 @@ def migrate(con: sqlite3.Connection, path: Path | str) -> int:
     if found == 0 and con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
         raise OutputError(f"{path}: is an SQLite file but not an inspection log; use another --log")
     check_version(path, found, writable=True)
-    if found == 0:
-        # Only possible before the first table exists: lets deleted rows be given back to the disk (retention).
-        con.execute("PRAGMA auto_vacuum=INCREMENTAL")
     for version in range(found, SCHEMA_VERSION):
         con.execute("BEGIN IMMEDIATE")
         try:

@@ -107,6 +107,31 @@ def test_retention_by_size_is_applied_while_running_and_keeps_the_newest(log_pat
     assert os.path.getsize(log_path) <= 700_000  # the file stays bounded too (3000 rows would take ~6.7 MB)
 
 
+def test_retention_gives_the_space_back_to_the_disk_also_for_an_older_log(log_path: Path):
+    """Auto-vacuum was set after WAL mode, where SQLite ignores it, and the incremental vacuum was stepped once
+    (one page): ``--log-max 1MB`` on a 2 MB log deleted items but the file stayed 2 MB, 407 of its 489 pages free.
+    A new log now has it on; an older one is rewritten with it on when retention first deletes."""
+    log = InspectionLog(LogConfig(log_path))
+    log.start_run(RUN)
+    write_items(log, 3000, defective_every=2)
+    log.close()
+    con = sqlite3.connect(log_path)
+    assert con.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental, in a new log
+    con.execute("PRAGMA auto_vacuum=NONE")
+    con.execute("VACUUM")  # as older versions made every log
+    assert con.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
+    con.close()
+    assert os.path.getsize(log_path) > 1_000_000
+    for max_bytes in (600_000, 300_000):  # the older log rewritten once, then the incremental vacuum
+        log = InspectionLog(LogConfig(log_path, max_bytes=max_bytes))
+        log.close()
+        assert max_bytes // 2 <= os.path.getsize(log_path) <= max_bytes + 100_000, os.path.getsize(log_path)
+    con = sqlite3.connect(log_path)
+    assert con.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert con.execute("SELECT max(id) FROM inspections").fetchone()[0] == 3000  # the newest kept
+
+
 def made_log(path: Path) -> None:
     """A log with one run and one item in it (a new log that no item was written to is removed when closed)."""
     log = InspectionLog(LogConfig(path))

@@ -167,9 +167,11 @@ class _Api:
     def thumb(self, request: Request) -> Response:
         item_id = request.path_params["item_id"]
         con = self.reader()
-        jpeg = self.live.gallery_thumbnail(item_id) if con is None else query.thumbnail_jpeg(con, item_id)
-        if con is not None:
-            con.close()
+        try:
+            jpeg = self.live.gallery_thumbnail(item_id) if con is None else query.thumbnail_jpeg(con, item_id)
+        finally:
+            if con is not None:
+                con.close()
         if not jpeg:
             raise HTTPException(404, f"no image for item {item_id}")
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})

@@ -147,6 +147,9 @@ def row(con: sqlite3.Connection, item_id: int) -> dict[str, Any]:
 
 
 def thumbnail_jpeg(con: sqlite3.Connection, item_id: int) -> bytes | None:
+    """The stored picture of item ``item_id``; None where there is none (also for an id SQLite cannot hold)."""
+    if not 0 < int(item_id) < 2**63:
+        return None
     found = con.execute("SELECT jpeg FROM thumbnails WHERE inspection_id = ?", (int(item_id),)).fetchone()
     return None if found is None else bytes(found[0])
 

@@ -40,6 +40,7 @@ def parse_duration(text: str) -> float:
 def parse_size(text: str) -> int:
     """Bytes in ``text``: ``2GB`` (powers of 1000) or ``2GiB`` (powers of 1024). Raises ValueError."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", text.lower())
-    if not m or m.group(2) not in _SIZE or not 0 < float(m.group(1)) < math.inf:
+    size = float(m.group(1)) * _SIZE[m.group(2)] if m and m.group(2) in _SIZE else math.nan
+    if not 0 < size < math.inf:  # the number may overflow only once multiplied by its unit (300 digits and TB)
         raise ValueError(f"{text!r} is not a size like 500MB, 2GB or 1GiB")
-    return int(float(m.group(1)) * _SIZE[m.group(2)])
+    return int(size)

@@ -220,6 +220,8 @@ def test_durations_and_sizes_as_typed():
         parse_size("2 gallons")
     with pytest.raises(ValueError, match="size"):  # 400 digits are infinity as a float: no byte count
         parse_size("9" * 400 + "GB")
+    with pytest.raises(ValueError, match="size"):  # finite, but not once multiplied by its unit (was a traceback)
+        parse_size("1" * 300 + "TB")
     with pytest.raises(ValueError, match="duration"):
         parse_duration("9" * 400 + "s")
 

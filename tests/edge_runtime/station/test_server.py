@@ -162,6 +162,10 @@ def test_with_a_log_the_view_reads_history_from_it(station_log, log_path: Path):
         defects = json.loads(get(url + "api/defects?limit=3")[2])["items"]
         assert [d["id"] for d in defects] == [37, 33, 29]
         assert get(url + "thumb/37.jpg")[0] == 200 and get(url + "thumb/38.jpg")[0] == 404
+        # an id SQLite cannot hold was an HTTP 500 and a 55-line traceback on edge-infer's stderr
+        got, _, body = get(url + "thumb/99999999999999999999.jpg")
+        assert got == 404 and "error" in json.loads(body)
+        assert get(url + "thumb/37.jpg?t=2026-11-27T10%3A00%3A00")[0] == 200  # the page's address for it
         assert sum(b["defective"] for b in json.loads(get(url + "api/rate")[2])["buckets"]) == 10
     finally:
         server.stop()

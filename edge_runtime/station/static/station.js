@@ -98,8 +98,9 @@ function showStatus(st) {
   }
 }
 
+// An item is its id and its time: a restarted station (or a new log) numbers its items from 1 again.
 function cardKey(it) {
-  return `${it.id}:${it.has_image ? 1 : 0}`;
+  return `${it.id}:${it.time}:${it.has_image ? 1 : 0}`;
 }
 
 function placeholder(text) {
@@ -120,7 +121,9 @@ function galleryCard(it) {
     // Without a log the web view keeps the pictures of the last 24 defects only: on a fast line the oldest card's
     // picture can be gone before the browser asks for it. Say so instead of showing a broken image.
     img.onerror = () => img.replaceWith(placeholder("picture no longer kept"));
-    img.src = `thumb/${it.id}.jpg`;
+    // the time in the address: the browser keeps thumbnails an hour, and a restarted station's item 36 is
+    // another part than the one before the restart
+    img.src = `thumb/${it.id}.jpg?t=${encodeURIComponent(it.time)}`;
     card.append(img);
   } else {  // the log stores a thumbnail with its next commit: the next refresh draws it
     card.append(placeholder("picture pending"));

@@ -228,3 +228,60 @@ def test_a_station_that_stops_answering_is_shown_as_no_contact(tmp_path: Path, h
             os.kill(server.process.pid, signal.SIGKILL)
         server.stop()
         live.stop()
+
+
+def test_a_restarted_station_shows_its_own_pictures_not_the_last_runs(tmp_path: Path):
+    """Thumbnails are kept an hour by the browser, and a restarted station (or a new log) numbers its items from 1
+    again: an open page showed the new run's times and scores over the old run's pictures of the same ids."""
+    import socket
+    import urllib.request
+
+    from edge_runtime.station.feed import LiveFeed
+    from edge_runtime.station.server import Bind, StationServer
+    from tests.edge_runtime.station.conftest import RUN, record
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rng = np.random.default_rng(0)
+
+    def station(t: float) -> tuple[LiveFeed, StationServer, str]:
+        live = LiveFeed(station="line-3")
+        live.start(RUN, live_source=True)
+        picture = rng.integers(0, 256, (160, 160), np.uint8)  # each run's part: another picture
+        live.add([record(1, defective=True, t=t)], [picture])
+        server = StationServer(live, bind=Bind("127.0.0.1", port))
+        return live, server, server.start()
+
+    shown = """async () => {
+        const img = document.querySelector('#gallery img');
+        const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
+        return [img.src, bytes.length, bytes.reduce((a, b) => (a * 31 + b) % 1000003, 0)];
+    }"""
+
+    def served(url: str) -> list:
+        data = urllib.request.urlopen(url + "thumb/1.jpg", timeout=10).read()
+        checksum = 0
+        for b in data:
+            checksum = (checksum * 31 + b) % 1000003
+        return [len(data), checksum]
+
+    live, server, url = station(time.time() - 600)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url, wait_until="domcontentloaded")
+            page.wait_for_selector("#gallery img", timeout=15000)
+            first = page.evaluate(shown)
+            assert first[1:] == served(url)
+            server.stop()
+            live.stop()
+            live, server, url = station(time.time())  # the same address, item 1 again, another part
+            page.wait_for_function(f"document.querySelector('#gallery img').src !== {first[0]!r}", timeout=20000)
+            again = page.evaluate(shown)
+            assert again[1:] == served(url) and again[1:] != first[1:]
+        finally:
+            browser.close()
+            server.stop()
+            live.stop()

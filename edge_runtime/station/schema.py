@@ -123,6 +123,14 @@ def connect(path: Path | str, *, readonly: bool = False, timeout_s: float = 2.0)
             error = DataError(
                 f"{path}: not a defect-edge inspection log, or damaged; pass the file that edge-infer --log wrote"
             )
+        elif readonly and code in (_READONLY, _CANTOPEN) and not os.access(Path(path).resolve().parent, os.W_OK):
+            # a killed station's write-ahead file still holds items, and SQLite needs to write beside the log to
+            # read them: the advice was "use another --log", an option edge-log does not have
+            error = OutputError(
+                f"{path}: its write-ahead file ({Path(path).name}-wal, left by a station that was stopped abruptly) "
+                "still holds items, which cannot be read in a folder you cannot write; copy both files to a "
+                "writable folder and read the copy, or read it as the station's user"
+            )
         raise error from exc
     except OSError as exc:
         raise OutputError(

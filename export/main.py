@@ -107,7 +107,7 @@ def calibration_batch(fp32: EdgeModel, ckpt: dict[str, Any], cfg: ExportConfig, 
             f"{where}: only {len(decoded)} readable calibration images (need at least {MIN_CALIB_IMAGES}, "
             f"better {FEW_CALIB_IMAGES}+); pass --calib-data DIR with more images"
         )
-    if len(decoded) < FEW_CALIB_IMAGES:
+    if len(decoded) < FEW_CALIB_IMAGES and cfg.precision is Precision.INT8:
         log(f"warning: only {len(decoded)} calibration images; {FEW_CALIB_IMAGES}+ give steadier INT8 ranges")
     log(f"calibration: {len(decoded)} images from {where}")
     return fp32.prepare(decoded)
@@ -163,7 +163,10 @@ def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log
     ckpt = load_checkpoint(checkpoint)
     net = model_from_checkpoint(ckpt)
     out = out or default_output(checkpoint, cfg.precision)
-    check_options_apply(cfg, given, has_eval=cfg.eval_data is not None or images.default_eval_folder(ckpt) is not None)
+    has_eval = cfg.eval_data is not None or images.default_eval_folder(ckpt) is not None
+    # a map without a trained head is a Grad-CAM made from the calibration images, whatever the precision
+    gradcam = not ckpt.loc_head and cfg.with_map is not False and cam.supports_map(net)
+    check_options_apply(cfg, given, has_eval=has_eval and not gradcam)
     graph.ensure_writable(out, checkpoint=checkpoint)
     images.check_out_not_among_inputs(out, ckpt, calib_data=cfg.calib_data, eval_data=cfg.eval_data)
     runtime = RuntimeConfig(provider=Provider.CPU, threads=cfg.threads)
@@ -236,7 +239,8 @@ def check_options_apply(cfg: ExportConfig, given: frozenset[str], *, has_eval: b
         unused.append("--int8-scheme")
     if not cfg.quantized:
         unused.append("--max-drop")
-    if cfg.precision is not Precision.INT8 and has_eval:  # calibration images only check parity without eval data
+    # calibration images only check parity without eval data (and make a Grad-CAM map: has_eval is False then)
+    if cfg.precision is not Precision.INT8 and has_eval:
         unused += ["--calib-data", "--calib-count"]
     named = [opt for opt in unused if opt in given]
     if named:

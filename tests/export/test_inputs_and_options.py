@@ -61,6 +61,15 @@ def test_quantization_options_that_would_be_ignored_are_a_usage_error(
     assert not out.exists()
 
 
+def test_calibration_images_make_the_grad_cam_of_an_fp32_export(gradcam_run: Path, tiny_data: Path, tmp_path: Path):
+    """A checkpoint without a localisation head whose training images had moved: the export said "pass
+    --calib-data DIR", and with it "--calib-data: not used by an fp32 export" (the map's Grad-CAM uses them)."""
+    out = tmp_path / "m.onnx"
+    r = export_cli(gradcam_run, "--out", out, "--calib-data", tiny_data / "train", "--calib-count", 20)
+    assert r.exit_code == 0, r.output
+    assert "weights averaged over 20 calibration images" in r.output and out.exists()
+
+
 def test_calibration_images_still_check_parity_when_there_are_no_eval_images(
     tiny_run: Path, tiny_data: Path, tmp_path: Path, monkeypatch
 ):

@@ -16,8 +16,9 @@ from benchmarks.config import SEED_MODEL, TORCH_PROVIDER, BenchConfig, Job, JobK
 from benchmarks.hardware import Hardware, detect_hardware
 from benchmarks.worker import PARENT_ENV
 from edge_runtime import datasets
-from edge_runtime.errors import DefectEdgeError, ExitCode, ModelError
+from edge_runtime.errors import DataError, DefectEdgeError, ExitCode, ModelError
 from edge_runtime.model import MODELS_DIR
+from edge_runtime.preprocess import read_image
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "edge_runtime" / "samples"
 DEFAULT_CHECKPOINTS = (Path("train/default_model/best.pt"),)
@@ -89,10 +90,29 @@ def labelled_images(data: Path) -> tuple[list[str], list[str]]:
     return [str(p) for p in listing.paths], [names[y] for y in listing.labels]
 
 
-def sample_images(cfg: BenchConfig) -> list[str]:
-    if cfg.data is not None:
-        return labelled_images(cfg.data)[0]
-    return [str(p) for p in datasets.list_images(SAMPLES_DIR)]
+def sample_images(cfg: BenchConfig, progress: Progress = lambda msg: None) -> list[str]:
+    """The images the timing jobs cycle through: ``--data``'s readable ones (an unreadable file stopped the
+    file -> verdict job after the others had run, and the whole run was lost), else the bundled samples."""
+    if cfg.data is None:
+        return [str(p) for p in datasets.list_images(SAMPLES_DIR)]
+    paths = labelled_images(cfg.data)[0]
+    ok = [_readable(p) for p in paths]
+    readable = [p for p, good in zip(paths, ok, strict=True) if good]
+    left_out = [p for p, good in zip(paths, ok, strict=True) if not good]
+    if not readable:
+        raise DataError(f"{cfg.data}: none of its {len(paths)} image files is readable; pass --data with images")
+    if left_out:
+        named = ", ".join(left_out[:3]) + (", ..." if len(left_out) > 3 else "")
+        progress(f"warning: {len(left_out)} of {len(paths)} files are not readable images, not timed: {named}")
+    return readable
+
+
+def _readable(path: str) -> bool:
+    try:
+        read_image(path)
+    except Exception:  # noqa: BLE001 - any failure to read or decode: not an image to time
+        return False
+    return True
 
 
 def plan_jobs(cfg: BenchConfig, images: list[str]) -> list[tuple[str, Job]]:
@@ -204,7 +224,7 @@ def run_benchmark(cfg: BenchConfig, *, progress: Progress = lambda msg: None, st
         raise ModelError(f"{', '.join(missing)}: model file not found; pass --model PATH to an .onnx from export-onnx")
     started, busy0, own0 = time.perf_counter(), machine_busy_s(), own_cpu_s()
     result = BenchResult(hardware=detect_hardware(), config=cfg)
-    jobs = plan_jobs(cfg, sample_images(cfg)) + accuracy_jobs(cfg)
+    jobs = plan_jobs(cfg, sample_images(cfg, progress)) + accuracy_jobs(cfg)
     try:
         _run_jobs(jobs, result, progress)
     except KeyboardInterrupt:  # the worker was interrupted with us; what the earlier ones measured is kept

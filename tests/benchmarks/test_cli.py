@@ -116,6 +116,23 @@ def test_data_adds_accuracy_per_precision(tiny_models, synthetic_data, tmp_path)
     assert all(row["n_images"] == 16 and 0.0 <= row["accuracy"] <= 1.0 for row in acc)
 
 
+def test_an_unreadable_file_in_data_is_left_out_of_the_timing_not_the_end_of_the_run(
+    tiny_models, synthetic_data, tmp_path
+):
+    """A truncated JPEG in --data stopped the file -> verdict job after the inference job had run: exit 3, no
+    Markdown and no JSON. It is now named once and not timed; the accuracy row counts it as skipped."""
+    (synthetic_data / "test" / "def_front" / "aa_cut.jpeg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(40))
+    out = tmp_path / "bench.json"
+    args = [*TINY_COUNTS, "--no-torch", "--no-live", "--data", str(synthetic_data), "--json", str(out)]
+    r = edge_bench([*args, "--model", str(tiny_models[0])], block_torch=True, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "1 of 17 files are not readable images, not timed" in r.stderr and "aa_cut.jpeg" in r.stderr
+    rows = check_outputs(out)
+    assert {row["section"] for row in rows} >= {"inference", "file-to-verdict", "folder", "accuracy"}
+    acc = next(row for row in rows if row["section"] == "accuracy")
+    assert acc["n_images"] == 16 and "1 unreadable files skipped" in acc["note"]
+
+
 def test_missing_model_is_one_line_with_exit_code_4(tmp_path):
     result = CliRunner().invoke(main, ["--quick", "--model", str(tmp_path / "nope.onnx")])
     assert result.exit_code == 4

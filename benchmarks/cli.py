@@ -157,10 +157,24 @@ def preflight(cfg) -> None:  # noqa: ANN001 - benchmarks.config.BenchConfig
         named |= {f"{what} of an interrupted run": interrupted_path(path) for what, path in named.items()}
         inputs: dict[str, Path | None] = {f"--model {m}": m for m in cfg.models} | {"--checkpoint": cfg.checkpoint}
         check_outputs(named, inputs, cfg.data)
+        _check_json_name(cfg.json_path)
     if cfg.torch and cfg.checkpoint is not None and _torch_imports():
         from benchmarks.torch_bench import checked_checkpoint
 
         checked_checkpoint(str(cfg.checkpoint))  # a last.pt, a damaged file: its one line now, not after a job
+
+
+def _check_json_name(path: Path) -> None:
+    """``--json ck.pt`` replaced a checkpoint with the benchmark's JSON: a name for weights, models or images is
+    refused, as export-onnx refuses them for its --out."""
+    from edge_runtime.errors import OutputError
+    from edge_runtime.preprocess import IMAGE_SUFFIXES
+
+    kind = {".pt": "a checkpoint", ".pth": "a checkpoint", ".ckpt": "a checkpoint", ".onnx": "a model"}.get(
+        path.suffix.lower(), "an image" if path.suffix.lower() in IMAGE_SUFFIXES else None
+    )
+    if kind is not None:
+        raise OutputError(f"{path}: is named like {kind} ({path.suffix}), not JSON; pass --json FILE.json")
 
 
 def _torch_imports() -> bool:

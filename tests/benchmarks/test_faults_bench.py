@@ -50,13 +50,17 @@ def no_jobs(monkeypatch) -> list:
         ("ckpt.pt", "names --checkpoint"),
         ("plot.png", "name the same file"),  # the PNG plot beside --json x.png is x.png itself
         ("data/test/ok_front/bench.json", "inside --data"),  # the plot became a test image
+        ("other.pt", "named like a checkpoint"),  # a checkpoint that is not this run's input was replaced
+        ("exported.onnx", "named like a model"),
     ],
 )
 def test_outputs_on_an_input_are_refused_before_any_job(tmp_path, synthetic_data, no_jobs, json_name, message):
     model = Path(shutil.copy(TINY, tmp_path / "model.onnx"))
     ckpt = tmp_path / "ckpt.pt"
     ckpt.write_bytes(b"checkpoint bytes")
-    before = {p: p.read_bytes() for p in (model, ckpt)}
+    for other in ("other.pt", "exported.onnx"):
+        (tmp_path / other).write_bytes(b"weights")
+    before = {p: p.read_bytes() for p in (model, ckpt, tmp_path / "other.pt", tmp_path / "exported.onnx")}
     args = [*TINY_COUNTS, "--model", model, "--checkpoint", ckpt, "--data", synthetic_data]
     r = CliRunner().invoke(main, [str(a) for a in [*args, "--json", tmp_path / json_name]])
     assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output

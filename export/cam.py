@@ -224,8 +224,7 @@ def map_head_for(net: nn.Module, ckpt, cfg, spec, log: Log) -> MapHead | HeadRec
     from edge_runtime.preprocess import preprocess
     from export import images
 
-    paths = images.calibration_paths(ckpt, cfg.calib_data, count=cfg.calib_count, seed=cfg.seed)
-    _, decoded = images.decode_all(paths, log)
+    _, decoded = images.calibration_images(ckpt, cfg.calib_data, count=cfg.calib_count, seed=cfg.seed, log=log)
     head = build_map_head(
         net, preprocess(decoded, spec) if decoded else np.zeros((0,)), channels=spec.channels, size=spec.size
     )

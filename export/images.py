@@ -54,26 +54,43 @@ def decode_all(paths: list[Path], log: Log) -> tuple[list[Path], list[np.ndarray
     return kept, images
 
 
-def calibration_paths(ckpt: Checkpoint, folder: Path | None, *, count: int, seed: int) -> list[Path]:
-    """Up to ``count`` images, a seeded sample of ``folder`` or else of the checkpoint's training images.
+def calibration_images(
+    ckpt: Checkpoint, folder: Path | None, *, count: int, seed: int, log: Log
+) -> tuple[list[Path], list[np.ndarray]]:
+    """Up to ``count`` readable images, a seeded sample of ``folder`` or else of the checkpoint's training images,
+    decoded. An unreadable pick is replaced by another image of the pool (in a seeded order): the sample was
+    picked before it was read, so 12 readable images among 42 gave "only 1 readable calibration image".
 
-    >>> calibration_paths(ckpt, None, count=300, seed=0)  # doctest: +SKIP
+    >>> paths, decoded = calibration_images(ckpt, None, count=300, seed=0, log=print)  # doctest: +SKIP
     """
+    pool = _calibration_pool(ckpt, folder)
+    order = np.arange(len(pool))
+    if len(pool) > count:
+        rng = np.random.default_rng(seed)
+        chosen = np.sort(rng.choice(len(pool), size=count, replace=False))
+        rest = np.setdiff1d(order, chosen)
+        order = np.concatenate([chosen, rest[rng.permutation(len(rest))]])
+    kept, decoded = decode_all([pool[i] for i in order[:count]], log)
+    for i in order[count:]:
+        if len(decoded) >= count:
+            break
+        more, images = decode_all([pool[i]], log)
+        kept, decoded = kept + more, decoded + images
+    return kept, decoded
+
+
+def _calibration_pool(ckpt: Checkpoint, folder: Path | None) -> list[Path]:
     if folder is not None:
         if not folder.is_dir():
             raise DataError(f"{folder}: calibration folder not found; pass --calib-data DIR with images")
-        pool = list_images(folder)
-    else:
-        pool = sorted(set(recorded_train_files(ckpt, with_val=False)))
-        if not pool:
-            root = ckpt.data.root or "?"
-            raise DataError(
-                f"the training images recorded in the checkpoint are not reachable (under {root}); set "
-                "DEFECT_EDGE_DATA to the dataset folder or pass --calib-data DIR with a few hundred camera images"
-            )
-    if len(pool) > count:
-        idx = np.sort(np.random.default_rng(seed).choice(len(pool), size=count, replace=False))
-        pool = [pool[i] for i in idx]
+        return list_images(folder)
+    pool = sorted(set(recorded_train_files(ckpt, with_val=False)))
+    if not pool:
+        root = ckpt.data.root or "?"
+        raise DataError(
+            f"the training images recorded in the checkpoint are not reachable (under {root}); set "
+            "DEFECT_EDGE_DATA to the dataset folder or pass --calib-data DIR with a few hundred camera images"
+        )
     return pool
 
 

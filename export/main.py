@@ -99,8 +99,7 @@ def station_profile(ckpt: dict[str, Any], spec: PreprocessSpec, log: Log) -> dic
 
 def calibration_batch(fp32: EdgeModel, ckpt: dict[str, Any], cfg: ExportConfig, log: Log) -> np.ndarray:
     """Decoded and preprocessed exactly as on the device; too few images is an error, few a warning."""
-    paths = images.calibration_paths(ckpt, cfg.calib_data, count=cfg.calib_count, seed=cfg.seed)
-    _, decoded = images.decode_all(paths, log)
+    _, decoded = images.calibration_images(ckpt, cfg.calib_data, count=cfg.calib_count, seed=cfg.seed, log=log)
     where = cfg.calib_data or "the checkpoint's training images"
     if len(decoded) < MIN_CALIB_IMAGES:
         raise DataError(

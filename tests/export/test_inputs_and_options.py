@@ -70,6 +70,22 @@ def test_calibration_images_make_the_grad_cam_of_an_fp32_export(gradcam_run: Pat
     assert "weights averaged over 20 calibration images" in r.output and out.exists()
 
 
+def test_unreadable_calibration_picks_are_replaced_by_readable_images(tiny_run: Path, tiny_data: Path, tmp_path: Path):
+    """The --calib-count sample was drawn before the files were read: 12 readable images among 42 files gave
+    "only 1 readable calibration images (need at least 10)"."""
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for p in sorted((tiny_data / "train").rglob("*.png"))[:12]:
+        shutil.copy(p, calib / p.name)
+    for k in range(30):
+        (calib / f"bad{k:02d}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))
+    out = tmp_path / "m.onnx"
+    r = export_cli(tiny_run, "--quantize", "--calib-data", calib, "--calib-count", 10, "--out", out, "--max-drop",
+                   TINY_MAX_DROP)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "calibration: 10 images" in r.output and out.exists()
+
+
 def test_calibration_images_still_check_parity_when_there_are_no_eval_images(
     tiny_run: Path, tiny_data: Path, tmp_path: Path, monkeypatch
 ):

@@ -101,6 +101,11 @@ def class_folders(folder: Path, ckpt: Checkpoint) -> tuple[Path, Path]:
     try:
         found = datasets.find_class_folders(folder, candidates=candidates)
     except DataError as exc:
+        # one class only (a folder of defects): evaluated, with the warning that the gate cannot see the other
+        base = folder / "test" if (folder / "test").is_dir() else folder
+        for neg, pos in candidates:
+            if (base / neg).is_dir() or (base / pos).is_dir():
+                return base / neg, base / pos
         names = " or ".join("/".join(c) for c in dict.fromkeys(candidates))
         raise DataError(
             f"{folder}: no class subfolders ({names}) in it or in its test/; pass --eval-data DIR/<class>/"
@@ -119,7 +124,7 @@ def load_eval_images(folder: Path, ckpt: Checkpoint, log: Log) -> LabelledImages
     if not folder.is_dir():
         raise DataError(f"{folder}: eval folder not found; pass --eval-data DIR with DIR/<class>/ images")
     neg_dir, pos_dir = class_folders(folder, ckpt)
-    paths = [(p, 0) for p in list_images(neg_dir)] + [(p, 1) for p in list_images(pos_dir)]
+    paths = [(p, label) for d, label in ((neg_dir, 0), (pos_dir, 1)) if d.is_dir() for p in list_images(d)]
     kept, images = decode_all([p for p, _ in paths], log)
     label_of = dict(paths)
     if not kept:

@@ -60,21 +60,31 @@ def accuracy_drops(reference: Measured, candidate: Measured) -> dict[str, float]
     drops = {}
     for key, label in SUBSETS:
         a, b = reference.accuracy(key), candidate.accuracy(key)
-        if a is not None and b is not None:
+        if a is not None and b is not None and math.isfinite(a) and math.isfinite(b):  # NaN: no image in it
             drops[label] = 100.0 * (a - b)
     return drops
+
+
+def _not_gated(reference: Measured, drops: dict[str, float]) -> str:
+    """The subsets measured without an image (every eval image a copy of a training one): "passed +nan pp"."""
+    empty = [label for key, label in SUBSETS if reference.accuracy(key) is not None and label not in drops]
+    return f"; {', '.join(empty)}: no images, not gated" if empty else ""
 
 
 def apply_gate(reference: Measured, candidate: Measured, *, max_drop_pp: float, force: bool, log: Log) -> None:
     """Fail when ``candidate`` loses more than ``max_drop_pp`` points on any subset (a warning with force)."""
     drops = accuracy_drops(reference, candidate)
     if not drops:
-        log(f"warning: accuracy gate not run (no labelled images); {candidate.precision.value} written unchecked")
+        log(f"warning: accuracy gate not run (no labelled images); {candidate.precision.value} written unchecked"
+            + _not_gated(reference, drops))  # fmt: skip
         return
     worst = max(drops.items(), key=lambda kv: kv[1], default=None)
     if worst is None or worst[1] <= max_drop_pp:
         shown = ", ".join(f"{k} {v:+.2f} pp" for k, v in drops.items())
-        log(f"accuracy gate passed: {candidate.precision.value} vs fp32 drop {shown} (limit {max_drop_pp} pp)")
+        log(
+            f"accuracy gate passed: {candidate.precision.value} vs fp32 drop {shown} (limit {max_drop_pp} pp)"
+            + _not_gated(reference, drops)
+        )
         return
     msg = (
         f"{candidate.precision.value} loses {worst[1]:.2f} percentage points of {worst[0]} accuracy against fp32 "

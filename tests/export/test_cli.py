@@ -245,3 +245,25 @@ def test_a_renamed_resume_state_or_a_folder_gets_advice_that_exists(tiny_run: Pa
     assert_one_line_error(r, ExitCode.BAD_MODEL, "use the best.pt of its run")
     r = export_cli(tmp_path, "--out", tmp_path / "m.onnx")
     assert_one_line_error(r, ExitCode.BAD_MODEL, "is a folder")
+
+
+def test_a_subset_without_images_is_not_gated_and_says_so():
+    """Eval images that were all copies of training images: the table showed "0/0 (nan%)" and the gate said
+    "passed: ... leakage-free +nan pp"; a NaN drop compared as no drop at all."""
+    from dataclasses import replace as dc_replace
+
+    from edge_runtime.errors import GateError
+    from edge_runtime.model_info import Precision
+    from export.checks import Measured
+    from export.report import apply_gate
+
+    nan = float("nan")
+    ref = Measured(Precision.FP32, 1, 0.0, 1, 0, 1.2, official={"n": 30, "accuracy": 0.9},
+                   leakage_free={"n": 0, "accuracy": nan})  # fmt: skip
+    said: list[str] = []
+    apply_gate(ref, dc_replace(ref, precision=Precision.INT8), max_drop_pp=0.3, force=False, log=said.append)
+    assert said == ["accuracy gate passed: int8 vs fp32 drop official +0.00 pp (limit 0.3 pp); "
+                    "leakage-free: no images, not gated"]  # fmt: skip
+    worse = dc_replace(ref, precision=Precision.INT8, official={"n": 30, "accuracy": 0.8})
+    with pytest.raises(GateError, match="loses 10.00 percentage points of official"):
+        apply_gate(ref, worse, max_drop_pp=0.3, force=False, log=said.append)

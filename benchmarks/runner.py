@@ -84,7 +84,8 @@ def default_checkpoint() -> Path | None:
 def labelled_images(data: Path) -> tuple[list[str], list[str]]:
     """Image paths and class names of ``data/test/<class>/`` (or ``data/<class>/`` when there is no test/),
     read by the one class-folder reader (:mod:`edge_runtime.datasets`)."""
-    classes = datasets.find_class_folders(data)
+    hint = "name them as the model's classes (ok_front and def_front, or ok and defective), or leave out --data"
+    classes = datasets.find_class_folders(data, unknown_hint=hint)  # edge-bench has no --positive-class
     listing = datasets.list_labelled(classes)
     names = classes.class_names
     return [str(p) for p in listing.paths], [names[y] for y in listing.labels]

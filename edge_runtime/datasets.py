@@ -107,8 +107,11 @@ def class_dirs(split_dir: Path) -> list[Path]:
     return dirs
 
 
-def resolve_classes(split_dir: Path, positive: str | None = None) -> ClassFolders:
-    """Which of the exactly two class folders in ``split_dir`` is the positive (defective) one."""
+def resolve_classes(
+    split_dir: Path, positive: str | None = None, *, unknown_hint: str = "pass --positive-class NAME"
+) -> ClassFolders:
+    """Which of the exactly two class folders in ``split_dir`` is the positive (defective) one; ``unknown_hint``:
+    what to do when the names do not tell (a command without --positive-class says its own)."""
     names = [d.name for d in class_dirs(split_dir)]
     if len(names) == 1:
         raise DataError(f"{split_dir}: only one class folder ({names[0]}); two are needed (defective and OK)")
@@ -118,8 +121,7 @@ def resolve_classes(split_dir: Path, positive: str | None = None) -> ClassFolder
         known = [KNOWN_CLASS_FOLDERS.get(n) for n in names]
         if sorted(k or "" for k in known) != ["defective", "ok"]:
             raise DataError(
-                f"{split_dir}: cannot tell which of {names[0]!r} and {names[1]!r} is defective; "
-                "pass --positive-class NAME"
+                f"{split_dir}: cannot tell which of {names[0]!r} and {names[1]!r} is defective; {unknown_hint}"
             )
         positive = names[known.index("defective")]
     elif positive not in names:
@@ -128,7 +130,11 @@ def resolve_classes(split_dir: Path, positive: str | None = None) -> ClassFolder
 
 
 def find_class_folders(
-    folder: Path, *, positive: str | None = None, candidates: Sequence[tuple[str, str]] = ()
+    folder: Path,
+    *,
+    positive: str | None = None,
+    candidates: Sequence[tuple[str, str]] = (),
+    unknown_hint: str = "pass --positive-class NAME",
 ) -> ClassFolders:
     """The class folders in ``folder`` or, when it has a ``test/``, in ``folder/test``.
 
@@ -142,7 +148,7 @@ def find_class_folders(
         for neg, pos in candidates:
             if (base / neg).is_dir() and (base / pos).is_dir():
                 return ClassFolders(base, neg, pos)
-    return resolve_classes(bases[0], positive)
+    return resolve_classes(bases[0], positive, unknown_hint=unknown_hint)
 
 
 def list_labelled(classes: ClassFolders, *, limit_per_class: int | None = None) -> Labelled:

@@ -401,3 +401,14 @@ def test_a_folder_given_as_checkpoint_is_called_a_folder(tmp_path, no_jobs):
     """It said "checkpoint not found" for a folder that exists."""
     r = CliRunner().invoke(main, [*TINY_COUNTS, "--model", str(TINY), "--checkpoint", str(tmp_path)])
     assert r.exit_code == ExitCode.BAD_MODEL and "is a folder" in one_error_line(r) and no_jobs == []
+
+
+def test_data_whose_class_names_do_not_tell_gets_advice_edge_bench_can_follow(tmp_path, no_jobs):
+    """Class folders bad/good: the advice was "pass --positive-class NAME", and edge-bench has no such option."""
+    for name in ("bad", "good"):
+        (tmp_path / "d" / name).mkdir(parents=True)
+        shutil.copy(next((REPO / "edge_runtime" / "samples").rglob("*.jpeg")), tmp_path / "d" / name / "a.jpeg")
+    r = CliRunner().invoke(main, [*TINY_COUNTS, "--no-torch", "--model", str(TINY), "--data", str(tmp_path / "d")])
+    assert r.exit_code == ExitCode.BAD_DATA, r.output
+    line = one_error_line(r)
+    assert "--positive-class" not in line and "name them as the model's classes" in line and no_jobs == []

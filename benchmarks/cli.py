@@ -148,6 +148,10 @@ def preflight(cfg) -> None:  # noqa: ANN001 - benchmarks.config.BenchConfig
     from benchmarks.report import csv_path, interrupted_path
 
     check_inputs(cfg.models, cfg.checkpoint, cfg.threads)
+    from edge_runtime.providers import provider_chain
+
+    for provider in cfg.providers:  # --provider cuda without onnxruntime-gpu: exit 8 now, not after the torch rows
+        provider_chain(provider)
     if cfg.json_path is not None:
         named = {
             "--json": cfg.json_path,

@@ -412,3 +412,15 @@ def test_data_whose_class_names_do_not_tell_gets_advice_edge_bench_can_follow(tm
     assert r.exit_code == ExitCode.BAD_DATA, r.output
     line = one_error_line(r)
     assert "--positive-class" not in line and "name them as the model's classes" in line and no_jobs == []
+
+
+def test_a_provider_this_onnxruntime_lacks_is_exit_8_before_any_job(no_jobs):
+    """``--provider cuda`` without onnxruntime-gpu timed both PyTorch rows first (a minute without --quick), then
+    exited 8 with nothing on stdout."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA: nothing to refuse")
+    r = CliRunner().invoke(main, [*TINY_COUNTS, "--model", str(TINY), "--provider", "cuda"])
+    assert r.exit_code == ExitCode.MISSING_EXTRA, r.output
+    assert "provider cuda is not available" in one_error_line(r) and no_jobs == []

@@ -117,7 +117,7 @@ def main(*, debug: bool, **opts: object) -> None:
     cfg = BenchConfig(
         models=tuple(opts["models"]) or bundled_models(),
         providers=tuple(Provider(p) for p in opts["providers"]) or (Provider.CPU,),
-        threads=tuple(opts["threads"]) or tuple(sorted({1, usable_cores()})),
+        threads=tuple(dict.fromkeys(opts["threads"])) or tuple(sorted({1, usable_cores()})),  # --threads 1 twice
         batches=batches,
         min_runs=5 if quick else 20,
         torch=not opts["no_torch"],

@@ -166,6 +166,11 @@ def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log
     # a map without a trained head is a Grad-CAM made from the calibration images, whatever the precision
     gradcam = not ckpt.loc_head and cfg.with_map is not False and cam.supports_map(net)
     check_options_apply(cfg, given, has_eval=has_eval and not gradcam)
+    if "--symmetry-look" in given and cfg.symmetry_look and ckpt.preprocess.crop is not CropMode.PART:  # was dropped
+        raise UsageError(
+            f"--symmetry-look: {checkpoint} is not part-centred (crop {ckpt.preprocess.crop.value}), so the runtime "
+            "cannot measure the part's symmetry; leave the option out"
+        )
     graph.ensure_writable(out, checkpoint=checkpoint)
     images.check_out_not_among_inputs(out, ckpt, calib_data=cfg.calib_data, eval_data=cfg.eval_data)
     runtime = RuntimeConfig(provider=Provider.CPU, threads=cfg.threads)

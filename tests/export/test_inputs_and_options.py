@@ -130,3 +130,20 @@ def test_the_default_output_of_an_installed_default_model_is_the_current_folder(
     assert default_output(Path("/work/repo/train/default_model/best.pt"), Precision.INT8) == Path(
         "/work/repo/train/default_model/best_int8.onnx"
     )
+
+
+def test_symmetry_look_for_a_model_that_is_not_part_centred_is_a_usage_error(tiny_run: Path, tmp_path: Path):
+    """``--symmetry-look`` on a whole-frame model (the origin network's) was dropped without a word, while
+    ``--map`` on the same model is an error."""
+    import torch
+
+    from train.checkpoint import atomic_torch_save
+
+    d = torch.load(tiny_run, map_location="cpu", weights_only=True)
+    d["preprocess"] = {**d["preprocess"], "crop": "center"}
+    whole_frame = tmp_path / "whole_frame.pt"
+    atomic_torch_save(d, whole_frame)
+    out = tmp_path / "m.onnx"
+    r = export_cli(whole_frame, "--symmetry-look", "--out", out)
+    assert_one_line_error(r, ExitCode.USAGE, "--symmetry-look")
+    assert "not part-centred" in r.output and not out.exists()

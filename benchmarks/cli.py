@@ -129,6 +129,7 @@ def main(*, debug: bool, **opts: object) -> None:
         quick=quick,
         **counts,
     )
+    _warn_unused(opts)
     preflight(cfg)
     # SIGTERM (and SIGHUP) as Ctrl-C: `kill` gave exit 143, no rows, and a worker timing on orphaned at 100% CPU.
     with StopSignals() as stop:
@@ -166,6 +167,18 @@ def preflight(cfg) -> None:  # noqa: ANN001 - benchmarks.config.BenchConfig
         from benchmarks.torch_bench import checked_checkpoint
 
         checked_checkpoint(str(cfg.checkpoint))  # a last.pt, a damaged file: its one line now, not after a job
+
+
+def _warn_unused(opts: dict) -> None:
+    """Options that the run's --no-live or --no-torch leave unused: one warning (they were ignored without a word;
+    not an error, so a script that passes every count and toggles a part still runs)."""
+    unused = {
+        "--no-live": [o for o, k in (("--live-fps", "live_fps"), ("--live-seconds", "live_seconds")) if opts[k]],
+        "--no-torch": [o for o, k in (("--torch-runs", "torch_runs"), ("--checkpoint", "checkpoint")) if opts[k]],
+    }
+    for flag, names in unused.items():
+        if opts[flag[2:].replace("-", "_")] and names:
+            click.echo(f"warning: {', '.join(names)} not used with {flag}", err=True)
 
 
 def _check_json_name(path: Path) -> None:

@@ -431,3 +431,15 @@ def test_a_thread_count_typed_twice_is_timed_once(no_jobs):
     r = CliRunner().invoke(main, [*TINY_COUNTS, "--threads", "1", "--no-torch", "--no-live", "--model", str(TINY)])
     assert r.exit_code == 0, r.output
     assert sorted((job.kind.value, job.threads) for job in no_jobs) == [("e2e", 1), ("onnx", 1)]
+
+
+def test_options_that_no_live_or_no_torch_leave_unused_are_named(no_jobs):
+    """``--live-fps 7`` with ``--no-live`` and ``--torch-runs 3`` with ``--no-torch`` were ignored without a word."""
+    args = ["--quick", "--threads", "1", "--model", str(TINY), "--no-live", "--no-torch", "--live-fps", "7",
+            "--live-seconds", "9", "--torch-runs", "3"]  # fmt: skip
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert "warning: --live-fps, --live-seconds not used with --no-live" in r.stderr
+    assert "warning: --torch-runs not used with --no-torch" in r.stderr
+    quiet = CliRunner().invoke(main, ["--quick", "--threads", "1", "--model", str(TINY), "--no-live", "--no-torch"])
+    assert "warning" not in quiet.stderr

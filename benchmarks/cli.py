@@ -129,8 +129,8 @@ def main(*, debug: bool, **opts: object) -> None:
         quick=quick,
         **counts,
     )
-    _warn_unused(opts)
     preflight(cfg)
+    _warn_unused(opts)  # after the checks: a refused run says its one line only
     # SIGTERM (and SIGHUP) as Ctrl-C: `kill` gave exit 143, no rows, and a worker timing on orphaned at 100% CPU.
     with StopSignals() as stop:
         result = run_benchmark(cfg, progress=lambda msg: click.echo(f"edge-bench {msg}", err=True), stop=stop)
@@ -153,6 +153,10 @@ def preflight(cfg) -> None:  # noqa: ANN001 - benchmarks.config.BenchConfig
 
     for provider in cfg.providers:  # --provider cuda without onnxruntime-gpu: exit 8 now, not after the torch rows
         provider_chain(provider)
+    if cfg.data is not None:
+        from benchmarks.runner import labelled_images
+
+        labelled_images(cfg.data)  # its class folders, before any other line
     if cfg.json_path is not None:
         named = {
             "--json": cfg.json_path,

@@ -184,7 +184,7 @@ def test_a_worker_that_dies_costs_its_own_rows_only(monkeypatch, tmp_path):
         return subprocess.CompletedProcess(cmd, 0, stdout='{"rows": [], "skipped": []}\n', stderr="")
 
     monkeypatch.setattr(runner.subprocess, "run", fake_run)
-    monkeypatch.setattr(runner, "sample_images", lambda cfg: [])
+    monkeypatch.setattr(runner, "sample_images", lambda cfg, progress=None: [])
     said: list[str] = []
     cfg = BenchConfig(models=(model,), torch=False, live_fps=(), plot=False)
     result = runner.run_benchmark(cfg, progress=said.append)

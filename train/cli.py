@@ -170,7 +170,15 @@ def main(*, debug: bool, **opts: object) -> None:
         )
 
     bars = None if cfg.quiet or not sys.stderr.isatty() else progress
-    report = run_training(cfg, log=log, progress_factory=bars, given=given_options())
+    from edge_runtime.stopping import StopSignals
+
+    # SIGTERM and SIGHUP end the run like Ctrl-C ("error: interrupted", exit 130, resumable with --resume): a
+    # `kill` or a closed terminal gave exit 143 or 129 without a word
+    with StopSignals() as stop:
+        try:
+            report = run_training(cfg, log=log, progress_factory=bars, given=given_options())
+        finally:
+            stop.closing = True
     click.echo(f"wrote {cfg.out / 'best.pt'} and {cfg.out / 'report.json'}")
     if "test" in report and report["test"]["fn"]:
         fn = report["test"]["fn"]

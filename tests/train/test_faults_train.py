@@ -343,3 +343,24 @@ def test_a_disk_that_filled_before_the_limit_is_blamed_as_a_full_disk(monkeypatc
     monkeypatch.setattr(train.run_dir, "_room", lambda folder: 1_000_000)  # less room than the limit
     why, advice = train.run_dir.write_failure(RuntimeError("unexpected pos"), size=2_700_000)
     assert "ulimit" not in why and advice.startswith("free some space")
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_a_kill_or_a_closed_terminal_ends_training_like_ctrl_c(tmp_path: Path, synthetic_data: Path, sig: str):
+    """``kill`` gave exit 143 and a closed terminal 129, without a word; now "error: interrupted" and exit 130, as
+    Ctrl-C, with the run's last.pt left for --resume."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "train.cli", "--data", str(synthetic_data), "--out", str(out), "--epochs", "400",
+           *TINY, "--threads", "1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "last.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)  # an epoch has ended: a run to resume
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert err.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in err
+    assert (out / "last.pt").exists()  # what --resume continues from

@@ -28,7 +28,7 @@ from edge_runtime.inputs import Item
 from edge_runtime.model import Prediction
 from edge_runtime.summary import LatencyReservoir, Summary, no_part
 
-__all__ = ["RECORD_KEYS", "CsvSink", "FileSink", "JsonLinesSink", "LatencyReservoir", "StdoutClosed", "Summary"]
+__all__ = ["RECORD_KEYS", "FileSink", "JsonLinesSink", "LatencyReservoir", "StdoutClosed", "Summary"]
 
 RECORD_KEYS = (
     "source", "frame", "label", "score", "defective", "latency_ms", "error", "warning", "time", "defect_box",
@@ -290,10 +290,6 @@ class FileSink:
                 if self.rfd >= 0:
                     os.close(self.rfd)
                     self.rfd = -1
-
-
-# Kept for callers of the earlier names.
-CsvSink = FileSink
 
 
 def open_file_sink(path: Path) -> FileSink:

@@ -39,14 +39,20 @@ class Outputs:
         return self.window is not None or self.saver is not None or self.wants_pictures
 
     def close(self) -> None:
-        """Close everything; a saved video that came out short (full disk) raises :class:`OutputError`."""
-        for s in self.files:
-            s.close()
-        if self.window is not None:
-            self.window.close()
-        if self.saver is not None:
-            self.saver.close()
-            check_saved_video(self.saver)
+        """Close everything, each even when another failed (a .json array's closing bracket on a FIFO whose reader
+        left kept the saved video unfinished and its lock held); the first failure is raised after. A saved video
+        that came out short (full disk) raises :class:`OutputError`."""
+        closes = [s.close for s in self.files]
+        closes += [self.window.close] if self.window is not None else []
+        closes += [self.saver.close, lambda: check_saved_video(self.saver)] if self.saver is not None else []
+        first: BaseException | None = None
+        for close in closes:
+            try:
+                close()
+            except Exception as exc:  # noqa: BLE001 - the others are still closed; the first failure is raised
+                first = first or exc
+        if first is not None:
+            raise first
 
 
 def video_fps(name: str) -> float | None:

@@ -1185,3 +1185,28 @@ def test_a_run_that_saves_nothing_leaves_no_save_folder_it_made(tmp_path):
     (tmp_path / "kept").mkdir()  # a folder that was there before the run stays
     invoke(["--source", str(video), "--save", str(tmp_path / "kept")])
     assert (tmp_path / "kept").is_dir()
+
+
+def test_every_output_is_closed_even_when_one_fails_to_close(tmp_path):
+    """A ``.json`` array's closing bracket that cannot be written (a FIFO whose reader left) stopped the closing:
+    the --save video was never finished, and its lock was kept. The first failure is still raised."""
+    import cv2
+    import numpy as np
+
+    from edge_runtime.annotate import Saver
+    from edge_runtime.errors import OutputError
+    from edge_runtime.run_outputs import Outputs
+
+    class BrokenSink:
+        def close(self) -> None:
+            raise OutputError("r.json: cannot write the closing bracket")
+
+    saver = Saver(tmp_path / "out.avi", fps=10.0)
+    for _ in range(3):
+        saver.write(np.full((240, 320, 3), 90, np.uint8), name="frame")
+    outputs = Outputs(files=[BrokenSink()], saver=saver)
+    with pytest.raises(OutputError, match="closing bracket"):
+        outputs.close()
+    cap = cv2.VideoCapture(str(tmp_path / "out.avi"))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3  # finished, playable
+    cap.release()

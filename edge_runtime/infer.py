@@ -287,6 +287,8 @@ def run_inference(
         raise
     finally:
         stop.closing = True
+        if reader is not None:  # stopped by process() already, unless the stop came before it: the camera is freed
+            reader.stop()
         if rt is not None:
             rt.close()
         if own_signals:

@@ -204,3 +204,23 @@ def test_debug_prints_the_traceback_and_keeps_the_documented_exit_code(tmp_path:
     code, _, err = run("--model", str(tiny_model), "--source", str(tmp_path / "missing"), "--debug")
     assert code == ExitCode.BAD_DATA and "Traceback" in err  # was exit 1, which the README keeps for bugs
     assert err.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_a_stop_while_the_station_starts_releases_the_camera(tiny_model: Path, monkeypatch: pytest.MonkeyPatch):
+    """Ctrl-C or SIGTERM after the camera opened but before the inspection loop (while --log/--serve started, or
+    the real-time priority was set) left the capture thread running and the camera held: a program that calls
+    run_inference could not open it again."""
+    import edge_runtime.inputs as inputs
+    from edge_runtime.infer import InferConfig, run_inference
+
+    cam = FakeCamera(fps=300.0)
+    monkeypatch.setattr(inputs, "capture_factory", lambda name, **kw: lambda: cam)
+
+    class StoppedWhileStarting:
+        def on_start(self, model, spec) -> None:  # noqa: ANN001
+            raise KeyboardInterrupt
+
+    cfg = InferConfig(camera="0", model=tiny_model, quiet=True, listener=StoppedWhileStarting())
+    summary, code = run_inference(cfg, log=lambda m: None)
+    assert code == ExitCode.INTERRUPTED and summary.interrupted
+    assert cam.released.wait(3.0), "the camera is still held after run_inference returned"

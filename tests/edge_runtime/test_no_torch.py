@@ -45,6 +45,29 @@ def test_edge_runtime_imports_without_torch():
     assert r.stdout.strip() == "ok"
 
 
+def test_every_runtime_module_imports_without_torch():
+    """Not only the modules a plain run loads: the station's (--log, --serve), the live sources', the heatmap's.
+    Modules of an extra that is not installed are skipped, as their own import says."""
+    r = run_without_torch(
+        """
+        import importlib, pkgutil, edge_runtime
+        done = []
+        for info in pkgutil.walk_packages(edge_runtime.__path__, "edge_runtime."):
+            try:
+                importlib.import_module(info.name)
+            except ImportError as exc:
+                if "torch" in str(exc):
+                    raise
+                continue  # an extra not installed here (the station's web view needs starlette)
+            done.append(info.name)
+        assert "torch" not in sys.modules, "a runtime module imported torch"
+        print(len(done))
+        """
+    )
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout.strip()) >= 40  # every module was imported, not a handful
+
+
 def test_training_without_torch_names_the_extra():
     r = run_without_torch("import train.main")
     assert r.returncode != 0

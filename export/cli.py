@@ -8,7 +8,7 @@ import click
 
 from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors
 from edge_runtime.errors import exit_codes_help, require_extra
-from export.config import MIN_CALIB_IMAGES
+from export.config import DEFAULT_OPSET, MIN_CALIB_IMAGES, MIN_OPSET
 
 QUANTIZE_CHOICES = ["int8", "fp16"]
 SCHEME_CHOICES = ["u8s8", "u8s8-reduce-range", "s8s8"]
@@ -64,7 +64,13 @@ SCHEME_CHOICES = ["u8s8", "u8s8-reduce-range", "s8s8"]
     show_default=True,
     help="Largest accuracy loss vs FP32 in percentage points.",
 )
-@click.option("--opset", type=click.IntRange(min=17), default=17, show_default=True, help="ONNX opset (17+).")
+@click.option(
+    "--opset",
+    type=click.IntRange(min=MIN_OPSET),
+    default=DEFAULT_OPSET,
+    show_default=True,
+    help=f"ONNX opset ({MIN_OPSET}+).",
+)
 @click.option(
     "--int8-scheme",
     type=click.Choice(SCHEME_CHOICES),

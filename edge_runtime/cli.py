@@ -8,7 +8,15 @@ from typing import Any
 
 import click
 
-from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors, once, stdout_errors
+from edge_runtime.cli_support import (
+    Command,
+    FiniteFloatRange,
+    debug_option,
+    friendly_errors,
+    once,
+    stdout_errors,
+    typed_params,
+)
 from edge_runtime.errors import EXIT_CODES_HELP
 from edge_runtime.station.options import open_station, station_options
 
@@ -249,14 +257,7 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
 def _refuse_run_options() -> None:
     """--check-station judges nothing: an option of a run (--source, --log, --serve ...) with it would be
     silently ignored, and a user who asked for a log would believe there is one."""
-    from click.core import ParameterSource
-
-    ctx = click.get_current_context()
-    given = [
-        p.opts[0]
-        for p in ctx.command.params
-        if p.name not in CHECK_STATION_OPTIONS and ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE
-    ]
+    given = [p.opts[0] for p in typed_params() if p.name not in CHECK_STATION_OPTIONS]
     if given:
         raise click.UsageError(
             f"--check-station DIR only compares a folder with the training images; drop {', '.join(given)} "

@@ -150,6 +150,15 @@ def once(param: click.Parameter, values: tuple[Any, ...]) -> Any:
     return values[0] if values else None
 
 
+def typed_params() -> list[click.Parameter]:
+    """The current command's parameters typed on the command line, not left at their defaults: options a run
+    would ignore are refused by them, and a resume takes the others from the run itself."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return [p for p in ctx.command.params if ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE]
+
+
 def fail(message: str, code: ExitCode) -> NoReturn:
     """Print ``error: message`` on stderr and exit with ``code`` (also when stderr cannot be written)."""
     with contextlib.suppress(OSError, ValueError):

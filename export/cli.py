@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors
+from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors, typed_params
 from edge_runtime.errors import exit_codes_help, require_extra
 from export.config import DEFAULT_OPSET, MIN_CALIB_IMAGES, MIN_OPSET
 
@@ -115,20 +115,9 @@ def main(*, debug: bool, **opts: object) -> None:
         with_map=opts["with_map"],
         symmetry_look=opts["symmetry_look"],
     )
-    out = export_onnx(opts["checkpoint"], opts["out"], cfg, log=click.echo, given=given_options())
+    given = frozenset(p.opts[0] for p in typed_params() if isinstance(p, click.Option))
+    out = export_onnx(opts["checkpoint"], opts["out"], cfg, log=click.echo, given=given)
     click.echo(f"wrote {out}")
-
-
-def given_options() -> frozenset[str]:
-    """The options typed on the command line (not defaults): those that would be ignored are refused."""
-    from click.core import ParameterSource
-
-    ctx = click.get_current_context()
-    return frozenset(
-        p.opts[0]
-        for p in ctx.command.params
-        if isinstance(p, click.Option) and ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE
-    )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors
+from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors, typed_params
 from edge_runtime.errors import exit_codes_help
 
 ARCH_CHOICES = ["defectnet", "seed"]
@@ -176,23 +176,13 @@ def main(*, debug: bool, **opts: object) -> None:
     # `kill` or a closed terminal gave exit 143 or 129 without a word
     with StopSignals() as stop:
         try:
-            report = run_training(cfg, log=log, progress_factory=bars, given=given_options())
+            report = run_training(cfg, log=log, progress_factory=bars, given=frozenset(p.name for p in typed_params()))
         finally:
             stop.closing = True
     click.echo(f"wrote {cfg.out / 'best.pt'} and {cfg.out / 'report.json'}")
     if "test" in report and report["test"]["fn"]:
         fn = report["test"]["fn"]
         click.echo(f"warning: {fn} defective test image{' was' if fn == 1 else 's were'} called OK", err=True)
-
-
-def given_options() -> frozenset[str]:
-    """The options typed on the command line, not defaults: a resume takes the others from the run itself."""
-    from click.core import ParameterSource
-
-    ctx = click.get_current_context()
-    return frozenset(
-        p.name for p in ctx.command.params if ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE
-    )
 
 
 if __name__ == "__main__":

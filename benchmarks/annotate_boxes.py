@@ -18,7 +18,8 @@ import click
 import cv2
 import numpy as np
 
-from edge_runtime.cli_support import Group
+from edge_runtime.cli_support import Group, debug_option, friendly_errors
+from edge_runtime.errors import DataError
 
 BOXES_FILE = Path(__file__).resolve().parent / "data" / "defect_boxes.json"
 DEFAULT_OUT = Path("/tmp/defect-boxes")
@@ -29,6 +30,8 @@ GRID = 30  # source pixels between grid lines (10% of 300)
 def pick(data: Path, *, count: int = 60, seed: int = 10) -> list[str]:
     """``count`` defective test images, seeded, as paths relative to ``data``."""
     files = sorted((data / "test" / "def_front").glob("*.jpeg"))
+    if len(files) < count:
+        raise DataError(f"{data}: {len(files)} defective test images in test/def_front/, {count} needed; pass --data")
     chosen = random.Random(seed).sample(files, count)
     return sorted(p.relative_to(data).as_posix() for p in chosen)
 
@@ -65,15 +68,20 @@ def main() -> None:
 @click.option("--data", type=click.Path(path_type=Path, file_okay=False), default=Path("../shared/data/casting"))
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_OUT)
 @click.option("--show-boxes", is_flag=True, help="Draw the committed boxes (to check them).")
-def render_cmd(data: Path, out: Path, show_boxes: bool) -> None:
+@debug_option
+@friendly_errors
+def render_cmd(*, debug: bool, data: Path, out: Path, show_boxes: bool) -> None:
     """Write one enlarged, gridded PNG per chosen image (numbered in the order of the JSON file)."""
+    chosen = pick(data)
     out.mkdir(parents=True, exist_ok=True)
     marked = json.loads(BOXES_FILE.read_text())["images"] if show_boxes and BOXES_FILE.exists() else {}
-    for i, rel in enumerate(pick(data)):
+    for i, rel in enumerate(chosen):
         image = cv2.imread(str(data / rel), cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            raise DataError(f"{data / rel}: not a readable image")
         boxes = marked.get(rel, {}).get("boxes") if show_boxes else None
         cv2.imwrite(str(out / f"{i:02d}_{Path(rel).stem}.png"), render(image, boxes))
-    click.echo(f"wrote {len(pick(data))} views to {out}")
+    click.echo(f"wrote {len(chosen)} views to {out}")
 
 
 if __name__ == "__main__":

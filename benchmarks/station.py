@@ -36,7 +36,7 @@ from benchmarks.live import PacedSource, camera_frames
 from benchmarks.station_probe import Probe, TimedSource, pct, process_cpu_s, slowest
 from benchmarks.station_report import WARMUP_FRAMES, markdown
 from benchmarks.station_viewer import Viewer, scheduling
-from edge_runtime.cli_support import Command, FiniteFloatRange
+from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors
 from edge_runtime.infer import InferConfig, run_inference
 from edge_runtime.model import RuntimeConfig
 from edge_runtime.priority import Priority
@@ -311,6 +311,23 @@ def sigkill(tmp: Path, kill_after_lines: tuple[int, ...] = (200, 700, 1500)) -> 
     return out
 
 
+def check_options(data: Path, out: Path, *, spin: str, priority: str) -> None:
+    """Before any timing: the throughput folder (a missing one timed the 5 bundled samples without a word), the
+    output folder, and the conditions (--priority both set its own and dropped --spin's)."""
+    from edge_runtime.errors import DataError, OutputError, UsageError
+
+    if priority == "both" and spin != "auto":
+        raise UsageError(f"--priority both runs its own conditions at the default spin; drop --spin {spin}")
+    if not data.is_dir():
+        raise DataError(f"{data}: folder not found; pass --data DIR with the images for the throughput runs")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".station-probe").write_bytes(b"")
+        (out / ".station-probe").unlink()
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write the results there ({exc.strerror or exc}); pass --out DIR") from exc
+
+
 @click.command(cls=Command, help="Measure the station's costs; writes OUT/station.md, station.json and station.png.")
 @click.option(
     "--data",
@@ -374,7 +391,11 @@ def sigkill(tmp: Path, kill_after_lines: tuple[int, ...] = (200, 700, 1500)) -> 
     help="The inspection loop's CPU priority in the live runs: auto as edge-infer (real-time where the system "
     "allows it), normal, or both (no station and --serve with each, interleaved).",
 )
+@debug_option
+@friendly_errors
 def main(
+    *,
+    debug: bool,
     data: Path,
     seconds: float,
     rounds: int,
@@ -387,7 +408,7 @@ def main(
     serve_fps: float | None,
     priority: str,
 ) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+    check_options(data, out, spin=spin, priority=priority)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         res = {
@@ -396,7 +417,7 @@ def main(
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "command": "python -m benchmarks.station " + " ".join(sys.argv[1:]),
         }
-        res["folder"] = throughput(data if data.is_dir() else SAMPLES, max(rounds, 3), tmp)
+        res["folder"] = throughput(data, max(rounds, 3), tmp)
         res["live"] = live_latency(
             seconds,
             rounds,

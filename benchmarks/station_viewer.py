@@ -31,7 +31,7 @@ from typing import Any
 
 import click
 
-from edge_runtime.cli_support import Command
+from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -248,16 +248,29 @@ def watch_http(url: str, seconds: float) -> dict[str, Any]:
     cls=Command, help="Open the station page at URL for SECONDS in headless Chromium; print its CPU use as JSON."
 )
 @click.argument("url")
-@click.argument("seconds", type=float)
+@click.argument("seconds", type=FiniteFloatRange(min=0.5))
 @click.option("--screenshot", type=click.Path(path_type=Path, dir_okay=False), default=None, help="PNG at the end.")
 @click.option("--http", "http", is_flag=True, help="An HTTP client doing what the page does instead of Chromium.")
 @click.option("--nice", "nice", type=click.IntRange(0, 19), default=0, show_default=True, help="Lower priority.")
-def main(url: str, seconds: float, screenshot: Path | None, http: bool, nice: int) -> None:
+@debug_option
+@friendly_errors
+def main(*, debug: bool, url: str, seconds: float, screenshot: Path | None, http: bool, nice: int) -> None:
     if nice:
         os.nice(nice)  # Chromium and playwright's driver inherit it
     url = url if url.endswith("/") else url + "/"
     browser = not http and browser_available()
-    say((watch_browser(url, seconds, screenshot) if browser else watch_http(url, seconds)) | {"nice": nice})
+    if not http and not browser:  # it fell back without a word: the figures would be an HTTP client's
+        click.echo("warning: no Chromium with playwright here; an HTTP client does what the page does", err=True)
+    import urllib.error
+
+    from edge_runtime.errors import SourceError
+
+    try:
+        watched = watch_browser(url, seconds, screenshot) if browser else watch_http(url, seconds)
+    except urllib.error.URLError as exc:
+        why = f"{url}: cannot reach the station page ({exc.reason}); is edge-infer --serve running?"
+        raise SourceError(why) from exc
+    say(watched | {"nice": nice})
 
 
 if __name__ == "__main__":

@@ -22,7 +22,17 @@ def nearest_rank(values: Sequence[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+    return ordered[nearest_rank_index(len(ordered), q)]
+
+
+def nearest_rank_index(count: int, q: float) -> int:
+    """Where the ``q``-th percentile of ``count`` sorted values lies (0-based): the one formula of
+    :func:`nearest_rank`, also for the inspection log's SQL (``edge-log``), so their figures agree.
+
+    >>> nearest_rank_index(4, 50), nearest_rank_index(4, 99), nearest_rank_index(1, 0)
+    (1, 3, 0)
+    """
+    return min(count - 1, max(0, math.ceil(q / 100 * count) - 1))
 
 
 def logit(p: np.ndarray | float) -> np.ndarray:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_runtime.errors import DataError
+from edge_runtime.metrics import nearest_rank_index
 from edge_runtime.station.schema import connect, log_error
 from edge_runtime.station.units import parse_duration
 
@@ -158,7 +159,7 @@ def percentile_sql(con: sqlite3.Connection, where: str, args: list, q: float, co
     """The ``q``-th percentile of latency_ms without loading every row (nearest rank)."""
     if count == 0:
         return None
-    k = min(count - 1, max(0, math.ceil(q / 100 * count) - 1))  # as metrics.nearest_rank, in SQL
+    k = nearest_rank_index(count, q)  # as metrics.nearest_rank, in SQL
     extra = " AND " if where else " WHERE "
     found = con.execute(
         f"SELECT i.latency_ms FROM inspections i{where}{extra}i.latency_ms IS NOT NULL "

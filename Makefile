@@ -33,8 +33,7 @@ test-runtime:
 
 ## The fault suite alone (bad images, files, models, metadata, options, outputs, signals; property tests).
 test-faults: setup
-	$(BIN)/python -m pytest tests/edge_runtime/test_faults.py tests/edge_runtime/test_faults_process.py \
-	    tests/edge_runtime/test_properties.py
+	$(BIN)/python -m pytest tests/edge_runtime/test_faults*.py tests/edge_runtime/test_properties.py
 
 ## The runtime on the bundled INT8 model: verdicts for the sample images shipped in the package, then for a
 ## short video made from them (annotated copy and a CSV in runs/demo/); each run ends with its summary.

@@ -1,0 +1,262 @@
+"""The fault suite's outputs and videos: --output, --summary and --save that cannot be written, would replace an
+input or collide, full disks, saved videos and pictures; videos that are truncated, damaged or without a frame.
+The same promises as test_faults.py (faults_common.check).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edge_runtime.cli import main
+from edge_runtime.errors import ExitCode
+from tests.edge_runtime.conftest import write_parts
+from tests.edge_runtime.faults_common import (
+    GOOD_LEVELS,
+    check,
+    invoke,
+    no_hang,  # noqa: F401 - the autouse hang guard, for this module too
+)
+
+
+@pytest.mark.parametrize("case", ["is-folder", "in-proc", "locked"])  # a .txt suffix: exit 2 (test_output_json)
+def test_output_that_cannot_be_written_is_exit_7(tmp_path, tiny_model, case):
+    import fcntl
+
+    write_parts(tmp_path / "parts", [10])
+    out = {
+        "is-folder": tmp_path / "dir.jsonl",
+        "in-proc": Path("/proc/defect-edge/v.jsonl"),
+        "locked": tmp_path / "v.jsonl",
+    }[case]
+    if case == "is-folder":
+        out.mkdir()
+    holder = None
+    if case == "locked":
+        holder = open(out, "w")  # noqa: SIM115 - held for the test
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+        holder.write('{"earlier": "line"}\n')
+        holder.flush()
+    try:
+        result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--output", str(out)])
+        if case == "is-folder":  # click refuses it as a bad option value
+            assert result.exit_code == ExitCode.USAGE and "is a directory" in result.stderr
+            return
+        check(result, ExitCode.OUTPUT_ERROR, error_lines=1)
+        if case == "locked":
+            assert "another process" in result.stderr and out.read_text() == '{"earlier": "line"}\n'
+    finally:
+        if holder:
+            holder.close()
+
+
+def test_output_on_a_full_disk_is_exit_7_with_the_summary(tmp_path, tiny_model):
+    write_parts(tmp_path / "parts", [10, 200])
+    out = tmp_path / "v.jsonl"
+    out.symlink_to("/dev/full")
+    result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--output", str(out)])
+    check(result, ExitCode.OUTPUT_ERROR, error_lines=1)
+    assert "summary: 0 items" in result.stderr and "No space left" in result.stderr
+
+
+@pytest.mark.parametrize("what", ["summary", "save-to-device"])
+def test_summary_or_video_that_cannot_be_written_is_exit_7(tmp_path, tiny_model, what):
+    write_parts(tmp_path / "parts", [10, 200])
+    if what == "summary":  # a folder that cannot be made: found before the run (it was found after all the work)
+        target = Path("/proc/defect-edge/s.json")
+    else:  # a device (or FIFO) would block or swallow the video writer: refused before anything runs
+        target = tmp_path / "v.avi"
+        target.symlink_to("/dev/full")
+    flag = "--summary" if what == "summary" else "--save"
+    result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), flag, str(target)])
+    recs = check(result, ExitCode.OUTPUT_ERROR, error_lines=1)
+    if what == "summary":
+        assert recs == [] and "cannot write the summary here" in result.stderr
+    else:
+        assert recs == [] and "FIFO or device" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("case", "flag"),
+    [("video", "--save"), ("video", "--summary"), ("image", "--summary"), ("folder-image", "--summary"),
+     ("not-a-video", "--output")],
+)  # fmt: skip
+def test_an_output_never_overwrites_an_input(tmp_path, tiny_model, case, flag):
+    """``--save line3.avi --source line3.avi`` replaced the video being inspected with its annotated copy."""
+    import numpy as np
+
+    from tests.edge_runtime.test_cli import write_video
+
+    parts = write_parts(tmp_path / "parts", [10, 200])
+    if case == "video":
+        source = target = write_video(tmp_path / "v.avi", [np.full((32, 32), 9 * i, np.uint8) for i in range(3)])
+    elif case == "image":
+        source = target = parts[0]
+    elif case == "folder-image":
+        source, target = tmp_path / "parts", parts[1]
+    else:  # any existing file is tried as a video: the --output sink truncated it before the video failed
+        source = target = tmp_path / "notes.jsonl"
+        source.write_text('{"keep": 1}\n')
+    before = target.read_bytes()
+    result = invoke(["--model", str(tiny_model), "--source", str(source), flag, str(target)])
+    recs = check(result, ExitCode.OUTPUT_ERROR, error_lines=1)
+    assert recs == [] and f"{flag} names an input of this run" in result.stderr
+    assert target.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "pair", [("--output", "--summary"), ("--log", "--output"), ("--log", "--summary"), ("--output", "--save")]
+)
+def test_two_outputs_on_one_file_are_refused_before_any_work(tmp_path, tiny_model, pair):
+    """``--output r.jsonl --summary r.jsonl``: the summary replaced every record; ``--log`` and ``--output`` on
+    one file interleaved SQLite pages and records."""
+    write_parts(tmp_path / "parts", [10, 200])
+    target = tmp_path / "r.csv"
+    args = ["--model", str(tiny_model), "--source", str(tmp_path / "parts")]
+    result = invoke([*args, pair[0], str(target), pair[1], f"{tmp_path}/./r.csv"])
+    recs = check(result, ExitCode.OUTPUT_ERROR, error_lines=1)
+    assert recs == [] and f"{pair[0]} and {pair[1]} name the same file" in result.stderr
+    assert not target.exists()
+
+
+def test_non_utf8_file_names_reach_every_output(tmp_path, tiny_model):
+    import csv
+    import os
+
+    folder = tmp_path / "parts"
+    write_parts(folder, [10, 200])
+    raw = os.fsencode(folder) + b"/caf\xe9_\xff.png"
+    os.rename(folder / "part_00.png", raw)
+    for out in ("v.csv", "v.jsonl"):
+        result = invoke(["--model", str(tiny_model), "--source", str(folder), "--output", str(tmp_path / out)])
+        recs = check(result, ExitCode.OK, error_lines=0)
+        assert len(recs) == 2 and all(r["error"] is None for r in recs)
+    assert b"caf\xe9_\xff.png" in (tmp_path / "v.csv").read_bytes()  # the name's own bytes
+    rows = list(csv.reader((tmp_path / "v.csv").open(encoding="utf-8", errors="surrogateescape", newline="")))
+    assert len(rows) == 3
+    lines = [json.loads(x) for x in (tmp_path / "v.jsonl").read_text().splitlines()]
+    assert os.fsencode(lines[0]["source"]) == raw
+    human = CliRunner().invoke(main, ["--model", str(tiny_model), "--source", str(folder)])
+    assert human.exit_code == 0 and "caf" in human.stdout
+
+
+def test_summary_onto_a_fifo_or_device_is_refused_and_left_as_it_is(tmp_path, tiny_model):
+    """The summary is renamed onto its name: a FIFO or device there became a regular file (as root, /dev/full
+    itself, for the whole machine)."""
+    import os
+    import stat
+
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    fifo = tmp_path / "summary.fifo"
+    os.mkfifo(fifo)
+    for target in (fifo, Path("/dev/null")):
+        result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--summary", str(target)])
+        assert check(result, ExitCode.OUTPUT_ERROR, error_lines=1) == []  # before any work
+        assert "not a regular file" in result.stderr and str(target) in result.stderr
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_a_summary_under_an_image_name_is_a_usage_error(tmp_path, tiny_model):
+    """``--summary parts/sum.png`` wrote JSON under an image name in the folder inspected: the next run over the
+    folder judged it as a part (an unreadable item; exit 10 under a gate)."""
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--summary",
+                     str(tmp_path / "parts" / "sum.png")])  # fmt: skip
+    assert check(result, ExitCode.USAGE, error_lines=1) == [] and "name it .json" in result.stderr
+    assert not (tmp_path / "parts" / "sum.png").exists()
+
+
+def test_summary_through_a_link_writes_the_links_target(tmp_path, tiny_model):
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    link = tmp_path / "latest.json"
+    link.symlink_to("run-7.json")
+    result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--summary", str(link)])
+    assert len(check(result, ExitCode.OK, error_lines=0)) == 2
+    assert link.is_symlink() and json.loads((tmp_path / "run-7.json").read_text())["items"] == 2
+
+
+def test_an_output_on_the_model_file_is_refused_before_any_work(tmp_path, tiny_model):
+    model = tmp_path / "station.onnx"
+    model.write_bytes(tiny_model.read_bytes())
+    (tmp_path / "latest.csv").symlink_to(model)
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    for opt, target in (("--summary", model), ("--output", tmp_path / "latest.csv")):
+        result = invoke(["--model", str(model), "--source", str(tmp_path / "parts"), opt, str(target)])
+        assert check(result, ExitCode.OUTPUT_ERROR, error_lines=1) == []
+        assert f"{opt} names the model of this run" in result.stderr
+    assert model.read_bytes() == tiny_model.read_bytes()  # was: the summary's JSON, and the next run exit 4
+
+
+@pytest.mark.parametrize("source", ["video", "camera"])
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_a_run_that_cannot_open_its_source_leaves_the_last_output_as_it_was(tmp_path, tiny_model, source, suffix):
+    """The --output file was emptied before the source was opened: a failed start wiped the last run's records
+    (and left its --summary beside an empty file)."""
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    out = tmp_path / f"line3{suffix}"
+    first = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--output", str(out)])
+    check(first, ExitCode.OK, error_lines=0)
+    before = out.read_bytes()
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
+    where = ["--source", str(tmp_path / "broken.mp4")] if source == "video" else ["--camera", "/dev/video97"]
+    result = invoke(["--model", str(tiny_model), *where, "--output", str(out)])
+    assert check(result, ExitCode.SOURCE_UNAVAILABLE, error_lines=1) == []
+    assert out.read_bytes() == before and len(before.splitlines()) == 2 + (suffix == ".csv")
+
+
+def test_a_full_disk_names_the_summary_it_could_not_write_beside_the_output(tmp_path, tiny_model, monkeypatch):
+    """On a full disk the --output error was reported and the --summary that could not be written was not."""
+    import errno
+    import os
+
+    from edge_runtime import atomic
+
+    folder = tmp_path / "parts"
+    write_parts(folder, GOOD_LEVELS)
+    out, summary = tmp_path / "r.jsonl", tmp_path / "s.json"
+    real_write = os.write
+
+    def full_disk(fd: int, data) -> int:
+        if os.readlink(f"/proc/self/fd/{fd}") == str(out):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    def no_room(path, text, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_disk)
+    monkeypatch.setattr(atomic, "atomic_write_text", no_room)
+    result = invoke(
+        ["--model", str(tiny_model), "--source", str(folder), "--output", str(out), "--summary", str(summary)]
+    )
+    assert result.exit_code == ExitCode.OUTPUT_ERROR, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(out) in errors[0] and f"{summary}: cannot write the summary" in errors[0], errors
+
+
+def test_every_output_is_closed_even_when_one_fails_to_close(tmp_path):
+    """A ``.json`` array's closing bracket that cannot be written (a FIFO whose reader left) stopped the closing:
+    the --save video was never finished, and its lock was kept. The first failure is still raised."""
+    import cv2
+    import numpy as np
+
+    from edge_runtime.annotate import Saver
+    from edge_runtime.errors import OutputError
+    from edge_runtime.run_outputs import Outputs
+
+    class BrokenSink:
+        def close(self) -> None:
+            raise OutputError("r.json: cannot write the closing bracket")
+
+    saver = Saver(tmp_path / "out.avi", fps=10.0)
+    for _ in range(3):
+        saver.write(np.full((240, 320, 3), 90, np.uint8), name="frame")
+    outputs = Outputs(files=[BrokenSink()], saver=saver)
+    with pytest.raises(OutputError, match="closing bracket"):
+        outputs.close()
+    cap = cv2.VideoCapture(str(tmp_path / "out.avi"))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3  # finished, playable
+    cap.release()

@@ -1,0 +1,375 @@
+"""The fault suite's --save and videos: a save that would go wrong or collide, saved pictures and videos (numbering,
+frame rate, shapes, torn files, folders left behind); videos that are truncated, damaged or without a frame.
+The same promises as test_faults.py (faults_common.check).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edge_runtime.errors import ExitCode
+from tests.edge_runtime.conftest import write_parts
+from tests.edge_runtime.faults_common import (
+    GOOD_LEVELS,
+    check,
+    invoke,
+    no_hang,  # noqa: F401 - the autouse hang guard, for this module too
+)
+
+
+@pytest.mark.parametrize("case", ["mov", "jpg", "folder-named-mp4", "source-folder"])
+def test_save_that_would_go_wrong_is_refused_before_any_work(tmp_path, tiny_model, case):
+    """``--save out.mov`` silently became a folder named out.mov; ``--save DIR.mp4`` (an existing folder) failed
+    after the first item; ``--save`` onto the source folder mixed annotated pictures into the inputs."""
+    write_parts(tmp_path / "parts", [10, 200])
+    target = {"mov": tmp_path / "out.mov", "jpg": tmp_path / "out.jpg", "folder-named-mp4": tmp_path / "d.mp4",
+              "source-folder": tmp_path / "parts"}[case]  # fmt: skip
+    if case == "folder-named-mp4":
+        target.mkdir()
+    result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--save", str(target)])
+    usage = case in ("mov", "jpg")
+    recs = check(result, ExitCode.USAGE if usage else ExitCode.OUTPUT_ERROR, error_lines=1)
+    assert recs == [] and "summary:" not in result.stderr
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["part_00.png", "part_01.png"]
+    assert target.is_dir() if case in ("folder-named-mp4", "source-folder") else not target.exists()
+
+
+def test_a_saved_video_that_came_out_short_is_an_output_error(tmp_path):
+    """OpenCV's writer reports no write error (full disk): the frame count is read back at the end."""
+    import numpy as np
+
+    from edge_runtime.errors import OutputError
+    from edge_runtime.run_outputs import check_saved_video
+    from tests.edge_runtime.test_cli import write_video
+
+    video = write_video(tmp_path / "v.avi", [np.full((32, 32), 9 * i, np.uint8) for i in range(3)])
+
+    class Saver:
+        target, is_video = video, True
+
+    Saver.count = 3
+    check_saved_video(Saver())
+    Saver.count = 5  # five frames handed to the writer, three on disk
+    with pytest.raises(OutputError, match="holds 3 of 5 frames"):
+        check_saved_video(Saver())
+
+
+def test_truncated_video_says_where_it_stopped(tmp_path, tiny_model):
+    import cv2
+    import numpy as np
+
+    from tests.edge_runtime.test_cli import write_video
+
+    video = write_video(tmp_path / "v.avi", [np.full((64, 64), 40 + 5 * i, np.uint8) for i in range(30)])
+    data = video.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    cap = cv2.VideoCapture(str(cut))
+    declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    result = invoke(["--model", str(tiny_model), "--source", str(cut)])
+    recs = check(result, ExitCode.OK, error_lines=0)
+    if declared <= len(recs):  # this container keeps no frame count once cut: nothing to compare with
+        pytest.skip(f"truncated AVI declares {declared} frames")
+    assert f"stopped at frame {len(recs)} of {declared}" in result.stderr
+    # A gate passed it (exit 0): the frames after the break, never inspected, may hold the defective parts.
+    summary = tmp_path / "s.json"
+    gated = invoke(["--model", str(tiny_model), "--source", str(cut), "--fail-on-defect", "--summary", str(summary)])
+    assert gated.exit_code == ExitCode.DEFECT_FOUND and json.loads(summary.read_text())["cut_short"] == 1
+    assert "gate: not passed: part of the video could not be read" in gated.stderr
+    whole = invoke(["--model", str(tiny_model), "--source", str(video), "--fail-on-defect", "--summary", str(summary)])
+    assert json.loads(summary.read_text())["cut_short"] == 0 and "gate: not passed" not in whole.stderr
+    # a run that stops before the break (--max-frames) is not told of it, and its gate is not failed by it
+    three = ["--max-frames", "3", "--batch-size", "1", "--summary", str(summary)]  # batches of 1: no frame read ahead
+    first = invoke(["--model", str(tiny_model), "--source", str(cut), *three])
+    assert json.loads(summary.read_text())["cut_short"] == 0 and "stopped at frame" not in first.stderr
+
+
+def test_a_damaged_stretch_of_a_video_is_read_over_and_fails_the_gate(tmp_path, tiny_model):
+    """An MPEG-4 video zeroed in its middle stopped at frame 12 of 40 and passed the gate (exit 0), though the
+    decoder finds 21 readable frames after the damage. They are now inspected, numbered as in the file, and the
+    gate fails: the frames in the damaged stretch were never seen."""
+    import cv2
+    import numpy as np
+
+    video = tmp_path / "v.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 64))
+    for i in range(40):
+        writer.write(np.full((64, 64, 3), 40 + 4 * i, np.uint8))
+    writer.release()
+    data = bytearray(video.read_bytes())
+    n = len(data)
+    data[n // 3 : n // 2] = bytes(n // 2 - n // 3)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(bytes(data))
+    summary = tmp_path / "s.json"
+    gated = ["--fail-on-defect", "--summary", str(summary)]
+    result = invoke(["--model", str(tiny_model), "--source", str(broken), *gated])
+    recs = [json.loads(line) for line in result.stdout.splitlines()]
+    frames = [r["frame"] for r in recs]
+    assert result.exit_code == ExitCode.DEFECT_FOUND and json.loads(summary.read_text())["cut_short"] == 1
+    assert len(recs) > 30 and frames[-1] == 39 and frames == sorted(frames)  # the frames after the damage, in place
+    gap = [f for f in range(40) if f not in frames]
+    assert gap == list(range(gap[0], gap[-1] + 1))  # one stretch, and the warning names it
+    assert f"frames {gap[0]} to {gap[-1]} could not be decoded" in result.stderr
+    whole = invoke(["--model", str(tiny_model), "--source", str(video), "--summary", str(summary)])
+    assert len(whole.stdout.splitlines()) == 40 and json.loads(summary.read_text())["cut_short"] == 0
+    # --max-frames before the damage: the run's batch does not read ahead into it (its gate failed by batch size)
+    five = invoke(["--model", str(tiny_model), "--source", str(broken), "--max-frames", "5", "--summary", str(summary)])
+    assert len(five.stdout.splitlines()) == 5 and json.loads(summary.read_text())["cut_short"] == 0
+    assert "could not be decoded" not in five.stderr
+
+
+def test_a_complete_video_whose_container_counts_more_frames_does_not_fail_the_gate(tmp_path, tiny_model):
+    """An MKV whose audio runs 0.25 s past its 40 frames declares 43: a complete file failed the gate (exit 10)."""
+    import shutil
+    import subprocess
+
+    import cv2
+    import numpy as np
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg (apt-get install -y ffmpeg)")
+    video = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
+    for _ in range(40):
+        writer.write(np.full((64, 64, 3), 30, np.uint8))
+    writer.release()
+    mkv = tmp_path / "with_audio.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(video), "-f", "lavfi", "-i", "sine=d=4.25", "-c:v", "copy",
+                    "-c:a", "pcm_s16le", str(mkv)], check=True, timeout=60)  # fmt: skip
+    summary = tmp_path / "s.json"
+    result = invoke(["--model", str(tiny_model), "--source", str(mkv), "--fail-on-defect", "--summary", str(summary)])
+    assert len(result.stdout.splitlines()) == 40 and json.loads(summary.read_text())["cut_short"] == 0
+    assert "gate: not passed: part of the video" not in result.stderr
+
+
+def test_a_healthy_variable_rate_video_is_not_taken_for_a_damaged_one(tmp_path, tiny_model):
+    """A camera triggered by the parts records frames 0.8-2.5 s apart. A check for holes in the timestamps (tried
+    and reverted) took each pause for damage: 20 warnings and a failed gate on a complete MKV."""
+    import random
+    import shutil
+    import subprocess
+
+    import cv2
+    import numpy as np
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg (apt-get install -y ffmpeg)")
+    cv2.imwrite(str(tmp_path / "part.png"), np.full((64, 64), 30, np.uint8))
+    rng = random.Random(3)
+    listing = "".join(f"file 'part.png'\nduration {rng.uniform(0.8, 2.5):.2f}\n" for _ in range(12))
+    (tmp_path / "list.txt").write_text(listing + "file 'part.png'\n")
+    mkv = tmp_path / "triggered.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "concat", "-safe", "0", "-i", str(tmp_path / "list.txt"),
+                    "-fps_mode", "vfr", "-c:v", "mjpeg", str(mkv)], check=True, timeout=60)  # fmt: skip
+    summary = tmp_path / "s.json"
+    result = invoke(["--model", str(tiny_model), "--source", str(mkv), "--summary", str(summary)])
+    frames = [json.loads(line)["frame"] for line in result.stdout.splitlines()]
+    assert frames == list(range(len(frames))) and len(frames) >= 12, frames
+    assert json.loads(summary.read_text())["cut_short"] == 0 and "source warning" not in result.stderr
+
+
+def test_a_video_without_one_frame_is_a_lost_source_not_a_clean_run(tmp_path, tiny_model):
+    import cv2
+
+    video = tmp_path / "v.avi"  # a valid container that holds no frame: it opens, then ends at once
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
+    writer.release()
+    result = invoke(["--model", str(tiny_model), "--source", str(video), "--fail-on-defect"])
+    assert check(result, ExitCode.SOURCE_UNAVAILABLE, error_lines=0) == []  # was exit 0: a gate passed
+    assert "v.avi: no frame could be read" in result.stderr and "summary: 0 items" in result.stderr
+
+
+def test_save_inside_the_folder_being_inspected_is_refused(tmp_path, tiny_model):
+    """The annotated pictures landed among the parts: the next run on the folder judged them as parts."""
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--save",
+                     str(tmp_path / "parts" / "annotated")])  # fmt: skip
+    assert check(result, ExitCode.OUTPUT_ERROR, error_lines=1) == []
+    assert "inside the folder being inspected" in result.stderr and not (tmp_path / "parts" / "annotated").exists()
+
+
+def test_saved_pictures_are_numbered_by_their_record(tmp_path, tiny_model):
+    """Files were numbered by the count of pictures saved: after an unreadable item, 000002_c.png was record 3."""
+    folder = tmp_path / "parts"
+    write_parts(folder, GOOD_LEVELS)
+    (folder / "part_005.png").write_bytes(b"not a picture")
+    result = invoke(["--model", str(tiny_model), "--source", str(folder), "--save", str(tmp_path / "out")])
+    recs = check(result, ExitCode.OK, error_lines=0)
+    numbered = {int(p.name[:6]): p.name[7:] for p in (tmp_path / "out").glob("*.jpg")}
+    by_record = {i + 1: Path(r["source"]).stem + ".jpg" for i, r in enumerate(recs) if r["error"] is None}
+    assert numbered == by_record and len(numbered) == 2
+
+
+def test_a_saved_video_keeps_the_frame_rate_of_its_source(tmp_path, tiny_model):
+    """Every saved video was written at 10 frames a second: a 25 fps line played back 2.5 times too slow."""
+    import cv2
+    import numpy as np
+
+    from tests.edge_runtime.test_cli import write_video
+
+    video = write_video(tmp_path / "line3.avi", [np.full((48, 48), v, np.uint8) for v in (10, 220) * 3], fps=25.0)
+    saved = tmp_path / "annotated.avi"
+    result = invoke(["--model", str(tiny_model), "--source", str(video), "--save", str(saved)])
+    assert len(check(result, ExitCode.OK, error_lines=0)) == 6
+    cap = cv2.VideoCapture(str(saved))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(25.0) and cap.get(cv2.CAP_PROP_FRAME_COUNT) == 6
+    cap.release()
+
+
+def test_a_picture_that_cannot_be_written_whole_leaves_no_torn_file(tmp_path, tiny_model, monkeypatch):
+    """--save on a full disk left a truncated JPEG under the picture's final name."""
+    import builtins
+
+    folder = tmp_path / "parts"
+    write_parts(folder, GOOD_LEVELS)
+    saved = tmp_path / "saved"
+
+    def half_then_full(path: Path, data: bytes) -> None:  # what a full disk does: part of it, then ENOSPC
+        with real_open(path, "wb") as f:
+            f.write(bytes(data)[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    real_open, real_write_bytes = builtins.open, Path.write_bytes
+
+    def opener(file, mode="r", *args, **kwargs):
+        if "w" in mode and str(file).startswith(str(saved)) and not str(file).endswith(".probe"):
+            return _Failing(file, real_open)
+        return real_open(file, mode, *args, **kwargs)
+
+    def write_bytes(self, data):
+        if str(self).startswith(str(saved)) and not str(self).endswith(".probe"):
+            return half_then_full(self, data)
+        return real_write_bytes(self, data)
+
+    monkeypatch.setattr(builtins, "open", opener)
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    result = invoke(["--model", str(tiny_model), "--source", str(folder), "--save", str(saved)])
+    check(result, ExitCode.OUTPUT_ERROR, error_lines=1)
+    assert "No space left" in result.stderr and list(saved.iterdir()) == []
+
+
+class _Failing:
+    """A file opened for writing on a full disk: the first write stores half and fails."""
+
+    def __init__(self, path, real_open) -> None:
+        self.f = real_open(path, "wb")
+
+    def write(self, data) -> None:
+        self.f.write(bytes(data)[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.f.close()
+
+
+def test_save_inside_the_folder_a_pattern_lists_is_refused(tmp_path, tiny_model):
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    result = invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/parts/**", "--save",
+                     str(tmp_path / "parts" / "annotated")])  # fmt: skip
+    assert check(result, ExitCode.OUTPUT_ERROR, error_lines=1) == []
+    assert "inside the folder being inspected" in result.stderr
+
+
+def test_a_saved_picture_with_a_name_near_the_limit_is_written(tmp_path, tiny_model):
+    """The temporary name beside a 251-byte picture name was over the 255-byte limit: exit 7, the rest unjudged."""
+    folder = tmp_path / "parts"
+    write_parts(folder, GOOD_LEVELS)
+    (folder / "part_00.png").rename(folder / ("p" * 244 + ".png"))
+    result = invoke(["--model", str(tiny_model), "--source", str(folder), "--save", str(tmp_path / "saved")])
+    assert len(check(result, ExitCode.OK, error_lines=0)) == 2
+    assert sorted(len(p.name) for p in (tmp_path / "saved").iterdir()) == [18, 255]
+
+
+@pytest.mark.parametrize("target", ["same.avi", "pictures"])
+def test_a_second_run_saving_to_the_same_video_or_folder_is_refused(tmp_path, target: str):
+    """Two runs --save'd to one video: a header of 2000 frames over 1288 decodable ones, both exit 0; into one
+    folder, pictures under the same numbers. The second is now refused as a second --output is (exit 7)."""
+    from edge_runtime.annotate import Saver
+    from tests.conftest import REPO
+
+    sample = REPO / "edge_runtime/samples/test/def_front/cast_def_0_3446.jpeg"
+    save = tmp_path / target
+    if not save.suffix:
+        save.mkdir()
+    first = Saver(save)
+    try:
+        result = invoke(["--source", str(sample), "--save", str(save)])
+        check(result, ExitCode.OUTPUT_ERROR, error_lines=1)
+        assert "another process is saving to it" in result.stderr
+    finally:
+        first.close()
+    assert not save.exists() if save.suffix else save.is_dir()  # the first saved nothing: no empty video is left
+
+
+def test_a_first_picture_that_is_a_line_of_pixels_gives_a_playable_video(tmp_path):
+    """A 5000 x 1 first image made a video header of 20352 x 240 over frames of 1200000 x 240 (3.2 GB, unplayable);
+    a 3 x 9000 one stopped an .mp4 run after one item with "cannot write a video there"."""
+    import cv2
+    import numpy as np
+
+    from tests.conftest import REPO
+
+    part = cv2.imread(str(REPO / "edge_runtime/samples/test/def_front/cast_def_0_3446.jpeg"))
+    for first, name in ((np.zeros((1, 5000), np.uint8), "x.avi"), (np.zeros((9000, 3), np.uint8), "y.mp4")):
+        folder = tmp_path / name.split(".")[0]
+        folder.mkdir()
+        cv2.imwrite(str(folder / "a_line.png"), first)
+        cv2.imwrite(str(folder / "b_part.png"), part)
+        check(invoke(["--source", str(folder), "--save", str(tmp_path / name)]), ExitCode.OK, error_lines=0)
+        cap = cv2.VideoCapture(str(tmp_path / name))
+        frames = []
+        while (got := cap.read())[0]:
+            frames.append(got[1])
+        cap.release()
+        assert len(frames) == 2 and frames[1].shape[:2] == (480, 640), name
+
+
+def test_a_saved_video_keeps_each_pictures_shape_and_a_tiny_first_picture_does_not_shrink_it(tmp_path):
+    """--save out.avi took the first picture's size for every frame: a 1x1 first image made a 1x1 video (every
+    annotation lost), and pictures of another shape were stretched."""
+    import cv2
+    import numpy as np
+
+    from tests.conftest import REPO
+
+    part = cv2.imread(str(REPO / "edge_runtime/samples/test/def_front/cast_def_0_3446.jpeg"))
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a_tiny.png"), np.zeros((1, 1), np.uint8))
+    cv2.imwrite(str(folder / "b_part.png"), part)
+    cv2.imwrite(str(folder / "c_wide.png"), cv2.resize(part, (600, 150)))  # a wide frame of the same part
+    video = tmp_path / "out.avi"
+    check(invoke(["--source", str(folder), "--save", str(video)]), ExitCode.OK, error_lines=0)
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while (got := cap.read())[0]:
+        frames.append(got[1])
+    cap.release()
+    assert len(frames) == 3 and min(frames[0].shape[:2]) >= 240
+    wide = frames[2]  # letterboxed: black bands above and below, the picture between them
+    h = wide.shape[0]
+    assert wide[: h // 4 - 10].max() < 40 and wide[h // 2 - 5 : h // 2 + 5].mean() > 60
+
+
+def test_a_run_that_saves_nothing_leaves_no_save_folder_it_made(tmp_path):
+    """A video without a frame (exit 5) with ``--save newdir`` left an empty newdir; ``--save a/b/new.avi`` a/b."""
+    import cv2
+
+    video = tmp_path / "in" / "empty.avi"
+    video.parent.mkdir()
+    cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64)).release()
+    for save in (tmp_path / "newdir", tmp_path / "a" / "b" / "new.avi"):
+        result = invoke(["--source", str(video), "--save", str(save)])
+        assert result.exit_code == ExitCode.SOURCE_UNAVAILABLE, result.output
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    (tmp_path / "kept").mkdir()  # a folder that was there before the run stays
+    invoke(["--source", str(video), "--save", str(tmp_path / "kept")])
+    assert (tmp_path / "kept").is_dir()

@@ -1,0 +1,278 @@
+"""The fault suite's sources and options: sources that do not exist or cannot be one, folders that cannot be listed
+or nest deep, patterns, cameras, settings and options given twice or together; what is not inspected is named.
+The same promises as test_faults.py (faults_common.check).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edge_runtime.cli import main
+from edge_runtime.errors import ExitCode
+from tests.edge_runtime.conftest import write_parts
+from tests.edge_runtime.faults_common import (
+    GOOD_LEVELS,
+    check,
+    invoke,
+    no_hang,  # noqa: F401 - the autouse hang guard, for this module too
+)
+
+# ------------------------------------------------------------------------------------------ sources, options
+
+
+@pytest.mark.parametrize(
+    ("case", "code"),
+    [
+        ("missing-path", ExitCode.BAD_DATA),
+        ("empty-folder", ExitCode.BAD_DATA),
+        ("only-notes", ExitCode.BAD_DATA),
+        ("glob-no-match", ExitCode.BAD_DATA),
+        ("fifo-video", ExitCode.SOURCE_UNAVAILABLE),
+        ("dev-zero-video", ExitCode.SOURCE_UNAVAILABLE),
+        ("random-video", ExitCode.SOURCE_UNAVAILABLE),
+        ("empty-video", ExitCode.SOURCE_UNAVAILABLE),
+    ],
+)
+def test_bad_source_is_one_line_with_its_code(tmp_path, tiny_model, case, code):
+    import os
+
+    p = tmp_path / "src"
+    if case == "empty-folder":
+        p.mkdir()
+    elif case == "only-notes":
+        p.mkdir()
+        (p / "notes.txt").write_text("x")
+    elif case == "glob-no-match":
+        p = tmp_path / "*.nothing"
+    elif case == "fifo-video":
+        p = tmp_path / "v.mp4"
+        os.mkfifo(p)
+    elif case == "dev-zero-video":
+        p = tmp_path / "v.mp4"
+        p.symlink_to("/dev/zero")
+    elif case == "random-video":
+        p = tmp_path / "v.mp4"
+        p.write_bytes(os.urandom(4000))
+    elif case == "empty-video":
+        p = tmp_path / "v.avi"
+        p.write_bytes(b"")
+    check(invoke(["--model", str(tiny_model), "--source", str(p)]), code, error_lines=1)
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--threads", "0"], None),
+        (["--threads", "512"], None),
+        (["--threads", "abc"], None),
+        ([], {"DEFECT_EDGE_THREADS": "abc"}),
+        ([], {"DEFECT_EDGE_THREADS": "0"}),
+        ([], {"DEFECT_EDGE_THREADS": "-3"}),
+        ([], {"DEFECT_EDGE_THREADS": "100000"}),
+        ([], {"DEFECT_EDGE_THREADS": "1.5"}),
+        (["--batch-size", "0"], None),
+        (["--batch-size", "100000"], None),
+        (["--workers", "0"], None),
+        (["--max-frames", "0"], None),
+        (["--max-reconnects", "-1"], None),
+        (["--read-timeout", "nan"], None),  # exit 5 at the stream's open: "cannot convert float NaN to integer"
+        (["--read-timeout", "0.1"], None),
+        (["--provider", "npu"], None),
+        (["--nonsense"], None),
+    ],
+)
+def test_bad_setting_is_exit_2(tmp_path, tiny_model, args, env):
+    write_parts(tmp_path / "parts", [10])
+    result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), *args], env=env)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "Traceback" not in result.output
+    if env:
+        assert "DEFECT_EDGE_THREADS" in result.stderr and "use 1.." in result.stderr
+
+
+def test_check_station_refuses_the_options_of_a_run(tmp_path, tiny_model):
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    for extra in (["--log", str(tmp_path / "s.db")], ["--source", str(tmp_path / "parts")], ["--heatmap"]):
+        result = CliRunner().invoke(main, ["--model", str(tiny_model), "--check-station", str(tmp_path), *extra])
+        assert result.exit_code == ExitCode.USAGE and extra[0] in result.output, (extra, result.output)
+    assert not (tmp_path / "s.db").exists()  # was: exit 0 with no log, the user believing there was one
+
+
+def test_a_folder_that_cannot_be_listed_is_an_item_error_not_a_silent_skip(tmp_path, tiny_model, monkeypatch):
+    """A subfolder without read permission was passed over in silence: its defective parts never judged, and
+    ``--fail-on-defect`` passed (root reads any folder, so the refusal is made here by hand)."""
+    import os
+
+    write_parts(tmp_path / "lot" / "a", [10])
+    write_parts(tmp_path / "lot" / "b", [220])
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path).endswith(os.sep + "b"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    for source in (tmp_path / "lot", f"{tmp_path}/lot/**/*.png"):
+        result = invoke(["--model", str(tiny_model), "--source", str(source), "--fail-on-defect"])
+        recs = check(result, ExitCode.DEFECT_FOUND, error_lines=0)
+        assert [Path(r["source"]).name for r in recs] == ["part_00.png", "b"]
+        assert recs[1]["error"].endswith(
+            "b: cannot list the folder (Permission denied); the images in it were not inspected"
+        )
+    result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "lot" / "b")])
+    assert check(result, ExitCode.BAD_DATA, error_lines=1) == [] and "cannot read (Permission denied)" in result.stderr
+
+
+def test_a_folder_nested_a_thousand_deep_is_listed(tmp_path, tiny_model):
+    deep = tmp_path / "lot"
+    write_parts(deep, [220])
+    levels = [deep]
+    for _ in range(1100):  # was: "unexpected RecursionError", exit 1 (pathlib's own mkdir recurses too)
+        levels.append(levels[-1] / "d")
+        levels[-1].mkdir()
+    write_parts(tmp_path / "ok", [10])
+    (tmp_path / "ok" / "part_00.png").rename(levels[-1] / "part.png")
+    try:
+        recs = check(invoke(["--model", str(tiny_model), "--source", str(deep)]), ExitCode.OK, error_lines=0)
+        assert sorted(r["defective"] for r in recs) == [False, True]
+    finally:  # shutil.rmtree (pytest's clean-up) recurses too: take the levels down from the bottom
+        (levels[-1] / "part.png").unlink()
+        for level in reversed(levels[1:]):
+            level.rmdir()
+
+
+def test_an_empty_source_is_no_input_not_the_current_folder(tmp_path, tiny_model, monkeypatch):
+    write_parts(tmp_path, GOOD_LEVELS)
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["--model", str(tiny_model), "--source", ""])  # an unset shell variable
+    assert check(result, ExitCode.BAD_DATA, error_lines=1) == [] and "--source is empty" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "twice",
+    [
+        ["--source", "PARTS", "--source", "x.png"],
+        ["--camera", "0", "--camera", "1"],
+        ["--model", "TINY", "--model", "TINY"],
+    ],
+)
+def test_an_input_option_given_twice_is_a_usage_error(tmp_path, tiny_model, twice):
+    """Click kept the last and dropped the first: ``--source bad.jpg --source ok.jpg --fail-on-defect`` passed."""
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    named = {"PARTS": str(tmp_path / "parts"), "TINY": str(tiny_model)}
+    args = [named.get(a, a) for a in twice]
+    base = [] if "--model" in twice else ["--model", str(tiny_model)]
+    base += [] if "--source" in twice or "--camera" in twice else ["--source", str(tmp_path / "parts")]
+    result = invoke([*base, *args])
+    assert result.exit_code == ExitCode.USAGE and f"'{twice[0]}': given 2 times" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["video-file", "file-url", "file-url-relative", "file-url-missing", "sequence", "file-sequence", "huge-index",
+     "empty"],
+)  # fmt: skip
+def test_a_camera_that_cannot_be_one_is_a_usage_error(tmp_path, tiny_model, case, monkeypatch):
+    """A video file given as --camera replayed forever (every "reconnect" opened it again: 258 records for 20
+    frames), also as file:///x.avi or file:x.avi, and an image sequence img_%03d.jpg (12 verdicts from 5 images);
+    an index beyond a C int gave a page of OpenCV overloads."""
+    import numpy as np
+
+    from tests.edge_runtime.test_cli import write_video
+
+    monkeypatch.chdir(tmp_path)
+    video = write_video(tmp_path / "line3.avi", [np.full((48, 48), v, np.uint8) for v in (10, 220)])
+    write_parts(tmp_path / "seq", [10, 220])
+    for i, part in enumerate(sorted((tmp_path / "seq").iterdir())):
+        part.rename(tmp_path / "seq" / f"img_{i:03d}{part.suffix}")
+    suffix = next((tmp_path / "seq").iterdir()).suffix
+    camera = {
+        "video-file": str(video),
+        "file-url": f"file://{video}",
+        "file-url-relative": "file:line3.avi",
+        "file-url-missing": "file:///nonexistent/line3.avi",  # exit 5, "cannot open camera"
+        "sequence": f"seq/img_%03d{suffix}",
+        "file-sequence": f"file:seq/img_%03d{suffix}",  # judged as a live camera, the images again on "reconnect"
+        "huge-index": "99999999999999999999",
+        "empty": "",
+    }[case]
+    result = invoke(["--model", str(tiny_model), "--camera", camera])
+    assert check(result, ExitCode.USAGE, error_lines=1) == []
+    assert {
+        "video-file": "is a file, not a camera",
+        "file-url": "names a file, not a camera",
+        "file-url-relative": "names a file, not a camera",
+        "file-url-missing": "names a file, not a camera",
+        "sequence": "is a numbered sequence of image files",
+        "file-sequence": "is a numbered sequence of image files",
+        "huge-index": "not a camera index",
+        "empty": "--camera is empty",
+    }[case] in result.stderr
+
+
+def test_a_glob_ending_in_double_star_matches_every_file_below(tmp_path, tiny_model):
+    write_parts(tmp_path / "lot" / "a", [10])
+    write_parts(tmp_path / "lot" / "a" / "b", [220])
+    recs = check(invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/lot/**"]), ExitCode.OK, error_lines=0)
+    assert len(recs) == 2  # was: "the pattern matches no image file", exit 3
+
+
+def test_camera_and_source_together_is_a_usage_error(tmp_path, tiny_model):
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--camera", "0"])
+    assert result.exit_code == ExitCode.USAGE and "not both" in result.stderr and result.stdout == ""
+
+
+def test_a_file_name_with_a_newline_is_one_human_line(tmp_path, tiny_model):
+    """A newline (or a terminal escape) in a file name split a human output line, or was obeyed by the terminal."""
+    folder = tmp_path / "parts"
+    write_parts(folder, GOOD_LEVELS)
+    (folder / "part_00.png").rename(folder / "line\nbreak\x1b[2J.png")
+    result = CliRunner().invoke(main, ["--model", str(tiny_model), "--source", str(folder)])
+    assert result.exit_code == ExitCode.OK
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and any("line\\nbreak\\x1b[2J.png" in ln for ln in lines)
+
+
+def test_files_not_inspected_are_named_and_counted_in_the_summary(tmp_path, tiny_model):
+    folder = tmp_path / "parts"
+    write_parts(folder, GOOD_LEVELS)
+    for name in ("scan.gif", "scan.jp2", "scan", "notes.txt"):
+        (folder / name).write_bytes(b"x")
+    summary = tmp_path / "s.json"
+    result = invoke(["--model", str(tiny_model), "--source", str(folder), "--summary", str(summary)])
+    assert len(check(result, ExitCode.OK, error_lines=0)) == 2
+    assert "(4 files not inspected, not images or hidden: notes.txt, scan, scan.gif, ...)" in result.stderr
+    assert json.loads(summary.read_text())["ignored_files"] == 4
+
+
+def test_a_pattern_names_the_hidden_files_it_passes_over(tmp_path, tiny_model):
+    """'dir/**' skips hidden files and folders, as the shell does, but said nothing: a defective part in
+    .cache/ was not inspected and the gate passed."""
+    write_parts(tmp_path / "lot" / "a", [10])
+    write_parts(tmp_path / "lot" / ".cache", [220])
+    result = invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/lot/**", "--fail-on-defect"])
+    assert len(check(result, ExitCode.OK, error_lines=0)) == 1
+    assert "(1 file not inspected, not images or hidden: .cache/part_00.png)" in result.stderr
+
+
+def test_names_on_stderr_are_one_line_each(tmp_path, tiny_model):
+    """A hidden file named '.x\nsummary: 0 items...' forged a summary line on stderr."""
+    folder = tmp_path / "lot"
+    write_parts(folder, GOOD_LEVELS)
+    (folder / "part_01.png").rename(folder / ".x\nsummary: 0 items.png")
+    result = invoke(["--model", str(tiny_model), "--source", f"{folder}/**"])
+    check(result, ExitCode.OK, error_lines=0)
+    assert [ln[:16] for ln in result.stderr.splitlines() if ln.startswith("summary:")] == ["summary: 1 item,"]
+    assert ".x\\nsummary: 0 items.png" in result.stderr
+    (folder / ".x\nsummary: 0 items.png").rename(folder / ".x\ny.png")
+    (folder / "part_00.png").rename(folder / ".z.png")
+    only_hidden = invoke(["--model", str(tiny_model), "--source", f"{folder}/*.png"])
+    assert check(only_hidden, ExitCode.BAD_DATA, error_lines=1) == []
+    assert "(hidden, passed over: .x\\ny.png, .z.png)" in only_hidden.stderr

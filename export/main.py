@@ -162,30 +162,11 @@ def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log
     ckpt = load_checkpoint(checkpoint)
     net = model_from_checkpoint(ckpt)
     out = out or default_output(checkpoint, cfg.precision)
-    has_eval = cfg.eval_data is not None or images.default_eval_folder(ckpt) is not None
-    # a map without a trained head is a Grad-CAM made from the calibration images, whatever the precision
-    gradcam = not ckpt.loc_head and cfg.with_map is not False and cam.supports_map(net)
-    check_options_apply(cfg, given, has_eval=has_eval and not gradcam)
-    if "--symmetry-look" in given and cfg.symmetry_look and ckpt.preprocess.crop is not CropMode.PART:  # was dropped
-        raise UsageError(
-            f"--symmetry-look: {checkpoint} is not part-centred (crop {ckpt.preprocess.crop.value}), so the runtime "
-            "cannot measure the part's symmetry; leave the option out"
-        )
-    graph.ensure_writable(out, checkpoint=checkpoint)
-    images.check_out_not_among_inputs(out, ckpt, calib_data=cfg.calib_data, eval_data=cfg.eval_data)
+    _check_before_work(checkpoint, ckpt, net, out, cfg, given)
     runtime = RuntimeConfig(provider=Provider.CPU, threads=cfg.threads)
     with tempfile.TemporaryDirectory(prefix="defect-edge-export-") as tmp:
         work = Path(tmp)
-        with_map = cam.wants_map(net, cfg.with_map, arch=ckpt.arch, log=log)
-        fp32_info = replace(model_info(ckpt, Precision.FP32, cfg), outputs=cam.outputs_for(with_map=with_map))
-        map_head = cam.map_head_for(net, ckpt, cfg, fp32_info.preprocess, log) if with_map else None
-        if map_head is not None:
-            fp32_info = replace(
-                fp32_info,
-                producer={**fp32_info.producer, "defect_map": map_head.describe()},
-                map_full_scale=getattr(map_head, "full_scale", None),
-            )
-        fp32_info = replace(fp32_info, station=station_profile(ckpt, fp32_info.preprocess, log))
+        fp32_info, map_head = _fp32_info(net, ckpt, cfg, log)
         spec = fp32_info.preprocess
         graph.export_graph(net, spec, work / "raw.onnx", opset=cfg.opset, map_head=map_head)
         graph.write_with_metadata(work / "raw.onnx", work / "fp32.onnx", fp32_info)
@@ -223,16 +204,52 @@ def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log
         if cfg.quantized:
             final, info = convert(work, fp32_info, cfg, calib)
             rows.append(measure(EdgeModel(final, runtime), latency_runs=cfg.latency_runs, **common))
-        log(summary_table(rows))
-        threads = f"{cfg.threads} CPU thread(s)" if cfg.threads else "onnxruntime's default threads"
-        log(f"latency: median of {cfg.latency_runs} batch-1 runs, {threads}, {cpu_name()}, inference only")
-        if cfg.precision is Precision.FP16:
-            log(fp16_note(rows[0], rows[1]))
-        if cfg.quantized:
-            apply_gate(rows[0], rows[1], max_drop_pp=cfg.max_drop_pp, force=cfg.force, log=log)
+        _report_and_gate(rows, cfg, log)
         metrics = {**info.metrics, "onnx": onnx_metrics(rows[-1])}
         graph.write_with_metadata(final, out, replace(info, metrics=metrics))
     return out
+
+
+def _check_before_work(
+    checkpoint: Path, ckpt: Checkpoint, net: Any, out: Path, cfg: ExportConfig, given: frozenset[str]
+) -> None:
+    """Options this export would ignore, and an output that cannot or must not be written: before any work."""
+    has_eval = cfg.eval_data is not None or images.default_eval_folder(ckpt) is not None
+    # a map without a trained head is a Grad-CAM made from the calibration images, whatever the precision
+    gradcam = not ckpt.loc_head and cfg.with_map is not False and cam.supports_map(net)
+    check_options_apply(cfg, given, has_eval=has_eval and not gradcam)
+    if "--symmetry-look" in given and cfg.symmetry_look and ckpt.preprocess.crop is not CropMode.PART:  # was dropped
+        raise UsageError(
+            f"--symmetry-look: {checkpoint} is not part-centred (crop {ckpt.preprocess.crop.value}), so the runtime "
+            "cannot measure the part's symmetry; leave the option out"
+        )
+    graph.ensure_writable(out, checkpoint=checkpoint)
+    images.check_out_not_among_inputs(out, ckpt, calib_data=cfg.calib_data, eval_data=cfg.eval_data)
+
+
+def _fp32_info(net: Any, ckpt: Checkpoint, cfg: ExportConfig, log: Log) -> tuple[ModelInfo, Any]:
+    """The FP32 model's metadata, with its map (a trained head or a Grad-CAM) and station profile, and the map."""
+    with_map = cam.wants_map(net, cfg.with_map, arch=ckpt.arch, log=log)
+    info = replace(model_info(ckpt, Precision.FP32, cfg), outputs=cam.outputs_for(with_map=with_map))
+    map_head = cam.map_head_for(net, ckpt, cfg, info.preprocess, log) if with_map else None
+    if map_head is not None:
+        info = replace(
+            info,
+            producer={**info.producer, "defect_map": map_head.describe()},
+            map_full_scale=getattr(map_head, "full_scale", None),
+        )
+    return replace(info, station=station_profile(ckpt, info.preprocess, log)), map_head
+
+
+def _report_and_gate(rows: list[Measured], cfg: ExportConfig, log: Log) -> None:
+    """The summary table and latency line; for INT8/FP16 the accuracy gate (a GateError unless --force)."""
+    log(summary_table(rows))
+    threads = f"{cfg.threads} CPU thread(s)" if cfg.threads else "onnxruntime's default threads"
+    log(f"latency: median of {cfg.latency_runs} batch-1 runs, {threads}, {cpu_name()}, inference only")
+    if cfg.precision is Precision.FP16:
+        log(fp16_note(rows[0], rows[1]))
+    if cfg.quantized:
+        apply_gate(rows[0], rows[1], max_drop_pp=cfg.max_drop_pp, force=cfg.force, log=log)
 
 
 def check_options_apply(cfg: ExportConfig, given: frozenset[str], *, has_eval: bool) -> None:

@@ -245,16 +245,12 @@ def run_inference(
     summary = summary if summary is not None else Summary(source=cfg.source or f"camera {cfg.camera}")
     outputs: Outputs | None = None
     reader = None
-    model = None
     rt = None
     try:
         spec = resolve_source(cfg.source, camera=cfg.camera)
         summary.source = spec.shown
         _check_usage(cfg, spec)
-        with stop.atomic():  # onnxruntime's import and session creation must not be cut in half
-            # A live source waits 33 ms between frames: idle threads sleep instead of spinning (RuntimeConfig).
-            spin = cfg.runtime.spin if cfg.runtime.spin is not None else not spec.kind.live
-            model = load_model(cfg.model, provider=cfg.runtime.provider, threads=cfg.runtime.threads, spin=spin)
+        model = _load(cfg, spec, stop)
         summary.model, summary.providers = str(model.path), list(model.providers)
         outputs = open_outputs(cfg, log)  # before any message: a setup error is one line on stderr
         _check_model(cfg, model, log)
@@ -295,6 +291,13 @@ def run_inference(
             stop.uninstall()
     _finish(cfg, summary, outputs, log)
     return summary, exit_code(cfg, summary)
+
+
+def _load(cfg: InferConfig, spec: SourceSpec, stop: StopSignals) -> EdgeModel:
+    with stop.atomic():  # onnxruntime's import and session creation must not be cut in half
+        # A live source waits 33 ms between frames: idle threads sleep instead of spinning (RuntimeConfig).
+        spin = cfg.runtime.spin if cfg.runtime.spin is not None else not spec.kind.live
+        return load_model(cfg.model, provider=cfg.runtime.provider, threads=cfg.runtime.threads, spin=spin)
 
 
 def _check_usage(cfg: InferConfig, spec: SourceSpec) -> None:

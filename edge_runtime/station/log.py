@@ -105,7 +105,11 @@ class InspectionLog:
         # made by this run: removed again if no item was ever written to it (a source that never gave a frame)
         self.created = str(cfg.path) != ":memory:" and not os.path.lexists(cfg.path)
         self._made = missing_folders(Path(cfg.path).parent) if self.created else []
-        self.con = connect(cfg.path, timeout_s=cfg.busy_timeout_s)
+        try:
+            self.con = connect(cfg.path, timeout_s=cfg.busy_timeout_s)
+        except BaseException:
+            remove_empty(self._made)  # the folders made for a log SQLite then could not open (a name too long)
+            raise
         # Checkpoints (copying the WAL into the database and syncing it: milliseconds) run on a helper thread
         # every 10 s, not in a commit of the inspection loop: a sync stalls file writes for a moment, so fewer
         # syncs means fewer slow frames. The WAL is cut back to 32 MB after each (it is reused, not regrown), or to
@@ -113,6 +117,7 @@ class InspectionLog:
         self.con.execute("PRAGMA wal_autocheckpoint=0")
         wal_max = 32 * 2**20 if cfg.max_bytes is None else min(32 * 2**20, max(2**20, cfg.max_bytes // 8))
         self.con.execute(f"PRAGMA journal_size_limit={wal_max}")
+        self.wal_max, self.next_wal_check = wal_max, 0.0
         self.checkpointer = Checkpointer(cfg.path)
         self.run_id: int | None = None
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="log thumbnails")
@@ -194,7 +199,26 @@ class InspectionLog:
         self.rows += len(ids)
         if time.monotonic() >= self.next_retention:
             self.apply_retention()
+        if time.monotonic() >= self.next_wal_check:
+            self._cut_wal()
         return ids
+
+    def _cut_wal(self) -> None:
+        """Under steady writing a passive checkpoint never ends with the whole WAL copied before the next write, so
+        SQLite never starts the WAL over: it grew to 1.7 GB in a long video run with --log-max 2MB. Past its limit
+        it is checkpointed and truncated here, between two writes (a copy of at most that much); a reader that holds
+        it (the station page's query) makes this wait 50 ms at most, and the next try comes a second later."""
+        if _file_size(f"{self.path}-wal") <= self.wal_max:  # a stat per batch: microseconds
+            return
+        busy = True
+        self.con.execute("PRAGMA busy_timeout=50")
+        try:
+            with contextlib.suppress(sqlite3.OperationalError):
+                busy = bool(self.con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
+        finally:
+            if busy:  # a reader holds the WAL: the next try a second later
+                self.next_wal_check = time.monotonic() + 1.0
+            self.con.execute(f"PRAGMA busy_timeout={int(self.cfg.busy_timeout_s * 1000)}")
 
     def _ready_thumbnails(self, *, wait: bool = False) -> list[tuple[int, bytes]]:
         done = [f for f in self.pending if wait or f.done()]
@@ -300,16 +324,19 @@ class InspectionLog:
     def _shrink_to(self, max_bytes: int) -> int:
         """Delete the oldest rows until the live pages fit in 90% of ``max_bytes`` (room to grow before next time)."""
         deleted = 0
+        if self.used_bytes() <= max_bytes:
+            return 0
+        target = 0.9 * max_bytes
         for _ in range(50):
             used = self.used_bytes()
-            if used <= max_bytes:
+            if used <= target:
                 break
             rows = self.con.execute("SELECT count(*) FROM inspections").fetchone()[0]
             if not rows:
                 break
             # Half the share the average row would need, each pass: the oldest rows may be the large ones (a
             # defect's picture), and deleting the whole share at once took a 2 MB log to 0.3 MB for --log-max 1MB.
-            share = (1.0 - 0.9 * max_bytes / used) / 2
+            share = (1.0 - target / used) / 2
             deleted += self._delete_where("1", (), limit=max(1, math.ceil(rows * share)))
         return deleted
 
@@ -320,6 +347,8 @@ class InspectionLog:
     def _close(self) -> None:
         with contextlib.suppress(OutputError):  # on_close flushed already unless the run failed
             self.flush()
+            if self.rows:  # the items since the last minute's retention: the log ends within --log-max
+                self.apply_retention()
         self.pool.shutdown(wait=True)
         self.checkpointer.stop()
         with contextlib.suppress(sqlite3.Error):
@@ -355,3 +384,10 @@ class Checkpointer:
     def stop(self) -> None:
         self._stop.set()
         self.thread.join(5.0)
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0

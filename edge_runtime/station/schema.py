@@ -103,6 +103,8 @@ def connect(path: Path | str, *, readonly: bool = False, timeout_s: float = 2.0)
             check_version(path, version, writable=False)
             return con
         if str(path) != ":memory:":
+            if len(os.fsencode(Path(path).name)) > 255:  # SQLite says only "unable to open"
+                raise OutputError(f"{path}: inspection log file name too long (over 255 bytes); use a shorter --log")
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         con = sqlite3.connect(str(path), timeout=timeout_s, isolation_level=None, check_same_thread=False)
         # Deleted rows' pages go back to the disk (retention). Only a new, empty file takes this, and only before

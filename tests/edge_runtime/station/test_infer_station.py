@@ -97,6 +97,13 @@ def test_a_refused_run_removes_the_folders_it_made_for_a_new_log(tmp_path: Path,
         result = CliRunner().invoke(main, args)
         assert result.exit_code == ExitCode.BAD_DATA, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and not any((tmp_path / "kept").iterdir())
+    # a log SQLite cannot open: its folders were left, and the message blamed a missing folder or permissions
+    parts = tmp_path / "parts"
+    write_parts(parts, [10])
+    long_name = tmp_path / "c" / "d" / ("x" * 300 + ".db")
+    result = CliRunner().invoke(main, ["--model", str(tiny_model), "--source", str(parts), "--log", str(long_name)])
+    assert result.exit_code == ExitCode.OUTPUT_ERROR and "file name too long" in result.output
+    assert not (tmp_path / "c").exists()
 
 
 def test_a_log_under_an_image_name_is_a_usage_error_and_a_video_without_frames_leaves_no_log(

@@ -124,6 +124,7 @@ def test_retention_gives_the_space_back_to_the_disk_also_for_an_older_log(log_pa
     assert os.path.getsize(log_path) > 1_000_000
     for max_bytes in (600_000, 300_000):  # the older log rewritten once, then the incremental vacuum
         log = InspectionLog(LogConfig(log_path, max_bytes=max_bytes))
+        assert log.used_bytes() <= 0.9 * max_bytes  # room to grow until the next retention (it stopped at 99.7%)
         log.close()
         assert max_bytes // 2 <= os.path.getsize(log_path) <= max_bytes + 100_000, os.path.getsize(log_path)
     con = sqlite3.connect(log_path)
@@ -274,3 +275,30 @@ def test_a_quiet_live_sources_last_defect_gets_its_thumbnail_at_the_next_event(l
         assert reader.execute("SELECT inspection_id FROM thumbnails").fetchall() == [(rid,)]
     finally:
         listener.close()
+
+
+def test_the_write_ahead_file_stays_bounded_under_steady_writing(log_path: Path):
+    """A passive checkpoint never catches up with a writer that never pauses, and SQLite starts the WAL over only
+    after one that did: the WAL grew to 1.7 GB in a long video run with --log-max 2MB. Past its limit (an eighth of
+    --log-max, at least 1 MB) the checkpoint now truncates it."""
+    import threading
+
+    log = InspectionLog(LogConfig(log_path, max_bytes=1_000_000))
+    log.start_run(RUN)
+    wal = Path(f"{log_path}-wal")
+    biggest, stop = [0], threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.02):
+            biggest[0] = max(biggest[0], wal.stat().st_size if wal.exists() else 0)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    deadline = time.monotonic() + 4.0
+    while time.monotonic() < deadline:
+        write_items(log, 50, defective_every=2)
+    stop.set()
+    watcher.join()
+    log.close()
+    assert biggest[0] < 8 * 2**20, f"the WAL reached {biggest[0] / 2**20:.1f} MB"
+    assert os.path.getsize(log_path) <= 1_000_000  # and the log ends within --log-max (retention at close)

@@ -30,7 +30,7 @@ SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP"
 
 # Console scripts whose main() takes over the signals installed before their imports (install_early): only
 # these, for a signal handler that only counts must never be left in place by a command that does not adopt it.
-EARLY_COMMANDS = frozenset({"edge-infer"})
+EARLY_COMMANDS = frozenset({"edge-infer", "train-model"})
 _early: StopSignals | None = None
 
 

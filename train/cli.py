@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors, typed_params
 from edge_runtime.errors import exit_codes_help
+
+if TYPE_CHECKING:
+    from edge_runtime.stopping import StopSignals
 
 ARCH_CHOICES = ["defectnet", "seed"]
 MAX_SEED = 2**32 - 1  # numpy and torch take it; a negative or larger seed failed inside them (exit 1)
@@ -121,9 +125,25 @@ MAX_SEED = 2**32 - 1  # numpy and torch take it; a negative or larger seed faile
 @debug_option
 @friendly_errors
 def main(*, debug: bool, **opts: object) -> None:
+    from edge_runtime.stopping import StopSignals
+
+    # SIGTERM and SIGHUP end the run like Ctrl-C ("error: interrupted", exit 130, resumable with --resume): a
+    # `kill` or a closed terminal gave exit 143 or 129 without a word. Run as train-model, the signals are taken
+    # over before its imports (edge_runtime.stopping.install_early); once done, a signal no longer changes the exit.
+    stop = StopSignals.for_command()
+    try:
+        _train(opts, stop)
+    finally:
+        stop.finish()
+
+
+def _train(opts: dict, stop: StopSignals) -> None:
     from edge_runtime.model_file import check_threads
     from train.config import Arch, TrainConfig
     from train.main import main as run_training
+
+    if stop.requested:  # a signal while torch was imported: counted then, acted on now
+        raise KeyboardInterrupt
 
     if opts["station_views"] > 0 and Arch(opts["arch"]) is not Arch.DEFECTNET:
         raise click.BadOptionUsage(
@@ -170,15 +190,10 @@ def main(*, debug: bool, **opts: object) -> None:
         )
 
     bars = None if cfg.quiet or not sys.stderr.isatty() else progress
-    from edge_runtime.stopping import StopSignals
-
-    # SIGTERM and SIGHUP end the run like Ctrl-C ("error: interrupted", exit 130, resumable with --resume): a
-    # `kill` or a closed terminal gave exit 143 or 129 without a word
-    with StopSignals() as stop:
-        try:
-            report = run_training(cfg, log=log, progress_factory=bars, given=frozenset(p.name for p in typed_params()))
-        finally:
-            stop.closing = True
+    try:
+        report = run_training(cfg, log=log, progress_factory=bars, given=frozenset(p.name for p in typed_params()))
+    finally:
+        stop.closing = True
     click.echo(f"wrote {cfg.out / 'best.pt'} and {cfg.out / 'report.json'}")
     if "test" in report and report["test"]["fn"]:
         fn = report["test"]["fn"]

@@ -364,3 +364,22 @@ def test_a_kill_or_a_closed_terminal_ends_training_like_ctrl_c(tmp_path: Path, s
     assert proc.returncode == ExitCode.INTERRUPTED, err
     assert err.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in err
     assert (out / "last.pt").exists()  # what --resume continues from
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_a_stop_while_train_model_starts_is_an_interruption_not_a_kill(tmp_path: Path, synthetic_data: Path, sig):
+    """The console script took the signals over only once training began: a SIGTERM or SIGHUP while torch was
+    imported killed it silently (exit 143, 129)."""
+    import signal
+    import time
+
+    script = Path(sys.executable).parent / "train-model"
+    if not script.exists():
+        pytest.skip("the train-model console script is not installed here")
+    cmd = [str(script), "--data", str(synthetic_data), "--out", str(tmp_path / "run"), "--epochs", "400", *TINY]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)  # importing torch (about a second), before any training
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert err.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in err

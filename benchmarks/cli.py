@@ -115,8 +115,8 @@ def main(*, debug: bool, **opts: object) -> None:
     counts = {k: opts[k] if opts[k] is not None else v[1 if quick else 0] for k, v in COUNTS.items()}
     batches = tuple(opts["batches"]) or (1, 8, 32)
     cfg = BenchConfig(
-        models=tuple(opts["models"]) or bundled_models(),
-        providers=tuple(Provider(p) for p in opts["providers"]) or (Provider.CPU,),
+        models=tuple(dict.fromkeys(opts["models"])) or bundled_models(),  # a model or provider typed twice: once
+        providers=tuple(dict.fromkeys(Provider(p) for p in opts["providers"])) or (Provider.CPU,),
         threads=tuple(dict.fromkeys(opts["threads"])) or tuple(sorted({1, usable_cores()})),  # --threads 1 twice
         batches=batches,
         min_runs=5 if quick else 20,

@@ -427,8 +427,10 @@ def test_a_provider_this_onnxruntime_lacks_is_exit_8_before_any_job(no_jobs):
 
 
 def test_a_thread_count_typed_twice_is_timed_once(no_jobs):
-    """``--threads 1 --threads 1`` planned every job twice: twice the time, and duplicate rows in the report."""
-    r = CliRunner().invoke(main, [*TINY_COUNTS, "--threads", "1", "--no-torch", "--no-live", "--model", str(TINY)])
+    """``--threads 1 --threads 1`` (or a --model or --provider typed twice) planned every job twice: twice the
+    time, and duplicate rows in the report."""
+    twice = ["--threads", "1", "--model", str(TINY), "--provider", "cpu", "--provider", "cpu"]
+    r = CliRunner().invoke(main, [*TINY_COUNTS, *twice, "--no-torch", "--no-live", "--model", str(TINY)])
     assert r.exit_code == 0, r.output
     assert sorted((job.kind.value, job.threads) for job in no_jobs) == [("e2e", 1), ("onnx", 1)]
 

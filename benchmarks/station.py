@@ -337,7 +337,7 @@ def check_options(data: Path, out: Path, *, spin: str, priority: str) -> None:
     help="Folder for the throughput runs.",
 )
 @click.option(
-    "--seconds", type=FiniteFloatRange(min=1.0), default=20.0, show_default=True, help="Seconds per live run."
+    "--seconds", type=FiniteFloatRange(min=1.5), default=20.0, show_default=True, help="Seconds per live run."
 )
 @click.option(
     "--rounds", type=click.IntRange(min=1), default=2, show_default=True, help="Interleaved rounds per condition."

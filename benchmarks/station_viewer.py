@@ -248,7 +248,7 @@ def watch_http(url: str, seconds: float) -> dict[str, Any]:
     cls=Command, help="Open the station page at URL for SECONDS in headless Chromium; print its CPU use as JSON."
 )
 @click.argument("url")
-@click.argument("seconds", type=FiniteFloatRange(min=0.5))
+@click.argument("seconds", type=FiniteFloatRange(min=0.1))
 @click.option("--screenshot", type=click.Path(path_type=Path, dir_okay=False), default=None, help="PNG at the end.")
 @click.option("--http", "http", is_flag=True, help="An HTTP client doing what the page does instead of Chromium.")
 @click.option("--nice", "nice", type=click.IntRange(0, 19), default=0, show_default=True, help="Lower priority.")
@@ -265,11 +265,16 @@ def main(*, debug: bool, url: str, seconds: float, screenshot: Path | None, http
 
     from edge_runtime.errors import SourceError
 
+    advice = "is edge-infer --serve running there?"
     try:
         watched = watch_browser(url, seconds, screenshot) if browser else watch_http(url, seconds)
-    except urllib.error.URLError as exc:
-        why = f"{url}: cannot reach the station page ({exc.reason}); is edge-infer --serve running?"
-        raise SourceError(why) from exc
+    except (urllib.error.URLError, ConnectionError) as exc:
+        raise SourceError(f"{url}: cannot reach the station page ({getattr(exc, 'reason', exc)}); {advice}") from exc
+    except Exception as exc:
+        if not (type(exc).__module__.startswith("playwright") and "net::ERR_" in str(exc)):
+            raise
+        reason = "net::" + str(exc).split("net::", 1)[1].split()[0]  # Chromium's own: ERR_CONNECTION_REFUSED
+        raise SourceError(f"{url}: cannot reach the station page ({reason}); {advice}") from exc
     say(watched | {"nice": nice})
 
 

@@ -225,6 +225,8 @@ def _png_images(data: bytes) -> int:
             pixels, framed = True, frames > 0
             if not animated:
                 break
+        if kind == b"IEND":  # nothing after it is part of the image (3 fcTL appended after it counted as frames)
+            break
         animated = animated or (kind == b"acTL" and not pixels)
         frames += kind == b"fcTL"
         at += 12 + size

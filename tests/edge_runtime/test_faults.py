@@ -317,3 +317,4 @@ def test_page_counts_follow_the_files_structure_not_stray_bytes():
     assert page_count(png(ihdr, claims, (b"fcTL", bytes(26)), idat, *frame2, iend)) == 2
     assert page_count(png(ihdr, claims, idat, iend)) == 1  # no frame control at all: a still image
     assert page_count(png(ihdr, idat, (b"acTL", struct.pack(">II", 3, 0)), *frame2, iend)) == 1  # acTL after pixels
+    assert page_count(png(ihdr, claims, (b"fcTL", bytes(26)), idat, *frame2, iend, *frame2)) == 2  # after IEND

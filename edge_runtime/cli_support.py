@@ -143,10 +143,11 @@ def once(param: click.Parameter, values: tuple[Any, ...]) -> Any:
     """The option's one value (None when not given). Given twice, click kept the last and dropped the first in
     silence: ``--source bad.jpg --source ok.jpg --fail-on-defect`` passed the gate without looking at bad.jpg."""
     if len(values) > 1:
+        from edge_runtime.sources import shown_source  # a stream's password is never printed
+
         hint = " (a folder or a quoted glob covers many files)" if param.name == "source" else ""
-        raise click.BadParameter(
-            f"given {len(values)} times ({', '.join(map(str, values))}); one run takes one{hint}", param=param
-        )
+        shown = ", ".join(shown_source(str(v)) for v in values)
+        raise click.BadParameter(f"given {len(values)} times ({shown}); one run takes one{hint}", param=param)
     return values[0] if values else None
 
 

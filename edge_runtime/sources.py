@@ -122,19 +122,31 @@ def shown_source(text: str) -> str:
 
     >>> shown_source("rtsp://admin:s3cret@10.0.0.5:554/stream1")
     'rtsp://admin:***@10.0.0.5:554/stream1'
+    >>> shown_source("http://10.0.0.5/video.cgi?user=admin&password=s3cret&resolution=640")
+    'http://10.0.0.5/video.cgi?user=admin&password=***&resolution=640'
     >>> shown_source("parts/p1.png")
     'parts/p1.png'
+
+    Many IP cameras take the password in the query (``?user=admin&pwd=...``): a parameter whose name says
+    password, passwd, pwd, pass, token, secret, key, auth or signature is masked too.
     """
     if not is_stream_url(text):
         return text
     scheme, rest = text.split("://", 1)
     netloc, sep, path = rest.partition("/")
+    path = _SECRET_PARAM.sub(lambda m: f"{m.group(1)}***", path)
     if "@" not in netloc:
-        return text
+        return f"{scheme}://{netloc}{sep}{path}"
     userinfo, host = netloc.rsplit("@", 1)
     if ":" not in userinfo:
-        return text
+        return f"{scheme}://{netloc}{sep}{path}"
     return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}{sep}{path}"
+
+
+_SECRET_PARAM = re.compile(
+    r"([?&;](?:[a-z0-9]*[_-])?(?:password|passwd|pwd|pass|token|secret|key|apikey|auth|signature|sig)=)[^&;#]*",
+    re.IGNORECASE,
+)
 
 
 def _opened_url(url: str) -> str:

@@ -125,16 +125,20 @@ def test_verdicts_from_a_real_mjpeg_stream(camera: Camera, tmp_path: Path):
 def test_a_camera_url_with_a_password_and_an_upper_case_scheme(camera: Camera, tmp_path: Path):
     """The password of http://admin:secret@... reached every record, stderr and the summary (and from there the
     inspection log and the station page); HTTP:// was taken for a stream, then failed to open (exit 5)."""
-    url = camera.url.replace("http://", "HTTP://admin:s3cret@")
+    url = camera.url.replace("http://", "HTTP://admin:s3cret@") + "?user=admin&password=s3cret&fps=5"
     out, summary, db = tmp_path / "v.jsonl", tmp_path / "s.json", tmp_path / "station.db"
     proc = edge_infer(["--source", url, "--max-frames", "5", "--output", str(out), "--summary", str(summary),
                        "--log", str(db)])  # fmt: skip
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    shown = camera.url.replace("http://", "HTTP://admin:***@")
+    # many IP cameras take the password in the query: it reached every record, the CSV, the summary and the log
+    shown = camera.url.replace("http://", "HTTP://admin:***@") + "?user=admin&password=***&fps=5"
     assert {r["source"] for r in lines_of(out)} == {shown} and json.loads(summary.read_text())["source"] == shown
     assert "s3cret" not in err and f"{shown}: opened" in err
     assert not [f for f in tmp_path.glob("station.db*") if b"s3cret" in f.read_bytes()]  # nor the log (and WAL)
+    twice = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "--source", url, "--source", url],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert twice.returncode == 2 and "s3cret" not in twice.stderr and "admin:***@" in twice.stderr
 
 
 def test_a_stream_that_drops_and_comes_back_is_reopened(camera: Camera, tmp_path: Path):

@@ -33,6 +33,7 @@ from edge_runtime.preprocess import CropMode, normalize, preprocess, resize_to_i
 from edge_runtime.providers import Provider, provider_chain
 from edge_runtime.session import check_io, open_session, probe
 from edge_runtime.station_check import StationProfile, reasons
+from edge_runtime.summary import NO_PART
 from edge_runtime.symmetry import PartPatch
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -241,12 +242,16 @@ class EdgeModel:
         was chosen on such images."""
         prof = self.station_profile if check else None
         part = part and self.looks_at_symmetry
-        if prof is None and not part:
+        spec = self.info.preprocess
+        if prof is None and not part and spec.crop is not CropMode.PART:
             return self.input_u8(image, source=source), [], None
-        gray, spec = to_uint8_gray(image, source=source), self.info.preprocess
+        gray = to_uint8_gray(image, source=source)
         framed = frame_part(gray, spec.size, spec.part_scale, with_stats=prof is not None)
         x = framed.image if spec.crop is CropMode.PART else resize_to_input(gray, spec)
         why = reasons(framed.stats, prof) if prof is not None else []
+        if prof is None and spec.crop is CropMode.PART and not framed.part.found:
+            # without the station check too: a lens cap or an empty tray is not a part, and a gate must not pass it
+            why = [f"{NO_PART} (the whole frame was used)"]
         cut = part and framed.part.found and (prof is None or bool(why))
         return x, why, symmetry.part_patch(gray, framed.region) if cut else None
 

@@ -216,6 +216,9 @@ def test_a_gate_does_not_pass_a_frame_without_a_part(tmp_path):
     # the human line said "ok 0.06673 black.png" as for any judged part: it now says the frame held none
     human = CliRunner().invoke(main, ["--source", str(tmp_path / "black.png")])
     assert human.exit_code == 0 and "(no part found: the whole frame was judged)" in human.stdout
+    # --no-station-check skips the "unlike the training images" flags, not this one: the gate passed the lens cap
+    unchecked = invoke(["--source", str(tmp_path / "black.png"), "--fail-on-defect", "--no-station-check"])
+    assert check(unchecked, ExitCode.DEFECT_FOUND, error_lines=0)[0]["unlike_training"][0].startswith("no part found")
 
 
 def test_12_bit_16_bit_and_float_images_are_read_by_the_bits_they_use(tmp_path):

@@ -146,7 +146,7 @@ HELP = (
 @click.option(
     "--check-station",
     "check_station",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(file_okay=False),  # a str: an empty value (an unset variable) is not the current folder
     default=None,
     metavar="DIR",
     help="Station check only: compare a folder of unlabelled images from a new camera with the model's training "
@@ -273,7 +273,9 @@ def _check_station(opts: dict) -> int:
     from edge_runtime.station_check import check_folder
 
     folder = opts["check_station"]
-    spec = resolve_source(str(folder))
+    if not folder.strip():  # Path("") is the current folder: it was checked, 566 images of whatever lay there
+        raise DataError("no input: --check-station is empty (an unset shell variable?); pass --check-station DIR")
+    spec = resolve_source(folder)
     if spec.kind is not SourceKind.IMAGES or not spec.paths:
         raise DataError(f"{folder}: no images found; pass --check-station DIR with images from the new camera")
     model = load_model(opts["model"], provider="cpu", threads=1)

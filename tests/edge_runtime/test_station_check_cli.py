@@ -70,3 +70,13 @@ def test_check_station_needs_a_model_with_a_profile(tmp_path: Path):
     assert r.exit_code == 3 and "carries no station profile" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(main, ["--model", str(plain), "--check-station", str(tmp_path / "missing")])
     assert r.exit_code == 3 and "no such file or folder" in r.output and "Traceback" not in r.output
+
+
+def test_an_empty_check_station_is_no_input_not_the_current_folder(tmp_path: Path, monkeypatch):
+    """``--check-station "$NEW_CAMERA"`` with the variable unset checked the current folder: a report on whatever
+    images lay there, exit 0."""
+    model = model_with_profile(tmp_path / "m.onnx")
+    write(tmp_path / "here", {f"{i}.png": impeller() for i in range(3)})
+    monkeypatch.chdir(tmp_path / "here")
+    r = CliRunner().invoke(main, ["--model", str(model), "--check-station", ""])
+    assert r.exit_code == 3 and "--check-station is empty" in r.output and "images," not in r.output

@@ -129,8 +129,10 @@ class Runner:
         if picture is None:
             # An undecodable frame of a video or stream: a grey frame naming the error keeps --save one frame per
             # record, so the saved video's frames and timing line up with the records (it was left out).
-            shape = self.picture_shape or item.picture_shape  # the first frame: the size the video declares
-            if item.frame is None or not item.error or shape is None:
+            # the first frames: the size the video declares, else (a stream's first parts garbage) a 640x480 frame;
+            # later pictures are letterboxed to the saved video's size
+            shape = self.picture_shape or item.picture_shape or (480, 640, 3)
+            if item.frame is None or not item.error:
                 return None
             picture = blank_frame(shape)
         else:

@@ -173,7 +173,9 @@ def serve(mode: str) -> tuple[socketserver.TCPServer, str]:
             self.end_headers()
             body = GOOD + b"\r\n"
             try:
-                for _ in range(200):
+                for k in range(200):
+                    if mode == "garbage-first":  # a camera's first parts undecodable, then good frames
+                        body = (bytes(range(256)) * 8 if k < 2 else GOOD) + b"\r\n"
                     length = b"Content-Length: %d\r\n" % len(body) if mode == "length" else b""
                     self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n" + length + b"\r\n" + body + b"\r\n")
                     self.wfile.flush()
@@ -402,3 +404,22 @@ def test_a_colour_video_gets_the_same_verdicts_with_or_without_saved_pictures(tm
     assert plain.exit_code == saved.exit_code == ExitCode.OK
     a, b = ([json.loads(line)["score"] for line in r.stdout.splitlines()] for r in (plain, saved))
     assert len(a) == 8 and a == b
+
+
+def test_a_saved_stream_keeps_a_frame_for_undecodable_parts_before_its_first_picture(tmp_path: Path, tiny_model):
+    """A stream's first parts undecodable: no picture had given the placeholder a size, so --save had 5 frames
+    for 6 records (and no video at all for a stream of garbage). Now a 640x480 placeholder, one frame per record."""
+    server, url = serve("garbage-first")
+    saved, out = tmp_path / "s.avi", tmp_path / "o.jsonl"
+    try:
+        args = ["--model", str(tiny_model), "--source", url, "--max-frames", "6", "--save", str(saved)]
+        result = CliRunner().invoke(main, [*args, "--output", str(out), "--quiet"])
+    finally:
+        server.shutdown()
+    assert result.exit_code == ExitCode.OK, result.stderr[-800:]
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(records) == 6 and records[0]["error"] is not None
+    cap = cv2.VideoCapture(str(saved))
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    assert count == 6

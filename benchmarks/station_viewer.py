@@ -259,8 +259,6 @@ def main(*, debug: bool, url: str, seconds: float, screenshot: Path | None, http
         os.nice(nice)  # Chromium and playwright's driver inherit it
     url = url if url.endswith("/") else url + "/"
     browser = not http and browser_available()
-    if not http and not browser:  # it fell back without a word: the figures would be an HTTP client's
-        click.echo("warning: no Chromium with playwright here; an HTTP client does what the page does", err=True)
     import urllib.error
 
     from edge_runtime.errors import SourceError
@@ -275,6 +273,8 @@ def main(*, debug: bool, url: str, seconds: float, screenshot: Path | None, http
             raise
         reason = "net::" + str(exc).split("net::", 1)[1].split()[0]  # Chromium's own: ERR_CONNECTION_REFUSED
         raise SourceError(f"{url}: cannot reach the station page ({reason}); {advice}") from exc
+    if not http and not browser:  # it fell back without a word: the figures are an HTTP client's
+        click.echo("warning: no Chromium with playwright here; an HTTP client did what the page does", err=True)
     say(watched | {"nice": nice})
 
 

@@ -276,6 +276,7 @@ class LatestFrameReader:
         self._stop = threading.Event()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._waited = False  # stop() has waited for the thread once
         self._first_deadline = float("inf")
 
     @property
@@ -344,9 +345,11 @@ class LatestFrameReader:
             self._cond.notify_all()
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop the capture thread and release the source."""
+        """Stop the capture thread and release the source, waiting ``timeout`` for it once: a thread blocked in a
+        stalled stream's read was waited for by each of the three stops on the way out (8 s for a SIGTERM)."""
         self.stop_nowait()
-        if self._thread is not None and self._thread is not threading.current_thread():
+        if self._thread is not None and self._thread is not threading.current_thread() and not self._waited:
+            self._waited = True
             self._thread.join(timeout)
 
     def __enter__(self) -> LatestFrameReader:

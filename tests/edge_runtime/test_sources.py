@@ -187,3 +187,26 @@ def test_a_stop_during_a_read_is_not_announced_as_a_drop():
     assert reading.wait(5.0)
     reader.stop()
     assert not any("dropped" in e for e in events), events
+
+
+def test_a_reader_stuck_in_a_stalled_read_is_waited_for_once_on_the_way_out():
+    """A stream that stalls with its socket open blocks the capture thread in read(); the inspection loop, the
+    run's end and the reader's own exit each waited 2 s for it, so a SIGTERM took 8 s to print the summary."""
+    release = threading.Event()
+
+    class Stalled(FakeCamera):
+        def read(self) -> tuple[bool, np.ndarray | None]:
+            if self.n >= 2:
+                release.wait(30.0)  # a socket that stays open and silent
+                return False, None
+            return super().read()
+
+    reader = LatestFrameReader(Stalled(fps=100.0), name="stalled", max_reconnects=0).start()
+    assert reader.read(timeout=5.0) is not None
+    waits: list[float | None] = []
+    real_join = reader._thread.join
+    reader._thread.join = lambda timeout=None: waits.append(timeout) or real_join(0.01)
+    for _ in range(3):  # the loop's end, run_inference's end, the context manager's exit
+        reader.stop(timeout=2.0)
+    release.set()
+    assert waits == [2.0]

@@ -444,4 +444,4 @@ def test_options_that_no_live_or_no_torch_leave_unused_are_named(no_jobs):
     assert "warning: --live-fps, --live-seconds not used with --no-live" in r.stderr
     assert "warning: --torch-runs not used with --no-torch" in r.stderr
     quiet = CliRunner().invoke(main, ["--quick", "--threads", "1", "--model", str(TINY), "--no-live", "--no-torch"])
-    assert "warning" not in quiet.stderr
+    assert "not used with" not in quiet.stderr  # (a busy machine may still get its own warning)

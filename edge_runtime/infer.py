@@ -280,8 +280,6 @@ def run_inference(
         if outputs is not None:
             stop.closing = True
             outputs.close()
-        if reader is not None:
-            reader.stop()
         raise
     finally:
         stop.closing = True

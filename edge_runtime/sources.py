@@ -134,13 +134,10 @@ def shown_source(text: str) -> str:
         return text
     scheme, rest = text.split("://", 1)
     netloc, sep, path = rest.partition("/")
-    path = _SECRET_PARAM.sub(lambda m: f"{m.group(1)}***", path)
-    if "@" not in netloc:
-        return f"{scheme}://{netloc}{sep}{path}"
-    userinfo, host = netloc.rsplit("@", 1)
-    if ":" not in userinfo:
-        return f"{scheme}://{netloc}{sep}{path}"
-    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}{sep}{path}"
+    userinfo, at, host = netloc.rpartition("@")
+    if ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***{at}{host}"
+    return _SECRET_PARAM.sub(lambda m: f"{m.group(1)}***", f"{scheme}://{netloc}{sep}{path}")
 
 
 _SECRET_PARAM = re.compile(

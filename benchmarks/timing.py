@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -79,7 +80,18 @@ def runs_for_batch(batch: int, *, runs: int, min_runs: int) -> int:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MiB); ru_maxrss is KiB on Linux, bytes on macOS."""
+    """Peak resident memory of this process so far (MiB).
+
+    On Linux the memory's own high-water mark (``VmHWM``): ``ru_maxrss`` survives ``exec``, so a worker started by
+    edge-bench reported edge-bench's own size whenever that was larger (every ONNX row read 275 MiB, the parent's,
+    for a worker that peaked at about 100). Elsewhere ``ru_maxrss`` (KiB on Linux, bytes on macOS).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
     except ImportError:  # Windows has no getrusage

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 
 from benchmarks.config import Job, JobKind, Row
@@ -125,3 +129,13 @@ def test_a_run_on_a_busy_machine_says_its_timings_are_inflated():
     assert md[0].startswith("warning: other processes took 40% of the machine's CPU time") and "inflated" in md[0]
     quiet = to_markdown(BenchResult(hardware=detect_hardware(), config=BenchConfig(models=()), others_cpu_share=0.01))
     assert "warning" not in quiet and "other processes during the run: 1%" in quiet
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the inherited ru_maxrss is a Linux behaviour")
+def test_a_worker_reports_its_own_peak_memory_not_its_parents():
+    """ru_maxrss survives exec: every ONNX row of edge-bench read 275 MiB, the size of edge-bench itself."""
+    ballast = np.ones(400 * 2**20, np.uint8)  # this process (the parent) now holds 400 MiB more
+    code = "from benchmarks.timing import peak_rss_mb; print(peak_rss_mb())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert ballast.sum() == ballast.size  # keeps it resident until the worker has reported
+    assert 5 < float(out) < 200

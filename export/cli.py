@@ -80,6 +80,15 @@ SCHEME_CHOICES = ["u8s8", "u8s8-reduce-range", "s8s8"]
     "(see export/QUANTIZATION.md).",
 )
 @click.option(
+    "--float-convs",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    metavar="N",
+    help="INT8: keep the network's first N convolutions in float; their 8-bit weights on the one-channel image "
+    "cause most of INT8's error (see export/QUANTIZATION.md).",
+)
+@click.option(
     "--map/--no-map",
     "with_map",
     default=None,
@@ -112,6 +121,7 @@ def main(*, debug: bool, **opts: object) -> None:
         opset=opts["opset"],
         force=opts["force"],
         scheme=Int8Scheme(opts["int8_scheme"]),
+        float_convs=opts["float_convs"],
         with_map=opts["with_map"],
         symmetry_look=opts["symmetry_look"],
     )

@@ -257,7 +257,7 @@ def check_options_apply(cfg: ExportConfig, given: frozenset[str], *, has_eval: b
     the user chose, with no word that --calib-data, --int8-scheme or --max-drop went unused."""
     unused = []
     if cfg.precision is not Precision.INT8:
-        unused.append("--int8-scheme")
+        unused += ["--int8-scheme", "--float-convs"]
     if not cfg.quantized:
         unused.append("--max-drop")
     # calibration images only check parity without eval data (and make a Grad-CAM map: has_eval is False then)
@@ -290,8 +290,12 @@ def convert(work: Path, fp32_info: ModelInfo, cfg: ExportConfig, calib: np.ndarr
     if cfg.precision is Precision.INT8:
         assert calib is not None
         how = f"static QDQ, per-channel weights, {cfg.scheme.value}, MinMax calibration on {len(calib)} images"
+        if cfg.float_convs:
+            how += f", first {cfg.float_convs} convolution{'s' if cfg.float_convs > 1 else ''} in float"
         info = replace(info, producer={**info.producer, "quantization": how})
-        raw = quantize.quantize_int8(work / "fp32.onnx", work / "q.onnx", calib, scheme=cfg.scheme, work=work)
+        raw = quantize.quantize_int8(
+            work / "fp32.onnx", work / "q.onnx", calib, scheme=cfg.scheme, work=work, float_convs=cfg.float_convs
+        )
     else:
         raw = quantize.convert_fp16(work / "fp32.onnx", work / "q.onnx")
     dst = work / f"{cfg.precision.value}.onnx"

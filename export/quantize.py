@@ -54,9 +54,10 @@ def scheme_types(scheme: Int8Scheme) -> dict:
     }
 
 
-def float_nodes(model: onnx.ModelProto, *, standardize_in_float: bool) -> list[str]:
-    """Names of the nodes left in float: the head, and optionally the per-image standardisation before the
-    first Conv (a few ops on one image plane, whose squared deviations lose precision in 8 bits)."""
+def float_nodes(model: onnx.ModelProto, *, standardize_in_float: bool, float_convs: int = 0) -> list[str]:
+    """Names of the nodes left in float: the head, optionally the per-image standardisation before the first Conv
+    (a few ops on one image plane, whose squared deviations lose precision in 8 bits), and the verdict network's
+    first ``float_convs`` convolutions (in graph order, the map head's own ones not counted)."""
     names = [n.name for n in model.graph.node if n.op_type in KEEP_FLOAT_OPS]
     names += [n for n in map_only_nodes(model, last_only=True) if n not in names]
     if standardize_in_float:
@@ -64,7 +65,9 @@ def float_nodes(model: onnx.ModelProto, *, standardize_in_float: bool) -> list[s
             if node.op_type == "Conv":
                 break
             names.append(node.name)
-    return names
+    map_only = set(map_only_nodes(model))
+    convs = [n.name for n in model.graph.node if n.op_type == "Conv" and n.name not in map_only]
+    return names + convs[:float_convs]
 
 
 def map_only_nodes(model: onnx.ModelProto, *, last_only: bool = False) -> list[str]:
@@ -99,9 +102,17 @@ def map_only_nodes(model: onnx.ModelProto, *, last_only: bool = False) -> list[s
 
 
 def quantize_int8(
-    fp32: Path, out: Path, calib: np.ndarray, *, scheme: Int8Scheme, work: Path, standardize_in_float: bool = True
+    fp32: Path,
+    out: Path,
+    calib: np.ndarray,
+    *,
+    scheme: Int8Scheme,
+    work: Path,
+    standardize_in_float: bool = True,
+    float_convs: int = 0,
 ) -> Path:
     """Static QDQ INT8 with per-channel weights: ``quant_pre_process``, MinMax calibration, ``quantize_static``.
+    The first ``float_convs`` convolutions stay in float (ExportConfig.float_convs).
 
     >>> quantize_int8(Path("m.onnx"), Path("m_int8.onnx"), batch, scheme=Int8Scheme.U8S8, work=tmp)  # doctest: +SKIP
     """
@@ -110,7 +121,7 @@ def quantize_int8(
 
     pre = work / "pre.onnx"
     quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-    keep_float = float_nodes(onnx.load(str(pre)), standardize_in_float=standardize_in_float)
+    keep_float = float_nodes(onnx.load(str(pre)), standardize_in_float=standardize_in_float, float_convs=float_convs)
     # onnxruntime's quantizer logs at INFO/WARNING for routine choices; the summary table says what matters.
     quiet = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)

@@ -100,3 +100,29 @@ def test_summary_table_shows_both_precisions(tiny_run: Path, tmp_path: Path):
     assert r.exit_code == 0, r.output
     assert "| fp32 |" in r.output and "| int8 |" in r.output and "accuracy gate passed" in r.output
     assert "QuantizeLinear" in r.output and "batch-1 latency" in r.output
+
+
+def float_weight_convs(path: Path) -> list[bool]:
+    """For each Conv of the verdict network, in graph order: are its weights float (no DequantizeLinear)?"""
+    from export.quantize import map_only_nodes
+
+    model = onnx.load(str(path))
+    dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    map_only = set(map_only_nodes(model))
+    return [n.input[1] not in dequantized for n in model.graph.node if n.op_type == "Conv" and n.name not in map_only]
+
+
+def test_int8_keeps_the_first_two_convolutions_in_float_and_says_so(tiny_int8: Path, tiny_fp32: Path):
+    """Their 7-bit weights on the one-channel image were most of INT8's error (export/QUANTIZATION.md)."""
+    kept = float_weight_convs(tiny_int8)
+    assert kept[:2] == [True, True] and not any(kept[2:]) and len(kept) > 3
+    assert "first 2 convolutions in float" in EdgeModel(tiny_int8).info.producer["quantization"]
+    assert all(float_weight_convs(tiny_fp32))
+
+
+def test_float_convs_0_quantizes_every_convolution(tiny_run: Path, tmp_path: Path):
+    out = tmp_path / "all_int8.onnx"
+    r = export_cli(tiny_run, "--quantize", "int8", "--float-convs", "0", "--out", out, "--max-drop", TINY_MAX_DROP)
+    assert r.exit_code == 0, r.output
+    assert not any(float_weight_convs(out))
+    assert "in float" not in EdgeModel(out).info.producer["quantization"]

@@ -49,6 +49,8 @@ def test_out_among_the_images_it_reads_is_refused_before_any_work(
         (["--max-drop", "1"], "--max-drop"),
         (["--calib-data", "CALIB", "--calib-count", "20"], "--calib-data, --calib-count"),  # eval images do parity
         (["--quantize", "fp16", "--int8-scheme", "s8s8"], "--int8-scheme"),
+        (["--float-convs", "3"], "--float-convs"),
+        (["--quantize", "fp16", "--float-convs", "0"], "--float-convs"),
     ],
 )
 def test_quantization_options_that_would_be_ignored_are_a_usage_error(

@@ -60,3 +60,7 @@ def test_shipped_fp32_matches_torch_and_int8_decides_alike_on_real_images(castin
     t = fp32.info.threshold
     assert np.array_equal(fp32.scores(batch) >= t, both >= t)
     assert np.mean((int8.scores(batch) >= t) == (both >= t)) >= 0.98
+    # INT8 follows FP32 closely where it matters, in logits: 0.18 on average with every convolution in 8 bits,
+    # 0.07 with the first two in float (export/QUANTIZATION.md).
+    logit = lambda p: np.log(np.clip(p, 1e-7, 1 - 1e-7) / (1 - np.clip(p, 1e-7, 1 - 1e-7)))  # noqa: E731
+    assert np.abs(logit(int8.network_scores(batch)) - logit(fp32.network_scores(batch))).mean() < 0.1

@@ -42,8 +42,10 @@ def folder_verdicts(model: EdgeModel, paths: Sequence[str]) -> list[Prediction |
 
 def file_rows(model: EdgeModel, job: Job, load_ms: float) -> list[Row]:
     """Read, decode, preprocess (with the station check, as edge-infer runs by default) and infer one file at a
-    time, cycling through the images."""
-    paths = itertools.cycle(job.images)
+    time, cycling through the images in a seeded random order: in their listed order (one class after the other) a
+    run shorter than the folder timed all of the first class and part of the second."""
+    order = np.random.default_rng(0).permutation(len(job.images))
+    paths = itertools.cycle([job.images[i] for i in order])
 
     def one() -> object:
         x, _, part = model.input_for_verdict(read_image(next(paths)))
@@ -52,8 +54,9 @@ def file_rows(model: EdgeModel, job: Job, load_ms: float) -> list[Row]:
     model.second_looks = model.symmetry_looks = 0
     stats = measure(one, warmup=job.warmup, runs=job.runs)
     row = fill(base_row(model, Section.FILE, batch=1, threads=job.threads, load_ms=load_ms), stats)
-    row.n_images = len(job.images)
-    row.note = second_look_note(model, job.warmup + job.runs)
+    row.n_images = min(len(job.images), job.runs)  # the distinct images among the timed calls
+    looked = second_look_note(model, job.warmup + job.runs)
+    row.note = f"{row.n_images} of {len(job.images)} images timed" + (f"; {looked}" if looked else "")
     return [row]
 
 

@@ -136,7 +136,8 @@ def locate(
     box took, the way edge-infer finds them (``heatmap.point_and_box``); ``map_only``: from the network's map
     alone, without the part's symmetry."""
     spec = model.info.preprocess
-    pred = model.predict_inputs(model.input_u8(gray)[None], with_map=True)[0]
+    x, parts = model.inputs_and_parts([gray])  # checked as edge-infer checks it: its verdict may take the symmetry look
+    pred = model.predict_inputs(x, with_map=True, parts=parts)[0]
     start = time.perf_counter()
     part, region = heatmap.part_region(gray, spec)
     if map_only:

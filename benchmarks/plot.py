@@ -6,7 +6,7 @@ The y axis is logarithmic: the origin network in PyTorch is two orders of magnit
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -20,15 +20,27 @@ COLOURS = [(200, 90, 30), (40, 140, 230), (60, 170, 60), (50, 50, 200), (150, 60
 BLACK, GREY = (0, 0, 0), (190, 190, 190)
 
 
-def series_name(r: Row) -> str:
-    return f"{r.model} {r.precision} {r.provider}"
+def series_name(r: Row, *, with_file: bool = False) -> str:
+    """A bar series' label; ``with_file`` where two model files share model, precision and provider (they were
+    drawn as one series, and the second file's bars were dropped)."""
+    name = f"{r.model} {r.precision} {r.provider}"
+    return f"{name} ({r.file})" if with_file and r.file else name
+
+
+def _needs_files(rows: Sequence[Row]) -> bool:
+    files: dict[str, set[str]] = {}
+    for r in rows:
+        files.setdefault(series_name(r), set()).add(r.file or "")
+    return any(len(f) > 1 for f in files.values())
 
 
 def _text(img: np.ndarray, text: str, xy: tuple[int, int], scale: float = 0.4, colour=BLACK) -> None:  # noqa: ANN001
     cv2.putText(img, text, xy, FONT, scale, colour, 1, cv2.LINE_AA)
 
 
-def panel(rows: Sequence[Row], names: list[str], title: str, lo: float, hi: float) -> np.ndarray:
+def panel(
+    rows: Sequence[Row], names: list[str], title: str, lo: float, hi: float, label: Callable[[Row], str] = series_name
+) -> np.ndarray:
     """Grouped bars: one group per batch size, one bar per series, heights on a log10 axis."""
     w, h, left, right, top, bottom = 560, 380, 60, 10, 30, 120
     img = np.full((h, w, 3), 255, np.uint8)
@@ -50,7 +62,7 @@ def panel(rows: Sequence[Row], names: list[str], title: str, lo: float, hi: floa
         x0 = int(left + g * group_w + group_w * 0.1)
         _text(img, f"batch {batch}", (x0, h - bottom + 15))
         for k, name in enumerate(names):
-            r = next((r for r in rows if r.batch == batch and series_name(r) == name and r.p50_ms), None)
+            r = next((r for r in rows if r.batch == batch and label(r) == name and r.p50_ms), None)
             if r is None:
                 continue
             x = x0 + k * bar_w
@@ -66,14 +78,20 @@ def panel(rows: Sequence[Row], names: list[str], title: str, lo: float, hi: floa
 def latency_png(path: Path, rows: Sequence[Row], title: str) -> Path:
     """p50 latency per batch of every inference row, one panel per thread count, written as PNG."""
     rows = [r for r in rows if r.section == Section.INFERENCE.value and r.p50_ms and r.p50_ms > 0]
-    names = list(dict.fromkeys(series_name(r) for r in rows))
+    with_file = _needs_files(rows)
+
+    def label(r: Row) -> str:
+        return series_name(r, with_file=with_file)
+
+    names = list(dict.fromkeys(label(r) for r in rows))
     if rows:
         values = [math.log10(r.p50_ms) for r in rows]
         lo, hi = math.floor(min(values)), math.ceil(max(values))
         hi = hi if hi > lo else lo + 1
         threads = sorted({r.threads for r in rows})
         panels = [
-            panel([r for r in rows if r.threads == t], names, f"p50 latency, {t} thread(s)", lo, hi) for t in threads
+            panel([r for r in rows if r.threads == t], names, f"p50 latency, {t} thread(s)", lo, hi, label)
+            for t in threads
         ]
     else:
         panels = [np.full((380, 560, 3), 255, np.uint8)]

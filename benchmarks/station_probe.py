@@ -88,12 +88,16 @@ class Probe:
         now = time.monotonic()
         timed = [it for it in items if it.timestamp is not None]
         # From the frame's due time where the camera says it (TimedSource), else from its capture thread's stamp.
-        self.latencies_ms.extend((now - self._captured(it)) * 1000.0 for it in timed)
+        latencies = [(now - self._captured(it)) * 1000.0 for it in timed]
+        self.latencies_ms.extend(latencies)
         wait_ns = cpu_wait_ns(self.tid)
-        for it in timed:
+        for it, latency in zip(timed, latencies, strict=True):
             at_capture = self.capture_wait_ns[it.frame] if it.frame < len(self.capture_wait_ns) else None
             ok = wait_ns is not None and at_capture is not None
-            self.cpu_wait_ms.append((wait_ns - at_capture) / 1e6 if ok else math.nan)  # type: ignore[operator]
+            # The kernel adds a wait to the count when the thread next runs, so a preemption that began before the
+            # frame was captured can land in its window: never more than the frame's own latency.
+            wait = min((wait_ns - at_capture) / 1e6, latency) if ok else math.nan  # type: ignore[operator]
+            self.cpu_wait_ms.append(wait)
 
     def _captured(self, item: Any) -> float:
         return self.due[item.frame] if item.frame is not None and item.frame < len(self.due) else item.timestamp

@@ -50,9 +50,13 @@ class Stats:
 def measure(fn: Callable[[], object], *, warmup: int, runs: int, items: int = 1) -> Stats:
     """Call ``fn`` ``warmup`` times untimed, then ``runs`` times timed, with the garbage collector paused.
 
+    The process's peak memory is reset first (:func:`reset_peak_rss`), so :func:`peak_rss_mb` afterwards is this
+    configuration's: what was resident when it started (the model, its inputs) and what it added while it ran.
+
     >>> measure(lambda: None, warmup=1, runs=5).runs
     5
     """
+    reset_peak_rss()
     for _ in range(warmup):
         fn()
     times = np.empty(runs, dtype=np.float64)
@@ -77,6 +81,17 @@ def runs_for_batch(batch: int, *, runs: int, min_runs: int) -> int:
     31
     """
     return max(min_runs, runs // batch)
+
+
+def reset_peak_rss() -> bool:
+    """Set this process's peak memory back to what is resident now (Linux: ``clear_refs`` 5); False where it cannot
+    be. One worker times several configurations in turn, and a peak only ever rises: without this, a batch-1 row
+    run after batch 32 reported batch 32's memory."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def peak_rss_mb() -> float:

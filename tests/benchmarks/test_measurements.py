@@ -1,0 +1,134 @@
+"""What edge-bench reports is what it says it measures: memory per row, live latency and rate, the images timed."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import benchmarks.end_to_end as end_to_end
+import benchmarks.live as live
+import benchmarks.onnx_bench as onnx_bench
+from benchmarks.config import Job, JobKind, Row
+from benchmarks.plot import _needs_files, series_name
+from benchmarks.station_probe import Probe
+from benchmarks.timing import measure, peak_rss_mb
+from edge_runtime.items import Item
+from edge_runtime.model import EdgeModel
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self: a Linux measure")
+
+
+def pictures(folder: Path, n: int, value: int) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        p = folder / f"{folder.name}_{i:02d}.png"
+        cv2.imwrite(str(p), np.full((40, 40), value + i, np.uint8))
+        paths.append(str(p))
+    return paths
+
+
+@linux_only
+def test_each_measured_configuration_reports_its_own_peak_memory():
+    """A worker times batch 1, 8, 32 and then the map rows: a peak only rises, so every later row read batch 32's."""
+    ballast = np.ones(300 * 2**20, np.uint8)
+    before = peak_rss_mb()
+    del ballast
+    measure(lambda: None, warmup=1, runs=3)
+    assert peak_rss_mb() < before - 200
+
+
+def test_inference_rows_decode_only_the_images_their_batches_use(tiny_models, tmp_path: Path, monkeypatch):
+    paths = pictures(tmp_path / "imgs", 20, 60)
+    read = []
+    real = onnx_bench.read_image
+    monkeypatch.setattr(onnx_bench, "read_image", lambda p: read.append(p) or real(p))
+    job = Job(JobKind.ONNX, 1, str(tiny_models[1]), batches=(1, 4), warmup=1, runs=4, min_runs=1, images=tuple(paths))
+    rows = onnx_bench.onnx_inference_rows(job)
+    assert [r.batch for r in rows] == [1, 4]
+    assert len(read) == 4  # not all 20 of --data: they sat in every row's peak memory
+
+
+class LateCamera(live.PacedSource):
+    """A camera whose capture thread wakes 30 ms after each frame was due (a busy machine)."""
+
+    def read(self):  # noqa: ANN201
+        ok, frame = super().read()
+        time.sleep(0.03)
+        return ok, frame
+
+
+def test_live_latency_counts_from_when_the_frame_was_due(tiny_models, monkeypatch):
+    monkeypatch.setattr(live, "PacedSource", LateCamera)
+    model = EdgeModel(tiny_models[1])
+    frames = [np.full((40, 40, 3), 90, np.uint8)]
+    row = live.live_row(model, frames, fps=10, seconds=0.6, threads=1)
+    assert row.p50_ms >= 25  # from the publishing thread's stamp it read about 1 ms
+
+
+def test_live_results_per_second_do_not_exceed_the_camera(tiny_models):
+    model = EdgeModel(tiny_models[1])
+    row = live.live_row(model, [np.full((40, 40, 3), 90, np.uint8)], fps=30, seconds=0.5, threads=1)
+    # 15 results over 14 frame periods read 32 (a busy machine drops frames: fewer results, never more)
+    assert 0 < row.throughput <= 30.5
+
+
+def test_live_loop_prepares_frames_as_edge_infer_does(tiny_models, monkeypatch):
+    model = EdgeModel(tiny_models[1])
+    calls = []
+    real = model.input_for_verdict
+    monkeypatch.setattr(model, "input_for_verdict", lambda *a, **k: calls.append(1) or real(*a, **k))
+    row = live.live_row(model, [np.full((40, 40, 3), 90, np.uint8)], fps=30, seconds=0.3, threads=1)
+    assert len(calls) >= row.frames_captured - row.frames_dropped > 0
+
+
+def test_file_rows_time_both_classes_and_say_how_many_images(tiny_models, tmp_path: Path, monkeypatch):
+    ok, bad = pictures(tmp_path / "ok", 10, 40), pictures(tmp_path / "bad", 10, 160)
+    read = []
+    real = end_to_end.read_image
+    monkeypatch.setattr(end_to_end, "read_image", lambda p: read.append(p) or real(p))
+    model = EdgeModel(tiny_models[1])
+    job = Job(JobKind.END_TO_END, 1, str(tiny_models[1]), warmup=2, runs=8, images=tuple(ok + bad))
+    (row,) = end_to_end.file_rows(model, job, load_ms=1.0)
+    timed = read[2:]
+    assert any("/ok/" in p for p in timed) and any("/bad/" in p for p in timed)  # in list order: ok images only
+    assert row.n_images == 8 and row.note.startswith("8 of 20 images timed")
+
+
+def test_a_frames_wait_for_a_cpu_is_never_more_than_its_latency(monkeypatch):
+    import benchmarks.station_probe as probe_mod
+
+    waits = iter([0, 50_000_000])  # at capture, then at the result: 50 ms counted for a frame of about 1 ms
+    monkeypatch.setattr(probe_mod, "cpu_wait_ns", lambda tid: next(waits))
+    probe = Probe(tid=1)
+    probe.capture_wait_ns.append(probe_mod.cpu_wait_ns(1))
+    probe.due.append(time.monotonic() - 0.001)
+    src = Item(source="cam", frame=0, timestamp=time.monotonic())
+    probe.on_records([{}], [src])
+    assert probe.cpu_wait_ms[0] <= probe.latencies_ms[0] < 20
+
+
+def test_two_files_of_the_same_model_are_two_series_in_the_plot():
+    rows = [
+        Row(section="inference", model="defectnet", precision="int8", provider="cpu", batch=1, threads=1, file=f)
+        for f in "ab"
+    ]
+    assert _needs_files(rows)
+    assert {series_name(r, with_file=True) for r in rows} == {"defectnet int8 cpu (a)", "defectnet int8 cpu (b)"}
+    assert not _needs_files(rows[:1])
+
+
+def test_localisation_scores_each_image_with_the_symmetry_look_edge_infer_may_take(monkeypatch):
+    from benchmarks.localisation import locate
+
+    model = EdgeModel(Path(__file__).resolve().parents[1] / "models" / "tiny_map.onnx")
+    seen = []
+    real = model.predict_inputs
+    monkeypatch.setattr(model, "predict_inputs", lambda x, **k: seen.append(k) or real(x, **k))
+    locate(model, np.full((40, 40), 100, np.uint8))
+    assert seen and "parts" in seen[0]  # as heatmap.localise (edge-infer --heatmap) calls it

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import onnx
 
 from edge_runtime.errors import DataError, GateError, UsageError
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
@@ -170,6 +171,8 @@ def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log
         spec = fp32_info.preprocess
         graph.export_graph(net, spec, work / "raw.onnx", opset=cfg.opset, map_head=map_head)
         graph.write_with_metadata(work / "raw.onnx", work / "fp32.onnx", fp32_info)
+        if cfg.precision is Precision.INT8:  # before the eval and calibration images are read
+            quantize.check_float_convs(onnx.load(str(work / "fp32.onnx")), cfg.float_convs, fp32_info.arch)
         fp32 = EdgeModel(work / "fp32.onnx", runtime)
         evals = eval_images(ckpt, cfg, log)
         if evals is None and cfg.quantized and not cfg.force:

@@ -65,16 +65,34 @@ def float_nodes(model: onnx.ModelProto, *, standardize_in_float: bool, float_con
             if node.op_type == "Conv":
                 break
             names.append(node.name)
+    return names + verdict_convs(model)[:float_convs]
+
+
+def verdict_convs(model: onnx.ModelProto) -> list[str]:
+    """The verdict network's convolutions in graph order (the localisation map head's own ones left out)."""
     map_only = set(map_only_nodes(model))
-    convs = [n.name for n in model.graph.node if n.op_type == "Conv" and n.name not in map_only]
-    return names + convs[:float_convs]
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and n.name not in map_only]
+
+
+def check_float_convs(model: onnx.ModelProto, float_convs: int, arch: str) -> None:
+    """``--float-convs`` must leave some of the network in INT8: with every convolution in float the "INT8" file
+    was as large and as slow as FP32 (a 5-convolution network exported with 5 had no QuantizeLinear at all), and
+    its metadata claimed more float convolutions than the network has."""
+    from edge_runtime.errors import UsageError
+
+    count = len(verdict_convs(model))
+    if float_convs >= count:
+        raise UsageError(
+            f"--float-convs {float_convs}: {arch} has {count} convolutions, so nothing of it would run in INT8; "
+            f"keep at most {count - 1} in float (2, the default, cuts INT8's error 3x), or export FP32"
+        )
 
 
 def map_only_nodes(model: onnx.ModelProto, *, last_only: bool = False) -> list[str]:
     """Nodes that feed only the localisation map (``defect_map``); with ``last_only``, the one that writes it.
 
-    The map's last node (the Grad-CAM's 1x1 conv, ~20k MACs at 160 px, or the trained head's final 1x1 conv)
-    is left in float so the map keeps its full precision and range, at no measurable cost. The trained head's
+    The map's last node (the Grad-CAM's 1x1 conv, ~20k MACs at 160 px, or the Add that sums the trained head's
+    two scales) is left in float so the map keeps its full range, at no measurable cost. The trained head's
     other layers (~2 M MACs at 40 x 40) are quantized like the verdict network: in float, with a dequantize
     and quantize around each, they added half to INT8 batch-1 latency.
     """

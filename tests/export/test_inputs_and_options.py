@@ -149,3 +149,13 @@ def test_symmetry_look_for_a_model_that_is_not_part_centred_is_a_usage_error(tin
     r = export_cli(whole_frame, "--symmetry-look", "--out", out)
     assert_one_line_error(r, ExitCode.USAGE, "--symmetry-look")
     assert "not part-centred" in r.output and not out.exists()
+
+
+@pytest.mark.parametrize("n", ["7", "100"])
+def test_float_convs_that_would_leave_nothing_in_int8_are_refused(tiny_run: Path, tmp_path: Path, n: str):
+    """A 5-convolution network exported with --float-convs 5 was an "INT8" file without one QuantizeLinear, as
+    large and slow as FP32, and its metadata said "first 100 convolutions in float"."""
+    out = tmp_path / "m_int8.onnx"
+    r = export_cli(tiny_run, "--quantize", "int8", "--float-convs", n, "--out", out)
+    assert_one_line_error(r, ExitCode.USAGE, f"--float-convs {n}", "has 7 convolutions", "at most 6", "FP32")
+    assert not out.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 
@@ -98,10 +99,18 @@ def onnx_inference_rows(job: Job) -> list[Row]:
         row = base_row(model, Section.INFERENCE, batch=batch, threads=job.threads, load_ms=load_ms)
         if model.has_map:
             row.note = ", ".join(filter(None, [row.note, "has defect_map, P(defective) only fetched"]))
+        row.note = ", ".join(filter(None, [row.note, fixed_batch_note(model, batch)]))
         rows.append(fill(row, stats))
     if model.has_map:
         rows += map_rows(model, job, resized, load_ms)
     return rows
+
+
+def fixed_batch_note(model: EdgeModel, batch: int) -> str:
+    """A model with a fixed batch runs a larger batch as several calls (EdgeModel splits it): say so on the row."""
+    if model.max_batch is None or batch <= model.max_batch:
+        return ""
+    return f"fixed batch {model.max_batch}: run as {math.ceil(batch / model.max_batch)} calls"
 
 
 def map_rows(model: EdgeModel, job: Job, resized: np.ndarray, load_ms: float) -> list[Row]:
@@ -117,6 +126,7 @@ def map_rows(model: EdgeModel, job: Job, resized: np.ndarray, load_ms: float) ->
             items=batch,
         )
         row = base_row(model, Section.INFERENCE, batch=batch, threads=job.threads, load_ms=load_ms)
-        row.model, row.note = f"{row.model}{MAP_SUFFIX}", "P(defective) and defect_map fetched"
+        row.model = f"{row.model}{MAP_SUFFIX}"
+        row.note = ", ".join(filter(None, ["P(defective) and defect_map fetched", fixed_batch_note(model, batch)]))
         rows.append(fill(row, stats))
     return rows

@@ -16,7 +16,10 @@ from benchmarks.config import Row, Section
 from edge_runtime.errors import OutputError
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-COLOURS = [(200, 90, 30), (40, 140, 230), (60, 170, 60), (50, 50, 200), (150, 60, 150), (30, 160, 160)]  # BGR
+COLOURS = [  # BGR, one per series: a default run with torch has 6, each further model file adds 2
+    (200, 90, 30), (40, 140, 230), (60, 170, 60), (50, 50, 200), (150, 60, 150), (30, 160, 160),
+    (120, 120, 120), (0, 200, 255), (140, 20, 90), (90, 60, 20), (180, 180, 0), (200, 130, 230),
+]  # fmt: skip
 BLACK, GREY = (0, 0, 0), (190, 190, 190)
 
 
@@ -42,7 +45,9 @@ def panel(
     rows: Sequence[Row], names: list[str], title: str, lo: float, hi: float, label: Callable[[Row], str] = series_name
 ) -> np.ndarray:
     """Grouped bars: one group per batch size, one bar per series, heights on a log10 axis."""
-    w, h, left, right, top, bottom = 560, 380, 60, 10, 30, 120
+    w, left, right, top = 560, 60, 10, 30
+    bottom = max(120, 45 + 14 * len(names))  # the legend below the bars: one line per series, all of it visible
+    h = 260 + bottom
     img = np.full((h, w, 3), 255, np.uint8)
     _text(img, title, (left, 20), 0.5)
     plot_h = h - top - bottom

@@ -134,7 +134,8 @@ def plan_jobs(cfg: BenchConfig, images: list[str]) -> list[tuple[str, Job]]:
                 base = {"threads": t, "model": str(model), "provider": provider.value, "images": tuple(images)}
                 name = f"{model.name} {provider.value} threads={t}"
                 jobs.append((f"{name}: inference", Job(JobKind.ONNX, runs=cfg.runs, **common, **base)))
-                jobs.append((f"{name}: file -> verdict", Job(JobKind.END_TO_END, runs=cfg.e2e_runs, **base)))
+                e2e = Job(JobKind.END_TO_END, runs=cfg.e2e_runs, warmup=cfg.warmup, **base)
+                jobs.append((f"{name}: file -> verdict", e2e))
                 if cfg.live_fps:
                     live = Job(JobKind.LIVE, fps=cfg.live_fps, seconds=cfg.live_seconds, **base)
                     jobs.append((f"{name}: live {'/'.join(map(str, cfg.live_fps))} FPS", live))
@@ -188,8 +189,20 @@ def add_seed_ratios(rows: list[Row]) -> None:
             r.vs_seed = round(ref / r.p50_ms, 1)
 
 
+def file_labels(models: tuple[Path, ...]) -> dict[str, str]:
+    """The name each model file's rows carry: its file name, or the path as given where two files share a name
+    (``a/x.onnx`` and ``b/x.onnx`` were one series in the plot and could not be told apart in the tables).
+
+    >>> file_labels((Path("a/x.onnx"), Path("b/x.onnx"), Path("y.onnx")))["y.onnx"]
+    'y.onnx'
+    """
+    names = [m.name for m in models]
+    return {str(m): str(m) if names.count(m.name) > 1 else m.name for m in models}
+
+
 def _run_jobs(jobs: list[tuple[str, Job]], result: BenchResult, progress: Progress) -> None:
     """Run the jobs in order, adding their rows to ``result`` as each finishes."""
+    labels = file_labels(result.config.models)
     failed: set[str] = set()
     for k, (what, job) in enumerate(jobs, 1):
         if job.model in failed:
@@ -205,6 +218,8 @@ def _run_jobs(jobs: list[tuple[str, Job]], result: BenchResult, progress: Progre
             failed.update({SEED_MODEL, "defectnet"})
         elif skipped:
             failed.add(job.model)
+        for r in rows:
+            r.file = labels.get(job.model, r.file) if r.file else r.file
         result.rows += rows
         result.skipped += [s for s in skipped if s not in result.skipped]
 
@@ -235,6 +250,10 @@ def run_benchmark(cfg: BenchConfig, *, progress: Progress = lambda msg: None, st
         result.interrupted |= stop.requested  # a stop during the jobs: the rows are partial even if none raised
     if result.interrupted:
         result.skipped.append("interrupted (Ctrl-C, SIGTERM or SIGHUP): the jobs after the last row were not run")
+    elif not any(r.provider != TORCH_PROVIDER for r in result.rows):
+        # Every model was refused (a broken file): exit 4 and keep the last results, instead of exit 0 over them.
+        why = next((s for s in result.skipped if "torch" not in s), "no row was measured")
+        raise ModelError(f"no model could be timed: {why}; pass --model PATH to a defect-edge .onnx from export-onnx")
     add_seed_ratios(result.rows)
     for r in result.rows:
         r.cpu, r.onnxruntime = f"{result.hardware.cpu} ({result.hardware.cores} cores)", result.hardware.onnxruntime

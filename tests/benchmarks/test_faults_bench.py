@@ -37,9 +37,16 @@ def one_error_line(r) -> str:
 
 @pytest.fixture
 def no_jobs(monkeypatch) -> list:
-    """Workers that are never started: a job that runs is recorded (the test fails if one should not have)."""
+    """Workers that are never started: a job that runs is recorded (the test fails if one should not have), and
+    gives one row (a run in which no model gave a row is exit 4)."""
     calls: list = []
-    monkeypatch.setattr(runner, "run_worker", lambda job: calls.append(job) or ([], []))
+
+    def fake(job):  # noqa: ANN001, ANN202
+        calls.append(job)
+        row = Row(section=Section.FILE.value, model="m", precision="int8", provider=job.provider, batch=1, threads=1)
+        return [row], []
+
+    monkeypatch.setattr(runner, "run_worker", fake)
     return calls
 
 

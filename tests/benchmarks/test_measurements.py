@@ -74,8 +74,9 @@ def test_live_latency_counts_from_when_the_frame_was_due(tiny_models, monkeypatc
 def test_live_results_per_second_do_not_exceed_the_camera(tiny_models):
     model = EdgeModel(tiny_models[1])
     row = live.live_row(model, [np.full((40, 40, 3), 90, np.uint8)], fps=30, seconds=0.5, threads=1)
-    # 15 results over 14 frame periods read 32 (a busy machine drops frames: fewer results, never more)
-    assert 0 < row.throughput <= 30.5
+    # 15 results over 14 frame periods read 32, and a late first result more (a busy machine drops frames: fewer
+    # results, never more than the camera's)
+    assert 0 < row.throughput <= 30.0
 
 
 def test_live_loop_prepares_frames_as_edge_infer_does(tiny_models, monkeypatch):
@@ -132,3 +133,62 @@ def test_localisation_scores_each_image_with_the_symmetry_look_edge_infer_may_ta
     monkeypatch.setattr(model, "predict_inputs", lambda x, **k: seen.append(k) or real(x, **k))
     locate(model, np.full((40, 40), 100, np.uint8))
     assert seen and "parts" in seen[0]  # as heatmap.localise (edge-infer --heatmap) calls it
+
+
+def test_a_run_where_every_model_is_refused_is_exit_4_and_keeps_the_last_results(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from benchmarks.cli import main
+    from edge_runtime.errors import ExitCode
+    from tests.benchmarks.test_cli import TINY_COUNTS
+
+    out = tmp_path / "bench.json"
+    out.write_text('[{"model": "the last complete run"}]')
+    bad = Path(__file__).resolve().parents[1] / "models" / "bad_input_size.onnx"
+    r = CliRunner().invoke(main, [*TINY_COUNTS, "--no-torch", "--no-live", "--model", str(bad), "--json", str(out)])
+    assert r.exit_code == ExitCode.BAD_MODEL, r.output  # was 0, over an empty [] JSON, a header-only CSV, a blank PNG
+    assert "no model could be timed" in r.output and "bad_input_size.onnx" in r.output
+    assert out.read_text() == '[{"model": "the last complete run"}]'
+
+
+def test_two_model_files_of_one_name_are_told_apart_by_their_paths():
+    from benchmarks.runner import file_labels
+
+    labels = file_labels((Path("a/x.onnx"), Path("b/x.onnx"), Path("c/y.onnx")))
+    assert labels == {"a/x.onnx": "a/x.onnx", "b/x.onnx": "b/x.onnx", "c/y.onnx": "y.onnx"}
+
+
+def test_the_plot_legend_has_room_for_every_series():
+    from benchmarks.plot import panel
+
+    rows = [Row(section="inference", model=f"m{k}", precision="int8", provider="cpu", batch=1, threads=1,
+                p50_ms=0.1 + k) for k in range(9)]  # fmt: skip
+    names = [series_name(r) for r in rows]
+    img = panel(rows, names, "p50", -1.0, 1.0)
+    last_legend_line = 380 - 120 + 35 + 14 * (len(names) - 1)  # where the old fixed-size panel put the 9th entry
+    assert img.shape[0] > last_legend_line + 4
+
+
+def test_a_fixed_batch_1_model_says_its_batch_8_row_is_8_calls(tmp_path: Path):
+    paths = pictures(tmp_path / "imgs", 3, 80)
+    model = Path(__file__).resolve().parents[1] / "models" / "tiny_batch1.onnx"
+    job = Job(JobKind.ONNX, 1, str(model), batches=(1, 8), warmup=1, runs=8, min_runs=1, images=tuple(paths))
+    rows = onnx_bench.onnx_inference_rows(job)
+    notes = {r.batch: r.note for r in rows if not r.model.endswith("+map")}
+    assert "fixed batch 1: run as 8 calls" in notes[8] and "fixed batch" not in notes[1]
+
+
+def test_a_folder_of_few_images_is_timed_as_a_folder_not_as_pool_start_up(tiny_models, tmp_path: Path):
+    paths = pictures(tmp_path / "imgs", 3, 80)
+    model = EdgeModel(tiny_models[1])
+    job = Job(JobKind.END_TO_END, 1, str(tiny_models[1]), runs=10, images=tuple(paths))
+    (row,) = end_to_end.folder_rows(model, job)
+    assert row.n_images == 2 * end_to_end.FOLDER_BATCH and "(3 distinct, repeated)" in row.note
+
+
+def test_warmup_reaches_the_file_to_verdict_job():
+    from benchmarks.config import BenchConfig
+    from benchmarks.runner import plan_jobs
+
+    jobs = plan_jobs(BenchConfig(models=(Path("m.onnx"),), warmup=7, torch=False), ["a.png"])
+    assert {j.kind: j.warmup for _, j in jobs}[JobKind.END_TO_END] == 7

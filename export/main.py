@@ -130,6 +130,25 @@ def eval_images(ckpt: dict[str, Any], cfg: ExportConfig, log: Log) -> images.Lab
     return evals
 
 
+def warn_once(log: Log) -> Log:
+    """``log`` that says each warning once: the Grad-CAM map and the INT8 calibration draw the same images, and an
+    unreadable one was named twice.
+
+    >>> said = []; say = warn_once(said.append); say("warning: x"); say("warning: x"); say("ok"); say("ok"); said
+    ['warning: x', 'ok', 'ok']
+    """
+    seen: set[str] = set()
+
+    def once(msg: str) -> None:
+        if msg.startswith("warning: "):
+            if msg in seen:
+                return
+            seen.add(msg)
+        log(msg)
+
+    return once
+
+
 def export_onnx(
     checkpoint: Path | None,
     out: Path | None,
@@ -150,7 +169,7 @@ def export_onnx(
     # a second SIGTERM does not cut that clean-up short.
     with StopSignals() as stop:
         try:
-            return _export(checkpoint, out, cfg, log=log, given=given)
+            return _export(checkpoint, out, cfg, log=warn_once(log), given=given)
         finally:
             stop.closing = True
 

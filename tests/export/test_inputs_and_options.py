@@ -159,3 +159,18 @@ def test_float_convs_that_would_leave_nothing_in_int8_are_refused(tiny_run: Path
     r = export_cli(tiny_run, "--quantize", "int8", "--float-convs", n, "--out", out)
     assert_one_line_error(r, ExitCode.USAGE, f"--float-convs {n}", "has 7 convolutions", "at most 6", "FP32")
     assert not out.exists()
+
+
+def test_an_unreadable_calibration_image_is_named_once(gradcam_run: Path, tiny_data: Path, tmp_path: Path):
+    """A model without a trained head makes its Grad-CAM map from the calibration images, then calibrates INT8 on
+    them again: each unreadable file was named twice."""
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for p in sorted((tiny_data / "train").rglob("*.png"))[:30]:
+        shutil.copy(p, calib / p.name)
+    (calib / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))
+    out = tmp_path / "m_int8.onnx"
+    r = export_cli(gradcam_run, "--quantize", "--calib-data", calib, "--calib-count", 31, "--out", out,
+                   "--max-drop", TINY_MAX_DROP)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert r.output.count("broken.png") == 1, r.output

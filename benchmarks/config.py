@@ -59,7 +59,8 @@ class BenchConfig:
 
 @dataclass(frozen=True)
 class Job:
-    """One unit of work for a fresh worker process (so its peak memory is its own)."""
+    """One unit of work for a fresh worker process (one model, provider and thread count: its batches, or its
+    live rates, run in turn there, each row's peak memory measured from when that configuration started)."""
 
     kind: JobKind
     threads: int

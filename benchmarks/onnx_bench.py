@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from benchmarks import timing
 from benchmarks.config import Job, Row, Section
 from benchmarks.timing import measure, peak_rss_mb, runs_for_batch
 from edge_runtime.errors import ImageReadError
@@ -57,6 +58,8 @@ def fill(row: Row, stats) -> Row:  # noqa: ANN001 - benchmarks.timing.Stats
     row.p50_ms, row.p90_ms, row.p99_ms = round(stats.p50_ms, 4), round(stats.p90_ms, 4), round(stats.p99_ms, 4)
     row.mean_ms, row.throughput, row.runs = round(stats.mean_ms, 4), round(stats.throughput, 1), stats.runs
     row.peak_rss_mb = round(peak_rss_mb(), 1)
+    if not timing.PEAK_PER_ROW:  # no /proc/self/clear_refs here (another OS, a locked-down container)
+        row.note = ", ".join(filter(None, [row.note, "peak RSS since the worker started"]))
     return row
 
 
@@ -86,7 +89,7 @@ def input_batch(resized: np.ndarray, batch: int, model: EdgeModel) -> np.ndarray
 def onnx_inference_rows(job: Job) -> list[Row]:
     """One row per batch size, ascending; each row's peak RSS is its own (benchmarks.timing.measure)."""
     model, load_ms = load_edge_model(job, second_look=False)  # the network alone; the look counts end to end
-    resized = resized_samples(job.images, model, count=max(job.batches))
+    resized = resized_samples(job.images, model, count=max(job.batches, default=1))
     rows = []
     for batch in sorted(job.batches):
         x = input_batch(resized, batch, model)

@@ -92,7 +92,8 @@ class Probe:
         self.latencies_ms.extend(latencies)
         wait_ns = cpu_wait_ns(self.tid)
         for it, latency in zip(timed, latencies, strict=True):
-            at_capture = self.capture_wait_ns[it.frame] if it.frame < len(self.capture_wait_ns) else None
+            known = it.frame is not None and it.frame < len(self.capture_wait_ns)
+            at_capture = self.capture_wait_ns[it.frame] if known else None
             ok = wait_ns is not None and at_capture is not None
             # The kernel adds a wait to the count when the thread next runs, so a preemption that began before the
             # frame was captured can land in its window: never more than the frame's own latency.

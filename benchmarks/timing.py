@@ -56,7 +56,8 @@ def measure(fn: Callable[[], object], *, warmup: int, runs: int, items: int = 1)
     >>> measure(lambda: None, warmup=1, runs=5).runs
     5
     """
-    reset_peak_rss()
+    global PEAK_PER_ROW
+    PEAK_PER_ROW = reset_peak_rss()
     for _ in range(warmup):
         fn()
     times = np.empty(runs, dtype=np.float64)
@@ -81,6 +82,9 @@ def runs_for_batch(batch: int, *, runs: int, min_runs: int) -> int:
     31
     """
     return max(min_runs, runs // batch)
+
+
+PEAK_PER_ROW = True  # False once a reset failed: the rows' peak is then the worker's since it started (said on them)
 
 
 def reset_peak_rss() -> bool:

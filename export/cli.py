@@ -82,11 +82,10 @@ SCHEME_CHOICES = ["u8s8", "u8s8-reduce-range", "s8s8"]
 @click.option(
     "--float-convs",
     type=click.IntRange(min=0),
-    default=2,
-    show_default=True,
+    default=None,
     metavar="N",
-    help="INT8: keep the network's first N convolutions in float; their 8-bit weights on the one-channel image "
-    "cause most of INT8's error (see export/QUANTIZATION.md).",
+    help="INT8: keep the network's first N convolutions in float; defectnet's on its one-channel image cause most "
+    "of INT8's error (see export/QUANTIZATION.md) [default: 2 for defectnet, 0 for other architectures].",
 )
 @click.option(
     "--map/--no-map",

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
 
 from edge_runtime.errors import DataError, GateError, UsageError
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
@@ -190,8 +189,6 @@ def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log
         spec = fp32_info.preprocess
         graph.export_graph(net, spec, work / "raw.onnx", opset=cfg.opset, map_head=map_head)
         graph.write_with_metadata(work / "raw.onnx", work / "fp32.onnx", fp32_info)
-        if cfg.precision is Precision.INT8:  # before the eval and calibration images are read
-            quantize.check_float_convs(onnx.load(str(work / "fp32.onnx")), cfg.float_convs, fp32_info.arch)
         fp32 = EdgeModel(work / "fp32.onnx", runtime)
         evals = eval_images(ckpt, cfg, log)
         if evals is None and cfg.quantized and not cfg.force:
@@ -245,6 +242,9 @@ def _check_before_work(
             f"--symmetry-look: {checkpoint} is not part-centred (crop {ckpt.preprocess.crop.value}), so the runtime "
             "cannot measure the part's symmetry; leave the option out"
         )
+    if cfg.precision is Precision.INT8:  # the verdict network's convolutions (a map head is not part of it)
+        convs = sum(1 for m in net.modules() if type(m).__name__ == "Conv2d")
+        quantize.check_float_convs(cfg.float_convs_for(ckpt.arch), convs, ckpt.arch)
     graph.ensure_writable(out, checkpoint=checkpoint)
     images.check_out_not_among_inputs(out, ckpt, calib_data=cfg.calib_data, eval_data=cfg.eval_data)
 
@@ -312,11 +312,11 @@ def convert(work: Path, fp32_info: ModelInfo, cfg: ExportConfig, calib: np.ndarr
     if cfg.precision is Precision.INT8:
         assert calib is not None
         how = f"static QDQ, per-channel weights, {cfg.scheme.value}, MinMax calibration on {len(calib)} images"
-        if cfg.float_convs:
-            how += f", first {cfg.float_convs} convolution{'s' if cfg.float_convs > 1 else ''} in float"
+        n = cfg.float_convs_for(info.arch)
+        how += f", first {n} convolution{'s' if n > 1 else ''} in float" if n else ""
         info = replace(info, producer={**info.producer, "quantization": how})
         raw = quantize.quantize_int8(
-            work / "fp32.onnx", work / "q.onnx", calib, scheme=cfg.scheme, work=work, float_convs=cfg.float_convs
+            work / "fp32.onnx", work / "q.onnx", calib, scheme=cfg.scheme, work=work, float_convs=n
         )
     else:
         raw = quantize.convert_fp16(work / "fp32.onnx", work / "q.onnx")

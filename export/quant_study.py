@@ -32,9 +32,9 @@ VARIANTS = [(s, f, 0) for s in Int8Scheme for f in (True, False)] + [(s, True, 2
 VARIANTS += [(Int8Scheme.U8S8_REDUCE_RANGE, True, n) for n in (1, 3)]
 
 
-def variant_name(scheme: Int8Scheme, std_float: bool, float_convs: int) -> str:
+def variant_name(scheme: Int8Scheme, *, std_float: bool, float_convs: int) -> str:
     """
-    >>> variant_name(Int8Scheme.U8S8, True, 2)
+    >>> variant_name(Int8Scheme.U8S8, std_float=True, float_convs=2)
     'u8s8, standardise in float, 2 float convs'
     """
     name = f"{scheme.value}, standardise in {'float' if std_float else 'int8'}"
@@ -60,7 +60,8 @@ def _acc(m: dict) -> str:
 @debug_option
 @friendly_errors
 def main(checkpoint: Path, rounds: int, runs: int, debug: bool) -> None:
-    """Compare FP32 with INT8 u8s8 / u8s8-reduce-range / s8s8, standardisation in float or in INT8."""
+    """Compare FP32 with INT8 u8s8 / u8s8-reduce-range / s8s8, standardisation in float or in INT8, and 0-3 of the
+    first convolutions kept in float (export-onnx --float-convs)."""
     from train.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
@@ -77,7 +78,7 @@ def main(checkpoint: Path, rounds: int, runs: int, debug: bool) -> None:
         batch = models["fp32"].prepare(evals.images)
         calib = calibration_batch(models["fp32"], ckpt, cfg, log=click.echo)
         for scheme, std_float, float_convs in VARIANTS:
-            name = variant_name(scheme, std_float, float_convs)
+            name = variant_name(scheme, std_float=std_float, float_convs=float_convs)
             q = quantize.quantize_int8(
                 work / "fp32.onnx",
                 work / "q.onnx",

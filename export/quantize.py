@@ -74,17 +74,22 @@ def verdict_convs(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type == "Conv" and n.name not in map_only]
 
 
-def check_float_convs(model: onnx.ModelProto, float_convs: int, arch: str) -> None:
-    """``--float-convs`` must leave some of the network in INT8: with every convolution in float the "INT8" file
-    was as large and as slow as FP32 (a 5-convolution network exported with 5 had no QuantizeLinear at all), and
-    its metadata claimed more float convolutions than the network has."""
+def check_float_convs(float_convs: int, count: int, arch: str) -> None:
+    """``--float-convs`` must leave some of the network's ``count`` convolutions in INT8: with all of them in float
+    the "INT8" file was as large and as slow as FP32 (a 5-convolution network exported with 5 had no QuantizeLinear
+    at all), and its metadata claimed more float convolutions than the network has.
+
+    >>> check_float_convs(2, 7, "defectnet"); check_float_convs(0, 0, "tiny")
+    """
     from edge_runtime.errors import UsageError
 
-    count = len(verdict_convs(model))
-    if float_convs >= count:
+    if float_convs < 0:
+        raise UsageError(f"--float-convs {float_convs}: give 0 or more")
+    if float_convs and float_convs >= count:
+        most = "none can stay in float" if count <= 1 else f"keep at most {count - 1} in float"
         raise UsageError(
-            f"--float-convs {float_convs}: {arch} has {count} convolutions, so nothing of it would run in INT8; "
-            f"keep at most {count - 1} in float (2, the default, cuts INT8's error 3x), or export FP32"
+            f"--float-convs {float_convs}: {arch} has {count} convolution{'s' if count != 1 else ''}, so nothing of "
+            f"it would run in INT8; {most}, or export FP32"
         )
 
 

@@ -16,7 +16,7 @@ import benchmarks.onnx_bench as onnx_bench
 from benchmarks.config import Job, JobKind, Row
 from benchmarks.plot import _needs_files, series_name
 from benchmarks.station_probe import Probe
-from benchmarks.timing import measure, peak_rss_mb
+from benchmarks.timing import measure, peak_rss_mb, reset_peak_rss
 from edge_runtime.items import Item
 from edge_runtime.model import EdgeModel
 
@@ -33,7 +33,7 @@ def pictures(folder: Path, n: int, value: int) -> list[str]:
     return paths
 
 
-@linux_only
+@pytest.mark.skipif(not reset_peak_rss(), reason="no writable /proc/self/clear_refs here")
 def test_each_measured_configuration_reports_its_own_peak_memory():
     """A worker times batch 1, 8, 32 and then the map rows: a peak only rises, so every later row read batch 32's."""
     ballast = np.ones(300 * 2**20, np.uint8)
@@ -97,7 +97,8 @@ def test_file_rows_time_both_classes_and_say_how_many_images(tiny_models, tmp_pa
     job = Job(JobKind.END_TO_END, 1, str(tiny_models[1]), warmup=2, runs=8, images=tuple(ok + bad))
     (row,) = end_to_end.file_rows(model, job, load_ms=1.0)
     timed = read[2:]
-    assert any("/ok/" in p for p in timed) and any("/bad/" in p for p in timed)  # in list order: ok images only
+    classes = {Path(p).parent.name for p in timed}
+    assert classes == {"ok", "bad"}  # in list order: ok images only
     assert row.n_images == 8 and row.note.startswith("8 of 20 images timed")
 
 
@@ -111,7 +112,7 @@ def test_a_frames_wait_for_a_cpu_is_never_more_than_its_latency(monkeypatch):
     probe.due.append(time.monotonic() - 0.001)
     src = Item(source="cam", frame=0, timestamp=time.monotonic())
     probe.on_records([{}], [src])
-    assert probe.cpu_wait_ms[0] <= probe.latencies_ms[0] < 20
+    assert probe.cpu_wait_ms[0] == probe.latencies_ms[0]  # capped: 50 ms counted, the frame's own latency kept
 
 
 def test_two_files_of_the_same_model_are_two_series_in_the_plot():
@@ -125,14 +126,21 @@ def test_two_files_of_the_same_model_are_two_series_in_the_plot():
 
 
 def test_localisation_scores_each_image_with_the_symmetry_look_edge_infer_may_take(monkeypatch):
+    """benchmarks.localisation scored without the part's square, so an item that edge-infer --heatmap measures (a
+    part unlike the training images, just below the threshold) could be called OK there."""
     from benchmarks.localisation import locate
+    from edge_runtime.model import default_model_path
+    from edge_runtime.model_info import Precision
+    from edge_runtime.preprocess import read_image
 
-    model = EdgeModel(Path(__file__).resolve().parents[1] / "models" / "tiny_map.onnx")
+    model = EdgeModel(default_model_path(Precision.INT8))
+    sample = next((Path(__file__).resolve().parents[2] / "edge_runtime" / "samples").rglob("*def*.jpeg"))
+    brighter = np.clip(read_image(sample).astype(np.int16) + 60, 0, 255).astype(np.uint8)  # flagged: unlike training
     seen = []
     real = model.predict_inputs
     monkeypatch.setattr(model, "predict_inputs", lambda x, **k: seen.append(k) or real(x, **k))
-    locate(model, np.full((40, 40), 100, np.uint8))
-    assert seen and "parts" in seen[0]  # as heatmap.localise (edge-infer --heatmap) calls it
+    locate(model, brighter)
+    assert seen and seen[0]["parts"][0] is not None  # the square the symmetry look measures, as heatmap.localise
 
 
 def test_a_run_where_every_model_is_refused_is_exit_4_and_keeps_the_last_results(tmp_path: Path):
@@ -192,3 +200,13 @@ def test_warmup_reaches_the_file_to_verdict_job():
 
     jobs = plan_jobs(BenchConfig(models=(Path("m.onnx"),), warmup=7, torch=False), ["a.png"])
     assert {j.kind: j.warmup for _, j in jobs}[JobKind.END_TO_END] == 7
+
+
+def test_rows_say_when_their_peak_memory_could_not_be_reset(tiny_models, tmp_path: Path, monkeypatch):
+    import benchmarks.timing as timing
+
+    monkeypatch.setattr(timing, "reset_peak_rss", lambda: False)  # no clear_refs: another OS, a locked container
+    paths = pictures(tmp_path / "imgs", 2, 80)
+    job = Job(JobKind.ONNX, 1, str(tiny_models[1]), batches=(1,), warmup=1, runs=3, min_runs=1, images=tuple(paths))
+    (row,) = onnx_bench.onnx_inference_rows(job)
+    assert "peak RSS since the worker started" in row.note

@@ -158,7 +158,22 @@ def test_float_convs_that_would_leave_nothing_in_int8_are_refused(tiny_run: Path
     out = tmp_path / "m_int8.onnx"
     r = export_cli(tiny_run, "--quantize", "int8", "--float-convs", n, "--out", out)
     assert_one_line_error(r, ExitCode.USAGE, f"--float-convs {n}", "has 7 convolutions", "at most 6", "FP32")
-    assert not out.exists()
+    assert not out.exists() and "calibration" not in r.output and "localisation map" not in r.output  # no work done
+
+
+def test_float_convs_default_is_the_architectures_and_bounds_are_checked():
+    from edge_runtime.errors import UsageError
+    from export.config import ExportConfig
+    from export.quantize import check_float_convs
+
+    # Measured on defectnet; the origin network's first two convolutions are 61% of its multiply-adds.
+    assert ExportConfig().float_convs_for("defectnet") == 2 and ExportConfig().float_convs_for("seed") == 0
+    assert ExportConfig(float_convs=3).float_convs_for("seed") == 3
+    with pytest.raises(ValueError, match="0 or more"):
+        ExportConfig(float_convs=-1)  # the API kept 6 of 7 in float (a slice [:-1]) and said "first -1"
+    check_float_convs(0, 0, "no-conv")  # a network without convolutions still exports as INT8
+    with pytest.raises(UsageError, match="has 1 convolution, .* none can stay in float"):
+        check_float_convs(1, 1, "one-conv")
 
 
 def test_an_unreadable_calibration_image_is_named_once(gradcam_run: Path, tiny_data: Path, tmp_path: Path):

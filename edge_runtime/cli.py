@@ -150,7 +150,8 @@ HELP = (
     default=None,
     metavar="DIR",
     help="Station check only: compare a folder of unlabelled images from a new camera with the model's training "
-    "images (light, background, framing, sharpness) and print a short report; no verdicts.",
+    "images (light, background, framing, sharpness) and print a short report; no verdicts. Exit 6 when more than "
+    "1% of the images look unlike the training images.",
 )
 @click.option(
     "--no-station-check",
@@ -267,7 +268,7 @@ def _refuse_run_options() -> None:
 
 
 def _check_station(opts: dict) -> int:
-    from edge_runtime.errors import DataError
+    from edge_runtime.errors import DataError, ExitCode
     from edge_runtime.inputs import SourceKind, resolve_source
     from edge_runtime.model import load_model
     from edge_runtime.station_check import check_folder
@@ -279,11 +280,12 @@ def _check_station(opts: dict) -> int:
     if spec.kind is not SourceKind.IMAGES or not spec.paths:
         raise DataError(f"{folder}: no images found; pass --check-station DIR with images from the new camera")
     model = load_model(opts["model"], provider="cpu", threads=1)
-    lines = check_folder(model, spec.paths)
+    lines, alike = check_folder(model, spec.paths)
     with stdout_errors():  # `| head` ends quietly, `> /dev/full` is exit 7
         for line in lines:
             click.echo(line)
-    return 0
+    # A script or a commissioning checklist can gate on it: "do not trust these verdicts yet" exited 0.
+    return int(ExitCode.OK if alike else ExitCode.GATE_FAILED)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ class ExitCode(IntEnum):
     BAD_DATA = 3  # missing/empty/unreadable data folder or images
     BAD_MODEL = 4  # missing, corrupt or incompatible checkpoint or ONNX file
     SOURCE_UNAVAILABLE = 5  # camera, stream or video cannot be opened
-    GATE_FAILED = 6  # an accuracy gate failed (for example INT8 lost too much accuracy)
+    GATE_FAILED = 6  # a gate failed: INT8 lost too much accuracy, or --check-station found the images unlike training
     OUTPUT_ERROR = 7  # an output path cannot be written
     MISSING_EXTRA = 8  # an optional dependency (an extra) is not installed
     DEFECT_FOUND = 10  # --fail-on-defect and at least one defective item was seen
@@ -32,7 +32,7 @@ EXIT_CODE_MEANINGS = {
     3: "bad data",
     4: "bad model or checkpoint",
     5: "source unavailable",
-    6: "accuracy gate failed",
+    6: "gate failed (accuracy, station check)",
     7: "output not writable",
     8: "missing extra",
     10: "defect found (--fail-on-defect; also an item without a trustworthy verdict: error, warning or no part)",

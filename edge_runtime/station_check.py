@@ -22,6 +22,7 @@ from typing import Any
 from edge_runtime.summary import NO_PART, flagged_share, plural, share_text
 
 PROFILE_VERSION = 1
+UNTRUSTED_SHARE = 0.01  # --check-station: more than this share of a folder flagged says "do not trust" (exit 6)
 # name -> (words, format of a value, the least slack around the training range)
 STATS: dict[str, tuple[str, str, float]] = {
     "brightness": ("overall brightness", "{:.0f}", 5.0),
@@ -118,6 +119,16 @@ def reason_kind(reason: str) -> str:
     return reason.rsplit(" (", 1)[0]
 
 
+def looks_alike(flagged: int, total: int) -> bool:
+    """Whether a folder passes ``--check-station``: at most 1% of its images flagged (the official test images:
+    0.7%).
+
+    >>> looks_alike(5, 715), looks_alike(12, 60)
+    (True, False)
+    """
+    return flagged <= UNTRUSTED_SHARE * max(total, 1)
+
+
 def report(per_item: Sequence[list[str]], prof: StationProfile) -> list[str]:
     """The lines of ``edge-infer --check-station``: how many items look unlike training, and why."""
     total = len(per_item)
@@ -127,7 +138,7 @@ def report(per_item: Sequence[list[str]], prof: StationProfile) -> list[str]:
              f"{prof.images} training images"]  # fmt: skip
     for kind, c in counts.most_common():
         lines.append(f"  {c:>6} ({share_text(c, total):>6})  {kind}")
-    if flagged / max(total, 1) > 0.01:
+    if not looks_alike(flagged, total):
         lines.append(
             "  -> do not trust these verdicts yet: adjust light and framing to look like the training images, or "
             "collect labelled images from this station and retrain"
@@ -159,8 +170,9 @@ def profile_images(paths: Sequence[Any], spec: Any) -> StationProfile:
     return profile(stats())
 
 
-def check_folder(model: Any, paths: Sequence[Any]) -> list[str]:
-    """``edge-infer --check-station DIR``: the report for a folder of unlabelled images from a new camera.
+def check_folder(model: Any, paths: Sequence[Any]) -> tuple[list[str], bool]:
+    """``edge-infer --check-station DIR``: the report for a folder of unlabelled images from a new camera, and
+    whether the folder passes (:func:`looks_alike`; edge-infer exits 6 when not, so a script can gate on it).
 
     ``model`` is a loaded :class:`edge_runtime.model.EdgeModel`; unreadable files are counted, not fatal.
     """
@@ -184,4 +196,4 @@ def check_folder(model: Any, paths: Sequence[Any]) -> list[str]:
     lines = report(per_item, prof)
     if unreadable:
         lines.insert(1, f"  {plural(unreadable, 'unreadable file')} {'was' if unreadable == 1 else 'were'} skipped")
-    return lines
+    return lines, looks_alike(sum(1 for r in per_item if r), len(per_item))

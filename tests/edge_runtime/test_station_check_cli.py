@@ -56,7 +56,7 @@ def test_check_station_reports_on_a_folder_of_new_camera_images(tmp_path: Path):
     assert "4 images, 0 (0.0%) unlike the 9 training images" in r.output and "look like the training" in r.output
     new = write(tmp_path / "new", {f"{i}.png": impeller(bg=238, core=80) for i in range(3)})
     r = CliRunner().invoke(main, ["--model", str(model), "--check-station", str(new)])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 6, r.output  # "do not trust these verdicts" exited 0: a commissioning script could not gate
     assert "3 images, 3 (100.0%) unlike" in r.output
     assert "background brighter than any training image" in r.output and "part size larger" in r.output
     assert "do not trust these verdicts yet" in r.output

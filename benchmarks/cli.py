@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors
+from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors, version_option
 from edge_runtime.errors import DefectEdgeError, ExitCode, exit_codes_help, printable
 from edge_runtime.model import Provider
 from edge_runtime.stopping import StopSignals
@@ -104,6 +104,7 @@ def counted(name: str, kind: type, help_text: str):  # noqa: ANN201 - a click de
     help="Write the rows as JSON here; a CSV named after the hardware and a PNG plot go beside it.",
 )
 @click.option("--quick", is_flag=True, help="Short counts (under a minute on two cores); PyTorch rows at batch 1 only.")
+@version_option
 @debug_option
 @friendly_errors
 def main(*, debug: bool, **opts: object) -> None:

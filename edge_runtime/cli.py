@@ -16,6 +16,7 @@ from edge_runtime.cli_support import (
     once,
     stdout_errors,
     typed_params,
+    version_option,
 )
 from edge_runtime.errors import EXIT_CODES_HELP
 from edge_runtime.station.options import open_station, station_options
@@ -170,6 +171,7 @@ HELP = (
     "back to normal if the loop keeps a core over half busy. realtime: the same, or an error where not allowed.",
 )
 @station_options
+@version_option
 @debug_option
 @friendly_errors
 def main(*, debug: bool, **opts: object) -> None:

@@ -23,6 +23,13 @@ debug_option = click.option(
 )
 
 
+def version_option(f: F) -> F:
+    """``--version``: the program and defect-edge's version, for a station's records (``edge-infer 0.1.0``)."""
+    from edge_runtime import __version__
+
+    return click.version_option(__version__, "--version", message="%(prog)s (defect-edge) %(version)s")(f)
+
+
 class FiniteFloatRange(click.FloatRange):
     """click's ``FloatRange`` that also refuses NaN and infinities (exit 2).
 

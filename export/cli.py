@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors, typed_params
+from edge_runtime.cli_support import (
+    Command,
+    FiniteFloatRange,
+    debug_option,
+    friendly_errors,
+    typed_params,
+    version_option,
+)
 from edge_runtime.errors import exit_codes_help, require_extra
 from export.config import DEFAULT_OPSET, MIN_CALIB_IMAGES, MIN_OPSET
 
@@ -102,6 +109,7 @@ SCHEME_CHOICES = ["u8s8", "u8s8-reduce-range", "s8s8"]
     "and lets a clear asymmetry (a pinhole the 160 px input blurred) call them defective.",
 )
 @click.option("--force", is_flag=True, help="Write the model even when the accuracy gate or parity check fails.")
+@version_option
 @debug_option
 @friendly_errors
 def main(*, debug: bool, **opts: object) -> None:

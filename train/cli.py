@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors, typed_params
+from edge_runtime.cli_support import (
+    Command,
+    FiniteFloatRange,
+    debug_option,
+    friendly_errors,
+    typed_params,
+    version_option,
+)
 from edge_runtime.errors import exit_codes_help
 
 if TYPE_CHECKING:
@@ -122,6 +129,7 @@ MAX_SEED = 2**32 - 1  # numpy and torch take it; a negative or larger seed faile
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
 @click.option("--quiet", is_flag=True, help="No progress bars: one log line per epoch.")
+@version_option
 @debug_option
 @friendly_errors
 def main(*, debug: bool, **opts: object) -> None:

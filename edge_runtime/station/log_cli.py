@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from edge_runtime.cli_support import Group, debug_option, friendly_errors, stdout_errors
+from edge_runtime.cli_support import Group, debug_option, friendly_errors, stdout_errors, version_option
 from edge_runtime.errors import exit_codes_help
 from edge_runtime.summary import plural
 
@@ -66,6 +66,7 @@ UNTIL = click.option("--until", callback=_when, metavar="WHEN", help="Before thi
     + exit_codes_help(0, 1, 2, 3, 7, 130),
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+@version_option
 def main() -> None:
     pass
 

@@ -22,8 +22,8 @@ from tests.edge_runtime.faults_common import (
 
 @pytest.mark.parametrize("case", ["mov", "jpg", "gif", "folder-named-mp4", "source-folder"])
 def test_save_that_would_go_wrong_is_refused_before_any_work(tmp_path, tiny_model, case):
-    """``--save out.mov`` (or ``out.gif``) silently became a folder named out.mov; ``--save DIR.mp4`` (an existing folder) failed
-    after the first item; ``--save`` onto the source folder mixed annotated pictures into the inputs."""
+    """``--save out.mov`` (or ``out.gif``) silently became a folder named out.mov; ``--save DIR.mp4`` (an existing
+    folder) failed after the first item; ``--save`` onto the source folder mixed annotated pictures into the inputs."""
     write_parts(tmp_path / "parts", [10, 200])
     target = {"mov": tmp_path / "out.mov", "jpg": tmp_path / "out.jpg", "gif": tmp_path / "out.gif",
               "folder-named-mp4": tmp_path / "d.mp4", "source-folder": tmp_path / "parts"}[case]  # fmt: skip

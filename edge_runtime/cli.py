@@ -64,7 +64,7 @@ HELP = (
     type=click.Path(path_type=Path),
     multiple=True,
     callback=lambda ctx, param, values: once(param, values),
-    help="ONNX model from export-onnx [default: the bundled INT8 model].",
+    help="ONNX model from export-onnx, or int8 / fp32 for a bundled model [default: the bundled INT8 model].",
 )
 @click.option(
     "--provider",

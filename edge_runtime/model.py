@@ -94,6 +94,23 @@ def default_model_path(precision: Precision = Precision.INT8) -> Path:
     return MODELS_DIR / DEFAULT_MODEL_FILES[precision]
 
 
+def model_path(name: str | Path | None) -> Path:
+    """``--model``: a file, or ``int8`` / ``fp32`` for the model of that precision shipped in the package (where a
+    pip install put it; the README's ``edge_runtime/models/...`` paths exist only in a checkout). A file of that
+    name in the working folder wins.
+
+    >>> model_path("fp32") == default_model_path(Precision.FP32), model_path("m.onnx")
+    (True, PosixPath('m.onnx'))
+    """
+    if name is None:
+        return default_model_path()
+    path = Path(name)
+    shipped = {p.value: p for p in DEFAULT_MODEL_FILES}
+    if str(name).lower() in shipped and not path.exists():
+        return default_model_path(shipped[str(name).lower()])
+    return path
+
+
 def read_model_info(model_proto_metadata: dict[str, str], path: Path) -> ModelInfo:
     text = model_proto_metadata.get(METADATA_KEY)
     if text is None:
@@ -416,4 +433,4 @@ def load_model(
     """
     threads = threads_from_env() if threads is None else check_threads(threads)
     cfg = RuntimeConfig(provider=Provider(provider), threads=threads, spin=spin)
-    return EdgeModel(path or default_model_path(), cfg)
+    return EdgeModel(model_path(path or None), cfg)

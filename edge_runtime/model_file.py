@@ -48,7 +48,10 @@ def read_model_bytes(path: Path) -> bytes:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         if exc.errno == errno.ENOENT:
-            raise ModelError(f"{path}: model file not found; pass --model PATH to an .onnx from export-onnx") from exc
+            raise ModelError(
+                f"{path}: model file not found; pass --model PATH to an .onnx from export-onnx (or int8 / fp32 for "
+                "the bundled models)"
+            ) from exc
         raise ModelError(f"{path}: cannot read the model ({exc.strerror or exc})") from exc
     try:
         st = os.fstat(fd)

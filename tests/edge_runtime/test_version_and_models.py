@@ -1,0 +1,46 @@
+"""``--version`` on every command, and the bundled models named by precision: what a pip-installed station needs."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edge_runtime import __version__
+
+COMMANDS = {
+    "edge-infer": "edge_runtime.cli",
+    "edge-log": "edge_runtime.station.log_cli",
+    "edge-bench": "benchmarks.cli",
+    "export-onnx": "export.cli",
+    "train-model": "train.cli",
+}
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_every_command_says_its_version(name: str):
+    main = importlib.import_module(COMMANDS[name]).main  # the extras are imported only when a command runs
+    r = CliRunner().invoke(main, ["--version"], prog_name=name)
+    assert r.exit_code == 0, r.output  # edge-infer --version was "No such option", exit 2
+    assert r.output.strip() == f"{name} (defect-edge) {__version__}"
+
+
+def test_the_bundled_models_are_found_by_precision_wherever_the_package_is(tmp_path, monkeypatch):
+    """The README's edge_runtime/models/defectnet_fp32.onnx exists only in a checkout: a pip-installed station had
+    no way to name the bundled FP32 model ("model file not found", exit 4)."""
+    from edge_runtime.cli import main
+    from edge_runtime.model import load_model
+    from edge_runtime.model_info import Precision
+
+    monkeypatch.chdir(tmp_path)
+    assert load_model("fp32").info.precision is Precision.FP32
+    assert load_model("int8").info.precision is Precision.INT8
+    sample = next((Path(__file__).resolve().parents[2] / "edge_runtime" / "samples").rglob("*.jpeg"))
+    r = CliRunner().invoke(main, ["--model", "fp32", "--source", str(sample), "--json"])
+    assert r.exit_code == 0, r.output
+    assert "defectnet_fp32.onnx" in r.stderr
+    (tmp_path / "fp32").write_text("a file of that name in the working folder wins")
+    r = CliRunner().invoke(main, ["--model", "fp32", "--source", str(sample)])
+    assert r.exit_code == 4, r.output

@@ -86,8 +86,17 @@ def _entries(folder: Path) -> Iterator[Path]:
             continue
         if e.is_dir(follow_symlinks=False):
             yield from _entries(Path(e.path))
-        elif not e.is_dir():
+        elif not _links_to_folder(e):
             yield Path(e.path)
+
+
+def _links_to_folder(entry: os.DirEntry) -> bool:
+    """A link to a folder is not followed; a link loop (ELOOP) is listed as a file, and reported as unreadable where
+    it is read: it stopped train-model and export-onnx with "unexpected OSError", exit 1."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime import datasets
+from edge_runtime.decoding import decode, read_bytes
 from edge_runtime.errors import DataError, ImageReadError
-from edge_runtime.preprocess import PreprocessSpec, decode_image, resize_to_input
+from edge_runtime.preprocess import PreprocessSpec, resize_to_input
 
 
 @dataclass
@@ -32,6 +33,8 @@ class Split:
     hashes: list[str]
     bad: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
     ignored: list[str] = field(default_factory=list)  # non-image files
+    # Trained on, but worth a look: damage the decoder concealed, or a picture far smaller than the input.
+    warned: list[tuple[str, str]] = field(default_factory=list)  # (relative path, warning)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -77,16 +80,36 @@ def _list_files(split_dir: Path, classes: ClassMap, limit: int | None) -> tuple[
     return files, listing.labels, ignored
 
 
-def _load_one(path: Path, spec: PreprocessSpec) -> tuple[np.ndarray | None, str, str | None]:
+def check_train_folder(root: Path) -> None:
+    """``--data`` holding its class folders directly was told "ROOT/train: folder not found; expected DIR/<class>/",
+    the layout it already had: say where the folders go."""
+    if (root / "train").is_dir():
+        return
+    held = [d.name for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    if held and any(datasets.list_images(root / d) for d in held):
+        raise DataError(
+            f"{root}: holds class folders directly ({', '.join(held[:4])}); train-model needs them in "
+            f"{root / 'train'}/<class>/ (and optionally {root / 'test'}/<class>/): move them there"
+        )
+
+
+def _load_one(path: Path, spec: PreprocessSpec) -> tuple[np.ndarray | None, str, str | None, str | None]:
+    """(resized image or None, sha256, why it was skipped, a warning about an image trained on).
+
+    Read as the runtime reads (:func:`edge_runtime.decoding.read_bytes`): a FIFO named like an image hung training for
+    good, deaf to Ctrl-C and SIGTERM, and a link loop or a device is skipped as unreadable."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return None, "", f"cannot read file ({exc.strerror or exc})"
+        data = read_bytes(path)
+    except ImageReadError as exc:
+        return None, "", str(exc).split(": ", 1)[-1], None
     digest = hashlib.sha256(data).hexdigest()
     try:
-        return resize_to_input(decode_image(data, source=path.name), spec), digest, None
+        decoded = decode(data, source=path.name)
     except ImageReadError as exc:
-        return None, digest, str(exc).split(": ", 1)[-1]
+        return None, digest, str(exc).split(": ", 1)[-1], None
+    h, w = decoded.image.shape[:2]
+    small = f"only {w}x{h} px, stretched to the {spec.size} px input" if min(h, w) < spec.size // 4 else None
+    return resize_to_input(decoded.image, spec), digest, None, decoded.warning or small
 
 
 def load_split(
@@ -105,6 +128,7 @@ def load_split(
         results = list(pool.map(lambda f: _load_one(split_dir / f, spec), files))
     keep = [i for i, r in enumerate(results) if r[0] is not None]
     bad = [(files[i], r[2] or "unreadable") for i, r in enumerate(results) if r[0] is None]
+    warned = [(files[i], r[3]) for i, r in enumerate(results) if r[0] is not None and r[3]]
     if len(bad) > max_bad_fraction * len(files):
         raise DataError(
             f"{split_dir}: {len(bad)} of {len(files)} images are unreadable (first: {bad[0][0]}: {bad[0][1]}); "
@@ -119,6 +143,7 @@ def load_split(
         hashes=[results[i][1] for i in keep],
         bad=bad,
         ignored=ignored,
+        warned=warned,
     )
     if len(set(split.labels.tolist())) < 2:
         raise DataError(f"{split_dir}: after skipping unreadable images only one class is left")

@@ -68,6 +68,7 @@ def load_data(cfg: TrainConfig, spec: PreprocessSpec, log: Log) -> Dataset:
     root = Path(cfg.data)
     if not root.is_dir():
         raise DataError(f"{root}: data folder not found; pass --data DIR with DIR/train/<class>/ inside")
+    D.check_train_folder(root)
     classes = D.resolve_classes(root / "train", cfg.positive_class)
     common = {"max_bad_fraction": cfg.max_bad_fraction, "limit_per_class": cfg.max_images_per_class}
     t0 = time.perf_counter()
@@ -80,11 +81,13 @@ def load_data(cfg: TrainConfig, spec: PreprocessSpec, log: Log) -> Dataset:
             continue
         for f, reason in split.bad:
             log(f"skipped unreadable image {split.root / f}: {reason}")
+        for f, why in split.warned:  # trained on: listed in report.json ("trained_with_warnings")
+            log(f"warning: trained on {split.root / f}: {why}")
         if split.ignored:
             log(f"ignored {len(split.ignored)} non-image files in {split.root} (first: {split.ignored[0]})")
     train_idx, val_idx = D.stratified_group_split(full.labels, full.hashes, cfg.val_fraction, cfg.seed)
     train, val = full.subset("train", train_idx), full.subset("val", val_idx)
-    train.bad, train.ignored = full.bad, full.ignored
+    train.bad, train.ignored, train.warned = full.bad, full.ignored, full.warned
     leakage = leakage_report(train, val, test)
     splits = [s for s in (train, val, test) if s is not None]
     ds = Dataset(classes, train, val, test, leakage, D.fingerprint(splits))

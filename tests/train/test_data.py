@@ -107,3 +107,58 @@ def test_exact_duplicates_between_splits_are_found(tmp_path: Path):
     train = D.load_split("train", root / "train", cm, SPEC, max_bad_fraction=0)
     test = D.load_split("test", root / "test", cm, SPEC, max_bad_fraction=0)
     assert D.duplicates_between(train, test) == [("ok_front/copy.png", "ok_front/ok_front_000.png")]
+
+
+def _load_within(seconds: float, *args, **kwargs) -> D.Split:
+    """load_split in a thread: a test of a file that used to block forever fails instead of hanging the suite."""
+    import threading
+
+    out: dict = {}
+    worker = threading.Thread(target=lambda: out.update(split=D.load_split(*args, **kwargs)), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), "load_split blocked (a FIFO read to the end?)"
+    return out["split"]
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_or_a_link_loop_named_like_an_image_is_skipped_not_a_hang_or_a_crash(synthetic_data: Path):
+    """A FIFO hung training for good (deaf to Ctrl-C and SIGTERM); a link loop stopped it with exit 1."""
+    import os
+
+    ok = synthetic_data / "train" / "ok_front"
+    os.mkfifo(ok / "zz_fifo.jpeg")
+    (ok / "zz_loop1.jpeg").symlink_to("zz_loop2.jpeg")
+    (ok / "zz_loop2.jpeg").symlink_to("zz_loop1.jpeg")
+    cm = D.resolve_classes(synthetic_data / "train", None)
+    split = _load_within(20, "train", synthetic_data / "train", cm, SPEC, max_bad_fraction=0.1)
+    assert sorted(f for f, _ in split.bad) == [
+        "ok_front/zz_fifo.jpeg",
+        "ok_front/zz_loop1.jpeg",
+        "ok_front/zz_loop2.jpeg",
+    ]
+    assert len(split) == 48
+
+
+def test_damaged_and_tiny_images_are_trained_on_but_named(synthetic_data: Path):
+    from tests.conftest import REPO
+
+    ok = synthetic_data / "train" / "ok_front"
+    data = bytearray((REPO / "edge_runtime/samples/test/def_front/cast_def_0_3446.jpeg").read_bytes())
+    data[1388] ^= 0x10  # one flipped bit: libjpeg conceals it and decodes the rest
+    (ok / "zz_flipped.jpeg").write_bytes(bytes(data))
+    cv2.imwrite(str(ok / "zz_line.png"), np.full((1, 300), 128, np.uint8))
+    cm = D.resolve_classes(synthetic_data / "train", None)
+    split = D.load_split("train", synthetic_data / "train", cm, SPEC, max_bad_fraction=0.1)
+    warned = dict(split.warned)
+    assert len(split) == 50 and set(warned) == {"ok_front/zz_flipped.jpeg", "ok_front/zz_line.png"}
+    assert "Corrupt JPEG" in warned["ok_front/zz_flipped.jpeg"]  # trained on without a word before
+    assert "only 300x1 px" in warned["ok_front/zz_line.png"]
+
+
+def test_class_folders_given_directly_are_told_where_to_go(tmp_path: Path):
+    root = make_dataset(tmp_path / "d")
+    flat = tmp_path / "flat"
+    (root / "train").rename(flat)
+    with pytest.raises(DataError, match=r"holds class folders directly \(def_front, ok_front\).*flat/train"):
+        D.check_train_folder(flat)

@@ -10,7 +10,7 @@ import click
 
 from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors, version_option
 from edge_runtime.errors import DefectEdgeError, ExitCode, exit_codes_help, printable
-from edge_runtime.model import Provider
+from edge_runtime.model import Provider, model_path
 from edge_runtime.stopping import StopSignals
 
 # (full run, --quick): counts are fixed before timing starts; explicit options override both.
@@ -116,7 +116,8 @@ def main(*, debug: bool, **opts: object) -> None:
     counts = {k: opts[k] if opts[k] is not None else v[1 if quick else 0] for k, v in COUNTS.items()}
     batches = tuple(opts["batches"]) or (1, 8, 32)
     cfg = BenchConfig(
-        models=tuple(dict.fromkeys(opts["models"])) or bundled_models(),  # a model or provider typed twice: once
+        # a model or provider typed twice: once; int8 / fp32 name the bundled models, as in edge-infer
+        models=tuple(dict.fromkeys(model_path(m) for m in opts["models"])) or bundled_models(),
         providers=tuple(dict.fromkeys(Provider(p) for p in opts["providers"])) or (Provider.CPU,),
         threads=tuple(dict.fromkeys(opts["threads"])) or tuple(sorted({1, usable_cores()})),  # --threads 1 twice
         batches=batches,

@@ -32,7 +32,7 @@ EXIT_CODE_MEANINGS = {
     3: "bad data",
     4: "bad model or checkpoint",
     5: "source unavailable",
-    6: "gate failed (accuracy, station check)",
+    6: "gate failed",
     7: "output not writable",
     8: "missing extra",
     10: "defect found (--fail-on-defect; also an item without a trustworthy verdict: error, warning or no part)",

@@ -21,7 +21,7 @@ import numpy as np
 
 from edge_runtime.errors import ExitCode, ModelError, OutputError, SourceError, UsageError, printable
 from edge_runtime.inputs import Item, SourceKind, SourceSpec, iter_items, open_live, resolve_source
-from edge_runtime.model import EdgeModel, Prediction, RuntimeConfig, default_model_path, load_model
+from edge_runtime.model import EdgeModel, Prediction, RuntimeConfig, load_model, model_path
 from edge_runtime.output_checks import check_outputs
 from edge_runtime.outputs import StdoutClosed, record_for
 from edge_runtime.priority import Priority, RealTime
@@ -302,9 +302,7 @@ def _load(cfg: InferConfig, spec: SourceSpec, stop: StopSignals) -> EdgeModel:
 
 def _check_usage(cfg: InferConfig, spec: SourceSpec) -> None:
     """Options that cannot work together with this source, before the model is loaded."""
-    check_outputs(
-        spec, output=cfg.output, summary=cfg.summary_path, save=cfg.save, model=cfg.model or default_model_path()
-    )
+    check_outputs(spec, output=cfg.output, summary=cfg.summary_path, save=cfg.save, model=model_path(cfg.model))
     if cfg.priority is Priority.REALTIME and not spec.kind.live:
         raise UsageError(
             "--priority realtime is for a live source (--camera, or a stream URL); files and videos run at "

@@ -106,7 +106,7 @@ def model_path(name: str | Path | None) -> Path:
         return default_model_path()
     path = Path(name)
     shipped = {p.value: p for p in DEFAULT_MODEL_FILES}
-    if str(name).lower() in shipped and not path.exists():
+    if str(name).lower() in shipped and not path.is_file():  # a folder or a broken link of that name does not win
         return default_model_path(shipped[str(name).lower()])
     return path
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -86,25 +87,18 @@ def _source_folder(name: str) -> str | None:
     return glob_root(name)[0] if glob.has_magic(name) and not os.path.lexists(name) else None
 
 
-# File names --save would otherwise have made a folder of (`--save x.gif` gave a folder "x.gif" of JPEGs, exit 0).
-OTHER_FILE_SUFFIXES = frozenset(
-    {".gif", ".apng", ".jp2", ".heic", ".heif", ".avif", ".svg", ".pdf", ".flv", ".3gp", ".ogv", ".h264", ".mjpg",
-     ".mjpeg", ".y4m", ".json", ".jsonl", ".csv", ".txt", ".db", ".zip", ".gz", ".tar"}
-)  # fmt: skip
-
-
 def check_save_target(target: Path) -> None:
     """``--save`` must be a folder or a regular file (a FIFO would block the video writer forever), a video name
     one OpenCV can write (``out.mov`` would silently become a folder) and not an existing folder."""
     from edge_runtime.annotate import VIDEO_SAVE_SUFFIXES
-    from edge_runtime.inputs import VIDEO_SUFFIXES
-    from edge_runtime.preprocess import IMAGE_SUFFIXES
 
     suffix = target.suffix.lower()
     if suffix in VIDEO_SAVE_SUFFIXES and target.is_dir():
         raise OutputError(f"{target}: is a folder, not a video file; choose another --save")
-    files = VIDEO_SUFFIXES | IMAGE_SUFFIXES | OTHER_FILE_SUFFIXES
-    if suffix in files - VIDEO_SAVE_SUFFIXES.keys() and not target.is_dir():
+    # Any suffix that names a kind of file (letters first: "runs.2026.11" stays a folder) other than a video the
+    # saver writes: out.onnx, out.log, out.html ... each became a folder of JPEGs.
+    file_like = re.fullmatch(r"\.[a-z][a-z0-9]*", suffix) is not None
+    if file_like and suffix not in VIDEO_SAVE_SUFFIXES and not target.is_dir():
         raise UsageError(
             f"--save {target}: cannot save a {suffix} file; name a video ({', '.join(VIDEO_SAVE_SUFFIXES)}) or a "
             "folder for annotated JPEGs"

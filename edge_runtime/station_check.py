@@ -129,8 +129,9 @@ def looks_alike(flagged: int, total: int) -> bool:
     return flagged <= UNTRUSTED_SHARE * max(total, 1)
 
 
-def report(per_item: Sequence[list[str]], prof: StationProfile) -> list[str]:
-    """The lines of ``edge-infer --check-station``: how many items look unlike training, and why."""
+def report(per_item: Sequence[list[str]], prof: StationProfile, *, unreadable: int = 0) -> list[str]:
+    """The lines of ``edge-infer --check-station``: how many items look unlike training, and why; ``unreadable``
+    files count against the folder in the verdict line."""
     total = len(per_item)
     flagged = sum(1 for r in per_item if r)
     counts: Counter[str] = Counter(reason_kind(r) for rs in per_item for r in rs)
@@ -138,10 +139,12 @@ def report(per_item: Sequence[list[str]], prof: StationProfile) -> list[str]:
              f"{prof.images} training images"]  # fmt: skip
     for kind, c in counts.most_common():
         lines.append(f"  {c:>6} ({share_text(c, total):>6})  {kind}")
-    if not looks_alike(flagged, total):
+    bad, files = flagged + unreadable, total + unreadable
+    if not looks_alike(bad, files):
         lines.append(
-            "  -> do not trust these verdicts yet: adjust light and framing to look like the training images, or "
-            "collect labelled images from this station and retrain"
+            f"  -> do not trust these verdicts yet ({bad} of {files} files flagged or unreadable, over the "
+            f"{UNTRUSTED_SHARE:.0%} limit): adjust light and framing to look like the training images, or collect "
+            "labelled images from this station and retrain"
         )
     else:
         lines.append("  -> this station's images look like the training images")
@@ -193,7 +196,8 @@ def check_folder(model: Any, paths: Sequence[Any]) -> tuple[list[str], bool]:
             unreadable += 1
     if not per_item:
         raise DataError(f"no readable images to check ({unreadable} unreadable); pass a folder of camera images")
-    lines = report(per_item, prof)
+    lines = report(per_item, prof, unreadable=unreadable)
     if unreadable:
         lines.insert(1, f"  {plural(unreadable, 'unreadable file')} {'was' if unreadable == 1 else 'were'} skipped")
-    return lines, looks_alike(sum(1 for r in per_item if r), len(per_item))
+    # An unreadable file counts against the folder: 1 good image among 52 unreadable files passed.
+    return lines, looks_alike(sum(1 for r in per_item if r) + unreadable, len(per_item) + unreadable)

@@ -86,6 +86,11 @@ def check_train_folder(root: Path) -> None:
     if (root / "train").is_dir():
         return
     held = [d.name for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    lower = {d.lower(): d for d in held}
+    if root.name == "train" or "train" in lower:  # --data ds/train, or ds/Train
+        where = f"pass --data {root.parent}" if root.name == "train" else f"rename {lower['train']} to train"
+        raise DataError(f"{root}: no train/ folder here; {where} (train-model reads DIR/train/<class>/)")
+    held = [d for d in held if d.lower() not in ("test", "val")]
     if held and any(datasets.list_images(root / d) for d in held):
         raise DataError(
             f"{root}: holds class folders directly ({', '.join(held[:4])}); train-model needs them in "

@@ -81,8 +81,8 @@ def load_data(cfg: TrainConfig, spec: PreprocessSpec, log: Log) -> Dataset:
             continue
         for f, reason in split.bad:
             log(f"skipped unreadable image {split.root / f}: {reason}")
-        for f, why in split.warned:  # trained on: listed in report.json ("trained_with_warnings")
-            log(f"warning: trained on {split.root / f}: {why}")
+        for f, why in split.warned:  # used as they are: listed in report.json ("used_with_warnings")
+            log(f"warning: {'trained' if split.name == 'train' else 'tested'} on {split.root / f}: {why}")
         if split.ignored:
             log(f"ignored {len(split.ignored)} non-image files in {split.root} (first: {split.ignored[0]})")
     train_idx, val_idx = D.stratified_group_split(full.labels, full.hashes, cfg.val_fraction, cfg.seed)

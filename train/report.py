@@ -121,7 +121,12 @@ def _report_header(
             "fingerprint": ds.fingerprint,
             "counts": {s.name: len(s) for s in (ds.train, ds.val, ds.test) if s is not None},
             "unreadable": [{"file": f, "reason": r} for s in (ds.train, ds.test) if s for f, r in s.bad],
-            "trained_with_warnings": [{"file": f, "warning": w} for s in (ds.train, ds.test) if s for f, w in s.warned],
+            "used_with_warnings": [
+                {"split": "test" if s is ds.test else "train", "file": f, "warning": w}
+                for s in (ds.train, ds.test)
+                if s
+                for f, w in s.warned
+            ],
             "ignored_non_images": len(ds.train.ignored) + (len(ds.test.ignored) if ds.test else 0),
         },
         "leakage": ds.leakage,

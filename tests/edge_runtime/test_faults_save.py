@@ -20,17 +20,18 @@ from tests.edge_runtime.faults_common import (
 )
 
 
-@pytest.mark.parametrize("case", ["mov", "jpg", "gif", "folder-named-mp4", "source-folder"])
+@pytest.mark.parametrize("case", ["mov", "jpg", "gif", "onnx", "folder-named-mp4", "source-folder"])
 def test_save_that_would_go_wrong_is_refused_before_any_work(tmp_path, tiny_model, case):
     """``--save out.mov`` (or ``out.gif``) silently became a folder named out.mov; ``--save DIR.mp4`` (an existing
     folder) failed after the first item; ``--save`` onto the source folder mixed annotated pictures into the inputs."""
     write_parts(tmp_path / "parts", [10, 200])
     target = {"mov": tmp_path / "out.mov", "jpg": tmp_path / "out.jpg", "gif": tmp_path / "out.gif",
-              "folder-named-mp4": tmp_path / "d.mp4", "source-folder": tmp_path / "parts"}[case]  # fmt: skip
+              "onnx": tmp_path / "out.onnx", "folder-named-mp4": tmp_path / "d.mp4",
+              "source-folder": tmp_path / "parts"}[case]  # fmt: skip
     if case == "folder-named-mp4":
         target.mkdir()
     result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--save", str(target)])
-    usage = case in ("mov", "jpg", "gif")
+    usage = case in ("mov", "jpg", "gif", "onnx")
     recs = check(result, ExitCode.USAGE if usage else ExitCode.OUTPUT_ERROR, error_lines=1)
     assert recs == [] and "summary:" not in result.stderr
     assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["part_00.png", "part_01.png"]

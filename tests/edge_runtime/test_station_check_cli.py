@@ -80,3 +80,14 @@ def test_an_empty_check_station_is_no_input_not_the_current_folder(tmp_path: Pat
     monkeypatch.chdir(tmp_path / "here")
     r = CliRunner().invoke(main, ["--model", str(model), "--check-station", ""])
     assert r.exit_code == 3 and "--check-station is empty" in r.output and "images," not in r.output
+
+
+def test_a_folder_of_mostly_unreadable_files_does_not_pass_the_station_check(tmp_path: Path):
+    """1 good image among 52 unreadable files said "look like the training images", exit 0."""
+    model = model_with_profile(tmp_path / "m.onnx")
+    folder = write(tmp_path / "cam", {"good.png": impeller(bg=165)})
+    for i in range(5):
+        (folder / f"broken_{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))
+    r = CliRunner().invoke(main, ["--model", str(model), "--check-station", str(folder)])
+    assert r.exit_code == 6, r.output
+    assert "5 unreadable files were skipped" in r.output and "5 of 6 files flagged or unreadable" in r.output

@@ -44,3 +44,33 @@ def test_the_bundled_models_are_found_by_precision_wherever_the_package_is(tmp_p
     (tmp_path / "fp32").write_text("a file of that name in the working folder wins")
     r = CliRunner().invoke(main, ["--model", "fp32", "--source", str(sample)])
     assert r.exit_code == 4, r.output
+
+
+def test_the_bundled_model_shortcut_is_protected_from_outputs_and_not_shadowed_by_a_folder(tmp_path, monkeypatch):
+    """--model fp32 --summary <the bundled FP32 file> replaced the model with a summary (the check saw "fp32")."""
+    import shutil
+
+    import edge_runtime.model as model_mod
+    from edge_runtime.cli import main
+    from edge_runtime.model import model_path
+
+    models = tmp_path / "models"
+    shutil.copytree(model_mod.MODELS_DIR, models)
+    monkeypatch.setattr(model_mod, "MODELS_DIR", models)
+    target = models / "defectnet_fp32.onnx"
+    before = target.read_bytes()
+    sample = next((Path(__file__).resolve().parents[2] / "edge_runtime" / "samples").rglob("*.jpeg"))
+    r = CliRunner().invoke(main, ["--model", "fp32", "--source", str(sample), "--summary", str(target)])
+    assert r.exit_code == 7, r.output
+    assert target.read_bytes() == before
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "int8").mkdir()  # a folder of that name: not a model file, the shortcut still works
+    assert model_path("int8") == models / "defectnet_int8.onnx"
+
+
+def test_edge_bench_takes_the_bundled_model_names_too():
+    from benchmarks.runner import bundled_models  # noqa: F401 - the same files edge-bench runs by default
+    from edge_runtime.model import default_model_path, model_path
+    from edge_runtime.model_info import Precision
+
+    assert model_path("FP32") == default_model_path(Precision.FP32)

@@ -162,3 +162,15 @@ def test_class_folders_given_directly_are_told_where_to_go(tmp_path: Path):
     (root / "train").rename(flat)
     with pytest.raises(DataError, match=r"holds class folders directly \(def_front, ok_front\).*flat/train"):
         D.check_train_folder(flat)
+
+
+def test_the_train_folder_advice_fits_the_layout_given(tmp_path: Path):
+    root = make_dataset(tmp_path / "d")
+    with pytest.raises(DataError, match=r"no train/ folder here; pass --data .*/d \("):
+        D.check_train_folder(root / "train")  # --data d/train: "move them to d/train/train/<class>/" was wrong
+    (root / "train").rename(root / "Train")
+    with pytest.raises(DataError, match="rename Train to train"):
+        D.check_train_folder(root)
+    (root / "Train").rename(root / "ok_and_def")
+    with pytest.raises(DataError, match=r"holds class folders directly \(ok_and_def\)"):
+        D.check_train_folder(root)  # test/ is not named as a class folder

@@ -14,10 +14,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from benchmarks import timing
 from benchmarks.config import Job, Row, Section
 from benchmarks.onnx_bench import base_row, fill, load_edge_model
-from benchmarks.timing import Stats, reset_peak_rss
+from benchmarks.timing import Stats, start_row
 from edge_runtime.inputs import iter_live
 from edge_runtime.model import EdgeModel
 from edge_runtime.sources import LatestFrameReader
@@ -76,7 +75,7 @@ def live_row(model: EdgeModel, frames: Sequence[np.ndarray], *, fps: int, second
     latencies: list[float] = []
     done: list[float] = []
     model.predict(frames[0])  # first call allocates; a camera loop is warm after its first frame
-    timing.PEAK_PER_ROW = reset_peak_rss()  # this rate's own peak, not the earlier rates' of the same worker
+    start_row()  # this rate's own peak memory, not the earlier rates' of the same worker
     camera = PacedSource(frames, fps=fps, count=count)
     reader = LatestFrameReader(camera, name=f"synthetic {fps} FPS", reconnect=False)
     # The loop of edge-infer on a live source, with its preparation (the station check, the part's square for the

@@ -56,8 +56,7 @@ def measure(fn: Callable[[], object], *, warmup: int, runs: int, items: int = 1)
     >>> measure(lambda: None, warmup=1, runs=5).runs
     5
     """
-    global PEAK_PER_ROW
-    PEAK_PER_ROW = reset_peak_rss()
+    start_row()
     for _ in range(warmup):
         fn()
     times = np.empty(runs, dtype=np.float64)
@@ -85,6 +84,12 @@ def runs_for_batch(batch: int, *, runs: int, min_runs: int) -> int:
 
 
 PEAK_PER_ROW = True  # False once a reset failed: the rows' peak is then the worker's since it started (said on them)
+
+
+def start_row() -> None:
+    """A row's configuration starts: its peak memory from here (:data:`PEAK_PER_ROW` says whether that worked)."""
+    global PEAK_PER_ROW
+    PEAK_PER_ROW = reset_peak_rss()
 
 
 def reset_peak_rss() -> bool:

@@ -152,7 +152,7 @@ HELP = (
     metavar="DIR",
     help="Station check only: compare a folder of unlabelled images from a new camera with the model's training "
     "images (light, background, framing, sharpness) and print a short report; no verdicts. Exit 6 when more than "
-    "1% of the images look unlike the training images.",
+    "1% of the files look unlike the training images or are unreadable.",
 )
 @click.option(
     "--no-station-check",

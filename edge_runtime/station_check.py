@@ -119,14 +119,15 @@ def reason_kind(reason: str) -> str:
     return reason.rsplit(" (", 1)[0]
 
 
-def looks_alike(flagged: int, total: int) -> bool:
-    """Whether a folder passes ``--check-station``: at most 1% of its images flagged (the official test images:
-    0.7%).
+def looks_alike(per_item: Sequence[list[str]], unreadable: int = 0) -> tuple[bool, int, int]:
+    """Whether a folder passes ``--check-station``: at most 1% of its files flagged or unreadable (the official test
+    images: 0.7%); with the count of those files and of all files.
 
-    >>> looks_alike(5, 715), looks_alike(12, 60)
-    (True, False)
+    >>> looks_alike([[]] * 710 + [["dark"]] * 5), looks_alike([[]] * 48 + [["dark"]] * 12)
+    ((True, 5, 715), (False, 12, 60))
     """
-    return flagged <= UNTRUSTED_SHARE * max(total, 1)
+    bad, files = sum(1 for r in per_item if r) + unreadable, len(per_item) + unreadable
+    return bad <= UNTRUSTED_SHARE * max(files, 1), bad, files
 
 
 def report(per_item: Sequence[list[str]], prof: StationProfile, *, unreadable: int = 0) -> list[str]:
@@ -139,8 +140,8 @@ def report(per_item: Sequence[list[str]], prof: StationProfile, *, unreadable: i
              f"{prof.images} training images"]  # fmt: skip
     for kind, c in counts.most_common():
         lines.append(f"  {c:>6} ({share_text(c, total):>6})  {kind}")
-    bad, files = flagged + unreadable, total + unreadable
-    if not looks_alike(bad, files):
+    alike, bad, files = looks_alike(per_item, unreadable)
+    if not alike:
         lines.append(
             f"  -> do not trust these verdicts yet ({bad} of {files} files flagged or unreadable, over the "
             f"{UNTRUSTED_SHARE:.0%} limit): adjust light and framing to look like the training images, or collect "
@@ -200,4 +201,4 @@ def check_folder(model: Any, paths: Sequence[Any]) -> tuple[list[str], bool]:
     if unreadable:
         lines.insert(1, f"  {plural(unreadable, 'unreadable file')} {'was' if unreadable == 1 else 'were'} skipped")
     # An unreadable file counts against the folder: 1 good image among 52 unreadable files passed.
-    return lines, looks_alike(sum(1 for r in per_item if r) + unreadable, len(per_item) + unreadable)
+    return lines, looks_alike(per_item, unreadable)[0]

@@ -83,9 +83,7 @@ def check_float_convs(float_convs: int, count: int, arch: str) -> None:
     """
     from edge_runtime.errors import UsageError
 
-    if float_convs < 0:
-        raise UsageError(f"--float-convs {float_convs}: give 0 or more")
-    if float_convs and float_convs >= count:
+    if float_convs and float_convs >= count:  # a negative count is refused by ExportConfig and the CLI
         most = "none can stay in float" if count <= 1 else f"keep at most {count - 1} in float"
         raise UsageError(
             f"--float-convs {float_convs}: {arch} has {count} convolution{'s' if count != 1 else ''}, so nothing of "

@@ -61,7 +61,7 @@ HELP = (
 @click.option(
     "--model",
     "model",
-    type=click.Path(path_type=Path),
+    type=click.Path(),  # as typed: ./fp32 names a file, only a bare fp32 the bundled model
     multiple=True,
     callback=lambda ctx, param, values: once(param, values),
     help="ONNX model from export-onnx, or int8 / fp32 for a bundled model [default: the bundled INT8 model].",
@@ -213,7 +213,7 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
 
         from edge_runtime.errors import DataError
         from edge_runtime.infer import InferConfig, run_inference
-        from edge_runtime.model import Provider, RuntimeConfig, check_threads, threads_from_env
+        from edge_runtime.model import Provider, RuntimeConfig, check_threads, model_path, threads_from_env
         from edge_runtime.output_checks import check_distinct_outputs
         from edge_runtime.priority import Priority
 
@@ -231,7 +231,7 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
     cfg = InferConfig(
         source=opts["source"],
         camera=opts["camera"],
-        model=opts["model"],
+        model=model_path(opts["model"]) if opts["model"] is not None else None,
         runtime=RuntimeConfig(provider=Provider(opts["provider"]), threads=threads),
         json_stdout=opts["json_stdout"],
         output=opts["output"],

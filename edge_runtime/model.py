@@ -97,7 +97,8 @@ def default_model_path(precision: Precision = Precision.INT8) -> Path:
 def model_path(name: str | Path | None) -> Path:
     """``--model``: a file, or ``int8`` / ``fp32`` for the model of that precision shipped in the package (where a
     pip install put it; the README's ``edge_runtime/models/...`` paths exist only in a checkout). A file of that
-    name in the working folder wins.
+    name in the working folder wins. Only the bare name as typed (a ``str``) is a shortcut: ``./fp32`` and a ``Path``
+    always name a file (``Path("./fp32")`` reads ``fp32``, so a missing ``./fp32`` had run the bundled model).
 
     >>> model_path("fp32") == default_model_path(Precision.FP32), model_path("m.onnx")
     (True, PosixPath('m.onnx'))
@@ -106,7 +107,7 @@ def model_path(name: str | Path | None) -> Path:
         return default_model_path()
     path = Path(name)
     shipped = {p.value: p for p in DEFAULT_MODEL_FILES}
-    if str(name).lower() in shipped and not path.is_file():  # a folder or a broken link of that name does not win
+    if isinstance(name, str) and name.lower() in shipped and not path.is_file():  # a folder or a broken link of that name does not win
         return default_model_path(shipped[str(name).lower()])
     return path
 

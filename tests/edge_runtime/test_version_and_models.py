@@ -74,3 +74,29 @@ def test_edge_bench_takes_the_bundled_model_names_too():
     from edge_runtime.model_info import Precision
 
     assert model_path("FP32") == default_model_path(Precision.FP32)
+
+
+@pytest.mark.parametrize("typed", ["./fp32", "int8/", "sub/../int8"])
+def test_a_path_spelling_of_a_bundled_name_is_a_file_and_a_missing_one_is_refused(tmp_path, monkeypatch, typed):
+    """Only the bare name is the shortcut. click's Path type turned ./fp32 into fp32, so a missing ./fp32 (a typo
+    for the model file the user meant) ran the bundled model and passed its verdicts off as that file's."""
+    from edge_runtime.cli import main
+    from edge_runtime.model import model_path
+
+    monkeypatch.chdir(tmp_path)
+    assert model_path(Path(typed)) == Path(typed)
+    sample = next((Path(__file__).resolve().parents[2] / "edge_runtime" / "samples").rglob("*.jpeg"))
+    r = CliRunner().invoke(main, ["--model", typed, "--source", str(sample)])
+    assert r.exit_code == 4, r.output
+    assert "defectnet_" not in r.output
+
+
+def test_edge_bench_refuses_a_missing_path_spelling_of_a_bundled_name(tmp_path, monkeypatch):
+    from benchmarks.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    samples = Path(__file__).resolve().parents[2] / "edge_runtime" / "samples"
+    r = CliRunner().invoke(main, ["--model", "./int8", "--data", str(samples), "--json", str(tmp_path / "b.json")])
+    assert r.exit_code == 4, r.output  # every model refused
+    assert "model file not found" in r.output
+    assert not (tmp_path / "b.json").exists()

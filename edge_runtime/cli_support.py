@@ -68,6 +68,7 @@ class _OneLineUsage:
     def make_context(
         self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
     ) -> click.Context:
+        asked_version = "--version" in args  # before click's parser consumes ``args``
         try:
             return super().make_context(info_name, args, parent=parent, **extra)  # type: ignore[misc]
         except click.UsageError as exc:  # click's parser names no command for some ("requires an argument")
@@ -76,7 +77,7 @@ class _OneLineUsage:
                 exc.message = _extra_arguments(exc.message, has_source=_takes_paths(self))
             raise _one_line(exc, f"{parent.command_path} {name}" if parent is not None else name) from None
         except OSError as exc:  # --help onto a stdout that cannot be written (>/dev/full) or a closed pipe
-            _help_not_written(exc)
+            _help_not_written(exc, "version" if asked_version else "help")
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -127,13 +128,13 @@ def _one_line(exc: click.UsageError, where: str) -> click.UsageError:
     return line
 
 
-def _help_not_written(exc: OSError) -> NoReturn:
-    """The help was asked for and could not be printed: a reader that went away (``--help | head -3``) ends it
-    quietly; a stdout that cannot be written is one line, exit 7 (it was a traceback)."""
+def _help_not_written(exc: OSError, what: str) -> NoReturn:
+    """The help (or the version) was asked for and could not be printed: a reader that went away (``--help | head
+    -3``) ends it quietly; a stdout that cannot be written is one line, exit 7 (it was a traceback)."""
     _stdout_to_devnull()
     if isinstance(exc, BrokenPipeError):
         sys.exit(0)
-    fail(f"stdout: cannot write the help ({exc.strerror or exc}); check where stdout goes", ExitCode.OUTPUT_ERROR)
+    fail(f"stdout: cannot write the {what} ({exc.strerror or exc}); check where stdout goes", ExitCode.OUTPUT_ERROR)
 
 
 class Command(_OneLineUsage, click.Command):

@@ -89,6 +89,14 @@ def test_help_onto_a_full_stdout_is_one_line_exit_7_and_a_closed_pipe_ends_quiet
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
 
 
+def test_version_onto_a_full_stdout_names_the_version_not_the_help() -> None:
+    with open("/dev/full", "w") as full:
+        proc = _edge_infer("--version", stdout=full, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 7 and proc.stderr.splitlines() == [
+        "error: stdout: cannot write the version (No space left on device); check where stdout goes"
+    ]  # said "cannot write the help": the user asked for no help
+
+
 def test_a_usage_error_onto_a_full_stderr_still_exits_2() -> None:
     with open("/dev/full", "w") as full:
         proc = _edge_infer("--bogus", stdout=subprocess.PIPE, stderr=full)

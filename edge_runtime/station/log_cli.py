@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -114,8 +115,8 @@ def summary(db: Path, since: float | None, until: float | None, as_json: bool, d
     from edge_runtime.station.query import Filter, open_reader
     from edge_runtime.station.query import summary as summarise
 
-    con = open_reader(db)
-    s = summarise(con, Filter(since=since, until=until))
+    with closing(open_reader(db)) as con:  # the last reader to close removes the log's -wal and -shm files
+        s = summarise(con, Filter(since=since, until=until))
     with stdout_errors():
         click.echo(json.dumps(s) if as_json else summary_text(db, s))
 
@@ -153,9 +154,8 @@ def query(
         raise click.UsageError("--json and --csv exclude each other; give one")
     fmt = "json" if as_json else "csv" if as_csv else None
     defective = True if only_defective else False if only_ok else None
-    found = rows(open_reader(db), Filter(since=since, until=until, defective=defective, source=source), limit=limit)
-    with stdout_errors():
-        _print_rows(found, fmt)
+    with closing(open_reader(db)) as con, stdout_errors():
+        _print_rows(rows(con, Filter(since=since, until=until, defective=defective, source=source), limit=limit), fmt)
 
 
 def _cell(value: Any) -> Any:
@@ -196,8 +196,8 @@ def show(db: Path, item_id: int, out: Path, debug: bool) -> None:
 
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise click.BadParameter("must end in .png or .jpg", param_hint="--out")
-    con = open_reader(db)
-    rec, jpeg = row(con, item_id), thumbnail_jpeg(con, item_id)
+    with closing(open_reader(db)) as con:
+        rec, jpeg = row(con, item_id), thumbnail_jpeg(con, item_id)
     if jpeg is None:
         raise DataError(
             f"item {item_id} has no stored image (only defective items keep one); pick one from "

@@ -141,10 +141,15 @@ def connect(path: Path | str, *, readonly: bool = False, timeout_s: float = 2.0)
 
 
 def _open_readonly(path: Path | str, timeout_s: float, *, immutable: bool) -> sqlite3.Connection:
-    mode = "immutable=1" if immutable else "mode=ro"
-    return sqlite3.connect(
-        f"{Path(path).resolve().as_uri()}?{mode}", uri=True, timeout=timeout_s, check_same_thread=False
-    )
+    """A connection that cannot change the log. Where this user may write the log and its folder, it is opened
+    read-write with ``query_only``: the last connection to close then removes the ``-wal`` and ``-shm`` files, as
+    a writer's does; a ``mode=ro`` reader left an empty ``-wal`` and a 32 KiB ``-shm`` beside a closed log."""
+    resolved = Path(path).resolve()
+    writable = os.access(resolved, os.W_OK) and os.access(resolved.parent, os.W_OK)
+    mode = "immutable=1" if immutable else "mode=rw" if writable else "mode=ro"
+    con = sqlite3.connect(f"{resolved.as_uri()}?{mode}", uri=True, timeout=timeout_s, check_same_thread=False)
+    con.execute("PRAGMA query_only=1")
+    return con
 
 
 def _needs_immutable(path: Path | str, exc: sqlite3.OperationalError) -> bool:

@@ -216,3 +216,27 @@ def test_items_left_in_a_write_ahead_file_the_reader_cannot_open_are_an_error_no
     # it says why and what to do; it advised "use another --log", an option edge-log does not have
     assert "write-ahead file" in result.output and "copy both files" in result.output
     assert "--log" not in result.output
+
+
+def test_reading_a_closed_log_leaves_nothing_beside_it_and_changes_nothing(station_log, log_path: Path):
+    write_items(station_log, 8)
+    station_log.close()
+    before = log_path.read_bytes()
+    assert sorted(p.name for p in log_path.parent.iterdir()) == ["station.db"]
+    assert edge_log("summary", log_path).exit_code == 0
+    assert edge_log("query", log_path, "--json").exit_code == 0
+    # a mode=ro reader left an empty station.db-wal and a 32 KiB station.db-shm in the station's folder
+    assert sorted(p.name for p in log_path.parent.iterdir()) == ["station.db"]
+    assert log_path.read_bytes() == before
+
+
+def test_a_reader_cannot_change_the_log_even_opened_read_write(station_log, log_path: Path):
+    from edge_runtime.station.query import open_reader
+
+    write_items(station_log, 3)
+    con = open_reader(log_path)
+    with pytest.raises(sqlite3.OperationalError):
+        con.execute("DELETE FROM inspections")
+    con.close()
+    assert edge_log("summary", log_path, "--json").exit_code == 0
+    assert json.loads(edge_log("summary", log_path, "--json").output)["items"] == 3

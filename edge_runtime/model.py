@@ -107,8 +107,9 @@ def model_path(name: str | Path | None) -> Path:
         return default_model_path()
     path = Path(name)
     shipped = {p.value: p for p in DEFAULT_MODEL_FILES}
-    if isinstance(name, str) and name.lower() in shipped and not path.is_file():  # a folder or a broken link of that name does not win
-        return default_model_path(shipped[str(name).lower()])
+    # a folder or a broken link of that name does not win
+    if isinstance(name, str) and name.lower() in shipped and not path.is_file():
+        return default_model_path(shipped[name.lower()])
     return path
 
 

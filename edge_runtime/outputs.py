@@ -151,8 +151,13 @@ class FileSink:
         # in place instead (write).
         self.append = not json_array
         flags |= os.O_APPEND if self.append else 0
+        self.created = False  # made by this run: removed again if the run never began (its source did not open)
         try:
-            self.fd = os.open(path, flags, 0o644)
+            try:
+                self.fd = os.open(path, flags | os.O_EXCL, 0o644)
+                self.created = True
+            except FileExistsError:
+                self.fd = os.open(path, flags, 0o644)
         except OSError as exc:
             raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); {write_advice(exc)}") from exc
         try:
@@ -284,12 +289,22 @@ class FileSink:
             try:
                 if self.json_array and self.begun and not self.regular:
                     self._write(b"\n]\n" if self.records else b"]\n")
+                if self.created and self.regular and not self.begun:
+                    self._remove_unused()
             finally:
                 os.close(self.fd)
                 self.fd = -1
                 if self.rfd >= 0:
                     os.close(self.rfd)
                     self.rfd = -1
+
+    def _remove_unused(self) -> None:
+        """A file this run made and never began (its source did not open): left, it read as a run that judged
+        nothing. Only while it is still the file this run opened."""
+        with contextlib.suppress(OSError):
+            mine, there = os.fstat(self.fd), os.stat(self.path)
+            if (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino):
+                os.unlink(self.path)
 
 
 def open_file_sink(path: Path) -> FileSink:

@@ -207,6 +207,19 @@ def test_a_run_that_cannot_open_its_source_leaves_the_last_output_as_it_was(tmp_
     assert out.read_bytes() == before and len(before.splitlines()) == 2 + (suffix == ".csv")
 
 
+@pytest.mark.parametrize("source", ["video", "camera"])
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv"])
+def test_a_run_that_cannot_open_its_source_leaves_no_new_output_behind(tmp_path, tiny_model, source, suffix):
+    """A new --output was left empty (or an empty array) beside a run that judged nothing: read later, it said
+    the run had found no part at all."""
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
+    where = ["--source", str(tmp_path / "broken.mp4")] if source == "video" else ["--camera", "/dev/video97"]
+    out = tmp_path / f"line3{suffix}"
+    result = invoke(["--model", str(tiny_model), *where, "--output", str(out)])
+    assert check(result, ExitCode.SOURCE_UNAVAILABLE, error_lines=1) == []
+    assert not out.exists()
+
+
 def test_a_full_disk_names_the_summary_it_could_not_write_beside_the_output(tmp_path, tiny_model, monkeypatch):
     """On a full disk the --output error was reported and the --summary that could not be written was not."""
     import errno

@@ -47,6 +47,7 @@ class JpegPackets:
         self.warning: str | None = None
         self.error: str | None = None
         self.undecodable_run = 0
+        self.packet: bytes | None = None  # the last frame's JPEG bytes, as the file holds them (avi_index)
         try:  # what the container says a frame's height is (0: unknown, as for most streams)
             self.frame_height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
         except (cv2.error, AttributeError, OverflowError, TypeError, ValueError):
@@ -54,12 +55,12 @@ class JpegPackets:
 
     def read(self) -> tuple[bool, Any]:
         self.warning = self.error = None
-        self.gray = None
+        self.gray = self.packet = None
         ok, packet = self.cap.read()
         if not ok or packet is None:
             return ok, packet
         # libjpeg-turbo itself supplies the standard Huffman tables to a frame without them (AVI1 Motion-JPEG).
-        data = np.asarray(packet, np.uint8).tobytes()
+        data = self.packet = np.asarray(packet, np.uint8).tobytes()
         try:
             image, self.warning = self._picture(data, colour=self.colour)
             if self.colour:

@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.avi_index import AviIndex
 from edge_runtime.errors import SourceError
 from edge_runtime.items import Item, frame_item
+from edge_runtime.jpeg_packets import JpegPackets
 
 
 def check_video_file(name: str) -> int:
@@ -138,6 +140,8 @@ class _VideoReader:
         self.notice, self.cut_short = notice, cut_short
         self.declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.exact_count = Path(name).suffix.lower() == ".avi"
+        # a Motion-JPEG AVI's frames are matched with its index: lost chunk headers cannot renumber later frames
+        self.avi = AviIndex.read(Path(name)) if self.exact_count and isinstance(cap, JpegPackets) else None
         self.ends_ms = _declared_end_ms(cap, self.declared)
         self.shape = _declared_shape(cap) if keep_original else None
         # Decoded pictures are kept for --save/--show: a few frames ahead, not 64 (8K frames took 3.3 GB).
@@ -184,6 +188,7 @@ class _VideoReader:
                     if self._read_over():
                         continue
                     break
+                self._follow_index()
                 if self.failed_from is not None:
                     self._damage_ended()
                 cap = self.cap
@@ -204,6 +209,20 @@ class _VideoReader:
             return False, None
         self.at_ms = _position_ms(self.cap) if ok else self.at_ms
         return ok, frame
+
+    def _follow_index(self) -> None:
+        """The frame just read, found in the AVI's index: frames before it whose chunk headers were lost (FFmpeg
+        read over them in silence) become a damaged stretch, and this one keeps its true number."""
+        data = getattr(self.cap, "packet", None)
+        if self.avi is None or data is None:
+            return
+        found = self.avi.frame_of(data, self.index)
+        if found is None and self.index < 3:  # an index that does not describe this file's frames: not used
+            self.avi.close()
+            self.avi = None
+        elif found is not None and found > self.index:
+            self.failed_from = self.index if self.failed_from is None else self.failed_from
+            self.index = found
 
     def _read_over(self) -> bool:
         """After a failed read: True to read on (a damaged stretch within the declared length), False at the end,
@@ -238,6 +257,8 @@ class _VideoReader:
 
     def _finish(self) -> None:
         self.cap.release()
+        if self.avi is not None:
+            self.avi.close()
         while True:  # the end marker must arrive, unless the consumer is gone
             try:
                 self.q.put(None, timeout=0.2)

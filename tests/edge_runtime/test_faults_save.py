@@ -124,6 +124,48 @@ def test_a_damaged_stretch_of_a_video_is_read_over_and_fails_the_gate(tmp_path, 
     assert "could not be decoded" not in five.stderr
 
 
+def test_a_motion_jpeg_avi_that_lost_chunk_headers_keeps_its_frame_numbers(tmp_path, tiny_model):
+    """Zeroed bytes that wipe the chunk headers of frames 11 and 12 of an MJPEG AVI: FFmpeg resynced on frame 13's
+    header and handed it out as frame 11, so every later verdict carried the number of a frame two parts earlier,
+    and the run ended "stopped at frame 38 of 40" though it had read the file to its end."""
+    import cv2
+    import numpy as np
+
+    from edge_runtime.avi_index import AviIndex
+
+    video = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
+    rng = np.random.default_rng(0)
+    for i in range(40):  # every frame's JPEG bytes differ, as a camera's do
+        writer.write((rng.random((64, 64, 3)) * 60 + 3 * i).astype(np.uint8))
+    writer.release()
+    assert AviIndex.read(video) is not None and len(AviIndex.read(video)) == 40
+    data = bytearray(video.read_bytes())
+    starts = [i for i in range(len(data) - 2) if data[i : i + 3] == b"\xff\xd8\xff"]
+    data[starts[10] : starts[13] - 8] = bytes(starts[13] - 8 - starts[10])  # frame 10's data, 11 and 12 whole
+    broken = tmp_path / "broken.avi"
+    broken.write_bytes(bytes(data))
+    summary = tmp_path / "s.json"
+    whole = invoke(["--model", str(tiny_model), "--source", str(video), "--json"])
+    scores = {r["frame"]: r["score"] for r in map(json.loads, whole.stdout.splitlines())}
+    result = invoke(["--model", str(tiny_model), "--source", str(broken), "--json", "--fail-on-defect",
+                     "--summary", str(summary)])  # fmt: skip
+    recs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["frame"] for r in recs] == [f for f in range(40) if f not in (11, 12)]
+    assert recs[10]["error"] is not None  # frame 10's header survived, its data did not
+    assert all(r["score"] == scores[r["frame"]] for r in recs if r["error"] is None)  # each verdict on its frame
+    assert "frames 11 to 12 could not be decoded" in result.stderr and "stopped at frame" not in result.stderr
+    assert result.exit_code == ExitCode.DEFECT_FOUND and json.loads(summary.read_text())["cut_short"] == 1
+
+
+def test_an_avi_index_that_does_not_fit_its_file_is_not_used(tmp_path):
+    from edge_runtime.avi_index import AviIndex
+
+    (tmp_path / "x.avi").write_bytes(b"RIFF\x10\x00\x00\x00AVI idx1\x10\x00\x00\x0000dc" + bytes(12))
+    (tmp_path / "y.avi").write_bytes(b"not a riff file at all")
+    assert AviIndex.read(tmp_path / "x.avi") is None and AviIndex.read(tmp_path / "y.avi") is None
+
+
 def test_a_complete_video_whose_container_counts_more_frames_does_not_fail_the_gate(tmp_path, tiny_model):
     """An MKV whose audio runs 0.25 s past its 40 frames declares 43: a complete file failed the gate (exit 10)."""
     import shutil

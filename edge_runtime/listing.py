@@ -128,8 +128,22 @@ def glob_root(pattern: str) -> tuple[str, list[str]]:
     return root, comps[fixed:]
 
 
+def _in_matched_folder(rx: re.Pattern[str], rel: str) -> bool:
+    """Whether ``rel`` is (or lies below) a folder the pattern matches: ``'lots/*'`` names the folders in ``lots``
+    as the shell would, and each is inspected as ``--source FOLDER`` is (their parts were passed over in silence,
+    and the gate passed).
+
+    >>> rx = _pattern_regex("line*")
+    >>> _in_matched_folder(rx, "line2/a/part.png"), _in_matched_folder(rx, "other/part.png")
+    (True, False)
+    """
+    parts = rel.split("/")
+    return any(rx.match("/".join(parts[:k])) for k in range(1, len(parts) + 1))
+
+
 def match_glob(pattern: str) -> tuple[tuple[Path, ...], list[str], int]:
-    """Files matching a glob (``**`` = any folders), listed without following links to folders."""
+    """Files matching a glob (``**`` = any folders), listed without following links to folders; a folder the
+    pattern matches counts with every file below it, as ``--source FOLDER`` does."""
     root, below = glob_root(pattern)
     if not os.path.isdir(root):
         return (), [], 0
@@ -144,9 +158,9 @@ def match_glob(pattern: str) -> tuple[tuple[Path, ...], list[str], int]:
             continue
         if isinstance(entry, Unreadable):
             # a folder the pattern reaches into (``**``, or fewer levels deep than the pattern) may hold matches
-            if "**" in below or (rel != "." and rel.count("/") + 1 < len(below)):
+            if "**" in below or (rel != "." and rel.count("/") + 1 < len(below)) or _in_matched_folder(rx, rel):
                 found.append((p, entry))
-        elif rx.match(rel):
+        elif rx.match(rel) or _in_matched_folder(rx, rel):
             found.append((p, entry))
     images, ignored, links = _classify(found)
     return images, hidden + [p.relative_to(base).as_posix() for p in ignored], links

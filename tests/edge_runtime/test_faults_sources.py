@@ -223,6 +223,21 @@ def test_a_glob_ending_in_double_star_matches_every_file_below(tmp_path, tiny_mo
     assert len(recs) == 2  # was: "the pattern matches no image file", exit 3
 
 
+def test_a_pattern_that_matches_folders_inspects_what_they_hold(tmp_path, tiny_model):
+    """'lot/*' over lot/ok.png, lot/line1/ and lot/line2/ judged ok.png alone: the parts in the two folders were
+    passed over in silence and the gate passed (exit 0); 'lot/line*' said "the pattern matches no image file"."""
+    write_parts(tmp_path / "lot", [10])
+    write_parts(tmp_path / "lot" / "line1", [220])
+    write_parts(tmp_path / "lot" / "line2" / "shift-b", [200])
+    recs = check(invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/lot/*"]), ExitCode.OK, error_lines=0)
+    assert sorted(Path(r["source"]).relative_to(tmp_path / "lot").as_posix() for r in recs) == [
+        "line1/part_00.png", "line2/shift-b/part_00.png", "part_00.png"]  # fmt: skip
+    recs = check(invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/lot/line*"]), ExitCode.OK, error_lines=0)
+    assert len(recs) == 2
+    recs = check(invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/lot/*.png"]), ExitCode.OK, error_lines=0)
+    assert len(recs) == 1  # a pattern for files still names files only
+
+
 def test_camera_and_source_together_is_a_usage_error(tmp_path, tiny_model):
     write_parts(tmp_path / "parts", GOOD_LEVELS)
     result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--camera", "0"])

@@ -20,7 +20,12 @@ from edge_runtime import framing
 from edge_runtime.errors import ImageReadError, ModelError
 
 SPEC_VERSION = 1
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
+# What OpenCV decodes and decoding.header_size checks before decoding: JPEG (.jpe and .jfif too: a defective part
+# saved as .jfif was passed over as "not an image" and the gate passed), PNG, BMP (.dib), TIFF, WebP, PNM (.pbm
+# .pgm .ppm .pnm).
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".pbm", ".pgm", ".ppm", ".pnm"}
+)
 
 
 class ResizeMethod(str, Enum):

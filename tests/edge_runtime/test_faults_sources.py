@@ -267,6 +267,26 @@ def test_files_not_inspected_are_named_and_counted_in_the_summary(tmp_path, tiny
     assert json.loads(summary.read_text())["ignored_files"] == 4
 
 
+def test_every_image_suffix_opencv_reads_and_the_header_check_knows_is_inspected(tmp_path, tiny_model):
+    """A defective part saved as .jfif, .jpe, .dib, .pnm or .pbm was listed as "not an image" and the gate passed
+    (exit 0); the same .jfif named alone was opened as a one-frame video."""
+    import cv2
+    import numpy as np
+
+    folder = tmp_path / "lot"
+    folder.mkdir()
+    bright = np.full((48, 48), 220, np.uint8)  # scores defective with the tiny model
+    for name, ext in (("a.jfif", ".jpg"), ("b.jpe", ".jpg"), ("c.dib", ".bmp"), ("d.pnm", ".pgm"), ("e.pbm", ".pbm")):
+        ok, buf = cv2.imencode(ext, bright if ext != ".pbm" else np.full((48, 48), 255, np.uint8))
+        (folder / name).write_bytes(buf.tobytes())
+    result = invoke(["--model", str(tiny_model), "--source", str(folder), "--fail-on-defect"])
+    recs = check(result, ExitCode.DEFECT_FOUND, error_lines=0)
+    assert sorted(Path(r["source"]).name for r in recs) == ["a.jfif", "b.jpe", "c.dib", "d.pnm", "e.pbm"]
+    assert all(r["defective"] and r["frame"] is None for r in recs) and "not inspected" not in result.stderr
+    alone = check(invoke(["--model", str(tiny_model), "--source", str(folder / "a.jfif")]), ExitCode.OK, error_lines=0)
+    assert alone[0]["frame"] is None  # an image, not frame 0 of a video
+
+
 def test_a_pattern_names_the_hidden_files_it_passes_over(tmp_path, tiny_model):
     """'dir/**' skips hidden files and folders, as the shell does, but said nothing: a defective part in
     .cache/ was not inspected and the gate passed."""

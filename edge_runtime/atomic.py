@@ -49,6 +49,31 @@ def remove_empty(made: list[Path]) -> None:
             break
 
 
+def locked_by_another(path: Path) -> bool:
+    """Whether another process holds ``path`` locked (``flock``), as a running edge-infer holds its ``--output``
+    and ``--save`` video: a rename onto it would take the file from under that run, whose later records would go
+    to a file no longer in any folder.
+
+    >>> locked_by_another(Path("no-such-file"))
+    False
+    """
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:  # a file system without locks
+        return False
+    finally:
+        os.close(fd)  # closing drops a lock taken here
+    return False
+
+
 def probe_writable(probe: Path) -> None:
     """Make ``probe``'s folder and write and remove an empty ``probe`` there: an output that cannot be written is
     found before the run, not after its work. Raises ``OSError``."""

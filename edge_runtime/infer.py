@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -376,8 +377,11 @@ def _finish(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log: Lo
 def write_summary(path: Path | None, summary: Summary) -> None:
     if path is None:
         return
-    from edge_runtime.atomic import atomic_write_text
+    from edge_runtime.atomic import atomic_write_text, locked_by_another
+    from edge_runtime.output_checks import summary_locked
 
+    if locked_by_another(Path(os.path.realpath(path))):  # a run that began writing it after this one's start
+        raise OutputError(summary_locked(path))
     try:
         atomic_write_text(path, json.dumps(summary.to_dict(), indent=2) + "\n")
     except OSError as exc:

@@ -111,11 +111,18 @@ def check_save_target(target: Path) -> None:
         raise OutputError(f"{target}: not a regular file or folder (a FIFO or device); choose another --save")
 
 
+def summary_locked(target: Path) -> str:
+    return (
+        f"{target}: another process is writing this file (it is locked: another run's --output or --save); "
+        "--summary would replace it: choose another --summary"
+    )
+
+
 def check_summary_target(target: Path) -> None:
     """``--summary`` is written whole at the end, by a rename onto its name: a device (``/dev/null``, ``/dev/full``)
     or FIFO there would be replaced by a regular file, for the whole machine when run as root. Checked now, with
     its folder's writability, so that a run is not done only to lose its summary."""
-    from edge_runtime.atomic import probe_writable, temp_path_for
+    from edge_runtime.atomic import locked_by_another, probe_writable, temp_path_for
     from edge_runtime.inputs import VIDEO_SUFFIXES
     from edge_runtime.preprocess import IMAGE_SUFFIXES
 
@@ -130,6 +137,8 @@ def check_summary_target(target: Path) -> None:
             raise OutputError(
                 f"{target}: not a regular file (a device, FIFO or socket); --summary writes a file: choose another"
             )
+        if locked_by_another(target):
+            raise OutputError(summary_locked(target))
     try:
         probe_writable(temp_path_for(target))
     except OSError as exc:

@@ -220,6 +220,30 @@ def test_a_run_that_cannot_open_its_source_leaves_no_new_output_behind(tmp_path,
     assert not out.exists()
 
 
+def test_a_summary_never_replaces_a_file_another_run_is_writing(tmp_path, tiny_model):
+    """--summary onto the --output another edge-infer was writing renamed the summary over it: that run went on
+    writing 6633 records into a file no longer in any folder and exited 0; both runs said nothing."""
+    import fcntl
+
+    from edge_runtime.errors import OutputError
+    from edge_runtime.infer import write_summary
+    from edge_runtime.summary import Summary
+
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    busy = tmp_path / "line3.json"
+    busy.write_text('[\n{"source": "a"}\n]\n')
+    with open(busy, "rb+") as other_run:
+        fcntl.flock(other_run, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as FileSink holds its --output
+        result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--summary", str(busy)])
+        assert check(result, ExitCode.OUTPUT_ERROR, error_lines=1) == []  # refused before any work
+        assert "another process is writing this file" in result.stderr
+        with pytest.raises(OutputError, match="another process is writing this file"):
+            write_summary(busy, Summary(source="parts"))  # locked after the run's start: found again at the end
+        assert busy.read_text() == '[\n{"source": "a"}\n]\n'
+    write_summary(busy, Summary(source="parts"))  # unlocked: written as ever
+    assert json.loads(busy.read_text())["items"] == 0
+
+
 def test_a_full_disk_names_the_summary_it_could_not_write_beside_the_output(tmp_path, tiny_model, monkeypatch):
     """On a full disk the --output error was reported and the --summary that could not be written was not."""
     import errno

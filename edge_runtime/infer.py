@@ -184,7 +184,6 @@ def process(
         notice=runner.summary.note,
         cut_short=runner.summary.source_cut_short,
     )
-    runner.out.begin()  # only now: a source that cannot be opened leaves the last run's --output as it was
     if spec.kind is SourceKind.VIDEO and runner.out.saver is not None:
         runner.out.saver.fps = video_fps(spec.name) or runner.out.saver.fps  # a saved video plays at its pace
     size = 1 if spec.kind.live else min(cfg.batch_size, model.max_batch or cfg.batch_size)
@@ -193,6 +192,8 @@ def process(
     listener = cfg.listener
     try:
         for batch in batches(items, size, runner.remaining):
+            # only now: a source that cannot be opened, or yields no frame, leaves the last run's --output as it was
+            runner.out.begin()
             preds = predict_items(model, batch, with_map=cfg.heatmap)
             records = [record_for(it, p) for it, p in zip(batch, preds, strict=True)]
             if listener is not None:
@@ -205,6 +206,8 @@ def process(
                 runner.summary.priority_dropped = why
                 if log is not None:
                     log(f"warning: {why}")
+        if not runner.stop.requested:
+            runner.out.begin()  # a source read to its end without an item: this run's (empty) records
     except SourceError as exc:
         runner.summary.source_error = str(exc)
     except StdoutClosed:

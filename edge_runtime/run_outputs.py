@@ -29,7 +29,10 @@ class Outputs:
     begun: bool = False  # the source is open and the run's records may follow
 
     def begin(self) -> None:
-        """The source is open: the ``--output`` files are emptied for this run's records (see FileSink.begin)."""
+        """The source gave its first item: the ``--output`` files are emptied for this run's records (see
+        FileSink.begin). Called before each batch; only the first call does anything."""
+        if self.begun:
+            return
         self.begun = True
         for s in self.files:
             s.begin()

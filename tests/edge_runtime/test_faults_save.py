@@ -227,6 +227,24 @@ def test_a_video_without_one_frame_is_a_lost_source_not_a_clean_run(tmp_path, ti
     assert "v.avi: no frame could be read" in result.stderr and "summary: 0 items" in result.stderr
 
 
+def test_a_video_without_one_frame_keeps_the_last_runs_output_and_summary(tmp_path, tiny_model):
+    """It opened, so the --output was emptied and a "0 items" --summary written over the last run's: a source that
+    gives nothing now leaves both as they were, as one that does not open does."""
+    import cv2
+
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    out, summary = tmp_path / "line3.jsonl", tmp_path / "s.json"
+    kept = ["--output", str(out), "--summary", str(summary)]
+    check(invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), *kept]), ExitCode.OK, error_lines=0)
+    before = out.read_bytes(), summary.read_bytes()
+    video = tmp_path / "v.avi"
+    cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64)).release()
+    result = invoke(["--model", str(tiny_model), "--source", str(video), *kept])
+    assert check(result, ExitCode.SOURCE_UNAVAILABLE, error_lines=0) == []
+    assert (out.read_bytes(), summary.read_bytes()) == before and len(before[0].splitlines()) == 2
+    assert f"{out}: left as it was" in result.stderr
+
+
 def test_save_inside_the_folder_being_inspected_is_refused(tmp_path, tiny_model):
     """The annotated pictures landed among the parts: the next run on the folder judged them as parts."""
     write_parts(tmp_path / "parts", GOOD_LEVELS)

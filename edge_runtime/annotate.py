@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -152,6 +153,9 @@ def letterbox(canvas: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
+SAVED_NAME = re.compile(r"\d{6,}_.*\.jpg", re.DOTALL)  # a picture Saver.write names in a --save folder
+
+
 class Saver:
     """``--save OUT.mp4|.avi`` writes an annotated video the size of the first picture (at least
     ``MIN_VIDEO_SIDE`` pixels a side; pictures of another shape are letterboxed, not stretched);
@@ -194,6 +198,16 @@ class Saver:
                 ) from exc
             return None  # a file system without locks: save unlocked rather than not at all
         return fd
+
+    def earlier_pictures(self) -> int:
+        """How many pictures named as a run names them (``000012_part.jpg``) a ``--save`` folder already holds."""
+        if self.is_video:
+            return 0
+        try:
+            with os.scandir(self.target) as it:
+                return sum(1 for e in it if SAVED_NAME.fullmatch(e.name))
+        except OSError:
+            return 0
 
     def _remove_if_unused(self) -> None:
         """The file this run created to hold its lock, when it is still empty (no frame could be saved into it)."""

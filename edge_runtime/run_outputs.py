@@ -104,6 +104,10 @@ def open_outputs(cfg: InferConfig, log: Log) -> Outputs:
             from edge_runtime.annotate import Saver
 
             out.saver = Saver(cfg.save)
+            if earlier := out.saver.earlier_pictures():
+                log(f"warning: {cfg.save}: already holds {earlier} annotated picture{'s' if earlier > 1 else ''} of "
+                    "an earlier run; this run's are numbered from 1 beside them, and a picture of the same number and "
+                    "name is replaced (choose an empty folder to keep runs apart)")  # fmt: skip
     except BaseException:
         out.close()
         raise

@@ -266,6 +266,20 @@ def test_saved_pictures_are_numbered_by_their_record(tmp_path, tiny_model):
     assert numbered == by_record and len(numbered) == 2
 
 
+def test_saving_into_a_folder_an_earlier_run_saved_into_says_so(tmp_path, tiny_model):
+    """A second run into the same --save folder put its pictures beside the first run's, under the same numbers, and
+    replaced those of the same name, without a word."""
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    run = ["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--save", str(tmp_path / "out")]
+    first = invoke(run)
+    check(first, ExitCode.OK, error_lines=0)
+    assert "earlier run" not in first.stderr
+    (tmp_path / "out" / "notes.txt").write_text("a file of the user's own is no picture of a run")
+    second = invoke(run)
+    check(second, ExitCode.OK, error_lines=0)
+    assert f"warning: {tmp_path / 'out'}: already holds 2 annotated pictures of an earlier run" in second.stderr
+
+
 def test_a_saved_video_keeps_the_frame_rate_of_its_source(tmp_path, tiny_model):
     """Every saved video was written at 10 frames a second: a 25 fps line played back 2.5 times too slow."""
     import cv2

@@ -196,6 +196,7 @@ def show(db: Path, item_id: int, out: Path, debug: bool) -> None:
 
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise click.BadParameter("must end in .png or .jpg", param_hint="--out")
+    _check_out(out, db)
     with closing(open_reader(db)) as con:
         rec, jpeg = row(con, item_id), thumbnail_jpeg(con, item_id)
     if jpeg is None:
@@ -219,6 +220,32 @@ def show(db: Path, item_id: int, out: Path, debug: bool) -> None:
         raise OutputError(f"{out}: cannot write the image ({exc.strerror or exc}); choose another --out") from exc
     with stdout_errors():
         click.echo(f"{out}: item {item_id}, {rec['label']} {rec['score']:.4g} at {rec['time']} ({rec['source']})")
+
+
+def _check_out(out: Path, db: Path) -> None:
+    """``--out`` is written by a rename onto its name, through a link: what it names must be an image or nothing.
+    A link ``x.png`` to the log replaced the log with a picture, and one to ``/dev/full`` the device itself."""
+    import os
+    import stat
+
+    from edge_runtime.errors import OutputError
+
+    target = Path(os.path.realpath(out))
+    try:
+        st = os.stat(target)
+    except OSError:
+        return  # nothing there yet
+    if not stat.S_ISREG(st.st_mode):
+        raise OutputError(f"{out}: not a regular file (a folder, device, FIFO or socket); choose another --out")
+    if any(target == Path(os.path.realpath(f"{db}{end}")) for end in ("", "-wal", "-shm", "-journal")):
+        raise OutputError(f"{out}: names the inspection log itself; choose another --out")
+    try:
+        with open(target, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return  # the write below says what is wrong
+    if head and not (head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8")):
+        raise OutputError(f"{out}: holds something that is not a PNG or JPEG picture; choose another --out")
 
 
 if __name__ == "__main__":

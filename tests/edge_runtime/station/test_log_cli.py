@@ -240,3 +240,26 @@ def test_a_reader_cannot_change_the_log_even_opened_read_write(station_log, log_
     con.close()
     assert edge_log("summary", log_path, "--json").exit_code == 0
     assert json.loads(edge_log("summary", log_path, "--json").output)["items"] == 3
+
+
+def test_show_never_writes_through_a_link_onto_the_log_a_device_or_a_file_that_is_no_picture(
+    station_log, log_path: Path, tmp_path: Path
+):
+    """`--out x.png`, a link to the log, replaced the log with a picture (the next summary: "not a defect-edge
+    inspection log"); a link to /dev/full replaced the device with a regular file, for the whole machine as root."""
+    write_items(station_log, 8)
+    station_log.close()
+    before = log_path.read_bytes()
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a file of the user's own")
+    for name, target in (("log.png", log_path), ("fifo.png", fifo), ("notes.png", notes)):
+        (tmp_path / name).symlink_to(target)
+        result = edge_log("show", log_path, "1", "--out", tmp_path / name)
+        assert result.exit_code == ExitCode.OUTPUT_ERROR, (name, result.output)
+        assert result.output.startswith("error:") and result.output.count("\n") == 1
+    assert log_path.read_bytes() == before and notes.read_text() == "a file of the user's own"
+    assert fifo.is_fifo()
+    assert edge_log("show", log_path, "1", "--out", tmp_path / "part.png").exit_code == 0
+    assert edge_log("show", log_path, "1", "--out", tmp_path / "part.png").exit_code == 0  # a picture: replaced

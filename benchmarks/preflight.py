@@ -64,6 +64,12 @@ def _image_folders(data: Path) -> list[Path]:
     return folders
 
 
+def inside_data(path: Path, data: Path) -> bool:
+    """Whether ``path`` is ``data`` or lies inside it or any of its (possibly linked) class folders."""
+    folders = _image_folders(data) if data.is_dir() else [data]
+    return any(_inside(path, f) for f in folders)
+
+
 def check_outputs(
     named: dict[str, Path], inputs: dict[str, Path | None], data: Path | None, *, option: str = "--json"
 ) -> None:

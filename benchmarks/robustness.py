@@ -305,6 +305,7 @@ def main(*, data: Path, models: tuple[Path, ...], positive: str, limit: int | No
     perturbations = tuple(p for p in CONDITION_SETS[which] if only is None or only in p.name)
     if not perturbations:
         raise UsageError(f"--only {only!r} matches no condition of --set {which}; see the names in robustness.md")
+    _check_outputs(data, chosen, validation_of, json_path=json_path, examples=examples, save_dir=save_dir)
     if save_dir is not None:
         save_images(save_dir, data, positive, perturbations, limit=limit)
         return
@@ -315,10 +316,40 @@ def main(*, data: Path, models: tuple[Path, ...], positive: str, limit: int | No
                symmetry_look=symmetry_look, validation_of=validation_of)  # fmt: skip
     click.echo(markdown(rows))
     if json_path is not None:
+        from edge_runtime.atomic import atomic_write_text
+
         try:
-            json_path.write_text(json.dumps(rows, indent=1) + "\n")
+            atomic_write_text(json_path, json.dumps(rows, indent=1) + "\n")
         except OSError as exc:
             raise OutputError(f"{json_path}: cannot write ({exc.strerror or exc}); choose another --json path") from exc
+
+
+def _check_outputs(
+    data: Path,
+    models: list[Path],
+    validation_of: Path | None,
+    *,
+    json_path: Path | None,
+    examples: Path | None,
+    save_dir: Path | None,
+) -> None:
+    """Before any work: no output may replace a model or checkpoint of the run, or land among the ``--data`` images
+    (``--json`` onto the model wrote 183 bytes of JSON over it; ``--save-images`` inside ``--data`` made a third
+    class folder there, and every later run on it failed)."""
+    from benchmarks.preflight import check_outputs, inside_data
+    from edge_runtime.output_checks import check_distinct_outputs
+
+    named = {"--json": json_path, "--examples": examples}
+    check_distinct_outputs(dict(named))
+    inputs: dict[str, Path | None] = {f"--model {m}": m for m in models} | {"--validation-of": validation_of}
+    for option, path in named.items():
+        if path is not None:
+            check_outputs({option: path}, inputs, data, option=option)
+    if save_dir is not None and inside_data(save_dir, data):
+        raise OutputError(
+            f"{save_dir}: --save-images is inside --data {data}: its images would become part of the data set; "
+            "choose another folder"
+        )
 
 
 if __name__ == "__main__":

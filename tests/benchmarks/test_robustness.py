@@ -42,6 +42,24 @@ def test_every_perturbation_is_scored_for_every_model(tiny_models, tmp_path: Pat
     assert r.output.count("\n| tiny_") == 2 * len(PERTURBATIONS)
 
 
+def test_no_output_replaces_a_model_or_lands_among_the_data_images(tiny_models, tmp_path: Path):
+    """--json onto the model wrote JSON over it; --examples onto a test image replaced the image with the grid;
+    --save-images inside --data made a third class folder there, and every later run on it failed (exit 3)."""
+    data = make_dataset(tmp_path / "d", n_train=1, n_test=2)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(tiny_models[1].read_bytes())
+    image = next((data / "test" / "ok_front").iterdir())
+    before = model.read_bytes(), image.read_bytes(), sorted(p.name for p in (data / "test").iterdir())
+    base = ["--data", str(data), "--model", str(model), "--only", "blur"]
+    for extra in (["--json", str(model)], ["--examples", str(image)], ["--json", str(image)],
+                  ["--save-images", str(data / "test")], ["--save-images", str(data)],
+                  ["--json", str(tmp_path / "r.json"), "--examples", str(tmp_path / "r.json")]):  # fmt: skip
+        r = CliRunner().invoke(main, [*base, *extra])
+        assert r.exit_code == 7, (extra, r.output)
+        assert r.output.startswith("error: ") and r.output.count("\n") == 1, r.output  # before any work
+    assert (model.read_bytes(), image.read_bytes(), sorted(p.name for p in (data / "test").iterdir())) == before
+
+
 def test_data_without_two_class_folders_is_exit_3(tmp_path: Path, tiny_models):
     (tmp_path / "only").mkdir()
     r = CliRunner().invoke(main, ["--data", str(tmp_path), "--model", str(tiny_models[0])])

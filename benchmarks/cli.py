@@ -108,13 +108,20 @@ def counted(name: str, kind: type, help_text: str):  # noqa: ANN201 - a click de
 @debug_option
 @friendly_errors
 def main(*, debug: bool, **opts: object) -> None:
+    from edge_runtime.stopping import command_signals
+
+    with command_signals():  # taken over before the imports: an early Ctrl-C or kill is "interrupted", exit 130
+        _bench(opts)
+
+
+def _bench(opts: dict) -> None:
     from benchmarks.config import BenchConfig
     from benchmarks.hardware import usable_cores
     from benchmarks.runner import bundled_models, default_checkpoint, run_benchmark
 
     quick = bool(opts["quick"])
     counts = {k: opts[k] if opts[k] is not None else v[1 if quick else 0] for k, v in COUNTS.items()}
-    batches = tuple(opts["batches"]) or (1, 8, 32)
+    batches = tuple(dict.fromkeys(opts["batches"])) or (1, 8, 32)  # --batch 1 --batch 1: timed once
     cfg = BenchConfig(
         # a model or provider typed twice: once; int8 / fp32 name the bundled models, as in edge-infer
         models=tuple(dict.fromkeys(model_path(m) for m in opts["models"])) or bundled_models(),

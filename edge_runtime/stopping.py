@@ -30,7 +30,7 @@ SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP"
 
 # Console scripts whose main() takes over the signals installed before their imports (install_early): only
 # these, for a signal handler that only counts must never be left in place by a command that does not adopt it.
-EARLY_COMMANDS = frozenset({"edge-infer", "train-model"})
+EARLY_COMMANDS = frozenset({"edge-infer", "train-model", "export-onnx", "edge-bench", "edge-log"})
 _early: StopSignals | None = None
 
 
@@ -46,6 +46,20 @@ def install_early() -> None:
         _early = StopSignals()
         _early.counting_only = True
         _early.install()
+
+
+@contextlib.contextmanager
+def command_signals() -> Iterator[StopSignals]:
+    """A command's ``main()`` body: the stop signals taken over before its imports adopted (one that came during
+    them is a KeyboardInterrupt now: ``error: interrupted``, exit 130; it was a traceback from inside OpenCV's
+    import, "unexpected ImportError", or a silent exit 143/129) and ignored once the command is done."""
+    stop = StopSignals.for_command()
+    try:
+        if stop.requested:
+            raise KeyboardInterrupt
+        yield stop
+    finally:
+        stop.finish()
 
 
 class StopSignals:

@@ -3,3 +3,5 @@
 Needs the ``train`` extra (torch, onnx). ``export_onnx(checkpoint, out, cfg)`` is the one entry point;
 ``export-onnx`` is its command line.
 """
+
+import edge_runtime  # noqa: E402, F401 - first: the stop signals are taken over before any other import (stopping)

@@ -113,6 +113,13 @@ SCHEME_CHOICES = ["u8s8", "u8s8-reduce-range", "s8s8"]
 @debug_option
 @friendly_errors
 def main(*, debug: bool, **opts: object) -> None:
+    from edge_runtime.stopping import command_signals
+
+    with command_signals():  # taken over before the imports: an early Ctrl-C or kill is "interrupted", exit 130
+        _export(opts)
+
+
+def _export(opts: dict) -> None:
     require_extra("torch")
     require_extra("onnx")
     from edge_runtime.model_info import Precision

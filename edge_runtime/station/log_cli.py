@@ -68,8 +68,17 @@ UNTIL = click.option("--until", callback=_when, metavar="WHEN", help="Before thi
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @version_option
-def main() -> None:
-    pass
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    from edge_runtime.cli_support import fail
+    from edge_runtime.errors import ExitCode
+    from edge_runtime.stopping import StopSignals
+
+    # taken over before the imports: an early Ctrl-C or kill is "interrupted", exit 130 (a kill was a silent 143)
+    stop = StopSignals.for_command()
+    ctx.call_on_close(stop.finish)
+    if stop.requested:
+        fail("interrupted", ExitCode.INTERRUPTED)
 
 
 def _pct(part: int, whole: int) -> str:

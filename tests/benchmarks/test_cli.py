@@ -194,3 +194,22 @@ def test_a_worker_that_dies_costs_its_own_rows_only(monkeypatch, tmp_path):
     assert len(result.rows) == jobs - 1
     assert len(result.skipped) == 1 and "failed: exit code -9; its rows are missing" in result.skipped[0]
     assert any(m.startswith("warning: benchmark worker") for m in said)
+
+
+def test_a_batch_size_given_twice_is_timed_once(monkeypatch, tmp_path):
+    """--batch 1 --batch 1 timed and reported every row twice; a --model given twice was already one."""
+    import benchmarks.runner as runner
+    from benchmarks.cli import main
+
+    seen = {}
+
+    def fake_run(cfg, progress, stop):  # noqa: ANN001, ARG001
+        seen["batches"] = cfg.batches
+        raise SystemExit(0)
+
+    monkeypatch.setattr(runner, "run_benchmark", fake_run)
+    args = ["--no-torch", "--no-live", "--batch", "1", "--batch", "8", "--batch", "1"]
+    args += ["--json", str(tmp_path / "r.json")]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert seen["batches"] == (1, 8)

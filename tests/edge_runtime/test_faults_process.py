@@ -272,6 +272,30 @@ def test_a_stop_during_the_console_scripts_imports_is_a_clean_stop(tmp_path, sig
     assert during_imports  # was 0: the handler came only after every import
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("command", ["export-onnx", "edge-bench", "edge-log"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_during_the_other_commands_imports_is_interrupted_exit_130(tmp_path, command, sig):
+    """The same for export-onnx, edge-bench and edge-log: Ctrl-C in their imports was a traceback from inside
+    OpenCV's import or "unexpected ImportError: initialization failed" (exit 1); a kill a silent exit 143 or 129."""
+    script = Path(sys.executable).with_name(command)
+    if not script.exists():
+        pytest.skip(f"{command} is not installed beside this Python")
+    args = {
+        "export-onnx": [str(tmp_path / "best.pt"), "--out", str(tmp_path / "m.onnx")],
+        "edge-bench": ["--quick", "--no-torch", "--no-live", "--model", TINY, "--json", str(tmp_path / "r.json")],
+        "edge-log": ["summary", str(tmp_path / "station.db")],
+    }[command]
+    proc = subprocess.Popen([str(script), *args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=_default_signals)  # fmt: skip
+    wait_for_handler(proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.INTERRUPTED, err[-800:]
+    assert err == "error: interrupted\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_importing_the_runtime_as_a_library_leaves_the_signals_alone():
     code = "import signal, edge_runtime; assert signal.getsignal(signal.SIGINT) is signal.default_int_handler"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)

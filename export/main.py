@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge_runtime.errors import DataError, GateError, UsageError
+from edge_runtime.errors import DataError, GateError, OutputError, UsageError
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
 from edge_runtime.model_info import ModelInfo, Precision, SecondLook, SymmetryLook
 from edge_runtime.preprocess import CropMode, PreprocessSpec, normalize
@@ -183,7 +184,38 @@ def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log
     out = out or default_output(checkpoint, cfg.precision)
     _check_before_work(checkpoint, ckpt, net, out, cfg, given)
     runtime = RuntimeConfig(provider=Provider.CPU, threads=cfg.threads)
-    with tempfile.TemporaryDirectory(prefix="defect-edge-export-") as tmp:
+    try:
+        return _export_in(_work_folder(), ckpt, net, out, cfg, runtime, log=log)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise
+        raise OutputError(
+            f"{tempfile.gettempdir()}: cannot write the export's working files ({exc.strerror or exc}); free space "
+            "there, raise the file-size limit (ulimit -f), or point TMPDIR at another disk"
+        ) from exc
+
+
+def _work_folder() -> tempfile.TemporaryDirectory:
+    try:
+        return tempfile.TemporaryDirectory(prefix="defect-edge-export-")
+    except OSError as exc:
+        raise OutputError(
+            f"{tempfile.gettempdir()}: cannot make the export's working folder ({exc.strerror or exc}); point "
+            "TMPDIR at a writable disk"
+        ) from exc
+
+
+def _export_in(
+    folder: tempfile.TemporaryDirectory,
+    ckpt: Any,
+    net: Any,
+    out: Path,
+    cfg: ExportConfig,
+    runtime: RuntimeConfig,
+    *,
+    log: Log,
+) -> Path:
+    with folder as tmp:
         work = Path(tmp)
         fp32_info, map_head = _fp32_info(net, ckpt, cfg, log)
         spec = fp32_info.preprocess

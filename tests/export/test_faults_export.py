@@ -115,3 +115,27 @@ def test_bad_numbers_are_usage_errors_before_any_work(stamped: Path, tmp_path: P
     assert r.exit_code == code, r.output
     assert message in r.output.strip().splitlines()[-1] and "Traceback" not in r.output
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("err", ["ENOSPC", "EFBIG"])
+def test_a_full_or_limited_temporary_folder_is_one_output_line_and_exit_7(
+    stamped: Path, tmp_path: Path, monkeypatch, err
+):
+    """torch.onnx.export writes into the working folder under TMPDIR: a full one, or a file-size limit (ulimit -f),
+    was "unexpected OSError: [Errno 28] No space left on device", exit 1 (a bug, by the README's codes)."""
+    import errno
+    import tempfile
+
+    import export.graph as graph
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(getattr(errno, err), os.strerror(getattr(errno, err)))
+
+    monkeypatch.setattr(graph, "export_graph", full)
+    old = tmp_path / "m.onnx"
+    old.write_bytes(b"the last export")
+    r = CliRunner().invoke(export_main, [str(stamped), "--out", str(old)])
+    assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output
+    line = r.output.strip().splitlines()[-1]
+    assert line.startswith(f"error: {tempfile.gettempdir()}: cannot write the export's working files")
+    assert "TMPDIR" in line and old.read_bytes() == b"the last export"

@@ -266,16 +266,15 @@ def _names(paths: list[Path]) -> str:
 
 def _remove_partial(path: Path, csv_file: Path, png: Path) -> None:
     """A complete run removes what an interrupted run with the same --json left beside it (a reader could take
-    the older partial rows for the latest run). The CSV is named after the hardware, not the --json: it is left
-    while another --json's partial JSON is beside it. The partial JSON goes last, so that a file that cannot be
-    removed (a warning: the run itself is done) is still found by the next complete run."""
+    the older partial rows for the latest run); the CSV is named after the --json too, so another --json's partial
+    files stay. The partial JSON goes last, so that a file that cannot be removed (a warning: the run itself is
+    done) is still found by the next complete run."""
     from benchmarks.report import interrupted_path
 
     key = interrupted_path(path)
     if not key.is_file():
         return
-    others = [p for p in path.parent.glob("*.interrupted.json") if p.name != key.name]
-    candidates = [interrupted_path(png)] + ([] if others else [interrupted_path(csv_file)]) + [key]
+    candidates = [interrupted_path(png), interrupted_path(csv_file), key]
     removed, kept = [], []
     for old in candidates:
         try:

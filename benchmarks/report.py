@@ -273,8 +273,13 @@ def _write(path: Path, text: str, what: str, fix: str) -> None:
 
 
 def csv_path(json_path: Path, slug: str) -> Path:
-    """The CSV beside the JSON, named after the hardware: ``bench-amd-epyc-2c.csv``."""
-    return json_path.parent / f"bench-{slug}.csv"
+    """The CSV beside the JSON, named after it and the hardware: ``bench-amd-epyc-2c.csv`` for ``bench.json``. Two
+    result sets in one folder (``fp32.json``, ``int8.json``) keep a CSV each: the second replaced the first's.
+
+    >>> csv_path(Path("results/int8.json"), "amd-epyc-2c").name
+    'int8-amd-epyc-2c.csv'
+    """
+    return json_path.parent / f"{json_path.stem}-{slug}.csv"
 
 
 def write_csv(path: Path, rows: Sequence[Row], *, interrupted: bool = False) -> Path:

@@ -390,9 +390,9 @@ def test_a_complete_run_leaves_another_json_s_partial_files_and_warns_on_one_it_
     assert not list(tmp_path.glob("x.interrupted.*"))
 
 
-def test_the_shared_partial_csv_stays_while_another_json_s_partial_run_is_beside_it(tmp_path, monkeypatch):
-    """x interrupted, then y interrupted (the hardware-named CSV now holds y's rows), then x complete: it removed
-    that CSV, and y's partial JSON and PNG were left without it."""
+def test_another_json_s_partial_run_keeps_its_csv_when_a_run_beside_it_completes(tmp_path, monkeypatch):
+    """x interrupted, then y interrupted (the hardware-named CSV then held y's rows), then x complete: it removed
+    that CSV, and y's partial JSON and PNG were left without it. Each --json now has a CSV of its own name."""
     row = inference_row("defectnet", "cpu", 0.2, "int8")
     base = [*TINY_COUNTS, "--no-torch", "--no-live", "--model", str(TINY), "--json"]
     for name in ("x.json", "y.json"):
@@ -401,7 +401,9 @@ def test_the_shared_partial_csv_stays_while_another_json_s_partial_run_is_beside
     monkeypatch.setattr(runner, "run_worker", lambda job: ([row], []))
     assert CliRunner().invoke(main, [*base, str(tmp_path / "x.json")]).exit_code == 0
     left = sorted(p.name for p in tmp_path.glob("*.interrupted.*"))
-    assert left[0].startswith("bench-") and left[1:] == ["y.interrupted.json", "y.interrupted.png"], left
+    assert left[0].startswith("y-") and left[0].endswith("c.interrupted.csv"), left
+    assert left[1:] == ["y.interrupted.json", "y.interrupted.png"], left
+    assert sorted(p.name for p in tmp_path.glob("*.csv") if "interrupted" not in p.name)[0].startswith("x-")
 
 
 def test_a_folder_given_as_checkpoint_is_called_a_folder(tmp_path, no_jobs):
@@ -452,3 +454,15 @@ def test_options_that_no_live_or_no_torch_leave_unused_are_named(no_jobs):
     assert "warning: --torch-runs not used with --no-torch" in r.stderr
     quiet = CliRunner().invoke(main, ["--quick", "--threads", "1", "--model", str(TINY), "--no-live", "--no-torch"])
     assert "not used with" not in quiet.stderr  # (a busy machine may still get its own warning)
+
+
+def test_two_result_sets_in_one_folder_keep_a_csv_each(tmp_path, monkeypatch):
+    """fp32.json then int8.json in one folder: the CSV was named after the hardware alone, so the second run replaced
+    the first's, and fp32.json was left beside int8's rows without a word."""
+    base = [*TINY_COUNTS, "--no-torch", "--no-live", "--model", str(TINY), "--json"]
+    for name, ms in (("fp32", 0.4), ("int8", 0.2)):
+        row = inference_row("defectnet", "cpu", ms, name)
+        monkeypatch.setattr(runner, "run_worker", lambda job, row=row: ([row], []))
+        assert CliRunner().invoke(main, [*base, str(tmp_path / f"{name}.json")]).exit_code == 0
+    csvs = {p.name.split("-")[0]: p.read_text() for p in tmp_path.glob("*.csv")}
+    assert sorted(csvs) == ["fp32", "int8"] and "0.4" in csvs["fp32"] and "0.4" not in csvs["int8"]

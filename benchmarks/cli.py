@@ -156,6 +156,7 @@ def preflight(cfg) -> None:  # noqa: ANN001 - benchmarks.config.BenchConfig
     from benchmarks.hardware import detect_hardware
     from benchmarks.preflight import check_inputs, check_outputs
     from benchmarks.report import csv_path, interrupted_path
+    from edge_runtime.errors import OutputError
 
     check_inputs(cfg.models, cfg.checkpoint, cfg.threads)
     from edge_runtime.providers import provider_chain
@@ -167,6 +168,8 @@ def preflight(cfg) -> None:  # noqa: ANN001 - benchmarks.config.BenchConfig
 
         labelled_images(cfg.data)  # its class folders, before any other line
     if cfg.json_path is not None:
+        if cfg.json_path.name in ("", ".", "..") or cfg.json_path.is_dir():  # --json '' or . was a ValueError, exit 1
+            raise OutputError(f"{cfg.json_path}: is a folder; pass --json FILE.json")
         named = {
             "--json": cfg.json_path,
             "the CSV beside --json": csv_path(cfg.json_path, detect_hardware().slug),

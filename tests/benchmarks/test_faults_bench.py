@@ -466,3 +466,13 @@ def test_two_result_sets_in_one_folder_keep_a_csv_each(tmp_path, monkeypatch):
         assert CliRunner().invoke(main, [*base, str(tmp_path / f"{name}.json")]).exit_code == 0
     csvs = {p.name.split("-")[0]: p.read_text() for p in tmp_path.glob("*.csv")}
     assert sorted(csvs) == ["fp32", "int8"] and "0.4" in csvs["fp32"] and "0.4" not in csvs["int8"]
+
+
+@pytest.mark.parametrize("given", ["", ".", "sub"])
+def test_a_json_path_that_is_a_folder_is_one_output_line(tmp_path, monkeypatch, no_jobs, given):
+    """--json '' and --json . were "unexpected ValueError: PosixPath('.') has an empty name", exit 1."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    r = CliRunner().invoke(main, [*TINY_COUNTS, "--no-torch", "--model", str(TINY), "--json", given])
+    assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output
+    assert "is a folder" in one_error_line(r) and no_jobs == []

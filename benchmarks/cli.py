@@ -222,17 +222,19 @@ def _torch_imports() -> bool:
 def write_outputs(result) -> None:  # noqa: ANN001 - benchmarks.runner.BenchResult
     """Markdown on stdout; JSON, CSV and PNG when --json was given. An interrupted run never replaces them: its
     rows (if any) go beside them as ``x.interrupted.json`` and so on, each marked as partial."""
-    from benchmarks.plot import latency_png
+    from benchmarks.plot import latency_png_bytes
     from benchmarks.report import (
         BUSY_SHARE,
         busy_line,
         csv_path,
+        csv_text,
         interrupted_path,
         issue_targets,
+        json_text,
         to_markdown,
-        write_csv,
-        write_json,
     )
+    from edge_runtime.atomic import atomic_write_all
+    from edge_runtime.errors import OutputError
 
     click.echo(to_markdown(result, issue_targets(result.rows)))
     if result.others_cpu_share is not None and result.others_cpu_share > BUSY_SHARE:
@@ -250,11 +252,19 @@ def write_outputs(result) -> None:  # noqa: ANN001 - benchmarks.runner.BenchResu
             return
         path, csv_file, png = interrupted_path(path), interrupted_path(csv_file), interrupted_path(png)
         title = f"INTERRUPTED: partial run, {len(result.rows)} rows; {title}"
-    written = [
-        write_json(path, result.rows, interrupted=partial),
-        write_csv(csv_file, result.rows, interrupted=partial),
-        latency_png(png, result.rows, title),
-    ]
+    written = [path, csv_file, png]
+    files = {
+        path: json_text(result.rows, interrupted=partial).encode(),
+        csv_file: csv_text(result.rows, interrupted=partial).encode(),
+        png: latency_png_bytes(result.rows, title),
+    }
+    try:  # all three or none: a PNG that failed to write had replaced the JSON and CSV and removed the old PNG
+        atomic_write_all(files)
+    except OSError as exc:
+        raise OutputError(
+            f"{exc.filename}: cannot write ({exc.strerror or exc}); choose another --json folder; "
+            f"{_names(written)} {'were not written' if partial else 'are left as they were'}"
+        ) from exc
     if partial:
         click.echo(f"interrupted: {len(result.rows)} rows of a partial run written to {_names(written)}; {kept}",
                    err=True)  # fmt: skip

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -80,8 +79,8 @@ def panel(
     return img
 
 
-def latency_png(path: Path, rows: Sequence[Row], title: str) -> Path:
-    """p50 latency per batch of every inference row, one panel per thread count, written as PNG."""
+def latency_png_bytes(rows: Sequence[Row], title: str) -> bytes:
+    """p50 latency per batch of every inference row, one panel per thread count, PNG-encoded."""
     rows = [r for r in rows if r.section == Section.INFERENCE.value and r.p50_ms and r.p50_ms > 0]
     with_file = _needs_files(rows)
 
@@ -104,6 +103,7 @@ def latency_png(path: Path, rows: Sequence[Row], title: str) -> Path:
     banner = np.full((26, img.shape[1], 3), 255, np.uint8)
     _text(banner, title, (10, 18), 0.5)
     img = np.vstack([banner, img])
-    if not cv2.imwrite(str(path), img):
-        raise OutputError(f"{path}: cannot write the PNG plot; choose another --json folder")
-    return path
+    ok, data = cv2.imencode(".png", img)
+    if not ok:
+        raise OutputError("cannot encode the PNG plot")
+    return data.tobytes()

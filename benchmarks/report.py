@@ -13,8 +13,6 @@ from pathlib import Path
 from benchmarks.config import SEED_MODEL, TORCH_PROVIDER, Row, Section
 from benchmarks.onnx_bench import MAP_SUFFIX
 from benchmarks.runner import BenchResult
-from edge_runtime.atomic import atomic_write_text
-from edge_runtime.errors import OutputError
 
 Column = tuple[str, Callable[[Row], object]]
 INFERENCE_TITLE = (
@@ -252,24 +250,15 @@ def interrupted_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.interrupted{path.suffix}")
 
 
-def write_json(path: Path, rows: Sequence[Row], *, interrupted: bool = False) -> Path:
-    """A JSON list of rows, every row with every field; written atomically (a failed write keeps the old file).
-    ``interrupted``: an object instead, ``{"interrupted": true, "note": ..., "rows": [...]}``, so that no reader
-    takes the partial rows for a complete run."""
+def json_text(rows: Sequence[Row], *, interrupted: bool = False) -> str:
+    """A JSON list of rows, every row with every field. ``interrupted``: an object instead, ``{"interrupted": true,
+    "note": ..., "rows": [...]}``, so that no reader takes the partial rows for a complete run."""
     data: object = [
         {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.to_dict().items()} for r in rows
     ]
     if interrupted:
         data = {"interrupted": True, "note": interrupted_line(len(rows)), "rows": data}
-    _write(path, json.dumps(data, indent=1, allow_nan=False) + "\n", "JSON", "choose another --json path")
-    return path
-
-
-def _write(path: Path, text: str, what: str, fix: str) -> None:
-    try:
-        atomic_write_text(path, text)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write {what} ({exc.strerror or exc}); {fix}") from exc
+    return json.dumps(data, indent=1, allow_nan=False) + "\n"
 
 
 def csv_path(json_path: Path, slug: str) -> Path:
@@ -282,12 +271,11 @@ def csv_path(json_path: Path, slug: str) -> Path:
     return json_path.parent / f"{json_path.stem}-{slug}.csv"
 
 
-def write_csv(path: Path, rows: Sequence[Row], *, interrupted: bool = False) -> Path:
+def csv_text(rows: Sequence[Row], *, interrupted: bool = False) -> str:
     """One line per row; ``interrupted``: with a last column ``interrupted``, ``true`` on every row."""
     buf = io.StringIO(newline="")
     extra = {"interrupted": "true"} if interrupted else {}
     writer = csv.DictWriter(buf, fieldnames=[*Row.keys(), *extra])
     writer.writeheader()
     writer.writerows(r.to_dict() | extra for r in rows)
-    _write(path, buf.getvalue(), "CSV", "choose another --json folder")
-    return path
+    return buf.getvalue()

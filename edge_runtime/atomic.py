@@ -107,5 +107,20 @@ def atomic_write_bytes(dst: Path, data: bytes, *, durable: bool = True) -> None:
         tmp.write_bytes(data)
 
 
+def atomic_write_all(files: dict[Path, bytes], *, durable: bool = True) -> None:
+    """Write a set of files that belong together (a benchmark's JSON, CSV and plot) all or none: every one goes to
+    its temporary name first, and only when all are written are they renamed. A full disk or a file-size limit on
+    the last one replaced the first ones and left the set mixed. Raises ``OSError`` (naming the file in
+    ``filename``) with every old file kept."""
+    with contextlib.ExitStack() as stack:
+        for dst, data in files.items():
+            tmp = stack.enter_context(atomic_path(dst, durable=durable))
+            try:
+                tmp.write_bytes(data)
+            except OSError as exc:
+                exc.filename = str(dst)
+                raise
+
+
 def atomic_write_text(dst: Path, text: str) -> None:
     atomic_write_bytes(dst, text.encode("utf-8"))

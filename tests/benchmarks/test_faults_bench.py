@@ -476,3 +476,30 @@ def test_a_json_path_that_is_a_folder_is_one_output_line(tmp_path, monkeypatch, 
     r = CliRunner().invoke(main, [*TINY_COUNTS, "--no-torch", "--model", str(TINY), "--json", given])
     assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output
     assert "is a folder" in one_error_line(r) and no_jobs == []
+
+
+def test_a_plot_that_cannot_be_written_keeps_the_last_complete_set(tmp_path, monkeypatch):
+    """A file-size limit that stopped the PNG left a new JSON and CSV beside no PNG (the old one removed): the set
+    was mixed, exit 7. The three are now written all or none."""
+    import errno
+    import pathlib
+
+    base = [*TINY_COUNTS, "--no-torch", "--no-live", "--model", str(TINY), "--json", str(tmp_path / "r.json")]
+    monkeypatch.setattr(runner, "run_worker", lambda job: ([inference_row("defectnet", "cpu", 0.4, "int8")], []))
+    assert CliRunner().invoke(main, base).exit_code == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert len(before) == 3
+    real = pathlib.Path.write_bytes
+
+    def limited(self: pathlib.Path, data: bytes) -> int:
+        if self.name.startswith(".r.png."):
+            raise OSError(errno.EFBIG, "File too large")
+        return real(self, data)
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", limited)
+    monkeypatch.setattr(runner, "run_worker", lambda job: ([inference_row("defectnet", "cpu", 0.2, "int8")], []))
+    r = CliRunner().invoke(main, base)
+    assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "r.png: cannot write (File too large)" in last and "left as they were" in last
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temporary file left either

@@ -95,6 +95,8 @@ class LiveFeed:
             self.dropped += 1
             return
         self.pending.append(message)
+        if self.broken:  # broke while this was put: nothing piles up for a view that is gone
+            self.pending.clear()
 
     # -- the sender thread ------------------------------------------------------------------------------------
     def attach(self, conn: Any, wanted: Any, *, on_broken: Callable[[str], None] | None = None) -> None:
@@ -129,8 +131,9 @@ class LiveFeed:
         try:
             self._conn.send((batch, frame))
         except (OSError, ValueError) as exc:  # the view process ended (or its pipe was closed)
+            self.pending.clear()  # before ``broken``: whoever sees it broken sees no backlog (a test read 1 item)
             self.broken = True
-            self.pending.clear()
+            self.pending.clear()  # what an add() that saw it whole put in meanwhile
             self._on_broken(f"station: the live view stopped ({exc.__class__.__name__}); inspection goes on")
             return False
         return True

@@ -21,7 +21,7 @@ from typing import Any
 
 from edge_runtime.errors import DataError
 from edge_runtime.metrics import nearest_rank_index
-from edge_runtime.station.schema import connect, log_error
+from edge_runtime.station.schema import connect, read_error
 from edge_runtime.station.units import parse_duration
 
 ROW_SQL = (
@@ -96,6 +96,23 @@ class Filter:
         return (" WHERE " + " AND ".join(parts)) if parts else "", args
 
 
+def log_name(con: sqlite3.Connection) -> str:
+    """The file a connection reads, for messages."""
+    try:
+        return str(con.execute("PRAGMA database_list").fetchone()[2]) or "inspection log"
+    except (sqlite3.Error, TypeError, IndexError):
+        return "inspection log"
+
+
+def _json(text: str, what: str, item: object) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, TypeError) as exc:  # query and show said "unexpected JSONDecodeError", exit 1
+        raise DataError(
+            f"the inspection log holds a damaged record ({what} of {item} is not JSON); restore the log from a backup"
+        ) from exc
+
+
 def _row(r: tuple) -> dict[str, Any]:
     out = {
         "id": r[0],
@@ -112,11 +129,11 @@ def _row(r: tuple) -> dict[str, Any]:
         "warning": r[11],
         "model_version": r[13],
         "model_file": r[14],
-        "providers": json.loads(r[15]),
+        "providers": _json(r[15], "the providers", f"item {r[0]}"),
         "precision": r[16],
         "has_image": bool(r[17]),
     }
-    extra = json.loads(r[12]) if r[12] else {}
+    extra = _json(r[12], "the extra fields", f"item {r[0]}") if r[12] else {}
     out |= {k: extra.get(k) for k in ROW_EXTRAS}  # every row has these keys (None when unset), as the CSV has
     out |= {k: v for k, v in extra.items() if k not in out}
     return out
@@ -136,12 +153,15 @@ def rows(
         while batch := cur.fetchmany(500):
             yield from (_row(r) for r in batch)
     except sqlite3.Error as exc:
-        raise log_error("inspection log", exc, "reading it") from exc
+        raise read_error(log_name(con), exc, "reading it") from exc
 
 
 def row(con: sqlite3.Connection, item_id: int) -> dict[str, Any]:
     """One row by id; :class:`DataError` (exit 3) when there is none."""
-    found = con.execute(f"{ROW_SQL} WHERE i.id = ?", (int(item_id),)).fetchone()
+    try:
+        found = con.execute(f"{ROW_SQL} WHERE i.id = ?", (int(item_id),)).fetchone()
+    except sqlite3.Error as exc:
+        raise read_error(log_name(con), exc, "reading it") from exc
     if found is None:
         raise DataError(f"no item with id {item_id} in the inspection log (edge-log query lists the ids)")
     return _row(found)
@@ -151,7 +171,10 @@ def thumbnail_jpeg(con: sqlite3.Connection, item_id: int) -> bytes | None:
     """The stored picture of item ``item_id``; None where there is none (also for an id SQLite cannot hold)."""
     if not 0 < int(item_id) < 2**63:
         return None
-    found = con.execute("SELECT jpeg FROM thumbnails WHERE inspection_id = ?", (int(item_id),)).fetchone()
+    try:
+        found = con.execute("SELECT jpeg FROM thumbnails WHERE inspection_id = ?", (int(item_id),)).fetchone()
+    except sqlite3.Error as exc:
+        raise read_error(log_name(con), exc, "reading it") from exc
     return None if found is None else bytes(found[0])
 
 
@@ -206,7 +229,7 @@ def summary(con: sqlite3.Connection, flt: Filter) -> dict[str, Any]:
                 "model_version": v,
                 "model_file": f,
                 "precision": p,
-                "providers": json.loads(pr),
+                "providers": _json(pr, "the providers", f"a run of {f}"),
                 "items": c,
                 "first": iso(a),
                 "last": iso(b),
@@ -240,4 +263,4 @@ def summary(con: sqlite3.Connection, flt: Filter) -> dict[str, Any]:
             "stations": stations,
         }
     except sqlite3.Error as exc:
-        raise log_error("inspection log", exc, "summarising it") from exc
+        raise read_error(log_name(con), exc, "summarising it") from exc

@@ -63,6 +63,20 @@ SCHEMA_VERSION = len(MIGRATIONS)
 _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
 
 
+def read_error(path: Path | str, exc: sqlite3.Error, doing: str) -> DataError:
+    """:func:`log_error` for a log that is read (``edge-log``): the log is the input, so bad data (exit 3), and the
+    advice fits a reader (it said "use another --log", an option edge-log does not have)."""
+    code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+    text = str(exc).lower()
+    if code in (_BUSY, _LOCKED) or "locked" in text:
+        why = "is locked by another program (a writer that holds it without committing); read it once that is done"
+    elif code in (_NOTADB, _CORRUPT) or "not a database" in text or "malformed" in text:
+        why = "is damaged (or not a defect-edge inspection log); restore it from a backup"
+    else:
+        why = f"cannot be read ({exc}); check the disk and the file"
+    return DataError(f"{path}: inspection log {why} (while {doing})")
+
+
 def log_error(path: Path | str, exc: sqlite3.Error, doing: str) -> OutputError:
     """One sentence (exit 7) for what went wrong with the log, naming the file and what to do."""
     code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
@@ -118,7 +132,7 @@ def connect(path: Path | str, *, readonly: bool = False, timeout_s: float = 2.0)
         migrate(con, path)
         return con
     except sqlite3.Error as exc:
-        error = log_error(path, exc, "opening it")
+        error = read_error(path, exc, "opening it") if readonly else log_error(path, exc, "opening it")
         code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
         if readonly and (code in (_NOTADB, _CORRUPT) or "not a database" in str(exc).lower()):
             # read (edge-log): the log is the input, so bad data (exit 3), and edge-log takes no --log
@@ -168,7 +182,8 @@ def _needs_immutable(path: Path | str, exc: sqlite3.OperationalError) -> bool:
 
 def check_version(path: Path | str, version: int, *, writable: bool) -> None:
     if version > SCHEMA_VERSION:
-        raise OutputError(
+        error = OutputError if writable else DataError  # read (edge-log), the log is the input: bad data, exit 3
+        raise error(
             f"{path}: inspection log has schema {version}, newer than this defect-edge ({SCHEMA_VERSION}); upgrade"
         )
     if not writable and version == 0:

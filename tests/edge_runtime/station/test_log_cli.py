@@ -263,3 +263,41 @@ def test_show_never_writes_through_a_link_onto_the_log_a_device_or_a_file_that_i
     assert fifo.is_fifo()
     assert edge_log("show", log_path, "1", "--out", tmp_path / "part.png").exit_code == 0
     assert edge_log("show", log_path, "1", "--out", tmp_path / "part.png").exit_code == 0  # a picture: replaced
+
+
+def test_a_log_that_cannot_be_read_is_bad_data_with_a_readers_advice(station_log, log_path: Path, tmp_path: Path):
+    """Read by edge-log, the log is the input: a damaged record was "unexpected JSONDecodeError" (exit 1) for query
+    and show, and a garbled "inspection log: inspection log is not ... use another --log" (exit 7) for summary; a
+    locked log advised "use another --log", an option edge-log does not have; a newer schema was exit 7."""
+    write_items(station_log, 4)
+    station_log.close()
+    damaged = tmp_path / "damaged.db"
+    damaged.write_bytes(log_path.read_bytes())
+    con = sqlite3.connect(damaged)
+    con.execute("UPDATE runs SET providers = 'not json'")
+    con.commit()
+    con.close()
+    for args in (["summary"], ["query"], ["query", "--json"], ["show"]):
+        extra = ["1", "--out", str(tmp_path / "p.png")] if args == ["show"] else []
+        result = edge_log(args[0], damaged, *args[1:], *extra)
+        assert result.exit_code == ExitCode.BAD_DATA, (args, result.output)
+        line = result.output.strip().splitlines()[-1]
+        assert line.startswith("error:") and "damaged" in line and "--log" not in line, line
+        assert "inspection log: inspection log" not in line
+    newer = tmp_path / "newer.db"
+    newer.write_bytes(log_path.read_bytes())
+    con = sqlite3.connect(newer)
+    con.execute("PRAGMA user_version = 99")
+    con.close()
+    result = edge_log("summary", newer)
+    assert result.exit_code == ExitCode.BAD_DATA and "newer than this defect-edge" in result.output
+    holder = sqlite3.connect(log_path, isolation_level=None, timeout=0.1)
+    holder.execute("PRAGMA journal_mode=DELETE")
+    holder.execute("BEGIN EXCLUSIVE")  # another program holding the log, in rollback-journal mode
+    try:
+        result = edge_log("summary", log_path)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.exit_code == ExitCode.BAD_DATA, result.output
+    assert "locked by another program" in result.output and "--log" not in result.output

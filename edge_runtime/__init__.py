@@ -5,6 +5,10 @@ import os
 # OpenCV's own cap on decoded pixels (read once, when cv2 loads): the formats whose header edge_runtime.decoding
 # does not parse itself stay bounded at 67 MP too, instead of OpenCV's default of 1 GP.
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 26))
+# onnxruntime 1.32's Linux telemetry (read when it loads): off unless the user sets ORT_DISABLE_TELEMETRY=0. On, it
+# wrote a device id and an upload cache under ~/.cache/Microsoft, queued uploads from a line's offline device, and
+# where $HOME cannot be written (a service account) printed a coloured warning at every start.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 # edge-infer: a stop signal during the imports below ends the run cleanly (standard library only; a no-op when
 # edge_runtime is imported as a library).

@@ -296,6 +296,29 @@ def test_a_stop_during_the_other_commands_imports_is_interrupted_exit_130(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("opt_in", [False, True])
+def test_onnxruntime_telemetry_is_off_unless_the_user_turns_it_on(tmp_path, opt_in):
+    """onnxruntime 1.32 wrote a device id and an upload cache under ~/.cache/Microsoft at every start, and printed a
+    coloured warning on every run of a service account whose home cannot be written."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"} | {"HOME": str(home)}
+    if opt_in:
+        env["ORT_DISABLE_TELEMETRY"] = "0"  # the user's own choice is kept
+    sample = next((REPO / "edge_runtime" / "samples").rglob("*.jpeg"))
+    code = "import sys; sys.argv[0] = 'edge-infer'; from edge_runtime.cli import main; main()"
+    proc = subprocess.run([sys.executable, "-c", code, "--model", TINY, "--source", str(sample), "--json"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "telemetry" not in proc.stderr
+    made = sorted(p.relative_to(home).as_posix() for p in home.rglob("*"))
+    if opt_in:
+        if not made:
+            pytest.skip("this onnxruntime keeps no telemetry files")
+    else:
+        assert made == []
+
+
 def test_importing_the_runtime_as_a_library_leaves_the_signals_alone():
     code = "import signal, edge_runtime; assert signal.getsignal(signal.SIGINT) is signal.default_int_handler"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)

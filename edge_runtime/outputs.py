@@ -36,6 +36,20 @@ RECORD_KEYS = (
 )  # fmt: skip
 
 
+def csv_cell(value: Any) -> Any:
+    """A CSV cell: empty for None; a list (the station check's reasons, a box) joined by "; ", as edge-log's CSV
+    has them (it was Python's ``['no part found ...']``, quotes and brackets included).
+
+    >>> csv_cell(None), csv_cell(["dark", "blurred"]), csv_cell([1, 2, 3, 4]), csv_cell(0.5)
+    ('', 'dark; blurred', '1; 2; 3; 4', 0.5)
+    """
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return "; ".join(map(str, value))
+    return value
+
+
 def record_for(item: Item, pred: Prediction | None, *, time_s: float | None = None) -> dict[str, Any]:
     """The output record of one item (``pred`` None when the item has an error)."""
     stamp = datetime.fromtimestamp(time.time() if time_s is None else time_s, tz=timezone.utc)
@@ -215,7 +229,7 @@ class FileSink:
 
     def encode(self, rec: dict[str, Any]) -> bytes:
         if self.csv_format:
-            return self._csv_row(["" if rec.get(k) is None else rec[k] for k in RECORD_KEYS])
+            return self._csv_row([csv_cell(rec.get(k)) for k in RECORD_KEYS])
         return (json.dumps(rec, allow_nan=False) + "\n").encode("ascii")
 
     def _write(self, data: bytes, *, restore: bytes = b"") -> None:

@@ -167,24 +167,17 @@ def query(
         _print_rows(rows(con, Filter(since=since, until=until, defective=defective, source=source), limit=limit), fmt)
 
 
-def _cell(value: Any) -> Any:
-    """A CSV cell: empty for None, a list (the station check's reasons, a box) joined by "; "."""
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)):
-        return "; ".join(map(str, value))
-    return value
-
-
 def _print_rows(found: Any, fmt: str | None) -> None:
     if fmt == "json":
         for r in found:
             click.echo(json.dumps(r))
     elif fmt == "csv":
+        from edge_runtime.outputs import csv_cell
+
         writer = csv.DictWriter(sys.stdout, fieldnames=CSV_KEYS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for r in found:
-            writer.writerow({k: _cell(r.get(k)) for k in CSV_KEYS} | {"providers": ",".join(r["providers"])})
+            writer.writerow({k: csv_cell(r.get(k)) for k in CSV_KEYS} | {"providers": ",".join(r["providers"])})
     else:
         for r in found:
             verdict_text = r["error"] and f"ERROR {r['error']}" or f"{r['label']:<10} {r['score']:.4g}"

@@ -201,3 +201,18 @@ def test_a_csv_emptied_between_the_size_check_and_the_append_gets_its_header(
     monkeypatch.undo()
     sink.close()
     assert [r["source"] for r in csv.DictReader(io.StringIO(path.read_text()))] == ["b.png"]
+
+
+def test_csv_cells_hold_lists_as_edge_logs_csv_does(tmp_path):
+    """unlike_training and defect_box were written as Python's repr (['no part found ...'], quotes and brackets),
+    unlike edge-log's CSV of the same records."""
+    from edge_runtime.outputs import FileSink
+
+    sink = FileSink(tmp_path / "r.csv", csv_format=True)
+    sink.write({"source": "a.png", "defective": True, "score": 0.9, "defect_box": [1, 2, 30, 40],
+                "unlike_training": ["no part found in the frame", "background brighter (240 > 214)"]})  # fmt: skip
+    sink.close()
+    (row,) = list(csv.DictReader(io.StringIO((tmp_path / "r.csv").read_text())))
+    assert row["defect_box"] == "1; 2; 30; 40"
+    assert row["unlike_training"] == "no part found in the frame; background brighter (240 > 214)"
+    assert row["frame"] == "" and row["defective"] == "True"

@@ -188,6 +188,9 @@ def main(*, debug: bool, **opts: object) -> None:
     except KeyboardInterrupt:
         if summary.wall_s:  # run_inference already reported
             raise
+        if opts.get("check_station") is not None:  # no run, so no run's summary ("0 items ... everything above")
+            click.echo("error: interrupted: the station check stopped before its report", err=True)
+            raise SystemExit(130) from None
         summary.interrupted = True
         click.echo(summary.finish().text(), err=True)
         for kept in (opts.get("output"), opts.get("summary_path")):

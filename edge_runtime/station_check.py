@@ -14,6 +14,7 @@ is questioned before anyone trusts its verdicts.
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -189,8 +190,11 @@ def check_folder(model: Any, paths: Sequence[Any]) -> tuple[list[str], bool]:
             f"{model.path.name} carries no station profile (exported before the station check, or without the "
             "training images); re-export it with export-onnx where the training images are"
         )
-    per_item, unreadable = [], 0
+    per_item, unreadable, unlisted = [], 0, []
     for p in paths:
+        if os.path.isdir(p):  # a folder the listing could not open: its images were never seen
+            unlisted.append(str(p))
+            continue
         try:
             per_item.append(reasons(item_stats(read_image(p), model.info.preprocess), prof))
         except (DefectEdgeError, OSError, ValueError):
@@ -200,5 +204,11 @@ def check_folder(model: Any, paths: Sequence[Any]) -> tuple[list[str], bool]:
     lines = report(per_item, prof, unreadable=unreadable)
     if unreadable:
         lines.insert(1, f"  {plural(unreadable, 'unreadable file')} {'was' if unreadable == 1 else 'were'} skipped")
+    if unlisted:
+        # it counted as one unreadable file, and a folder of 150 images passed with its sub-folder unchecked
+        shown = ", ".join(unlisted[:3]) + (" ..." if len(unlisted) > 3 else "")
+        lines.append(f"  do not trust this check: {plural(len(unlisted), 'folder')} could not be listed and "
+                     f"{'its' if len(unlisted) == 1 else 'their'} images were not checked ({shown}); fix the "
+                     "permissions and check again")  # fmt: skip
     # An unreadable file counts against the folder: 1 good image among 52 unreadable files passed.
-    return lines, looks_alike(per_item, unreadable)[0]
+    return lines, looks_alike(per_item, unreadable)[0] and not unlisted

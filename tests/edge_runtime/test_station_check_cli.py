@@ -91,3 +91,42 @@ def test_a_folder_of_mostly_unreadable_files_does_not_pass_the_station_check(tmp
     r = CliRunner().invoke(main, ["--model", str(model), "--check-station", str(folder)])
     assert r.exit_code == 6, r.output
     assert "5 unreadable files were skipped" in r.output and "5 of 6 files flagged or unreadable" in r.output
+
+
+def test_a_sub_folder_that_cannot_be_listed_fails_the_station_check(tmp_path: Path, monkeypatch):
+    """A folder of 150 images and one sub-folder the user may not list said "1 unreadable file was skipped" and
+    passed (exit 0): the sub-folder's images, however many, were never checked."""
+    import edge_runtime.listing as listing
+
+    model = model_with_profile(tmp_path / "m.onnx")
+    folder = write(tmp_path / "cam", {f"p{i:03d}.png": impeller(bg=165) for i in range(150)})
+    (folder / "shift-b").mkdir()
+    real = listing.list_entries
+
+    def no_permission(path):  # noqa: ANN001 - what os.scandir gives a user without read permission (root has all)
+        if Path(path).name == "shift-b":
+            return listing.Unreadable(PermissionError(13, "Permission denied"))
+        return real(path)
+
+    monkeypatch.setattr(listing, "list_entries", no_permission)
+    r = CliRunner().invoke(main, ["--model", str(model), "--check-station", str(folder)])
+    assert r.exit_code == 6, r.output
+    assert "1 folder could not be listed and its images were not checked" in r.output and "shift-b" in r.output
+    assert "unreadable file" not in r.output
+
+
+def test_a_stopped_station_check_says_so_without_a_runs_summary(tmp_path: Path, monkeypatch):
+    """Ctrl-C during --check-station printed "summary: 0 items ... stopped early (interrupted); everything above was
+    written": a run's summary for a check that is no run, with nothing above."""
+    import edge_runtime.station_check as station_check
+
+    def stopped(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(station_check, "check_folder", stopped)
+    model = model_with_profile(tmp_path / "m.onnx")
+    folder = write(tmp_path / "cam", {"good.png": impeller(bg=165)})
+    r = CliRunner().invoke(main, ["--model", str(model), "--check-station", str(folder)])
+    assert r.exit_code == 130, r.output
+    assert r.stderr.strip().splitlines()[-1] == "error: interrupted: the station check stopped before its report"
+    assert "summary:" not in r.output

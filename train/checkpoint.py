@@ -296,6 +296,14 @@ def load_checkpoint(path: Path) -> Checkpoint:
     if missing:
         raise ModelError(f"{path}: checkpoint lacks {', '.join(missing)}; retrain with train-model")
     verify_checkpoint(ckpt, path)
+    names = ckpt["class_names"]
+    if not isinstance(names, (list, tuple)) or len(names) != 2:  # a third name was dropped in silence, and export
+        # then said "class_names[1] is 'b'; re-export the model"
+        shown = ", ".join(map(repr, names)) if isinstance(names, (list, tuple)) else repr(names)
+        raise ModelError(
+            f"{path}: checkpoint names {len(names) if isinstance(names, (list, tuple)) else 'no list of'} classes "
+            f"({shown[:120]}); a defect-edge model has exactly two (defective and OK): retrain with two class folders"
+        )
     try:
         return Checkpoint.from_dict(ckpt)
     except (KeyError, IndexError, TypeError, ValueError) as exc:
@@ -325,9 +333,13 @@ def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
         model = build_model(ckpt.arch, ckpt.model_args)
         model.load_state_dict(ckpt.state_dict)
     except (ValueError, TypeError, RuntimeError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # torch's first line is only "Error(s) in loading state_dict for DefectNet:": the next one says what
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        lines = [ln for ln in lines if not ln.startswith("Error(s) in loading state_dict")] or lines
+        first = lines[0] if lines else type(exc).__name__
         raise ModelError(
-            f"checkpoint weights do not fit architecture {ckpt.arch!r} ({first[:160]}); retrain or re-export"
+            f"checkpoint weights do not fit architecture {ckpt.arch!r} ({first[:240]}); the file is not this "
+            "architecture's checkpoint (or was edited): pass the best.pt that train-model wrote"
         ) from exc
     return model.eval()
 

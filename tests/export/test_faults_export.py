@@ -139,3 +139,24 @@ def test_a_full_or_limited_temporary_folder_is_one_output_line_and_exit_7(
     line = r.output.strip().splitlines()[-1]
     assert line.startswith(f"error: {tempfile.gettempdir()}: cannot write the export's working files")
     assert "TMPDIR" in line and old.read_bytes() == b"the last export"
+
+
+def test_a_checkpoint_of_another_shape_or_with_three_classes_is_named_as_such(stamped: Path, tmp_path: Path):
+    """Weights of another width said "(Error(s) in loading state_dict for DefectNet:)", an empty reason; three class
+    names were cut to two in silence and export said "class_names[1] is 'b'; re-export the model"."""
+    import torch
+
+    d = load_checkpoint(stamped).to_dict()
+    d["state_dict"] = {k: (torch.zeros(v.shape[0] + 1, *v.shape[1:]) if k.endswith("features.2.0.weight") else v)
+                       for k, v in d["state_dict"].items()}  # fmt: skip
+    atomic_torch_save(d, tmp_path / "wider.pt")
+    r = CliRunner().invoke(export_main, [str(tmp_path / "wider.pt"), "--out", str(tmp_path / "m.onnx")])
+    assert r.exit_code == ExitCode.BAD_MODEL, r.output
+    assert "size mismatch for features.2.0.weight" in r.output and "DefectNet:)" not in r.output
+    d = load_checkpoint(stamped).to_dict()
+    d["class_names"] = ["def_front", "ok_front", "scratch"]
+    atomic_torch_save(d, tmp_path / "three.pt")
+    r = CliRunner().invoke(export_main, [str(tmp_path / "three.pt"), "--out", str(tmp_path / "m.onnx")])
+    assert r.exit_code == ExitCode.BAD_MODEL, r.output
+    assert "checkpoint names 3 classes ('def_front', 'ok_front', 'scratch')" in r.output
+    assert not (tmp_path / "m.onnx").exists()

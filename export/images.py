@@ -79,10 +79,20 @@ def calibration_images(
     return kept, decoded
 
 
+def check_data_folder(folder: Path, option: str) -> None:
+    """``--calib-data`` / ``--eval-data`` must be a folder: a file given there was called "folder not found"."""
+    what = {"--calib-data": "calibration", "--eval-data": "eval"}[option]
+    wants = "DIR with images" if option == "--calib-data" else "DIR with DIR/<class>/ images"
+    if folder.is_dir():
+        return
+    if folder.exists():
+        raise DataError(f"{folder}: {option} is a file, not a folder; pass {option} {wants}")
+    raise DataError(f"{folder}: {what} folder not found; pass {option} {wants}")
+
+
 def _calibration_pool(ckpt: Checkpoint, folder: Path | None) -> list[Path]:
     if folder is not None:
-        if not folder.is_dir():
-            raise DataError(f"{folder}: calibration folder not found; pass --calib-data DIR with images")
+        check_data_folder(folder, "--calib-data")
         return list_images(folder)
     pool = sorted(set(recorded_train_files(ckpt, with_val=False)))
     if not pool:
@@ -121,8 +131,7 @@ def default_eval_folder(ckpt: Checkpoint) -> Path | None:
 
 def load_eval_images(folder: Path, ckpt: Checkpoint, log: Log) -> LabelledImages:
     """Decode the labelled eval images and flag those byte-identical to a recorded training image."""
-    if not folder.is_dir():
-        raise DataError(f"{folder}: eval folder not found; pass --eval-data DIR with DIR/<class>/ images")
+    check_data_folder(folder, "--eval-data")
     neg_dir, pos_dir = class_folders(folder, ckpt)
     paths = [(p, label) for d, label in ((neg_dir, 0), (pos_dir, 1)) if d.is_dir() for p in list_images(d)]
     kept, images = decode_all([p for p, _ in paths], log)

@@ -128,6 +128,18 @@ def test_missing_calibration_folder_is_exit_3(tiny_run: Path, tmp_path: Path):
     assert_one_line_error(r, ExitCode.BAD_DATA, "not found")
 
 
+@pytest.mark.parametrize("option", ["--calib-data", "--eval-data"])
+def test_a_data_folder_that_is_a_file_or_missing_is_named_before_any_work(tiny_run: Path, tmp_path: Path, option):
+    """A file there was "folder not found"; a missing --calib-data was found only after the FP32 export, its parity
+    check and its evaluation."""
+    (tmp_path / "notes.txt").write_text("not a folder")
+    r = export_cli(tiny_run, "--quantize", option, tmp_path / "notes.txt", "--out", tmp_path / "m.onnx")
+    assert_one_line_error(r, ExitCode.BAD_DATA, f"{option} is a file, not a folder")
+    r = export_cli(tiny_run, "--quantize", option, tmp_path / "nope", "--out", tmp_path / "m.onnx")
+    assert_one_line_error(r, ExitCode.BAD_DATA, "folder not found")
+    assert "evaluation:" not in r.output and "parity" not in r.output  # nothing done before the error
+
+
 def test_few_calibration_images_warn(tiny_run: Path, tiny_data: Path, tmp_path: Path):
     r = export_cli(
         tiny_run,

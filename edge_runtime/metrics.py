@@ -73,14 +73,20 @@ def auroc(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarr
 def binary_metrics(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray, threshold: float) -> dict:
     """Accuracy, precision, recall, specificity, F1, AUROC and the confusion counts at ``threshold``.
 
-    A score at or above the threshold is called defective.
+    A score at or above the threshold is called defective. A score that is not a number is no verdict (edge-infer
+    makes it an item error), so it counts as wrong either way: a missed defect, a false alarm. It counted as OK
+    (``nan >= t`` is False): an export forced through with NaN weights reported "262/715 correct".
 
     >>> m = binary_metrics([1, 0, 1], [0.9, 0.2, 0.4], threshold=0.5)
     >>> (m["tp"], m["fn"], m["accuracy"])
     (1, 1, 0.6666666666666666)
+    >>> m = binary_metrics([1, 0], [float("nan"), float("nan")], threshold=0.5)
+    >>> (m["fn"], m["fp"], m["accuracy"])
+    (1, 1, 0.0)
     """
     y = np.asarray(labels, dtype=bool)
-    pred = np.asarray(scores, dtype=np.float64) >= threshold
+    values = np.asarray(scores, dtype=np.float64)
+    pred = np.where(np.isfinite(values), values >= threshold, ~y)
     tp = int((pred & y).sum())
     tn = int((~pred & ~y).sum())
     fp = int((pred & ~y).sum())

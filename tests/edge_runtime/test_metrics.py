@@ -49,3 +49,13 @@ def test_recall_first_threshold_never_misses_a_defect_and_keeps_best_specificity
 def test_recall_first_threshold_sits_between_classes_when_separable():
     t = recall_first_threshold([0, 0, 1, 1], [0.01, 0.02, 0.98, 0.99])
     assert 0.02 < t < 0.98
+
+
+def test_a_score_that_is_not_a_number_is_no_correct_verdict():
+    """NaN >= threshold is False, so a NaN score counted as a correct OK: an export forced through with NaN weights
+    reported "262/715 correct" (every OK image), and a defect with a NaN score was not counted as missed."""
+    nan = float("nan")
+    m = binary_metrics([1, 1, 0, 0], [0.9, nan, 0.1, nan], threshold=0.5)
+    assert (m["tp"], m["fn"], m["tn"], m["fp"]) == (1, 1, 1, 1) and m["accuracy"] == 0.5
+    m = binary_metrics([0, 1], [float("inf"), float("-inf")], threshold=0.5)
+    assert (m["fp"], m["fn"]) == (1, 1)

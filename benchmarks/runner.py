@@ -205,7 +205,8 @@ def _run_jobs(jobs: list[tuple[str, Job]], result: BenchResult, progress: Progre
     labels = file_labels(result.config.models)
     failed: set[str] = set()
     for k, (what, job) in enumerate(jobs, 1):
-        if job.model in failed:
+        if job.model in failed:  # said, not left out in silence (an accuracy section simply missing)
+            result.skipped.append(f"{what}: not run, as {labels.get(job.model, job.model)} failed an earlier job")
             continue
         progress(f"[{k}/{len(jobs)}] {what}")
         try:

@@ -503,3 +503,23 @@ def test_a_plot_that_cannot_be_written_keeps_the_last_complete_set(tmp_path, mon
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "r.png: cannot write (File too large)" in last and "left as they were" in last
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temporary file left either
+
+
+def test_the_jobs_left_out_after_a_models_failure_are_listed(tmp_path, monkeypatch):
+    """A model whose scores are NaN failed its file -> verdict job; its accuracy job was then left out in silence:
+    no Accuracy section, and Skipped named only the e2e rows."""
+    from benchmarks.config import JobKind
+
+    model = str(REPO / "tests" / "models" / "tiny.onnx")
+
+    def worker(job):  # noqa: ANN001
+        if job.kind is JobKind.END_TO_END:
+            return [], [f"e2e rows of {job.model} on cpu: the model gave score nan (not a probability)"]
+        return [inference_row("defectnet", "cpu", 0.2, "int8")], []
+
+    monkeypatch.setattr(runner, "run_worker", worker)
+    samples = REPO / "edge_runtime" / "samples"
+    r = CliRunner().invoke(main, [*TINY_COUNTS, "--no-torch", "--no-live", "--model", model, "--data", str(samples)])
+    assert r.exit_code == 0, r.output
+    skipped = r.output.split("## Skipped", 1)[1]
+    assert "e2e rows of" in skipped and "accuracy on" in skipped and "failed an earlier job" in skipped

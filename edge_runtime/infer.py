@@ -132,8 +132,10 @@ class Runner:
             # record, so the saved video's frames and timing line up with the records (it was left out).
             # the first frames: the size the video declares, else (a stream's first parts garbage) a 640x480 frame;
             # later pictures are letterboxed to the saved video's size
+            # An unreadable file of a folder saved as a video gets one too (the video had fewer frames than records).
             shape = self.picture_shape or item.picture_shape or (480, 640, 3)
-            if item.frame is None or not item.error:
+            into_video = bool(getattr(self.out.saver, "is_video", False))
+            if not item.error or (item.frame is None and not into_video):
                 return None
             picture = blank_frame(shape)
         else:

@@ -448,3 +448,22 @@ def test_a_run_that_saves_nothing_leaves_no_save_folder_it_made(tmp_path):
     (tmp_path / "kept").mkdir()  # a folder that was there before the run stays
     invoke(["--source", str(video), "--save", str(tmp_path / "kept")])
     assert (tmp_path / "kept").is_dir()
+
+
+def test_a_folder_saved_as_a_video_keeps_one_frame_per_record(tmp_path, tiny_model):
+    """An unreadable file got a record but no frame: a folder of 19 items made a 14-frame video, so the frames no
+    longer lined up with the records (a video source already got a grey frame naming the error)."""
+    import cv2
+
+    folder = tmp_path / "parts"
+    write_parts(folder, GOOD_LEVELS)
+    (folder / "part_01b.png").write_bytes(b"not a picture")
+    result = invoke(["--model", str(tiny_model), "--source", str(folder), "--save", str(tmp_path / "out.avi")])
+    recs = check(result, ExitCode.OK, error_lines=0)
+    cap = cv2.VideoCapture(str(tmp_path / "out.avi"))
+    frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    assert len(recs) == 3 and sum(r["error"] is not None for r in recs) == 1 and frames == 3
+    saved = invoke(["--model", str(tiny_model), "--source", str(folder), "--save", str(tmp_path / "pics")])
+    check(saved, ExitCode.OK, error_lines=0)
+    assert len(list((tmp_path / "pics").glob("*.jpg"))) == 2  # a folder of pictures keeps one per readable item

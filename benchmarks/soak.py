@@ -13,6 +13,7 @@ Markdown and JSON go to ``benchmarks/results/soak.md`` / ``soak.json``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import threading
@@ -26,6 +27,7 @@ import numpy as np
 
 from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors
 from edge_runtime.errors import EXIT_CODES_HELP, DefectEdgeError, ExitCode, OutputError, SourceError, UsageError
+from edge_runtime.metrics import nearest_rank
 from edge_runtime.stopping import StopSignals
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -107,8 +109,7 @@ class Sampler:
         one window had no sample at all, and lost the whole run to an IndexError)."""
         if self.windows and self.windows[-1].frames == self.frames:
             return
-        lat = np.asarray(self.latencies or [np.nan])
-        p99, p50 = float(np.percentile(lat, 99)), float(np.percentile(lat, 50))
+        p99, p50 = (nearest_rank(self.latencies, q) or math.nan for q in (99, 50))  # as edge-infer reports them
         self.windows.append(Window(self.frames, p99, p50, rss_mib(), open_fds(), threading.active_count()))
         self.latencies = []  # bounded: one window at a time
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.metrics import nearest_rank
+
 
 @dataclass(frozen=True)
 class Stats:
@@ -34,7 +36,8 @@ class Stats:
         t = np.asarray(seconds, dtype=np.float64) * 1000.0
         if t.size == 0:
             raise ValueError("no timings to summarise")
-        p50, p90, p99 = np.percentile(t, [50, 90, 99])
+        # nearest rank, as edge-infer's summary, the station page and edge-log report (numpy interpolates)
+        p50, p90, p99 = (nearest_rank(t.tolist(), q) for q in (50, 90, 99))
         total_s = float(t.sum()) / 1000.0
         return cls(
             runs=int(t.size),

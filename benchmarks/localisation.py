@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from edge_runtime import heatmap
-from edge_runtime.cli_support import Command, debug_option, friendly_errors
+from edge_runtime.cli_support import Command, debug_option, friendly_errors, version_option
 from edge_runtime.errors import EXIT_CODES_HELP, DataError, ModelError, OutputError
 from edge_runtime.model import MODELS_DIR, EdgeModel, Prediction, Provider, RuntimeConfig
 from edge_runtime.preprocess import CropMode, read_image
@@ -365,6 +365,7 @@ def grid(model: EdgeModel, data: Path, boxes: dict[str, list], names: list[str])
     show_default=True,
     help="Also score the pointing under each station condition (benchmarks/station_conditions.py).",
 )
+@version_option
 @debug_option
 @friendly_errors
 def main(

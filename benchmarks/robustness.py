@@ -23,7 +23,7 @@ import numpy as np
 
 from benchmarks.station_conditions import STATION_CONDITIONS
 from edge_runtime import datasets
-from edge_runtime.cli_support import Command, debug_option, friendly_errors
+from edge_runtime.cli_support import Command, debug_option, friendly_errors, version_option
 from edge_runtime.errors import EXIT_CODES_HELP, DataError, ModelError, OutputError, UsageError, require_extra
 from edge_runtime.metrics import binary_metrics
 from edge_runtime.model import MODELS_DIR, EdgeModel, Provider, RuntimeConfig
@@ -296,6 +296,7 @@ def markdown(rows: list[dict]) -> str:
 @click.option("--save-images", "save_dir", type=click.Path(path_type=Path), default=None,
               help="Write each condition's images as PNG to DIR/<condition>/<class>/ instead of scoring (to time "
               "edge-infer or edge-bench on a station's world).")  # fmt: skip
+@version_option
 @debug_option
 @friendly_errors
 def main(*, data: Path, models: tuple[Path, ...], positive: str, limit: int | None, json_path: Path | None,

@@ -24,7 +24,7 @@ import numpy as np
 
 from benchmarks.end_to_end import folder_verdicts
 from edge_runtime import datasets
-from edge_runtime.cli_support import Command, debug_option, friendly_errors
+from edge_runtime.cli_support import Command, debug_option, friendly_errors, version_option
 from edge_runtime.errors import EXIT_CODES_HELP, DataError, OutputError
 from edge_runtime.metrics import binary_metrics, nearest_rank
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig, default_model_path
@@ -147,6 +147,7 @@ def markdown(model: Path, settings: list[Setting], *, n: int, threads: int, roun
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--rounds", type=click.IntRange(min=2), default=4, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write JSON.")
+@version_option
 @debug_option
 @friendly_errors
 def main(*, data: Path, model_path: Path | None, threads: int, rounds: int, json_path: Path | None,

@@ -25,7 +25,7 @@ from typing import Any
 import click
 import numpy as np
 
-from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors
+from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors, version_option
 from edge_runtime.errors import EXIT_CODES_HELP, DefectEdgeError, ExitCode, OutputError, SourceError, UsageError
 from edge_runtime.metrics import nearest_rank
 from edge_runtime.stopping import StopSignals
@@ -220,6 +220,7 @@ def markdown(r: dict[str, Any], hw: Any) -> str:
 @click.option("--fps", type=FiniteFloatRange(min=1), default=1000.0, show_default=True, help="Source frame-rate cap.")
 @click.option("--window", type=click.IntRange(min=100), default=10_000, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=RESULTS, show_default=True)
+@version_option
 @debug_option
 @friendly_errors
 def main(frames: int, model: Path | None, fps: float, window: int, out: Path, *, debug: bool) -> None:

@@ -36,7 +36,7 @@ from benchmarks.live import PacedSource, camera_frames
 from benchmarks.station_probe import Probe, TimedSource, pct, process_cpu_s, slowest
 from benchmarks.station_report import WARMUP_FRAMES, markdown
 from benchmarks.station_viewer import Viewer, scheduling
-from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors
+from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors, version_option
 from edge_runtime.infer import InferConfig, run_inference
 from edge_runtime.model import RuntimeConfig
 from edge_runtime.priority import Priority
@@ -391,6 +391,7 @@ def check_options(data: Path, out: Path, *, spin: str, priority: str) -> None:
     help="The inspection loop's CPU priority in the live runs: auto as edge-infer (real-time where the system "
     "allows it), normal, or both (no station and --serve with each, interleaved).",
 )
+@version_option
 @debug_option
 @friendly_errors
 def main(

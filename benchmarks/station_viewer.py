@@ -31,7 +31,7 @@ from typing import Any
 
 import click
 
-from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors
+from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors, version_option
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -252,6 +252,7 @@ def watch_http(url: str, seconds: float) -> dict[str, Any]:
 @click.option("--screenshot", type=click.Path(path_type=Path, dir_okay=False), default=None, help="PNG at the end.")
 @click.option("--http", "http", is_flag=True, help="An HTTP client doing what the page does instead of Chromium.")
 @click.option("--nice", "nice", type=click.IntRange(0, 19), default=0, show_default=True, help="Lower priority.")
+@version_option
 @debug_option
 @friendly_errors
 def main(*, debug: bool, url: str, seconds: float, screenshot: Path | None, http: bool, nice: int) -> None:

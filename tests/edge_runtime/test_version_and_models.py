@@ -100,3 +100,13 @@ def test_edge_bench_refuses_a_missing_path_spelling_of_a_bundled_name(tmp_path, 
     assert r.exit_code == 4, r.output  # every model refused
     assert "model file not found" in r.output
     assert not (tmp_path / "b.json").exists()
+
+
+@pytest.mark.parametrize("module", ["localisation", "robustness", "second_look", "soak", "station", "station_viewer"])
+def test_every_benchmark_script_says_its_version(module: str):
+    """`python -m benchmarks.robustness --version` was "No such option", exit 2: a results file could not name
+    the defect-edge that made it."""
+    main = importlib.import_module(f"benchmarks.{module}").main
+    r = CliRunner().invoke(main, ["--version"], prog_name=f"python -m benchmarks.{module}")
+    assert r.exit_code == 0, r.output
+    assert r.output.strip() == f"python -m benchmarks.{module} (defect-edge) {__version__}"

@@ -67,6 +67,11 @@ class AviIndex:
             return None
         first = ckid[np.argmax(video), :2]
         chosen = entries[video & (ckid[:, 0] == first[0]) & (ckid[:, 1] == first[1])]  # that stream's frames
+        # an empty entry repeats the last frame (FFmpeg's frame-rate conversion writes them): FFmpeg hands out no
+        # packet for it, so it is no frame of the run's count (counted, an intact file failed its gate as damaged)
+        chosen = chosen[chosen["size"] > 0]
+        if not len(chosen):
+            return None
         offsets = chosen["offset"].astype(np.int64)
         # offsets count from the "movi" tag (most writers) or from the file's start (a few)
         base = movi if offsets[0] < movi else 0

@@ -158,6 +158,31 @@ def test_a_motion_jpeg_avi_that_lost_chunk_headers_keeps_its_frame_numbers(tmp_p
     assert result.exit_code == ExitCode.DEFECT_FOUND and json.loads(summary.read_text())["cut_short"] == 1
 
 
+def test_an_intact_motion_jpeg_avi_with_repeat_entries_is_not_called_damaged(tmp_path, tiny_model):
+    """FFmpeg's frame-rate conversion writes empty index entries ("repeat the last frame"): matched against the
+    index, each was taken for a lost frame, and an intact file failed its gate as damaged."""
+    import shutil
+    import subprocess
+
+    import cv2
+    import numpy as np
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg to write an AVI with repeat entries")
+    video = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        writer.write((rng.random((64, 64, 3)) * 40).astype(np.uint8))
+    writer.release()
+    gaps = tmp_path / "gaps.avi"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(video), "-c:v", "copy", "-bsf:v", "setts=ts=TS*2",
+                    str(gaps)], check=True, timeout=60)  # fmt: skip
+    result = invoke(["--model", str(tiny_model), "--source", str(gaps), "--fail-on-defect"])
+    recs = check(result, ExitCode.OK, error_lines=0)
+    assert [r["frame"] for r in recs] == [0, 1, 2] and "could not be decoded" not in result.stderr
+
+
 def test_an_avi_index_that_does_not_fit_its_file_is_not_used(tmp_path):
     from edge_runtime.avi_index import AviIndex
 

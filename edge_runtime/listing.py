@@ -128,17 +128,16 @@ def glob_root(pattern: str) -> tuple[str, list[str]]:
     return root, comps[fixed:]
 
 
-def _in_matched_folder(rx: re.Pattern[str], rel: str) -> bool:
-    """Whether ``rel`` is (or lies below) a folder the pattern matches: ``'lots/*'`` names the folders in ``lots``
-    as the shell would, and each is inspected as ``--source FOLDER`` is (their parts were passed over in silence,
-    and the gate passed).
+def _matched_folder(rx: re.Pattern[str], parts: list[str]) -> int:
+    """How many leading parts of a path name a folder the pattern matches (0: none): ``'lots/*'`` names the
+    folders in ``lots`` as the shell would, and each is inspected as ``--source FOLDER`` is (their parts were passed
+    over in silence, and the gate passed).
 
     >>> rx = _pattern_regex("line*")
-    >>> _in_matched_folder(rx, "line2/a/part.png"), _in_matched_folder(rx, "other/part.png")
-    (True, False)
+    >>> _matched_folder(rx, ["line2", "a", "part.png"]), _matched_folder(rx, ["other", "part.png"])
+    (1, 0)
     """
-    parts = rel.split("/")
-    return any(rx.match("/".join(parts[:k])) for k in range(1, len(parts) + 1))
+    return next((k for k in range(1, len(parts)) if rx.match("/".join(parts[:k]))), 0)
 
 
 def match_glob(pattern: str) -> tuple[tuple[Path, ...], list[str], int]:
@@ -152,15 +151,18 @@ def match_glob(pattern: str) -> tuple[tuple[Path, ...], list[str], int]:
     found, hidden = [], []
     for p, entry in _walk(base):
         rel = p.relative_to(base).as_posix()
-        if any(part.startswith(".") for part in rel.split("/")):
-            if not isinstance(entry, Unreadable) and rx.match(rel):
-                hidden.append(rel)  # a pattern skips hidden entries, as the shell does: named, not passed over
+        parts = rel.split("/")
+        k = len(parts) if rx.match(rel) else _matched_folder(rx, parts)
+        # Hidden names where the pattern itself reaches are skipped, as the shell does (named, not passed over);
+        # below a folder it matched, everything counts, as --source FOLDER has it.
+        if any(part.startswith(".") for part in parts[: k or len(parts)]):
+            if k and not isinstance(entry, Unreadable):
+                hidden.append(rel)
             continue
-        if isinstance(entry, Unreadable):
-            # a folder the pattern reaches into (``**``, or fewer levels deep than the pattern) may hold matches
-            if "**" in below or (rel != "." and rel.count("/") + 1 < len(below)) or _in_matched_folder(rx, rel):
-                found.append((p, entry))
-        elif rx.match(rel) or _in_matched_folder(rx, rel):
+        # an unreadable folder the pattern reaches into (``**``, or fewer levels deep than the pattern) may hold
+        # matches
+        reaches = "**" in below or (rel != "." and rel.count("/") + 1 < len(below))
+        if k or (isinstance(entry, Unreadable) and reaches):
             found.append((p, entry))
     images, ignored, links = _classify(found)
     return images, hidden + [p.relative_to(base).as_posix() for p in ignored], links

@@ -236,6 +236,15 @@ def test_a_pattern_that_matches_folders_inspects_what_they_hold(tmp_path, tiny_m
     assert len(recs) == 2
     recs = check(invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/lot/*.png"]), ExitCode.OK, error_lines=0)
     assert len(recs) == 1  # a pattern for files still names files only
+    # below a matched folder everything counts, as --source FOLDER has it; a hidden folder the pattern itself
+    # reaches is skipped as the shell does, and named (a hidden part in line1/ was left out without a word)
+    (tmp_path / "lot" / "line1" / "part_00.png").rename(tmp_path / "lot" / "line1" / ".scan.png")
+    write_parts(tmp_path / "lot" / ".cache", [220])
+    result = invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/lot/*", "--fail-on-defect"])
+    recs = check(result, ExitCode.DEFECT_FOUND, error_lines=0)
+    assert sorted(Path(r["source"]).relative_to(tmp_path / "lot").as_posix() for r in recs) == [
+        "line1/.scan.png", "line2/shift-b/part_00.png", "part_00.png"]  # fmt: skip
+    assert "1 file not inspected, not images or hidden: .cache/part_00.png" in result.stderr
 
 
 def test_camera_and_source_together_is_a_usage_error(tmp_path, tiny_model):

@@ -118,6 +118,22 @@ def summary_locked(target: Path) -> str:
     )
 
 
+def holds_other_than_a_summary(target: Path) -> str | None:
+    """What ``target`` holds when it is neither missing, empty nor a JSON summary: a summary renamed over a running
+    station's ``--log`` (SQLite keeps no ``flock``) replaced its database, and the station's records with it."""
+    try:
+        with open(target, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return None
+    if head.startswith(b"SQLite format 3\0"):
+        return "an SQLite database (an inspection log?)"
+    text = head.lstrip()
+    if not text or text.startswith(b"{"):
+        return None
+    return "something that is not a JSON summary"
+
+
 def check_summary_target(target: Path) -> None:
     """``--summary`` is written whole at the end, by a rename onto its name: a device (``/dev/null``, ``/dev/full``)
     or FIFO there would be replaced by a regular file, for the whole machine when run as root. Checked now, with
@@ -139,6 +155,8 @@ def check_summary_target(target: Path) -> None:
             )
         if locked_by_another(target):
             raise OutputError(summary_locked(target))
+        if (held := holds_other_than_a_summary(target)) is not None:
+            raise OutputError(f"{target}: holds {held}; --summary would replace it: choose another --summary")
     try:
         probe_writable(temp_path_for(target))
     except OSError as exc:

@@ -240,8 +240,32 @@ def test_a_summary_never_replaces_a_file_another_run_is_writing(tmp_path, tiny_m
         with pytest.raises(OutputError, match="another process is writing this file"):
             write_summary(busy, Summary(source="parts"))  # locked after the run's start: found again at the end
         assert busy.read_text() == '[\n{"source": "a"}\n]\n'
-    write_summary(busy, Summary(source="parts"))  # unlocked: written as ever
-    assert json.loads(busy.read_text())["items"] == 0
+    with pytest.raises(OutputError, match="holds something that is not a JSON summary"):
+        write_summary(busy, Summary(source="parts"))  # unlocked, it still holds that run's records
+    old = tmp_path / "s.json"
+    old.write_text('{"items": 5}\n')  # a summary of an earlier run: replaced as ever
+    write_summary(old, Summary(source="parts"))
+    assert json.loads(old.read_text())["items"] == 0
+
+
+def test_a_summary_never_replaces_a_stations_log_or_other_data(tmp_path, tiny_model):
+    """A running station's --log is SQLite, which holds no flock: --summary was renamed over it, and the station's
+    records went with it."""
+    import sqlite3
+
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    log = tmp_path / "station.db"
+    con = sqlite3.connect(log)
+    con.execute("CREATE TABLE inspections (id INTEGER)")
+    con.commit()
+    before = log.read_bytes()
+    for target, what in ((log, "an SQLite database"), (tmp_path / "notes.txt", "not a JSON summary")):
+        if target.suffix == ".txt":
+            target.write_text("line 3 notes")
+        result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--summary", str(target)])
+        assert check(result, ExitCode.OUTPUT_ERROR, error_lines=1) == [] and what in result.stderr
+    con.close()
+    assert log.read_bytes() == before
 
 
 def test_a_full_disk_names_the_summary_it_could_not_write_beside_the_output(tmp_path, tiny_model, monkeypatch):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors, version_option
+from edge_runtime.cli_support import Command, FiniteFloatRange, GivenPath, debug_option, friendly_errors, version_option
 from edge_runtime.errors import DefectEdgeError, ExitCode, exit_codes_help, printable
 from edge_runtime.model import Provider, model_path
 from edge_runtime.stopping import StopSignals
@@ -85,7 +85,7 @@ def counted(name: str, kind: type, help_text: str):  # noqa: ANN201 - a click de
 @click.option("--no-live", is_flag=True, help="Skip the live loop.")
 @click.option(
     "--data",
-    type=click.Path(path_type=Path),
+    type=GivenPath(path_type=Path),
     default=None,
     help="Labelled images DIR/test/<class>/: adds accuracy per model and uses them as samples.",
 )

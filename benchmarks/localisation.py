@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from edge_runtime import heatmap
-from edge_runtime.cli_support import Command, debug_option, friendly_errors, version_option
+from edge_runtime.cli_support import Command, GivenPath, debug_option, friendly_errors, version_option
 from edge_runtime.errors import EXIT_CODES_HELP, DataError, ModelError, OutputError
 from edge_runtime.model import MODELS_DIR, EdgeModel, Prediction, Provider, RuntimeConfig
 from edge_runtime.preprocess import CropMode, read_image
@@ -332,7 +332,7 @@ def grid(model: EdgeModel, data: Path, boxes: dict[str, list], names: list[str])
 @click.command(cls=Command, help=__doc__.split("\n\n")[0] + "\n\n" + EXIT_CODES_HELP)
 @click.option(
     "--data",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=GivenPath(path_type=Path, file_okay=False),
     default=Path("../shared/data/casting"),
     show_default=True,
     help="The casting dataset root (holds test/def_front).",

@@ -23,7 +23,7 @@ import numpy as np
 
 from benchmarks.station_conditions import STATION_CONDITIONS
 from edge_runtime import datasets
-from edge_runtime.cli_support import Command, debug_option, friendly_errors, version_option
+from edge_runtime.cli_support import Command, GivenPath, debug_option, friendly_errors, version_option
 from edge_runtime.errors import EXIT_CODES_HELP, DataError, ModelError, OutputError, UsageError, require_extra
 from edge_runtime.metrics import binary_metrics
 from edge_runtime.model import MODELS_DIR, EdgeModel, Provider, RuntimeConfig
@@ -273,7 +273,7 @@ def markdown(rows: list[dict]) -> str:
     "model's own threshold; Markdown on stdout.\n\n" + EXIT_CODES_HELP,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="DIR/<class>/ or DIR/test/<class>/.")
+@click.option("--data", required=True, type=GivenPath(path_type=Path), help="DIR/<class>/ or DIR/test/<class>/.")
 @click.option("--model", "models", multiple=True, type=click.Path(path_type=Path),
               help="ONNX model (repeatable) [default: the bundled FP32 and INT8 models].")  # fmt: skip
 @click.option("--positive", default="def_front", show_default=True, help="Folder name of the defective class.")

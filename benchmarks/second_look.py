@@ -24,7 +24,7 @@ import numpy as np
 
 from benchmarks.end_to_end import folder_verdicts
 from edge_runtime import datasets
-from edge_runtime.cli_support import Command, debug_option, friendly_errors, version_option
+from edge_runtime.cli_support import Command, GivenPath, debug_option, friendly_errors, version_option
 from edge_runtime.errors import EXIT_CODES_HELP, DataError, OutputError
 from edge_runtime.metrics import binary_metrics, nearest_rank
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig, default_model_path
@@ -141,7 +141,7 @@ def markdown(model: Path, settings: list[Setting], *, n: int, threads: int, roun
     "with the second look only, and with one view, interleaved in one process.\n\n" + EXIT_CODES_HELP,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="DIR/<class>/ or DIR/test/<class>/.")
+@click.option("--data", required=True, type=GivenPath(path_type=Path), help="DIR/<class>/ or DIR/test/<class>/.")
 @click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
               help="ONNX model [default: the bundled INT8].")  # fmt: skip
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)

@@ -36,7 +36,7 @@ from benchmarks.live import PacedSource, camera_frames
 from benchmarks.station_probe import Probe, TimedSource, pct, process_cpu_s, slowest
 from benchmarks.station_report import WARMUP_FRAMES, markdown
 from benchmarks.station_viewer import Viewer, scheduling
-from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors, version_option
+from edge_runtime.cli_support import Command, FiniteFloatRange, GivenPath, debug_option, friendly_errors, version_option
 from edge_runtime.infer import InferConfig, run_inference
 from edge_runtime.model import RuntimeConfig
 from edge_runtime.priority import Priority
@@ -331,7 +331,7 @@ def check_options(data: Path, out: Path, *, spin: str, priority: str) -> None:
 @click.command(cls=Command, help="Measure the station's costs; writes OUT/station.md, station.json and station.png.")
 @click.option(
     "--data",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=GivenPath(path_type=Path, file_okay=False),
     default=REPO.parent / "shared" / "data" / "casting" / "train",
     show_default=True,
     help="Folder for the throughput runs.",

@@ -30,6 +30,20 @@ def version_option(f: F) -> F:
     return click.version_option(__version__, "--version", message="%(prog)s (defect-edge) %(version)s")(f)
 
 
+class GivenPath(click.Path):
+    """click's ``Path`` that refuses an empty value (exit 2): ``--eval-data "$DIR"`` with ``DIR`` unset became
+    ``Path("")``, the current folder, and an export evaluated or calibrated on whatever lay there.
+
+    >>> GivenPath().convert("imgs", None, None)
+    'imgs'
+    """
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("is empty (an unset shell variable?); pass a folder", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class FiniteFloatRange(click.FloatRange):
     """click's ``FloatRange`` that also refuses NaN and infinities (exit 2).
 

@@ -9,6 +9,7 @@ import click
 from edge_runtime.cli_support import (
     Command,
     FiniteFloatRange,
+    GivenPath,
     debug_option,
     friendly_errors,
     typed_params,
@@ -46,7 +47,7 @@ SCHEME_CHOICES = ["u8s8", "u8s8-reduce-range", "s8s8"]
 )
 @click.option(
     "--calib-data",
-    type=click.Path(path_type=Path),
+    type=GivenPath(path_type=Path),
     default=None,
     help="Folder of calibration images, also the parity images when there is no eval data "
     "[default: the training images recorded in the checkpoint].",
@@ -60,7 +61,7 @@ SCHEME_CHOICES = ["u8s8", "u8s8-reduce-range", "s8s8"]
 )
 @click.option(
     "--eval-data",
-    type=click.Path(path_type=Path),
+    type=GivenPath(path_type=Path),
     default=None,
     help="Labelled images DIR/<class>/ or DIR/test/<class>/ for the accuracy gate [default: the test split].",
 )

@@ -11,6 +11,7 @@ import click
 from edge_runtime.cli_support import (
     Command,
     FiniteFloatRange,
+    GivenPath,
     debug_option,
     friendly_errors,
     typed_params,
@@ -35,7 +36,7 @@ MAX_SEED = 2**32 - 1  # numpy and torch take it; a negative or larger seed faile
     "--data",
     "data",
     required=True,
-    type=click.Path(path_type=Path),
+    type=GivenPath(path_type=Path),
     help="Dataset folder with train/ (and test/).",
 )
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Run folder to write.")

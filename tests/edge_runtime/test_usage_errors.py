@@ -232,3 +232,29 @@ def test_the_station_demo_refuses_one_port_for_its_camera_and_its_page() -> None
     )  # fmt: skip
     assert proc.returncode == 2 and "--camera-port 8093: the station page is served there" in proc.stderr, proc.stderr
     assert "demo camera" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "args"),
+    [
+        ("export.cli", ["--eval-data", ""]),
+        ("export.cli", ["--quantize", "--calib-data", " "]),
+        ("train.cli", ["--data", ""]),
+        ("benchmarks.cli", ["--data", ""]),
+        ("benchmarks.robustness", ["--data", ""]),
+        ("benchmarks.second_look", ["--data", ""]),
+    ],
+)
+def test_an_empty_data_folder_is_a_usage_error_not_the_current_folder(module, args, tmp_path, monkeypatch) -> None:
+    """`--eval-data "$DIR"` with DIR unset was Path(""), the current folder: an export evaluated or calibrated on
+    whatever lay there, exit 0, and train-model and edge-bench took it for a data set."""
+    import importlib
+
+    from click.testing import CliRunner
+
+    if module in ("export.cli", "train.cli"):
+        pytest.importorskip("torch", reason="needs the [train] extra")
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(importlib.import_module(module).main, args)
+    assert r.exit_code == 2, r.output
+    assert "is empty (an unset shell variable?)" in r.output

@@ -80,6 +80,8 @@ class Runner:
         self.fps = 0.0
         self.last = time.perf_counter()
         self.picture_shape: tuple[int, ...] | None = None  # the last drawn frame's, for undecodable frames
+        # unreadable files of a folder saved as a video before its first picture: drawn at that picture's size
+        self.held_errors: list[str] = []
 
     def remaining(self) -> int | None:
         return None if self.cfg.max_frames is None else self.cfg.max_frames - self.summary.items
@@ -105,6 +107,7 @@ class Runner:
             self._count(rec, pred)
             # --save keeps one frame per record: a stop between the two left a counted record without its frame
             if canvas is not None and self.out.saver is not None:
+                self._write_held()
                 name = Path(item.source).name if item.frame is None else f"frame_{item.frame}"
                 self.out.saver.write(canvas, name=name, number=self.summary.items)
         keep_going = canvas is None or self.out.window is None or self.out.window.show(canvas)
@@ -119,6 +122,17 @@ class Runner:
             self.summary.second_looks += pred.second_look
             self.summary.symmetry_looks += pred.asymmetry is not None
             self.summary.symmetry_lifts += pred.lifted
+
+    def _write_held(self) -> None:
+        """The placeholders held back until the first picture gave the saved video its size (the first one's grey
+        640x480 frame had set it, and every part picture after it was letterboxed into that)."""
+        if not self.held_errors or self.picture_shape is None:
+            return
+        from edge_runtime.annotate import annotate, blank_frame
+
+        for error in self.held_errors:
+            self.out.saver.write(annotate(blank_frame(self.picture_shape), None, error=error), name="unreadable")
+        self.held_errors = []
 
     def picture(self, item: Item, pred: Prediction | None) -> np.ndarray | None:
         """The annotated picture to show and save (None: nothing shows or saves pictures, or no picture)."""
@@ -136,6 +150,9 @@ class Runner:
             shape = self.picture_shape or item.picture_shape or (480, 640, 3)
             into_video = bool(getattr(self.out.saver, "is_video", False))
             if not item.error or (item.frame is None and not into_video):
+                return None
+            if item.frame is None and self.picture_shape is None:
+                self.held_errors.append(item.error)  # drawn once the first picture sets the video's size
                 return None
             picture = blank_frame(shape)
         else:

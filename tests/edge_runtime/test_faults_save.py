@@ -492,3 +492,12 @@ def test_a_folder_saved_as_a_video_keeps_one_frame_per_record(tmp_path, tiny_mod
     saved = invoke(["--model", str(tiny_model), "--source", str(folder), "--save", str(tmp_path / "pics")])
     check(saved, ExitCode.OK, error_lines=0)
     assert len(list((tmp_path / "pics").glob("*.jpg"))) == 2  # a folder of pictures keeps one per readable item
+    # an unreadable first file: its grey frame is drawn at the first picture's size (its 640x480 frame had set
+    # the video's size, and every part after it was letterboxed into that)
+    (folder / "part_01b.png").rename(folder / "a_first.png")
+    result = invoke(["--model", str(tiny_model), "--source", str(folder), "--save", str(tmp_path / "first.avi")])
+    check(result, ExitCode.OK, error_lines=0)
+    cap = cv2.VideoCapture(str(tmp_path / "first.avi"))
+    frames, first = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cap.read()[1]
+    cap.release()
+    assert frames == 3 and first.shape[:2] == (240, 240)  # the parts' 48 px, grown to the 240 px least side

@@ -104,13 +104,22 @@ def log_name(con: sqlite3.Connection) -> str:
         return "inspection log"
 
 
-def _json(text: str, what: str, item: object) -> Any:
+class _Damaged(Exception):
+    """A stored record that does not read as defect-edge wrote it; the caller names the log (see :func:`damaged`)."""
+
+
+def _json(text: str, what: str, item: object, kind: type) -> Any:
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except (json.JSONDecodeError, TypeError) as exc:  # query and show said "unexpected JSONDecodeError", exit 1
-        raise DataError(
-            f"the inspection log holds a damaged record ({what} of {item} is not JSON); restore the log from a backup"
-        ) from exc
+        raise _Damaged(f"{what} of {item} is not JSON") from exc
+    if not isinstance(value, kind):  # '[1]' as the extra fields was "unexpected AttributeError", exit 1
+        raise _Damaged(f"{what} of {item} is not a JSON {'object' if kind is dict else 'list'}")
+    return value
+
+
+def damaged(con: sqlite3.Connection, exc: _Damaged) -> DataError:
+    return DataError(f"{log_name(con)}: inspection log holds a damaged record ({exc}); restore the log from a backup")
 
 
 def _row(r: tuple) -> dict[str, Any]:
@@ -129,11 +138,11 @@ def _row(r: tuple) -> dict[str, Any]:
         "warning": r[11],
         "model_version": r[13],
         "model_file": r[14],
-        "providers": _json(r[15], "the providers", f"item {r[0]}"),
+        "providers": _json(r[15], "the providers", f"item {r[0]}", list),
         "precision": r[16],
         "has_image": bool(r[17]),
     }
-    extra = _json(r[12], "the extra fields", f"item {r[0]}") if r[12] else {}
+    extra = _json(r[12], "the extra fields", f"item {r[0]}", dict) if r[12] else {}
     out |= {k: extra.get(k) for k in ROW_EXTRAS}  # every row has these keys (None when unset), as the CSV has
     out |= {k: v for k, v in extra.items() if k not in out}
     return out
@@ -154,6 +163,8 @@ def rows(
             yield from (_row(r) for r in batch)
     except sqlite3.Error as exc:
         raise read_error(log_name(con), exc, "reading it") from exc
+    except _Damaged as exc:
+        raise damaged(con, exc) from exc
 
 
 def row(con: sqlite3.Connection, item_id: int) -> dict[str, Any]:
@@ -164,7 +175,10 @@ def row(con: sqlite3.Connection, item_id: int) -> dict[str, Any]:
         raise read_error(log_name(con), exc, "reading it") from exc
     if found is None:
         raise DataError(f"no item with id {item_id} in the inspection log (edge-log query lists the ids)")
-    return _row(found)
+    try:
+        return _row(found)
+    except _Damaged as exc:
+        raise damaged(con, exc) from exc
 
 
 def thumbnail_jpeg(con: sqlite3.Connection, item_id: int) -> bytes | None:
@@ -229,7 +243,7 @@ def summary(con: sqlite3.Connection, flt: Filter) -> dict[str, Any]:
                 "model_version": v,
                 "model_file": f,
                 "precision": p,
-                "providers": _json(pr, "the providers", f"a run of {f}"),
+                "providers": _json(pr, "the providers", f"a run of {f}", list),
                 "items": c,
                 "first": iso(a),
                 "last": iso(b),
@@ -264,3 +278,5 @@ def summary(con: sqlite3.Connection, flt: Filter) -> dict[str, Any]:
         }
     except sqlite3.Error as exc:
         raise read_error(log_name(con), exc, "summarising it") from exc
+    except _Damaged as exc:
+        raise damaged(con, exc) from exc

@@ -277,6 +277,15 @@ def test_a_log_that_cannot_be_read_is_bad_data_with_a_readers_advice(station_log
     con.execute("UPDATE runs SET providers = 'not json'")
     con.commit()
     con.close()
+    shape = tmp_path / "shape.db"  # valid JSON of the wrong shape: "unexpected AttributeError", exit 1
+    shape.write_bytes(log_path.read_bytes())
+    con = sqlite3.connect(shape)
+    con.execute("UPDATE inspections SET extra = '[1]'")
+    con.commit()
+    con.close()
+    result = edge_log("query", shape)
+    assert result.exit_code == ExitCode.BAD_DATA and "is not a JSON object" in result.output, result.output
+    assert result.output.startswith(f"error: {shape}: inspection log holds a damaged record")
     for args in (["summary"], ["query"], ["query", "--json"], ["show"]):
         extra = ["1", "--out", str(tmp_path / "p.png")] if args == ["show"] else []
         result = edge_log(args[0], damaged, *args[1:], *extra)

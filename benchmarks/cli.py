@@ -208,6 +208,10 @@ def _check_json_name(path: Path) -> None:
     )
     if kind is not None:
         raise OutputError(f"{path}: is named like {kind} ({path.suffix}), not JSON; pass --json FILE.json")
+    if path.suffix.lower() != ".json":  # bench.txt shared bench.json's CSV and PNG; 'newdir/' became a file
+        raise OutputError(
+            f"{path}: --json names a .json file (its CSV and PNG are named after it); pass --json FILE.json"
+        )
 
 
 def _torch_imports() -> bool:

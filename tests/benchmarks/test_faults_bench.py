@@ -523,3 +523,12 @@ def test_the_jobs_left_out_after_a_models_failure_are_listed(tmp_path, monkeypat
     assert r.exit_code == 0, r.output
     skipped = r.output.split("## Skipped", 1)[1]
     assert "e2e rows of" in skipped and "accuracy on" in skipped and "failed an earlier job" in skipped
+
+
+@pytest.mark.parametrize("given", ["bench.txt", "newdir/", "results"])
+def test_a_json_path_that_does_not_end_in_json_is_refused(tmp_path, no_jobs, given):
+    """bench.txt shared bench.json's CSV and PNG (both named after the stem), and 'newdir/' was written as a file."""
+    target = str(tmp_path) + "/" + given
+    r = CliRunner().invoke(main, [*TINY_COUNTS, "--no-torch", "--model", str(TINY), "--json", target])
+    assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output
+    assert "pass --json FILE.json" in one_error_line(r) and no_jobs == [] and list(tmp_path.iterdir()) == []

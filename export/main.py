@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge_runtime.errors import DataError, GateError, OutputError, UsageError
+from edge_runtime.errors import DataError, GateError, ModelError, OutputError, UsageError
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
 from edge_runtime.model_info import ModelInfo, Precision, SecondLook, SymmetryLook
 from edge_runtime.preprocess import CropMode, PreprocessSpec, normalize
@@ -261,6 +261,25 @@ def _export_in(
     return out
 
 
+def _check_finite_weights(checkpoint: Path, ckpt: Checkpoint) -> None:
+    """Weights that are not finite (a diverged training, an edited file) make a model that scores NaN: with
+    --force it was written and reported "262/715 correct"; quantized, onnxruntime failed on "scale issue", exit 1.
+    No gate to force: such a model gives no verdict at all."""
+    import torch
+
+    bad = {
+        name: int((~torch.isfinite(t)).sum())
+        for name, t in ckpt.state_dict.items()
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())
+    }
+    if bad:
+        first = next(iter(bad))
+        raise ModelError(
+            f"{checkpoint}: {sum(bad.values())} weights are not finite (NaN or infinite; first in {first}): the "
+            "training diverged or the file was edited; retrain (a lower --lr) or use another checkpoint"
+        )
+
+
 def _check_before_work(
     checkpoint: Path, ckpt: Checkpoint, net: Any, out: Path, cfg: ExportConfig, given: frozenset[str]
 ) -> None:
@@ -269,6 +288,7 @@ def _check_before_work(
     # a map without a trained head is a Grad-CAM made from the calibration images, whatever the precision
     gradcam = not ckpt.loc_head and cfg.with_map is not False and cam.supports_map(net)
     check_options_apply(cfg, given, has_eval=has_eval and not gradcam)
+    _check_finite_weights(checkpoint, ckpt)
     for option, folder in (("--calib-data", cfg.calib_data), ("--eval-data", cfg.eval_data)):
         if folder is not None:  # a missing --calib-data was found after the FP32 export and its evaluation
             images.check_data_folder(folder, option)

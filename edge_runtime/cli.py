@@ -194,7 +194,7 @@ def main(*, debug: bool, **opts: object) -> None:
         summary.interrupted = True
         click.echo(summary.finish().text(), err=True)
         for kept in (opts.get("output"), opts.get("summary_path")):
-            if kept is not None:  # as run_inference says of a run stopped before its source opened
+            if kept is not None and os.path.lexists(kept):  # as run_inference says of a run stopped early
                 click.echo(f"{kept}: left as it was (the run stopped before its source was read)", err=True)
         code = 130
     finally:

@@ -385,7 +385,7 @@ def _finish(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log: Lo
             write_summary(cfg.summary_path, summary)
         else:
             for kept in (cfg.output, cfg.summary_path):
-                if kept is not None:
+                if kept is not None and os.path.lexists(kept):  # a new one was not made: nothing to keep
                     log(f"{kept}: left as it was (the run stopped before its source was read)")
     except OutputError as exc:  # another file than --output's: both are named (a full disk fails both)
         summary.output_error = f"{summary.output_error}; {exc}" if summary.output_error else str(exc)

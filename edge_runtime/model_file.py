@@ -48,8 +48,10 @@ def read_model_bytes(path: Path) -> bytes:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         if exc.errno == errno.ENOENT:
+            bare = path.name.lower() in ("int8", "fp32")  # ./fp32: a path, so not the bundled model's name
+            hint = f"the bare name {path.name.lower()}, without a path," if bare else "int8 / fp32"
             raise ModelError(
-                f"{path}: model file not found; pass --model PATH to an .onnx from export-onnx (or int8 / fp32 for "
+                f"{path}: model file not found; pass --model PATH to an .onnx from export-onnx (or {hint} for "
                 "the bundled models)"
             ) from exc
         raise ModelError(f"{path}: cannot read the model ({exc.strerror or exc})") from exc

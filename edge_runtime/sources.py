@@ -137,13 +137,26 @@ def shown_source(text: str) -> str:
     userinfo, at, host = netloc.rpartition("@")
     if ":" in userinfo:
         netloc = f"{userinfo.split(':', 1)[0]}:***{at}{host}"
-    return _SECRET_PARAM.sub(lambda m: f"{m.group(1)}***", f"{scheme}://{netloc}{sep}{path}")
+    return _PARAM.sub(_masked_param, f"{scheme}://{netloc}{sep}{path}")
 
 
-_SECRET_PARAM = re.compile(
-    r"([?&;](?:[a-z0-9]*[_-])?(?:password|passwd|pwd|pass|token|secret|key|apikey|auth|signature|sig)=)[^&;#]*",
-    re.IGNORECASE,
+# a query (or fragment: ``#password=...`` reached the records in clear) parameter, and the names that say secret,
+# read after percent-decoding (``?pass%77ord=...`` was shown as it came)
+_PARAM = re.compile(r"([?&;#])([^=&;#?]*)=([^&;#]*)")
+_SECRET_NAME = re.compile(
+    r"(?:[a-z0-9]*[_-])?(?:password|passwd|pwd|pass|token|secret|key|apikey|auth|signature|sig)", re.IGNORECASE
 )
+
+
+def _masked_param(m: re.Match[str]) -> str:
+    """``shown_source``'s mask for one parameter.
+
+    >>> shown_source("http://cam/feed.mjpg#password=s3cret"), shown_source("http://cam/f?pass%77ord=s3cret&x=1")
+    ('http://cam/feed.mjpg#password=***', 'http://cam/f?pass%77ord=***&x=1')
+    """
+    if _SECRET_NAME.fullmatch(urllib.parse.unquote(m.group(2)).strip()):
+        return f"{m.group(1)}{m.group(2)}=***"
+    return m.group(0)
 
 
 def _opened_url(url: str) -> str:

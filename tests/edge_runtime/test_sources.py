@@ -210,3 +210,21 @@ def test_a_reader_stuck_in_a_stalled_read_is_waited_for_once_on_the_way_out():
         reader.stop(timeout=2.0)
     release.set()
     assert waits == [2.0]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://cam/feed.mjpg#password=FragSECRET", "http://cam/feed.mjpg#password=***"),
+        ("http://cam/feed.mjpg?x=1#token=T23", "http://cam/feed.mjpg?x=1#token=***"),
+        ("http://cam/f?pass%77ord=T18&fps=5", "http://cam/f?pass%77ord=***&fps=5"),
+        ("rtsp://cam/s?User=admin&API_KEY=k1", "rtsp://cam/s?User=admin&API_KEY=***"),
+        ("http://cam/f?keyframe=1", "http://cam/f?keyframe=1"),  # a name that only starts like a secret
+    ],
+)
+def test_a_secret_in_a_fragment_or_a_percent_encoded_name_is_masked(url: str, shown: str):
+    """#password=... in a stream URL reached stderr, every record, the summary and the inspection log in clear,
+    and so did ?pass%77ord=... (the name read before percent-decoding)."""
+    from edge_runtime.sources import shown_source
+
+    assert shown_source(url) == shown

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 from typing import Any
@@ -135,13 +136,18 @@ class _Api:
     def status(self, request: Request) -> JSONResponse:
         return JSONResponse(self.live.status() | {"log": None if self.log_path is None else str(self.log_path)})
 
+    def mine(self, flt: query.Filter) -> query.Filter:
+        """Only this station's rows: stations may share one --log, and a station's page showed another's defects,
+        chart and records beside its own counters."""
+        return dataclasses.replace(flt, station=self.live.station)
+
     def inspections(self, request: Request) -> JSONResponse:
         flt, limit = _filter(request), _int(request, "limit", 100, 1, MAX_LIMIT)
         con = self.reader()
         if con is None:
             found = [r for r in self.live.recent_rows(flt.after_id or 0, MAX_LIMIT) if _matches(r, flt)][:limit]
         else:
-            found = list(query.rows(con, flt, limit=limit))
+            found = list(query.rows(con, self.mine(flt), limit=limit))
             con.close()
         return JSONResponse({"items": found, "last_id": found[-1]["id"] if found else flt.after_id})
 
@@ -150,7 +156,7 @@ class _Api:
         con = self.reader()
         if con is None:
             return JSONResponse({"items": self.live.defects(limit)})
-        found = list(query.rows(con, query.Filter(defective=True), limit=limit, newest_first=True))
+        found = list(query.rows(con, self.mine(query.Filter(defective=True)), limit=limit, newest_first=True))
         con.close()
         return JSONResponse({"items": found})
 
@@ -160,7 +166,7 @@ class _Api:
         con = self.reader()
         if con is None:
             return JSONResponse({"bucket_s": bucket, "buckets": self.live.rate(hours, bucket)})
-        found = query.rate_buckets(con, query.Filter(since=query.parse_when(f"{hours}h")), bucket)
+        found = query.rate_buckets(con, self.mine(query.Filter(since=query.parse_when(f"{hours}h"))), bucket)
         con.close()
         return JSONResponse({"bucket_s": bucket, "buckets": found})
 

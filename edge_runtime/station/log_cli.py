@@ -58,6 +58,9 @@ def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> floa
 
 
 SINCE = click.option("--since", callback=_when, metavar="WHEN", help="From this time: 8h (ago), ISO time (UTC).")
+STATION = click.option(
+    "--station", metavar="NAME", default=None, help="Only items of this station (the --station of its runs)."
+)
 UNTIL = click.option("--until", callback=_when, metavar="WHEN", help="Before this time: 1h (ago), ISO time (UTC).")
 
 
@@ -117,15 +120,18 @@ def summary_text(db: Path, s: dict[str, Any]) -> str:
 @DB
 @SINCE
 @UNTIL
+@STATION
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @debug_option
 @friendly_errors
-def summary(db: Path, since: float | None, until: float | None, as_json: bool, debug: bool) -> None:
+def summary(
+    db: Path, since: float | None, until: float | None, station: str | None, as_json: bool, debug: bool
+) -> None:
     from edge_runtime.station.query import Filter, open_reader
     from edge_runtime.station.query import summary as summarise
 
     with closing(open_reader(db)) as con:  # the last reader to close removes the log's -wal and -shm files
-        s = summarise(con, Filter(since=since, until=until))
+        s = summarise(con, Filter(since=since, until=until, station=station))
     with stdout_errors():
         click.echo(json.dumps(s) if as_json else summary_text(db, s))
 
@@ -137,6 +143,7 @@ def summary(db: Path, since: float | None, until: float | None, as_json: bool, d
 @SINCE
 @UNTIL
 @click.option("--source", metavar="TEXT", help="Only items whose source contains TEXT.")
+@STATION
 @click.option("--limit", type=click.IntRange(1, MAX_ID), default=None, help="At most N items.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV with a header.")
@@ -149,6 +156,7 @@ def query(
     since: float | None,
     until: float | None,
     source: str | None,
+    station: str | None,
     limit: int | None,
     as_json: bool,
     as_csv: bool,
@@ -164,7 +172,8 @@ def query(
     fmt = "json" if as_json else "csv" if as_csv else None
     defective = True if only_defective else False if only_ok else None
     with closing(open_reader(db)) as con, stdout_errors():
-        _print_rows(rows(con, Filter(since=since, until=until, defective=defective, source=source), limit=limit), fmt)
+        flt = Filter(since=since, until=until, defective=defective, source=source, station=station)
+        _print_rows(rows(con, flt, limit=limit), fmt)
 
 
 def _print_rows(found: Any, fmt: str | None) -> None:

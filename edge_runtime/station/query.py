@@ -73,13 +73,15 @@ def parse_when(text: str, *, now: float | None = None) -> float:
 
 @dataclass(frozen=True)
 class Filter:
-    """Which rows: ``since``/``until`` are epoch seconds, ``after_id`` for polling, ``source`` a substring."""
+    """Which rows: ``since``/``until`` are epoch seconds, ``after_id`` for polling, ``source`` a substring,
+    ``station`` the ``--station`` name of the run that wrote them (stations may share one log)."""
 
     since: float | None = None
     until: float | None = None
     defective: bool | None = None
     source: str | None = None
     after_id: int | None = None
+    station: str | None = None
 
     def where(self) -> tuple[str, list[Any]]:
         parts, args = [], []
@@ -93,6 +95,9 @@ class Filter:
         if self.source:
             parts.append("instr(i.source, ?) > 0")
             args.append(self.source)
+        if self.station is not None:
+            parts.append("i.run_id IN (SELECT id FROM runs WHERE station = ?)")
+            args.append(self.station)
         return (" WHERE " + " AND ".join(parts)) if parts else "", args
 
 

@@ -310,3 +310,19 @@ def test_a_log_that_cannot_be_read_is_bad_data_with_a_readers_advice(station_log
         holder.close()
     assert result.exit_code == ExitCode.BAD_DATA, result.output
     assert "locked by another program" in result.output and "--log" not in result.output
+
+
+def test_summary_and_query_take_a_station(station_log, log_path: Path):
+    """Stations may share one log: edge-log could only read them all together."""
+    from edge_runtime.station.log import InspectionLog, LogConfig
+
+    write_items(station_log, 8)
+    other = InspectionLog(LogConfig(log_path, station="line-4"))
+    other.start_run(RUN)
+    write_items(other, 5)
+    other.close()
+    assert json.loads(edge_log("summary", log_path, "--json").output)["items"] == 13
+    assert json.loads(edge_log("summary", log_path, "--json", "--station", "line-4").output)["items"] == 5
+    lines = edge_log("query", log_path, "--json", "--station", "line-3").output.splitlines()
+    assert len(lines) == 8 and {json.loads(ln)["station"] for ln in lines} == {"line-3"}
+    assert json.loads(edge_log("summary", log_path, "--json", "--station", "nowhere").output)["items"] == 0

@@ -172,6 +172,30 @@ def test_with_a_log_the_view_reads_history_from_it(station_log, log_path: Path):
         live.stop()
 
 
+def test_a_stations_page_shows_only_its_own_items_from_a_shared_log(station_log, log_path: Path):
+    """Two stations writing one --log: line-3's page showed line-4's defects in its gallery, chart and records,
+    beside counters of its own."""
+    from edge_runtime.station.log import InspectionLog, LogConfig
+
+    write_items(station_log, 8, t0=time.time() - 60)  # line-3: every 4th defective
+    other = InspectionLog(LogConfig(log_path, station="line-4"))
+    other.start_run(RUN)
+    write_items(other, 12, defective_every=1, t0=time.time() - 30)  # line-4: all defective
+    other.close()
+    live = LiveFeed(station="line-3")
+    server = StationServer(live, bind=Bind("127.0.0.1", 0), log_path=log_path)
+    url = server.start()
+    try:
+        items = json.loads(get(url + "api/inspections?limit=1000")[2])["items"]
+        assert len(items) == 8 and {r["station"] for r in items} == {"line-3"}
+        defects = json.loads(get(url + "api/defects?limit=100")[2])["items"]
+        assert len(defects) == 2 and {d["station"] for d in defects} == {"line-3"}
+        assert sum(b["items"] for b in json.loads(get(url + "api/rate")[2])["buckets"]) == 8
+    finally:
+        server.stop()
+        live.stop()
+
+
 def test_the_stream_keeps_to_serve_fps():
     """``--serve-fps 2``: the page's stream sends at most 2 pictures a second, however fast the run goes."""
     import threading

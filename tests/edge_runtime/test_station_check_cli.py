@@ -130,3 +130,11 @@ def test_a_stopped_station_check_says_so_without_a_runs_summary(tmp_path: Path, 
     assert r.exit_code == 130, r.output
     assert r.stderr.strip().splitlines()[-1] == "error: interrupted: the station check stopped before its report"
     assert "summary:" not in r.output
+
+
+def test_check_station_with_an_empty_model_is_refused_not_the_bundled_model(tmp_path: Path):
+    """--model '' (an unset shell variable) was taken for no --model: the bundled model's profile judged the folder
+    and the check passed, exit 0, while a run with the same --model '' is refused (exit 4)."""
+    folder = write(tmp_path / "cam", {"good.png": impeller(bg=165)})
+    r = CliRunner().invoke(main, ["--model", "", "--check-station", str(folder)])
+    assert r.exit_code == 4, r.output

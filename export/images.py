@@ -84,6 +84,8 @@ def check_data_folder(folder: Path, option: str) -> None:
     what = {"--calib-data": "calibration", "--eval-data": "eval"}[option]
     wants = "DIR with images" if option == "--calib-data" else "DIR with DIR/<class>/ images"
     if folder.is_dir():
+        if option == "--calib-data" and not list_images(folder):  # found after the FP32 export and evaluation
+            raise DataError(f"{folder}: no images in the calibration folder; pass --calib-data {wants}")
         return
     if folder.exists():
         raise DataError(f"{folder}: {option} is a file, not a folder; pass {option} {wants}")

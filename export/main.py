@@ -292,6 +292,8 @@ def _check_before_work(
     for option, folder in (("--calib-data", cfg.calib_data), ("--eval-data", cfg.eval_data)):
         if folder is not None:  # a missing --calib-data was found after the FP32 export and its evaluation
             images.check_data_folder(folder, option)
+    if cfg.eval_data is not None:
+        images.class_folders(cfg.eval_data, ckpt)  # a folder without class subfolders: now, not after the export
     if "--symmetry-look" in given and cfg.symmetry_look and ckpt.preprocess.crop is not CropMode.PART:  # was dropped
         raise UsageError(
             f"--symmetry-look: {checkpoint} is not part-centred (crop {ckpt.preprocess.crop.value}), so the runtime "

@@ -138,6 +138,10 @@ def test_a_data_folder_that_is_a_file_or_missing_is_named_before_any_work(tiny_r
     r = export_cli(tiny_run, "--quantize", option, tmp_path / "nope", "--out", tmp_path / "m.onnx")
     assert_one_line_error(r, ExitCode.BAD_DATA, "folder not found")
     assert "evaluation:" not in r.output and "parity" not in r.output  # nothing done before the error
+    (tmp_path / "empty").mkdir()  # no images, or no class folders: found before the export and its evaluation too
+    r = export_cli(tiny_run, "--quantize", option, tmp_path / "empty", "--out", tmp_path / "m.onnx")
+    assert_one_line_error(r, ExitCode.BAD_DATA, "no images" if option == "--calib-data" else "no class subfolders")
+    assert "evaluation:" not in r.output and "parity" not in r.output
 
 
 def test_few_calibration_images_warn(tiny_run: Path, tiny_data: Path, tmp_path: Path):

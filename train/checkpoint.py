@@ -297,12 +297,20 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise ModelError(f"{path}: checkpoint lacks {', '.join(missing)}; retrain with train-model")
     verify_checkpoint(ckpt, path)
     names = ckpt["class_names"]
-    if not isinstance(names, (list, tuple)) or len(names) != 2:  # a third name was dropped in silence, and export
-        # then said "class_names[1] is 'b'; re-export the model"
-        shown = ", ".join(map(repr, names)) if isinstance(names, (list, tuple)) else repr(names)
+    listed = isinstance(names, (list, tuple))
+    if not listed or len(names) != 2 or len({str(n) for n in names}) != 2:
+        # a third name was dropped in silence, and export then said "class_names[1] is 'b'; re-export the model"
+        shown = ", ".join(map(repr, names)) if listed else repr(names)
+        count = f"{len(names)} class{'es' if len(names) != 1 else ''}" if listed else "no list of classes"
         raise ModelError(
-            f"{path}: checkpoint names {len(names) if isinstance(names, (list, tuple)) else 'no list of'} classes "
-            f"({shown[:120]}); a defect-edge model has exactly two (defective and OK): retrain with two class folders"
+            f"{path}: checkpoint names {count} ({shown[:120]}); a defect-edge model has exactly two, distinct "
+            "(defective and OK): retrain with two class folders"
+        )
+    positive = str(ckpt.get("positive_class") or "")
+    if positive and positive not in {str(n) for n in names}:  # said "model metadata ...; re-export the model"
+        raise ModelError(
+            f"{path}: checkpoint's positive class {positive!r} is not one of its classes ({names[0]!r}, "
+            f"{names[1]!r}); retrain, or restore the checkpoint"
         )
     try:
         return Checkpoint.from_dict(ckpt)

@@ -160,6 +160,18 @@ def test_a_checkpoint_of_another_shape_or_with_three_classes_is_named_as_such(st
     assert r.exit_code == ExitCode.BAD_MODEL, r.output
     assert "checkpoint names 3 classes ('def_front', 'ok_front', 'scratch')" in r.output
     assert not (tmp_path / "m.onnx").exists()
+    odd = [
+        ("class_names", ["ok_front", "ok_front"], "exactly two, distinct"),
+        ("class_names", ["ok_front"], "names 1 class ("),
+        ("positive_class", "scratch", "positive class 'scratch' is not one of its classes"),
+    ]
+    for key, value, said in odd:
+        d = load_checkpoint(stamped).to_dict()
+        d[key] = value
+        atomic_torch_save(d, tmp_path / "odd.pt")
+        r = CliRunner().invoke(export_main, [str(tmp_path / "odd.pt"), "--out", str(tmp_path / "m.onnx")])
+        assert r.exit_code == ExitCode.BAD_MODEL and said in r.output, r.output
+        assert "re-export" not in r.output
 
 
 @pytest.mark.parametrize("extra", [[], ["--force"], ["--quantize", "int8", "--force"]])

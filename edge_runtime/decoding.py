@@ -237,7 +237,7 @@ def _png_images(data: bytes) -> int:
 
 def page_count(data: bytes) -> int | None:
     """How many pages or frames an image file holds, for the formats that can hold several (multi-page TIFF,
-    animated PNG and WebP); None when unknown. Decoding reads only the first.
+    animated PNG and WebP, JPEG pictures one after another); None when unknown. Decoding reads only the first.
 
     >>> one_page = b"II*\\0" + (8).to_bytes(4, "little") + (1).to_bytes(2, "little") + bytes(12) + bytes(4)
     >>> page_count(one_page), page_count(one_page[:-4] + (8).to_bytes(4, "little"))  # a loop is one page
@@ -250,6 +250,65 @@ def page_count(data: bytes) -> int | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         animated = data[12:16] == b"VP8X" and len(data) > 20 and data[20] & 0x02
         return (_webp_frames(data) or 1) if animated else 1
+    if data[:3] == b"\xff\xd8\xff":
+        return _jpeg_images(data)
+    return None
+
+
+def _jpeg_images(data: bytes, limit: int = 64) -> int:
+    """How many complete JPEG pictures follow one another in ``data``: a stereo camera's MPO file, or a camera
+    that appends a frame, holds a second one after the first's end marker, and only the first was judged (a
+    defective second picture passed, without a word). A thumbnail inside the first picture's EXIF segment is
+    not another picture.
+
+    >>> one = bytes.fromhex("ffd8 ffe000034a ffda000201 12ff0034 ffd9")
+    >>> _jpeg_images(one), _jpeg_images(one + bytes(2) + one), _jpeg_images(one[:-2])
+    (1, 2, 1)
+    """
+    if data.find(b"\xff\xd8\xff", 3) < 0:  # most files: no second start marker at all (a quick answer)
+        return 1
+    count, pos = 0, 0
+    while count < limit and data[pos : pos + 3] == b"\xff\xd8\xff":
+        end = _jpeg_end(data, pos + 2)
+        if end is None:
+            return max(count, 1)  # cut short or not parsed: what decoding warns about, counted once
+        count += 1
+        pos = end
+        while pos < len(data) and data[pos] in JPEG_TRAILER_PADDING:
+            pos += 1
+    return max(count, 1)
+
+
+def _jpeg_end(data: bytes, pos: int) -> int | None:
+    """Where the JPEG picture whose markers start at ``pos`` ends (just after its EOI), None if it does not."""
+    n = len(data)
+    while pos + 2 <= n:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1  # fill byte
+            continue
+        if marker == 0xD9:
+            return pos + 2
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            pos += 2
+            continue
+        if pos + 4 > n:
+            return None
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        pos += 2 + length
+        if marker != 0xDA:  # a segment; after a scan header, entropy-coded data runs to the next real marker
+            continue
+        while True:
+            pos = data.find(b"\xff", pos)
+            if pos < 0 or pos + 1 >= n:
+                return None
+            nxt = data[pos + 1]
+            if nxt == 0x00 or 0xD0 <= nxt <= 0xD7 or nxt == 0xFF:
+                pos += 1 if nxt == 0xFF else 2  # stuffed byte, restart marker, or fill
+                continue
+            break
     return None
 
 
@@ -366,11 +425,14 @@ def _from_decoder(line: str) -> bool:
     return any(k in low for k in ("jpeg", "libpng", "[error", "[ warn", "warning", "corrupt", "premature", "marker"))
 
 
-def decode(data: bytes, *, source: str = "image", max_pixels: int = MAX_IMAGE_PIXELS, colour: bool = False) -> Decoded:
+def decode(
+    data: bytes, *, source: str = "image", max_pixels: int = MAX_IMAGE_PIXELS, colour: bool = False, pages: bool = True
+) -> Decoded:
     """Encoded image bytes -> 8-bit gray (``colour``: 8-bit BGR, for a video frame that is also shown) plus a
     warning when the decoder had to conceal damage.
 
-    Raises :class:`ImageReadError` for anything that is not a decodable image within ``max_pixels``.
+    Raises :class:`ImageReadError` for anything that is not a decodable image within ``max_pixels``. ``pages``
+    False: the caller looks at further pictures itself (an interlaced Motion-JPEG frame's second field).
     """
     if not data:
         raise ImageReadError(f"{source}: empty file")
@@ -399,12 +461,18 @@ def decode(data: bytes, *, source: str = "image", max_pixels: int = MAX_IMAGE_PI
         warning = f"decoder reported damage: {notes[0][:160]}"
     elif is_jpeg and not data.rstrip(JPEG_TRAILER_PADDING).endswith(b"\xff\xd9"):
         warning = "JPEG has no end marker (truncated file); the verdict may be wrong"
-    pages = page_count(data)
-    if pages is not None and pages > 1:  # the others were never looked at: a gate must not pass them unseen
-        several = (f"the file holds {pages} pages or frames and only the first was inspected; save each as its own "
-                   "image (or the frames as a video)")  # fmt: skip
+    if pages and (several := pages_note(data)) is not None:
         warning = f"{warning}; {several}" if warning else several
     return Decoded(image if colour else to_uint8_gray(image, source=source), warning)
+
+
+def pages_note(data: bytes) -> str | None:
+    """The warning for a file that holds more pictures than the first, which alone is judged (None: one)."""
+    pages = page_count(data)
+    if pages is None or pages <= 1:  # the others were never looked at: a gate must not pass them unseen
+        return None
+    return (f"the file holds {pages} pages or frames and only the first was inspected; save each as its own "
+            "image (or the frames as a video)")  # fmt: skip
 
 
 def read_image_checked(path: str | Path) -> Decoded:

@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_runtime.decoding import decode
+from edge_runtime.decoding import decode, pages_note
 from edge_runtime.errors import ImageReadError
 
 # Undecodable frames in a row that mean the source sends no pictures any more (a broken encoder): the read then
@@ -77,9 +77,11 @@ class JpegPackets:
     def _picture(self, data: bytes, *, colour: bool) -> tuple[np.ndarray, str | None]:
         """The frame and its warning. An interlaced frame (analog capture) comes as two JPEG fields of half the
         frame's height in one packet: both are decoded and woven together, as FFmpeg's own decoder does."""
-        first = decode(data, source=self.name, colour=colour)
+        first = decode(data, source=self.name, colour=colour, pages=False)
         if self.frame_height <= 0 or abs(2 * first.image.shape[0] - self.frame_height) > 2:
-            return first.image, first.warning  # a whole frame: no need to look for a second field
+            # a whole frame: a second picture in its packet is not a field, and is not judged
+            several = pages_note(data)
+            return first.image, "; ".join(w for w in (first.warning, several) if w) or None
         second_at = data.find(b"\xff\xd8", data.find(b"\xff\xd9") + 2)
         if second_at < 0:
             return first.image, first.warning

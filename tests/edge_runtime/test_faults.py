@@ -248,7 +248,7 @@ def test_12_bit_16_bit_and_float_images_are_read_by_the_bits_they_use(tmp_path):
     assert recs[0]["defective"] and not recs[0].get("unlike_training")
 
 
-@pytest.mark.parametrize("kind", ["multi-page.tif", "animated.png", "animated.webp"])
+@pytest.mark.parametrize("kind", ["multi-page.tif", "animated.png", "animated.webp", "two-pictures.jpg"])
 def test_an_image_file_with_several_pages_is_not_passed_on_its_first(tmp_path, kind: str):
     """A TIFF with an OK page then a defective one (or an animated PNG or WebP) was judged on its first page alone:
     "ok", exit 0 under --fail-on-defect, no word of the other pages."""
@@ -262,6 +262,8 @@ def test_an_image_file_with_several_pages_is_not_passed_on_its_first(tmp_path, k
     path = tmp_path / kind
     if kind.endswith(".tif"):
         assert cv2.imwritemulti(str(path), [ok, bad])
+    elif kind.endswith(".jpg"):  # one picture after the other, as a stereo camera's MPO file or an appended frame
+        path.write_bytes(cv2.imencode(".jpg", ok)[1].tobytes() + cv2.imencode(".jpg", bad)[1].tobytes())
     else:
         anim = cv2.Animation()
         anim.frames, anim.durations = [ok, bad], [100, 100]
@@ -272,6 +274,22 @@ def test_an_image_file_with_several_pages_is_not_passed_on_its_first(tmp_path, k
     assert cv2.imwrite(str(single), ok)
     (rec,) = check(invoke(["--source", str(single)]), ExitCode.OK, error_lines=0)
     assert not rec["warning"]
+
+
+def test_a_jpeg_exif_thumbnail_is_not_a_second_picture():
+    """The count of JPEG pictures walks the markers: a thumbnail inside the EXIF segment, which holds a complete
+    JPEG of its own, is part of the first picture."""
+    import cv2
+    import numpy as np
+
+    from edge_runtime.decoding import page_count
+
+    thumb = cv2.imencode(".jpg", np.full((16, 16), 90, np.uint8))[1].tobytes()
+    main = cv2.imencode(".jpg", np.full((64, 64), 120, np.uint8))[1].tobytes()
+    app1 = b"\xff\xe1" + (2 + 6 + len(thumb)).to_bytes(2, "big") + b"Exif\0\0" + thumb
+    with_thumb = main[:2] + app1 + main[2:]
+    assert cv2.imdecode(np.frombuffer(with_thumb, np.uint8), cv2.IMREAD_GRAYSCALE).shape == (64, 64)
+    assert page_count(with_thumb) == 1 and page_count(with_thumb + main) == 2 and page_count(main[:-20]) == 1
 
 
 def test_page_counts_follow_the_files_structure_not_stray_bytes():

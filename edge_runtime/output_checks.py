@@ -5,6 +5,7 @@ Each refusal is one line and a usage or output error."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import stat
@@ -119,19 +120,30 @@ def summary_locked(target: Path) -> str:
 
 
 def holds_other_than_a_summary(target: Path) -> str | None:
-    """What ``target`` holds when it is neither missing, empty nor a JSON summary: a summary renamed over a running
-    station's ``--log`` (SQLite keeps no ``flock``) replaced its database, and the station's records with it."""
+    """What ``target`` holds when it is neither missing, empty nor a summary of an earlier run: a summary renamed
+    over a running station's ``--log`` (SQLite keeps no ``flock``) replaced its database and the station's records
+    with it, and one renamed over a finished ``--output`` (JSON lines, as ``--json > verdicts.jsonl`` writes) its
+    records."""
     try:
         with open(target, "rb") as f:
-            head = f.read(64)
+            data = f.read(MAX_SUMMARY_BYTES + 1)
     except OSError:
         return None
-    if head.startswith(b"SQLite format 3\0"):
+    if data.startswith(b"SQLite format 3\0"):
         return "an SQLite database (an inspection log?)"
-    text = head.lstrip()
-    if not text or text.startswith(b"{"):
+    text = data.removeprefix(b"\xef\xbb\xbf").strip()  # a BOM, as a Windows editor leaves it
+    if not text:
         return None
-    return "something that is not a JSON summary"
+    try:
+        summary = json.loads(text) if len(data) <= MAX_SUMMARY_BYTES else None
+    except (ValueError, UnicodeDecodeError):
+        summary = None
+    if isinstance(summary, dict) and {"items", "source"} <= summary.keys():
+        return None
+    return "something that is not an edge-infer summary (records, another program's data)"
+
+
+MAX_SUMMARY_BYTES = 1 << 20  # a summary is a few kB; a file larger than this is some other data
 
 
 def check_summary_target(target: Path) -> None:

@@ -240,10 +240,10 @@ def test_a_summary_never_replaces_a_file_another_run_is_writing(tmp_path, tiny_m
         with pytest.raises(OutputError, match="another process is writing this file"):
             write_summary(busy, Summary(source="parts"))  # locked after the run's start: found again at the end
         assert busy.read_text() == '[\n{"source": "a"}\n]\n'
-    with pytest.raises(OutputError, match="holds something that is not a JSON summary"):
+    with pytest.raises(OutputError, match="holds something that is not an edge-infer summary"):
         write_summary(busy, Summary(source="parts"))  # unlocked, it still holds that run's records
     old = tmp_path / "s.json"
-    old.write_text('{"items": 5}\n')  # a summary of an earlier run: replaced as ever
+    old.write_text('\ufeff{"source": "parts", "items": 5}\n')  # an earlier run's summary (a BOM too): replaced
     write_summary(old, Summary(source="parts"))
     assert json.loads(old.read_text())["items"] == 0
 
@@ -259,9 +259,12 @@ def test_a_summary_never_replaces_a_stations_log_or_other_data(tmp_path, tiny_mo
     con.execute("CREATE TABLE inspections (id INTEGER)")
     con.commit()
     before = log.read_bytes()
-    for target, what in ((log, "an SQLite database"), (tmp_path / "notes.txt", "not a JSON summary")):
-        if target.suffix == ".txt":
-            target.write_text("line 3 notes")
+    records = tmp_path / "verdicts.jsonl"  # a finished --output, or --json > verdicts.jsonl: lines of records
+    records.write_text('{"source": "a.png", "score": 0.1}\n{"source": "b.png", "score": 0.9}\n')
+    notes = tmp_path / "notes.txt"
+    notes.write_text("line 3 notes")
+    for target, what in ((log, "an SQLite database"), (notes, "not an edge-infer summary"),
+                         (records, "not an edge-infer summary")):  # fmt: skip
         result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--summary", str(target)])
         assert check(result, ExitCode.OUTPUT_ERROR, error_lines=1) == [] and what in result.stderr
     con.close()

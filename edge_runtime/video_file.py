@@ -140,9 +140,14 @@ class _VideoReader:
         self.notice, self.cut_short = notice, cut_short
         self.declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.exact_count = Path(name).suffix.lower() == ".avi"
-        # a Motion-JPEG AVI's frames are matched with its index: lost chunk headers cannot renumber later frames
-        self.avi = AviIndex.read(Path(name)) if self.exact_count and isinstance(cap, JpegPackets) else None
         self.ends_ms = _declared_end_ms(cap, self.declared)
+        index = AviIndex.read(Path(name)) if self.exact_count else None
+        if index is not None:
+            # the frames there are: OpenCV's count takes in FFmpeg's empty "repeat the last frame" entries, also
+            # those after the last frame (a 4-frame file converted to 30 FPS "stopped at frame 4 of 12", exit 10)
+            self.declared, self.ends_ms = len(index), None
+        # a Motion-JPEG AVI's frames are matched with its index: lost chunk headers cannot renumber later frames
+        self.avi = index if isinstance(cap, JpegPackets) else None
         self.shape = _declared_shape(cap) if keep_original else None
         # Decoded pictures are kept for --save/--show: a few frames ahead, not 64 (8K frames took 3.3 GB).
         self.q: queue.Queue[Item | Callable[[], None] | None] = queue.Queue(maxsize=4 if keep_original else 64)

@@ -181,6 +181,14 @@ def test_an_intact_motion_jpeg_avi_with_repeat_entries_is_not_called_damaged(tmp
     result = invoke(["--model", str(tiny_model), "--source", str(gaps), "--fail-on-defect"])
     recs = check(result, ExitCode.OK, error_lines=0)
     assert [r["frame"] for r in recs] == [0, 1, 2] and "could not be decoded" not in result.stderr
+    # converted to 30 FPS: repeat entries after the last frame too, which OpenCV's frame count takes in ("stopped
+    # at frame 3 of 9", exit 10); the same for a re-encoded (MPEG-4) AVI
+    for codec in ("copy", "mpeg4"):
+        faster = tmp_path / f"r30-{codec}.avi"
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(video), "-c:v", codec, "-r", "30", str(faster)],
+                       check=True, timeout=60)  # fmt: skip
+        result = invoke(["--model", str(tiny_model), "--source", str(faster), "--fail-on-defect"])
+        assert len(check(result, ExitCode.OK, error_lines=0)) == 3 and "stopped at frame" not in result.stderr
 
 
 def test_an_avi_index_that_does_not_fit_its_file_is_not_used(tmp_path):

@@ -123,16 +123,23 @@ class Runner:
             self.summary.symmetry_looks += pred.asymmetry is not None
             self.summary.symmetry_lifts += pred.lifted
 
-    def _write_held(self) -> None:
+    def _write_held(self, *, at_end: bool = False) -> None:
         """The placeholders held back until the first picture gave the saved video its size (the first one's grey
-        640x480 frame had set it, and every part picture after it was letterboxed into that)."""
-        if not self.held_errors or self.picture_shape is None:
+        640x480 frame had set it, and every part picture after it was letterboxed into that). ``at_end``: the run
+        ends without a picture, and they are written at 640x480 (a folder of unreadable files made no video)."""
+        if not self.held_errors or (self.picture_shape is None and not at_end) or self.out.saver is None:
             return
         from edge_runtime.annotate import annotate, blank_frame
 
+        shape = self.picture_shape or (480, 640, 3)
         for error in self.held_errors:
-            self.out.saver.write(annotate(blank_frame(self.picture_shape), None, error=error), name="unreadable")
+            self.out.saver.write(annotate(blank_frame(shape), None, error=error), name="unreadable")
         self.held_errors = []
+
+    def finish(self) -> None:
+        """The run's source is done: what is still held goes out."""
+        with self.stop.atomic(stall_s=STALL_S):
+            self._write_held(at_end=True)
 
     def picture(self, item: Item, pred: Prediction | None) -> np.ndarray | None:
         """The annotated picture to show and save (None: nothing shows or saves pictures, or no picture)."""
@@ -236,6 +243,10 @@ def process(
             runner.summary.interrupted = True
         if hasattr(items, "close"):
             items.close()
+        try:
+            runner.finish()
+        except OutputError as exc:
+            runner.summary.output_error = runner.summary.output_error or str(exc)
         if reader is not None:
             reader.stop()
             runner.summary.dropped_frames, runner.summary.reconnects = reader.dropped, reader.reconnects

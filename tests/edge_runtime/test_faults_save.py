@@ -509,3 +509,16 @@ def test_a_folder_saved_as_a_video_keeps_one_frame_per_record(tmp_path, tiny_mod
     frames, first = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cap.read()[1]
     cap.release()
     assert frames == 3 and first.shape[:2] == (240, 240)  # the parts' 48 px, grown to the 240 px least side
+    # no picture at all (every file unreadable, or --max-frames 1 on an unreadable first file): the grey frames
+    # still make the video, at 640x480 (no video was made, and an old one of that name looked like this run's)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("a.png", "b.png"):
+        (bad / name).write_bytes(b"not a picture")
+    for source, extra, count in ((bad, [], 2), (folder, ["--max-frames", "1"], 1)):
+        out = tmp_path / f"none-{count}.avi"
+        result = invoke(["--model", str(tiny_model), "--source", str(source), "--save", str(out), *extra])
+        assert result.exit_code in (ExitCode.OK, ExitCode.BAD_DATA), result.output
+        cap = cv2.VideoCapture(str(out))
+        assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == count and cap.read()[1].shape[:2] == (480, 640)
+        cap.release()

@@ -27,6 +27,7 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from edge_runtime.errors import DefectEdgeError
 from edge_runtime.station import query
 from edge_runtime.station.live import LiveState
 from edge_runtime.station.log import epoch
@@ -218,6 +219,8 @@ class _Api:
     async def http_error(self, request: Request, exc: Exception) -> JSONResponse:
         code = exc.status_code if isinstance(exc, HTTPException) else 500
         detail = exc.detail if isinstance(exc, HTTPException) else "internal error (see the edge-infer log)"
+        if isinstance(exc, DefectEdgeError):  # a damaged log record: said, without a traceback on the station
+            detail = str(exc)
         return JSONResponse({"error": detail}, code)
 
 
@@ -236,7 +239,7 @@ def build_app(live: LiveState, *, log_path: Path | None, closing: threading.Even
         Route("/metrics", api.metrics),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    handlers = {HTTPException: api.http_error, Exception: api.http_error}
+    handlers = {HTTPException: api.http_error, DefectEdgeError: api.http_error, Exception: api.http_error}
     return Starlette(routes=routes, exception_handlers=handlers)
 
 

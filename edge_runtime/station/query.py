@@ -113,6 +113,12 @@ class _Damaged(Exception):
     """A stored record that does not read as defect-edge wrote it; the caller names the log (see :func:`damaged`)."""
 
 
+def _names(value: list, item: object) -> list:
+    if not all(isinstance(v, str) for v in value):  # [1] failed at the CSV's join: "unexpected TypeError", exit 1
+        raise _Damaged(f"the providers of {item} are not names")
+    return value
+
+
 def _json(text: str, what: str, item: object, kind: type) -> Any:
     try:
         value = json.loads(text)
@@ -127,23 +133,39 @@ def damaged(con: sqlite3.Connection, exc: _Damaged) -> DataError:
     return DataError(f"{log_name(con)}: inspection log holds a damaged record ({exc}); restore the log from a backup")
 
 
+def _number(value: Any, what: str, item: object, *, required: bool = False) -> Any:
+    """A stored number as it is, or :class:`_Damaged` ('abc' as a score made the table's format fail, exit 1)."""
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _Damaged(f"{what} of {item} is not a number")
+    return value
+
+
+def _time(value: Any, item: object) -> str:
+    try:
+        return iso(_number(value, "the time", item, required=True))
+    except (OverflowError, OSError, ValueError) as exc:
+        raise _Damaged(f"the time of {item} is out of range") from exc
+
+
 def _row(r: tuple) -> dict[str, Any]:
     out = {
         "id": r[0],
-        "time": iso(r[1]),
+        "time": _time(r[1], f"item {r[0]}"),
         "station": r[2],
         "source": r[3],
         "frame": r[4],
         "label": r[5],
-        "score": r[6],
-        "threshold": r[7],
+        "score": _number(r[6], "the score", f"item {r[0]}"),
+        "threshold": _number(r[7], "the threshold", f"item {r[0]}"),
         "defective": None if r[8] is None else bool(r[8]),
-        "latency_ms": r[9],
+        "latency_ms": _number(r[9], "the latency", f"item {r[0]}"),
         "error": r[10],
         "warning": r[11],
         "model_version": r[13],
         "model_file": r[14],
-        "providers": _json(r[15], "the providers", f"item {r[0]}", list),
+        "providers": _names(_json(r[15], "the providers", f"item {r[0]}", list), f"item {r[0]}"),
         "precision": r[16],
         "has_image": bool(r[17]),
     }
@@ -248,10 +270,10 @@ def summary(con: sqlite3.Connection, flt: Filter) -> dict[str, Any]:
                 "model_version": v,
                 "model_file": f,
                 "precision": p,
-                "providers": _json(pr, "the providers", f"a run of {f}", list),
+                "providers": _names(_json(pr, "the providers", f"a run of {f}", list), f"a run of {f}"),
                 "items": c,
-                "first": iso(a),
-                "last": iso(b),
+                "first": _time(a, f"a run of {f}"),
+                "last": _time(b, f"a run of {f}"),
             }
             for v, f, p, pr, c, a, b in con.execute(
                 "SELECT r.model_version, r.model_file, r.precision, r.providers, count(*), min(i.time), max(i.time) "
@@ -273,10 +295,10 @@ def summary(con: sqlite3.Connection, flt: Filter) -> dict[str, Any]:
             "warnings": warned,
             "unlike_training": unlike,
             "defect_rate": round(d / (n - e), 4) if n - e else None,
-            "first": iso(first) if first else None,
-            "last": iso(last) if last else None,
-            "latency_ms_p50": percentile_sql(con, where, args, 50, lat_n),
-            "latency_ms_p99": percentile_sql(con, where, args, 99, lat_n),
+            "first": _time(first, "the first item") if first is not None else None,
+            "last": _time(last, "the last item") if last is not None else None,
+            "latency_ms_p50": _number(percentile_sql(con, where, args, 50, lat_n), "a latency", "an item"),
+            "latency_ms_p99": _number(percentile_sql(con, where, args, 99, lat_n), "a latency", "an item"),
             "per_hour": rate_buckets(con, flt, 3600.0),
             "models": models,
             "stations": stations,
@@ -285,3 +307,5 @@ def summary(con: sqlite3.Connection, flt: Filter) -> dict[str, Any]:
         raise read_error(log_name(con), exc, "summarising it") from exc
     except _Damaged as exc:
         raise damaged(con, exc) from exc
+    except (TypeError, ValueError, OverflowError) as exc:  # a text where SQL sums or ranks numbers
+        raise damaged(con, _Damaged(f"a stored value does not read: {exc}")) from exc

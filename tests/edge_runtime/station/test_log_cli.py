@@ -286,6 +286,20 @@ def test_a_log_that_cannot_be_read_is_bad_data_with_a_readers_advice(station_log
     result = edge_log("query", shape)
     assert result.exit_code == ExitCode.BAD_DATA and "is not a JSON object" in result.output, result.output
     assert result.output.startswith(f"error: {shape}: inspection log holds a damaged record")
+    # text where a number or a name list belongs, and a stored picture that is no JPEG: each was exit 1
+    for n, update in enumerate(("UPDATE runs SET providers = '[1]'", "UPDATE inspections SET time = 'abc'",
+                                "UPDATE inspections SET score = 'abc'", "UPDATE inspections SET latency_ms = 'abc'",
+                                "UPDATE thumbnails SET jpeg = x'00112233'")):  # fmt: skip
+        odd = tmp_path / f"odd{n}.db"
+        odd.write_bytes(log_path.read_bytes())
+        con = sqlite3.connect(odd)
+        con.execute(update)
+        con.commit()
+        con.close()
+        for args in (["summary"], ["query"], ["query", "--csv"], ["show", "1", "--out", str(tmp_path / "p.png")]):
+            result = edge_log(args[0], odd, *args[1:])
+            assert result.exit_code in (0, ExitCode.BAD_DATA), (update, args, result.output)
+            assert "unexpected" not in result.output and "Traceback" not in result.output
     for args in (["summary"], ["query"], ["query", "--json"], ["show"]):
         extra = ["1", "--out", str(tmp_path / "p.png")] if args == ["show"] else []
         result = edge_log(args[0], damaged, *args[1:], *extra)

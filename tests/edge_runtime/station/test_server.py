@@ -196,6 +196,26 @@ def test_a_stations_page_shows_only_its_own_items_from_a_shared_log(station_log,
         live.stop()
 
 
+def test_a_damaged_log_record_is_one_json_error_on_the_page(station_log, log_path: Path):
+    """A run's providers stored as '{}' made /api/inspections an "internal error" with a traceback on stderr."""
+    import sqlite3
+
+    write_items(station_log, 4)
+    con = sqlite3.connect(log_path)
+    con.execute("UPDATE runs SET providers = '{}'")
+    con.commit()
+    con.close()
+    live = LiveFeed(station="line-3")
+    server = StationServer(live, bind=Bind("127.0.0.1", 0), log_path=log_path)
+    url = server.start()
+    try:
+        got, _, body = get(url + "api/inspections")
+        assert got == 500 and "damaged record" in json.loads(body)["error"]
+    finally:
+        server.stop()
+        live.stop()
+
+
 def test_the_stream_keeps_to_serve_fps():
     """``--serve-fps 2``: the page's stream sends at most 2 pictures a second, however fast the run goes."""
     import threading

@@ -143,9 +143,22 @@ def shown_source(text: str) -> str:
 # a query (or fragment: ``#password=...`` reached the records in clear) parameter, and the names that say secret,
 # read after percent-decoding (``?pass%77ord=...`` was shown as it came)
 _PARAM = re.compile(r"([?&;#])([^=&;#?]*)=([^&;#]*)")
-_SECRET_NAME = re.compile(
-    r"(?:[a-z0-9]*[_-])?(?:password|passwd|pwd|pass|token|secret|key|apikey|auth|signature|sig)", re.IGNORECASE
-)
+_SECRET_WORDS = frozenset(
+    {"password", "passwd", "passphrase", "pwd", "pw", "pass", "token", "secret", "key", "apikey", "auth", "signature",
+     "sig", "credential", "credentials", "session", "sid"}
+)  # fmt: skip
+
+
+def _secret_name(name: str) -> bool:
+    """Whether a parameter's name says it holds a secret: any of its words, split at ``_ - .`` and at camelCase
+    (``accessToken``, ``X-Amz-Signature``, ``api_key`` were shown in clear), but not a word that only starts like
+    one (``keyframe``).
+
+    >>> [_secret_name(n) for n in ("accessToken", "X-Amz-Credential", "pw", "keyframe", "user", "apiKey")]
+    [True, True, True, False, False, True]
+    """
+    words = re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", name)
+    return name.lower() in _SECRET_WORDS or any(w.lower() in _SECRET_WORDS for w in words)
 
 
 def _masked_param(m: re.Match[str]) -> str:
@@ -154,7 +167,7 @@ def _masked_param(m: re.Match[str]) -> str:
     >>> shown_source("http://cam/feed.mjpg#password=s3cret"), shown_source("http://cam/f?pass%77ord=s3cret&x=1")
     ('http://cam/feed.mjpg#password=***', 'http://cam/f?pass%77ord=***&x=1')
     """
-    if _SECRET_NAME.fullmatch(urllib.parse.unquote(m.group(2)).strip()):
+    if _secret_name(urllib.parse.unquote(m.group(2)).strip()):
         return f"{m.group(1)}{m.group(2)}=***"
     return m.group(0)
 

@@ -220,7 +220,10 @@ def test_a_reader_stuck_in_a_stalled_read_is_waited_for_once_on_the_way_out():
         ("http://cam/f?pass%77ord=T18&fps=5", "http://cam/f?pass%77ord=***&fps=5"),
         ("rtsp://cam/s?User=admin&API_KEY=k1", "rtsp://cam/s?User=admin&API_KEY=***"),
         ("http://cam/f?keyframe=1", "http://cam/f?keyframe=1"),  # a name that only starts like a secret
-        ("http://cam/f?accessToken=a&X-Amz-Signature=b&fps=5", "http://cam/f?accessToken=***&X-Amz-Signature=***&fps=5"),
+        (
+            "http://cam/f?accessToken=a&X-Amz-Signature=b&fps=5",
+            "http://cam/f?accessToken=***&X-Amz-Signature=***&fps=5",
+        ),
         ("http://cam/f?pw=a&passphrase=b&authToken=c", "http://cam/f?pw=***&passphrase=***&authToken=***"),
     ],
 )

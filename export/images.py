@@ -19,6 +19,7 @@ from edge_runtime import datasets
 from edge_runtime.datasets import list_images
 from edge_runtime.errors import DataError, ImageReadError, OutputError
 from edge_runtime.preprocess import read_image
+from export.config import MIN_CALIB_IMAGES
 from train.checkpoint import recorded_root, recorded_train_files
 
 if TYPE_CHECKING:
@@ -84,8 +85,13 @@ def check_data_folder(folder: Path, option: str) -> None:
     what = {"--calib-data": "calibration", "--eval-data": "eval"}[option]
     wants = "DIR with images" if option == "--calib-data" else "DIR with DIR/<class>/ images"
     if folder.is_dir():
-        if option == "--calib-data" and not list_images(folder):  # found after the FP32 export and evaluation
-            raise DataError(f"{folder}: no images in the calibration folder; pass --calib-data {wants}")
+        if option == "--calib-data":  # found after the FP32 export and the evaluation
+            found = len(list_images(folder))
+            if found < MIN_CALIB_IMAGES:
+                raise DataError(
+                    f"{folder}: {'no' if not found else f'only {found}'} images in the calibration folder (need at "
+                    f"least {MIN_CALIB_IMAGES}, better 100+); pass --calib-data {wants}"
+                )
         return
     if folder.exists():
         raise DataError(f"{folder}: {option} is a file, not a folder; pass {option} {wants}")

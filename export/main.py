@@ -267,16 +267,24 @@ def _check_finite_weights(checkpoint: Path, ckpt: Checkpoint) -> None:
     No gate to force: such a model gives no verdict at all."""
     import torch
 
-    bad = {
-        name: int((~torch.isfinite(t)).sum())
-        for name, t in ckpt.state_dict.items()
-        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())
-    }
+    tensors = dict(ckpt.state_dict)
+    if ckpt.loc_head and isinstance(ckpt.loc_head.get("state_dict"), dict):  # NaN there moved the defect boxes
+        tensors |= {f"loc_head.{k}": v for k, v in ckpt.loc_head["state_dict"].items()}
+    bad = {}
+    for name, t in tensors.items():
+        if not (isinstance(t, torch.Tensor) and t.is_floating_point()):
+            continue
+        wrong = ~torch.isfinite(t)
+        if name.endswith("running_var"):  # a negative variance is finite, and its square root is NaN
+            wrong |= t < 0
+        if bool(wrong.any()):
+            bad[name] = int(wrong.sum())
     if bad:
         first = next(iter(bad))
         raise ModelError(
-            f"{checkpoint}: {sum(bad.values())} weights are not finite (NaN or infinite; first in {first}): the "
-            "training diverged or the file was edited; retrain (a lower --lr) or use another checkpoint"
+            f"{checkpoint}: {sum(bad.values())} weights are not finite (NaN or infinite, or a negative variance; "
+            f"first in {first}): the training diverged or the file was edited; retrain (a lower --lr) or use "
+            "another checkpoint"
         )
 
 

@@ -298,13 +298,14 @@ def load_checkpoint(path: Path) -> Checkpoint:
     verify_checkpoint(ckpt, path)
     names = ckpt["class_names"]
     listed = isinstance(names, (list, tuple))
-    if not listed or len(names) != 2 or len({str(n) for n in names}) != 2:
+    named = listed and all(isinstance(n, str) and n.strip() == n and n for n in names)  # '', 'ok ', 0 and 1 passed
+    if not listed or len(names) != 2 or not named or len(set(names)) != 2:
         # a third name was dropped in silence, and export then said "class_names[1] is 'b'; re-export the model"
         shown = ", ".join(map(repr, names)) if listed else repr(names)
         count = f"{len(names)} class{'es' if len(names) != 1 else ''}" if listed else "no list of classes"
         raise ModelError(
-            f"{path}: checkpoint names {count} ({shown[:120]}); a defect-edge model has exactly two, distinct "
-            "(defective and OK): retrain with two class folders"
+            f"{path}: checkpoint names {count} ({shown[:120]}); a defect-edge model has exactly two distinct names "
+            "(defective and OK, non-empty text): retrain with two class folders"
         )
     positive = str(ckpt.get("positive_class") or "")
     if positive and positive not in {str(n) for n in names}:  # said "model metadata ...; re-export the model"

@@ -161,7 +161,10 @@ def test_a_checkpoint_of_another_shape_or_with_three_classes_is_named_as_such(st
     assert "checkpoint names 3 classes ('def_front', 'ok_front', 'scratch')" in r.output
     assert not (tmp_path / "m.onnx").exists()
     odd = [
-        ("class_names", ["ok_front", "ok_front"], "exactly two, distinct"),
+        ("class_names", ["ok_front", "ok_front"], "exactly two distinct names"),
+        ("class_names", ["", "def_front"], "exactly two distinct names"),
+        ("class_names", ["ok", "ok "], "exactly two distinct names"),
+        ("class_names", [0, 1], "exactly two distinct names"),
         ("class_names", ["ok_front"], "names 1 class ("),
         ("positive_class", "scratch", "positive class 'scratch' is not one of its classes"),
     ]
@@ -186,5 +189,15 @@ def test_weights_that_are_not_finite_are_refused_before_any_work(stamped: Path, 
     atomic_torch_save(d, tmp_path / "nan.pt")
     r = CliRunner().invoke(export_main, [str(tmp_path / "nan.pt"), *extra, "--out", str(tmp_path / "m.onnx")])
     assert r.exit_code == ExitCode.BAD_MODEL, r.output
-    assert f"weights are not finite (NaN or infinite; first in {name})" in r.output
+    assert f"weights are not finite (NaN or infinite, or a negative variance; first in {name})" in r.output
     assert "evaluation:" not in r.output and not (tmp_path / "m.onnx").exists()
+    # in the localisation head (the defect boxes moved), or a negative BatchNorm variance (finite, NaN scores)
+    for where in ("loc_head", "running_var"):
+        d = load_checkpoint(stamped).to_dict()
+        sd = d["loc_head"]["state_dict"] if where == "loc_head" else d["state_dict"]
+        key = next(k for k, v in sd.items() if v.is_floating_point() and (where == "loc_head" or k.endswith(where)))
+        sd[key] = sd[key].clone()
+        sd[key].view(-1)[0] = float("nan") if where == "loc_head" else -1.0
+        atomic_torch_save(d, tmp_path / f"{where}.pt")
+        r = CliRunner().invoke(export_main, [str(tmp_path / f"{where}.pt"), *extra, "--out", str(tmp_path / "m.onnx")])
+        assert r.exit_code == ExitCode.BAD_MODEL and "weights are not finite" in r.output, r.output

@@ -128,6 +128,15 @@ def glob_root(pattern: str) -> tuple[str, list[str]]:
     return root, comps[fixed:]
 
 
+def _hidden_to_the_shell(part: str, depth: int, below: list[str]) -> bool:
+    """Whether the shell's pattern would pass over ``part`` at ``depth``: a hidden name, unless the pattern's own
+    part there starts with a dot (``'lots/.*'`` names hidden files, as the shell reads it)."""
+    if not part.startswith("."):
+        return False
+    fixed = depth < len(below) and "**" not in below[: depth + 1]
+    return not (fixed and below[depth].startswith("."))
+
+
 def _matched_folder(rx: re.Pattern[str], parts: list[str]) -> int:
     """How many leading parts of a path name a folder the pattern matches (0: none): ``'lots/*'`` names the
     folders in ``lots`` as the shell would, and each is inspected as ``--source FOLDER`` is (their parts were passed
@@ -143,6 +152,9 @@ def _matched_folder(rx: re.Pattern[str], parts: list[str]) -> int:
 def match_glob(pattern: str) -> tuple[tuple[Path, ...], list[str], int]:
     """Files matching a glob (``**`` = any folders), listed without following links to folders; a folder the
     pattern matches counts with every file below it, as ``--source FOLDER`` does."""
+    folders_only = len(pattern) > 1 and pattern.endswith("/")
+    if folders_only:
+        pattern = pattern.rstrip("/")  # 'lots/*/' names the folders in lots (not its files), as the shell reads it
     root, below = glob_root(pattern)
     if not os.path.isdir(root):
         return (), [], 0
@@ -152,10 +164,10 @@ def match_glob(pattern: str) -> tuple[tuple[Path, ...], list[str], int]:
     for p, entry in _walk(base):
         rel = p.relative_to(base).as_posix()
         parts = rel.split("/")
-        k = len(parts) if rx.match(rel) else _matched_folder(rx, parts)
+        k = len(parts) if rx.match(rel) and not folders_only else _matched_folder(rx, parts)
         # Hidden names where the pattern itself reaches are skipped, as the shell does (named, not passed over);
         # below a folder it matched, everything counts, as --source FOLDER has it.
-        if any(part.startswith(".") for part in parts[: k or len(parts)]):
+        if any(_hidden_to_the_shell(part, i, below) for i, part in enumerate(parts[: k or len(parts)])):
             if k and not isinstance(entry, Unreadable):
                 hidden.append(rel)
             continue

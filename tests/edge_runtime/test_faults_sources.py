@@ -245,6 +245,13 @@ def test_a_pattern_that_matches_folders_inspects_what_they_hold(tmp_path, tiny_m
     assert sorted(Path(r["source"]).relative_to(tmp_path / "lot").as_posix() for r in recs) == [
         "line1/.scan.png", "line2/shift-b/part_00.png", "part_00.png"]  # fmt: skip
     assert "1 file not inspected, not images or hidden: .cache/part_00.png" in result.stderr
+    # a pattern that names hidden entries itself takes them, and a trailing slash names folders only, as the
+    # shell reads both ('lot/.*' and 'lot/*/' said "the pattern matches no image file")
+    recs = check(invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/lot/.*"]), ExitCode.OK, error_lines=0)
+    assert [Path(r["source"]).relative_to(tmp_path / "lot").as_posix() for r in recs] == [".cache/part_00.png"]
+    recs = check(invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/lot/*/"]), ExitCode.OK, error_lines=0)
+    assert sorted(Path(r["source"]).relative_to(tmp_path / "lot").as_posix() for r in recs) == [
+        "line1/.scan.png", "line2/shift-b/part_00.png"]  # fmt: skip
 
 
 def test_camera_and_source_together_is_a_usage_error(tmp_path, tiny_model):

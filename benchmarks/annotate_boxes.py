@@ -18,7 +18,7 @@ import click
 import cv2
 import numpy as np
 
-from edge_runtime.cli_support import Group, debug_option, friendly_errors
+from edge_runtime.cli_support import Group, debug_option, friendly_errors, version_option
 from edge_runtime.errors import DataError
 
 BOXES_FILE = Path(__file__).resolve().parent / "data" / "defect_boxes.json"
@@ -60,6 +60,7 @@ def render(image: np.ndarray, boxes: list[list[int]] | None = None) -> np.ndarra
 
 
 @click.group(cls=Group)
+@version_option
 def main() -> None:
     """Pick, render and check the hand-marked defect boxes."""
 

@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 
 from benchmarks.live import PacedSource
+from edge_runtime.metrics import nearest_rank
 from edge_runtime.station.listener import StationListener
 
 
 def pct(values: list[float], q: float) -> float:
-    return round(float(np.percentile(values, q)), 3) if values else float("nan")
+    return round(nearest_rank(values, q), 3) if values else float("nan")  # as edge-infer and the page report
 
 
 def cpu_wait_ns(tid: int | None) -> int | None:
@@ -124,7 +125,7 @@ def process_cpu_s(pid: int | None) -> float:
 def slowest(latencies: list[float], cpu_wait_ms: list[float]) -> dict[str, float]:
     """The slowest 1% of frames (latency >= p99), mean ms: latency, the inspection thread waiting for a CPU, and
     the rest (its own work and its sleeps); and the mean wait over all frames."""
-    cut = pct(latencies, 99)
+    cut = float(np.percentile(latencies, 99)) if latencies else math.nan  # the slowest 1%, between ranks
     slow = [(t, cpu_wait_ms[k]) for k, t in enumerate(latencies) if t >= cut and not math.isnan(cpu_wait_ms[k])]
     if not slow:
         return {}

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from edge_runtime.cli_support import Command, debug_option, friendly_errors
+from edge_runtime.cli_support import Command, debug_option, friendly_errors, version_option
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
 from edge_runtime.model_info import Precision
 from export import graph, quantize
@@ -57,6 +57,7 @@ def _acc(m: dict) -> str:
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--rounds", default=5, show_default=True, type=click.IntRange(min=1))
 @click.option("--runs", default=200, show_default=True, type=click.IntRange(min=10))
+@version_option
 @debug_option
 @friendly_errors
 def main(checkpoint: Path, rounds: int, runs: int, debug: bool) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from edge_runtime.atomic import atomic_write_text
-from edge_runtime.cli_support import Command, debug_option, friendly_errors
+from edge_runtime.cli_support import Command, debug_option, friendly_errors, version_option
 from edge_runtime.model import DEFAULT_MODEL_FILES, MODELS_DIR, EdgeModel
 from edge_runtime.model_info import Precision
 from export.config import ExportConfig
@@ -160,6 +160,7 @@ def model_card(ckpt: Checkpoint, models_dir: Path, runs: dict[str, list[str]]) -
 @click.command(cls=Command)
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="[default: the committed model]")
 @click.option("--out-dir", type=click.Path(path_type=Path), default=MODELS_DIR, show_default=True)
+@version_option
 @debug_option
 @friendly_errors
 def main(checkpoint: Path | None, out_dir: Path, debug: bool) -> None:

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_runtime.cli_support import Command, debug_option, friendly_errors
+from edge_runtime.cli_support import Command, debug_option, friendly_errors, version_option
 from edge_runtime.errors import DataError, ModelError, exit_codes_help
 from edge_runtime.preprocess import PreprocessSpec
 
@@ -340,6 +340,7 @@ def add_loc_head(ckpt_path: Path, *, epochs: int = DEFAULT_EPOCHS, seed: int = 0
 @click.option("--epochs", default=DEFAULT_EPOCHS, show_default=True, type=click.IntRange(min=1))
 # numpy's and torch's seeds: a negative or larger one failed inside them with a traceback
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
+@version_option
 @debug_option
 @friendly_errors
 def main(checkpoint: Path, epochs: int, seed: int, *, debug: bool) -> None:

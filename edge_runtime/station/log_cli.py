@@ -127,13 +127,17 @@ def summary_text(db: Path, s: dict[str, Any]) -> str:
 def summary(
     db: Path, since: float | None, until: float | None, station: str | None, as_json: bool, debug: bool
 ) -> None:
-    from edge_runtime.station.query import Filter, open_reader
+    from edge_runtime.station.query import Filter, open_reader, stations
     from edge_runtime.station.query import summary as summarise
 
     with closing(open_reader(db)) as con:  # the last reader to close removes the log's -wal and -shm files
         s = summarise(con, Filter(since=since, until=until, station=station))
+        known = stations(con) if station is not None and station not in s["stations"] else None
     with stdout_errors():
         click.echo(json.dumps(s) if as_json else summary_text(db, s))
+    if known is not None and station not in known:  # a typo read as "0 items"
+        shown = ", ".join(known) or "none"
+        click.echo(f"warning: no run of station {station!r} in {db}; its stations: {shown}", err=True)
 
 
 @main.command(help="List items, oldest first: a table, JSON lines (--json) or CSV (--csv).")

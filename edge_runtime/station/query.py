@@ -101,6 +101,14 @@ class Filter:
         return (" WHERE " + " AND ".join(parts)) if parts else "", args
 
 
+def stations(con: sqlite3.Connection) -> list[str]:
+    """The --station names of the runs the log holds."""
+    try:
+        return [str(s) for (s,) in con.execute("SELECT DISTINCT station FROM runs ORDER BY 1")]
+    except sqlite3.Error as exc:
+        raise read_error(log_name(con), exc, "reading it") from exc
+
+
 def log_name(con: sqlite3.Connection) -> str:
     """The file a connection reads, for messages."""
     try:

@@ -339,4 +339,6 @@ def test_summary_and_query_take_a_station(station_log, log_path: Path):
     assert json.loads(edge_log("summary", log_path, "--json", "--station", "line-4").output)["items"] == 5
     lines = edge_log("query", log_path, "--json", "--station", "line-3").output.splitlines()
     assert len(lines) == 8 and {json.loads(ln)["station"] for ln in lines} == {"line-3"}
-    assert json.loads(edge_log("summary", log_path, "--json", "--station", "nowhere").output)["items"] == 0
+    nowhere = edge_log("summary", log_path, "--json", "--station", "nowhere")
+    assert json.loads(nowhere.stdout)["items"] == 0  # a typo was "0 items" and nothing else
+    assert "warning: no run of station 'nowhere'" in nowhere.stderr and "line-3, line-4" in nowhere.stderr

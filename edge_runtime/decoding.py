@@ -262,8 +262,8 @@ def _jpeg_images(data: bytes, limit: int = 64) -> int:
     not another picture.
 
     >>> one = bytes.fromhex("ffd8 ffe000034a ffda000201 12ff0034 ffd9")
-    >>> _jpeg_images(one), _jpeg_images(one + bytes(2) + one), _jpeg_images(one[:-2])
-    (1, 2, 1)
+    >>> _jpeg_images(one), _jpeg_images(one + bytes(2) + one), _jpeg_images(one[:-2]), _jpeg_images(one + b"ab" + one)
+    (1, 2, 1, 2)
     """
     if data.find(b"\xff\xd8\xff", 3) < 0:  # most files: no second start marker at all (a quick answer)
         return 1
@@ -273,9 +273,11 @@ def _jpeg_images(data: bytes, limit: int = 64) -> int:
         if end is None:
             return max(count, 1)  # cut short or not parsed: what decoding warns about, counted once
         count += 1
-        pos = end
-        while pos < len(data) and data[pos] in JPEG_TRAILER_PADDING:
-            pos += 1
+        # the next picture may follow padding, fill bytes or a length prefix: any start marker after this one's end
+        # (none can be inside a complete picture's data) begins another
+        pos = data.find(b"\xff\xd8\xff", end)
+        if pos < 0:
+            break
     return max(count, 1)
 
 

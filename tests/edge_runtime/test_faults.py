@@ -290,6 +290,8 @@ def test_a_jpeg_exif_thumbnail_is_not_a_second_picture():
     with_thumb = main[:2] + app1 + main[2:]
     assert cv2.imdecode(np.frombuffer(with_thumb, np.uint8), cv2.IMREAD_GRAYSCALE).shape == (64, 64)
     assert page_count(with_thumb) == 1 and page_count(with_thumb + main) == 2 and page_count(main[:-20]) == 1
+    # after a length prefix or fill bytes, as some cameras append a frame: still a second picture (it passed)
+    assert page_count(main + len(main).to_bytes(4, "big") + main) == 2 and page_count(main + b"\xff\xff" + main) == 2
 
 
 def test_page_counts_follow_the_files_structure_not_stray_bytes():

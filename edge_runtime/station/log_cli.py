@@ -135,7 +135,11 @@ def summary(
         known = stations(con) if station is not None and station not in s["stations"] else None
     with stdout_errors():
         click.echo(json.dumps(s) if as_json else summary_text(db, s))
-    if known is not None and station not in known:  # a typo read as "0 items"
+    _warn_unknown_station(db, station, known)
+
+
+def _warn_unknown_station(db: Path, station: str | None, known: list[str] | None) -> None:
+    if station is not None and known is not None and station not in known:  # a typo read as "0 items"
         shown = ", ".join(known) or "none"
         click.echo(f"warning: no run of station {station!r} in {db}; its stations: {shown}", err=True)
 
@@ -166,7 +170,7 @@ def query(
     as_csv: bool,
     debug: bool,
 ) -> None:
-    from edge_runtime.station.query import Filter, open_reader, rows
+    from edge_runtime.station.query import Filter, open_reader, rows, stations
 
     # Both given, click kept the last: --defective --ok listed only OK items, --json --csv printed CSV.
     if only_defective and only_ok:
@@ -175,9 +179,12 @@ def query(
         raise click.UsageError("--json and --csv exclude each other; give one")
     fmt = "json" if as_json else "csv" if as_csv else None
     defective = True if only_defective else False if only_ok else None
-    with closing(open_reader(db)) as con, stdout_errors():
-        flt = Filter(since=since, until=until, defective=defective, source=source, station=station)
-        _print_rows(rows(con, flt, limit=limit), fmt)
+    with closing(open_reader(db)) as con:
+        known = stations(con) if station is not None else None
+        with stdout_errors():
+            flt = Filter(since=since, until=until, defective=defective, source=source, station=station)
+            _print_rows(rows(con, flt, limit=limit), fmt)
+    _warn_unknown_station(db, station, known)
 
 
 def _print_rows(found: Any, fmt: str | None) -> None:

@@ -157,24 +157,40 @@ def _time(value: Any, item: object) -> str:
         raise _Damaged(f"the time of {item} is out of range") from exc
 
 
+def _text(value: Any, what: str, item: object, *, required: bool = False) -> Any:
+    """A stored text as it is, or :class:`_Damaged` (bytes where a label belongs failed the table and JSON, exit 1)."""
+    if (value is None and not required) or isinstance(value, str):
+        return value
+    raise _Damaged(f"{what} of {item} is not text")
+
+
+def _flag(value: Any, item: object) -> bool | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or value not in (0, 1):  # 'yes' read as true, 2 counted twice in the summary
+        raise _Damaged(f"the verdict of {item} is neither 0 nor 1")
+    return bool(value)
+
+
 def _row(r: tuple) -> dict[str, Any]:
+    item = f"item {r[0]}"
     out = {
         "id": r[0],
-        "time": _time(r[1], f"item {r[0]}"),
-        "station": r[2],
-        "source": r[3],
-        "frame": r[4],
-        "label": r[5],
-        "score": _number(r[6], "the score", f"item {r[0]}"),
-        "threshold": _number(r[7], "the threshold", f"item {r[0]}"),
-        "defective": None if r[8] is None else bool(r[8]),
-        "latency_ms": _number(r[9], "the latency", f"item {r[0]}"),
-        "error": r[10],
-        "warning": r[11],
-        "model_version": r[13],
-        "model_file": r[14],
-        "providers": _names(_json(r[15], "the providers", f"item {r[0]}", list), f"item {r[0]}"),
-        "precision": r[16],
+        "time": _time(r[1], item),
+        "station": _text(r[2], "the station", item, required=True),
+        "source": _text(r[3], "the source", item, required=True),
+        "frame": _number(r[4], "the frame", item),
+        "label": _text(r[5], "the label", item),
+        "score": _number(r[6], "the score", item),
+        "threshold": _number(r[7], "the threshold", item),
+        "defective": _flag(r[8], item),
+        "latency_ms": _number(r[9], "the latency", item),
+        "error": _text(r[10], "the error", item),
+        "warning": _text(r[11], "the warning", item),
+        "model_version": _text(r[13], "the model version", item, required=True),
+        "model_file": _text(r[14], "the model file", item, required=True),
+        "providers": _names(_json(r[15], "the providers", item, list), item),
+        "precision": _text(r[16], "the precision", item),
         "has_image": bool(r[17]),
     }
     extra = _json(r[12], "the extra fields", f"item {r[0]}", dict) if r[12] else {}
@@ -224,7 +240,9 @@ def thumbnail_jpeg(con: sqlite3.Connection, item_id: int) -> bytes | None:
         found = con.execute("SELECT jpeg FROM thumbnails WHERE inspection_id = ?", (int(item_id),)).fetchone()
     except sqlite3.Error as exc:
         raise read_error(log_name(con), exc, "reading it") from exc
-    return None if found is None else bytes(found[0])
+    if found is not None and not isinstance(found[0], bytes):  # text stored as the picture: exit 1 in show
+        raise DataError(f"{log_name(con)}: inspection log holds a damaged picture for item {item_id}; restore it")
+    return None if found is None else found[0]
 
 
 def percentile_sql(con: sqlite3.Connection, where: str, args: list, q: float, count: int) -> float | None:
@@ -263,6 +281,13 @@ def summary(con: sqlite3.Connection, flt: Filter) -> dict[str, Any]:
     """What ``edge-log summary`` prints: counts, defect rate per hour, errors, latency, models and stations."""
     where, args = flt.where()
     try:
+        odd = con.execute(
+            f"SELECT i.id FROM inspections i{where}{' AND' if where else ' WHERE'} "
+            "(i.defective NOT IN (0, 1) OR typeof(i.defective) NOT IN ('integer', 'null')) LIMIT 1",
+            args,
+        ).fetchone()
+        if odd is not None:  # 'yes' summed as 0.0 (counts came out as floats), 2 counted as two defective items
+            raise _Damaged(f"the verdict of item {odd[0]} is neither 0 nor 1")
         n, d, e, first, last = con.execute(
             "SELECT count(*), coalesce(sum(i.defective), 0), count(i.error), min(i.time), max(i.time) "
             f"FROM inspections i{where}",
@@ -275,9 +300,9 @@ def summary(con: sqlite3.Connection, flt: Filter) -> dict[str, Any]:
         ).fetchone()
         models = [
             {
-                "model_version": v,
-                "model_file": f,
-                "precision": p,
+                "model_version": _text(v, "the model version", f"a run of {f}", required=True),
+                "model_file": _text(f, "the model file", "a run", required=True),
+                "precision": _text(p, "the precision", f"a run of {f}"),
                 "providers": _names(_json(pr, "the providers", f"a run of {f}", list), f"a run of {f}"),
                 "items": c,
                 "first": _time(a, f"a run of {f}"),
@@ -290,7 +315,7 @@ def summary(con: sqlite3.Connection, flt: Filter) -> dict[str, Any]:
             )
         ]
         stations = [
-            s
+            _text(s, "the station", "a run", required=True)
             for (s,) in con.execute(
                 f"SELECT DISTINCT r.station FROM inspections i JOIN runs r ON r.id = i.run_id{where} ORDER BY 1", args
             )

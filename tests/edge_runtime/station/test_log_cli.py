@@ -289,17 +289,22 @@ def test_a_log_that_cannot_be_read_is_bad_data_with_a_readers_advice(station_log
     # text where a number or a name list belongs, and a stored picture that is no JPEG: each was exit 1
     for n, update in enumerate(("UPDATE runs SET providers = '[1]'", "UPDATE inspections SET time = 'abc'",
                                 "UPDATE inspections SET score = 'abc'", "UPDATE inspections SET latency_ms = 'abc'",
-                                "UPDATE thumbnails SET jpeg = x'00112233'")):  # fmt: skip
+                                "UPDATE thumbnails SET jpeg = x'00112233'", "UPDATE thumbnails SET jpeg = 'hello'",
+                                "UPDATE inspections SET label = x'ff00'", "UPDATE runs SET model_version = x'ff'",
+                                "UPDATE inspections SET defective = 'yes'", "UPDATE inspections SET defective = 2")):  # fmt: skip
         odd = tmp_path / f"odd{n}.db"
         odd.write_bytes(log_path.read_bytes())
         con = sqlite3.connect(odd)
         con.execute(update)
         con.commit()
         con.close()
-        for args in (["summary"], ["query"], ["query", "--csv"], ["show", "1", "--out", str(tmp_path / "p.png")]):
+        for args in (["summary"], ["summary", "--json"], ["query"], ["query", "--csv"], ["query", "--json"],
+                     ["show", "1", "--out", str(tmp_path / "p.png")]):  # fmt: skip
             result = edge_log(args[0], odd, *args[1:])
             assert result.exit_code in (0, ExitCode.BAD_DATA), (update, args, result.output)
             assert "unexpected" not in result.output and "Traceback" not in result.output
+        if "defective" in update:  # miscounted, not read: 'yes' summed as 0.0, 2 as two items
+            assert edge_log("summary", odd).exit_code == ExitCode.BAD_DATA, update
     for args in (["summary"], ["query"], ["query", "--json"], ["show"]):
         extra = ["1", "--out", str(tmp_path / "p.png")] if args == ["show"] else []
         result = edge_log(args[0], damaged, *args[1:], *extra)
@@ -342,3 +347,5 @@ def test_summary_and_query_take_a_station(station_log, log_path: Path):
     nowhere = edge_log("summary", log_path, "--json", "--station", "nowhere")
     assert json.loads(nowhere.stdout)["items"] == 0  # a typo was "0 items" and nothing else
     assert "warning: no run of station 'nowhere'" in nowhere.stderr and "line-3, line-4" in nowhere.stderr
+    nowhere = edge_log("query", log_path, "--station", "nowhere")
+    assert nowhere.stdout == "" and "warning: no run of station 'nowhere'" in nowhere.stderr

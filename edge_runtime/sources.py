@@ -143,22 +143,28 @@ def shown_source(text: str) -> str:
 # a query (or fragment: ``#password=...`` reached the records in clear) parameter, and the names that say secret,
 # read after percent-decoding (``?pass%77ord=...`` was shown as it came)
 _PARAM = re.compile(r"([?&;#])([^=&;#?]*)=([^&;#]*)")
+# a name whose last word is one of these holds a secret (``api_key``, ``accessToken``, ``X-Amz-Signature``) ...
 _SECRET_WORDS = frozenset(
     {"password", "passwd", "passphrase", "pwd", "pw", "pass", "token", "secret", "key", "apikey", "auth", "signature",
-     "sig", "credential", "credentials", "session", "sid"}
+     "sig", "credential", "credentials"}
 )  # fmt: skip
+# ... and so does a one-word name ending in one of these (``accesstoken``, ``secretkey``)
+_SECRET_ENDINGS = ("password", "passwd", "passphrase", "token", "secret", "apikey", "secretkey", "signature")
 
 
 def _secret_name(name: str) -> bool:
-    """Whether a parameter's name says it holds a secret: any of its words, split at ``_ - .`` and at camelCase
-    (``accessToken``, ``X-Amz-Signature``, ``api_key`` were shown in clear), but not a word that only starts like
-    one (``keyframe``).
+    """Whether a parameter's name says it holds a secret: its last word, split at ``_ - .`` and at camelCase
+    (``accessToken``, ``X-Amz-Signature``, ``api_key`` were shown in clear), or a one-word name's ending; not a name
+    whose secret-like word is not its last (``keyFrame``, ``tokenCount``: a stream's settings stay readable).
 
-    >>> [_secret_name(n) for n in ("accessToken", "X-Amz-Credential", "pw", "keyframe", "user", "apiKey")]
+    >>> [_secret_name(n) for n in ("accessToken", "X-Amz-Credential", "pw", "keyframe", "keyFrame", "apiKey")]
     [True, True, True, False, False, True]
+    >>> [_secret_name(n) for n in ("accesstoken", "secretkey", "tokenCount", "key_frame_interval", "user")]
+    [True, True, False, False, False]
     """
     words = re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", name)
-    return name.lower() in _SECRET_WORDS or any(w.lower() in _SECRET_WORDS for w in words)
+    lowered = name.lower()
+    return bool(words and words[-1].lower() in _SECRET_WORDS) or lowered.endswith(_SECRET_ENDINGS)
 
 
 def _masked_param(m: re.Match[str]) -> str:

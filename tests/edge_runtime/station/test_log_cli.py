@@ -287,11 +287,14 @@ def test_a_log_that_cannot_be_read_is_bad_data_with_a_readers_advice(station_log
     assert result.exit_code == ExitCode.BAD_DATA and "is not a JSON object" in result.output, result.output
     assert result.output.startswith(f"error: {shape}: inspection log holds a damaged record")
     # text where a number or a name list belongs, and a stored picture that is no JPEG: each was exit 1
-    for n, update in enumerate(("UPDATE runs SET providers = '[1]'", "UPDATE inspections SET time = 'abc'",
-                                "UPDATE inspections SET score = 'abc'", "UPDATE inspections SET latency_ms = 'abc'",
-                                "UPDATE thumbnails SET jpeg = x'00112233'", "UPDATE thumbnails SET jpeg = 'hello'",
-                                "UPDATE inspections SET label = x'ff00'", "UPDATE runs SET model_version = x'ff'",
-                                "UPDATE inspections SET defective = 'yes'", "UPDATE inspections SET defective = 2")):  # fmt: skip
+    updates = [
+        "UPDATE runs SET providers = '[1]'", "UPDATE inspections SET time = 'abc'",
+        "UPDATE inspections SET score = 'abc'", "UPDATE inspections SET latency_ms = 'abc'",
+        "UPDATE thumbnails SET jpeg = x'00112233'", "UPDATE thumbnails SET jpeg = 'hello'",
+        "UPDATE inspections SET label = x'ff00'", "UPDATE runs SET model_version = x'ff'",
+        "UPDATE inspections SET defective = 'yes'", "UPDATE inspections SET defective = 2",
+    ]  # fmt: skip
+    for n, update in enumerate(updates):
         odd = tmp_path / f"odd{n}.db"
         odd.write_bytes(log_path.read_bytes())
         con = sqlite3.connect(odd)

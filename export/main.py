@@ -265,8 +265,17 @@ def _check_finite_weights(checkpoint: Path, ckpt: Checkpoint) -> None:
     """Weights that are not finite (a diverged training, an edited file) make a model that scores NaN: with
     --force it was written and reported "262/715 correct"; quantized, onnxruntime failed on "scale issue", exit 1.
     No gate to force: such a model gives no verdict at all."""
+    import math
+
     import torch
 
+    spec = ckpt.to_dict()["preprocess"]  # a NaN mean was "unexpected ValueError" after the export, exit 1
+    odd = [k for k, v in spec.items() if isinstance(v, float) and not math.isfinite(v)]
+    if odd:
+        raise ModelError(
+            f"{checkpoint}: its preprocessing holds {', '.join(f'{k}={spec[k]}' for k in odd)} (not a finite "
+            "number): the file was edited or damaged; retrain or use another checkpoint"
+        )
     tensors = dict(ckpt.state_dict)
     if ckpt.loc_head and isinstance(ckpt.loc_head.get("state_dict"), dict):  # NaN there moved the defect boxes
         tensors |= {f"loc_head.{k}": v for k, v in ckpt.loc_head["state_dict"].items()}

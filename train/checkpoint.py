@@ -298,7 +298,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
     verify_checkpoint(ckpt, path)
     names = ckpt["class_names"]
     listed = isinstance(names, (list, tuple))
-    named = listed and all(isinstance(n, str) and n.strip() == n and n for n in names)  # '', 'ok ', 0 and 1 passed
+    # '', 'ok ', 0 and 1, 'defective\0' passed
+    named = listed and all(isinstance(n, str) and n.strip() == n and n and n.isprintable() for n in names)
     if not listed or len(names) != 2 or not named or len(set(names)) != 2:
         # a third name was dropped in silence, and export then said "class_names[1] is 'b'; re-export the model"
         shown = ", ".join(map(repr, names)) if listed else repr(names)

@@ -165,6 +165,7 @@ def test_a_checkpoint_of_another_shape_or_with_three_classes_is_named_as_such(st
         ("class_names", ["", "def_front"], "exactly two distinct names"),
         ("class_names", ["ok", "ok "], "exactly two distinct names"),
         ("class_names", [0, 1], "exactly two distinct names"),
+        ("class_names", ["ok", "defective\x00"], "exactly two distinct names"),
         ("class_names", ["ok_front"], "names 1 class ("),
         ("positive_class", "scratch", "positive class 'scratch' is not one of its classes"),
     ]
@@ -191,6 +192,11 @@ def test_weights_that_are_not_finite_are_refused_before_any_work(stamped: Path, 
     assert r.exit_code == ExitCode.BAD_MODEL, r.output
     assert f"weights are not finite (NaN or infinite, or a negative variance; first in {name})" in r.output
     assert "evaluation:" not in r.output and not (tmp_path / "m.onnx").exists()
+    d = load_checkpoint(stamped).to_dict()  # a NaN in the preprocessing: "unexpected ValueError" after the export
+    d["preprocess"]["mean"] = float("nan")
+    atomic_torch_save(d, tmp_path / "pre.pt")
+    r = CliRunner().invoke(export_main, [str(tmp_path / "pre.pt"), *extra, "--out", str(tmp_path / "m.onnx")])
+    assert r.exit_code == ExitCode.BAD_MODEL and "preprocessing holds mean=nan" in r.output, r.output
     # in the localisation head (the defect boxes moved), or a negative BatchNorm variance (finite, NaN scores)
     for where in ("loc_head", "running_var"):
         d = load_checkpoint(stamped).to_dict()

@@ -128,13 +128,14 @@ def glob_root(pattern: str) -> tuple[str, list[str]]:
     return root, comps[fixed:]
 
 
-def _hidden_to_the_shell(part: str, depth: int, below: list[str]) -> bool:
+def _hidden_to_the_shell(part: str, depth: int, below: list[str], *, last: bool) -> bool:
     """Whether the shell's pattern would pass over ``part`` at ``depth``: a hidden name, unless the pattern's own
-    part there starts with a dot (``'lots/.*'`` names hidden files, as the shell reads it)."""
+    part there starts with a dot (``'lots/.*'`` names hidden files, as the shell reads it; ``last``: the part the
+    pattern's last part matched, also after a ``**``, as in ``'lots/**/.*'``)."""
     if not part.startswith("."):
         return False
     fixed = depth < len(below) and "**" not in below[: depth + 1]
-    return not (fixed and below[depth].startswith("."))
+    return not ((fixed and below[depth].startswith(".")) or (last and below and below[-1].startswith(".")))
 
 
 def _matched_folder(rx: re.Pattern[str], parts: list[str]) -> int:
@@ -167,7 +168,8 @@ def match_glob(pattern: str) -> tuple[tuple[Path, ...], list[str], int]:
         k = len(parts) if rx.match(rel) and not folders_only else _matched_folder(rx, parts)
         # Hidden names where the pattern itself reaches are skipped, as the shell does (named, not passed over);
         # below a folder it matched, everything counts, as --source FOLDER has it.
-        if any(_hidden_to_the_shell(part, i, below) for i, part in enumerate(parts[: k or len(parts)])):
+        upto = k or len(parts)
+        if any(_hidden_to_the_shell(part, i, below, last=i == upto - 1) for i, part in enumerate(parts[:upto])):
             if k and not isinstance(entry, Unreadable):
                 hidden.append(rel)
             continue

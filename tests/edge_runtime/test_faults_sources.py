@@ -249,6 +249,9 @@ def test_a_pattern_that_matches_folders_inspects_what_they_hold(tmp_path, tiny_m
     # shell reads both ('lot/.*' and 'lot/*/' said "the pattern matches no image file")
     recs = check(invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/lot/.*"]), ExitCode.OK, error_lines=0)
     assert [Path(r["source"]).relative_to(tmp_path / "lot").as_posix() for r in recs] == [".cache/part_00.png"]
+    recs = check(invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/lot/**/.*"]), ExitCode.OK, error_lines=0)
+    assert sorted(Path(r["source"]).relative_to(tmp_path / "lot").as_posix() for r in recs) == [
+        ".cache/part_00.png", "line1/.scan.png"]  # fmt: skip
     recs = check(invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/lot/*/"]), ExitCode.OK, error_lines=0)
     assert sorted(Path(r["source"]).relative_to(tmp_path / "lot").as_posix() for r in recs) == [
         "line1/.scan.png", "line2/shift-b/part_00.png"]  # fmt: skip

@@ -264,6 +264,8 @@ def _jpeg_images(data: bytes, limit: int = 64) -> int:
     >>> one = bytes.fromhex("ffd8 ffe000034a ffda000201 12ff0034 ffd9")
     >>> _jpeg_images(one), _jpeg_images(one + bytes(2) + one), _jpeg_images(one[:-2]), _jpeg_images(one + b"ab" + one)
     (1, 2, 1, 2)
+    >>> _jpeg_images(one + one[:-4])  # a second picture cut short
+    2
     """
     if data.find(b"\xff\xd8\xff", 3) < 0:  # most files: no second start marker at all (a quick answer)
         return 1
@@ -271,7 +273,7 @@ def _jpeg_images(data: bytes, limit: int = 64) -> int:
     while count < limit and data[pos : pos + 3] == b"\xff\xd8\xff":
         end = _jpeg_end(data, pos + 2)
         if end is None:
-            return max(count, 1)  # cut short or not parsed: what decoding warns about, counted once
+            return count + 1  # a picture cut short (decoding warns of it) is still a picture: the first, or another
         count += 1
         # the next picture may follow padding, fill bytes or a length prefix: any start marker after this one's end
         # (none can be inside a complete picture's data) begins another

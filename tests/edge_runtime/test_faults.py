@@ -292,6 +292,7 @@ def test_a_jpeg_exif_thumbnail_is_not_a_second_picture():
     assert page_count(with_thumb) == 1 and page_count(with_thumb + main) == 2 and page_count(main[:-20]) == 1
     # after a length prefix or fill bytes, as some cameras append a frame: still a second picture (it passed)
     assert page_count(main + len(main).to_bytes(4, "big") + main) == 2 and page_count(main + b"\xff\xff" + main) == 2
+    assert page_count(main + main[:-30]) == 2  # a second picture cut short is one too (it read as a truncated file)
 
 
 def test_page_counts_follow_the_files_structure_not_stray_bytes():

@@ -143,28 +143,32 @@ def shown_source(text: str) -> str:
 # a query (or fragment: ``#password=...`` reached the records in clear) parameter, and the names that say secret,
 # read after percent-decoding (``?pass%77ord=...`` was shown as it came)
 _PARAM = re.compile(r"([?&;#])([^=&;#?]*)=([^&;#]*)")
-# a name whose last word is one of these holds a secret (``api_key``, ``accessToken``, ``X-Amz-Signature``) ...
+# a name with one of these words holds a secret (``api_key``, ``accessToken``, ``X-Amz-Signature``, ``_sid``,
+# ``password1``, ``wmsAuthSign``) ...
 _SECRET_WORDS = frozenset(
     {"password", "passwd", "passphrase", "pwd", "pw", "pass", "token", "secret", "key", "apikey", "auth", "signature",
-     "sig", "credential", "credentials"}
+     "sig", "sign", "credential", "credentials", "session", "sid", "hash"}
 )  # fmt: skip
-# ... and so does a one-word name ending in one of these (``accesstoken``, ``secretkey``)
+# ... and so does a one-word name ending in one of these (``accesstoken``, ``secretkey``) ...
 _SECRET_ENDINGS = ("password", "passwd", "passphrase", "token", "secret", "apikey", "secretkey", "signature")
+# ... unless its last word says it is a setting about the secret word's namesake, readable on a stream's URL
+_SETTING_WORDS = frozenset({"frame", "frames", "count", "interval", "expiry", "expires", "version", "type", "length"})
 
 
 def _secret_name(name: str) -> bool:
-    """Whether a parameter's name says it holds a secret: its last word, split at ``_ - .`` and at camelCase
-    (``accessToken``, ``X-Amz-Signature``, ``api_key`` were shown in clear), or a one-word name's ending; not a name
-    whose secret-like word is not its last (``keyFrame``, ``tokenCount``: a stream's settings stay readable).
+    """Whether a parameter's name says it holds a secret: any of its words, split at ``_ - .``, digits and camelCase
+    (``accessToken``, ``X-Amz-Signature``, ``password1``, ``_sid`` must not be shown), or a one-word name's ending;
+    not a setting named after one (``keyFrame``, ``tokenCount``, ``signatureVersion``).
 
     >>> [_secret_name(n) for n in ("accessToken", "X-Amz-Credential", "pw", "keyframe", "keyFrame", "apiKey")]
     [True, True, True, False, False, True]
-    >>> [_secret_name(n) for n in ("accesstoken", "secretkey", "tokenCount", "key_frame_interval", "user")]
-    [True, True, False, False, False]
+    >>> [_secret_name(n) for n in ("accesstoken", "password1", "_sid", "wmsAuthSign", "tokenCount", "user")]
+    [True, True, True, True, False, False]
     """
-    words = re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", name)
-    lowered = name.lower()
-    return bool(words and words[-1].lower() in _SECRET_WORDS) or lowered.endswith(_SECRET_ENDINGS)
+    words = [w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", name)]
+    if words and words[-1] in _SETTING_WORDS:
+        return False
+    return any(w in _SECRET_WORDS for w in words) or name.lower().endswith(_SECRET_ENDINGS)
 
 
 def _masked_param(m: re.Match[str]) -> str:

@@ -226,8 +226,12 @@ def test_a_reader_stuck_in_a_stalled_read_is_waited_for_once_on_the_way_out():
         ),
         ("http://cam/f?pw=a&passphrase=b&authToken=c", "http://cam/f?pw=***&passphrase=***&authToken=***"),
         ("http://cam/f?accesstoken=a&secretkey=b", "http://cam/f?accesstoken=***&secretkey=***"),
-        # a stream's own settings stay readable
-        ("http://cam/f?keyFrame=1&tokenCount=5&session=7", "http://cam/f?keyFrame=1&tokenCount=5&session=7"),
+        # a stream's own settings stay readable; a session id, a numbered or hashed password do not
+        ("http://cam/f?keyFrame=1&tokenCount=5&fps=7", "http://cam/f?keyFrame=1&tokenCount=5&fps=7"),
+        (
+            "http://nvr/entry.cgi?_sid=S&wmsAuthSign=W&password1=P&passwordHash=H&session=B",
+            "http://nvr/entry.cgi?_sid=***&wmsAuthSign=***&password1=***&passwordHash=***&session=***",
+        ),
     ],
 )
 def test_a_secret_in_a_fragment_or_a_percent_encoded_name_is_masked(url: str, shown: str):

@@ -95,6 +95,19 @@ def thumbnail(picture: np.ndarray, record: dict[str, Any], *, px: int = THUMB_PX
     return buf.tobytes() if ok else b""
 
 
+def storable(text: str | None) -> str | None:
+    """``text`` as SQLite can store it: a file name that is not UTF-8 (``caf\\udce9.jpeg``, as Python reads it)
+    stopped the run with "unexpected UnicodeEncodeError", exit 1, and left a log without a schema; its bytes are
+    written as escapes instead (``caf\\xe9.jpeg``).
+
+    >>> storable("caf\\udce9.jpeg"), storable(None)
+    ('caf\\\\xe9.jpeg', None)
+    """
+    if text is None:
+        return None
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class InspectionLog:
     """The writer side of an inspection log (one per process; readers use :mod:`edge_runtime.station.query`)."""
 
@@ -134,9 +147,9 @@ class InspectionLog:
         values = (
             time.time(),
             self.station,
-            info.source,
+            storable(info.source),
             info.model_version,
-            info.model_file,
+            storable(info.model_file),
             json.dumps(list(info.providers)),
             info.precision,
             info.threshold,
@@ -259,15 +272,15 @@ class InspectionLog:
             (
                 epoch(rec.get("time")),
                 self.run_id,
-                str(rec.get("source", "")),
+                storable(str(rec.get("source", ""))),
                 rec.get("frame"),
                 rec.get("label"),
                 rec.get("score"),
                 self.threshold,
                 None if defective is None else int(bool(defective)),
                 rec.get("latency_ms"),
-                rec.get("error"),
-                rec.get("warning") or None,
+                storable(rec.get("error")),
+                storable(rec.get("warning") or None),
                 json.dumps(extra) if extra else None,
             ),
         )

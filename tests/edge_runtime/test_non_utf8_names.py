@@ -56,3 +56,20 @@ def test_a_video_named_not_utf8_is_read_and_saved(tmp_path: Path):
     assert [rec["defective"] for rec in records] == [False, True, False, True]
     check = edge_infer("--source", saved)  # the saved video holds a frame per record
     assert check.returncode == 0 and len(check.stdout.splitlines()) == 4
+
+
+def test_a_name_that_is_not_utf8_reaches_the_inspection_log(tmp_path: Path):
+    """--log stopped the run at such a name with "unexpected UnicodeEncodeError", exit 1, and left a log without a
+    schema; the name is now stored with its bytes escaped, and edge-log reads the log."""
+    folder = tmp_path / "lot"
+    write_parts(folder, [10])  # (OpenCV's imwrite itself crashes on a folder name that is not UTF-8)
+    cv2_bytes = cv2.imencode(".png", np.full((48, 48), 220, np.uint8))[1].tobytes()
+    bytes_path(folder, b"caf\xe9.png").write_bytes(cv2_bytes)
+    log = tmp_path / "station.db"
+    r = edge_infer("--source", folder, "--log", log)
+    assert r.returncode == 0, r.stderr[-800:]
+    out = subprocess.run([sys.executable, "-m", "edge_runtime.station.log_cli", "query", str(log), "--json"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert sorted(json.loads(line)["source"].rsplit("/", 1)[1] for line in out.stdout.splitlines()) == [
+        "caf\\xe9.png", "part_00.png"]  # fmt: skip

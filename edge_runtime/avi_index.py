@@ -90,15 +90,20 @@ class AviIndex:
             except OSError:
                 return None
         head = data[:COMPARED]
+        if self._at(expected, data, head):  # the usual case, once per frame: no search
+            return expected
         end = min(len(self.sizes), expected + LOOK_AHEAD)
         candidates = np.flatnonzero(self.sizes[expected:end] == len(data)) + expected
-        for j in candidates[:MAX_COMPARED]:
-            try:
-                if os.pread(self._fd, len(head), int(self.starts[j])) == head:
-                    return int(j)
-            except OSError:
-                return None
-        return None
+        return next((int(j) for j in candidates[:MAX_COMPARED] if self._at(int(j), data, head)), None)
+
+    def _at(self, j: int, data: bytes, head: bytes) -> bool:
+        """Whether frame ``j`` of the index is ``data`` (its size, and its leading bytes in the file)."""
+        if not 0 <= j < len(self.sizes) or self.sizes[j] != len(data):
+            return False
+        try:
+            return os.pread(self._fd, len(head), int(self.starts[j])) == head
+        except OSError:
+            return False
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -275,7 +275,7 @@ def _refuse_run_options() -> None:
 def _check_station(opts: dict) -> int:
     from edge_runtime.errors import DataError, ExitCode
     from edge_runtime.inputs import SourceKind, resolve_source
-    from edge_runtime.model import load_model, model_path
+    from edge_runtime.model import load_model
     from edge_runtime.station_check import check_folder
 
     folder = opts["check_station"]
@@ -284,8 +284,7 @@ def _check_station(opts: dict) -> int:
     spec = resolve_source(folder)
     if spec.kind is not SourceKind.IMAGES or not spec.paths:
         raise DataError(f"{folder}: no images found; pass --check-station DIR with images from the new camera")
-    # resolved as a run resolves it: --model '' was taken for "no --model" and the bundled model checked
-    model = load_model(model_path(opts["model"]) if opts["model"] is not None else None, provider="cpu", threads=1)
+    model = load_model(opts["model"], provider="cpu", threads=1)
     lines, alike = check_folder(model, spec.paths)
     with stdout_errors():  # `| head` ends quietly, `> /dev/full` is exit 7
         for line in lines:

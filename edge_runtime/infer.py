@@ -410,14 +410,10 @@ def _finish(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log: Lo
 def write_summary(path: Path | None, summary: Summary) -> None:
     if path is None:
         return
-    from edge_runtime.atomic import atomic_write_text, locked_by_another
-    from edge_runtime.output_checks import holds_other_than_a_summary, summary_locked
+    from edge_runtime.atomic import atomic_write_text
+    from edge_runtime.output_checks import check_summary_replaceable
 
-    real = Path(os.path.realpath(path))
-    if locked_by_another(real):  # a run that began writing it after this one's start
-        raise OutputError(summary_locked(path))
-    if (held := holds_other_than_a_summary(real)) is not None:  # a station's --log made since
-        raise OutputError(f"{path}: holds {held}; the summary was not written over it: choose another --summary")
+    check_summary_replaceable(Path(os.path.realpath(path)))  # a run, or a station's --log, begun since the start
     try:
         atomic_write_text(path, json.dumps(summary.to_dict(), indent=2) + "\n")
     except OSError as exc:

@@ -435,4 +435,4 @@ def load_model(
     """
     threads = threads_from_env() if threads is None else check_threads(threads)
     cfg = RuntimeConfig(provider=Provider(provider), threads=threads, spin=spin)
-    return EdgeModel(model_path(path or None), cfg)
+    return EdgeModel(model_path(path), cfg)  # '' is no model name: it was read as "no --model"

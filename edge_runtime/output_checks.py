@@ -112,13 +112,6 @@ def check_save_target(target: Path) -> None:
         raise OutputError(f"{target}: not a regular file or folder (a FIFO or device); choose another --save")
 
 
-def summary_locked(target: Path) -> str:
-    return (
-        f"{target}: another process is writing this file (it is locked: another run's --output or --save); "
-        "--summary would replace it: choose another --summary"
-    )
-
-
 def holds_other_than_a_summary(target: Path) -> str | None:
     """What ``target`` holds when it is neither missing, empty nor a summary of an earlier run: a summary renamed
     over a running station's ``--log`` (SQLite keeps no ``flock``) replaced its database and the station's records
@@ -146,11 +139,25 @@ def holds_other_than_a_summary(target: Path) -> str | None:
 MAX_SUMMARY_BYTES = 1 << 20  # a summary is a few kB; a file larger than this is some other data
 
 
+def check_summary_replaceable(target: Path) -> None:
+    """Refuse to rename ``--summary`` over another run's file or data (:class:`OutputError`): checked before the
+    run (:func:`check_summary_target`) and again when it is written, should the file have changed meanwhile."""
+    from edge_runtime.atomic import locked_by_another
+
+    if locked_by_another(target):
+        why = "another process is writing this file (it is locked: another run's --output or --save)"
+    elif (held := holds_other_than_a_summary(target)) is not None:
+        why = f"holds {held}"
+    else:
+        return
+    raise OutputError(f"{target}: {why}; --summary would replace it: choose another --summary")
+
+
 def check_summary_target(target: Path) -> None:
     """``--summary`` is written whole at the end, by a rename onto its name: a device (``/dev/null``, ``/dev/full``)
     or FIFO there would be replaced by a regular file, for the whole machine when run as root. Checked now, with
     its folder's writability, so that a run is not done only to lose its summary."""
-    from edge_runtime.atomic import locked_by_another, probe_writable, temp_path_for
+    from edge_runtime.atomic import probe_writable, temp_path_for
     from edge_runtime.inputs import VIDEO_SUFFIXES
     from edge_runtime.preprocess import IMAGE_SUFFIXES
 
@@ -165,10 +172,7 @@ def check_summary_target(target: Path) -> None:
             raise OutputError(
                 f"{target}: not a regular file (a device, FIFO or socket); --summary writes a file: choose another"
             )
-        if locked_by_another(target):
-            raise OutputError(summary_locked(target))
-        if (held := holds_other_than_a_summary(target)) is not None:
-            raise OutputError(f"{target}: holds {held}; --summary would replace it: choose another --summary")
+        check_summary_replaceable(target)
     try:
         probe_writable(temp_path_for(target))
     except OSError as exc:

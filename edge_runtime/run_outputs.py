@@ -105,9 +105,11 @@ def open_outputs(cfg: InferConfig, log: Log) -> Outputs:
 
             out.saver = Saver(cfg.save)
             if earlier := out.saver.earlier_pictures():
-                log(f"warning: {cfg.save}: already holds {earlier} annotated picture{'s' if earlier > 1 else ''} of "
-                    "an earlier run; this run's are numbered from 1 beside them, and a picture of the same number and "
-                    "name is replaced (choose an empty folder to keep runs apart)")  # fmt: skip
+                from edge_runtime.summary import plural
+
+                log(f"warning: {cfg.save}: already holds {plural(earlier, 'annotated picture')} of an earlier run; "
+                    "this run's are numbered from 1 beside them, and a picture of the same number and name is "
+                    "replaced (choose an empty folder to keep runs apart)")  # fmt: skip
     except BaseException:
         out.close()
         raise

@@ -132,7 +132,7 @@ def summary(
 
     with closing(open_reader(db)) as con:  # the last reader to close removes the log's -wal and -shm files
         s = summarise(con, Filter(since=since, until=until, station=station))
-        known = stations(con) if station is not None and station not in s["stations"] else None
+        known = stations(con) if station is not None else None
     with stdout_errors():
         click.echo(json.dumps(s) if as_json else summary_text(db, s))
     _warn_unknown_station(db, station, known)

@@ -131,19 +131,48 @@ def _pnm_size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
-def _tiff_size(data: bytes) -> tuple[int, int] | None:
+def _tiff_tags(data: bytes, wanted: tuple[int, ...]) -> dict[int, int]:
+    """The ``wanted`` SHORT/LONG tags of a (classic) TIFF's first directory; those not found are left out."""
     end = "<" if data[:2] == b"II" else ">"
+    found: dict[int, int] = {}
     try:
         (ifd,) = struct.unpack(end + "I", data[4:8])
         (count,) = struct.unpack(end + "H", data[ifd : ifd + 2])
-        size: dict[int, int] = {}
         for i in range(min(count, 512)):
             tag, typ, _, value = struct.unpack(end + "HHI4s", data[ifd + 2 + 12 * i : ifd + 14 + 12 * i])
-            if tag in (256, 257):
-                size[tag] = struct.unpack(end + ("H" if typ == 3 else "I"), value[: 2 if typ == 3 else 4])[0]
-        return (size[256], size[257]) if len(size) == 2 else None
-    except (struct.error, KeyError):
-        return None
+            if tag in wanted:
+                found[tag] = struct.unpack(end + ("H" if typ == 3 else "I"), value[: 2 if typ == 3 else 4])[0]
+    except struct.error:
+        pass
+    return found
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    size = _tiff_tags(data, (256, 257))
+    return (size[256], size[257]) if len(size) == 2 else None
+
+
+def _tiff_min_is_white(data: bytes) -> bool:
+    """A TIFF whose photometric interpretation is 0: its pixel value 0 is white."""
+    return data[:4] in (b"II*\0", b"MM\0*") and _tiff_tags(data, (262,)).get(262) == 0
+
+
+def _white_is_zero_fixed(gray: np.ndarray, buf: np.ndarray, *, deep_int: bool) -> np.ndarray:
+    """``gray`` (from a deeper than 8-bit decode of a white-is-zero TIFF) the right way up.
+
+    OpenCV turns such a file's 8-bit pixels the right way up but hands 16-bit and float ones over as stored,
+    so a dark defect came out bright on a dark part: judged as the negative, with no note. For 16 bits the 8-bit
+    decode says which way is up (it lacks only the depth), so this holds whichever way OpenCV goes; OpenCV has
+    no 8-bit decode of float samples, which are turned over.
+    """
+    if not deep_int:
+        return 255 - gray
+    ref = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    if ref is None or ref.shape != gray.shape or ref.std() == 0 or gray.std() == 0:
+        return gray
+    if float(np.corrcoef(ref.ravel().astype(np.float32), gray.ravel().astype(np.float32))[0, 1]) < 0:
+        return 255 - gray
+    return gray
 
 
 def header_size(data: bytes) -> tuple[int, int] | None:
@@ -467,7 +496,12 @@ def decode(
         warning = "JPEG has no end marker (truncated file); the verdict may be wrong"
     if pages and (several := pages_note(data)) is not None:
         warning = f"{warning}; {several}" if warning else several
-    return Decoded(image if colour else to_uint8_gray(image, source=source), warning)
+    if colour:
+        return Decoded(image, warning)
+    gray = to_uint8_gray(image, source=source)
+    if image.dtype != np.uint8 and _tiff_min_is_white(data):
+        gray = _white_is_zero_fixed(gray, buf, deep_int=image.dtype.kind in "iu")
+    return Decoded(gray, warning)
 
 
 def pages_note(data: bytes) -> str | None:

@@ -248,6 +248,48 @@ def test_12_bit_16_bit_and_float_images_are_read_by_the_bits_they_use(tmp_path):
     assert recs[0]["defective"] and not recs[0].get("unlike_training")
 
 
+def _gray_tiff(pixels, *, white_is_zero: bool, big_endian: bool = False) -> bytes:
+    """One uncompressed gray TIFF strip; photometric interpretation 0 (white is zero) or 1 (black is zero)."""
+    import struct
+
+    end = ">" if big_endian else "<"
+    h, w = pixels.shape
+    bits, sample_format = pixels.dtype.itemsize * 8, 3 if pixels.dtype.kind == "f" else 1
+    data = pixels.astype(pixels.dtype.newbyteorder(end)).tobytes()
+    tags = [(256, w), (257, h), (258, bits), (259, 1), (262, 0 if white_is_zero else 1), (273, 0), (277, 1),
+            (278, h), (279, len(data)), (339, sample_format)]  # fmt: skip
+    start = 8 + 2 + 12 * len(tags) + 4
+    out = (b"MM\0*" if big_endian else b"II*\0") + struct.pack(end + "IH", 8, len(tags))
+    for tag, value in tags:
+        out += struct.pack(end + "HHII", tag, 4, 1, start if tag == 273 else value)
+    return out + struct.pack(end + "I", 0) + data
+
+
+def test_a_white_is_zero_tiff_deeper_than_8_bits_is_read_the_right_way_up(tmp_path):
+    """OpenCV turns an 8-bit white-is-zero TIFF the right way up but hands 16-bit pixels over as stored: a
+    scanner's or camera's 16-bit negative-polarity TIFF was judged as its own negative, with no note."""
+    import cv2
+    import numpy as np
+
+    from edge_runtime.preprocess import read_image
+    from tests.conftest import REPO
+
+    part = cv2.imread(str(REPO / "edge_runtime/samples/test/def_front/cast_def_0_3446.jpeg"), cv2.IMREAD_GRAYSCALE)
+    files = {
+        "wiz16.tif": _gray_tiff(65535 - part.astype(np.uint16) * 257, white_is_zero=True),
+        "wiz16_mm.tif": _gray_tiff(65535 - part.astype(np.uint16) * 257, white_is_zero=True, big_endian=True),
+        "wiz8.tif": _gray_tiff(255 - part, white_is_zero=True),
+        "wizf.tif": _gray_tiff(1.0 - part.astype(np.float32) / 255.0, white_is_zero=True),
+        "biz16.tif": _gray_tiff(part.astype(np.uint16) * 257, white_is_zero=False),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        assert np.abs(read_image(tmp_path / name).astype(int) - part).max() <= 1, name
+    recs = check(invoke(["--source", str(tmp_path / "wiz16.tif"), "--fail-on-defect"]), ExitCode.DEFECT_FOUND,
+                 error_lines=0)  # fmt: skip
+    assert recs[0]["defective"]
+
+
 @pytest.mark.parametrize("kind", ["multi-page.tif", "animated.png", "animated.webp", "two-pictures.jpg"])
 def test_an_image_file_with_several_pages_is_not_passed_on_its_first(tmp_path, kind: str):
     """A TIFF with an OK page then a defective one (or an animated PNG or WebP) was judged on its first page alone:

@@ -9,7 +9,7 @@
 | ``/api/inspections?since=8h&after_id=&defective=&limit=`` | records (from the log when there is one) |
 | ``/api/defects?limit=24`` | the last defective items, newest first |
 | ``/api/rate?hours=8`` | items, defective and defect rate per 10 minutes |
-| ``/thumb/{id}.jpg`` | the stored thumbnail of a defective item, by record id only |
+| ``/thumb/{id}.jpg`` | the stored thumbnail of one of this station's defective items, by record id |
 | ``/metrics`` | Prometheus text format |
 """
 
@@ -175,7 +175,10 @@ class _Api:
         item_id = request.path_params["item_id"]
         con = self.reader()
         try:
-            jpeg = self.live.gallery_thumbnail(item_id) if con is None else query.thumbnail_jpeg(con, item_id)
+            if con is None:
+                jpeg = self.live.gallery_thumbnail(item_id)
+            else:
+                jpeg = query.thumbnail_jpeg(con, item_id, station=self.live.station)
         finally:
             if con is not None:
                 con.close()

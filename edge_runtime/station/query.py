@@ -232,12 +232,17 @@ def row(con: sqlite3.Connection, item_id: int) -> dict[str, Any]:
         raise damaged(con, exc) from exc
 
 
-def thumbnail_jpeg(con: sqlite3.Connection, item_id: int) -> bytes | None:
-    """The stored picture of item ``item_id``; None where there is none (also for an id SQLite cannot hold)."""
+def thumbnail_jpeg(con: sqlite3.Connection, item_id: int, *, station: str | None = None) -> bytes | None:
+    """The stored picture of item ``item_id``; None where there is none (also for an id SQLite cannot hold) or,
+    with ``station``, where another station's run made the item (stations may share one log)."""
     if not 0 < int(item_id) < 2**63:
         return None
+    sql, args = "SELECT jpeg FROM thumbnails WHERE inspection_id = ?", [int(item_id)]
+    if station is not None:
+        sql += " AND inspection_id IN (SELECT i.id FROM inspections i JOIN runs r ON r.id = i.run_id WHERE station = ?)"
+        args.append(station)
     try:
-        found = con.execute("SELECT jpeg FROM thumbnails WHERE inspection_id = ?", (int(item_id),)).fetchone()
+        found = con.execute(sql, args).fetchone()
     except sqlite3.Error as exc:
         raise read_error(log_name(con), exc, "reading it") from exc
     if found is not None and not isinstance(found[0], bytes):  # text stored as the picture: exit 1 in show

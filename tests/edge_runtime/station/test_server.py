@@ -191,6 +191,9 @@ def test_a_stations_page_shows_only_its_own_items_from_a_shared_log(station_log,
         defects = json.loads(get(url + "api/defects?limit=100")[2])["items"]
         assert len(defects) == 2 and {d["station"] for d in defects} == {"line-3"}
         assert sum(b["items"] for b in json.loads(get(url + "api/rate")[2])["buckets"]) == 8
+        # the other station's pictures are not served by id either (they were: /thumb/9.jpg was line-4's part)
+        assert all(get(url + f"thumb/{d['id']}.jpg")[0] == 200 for d in defects)
+        assert [get(url + f"thumb/{i}.jpg")[0] for i in range(9, 21)] == [404] * 12
     finally:
         server.stop()
         live.stop()

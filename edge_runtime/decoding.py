@@ -32,6 +32,7 @@ import numpy as np
 
 from edge_runtime.errors import ImageReadError
 from edge_runtime.preprocess import to_uint8_gray
+from edge_runtime.webp_quality import compression_note
 
 MAX_IMAGE_BYTES = 64 << 20  # 64 MiB per image file
 MAX_IMAGE_PIXELS = 1 << 26  # 67 MP (8192 x 8192): far above any inspection camera, far below a memory bomb
@@ -496,6 +497,8 @@ def decode(
         warning = "JPEG has no end marker (truncated file); the verdict may be wrong"
     if pages and (several := pages_note(data)) is not None:
         warning = f"{warning}; {several}" if warning else several
+    if data[:4] == b"RIFF" and (coarse := compression_note(data)) is not None:
+        warning = f"{warning}; {coarse}" if warning else coarse
     if colour:
         return Decoded(image, warning)
     gray = to_uint8_gray(image, source=source)

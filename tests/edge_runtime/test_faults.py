@@ -290,6 +290,32 @@ def test_a_white_is_zero_tiff_deeper_than_8_bits_is_read_the_right_way_up(tmp_pa
     assert recs[0]["defective"]
 
 
+def test_a_coarsely_compressed_lossy_webp_is_not_passed_as_trusted(tmp_path):
+    """The hardest real defect of the test set, a pinhole on the flange, re-encoded as lossy WebP at quality 6-10
+    scored below the threshold: "ok", exit 0 under --fail-on-defect, no note. A file compressed that coarsely now
+    gets a warning and fails the gate; fine compression and lossless WebP do not."""
+    import cv2
+
+    from edge_runtime.webp_quality import coarsest_quantizer
+    from tests.conftest import CASTING, CASTING_REASON
+
+    hard = CASTING / "test/def_front/cast_def_0_150.jpeg"
+    if not hard.is_file():
+        pytest.skip(CASTING_REASON)
+    part = cv2.imread(str(hard))
+    for name, quality in {"q6.webp": 6, "q40.webp": 40, "q75.webp": 75, "lossless.webp": 101}.items():
+        assert cv2.imwrite(str(tmp_path / name), part, [cv2.IMWRITE_WEBP_QUALITY, quality])
+    assert coarsest_quantizer((tmp_path / "lossless.webp").read_bytes()) is None
+    for name in ("q6.webp", "q40.webp"):
+        (rec,) = check(invoke(["--source", str(tmp_path / name), "--fail-on-defect", "--model", "fp32"]),
+                       ExitCode.DEFECT_FOUND, error_lines=0)  # fmt: skip
+        assert "lossy WebP compressed so coarsely" in rec["warning"], name
+    for name in ("q75.webp", "lossless.webp"):
+        (rec,) = check(invoke(["--source", str(tmp_path / name), "--fail-on-defect", "--model", "fp32"]),
+                       ExitCode.DEFECT_FOUND, error_lines=0)  # fmt: skip
+        assert rec["defective"] and not rec["warning"], name
+
+
 @pytest.mark.parametrize("kind", ["multi-page.tif", "animated.png", "animated.webp", "two-pictures.jpg"])
 def test_an_image_file_with_several_pages_is_not_passed_on_its_first(tmp_path, kind: str):
     """A TIFF with an OK page then a defective one (or an animated PNG or WebP) was judged on its first page alone:

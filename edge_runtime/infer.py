@@ -171,11 +171,13 @@ def exit_code(cfg: InferConfig, summary: Summary) -> ExitCode:
     """A gate first: with --fail-on-defect, any defective item, or any item without a trustworthy verdict (an
     error, a warning, or a frame in which no part was found: an empty tray, a lens cap), or a video with frames
     that could not be read (a damaged stretch, an AVI that ends before its index does), gives 10 -- a gate never
-    passes a part it could not judge. Then a failed output,
-    interruption, a lost source, all-unreadable."""
+    passes a part it could not judge, nor a run that stopped because stdout's reader went away (`| head -1`: what
+    came after was never judged). Then a failed output, interruption, a lost source, all-unreadable."""
     if cfg.fail_on_defect and (
         summary.defects or summary.errors or summary.warnings or summary.no_part or summary.cut_short
     ):
+        return ExitCode.DEFECT_FOUND
+    if cfg.fail_on_defect and summary.stdout_closed:  # stopped before its source ended: the rest was never judged
         return ExitCode.DEFECT_FOUND
     if summary.output_error:
         return ExitCode.OUTPUT_ERROR

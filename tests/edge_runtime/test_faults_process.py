@@ -103,6 +103,20 @@ def test_closed_stdout_ends_the_run_quietly(tmp_path):
     assert "stdout was closed" in err
 
 
+def test_closed_stdout_fails_the_gate(tmp_path):
+    """`--fail-on-defect | head -1` exited 0 after 2 of 35 items: the 5 defective parts after them were never
+    judged (the log held some of them, the summary counted none)."""
+    write_parts(tmp_path / "parts", [10] * 40 + [200] * 400)  # OK parts first (the tiny model), defects after
+    proc = start(["edge_runtime.cli", "--model", TINY, "--source", str(tmp_path / "parts"), "--json",
+                  "--batch-size", "1", "--fail-on-defect"], stdout=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None
+    assert json.loads(proc.stdout.readline())["defective"] is False
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.DEFECT_FOUND, err
+    assert "stopped early: stdout was closed" in err and "Traceback" not in err
+
+
 def test_closed_stdout_over_unreadable_items_ends_quietly_too(tmp_path):
     """Exit 3 and "error: no verdict: the one item could not be read" when the reader left after an unreadable
     first item: 1499 items were never tried."""

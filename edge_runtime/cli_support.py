@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import math
 import os
 import re
@@ -14,7 +15,15 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from edge_runtime.errors import EXTRA_FOR_MODULE, DefectEdgeError, ExitCode, OutputError, install_hint, printable
+from edge_runtime.errors import (
+    EXTRA_FOR_MODULE,
+    DefectEdgeError,
+    ExitCode,
+    OutputError,
+    install_hint,
+    printable,
+    resource_error,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -232,6 +241,10 @@ def standard_streams() -> None:
         sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - the process's stdout, open until it ends
     if sys.stderr is None:
         sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+    # A name stdout's encoding cannot hold (PYTHONIOENCODING=ascii, a C locale's terminal) is written escaped:
+    # it stopped the run mid-folder with "unexpected UnicodeEncodeError", exit 1 and no summary.
+    with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
+        sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     python_stderr_aside()
 
 
@@ -275,6 +288,8 @@ def friendly_errors(func: F) -> F:
         except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a clean line
             if debug:
                 raise
+            if (exhausted := resource_error(exc)) is not None:  # "unexpected RuntimeError: can't start new thread"
+                fail(str(exhausted), exhausted.exit_code)
             fail(
                 f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback and report it)",
                 ExitCode.INTERNAL,

@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_runtime.errors import ImageReadError
+from edge_runtime.errors import ImageReadError, resource_error
 from edge_runtime.preprocess import to_uint8_gray
 from edge_runtime.webp_quality import compression_note
 
@@ -80,6 +80,8 @@ def read_bytes(path: str | Path, *, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
     try:
         fd = os.open(path, flags)
     except OSError as exc:
+        if (exhausted := resource_error(exc)) is not None:  # the machine's limit, not this file: stop the run
+            raise exhausted from exc
         raise ImageReadError(f"{path}: cannot read file ({_open_reason(path, exc)})") from exc
     try:
         st = os.fstat(fd)
@@ -346,6 +348,19 @@ def _jpeg_end(data: bytes, pos: int) -> int | None:
     return None
 
 
+def _scratch_fd() -> int:
+    """A file descriptor of an unnamed scratch file: a temporary file, else (no writable temporary folder: a
+    read-only root, ``docker --read-only``) one in memory. Without it every image had failed with "No usable
+    temporary directory found" and the run blamed the source."""
+    try:
+        with tempfile.TemporaryFile() as f:
+            return os.dup(f.fileno())
+    except OSError as exc:
+        if resource_error(exc) is not None or not hasattr(os, "memfd_create"):
+            raise
+        return os.memfd_create("defect-edge-decoder-messages", getattr(os, "MFD_CLOEXEC", 0))
+
+
 class _StderrCapture:
     """File descriptor 2 pointed at a temporary file while any decode runs, shared by concurrent decodes.
 
@@ -372,8 +387,7 @@ class _StderrCapture:
             while self.exclusive or (exclusive and self.active):
                 self.cond.wait()
             if self.sink < 0:
-                with tempfile.TemporaryFile() as f:
-                    self.sink = os.dup(f.fileno())
+                self.sink = _scratch_fd()
                 python_stderr_aside()
             if self.active == 0:
                 self.saved = os.dup(2)

@@ -6,6 +6,7 @@ The codes are documented in the README and in every command's ``--help``.
 
 from __future__ import annotations
 
+import errno
 from enum import IntEnum
 
 
@@ -104,6 +105,32 @@ class OutputError(DefectEdgeError):
 
 class MissingExtraError(DefectEdgeError, ImportError):
     exit_code = ExitCode.MISSING_EXTRA
+
+
+class ResourceError(DefectEdgeError):
+    """The machine ran out of what the run needs (file descriptors, threads): the run stops with what it did kept,
+    instead of every later item failing as if its file were bad."""
+
+    exit_code = ExitCode.INTERNAL
+
+
+def resource_error(exc: BaseException) -> ResourceError | None:
+    """The :class:`ResourceError` that ``exc`` stands for, or None.
+
+    >>> str(resource_error(OSError(errno.EMFILE, "Too many open files"))).split(";")[0]
+    'out of file descriptors (Too many open files)'
+    >>> resource_error(OSError(errno.ENOENT, "No such file")) is None
+    True
+    """
+    if isinstance(exc, ResourceError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+        return ResourceError(f"out of file descriptors ({exc.strerror or exc}); raise the limit (ulimit -n, systemd "
+                             "LimitNOFILE) or pass fewer --workers")  # fmt: skip
+    if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
+        return ResourceError("cannot start a thread (the thread limit: ulimit -u, systemd TasksMax or a container's "
+                             "pids limit); raise it or pass --workers 1")  # fmt: skip
+    return None
 
 
 def require_extra(module: str, extra: str = "train") -> None:

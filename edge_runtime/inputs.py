@@ -25,7 +25,7 @@ from typing import TypeVar
 import numpy as np
 
 from edge_runtime.decoding import decode, read_bytes
-from edge_runtime.errors import DataError
+from edge_runtime.errors import DataError, resource_error
 from edge_runtime.items import Item, failure, frame_item, split_prepared
 from edge_runtime.listing import Unreadable, list_entries, list_folder, match_glob
 from edge_runtime.preprocess import IMAGE_SUFFIXES
@@ -148,6 +148,8 @@ def load_file(path: Path, prepare: Callable[..., np.ndarray], *, keep_original: 
         original = decoded.image if keep_original else None
         return Item(str(path), None, x, original, prep_ms, warning=decoded.warning, unlike_training=unlike, part=part)
     except Exception as exc:  # noqa: BLE001 - every per-item failure is an item error, the run goes on
+        if (exhausted := resource_error(exc)) is not None:  # no descriptor or thread left: not this file's fault
+            raise exhausted from exc  # (986 of 2000 good images were "cannot read file", exit 0)
         if os.path.isdir(path):  # a folder met while listing that could not be listed (asked only on failure)
             listed = list_entries(path)
             why = listed.error.strerror or listed.error if isinstance(listed, Unreadable) else "not when the run began"

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.errors import DefectEdgeError
+from edge_runtime.errors import DefectEdgeError, resource_error
 
 
 @dataclass
@@ -65,6 +65,8 @@ def frame_item(
     try:
         x, unlike, part = split_prepared(prepare(frame if gray is None else gray, source=f"{source} frame {index}"))
     except Exception as exc:  # noqa: BLE001 - a bad frame is an item error, the run goes on
+        if (exhausted := resource_error(exc)) is not None:  # the machine's limit, not the frame's: stop the run
+            raise exhausted from exc
         return Item(source, index, error=failure(f"{source} frame {index}", exc))
     ms = (time.perf_counter() - t0) * 1000.0
     original = frame if keep_original else None

@@ -61,8 +61,13 @@ def read_model_bytes(path: Path) -> bytes:
             raise ModelError(f"{path}: not a regular file; pass --model PATH to an .onnx from export-onnx")
         if st.st_size > MAX_MODEL_BYTES:
             raise ModelError(f"{path}: {st.st_size >> 20} MiB is far too large for a defect-edge model")
-        with os.fdopen(os.dup(fd), "rb") as f:
-            return f.read(MAX_MODEL_BYTES + 1)
+        # In chunks: one read(MAX_MODEL_BYTES + 1) reserved 1 GiB up front, so every run failed "out of memory"
+        # under a small edge box's address-space limit (ulimit -v 1000000) for a 420 KB model.
+        chunks, total = [], 0
+        while total <= MAX_MODEL_BYTES and (chunk := os.read(fd, min(1 << 20, MAX_MODEL_BYTES + 1 - total))):
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)
     except OSError as exc:
         raise ModelError(f"{path}: cannot read the model ({exc.strerror or exc})") from exc
     finally:

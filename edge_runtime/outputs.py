@@ -305,12 +305,44 @@ class FileSink:
                     self._write(b"\n]\n" if self.records else b"]\n")
                 if self.created and self.regular and not self.begun:
                     self._remove_unused()
+                if self.regular and self.begun:
+                    self._check_still_there()
             finally:
                 os.close(self.fd)
                 self.fd = -1
                 if self.rfd >= 0:
                     os.close(self.rfd)
                     self.rfd = -1
+
+    def _check_still_there(self) -> None:
+        """A file deleted during the run (a clean-up job, ``rm`` to "reset" it) took every record with it, and the
+        run said nothing, exit 0. Its records are still readable through this run's descriptor: they are written
+        back under the same name (or beside it, should another file have taken the name), and the run ends
+        with :class:`OutputError` saying so."""
+        try:
+            if os.fstat(self.fd).st_nlink > 0:
+                return
+            with open(f"/proc/self/fd/{self.fd}", "rb") as f:
+                data = f.read()
+        except OSError:
+            return  # no way to tell or to read it back here (no /proc): as before
+        for where in (self.path, self.path.with_name(f"{self.path.stem}.recovered-{os.getpid()}{self.path.suffix}")):
+            try:
+                fd = os.open(where, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise OutputError(f"{self.path}: deleted during the run, and its records could not be written "
+                                  f"back ({exc.strerror or exc})") from exc  # fmt: skip
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            raise OutputError(f"{self.path}: deleted during the run; its records were written back to {where}; "
+                              "keep --output files until the run has ended")  # fmt: skip
+        raise OutputError(f"{self.path}: deleted during the run, and its records could not be written back")
 
     def _remove_unused(self) -> None:
         """A file this run made and never began (its source did not open): left, it read as a run that judged

@@ -20,7 +20,16 @@ def batches(items: Iterator[Item], size: int, left: Callable[[], int | None] = l
     while True:
         n = left()
         take = size if n is None else min(size, n)
-        if take <= 0 or not (batch := list(islice(items, take))):
+        batch: list[Item] = []
+        try:
+            batch.extend(islice(items, take))
+        except Exception:
+            # The source failed mid-batch (a video reader that died, no file descriptor left): the items read
+            # before it are judged and written first; they were dropped with the batch.
+            if batch:
+                yield batch
+            raise
+        if take <= 0 or not batch:
             return
         yield batch
 

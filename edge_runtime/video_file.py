@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.avi_index import AviIndex
-from edge_runtime.errors import SourceError
+from edge_runtime.errors import SourceError, resource_error
 from edge_runtime.items import Item, frame_item
 from edge_runtime.jpeg_packets import JpegPackets
 
@@ -115,6 +115,10 @@ def _position_ms(cap: Any) -> float | None:
 MAX_UNREADABLE_RUN = 1_000_000
 
 
+def _raise(exc: Exception) -> None:
+    raise exc
+
+
 class _VideoReader:
     """Reads ``cap`` on its own thread into a bounded queue; :meth:`items` yields what it read.
 
@@ -202,6 +206,14 @@ class _VideoReader:
                                   error=getattr(cap, "error", None), gray=getattr(cap, "gray", None))  # fmt: skip
                 self.put(item)
                 self.index += 1
+        except Exception as exc:  # noqa: BLE001 - no file descriptor or memory left: not the video's end
+            # It had ended the thread with a traceback, and the frames read so far passed as the whole video (the
+            # gate passed with 1 of 360 frames seen).
+            why = (str(exc).strip().splitlines() or [""])[-1][:160] or type(exc).__name__
+            lost = resource_error(exc) or SourceError(
+                f"{self.name}: reading stopped at frame {self.index} ({why}); the frames after it were not inspected"
+            )
+            self.put(functools.partial(_raise, lost))
         finally:
             self._finish()
 

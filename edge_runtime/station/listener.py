@@ -109,6 +109,7 @@ class StationListener:
     def on_close(self, summary: Summary) -> None:
         if self.log is not None:
             self.log.flush()
+            self.log.check_still_there()
         if self.live is not None:
             self.live.finish(interrupted=summary.interrupted, error=summary.source_error)
 

@@ -127,6 +127,7 @@ class InspectionLog:
         # every 10 s, not in a commit of the inspection loop: a sync stalls file writes for a moment, so fewer
         # syncs means fewer slow frames. The WAL is cut back to 32 MB after each (it is reused, not regrown), or to
         # an eighth of --log-max (at least 1 MB): with --log-max 1MB a 32 MB WAL stayed beside the log.
+        self.identity = _identity(cfg.path)  # to tell, at the end, a log deleted or replaced during the run
         self.con.execute("PRAGMA wal_autocheckpoint=0")
         wal_max = 32 * 2**20 if cfg.max_bytes is None else min(32 * 2**20, max(2**20, cfg.max_bytes // 8))
         self.con.execute(f"PRAGMA journal_size_limit={wal_max}")
@@ -357,6 +358,21 @@ class InspectionLog:
         with self._lock:
             self._close()
 
+    def check_still_there(self) -> None:
+        """A log deleted during the run (with its -wal and -shm: a clean-up job, ``rm`` to "reset" it) took every
+        record with it while the run went on writing into the unlinked file, exit 0. This connection still reads
+        them: they are written back under the log's name (``VACUUM INTO``), and :class:`OutputError` says so."""
+        if self.identity is None or _identity(self.path) is not None:
+            return
+        with self._lock:
+            try:
+                self.con.execute("VACUUM INTO ?", (str(self.path),))
+            except sqlite3.Error as exc:
+                raise OutputError(f"{self.path}: inspection log deleted during the run, and its records could not "
+                                  f"be written back ({exc})") from exc  # fmt: skip
+        raise OutputError(f"{self.path}: inspection log deleted during the run; its records were written back to "
+                          "it; keep the log while a station writes it (--log-keep and --log-max trim it)")  # fmt: skip
+
     def _close(self) -> None:
         with contextlib.suppress(OutputError):  # on_close flushed already unless the run failed
             self.flush()
@@ -373,6 +389,14 @@ class InspectionLog:
                 with contextlib.suppress(OSError):
                     os.unlink(leftover)
             remove_empty(self._made)  # and the folders it made for it (--log a/b/station.db)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 class Checkpointer:

@@ -302,3 +302,22 @@ def test_the_write_ahead_file_stays_bounded_under_steady_writing(log_path: Path)
     log.close()
     assert biggest[0] < 8 * 2**20, f"the WAL reached {biggest[0] / 2**20:.1f} MB"
     assert os.path.getsize(log_path) <= 1_000_000  # and the log ends within --log-max (retention at close)
+
+
+def test_a_log_deleted_during_the_run_is_written_back(station_log, log_path: Path):
+    """`rm station.db*` under a running station: the run went on writing into the unlinked file, and at its end
+    every record was gone, exit 0, no word."""
+    write_items(station_log, 40)
+    station_log.check_still_there()  # still there: nothing to do
+    for leftover in (log_path, Path(f"{log_path}-wal"), Path(f"{log_path}-shm")):
+        if leftover.exists():
+            os.unlink(leftover)
+    write_items(station_log, 10)
+    with pytest.raises(OutputError, match="deleted during the run; its records were written back"):
+        station_log.check_still_there()
+    con = open_reader(log_path)
+    try:
+        assert len(list(rows(con, Filter(), limit=1000))) == 50
+        assert summary(con, Filter())["items"] == 50
+    finally:
+        con.close()

@@ -1,0 +1,153 @@
+"""The fault suite's environment: what the machine runs out of, or lacks, while the inputs are fine (file
+descriptors, threads, a writable temporary folder, an encoding for stdout). The same promises as test_faults.py
+(faults_common), and above all: no part passed unseen, no good image blamed for the machine's fault.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_runtime.errors import ExitCode, ResourceError
+from tests.edge_runtime.conftest import write_parts
+from tests.edge_runtime.faults_common import (
+    invoke,
+    no_hang,  # noqa: F401 - the autouse hang guard, for this module too
+)
+from tests.edge_runtime.test_cli import write_video
+
+
+def test_running_out_of_file_descriptors_stops_the_run_not_blaming_each_image(tmp_path, tiny_model, monkeypatch):
+    """Under `ulimit -n 13` 986 of 2000 good images were "cannot read file (Too many open files)", exit 0: an
+    environment fault reported as bad images, and the parts never judged."""
+    import edge_runtime.inputs as inputs
+
+    write_parts(tmp_path / "parts", [10, 220] * 20)
+    real, calls = inputs.read_bytes, []
+
+    def read_bytes(path, **kw):
+        calls.append(path)
+        if len(calls) > 6:
+            raise ResourceError("out of file descriptors (Too many open files); raise the limit (ulimit -n)")
+        return real(path, **kw)
+
+    monkeypatch.setattr(inputs, "read_bytes", read_bytes)
+    out = tmp_path / "v.jsonl"
+    result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--workers", "1",
+                     "--batch-size", "2", "--output", str(out), "--fail-on-defect"])  # fmt: skip
+    assert result.exit_code == ExitCode.INTERNAL, result.stderr
+    assert "Traceback" not in result.stderr and "cannot read file" not in result.stdout + out.read_text()
+    assert result.stderr.strip().splitlines()[-1].startswith("error: out of file descriptors")
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert 0 < len(records) < 40 and all(r["error"] is None for r in records)  # what was judged is kept
+
+
+def test_the_decoder_and_file_reader_say_which_errors_are_the_machines():
+    from edge_runtime.decoding import read_bytes
+    from edge_runtime.errors import resource_error
+
+    assert isinstance(resource_error(OSError(errno.ENFILE, "Too many open files in system")), ResourceError)
+    assert "ulimit -u" in str(resource_error(RuntimeError("can't start new thread")))
+    assert resource_error(OSError(errno.EACCES, "Permission denied")) is None
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    opened: list[int] = []
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 8, hard))
+        with pytest.raises(OSError) as full:  # every descriptor taken, as under `ulimit -n 13` with 64 workers
+            while len(opened) < 100:
+                opened.append(os.open(os.devnull, os.O_RDONLY))
+        assert full.value.errno == errno.EMFILE
+        with pytest.raises(ResourceError, match="out of file descriptors"):
+            read_bytes(Path(__file__))
+    finally:
+        for fd in opened:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_video_reader_that_dies_is_a_lost_source_not_the_end_of_the_video(tmp_path, tiny_model, monkeypatch):
+    """The reader thread died of "Too many open files" at frame 1 with a traceback (no --debug), and the one frame
+    read passed as the whole video: "1 item, 1 ok", exit 0 under --fail-on-defect, 300 defective frames unseen."""
+    import edge_runtime.video_file as video_file
+
+    ok, bad = np.full((48, 48), 10, np.uint8), np.full((48, 48), 220, np.uint8)
+    video = write_video(tmp_path / "line.avi", [ok] * 4 + [bad] * 8)
+    real = video_file.frame_item
+
+    def frame_item(source, index, *args, **kw):
+        if index == 3:
+            raise MemoryError("cannot allocate the frame")
+        return real(source, index, *args, **kw)
+
+    monkeypatch.setattr(video_file, "frame_item", frame_item)
+    result = invoke(["--model", str(tiny_model), "--source", str(video), "--fail-on-defect"])
+    assert result.exit_code == ExitCode.SOURCE_UNAVAILABLE, result.stderr
+    assert "Traceback" not in result.stderr and "Exception in thread" not in result.stderr
+    assert "reading stopped at frame 3" in result.stderr and "the frames after it were not inspected" in result.stderr
+    assert len(result.stdout.splitlines()) == 3
+
+
+def test_no_writable_temporary_folder_still_reads_images(monkeypatch):
+    """With no writable temporary folder (a read-only root, docker --read-only) every image failed with "No usable
+    temporary directory found" (the scratch file that collects decoder messages), and the run blamed the source."""
+    import tempfile
+
+    import edge_runtime.decoding as decoding
+
+    def no_tmp(*a, **kw):
+        raise FileNotFoundError(errno.ENOENT, "No usable temporary directory found in ['/tmp', '/var/tmp']")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_tmp)
+    fd = decoding._scratch_fd()
+    try:
+        os.write(fd, b"Corrupt JPEG data\n")
+        assert os.pread(fd, 100, 0) == b"Corrupt JPEG data\n"
+    finally:
+        os.close(fd)
+    monkeypatch.setattr(decoding, "_capture", decoding._StderrCapture())
+    part = cv2.imencode(".png", np.full((40, 40), 90, np.uint8))[1].tobytes()
+    assert decoding.decode(part).image.shape == (40, 40)
+
+
+def test_a_stdout_that_cannot_encode_a_name_does_not_stop_the_run(tmp_path, tiny_model):
+    """PYTHONIOENCODING=ascii (or a C locale's terminal) stopped the run at the first non-ASCII file name with
+    "unexpected UnicodeEncodeError", exit 1, no summary, the gate's defects uncounted."""
+    parts = write_parts(tmp_path / "parts", [10, 220, 220])
+    parts[1].rename(tmp_path / "parts" / "İDEF_ü.png")
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    proc = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "--model", str(tiny_model), "--source",
+                           str(tmp_path / "parts"), "--fail-on-defect"], env=env, capture_output=True,
+                          timeout=120)  # fmt: skip
+    err = proc.stderr.decode("ascii", "replace")
+    assert proc.returncode == ExitCode.DEFECT_FOUND, err
+    assert "summary: 3 items" in err and "Traceback" not in err and "UnicodeEncodeError" not in err
+    out = proc.stdout.decode("ascii")
+    assert len(out.splitlines()) == 3 and "\\u0130DEF_\\xfc.png" in out
+
+
+def test_a_small_edge_boxs_address_space_limit_runs_the_model(tmp_path):
+    """Under `ulimit -v 1000000` (up to about 1.65 GB) every run ended "out of memory" before its first item: the
+    model file was read with one read(1 GiB + 1), which reserves that much up front."""
+    import resource
+
+    write_parts(tmp_path / "parts", [10, 220])
+    limit = 1400 << 20
+
+    def small_box() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    proc = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "--model", "int8", "--source",
+                           str(tmp_path / "parts"), "--json", "--workers", "1", "--threads", "1"],
+                          preexec_fn=small_box, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == ExitCode.OK, proc.stderr[-600:]
+    assert len(proc.stdout.splitlines()) == 2

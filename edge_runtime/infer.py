@@ -297,7 +297,8 @@ def run_inference(
             log(_listing_line(spec))
         if spec.kind.live:  # fails here, within seconds, with exit code 5
             reader = _open_reader(cfg, spec, log, cfg.listener, colour=outputs.needs_picture)
-            log(f"{reader.name}: opened; newest-frame mode (slow inference skips frames, it never lags behind)")
+            name = printable(reader.name)
+            log(f"{name}: opened; newest-frame mode (slow inference skips frames, it never lags behind)")
         if cfg.listener is not None and hasattr(cfg.listener, "on_start"):
             cfg.listener.on_start(model, spec)
         if spec.kind.live and cfg.priority is not Priority.NORMAL:
@@ -367,7 +368,7 @@ def _listing_line(spec: SourceSpec) -> str:
     ignored = f" ({plural(spec.ignored, 'file')} not inspected, not images or hidden: {named})"
     links = f" ({plural(spec.links_not_followed, 'link')} to folders not followed)"
     shown = (ignored if spec.ignored else "") + (links if spec.links_not_followed else "")
-    return f"{spec.name}: {plural(len(spec.paths), 'image')}{shown}"
+    return f"{printable(spec.name)}: {plural(len(spec.paths), 'image')}{shown}"
 
 
 def _finish(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log: Log) -> None:
@@ -399,7 +400,7 @@ def _finish(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log: Lo
         else:
             for kept in (cfg.output, cfg.summary_path):
                 if kept is not None and os.path.lexists(kept):  # a new one was not made: nothing to keep
-                    log(f"{kept}: left as it was (the run stopped before its source was read)")
+                    log(f"{printable(str(kept))}: left as it was (the run stopped before its source was read)")
     except OutputError as exc:  # another file than --output's: both are named (a full disk fails both)
         summary.output_error = f"{summary.output_error}; {exc}" if summary.output_error else str(exc)
     if summary.output_error:

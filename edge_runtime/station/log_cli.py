@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from edge_runtime.cli_support import Group, debug_option, friendly_errors, stdout_errors, version_option
-from edge_runtime.errors import exit_codes_help
+from edge_runtime.errors import exit_codes_help, printable
 from edge_runtime.summary import plural
 
 CSV_KEYS = (
@@ -95,8 +95,10 @@ def summary_text(db: Path, s: dict[str, Any]) -> str:
         "n/a" if s["latency_ms_p50"] is None else f"p50 {s['latency_ms_p50']:.3f} ms, p99 {s['latency_ms_p99']:.3f} ms"
     )
     lines = [
-        f"{db}: {plural(s['items'], 'item')} from {s['first'] or '-'} to {s['last'] or '-'}; "
-        f"stations: {', '.join(s['stations']) or '-'}",
+        printable(
+            f"{db}: {plural(s['items'], 'item')} from {s['first'] or '-'} to {s['last'] or '-'}; "
+            f"stations: {', '.join(s['stations']) or '-'}"
+        ),
         f"defective {s['defective']} ({_pct(s['defective'], s['items'] - s['errors'])}), ok {s['ok']}, "
         f"errors {s['errors']}, warnings {s['warnings']}; latency {lat}",
         f"station check: {plural(s['unlike_training'], 'item')} looked unlike the training images",
@@ -202,7 +204,8 @@ def _print_rows(found: Any, fmt: str | None) -> None:
         for r in found:
             verdict_text = r["error"] and f"ERROR {r['error']}" or f"{r['label']:<10} {r['score']:.4g}"
             where = r["source"] if r["frame"] is None else f"{r['source']} frame {r['frame']}"
-            click.echo(f"{r['id']:>8}  {r['time']}  {verdict_text:<18} {where}")
+            # a newline in a file name had broken the row in two, the second half reading as a row of its own
+            click.echo(printable(f"{r['id']:>8}  {r['time']}  {verdict_text:<18} {where}"))
 
 
 @main.command(help="Write the stored image of item ID (defective items keep one) with its verdict drawn.")
@@ -241,7 +244,9 @@ def show(db: Path, item_id: int, out: Path, debug: bool) -> None:
     except OSError as exc:
         raise OutputError(f"{out}: cannot write the image ({exc.strerror or exc}); choose another --out") from exc
     with stdout_errors():
-        click.echo(f"{out}: item {item_id}, {rec['label']} {rec['score']:.4g} at {rec['time']} ({rec['source']})")
+        click.echo(
+            printable(f"{out}: item {item_id}, {rec['label']} {rec['score']:.4g} at {rec['time']} ({rec['source']})")
+        )
 
 
 def _check_out(out: Path, db: Path) -> None:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from edge_runtime.cli_support import FiniteFloatRange, once
+from edge_runtime.errors import printable
 from edge_runtime.sources import is_stream_url
 from edge_runtime.station.units import parse_duration, parse_size
 
@@ -166,5 +167,5 @@ def open_station(opts: dict[str, Any], *, say: Callable[[str], None] | None = No
             raise
         say(f"station: live view at {url}" + ("?token=<your token>" if opts.get("token") else ""))
     if log is not None:
-        say(f"station: logging every item to {log.path} (station {station})")
+        say(f"station: logging every item to {printable(str(log.path))} (station {printable(station)})")
     return listener

@@ -274,6 +274,24 @@ def test_a_file_name_with_a_newline_is_one_human_line(tmp_path, tiny_model):
     assert len(lines) == 2 and any("line\\nbreak\\x1b[2J.png" in ln for ln in lines)
 
 
+def test_a_folder_or_log_name_with_a_newline_is_one_message_line(tmp_path, tiny_model):
+    """`src\ndir: 2 images` and `station: logging every item to outs\tx/l\n.db` broke across lines on stderr, and
+    `edge-log query` printed the source's newline raw, its second half reading as a row of its own."""
+    from edge_runtime.station.log_cli import main as edge_log
+
+    folder = tmp_path / "src\ndir"
+    write_parts(folder, GOOD_LEVELS)
+    log = tmp_path / "outs\tx" / "l\n.db"
+    result = CliRunner().invoke(main, ["--model", str(tiny_model), "--source", str(folder), "--log", str(log)])
+    assert result.exit_code == ExitCode.OK, result.stderr
+    assert "src\\ndir: 2 images" in result.stderr and "outs\\tx/l\\n.db (station" in result.stderr
+    listed = CliRunner().invoke(edge_log, ["query", str(log)])
+    assert listed.exit_code == 0 and len(listed.stdout.splitlines()) == 2, listed.stdout
+    assert all("src\\ndir/part_0" in ln for ln in listed.stdout.splitlines())
+    summary = CliRunner().invoke(edge_log, ["summary", str(log)])
+    assert summary.stdout.splitlines()[0].startswith(str(tmp_path / "outs\\tx" / "l\\n.db"))
+
+
 def test_files_not_inspected_are_named_and_counted_in_the_summary(tmp_path, tiny_model):
     folder = tmp_path / "parts"
     write_parts(folder, GOOD_LEVELS)

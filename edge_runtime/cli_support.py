@@ -220,6 +220,9 @@ def _stdout_to_devnull() -> None:
         os.close(null)
 
 
+CLOSED_AT_START: set[int] = set()  # the standard streams the caller had closed (now on /dev/null)
+
+
 def standard_streams() -> None:
     """Before a command does anything. A standard stream the caller closed (``2>&-``, as cron jobs and some
     service managers start programs) is opened on /dev/null: else the next file this command opens takes its
@@ -233,6 +236,7 @@ def standard_streams() -> None:
         try:
             os.fstat(fd)
         except OSError:
+            CLOSED_AT_START.add(fd)
             null = os.open(os.devnull, os.O_RDWR)
             if null != fd:
                 os.dup2(null, fd)

@@ -340,6 +340,11 @@ def _load(cfg: InferConfig, spec: SourceSpec, stop: StopSignals) -> EdgeModel:
 def _check_usage(cfg: InferConfig, spec: SourceSpec) -> None:
     """Options that cannot work together with this source, before the model is loaded."""
     check_outputs(spec, output=cfg.output, summary=cfg.summary_path, save=cfg.save, model=model_path(cfg.model))
+    from edge_runtime.cli_support import CLOSED_AT_START
+
+    if cfg.json_stdout and 1 in CLOSED_AT_START:  # the records went to /dev/null, exit 0, not a word
+        raise OutputError("stdout is closed (>&-), and --json writes the verdicts there; send it to a file "
+                          "(> verdicts.jsonl) or use --output FILE")  # fmt: skip
     if cfg.priority is Priority.REALTIME and not spec.kind.live:
         raise UsageError(
             "--priority realtime is for a live source (--camera, or a stream URL); files and videos run at "

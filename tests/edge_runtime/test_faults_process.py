@@ -117,6 +117,22 @@ def test_closed_stdout_fails_the_gate(tmp_path):
     assert "stopped early: stdout was closed" in err and "Traceback" not in err
 
 
+def test_json_onto_a_stdout_closed_from_the_start_is_refused(tmp_path):
+    """`edge-infer --json >&-`: the records went to /dev/null (stdout reopened there), "summary: 60 items", exit 0,
+    and --summary said stdout_closed: false."""
+    write_parts(tmp_path / "parts", [10, 200])
+    command = [sys.executable, "-m", "edge_runtime.cli", "--model", TINY, "--source", str(tmp_path / "parts")]
+    closed = subprocess.run([*command, "--json"], cwd=REPO, capture_output=True, text=True, timeout=60,
+                            preexec_fn=lambda: os.close(1))  # fmt: skip
+    assert closed.returncode == ExitCode.OUTPUT_ERROR, closed.stderr
+    assert closed.stderr.strip().splitlines()[-1].startswith("error: stdout is closed (>&-), and --json writes")
+    assert "summary:" not in closed.stderr and "Traceback" not in closed.stderr
+    kept = subprocess.run([*command, "--output", str(tmp_path / "v.jsonl")], cwd=REPO, stderr=subprocess.PIPE,
+                          text=True, timeout=60, preexec_fn=lambda: os.close(1))  # fmt: skip
+    assert kept.returncode == ExitCode.OK, kept.stderr  # human lines only: the records are in --output
+    assert len((tmp_path / "v.jsonl").read_text().splitlines()) == 2
+
+
 def test_closed_stdout_over_unreadable_items_ends_quietly_too(tmp_path):
     """Exit 3 and "error: no verdict: the one item could not be read" when the reader left after an unreadable
     first item: 1499 items were never tried."""

@@ -93,6 +93,35 @@ class JsonLinesSink:
 
     def __init__(self, stream: IO[str], *, human: bool = False) -> None:
         self.stream, self.human = stream, human
+        self._file: tuple[int, bool] | None | bool = (
+            False  # (fd, appends) for a regular file; None: other; False: not yet known
+        )
+
+    def _regular_file(self) -> tuple[int, bool] | None:
+        """stdout's descriptor and whether it appends (``>>``), where stdout is a regular file; else None."""
+        if self._file is False:
+            try:
+                fd = self.stream.fileno()
+                regular = stat.S_ISREG(os.fstat(fd).st_mode)
+                self._file = (fd, bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND)) if regular else None
+            except (OSError, ValueError, io.UnsupportedOperation, AttributeError):
+                self._file = None
+        return self._file  # type: ignore[return-value]
+
+    def _write_to_file(self, fd: int, appends: bool, data: bytes) -> None:
+        """One record straight to the file, cut back to the last complete line when the write fails: on a full
+        disk `--json > v.jsonl` ended with a torn line, and that record was counted as written."""
+        self.stream.flush()  # nothing of ours is left in the text layer's buffer
+        start = os.fstat(fd).st_size if appends else os.lseek(fd, 0, os.SEEK_CUR)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+                os.lseek(fd, start, os.SEEK_SET)
+            raise
 
     @staticmethod
     def human_line(rec: dict[str, Any]) -> str:
@@ -112,8 +141,12 @@ class JsonLinesSink:
     def write(self, rec: dict[str, Any]) -> None:
         text = self.human_line(rec) if self.human else json.dumps(rec, allow_nan=False)
         try:
-            self.stream.write(text + "\n")
-            self.stream.flush()
+            if (file := self._regular_file()) is not None:
+                encoding = getattr(self.stream, "encoding", None) or "utf-8"
+                self._write_to_file(*file, (text + "\n").encode(encoding, "backslashreplace"))
+            else:
+                self.stream.write(text + "\n")
+                self.stream.flush()
         except BrokenPipeError as exc:
             _silence_stdout(self.stream)
             raise StdoutClosed() from exc

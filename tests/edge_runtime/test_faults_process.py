@@ -159,6 +159,35 @@ def test_stdout_on_a_full_disk_is_exit_7_with_the_summary(tmp_path):
     assert "summary:" in err and len([ln for ln in err.splitlines() if ln.startswith("error:")]) == 1
 
 
+@pytest.mark.parametrize("json_lines", [True, False])
+def test_stdout_onto_a_file_that_fills_up_keeps_whole_lines_only(tmp_path, json_lines):
+    """`--json > v.jsonl` on a full disk ended with a torn line, and the summary counted that record as written
+    ("the 135 records counted were written" over 134 whole lines)."""
+    import resource
+
+    write_parts(tmp_path / "parts", [10, 200] * 30)
+    target = tmp_path / "v.out"
+
+    def small_files() -> None:  # a file-size limit: the write that crosses it is cut short, then EFBIG
+        _default_signals()
+        resource.setrlimit(resource.RLIMIT_FSIZE, (5000, 5000))
+
+    with open(target, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "--model", TINY, "--source",
+                                 str(tmp_path / "parts"), *(["--json"] if json_lines else [])], cwd=REPO,
+                                stdout=out, stderr=subprocess.PIPE, text=True, preexec_fn=small_files)  # fmt: skip
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.OUTPUT_ERROR, err
+    text = target.read_text()
+    assert text.endswith("\n") and 0 < len(text) <= 5000
+    lines = text.splitlines()
+    if json_lines:
+        assert all(json.loads(x)["source"] for x in lines)
+        assert f"the {len(lines)} records counted were written" in err, err
+    else:
+        assert all(x.split()[-1].endswith(".png") for x in lines)
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_check_station_report_on_a_full_disk_is_exit_7(tmp_path):
     write_parts(tmp_path / "parts", [10, 200])

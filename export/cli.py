@@ -10,6 +10,7 @@ from edge_runtime.cli_support import (
     Command,
     FiniteFloatRange,
     GivenPath,
+    StdoutLog,
     debug_option,
     friendly_errors,
     typed_params,
@@ -141,8 +142,10 @@ def _export(opts: dict) -> None:
         symmetry_look=opts["symmetry_look"],
     )
     given = frozenset(p.opts[0] for p in typed_params() if isinstance(p, click.Option))
-    out = export_onnx(opts["checkpoint"], opts["out"], cfg, log=click.echo, given=given)
-    click.echo(f"wrote {out}")
+    say = StdoutLog()
+    out = export_onnx(opts["checkpoint"], opts["out"], cfg, log=say, given=given)
+    say(f"wrote {out}")
+    say.tell_lost()
 
 
 if __name__ == "__main__":

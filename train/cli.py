@@ -12,6 +12,7 @@ from edge_runtime.cli_support import (
     Command,
     FiniteFloatRange,
     GivenPath,
+    StdoutLog,
     debug_option,
     friendly_errors,
     typed_params,
@@ -185,8 +186,7 @@ def _train(opts: dict, stop: StopSignals) -> None:
         quiet=opts["quiet"],
     )
 
-    def log(msg: str) -> None:
-        click.echo(msg, err=False)
+    log = StdoutLog()
 
     def progress(n: int, label: str):  # noqa: ANN202 - click's ProgressBar
         return click.progressbar(
@@ -203,7 +203,8 @@ def _train(opts: dict, stop: StopSignals) -> None:
         report = run_training(cfg, log=log, progress_factory=bars, given=frozenset(p.name for p in typed_params()))
     finally:
         stop.closing = True
-    click.echo(f"wrote {cfg.out / 'best.pt'} and {cfg.out / 'report.json'}")
+    log(f"wrote {cfg.out / 'best.pt'} and {cfg.out / 'report.json'}")
+    log.tell_lost()
     if "test" in report and report["test"]["fn"]:
         fn = report["test"]["fn"]
         click.echo(f"warning: {fn} defective test image{' was' if fn == 1 else 's were'} called OK", err=True)

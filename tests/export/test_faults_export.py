@@ -207,3 +207,27 @@ def test_weights_that_are_not_finite_are_refused_before_any_work(stamped: Path, 
         atomic_torch_save(d, tmp_path / f"{where}.pt")
         r = CliRunner().invoke(export_main, [str(tmp_path / f"{where}.pt"), *extra, "--out", str(tmp_path / "m.onnx")])
         assert r.exit_code == ExitCode.BAD_MODEL and "weights are not finite" in r.output, r.output
+
+
+@pytest.mark.parametrize("stdout", ["full", "reader-gone"])
+def test_a_stdout_that_fails_loses_the_messages_not_the_export(tiny_run: Path, tmp_path: Path, stdout: str):
+    """`export-onnx ... > /dev/full` was exit 7 blaming TMPDIR ("/tmp: cannot write the export's working files"),
+    and `export-onnx ... | head -1` was "unexpected BrokenPipeError", exit 1: no model written either way."""
+    out = tmp_path / "m.onnx"
+    command = [sys.executable, "-m", "export.cli", str(tiny_run), "--out", str(out)]
+    if stdout == "full":
+        if not os.path.exists("/dev/full"):
+            pytest.skip("needs /dev/full")
+        with open("/dev/full", "w") as full:
+            proc = subprocess.run(command, cwd=REPO, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+        err = proc.stderr
+    else:
+        p = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert p.stdout is not None
+        p.stdout.readline()
+        p.stdout.close()  # like `| head -1`
+        _, err = p.communicate(timeout=300)
+        proc = subprocess.CompletedProcess(command, p.returncode, None, err)
+    assert proc.returncode == ExitCode.OK, err
+    assert out.is_file() and "Traceback" not in err and "error:" not in err
+    assert "warning: stdout could not be written" in err and "its messages were lost, not the work" in err

@@ -383,3 +383,17 @@ def test_a_stop_while_train_model_starts_is_an_interruption_not_a_kill(tmp_path:
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == ExitCode.INTERRUPTED, err
     assert err.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_stdout_that_fails_loses_the_messages_not_the_training(tmp_path: Path, synthetic_data: Path):
+    """`train-model ... > /dev/full` (or `| head -1`) stopped the training at its first message: "unexpected
+    OSError", exit 1, no best.pt."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "train.cli", "--data", str(synthetic_data), "--out", str(out), "--epochs", "1",
+               *TINY]  # fmt: skip
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(command, cwd=REPO, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert proc.returncode == ExitCode.OK, proc.stderr
+    assert (out / "best.pt").is_file() and "Traceback" not in proc.stderr
+    assert "warning: stdout could not be written" in proc.stderr

@@ -211,6 +211,14 @@ def stdout_errors() -> Iterator[None]:
             raise OutputError(f"stdout: cannot write ({exc.strerror or exc}); check where stdout goes") from exc
 
 
+def _cwd_exists() -> bool:
+    try:
+        os.getcwd()
+    except OSError:
+        return False
+    return True
+
+
 class StdoutLog:
     """A long command's progress lines on stdout (``export-onnx``, ``train-model``). A stdout that cannot be written
     (its reader left: ``| head -1``; a full disk) loses the lines, never the work: it had stopped the export
@@ -319,6 +327,9 @@ def friendly_errors(func: F) -> F:
                 raise
             if (exhausted := resource_error(exc)) is not None:  # "unexpected RuntimeError: can't start new thread"
                 fail(str(exhausted), exhausted.exit_code)
+            if isinstance(exc, OSError) and not _cwd_exists():  # relative names: "unexpected FileNotFoundError"
+                fail("the current folder was deleted; cd into an existing folder (or give absolute paths) and run "
+                     "again", ExitCode.OUTPUT_ERROR)  # fmt: skip
             fail(
                 f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback and report it)",
                 ExitCode.INTERNAL,

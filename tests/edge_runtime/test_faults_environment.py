@@ -151,3 +151,21 @@ def test_a_small_edge_boxs_address_space_limit_runs_the_model(tmp_path):
                           preexec_fn=small_box, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == ExitCode.OK, proc.stderr[-600:]
     assert len(proc.stdout.splitlines()) == 2
+
+
+def test_relative_outputs_in_a_deleted_current_folder_are_one_line(tmp_path, tiny_model):
+    """`cd lot; rm -r ../lot; edge-infer ... --output o.jsonl` was "unexpected FileNotFoundError: [Errno 2] No such
+    file or directory", exit 1, naming nothing."""
+    script = Path(sys.executable).parent / "edge-infer"
+    if not script.is_file():
+        pytest.skip("needs the installed edge-infer console script (python -m needs the current folder)")
+    write_parts(tmp_path / "parts", [10, 220])
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    proc = subprocess.run([str(script), "--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--output",
+                           "o.jsonl"], cwd=gone, preexec_fn=lambda: os.rmdir(gone), capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == ExitCode.OUTPUT_ERROR, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: the current folder was deleted; cd into an existing folder (or give absolute paths) and run again"
+    )

@@ -130,6 +130,9 @@ def resource_error(exc: BaseException) -> ResourceError | None:
     if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
         return ResourceError("cannot start a thread (the thread limit: ulimit -u, systemd TasksMax or a container's "
                              "pids limit); raise it or pass --workers 1")  # fmt: skip
+    # onnxruntime's own allocator failing ("bfc_arena ... Failed to allocate") comes as its Fail exception
+    if isinstance(exc, MemoryError) or (type(exc).__name__ == "Fail" and "Failed to allocate" in str(exc)):
+        return ResourceError("out of memory; pass a smaller --batch-size or fewer --workers, or free memory")
     return None
 
 

@@ -20,7 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.errors import ExitCode, ModelError, OutputError, SourceError, UsageError, printable
+from edge_runtime.errors import (
+    ExitCode,
+    ModelError,
+    OutputError,
+    ResourceError,
+    SourceError,
+    UsageError,
+    printable,
+    resource_error,
+)
 from edge_runtime.inputs import Item, SourceKind, SourceSpec, iter_items, open_live, resolve_source
 from edge_runtime.model import EdgeModel, Prediction, RuntimeConfig, load_model, model_path
 from edge_runtime.output_checks import check_outputs
@@ -275,7 +284,8 @@ def run_inference(
 
     A bad model, source or option raises its :class:`~edge_runtime.errors.DefectEdgeError` before anything is
     processed (no summary). Once processing started, every ending -- source done, SIGTERM/Ctrl-C (also during
-    start-up), a closed stdout, a failed output -- prints the summary and gives its exit code.
+    start-up), a closed stdout, a failed output, the machine out of memory, descriptors or threads -- prints the
+    summary (the last raises its error after it).
     """
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     own_signals = stop is None
@@ -284,6 +294,7 @@ def run_inference(
     outputs: Outputs | None = None
     reader = None
     rt = None
+    deferred: ResourceError | None = None
     try:
         spec = resolve_source(cfg.source, camera=cfg.camera)
         summary.source = spec.shown
@@ -313,11 +324,18 @@ def run_inference(
         if outputs is None:  # --output cannot even be opened: a setup error
             raise
         summary.output_error = str(exc)
-    except BaseException:
+    except BaseException as exc:
         if outputs is not None:
             stop.closing = True
-            outputs.close()
-        raise
+            # The machine ran out of something mid-run: the summary of what was judged is still printed and
+            # written (it had ended with the error line alone, and no --summary), then the error.
+            if outputs.begun and isinstance(exc, Exception) and (fatal := resource_error(exc)) is not None:
+                deferred = fatal
+            else:
+                outputs.close()
+                raise
+        else:
+            raise
     finally:
         stop.closing = True
         if reader is not None:  # stopped by process() already, unless the stop came before it: the camera is freed
@@ -327,6 +345,8 @@ def run_inference(
         if own_signals:
             stop.uninstall()
     _finish(cfg, summary, outputs, log)
+    if deferred is not None:
+        raise deferred
     return summary, exit_code(cfg, summary)
 
 

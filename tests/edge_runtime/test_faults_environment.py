@@ -48,6 +48,7 @@ def test_running_out_of_file_descriptors_stops_the_run_not_blaming_each_image(tm
     assert result.stderr.strip().splitlines()[-1].startswith("error: out of file descriptors")
     records = [json.loads(x) for x in out.read_text().splitlines()]
     assert 0 < len(records) < 40 and all(r["error"] is None for r in records)  # what was judged is kept
+    assert f"summary: {len(records)} items" in result.stderr
 
 
 def test_the_decoder_and_file_reader_say_which_errors_are_the_machines():
@@ -76,7 +77,7 @@ def test_the_decoder_and_file_reader_say_which_errors_are_the_machines():
 
 
 def test_a_video_reader_that_dies_is_a_lost_source_not_the_end_of_the_video(tmp_path, tiny_model, monkeypatch):
-    """The reader thread died of "Too many open files" at frame 1 with a traceback (no --debug), and the one frame
+    """The reader thread died (of "Too many open files", at frame 1) with a traceback (no --debug), and the one frame
     read passed as the whole video: "1 item, 1 ok", exit 0 under --fail-on-defect, 300 defective frames unseen."""
     import edge_runtime.video_file as video_file
 
@@ -85,8 +86,8 @@ def test_a_video_reader_that_dies_is_a_lost_source_not_the_end_of_the_video(tmp_
     real = video_file.frame_item
 
     def frame_item(source, index, *args, **kw):
-        if index == 3:
-            raise MemoryError("cannot allocate the frame")
+        if index == 3:  # not the video's own fault, and not one the run can read over
+            raise OSError(errno.EIO, "Input/output error")
         return real(source, index, *args, **kw)
 
     monkeypatch.setattr(video_file, "frame_item", frame_item)
@@ -169,3 +170,31 @@ def test_relative_outputs_in_a_deleted_current_folder_are_one_line(tmp_path, tin
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: the current folder was deleted; cd into an existing folder (or give absolute paths) and run again"
     )
+
+
+def test_onnxruntime_out_of_memory_mid_run_keeps_the_summary(tmp_path, tiny_model, monkeypatch):
+    """onnxruntime's allocator failing mid-run ("bfc_arena ... Failed to allocate") was "unexpected Fail", exit 1,
+    with no summary and no --summary file for the items already judged and written."""
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+
+    import edge_runtime.model as model
+
+    write_parts(tmp_path / "parts", [10, 220] * 10)
+    real, calls = model.EdgeModel.network_scores, []
+
+    def network_scores(self, x):
+        calls.append(len(x))
+        if len(calls) == 3:
+            raise Fail("[ONNXRuntimeError] : 1 : FAIL : bfc_arena.cc:359 AllocateRawInternal Failed to allocate memory")
+        return real(self, x)
+
+    monkeypatch.setattr(model.EdgeModel, "network_scores", network_scores)
+    out, summary = tmp_path / "v.jsonl", tmp_path / "s.json"
+    result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--batch-size", "4",
+                     "--output", str(out), "--summary", str(summary)])  # fmt: skip
+    assert result.exit_code == ExitCode.INTERNAL, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == "error: out of memory; pass a smaller --batch-size or fewer --workers, or free memory"
+    written = len(out.read_text().splitlines())
+    assert written > 0 and any(x.startswith(f"summary: {written} items") for x in lines)
+    assert json.loads(summary.read_text())["items"] == written and "Traceback" not in result.stderr

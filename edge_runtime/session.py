@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.errors import ModelError
+from edge_runtime.errors import ModelError, ResourceError
 from edge_runtime.model_info import INPUT_NAME, MAP_OUTPUT_NAME, OUTPUT_NAME, ModelInfo
 
 
@@ -29,6 +29,10 @@ def open_session(data: bytes, path: Path, providers: list[str], *, threads: int 
         return ort.InferenceSession(data, sess_options=opts, providers=providers)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises several types for a bad file
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        if "pthread_create" in str(exc) or "Failed to allocate" in str(exc):  # the machine's limit, not the file
+            raise ResourceError(f"onnxruntime cannot start ({first}): the thread limit (ulimit -u, systemd "
+                                "TasksMax, a container's pids limit) or memory is exhausted; raise it, or pass "
+                                "--threads 1 --workers 1") from exc  # fmt: skip
         raise ModelError(f"{path}: onnxruntime cannot load it ({first}); re-export with export-onnx") from exc
 
 

@@ -91,9 +91,24 @@ def log_error(path: Path | str, exc: sqlite3.Error, doing: str) -> OutputError:
         why = "is not a defect-edge inspection log or is damaged; use another --log"
     elif code == _CANTOPEN or "unable to open" in text:
         why = "cannot be opened (missing folder or no permission); use another --log"
+    elif "disk i/o error" in text and (limit := _file_size_limit()) is not None:
+        # a write past `ulimit -f` (EFBIG) reaches SQLite as an I/O error: "check the disk" could not help
+        why = (f"failed ({exc}): it may not grow past the file-size limit of {limit} bytes (ulimit -f); raise the "
+               "limit or lower --log-max")  # fmt: skip
     else:
         why = f"failed ({exc}); check the disk and the file"
     return OutputError(f"{path}: inspection log {why} (while {doing})")
+
+
+def _file_size_limit() -> int | None:
+    """This process's file-size limit in bytes (``ulimit -f``), None when there is none."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY else int(soft)
 
 
 def connect(path: Path | str, *, readonly: bool = False, timeout_s: float = 2.0) -> sqlite3.Connection:

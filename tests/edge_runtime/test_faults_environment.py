@@ -198,3 +198,41 @@ def test_onnxruntime_out_of_memory_mid_run_keeps_the_summary(tmp_path, tiny_mode
     written = len(out.read_text().splitlines())
     assert written > 0 and any(x.startswith(f"summary: {written} items") for x in lines)
     assert json.loads(summary.read_text())["items"] == written and "Traceback" not in result.stderr
+
+
+def test_a_log_stopped_by_the_file_size_limit_says_so(tmp_path, tiny_model):
+    """`ulimit -f` under --log: "inspection log failed (disk I/O error); check the disk and the file", where the
+    --output message for the same limit names it (the disk was fine)."""
+    import resource
+
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for i in range(300):  # defective parts with texture: each keeps a thumbnail in the log
+        cv2.imwrite(str(parts / f"p{i:03}.png"), np.random.default_rng(i).integers(150, 255, (96, 96), np.uint8))
+    limit = 120_000
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "--model", str(tiny_model), "--source",
+                           str(parts), "--log", str(tmp_path / "l.db"), "--quiet", "--batch-size", "8"],
+                          preexec_fn=small_files, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == ExitCode.OUTPUT_ERROR, proc.stderr[-800:]
+    assert f"file-size limit of {limit} bytes (ulimit -f)" in proc.stderr, proc.stderr[-800:]
+    assert "Traceback" not in proc.stderr
+
+
+def test_onnxruntime_without_threads_to_start_is_not_a_bad_model(tiny_model, monkeypatch):
+    """Under `ulimit -u 5` onnxruntime's session could not start its thread pool ("pthread_create failed"), and
+    the run said "defectnet_int8.onnx: onnxruntime cannot load it ... re-export", exit 4: a good model blamed."""
+    import onnxruntime as ort
+
+    from edge_runtime.model import load_model
+
+    def no_threads(*a, **kw):
+        raise RuntimeError("/onnxruntime/core/platform/posix/env.cc:180 pthread_create failed: Resource temporarily "
+                           "unavailable")  # fmt: skip
+
+    monkeypatch.setattr(ort, "InferenceSession", no_threads)
+    with pytest.raises(ResourceError, match="the thread limit"):
+        load_model(str(tiny_model))

@@ -1,4 +1,4 @@
-# Every install pins the tested versions with constraints.txt (torch==2.13.0, a CPU build).
+# Every install pins the tested versions with constraints.txt (torch==2.13.0; its CPU wheel: README, Install).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin

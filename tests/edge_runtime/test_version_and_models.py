@@ -117,3 +117,37 @@ def test_every_script_says_its_version(module: str):
     r = CliRunner().invoke(main, ["--version"], prog_name=f"python -m {module}")
     assert r.exit_code == 0, r.output
     assert r.output.strip() == f"python -m {module} (defect-edge) {__version__}"
+
+
+def test_the_wheel_carries_every_data_file_the_installed_commands_read(tmp_path):
+    """A non-editable install lacked benchmarks/data/defect_boxes.json: `python -m benchmarks.localisation` failed
+    there with "not a readable defect-box file", exit 3."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    from tests.conftest import REPO
+
+    setuptools = pytest.importorskip("setuptools", reason="building the wheel needs setuptools")
+    if int(setuptools.__version__.split(".")[0]) < 77:  # pyproject.toml's build requirement
+        pytest.skip(f"setuptools {setuptools.__version__} here; the build needs 77 or later")
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, timeout=60)
+    if listed.returncode != 0:
+        pytest.skip("needs the git checkout (the tracked files are what a wheel is built from)")
+    src = tmp_path / "src"  # the tracked files alone: an editable install's egg-info would list files for setuptools
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        if (REPO / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, src / name)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
+                            "-q", "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    if built.returncode != 0 and "No module named pip" in built.stderr:
+        pytest.skip("no pip in this environment")
+    assert built.returncode == 0, built.stderr[-1000:]
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    needed = ["benchmarks/data/defect_boxes.json", "edge_runtime/models/defectnet_int8.onnx",
+              "edge_runtime/models/defectnet_fp32.onnx", "edge_runtime/station/static/index.html",
+              "train/default_model/best.pt", "edge_runtime/samples/test/def_front/cast_def_0_3446.jpeg"]  # fmt: skip
+    assert [n for n in needed if n not in names] == []

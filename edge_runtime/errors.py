@@ -149,6 +149,25 @@ def require_extra(module: str, extra: str = "train") -> None:
         raise MissingExtraError(f"{module} is not installed; {install_hint(extra)}") from exc
 
 
+def exit_if_missing(modules: tuple[str, ...], extra: str = "train") -> None:
+    """For ``python -m train.X`` / ``export.X`` (a package's ``__init__`` calls it while ``sys.argv[0]`` is still
+    ``-m``): a missing extra is one ``error:`` line and exit 8, as ``train-model`` and ``export-onnx`` give, not a
+    traceback from the module's imports."""
+    import importlib.util
+    import sys
+
+    if sys.argv[:1] != ["-m"]:
+        return
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            print(f"error: {module} is not installed; {install_hint(extra)}", file=sys.stderr)
+            sys.exit(int(ExitCode.MISSING_EXTRA))
+
+
 def install_hint(extra: str) -> str:
     """How to add an extra: from the checkout (defect-edge is not on PyPI, so ``defect-edge[x]`` finds nothing).
 

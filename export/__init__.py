@@ -5,3 +5,6 @@ Needs the ``train`` extra (torch, onnx). ``export_onnx(checkpoint, out, cfg)`` i
 """
 
 import edge_runtime  # noqa: E402, F401 - first: the stop signals are taken over before any other import (stopping)
+from edge_runtime.errors import exit_if_missing  # noqa: E402
+
+exit_if_missing(("torch", "onnx"))  # python -m export.ship without the extra: one line, exit 8

@@ -95,3 +95,17 @@ def test_edge_infer_help_and_a_real_run_work_without_torch(tiny_model, tmp_path)
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok"
+
+
+def test_training_scripts_run_with_python_m_name_the_missing_extra_in_one_line():
+    """In the runtime-only install `python -m train.loc_head`, `python -m export.ship` and `python -m
+    export.quant_study` ended in a traceback (MissingExtraError, No module named 'torch'), exit 1, where
+    train-model and export-onnx give one line and exit 8."""
+    for module in ("train.loc_head", "export.ship", "export.quant_study"):
+        r = run_without_torch(f"import runpy; sys.argv = ['-m', '--help']; runpy.run_module({module!r}, "
+                              "run_name='__main__', alter_sys=True)")  # fmt: skip
+        assert r.returncode == 8, (module, r.stderr)
+        assert r.stderr.strip().splitlines() == [
+            "error: torch is not installed; install the extra in the defect-edge checkout with: "
+            "pip install -c constraints.txt '.[train]'"
+        ], (module, r.stderr)

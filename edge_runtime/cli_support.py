@@ -86,7 +86,13 @@ class _OneLineUsageError(click.UsageError):
 
 class _OneLineUsage:
     """click prints a usage error as a usage line, a hint and the error: three lines, four with the blank one.
-    Here it is one line naming the problem and where the options are listed, as for every other error."""
+    Here it is one line naming the problem and where the options are listed, as for every other error. ``-h``
+    is ``--help`` on every command (the maintainer scripts answered it with exit 2)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        settings = dict(kwargs.pop("context_settings", None) or {})
+        settings.setdefault("help_option_names", ["-h", "--help"])
+        super().__init__(*args, context_settings=settings, **kwargs)  # type: ignore[call-arg]
 
     def make_context(
         self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any

@@ -226,7 +226,8 @@ def _export_in(
         if evals is None and cfg.quantized and not cfg.force:
             raise DataError(
                 f"no labelled images for the {cfg.precision.value} accuracy gate (the checkpoint's test split is not "
-                "here); pass --eval-data DIR with DIR/<class>/ images, or --force to export without the gate"
+                "here); set DEFECT_EDGE_DATA to the dataset folder, pass --eval-data DIR with DIR/<class>/ images, "
+                "or --force to export without the gate"
             )
         # the symmetry look needs each image's part at its own resolution (the model input is too small for it),
         # cut as edge-infer cuts it, only for the images the station check flags: framed once with the inputs

@@ -57,11 +57,15 @@ def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> floa
         raise click.BadParameter(str(exc)) from None
 
 
-SINCE = click.option("--since", callback=_when, metavar="WHEN", help="From this time: 8h (ago), ISO time (UTC).")
+SINCE = click.option(
+    "--since", callback=_when, metavar="WHEN", help="From this time: 8h (ago), ISO time (UTC) or epoch seconds."
+)
 STATION = click.option(
     "--station", metavar="NAME", default=None, help="Only items of this station (the --station of its runs)."
 )
-UNTIL = click.option("--until", callback=_when, metavar="WHEN", help="Before this time: 1h (ago), ISO time (UTC).")
+UNTIL = click.option(
+    "--until", callback=_when, metavar="WHEN", help="Before this time: 1h (ago), ISO time (UTC) or epoch seconds."
+)
 
 
 @click.group(

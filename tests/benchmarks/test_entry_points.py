@@ -14,7 +14,8 @@ from tests.conftest import REPO
 
 SCRIPTS = [
     "benchmarks.station", "benchmarks.station_viewer", "benchmarks.soak", "benchmarks.second_look",
-    "benchmarks.robustness", "benchmarks.annotate_boxes", "export.ship", "export.quant_study",
+    "benchmarks.robustness", "benchmarks.annotate_boxes", "benchmarks.localisation", "edge_runtime.demo",
+    "export.ship", "export.quant_study",
 ]  # fmt: skip
 
 
@@ -23,10 +24,12 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("module", SCRIPTS)
-def test_each_script_has_a_help(module: str):
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_each_script_has_a_help(module: str, flag: str):
+    """-h as well: benchmarks.soak, .localisation, .station and edge_runtime.demo answered it with exit 2."""
     if module.startswith("export.") or module == "benchmarks.robustness":
         pytest.importorskip("torch", reason="needs the [train] extra")
-    r = run(module, "--help")
+    r = run(module, flag)
     assert r.returncode == 0, r.stderr
     assert "Usage:" in r.stdout and "Traceback" not in r.stderr
 

@@ -325,17 +325,7 @@ def run_inference(
             raise
         summary.output_error = str(exc)
     except BaseException as exc:
-        if outputs is not None:
-            stop.closing = True
-            # The machine ran out of something mid-run: the summary of what was judged is still printed and
-            # written (it had ended with the error line alone, and no --summary), then the error.
-            if outputs.begun and isinstance(exc, Exception) and (fatal := resource_error(exc)) is not None:
-                deferred = fatal
-            else:
-                outputs.close()
-                raise
-        else:
-            raise
+        deferred = _ended_by(exc, outputs, stop)
     finally:
         stop.closing = True
         if reader is not None:  # stopped by process() already, unless the stop came before it: the camera is freed
@@ -348,6 +338,19 @@ def run_inference(
     if deferred is not None:
         raise deferred
     return summary, exit_code(cfg, summary)
+
+
+def _ended_by(exc: BaseException, outputs: Outputs | None, stop: StopSignals) -> ResourceError:
+    """What ends a run on any other exception: re-raised, with the outputs closed; but the machine out of memory,
+    descriptors or threads mid-run is returned, so that the summary of what was judged is still printed and
+    written before its error (it had ended with the error line alone, and no --summary)."""
+    if outputs is None:
+        raise exc
+    stop.closing = True
+    if outputs.begun and isinstance(exc, Exception) and (fatal := resource_error(exc)) is not None:
+        return fatal
+    outputs.close()
+    raise exc
 
 
 def _load(cfg: InferConfig, spec: SourceSpec, stop: StopSignals) -> EdgeModel:

@@ -268,8 +268,8 @@ def standard_streams() -> None:
     number, and a library's messages on fd 2 would be written into, say, the --output file; and Python, finding
     no ``sys.stderr``, would print this tool's messages on stdout, among the JSON records. Then stderr is set
     aside from decoder-message capture, and a stderr that cannot be written (``2>/dev/full``) loses messages,
-    not the run (:func:`edge_runtime.decoding.python_stderr_aside`)."""
-    from edge_runtime.decoding import python_stderr_aside
+    not the run (:func:`edge_runtime.decoder_messages.python_stderr_aside`)."""
+    from edge_runtime.decoder_messages import python_stderr_aside
 
     for fd in (0, 1, 2):
         try:

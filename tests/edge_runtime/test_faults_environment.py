@@ -103,19 +103,20 @@ def test_no_writable_temporary_folder_still_reads_images(monkeypatch):
     temporary directory found" (the scratch file that collects decoder messages), and the run blamed the source."""
     import tempfile
 
+    import edge_runtime.decoder_messages as messages
     import edge_runtime.decoding as decoding
 
     def no_tmp(*a, **kw):
         raise FileNotFoundError(errno.ENOENT, "No usable temporary directory found in ['/tmp', '/var/tmp']")
 
     monkeypatch.setattr(tempfile, "TemporaryFile", no_tmp)
-    fd = decoding._scratch_fd()
+    fd = messages._scratch_fd()
     try:
         os.write(fd, b"Corrupt JPEG data\n")
         assert os.pread(fd, 100, 0) == b"Corrupt JPEG data\n"
     finally:
         os.close(fd)
-    monkeypatch.setattr(decoding, "_capture", decoding._StderrCapture())
+    monkeypatch.setattr(messages, "_capture", messages._StderrCapture())
     part = cv2.imencode(".png", np.full((40, 40), 90, np.uint8))[1].tobytes()
     assert decoding.decode(part).image.shape == (40, 40)
 

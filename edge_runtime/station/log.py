@@ -127,7 +127,7 @@ class InspectionLog:
         # every 10 s, not in a commit of the inspection loop: a sync stalls file writes for a moment, so fewer
         # syncs means fewer slow frames. The WAL is cut back to 32 MB after each (it is reused, not regrown), or to
         # an eighth of --log-max (at least 1 MB): with --log-max 1MB a 32 MB WAL stayed beside the log.
-        self.identity = _identity(cfg.path)  # to tell, at the end, a log deleted or replaced during the run
+        self.held = _hold(cfg.path)  # to tell, at the end, a log deleted during the run (not one renamed)
         self.con.execute("PRAGMA wal_autocheckpoint=0")
         wal_max = 32 * 2**20 if cfg.max_bytes is None else min(32 * 2**20, max(2**20, cfg.max_bytes // 8))
         self.con.execute(f"PRAGMA journal_size_limit={wal_max}")
@@ -362,7 +362,10 @@ class InspectionLog:
         """A log deleted during the run (with its -wal and -shm: a clean-up job, ``rm`` to "reset" it) took every
         record with it while the run went on writing into the unlinked file, exit 0. This connection still reads
         them: they are written back under the log's name (``VACUUM INTO``), and :class:`OutputError` says so."""
-        if self.identity is None or _identity(self.path) is not None:
+        try:
+            if self.held < 0 or os.fstat(self.held).st_nlink > 0:  # still in a folder: here, or renamed (logrotate)
+                return
+        except OSError:
             return
         with self._lock:
             try:
@@ -384,6 +387,9 @@ class InspectionLog:
             self.con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         with contextlib.suppress(sqlite3.Error):  # a connection whose disk went away: nothing left to save
             self.con.close()
+        if self.held >= 0:  # closed only after SQLite's own: closing a descriptor drops the process's file locks
+            os.close(self.held)
+            self.held = -1
         if self.created and self.rows == 0:  # a refused run (no such source, a video without a frame): no empty log
             for leftover in (str(self.path), f"{self.path}-wal", f"{self.path}-shm"):
                 with contextlib.suppress(OSError):
@@ -391,12 +397,12 @@ class InspectionLog:
             remove_empty(self._made)  # and the folders it made for it (--log a/b/station.db)
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
+def _hold(path: Path) -> int:
+    """A read-only descriptor of the log file, kept for the run (-1 where it cannot be opened)."""
     try:
-        st = os.stat(path)
+        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError:
-        return None
-    return st.st_dev, st.st_ino
+        return -1
 
 
 class Checkpointer:

@@ -321,3 +321,25 @@ def test_a_log_deleted_during_the_run_is_written_back(station_log, log_path: Pat
         assert summary(con, Filter())["items"] == 50
     finally:
         con.close()
+
+
+def test_a_log_renamed_during_the_run_is_left_where_it_went(log_path: Path):
+    """logrotate's rename (station.db -> station.db.1): the records are in the renamed log, which is not a loss;
+    the deletion check took it for one, wrote a second copy under the old name and ended exit 7."""
+    log = InspectionLog(LogConfig(log_path, station="line-3"))
+    log.start_run(RUN)
+    write_items(log, 20)
+    moved = log_path.with_name("station.db.1")
+    os.rename(log_path, moved)
+    for side in ("-wal", "-shm"):
+        if Path(f"{log_path}{side}").exists():
+            os.rename(f"{log_path}{side}", f"{moved}{side}")
+    write_items(log, 5)
+    log.check_still_there()  # no error: nothing was lost
+    log.close()
+    assert not log_path.exists()
+    con = open_reader(moved)
+    try:
+        assert summary(con, Filter())["items"] == 25
+    finally:
+        con.close()

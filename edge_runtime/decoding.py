@@ -129,18 +129,27 @@ def _pnm_size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
+TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, little and big endian
+
+
 def _tiff_tags(data: bytes, wanted: tuple[int, ...]) -> dict[int, int]:
-    """The ``wanted`` SHORT/LONG tags of a (classic) TIFF's first directory; those not found are left out."""
+    """The ``wanted`` SHORT/LONG tags of a TIFF's (or BigTIFF's) first directory; those not found are left out."""
     end = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"+\0", b"\0+")
+    # BigTIFF: 8-byte directory offset and entry count, 20-byte entries with an 8-byte count and value
+    first, count_fmt, entry_fmt, entry_size = ("Q", "Q", "HHQ8s", 20) if big else ("I", "H", "HHI4s", 12)
     found: dict[int, int] = {}
     try:
-        (ifd,) = struct.unpack(end + "I", data[4:8])
-        (count,) = struct.unpack(end + "H", data[ifd : ifd + 2])
+        (ifd,) = struct.unpack(end + first, data[8:16] if big else data[4:8])
+        head = struct.calcsize(end + count_fmt)
+        (count,) = struct.unpack(end + count_fmt, data[ifd : ifd + head])
         for i in range(min(count, 512)):
-            tag, typ, _, value = struct.unpack(end + "HHI4s", data[ifd + 2 + 12 * i : ifd + 14 + 12 * i])
-            if tag in wanted:
-                found[tag] = struct.unpack(end + ("H" if typ == 3 else "I"), value[: 2 if typ == 3 else 4])[0]
-    except struct.error:
+            at = ifd + head + entry_size * i
+            tag, typ, _, value = struct.unpack(end + entry_fmt, data[at : at + entry_size])
+            if tag in wanted and typ in (3, 4, 16):  # SHORT, LONG, LONG8
+                size = {3: 2, 4: 4, 16: 8}[typ]
+                found[tag] = int.from_bytes(value[:size], "little" if end == "<" else "big")
+    except (struct.error, OverflowError):
         pass
     return found
 
@@ -151,8 +160,8 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
 
 
 def _tiff_min_is_white(data: bytes) -> bool:
-    """A TIFF whose photometric interpretation is 0: its pixel value 0 is white."""
-    return data[:4] in (b"II*\0", b"MM\0*") and _tiff_tags(data, (262,)).get(262) == 0
+    """A TIFF (or BigTIFF) whose photometric interpretation is 0: its pixel value 0 is white."""
+    return data[:4] in TIFF_MAGIC and _tiff_tags(data, (262,)).get(262) == 0
 
 
 def _white_is_zero_fixed(gray: np.ndarray, buf: np.ndarray, *, deep_int: bool) -> np.ndarray:
@@ -160,14 +169,15 @@ def _white_is_zero_fixed(gray: np.ndarray, buf: np.ndarray, *, deep_int: bool) -
 
     OpenCV turns such a file's 8-bit pixels the right way up but hands 16-bit and float ones over as stored,
     so a dark defect came out bright on a dark part: judged as the negative, with no note. For 16 bits the 8-bit
-    decode says which way is up (it lacks only the depth), so this holds whichever way OpenCV goes; OpenCV has
-    no 8-bit decode of float samples, which are turned over.
+    decode says which way is up where it can (it lacks only the depth), so this holds whichever way OpenCV goes;
+    where it cannot (no 8-bit decode of float samples or of a BigTIFF; 8-bit values in 16-bit samples come out
+    flat at 8 bits) the file is turned over, as its tag says.
     """
     if not deep_int:
         return 255 - gray
     ref = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
     if ref is None or ref.shape != gray.shape or ref.std() == 0 or gray.std() == 0:
-        return gray
+        return 255 - gray
     if float(np.corrcoef(ref.ravel().astype(np.float32), gray.ravel().astype(np.float32))[0, 1]) < 0:
         return 255 - gray
     return gray
@@ -201,7 +211,7 @@ def header_size(data: bytes) -> tuple[int, int] | None:
         if chunk == b"VP8L":
             bits = int.from_bytes(data[21:25], "little")
             return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
-    if data[:4] in (b"II*\0", b"MM\0*"):
+    if data[:4] in TIFF_MAGIC:
         return _tiff_size(data)
     return None
 

@@ -248,8 +248,8 @@ def test_12_bit_16_bit_and_float_images_are_read_by_the_bits_they_use(tmp_path):
     assert recs[0]["defective"] and not recs[0].get("unlike_training")
 
 
-def _gray_tiff(pixels, *, white_is_zero: bool, big_endian: bool = False) -> bytes:
-    """One uncompressed gray TIFF strip; photometric interpretation 0 (white is zero) or 1 (black is zero)."""
+def _gray_tiff(pixels, *, white_is_zero: bool, big_endian: bool = False, bigtiff: bool = False) -> bytes:
+    """One uncompressed gray TIFF strip (or BigTIFF); photometric interpretation 0 (white is zero) or 1."""
     import struct
 
     end = ">" if big_endian else "<"
@@ -258,16 +258,22 @@ def _gray_tiff(pixels, *, white_is_zero: bool, big_endian: bool = False) -> byte
     data = pixels.astype(pixels.dtype.newbyteorder(end)).tobytes()
     tags = [(256, w), (257, h), (258, bits), (259, 1), (262, 0 if white_is_zero else 1), (273, 0), (277, 1),
             (278, h), (279, len(data)), (339, sample_format)]  # fmt: skip
+    order = b"MM" if big_endian else b"II"
+    if bigtiff:  # 8-byte offsets and counts, 20-byte entries (type 16: LONG8)
+        start = 16 + 8 + 20 * len(tags) + 8
+        out = order + struct.pack(end + "HHHQQ", 43, 8, 0, 16, len(tags))
+        entries = b"".join(struct.pack(end + "HHQQ", t, 16, 1, start if t == 273 else v) for t, v in tags)
+        return out + entries + struct.pack(end + "Q", 0) + data
     start = 8 + 2 + 12 * len(tags) + 4
-    out = (b"MM\0*" if big_endian else b"II*\0") + struct.pack(end + "IH", 8, len(tags))
-    for tag, value in tags:
-        out += struct.pack(end + "HHII", tag, 4, 1, start if tag == 273 else value)
-    return out + struct.pack(end + "I", 0) + data
+    out = order + struct.pack(end + "HIH", 42, 8, len(tags))
+    entries = b"".join(struct.pack(end + "HHII", t, 4, 1, start if t == 273 else v) for t, v in tags)
+    return out + entries + struct.pack(end + "I", 0) + data
 
 
 def test_a_white_is_zero_tiff_deeper_than_8_bits_is_read_the_right_way_up(tmp_path):
     """OpenCV turns an 8-bit white-is-zero TIFF the right way up but hands 16-bit pixels over as stored: a
-    scanner's or camera's 16-bit negative-polarity TIFF was judged as its own negative, with no note."""
+    scanner's or camera's 16-bit negative-polarity TIFF was judged as its own negative, with no note (then still
+    as a BigTIFF, and with 8-bit values in 16-bit samples: "ok", exit 0 under --fail-on-defect)."""
     import cv2
     import numpy as np
 
@@ -280,6 +286,13 @@ def test_a_white_is_zero_tiff_deeper_than_8_bits_is_read_the_right_way_up(tmp_pa
         "wiz16_mm.tif": _gray_tiff(65535 - part.astype(np.uint16) * 257, white_is_zero=True, big_endian=True),
         "wiz8.tif": _gray_tiff(255 - part, white_is_zero=True),
         "wizf.tif": _gray_tiff(1.0 - part.astype(np.float32) / 255.0, white_is_zero=True),
+        # a BigTIFF's tags were not read; 8-bit values in 16-bit samples made the 8-bit cross-check flat
+        "wiz16_big.tif": _gray_tiff(65535 - part.astype(np.uint16) * 257, white_is_zero=True, bigtiff=True),
+        "wiz16_big_mm.tif": _gray_tiff(
+            65535 - part.astype(np.uint16) * 257, white_is_zero=True, bigtiff=True, big_endian=True
+        ),
+        "wiz16_8bit_values.tif": _gray_tiff(255 - part.astype(np.uint16), white_is_zero=True),
+        "biz16_big.tif": _gray_tiff(part.astype(np.uint16) * 257, white_is_zero=False, bigtiff=True),
         "biz16.tif": _gray_tiff(part.astype(np.uint16) * 257, white_is_zero=False),
     }
     for name, data in files.items():

@@ -379,6 +379,9 @@ def decode(
         flags = cv2.IMREAD_COLOR if colour else cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH
         image, messages = imdecode_checked(buf, flags)
     except (cv2.error, MemoryError, OverflowError, ValueError) as exc:
+        if isinstance(exc, MemoryError) or "Insufficient memory" in str(exc):  # the machine's memory, not the file
+            raise ImageReadError(f"{source}: too large to decode in the memory this process may use (out of "
+                                 "memory); free memory or raise the limit (ulimit -v)") from exc  # fmt: skip
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:120]
         raise ImageReadError(f"{source}: cannot decode ({first})") from exc
     if image is None:

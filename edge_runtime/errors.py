@@ -129,11 +129,19 @@ def resource_error(exc: BaseException) -> ResourceError | None:
                              "LimitNOFILE) or pass fewer --workers")  # fmt: skip
     if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
         return ResourceError("cannot start a thread (the thread limit: ulimit -u, systemd TasksMax or a container's "
-                             "pids limit); raise it or pass --workers 1")  # fmt: skip
-    # onnxruntime's own allocator failing ("bfc_arena ... Failed to allocate") comes as its Fail exception
-    if isinstance(exc, MemoryError) or (type(exc).__name__ == "Fail" and "Failed to allocate" in str(exc)):
+                             "pids limit; or the memory limit, ulimit -v); raise it or pass --workers 1")  # fmt: skip
+    if isinstance(exc, MemoryError) or _out_of_memory_in_a_library(exc):
         return ResourceError("out of memory; pass a smaller --batch-size or fewer --workers, or free memory")
     return None
+
+
+def _out_of_memory_in_a_library(exc: BaseException) -> bool:
+    """onnxruntime's allocator ("bfc_arena ... Failed to allocate", its Fail exception; "std::bad_alloc", its
+    RuntimeException) or OpenCV's ("Insufficient memory", cv2.error) out of memory."""
+    kind, text = type(exc).__name__, str(exc)
+    if kind in ("Fail", "RuntimeException"):
+        return "Failed to allocate" in text or "bad_alloc" in text
+    return kind == "error" and type(exc).__module__.startswith("cv2") and "Insufficient memory" in text
 
 
 def require_extra(module: str, extra: str = "train") -> None:

@@ -237,3 +237,27 @@ def test_onnxruntime_without_threads_to_start_is_not_a_bad_model(tiny_model, mon
     monkeypatch.setattr(ort, "InferenceSession", no_threads)
     with pytest.raises(ResourceError, match="the thread limit"):
         load_model(str(tiny_model))
+
+
+def test_out_of_memory_in_opencv_or_onnxruntime_is_the_machines_fault(monkeypatch):
+    """Under `ulimit -v 800000` OpenCV's "Insufficient memory" in the symmetry look was "unexpected error" with no
+    summary, onnxruntime's "std::bad_alloc" "unexpected RuntimeException", and each big image "cannot decode"."""
+    from onnxruntime.capi.onnxruntime_pybind11_state import RuntimeException
+
+    import edge_runtime.decoding as decoding
+    from edge_runtime.errors import ImageReadError, resource_error
+
+    def opencv_out_of_memory(*a, **kw):
+        return cv2.resize(np.zeros((1, 1), np.uint8), (1 << 30, 1 << 30))  # OpenCV's own allocator gives up
+
+    with pytest.raises(cv2.error) as cv_oom:
+        opencv_out_of_memory()
+    if "Insufficient memory" not in str(cv_oom.value):
+        pytest.skip("OpenCV found the memory here")
+    assert "out of memory" in str(resource_error(cv_oom.value))
+    assert "out of memory" in str(resource_error(RuntimeException("bad allocation: std::bad_alloc")))
+    assert resource_error(RuntimeException("Non-zero status code returned while running Conv node")) is None
+    monkeypatch.setattr(decoding, "imdecode_checked", opencv_out_of_memory)
+    png = cv2.imencode(".png", np.full((40, 40), 90, np.uint8))[1].tobytes()
+    with pytest.raises(ImageReadError, match="too large to decode in the memory this process may use"):
+        decoding.decode(png, source="big.png")

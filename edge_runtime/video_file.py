@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.avi_index import AviIndex
+from edge_runtime.container_length import missing_bytes
 from edge_runtime.errors import SourceError, resource_error
 from edge_runtime.items import Item, frame_item
 from edge_runtime.jpeg_packets import JpegPackets
@@ -146,6 +147,8 @@ class _VideoReader:
         self.exact_count = Path(name).suffix.lower() == ".avi"
         self.ends_ms = _declared_end_ms(cap, self.declared)
         index = AviIndex.read(Path(name)) if self.exact_count else None
+        # Matroska / MP4: how much of the file its own container says is missing (a cut copy or recording)
+        self.missing = 0 if self.exact_count else missing_bytes(name) or 0
         if index is not None:
             # the frames there are: OpenCV's count takes in FFmpeg's empty "repeat the last frame" entries, also
             # those after the last frame (a 4-frame file converted to 30 FPS "stopped at frame 4 of 12", exit 10)
@@ -249,7 +252,11 @@ class _VideoReader:
             self.failed_from = start
             self.index += 1
             return True
-        if 0 < start < self.declared and (self.ends_ms is None or self.at_ms is None or self.at_ms < self.ends_ms):
+        if self.missing:  # the container declares more bytes than the file holds: cut short, whatever the count
+            of = f" of {self.declared}" if self.declared > start else ""
+            self.tell(self.cut_short, f"{self.name}: stopped at frame {start}{of}: the file ends {self.missing} bytes "
+                      "before its container says it does (truncated video)")  # fmt: skip
+        elif 0 < start < self.declared and (self.ends_ms is None or self.at_ms is None or self.at_ms < self.ends_ms):
             # a frame index (AVI) counts the frames there are; other containers may estimate the count from a
             # longer audio track, or count frames an edit list hides: a warning only
             if self.exact_count:

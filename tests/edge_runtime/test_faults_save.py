@@ -89,6 +89,32 @@ def test_truncated_video_says_where_it_stopped(tmp_path, tiny_model):
     assert json.loads(summary.read_text())["cut_short"] == 0 and "stopped at frame" not in first.stderr
 
 
+def test_a_matroska_video_cut_short_fails_the_gate(tmp_path, tiny_model):
+    """A Matroska copy cut in half (30 OK frames, then 5 defective ones) was read to the cut, then "stopped at frame
+    17 of 35 (... or a frame count the container estimated ...)" as a notice: the gate passed, exit 0, with the
+    defective frames never judged. Its Segment says how long the file should be."""
+    import cv2
+    import numpy as np
+
+    whole = tmp_path / "line.mkv"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
+    if not writer.isOpened():
+        pytest.skip("this OpenCV writes no Matroska")
+    for level in [10] * 30 + [220] * 5:  # the tiny model: OK, then defective
+        writer.write(np.full((64, 64, 3), level, np.uint8))
+    writer.release()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    result = invoke(["--model", str(tiny_model), "--source", str(cut), "--fail-on-defect"])
+    recs = check(result, ExitCode.DEFECT_FOUND, error_lines=0)
+    assert recs and not any(r["defective"] for r in recs)  # every frame judged before the cut was OK
+    assert f"stopped at frame {len(recs)} of 35: the file ends" in result.stderr
+    assert "before its container says it does (truncated video)" in result.stderr
+    assert "gate: not passed: part of the video could not be read" in result.stderr
+    complete = invoke(["--model", str(tiny_model), "--source", str(whole), "--fail-on-defect"])
+    assert len(check(complete, ExitCode.DEFECT_FOUND, error_lines=0)) == 35 and "truncated" not in complete.stderr
+
+
 def test_a_damaged_stretch_of_a_video_is_read_over_and_fails_the_gate(tmp_path, tiny_model):
     """An MPEG-4 video zeroed in its middle stopped at frame 12 of 40 and passed the gate (exit 0), though the
     decoder finds 21 readable frames after the damage. They are now inspected, numbered as in the file, and the

@@ -217,12 +217,22 @@ def stdout_errors() -> Iterator[None]:
             raise OutputError(f"stdout: cannot write ({exc.strerror or exc}); check where stdout goes") from exc
 
 
+CWD_DELETED = "the current folder was deleted; cd into an existing folder (or give absolute paths) and run again"
+
+
 def _cwd_exists() -> bool:
     try:
         os.getcwd()
     except OSError:
         return False
     return True
+
+
+def require_cwd() -> None:
+    """Before importing torch: in a deleted current folder its import dies in Intel oneMKL ("Cannot load
+    libtorch_cpu.so", exit 2, no error line), even with absolute paths."""
+    if not _cwd_exists():
+        raise OutputError(CWD_DELETED)
 
 
 class StdoutLog:
@@ -333,9 +343,11 @@ def friendly_errors(func: F) -> F:
                 raise
             if (exhausted := resource_error(exc)) is not None:  # "unexpected RuntimeError: can't start new thread"
                 fail(str(exhausted), exhausted.exit_code)
+            if isinstance(exc, FileNotFoundError) and "No usable temporary directory" in str(exc):
+                fail("no writable temporary folder (TMPDIR, /tmp, /var/tmp and the current folder are read-only or "
+                     "missing); point TMPDIR at a writable folder", ExitCode.OUTPUT_ERROR)  # fmt: skip
             if isinstance(exc, OSError) and not _cwd_exists():  # relative names: "unexpected FileNotFoundError"
-                fail("the current folder was deleted; cd into an existing folder (or give absolute paths) and run "
-                     "again", ExitCode.OUTPUT_ERROR)  # fmt: skip
+                fail(CWD_DELETED, ExitCode.OUTPUT_ERROR)
             fail(
                 f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback and report it)",
                 ExitCode.INTERNAL,

@@ -13,6 +13,7 @@ from edge_runtime.cli_support import (
     StdoutLog,
     debug_option,
     friendly_errors,
+    require_cwd,
     typed_params,
     version_option,
 )
@@ -122,6 +123,7 @@ def main(*, debug: bool, **opts: object) -> None:
 
 
 def _export(opts: dict) -> None:
+    require_cwd()
     require_extra("torch")
     require_extra("onnx")
     from edge_runtime.model_info import Precision

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
@@ -190,9 +191,17 @@ def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log
         if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
             raise
         raise OutputError(
-            f"{tempfile.gettempdir()}: cannot write the export's working files ({exc.strerror or exc}); free space "
+            f"{_temp_folder()}: cannot write the export's working files ({exc.strerror or exc}); free space "
             "there, raise the file-size limit (ulimit -f), or point TMPDIR at another disk"
         ) from exc
+
+
+def _temp_folder() -> str:
+    """The temporary folder, for a message: ``tempfile.gettempdir()`` raises itself when none is usable."""
+    try:
+        return tempfile.gettempdir()
+    except OSError:
+        return os.environ.get("TMPDIR") or "the temporary folder (TMPDIR, /tmp, /var/tmp)"
 
 
 def _work_folder() -> tempfile.TemporaryDirectory:
@@ -200,7 +209,7 @@ def _work_folder() -> tempfile.TemporaryDirectory:
         return tempfile.TemporaryDirectory(prefix="defect-edge-export-")
     except OSError as exc:
         raise OutputError(
-            f"{tempfile.gettempdir()}: cannot make the export's working folder ({exc.strerror or exc}); point "
+            f"{_temp_folder()}: cannot make the export's working folder ({exc.strerror or exc}); point "
             "TMPDIR at a writable disk"
         ) from exc
 

@@ -15,6 +15,7 @@ from edge_runtime.cli_support import (
     StdoutLog,
     debug_option,
     friendly_errors,
+    require_cwd,
     typed_params,
     version_option,
 )
@@ -148,6 +149,7 @@ def main(*, debug: bool, **opts: object) -> None:
 
 
 def _train(opts: dict, stop: StopSignals) -> None:
+    require_cwd()  # before torch's import
     from edge_runtime.model_file import check_threads
     from train.config import Arch, TrainConfig
     from train.main import main as run_training

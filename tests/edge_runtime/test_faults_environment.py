@@ -155,18 +155,23 @@ def test_a_small_edge_boxs_address_space_limit_runs_the_model(tmp_path):
     assert len(proc.stdout.splitlines()) == 2
 
 
-def test_relative_outputs_in_a_deleted_current_folder_are_one_line(tmp_path, tiny_model):
+@pytest.mark.parametrize("command", ["edge-infer", "export-onnx", "train-model"])
+def test_a_deleted_current_folder_is_one_line(tmp_path, tiny_model, command):
     """`cd lot; rm -r ../lot; edge-infer ... --output o.jsonl` was "unexpected FileNotFoundError: [Errno 2] No such
-    file or directory", exit 1, naming nothing."""
-    script = Path(sys.executable).parent / "edge-infer"
+    file or directory", exit 1, naming nothing; export-onnx and train-model died importing torch ("Intel oneMKL
+    FATAL ERROR: Cannot load libtorch_cpu.so", exit 2, no error line), even with absolute paths."""
+    script = Path(sys.executable).parent / command
     if not script.is_file():
-        pytest.skip("needs the installed edge-infer console script (python -m needs the current folder)")
+        pytest.skip(f"needs the installed {command} console script (python -m needs the current folder)")
     write_parts(tmp_path / "parts", [10, 220])
     gone = tmp_path / "gone"
     gone.mkdir()
-    proc = subprocess.run([str(script), "--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--output",
-                           "o.jsonl"], cwd=gone, preexec_fn=lambda: os.rmdir(gone), capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    args = {"edge-infer": ["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--output", "o.jsonl"],
+            "export-onnx": [str(Path(__file__).parents[2] / "train/default_model/best.pt"), "--out",
+                            str(tmp_path / "m.onnx")],
+            "train-model": ["--data", str(tmp_path / "parts"), "--out", str(tmp_path / "run")]}[command]  # fmt: skip
+    proc = subprocess.run([str(script), *args], cwd=gone, preexec_fn=lambda: os.rmdir(gone), capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
     assert proc.returncode == ExitCode.OUTPUT_ERROR, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: the current folder was deleted; cd into an existing folder (or give absolute paths) and run again"
@@ -261,3 +266,22 @@ def test_out_of_memory_in_opencv_or_onnxruntime_is_the_machines_fault(monkeypatc
     png = cv2.imencode(".png", np.full((40, 40), 90, np.uint8))[1].tobytes()
     with pytest.raises(ImageReadError, match="too large to decode in the memory this process may use"):
         decoding.decode(png, source="big.png")
+
+
+def test_no_usable_temporary_folder_anywhere_is_one_line_naming_tmpdir():
+    """train-model with no writable temporary folder (torch looks one up at import) ended "unexpected
+    FileNotFoundError: No usable temporary directory found", exit 1."""
+    import click
+    from click.testing import CliRunner
+
+    from edge_runtime.cli_support import debug_option, friendly_errors
+
+    @click.command()
+    @debug_option
+    @friendly_errors
+    def command(debug: bool) -> None:
+        raise FileNotFoundError(errno.ENOENT, "No usable temporary directory found in ['/tmp', '/var/tmp']")
+
+    r = CliRunner().invoke(command, [])
+    assert r.exit_code == ExitCode.OUTPUT_ERROR
+    assert r.output.strip().startswith("error: no writable temporary folder") and "point TMPDIR at" in r.output

@@ -231,3 +231,22 @@ def test_a_stdout_that_fails_loses_the_messages_not_the_export(tiny_run: Path, t
     assert proc.returncode == ExitCode.OK, err
     assert out.is_file() and "Traceback" not in err and "error:" not in err
     assert "warning: stdout could not be written" in err and "its messages were lost, not the work" in err
+
+
+def test_no_writable_temporary_folder_is_one_line_naming_tmpdir(tiny_run: Path, tmp_path: Path, monkeypatch):
+    """With /tmp, /var/tmp and the current folder read-only, the export's own exit-7 line called
+    tempfile.gettempdir() for its message, which raised again: "unexpected FileNotFoundError", exit 1."""
+    import tempfile
+
+    import export.main as export_module
+
+    def no_tmp(*a, **kw):
+        raise FileNotFoundError(2, "No usable temporary directory found in ['/tmp', '/var/tmp']")
+
+    monkeypatch.setattr(export_module.tempfile, "TemporaryDirectory", no_tmp)
+    monkeypatch.setattr(tempfile, "gettempdir", no_tmp)
+    monkeypatch.setenv("TMPDIR", "/ro/tmp")
+    r = CliRunner().invoke(export_main, [str(tiny_run), "--out", str(tmp_path / "m.onnx")])
+    assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output
+    assert "/ro/tmp: cannot make the export's working folder" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "m.onnx").exists()

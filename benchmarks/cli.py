@@ -225,22 +225,29 @@ def _torch_imports() -> bool:
 
 def write_outputs(result) -> None:  # noqa: ANN001 - benchmarks.runner.BenchResult
     """Markdown on stdout; JSON, CSV and PNG when --json was given. An interrupted run never replaces them: its
-    rows (if any) go beside them as ``x.interrupted.json`` and so on, each marked as partial."""
+    rows (if any) go beside them as ``x.interrupted.json`` and so on, each marked as partial. A stdout that
+    cannot be written loses the table, not the files (``> /dev/full`` lost both: "unexpected OSError")."""
+    from benchmarks.report import issue_targets, to_markdown
+    from edge_runtime.cli_support import stdout_errors
+    from edge_runtime.errors import OutputError
+
+    stdout_failed: OutputError | None = None
+    try:
+        with stdout_errors(report=False):
+            click.echo(to_markdown(result, issue_targets(result.rows)))
+    except OutputError as exc:
+        stdout_failed = exc
+    _write_files(result)
+    if stdout_failed is not None:
+        raise stdout_failed
+
+
+def _write_files(result) -> None:  # noqa: ANN001 - benchmarks.runner.BenchResult
     from benchmarks.plot import latency_png_bytes
-    from benchmarks.report import (
-        BUSY_SHARE,
-        busy_line,
-        csv_path,
-        csv_text,
-        interrupted_path,
-        issue_targets,
-        json_text,
-        to_markdown,
-    )
+    from benchmarks.report import BUSY_SHARE, busy_line, csv_path, csv_text, interrupted_path, json_text
     from edge_runtime.atomic import atomic_write_all
     from edge_runtime.errors import OutputError
 
-    click.echo(to_markdown(result, issue_targets(result.rows)))
     if result.others_cpu_share is not None and result.others_cpu_share > BUSY_SHARE:
         click.echo(busy_line(result.others_cpu_share), err=True)
     path = result.config.json_path

@@ -8,6 +8,7 @@ import io
 import math
 import os
 import re
+import stat
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -205,16 +206,38 @@ def fail(message: str, code: ExitCode) -> NoReturn:
 
 
 @contextlib.contextmanager
-def stdout_errors() -> Iterator[None]:
+def stdout_errors(*, report: bool = True) -> Iterator[None]:
     """Printing a report on stdout: a reader that went away (``edge-log query DB | head``) ends the command
-    quietly; stdout that cannot be written (``> /dev/full``) is :class:`OutputError` (exit 7)."""
+    quietly; stdout that cannot be written (``> /dev/full``) is :class:`OutputError` (exit 7), and a regular file
+    that filled up keeps whole lines only (it ended mid-record). ``report``: the output is the command's result,
+    so a stdout closed from the start (``>&-``) is refused (the rows went nowhere, exit 0)."""
+    if report and 1 in CLOSED_AT_START:
+        raise OutputError("stdout is closed (>&-), and this command's result is written there; send it to a file")
     try:
         yield
         sys.stdout.flush()
     except OSError as exc:
+        if not isinstance(exc, BrokenPipeError):
+            _cut_to_whole_lines()
         _stdout_to_devnull()
         if not isinstance(exc, BrokenPipeError):
             raise OutputError(f"stdout: cannot write ({exc.strerror or exc}); check where stdout goes") from exc
+
+
+def _cut_to_whole_lines() -> None:
+    """stdout, where it is a regular file, cut back to its last complete line."""
+    with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        fd = sys.stdout.fileno()
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+            return
+        with open(f"/proc/self/fd/{fd}", "rb") as f:  # stdout is opened write-only (> file): read it anew (Linux)
+            f.seek(st.st_size - min(st.st_size, 1 << 16))
+            tail = f.read(1 << 16)
+        if tail.endswith(b"\n"):
+            return
+        cut = tail.rfind(b"\n")
+        os.ftruncate(fd, st.st_size - len(tail) + cut + 1 if cut >= 0 else st.st_size - len(tail))
 
 
 CWD_DELETED = "the current folder was deleted; cd into an existing folder (or give absolute paths) and run again"

@@ -247,7 +247,7 @@ def show(db: Path, item_id: int, out: Path, debug: bool) -> None:
         write_image(out, verdict_image(jpeg, rec))
     except OSError as exc:
         raise OutputError(f"{out}: cannot write the image ({exc.strerror or exc}); choose another --out") from exc
-    with stdout_errors():
+    with stdout_errors(report=False):  # the picture is the result: written already
         click.echo(
             printable(f"{out}: item {item_id}, {rec['label']} {rec['score']:.4g} at {rec['time']} ({rec['source']})")
         )

@@ -149,6 +149,20 @@ def test_unwritable_json_is_exit_code_7(tiny_models, tmp_path):
     assert r.stderr.strip().splitlines()[-1].startswith("error:")
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_stdout_loses_the_table_not_the_json(tiny_models, tmp_path):
+    """`edge-bench ... --json b.json > /dev/full` was "unexpected OSError", exit 1, and b.json was not written: the
+    measured rows were lost."""
+    out = tmp_path / "b.json"
+    args = [sys.executable, "-m", "benchmarks", *TINY_COUNTS, "--no-torch", "--no-live", "--model",
+            str(tiny_models[0]), "--json", str(out)]  # fmt: skip
+    with open("/dev/full", "w") as full:
+        r = subprocess.run(args, stdout=full, stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 7, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: stdout: cannot write (No space left on device)")
+    assert "Traceback" not in r.stderr and json.loads(out.read_text())
+
+
 @pytest.mark.parametrize(
     ("args", "option"),
     [

@@ -352,3 +352,34 @@ def test_summary_and_query_take_a_station(station_log, log_path: Path):
     assert "warning: no run of station 'nowhere'" in nowhere.stderr and "line-3, line-4" in nowhere.stderr
     nowhere = edge_log("query", log_path, "--station", "nowhere")
     assert nowhere.stdout == "" and "warning: no run of station 'nowhere'" in nowhere.stderr
+
+
+@pytest.mark.parametrize("fmt", ["--json", "--csv"])
+def test_query_onto_a_file_that_fills_up_keeps_whole_lines_and_onto_a_closed_stdout_is_refused(
+    station_log, log_path: Path, tmp_path: Path, fmt: str
+):
+    """`edge-log query DB --json > q.jsonl` on a full disk ended mid-record; `edge-log query DB --json >&-` printed
+    its rows to nowhere with exit 0."""
+    import resource
+
+    write_items(station_log, 300)
+    command = [sys.executable, "-m", "edge_runtime.station.log_cli", "query", str(log_path), fmt, "--limit", "1000"]
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (6000, 6000))
+
+    target = tmp_path / "q.out"
+    with open(target, "w") as out:
+        r = subprocess.run(command, cwd=REPO, stdout=out, stderr=subprocess.PIPE, text=True, timeout=120,
+                           preexec_fn=small_files)  # fmt: skip
+    assert r.returncode == ExitCode.OUTPUT_ERROR, r.stderr
+    text = target.read_text()
+    assert text.endswith("\n") and 0 < len(text) <= 6000
+    if fmt == "--json":
+        assert all(json.loads(line)["id"] for line in text.splitlines())
+    closed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120,
+                            preexec_fn=lambda: os.close(1))  # fmt: skip
+    assert closed.returncode == ExitCode.OUTPUT_ERROR, closed.stderr
+    assert closed.stderr.strip() == (
+        "error: stdout is closed (>&-), and this command's result is written there; send it to a file"
+    )

@@ -409,8 +409,8 @@ def _finish(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log: Lo
     if cfg.listener is not None and hasattr(cfg.listener, "on_close"):
         try:
             cfg.listener.on_close(summary)
-        except OutputError as exc:
-            summary.output_error = summary.output_error or str(exc)
+        except OutputError as exc:  # both named: an --output and a --log deleted under one run were each written back
+            summary.output_error = f"{summary.output_error}; {exc}" if summary.output_error else str(exc)
     summary.finish()
     log(summary.text())
     if cfg.fail_on_defect and summary.no_part:

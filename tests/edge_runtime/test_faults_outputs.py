@@ -353,3 +353,27 @@ def test_an_output_deleted_during_the_run_is_written_back(tmp_path, name):
     kept = open_file_sink(tmp_path / "kept.jsonl")  # a file left alone closes as before
     kept.write(recs[0])
     kept.close()
+
+
+def test_an_output_and_a_log_that_both_fail_at_the_end_are_both_named(tmp_path, tiny_model, monkeypatch):
+    """An --output and a --log both deleted under one run were both written back, but only the --output was
+    named: the log's line was dropped."""
+    from edge_runtime.errors import OutputError
+    from edge_runtime.outputs import FileSink
+    from edge_runtime.station.log import InspectionLog
+
+    def output_gone(self):
+        raise OutputError(f"{self.path}: deleted during the run; its records were written back to it")
+
+    def log_gone(self):
+        raise OutputError(f"{self.path}: inspection log deleted during the run; its records were written back to it")
+
+    monkeypatch.setattr(FileSink, "_check_still_there", output_gone)
+    monkeypatch.setattr(InspectionLog, "check_still_there", log_gone)
+    write_parts(tmp_path / "parts", [10, 220])
+    out, log = tmp_path / "v.jsonl", tmp_path / "l.db"
+    result = invoke(["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--output", str(out),
+                     "--log", str(log)])  # fmt: skip
+    assert result.exit_code == ExitCode.OUTPUT_ERROR
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and f"{out}: deleted during the run" in last and f"{log}: inspection log" in last

@@ -11,6 +11,7 @@ import errno
 import fcntl
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -253,8 +254,35 @@ class Saver:
             self.writer.release()
             self.writer = None
         self._remove_if_unused()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-        if self.count == 0:  # a run that saved nothing (a video without a frame)
-            remove_empty(self._made)
+        try:
+            self._check_still_there()
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+            if self.count == 0:  # a run that saved nothing (a video without a frame)
+                remove_empty(self._made)
+
+    def _check_still_there(self) -> None:
+        """A --save folder or video deleted during the run: the folder was made again in silence for the pictures
+        after it (2448 of 3000 there, exit 0); the video was "0 of 3000 frames (a full disk ...)". A video is still
+        readable through the file held for the lock, and is written back; a folder's pictures are gone."""
+        if self._lock_fd is None or self.count == 0:
+            return
+        try:
+            if os.fstat(self._lock_fd).st_nlink > 0:
+                return
+        except OSError:
+            return
+        if not self.is_video:
+            raise OutputError(f"{self.target}: deleted during the run, with the annotated pictures saved before "
+                              f"that ({self.earlier_pictures()} of {self.count} are there now); keep --save folders "
+                              "until the run has ended")  # fmt: skip
+        try:
+            with open(f"/proc/self/fd/{self._lock_fd}", "rb") as held, open(self.target, "xb") as back:
+                shutil.copyfileobj(held, back)
+        except OSError as exc:
+            raise OutputError(f"{self.target}: deleted during the run, and the saved video could not be written "
+                              f"back ({exc.strerror or exc})") from exc  # fmt: skip
+        raise OutputError(f"{self.target}: deleted during the run; the saved video was written back to it; keep "
+                          "--save files until the run has ended")  # fmt: skip

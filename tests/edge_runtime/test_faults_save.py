@@ -548,3 +548,38 @@ def test_a_folder_saved_as_a_video_keeps_one_frame_per_record(tmp_path, tiny_mod
         cap = cv2.VideoCapture(str(out))
         assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == count and cap.read()[1].shape[:2] == (480, 640)
         cap.release()
+
+
+@pytest.mark.parametrize("target", ["sv", "a.avi"])
+def test_a_save_folder_or_video_deleted_during_the_run_is_told(tmp_path, target):
+    """`rm -rf sv` under a run: the folder was made again in silence for the pictures after it (2448 of 3000
+    there, exit 0); `rm a.mp4`: "the saved video holds 0 of 3000 frames (a full disk ...)"."""
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    from edge_runtime.annotate import Saver
+    from edge_runtime.errors import OutputError
+
+    path = tmp_path / target
+    saver = Saver(path, fps=10)
+    picture = np.full((64, 64, 3), 128, np.uint8)
+    for i in range(3):
+        saver.write(picture, name=f"p{i}.png")
+    shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for i in range(3, 5):
+        saver.write(picture, name=f"p{i}.png")
+    if path.suffix:
+        with pytest.raises(OutputError, match="deleted during the run; the saved video was written back"):
+            saver.close()
+        cap = cv2.VideoCapture(str(path))
+        assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+        cap.release()
+    else:
+        with pytest.raises(OutputError, match=r"deleted during the run, with the annotated pictures saved before that "
+                                              r"\(2 of 5 are there now\)"):  # fmt: skip
+            saver.close()
+    kept = Saver(tmp_path / f"kept{path.suffix}", fps=10)  # one left alone closes as before
+    kept.write(picture, name="p.png")
+    kept.close()

@@ -86,16 +86,32 @@ def check_data_folder(folder: Path, option: str) -> None:
     wants = "DIR with images" if option == "--calib-data" else "DIR with DIR/<class>/ images"
     if folder.is_dir():
         if option == "--calib-data":  # found after the FP32 export and the evaluation
-            found = len(list_images(folder))
-            if found < MIN_CALIB_IMAGES:
+            files = list_images(folder)
+            readable = _readable_count(files, MIN_CALIB_IMAGES)  # 10 files with 2 unreadable passed this check
+            if readable < MIN_CALIB_IMAGES:
+                unreadable = f" ({len(files) - readable} of {len(files)} unreadable)" if len(files) > readable else ""
                 raise DataError(
-                    f"{folder}: {'no' if not found else f'only {found}'} images in the calibration folder (need at "
-                    f"least {MIN_CALIB_IMAGES}, better 100+); pass --calib-data {wants}"
+                    f"{folder}: {'no' if not readable else f'only {readable}'} readable images in the calibration "
+                    f"folder{unreadable} (need at least {MIN_CALIB_IMAGES}, better 100+); pass --calib-data {wants}"
                 )
         return
     if folder.exists():
         raise DataError(f"{folder}: {option} is a file, not a folder; pass {option} {wants}")
     raise DataError(f"{folder}: {what} folder not found; pass {option} {wants}")
+
+
+def _readable_count(files: list[Path], enough: int) -> int:
+    """How many of ``files`` decode, counted up to ``enough`` (a large folder costs ``enough`` decodes)."""
+    readable = 0
+    for path in files:
+        try:
+            read_image(path)
+        except ImageReadError:
+            continue
+        readable += 1
+        if readable >= enough:
+            break
+    return readable
 
 
 def _calibration_pool(ckpt: Checkpoint, folder: Path | None) -> list[Path]:

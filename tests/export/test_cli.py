@@ -123,6 +123,17 @@ def test_empty_or_tiny_calibration_folder_is_exit_3(tiny_run: Path, tmp_path: Pa
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_a_calibration_folder_with_too_few_readable_images_is_found_before_any_work(tiny_run: Path, tmp_path: Path):
+    """10 files of which 8 were readable passed the early check, and the folder was refused only after the FP32
+    export and its evaluation."""
+    calib = write_images(tmp_path / "calib", 8)
+    for name in ("broken1.png", "broken2.png"):
+        (calib / name).write_bytes(b"\x89PNG\r\n\x1a\n not a picture")
+    r = export_cli(tiny_run, "--quantize", "--calib-data", calib, "--out", tmp_path / "m.onnx")
+    assert_one_line_error(r, ExitCode.BAD_DATA, "only 8 readable images in the calibration folder (2 of 10 unreadable)")
+    assert not (tmp_path / "m.onnx").exists() and "evaluation" not in r.output
+
+
 def test_missing_calibration_folder_is_exit_3(tiny_run: Path, tmp_path: Path):
     r = export_cli(tiny_run, "--quantize", "--calib-data", tmp_path / "nope", "--out", tmp_path / "m.onnx")
     assert_one_line_error(r, ExitCode.BAD_DATA, "not found")

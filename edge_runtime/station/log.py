@@ -21,7 +21,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -50,6 +50,7 @@ class LogConfig:
     max_bytes: int | None = None
     thumb_px: int = THUMB_PX
     retention_every_s: float = 60.0
+    checkpoint_every_s: float = 10.0  # the WAL checkpoint, and retention when it is due and no item comes
     busy_timeout_s: float = 2.0  # how long a write waits for another writer before the log counts as locked
 
 
@@ -132,7 +133,6 @@ class InspectionLog:
         wal_max = 32 * 2**20 if cfg.max_bytes is None else min(32 * 2**20, max(2**20, cfg.max_bytes // 8))
         self.con.execute(f"PRAGMA journal_size_limit={wal_max}")
         self.wal_max, self.next_wal_check = wal_max, 0.0
-        self.checkpointer = Checkpointer(cfg.path)
         self.run_id: int | None = None
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="log thumbnails")
         # write() runs on the inspection loop, flush(wait=False) also on a live source's reader thread
@@ -142,6 +142,7 @@ class InspectionLog:
         self.rows = 0
         self.next_retention = 0.0
         self.apply_retention()
+        self.checkpointer = Checkpointer(cfg.path, cfg.checkpoint_every_s, on_tick=self._idle_retention)
 
     def start_run(self, info: RunInfo) -> int:
         """Record the model and source of this run; every row written afterwards refers to it."""
@@ -263,6 +264,20 @@ class InspectionLog:
                 raise log_error(self.path, exc, "storing the last thumbnails") from exc
             if time.monotonic() >= self.next_retention:
                 self.apply_retention()
+
+    def _idle_retention(self) -> None:
+        """Retention when it is due, from the checkpoint thread: it ran only with a write, so a station whose line
+        stood still (no item) kept items past --log-keep for as long as it stood (all 643 of a 1-minute log after
+        2 minutes without a camera). Never waits: a writer or the close holding the log skips this tick."""
+        if time.monotonic() < self.next_retention or not self._lock.acquire(blocking=False):
+            return
+        try:
+            if self.run_id is not None and time.monotonic() >= self.next_retention:
+                self.apply_retention()
+        except OutputError:
+            pass  # the next write reports what is wrong with the log
+        finally:
+            self._lock.release()
 
     def _insert(self, rec: dict[str, Any]) -> int:
         extra = {k: v for k, v in rec.items() if k not in COLUMNS and v is not None}
@@ -408,8 +423,8 @@ def _hold(path: Path) -> int:
 class Checkpointer:
     """Every ``every_s`` seconds, a passive WAL checkpoint on its own connection (never blocks the writer)."""
 
-    def __init__(self, path: Path, every_s: float = 10.0) -> None:
-        self.path, self.every_s = path, every_s
+    def __init__(self, path: Path, every_s: float = 10.0, on_tick: Callable[[], None] | None = None) -> None:
+        self.path, self.every_s, self.on_tick = path, every_s, on_tick
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="log checkpoints", daemon=True)
         self.thread.start()
@@ -422,6 +437,8 @@ class Checkpointer:
         while not self._stop.wait(self.every_s):
             with contextlib.suppress(sqlite3.Error):  # busy now: next time; a full disk fails the writer anyway
                 con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            if self.on_tick is not None and not self._stop.is_set():
+                self.on_tick()
         con.close()
 
     def stop(self) -> None:

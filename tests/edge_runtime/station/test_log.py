@@ -343,3 +343,26 @@ def test_a_log_renamed_during_the_run_is_left_where_it_went(log_path: Path):
         assert summary(con, Filter())["items"] == 25
     finally:
         con.close()
+
+
+def test_retention_runs_while_no_item_comes(log_path: Path):
+    """--log-keep was applied only with a write: a station whose camera was away kept every item past its
+    retention for as long as it stood (643 items of a 1-minute log, 189 s old)."""
+    log = InspectionLog(LogConfig(log_path, station="line-3", keep_s=30, retention_every_s=0.2,
+                                  checkpoint_every_s=0.1))  # fmt: skip
+    try:
+        log.start_run(RUN)
+        write_items(log, 10, t0=time.time() - 25)  # kept now, past --log-keep within seconds
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            con = open_reader(log_path)
+            try:
+                left = summary(con, Filter())["items"]
+            finally:
+                con.close()
+            if left < 10:
+                break
+            time.sleep(0.2)
+        assert left < 10, "retention never ran without a write"
+    finally:
+        log.close()

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 from pathlib import Path
@@ -206,8 +207,11 @@ class _Api:
             finally:
                 self.live.watchers -= 1
 
-        return StreamingResponse(
-            parts(), media_type="multipart/x-mixed-replace; boundary=frame", headers={"Cache-Control": "no-store"}
+        return _StreamToReaders(
+            parts(),
+            closing=self.closing,
+            media_type="multipart/x-mixed-replace; boundary=frame",
+            headers={"Cache-Control": "no-store"},
         )
 
     def metrics(self, request: Request) -> PlainTextResponse:
@@ -225,6 +229,42 @@ class _Api:
         if isinstance(exc, DefectEdgeError):  # a damaged log record: said, without a traceback on the station
             detail = str(exc)
         return JSONResponse({"error": detail}, code)
+
+
+STALLED_S = 10.0  # a stream client that takes no data this long is dropped
+
+
+class _Stalled(Exception):
+    pass
+
+
+class _StreamToReaders(StreamingResponse):
+    """The live stream, for clients that read it. One that stops reading (a laptop asleep with the page open, a
+    client that never reads) was kept for ever: its frames were encoded and queued (2.6 MB of send buffer each,
+    CPU while ``watchers`` stayed above 0), and at shutdown uvicorn cancelled its task with a traceback on the
+    station's stderr. Each part must be taken within :data:`STALLED_S`, and none is waited for once the server
+    is closing; the stream then ends quietly."""
+
+    def __init__(self, content: Any, *, closing: threading.Event, **kw: Any) -> None:
+        super().__init__(content, **kw)
+        self.closing = closing
+
+    async def stream_response(self, send: Any) -> None:
+        async def taken(message: Any) -> None:
+            task = asyncio.ensure_future(send(message))
+            waited = 0.0
+            while not (await asyncio.wait({task}, timeout=0.25))[0]:
+                waited += 0.25
+                if waited >= STALLED_S or self.closing.is_set():
+                    task.cancel()
+                    raise _Stalled
+            task.result()
+
+        try:
+            await super().stream_response(taken)
+        except _Stalled:
+            if hasattr(self.body_iterator, "aclose"):
+                await self.body_iterator.aclose()  # its ``watchers`` count goes back now, not at garbage collection
 
 
 def build_app(live: LiveState, *, log_path: Path | None, closing: threading.Event) -> Starlette:

@@ -10,6 +10,7 @@ inspection process dies, even by SIGKILL.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -51,6 +52,12 @@ def apply(live: LiveState, message: tuple) -> None:
         live.finish(interrupted=args[0], error=args[1])
 
 
+def _quiet_stream_end(record: logging.LogRecord) -> bool:
+    """uvicorn says "ASGI callable returned without completing response." of a live stream dropped for not
+    reading it (app._StreamToReaders): the drop is on purpose, not an error of the station."""
+    return "returned without completing response" not in record.getMessage()
+
+
 def start_uvicorn(live: LiveState, sock: socket.socket, cfg: ViewConfig) -> tuple[Any, threading.Thread, Any]:
     """uvicorn on a thread of this process (not the main one, so it leaves the signal handlers alone)."""
     import uvicorn
@@ -62,6 +69,7 @@ def start_uvicorn(live: LiveState, sock: socket.socket, cfg: ViewConfig) -> tupl
     app = TokenGate(build_app(live, log_path=cfg.log_path, closing=closing), cfg.token)
     config = uvicorn.Config(app, log_level="error", access_log=False, lifespan="off", timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
+    logging.getLogger("uvicorn.error").addFilter(_quiet_stream_end)
 
     def run() -> None:
         with contextlib.suppress(SystemExit):  # uvicorn's own startup failure: reported as not started

@@ -399,3 +399,43 @@ def test_the_streams_picture_shows_the_defect_box_of_a_heatmap_run():
     assert without[200:251, 598:603].max() < 130
     elsewhere = with_box[300:400, 100:400]  # far from the box: the picture as it was
     assert abs(int(elsewhere.mean()) - 90) < 10
+
+
+@pytest.mark.parametrize("how", ["stalled", "closing"])
+def test_a_stream_client_that_stops_reading_is_dropped(monkeypatch, how: str):
+    """A /stream.mjpg client that never read was kept for ever (14 min, 2.6 MB of send buffer each, frames encoded
+    for it), and at shutdown uvicorn cancelled its task with a traceback on the station's stderr. A part not taken
+    within STALLED_S, or not taken when the server closes, ends the stream quietly, its watcher count given back."""
+    import asyncio
+    import threading
+
+    import edge_runtime.station.app as app
+
+    monkeypatch.setattr(app, "STALLED_S", 0.5)
+    closing, sent, watchers = threading.Event(), [], [0]
+
+    async def frames():
+        watchers[0] += 1
+        try:
+            while True:
+                yield b"--frame\r\n"
+                await asyncio.sleep(0.01)
+        finally:
+            watchers[0] -= 1
+
+    async def send(message):  # takes the response's head and one part, then blocks as a full socket does
+        sent.append(message["type"])
+        if len(sent) > 2:
+            await asyncio.Event().wait()
+
+    async def run() -> float:
+        response = app._StreamToReaders(frames(), closing=closing, media_type="multipart/x-mixed-replace")
+        if how == "closing":
+            asyncio.get_running_loop().call_later(0.1, closing.set)
+        t0 = time.monotonic()
+        await asyncio.wait_for(response.stream_response(send), 5)
+        return time.monotonic() - t0
+
+    took = asyncio.run(run())
+    assert took < (0.45 if how == "closing" else 1.5), took
+    assert sent[:2] == ["http.response.start", "http.response.body"] and watchers[0] == 0

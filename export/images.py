@@ -89,10 +89,11 @@ def check_data_folder(folder: Path, option: str) -> None:
             files = list_images(folder)
             readable = _readable_count(files, MIN_CALIB_IMAGES)  # 10 files with 2 unreadable passed this check
             if readable < MIN_CALIB_IMAGES:
+                found = f"only {readable} readable" if readable else "no readable" if files else "no"
                 unreadable = f" ({len(files) - readable} of {len(files)} unreadable)" if len(files) > readable else ""
                 raise DataError(
-                    f"{folder}: {'no' if not readable else f'only {readable}'} readable images in the calibration "
-                    f"folder{unreadable} (need at least {MIN_CALIB_IMAGES}, better 100+); pass --calib-data {wants}"
+                    f"{folder}: {found} images in the calibration folder{unreadable} (need at least "
+                    f"{MIN_CALIB_IMAGES}, better 100+); pass --calib-data {wants}"
                 )
         return
     if folder.exists():

@@ -179,8 +179,10 @@ def main(*, debug: bool, **opts: object) -> None:
     from edge_runtime.stopping import StopSignals
     from edge_runtime.summary import Summary
 
-    stop = StopSignals.for_command()  # installed before edge-infer's imports, when run as the console script
+    # The summary first: a signal the moment the handlers are in place (a SIGTERM sent as soon as the process
+    # catches it) interrupted its making, outside the try below: "error: interrupted" with no summary.
     summary = Summary(source=str(opts["source"] or f"camera {opts['camera']}"))
+    stop = StopSignals.for_command()  # installed before edge-infer's imports, when run as the console script
     try:
         if stop.requested:  # a signal during the imports or the option parsing
             raise KeyboardInterrupt

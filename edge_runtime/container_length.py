@@ -37,15 +37,40 @@ def _vint(data: bytes, at: int) -> tuple[int, int, bool] | None:
     return value, length, value == (1 << (7 * length)) - 1
 
 
+def _element_id_length(first: int) -> int:
+    """The length of an EBML element ID from its first byte (1-4; 0: not an ID)."""
+    return 8 - first.bit_length() + 1 if first >= 0x10 else 0
+
+
 def _matroska_missing(f, size: int) -> int | None:  # noqa: ANN001 - a binary file
     head = f.read(4096)
     if not head.startswith(_EBML) or (ebml := _vint(head, 4)) is None:
         return None
     at = 4 + ebml[1] + ebml[0]  # the Segment follows the EBML header
-    if head[at : at + 4] != _SEGMENT or (segment := _vint(head, at + 4)) is None or segment[2]:
-        return None  # no Segment where expected, or one of unknown size (a live recording): nothing to compare
-    end = at + 4 + segment[1] + segment[0]
-    return max(0, end - size)
+    if head[at : at + 4] != _SEGMENT or (segment := _vint(head, at + 4)) is None:
+        return None  # no Segment where expected: nothing to compare
+    start = at + 4 + segment[1]
+    if not segment[2]:
+        return max(0, start + segment[0] - size)
+    return _children_missing(f, start, size)
+
+
+def _children_missing(f, at: int, size: int) -> int | None:  # noqa: ANN001 - a binary file
+    """A Segment of unknown size (a live recording): its children's own sizes, walked to the file's end. A cut
+    recording's last Cluster declares more than the file holds; one of unknown size leaves nothing to compare."""
+    for _ in range(MAX_BOXES * 10):
+        if at >= size:
+            return at - size
+        f.seek(at)
+        head = f.read(12)
+        id_length = _element_id_length(head[0]) if head else 0
+        if not id_length or (found := _vint(head, id_length)) is None:
+            return None if len(head) >= 12 else at + 12 - size  # not an element, or a header cut short
+        value, length, unknown = found
+        if unknown:
+            return None
+        at += id_length + length + value
+    return None
 
 
 def _mp4_missing(f, size: int) -> int | None:  # noqa: ANN001 - a binary file
@@ -56,13 +81,13 @@ def _mp4_missing(f, size: int) -> int | None:  # noqa: ANN001 - a binary file
         f.seek(at)
         head = f.read(16)
         if len(head) < 8:
-            return at + 8 - size
+            return 0  # fewer bytes than a box header after the last box: padding, not a cut box
         (length,) = struct.unpack(">I", head[:4])
         if head[4:8] == b"\0\0\0\0" or not head[4:8].isascii():
             return None  # not a box: not an MP4 we can follow
         if length == 1:  # a 64-bit size follows the type
             if len(head) < 16:
-                return at + 16 - size
+                return 0
             (length,) = struct.unpack(">Q", head[8:16])
         elif length == 0:  # the last box runs to the end of the file
             return 0

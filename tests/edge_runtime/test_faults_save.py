@@ -583,3 +583,24 @@ def test_a_save_folder_or_video_deleted_during_the_run_is_told(tmp_path, target)
     kept = Saver(tmp_path / f"kept{path.suffix}", fps=10)  # one left alone closes as before
     kept.write(picture, name="p.png")
     kept.close()
+
+
+def test_container_lengths_of_live_recordings_and_padded_files(tmp_path):
+    """A live-recorded Matroska/WebM (Segment of unknown size) cut in half passed the gate with no word: its
+    Clusters' own sizes tell the cut. A complete MP4 with 1-7 bytes after its last box was called truncated."""
+    from edge_runtime.container_length import missing_bytes
+
+    def element(eid: bytes, payload: bytes) -> bytes:
+        return eid + bytes([0x80 | len(payload)]) + payload  # a one-byte size: payloads under 127 bytes
+
+    header = element(b"\x1a\x45\xdf\xa3", element(b"\x42\x82", b"matroska"))
+    live = header + b"\x18\x53\x80\x67" + b"\x01\xff\xff\xff\xff\xff\xff\xff"  # a Segment of unknown size
+    live += element(b"\x1f\x43\xb6\x75", bytes(100)) + element(b"\x1f\x43\xb6\x75", bytes(100))  # two Clusters
+    cases = {"live.mkv": (live, 0), "cut.mkv": (live[:-60], 60), "cut_in_header.mkv": (live[:-104], -1)}
+    box = (24).to_bytes(4, "big") + b"ftyp" + b"isom" + bytes(12)
+    mdat = (40).to_bytes(4, "big") + b"mdat" + bytes(32)
+    cases |= {"ok.mp4": (box + mdat, 0), "pad4.mp4": (box + mdat + bytes(4), 0), "cut.mp4": (box + mdat[:-10], 10)}
+    for name, (data, missing) in cases.items():  # -1: some bytes missing (how many, a cut header cannot say)
+        (tmp_path / name).write_bytes(data)
+        found = missing_bytes(tmp_path / name)
+        assert found == missing or (missing == -1 and found and found > 0), (name, found)

@@ -174,6 +174,7 @@ class Saver:
         except OSError as exc:
             raise OutputError(f"{target}: cannot write there ({exc.strerror or exc}); choose another --save") from exc
         self._created = False
+        self.moved = False  # the saved file or folder was renamed during the run (see _check_still_there)
         self._lock_fd = self._lock()
 
     def _lock(self) -> int | None:
@@ -270,7 +271,12 @@ class Saver:
         if self._lock_fd is None or self.count == 0:
             return
         try:
-            if os.fstat(self._lock_fd).st_nlink > 0:
+            held = os.fstat(self._lock_fd)
+            if held.st_nlink > 0:
+                # renamed (a rotation, or moved away): complete where it went; the frame count is not read back
+                # under the old name, which said "holds 0 of 100 frames (a full disk ...)", exit 7
+                there = os.stat(self.target) if os.path.exists(self.target) else None
+                self.moved = there is None or (there.st_dev, there.st_ino) != (held.st_dev, held.st_ino)
                 return
         except OSError:
             return

@@ -75,7 +75,7 @@ def video_fps(name: str) -> float | None:
 
 def check_saved_video(saver: Any) -> None:
     """``--save OUT.mp4``: OpenCV's writer reports no write error, so read the frame count back."""
-    if not getattr(saver, "is_video", False) or not getattr(saver, "count", 0):
+    if not getattr(saver, "is_video", False) or not getattr(saver, "count", 0) or getattr(saver, "moved", False):
         return
     from edge_runtime.opencv_paths import video_frame_count
 

@@ -382,14 +382,18 @@ class InspectionLog:
                 return
         except OSError:
             return
+        # under its name; beside it where another run made a new log there meanwhile (that log is left alone)
+        where = self.path if not os.path.exists(self.path) else self.path.with_name(
+            f"{self.path.stem}.recovered-{os.getpid()}{self.path.suffix}"
+        )  # fmt: skip
         with self._lock:
             try:
-                self.con.execute("VACUUM INTO ?", (str(self.path),))
+                self.con.execute("VACUUM INTO ?", (str(where),))
             except sqlite3.Error as exc:
                 raise OutputError(f"{self.path}: inspection log deleted during the run, and its records could not "
-                                  f"be written back ({exc})") from exc  # fmt: skip
+                                  f"be written back to {where} ({exc}); they are lost") from exc  # fmt: skip
         raise OutputError(f"{self.path}: inspection log deleted during the run; its records were written back to "
-                          "it; keep the log while a station writes it (--log-keep and --log-max trim it)")  # fmt: skip
+                          f"{where}; keep the log while a station writes it (--log-keep trims it)")  # fmt: skip
 
     def _close(self) -> None:
         with contextlib.suppress(OutputError):  # on_close flushed already unless the run failed

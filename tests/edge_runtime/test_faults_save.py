@@ -604,3 +604,25 @@ def test_container_lengths_of_live_recordings_and_padded_files(tmp_path):
         (tmp_path / name).write_bytes(data)
         found = missing_bytes(tmp_path / name)
         assert found == missing or (missing == -1 and found and found > 0), (name, found)
+
+
+def test_a_saved_video_renamed_during_the_run_is_left_where_it_went(tmp_path):
+    """`mv s.mp4 s_ren.mp4` under a run: s_ren.mp4 held all 100 frames, yet the run ended exit 7 with "s.mp4: the
+    saved video holds 0 of 100 frames (a full disk ...)", reading the frame count back under the old name."""
+    import cv2
+    import numpy as np
+
+    from edge_runtime.annotate import Saver
+    from edge_runtime.run_outputs import check_saved_video
+
+    path = tmp_path / "s.avi"
+    saver = Saver(path, fps=10)
+    for i in range(6):
+        saver.write(np.full((64, 64, 3), 40 * i, np.uint8), name=f"p{i}.png")
+        if i == 2:
+            path.rename(tmp_path / "s_ren.avi")
+    saver.close()
+    check_saved_video(saver)  # no error: nothing was lost
+    cap = cv2.VideoCapture(str(tmp_path / "s_ren.avi"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6 and not path.exists()
+    cap.release()

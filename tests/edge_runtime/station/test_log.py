@@ -323,6 +323,28 @@ def test_a_log_deleted_during_the_run_is_written_back(station_log, log_path: Pat
         con.close()
 
 
+def test_a_deleted_log_whose_name_was_taken_meanwhile_is_written_back_beside_it(station_log, log_path: Path):
+    """`rm station.db*` and a second run making a new station.db: the first run's records could not be written back
+    ("output file already exists"), and the line said they "were written"."""
+    write_items(station_log, 12)
+    for leftover in (log_path, Path(f"{log_path}-wal"), Path(f"{log_path}-shm")):
+        if leftover.exists():
+            os.unlink(leftover)
+    other = InspectionLog(LogConfig(log_path, station="line-4"))
+    other.start_run(RUN)
+    write_items(other, 3)
+    other.close()
+    with pytest.raises(OutputError, match=r"written back to .*station\.recovered-\d+\.db"):
+        station_log.check_still_there()
+    (recovered,) = log_path.parent.glob("station.recovered-*.db")
+    for db, items in ((recovered, 12), (log_path, 3)):
+        con = open_reader(db)
+        try:
+            assert summary(con, Filter())["items"] == items
+        finally:
+            con.close()
+
+
 def test_a_log_renamed_during_the_run_is_left_where_it_went(log_path: Path):
     """logrotate's rename (station.db -> station.db.1): the records are in the renamed log, which is not a loss;
     the deletion check took it for one, wrote a second copy under the old name and ended exit 7."""

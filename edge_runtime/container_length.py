@@ -24,6 +24,16 @@ from pathlib import Path
 _EBML = b"\x1a\x45\xdf\xa3"
 _SEGMENT = b"\x18\x53\x80\x67"
 MAX_BOXES = 10_000  # top-level MP4 boxes walked before giving up (a file has a handful)
+# Matroska's Segment children, and a Cluster's (walked into where a live recording leaves a Cluster's size unknown)
+_MATROSKA_IDS = frozenset(bytes.fromhex(h) for h in (
+    "1f43b675", "1c53bb6b", "114d9b74", "1549a966", "1654ae6b", "1254c367", "1043a770", "1941a469", "ec", "bf",
+    "e7", "a3", "a0", "a7", "ab", "5854", "af",
+))  # fmt: skip
+# MP4 / QuickTime top-level box types
+_MP4_BOXES = frozenset(t.encode() for t in (
+    "ftyp", "moov", "mdat", "free", "skip", "wide", "moof", "mfra", "sidx", "styp", "uuid", "pdin", "meta", "emsg",
+    "prft", "ssix",
+))  # fmt: skip
 
 
 def _vint(data: bytes, at: int) -> tuple[int, int, bool] | None:
@@ -58,18 +68,18 @@ def _matroska_missing(f, size: int) -> int | None:  # noqa: ANN001 - a binary fi
 def _children_missing(f, at: int, size: int) -> int | None:  # noqa: ANN001 - a binary file
     """A Segment of unknown size (a live recording): its children's own sizes, walked to the file's end. A cut
     recording's last Cluster declares more than the file holds; one of unknown size leaves nothing to compare."""
-    for _ in range(MAX_BOXES * 10):
+    for _ in range(MAX_BOXES * 100):
         if at >= size:
             return at - size
         f.seek(at)
         head = f.read(12)
         id_length = _element_id_length(head[0]) if head else 0
-        if not id_length or (found := _vint(head, id_length)) is None:
-            return None if len(head) >= 12 else at + 12 - size  # not an element, or a header cut short
+        known = bool(id_length) and head[:id_length] in _MATROSKA_IDS
+        if not known or (found := _vint(head, id_length)) is None:
+            return 0 if len(head) < 12 else None  # a few bytes of padding; or not Matroska we can follow
         value, length, unknown = found
-        if unknown:
-            return None
-        at += id_length + length + value
+        # a Cluster of unknown size (a browser's recorder) is walked into: its blocks have sizes
+        at += id_length + length + (0 if unknown else value)
     return None
 
 
@@ -83,8 +93,8 @@ def _mp4_missing(f, size: int) -> int | None:  # noqa: ANN001 - a binary file
         if len(head) < 8:
             return 0  # fewer bytes than a box header after the last box: padding, not a cut box
         (length,) = struct.unpack(">I", head[:4])
-        if head[4:8] == b"\0\0\0\0" or not head[4:8].isascii():
-            return None  # not a box: not an MP4 we can follow
+        if head[4:8] not in _MP4_BOXES:
+            return None  # not a box (text appended after the last one): not an MP4 we can follow
         if length == 1:  # a 64-bit size follows the type
             if len(head) < 16:
                 return 0

@@ -277,6 +277,11 @@ class Saver:
                 # under the old name, which said "holds 0 of 100 frames (a full disk ...)", exit 7
                 there = os.stat(self.target) if os.path.exists(self.target) else None
                 self.moved = there is None or (there.st_dev, there.st_ino) != (held.st_dev, held.st_ino)
+                if not self.is_video and not self.moved and (present := self.earlier_pictures()) < self.count:
+                    # `rm -rf` racing the run removed some pictures, and the folder survived: 310 of 1435, exit 0
+                    raise OutputError(f"{self.target}: {self.count - present} of the {self.count} annotated pictures "
+                                      "saved were deleted during the run; keep --save folders until the run has "
+                                      "ended")  # fmt: skip
                 return
         except OSError:
             return
@@ -284,11 +289,16 @@ class Saver:
             raise OutputError(f"{self.target}: deleted during the run, with the annotated pictures saved before "
                               f"that ({self.earlier_pictures()} of {self.count} are there now); keep --save folders "
                               "until the run has ended")  # fmt: skip
+        # under its name; beside it where another run saved a new video there meanwhile (left alone)
+        where = self.target if not self.target.exists() else self.target.with_name(
+            f"{self.target.stem}.recovered-{os.getpid()}{self.target.suffix}"
+        )  # fmt: skip
         try:
-            with open(f"/proc/self/fd/{self._lock_fd}", "rb") as held, open(self.target, "xb") as back:
+            with open(f"/proc/self/fd/{self._lock_fd}", "rb") as held, open(where, "xb") as back:
                 shutil.copyfileobj(held, back)
         except OSError as exc:
             raise OutputError(f"{self.target}: deleted during the run, and the saved video could not be written "
-                              f"back ({exc.strerror or exc})") from exc  # fmt: skip
-        raise OutputError(f"{self.target}: deleted during the run; the saved video was written back to it; keep "
-                          "--save files until the run has ended")  # fmt: skip
+                              f"back ({exc.strerror or exc}); it is lost") from exc  # fmt: skip
+        self.moved = where != self.target  # its frames are counted where they went, not under the taken name
+        raise OutputError(f"{self.target}: deleted during the run; the saved video was written back to {where}; "
+                          "keep --save files until the run has ended")  # fmt: skip

@@ -342,6 +342,8 @@ def friendly_errors(func: F) -> F:
         except DefectEdgeError as exc:
             if debug:  # the traceback, and still the documented exit code (1 means a bug)
                 traceback.print_exc()
+            if exc.exit_code == ExitCode.OUTPUT_ERROR and not _cwd_exists():  # not "missing folder or no permission"
+                fail(CWD_DELETED, exc.exit_code)
             ctx = click.get_current_context(silent=True)
             if exc.exit_code == ExitCode.USAGE and ctx is not None:  # as click's own usage errors say
                 fail(f"{str(exc).rstrip('.')} (see '{ctx.command_path} --help')", exc.exit_code)

@@ -260,5 +260,7 @@ class Summary:
             lines.append(f"source lost: {self.source_error}")
         if self.output_error:
             counted = "the 1 record counted was" if self.items == 1 else f"the {self.items} records counted were"
-            lines.append(f"output failed: {self.output_error}; {counted} written")
+            # a deleted output that could not be written back: they were written, into a file no longer there
+            where = " to a file no longer there" if "could not be written back" in self.output_error else ""
+            lines.append(f"output failed: {self.output_error}; {counted} written{where}")
         return "\n".join(lines)

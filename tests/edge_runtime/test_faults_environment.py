@@ -155,18 +155,19 @@ def test_a_small_edge_boxs_address_space_limit_runs_the_model(tmp_path):
     assert len(proc.stdout.splitlines()) == 2
 
 
-@pytest.mark.parametrize("command", ["edge-infer", "export-onnx", "train-model"])
+@pytest.mark.parametrize("command", ["edge-infer", "edge-infer --log", "export-onnx", "train-model"])
 def test_a_deleted_current_folder_is_one_line(tmp_path, tiny_model, command):
     """`cd lot; rm -r ../lot; edge-infer ... --output o.jsonl` was "unexpected FileNotFoundError: [Errno 2] No such
     file or directory", exit 1, naming nothing; export-onnx and train-model died importing torch ("Intel oneMKL
     FATAL ERROR: Cannot load libtorch_cpu.so", exit 2, no error line), even with absolute paths."""
-    script = Path(sys.executable).parent / command
+    script = Path(sys.executable).parent / command.split()[0]
     if not script.is_file():
         pytest.skip(f"needs the installed {command} console script (python -m needs the current folder)")
     write_parts(tmp_path / "parts", [10, 220])
     gone = tmp_path / "gone"
     gone.mkdir()
     args = {"edge-infer": ["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--output", "o.jsonl"],
+            "edge-infer --log": ["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--log", "o.db"],
             "export-onnx": [str(Path(__file__).parents[2] / "train/default_model/best.pt"), "--out",
                             str(tmp_path / "m.onnx")],
             "train-model": ["--data", str(tmp_path / "parts"), "--out", str(tmp_path / "run")]}[command]  # fmt: skip

@@ -377,3 +377,16 @@ def test_an_output_and_a_log_that_both_fail_at_the_end_are_both_named(tmp_path, 
     assert result.exit_code == ExitCode.OUTPUT_ERROR
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and f"{out}: deleted during the run" in last and f"{log}: inspection log" in last
+
+
+def test_records_of_an_output_that_could_not_be_written_back_are_not_said_to_be_kept():
+    """The current folder deleted under a run: "... could not be written back (No such file or directory); they are
+    lost; the 8610 records counted were written" -- the line contradicted itself."""
+    from edge_runtime.summary import Summary
+
+    summary = Summary(source="parts/")
+    summary.items = 8610
+    summary.output_error = "o.jsonl: deleted during the run, and its records could not be written back (No such file)"
+    assert "the 8610 records counted were written to a file no longer there" in summary.text()
+    summary.output_error = "o.jsonl: cannot write (No space left on device)"
+    assert summary.text().endswith("the 8610 records counted were written")

@@ -632,3 +632,46 @@ def test_a_saved_video_renamed_during_the_run_is_left_where_it_went(tmp_path):
     cap = cv2.VideoCapture(str(tmp_path / "s_ren.avi"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6 and not path.exists()
     cap.release()
+
+
+def test_a_saved_video_deleted_while_another_run_takes_its_name_is_written_back_beside_it(tmp_path):
+    """`rm sv.mp4` and a second run saving a new sv.mp4: the first run's 8610 frames were lost ("could not be
+    written back (File exists)")."""
+    import cv2
+    import numpy as np
+
+    from edge_runtime.annotate import Saver
+    from edge_runtime.errors import OutputError
+    from edge_runtime.run_outputs import check_saved_video
+
+    path = tmp_path / "sv.avi"
+    saver = Saver(path, fps=10)
+    for i in range(5):
+        saver.write(np.full((64, 64, 3), 40 * i, np.uint8), name=f"p{i}.png")
+        if i == 1:
+            path.unlink()
+            path.write_bytes(b"another run's video")
+    with pytest.raises(OutputError, match=r"written back to .*sv\.recovered-\d+\.avi"):
+        saver.close()
+    check_saved_video(saver)  # counted where the frames went, not under the taken name
+    (back,) = tmp_path.glob("sv.recovered-*.avi")
+    cap = cv2.VideoCapture(str(back))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5 and path.read_bytes() == b"another run's video"
+    cap.release()
+
+
+def test_pictures_deleted_from_a_save_folder_that_survives_are_told(tmp_path):
+    """`rm -rf sv` racing a run failed on the folder ("Directory not empty") but took 1125 of 1435 pictures: exit 0,
+    no word."""
+    import numpy as np
+
+    from edge_runtime.annotate import Saver
+    from edge_runtime.errors import OutputError
+
+    saver = Saver(tmp_path / "sv", fps=10)
+    for i in range(5):
+        saver.write(np.full((64, 64, 3), 128, np.uint8), name=f"p{i}.png")
+    for picture in sorted((tmp_path / "sv").glob("*.jpg"))[:3]:
+        picture.unlink()
+    with pytest.raises(OutputError, match="3 of the 5 annotated pictures saved were deleted during the run"):
+        saver.close()

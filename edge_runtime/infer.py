@@ -420,6 +420,8 @@ def _finish(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log: Lo
         )
     if cfg.fail_on_defect and summary.cut_short:
         log("gate: not passed: part of the video could not be read (see the source warning), so frames were missed")
+    if cfg.fail_on_defect and summary.stdout_closed:
+        log("gate: not passed: stdout's reader went away before the source ended, so later items were not judged")
     try:
         # A run stopped before its source opened leaves the last run's --summary, as it leaves its --output: a
         # "0 items" summary beside the old records contradicted them.

@@ -119,6 +119,7 @@ def test_closed_stdout_fails_the_gate(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == ExitCode.DEFECT_FOUND, err
     assert "stopped early: stdout was closed" in err and "Traceback" not in err
+    assert "gate: not passed: stdout's reader went away before the source ended" in err  # it said nothing of why
 
 
 def test_json_onto_a_stdout_closed_from_the_start_is_refused(tmp_path):

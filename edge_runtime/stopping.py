@@ -84,7 +84,14 @@ class StopSignals:
         global _early
         adopted, _early = _early, None
         if adopted is None:
-            return cls().install()
+            # Counting while the handlers go in: a signal between two of them raised inside install(), before the
+            # caller's try, and the run ended "error: interrupted" with no summary. Counted, it is acted on as
+            # ``requested`` in that try.
+            fresh = cls()
+            fresh.counting_only = True
+            fresh.install()
+            fresh.counting_only = False
+            return fresh
         adopted.counting_only = False
         adopted.whole_process = True
         return adopted

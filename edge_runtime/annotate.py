@@ -11,7 +11,6 @@ import errno
 import fcntl
 import os
 import re
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_runtime.atomic import missing_folders, probe_writable, remove_empty
+from edge_runtime.atomic import missing_folders, probe_writable, remove_empty, write_back
 from edge_runtime.errors import OutputError
 from edge_runtime.model import Prediction
 
@@ -289,13 +288,8 @@ class Saver:
             raise OutputError(f"{self.target}: deleted during the run, with the annotated pictures saved before "
                               f"that ({self.earlier_pictures()} of {self.count} are there now); keep --save folders "
                               "until the run has ended")  # fmt: skip
-        # under its name; beside it where another run saved a new video there meanwhile (left alone)
-        where = self.target if not self.target.exists() else self.target.with_name(
-            f"{self.target.stem}.recovered-{os.getpid()}{self.target.suffix}"
-        )  # fmt: skip
         try:
-            with open(f"/proc/self/fd/{self._lock_fd}", "rb") as held, open(where, "xb") as back:
-                shutil.copyfileobj(held, back)
+            where = write_back(self._lock_fd, self.target)
         except OSError as exc:
             raise OutputError(f"{self.target}: deleted during the run, and the saved video could not be written "
                               f"back ({exc.strerror or exc}); it is lost") from exc  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,35 @@ def temp_path_for(dst: Path) -> Path:
         digest = hashlib.sha1(os.fsencode(dst.name)).hexdigest()[:16]
         name = f".defect-edge-{digest}.{os.getpid()}.tmp"
     return dst.with_name(name)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Every byte of ``data`` to ``fd`` (``os.write`` may write fewer); raises ``OSError``."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def write_back_path(path: Path) -> Path:
+    """Where the records of a file deleted during the run go back: its own name, or beside it when another run
+    made a new file there meanwhile (left alone).
+
+    >>> write_back_path(Path("no-such-dir/v.jsonl"))
+    PosixPath('no-such-dir/v.jsonl')
+    """
+    if not os.path.lexists(path):
+        return path
+    return path.with_name(f"{path.stem}.recovered-{os.getpid()}{path.suffix}")
+
+
+def write_back(held_fd: int, path: Path) -> Path:
+    """The content of a deleted file still held open as ``held_fd`` (read anew through ``/proc``, whatever the
+    descriptor's mode), written to :func:`write_back_path` of ``path``, never over another file; returns where.
+    Raises ``OSError``."""
+    where = write_back_path(path)
+    with open(f"/proc/self/fd/{held_fd}", "rb") as held, open(where, "xb") as back:
+        shutil.copyfileobj(held, back)
+    return where
 
 
 def missing_folders(folder: Path) -> list[Path]:

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from edge_runtime.atomic import write_all, write_back
 from edge_runtime.errors import OutputError, UsageError, printable
 from edge_runtime.inputs import Item
 from edge_runtime.model import Prediction
@@ -93,20 +94,18 @@ class JsonLinesSink:
 
     def __init__(self, stream: IO[str], *, human: bool = False) -> None:
         self.stream, self.human = stream, human
-        self._file: tuple[int, bool] | None | bool = (
-            False  # (fd, appends) for a regular file; None: other; False: not yet known
-        )
+        self.file = self._regular_file(stream)  # (fd, appends) where stdout is a regular file, else None
 
-    def _regular_file(self) -> tuple[int, bool] | None:
-        """stdout's descriptor and whether it appends (``>>``), where stdout is a regular file; else None."""
-        if self._file is False:
-            try:
-                fd = self.stream.fileno()
-                regular = stat.S_ISREG(os.fstat(fd).st_mode)
-                self._file = (fd, bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND)) if regular else None
-            except (OSError, ValueError, io.UnsupportedOperation, AttributeError):
-                self._file = None
-        return self._file  # type: ignore[return-value]
+    @staticmethod
+    def _regular_file(stream: IO[str]) -> tuple[int, bool] | None:
+        """The stream's descriptor and whether it appends (``>>``), where it is a regular file; else None."""
+        try:
+            fd = stream.fileno()
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            return fd, bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND)
+        except (OSError, ValueError, io.UnsupportedOperation, AttributeError):
+            return None
 
     def _write_to_file(self, fd: int, appends: bool, data: bytes) -> None:
         """One record straight to the file, cut back to the last complete line when the write fails: on a full
@@ -114,9 +113,7 @@ class JsonLinesSink:
         self.stream.flush()  # nothing of ours is left in the text layer's buffer
         start = os.fstat(fd).st_size if appends else os.lseek(fd, 0, os.SEEK_CUR)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
         except OSError:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, start)
@@ -141,7 +138,7 @@ class JsonLinesSink:
     def write(self, rec: dict[str, Any]) -> None:
         text = self.human_line(rec) if self.human else json.dumps(rec, allow_nan=False)
         try:
-            if (file := self._regular_file()) is not None:
+            if (file := self.file) is not None:
                 encoding = getattr(self.stream, "encoding", None) or "utf-8"
                 self._write_to_file(*file, (text + "\n").encode(encoding, "backslashreplace"))
             else:
@@ -270,9 +267,7 @@ class FileSink:
         if self.regular:
             start = os.fstat(self.fd).st_size if self.append else os.lseek(self.fd, 0, os.SEEK_CUR)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self.fd, view) :]
+            write_all(self.fd, data)
         except OSError as exc:
             if self.regular:
                 try:  # leave no torn line behind; a JSON array gets its closing bracket back
@@ -355,27 +350,15 @@ class FileSink:
         try:
             if os.fstat(self.fd).st_nlink > 0:
                 return
-            with open(f"/proc/self/fd/{self.fd}", "rb") as f:
-                data = f.read()
         except OSError:
-            return  # no way to tell or to read it back here (no /proc): as before
-        for where in (self.path, self.path.with_name(f"{self.path.stem}.recovered-{os.getpid()}{self.path.suffix}")):
-            try:
-                fd = os.open(where, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                raise OutputError(f"{self.path}: deleted during the run, and its records could not be written "
-                                  f"back ({exc.strerror or exc})") from exc  # fmt: skip
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
-            raise OutputError(f"{self.path}: deleted during the run; its records were written back to {where}; "
-                              "keep --output files until the run has ended")  # fmt: skip
-        raise OutputError(f"{self.path}: deleted during the run, and its records could not be written back")
+            return
+        try:
+            where = write_back(self.fd, self.path)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: deleted during the run, and its records could not be written "
+                              f"back ({exc.strerror or exc})") from exc  # fmt: skip
+        raise OutputError(f"{self.path}: deleted during the run; its records were written back to {where}; "
+                          "keep --output files until the run has ended")  # fmt: skip
 
     def _remove_unused(self) -> None:
         """A file this run made and never began (its source did not open): left, it read as a run that judged

@@ -31,7 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_runtime.atomic import missing_folders, remove_empty
+from edge_runtime.atomic import missing_folders, remove_empty, write_back_path
 from edge_runtime.errors import OutputError
 from edge_runtime.station.schema import connect, log_error
 
@@ -382,10 +382,7 @@ class InspectionLog:
                 return
         except OSError:
             return
-        # under its name; beside it where another run made a new log there meanwhile (that log is left alone)
-        where = self.path if not os.path.exists(self.path) else self.path.with_name(
-            f"{self.path.stem}.recovered-{os.getpid()}{self.path.suffix}"
-        )  # fmt: skip
+        where = write_back_path(Path(self.path))  # beside it where another run made a new log there meanwhile
         with self._lock:
             try:
                 self.con.execute("VACUUM INTO ?", (str(where),))

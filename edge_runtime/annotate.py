@@ -226,7 +226,10 @@ class Saver:
         if not self.is_video:
             out = self.target / f"{number or self.count:06d}_{Path(name).stem}.jpg"
             try:
-                write_image(out, canvas)
+                if self._lock_fd is None:
+                    write_image(out, canvas)
+                else:
+                    self._write_held(out, canvas)
             except OSError as exc:
                 raise OutputError(f"{out}: cannot write the annotated image ({exc.strerror or exc})") from exc
             return
@@ -248,6 +251,20 @@ class Saver:
         if canvas.shape[1::-1] != self.size:
             canvas = letterbox(canvas, self.size)
         self.writer.write(canvas)
+
+    def _write_held(self, out: Path, canvas: np.ndarray) -> None:
+        """One picture into the folder held for the lock, wherever it is now: renamed during the run, it keeps every
+        picture (they were split between it and a new folder under the old name). A folder deleted during the run
+        gets its name made again, as before, and the end of the run says what was lost (:meth:`_check_still_there`)."""
+        from edge_runtime.atomic import atomic_write_at
+
+        ok, data = cv2.imencode(".jpg", canvas)
+        if not ok:
+            raise OSError("cannot encode a .jpg image")
+        try:
+            atomic_write_at(self._lock_fd, out.name, data.tobytes())
+        except FileNotFoundError:
+            write_image(out, canvas)
 
     def close(self) -> None:
         if self.writer is not None:

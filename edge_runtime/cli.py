@@ -219,7 +219,7 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
         from edge_runtime.errors import DataError
         from edge_runtime.infer import InferConfig, run_inference
         from edge_runtime.model import Provider, RuntimeConfig, check_threads, model_path, threads_from_env
-        from edge_runtime.output_checks import check_distinct_outputs
+        from edge_runtime.output_checks import check_distinct_outputs, check_not_a_std_stream
         from edge_runtime.priority import Priority
 
     if opts["check_station"] is not None:
@@ -231,8 +231,10 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
         raise DataError("no input: pass --source PATH|DIR|GLOB|VIDEO|URL or --camera N")
     threads = check_threads(opts["threads"]) if opts["threads"] is not None else threads_from_env()
     # before the log is opened: --output, --summary or --save on the log's file would ruin both
-    check_distinct_outputs({"--log": opts["log"], "--output": opts["output"], "--summary": opts["summary_path"],
-                            "--save": opts["save"]})  # fmt: skip
+    named = {opt: opts[key] for opt, key in (("--log", "log"), ("--output", "output"), ("--summary", "summary_path"),
+                                             ("--save", "save"))}  # fmt: skip
+    check_distinct_outputs(named)
+    check_not_a_std_stream(named)
     cfg = InferConfig(
         source=opts["source"],
         camera=opts["camera"],

@@ -39,6 +39,32 @@ def check_distinct_outputs(named: dict[str, Path | None]) -> None:
                 raise OutputError(f"{a}: {opt_a} and {opt_b} name the same file; give each its own file")
 
 
+def check_not_a_std_stream(named: dict[str, Path | None]) -> None:
+    """Refuse, before any work, an output that is the file stdout or stderr is redirected to (``--output v.csv >
+    v.csv``, ``--output r.jsonl 2> r.jsonl``): the run's lines were written over the records (a CSV lost its header
+    and the defective part's record with it), exit 0.
+
+    >>> check_not_a_std_stream({"--output": None})
+    """
+    streams: dict[tuple[int, int], str] = {}
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        with contextlib.suppress(OSError):
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode):
+                streams.setdefault((st.st_dev, st.st_ino), name)
+    if not streams:
+        return
+    for opt, path in named.items():
+        with contextlib.suppress(OSError, ValueError):
+            if path is not None and (name := streams.get(_identity(os.stat(path)))) is not None:
+                raise OutputError(f"{path}: {opt} names the file {name} is redirected to, which would mix the run's "
+                                  f"lines into it; redirect {name} elsewhere or choose another {opt}")  # fmt: skip
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
 def check_not_an_input(spec: SourceSpec, named: dict[str, Path | None], *, save_folder: Path | None = None) -> None:
     """Refuse, before any work, an output that is one of the run's inputs (``--save line3.avi --source
     line3.avi``, ``--summary part.png``): edge-infer never overwrites what it inspects. ``save_folder``

@@ -390,3 +390,33 @@ def test_records_of_an_output_that_could_not_be_written_back_are_not_said_to_be_
     assert "the 8610 records counted were written to a file no longer there" in summary.text()
     summary.output_error = "o.jsonl: cannot write (No space left on device)"
     assert summary.text().endswith("the 8610 records counted were written")
+
+
+@pytest.mark.parametrize(("stream", "option", "name"), [(1, "--output", "v.csv"), (2, "--output", "r.jsonl"),
+                                                        (1, "--log", "x.db"), (1, "--summary", "s.json")])  # fmt: skip
+def test_an_output_that_stdout_or_stderr_is_redirected_to_is_refused(tmp_path, stream, option, name):
+    """`edge-infer --output v.csv > v.csv`: the human lines were written over the CSV's header and the defective
+    part's record (a CSV reader took what was left of it as the header); `2> r.jsonl` spliced the summary into the
+    records; `--log x.db > x.db` lost every --json record. All exit 0."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from tests.edge_runtime.conftest import MODELS
+
+    write_parts(tmp_path / "parts", [10, 220])
+    target = tmp_path / name
+    cmd = [sys.executable, "-m", "edge_runtime.cli", "--model", str(MODELS / "tiny.onnx"), "--source",
+           str(tmp_path / "parts"), option, str(target)]  # fmt: skip
+    with open(target, "w") as redirected:
+        streams = {"stdout": redirected} if stream == 1 else {"stderr": redirected, "stdout": subprocess.DEVNULL}
+        r = subprocess.run(cmd, cwd=REPO, timeout=120, **streams, stdin=subprocess.DEVNULL,
+                           **({} if stream == 2 else {"stderr": subprocess.PIPE}))  # fmt: skip
+    told = target.read_text() if stream == 2 else r.stderr.decode()
+    assert r.returncode == ExitCode.OUTPUT_ERROR, told
+    which = "stdout" if stream == 1 else "stderr"
+    assert f"{option} names the file {which} is redirected to" in told.strip().splitlines()[-1]
+    assert "Traceback" not in told and not (tmp_path / "x.db-wal").exists()
+    # the same options with the stream elsewhere run as before
+    ok = subprocess.run(cmd, cwd=REPO, timeout=120, capture_output=True)
+    assert ok.returncode == 0, ok.stderr.decode()[-500:]

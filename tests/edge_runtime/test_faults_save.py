@@ -6,6 +6,7 @@ The same promises as test_faults.py (faults_common.check).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -694,3 +695,23 @@ def test_a_save_folder_renamed_during_the_run_keeps_every_picture(tmp_path):
     saver.close()  # no error: nothing was lost
     assert sorted(p.name for p in (tmp_path / "pics_old").iterdir()) == [f"{i + 1:06d}_p{i}.jpg" for i in range(6)]
     assert not path.exists()
+
+
+def test_a_legal_long_file_name_is_saved_under_a_shortened_name(tmp_path):
+    """A 245-byte file name (legal) with `--save DIR`: `000001_<name>.jpg` passed the 255-byte limit, the run stopped
+    there with exit 7 and the items after it were never judged."""
+    import numpy as np
+
+    from edge_runtime.annotate import Saver
+
+    saver = Saver(tmp_path / "sv", fps=10)
+    long_ascii, long_utf8 = "a" * 245 + ".jpeg", "é" * 124 + ".png"  # 245 and 248 bytes
+    picture = np.full((32, 32, 3), 90, np.uint8)
+    for number, name in enumerate((long_ascii, long_utf8, "a" * 246 + ".jpeg", "short.png"), start=1):
+        saver.write(picture, name=name, number=number)
+    saver.close()
+    names = sorted(p.name for p in (tmp_path / "sv").iterdir())
+    assert len(names) == 4 and names[-1] == "000004_short.jpg"
+    assert all(len(os.fsencode(n)) <= 255 and n.endswith(".jpg") for n in names)
+    assert names[0].startswith("000001_aaaa") and names[1].startswith("000002_éé")
+    assert saver.earlier_pictures() == 4  # counted as this run's pictures

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from edge_runtime.errors import UsageError
 from edge_runtime.preprocess import IMAGE_SUFFIXES
 
 
@@ -85,6 +86,64 @@ def list_folder(folder: Path) -> tuple[tuple[Path, ...], list[str], int]:
     return images, [p.relative_to(folder).as_posix() for p in ignored], links
 
 
+# The shell's character classes inside a bracket ('[[:digit:]]*.png'), ASCII as in the C locale.
+POSIX_CLASSES = {
+    "alpha": "a-zA-Z", "digit": "0-9", "alnum": "a-zA-Z0-9", "upper": "A-Z", "lower": "a-z", "xdigit": "0-9A-Fa-f",
+    "space": " \\t\\n\\r\\f\\v", "blank": " \\t", "word": "a-zA-Z0-9_",
+    "punct": re.escape("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"),
+}  # fmt: skip
+
+
+def _bracket_end(comp: str, start: int) -> int | None:
+    """Where the bracket expression opened at ``comp[start]`` closes: a ``]`` first (after ``!`` or ``^``) is one of
+    its characters, ``[:class:]`` is read whole; None when it never closes (the ``[`` is then a character)."""
+    i = start + 1
+    if i < len(comp) and comp[i] in "!^":
+        i += 1
+    if i < len(comp) and comp[i] == "]":
+        i += 1
+    while i < len(comp):
+        if comp.startswith("[:", i) and (k := comp.find(":]", i + 2)) != -1:
+            i = k + 2
+            continue
+        if comp[i] == "]":
+            return i
+        i += 1
+    return None
+
+
+def _bracket_regex(body: str, pattern: str) -> str:
+    """A shell bracket expression's inside as a regular expression's set: each character escaped (``[[x]`` or
+    ``[a&&b]`` were read as nested sets or set operations), ``[:class:]`` as its characters; a range written
+    backwards (``[z-a]``, an internal error before) or an unknown class is a usage error naming the pattern.
+
+    >>> _bracket_regex("!a-c[:digit:]", "x")
+    '[^a-c0-9]'
+    """
+    negate = body[:1] in ("!", "^")
+    body = body[1:] if negate else body
+    out, i = [], 0
+    while i < len(body):
+        if body.startswith("[:", i) and (k := body.find(":]", i + 2)) != -1:
+            name = body[i + 2 : k]
+            if name not in POSIX_CLASSES:
+                raise UsageError(f"--source: unknown character class [:{name}:] in {pattern!r}; use one of "
+                                 f"{', '.join(sorted(POSIX_CLASSES))}")  # fmt: skip
+            out.append(POSIX_CLASSES[name])
+            i = k + 2
+            continue
+        if i + 2 < len(body) and body[i + 1] == "-":
+            lo, hi = body[i], body[i + 2]
+            if lo > hi:
+                raise UsageError(f"--source: the range {lo}-{hi} in {pattern!r} runs backwards; write {hi}-{lo}")
+            out.append(f"{re.escape(lo)}-{re.escape(hi)}")
+            i += 3
+            continue
+        out.append(re.escape(body[i]) if body[i] not in "-" else "\\-")
+        i += 1
+    return "[" + ("^" if negate else "") + "".join(out) + "]"
+
+
 def _pattern_regex(pattern: str) -> re.Pattern[str]:
     parts = []
     comps = pattern.split("/")
@@ -100,11 +159,9 @@ def _pattern_regex(pattern: str) -> re.Pattern[str]:
                 rx += "[^/]*"
             elif c == "?":
                 rx += "[^/]"
-            elif c == "[" and "]" in comp[i + 2 :]:
-                j = comp.index("]", i + 2)
-                inner = comp[i + 1 : j]
-                rx += "[" + ("^" + inner[1:] if inner.startswith("!") else inner).replace("\\", "\\\\") + "]"
-                i = j
+            elif c == "[" and (end := _bracket_end(comp, i)) is not None:
+                rx += _bracket_regex(comp[i + 1 : end], pattern)
+                i = end
             else:
                 rx += re.escape(c)
             i += 1

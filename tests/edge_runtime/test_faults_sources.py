@@ -348,3 +348,31 @@ def test_names_on_stderr_are_one_line_each(tmp_path, tiny_model):
     only_hidden = invoke(["--model", str(tiny_model), "--source", f"{folder}/*.png"])
     assert check(only_hidden, ExitCode.BAD_DATA, error_lines=1) == []
     assert "(hidden, passed over: .x\\ny.png, .z.png)" in only_hidden.stderr
+
+
+def test_bracket_expressions_in_a_pattern_read_as_the_shell_reads_them(tmp_path, tiny_model):
+    """'gl/[z-a]*' was "unexpected error: bad character range" (exit 1, the code that says "a bug"); '[[:alpha:]]*'
+    leaked Python's FutureWarning and matched nothing where the shell matches a.png; '[[]x.png' leaked it too."""
+    import warnings
+
+    for name in ("a", "1", "[x", "-y", "]z"):
+        write_parts(tmp_path / "gl", [10])
+        (tmp_path / "gl" / "part_00.png").rename(tmp_path / "gl" / f"{name}.png")
+
+    def matched(pattern: str) -> list[str]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a leaked warning fails the test
+            result = invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/gl/{pattern}"])
+        return sorted(Path(r["source"]).name for r in check(result, ExitCode.OK, error_lines=0))
+
+    assert matched("[[:alpha:]]*") == ["a.png"]
+    assert matched("[[:digit:][:alpha:]].png") == ["1.png", "a.png"]
+    assert matched("[[]x.png") == ["[x.png"]
+    assert matched("[!a]*") == ["-y.png", "1.png", "[x.png", "]z.png"]
+    assert matched("[a-]*") == ["-y.png", "a.png"]
+    assert matched("[]]*") == ["]z.png"]
+    for pattern, told in (("[z-a]*", "the range z-a in '[z-a]*' runs backwards; write a-z"),
+                          ("[[:foo:]]*", "unknown character class [:foo:] in '[[:foo:]]*'")):  # fmt: skip
+        result = invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/gl/{pattern}"])
+        check(result, ExitCode.USAGE, error_lines=1)
+        assert told in result.stderr

@@ -124,7 +124,11 @@ def check_station_options(opts: dict[str, Any]) -> None:
         if Path(str(log)).suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:  # the next run read it as a part
             raise click.UsageError(f"--log {log}: an inspection log under an image or video name; name it .db")
     bind = opts.get("serve")
-    if bind is None and opts.get("token"):
+    token = opts.get("token")
+    if token is not None and token != "" and not token.strip():
+        # a token of spaces guarded a public page with `?token=+` (200), as an empty one would have
+        raise click.UsageError("--token is blank (only spaces); give a secret that is hard to guess")
+    if bind is None and token:
         raise click.UsageError("--token needs --serve HOST:PORT")
     if bind is not None and not bind.loopback and not opts.get("token"):
         raise click.UsageError(

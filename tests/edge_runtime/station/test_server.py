@@ -142,6 +142,11 @@ def test_serving_beyond_localhost_needs_a_token():
     check_station_options({"serve": Bind.parse("127.0.0.1:8080")})
     with pytest.raises(click.UsageError, match="need --log"):
         check_station_options({"log_keep": 3600.0})
+    # a token of spaces let `?token=+` into a page served on 0.0.0.0 (200)
+    for blank in (" ", "\t  "):
+        for bind in ("0.0.0.0:8080", "127.0.0.1:8080"):
+            with pytest.raises(click.UsageError, match="--token is blank"):
+                check_station_options({"serve": Bind.parse(bind), "token": blank})
 
 
 def test_a_taken_port_is_a_clear_error(served):

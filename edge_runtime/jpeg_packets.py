@@ -39,10 +39,17 @@ class JpegPackets:
     """
 
     def __init__(
-        self, cap: Any, name: str, *, max_undecodable_run: int | None = MAX_UNDECODABLE_RUN, colour: bool = True
+        self,
+        cap: Any,
+        name: str,
+        *,
+        max_undecodable_run: int | None = MAX_UNDECODABLE_RUN,
+        colour: bool = True,
+        turn: int | None = None,
     ) -> None:
         self.cap, self.name, self.max_undecodable_run = cap, name, max_undecodable_run
         self.colour = colour
+        self.turn = turn  # cv2.rotate's code for the stream's rotation tag: each picture is turned so
         self.gray: np.ndarray | None = None  # with ``colour``: the frame decoded to gray as well (see read)
         self.warning: str | None = None
         self.error: str | None = None
@@ -72,6 +79,9 @@ class JpegPackets:
             self.error = str(exc).removeprefix(f"{self.name}: ")
             return True, None
         self.undecodable_run = 0
+        if self.turn is not None:
+            image = cv2.rotate(image, self.turn)
+            self.gray = None if self.gray is None else cv2.rotate(self.gray, self.turn)
         return True, image
 
     def _picture(self, data: bytes, *, colour: bool) -> tuple[np.ndarray, str | None]:
@@ -121,6 +131,25 @@ def as_jpeg_packets(
         fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little")
     except (cv2.error, OverflowError, ValueError):
         return cap
-    if fourcc.upper() != b"MJPG" or not cap.set(cv2.CAP_PROP_FORMAT, -1):
+    if fourcc.upper() != b"MJPG":
         return cap
-    return JpegPackets(cap, name, max_undecodable_run=max_undecodable_run, colour=colour)
+    # OpenCV turns each frame by the stream's rotation tag (a phone's .mov), and turned the packet too: a byte
+    # array reversed (180) or stood on end (90) is no JPEG, and every frame was "not a readable image", exit 3.
+    # The packets are read as stored and each decoded picture is turned as OpenCV would have turned it.
+    turn = ROTATIONS.get(_rotation_tag(cap))
+    if turn is not None and not cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0):
+        return cap
+    if not cap.set(cv2.CAP_PROP_FORMAT, -1):
+        return cap
+    return JpegPackets(cap, name, max_undecodable_run=max_undecodable_run, colour=colour, turn=turn)
+
+
+# How OpenCV's FFmpeg backend turns a frame for a stream's rotation tag (degrees).
+ROTATIONS = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+
+
+def _rotation_tag(cap: Any) -> int:
+    try:
+        return round(float(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0.0)) % 360
+    except (cv2.error, OverflowError, TypeError, ValueError):
+        return 0

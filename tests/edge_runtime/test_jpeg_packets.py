@@ -428,3 +428,40 @@ def test_a_saved_stream_keeps_a_frame_for_undecodable_parts_before_its_first_pic
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     cap.release()
     assert count == 6
+
+
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_a_motion_jpeg_video_with_a_rotation_tag_is_read_and_turned_as_opencv_turns_it(tmp_path: Path, degrees: int):
+    """A phone's Motion-JPEG .mov tagged 'rotate=180' (or 90): OpenCV turned the packets as if they were pictures, a
+    reversed byte array is no JPEG, and every frame was "not a readable image", exit 3."""
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg to tag the video (apt-get install -y ffmpeg)")
+    plain = tmp_path / "plain.mov"
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[:16, :20] = 255  # a bright corner: a turn moves it
+    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", "64x48",
+                    "-r", "5", "-i", "-", "-c:v", "mjpeg", "-q:v", "2", str(plain)],
+                   input=frame.tobytes() * 3, check=True)  # fmt: skip
+    tagged = tmp_path / f"rot{degrees}.mov"
+    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(plain), "-c", "copy", "-metadata:s:v:0",
+                    f"rotate={degrees}", str(tagged)], check=True)  # fmt: skip
+    shown = cv2.VideoCapture(str(tagged))  # as OpenCV shows it, decoded and turned by FFmpeg
+    ok, expected = shown.read()
+    shown.release()
+    assert ok and expected.shape[:2] == ((64, 48) if degrees != 180 else (48, 64))
+    cap = as_jpeg_packets(cv2.VideoCapture(str(tagged)), tagged.name)
+    assert isinstance(cap, JpegPackets)
+    got = []
+    while True:
+        ok, picture = cap.read()
+        if not ok:
+            break
+        assert picture is not None and cap.error is None, cap.error
+        got.append(picture)
+    cap.release()
+    assert len(got) == 3
+    assert got[0].shape == expected.shape
+    assert np.abs(got[0].astype(int) - expected.astype(int)).mean() < 3  # the same picture, the same way up

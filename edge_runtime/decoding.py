@@ -289,7 +289,42 @@ def page_count(data: bytes) -> int | None:
         return (_webp_frames(data) or 1) if animated else 1
     if data[:3] == b"\xff\xd8\xff":
         return _jpeg_images(data)
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return _gif_images(data)
     return None
+
+
+def _gif_images(data: bytes, limit: int = 64) -> int:
+    """How many pictures a GIF holds (up to ``limit``): OpenCV decodes a GIF whatever its suffix, an animated one
+    saved as ``part.png`` was judged on its first frame, without a word, and a defective later frame passed.
+
+    >>> head = b"GIF89a" + bytes([2, 0, 2, 0, 0x80, 0, 0]) + bytes(6)  # 2x2, a 2-colour global table
+    >>> frame = bytes([0x2C, *bytes(8), 0, 2, 2, 0x44, 1, 0])  # descriptor, LZW code size, one sub-block, end
+    >>> gce = bytes([0x21, 0xF9, 4, *bytes(4), 0])  # a graphic control extension before each frame
+    >>> _gif_images(head + frame + b";"), _gif_images(head + (gce + frame) * 3 + b";")
+    (1, 3)
+    """
+    pos, count = 13, 0
+    if len(data) > 10 and data[10] & 0x80:  # the global colour table
+        pos += 3 << ((data[10] & 7) + 1)
+    while pos < len(data) and count < limit:
+        kind = data[pos]
+        if kind == 0x3B:  # the trailer
+            break
+        if kind == 0x21:  # an extension: its label, then sub-blocks
+            pos += 2
+        elif kind == 0x2C:  # a picture: its descriptor, its own colour table, the LZW code size, then sub-blocks
+            count += 1
+            if pos + 9 >= len(data):
+                break
+            packed = data[pos + 9]
+            pos += 10 + ((3 << ((packed & 7) + 1)) if packed & 0x80 else 0) + 1
+        else:
+            break  # not a GIF block: what came before is what the file holds
+        while pos < len(data) and data[pos]:  # sub-blocks up to the empty one
+            pos += data[pos] + 1
+        pos += 1
+    return max(count, 1)
 
 
 def _jpeg_images(data: bytes, limit: int = 64) -> int:

@@ -329,10 +329,11 @@ def test_a_coarsely_compressed_lossy_webp_is_not_passed_as_trusted(tmp_path):
         assert rec["defective"] and not rec["warning"], name
 
 
-@pytest.mark.parametrize("kind", ["multi-page.tif", "animated.png", "animated.webp", "two-pictures.jpg"])
+@pytest.mark.parametrize("kind", ["multi-page.tif", "animated.png", "animated.webp", "two-pictures.jpg", "gif.png"])
 def test_an_image_file_with_several_pages_is_not_passed_on_its_first(tmp_path, kind: str):
     """A TIFF with an OK page then a defective one (or an animated PNG or WebP) was judged on its first page alone:
-    "ok", exit 0 under --fail-on-defect, no word of the other pages."""
+    "ok", exit 0 under --fail-on-defect, no word of the other pages. So was an animated GIF saved as ``.png``
+    (OpenCV decodes a GIF whatever its suffix)."""
     import cv2
 
     from tests.conftest import REPO
@@ -348,11 +349,15 @@ def test_an_image_file_with_several_pages_is_not_passed_on_its_first(tmp_path, k
     else:
         anim = cv2.Animation()
         anim.frames, anim.durations = [ok, bad], [100, 100]
-        assert cv2.imwriteanimation(str(path), anim)
+        written = path.with_suffix(".gif") if kind.startswith("gif") else path
+        assert cv2.imwriteanimation(str(written), anim)
+        written.rename(path)
     (rec,) = check(invoke(["--source", str(path), "--fail-on-defect"]), ExitCode.DEFECT_FOUND, error_lines=0)
     assert "holds 2 pages or frames and only the first was inspected" in rec["warning"]
     single = tmp_path / ("one" + path.suffix)
-    assert cv2.imwrite(str(single), ok)
+    assert cv2.imwrite(str(single.with_suffix(".gif") if kind.startswith("gif") else single), ok)
+    if kind.startswith("gif"):
+        single.with_suffix(".gif").rename(single)
     (rec,) = check(invoke(["--source", str(single)]), ExitCode.OK, error_lines=0)
     assert not rec["warning"]
 

@@ -381,8 +381,17 @@ def test_a_picture_that_cannot_be_written_whole_leaves_no_torn_file(tmp_path, ti
             return half_then_full(self, data)
         return real_write_bytes(self, data)
 
+    import edge_runtime.atomic
+
+    real_write_all = edge_runtime.atomic.write_all
+
+    def write_all(fd: int, data: bytes) -> None:  # pictures go through the held folder's descriptor
+        real_write_all(fd, bytes(data)[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
     monkeypatch.setattr(builtins, "open", opener)
     monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    monkeypatch.setattr(edge_runtime.atomic, "write_all", write_all)
     result = invoke(["--model", str(tiny_model), "--source", str(folder), "--save", str(saved)])
     check(result, ExitCode.OUTPUT_ERROR, error_lines=1)
     assert "No space left" in result.stderr and list(saved.iterdir()) == []

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime import ffmpeg_log
 from edge_runtime.avi_index import AviIndex
 from edge_runtime.container_length import missing_bytes
 from edge_runtime.errors import SourceError, resource_error
@@ -63,7 +64,9 @@ def iter_video(
 
     def open_video() -> Any:
         with opencv_path(name) as opencv_name:  # a name that is not UTF-8 crashed OpenCV (SIGSEGV)
-            cap = cv2.VideoCapture(opencv_name)
+            # one decoding thread: FFmpeg's report of a damaged frame then comes while that frame is read, not
+            # while one of the frames before it is (see _VideoReader._read)
+            cap = cv2.VideoCapture(opencv_name, cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"{name}: cannot open as a video (corrupt, unsupported codec or not a video)")
@@ -72,7 +75,13 @@ def iter_video(
         return as_jpeg_packets(cap, name, max_undecodable_run=None, colour=keep_original)
 
     cap = open_within(open_video, open_timeout_s, name)
-    return _VideoReader(cap, name, prepare, keep_original=keep_original, notice=notice, cut_short=cut_short).items()
+    reader = _VideoReader(cap, name, prepare, keep_original=keep_original, notice=notice, cut_short=cut_short)
+    # FFmpeg's reports of damage it concealed, counted (not with --debug, where FFmpeg prints them itself)
+    reader.watch = os.environ.get("OPENCV_FFMPEG_LOGLEVEL") == QUIET_FFMPEG and ffmpeg_log.install()
+    return reader.items()
+
+
+QUIET_FFMPEG = "-8"  # the FFmpeg log level edge-infer sets without --debug (edge_runtime.cli)
 
 
 def _declared_end_ms(cap: Any, declared: int) -> float | None:
@@ -161,6 +170,13 @@ class _VideoReader:
         self.stop = threading.Event()
         self.index, self.at_ms = 0, None
         self.failed_from: int | None = None  # where the current run of failed reads began
+        self.watch = False  # FFmpeg's reports of concealed damage are counted (edge_runtime.ffmpeg_log)
+        self.concealed: str | None = None  # the last read's frame was patched up by the decoder: FFmpeg's words
+        try:
+            fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        except (cv2.error, TypeError, ValueError):
+            fps = 0.0
+        self.fps = fps if math.isfinite(fps) and 0.5 <= fps <= 1000.0 else None
 
     def items(self) -> Iterator[Item]:
         t = threading.Thread(target=self.run, name=f"video {self.name}", daemon=True)
@@ -201,12 +217,15 @@ class _VideoReader:
                         continue
                     break
                 self._follow_index()
+                if self.index == 0:
+                    self._skip_undecoded_start()
                 if self.failed_from is not None:
                     self._damage_ended()
                 cap = self.cap
+                warning = "; ".join(w for w in (getattr(cap, "warning", None), self.concealed) if w) or None
                 item = frame_item(self.name, self.index, frame, self.prepare, keep_original=self.keep_original,
-                                  shape=self.shape, warning=getattr(cap, "warning", None),
-                                  error=getattr(cap, "error", None), gray=getattr(cap, "gray", None))  # fmt: skip
+                                  shape=self.shape, warning=warning, error=getattr(cap, "error", None),
+                                  gray=getattr(cap, "gray", None))  # fmt: skip
                 self.put(item)
                 self.index += 1
         except Exception as exc:  # noqa: BLE001 - no file descriptor or memory left: not the video's end
@@ -223,12 +242,28 @@ class _VideoReader:
     def _read(self) -> tuple[bool, Any]:
         import cv2
 
+        before = ffmpeg_log.errors() if self.watch else 0
         try:
             ok, frame = self.cap.read()
         except cv2.error:
             return False, None
         self.at_ms = _position_ms(self.cap) if ok else self.at_ms
+        self.concealed = None
+        if self.watch and ffmpeg_log.errors() > before:
+            # H.264 and the like conceal a lost or broken slice with parts of other frames: a defective part's frame
+            # came back as the OK part before it, "ok", and the gate passed
+            self.concealed = (f"the decoder found damaged data in this frame and filled it in from other frames "
+                              f"({ffmpeg_log.last()}); its verdict may be wrong")  # fmt: skip
         return ok, frame
+
+    def _skip_undecoded_start(self) -> None:
+        """A first frame read that is not the video's first (a recording cut from a stream mid-way, which does not
+        begin on a key frame: the decoder drops what comes before one, in silence): the frames before it become a
+        damaged stretch, and the frames keep their true numbers (3 of 6 frames were judged as frames 0-2, the
+        defective one never seen, exit 0)."""
+        if self.fps is None or self.at_ms is None or self.at_ms < 1500.0 / self.fps:
+            return
+        self.failed_from, self.index = 0, round(self.at_ms * self.fps / 1000.0)
 
     def _follow_index(self) -> None:
         """The frame just read, found in the AVI's index: frames before it whose chunk headers were lost (FFmpeg
@@ -275,8 +310,10 @@ class _VideoReader:
     def _damage_ended(self) -> None:
         last, first = self.index - 1, self.failed_from
         lost = f"frame {last}" if first == last else f"frames {first} to {last}"
-        self.tell(self.cut_short, f"{self.name}: {lost} could not be decoded (a damaged stretch of the video); the "
-                  "frames after it were inspected")  # fmt: skip
+        why = ("the video does not begin on a key frame, as a recording cut from a stream, or they are damaged"
+               if first == 0 else "a damaged stretch of the video")  # fmt: skip
+        self.tell(self.cut_short, f"{self.name}: {lost} could not be decoded ({why}); the frames after it were "
+                  "inspected")  # fmt: skip
         self.failed_from = None
 
     def _finish(self) -> None:

@@ -1,0 +1,118 @@
+"""FFmpeg's own reports of damaged data, counted instead of printed.
+
+FFmpeg's decoders conceal damage: an H.264 frame with a lost or broken slice comes back as a whole picture, its
+broken part filled from an earlier frame (in a test, a defective part's frame came back as the OK part before it,
+"ok", and the gate passed). The decoder's only sign is a log line ("error while decoding MB 7 1"), which OpenCV
+prints on stdout, or not at all at the quiet level edge-infer sets. Here that log goes to a function of ours that
+keeps error-level lines and prints nothing: a reader compares :func:`errors` before and after a read to learn
+that the frame it got was patched up.
+
+OpenCV offers no such hook, so the FFmpeg library OpenCV loaded is called directly (``ctypes``). Where that
+library is not found (OpenCV built without FFmpeg, or linked statically), :func:`install` returns False and
+nothing changes. ``--debug`` leaves FFmpeg's printing as it is.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from collections import deque
+
+AV_LOG_ERROR = 16  # FFmpeg's level for "error while decoding", "concealing ... errors"
+# What FFmpeg's decoders write about damaged input (lower case); other error lines (a network's) are not damage.
+DAMAGE_WORDS = (
+    "error while decoding",
+    "concealing",
+    "decode_slice_header",
+    "invalid nal",
+    "corrupt",
+    "missing reference",
+    "reference picture missing",
+    "non-existing pps",
+    "no frame!",
+    "cabac decode",
+    "out of range",
+    "mmco",
+    "illegal",
+    "damaged",
+    "overread",
+)
+
+_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.count = 0  # damage lines so far
+        self.recent: deque[str] = deque(maxlen=16)
+        self.lib: ctypes.CDLL | None = None
+        self.callback = None  # kept alive while FFmpeg holds it
+
+
+_log = _Log()
+
+
+def _library() -> ctypes.CDLL | None:
+    """The libavutil this process has loaded (OpenCV's), found in the process's memory map."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split(None, 5)[5].strip() for line in maps if "libavutil" in line and len(line.split()) > 5}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+            for symbol in ("av_log_set_callback", "av_log_format_line", "av_log_set_level"):
+                getattr(lib, symbol)  # the functions we need, or not this library
+        except (OSError, AttributeError):
+            continue
+        return lib
+    return None
+
+
+def _on_log(avcl: int | None, level: int, fmt: bytes | None, args: int | None) -> None:
+    if level > AV_LOG_ERROR or _log.lib is None or fmt is None:
+        return
+    try:
+        line = ctypes.create_string_buffer(512)
+        prefix = ctypes.c_int(0)
+        _log.lib.av_log_format_line(
+            ctypes.c_void_p(avcl), level, fmt, ctypes.c_void_p(args), line, len(line), ctypes.byref(prefix)
+        )
+        text = line.value.decode("utf-8", "replace").strip()
+    except Exception:  # noqa: BLE001 - a log line must never break decoding
+        return
+    low = text.lower()
+    if any(word in low for word in DAMAGE_WORDS):
+        with _log.lock:
+            _log.count += 1
+            _log.recent.append(text)
+
+
+def install() -> bool:
+    """Route FFmpeg's log here (error level only, nothing printed); call after OpenCV has opened a video, as OpenCV
+    sets its own route then. True when FFmpeg's reports are counted."""
+    if _log.lib is None:
+        _log.lib = _library()
+        if _log.lib is None:
+            return False
+        _log.lib.av_log_set_callback.argtypes = [_CALLBACK]
+        c = ctypes
+        _log.lib.av_log_format_line.argtypes = [c.c_void_p, c.c_int, c.c_char_p, c.c_void_p, c.c_char_p, c.c_int,
+                                                c.POINTER(c.c_int)]  # fmt: skip
+        _log.callback = _CALLBACK(_on_log)
+    _log.lib.av_log_set_level(AV_LOG_ERROR)
+    _log.lib.av_log_set_callback(_log.callback)
+    return True
+
+
+def errors() -> int:
+    """How many damage reports FFmpeg has made so far in this process."""
+    return _log.count
+
+
+def last() -> str:
+    """FFmpeg's latest damage report (its own words), '' if none."""
+    with _log.lock:
+        return _log.recent[-1] if _log.recent else ""

@@ -1,0 +1,76 @@
+"""Damage that FFmpeg's H.264 decoder hides: a broken frame filled in from the frames before it, and the frames of
+a recording that does not begin on a key frame, dropped in silence. Both passed a defective part (exit 0)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from edge_runtime.errors import ExitCode
+from tests.conftest import REPO
+from tests.edge_runtime.faults_common import check, invoke
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
+                                reason="needs ffmpeg and ffprobe (apt-get install -y ffmpeg)")  # fmt: skip
+SAMPLES = REPO / "edge_runtime" / "samples" / "test"
+
+
+@pytest.fixture(scope="module")
+def h264(tmp_path_factory) -> Path:
+    """Seven parts at 5 FPS, the fourth defective, H.264 without B-frames, one key frame at the start and one at
+    frame 4."""
+    folder = tmp_path_factory.mktemp("h264")
+    ok = sorted((SAMPLES / "ok_front").glob("*.jpeg"))  # the package ships two
+    bad = sorted((SAMPLES / "def_front").glob("*.jpeg"))[0]
+    for i, src in enumerate([ok[0], ok[1], ok[0], bad, ok[1], ok[0], ok[1]]):
+        shutil.copy(src, folder / f"s{i}.jpeg")
+    video = folder / "clean.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-framerate", "5", "-i", str(folder / "s%d.jpeg"),
+                    "-vf", "scale=300:300", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-bf", "0", "-g", "100",
+                    "-sc_threshold", "0", "-force_key_frames", "expr:eq(n,4)", str(video)], check=True)  # fmt: skip
+    return video
+
+
+def packets(video: Path) -> list[dict]:
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_packets", "-show_entries",
+                          "packet=pos,size,flags", "-of", "json", str(video)],
+                         check=True, capture_output=True, text=True).stdout  # fmt: skip
+    return [
+        {"pos": int(p["pos"]), "size": int(p["size"]), "key": "K" in p["flags"]} for p in json.loads(out)["packets"]
+    ]
+
+
+def test_a_frame_the_decoder_patched_up_gets_a_warning_and_fails_the_gate(h264: Path, tmp_path: Path):
+    clean = check(invoke(["--source", str(h264), "--fail-on-defect"]), ExitCode.DEFECT_FOUND, error_lines=0)
+    assert len(clean) == 7 and clean[3]["defective"] and not any(r["warning"] for r in clean)
+    damaged = tmp_path / "damaged.mp4"
+    data = bytearray(h264.read_bytes())
+    fourth = packets(h264)[3]
+    assert not fourth["key"]
+    start = fourth["pos"] + fourth["size"] // 4  # most of the defective part's frame zeroed: its slice is broken
+    data[start : fourth["pos"] + fourth["size"] - 4] = bytes(fourth["pos"] + fourth["size"] - 4 - start)
+    damaged.write_bytes(bytes(data))
+    recs = check(invoke(["--source", str(damaged), "--fail-on-defect"]), ExitCode.DEFECT_FOUND, error_lines=0)
+    assert len(recs) == 7
+    assert "the decoder found damaged data in this frame" in (recs[3]["warning"] or "")
+    assert [r["frame"] for r in recs if r["warning"]] == [3]  # the frame itself, not one read before it
+    # without the gate the run goes on and says it (it was "ok" with no word, exit 0)
+    r = invoke(["--source", str(damaged)])
+    assert r.exit_code == ExitCode.OK and "1 with warnings" in r.stderr
+
+
+def test_a_recording_that_does_not_begin_on_a_key_frame_says_which_frames_it_lost(h264: Path, tmp_path: Path):
+    """A stream copy cut mid-way: the decoder dropped the frames before the first key frame in silence, the ones after
+    were numbered from 0, and the defective one was never seen (exit 0)."""
+    cut = tmp_path / "cut.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(h264), "-c", "copy", "-bsf:v",
+                    "noise=drop=eq(n\\,0)", str(cut)], check=True)  # fmt: skip
+    r = invoke(["--source", str(cut), "--fail-on-defect"])
+    recs = check(r, ExitCode.DEFECT_FOUND, error_lines=0)
+    assert [rec["frame"] for rec in recs] == [3, 4, 5]  # their true numbers
+    assert "frames 0 to 2 could not be decoded (the video does not begin on a key frame" in r.stderr
+    assert "gate: not passed" in r.stderr

@@ -41,7 +41,7 @@ MAX_SEED = 2**32 - 1  # numpy and torch take it; a negative or larger seed faile
     type=GivenPath(path_type=Path),
     help="Dataset folder with train/ (and test/).",
 )
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
+@click.option("--out", "out", required=True, type=GivenPath(path_type=Path), help="Run folder to write.")
 @click.option("--epochs", default=40, show_default=True, type=click.IntRange(min=1))
 @click.option(
     "--arch",

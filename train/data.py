@@ -179,8 +179,16 @@ def stratified_group_split(
                 taken += len(group)
             else:
                 train_idx += group
+    for label in (0, 1):
+        if sum(1 for g in groups.values() if labels[g[0]] == label) < 2:
+            # one image of a class cannot be on both sides: "raise --val-fraction" then trained a model that had
+            # never seen a defect, exit 0
+            raise DataError(f"the {'defective' if label else 'OK'} class has fewer than two different images; "
+                            "training needs some for training and some for validation: add images")  # fmt: skip
     if not val_idx or len(set(labels[val_idx].tolist())) < 2:
         raise DataError("validation split has fewer than two classes; add images or raise --val-fraction")
+    if len(set(labels[train_idx].tolist())) < 2:
+        raise DataError("training split has fewer than two classes; add images or lower --val-fraction")
     return np.asarray(sorted(train_idx)), np.asarray(sorted(val_idx))
 
 

@@ -204,3 +204,11 @@ def test_seed_arch_at_another_size_is_a_usage_error_before_any_work(tmp_path: Pa
     out = tmp_path / "run"
     r = run("--data", str(synthetic_data), "--out", str(out), "--arch", "seed", "--img-size", "160", "--quiet")
     assert r.exit_code == 2 and "--arch seed takes 224 px only" in r.output and not out.exists(), r.output
+
+
+def test_an_empty_out_is_a_usage_error_not_the_current_folder(tmp_path: Path, synthetic_data: Path, monkeypatch):
+    """`--out "$RUN"` with RUN unset wrote best.pt, last.pt, report.json and the pictures into the current folder."""
+    monkeypatch.chdir(tmp_path)
+    r = run("--data", str(synthetic_data), "--out", "", "--epochs", "1", "--quiet")
+    assert r.exit_code == ExitCode.USAGE and "is empty (an unset shell variable?)" in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]

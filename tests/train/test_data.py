@@ -30,6 +30,27 @@ def test_other_class_names_need_and_accept_positive_class(tmp_path: Path):
         D.resolve_classes(root / "train", "dented")
 
 
+def test_positive_class_naming_the_ok_folder_is_refused(synthetic_data: Path):
+    """--positive-class ok_front trained a model that called the OK parts defective; the runtime then printed
+    "label": "ok", "defective": true, and a gate stopped the good parts."""
+    with pytest.raises(DataError, match="names the OK parts' folder; the defective class is 'def_front'"):
+        D.resolve_classes(synthetic_data / "train", "ok_front")
+    assert D.resolve_classes(synthetic_data / "train", "def_front").positive_dir == "def_front"
+
+
+def test_a_class_with_one_image_is_refused_whatever_the_validation_share():
+    """One defective image: "add images or raise --val-fraction"; raised to 0.6, a model that had never seen a
+    defect was trained, exit 0."""
+    labels = np.array([0] * 20 + [1])
+    hashes = [f"h{i}" for i in range(21)]
+    for fraction in (0.15, 0.6, 0.85):
+        with pytest.raises(DataError, match="the defective class has fewer than two different images"):
+            D.stratified_group_split(labels, hashes, fraction, seed=0)
+    twins = np.array([0] * 20 + [1, 1])  # two byte-identical defect images are one image to the split
+    with pytest.raises(DataError, match="defective class has fewer than two"):
+        D.stratified_group_split(twins, [*hashes[:20], "same", "same"], 0.5, seed=0)
+
+
 def test_single_class_missing_and_empty_folders_are_refused(tmp_path: Path):
     with pytest.raises(DataError, match="folder not found"):
         D.resolve_classes(tmp_path / "nowhere", None)

@@ -31,6 +31,7 @@ SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP"
 # Console scripts whose main() takes over the signals installed before their imports (install_early): only
 # these, for a signal handler that only counts must never be left in place by a command that does not adopt it.
 EARLY_COMMANDS = frozenset({"edge-infer", "train-model", "export-onnx", "edge-bench", "edge-log"})
+EARLY_MODULES = frozenset({"export.ship"})  # `make models`: a SIGTERM during its imports was a silent exit 143
 _early: StopSignals | None = None
 
 
@@ -42,7 +43,10 @@ def install_early() -> None:
     nothing here."""
     global _early
     command = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    if _early is None and command in EARLY_COMMANDS and threading.current_thread() is threading.main_thread():
+    orig = list(getattr(sys, "orig_argv", []))  # `python -m export.ship`: argv[0] is "-m" while it imports
+    module = orig[orig.index("-m") + 1] if "-m" in orig[1:-1] else None
+    early = command in EARLY_COMMANDS or module in EARLY_MODULES
+    if _early is None and early and threading.current_thread() is threading.main_thread():
         _early = StopSignals()
         _early.counting_only = True
         _early.install()

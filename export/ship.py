@@ -9,13 +9,15 @@ checks as ``export-onnx`` (the INT8 accuracy gate included) and writes ``edge_ru
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from edge_runtime.atomic import atomic_write_text
 from edge_runtime.cli_support import Command, debug_option, friendly_errors, version_option
 from edge_runtime.model import DEFAULT_MODEL_FILES, MODELS_DIR, EdgeModel
 from edge_runtime.model_info import Precision
@@ -58,22 +60,35 @@ def command_for(checkpoint: Path, out: Path, precision: Precision) -> str:
 
 
 def ship(checkpoint: Path, models_dir: Path, *, log: Log = print) -> Path:
-    """Export FP32 and INT8 into ``models_dir`` and write the model card there; returns the card's path."""
+    """Export FP32 and INT8 into ``models_dir`` and write the model card there; returns the card's path.
+
+    The three files are made in a hidden folder beside them and moved into place together at the end: an INT8
+    export that failed its accuracy gate (or a stop signal) after the FP32 one had replaced the shipped FP32 file
+    left the pair from two different checkpoints, with the old card. Now the shipped files change all or none."""
     from train.checkpoint import load_checkpoint
 
-    runs: dict[str, list[str]] = {}
-    for precision in (Precision.FP32, Precision.INT8):
-        lines: list[str] = []
+    models_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".ship-", dir=models_dir))
+    try:
+        runs: dict[str, list[str]] = {}
+        for precision in (Precision.FP32, Precision.INT8):
+            out = models_dir / DEFAULT_MODEL_FILES[precision]
+            staged = staging / out.name
+            lines: list[str] = []
 
-        def both(msg: str, lines: list[str] = lines) -> None:
-            log(msg)
-            lines.append(msg)
+            def both(msg: str, lines: list[str] = lines, staged: Path = staged, out: Path = out) -> None:
+                msg = msg.replace(str(staged), str(out))
+                log(msg)
+                lines.append(msg)
 
-        out = models_dir / DEFAULT_MODEL_FILES[precision]
-        export_onnx(checkpoint, out, CONFIGS[precision], log=both)
-        runs[command_for(checkpoint, out, precision)] = lines
-    card = models_dir / "MODEL_CARD.md"
-    atomic_write_text(card, model_card(load_checkpoint(checkpoint), models_dir, runs))
+            export_onnx(checkpoint, staged, CONFIGS[precision], log=both)
+            runs[command_for(checkpoint, out, precision)] = lines
+        card = models_dir / "MODEL_CARD.md"
+        (staging / card.name).write_text(model_card(load_checkpoint(checkpoint), staging, runs), encoding="utf-8")
+        for name in (*DEFAULT_MODEL_FILES.values(), card.name):
+            os.replace(staging / name, models_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     log(f"wrote {card}")
     return card
 
@@ -165,7 +180,10 @@ def model_card(ckpt: Checkpoint, models_dir: Path, runs: dict[str, list[str]]) -
 @friendly_errors
 def main(checkpoint: Path | None, out_dir: Path, debug: bool) -> None:
     """Rebuild edge_runtime/models/defectnet_{fp32,int8}.onnx and MODEL_CARD.md."""
-    ship(checkpoint or default_checkpoint(), out_dir, log=click.echo)
+    from edge_runtime.stopping import command_signals
+
+    with command_signals():  # a SIGTERM at any moment is "interrupted", exit 130 (early on it was a silent 143)
+        ship(checkpoint or default_checkpoint(), out_dir, log=click.echo)
 
 
 if __name__ == "__main__":

@@ -362,6 +362,20 @@ def test_a_stop_during_the_other_commands_imports_is_interrupted_exit_130(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_a_stop_during_make_models_imports_is_interrupted_exit_130(tmp_path):
+    """`python -m export.ship` (make models): a SIGTERM while it imported torch was a silent exit 143."""
+    pytest.importorskip("torch", reason="export.ship needs the train extra")
+    proc = subprocess.Popen([sys.executable, "-m", "export.ship", "--checkpoint", str(tmp_path / "best.pt"),
+                             "--out-dir", str(tmp_path / "models")], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)  # fmt: skip
+    wait_for_handler(proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.INTERRUPTED, err[-800:]
+    assert err == "error: interrupted\n" and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("opt_in", [False, True])
 def test_onnxruntime_telemetry_is_off_unless_the_user_turns_it_on(tmp_path, opt_in):
     """onnxruntime 1.32 wrote a device id and an upload cache under ~/.cache/Microsoft at every start, and printed a

@@ -250,3 +250,33 @@ def test_no_writable_temporary_folder_is_one_line_naming_tmpdir(tiny_run: Path, 
     assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output
     assert "/ro/tmp: cannot make the export's working folder" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_ship_replaces_the_shipped_pair_and_card_together_or_not_at_all(tiny_run: Path, tmp_path: Path, monkeypatch):
+    """`python -m export.ship` whose INT8 export failed its accuracy gate (or was stopped) after the FP32 one had been
+    written left the shipped FP32 file from the new checkpoint, the INT8 one and the model card from the old."""
+    import export.ship as ship_module
+    from edge_runtime.errors import GateError
+
+    out = tmp_path / "models"
+    ship_module.ship(tiny_run, out, log=lambda _m: None)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == ["MODEL_CARD.md", "defectnet_fp32.onnx", "defectnet_int8.onnx"]
+    real = ship_module.export_onnx
+
+    def int8_fails(checkpoint, path, cfg, *, log):
+        if cfg.precision.value == "int8":
+            raise GateError("int8 loses 9.09 percentage points ...; model not written")
+        return real(checkpoint, path, cfg, log=log)
+
+    monkeypatch.setattr(ship_module, "export_onnx", int8_fails)
+    from train.checkpoint import atomic_torch_save, load_checkpoint
+
+    other = tmp_path / "other.pt"  # another checkpoint: same weights, another threshold, so another FP32 file
+
+    ckpt = load_checkpoint(tiny_run)
+    ckpt.threshold = 0.25
+    atomic_torch_save(ckpt, other)
+    with pytest.raises(GateError):
+        ship_module.ship(other, out, log=lambda _m: None)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing half-replaced, no staging left

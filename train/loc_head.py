@@ -314,11 +314,20 @@ def drop_loc_head(ckpt_path: Path, *, log: Log = print) -> None:
 
 def add_loc_head(ckpt_path: Path, *, epochs: int = DEFAULT_EPOCHS, seed: int = 0, log: Log = print) -> HeadRecord:
     """Train the head for the checkpoint at ``ckpt_path`` on its recorded OK training images and store it there."""
-    from train.checkpoint import atomic_torch_save, load_checkpoint, model_from_checkpoint, recorded_train_files
+    from train.checkpoint import (
+        atomic_torch_save,
+        load_checkpoint,
+        model_from_checkpoint,
+        recorded_root,
+        recorded_train_files,
+    )
 
     ckpt = load_checkpoint(ckpt_path)
     ok_dir = ckpt.data.class_dirs[0] if ckpt.data.class_dirs else ""
-    paths = [p for p in recorded_train_files(ckpt, with_val=False) if p.parent.name == ok_dir]
+    train_dir = (recorded_root(ckpt) or Path()) / "train"
+    # the class is the first folder below train/: OK images in sub-folders of ok_front/ were trained on, and then
+    # "not reachable" ended a whole default run with exit 3
+    paths = [p for p in recorded_train_files(ckpt, with_val=False) if p.relative_to(train_dir).parts[0] == ok_dir]
     if not paths:
         raise DataError(f"{ckpt_path}: its OK training images are not reachable (under {ckpt.data.root or '?'})")
     log(f"localisation head: {len(paths)} OK training images")

@@ -151,3 +151,26 @@ def test_cli_bad_seed_is_a_usage_error_and_debug_is_an_option(tmp_path: Path):
     r = CliRunner().invoke(main, [str(ckpt)])
     assert r.exit_code == ExitCode.BAD_MODEL and r.output.startswith("error: ") and "Traceback" not in r.output
     assert "Exit codes" in CliRunner().invoke(main, ["--help"]).output
+
+
+def test_ok_images_in_sub_folders_of_the_class_folder_train_the_head(tmp_path: Path):
+    """train-model reads class folders recursively, but the head took only images directly in ok_front/: with them
+    in ok_front/a/b/ a whole run ended "its OK training images are not reachable", exit 3."""
+    import shutil
+
+    from tests.conftest import make_dataset
+    from train.config import TrainConfig
+    from train.main import main
+
+    data = make_dataset(tmp_path / "data", n_train=12, n_test=4)
+    nested = data / "train" / "ok_front" / "a" / "b"
+    nested.mkdir(parents=True)
+    for f in (data / "train" / "ok_front").glob("*.png"):
+        shutil.move(f, nested / f.name)
+    logs: list[str] = []
+    cfg = TrainConfig(data=data, out=tmp_path / "run", epochs=1, img_size=32, batch_size=8, quiet=True, threads=2,
+                      loc_head_epochs=1)  # fmt: skip
+    main(cfg, log=logs.append)
+    assert load_checkpoint(tmp_path / "run" / "best.pt").loc_head is not None
+    n_train_ok = sum(1 for f in load_checkpoint(tmp_path / "run" / "best.pt").data.train_files if "ok_front" in f)
+    assert f"localisation head: {n_train_ok} OK training images" in logs

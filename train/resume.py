@@ -162,6 +162,30 @@ def _read_state(run_dir: Path) -> dict[str, Any]:
     return st
 
 
+def _check_best_beside(run_dir: Path, st: dict[str, Any]) -> None:
+    """The run's best.pt must be there and be the best epoch this last.pt recorded, before any image is read: without
+    it every epoch was trained and the run then failed on the missing file, its best epoch lost for good; with another
+    run's best.pt (same data) report.json described one run and best.pt held the other, exit 0."""
+    best = run_dir / "best.pt"
+    if not st["history"]:
+        return
+    if not best.exists():
+        raise OutputError(f"{best}: missing: the run's best epoch so far ({st['best_epoch']}) would be lost; restore "
+                          "the run's own best.pt, or train anew in another --out")  # fmt: skip
+    try:
+        ckpt = torch.load(best, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - a damaged best.pt is replaced by the next better epoch, as before
+        return
+    if not isinstance(ckpt, dict):
+        return
+    theirs = (ckpt.get("data_fingerprint"), ckpt.get("epoch"))
+    ours = (st.get("fingerprint"), st.get("best_epoch"))
+    if None not in theirs and theirs != ours:
+        raise ModelError(f"{best}: not the best epoch that {run_dir / 'last.pt'} recorded (epoch {theirs[1]} of "
+                         f"data {theirs[0]}, not epoch {ours[1]} of {ours[0]}): the two files come from different "
+                         "runs; restore the run's own pair, or train anew in another --out")  # fmt: skip
+
+
 def load_resume_state(
     run_dir: Path, cfg: TrainConfig, *, given: frozenset[str] | None = None, log: Callable[[str], None] = print
 ) -> tuple[dict[str, Any], TrainConfig]:
@@ -169,6 +193,7 @@ def load_resume_state(
     on the command line) are the run's own; a typed option that changes the recipe, or an --epochs below the epochs
     already trained, is refused."""
     st = _read_state(run_dir)
+    _check_best_beside(run_dir, st)
     stored = st["config"] if isinstance(st["config"], dict) else {}
     cfg, taken = with_run_options(cfg, stored, given)
     changed = changed_options(stored, cfg, given)

@@ -397,3 +397,26 @@ def test_a_stdout_that_fails_loses_the_messages_not_the_training(tmp_path: Path,
     assert proc.returncode == ExitCode.OK, proc.stderr
     assert (out / "best.pt").is_file() and "Traceback" not in proc.stderr
     assert "warning: stdout could not be written" in proc.stderr
+
+
+def test_resume_without_the_runs_best_pt_or_with_another_runs_is_refused_before_training(
+    one_epoch: Path, synthetic_data: Path, tmp_path: Path
+):
+    """Without best.pt, --resume trained every epoch and then failed on the missing file ("pass the best.pt written by
+    train-model", exit 4), the run's best epoch lost for good. With another run's best.pt (same data, another seed)
+    it finished exit 0: report.json described one run, best.pt held the other."""
+    other = tmp_path / "other"
+    assert run("--data", synthetic_data, "--out", other, "--epochs", "1", *TINY, "--seed", "5").exit_code == 0
+    (one_epoch / "best.pt").write_bytes((other / "best.pt").read_bytes())
+    before = snapshot(one_epoch)
+    r = run("--data", synthetic_data, "--out", one_epoch, "--epochs", "2", *TINY, "--resume")
+    assert r.exit_code == ExitCode.BAD_MODEL, r.output
+    assert "not the best epoch that" in last_line(r) and "come from different runs" in last_line(r)
+    assert "decoded" not in r.output and snapshot(one_epoch) == before
+    (one_epoch / "best.pt").unlink()
+    before = snapshot(one_epoch)
+    r = run("--data", synthetic_data, "--out", one_epoch, "--epochs", "2", *TINY, "--resume")
+    assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output
+    assert last_line(r).endswith("best.pt: missing: the run's best epoch so far (1) would be lost; restore the run's "
+                                 "own best.pt, or train anew in another --out")  # fmt: skip
+    assert "decoded" not in r.output and snapshot(one_epoch) == before

@@ -18,7 +18,7 @@ import click
 
 from edge_runtime.cli_support import Group, debug_option, friendly_errors, stdout_errors, version_option
 from edge_runtime.errors import exit_codes_help, printable
-from edge_runtime.summary import plural
+from edge_runtime.summary import no_part, plural
 
 CSV_KEYS = (
     "id",
@@ -105,7 +105,8 @@ def summary_text(db: Path, s: dict[str, Any]) -> str:
         ),
         f"defective {s['defective']} ({_pct(s['defective'], s['items'] - s['errors'])}), ok {s['ok']}, "
         f"errors {s['errors']}, warnings {s['warnings']}; latency {lat}",
-        f"station check: {plural(s['unlike_training'], 'item')} looked unlike the training images",
+        f"station check: {plural(s['unlike_training'], 'item')} looked unlike the training images"
+        + (f" ({s['no_part']} with no part found: the whole frame was judged)" if s.get("no_part") else ""),
         "defect rate per hour (UTC):",
     ]
     lines += [
@@ -208,8 +209,11 @@ def _print_rows(found: Any, fmt: str | None) -> None:
         for r in found:
             verdict_text = r["error"] and f"ERROR {r['error']}" or f"{r['label']:<10} {r['score']:.4g}"
             where = r["source"] if r["frame"] is None else f"{r['source']} frame {r['frame']}"
+            # as edge-infer's own line: an item judged without a part found read as a plain "ok"
+            notes = "".join(f"  ({n})" for n in (r.get("warning") and f"warning: {r['warning']}",
+                            no_part(r) and "no part found: the whole frame was judged") if n)  # fmt: skip
             # a newline in a file name had broken the row in two, the second half reading as a row of its own
-            click.echo(printable(f"{r['id']:>8}  {r['time']}  {verdict_text:<18} {where}"))
+            click.echo(printable(f"{r['id']:>8}  {r['time']}  {verdict_text:<18} {where}{notes}"))
 
 
 @main.command(help="Write the stored image of item ID (defective items keep one) with its verdict drawn.")

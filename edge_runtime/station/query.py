@@ -23,6 +23,7 @@ from edge_runtime.errors import DataError
 from edge_runtime.metrics import nearest_rank_index
 from edge_runtime.station.schema import connect, read_error
 from edge_runtime.station.units import parse_duration
+from edge_runtime.summary import NO_PART
 
 ROW_SQL = (
     "SELECT i.id, i.time, r.station, i.source, i.frame, i.label, i.score, i.threshold, i.defective, i.latency_ms, "
@@ -298,10 +299,11 @@ def summary(con: sqlite3.Connection, flt: Filter) -> dict[str, Any]:
             f"FROM inspections i{where}",
             args,
         ).fetchone()
-        lat_n, warned, unlike = con.execute(
-            "SELECT count(i.latency_ms), count(i.warning), count(json_extract(i.extra, '$.unlike_training')) "
+        lat_n, warned, unlike, no_part = con.execute(
+            "SELECT count(i.latency_ms), count(i.warning), count(json_extract(i.extra, '$.unlike_training')), "
+            "count(CASE WHEN json_extract(i.extra, '$.unlike_training') LIKE ? THEN 1 END) "
             f"FROM inspections i{where}",
-            args,
+            [f"%{NO_PART}%", *args],
         ).fetchone()
         models = [
             {
@@ -332,6 +334,7 @@ def summary(con: sqlite3.Connection, flt: Filter) -> dict[str, Any]:
             "errors": e,
             "warnings": warned,
             "unlike_training": unlike,
+            "no_part": no_part,  # of those, frames in which no part was found (the whole frame was judged)
             "defect_rate": round(d / (n - e), 4) if n - e else None,
             "first": _time(first, "the first item") if first is not None else None,
             "last": _time(last, "the last item") if last is not None else None,

@@ -383,3 +383,21 @@ def test_query_onto_a_file_that_fills_up_keeps_whole_lines_and_onto_a_closed_std
     assert closed.stderr.strip() == (
         "error: stdout is closed (>&-), and this command's result is written there; send it to a file"
     )
+
+
+def test_an_item_judged_without_a_part_is_marked_in_the_query_table_and_counted(station_log, log_path: Path):
+    """edge-infer's line says "(no part found: the whole frame was judged)" (and the gate never passes it); the log's
+    table showed the same item as a plain "ok", and its summary said "warnings 0" and nothing of it."""
+    t = time.time()
+    station_log.write([record(1, defective=False, t=t)], [None])
+    station_log.write([record(2, defective=False, t=t, unlike_training=["no part found in the frame (the whole "
+                                                                        "frame was used)"])], [None])  # fmt: skip
+    station_log.write([record(3, defective=False, t=t, warning="Corrupt JPEG data: premature end")], [None])
+    rows = edge_log("query", log_path).output.splitlines()
+    assert len(rows) == 3
+    marks = {row.split()[-1] if "(" not in row else row[row.index("(") :] for row in rows}
+    assert "(no part found: the whole frame was judged)" in marks
+    assert "(warning: Corrupt JPEG data: premature end)" in marks and "parts/p00001.png" in marks
+    out = edge_log("summary", log_path).output
+    assert "station check: 1 item looked unlike the training images (1 with no part found" in out
+    assert json.loads(edge_log("summary", log_path, "--json").output)["no_part"] == 1

@@ -149,6 +149,9 @@ def ensure_writable(dst: Path, *, checkpoint: Path | None = None) -> None:
         raise OutputError(f"{dst}: is named like a checkpoint ({dst.suffix}), not a model; pass --out FILE.onnx")
     if dst.suffix.lower() in IMAGE_SUFFIXES:  # an eval or calibration image would be replaced by a model
         raise OutputError(f"{dst}: is named like an image ({dst.suffix}), not a model; pass --out FILE.onnx")
+    if dst.suffix.lower() != ".onnx":  # the run's own report.json (or metrics.jsonl, notes) became ONNX bytes
+        kind = f"named {dst.suffix}" if dst.suffix else "without the .onnx suffix"
+        raise OutputError(f"{dst}: is {kind}, not a model file; pass --out FILE.onnx")
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         probe = temp_path_for(dst)

@@ -315,9 +315,14 @@ def load_checkpoint(path: Path) -> Checkpoint:
             f"{names[1]!r}); retrain, or restore the checkpoint"
         )
     try:
-        return Checkpoint.from_dict(ckpt)
+        record = Checkpoint.from_dict(ckpt)
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ModelError(f"{path}: checkpoint fields are invalid ({exc!r}); retrain with train-model") from exc
+    built = record.model_args.get("size")
+    if isinstance(built, int) and built != record.preprocess.size:  # "unexpected RuntimeError: The size of tensor"
+        raise ModelError(f"{path}: checkpoint's input size ({record.preprocess.size} px) is not the size its model "
+                         f"was built for ({built} px); retrain, or restore the checkpoint")  # fmt: skip
+    return record
 
 
 def verify_checkpoint(ckpt: dict[str, Any], path: Path) -> bool:

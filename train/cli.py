@@ -161,6 +161,14 @@ def _train(opts: dict, stop: StopSignals) -> None:
         raise click.BadOptionUsage(
             "station_views", f"--station-views: --arch {opts['arch']} does not crop the part; use --arch defectnet"
         )
+    size = opts["img_size"]
+    if Arch(opts["arch"]) is Arch.DEFECTNET and size is not None and size % 16:
+        # trained, then no localisation head, and export-onnx failed ("export with --no-map", exit 4)
+        raise click.BadOptionUsage(
+            "img_size",
+            f"--img-size {size}: defectnet takes a multiple of 16 (its stages halve the input four "
+            f"times; the defect map reads them), such as {max(16, round(size / 16) * 16)}",
+        )
     if Arch(opts["arch"]) is Arch.SEED and opts["img_size"] not in (None, 224) and not opts["resume"]:
         # the origin network's classifier is sized for 224 px: any other size failed after the images were decoded
         raise click.BadOptionUsage("img_size", f"--img-size {opts['img_size']}: --arch seed takes 224 px only")

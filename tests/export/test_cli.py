@@ -108,6 +108,17 @@ def test_weights_that_do_not_fit_the_architecture_are_exit_4(tiny_run: Path, tmp
     assert_one_line_error(export_cli(tmp_path / "best.pt", "--out", tmp_path / "m.onnx"), ExitCode.BAD_MODEL, "fit")
 
 
+def test_an_input_size_that_is_not_the_models_is_exit_4(tiny_run: Path, tmp_path: Path):
+    """A checkpoint without a content hash, its preprocess size edited: "unexpected RuntimeError: The size of tensor
+    a (999) must match ...", exit 1."""
+    ckpt = torch.load(tiny_run, weights_only=True)
+    ckpt.pop("sha256")
+    ckpt["preprocess"]["size"] = 999
+    torch.save(ckpt, tmp_path / "best.pt")
+    r = export_cli(tmp_path / "best.pt", "--out", tmp_path / "m.onnx")
+    assert_one_line_error(r, ExitCode.BAD_MODEL, "input size (999 px) is not the size its model was built for (32 px)")
+
+
 def test_unwritable_output_is_exit_7_before_any_work(tiny_run: Path, tmp_path: Path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")

@@ -87,6 +87,9 @@ def fifo(path: Path) -> Path:
         (lambda tmp, ckpt: fifo(tmp / "pipe.onnx"), "not a regular file"),  # was replaced (so was /dev/full)
         (lambda tmp, ckpt: ckpt, "is the checkpoint being exported"),  # the trained weights were lost
         (lambda tmp, ckpt: tmp / "model.pt", "named like a checkpoint"),
+        # the run's own report.json became ONNX bytes, exit 0; so did metrics.jsonl and a name without a suffix
+        (lambda tmp, ckpt: tmp / "report.json", "is named .json, not a model file; pass --out FILE.onnx"),
+        (lambda tmp, ckpt: tmp / "model", "is without the .onnx suffix, not a model file"),
     ],
 )
 def test_out_that_must_not_be_replaced_is_refused_before_any_work(stamped: Path, tmp_path: Path, target, message):

@@ -133,6 +133,8 @@ def test_without_torch_help_works_and_a_run_names_the_extra(tmp_path: Path):
         ("--station-views", "9"),
         ("--station-share", "nan"),
         ("--station-share", "1.5"),
+        ("--img-size", "17"),  # trained, no defect map, and export-onnx then failed (exit 4)
+        ("--img-size", "100"),
     ],
 )
 def test_bad_number_is_a_usage_error_before_anything_is_written(

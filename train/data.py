@@ -192,6 +192,21 @@ def stratified_group_split(
     return np.asarray(sorted(train_idx)), np.asarray(sorted(val_idx))
 
 
+def check_label_conflicts(split: Split) -> None:
+    """Refuse byte-identical images under both classes: validation then held the same picture labelled both ways, and
+    the recall-first threshold was forced into false alarms (4 of 4 OK images), with no word of why."""
+    first: dict[str, tuple[str, int]] = {}
+    pairs: list[tuple[str, str]] = []
+    for f, h, label in zip(split.files, split.hashes, split.labels.tolist(), strict=True):
+        seen = first.setdefault(h, (f, label))
+        if seen[1] != label:
+            pairs.append((seen[0], f))
+    if pairs:
+        shown = "; ".join(f"{a} = {b}" for a, b in pairs[:3])
+        raise DataError(f"{split.root}: {len(pairs)} image(s) are byte-identical copies under both classes ({shown}"
+                        f"{'; ...' if len(pairs) > 3 else ''}); remove or relabel them")  # fmt: skip
+
+
 def duplicates_between(a: Split, b: Split) -> list[tuple[str, str]]:
     """Pairs (file in b, file in a) whose bytes are identical."""
     first: dict[str, str] = {}

@@ -73,6 +73,7 @@ def load_data(cfg: TrainConfig, spec: PreprocessSpec, log: Log) -> Dataset:
     common = {"max_bad_fraction": cfg.max_bad_fraction, "limit_per_class": cfg.max_images_per_class}
     t0 = time.perf_counter()
     full = D.load_split("train", root / "train", classes, spec, **common)
+    D.check_label_conflicts(full)
     test = D.load_split("test", root / "test", classes, spec, **common) if (root / "test").is_dir() else None
     n_loaded = len(full) + (len(test) if test else 0)
     log(f"decoded and resized {n_loaded} images once in {time.perf_counter() - t0:.1f}s ({spec.size}px)")

@@ -195,3 +195,20 @@ def test_the_train_folder_advice_fits_the_layout_given(tmp_path: Path):
     (root / "Train").rename(root / "ok_and_def")
     with pytest.raises(DataError, match=r"holds class folders directly \(ok_and_def\)"):
         D.check_train_folder(root)  # test/ is not named as a class folder
+
+
+def test_the_same_image_under_both_classes_is_refused(tmp_path: Path):
+    """Byte-identical copies in def_front/ and ok_front/ trained silently: validation held the same picture labelled
+    both ways, and the recall-first threshold was forced into false alarms."""
+    import shutil
+
+    root = make_dataset(tmp_path / "d")
+    ok = sorted((root / "train" / "ok_front").glob("*.png"))
+    for f in ok[:2]:
+        shutil.copy(f, root / "train" / "def_front" / f"copy_{f.name}")
+    cm = D.resolve_classes(root / "train", None)
+    full = D.load_split("train", root / "train", cm, SPEC, max_bad_fraction=0.05)
+    with pytest.raises(DataError, match=r"2 image\(s\) are byte-identical copies under both classes \(.*copy_"):
+        D.check_label_conflicts(full)
+    D.check_label_conflicts(D.load_split("train", make_dataset(tmp_path / "clean") / "train", cm, SPEC,
+                                         max_bad_fraction=0.05))  # fmt: skip

@@ -34,7 +34,7 @@ from train.model import ARCHS, build_model, count_flops, count_params, default_m
 from train.plots import curves_png, grid_png
 from train.report import write_final_report
 from train.resume import load_resume_state
-from train.run_dir import removed_if_refused, rerun_advice, setup_run_dir, write_run_text
+from train.run_dir import release_run_dir, removed_if_refused, rerun_advice, setup_run_dir, write_run_text
 from train.station import flange_edges, station_views
 
 Log = Callable[[str], None]
@@ -342,18 +342,21 @@ def main(
     if cfg.station_views > 0 and spec_for(cfg).crop is not CropMode.PART:
         raise DataError(f"--station-views: --arch {cfg.arch.value} does not crop the part; use --arch defectnet")
     run_dir, made = setup_run_dir(cfg)
-    with removed_if_refused(made):
-        state = None
-        if cfg.resume:  # before minutes of decoding; the run's own options replace those not typed
-            state, cfg = load_resume_state(run_dir, cfg, given=given, log=log)
-        spec = spec_for(cfg)
-        ds = load_data(cfg, spec, log)
-        _log_dataset(ds, log)
-        trainer = Trainer(cfg, ds, spec, run_dir, log)
-        if state is not None:
-            trainer.resume(state)
-    with rerun_advice(run_dir):
-        return _train(cfg, ds, spec, trainer, log, progress_factory)
+    try:
+        with removed_if_refused(made):
+            state = None
+            if cfg.resume:  # before minutes of decoding; the run's own options replace those not typed
+                state, cfg = load_resume_state(run_dir, cfg, given=given, log=log)
+            spec = spec_for(cfg)
+            ds = load_data(cfg, spec, log)
+            _log_dataset(ds, log)
+            trainer = Trainer(cfg, ds, spec, run_dir, log)
+            if state is not None:
+                trainer.resume(state)
+        with rerun_advice(run_dir):
+            return _train(cfg, ds, spec, trainer, log, progress_factory)
+    finally:
+        release_run_dir(run_dir)
 
 
 def _train(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import shutil
 from collections.abc import Iterator
@@ -74,6 +75,7 @@ def setup_run_dir(cfg: TrainConfig) -> tuple[Path, list[Path]]:
         raise OutputError(
             f"{run_dir}: cannot write the run folder ({exc.strerror or exc}); choose another --out"
         ) from exc
+    _hold(run_dir)
     # best.pt alone (a run whose last.pt was deleted, a model folder) is a model too: never trained over.
     held = [name for name in ("last.pt", "best.pt") if (run_dir / name).exists()]
     if not cfg.resume and held == ["best.pt"]:
@@ -86,6 +88,36 @@ def setup_run_dir(cfg: TrainConfig) -> tuple[Path, list[Path]]:
             f"{run_dir}: already holds a training run ({held[0]}); pass --resume to continue it or choose another --out"
         )
     return run_dir, made
+
+
+_HELD: dict[Path, int] = {}  # the run folders this process trains into, locked until release_run_dir
+
+
+def _hold(run_dir: Path) -> None:
+    """Lock the run folder for this process (``flock`` on the folder itself): two train-model runs started together
+    on one --out both passed the "already holds a run" check, both said "wrote best.pt", and one run's work was
+    gone. A file system without locks trains unlocked, as before."""
+    if run_dir in _HELD:
+        return
+    try:
+        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise OutputError(f"{run_dir}: another train-model is training into it; choose another --out") from exc
+        return
+    _HELD[run_dir] = fd
+
+
+def release_run_dir(run_dir: Path) -> None:
+    """Unlock a run folder :func:`setup_run_dir` locked (the run has ended, well or not)."""
+    fd = _HELD.pop(Path(run_dir), None)
+    if fd is not None:
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -420,3 +420,25 @@ def test_resume_without_the_runs_best_pt_or_with_another_runs_is_refused_before_
     assert last_line(r).endswith("best.pt: missing: the run's best epoch so far (1) would be lost; restore the run's "
                                  "own best.pt, or train anew in another --out")  # fmt: skip
     assert "decoded" not in r.output and snapshot(one_epoch) == before
+
+
+def test_a_second_run_into_the_same_out_while_one_trains_is_refused(tmp_path: Path, synthetic_data: Path):
+    """Two train-model runs started together on one --out both passed the "already holds a run" check and both said
+    "wrote best.pt" (exit 0); one run's work was gone."""
+    import fcntl
+    import os
+
+    out = tmp_path / "run"
+    out.mkdir()
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as the first run holds it
+    try:
+        r = run("--data", synthetic_data, "--out", out, "--epochs", "1", *TINY)
+        assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output
+        assert last_line(r) == f"error: {out}: another train-model is training into it; choose another --out"
+        assert "decoded" not in r.output and list(out.iterdir()) == []
+    finally:
+        os.close(fd)
+    assert run("--data", synthetic_data, "--out", out, "--epochs", "1", *TINY).exit_code == 0  # free again
+    r = run("--data", synthetic_data, "--out", out, "--epochs", "1", *TINY, "--resume")  # the same process, again
+    assert r.exit_code == 0, r.output

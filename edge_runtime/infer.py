@@ -419,7 +419,7 @@ def _finish(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log: Lo
             f"{'is' if summary.no_part == 1 else 'are'} not passed"
         )
     if cfg.fail_on_defect and summary.cut_short:
-        log("gate: not passed: part of the video could not be read (see the source warning), so frames were missed")
+        log("gate: not passed: part of the video could not be read or was not inspected (see the source warning)")
     if cfg.fail_on_defect and summary.stdout_closed:
         log("gate: not passed: stdout's reader went away before the source ended, so later items were not judged")
     try:

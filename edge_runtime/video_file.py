@@ -25,6 +25,7 @@ from edge_runtime.container_length import missing_bytes
 from edge_runtime.errors import SourceError, resource_error
 from edge_runtime.items import Item, frame_item
 from edge_runtime.jpeg_packets import JpegPackets
+from edge_runtime.video_tracks import video_tracks
 
 
 def check_video_file(name: str) -> int:
@@ -78,6 +79,9 @@ def iter_video(
     reader = _VideoReader(cap, name, prepare, keep_original=keep_original, notice=notice, cut_short=cut_short)
     # FFmpeg's reports of damage it concealed, counted (not with --debug, where FFmpeg prints them itself)
     reader.watch = os.environ.get("OPENCV_FFMPEG_LOGLEVEL") == QUIET_FFMPEG and ffmpeg_log.install()
+    if (tracks := video_tracks(name) or 1) > 1:  # OpenCV reads the first: a second camera's parts passed unseen
+        reader.tell(cut_short, f"{name}: the file holds {tracks} video tracks and only the first was inspected; save "
+                    "each as its own file (ffmpeg -i IN -map 0:v:1 -c copy OUT) and inspect them all")  # fmt: skip
     return reader.items()
 
 

@@ -74,3 +74,22 @@ def test_a_recording_that_does_not_begin_on_a_key_frame_says_which_frames_it_los
     assert [rec["frame"] for rec in recs] == [3, 4, 5]  # their true numbers
     assert "frames 0 to 2 could not be decoded (the video does not begin on a key frame" in r.stderr
     assert "gate: not passed" in r.stderr
+
+
+@pytest.mark.parametrize("container", ["mkv", "mp4", "avi"])
+def test_a_video_with_a_second_camera_track_says_only_the_first_was_inspected(h264: Path, tmp_path: Path, container):
+    """Two cameras in one recording: OpenCV reads the first video track, and the defective part the second one saw
+    passed the gate (exit 0) without a word."""
+    two = tmp_path / f"two.{container}"
+    codec = ["-c:v", "mpeg4"] if container == "avi" else ["-c", "copy"]
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(h264), "-i", str(h264), "-map", "0:v", "-map",
+                    "1:v", *codec, str(two)], check=True)  # fmt: skip
+    r = invoke(["--source", str(two), "--fail-on-defect"])
+    check(r, ExitCode.DEFECT_FOUND, error_lines=0)
+    assert f"{two}: the file holds 2 video tracks and only the first was inspected" in r.stderr
+    one = tmp_path / f"one.{container}"  # a video track and a sound track: one camera, no word
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine=d=1", "-i", str(h264), "-map",
+                    "1:v", "-map", "0:a", *codec, "-c:a", "mp3" if container == "avi" else "aac", str(one)],
+                   check=True)  # fmt: skip
+    r = invoke(["--source", str(one)])
+    assert r.exit_code == ExitCode.OK and "video tracks" not in r.stderr, r.stderr

@@ -46,6 +46,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edge_runtime import ffmpeg_log
 from edge_runtime.errors import SourceError, UsageError
 from edge_runtime.summary import plural
 
@@ -213,7 +214,10 @@ def capture_factory(source: str, *, timeout_s: float = 5.0, colour: bool = True)
             backend = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
             cap = cv2.VideoCapture(int(source), backend)
         elif is_stream_url(source):
-            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, open_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+            # one decoding thread: FFmpeg's report of a frame it patched up comes while that frame is read (with a
+            # thread per core it came a read early or late, and the warning went to a neighbouring frame)
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, open_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms,
+                      cv2.CAP_PROP_N_THREADS, 1]  # fmt: skip
             cap = cv2.VideoCapture(_opened_url(source), cv2.CAP_FFMPEG, params)
         else:
             with opencv_path(source) as name:  # a name that is not UTF-8 crashed OpenCV (SIGSEGV)
@@ -255,6 +259,16 @@ def open_within(factory: CaptureFactory, timeout_s: float, name: str) -> Capture
             raise err
         raise SourceError(f"{name}: cannot open ({type(err).__name__}: {err})") from err
     return box["cap"]
+
+
+def _decoder_threads(cap: Any) -> int:
+    """The decoding threads of an FFmpeg capture: frames a report of damage may come ahead of."""
+    import cv2
+
+    try:
+        return max(1, min(64, int(cap.get(cv2.CAP_PROP_N_THREADS) or 1)))
+    except Exception:  # noqa: BLE001 - a capture without the property
+        return 1
 
 
 class LatestFrameReader:
@@ -311,6 +325,11 @@ class LatestFrameReader:
         self._thread: threading.Thread | None = None
         self._waited = False  # stop() has waited for the thread once
         self._first_deadline = float("inf")
+        # FFmpeg's reports of damage it concealed (edge_runtime.ffmpeg_log), once a capture is open: the frames of
+        # the read that brought one, and as many after it as the decoder has threads (frames in flight), get a
+        # warning. A lost RTP packet's frame came back patched from the frames before it, with no word.
+        self._watch: bool | None = None
+        self._patched_left = 0
 
     @property
     def dropped(self) -> int:
@@ -419,6 +438,7 @@ class LatestFrameReader:
                     if not self._reopen():
                         return
                     continue
+                before = self._damage_reports(cap)
                 try:
                     ok, frame = cap.read()
                 except Exception as exc:  # noqa: BLE001 - a driver error is a drop like any other
@@ -426,7 +446,15 @@ class LatestFrameReader:
                     self.on_event(f"{self.name}: read failed ({type(exc).__name__}: {exc})")
                 error = getattr(cap, "error", None) if ok else None  # a frame came, undecodable (JpegPackets)
                 if ok and (frame is not None or error):
-                    self._publish(frame, getattr(cap, "warning", None), error, getattr(cap, "gray", None))
+                    warning = getattr(cap, "warning", None)
+                    if self._watch and ffmpeg_log.errors() > before:
+                        self._patched_left = max(1, _decoder_threads(cap))
+                    if self._patched_left and frame is not None:
+                        self._patched_left -= 1
+                        patched = (f"the decoder found damaged data near this frame and filled it in from other "
+                                   f"frames ({ffmpeg_log.last()}); its verdict may be wrong")  # fmt: skip
+                        warning = "; ".join(w for w in (warning, patched) if w)
+                    self._publish(frame, warning, error, getattr(cap, "gray", None))
                     continue
                 self._release()
                 if not self.reconnect or self._stop.is_set():  # a stop (Ctrl-C) cut the read short: no drop
@@ -436,6 +464,14 @@ class LatestFrameReader:
         finally:
             self._release()
             self._finish()
+
+    def _damage_reports(self, cap: Any) -> int:
+        """FFmpeg's damage reports so far; the first call routes them here (after OpenCV has opened a capture, as it
+        sets its own route then), unless --debug left FFmpeg printing."""
+        if self._watch is None:
+            quiet = os.environ.get("OPENCV_FFMPEG_LOGLEVEL") == "-8"  # as edge-infer sets it without --debug
+            self._watch = quiet and getattr(cap, "getBackendName", lambda: "")() == "FFMPEG" and ffmpeg_log.install()
+        return ffmpeg_log.errors() if self._watch else 0
 
     def _release(self) -> None:
         cap, self._cap = self._cap, None

@@ -44,16 +44,21 @@ def packets(video: Path) -> list[dict]:
     ]
 
 
-def test_a_frame_the_decoder_patched_up_gets_a_warning_and_fails_the_gate(h264: Path, tmp_path: Path):
-    clean = check(invoke(["--source", str(h264), "--fail-on-defect"]), ExitCode.DEFECT_FOUND, error_lines=0)
-    assert len(clean) == 7 and clean[3]["defective"] and not any(r["warning"] for r in clean)
-    damaged = tmp_path / "damaged.mp4"
+def damage_fourth_frame(h264: Path, damaged: Path) -> Path:
+    """A copy of ``h264`` with most of its fourth frame (the defective part's) zeroed: its slice is broken."""
     data = bytearray(h264.read_bytes())
     fourth = packets(h264)[3]
     assert not fourth["key"]
-    start = fourth["pos"] + fourth["size"] // 4  # most of the defective part's frame zeroed: its slice is broken
+    start = fourth["pos"] + fourth["size"] // 4
     data[start : fourth["pos"] + fourth["size"] - 4] = bytes(fourth["pos"] + fourth["size"] - 4 - start)
     damaged.write_bytes(bytes(data))
+    return damaged
+
+
+def test_a_frame_the_decoder_patched_up_gets_a_warning_and_fails_the_gate(h264: Path, tmp_path: Path):
+    clean = check(invoke(["--source", str(h264), "--fail-on-defect"]), ExitCode.DEFECT_FOUND, error_lines=0)
+    assert len(clean) == 7 and clean[3]["defective"] and not any(r["warning"] for r in clean)
+    damaged = damage_fourth_frame(h264, tmp_path / "damaged.mp4")
     recs = check(invoke(["--source", str(damaged), "--fail-on-defect"]), ExitCode.DEFECT_FOUND, error_lines=0)
     assert len(recs) == 7
     assert "the decoder found damaged data in this frame" in (recs[3]["warning"] or "")
@@ -93,3 +98,39 @@ def test_a_video_with_a_second_camera_track_says_only_the_first_was_inspected(h2
                    check=True)  # fmt: skip
     r = invoke(["--source", str(one)])
     assert r.exit_code == ExitCode.OK and "video tracks" not in r.stderr, r.stderr
+
+
+def test_a_patched_frame_of_a_live_h264_stream_gets_a_warning(h264: Path, tmp_path: Path):
+    """The same damage in a camera's H.264 stream (MPEG-TS over HTTP, as a lost packet gives): the frame came back
+    patched from the one before it, "ok", with no word. The stream loops the 7 frames; newest-frame mode may skip
+    some, so the damaged ones seen are checked, each of them the fourth of its loop."""
+    import socket
+    import time
+
+    damaged = damage_fourth_frame(h264, tmp_path / "damaged.mp4")
+    ts = tmp_path / "damaged.ts"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(damaged), "-c", "copy", "-bsf:v",
+                    "h264_mp4toannexb", str(ts)], check=True)  # fmt: skip
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/line.ts"
+    server = subprocess.Popen(["ffmpeg", "-loglevel", "quiet", "-re", "-stream_loop", "-1", "-i", str(ts), "-c",
+                               "copy", "-f", "mpegts", "-listen", "1", url])  # fmt: skip
+    try:
+        for _ in range(50):  # until the server listens
+            r = invoke(["--source", url, "--fail-on-defect", "--max-frames", "30", "--max-reconnects", "0"])
+            if "cannot open" not in r.stderr:
+                break
+            time.sleep(0.1)
+        recs = [json.loads(line) for line in r.stdout.splitlines()]
+        assert r.exit_code == ExitCode.DEFECT_FOUND, r.stderr
+        warned = [
+            rec["frame"] for rec in recs if "the decoder found damaged data near this frame" in (rec["warning"] or "")
+        ]
+        assert warned and all(frame % 7 == 3 for frame in warned), recs  # the damaged frame itself, each time
+        seen = [rec["frame"] for rec in recs]
+        assert all(frame in warned for frame in seen if frame % 7 == 3), (seen, warned)
+    finally:
+        server.kill()
+        server.wait()

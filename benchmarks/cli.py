@@ -180,9 +180,20 @@ def preflight(cfg) -> None:  # noqa: ANN001 - benchmarks.config.BenchConfig
         check_outputs(named, inputs, cfg.data)
         _check_json_name(cfg.json_path)
     if cfg.torch and cfg.checkpoint is not None and _torch_imports():
+        from benchmarks.preflight import check_model_file
         from benchmarks.torch_bench import checked_checkpoint
+        from edge_runtime.errors import ModelError
 
-        checked_checkpoint(str(cfg.checkpoint))  # a last.pt, a damaged file: its one line now, not after a job
+        ckpt = checked_checkpoint(str(cfg.checkpoint))  # a last.pt, a damaged file: its one line now, not after a job
+        for model in cfg.models:
+            # a 64 px model against the 160 px checkpoint: "origin / INT8 677x ... yes", two networks compared
+            size = check_model_file(model).preprocess.size
+            if size != ckpt.preprocess.size:
+                raise ModelError(
+                    f"{model}: takes {size} px, the checkpoint timed in PyTorch ({cfg.checkpoint}) takes "
+                    f"{ckpt.preprocess.size} px, so the speed-ups would compare two networks; pass --checkpoint the "
+                    "model's own best.pt, or --no-torch"
+                )
 
 
 def _warn_unused(opts: dict) -> None:

@@ -91,10 +91,12 @@ def test_quick_without_torch_writes_every_output(tiny_models, tmp_path):
 
 
 @pytest.mark.slow
-def test_torch_rows_time_the_origin_network_in_the_same_run(tiny_models, tmp_path):
+def test_torch_rows_time_the_origin_network_in_the_same_run(tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "bench.json"
-    args = [*TINY_COUNTS, "--batch", "1", "--no-live", "--model", str(tiny_models[0]), "--json", str(out)]
+    # the bundled INT8 model, the network the default checkpoint holds (a tiny test model is refused beside it now:
+    # the speed-ups compared two networks)
+    args = [*TINY_COUNTS, "--batch", "1", "--no-live", "--model", "int8", "--json", str(out)]
     r = edge_bench(args, block_torch=False, tmp_path=tmp_path)
     assert r.returncode == 0, r.stderr
     rows = check_outputs(out)
@@ -227,3 +229,15 @@ def test_a_batch_size_given_twice_is_timed_once(monkeypatch, tmp_path):
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     assert seen["batches"] == (1, 8)
+
+
+def test_a_model_of_another_input_size_than_the_checkpoint_is_refused_before_timing(tiny_models, tmp_path):
+    """A 64 px model beside the default 160 px checkpoint: the "defectnet" PyTorch row timed the checkpoint's network
+    and "origin / INT8 677x ... yes" compared two networks, without a word."""
+    pytest.importorskip("torch")
+    args = [*TINY_COUNTS, "--batch", "1", "--no-live", "--model", str(tiny_models[0])]
+    r = edge_bench(args, block_torch=False, tmp_path=tmp_path)
+    assert r.returncode == 4, r.stderr
+    told = "px, so the speed-ups would compare two networks; pass --checkpoint the model's own best.pt, or --no-torch"
+    assert r.stderr.strip().splitlines()[-1].endswith(told)
+    assert edge_bench([*args, "--no-torch"], block_torch=True, tmp_path=tmp_path).returncode == 0

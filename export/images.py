@@ -142,6 +142,12 @@ def class_folders(folder: Path, ckpt: Checkpoint) -> tuple[Path, Path]:
             if (base / neg).is_dir() or (base / pos).is_dir():
                 return base / neg, base / pos
         names = " or ".join("/".join(c) for c in dict.fromkeys(candidates))
+        held = [d.name for d in sorted(base.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+        if held:  # good/ and bad/: it said "no class subfolders" beside two of them
+            raise DataError(
+                f"{folder}: its folders ({', '.join(held[:4])}) are not the model's classes ({names}); rename them, "
+                "or pass --eval-data DIR/<class>/ with those names"
+            ) from exc
         raise DataError(
             f"{folder}: no class subfolders ({names}) in it or in its test/; pass --eval-data DIR/<class>/"
         ) from exc

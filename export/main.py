@@ -122,6 +122,11 @@ def eval_images(ckpt: dict[str, Any], cfg: ExportConfig, log: Log) -> images.Lab
     evals = images.load_eval_images(folder, ckpt, log)
     leaked = "unknown" if evals.leaked is None else str(int(evals.leaked.sum()))
     log(f"evaluation: {len(evals)} labelled images from {evals.root} ({leaked} byte-identical to training images)")
+    if evals.leaked is not None and len(evals) and int(evals.leaked.sum()) * 2 > len(evals):
+        # --eval-data DIR/train: the gate "passed" on the images the model learnt, without a word
+        log(f"warning: {evals.root}: {int(evals.leaked.sum())} of the {len(evals)} eval images are training images "
+            "of this checkpoint; the accuracy check is no test there: pass --eval-data with images it was not "
+            "trained on")  # fmt: skip
     for label, name in enumerate(ckpt.class_names):
         if not (evals.labels == label).any():  # the gate passed on OK images alone, missed defects unmeasured
             log(

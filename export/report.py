@@ -29,7 +29,7 @@ def json_safe(value: Any) -> Any:
 
 
 def _acc_cell(m: dict[str, Any] | None) -> str:
-    if m is None:
+    if m is None or not m["n"]:  # no image left (every eval image is a training image): not "0/0 (nan%)"
         return "n/a"
     errors = m["fp"] + m["fn"]
     return f"{m['tp'] + m['tn']}/{m['n']} ({100 * m['accuracy']:.2f}%, {errors} err)"

@@ -189,3 +189,23 @@ def test_an_unreadable_calibration_image_is_named_once(gradcam_run: Path, tiny_d
                    "--max-drop", TINY_MAX_DROP)  # fmt: skip
     assert r.exit_code == 0, r.output
     assert r.output.count("broken.png") == 1, r.output
+
+
+def test_eval_folders_named_otherwise_are_named_in_the_refusal(tiny_run: Path, tiny_data: Path, tmp_path: Path):
+    """--eval-data with good/ and bad/: "no class subfolders" beside two of them."""
+    evals = tmp_path / "gb"
+    shutil.copytree(tiny_data / "test" / "ok_front", evals / "good")
+    shutil.copytree(tiny_data / "test" / "def_front", evals / "bad")
+    r = export_cli(tiny_run, "--eval-data", evals, "--out", tmp_path / "m.onnx")
+    assert_one_line_error(r, ExitCode.BAD_DATA, "its folders (bad, good) are not the model's classes")
+
+
+def test_evaluating_on_the_training_images_is_warned_and_not_a_nan(tiny_run: Path, tiny_data: Path, tmp_path: Path):
+    """--eval-data DIR/train: the gate "passed" on the images the model learnt, and the leakage-free cell read
+    "0/0 (nan%, 0 err)", without a word."""
+    r = export_cli(tiny_run, "--eval-data", tiny_data / "train", "--out", tmp_path / "m.onnx")
+    assert r.exit_code == 0, r.output
+    assert "eval images are training images of this checkpoint; the accuracy check is no test there" in r.output
+    assert "nan%" not in r.output and "| n/a |" in r.output
+    clean = export_cli(tiny_run, "--eval-data", tiny_data / "test", "--out", tmp_path / "t.onnx")
+    assert clean.exit_code == 0 and "no test there" not in clean.output

@@ -75,6 +75,12 @@ def load_data(cfg: TrainConfig, spec: PreprocessSpec, log: Log) -> Dataset:
     full = D.load_split("train", root / "train", classes, spec, **common)
     D.check_label_conflicts(full)
     test = D.load_split("test", root / "test", classes, spec, **common) if (root / "test").is_dir() else None
+    if test is not None:  # a third class folder in test/ was left out of the test figures without a word
+        known = {classes.negative_dir, classes.positive_dir}
+        for other in sorted(d.name for d in (root / "test").iterdir() if d.is_dir() and not d.name.startswith(".")):
+            if other not in known:
+                log(f"warning: {root / 'test' / other}: not a class of train/ ({', '.join(sorted(known))}); its "
+                    "images are not tested")  # fmt: skip
     n_loaded = len(full) + (len(test) if test else 0)
     log(f"decoded and resized {n_loaded} images once in {time.perf_counter() - t0:.1f}s ({spec.size}px)")
     for split in (full, test):

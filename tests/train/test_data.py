@@ -212,3 +212,22 @@ def test_the_same_image_under_both_classes_is_refused(tmp_path: Path):
         D.check_label_conflicts(full)
     D.check_label_conflicts(D.load_split("train", make_dataset(tmp_path / "clean") / "train", cm, SPEC,
                                          max_bad_fraction=0.05))  # fmt: skip
+
+
+def test_a_third_class_folder_in_test_is_named_not_dropped_in_silence(tmp_path: Path):
+    """test/unknown/ beside the two classes: its images were left out of the test figures without a word."""
+    import shutil
+
+    from train.config import TrainConfig
+    from train.main import load_data, spec_for
+
+    root = make_dataset(tmp_path / "d")
+    shutil.copytree(root / "test" / "ok_front", root / "test" / "unknown")
+    logs: list[str] = []
+    cfg = TrainConfig(data=root, out=tmp_path / "run", img_size=32)
+    ds = load_data(cfg, spec_for(cfg), logs.append)
+    assert len(ds.test) == 16
+    assert (
+        f"warning: {root / 'test' / 'unknown'}: not a class of train/ (def_front, ok_front); its images are not tested"
+        in logs
+    )

@@ -4,8 +4,8 @@ FFmpeg's decoders conceal damage: an H.264 frame with a lost or broken slice com
 broken part filled from an earlier frame (in a test, a defective part's frame came back as the OK part before it,
 "ok", and the gate passed). The decoder's only sign is a log line ("error while decoding MB 7 1"), which OpenCV
 prints on stdout, or not at all at the quiet level edge-infer sets. Here that log goes to a function of ours that
-keeps error-level lines and prints nothing: a reader compares :func:`errors` before and after a read to learn
-that the frame it got was patched up.
+keeps its reports of damage (error and info level) and prints nothing: a reader compares :func:`errors` before and
+after a read to learn that the frame it got was patched up.
 
 OpenCV offers no such hook, so the FFmpeg library OpenCV loaded is called directly (``ctypes``). Where that
 library is not found (OpenCV built without FFmpeg, or linked statically), :func:`install` returns False and
@@ -14,11 +14,14 @@ nothing changes. ``--debug`` leaves FFmpeg's printing as it is.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import sys
 import threading
 from collections import deque
 
-AV_LOG_ERROR = 16  # FFmpeg's level for "error while decoding", "concealing ... errors"
+AV_LOG_ERROR = 16  # FFmpeg's level for "error while decoding MB 7 1"
+AV_LOG_INFO = 32  # and for "concealing N DC, N AC, N MV errors in P frame"
 # What FFmpeg's decoders write about damaged input (lower case); other error lines (a network's) are not damage.
 DAMAGE_WORDS = (
     "error while decoding",
@@ -48,6 +51,7 @@ class _Log:
         self.recent: deque[str] = deque(maxlen=16)
         self.lib: ctypes.CDLL | None = None
         self.callback = None  # kept alive while FFmpeg holds it
+        self.echo = False
 
 
 _log = _Log()
@@ -72,7 +76,7 @@ def _library() -> ctypes.CDLL | None:
 
 
 def _on_log(avcl: int | None, level: int, fmt: bytes | None, args: int | None) -> None:
-    if level > AV_LOG_ERROR or _log.lib is None or fmt is None:
+    if level > AV_LOG_INFO or _log.lib is None or fmt is None:
         return
     try:
         line = ctypes.create_string_buffer(512)
@@ -88,11 +92,17 @@ def _on_log(avcl: int | None, level: int, fmt: bytes | None, args: int | None) -
         with _log.lock:
             _log.count += 1
             _log.recent.append(text)
+    if _log.echo and level <= AV_LOG_ERROR:  # --debug: FFmpeg's errors on stderr, as FFmpeg printed them
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(f"[FFmpeg] {text}\n")
 
 
-def install() -> bool:
-    """Route FFmpeg's log here (error level only, nothing printed); call after OpenCV has opened a video, as OpenCV
-    sets its own route then. True when FFmpeg's reports are counted."""
+def install(*, echo: bool = False) -> bool:
+    """Route FFmpeg's log here (nothing printed; ``echo``: its errors on stderr, for --debug); call after OpenCV has
+    opened a video, as OpenCV sets its own route then. True when FFmpeg's reports are counted. Whatever OpenCV's own
+    FFmpeg log level (``OPENCV_FFMPEG_LOGLEVEL``, --debug), the reports are counted: a diagnostic setting had turned
+    the check off, and printed FFmpeg's lines on stdout, into --json's records."""
+    _log.echo = echo
     if _log.lib is None:
         _log.lib = _library()
         if _log.lib is None:
@@ -102,7 +112,7 @@ def install() -> bool:
         _log.lib.av_log_format_line.argtypes = [c.c_void_p, c.c_int, c.c_char_p, c.c_void_p, c.c_char_p, c.c_int,
                                                 c.POINTER(c.c_int)]  # fmt: skip
         _log.callback = _CALLBACK(_on_log)
-    _log.lib.av_log_set_level(AV_LOG_ERROR)
+    _log.lib.av_log_set_level(AV_LOG_INFO)
     _log.lib.av_log_set_callback(_log.callback)
     return True
 

@@ -469,8 +469,9 @@ class LatestFrameReader:
         """FFmpeg's damage reports so far; the first call routes them here (after OpenCV has opened a capture, as it
         sets its own route then), unless --debug left FFmpeg printing."""
         if self._watch is None:
-            quiet = os.environ.get("OPENCV_FFMPEG_LOGLEVEL") == "-8"  # as edge-infer sets it without --debug
-            self._watch = quiet and getattr(cap, "getBackendName", lambda: "")() == "FFMPEG" and ffmpeg_log.install()
+            debug = os.environ.get("OPENCV_FFMPEG_LOGLEVEL") != "-8"  # edge-infer sets -8 without --debug
+            ffmpeg = getattr(cap, "getBackendName", lambda: "")() == "FFMPEG"
+            self._watch = ffmpeg and ffmpeg_log.install(echo=debug)
         return ffmpeg_log.errors() if self._watch else 0
 
     def _release(self) -> None:

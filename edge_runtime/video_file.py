@@ -25,6 +25,7 @@ from edge_runtime.container_length import missing_bytes
 from edge_runtime.errors import SourceError, resource_error
 from edge_runtime.items import Item, frame_item
 from edge_runtime.jpeg_packets import JpegPackets
+from edge_runtime.summary import plural
 from edge_runtime.video_tracks import video_tracks
 
 
@@ -78,7 +79,7 @@ def iter_video(
     cap = open_within(open_video, open_timeout_s, name)
     reader = _VideoReader(cap, name, prepare, keep_original=keep_original, notice=notice, cut_short=cut_short)
     # FFmpeg's reports of damage it concealed, counted (not with --debug, where FFmpeg prints them itself)
-    reader.watch = os.environ.get("OPENCV_FFMPEG_LOGLEVEL") == QUIET_FFMPEG and ffmpeg_log.install()
+    reader.watch = ffmpeg_log.install(echo=os.environ.get("OPENCV_FFMPEG_LOGLEVEL") != QUIET_FFMPEG)
     if (tracks := video_tracks(name) or 1) > 1:  # OpenCV reads the first: a second camera's parts passed unseen
         reader.tell(cut_short, f"{name}: the file holds {tracks} video tracks and only the first was inspected; save "
                     "each as its own file (ffmpeg -i IN -map 0:v:1 -c copy OUT) and inspect them all")  # fmt: skip
@@ -86,6 +87,7 @@ def iter_video(
 
 
 QUIET_FFMPEG = "-8"  # the FFmpeg log level edge-infer sets without --debug (edge_runtime.cli)
+REORDER_FRAMES = 3  # frames a decoder may hand out after the one it reports damage in (B-frames)
 
 
 def _declared_end_ms(cap: Any, declared: int) -> float | None:
@@ -180,7 +182,9 @@ class _VideoReader:
             fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         except (cv2.error, TypeError, ValueError):
             fps = 0.0
-        self.fps = fps if math.isfinite(fps) and 0.5 <= fps <= 1000.0 else None
+        self.fps = fps if math.isfinite(fps) and 0.0 < fps <= 100_000.0 else None
+        self.first_ms: float | None = None  # where the first frame read lies in the video (ms)
+        self.patched_left = 0  # frames still to be told of a damage report (the decoder's reorder delay)
 
     def items(self) -> Iterator[Item]:
         t = threading.Thread(target=self.run, name=f"video {self.name}", daemon=True)
@@ -221,8 +225,8 @@ class _VideoReader:
                         continue
                     break
                 self._follow_index()
-                if self.index == 0:
-                    self._skip_undecoded_start()
+                if self.first_ms is None:
+                    self.first_ms = self.at_ms or 0.0
                 if self.failed_from is not None:
                     self._damage_ended()
                 cap = self.cap
@@ -255,19 +259,24 @@ class _VideoReader:
         self.concealed = None
         if self.watch and ffmpeg_log.errors() > before:
             # H.264 and the like conceal a lost or broken slice with parts of other frames: a defective part's frame
-            # came back as the OK part before it, "ok", and the gate passed
-            self.concealed = (f"the decoder found damaged data in this frame and filled it in from other frames "
+            # came back as the OK part before it, "ok", and the gate passed. With B-frames the decoder hands frames
+            # out a few after it decodes them: this frame and the next REORDER_FRAMES are told.
+            self.patched_left = 1 + REORDER_FRAMES
+        if ok and self.patched_left:
+            self.patched_left -= 1
+            self.concealed = (f"the decoder found damaged data near this frame and filled it in from other frames "
                               f"({ffmpeg_log.last()}); its verdict may be wrong")  # fmt: skip
         return ok, frame
 
-    def _skip_undecoded_start(self) -> None:
-        """A first frame read that is not the video's first (a recording cut from a stream mid-way, which does not
-        begin on a key frame: the decoder drops what comes before one, in silence): the frames before it become a
-        damaged stretch, and the frames keep their true numbers (3 of 6 frames were judged as frames 0-2, the
-        defective one never seen, exit 0)."""
-        if self.fps is None or self.at_ms is None or self.at_ms < 1500.0 / self.fps:
-            return
-        self.failed_from, self.index = 0, round(self.at_ms * self.fps / 1000.0)
+    def _undecoded_start(self, read: int) -> int:
+        """Frames before the first one read that the decoder dropped in silence (a recording cut from a stream
+        mid-way does not begin on a key frame): the first frame lies that far into the video, and the container
+        counts just that many frames more than were read. Both must agree: a video that starts after its sound
+        track (an AVI 0.5 s in) is complete, and was not one to call cut."""
+        if self.fps is None or not self.first_ms or read >= self.declared:
+            return 0
+        gap = round(self.first_ms * self.fps / 1000.0)
+        return gap if gap >= 1 and abs(read + gap - self.declared) <= 1 else 0
 
     def _follow_index(self) -> None:
         """The frame just read, found in the AVI's index: frames before it whose chunk headers were lost (FFmpeg
@@ -291,7 +300,11 @@ class _VideoReader:
             self.failed_from = start
             self.index += 1
             return True
-        if self.missing:  # the container declares more bytes than the file holds: cut short, whatever the count
+        if gap := self._undecoded_start(start):  # 3 of 6 frames judged as frames 0-2, the defective one never seen
+            self.tell(self.cut_short, f"{self.name}: the first {plural(gap, 'frame')} could not be decoded (the video "
+                      "does not begin on a key frame, as a recording cut from a stream, or they are damaged); the "
+                      f"{plural(start, 'frame')} after them were inspected, numbered from 0")  # fmt: skip
+        elif self.missing:  # the container declares more bytes than the file holds: cut short, whatever the count
             of = f" of {self.declared}" if self.declared > start else ""
             self.tell(self.cut_short, f"{self.name}: stopped at frame {start}{of}: the file ends {self.missing} bytes "
                       "before its container says it does (truncated video)")  # fmt: skip
@@ -314,10 +327,8 @@ class _VideoReader:
     def _damage_ended(self) -> None:
         last, first = self.index - 1, self.failed_from
         lost = f"frame {last}" if first == last else f"frames {first} to {last}"
-        why = ("the video does not begin on a key frame, as a recording cut from a stream, or they are damaged"
-               if first == 0 else "a damaged stretch of the video")  # fmt: skip
-        self.tell(self.cut_short, f"{self.name}: {lost} could not be decoded ({why}); the frames after it were "
-                  "inspected")  # fmt: skip
+        self.tell(self.cut_short, f"{self.name}: {lost} could not be decoded (a damaged stretch of the video); the "
+                  "frames after it were inspected")  # fmt: skip
         self.failed_from = None
 
     def _finish(self) -> None:

@@ -135,14 +135,11 @@ def resolve_classes(
         positive = names[known.index("defective")]
     elif positive not in names:
         raise DataError(f"--positive-class {positive!r} is not one of the class folders {names}")
-    elif KNOWN_CLASS_FOLDERS.get(positive) == "ok" and sorted(KNOWN_CLASS_FOLDERS.get(n) or "" for n in names) == [
-        "defective",
-        "ok",
-    ]:
+    elif KNOWN_CLASS_FOLDERS.get(positive) == "ok":
         # the model learnt to call the OK parts defective, and the runtime printed "label": "ok", "defective": true
-        defective = next(n for n in names if KNOWN_CLASS_FOLDERS.get(n) == "defective")
+        defective = next(n for n in names if n != positive)
         raise DataError(f"--positive-class {positive!r} names the OK parts' folder; the defective class is "
-                        f"{defective!r} (leave --positive-class out, or pass it {defective})")  # fmt: skip
+                        f"{defective!r} (pass --positive-class {defective})")  # fmt: skip
     return ClassFolders(split_dir, next(n for n in names if n != positive), positive)
 
 

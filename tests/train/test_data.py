@@ -36,6 +36,9 @@ def test_positive_class_naming_the_ok_folder_is_refused(synthetic_data: Path):
     with pytest.raises(DataError, match="names the OK parts' folder; the defective class is 'def_front'"):
         D.resolve_classes(synthetic_data / "train", "ok_front")
     assert D.resolve_classes(synthetic_data / "train", "def_front").positive_dir == "def_front"
+    (synthetic_data / "train" / "def_front").rename(synthetic_data / "train" / "bad")  # whatever the other is named
+    with pytest.raises(DataError, match="names the OK parts' folder; the defective class is 'bad'"):
+        D.resolve_classes(synthetic_data / "train", "ok_front")
 
 
 def test_a_class_with_one_image_is_refused_whatever_the_validation_share():

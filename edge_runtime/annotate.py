@@ -151,7 +151,13 @@ def saved_name(number: int, name: str) -> str:
     raw = os.fsencode(stem)
     tail = f"-{hashlib.sha1(raw).hexdigest()[:12]}.jpg"
     keep = 255 - len(f"{number:06d}_") - len(tail)
-    return f"{number:06d}_{os.fsdecode(raw[:keep])}{tail}"
+    cut = raw[:keep]
+    try:  # a UTF-8 name is cut between characters, not inside one (a half 'é' made the name undecodable)
+        raw.decode("utf-8")
+        cut = cut.decode("utf-8", "ignore").encode("utf-8")
+    except UnicodeDecodeError:
+        pass  # bytes that are not UTF-8 (an old file system's): kept as they are
+    return f"{number:06d}_{os.fsdecode(cut)}{tail}"
 
 
 MIN_VIDEO_SIDE = 240  # pixels: a saved video is never smaller, whatever its first picture

@@ -90,7 +90,8 @@ def list_folder(folder: Path) -> tuple[tuple[Path, ...], list[str], int]:
 POSIX_CLASSES = {
     "alpha": "a-zA-Z", "digit": "0-9", "alnum": "a-zA-Z0-9", "upper": "A-Z", "lower": "a-z", "xdigit": "0-9A-Fa-f",
     "space": " \\t\\n\\r\\f\\v", "blank": " \\t", "word": "a-zA-Z0-9_",
-    "punct": re.escape("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"),
+    "punct": re.escape("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"), "print": " -~", "graph": "!-~",
+    "cntrl": "\\x00-\\x1f\\x7f",
 }  # fmt: skip
 
 
@@ -118,7 +119,7 @@ def _bracket_regex(body: str, pattern: str) -> str:
     backwards (``[z-a]``, an internal error before) or an unknown class is a usage error naming the pattern.
 
     >>> _bracket_regex("!a-c[:digit:]", "x")
-    '[^a-c0-9]'
+    '[^/a-c0-9]'
     """
     negate = body[:1] in ("!", "^")
     body = body[1:] if negate else body
@@ -141,7 +142,7 @@ def _bracket_regex(body: str, pattern: str) -> str:
             continue
         out.append(re.escape(body[i]) if body[i] not in "-" else "\\-")
         i += 1
-    return "[" + ("^" if negate else "") + "".join(out) + "]"
+    return "[" + ("^/" if negate else "") + "".join(out) + "]"  # a bracket never matches '/', as in the shell
 
 
 def _pattern_regex(pattern: str) -> re.Pattern[str]:

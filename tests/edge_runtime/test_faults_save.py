@@ -714,7 +714,7 @@ def test_a_legal_long_file_name_is_saved_under_a_shortened_name(tmp_path):
     from edge_runtime.annotate import Saver
 
     saver = Saver(tmp_path / "sv", fps=10)
-    long_ascii, long_utf8 = "a" * 245 + ".jpeg", "é" * 124 + ".png"  # 245 and 248 bytes
+    long_ascii, long_utf8 = "a" * 245 + ".jpeg", "é" * 125 + ".png"  # 245 and 250 bytes
     picture = np.full((32, 32, 3), 90, np.uint8)
     for number, name in enumerate((long_ascii, long_utf8, "a" * 246 + ".jpeg", "short.png"), start=1):
         saver.write(picture, name=name, number=number)
@@ -723,4 +723,5 @@ def test_a_legal_long_file_name_is_saved_under_a_shortened_name(tmp_path):
     assert len(names) == 4 and names[-1] == "000004_short.jpg"
     assert all(len(os.fsencode(n)) <= 255 and n.endswith(".jpg") for n in names)
     assert names[0].startswith("000001_aaaa") and names[1].startswith("000002_éé")
+    assert all(os.fsencode(n).decode("utf-8") for n in names)  # cut between characters (half an 'é' was left)
     assert saver.earlier_pictures() == 4  # counted as this run's pictures

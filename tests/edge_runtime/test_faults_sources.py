@@ -371,6 +371,10 @@ def test_bracket_expressions_in_a_pattern_read_as_the_shell_reads_them(tmp_path,
     assert matched("[!a]*") == ["-y.png", "1.png", "[x.png", "]z.png"]
     assert matched("[a-]*") == ["-y.png", "a.png"]
     assert matched("[]]*") == ["]z.png"]
+    assert matched("[[:print:]]*.png") == ["-y.png", "1.png", "[x.png", "]z.png", "a.png"]
+    (tmp_path / "gl" / "1.png").rename(tmp_path / "gl" / "b.png")  # 'gl[!x]b.png' must not reach it through '/'
+    result = invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/gl[!x]b.png"])
+    assert result.exit_code == ExitCode.BAD_DATA and "gl/b.png" not in result.stdout
     for pattern, told in (("[z-a]*", "the range z-a in '[z-a]*' runs backwards; write a-z"),
                           ("[[:foo:]]*", "unknown character class [:foo:] in '[[:foo:]]*'")):  # fmt: skip
         result = invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/gl/{pattern}"])

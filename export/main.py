@@ -114,6 +114,15 @@ def calibration_batch(fp32: EdgeModel, ckpt: dict[str, Any], cfg: ExportConfig, 
     return fp32.prepare(decoded)
 
 
+def warn_if_calibrated_on_evals(calib: Path, evals: Path, log: Log) -> None:
+    """INT8 calibrated on the very images its accuracy gate scores (``--calib-data`` the test split): the gate
+    "passed" on ranges fitted to them, without a word."""
+    a, b = os.path.realpath(calib), os.path.realpath(evals)
+    if a == b or a.startswith(b.rstrip(os.sep) + os.sep) or b.startswith(a.rstrip(os.sep) + os.sep):
+        log(f"warning: --calib-data {calib} holds the accuracy check's images ({evals}); the INT8 gate is then "
+            "optimistic: calibrate on other images of the camera")  # fmt: skip
+
+
 def eval_images(ckpt: dict[str, Any], cfg: ExportConfig, log: Log) -> images.LabelledImages | None:
     """The labelled images of the accuracy check (``--eval-data``, else the recorded test split)."""
     folder = cfg.eval_data or images.default_eval_folder(ckpt)
@@ -251,6 +260,8 @@ def _export_in(
             eval_batch = normalize(inputs, spec)
         needs_calib = cfg.precision is Precision.INT8 or eval_batch is None
         calib = calibration_batch(fp32, ckpt, cfg, log) if needs_calib else None
+        if calib is not None and evals is not None and cfg.calib_data is not None:
+            warn_if_calibrated_on_evals(cfg.calib_data, evals.root, log)
         parity = eval_batch if eval_batch is not None else calib
         check_dynamic_batch(fp32, parity, tol=1e-5)
         ref = torch_scores(net, parity)

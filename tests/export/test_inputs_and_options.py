@@ -209,3 +209,13 @@ def test_evaluating_on_the_training_images_is_warned_and_not_a_nan(tiny_run: Pat
     assert "nan%" not in r.output and "| n/a |" in r.output
     clean = export_cli(tiny_run, "--eval-data", tiny_data / "test", "--out", tmp_path / "t.onnx")
     assert clean.exit_code == 0 and "no test there" not in clean.output
+
+
+def test_calibrating_on_the_accuracy_checks_own_images_is_warned(tiny_run: Path, tiny_data: Path, tmp_path: Path):
+    """--calib-data on the test split the INT8 gate scores: the gate "passed" on ranges fitted to its own images."""
+    args = ["--quantize", "--float-convs", "0", "--max-drop", TINY_MAX_DROP, "--force"]
+    r = export_cli(tiny_run, *args, "--calib-data", tiny_data / "test", "--out", tmp_path / "q.onnx")
+    assert r.exit_code == 0, r.output
+    assert "holds the accuracy check's images" in r.output and "the INT8 gate is then optimistic" in r.output
+    other = export_cli(tiny_run, *args, "--calib-data", tiny_data / "train", "--out", tmp_path / "t.onnx")
+    assert other.exit_code == 0 and "accuracy check's images" not in other.output

@@ -167,6 +167,21 @@ def _digest(h: Any, value: Any) -> None:
         h.update(f"{type(value).__name__}{len(text)}:".encode() + text)
 
 
+def weights_digest(state_dict: dict[str, Any]) -> str:
+    """SHA-256 of a model's weights alone (names, shapes, dtypes and values): what a resumed run checks its best.pt by.
+
+    >>> zeros, ones = weights_digest({"w": torch.zeros(2)}), weights_digest({"w": torch.ones(2)})
+    >>> zeros == weights_digest({"w": torch.zeros(2)}) != ones
+    True
+    """
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous().reshape(-1)  # a 0-dim tensor cannot be viewed as bytes
+        h.update(f"{name}:{tuple(state_dict[name].shape)}:{t.dtype}:".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def checkpoint_digest(ckpt: dict[str, Any]) -> str:
     """SHA-256 of a model checkpoint's content (weights, settings, records), without its own hash entry."""
     h = hashlib.sha256()

@@ -27,7 +27,7 @@ from edge_runtime.model_info import SecondLook
 from edge_runtime.preprocess import CropMode, PreprocessSpec
 from train import data as D
 from train.augment import STATION_VALIDATION, AugmentConfig, augment
-from train.checkpoint import atomic_torch_save, model_checkpoint, staged_torch_save
+from train.checkpoint import atomic_torch_save, model_checkpoint, staged_torch_save, weights_digest
 from train.config import Arch, TrainConfig
 from train.engine import evaluate, predict_scores, train_one_epoch
 from train.model import ARCHS, build_model, count_flops, count_params, default_model_args
@@ -164,6 +164,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best_key: tuple[float, float] | None = None
         self.best_epoch = 0
+        self.best_weights: str | None = None
         self.elapsed = 0.0
         self.x_train = torch.from_numpy(ds.train.images)
         self.y_train = torch.from_numpy(ds.train.labels)
@@ -190,6 +191,7 @@ class Trainer:
             "history": self.history,
             "best_key": list(self.best_key) if self.best_key else None,
             "best_epoch": self.best_epoch,
+            "best_weights": self.best_weights,  # best.pt's weights, so that --resume knows the run's own best.pt
             "elapsed": self.elapsed,
             "fingerprint": self.ds.fingerprint,
             "config": self.cfg.to_dict(),
@@ -222,6 +224,7 @@ class Trainer:
             self.log(f"warning: {path} holds no random state (older train-model): the resumed epochs draw other "
                      "dropout masks than an uninterrupted run would")  # fmt: skip
         self.history, self.best_epoch, self.elapsed = st["history"], st["best_epoch"], st["elapsed"]
+        self.best_weights = st.get("best_weights")
         self.best_key = tuple(st["best_key"]) if st["best_key"] else None
         self.log(f"resumed from {path} after epoch {len(self.history)}")
 
@@ -268,6 +271,7 @@ class Trainer:
         if self.best_key is None or key > self.best_key:
             self.best_key, self.best_epoch = key, epoch
             best = self.best_checkpoint(scores, t)
+            self.best_weights = weights_digest(best["state_dict"])
         # best.pt is replaced only once last.pt is written: a full disk between the two left a best.pt without
         # its last.pt, a model that neither the same command nor --resume could continue.
         with staged_torch_save(best, self.run_dir / "best.pt") if best is not None else contextlib.nullcontext():

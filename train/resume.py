@@ -10,6 +10,7 @@ from edge_runtime.errors import require_extra
 
 require_extra("torch", "train")  # one clear line instead of "No module named torch"
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import replace
 from enum import Enum
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 
 from edge_runtime.errors import DataError, ModelError, OutputError, UsageError
+from train.checkpoint import weights_digest
 from train.config import Arch, TrainConfig
 from train.data import resolve_classes
 from train.model import ARCHS
@@ -180,7 +182,13 @@ def _check_best_beside(run_dir: Path, st: dict[str, Any]) -> None:
         return
     theirs = (ckpt.get("data_fingerprint"), ckpt.get("epoch"))
     ours = (st.get("fingerprint"), st.get("best_epoch"))
-    if None not in theirs and theirs != ours:
+    same_weights = True
+    if st.get("best_weights") and isinstance(ckpt.get("state_dict"), dict):
+        # same data, seed and best epoch, other weights (another --lr): report.json had described one run, best.pt
+        # held the other
+        with contextlib.suppress(Exception):
+            same_weights = weights_digest(ckpt["state_dict"]) == st["best_weights"]
+    if (None not in theirs and theirs != ours) or not same_weights:
         raise ModelError(f"{best}: not the best epoch that {run_dir / 'last.pt'} recorded (epoch {theirs[1]} of "
                          f"data {theirs[0]}, not epoch {ours[1]} of {ours[0]}): the two files come from different "
                          "runs; restore the run's own pair, or train anew in another --out")  # fmt: skip

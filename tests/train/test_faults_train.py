@@ -442,3 +442,16 @@ def test_a_second_run_into_the_same_out_while_one_trains_is_refused(tmp_path: Pa
     assert run("--data", synthetic_data, "--out", out, "--epochs", "1", *TINY).exit_code == 0  # free again
     r = run("--data", synthetic_data, "--out", out, "--epochs", "1", *TINY, "--resume")  # the same process, again
     assert r.exit_code == 0, r.output
+
+
+def test_resume_with_another_runs_best_pt_of_the_same_data_seed_and_epoch_is_refused(
+    one_epoch: Path, synthetic_data: Path, tmp_path: Path
+):
+    """Same data, seed and best epoch, another --lr: the check by (data, epoch) let it through, exit 0, with
+    report.json describing one run and best.pt holding the other's weights."""
+    other = tmp_path / "other"
+    assert run("--data", synthetic_data, "--out", other, "--epochs", "1", *TINY, "--lr", "0.01").exit_code == 0
+    (one_epoch / "best.pt").write_bytes((other / "best.pt").read_bytes())
+    r = run("--data", synthetic_data, "--out", one_epoch, "--epochs", "2", *TINY, "--resume")
+    assert r.exit_code == ExitCode.BAD_MODEL, r.output
+    assert "come from different runs" in last_line(r) and "decoded" not in r.output

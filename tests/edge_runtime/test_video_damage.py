@@ -64,10 +64,10 @@ def test_a_frame_the_decoder_patched_up_gets_a_warning_and_fails_the_gate(h264: 
     assert "the decoder found damaged data near this frame" in (recs[3]["warning"] or "")
     # the frame itself and the few after it (a decoder with B-frames hands a frame out after it decodes it), never
     # one before it
-    assert [r["frame"] for r in recs if r["warning"]] == [3, 4, 5, 6]
+    assert [r["frame"] for r in recs if r["warning"]] == [3, 4, 5, 6]  # to the end of this 7-frame video
     # without the gate the run goes on and says it (it was "ok" with no word, exit 0)
     r = invoke(["--source", str(damaged)])
-    assert r.exit_code == ExitCode.OK and "4 with warnings" in r.stderr
+    assert r.exit_code == ExitCode.OK and "4 with warnings" in r.stderr  # frames 3 to 6
 
 
 def test_a_recording_that_does_not_begin_on_a_key_frame_says_which_frames_it_lost(h264: Path, tmp_path: Path):

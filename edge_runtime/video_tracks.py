@@ -24,8 +24,8 @@ _TRACKS, _TRACK_ENTRY, _TRACK_TYPE = b"\x16\x54\xae\x6b", b"\xae", b"\x83"
 
 
 def video_tracks(path: str) -> int | None:
-    """The number of video tracks the file declares; None where its container is not MP4/QuickTime, Matroska/WebM
-    or AVI, or cannot be read."""
+    """The number of video tracks the file declares; None where its container is not MP4/QuickTime, Matroska/WebM,
+    AVI or MPEG-TS, or cannot be read."""
     try:
         with open(path, "rb") as f:
             head = f.read(12)
@@ -35,6 +35,8 @@ def video_tracks(path: str) -> int | None:
                 return _avi(f)
             if head[4:8] in (b"ftyp", b"moov", b"free", b"wide", b"mdat", b"skip"):
                 return _mp4(f)
+            if head[:1] == b"\x47":  # MPEG-TS (an NVR's or camera's recording)
+                return _mpeg_ts(f)
     except (OSError, ValueError, struct.error):
         return None
     return None
@@ -156,3 +158,46 @@ def _avi(f) -> int | None:  # noqa: ANN001 - a binary file
                 count += 1
         pos += 8 + size + (size & 1)
     return count
+
+
+# MPEG-TS stream types of video: MPEG-1/2, MPEG-4 Part 2, H.264, HEVC, AVS, Dirac, VC-1
+_TS_VIDEO = frozenset({0x01, 0x02, 0x10, 0x1B, 0x24, 0x42, 0xD1, 0xEA})
+
+
+def _ts_sections(data: bytes, pid: int) -> Iterator[bytes]:
+    """The payloads of the 188-byte packets of ``pid`` that start a section (pointer field applied)."""
+    for at in range(0, len(data) - 187, 188):
+        if data[at] != 0x47 or ((data[at + 1] & 0x1F) << 8 | data[at + 2]) != pid or not data[at + 1] & 0x40:
+            continue
+        body = at + 4
+        if data[at + 3] & 0x20:  # an adaptation field first
+            body += 1 + data[body]
+        if body < at + 188:
+            body += 1 + data[body]  # the pointer field
+            yield data[body : at + 188]
+
+
+def _mpeg_ts(f) -> int | None:  # noqa: ANN001 - a binary file
+    """Video streams in the first program's map (PMT), read from the first megabyte."""
+    f.seek(0)
+    data = f.read(1 << 20)
+    for pat in _ts_sections(data, 0):
+        if len(pat) < 12 or pat[0] != 0x00:
+            continue
+        length = (pat[1] & 0x0F) << 8 | pat[2]
+        for at in range(8, min(3 + length - 4, len(pat) - 3), 4):
+            program, pmt_pid = pat[at] << 8 | pat[at + 1], (pat[at + 2] & 0x1F) << 8 | pat[at + 3]
+            if program == 0:  # the network PID, not a program
+                continue
+            for pmt in _ts_sections(data, pmt_pid):
+                if len(pmt) < 12 or pmt[0] != 0x02:
+                    continue
+                end = min(3 + ((pmt[1] & 0x0F) << 8 | pmt[2]) - 4, len(pmt))
+                at2 = 12 + ((pmt[10] & 0x0F) << 8 | pmt[11])
+                count = 0
+                while at2 + 5 <= end:
+                    count += pmt[at2] in _TS_VIDEO
+                    at2 += 5 + ((pmt[at2 + 3] & 0x0F) << 8 | pmt[at2 + 4])
+                return count
+            return None
+    return None

@@ -95,7 +95,7 @@ def test_a_video_that_starts_after_its_sound_is_not_called_cut(h264: Path, tmp_p
     assert len(recs) == 7 and "could not be decoded" not in r.stderr and not any(rec["warning"] for rec in recs)
 
 
-@pytest.mark.parametrize("container", ["mkv", "mp4", "avi"])
+@pytest.mark.parametrize("container", ["mkv", "mp4", "avi", "ts"])
 def test_a_video_with_a_second_camera_track_says_only_the_first_was_inspected(h264: Path, tmp_path: Path, container):
     """Two cameras in one recording: OpenCV reads the first video track, and the defective part the second one saw
     passed the gate (exit 0) without a word."""

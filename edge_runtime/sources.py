@@ -325,9 +325,9 @@ class LatestFrameReader:
         self._thread: threading.Thread | None = None
         self._waited = False  # stop() has waited for the thread once
         self._first_deadline = float("inf")
-        # FFmpeg's reports of damage it concealed (edge_runtime.ffmpeg_log), once a capture is open: the frames of
-        # the read that brought one, and as many after it as the decoder has threads (frames in flight), get a
-        # warning. A lost RTP packet's frame came back patched from the frames before it, with no word.
+        # FFmpeg's reports of damage it concealed (edge_runtime.ffmpeg_log), once a capture is open: the frame of the
+        # read that brought one gets a warning (and as many after it as the decoder has threads, where a capture
+        # was opened with more than one). A lost RTP packet's frame came back patched from the frames before it.
         self._watch: bool | None = None
         self._patched_left = 0
 
@@ -467,7 +467,7 @@ class LatestFrameReader:
 
     def _damage_reports(self, cap: Any) -> int:
         """FFmpeg's damage reports so far; the first call routes them here (after OpenCV has opened a capture, as it
-        sets its own route then), unless --debug left FFmpeg printing."""
+        sets its own route then); with --debug they are also printed on stderr."""
         if self._watch is None:
             debug = os.environ.get("OPENCV_FFMPEG_LOGLEVEL") != "-8"  # edge-infer sets -8 without --debug
             ffmpeg = getattr(cap, "getBackendName", lambda: "")() == "FFMPEG"

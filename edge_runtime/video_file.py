@@ -78,7 +78,7 @@ def iter_video(
 
     cap = open_within(open_video, open_timeout_s, name)
     reader = _VideoReader(cap, name, prepare, keep_original=keep_original, notice=notice, cut_short=cut_short)
-    # FFmpeg's reports of damage it concealed, counted (not with --debug, where FFmpeg prints them itself)
+    # FFmpeg's reports of damage it concealed, counted (with --debug also printed on stderr)
     reader.watch = ffmpeg_log.install(echo=os.environ.get("OPENCV_FFMPEG_LOGLEVEL") != QUIET_FFMPEG)
     if (tracks := video_tracks(name) or 1) > 1:  # OpenCV reads the first: a second camera's parts passed unseen
         reader.tell(cut_short, f"{name}: the file holds {tracks} video tracks and only the first was inspected; save "

@@ -14,6 +14,7 @@ nothing changes. ``--debug`` leaves FFmpeg's printing as it is.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import sys
@@ -52,6 +53,7 @@ class _Log:
         self.lib: ctypes.CDLL | None = None
         self.callback = None  # kept alive while FFmpeg holds it
         self.echo = False
+        self.atexit = False
 
 
 _log = _Log()
@@ -67,7 +69,7 @@ def _library() -> ctypes.CDLL | None:
     for path in sorted(paths):
         try:
             lib = ctypes.CDLL(path)
-            for symbol in ("av_log_set_callback", "av_log_format_line", "av_log_set_level"):
+            for symbol in ("av_log_set_callback", "av_log_format_line", "av_log_set_level", "av_log_default_callback"):
                 getattr(lib, symbol)  # the functions we need, or not this library
         except (OSError, AttributeError):
             continue
@@ -114,7 +116,23 @@ def install(*, echo: bool = False) -> bool:
         _log.callback = _CALLBACK(_on_log)
     _log.lib.av_log_set_level(AV_LOG_INFO)
     _log.lib.av_log_set_callback(_log.callback)
+    if not _log.atexit:
+        atexit.register(_uninstall)
+        _log.atexit = True
     return True
+
+
+def _uninstall() -> None:
+    """At exit, FFmpeg's log back to its own quiet printer: a capture still being released on a daemon thread must
+    not call into an interpreter that is shutting down."""
+    lib = _log.lib
+    if lib is None:
+        return
+    with contextlib.suppress(Exception):
+        lib.av_log_set_level(-8)  # AV_LOG_QUIET
+        default = ctypes.cast(lib.av_log_default_callback, ctypes.c_void_p)
+        lib.av_log_set_callback.argtypes = [ctypes.c_void_p]
+        lib.av_log_set_callback(default)
 
 
 def errors() -> int:

@@ -87,6 +87,7 @@ def iter_video(
 
 
 QUIET_FFMPEG = "-8"  # the FFmpeg log level edge-infer sets without --debug (edge_runtime.cli)
+_QUARTER_TURNS = (0, 2)  # cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE
 REORDER_FRAMES = 8  # frames a decoder may hand out after the one it reports damage in (B-frames: 2 gave 4, 3 gave 2-3)
 
 
@@ -171,6 +172,8 @@ class _VideoReader:
         # a Motion-JPEG AVI's frames are matched with its index: lost chunk headers cannot renumber later frames
         self.avi = index if isinstance(cap, JpegPackets) else None
         self.shape = _declared_shape(cap) if keep_original else None
+        if self.shape is not None and getattr(cap, "turn", None) in _QUARTER_TURNS:  # a phone's portrait .mov
+            self.shape = (self.shape[1], self.shape[0], 3)  # the container's size is the stored, unturned one
         # Decoded pictures are kept for --save/--show: a few frames ahead, not 64 (8K frames took 3.3 GB).
         self.q: queue.Queue[Item | Callable[[], None] | None] = queue.Queue(maxsize=4 if keep_original else 64)
         self.stop = threading.Event()

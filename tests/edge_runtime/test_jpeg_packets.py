@@ -465,3 +465,31 @@ def test_a_motion_jpeg_video_with_a_rotation_tag_is_read_and_turned_as_opencv_tu
     assert len(got) == 3
     assert got[0].shape == expected.shape
     assert np.abs(got[0].astype(int) - expected.astype(int)).mean() < 3  # the same picture, the same way up
+
+
+def test_a_portrait_video_whose_first_frame_is_undecodable_saves_a_portrait_video(tmp_path: Path, tiny_model: Path):
+    """A phone's Motion-JPEG .mov tagged rotate=90 whose first frame is damaged: the placeholder frame took the
+    container's stored (landscape) size, and the saved video letterboxed every upright picture into it."""
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg to tag the video (apt-get install -y ffmpeg)")
+    plain, tagged = tmp_path / "plain.mov", tmp_path / "rot90.mov"
+    frame = np.full((48, 64, 3), 128, np.uint8)
+    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", "64x48",
+                    "-r", "5", "-i", "-", "-c:v", "mjpeg", "-q:v", "2", str(plain)],
+                   input=frame.tobytes() * 3, check=True)  # fmt: skip
+    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(plain), "-c", "copy", "-metadata:s:v:0",
+                    "rotate=90", str(tagged)], check=True)  # fmt: skip
+    data = bytearray(tagged.read_bytes())
+    first = data.find(b"\xff\xd8\xff")
+    data[first : first + 200] = bytes(200)  # the first frame's JPEG: undecodable
+    tagged.write_bytes(bytes(data))
+    saved = tmp_path / "saved.avi"
+    r = CliRunner().invoke(main, ["--model", str(tiny_model), "--source", str(tagged), "--save", str(saved), "--json"])
+    assert r.exit_code == 0, r.output
+    cap = cv2.VideoCapture(str(saved))
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    cap.release()
+    assert h > w, (w, h)  # portrait, as the upright pictures

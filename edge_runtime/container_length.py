@@ -21,8 +21,8 @@ import os
 import struct
 from pathlib import Path
 
-_EBML = b"\x1a\x45\xdf\xa3"
-_SEGMENT = b"\x18\x53\x80\x67"
+EBML_HEADER = b"\x1a\x45\xdf\xa3"
+EBML_SEGMENT = b"\x18\x53\x80\x67"
 MAX_BOXES = 10_000  # top-level MP4 boxes walked before giving up (a file has a handful)
 # Matroska's Segment children, and a Cluster's (walked into where a live recording leaves a Cluster's size unknown)
 _MATROSKA_IDS = frozenset(bytes.fromhex(h) for h in (
@@ -36,7 +36,7 @@ _MP4_BOXES = frozenset(t.encode() for t in (
 ))  # fmt: skip
 
 
-def _vint(data: bytes, at: int) -> tuple[int, int, bool] | None:
+def ebml_size(data: bytes, at: int) -> tuple[int, int, bool] | None:
     """An EBML variable-length size at ``at``: (value, length in bytes, unknown size); None if malformed."""
     if at >= len(data) or data[at] == 0:
         return None
@@ -47,17 +47,17 @@ def _vint(data: bytes, at: int) -> tuple[int, int, bool] | None:
     return value, length, value == (1 << (7 * length)) - 1
 
 
-def _element_id_length(first: int) -> int:
+def ebml_id_length(first: int) -> int:
     """The length of an EBML element ID from its first byte (1-4; 0: not an ID)."""
     return 8 - first.bit_length() + 1 if first >= 0x10 else 0
 
 
 def _matroska_missing(f, size: int) -> int | None:  # noqa: ANN001 - a binary file
     head = f.read(4096)
-    if not head.startswith(_EBML) or (ebml := _vint(head, 4)) is None:
+    if not head.startswith(EBML_HEADER) or (ebml := ebml_size(head, 4)) is None:
         return None
     at = 4 + ebml[1] + ebml[0]  # the Segment follows the EBML header
-    if head[at : at + 4] != _SEGMENT or (segment := _vint(head, at + 4)) is None:
+    if head[at : at + 4] != EBML_SEGMENT or (segment := ebml_size(head, at + 4)) is None:
         return None  # no Segment where expected: nothing to compare
     start = at + 4 + segment[1]
     if not segment[2]:
@@ -73,9 +73,9 @@ def _children_missing(f, at: int, size: int) -> int | None:  # noqa: ANN001 - a 
             return at - size
         f.seek(at)
         head = f.read(12)
-        id_length = _element_id_length(head[0]) if head else 0
+        id_length = ebml_id_length(head[0]) if head else 0
         known = bool(id_length) and head[:id_length] in _MATROSKA_IDS
-        if not known or (found := _vint(head, id_length)) is None:
+        if not known or (found := ebml_size(head, id_length)) is None:
             return 0 if len(head) < 12 else None  # a few bytes of padding; or not Matroska we can follow
         value, length, unknown = found
         # a Cluster of unknown size (a browser's recorder) is walked into: its blocks have sizes
@@ -115,7 +115,7 @@ def missing_bytes(path: str | Path) -> int | None:
             size = os.fstat(f.fileno()).st_size
             first = f.read(12)
             f.seek(0)
-            if first.startswith(_EBML):
+            if first.startswith(EBML_HEADER):
                 return _matroska_missing(f, size)
             if first[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
                 return _mp4_missing(f, size)

@@ -56,13 +56,9 @@ def check_not_a_std_stream(named: dict[str, Path | None]) -> None:
         return
     for opt, path in named.items():
         with contextlib.suppress(OSError, ValueError):
-            if path is not None and (name := streams.get(_identity(os.stat(path)))) is not None:
+            if path is not None and (name := streams.get(((st := os.stat(path)).st_dev, st.st_ino))) is not None:
                 raise OutputError(f"{path}: {opt} names the file {name} is redirected to, which would mix the run's "
                                   f"lines into it; redirect {name} elsewhere or choose another {opt}")  # fmt: skip
-
-
-def _identity(st: os.stat_result) -> tuple[int, int]:
-    return st.st_dev, st.st_ino
 
 
 def check_not_an_input(spec: SourceSpec, named: dict[str, Path | None], *, save_folder: Path | None = None) -> None:

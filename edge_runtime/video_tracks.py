@@ -19,6 +19,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
+from edge_runtime.container_length import EBML_HEADER, EBML_SEGMENT, ebml_id_length, ebml_size
+
 MAX_HEADER = 64 << 20  # bytes of an MP4 'moov' box or a Matroska track list read at most
 _TRACKS, _TRACK_ENTRY, _TRACK_TYPE = b"\x16\x54\xae\x6b", b"\xae", b"\x83"
 
@@ -29,7 +31,7 @@ def video_tracks(path: str) -> int | None:
     try:
         with open(path, "rb") as f:
             head = f.read(12)
-            if head[:4] == b"\x1a\x45\xdf\xa3":
+            if head[:4] == EBML_HEADER:
                 return _matroska(f)
             if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
                 return _avi(f)
@@ -92,38 +94,29 @@ def _mp4(f) -> int | None:  # noqa: ANN001 - a binary file
     return None
 
 
-def _vint(data: bytes, at: int) -> tuple[int, int]:
-    """An EBML size at ``at``: (value, its length); ValueError where malformed."""
-    if at >= len(data) or data[at] == 0:
-        raise ValueError("not an EBML size")
-    n = 8 - data[at].bit_length() + 1
-    return int.from_bytes(data[at : at + n], "big") & ((1 << (7 * n)) - 1), n
-
-
 def _elements(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
-    """(ID, payload start, payload end) of the EBML elements in ``data[start:end]``."""
+    """(ID, payload start, payload end) of the EBML elements in ``data[start:end]``, up to a malformed one."""
     at = start
     while at < end:
-        first = data[at]
-        id_len = 8 - first.bit_length() + 1 if first >= 0x10 else 0
-        if not id_len:
+        id_len = ebml_id_length(data[at])
+        if not id_len or (found := ebml_size(data, at + id_len)) is None:
             return
-        eid = data[at : at + id_len]
-        size, n = _vint(data, at + id_len)
+        size, n, unknown = found
         body = at + id_len + n
-        if size == (1 << (7 * n)) - 1:  # unknown size (a live recording's Segment or Cluster): to the end
+        if unknown:  # a live recording's Segment or Cluster: to the end
             size = end - body
-        yield eid, body, min(body + size, end)
+        yield data[at : at + id_len], body, min(body + size, end)
         at = body + size
 
 
 def _matroska(f) -> int | None:  # noqa: ANN001 - a binary file
     f.seek(0)
     data = f.read(MAX_HEADER)
-    size, n = _vint(data, 4)
-    at = 4 + n + size  # the Segment follows the EBML header
+    if (header := ebml_size(data, 4)) is None:
+        return None
+    at = 4 + header[1] + header[0]  # the Segment follows the EBML header
     for eid, a, b in _elements(data, at, len(data)):
-        if eid != b"\x18\x53\x80\x67":
+        if eid != EBML_SEGMENT:
             continue
         for child, c, d in _elements(data, a, b):
             if child == b"\x1f\x43\xb6\x75":  # the first Cluster: the track list comes before it

@@ -127,11 +127,16 @@ def write_image(path: Path, image: np.ndarray) -> None:
     folders may be. Raises ``OSError`` when it cannot be encoded or written."""
     from edge_runtime.atomic import atomic_write_bytes
 
-    ok, data = cv2.imencode(path.suffix.lower() or ".jpg", image)
-    if not ok:
-        raise OSError(f"cannot encode a {path.suffix or '.jpg'} image")
     # a full disk leaves no torn picture under the final name; no fsync per picture (a line saves 30 a second)
-    atomic_write_bytes(path, data.tobytes(), durable=False)
+    atomic_write_bytes(path, encode_image(image, path.suffix), durable=False)
+
+
+def encode_image(image: np.ndarray, suffix: str) -> bytes:
+    """``image`` encoded as ``suffix`` says (.jpg when none); ``OSError`` when it cannot be."""
+    ok, data = cv2.imencode(suffix.lower() or ".jpg", image)
+    if not ok:
+        raise OSError(f"cannot encode a {suffix or '.jpg'} image")
+    return data.tobytes()
 
 
 def saved_name(number: int, name: str) -> str:
@@ -201,6 +206,7 @@ class Saver:
             raise OutputError(f"{target}: cannot write there ({exc.strerror or exc}); choose another --save") from exc
         self._created = False
         self.moved = False  # the saved file or folder was renamed during the run (see _check_still_there)
+        self._held_gone = False  # the folder held for the lock was deleted during the run (see _write_held)
         self._lock_fd = self._lock()
 
     def _lock(self) -> int | None:
@@ -283,15 +289,16 @@ class Saver:
         """One picture into the folder held for the lock, wherever it is now: renamed during the run, it keeps every
         picture (they were split between it and a new folder under the old name). A folder deleted during the run
         gets its name made again, as before, and the end of the run says what was lost (:meth:`_check_still_there`)."""
-        from edge_runtime.atomic import atomic_write_at
+        from edge_runtime.atomic import atomic_write_at, atomic_write_bytes
 
-        ok, data = cv2.imencode(".jpg", canvas)
-        if not ok:
-            raise OSError("cannot encode a .jpg image")
-        try:
-            atomic_write_at(self._lock_fd, out.name, data.tobytes())
-        except FileNotFoundError:
-            write_image(out, canvas)
+        data = encode_image(canvas, ".jpg")
+        if not self._held_gone:
+            try:
+                atomic_write_at(self._lock_fd, out.name, data)
+                return
+            except FileNotFoundError:
+                self._held_gone = True  # deleted: the later pictures go by name, without a try through it each
+        atomic_write_bytes(out, data, durable=False)
 
     def close(self) -> None:
         if self.writer is not None:

@@ -19,7 +19,6 @@ import contextlib
 import ctypes
 import sys
 import threading
-from collections import deque
 
 AV_LOG_ERROR = 16  # FFmpeg's level for "error while decoding MB 7 1"
 AV_LOG_INFO = 32  # and for "concealing N DC, N AC, N MV errors in P frame"
@@ -49,8 +48,9 @@ class _Log:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.count = 0  # damage lines so far
-        self.recent: deque[str] = deque(maxlen=16)
+        self.last = ""  # the latest one
         self.lib: ctypes.CDLL | None = None
+        self.searched = False  # the process's maps were read for the library (once: not per video opened)
         self.callback = None  # kept alive while FFmpeg holds it
         self.echo = False
         self.atexit = False
@@ -93,7 +93,7 @@ def _on_log(avcl: int | None, level: int, fmt: bytes | None, args: int | None) -
     if any(word in low for word in DAMAGE_WORDS):
         with _log.lock:
             _log.count += 1
-            _log.recent.append(text)
+            _log.last = text
     if _log.echo and level <= AV_LOG_ERROR:  # --debug: FFmpeg's errors on stderr, as FFmpeg printed them
         with contextlib.suppress(OSError, ValueError):
             sys.stderr.write(f"[FFmpeg] {text}\n")
@@ -106,6 +106,9 @@ def install(*, echo: bool = False) -> bool:
     the check off, and printed FFmpeg's lines on stdout, into --json's records."""
     _log.echo = echo
     if _log.lib is None:
+        if _log.searched:
+            return False
+        _log.searched = True
         _log.lib = _library()
         if _log.lib is None:
             return False
@@ -143,4 +146,4 @@ def errors() -> int:
 def last() -> str:
     """FFmpeg's latest damage report (its own words), '' if none."""
     with _log.lock:
-        return _log.recent[-1] if _log.recent else ""
+        return _log.last

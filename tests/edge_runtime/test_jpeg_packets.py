@@ -49,16 +49,22 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return damaged_video(tmp_path_factory.mktemp("mjpeg") / "line.avi")
 
 
+def read_all(cap) -> list:  # noqa: ANN001 - a JpegPackets capture
+    """(picture, warning, error) of every frame, to the end; the capture is released."""
+    out = []
+    while True:
+        ok, picture = cap.read()
+        if not ok:
+            break
+        out.append((picture, cap.warning, cap.error))
+    cap.release()
+    return out
+
+
 def test_the_capture_says_which_frames_are_damaged(video: Path):
     cap = as_jpeg_packets(cv2.VideoCapture(str(video)), str(video))
     assert isinstance(cap, JpegPackets)
-    seen = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        seen.append((frame is not None and frame.ndim == 3, cap.warning, cap.error))
-    cap.release()
+    seen = [(frame is not None and frame.ndim == 3, warning, error) for frame, warning, error in read_all(cap)]
     assert len(seen) == 17
     assert [i for i, (_, w, _) in enumerate(seen) if w] == [LOST] and "Corrupt JPEG" in seen[LOST][1]
     assert [i for i, (_, _, e) in enumerate(seen) if e] == [UNREADABLE] and not seen[UNREADABLE][0]
@@ -430,38 +436,39 @@ def test_a_saved_stream_keeps_a_frame_for_undecodable_parts_before_its_first_pic
     assert count == 6
 
 
-@pytest.mark.parametrize("degrees", [90, 180, 270])
-def test_a_motion_jpeg_video_with_a_rotation_tag_is_read_and_turned_as_opencv_turns_it(tmp_path: Path, degrees: int):
-    """A phone's Motion-JPEG .mov tagged 'rotate=180' (or 90): OpenCV turned the packets as if they were pictures, a
-    reversed byte array is no JPEG, and every frame was "not a readable image", exit 3."""
+def tagged_mjpeg(folder: Path, frame: np.ndarray, degrees: int, frames: int = 3) -> Path:
+    """A Motion-JPEG .mov of ``frames`` copies of ``frame`` tagged ``rotate=degrees``, as a phone writes it."""
     import shutil
     import subprocess
 
     if shutil.which("ffmpeg") is None:
         pytest.skip("needs ffmpeg to tag the video (apt-get install -y ffmpeg)")
-    plain = tmp_path / "plain.mov"
-    frame = np.zeros((48, 64, 3), np.uint8)
-    frame[:16, :20] = 255  # a bright corner: a turn moves it
-    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", "64x48",
+    plain, tagged = folder / "plain.mov", folder / f"rot{degrees}.mov"
+    h, w = frame.shape[:2]
+    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{w}x{h}",
                     "-r", "5", "-i", "-", "-c:v", "mjpeg", "-q:v", "2", str(plain)],
-                   input=frame.tobytes() * 3, check=True)  # fmt: skip
-    tagged = tmp_path / f"rot{degrees}.mov"
+                   input=frame.tobytes() * frames, check=True)  # fmt: skip
     subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(plain), "-c", "copy", "-metadata:s:v:0",
                     f"rotate={degrees}", str(tagged)], check=True)  # fmt: skip
+    return tagged
+
+
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_a_motion_jpeg_video_with_a_rotation_tag_is_read_and_turned_as_opencv_turns_it(tmp_path: Path, degrees: int):
+    """A phone's Motion-JPEG .mov tagged 'rotate=180' (or 90): OpenCV turned the packets as if they were pictures, a
+    reversed byte array is no JPEG, and every frame was "not a readable image", exit 3."""
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[:16, :20] = 255  # a bright corner: a turn moves it
+    tagged = tagged_mjpeg(tmp_path, frame, degrees)
     shown = cv2.VideoCapture(str(tagged))  # as OpenCV shows it, decoded and turned by FFmpeg
     ok, expected = shown.read()
     shown.release()
     assert ok and expected.shape[:2] == ((64, 48) if degrees != 180 else (48, 64))
     cap = as_jpeg_packets(cv2.VideoCapture(str(tagged)), tagged.name)
     assert isinstance(cap, JpegPackets)
-    got = []
-    while True:
-        ok, picture = cap.read()
-        if not ok:
-            break
-        assert picture is not None and cap.error is None, cap.error
-        got.append(picture)
-    cap.release()
+    frames = read_all(cap)
+    assert all(picture is not None and error is None for picture, _, error in frames), frames
+    got = [picture for picture, _, _ in frames]
     assert len(got) == 3
     assert got[0].shape == expected.shape
     assert np.abs(got[0].astype(int) - expected.astype(int)).mean() < 3  # the same picture, the same way up
@@ -470,18 +477,7 @@ def test_a_motion_jpeg_video_with_a_rotation_tag_is_read_and_turned_as_opencv_tu
 def test_a_portrait_video_whose_first_frame_is_undecodable_saves_a_portrait_video(tmp_path: Path, tiny_model: Path):
     """A phone's Motion-JPEG .mov tagged rotate=90 whose first frame is damaged: the placeholder frame took the
     container's stored (landscape) size, and the saved video letterboxed every upright picture into it."""
-    import shutil
-    import subprocess
-
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("needs ffmpeg to tag the video (apt-get install -y ffmpeg)")
-    plain, tagged = tmp_path / "plain.mov", tmp_path / "rot90.mov"
-    frame = np.full((48, 64, 3), 128, np.uint8)
-    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", "64x48",
-                    "-r", "5", "-i", "-", "-c:v", "mjpeg", "-q:v", "2", str(plain)],
-                   input=frame.tobytes() * 3, check=True)  # fmt: skip
-    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(plain), "-c", "copy", "-metadata:s:v:0",
-                    "rotate=90", str(tagged)], check=True)  # fmt: skip
+    tagged = tagged_mjpeg(tmp_path, np.full((48, 64, 3), 128, np.uint8), 90)
     data = bytearray(tagged.read_bytes())
     first = data.find(b"\xff\xd8\xff")
     data[first : first + 200] = bytes(200)  # the first frame's JPEG: undecodable

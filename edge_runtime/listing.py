@@ -140,7 +140,7 @@ def _bracket_regex(body: str, pattern: str) -> str:
             out.append(f"{re.escape(lo)}-{re.escape(hi)}")
             i += 3
             continue
-        out.append(re.escape(body[i]) if body[i] not in "-" else "\\-")
+        out.append(re.escape(body[i]))  # '-' too: escaped, a character of its own
         i += 1
     return "[" + ("^/" if negate else "") + "".join(out) + "]"  # a bracket never matches '/', as in the shell
 

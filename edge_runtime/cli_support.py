@@ -181,7 +181,7 @@ def once(param: click.Parameter, values: tuple[Any, ...]) -> Any:
     """The option's one value (None when not given). Given twice, click kept the last and dropped the first in
     silence: ``--source bad.jpg --source ok.jpg --fail-on-defect`` passed the gate without looking at bad.jpg."""
     if len(values) > 1:
-        from edge_runtime.sources import shown_source  # a stream's password is never printed
+        from edge_runtime.stream_url import shown_source  # a stream's password is never printed
 
         hint = " (a folder or a quoted glob covers many files)" if param.name == "source" else ""
         shown = ", ".join(shown_source(str(v)) for v in values)

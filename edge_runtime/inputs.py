@@ -29,7 +29,8 @@ from edge_runtime.errors import DataError, resource_error
 from edge_runtime.items import Item, failure, frame_item, split_prepared
 from edge_runtime.listing import Unreadable, list_entries, list_folder, match_glob
 from edge_runtime.preprocess import IMAGE_SUFFIXES
-from edge_runtime.sources import LatestFrameReader, capture_factory, check_camera, is_stream_url, shown_source
+from edge_runtime.sources import LatestFrameReader, capture_factory, check_camera
+from edge_runtime.stream_url import is_stream_url, shown_source
 from edge_runtime.video_file import iter_video
 
 IGNORED_NAMED = 3  # files not inspected that the start-up line names (the rest are counted)

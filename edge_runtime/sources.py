@@ -48,6 +48,7 @@ import numpy as np
 
 from edge_runtime import ffmpeg_log
 from edge_runtime.errors import SourceError, UsageError
+from edge_runtime.stream_url import is_stream_url, opened_url, shown_source
 from edge_runtime.summary import plural
 
 
@@ -76,13 +77,6 @@ class LiveFrame:
     warning: str | None = None  # the decoder concealed damage in this frame (Motion-JPEG sources)
     error: str | None = None  # the frame came, but could not be decoded
     gray: np.ndarray | None = None  # the frame decoded to gray, beside a colour one (Motion-JPEG: JpegPackets.gray)
-
-
-def is_stream_url(text: str) -> bool:
-    """True for network streams (``rtsp://``, ``rtmp://``, ``http(s)://``, ``udp://``, ``tcp://``)."""
-    return text.split("://", 1)[0].lower() in {"rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp"} and (
-        "://" in text
-    )
 
 
 def check_camera(camera: str) -> str:
@@ -117,78 +111,6 @@ def check_camera(camera: str) -> str:
     return camera
 
 
-def shown_source(text: str) -> str:
-    """``text`` as records, logs and messages show it: a stream URL's password replaced by ``***`` (a camera's
-    ``http://admin:secret@...`` reached every record, the summary, the inspection log and the station page).
-
-    >>> shown_source("rtsp://admin:s3cret@10.0.0.5:554/stream1")
-    'rtsp://admin:***@10.0.0.5:554/stream1'
-    >>> shown_source("http://10.0.0.5/video.cgi?user=admin&password=s3cret&resolution=640")
-    'http://10.0.0.5/video.cgi?user=admin&password=***&resolution=640'
-    >>> shown_source("parts/p1.png")
-    'parts/p1.png'
-
-    Many IP cameras take the password in the query (``?user=admin&pwd=...``): a parameter whose name says
-    password, passwd, pwd, pass, token, secret, key, auth or signature is masked too.
-    """
-    if not is_stream_url(text):
-        return text
-    scheme, rest = text.split("://", 1)
-    netloc, sep, path = rest.partition("/")
-    userinfo, at, host = netloc.rpartition("@")
-    if ":" in userinfo:
-        netloc = f"{userinfo.split(':', 1)[0]}:***{at}{host}"
-    return _PARAM.sub(_masked_param, f"{scheme}://{netloc}{sep}{path}")
-
-
-# a query (or fragment: ``#password=...`` reached the records in clear) parameter, and the names that say secret,
-# read after percent-decoding (``?pass%77ord=...`` was shown as it came)
-_PARAM = re.compile(r"([?&;#])([^=&;#?]*)=([^&;#]*)")
-# a name with one of these words holds a secret (``api_key``, ``accessToken``, ``X-Amz-Signature``, ``_sid``,
-# ``password1``, ``wmsAuthSign``) ...
-_SECRET_WORDS = frozenset(
-    {"password", "passwd", "passphrase", "pwd", "pw", "pass", "token", "secret", "key", "apikey", "auth", "signature",
-     "sig", "sign", "credential", "credentials", "session", "sid", "hash"}
-)  # fmt: skip
-# ... and so does a one-word name ending in one of these (``accesstoken``, ``secretkey``) ...
-_SECRET_ENDINGS = ("password", "passwd", "passphrase", "token", "secret", "apikey", "secretkey", "signature")
-# ... unless its last word says it is a setting about the secret word's namesake, readable on a stream's URL
-_SETTING_WORDS = frozenset({"frame", "frames", "count", "interval", "expiry", "expires", "version", "type", "length"})
-
-
-def _secret_name(name: str) -> bool:
-    """Whether a parameter's name says it holds a secret: any of its words, split at ``_ - .``, digits and camelCase
-    (``accessToken``, ``X-Amz-Signature``, ``password1``, ``_sid`` must not be shown), or a one-word name's ending;
-    not a setting named after one (``keyFrame``, ``tokenCount``, ``signatureVersion``).
-
-    >>> [_secret_name(n) for n in ("accessToken", "X-Amz-Credential", "pw", "keyframe", "keyFrame", "apiKey")]
-    [True, True, True, False, False, True]
-    >>> [_secret_name(n) for n in ("accesstoken", "password1", "_sid", "wmsAuthSign", "tokenCount", "user")]
-    [True, True, True, True, False, False]
-    """
-    words = [w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", name)]
-    if words and words[-1] in _SETTING_WORDS:
-        return False
-    return any(w in _SECRET_WORDS for w in words) or name.lower().endswith(_SECRET_ENDINGS)
-
-
-def _masked_param(m: re.Match[str]) -> str:
-    """``shown_source``'s mask for one parameter.
-
-    >>> shown_source("http://cam/feed.mjpg#password=s3cret"), shown_source("http://cam/f?pass%77ord=s3cret&x=1")
-    ('http://cam/feed.mjpg#password=***', 'http://cam/f?pass%77ord=***&x=1')
-    """
-    if _secret_name(urllib.parse.unquote(m.group(2)).strip()):
-        return f"{m.group(1)}{m.group(2)}=***"
-    return m.group(0)
-
-
-def _opened_url(url: str) -> str:
-    """The URL as FFmpeg opens it: the scheme in lower case (``HTTP://`` was taken for a stream, then failed)."""
-    scheme, rest = url.split("://", 1)
-    return f"{scheme.lower()}://{rest}"
-
-
 def capture_factory(source: str, *, timeout_s: float = 5.0, colour: bool = True) -> CaptureFactory:
     """A factory that opens a camera index (``"0"``), a device path (``/dev/video2``) or a stream URL.
 
@@ -218,7 +140,7 @@ def capture_factory(source: str, *, timeout_s: float = 5.0, colour: bool = True)
             # thread per core it came a read early or late, and the warning went to a neighbouring frame)
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, open_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms,
                       cv2.CAP_PROP_N_THREADS, 1]  # fmt: skip
-            cap = cv2.VideoCapture(_opened_url(source), cv2.CAP_FFMPEG, params)
+            cap = cv2.VideoCapture(opened_url(source), cv2.CAP_FFMPEG, params)
         else:
             with opencv_path(source) as name:  # a name that is not UTF-8 crashed OpenCV (SIGSEGV)
                 cap = cv2.VideoCapture(name)

@@ -18,8 +18,8 @@ import click
 
 from edge_runtime.cli_support import FiniteFloatRange, once
 from edge_runtime.errors import printable
-from edge_runtime.sources import is_stream_url
 from edge_runtime.station.units import parse_duration, parse_size
+from edge_runtime.stream_url import is_stream_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 MIN_LOG_BYTES = 1_000_000

@@ -237,6 +237,6 @@ def test_a_reader_stuck_in_a_stalled_read_is_waited_for_once_on_the_way_out():
 def test_a_secret_in_a_fragment_or_a_percent_encoded_name_is_masked(url: str, shown: str):
     """#password=... in a stream URL reached stderr, every record, the summary and the inspection log in clear,
     and so did ?pass%77ord=... (the name read before percent-decoding)."""
-    from edge_runtime.sources import shown_source
+    from edge_runtime.stream_url import shown_source
 
     assert shown_source(url) == shown

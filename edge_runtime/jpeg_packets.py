@@ -15,8 +15,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_runtime.decoding import decode, pages_note
+from edge_runtime.decoding import decode
 from edge_runtime.errors import ImageReadError
+from edge_runtime.image_pages import pages_note
 
 # Undecodable frames in a row that mean the source sends no pictures any more (a broken encoder): the read then
 # fails, as FFmpeg's own decoding would, and the caller's reconnect or end-of-video handling takes over.

@@ -368,7 +368,7 @@ def test_a_jpeg_exif_thumbnail_is_not_a_second_picture():
     import cv2
     import numpy as np
 
-    from edge_runtime.decoding import page_count
+    from edge_runtime.image_pages import page_count
 
     thumb = cv2.imencode(".jpg", np.full((16, 16), 90, np.uint8))[1].tobytes()
     main = cv2.imencode(".jpg", np.full((64, 64), 120, np.uint8))[1].tobytes()
@@ -388,7 +388,7 @@ def test_page_counts_follow_the_files_structure_not_stray_bytes():
     import struct
     import zlib
 
-    from edge_runtime.decoding import page_count
+    from edge_runtime.image_pages import page_count
 
     def tiff(big: bool, pages: int, next_last: int = 0) -> bytes:
         if big:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.errors import DefectEdgeError, resource_error
+from edge_runtime.summary import several_parts_warning
 
 
 @dataclass
@@ -38,6 +39,11 @@ def split_prepared(out: Any) -> tuple[np.ndarray, list[str] | None, Any]:
     if not isinstance(out, tuple):
         return out, None, None
     return out[0], out[1] or None, out[2] if len(out) > 2 else None
+
+
+def with_warning(first: str | None, second: str | None) -> str | None:
+    """Two warnings of one item as one (either may be None)."""
+    return f"{first}; {second}" if first and second else first or second
 
 
 def failure(source: str, exc: BaseException) -> str:
@@ -70,4 +76,5 @@ def frame_item(
         return Item(source, index, error=failure(f"{source} frame {index}", exc))
     ms = (time.perf_counter() - t0) * 1000.0
     original = frame if keep_original else None
+    warning = with_warning(warning, several_parts_warning(unlike))
     return Item(source, index, x, original, ms, warning=warning, unlike_training=unlike, part=part)

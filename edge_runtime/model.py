@@ -32,7 +32,7 @@ from edge_runtime.model_info import INPUT_NAME, MAP_OUTPUT_NAME, METADATA_KEY, O
 from edge_runtime.preprocess import CropMode, normalize, preprocess, resize_to_input, to_uint8_gray
 from edge_runtime.providers import Provider, provider_chain
 from edge_runtime.session import check_io, open_session, probe
-from edge_runtime.station_check import StationProfile, reasons
+from edge_runtime.station_check import StationProfile, reasons, several_parts_reason
 from edge_runtime.summary import NO_PART
 from edge_runtime.symmetry import PartPatch
 
@@ -271,6 +271,9 @@ class EdgeModel:
         if prof is None and spec.crop is CropMode.PART and not framed.part.found:
             # without the station check too: a lens cap or an empty tray is not a part, and a gate must not pass it
             why = [f"{NO_PART} (the whole frame was used)"]
+        if prof is None and spec.crop is CropMode.PART and framed.part.others:  # nor a part beside the one judged
+            why = [several_parts_reason({"other_parts": framed.part.others, "part_x": framed.part.cx,
+                                         "part_y": framed.part.cy})]  # fmt: skip
         cut = part and framed.part.found and (prof is None or bool(why))
         return x, why, symmetry.part_patch(gray, framed.region) if cut else None
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edge_runtime.summary import NO_PART, flagged_share, plural, share_text
+from edge_runtime.summary import NO_PART, SEVERAL_PARTS, plural, share_text
 
 PROFILE_VERSION = 1
 UNTRUSTED_SHARE = 0.01  # --check-station: more than this share of a folder flagged says "do not trust" (exit 6)
@@ -36,6 +36,7 @@ STATS: dict[str, tuple[str, str, float]] = {
 }
 _MORE = {"brightness": "brighter", "background": "brighter", "part_size": "larger", "sharpness": "sharper"}
 _LESS = {"brightness": "darker", "background": "darker", "part_size": "smaller", "sharpness": "softer"}
+_OF_THE_PART = ("part_size", "part_offset")  # measured on the part found, so not told where none was
 MARGIN = 0.05  # the training range is widened by this share of its width, and at least by the statistic's slack
 
 
@@ -86,12 +87,26 @@ def profile(stats: Iterable[dict[str, float]]) -> StationProfile:
     return StationProfile(ranges=ranges, images=n)
 
 
+def several_parts_reason(stats: dict[str, float]) -> str:
+    """The reason for a frame that shows more than one part, naming where the one judged lies (source pixels).
+
+    >>> several_parts_reason({"other_parts": 1.0, "part_x": 453.2, "part_y": 151.9})
+    'more than one part in the frame (2 found; the one at x=453, y=152 was judged)'
+    """
+    n = 1 + int(stats.get("other_parts", 0.0))
+    return f"{SEVERAL_PARTS} ({n} found; the one at x={stats['part_x']:.0f}, y={stats['part_y']:.0f} was judged)"
+
+
 def reasons(stats: dict[str, float], prof: StationProfile) -> list[str]:
     """Why an item looks unlike the training images, in words; empty when it looks like them."""
     out = []
     if stats.get("part_found", 1.0) < 0.5:
         out.append(f"{NO_PART} (the whole frame was used)")
+    if stats.get("other_parts", 0.0) >= 1.0:
+        out.append(several_parts_reason(stats))
     for name, (lo, hi) in prof.ranges.items():
+        if name in _OF_THE_PART and stats.get("part_found", 1.0) < 0.5:
+            continue  # no part: its size and place are the whole frame's, not a part's ("part off-centre" for 1x1)
         v = stats.get(name, math.nan)
         if not math.isfinite(v) or lo <= v <= hi:
             continue
@@ -105,14 +120,6 @@ def reasons(stats: dict[str, float], prof: StationProfile) -> list[str]:
         else:
             out.append(f"{words} outside the training range ({fmt.format(v)} {sign} {limit})")
     return out
-
-
-def summary_line(flagged: int, total: int, counts: Counter[str]) -> str | None:
-    """The WARNING for the run's summary, or None when nothing was flagged."""
-    if not flagged or not total:
-        return None
-    top = ", ".join(reason_kind(r) + (f" ({c})" if len(counts) > 1 else "") for r, c in counts.most_common(3))
-    return f"{flagged_share(flagged, total)} look unlike the training images: {top}"
 
 
 def reason_kind(reason: str) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 RESERVOIR_SIZE = 4096
 MAX_NOTES = 20  # source warnings kept for the summary (the rest are counted)
 NO_PART = "no part found in the frame"  # the station check's reason, as counted (edge_runtime.station_check)
+SEVERAL_PARTS = "more than one part in the frame"  # the same, for a frame showing two parts or more
 
 
 def plural(n: int, word: str) -> str:
@@ -93,6 +94,33 @@ def reason_kind(reason: str) -> str:
     True
     """
     return str(reason).rsplit(" (", 1)[0]
+
+
+def several_parts_warning(reasons: list[str] | None) -> str | None:
+    """The item's warning where the station check saw more than one part (None otherwise): the verdict is one
+    part's, and a gate must not pass the others unseen (a defective part beside an OK one passed, exit 0).
+
+    >>> several_parts_warning(["more than one part in the frame (2 found; the one at x=453, y=152 was judged)"])[:36]
+    'more than one part in the frame (2 f'
+    """
+    for why in reasons or ():
+        if reason_kind(why) == SEVERAL_PARTS:
+            return f"{why}; a defect on the others was not looked for: show the camera one part at a time"
+    return None
+
+
+def unlike_line(flagged: int, total: int, counts: dict[str, int]) -> str | None:
+    """The summary's WARNING, or None when nothing was flagged: how many items look unlike the training images,
+    and the three commonest reasons (``counts``: reason kind -> items).
+
+    >>> unlike_line(1, 1, {"background brighter than any training image": 1})
+    '1 of 1 item (100%) looks unlike the training images: background brighter than any training image'
+    """
+    if not flagged or not total:
+        return None
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
+    why = ", ".join(k + (f" ({c})" if len(top) > 1 else "") for k, c in top)
+    return f"{flagged_share(flagged, total)} {'looks' if flagged == 1 else 'look'} unlike the training images: {why}"
 
 
 def no_part(rec: dict[str, Any]) -> bool:
@@ -246,12 +274,8 @@ class Summary:
         if self.priority_dropped:
             lines.append(f"priority: {self.priority_dropped}")
         lines += [f"source warning: {n}" for n in self.notes]
-        if self.unlike_training:
-            top = sorted(self.unlike_reasons.items(), key=lambda kv: -kv[1])[:3]
-            why = ", ".join(k + (f" ({c})" if len(top) > 1 else "") for k, c in top)
-            share = flagged_share(self.unlike_training, self.items)
-            lines.append(f"WARNING: {share} look unlike the training images: {why} "
-                         "(check the station: edge-infer --check-station DIR)")  # fmt: skip
+        if (unlike := unlike_line(self.unlike_training, self.items, self.unlike_reasons)) is not None:
+            lines.append(f"WARNING: {unlike} (check the station: edge-infer --check-station DIR)")
         if self.interrupted:
             lines.append("stopped early (interrupted); everything above was written")
         if self.stdout_closed:

@@ -1,6 +1,6 @@
 """``edge-infer --camera 0`` on a synthetic 200 FPS camera, for tests that need a real process (signals, pipes).
 
-    python -m tests.edge_runtime.live_cli --model M.onnx --output out.jsonl --quiet
+python -m tests.edge_runtime.live_cli --model M.onnx --output out.jsonl --quiet
 """
 
 from __future__ import annotations

@@ -221,6 +221,33 @@ def test_a_gate_does_not_pass_a_frame_without_a_part(tmp_path):
     assert check(unchecked, ExitCode.DEFECT_FOUND, error_lines=0)[0]["unlike_training"][0].startswith("no part found")
 
 
+def test_a_gate_does_not_pass_a_frame_with_two_parts(tmp_path):
+    """A defective part beside an OK one in one frame: the OK one alone was judged, "ok", and the gate passed with
+    exit 0 (with --no-station-check nothing at all was flagged). The verdict now carries a warning naming the part
+    judged, and the gate fails."""
+    import cv2
+    import numpy as np
+
+    from tests.conftest import REPO
+
+    samples = REPO / "edge_runtime/samples/test"
+    bad, good = (
+        cv2.imread(str(next((samples / c).glob("*.jpeg"))), cv2.IMREAD_GRAYSCALE) for c in ("def_front", "ok_front")
+    )
+    cv2.imwrite(str(tmp_path / "two.png"), np.hstack([bad, good]))
+    cv2.imwrite(str(tmp_path / "one.png"), bad)
+    for extra in ([], ["--no-station-check"]):
+        gate = invoke(["--source", str(tmp_path / "two.png"), "--fail-on-defect", *extra])
+        rec = check(gate, ExitCode.DEFECT_FOUND, error_lines=0)[0]
+        assert rec["warning"].startswith("more than one part in the frame (2 found; the one at x=")
+        assert "show the camera one part at a time" in rec["warning"]
+        assert any(why.startswith("more than one part in the frame") for why in rec["unlike_training"])
+    single = check(invoke(["--source", str(tmp_path / "one.png"), "--no-station-check"]), ExitCode.OK, error_lines=0)
+    assert single[0]["warning"] is None and single[0]["unlike_training"] is None
+    report = CliRunner().invoke(main, ["--check-station", str(tmp_path)])
+    assert "more than one part in the frame" in report.output
+
+
 def test_12_bit_16_bit_and_float_images_are_read_by_the_bits_they_use(tmp_path):
     """A 12-bit camera's pixels in a 16-bit PNG were shifted right by 8 (values 0-15): a defective part read as a
     black frame, "no part found", "ok". A 32-bit float TIFF was "not a readable image"."""

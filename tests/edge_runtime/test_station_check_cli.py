@@ -42,7 +42,7 @@ def test_items_unlike_training_are_flagged_on_their_record_and_in_the_summary(tm
     flags = recs["b_white.png"]["unlike_training"]
     assert flags and flags[0].startswith("background brighter than any training image")
     assert recs["b_white.png"]["label"] is not None  # still judged: the flag warns, it does not replace the verdict
-    assert "WARNING: 1 of 2 items (50%) look unlike the training images: background brighter" in r.stderr
+    assert "WARNING: 1 of 2 items (50%) looks unlike the training images: background brighter" in r.stderr
     r = CliRunner().invoke(main, ["--model", str(model), "--source", str(parts), "--json", "--no-station-check"])
     assert r.exit_code == 0 and "WARNING" not in r.stderr
     assert all(json.loads(line)["unlike_training"] is None for line in r.stdout.splitlines())

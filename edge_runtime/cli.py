@@ -278,7 +278,7 @@ def _refuse_run_options() -> None:
 
 def _check_station(opts: dict) -> int:
     from edge_runtime.errors import DataError, ExitCode
-    from edge_runtime.inputs import SourceKind, resolve_source
+    from edge_runtime.inputs import SourceKind, listing_line, resolve_source
     from edge_runtime.model import load_model
     from edge_runtime.station_check import check_folder
 
@@ -290,6 +290,8 @@ def _check_station(opts: dict) -> int:
         raise DataError(f"{folder}: no images found; pass --check-station DIR with images from the new camera")
     model = load_model(opts["model"], provider="cpu", threads=1)
     lines, alike = check_folder(model, spec.paths)
+    if spec.ignored or spec.links_not_followed:  # as --source says it: a video or a linked folder went unchecked
+        lines.insert(1, f"  {listing_line(spec)}")
     with stdout_errors():  # `| head` ends quietly, `> /dev/full` is exit 7
         for line in lines:
             click.echo(line)

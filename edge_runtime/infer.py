@@ -30,7 +30,7 @@ from edge_runtime.errors import (
     printable,
     resource_error,
 )
-from edge_runtime.inputs import Item, SourceKind, SourceSpec, iter_items, open_live, resolve_source
+from edge_runtime.inputs import Item, SourceKind, SourceSpec, iter_items, listing_line, open_live, resolve_source
 from edge_runtime.model import EdgeModel, Prediction, RuntimeConfig, load_model, model_path
 from edge_runtime.output_checks import check_outputs
 from edge_runtime.outputs import StdoutClosed, record_for
@@ -305,7 +305,7 @@ def run_inference(
         _check_model(cfg, model, log)
         if spec.kind is SourceKind.IMAGES:
             summary.ignored_files = spec.ignored
-            log(_listing_line(spec))
+            log(listing_line(spec))
         if spec.kind.live:  # fails here, within seconds, with exit code 5
             reader = _open_reader(cfg, spec, log, cfg.listener, colour=outputs.needs_picture)
             name = printable(reader.name)
@@ -387,16 +387,6 @@ def _check_model(cfg: InferConfig, model: EdgeModel, log: Log) -> None:
     if not model.verified:
         log(f"warning: {model.path.name} records no content hash (exported before defect-edge checked it); "
             "its integrity is not verified")  # fmt: skip
-
-
-def _listing_line(spec: SourceSpec) -> str:
-    """``DIR: 17 images (2 files not inspected, ...)``: what a folder or pattern gave."""
-    more = ", ..." if spec.ignored > len(spec.ignored_names) else ""
-    named = ", ".join(printable(n) for n in spec.ignored_names) + more
-    ignored = f" ({plural(spec.ignored, 'file')} not inspected, not images or hidden: {named})"
-    links = f" ({plural(spec.links_not_followed, 'link')} to folders not followed)"
-    shown = (ignored if spec.ignored else "") + (links if spec.links_not_followed else "")
-    return f"{printable(spec.name)}: {plural(len(spec.paths), 'image')}{shown}"
 
 
 def _finish(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log: Log) -> None:

@@ -25,13 +25,13 @@ from typing import TypeVar
 import numpy as np
 
 from edge_runtime.decoding import decode, read_bytes
-from edge_runtime.errors import DataError, resource_error
+from edge_runtime.errors import DataError, printable, resource_error
 from edge_runtime.items import Item, failure, frame_item, split_prepared, with_warning
 from edge_runtime.listing import Unreadable, list_entries, list_folder, match_glob
 from edge_runtime.preprocess import IMAGE_SUFFIXES
 from edge_runtime.sources import LatestFrameReader, capture_factory, check_camera
 from edge_runtime.stream_url import is_stream_url, shown_source
-from edge_runtime.summary import several_parts_warning
+from edge_runtime.summary import plural, several_parts_warning
 from edge_runtime.video_file import iter_video
 
 IGNORED_NAMED = 3  # files not inspected that the start-up line names (the rest are counted)
@@ -112,6 +112,16 @@ def _resolve_path(source: str) -> SourceSpec:
         return _images(source, images, ignored, links)
     hint = "; for a camera use --camera N" if source.isdigit() else ""
     raise DataError(f"{source}: no such file or folder{hint}")
+
+
+def listing_line(spec: SourceSpec) -> str:
+    """``DIR: 17 images (2 files not inspected, ...)``: what a folder or pattern gave."""
+    more = ", ..." if spec.ignored > len(spec.ignored_names) else ""
+    named = ", ".join(printable(n) for n in spec.ignored_names) + more
+    ignored = f" ({plural(spec.ignored, 'file')} not inspected, not images or hidden: {named})"
+    links = f" ({plural(spec.links_not_followed, 'link')} to folders not followed)"
+    shown = (ignored if spec.ignored else "") + (links if spec.links_not_followed else "")
+    return f"{printable(spec.name)}: {plural(len(spec.paths), 'image')}{shown}"
 
 
 def _images(source: str, images: tuple[Path, ...], ignored: list[str], links: int) -> SourceSpec:

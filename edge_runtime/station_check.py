@@ -188,12 +188,12 @@ def check_folder(model: Any, paths: Sequence[Any]) -> tuple[list[str], bool]:
 
     ``model`` is a loaded :class:`edge_runtime.model.EdgeModel`; unreadable files are counted, not fatal.
     """
-    from edge_runtime.errors import DataError, DefectEdgeError
+    from edge_runtime.errors import DataError, DefectEdgeError, ModelError
     from edge_runtime.preprocess import read_image
 
     prof = model.station_profile
-    if prof is None:
-        raise DataError(
+    if prof is None:  # the model's lack, not the folder's (it was exit 3, bad data)
+        raise ModelError(
             f"{model.path.name} carries no station profile (exported before the station check, or without the "
             "training images); re-export it with export-onnx where the training images are"
         )

@@ -67,7 +67,8 @@ def test_check_station_needs_a_model_with_a_profile(tmp_path: Path):
     plain.write_bytes(with_metadata(model_bytes(), tiny_info().to_json(), stamp=True))
     folder = write(tmp_path / "imgs", {"a.png": impeller()})
     r = CliRunner().invoke(main, ["--model", str(plain), "--check-station", str(folder)])
-    assert r.exit_code == 3 and "carries no station profile" in r.output and "Traceback" not in r.output
+    # the model is what lacks it, and what to change (re-export): exit 4, bad model (it was 3, bad data)
+    assert r.exit_code == 4 and "carries no station profile" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(main, ["--model", str(plain), "--check-station", str(tmp_path / "missing")])
     assert r.exit_code == 3 and "no such file or folder" in r.output and "Traceback" not in r.output
 
@@ -138,3 +139,16 @@ def test_check_station_with_an_empty_model_is_refused_not_the_bundled_model(tmp_
     folder = write(tmp_path / "cam", {"good.png": impeller(bg=165)})
     r = CliRunner().invoke(main, ["--model", "", "--check-station", str(folder)])
     assert r.exit_code == 4, r.output
+
+
+def test_check_station_says_what_it_did_not_check(tmp_path: Path):
+    """A video in the folder and a linked folder of images went unchecked without a word (``--source`` on the same
+    folder names them), and the folder "looked like the training images"."""
+    model = model_with_profile(tmp_path / "m.onnx")
+    folder = write(tmp_path / "cam", {"a.png": impeller(bg=170)})
+    (folder / "clip.mp4").write_bytes(b"not checked")
+    linked = write(tmp_path / "elsewhere", {"b.png": impeller(bg=170)})
+    (folder / "more").symlink_to(linked, target_is_directory=True)
+    r = CliRunner().invoke(main, ["--model", str(model), "--check-station", str(folder)])
+    assert r.exit_code == 0, r.output
+    assert "1 image (1 file not inspected, not images or hidden: clip.mp4) (1 link to folders not followed)" in r.output

@@ -22,6 +22,7 @@ import numpy as np
 from edge_runtime.atomic import missing_folders, probe_writable, remove_empty, write_back
 from edge_runtime.errors import OutputError
 from edge_runtime.model import Prediction
+from edge_runtime.summary import score_text
 
 RED, GREEN, GREY = (0, 0, 255), (0, 200, 0), (128, 128, 128)
 VIDEO_SAVE_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
@@ -45,7 +46,7 @@ def annotate(image: np.ndarray, pred: Prediction | None, *, fps: float | None = 
     colour = GREY if pred is None else RED if pred.defective else GREEN
     border = max(3, min(h, w) // 40)
     cv2.rectangle(canvas, (0, 0), (w - 1, h - 1), colour, border * 2)
-    text = f"ERROR {error[:40]}" if pred is None else f"{pred.label} {pred.score:.3g}"
+    text = f"ERROR {error[:40]}" if pred is None else f"{pred.label} {score_text(pred.score, 3)}"
     if fps is not None:
         text += f"  {fps:.1f} FPS"
     scale = max(0.4, min(h, w) / 500)

@@ -27,7 +27,7 @@ from edge_runtime.atomic import write_all, write_back
 from edge_runtime.errors import OutputError, UsageError, printable
 from edge_runtime.inputs import Item
 from edge_runtime.model import Prediction
-from edge_runtime.summary import LatencyReservoir, Summary, no_part
+from edge_runtime.summary import LatencyReservoir, Summary, no_part, score_text
 
 __all__ = ["RECORD_KEYS", "FileSink", "JsonLinesSink", "LatencyReservoir", "StdoutClosed", "Summary"]
 
@@ -126,7 +126,7 @@ class JsonLinesSink:
         if rec["error"] is not None:
             line = f"ERROR      {rec['error']}"
         else:
-            line = f"{rec['label']:<10} {rec['score']:<9.4g} {where}"
+            line = f"{rec['label']:<10} {score_text(rec['score']):<9} {where}"
             if rec.get("warning"):
                 line += f"  (warning: {rec['warning']})"
             if no_part(rec):  # the whole frame was judged: an empty tray, a lens cap, an unreadable exposure

@@ -18,7 +18,7 @@ import click
 
 from edge_runtime.cli_support import Group, debug_option, friendly_errors, stdout_errors, version_option
 from edge_runtime.errors import exit_codes_help, printable
-from edge_runtime.summary import no_part, plural
+from edge_runtime.summary import no_part, plural, score_text
 
 CSV_KEYS = (
     "id",
@@ -207,7 +207,7 @@ def _print_rows(found: Any, fmt: str | None) -> None:
             writer.writerow({k: csv_cell(r.get(k)) for k in CSV_KEYS} | {"providers": ",".join(r["providers"])})
     else:
         for r in found:
-            verdict_text = r["error"] and f"ERROR {r['error']}" or f"{r['label']:<10} {r['score']:.4g}"
+            verdict_text = r["error"] and f"ERROR {r['error']}" or f"{r['label']:<10} {score_text(r['score'])}"
             where = r["source"] if r["frame"] is None else f"{r['source']} frame {r['frame']}"
             # as edge-infer's own line: an item judged without a part found read as a plain "ok"
             notes = "".join(f"  ({n})" for n in (r.get("warning") and f"warning: {r['warning']}",
@@ -253,7 +253,9 @@ def show(db: Path, item_id: int, out: Path, debug: bool) -> None:
         raise OutputError(f"{out}: cannot write the image ({exc.strerror or exc}); choose another --out") from exc
     with stdout_errors(report=False):  # the picture is the result: written already
         click.echo(
-            printable(f"{out}: item {item_id}, {rec['label']} {rec['score']:.4g} at {rec['time']} ({rec['source']})")
+            printable(
+                f"{out}: item {item_id}, {rec['label']} {score_text(rec['score'])} at {rec['time']} ({rec['source']})"
+            )
         )
 
 

@@ -420,3 +420,23 @@ def test_an_output_that_stdout_or_stderr_is_redirected_to_is_refused(tmp_path, s
     # the same options with the stream elsewhere run as before
     ok = subprocess.run(cmd, cwd=REPO, timeout=120, capture_output=True)
     assert ok.returncode == 0, ok.stderr.decode()[-500:]
+
+
+def test_a_score_just_below_1_is_not_shown_as_a_flat_1(monkeypatch):
+    """A saved picture's label said "defective 1" for a score of 0.9996, and a human line "1" for 0.99996: a
+    probability shown as certainty."""
+    import numpy as np
+
+    from edge_runtime import annotate
+    from edge_runtime.model import Prediction
+    from edge_runtime.outputs import JsonLinesSink
+    from edge_runtime.summary import score_text
+
+    assert [score_text(s) for s in (0.99996, 0.025583, 1.0)] == ["0.99996", "0.02558", "1"]
+    drawn = []
+    monkeypatch.setattr(annotate.cv2, "putText", lambda img, text, *a, **k: drawn.append(text) or img)
+    pred = Prediction(label="defective", score=0.9996, defective=True, latency_ms=1.0)
+    annotate.annotate(np.zeros((240, 320), np.uint8), pred)
+    assert any(t.startswith("defective 0.9996") for t in drawn), drawn
+    rec = {"source": "a.png", "frame": None, "error": None, "label": "defective", "score": 0.99996}
+    assert JsonLinesSink.human_line(rec).split()[:2] == ["defective", "0.99996"]

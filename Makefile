@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data/casting
+PIP_FLAGS ?=  # e.g. --extra-index-url https://download.pytorch.org/whl/cpu where torch's CPU wheel is not served
+SERVE ?= 127.0.0.1:8080
+CAMERA_PORT ?= 8091
 STAMP := $(VENV)/.installed
 
 .PHONY: setup test test-runtime test-faults demo default-model clean
@@ -10,7 +13,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[train,dev,station]'
+	$(BIN)/python -m pip install -q -c constraints.txt $(PIP_FLAGS) -e '.[train,dev,station]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -63,4 +66,4 @@ models: setup
 ## The station: the bundled sample video looped as a network camera, inspected live with --log and --serve;
 ## prints the URL of the station page (http://127.0.0.1:8080/). Ctrl-C stops it.
 station-demo: setup
-	$(BIN)/python -m edge_runtime.station.demo --serve 127.0.0.1:8080 --log runs/station-demo/station.db
+	$(BIN)/python -m edge_runtime.station.demo --serve $(SERVE) --camera-port $(CAMERA_PORT) --log runs/station-demo/station.db

@@ -14,7 +14,7 @@ from typing import Any
 
 from benchmarks.config import SEED_MODEL, TORCH_PROVIDER, BenchConfig, Job, JobKind, Row, Section
 from benchmarks.hardware import Hardware, detect_hardware
-from benchmarks.worker import PARENT_ENV
+from benchmarks.worker import PARENT_ENV, TORCH_MISSING
 from edge_runtime import datasets
 from edge_runtime.errors import DataError, DefectEdgeError, ExitCode, ModelError
 from edge_runtime.model import MODELS_DIR
@@ -203,10 +203,10 @@ def file_labels(models: tuple[Path, ...]) -> dict[str, str]:
 def _run_jobs(jobs: list[tuple[str, Job]], result: BenchResult, progress: Progress) -> None:
     """Run the jobs in order, adding their rows to ``result`` as each finishes."""
     labels = file_labels(result.config.models)
-    failed: set[str] = set()
+    failed: dict[str, str] = {}  # model -> why its later jobs are not run
     for k, (what, job) in enumerate(jobs, 1):
         if job.model in failed:  # said, not left out in silence (an accuracy section simply missing)
-            result.skipped.append(f"{what}: not run, as {labels.get(job.model, job.model)} failed an earlier job")
+            result.skipped.append(f"{what}: not run, as {failed[job.model]}")
             continue
         progress(f"[{k}/{len(jobs)}] {what}")
         try:
@@ -216,9 +216,11 @@ def _run_jobs(jobs: list[tuple[str, Job]], result: BenchResult, progress: Progre
             result.skipped.append(f"{what}: {exc}; its rows are missing")
             continue
         if job.kind is JobKind.TORCH and skipped:
-            failed.update({SEED_MODEL, "defectnet"})
+            # torch missing is no failure of the models ("seed failed an earlier job", said the runtime-only install)
+            why = "torch is not importable here" if skipped[0] == TORCH_MISSING else "torch failed an earlier job"
+            failed.update(dict.fromkeys((SEED_MODEL, "defectnet"), why))
         elif skipped:
-            failed.add(job.model)
+            failed[job.model] = f"{labels.get(job.model, job.model)} failed an earlier job"
         for r in rows:
             r.file = labels.get(job.model, r.file) if r.file else r.file
         result.rows += rows

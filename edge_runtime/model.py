@@ -37,6 +37,8 @@ from edge_runtime.summary import NO_PART
 from edge_runtime.symmetry import PartPatch
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
+# a part-centred model exported where its training images were not: items are never flagged, which is not "alike"
+_NO_PROFILE = "; no station check: the model carries no training-image statistics (re-export it where they are)"
 DEFAULT_MODEL_FILES = {Precision.INT8: "defectnet_int8.onnx", Precision.FP32: "defectnet_fp32.onnx"}
 
 
@@ -364,6 +366,7 @@ class EdgeModel:
         return (
             f"model {self.path.name} ({self.info.precision.value}, {self.info.arch or 'unknown arch'}, "
             f"threshold {self.info.threshold:.4g}{self._look_note()}) on {', '.join(self.providers)}, threads {threads}"
+            + ("" if self.info.station or self.info.preprocess.crop is not CropMode.PART else _NO_PROFILE)
         )
 
     def _look_note(self) -> str:

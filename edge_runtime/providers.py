@@ -39,6 +39,27 @@ def tensorrt_libraries() -> bool:
     return False
 
 
+_BOTH_WHEELS = (
+    "onnxruntime and onnxruntime-gpu are both installed and the CPU one took over their shared module (a later pip "
+    "install of defect-edge or an extra put it back): pip uninstall -y onnxruntime onnxruntime-gpu, then pip "
+    "install -c constraints.txt onnxruntime-gpu (see README, GPU)"
+)
+
+
+def _both_wheels() -> bool:
+    """Whether the CPU and the GPU onnxruntime wheels are both installed: the one installed last owns the module."""
+    from importlib import metadata
+
+    def installed(name: str) -> bool:
+        try:
+            metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return False
+        return True
+
+    return installed("onnxruntime") and installed("onnxruntime-gpu")
+
+
 def provider_chain(provider: Provider) -> tuple[list[str], str]:
     """The onnxruntime providers to ask for, best first (CPU always last, so a session can be made), and a note
     for the user when the chain is not what was asked for."""
@@ -51,7 +72,7 @@ def provider_chain(provider: Provider) -> tuple[list[str], str]:
     if provider is not Provider.AUTO and ORT_PROVIDER[provider] not in available:
         raise MissingExtraError(  # a missing package (exit 8), not a bad model (exit 4, as it was)
             f"provider {provider.value} is not available in this onnxruntime (has: {', '.join(available)}); "
-            "install onnxruntime-gpu (see README, GPU) or use --provider cpu"
+            + (_BOTH_WHEELS if _both_wheels() else "install onnxruntime-gpu (see README, GPU) or use --provider cpu")
         )
     wanted = [p for p in (trt, cuda) if p in available] if provider is Provider.AUTO else [ORT_PROVIDER[provider]]
     if provider is Provider.TENSORRT and cuda in available:

@@ -92,7 +92,12 @@ def station_profile(ckpt: dict[str, Any], spec: PreprocessSpec, log: Log) -> dic
 
     paths = images.recorded_train_files(ckpt)
     if not paths:
-        log("station check: the training images are not here, so the model carries no station profile")
+        # a warning, not a note: edge-infer cannot then flag a camera unlike the training images (every record
+        # read "unlike_training": null, as if each item looked like them)
+        log(
+            "warning: station check: the training images this checkpoint lists are not here, so the model carries no "
+            "station profile and edge-infer cannot flag a camera unlike them; export where the training images are"
+        )
         return {}
     prof = profile_images(paths, spec)
     log(f"station check: input statistics of {prof.images} training images recorded in the metadata")

@@ -73,6 +73,7 @@ UNTIL = click.option(
     help="Read a station's inspection log (written by edge-infer --log FILE).\n\n"
     + exit_codes_help(0, 1, 2, 3, 7, 130),
     context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=False,  # a bare `edge-log` is a usage error of one line, as every other (it printed the help)
 )
 @version_option
 @click.pass_context

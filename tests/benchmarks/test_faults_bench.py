@@ -532,3 +532,22 @@ def test_a_json_path_that_does_not_end_in_json_is_refused(tmp_path, no_jobs, giv
     r = CliRunner().invoke(main, [*TINY_COUNTS, "--no-torch", "--model", str(TINY), "--json", target])
     assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output
     assert "pass --json FILE.json" in one_error_line(r) and no_jobs == [] and list(tmp_path.iterdir()) == []
+
+
+def test_torch_rows_left_out_where_torch_is_missing_say_so(tmp_path, monkeypatch):
+    """On the runtime-only install, the torch rows after the first said "not run, as seed failed an earlier job":
+    nothing had failed, torch is simply not installed there."""
+    from benchmarks.config import JobKind
+    from benchmarks.worker import TORCH_MISSING
+
+    def worker(job):  # noqa: ANN001
+        if job.kind is JobKind.TORCH:
+            return [], [TORCH_MISSING]
+        return [inference_row("defectnet", "cpu", 0.2, "int8")], []
+
+    monkeypatch.setattr(runner, "run_worker", worker)
+    model = str(REPO / "edge_runtime" / "models" / "defectnet_int8.onnx")  # the checkpoint's own size
+    r = CliRunner().invoke(main, [*TINY_COUNTS, "--no-live", "--threads", "1", "--threads", "2", "--model", model])
+    assert r.exit_code == 0, r.output
+    skipped = r.output.split("## Skipped", 1)[1]
+    assert "torch is not importable here" in skipped and "failed an earlier job" not in skipped

@@ -147,3 +147,29 @@ def test_a_gpu_provider_this_onnxruntime_lacks_is_exit_8(tmp_path, tiny_model):
         main, ["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--provider", "cuda"]
     )
     assert r.exit_code == 8 and "install onnxruntime-gpu" in r.stderr, r.output
+
+
+def test_both_onnxruntime_wheels_installed_is_named_with_its_remedy(monkeypatch):
+    """After the GPU swap, a later `pip install '.[station]'` put the CPU onnxruntime back beside onnxruntime-gpu:
+    CUDA was gone and the message said to install onnxruntime-gpu, which was installed."""
+    from importlib import metadata
+
+    import onnxruntime as ort
+
+    from edge_runtime import providers
+    from edge_runtime.errors import MissingExtraError
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [CPU])
+    monkeypatch.setattr(metadata, "version", lambda name: "1.32.0")  # both wheels "installed"
+    with pytest.raises(MissingExtraError, match="are both installed and the CPU one took over") as err:
+        providers.provider_chain(Provider.CUDA)
+    assert "pip uninstall -y onnxruntime onnxruntime-gpu" in str(err.value)
+
+    def only_cpu(name):
+        if name == "onnxruntime-gpu":
+            raise metadata.PackageNotFoundError(name)
+        return "1.32.0"
+
+    monkeypatch.setattr(metadata, "version", only_cpu)
+    with pytest.raises(MissingExtraError, match="install onnxruntime-gpu"):
+        providers.provider_chain(Provider.CUDA)

@@ -152,3 +152,19 @@ def test_check_station_says_what_it_did_not_check(tmp_path: Path):
     r = CliRunner().invoke(main, ["--model", str(model), "--check-station", str(folder)])
     assert r.exit_code == 0, r.output
     assert "1 image (1 file not inspected, not images or hidden: clip.mp4) (1 link to folders not followed)" in r.output
+
+
+def test_a_part_centred_model_without_a_profile_says_it_checks_nothing(tmp_path: Path):
+    """Exported where the training images were not, a model carries no station profile: every record then read
+    "unlike_training": null, as if each item looked like the training images, and nothing said the check was off."""
+    from edge_runtime.preprocess import CropMode
+
+    info = replace(tiny_info(), preprocess=replace(tiny_info().preprocess, crop=CropMode.PART))
+    bare = tmp_path / "bare.onnx"
+    bare.write_bytes(with_metadata(model_bytes(), info.to_json(), stamp=True))
+    parts = write(tmp_path / "parts", {"a.png": impeller(bg=240)})
+    r = CliRunner().invoke(main, ["--model", str(bare), "--source", str(parts), "--json"])
+    assert r.exit_code == 0, r.output
+    assert "no station check: the model carries no training-image statistics" in r.stderr
+    r = CliRunner().invoke(main, ["--model", str(model_with_profile(tmp_path / "m.onnx")), "--source", str(parts)])
+    assert "no station check" not in r.stderr

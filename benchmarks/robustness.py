@@ -276,7 +276,14 @@ def markdown(rows: list[dict]) -> str:
 @click.option("--data", required=True, type=GivenPath(path_type=Path), help="DIR/<class>/ or DIR/test/<class>/.")
 @click.option("--model", "models", multiple=True, type=click.Path(path_type=Path),
               help="ONNX model (repeatable) [default: the bundled FP32 and INT8 models].")  # fmt: skip
-@click.option("--positive", default="def_front", show_default=True, help="Folder name of the defective class.")
+@click.option(
+    "--positive-class",
+    "--positive",
+    "positive",
+    default="def_front",
+    show_default=True,
+    help="Folder name of the defective class (the name train-model uses; --positive is the same).",
+)
 @click.option("--limit", type=click.IntRange(min=2), default=None, help="Use a seeded sample of N images.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write rows as JSON.")
 @click.option("--set", "which", type=click.Choice(sorted(CONDITION_SETS)), default="all", show_default=True,
@@ -307,6 +314,11 @@ def main(*, data: Path, models: tuple[Path, ...], positive: str, limit: int | No
     if not perturbations:
         raise UsageError(f"--only {only!r} matches no condition of --set {which}; see the names in robustness.md")
     _check_outputs(data, chosen, validation_of, json_path=json_path, examples=examples, save_dir=save_dir)
+    ignored = {"--json": json_path, "--examples": examples, "--model": models, "--validation-of": validation_of}
+    if save_dir is not None and (dropped := [name for name, v in ignored.items() if v]):
+        # --json was left unwritten, exit 0, without a word
+        raise UsageError(f"--save-images writes the images and scores nothing, so {', '.join(dropped)} would be "
+                         "ignored; run once with --save-images and once without")  # fmt: skip
     if save_dir is not None:
         save_images(save_dir, data, positive, perturbations, limit=limit)
         return

@@ -183,3 +183,15 @@ def test_save_images_keeps_to_the_limit_s_sample(tmp_path: Path):
     written = sorted(p.stem for p in out.rglob("*.png"))
     files, _ = labelled_images(data, "def_front")
     assert written == sorted(Path(files[i]).stem for i in sample(files, 4))  # the images the run scores
+
+
+def test_save_images_refuses_the_options_it_would_ignore(tmp_path: Path, tiny_models):
+    """--save-images with --json said "wrote 4 images", exit 0, and wrote no JSON; --positive-class (train-model's
+    name) is the option the class-folder message names."""
+    data = make_dataset(tmp_path / "data", n_train=2, n_test=6, seed=0) / "test"
+    base = ["--data", str(data), "--set", "station", "--only", "raw camera (all", "--limit", "4"]
+    r = CliRunner().invoke(main, [*base, "--save-images", str(tmp_path / "imgs"), "--json", str(tmp_path / "r.json")])
+    assert r.exit_code == 2 and "--save-images writes the images and scores nothing, so --json" in r.output
+    assert not (tmp_path / "imgs").exists() and not (tmp_path / "r.json").exists()
+    r = CliRunner().invoke(main, [*base, "--model", str(tiny_models[0]), "--positive-class", "nosuch"])
+    assert r.exit_code == 3 and "--positive-class 'nosuch' is not one of the class folders" in r.output

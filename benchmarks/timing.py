@@ -80,10 +80,12 @@ def measure(fn: Callable[[], object], *, warmup: int, runs: int, items: int = 1)
 def runs_for_batch(batch: int, *, runs: int, min_runs: int) -> int:
     """A fixed count per batch size: about the same number of images for every batch, at least ``min_runs``.
 
-    >>> runs_for_batch(32, runs=1000, min_runs=20)
-    31
+    Batch 1 gets ``runs`` itself, as ``--runs`` promises (``--runs 1`` was timed 20 times without a word).
+
+    >>> runs_for_batch(32, runs=1000, min_runs=20), runs_for_batch(1, runs=3, min_runs=20)
+    (31, 3)
     """
-    return max(min_runs, runs // batch)
+    return runs if batch == 1 else max(min_runs, runs // batch)
 
 
 PEAK_PER_ROW = True  # False once a reset failed: the rows' peak is then the worker's since it started (said on them)

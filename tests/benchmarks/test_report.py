@@ -31,6 +31,7 @@ def test_measure_calls_warmup_then_the_fixed_count():
 
 def test_runs_for_batch_keeps_images_per_configuration_equal_with_a_floor():
     assert [runs_for_batch(b, runs=1000, min_runs=20) for b in (1, 8, 32, 256)] == [1000, 125, 31, 20]
+    assert runs_for_batch(1, runs=1, min_runs=20) == 1  # --runs 1 at batch 1: one call, as asked (it was 20)
 
 
 def test_job_survives_the_trip_to_a_worker():

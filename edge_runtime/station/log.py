@@ -141,6 +141,7 @@ class InspectionLog:
         self.threshold = math.nan
         self.rows = 0
         self.next_retention = 0.0
+        self.retention_deleted = 0  # items --log-keep / --log-max deleted during this run
         self.apply_retention()
         self.checkpointer = Checkpointer(cfg.path, cfg.checkpoint_every_s, on_tick=self._idle_retention)
 
@@ -310,7 +311,11 @@ class InspectionLog:
         return int((count - free) * page)
 
     def apply_retention(self, now: float | None = None) -> int:
-        """Delete items older than ``keep_s``, then the oldest until the log fits ``max_bytes``; returns the count."""
+        """Delete this station's items older than ``keep_s``, then the oldest items until the log fits ``max_bytes``;
+        returns the count (also added to ``retention_deleted``, which the run's summary tells).
+
+        ``keep_s`` is the station's own: one station's ``--log-keep 1s`` had deleted the other stations' items of a
+        shared log. ``max_bytes`` bounds the file, whoever wrote it, so it takes the oldest items of any station."""
         self.next_retention = time.monotonic() + self.cfg.retention_every_s
         if self.cfg.keep_s is None and self.cfg.max_bytes is None:
             return 0
@@ -318,13 +323,15 @@ class InspectionLog:
         try:
             if self.cfg.keep_s is not None:
                 cutoff = (time.time() if now is None else now) - self.cfg.keep_s
-                deleted += self._delete_where("time < ?", (cutoff,))
+                own = "time < ? AND run_id IN (SELECT id FROM runs WHERE station = ?)"
+                deleted += self._delete_where(own, (cutoff, self.station))
             if self.cfg.max_bytes is not None:
                 deleted += self._shrink_to(self.cfg.max_bytes)
             if deleted:
                 self._give_back_space()
         except sqlite3.Error as exc:
             raise log_error(self.path, exc, "applying retention") from exc
+        self.retention_deleted += deleted
         return deleted
 
     def _give_back_space(self) -> None:

@@ -29,12 +29,33 @@ _SIZE = {
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in ``text``: a number with s, m, h, d or w (``30d``). Raises ValueError with a readable message."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text.lower())
+    """Seconds in ``text``: a number with s, m, h, d or w (``30d``). Raises ValueError with a readable message.
+
+    The unit is lower case: ``1M`` was read as 1 minute, where a user meant a month (and lost the month's items).
+
+    >>> parse_duration("1M")
+    Traceback (most recent call last):
+    ValueError: '1M' is not a duration like 45s, 90m, 8h, 30d or 2w (units s m h d w, lower case: m is minutes)
+    """
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
     # 400 digits parse as infinity: no duration, and a size of infinity cannot become a byte count
     if not m or not 0 < float(m.group(1)) < math.inf:
-        raise ValueError(f"{text!r} is not a duration like 45s, 90m, 8h, 30d or 2w")
+        raise ValueError(
+            f"{text!r} is not a duration like 45s, 90m, 8h, 30d or 2w (units s m h d w, lower case: m is minutes)"
+        )
     return float(m.group(1)) * _DURATION[m.group(2)]
+
+
+def duration_text(seconds: float) -> str:
+    """``seconds`` as ``parse_duration`` reads it back, in the largest unit it is a whole number of.
+
+    >>> duration_text(2592000.0), duration_text(5400.0), duration_text(1.5)
+    ('30d', '90m', '1.5s')
+    """
+    for unit, size in sorted(_DURATION.items(), key=lambda kv: -kv[1]):
+        if seconds >= size and float(seconds / size).is_integer():
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def parse_size(text: str) -> int:

@@ -186,3 +186,33 @@ def test_serve_without_the_station_extra_names_it(tmp_path: Path, tiny_model: Pa
     result = CliRunner().invoke(main, args)
     assert result.exit_code == ExitCode.MISSING_EXTRA
     assert "'.[station]'" in result.output and "Traceback" not in result.output
+
+
+def test_the_summary_tells_what_retention_deleted(tmp_path: Path, tiny_model: Path):
+    """--log-keep deleted a log's older items, exit 0, and nothing said so (with --log-keep 1M, read as 1 minute,
+    a month of records went)."""
+    from edge_runtime.station.log import InspectionLog, LogConfig
+    from tests.edge_runtime.station.conftest import RUN, write_items
+
+    db = tmp_path / "station.db"
+    old = InspectionLog(LogConfig(db, station="line-3"))
+    old.start_run(RUN)
+    write_items(old, 40, t0=time.time() - 7200)
+    old.close()
+    write_parts(tmp_path / "parts", [10, 220])
+    args = [
+        "--model",
+        tiny_model,
+        "--source",
+        tmp_path / "parts",
+        "--log",
+        db,
+        "--station",
+        "line-3",
+        "--log-keep",
+        "1h",
+    ]
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    assert "inspection log: 40 older items deleted to keep within --log-keep 1h" in result.stderr
+    assert len(list(rows(open_reader(db), Filter()))) == 2

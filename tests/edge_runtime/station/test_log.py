@@ -95,6 +95,23 @@ def test_retention_by_age_deletes_old_items_and_their_images(log_path: Path):
     assert con.execute("SELECT count(*) FROM thumbnails").fetchone()[0] == 16
 
 
+def test_retention_by_age_keeps_to_the_runs_own_station(log_path: Path):
+    """Stations may share one log: station C's --log-keep 1s deleted every item of stations A and B (6633 items),
+    exit 0, without a word. Age retention is the station's own; the run counts what it deleted."""
+    now = time.time()
+    other = InspectionLog(LogConfig(log_path, station="line-4"))
+    other.start_run(RUN)
+    write_items(other, 32, t0=now - 7200)
+    other.close()
+    log = InspectionLog(LogConfig(log_path, station="line-3", keep_s=3600.0))
+    log.start_run(RUN)
+    write_items(log, 32, t0=now - 7200)
+    assert log.apply_retention() == 32 and log.retention_deleted == 32
+    con = open_reader(log_path)
+    left = con.execute("SELECT r.station, count(*) FROM inspections i JOIN runs r ON r.id = i.run_id GROUP BY 1")
+    assert dict(left.fetchall()) == {"line-4": 32}
+
+
 def test_retention_by_size_is_applied_while_running_and_keeps_the_newest(log_path: Path):
     log = InspectionLog(LogConfig(log_path, max_bytes=300_000, retention_every_s=0.0))
     log.start_run(RUN)
@@ -214,7 +231,7 @@ def test_a_log_in_a_read_only_folder_is_a_clear_error(tmp_path: Path):
 def test_durations_and_sizes_as_typed():
     assert parse_duration("30d") == 30 * 86400 and parse_duration("12h") == 43200
     assert parse_size("2GB") == 2_000_000_000 and parse_size("500MiB") == 500 * 2**20
-    for bad in ("30", "-1d", "3 days", ""):
+    for bad in ("30", "-1d", "3 days", "", "1M", "30D"):  # 1M was 1 minute, where a month was meant
         with pytest.raises(ValueError, match="duration"):
             parse_duration(bad)
     with pytest.raises(ValueError, match="size"):

@@ -158,9 +158,11 @@ class _Api:
         con = self.reader()
         if con is None:
             return JSONResponse({"items": self.live.defects(limit)})
-        found = list(query.rows(con, self.mine(query.Filter(defective=True)), limit=limit, newest_first=True))
+        left_out: list[str] = []
+        flt = self.mine(query.Filter(defective=True))
+        found = list(query.rows(con, flt, limit=limit, newest_first=True, damaged_out=left_out))
         con.close()
-        return JSONResponse({"items": found})
+        return JSONResponse({"items": found, "damaged": left_out})
 
     def rate(self, request: Request) -> JSONResponse:
         hours = _float(request, "hours", 8.0, 0.1, 24 * 31)

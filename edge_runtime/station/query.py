@@ -201,9 +201,16 @@ def _row(r: tuple) -> dict[str, Any]:
 
 
 def rows(
-    con: sqlite3.Connection, flt: Filter, *, limit: int | None = None, newest_first: bool = False
+    con: sqlite3.Connection,
+    flt: Filter,
+    *,
+    limit: int | None = None,
+    newest_first: bool = False,
+    damaged_out: list[str] | None = None,
 ) -> Iterator[dict]:
-    """Matching rows as dicts (oldest first unless ``newest_first``)."""
+    """Matching rows as dicts (oldest first unless ``newest_first``). A damaged row raises :class:`DataError`, or,
+    with ``damaged_out``, is left out and its description appended there (the station page's gallery: one damaged
+    record among the last defects had made it read "no defective part yet")."""
     where, args = flt.where()
     sql = f"{ROW_SQL}{where} ORDER BY i.id {'DESC' if newest_first else 'ASC'}"
     if limit is not None:
@@ -212,7 +219,13 @@ def rows(
     try:
         cur = con.execute(sql, args)
         while batch := cur.fetchmany(500):
-            yield from (_row(r) for r in batch)
+            for r in batch:
+                try:
+                    yield _row(r)
+                except _Damaged as exc:
+                    if damaged_out is None:
+                        raise
+                    damaged_out.append(str(exc))
     except sqlite3.Error as exc:
         raise read_error(log_name(con), exc, "reading it") from exc
     except _Damaged as exc:

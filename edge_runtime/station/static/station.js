@@ -144,7 +144,15 @@ function galleryCard(it) {
   return card;
 }
 
-function showGallery(items) {
+function showGallery(found) {
+  const items = found.items;
+  // records the log holds damaged are left out, and said to be: never "no defective part yet" over them
+  const damaged = found.damaged || [];
+  $("gallery-note").hidden = damaged.length === 0;
+  $("gallery-note").textContent = damaged.length
+    ? `${damaged.length} damaged record${damaged.length === 1 ? "" : "s"} in the inspection log left out (${damaged[0]})`
+    : "";
+  $("gallery-empty").hidden = items.length > 0 || damaged.length > 0;
   const key = items.map(cardKey).join(",");
   if (key === lastGalleryKey) return;
   lastGalleryKey = key;
@@ -154,7 +162,6 @@ function showGallery(items) {
   // before its thumbnail was stored is drawn again once the thumbnail exists.
   const shown = new Map([...gallery.children].map((card) => [card.dataset.key, card]));
   gallery.replaceChildren(...items.map((it) => shown.get(cardKey(it)) || galleryCard(it)));
-  $("gallery-empty").hidden = items.length > 0;
 }
 
 function svg(tag, attrs, text) {
@@ -216,5 +223,15 @@ function startStream() {
 startStream();
 tick("status", async () => showStatus(await getJSON("api/status")), 1000);
 setInterval(showNoContact, 1000);  // judged by the time since the last answer, whether or not a request failed
-tick("gallery", async () => showGallery((await getJSON("api/defects?limit=20")).items), 5000);
+tick("gallery", async () => {
+  try {
+    showGallery(await getJSON("api/defects?limit=20"));
+  } catch (err) {  // the gallery could not be read: say so, not "no defective part yet"
+    $("gallery-empty").hidden = true;
+    $("gallery-note").hidden = false;
+    $("gallery-note").textContent = `the last defects could not be read (${err.message}); see the station's log`;
+    lastGalleryKey = null;
+    throw err;
+  }
+}, 5000);
 tick("chart", async () => showChart(await getJSON("api/rate?hours=8"), 8), 10000);

@@ -171,6 +171,10 @@ def test_the_page_shows_the_end_of_the_run_and_then_that_the_station_no_longer_a
             )
             assert card.evaluate("c => c.classList.contains('warned') && c.querySelector('.warning') !== null")
             assert "warning: damaged JPEG data" in card.evaluate("c => c.querySelector('figcaption').title")
+            # a damaged record among the last defects is said to be left out, never "no defective part yet"
+            page.evaluate("showGallery({items: [], damaged: ['the extra fields of item 33 is not JSON']})")
+            assert page.is_hidden("#gallery-empty") and page.is_visible("#gallery-note")
+            assert "1 damaged record in the inspection log left out" in (page.text_content("#gallery-note") or "")
             stop.set()  # the camera is gone: no reconnect allowed, the run ends "lost"
             run.join(10)
             listener.close()

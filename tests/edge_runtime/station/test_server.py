@@ -177,6 +177,29 @@ def test_with_a_log_the_view_reads_history_from_it(station_log, log_path: Path):
         live.stop()
 
 
+def test_a_damaged_record_among_the_last_defects_is_left_out_and_said_to_be(station_log, log_path: Path):
+    """One damaged record among the station's last 20 defects made /api/defects an HTTP 500, and the page then
+    read "no defective part yet" beside a chart of 17 defects."""
+    import sqlite3
+
+    write_items(station_log, 40, t0=time.time() - 120)
+    con = sqlite3.connect(log_path)
+    con.execute("UPDATE inspections SET extra = '{bad json' WHERE id = 33")
+    con.commit()
+    con.close()
+    live = LiveFeed(station="line-3")
+    server = StationServer(live, bind=Bind("127.0.0.1", 0), log_path=log_path)
+    url = server.start()
+    try:
+        code, _, body = get(url + "api/defects?limit=3")
+        found = json.loads(body)
+        assert code == 200 and [d["id"] for d in found["items"]] == [37, 29]  # of the last 3, 33 left out
+        assert len(found["damaged"]) == 1 and "item 33" in found["damaged"][0]
+    finally:
+        server.stop()
+        live.stop()
+
+
 def test_a_stations_page_shows_only_its_own_items_from_a_shared_log(station_log, log_path: Path):
     """Two stations writing one --log: line-3's page showed line-4's defects in its gallery, chart and records,
     beside counters of its own."""

@@ -401,10 +401,3 @@ def test_an_item_judged_without_a_part_is_marked_in_the_query_table_and_counted(
     out = edge_log("summary", log_path).output
     assert "station check: 1 item looked unlike the training images (1 with no part found" in out
     assert json.loads(edge_log("summary", log_path, "--json").output)["no_part"] == 1
-
-
-def test_a_bare_edge_log_is_one_usage_line():
-    """`edge-log` without a command printed its 15-line help to stderr; a usage error is one line everywhere else."""
-    r = CliRunner().invoke(main, [], prog_name="edge-log")
-    assert r.exit_code == 2 and r.stdout == ""
-    assert r.stderr.strip().splitlines() == ["error: Missing command (see 'edge-log --help')"]

@@ -173,7 +173,7 @@ class Summary:
     source_error: str | None = None
     output_error: str | None = None
     notes: list[str] = field(default_factory=list)  # source warnings (truncated video, ...)
-    log_note: str | None = None  # what the inspection log's retention deleted during the run
+    station_notes: list[str] = field(default_factory=list)  # the log's retention, the live view's dropped updates
     cut_short: int = 0  # damaged stretches or early ends of a video whose frames were certainly missed
     started: float = field(default_factory=time.perf_counter)
     wall_s: float = 0.0
@@ -289,8 +289,7 @@ class Summary:
         if self.priority_dropped:
             lines.append(f"priority: {self.priority_dropped}")
         lines += [f"source warning: {n}" for n in self.notes]
-        if self.log_note:
-            lines.append(self.log_note)
+        lines += self.station_notes
         if (unlike := unlike_line(self.unlike_training, self.items, self.unlike_reasons)) is not None:
             lines.append(f"WARNING: {unlike} (check the station: edge-infer --check-station DIR)")
         if self.interrupted:

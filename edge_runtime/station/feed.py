@@ -35,6 +35,7 @@ PICTURE_BACKLOG = 64
 # A view process that stops reading altogether (about half an hour at 30 FPS): further items are counted in
 # ``dropped`` instead of queued. Inspection never waits for the view.
 MAX_BACKLOG = 50_000
+LAST_SEND_S = 2.0  # what is left is sent at the stop within this, or the view is given up (see LiveFeed.stop)
 
 
 class Kind(str, Enum):
@@ -91,7 +92,7 @@ class LiveFeed:
         self._put((Kind.FINISH, interrupted, error))
 
     def _put(self, message: tuple) -> None:
-        if len(self.pending) >= MAX_BACKLOG:
+        if len(self.pending) >= MAX_BACKLOG and message[0] is not Kind.FINISH:  # the run's end always goes
             self.dropped += 1
             return
         self.pending.append(message)
@@ -138,13 +139,28 @@ class LiveFeed:
             return False
         return True
 
-    def stop(self) -> None:
-        """Send what is left, stop the sender and close the pipe (the view process then ends). Idempotent."""
+    def stop(self, wait_s: float = 5.0) -> bool:
+        """Send what is left, stop the sender and close the pipe (the view process then ends). Idempotent.
+
+        A view process that stopped reading (hung) leaves its pipe full and a send blocked for good: the last send
+        is given ``LAST_SEND_S``, and then the feed is dropped, so that the caller goes on to end the process (a
+        stop had waited on the send until SIGKILL). Returns whether the view was given up so."""
         self._stop.set()
+        stuck = False
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(5.0)
+            self._thread.join(wait_s)
+            stuck = self._thread.is_alive()
+        if self._conn is not None and not stuck:
+            last = threading.Thread(target=self.pump, name="station feed, last send", daemon=True)
+            last.start()
+            last.join(LAST_SEND_S)
+            stuck = last.is_alive()
+        if stuck:  # the blocked send ends when StationServer ends the view process
+            self.pending.clear()
+            self.broken = True
+            return True
         if self._conn is not None:
-            self.pump()
             with contextlib.suppress(OSError):
                 self._conn.close()
             self._conn = None
+        return False

@@ -114,11 +114,16 @@ class StationListener:
             if n := self.log.retention_deleted:  # deleted without a word, the month's records with --log-keep 1M
                 kept = [f"--log-keep {duration_text(self.log.cfg.keep_s)}"] if self.log.cfg.keep_s is not None else []
                 kept += [f"--log-max {self.log.cfg.max_bytes} bytes"] if self.log.cfg.max_bytes is not None else []
-                summary.log_note = (f"inspection log: {plural(n, 'older item')} deleted to keep within "
-                                    f"{' and '.join(kept)}")  # fmt: skip
+                summary.station_notes.append(f"inspection log: {plural(n, 'older item')} deleted to keep within "
+                                             f"{' and '.join(kept)}")  # fmt: skip
             self.log.check_still_there()
         if self.live is not None:
             self.live.finish(interrupted=summary.interrupted, error=summary.source_error)
+            if self.live.dropped:  # the view process stopped reading for long: its counters fell behind for good
+                summary.station_notes.append(
+                    f"station page: {plural(self.live.dropped, 'update')} dropped while the live view did not read "
+                    "them; its counters are short by those items (edge-log and the --log are complete)"
+                )
 
     def close(self) -> None:
         """End the web view's process and close the log (idempotent; called by the CLI whatever happened)."""

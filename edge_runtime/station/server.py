@@ -182,8 +182,8 @@ class StationServer:
 
     def stop(self) -> None:
         """Send what is left, close the pipe (the view process then shuts down) and wait for it. Idempotent."""
-        self.live.stop()
-        self._end_process()
+        hung = self.live.stop()
+        self._end_process(0.5 if hung else 5.0)  # a hung view will not end by itself
         self.sock.close()
 
     def _end_process(self, wait_s: float = 5.0) -> None:

@@ -145,3 +145,49 @@ def test_inspection_goes_on_when_the_view_process_dies():
         assert len(feed.pending) == 0  # nothing piles up for a view that is gone
     finally:
         server.stop()
+
+
+def test_a_stop_ends_even_when_the_view_process_hangs():
+    """A hung view process (SIGSTOP) filled its pipe: the feed's send blocked, and SIGTERM, Ctrl-C and a second
+    SIGTERM never ended edge-infer (only SIGKILL did). The stop now gives the last send 2 s, then ends the view."""
+    import numpy as np
+
+    feed = LiveFeed(station="line-3")
+    server = StationServer(feed, bind=Bind("127.0.0.1", 0))
+    server.start()
+    feed.start(RUN, live_source=True)
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        big = np.full((400, 400), 200, np.uint8)  # defective items' pictures travel without a log: the pipe fills
+        for i in range(200):
+            feed.add([record(i, defective=True)], [big])
+            time.sleep(0.002)
+        time.sleep(1.0)  # the sender is now blocked in its send
+        import threading
+
+        stopping = threading.Thread(target=server.stop, daemon=True)  # a hang fails the test, not the suite
+        t0 = time.monotonic()
+        stopping.start()
+        stopping.join(30)
+        assert not stopping.is_alive() and time.monotonic() - t0 < 20
+        assert not server.process.is_alive()
+    finally:
+        if server.process.is_alive():
+            os.kill(server.process.pid, signal.SIGKILL)
+
+
+def test_updates_a_stalled_view_missed_are_told_and_the_end_is_never_dropped(monkeypatch):
+    """Past the backlog limit, updates were dropped without a word, the run's end among them: the page's counters
+    stayed short for good and it never showed that the run had ended."""
+    from edge_runtime.station import feed as feed_module
+    from edge_runtime.station.listener import StationListener
+    from edge_runtime.summary import Summary
+
+    monkeypatch.setattr(feed_module, "MAX_BACKLOG", 10)
+    feed = LiveFeed(station="line-3")
+    for i in range(15):
+        feed.add([record(i, defective=False)], [None])
+    summary = Summary(source="camera")
+    StationListener(live=feed).on_close(summary)
+    assert feed.dropped == 5 and feed.pending[-1][0] is feed_module.Kind.FINISH
+    assert "station page: 5 updates dropped while the live view did not read them" in summary.text()

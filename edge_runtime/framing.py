@@ -25,6 +25,8 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from edge_runtime.part_profile import like_the_part, looks_like_a_part, radial_profile
+
 WORK_SIZE = 128  # the part is searched for on a copy this many pixels on its longer side
 FLANGE_RATIO = 2.0  # flange outer radius / dark-core radius as found here, measured on the casting images
 # A core smaller than this (working-copy pixels; about 25 on the dataset's frames) is found again on its own square
@@ -162,10 +164,27 @@ def _best_core(small: np.ndarray) -> tuple[tuple[float, float, float] | None, fl
 
 
 def _locate(gray: np.ndarray, small: np.ndarray, s: float, part_scale: float) -> Part:
-    core, first_r = _best_core(small)
     h, w = gray.shape
-    if core is None:  # no part found: the whole frame, centred, is the input (and the station check says so)
+    part = _core_part(gray, small, s)
+    if part is not None and not looks_like_a_part(radial_profile(gray, part.cx, part.cy, part.radius)):
+        # the darkest round region is no part (a dark label or a washer beside the part: the label was judged and
+        # the part never was): the next one, where it is a part
+        hidden = small.copy()
+        cv2.circle(hidden, (round(part.cx * s), round(part.cy * s)), max(1, round(1.6 * part.radius * s)),
+                   int(np.median(small)), -1)  # fmt: skip
+        other = _core_part(gray, hidden, s)
+        if other is not None and looks_like_a_part(radial_profile(gray, other.cx, other.cy, other.radius)):
+            part = other
+    if part is None:  # no part found: the whole frame, centred, is the input (and the station check says so)
         return Part(cx=(w - 1) / 2, cy=(h - 1) / 2, radius=min(h, w) / (2 * part_scale), found=False)
+    return replace(part, others=_other_parts(gray, small, s, part))
+
+
+def _core_part(gray: np.ndarray, small: np.ndarray, s: float) -> Part | None:
+    """The part whose core the working copy ``small`` (scale ``s``) shows, in source pixels; None if none."""
+    core, first_r = _best_core(small)
+    if core is None:
+        return None
     cx, cy, r = core
     part = Part(cx=(cx + 0.5) / s - 0.5, cy=(cy + 0.5) / s - 0.5, radius=r / s)
     if r < REFINE_BELOW and s < 1.0:
@@ -173,14 +192,18 @@ def _locate(gray: np.ndarray, small: np.ndarray, s: float, part_scale: float) ->
         # once more, on a square of the size now measured: the core then spans as many working pixels as on the
         # dataset's frames (on the larger square, radii came out up to 4% small in a 1400 px frame)
         part = _refined(gray, part, part.radius)
-    return replace(part, others=_other_parts(gray, small, s, part))
+    return part
 
 
 def _other_parts(gray: np.ndarray, small: np.ndarray, s0: float, part: Part) -> int:
-    """How many other parts the frame shows: dark round regions of the core's size, clear of the frame's border and
-    of this part's flange, found on a copy where a core is ``OTHER_CORE_PX`` pixels across (the working copy
-    ``small`` at scale ``s0`` shrunk further, or the frame itself where that copy is too coarse). Two parts in one
-    frame were judged as one, the part nearer the middle alone: a defective one beside it passed the gate unseen."""
+    """How many other parts the frame shows. Two parts in one frame were judged as one, the part nearer the middle
+    alone: a defective one beside it passed the gate unseen.
+
+    Candidates are dark regions of about the core's size, clear of the frame's border and of this part's flange,
+    found on a copy where a core is ``OTHER_CORE_PX`` pixels across (the working copy ``small`` at scale ``s0``
+    shrunk further, or the frame itself where that copy is too coarse). Each is measured again on its own square
+    (as a small part is) and counted where its radial profile is this part's (``part_profile``): a nut, a coin, a
+    shadow or a conveyor's holes of the core's size are not parts."""
     if part.radius * s0 >= OTHER_CORE_PX:
         t = OTHER_CORE_PX / (part.radius * s0)
         size = (max(1, round(small.shape[1] * t)), max(1, round(small.shape[0] * t)))
@@ -196,16 +219,27 @@ def _other_parts(gray: np.ndarray, small: np.ndarray, s0: float, part: Part) -> 
     contours, _ = cv2.findContours(dark, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     hh, ww = small.shape
     r, cx, cy = part.radius * s, (part.cx + 0.5) * s - 0.5, (part.cy + 0.5) * s - 0.5
-    count = 0
+    found, own = [], r  # own: this part's core as measured here, the scale of the others' sizes
     for c in contours:
         m = cv2.moments(c)
         if m["m00"] == 0 or not _inside_frame(c, hh, ww):
             continue
         area = cv2.contourArea(c)
         (_, _), enclosing = cv2.minEnclosingCircle(c)
-        size = np.sqrt(area / np.pi)
-        far = np.hypot(m["m10"] / m["m00"] - cx, m["m01"] / m["m00"] - cy) >= 1.5 * FLANGE_RATIO * r
-        count += area >= 0.6 * np.pi * enclosing * enclosing and 0.6 * r <= size <= 1.6 * r and far
+        size, mx, my = np.sqrt(area / np.pi), m["m10"] / m["m00"], m["m01"] / m["m00"]
+        away = np.hypot(mx - cx, my - cy)
+        if away < 0.5 * r:
+            own = size
+        # merged with the groove beside it, another part's core is less round (0.5) than a lone one (0.8)
+        elif area >= 0.4 * np.pi * enclosing**2 and 0.5 * r <= size <= 1.8 * r and away >= 1.5 * FLANGE_RATIO * r:
+            found.append(((mx + 0.5) / s - 0.5, (my + 0.5) / s - 0.5, size))
+    if not found:
+        return 0
+    ref = radial_profile(gray, part.cx, part.cy, part.radius)
+    count = 0
+    for x, y, size in found:
+        other = _refined(gray, Part(cx=x, cy=y, radius=part.radius * size / own), part.radius * size / own)
+        count += like_the_part(radial_profile(gray, other.cx, other.cy, other.radius), ref)
     return count
 
 

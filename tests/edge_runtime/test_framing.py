@@ -204,3 +204,36 @@ def test_two_parts_in_one_frame_are_counted_and_one_part_is_not():
         assert find_part(np.vstack([a, b])).others == 1
     trio = np.hstack(parts[:3])
     assert find_part(trio).others == 2
+
+
+@pytest.mark.parametrize("thing", ["coin", "nut", "washer", "square", "shadow", "label"])
+def test_a_dark_object_of_the_cores_size_beside_the_part_is_not_a_second_part(thing):
+    """A nut, a coin, a washer, a square sticker or a round shadow of the core's size beside one part was counted
+    as a second part, and the gate failed on an OK part; a dark label or a washer was taken for the part itself,
+    and the part was never judged. A part is told by its profile: hub, hollow, flange."""
+    for im in sample_parts():
+        alone = find_part(im)
+        r = round(alone.radius)
+        frame = np.full((300, 620), 150, np.uint8)
+        frame[:, :300] = im
+        x, y = 470, 150
+        if thing == "coin":
+            cv2.circle(frame, (x, y), r, 25, -1)
+        elif thing == "nut":
+            hexagon = np.array([[x + r * np.cos(a), y + r * np.sin(a)] for a in np.arange(6) * np.pi / 3], np.int32)
+            cv2.fillPoly(frame, [hexagon], 25)
+            cv2.circle(frame, (x, y), r // 2, 150, -1)  # its hole shows the background
+        elif thing == "washer":
+            cv2.circle(frame, (x, y), int(1.6 * r), 25, -1)
+            cv2.circle(frame, (x, y), int(0.7 * r), 150, -1)
+        elif thing == "square":
+            cv2.rectangle(frame, (x - r, y - r), (x + r, y + r), 25, -1)
+        elif thing == "label":
+            cv2.rectangle(frame, (x - 90, y - 60), (x + 90, y + 60), 30, -1)
+            cv2.putText(frame, "OK?", (x - 70, y + 20), cv2.FONT_HERSHEY_SIMPLEX, 1.8, 240, 4)
+        else:
+            shade = np.zeros(frame.shape, np.float32)
+            cv2.circle(shade, (x, y), r, 1.0, -1)
+            frame = (frame * (1 - 0.6 * cv2.GaussianBlur(shade, (0, 0), 6))).astype(np.uint8)
+        part = find_part(frame)
+        assert part.others == 0 and abs(part.cx - alone.cx) < 3, thing

@@ -1,0 +1,81 @@
+"""A part's radial profile, to tell another part in the frame from a dark object of its size.
+
+Seen from above, the casting's radial profile is its signature: a mid-grey hub, the dark hollow around it, then
+the bright flange out to about two core radii. A second part in the frame has the same profile as the part found
+(same part, same light); a nut, a washer, a coin, a shadow, a conveyor's hole or a dark label do not. OpenCV and numpy.
+
+>>> import numpy as np
+>>> yy, xx = np.mgrid[:200, :200]
+>>> d = np.hypot(xx - 100, yy - 100) / 40
+>>> part = np.where(d < 0.6, 110, np.where(d < 1.0, 20, np.where(d < 2.0, 180, 150))).astype(np.uint8)
+>>> coin = np.where(d < 1.0, 20, 150).astype(np.uint8)
+>>> ref = radial_profile(part, 100, 100, 40)
+>>> like_the_part(radial_profile(part, 100, 100, 40), ref), like_the_part(radial_profile(coin, 100, 100, 40), ref)
+(True, False)
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+EDGES = np.arange(0.0, 2.0, 0.15)  # the profile's rings, in core radii: hub, hollow, flange
+CORE_PX = 12.0  # the profile is measured where a core radius is this many pixels
+MIN_CORRELATION = 0.9  # with the part found: second parts 0.94-0.99 (2% below 0.9), dark objects up to 0.97
+MIN_HUB = 0.3  # of the part found's hub contrast: a nut's hole (the background's level) has none
+
+
+def radial_profile(gray: np.ndarray, cx: float, cy: float, r: float) -> np.ndarray:
+    """The mean grey level in each ring of ``EDGES`` (core radii ``r``) around (cx, cy); NaN outside the frame.
+
+    Measured on the part's square shrunk (area interpolation) to ``CORE_PX`` pixels a core radius: a few hundredths
+    of a millisecond whatever the frame's size (on the frame itself it took 2-5 ms)."""
+    h, w = gray.shape
+    reach = EDGES[-1] * r
+    x0, x1 = max(0, int(cx - reach)), min(w, int(np.ceil(cx + reach)) + 1)
+    y0, y1 = max(0, int(cy - reach)), min(h, int(np.ceil(cy + reach)) + 1)
+    if x1 <= x0 or y1 <= y0 or r <= 0:
+        return np.full(len(EDGES) - 1, np.nan)
+    k = min(1.0, CORE_PX / r)  # shrink factor
+    size = (max(1, round((x1 - x0) * k)), max(1, round((y1 - y0) * k)))
+    roi = gray[y0:y1, x0:x1]
+    win = roi if size == (x1 - x0, y1 - y0) else cv2.resize(roi, size, interpolation=cv2.INTER_AREA)
+    kx, ky = size[0] / (x1 - x0), size[1] / (y1 - y0)
+    yy, xx = np.mgrid[: size[1], : size[0]]
+    dist = np.hypot((xx + 0.5) / kx + x0 - 0.5 - cx, (yy + 0.5) / ky + y0 - 0.5 - cy) / r
+    ring = np.digitize(dist, EDGES) - 1
+    inside = (ring >= 0) & (ring < len(EDGES) - 1)
+    sums = np.bincount(ring[inside], win[inside].astype(np.float64), minlength=len(EDGES) - 1)
+    counts = np.bincount(ring[inside], minlength=len(EDGES) - 1)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _hub_contrast(p: np.ndarray) -> float:
+    """(flange - hub) / (flange - hollow): a part's hub is darker than its flange, a nut's hole is the background."""
+    hub, hollow, flange = np.nanmean(p[0:3]), np.nanmean(p[4:7]), np.nanmean(p[8:11])
+    return float((flange - hub) / max(flange - hollow, 1.0))
+
+
+# The casting's profile, standardised: the mean over every fifth training image (each correlates 0.92 or more with
+# it, the test images 0.89 or more)
+CASTING = np.array([0.11, -0.15, -0.18, -0.07, -1.69, -1.65, -1.5, 0.51, 0.75, 1.14, 1.1, 1.05, 0.59])
+
+
+def looks_like_a_part(p: np.ndarray) -> bool:
+    """Whether a profile is the casting's at all: its shape (correlation 0.76 with ``CASTING``) and a hub. The part
+    found in every dataset image, and under every condition of the robustness benchmark but one glint, passes; a
+    dark label or a washer does not."""
+    return _correlation(p, CASTING) >= 0.76 and _hub_contrast(p) >= 0.05
+
+
+def _correlation(p: np.ndarray, ref: np.ndarray) -> float:
+    both = ~(np.isnan(p) | np.isnan(ref))
+    if both.sum() < 8:  # most of it beyond the frame: too little to tell
+        return -1.0
+    a, b = p[both] - p[both].mean(), ref[both] - ref[both].mean()
+    return float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-9))
+
+
+def like_the_part(p: np.ndarray, ref: np.ndarray) -> bool:
+    """Whether profile ``p`` is another part's, ``ref`` being the part found in the same frame."""
+    return _correlation(p, ref) >= MIN_CORRELATION and _hub_contrast(p) >= MIN_HUB * max(_hub_contrast(ref), 1e-3)

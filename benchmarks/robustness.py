@@ -314,7 +314,8 @@ def main(*, data: Path, models: tuple[Path, ...], positive: str, limit: int | No
     if not perturbations:
         raise UsageError(f"--only {only!r} matches no condition of --set {which}; see the names in robustness.md")
     _check_outputs(data, chosen, validation_of, json_path=json_path, examples=examples, save_dir=save_dir)
-    ignored = {"--json": json_path, "--examples": examples, "--model": models, "--validation-of": validation_of}
+    ignored = {"--json": json_path, "--examples": examples, "--model": models, "--validation-of": validation_of,
+               "--no-second-look": not second_look, "--no-symmetry-look": not symmetry_look}  # fmt: skip
     if save_dir is not None and (dropped := [name for name, v in ignored.items() if v]):
         # --json was left unwritten, exit 0, without a word
         raise UsageError(f"--save-images writes the images and scores nothing, so {', '.join(dropped)} would be "

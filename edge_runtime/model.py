@@ -85,10 +85,21 @@ class Prediction:
     def to_dict(self) -> dict:
         return {
             "label": self.label,
-            "score": round(self.score, 6),
+            "score": recorded_score(self.score),
             "defective": self.defective,
             "latency_ms": round(self.latency_ms, 3),
         }
+
+
+def recorded_score(score: float) -> float:
+    """A score to six decimals, never a flat 1 or 0 for one short of it (0.99999988 was written as 1.0, which
+    reads as certainty).
+
+    >>> recorded_score(0.99999988), recorded_score(0.0256831), recorded_score(1.0), recorded_score(2e-9)
+    (0.999999, 0.025683, 1.0, 1e-06)
+    """
+    low, high = (1e-6 if score > 0 else 0.0), (0.999999 if score < 1 else 1.0)
+    return min(max(round(score, 6), low), high)
 
 
 def default_model_path(precision: Precision = Precision.INT8) -> Path:

@@ -193,5 +193,7 @@ def test_save_images_refuses_the_options_it_would_ignore(tmp_path: Path, tiny_mo
     r = CliRunner().invoke(main, [*base, "--save-images", str(tmp_path / "imgs"), "--json", str(tmp_path / "r.json")])
     assert r.exit_code == 2 and "--save-images writes the images and scores nothing, so --json" in r.output
     assert not (tmp_path / "imgs").exists() and not (tmp_path / "r.json").exists()
+    r = CliRunner().invoke(main, [*base, "--save-images", str(tmp_path / "imgs"), "--no-symmetry-look"])
+    assert r.exit_code == 2 and "--no-symmetry-look would be ignored" in r.output
     r = CliRunner().invoke(main, [*base, "--model", str(tiny_models[0]), "--positive-class", "nosuch"])
     assert r.exit_code == 3 and "--positive-class 'nosuch' is not one of the class folders" in r.output

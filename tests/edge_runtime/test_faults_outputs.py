@@ -440,3 +440,9 @@ def test_a_score_just_below_1_is_not_shown_as_a_flat_1(monkeypatch):
     assert any(t.startswith("defective 0.9996") for t in drawn), drawn
     rec = {"source": "a.png", "frame": None, "error": None, "label": "defective", "score": 0.99996}
     assert JsonLinesSink.human_line(rec).split()[:2] == ["defective", "0.99996"]
+    # a record's score is rounded to six decimals: 0.99999988 was written as 1.0, and shown "1" everywhere after
+    from edge_runtime.model import recorded_score
+
+    near_one = Prediction(label="defective", score=0.99999988, defective=True, latency_ms=1.0)
+    assert near_one.to_dict()["score"] == 0.999999
+    assert recorded_score(1.0) == 1.0 and recorded_score(3e-9) == 1e-6 and recorded_score(0.0) == 0.0

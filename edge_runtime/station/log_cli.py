@@ -139,6 +139,7 @@ def summary(
     from edge_runtime.station.query import summary as summarise
 
     with closing(open_reader(db)) as con:  # the last reader to close removes the log's -wal and -shm files
+        _check_range(since, until)
         s = summarise(con, Filter(since=since, until=until, station=station))
         known = stations(con) if station is not None else None
     with stdout_errors():
@@ -187,12 +188,19 @@ def query(
         raise click.UsageError("--json and --csv exclude each other; give one")
     fmt = "json" if as_json else "csv" if as_csv else None
     defective = True if only_defective else False if only_ok else None
+    _check_range(since, until)
     with closing(open_reader(db)) as con:
         known = stations(con) if station is not None else None
         with stdout_errors():
             flt = Filter(since=since, until=until, defective=defective, source=source, station=station)
             _print_rows(rows(con, flt, limit=limit), fmt)
     _warn_unknown_station(db, station, known)
+
+
+def _check_range(since: float | None, until: float | None) -> None:
+    """--since at or after --until matches nothing: a typo that printed nothing, exit 0, read as "no rejects"."""
+    if since is not None and until is not None and since >= until:
+        raise click.UsageError("--since is not before --until, so no item could match; swap them")
 
 
 def _print_rows(found: Any, fmt: str | None) -> None:
@@ -207,7 +215,9 @@ def _print_rows(found: Any, fmt: str | None) -> None:
         for r in found:
             writer.writerow({k: csv_cell(r.get(k)) for k in CSV_KEYS} | {"providers": ",".join(r["providers"])})
     else:
+        shown = 0
         for r in found:
+            shown += 1
             verdict_text = r["error"] and f"ERROR {r['error']}" or f"{r['label']:<10} {score_text(r['score'])}"
             where = r["source"] if r["frame"] is None else f"{r['source']} frame {r['frame']}"
             # as edge-infer's own line: an item judged without a part found read as a plain "ok"
@@ -215,6 +225,8 @@ def _print_rows(found: Any, fmt: str | None) -> None:
                             no_part(r) and "no part found: the whole frame was judged") if n)  # fmt: skip
             # a newline in a file name had broken the row in two, the second half reading as a row of its own
             click.echo(printable(f"{r['id']:>8}  {r['time']}  {verdict_text:<18} {where}{notes}"))
+        if not shown:  # the table printed nothing at all: a filter that matched nothing read as a log with no items
+            click.echo("no item matches", err=True)
 
 
 @main.command(help="Write the stored image of item ID (defective items keep one) with its verdict drawn.")

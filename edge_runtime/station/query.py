@@ -62,6 +62,8 @@ def parse_when(text: str, *, now: float | None = None) -> float:
     except ValueError:
         pass
     else:
+        if math.isfinite(seconds) and seconds > now + 86400 * 366:  # milliseconds matched nothing, in silence
+            raise ValueError(f"{text!r} lies more than a year ahead; epoch times are in seconds, not milliseconds")
         if math.isfinite(seconds):  # nan matches no row and inf every row or none: neither is a time
             return seconds
         raise ValueError(f"{text!r} is not a time: give a duration (8h, 30m), an ISO time or epoch seconds")

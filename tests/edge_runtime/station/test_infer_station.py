@@ -68,6 +68,9 @@ def test_log_options_are_checked_before_the_run(tmp_path: Path, tiny_model: Path
         (["--serve", "nohost"], "HOST:PORT"),
         (["--log", "x.db", "--log-max", "9" * 400 + "GB"], "size"),
         (["--serve", "127.0.0.1:0", "--serve-fps", "nan"], "--serve-fps"),
+        # a station of spaces could not be told apart on the page; a newline split edge-log's summary in two
+        (["--log", "x.db", "--station", "   "], "--station is blank"),
+        (["--log", "x.db", "--station", "line\nbreak"], "control character"),
     ):
         result = CliRunner().invoke(main, base + extra)
         assert result.exit_code == ExitCode.USAGE and text in result.output, extra

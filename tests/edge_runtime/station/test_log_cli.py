@@ -401,3 +401,15 @@ def test_an_item_judged_without_a_part_is_marked_in_the_query_table_and_counted(
     out = edge_log("summary", log_path).output
     assert "station check: 1 item looked unlike the training images (1 with no part found" in out
     assert json.loads(edge_log("summary", log_path, "--json").output)["no_part"] == 1
+
+
+def test_a_time_range_that_cannot_match_is_refused_and_an_empty_table_says_so(station_log, log_path):
+    """--since after --until, or an epoch in milliseconds, printed nothing and exited 0: read as "no rejects"."""
+    write_items(station_log, 8, t0=time.time() - 60)
+    r = edge_log("query", log_path, "--since", "5h", "--until", "10h")
+    assert r.exit_code == 2 and "--since is not before --until" in r.output
+    assert edge_log("summary", log_path, "--since", "1h", "--until", "2h").exit_code == 2
+    r = edge_log("query", log_path, "--since", str(int(time.time() * 1000)))
+    assert r.exit_code == 2 and "seconds, not milliseconds" in r.output
+    r = edge_log("query", log_path, "--source", "no-such-camera")
+    assert r.exit_code == 0 and r.stdout == "" and "no item matches" in r.stderr

@@ -162,6 +162,7 @@ class _Api:
         flt = self.mine(query.Filter(defective=True))
         found = list(query.rows(con, flt, limit=limit, newest_first=True, damaged_out=left_out))
         con.close()
+        self.live.gallery_asked()
         return JSONResponse({"items": found, "damaged": left_out})
 
     def rate(self, request: Request) -> JSONResponse:

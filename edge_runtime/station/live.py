@@ -91,6 +91,7 @@ class LiveState:
         self.wanted_until = 0.0
         self.status_asked = 0.0  # monotonic time of the last status request (the page asks every second)
         self.final_told = False  # a status request was answered with the run's end
+        self.final_gallery = False  # ... and the gallery was asked for after that (its last defects)
         self._stop = threading.Event()
         self._encoder = threading.Thread(target=self._encode_loop, name="station encoder", daemon=True)
         self._encoder.start()
@@ -172,8 +173,15 @@ class LiveState:
         deadline = time.monotonic() + max_s
         while time.monotonic() < deadline:
             with self.lock:
-                told, asked = self.final_told or self.source_state not in FINAL_STATES, self.status_asked
-            if told or time.monotonic() - asked > polled_within_s:
+                # the gallery too: the page that showed the end lacked the run's last defects, one "pending" for good
+                told = self.final_told and self.final_gallery
+                running, asked = self.source_state not in FINAL_STATES, self.status_asked
+            if running:
+                return
+            if told:
+                time.sleep(0.2)  # the answer to that last request is on its way
+                return
+            if time.monotonic() - asked > polled_within_s:
                 return
             time.sleep(0.05)
 
@@ -235,7 +243,13 @@ class LiveState:
             chosen = [(rid, rec) for rid, rec in self.recent if rid > after_id][:limit]
         return [{"id": rid, **rec, "has_image": bool(rec.get("defective"))} for rid, rec in chosen]
 
+    def gallery_asked(self) -> None:
+        """The page asked for its gallery (from the log or from here): once after the end, it has the last one."""
+        with self.lock:
+            self.final_gallery = self.final_gallery or self.final_told
+
     def defects(self, limit: int = 24) -> list[dict]:
+        self.gallery_asked()
         with self.lock:
             chosen = list(self.gallery)[-limit:][::-1]
         return [{"id": rid, **rec, "has_image": pic is not None} for rid, rec, pic in chosen]

@@ -4,6 +4,7 @@
 
 const $ = (id) => document.getElementById(id);
 let lastGalleryKey = "";
+let endRefreshed = false;
 // What the page last heard from the station, and when: the figures stay on screen when the station stops
 // answering (its process killed, the network down, the run ended), marked as the last received.
 const FINAL = new Set(["finished", "stopped", "lost"]);
@@ -59,6 +60,13 @@ function showNoContact() {
 }
 
 function showStatus(st) {
+  if (FINAL.has(st.source_state) && !endRefreshed) {
+    // the run ended: the gallery and chart once more, now, before the view closes (it waits for this request;
+    // on their own timers they came too late, and the page lacked the run's last defects)
+    endRefreshed = true;
+    refreshGallery().catch(() => {});
+    refreshChart().catch(() => {});
+  }
   lastStatus = st;
   lastContact = Date.now();
   if (st.items !== lastItems) {
@@ -223,7 +231,7 @@ function startStream() {
 startStream();
 tick("status", async () => showStatus(await getJSON("api/status")), 1000);
 setInterval(showNoContact, 1000);  // judged by the time since the last answer, whether or not a request failed
-tick("gallery", async () => {
+async function refreshGallery() {
   try {
     showGallery(await getJSON("api/defects?limit=20"));
   } catch (err) {  // the gallery could not be read: say so, not "no defective part yet"
@@ -233,5 +241,11 @@ tick("gallery", async () => {
     lastGalleryKey = null;
     throw err;
   }
-}, 5000);
-tick("chart", async () => showChart(await getJSON("api/rate?hours=8"), 8), 10000);
+}
+
+async function refreshChart() {
+  showChart(await getJSON("api/rate?hours=8"), 8);
+}
+
+tick("gallery", refreshGallery, 5000);
+tick("chart", refreshChart, 10000);

@@ -183,6 +183,7 @@ def test_the_page_shows_the_end_of_the_run_and_then_that_the_station_no_longer_a
                 "document.getElementById('source-state').textContent === 'lost · view closed'", timeout=15000
             )
             assert read_int(page, "#items") == items  # the run's final count, not that of an earlier poll
+            assert page.evaluate("endRefreshed")  # the gallery and chart were asked once more at the end
             assert page.text_content("#fps") == "–"  # not the last FPS measured, for ever
             assert "The run ended (lost)" in (page.text_content("#contact") or "")
             assert page.eval_on_selector("#stream", "i => i.classList.contains('stale')")

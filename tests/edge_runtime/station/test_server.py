@@ -322,6 +322,7 @@ def test_the_view_does_not_linger_without_a_page_or_after_a_crash():
         t0 = time.monotonic()
         live.linger(2.0)  # nobody polled: the view closes at once
         live.status()  # a page polled, and was told the end of the run
+        live.defects()  # and asked for the gallery once more, its last defects (the page does so at the end)
         live.linger(2.0)
         fresh = LiveState(station="line-3")
         fresh.status()  # polled, but the run never said it ended (killed): nothing to tell
@@ -329,6 +330,10 @@ def test_the_view_does_not_linger_without_a_page_or_after_a_crash():
         fresh.stop()
         assert time.monotonic() - t0 < 0.5
         live.final_told = False  # polled before the end, not yet told: it waits for the page, at most max_s
+        t0 = time.monotonic()
+        live.linger(0.4)
+        assert 0.35 <= time.monotonic() - t0 < 1.5
+        live.final_told, live.final_gallery = True, False  # told the end, but not yet given the last gallery: waits
         t0 = time.monotonic()
         live.linger(0.4)
         assert 0.35 <= time.monotonic() - t0 < 1.5

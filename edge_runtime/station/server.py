@@ -95,7 +95,35 @@ class TokenGate:
             response = JSONResponse({"error": "missing or wrong token"}, 401, {"WWW-Authenticate": "Bearer"})
             await response(scope, receive, send)
             return
+        if scope["type"] == "http" and self.token is None and not loopback_host(scope):
+            # Without a token the view serves this computer only (127.0.0.1): a web page elsewhere could still reach
+            # it through DNS rebinding (its own name, resolved to 127.0.0.1), unless the Host it names is checked.
+            from starlette.responses import JSONResponse
+
+            error = "this view serves this computer only: open it as http://127.0.0.1:PORT/, or serve with --token"
+            await JSONResponse({"error": error}, 403)(scope, receive, send)
+            return
         await self.app(scope, receive, send)
+
+
+def loopback_host(scope: dict) -> bool:
+    """Whether a request's Host names this computer (localhost, a loopback address), or is absent (HTTP/1.0).
+
+    >>> hosts = (b"127.0.0.1:8080", b"[::1]:80", b"localhost", b"evil.com")
+    >>> [loopback_host({"headers": [(b"host", h)]}) for h in hosts]
+    [True, True, True, False]
+    """
+    host = dict(scope.get("headers") or []).get(b"host")
+    if host is None:
+        return True
+    name = host.decode("latin-1").strip().lower()
+    name = name[1 : name.index("]")] if name.startswith("[") and "]" in name else name.rsplit(":", 1)[0]
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def bind_socket(bind: Bind) -> socket.socket:

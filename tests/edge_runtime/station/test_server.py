@@ -472,3 +472,20 @@ def test_a_stream_client_that_stops_reading_is_dropped(monkeypatch, how: str):
     took = asyncio.run(run())
     assert took < (0.45 if how == "closing" else 1.5), took
     assert sent[:2] == ["http.response.start", "http.response.body"] and watchers[0] == 0
+
+
+def test_without_a_token_the_view_answers_only_requests_naming_this_computer(served):
+    """Any Host was accepted: a web page elsewhere, its name resolved to 127.0.0.1 (DNS rebinding), could read the
+    station's records through the browser of the station's own computer."""
+    url, _ = served
+    port = url.rsplit(":", 1)[1].strip("/")
+    for host, code in ((f"127.0.0.1:{port}", 200), (f"localhost:{port}", 200), (f"attacker.example:{port}", 403)):
+        req = urllib.request.Request(url + "api/status", headers={"Host": host})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                got, body = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            got, body = e.code, e.read()
+        assert got == code, host
+        if code == 403:
+            assert "serves this computer only" in json.loads(body)["error"]

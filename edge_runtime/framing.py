@@ -32,6 +32,7 @@ FLANGE_RATIO = 2.0  # flange outer radius / dark-core radius as found here, meas
 # A core smaller than this (working-copy pixels; about 25 on the dataset's frames) is found again on its own square
 REFINE_BELOW = 16.0
 REFINE_HALF = 2.6  # that square's half side, in core radii as first found: the flange and some background
+ALTERNATIVES = 4  # dark regions tried in turn where the darkest is no part (two labels, a label and a coin)
 OTHER_CORE_PX = 12.0  # other parts are looked for on a copy where a core has this radius (see _other_parts)
 _CLOSE = np.ones((5, 5), np.uint8)
 _OPEN = np.ones((3, 3), np.uint8)
@@ -167,17 +168,25 @@ def _locate(gray: np.ndarray, small: np.ndarray, s: float, part_scale: float) ->
     h, w = gray.shape
     part = _core_part(gray, small, s)
     if part is not None and not looks_like_a_part(radial_profile(gray, part.cx, part.cy, part.radius)):
-        # the darkest round region is no part (a dark label or a washer beside the part: the label was judged and
-        # the part never was): the next one, where it is a part
-        hidden = small.copy()
-        cv2.circle(hidden, (round(part.cx * s), round(part.cy * s)), max(1, round(1.6 * part.radius * s)),
-                   int(np.median(small)), -1)  # fmt: skip
-        other = _core_part(gray, hidden, s)
-        if other is not None and looks_like_a_part(radial_profile(gray, other.cx, other.cy, other.radius)):
-            part = other
+        part = _next_part(gray, small, s, part)
     if part is None:  # no part found: the whole frame, centred, is the input (and the station check says so)
         return Part(cx=(w - 1) / 2, cy=(h - 1) / 2, radius=min(h, w) / (2 * part_scale), found=False)
     return replace(part, others=_other_parts(gray, small, s, part))
+
+
+def _next_part(gray: np.ndarray, small: np.ndarray, s: float, first: Part) -> Part:
+    """The darkest round region ``first`` is no part (a dark label, a washer or a disc beside the part: it was
+    judged and the part never was): the next ones, each hidden in turn, until one is a part; else ``first``."""
+    hidden, level, tried = small.copy(), int(np.median(small)), first
+    for _ in range(ALTERNATIVES):
+        centre, reach = (round(tried.cx * s), round(tried.cy * s)), max(1, round(1.6 * tried.radius * s))
+        cv2.circle(hidden, centre, reach, level, -1)
+        tried = _core_part(gray, hidden, s)
+        if tried is None:
+            break
+        if looks_like_a_part(radial_profile(gray, tried.cx, tried.cy, tried.radius)):
+            return tried
+    return first
 
 
 def _core_part(gray: np.ndarray, small: np.ndarray, s: float) -> Part | None:

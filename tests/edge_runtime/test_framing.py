@@ -206,7 +206,7 @@ def test_two_parts_in_one_frame_are_counted_and_one_part_is_not():
     assert find_part(trio).others == 2
 
 
-@pytest.mark.parametrize("thing", ["coin", "nut", "washer", "square", "shadow", "label"])
+@pytest.mark.parametrize("thing", ["coin", "nut", "washer", "square", "shadow", "label", "disc", "two labels"])
 def test_a_dark_object_of_the_cores_size_beside_the_part_is_not_a_second_part(thing):
     """A nut, a coin, a washer, a square sticker or a round shadow of the core's size beside one part was counted
     as a second part, and the gate failed on an OK part; a dark label or a washer was taken for the part itself,
@@ -228,6 +228,11 @@ def test_a_dark_object_of_the_cores_size_beside_the_part_is_not_a_second_part(th
             cv2.circle(frame, (x, y), int(0.7 * r), 150, -1)
         elif thing == "square":
             cv2.rectangle(frame, (x - r, y - r), (x + r, y + r), 25, -1)
+        elif thing == "disc":  # black, larger than the core: darker and rounder than the part's hollow
+            cv2.circle(frame, (x, y), int(1.3 * r), 5, -1)
+        elif thing == "two labels":
+            cv2.rectangle(frame, (x - 90, y - 130), (x + 90, y - 20), 30, -1)
+            cv2.rectangle(frame, (x - 90, y + 20), (x + 90, y + 130), 30, -1)
         elif thing == "label":
             cv2.rectangle(frame, (x - 90, y - 60), (x + 90, y + 60), 30, -1)
             cv2.putText(frame, "OK?", (x - 70, y + 20), cv2.FONT_HERSHEY_SIMPLEX, 1.8, 240, 4)

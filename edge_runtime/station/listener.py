@@ -19,7 +19,7 @@ import numpy as np
 
 from edge_runtime.errors import OutputError
 from edge_runtime.station.log import InspectionLog, RunInfo
-from edge_runtime.station.units import duration_text
+from edge_runtime.station.units import duration_text, size_text
 from edge_runtime.summary import plural
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ class StationListener:
             self.log.flush()
             if n := self.log.retention_deleted:  # deleted without a word, the month's records with --log-keep 1M
                 kept = [f"--log-keep {duration_text(self.log.cfg.keep_s)}"] if self.log.cfg.keep_s is not None else []
-                kept += [f"--log-max {self.log.cfg.max_bytes} bytes"] if self.log.cfg.max_bytes is not None else []
+                kept += [f"--log-max {size_text(self.log.cfg.max_bytes)}"] if self.log.cfg.max_bytes is not None else []
                 summary.station_notes.append(f"inspection log: {plural(n, 'older item')} deleted to keep within "
                                              f"{' and '.join(kept)}")  # fmt: skip
             self.log.check_still_there()

@@ -124,10 +124,12 @@ def check_station_options(opts: dict[str, Any]) -> None:
         if Path(str(log)).suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:  # the next run read it as a part
             raise click.UsageError(f"--log {log}: an inspection log under an image or video name; name it .db")
     name = opts.get("station")
-    if name is not None and (not name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in name)):
+    # control and format characters (a newline, U+2028, a zero-width space) and spaces around the name
+    if name is not None and (not name.strip() or name != name.strip() or not name.isprintable()):
         # spaces could not be told from another station on the page, and a newline split edge-log's lines
         raise click.UsageError(
-            "--station is blank or holds a control character (a newline?); give a name such as line-3"
+            "--station is blank, has spaces around it or holds a control character (a newline?); give a name such "
+            "as line-3"
         )
     bind = opts.get("serve")
     token = opts.get("token")

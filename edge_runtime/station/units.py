@@ -58,6 +58,19 @@ def duration_text(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+def size_text(n: int) -> str:
+    """``n`` bytes as ``parse_size`` reads it back, in the largest unit it is a whole number of.
+
+    >>> size_text(1_000_000), size_text(2 * 1024**3), size_text(1500)
+    ('1MB', '2GiB', '1.5kB')
+    """
+    for unit, size in (("TB", 10**12), ("TiB", 1024**4), ("GB", 10**9), ("GiB", 1024**3), ("MB", 10**6),
+                       ("MiB", 1024**2), ("kB", 1000), ("KiB", 1024)):  # fmt: skip
+        if n >= size and n % size == 0:
+            return f"{n // size}{unit}"
+    return f"{n / 1000:g}kB" if n >= 1000 else f"{n}B"
+
+
 def parse_size(text: str) -> int:
     """Bytes in ``text``: ``2GB`` (powers of 1000) or ``2GiB`` (powers of 1024). Raises ValueError."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", text.lower())

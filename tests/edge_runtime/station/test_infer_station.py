@@ -71,6 +71,8 @@ def test_log_options_are_checked_before_the_run(tmp_path: Path, tiny_model: Path
         # a station of spaces could not be told apart on the page; a newline split edge-log's summary in two
         (["--log", "x.db", "--station", "   "], "--station is blank"),
         (["--log", "x.db", "--station", "line\nbreak"], "control character"),
+        (["--log", "x.db", "--station", "line\u2028break"], "control character"),
+        (["--log", "x.db", "--station", "line-3 "], "spaces around it"),
     ):
         result = CliRunner().invoke(main, base + extra)
         assert result.exit_code == ExitCode.USAGE and text in result.output, extra

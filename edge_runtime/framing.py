@@ -110,12 +110,13 @@ def _cut_core(c: np.ndarray, hh: int, ww: int) -> tuple[float, float, float] | N
     return cx, cy, float(r)
 
 
-def _first_core(small: np.ndarray) -> tuple[float, float, float] | None:
+def _first_core(small: np.ndarray) -> tuple[tuple[float, float, float] | None, int]:
+    """The core (centre and radius in ``small``'s pixels), and how many other round dark regions could have been it."""
     p2, p50 = _percentiles(small, (2.0, 50.0))
     if p50 - p2 < 20:  # no dark region stands out: nothing that looks like the part's core
-        return None
+        return None, 0
     hh, ww = small.shape
-    best, best_score, cut = None, 0.0, []
+    best, best_score, cut, rounds = None, 0.0, [], 0
     for c in _dark_contours(small, p2, p50):
         area = cv2.contourArea(c)
         if not 0.01 * hh * ww <= area <= 0.5 * hh * ww:
@@ -130,24 +131,25 @@ def _first_core(small: np.ndarray) -> tuple[float, float, float] | None:
         off_centre = np.hypot(cx - ww / 2, cy - hh / 2) / max(hh, ww)
         # The core is round and near the middle.
         score = area * roundness * max(0.05, 1.0 - off_centre)
+        rounds += roundness >= 0.4
         if roundness >= 0.4 and score > best_score:
             best, best_score = (cx, cy, float(np.sqrt(area / np.pi))), score
     if best is None:  # no core clear of the border: one the border cuts, if one is most of a round region
         found = [core for core in (_cut_core(c, hh, ww) for c in cut) if core is not None]
-        best = max(found, key=lambda core: core[2], default=None)
-    return best
+        return max(found, key=lambda core: core[2], default=None), len(found) - 1
+    return best, rounds - 1
 
 
-def _best_core(small: np.ndarray) -> tuple[tuple[float, float, float] | None, float]:
+def _best_core(small: np.ndarray) -> tuple[tuple[float, float, float] | None, float, int]:
     """The dark core, found twice: first with the whole frame's grey levels, then with those of the part alone.
 
     The first pass's darkness level depends on the background (a near-white one raises the frame's median and
     the core grows by 2-6%); the second takes the levels inside the flange only, so the core, and with it the
-    crop's scale, is the same on any background. Also: the first pass's radius.
+    crop's scale, is the same on any background. Also: the first pass's radius, and its other candidates' count.
     """
-    first = _first_core(small)
+    first, rivals = _first_core(small)
     if first is None:
-        return None, 0.0
+        return None, 0.0, 0
     cx, cy, r = first
     part = np.zeros_like(small)
     cv2.circle(part, (round(cx), round(cy)), max(1, round(0.95 * FLANGE_RATIO * r)), 255, -1)
@@ -160,14 +162,16 @@ def _best_core(small: np.ndarray) -> tuple[tuple[float, float, float] | None, fl
         m = cv2.moments(c)
         mx, my = m["m10"] / m["m00"], m["m01"] / m["m00"]
         if np.hypot(mx - cx, my - cy) < 0.5 * r:
-            return (mx, my, float(np.sqrt(cv2.contourArea(c) / np.pi))), r
-    return first, r
+            return (mx, my, float(np.sqrt(cv2.contourArea(c) / np.pi))), r, rivals
+    return first, r, rivals
 
 
 def _locate(gray: np.ndarray, small: np.ndarray, s: float, part_scale: float) -> Part:
     h, w = gray.shape
-    part = _core_part(gray, small, s)
-    if part is not None and not looks_like_a_part(radial_profile(gray, part.cx, part.cy, part.radius)):
+    part, rivals = _core_part(gray, small, s)
+    # Only where another dark region could have been the core (a label, a disc beside the part): on a frame with one
+    # candidate nothing else would be found, and the profile (0.1 ms) is left unmeasured.
+    if part is not None and rivals > 0 and not looks_like_a_part(radial_profile(gray, part.cx, part.cy, part.radius)):
         part = _next_part(gray, small, s, part)
     if part is None:  # no part found: the whole frame, centred, is the input (and the station check says so)
         return Part(cx=(w - 1) / 2, cy=(h - 1) / 2, radius=min(h, w) / (2 * part_scale), found=False)
@@ -181,7 +185,7 @@ def _next_part(gray: np.ndarray, small: np.ndarray, s: float, first: Part) -> Pa
     for _ in range(ALTERNATIVES):
         centre, reach = (round(tried.cx * s), round(tried.cy * s)), max(1, round(1.6 * tried.radius * s))
         cv2.circle(hidden, centre, reach, level, -1)
-        tried = _core_part(gray, hidden, s)
+        tried, _ = _core_part(gray, hidden, s)
         if tried is None:
             break
         if looks_like_a_part(radial_profile(gray, tried.cx, tried.cy, tried.radius)):
@@ -189,11 +193,12 @@ def _next_part(gray: np.ndarray, small: np.ndarray, s: float, first: Part) -> Pa
     return first
 
 
-def _core_part(gray: np.ndarray, small: np.ndarray, s: float) -> Part | None:
-    """The part whose core the working copy ``small`` (scale ``s``) shows, in source pixels; None if none."""
-    core, first_r = _best_core(small)
+def _core_part(gray: np.ndarray, small: np.ndarray, s: float) -> tuple[Part | None, int]:
+    """The part whose core the working copy ``small`` (scale ``s``) shows, in source pixels (None if none), and how
+    many other dark regions could have been its core."""
+    core, first_r, rivals = _best_core(small)
     if core is None:
-        return None
+        return None, 0
     cx, cy, r = core
     part = Part(cx=(cx + 0.5) / s - 0.5, cy=(cy + 0.5) / s - 0.5, radius=r / s)
     if r < REFINE_BELOW and s < 1.0:
@@ -201,7 +206,7 @@ def _core_part(gray: np.ndarray, small: np.ndarray, s: float) -> Part | None:
         # once more, on a square of the size now measured: the core then spans as many working pixels as on the
         # dataset's frames (on the larger square, radii came out up to 4% small in a 1400 px frame)
         part = _refined(gray, part, part.radius)
-    return part
+    return part, rivals
 
 
 def _other_parts(gray: np.ndarray, small: np.ndarray, s0: float, part: Part) -> int:
@@ -265,7 +270,7 @@ def _refined(gray: np.ndarray, part: Part, first_r: float) -> Part:
     x0, y0 = max(0, round(part.cx - half)), max(0, round(part.cy - half))
     x1, y1 = min(w, round(part.cx + half) + 1), min(h, round(part.cy + half) + 1)
     small, s = _working_copy(gray[y0:y1, x0:x1])
-    core, _ = _best_core(small)
+    core, _, _ = _best_core(small)
     if core is None:
         return part
     cx, cy, r = core

@@ -16,11 +16,14 @@ the bright flange out to about two core radii. A second part in the frame has th
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
 EDGES = np.arange(0.0, 2.0, 0.15)  # the profile's rings, in core radii: hub, hollow, flange
 CORE_PX = 12.0  # the profile is measured where a core radius is this many pixels
+_EDGES_SQUARED = EDGES**2
 # with the part found: second parts mostly 0.94-0.99, a defective one beside an OK one down to 0.87; dark objects up
 # to 0.97, which the hub tells apart
 MIN_CORRELATION = 0.85
@@ -43,26 +46,38 @@ def radial_profile(gray: np.ndarray, cx: float, cy: float, r: float) -> np.ndarr
     roi = gray[y0:y1, x0:x1]
     win = roi if size == (x1 - x0, y1 - y0) else cv2.resize(roi, size, interpolation=cv2.INTER_AREA)
     kx, ky = size[0] / (x1 - x0), size[1] / (y1 - y0)
-    yy, xx = np.mgrid[: size[1], : size[0]]
-    dist = np.hypot((xx + 0.5) / kx + x0 - 0.5 - cx, (yy + 0.5) / ky + y0 - 0.5 - cy) / r
-    ring = np.digitize(dist, EDGES) - 1
-    inside = (ring >= 0) & (ring < len(EDGES) - 1)
-    sums = np.bincount(ring[inside], win[inside].astype(np.float64), minlength=len(EDGES) - 1)
+    # squared distances from 1-D offsets (no full grids of coordinates): this runs on every item
+    dx = (((np.arange(size[0]) + 0.5) / kx + x0 - 0.5 - cx) / r) ** 2
+    dy = (((np.arange(size[1]) + 0.5) / ky + y0 - 0.5 - cy) / r) ** 2
+    ring = np.searchsorted(_EDGES_SQUARED, (dy[:, None] + dx[None, :]).ravel(), side="right") - 1
+    inside = ring < len(EDGES) - 1
+    sums = np.bincount(ring[inside], win.ravel()[inside], minlength=len(EDGES) - 1)
     counts = np.bincount(ring[inside], minlength=len(EDGES) - 1)
     return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
+def _levels(p: np.ndarray) -> tuple[float, float, float]:
+    """Mean hub, hollow and flange levels of a profile (NaN rings, beyond the frame, left out)."""
+
+    def mean(values: list[float]) -> float:
+        kept = [v for v in values if v == v]  # not NaN
+        return sum(kept) / len(kept) if kept else float("nan")
+
+    values = p.tolist()
+    return mean(values[0:3]), mean(values[4:7]), mean(values[8:11])
+
+
 def _hub_contrast(p: np.ndarray) -> float:
     """(flange - hub) / (flange - hollow): a part's hub is darker than its flange, a nut's hole is the background."""
-    hub, hollow, flange = np.nanmean(p[0:3]), np.nanmean(p[4:7]), np.nanmean(p[8:11])
-    return float((flange - hub) / max(flange - hollow, 1.0))
+    hub, hollow, flange = _levels(p)
+    return (flange - hub) / max(flange - hollow, 1.0)
 
 
 def _hub_lift(p: np.ndarray) -> float:
     """(hub - hollow) / (flange - hollow): a part's hub is brighter than its hollow (0.37 or more in every dataset
     image); a dark disc, a coin or a rubber foot has no hub (0)."""
-    hub, hollow, flange = np.nanmean(p[0:3]), np.nanmean(p[4:7]), np.nanmean(p[8:11])
-    return float((hub - hollow) / max(flange - hollow, 1.0))
+    hub, hollow, flange = _levels(p)
+    return (hub - hollow) / max(flange - hollow, 1.0)
 
 
 # The casting's profile, standardised: the mean over every fifth training image (each correlates 0.92 or more with
@@ -78,11 +93,13 @@ def looks_like_a_part(p: np.ndarray) -> bool:
 
 
 def _correlation(p: np.ndarray, ref: np.ndarray) -> float:
-    both = ~(np.isnan(p) | np.isnan(ref))
-    if both.sum() < 8:  # most of it beyond the frame: too little to tell
+    pairs = [(a, b) for a, b in zip(p.tolist(), ref.tolist(), strict=True) if a == a and b == b]  # no NaN
+    if len(pairs) < 8:  # most of it beyond the frame: too little to tell
         return -1.0
-    a, b = p[both] - p[both].mean(), ref[both] - ref[both].mean()
-    return float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-9))
+    ma, mb = sum(a for a, _ in pairs) / len(pairs), sum(b for _, b in pairs) / len(pairs)
+    cov = sum((a - ma) * (b - mb) for a, b in pairs)
+    var = sum((a - ma) ** 2 for a, _ in pairs) * sum((b - mb) ** 2 for _, b in pairs)
+    return cov / (math.sqrt(var) + 1e-9)
 
 
 def like_the_part(p: np.ndarray, ref: np.ndarray) -> bool:

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -177,27 +179,33 @@ def test_with_a_log_the_view_reads_history_from_it(station_log, log_path: Path):
         live.stop()
 
 
-def test_a_damaged_record_among_the_last_defects_is_left_out_and_said_to_be(station_log, log_path: Path):
-    """One damaged record among the station's last 20 defects made /api/defects an HTTP 500, and the page then
-    read "no defective part yet" beside a chart of 17 defects."""
+@contextlib.contextmanager
+def serving_damaged(log_path: Path, sql: str) -> Iterator[str]:
+    """The station's view of a log that ``sql`` has damaged (as a disk fault or a hand edit would); yields its URL."""
     import sqlite3
 
-    write_items(station_log, 40, t0=time.time() - 120)
     con = sqlite3.connect(log_path)
-    con.execute("UPDATE inspections SET extra = '{bad json' WHERE id = 33")
+    con.execute(sql)
     con.commit()
     con.close()
     live = LiveFeed(station="line-3")
     server = StationServer(live, bind=Bind("127.0.0.1", 0), log_path=log_path)
-    url = server.start()
     try:
+        yield server.start()
+    finally:
+        server.stop()
+        live.stop()
+
+
+def test_a_damaged_record_among_the_last_defects_is_left_out_and_said_to_be(station_log, log_path: Path):
+    """One damaged record among the station's last 20 defects made /api/defects an HTTP 500, and the page then
+    read "no defective part yet" beside a chart of 17 defects."""
+    write_items(station_log, 40, t0=time.time() - 120)
+    with serving_damaged(log_path, "UPDATE inspections SET extra = '{bad json' WHERE id = 33") as url:
         code, _, body = get(url + "api/defects?limit=3")
         found = json.loads(body)
         assert code == 200 and [d["id"] for d in found["items"]] == [37, 29]  # of the last 3, 33 left out
         assert len(found["damaged"]) == 1 and "item 33" in found["damaged"][0]
-    finally:
-        server.stop()
-        live.stop()
 
 
 def test_a_stations_page_shows_only_its_own_items_from_a_shared_log(station_log, log_path: Path):
@@ -229,22 +237,10 @@ def test_a_stations_page_shows_only_its_own_items_from_a_shared_log(station_log,
 
 def test_a_damaged_log_record_is_one_json_error_on_the_page(station_log, log_path: Path):
     """A run's providers stored as '{}' made /api/inspections an "internal error" with a traceback on stderr."""
-    import sqlite3
-
     write_items(station_log, 4)
-    con = sqlite3.connect(log_path)
-    con.execute("UPDATE runs SET providers = '{}'")
-    con.commit()
-    con.close()
-    live = LiveFeed(station="line-3")
-    server = StationServer(live, bind=Bind("127.0.0.1", 0), log_path=log_path)
-    url = server.start()
-    try:
+    with serving_damaged(log_path, "UPDATE runs SET providers = '{}'") as url:
         got, _, body = get(url + "api/inspections")
         assert got == 500 and "damaged record" in json.loads(body)["error"]
-    finally:
-        server.stop()
-        live.stop()
 
 
 def test_the_stream_keeps_to_serve_fps():

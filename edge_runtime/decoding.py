@@ -27,6 +27,7 @@ import numpy as np
 from edge_runtime.decoder_messages import imdecode_checked
 from edge_runtime.errors import ImageReadError, resource_error
 from edge_runtime.image_pages import pages_note
+from edge_runtime.items import with_warning
 from edge_runtime.preprocess import to_uint8_gray
 from edge_runtime.webp_quality import compression_note
 
@@ -256,10 +257,10 @@ def decode(
         warning = f"decoder reported damage: {notes[0][:160]}"
     elif is_jpeg and not data.rstrip(JPEG_TRAILER_PADDING).endswith(b"\xff\xd9"):
         warning = "JPEG has no end marker (truncated file); the verdict may be wrong"
-    if pages and (several := pages_note(data)) is not None:
-        warning = f"{warning}; {several}" if warning else several
-    if data[:4] == b"RIFF" and (coarse := compression_note(data)) is not None:
-        warning = f"{warning}; {coarse}" if warning else coarse
+    if pages:
+        warning = with_warning(warning, pages_note(data))
+    if data[:4] == b"RIFF":
+        warning = with_warning(warning, compression_note(data))
     if colour:
         return Decoded(image, warning)
     gray = to_uint8_gray(image, source=source)

@@ -10,7 +10,7 @@ from itertools import islice
 
 import numpy as np
 
-from edge_runtime.items import Item
+from edge_runtime.items import Item, with_warning
 from edge_runtime.model import EdgeModel, Prediction, ScoreError
 
 
@@ -67,7 +67,7 @@ def _located(pred: Prediction, it: Item, model: EdgeModel) -> Prediction:
         return locate(pred, it.original, model.info.preprocess)
     except Exception as exc:  # noqa: BLE001 - the verdict is sound; only its picture failed
         note = f"no heatmap or defect box for this item ({_first_line(exc)})"
-        it.warning = f"{it.warning}; {note}" if it.warning else note
+        it.warning = with_warning(it.warning, note)
         return replace(pred, heatmap=None, defect_box=None)
 
 

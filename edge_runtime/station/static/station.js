@@ -14,8 +14,15 @@ let lastStatus = null, lastContact = 0, lastItems = -1, lastItemAt = 0;
 async function getJSON(path) {
   // A hung station or a silent network never fails a fetch by itself (a TCP timeout takes minutes): give up.
   const response = await fetch(path, { cache: "no-store", signal: AbortSignal.timeout(CONTACT_LOST_MS - 500) });
-  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  if (!response.ok) throw Object.assign(new Error(`${path}: HTTP ${response.status}`), { httpStatus: response.status });
   return response.json();
+}
+
+// As edge-infer's lines: a score short of 1 is never shown as a flat 1 ("score 1.000" read as certainty).
+function scoreText(score) {
+  let digits = 3;
+  while (score < 1 && Number(score).toFixed(digits) === (1).toFixed(digits) && digits < 6) digits += 1;
+  return fmt(score, digits);
 }
 
 function fmt(value, digits = 1, unit = "") {
@@ -138,7 +145,7 @@ function galleryCard(it) {
   }
   const caption = document.createElement("figcaption");
   const when = new Date(it.time).toLocaleTimeString([], { hour12: false });
-  caption.append(when, document.createElement("br"), `score ${fmt(it.score, 3)}`);
+  caption.append(when, document.createElement("br"), `score ${scoreText(it.score)}`);
   caption.title = it.source + (it.frame === null ? "" : ` frame ${it.frame}`);
   if (it.warning) {  // e.g. a damaged frame: the verdict is not to be trusted, and the card says so
     card.classList.add("warned");
@@ -234,7 +241,10 @@ setInterval(showNoContact, 1000);  // judged by the time since the last answer, 
 async function refreshGallery() {
   try {
     showGallery(await getJSON("api/defects?limit=20"));
-  } catch (err) {  // the gallery could not be read: say so, not "no defective part yet"
+  } catch (err) {
+    // the station answered with an error: say so, not "no defective part yet" (no answer at all, as once the view
+    // has closed after the run, is the contact banner's to tell; the gallery shown stays the last one read)
+    if (!err.httpStatus) throw err;
     $("gallery-empty").hidden = true;
     $("gallery-note").hidden = false;
     $("gallery-note").textContent = `the last defects could not be read (${err.message}); see the station's log`;

@@ -175,6 +175,13 @@ def test_the_page_shows_the_end_of_the_run_and_then_that_the_station_no_longer_a
             page.evaluate("showGallery({items: [], damaged: ['the extra fields of item 33 is not JSON']})")
             assert page.is_hidden("#gallery-empty") and page.is_visible("#gallery-note")
             assert "1 damaged record in the inspection log left out" in (page.text_content("#gallery-note") or "")
+            # a score short of 1 is not shown as "score 1.000" (it read as certainty)
+            assert page.evaluate("[scoreText(0.9996), scoreText(0.999999), scoreText(1), scoreText(0.25)]") == [
+                "0.9996",
+                "0.999999",
+                "1.000",
+                "0.250",
+            ]
             stop.set()  # the camera is gone: no reconnect allowed, the run ends "lost"
             run.join(10)
             listener.close()
@@ -184,6 +191,10 @@ def test_the_page_shows_the_end_of_the_run_and_then_that_the_station_no_longer_a
             )
             assert read_int(page, "#items") == items  # the run's final count, not that of an earlier poll
             assert page.evaluate("endRefreshed")  # the gallery and chart were asked once more at the end
+            # once the view has closed, the gallery's polls get no answer: the contact banner tells it, and the
+            # gallery keeps its last cards without a "could not be read" note (it said so after every normal end)
+            page.wait_for_timeout(6000)
+            assert page.is_hidden("#gallery-note")
             assert page.text_content("#fps") == "–"  # not the last FPS measured, for ever
             assert "The run ended (lost)" in (page.text_content("#contact") or "")
             assert page.eval_on_selector("#stream", "i => i.classList.contains('stale')")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,10 @@ def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> floa
 
     if value is None:
         return None
+    # one clock for the whole command: `--since 1h --until 1h` is an empty window, refused, not microseconds wide
+    now = ctx.find_root().meta.setdefault("defect_edge.now", time.time())
     try:
-        return parse_when(value)
+        return parse_when(value, now=now)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 

@@ -409,6 +409,9 @@ def test_a_time_range_that_cannot_match_is_refused_and_an_empty_table_says_so(st
     r = edge_log("query", log_path, "--since", "5h", "--until", "10h")
     assert r.exit_code == 2 and "--since is not before --until" in r.output
     assert edge_log("summary", log_path, "--since", "1h", "--until", "2h").exit_code == 2
+    # the same relative time twice: each read its own clock, a window microseconds wide, "no item matches"
+    r = edge_log("query", log_path, "--since", "1h", "--until", "1h")
+    assert r.exit_code == 2 and "--since is not before --until" in r.output
     r = edge_log("query", log_path, "--since", str(int(time.time() * 1000)))
     assert r.exit_code == 2 and "seconds, not milliseconds" in r.output
     r = edge_log("query", log_path, "--source", "no-such-camera")

@@ -31,7 +31,7 @@ from starlette.staticfiles import StaticFiles
 from edge_runtime.errors import DefectEdgeError
 from edge_runtime.station import query
 from edge_runtime.station.live import LiveState
-from edge_runtime.station.log import epoch
+from edge_runtime.station.log_parts import epoch
 from edge_runtime.station.server import STATIC, TOKEN_COOKIE, sleep_until
 
 MAX_LIMIT = 1000

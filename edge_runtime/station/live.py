@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.metrics import nearest_rank
-from edge_runtime.station.log import RunInfo, thumbnail
+from edge_runtime.station.log import RunInfo
+from edge_runtime.station.log_parts import thumbnail
 from edge_runtime.summary import no_part
 
 FINAL_STATES = ("finished", "stopped", "lost")

@@ -21,22 +21,20 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from edge_runtime.atomic import missing_folders, remove_empty, write_back_path
 from edge_runtime.errors import OutputError
+from edge_runtime.station.log_parts import THUMB_PX, Checkpointer, epoch, file_size, hold, storable, thumbnail
 from edge_runtime.station.schema import connect, log_error
 
 COLUMNS = ("source", "frame", "label", "score", "defective", "latency_ms", "error", "warning", "time")
-THUMB_PX = 128
 DELETE_CHUNK = 5000
 
 
@@ -66,49 +64,6 @@ class RunInfo:
     threshold: float
 
 
-def epoch(stamp: str | None) -> float:
-    """The record's ISO time (``2026-11-25T20:53:53.073Z``) as UTC seconds since the epoch."""
-    if not stamp:
-        return time.time()
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
-def thumbnail(picture: np.ndarray, record: dict[str, Any], *, px: int = THUMB_PX, quality: int = 80) -> bytes:
-    """A JPEG of the part at most ``px`` on its longest side, with the defect box in red when the record has one."""
-    h, w = picture.shape[:2]
-    scale = min(1.0, px / max(h, w))
-    small = picture
-    while max(small.shape[:2]) >= 4 * px:  # halve first: INTER_AREA at odd ratios costs ~10x more than this
-        small = cv2.pyrDown(small)
-    if scale < 1.0:
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        small = cv2.resize(small, size, interpolation=cv2.INTER_LINEAR)
-    box = record.get("defect_box")
-    if isinstance(box, (list, tuple)) and len(box) == 4:
-        if small.ndim == 2:
-            small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
-        from edge_runtime.heatmap import visible
-
-        x0, y0, x1, y1 = (round(float(v) * scale) for v in box)
-        x0, y0, x1, y1 = visible((x0, y0, x1, y1), small.shape, 10)  # a pinhole's box would be a dot
-        cv2.rectangle(small, (x0, y0), (x1 - 1, y1 - 1), (0, 0, 255), 1)
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(small), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return buf.tobytes() if ok else b""
-
-
-def storable(text: str | None) -> str | None:
-    """``text`` as SQLite can store it: a file name that is not UTF-8 (``caf\\udce9.jpeg``, as Python reads it)
-    stopped the run with "unexpected UnicodeEncodeError", exit 1, and left a log without a schema; its bytes are
-    written as escapes instead (``caf\\xe9.jpeg``).
-
-    >>> storable("caf\\udce9.jpeg"), storable(None)
-    ('caf\\\\xe9.jpeg', None)
-    """
-    if text is None:
-        return None
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 class InspectionLog:
     """The writer side of an inspection log (one per process; readers use :mod:`edge_runtime.station.query`)."""
 
@@ -128,7 +83,7 @@ class InspectionLog:
         # every 10 s, not in a commit of the inspection loop: a sync stalls file writes for a moment, so fewer
         # syncs means fewer slow frames. The WAL is cut back to 32 MB after each (it is reused, not regrown), or to
         # an eighth of --log-max (at least 1 MB): with --log-max 1MB a 32 MB WAL stayed beside the log.
-        self.held = _hold(cfg.path)  # to tell, at the end, a log deleted during the run (not one renamed)
+        self.held = hold(cfg.path)  # to tell, at the end, a log deleted during the run (not one renamed)
         self.con.execute("PRAGMA wal_autocheckpoint=0")
         wal_max = 32 * 2**20 if cfg.max_bytes is None else min(32 * 2**20, max(2**20, cfg.max_bytes // 8))
         self.con.execute(f"PRAGMA journal_size_limit={wal_max}")
@@ -224,7 +179,7 @@ class InspectionLog:
         SQLite never starts the WAL over: it grew to 1.7 GB in a long video run with --log-max 2MB. Past its limit
         it is checkpointed and truncated here, between two writes (a copy of at most that much); a reader that holds
         it (the station page's query) makes this wait 50 ms at most, and the next try comes a second later."""
-        if _file_size(f"{self.path}-wal") <= self.wal_max:  # a stat per batch: microseconds
+        if file_size(f"{self.path}-wal") <= self.wal_max:  # a stat per batch: microseconds
             return
         busy = True
         self.con.execute("PRAGMA busy_timeout=50")
@@ -418,44 +373,3 @@ class InspectionLog:
                 with contextlib.suppress(OSError):
                     os.unlink(leftover)
             remove_empty(self._made)  # and the folders it made for it (--log a/b/station.db)
-
-
-def _hold(path: Path) -> int:
-    """A read-only descriptor of the log file, kept for the run (-1 where it cannot be opened)."""
-    try:
-        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return -1
-
-
-class Checkpointer:
-    """Every ``every_s`` seconds, a passive WAL checkpoint on its own connection (never blocks the writer)."""
-
-    def __init__(self, path: Path, every_s: float = 10.0, on_tick: Callable[[], None] | None = None) -> None:
-        self.path, self.every_s, self.on_tick = path, every_s, on_tick
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="log checkpoints", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            con = sqlite3.connect(str(self.path), timeout=0.05, check_same_thread=False)
-        except sqlite3.Error:  # the writer reports a log that cannot be opened
-            return
-        while not self._stop.wait(self.every_s):
-            with contextlib.suppress(sqlite3.Error):  # busy now: next time; a full disk fails the writer anyway
-                con.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            if self.on_tick is not None and not self._stop.is_set():
-                self.on_tick()
-        con.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join(5.0)
-
-
-def _file_size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0

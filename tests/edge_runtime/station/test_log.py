@@ -13,7 +13,8 @@ import pytest
 
 from edge_runtime.errors import ExitCode, OutputError
 from edge_runtime.station import schema
-from edge_runtime.station.log import InspectionLog, LogConfig, thumbnail
+from edge_runtime.station.log import InspectionLog, LogConfig
+from edge_runtime.station.log_parts import thumbnail
 from edge_runtime.station.query import Filter, open_reader, rows, summary, thumbnail_jpeg
 from edge_runtime.station.units import parse_duration, parse_size
 from tests.edge_runtime.station.conftest import RUN, part_picture, record, write_items

@@ -24,12 +24,13 @@ from typing import TypeVar
 
 import numpy as np
 
+from edge_runtime.capture import capture_factory, check_camera
 from edge_runtime.decoding import decode, read_bytes
 from edge_runtime.errors import DataError, printable, resource_error
 from edge_runtime.items import Item, failure, frame_item, split_prepared, with_warning
 from edge_runtime.listing import Unreadable, list_entries, list_folder, match_glob
 from edge_runtime.preprocess import IMAGE_SUFFIXES
-from edge_runtime.sources import LatestFrameReader, capture_factory, check_camera
+from edge_runtime.sources import LatestFrameReader
 from edge_runtime.stream_url import is_stream_url, shown_source
 from edge_runtime.summary import plural, several_parts_warning
 from edge_runtime.video_file import iter_video

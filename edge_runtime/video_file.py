@@ -58,9 +58,9 @@ def iter_video(
     """
     import cv2
 
+    from edge_runtime.capture import open_within
     from edge_runtime.jpeg_packets import as_jpeg_packets
     from edge_runtime.opencv_paths import opencv_path
-    from edge_runtime.sources import open_within
 
     check_video_file(name)
 

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from edge_runtime.capture import capture_factory
 from edge_runtime.cli import main
 from edge_runtime.decoding import decode
 from edge_runtime.demo import make_sample_video
 from edge_runtime.errors import ExitCode
 from edge_runtime.jpeg_packets import JpegPackets, as_jpeg_packets
-from edge_runtime.sources import capture_factory
 
 LOST, UNREADABLE = 2, 4  # frames damaged in the video below: data lost on the way; a header destroyed
 GOOD = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()  # a sound frame

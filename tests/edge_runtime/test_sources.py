@@ -8,8 +8,9 @@ import time
 import numpy as np
 import pytest
 
+from edge_runtime.capture import capture_factory
 from edge_runtime.errors import SourceError
-from edge_runtime.sources import LatestFrameReader, capture_factory
+from edge_runtime.sources import LatestFrameReader
 
 
 class FakeCamera:

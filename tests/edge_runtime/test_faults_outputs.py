@@ -226,7 +226,7 @@ def test_a_summary_never_replaces_a_file_another_run_is_writing(tmp_path, tiny_m
     import fcntl
 
     from edge_runtime.errors import OutputError
-    from edge_runtime.infer import write_summary
+    from edge_runtime.run_end import write_summary
     from edge_runtime.summary import Summary
 
     write_parts(tmp_path / "parts", GOOD_LEVELS)

@@ -12,6 +12,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -227,3 +228,18 @@ def fingerprint(splits: list[Split]) -> str:
 def label_counts(split: Split, class_names: tuple[str, str]) -> dict[str, int]:
     c = Counter(split.labels.tolist())
     return {class_names[0]: c.get(0, 0), class_names[1]: c.get(1, 0)}
+
+
+def leakage_report(train: Split, val: Split, test: Split | None) -> dict[str, Any]:
+    """Exact (byte-identical) duplicates between the splits: counts and the pairs."""
+    out: dict[str, Any] = {"train_val": len(duplicates_between(train, val))}
+    if test is not None:
+        test_train = duplicates_between(train, test)
+        test_val = duplicates_between(val, test)
+        out.update(
+            test_train=len(test_train),
+            test_val=len(test_val),
+            test_duplicates=sorted({f for f, _ in test_train + test_val}),
+            pairs=[{"test": f, "train": g} for f, g in test_train] + [{"test": f, "val": g} for f, g in test_val],
+        )
+    return out

@@ -32,7 +32,7 @@ from train.config import Arch, TrainConfig
 from train.engine import evaluate, predict_scores, train_one_epoch
 from train.model import ARCHS, build_model, count_flops, count_params, default_model_args
 from train.plots import curves_png, grid_png
-from train.report import write_final_report
+from train.report import data_record, epoch_line, log_dataset, write_final_report
 from train.resume import load_resume_state
 from train.run_dir import release_run_dir, removed_if_refused, rerun_advice, setup_run_dir, write_run_text
 from train.station import flange_edges, station_views
@@ -95,7 +95,7 @@ def load_data(cfg: TrainConfig, spec: PreprocessSpec, log: Log) -> Dataset:
     train_idx, val_idx = D.stratified_group_split(full.labels, full.hashes, cfg.val_fraction, cfg.seed)
     train, val = full.subset("train", train_idx), full.subset("val", val_idx)
     train.bad, train.ignored, train.warned = full.bad, full.ignored, full.warned
-    leakage = leakage_report(train, val, test)
+    leakage = D.leakage_report(train, val, test)
     splits = [s for s in (train, val, test) if s is not None]
     ds = Dataset(classes, train, val, test, leakage, D.fingerprint(splits))
     if cfg.station_views > 0:
@@ -107,21 +107,6 @@ def load_data(cfg: TrainConfig, spec: PreprocessSpec, log: Log) -> Dataset:
             f"(flange edge at {np.median(ds.train_edges):.3f} of the half side, median)"
         )
     return ds
-
-
-def leakage_report(train: D.Split, val: D.Split, test: D.Split | None) -> dict[str, Any]:
-    """Exact (byte-identical) duplicates between the splits: counts and the pairs."""
-    out: dict[str, Any] = {"train_val": len(D.duplicates_between(train, val))}
-    if test is not None:
-        test_train = D.duplicates_between(train, test)
-        test_val = D.duplicates_between(val, test)
-        out.update(
-            test_train=len(test_train),
-            test_val=len(test_val),
-            test_duplicates=sorted({f for f, _ in test_train + test_val}),
-            pairs=[{"test": f, "train": g} for f, g in test_train] + [{"test": f, "val": g} for f, g in test_val],
-        )
-    return out
 
 
 def _augment_preview(run_dir: Path, ds: Dataset, seed: int) -> None:
@@ -311,28 +296,6 @@ class Trainer:
         )
 
 
-def data_record(ds: Dataset) -> dict[str, Any]:
-    """Where the images were and which went where: export uses it to find calibration and eval images."""
-    rec: dict[str, Any] = {
-        "root": str(Path(ds.train.root).parent.resolve()),
-        "root_as_given": str(Path(ds.train.root).parent),
-        "class_dirs": [ds.classes.negative_dir, ds.classes.positive_dir],
-        "train_files": ds.train.files,
-        "val_files": ds.val.files,
-    }
-    if ds.test is not None:
-        rec["test_duplicates"] = ds.leakage["test_duplicates"]
-    return rec
-
-
-def epoch_line(row: dict[str, Any], epochs: int) -> str:
-    return (
-        f"epoch {row['epoch']:>3}/{epochs}  loss {row['train_loss']:.4f}  acc {row['train_accuracy']:.4f}  |  "
-        f"val loss {row['val_loss']:.4f}  acc {row['val_accuracy']:.4f}  auroc {row['val_auroc']:.4f}  "
-        f"spec@100%recall {row['val_specificity_at_full_recall']:.4f}  |  {row['seconds']:.1f}s"
-    )
-
-
 def main(
     cfg: TrainConfig,
     *,
@@ -359,7 +322,7 @@ def main(
                 state, cfg = load_resume_state(run_dir, cfg, given=given, log=log)
             spec = spec_for(cfg)
             ds = load_data(cfg, spec, log)
-            _log_dataset(ds, log)
+            log_dataset(ds, log)
             trainer = Trainer(cfg, ds, spec, run_dir, log)
             if state is not None:
                 trainer.resume(state)
@@ -402,18 +365,3 @@ def _train(
 
         drop_loc_head(run_dir / "best.pt", log=log)
     return report
-
-
-def _log_dataset(ds: Dataset, log: Log) -> None:
-    names = ds.classes.class_names
-    parts = [f"train {D.label_counts(ds.train, names)}", f"val {D.label_counts(ds.val, names)}"]
-    if ds.test is not None:
-        parts.append(f"test {D.label_counts(ds.test, names)}")
-    log("data: " + ", ".join(parts) + f" (positive class: {names[1]} = folder {ds.classes.positive_dir})")
-    lk = ds.leakage
-    msg = f"leakage check (identical bytes): train/val {lk['train_val']}"
-    if "test_train" in lk:
-        msg += f", test/train {lk['test_train']}, test/val {lk['test_val']}"
-        if lk["test_duplicates"]:
-            msg += f" -> test metrics are also reported without these {len(lk['test_duplicates'])} images"
-    log(msg)

@@ -1,4 +1,5 @@
-"""The end of a run: evaluate the chosen checkpoint on validation and test, write figures and report.json."""
+"""The run's report: the data it used (logged and recorded), each epoch's line, and at the end the chosen checkpoint
+evaluated on validation and test, with figures and report.json."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from edge_runtime.metrics import binary_metrics
 from edge_runtime.preprocess import PreprocessSpec
 from train.checkpoint import Checkpoint, atomic_torch_save, load_checkpoint, model_from_checkpoint
 from train.config import TrainConfig
+from train.data import label_counts
 from train.engine import predict_scores
 from train.plots import annotated_png, confusion_png
 from train.run_dir import make_folder, write_run_text
@@ -198,3 +200,40 @@ def _log_summary(report: dict[str, Any], log: Log) -> None:
         if key in report:
             log(line(key, report[key]))
     log(f"train time {report['train_seconds']:.0f}s")
+
+
+def data_record(ds: Dataset) -> dict[str, Any]:
+    """Where the images were and which went where: export uses it to find calibration and eval images."""
+    rec: dict[str, Any] = {
+        "root": str(Path(ds.train.root).parent.resolve()),
+        "root_as_given": str(Path(ds.train.root).parent),
+        "class_dirs": [ds.classes.negative_dir, ds.classes.positive_dir],
+        "train_files": ds.train.files,
+        "val_files": ds.val.files,
+    }
+    if ds.test is not None:
+        rec["test_duplicates"] = ds.leakage["test_duplicates"]
+    return rec
+
+
+def epoch_line(row: dict[str, Any], epochs: int) -> str:
+    return (
+        f"epoch {row['epoch']:>3}/{epochs}  loss {row['train_loss']:.4f}  acc {row['train_accuracy']:.4f}  |  "
+        f"val loss {row['val_loss']:.4f}  acc {row['val_accuracy']:.4f}  auroc {row['val_auroc']:.4f}  "
+        f"spec@100%recall {row['val_specificity_at_full_recall']:.4f}  |  {row['seconds']:.1f}s"
+    )
+
+
+def log_dataset(ds: Dataset, log: Log) -> None:
+    names = ds.classes.class_names
+    parts = [f"train {label_counts(ds.train, names)}", f"val {label_counts(ds.val, names)}"]
+    if ds.test is not None:
+        parts.append(f"test {label_counts(ds.test, names)}")
+    log("data: " + ", ".join(parts) + f" (positive class: {names[1]} = folder {ds.classes.positive_dir})")
+    lk = ds.leakage
+    msg = f"leakage check (identical bytes): train/val {lk['train_val']}"
+    if "test_train" in lk:
+        msg += f", test/train {lk['test_train']}, test/val {lk['test_val']}"
+        if lk["test_duplicates"]:
+            msg += f" -> test metrics are also reported without these {len(lk['test_duplicates'])} images"
+    log(msg)

@@ -49,6 +49,8 @@ class _Log:
         self.lock = threading.Lock()
         self.count = 0  # damage lines so far
         self.last = ""  # the latest one
+        self.error_count = 0  # lines at FFmpeg's error level (a demuxer's too: "Invalid track number 2")
+        self.last_error = ""
         self.lib: ctypes.CDLL | None = None
         self.searched = False  # the process's maps were read for the library (once: not per video opened)
         self.callback = None  # kept alive while FFmpeg holds it
@@ -94,6 +96,10 @@ def _on_log(avcl: int | None, level: int, fmt: bytes | None, args: int | None) -
         with _log.lock:
             _log.count += 1
             _log.last = text
+    if level <= AV_LOG_ERROR:
+        with _log.lock:
+            _log.error_count += 1
+            _log.last_error = text
     if _log.echo and level <= AV_LOG_ERROR:  # --debug: FFmpeg's errors on stderr, as FFmpeg printed them
         with contextlib.suppress(OSError, ValueError):
             sys.stderr.write(f"[FFmpeg] {text}\n")
@@ -141,6 +147,12 @@ def _uninstall() -> None:
 def errors() -> int:
     """How many damage reports FFmpeg has made so far in this process."""
     return _log.count
+
+
+def error_lines() -> tuple[int, str]:
+    """How many lines FFmpeg has logged at its error level so far, and the latest (its own words)."""
+    with _log.lock:
+        return _log.error_count, _log.last_error
 
 
 def last() -> str:

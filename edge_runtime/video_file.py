@@ -78,8 +78,10 @@ def iter_video(
 
     cap = open_within(open_video, open_timeout_s, name)
     reader = _VideoReader(cap, name, prepare, keep_original=keep_original, notice=notice, cut_short=cut_short)
-    # FFmpeg's reports of damage it concealed, counted (with --debug also printed on stderr)
+    # FFmpeg's reports of damage it concealed, counted (with --debug also printed on stderr); after the open, which
+    # routes FFmpeg's log to OpenCV's own printer again
     reader.watch = ffmpeg_log.install(echo=os.environ.get("OPENCV_FFMPEG_LOGLEVEL") != QUIET_FFMPEG)
+    reader.errors_at_start = ffmpeg_log.error_lines()[0]
     if (tracks := video_tracks(name) or 1) > 1:  # OpenCV reads the first: a second camera's parts passed unseen
         reader.tell(cut_short, f"{name}: the file holds {tracks} video tracks and only the first was inspected; save "
                     "each as its own file (ffmpeg -i IN -map 0:v:1 -c copy OUT) and inspect them all")  # fmt: skip
@@ -126,6 +128,8 @@ def _position_ms(cap: Any) -> float | None:
         return None
     return ms if math.isfinite(ms) and ms > 0.0 else None
 
+
+STEADY_FRAMES = 2  # frames one frame time apart before a video's frame times are trusted to tell a lost frame
 
 # failed reads in a row read over before a video counts as ended, whatever its header declares: about 9 hours at
 # 30 FPS of damage, and 1-30 s of failed reads where a header declares billions of frames
@@ -188,6 +192,10 @@ class _VideoReader:
         self.fps = fps if math.isfinite(fps) and 0.0 < fps <= 100_000.0 else None
         self.first_ms: float | None = None  # where the first frame read lies in the video (ms)
         self.patched_left = 0  # frames still to be told of a damage report (the decoder's reorder delay)
+        self.last_good: tuple[int, float] | None = None  # the number and time (ms) of the last frame read
+        self.errors_at_start = 0  # FFmpeg's count of error lines when the video was opened
+        self.time_gap: tuple[float, float] | None = None  # the frame times (ms) a damaged stretch lies between
+        self.steady = 0  # frames that came one frame time after the one before; -1: a variable frame rate
 
     def items(self) -> Iterator[Item]:
         t = threading.Thread(target=self.run, name=f"video {self.name}", daemon=True)
@@ -228,6 +236,7 @@ class _VideoReader:
                         continue
                     break
                 self._follow_index()
+                self._follow_time()
                 if self.first_ms is None:
                     self.first_ms = self.at_ms or 0.0
                 if self.failed_from is not None:
@@ -295,6 +304,36 @@ class _VideoReader:
             self.failed_from = self.index if self.failed_from is None else self.failed_from
             self.index = found
 
+    def _follow_time(self) -> None:
+        """Number the frame just read by its time, in a video whose frames have come at its steady frame rate.
+        Frames the demuxer skipped in silence (a damaged Matroska block: no read failed, later frames came numbered
+        early, and the defective parts in the gap were never judged) become a damaged stretch; failed reads after
+        which the next frame in time came (a decoder that stalled on damage) lost no frame. A camera triggered by
+        the parts (frames 0.8-2.5 s apart) is never steady, and its pauses are not taken for damage."""
+        at = self.at_ms if self.at_ms is not None else 0.0
+        last, self.last_good = self.last_good, (self.index, at)
+        # an AVI has no frame times (its "repeat the last frame" entries count as frames at the declared rate)
+        if self.exact_count or self.fps is None or last is None or at <= last[1] or self.steady < 0:
+            return
+        frames = (at - last[1]) * self.fps / 1000.0
+        if frames < 0.95 or abs(frames - round(frames)) > 0.05:
+            self.steady = -1  # a variable frame rate: the times say nothing of lost frames
+            return
+        if round(frames) == 1:
+            self.steady += 1
+        if self.steady < STEADY_FRAMES:
+            return
+        found = last[0] + round(frames)
+        if found == self.index:
+            return
+        if found == last[0] + 1:
+            self.failed_from = None
+        else:
+            self.time_gap = self.time_gap or (last[1], at)
+            self.failed_from = last[0] + 1
+        self.index = found
+        self.last_good = (found, at)
+
     def _read_over(self) -> bool:
         """After a failed read: True to read on (a damaged stretch within the declared length), False at the end,
         which is told where the video ends before its declared length."""
@@ -319,6 +358,11 @@ class _VideoReader:
                     self.cut_short,
                     f"{self.name}: stopped at frame {start} of {self.declared} (truncated or corrupt video)",
                 )
+            elif self.watch and (err := ffmpeg_log.error_lines())[0] > self.errors_at_start:
+                # FFmpeg met damage and read no further (HEVC, a WebM block): no estimate, the rest was never judged
+                self.tell(self.cut_short, f"{self.name}: stopped at frame {start} of {self.declared}: FFmpeg found "
+                          f"damaged data ({err[1]}) and could read no further; the frames after it were not "
+                          "inspected")  # fmt: skip
             else:
                 self.tell(
                     self.notice,
@@ -330,9 +374,14 @@ class _VideoReader:
     def _damage_ended(self) -> None:
         last, first = self.index - 1, self.failed_from
         lost = f"frame {last}" if first == last else f"frames {first} to {last}"
-        self.tell(self.cut_short, f"{self.name}: {lost} could not be decoded (a damaged stretch of the video); the "
-                  "frames after it were inspected")  # fmt: skip
-        self.failed_from = None
+        if self.time_gap is None:
+            why = "could not be decoded (a damaged stretch of the video)"
+        else:  # read over in silence by the demuxer, or never recorded: found only by the frame times
+            t0, t1 = (t / 1000.0 for t in self.time_gap)
+            why = (f"{'is' if first == last else 'are'} missing (the frame times jump from {t0:.3f} s to {t1:.3f} s: "
+                   "frames lost in a damaged file, or dropped while recording)")  # fmt: skip
+        self.tell(self.cut_short, f"{self.name}: {lost} {why}; the frames after it were inspected")
+        self.failed_from, self.time_gap = None, None
 
     def _finish(self) -> None:
         self.cap.release()

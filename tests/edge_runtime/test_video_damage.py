@@ -148,3 +148,48 @@ def test_a_patched_frame_of_a_live_h264_stream_gets_a_warning(h264: Path, tmp_pa
     finally:
         server.kill()
         server.wait()
+
+
+def test_frames_the_demuxer_skips_in_silence_are_found_by_their_times(h264: Path, tmp_path: Path):
+    """One byte of a Matroska block header (its track number) changed: FFmpeg dropped the block without a failed
+    read, the defective part in it was never judged, every later frame came numbered one early, and the gate passed
+    (exit 0)."""
+    mkv = tmp_path / "clean.mkv"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(h264), "-c", "copy", str(mkv)], check=True)
+    data = bytearray(mkv.read_bytes())
+    data[packets(mkv)[3]["pos"]] = 0x82  # the block's track number: 1 -> 2, a track the file does not have
+    damaged = tmp_path / "damaged.mkv"
+    damaged.write_bytes(bytes(data))
+    r = invoke(["--source", str(damaged), "--fail-on-defect"])
+    recs = check(r, ExitCode.DEFECT_FOUND, error_lines=0)
+    assert [rec["frame"] for rec in recs] == [0, 1, 2, 4, 5, 6]  # the frames after it keep their own numbers
+    assert "frame 3 is missing (the frame times jump from 0.400 s to 0.800 s" in r.stderr
+    assert "gate: not passed: part of the video could not be read" in r.stderr
+
+
+@pytest.mark.parametrize(("codec", "suffix"), [("libx265", "mp4"), ("libvpx-vp9", "webm")])
+def test_damage_that_stops_an_hevc_or_vp9_video_fails_the_gate(tmp_path: Path, codec: str, suffix: str):
+    """A zeroed packet in an HEVC MP4 or a VP9 WebM: FFmpeg read no further, and the 30 frames after it (4 defective
+    parts) went unjudged with a warning that allowed for an estimated frame count; the gate passed (exit 0)."""
+    encoders = subprocess.run(["ffmpeg", "-hide_banner", "-encoders"], capture_output=True, text=True).stdout
+    if codec not in encoders:
+        pytest.skip(f"this ffmpeg has no {codec} encoder")
+    ok = sorted((SAMPLES / "ok_front").glob("*.jpeg"))
+    for i in range(40):
+        shutil.copy(ok[i % len(ok)], tmp_path / f"s{i:02d}.jpeg")
+    clean = tmp_path / f"clean.{suffix}"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-framerate", "10", "-i", str(tmp_path / "s%02d.jpeg"),
+                    "-vf", "scale=300:300", "-pix_fmt", "yuv420p", "-c:v", codec, *(["-x265-params",
+                    "log-level=none"] if codec == "libx265" else []), str(clean)], check=True)  # fmt: skip
+    data = bytearray(clean.read_bytes())
+    tenth = packets(clean)[10]
+    data[tenth["pos"] : tenth["pos"] + tenth["size"]] = bytes(tenth["size"])
+    damaged = tmp_path / f"damaged.{suffix}"
+    damaged.write_bytes(bytes(data))
+    r = invoke(["--source", str(damaged), "--fail-on-defect"])
+    recs = check(r, ExitCode.DEFECT_FOUND, error_lines=0)
+    assert len(recs) < 40
+    said = [line for line in r.stderr.splitlines() if line.startswith("source warning:")]
+    # where the decoder stopped, or (HEVC's B-frames come out of order) which frames' times never came
+    assert said and all("FFmpeg found damaged data" in line or "missing (the frame times jump" in line for line in said)
+    assert "gate: not passed: part of the video could not be read" in r.stderr

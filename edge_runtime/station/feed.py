@@ -44,7 +44,7 @@ class Kind(str, Enum):
     START = "start"  # (RunInfo, live_source)
     ADD = "add"  # (records, gallery pictures or None, log ids or None, monotonic time, wall time)
     EVENT = "event"  # (source message,)
-    FINISH = "finish"  # (interrupted, error)
+    FINISH = "finish"  # (interrupted, error, failure)
 
 
 class LiveFeed:
@@ -88,8 +88,8 @@ class LiveFeed:
     def event(self, message: str) -> None:
         self._put((Kind.EVENT, message))
 
-    def finish(self, *, interrupted: bool = False, error: str | None = None) -> None:
-        self._put((Kind.FINISH, interrupted, error))
+    def finish(self, *, interrupted: bool = False, error: str | None = None, failure: str | None = None) -> None:
+        self._put((Kind.FINISH, interrupted, error, failure))
 
     def _put(self, message: tuple) -> None:
         if len(self.pending) >= MAX_BACKLOG and message[0] is not Kind.FINISH:  # the run's end always goes

@@ -118,7 +118,7 @@ class StationListener:
                                              f"{' and '.join(kept)}")  # fmt: skip
             self.log.check_still_there()
         if self.live is not None:
-            self.live.finish(interrupted=summary.interrupted, error=summary.source_error)
+            self.live.finish(interrupted=summary.interrupted, error=summary.source_error, failure=summary.output_error)
             if self.live.dropped:  # the view process stopped reading for long: its counters fell behind for good
                 summary.station_notes.append(
                     f"station page: {plural(self.live.dropped, 'update')} dropped while the live view did not read "

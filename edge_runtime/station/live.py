@@ -26,7 +26,7 @@ from edge_runtime.station.log import RunInfo
 from edge_runtime.station.log_parts import thumbnail
 from edge_runtime.summary import no_part
 
-FINAL_STATES = ("finished", "stopped", "lost")
+FINAL_STATES = ("finished", "stopped", "lost", "error")
 STATE_FOR_EVENT = (
     ("reconnected", "connected"),
     ("lost", "lost"),
@@ -74,6 +74,7 @@ class LiveState:
         self.info: RunInfo | None = None
         self.live_source = False
         self.source_state = "starting"
+        self.end_error: str | None = None  # why the run ended, where it ended on an error
         self.items = self.defective = self.errors = self.warned = self.unlike = 0
         self.last_unlike: str | None = None  # the station check's reason, from the record's unlike_training
         self.latencies: deque[float] = deque(maxlen=1000)
@@ -163,9 +164,12 @@ class LiveState:
                     self.source_state = state
                     break
 
-    def finish(self, *, interrupted: bool = False, error: str | None = None) -> None:
+    def finish(self, *, interrupted: bool = False, error: str | None = None, failure: str | None = None) -> None:
+        """The run's end: ``error`` the source lost, ``failure`` an output or the log that failed (exit 7: the page
+        said "finished", and a camera gate stopped on a locked log read as a normal end)."""
         with self.lock:
-            self.source_state = "lost" if error else "stopped" if interrupted else "finished"
+            self.source_state = "error" if failure else "lost" if error else "stopped" if interrupted else "finished"
+            self.end_error = failure or error
 
     def linger(self, max_s: float = 2.5, *, polled_within_s: float = 3.0) -> None:
         """After the run has ended: while a page that was polling has not yet been told so, keep serving (at most
@@ -220,6 +224,7 @@ class LiveState:
                 "uptime_s": round(time.time() - self.started, 1),
                 "started": self.started,
                 "source_state": self.source_state,
+                "error": self.end_error,
                 "warnings": self.warned,
                 "station_check": {"flagged": self.unlike, "last": self.last_unlike},
             }

@@ -49,7 +49,7 @@ def apply(live: LiveState, message: tuple) -> None:
     elif kind == Kind.EVENT:
         live.event(args[0])
     elif kind == Kind.FINISH:
-        live.finish(interrupted=args[0], error=args[1])
+        live.finish(interrupted=args[0], error=args[1], failure=args[2])
 
 
 def _quiet_stream_end(record: logging.LogRecord) -> bool:

@@ -7,7 +7,7 @@ let lastGalleryKey = "";
 let endRefreshed = false;
 // What the page last heard from the station, and when: the figures stay on screen when the station stops
 // answering (its process killed, the network down, the run ended), marked as the last received.
-const FINAL = new Set(["finished", "stopped", "lost"]);
+const FINAL = new Set(["finished", "stopped", "lost", "error"]);
 const CONTACT_LOST_MS = 3000;
 let lastStatus = null, lastContact = 0, lastItems = -1, lastItemAt = 0;
 
@@ -59,7 +59,8 @@ function showNoContact() {
   $("source-state").className = `pill ${ended ? state : "lost"}`;
   $("contact").hidden = false;
   $("contact").textContent = ended
-    ? `The run ended (${state}) and its web view has closed: the figures below are its last.`
+    ? `The run ended (${state}${lastStatus && lastStatus.error ? `: ${lastStatus.error}` : ""}) and its web view ` +
+      "has closed: the figures below are its last."
     : `No contact with the station since ${clock(lastContact)}: the figures below are the last received. ` +
       "Is edge-infer still running?";
   document.body.classList.add("no-contact");
@@ -80,7 +81,9 @@ function showStatus(st) {
     lastItems = st.items;
     lastItemAt = lastContact;
   }
-  $("contact").hidden = true;
+  // a run that stopped on an error (a locked or full log, a failed output) says why, never only "finished"
+  $("contact").hidden = !st.error;
+  $("contact").textContent = st.error ? `The run stopped on an error: ${st.error}` : "";
   document.body.classList.remove("no-contact");
   showStale(st.source_state === "connected" || st.source_state === "running");
   $("station").textContent = st.station;

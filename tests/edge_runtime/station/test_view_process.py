@@ -191,3 +191,24 @@ def test_updates_a_stalled_view_missed_are_told_and_the_end_is_never_dropped(mon
     StationListener(live=feed).on_close(summary)
     assert feed.dropped == 5 and feed.pending[-1][0] is feed_module.Kind.FINISH
     assert "station page: 5 updates dropped while the live view did not read them" in summary.text()
+
+
+def test_a_run_that_stopped_on_a_failed_log_shows_an_error_not_finished():
+    """A camera gate stopped on a locked log (exit 7): the page showed "finished · view closed", and nothing on it
+    said there had been an error."""
+    from edge_runtime.station.listener import StationListener
+    from edge_runtime.station.live import LiveState
+    from edge_runtime.station.view_process import apply
+    from edge_runtime.summary import Summary
+
+    feed = LiveFeed(station="line-3")
+    summary = Summary(source="camera")
+    summary.output_error = "station.db: the inspection log is locked by another program"
+    StationListener(live=feed).on_close(summary)
+    live = LiveState(station="line-3")
+    for message in feed.pending:  # as the view process receives them
+        apply(live, message)
+    st = live.status()
+    assert st["source_state"] == "error" and st["error"] == summary.output_error
+    live.finish(interrupted=True)  # an interrupted run without an error says so, with no error
+    assert live.status()["source_state"] == "stopped" and live.status()["error"] is None

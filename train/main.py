@@ -320,6 +320,7 @@ def main(
             state = None
             if cfg.resume:  # before minutes of decoding; the run's own options replace those not typed
                 state, cfg = load_resume_state(run_dir, cfg, given=given, log=log)
+                torch.set_num_threads(cfg.threads or os.cpu_count() or 1)  # the run's own, unless typed
             spec = spec_for(cfg)
             ds = load_data(cfg, spec, log)
             log_dataset(ds, log)

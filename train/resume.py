@@ -11,6 +11,7 @@ from edge_runtime.errors import require_extra
 require_extra("torch", "train")  # one clear line instead of "No module named torch"
 
 import contextlib
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from enum import Enum
@@ -65,14 +66,17 @@ FIXED_ON_RESUME = {
 }
 
 
-# Options a resumed run takes from its last.pt when the command does not type them: the recipe above, and how long
-# it trains (an untyped --epochs re-planned a 2-epoch run to the default 40). --threads, --bf16 and --quiet say how
-# this machine runs it, not what is trained: their defaults stand.
+# Options a resumed run takes from its last.pt when the command does not type them: the recipe above, how long it
+# trains (an untyped --epochs re-planned a 2-epoch run to the default 40), and --threads and --bf16: they change no
+# recipe, but another thread count adds the floats in another order (a run resumed with the default threads drifted
+# from the uninterrupted one from its first epoch on). --quiet's default stands.
 FROM_RUN = {
     **FIXED_ON_RESUME,
     "epochs": "--epochs",
     "loc_head_epochs": "--loc-head-epochs",
     "max_bad_fraction": "--max-bad-fraction",
+    "threads": "--threads",
+    "bf16": "--bf16",
 }
 
 
@@ -90,6 +94,8 @@ def _as_given(key: str, value: Any, arch: str, data: Path) -> str:
     for a default --positive-class (a run that found def_front itself refused a typed def_front)."""
     if key == "second_look":
         return "--second-look" if value else "--no-second-look"
+    if key == "bf16" and value is not None:
+        return "--bf16" if value else "--no-bf16"
     if isinstance(value, Enum):  # --arch seed, not Arch.SEED
         value = value.value
     if key == "img_size" and value is None:
@@ -127,6 +133,8 @@ def with_run_options(cfg: TrainConfig, stored: dict[str, Any], given: frozenset[
     if given is None:
         return cfg, ""
     taken = {k: stored[k] for k in FROM_RUN if k in stored and k not in given}
+    if (taken.get("threads") or 0) > (os.cpu_count() or 1):  # a run from a larger machine: this one's cores
+        del taken["threads"]
     if "arch" in taken:
         taken["arch"] = Arch(taken["arch"])
     new = replace(cfg, **taken)

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -258,6 +259,13 @@ def test_an_interrupted_and_resumed_run_equals_the_uninterrupted_one(tmp_path: P
     assert losses("b") == losses("a")  # dropout drew other masks from epoch 2 on
     a, b = (torch.load(tmp_path / o / "last.pt", weights_only=True)["model"] for o in ("a", "b"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # resumed as a user types it, `train-model --data D --out c --resume`: the run's --threads 1 is its own (the
+    # resumed epochs ran on every core, added their floats in another order, and drifted from epoch 2 on)
+    with pytest.raises(Interrupt):
+        train_main(cfg("c"), log=stop_after_epoch_1)
+    typed = frozenset({"data", "out", "resume"})
+    train_main(replace(cfg("c", resume=True), threads=None), log=lambda _m: None, given=typed)
+    assert losses("c") == losses("a")
 
 
 def test_a_resumed_run_reports_the_command_that_trains_it_again(one_epoch: Path, synthetic_data: Path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -114,6 +115,9 @@ def binary_metrics(labels: Sequence[int] | np.ndarray, scores: Sequence[float] |
     }
 
 
+ALONE_MARGIN = 0.05  # logits below the weakest defect, where no OK image scores lower (about 1% of P near 0.5)
+
+
 def recall_first_threshold(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> float:
     """The operating threshold that keeps 100% defect recall with the best specificity reachable.
 
@@ -131,9 +135,27 @@ def recall_first_threshold(labels: Sequence[int] | np.ndarray, scores: Sequence[
     weakest_pos = float(s[y].min())
     below = s[~y][s[~y] < weakest_pos]
     if below.size == 0:
-        # No negative sits below the weakest positive: every negative is a false alarm anyway.
-        return float(np.nextafter(weakest_pos, -math.inf))
+        # No negative sits below the weakest positive: every negative is a false alarm anyway, so a margin costs
+        # nothing. Just below the weakest positive (the next float) it was missed when scored again: ONNX, or the
+        # report's second pass, differ in the last digits.
+        below_weakest = 1.0 / (1.0 + math.exp(-(float(logit(weakest_pos)) - ALONE_MARGIN)))
+        return float(min(below_weakest, weakest_pos))  # a weakest score of 0 (clipped in logit): 0
     lo, hi = logit(np.array([below.max(), weakest_pos]))
     t = 1.0 / (1.0 + math.exp(-(lo + hi) / 2.0))
     # Guard against float rounding putting the threshold above the weakest positive.
     return float(min(t, weakest_pos))
+
+
+def json_safe(value: Any) -> Any:
+    """Replace NaN/inf (an AUROC on one class) by None: the metadata JSON is strict.
+
+    >>> json_safe({"auroc": float("nan"), "n": 3})
+    {'auroc': None, 'n': 3}
+    """
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

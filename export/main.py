@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge_runtime.errors import DataError, GateError, OutputError
+from edge_runtime.metrics import json_safe
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
 from edge_runtime.model_info import ModelInfo, Precision, SecondLook, SymmetryLook
 from edge_runtime.preprocess import CropMode, PreprocessSpec, normalize
@@ -21,7 +22,7 @@ from export import cam, graph, images, quantize
 from export.checks import Measured, check_dynamic_batch, cpu_name, measure, torch_scores
 from export.config import FEW_CALIB_IMAGES, MIN_CALIB_IMAGES, MIN_PARITY_IMAGES, PARITY_TOLERANCE, ExportConfig
 from export.preflight import check_before_work
-from export.report import apply_gate, fp16_note, json_safe, onnx_metrics, summary_table
+from export.report import apply_gate, fp16_note, onnx_metrics, summary_table
 
 if TYPE_CHECKING:
     from train.checkpoint import Checkpoint

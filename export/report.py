@@ -7,25 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 from edge_runtime.errors import GateError
+from edge_runtime.metrics import json_safe
 from export.checks import Measured
 
 Log = Callable[[str], None]
 SUBSETS = (("official", "official"), ("leakage_free", "leakage-free"))
-
-
-def json_safe(value: Any) -> Any:
-    """Replace NaN/inf (an AUROC on one class) by None: the metadata JSON is strict.
-
-    >>> json_safe({"auroc": float("nan"), "n": 3})
-    {'auroc': None, 'n': 3}
-    """
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _acc_cell(m: dict[str, Any] | None) -> str:

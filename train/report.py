@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from edge_runtime.metrics import binary_metrics
+from edge_runtime.metrics import binary_metrics, json_safe
 from edge_runtime.preprocess import PreprocessSpec
 from train.checkpoint import Checkpoint, atomic_torch_save, load_checkpoint, model_from_checkpoint
 from train.config import TrainConfig
@@ -178,7 +178,8 @@ def write_final_report(
     confusion_png(run_dir / "confusion.png", cm_source[1], names, f"{cm_source[0]} (threshold {threshold:.4f})")
     ckpt.metrics = {k: _without_errors(report[k]) for k in ("validation", "test", "test_leakage_free") if k in report}
     atomic_torch_save(ckpt, run_dir / "best.pt")
-    write_run_text(run_dir / "report.json", json.dumps(report, indent=2, allow_nan=True) + "\n")
+    # strict JSON: an AUROC or accuracy of no image (a leakage-free test of 0) is null, not a bare NaN
+    write_run_text(run_dir / "report.json", json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n")
     _log_summary(report, log)
     return report
 
@@ -200,6 +201,28 @@ def _log_summary(report: dict[str, Any], log: Log) -> None:
         if key in report:
             log(line(key, report[key]))
     log(f"train time {report['train_seconds']:.0f}s")
+    for warning in report_warnings(report):
+        log(f"warning: {warning}")
+
+
+def report_warnings(report: dict[str, Any]) -> list[str]:
+    """What a reader of the figures above must not miss: they had passed with exit 0 and no word.
+
+    >>> report_warnings({"validation": {"fn": 0, "specificity": 0.0, "n": 10}})[0][:40]
+    'every validation OK image is flagged at '
+    """
+    out, val = [], report["validation"]
+    if val["fn"]:
+        out.append(f"the threshold misses {val['fn']} validation defect(s) when the chosen model is scored "
+                   "again; the recall-first rule could not be kept (train longer, or with more validation "
+                   "defects)")  # fmt: skip
+    if val.get("specificity") == 0.0:
+        out.append("every validation OK image is flagged at this threshold (specificity 0): the model does not "
+                   "separate the classes yet; train longer or check the data")  # fmt: skip
+    if "test" in report and report["test"]["n"] and not report.get("test_leakage_free", {}).get("n", 1):
+        out.append(f"all {report['test']['n']} test images are copies of training or validation images: the test "
+                   "figures say nothing about new parts; use a test folder of images the model never saw")  # fmt: skip
+    return out
 
 
 def data_record(ds: Dataset) -> dict[str, Any]:

@@ -59,3 +59,14 @@ def test_a_score_that_is_not_a_number_is_no_correct_verdict():
     assert (m["tp"], m["fn"], m["tn"], m["fp"]) == (1, 1, 1, 1) and m["accuracy"] == 0.5
     m = binary_metrics([0, 1], [float("inf"), float("-inf")], threshold=0.5)
     assert (m["fp"], m["fn"]) == (1, 1)
+
+
+def test_a_threshold_with_every_ok_image_above_the_weakest_defect_keeps_a_margin_below_it():
+    """No OK image below the weakest defect: the threshold was the next float below it, and the same defect was
+    missed once scored again (ONNX, the report's second pass: the last digits differ), exit 0, "100% recall"."""
+    weakest = 0.525338
+    t = recall_first_threshold([1, 1, 0, 0], [weakest, 0.9, 0.7, 0.8])
+    rescored = np.float32(weakest) - np.float32(1e-6)  # the same image, scored again in float32
+    assert t <= rescored and weakest - t > 1e-3
+    assert recall_first_threshold([1, 0], [0.0, 0.5]) == 0.0  # a weakest score of 0 is still caught
+    assert recall_first_threshold([1, 0], [1.0, 1.0]) < 1.0

@@ -214,3 +214,19 @@ def test_an_empty_out_is_a_usage_error_not_the_current_folder(tmp_path: Path, sy
     r = run("--data", str(synthetic_data), "--out", "", "--epochs", "1", "--quiet")
     assert r.exit_code == ExitCode.USAGE and "is empty (an unset shell variable?)" in r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_a_test_split_of_training_copies_is_warned_of_and_the_report_is_strict_json(tmp_path: Path):
+    """The test folder was a copy of the training one: "test 32/60 correct" with no word, and report.json held bare
+    NaN (the leakage-free test of no image), which strict JSON readers refuse."""
+    import shutil
+
+    data = make_dataset(tmp_path / "data", n_train=16, n_test=4)
+    shutil.rmtree(data / "test")
+    shutil.copytree(data / "train", data / "test")
+    out = tmp_path / "run"
+    r = run("--data", str(data), "--out", str(out), "--epochs", "1", "--img-size", "32", "--loc-head-epochs", "0")
+    assert r.exit_code == 0, r.output
+    assert "warning: all 32 test images are copies of training or validation images" in r.output
+    report = json.loads((out / "report.json").read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
+    assert report["test_leakage_free"]["n"] == 0 and report["test_leakage_free"]["auroc"] is None

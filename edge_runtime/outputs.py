@@ -41,14 +41,24 @@ def csv_cell(value: Any) -> Any:
     """A CSV cell: empty for None; a list (the station check's reasons, a box) joined by "; ", as edge-log's CSV
     has them (it was Python's ``['no part found ...']``, quotes and brackets included).
 
-    >>> csv_cell(None), csv_cell(["dark", "blurred"]), csv_cell([1, 2, 3, 4]), csv_cell(0.5)
-    ('', 'dark; blurred', '1; 2; 3; 4', 0.5)
+    Text that a spreadsheet would read as a formula (``=cmd|'/c calc'!A1`` as a station name or a file name: Excel
+    runs it when the rejects file is opened) starts with ``'``, which the spreadsheet shows as text.
+
+    >>> csv_cell(None), csv_cell(["dark", "blurred"]), csv_cell([1, 2, 3, 4]), csv_cell(0.5), csv_cell(-0.5)
+    ('', 'dark; blurred', '1; 2; 3; 4', 0.5, -0.5)
+    >>> csv_cell("=SUM(A1)"), csv_cell("+1+1"), csv_cell("parts/=x.jpg")
+    ("'=SUM(A1)", "'+1+1", 'parts/=x.jpg')
     """
     if value is None:
         return ""
     if isinstance(value, (list, tuple)):
-        return "; ".join(map(str, value))
+        value = "; ".join(map(str, value))
+    if isinstance(value, str) and value[:1] in FORMULA_STARTS:
+        return "'" + value
     return value
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a cell a spreadsheet evaluates (OWASP's CSV injection list)
 
 
 def record_for(item: Item, pred: Prediction | None, *, time_s: float | None = None) -> dict[str, Any]:

@@ -216,3 +216,23 @@ def test_csv_cells_hold_lists_as_edge_logs_csv_does(tmp_path):
     assert row["defect_box"] == "1; 2; 30; 40"
     assert row["unlike_training"] == "no part found in the frame; background brighter (240 > 214)"
     assert row["frame"] == "" and row["defective"] == "True"
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_kept_as_text(tmp_path, tiny_model, monkeypatch):
+    """A station or a file named like a formula (=cmd|'/c calc'!A1, +1+2.png): edge-infer's --output and edge-log's
+    --csv wrote it raw, and a spreadsheet opening the rejects file ran it."""
+    import cv2
+    import numpy as np
+
+    from edge_runtime.station.log_cli import main as edge_log
+
+    monkeypatch.chdir(tmp_path)
+    cv2.imwrite("+1+2.png", np.full((64, 64), 30, np.uint8))
+    args = ["--model", str(tiny_model), "--source", "+1+2.png", "--output", "r.csv", "--log", "s.db", "--quiet"]
+    r = CliRunner().invoke(main, [*args, "--station", "=cmd|'/c calc'!A1"])
+    assert r.exit_code == 0, r.output
+    (row,) = list(csv.DictReader(io.StringIO((tmp_path / "r.csv").read_text())))
+    assert row["source"] == "'+1+2.png" and float(row["score"]) >= 0
+    q = CliRunner().invoke(edge_log, ["query", "s.db", "--csv"])
+    (logged,) = list(csv.DictReader(io.StringIO(q.stdout)))
+    assert logged["station"] == "'=cmd|'/c calc'!A1" and logged["source"] == "'+1+2.png"

@@ -196,6 +196,9 @@ def _row(r: tuple) -> dict[str, Any]:
         "precision": _text(r[16], "the precision", item),
         "has_image": bool(r[17]),
     }
+    if out["error"] is None and None in (out["label"], out["score"], out["defective"]):
+        # a NULL label failed the table's format ("unexpected TypeError", exit 1); a NULL verdict was listed as ok
+        raise _Damaged(f"{item} has neither a verdict nor an error")
     extra = _json(r[12], "the extra fields", f"item {r[0]}", dict) if r[12] else {}
     out |= {k: extra.get(k) for k in ROW_EXTRAS}  # every row has these keys (None when unset), as the CSV has
     out |= {k: v for k, v in extra.items() if k not in out}
@@ -309,6 +312,13 @@ def summary(con: sqlite3.Connection, flt: Filter) -> dict[str, Any]:
         ).fetchone()
         if odd is not None:  # 'yes' summed as 0.0 (counts came out as floats), 2 counted as two defective items
             raise _Damaged(f"the verdict of item {odd[0]} is neither 0 nor 1")
+        odd = con.execute(
+            f"SELECT i.id FROM inspections i{where}{' AND' if where else ' WHERE'} "
+            "i.error IS NULL AND (i.defective IS NULL OR i.label IS NULL OR i.score IS NULL) LIMIT 1",
+            args,
+        ).fetchone()
+        if odd is not None:  # counted as "ok": a defective part's record, its verdict wiped, read as a good one
+            raise _Damaged(f"item {odd[0]} has neither a verdict nor an error")
         n, d, e, first, last = con.execute(
             "SELECT count(*), coalesce(sum(i.defective), 0), count(i.error), min(i.time), max(i.time) "
             f"FROM inspections i{where}",

@@ -293,6 +293,8 @@ def test_a_log_that_cannot_be_read_is_bad_data_with_a_readers_advice(station_log
         "UPDATE thumbnails SET jpeg = x'00112233'", "UPDATE thumbnails SET jpeg = 'hello'",
         "UPDATE inspections SET label = x'ff00'", "UPDATE runs SET model_version = x'ff'",
         "UPDATE inspections SET defective = 'yes'", "UPDATE inspections SET defective = 2",
+        # a verdict wiped: a NULL label was "unexpected TypeError" (exit 1), a NULL verdict was counted as ok
+        "UPDATE inspections SET label = NULL", "UPDATE inspections SET defective = NULL WHERE error IS NULL",
     ]  # fmt: skip
     for n, update in enumerate(updates):
         odd = tmp_path / f"odd{n}.db"
@@ -306,8 +308,11 @@ def test_a_log_that_cannot_be_read_is_bad_data_with_a_readers_advice(station_log
             result = edge_log(args[0], odd, *args[1:])
             assert result.exit_code in (0, ExitCode.BAD_DATA), (update, args, result.output)
             assert "unexpected" not in result.output and "Traceback" not in result.output
-        if "defective" in update:  # miscounted, not read: 'yes' summed as 0.0, 2 as two items
+        if "defective" in update or "NULL" in update:  # miscounted, not read: 'yes' summed as 0.0, 2 as two items
             assert edge_log("summary", odd).exit_code == ExitCode.BAD_DATA, update
+        if "NULL" in update:
+            result = edge_log("query", odd)
+            assert result.exit_code == ExitCode.BAD_DATA and "has neither a verdict nor an error" in result.output
     for args in (["summary"], ["query"], ["query", "--json"], ["show"]):
         extra = ["1", "--out", str(tmp_path / "p.png")] if args == ["show"] else []
         result = edge_log(args[0], damaged, *args[1:], *extra)

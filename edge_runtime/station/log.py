@@ -36,6 +36,7 @@ from edge_runtime.station.schema import connect, log_error
 
 COLUMNS = ("source", "frame", "label", "score", "defective", "latency_ms", "error", "warning", "time")
 DELETE_CHUNK = 5000
+SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ class InspectionLog:
     ) -> list[int]:
         if self.run_id is None:
             raise RuntimeError("start_run() first")
+        self._check_not_emptied()
         ready = self._ready_thumbnails()
         try:
             self.con.execute("BEGIN IMMEDIATE")
@@ -335,12 +337,27 @@ class InspectionLog:
         with self._lock:
             self._close()
 
+    def _check_not_emptied(self) -> None:
+        """A log emptied in place during the run (``: > station.db``, logrotate's copytruncate) lost every record
+        checkpointed into it, and the run went on writing into a damaged file, exit 0: it stops here (exit 7). The
+        file's first bytes are read through the descriptor held for the run (microseconds a batch)."""
+        try:
+            head = os.pread(self.held, 16, 0) if self.held >= 0 else SQLITE_MAGIC
+        except OSError:
+            return
+        if head != SQLITE_MAGIC:
+            raise OutputError(f"{self.path}: inspection log emptied during the run by another program (a clean-up job, "
+                              "logrotate's copytruncate?): the records in it before are lost and the log is damaged; "
+                              "the items judged are on stdout or in --output; keep the log whole while a station "
+                              "writes it (--log-keep and --log-max trim it)")  # fmt: skip
+
     def check_still_there(self) -> None:
         """A log deleted during the run (with its -wal and -shm: a clean-up job, ``rm`` to "reset" it) took every
         record with it while the run went on writing into the unlinked file, exit 0. This connection still reads
         them: they are written back under the log's name (``VACUUM INTO``), and :class:`OutputError` says so."""
         try:
             if self.held < 0 or os.fstat(self.held).st_nlink > 0:  # still in a folder: here, or renamed (logrotate)
+                self._check_not_emptied()
                 return
         except OSError:
             return

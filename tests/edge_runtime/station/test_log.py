@@ -341,6 +341,18 @@ def test_a_log_deleted_during_the_run_is_written_back(station_log, log_path: Pat
         con.close()
 
 
+def test_a_log_emptied_in_place_during_the_run_stops_the_run(station_log, log_path: Path):
+    """`: > station.db` (logrotate's copytruncate) under a running station: the run went on writing into a damaged
+    file and ended "interrupted; everything above was written", while edge-log could read none of its items."""
+    write_items(station_log, 40)
+    station_log.con.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the records are in the file, as after 10 s
+    os.truncate(log_path, 0)
+    with pytest.raises(OutputError, match="inspection log emptied during the run by another program"):
+        station_log.write([record(99, defective=False)], [None])
+    with pytest.raises(OutputError, match="emptied during the run"):
+        station_log.check_still_there()  # and at the end of the run, for a run that wrote nothing more
+
+
 def test_a_deleted_log_whose_name_was_taken_meanwhile_is_written_back_beside_it(station_log, log_path: Path):
     """`rm station.db*` and a second run making a new station.db: the first run's records could not be written back
     ("output file already exists"), and the line said they "were written"."""

@@ -8,6 +8,7 @@ import errno
 import fcntl
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -176,6 +177,14 @@ def rerun_advice(run_dir: Path) -> Iterator[None]:
     is kept to resume from, --resume once last.pt holds an epoch (the same command is then refused)."""
     try:
         yield
+    except KeyboardInterrupt:
+        # Ctrl-C or a kill said "error: interrupted" alone: that the run can go on, and how, was the README's
+        if (run_dir / "last.pt").exists():
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write(f"{run_dir}/last.pt keeps the epochs trained so far: rerun the command with "
+                                 "--resume to continue the run (the epochs left, then its report and localisation "
+                                 "head)\n")  # fmt: skip
+        raise
     except OutputError as exc:
         message = str(exc)
         tail = next((t for t in (FREE_SPACE, RAISE_LIMIT) if message.endswith(t)), None)

@@ -237,7 +237,7 @@ class Interrupt(KeyboardInterrupt):
     pass
 
 
-def test_an_interrupted_and_resumed_run_equals_the_uninterrupted_one(tmp_path: Path):
+def test_an_interrupted_and_resumed_run_equals_the_uninterrupted_one(tmp_path: Path, capsys):
     data = make_dataset(tmp_path / "data", n_train=16, n_test=4)
 
     def cfg(out: str, **kw) -> TrainConfig:
@@ -251,6 +251,8 @@ def test_an_interrupted_and_resumed_run_equals_the_uninterrupted_one(tmp_path: P
     train_main(cfg("a"), log=lambda _m: None)
     with pytest.raises(Interrupt):
         train_main(cfg("b"), log=stop_after_epoch_1)
+    # it said "error: interrupted" alone; that the run goes on with --resume was only in the README
+    assert "b/last.pt keeps the epochs trained so far: rerun the command with --resume" in capsys.readouterr().err
     train_main(cfg("b", resume=True), log=lambda _m: None)
 
     def losses(out: str) -> list[float]:

@@ -21,6 +21,9 @@ COUNTS = {
     "e2e_runs": (500, 100),
     "live_seconds": (5.0, 0.5),
 }
+# A count of timed calls beyond this is a typo: 10^12 runs died in the worker on a 7 TiB array, listed as "skipped",
+# exit 0, over the last complete --json.
+MAX_RUNS = 10_000_000
 # A batch of 100000 had the worker killed for memory (exit 1, every row measured before it lost); 1024 leaves
 # room for GPU runs (batch 256 is measured in benchmarks/results/bench_gpu_h200.md).
 MAX_BATCH = 1024
@@ -72,10 +75,10 @@ def counted(name: str, kind: type, help_text: str):  # noqa: ANN201 - a click de
     help=f"Batch size, 1..{MAX_BATCH} (repeatable) [default: 1 8 32].",
 )
 @counted("warmup", click.IntRange(min=0), "Untimed calls before timing")
-@counted("runs", click.IntRange(min=1), "Timed calls at batch 1 (batch B: runs/B, at least 3-20)")
-@counted("torch_runs", click.IntRange(min=1), "Timed PyTorch eager calls at batch 1")
-@counted("e2e_runs", click.IntRange(min=1), "Timed file -> verdict calls (and images per folder measurement)")
-@counted("live_seconds", FiniteFloatRange(min=0.05), "Seconds per live-loop frame rate")
+@counted("runs", click.IntRange(1, MAX_RUNS), "Timed calls at batch 1 (batch B: runs/B, at least 3-20)")
+@counted("torch_runs", click.IntRange(1, MAX_RUNS), "Timed PyTorch eager calls at batch 1")
+@counted("e2e_runs", click.IntRange(1, MAX_RUNS), "Timed file -> verdict calls (and images per folder measurement)")
+@counted("live_seconds", FiniteFloatRange(min=0.05, max=3600.0), "Seconds per live-loop frame rate")
 @click.option(
     "--live-fps",
     multiple=True,

@@ -171,6 +171,10 @@ def test_a_full_stdout_loses_the_table_not_the_json(tiny_models, tmp_path):
         (["--live-seconds", "nan"], "--live-seconds"),  # was exit 1 from the live worker, after the other jobs ran
         (["--live-seconds", "inf"], "--live-seconds"),
         (["--batch", "100000"], "--batch"),  # the worker was killed for memory: exit 1, every measured row lost
+        # the worker died on a 7 TiB array: listed as "skipped", exit 0, over the last complete --json
+        (["--runs", "1000000000000"], "--runs"),
+        (["--e2e-runs", "100000000"], "--e2e-runs"),
+        (["--live-seconds", "1e300"], "--live-seconds"),
     ],
 )
 def test_bad_numbers_are_usage_errors_before_any_job(tiny_models, tmp_path, args, option):

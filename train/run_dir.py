@@ -135,6 +135,7 @@ def removed_if_refused(made: list[Path]) -> Iterator[None]:
 
 # The same advice where a file-size limit (ulimit -f), not the disk, stopped the write: freeing space cannot help.
 RAISE_LIMIT = "raise the file-size limit (ulimit -f) or choose another --out"
+MAKE_WRITABLE = "make the folder writable for this user or choose another --out"
 
 
 def file_size_limit() -> int | None:
@@ -149,7 +150,8 @@ def file_size_limit() -> int | None:
 
 
 def write_failure(exc: BaseException, *, size: int | None = None, folder: Path | None = None) -> tuple[str, str]:
-    """Why a write of a run file failed, and the advice: (``why``, :data:`FREE_SPACE` or :data:`RAISE_LIMIT`).
+    """Why a write of a run file failed, and the advice: (``why``, :data:`FREE_SPACE`, :data:`RAISE_LIMIT` or
+    :data:`MAKE_WRITABLE`).
 
     The file-size limit is blamed only when it stopped the write: the write failed with EFBIG, or (torch's zip
     writer reports no errno) the file, ``size`` bytes, is larger than the limit while the disk under ``folder``
@@ -159,8 +161,13 @@ def write_failure(exc: BaseException, *, size: int | None = None, folder: Path |
     by_size = limit is not None and size is not None and size > limit and _room(folder) > limit
     if limit is not None and (getattr(exc, "errno", None) == errno.EFBIG or by_size):
         return f"over this process's file-size limit, ulimit -f: {limit} bytes", RAISE_LIMIT
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return str(exc.strerror or exc), MAKE_WRITABLE
     if isinstance(exc, OSError):
         return str(exc.strerror or exc), FREE_SPACE
+    # torch's zip writer says no errno: a folder made read-only mid-run was "is the disk full?", "free some space"
+    if folder is not None and folder.is_dir() and not os.access(folder, os.W_OK):
+        return f"{folder} is not writable (permission denied)", MAKE_WRITABLE
     return "the write stopped short: is the disk full?", FREE_SPACE
 
 
@@ -187,10 +194,11 @@ def rerun_advice(run_dir: Path) -> Iterator[None]:
         raise
     except OutputError as exc:
         message = str(exc)
-        tail = next((t for t in (FREE_SPACE, RAISE_LIMIT) if message.endswith(t)), None)
+        tail = next((t for t in (FREE_SPACE, RAISE_LIMIT, MAKE_WRITABLE) if message.endswith(t)), None)
         if tail is None:
             raise
-        space = "free some space" if tail == FREE_SPACE else "raise the file-size limit (ulimit -f)"
+        space = {FREE_SPACE: "free some space", RAISE_LIMIT: "raise the file-size limit (ulimit -f)",
+                 MAKE_WRITABLE: "make the folder writable for this user"}[tail]  # fmt: skip
         if (run_dir / "last.pt").exists():
             advice = f"{space}, then rerun the command with --resume: it continues from last.pt"
         else:

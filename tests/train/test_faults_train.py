@@ -465,3 +465,24 @@ def test_resume_with_another_runs_best_pt_of_the_same_data_seed_and_epoch_is_ref
     r = run("--data", synthetic_data, "--out", one_epoch, "--epochs", "2", *TINY, "--resume")
     assert r.exit_code == ExitCode.BAD_MODEL, r.output
     assert "come from different runs" in last_line(r) and "decoded" not in r.output
+
+
+def test_a_run_folder_made_read_only_is_named_as_such_not_as_a_full_disk(tmp_path: Path, monkeypatch):
+    """A run folder made read-only mid-training: "cannot write checkpoint (the write stopped short: is the disk
+    full?); free some space, then rerun ... --resume", advice that could not help."""
+    import errno
+
+    from edge_runtime.errors import OutputError
+    from train import run_dir as rd
+
+    why, advice = rd.write_failure(PermissionError(errno.EACCES, "Permission denied"))
+    assert (why, advice) == ("Permission denied", rd.MAKE_WRITABLE)
+    # torch's zip writer fails with a RuntimeError and no errno: the folder itself is asked
+    monkeypatch.setattr(rd.os, "access", lambda path, mode: False)
+    why, advice = rd.write_failure(RuntimeError("File run/best.pt cannot be opened."), size=10, folder=tmp_path)
+    assert why == f"{tmp_path} is not writable (permission denied)" and advice == rd.MAKE_WRITABLE
+    (tmp_path / "last.pt").write_bytes(b"an epoch")
+    with pytest.raises(OutputError) as caught, rd.rerun_advice(tmp_path):
+        raise OutputError(f"{tmp_path}/best.pt: cannot write checkpoint ({why}); {advice}")
+    assert str(caught.value).endswith("make the folder writable for this user, then rerun the command with "
+                                      "--resume: it continues from last.pt; or choose another --out")  # fmt: skip

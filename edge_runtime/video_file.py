@@ -59,6 +59,7 @@ def iter_video(
     import cv2
 
     from edge_runtime.capture import open_within
+    from edge_runtime.decoder_messages import stderr_dropped
     from edge_runtime.jpeg_packets import as_jpeg_packets
     from edge_runtime.opencv_paths import opencv_path
 
@@ -68,7 +69,11 @@ def iter_video(
         with opencv_path(name) as opencv_name:  # a name that is not UTF-8 crashed OpenCV (SIGSEGV)
             # one decoding thread: FFmpeg's report of a damaged frame then comes while that frame is read, not
             # while one of the frames before it is (see _VideoReader._read)
-            cap = cv2.VideoCapture(opencv_name, cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
+            cap = cv2.VideoCapture(opencv_name, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+            if not cap.isOpened():  # OpenCV's other readers, which print to stderr on a file they cannot read
+                cap.release()
+                with stderr_dropped():
+                    cap = cv2.VideoCapture(opencv_name, cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"{name}: cannot open as a video (corrupt, unsupported codec or not a video)")

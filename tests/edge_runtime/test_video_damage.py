@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,24 @@ def test_damage_that_stops_an_hevc_or_vp9_video_fails_the_gate(tmp_path: Path, c
     # where the decoder stopped, or (HEVC's B-frames come out of order) which frames' times never came
     assert said and all("FFmpeg found damaged data" in line or "missing (the frame times jump" in line for line in said)
     assert "gate: not passed: part of the video could not be read" in r.stderr
+
+
+def test_an_avi_cut_before_its_frames_gets_one_line_and_no_parser_output(tmp_path: Path):
+    """An AVI cut to 5000 bytes: OpenCV's own AVI parser printed "Unexpected element. Expected: LIST. Got: JUNK."
+    (bytes of the file itself) above edge-infer's one line."""
+    import cv2
+    import numpy as np
+
+    whole = tmp_path / "whole.avi"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
+    for i in range(20):
+        writer.write(np.full((64, 64, 3), 10 * i, np.uint8))
+    writer.release()
+    for size in (300, 5000):
+        cut = tmp_path / f"cut{size}.avi"
+        cut.write_bytes(whole.read_bytes()[:size])
+        r = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "--source", str(cut)], capture_output=True,
+                           text=True, timeout=120)  # fmt: skip
+        assert r.returncode == ExitCode.SOURCE_UNAVAILABLE, r.stderr
+        lines = [line for line in r.stderr.splitlines() if not line.startswith("model defectnet")]  # the start line
+        assert lines == [f"error: {cut}: cannot open as a video (corrupt, unsupported codec or not a video)"]

@@ -33,6 +33,7 @@ from edge_runtime.atomic import missing_folders, remove_empty, write_back_path
 from edge_runtime.errors import OutputError
 from edge_runtime.station.log_parts import THUMB_PX, Checkpointer, epoch, file_size, hold, storable, thumbnail
 from edge_runtime.station.schema import connect, log_error
+from edge_runtime.summary import plural
 
 COLUMNS = ("source", "frame", "label", "score", "defective", "latency_ms", "error", "warning", "time")
 DELETE_CHUNK = 5000
@@ -162,7 +163,7 @@ class InspectionLog:
                     self.con.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise log_error(self.path, exc, f"writing {len(records)} records") from exc
+            raise log_error(self.path, exc, f"writing {plural(len(records), 'record')}") from exc
         for rid, rec, pic in zip(ids, records, list(pictures) or [None] * len(ids), strict=True):
             if rec.get("defective") and pic is not None:
                 drawn = rec if source_pixels else {k: v for k, v in rec.items() if k != "defect_box"}

@@ -204,11 +204,17 @@ def _check_range(since: float | None, until: float | None) -> None:
     """--since at or after --until matches nothing: a typo that printed nothing, exit 0, read as "no rejects"."""
     if since is not None and until is not None and since >= until:
         raise click.UsageError("--since is not before --until, so no item could match; swap them")
+    if since is not None and since > time.time() + 60:  # a year typed wrong (2027 for 2026): a header alone, exit 0
+        from edge_runtime.station.query import iso
+
+        click.echo(f"warning: --since {iso(since)} lies in the future: no item can match it yet", err=True)
 
 
 def _print_rows(found: Any, fmt: str | None) -> None:
+    shown = 0
     if fmt == "json":
         for r in found:
+            shown += 1
             click.echo(json.dumps(r))
     elif fmt == "csv":
         from edge_runtime.outputs import csv_cell
@@ -216,9 +222,9 @@ def _print_rows(found: Any, fmt: str | None) -> None:
         writer = csv.DictWriter(sys.stdout, fieldnames=CSV_KEYS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for r in found:
+            shown += 1
             writer.writerow({k: csv_cell(r.get(k)) for k in CSV_KEYS} | {"providers": ",".join(r["providers"])})
     else:
-        shown = 0
         for r in found:
             shown += 1
             verdict_text = r["error"] and f"ERROR {r['error']}" or f"{r['label']:<10} {score_text(r['score'])}"
@@ -228,8 +234,8 @@ def _print_rows(found: Any, fmt: str | None) -> None:
                             no_part(r) and "no part found: the whole frame was judged") if n)  # fmt: skip
             # a newline in a file name had broken the row in two, the second half reading as a row of its own
             click.echo(printable(f"{r['id']:>8}  {r['time']}  {verdict_text:<18} {where}{notes}"))
-        if not shown:  # the table printed nothing at all: a filter that matched nothing read as a log with no items
-            click.echo("no item matches", err=True)
+    if not shown:  # nothing at all (a CSV of its header alone): a filter that matched nothing read as "no rejects"
+        click.echo("no item matches", err=True)
 
 
 @main.command(help="Write the stored image of item ID (defective items keep one) with its verdict drawn.")

@@ -421,3 +421,9 @@ def test_a_time_range_that_cannot_match_is_refused_and_an_empty_table_says_so(st
     assert r.exit_code == 2 and "seconds, not milliseconds" in r.output
     r = edge_log("query", log_path, "--source", "no-such-camera")
     assert r.exit_code == 0 and r.stdout == "" and "no item matches" in r.stderr
+    # a CSV of its header alone, or no JSON line, said nothing either; nor did a --since a year ahead (a typo)
+    r = edge_log("query", log_path, "--since", "2099-11-28", "--csv")
+    assert r.exit_code == 0 and r.stdout.count("\n") == 1 and "no item matches" in r.stderr
+    assert "warning: --since 2099-11-28T00:00:00.000Z lies in the future" in r.stderr
+    r = edge_log("query", log_path, "--source", "no-such-camera", "--json")
+    assert r.exit_code == 0 and r.stdout == "" and "no item matches" in r.stderr

@@ -283,6 +283,16 @@ def model_checkpoint(
     } | ({"second_look": second_look} if second_look else {})
 
 
+def _is_onnx(path: Path) -> bool:
+    """An ONNX file (a protobuf ModelProto: field 1, ir_version, a varint, comes first) rather than a zip."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError:
+        return False
+    return path.suffix.lower() == ".onnx" or (len(head) == 2 and head[0] == 0x08 and head[1] < 0x20)
+
+
 def load_checkpoint(path: Path) -> Checkpoint:
     """Load, verify (content hash) and validate a model checkpoint; errors say what is wrong with which file."""
     path = Path(path)
@@ -293,6 +303,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        if _is_onnx(path):  # "UnpicklingError; retrain or re-download it", for a model exported already
+            raise ModelError(f"{path}: is an exported ONNX model, not a checkpoint; pass the best.pt written by "
+                             "train-model (edge-infer --model runs the ONNX file)") from exc  # fmt: skip
         raise ModelError(
             f"{path}: not a readable defect-edge checkpoint ({type(exc).__name__}); retrain or re-download it"
         ) from exc

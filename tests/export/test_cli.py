@@ -12,6 +12,7 @@ import torch
 
 from edge_runtime.errors import ExitCode
 from edge_runtime.model import EdgeModel
+from tests.conftest import REPO
 from tests.export.conftest import TINY_MAX_DROP, export_cli
 from train.checkpoint import atomic_torch_save, load_checkpoint
 
@@ -99,6 +100,17 @@ def test_bad_checkpoint_is_one_line_exit_4(tmp_path: Path, kind: str):
         torch.save({"format": 1, "arch": "defectnet", "model_args": {"in_channels": 1}, "state_dict": {}}, ckpt)
     r = export_cli(ckpt, "--out", tmp_path / "m.onnx")
     assert_one_line_error(r, ExitCode.BAD_MODEL, str(ckpt) if kind != "incompatible" else "")
+
+
+def test_an_exported_model_passed_as_the_checkpoint_is_named_as_such(tmp_path: Path):
+    """The ONNX file given where the checkpoint goes: "not a readable defect-edge checkpoint (UnpicklingError);
+    retrain or re-download it", advice for a file that was fine."""
+    shipped = REPO / "edge_runtime" / "models" / "defectnet_int8.onnx"
+    renamed = tmp_path / "model.pt"  # by its bytes too, whatever its name
+    renamed.write_bytes(shipped.read_bytes())
+    for given in (shipped, renamed):
+        r = export_cli(given, "--out", tmp_path / "m.onnx")
+        assert_one_line_error(r, ExitCode.BAD_MODEL, "is an exported ONNX model, not a checkpoint; pass the best.pt")
 
 
 def test_weights_that_do_not_fit_the_architecture_are_exit_4(tiny_run: Path, tmp_path: Path):

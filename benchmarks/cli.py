@@ -102,7 +102,7 @@ def counted(name: str, kind: type, help_text: str):  # noqa: ANN201 - a click de
 @click.option(
     "--json",
     "json_path",
-    type=click.Path(path_type=Path),
+    type=GivenPath(path_type=Path, what="a file"),
     default=None,
     help="Write the rows as JSON here; a CSV named after the hardware and a PNG plot go beside it.",
 )

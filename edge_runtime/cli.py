@@ -11,6 +11,7 @@ import click
 from edge_runtime.cli_support import (
     Command,
     FiniteFloatRange,
+    GivenPath,
     debug_option,
     friendly_errors,
     once,
@@ -82,7 +83,7 @@ HELP = (
 @click.option("--json", "json_stdout", is_flag=True, help="Write one JSON line per item to stdout (nothing else).")
 @click.option(
     "--output",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=GivenPath(path_type=Path, dir_okay=False, what="a file"),
     multiple=True,
     callback=lambda ctx, param, values: once(param, values),
     help="Also write verdicts to FILE.jsonl (JSON lines), FILE.json (one JSON array) or FILE.csv, per item.",
@@ -132,7 +133,7 @@ HELP = (
 @click.option(
     "--summary",
     "summary_path",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=GivenPath(path_type=Path, dir_okay=False, what="a file"),
     multiple=True,
     callback=lambda ctx, param, values: once(param, values),
     help="Also write the summary as JSON to this file.",

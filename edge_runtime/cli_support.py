@@ -48,9 +48,13 @@ class GivenPath(click.Path):
     'imgs'
     """
 
+    def __init__(self, *args: Any, what: str = "a folder", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.what = what  # "a file": an empty --output was named "." and refused for its suffix, or as a folder
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str) and not value.strip():
-            self.fail("is empty (an unset shell variable?); pass a folder", param, ctx)
+            self.fail(f"is empty (an unset shell variable?); pass {self.what}", param, ctx)
         return super().convert(value, param, ctx)
 
 

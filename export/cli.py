@@ -31,10 +31,10 @@ SCHEME_CHOICES = ["u8s8", "u8s8-reduce-range", "s8s8"]
     "images (the gate). Prints a summary table.\n\n" + exit_codes_help(0, 1, 2, 3, 4, 6, 7, 8, 130),
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-@click.argument("checkpoint", required=False, type=click.Path(path_type=Path))
+@click.argument("checkpoint", required=False, type=GivenPath(path_type=Path, what="a checkpoint file"))
 @click.option(
     "--out",
-    type=click.Path(path_type=Path),
+    type=GivenPath(path_type=Path, what="a file"),
     default=None,
     help="ONNX file to write [default: beside the checkpoint, e.g. best_int8.onnx; the current folder for the "
     "default model of a non-editable install].",

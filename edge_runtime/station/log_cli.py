@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from edge_runtime.cli_support import Group, debug_option, friendly_errors, stdout_errors, version_option
+from edge_runtime.cli_support import GivenPath, Group, debug_option, friendly_errors, stdout_errors, version_option
 from edge_runtime.errors import exit_codes_help, printable
 from edge_runtime.summary import no_part, plural, score_text
 
@@ -43,7 +43,7 @@ CSV_KEYS = (
     "precision",
     "providers",
 )
-DB = click.argument("db", type=click.Path(path_type=Path, dir_okay=False))
+DB = click.argument("db", type=GivenPath(path_type=Path, dir_okay=False, what="the log file"))
 MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id or limit cannot even be asked
 
 
@@ -241,7 +241,9 @@ def _print_rows(found: Any, fmt: str | None) -> None:
 @main.command(help="Write the stored image of item ID (defective items keep one) with its verdict drawn.")
 @DB
 @click.argument("item_id", metavar="ID", type=click.IntRange(1, MAX_ID))
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="PNG or JPEG to write.")
+@click.option(
+    "--out", type=GivenPath(path_type=Path, dir_okay=False, what="a file"), required=True, help="PNG or JPEG to write."
+)
 @debug_option
 @friendly_errors
 def show(db: Path, item_id: int, out: Path, debug: bool) -> None:

@@ -113,6 +113,13 @@ def test_an_exported_model_passed_as_the_checkpoint_is_named_as_such(tmp_path: P
         assert_one_line_error(r, ExitCode.BAD_MODEL, "is an exported ONNX model, not a checkpoint; pass the best.pt")
 
 
+def test_an_empty_checkpoint_or_out_is_named_as_empty(tiny_run: Path):
+    """`export-onnx "$CKPT" --out "$OUT"` with the variables unset: ".: is a folder", exit 4 or 7."""
+    for args in (["", "--out", "m.onnx"], [str(tiny_run), "--out", ""]):
+        r = export_cli(*args)
+        assert r.exit_code == 2 and "is empty (an unset shell variable?)" in r.output, r.output
+
+
 def test_weights_that_do_not_fit_the_architecture_are_exit_4(tiny_run: Path, tmp_path: Path):
     ckpt = torch.load(tiny_run, weights_only=True)
     ckpt["model_args"] = {"in_channels": 3}

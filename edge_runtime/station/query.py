@@ -29,7 +29,7 @@ ROW_SQL = (
     "SELECT i.id, i.time, r.station, i.source, i.frame, i.label, i.score, i.threshold, i.defective, i.latency_ms, "
     "i.error, i.warning, i.extra, r.model_version, r.model_file, r.providers, r.precision, "
     "EXISTS (SELECT 1 FROM thumbnails t WHERE t.inspection_id = i.id) "
-    "FROM inspections i JOIN runs r ON r.id = i.run_id"
+    "FROM inspections i LEFT JOIN runs r ON r.id = i.run_id"  # LEFT: an item of no run is told, not left out
 )
 
 
@@ -177,6 +177,8 @@ def _flag(value: Any, item: object) -> bool | None:
 
 def _row(r: tuple) -> dict[str, Any]:
     item = f"item {r[0]}"
+    if r[2] is None and r[13] is None:  # counted by the summary, yet never listed: "no item with id 1"
+        raise _Damaged(f"{item} belongs to no run in the log")
     out = {
         "id": r[0],
         "time": _time(r[1], item),
@@ -319,6 +321,13 @@ def summary(con: sqlite3.Connection, flt: Filter) -> dict[str, Any]:
         ).fetchone()
         if odd is not None:  # counted as "ok": a defective part's record, its verdict wiped, read as a good one
             raise _Damaged(f"item {odd[0]} has neither a verdict nor an error")
+        odd = con.execute(
+            f"SELECT i.id FROM inspections i{where}{' AND' if where else ' WHERE'} "
+            "NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = i.run_id) LIMIT 1",
+            args,
+        ).fetchone()
+        if odd is not None:  # counted here, and never listed by query or show
+            raise _Damaged(f"item {odd[0]} belongs to no run in the log")
         n, d, e, first, last = con.execute(
             "SELECT count(*), coalesce(sum(i.defective), 0), count(i.error), min(i.time), max(i.time) "
             f"FROM inspections i{where}",

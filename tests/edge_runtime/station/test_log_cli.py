@@ -295,6 +295,8 @@ def test_a_log_that_cannot_be_read_is_bad_data_with_a_readers_advice(station_log
         "UPDATE inspections SET defective = 'yes'", "UPDATE inspections SET defective = 2",
         # a verdict wiped: a NULL label was "unexpected TypeError" (exit 1), a NULL verdict was counted as ok
         "UPDATE inspections SET label = NULL", "UPDATE inspections SET defective = NULL WHERE error IS NULL",
+        # an item of no run: counted by the summary, never listed by query, "no item with id 1" for show
+        "UPDATE inspections SET run_id = 99 WHERE id = 1",
     ]  # fmt: skip
     for n, update in enumerate(updates):
         odd = tmp_path / f"odd{n}.db"
@@ -313,6 +315,10 @@ def test_a_log_that_cannot_be_read_is_bad_data_with_a_readers_advice(station_log
         if "NULL" in update:
             result = edge_log("query", odd)
             assert result.exit_code == ExitCode.BAD_DATA and "has neither a verdict nor an error" in result.output
+        if "run_id" in update:
+            for args in (["summary"], ["query"], ["show", "1", "--out", str(tmp_path / "p.png")]):
+                result = edge_log(args[0], odd, *args[1:])
+                assert result.exit_code == ExitCode.BAD_DATA and "item 1 belongs to no run" in result.output, args
     for args in (["summary"], ["query"], ["query", "--json"], ["show"]):
         extra = ["1", "--out", str(tmp_path / "p.png")] if args == ["show"] else []
         result = edge_log(args[0], damaged, *args[1:], *extra)

@@ -152,6 +152,11 @@ def eval_images(ckpt: dict[str, Any], cfg: ExportConfig, log: Log) -> images.Lab
     return evals
 
 
+def _leaked(evals: images.LabelledImages) -> int | None:
+    """How many eval images are byte-identical to training images (None: unknown, no training file list)."""
+    return None if evals.leaked is None else int(evals.leaked.sum())
+
+
 def warn_once(log: Log) -> Log:
     """``log`` that says each warning once: the Grad-CAM map and the INT8 calibration draw the same images, and an
     unreadable one was named twice.
@@ -289,7 +294,9 @@ def _export_in(
             final, info = convert(work, fp32_info, cfg, calib)
             rows.append(measure(EdgeModel(final, runtime), latency_runs=cfg.latency_runs, **common))
         _report_and_gate(rows, cfg, log)
-        metrics = {**info.metrics, "onnx": onnx_metrics(rows[-1])}
+        # which images "official" names: --eval-data DIR/train stored training accuracy under that word
+        scored = {} if evals is None else {"eval_data": str(evals.root), "eval_leaked": json_safe(_leaked(evals))}
+        metrics = {**info.metrics, "onnx": {**onnx_metrics(rows[-1]), **scored}}
         graph.write_with_metadata(final, out, replace(info, metrics=metrics))
     return out
 

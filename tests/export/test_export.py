@@ -67,6 +67,8 @@ def test_metadata_round_trips_everything_the_runtime_needs(tiny_fp32: Path, tiny
     assert info.data_fingerprint == ckpt["data_fingerprint"]
     assert info.metrics["validation"]["n"] == ckpt["metrics"]["validation"]["n"]
     assert info.metrics["onnx"]["official"]["n"] == 80
+    # which images those figures are of: "official" alone had also named training images passed as --eval-data
+    assert Path(info.metrics["onnx"]["eval_data"]).name == "test" and info.metrics["onnx"]["eval_leaked"] == 0
     assert info.metrics["onnx"]["max_abs_diff_vs_torch"] <= 1e-4
     assert {"defect_edge", "torch", "onnx", "onnxruntime"} <= set(info.producer)
 

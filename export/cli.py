@@ -145,8 +145,10 @@ def _export(opts: dict) -> None:
     )
     given = frozenset(p.opts[0] for p in typed_params() if isinstance(p, click.Option))
     say = StdoutLog()
-    out = export_onnx(opts["checkpoint"], opts["out"], cfg, log=say, given=given)
-    say(f"wrote {out}")
+    given_out = opts["out"]
+    replacing = given_out is not None and given_out.is_file()  # an INT8 file became FP32 with "wrote ..." alone
+    out = export_onnx(opts["checkpoint"], given_out, cfg, log=say, given=given)
+    say(f"wrote {out}" + (" (it replaced the file that was there)" if replacing else ""))
     say.tell_lost()
 
 

@@ -55,6 +55,16 @@ def test_without_out_it_writes_beside_the_checkpoint_named_by_precision(tiny_run
     assert [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")] == []
 
 
+def test_an_out_that_replaces_a_model_says_so(tiny_fp32: Path, tiny_run: Path, tmp_path: Path):
+    """An INT8 file replaced by an FP32 export under its name, with "wrote ..." alone."""
+    out = tmp_path / "model_int8.onnx"
+    shutil.copy(tiny_fp32, out)
+    r = export_cli(tiny_run, "--out", out)
+    assert r.exit_code == 0 and f"wrote {out} (it replaced the file that was there)" in r.output, r.output
+    r = export_cli(tiny_run, "--out", tmp_path / "new.onnx")
+    assert r.exit_code == 0 and r.output.rstrip().endswith(f"wrote {tmp_path / 'new.onnx'}"), r.output
+
+
 def test_gate_fails_on_a_deliberately_bad_calibration_and_writes_nothing(tiny_run: Path, tmp_path: Path):
     calib = write_images(tmp_path / "calib", 20, value=128)  # flat gray: activation ranges collapse
     out = tmp_path / "bad_int8.onnx"

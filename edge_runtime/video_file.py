@@ -201,6 +201,8 @@ class _VideoReader:
         self.errors_at_start = 0  # FFmpeg's count of error lines when the video was opened
         self.time_gap: tuple[float, float] | None = None  # the frame times (ms) a damaged stretch lies between
         self.steady = 0  # frames that came one frame time after the one before; -1: a variable frame rate
+        self.held: dict[str, Any] | None = None  # a frame read after a gap in the frame times, not yet numbered
+        self.gap: tuple[int, float, float, bool] | None = None  # its number, the times around the gap, damage seen
 
     def items(self) -> Iterator[Item]:
         t = threading.Thread(target=self.run, name=f"video {self.name}", daemon=True)
@@ -237,22 +239,26 @@ class _VideoReader:
             while not self.stop.is_set():
                 ok, frame = self._read()
                 if not ok:
+                    self._settle_held(None)
                     if self._read_over():
                         continue
                     break
                 self._follow_index()
-                self._follow_time()
+                self._settle_held(self.at_ms)
+                after_gap = self._follow_time()
                 if self.first_ms is None:
                     self.first_ms = self.at_ms or 0.0
                 if self.failed_from is not None:
                     self._damage_ended()
                 cap = self.cap
                 warning = "; ".join(w for w in (getattr(cap, "warning", None), self.concealed) if w) or None
-                item = frame_item(self.name, self.index, frame, self.prepare, keep_original=self.keep_original,
-                                  shape=self.shape, warning=warning, error=getattr(cap, "error", None),
-                                  gray=getattr(cap, "gray", None))  # fmt: skip
-                self.put(item)
-                self.index += 1
+                read = {"frame": frame, "warning": warning, "error": getattr(cap, "error", None),
+                        "gray": getattr(cap, "gray", None)}  # fmt: skip
+                if after_gap:  # numbered once the next frame tells lost frames from a change of frame rate
+                    self.held = read
+                    continue
+                self._emit(read)
+            self._settle_held(None)
         except Exception as exc:  # noqa: BLE001 - no file descriptor or memory left: not the video's end
             # It had ended the thread with a traceback, and the frames read so far passed as the whole video (the
             # gate passed with 1 of 360 frames seen).
@@ -263,6 +269,12 @@ class _VideoReader:
             self.put(functools.partial(_raise, lost))
         finally:
             self._finish()
+
+    def _emit(self, read: dict[str, Any]) -> None:
+        frame = read.pop("frame")
+        self.put(frame_item(self.name, self.index, frame, self.prepare, keep_original=self.keep_original,
+                            shape=self.shape, **read))  # fmt: skip
+        self.index += 1
 
     def _read(self) -> tuple[bool, Any]:
         import cv2
@@ -309,35 +321,62 @@ class _VideoReader:
             self.failed_from = self.index if self.failed_from is None else self.failed_from
             self.index = found
 
-    def _follow_time(self) -> None:
+    def _follow_time(self) -> bool:
         """Number the frame just read by its time, in a video whose frames have come at its steady frame rate.
-        Frames the demuxer skipped in silence (a damaged Matroska block: no read failed, later frames came numbered
-        early, and the defective parts in the gap were never judged) become a damaged stretch; failed reads after
-        which the next frame in time came (a decoder that stalled on damage) lost no frame. A camera triggered by
-        the parts (frames 0.8-2.5 s apart) is never steady, and its pauses are not taken for damage."""
+        Failed reads after which the next frame in time came (a decoder that stalled on damage) lost no frame. True
+        when frames are missing before this one by their times (a damaged Matroska block, dropped by the demuxer
+        without a failed read: later frames came numbered early, and the defective parts in the gap were never
+        judged): it is held until the next frame says whether the video goes on at its rate (lost frames) or at
+        another (a camera triggered by the parts, clips joined, a phone that slowed down: never taken for loss)."""
         at = self.at_ms if self.at_ms is not None else 0.0
         last, self.last_good = self.last_good, (self.index, at)
         # an AVI has no frame times (its "repeat the last frame" entries count as frames at the declared rate)
         if self.exact_count or self.fps is None or last is None or at <= last[1] or self.steady < 0:
-            return
+            return False
         frames = (at - last[1]) * self.fps / 1000.0
         if frames < 0.95 or abs(frames - round(frames)) > 0.05:
             self.steady = -1  # a variable frame rate: the times say nothing of lost frames
-            return
+            return False
         if round(frames) == 1:
             self.steady += 1
         if self.steady < STEADY_FRAMES:
-            return
+            return False
         found = last[0] + round(frames)
-        if found == self.index:
+        if found == self.index:  # the next frame, or failed reads that counted the frames lost (their own warning)
+            return False
+        if found == last[0] + 1:  # failed reads that lost no frame
+            self.failed_from, self.index = None, found
+            self.last_good = (found, at)
+        elif found > self.index:
+            # a video FFmpeg has reported damage in: a gap is lost frames, whatever comes next
+            damaged = self.watch and ffmpeg_log.error_lines()[0] > self.errors_at_start
+            self.gap = (found, last[1], at, damaged)
+            return True
+        return False
+
+    def _settle_held(self, next_ms: float | None) -> None:
+        """The frame held after a gap in the frame times, numbered: lost frames before it where FFmpeg has reported
+        damage in the video, or the next frame came one frame time after it (or the container's count ends with it);
+        else the rate changed, its number is the next, and the times are not read again."""
+        if self.held is None or self.gap is None or self.fps is None:
             return
-        if found == last[0] + 1:
-            self.failed_from = None
+        found, before, at, damage = self.gap
+        if damage:
+            lost = True
+        elif next_ms is not None:
+            lost = abs((next_ms - at) * self.fps / 1000.0 - 1.0) <= 0.05
         else:
-            self.time_gap = self.time_gap or (last[1], at)
-            self.failed_from = last[0] + 1
-        self.index = found
-        self.last_good = (found, at)
+            lost = found == self.declared - 1
+        if lost:
+            self.time_gap = (before, at)
+            self.failed_from = self.index if self.failed_from is None else self.failed_from
+            self.index = found
+            self._damage_ended()
+        else:
+            self.steady = -1
+        self.last_good = (self.index, at)
+        held, self.held, self.gap = self.held, None, None
+        self._emit(held)
 
     def _read_over(self) -> bool:
         """After a failed read: True to read on (a damaged stretch within the declared length), False at the end,

@@ -470,12 +470,14 @@ def test_two_result_sets_in_one_folder_keep_a_csv_each(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("given", ["", ".", "sub"])
 def test_a_json_path_that_is_a_folder_is_one_output_line(tmp_path, monkeypatch, no_jobs, given):
-    """--json '' and --json . were "unexpected ValueError: PosixPath('.') has an empty name", exit 1."""
+    """--json '' and --json . were "unexpected ValueError: PosixPath('.') has an empty name", exit 1. An empty
+    --json (an unset variable) is now named as empty, a usage error, not as the folder "."."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "sub").mkdir()
     r = CliRunner().invoke(main, [*TINY_COUNTS, "--no-torch", "--model", str(TINY), "--json", given])
-    assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output
-    assert "is a folder" in one_error_line(r) and no_jobs == []
+    code, words = (ExitCode.USAGE, "is empty") if given == "" else (ExitCode.OUTPUT_ERROR, "is a folder")
+    assert r.exit_code == code, r.output
+    assert words in one_error_line(r) and no_jobs == []
 
 
 def test_a_plot_that_cannot_be_written_keeps_the_last_complete_set(tmp_path, monkeypatch):

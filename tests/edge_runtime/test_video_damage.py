@@ -215,3 +215,29 @@ def test_an_avi_cut_before_its_frames_gets_one_line_and_no_parser_output(tmp_pat
         assert r.returncode == ExitCode.SOURCE_UNAVAILABLE, r.stderr
         lines = [line for line in r.stderr.splitlines() if not line.startswith("model defectnet")]  # the start line
         assert lines == [f"error: {cut}: cannot open as a video (corrupt, unsupported codec or not a video)"]
+
+
+def test_a_change_of_frame_rate_is_not_taken_for_lost_frames(tmp_path: Path):
+    """Healthy videos whose frame rate changes: two clips of 10 and 5 FPS joined, a phone that slows to 15 FPS for
+    a while. A first version took each longer frame time for lost frames: "frames N to M are missing" many times,
+    every later frame renumbered, and a failed gate on complete files."""
+    ok = sorted((SAMPLES / "ok_front").glob("*.jpeg"))
+    for i in range(60):
+        shutil.copy(ok[i % len(ok)], tmp_path / f"s{i:02d}.jpeg")
+    ff = ["ffmpeg", "-loglevel", "error", "-y"]
+    enc = ["-vf", "scale=160:160", "-c:v", "libx264", "-pix_fmt", "yuv420p"]
+    for n, rate, start in (("a", 10, 0), ("b", 5, 20)):
+        subprocess.run([*ff, "-framerate", str(rate), "-start_number", str(start), "-i", str(tmp_path / "s%02d.jpeg"),
+                        "-frames:v", "20", *enc, str(tmp_path / f"{n}.mkv")], check=True)  # fmt: skip
+    (tmp_path / "list.txt").write_text("file a.mkv\nfile b.mkv\n")
+    joined = tmp_path / "joined.mkv"
+    subprocess.run([*ff, "-f", "concat", "-i", str(tmp_path / "list.txt"), "-c", "copy", str(joined)], check=True)
+    slowed = tmp_path / "slowed.mp4"  # 30 FPS, frames 20 to 29 at 15 FPS, then 30 again
+    times = "if(lt(N,20),N/30,if(lt(N,30),20/30+(N-20)/15,20/30+10/15+(N-30)/30))"
+    subprocess.run([*ff, "-framerate", "30", "-i", str(tmp_path / "s%02d.jpeg"), "-frames:v", "60", "-vf",
+                    f"settb=1/90000,setpts='{times}/TB',scale=160:160", "-fps_mode", "passthrough", "-c:v", "libx264",
+                    "-pix_fmt", "yuv420p", str(slowed)], check=True)  # fmt: skip
+    for video, n in ((joined, 40), (slowed, 60)):
+        r = invoke(["--source", str(video), "--fail-on-defect"])
+        recs = check(r, ExitCode.OK, error_lines=0)
+        assert [rec["frame"] for rec in recs] == list(range(n)) and "missing" not in r.stderr, r.stderr

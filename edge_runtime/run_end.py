@@ -58,7 +58,8 @@ def finish_run(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log:
         try:
             cfg.listener.on_close(summary)
         except OutputError as exc:  # both named: an --output and a --log deleted under one run were each written back
-            summary.output_error = f"{summary.output_error}; {exc}" if summary.output_error else str(exc)
+            if str(exc) not in (summary.output_error or ""):  # the same failure, met again at the end: once
+                summary.output_error = f"{summary.output_error}; {exc}" if summary.output_error else str(exc)
     summary.finish()
     log(summary.text())
     if cfg.fail_on_defect and summary.no_part:

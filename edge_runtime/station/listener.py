@@ -109,21 +109,32 @@ class StationListener:
             self.live.event(message)
 
     def on_close(self, summary: Summary) -> None:
-        if self.log is not None:
-            self.log.flush()
-            if n := self.log.retention_deleted:  # deleted without a word, the month's records with --log-keep 1M
-                kept = [f"--log-keep {duration_text(self.log.cfg.keep_s)}"] if self.log.cfg.keep_s is not None else []
-                kept += [f"--log-max {size_text(self.log.cfg.max_bytes)}"] if self.log.cfg.max_bytes is not None else []
-                summary.station_notes.append(f"inspection log: {plural(n, 'older item')} deleted to keep within "
-                                             f"{' and '.join(kept)}")  # fmt: skip
-            self.log.check_still_there()
+        failed: OutputError | None = None
+        try:
+            self._close_log(summary)
+        except OutputError as exc:  # the page is told first: it stayed "connected", then "no contact"
+            failed = exc
         if self.live is not None:
-            self.live.finish(interrupted=summary.interrupted, error=summary.source_error, failure=summary.output_error)
+            failure = summary.output_error or (str(failed) if failed is not None else None)
+            self.live.finish(interrupted=summary.interrupted, error=summary.source_error, failure=failure)
             if self.live.dropped:  # the view process stopped reading for long: its counters fell behind for good
                 summary.station_notes.append(
                     f"station page: {plural(self.live.dropped, 'update')} dropped while the live view did not read "
                     "them; its counters are short by those items (edge-log and the --log are complete)"
                 )
+        if failed is not None:
+            raise failed
+
+    def _close_log(self, summary: Summary) -> None:
+        if self.log is None:
+            return
+        self.log.flush()
+        if n := self.log.retention_deleted:  # deleted without a word, the month's records with --log-keep 1M
+            kept = [f"--log-keep {duration_text(self.log.cfg.keep_s)}"] if self.log.cfg.keep_s is not None else []
+            kept += [f"--log-max {size_text(self.log.cfg.max_bytes)}"] if self.log.cfg.max_bytes is not None else []
+            summary.station_notes.append(f"inspection log: {plural(n, 'older item')} deleted to keep within "
+                                         f"{' and '.join(kept)}")  # fmt: skip
+        self.log.check_still_there()
 
     def close(self) -> None:
         """End the web view's process and close the log (idempotent; called by the CLI whatever happened)."""

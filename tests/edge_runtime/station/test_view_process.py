@@ -196,6 +196,7 @@ def test_updates_a_stalled_view_missed_are_told_and_the_end_is_never_dropped(mon
 def test_a_run_that_stopped_on_a_failed_log_shows_an_error_not_finished():
     """A camera gate stopped on a locked log (exit 7): the page showed "finished · view closed", and nothing on it
     said there had been an error."""
+    from edge_runtime.errors import OutputError
     from edge_runtime.station.listener import StationListener
     from edge_runtime.station.live import LiveState
     from edge_runtime.station.view_process import apply
@@ -212,3 +213,37 @@ def test_a_run_that_stopped_on_a_failed_log_shows_an_error_not_finished():
     assert st["source_state"] == "error" and st["error"] == summary.output_error
     live.finish(interrupted=True)  # an interrupted run without an error says so, with no error
     assert live.status()["source_state"] == "stopped" and live.status()["error"] is None
+
+    class EmptiedLog:  # the log fails again at the end (emptied in place): the page was never told
+        def flush(self) -> None:
+            raise OutputError("station.db: inspection log emptied during the run by another program")
+
+    feed = LiveFeed(station="line-3")
+    with pytest.raises(OutputError):
+        StationListener(log=EmptiedLog(), live=feed).on_close(Summary(source="camera"))
+    live = LiveState(station="line-3")
+    for message in feed.pending:
+        apply(live, message)
+    assert live.status()["source_state"] == "error" and "emptied during the run" in live.status()["error"]
+
+
+def test_a_log_failure_met_again_at_the_end_is_said_once():
+    """The emptied log stopped the run at a write, and its end met it again: the error line held the whole message
+    twice, joined by '; '."""
+    from types import SimpleNamespace
+
+    from edge_runtime.errors import OutputError
+    from edge_runtime.run_end import finish_run
+    from edge_runtime.summary import Summary
+
+    message = "station.db: inspection log emptied during the run by another program"
+
+    class Failing:
+        def on_close(self, summary: Summary) -> None:
+            raise OutputError(message)
+
+    cfg = SimpleNamespace(listener=Failing(), fail_on_defect=False, summary_path=None, output=None)
+    summary, lines = Summary(source="camera"), []
+    summary.output_error = message
+    finish_run(cfg, summary, None, lines.append)
+    assert summary.output_error == message and lines[-1] == f"error: {message}"

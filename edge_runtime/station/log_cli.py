@@ -276,11 +276,14 @@ def show(db: Path, item_id: int, out: Path, debug: bool) -> None:
     except OSError as exc:
         raise OutputError(f"{out}: cannot write the image ({exc.strerror or exc}); choose another --out") from exc
     with stdout_errors(report=False):  # the picture is the result: written already
-        click.echo(
-            printable(
-                f"{out}: item {item_id}, {rec['label']} {score_text(rec['score'])} at {rec['time']} ({rec['source']})"
-            )
-        )
+        click.echo(printable(f"{out}: item {item_id}, {_verdict_words(rec)} at {rec['time']} ({rec['source']})"))
+
+
+def _verdict_words(rec: dict[str, Any]) -> str:
+    """``defective 0.9876``, or the error of an item with no verdict (its None score was "unexpected TypeError")."""
+    if rec["error"] is not None:
+        return f"ERROR {rec['error']}"
+    return f"{rec['label']} {score_text(rec['score'])}"
 
 
 def _check_out(out: Path, db: Path) -> None:

@@ -198,6 +198,8 @@ def _row(r: tuple) -> dict[str, Any]:
         "precision": _text(r[16], "the precision", item),
         "has_image": bool(r[17]),
     }
+    if out["error"] is not None and not out["error"].strip():  # an error of no words: no verdict and no reason
+        raise _Damaged(f"the error of {item} is empty")
     if out["error"] is None and None in (out["label"], out["score"], out["defective"]):
         # a NULL label failed the table's format ("unexpected TypeError", exit 1); a NULL verdict was listed as ok
         raise _Damaged(f"{item} has neither a verdict nor an error")
@@ -316,11 +318,12 @@ def summary(con: sqlite3.Connection, flt: Filter) -> dict[str, Any]:
             raise _Damaged(f"the verdict of item {odd[0]} is neither 0 nor 1")
         odd = con.execute(
             f"SELECT i.id FROM inspections i{where}{' AND' if where else ' WHERE'} "
-            "i.error IS NULL AND (i.defective IS NULL OR i.label IS NULL OR i.score IS NULL) LIMIT 1",
+            "((i.error IS NULL AND (i.defective IS NULL OR i.label IS NULL OR i.score IS NULL)) "
+            "OR (typeof(i.error) = 'text' AND trim(i.error) = '')) LIMIT 1",
             args,
         ).fetchone()
         if odd is not None:  # counted as "ok": a defective part's record, its verdict wiped, read as a good one
-            raise _Damaged(f"item {odd[0]} has neither a verdict nor an error")
+            raise _Damaged(f"item {odd[0]} has neither a verdict nor an error (or one of no words)")
         odd = con.execute(
             f"SELECT i.id FROM inspections i{where}{' AND' if where else ' WHERE'} "
             "NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = i.run_id) LIMIT 1",

@@ -297,6 +297,8 @@ def test_a_log_that_cannot_be_read_is_bad_data_with_a_readers_advice(station_log
         "UPDATE inspections SET label = NULL", "UPDATE inspections SET defective = NULL WHERE error IS NULL",
         # an item of no run: counted by the summary, never listed by query, "no item with id 1" for show
         "UPDATE inspections SET run_id = 99 WHERE id = 1",
+        # an error of no words with no verdict: query and show were "unexpected TypeError", exit 1
+        "UPDATE inspections SET label = NULL, score = NULL, defective = NULL, error = ' ' WHERE id = 1",
     ]  # fmt: skip
     for n, update in enumerate(updates):
         odd = tmp_path / f"odd{n}.db"
@@ -314,7 +316,8 @@ def test_a_log_that_cannot_be_read_is_bad_data_with_a_readers_advice(station_log
             assert edge_log("summary", odd).exit_code == ExitCode.BAD_DATA, update
         if "NULL" in update:
             result = edge_log("query", odd)
-            assert result.exit_code == ExitCode.BAD_DATA and "has neither a verdict nor an error" in result.output
+            said = "the error of item 1 is empty" if "error = ' '" in update else "has neither a verdict nor an error"
+            assert result.exit_code == ExitCode.BAD_DATA and said in result.output, result.output
         if "run_id" in update:
             for args in (["summary"], ["query"], ["show", "1", "--out", str(tmp_path / "p.png")]):
                 result = edge_log(args[0], odd, *args[1:])

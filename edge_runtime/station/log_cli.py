@@ -219,7 +219,8 @@ def _print_rows(found: Any, fmt: str | None) -> None:
     elif fmt == "csv":
         from edge_runtime.outputs import csv_cell
 
-        writer = csv.DictWriter(sys.stdout, fieldnames=CSV_KEYS, extrasaction="ignore", lineterminator="\n")
+        # \r\n as RFC 4180 and edge-infer's CSV: with \n alone a CR in a file name was left unquoted and split the row
+        writer = csv.DictWriter(sys.stdout, fieldnames=CSV_KEYS, extrasaction="ignore", lineterminator="\r\n")
         writer.writeheader()
         for r in found:
             shown += 1

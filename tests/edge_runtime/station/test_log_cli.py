@@ -436,3 +436,15 @@ def test_a_time_range_that_cannot_match_is_refused_and_an_empty_table_says_so(st
     assert "warning: --since 2099-11-28T00:00:00.000Z lies in the future" in r.stderr
     r = edge_log("query", log_path, "--source", "no-such-camera", "--json")
     assert r.exit_code == 0 and r.stdout == "" and "no item matches" in r.stderr
+
+
+def test_a_carriage_return_in_a_file_name_keeps_its_csv_row_whole(station_log, log_path):
+    """A file named "\\rr.png": edge-log's CSV (lines ended by \\n alone) left the cell unquoted, a reader split the
+    row in two, and the columns after it shifted ("defective" under station)."""
+    recs = [record(0, defective=True) | {"source": "parts/\rr.png"}, record(1, defective=False)]
+    station_log.write(recs, [None, None])
+    station_log.flush()
+    out = edge_log("query", log_path, "--csv").stdout
+    rows = list(csv.DictReader(io.StringIO(out, newline="")))
+    assert [r["source"] for r in rows] == ["parts/\rr.png", "parts/p00001.png"]
+    assert [r["station"] for r in rows] == ["line-3", "line-3"]

@@ -178,6 +178,7 @@ def write_final_report(
     confusion_png(run_dir / "confusion.png", cm_source[1], names, f"{cm_source[0]} (threshold {threshold:.4f})")
     ckpt.metrics = {k: _without_errors(report[k]) for k in ("validation", "test", "test_leakage_free") if k in report}
     atomic_torch_save(ckpt, run_dir / "best.pt")
+    report["warnings"] = report_warnings(report)  # in the file too, not only on the console
     # strict JSON: an AUROC or accuracy of no image (a leakage-free test of 0) is null, not a bare NaN
     write_run_text(run_dir / "report.json", json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n")
     _log_summary(report, log)
@@ -201,7 +202,7 @@ def _log_summary(report: dict[str, Any], log: Log) -> None:
         if key in report:
             log(line(key, report[key]))
     log(f"train time {report['train_seconds']:.0f}s")
-    for warning in report_warnings(report):
+    for warning in report.get("warnings", []):
         log(f"warning: {warning}")
 
 

@@ -230,3 +230,4 @@ def test_a_test_split_of_training_copies_is_warned_of_and_the_report_is_strict_j
     assert "warning: all 32 test images are copies of training or validation images" in r.output
     report = json.loads((out / "report.json").read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
     assert report["test_leakage_free"]["n"] == 0 and report["test_leakage_free"]["auroc"] is None
+    assert any(w.startswith("all 32 test images are copies") for w in report["warnings"])  # the file says it too

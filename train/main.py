@@ -67,7 +67,8 @@ def load_data(cfg: TrainConfig, spec: PreprocessSpec, log: Log) -> Dataset:
     """Find the classes, decode every image once, split train/validation, and look for leakage."""
     root = Path(cfg.data)
     if not root.is_dir():
-        raise DataError(f"{root}: data folder not found; pass --data DIR with DIR/train/<class>/ inside")
+        what = "is a file, not a folder" if root.exists() else "data folder not found"  # a file was "not found"
+        raise DataError(f"{root}: {what}; pass --data DIR with DIR/train/<class>/ inside")
     D.check_train_folder(root)
     classes = D.resolve_classes(root / "train", cfg.positive_class)
     common = {"max_bad_fraction": cfg.max_bad_fraction, "limit_per_class": cfg.max_images_per_class}

@@ -40,6 +40,7 @@ def test_help_lists_options_and_exit_codes():
     ("setup", "message"),
     [
         (lambda p: p / "missing", "data folder not found"),
+        (lambda p: (p / "data.zip").write_bytes(b"PK") and p / "data.zip", "is a file, not a folder"),
         (lambda p: (p / "x" / "train" / "def_front").mkdir(parents=True) or p / "x", "only one class folder"),
         (lambda p: make_dataset(p / "odd", classes=("a", "b")), "--positive-class"),
     ],

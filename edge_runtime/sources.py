@@ -33,6 +33,7 @@ A real camera, with the factory this module provides (reopened with backoff when
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import threading
@@ -47,6 +48,8 @@ from edge_runtime import ffmpeg_log
 from edge_runtime.capture import Capture, CaptureFactory, decoder_threads, open_within
 from edge_runtime.errors import SourceError
 from edge_runtime.summary import plural
+
+MAX_BURST = 64  # frames of one burst kept for the consumer (an RTSP stream's open hands out about 10 at once)
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,13 @@ class LatestFrameReader:
         self._delay = backoff_s[0]
         self._reopened = 0  # the attempt that reopened the source, until its first picture (then it is back)
         self.error: SourceError | None = None
-        self._latest: LiveFrame | None = None
+        # Frames not yet handed out: the newest alone, but for frames that came faster than half the source's own
+        # frame time (a burst: the frames an RTSP camera's stream had buffered while it was opened, about 10 at
+        # once), which are all kept, in order, up to MAX_BURST. Only the newest of such a burst had been judged:
+        # a gated run passed with the defective part's frame skipped (exit 0).
+        self._pending: collections.deque[LiveFrame] = collections.deque()
+        self._period: float | None = None  # the source's frame time (s), where it declares a frame rate
+        self._arrived = 0.0  # when the last frame came
         self._finished = False
         self._stop = threading.Event()
         self._cond = threading.Condition()
@@ -139,6 +148,7 @@ class LatestFrameReader:
         if self._cap is None:
             assert self._factory is not None
             self._cap = open_within(self._factory, self.open_timeout_s, self.name)
+        self._period = _frame_time(self._cap)
         self._first_deadline = time.monotonic() + self.first_frame_timeout_s
         self._thread = threading.Thread(target=self._run, name=f"capture {self.name}", daemon=True)
         self._thread.start()
@@ -153,7 +163,7 @@ class LatestFrameReader:
         self.start()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._latest is None and not self._finished:
+            while not self._pending and not self._finished:
                 now = time.monotonic()
                 waiting_first = self.captured == 0
                 if waiting_first and now >= self._first_deadline:
@@ -164,7 +174,7 @@ class LatestFrameReader:
                     return None
                 limits = [d for d in (deadline, self._first_deadline if waiting_first else None) if d is not None]
                 self._cond.wait(min(limits) - now if limits else None)
-            frame, self._latest = self._latest, None
+            frame = self._pending.popleft() if self._pending else None
             if frame is not None:
                 self.delivered += 1
                 self._last_index = frame.index
@@ -174,7 +184,7 @@ class LatestFrameReader:
     def finished(self) -> bool:
         """True once the source has ended, was lost for good, or the reader was stopped (and nothing is left)."""
         with self._cond:
-            return self._finished and self._latest is None
+            return self._finished and not self._pending
 
     def __iter__(self) -> Iterator[LiveFrame]:
         while True:
@@ -208,7 +218,12 @@ class LatestFrameReader:
         self, frame: np.ndarray | None, warning: str | None = None, error: str | None = None, gray: Any = None
     ) -> None:
         with self._cond:
-            self._latest = LiveFrame(self.captured, time.monotonic(), frame, warning, error, gray)
+            now = time.monotonic()
+            burst = self._period is not None and now - self._arrived < self._period / 2
+            if not (burst and len(self._pending) < MAX_BURST):
+                self._pending.clear()  # the newest frame only: older ones are skipped (counted)
+            self._pending.append(LiveFrame(self.captured, now, frame, warning, error, gray))
+            self._arrived = now
             self.captured += 1
             back = self._reopened if frame is not None else 0
             if frame is not None:  # back for real (a picture): a later drop starts afresh
@@ -300,6 +315,18 @@ class LatestFrameReader:
                 continue
             # Back only once a picture comes (an undecodable frame is none): counted and told in _publish.
             self._reopened = attempt
+            self._period = _frame_time(self._cap)
             self.on_event(f"{self.name}: reopened (attempt {attempt}); waiting for a frame")
             return True
         return False
+
+
+def _frame_time(cap: Any) -> float | None:
+    """The seconds between frames a capture declares (1 to 1000 FPS), None where it declares no rate."""
+    import cv2
+
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    except Exception:  # noqa: BLE001 - a capture without the property (a test's fake camera)
+        return None
+    return 1.0 / fps if 1.0 <= fps <= 1000.0 else None

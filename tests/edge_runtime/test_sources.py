@@ -241,3 +241,33 @@ def test_a_secret_in_a_fragment_or_a_percent_encoded_name_is_masked(url: str, sh
     from edge_runtime.stream_url import shown_source
 
     assert shown_source(url) == shown
+
+
+def test_frames_a_stream_hands_out_in_a_burst_are_all_judged():
+    """An RTSP camera at 2 FPS: OpenCV buffers its frames while the stream opens, then hands out ~10 at once. Only
+    the newest of the burst was kept, and a gated run (--max-frames 5) passed with the defective part's frame
+    skipped (exit 0). A camera sending at its own rate still has only its newest frame judged."""
+    import cv2
+
+    class BufferedCamera:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def get(self, prop: int) -> float:
+            return 2.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+        def read(self) -> tuple[bool, np.ndarray | None]:
+            if self.n >= 14:
+                return False, None
+            if self.n >= 10:  # after the buffered burst, the camera's own rate
+                time.sleep(0.5)
+            self.n += 1
+            return True, np.full((4, 4), self.n, np.int32)
+
+        def release(self) -> None:
+            pass
+
+    with LatestFrameReader(BufferedCamera(), name="rtsp") as reader:
+        time.sleep(0.3)  # the consumer is still busy (the model loading) while the burst comes
+        seen = [live.index for live in reader]
+    assert seen == list(range(14)) and reader.dropped == 0

@@ -141,6 +141,9 @@ class JsonLinesSink:
                 line += f"  (warning: {rec['warning']})"
             if no_part(rec):  # the whole frame was judged: an empty tray, a lens cap, an unreadable exposure
                 line += "  (no part found: the whole frame was judged)"
+            elif unlike := rec.get("unlike_training"):  # said only in the end's summary: a live run never ends
+                more = f"; +{len(unlike) - 1} more" if len(unlike) > 1 else ""
+                line += f"  (unlike the training images: {unlike[0]}{more})"
         # one item, one line: a newline or other control character in a file name is shown escaped, never obeyed
         line = printable(line)
         return line.encode("utf-8", "backslashreplace").decode("utf-8")

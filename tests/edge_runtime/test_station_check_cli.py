@@ -43,6 +43,11 @@ def test_items_unlike_training_are_flagged_on_their_record_and_in_the_summary(tm
     assert flags and flags[0].startswith("background brighter than any training image")
     assert recs["b_white.png"]["label"] is not None  # still judged: the flag warns, it does not replace the verdict
     assert "WARNING: 1 of 2 items (50%) looks unlike the training images: background brighter" in r.stderr
+    # the item's own line says it too: a live run, which never reaches its summary, showed nothing while it ran
+    lines = CliRunner().invoke(main, ["--model", str(model), "--source", str(parts)]).stdout.splitlines()
+    white = next(line for line in lines if "b_white.png" in line)
+    assert "(unlike the training images: background brighter than any training image" in white
+    assert "(unlike the training" not in next(line for line in lines if "a_grey.png" in line)
     r = CliRunner().invoke(main, ["--model", str(model), "--source", str(parts), "--json", "--no-station-check"])
     assert r.exit_code == 0 and "WARNING" not in r.stderr
     assert all(json.loads(line)["unlike_training"] is None for line in r.stdout.splitlines())

@@ -189,6 +189,10 @@ def letterbox(canvas: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 SAVED_NAME = re.compile(r"\d{6,}_.*\.jpg", re.DOTALL)  # a picture Saver.write names in a --save folder
 
 
+FULL_DISK_EVERY = 30  # frames between two checks of a saved video's room (one a second at 30 FPS)
+FULL_DISK_BYTES = 64 << 10  # less room than this: a video writer's next frames are lost in silence
+
+
 class Saver:
     """``--save OUT.mp4|.avi`` writes an annotated video the size of the first picture (at least
     ``MIN_VIDEO_SIDE`` pixels a side; pictures of another shape are letterboxed, not stretched);
@@ -285,6 +289,21 @@ class Saver:
         if canvas.shape[1::-1] != self.size:
             canvas = letterbox(canvas, self.size)
         self.writer.write(canvas)
+        if self.count % FULL_DISK_EVERY == 1:
+            self._check_room()
+
+    def _check_room(self) -> None:
+        """OpenCV's video writer fails in silence on a full disk: the run went on for its whole length, said "holds
+        0 of 300 frames" only at the end, and the MP4 written before was unreadable. A folder's save stops at once;
+        so does a video's, within ``FULL_DISK_EVERY`` frames (a statvfs: microseconds)."""
+        try:
+            st = os.statvfs(self.target.parent)
+        except OSError:
+            return
+        if st.f_bavail * st.f_frsize < FULL_DISK_BYTES:
+            raise OutputError(f"{self.target}: the disk is full ({st.f_bavail * st.f_frsize} bytes left), so the "
+                              f"saved video stops at frame {self.count}; free some space, or --save to another "
+                              "disk")  # fmt: skip
 
     def _write_held(self, out: Path, canvas: np.ndarray) -> None:
         """One picture into the folder held for the lock, wherever it is now: renamed during the run, it keeps every

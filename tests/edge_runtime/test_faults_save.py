@@ -725,3 +725,26 @@ def test_a_legal_long_file_name_is_saved_under_a_shortened_name(tmp_path):
     assert names[0].startswith("000001_aaaa") and names[1].startswith("000002_éé")
     assert all(os.fsencode(n).decode("utf-8") for n in names)  # cut between characters (half an 'é' was left)
     assert saver.earlier_pictures() == 4  # counted as this run's pictures
+
+
+def test_a_saved_video_on_a_full_disk_stops_the_run_at_once(tmp_path, monkeypatch):
+    """OpenCV's video writer fails in silence: a --save video on a full disk ran on for the whole run (13 s on a
+    live camera), said "holds 0 of 300 frames" only at its end, and the MP4 was unreadable. A folder's save had
+    stopped at once."""
+    import os
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from edge_runtime import annotate
+    from edge_runtime.errors import OutputError
+
+    saver = annotate.Saver(tmp_path / "run.avi")
+    picture = np.full((64, 64, 3), 90, np.uint8)
+    saver.write(picture, name="a.png")  # room enough: saved
+    monkeypatch.setattr(annotate.os, "statvfs", lambda path: SimpleNamespace(f_bavail=0, f_frsize=4096))
+    with pytest.raises(OutputError, match=r"the disk is full \(0 bytes left\), so the saved video stops at frame 31"):
+        for _ in range(annotate.FULL_DISK_EVERY):
+            saver.write(picture, name="a.png")
+    monkeypatch.setattr(annotate.os, "statvfs", os.statvfs)
+    saver.close()

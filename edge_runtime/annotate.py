@@ -300,8 +300,10 @@ class Saver:
             st = os.statvfs(self.target.parent)
         except OSError:
             return
-        if st.f_bavail * st.f_frsize < FULL_DISK_BYTES:
-            raise OutputError(f"{self.target}: the disk is full ({st.f_bavail * st.f_frsize} bytes left), so the "
+        # root may still write into the blocks a file system keeps back for it
+        room = (st.f_bfree if hasattr(os, "geteuid") and os.geteuid() == 0 else st.f_bavail) * st.f_frsize
+        if room < FULL_DISK_BYTES:
+            raise OutputError(f"{self.target}: the disk is full ({room} bytes left), so the "
                               f"saved video stops at frame {self.count}; free some space, or --save to another "
                               "disk")  # fmt: skip
 

@@ -742,7 +742,8 @@ def test_a_saved_video_on_a_full_disk_stops_the_run_at_once(tmp_path, monkeypatc
     saver = annotate.Saver(tmp_path / "run.avi")
     picture = np.full((64, 64, 3), 90, np.uint8)
     saver.write(picture, name="a.png")  # room enough: saved
-    monkeypatch.setattr(annotate.os, "statvfs", lambda path: SimpleNamespace(f_bavail=0, f_frsize=4096))
+    full = SimpleNamespace(f_bavail=0, f_bfree=0, f_frsize=4096)
+    monkeypatch.setattr(annotate.os, "statvfs", lambda path: full)
     with pytest.raises(OutputError, match=r"the disk is full \(0 bytes left\), so the saved video stops at frame 31"):
         for _ in range(annotate.FULL_DISK_EVERY):
             saver.write(picture, name="a.png")

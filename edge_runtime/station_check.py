@@ -127,6 +127,9 @@ def reason_kind(reason: str) -> str:
     return reason.rsplit(" (", 1)[0]
 
 
+FEW_IMAGES = 20  # a --check-station folder smaller than this is said to be too small to judge a station by
+
+
 def looks_alike(per_item: Sequence[list[str]], unreadable: int = 0) -> tuple[bool, int, int]:
     """Whether a folder passes ``--check-station``: at most 1% of its files flagged or unreadable (the official test
     images: 0.7%); with the count of those files and of all files.
@@ -155,6 +158,9 @@ def report(per_item: Sequence[list[str]], prof: StationProfile, *, unreadable: i
             f"{UNTRUSTED_SHARE:.0%} limit): adjust light and framing to look like the training images, or collect "
             "labelled images from this station and retrain"
         )
+    elif files < FEW_IMAGES:  # one image "looked like the training images", exit 0: too few to say so of a camera
+        lines.append(f"  -> these {plural(files, 'image')} look like the training images, but that is too few to "
+                     f"judge a station by: check {FEW_IMAGES} or more, taken over the day's light")  # fmt: skip
     else:
         lines.append("  -> this station's images look like the training images")
     return lines

@@ -59,6 +59,11 @@ def test_check_station_reports_on_a_folder_of_new_camera_images(tmp_path: Path):
     r = CliRunner().invoke(main, ["--model", str(model), "--check-station", str(same)])
     assert r.exit_code == 0, r.output
     assert "4 images, 0 (0.0%) unlike the 9 training images" in r.output and "look like the training" in r.output
+    # one image, or four, "looked like the training images" as if a camera had been checked
+    assert "but that is too few to judge a station by: check 20 or more" in r.output
+    more = write(tmp_path / "more", {f"{i}.png": impeller(bg=160 + i) for i in range(20)})
+    r = CliRunner().invoke(main, ["--model", str(model), "--check-station", str(more)])
+    assert r.exit_code == 0 and "this station's images look like the training images" in r.output, r.output
     new = write(tmp_path / "new", {f"{i}.png": impeller(bg=238, core=80) for i in range(3)})
     r = CliRunner().invoke(main, ["--model", str(model), "--check-station", str(new)])
     assert r.exit_code == 6, r.output  # "do not trust these verdicts" exited 0: a commissioning script could not gate

@@ -358,9 +358,12 @@ class Saver:
         except OSError:
             return
         if not self.is_video:
-            raise OutputError(f"{self.target}: deleted during the run, with the annotated pictures saved before "
-                              f"that ({self.earlier_pictures()} of {self.count} are there now); keep --save folders "
-                              "until the run has ended")  # fmt: skip
+            # the pictures there now are those saved after the deletion, in a folder made again (it said "with
+            # the pictures saved before that (22 of 60 are there now)", of the 22 saved after it)
+            there = self.earlier_pictures()
+            raise OutputError(f"{self.target}: deleted during the run, and with it the first {self.count - there} of "
+                              f"the {self.count} annotated pictures saved (the {there} saved after it are there now, "
+                              "in the folder made again); keep --save folders until the run has ended")  # fmt: skip
         try:
             where = write_back(self._lock_fd, self.target)
         except OSError as exc:

@@ -134,7 +134,7 @@ def _position_ms(cap: Any) -> float | None:
     return ms if math.isfinite(ms) and ms > 0.0 else None
 
 
-STEADY_FRAMES = 2  # frames one frame time apart before a video's frame times are trusted to tell a lost frame
+STEADY_FRAMES = 1  # frames one frame time apart before a video's frame times are trusted to tell a lost frame
 
 # failed reads in a row read over before a video counts as ended, whatever its header declares: about 9 hours at
 # 30 FPS of damage, and 1-30 s of failed reads where a header declares billions of frames

@@ -166,6 +166,13 @@ def test_frames_the_demuxer_skips_in_silence_are_found_by_their_times(h264: Path
     assert [rec["frame"] for rec in recs] == [0, 1, 2, 4, 5, 6]  # the frames after it keep their own numbers
     assert "frame 3 is missing (the frame times jump from 0.400 s to 0.800 s" in r.stderr
     assert "gate: not passed: part of the video could not be read" in r.stderr
+    data = bytearray(mkv.read_bytes())  # the third frame: told once one frame time has been seen (it was not)
+    data[packets(mkv)[2]["pos"]] = 0x82
+    damaged.write_bytes(bytes(data))
+    r = invoke(["--source", str(damaged), "--fail-on-defect"])
+    recs = check(r, ExitCode.DEFECT_FOUND, error_lines=0)
+    # the fourth frame refers to the third, and is not decoded either: both are told, the key frame after them kept
+    assert [rec["frame"] for rec in recs] == [0, 1, 4, 5, 6] and "frames 2 to 3 are missing" in r.stderr
 
 
 @pytest.mark.parametrize(("codec", "suffix"), [("libx265", "mp4"), ("libvpx-vp9", "webm")])

@@ -50,6 +50,7 @@ from edge_runtime.errors import SourceError
 from edge_runtime.summary import plural
 
 MAX_BURST = 64  # frames of one burst kept for the consumer (an RTSP stream's open hands out about 10 at once)
+MAX_BURST_AGE = 0.5  # seconds a burst's frame waits for the consumer before it is skipped
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,10 @@ class LatestFrameReader:
                     return None
                 limits = [d for d in (deadline, self._first_deadline if waiting_first else None) if d is not None]
                 self._cond.wait(min(limits) - now if limits else None)
+            # a burst's frames not judged within MAX_BURST_AGE are skipped (counted) too: a camera faster than half
+            # the rate its stream declares (OpenCV says 25 FPS for any HTTP MJPEG) must not build a backlog
+            while len(self._pending) > 1 and time.monotonic() - self._pending[0].timestamp > MAX_BURST_AGE:
+                self._pending.popleft()
             frame = self._pending.popleft() if self._pending else None
             if frame is not None:
                 self.delivered += 1

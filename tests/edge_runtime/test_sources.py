@@ -271,3 +271,30 @@ def test_frames_a_stream_hands_out_in_a_burst_are_all_judged():
         time.sleep(0.3)  # the consumer is still busy (the model loading) while the burst comes
         seen = [live.index for live in reader]
     assert seen == list(range(14)) and reader.dropped == 0
+
+
+def test_a_burst_the_consumer_cannot_keep_up_with_is_skipped_after_half_a_second():
+    """A stream whose declared rate is too low (OpenCV says 25 FPS for any HTTP MJPEG camera) has every frame of a
+    faster camera taken for a burst: a slow consumer must still get fresh frames, not a backlog of 64."""
+    import cv2
+
+    class FastCamera:  # 50 FPS on a stream that declares 10: 64 frames of a "burst" are 1.3 s of camera
+        def __init__(self) -> None:
+            self.n = 0
+
+        def get(self, prop: int) -> float:
+            return 10.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+        def read(self) -> tuple[bool, np.ndarray | None]:
+            time.sleep(0.02)
+            self.n += 1
+            return True, np.full((4, 4), self.n, np.int32)
+
+        def release(self) -> None:
+            pass
+
+    with LatestFrameReader(FastCamera(), name="mjpeg") as reader:
+        time.sleep(1.0)  # the consumer busy for a second: about 50 frames wait, all taken for one burst
+        live = reader.read(timeout=5.0)
+        age = time.monotonic() - live.timestamp
+    assert age < 0.8 and reader.dropped > 10, age  # not the second-old frame at the head of the backlog

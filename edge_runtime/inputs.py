@@ -95,8 +95,13 @@ def _resolve_path(source: str) -> SourceSpec:
         if isinstance(listed := list_entries(path), Unreadable):
             raise listed.error
         images, ignored, links = list_folder(path)
-        if not images:
-            raise DataError(f"{source}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        if not images:  # what it holds instead is named: a folder with a video in it said "no images" alone
+            named = ", ".join(printable(n) for n in ignored[:IGNORED_NAMED])
+            named += ", ..." if len(ignored) > IGNORED_NAMED else ""
+            videos = [n for n in ignored if Path(n).suffix.lower() in VIDEO_SUFFIXES]
+            held = f"; it holds {plural(len(ignored), 'other file')}: {named}" if ignored else ""
+            hint = f" (a video is inspected with --source {printable(str(path / videos[0]))})" if videos else ""
+            raise DataError(f"{source}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}){held}{hint}")
         return _images(source, images, ignored, links)
     if os.path.lexists(path) and (path.suffix.lower() in IMAGE_SUFFIXES or path.exists()):
         if str(path).startswith("/dev/video"):

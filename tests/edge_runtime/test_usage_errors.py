@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -278,3 +279,17 @@ def test_an_empty_file_name_is_named_as_empty(module: str, args: list[str], opti
     assert r.returncode == 2, r.stderr
     assert f"Invalid value for {option}: is empty (an unset shell variable?); pass " in r.stderr
     assert "Traceback" not in r.stderr and "." not in r.stderr.split("pass ", 1)[1].split(" (see")[0]
+
+
+def test_a_folder_without_images_names_what_it_holds(tmp_path: Path):
+    """A folder holding a video (and notes) said "folder holds no images (.bmp, ...)" alone, for edge-infer and for
+    --check-station: which files it passed over, and how a video is inspected, were not said."""
+    (tmp_path / "line.mp4").write_bytes(b"not read")
+    (tmp_path / "notes.txt").write_text("shift 3")
+    for args in (["--source", str(tmp_path)], ["--check-station", str(tmp_path)]):
+        r = subprocess.run([sys.executable, "-m", "edge_runtime.cli", *args], cwd=REPO, capture_output=True,
+                           text=True, timeout=120)  # fmt: skip
+        assert r.returncode == 3, r.stderr
+        line = r.stderr.strip().splitlines()[-1]
+        assert "folder holds no images" in line and "it holds 2 other files: line.mp4, notes.txt" in line
+        assert f"(a video is inspected with --source {tmp_path / 'line.mp4'})" in line

@@ -380,3 +380,34 @@ def test_bracket_expressions_in_a_pattern_read_as_the_shell_reads_them(tmp_path,
         result = invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/gl/{pattern}"])
         check(result, ExitCode.USAGE, error_lines=1)
         assert told in result.stderr
+
+
+@pytest.mark.parametrize(("status", "said"), [(401, "HTTP 401 Unauthorized (a user and password are needed"),
+                                              (404, "HTTP 404 Not Found (no stream at that path")])  # fmt: skip
+def test_an_http_camera_that_refuses_the_stream_is_named_by_its_status(tiny_model, status: int, said: str):
+    """A wrong password and a wrong path both gave "cannot open camera or stream (check the index/path/URL and
+    that no other program holds it)"; only --debug showed the camera's 401 or 404."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(status)
+            if status == 401:
+                self.send_header("WWW-Authenticate", 'Basic realm="camera"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://admin:s3cret@127.0.0.1:{server.server_address[1]}/video.mjpg"
+        r = invoke(["--model", str(tiny_model), "--source", url, "--max-reconnects", "0"])
+    finally:
+        server.shutdown()
+    check(r, ExitCode.SOURCE_UNAVAILABLE, error_lines=1)
+    line = r.stderr.strip().splitlines()[-1]
+    assert "the camera refused the stream: " + said in line and "s3cret" not in r.stderr

@@ -58,8 +58,7 @@ def finish_run(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log:
         try:
             cfg.listener.on_close(summary)
         except OutputError as exc:  # both named: an --output and a --log deleted under one run were each written back
-            if str(exc) not in (summary.output_error or ""):  # the same failure, met again at the end: once
-                summary.output_error = f"{summary.output_error}; {exc}" if summary.output_error else str(exc)
+            _add_output_error(summary, exc)
     summary.finish()
     log(summary.text())
     if cfg.fail_on_defect and summary.no_part:
@@ -81,12 +80,19 @@ def finish_run(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log:
                 if kept is not None and os.path.lexists(kept):  # a new one was not made: nothing to keep
                     log(f"{printable(str(kept))}: left as it was (the run stopped before its source was read)")
     except OutputError as exc:  # another file than --output's: both are named (a full disk fails both)
-        summary.output_error = f"{summary.output_error}; {exc}" if summary.output_error else str(exc)
+        _add_output_error(summary, exc)
     if summary.output_error:
         log(f"error: {summary.output_error}")
     elif exit_code(cfg, summary) is ExitCode.BAD_DATA:  # exit 3 came with the summary alone; every error, a line
         what = "the one item" if summary.items == 1 else f"all {summary.items} items"
         log(f"error: no verdict: {what} could not be read (each record says why); check the source")
+
+
+def _add_output_error(summary: Summary, exc: OutputError) -> None:
+    """Name ``exc`` beside the run's output error, once: the same failure met again at the end (an emptied log)
+    had put the whole message twice in the error line."""
+    if str(exc) not in (summary.output_error or ""):
+        summary.output_error = f"{summary.output_error}; {exc}" if summary.output_error else str(exc)
 
 
 def write_summary(path: Path | None, summary: Summary) -> None:

@@ -46,6 +46,7 @@ import numpy as np
 
 from edge_runtime import ffmpeg_log
 from edge_runtime.capture import Capture, CaptureFactory, decoder_threads, open_within
+from edge_runtime.capture_props import declared_fps
 from edge_runtime.errors import SourceError
 from edge_runtime.summary import plural
 
@@ -328,10 +329,5 @@ class LatestFrameReader:
 
 def _frame_time(cap: Any) -> float | None:
     """The seconds between frames a capture declares (1 to 1000 FPS), None where it declares no rate."""
-    import cv2
-
-    try:
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    except Exception:  # noqa: BLE001 - a capture without the property (a test's fake camera)
-        return None
-    return 1.0 / fps if 1.0 <= fps <= 1000.0 else None
+    fps = declared_fps(cap)
+    return 1.0 / fps if fps is not None and 1.0 <= fps <= 1000.0 else None

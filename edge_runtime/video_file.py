@@ -8,7 +8,6 @@ early end) travel in that queue in order with the frames.
 from __future__ import annotations
 
 import functools
-import math
 import os
 import queue
 import stat
@@ -21,6 +20,7 @@ import numpy as np
 
 from edge_runtime import ffmpeg_log
 from edge_runtime.avi_index import AviIndex
+from edge_runtime.capture_props import declared_fps, declared_shape, position_ms
 from edge_runtime.container_length import missing_bytes
 from edge_runtime.errors import SourceError, resource_error
 from edge_runtime.items import Item, frame_item
@@ -102,36 +102,8 @@ def _declared_end_ms(cap: Any, declared: int) -> float | None:
     """The time (ms) by which a complete video has shown its last frame: its declared length less 1.5 frames.
     A frame count that includes "repeat the last frame" entries (a frame-rate conversion to AVI) is more than the
     frames there are, and the last frame's time tells a complete video from a cut one."""
-    import cv2
-
-    try:
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    except (cv2.error, TypeError, ValueError):
-        return None
-    if not (math.isfinite(fps) and fps > 0.0 and declared > 0):
-        return None
-    return (declared - 1.5) * 1000.0 / fps
-
-
-def _declared_shape(cap: Any) -> tuple[int, int, int] | None:
-    """The frame size (height, width, 3) the container declares, None where it declares none."""
-    import cv2
-
-    try:
-        h, w = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
-    except (cv2.error, TypeError, ValueError, OverflowError):
-        return None
-    return (h, w, 3) if 0 < h <= 1 << 15 and 0 < w <= 1 << 15 else None
-
-
-def _position_ms(cap: Any) -> float | None:
-    import cv2
-
-    try:
-        ms = float(cap.get(cv2.CAP_PROP_POS_MSEC))
-    except (cv2.error, TypeError, ValueError):
-        return None
-    return ms if math.isfinite(ms) and ms > 0.0 else None
+    fps = declared_fps(cap)
+    return (declared - 1.5) * 1000.0 / fps if fps is not None and declared > 0 else None
 
 
 STEADY_FRAMES = 1  # frames one frame time apart before a video's frame times are trusted to tell a lost frame
@@ -180,7 +152,7 @@ class _VideoReader:
             self.declared, self.ends_ms = len(index), None
         # a Motion-JPEG AVI's frames are matched with its index: lost chunk headers cannot renumber later frames
         self.avi = index if isinstance(cap, JpegPackets) else None
-        self.shape = _declared_shape(cap) if keep_original else None
+        self.shape = declared_shape(cap) if keep_original else None
         if self.shape is not None and getattr(cap, "turn", None) in _QUARTER_TURNS:  # a phone's portrait .mov
             self.shape = (self.shape[1], self.shape[0], 3)  # the container's size is the stored, unturned one
         # Decoded pictures are kept for --save/--show: a few frames ahead, not 64 (8K frames took 3.3 GB).
@@ -190,11 +162,8 @@ class _VideoReader:
         self.failed_from: int | None = None  # where the current run of failed reads began
         self.watch = False  # FFmpeg's reports of concealed damage are counted (edge_runtime.ffmpeg_log)
         self.concealed: str | None = None  # the last read's frame was patched up by the decoder: FFmpeg's words
-        try:
-            fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        except (cv2.error, TypeError, ValueError):
-            fps = 0.0
-        self.fps = fps if math.isfinite(fps) and 0.0 < fps <= 100_000.0 else None
+        fps = declared_fps(cap)
+        self.fps = fps if fps is not None and fps <= 100_000.0 else None
         self.first_ms: float | None = None  # where the first frame read lies in the video (ms)
         self.patched_left = 0  # frames still to be told of a damage report (the decoder's reorder delay)
         self.last_good: tuple[int, float] | None = None  # the number and time (ms) of the last frame read
@@ -284,7 +253,7 @@ class _VideoReader:
             ok, frame = self.cap.read()
         except cv2.error:
             return False, None
-        self.at_ms = _position_ms(self.cap) if ok else self.at_ms
+        self.at_ms = position_ms(self.cap) if ok else self.at_ms
         self.concealed = None
         if self.watch and ffmpeg_log.errors() > before:
             # H.264 and the like conceal a lost or broken slice with parts of other frames: a defective part's frame
@@ -349,8 +318,7 @@ class _VideoReader:
             self.last_good = (found, at)
         elif found > self.index:
             # a video FFmpeg has reported damage in: a gap is lost frames, whatever comes next
-            damaged = self.watch and ffmpeg_log.error_lines()[0] > self.errors_at_start
-            self.gap = (found, last[1], at, damaged)
+            self.gap = (found, last[1], at, self._damage_reported() is not None)
             return True
         return False
 
@@ -402,10 +370,10 @@ class _VideoReader:
                     self.cut_short,
                     f"{self.name}: stopped at frame {start} of {self.declared} (truncated or corrupt video)",
                 )
-            elif self.watch and (err := ffmpeg_log.error_lines())[0] > self.errors_at_start:
+            elif (err := self._damage_reported()) is not None:
                 # FFmpeg met damage and read no further (HEVC, a WebM block): no estimate, the rest was never judged
                 self.tell(self.cut_short, f"{self.name}: stopped at frame {start} of {self.declared}: FFmpeg found "
-                          f"damaged data ({err[1]}) and could read no further; the frames after it were not "
+                          f"damaged data ({err}) and could read no further; the frames after it were not "
                           "inspected")  # fmt: skip
             else:
                 self.tell(
@@ -414,6 +382,13 @@ class _VideoReader:
                     "or a frame count the container estimated from a longer audio track or an edit list)",
                 )
         return False
+
+    def _damage_reported(self) -> str | None:
+        """FFmpeg's latest error line since this video was opened (its own words), None where it reported none."""
+        if not self.watch:
+            return None
+        count, last = ffmpeg_log.error_lines()
+        return last if count > self.errors_at_start else None
 
     def _damage_ended(self) -> None:
         last, first = self.index - 1, self.failed_from

@@ -243,31 +243,36 @@ def test_a_secret_in_a_fragment_or_a_percent_encoded_name_is_masked(url: str, sh
     assert shown_source(url) == shown
 
 
+class DeclaredRateCamera:
+    """A camera whose stream declares ``fps`` (as ``CAP_PROP_FPS``) and whose n-th read waits ``wait(n)`` seconds;
+    ``frames`` None: it never ends."""
+
+    def __init__(self, fps: float, wait, frames: int | None = None) -> None:  # noqa: ANN001 - a callable
+        self.fps, self.wait, self.frames, self.n = fps, wait, frames, 0
+
+    def get(self, prop: int) -> float:
+        import cv2
+
+        return self.fps if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if self.frames is not None and self.n >= self.frames:
+            return False, None
+        time.sleep(self.wait(self.n))
+        self.n += 1
+        return True, np.full((4, 4), self.n, np.int32)
+
+    def release(self) -> None:
+        pass
+
+
 def test_frames_a_stream_hands_out_in_a_burst_are_all_judged():
     """An RTSP camera at 2 FPS: OpenCV buffers its frames while the stream opens, then hands out ~10 at once. Only
     the newest of the burst was kept, and a gated run (--max-frames 5) passed with the defective part's frame
     skipped (exit 0). A camera sending at its own rate still has only its newest frame judged."""
-    import cv2
-
-    class BufferedCamera:
-        def __init__(self) -> None:
-            self.n = 0
-
-        def get(self, prop: int) -> float:
-            return 2.0 if prop == cv2.CAP_PROP_FPS else 0.0
-
-        def read(self) -> tuple[bool, np.ndarray | None]:
-            if self.n >= 14:
-                return False, None
-            if self.n >= 10:  # after the buffered burst, the camera's own rate
-                time.sleep(0.5)
-            self.n += 1
-            return True, np.full((4, 4), self.n, np.int32)
-
-        def release(self) -> None:
-            pass
-
-    with LatestFrameReader(BufferedCamera(), name="rtsp") as reader:
+    # ten buffered frames at once, then the camera's own rate
+    camera = DeclaredRateCamera(2.0, lambda n: 0.5 if n >= 10 else 0.0, frames=14)
+    with LatestFrameReader(camera, name="rtsp") as reader:
         time.sleep(0.3)  # the consumer is still busy (the model loading) while the burst comes
         seen = [live.index for live in reader]
     assert seen == list(range(14)) and reader.dropped == 0
@@ -276,24 +281,8 @@ def test_frames_a_stream_hands_out_in_a_burst_are_all_judged():
 def test_a_burst_the_consumer_cannot_keep_up_with_is_skipped_after_half_a_second():
     """A stream whose declared rate is too low (OpenCV says 25 FPS for any HTTP MJPEG camera) has every frame of a
     faster camera taken for a burst: a slow consumer must still get fresh frames, not a backlog of 64."""
-    import cv2
-
-    class FastCamera:  # 50 FPS on a stream that declares 10: 64 frames of a "burst" are 1.3 s of camera
-        def __init__(self) -> None:
-            self.n = 0
-
-        def get(self, prop: int) -> float:
-            return 10.0 if prop == cv2.CAP_PROP_FPS else 0.0
-
-        def read(self) -> tuple[bool, np.ndarray | None]:
-            time.sleep(0.02)
-            self.n += 1
-            return True, np.full((4, 4), self.n, np.int32)
-
-        def release(self) -> None:
-            pass
-
-    with LatestFrameReader(FastCamera(), name="mjpeg") as reader:
+    camera = DeclaredRateCamera(10.0, lambda n: 0.02)  # 50 FPS on a stream that declares 10: 64 frames are 1.3 s
+    with LatestFrameReader(camera, name="mjpeg") as reader:
         time.sleep(1.0)  # the consumer busy for a second: about 50 frames wait, all taken for one burst
         live = reader.read(timeout=5.0)
         age = time.monotonic() - live.timestamp

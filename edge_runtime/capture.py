@@ -17,7 +17,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from edge_runtime.errors import SourceError, UsageError
-from edge_runtime.stream_url import http_refusal, is_stream_url, opened_url, shown_source
+from edge_runtime.stream_refusal import refusal
+from edge_runtime.stream_url import is_stream_url, opened_url, shown_source
 
 
 class Capture(Protocol):
@@ -99,8 +100,8 @@ def capture_factory(source: str, *, timeout_s: float = 5.0, colour: bool = True)
         if not cap.isOpened():
             cap.release()
             what = f"camera {source}" if source.isdigit() or source.startswith("/dev/") else shown_source(source)
-            if is_stream_url(source) and (refusal := http_refusal(source)) is not None:
-                raise SourceError(f"{what}: the camera refused the stream: {refusal}")
+            if is_stream_url(source) and (refused := refusal(source)) is not None:
+                raise SourceError(f"{what}: the camera refused the stream: {refused}")
             raise SourceError(
                 f"{what}: cannot open camera or stream (check the index/path/URL and that no other program holds it)"
             )

@@ -87,38 +87,3 @@ def opened_url(url: str) -> str:
     """The URL as FFmpeg opens it: the scheme in lower case (``HTTP://`` was taken for a stream, then failed)."""
     scheme, rest = url.split("://", 1)
     return f"{scheme.lower()}://{rest}"
-
-
-def http_refusal(url: str, timeout_s: float = 3.0) -> str | None:
-    """Why an HTTP(S) camera refused a stream FFmpeg could not open, in its own status line: ``HTTP 401
-    Unauthorized (...)``; None where it answers 2xx/3xx or not at all. Every refusal had been the same "cannot open
-    camera or stream (check the index/path/URL ...)", a wrong password and a wrong path alike.
-
-    >>> http_refusal("rtsp://10.0.0.5/stream") is None   # HTTP only
-    True
-    """
-    import base64
-    import urllib.error
-    import urllib.parse
-    import urllib.request
-
-    if url.split("://", 1)[0].lower() not in ("http", "https"):
-        return None
-    parts = urllib.parse.urlsplit(opened_url(url))
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    netloc += f":{parts.port}" if parts.port else ""
-    request = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=netloc)), method="GET")
-    if parts.username is not None:  # basic authentication from the URL's user part, as FFmpeg sends it
-        user = urllib.parse.unquote(parts.username) + ":" + urllib.parse.unquote(parts.password or "")
-        request.add_header("Authorization", "Basic " + base64.b64encode(user.encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s):  # noqa: S310 - the user's own camera URL
-            return None
-    except urllib.error.HTTPError as exc:
-        advice = {401: "a user and password are needed, or those given were refused",
-                  403: "this user may not read it", 404: "no stream at that path: check the URL's path"}  # fmt: skip
-        why = advice.get(exc.code, "the camera's own error")
-        return f"HTTP {exc.code} {exc.reason} ({why})"
-    except (OSError, ValueError):
-        return None

@@ -43,16 +43,37 @@ class LabelledImages:
         return len(self.files)
 
 
-def decode_all(paths: list[Path], log: Log) -> tuple[list[Path], list[np.ndarray]]:
-    """Read every image with the runtime's reader; unreadable ones are skipped and reported."""
-    kept, images = [], []
+def decode_all(paths: list[Path], log: Log, *, what: str = "eval") -> tuple[list[Path], list[np.ndarray]]:
+    """Read every image with the runtime's reader; unreadable ones are skipped and told in one line."""
+    kept, images, skipped = _decode(paths)
+    _tell_skipped(skipped, len(paths), what, log)
+    return kept, images
+
+
+def _decode(paths: list[Path]) -> tuple[list[Path], list[np.ndarray], list[str]]:
+    kept, images, skipped = [], [], []
     for p in paths:
         try:
             images.append(read_image(p))
             kept.append(p)
         except ImageReadError as exc:
-            log(f"warning: skipped {exc}")
-    return kept, images
+            skipped.append(str(exc))
+    return kept, images, skipped
+
+
+def _tell_skipped(skipped: list[str], tried: int, what: str, log: Log) -> None:
+    """One warning for all the unreadable images (a folder 40% damaged gave a line per file, 120 of them),
+    naming the first three.
+
+    >>> _tell_skipped(["a.png: cannot decode", "b.png: empty file"], 10, "calibration", print)
+    warning: skipped 2 unreadable calibration images of 10 read (20%): a.png: cannot decode; b.png: empty file
+    """
+    if not skipped:
+        return
+    named = "; ".join(skipped[:3]) + (f"; +{len(skipped) - 3} more" if len(skipped) > 3 else "")
+    share = f" ({100 * len(skipped) / tried:.0f}%)" if tried else ""
+    log(f"warning: skipped {len(skipped)} unreadable {what} image{'s' if len(skipped) != 1 else ''} of {tried} "
+        f"read{share}: {named}")  # fmt: skip
 
 
 def calibration_images(
@@ -71,12 +92,14 @@ def calibration_images(
         chosen = np.sort(rng.choice(len(pool), size=count, replace=False))
         rest = np.setdiff1d(order, chosen)
         order = np.concatenate([chosen, rest[rng.permutation(len(rest))]])
-    kept, decoded = decode_all([pool[i] for i in order[:count]], log)
+    kept, decoded, skipped = _decode([pool[i] for i in order[:count]])
+    tried = min(count, len(order))
     for i in order[count:]:
         if len(decoded) >= count:
             break
-        more, images = decode_all([pool[i]], log)
-        kept, decoded = kept + more, decoded + images
+        more, images, lost = _decode([pool[i]])
+        kept, decoded, skipped, tried = kept + more, decoded + images, skipped + lost, tried + 1
+    _tell_skipped(skipped, tried, "calibration", log)
     return kept, decoded
 
 

@@ -3,6 +3,7 @@ gate cannot see a missed defect."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -86,6 +87,10 @@ def test_unreadable_calibration_picks_are_replaced_by_readable_images(tiny_run: 
                    TINY_MAX_DROP)  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "calibration: 10 images" in r.output and out.exists()
+    # A folder 70% damaged was told in a warning line per file; now in one line that counts them and names three.
+    told = [line for line in r.output.splitlines() if "bad" in line and ".png" in line]
+    assert len(told) == 1 and re.search(r"warning: skipped \d+ unreadable calibration images of \d+ read", told[0])
+    assert told[0].count("bad") == 3 and "more" in told[0], told[0]
 
 
 def test_calibration_images_still_check_parity_when_there_are_no_eval_images(

@@ -12,12 +12,13 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from edge_runtime import integrity, symmetry
+from edge_runtime.config import RuntimeConfig
 from edge_runtime.errors import ModelError
 from edge_runtime.framing import frame_part
 from edge_runtime.metrics import logit
@@ -29,6 +30,7 @@ from edge_runtime.model_file import (  # noqa: F401 - check_threads, threads_fro
     threads_from_env,
 )
 from edge_runtime.model_info import INPUT_NAME, MAP_OUTPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelInfo, Precision
+from edge_runtime.prediction import Prediction, ScoreError, recorded_score  # noqa: F401 - recorded_score: imported from here
 from edge_runtime.preprocess import CropMode, normalize, preprocess, resize_to_input, to_uint8_gray
 from edge_runtime.providers import Provider, provider_chain
 from edge_runtime.session import check_io, open_session, probe
@@ -40,66 +42,6 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 # a part-centred model exported where its training images were not: items are never flagged, which is not "alike"
 _NO_PROFILE = "; no station check: the model carries no training-image statistics (re-export it where they are)"
 DEFAULT_MODEL_FILES = {Precision.INT8: "defectnet_int8.onnx", Precision.FP32: "defectnet_fp32.onnx"}
-
-
-@dataclass(frozen=True)
-class RuntimeConfig:
-    """How to run a model: which execution provider and how many CPU threads (None: onnxruntime decides).
-
-    ``spin`` False stops onnxruntime's idle threads from spinning while they wait for work: a live source
-    brings one frame every 33 ms, and threads spinning in between take a CPU core that the rest of the station
-    (the web view, a browser on the same screen) then waits for. None: spinning, except where ``edge-infer``
-    reads a live source.
-    """
-
-    provider: Provider = Provider.AUTO
-    threads: int | None = None
-    spin: bool | None = None
-    # False: one view per item even where the model asks for a second look near its threshold (for comparisons;
-    # the model's threshold was chosen with both views).
-    second_look: bool = True
-    # False: the part's symmetry is not measured near the threshold even where the model asks for it (comparisons).
-    symmetry_look: bool = True
-
-
-@dataclass(frozen=True)
-class Prediction:
-    label: str
-    score: float  # P(defective)
-    defective: bool
-    latency_ms: float  # preprocessing + inference for this item (a batch's time is shared out)
-    # Localisation (models exported with the map; see edge_runtime.heatmap): each cell's evidence for a defect
-    # (logit units), float32 -- the network's (h, w) grid from predict_inputs(with_map=True), on the source image
-    # (H, W) from predict(heatmap=True); defect_box (x0, y0, x1, y1) in source pixels, None for OK items.
-    heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
-    defect_box: tuple[int, int, int, int] | None = None
-    heat_scale: float | None = field(default=None, repr=False, compare=False)  # map value drawn at full heat
-    # The part's asymmetry peak where the model's symmetry look measured it (items just below the threshold;
-    # edge_runtime.model_info.SymmetryLook), else None. ``score`` already includes its lift.
-    asymmetry: float | None = None
-    # How the score came about, for the summary's counts of the records actually written: scored a second time,
-    # mirrored (second look), and turned defective by the symmetry look.
-    second_look: bool = field(default=False, compare=False)
-    lifted: bool = field(default=False, compare=False)
-
-    def to_dict(self) -> dict:
-        return {
-            "label": self.label,
-            "score": recorded_score(self.score),
-            "defective": self.defective,
-            "latency_ms": round(self.latency_ms, 3),
-        }
-
-
-def recorded_score(score: float) -> float:
-    """A score to six decimals, never a flat 1 or 0 for one short of it (0.99999988 was written as 1.0, which
-    reads as certainty).
-
-    >>> recorded_score(0.99999988), recorded_score(0.0256831), recorded_score(1.0), recorded_score(2e-9)
-    (0.999999, 0.025683, 1.0, 1e-06)
-    """
-    low, high = (1e-6 if score > 0 else 0.0), (0.999999 if score < 1 else 1.0)
-    return min(max(round(score, 6), low), high)
 
 
 def default_model_path(precision: Precision = Precision.INT8) -> Path:
@@ -134,10 +76,6 @@ def read_model_info(model_proto_metadata: dict[str, str], path: Path) -> ModelIn
         return ModelInfo.from_json(text)
     except ModelError as exc:
         raise ModelError(f"{path}: {exc}") from exc
-
-
-class ScoreError(ModelError):
-    """The model gave a score that is not a probability (NaN, infinite, outside [0, 1]): never a verdict."""
 
 
 class EdgeModel:

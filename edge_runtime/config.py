@@ -1,0 +1,28 @@
+"""The runtime stage's one config object (provider, threads, which looks a model takes), built by the CLI and
+passed to :class:`~edge_runtime.model.EdgeModel` explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge_runtime.providers import Provider
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How to run a model: which execution provider and how many CPU threads (None: onnxruntime decides).
+
+    ``spin`` False stops onnxruntime's idle threads from spinning while they wait for work: a live source
+    brings one frame every 33 ms, and threads spinning in between take a CPU core that the rest of the station
+    (the web view, a browser on the same screen) then waits for. None: spinning, except where ``edge-infer``
+    reads a live source.
+    """
+
+    provider: Provider = Provider.AUTO
+    threads: int | None = None
+    spin: bool | None = None
+    # False: one view per item even where the model asks for a second look near its threshold (for comparisons;
+    # the model's threshold was chosen with both views).
+    second_look: bool = True
+    # False: the part's symmetry is not measured near the threshold even where the model asks for it (comparisons).
+    symmetry_look: bool = True

@@ -6,7 +6,8 @@
    capture-to-result latency without the station, with ``--serve`` and the page open in headless Chromium,
    with ``--log``, and with both. "Result" is the moment the record is ready for stdout: after the log commit.
    The page is opened before the run by ``benchmarks.station_viewer`` in a process of its own, as a browser
-   would be; the web view runs in its own process too (as ``edge-infer --serve`` runs it).
+   would be; the web view runs in its own process too (as ``edge-infer --serve`` runs it). In
+   ``benchmarks.station_live``.
 3. SIGKILL: ``edge-infer --log --output`` killed mid-run; records in ``--output`` against rows in the log,
    and ``PRAGMA integrity_check``.
 
@@ -23,7 +24,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,18 +32,13 @@ import click
 import numpy as np
 
 from benchmarks.hardware import detect_hardware
-from benchmarks.live import PacedSource, camera_frames
-from benchmarks.station_probe import Probe, TimedSource, pct, process_cpu_s, slowest
-from benchmarks.station_report import WARMUP_FRAMES, markdown
-from benchmarks.station_viewer import Viewer, scheduling
+from benchmarks.station_live import live_latency
+from benchmarks.station_report import markdown
 from edge_runtime.cli_support import Command, FiniteFloatRange, GivenPath, debug_option, friendly_errors, version_option
 from edge_runtime.infer import InferConfig, run_inference
-from edge_runtime.model import RuntimeConfig
-from edge_runtime.priority import Priority
 from edge_runtime.station.options import open_station
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "edge_runtime" / "samples"
 
 
 # -- 1. folder throughput and log size ----------------------------------------------------------------------
@@ -111,156 +106,6 @@ def throughput(folder: Path, rounds: int, tmp: Path) -> dict[str, Any]:
         "median": median,
         "ratio_median": round(median["with --log"] / median["without --log"], 3),
         "log": size,
-    }
-
-
-# -- 2. live latency ----------------------------------------------------------------------------------------
-def live_run(
-    frames: list,
-    *,
-    seconds: float,
-    serve: bool,
-    log: Path | None,
-    viewer: Viewer,
-    screenshot: Path | None = None,
-    threads: int | None = None,
-    spin: bool | None = None,
-    serve_fps: float | None = None,
-    priority: Priority = Priority.AUTO,
-) -> dict[str, Any]:
-    from edge_runtime.station.options import open_station
-    from edge_runtime.station.server import Bind
-
-    station = (
-        open_station(
-            {"serve": Bind("127.0.0.1", 0) if serve else None, "log": log, "station": "bench", "serve_fps": serve_fps},
-            say=lambda m: None,
-        )
-        if serve or log
-        else None
-    )
-    probe = Probe(station)
-    count = round(30 * seconds)
-    cfg = InferConfig(
-        camera="synthetic 30 FPS",
-        quiet=True,
-        listener=probe,
-        max_reconnects=0,
-        capture=lambda: TimedSource(PacedSource(frames, fps=30.0, count=count), probe),
-        runtime=RuntimeConfig(threads=threads, spin=spin),
-        priority=priority,
-    )
-    out: dict = {}
-    t = threading.Thread(target=lambda: out.update(s=run_inference(cfg, log=lambda m: None)[0]), daemon=True)
-    # The page is open (in its own process) before the run starts and watched until a second before it ends.
-    session = viewer.open(station.server.url, seconds - 1.0, screenshot) if serve else None
-    view_pid = station.server.process.pid if serve else None
-    cpu0, wall0, view0 = time.process_time(), time.monotonic(), process_cpu_s(view_pid)
-    t.start()
-    seen = viewer.finish(session, timeout_s=seconds + 60) if session is not None else {}
-    t.join(seconds + 30)
-    wall = time.monotonic() - wall0
-    cpu_percent = 100 * (time.process_time() - cpu0) / wall
-    view_percent = round(100 * (process_cpu_s(view_pid) - view0) / wall, 1) if serve else None
-    sched = {"inspection": scheduling(os.getpid()), "web view": scheduling(view_pid) if serve else None}
-    sched["browser"] = seen.get("scheduling")
-    if station is not None:
-        station.close()
-    lat = probe.latencies_ms[WARMUP_FRAMES:]
-    s = out["s"]
-    return {
-        "frames": len(lat),
-        "dropped": s.dropped_frames,
-        "p50": pct(lat, 50),
-        "p90": pct(lat, 90),
-        "p99": pct(lat, 99),
-        "max": round(max(lat), 3) if lat else None,
-        "cpu_percent": round(cpu_percent, 1),
-        "station_us_p50": pct(probe.in_loop_us, 50),
-        "station_us_p99": pct(probe.in_loop_us, 99),
-        "webview_cpu_percent": view_percent,
-        "browser_cpu_percent": seen.get("browser_cpu_percent"),
-        "viewer_cpu_percent": seen.get("viewer_cpu_percent"),
-        "scheduling": {k: v for k, v in sched.items() if v},
-        "priority": s.priority if s.priority_dropped is None else f"{s.priority}, then normal (CPU guard)",
-        "slowest": slowest(lat, probe.cpu_wait_ms[WARMUP_FRAMES:]),
-    }
-
-
-def live_latency(
-    seconds: float,
-    rounds: int,
-    tmp: Path,
-    screenshot: Path,
-    *,
-    browser: bool,
-    viewer_nice: int = 0,
-    viewer_like_user: bool = False,
-    threads: int | None = None,
-    spin: str = "auto",
-    serve_fps: float | None = None,
-    priority: str = "auto",
-) -> dict[str, Any]:
-    paths = sorted(str(p) for p in SAMPLES.rglob("*.jpeg"))
-    frames = camera_frames(paths, limit=len(paths))
-    viewer = Viewer(browser=browser, nice=viewer_nice, like_user=viewer_like_user)
-    conditions = {
-        "no station": (False, False, None),
-        "--serve + open page": (True, False, None),
-        "--log": (False, True, None),
-        "--log --serve + open page": (True, True, None),
-    }
-    if spin == "both":  # edge-infer's live default (threads sleep between frames) against spinning threads
-        conditions = {
-            "no station": (False, False, None),
-            "--serve + open page": (True, False, None),
-            "no station, threads spinning": (False, False, True),
-            "--serve + open page, threads spinning": (True, False, True),
-        }
-    elif spin != "auto":
-        conditions = {name: (serve, log, spin == "on") for name, (serve, log, _) in conditions.items()}
-    if priority == "both":  # edge-infer's default (a real-time loop where allowed) against normal priority
-        conditions = {
-            "no station": (False, False, None),
-            "--serve + open page": (True, False, None),
-            "no station, normal priority": (False, False, None),
-            "--serve + open page, normal priority": (True, False, None),
-        }
-    results: dict[str, list[dict]] = {name: [] for name in conditions}
-    shot = [name for name, (serve, _, _) in conditions.items() if serve][-1]  # the screenshot: its last round
-    try:
-        for k in range(rounds):
-            for name, (serve, log, spinning) in conditions.items():
-                normal = priority == "normal" or name.endswith("normal priority")
-                last = k == rounds - 1 and name == shot
-                row = live_run(
-                    frames,
-                    seconds=seconds,
-                    serve=serve,
-                    log=tmp / f"live{k}{name[:5]}.db" if log else None,
-                    viewer=viewer,
-                    screenshot=screenshot if last else None,
-                    threads=threads,
-                    spin=spinning,
-                    serve_fps=serve_fps,
-                    priority=Priority.NORMAL if normal else Priority.AUTO,
-                )
-                results[name].append(row)
-                print(f"live round {k + 1} {name}: p50 {row['p50']} p99 {row['p99']} ms", file=sys.stderr)
-    finally:
-        viewer.close()
-    return {
-        "viewer": viewer.kind,
-        "viewer_nice": viewer_nice,
-        "viewer_like_user": viewer_like_user,
-        "threads": threads,
-        "spin": spin,
-        "serve_fps": serve_fps,
-        "priority": priority,
-        "browser_cpu_percent": viewer.cpu_percent,
-        "viewer_cpu_percent": viewer.viewer_cpu_percent,
-        "seconds": seconds,
-        "rounds": results,
     }
 
 

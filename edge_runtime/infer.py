@@ -301,17 +301,23 @@ def run_inference(
     except BaseException as exc:
         deferred = _ended_by(exc, outputs, stop)
     finally:
-        stop.closing = True
-        if reader is not None:  # stopped by process() already, unless the stop came before it: the camera is freed
-            reader.stop()
-        if rt is not None:
-            rt.close()
-        if own_signals:
-            stop.uninstall()
+        _release(stop, reader, rt, own_signals=own_signals)
     finish_run(cfg, summary, outputs, log)
     if deferred is not None:
         raise deferred
     return summary, exit_code(cfg, summary)
+
+
+def _release(stop: StopSignals, reader: LatestFrameReader | None, rt: RealTime | None, *, own_signals: bool) -> None:
+    """However a run ended: the camera freed, the loop's priority restored, and the signal handlers it installed
+    removed."""
+    stop.closing = True
+    if reader is not None:  # stopped by process() already, unless the stop came before it: the camera is freed
+        reader.stop()
+    if rt is not None:
+        rt.close()
+    if own_signals:
+        stop.uninstall()
 
 
 def _ended_by(exc: BaseException, outputs: Outputs | None, stop: StopSignals) -> ResourceError:

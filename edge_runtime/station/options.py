@@ -44,9 +44,9 @@ def _bind(text: str) -> Any:
     return Bind.parse(text)
 
 
-def station_options(func: F) -> F:
-    """Add the station options to a click command (they arrive as ``log``, ``station``, ``log_keep`` ...)."""
-    options = [
+def _log_options() -> list[Callable[[Any], Any]]:
+    """``--log`` and the options that name and bound it: the station's name, ``--log-keep``, ``--log-max``."""
+    return [
         click.option(
             "--log",
             "log",
@@ -78,6 +78,12 @@ def station_options(func: F) -> F:
             callback=_parsed(parse_size),
             help="Keep the log under SIZE by deleting the oldest items (2GB, 500MB).",
         ),
+    ]
+
+
+def _serve_options() -> list[Callable[[Any], Any]]:
+    """The web view's options: ``--serve``, ``--serve-fps``, ``--token``."""
+    return [
         click.option(
             "--serve",
             "serve",
@@ -105,7 +111,11 @@ def station_options(func: F) -> F:
             help="Token the web view asks on every request (Bearer header or ?token=) [env: DEFECT_EDGE_TOKEN].",
         ),
     ]
-    for option in reversed(options):
+
+
+def station_options(func: F) -> F:
+    """Add the station options to a click command (they arrive as ``log``, ``station``, ``log_keep`` ...)."""
+    for option in reversed([*_log_options(), *_serve_options()]):
         func = option(func)
     return func
 

@@ -305,32 +305,59 @@ def rate_buckets(con: sqlite3.Connection, flt: Filter, bucket_s: float = 3600.0)
     return [rate_bucket(b * bucket_s, n, d, e) for b, n, d, e in con.execute(sql, [bucket_s, *args])]
 
 
+# Rows the summary's counts would misread, each with what is wrong with it ({} is the item's id).
+_ODD_ROWS = (
+    # 'yes' summed as 0.0 (counts came out as floats), 2 counted as two defective items
+    (
+        "(i.defective NOT IN (0, 1) OR typeof(i.defective) NOT IN ('integer', 'null'))",
+        "the verdict of item {} is neither 0 nor 1",
+    ),
+    # counted as "ok": a defective part's record, its verdict wiped, read as a good one
+    (
+        "((i.error IS NULL AND (i.defective IS NULL OR i.label IS NULL OR i.score IS NULL)) "
+        "OR (typeof(i.error) = 'text' AND trim(i.error) = ''))",
+        "item {} has neither a verdict nor an error (or one of no words)",
+    ),
+    # counted here, and never listed by query or show
+    ("NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = i.run_id)", "item {} belongs to no run in the log"),
+)
+
+
+def _check_rows(con: sqlite3.Connection, where: str, args: list) -> None:
+    """:class:`_Damaged` for the first of the :data:`_ODD_ROWS` found among the filtered items."""
+    for condition, problem in _ODD_ROWS:
+        odd = con.execute(
+            f"SELECT i.id FROM inspections i{where}{' AND' if where else ' WHERE'} {condition} LIMIT 1", args
+        ).fetchone()
+        if odd is not None:
+            raise _Damaged(problem.format(odd[0]))
+
+
+def _models(con: sqlite3.Connection, where: str, args: list) -> list[dict[str, Any]]:
+    """The models that judged the filtered items, each with its item count and first and last time."""
+    return [
+        {
+            "model_version": _text(v, "the model version", f"a run of {f}", required=True),
+            "model_file": _text(f, "the model file", "a run", required=True),
+            "precision": _text(p, "the precision", f"a run of {f}"),
+            "providers": _names(_json(pr, "the providers", f"a run of {f}", list), f"a run of {f}"),
+            "items": c,
+            "first": _time(a, f"a run of {f}"),
+            "last": _time(b, f"a run of {f}"),
+        }
+        for v, f, p, pr, c, a, b in con.execute(
+            "SELECT r.model_version, r.model_file, r.precision, r.providers, count(*), min(i.time), max(i.time) "
+            f"FROM inspections i JOIN runs r ON r.id = i.run_id{where} GROUP BY 1, 2, 3, 4 ORDER BY 6",
+            args,
+        )
+    ]
+
+
 def summary(con: sqlite3.Connection, flt: Filter) -> dict[str, Any]:
     """What ``edge-log summary`` prints: counts, defect rate per hour, errors, latency, models and stations."""
     where, args = flt.where()
     try:
-        odd = con.execute(
-            f"SELECT i.id FROM inspections i{where}{' AND' if where else ' WHERE'} "
-            "(i.defective NOT IN (0, 1) OR typeof(i.defective) NOT IN ('integer', 'null')) LIMIT 1",
-            args,
-        ).fetchone()
-        if odd is not None:  # 'yes' summed as 0.0 (counts came out as floats), 2 counted as two defective items
-            raise _Damaged(f"the verdict of item {odd[0]} is neither 0 nor 1")
-        odd = con.execute(
-            f"SELECT i.id FROM inspections i{where}{' AND' if where else ' WHERE'} "
-            "((i.error IS NULL AND (i.defective IS NULL OR i.label IS NULL OR i.score IS NULL)) "
-            "OR (typeof(i.error) = 'text' AND trim(i.error) = '')) LIMIT 1",
-            args,
-        ).fetchone()
-        if odd is not None:  # counted as "ok": a defective part's record, its verdict wiped, read as a good one
-            raise _Damaged(f"item {odd[0]} has neither a verdict nor an error (or one of no words)")
-        odd = con.execute(
-            f"SELECT i.id FROM inspections i{where}{' AND' if where else ' WHERE'} "
-            "NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = i.run_id) LIMIT 1",
-            args,
-        ).fetchone()
-        if odd is not None:  # counted here, and never listed by query or show
-            raise _Damaged(f"item {odd[0]} belongs to no run in the log")
+        _check_rows(con, where, args)
         n, d, e, first, last = con.execute(
             "SELECT count(*), coalesce(sum(i.defective), 0), count(i.error), min(i.time), max(i.time) "
             f"FROM inspections i{where}",
@@ -342,22 +369,7 @@ def summary(con: sqlite3.Connection, flt: Filter) -> dict[str, Any]:
             f"FROM inspections i{where}",
             [f"%{NO_PART}%", *args],
         ).fetchone()
-        models = [
-            {
-                "model_version": _text(v, "the model version", f"a run of {f}", required=True),
-                "model_file": _text(f, "the model file", "a run", required=True),
-                "precision": _text(p, "the precision", f"a run of {f}"),
-                "providers": _names(_json(pr, "the providers", f"a run of {f}", list), f"a run of {f}"),
-                "items": c,
-                "first": _time(a, f"a run of {f}"),
-                "last": _time(b, f"a run of {f}"),
-            }
-            for v, f, p, pr, c, a, b in con.execute(
-                "SELECT r.model_version, r.model_file, r.precision, r.providers, count(*), min(i.time), max(i.time) "
-                f"FROM inspections i JOIN runs r ON r.id = i.run_id{where} GROUP BY 1, 2, 3, 4 ORDER BY 6",
-                args,
-            )
-        ]
+        models = _models(con, where, args)
         stations = [
             _text(s, "the station", "a run", required=True)
             for (s,) in con.execute(

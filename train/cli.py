@@ -23,6 +23,7 @@ from edge_runtime.errors import exit_codes_help
 
 if TYPE_CHECKING:
     from edge_runtime.stopping import StopSignals
+    from train.config import TrainConfig
 
 ARCH_CHOICES = ["defectnet", "seed"]
 MAX_SEED = 2**32 - 1  # numpy and torch take it; a negative or larger seed failed inside them (exit 1)
@@ -150,12 +151,30 @@ def main(*, debug: bool, **opts: object) -> None:
 
 def _train(opts: dict, stop: StopSignals) -> None:
     require_cwd()  # before torch's import
-    from edge_runtime.model_file import check_threads
-    from train.config import Arch, TrainConfig
     from train.main import main as run_training
 
     if stop.requested:  # a signal while torch was imported: counted then, acted on now
         raise KeyboardInterrupt
+
+    _check_arch_options(opts)
+    cfg = _config(opts)
+
+    log = StdoutLog()
+    bars = None if cfg.quiet or not sys.stderr.isatty() else _progress
+    try:
+        report = run_training(cfg, log=log, progress_factory=bars, given=frozenset(p.name for p in typed_params()))
+    finally:
+        stop.closing = True
+    log(f"wrote {cfg.out / 'best.pt'} and {cfg.out / 'report.json'}")
+    log.tell_lost()
+    if "test" in report and report["test"]["fn"]:
+        fn = report["test"]["fn"]
+        click.echo(f"warning: {fn} defective test image{' was' if fn == 1 else 's were'} called OK", err=True)
+
+
+def _check_arch_options(opts: dict) -> None:
+    """Usage errors for options the chosen ``--arch`` cannot take, before any image is read."""
+    from train.config import Arch
 
     if opts["station_views"] > 0 and Arch(opts["arch"]) is not Arch.DEFECTNET:
         raise click.BadOptionUsage(
@@ -172,7 +191,14 @@ def _train(opts: dict, stop: StopSignals) -> None:
     if Arch(opts["arch"]) is Arch.SEED and opts["img_size"] not in (None, 224) and not opts["resume"]:
         # the origin network's classifier is sized for 224 px: any other size failed after the images were decoded
         raise click.BadOptionUsage("img_size", f"--img-size {opts['img_size']}: --arch seed takes 224 px only")
-    cfg = TrainConfig(
+
+
+def _config(opts: dict) -> TrainConfig:
+    """The training config the options ask for."""
+    from edge_runtime.model_file import check_threads
+    from train.config import Arch, TrainConfig
+
+    return TrainConfig(
         data=opts["data"],
         out=opts["out"],
         epochs=opts["epochs"],
@@ -196,28 +222,16 @@ def _train(opts: dict, stop: StopSignals) -> None:
         quiet=opts["quiet"],
     )
 
-    log = StdoutLog()
 
-    def progress(n: int, label: str):  # noqa: ANN202 - click's ProgressBar
-        return click.progressbar(
-            length=n,
-            label=label,
-            file=sys.stderr,
-            show_eta=True,
-            width=30,
-            item_show_func=lambda loss: f"loss {loss:.4f}" if loss is not None else "",
-        )
-
-    bars = None if cfg.quiet or not sys.stderr.isatty() else progress
-    try:
-        report = run_training(cfg, log=log, progress_factory=bars, given=frozenset(p.name for p in typed_params()))
-    finally:
-        stop.closing = True
-    log(f"wrote {cfg.out / 'best.pt'} and {cfg.out / 'report.json'}")
-    log.tell_lost()
-    if "test" in report and report["test"]["fn"]:
-        fn = report["test"]["fn"]
-        click.echo(f"warning: {fn} defective test image{' was' if fn == 1 else 's were'} called OK", err=True)
+def _progress(n: int, label: str):  # noqa: ANN202 - click's ProgressBar
+    return click.progressbar(
+        length=n,
+        label=label,
+        file=sys.stderr,
+        show_eta=True,
+        width=30,
+        item_show_func=lambda loss: f"loss {loss:.4f}" if loss is not None else "",
+    )
 
 
 if __name__ == "__main__":

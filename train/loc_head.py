@@ -218,6 +218,25 @@ def _turned(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return img[:, ::-1] if rng.random() < 0.5 else img
 
 
+def _pasted_batch(
+    ok_images: np.ndarray, rng: np.random.Generator, *, batch: int, n_paste: int, cells: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One training batch drawn from ``ok_images``, each turned at random, the first ``n_paste`` with one synthetic
+    defect (sometimes two): float32 images (batch, S, S) and their targets (batch, cells, cells)."""
+    imgs, targets = [], []
+    for k, i in enumerate(rng.choice(len(ok_images), batch)):
+        img = np.ascontiguousarray(_turned(ok_images[i], rng), dtype=np.float32)
+        target = np.zeros((cells, cells), np.float32)
+        if k < n_paste:
+            img, target = paste_defect(img, rng, cells)
+            if rng.random() < 0.3:
+                img, second = paste_defect(img, rng, cells)
+                target = np.maximum(target, second)
+        imgs.append(img)
+        targets.append(target)
+    return np.stack(imgs), np.stack(targets)
+
+
 # -- training ---------------------------------------------------------------------------------------------------
 def train_loc_head(
     net: nn.Module,
@@ -249,24 +268,14 @@ def train_loc_head(
     n_paste = (2 * batch) // 3
     t0 = time.monotonic()
     for step in range(steps):
-        imgs, targets = [], []
-        for k, i in enumerate(rng.choice(len(ok_images), batch)):
-            img = np.ascontiguousarray(_turned(ok_images[i], rng), dtype=np.float32)
-            target = np.zeros((cells, cells), np.float32)
-            if k < n_paste:
-                img, target = paste_defect(img, rng, cells)
-                if rng.random() < 0.3:
-                    img, second = paste_defect(img, rng, cells)
-                    target = np.maximum(target, second)
-            imgs.append(img)
-            targets.append(target)
-        x = torch.from_numpy(np.stack(imgs))[:, None] * scale - shift
+        imgs, targets = _pasted_batch(ok_images, rng, batch=batch, n_paste=n_paste, cells=cells)
+        x = torch.from_numpy(imgs)[:, None] * scale - shift
         if spec.channels == 3:
             x = x.repeat(1, 3, 1, 1)
         with torch.no_grad():
             feats, _ = features_and_logit(net, layers, x)
         logits = head(*feats)
-        target = torch.from_numpy(np.stack(targets))[:, None]
+        target = torch.from_numpy(targets)[:, None]
         loss = F.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(20.0))
         peak = logits.flatten(1).max(1).values  # an OK part: no cell may fire
         loss = loss + 0.5 * F.binary_cross_entropy_with_logits(peak, (target.flatten(1).max(1).values > 0.5).float())

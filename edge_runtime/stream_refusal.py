@@ -2,6 +2,10 @@
 
 Asked only after an open failed. Every refusal had been the same "cannot open camera or stream (check the
 index/path/URL ...)": a wrong password, a wrong path and a camera serving its last viewer alike.
+
+The camera is asked as FFmpeg asks it: one request without a password, and only when the camera answers 401
+with a challenge, once more with the URL's user in the scheme the camera asked for (digest or basic). The
+password never goes anywhere else: no redirect is followed, and no other host is asked.
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ import os
 import re
 import socket
 import ssl
-import urllib.error
+import time
 import urllib.parse
-import urllib.request
 
+from edge_runtime.errors import printable
 from edge_runtime.stream_url import opened_url
 
 _ADVICE = {
@@ -27,38 +31,41 @@ _ADVICE = {
     503: "the camera is busy: it may already serve as many viewers as it can; close another viewer",
 }
 _MAX_HEADER = 65536
-_CHALLENGE_FIELD = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^\s,]+))')
+_MAX_REASON = 80
+_CHALLENGE_FIELD = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
+_HASHES = {"md5": hashlib.md5, "sha-256": hashlib.sha256}
 
 
 def refusal(url: str, timeout_s: float = 3.0) -> str | None:
     """``HTTP 401 Unauthorized (...)`` or ``RTSP 404 Not Found (...)``: the status of an HTTP(S) or RTSP(S)
-    camera that answers with an error; None where it answers 2xx/3xx, not at all, or speaks another protocol.
+    camera that answers with an error; None where it answers 2xx/3xx, not at all, not within ``timeout_s`` in
+    all, or in another protocol.
 
     >>> refusal("udp://10.0.0.5:1234") is None
     True
     """
     scheme = url.split("://", 1)[0].lower()
-    if scheme in ("http", "https"):
-        return _http_refusal(url, timeout_s)
-    if scheme in ("rtsp", "rtsps"):
-        return _rtsp_refusal(url, timeout_s)
-    return None
-
-
-def _status_line(protocol: str, status: int, reason: str, *, credentials: bool | None = None) -> str:
-    """``RTSP 401 Unauthorized (...)``; for a 401, what the advice is depends on whether a user was given."""
+    if scheme not in ("http", "https", "rtsp", "rtsps"):
+        return None
+    deadline = time.monotonic() + timeout_s
+    try:
+        parts = urllib.parse.urlsplit(opened_url(url))
+        user, signed_in = _user(parts), False
+        status, reason, challenges = _ask(parts, None, deadline)
+        if status == 401 and user is not None and (auth := _authorization(challenges, user, parts)) is not None:
+            status, reason, challenges = _ask(parts, auth, deadline)
+            signed_in = True
+    except (OSError, ValueError, UnicodeError):
+        return None
+    if status < 400:
+        return None
     why = _ADVICE.get(status, "the camera's own error")
-    if status == 401 and credentials is not None:
-        why = "the user and password given were refused" if credentials else "a user and password are needed"
-    return f"{protocol} {status} {reason} ({why})"
-
-
-def _plain_url(parts: urllib.parse.SplitResult) -> str:
-    """The URL without its user part, as a request names it."""
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    netloc += f":{parts.port}" if parts.port else ""
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    if status == 401 and user is None:
+        why = "a user and password are needed"
+    elif status == 401 and signed_in:  # the camera's own challenge answered with the URL's user
+        why = "the user and password given were refused"
+    reason = printable(reason[:_MAX_REASON] + ("..." if len(reason) > _MAX_REASON else ""))
+    return f"{'RTSP' if scheme.startswith('rtsp') else 'HTTP'} {status}{' ' + reason if reason else ''} ({why})"
 
 
 def _user(parts: urllib.parse.SplitResult) -> tuple[str, str] | None:
@@ -67,60 +74,46 @@ def _user(parts: urllib.parse.SplitResult) -> tuple[str, str] | None:
     return urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")
 
 
-def _http_refusal(url: str, timeout_s: float) -> str | None:
-    parts = urllib.parse.urlsplit(opened_url(url))
-    request = urllib.request.Request(_plain_url(parts), method="GET")
-    if (user := _user(parts)) is not None:  # basic authentication from the URL's user part, as FFmpeg sends it
-        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(user).encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s):  # noqa: S310 - the user's own camera URL
-            return None
-    except urllib.error.HTTPError as exc:
-        return _status_line("HTTP", exc.code, str(exc.reason))
-    except (OSError, ValueError):
-        return None
-
-
-def _rtsp_refusal(url: str, timeout_s: float) -> str | None:
-    """DESCRIBE the stream, as FFmpeg does first, and again with the URL's user (digest or basic) after a 401."""
-    try:
-        parts = urllib.parse.urlsplit(opened_url(url))
-        plain, user = _plain_url(parts), _user(parts)
-        status, reason, challenges = _describe(parts, plain, None, timeout_s)
-        if status == 401 and user is not None and (auth := _authorization(challenges, user, plain)) is not None:
-            status, reason, challenges = _describe(parts, plain, auth, timeout_s)
-    except (OSError, ValueError, UnicodeError):
-        return None
-    if status < 400:
-        return None
-    return _status_line("RTSP", status, reason, credentials=user is not None)
-
-
-def _describe(
-    parts: urllib.parse.SplitResult, plain: str, auth: str | None, timeout_s: float
-) -> tuple[int, str, list[str]]:
-    """One DESCRIBE on its own connection: the status, its reason and the authentication challenges."""
-    secure = parts.scheme == "rtsps"
+def _target(parts: urllib.parse.SplitResult) -> tuple[str, str]:
+    """The request's target (the whole URL without its user for RTSP, the path and query for HTTP) and the
+    host as a Host header names it."""
     host = parts.hostname or ""
-    lines = [f"DESCRIBE {plain} RTSP/1.0", "CSeq: 1", "Accept: application/sdp", "User-Agent: defect-edge"]
-    lines += [f"Authorization: {auth}"] if auth else []
-    with socket.create_connection((host, parts.port or (322 if secure else 554)), timeout=timeout_s) as raw:
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    if parts.scheme.startswith("rtsp"):
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc, fragment="")), netloc
+    return urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, "")), netloc
+
+
+def _ask(parts: urllib.parse.SplitResult, auth: str | None, deadline: float) -> tuple[int, str, list[str]]:
+    """One request (RTSP DESCRIBE, HTTP GET) on its own connection: the status, its reason and the
+    authentication challenges. Raises OSError or ValueError where no status line comes by ``deadline``."""
+    rtsp, secure = parts.scheme.startswith("rtsp"), parts.scheme in ("https", "rtsps")
+    host = parts.hostname or ""
+    target, netloc = _target(parts)
+    if rtsp:
+        lines = [f"DESCRIBE {target} RTSP/1.0", "CSeq: 1", "Accept: application/sdp"]
+    else:
+        lines = [f"GET {target} HTTP/1.1", f"Host: {netloc}", "Connection: close"]
+    lines += ["User-Agent: defect-edge"] + ([f"Authorization: {auth}"] if auth else [])
+    port = parts.port or {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}[parts.scheme]
+    with socket.create_connection((host, port), timeout=_left(deadline)) as raw:
         sock: socket.socket = raw
-        if secure:  # a camera's certificate is its own, as FFmpeg takes it
+        if secure:  # a camera's certificate is its own (often self-signed), as FFmpeg takes it
             context = ssl.create_default_context()
             context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
             sock = context.wrap_socket(raw, server_hostname=host)
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         head = b""
         while b"\r\n\r\n" not in head and len(head) < _MAX_HEADER:
+            sock.settimeout(_left(deadline))  # a camera that trickles its answer is given up on in time, too
             chunk = sock.recv(4096)
             if not chunk:
                 break
             head += chunk
     status_line, *header_lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
     protocol, code, *reason = status_line.split(" ", 2)
-    if not protocol.startswith("RTSP/") or not code.isdigit():
-        raise ValueError(f"not an RTSP answer: {status_line[:40]!r}")
+    if protocol.partition("/")[0] != ("RTSP" if rtsp else "HTTP") or not (code.isdigit() and len(code) == 3):
+        raise ValueError(f"not an answer to the request: {status_line[:40]!r}")
     challenges = [
         value.strip()
         for name, _, value in (line.partition(":") for line in header_lines)
@@ -129,37 +122,53 @@ def _describe(
     return int(code), (reason[0] if reason else "").strip(), challenges
 
 
-def _authorization(challenges: list[str], user: tuple[str, str], uri: str) -> str | None:
-    """The Authorization header answering a camera's challenges: digest where offered, else basic."""
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the camera did not answer in time")
+    return left
+
+
+def _authorization(challenges: list[str], user: tuple[str, str], parts: urllib.parse.SplitResult) -> str | None:
+    """The Authorization header answering a camera's challenges: the first digest with a hash known here
+    (MD5, SHA-256; their -sess forms), else basic where offered; None where neither is."""
+    method = "DESCRIBE" if parts.scheme.startswith("rtsp") else "GET"
     for challenge in challenges:
         scheme, _, rest = challenge.partition(" ")
         if scheme.lower() == "digest":
-            fields = {m[0].lower(): m[1] or m[2] for m in _CHALLENGE_FIELD.findall(rest)}
-            return _digest(fields, user, uri)
+            fields = {m[0].lower(): re.sub(r"\\(.)", r"\1", m[1]) or m[2] for m in _CHALLENGE_FIELD.findall(rest)}
+            if fields.get("algorithm", "MD5").lower().removesuffix("-sess") in _HASHES:
+                return _digest(fields, user, method, _target(parts)[0])
     if any(c.partition(" ")[0].lower() == "basic" for c in challenges):
         return "Basic " + base64.b64encode(":".join(user).encode()).decode()
     return None
 
 
-def _digest(fields: dict[str, str], user: tuple[str, str], uri: str) -> str:
-    """RFC 2617 digest for DESCRIBE (MD5 or MD5-sess; ``qop=auth`` where the camera asks for it)."""
+def _digest(fields: dict[str, str], user: tuple[str, str], method: str, uri: str) -> str:
+    """RFC 7616 digest (``qop=auth`` where the camera asks for it, else the RFC 2069 form)."""
+    algorithm = fields.get("algorithm", "MD5")
+    make = _HASHES[algorithm.lower().removesuffix("-sess")]
 
-    def md5(text: str) -> str:
-        return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+    def h(text: str) -> str:
+        return make(text.encode(), usedforsecurity=False).hexdigest()
 
     name, password = user
     realm, nonce = fields.get("realm", ""), fields.get("nonce", "")
     cnonce = os.urandom(8).hex()
-    ha1 = md5(f"{name}:{realm}:{password}")
-    if fields.get("algorithm", "").lower() == "md5-sess":
-        ha1 = md5(f"{ha1}:{nonce}:{cnonce}")
-    ha2 = md5(f"DESCRIBE:{uri}")
-    said = [f'username="{name}"', f'realm="{realm}"', f'nonce="{nonce}"', f'uri="{uri}"']
+    ha1 = h(f"{name}:{realm}:{password}")
+    if algorithm.lower().endswith("-sess"):
+        ha1 = h(f"{ha1}:{nonce}:{cnonce}")
+    ha2 = h(f"{method}:{uri}")
+
+    def quoted(value: str) -> str:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    said = [f"username={quoted(name)}", f"realm={quoted(realm)}", f"nonce={quoted(nonce)}", f"uri={quoted(uri)}"]
     if "auth" in [q.strip() for q in fields.get("qop", "").split(",")]:
         said += ["qop=auth", "nc=00000001", f'cnonce="{cnonce}"']
-        said.append(f'response="{md5(f"{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}")}"')
+        said.append(f'response="{h(f"{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}")}"')
     else:
-        said.append(f'response="{md5(f"{ha1}:{nonce}:{ha2}")}"')
-    said += [f'opaque="{fields["opaque"]}"'] if "opaque" in fields else []
-    said += [f"algorithm={fields['algorithm']}"] if "algorithm" in fields else []
+        said.append(f'response="{h(f"{ha1}:{nonce}:{ha2}")}"')
+    said += [f"opaque={quoted(fields['opaque'])}"] if "opaque" in fields else []
+    said += [f"algorithm={algorithm}"] if "algorithm" in fields else []
     return "Digest " + ", ".join(said)

@@ -25,6 +25,8 @@ def shown_source(text: str) -> str:
     'rtsp://admin:***@10.0.0.5:554/stream1'
     >>> shown_source("http://10.0.0.5/video.cgi?user=admin&password=s3cret&resolution=640")
     'http://10.0.0.5/video.cgi?user=admin&password=***&resolution=640'
+    >>> shown_source("rtsp://admin:Pa/ss@10.0.0.5/line")  # a '/' in the password, not %2F-encoded
+    'rtsp://admin:***@10.0.0.5/line'
     >>> shown_source("parts/p1.png")
     'parts/p1.png'
 
@@ -35,6 +37,11 @@ def shown_source(text: str) -> str:
         return text
     scheme, rest = text.split("://", 1)
     netloc, sep, path = rest.partition("/")
+    # a password with a '/' in it, not %2F-encoded, was shown in clear: the user part then ends at the last '@'
+    if "@" not in netloc and "@" in path and ":" in netloc and not netloc.partition(":")[2].isdigit():
+        last = rest.rfind("@")
+        host, sep, path = rest[last + 1 :].partition("/")
+        netloc = rest[: last + 1] + host
     userinfo, at, host = netloc.rpartition("@")
     if ":" in userinfo:
         netloc = f"{userinfo.split(':', 1)[0]}:***{at}{host}"

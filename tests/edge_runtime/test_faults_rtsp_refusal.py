@@ -1,7 +1,7 @@
-"""An RTSP camera that refuses the stream is named by its status line, as an HTTP one is: a real FFmpeg open
-(through OpenCV) of a camera on loopback that answers DESCRIBE with an error, with digest authentication checked
-as a camera checks it. Every refusal had been "cannot open camera or stream (check the index/path/URL and that
-no other program holds it)": a wrong password, a wrong path and a camera serving its last viewer alike.
+"""An RTSP or HTTP(S) camera that refuses the stream is named by its status line: a real FFmpeg open (through
+OpenCV) of a fake camera on loopback that answers with an error, with digest authentication checked as a camera
+checks it. Every RTSP refusal had been "cannot open camera or stream (check the index/path/URL and that no other
+program holds it)": a wrong password, a wrong path and a camera serving its last viewer alike.
 """
 
 from __future__ import annotations
@@ -9,41 +9,50 @@ from __future__ import annotations
 import hashlib
 import re
 import socketserver
+import ssl
+import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from edge_runtime.errors import ExitCode
+from edge_runtime.stream_refusal import refusal
 from tests.edge_runtime.faults_common import (
     check,
     invoke,
     no_hang,  # noqa: F401 - the autouse hang guard, for this module too
 )
 
-REALM, NONCE, PASSWORD = "IP Camera", "5d1f3a9c", "s3cret"
+PASSWORD = "s3cret"
+HASHES = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 
 
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
-
-
-def _digest_ok(header: str) -> bool:
+def _digest_ok(header: str, method: str, realm: str, nonce: str, algorithm: str) -> bool:
     """What a camera checks: the response computed from the user's password (``admin``/``s3cret``)."""
-    fields = {m[0]: m[1] for m in re.findall(r'(\w+)="?([^",]*)"?', header)}
-    ha1, ha2 = _md5(f"admin:{REALM}:{PASSWORD}"), _md5(f"DESCRIBE:{fields.get('uri', '')}")
+    pairs = re.findall(r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))', header)
+    fields = {m[0]: re.sub(r"\\(.)", r"\1", m[1]) or m[2] for m in pairs}
+    make = HASHES[algorithm]
+
+    def h(text: str) -> str:
+        return make(text.encode(), usedforsecurity=False).hexdigest()
+
+    ha1, ha2 = h(f"admin:{realm}:{PASSWORD}"), h(f"{method}:{fields.get('uri', '')}")
     if fields.get("qop") == "auth":
-        want = _md5(f"{ha1}:{NONCE}:{fields.get('nc')}:{fields.get('cnonce')}:auth:{ha2}")
+        want = h(f"{ha1}:{nonce}:{fields.get('nc')}:{fields.get('cnonce')}:auth:{ha2}")
     else:
-        want = _md5(f"{ha1}:{NONCE}:{ha2}")
-    return header.startswith("Digest ") and fields.get("response") == want
+        want = h(f"{ha1}:{nonce}:{ha2}")
+    return header.startswith("Digest ") and fields.get("response") == want and fields.get("username") == "admin"
 
 
 class _Camera(socketserver.ThreadingTCPServer):
     daemon_threads = allow_reuse_address = True
-    answer: tuple[int, str] = (404, "Not Found")  # the answer to every DESCRIBE (401: unless the digest is right)
-    qop: bool = False
-    described: list[str]
+    answer: tuple[int, str] = (404, "Not Found")  # the answer to every request (401: unless the digest is right)
+    challenges: tuple[str, ...] = ()  # (algorithm, qop) pairs offered on a 401, in order; () for basic
+    realm: str = "IP Camera"
+    redirect: str | None = None
+    requests: list[tuple[str, dict[str, str]]]
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -57,39 +66,68 @@ class _Handler(socketserver.StreamRequestHandler):
             if not head:
                 return
             headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:])}
-            cseq = headers.get("cseq", "1")
-            method = head[0].split(" ", 1)[0]
-            self.server.described.append(head[0])
+            self.server.requests.append((head[0], headers))
+            method, protocol = head[0].split(" ", 1)[0], head[0].rsplit(" ", 1)[-1]
             status, reason = self.server.answer
             extra = ""
-            if method == "DESCRIBE" and status == 401:
-                if _digest_ok(headers.get("authorization", "")):  # the right password: no stream here anyway
-                    status, reason = 415, "Unsupported Media Type"
-                else:
-                    qop = ', qop="auth"' if self.server.qop else ""
-                    extra = f'WWW-Authenticate: Digest realm="{REALM}", nonce="{NONCE}"{qop}\r\n'
             if method == "OPTIONS":
-                status, reason = 200, "OK"
-                extra = "Public: OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN\r\n"
-            self.wfile.write(f"RTSP/1.0 {status} {reason}\r\nCSeq: {cseq}\r\n{extra}Content-Length: 0\r\n\r\n".encode())
+                status, reason, extra = 200, "OK", "Public: OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN\r\n"
+            elif self.server.redirect:
+                status, reason, extra = 302, "Found", f"Location: {self.server.redirect}\r\n"
+            elif status == 401:
+                status, reason, extra = self._authenticate(method, headers.get("authorization", ""))
+            seq = f"CSeq: {headers.get('cseq', '1')}\r\n" if protocol.startswith("RTSP") else ""
+            self.wfile.write(f"{protocol} {status} {reason}\r\n{seq}{extra}Content-Length: 0\r\n\r\n".encode())
+            if not protocol.startswith("RTSP"):
+                return
+
+    def _authenticate(self, method: str, given: str) -> tuple[int, str, str]:
+        """415 for the right password (no stream here anyway), else 401 with the camera's challenges."""
+        realm, nonce = self.server.realm, "5d1f3a9c"
+        offered = self.server.challenges
+        if (not offered and given == "Basic YWRtaW46czNjcmV0") or any(
+            _digest_ok(given, method, realm, nonce, algorithm) for algorithm, _ in offered
+        ):
+            return 415, "Unsupported Media Type", ""
+        quoted = realm.replace('"', '\\"')
+        lines = [
+            f'WWW-Authenticate: Digest realm="{quoted}", nonce="{nonce}", algorithm={algorithm}{qop}\r\n'
+            for algorithm, qop in offered
+        ] or [f'WWW-Authenticate: Basic realm="{quoted}"\r\n']
+        return 401, "Unauthorized", "".join(lines)
 
 
 @pytest.fixture
-def camera() -> Iterator[_Camera]:
-    server = _Camera(("127.0.0.1", 0), _Handler)
-    server.described = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def cameras() -> Iterator[Callable[[ssl.SSLContext | None], _Camera]]:
+    """Start fake cameras on loopback (over TLS with a context); each is stopped after the test."""
+    started: list[_Camera] = []
+
+    def start(tls: ssl.SSLContext | None = None) -> _Camera:
+        server = _Camera(("127.0.0.1", 0), _Handler)
+        server.requests = []
+        if tls is not None:
+            server.socket = tls.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.shutdown()
+        server.server_close()
 
 
-def _open(tiny_model, camera: _Camera, user: str) -> str:
-    url = f"rtsp://{user}127.0.0.1:{camera.server_address[1]}/stream1"
+@pytest.fixture
+def camera(cameras) -> _Camera:
+    return cameras(None)
+
+
+def _open(tiny_model, camera: _Camera, user: str, scheme: str = "rtsp") -> str:
+    url = f"{scheme}://{user}127.0.0.1:{camera.server_address[1]}/stream1"
     r = invoke(["--model", str(tiny_model), "--source", url, "--max-reconnects", "0"])
     check(r, ExitCode.SOURCE_UNAVAILABLE, error_lines=1)
-    assert "s3cret" not in r.stderr and "wrong" not in r.stderr
-    assert any(line.startswith("DESCRIBE ") for line in camera.described), "FFmpeg never asked the fake camera"
+    assert PASSWORD not in r.stderr and "wrong" not in r.stderr
+    assert camera.requests, "FFmpeg never asked the fake camera"
     return r.stderr.strip().splitlines()[-1]
 
 
@@ -102,17 +140,79 @@ def _open(tiny_model, camera: _Camera, user: str) -> str:
     ],
 )
 def test_an_rtsp_camera_that_refuses_the_stream_is_named_by_its_status(tiny_model, camera, answer, said):
-    camera.answer = answer
+    camera.answer, camera.challenges = answer, (("MD5", ""),)
     line = _open(tiny_model, camera, "")
     assert said in line and "cannot open camera" not in line
 
 
-@pytest.mark.parametrize("qop", [False, True])
-def test_a_refused_rtsp_password_is_told_and_a_right_one_is_not_blamed(tiny_model, camera, qop):
-    """The password is checked with the camera's own digest challenge (with and without ``qop=auth``): a wrong
-    one is named as refused; with the right one the camera's other failure is not blamed on the password."""
-    camera.answer, camera.qop = (401, "Unauthorized"), qop
-    line = _open(tiny_model, camera, "admin:wrong@")
-    assert "RTSP 401 Unauthorized (the user and password given were refused)" in line
-    line = _open(tiny_model, camera, f"admin:{PASSWORD}@")
-    assert "RTSP 415 Unsupported Media Type (the camera's own error)" in line and "password" not in line
+@pytest.mark.parametrize("scheme", ["rtsp", "http"])
+@pytest.mark.parametrize(
+    "challenges",
+    [
+        (("MD5", ""),),
+        (("MD5", ', qop="auth"'),),
+        (("SHA-256", ', qop="auth"'), ("MD5", ', qop="auth"')),  # the first one offered with a known hash
+        (),  # basic
+    ],
+)
+def test_a_refused_password_is_told_and_a_right_one_is_not_blamed(tiny_model, camera, scheme, challenges):
+    """The password is answered to the camera's own challenge: a wrong one is named as refused; with the right
+    one, the camera's other failure is not blamed on the password (a SHA-256 challenge had been answered with an
+    MD5 hash, and an HTTP digest camera with basic: the right password was "refused")."""
+    camera.answer, camera.challenges, camera.realm = (401, "Unauthorized"), challenges, 'cam "lab", one'
+    line = _open(tiny_model, camera, "admin:wrong@", scheme)
+    assert f"{scheme.upper()} 401 Unauthorized (the user and password given were refused)" in line
+    camera.requests.clear()
+    line = _open(tiny_model, camera, f"admin:{PASSWORD}@", scheme)
+    assert f"{scheme.upper()} 415 Unsupported Media Type (the camera's own error)" in line and "password" not in line
+
+
+def test_the_password_goes_only_to_the_camera_and_only_when_it_asks(camera, cameras):
+    """The HTTP check sent the password in basic authentication (readable on the wire) before the camera asked,
+    also to a digest camera, and followed a redirect to another host with it."""
+    elsewhere = cameras(None)
+    url = f"http://admin:{PASSWORD}@127.0.0.1:{camera.server_address[1]}/video.mjpg"
+    assert refusal(url) == "HTTP 404 Not Found (no stream at that path: check the URL's path)"
+    assert camera.requests and all("authorization" not in headers for _, headers in camera.requests)
+    camera.redirect = f"http://localhost:{elsewhere.server_address[1]}/other"
+    assert refusal(url) is None and not elsewhere.requests
+
+
+def test_an_https_camera_with_its_own_certificate_is_asked_too(tmp_path: Path, cameras):
+    """A camera's self-signed certificate stopped the HTTPS check (FFmpeg takes it), so its refusal went unnamed."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                           "-days", "1", "-subj", "/CN=camera"], capture_output=True, check=False)  # fmt: skip
+    if made.returncode:
+        pytest.skip("openssl cannot make a certificate here")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    camera = cameras(context)
+    assert refusal(f"https://127.0.0.1:{camera.server_address[1]}/v.mjpg") == (
+        "HTTP 404 Not Found (no stream at that path: check the URL's path)"
+    )
+
+
+def test_a_camera_that_trickles_its_answer_is_given_up_on_in_time(camera):
+    """A byte a second kept the check (and its thread and socket) for up to 64 KiB: each reconnect left one."""
+    import time
+
+    class Trickle(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            self.rfile.readline()
+            for _ in range(30):
+                self.wfile.write(b"R")
+                time.sleep(0.2)
+
+    camera.RequestHandlerClass = Trickle
+    t0 = time.monotonic()
+    assert refusal(f"rtsp://127.0.0.1:{camera.server_address[1]}/s", timeout_s=1.0) is None
+    assert time.monotonic() - t0 < 2.5
+
+
+def test_a_password_with_a_slash_in_it_is_not_shown(tiny_model, camera):
+    """A '/' in the password, not %2F-encoded, cut the URL's user part short, and the password was printed."""
+    url = f"rtsp://admin:Pa/ss{PASSWORD}@127.0.0.1:{camera.server_address[1]}/line"
+    r = invoke(["--model", str(tiny_model), "--source", url, "--max-reconnects", "0"])
+    check(r, ExitCode.SOURCE_UNAVAILABLE, error_lines=1)
+    assert PASSWORD not in r.stderr + r.stdout and f"admin:***@127.0.0.1:{camera.server_address[1]}/line" in r.stderr

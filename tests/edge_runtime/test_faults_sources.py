@@ -382,7 +382,7 @@ def test_bracket_expressions_in_a_pattern_read_as_the_shell_reads_them(tmp_path,
         assert told in result.stderr
 
 
-@pytest.mark.parametrize(("status", "said"), [(401, "HTTP 401 Unauthorized (a user and password are needed"),
+@pytest.mark.parametrize(("status", "said"), [(401, "HTTP 401 Unauthorized (the user and password given were refused)"),
                                               (404, "HTTP 404 Not Found (no stream at that path")])  # fmt: skip
 def test_an_http_camera_that_refuses_the_stream_is_named_by_its_status(tiny_model, status: int, said: str):
     """A wrong password and a wrong path both gave "cannot open camera or stream (check the index/path/URL and

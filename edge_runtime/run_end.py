@@ -70,6 +70,8 @@ def finish_run(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log:
         log("gate: not passed: part of the video could not be read or was not inspected (see the source warning)")
     if cfg.fail_on_defect and summary.stdout_closed:
         log("gate: not passed: stdout's reader went away before the source ended, so later items were not judged")
+    if cfg.fail_on_defect and (found := gate_findings(summary)):  # exit 10 had come with no reason on stderr
+        log(f"gate: not passed: {found}")
     try:
         # A run stopped before its source opened leaves the last run's --summary, as it leaves its --output: a
         # "0 items" summary beside the old records contradicted them.
@@ -86,6 +88,17 @@ def finish_run(cfg: InferConfig, summary: Summary, outputs: Outputs | None, log:
     elif exit_code(cfg, summary) is ExitCode.BAD_DATA:  # exit 3 came with the summary alone; every error, a line
         what = "the one item" if summary.items == 1 else f"all {summary.items} items"
         log(f"error: no verdict: {what} could not be read (each record says why); check the source")
+
+
+def gate_findings(summary: Summary) -> str:
+    """What fails a gate among the items judged, in words; empty where nothing does.
+
+    >>> s = Summary(source="x"); s.defects, s.errors, s.warnings = 3, 1, 0
+    >>> gate_findings(s)
+    '3 defective items, 1 item error'
+    """
+    found = [(summary.defects, "defective item"), (summary.errors, "item error"), (summary.warnings, "item warning")]
+    return ", ".join(plural(n, what) for n, what in found if n)
 
 
 def _add_output_error(summary: Summary, exc: OutputError) -> None:

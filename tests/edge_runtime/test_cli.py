@@ -63,8 +63,12 @@ def test_unreadable_item_mid_folder_gets_an_error_line_and_the_run_goes_on(tmp_p
 def test_fail_on_defect_is_a_gate(tmp_path: Path, tiny_model: Path):
     write_parts(tmp_path / "good", [10, 20])
     write_parts(tmp_path / "mixed", [10, 220])
-    assert run("--model", str(tiny_model), "--source", str(tmp_path / "good"), "--fail-on-defect")[0] == 0
-    assert run("--model", str(tiny_model), "--source", str(tmp_path / "mixed"), "--fail-on-defect")[0] == 10
+    code, _, err = run("--model", str(tiny_model), "--source", str(tmp_path / "good"), "--fail-on-defect")
+    assert code == 0 and "gate:" not in err
+    (tmp_path / "mixed" / "part_02.png").write_bytes(b"\x89PNG\r\n\x1a\n not a picture")
+    code, _, err = run("--model", str(tiny_model), "--source", str(tmp_path / "mixed"), "--fail-on-defect")
+    # exit 10 came with no reason on stderr but the summary's counts
+    assert code == 10 and err.strip().splitlines()[-1] == "gate: not passed: 1 defective item, 1 item error"
     assert run("--model", str(tiny_model), "--source", str(tmp_path / "mixed"))[0] == 0
 
 

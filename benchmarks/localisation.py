@@ -27,7 +27,7 @@ import numpy as np
 
 from edge_runtime import heatmap
 from edge_runtime.cli_support import Command, GivenPath, debug_option, friendly_errors, version_option
-from edge_runtime.errors import EXIT_CODES_HELP, DataError, ModelError, OutputError
+from edge_runtime.errors import DataError, ModelError, OutputError, exit_codes_help
 from edge_runtime.model import MODELS_DIR, EdgeModel, Prediction, Provider, RuntimeConfig
 from edge_runtime.preprocess import CropMode, read_image
 
@@ -329,7 +329,7 @@ def grid(model: EdgeModel, data: Path, boxes: dict[str, list], names: list[str])
     return np.vstack(rows)
 
 
-@click.command(cls=Command, help=__doc__.split("\n\n")[0] + "\n\n" + EXIT_CODES_HELP)
+@click.command(cls=Command, help=__doc__.split("\n\n")[0] + "\n\n" + exit_codes_help(0, 1, 2, 3, 4, 7, 130))
 @click.option(
     "--data",
     type=GivenPath(path_type=Path, file_okay=False),

@@ -24,7 +24,7 @@ import numpy as np
 from benchmarks.station_conditions import STATION_CONDITIONS
 from edge_runtime import datasets
 from edge_runtime.cli_support import Command, GivenPath, debug_option, friendly_errors, version_option
-from edge_runtime.errors import EXIT_CODES_HELP, DataError, ModelError, OutputError, UsageError, require_extra
+from edge_runtime.errors import DataError, ModelError, OutputError, UsageError, exit_codes_help, require_extra
 from edge_runtime.metrics import binary_metrics
 from edge_runtime.model import MODELS_DIR, EdgeModel, Provider, RuntimeConfig
 from edge_runtime.preprocess import read_image
@@ -270,7 +270,7 @@ def markdown(rows: list[dict]) -> str:
 @click.command(
     cls=Command,
     help="Score models on labelled images under camera changes (zoom, shift, light, blur, noise, JPEG) at each "
-    "model's own threshold; Markdown on stdout.\n\n" + EXIT_CODES_HELP,
+    "model's own threshold; Markdown on stdout.\n\n" + exit_codes_help(0, 1, 2, 3, 4, 7, 8, 130),
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.option("--data", required=True, type=GivenPath(path_type=Path), help="DIR/<class>/ or DIR/test/<class>/.")

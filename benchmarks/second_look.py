@@ -25,7 +25,7 @@ import numpy as np
 from benchmarks.end_to_end import folder_verdicts
 from edge_runtime import datasets
 from edge_runtime.cli_support import Command, GivenPath, debug_option, friendly_errors, version_option
-from edge_runtime.errors import EXIT_CODES_HELP, DataError, OutputError
+from edge_runtime.errors import DataError, OutputError, exit_codes_help
 from edge_runtime.metrics import binary_metrics, nearest_rank
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig, default_model_path
 from edge_runtime.preprocess import read_image
@@ -138,7 +138,8 @@ def markdown(model: Path, settings: list[Setting], *, n: int, threads: int, roun
 @click.command(
     cls=Command,
     help="The cost and effect of the looks near the threshold: the same model with both (as edge-infer runs), "
-    "with the second look only, and with one view, interleaved in one process.\n\n" + EXIT_CODES_HELP,
+    "with the second look only, and with one view, interleaved in one process.\n\n"
+    + exit_codes_help(0, 1, 2, 3, 4, 7, 130),
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.option("--data", required=True, type=GivenPath(path_type=Path), help="DIR/<class>/ or DIR/test/<class>/.")

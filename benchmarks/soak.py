@@ -26,7 +26,7 @@ import click
 import numpy as np
 
 from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors, version_option
-from edge_runtime.errors import EXIT_CODES_HELP, DefectEdgeError, ExitCode, OutputError, SourceError, UsageError
+from edge_runtime.errors import DefectEdgeError, ExitCode, OutputError, SourceError, UsageError, exit_codes_help
 from edge_runtime.metrics import nearest_rank
 from edge_runtime.stopping import StopSignals
 
@@ -213,7 +213,7 @@ def markdown(r: dict[str, Any], hw: Any) -> str:
 @click.command(
     cls=Command,
     help="Soak test: frames of a synthetic live source through edge-infer; RSS, fds, threads, p99.\n\n"
-    + EXIT_CODES_HELP,
+    + exit_codes_help(0, 1, 2, 3, 4, 5, 7, 130),
 )
 @click.option("--frames", type=click.IntRange(min=1000), default=100_000, show_default=True)
 @click.option("--model", type=click.Path(path_type=Path, dir_okay=False), default=None, help="[default: bundled INT8]")

@@ -4,6 +4,7 @@ station_viewer a traceback for an unreachable page; annotate_boxes "Sample large
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -32,6 +33,10 @@ def test_each_script_has_a_help(module: str, flag: str):
     r = run(module, flag)
     assert r.returncode == 0, r.stderr
     assert "Usage:" in r.stdout and "Traceback" not in r.stderr
+    # robustness, localisation, second_look and soak listed edge-infer's codes: "10 defect found (--fail-on-defect"
+    # for scripts without that option
+    has_option = re.search(r"^\s+--fail-on-defect", r.stdout, re.M) is not None
+    assert (re.search(r"\b10\s+defect\s+found", r.stdout) is not None) == has_option, r.stdout
 
 
 @pytest.mark.parametrize(

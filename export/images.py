@@ -17,7 +17,7 @@ import numpy as np
 
 from edge_runtime import datasets
 from edge_runtime.datasets import list_images
-from edge_runtime.errors import DataError, ImageReadError, OutputError
+from edge_runtime.errors import DataError, ImageReadError, OutputError, printable
 from edge_runtime.preprocess import read_image
 from export.config import MIN_CALIB_IMAGES
 from train.checkpoint import recorded_root, recorded_train_files
@@ -43,14 +43,8 @@ class LabelledImages:
         return len(self.files)
 
 
-def decode_all(paths: list[Path], log: Log, *, what: str = "eval") -> tuple[list[Path], list[np.ndarray]]:
-    """Read every image with the runtime's reader; unreadable ones are skipped and told in one line."""
-    kept, images, skipped = _decode(paths)
-    _tell_skipped(skipped, len(paths), what, log)
-    return kept, images
-
-
 def _decode(paths: list[Path]) -> tuple[list[Path], list[np.ndarray], list[str]]:
+    """Read every image with the runtime's reader: the readable ones, their pixels, and why the others failed."""
     kept, images, skipped = [], [], []
     for p in paths:
         try:
@@ -61,19 +55,30 @@ def _decode(paths: list[Path]) -> tuple[list[Path], list[np.ndarray], list[str]]
     return kept, images, skipped
 
 
-def _tell_skipped(skipped: list[str], tried: int, what: str, log: Log) -> None:
+def _tell_skipped(skipped: list[str], tried: int, what: str, log: Log, *, by_class: str = "") -> None:
     """One warning for all the unreadable images (a folder 40% damaged gave a line per file, 120 of them),
-    naming the first three.
+    naming the first three (escaped: a newline in a name broke the line).
 
     >>> _tell_skipped(["a.png: cannot decode", "b.png: empty file"], 10, "calibration", print)
     warning: skipped 2 unreadable calibration images of 10 read (20%): a.png: cannot decode; b.png: empty file
     """
     if not skipped:
         return
-    named = "; ".join(skipped[:3]) + (f"; +{len(skipped) - 3} more" if len(skipped) > 3 else "")
-    share = f" ({100 * len(skipped) / tried:.0f}%)" if tried else ""
+    named = "; ".join(printable(why) for why in skipped[:3]) + (
+        f"; +{len(skipped) - 3} more" if len(skipped) > 3 else ""
+    )
     log(f"warning: skipped {len(skipped)} unreadable {what} image{'s' if len(skipped) != 1 else ''} of {tried} "
-        f"read{share}: {named}")  # fmt: skip
+        f"read ({share(len(skipped), tried)}{by_class}): {named}")  # fmt: skip
+
+
+def share(part: int, whole: int) -> str:
+    """``part`` of ``whole`` in per cent, never rounded to 0% or 100% when it is neither (1 of 301 said 0%).
+
+    >>> share(1, 301), share(2000, 2010), share(40, 100), share(0, 5)
+    ('<1%', '>99%', '40%', '0%')
+    """
+    pct = 100.0 * part / whole if whole else 0.0
+    return "<1%" if 0 < pct < 1 else ">99%" if 99 < pct < 100 else f"{pct:.0f}%"
 
 
 def calibration_images(
@@ -188,8 +193,19 @@ def load_eval_images(folder: Path, ckpt: Checkpoint, log: Log) -> LabelledImages
     check_data_folder(folder, "--eval-data")
     neg_dir, pos_dir = class_folders(folder, ckpt)
     paths = [(p, label) for d, label in ((neg_dir, 0), (pos_dir, 1)) if d.is_dir() for p in list_images(d)]
-    kept, images = decode_all([p for p, _ in paths], log)
+    kept, images, skipped = _decode([p for p, _ in paths])
     label_of = dict(paths)
+    listed = np.bincount([lb for _, lb in paths], minlength=2)
+    read = np.bincount([label_of[p] for p in kept], minlength=2)
+    classes = ((neg_dir, 0), (pos_dir, 1))
+    by_class = ", ".join(
+        f"{d.name}/ {listed[lb] - read[lb]} of {listed[lb]}" for d, lb in classes if listed[lb] > read[lb]
+    )
+    _tell_skipped(skipped, len(paths), "eval", log, by_class=f"; {by_class}")
+    for d, lb in classes:
+        if 0 < read[lb] * 2 < listed[lb]:  # 2 of 100 defective images read: the gate passed, the defects unchecked
+            log(f"warning: {printable(str(d))}: only {read[lb]} of its {listed[lb]} eval images could be read; the "
+                "accuracy check sees too few of them to be trusted: mend or replace the others")  # fmt: skip
     if not kept:
         raise DataError(f"{folder}: no readable images in {neg_dir.name}/ and {pos_dir.name}/")
     root = neg_dir.parent

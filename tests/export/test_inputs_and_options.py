@@ -224,3 +224,28 @@ def test_calibrating_on_the_accuracy_checks_own_images_is_warned(tiny_run: Path,
     assert "holds the accuracy check's images" in r.output and "the INT8 gate is then optimistic" in r.output
     other = export_cli(tiny_run, *args, "--calib-data", tiny_data / "train", "--out", tmp_path / "t.onnx")
     assert other.exit_code == 0 and "accuracy check's images" not in other.output
+
+
+def test_unreadable_eval_images_are_counted_per_class_and_a_thinned_class_is_warned_of(
+    tiny_run: Path, tiny_data: Path, tmp_path: Path
+):
+    """98 of 100 defective eval images unreadable: one line said "skipped 98 ... of 160 (61%)", the gate passed
+    on the 2 left, and nothing said the defects went unchecked; a newline in a name broke the line; 1 of 301 was 0%."""
+    evals = tmp_path / "ev"
+    shutil.copytree(tiny_data / "test" / "ok_front", evals / "ok_front")
+    (evals / "def_front").mkdir()
+    for p in sorted((tiny_data / "test" / "def_front").glob("*.png"))[:2]:
+        shutil.copy(p, evals / "def_front" / p.name)
+    for k in range(6):
+        (evals / "def_front" / f"bad{k}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))
+    (evals / "def_front" / "a\nbad.png").write_bytes(b"")  # listed first: named in the line
+    r = export_cli(tiny_run, "--eval-data", evals, "--out", tmp_path / "m.onnx")
+    assert r.exit_code == 0, r.output
+    n_ok = len(list((evals / "ok_front").iterdir()))
+    lines = r.output.splitlines()
+    skipped = [line for line in lines if line.startswith("warning: skipped")]
+    assert skipped == [line for line in lines if ".png" in line and "bad" in line]  # one line names them all
+    assert f"skipped 7 unreadable eval images of {n_ok + 9} read" in skipped[0] and "; def_front/ 7 of 9)" in skipped[0]
+    assert "a\\nbad.png" in skipped[0] and not any(line.startswith("bad.png") for line in lines)
+    assert any("def_front: only 2 of its 9 eval images could be read" in line for line in lines), r.output
+    assert not any("ok_front: only" in line for line in lines)

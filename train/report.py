@@ -158,7 +158,7 @@ def write_final_report(
     threshold, names = ckpt.threshold, ckpt.class_names
     report = _report_header(cfg, ds, spec, trainer, ckpt, flops=flops)
     look = {"mirror": ckpt.second_look is not None}  # score as the runtime will
-    report["validation"], _ = evaluate_split(model, ds.val, spec, threshold, names, **look)
+    report["validation"], val_scores = evaluate_split(model, ds.val, spec, threshold, names, **look)
     cm_source = ("validation", report["validation"])
     if ds.test is not None:
         report["test"], scores = evaluate_split(model, ds.test, spec, threshold, names, **look)
@@ -178,7 +178,7 @@ def write_final_report(
     confusion_png(run_dir / "confusion.png", cm_source[1], names, f"{cm_source[0]} (threshold {threshold:.4f})")
     ckpt.metrics = {k: _without_errors(report[k]) for k in ("validation", "test", "test_leakage_free") if k in report}
     atomic_torch_save(ckpt, run_dir / "best.pt")
-    report["warnings"] = report_warnings(report)  # in the file too, not only on the console
+    report["warnings"] = report_warnings(report, val_scores)  # in the file too, not only on the console
     # strict JSON: an AUROC or accuracy of no image (a leakage-free test of 0) is null, not a bare NaN
     write_run_text(run_dir / "report.json", json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n")
     _log_summary(report, log)
@@ -206,13 +206,22 @@ def _log_summary(report: dict[str, Any], log: Log) -> None:
         log(f"warning: {warning}")
 
 
-def report_warnings(report: dict[str, Any]) -> list[str]:
+MIN_SCORE_SPREAD = 0.05  # a trained model's validation scores span most of 0..1; a collapsed one's 1e-4
+
+
+def report_warnings(report: dict[str, Any], val_scores: np.ndarray | None = None) -> list[str]:
     """What a reader of the figures above must not miss: they had passed with exit 0 and no word.
 
     >>> report_warnings({"validation": {"fn": 0, "specificity": 0.0, "n": 10}})[0][:40]
     'every validation OK image is flagged at '
+    >>> report_warnings({"validation": {"fn": 0, "n": 2}}, np.array([0.52230, 0.52235]))[0][:60]
+    'every validation image scores nearly the same (0.5223 to 0.5'
     """
     out, val = [], report["validation"]
+    if val_scores is not None and len(val_scores) > 1 and float(np.ptp(val_scores)) < MIN_SCORE_SPREAD:
+        out.append(f"every validation image scores nearly the same ({float(np.min(val_scores)):.4f} to "
+                   f"{float(np.max(val_scores)):.4f}): the model has not learnt to tell the classes apart; train "
+                   "longer (--epochs) or on more images")  # fmt: skip
     if val["fn"]:
         out.append(f"the threshold misses {val['fn']} validation defect(s) when the chosen model is scored "
                    "again; the recall-first rule could not be kept (train longer, or with more validation "

@@ -232,3 +232,20 @@ def test_a_test_split_of_training_copies_is_warned_of_and_the_report_is_strict_j
     report = json.loads((out / "report.json").read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
     assert report["test_leakage_free"]["n"] == 0 and report["test_leakage_free"]["auroc"] is None
     assert any(w.startswith("all 32 test images are copies") for w in report["warnings"])  # the file says it too
+
+
+def test_a_quick_run_that_learnt_nothing_says_so(tmp_path: Path, casting_dir: Path):
+    """The README's quick subset (--max-images-per-class) for 3 epochs shipped a model that scored every image
+    0.5223 ("defective" for all 17 samples) with no warning; its weight average still held most of its first
+    step's near-random weights. The default run's average is unchanged (make default-model reproduces it)."""
+    from train.main import EMA_DECAY, ema_decay
+
+    out = tmp_path / "quick"
+    r = run("--data", str(casting_dir), "--out", str(out), "--epochs", "3", "--max-images-per-class", "150",
+            "--loc-head-epochs", "0", "--quiet")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    said = "every validation image scores nearly the same"
+    assert f"warning: {said}" in r.output and "the model has not learnt to tell the classes apart" in r.output
+    assert any(w.startswith(said) for w in json.loads((out / "report.json").read_text())["warnings"])
+    assert ema_decay(40 * 89) == EMA_DECAY  # the default run: 40 epochs of 89 steps
+    assert 1 / (1 - ema_decay(80)) <= 16  # 20 epochs of 4 steps: 200 steps of memory had kept 67% of the first

@@ -18,6 +18,7 @@ from edge_runtime.inputs import iter_files
 from edge_runtime.metrics import binary_metrics
 from edge_runtime.model import EdgeModel, Prediction
 from edge_runtime.preprocess import decode_image, normalize, read_image, resize_to_input
+from edge_runtime.summary import plural
 from edge_runtime.verdicts import batches, predict_items
 
 FOLDER_BATCH = InferConfig.batch_size
@@ -148,7 +149,8 @@ def accuracy_rows(job: Job) -> list[Row]:
     row.accuracy, row.recall, row.specificity = (round(m[k], 4) for k in ("accuracy", "recall", "specificity"))
     row.n_images = m["n"]
     unreadable = len(preds) - len(kept)
-    row.note = f"{m['fn']} defects missed, {m['fp']} false alarms at threshold {model.info.threshold:.4g}" + (
+    found = f"{plural(m['fn'], 'defect')} missed, {plural(m['fp'], 'false alarm')}"  # "1 false alarms"
+    row.note = f"{found} at threshold {model.info.threshold:.4g}" + (
         f"; {unreadable} unreadable files skipped" if unreadable else ""
     )
     return [row]

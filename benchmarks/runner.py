@@ -200,13 +200,20 @@ def file_labels(models: tuple[Path, ...]) -> dict[str, str]:
     return {str(m): str(m) if names.count(m.name) > 1 else m.name for m in models}
 
 
+NO_TORCH = "torch is not importable here"
+
+
 def _run_jobs(jobs: list[tuple[str, Job]], result: BenchResult, progress: Progress) -> None:
     """Run the jobs in order, adding their rows to ``result`` as each finishes."""
     labels = file_labels(result.config.models)
     failed: dict[str, str] = {}  # model -> why its later jobs are not run
     for k, (what, job) in enumerate(jobs, 1):
         if job.model in failed:  # said, not left out in silence (an accuracy section simply missing)
-            result.skipped.append(f"{what}: not run, as {failed[job.model]}")
+            progress(
+                f"[{k}/{len(jobs)}] {what}: not run, as {failed[job.model]}"
+            )  # the count had jumped [1/18] -> [5/18]
+            if failed[job.model] != NO_TORCH:  # torch missing: the first job's line says every torch row is left out
+                result.skipped.append(f"{what}: not run, as {failed[job.model]}")
             continue
         progress(f"[{k}/{len(jobs)}] {what}")
         try:
@@ -217,7 +224,7 @@ def _run_jobs(jobs: list[tuple[str, Job]], result: BenchResult, progress: Progre
             continue
         if job.kind is JobKind.TORCH and skipped:
             # torch missing is no failure of the models ("seed failed an earlier job", said the runtime-only install)
-            why = "torch is not importable here" if skipped[0] == TORCH_MISSING else "torch failed an earlier job"
+            why = NO_TORCH if skipped[0] == TORCH_MISSING else "torch failed an earlier job"
             failed.update(dict.fromkeys((SEED_MODEL, "defectnet"), why))
         elif skipped:
             failed[job.model] = f"{labels.get(job.model, job.model)} failed an earlier job"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -553,3 +554,8 @@ def test_torch_rows_left_out_where_torch_is_missing_say_so(tmp_path, monkeypatch
     assert r.exit_code == 0, r.output
     skipped = r.output.split("## Skipped", 1)[1]
     assert "torch is not importable here" in skipped and "failed an earlier job" not in skipped
+    # one line for all the torch rows (it named the 2-thread row left out, not the 1-thread one); the console
+    # counts every job (it jumped from [1/N] to [5/N])
+    assert skipped.count("torch") == 1 and "not run" not in skipped, skipped
+    counts = [int(m) for m in re.findall(r"^edge-bench \[(\d+)/\d+\]", r.output, re.M)]
+    assert counts and counts == list(range(1, len(counts) + 1)), r.output

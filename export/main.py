@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
@@ -18,6 +19,7 @@ from edge_runtime.metrics import json_safe
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
 from edge_runtime.model_info import ModelInfo, Precision, SecondLook, SymmetryLook
 from edge_runtime.preprocess import CropMode, PreprocessSpec, normalize
+from edge_runtime.stopping import StopSignals
 from export import cam, graph, images, quantize
 from export.checks import Measured, check_dynamic_batch, cpu_name, measure, torch_scores
 from export.config import FEW_CALIB_IMAGES, MIN_CALIB_IMAGES, MIN_PARITY_IMAGES, PARITY_TOLERANCE, ExportConfig
@@ -190,18 +192,18 @@ def export_onnx(
     >>> export_onnx(None, None, ExportConfig(precision=Precision.INT8))  # doctest: +SKIP
     PosixPath('.../train/default_model/best_int8.onnx')
     """
-    from edge_runtime.stopping import StopSignals
-
     # SIGTERM ends the export like Ctrl-C: the temporary folder is removed and nothing half-written is left;
     # a second SIGTERM does not cut that clean-up short.
     with StopSignals() as stop:
         try:
-            return _export(checkpoint, out, cfg, log=warn_once(log), given=given)
+            return _export(checkpoint, out, cfg, log=warn_once(log), given=given, stop=stop)
         finally:
             stop.closing = True
 
 
-def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log: Log, given: frozenset[str]) -> Path:
+def _export(
+    checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log: Log, given: frozenset[str], stop: StopSignals
+) -> Path:
     from train.checkpoint import load_checkpoint, model_from_checkpoint
 
     graph.check_opset(cfg.opset)
@@ -212,7 +214,8 @@ def _export(checkpoint: Path | None, out: Path | None, cfg: ExportConfig, *, log
     check_before_work(checkpoint, ckpt, net, out, cfg, given)
     runtime = RuntimeConfig(provider=Provider.CPU, threads=cfg.threads)
     try:
-        return _export_in(_work_folder(), ckpt, net, out, cfg, runtime, log=log)
+        with _work_folder(stop) as work:
+            return _export_in(work, ckpt, net, out, cfg, runtime, log=log)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
             raise
@@ -230,18 +233,27 @@ def _temp_folder() -> str:
         return os.environ.get("TMPDIR") or "the temporary folder (TMPDIR, /tmp, /var/tmp)"
 
 
-def _work_folder() -> tempfile.TemporaryDirectory:
+@contextlib.contextmanager
+def _work_folder(stop: StopSignals) -> Iterator[Path]:
+    """The export's working folder, made and removed where a stop signal cannot cut in (a SIGTERM during its
+    removal at the end of an export left it behind in the temporary folder, half removed)."""
+    with stop.atomic():
+        try:
+            folder = tempfile.TemporaryDirectory(prefix="defect-edge-export-")
+        except OSError as exc:
+            raise OutputError(
+                f"{_temp_folder()}: cannot make the export's working folder ({exc.strerror or exc}); point "
+                "TMPDIR at a writable disk"
+            ) from exc
     try:
-        return tempfile.TemporaryDirectory(prefix="defect-edge-export-")
-    except OSError as exc:
-        raise OutputError(
-            f"{_temp_folder()}: cannot make the export's working folder ({exc.strerror or exc}); point "
-            "TMPDIR at a writable disk"
-        ) from exc
+        yield Path(folder.name)
+    finally:
+        with stop.atomic():
+            folder.cleanup()
 
 
 def _export_in(
-    folder: tempfile.TemporaryDirectory,
+    work: Path,
     ckpt: Any,
     net: Any,
     out: Path,
@@ -250,54 +262,52 @@ def _export_in(
     *,
     log: Log,
 ) -> Path:
-    with folder as tmp:
-        work = Path(tmp)
-        fp32_info, map_head = _fp32_info(net, ckpt, cfg, log)
-        spec = fp32_info.preprocess
-        graph.export_graph(net, spec, work / "raw.onnx", opset=cfg.opset, map_head=map_head)
-        graph.write_with_metadata(work / "raw.onnx", work / "fp32.onnx", fp32_info)
-        fp32 = EdgeModel(work / "fp32.onnx", runtime)
-        evals = eval_images(ckpt, cfg, log)
-        if evals is None and cfg.quantized and not cfg.force:
-            raise DataError(
-                f"no labelled images for the {cfg.precision.value} accuracy gate (the checkpoint's test split is not "
-                "here); set DEFECT_EDGE_DATA to the dataset folder, pass --eval-data DIR with DIR/<class>/ images, "
-                "or --force to export without the gate"
-            )
-        # the symmetry look needs each image's part at its own resolution (the model input is too small for it),
-        # cut as edge-infer cuts it, only for the images the station check flags: framed once with the inputs
-        eval_batch, parts = None, None
-        if evals is not None:
-            inputs, parts = fp32.inputs_and_parts(evals.images)
-            eval_batch = normalize(inputs, spec)
-        needs_calib = cfg.precision is Precision.INT8 or eval_batch is None
-        calib = calibration_batch(fp32, ckpt, cfg, log) if needs_calib else None
-        if calib is not None and evals is not None and cfg.calib_data is not None:
-            warn_if_calibrated_on_evals(cfg.calib_data, evals.root, log)
-        parity = eval_batch if eval_batch is not None else calib
-        check_dynamic_batch(fp32, parity, tol=1e-5)
-        ref = torch_scores(net, parity)
-        common = {
-            "parity_batch": parity,
-            "torch_ref": ref,
-            "evals": evals,
-            "eval_batch": eval_batch,
-            "eval_parts": parts,
-        }
-        rows = [measure(fp32, latency_runs=cfg.latency_runs, **common)]
-        check_parity(rows[0], cfg, log)
-        if map_head is not None:  # the map must match torch too
-            ref_maps = cam.torch_maps(cam.map_wrapper(net, map_head), parity)
-            cam.check_map_parity(cam.onnx_maps(fp32, parity), ref_maps, force=cfg.force, log=log)
-        final, info = work / "fp32.onnx", fp32_info
-        if cfg.quantized:
-            final, info = convert(work, fp32_info, cfg, calib)
-            rows.append(measure(EdgeModel(final, runtime), latency_runs=cfg.latency_runs, **common))
-        _report_and_gate(rows, cfg, log)
-        # which images "official" names: --eval-data DIR/train stored training accuracy under that word
-        scored = {} if evals is None else {"eval_data": str(evals.root), "eval_leaked": json_safe(_leaked(evals))}
-        metrics = {**info.metrics, "onnx": {**onnx_metrics(rows[-1]), **scored}}
-        graph.write_with_metadata(final, out, replace(info, metrics=metrics))
+    fp32_info, map_head = _fp32_info(net, ckpt, cfg, log)
+    spec = fp32_info.preprocess
+    graph.export_graph(net, spec, work / "raw.onnx", opset=cfg.opset, map_head=map_head)
+    graph.write_with_metadata(work / "raw.onnx", work / "fp32.onnx", fp32_info)
+    fp32 = EdgeModel(work / "fp32.onnx", runtime)
+    evals = eval_images(ckpt, cfg, log)
+    if evals is None and cfg.quantized and not cfg.force:
+        raise DataError(
+            f"no labelled images for the {cfg.precision.value} accuracy gate (the checkpoint's test split is not "
+            "here); set DEFECT_EDGE_DATA to the dataset folder, pass --eval-data DIR with DIR/<class>/ images, "
+            "or --force to export without the gate"
+        )
+    # the symmetry look needs each image's part at its own resolution (the model input is too small for it),
+    # cut as edge-infer cuts it, only for the images the station check flags: framed once with the inputs
+    eval_batch, parts = None, None
+    if evals is not None:
+        inputs, parts = fp32.inputs_and_parts(evals.images)
+        eval_batch = normalize(inputs, spec)
+    needs_calib = cfg.precision is Precision.INT8 or eval_batch is None
+    calib = calibration_batch(fp32, ckpt, cfg, log) if needs_calib else None
+    if calib is not None and evals is not None and cfg.calib_data is not None:
+        warn_if_calibrated_on_evals(cfg.calib_data, evals.root, log)
+    parity = eval_batch if eval_batch is not None else calib
+    check_dynamic_batch(fp32, parity, tol=1e-5)
+    ref = torch_scores(net, parity)
+    common = {
+        "parity_batch": parity,
+        "torch_ref": ref,
+        "evals": evals,
+        "eval_batch": eval_batch,
+        "eval_parts": parts,
+    }
+    rows = [measure(fp32, latency_runs=cfg.latency_runs, **common)]
+    check_parity(rows[0], cfg, log)
+    if map_head is not None:  # the map must match torch too
+        ref_maps = cam.torch_maps(cam.map_wrapper(net, map_head), parity)
+        cam.check_map_parity(cam.onnx_maps(fp32, parity), ref_maps, force=cfg.force, log=log)
+    final, info = work / "fp32.onnx", fp32_info
+    if cfg.quantized:
+        final, info = convert(work, fp32_info, cfg, calib)
+        rows.append(measure(EdgeModel(final, runtime), latency_runs=cfg.latency_runs, **common))
+    _report_and_gate(rows, cfg, log)
+    # which images "official" names: --eval-data DIR/train stored training accuracy under that word
+    scored = {} if evals is None else {"eval_data": str(evals.root), "eval_leaked": json_safe(_leaked(evals))}
+    metrics = {**info.metrics, "onnx": {**onnx_metrics(rows[-1]), **scored}}
+    graph.write_with_metadata(final, out, replace(info, metrics=metrics))
     return out
 
 

@@ -76,6 +76,28 @@ def test_sigterm_during_export_removes_the_temporary_folder(stamped: Path, tmp_p
     assert not list(tmp_path.glob(".m.onnx.*"))
 
 
+@pytest.mark.slow
+def test_a_stop_while_the_working_folder_is_removed_still_removes_it(
+    stamped: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A SIGTERM that came while the export removed its working folder at its end cut the removal short: the
+    folder, half removed, stayed in the temporary folder (seen once under load in the test above)."""
+    import tempfile
+
+    real_rmtree = tempfile._shutil.rmtree
+
+    def stopped_while_removing(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        if "defect-edge-export-" in str(path):
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(tempfile._shutil, "rmtree", stopped_while_removing)
+    r = CliRunner().invoke(export_main, [str(stamped), "--out", str(tmp_path / "m.onnx"), "--force"])
+    assert r.exit_code == ExitCode.INTERRUPTED and "Traceback" not in r.output, r.output
+    assert list(tmp_path.glob("defect-edge-export-*")) == []
+
+
 def fifo(path: Path) -> Path:
     os.mkfifo(path)
     return path

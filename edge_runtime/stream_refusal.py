@@ -11,6 +11,7 @@ password never goes anywhere else: no redirect is followed, and no other host is
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import re
@@ -18,6 +19,7 @@ import socket
 import ssl
 import time
 import urllib.parse
+from collections.abc import Iterator
 
 from edge_runtime.errors import printable
 from edge_runtime.stream_url import opened_url
@@ -34,6 +36,9 @@ _MAX_HEADER = 65536
 _MAX_REASON = 80
 _CHALLENGE_FIELD = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 _HASHES = {"md5": hashlib.md5, "sha-256": hashlib.sha256}
+# a comma that starts another challenge ("..., Basic realm=..."): one followed by a scheme and a parameter, outside
+# quotes (an even number of quotes after it)
+_NEXT_CHALLENGE = re.compile(r',\s*(?=[A-Za-z][\w-]*\s+[\w-]+\s*=)(?=(?:[^"]*"[^"]*")*[^"]*$)')
 
 
 def refusal(url: str, timeout_s: float = 3.0) -> str | None:
@@ -50,11 +55,8 @@ def refusal(url: str, timeout_s: float = 3.0) -> str | None:
     deadline = time.monotonic() + timeout_s
     try:
         parts = urllib.parse.urlsplit(opened_url(url))
-        user, signed_in = _user(parts), False
-        status, reason, challenges = _ask(parts, None, deadline)
-        if status == 401 and user is not None and (auth := _authorization(challenges, user, parts)) is not None:
-            status, reason, challenges = _ask(parts, auth, deadline)
-            signed_in = True
+        user = _user(parts)
+        status, reason, signed_in = _status(parts, user, deadline)
     except (OSError, ValueError, UnicodeError):
         return None
     if status < 400:
@@ -63,7 +65,7 @@ def refusal(url: str, timeout_s: float = 3.0) -> str | None:
     if status == 401 and user is None:
         why = "a user and password are needed"
     elif status == 401 and signed_in:  # the camera's own challenge answered with the URL's user
-        why = "the user and password given were refused"
+        why = "the user and password given were refused" if user and user[1] else "no password was given"
     reason = printable(reason[:_MAX_REASON] + ("..." if len(reason) > _MAX_REASON else ""))
     return f"{'RTSP' if scheme.startswith('rtsp') else 'HTTP'} {status}{' ' + reason if reason else ''} ({why})"
 
@@ -84,42 +86,80 @@ def _target(parts: urllib.parse.SplitResult) -> tuple[str, str]:
     return urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, "")), netloc
 
 
-def _ask(parts: urllib.parse.SplitResult, auth: str | None, deadline: float) -> tuple[int, str, list[str]]:
-    """One request (RTSP DESCRIBE, HTTP GET) on its own connection: the status, its reason and the
-    authentication challenges. Raises OSError or ValueError where no status line comes by ``deadline``."""
-    rtsp, secure = parts.scheme.startswith("rtsp"), parts.scheme in ("https", "rtsps")
+def _status(parts: urllib.parse.SplitResult, user: tuple[str, str] | None, deadline: float) -> tuple[int, str, bool]:
+    """The camera's answer to the request, and to the request again with the URL's user where it answered 401
+    with a challenge (on the same connection for RTSP, as FFmpeg asks: a camera may tie its nonce to it); and
+    whether the user was sent."""
+    with _connect(parts, deadline) as sock:
+        status, reason, challenges, open_still = _request(sock, parts, None, 1, deadline)
+        if status != 401 or user is None or (auth := _authorization(challenges, user, parts)) is None:
+            return status, reason, False
+        if open_still and parts.scheme.startswith("rtsp"):
+            with contextlib.suppress(OSError, ValueError):  # closed meanwhile: asked again on a new connection
+                return *_request(sock, parts, auth, 2, deadline)[:2], True
+    with _connect(parts, deadline) as sock:
+        return *_request(sock, parts, auth, 2, deadline)[:2], True
+
+
+@contextlib.contextmanager
+def _connect(parts: urllib.parse.SplitResult, deadline: float) -> Iterator[socket.socket]:
     host = parts.hostname or ""
+    port = parts.port or {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}[parts.scheme]
+    with socket.create_connection((host, port), timeout=_left(deadline)) as raw:
+        if parts.scheme not in ("https", "rtsps"):
+            yield raw
+            return
+        context = ssl.create_default_context()  # a camera's certificate is its own (often self-signed), as FFmpeg
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # takes it
+        with context.wrap_socket(raw, server_hostname=host) as secure:
+            yield secure
+
+
+def _request(
+    sock: socket.socket, parts: urllib.parse.SplitResult, auth: str | None, seq: int, deadline: float
+) -> tuple[int, str, list[str], bool]:
+    """One request (RTSP DESCRIBE, HTTP GET): the status, its reason, the authentication challenges, and whether
+    the connection stays open for another. Raises OSError or ValueError where no answer comes by ``deadline``."""
+    rtsp = parts.scheme.startswith("rtsp")
     target, netloc = _target(parts)
     if rtsp:
-        lines = [f"DESCRIBE {target} RTSP/1.0", "CSeq: 1", "Accept: application/sdp"]
+        lines = [f"DESCRIBE {target} RTSP/1.0", f"CSeq: {seq}", "Accept: application/sdp"]
     else:
         lines = [f"GET {target} HTTP/1.1", f"Host: {netloc}", "Connection: close"]
     lines += ["User-Agent: defect-edge"] + ([f"Authorization: {auth}"] if auth else [])
-    port = parts.port or {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}[parts.scheme]
-    with socket.create_connection((host, port), timeout=_left(deadline)) as raw:
-        sock: socket.socket = raw
-        if secure:  # a camera's certificate is its own (often self-signed), as FFmpeg takes it
-            context = ssl.create_default_context()
-            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-            sock = context.wrap_socket(raw, server_hostname=host)
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        head = b""
-        while b"\r\n\r\n" not in head and len(head) < _MAX_HEADER:
-            sock.settimeout(_left(deadline))  # a camera that trickles its answer is given up on in time, too
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            head += chunk
-    status_line, *header_lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    data, end = b"", None
+    while end is None and len(data) < _MAX_HEADER:
+        chunk = _receive(sock, deadline)
+        if not chunk:  # closed after its answer
+            break
+        data += chunk
+        end = re.search(rb"\r?\n\r?\n", data)
+    head, body = (data[: end.start()], data[end.end() :]) if end else (data, b"")
+    status_line, *header_lines = [line.rstrip("\r") for line in head.decode("latin-1").split("\n")]
     protocol, code, *reason = status_line.split(" ", 2)
     if protocol.partition("/")[0] != ("RTSP" if rtsp else "HTTP") or not (code.isdigit() and len(code) == 3):
         raise ValueError(f"not an answer to the request: {status_line[:40]!r}")
-    challenges = [
-        value.strip()
-        for name, _, value in (line.partition(":") for line in header_lines)
-        if name.strip().lower() == "www-authenticate"
-    ]
-    return int(code), (reason[0] if reason else "").strip(), challenges
+    headers = [(name.strip().lower(), value.strip()) for name, _, value in (h.partition(":") for h in header_lines)]
+    challenges = [c for name, value in headers if name == "www-authenticate" for c in _split_challenges(value)]
+    length = next((int(v) for n, v in headers if n == "content-length" and v.isdigit()), 0)
+    open_still = rtsp and end is not None and length < _MAX_HEADER
+    open_still = open_still and all(n != "connection" or v.lower() != "close" for n, v in headers)
+    while open_still and len(body) < length:  # the body read off, so that a second request can follow
+        chunk = _receive(sock, deadline)
+        open_still, body = bool(chunk), body + chunk
+    return int(code), (reason[0] if reason else "").strip(), challenges, open_still
+
+
+def _receive(sock: socket.socket, deadline: float) -> bytes:
+    sock.settimeout(_left(deadline))  # a camera that trickles its answer is given up on in time, too
+    return sock.recv(4096)
+
+
+def _split_challenges(value: str) -> list[str]:
+    """One WWW-Authenticate value's challenges: ``Digest realm="a", nonce="n", Basic realm="b"`` is two (the
+    Basic challenge's realm had been taken for the digest's, and a right password was "refused")."""
+    return [c.strip() for c in _NEXT_CHALLENGE.split(value) if c.strip()]
 
 
 def _left(deadline: float) -> float:

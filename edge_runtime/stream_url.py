@@ -37,9 +37,12 @@ def shown_source(text: str) -> str:
         return text
     scheme, rest = text.split("://", 1)
     netloc, sep, path = rest.partition("/")
-    # a password with a '/' in it, not %2F-encoded, was shown in clear: the user part then ends at the last '@'
-    if "@" not in netloc and "@" in path and ":" in netloc and not netloc.partition(":")[2].isdigit():
-        last = rest.rfind("@")
+    # The user part ends at the last '@' before the query: a password with an unencoded '/' or '@' in it was
+    # shown in clear, whole or in part. Where a path holds an '@' too, the host may be masked with it; an IPv6
+    # host ([::1]) is no user part.
+    head = rest.split("?", 1)[0].split("#", 1)[0]
+    last = head.rfind("@")
+    if last > 0 and ":" in head[:last] and not head.startswith("["):
         host, sep, path = rest[last + 1 :].partition("/")
         netloc = rest[: last + 1] + host
     userinfo, at, host = netloc.rpartition("@")

@@ -52,6 +52,8 @@ class _Camera(socketserver.ThreadingTCPServer):
     challenges: tuple[str, ...] = ()  # (algorithm, qop) pairs offered on a 401, in order; () for basic
     realm: str = "IP Camera"
     redirect: str | None = None
+    one_line: bool = False  # all challenges in one WWW-Authenticate line, with a Basic one after them
+    nonce_per_connection: bool = False  # a nonce good only on the connection it was given on
     requests: list[tuple[str, dict[str, str]]]
 
 
@@ -83,17 +85,17 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def _authenticate(self, method: str, given: str) -> tuple[int, str, str]:
         """415 for the right password (no stream here anyway), else 401 with the camera's challenges."""
-        realm, nonce = self.server.realm, "5d1f3a9c"
+        realm, nonce = self.server.realm, f"c{id(self)}" if self.server.nonce_per_connection else "5d1f3a9c"
         offered = self.server.challenges
         if (not offered and given == "Basic YWRtaW46czNjcmV0") or any(
             _digest_ok(given, method, realm, nonce, algorithm) for algorithm, _ in offered
         ):
             return 415, "Unsupported Media Type", ""
         quoted = realm.replace('"', '\\"')
-        lines = [
-            f'WWW-Authenticate: Digest realm="{quoted}", nonce="{nonce}", algorithm={algorithm}{qop}\r\n'
-            for algorithm, qop in offered
-        ] or [f'WWW-Authenticate: Basic realm="{quoted}"\r\n']
+        said = [f'Digest realm="{quoted}", nonce="{nonce}", algorithm={algorithm}{qop}' for algorithm, qop in offered]
+        if self.server.one_line:  # a Basic realm after them, in the same line, must not be taken for the digest's
+            return 401, "Unauthorized", f'WWW-Authenticate: {", ".join(said)}, Basic realm="other"\r\n'
+        lines = [f"WWW-Authenticate: {c}\r\n" for c in said] or [f'WWW-Authenticate: Basic realm="{quoted}"\r\n']
         return 401, "Unauthorized", "".join(lines)
 
 
@@ -167,6 +169,18 @@ def test_a_refused_password_is_told_and_a_right_one_is_not_blamed(tiny_model, ca
     assert f"{scheme.upper()} 415 Unsupported Media Type (the camera's own error)" in line and "password" not in line
 
 
+@pytest.mark.parametrize("case", ["one line", "nonce per connection"])
+def test_a_right_password_is_not_blamed_for_how_the_camera_words_its_challenge(tiny_model, camera, case):
+    """Two challenges in one header line (the Basic one's realm was taken for the digest's), and a nonce good only
+    on its own connection (asked again on a new one): both gave "the user and password given were refused"."""
+    camera.answer, camera.challenges = (401, "Unauthorized"), (("MD5", ', qop="auth"'),)
+    camera.one_line, camera.nonce_per_connection = case == "one line", case == "nonce per connection"
+    line = _open(tiny_model, camera, f"admin:{PASSWORD}@")
+    assert "RTSP 415 Unsupported Media Type (the camera's own error)" in line, line
+    line = _open(tiny_model, camera, "admin@")
+    assert "RTSP 401 Unauthorized (no password was given)" in line, line
+
+
 def test_the_password_goes_only_to_the_camera_and_only_when_it_asks(camera, cameras):
     """The HTTP check sent the password in basic authentication (readable on the wire) before the camera asked,
     also to a digest camera, and followed a redirect to another host with it."""
@@ -210,9 +224,11 @@ def test_a_camera_that_trickles_its_answer_is_given_up_on_in_time(camera):
     assert time.monotonic() - t0 < 2.5
 
 
-def test_a_password_with_a_slash_in_it_is_not_shown(tiny_model, camera):
-    """A '/' in the password, not %2F-encoded, cut the URL's user part short, and the password was printed."""
-    url = f"rtsp://admin:Pa/ss{PASSWORD}@127.0.0.1:{camera.server_address[1]}/line"
+@pytest.mark.parametrize("password", [f"Pa/ss{PASSWORD}", f"1234/{PASSWORD}", f"p@ss/{PASSWORD}"])
+def test_a_password_with_a_slash_in_it_is_not_shown(tiny_model, camera, password):
+    """A '/' in the password, not %2F-encoded, cut the URL's user part short, and the password was printed
+    (after a first fix, still where the part before the '/' was all digits, read as a port)."""
+    url = f"rtsp://admin:{password}@127.0.0.1:{camera.server_address[1]}/line"
     r = invoke(["--model", str(tiny_model), "--source", url, "--max-reconnects", "0"])
     check(r, ExitCode.SOURCE_UNAVAILABLE, error_lines=1)
     assert PASSWORD not in r.stderr + r.stdout and f"admin:***@127.0.0.1:{camera.server_address[1]}/line" in r.stderr

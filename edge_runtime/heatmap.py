@@ -31,7 +31,6 @@ image's logit. The runtime treats both alike.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -42,7 +41,7 @@ from edge_runtime.framing import Part, find_part, region_for
 from edge_runtime.preprocess import CropMode, PreprocessSpec
 
 if TYPE_CHECKING:
-    from edge_runtime.model import EdgeModel, Prediction
+    from edge_runtime.model import Prediction
 
 Box = tuple[int, int, int, int]
 Region = tuple[float, float, float, float]
@@ -363,15 +362,3 @@ def draw_box(canvas: np.ndarray, box: Box) -> np.ndarray:
     cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), (0, 0, 0), 3 * t)
     cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), (255, 255, 255), t)
     return canvas
-
-
-def localise(model: EdgeModel, images: Sequence[np.ndarray]) -> list[Prediction]:
-    """Verdicts with the map upsampled to each source image (``heatmap``, float32 H x W, logit units) and
-    ``defect_box`` (None for OK items): what ``EdgeModel.predict(image, heatmap=True)`` returns."""
-    from edge_runtime.errors import ModelError
-
-    if not model.has_map:
-        raise ModelError(f"{model.path}: has no localisation map (defect_map); re-export it with export-onnx --map")
-    x, parts = model.inputs_and_parts(images)
-    preds = model.predict_inputs(x, with_map=True, parts=parts)
-    return [locate(p, im, model.info.preprocess) for p, im in zip(preds, images, strict=True)]

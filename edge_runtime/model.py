@@ -11,13 +11,14 @@ import functools
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from edge_runtime import integrity, symmetry
+from edge_runtime.batch_input import CHUNK, image_list
 from edge_runtime.config import RuntimeConfig
 from edge_runtime.errors import ModelError
 from edge_runtime.framing import frame_part
@@ -352,24 +353,32 @@ class EdgeModel:
             lifted=lifted,
         )
 
-    def predict_batch(self, images: Sequence[np.ndarray], *, heatmap: bool = False) -> list[Prediction]:
-        """Verdicts for decoded images; each gets an equal share of the batch's latency. ``heatmap`` (a model
-        with the map): each Prediction also carries the map upsampled to its image and ``defect_box``."""
-        if not images:
-            return []
-        if heatmap:
-            from edge_runtime.heatmap import localise
+    def predict_batch(self, images: Iterable[np.ndarray], *, heatmap: bool = False) -> list[Prediction]:
+        """Verdicts for decoded images (a list, any iterable, or an array stacked on its first axis), each checked
+        and scored as ``edge-infer`` does, in chunks; each gets an equal share of its chunk's latency and the station
+        check's reasons (``unlike_training``: a frame with no part, an image unlike the training images). An
+        unreadable image raises :class:`ImageReadError` naming its index. ``heatmap`` (a model with the map): each
+        Prediction also carries the map upsampled to its image and ``defect_box``."""
+        items = image_list(images)
+        if heatmap and not self.has_map:
+            raise ModelError(f"{self.path}: has no localisation map (defect_map); re-export it with export-onnx --map")
+        out: list[Prediction] = []
+        for start in range(0, len(items), CHUNK):
+            out += self._predict_chunk(items[start : start + CHUNK], start, heatmap=heatmap)
+        return out
 
-            return localise(self, images)
-        if self.looks_at_symmetry:
-            t0 = time.perf_counter()
-            x, parts = self.inputs_and_parts(images)
-            prep = (time.perf_counter() - t0) * 1000.0 / len(images)
-            return self.predict_inputs(x, prep_ms=[prep] * len(images), parts=parts)
+    def _predict_chunk(self, images: list[np.ndarray], start: int, *, heatmap: bool) -> list[Prediction]:
         t0 = time.perf_counter()
-        s = self.scores(self.prepare(images))
-        per_item = (time.perf_counter() - t0) * 1000.0 / len(images)
-        return [self.verdict(v, per_item) for v in s]
+        prepared = [self.input_for_verdict(im, source=f"image {start + i}") for i, im in enumerate(images)]
+        x, parts = np.stack([p[0] for p in prepared]), [p[2] for p in prepared]
+        prep = (time.perf_counter() - t0) * 1000.0 / len(images)
+        preds = self.predict_inputs(x, prep_ms=[prep] * len(images), with_map=heatmap, parts=parts)
+        if heatmap:
+            from edge_runtime.heatmap import locate
+
+            preds = [locate(p, im, self.info.preprocess) for p, im in zip(preds, images, strict=True)]
+        # the reasons edge-infer puts on its records: a blank frame was a plain "ok" here
+        return [replace(p, unlike_training=tuple(why) or None) for p, (_, why, _) in zip(preds, prepared, strict=True)]
 
     def predict(self, image: np.ndarray, *, heatmap: bool = False) -> Prediction:
         """Verdict for one decoded image (gray or BGR, 8 or 16 bit); ``heatmap``: see :meth:`predict_batch`."""
@@ -388,6 +397,6 @@ def load_model(
     ``threads`` defaults to the ``DEFECT_EDGE_THREADS`` environment variable, else onnxruntime's choice; it must
     lie in 1..CPU cores (:class:`UsageError`, exit 2, otherwise). ``spin``: see :class:`RuntimeConfig`.
     """
-    threads = threads_from_env() if threads is None else check_threads(threads)
-    cfg = RuntimeConfig(provider=Provider(provider), threads=threads, spin=spin)
+    threads = threads_from_env() if threads is None else check_threads(threads, what="threads")
+    cfg = RuntimeConfig(provider=Provider.named(provider), threads=threads, spin=spin)
     return EdgeModel(model_path(path), cfg)  # '' is no model name: it was read as "no --model"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import numbers
 import os
 import stat
 from pathlib import Path
@@ -23,7 +24,10 @@ def check_threads(threads: int | None, *, what: str = "--threads") -> int | None
     cores = os.cpu_count() or 1
     if threads is None:
         return None
-    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= cores:
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):  # threads="2" was "out of range"
+        raise UsageError(f"{what} {threads!r} is not a whole number; use 1..{cores} (this machine's CPU cores)")
+    threads = int(threads)  # a numpy integer too
+    if not 1 <= threads <= cores:
         raise UsageError(f"{what} {threads!r} is out of range; use 1..{cores} (this machine's CPU cores)")
     return threads
 

@@ -29,6 +29,9 @@ class Prediction:
     # mirrored (second look), and turned defective by the symmetry look.
     second_look: bool = field(default=False, compare=False)
     lifted: bool = field(default=False, compare=False)
+    # The station check's reasons where the item looks unlike the training images, or no part was found in it
+    # (what edge-infer's records call unlike_training; a gate must not pass such an item), else None.
+    unlike_training: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict:
         return {

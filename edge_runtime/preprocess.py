@@ -134,34 +134,51 @@ def bits_used(image: np.ndarray) -> int:
 
 def to_uint8_gray(image: np.ndarray, *, source: str = "image") -> np.ndarray:
     """Bring any decoded image (gray, BGR, BGRA; 8/16-bit or float) to 8-bit single-channel gray."""
+    if image is not None and not isinstance(image, np.ndarray):  # a path or bytes: AttributeError 'str' ... 'size'
+        raise ImageReadError(f"{source}: not an image array but a {type(image).__name__}; read a file with "
+                             "read_image(path), decode bytes with decode_image(data)")  # fmt: skip
     if image is None or image.size == 0:
         raise ImageReadError(f"{source}: empty image")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
-    if image.ndim == 3 and image.shape[2] not in (3, 4):
-        raise ImageReadError(f"{source}: unsupported channel count {image.shape[2]}")
-    if image.ndim not in (2, 3):
-        raise ImageReadError(f"{source}: unsupported image shape {image.shape}")
-    # Depth first, channels second: OpenCV's colour conversion takes only 8/16-bit and float32 pixels.
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise ImageReadError(f"{source}: unsupported image shape {image.shape}: expected H x W (gray) or H x W x "
+                             "3 or 4 (BGR, BGRA: channels last); a stack of images goes to predict_batch as a "
+                             "list")  # fmt: skip
+    # Depth first, channels second: OpenCV's colour conversion takes only 8/16-bit and float32 pixels. The scale is
+    # read from the colour channels alone: an opaque alpha (65535, or 255.0 in a float image) made the picture black.
+    colour = image[:, :, :3] if image.ndim == 3 else image
     if image.dtype == np.uint16:
         # by the bits the data uses: a 10- or 12-bit camera's pixels in a 16-bit file are not 16-bit dark pixels
-        bits = bits_used(image)
+        bits = bits_used(colour)
         image = (np.minimum(image, (1 << bits) - 1) >> (bits - 8)).astype(np.uint8)
     elif np.issubdtype(image.dtype, np.floating):
-        image = image.astype(np.float64)
-        values = image[np.isfinite(image)]
-        # the scale from the finite pixels: one inf pixel made a 0..1 image 0..255, so black, and a defect "ok"
-        hi = 1.0 if not values.size or float(values.max()) <= 1.0 else 255.0
-        lo = min(0.0, float(values.min())) if values.size else 0.0
-        if lo < 0.0:  # signed data (-1..1): its range, not its positive half (a good part scored defective)
-            image = (image - lo) * (hi / (hi - lo))
-        image = np.nan_to_num(image, nan=0.0, posinf=hi, neginf=0.0)
-        image = np.clip(image * (255.0 / hi), 0, 255).astype(np.uint8)
+        image = _float_to_uint8(image.astype(np.float64), colour)
     elif image.dtype != np.uint8:
-        raise ImageReadError(f"{source}: unsupported pixel type {image.dtype}")
+        raise ImageReadError(f"{source}: unsupported pixel type {image.dtype} (expected uint8, uint16 or float)")
     if image.ndim == 3:
         image = cv2.cvtColor(np.ascontiguousarray(image[:, :, :3]), cv2.COLOR_BGR2GRAY)
     return image
+
+
+def _float_to_uint8(image: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """A float image to 8 bits, its range read from the bulk of its finite colour pixels (the 99.9th percentile),
+    not from its largest one: a 0..1 image resized with cubic interpolation (overshoot to 1.002), or with one pixel
+    at 1.001, was read as 0..255 and came out black, and a defective part "ok". 0..1, 0..255, or the range of a
+    10- to 16-bit camera's integer values; signed data (-1..1) by its range."""
+    values = colour[np.isfinite(colour)]
+    top = float(np.percentile(values, 99.9)) if values.size else 1.0
+    signed = values.size and float(np.percentile(values, 0.1)) < 0.0  # not one stray negative pixel
+    if top <= 1.25:
+        hi = 1.0
+    elif top <= 255 * 1.25:
+        hi = 255.0
+    else:  # 0..4095, 0..65535: integer camera values held as floats (they were clipped to white)
+        hi = float((1 << next((b for b in (10, 12, 14) if top < (1 << b)), 16)) - 1)
+    if signed:  # signed data (-1..1): its range, not its positive half (a good part scored defective)
+        image = (image + hi) / 2.0
+    image = np.nan_to_num(image, nan=0.0, posinf=hi, neginf=0.0)
+    return np.clip(image * (255.0 / hi), 0, 255).astype(np.uint8)
 
 
 def decode_image(data: bytes | np.ndarray, *, source: str = "image") -> np.ndarray:

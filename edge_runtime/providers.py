@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from edge_runtime.errors import MissingExtraError
+from edge_runtime.errors import MissingExtraError, UsageError
 
 
 class Provider(str, Enum):
@@ -13,6 +13,22 @@ class Provider(str, Enum):
     CPU = "cpu"
     CUDA = "cuda"
     TENSORRT = "tensorrt"
+
+    @classmethod
+    def named(cls, name: Provider | str) -> Provider:
+        """The provider a Python caller names, in any case, or by onnxruntime's own name (``CUDAExecutionProvider``);
+        anything else is a :class:`UsageError` listing the names ("'CUDA' is not a valid Provider").
+
+        >>> Provider.named("CUDA"), Provider.named("CPUExecutionProvider")
+        (<Provider.CUDA: 'cuda'>, <Provider.CPU: 'cpu'>)
+        """
+        if isinstance(name, cls):
+            return name
+        if isinstance(name, str):
+            key = name.strip().lower().removesuffix("executionprovider")
+            if key in {p.value for p in cls}:
+                return cls(key)
+        raise UsageError(f"provider {name!r} is not one of {', '.join(p.value for p in cls)}")
 
 
 ORT_PROVIDER = {

@@ -140,7 +140,7 @@ def test_localisation_scores_each_image_with_the_symmetry_look_edge_infer_may_ta
     real = model.predict_inputs
     monkeypatch.setattr(model, "predict_inputs", lambda x, **k: seen.append(k) or real(x, **k))
     locate(model, brighter)
-    assert seen and seen[0]["parts"][0] is not None  # the square the symmetry look measures, as heatmap.localise
+    assert seen and seen[0]["parts"][0] is not None  # the square the symmetry look measures, as predict(heatmap=True)
 
 
 def test_a_run_where_every_model_is_refused_is_exit_4_and_keeps_the_last_results(tmp_path: Path):

@@ -1,0 +1,90 @@
+"""The Python API as an ML engineer's own code calls it (README "Python API"): the arrays it is handed, how a
+batch is given, and what it says about a frame that is no part. Found by a campaign on the API: a defective part
+came back "ok" from a float image with one pixel above 1.0, and a blank frame was a plain "ok"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_runtime.errors import ImageReadError, UsageError
+from edge_runtime.model import EdgeModel, load_model
+from edge_runtime.preprocess import read_image
+from edge_runtime.summary import NO_PART
+
+
+@pytest.fixture(scope="module")
+def model() -> EdgeModel:
+    return load_model()
+
+
+@pytest.fixture(scope="module")
+def defective(casting_dir: Path) -> list[np.ndarray]:
+    return [read_image(p) for p in sorted((casting_dir / "test" / "def_front").glob("*.jpeg"))[:12]]
+
+
+def test_a_float_image_scores_as_its_8_bit_self_whatever_its_overshoot_or_alpha(model, defective):
+    """The range of a float image was read from its largest pixel: a 0..1 image resized with cubic interpolation
+    (overshoot to 1.002), or one pixel at 1.001, was taken for 0..255 and came out black: every defective part
+    "ok". An opaque alpha (255.0, or 65535 in a 16-bit BGRA image) blackened the picture too; a 16-bit camera's
+    values held as floats (0..65535) were clipped to white."""
+    for gray in defective:
+        big = cv2.resize(gray, (600, 600), interpolation=cv2.INTER_CUBIC)
+        want = model.predict(big)
+        assert want.defective
+        bgr = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+        one_high = gray / 255.0
+        one_high[0, 0] = 1.001
+        variants = {
+            "cubic 0..1": cv2.resize(gray.astype(np.float32) / 255, (600, 600), interpolation=cv2.INTER_CUBIC),
+            "one pixel at 1.001": one_high,
+            "float 0..65535": gray.astype(np.float32) * 257,
+            "float BGRA, alpha 255.0": np.dstack([bgr / 255.0, np.full(gray.shape, 255.0)]).astype(np.float32),
+            "uint16 BGRA, alpha 65535": np.dstack([bgr.astype(np.uint16), np.full(gray.shape, 65535, np.uint16)]),
+        }
+        for name, image in variants.items():
+            got = model.predict(image)
+            assert got.defective, (name, got.score)
+
+
+def test_a_frame_without_a_part_says_so_as_edge_infer_does(model, defective):
+    """predict gave a blank frame a plain "ok" (0.067) where edge-infer flags it and a gate fails."""
+    blank = model.predict(np.zeros((300, 300), np.uint8))
+    assert blank.unlike_training and any(NO_PART in why for why in blank.unlike_training)
+    assert model.predict(defective[0]).unlike_training is None  # a test image looks like the training images
+    assert model.predict(defective[0], heatmap=True).unlike_training is None
+
+
+def test_a_batch_is_any_list_iterable_or_stack_and_a_bad_item_is_named_by_its_index(model, defective):
+    """A stacked array was "The truth value of an array ... is ambiguous", a generator "has no len()"; one bad
+    item raised "image: empty image" without saying which."""
+    want = [p.score for p in model.predict_batch(defective[:4])]
+    assert [p.score for p in model.predict_batch(im for im in defective[:4])] == want
+    assert [p.score for p in model.predict_batch(np.stack(defective[:4]))] == want
+    stacked_colour = np.stack([cv2.cvtColor(g, cv2.COLOR_GRAY2BGR) for g in defective[:4]])
+    assert [p.score for p in model.predict_batch(stacked_colour)] == want
+    with pytest.raises(ImageReadError, match=r"image 1: empty image"):
+        model.predict_batch([defective[0], None, defective[1]])
+    with pytest.raises(ImageReadError, match="not one image: use predict"):
+        model.predict_batch(defective[0])
+    with pytest.raises(ImageReadError, match=r"one colour image, or 3 gray ones\?"):
+        model.predict_batch(np.stack(defective[:3])[:, :, :3])
+    with pytest.raises(ImageReadError, match="not an image array but a str; read a file with read_image"):
+        model.predict("part.jpg")
+    with pytest.raises(ImageReadError, match=r"channels last"):
+        model.predict(np.stack([defective[0]] * 3))  # channels first (3, H, W)
+
+
+def test_providers_are_named_in_any_case_and_a_wrong_one_lists_the_names():
+    """load_model(provider="CUDA") was "ValueError: 'CUDA' is not a valid Provider"; threads="2" was named as the
+    command line's --threads, "out of range"."""
+    assert load_model(provider="CPU").cfg.provider.value == "cpu"
+    assert load_model(provider="CPUExecutionProvider").cfg.provider.value == "cpu"
+    with pytest.raises(UsageError, match="provider 'gpu' is not one of auto, cpu, cuda, tensorrt"):
+        load_model(provider="gpu")
+    with pytest.raises(UsageError, match="threads '2' is not a whole number"):  # it was "--threads '2' is out of range"
+        load_model(threads="2")
+    assert load_model(threads=np.int64(1)).cfg.threads == 1

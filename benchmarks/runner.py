@@ -225,6 +225,7 @@ def _run_jobs(jobs: list[tuple[str, Job]], result: BenchResult, progress: Progre
         if job.kind is JobKind.TORCH and skipped:
             # torch missing is no failure of the models ("seed failed an earlier job", said the runtime-only install)
             why = NO_TORCH if skipped[0] == TORCH_MISSING else "torch failed an earlier job"
+            progress(f"{what}: {skipped[0]}")  # it had no note, the rows after it had
             failed.update(dict.fromkeys((SEED_MODEL, "defectnet"), why))
         elif skipped:
             failed[job.model] = f"{labels.get(job.model, job.model)} failed an earlier job"

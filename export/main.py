@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge_runtime.errors import DataError, GateError, OutputError
+from edge_runtime.errors import DataError, GateError, OutputError, printable
 from edge_runtime.metrics import json_safe
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
 from edge_runtime.model_info import ModelInfo, Precision, SecondLook, SymmetryLook
@@ -139,7 +139,8 @@ def eval_images(ckpt: dict[str, Any], cfg: ExportConfig, log: Log) -> images.Lab
         return None
     evals = images.load_eval_images(folder, ckpt, log)
     leaked = "unknown" if evals.leaked is None else str(int(evals.leaked.sum()))
-    log(f"evaluation: {len(evals)} labelled images from {evals.root} ({leaked} byte-identical to training images)")
+    log(f"evaluation: {len(evals)} labelled images from {printable(str(evals.root))} ({leaked} byte-identical to "
+        "training images)")  # fmt: skip
     if evals.leaked is not None and len(evals) and int(evals.leaked.sum()) * 2 > len(evals):
         # --eval-data DIR/train: the gate "passed" on the images the model learnt, without a word
         log(f"warning: {evals.root}: {int(evals.leaked.sum())} of the {len(evals)} eval images are training images "

@@ -1,13 +1,16 @@
-"""What ``EdgeModel.predict_batch`` accepts as its images: a list, any iterable, or a stacked array whose first
-axis is the images; and the chunks it scores them in.
+"""What ``EdgeModel.predict_batch`` accepts as its images: a list, any iterable (taken a chunk at a time), or a
+stacked array whose first axis is the images, and the chunks it scores them in.
 
->>> len(image_list(np.zeros((4, 32, 32, 3), np.uint8))), len(image_list(iter([np.zeros((8, 8))] * 3)))
-(4, 3)
+>>> [len(c) for c in image_chunks(np.zeros((4, 32, 32, 3), np.uint8), 3)]
+[3, 1]
+>>> [len(c) for c in image_chunks((np.zeros((8, 8)) for _ in range(5)), 2)]
+[2, 2, 1]
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -17,20 +20,29 @@ from edge_runtime.errors import ImageReadError
 CHUNK = 256
 
 
-def image_list(images: Iterable[np.ndarray] | np.ndarray) -> list[np.ndarray]:
-    """``images`` as a list of images. A stacked array (N, H, W, C) is N images; (N, H, W) is N gray images
-    unless its last axis could be colour channels (3 or 4, or 1), when it could as well be one colour image,
-    and is refused. A stacked array was "The truth value of an array ... is ambiguous", a generator "has no
-    len()", and one image (H, W) is refused rather than read as H images of one row each."""
+def image_chunks(images: Iterable[np.ndarray] | np.ndarray, size: int = CHUNK) -> Iterator[list[np.ndarray]]:
+    """``images`` in lists of at most ``size``; an iterable is read a chunk at a time (a generator of 600 frames
+    was read whole before the first was scored). A stacked array is N x H x W x C (C 1, 3 or 4), or N x H x W
+    where neither N nor W could be colour channels; anything that could as well be one image (H x W x 2 gray and
+    alpha, 3 x H x W channels first, N x H x 3) is refused, not read as many one-row images. A stacked array was
+    "The truth value of an array ... is ambiguous", a generator "has no len()"."""
     if isinstance(images, np.ndarray):
-        if images.ndim == 4 or (images.ndim == 3 and images.shape[-1] not in (1, 3, 4)):
-            return list(images)
-        if images.ndim == 2:
-            raise ImageReadError("predict_batch takes a list of images, not one image: use predict for one image")
-        raise ImageReadError(
-            f"predict_batch takes a list of images, not an array of shape {images.shape}: one colour image, or "
-            f"{images.shape[0]} gray ones? pass a list of images, or use predict for one image"
-        )
-    if isinstance(images, (str, bytes)):
-        raise ImageReadError(f"predict_batch takes a list of image arrays, not a {type(images).__name__}")
-    return list(images)
+        images = _stacked(images)
+    elif isinstance(images, (str, bytes, dict)) or not isinstance(images, Iterable):
+        raise ImageReadError(f"predict_batch takes a list of image arrays (got {type(images).__name__})")
+    it = iter(images)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def _stacked(images: np.ndarray) -> list[np.ndarray]:
+    if images.ndim == 4 and images.shape[-1] in (1, 3, 4):
+        return list(images)
+    if images.ndim == 3 and images.shape[0] > 4 and images.shape[-1] > 4:
+        return list(images)
+    if images.ndim == 2:
+        raise ImageReadError("predict_batch takes a list of images, not one image: use predict for one image")
+    raise ImageReadError(
+        f"predict_batch takes a list of images, not an array of shape {images.shape}, which could be one image as "
+        "well as a stack (channels first? gray and alpha?): pass a list of images (channels last), or use predict"
+    )

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime import integrity, symmetry
-from edge_runtime.batch_input import CHUNK, image_list
+from edge_runtime.batch_input import image_chunks
 from edge_runtime.config import RuntimeConfig
 from edge_runtime.errors import ModelError
 from edge_runtime.framing import frame_part
@@ -359,12 +359,11 @@ class EdgeModel:
         check's reasons (``unlike_training``: a frame with no part, an image unlike the training images). An
         unreadable image raises :class:`ImageReadError` naming its index. ``heatmap`` (a model with the map): each
         Prediction also carries the map upsampled to its image and ``defect_box``."""
-        items = image_list(images)
         if heatmap and not self.has_map:
             raise ModelError(f"{self.path}: has no localisation map (defect_map); re-export it with export-onnx --map")
         out: list[Prediction] = []
-        for start in range(0, len(items), CHUNK):
-            out += self._predict_chunk(items[start : start + CHUNK], start, heatmap=heatmap)
+        for chunk in image_chunks(images):
+            out += self._predict_chunk(chunk, len(out), heatmap=heatmap)
         return out
 
     def _predict_chunk(self, images: list[np.ndarray], start: int, *, heatmap: bool) -> list[Prediction]:

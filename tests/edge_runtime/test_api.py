@@ -50,6 +50,32 @@ def test_a_float_image_scores_as_its_8_bit_self_whatever_its_overshoot_or_alpha(
             assert got.defective, (name, got.score)
 
 
+def test_normalised_or_hot_float_images_score_as_their_8_bit_selves(model, defective, casting_dir: Path):
+    """A re-test of the first fix: a normalised image ((x - 0.5) / 0.25, per-image standardised) became flat grey
+    and every OK part "defective"; 0.2% hot pixels in a 0..1 image (or in 12-bit data) blackened it; float to 8
+    bits truncated (0.99999 of a level lost it), so float16 0..1 scores drifted by up to 0.12."""
+    ok = [read_image(p) for p in sorted((casting_dir / "test" / "ok_front").glob("*.jpeg"))[:8]]
+    rng = np.random.default_rng(0)
+    for gray in ok + defective[:6]:
+        want = model.predict(gray)
+        x = gray / 255.0
+        hot = x.copy()
+        hot.flat[rng.choice(hot.size, hot.size // 500, replace=False)] = 50.0
+        hot12 = gray.astype(np.uint16) << 4
+        hot12.flat[rng.choice(hot12.size, hot12.size // 500, replace=False)] = 65535
+        variants = {
+            "(x - 0.5) / 0.25": (x - 0.5) / 0.25,
+            "standardised": (gray - gray.mean()) / gray.std(),
+            "0.2% hot pixels": hot,
+            "12-bit, 0.2% hot pixels": hot12,
+            "float16 0..1": x.astype(np.float16),
+        }
+        for name, image in variants.items():
+            got = model.predict(image)
+            assert got.defective == want.defective and abs(got.score - want.score) < 0.05, (name, got, want)
+        assert model.predict(x.astype(np.float16)).score == want.score  # rounded back to the very same pixels
+
+
 def test_a_frame_without_a_part_says_so_as_edge_infer_does(model, defective):
     """predict gave a blank frame a plain "ok" (0.067) where edge-infer flags it and a gate fails."""
     blank = model.predict(np.zeros((300, 300), np.uint8))
@@ -63,16 +89,31 @@ def test_a_batch_is_any_list_iterable_or_stack_and_a_bad_item_is_named_by_its_in
     item raised "image: empty image" without saying which."""
     want = [p.score for p in model.predict_batch(defective[:4])]
     assert [p.score for p in model.predict_batch(im for im in defective[:4])] == want
-    assert [p.score for p in model.predict_batch(np.stack(defective[:4]))] == want
+    pulled, pulled_when_scored = [], []
+    lazy = (pulled.append(i) or defective[i % 4] for i in range(600))
+    scored = model._predict_chunk
+    model._predict_chunk = lambda chunk, start, **kw: (
+        pulled_when_scored.append(len(pulled)) or scored(chunk, start, **kw)
+    )
+    try:
+        assert [p.score for p in model.predict_batch(lazy)][:4] == want
+    finally:
+        del model._predict_chunk
+    assert pulled_when_scored == [256, 512, 600]  # a chunk at a time: the generator had been read whole first
+    five = [p.score for p in model.predict_batch(defective[:5])]
+    assert [p.score for p in model.predict_batch(np.stack(defective[:5]))] == five  # N x H x W, N > 4
     stacked_colour = np.stack([cv2.cvtColor(g, cv2.COLOR_GRAY2BGR) for g in defective[:4]])
     assert [p.score for p in model.predict_batch(stacked_colour)] == want
     with pytest.raises(ImageReadError, match=r"image 1: empty image"):
         model.predict_batch([defective[0], None, defective[1]])
     with pytest.raises(ImageReadError, match="not one image: use predict"):
         model.predict_batch(defective[0])
-    with pytest.raises(ImageReadError, match=r"one colour image, or 3 gray ones\?"):
-        model.predict_batch(np.stack(defective[:3])[:, :, :3])
-    with pytest.raises(ImageReadError, match="not an image array but a str; read a file with read_image"):
+    for one_image in (np.stack(defective[:3])[:, :, :3], np.dstack([defective[0]] * 2), np.stack([defective[0]] * 3)):
+        with pytest.raises(ImageReadError, match="could be one image as well as a stack"):  # N x H x 3, gray and
+            model.predict_batch(one_image)  # alpha, channels first: 300 and 3 "images" had been scored
+    with pytest.raises(ImageReadError, match=r"takes a list of image arrays \(got NoneType\)"):
+        model.predict_batch(None)
+    with pytest.raises(ImageReadError, match=r"not an image array \(got str\); read a file with read_image"):
         model.predict("part.jpg")
     with pytest.raises(ImageReadError, match=r"channels last"):
         model.predict(np.stack([defective[0]] * 3))  # channels first (3, H, W)

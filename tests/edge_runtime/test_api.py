@@ -129,3 +129,25 @@ def test_providers_are_named_in_any_case_and_a_wrong_one_lists_the_names():
     with pytest.raises(UsageError, match="threads '2' is not a whole number"):  # it was "--threads '2' is out of range"
         load_model(threads="2")
     assert load_model(threads=np.int64(1)).cfg.threads == 1
+
+
+def test_regions_not_hot_pixels_set_the_range():
+    """A review of the fix: a small bright part on a dark 16-bit frame (0.8% of it) went flat white, and so did a
+    bright part on black in a 0..255 float image; a large colour float image's range was sampled from its blue
+    channel alone (an orange part read as 0..1, near white); one hot pixel in a standardised image crushed it to
+    16 levels. The same reading serves edge-infer's 16-bit and float files."""
+    from edge_runtime.preprocess import to_uint8_gray
+
+    frame = np.full((1000, 1000), 200, np.uint16)
+    frame[400:490, 400:490] = np.linspace(30000, 60000, 90).astype(np.uint16)[None, :]
+    assert np.array_equal(to_uint8_gray(frame)[445, 400:490], (frame[445, 400:490] >> 8).astype(np.uint8))
+    ramp = np.zeros((500, 500), np.float32)
+    ramp[200:240, 200:240] = np.linspace(50, 250, 40)[None, :]
+    assert np.array_equal(to_uint8_gray(ramp)[220, 200:240], np.rint(ramp[220, 200:240]).astype(np.uint8))
+    orange = np.zeros((1500, 2000, 3), np.float32)
+    orange[...] = (5.0, 100.0, 200.0)  # BGR, 0..255
+    want = float(cv2.cvtColor(orange.astype(np.uint8), cv2.COLOR_BGR2GRAY).mean())
+    assert abs(float(to_uint8_gray(orange).mean()) - want) <= 1
+    standardised = np.random.default_rng(0).normal(0, 1, (300, 300)).astype(np.float32)
+    standardised[0, 0] = 60.0
+    assert len(np.unique(to_uint8_gray(standardised))) > 200

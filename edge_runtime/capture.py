@@ -82,6 +82,9 @@ def capture_factory(source: str, *, timeout_s: float = 5.0, colour: bool = True)
     from edge_runtime.jpeg_packets import as_jpeg_packets
     from edge_runtime.opencv_paths import opencv_path
 
+    asked: list[str | None] = []  # the camera's refusal, asked once: each reopen of a stream had asked again (a
+    # second failed login each time, on a camera that locks an account after a few, and up to 3 s more a reopen)
+
     def open_capture() -> Capture:
         ms = int(timeout_s * 1000)
         open_ms = max(ms, 5000)  # opening probes the stream's first frames: a short read timeout is no open timeout
@@ -100,7 +103,13 @@ def capture_factory(source: str, *, timeout_s: float = 5.0, colour: bool = True)
         if not cap.isOpened():
             cap.release()
             what = f"camera {source}" if source.isdigit() or source.startswith("/dev/") else shown_source(source)
-            if is_stream_url(source) and (refused := refusal(source)) is not None:
+            refused = None
+            if is_stream_url(source) and not asked:
+                refused = refusal(source)
+                asked.append(refused)
+            elif asked and asked[0] is not None and asked[0].split(" ", 2)[1] in ("401", "403"):
+                refused = asked[0]  # still so: a sign-in refused stays refused (a busy camera may be offline now)
+            if refused is not None:
                 raise SourceError(f"{what}: the camera refused the stream: {refused}")
             raise SourceError(
                 f"{what}: cannot open camera or stream (check the index/path/URL and that no other program holds it)"

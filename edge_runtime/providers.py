@@ -17,7 +17,7 @@ class Provider(str, Enum):
     @classmethod
     def named(cls, name: Provider | str) -> Provider:
         """The provider a Python caller names, in any case, or by onnxruntime's own name (``CUDAExecutionProvider``);
-        anything else is a :class:`UsageError` listing the names ("'CUDA' is not a valid Provider").
+        anything else is a :class:`UsageError` listing the names.
 
         >>> Provider.named("CUDA"), Provider.named("CPUExecutionProvider")
         (<Provider.CUDA: 'cuda'>, <Provider.CPU: 'cpu'>)

@@ -7,6 +7,7 @@ program holds it)": a wrong password, a wrong path and a camera serving its last
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import socketserver
 import ssl
@@ -59,8 +60,10 @@ class _Camera(socketserver.ThreadingTCPServer):
 
 class _Handler(socketserver.StreamRequestHandler):
     server: _Camera
+    nonce: str
 
     def handle(self) -> None:
+        self.nonce = os.urandom(8).hex()  # this connection's own
         while True:
             head = []
             while (line := self.rfile.readline(8192).decode("latin-1").rstrip("\r\n")) != "":
@@ -85,7 +88,7 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def _authenticate(self, method: str, given: str) -> tuple[int, str, str]:
         """415 for the right password (no stream here anyway), else 401 with the camera's challenges."""
-        realm, nonce = self.server.realm, f"c{id(self)}" if self.server.nonce_per_connection else "5d1f3a9c"
+        realm, nonce = self.server.realm, self.nonce if self.server.nonce_per_connection else "5d1f3a9c"
         offered = self.server.challenges
         if (not offered and given == "Basic YWRtaW46czNjcmV0") or any(
             _digest_ok(given, method, realm, nonce, algorithm) for algorithm, _ in offered
@@ -224,7 +227,7 @@ def test_a_camera_that_trickles_its_answer_is_given_up_on_in_time(camera):
     assert time.monotonic() - t0 < 2.5
 
 
-@pytest.mark.parametrize("password", [f"Pa/ss{PASSWORD}", f"1234/{PASSWORD}", f"p@ss/{PASSWORD}"])
+@pytest.mark.parametrize("password", [f"Pa/ss{PASSWORD}", f"1234/{PASSWORD}", f"pa?s/{PASSWORD}", f"pa#s/{PASSWORD}"])
 def test_a_password_with_a_slash_in_it_is_not_shown(tiny_model, camera, password):
     """A '/' in the password, not %2F-encoded, cut the URL's user part short, and the password was printed
     (after a first fix, still where the part before the '/' was all digits, read as a port)."""
@@ -232,3 +235,24 @@ def test_a_password_with_a_slash_in_it_is_not_shown(tiny_model, camera, password
     r = invoke(["--model", str(tiny_model), "--source", url, "--max-reconnects", "0"])
     check(r, ExitCode.SOURCE_UNAVAILABLE, error_lines=1)
     assert PASSWORD not in r.stderr + r.stdout and f"admin:***@127.0.0.1:{camera.server_address[1]}/line" in r.stderr
+
+
+def test_the_camera_is_asked_once_however_often_the_stream_is_reopened(camera):
+    """Each reopen of a live stream asked the camera again: a second failed login per reopen on cameras that lock
+    an account after a few. A sign-in refusal stays named on every reopen; other answers are not repeated."""
+    from edge_runtime.capture import capture_factory
+    from edge_runtime.errors import SourceError
+
+    camera.answer, camera.challenges = (401, "Unauthorized"), (("MD5", ""),)
+    reopen = capture_factory(f"rtsp://admin:wrong@127.0.0.1:{camera.server_address[1]}/line", timeout_s=2.0)
+    for _ in range(3):
+        with pytest.raises(SourceError, match=r"RTSP 401 Unauthorized \(the user and password given were refused\)"):
+            reopen()
+    ours = [line for line, headers in camera.requests if headers.get("user-agent") == "defect-edge"]
+    assert len(ours) == 2, camera.requests  # once without the password, once answering the challenge
+    camera.answer = (503, "Service Unavailable")
+    busy = capture_factory(f"rtsp://127.0.0.1:{camera.server_address[1]}/line", timeout_s=2.0)
+    with pytest.raises(SourceError, match="RTSP 503"):
+        busy()
+    with pytest.raises(SourceError, match="cannot open camera or stream"):  # offline now, perhaps: not said busy
+        busy()

@@ -143,14 +143,15 @@ def eval_images(ckpt: dict[str, Any], cfg: ExportConfig, log: Log) -> images.Lab
         "training images)")  # fmt: skip
     if evals.leaked is not None and len(evals) and int(evals.leaked.sum()) * 2 > len(evals):
         # --eval-data DIR/train: the gate "passed" on the images the model learnt, without a word
-        log(f"warning: {evals.root}: {int(evals.leaked.sum())} of the {len(evals)} eval images are training images "
-            "of this checkpoint; the accuracy check is no test there: pass --eval-data with images it was not "
-            "trained on")  # fmt: skip
+        log(f"warning: {printable(str(evals.root))}: {int(evals.leaked.sum())} of the {len(evals)} eval images are "
+            "training images of this checkpoint; the accuracy check is no test there: pass --eval-data with images "
+            "it was not trained on")  # fmt: skip
     for label, name in enumerate(ckpt.class_names):
         if not (evals.labels == label).any():  # the gate passed on OK images alone, missed defects unmeasured
             log(
-                f"warning: {evals.root}: no {name} images among the {len(evals)} eval images; the accuracy check "
-                f"cannot see {'a missed defect' if label else 'a false alarm'}: pass --eval-data with both classes"
+                f"warning: {printable(str(evals.root))}: no {name} images among the {len(evals)} eval images; the "
+                f"accuracy check cannot see {'a missed defect' if label else 'a false alarm'}: pass --eval-data with "
+                "both classes"
             )
     return evals
 
@@ -216,7 +217,9 @@ def _export(
     runtime = RuntimeConfig(provider=Provider.CPU, threads=cfg.threads)
     try:
         with _work_folder(stop) as work:
-            return _export_in(work, ckpt, net, out, cfg, runtime, log=log)
+            written = _export_in(work, ckpt, net, out, cfg, runtime, log=log)
+            stop.closing = True  # the model is in place: a stop now only counts (it said "interrupted", exit 130)
+        return written
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
             raise
@@ -238,19 +241,21 @@ def _temp_folder() -> str:
 def _work_folder(stop: StopSignals) -> Iterator[Path]:
     """The export's working folder, made and removed where a stop signal cannot cut in (a SIGTERM during its
     removal at the end of an export left it behind in the temporary folder, half removed)."""
-    with stop.atomic():
-        try:
-            folder = tempfile.TemporaryDirectory(prefix="defect-edge-export-")
-        except OSError as exc:
-            raise OutputError(
-                f"{_temp_folder()}: cannot make the export's working folder ({exc.strerror or exc}); point "
-                "TMPDIR at a writable disk"
-            ) from exc
+    folder = None
     try:
+        with stop.atomic():  # a stop while it is made is raised at the block's end, with the folder to remove
+            try:
+                folder = tempfile.TemporaryDirectory(prefix="defect-edge-export-")
+            except OSError as exc:
+                raise OutputError(
+                    f"{_temp_folder()}: cannot make the export's working folder ({exc.strerror or exc}); point "
+                    "TMPDIR at a writable disk"
+                ) from exc
         yield Path(folder.name)
     finally:
-        with stop.atomic():
-            folder.cleanup()
+        if folder is not None:
+            with stop.atomic():
+                folder.cleanup()
 
 
 def _export_in(

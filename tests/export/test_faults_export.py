@@ -81,7 +81,8 @@ def test_a_stop_while_the_working_folder_is_removed_still_removes_it(
     stamped: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """A SIGTERM that came while the export removed its working folder at its end cut the removal short: the
-    folder, half removed, stayed in the temporary folder (seen once under load in the test above)."""
+    folder, half removed, stayed in the temporary folder (seen once under load in the test above), and the export,
+    its model written, ended "interrupted"."""
     import tempfile
 
     real_rmtree = tempfile._shutil.rmtree
@@ -94,8 +95,9 @@ def test_a_stop_while_the_working_folder_is_removed_still_removes_it(
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(tempfile._shutil, "rmtree", stopped_while_removing)
     r = CliRunner().invoke(export_main, [str(stamped), "--out", str(tmp_path / "m.onnx"), "--force"])
-    assert r.exit_code == ExitCode.INTERRUPTED and "Traceback" not in r.output, r.output
-    assert list(tmp_path.glob("defect-edge-export-*")) == []
+    # the model was in place before the stop: a stop then only counts (it said "interrupted", exit 130)
+    assert r.exit_code == ExitCode.OK and "Traceback" not in r.output, r.output
+    assert list(tmp_path.glob("defect-edge-export-*")) == [] and (tmp_path / "m.onnx").stat().st_size > 0
 
 
 def fifo(path: Path) -> Path:

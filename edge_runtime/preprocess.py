@@ -8,6 +8,7 @@ to global gain and offset changes of a second camera's lighting.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
@@ -131,22 +132,32 @@ def bits_used(image: np.ndarray) -> int:
 
 
 def bright_level(image: np.ndarray) -> float:
-    """The brightest level a region of at least 3 x 3 pixels reaches (of the brightest channel): isolated hot
-    pixels and thin lines of them, a cubic resize's overshoot along edges, do not count. By share alone, 0.2% hot
-    pixels had blackened a frame, and a bright part on 0.8% of a dark frame had gone flat white."""
-    c = np.maximum(np.maximum(image[:, :, 0], image[:, :, 1]), image[:, :, 2]) if image.ndim == 3 else image
-    if c.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
-        c = c.astype(np.float32)
-    if c.dtype.kind == "f":
-        c = np.where(np.isfinite(c), c, 0).astype(c.dtype)
-    return float(cv2.morphologyEx(c, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).max())
+    """The brightest level that both a region of at least 3 x 3 pixels inside the frame reaches and more than 1 in
+    1,000 pixels do (of the brightest channel; a frame over a million pixels is sampled): hot pixels, thin lines of
+    them, a small cluster or one in a corner do not count, a small bright part does. By share alone, 0.2% hot pixels
+    had blackened a frame, and by region alone a 2 x 2 hot corner had; a bright part on 0.8% of a dark frame had
+    gone flat white."""
+    return _level(image, bright=True)
 
 
 def _dark_level(image: np.ndarray) -> float:
-    """The darkest level a region of at least 3 x 3 pixels reaches (of the darkest channel): see bright_level."""
-    c = np.minimum(np.minimum(image[:, :, 0], image[:, :, 1]), image[:, :, 2]) if image.ndim == 3 else image
-    c = np.where(np.isfinite(c), c, 0).astype(np.float64 if c.dtype == np.float64 else np.float32)
-    return float(cv2.morphologyEx(c, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)).min())
+    """The darkest level reached in the same sense (of the darkest channel): see :func:`bright_level`."""
+    return _level(image, bright=False)
+
+
+def _level(image: np.ndarray, *, bright: bool) -> float:
+    step = max(1, math.ceil(math.sqrt(image.shape[0] * image.shape[1] / 1e6)))
+    sub = image[::step, ::step]
+    pick = np.maximum if bright else np.minimum
+    c = pick(pick(sub[:, :, 0], sub[:, :, 1]), sub[:, :, 2]) if sub.ndim == 3 else sub
+    c = c.astype(np.float64 if c.dtype == np.float64 else np.float32)
+    c = np.where(np.isfinite(c), c, 0).astype(c.dtype)
+    share = float(np.percentile(c, 99.9 if bright else 0.1))
+    if min(c.shape) < 5:
+        return share
+    kernel = np.ones((3, 3), np.uint8)
+    region = (cv2.erode if bright else cv2.dilate)(c, kernel)[1:-1, 1:-1]  # the frame's edge ring left out
+    return min(share, float(region.max())) if bright else max(share, float(region.min()))
 
 
 def to_uint8_gray(image: np.ndarray, *, source: str = "image") -> np.ndarray:
@@ -189,7 +200,7 @@ def _float_to_uint8(image: np.ndarray, colour: np.ndarray) -> np.ndarray:
     top, bottom = bright_level(colour), _dark_level(colour)
     pixels = image.astype(np.float64 if image.dtype == np.float64 else np.float32)
     with np.errstate(all="ignore"):  # values near the float's own limits: inf or nan, and below, 255 or 0
-        if bottom < 0.0:
+        if bottom < -0.1 * max(top, 1e-12):  # dark regions well below 0 (a resize's undershoot is no sign)
             if bottom >= -1.25 and top <= 1.25:  # -1..1
                 bottom, top = -1.0, 1.0
             pixels = (pixels - bottom) * (255.0 / (top - bottom)) if top > bottom else np.zeros_like(pixels)

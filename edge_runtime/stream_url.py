@@ -37,15 +37,14 @@ def shown_source(text: str) -> str:
         return text
     scheme, rest = text.split("://", 1)
     netloc, sep, path = rest.partition("/")
-    # Where the host part (before the first '/') holds no '@' but the rest does, the user part ends at the last
-    # '@': a password with an unencoded '/', '?' or '#' in it was shown in clear. An '@' in the path of a URL with
-    # a port then masks the host with it (it cannot be told from a password of digits); an IPv6 host is no user.
-    last = rest.rfind("@")
-    if "@" not in netloc and last > 0 and ":" in rest[:last] and not rest.startswith("["):
-        head = rest[:last]
-        if ":" in head.split("/", 1)[0] or not head.split("/", 1)[0]:
-            host, sep, path = rest[last + 1 :].partition("/")
-            netloc = head + "@" + host
+    # The user part ends at the last '@' before the query: a password or user with an unencoded '/' or '@' in it
+    # was shown in clear, whole or in part. An '@' in the path (not the query) of a URL with a ':' before it masks
+    # the host with it, as it cannot be told from such a password; an IPv6 host ([::1]) is no user part.
+    head = rest.split("?", 1)[0].split("#", 1)[0]
+    last = head.rfind("@")
+    if last > 0 and ":" in head[:last] and not head.startswith("["):
+        host, sep, path = rest[last + 1 :].partition("/")
+        netloc = rest[: last + 1] + host
     userinfo, at, host = netloc.rpartition("@")
     if ":" in userinfo:
         netloc = f"{userinfo.split(':', 1)[0]}:***{at}{host}"

@@ -227,10 +227,11 @@ def test_a_camera_that_trickles_its_answer_is_given_up_on_in_time(camera):
     assert time.monotonic() - t0 < 2.5
 
 
-@pytest.mark.parametrize("password", [f"Pa/ss{PASSWORD}", f"1234/{PASSWORD}", f"pa?s/{PASSWORD}", f"pa#s/{PASSWORD}"])
+@pytest.mark.parametrize("password", [f"Pa/ss{PASSWORD}", f"1234/{PASSWORD}", f"P@ss/{PASSWORD}"])
 def test_a_password_with_a_slash_in_it_is_not_shown(tiny_model, camera, password):
     """A '/' in the password, not %2F-encoded, cut the URL's user part short, and the password was printed
-    (after a first fix, still where the part before the '/' was all digits, read as a port)."""
+    (after a first fix, still where the part before the '/' was all digits, read as a port, and after an '@'
+    in it)."""
     url = f"rtsp://admin:{password}@127.0.0.1:{camera.server_address[1]}/line"
     r = invoke(["--model", str(tiny_model), "--source", url, "--max-reconnects", "0"])
     check(r, ExitCode.SOURCE_UNAVAILABLE, error_lines=1)

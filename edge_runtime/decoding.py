@@ -243,6 +243,8 @@ def decode(
         # 8-bit gray shifts 16 bits right by 8, so 12-bit camera data came out near black; float TIFF failed)
         flags = cv2.IMREAD_COLOR if colour else cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH
         image, messages = imdecode_checked(buf, flags)
+        if image is None and not colour and data[:4] in TIFF_MAGIC:  # a colour float TIFF: OpenCV cannot make it
+            image, messages = imdecode_checked(buf, cv2.IMREAD_UNCHANGED)  # gray in the same read ("not readable")
     except (cv2.error, MemoryError, OverflowError, ValueError) as exc:
         if isinstance(exc, MemoryError) or "Insufficient memory" in str(exc):  # the machine's memory, not the file
             raise ImageReadError(f"{source}: too large to decode in the memory this process may use (out of "

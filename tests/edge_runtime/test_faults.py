@@ -268,7 +268,10 @@ def test_12_bit_16_bit_and_float_images_are_read_by_the_bits_they_use(tmp_path):
     with_inf[0, 0] = np.inf  # one inf pixel made the 0..1 image 0..255: black, and the defect "ok"
     cv2.imwrite(str(tmp_path / "float_inf.tif"), with_inf)
     cv2.imwrite(str(tmp_path / "signed.tif"), part.astype(np.float32) / 127.5 - 1.0)  # -1..1: was clipped at 0
-    for name in ("twelve.png", "sixteen.png", "float.tif", "twelve_hot.png", "float_inf.tif", "signed.tif"):
+    # a colour float TIFF was "not a readable image": OpenCV cannot make it gray in the same read
+    cv2.imwrite(str(tmp_path / "colour_float.tif"), cv2.cvtColor(part, cv2.COLOR_GRAY2BGR).astype(np.float32) / 255)
+    for name in ("twelve.png", "sixteen.png", "float.tif", "twelve_hot.png", "float_inf.tif", "signed.tif",
+                 "colour_float.tif"):  # fmt: skip
         assert np.abs(read_image(tmp_path / name).astype(int) - part)[1:].max() <= 1, name
     recs = check(invoke(["--source", str(tmp_path / "twelve.png"), "--fail-on-defect"]), ExitCode.DEFECT_FOUND,
                  error_lines=0)  # fmt: skip

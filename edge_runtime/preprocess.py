@@ -123,7 +123,7 @@ def bits_used(image: np.ndarray) -> int:
 
     >>> twelve = np.full((100, 100), 4000, np.uint16)
     >>> hot = twelve.copy(); hot[np.eye(100, dtype=bool)] = 65535   # a line of hot pixels: 1% of the frame
-    >>> part = twelve.copy(); part[40:50, 40:50] = 65535             # a bright region: real 16-bit data
+    >>> part = twelve.copy(); part[40:50, 40:50] = 60000             # a bright region: real 16-bit data
     >>> bits_used(twelve), bits_used(hot), bits_used(part)
     (12, 12, 16)
     """
@@ -150,6 +150,8 @@ def _level(image: np.ndarray, *, bright: bool) -> float:
     sub = image[::step, ::step]
     pick = np.maximum if bright else np.minimum
     c = pick(pick(sub[:, :, 0], sub[:, :, 1]), sub[:, :, 2]) if sub.ndim == 3 else sub
+    if bright and c.dtype == np.uint16:  # pixels stuck at 65535 (a dead column, hot clusters) set no depth: a 3-px
+        c = np.where(c == 65535, 0, c)  # wide one had made 12-bit data 16-bit, the part black and "ok"
     c = c.astype(np.float64 if c.dtype == np.float64 else np.float32)
     c = np.where(np.isfinite(c), c, 0).astype(c.dtype)
     share = float(np.percentile(c, 99.9 if bright else 0.1))

@@ -155,7 +155,7 @@ def test_regions_not_hot_pixels_set_the_range():
     # data 16-bit (a mean of 8 for 136, 222 of 261 OK parts "defective"), and one 3 x 3 patch at -0.02 in a 0..1
     # image read it as -1..1 (17 OK parts "defective")
     twelve = np.full((1000, 1000), 4000, np.uint16)
-    for hot in (np.s_[:2, :2], np.s_[:2, :], np.s_[500:503, 500:503]):
+    for hot in (np.s_[:2, :2], np.s_[:2, :], np.s_[500:503, 500:503], np.s_[:, 150:153]):  # + a stuck 3-px column
         spoilt = twelve.copy()
         spoilt[hot] = 65535
         assert int(to_uint8_gray(spoilt)[700, 700]) == 4000 >> 4

@@ -232,8 +232,15 @@ class EdgeModel:
     def inputs_and_parts(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[PartPatch | None]]:
         """Decoded images -> the uint8 inputs (N, size, size) and each one's part square for the symmetry look,
         checked as ``edge-infer`` checks them (:meth:`input_for_verdict`): for :meth:`predict_inputs`."""
-        prepared = [self.input_for_verdict(im) for im in images]
-        return np.stack([p[0] for p in prepared]), [p[2] for p in prepared]
+        x, parts, _ = self._checked_inputs(images, ["image"] * len(images))
+        return x, parts
+
+    def _checked_inputs(
+        self, images: Sequence[np.ndarray], sources: Sequence[str]
+    ) -> tuple[np.ndarray, list[PartPatch | None], list[list[str]]]:
+        """:meth:`inputs_and_parts`, with each image's station-check reasons, errors naming ``sources``."""
+        prepared = [self.input_for_verdict(im, source=name) for im, name in zip(images, sources, strict=True)]
+        return np.stack([p[0] for p in prepared]), [p[2] for p in prepared], [p[1] for p in prepared]
 
     @property
     def has_map(self) -> bool:
@@ -368,8 +375,7 @@ class EdgeModel:
 
     def _predict_chunk(self, images: list[np.ndarray], start: int, *, heatmap: bool) -> list[Prediction]:
         t0 = time.perf_counter()
-        prepared = [self.input_for_verdict(im, source=f"image {start + i}") for i, im in enumerate(images)]
-        x, parts = np.stack([p[0] for p in prepared]), [p[2] for p in prepared]
+        x, parts, reasons = self._checked_inputs(images, [f"image {start + i}" for i in range(len(images))])
         prep = (time.perf_counter() - t0) * 1000.0 / len(images)
         preds = self.predict_inputs(x, prep_ms=[prep] * len(images), with_map=heatmap, parts=parts)
         if heatmap:
@@ -377,7 +383,7 @@ class EdgeModel:
 
             preds = [locate(p, im, self.info.preprocess) for p, im in zip(preds, images, strict=True)]
         # the reasons edge-infer puts on its records: a blank frame was a plain "ok" here
-        return [replace(p, unlike_training=tuple(why) or None) for p, (_, why, _) in zip(preds, prepared, strict=True)]
+        return [replace(p, unlike_training=tuple(why) or None) for p, why in zip(preds, reasons, strict=True)]
 
     def predict(self, image: np.ndarray, *, heatmap: bool = False) -> Prediction:
         """Verdict for one decoded image (gray or BGR, 8 or 16 bit); ``heatmap``: see :meth:`predict_batch`."""

@@ -152,8 +152,8 @@ def _level(image: np.ndarray, *, bright: bool) -> float:
     c = pick(pick(sub[:, :, 0], sub[:, :, 1]), sub[:, :, 2]) if sub.ndim == 3 else sub
     if bright and c.dtype == np.uint16:  # pixels stuck at 65535 (a dead column, hot clusters) set no depth: a 3-px
         c = np.where(c == 65535, 0, c)  # wide one had made 12-bit data 16-bit, the part black and "ok"
-    c = c.astype(np.float64 if c.dtype == np.float64 else np.float32)
-    c = np.where(np.isfinite(c), c, 0).astype(c.dtype)
+    c = c.astype(np.float64 if c.dtype == np.float64 else np.float32)  # a copy: the caller's pixels stay as they are
+    c[~np.isfinite(c)] = 0
     share = float(np.percentile(c, 99.9 if bright else 0.1))
     if min(c.shape) < 5:
         return share

@@ -7,13 +7,16 @@ Prediction(label='defective', score=0.998, defective=True, latency_ms=0.41)
 
 from __future__ import annotations
 
+import copy
 import functools
+import hashlib
 import math
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,6 +89,9 @@ class EdgeModel:
     export, its metadata validated, and its inputs/outputs checked against the metadata; a zero batch is then
     run once to see that the outputs really have the promised shape. Every failure is a :class:`ModelError`.
     ``max_batch`` is 1 for a model exported with a fixed batch of one (callers then run items one by one).
+
+    A model pickles as what rebuilds it (file, config, the hash of the bytes loaded), so that a process pool can
+    take it: see :mod:`edge_runtime.model_pickle`.
     """
 
     def __init__(self, path: str | Path, cfg: RuntimeConfig | None = None) -> None:
@@ -93,6 +99,7 @@ class EdgeModel:
         self.cfg = cfg or RuntimeConfig()
         check_threads(self.cfg.threads)
         data = read_model_bytes(self.path)
+        self.sha256 = hashlib.sha256(data).hexdigest()  # what another process must find in the file (pickling)
         requested, self.provider_note = provider_chain(self.cfg.provider)
         self.session = open_session(data, self.path, requested, threads=self.cfg.threads, spin=self.cfg.spin)
         try:
@@ -109,6 +116,19 @@ class EdgeModel:
         probe(self.session, self.info, self.path, self.max_batch)
         self.providers: list[str] = self.session.get_providers()
         self.fell_back = requested[0] != "CPUExecutionProvider" and self.providers[0] == "CPUExecutionProvider"
+
+    def __reduce__(self) -> tuple[Any, tuple[Path, RuntimeConfig, str]]:
+        # an onnxruntime session does not pickle (a process pool could not take a model): what rebuilds it does
+        from edge_runtime.model_pickle import unpickled
+
+        return unpickled, (self.path, self.cfg, self.sha256)
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for an attribute not set: on a model that could not be re-opened where it was unpickled
+        error = self.__dict__.get("_unpickle_error")
+        if error is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        raise copy.copy(error)
 
     def warn_if_fell_back(self, stream=None) -> None:  # noqa: ANN001
         stream = stream or sys.stderr  # looked up now: a redirected sys.stderr gets the warning

@@ -4,16 +4,24 @@ came back "ok" from a float image with one pixel above 1.0, and a blank frame wa
 
 from __future__ import annotations
 
+import multiprocessing
+import pickle
+import shutil
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from edge_runtime.errors import ImageReadError, UsageError
+from edge_runtime.errors import ImageReadError, ModelError, UsageError
 from edge_runtime.model import EdgeModel, load_model
 from edge_runtime.preprocess import read_image
 from edge_runtime.summary import NO_PART
+from tests.edge_runtime.conftest import make_tiny_model
+from tests.edge_runtime.fault_cases import _edited_threshold
+
+SAMPLES = Path(__file__).resolve().parents[2] / "edge_runtime" / "samples" / "test"
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +171,51 @@ def test_regions_not_hot_pixels_set_the_range():
     patched = unit.copy()
     patched[50:53, 50:53] = -0.02
     assert np.array_equal(to_uint8_gray(patched)[100:], to_uint8_gray(unit)[100:])
+
+
+def _verdicts(model: EdgeModel, images: list[np.ndarray]) -> list[tuple]:
+    """What a pool's task returns (module level: a spawned worker imports it)."""
+    return [(p.label, p.score, p.unlike_training) for p in model.predict_batch(images)]
+
+
+def test_a_model_goes_to_a_spawned_process_pool_and_scores_there_as_here(model):
+    """pickle.dumps(load_model()) was "cannot pickle 'InferenceSession' object": a process pool's every worker
+    had to load the model itself. It travels as its file, config and content hash, and scores the same there."""
+    images = [read_image(p) for p in sorted(SAMPLES.rglob("*.jpeg"))]
+    assert len(images) >= 4
+    want = _verdicts(model, images)
+    singly = [_verdicts(model, [im])[0] for im in images]
+    assert {w[0] for w in want} == {"ok", "defective"}
+    fp32 = load_model("fp32", provider="cpu", threads=1)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert pool.submit(_verdicts, model, images).result() == want
+        assert [(p.label, p.score, p.unlike_training) for p in pool.map(model.predict, images)] == singly
+        there = pool.submit(_verdicts, fp32, images).result()  # another file and config in the same worker
+    assert there == _verdicts(fp32, images)
+    again = pickle.loads(pickle.dumps(fp32))
+    assert (again.cfg, again.path, again.info) == (fp32.cfg, fp32.path, fp32.info)
+
+
+def test_a_pickled_model_whose_file_went_or_changed_fails_where_it_opens_as_a_load_fails(tmp_path, tiny_model):
+    """In the worker, the model is opened again with a load's checks, and must find the bytes loaded here: a
+    failure had killed the worker (BrokenProcessPool, a traceback from inside multiprocessing); it is the load's
+    one line, raised by the task."""
+    path = tmp_path / "m.onnx"
+    shutil.copy(tiny_model, path)
+    model = load_model(path, provider="cpu")
+    cases = {
+        "removed": lambda: path.unlink(),
+        "tampered": lambda: path.write_bytes(_edited_threshold(tiny_model.read_bytes())),
+        "replaced by another model": lambda: make_tiny_model(path, threshold=0.3),
+    }
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for name, change in cases.items():
+            change()
+            try:
+                load_model(path, provider="cpu")
+                want = f"{path}: the model file changed after this model was loaded"
+            except ModelError as exc:
+                want = str(exc)
+            with pytest.raises(ModelError) as got:
+                pool.submit(_verdicts, model, [np.zeros((48, 48), np.uint8)]).result()
+            assert str(got.value).startswith(want) and "\n" not in str(got.value), name

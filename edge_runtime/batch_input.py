@@ -1,5 +1,5 @@
-"""What ``EdgeModel.predict_batch`` accepts as its images: a list, any iterable (taken a chunk at a time), or a
-stacked array whose first axis is the images, and the chunks it scores them in.
+"""What ``EdgeModel.predict_batch`` accepts: as its images a list, any iterable (taken a chunk at a time), or a
+stacked array whose first axis is the images, and the chunks it scores them in; as its switches True or False.
 
 >>> [len(c) for c in image_chunks(np.zeros((4, 32, 32, 3), np.uint8), 3)]
 [3, 1]
@@ -10,6 +10,7 @@ stacked array whose first axis is the images, and the chunks it scores them in.
 from __future__ import annotations
 
 import itertools
+import reprlib
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -33,6 +34,21 @@ def image_chunks(images: Iterable[np.ndarray] | np.ndarray, size: int = CHUNK) -
     it = iter(images)
     while chunk := list(itertools.islice(it, size)):
         yield chunk
+
+
+def flag(value: object, name: str) -> bool:
+    """``value`` when it is True or False (numpy's bool too), else a TypeError naming the argument ``name``: any
+    object was taken for its truth, so ``heatmap="no"`` computed the map.
+
+    >>> flag(np.bool_(True), "heatmap")
+    True
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(
+        f"{name} must be True or False, not {reprlib.repr(value)} ({type(value).__name__}); pass {name}=True or "
+        f"{name}=False"
+    )
 
 
 def _stacked(images: np.ndarray) -> list[np.ndarray]:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime import integrity, symmetry
-from edge_runtime.batch_input import image_chunks
+from edge_runtime.batch_input import flag, image_chunks
 from edge_runtime.config import RuntimeConfig
 from edge_runtime.errors import ModelError
 from edge_runtime.framing import frame_part
@@ -316,6 +316,7 @@ class EdgeModel:
     ) -> list[Prediction | ScoreError]:
         """Like :meth:`predict_inputs`, but an item whose score is not a probability gets its
         :class:`ScoreError` in its place instead of failing the whole batch."""
+        with_map = flag(with_map, "with_map")  # "no" had been taken for its truth
         if len(batch_u8) == 0:
             return []
         t0 = time.perf_counter()
@@ -386,6 +387,7 @@ class EdgeModel:
         check's reasons (``unlike_training``: a frame with no part, an image unlike the training images). An
         unreadable image raises :class:`ImageReadError` naming its index. ``heatmap`` (a model with the map): each
         Prediction also carries the map upsampled to its image and ``defect_box``."""
+        heatmap = flag(heatmap, "heatmap")  # heatmap="no" had computed the map
         if heatmap and not self.has_map:
             raise ModelError(f"{self.path}: has no localisation map (defect_map); re-export it with export-onnx --map")
         out: list[Prediction] = []

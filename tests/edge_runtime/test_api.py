@@ -219,3 +219,17 @@ def test_a_pickled_model_whose_file_went_or_changed_fails_where_it_opens_as_a_lo
             with pytest.raises(ModelError) as got:
                 pool.submit(_verdicts, model, [np.zeros((48, 48), np.uint8)]).result()
             assert str(got.value).startswith(want) and "\n" not in str(got.value), name
+
+
+def test_heatmap_takes_true_or_false_only(model):
+    """heatmap="no" (any object) was taken for its truth: the map was computed and drawn for "no"."""
+    image = read_image(sorted(SAMPLES.rglob("*.jpeg"))[0])
+    for value in ("yes", "no", 1, None, [True]):
+        with pytest.raises(TypeError, match=r"^heatmap must be True or False, not .*; pass heatmap=True or "):
+            model.predict(image, heatmap=value)
+        with pytest.raises(TypeError, match="heatmap must be True or False"):
+            model.predict_batch([image], heatmap=value)
+    with pytest.raises(TypeError, match="with_map must be True or False"):
+        model.predict_inputs(np.stack([model.input_u8(image)]), with_map="no")
+    assert model.predict(image, heatmap=np.bool_(True)).heatmap is not None
+    assert model.predict(image, heatmap=np.False_).heatmap is None

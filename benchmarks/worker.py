@@ -65,7 +65,7 @@ def main() -> None:
     try:
         rows, skipped = run_job(job)
     except DefectEdgeError as exc:
-        print(json.dumps({"error": str(exc), "exit_code": int(exc.exit_code)}))
+        print(json.dumps({"error": exc.for_cli(), "exit_code": int(exc.exit_code)}))  # edge-bench prints it
         return
     print(json.dumps({"rows": [r.to_dict() for r in rows], "skipped": skipped}))
 

@@ -350,8 +350,8 @@ def friendly_errors(func: F) -> F:
                 fail(CWD_DELETED, exc.exit_code)
             ctx = click.get_current_context(silent=True)
             if exc.exit_code == ExitCode.USAGE and ctx is not None:  # as click's own usage errors say
-                fail(f"{str(exc).rstrip('.')} (see '{ctx.command_path} --help')", exc.exit_code)
-            fail(str(exc), exc.exit_code)
+                fail(f"{exc.for_cli().rstrip('.')} (see '{ctx.command_path} --help')", exc.exit_code)
+            fail(exc.for_cli(), exc.exit_code)
         except ModuleNotFoundError as exc:
             extra = EXTRA_FOR_MODULE.get((exc.name or "").split(".")[0])
             if extra is None:

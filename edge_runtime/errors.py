@@ -69,14 +69,23 @@ def printable(text: str) -> str:
 
 
 class DefectEdgeError(Exception):
-    """An error a user can fix; its message is one sentence and it knows its exit code."""
+    """An error a user can fix; its message is one sentence and it knows its exit code.
+
+    ``cli``: the sentence as a command says it, where the remedy is an option that a Python caller passes as an
+    argument (``--provider cpu``, ``provider="cpu"``); the message itself is the Python caller's.
+    """
 
     exit_code: ExitCode = ExitCode.INTERNAL
 
-    def __init__(self, message: str, *, exit_code: ExitCode | None = None) -> None:
+    def __init__(self, message: str, *, exit_code: ExitCode | None = None, cli: str | None = None) -> None:
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+        self.cli = cli
+
+    def for_cli(self) -> str:
+        """The message a command prints."""
+        return self.cli or str(self)
 
 
 class DataError(DefectEdgeError):

@@ -4,6 +4,7 @@ the CPU always last), with a note when it differs from what was asked for."""
 from __future__ import annotations
 
 from enum import Enum
+from typing import NoReturn
 
 from edge_runtime.errors import MissingExtraError, UsageError
 
@@ -76,6 +77,16 @@ def _both_wheels() -> bool:
     return installed("onnxruntime") and installed("onnxruntime-gpu")
 
 
+def _missing(provider: Provider, available: list[str]) -> NoReturn:
+    """A missing package (exit 8), not a bad model (exit 4, as it was). The remedy as the caller gives it: a Python
+    caller of load_model had been told to use --provider cpu."""
+    missing = f"provider {provider.value} is not available in this onnxruntime (has: {', '.join(available)}); "
+    if _both_wheels():
+        raise MissingExtraError(missing + _BOTH_WHEELS)
+    remedy = missing + "install onnxruntime-gpu (see README, GPU) or use {}"
+    raise MissingExtraError(remedy.format('provider="cpu"'), cli=remedy.format("--provider cpu"))
+
+
 def provider_chain(provider: Provider) -> tuple[list[str], str]:
     """The onnxruntime providers to ask for, best first (CPU always last, so a session can be made), and a note
     for the user when the chain is not what was asked for."""
@@ -86,10 +97,7 @@ def provider_chain(provider: Provider) -> tuple[list[str], str]:
     if provider is Provider.CPU:
         return [cpu], ""
     if provider is not Provider.AUTO and ORT_PROVIDER[provider] not in available:
-        raise MissingExtraError(  # a missing package (exit 8), not a bad model (exit 4, as it was)
-            f"provider {provider.value} is not available in this onnxruntime (has: {', '.join(available)}); "
-            + (_BOTH_WHEELS if _both_wheels() else "install onnxruntime-gpu (see README, GPU) or use --provider cpu")
-        )
+        _missing(provider, available)
     wanted = [p for p in (trt, cuda) if p in available] if provider is Provider.AUTO else [ORT_PROVIDER[provider]]
     if provider is Provider.TENSORRT and cuda in available:
         wanted.append(cuda)  # TensorRT hands the nodes it cannot build to CUDA, not to the CPU

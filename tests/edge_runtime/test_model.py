@@ -149,6 +149,30 @@ def test_a_gpu_provider_this_onnxruntime_lacks_is_exit_8(tmp_path, tiny_model):
     assert r.exit_code == 8 and "install onnxruntime-gpu" in r.stderr, r.output
 
 
+def test_a_missing_gpu_provider_names_the_remedy_as_the_caller_gives_it(monkeypatch, tmp_path, tiny_model):
+    """load_model(provider="cuda") told a Python caller to "use --provider cpu", an option it has not got; the
+    commands keep saying --provider cpu."""
+    import onnxruntime as ort
+    from click.testing import CliRunner
+
+    from edge_runtime import providers
+    from edge_runtime.cli import main
+    from tests.edge_runtime.conftest import write_parts
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [CPU])
+    monkeypatch.setattr(providers, "_both_wheels", lambda: False)
+    with pytest.raises(MissingExtraError) as err:
+        load_model(tiny_model, provider="cuda")
+    assert str(err.value).endswith('install onnxruntime-gpu (see README, GPU) or use provider="cpu"')
+    assert "--provider" not in str(err.value)
+    write_parts(tmp_path / "parts", [10])
+    r = CliRunner().invoke(
+        main, ["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--provider", "cuda"]
+    )
+    assert r.exit_code == 8, r.output
+    assert r.stderr.strip().endswith("install onnxruntime-gpu (see README, GPU) or use --provider cpu"), r.stderr
+
+
 def test_both_onnxruntime_wheels_installed_is_named_with_its_remedy(monkeypatch):
     """After the GPU swap, a later `pip install '.[station]'` put the CPU onnxruntime back beside onnxruntime-gpu:
     CUDA was gone and the message said to install onnxruntime-gpu, which was installed."""

@@ -20,6 +20,7 @@ radii (as this module measures the core).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import cv2
@@ -297,6 +298,15 @@ def crop_square(gray: np.ndarray, region: tuple[float, float, float, float], siz
     x0, y0, x1, y1 = region
     s = size / (x1 - x0)
     h, w = gray.shape
+    if round(w * s) * round(h * s) > 4 * max(h * w, size * size):
+        # Enlarged whole, a degenerate frame took gigabytes (1 x 100,000 px, no part found: its 1 px square is
+        # enlarged 160 times, 2.6 GB): only the pixels the square covers, with a margin for the interpolation.
+        # Never on a frame the square shrinks or barely enlarges: those stay as they were, to the byte.
+        left, top = max(0, math.floor(x0) - 2), max(0, math.floor(y0) - 2)
+        gray = gray[top : max(top, math.ceil(y1) + 2), left : max(left, math.ceil(x1) + 2)]
+        x0, y0, (h, w) = x0 - left, y0 - top, gray.shape
+        if gray.size == 0:  # the square lies wholly outside the frame
+            return np.full((size, size), fill, np.uint8)
     # Shrink the whole frame first (INTER_AREA, no aliasing of fine texture), then place it on the canvas.
     sw, sh = max(1, round(w * s)), max(1, round(h * s))
     flag = cv2.INTER_AREA if s < 1.0 else cv2.INTER_LINEAR

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 EBML_HEADER = b"\x1a\x45\xdf\xa3"
@@ -50,6 +51,21 @@ def ebml_size(data: bytes, at: int) -> tuple[int, int, bool] | None:
 def ebml_id_length(first: int) -> int:
     """The length of an EBML element ID from its first byte (1-4; 0: not an ID)."""
     return 8 - first.bit_length() + 1 if first >= 0x10 else 0
+
+
+def ebml_elements(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """(ID, payload start, payload end) of the EBML elements in ``data[start:end]``, up to a malformed one."""
+    at = start
+    while at < end:
+        id_len = ebml_id_length(data[at])
+        if not id_len or (found := ebml_size(data, at + id_len)) is None:
+            return
+        size, n, unknown = found
+        body = at + id_len + n
+        if unknown:  # a live recording's Segment or Cluster: to the end
+            size = end - body
+        yield data[at : at + id_len], body, min(body + size, end)
+        at = body + size
 
 
 def _matroska_missing(f, size: int) -> int | None:  # noqa: ANN001 - a binary file

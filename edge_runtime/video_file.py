@@ -25,6 +25,7 @@ from edge_runtime.container_length import missing_bytes
 from edge_runtime.errors import SourceError, resource_error
 from edge_runtime.items import Item, frame_item
 from edge_runtime.jpeg_packets import JpegPackets
+from edge_runtime.matroska_cues import CuedStart, cue_times_ms
 from edge_runtime.summary import plural
 from edge_runtime.video_tracks import video_tracks
 
@@ -169,9 +170,13 @@ class _VideoReader:
         self.last_good: tuple[int, float] | None = None  # the number and time (ms) of the last frame read
         self.errors_at_start = 0  # FFmpeg's count of error lines when the video was opened
         self.time_gap: tuple[float, float] | None = None  # the frame times (ms) a damaged stretch lies between
+        self.missing_why: str | None = None  # how the container's index tells the frames now told are missing
         self.steady = 0  # frames that came one frame time after the one before; -1: a variable frame rate
         self.held: dict[str, Any] | None = None  # a frame read after a gap in the frame times, not yet numbered
         self.gap: tuple[int, float, float, bool] | None = None  # its number, the times around the gap, damage seen
+        # a Matroska file's index of key frames: frames lost before the first frame time is seen
+        times = cue_times_ms(name) if self.fps is not None and not self.exact_count else None
+        self.cues = CuedStart(times, fps=self.fps) if times and self.fps is not None else None
 
     def items(self) -> Iterator[Item]:
         t = threading.Thread(target=self.run, name=f"video {self.name}", daemon=True)
@@ -214,6 +219,8 @@ class _VideoReader:
                     break
                 self._follow_index()
                 self._settle_held(self.at_ms)
+                if self.first_ms is None:
+                    self._lost_at_start()
                 after_gap = self._follow_time()
                 if self.first_ms is None:
                     self.first_ms = self.at_ms or 0.0
@@ -290,6 +297,12 @@ class _VideoReader:
             self.failed_from = self.index if self.failed_from is None else self.failed_from
             self.index = found
 
+    def _lost_at_start(self) -> None:
+        """The first frame read, found among the key frames a Matroska file's Cues list: frames before it were in
+        the file (a damaged first block, which FFmpeg drops in silence), and it keeps its true number."""
+        if self.cues is not None and (lost := self.cues.lost_before(self.cap, at_ms=self.at_ms or 0.0)):
+            self.failed_from, self.index, self.missing_why = 0, *lost
+
     def _follow_time(self) -> bool:
         """Number the frame just read by its time, in a video whose frames have come at its steady frame rate.
         Failed reads after which the next frame in time came (a decoder that stalled on damage) lost no frame. True
@@ -308,7 +321,9 @@ class _VideoReader:
             return False
         if round(frames) == 1:
             self.steady += 1
-        if self.steady < STEADY_FRAMES:
+        # before the rate is known a gap is no loss, unless a key frame the Matroska index lists lies in it
+        cued = self.cues is not None and self.steady < STEADY_FRAMES and self.cues.cued_between(last[1], at)
+        if self.steady < STEADY_FRAMES and not cued:
             return False
         found = last[0] + round(frames)
         if found == self.index:  # the next frame, or failed reads that counted the frames lost (their own warning)
@@ -318,7 +333,7 @@ class _VideoReader:
             self.last_good = (found, at)
         elif found > self.index:
             # a video FFmpeg has reported damage in: a gap is lost frames, whatever comes next
-            self.gap = (found, last[1], at, self._damage_reported() is not None)
+            self.gap = (found, last[1], at, cued or self._damage_reported() is not None)
             return True
         return False
 
@@ -393,14 +408,17 @@ class _VideoReader:
     def _damage_ended(self) -> None:
         last, first = self.index - 1, self.failed_from
         lost = f"frame {last}" if first == last else f"frames {first} to {last}"
-        if self.time_gap is None:
+        t0, t1 = (t / 1000.0 for t in self.time_gap or (0.0, 0.0))
+        are = "is" if first == last else "are"
+        if self.missing_why is not None:  # told by the container's index
+            why = f"{are} missing ({self.missing_why})"
+        elif self.time_gap is None:
             why = "could not be decoded (a damaged stretch of the video)"
         else:  # read over in silence by the demuxer, or never recorded: found only by the frame times
-            t0, t1 = (t / 1000.0 for t in self.time_gap)
-            why = (f"{'is' if first == last else 'are'} missing (the frame times jump from {t0:.3f} s to {t1:.3f} s: "
-                   "frames lost in a damaged file, or dropped while recording)")  # fmt: skip
+            why = (f"{are} missing (the frame times jump from {t0:.3f} s to {t1:.3f} s: frames lost in a damaged "
+                   "file, or dropped while recording)")  # fmt: skip
         self.tell(self.cut_short, f"{self.name}: {lost} {why}; the frames after it were inspected")
-        self.failed_from, self.time_gap = None, None
+        self.failed_from, self.time_gap, self.missing_why = None, None, None
 
     def _finish(self) -> None:
         self.cap.release()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from edge_runtime.container_length import EBML_HEADER, EBML_SEGMENT, ebml_id_length, ebml_size
+from edge_runtime.container_length import EBML_HEADER, EBML_SEGMENT, ebml_elements, ebml_size
 
 MAX_HEADER = 64 << 20  # bytes of an MP4 'moov' box or a Matroska track list read at most
 _TRACKS, _TRACK_ENTRY, _TRACK_TYPE = b"\x16\x54\xae\x6b", b"\xae", b"\x83"
@@ -94,41 +94,26 @@ def _mp4(f) -> int | None:  # noqa: ANN001 - a binary file
     return None
 
 
-def _elements(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
-    """(ID, payload start, payload end) of the EBML elements in ``data[start:end]``, up to a malformed one."""
-    at = start
-    while at < end:
-        id_len = ebml_id_length(data[at])
-        if not id_len or (found := ebml_size(data, at + id_len)) is None:
-            return
-        size, n, unknown = found
-        body = at + id_len + n
-        if unknown:  # a live recording's Segment or Cluster: to the end
-            size = end - body
-        yield data[at : at + id_len], body, min(body + size, end)
-        at = body + size
-
-
 def _matroska(f) -> int | None:  # noqa: ANN001 - a binary file
     f.seek(0)
     data = f.read(MAX_HEADER)
     if (header := ebml_size(data, 4)) is None:
         return None
     at = 4 + header[1] + header[0]  # the Segment follows the EBML header
-    for eid, a, b in _elements(data, at, len(data)):
+    for eid, a, b in ebml_elements(data, at, len(data)):
         if eid != EBML_SEGMENT:
             continue
-        for child, c, d in _elements(data, a, b):
+        for child, c, d in ebml_elements(data, a, b):
             if child == b"\x1f\x43\xb6\x75":  # the first Cluster: the track list comes before it
                 return None
             if child != _TRACKS:
                 continue
             count = 0
-            for entry, e, g in _elements(data, c, d):
+            for entry, e, g in ebml_elements(data, c, d):
                 if entry == _TRACK_ENTRY:
                     count += any(
                         k == _TRACK_TYPE and data[x:y] and int.from_bytes(data[x:y], "big") == 1
-                        for k, x, y in _elements(data, e, g)
+                        for k, x, y in ebml_elements(data, e, g)
                     )
             return count
         return None

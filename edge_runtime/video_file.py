@@ -289,6 +289,7 @@ class _VideoReader:
         data = getattr(self.cap, "packet", None)
         if self.avi is None or data is None:
             return
+        shift = self.avi.shift
         found = self.avi.frame_of(data, self.index)
         if found is None and self.index < 3:  # an index that does not describe this file's frames: not used
             self.avi.close()
@@ -296,6 +297,9 @@ class _VideoReader:
         elif found is not None and found > self.index:
             self.failed_from = self.index if self.failed_from is None else self.failed_from
             self.index = found
+            if self.avi.shift != shift:  # the frames lie where the index says, less a stretch cut out before them
+                self.missing_why = (f"the file's index lists them, and the frames after them lie {self.avi.shift} "
+                                    "bytes before where it says: a stretch cut out of the file")  # fmt: skip
 
     def _lost_at_start(self) -> None:
         """The first frame read, found among the key frames a Matroska file's Cues list: frames before it were in

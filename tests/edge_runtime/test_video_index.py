@@ -8,6 +8,7 @@ line.
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_runtime.avi_index import AviIndex
 from edge_runtime.container_length import EBML_SEGMENT, ebml_elements
 from edge_runtime.errors import ExitCode
 from tests.edge_runtime.faults_common import check, invoke
@@ -130,3 +132,65 @@ def test_healthy_matroska_videos_are_not_called_damaged(tmp_path: Path, tiny_mod
         recs = check(r, ExitCode.OK, error_lines=0)
         assert [rec["frame"] for rec in recs] == list(range(len(recs))) and len(recs) >= 19, video.name
         assert "missing" not in r.stderr and "could not be decoded" not in r.stderr, (video.name, r.stderr)
+
+
+def movi_chunks(avi: bytes) -> list[int]:
+    """Where the video chunks of an AVI's movi list start (their 8-byte headers)."""
+    movi = avi.index(b"movi") + 4
+    starts, at = [], movi
+    while avi[at : at + 4] != b"idx1" and at + 8 <= len(avi):
+        kind, size = struct.unpack("<4sI", avi[at : at + 8])
+        if kind[2:] in (b"dc", b"db"):
+            starts.append(at)
+        at += 8 + size + (size & 1)
+    return starts
+
+
+@pytest.mark.parametrize("sizes", ["as-left", "mended"])
+def test_an_mjpeg_avi_with_a_stretch_cut_out_keeps_its_frame_numbers(tmp_path: Path, tiny_model: Path, sizes: str):
+    """The bytes of frames 15 to 19 cut out of the movi list, the index left as it was (the RIFF and movi sizes too,
+    or mended): FFmpeg read on from frame 20 and handed it out as frame 15, so every later verdict carried the
+    number of a part five frames earlier, the run ended "stopped at frame 35 of 40", and frames 15 to 19 were not
+    named."""
+    rng = np.random.default_rng(1)
+    video = write(tmp_path / "v.avi", [(rng.random((64, 64, 3)) * 60 + 3 * i).astype(np.uint8) for i in range(40)])
+    data = bytearray(video.read_bytes())
+    chunks = movi_chunks(bytes(data))
+    removed = chunks[20] - chunks[15]
+    del data[chunks[15] : chunks[20]]
+    if sizes == "mended":
+        for at in (4, data.index(b"movi") - 4):
+            data[at : at + 4] = struct.pack("<I", struct.unpack("<I", data[at : at + 4])[0] - removed)
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(bytes(data))
+    whole = invoke(["--model", str(tiny_model), "--source", str(video)])
+    scores = {rec["frame"]: rec["score"] for rec in check(whole, ExitCode.OK, error_lines=0)}
+    r = invoke(["--model", str(tiny_model), "--source", str(cut), "--fail-on-defect"])
+    recs = check(r, ExitCode.DEFECT_FOUND, error_lines=0)
+    assert [rec["frame"] for rec in recs] == [f for f in range(40) if not 15 <= f <= 19]
+    assert all(rec["score"] == scores[rec["frame"]] for rec in recs)  # each verdict on its own frame
+    assert f"frames 15 to 19 are missing (the file's index lists them, and the frames after them lie {removed} " \
+        "bytes before where it says: a stretch cut out of the file)" in r.stderr  # fmt: skip
+    assert "stopped at frame" not in r.stderr
+
+
+def test_healthy_avis_show_no_stretch_cut_out(tmp_path: Path, tiny_model: Path):
+    """OpenCV's MJPG and XVID writers; with ffmpeg: Motion-JPEG with a sound track, MPEG-4, and a frame-rate
+    conversion's empty "repeat the last frame" chunks."""
+    frames = parts([20 + 3 * i for i in range(20)])
+    videos = [write(tmp_path / "mjpg.avi", frames), write(tmp_path / "xvid.avi", frames, "XVID")]
+    if shutil.which("ffmpeg") is not None:
+        sound = ["-f", "lavfi", "-i", "sine=d=2"]
+        runs = {"sound.avi": [*sound, "-i", str(videos[0]), "-map", "1:v", "-map", "0:a", "-c:v", "mjpeg", "-c:a",
+                              "pcm_s16le"],
+                "mpeg4.avi": ["-i", str(videos[0]), "-c:v", "mpeg4"],
+                "r30.avi": ["-i", str(videos[0]), "-c:v", "copy", "-r", "30"]}  # fmt: skip
+        for name, args in runs.items():
+            subprocess.run([*FFMPEG, *args, str(tmp_path / name)], check=True, capture_output=True)
+            videos.append(tmp_path / name)
+    for video in videos:
+        index = AviIndex.read(video)
+        assert index is not None and index.removed == 0, video.name
+        r = invoke(["--model", str(tiny_model), "--source", str(video), "--fail-on-defect"])
+        recs = check(r, ExitCode.OK, error_lines=0)
+        assert [rec["frame"] for rec in recs] == list(range(20)) and "missing" not in r.stderr, video.name

@@ -33,7 +33,7 @@ from edge_runtime.model_file import (  # noqa: F401 - check_threads, threads_fro
     read_model_bytes,
     threads_from_env,
 )
-from edge_runtime.model_info import INPUT_NAME, MAP_OUTPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelInfo, Precision
+from edge_runtime.model_info import INPUT_NAME, MAP_OUTPUT_NAME, METADATA_KEY, OUTPUT_NAME, Precision, read_model_info
 from edge_runtime.prediction import Prediction, ScoreError, recorded_score  # noqa: F401 - recorded_score: imported from here
 from edge_runtime.preprocess import CropMode, normalize, preprocess, resize_to_input, to_uint8_gray
 from edge_runtime.providers import Provider, provider_chain
@@ -70,16 +70,6 @@ def model_path(name: str | Path | None) -> Path:
     if isinstance(name, str) and name.lower() in shipped and not path.is_file():
         return default_model_path(shipped[name.lower()])
     return path
-
-
-def read_model_info(model_proto_metadata: dict[str, str], path: Path) -> ModelInfo:
-    text = model_proto_metadata.get(METADATA_KEY)
-    if text is None:
-        raise ModelError(f"{path}: has no defect-edge metadata; export it with export-onnx")
-    try:
-        return ModelInfo.from_json(text)
-    except ModelError as exc:
-        raise ModelError(f"{path}: {exc}") from exc
 
 
 class EdgeModel:

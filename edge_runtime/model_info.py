@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from edge_runtime.errors import ModelError
@@ -338,3 +339,14 @@ def _station(value: Any) -> dict[str, Any]:
         return StationProfile.from_dict(value).to_dict()
     except (ValueError, TypeError, OverflowError) as exc:
         raise ModelError(f"model metadata station profile is invalid ({exc}); re-export the model") from exc
+
+
+def read_model_info(model_proto_metadata: dict[str, str], path: Path) -> ModelInfo:
+    """The defect-edge entry of an ONNX file's metadata, validated; a ModelError naming ``path`` otherwise."""
+    text = model_proto_metadata.get(METADATA_KEY)
+    if text is None:
+        raise ModelError(f"{path}: has no defect-edge metadata; export it with export-onnx")
+    try:
+        return ModelInfo.from_json(text)
+    except ModelError as exc:
+        raise ModelError(f"{path}: {exc}") from exc

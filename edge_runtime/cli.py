@@ -90,7 +90,7 @@ HELP = (
 )
 @click.option(
     "--save",
-    type=click.Path(path_type=Path),
+    type=GivenPath(path_type=Path, what="a video file or a folder"),  # "" was ".": pictures into the current folder
     multiple=True,
     callback=lambda ctx, param, values: once(param, values),
     help="Save annotated frames: OUT.mp4/.avi/.mkv (video) or a folder (JPEGs).",

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from edge_runtime.cli_support import FiniteFloatRange, once
+from edge_runtime.cli_support import FiniteFloatRange, GivenPath, once
 from edge_runtime.errors import printable
 from edge_runtime.station.units import parse_duration, parse_size
 from edge_runtime.stream_url import is_stream_url
@@ -50,7 +50,7 @@ def _log_options() -> list[Callable[[Any], Any]]:
         click.option(
             "--log",
             "log",
-            type=click.Path(path_type=Path, dir_okay=False),
+            type=GivenPath(path_type=Path, dir_okay=False, what="a file"),  # "" was ".", a log "cannot be opened"
             multiple=True,  # given twice, click kept the last and the first log was never written
             callback=lambda ctx, param, values: once(param, values),
             help="Record every item in this SQLite inspection log (read it with edge-log).",

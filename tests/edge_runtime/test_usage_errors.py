@@ -267,6 +267,8 @@ def test_an_empty_data_folder_is_a_usage_error_not_the_current_folder(module, ar
     [
         ("edge_runtime.cli", ["--source", "edge_runtime/samples/test", "--output", ""], "'--output'"),
         ("edge_runtime.cli", ["--source", "edge_runtime/samples/test", "--summary", ""], "'--summary'"),
+        ("edge_runtime.cli", ["--source", "edge_runtime/samples/test", "--save", ""], "'--save'"),
+        ("edge_runtime.cli", ["--source", "edge_runtime/samples/test", "--log", ""], "'--log'"),
         ("edge_runtime.station.log_cli", ["summary", ""], "'DB'"),
         ("edge_runtime.station.log_cli", ["show", "x.db", "1", "--out", ""], "'--out'"),
         ("benchmarks", ["--json", ""], "'--json'"),
@@ -274,7 +276,8 @@ def test_an_empty_data_folder_is_a_usage_error_not_the_current_folder(module, ar
 )
 def test_an_empty_file_name_is_named_as_empty(module: str, args: list[str], option: str):
     """`--output "$OUT"` with OUT unset was read as ".": refused for its suffix, or as a folder ("pass --json
-    FILE.json"), or (edge-log) as a log that is not there: messages about a "." nobody typed."""
+    FILE.json"), or (edge-log) as a log that is not there: messages about a "." nobody typed. `--save ""` saved
+    the annotated pictures into the current folder (exit 0); `--log ""` said the log "cannot be opened" (exit 7)."""
     r = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
     assert f"Invalid value for {option}: is empty (an unset shell variable?); pass " in r.stderr

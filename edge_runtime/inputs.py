@@ -32,7 +32,7 @@ from edge_runtime.listing import Unreadable, list_entries, list_folder, match_gl
 from edge_runtime.preprocess import IMAGE_SUFFIXES
 from edge_runtime.sources import LatestFrameReader
 from edge_runtime.stream_url import is_stream_url, shown_source
-from edge_runtime.summary import plural, several_parts_warning
+from edge_runtime.summary import plural, reasons_warning
 from edge_runtime.video_file import iter_video
 
 IGNORED_NAMED = 3  # files not inspected that the start-up line names (the rest are counted)
@@ -164,7 +164,7 @@ def load_file(path: Path, prepare: Callable[..., np.ndarray], *, keep_original: 
         x, unlike, part = split_prepared(prepare(decoded.image, source=str(path)))
         prep_ms = (time.thread_time() - t0) * 1000.0
         original = decoded.image if keep_original else None
-        warning = with_warning(decoded.warning, several_parts_warning(unlike))
+        warning = with_warning(decoded.warning, reasons_warning(unlike))
         return Item(str(path), None, x, original, prep_ms, warning=warning, unlike_training=unlike, part=part)
     except Exception as exc:  # noqa: BLE001 - every per-item failure is an item error, the run goes on
         if (exhausted := resource_error(exc)) is not None:  # no descriptor or thread left: not this file's fault

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.errors import DefectEdgeError, resource_error
-from edge_runtime.summary import several_parts_warning
+from edge_runtime.summary import reasons_warning
 
 
 @dataclass
@@ -76,5 +76,5 @@ def frame_item(
         return Item(source, index, error=failure(f"{source} frame {index}", exc))
     ms = (time.perf_counter() - t0) * 1000.0
     original = frame if keep_original else None
-    warning = with_warning(warning, several_parts_warning(unlike))
+    warning = with_warning(warning, reasons_warning(unlike))
     return Item(source, index, x, original, ms, warning=warning, unlike_training=unlike, part=part)

@@ -38,7 +38,7 @@ from edge_runtime.prediction import Prediction, ScoreError, recorded_score  # no
 from edge_runtime.preprocess import CropMode, normalize, preprocess, resize_to_input, to_uint8_gray
 from edge_runtime.providers import Provider, provider_chain
 from edge_runtime.session import check_io, open_session, probe
-from edge_runtime.station_check import StationProfile, reasons, several_parts_reason
+from edge_runtime.station_check import StationProfile, reasons, several_parts_reason, small_part_reason
 from edge_runtime.summary import NO_PART
 from edge_runtime.symmetry import PartPatch
 
@@ -224,9 +224,10 @@ class EdgeModel:
         prof = self.station_profile if check else None
         part = part and self.looks_at_symmetry
         spec = self.info.preprocess
-        if prof is None and not part and spec.crop is not CropMode.PART:
-            return self.input_u8(image, source=source), [], None
         gray = to_uint8_gray(image, source=source)
+        if prof is None and not part and spec.crop is not CropMode.PART:
+            small = small_part_reason(min(gray.shape[:2]), spec.size)
+            return resize_to_input(gray, spec), [small] if small else [], None
         framed = frame_part(gray, spec.size, spec.part_scale, with_stats=prof is not None)
         x = framed.image if spec.crop is CropMode.PART else resize_to_input(gray, spec)
         why = reasons(framed.stats, prof) if prof is not None else []
@@ -236,6 +237,9 @@ class EdgeModel:
         if prof is None and spec.crop is CropMode.PART and framed.part.others:  # nor a part beside the one judged
             why = [several_parts_reason({"other_parts": framed.part.others, "part_x": framed.part.cx,
                                          "part_y": framed.part.cy})]  # fmt: skip
+        side = framed.region[2] - framed.region[0] if spec.crop is CropMode.PART else min(gray.shape[:2])
+        if small := small_part_reason(side, spec.size):  # checked always, as a part is: a gate must not pass it
+            why = [*why, small]
         cut = part and framed.part.found and (prof is None or bool(why))
         return x, why, symmetry.part_patch(gray, framed.region) if cut else None
 

@@ -24,6 +24,7 @@ RESERVOIR_SIZE = 4096
 MAX_NOTES = 20  # source warnings kept for the summary (the rest are counted)
 NO_PART = "no part found in the frame"  # the station check's reason, as counted (edge_runtime.station_check)
 SEVERAL_PARTS = "more than one part in the frame"  # the same, for a frame showing two parts or more
+SMALL_PART = "part too small in the image"  # the same, for a part the input enlarges over twice (few pixels on it)
 
 
 def score_text(score: float, digits: int = 4) -> str:
@@ -110,17 +111,25 @@ def reason_kind(reason: str) -> str:
     return str(reason).rsplit(" (", 1)[0]
 
 
-def several_parts_warning(reasons: list[str] | None) -> str | None:
-    """The item's warning where the station check saw more than one part (None otherwise): the verdict is one
-    part's, and a gate must not pass the others unseen (a defective part beside an OK one passed, exit 0).
+def reasons_warning(reasons: list[str] | None) -> str | None:
+    """The item's warning where a station-check reason makes its verdict untrustworthy (None otherwise), so that a
+    gate fails on it:
 
-    >>> several_parts_warning(["more than one part in the frame (2 found; the one at x=453, y=152 was judged)"])[:36]
+    - more than one part: the verdict is one part's (a defective part beside an OK one passed, exit 0);
+    - a part so small in the image that the input enlarges it over twice: its pinholes are a pixel or less (94 of
+      200 defective test parts shrunk to 24 px were "ok", exit 0).
+
+    >>> reasons_warning(["more than one part in the frame (2 found; the one at x=453, y=152 was judged)"])[:36]
     'more than one part in the frame (2 f'
     """
+    found = []
     for why in reasons or ():
         if reason_kind(why) == SEVERAL_PARTS:
-            return f"{why}; a defect on the others was not looked for: show the camera one part at a time"
-    return None
+            found.append(f"{why}; a defect on the others was not looked for: show the camera one part at a time")
+        elif reason_kind(why) == SMALL_PART:
+            found.append(f"{why}; fine defects such as pinholes may be lost at this size, so the verdict may be "
+                         "wrong: bring the camera closer or raise its resolution")  # fmt: skip
+    return "; ".join(found) or None
 
 
 def unlike_line(flagged: int, total: int, counts: dict[str, int]) -> str | None:

@@ -8,6 +8,7 @@ stdout in test_faults_process.py.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -246,6 +247,28 @@ def test_a_gate_does_not_pass_a_frame_with_two_parts(tmp_path):
     assert single[0]["warning"] is None and single[0]["unlike_training"] is None
     report = CliRunner().invoke(main, ["--check-station", str(tmp_path)])
     assert "more than one part in the frame" in report.output
+
+
+def test_a_gate_does_not_pass_a_part_too_small_to_show_its_defects(tmp_path):
+    """Defective test parts shrunk to 24 px were judged "ok" (94 of 200) with no warning, exit 0 under
+    --fail-on-defect: the input enlarged them 7 times and their pinholes were gone. A part whose square the input
+    enlarges over twice gets a warning naming its size and what to do, and the gate fails; at 100 px none does."""
+    import cv2
+
+    from tests.conftest import REPO
+
+    part = cv2.imread(str(REPO / "edge_runtime/samples/test/def_front/cast_def_0_3446.jpeg"), cv2.IMREAD_GRAYSCALE)
+    for px in (24, 100):
+        cv2.imwrite(str(tmp_path / f"p{px}.png"), cv2.resize(part, (px, px), interpolation=cv2.INTER_AREA))
+    for extra in ([], ["--no-station-check"]):
+        rec = check(invoke(["--source", str(tmp_path / "p24.png"), "--fail-on-defect", *extra]),
+                    ExitCode.DEFECT_FOUND, error_lines=0)[0]  # fmt: skip
+        small = r"part too small in the image \((\d+) px across its square, enlarged ([\d.]+)x"
+        found = re.match(small, rec["warning"] or "")
+        assert found and int(found[1]) < 30 and float(found[2]) > 5, rec["warning"]
+        assert "bring the camera closer or raise its resolution" in rec["warning"]
+    fine = check(invoke(["--source", str(tmp_path / "p100.png"), "--no-station-check"]), ExitCode.OK, error_lines=0)
+    assert fine[0]["warning"] is None and fine[0]["unlike_training"] is None
 
 
 def test_12_bit_16_bit_and_float_images_are_read_by_the_bits_they_use(tmp_path):

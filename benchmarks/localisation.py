@@ -26,7 +26,8 @@ import cv2
 import numpy as np
 
 from edge_runtime import heatmap
-from edge_runtime.cli_support import Command, GivenPath, debug_option, friendly_errors, version_option
+from edge_runtime.atomic import atomic_write_text
+from edge_runtime.cli_support import Command, GivenPath, debug_option, echo_first, friendly_errors, version_option
 from edge_runtime.errors import DataError, ModelError, OutputError, exit_codes_help
 from edge_runtime.model import MODELS_DIR, EdgeModel, Prediction, Provider, RuntimeConfig
 from edge_runtime.preprocess import CropMode, read_image
@@ -393,21 +394,23 @@ def main(
     station_rows = station_hit_rates(loaded, data, boxes) if station else []
     if station_rows:
         text += "\n" + station_markdown(station_rows)
-    click.echo(text)  # first: an --out that cannot be written must not cost the results of the whole run
+    lost = echo_first(text)  # first: an --out that cannot be written must not cost the results of the whole run
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(text, encoding="utf-8")
+        atomic_write_text(out.with_suffix(".md"), text)
         doc = {
             "summary": summaries,
             "station": station_rows,
             "images": {k: [asdict(r) for r in v[0]] for k, v in results.items()},
         }
-        out.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        atomic_write_text(out.with_suffix(".json"), json.dumps(doc, indent=1) + "\n")
         picture = grid(loaded[-1], data, boxes, list(boxes)[:GRID_IMAGES])
         if not cv2.imwrite(str(out.with_suffix(".png")), picture, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
             raise OSError("cv2.imwrite failed")
     except OSError as exc:
         raise OutputError(f"{out}: cannot write the results ({exc}); choose another --out") from exc
+    if lost is not None:
+        raise lost
     click.echo(f"wrote {out.with_suffix('.md')}, .json and .png (grid: {loaded[-1].path.name})")
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from benchmarks.station_conditions import STATION_CONDITIONS
 from edge_runtime import datasets
-from edge_runtime.cli_support import Command, GivenPath, debug_option, friendly_errors, version_option
+from edge_runtime.cli_support import Command, GivenPath, debug_option, echo_first, friendly_errors, version_option
 from edge_runtime.errors import DataError, ModelError, OutputError, UsageError, exit_codes_help, require_extra
 from edge_runtime.metrics import binary_metrics
 from edge_runtime.model import MODELS_DIR, EdgeModel, Provider, RuntimeConfig
@@ -328,7 +328,7 @@ def main(*, data: Path, models: tuple[Path, ...], positive: str, limit: int | No
         examples_png(examples, read_image(files[int(np.argmax(labels))]), perturbations)
     rows = run(chosen, data, positive=positive, limit=limit, perturbations=perturbations, second_look=second_look,
                symmetry_look=symmetry_look, validation_of=validation_of)  # fmt: skip
-    click.echo(markdown(rows))
+    lost = echo_first(markdown(rows))
     if json_path is not None:
         from edge_runtime.atomic import atomic_write_text
 
@@ -336,6 +336,8 @@ def main(*, data: Path, models: tuple[Path, ...], positive: str, limit: int | No
             atomic_write_text(json_path, json.dumps(rows, indent=1) + "\n")
         except OSError as exc:
             raise OutputError(f"{json_path}: cannot write ({exc.strerror or exc}); choose another --json path") from exc
+    if lost is not None:
+        raise lost
 
 
 def _check_outputs(

@@ -24,7 +24,7 @@ import numpy as np
 
 from benchmarks.end_to_end import folder_verdicts
 from edge_runtime import datasets
-from edge_runtime.cli_support import Command, GivenPath, debug_option, friendly_errors, version_option
+from edge_runtime.cli_support import Command, GivenPath, debug_option, echo_first, friendly_errors, version_option
 from edge_runtime.errors import DataError, OutputError, exit_codes_help
 from edge_runtime.metrics import binary_metrics, nearest_rank
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig, default_model_path
@@ -166,12 +166,16 @@ def main(*, data: Path, model_path: Path | None, threads: int, rounds: int, json
 
         check_outputs({"--json": json_path}, {"--model": model_path}, data)
     settings = measure(model_path, paths, labels, threads=threads, rounds=rounds)
-    click.echo(markdown(model_path, settings, n=len(paths), threads=threads, rounds=rounds))
+    lost = echo_first(markdown(model_path, settings, n=len(paths), threads=threads, rounds=rounds))
     if json_path is not None:
-        try:
-            json_path.write_text(json.dumps([asdict(s) | {"name": s.name} for s in settings], indent=1) + "\n")
+        from edge_runtime.atomic import atomic_write_text
+
+        try:  # whole or not at all: a full disk had left an empty file in place of the last one
+            atomic_write_text(json_path, json.dumps([asdict(s) | {"name": s.name} for s in settings], indent=1) + "\n")
         except OSError as exc:
             raise OutputError(f"{json_path}: cannot write ({exc.strerror or exc}); choose another --json path") from exc
+    if lost is not None:
+        raise lost
 
 
 if __name__ == "__main__":

@@ -25,7 +25,14 @@ from typing import Any
 import click
 import numpy as np
 
-from edge_runtime.cli_support import Command, FiniteFloatRange, debug_option, friendly_errors, version_option
+from edge_runtime.cli_support import (
+    Command,
+    FiniteFloatRange,
+    debug_option,
+    echo_first,
+    friendly_errors,
+    version_option,
+)
 from edge_runtime.errors import DefectEdgeError, ExitCode, OutputError, SourceError, UsageError, exit_codes_help
 from edge_runtime.metrics import nearest_rank
 from edge_runtime.stopping import StopSignals
@@ -243,8 +250,10 @@ def main(frames: int, model: Path | None, fps: float, window: int, out: Path, *,
         hw = detect_hardware()
         result["hardware"] = hw.to_dict()
         text = markdown(result, hw)
-        click.echo(text)  # first: a failed write below loses no figure
+        lost = echo_first(text)  # first: a failed write below loses no figure, nor a failed print the files
         write_report(files, text, result)
+    if lost is not None:
+        raise lost
     if result["exit_code"] != 0:
         raise DefectEdgeError(
             f"the run ended early (exit code {result['exit_code']}); the frames it measured are reported above",

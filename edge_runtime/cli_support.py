@@ -228,6 +228,18 @@ def stdout_errors(*, report: bool = True) -> Iterator[None]:
             raise OutputError(f"stdout: cannot write ({exc.strerror or exc}); check where stdout goes") from exc
 
 
+def echo_first(text: str) -> OutputError | None:
+    """A report printed on stdout before its files are written; a stdout that cannot be written (``> /dev/full``) is
+    returned, not raised, so that the files are still written: raise it after them (exit 7). Raised at once, it had
+    lost a whole benchmark's figures: the files were never written."""
+    try:
+        with stdout_errors(report=False):
+            click.echo(text)
+    except OutputError as exc:
+        return exc
+    return None
+
+
 def _cut_to_whole_lines() -> None:
     """stdout, where it is a regular file, cut back to its last complete line."""
     with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):

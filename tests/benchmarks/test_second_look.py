@@ -62,3 +62,21 @@ def test_json_in_a_folder_not_made_yet_is_written_and_an_unwritable_one_refused_
     bad = tmp_path / "file" / "look.json"  # its folder is a file
     r = CliRunner().invoke(main, ["--data", str(data), "--model", str(LEFT), "--rounds", "2", "--json", str(bad)])
     assert r.exit_code == 7 and "cannot write here" in r.output and "| second look |" not in r.output
+
+
+def test_a_stdout_that_cannot_be_written_still_gets_the_json_written(tmp_path: Path):
+    """``> /dev/full``: the report's print failed first and the run ended "unexpected OSError", exit 1, its --json
+    never written; the file is written, then one line says stdout failed, exit 7."""
+    import subprocess
+    import sys
+
+    data = write_parts(tmp_path / "d")
+    out = tmp_path / "look.json"
+    cmd = [sys.executable, "-m", "benchmarks.second_look", "--data", str(data), "--model", str(LEFT), "--rounds", "2"]
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([*cmd, "--json", str(out)], stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert r.returncode == 7, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "error: stdout: cannot write (No space left on device); check where stdout goes"
+    ]
+    assert len(json.loads(out.read_text())) == 3

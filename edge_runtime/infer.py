@@ -120,6 +120,8 @@ class Runner:
                 self.out.saver.write(canvas, name=name, number=self.summary.items)
         keep_going = canvas is None or self.out.window is None or self.out.window.show(canvas)
         left = self.remaining()
+        if left is not None and left <= 0:
+            self.summary.max_frames_reached = self.cfg.max_frames
         return keep_going and not self.stop.requested and (left is None or left > 0)
 
     def _count(self, rec: dict, pred: Prediction | None) -> None:

@@ -179,6 +179,7 @@ class Summary:
     priority_dropped: str | None = None  # why a real-time loop went back to normal during the run
     interrupted: bool = False
     stdout_closed: bool = False
+    max_frames_reached: int | None = None  # --max-frames N ended the run (the source may have held more)
     source_error: str | None = None
     output_error: str | None = None
     notes: list[str] = field(default_factory=list)  # source warnings (truncated video, ...)
@@ -305,6 +306,10 @@ class Summary:
             lines.append("stopped early (interrupted); everything above was written")
         if self.stdout_closed:
             lines.append("stopped early: stdout was closed by the reader")
+        if self.max_frames_reached is not None:  # a gate's exit 0 had read as the whole source judged
+            lines.append(
+                f"stopped at --max-frames {self.max_frames_reached}: items after them, if any, were not inspected"
+            )
         if self.source_error:
             lines.append(f"source lost: {self.source_error}")
         if self.output_error:

@@ -147,8 +147,12 @@ def test_video_of_real_images_yields_one_line_per_frame(tmp_path: Path, tiny_mod
 
 def test_max_frames_stops_a_video(tmp_path: Path, tiny_model: Path):
     video = write_video(tmp_path / "v.avi", [np.full((64, 64), 40 + i, np.uint8) for i in range(20)])
-    code, recs, _ = run("--model", str(tiny_model), "--source", str(video), "--max-frames", "5")
+    code, recs, err = run("--model", str(tiny_model), "--source", str(video), "--max-frames", "5")
     assert code == 0 and len(recs) == 5
+    # a gate's exit 0 on the first 5 of 20 read as the whole video judged: the summary says where it stopped
+    assert "stopped at --max-frames 5: items after them, if any, were not inspected" in err.splitlines()
+    code, recs, err = run("--model", str(tiny_model), "--source", str(video), "--max-frames", "25")
+    assert code == 0 and len(recs) == 20 and "--max-frames" not in err
 
 
 def test_live_camera_runs_until_sigterm_then_stops_cleanly_with_the_summary(

@@ -24,11 +24,26 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DefectEdgeError",
+    "EdgeModel",
     "ExitCode",
     "ModelInfo",
     "Precision",
+    "Prediction",
     "PreprocessSpec",
     "__version__",
+    "load_model",
     "preprocess",
     "read_image",
 ]
+
+_FROM_MODEL = ("EdgeModel", "Prediction", "load_model")
+
+
+def __getattr__(name: str) -> object:
+    """``from edge_runtime import load_model`` (it was an ImportError: only ``edge_runtime.model`` had it), imported
+    on first use: importing the package alone, as every command does first, does not load onnxruntime."""
+    if name in _FROM_MODEL:
+        from edge_runtime import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

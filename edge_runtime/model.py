@@ -64,6 +64,9 @@ def model_path(name: str | Path | None) -> Path:
     """
     if name is None:
         return default_model_path()
+    if not str(name).strip():  # Path("") is ".": the message had been ".: not a regular file"
+        raise ModelError("the model's path is empty (an unset shell variable?); name a model file, or none for the "
+                         "bundled INT8 model")  # fmt: skip
     path = Path(name)
     shipped = {p.value: p for p in DEFAULT_MODEL_FILES}
     # a folder or a broken link of that name does not win

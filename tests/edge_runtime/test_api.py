@@ -270,3 +270,19 @@ def test_a_one_pixel_high_or_wide_image_is_framed_in_memory_like_its_own_size(mo
     assert np.array_equal(crop_square(row, middle, 160, 77), alone)
     column_alone = crop_square(row.T[49_998:50_002], (-0.5, 1.5, 0.5, 2.5), 160, 77)
     assert np.array_equal(crop_square(row.T, (-0.5, 49_999.5, 0.5, 50_000.5), 160, 77), column_alone)
+
+
+def test_the_package_itself_gives_load_model_and_names_an_empty_path():
+    """``from edge_runtime import load_model`` was an ImportError (only ``edge_runtime.model`` had it), and
+    ``load_model("")`` said ".: not a regular file", the working folder."""
+    import edge_runtime
+    from edge_runtime import EdgeModel, Prediction
+    from edge_runtime import load_model as from_package
+
+    assert from_package is load_model and EdgeModel is edge_runtime.model.EdgeModel
+    assert Prediction is edge_runtime.model.Prediction
+    assert {"load_model", "EdgeModel", "Prediction"} <= set(edge_runtime.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'lod_model'"):
+        edge_runtime.lod_model  # noqa: B018 - a typo still fails as a missing name
+    with pytest.raises(ModelError, match=r"^the model's path is empty \(an unset shell variable\?\)"):
+        load_model("")

@@ -149,6 +149,9 @@ def test_check_station_with_an_empty_model_is_refused_not_the_bundled_model(tmp_
     folder = write(tmp_path / "cam", {"good.png": impeller(bg=165)})
     r = CliRunner().invoke(main, ["--model", "", "--check-station", str(folder)])
     assert r.exit_code == 4, r.output
+    # named as empty: it had said ".: not a regular file", the working folder
+    assert r.stderr.strip() == ("error: the model's path is empty (an unset shell variable?); name a model file, or "
+                                "none for the bundled INT8 model")  # fmt: skip
 
 
 def test_check_station_says_what_it_did_not_check(tmp_path: Path):

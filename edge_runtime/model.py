@@ -419,8 +419,10 @@ def load_model(
     """Load a model file (default: the bundled INT8 model) on the given provider.
 
     ``threads`` defaults to the ``DEFECT_EDGE_THREADS`` environment variable, else onnxruntime's choice; it must
-    lie in 1..CPU cores (:class:`UsageError`, exit 2, otherwise). ``spin``: see :class:`RuntimeConfig`.
+    lie in 1..CPU cores (:class:`UsageError`, exit 2, otherwise). ``spin``: see :class:`RuntimeConfig`; None, True
+    or False (numpy's bool too), else a TypeError.
     """
     threads = threads_from_env() if threads is None else check_threads(threads, what="threads")
+    spin = None if spin is None else flag(spin, "spin")  # np.False_ (not ``is False``) had kept the threads spinning
     cfg = RuntimeConfig(provider=Provider.named(provider), threads=threads, spin=spin)
     return EdgeModel(model_path(path), cfg)  # '' is no model name: it was read as "no --model"

@@ -47,6 +47,17 @@ def test_spin_false_lets_idle_threads_sleep_and_keeps_the_verdicts(tiny_model: P
     assert sleeping.predict(image).score == pytest.approx(spinning.predict(image).score, abs=1e-6)
 
 
+def test_spin_takes_none_true_or_false_only(tiny_model: Path):
+    """spin=np.False_ had kept the idle threads spinning in silence, and spin="no" was taken."""
+    entry = "session.intra_op.allow_spinning"
+    sleeping = load_model(tiny_model, spin=np.False_)
+    assert sleeping.session.get_session_options().get_session_config_entry(entry) == "0"
+    assert "(not spinning)" in sleeping.describe()
+    for value in ("no", 0, "false"):
+        with pytest.raises(TypeError, match=r"^spin must be True or False, not .*; pass spin=True or spin=False"):
+            load_model(tiny_model, spin=value)
+
+
 def test_threshold_is_read_from_the_file(tmp_path: Path):
     lenient = load_model(make_tiny_model(tmp_path / "t05.onnx", threshold=0.5))
     strict = load_model(make_tiny_model(tmp_path / "t09.onnx", threshold=0.9))

@@ -89,6 +89,7 @@ class EdgeModel:
 
     def __init__(self, path: str | Path, cfg: RuntimeConfig | None = None) -> None:
         self.path = Path(path)
+        self.where = self.path.absolute()  # for another process: a relative path failed once the folder changed
         self.cfg = cfg or RuntimeConfig()
         check_threads(self.cfg.threads)
         data = read_model_bytes(self.path)
@@ -114,7 +115,7 @@ class EdgeModel:
         # an onnxruntime session does not pickle (a process pool could not take a model): what rebuilds it does
         from edge_runtime.model_pickle import unpickled
 
-        return unpickled, (self.path, self.cfg, self.sha256)
+        return unpickled, (self.where, self.cfg, self.sha256)
 
     def __getattr__(self, name: str) -> Any:
         # only reached for an attribute not set: on a model that could not be re-opened where it was unpickled

@@ -286,3 +286,16 @@ def test_the_package_itself_gives_load_model_and_names_an_empty_path():
         edge_runtime.lod_model  # noqa: B018 - a typo still fails as a missing name
     with pytest.raises(ModelError, match=r"^the model's path is empty \(an unset shell variable\?\)"):
         load_model("")
+
+
+def test_a_model_loaded_by_a_relative_path_unpickles_after_the_folder_changed(tmp_path, tiny_model, monkeypatch):
+    """load_model("m.onnx"), then os.chdir: every pool task failed "m.onnx: model file not found" (the path went as
+    typed); the model travels by its absolute path."""
+    shutil.copy(tiny_model, tmp_path / "m.onnx")
+    monkeypatch.chdir(tmp_path)
+    model = load_model("m.onnx", provider="cpu")
+    monkeypatch.chdir(tmp_path.parent)
+    there = pickle.loads(pickle.dumps(model))
+    image = np.full((48, 48), 90, np.uint8)
+    assert there.predict(image).score == model.predict(image).score
+    assert there.path == tmp_path / "m.onnx"

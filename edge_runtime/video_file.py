@@ -298,7 +298,8 @@ class _VideoReader:
             self.failed_from = self.index if self.failed_from is None else self.failed_from
             self.index = found
             if self.avi.shift != shift:  # the frames lie where the index says, less a stretch cut out before them
-                self.missing_why = (f"the file's index lists them, and the frames after them lie {self.avi.shift} "
+                them = "it" if found - self.failed_from == 1 else "them"
+                self.missing_why = (f"the file's index lists {them}, and the frames after {them} lie {self.avi.shift} "
                                     "bytes before where it says: a stretch cut out of the file")  # fmt: skip
 
     def _lost_at_start(self) -> None:

@@ -99,6 +99,11 @@ _QUARTER_TURNS = (0, 2)  # cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWI
 REORDER_FRAMES = 8  # frames a decoder may hand out after the one it reports damage in (B-frames: 2 gave 4, 3 gave 2-3)
 
 
+# FFmpeg's AVI header length when it writes to a pipe and cannot seek back to set it: read as "not known" (a healthy
+# piped recording "stopped at frame 180 of 1073741824" and failed the gate).
+STREAMED_AVI_LENGTH = 1 << 30
+
+
 def _declared_end_ms(cap: Any, declared: int) -> float | None:
     """The time (ms) by which a complete video has shown its last frame: its declared length less 1.5 frames.
     A frame count that includes "repeat the last frame" entries (a frame-rate conversion to AVI) is more than the
@@ -143,6 +148,8 @@ class _VideoReader:
         self.notice, self.cut_short = notice, cut_short
         self.declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.exact_count = Path(name).suffix.lower() == ".avi"
+        if self.exact_count and self.declared >= STREAMED_AVI_LENGTH:  # a length it could not go back and write
+            self.declared = 0
         self.ends_ms = _declared_end_ms(cap, self.declared)
         index = AviIndex.read(Path(name)) if self.exact_count else None
         # Matroska / MP4: how much of the file its own container says is missing (a cut copy or recording)

@@ -197,3 +197,17 @@ def test_healthy_avis_show_no_stretch_cut_out(tmp_path: Path, tiny_model: Path):
         r = invoke(["--model", str(tiny_model), "--source", str(video), "--fail-on-defect"])
         recs = check(r, ExitCode.OK, error_lines=0)
         assert [rec["frame"] for rec in recs] == list(range(20)) and "missing" not in r.stderr, video.name
+
+
+@needs_ffmpeg
+def test_an_avi_recorded_to_a_pipe_is_not_called_truncated(tmp_path: Path, tiny_model: Path):
+    """``ffmpeg ... -f avi - > p.avi`` cannot go back to write the length: its header says 2^30 frames, and a healthy
+    recording "stopped at frame 20 of 1073741824 (truncated or corrupt video)", failing the gate."""
+    source = write(tmp_path / "v.avi", parts([20 + 3 * i for i in range(20)]))
+    piped = tmp_path / "piped.avi"
+    with open(piped, "wb") as out:
+        subprocess.run([*FFMPEG, "-i", str(source), "-c:v", "mjpeg", "-f", "avi", "-"], check=True, stdout=out)
+    assert cv2.VideoCapture(str(piped)).get(cv2.CAP_PROP_FRAME_COUNT) >= 1 << 30  # what OpenCV says of it
+    r = invoke(["--model", str(tiny_model), "--source", str(piped), "--fail-on-defect"])
+    recs = check(r, ExitCode.OK, error_lines=0)
+    assert [rec["frame"] for rec in recs] == list(range(20)) and "stopped at frame" not in r.stderr

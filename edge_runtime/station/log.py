@@ -29,15 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.atomic import missing_folders, remove_empty, write_back_path
+from edge_runtime.atomic import missing_folders, remove_empty
 from edge_runtime.errors import OutputError
+from edge_runtime.station import log_guard as guard
 from edge_runtime.station.log_parts import THUMB_PX, Checkpointer, epoch, file_size, hold, storable, thumbnail
 from edge_runtime.station.schema import connect, log_error
 from edge_runtime.summary import plural
 
 COLUMNS = ("source", "frame", "label", "score", "defective", "latency_ms", "error", "warning", "time")
 DELETE_CHUNK = 5000
-SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class RunInfo:
     threshold: float
 
 
-class InspectionLog:
+class InspectionLog(guard.WatchedFiles):
     """The writer side of an inspection log (one per process; readers use :mod:`edge_runtime.station.query`)."""
 
     def __init__(self, cfg: LogConfig) -> None:
@@ -90,6 +90,7 @@ class InspectionLog:
         wal_max = 32 * 2**20 if cfg.max_bytes is None else min(32 * 2**20, max(2**20, cfg.max_bytes // 8))
         self.con.execute(f"PRAGMA journal_size_limit={wal_max}")
         self.wal_max, self.next_wal_check = wal_max, 0.0
+        self.damage: str | None = None  # the log emptied or cut under the run: every later write fails with it
         self.run_id: int | None = None
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="log thumbnails")
         # write() runs on the inspection loop, flush(wait=False) also on a live source's reader thread
@@ -100,7 +101,11 @@ class InspectionLog:
         self.next_retention = 0.0
         self.retention_deleted = 0  # items --log-keep / --log-max deleted during this run
         self.apply_retention()
-        self.checkpointer = Checkpointer(cfg.path, cfg.checkpoint_every_s, on_tick=self._idle_retention)
+        self.checkpointer = self._checkpointer()
+
+    def _checkpointer(self) -> Checkpointer:
+        return Checkpointer(self.path, self.cfg.checkpoint_every_s, on_tick=self._idle_retention,
+                            before=lambda: self._look_for_damage(copying_held=True) is None)  # fmt: skip
 
     def start_run(self, info: RunInfo) -> int:
         """Record the model and source of this run; every row written afterwards refers to it."""
@@ -150,7 +155,7 @@ class InspectionLog:
     ) -> list[int]:
         if self.run_id is None:
             raise RuntimeError("start_run() first")
-        self._check_not_emptied()
+        self._check_whole()
         ready = self._ready_thumbnails()
         try:
             self.con.execute("BEGIN IMMEDIATE")
@@ -185,11 +190,17 @@ class InspectionLog:
         if file_size(f"{self.path}-wal") <= self.wal_max:  # a stat per batch: microseconds
             return
         busy = True
+        if not self.checkpointer.copying.acquire(blocking=False):  # the helper thread is copying it now
+            self.next_wal_check = time.monotonic() + 1.0
+            return
         self.con.execute("PRAGMA busy_timeout=50")
         try:
             with contextlib.suppress(sqlite3.OperationalError):
                 busy = bool(self.con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
+        except sqlite3.DatabaseError as exc:  # a damaged log: it was "unexpected DatabaseError", exit 1
+            raise log_error(self.path, exc, "checkpointing its write-ahead file") from exc
         finally:
+            self.checkpointer.copying.release()
             if busy:  # a reader holds the WAL: the next try a second later
                 self.next_wal_check = time.monotonic() + 1.0
             self.con.execute(f"PRAGMA busy_timeout={int(self.cfg.busy_timeout_s * 1000)}")
@@ -337,40 +348,6 @@ class InspectionLog:
     def close(self) -> None:
         with self._lock:
             self._close()
-
-    def _check_not_emptied(self) -> None:
-        """A log emptied in place during the run (``: > station.db``, logrotate's copytruncate) lost every record
-        checkpointed into it, and the run went on writing into a damaged file, exit 0: it stops here (exit 7). The
-        file's first bytes are read through the descriptor held for the run (microseconds a batch)."""
-        try:
-            head = os.pread(self.held, 16, 0) if self.held >= 0 else SQLITE_MAGIC
-        except OSError:
-            return
-        if head != SQLITE_MAGIC:
-            raise OutputError(f"{self.path}: inspection log emptied during the run by another program (a clean-up job, "
-                              "logrotate's copytruncate?): the records in it before are lost and the log is damaged; "
-                              "the items judged are on stdout or in --output; keep the log whole while a station "
-                              "writes it (--log-keep and --log-max trim it)")  # fmt: skip
-
-    def check_still_there(self) -> None:
-        """A log deleted during the run (with its -wal and -shm: a clean-up job, ``rm`` to "reset" it) took every
-        record with it while the run went on writing into the unlinked file, exit 0. This connection still reads
-        them: they are written back under the log's name (``VACUUM INTO``), and :class:`OutputError` says so."""
-        try:
-            if self.held < 0 or os.fstat(self.held).st_nlink > 0:  # still in a folder: here, or renamed (logrotate)
-                self._check_not_emptied()
-                return
-        except OSError:
-            return
-        where = write_back_path(Path(self.path))  # beside it where another run made a new log there meanwhile
-        with self._lock:
-            try:
-                self.con.execute("VACUUM INTO ?", (str(where),))
-            except sqlite3.Error as exc:
-                raise OutputError(f"{self.path}: inspection log deleted during the run, and its records could not "
-                                  f"be written back to {where} ({exc}); they are lost") from exc  # fmt: skip
-        raise OutputError(f"{self.path}: inspection log deleted during the run; its records were written back to "
-                          f"{where}; keep the log while a station writes it (--log-keep trims it)")  # fmt: skip
 
     def _close(self) -> None:
         with contextlib.suppress(OutputError):  # on_close flushed already unless the run failed

@@ -70,10 +70,21 @@ def hold(path: Path) -> int:
 
 
 class Checkpointer:
-    """Every ``every_s`` seconds, a passive WAL checkpoint on its own connection (never blocks the writer)."""
+    """Every ``every_s`` seconds, a passive WAL checkpoint on its own connection (never blocks the writer).
 
-    def __init__(self, path: Path, every_s: float = 10.0, on_tick: Callable[[], None] | None = None) -> None:
-        self.path, self.every_s, self.on_tick = path, every_s, on_tick
+    ``copying`` is held while it copies (the log file grows behind the size its header already names), and
+    ``before`` (called holding it) may skip a checkpoint: one would fill a log cut under the run with the
+    write-ahead file's pages, and the cut could no longer be seen."""
+
+    def __init__(
+        self,
+        path: Path,
+        every_s: float = 10.0,
+        on_tick: Callable[[], None] | None = None,
+        before: Callable[[], bool] | None = None,
+    ) -> None:
+        self.path, self.every_s, self.on_tick, self.before = path, every_s, on_tick, before
+        self.copying = threading.Lock()
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="log checkpoints", daemon=True)
         self.thread.start()
@@ -84,8 +95,9 @@ class Checkpointer:
         except sqlite3.Error:  # the writer reports a log that cannot be opened
             return
         while not self._stop.wait(self.every_s):
-            with contextlib.suppress(sqlite3.Error):  # busy now: next time; a full disk fails the writer anyway
-                con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            with self.copying, contextlib.suppress(sqlite3.Error):  # busy: next time; a full disk fails the writer
+                if self.before is None or self.before():
+                    con.execute("PRAGMA wal_checkpoint(PASSIVE)")
             if self.on_tick is not None and not self._stop.is_set():
                 self.on_tick()
         con.close()

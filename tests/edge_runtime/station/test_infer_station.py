@@ -221,3 +221,44 @@ def test_the_summary_tells_what_retention_deleted(tmp_path: Path, tiny_model: Pa
     assert result.exit_code == 0, result.output
     assert "inspection log: 40 older items deleted to keep within --log-keep 1h" in result.stderr
     assert len(list(rows(open_reader(db), Filter()))) == 2
+
+
+def _start(tmp_path: Path, tiny_model: Path, video: Path) -> tuple[subprocess.Popen, Path, Path, Path]:
+    """edge-infer --log on ``video`` in its own process (another process may then change its files); returns it,
+    its log, its --output and its stderr file, once the output has records."""
+    db, out, err = tmp_path / "station.db", tmp_path / "out.jsonl", tmp_path / "err.txt"
+    cmd = [sys.executable, "-m", "edge_runtime.cli", "--model", str(tiny_model), "--source", str(video), "--log",
+           str(db), "--output", str(out), "--quiet", "--batch-size", "8"]  # fmt: skip
+    with open(err, "wb") as stderr:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 20_000):
+        time.sleep(0.01)
+    return proc, db, out, err
+
+
+def _written(out: Path) -> list[dict]:
+    lines = out.read_text().splitlines()
+    return [json.loads(x) for x in lines[:-1]] + [json.loads(x) for x in lines[-1:] if x.endswith("}")]
+
+
+def test_a_log_cut_short_under_the_run_stops_it_with_exit_7(tmp_path: Path, tiny_model: Path):
+    """`truncate -s 8192 station.db` while edge-infer writes it: the run went on writing into the damaged log (exit
+    0, or exit 1 "unexpected DatabaseError"), and edge-log could read none of its items."""
+    from edge_runtime.station.log import InspectionLog, LogConfig
+    from tests.edge_runtime.station.conftest import RUN, write_items
+
+    earlier = InspectionLog(LogConfig(tmp_path / "station.db", station="line-3"))
+    earlier.start_run(RUN)
+    write_items(earlier, 2000)  # yesterday's items
+    earlier.close()
+    proc, db, out, err = _start(tmp_path, tiny_model, write_video(tmp_path / "line.avi", 30000))
+    still_running = proc.poll() is None
+    os.truncate(db, 8192)
+    code = proc.wait(60)
+    assert still_running, "the run ended before the log could be cut; make the video longer"
+    message = err.read_text()
+    assert code == ExitCode.OUTPUT_ERROR, message
+    assert "station.db: inspection log cut to 8192 bytes of its" in message and "Traceback" not in message
+    frames = [rec["frame"] for rec in _written(out)]
+    assert frames == list(range(len(frames))) and len(frames) >= 50  # every item judged before it is in --output

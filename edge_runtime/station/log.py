@@ -19,9 +19,10 @@ import math
 import os
 import socket
 import sqlite3
+import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,28 +70,28 @@ class RunInfo:
 class InspectionLog(guard.WatchedFiles):
     """The writer side of an inspection log (one per process; readers use :mod:`edge_runtime.station.query`)."""
 
-    def __init__(self, cfg: LogConfig) -> None:
+    def __init__(self, cfg: LogConfig, *, say: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg
         self.path = cfg.path
         self.station = cfg.station or socket.gethostname()
+        self.say = say or (lambda message: print(message, file=sys.stderr, flush=True))
         # made by this run: removed again if no item was ever written to it (a source that never gave a frame)
         self.created = str(cfg.path) != ":memory:" and not os.path.lexists(cfg.path)
         self._made = missing_folders(Path(cfg.path).parent) if self.created else []
-        try:
-            self.con = connect(cfg.path, timeout_s=cfg.busy_timeout_s)
-        except BaseException:
-            remove_empty(self._made)  # the folders made for a log SQLite then could not open (a name too long)
-            raise
         # Checkpoints (copying the WAL into the database and syncing it: milliseconds) run on a helper thread
         # every 10 s, not in a commit of the inspection loop: a sync stalls file writes for a moment, so fewer
         # syncs means fewer slow frames. The WAL is cut back to 32 MB after each (it is reused, not regrown), or to
         # an eighth of --log-max (at least 1 MB): with --log-max 1MB a 32 MB WAL stayed beside the log.
-        self.held = hold(cfg.path)  # to tell, at the end, a log deleted during the run (not one renamed)
-        self.con.execute("PRAGMA wal_autocheckpoint=0")
         wal_max = 32 * 2**20 if cfg.max_bytes is None else min(32 * 2**20, max(2**20, cfg.max_bytes // 8))
-        self.con.execute(f"PRAGMA journal_size_limit={wal_max}")
         self.wal_max, self.next_wal_check = wal_max, 0.0
+        try:
+            self._open()
+        except BaseException:
+            remove_empty(self._made)  # the folders made for a log SQLite then could not open (a name too long)
+            raise
+        self.held = hold(cfg.path)  # to tell, at the end, a log deleted during the run (not one renamed)
         self.damage: str | None = None  # the log emptied or cut under the run: every later write fails with it
+        self.next_renewal, self.side_files_since, self.side_files_told = 0.0, None, False
         self.run_id: int | None = None
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="log thumbnails")
         # write() runs on the inspection loop, flush(wait=False) also on a live source's reader thread
@@ -102,6 +103,13 @@ class InspectionLog(guard.WatchedFiles):
         self.retention_deleted = 0  # items --log-keep / --log-max deleted during this run
         self.apply_retention()
         self.checkpointer = self._checkpointer()
+
+    def _open(self) -> None:
+        """Connect; again when the write-ahead files were deleted under the run (SQLite makes new ones then)."""
+        self.con = connect(self.path, timeout_s=self.cfg.busy_timeout_s)
+        self.con.execute("PRAGMA wal_autocheckpoint=0")
+        self.con.execute(f"PRAGMA journal_size_limit={self.wal_max}")
+        self.sides = guard.side_files(self.path)  # the -wal and -shm this connection made or joined
 
     def _checkpointer(self) -> Checkpointer:
         return Checkpointer(self.path, self.cfg.checkpoint_every_s, on_tick=self._idle_retention,
@@ -156,6 +164,7 @@ class InspectionLog(guard.WatchedFiles):
         if self.run_id is None:
             raise RuntimeError("start_run() first")
         self._check_whole()
+        self._check_side_files()
         ready = self._ready_thumbnails()
         try:
             self.con.execute("BEGIN IMMEDIATE")

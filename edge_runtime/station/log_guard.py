@@ -1,7 +1,9 @@
 """What another program can do to a running station's log files, and how the writer tells it.
 
 A log emptied or cut short in place (``: > station.db``, ``truncate -s 8192 station.db``, logrotate's
-copytruncate) lost the records past the cut: the writer stops (exit 7).
+copytruncate) lost the records past the cut: the writer stops (exit 7). Its write-ahead files deleted (``rm
+station.db-wal station.db-shm``) hid the newest items from ``edge-log`` and lost them to a SIGKILL: the writer
+copies them into the log and makes new ones once no other process has the log open (:func:`alone`).
 
 >>> held = os.open("station.db", os.O_RDONLY)     # doctest: +SKIP
 >>> suspect(held) is None  # a whole log; a cut one gives (its size, the size it had)  # doctest: +SKIP
@@ -10,23 +12,29 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import struct
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_runtime.atomic import write_back_path
 from edge_runtime.errors import OutputError
+from edge_runtime.station.schema import log_error
 
 if TYPE_CHECKING:
     from edge_runtime.station.log_parts import Checkpointer
 
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 HEADER = 100  # the database header, on page 1
+LOCKS = Path("/proc/locks")  # every POSIX lock of the machine (Linux): an open SQLite connection holds one
 SETTLE_READS, SETTLE_S = 4, 0.05
+
+FileId = tuple[int, int]  # (st_dev, st_ino)
 
 
 def _looks(held: int) -> tuple[int, bytes]:
@@ -82,6 +90,63 @@ def damage_message(path: Path | str, size: int, expected: int) -> str:
             f"the items judged are on stdout or in --output; {keep}")  # fmt: skip
 
 
+def file_id(path: Path | str) -> FileId | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def held_id(held: int) -> FileId | None:
+    try:
+        st = os.fstat(held)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def side_files(path: Path | str) -> tuple[FileId | None, FileId | None]:
+    """The ``-wal`` and ``-shm`` files beside the log now (None: not there)."""
+    return file_id(f"{path}-wal"), file_id(f"{path}-shm")
+
+
+def alone(held: int) -> bool:
+    """Whether no other process has the log open (each SQLite connection holds a read lock on it while open).
+    Another station writing it still writes the deleted files, and a reader that opened it since (edge-log, the
+    station page) may have made its index of the write-ahead file before this run emptied it: either, joined by the
+    new files, would damage the log. False where the system does not list its locks (only Linux does)."""
+    try:
+        st = os.fstat(held)
+        lines = LOCKS.read_text().splitlines()
+    except OSError:
+        return False
+    me, dev, ino = os.getpid(), (os.major(st.st_dev), os.minor(st.st_dev)), st.st_ino
+    for line in lines:  # "1: POSIX  ADVISORY  READ 32473 fe:00:2172216 1073741826 1073742335"
+        fields = line.split()
+        if "->" in fields:  # a request waiting for a lock: the same fields, shifted
+            fields = fields[fields.index("->") + 1 :]
+        with contextlib.suppress(ValueError, IndexError):
+            major, minor, inode = fields[5].split(":")
+            if (int(major, 16), int(minor, 16)) == dev and int(inode) == ino and int(fields[4]) != me:
+                return False
+    return True
+
+
+def side_files_message(path: Path | str, *, renewed: bool) -> str:
+    name = Path(path).name
+    told = (f"{path}: its write-ahead files ({name}-wal, {name}-shm, which hold the newest items) were deleted during "
+            "the run by another program (a clean-up job?); ")  # fmt: skip
+    if renewed:
+        told += "their items were copied into the log and new ones made, nothing is lost; "
+    else:
+        why = ("another program has the log open (another station?)" if LOCKS.exists() else
+               "this system cannot tell whether another program has the log open")  # fmt: skip
+        told += (f"no new ones are made while {why}, so this run writes on into the deleted ones: edge-log misses "
+                 "up to 10 s of items, and a SIGKILL would lose them; ")  # fmt: skip
+    return told + f"never delete {name}-wal or {name}-shm while a station writes the log"
+
+
 class WatchedFiles:
     """The checks of :class:`~edge_runtime.station.log.InspectionLog` on its files, made at each write and at the
     end of the run."""
@@ -90,8 +155,15 @@ class WatchedFiles:
     con: sqlite3.Connection
     held: int  # a descriptor of the log file, held for the run (-1: none)
     damage: str | None
+    sides: tuple[FileId | None, FileId | None]
+    next_renewal: float
+    side_files_since: float | None  # when this run found its write-ahead files deleted, until it made new ones
+    side_files_told: bool
     checkpointer: Checkpointer
+    say: Callable[[str], None]
     _lock: threading.RLock
+
+    def _open(self) -> None: ...
 
     def _checkpointer(self) -> Checkpointer: ...
 
@@ -123,6 +195,43 @@ class WatchedFiles:
         self.damage = damage_message(self.path, *found)
         return self.damage
 
+    def _check_side_files(self, *, at_end: bool = False) -> None:
+        """The log's write-ahead files deleted under the run (``rm station.db-wal station.db-shm``): this run went
+        on writing into the deleted ones, edge-log read the log without their items, and a SIGKILL lost them (2816
+        of 12160 items in a video run). Their items are copied into the log here, and the log is opened anew, which
+        makes new files where edge-log finds them (2 stats a batch: microseconds). ``at_end``: told in any case."""
+        now = time.monotonic()
+        if self.held < 0 or side_files(self.path) == self.sides or (now < self.next_renewal and not at_end):
+            return
+        if held_id(self.held) != file_id(self.path):
+            return  # the log itself moved (logrotate: it took its files along) or was deleted (told at the end)
+        self.next_renewal = now + 1.0  # a reader is done within a second; a station sharing the log is not
+        self.side_files_since = self.side_files_since or now
+        if self._renew():
+            self.side_files_since = None
+            self.say(side_files_message(self.path, renewed=True))
+        elif (at_end or now - self.side_files_since > 5.0) and not self.side_files_told:
+            self.side_files_told = True
+            self.say(side_files_message(self.path, renewed=False))
+
+    def _renew(self) -> bool:
+        if not alone(self.held):
+            return False
+        self.checkpointer.stop()
+        try:
+            try:  # every item into the log: the deleted files go with this connection
+                busy = self.con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            except sqlite3.Error as exc:
+                raise log_error(self.path, exc, "copying its deleted write-ahead file into it") from exc
+            if busy or not alone(self.held):  # one that opened it meanwhile, before the copy: when it is done
+                return False
+            with contextlib.suppress(sqlite3.Error):
+                self.con.close()
+            self._open()
+            return True
+        finally:
+            self.checkpointer = self._checkpointer()
+
     def check_still_there(self) -> None:
         """A log deleted during the run (with its -wal and -shm: a clean-up job, ``rm`` to "reset" it) took every
         record with it while the run went on writing into the unlinked file, exit 0. This connection still reads
@@ -130,6 +239,8 @@ class WatchedFiles:
         try:
             if self.held < 0 or os.fstat(self.held).st_nlink > 0:  # still in a folder: here, or renamed (logrotate)
                 self._check_whole(wait=True)
+                with self._lock:
+                    self._check_side_files(at_end=True)
                 return
         except OSError:
             return

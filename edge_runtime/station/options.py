@@ -170,7 +170,8 @@ def open_station(opts: dict[str, Any], *, say: Callable[[str], None] | None = No
     log = None
     if opts.get("log") is not None:
         log = InspectionLog(
-            LogConfig(opts["log"], station=station, keep_s=opts.get("log_keep"), max_bytes=opts.get("log_max"))
+            LogConfig(opts["log"], station=station, keep_s=opts.get("log_keep"), max_bytes=opts.get("log_max")),
+            say=say,
         )
     live_source = opts.get("camera") is not None or is_stream_url(str(opts.get("source") or ""))
     listener = StationListener(log=log, wants_pictures=opts.get("serve") is not None or live_source)

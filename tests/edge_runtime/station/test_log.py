@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -480,3 +482,81 @@ def test_a_log_that_another_process_is_still_checkpointing_is_not_taken_for_a_cu
     station_log.write([record(999, defective=False)], [None])  # no error: the file grew while it looked
     copier.join()
     station_log.check_still_there()
+
+
+def _count_in_another_process(path: Path) -> int | None:
+    """Items as edge-log, another process, reads them (one in this process would share the writer's files); None
+    where the log has no items table."""
+    code = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); print(c.execute('SELECT count(*) FROM " \
+           "sqlite_master WHERE name = ?', ('inspections',)).fetchone()[0] and c.execute('SELECT count(*) FROM " \
+           "inspections').fetchone()[0] or -1)"  # fmt: skip
+    found = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    return None if int(found.stdout) < 0 else int(found.stdout)
+
+
+LISTS_LOCKS = pytest.mark.skipif(not Path("/proc/locks").exists(), reason="the system does not list its locks")
+
+
+@LISTS_LOCKS
+def test_write_ahead_files_deleted_during_the_run_are_made_anew_with_every_item_in_the_log(log_path: Path):
+    """`rm station.db-wal station.db-shm` under a running station: the run went on writing into the deleted files,
+    edge-log read the log without their items, and a SIGKILL lost them. The next write copies them into the log
+    and opens it anew; one line says so."""
+    said: list[str] = []
+    log = InspectionLog(LogConfig(log_path, station="line-3", checkpoint_every_s=3600), say=said.append)
+    try:
+        log.start_run(RUN)
+        write_items(log, 40)
+        wal, shm = Path(f"{log_path}-wal"), Path(f"{log_path}-shm")
+        os.unlink(wal)
+        os.unlink(shm)
+        assert not _count_in_another_process(log_path)  # the symptom: edge-log reads an older copy, without them
+        write_items(log, 10)
+        assert len(said) == 1 and "write-ahead files (station.db-wal, station.db-shm" in said[0]
+        assert "were deleted during the run by another program" in said[0] and "nothing is lost" in said[0]
+        assert wal.exists() and shm.exists()
+        assert _count_in_another_process(log_path) == 50  # the 10 went to the new files, where edge-log reads
+        alone = log_path.with_name("alone.db")
+        alone.write_bytes(log_path.read_bytes())  # the log file alone: what a SIGKILL now would leave of the 40
+        assert _count_in_another_process(alone) >= 40
+        write_items(log, 5)
+        assert len(said) == 1
+    finally:
+        log.close()
+    assert _count_in_another_process(log_path) == 55
+
+
+@LISTS_LOCKS
+def test_deleted_write_ahead_files_are_made_anew_only_once_no_other_process_has_the_log_open(log_path: Path):
+    """Another station writing the same log still writes the deleted files, and a reader that opened the log since
+    (edge-log, the station page) made new ones of its own: joined by this run, either would damage the log. The run
+    waits until it has the log alone, and says so when that takes long."""
+    said: list[str] = []
+    log = InspectionLog(LogConfig(log_path, station="line-3", checkpoint_every_s=3600), say=said.append)
+    code = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('SELECT * FROM sqlite_master')" \
+           ".fetchall(); print('open', flush=True); sys.stdin.readline()"  # fmt: skip
+    try:
+        log.start_run(RUN)
+        write_items(log, 20)
+        os.unlink(f"{log_path}-wal")
+        os.unlink(f"{log_path}-shm")
+        reader = subprocess.Popen([sys.executable, "-c", code, str(log_path)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert reader.stdout is not None and reader.stdout.readline() == "open\n"
+        write_items(log, 10)
+        assert said == []  # a reader is done within a second or so: not a word yet
+        assert log.side_files_since is not None
+        log.side_files_since -= 6.0  # as if it had kept the log open for 6 s
+        log.next_renewal = 0.0
+        write_items(log, 10)
+        assert len(said) == 1 and "another program has the log open" in said[0] and "never delete" in said[0]
+        reader.communicate("\n", timeout=10)
+        log.next_renewal = 0.0  # not a second later: now
+        write_items(log, 10)
+        assert len(said) == 2 and "nothing is lost" in said[1]
+        assert _count_in_another_process(log_path) == 50
+    finally:
+        log.close()
+    con = sqlite3.connect(log_path)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    con.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from edge_runtime.providers import Provider
 
 
@@ -26,3 +28,14 @@ class RuntimeConfig:
     second_look: bool = True
     # False: the part's symmetry is not measured near the threshold even where the model asks for it (comparisons).
     symmetry_look: bool = True
+
+    def __post_init__(self) -> None:
+        # second_look="no" was taken for its truth (on), while 0 was off; spin=np.False_ left the threads spinning
+        for name in ("spin", "second_look", "symmetry_look"):
+            value = getattr(self, name)
+            if value is None and name == "spin":
+                continue
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, not {value!r} ({type(value).__name__}); "
+                                f"pass {name}=True or {name}=False")  # fmt: skip
+            object.__setattr__(self, name, bool(value))

@@ -424,6 +424,5 @@ def load_model(
     or False (numpy's bool too), else a TypeError.
     """
     threads = threads_from_env() if threads is None else check_threads(threads, what="threads")
-    spin = None if spin is None else flag(spin, "spin")  # np.False_ (not ``is False``) had kept the threads spinning
     cfg = RuntimeConfig(provider=Provider.named(provider), threads=threads, spin=spin)
     return EdgeModel(model_path(path), cfg)  # '' is no model name: it was read as "no --model"

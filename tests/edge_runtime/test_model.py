@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.errors import MissingExtraError, ModelError
-from edge_runtime.model import Provider, load_model
+from edge_runtime.model import Provider, RuntimeConfig, load_model
 from tests.edge_runtime.conftest import make_tiny_model, tiny_info
 
 TRT, CUDA, CPU = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -56,6 +56,14 @@ def test_spin_takes_none_true_or_false_only(tiny_model: Path):
     for value in ("no", 0, "false"):
         with pytest.raises(TypeError, match=r"^spin must be True or False, not .*; pass spin=True or spin=False"):
             load_model(tiny_model, spin=value)
+
+
+def test_the_runtime_config_takes_its_switches_as_true_or_false_only():
+    """RuntimeConfig(second_look="no") was taken for its truth, the look on, while 0 turned it off."""
+    assert RuntimeConfig(second_look=np.False_, symmetry_look=np.True_) == RuntimeConfig(second_look=False)
+    for name in ("second_look", "symmetry_look"):
+        with pytest.raises(TypeError, match=rf"^{name} must be True or False, not 'no' \(str\); pass {name}=True"):
+            RuntimeConfig(**{name: "no"})
 
 
 def test_threshold_is_read_from_the_file(tmp_path: Path):

@@ -79,6 +79,20 @@ def remove_empty(made: list[Path]) -> None:
             break
 
 
+def disk_room(folder: Path) -> int | None:
+    """Bytes this process may still write on the disk that holds ``folder`` (None where it cannot tell): root may
+    also write into the blocks a file system keeps back for it.
+
+    >>> disk_room(Path("/")) is not None
+    True
+    """
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    return (st.f_bfree if hasattr(os, "geteuid") and os.geteuid() == 0 else st.f_bavail) * st.f_frsize
+
+
 def locked_by_another(path: Path) -> bool:
     """Whether another process holds ``path`` locked (``flock``), as a running edge-infer holds its ``--output``
     and ``--save`` video: a rename onto it would take the file from under that run, whose later records would go

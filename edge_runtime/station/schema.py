@@ -11,11 +11,13 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
 from pathlib import Path
 
+from edge_runtime.atomic import disk_room
 from edge_runtime.errors import DataError, OutputError
 
 # Migrations, oldest first: entry k takes a log from version k to k + 1. Append, never edit a released entry.
@@ -61,6 +63,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 # sqlite3 error codes (Python 3.11 exposes them as ``sqlite_errorcode``; the primary code is the low byte).
 _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
+# A write to the log that fails with less room than this left failed for the room: one transaction needs its pages
+# in the write-ahead file (a batch with thumbnails: some 100 KB) and SQLite's 32 KiB index beside it.
+FULL_DISK_BYTES = 1 << 20
 
 
 def read_error(path: Path | str, exc: sqlite3.Error, doing: str) -> DataError:
@@ -77,11 +82,15 @@ def read_error(path: Path | str, exc: sqlite3.Error, doing: str) -> DataError:
     return DataError(f"{path}: inspection log {why} (while {doing})")
 
 
-def log_error(path: Path | str, exc: sqlite3.Error, doing: str) -> OutputError:
-    """One sentence (exit 7) for what went wrong with the log, naming the file and what to do."""
+def log_error(path: Path | str, exc: sqlite3.Error, doing: str, *, creating: bool = False) -> OutputError:
+    """One sentence (exit 7) for what went wrong with the log, naming the file and what to do. ``creating``: a log
+    this run is making (removed again when it fails), where any error may be the disk filling up."""
     code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
     text = str(exc).lower()
-    if code in (_BUSY, _LOCKED) or "locked" in text:
+    spaceless = creating or code in (_FULL, _IOERR) or "full" in text or "disk i/o error" in text
+    if spaceless and (full := _full_disk(path, creating=creating)) is not None:
+        why = full
+    elif code in (_BUSY, _LOCKED) or "locked" in text:
         why = "is locked by another program (a writer that never commits); stop it or use another --log"
     elif code == _READONLY or "readonly" in text or "read-only" in text:
         why = "is read-only; fix its permissions (file and folder) or use another --log"
@@ -98,6 +107,17 @@ def log_error(path: Path | str, exc: sqlite3.Error, doing: str) -> OutputError:
     else:
         why = f"failed ({exc}); check the disk and the file"
     return OutputError(f"{path}: inspection log {why} (while {doing})")
+
+
+def _full_disk(path: Path | str, *, creating: bool) -> str | None:
+    """The failure told as the full disk it is, or None where the disk has room (or cannot be asked). A full disk
+    reaches SQLite as "database or disk is full", as "disk I/O error" (its index file, ``-shm``, could not grow) or,
+    while the schema is made, as whatever the statement that failed says: each said "check the disk"."""
+    if str(path) == ":memory:" or (room := disk_room(Path(path).absolute().parent)) is None or room >= FULL_DISK_BYTES:
+        return None
+    if creating:
+        return f"cannot be created: the disk is full ({room} bytes left); free space there or put --log on another disk"
+    return f"cannot grow: the disk is full ({room} bytes left); free space there or lower --log-max"
 
 
 def _file_size_limit() -> int | None:
@@ -135,16 +155,17 @@ def connect(path: Path | str, *, readonly: bool = False, timeout_s: float = 2.0)
             if len(os.fsencode(Path(path).name)) > 255:  # SQLite says only "unable to open"
                 raise OutputError(f"{path}: inspection log file name too long (over 255 bytes); use a shorter --log")
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        creating = str(path) != ":memory:" and not os.path.lexists(path)
         con = sqlite3.connect(str(path), timeout=timeout_s, isolation_level=None, check_same_thread=False)
-        # Deleted rows' pages go back to the disk (retention). Only a new, empty file takes this, and only before
-        # WAL mode is set: after it, SQLite kept auto_vacuum off and --log-max never shrank the file.
-        con.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(path) != ":memory:" and str(mode).lower() != "wal":
-            raise OutputError(f"{path}: inspection log cannot use WAL mode (journal mode {mode}); use a local disk")
-        con.execute("PRAGMA synchronous=NORMAL")
-        con.execute("PRAGMA foreign_keys=ON")
-        migrate(con, path)
+        try:
+            _prepare(con, path, creating=creating)
+        except sqlite3.Error as exc:
+            error = log_error(path, exc, "opening it", creating=creating)  # the disk's room before the close frees any
+            _close(con)
+            raise error from exc
+        except BaseException:
+            _close(con)  # its files can then be removed (InspectionLog removes a log it could not make)
+            raise
         return con
     except sqlite3.Error as exc:
         error = read_error(path, exc, "opening it") if readonly else log_error(path, exc, "opening it")
@@ -167,6 +188,26 @@ def connect(path: Path | str, *, readonly: bool = False, timeout_s: float = 2.0)
         raise OutputError(
             f"{path}: cannot create the inspection log ({exc.strerror or exc}); use another --log"
         ) from exc
+
+
+def _prepare(con: sqlite3.Connection, path: Path | str, *, creating: bool) -> None:
+    """WAL mode and the schema, on a new connection of a writer."""
+    # Deleted rows' pages go back to the disk (retention). Only a new, empty file takes this, and only before
+    # WAL mode is set: after it, SQLite kept auto_vacuum off and --log-max never shrank the file.
+    con.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(path) != ":memory:" and str(mode).lower() != "wal":
+        if (full := _full_disk(path, creating=creating)) is not None:  # no room for the write-ahead files
+            raise OutputError(f"{path}: inspection log {full} (while opening it)")
+        raise OutputError(f"{path}: inspection log cannot use WAL mode (journal mode {mode}); use a local disk")
+    con.execute("PRAGMA synchronous=NORMAL")
+    con.execute("PRAGMA foreign_keys=ON")
+    migrate(con, path)
+
+
+def _close(con: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        con.close()
 
 
 def _open_readonly(path: Path | str, timeout_s: float, *, immutable: bool) -> sqlite3.Connection:
@@ -223,7 +264,11 @@ def migrate(con: sqlite3.Connection, path: Path | str) -> int:
             con.execute(f"PRAGMA user_version={version + 1}")
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            # SQLite rolls back by itself on some errors (a full disk): a second ROLLBACK then failed with "cannot
+            # rollback - no transaction is active", and that hid the real cause
+            if con.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
             raise
     return found
 

@@ -78,6 +78,9 @@ class InspectionLog(guard.WatchedFiles):
         # made by this run: removed again if no item was ever written to it (a source that never gave a frame)
         self.created = str(cfg.path) != ":memory:" and not os.path.lexists(cfg.path)
         self._made = missing_folders(Path(cfg.path).parent) if self.created else []
+        # the files it makes: a stale -wal or -shm that was there before is not this run's to remove
+        sides = (str(cfg.path), f"{cfg.path}-wal", f"{cfg.path}-shm")
+        self._fresh = [name for name in sides if not os.path.lexists(name)] if self.created else []
         # Checkpoints (copying the WAL into the database and syncing it: milliseconds) run on a helper thread
         # every 10 s, not in a commit of the inspection loop: a sync stalls file writes for a moment, so fewer
         # syncs means fewer slow frames. The WAL is cut back to 32 MB after each (it is reused, not regrown), or to
@@ -87,7 +90,12 @@ class InspectionLog(guard.WatchedFiles):
         try:
             self._open()
         except BaseException:
-            remove_empty(self._made)  # the folders made for a log SQLite then could not open (a name too long)
+            # A log this run could not finish making (a full disk) is removed with its -wal and -shm: a 4 KB file
+            # without a schema was left, which edge-log then called "not a defect-edge inspection log". So are the
+            # folders made for it (a name SQLite could not open: too long).
+            with contextlib.suppress(sqlite3.Error, AttributeError):
+                self.con.close()
+            self._remove_made()
             raise
         self.held = hold(cfg.path)  # to tell, at the end, a log deleted during the run (not one renamed)
         self.damage: str | None = None  # the log emptied or cut under the run: every later write fails with it
@@ -135,8 +143,8 @@ class InspectionLog(guard.WatchedFiles):
                 "threshold, host, pid) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 values,
             )
-        except sqlite3.Error as exc:
-            raise log_error(self.path, exc, "recording the run") from exc
+        except sqlite3.Error as exc:  # on a log this run made, no item yet: the close removes it
+            raise log_error(self.path, exc, "recording the run", creating=self.created) from exc
         self.run_id, self.threshold = int(cur.lastrowid or 0), info.threshold
         return self.run_id
 
@@ -177,7 +185,8 @@ class InspectionLog(guard.WatchedFiles):
                     self.con.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise log_error(self.path, exc, f"writing {plural(len(records), 'record')}") from exc
+            doing, creating = f"writing {plural(len(records), 'record')}", self.created and not self.rows
+            raise log_error(self.path, exc, doing, creating=creating) from exc
         for rid, rec, pic in zip(ids, records, list(pictures) or [None] * len(ids), strict=True):
             if rec.get("defective") and pic is not None:
                 drawn = rec if source_pixels else {k: v for k, v in rec.items() if k != "defect_box"}
@@ -373,7 +382,11 @@ class InspectionLog(guard.WatchedFiles):
             os.close(self.held)
             self.held = -1
         if self.created and self.rows == 0:  # a refused run (no such source, a video without a frame): no empty log
-            for leftover in (str(self.path), f"{self.path}-wal", f"{self.path}-shm"):
-                with contextlib.suppress(OSError):
-                    os.unlink(leftover)
-            remove_empty(self._made)  # and the folders it made for it (--log a/b/station.db)
+            self._remove_made()
+
+    def _remove_made(self) -> None:
+        """Remove the files this run made for a new log, and the folders it made for it (--log a/b/station.db)."""
+        for leftover in self._fresh:
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)
+        remove_empty(self._made)

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_runtime.atomic import missing_folders, probe_writable, remove_empty, write_back
+from edge_runtime.atomic import disk_room, missing_folders, probe_writable, remove_empty, write_back
 from edge_runtime.errors import OutputError
 from edge_runtime.model import Prediction
 from edge_runtime.summary import score_text
@@ -296,13 +296,8 @@ class Saver:
         """OpenCV's video writer fails in silence on a full disk: the run went on for its whole length, said "holds
         0 of 300 frames" only at the end, and the MP4 written before was unreadable. A folder's save stops at once;
         so does a video's, within ``FULL_DISK_EVERY`` frames (a statvfs: microseconds)."""
-        try:
-            st = os.statvfs(self.target.parent)
-        except OSError:
-            return
-        # root may still write into the blocks a file system keeps back for it
-        room = (st.f_bfree if hasattr(os, "geteuid") and os.geteuid() == 0 else st.f_bavail) * st.f_frsize
-        if room < FULL_DISK_BYTES:
+        room = disk_room(self.target.parent)
+        if room is not None and room < FULL_DISK_BYTES:
             raise OutputError(f"{self.target}: the disk is full ({room} bytes left), so the "
                               f"saved video stops at frame {self.count}; free some space, or --save to another "
                               "disk")  # fmt: skip

@@ -121,7 +121,7 @@ class InspectionLog(guard.WatchedFiles):
 
     def _checkpointer(self) -> Checkpointer:
         return Checkpointer(self.path, self.cfg.checkpoint_every_s, on_tick=self._idle_retention,
-                            before=lambda: self._look_for_damage(copying_held=True) is None)  # fmt: skip
+                            before=lambda: self._look_for_damage() is None)  # fmt: skip
 
     def start_run(self, info: RunInfo) -> int:
         """Record the model and source of this run; every row written afterwards refers to it."""

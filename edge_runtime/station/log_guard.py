@@ -1,12 +1,12 @@
 """What another program can do to a running station's log files, and how the writer tells it.
 
-A log emptied or cut short in place (``: > station.db``, ``truncate -s 8192 station.db``, logrotate's
-copytruncate) lost the records past the cut: the writer stops (exit 7). Its write-ahead files deleted (``rm
+A log emptied in place (``: > station.db``, logrotate's copytruncate) lost its records: the writer stops (exit 7);
+a log cut to another length is not told (see :func:`suspect`). Its write-ahead files deleted (``rm
 station.db-wal station.db-shm``) hid the newest items from ``edge-log`` and lost them to a SIGKILL: the writer
 copies them into the log and makes new ones once no other process has the log open (:func:`alone`).
 
 >>> held = os.open("station.db", os.O_RDONLY)     # doctest: +SKIP
->>> suspect(held) is None  # a whole log; a cut one gives (its size, the size it had)  # doctest: +SKIP
+>>> suspect(held) is None  # a log with its header; an emptied one gives (its size, 0)  # doctest: +SKIP
 True
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +31,6 @@ if TYPE_CHECKING:
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 HEADER = 100  # the database header, on page 1
 LOCKS = Path("/proc/locks")  # every POSIX lock of the machine (Linux): an open SQLite connection holds one
-SETTLE_READS, SETTLE_S = 4, 0.05
 
 FileId = tuple[int, int]  # (st_dev, st_ino)
 
@@ -41,53 +39,30 @@ def _looks(held: int) -> tuple[int, bytes]:
     return os.fstat(held).st_size, os.pread(held, HEADER, 0)
 
 
-def _expected_bytes(head: bytes) -> int:
-    """The size the header says the file has (0 where the header does not say: SQLite then reads the size)."""
-    if len(head) < HEADER:
-        return 0
-    (page,) = struct.unpack_from(">H", head, 16)
-    counter, pages = struct.unpack_from(">II", head, 24)
-    (valid_for,) = struct.unpack_from(">I", head, 92)  # the size is current only where this equals the counter
-    page = 65536 if page == 1 else page
-    return pages * page if counter == valid_for else 0
-
-
 def suspect(held: int) -> tuple[int, int] | None:
-    """(file size, bytes its header says it has; 0 where the header itself is gone) when the file held as ``held``
-    lost its start or its end, else None. Reads 100 bytes and stats: microseconds."""
+    """(file size, 0) when the file held as ``held`` lost its header (emptied, or cut inside it), else None. Reads
+    100 bytes and stats: microseconds.
+
+    A file shorter than the size its header names is not taken for a cut one: a checkpoint writes page 1, which
+    names the new size, before the pages that make the file that long, and another station's checkpoint on a slow
+    disk, or one a reader's older snapshot stopped part-way while --log-max shrank the log, left a whole log short
+    for seconds or for good. Checked that way, healthy stations stopped with exit 7 (5 runs of 5 with --log-max,
+    the station page and edge-log reading)."""
     try:
         size, head = _looks(held)
     except OSError:
         return None
-    if head[:16] != SQLITE_MAGIC:  # emptied (0 bytes), or cut inside the magic
+    if head[:16] != SQLITE_MAGIC or size < HEADER:  # emptied (0 bytes), or cut inside the header
         return size, 0
-    if size < HEADER:
-        return size, HEADER
-    expected = _expected_bytes(head)
-    return (size, expected) if size < expected else None
+    return None
 
 
-def settled(held: int, first: tuple[int, int]) -> bool:
-    """``first`` still holds a moment later. A checkpoint copies page 1, which names the new size, before the
-    pages that make the file that long: seen then, a whole log looked cut (0.2% of reads in a video run). Another
-    process's checkpoint is still copying when the file changes within ``SETTLE_READS * SETTLE_S`` seconds."""
-    for _ in range(SETTLE_READS):
-        time.sleep(SETTLE_S)
-        if suspect(held) != first:
-            return False
-    return True
-
-
-def damage_message(path: Path | str, size: int, expected: int) -> str:
+def damage_message(path: Path | str, size: int, _: int = 0) -> str:
     keep = "keep the log whole while a station writes it (--log-keep and --log-max trim it)"
-    if expected == 0:
-        return (f"{path}: inspection log emptied during the run by another program (a clean-up job, logrotate's "
-                "copytruncate?): the records in it before are lost and the log is damaged; the items judged are on "
-                f"stdout or in --output; {keep}")  # fmt: skip
-    had = f" of its {expected} bytes" if expected > HEADER else ""
-    return (f"{path}: inspection log cut to {size} bytes{had} during the run by another program (truncate, a "
-            "clean-up job, logrotate's copytruncate?): the records past that point are lost and the log is damaged; "
-            f"the items judged are on stdout or in --output; {keep}")  # fmt: skip
+    how = "emptied" if size == 0 else f"cut to {size} bytes, inside its header,"
+    return (f"{path}: inspection log {how} during the run by another program (a clean-up job, logrotate's "
+            "copytruncate?): the records in it before are lost and the log is damaged; the items judged are on "
+            f"stdout or in --output; {keep}")  # fmt: skip
 
 
 def file_id(path: Path | str) -> FileId | None:
@@ -167,31 +142,18 @@ class WatchedFiles:
 
     def _checkpointer(self) -> Checkpointer: ...
 
-    def _check_whole(self, *, wait: bool = False) -> None:
-        """A log emptied or cut short in place during the run (``: > station.db``, ``truncate -s 8192 station.db``,
-        logrotate's copytruncate) lost the records past the cut, and the run went on writing into a damaged file:
-        exit 0 (edge-log could read none of its items), or exit 1 "unexpected DatabaseError". It stops here (exit
-        7). The file's header is read through the descriptor held for the run (microseconds a batch)."""
-        message = self._look_for_damage(wait=wait)
+    def _check_whole(self) -> None:
+        """A log emptied in place during the run (``: > station.db``, logrotate's copytruncate) lost its records, and
+        the run went on writing into a damaged file (edge-log could read none of its items). It stops here (exit 7).
+        The file's header is read through the descriptor held for the run (microseconds a batch)."""
+        message = self._look_for_damage()
         if message is not None:
             raise OutputError(message)
 
-    def _look_for_damage(self, *, copying_held: bool = False, wait: bool = False) -> str | None:
-        """What another program did to the log file, once it is sure (kept: the checkpoints that would hide it are
-        skipped). ``copying_held``: called by the checkpoint thread, before it copies; ``wait``: for it to copy."""
+    def _look_for_damage(self) -> str | None:
+        """What another program did to the log file (kept: the checkpoints that would write into it are skipped)."""
         if self.damage is not None or self.held < 0 or (found := suspect(self.held)) is None:
             return self.damage
-        if found[1] > HEADER:  # shorter than its header says: also seen while a checkpoint copies pages
-            copying = self.checkpointer.copying
-            if not copying_held and not copying.acquire(blocking=wait):
-                return None  # this process's checkpoint is copying: the next write looks again
-            try:
-                found = suspect(self.held)
-                if found is None or not settled(self.held, found):  # another process's checkpoint
-                    return None
-            finally:
-                if not copying_held:
-                    copying.release()
         self.damage = damage_message(self.path, *found)
         return self.damage
 
@@ -238,7 +200,7 @@ class WatchedFiles:
         them: they are written back under the log's name (``VACUUM INTO``), and :class:`OutputError` says so."""
         try:
             if self.held < 0 or os.fstat(self.held).st_nlink > 0:  # still in a folder: here, or renamed (logrotate)
-                self._check_whole(wait=True)
+                self._check_whole()
                 with self._lock:
                     self._check_side_files(at_end=True)
                 return

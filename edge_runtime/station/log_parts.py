@@ -72,9 +72,9 @@ def hold(path: Path) -> int:
 class Checkpointer:
     """Every ``every_s`` seconds, a passive WAL checkpoint on its own connection (never blocks the writer).
 
-    ``copying`` is held while it copies (the log file grows behind the size its header already names), and
-    ``before`` (called holding it) may skip a checkpoint: one would fill a log cut under the run with the
-    write-ahead file's pages, and the cut could no longer be seen."""
+    ``copying`` is held while it copies, so that the writer's own truncating checkpoint does not wait on it in the
+    inspection loop; ``before`` (called holding it) may skip a checkpoint: one would write the write-ahead file's
+    pages into a log emptied under the run."""
 
     def __init__(
         self,

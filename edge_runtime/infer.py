@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from edge_runtime.sources import LatestFrameReader
 from edge_runtime.stopping import StopSignals
 from edge_runtime.summary import Summary
 from edge_runtime.verdicts import batches, predict_items
+from edge_runtime.video_file import VideoFrames
 
 Log = Callable[[str], None]
 PICTURE_BATCH = 8  # items per batch when their full pictures are kept (--save, --show, a listener's thumbnails)
@@ -214,6 +215,8 @@ def process(
                     listener.on_records(records, batch)
             for item, pred, rec in zip(batch, preds, records, strict=True):
                 if not runner.emit(item, pred, rec):
+                    if runner.summary.max_frames_reached is not None and _ended(spec, items, runner.summary.items):
+                        runner.summary.max_frames_reached = None  # it held exactly N: none was left uninspected
                     return
             if rt is not None and (why := rt.tick()):
                 runner.summary.priority_dropped = why
@@ -237,6 +240,14 @@ def process(
         if reader is not None:
             reader.stop()
             runner.summary.dropped_frames, runner.summary.reconnects = reader.dropped, reader.reconnects
+
+
+def _ended(spec: SourceSpec, items: Iterator[Item], taken: int) -> bool:
+    """The source held nothing after the ``taken`` items: a folder or pattern of that many files, or a video its
+    reader had read to a clean end. A live source never ends so: it stays "stopped at --max-frames"."""
+    if spec.kind is SourceKind.IMAGES:
+        return taken >= len(spec.paths)
+    return isinstance(items, VideoFrames) and items.ended()
 
 
 def _open_reader(cfg: InferConfig, spec: SourceSpec, log: Log, listener: Any, *, colour: bool) -> LatestFrameReader:

@@ -41,6 +41,29 @@ def check_video_file(name: str) -> int:
     return st.st_size
 
 
+# how long a run stopped by --max-frames waits for the reader thread's next entry (it reads ahead, so it is there
+# at once but on a slow decode); unknown by then: frames may be left
+END_WAIT_S = 0.5
+_NOT_PEEKED = object()
+
+
+class VideoFrames(Iterator[Item]):
+    """The frames :func:`iter_video` yields, and :meth:`ended`: whether the video held no frame after the last one
+    taken (a run stopped by --max-frames at a video's very end does not claim frames were left)."""
+
+    def __init__(self, reader: _VideoReader) -> None:
+        self.reader, self.frames = reader, reader.items()
+
+    def __next__(self) -> Item:
+        return next(self.frames)
+
+    def close(self) -> None:
+        self.frames.close()
+
+    def ended(self, wait_s: float = END_WAIT_S) -> bool:
+        return self.reader.ends_here(wait_s)
+
+
 def iter_video(
     name: str,
     prepare: Callable[..., np.ndarray],
@@ -49,7 +72,7 @@ def iter_video(
     open_timeout_s: float = 10.0,
     notice: Callable[[str], None] = lambda m: None,
     cut_short: Callable[[str], None] = lambda m: None,
-) -> Iterator[Item]:
+) -> VideoFrames:
     """Every frame of a video file, read and resized on a background thread (bounded queue).
 
     The file is checked and opened now (a :class:`SourceError` here, before anything is processed). Frames that
@@ -91,7 +114,7 @@ def iter_video(
     if (tracks := video_tracks(name) or 1) > 1:  # OpenCV reads the first: a second camera's parts passed unseen
         reader.tell(cut_short, f"{name}: the file holds {tracks} video tracks and only the first was inspected; save "
                     "each as its own file (ffmpeg -i IN -map 0:v:1 -c copy OUT) and inspect them all")  # fmt: skip
-    return reader.items()
+    return VideoFrames(reader)
 
 
 QUIET_FFMPEG = "-8"  # the FFmpeg log level edge-infer sets without --debug (edge_runtime.cli)
@@ -184,13 +207,14 @@ class _VideoReader:
         # a Matroska file's index of key frames: frames lost before the first frame time is seen
         times = cue_times_ms(name) if self.fps is not None and not self.exact_count else None
         self.cues = CuedStart(times, fps=self.fps) if times and self.fps is not None else None
+        self.peeked: Any = _NOT_PEEKED  # the queue's next entry, taken by ends_here() and not yet yielded
 
     def items(self) -> Iterator[Item]:
         t = threading.Thread(target=self.run, name=f"video {self.name}", daemon=True)
         t.start()
         frames = 0
         try:
-            while (item := self.q.get()) is not None:
+            while (item := self._next()) is not None:
                 if not isinstance(item, Item):
                     item()  # a warning about the video, where it belongs among the frames
                     continue
@@ -203,6 +227,20 @@ class _VideoReader:
             raise SourceError(
                 f"{self.name}: no frame could be read (an empty, truncated or corrupt video); check the file"
             )
+
+    def _next(self) -> Item | Callable[[], None] | None:
+        entry, self.peeked = self.peeked, _NOT_PEEKED
+        return self.q.get() if entry is _NOT_PEEKED else entry
+
+    def ends_here(self, wait_s: float) -> bool:
+        """True when the queue's next entry is the end marker: no frame after those taken, nor a warning (a cut
+        or damaged end is not called a clean end). Nothing is told or read beyond what the thread reads ahead."""
+        if self.peeked is _NOT_PEEKED:
+            try:
+                self.peeked = self.q.get(timeout=wait_s)
+            except queue.Empty:
+                return False
+        return self.peeked is None
 
     def put(self, entry: Item | Callable[[], None]) -> None:
         while not self.stop.is_set():

@@ -155,6 +155,27 @@ def test_max_frames_stops_a_video(tmp_path: Path, tiny_model: Path):
     assert code == 0 and len(recs) == 20 and "--max-frames" not in err
 
 
+def test_max_frames_at_the_source_s_very_end_claims_no_stop(tmp_path: Path, tiny_model: Path):
+    """--max-frames 20 on a 20-frame video (or 4 on a folder of 4 images) said "stopped at --max-frames 20: items
+    after them, if any, were not inspected", though the whole source had been judged."""
+    video = write_video(tmp_path / "v.avi", [np.full((64, 64), 40 + i, np.uint8) for i in range(20)])
+    for extra in ([], ["--save", str(tmp_path / "out.avi")]):  # --save: the reader reads fewer frames ahead
+        code, recs, err = run("--model", str(tiny_model), "--source", str(video), "--max-frames", "20", *extra)
+        assert code == 0 and len(recs) == 20 and "--max-frames" not in err, err
+    write_parts(tmp_path / "parts", [10, 200, 30, 250])
+    for n, told in (("4", False), ("3", True)):
+        code, recs, err = run("--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--max-frames", n)
+        assert code == 0 and len(recs) == int(n) and ("stopped at --max-frames" in err) is told, err
+    # a video cut short: its frames were all read, but its end is no clean one (the cut is not told): the line stays
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(video.read_bytes()[: video.stat().st_size * 6 // 10])
+    code, recs, err = run("--model", str(tiny_model), "--source", str(cut))
+    if "stopped at frame" not in err:
+        pytest.skip("this container keeps no frame count once cut")
+    code, recs, err = run("--model", str(tiny_model), "--source", str(cut), "--max-frames", str(len(recs)))
+    assert f"stopped at --max-frames {len(recs)}: items after them" in err and "stopped at frame" not in err
+
+
 def test_live_camera_runs_until_sigterm_then_stops_cleanly_with_the_summary(
     tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ):

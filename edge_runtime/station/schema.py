@@ -66,6 +66,7 @@ _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8
 # A write to the log that fails with less room than this left failed for the room: one transaction needs its pages
 # in the write-ahead file (a batch with thumbnails: some 100 KB) and SQLite's 32 KiB index beside it.
 FULL_DISK_BYTES = 1 << 20
+SHM_BYTES = 32768  # the index file (-shm) a working WAL connection maps: one 32 KiB region at least
 
 
 def read_error(path: Path | str, exc: sqlite3.Error, doing: str) -> DataError:
@@ -141,14 +142,7 @@ def connect(path: Path | str, *, readonly: bool = False, timeout_s: float = 2.0)
         if readonly:
             if not Path(path).is_file():
                 raise DataError(f"{path}: no inspection log there; pass the file that edge-infer --log wrote")
-            try:
-                con = _open_readonly(path, timeout_s, immutable=False)
-                version = con.execute("PRAGMA user_version").fetchone()[0]
-            except sqlite3.OperationalError as exc:
-                if not _needs_immutable(path, exc):
-                    raise
-                con = _open_readonly(path, timeout_s, immutable=True)
-                version = con.execute("PRAGMA user_version").fetchone()[0]
+            con, version = _reader(path, timeout_s)
             check_version(path, version, writable=False)
             return con
         if str(path) != ":memory:":
@@ -220,6 +214,52 @@ def _open_readonly(path: Path | str, timeout_s: float, *, immutable: bool) -> sq
     con = sqlite3.connect(f"{resolved.as_uri()}?{mode}", uri=True, timeout=timeout_s, check_same_thread=False)
     con.execute("PRAGMA query_only=1")
     return con
+
+
+def _reader(path: Path | str, timeout_s: float) -> tuple[sqlite3.Connection, int]:
+    """A reader's connection and the log's schema version. Where it fails, the ``-wal`` and ``-shm`` it made are
+    removed again; on a full disk (SQLite's "disk I/O error": the index file could not grow) the line says so (it
+    said "check the disk and the file", and left an empty ``-wal`` and a 3-byte ``-shm`` beside the log)."""
+    made = (not os.path.lexists(f"{path}-wal"), not os.path.lexists(f"{path}-shm"))
+    con = None
+    try:
+        con = _open_readonly(path, timeout_s, immutable=False)
+        return con, con.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.OperationalError as exc:
+        room = disk_room(Path(path).absolute().parent)  # before the removal frees any
+        if con is not None:
+            _close(con)
+        _remove_unused(path, made)
+        if not _needs_immutable(path, exc):
+            code, text = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF, str(exc).lower()
+            if room is not None and room < FULL_DISK_BYTES and (code in (_FULL, _IOERR) or "disk" in text):
+                why = (
+                    f"cannot be read: the disk is full ({room} bytes left), and a reader needs room beside the log "
+                    "for its index file (-shm); free space there, or copy the log to another disk and read the copy"
+                )
+                raise OutputError(f"{path}: inspection log {why} (while opening it)") from exc
+            raise
+    con = _open_readonly(path, timeout_s, immutable=True)
+    return con, con.execute("PRAGMA user_version").fetchone()[0]
+
+
+def _remove_unused(path: Path | str, made: tuple[bool, bool]) -> None:
+    """Remove the ``-wal`` and ``-shm`` a failed reader made (``made``: which of the two) where they hold nothing:
+    an empty ``-wal``, and a ``-shm`` short of the 32 KiB index a working connection maps. Both stay where a
+    ``-shm`` of that size is there: a writer opened the log meanwhile and uses them."""
+    files = (Path(f"{path}-wal"), Path(f"{path}-shm"))
+    sizes = []
+    for file in files:
+        try:
+            sizes.append(file.stat().st_size)
+        except OSError:
+            sizes.append(None)
+    if sizes[1] is not None and sizes[1] >= SHM_BYTES:
+        return
+    for file, was_made, size, most in zip(files, made, sizes, (0, SHM_BYTES - 1), strict=True):
+        if was_made and size is not None and size <= most:
+            with contextlib.suppress(OSError):
+                file.unlink()
 
 
 def _needs_immutable(path: Path | str, exc: sqlite3.OperationalError) -> bool:

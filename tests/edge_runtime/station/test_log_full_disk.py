@@ -1,5 +1,6 @@
 """edge-infer --log on a full disk: one line naming the full disk and the room left (exit 7), and a new log that
-could not be made is not left behind; an existing log is kept."""
+could not be made is not left behind; an existing log is kept. edge-log reading a log on a full disk: the same, and
+nothing left beside the log."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 from edge_runtime.cli import main
 from edge_runtime.errors import ExitCode
 from edge_runtime.station import schema
+from edge_runtime.station.log_cli import main as edge_log
 from edge_runtime.station.query import Filter, open_reader, rows
 from tests.conftest import REPO
 from tests.edge_runtime.conftest import write_parts
@@ -181,3 +183,83 @@ def test_on_a_real_small_disk_every_run_is_logged_or_says_the_disk_is_full(tmp_p
         full
     )
     assert full["items"] == 1, full  # the existing log is kept, with its item
+
+
+def test_edge_log_on_a_full_disk_says_so_and_leaves_nothing_beside_the_log(
+    tmp_path: Path, tiny_model: Path, monkeypatch
+):
+    """`edge-log summary f.db` on a full disk said `inspection log cannot be read (disk I/O error); check the disk and
+    the file` (exit 3, as for a damaged log) and left an empty f.db-wal and a 3-byte f.db-shm beside it: SQLite's
+    index file could not grow. Here SQLite's failure is played by a connection that makes those two files and
+    fails as it does."""
+    write_parts(tmp_path / "parts", [200])
+    db = tmp_path / "f.db"
+    assert CliRunner().invoke(main, ["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--log",
+                                     str(db)]).exit_code == 0  # fmt: skip
+    real = schema._open_readonly
+
+    def on_a_full_disk(path, timeout_s, *, immutable):
+        Path(f"{path}-wal").write_bytes(b"")
+        Path(f"{path}-shm").write_bytes(b"\0" * 3)
+        return _Failing(real(path, timeout_s, immutable=immutable))
+
+    monkeypatch.setattr(schema, "_open_readonly", on_a_full_disk)
+    monkeypatch.setattr(os, "statvfs", lambda path: NEARLY_FULL)
+    result = CliRunner().invoke(edge_log, ["summary", str(db)])
+    assert result.exit_code == ExitCode.OUTPUT_ERROR, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"error: {db}: inspection log cannot be read: the disk is full (12288 bytes left), and a reader needs room "
+        "beside the log for its index file (-shm); free space there, or copy the log to another disk and read the "
+        "copy (while opening it)"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.db", "parts"]  # no f.db-wal nor f.db-shm
+
+
+class _Failing:
+    """A connection whose statements fail as SQLite's do where the log's index file (-shm) cannot grow."""
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
+
+    def execute(self, *args, **kwargs):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    def close(self) -> None:
+        self.con.close()
+
+
+_EDGE_LOG_ON_A_FULL_DISK = """
+import os, subprocess, sys
+disk, model, parts = sys.argv[1:4]
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", disk], check=True)
+db = os.path.join(disk, "f.db")
+made = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "--model", model, "--source", parts, "--log", db,
+                       "--quiet"], capture_output=True, text=True, timeout=120)
+assert made.returncode == 0, made.stderr
+with open(os.path.join(disk, "fill"), "wb", buffering=0) as f:
+    try:
+        while True:
+            f.write(bytes(1024))
+    except OSError:
+        pass
+read = subprocess.run([sys.executable, "-m", "edge_runtime.station.log_cli", "summary", db], capture_output=True,
+                      text=True, timeout=120)
+print(read.returncode)
+print(sorted(os.listdir(disk)))
+print(read.stderr.strip().splitlines()[-1] if read.stderr.strip() else "")
+"""
+
+
+def test_edge_log_on_a_real_full_disk_says_so_and_leaves_nothing(tmp_path: Path, tiny_model: Path):
+    """The same on a real 300 KiB tmpfs filled up after the log was written."""
+    write_parts(tmp_path / "parts", [200])
+    (tmp_path / "disk").mkdir()
+    prefix = _where_it_may_mount(tmp_path / "disk")
+    proc = subprocess.run([*prefix, sys.executable, "-c", _EDGE_LOG_ON_A_FULL_DISK, str(tmp_path / "disk"),
+                           str(tiny_model), str(tmp_path / "parts")], capture_output=True, text=True, timeout=300,
+                          cwd=REPO)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    code, left, last = proc.stdout.splitlines()
+    db = tmp_path / "disk" / "f.db"
+    assert int(code) == ExitCode.OUTPUT_ERROR and left == "['f.db', 'fill']", proc.stdout
+    assert last.startswith(f"error: {db}: inspection log cannot be read: the disk is full ("), proc.stdout

@@ -100,6 +100,12 @@ class ModelError(DefectEdgeError):
     exit_code = ExitCode.BAD_MODEL
 
 
+class UnopenedModelError(ModelError, AttributeError):
+    """A pickled model's :class:`ModelError` where it could not be opened again (its file gone, damaged or replaced),
+    raised at each use of the model. An AttributeError too, so that ``hasattr(model, name)`` and ``getattr(model,
+    name, default)`` answer (it raised the ModelError at a mere ``hasattr``) while ``predict`` still fails."""
+
+
 class SourceError(DefectEdgeError):
     exit_code = ExitCode.SOURCE_UNAVAILABLE
 

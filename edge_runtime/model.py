@@ -23,7 +23,7 @@ import numpy as np
 from edge_runtime import integrity, symmetry
 from edge_runtime.batch_input import flag, image_chunks
 from edge_runtime.config import RuntimeConfig
-from edge_runtime.errors import ModelError
+from edge_runtime.errors import ModelError, UnopenedModelError
 from edge_runtime.framing import frame_part
 from edge_runtime.metrics import logit
 from edge_runtime.model_file import (  # noqa: F401 - check_threads, threads_from_env: the CLI's
@@ -122,6 +122,8 @@ class EdgeModel:
         error = self.__dict__.get("_unpickle_error")
         if error is None:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        if type(error) is ModelError:  # the file gone, damaged or replaced: hasattr() answers, use raises it
+            raise UnopenedModelError(str(error), exit_code=error.exit_code, cli=error.cli)
         raise copy.copy(error)
 
     def warn_if_fell_back(self, stream=None) -> None:  # noqa: ANN001

@@ -221,6 +221,20 @@ def test_a_pickled_model_whose_file_went_or_changed_fails_where_it_opens_as_a_lo
             assert str(got.value).startswith(want) and "\n" not in str(got.value), name
 
 
+def test_a_pickled_model_whose_file_went_answers_hasattr_and_fails_at_use(tmp_path, tiny_model):
+    """hasattr(model, "x") on such a model raised its ModelError (as did getattr with a default, which libraries
+    that look a model over call): it answers now; predict still raises the load's one line."""
+    path = tmp_path / "m.onnx"
+    shutil.copy(tiny_model, path)
+    sent = pickle.dumps(load_model(path, provider="cpu"))
+    path.unlink()
+    model = pickle.loads(sent)
+    assert not hasattr(model, "x") and getattr(model, "x", "none") == "none" and hasattr(model, "predict")
+    with pytest.raises(ModelError) as got:
+        model.predict(np.zeros((48, 48), np.uint8))
+    assert str(got.value).startswith(f"{path}: model file not found") and "\n" not in str(got.value)
+
+
 def test_heatmap_takes_true_or_false_only(model):
     """heatmap="no" (any object) was taken for its truth: the map was computed and drawn for "no"."""
     image = read_image(sorted(SAMPLES.rglob("*.jpeg"))[0])

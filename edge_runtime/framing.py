@@ -35,10 +35,6 @@ REFINE_BELOW = 16.0
 REFINE_HALF = 2.6  # that square's half side, in core radii as first found: the flange and some background
 ALTERNATIVES = 4  # dark regions tried in turn where the darkest is no part (two labels, a label and a coin)
 OTHER_CORE_PX = 12.0  # other parts are looked for on a copy where a core has this radius (see _other_parts)
-SMALL_WORK = 640  # a part too small for the working copy is looked for on one of this many pixels (longer side)
-SMALL_LEVELS = (0.1, 0.02)  # ... where a core is as dark as its darkest 0.1% of pixels, or 0.02%
-SMALL_CORE_PX = 3.0  # ... with a core of this radius at least (a part of about 30 px in a 640 px frame)
-SMALL_HUB_LIFT = 0.3  # and a hub that clear (every dataset image: 0.37 or more; a few dark squares of noise: 0.25)
 _CLOSE = np.ones((5, 5), np.uint8)
 _OPEN = np.ones((3, 3), np.uint8)
 
@@ -178,8 +174,6 @@ def _locate(gray: np.ndarray, small: np.ndarray, s: float, part_scale: float) ->
     # candidate nothing else would be found, and the profile (0.1 ms) is left unmeasured.
     if part is not None and rivals > 0 and not looks_like_a_part(radial_profile(gray, part.cx, part.cy, part.radius)):
         part = _next_part(gray, small, s, part)
-    if part is None:  # a part too small for the working copy (its core under 1% of it): looked for more finely
-        part = _small_part(gray)
     if part is None:  # no part found: the whole frame, centred, is the input (and the station check says so)
         return Part(cx=(w - 1) / 2, cy=(h - 1) / 2, radius=min(h, w) / (2 * part_scale), found=False)
     return replace(part, others=_other_parts(gray, small, s, part))
@@ -198,47 +192,6 @@ def _next_part(gray: np.ndarray, small: np.ndarray, s: float, first: Part) -> Pa
         if looks_like_a_part(radial_profile(gray, tried.cx, tried.cy, tried.radius)):
             return tried
     return first
-
-
-def _small_part(gray: np.ndarray) -> Part | None:
-    """A part too small for :func:`_first_core` (a 96 px part in a 640x480 frame was "no part found", so the user
-    was not told to bring the camera closer): the largest round dark regions of a ``SMALL_WORK`` px copy at a few
-    darkness levels, each measured on its own square, taken only where the radial profile is the casting's (a hub,
-    the hollow, the flange: noise, a coin or a shadow is not), and only a core the whole frame's search misses."""
-    h, w = gray.shape
-    s = min(1.0, SMALL_WORK / max(h, w))
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    small = cv2.GaussianBlur(gray if s >= 1.0 else cv2.resize(gray, size, interpolation=cv2.INTER_AREA), (3, 3), 0)
-    *lows, p50 = _percentiles(small, (*SMALL_LEVELS, 50.0))
-    largest = np.sqrt(0.01 * h * w / np.pi)  # the least core the whole frame's search finds, in source pixels
-    for lo in lows:
-        if p50 - lo < 20:
-            continue
-        for cx, cy, r in _round_dark(small, lo + 0.3 * (p50 - lo))[:ALTERNATIVES]:
-            part = Part(cx=(cx + 0.5) / s - 0.5, cy=(cy + 0.5) / s - 0.5, radius=r / s)
-            part = _refined(gray, part, part.radius)
-            profile = radial_profile(gray, part.cx, part.cy, part.radius)
-            if part.radius < largest and looks_like_a_part(profile, min_lift=SMALL_HUB_LIFT):
-                return part
-    return None
-
-
-def _round_dark(small: np.ndarray, level: float) -> list[tuple[float, float, float]]:
-    """The round regions of ``small`` no brighter than ``level``, clear of the border, largest first: centre, radius."""
-    dark = cv2.morphologyEx((small <= level).astype(np.uint8), cv2.MORPH_OPEN, _OPEN)
-    contours, _ = cv2.findContours(dark, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    hh, ww = small.shape
-    found = []
-    for c in contours:
-        area = cv2.contourArea(c)
-        if area < np.pi * SMALL_CORE_PX**2 or not _inside_frame(c, hh, ww):
-            continue
-        (_, _), enclosing = cv2.minEnclosingCircle(c)
-        roundness = area / (np.pi * enclosing * enclosing + 1e-6)
-        if roundness >= 0.4:
-            m = cv2.moments(c)
-            found.append((area * roundness, m["m10"] / m["m00"], m["m01"] / m["m00"], float(np.sqrt(area / np.pi))))
-    return [(x, y, r) for _, x, y, r in sorted(found, reverse=True)]
 
 
 def _core_part(gray: np.ndarray, small: np.ndarray, s: float) -> tuple[Part | None, int]:

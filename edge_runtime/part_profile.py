@@ -85,12 +85,11 @@ def _hub_lift(p: np.ndarray) -> float:
 CASTING = np.array([0.11, -0.15, -0.18, -0.07, -1.69, -1.65, -1.5, 0.51, 0.75, 1.14, 1.1, 1.05, 0.59])
 
 
-def looks_like_a_part(p: np.ndarray, *, min_lift: float = 0.2) -> bool:
+def looks_like_a_part(p: np.ndarray) -> bool:
     """Whether a profile is the casting's at all: its shape (correlation 0.76 with ``CASTING``) and a hub. The part
     found in every dataset image, and under every condition of the robustness benchmark but one glint, passes; a
-    dark label, a washer or a plain dark disc (no hub: "dark inside, bright outside" alone correlates 0.8) does not.
-    ``min_lift``: the least :func:`_hub_lift` (a part searched for among many small dark regions asks for more)."""
-    return _correlation(p, CASTING) >= 0.76 and _hub_contrast(p) >= 0.05 and _hub_lift(p) >= min_lift
+    dark label, a washer or a plain dark disc (no hub: "dark inside, bright outside" alone correlates 0.8) does not."""
+    return _correlation(p, CASTING) >= 0.76 and _hub_contrast(p) >= 0.05 and _hub_lift(p) >= 0.2
 
 
 def _correlation(p: np.ndarray, ref: np.ndarray) -> float:

@@ -110,12 +110,18 @@ def log_error(path: Path | str, exc: sqlite3.Error, doing: str, *, creating: boo
     return OutputError(f"{path}: inspection log {why} (while {doing})")
 
 
-def _full_disk(path: Path | str, *, creating: bool) -> str | None:
+def _full_disk(path: Path | str, *, creating: bool = False, reading: bool = False) -> str | None:
     """The failure told as the full disk it is, or None where the disk has room (or cannot be asked). A full disk
     reaches SQLite as "database or disk is full", as "disk I/O error" (its index file, ``-shm``, could not grow) or,
-    while the schema is made, as whatever the statement that failed says: each said "check the disk"."""
+    while the schema is made, as whatever the statement that failed says: each said "check the disk".
+    ``reading``: a reader's connection (edge-log), which needs room for the index file alone."""
     if str(path) == ":memory:" or (room := disk_room(Path(path).absolute().parent)) is None or room >= FULL_DISK_BYTES:
         return None
+    if reading:
+        return (
+            f"cannot be read: the disk is full ({room} bytes left), and a reader needs room beside the log for its "
+            "index file (-shm); free space there, or copy the log to another disk and read the copy"
+        )
     if creating:
         return f"cannot be created: the disk is full ({room} bytes left); free space there or put --log on another disk"
     return f"cannot grow: the disk is full ({room} bytes left); free space there or lower --log-max"
@@ -226,18 +232,15 @@ def _reader(path: Path | str, timeout_s: float) -> tuple[sqlite3.Connection, int
         con = _open_readonly(path, timeout_s, immutable=False)
         return con, con.execute("PRAGMA user_version").fetchone()[0]
     except sqlite3.OperationalError as exc:
-        room = disk_room(Path(path).absolute().parent)  # before the removal frees any
+        code, text = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF, str(exc).lower()
+        spaceless = code in (_FULL, _IOERR) or "disk" in text
+        full = _full_disk(path, reading=True) if spaceless else None  # before the removal frees any
         if con is not None:
             _close(con)
         _remove_unused(path, made)
         if not _needs_immutable(path, exc):
-            code, text = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF, str(exc).lower()
-            if room is not None and room < FULL_DISK_BYTES and (code in (_FULL, _IOERR) or "disk" in text):
-                why = (
-                    f"cannot be read: the disk is full ({room} bytes left), and a reader needs room beside the log "
-                    "for its index file (-shm); free space there, or copy the log to another disk and read the copy"
-                )
-                raise OutputError(f"{path}: inspection log {why} (while opening it)") from exc
+            if full is not None:
+                raise OutputError(f"{path}: inspection log {full} (while opening it)") from exc
             raise
     con = _open_readonly(path, timeout_s, immutable=True)
     return con, con.execute("PRAGMA user_version").fetchone()[0]

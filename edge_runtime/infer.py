@@ -39,7 +39,7 @@ from edge_runtime.sources import LatestFrameReader
 from edge_runtime.stopping import StopSignals
 from edge_runtime.summary import Summary
 from edge_runtime.verdicts import batches, predict_items
-from edge_runtime.video_file import VideoFrames
+from edge_runtime.video_open import VideoFrames
 
 Log = Callable[[str], None]
 PICTURE_BATCH = 8  # items per batch when their full pictures are kept (--save, --show, a listener's thumbnails)

@@ -33,7 +33,7 @@ from edge_runtime.preprocess import IMAGE_SUFFIXES
 from edge_runtime.sources import LatestFrameReader
 from edge_runtime.stream_url import is_stream_url, shown_source
 from edge_runtime.summary import plural, reasons_warning
-from edge_runtime.video_file import iter_video
+from edge_runtime.video_open import iter_video
 
 IGNORED_NAMED = 3  # files not inspected that the start-up line names (the rest are counted)
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".ts"})

@@ -353,7 +353,7 @@ def test_a_saved_video_keeps_a_frame_for_an_undecodable_first_frame(tmp_path: Pa
 
 def test_a_video_with_pictures_kept_is_read_only_a_few_frames_ahead(tmp_path: Path, monkeypatch):
     """Each frame kept for --save is a full decoded picture: 64 read ahead took 3.3 GB on an 8K video."""
-    from edge_runtime import video_file
+    from edge_runtime import video_file, video_open
 
     path = tmp_path / "long.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
@@ -363,7 +363,7 @@ def test_a_video_with_pictures_kept_is_read_only_a_few_frames_ahead(tmp_path: Pa
     made: list[int] = []
     real = video_file.frame_item
     monkeypatch.setattr(video_file, "frame_item", lambda *a, **k: made.append(1) or real(*a, **k))
-    frames = video_file.iter_video(str(path), lambda im, **k: im[:8, :8, 0], keep_original=True)
+    frames = video_open.iter_video(str(path), lambda im, **k: im[:8, :8, 0], keep_original=True)
     next(frames)
     time.sleep(0.5)  # the reader runs ahead as far as it may
     assert len(made) <= 8

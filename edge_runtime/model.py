@@ -26,14 +26,25 @@ from edge_runtime.config import RuntimeConfig
 from edge_runtime.errors import ModelError, UnopenedModelError
 from edge_runtime.framing import frame_part
 from edge_runtime.metrics import logit
-from edge_runtime.model_file import (  # noqa: F401 - check_threads, threads_from_env: the CLI's
+from edge_runtime.model_file import (  # noqa: F401 - check_threads, threads_from_env, the shipped files: the CLI's
+    DEFAULT_MODEL_FILES,
     MAX_MODEL_BYTES,
+    MODELS_DIR,
     check_threads,
+    default_model_path,
     json_object,
+    model_path,
     read_model_bytes,
     threads_from_env,
 )
-from edge_runtime.model_info import INPUT_NAME, MAP_OUTPUT_NAME, METADATA_KEY, OUTPUT_NAME, Precision, read_model_info
+from edge_runtime.model_info import (
+    INPUT_NAME,
+    MAP_OUTPUT_NAME,
+    METADATA_KEY,
+    OUTPUT_NAME,
+    Precision,  # noqa: F401 - imported from here
+    read_model_info,
+)
 from edge_runtime.prediction import Prediction, ScoreError, recorded_score  # noqa: F401 - recorded_score: imported from here
 from edge_runtime.preprocess import CropMode, normalize, preprocess, resize_to_input, to_uint8_gray
 from edge_runtime.providers import Provider, provider_chain
@@ -42,37 +53,8 @@ from edge_runtime.station_check import StationProfile, reasons, several_parts_re
 from edge_runtime.summary import NO_PART
 from edge_runtime.symmetry import PartPatch
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
 # a part-centred model exported where its training images were not: items are never flagged, which is not "alike"
 _NO_PROFILE = "; no station check: the model carries no training-image statistics (re-export it where they are)"
-DEFAULT_MODEL_FILES = {Precision.INT8: "defectnet_int8.onnx", Precision.FP32: "defectnet_fp32.onnx"}
-
-
-def default_model_path(precision: Precision = Precision.INT8) -> Path:
-    """Path of a model shipped inside the package."""
-    return MODELS_DIR / DEFAULT_MODEL_FILES[precision]
-
-
-def model_path(name: str | Path | None) -> Path:
-    """``--model``: a file, or ``int8`` / ``fp32`` for the model of that precision shipped in the package (where a
-    pip install put it; the README's ``edge_runtime/models/...`` paths exist only in a checkout). A file of that
-    name in the working folder wins. Only the bare name as typed (a ``str``) is a shortcut: ``./fp32`` and a ``Path``
-    always name a file (``Path("./fp32")`` reads ``fp32``, so a missing ``./fp32`` had run the bundled model).
-
-    >>> model_path("fp32") == default_model_path(Precision.FP32), model_path("m.onnx")
-    (True, PosixPath('m.onnx'))
-    """
-    if name is None:
-        return default_model_path()
-    if not str(name).strip():  # Path("") is ".": the message had been ".: not a regular file"
-        raise ModelError("the model's path is empty (an unset shell variable?); name a model file, or none for the "
-                         "bundled INT8 model")  # fmt: skip
-    path = Path(name)
-    shipped = {p.value: p for p in DEFAULT_MODEL_FILES}
-    # a folder or a broken link of that name does not win
-    if isinstance(name, str) and name.lower() in shipped and not path.is_file():
-        return default_model_path(shipped[name.lower()])
-    return path
 
 
 class EdgeModel:

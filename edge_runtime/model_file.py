@@ -1,4 +1,5 @@
-"""Reading a model file and the inference-thread setting, checked before onnxruntime sees either.
+"""Finding and reading a model file (``--model``: a path, or ``int8`` / ``fp32`` for a shipped one) and the
+inference-thread setting, checked before onnxruntime sees either.
 
 >>> read_model_bytes(Path("m.onnx"))        # doctest: +SKIP
 >>> check_threads(512)                      # doctest: +SKIP
@@ -15,8 +16,39 @@ import stat
 from pathlib import Path
 
 from edge_runtime.errors import ModelError, UsageError
+from edge_runtime.model_info import Precision
 
 MAX_MODEL_BYTES = 1 << 30  # a defect-edge model is well under 100 MB; a larger file is not one of ours
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL_FILES = {Precision.INT8: "defectnet_int8.onnx", Precision.FP32: "defectnet_fp32.onnx"}
+
+
+def default_model_path(precision: Precision = Precision.INT8) -> Path:
+    """Path of a model shipped inside the package."""
+    return MODELS_DIR / DEFAULT_MODEL_FILES[precision]
+
+
+def model_path(name: str | Path | None) -> Path:
+    """``--model``: a file, or ``int8`` / ``fp32`` for the model of that precision shipped in the package (where a
+    pip install put it; the README's ``edge_runtime/models/...`` paths exist only in a checkout). A file of that
+    name in the working folder wins. Only the bare name as typed (a ``str``) is a shortcut: ``./fp32`` and a ``Path``
+    always name a file (``Path("./fp32")`` reads ``fp32``, so a missing ``./fp32`` had run the bundled model).
+
+    >>> model_path("fp32") == default_model_path(Precision.FP32), model_path("m.onnx")
+    (True, PosixPath('m.onnx'))
+    """
+    if name is None:
+        return default_model_path()
+    if not str(name).strip():  # Path("") is ".": the message had been ".: not a regular file"
+        raise ModelError("the model's path is empty (an unset shell variable?); name a model file, or none for the "
+                         "bundled INT8 model")  # fmt: skip
+    path = Path(name)
+    shipped = {p.value: p for p in DEFAULT_MODEL_FILES}
+    # a folder or a broken link of that name does not win
+    if isinstance(name, str) and name.lower() in shipped and not path.is_file():
+        return default_model_path(shipped[name.lower()])
+    return path
 
 
 def check_threads(threads: int | None, *, what: str = "--threads") -> int | None:

@@ -50,13 +50,13 @@ def test_the_bundled_model_shortcut_is_protected_from_outputs_and_not_shadowed_b
     """--model fp32 --summary <the bundled FP32 file> replaced the model with a summary (the check saw "fp32")."""
     import shutil
 
-    import edge_runtime.model as model_mod
+    import edge_runtime.model_file as model_file
     from edge_runtime.cli import main
     from edge_runtime.model import model_path
 
     models = tmp_path / "models"
-    shutil.copytree(model_mod.MODELS_DIR, models)
-    monkeypatch.setattr(model_mod, "MODELS_DIR", models)
+    shutil.copytree(model_file.MODELS_DIR, models)
+    monkeypatch.setattr(model_file, "MODELS_DIR", models)
     target = models / "defectnet_fp32.onnx"
     before = target.read_bytes()
     sample = next((Path(__file__).resolve().parents[2] / "edge_runtime" / "samples").rglob("*.jpeg"))

@@ -173,7 +173,7 @@ def report(per_item: Sequence[list[str]], prof: StationProfile, *, unreadable: i
         lines.append(
             f"  -> do not trust these verdicts yet ({bad} of {files} files flagged or unreadable, over the "
             f"{UNTRUSTED_SHARE:.0%} limit): adjust light and framing to look like the training images, or collect "
-            "labelled images from this station and retrain"
+            "labelled images from this station and fine-tune the model on them (train-model --init)"
         )
     elif files < FEW_IMAGES:  # one image "looked like the training images", exit 0: too few to say so of a camera
         lines.append(f"  -> these {plural(files, 'image')} look like the training images, but that is too few to "

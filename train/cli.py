@@ -91,6 +91,14 @@ MAX_SEED = 2**32 - 1  # numpy and torch take it; a negative or larger seed faile
     help="With --station-views: the share of each training batch swapped for one of its images' station views.",
 )
 @click.option(
+    "--init",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Start from the weights of a best.pt that train-model wrote (the committed default model: "
+    "train/default_model/best.pt) and train them further on --data: fine-tuning, e.g. on a station's own labelled "
+    "images. The network and input size are the checkpoint's; a new threshold is chosen on this run's validation.",
+)
+@click.option(
     "--loc-head-epochs",
     default=14,
     show_default=True,
@@ -220,6 +228,7 @@ def _config(opts: dict) -> TrainConfig:
         bf16=opts["bf16"],
         resume=opts["resume"],
         quiet=opts["quiet"],
+        init=None if opts["init"] is None else opts["init"].absolute(),  # the same file when resumed from elsewhere
     )
 
 

@@ -47,8 +47,12 @@ class TrainConfig:
     bf16: bool | None = None  # bfloat16 autocast for training steps; None: on where the CPU computes bf16 natively
     resume: bool = False
     quiet: bool = False
+    # Fine-tuning: start from this checkpoint's weights (a best.pt train-model wrote), its architecture and input
+    # size, instead of a random initialisation (train/finetune.py). None: from scratch.
+    init: Path | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["data"], d["out"], d["arch"] = str(self.data), str(self.out), self.arch.value
+        d["init"] = None if self.init is None else str(self.init)
         return d

@@ -30,6 +30,7 @@ from train.augment import STATION_VALIDATION, AugmentConfig, augment
 from train.checkpoint import atomic_torch_save, model_checkpoint, staged_torch_save, weights_digest
 from train.config import Arch, TrainConfig
 from train.engine import evaluate, predict_scores, train_one_epoch
+from train.finetune import load_init
 from train.model import ARCHS, build_model, count_flops, count_params, default_model_args
 from train.plots import curves_png, grid_png
 from train.report import data_record, epoch_line, log_dataset, write_final_report
@@ -140,11 +141,18 @@ def _selection_key(val_metrics: dict[str, Any], val_loss: float) -> tuple[float,
 class Trainer:
     """Holds the model, optimiser and history of one run so that it can be saved and resumed."""
 
-    def __init__(self, cfg: TrainConfig, ds: Dataset, spec: PreprocessSpec, run_dir: Path, log: Log) -> None:
+    def __init__(
+        self, cfg: TrainConfig, ds: Dataset, spec: PreprocessSpec, run_dir: Path, log: Log, init: Any = None
+    ) -> None:
         self.cfg, self.ds, self.spec, self.run_dir, self.log = cfg, ds, spec, run_dir, log
         torch.manual_seed(cfg.seed)
-        self.model_args = default_model_args(cfg.arch, spec.size)
-        self.model = build_model(cfg.arch, self.model_args).to(memory_format=torch.channels_last)
+        # init: the --init checkpoint (train.finetune), whose network and weights the run starts from
+        self.model_args = dict(init.model_args) if init is not None else default_model_args(cfg.arch, spec.size)
+        self.model = build_model(cfg.arch, self.model_args)
+        if init is not None:
+            self.model.load_state_dict(init.state_dict)
+            log(f"fine-tuning: starting from the weights of {cfg.init} (epoch {init.epoch} of its run)")
+        self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         steps = cfg.epochs * max(1, len(ds.train) // cfg.batch_size + 1)
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -334,10 +342,14 @@ def main(
             if cfg.resume:  # before minutes of decoding; the run's own options replace those not typed
                 state, cfg = load_resume_state(run_dir, cfg, given=given, log=log)
                 torch.set_num_threads(cfg.threads or os.cpu_count() or 1)  # the run's own, unless typed
+            cfg, init = load_init(cfg, given, spec_for)  # before the images too: a wrong --init is one line
+            if cfg.station_views > 0 and spec_for(cfg).crop is not CropMode.PART:  # an --init of another network
+                raise DataError(f"--station-views: --init {cfg.init} is a {cfg.arch.value} network, which does not "
+                                "crop the part")  # fmt: skip
             spec = spec_for(cfg)
             ds = load_data(cfg, spec, log)
             log_dataset(ds, log)
-            trainer = Trainer(cfg, ds, spec, run_dir, log)
+            trainer = Trainer(cfg, ds, spec, run_dir, log, init)
             if state is not None:
                 trainer.resume(state)
         with rerun_advice(run_dir):

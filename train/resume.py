@@ -63,6 +63,7 @@ FIXED_ON_RESUME = {
     "second_look": "--second-look",
     "positive_class": "--positive-class",
     "max_images_per_class": "--max-images-per-class",
+    "init": "--init",
 }
 
 
@@ -137,6 +138,8 @@ def with_run_options(cfg: TrainConfig, stored: dict[str, Any], given: frozenset[
         del taken["threads"]
     if "arch" in taken:
         taken["arch"] = Arch(taken["arch"])
+    if taken.get("init") is not None:
+        taken["init"] = Path(taken["init"])
     new = replace(cfg, **taken)
 
     def typed(c: TrainConfig, key: str) -> str:

@@ -1,0 +1,105 @@
+"""train-model --init: fine-tuning a checkpoint on other images (a station's own), as a user runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from edge_runtime.errors import ExitCode
+from tests.conftest import REPO, make_dataset
+from train.cli import main
+
+TINY = ["--quiet", "--batch-size", "16", "--loc-head-epochs", "0"]
+
+
+def run(*args: object):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def last_line(r) -> str:
+    return r.output.strip().splitlines()[-1]
+
+
+def epochs(run_dir: Path) -> list[int]:
+    return [json.loads(x)["epoch"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    """A 32 px model trained for a few epochs: the checkpoint to fine-tune."""
+    root = tmp_path_factory.mktemp("base")
+    data = make_dataset(root / "data", n_train=40, seed=1)
+    r = run("--data", data, "--out", root / "run", "--epochs", "6", "--img-size", "32", *TINY)
+    assert r.exit_code == 0, r.output
+    return root / "run" / "best.pt"
+
+
+@pytest.fixture(scope="module")
+def station(tmp_path_factory) -> Path:
+    """Another station's labelled images: other parts of the same kind."""
+    return make_dataset(tmp_path_factory.mktemp("station") / "data", n_train=30, seed=7)
+
+
+def test_fine_tuning_starts_from_the_checkpoint_and_keeps_its_network(base: Path, station: Path, tmp_path: Path):
+    tuned = tmp_path / "tuned"
+    # no --img-size: the checkpoint's 32 px, not defectnet's default 160; a learning rate so small that the
+    # weights the run starts from are the weights it ends with
+    r = run("--data", station, "--out", tuned, "--epochs", "1", "--init", base, "--lr", "1e-7", *TINY)
+    assert r.exit_code == 0, r.output
+    assert f"fine-tuning: starting from the weights of {base.absolute()}" in r.output
+    new, old = (torch.load(p, map_location="cpu", weights_only=True) for p in (tuned / "best.pt", base))
+    assert new["model_args"] == old["model_args"] and new["preprocess"]["size"] == 32
+    learned = [k for k, v in old["state_dict"].items() if v.is_floating_point() and "running" not in k]
+    assert learned and all(torch.allclose(new["state_dict"][k], old["state_dict"][k], atol=1e-4) for k in learned)
+    report = json.loads((tuned / "report.json").read_text())
+    assert report["config"]["init"] == str(base.absolute()) and "--init" in report["command"]
+    # without --init the same command starts from random weights: far from the checkpoint's
+    scratch = tmp_path / "scratch"
+    assert (
+        run("--data", station, "--out", scratch, "--epochs", "1", "--img-size", "32", "--lr", "1e-7", *TINY).exit_code
+        == 0
+    )
+    fresh = torch.load(scratch / "best.pt", map_location="cpu", weights_only=True)["state_dict"]
+    assert not all(torch.allclose(fresh[k], old["state_dict"][k], atol=1e-2) for k in learned)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (["--img-size", "64"], "error: --img-size 64: --init"),
+        (["--arch", "seed"], "error: --arch seed: --init"),
+    ],
+)
+def test_a_typed_network_option_against_the_checkpoint_is_refused_before_decoding(
+    base: Path, station: Path, tmp_path: Path, given: list[str], message: str
+):
+    r = run("--data", station, "--out", tmp_path / "run", "--epochs", "1", "--init", base, *TINY, *given)
+    assert r.exit_code == ExitCode.USAGE, r.output
+    assert last_line(r).startswith(message) and "leave" in last_line(r) and "Traceback" not in r.output
+    assert "decoded" not in r.output and not (tmp_path / "run").exists()
+
+
+def test_an_init_that_is_no_checkpoint_is_one_line_exit_4(base: Path, station: Path, tmp_path: Path):
+    onnx = REPO / "tests" / "models" / "tiny.onnx"
+    last = base.with_name("last.pt")
+    for init, words in ((tmp_path / "missing.pt", "checkpoint not found"), (onnx, "ONNX"), (last, "resume state")):
+        r = run("--data", station, "--out", tmp_path / "run", "--epochs", "1", "--init", init, *TINY)
+        assert r.exit_code == ExitCode.BAD_MODEL, r.output
+        assert words in last_line(r) and "Traceback" not in r.output and "decoded" not in r.output
+
+
+def test_a_resumed_fine_tuning_keeps_its_init_and_refuses_another(base: Path, station: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    assert run("--data", station, "--out", out, "--epochs", "1", "--init", base, *TINY).exit_code == 0
+    other = tmp_path / "other.pt"
+    other.write_bytes(base.read_bytes())
+    refused = run("--data", station, "--out", out, "--epochs", "2", "--init", other, *TINY, "--resume")
+    assert refused.exit_code == ExitCode.USAGE and last_line(refused).startswith("error: --init"), refused.output
+    resumed = run("--data", station, "--out", out, "--epochs", "2", *TINY, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert "resumed from" in resumed.output and epochs(out) == [1, 2]
+    assert json.loads((out / "report.json").read_text())["config"]["init"] == str(base.absolute())

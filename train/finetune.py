@@ -1,0 +1,55 @@
+"""Fine-tuning (``train-model --init best.pt``): a run that starts from a checkpoint's weights instead of a random
+initialisation, such as the committed default model trained further on a station's own labelled images.
+
+The checkpoint decides the network: its architecture, constructor arguments and input size. An ``--arch`` or
+``--img-size`` typed against it is refused before any image is read; left out, they are the checkpoint's. Everything
+else is the run's own: data and split, recipe, epoch selection and threshold (chosen on this run's validation
+images), report and localisation head.
+"""
+
+from __future__ import annotations
+
+from edge_runtime.errors import require_extra
+
+require_extra("torch", "train")  # one clear line instead of "No module named torch"
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from edge_runtime.errors import ModelError, UsageError
+from edge_runtime.preprocess import PreprocessSpec
+from train.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
+from train.config import Arch, TrainConfig
+from train.model import ARCHS
+
+
+def load_init(
+    cfg: TrainConfig, given: frozenset[str] | None, spec_for: Callable[[TrainConfig], PreprocessSpec]
+) -> tuple[TrainConfig, Checkpoint | None]:
+    """``cfg`` with the architecture and input size of its ``--init`` checkpoint, and that checkpoint (verified, its
+    weights known to fit); ``cfg`` and None without ``--init``. ``given``: the options typed (None: all)."""
+    if cfg.init is None:
+        return cfg, None
+    ckpt = load_checkpoint(cfg.init)  # a missing, damaged or foreign file: one line, exit 4
+    model_from_checkpoint(ckpt)  # weights that do not fit their own architecture: refused now, not after decoding
+    try:
+        arch = Arch(ckpt.arch)
+    except ValueError as exc:
+        what = f"architecture {str(ckpt.arch)[:40]!r}"
+        raise ModelError(f"--init {cfg.init}: {what} is not one train-model trains; pass a best.pt it wrote") from exc
+    typed = (lambda _k: True) if given is None else (lambda k: k in given)
+    if arch is not cfg.arch:
+        if typed("arch"):
+            raise UsageError(f"--arch {cfg.arch.value}: --init {cfg.init} holds a {arch.value} network; leave --arch "
+                             "out to fine-tune it, or drop --init to train a new one")  # fmt: skip
+        cfg = replace(cfg, arch=arch)
+    size = ckpt.preprocess.size
+    if (cfg.img_size or ARCHS[cfg.arch][1]) != size:
+        if cfg.img_size is not None and typed("img_size"):
+            raise UsageError(f"--img-size {cfg.img_size}: --init {cfg.init} takes {size} px images; leave --img-size "
+                             "out to fine-tune it, or drop --init to train a new one")  # fmt: skip
+        cfg = replace(cfg, img_size=size)
+    if spec_for(cfg) != ckpt.preprocess:  # a checkpoint of an older train-model, preprocessed otherwise
+        raise ModelError(f"--init {cfg.init}: its images were preprocessed otherwise than train-model does now "
+                         f"({ckpt.preprocess.to_json()}); train anew without --init")  # fmt: skip
+    return cfg, ckpt

@@ -30,8 +30,13 @@ def load_init(
     weights known to fit); ``cfg`` and None without ``--init``. ``given``: the options typed (None: all)."""
     if cfg.init is None:
         return cfg, None
-    ckpt = load_checkpoint(cfg.init)  # a missing, damaged or foreign file: one line, exit 4
-    model_from_checkpoint(ckpt)  # weights that do not fit their own architecture: refused now, not after decoding
+    try:
+        ckpt = load_checkpoint(cfg.init)  # a missing, damaged or foreign file: one line, exit 4
+        model_from_checkpoint(ckpt)  # weights that do not fit their own architecture: refused now, not after decoding
+    except ModelError as exc:
+        # on --resume the file is the run's own --init, typed or not: say so (it read as a stray file name)
+        again = "; the run started from it: restore that file to resume, or train anew in another --out"
+        raise ModelError(f"--init {exc.for_cli()}{again if cfg.resume else ''}", exit_code=exc.exit_code) from exc
     try:
         arch = Arch(ckpt.arch)
     except ValueError as exc:

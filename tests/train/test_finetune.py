@@ -103,3 +103,14 @@ def test_a_resumed_fine_tuning_keeps_its_init_and_refuses_another(base: Path, st
     assert resumed.exit_code == 0, resumed.output
     assert "resumed from" in resumed.output and epochs(out) == [1, 2]
     assert json.loads((out / "report.json").read_text())["config"]["init"] == str(base.absolute())
+
+
+def test_a_resume_whose_init_file_is_gone_says_it_is_the_runs_own(base: Path, station: Path, tmp_path: Path):
+    init, out = tmp_path / "start.pt", tmp_path / "run"
+    init.write_bytes(base.read_bytes())
+    assert run("--data", station, "--out", out, "--epochs", "1", "--init", init, *TINY).exit_code == 0
+    init.unlink()
+    r = run("--data", station, "--out", out, "--epochs", "2", *TINY, "--resume")
+    assert r.exit_code == ExitCode.BAD_MODEL, r.output
+    assert last_line(r).startswith(f"error: --init {init}: checkpoint not found") and "restore" in last_line(r)
+    assert epochs(out) == [1]

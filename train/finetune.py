@@ -15,6 +15,9 @@ require_extra("torch", "train")  # one clear line instead of "No module named to
 
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
+
+import torch
 
 from edge_runtime.errors import ModelError, UsageError
 from edge_runtime.preprocess import PreprocessSpec
@@ -32,7 +35,8 @@ def load_init(
         return cfg, None
     try:
         ckpt = load_checkpoint(cfg.init)  # a missing, damaged or foreign file: one line, exit 4
-        model_from_checkpoint(ckpt)  # weights that do not fit their own architecture: refused now, not after decoding
+        _check_fits(cfg.init, ckpt)  # weights that do not fit their own architecture: refused now, not after decoding
+        _check_finite(cfg.init, ckpt)
     except ModelError as exc:
         # on --resume the file is the run's own --init, typed or not: say so (it read as a stray file name)
         again = "; the run started from it: restore that file to resume, or train anew in another --out"
@@ -42,13 +46,15 @@ def load_init(
     except ValueError as exc:
         what = f"architecture {str(ckpt.arch)[:40]!r}"
         raise ModelError(f"--init {cfg.init}: {what} is not one train-model trains; pass a best.pt it wrote") from exc
+    size = ckpt.preprocess.size
+    if cfg.resume:
+        _check_runs_own(cfg, arch, size)
     typed = (lambda _k: True) if given is None else (lambda k: k in given)
     if arch is not cfg.arch:
         if typed("arch"):
             raise UsageError(f"--arch {cfg.arch.value}: --init {cfg.init} holds a {arch.value} network; leave --arch "
                              "out to fine-tune it, or drop --init to train a new one")  # fmt: skip
         cfg = replace(cfg, arch=arch)
-    size = ckpt.preprocess.size
     if (cfg.img_size or ARCHS[cfg.arch][1]) != size:
         if cfg.img_size is not None and typed("img_size"):
             raise UsageError(f"--img-size {cfg.img_size}: --init {cfg.init} takes {size} px images; leave --img-size "
@@ -58,3 +64,36 @@ def load_init(
         raise ModelError(f"--init {cfg.init}: its images were preprocessed otherwise than train-model does now "
                          f"({ckpt.preprocess.to_json()}); train anew without --init")  # fmt: skip
     return cfg, ckpt
+
+
+def _check_fits(path: Path, ckpt: Checkpoint) -> None:
+    """The weights fit their own architecture; the line names the file (it read "--init checkpoint weights ...")."""
+    try:
+        model_from_checkpoint(ckpt)
+    except ModelError as exc:
+        raise ModelError(f"{path}: {exc.for_cli()}") from exc
+
+
+def _check_finite(path: Path, ckpt: Checkpoint) -> None:
+    """Weights that are not finite (a diverged run, an edited file) trained nothing: the first batch failed with
+    "unexpected RuntimeError" (exit 1), after every image was decoded."""
+    for name, t in ckpt.state_dict.items():
+        if not (isinstance(t, torch.Tensor) and t.is_floating_point()):
+            continue
+        wrong = ~torch.isfinite(t)
+        if name.endswith("running_var"):  # a negative variance is finite, and its square root is NaN
+            wrong |= t < 0
+        if bool(wrong.any()):
+            raise ModelError(f"{path}: weights not finite (NaN or infinite, or a negative variance; first in "
+                             f"{name}): its training diverged or the file was edited; use another best.pt")  # fmt: skip
+
+
+def _check_runs_own(cfg: TrainConfig, arch: Arch, size: int) -> None:
+    """On --resume the network and input size are the run's own (from its last.pt): an --init file replaced since
+    by another network failed after decoding (exit 1), and one of another input size trained the remaining epochs
+    at that size, exit 0, the report describing a network that the first epochs were not."""
+    run_size = cfg.img_size or ARCHS[cfg.arch][1]
+    if arch is not cfg.arch or size != run_size:
+        raise ModelError(f"--init {cfg.init}: holds a {arch.value} network for {size} px images, but the run in "
+                         f"{cfg.out} started from a {cfg.arch.value} one for {run_size} px: the file was replaced; "
+                         "restore the one the run started from to resume, or train anew in another --out")  # fmt: skip

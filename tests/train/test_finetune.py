@@ -114,3 +114,47 @@ def test_a_resume_whose_init_file_is_gone_says_it_is_the_runs_own(base: Path, st
     assert r.exit_code == ExitCode.BAD_MODEL, r.output
     assert last_line(r).startswith(f"error: --init {init}: checkpoint not found") and "restore" in last_line(r)
     assert epochs(out) == [1]
+
+
+def _edited(base: Path, path: Path, edit) -> Path:
+    """``base`` with ``edit`` applied to its dict, saved with a fresh content hash (an edit the hash does not catch)."""
+    from train.checkpoint import atomic_torch_save
+
+    d = torch.load(base, map_location="cpu", weights_only=True)
+    d.pop("sha256", None)
+    edit(d)
+    atomic_torch_save(d, path)
+    return path
+
+
+def test_an_init_with_weights_not_finite_or_not_fitting_is_one_line_naming_it(
+    base: Path, station: Path, tmp_path: Path
+):
+    def nan(d):
+        k = next(k for k, v in d["state_dict"].items() if v.is_floating_point())
+        d["state_dict"][k] = torch.full_like(d["state_dict"][k], float("nan"))
+
+    def missing(d):
+        del d["state_dict"][next(iter(d["state_dict"]))]
+
+    for edit, words in ((nan, "not finite"), (missing, "do not fit")):
+        init = _edited(base, tmp_path / f"{edit.__name__}.pt", edit)
+        r = run("--data", station, "--out", tmp_path / "run", "--epochs", "1", "--init", init, *TINY)
+        assert r.exit_code == ExitCode.BAD_MODEL, r.output  # NaN weights: exit 1 after decoding
+        assert last_line(r).startswith(f"error: --init {init}: ") and words in last_line(r), r.output
+        assert "decoded" not in r.output and not (tmp_path / "run").exists()
+
+
+def test_a_resume_whose_init_file_now_holds_another_network_is_refused(base: Path, station: Path, tmp_path: Path):
+    init, out = tmp_path / "start.pt", tmp_path / "run"
+    init.write_bytes(base.read_bytes())
+    assert run("--data", station, "--out", out, "--epochs", "1", "--init", init, *TINY).exit_code == 0
+    last = (out / "last.pt").read_bytes()
+    # the file replaced by a model of another input size: the resumed epochs were trained at 64 px, exit 0
+    _edited(base, init, lambda d: d["preprocess"].update(size=64) or d["model_args"].update(size=64))
+    r = run("--data", station, "--out", out, "--epochs", "2", *TINY, "--resume")
+    assert r.exit_code == ExitCode.BAD_MODEL, r.output
+    assert last_line(r).startswith(f"error: --init {init}: holds a defectnet network for 64 px") and "restore" in (
+        last_line(r)
+    )
+    assert "decoded" not in r.output and epochs(out) == [1] and (out / "last.pt").read_bytes() == last

@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_runtime.errors import ModelError, UsageError
+from edge_runtime.errors import UsageError
 from edge_runtime.model_info import Precision
 from edge_runtime.preprocess import CropMode
 from export import cam, graph, images, quantize
 from export.config import ExportConfig
+from train.weights_check import check_finite_weights
 
 if TYPE_CHECKING:
     from train.checkpoint import Checkpoint
@@ -27,7 +28,7 @@ def check_before_work(
     # a map without a trained head is a Grad-CAM made from the calibration images, whatever the precision
     gradcam = not ckpt.loc_head and cfg.with_map is not False and cam.supports_map(net)
     check_options_apply(cfg, given, has_eval=has_eval and not gradcam)
-    check_finite_weights(checkpoint, ckpt)
+    check_finite_weights(checkpoint, ckpt)  # train.weights_check
     for option, folder in (("--calib-data", cfg.calib_data), ("--eval-data", cfg.eval_data)):
         if folder is not None:  # a missing --calib-data was found after the FP32 export and its evaluation
             images.check_data_folder(folder, option)
@@ -43,42 +44,6 @@ def check_before_work(
         quantize.check_float_convs(cfg.float_convs_for(ckpt.arch), convs, ckpt.arch)
     graph.ensure_writable(out, checkpoint=checkpoint)
     images.check_out_not_among_inputs(out, ckpt, calib_data=cfg.calib_data, eval_data=cfg.eval_data)
-
-
-def check_finite_weights(checkpoint: Path, ckpt: Checkpoint) -> None:
-    """Weights that are not finite (a diverged training, an edited file) make a model that scores NaN: with
-    --force it was written and reported "262/715 correct"; quantized, onnxruntime failed on "scale issue", exit 1.
-    No gate to force: such a model gives no verdict at all."""
-    import math
-
-    import torch
-
-    spec = ckpt.to_dict()["preprocess"]  # a NaN mean was "unexpected ValueError" after the export, exit 1
-    odd = [k for k, v in spec.items() if isinstance(v, float) and not math.isfinite(v)]
-    if odd:
-        raise ModelError(
-            f"{checkpoint}: its preprocessing holds {', '.join(f'{k}={spec[k]}' for k in odd)} (not a finite "
-            "number): the file was edited or damaged; retrain or use another checkpoint"
-        )
-    tensors = dict(ckpt.state_dict)
-    if ckpt.loc_head and isinstance(ckpt.loc_head.get("state_dict"), dict):  # NaN there moved the defect boxes
-        tensors |= {f"loc_head.{k}": v for k, v in ckpt.loc_head["state_dict"].items()}
-    bad = {}
-    for name, t in tensors.items():
-        if not (isinstance(t, torch.Tensor) and t.is_floating_point()):
-            continue
-        wrong = ~torch.isfinite(t)
-        if name.endswith("running_var"):  # a negative variance is finite, and its square root is NaN
-            wrong |= t < 0
-        if bool(wrong.any()):
-            bad[name] = int(wrong.sum())
-    if bad:
-        first = next(iter(bad))
-        raise ModelError(
-            f"{checkpoint}: {sum(bad.values())} weights are not finite (NaN or infinite, or a negative variance; "
-            f"first in {first}): the training diverged or the file was edited; retrain (a lower --lr) or use "
-            "another checkpoint"
-        )
 
 
 def check_options_apply(cfg: ExportConfig, given: frozenset[str], *, has_eval: bool) -> None:

@@ -17,13 +17,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from edge_runtime.errors import ModelError, UsageError
 from edge_runtime.preprocess import PreprocessSpec
 from train.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
 from train.config import Arch, TrainConfig
 from train.model import ARCHS
+from train.weights_check import check_finite_weights
 
 
 def load_init(
@@ -36,7 +35,7 @@ def load_init(
     try:
         ckpt = load_checkpoint(cfg.init)  # a missing, damaged or foreign file: one line, exit 4
         _check_fits(cfg.init, ckpt)  # weights that do not fit their own architecture: refused now, not after decoding
-        _check_finite(cfg.init, ckpt)
+        check_finite_weights(cfg.init, ckpt)  # a diverged run's NaN: the first batch failed, exit 1
     except ModelError as exc:
         # on --resume the file is the run's own --init, typed or not: say so (it read as a stray file name)
         again = "; the run started from it: restore that file to resume, or train anew in another --out"
@@ -72,20 +71,6 @@ def _check_fits(path: Path, ckpt: Checkpoint) -> None:
         model_from_checkpoint(ckpt)
     except ModelError as exc:
         raise ModelError(f"{path}: {exc.for_cli()}") from exc
-
-
-def _check_finite(path: Path, ckpt: Checkpoint) -> None:
-    """Weights that are not finite (a diverged run, an edited file) trained nothing: the first batch failed with
-    "unexpected RuntimeError" (exit 1), after every image was decoded."""
-    for name, t in ckpt.state_dict.items():
-        if not (isinstance(t, torch.Tensor) and t.is_floating_point()):
-            continue
-        wrong = ~torch.isfinite(t)
-        if name.endswith("running_var"):  # a negative variance is finite, and its square root is NaN
-            wrong |= t < 0
-        if bool(wrong.any()):
-            raise ModelError(f"{path}: weights not finite (NaN or infinite, or a negative variance; first in "
-                             f"{name}): its training diverged or the file was edited; use another best.pt")  # fmt: skip
 
 
 def _check_runs_own(cfg: TrainConfig, arch: Arch, size: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -228,7 +229,8 @@ def _config(opts: dict) -> TrainConfig:
         bf16=opts["bf16"],
         resume=opts["resume"],
         quiet=opts["quiet"],
-        init=None if opts["init"] is None else opts["init"].absolute(),  # the same file when resumed from elsewhere
+        # absolute and normalised: the same file when resumed from elsewhere, or spelled a/../a/best.pt
+        init=None if opts["init"] is None else Path(os.path.abspath(opts["init"])),
     )
 
 

@@ -345,7 +345,7 @@ def main(
             cfg, init = load_init(cfg, given, spec_for)  # before the images too: a wrong --init is one line
             if cfg.station_views > 0 and spec_for(cfg).crop is not CropMode.PART:  # an --init of another network
                 raise DataError(f"--station-views: --init {cfg.init} is a {cfg.arch.value} network, which does not "
-                                "crop the part")  # fmt: skip
+                                "crop the part; leave --station-views out")  # fmt: skip
             spec = spec_for(cfg)
             ds = load_data(cfg, spec, log)
             log_dataset(ds, log)

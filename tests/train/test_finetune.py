@@ -158,3 +158,12 @@ def test_a_resume_whose_init_file_now_holds_another_network_is_refused(base: Pat
         last_line(r)
     )
     assert "decoded" not in r.output and epochs(out) == [1] and (out / "last.pt").read_bytes() == last
+
+
+def test_a_resume_takes_the_same_init_however_it_is_spelled(base: Path, station: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    assert run("--data", station, "--out", out, "--epochs", "1", "--init", base, *TINY).exit_code == 0
+    spelled = base.parent / ".." / base.parent.name / base.name  # run/../run/best.pt: the same file
+    r = run("--data", station, "--out", out, "--epochs", "2", "--init", spelled, *TINY, "--resume")
+    assert r.exit_code == 0, r.output  # it was refused as another --init, exit 2
+    assert epochs(out) == [1, 2]

@@ -298,8 +298,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
     path = Path(path)
     if path.is_dir():
         raise ModelError(f"{path}: is a folder; pass the best.pt in it, written by train-model")
-    if not path.is_file():
-        raise ModelError(f"{path}: checkpoint not found; pass the best.pt written by train-model")
+    if not path.is_file():  # a FIFO, a device or a socket exists, and had read "checkpoint not found"
+        what = "not a regular file (a FIFO, device or socket)" if path.exists() else "checkpoint not found"
+        raise ModelError(f"{path}: {what}; pass the best.pt written by train-model")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file

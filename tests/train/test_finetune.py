@@ -167,3 +167,10 @@ def test_a_resume_takes_the_same_init_however_it_is_spelled(base: Path, station:
     r = run("--data", station, "--out", out, "--epochs", "2", "--init", spelled, *TINY, "--resume")
     assert r.exit_code == 0, r.output  # it was refused as another --init, exit 2
     assert epochs(out) == [1, 2]
+
+
+def test_an_init_that_is_a_device_says_so(station: Path, tmp_path: Path):
+    # export-onnx reads checkpoints with the same loader: it said "checkpoint not found" for both
+    r = run("--data", station, "--out", tmp_path / "run", "--epochs", "1", "--init", "/dev/null", *TINY)
+    assert r.exit_code == ExitCode.BAD_MODEL, r.output
+    assert "not a regular file" in last_line(r) and "not found" not in last_line(r)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -229,8 +228,7 @@ def _config(opts: dict) -> TrainConfig:
         bf16=opts["bf16"],
         resume=opts["resume"],
         quiet=opts["quiet"],
-        # absolute and normalised: the same file when resumed from elsewhere, or spelled a/../a/best.pt
-        init=None if opts["init"] is None else Path(os.path.abspath(opts["init"])),
+        init=opts["init"],  # made absolute and normalised by TrainConfig
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
@@ -50,6 +51,10 @@ class TrainConfig:
     # Fine-tuning: start from this checkpoint's weights (a best.pt train-model wrote), its architecture and input
     # size, instead of a random initialisation (train/finetune.py). None: from scratch.
     init: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.init is not None:  # absolute and normalised: the same file when a run is resumed from elsewhere
+            object.__setattr__(self, "init", Path(os.path.abspath(self.init)))
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -174,3 +174,14 @@ def test_an_init_that_is_a_device_says_so(station: Path, tmp_path: Path):
     r = run("--data", station, "--out", tmp_path / "run", "--epochs", "1", "--init", "/dev/null", *TINY)
     assert r.exit_code == ExitCode.BAD_MODEL, r.output
     assert "not a regular file" in last_line(r) and "not found" not in last_line(r)
+
+
+def test_the_python_api_keeps_a_relative_init_for_a_resume_from_elsewhere(
+    base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from train.config import TrainConfig
+
+    monkeypatch.chdir(base.parent)
+    cfg = TrainConfig(data=tmp_path, out=tmp_path / "run", init="best.pt")  # a str, relative, as a script writes it
+    monkeypatch.chdir(tmp_path)
+    assert cfg.init == base.absolute() and cfg.to_dict()["init"] == str(base.absolute())

@@ -28,7 +28,7 @@ def check_before_work(
     # a map without a trained head is a Grad-CAM made from the calibration images, whatever the precision
     gradcam = not ckpt.loc_head and cfg.with_map is not False and cam.supports_map(net)
     check_options_apply(cfg, given, has_eval=has_eval and not gradcam)
-    check_finite_weights(checkpoint, ckpt)  # train.weights_check
+    check_finite_weights(checkpoint, ckpt)
     for option, folder in (("--calib-data", cfg.calib_data), ("--eval-data", cfg.eval_data)):
         if folder is not None:  # a missing --calib-data was found after the FP32 export and its evaluation
             images.check_data_folder(folder, option)

@@ -40,11 +40,7 @@ def load_init(
         # on --resume the file is the run's own --init, typed or not: say so (it read as a stray file name)
         again = "; the run started from it: restore that file to resume, or train anew in another --out"
         raise ModelError(f"--init {exc.for_cli()}{again if cfg.resume else ''}", exit_code=exc.exit_code) from exc
-    try:
-        arch = Arch(ckpt.arch)
-    except ValueError as exc:
-        what = f"architecture {str(ckpt.arch)[:40]!r}"
-        raise ModelError(f"--init {cfg.init}: {what} is not one train-model trains; pass a best.pt it wrote") from exc
+    arch = Arch(ckpt.arch)  # an unknown one did not build in _check_fits
     size = ckpt.preprocess.size
     if cfg.resume:
         _check_runs_own(cfg, arch, size)

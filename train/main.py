@@ -27,7 +27,7 @@ from edge_runtime.model_info import SecondLook
 from edge_runtime.preprocess import CropMode, PreprocessSpec
 from train import data as D
 from train.augment import STATION_VALIDATION, AugmentConfig, augment
-from train.checkpoint import atomic_torch_save, model_checkpoint, staged_torch_save, weights_digest
+from train.checkpoint import Checkpoint, atomic_torch_save, model_checkpoint, staged_torch_save, weights_digest
 from train.config import Arch, TrainConfig
 from train.engine import evaluate, predict_scores, train_one_epoch
 from train.finetune import load_init
@@ -142,7 +142,13 @@ class Trainer:
     """Holds the model, optimiser and history of one run so that it can be saved and resumed."""
 
     def __init__(
-        self, cfg: TrainConfig, ds: Dataset, spec: PreprocessSpec, run_dir: Path, log: Log, init: Any = None
+        self,
+        cfg: TrainConfig,
+        ds: Dataset,
+        spec: PreprocessSpec,
+        run_dir: Path,
+        log: Log,
+        init: Checkpoint | None = None,
     ) -> None:
         self.cfg, self.ds, self.spec, self.run_dir, self.log = cfg, ds, spec, run_dir, log
         torch.manual_seed(cfg.seed)

@@ -331,6 +331,9 @@ def image_stats(gray: np.ndarray, small: np.ndarray, scale: float, part: Part, f
     hist = cv2.calcHist([small], [0], outside, [256], [0, 256]).ravel()
     n_out = float(hist.sum())
     background = float(np.searchsorted(np.cumsum(hist), 0.5 * n_out)) if n_out >= 0.03 * hh * ww else float("nan")
+    # How far the flange reaches past the frame's nearest border, as a share of its radius (0: inside the frame)
+    flange, x, y = part.flange_radius, part.cx + 0.5, part.cy + 0.5
+    cut = max(0.0, flange - x, flange - y, x + flange - w, y + flange - h) / flange
     lap_mean, lap_std = cv2.meanStdDev(cv2.Laplacian(framed, cv2.CV_16S))
     f_mean, f_std = cv2.meanStdDev(framed)
     return {
@@ -338,6 +341,7 @@ def image_stats(gray: np.ndarray, small: np.ndarray, scale: float, part: Part, f
         "background": background,
         "part_size": float(2 * part.flange_radius / min(h, w)),
         "part_offset": float(np.hypot(part.cx - w / 2, part.cy - h / 2) / min(h, w)),
+        "flange_cut": float(cut),  # not compared with a training range: see station_check.FLANGE_CUT
         "sharpness": float(lap_std[0, 0] / (f_std[0, 0] + 1e-3)),
         "highlights": float(np.count_nonzero(framed >= 250) / framed.size),
         "part_found": 1.0 if part.found else 0.0,

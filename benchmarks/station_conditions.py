@@ -65,17 +65,24 @@ def relight_background(im: np.ndarray, *, level: float, seed: int = 0) -> np.nda
     return np.clip(f + out_w * (moved - f), 0, 255).astype(np.uint8)
 
 
-def fill_matrix(im: np.ndarray, *, half_side: float, size: int = 512) -> np.ndarray:
+def fill_matrix(
+    im: np.ndarray, *, half_side: float, size: int = 512, off_centre: tuple[float, float] = (0.0, 0.0)
+) -> np.ndarray:
     """The 2x3 affine matrix :func:`fill_frame` applies: ``im``'s pixels to the filled frame's."""
     c = part_circle(im)
     s = size / (2 * half_side * c.r)
-    return np.array([[s, 0, size / 2 - s * c.cx], [0, s, size / 2 - s * c.cy]], np.float32)
+    # the frame's centre lies off the part's by ``off_centre`` flange radii: the part sits up and to the left
+    fx, fy = c.cx + off_centre[0] * c.r, c.cy + off_centre[1] * c.r
+    return np.array([[s, 0, size / 2 - s * fx], [0, s, size / 2 - s * fy]], np.float32)
 
 
-def fill_frame(im: np.ndarray, *, half_side: float, size: int = 512) -> np.ndarray:
+def fill_frame(
+    im: np.ndarray, *, half_side: float, size: int = 512, off_centre: tuple[float, float] = (0.0, 0.0)
+) -> np.ndarray:
     """Zoom until the part fills the frame: a square of ``half_side`` flange radii about its centre, at
-    ``size`` px (1.0: the flange touches the border; below 1.0 it crosses it)."""
-    m = fill_matrix(im, half_side=half_side, size=size)
+    ``size`` px (1.0: the flange touches the border; below 1.0 it crosses it). ``off_centre`` (flange radii, x
+    and y) moves the frame off the part's centre, so that the flange crosses the border on two sides only."""
+    m = fill_matrix(im, half_side=half_side, size=size, off_centre=off_centre)
     return cv2.warpAffine(im, m, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
 
 
@@ -144,6 +151,11 @@ STATION_CONDITIONS: tuple[Condition, ...] = (
         "station: flange crosses the border",
         lambda im: fill_frame(im, half_side=0.9),
         lambda im: fill_matrix(im, half_side=0.9),
+    ),
+    Condition(
+        "station: part off-centre, flange cut on two sides",
+        lambda im: fill_frame(im, half_side=1.0, off_centre=(0.2, 0.2)),
+        lambda im: fill_matrix(im, half_side=1.0, off_centre=(0.2, 0.2)),
     ),
     Condition("station: sharp, high-contrast detail", sharpen),
     Condition("station: specular highlights", highlights),

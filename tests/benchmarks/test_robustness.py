@@ -146,8 +146,11 @@ def test_validation_images_of_a_checkpoint_are_scored_or_missing_ones_named(tmp_
     r = CliRunner().invoke(main, ["--data", str(casting_dir), *args])
     assert r.exit_code == 0, r.output
     rows = json.loads(out.read_text())
-    # every station condition, both shipped models, on 24 of the checkpoint's validation images (not the test set)
-    assert len(rows) == 2 * 12 and all(r["n"] == 24 for r in rows)
+    # every station condition and the images unchanged, both shipped models, on 24 of the checkpoint's validation
+    # images (not the test set)
+    from benchmarks.station_conditions import STATION_CONDITIONS
+
+    assert len(rows) == 2 * (1 + len(STATION_CONDITIONS)) and all(r["n"] == 24 for r in rows)
     assert {r["perturbation"] for r in rows} >= {"none", "station: raw camera + highlights"}
     (tmp_path / "elsewhere" / "train").mkdir(parents=True)
     r = CliRunner().invoke(main, ["--data", str(tmp_path / "elsewhere"), *args])

@@ -117,8 +117,8 @@ MAX_ENLARGEMENT = 2.0  # over this, a 2 px pinhole of the training images' scale
 # at two core radii (framing.FLANGE_RATIO), a little wide: on the casting images it reads at most 0.077 past the
 # border, on a flange that just touches it 0.03-0.19 (median 0.09; 21% of them over this limit), on one cut by a
 # tenth of its radius on all four sides 0.15-0.28 (all over). The shipped model's false alarms on the 262 OK test
-# parts rise with the cut: none where the flange touches, 7 where a tenth is cut on all four sides, 23 where a
-# fifth is cut on two, 91 on all four.
+# parts rise with the cut (FP32): none where the flange touches, 7 where a tenth is cut on all four sides, 23
+# where a fifth is cut on two, 91 on all four.
 FLANGE_CUT = 0.12
 FLANGE_CUT_WORDS = "flange cut by the frame's border"
 

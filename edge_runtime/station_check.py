@@ -120,7 +120,6 @@ MAX_ENLARGEMENT = 2.0  # over this, a 2 px pinhole of the training images' scale
 # parts rise with the cut (FP32): none where the flange touches, 7 where a tenth is cut on all four sides, 23
 # where a fifth is cut on two, 91 on all four.
 FLANGE_CUT = 0.12
-FLANGE_CUT_WORDS = "flange cut by the frame's border"
 
 
 def flange_cut_reason(stats: dict[str, float]) -> str | None:
@@ -133,7 +132,7 @@ def flange_cut_reason(stats: dict[str, float]) -> str | None:
     cut = stats.get("flange_cut", 0.0)
     if stats.get("part_found", 1.0) < 0.5 or not cut > FLANGE_CUT:
         return None
-    return f"{FLANGE_CUT_WORDS} ({cut:.0%} of its radius outside the picture)"
+    return f"flange cut by the frame's border ({cut:.0%} of its radius outside the picture)"
 
 
 def reasons(stats: dict[str, float], prof: StationProfile) -> list[str]:

@@ -28,6 +28,11 @@ def impeller(size: int = 300, *, centre: tuple[int, int] | None = None, core: in
     return np.clip(im + rng.normal(0, 3, im.shape), 0, 255).astype(np.uint8)
 
 
+def training_stats() -> list[dict[str, float]]:
+    """The station statistics of drawn parts standing in for a model's training images."""
+    return [item_stats(impeller(bg=bg, core=core), PART) for bg in (150, 170, 190) for core in (55, 60, 65)]
+
+
 def test_finds_the_part_off_centre_and_on_any_background():
     for bg in (60, 170, 240):
         part = find_part(impeller(centre=(120, 170), bg=bg))
@@ -105,7 +110,7 @@ def test_input_region_covers_the_part_in_source_pixels():
     ],
 )
 def test_station_check_flags_what_differs_from_training(change, words):
-    training = [item_stats(impeller(bg=bg, core=core), PART) for bg in (150, 170, 190) for core in (55, 60, 65)]
+    training = training_stats()
     prof = profile(training)
     assert all(reasons(s, prof) == [] for s in training)
     found = reasons(item_stats(change(), PART), prof)
@@ -115,7 +120,7 @@ def test_station_check_flags_what_differs_from_training(change, words):
 def test_a_flange_the_frame_cuts_is_named_with_how_much_of_it_is_outside():
     """The shipped model's false alarms rise where the frame cuts the flange (23 of 262 OK test parts with a fifth
     of its radius cut on two sides): the check says so, and how much, so the camera can be moved back."""
-    training = [item_stats(impeller(bg=bg, core=core), PART) for bg in (150, 170, 190) for core in (55, 60, 65)]
+    training = training_stats()
     prof = profile(training)
     inside = reasons(item_stats(impeller(300, core=70), PART), prof)  # its flange (140 px) ends 10 px short
     assert not any(r.startswith("flange cut") for r in inside), inside
@@ -137,7 +142,7 @@ def test_the_casting_images_flanges_are_not_taken_for_cut(casting_dir: Path):
 def test_a_frame_without_a_part_is_not_told_where_its_part_lies():
     """A 1x1 picture said both "no part found" and "part off-centre (0.71 > 0.10)": the size and place of a part
     that is not there."""
-    training = [item_stats(impeller(bg=bg, core=core), PART) for bg in (150, 170, 190) for core in (55, 60, 65)]
+    training = training_stats()
     found = reasons(item_stats(np.full((1, 1), 128, np.uint8), PART), profile(training))
     assert found[0].startswith("no part found in the frame")
     assert not any(r.startswith(("part off-centre", "part size")) for r in found), found

@@ -14,7 +14,7 @@ from edge_runtime.errors import require_extra
 require_extra("torch", "train")  # one clear line instead of "No module named torch"
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 from edge_runtime.errors import ModelError, UsageError
@@ -44,7 +44,10 @@ def load_init(
     size = ckpt.preprocess.size
     if cfg.resume:
         _check_runs_own(cfg, arch, size)
-    typed = (lambda _k: True) if given is None else (lambda k: k in given)
+    # The Python API passes no ``given``: a field left at its default is then not typed (a seed checkpoint had
+    # needed arch=Arch.SEED spelled out, since the default DEFECTNET counted as typed and was refused).
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    typed = (lambda k: getattr(cfg, k) != defaults[k]) if given is None else (lambda k: k in given)
     if arch is not cfg.arch:
         if typed("arch"):
             raise UsageError(f"--arch {cfg.arch.value}: --init {cfg.init} holds a {arch.value} network; leave --arch "

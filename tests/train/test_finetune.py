@@ -185,3 +185,20 @@ def test_the_python_api_keeps_a_relative_init_for_a_resume_from_elsewhere(
     cfg = TrainConfig(data=tmp_path, out=tmp_path / "run", init="best.pt")  # a str, relative, as a script writes it
     monkeypatch.chdir(tmp_path)
     assert cfg.init == base.absolute() and cfg.to_dict()["init"] == str(base.absolute())
+
+
+def test_the_python_api_fine_tunes_a_seed_checkpoint_without_naming_its_network(station: Path, tmp_path: Path):
+    from edge_runtime.errors import UsageError
+    from train.config import Arch, TrainConfig
+    from train.finetune import load_init
+    from train.main import spec_for
+
+    made = run("--data", station, "--out", tmp_path / "seed", "--epochs", "1", "--arch", "seed", *TINY)
+    assert made.exit_code == 0, made.output
+    ckpt = tmp_path / "seed" / "best.pt"
+    # as a script writes it: the defaults left alone take the checkpoint's network and size (it was refused)
+    cfg, init = load_init(TrainConfig(data=station, out=tmp_path / "ft", init=ckpt), None, spec_for)
+    assert cfg.arch is Arch.SEED and spec_for(cfg).size == 224 and init is not None
+    # a field the script did set against the checkpoint is still refused, as on the command line
+    with pytest.raises(UsageError, match="--img-size 64"):
+        load_init(TrainConfig(data=station, out=tmp_path / "ft", init=ckpt, img_size=64), None, spec_for)

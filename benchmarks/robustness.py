@@ -191,6 +191,7 @@ def run(
     perturbations: tuple[Perturbation, ...] = PERTURBATIONS,
     second_look: bool = True,
     symmetry_look: bool = True,
+    soften: bool = True,
     validation_of: Path | None = None,
 ) -> list[dict]:
     """One row per (model, perturbation): accuracy, missed defects, false alarms, AUROC at the model's threshold,
@@ -201,7 +202,7 @@ def run(
         idx = sample(files, limit)
         files, labels = [files[i] for i in idx], labels[idx]
     originals = [read_image(f) for f in files]
-    cfg = RuntimeConfig(provider=Provider.CPU, second_look=second_look, symmetry_look=symmetry_look)
+    cfg = RuntimeConfig(provider=Provider.CPU, second_look=second_look, symmetry_look=symmetry_look, soften=soften)
     loaded = [EdgeModel(p, cfg) for p in models]
     rows = []
     for pert in perturbations:
@@ -299,6 +300,9 @@ def markdown(rows: list[dict]) -> str:
 @click.option("--symmetry-look/--no-symmetry-look", default=True, show_default=True,
               help="Score as edge-infer does, with the part's symmetry measured just below the threshold where the "
               "model asks for it; off: the network's views alone.")  # fmt: skip
+@click.option("--soften/--no-soften", default=True, show_default=True,
+              help="Score as edge-infer does, with an input sharper than any training image softened to their "
+              "detail; off: every input as the crop gives it.")  # fmt: skip
 @click.option("--only", default=None, help="Only the conditions whose name contains this text.")
 @click.option("--save-images", "save_dir", type=click.Path(path_type=Path), default=None,
               help="Write each condition's images as PNG to DIR/<condition>/<class>/ instead of scoring (to time "
@@ -307,15 +311,16 @@ def markdown(rows: list[dict]) -> str:
 @debug_option
 @friendly_errors
 def main(*, data: Path, models: tuple[Path, ...], positive: str, limit: int | None, json_path: Path | None,
-         which: str, examples: Path | None, second_look: bool, symmetry_look: bool, validation_of: Path | None,
-         only: str | None, save_dir: Path | None, debug: bool) -> None:  # fmt: skip
+         which: str, examples: Path | None, second_look: bool, symmetry_look: bool, soften: bool,
+         validation_of: Path | None, only: str | None, save_dir: Path | None, debug: bool) -> None:  # fmt: skip
     chosen = list(models) or sorted(MODELS_DIR.glob("*.onnx"))
     perturbations = tuple(p for p in CONDITION_SETS[which] if only is None or only in p.name)
     if not perturbations:
         raise UsageError(f"--only {only!r} matches no condition of --set {which}; see the names in robustness.md")
     _check_outputs(data, chosen, validation_of, json_path=json_path, examples=examples, save_dir=save_dir)
     ignored = {"--json": json_path, "--examples": examples, "--model": models, "--validation-of": validation_of,
-               "--no-second-look": not second_look, "--no-symmetry-look": not symmetry_look}  # fmt: skip
+               "--no-second-look": not second_look, "--no-symmetry-look": not symmetry_look,
+               "--no-soften": not soften}  # fmt: skip
     if save_dir is not None and (dropped := [name for name, v in ignored.items() if v]):
         # --json was left unwritten, exit 0, without a word
         raise UsageError(f"--save-images writes the images and scores nothing, so {', '.join(dropped)} would be "
@@ -327,7 +332,7 @@ def main(*, data: Path, models: tuple[Path, ...], positive: str, limit: int | No
         files, labels = labelled_images(data, positive)
         examples_png(examples, read_image(files[int(np.argmax(labels))]), perturbations)
     rows = run(chosen, data, positive=positive, limit=limit, perturbations=perturbations, second_look=second_look,
-               symmetry_look=symmetry_look, validation_of=validation_of)  # fmt: skip
+               symmetry_look=symmetry_look, soften=soften, validation_of=validation_of)  # fmt: skip
     lost = echo_first(markdown(rows))
     if json_path is not None:
         from edge_runtime.atomic import atomic_write_text

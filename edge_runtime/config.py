@@ -28,10 +28,13 @@ class RuntimeConfig:
     second_look: bool = True
     # False: the part's symmetry is not measured near the threshold even where the model asks for it (comparisons).
     symmetry_look: bool = True
+    # False: a part-centred input sharper than any training image is scored as it is, not softened to their detail
+    # (comparisons; framing.softened).
+    soften: bool = True
 
     def __post_init__(self) -> None:
         # second_look="no" was taken for its truth (on), while 0 was off; spin=np.False_ left the threads spinning
-        for name in ("spin", "second_look", "symmetry_look"):
+        for name in ("spin", "second_look", "symmetry_look", "soften"):
             value = getattr(self, name)
             if value is None and name == "spin":
                 continue

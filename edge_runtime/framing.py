@@ -320,6 +320,39 @@ def crop_square(gray: np.ndarray, region: tuple[float, float, float, float], siz
     return canvas
 
 
+def sharpness(framed: np.ndarray) -> float:
+    """Fine detail of a network input: the spread of its Laplacian over the spread of its grey levels."""
+    _, lap_std = cv2.meanStdDev(cv2.Laplacian(framed, cv2.CV_16S))
+    _, f_std = cv2.meanStdDev(framed)
+    return float(lap_std[0, 0] / (f_std[0, 0] + 1e-3))
+
+
+# Gaussian blurs tried, mildest first, on an input sharper than any training image (:func:`softened`).
+SOFTEN_SIGMAS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2)
+
+
+def softened(framed: np.ndarray, limit: float, measured: float | None = None) -> np.ndarray:
+    """``framed`` with its detail brought within ``limit`` (the sharpest training image's :func:`sharpness`): a
+    camera sharper than any training image (crisp machining rings) is blurred by the mildest of
+    :data:`SOFTEN_SIGMAS` that brings it there (the strongest where none does); an input within it is returned as
+    it is. ``measured``: its sharpness, where the station check has it already.
+
+    >>> import numpy as np
+    >>> rings = 128 + 60 * np.sin(0.3 * np.hypot(*(np.indices((160, 160)) - 80)))
+    >>> grain = np.random.default_rng(0).normal(0, 12, (160, 160))
+    >>> x = np.clip(rings + grain, 0, 255).astype(np.uint8)
+    >>> round(sharpness(x), 2), round(sharpness(softened(x, 0.6)), 2), softened(x, 2.0) is x
+    (1.22, 0.4, True)
+    """
+    if (sharpness(framed) if measured is None else measured) <= limit:
+        return framed
+    for sigma in SOFTEN_SIGMAS:
+        out = cv2.GaussianBlur(framed, (0, 0), sigma)
+        if sharpness(out) <= limit:
+            break
+    return out
+
+
 def image_stats(gray: np.ndarray, small: np.ndarray, scale: float, part: Part, framed: np.ndarray) -> dict[str, float]:
     """What the station check compares with the training images: light, background, framing, detail."""
     h, w = gray.shape
@@ -334,15 +367,13 @@ def image_stats(gray: np.ndarray, small: np.ndarray, scale: float, part: Part, f
     # How far the flange reaches past the frame's nearest border, as a share of its radius (0: inside the frame)
     flange, x, y = part.flange_radius, part.cx + 0.5, part.cy + 0.5
     cut = max(0.0, flange - x, flange - y, x + flange - w, y + flange - h) / flange
-    lap_mean, lap_std = cv2.meanStdDev(cv2.Laplacian(framed, cv2.CV_16S))
-    f_mean, f_std = cv2.meanStdDev(framed)
     return {
         "brightness": float(cv2.mean(small)[0]),
         "background": background,
         "part_size": float(2 * part.flange_radius / min(h, w)),
         "part_offset": float(np.hypot(part.cx - w / 2, part.cy - h / 2) / min(h, w)),
         "flange_cut": float(cut),  # not compared with a training range: see station_check.FLANGE_CUT
-        "sharpness": float(lap_std[0, 0] / (f_std[0, 0] + 1e-3)),
+        "sharpness": sharpness(framed),
         "highlights": float(np.count_nonzero(framed >= 250) / framed.size),
         "part_found": 1.0 if part.found else 0.0,
         "other_parts": float(part.others),  # and where the one judged lies, to name it (not compared)

@@ -24,7 +24,7 @@ from edge_runtime import integrity, symmetry
 from edge_runtime.batch_input import flag, image_chunks
 from edge_runtime.config import RuntimeConfig
 from edge_runtime.errors import ModelError, UnopenedModelError
-from edge_runtime.framing import frame_part
+from edge_runtime.framing import frame_part, softened
 from edge_runtime.metrics import logit
 from edge_runtime.model_file import (  # noqa: F401 - check_threads, threads_from_env, the shipped files: the CLI's
     DEFAULT_MODEL_FILES,
@@ -185,7 +185,18 @@ class EdgeModel:
         >>> x = model.input_u8(frame)               # doctest: +SKIP
         >>> model.predict_inputs(np.stack([x]))     # doctest: +SKIP
         """
-        return resize_to_input(to_uint8_gray(image, source=source), self.info.preprocess)
+        x = resize_to_input(to_uint8_gray(image, source=source), self.info.preprocess)
+        return x if self.sharpness_limit is None else softened(x, self.sharpness_limit)
+
+    @functools.cached_property
+    def sharpness_limit(self) -> float | None:
+        """The sharpest training image's detail (the station profile's), to which a sharper part-centred input is
+        softened before the network sees it (:func:`~edge_runtime.framing.softened`); None: inputs are scored as
+        they are (no profile, another crop, or ``RuntimeConfig(soften=False)``)."""
+        prof = self.station_profile
+        if not self.cfg.soften or prof is None or self.info.preprocess.crop is not CropMode.PART:
+            return None
+        return prof.ranges.get("sharpness", (0.0, None))[1]
 
     @functools.cached_property
     def station_profile(self) -> StationProfile | None:
@@ -218,6 +229,8 @@ class EdgeModel:
             return resize_to_input(gray, spec), [small] if small else [], None
         framed = frame_part(gray, spec.size, spec.part_scale, with_stats=prof is not None)
         x = framed.image if spec.crop is CropMode.PART else resize_to_input(gray, spec)
+        if self.sharpness_limit is not None:  # the station check below still names a camera sharper than training
+            x = softened(x, self.sharpness_limit, framed.stats.get("sharpness"))
         why = reasons(framed.stats, prof) if prof is not None else []
         if prof is None and spec.crop is CropMode.PART and not framed.part.found:
             # without the station check too: a lens cap or an empty tray is not a part, and a gate must not pass it
@@ -335,6 +348,8 @@ class EdgeModel:
             notes.append("second look near it" if self.cfg.second_look else "second look off")
         if self.info.symmetry_look is not None:
             notes.append("symmetry look below it" if self.cfg.symmetry_look else "symmetry look off")
+        if self.sharpness_limit is not None:
+            notes.append("inputs sharper than training softened")
         return "".join(", " + n for n in notes)
 
     def verdict(

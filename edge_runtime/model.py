@@ -176,8 +176,11 @@ class EdgeModel:
         return out, peaks
 
     def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Decoded images (any channels/depth, any size) -> the float32 batch this model expects."""
-        return preprocess(images, self.info.preprocess)
+        """Decoded images (any channels/depth, any size) -> the float32 batch this model expects (softened as
+        :meth:`input_u8` softens)."""
+        if self.sharpness_limit is None:
+            return preprocess(images, self.info.preprocess)
+        return normalize(np.stack([self.input_u8(im) for im in images]), self.info.preprocess)
 
     def input_u8(self, image: np.ndarray, *, source: str = "image") -> np.ndarray:
         """One decoded image -> its resized 8-bit model input (size x size); cheap to do on worker threads.

@@ -12,7 +12,7 @@ import pytest
 from edge_runtime.framing import frame_part, sharpness
 from edge_runtime.model import EdgeModel, RuntimeConfig, default_model_path
 from edge_runtime.model_info import ModelInfo
-from edge_runtime.preprocess import CropMode, PreprocessSpec, read_image
+from edge_runtime.preprocess import CropMode, PreprocessSpec, normalize, read_image
 from tests.edge_runtime.conftest import model_bytes, with_metadata
 
 PART = PreprocessSpec(size=32, crop=CropMode.PART, part_scale=2.4)
@@ -50,6 +50,7 @@ def test_an_input_sharper_than_any_training_image_is_softened_and_still_named(tm
     x, why, _ = model.input_for_verdict(crisp)
     assert sharpness(x) <= 0.62 and not np.array_equal(x, crop)
     assert np.array_equal(model.input_u8(crisp), x)  # the Python API's input is the one edge-infer scores
+    assert np.array_equal(model.prepare([crisp]), normalize(x[None], PART))
     assert any(w.startswith("sharpness sharper than any training image") for w in why)  # the camera is still named
     # the same crop, softened, is the same part: its mean level (what the tiny model scores) barely moves
     assert abs(float(x.mean()) - float(crop.mean())) < 1.0

@@ -29,7 +29,7 @@ class RuntimeConfig:
     # False: the part's symmetry is not measured near the threshold even where the model asks for it (comparisons).
     symmetry_look: bool = True
     # False: a part-centred input sharper than any training image is scored as it is, not softened to their detail
-    # (comparisons; framing.softened).
+    # (comparisons; detail.softened).
     soften: bool = True
 
     def __post_init__(self) -> None:

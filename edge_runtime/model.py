@@ -23,8 +23,9 @@ import numpy as np
 from edge_runtime import integrity, symmetry
 from edge_runtime.batch_input import flag, image_chunks
 from edge_runtime.config import RuntimeConfig
+from edge_runtime.detail import softened
 from edge_runtime.errors import ModelError, UnopenedModelError
-from edge_runtime.framing import frame_part, softened
+from edge_runtime.framing import frame_part
 from edge_runtime.metrics import logit
 from edge_runtime.model_file import (  # noqa: F401 - check_threads, threads_from_env, the shipped files: the CLI's
     DEFAULT_MODEL_FILES,
@@ -194,7 +195,7 @@ class EdgeModel:
     @functools.cached_property
     def sharpness_limit(self) -> float | None:
         """The sharpest training image's detail (the station profile's), to which a sharper part-centred input is
-        softened before the network sees it (:func:`~edge_runtime.framing.softened`); None: inputs are scored as
+        softened before the network sees it (:func:`~edge_runtime.detail.softened`); None: inputs are scored as
         they are (no profile, another crop, or ``RuntimeConfig(soften=False)``)."""
         prof = self.station_profile
         if not self.cfg.soften or prof is None or self.info.preprocess.crop is not CropMode.PART:

@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_runtime.framing import frame_part, sharpness
+from edge_runtime.detail import sharpness
+from edge_runtime.framing import frame_part
 from edge_runtime.model import EdgeModel, RuntimeConfig, default_model_path
 from edge_runtime.model_info import ModelInfo
 from edge_runtime.preprocess import CropMode, PreprocessSpec, normalize, read_image

@@ -58,6 +58,14 @@ from edge_runtime.symmetry import PartPatch
 _NO_PROFILE = "; no station check: the model carries no training-image statistics (re-export it where they are)"
 
 
+# What __init__ sets: on a pickled model that could not be opened again, using one raises the load's error (a
+# UsageError for a --threads above the worker's cores had raised at a mere hasattr(model, "x")).
+OPENED_ATTRIBUTES = frozenset({
+    "path", "where", "cfg", "sha256", "provider_note", "session", "info", "providers", "fell_back", "max_batch",
+    "second_looks", "symmetry_looks", "symmetry_lifts", "verified",
+})  # fmt: skip
+
+
 class EdgeModel:
     """An onnxruntime session plus everything the ONNX file says about itself.
 
@@ -103,7 +111,8 @@ class EdgeModel:
     def __getattr__(self, name: str) -> Any:
         # only reached for an attribute not set: on a model that could not be re-opened where it was unpickled
         error = self.__dict__.get("_unpickle_error")
-        if error is None:
+        # hasattr(model, "x") answers whatever the failure; a property that reads what __init__ sets raises it
+        if error is None or (name not in OPENED_ATTRIBUTES and not hasattr(type(self), name)):
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         if type(error) is ModelError:  # the file gone, damaged or replaced: hasattr() answers, use raises it
             raise UnopenedModelError(str(error), exit_code=error.exit_code, cli=error.cli)

@@ -5,9 +5,11 @@ came back "ok" from a float image with one pixel above 1.0, and a blank frame wa
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 import shutil
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.errors import ImageReadError, ModelError, UsageError
-from edge_runtime.model import EdgeModel, load_model
+from edge_runtime.model import OPENED_ATTRIBUTES, EdgeModel, load_model
 from edge_runtime.preprocess import read_image
 from edge_runtime.summary import NO_PART
 from tests.edge_runtime.conftest import make_tiny_model
@@ -233,6 +235,22 @@ def test_a_pickled_model_whose_file_went_answers_hasattr_and_fails_at_use(tmp_pa
     with pytest.raises(ModelError) as got:
         model.predict(np.zeros((48, 48), np.uint8))
     assert str(got.value).startswith(f"{path}: model file not found") and "\n" not in str(got.value)
+
+
+def test_a_pickled_model_that_fails_otherwise_where_it_is_opened_answers_hasattr_too(tmp_path, tiny_model):
+    """A worker with fewer cores than the model's threads fails with a UsageError, not a ModelError: that one was
+    raised at a mere hasattr(model, "x"), or a notebook's look for _repr_html_; predict still raises it."""
+    from edge_runtime.model_pickle import unpickled
+
+    loaded = load_model(tiny_model, provider="cpu")
+    assert set(loaded.__dict__) == OPENED_ATTRIBUTES  # what a failed model raises its error for, as __init__ sets it
+    too_many = replace(loaded.cfg, threads=(os.cpu_count() or 1) + 1)
+    model = unpickled(Path(tiny_model).absolute(), too_many, loaded.sha256)
+    assert isinstance(model, EdgeModel)
+    assert not hasattr(model, "x") and not hasattr(model, "_repr_html_") and getattr(model, "x", "none") == "none"
+    with pytest.raises(UsageError) as got:
+        model.predict(np.zeros((48, 48), np.uint8))
+    assert "threads" in str(got.value) and "\n" not in str(got.value)
 
 
 def test_heatmap_takes_true_or_false_only(model):

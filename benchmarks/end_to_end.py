@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from benchmarks.config import Job, Row, Section
 from benchmarks.onnx_bench import base_row, fill, load_edge_model
 from benchmarks.timing import measure
 from edge_runtime import symmetry
+from edge_runtime.detail import SOFTEN_SIGMAS, sharpness, softened
 from edge_runtime.errors import DataError
 from edge_runtime.infer import InferConfig
 from edge_runtime.inputs import iter_files
@@ -95,6 +98,11 @@ def stage_rows(model: EdgeModel, job: Job) -> list[Row]:
         # Paid only by the items scored near the threshold: the mirrored inference and the averaging.
         near = np.array([model.info.threshold])
         stages["second look (items near the threshold)"] = lambda: model.second_look(x, near)
+    if model.sharpness_limit is not None:
+        # Paid only by the inputs sharper than any training image: a limit just under the mildest blur's sharpness
+        # times the one blur and the one measure such an input takes (its own sharpness the station check has).
+        once = sharpness(cv2.GaussianBlur(small, (0, 0), SOFTEN_SIGMAS[0]))
+        stages["softening (inputs sharper than the training images)"] = lambda: softened(small, once, math.inf)
     part = model.input_for_verdict(gray, check=False)[2]
     if part is not None:
         # Paid only by the items just below the threshold: the part's asymmetry at the source's resolution.

@@ -194,6 +194,23 @@ def test_a_folder_of_few_images_is_timed_as_a_folder_not_as_pool_start_up(tiny_m
     assert row.n_images == 2 * end_to_end.FOLDER_BATCH and "(3 distinct, repeated)" in row.note
 
 
+def test_the_stages_time_the_softening_where_the_model_softens(tiny_models):
+    """The shipped models soften inputs sharper than their training images: edge-bench times that as its own stage
+    (one blur and one measure), as it times the looks; a model without a station profile has no such stage."""
+    from edge_runtime.demo import SAMPLES
+    from edge_runtime.model import default_model_path
+
+    image = str(sorted(SAMPLES.rglob("*.jpeg"))[0])
+    name = "softening (inputs sharper than the training images)"
+    for path, softens in ((default_model_path(), True), (tiny_models[1], False)):
+        model = EdgeModel(path)
+        job = Job(JobKind.END_TO_END, 1, str(path), warmup=1, runs=3, images=(image,))
+        rows = {r.note: r for r in end_to_end.stage_rows(model, job)}
+        assert (name in rows) is softens
+        if softens:
+            assert 0 < rows[name].p50_ms < rows["inference"].p50_ms * 10
+
+
 def test_warmup_reaches_the_file_to_verdict_job():
     from benchmarks.config import BenchConfig
     from benchmarks.runner import plan_jobs

@@ -47,7 +47,7 @@ from edge_runtime.model_info import (
     read_model_info,
 )
 from edge_runtime.prediction import Prediction, ScoreError, recorded_score  # noqa: F401 - recorded_score: imported from here
-from edge_runtime.preprocess import CropMode, normalize, preprocess, resize_to_input, to_uint8_gray
+from edge_runtime.preprocess import CropMode, normalize, resize_to_input, to_uint8_gray
 from edge_runtime.providers import Provider, provider_chain
 from edge_runtime.session import check_io, open_session, probe
 from edge_runtime.station_check import StationProfile, reasons, several_parts_reason, small_part_reason
@@ -186,10 +186,8 @@ class EdgeModel:
         return out, peaks
 
     def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Decoded images (any channels/depth, any size) -> the float32 batch this model expects (softened as
-        :meth:`input_u8` softens)."""
-        if self.sharpness_limit is None:
-            return preprocess(images, self.info.preprocess)
+        """Decoded images (any channels/depth, any size) -> the float32 batch this model expects: :meth:`input_u8`'s
+        inputs, normalised."""
         return normalize(np.stack([self.input_u8(im) for im in images]), self.info.preprocess)
 
     def input_u8(self, image: np.ndarray, *, source: str = "image") -> np.ndarray:

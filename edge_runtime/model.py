@@ -7,7 +7,6 @@ Prediction(label='defective', score=0.998, defective=True, latency_ms=0.41)
 
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import math
@@ -16,7 +15,6 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -24,8 +22,8 @@ from edge_runtime import integrity, symmetry
 from edge_runtime.batch_input import flag, image_chunks
 from edge_runtime.config import RuntimeConfig
 from edge_runtime.detail import softened
-from edge_runtime.errors import ModelError, UnopenedModelError
-from edge_runtime.framing import frame_part
+from edge_runtime.errors import ModelError
+from edge_runtime.item_input import item_input
 from edge_runtime.metrics import logit
 from edge_runtime.model_file import (  # noqa: F401 - check_threads, threads_from_env, the shipped files: the CLI's
     DEFAULT_MODEL_FILES,
@@ -46,27 +44,19 @@ from edge_runtime.model_info import (
     Precision,  # noqa: F401 - imported from here
     read_model_info,
 )
+from edge_runtime.model_pickle import OPENED_ATTRIBUTES, PicklesAsItsFile  # noqa: F401 - OPENED_ATTRIBUTES: imported from here
 from edge_runtime.prediction import Prediction, ScoreError, recorded_score  # noqa: F401 - recorded_score: imported from here
 from edge_runtime.preprocess import CropMode, normalize, resize_to_input, to_uint8_gray
 from edge_runtime.providers import Provider, provider_chain
 from edge_runtime.session import check_io, open_session, probe
-from edge_runtime.station_check import StationProfile, reasons, several_parts_reason, small_part_reason
-from edge_runtime.summary import NO_PART
+from edge_runtime.station_check import StationProfile
 from edge_runtime.symmetry import PartPatch
 
 # a part-centred model exported where its training images were not: items are never flagged, which is not "alike"
 _NO_PROFILE = "; no station check: the model carries no training-image statistics (re-export it where they are)"
 
 
-# What __init__ sets: on a pickled model that could not be opened again, using one raises the load's error (a
-# UsageError for a --threads above the worker's cores had raised at a mere hasattr(model, "x")).
-OPENED_ATTRIBUTES = frozenset({
-    "path", "where", "cfg", "sha256", "provider_note", "session", "info", "providers", "fell_back", "max_batch",
-    "second_looks", "symmetry_looks", "symmetry_lifts", "verified",
-})  # fmt: skip
-
-
-class EdgeModel:
+class EdgeModel(PicklesAsItsFile):
     """An onnxruntime session plus everything the ONNX file says about itself.
 
     At load the file is read once (a regular file only), its content hash checked against the one recorded at
@@ -101,22 +91,6 @@ class EdgeModel:
         probe(self.session, self.info, self.path, self.max_batch)
         self.providers: list[str] = self.session.get_providers()
         self.fell_back = requested[0] != "CPUExecutionProvider" and self.providers[0] == "CPUExecutionProvider"
-
-    def __reduce__(self) -> tuple[Any, tuple[Path, RuntimeConfig, str]]:
-        # an onnxruntime session does not pickle (a process pool could not take a model): what rebuilds it does
-        from edge_runtime.model_pickle import unpickled
-
-        return unpickled, (self.where, self.cfg, self.sha256)
-
-    def __getattr__(self, name: str) -> Any:
-        # only reached for an attribute not set: on a model that could not be re-opened where it was unpickled
-        error = self.__dict__.get("_unpickle_error")
-        # hasattr(model, "x") answers whatever the failure; a property that reads what __init__ sets raises it
-        if error is None or (name not in OPENED_ATTRIBUTES and not hasattr(type(self), name)):
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        if type(error) is ModelError:  # the file gone, damaged or replaced: hasattr() answers, use raises it
-            raise UnopenedModelError(str(error), exit_code=error.exit_code, cli=error.cli)
-        raise copy.copy(error)
 
     def warn_if_fell_back(self, stream=None) -> None:  # noqa: ANN001
         stream = stream or sys.stderr  # looked up now: a redirected sys.stderr gets the warning
@@ -231,29 +205,12 @@ class EdgeModel:
         unlike the training images (or was not checked). On images like the training images the network alone
         decides: there the look changed no verdict on the validation or test images, and the network's threshold
         was chosen on such images."""
-        prof = self.station_profile if check else None
-        part = part and self.looks_at_symmetry
-        spec = self.info.preprocess
+        profile = self.station_profile if check else None
         gray = to_uint8_gray(image, source=source)
-        if prof is None and not part and spec.crop is not CropMode.PART:
-            small = small_part_reason(min(gray.shape[:2]), spec.size)
-            return resize_to_input(gray, spec), [small] if small else [], None
-        framed = frame_part(gray, spec.size, spec.part_scale, with_stats=prof is not None)
-        x = framed.image if spec.crop is CropMode.PART else resize_to_input(gray, spec)
-        if self.sharpness_limit is not None:  # the station check below still names a camera sharper than training
-            x = softened(x, self.sharpness_limit, framed.stats.get("sharpness"))
-        why = reasons(framed.stats, prof) if prof is not None else []
-        if prof is None and spec.crop is CropMode.PART and not framed.part.found:
-            # without the station check too: a lens cap or an empty tray is not a part, and a gate must not pass it
-            why = [f"{NO_PART} (the whole frame was used)"]
-        if prof is None and spec.crop is CropMode.PART and framed.part.others:  # nor a part beside the one judged
-            why = [several_parts_reason({"other_parts": framed.part.others, "part_x": framed.part.cx,
-                                         "part_y": framed.part.cy})]  # fmt: skip
-        side = framed.region[2] - framed.region[0] if spec.crop is CropMode.PART else min(gray.shape[:2])
-        if small := small_part_reason(side, spec.size):  # checked always, as a part is: a gate must not pass it
-            why = [*why, small]
-        cut = part and framed.part.found and (prof is None or bool(why))
-        return x, why, symmetry.part_patch(gray, framed.region) if cut else None
+        return item_input(
+            gray, self.info.preprocess, profile=profile, sharpness_limit=self.sharpness_limit,
+            cut_part=part and self.looks_at_symmetry,
+        )  # fmt: skip
 
     def inputs_and_parts(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[PartPatch | None]]:
         """Decoded images -> the uint8 inputs (N, size, size) and each one's part square for the symmetry look,

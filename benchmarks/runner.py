@@ -20,7 +20,8 @@ from edge_runtime.errors import DataError, DefectEdgeError, ExitCode, ModelError
 from edge_runtime.model import MODELS_DIR
 from edge_runtime.preprocess import read_image
 
-SAMPLES_DIR = Path(__file__).resolve().parents[1] / "edge_runtime" / "samples"
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the folder that holds this benchmarks package
+SAMPLES_DIR = PACKAGE_ROOT / "edge_runtime" / "samples"
 DEFAULT_CHECKPOINTS = (Path("train/default_model/best.pt"),)
 
 Progress = Callable[[str], None]
@@ -160,12 +161,34 @@ class WorkerCrashed(DefectEdgeError):
     """A worker process died without its report (killed for memory, a crash in a native library)."""
 
 
+def worker_command() -> tuple[list[str], dict[str, str]]:
+    """The command and environment of a worker that runs this very package's code. ``-P``: the current folder does
+    not come first on its path; started in a folder holding a ``benchmarks/`` of its own (a project's, an older
+    defect-edge checkout), every worker imported that one ("No module named benchmarks.worker", exit 4, on an
+    installed edge-bench; an older checkout's code timed without a word). A package imported from elsewhere than
+    an install (``python -m benchmarks`` in a checkout, an editable install) has its folder put on ``PYTHONPATH``;
+    an installed one is found where it is (its site-packages ahead of the standard library could shadow it)."""
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]  # an empty entry is the cwd
+    if not _installed(PACKAGE_ROOT):
+        paths.append(str(PACKAGE_ROOT))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid()), "PYTHONPATH": os.pathsep.join(paths)}
+    if not paths:
+        del env["PYTHONPATH"]
+    return [sys.executable, "-P", "-m", "benchmarks.worker"], env
+
+
+def _installed(folder: Path) -> bool:
+    """Whether ``folder`` is one of this Python's site-packages folders (on every fresh interpreter's path)."""
+    import site
+
+    sites = [*getattr(site, "getsitepackages", list)(), site.getusersitepackages()]
+    return any(os.path.realpath(s) == os.path.realpath(folder) for s in sites)
+
+
 def run_worker(job: Job) -> tuple[list[Row], list[str]]:
     """Run one job in a fresh ``python -m benchmarks.worker`` and parse its rows."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())}
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.worker"], input=job.to_json(), capture_output=True, text=True, env=env
-    )
+    cmd, env = worker_command()
+    proc = subprocess.run(cmd, input=job.to_json(), capture_output=True, text=True, env=env)
     try:
         out = json.loads(proc.stdout.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):

@@ -167,9 +167,11 @@ def preflight(cfg) -> None:  # noqa: ANN001 - benchmarks.config.BenchConfig
     for provider in cfg.providers:  # --provider cuda without onnxruntime-gpu: exit 8 now, not after the torch rows
         provider_chain(provider)
     if cfg.data is not None:
+        from benchmarks.preflight import check_data_classes
         from benchmarks.runner import labelled_images
 
-        labelled_images(cfg.data)  # its class folders, before any other line
+        classes = labelled_images(cfg.data, cfg.models)[1]  # its class folders, before any other line
+        check_data_classes(cfg.models, set(classes), cfg.data)
     if cfg.json_path is not None:
         if cfg.json_path.name in ("", ".", "..") or cfg.json_path.is_dir():  # --json '' or . was a ValueError, exit 1
             raise OutputError(f"{cfg.json_path}: is a folder; pass --json FILE.json")

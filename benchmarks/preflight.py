@@ -12,7 +12,7 @@ import stat
 from pathlib import Path
 
 from edge_runtime import integrity
-from edge_runtime.errors import ModelError, OutputError
+from edge_runtime.errors import DataError, ModelError, OutputError
 from edge_runtime.model_file import check_threads, json_object, read_model_bytes
 from edge_runtime.model_info import METADATA_KEY, ModelInfo
 from edge_runtime.output_checks import check_distinct_outputs, same_file
@@ -47,6 +47,18 @@ def check_inputs(models: tuple[Path, ...], checkpoint: Path | None, threads: tup
         raise ModelError(f"{checkpoint}: is a folder; pass --checkpoint the DefectNet best.pt in it")
     if not checkpoint.is_file():
         raise ModelError(f"{checkpoint}: checkpoint not found; pass --checkpoint a DefectNet best.pt from train-model")
+
+
+def check_data_classes(models: tuple[Path, ...], classes: set[str], data: Path) -> None:
+    """Every model must know the classes of ``--data``: the accuracy job, the last of the run, refused them after
+    every row had been timed, and the run ended exit 3 with nothing reported or written."""
+    for model in models:
+        negative, positive = check_model_file(model).class_names
+        if not classes <= {negative, positive}:
+            raise DataError(
+                f"{data}: its classes ({' and '.join(sorted(classes))}) are not those of {model.name} ({negative} "
+                f"and {positive}); pass --data with class folders named {negative} and {positive}, or leave out --data"
+            )
 
 
 def _inside(path: Path, folder: Path) -> bool:

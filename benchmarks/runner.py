@@ -7,13 +7,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from benchmarks.config import SEED_MODEL, TORCH_PROVIDER, BenchConfig, Job, JobKind, Row, Section
 from benchmarks.hardware import Hardware, detect_hardware
+from benchmarks.preflight import check_model_file
 from benchmarks.worker import PARENT_ENV, TORCH_MISSING
 from edge_runtime import datasets
 from edge_runtime.errors import DataError, DefectEdgeError, ExitCode, ModelError
@@ -82,11 +83,13 @@ def default_checkpoint() -> Path | None:
     return next((here / p for p in DEFAULT_CHECKPOINTS if (here / p).is_file()), None)
 
 
-def labelled_images(data: Path) -> tuple[list[str], list[str]]:
+def labelled_images(data: Path, models: Sequence[Path] = ()) -> tuple[list[str], list[str]]:
     """Image paths and class names of ``data/test/<class>/`` (or ``data/<class>/`` when there is no test/),
-    read by the one class-folder reader (:mod:`edge_runtime.datasets`)."""
+    read by the one class-folder reader (:mod:`edge_runtime.datasets`). Folders named as a model's classes are
+    found first: a station model's ``good``/``scratch`` were refused ("cannot tell which is defective")."""
     hint = "name them as the model's classes (ok_front and def_front, or ok and defective), or leave out --data"
-    classes = datasets.find_class_folders(data, unknown_hint=hint)  # edge-bench has no --positive-class
+    candidates = [check_model_file(m).class_names for m in models]  # (negative, positive): edge-bench has no
+    classes = datasets.find_class_folders(data, candidates=candidates, unknown_hint=hint)  # --positive-class
     listing = datasets.list_labelled(classes)
     names = classes.class_names
     return [str(p) for p in listing.paths], [names[y] for y in listing.labels]
@@ -97,7 +100,7 @@ def sample_images(cfg: BenchConfig, progress: Progress = lambda msg: None) -> li
     file -> verdict job after the others had run, and the whole run was lost), else the bundled samples."""
     if cfg.data is None:
         return [str(p) for p in datasets.list_images(SAMPLES_DIR)]
-    paths = labelled_images(cfg.data)[0]
+    paths = labelled_images(cfg.data, cfg.models)[0]
     ok = [_readable(p) for p in paths]
     readable = [p for p, good in zip(paths, ok, strict=True) if good]
     left_out = [p for p, good in zip(paths, ok, strict=True) if not good]
@@ -146,7 +149,7 @@ def plan_jobs(cfg: BenchConfig, images: list[str]) -> list[tuple[str, Job]]:
 def accuracy_jobs(cfg: BenchConfig) -> list[tuple[str, Job]]:
     if cfg.data is None:
         return []
-    paths, classes = labelled_images(cfg.data)
+    paths, classes = labelled_images(cfg.data, cfg.models)
     provider, threads = cfg.providers[0].value, max(cfg.threads)
     return [
         (

@@ -29,7 +29,7 @@ from edge_runtime import heatmap
 from edge_runtime.atomic import atomic_write_text
 from edge_runtime.cli_support import Command, GivenPath, debug_option, echo_first, friendly_errors, version_option
 from edge_runtime.errors import DataError, ModelError, OutputError, exit_codes_help
-from edge_runtime.model import MODELS_DIR, EdgeModel, Prediction, Provider, RuntimeConfig
+from edge_runtime.model import MODELS_DIR, EdgeModel, Prediction, Provider, RuntimeConfig, model_path
 from edge_runtime.preprocess import CropMode, read_image
 
 BOXES = Path(__file__).resolve().parent / "data" / "defect_boxes.json"
@@ -341,9 +341,9 @@ def grid(model: EdgeModel, data: Path, boxes: dict[str, list], names: list[str])
 @click.option(
     "--model",
     "models",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(dir_okay=False),  # as typed: a bare int8 / fp32 names a shipped model
     multiple=True,
-    help="ONNX model(s) with the map [default: the shipped FP32 and INT8 models].",
+    help="ONNX model(s) with the map, or int8 / fp32 for a shipped one [default: the shipped FP32 and INT8 models].",
 )
 @click.option(
     "--out",
@@ -370,12 +370,12 @@ def grid(model: EdgeModel, data: Path, boxes: dict[str, list], names: list[str])
 @debug_option
 @friendly_errors
 def main(
-    *, data: Path, models: tuple[Path, ...], out: Path, threads: int, boxes_file: Path, station: bool, debug: bool
+    *, data: Path, models: tuple[str, ...], out: Path, threads: int, boxes_file: Path, station: bool, debug: bool
 ) -> None:
     if not out.name or out.name in (".", ".."):  # no stem to put .md, .json and .png on (`--out /`)
         raise click.BadParameter(f"{str(out)!r} is a folder, not a stem like results/localisation", param_hint="--out")
     boxes = load_boxes(boxes_file)
-    paths = list(models) or [MODELS_DIR / "defectnet_fp32.onnx", MODELS_DIR / "defectnet_int8.onnx"]
+    paths = [model_path(m) for m in models] or [MODELS_DIR / "defectnet_fp32.onnx", MODELS_DIR / "defectnet_int8.onnx"]
     names = [p.name for p in paths]
     if len(set(names)) < len(names):  # results are keyed by file name: a second model.onnx took the first's rows
         twice = next(n for n in names if names.count(n) > 1)

@@ -26,7 +26,7 @@ from edge_runtime import datasets
 from edge_runtime.cli_support import Command, GivenPath, debug_option, echo_first, friendly_errors, version_option
 from edge_runtime.errors import DataError, ModelError, OutputError, UsageError, exit_codes_help, require_extra
 from edge_runtime.metrics import binary_metrics
-from edge_runtime.model import MODELS_DIR, EdgeModel, Provider, RuntimeConfig
+from edge_runtime.model import MODELS_DIR, EdgeModel, Provider, RuntimeConfig, model_path
 from edge_runtime.preprocess import read_image
 
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -275,8 +275,9 @@ def markdown(rows: list[dict]) -> str:
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.option("--data", required=True, type=GivenPath(path_type=Path), help="DIR/<class>/ or DIR/test/<class>/.")
-@click.option("--model", "models", multiple=True, type=click.Path(path_type=Path),
-              help="ONNX model (repeatable) [default: the bundled FP32 and INT8 models].")  # fmt: skip
+@click.option("--model", "models", multiple=True, type=click.Path(),  # as typed: a bare int8 / fp32 is bundled
+              help="ONNX model, or int8 / fp32 for a bundled one (repeatable) [default: the bundled FP32 and INT8 "
+              "models].")  # fmt: skip
 @click.option(
     "--positive-class",
     "--positive",
@@ -310,10 +311,10 @@ def markdown(rows: list[dict]) -> str:
 @version_option
 @debug_option
 @friendly_errors
-def main(*, data: Path, models: tuple[Path, ...], positive: str, limit: int | None, json_path: Path | None,
+def main(*, data: Path, models: tuple[str, ...], positive: str, limit: int | None, json_path: Path | None,
          which: str, examples: Path | None, second_look: bool, symmetry_look: bool, soften: bool,
          validation_of: Path | None, only: str | None, save_dir: Path | None, debug: bool) -> None:  # fmt: skip
-    chosen = list(models) or sorted(MODELS_DIR.glob("*.onnx"))
+    chosen = [model_path(m) for m in models] or sorted(MODELS_DIR.glob("*.onnx"))
     perturbations = tuple(p for p in CONDITION_SETS[which] if only is None or only in p.name)
     if not perturbations:
         raise UsageError(f"--only {only!r} matches no condition of --set {which}; see the names in robustness.md")

@@ -20,6 +20,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import click
 import cv2
@@ -369,9 +370,14 @@ def grid(model: EdgeModel, data: Path, boxes: dict[str, list], names: list[str])
 @version_option
 @debug_option
 @friendly_errors
-def main(
-    *, data: Path, models: tuple[str, ...], out: Path, threads: int, boxes_file: Path, station: bool, debug: bool
-) -> None:
+def main(*, debug: bool, **opts: Any) -> None:
+    from edge_runtime.stopping import command_signals
+
+    with command_signals():  # SIGTERM and SIGHUP as Ctrl-C: they ended the run by the signal (exit 143), no line
+        _main(**opts)
+
+
+def _main(*, data: Path, models: tuple[str, ...], out: Path, threads: int, boxes_file: Path, station: bool) -> None:
     if not out.name or out.name in (".", ".."):  # no stem to put .md, .json and .png on (`--out /`)
         raise click.BadParameter(f"{str(out)!r} is a folder, not a stem like results/localisation", param_hint="--out")
     boxes = load_boxes(boxes_file)

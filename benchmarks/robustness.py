@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 import cv2
@@ -311,9 +312,16 @@ def markdown(rows: list[dict]) -> str:
 @version_option
 @debug_option
 @friendly_errors
-def main(*, data: Path, models: tuple[str, ...], positive: str, limit: int | None, json_path: Path | None,
-         which: str, examples: Path | None, second_look: bool, symmetry_look: bool, soften: bool,
-         validation_of: Path | None, only: str | None, save_dir: Path | None, debug: bool) -> None:  # fmt: skip
+def main(*, debug: bool, **opts: Any) -> None:
+    from edge_runtime.stopping import command_signals
+
+    with command_signals():  # SIGTERM and SIGHUP as Ctrl-C: they ended the run by the signal (exit 143), no line
+        _main(**opts)
+
+
+def _main(*, data: Path, models: tuple[str, ...], positive: str, limit: int | None, json_path: Path | None,
+          which: str, examples: Path | None, second_look: bool, symmetry_look: bool, soften: bool,
+          validation_of: Path | None, only: str | None, save_dir: Path | None) -> None:  # fmt: skip
     chosen = [model_path(m) for m in models] or sorted(MODELS_DIR.glob("*.onnx"))
     perturbations = tuple(p for p in CONDITION_SETS[which] if only is None or only in p.name)
     if not perturbations:

@@ -31,7 +31,8 @@ SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP"
 # Console scripts whose main() takes over the signals installed before their imports (install_early): only
 # these, for a signal handler that only counts must never be left in place by a command that does not adopt it.
 EARLY_COMMANDS = frozenset({"edge-infer", "train-model", "export-onnx", "edge-bench", "edge-log"})
-EARLY_MODULES = frozenset({"export.ship"})  # `make models`: a SIGTERM during its imports was a silent exit 143
+# `make models`: a SIGTERM during its imports was a silent exit 143 (so were the benchmarks' at any time)
+EARLY_MODULES = frozenset({"export.ship", "benchmarks.robustness", "benchmarks.localisation"})
 _early: StopSignals | None = None
 
 

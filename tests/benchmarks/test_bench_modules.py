@@ -4,14 +4,20 @@ their short names, as edge-infer and edge-bench take them."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from benchmarks.localisation import main as localisation_main
 from benchmarks.robustness import main as robustness_main
-from tests.benchmarks.test_localisation import marked_images
-from tests.conftest import make_dataset
+from edge_runtime.errors import ExitCode
+from tests.benchmarks.test_localisation import TINY_MAP, marked_images
+from tests.conftest import REPO, make_dataset
+
+TINY = REPO / "tests" / "models" / "tiny.onnx"
 
 
 def test_robustness_takes_the_bundled_models_by_their_short_names(tmp_path: Path, monkeypatch):
@@ -34,3 +40,30 @@ def test_localisation_takes_the_bundled_models_by_their_short_names(tmp_path: Pa
     assert r.exit_code == 0, r.output
     summary = json.loads(out.with_suffix(".json").read_text())["summary"]
     assert {s["model"] for s in summary} == {"defectnet_int8.onnx"}
+
+
+STOPPED_IN_THE_MIDDLE = """
+import os, signal, sys, time
+import benchmarks.{module} as module
+
+def stopped(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)  # `kill PID` in the middle of the run
+    time.sleep(30)
+
+module.{step} = stopped
+module.main(sys.argv[1:], prog_name="{module}")
+"""
+
+
+@pytest.mark.parametrize(("module", "step"), [("robustness", "run"), ("localisation", "evaluate")])
+def test_sigterm_is_an_interruption_with_its_line_and_exit_code(tmp_path: Path, module: str, step: str):
+    """SIGTERM (a scheduler's stop, `kill`) ended the run by the signal: exit 143 in a shell, not a word."""
+    data, boxes = marked_images(tmp_path)
+    if module == "robustness":
+        args = ["--data", str(make_dataset(tmp_path / "d", n_train=0, n_test=2)), "--model", str(TINY)]
+    else:
+        args = ["--data", str(data), "--boxes", str(boxes), "--model", str(TINY_MAP), "--out", str(tmp_path / "o")]
+    code = STOPPED_IN_THE_MIDDLE.format(module=module, step=step)
+    r = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == ExitCode.INTERRUPTED, (r.returncode, r.stderr)
+    assert r.stderr.strip().splitlines() == ["error: interrupted"]

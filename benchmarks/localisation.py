@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from edge_runtime import heatmap
-from edge_runtime.atomic import atomic_write_text
+from edge_runtime.atomic import atomic_write_all
 from edge_runtime.cli_support import Command, GivenPath, debug_option, echo_first, friendly_errors, version_option
 from edge_runtime.errors import DataError, ModelError, OutputError, exit_codes_help
 from edge_runtime.model import MODELS_DIR, EdgeModel, Prediction, Provider, RuntimeConfig, model_path
@@ -401,23 +401,43 @@ def _main(*, data: Path, models: tuple[str, ...], out: Path, threads: int, boxes
     if station_rows:
         text += "\n" + station_markdown(station_rows)
     lost = echo_first(text)  # first: an --out that cannot be written must not cost the results of the whole run
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out.with_suffix(".md"), text)
-        doc = {
-            "summary": summaries,
-            "station": station_rows,
-            "images": {k: [asdict(r) for r in v[0]] for k, v in results.items()},
-        }
-        atomic_write_text(out.with_suffix(".json"), json.dumps(doc, indent=1) + "\n")
-        picture = grid(loaded[-1], data, boxes, list(boxes)[:GRID_IMAGES])
-        if not cv2.imwrite(str(out.with_suffix(".png")), picture, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
-            raise OSError("cv2.imwrite failed")
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot write the results ({exc}); choose another --out") from exc
+    doc = {
+        "summary": summaries,
+        "station": station_rows,
+        "images": {k: [asdict(r) for r in v[0]] for k, v in results.items()},
+    }
+    picture = grid(loaded[-1], data, boxes, list(boxes)[:GRID_IMAGES])
+    md = write_results(out, text, doc, picture)
     if lost is not None:
         raise lost
-    click.echo(f"wrote {out.with_suffix('.md')}, .json and .png (grid: {loaded[-1].path.name})")
+    click.echo(f"wrote {md}, .json and .png (grid: {loaded[-1].path.name})")
+
+
+def output_files(out: Path) -> tuple[Path, Path, Path]:
+    """``--out``'s STEM.md, STEM.json and STEM.png. A dot in the stem is its own (``loc.v2`` wrote ``loc.md``, over
+    another run's files); a name ending in one of the three suffixes gives its stem, as before.
+
+    >>> [p.name for p in output_files(Path("res/loc.v2"))], output_files(Path("loc.json"))[0].name
+    (['loc.v2.md', 'loc.v2.json', 'loc.v2.png'], 'loc.md')
+    """
+    stem = out.stem if out.suffix.lower() in (".md", ".json", ".png") else out.name
+    md, js, png = (out.with_name(stem + suffix) for suffix in (".md", ".json", ".png"))
+    return md, js, png
+
+
+def write_results(out: Path, text: str, doc: dict, picture: np.ndarray) -> Path:
+    """The table, the JSON and the grid, all three or none (a grid that could not be written left the new table
+    and JSON beside the last run's grid); returns the table's path. Raises :class:`OutputError`."""
+    md, js, png = output_files(out)
+    ok, encoded = cv2.imencode(".png", picture, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not ok:
+        raise OutputError(f"{png}: OpenCV could not encode the grid; the results are on stdout")
+    files = {md: text.encode("utf-8"), js: (json.dumps(doc, indent=1) + "\n").encode("utf-8"), png: encoded.tobytes()}
+    try:
+        atomic_write_all(files)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write the results ({exc}); choose another --out") from exc
+    return md
 
 
 if __name__ == "__main__":

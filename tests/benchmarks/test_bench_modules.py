@@ -67,3 +67,34 @@ def test_sigterm_is_an_interruption_with_its_line_and_exit_code(tmp_path: Path, 
     r = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == ExitCode.INTERRUPTED, (r.returncode, r.stderr)
     assert r.stderr.strip().splitlines() == ["error: interrupted"]
+
+
+def localisation(tmp_path: Path, out: Path):  # noqa: ANN201 - click's Result
+    data, boxes = (
+        (tmp_path / "data", tmp_path / "boxes.json") if (tmp_path / "data").is_dir() else marked_images(tmp_path)
+    )
+    args = ["--data", str(data), "--boxes", str(boxes), "--model", str(TINY_MAP), "--no-station", "--out", str(out)]
+    return CliRunner().invoke(localisation_main, args)
+
+
+def test_localisation_keeps_a_dotted_out_stem(tmp_path: Path):
+    """--out res/loc.v2 wrote res/loc.md, .json and .png: over the files of a run with --out res/loc.v1."""
+    r = localisation(tmp_path, tmp_path / "res" / "loc.v2")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "res").iterdir()) == ["loc.v2.json", "loc.v2.md", "loc.v2.png"]
+    r = localisation(tmp_path, tmp_path / "res" / "loc.json")  # a file name of the set: its stem, as before
+    assert r.exit_code == 0 and (tmp_path / "res" / "loc.png").is_file(), r.output
+
+
+def test_localisation_writes_its_three_files_all_or_none(tmp_path: Path):
+    """A grid that could not be written left the new .md and .json beside the last run's grid."""
+    out = tmp_path / "res" / "loc"
+    out.parent.mkdir()
+    for suffix in (".md", ".json"):
+        out.with_suffix(suffix).write_text(f"the last complete run's {suffix}\n")
+    out.with_suffix(".png").mkdir()  # where the grid goes, a folder: it cannot be written
+    r = localisation(tmp_path, out)
+    assert r.exit_code == ExitCode.OUTPUT_ERROR and r.stderr.startswith("error: "), r.output
+    assert "pointing hit rate" in r.stdout  # the results themselves are not lost
+    for suffix in (".md", ".json"):
+        assert out.with_suffix(suffix).read_text() == f"the last complete run's {suffix}\n"

@@ -26,10 +26,10 @@ import click
 import cv2
 import numpy as np
 
+from benchmarks.localisation_files import check_out, write_results
 from edge_runtime import heatmap
-from edge_runtime.atomic import atomic_write_all
 from edge_runtime.cli_support import Command, GivenPath, debug_option, echo_first, friendly_errors, version_option
-from edge_runtime.errors import DataError, ModelError, OutputError, exit_codes_help
+from edge_runtime.errors import DataError, ModelError, exit_codes_help
 from edge_runtime.model import MODELS_DIR, EdgeModel, Prediction, Provider, RuntimeConfig, model_path
 from edge_runtime.preprocess import CropMode, read_image
 
@@ -389,6 +389,7 @@ def _main(*, data: Path, models: tuple[str, ...], out: Path, threads: int, boxes
             f"two models are named {twice!r}; results are labelled by file name, so copy one to another name",
             param_hint="--model",
         )
+    check_out(out, {"--boxes": boxes_file} | {f"--model {p}": p for p in paths}, data)
     loaded = [EdgeModel(p, RuntimeConfig(provider=Provider.CPU, threads=threads)) for p in paths]
     results = {m.path.name: evaluate(m, data, boxes) for m in loaded}
     summaries = []
@@ -411,33 +412,6 @@ def _main(*, data: Path, models: tuple[str, ...], out: Path, threads: int, boxes
     if lost is not None:
         raise lost
     click.echo(f"wrote {md}, .json and .png (grid: {loaded[-1].path.name})")
-
-
-def output_files(out: Path) -> tuple[Path, Path, Path]:
-    """``--out``'s STEM.md, STEM.json and STEM.png. A dot in the stem is its own (``loc.v2`` wrote ``loc.md``, over
-    another run's files); a name ending in one of the three suffixes gives its stem, as before.
-
-    >>> [p.name for p in output_files(Path("res/loc.v2"))], output_files(Path("loc.json"))[0].name
-    (['loc.v2.md', 'loc.v2.json', 'loc.v2.png'], 'loc.md')
-    """
-    stem = out.stem if out.suffix.lower() in (".md", ".json", ".png") else out.name
-    md, js, png = (out.with_name(stem + suffix) for suffix in (".md", ".json", ".png"))
-    return md, js, png
-
-
-def write_results(out: Path, text: str, doc: dict, picture: np.ndarray) -> Path:
-    """The table, the JSON and the grid, all three or none (a grid that could not be written left the new table
-    and JSON beside the last run's grid); returns the table's path. Raises :class:`OutputError`."""
-    md, js, png = output_files(out)
-    ok, encoded = cv2.imencode(".png", picture, [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    if not ok:
-        raise OutputError(f"{png}: OpenCV could not encode the grid; the results are on stdout")
-    files = {md: text.encode("utf-8"), js: (json.dumps(doc, indent=1) + "\n").encode("utf-8"), png: encoded.tobytes()}
-    try:
-        atomic_write_all(files)
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot write the results ({exc}); choose another --out") from exc
-    return md
 
 
 if __name__ == "__main__":

@@ -98,3 +98,16 @@ def test_localisation_writes_its_three_files_all_or_none(tmp_path: Path):
     assert "pointing hit rate" in r.stdout  # the results themselves are not lost
     for suffix in (".md", ".json"):
         assert out.with_suffix(suffix).read_text() == f"the last complete run's {suffix}\n"
+
+
+def test_localisation_out_never_replaces_its_boxes_or_lands_among_the_images(tmp_path: Path):
+    """--boxes marks.json --out marks wrote the results JSON over the hand-marked boxes (exit 0; the next run
+    failed "not a readable defect-box file"); an --out inside --data put the grid among the test images."""
+    data, boxes = marked_images(tmp_path)
+    marks = boxes.read_bytes()
+    for out in (boxes.with_suffix(""), data / "d" / "loc"):
+        args = ["--data", str(data), "--boxes", str(boxes), "--model", str(TINY_MAP), "--out", str(out)]
+        r = CliRunner().invoke(localisation_main, args)
+        assert r.exit_code == ExitCode.OUTPUT_ERROR and r.output.startswith("error: "), r.output
+        assert r.output.count("\n") == 1  # before any work: no table
+    assert boxes.read_bytes() == marks and sorted(p.name for p in (data / "d").iterdir()) == ["0.png", "1.png", "2.png"]

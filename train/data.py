@@ -220,8 +220,10 @@ def fingerprint(splits: list[Split]) -> str:
     """A short hash of which images (by content) and labels a model was trained and evaluated on."""
     h = hashlib.sha256()
     for s in splits:
+        # A name that is not UTF-8 (a Windows share's Latin-1) keeps its bytes: strict encoding stopped the run after
+        # decoding every image (exit 1); UTF-8 names hash as before, so older runs still resume.
         for f, digest, label in sorted(zip(s.files, s.hashes, s.labels.tolist(), strict=True)):
-            h.update(f"{s.name}\0{f}\0{digest}\0{label}\n".encode())
+            h.update(f"{s.name}\0{f}\0{digest}\0{label}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:16]
 
 

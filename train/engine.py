@@ -6,15 +6,19 @@ from edge_runtime.errors import require_extra
 
 require_extra("torch", "train")  # one clear line instead of "No module named torch"
 
+import math
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edge_runtime.errors import UsageError
 from edge_runtime.preprocess import PreprocessSpec
 from train.augment import AugmentConfig, augment
+from train.config import TrainConfig
 
 
 def to_input(batch_u8: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
@@ -123,5 +127,20 @@ def evaluate(
     """Mean BCE loss and the scores, on un-augmented images."""
     scores = predict_scores(model, images, spec=spec)
     p = torch.from_numpy(scores).clamp(1e-7, 1 - 1e-7)
-    loss = F.binary_cross_entropy(p, labels.double()).item() if len(p) else float("nan")
+    finite = len(p) and bool(torch.isfinite(p).all())  # NaN scores (a diverged run) are check_not_diverged's to tell
+    loss = F.binary_cross_entropy(p, labels.double()).item() if finite else float("nan")
     return loss, scores
+
+
+def check_not_diverged(loss: float, scores: np.ndarray, epoch: int, cfg: TrainConfig, best: tuple[Path, int]) -> None:
+    """A :class:`UsageError` once an epoch's training loss or its validation scores are not finite (a too high
+    ``--lr``): the validation loss of NaN scores stopped the run with "unexpected RuntimeError: all elements of input
+    should be between 0 and 1", exit 1. Called before the epoch is saved; ``best``: the run's best.pt and its epoch
+    (0: none yet)."""
+    if math.isfinite(loss) and bool(np.isfinite(scores).all()):
+        return
+    why = f"training loss {loss}" if not math.isfinite(loss) else "validation scores not finite"
+    path, kept = best
+    again = f"another --out ({path} keeps epoch {kept}, the best before it)" if kept else "(no epoch was kept)"
+    raise UsageError(f"training diverged in epoch {epoch} ({why}): lower --lr (now {cfg.lr:g}) or "
+                     f"--hard-defect-weight (now {cfg.hard_defect_weight:g}) and train again {again}")  # fmt: skip

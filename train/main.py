@@ -29,7 +29,7 @@ from train import data as D
 from train.augment import STATION_VALIDATION, AugmentConfig, augment
 from train.checkpoint import Checkpoint, atomic_torch_save, model_checkpoint, staged_torch_save, weights_digest
 from train.config import Arch, TrainConfig
-from train.engine import evaluate, predict_scores, train_one_epoch
+from train.engine import check_not_diverged, evaluate, predict_scores, train_one_epoch
 from train.finetune import load_init
 from train.model import ARCHS, build_model, count_flops, count_params, default_model_args
 from train.plots import curves_png, grid_png
@@ -261,6 +261,7 @@ class Trainer:
             view_share=self.cfg.station_share,
         )
         val_loss, scores = evaluate(self.ema.module, self.x_val, self.y_val, spec=self.spec)
+        check_not_diverged(tr["loss"], scores, epoch, self.cfg, (self.run_dir / "best.pt", self.best_epoch))
         m = binary_metrics(self.ds.val.labels, scores, 0.5)
         t, station_auroc = self.threshold(scores)
         m["specificity_at_full_recall"] = binary_metrics(self.ds.val.labels, scores, t)["specificity"]

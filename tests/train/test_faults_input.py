@@ -5,16 +5,23 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
+from edge_runtime.errors import ExitCode, UsageError
 from train.checkpoint import load_checkpoint
 from train.cli import main
+from train.config import TrainConfig
 
 TINY = ["--quiet", "--img-size", "32", "--batch-size", "16", "--loc-head-epochs", "0"]
 
 
 def run(*args: object):
     return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def last_line(r) -> str:
+    return r.output.strip().splitlines()[-1]
 
 
 def test_a_file_name_that_is_not_utf8_is_trained_on(tmp_path: Path, synthetic_data: Path):
@@ -28,3 +35,35 @@ def test_a_file_name_that_is_not_utf8_is_trained_on(tmp_path: Path, synthetic_da
     assert r.exit_code == 0, r.output
     used = load_checkpoint(out / "best.pt").data
     assert "ok_front/n\udce9gatif.png" in used.train_files + used.val_files
+
+
+def test_a_diverging_training_is_one_line_naming_the_learning_rate(tmp_path: Path, synthetic_data: Path):
+    """--lr 1e30 (1000 on the casting images) gave "unexpected RuntimeError: all elements of input should be between
+    0 and 1 (rerun with --debug ... and report it)", exit 1: a bug to report, where the learning rate was too high."""
+    out = tmp_path / "run"
+    r = run("--data", synthetic_data, "--out", out, "--epochs", "2", *TINY, "--lr", "1e30")
+    assert r.exit_code == ExitCode.USAGE, r.output
+    assert last_line(r).startswith("error: training diverged in epoch 1 (") and "lower --lr (now 1e+30)" in r.output
+    assert "Traceback" not in r.output and not (out / "last.pt").exists()
+    again = run("--data", synthetic_data, "--out", out, "--epochs", "1", *TINY)  # nothing kept: the same --out
+    assert again.exit_code == 0, again.output
+
+
+def test_a_run_that_diverges_later_keeps_and_names_its_best_epoch(tmp_path: Path, synthetic_data: Path, monkeypatch):
+    import train.main as M
+
+    real = M.train_one_epoch
+    epochs = iter(range(1, 10))
+
+    def nan_in_epoch_2(*args, **kwargs):
+        result = real(*args, **kwargs)
+        return result | {"loss": float("nan")} if next(epochs) == 2 else result
+
+    monkeypatch.setattr(M, "train_one_epoch", nan_in_epoch_2)
+    cfg = TrainConfig(data=synthetic_data, out=tmp_path / "run", epochs=3, img_size=32, batch_size=16,
+                      loc_head_epochs=0, quiet=True)  # fmt: skip
+    with pytest.raises(UsageError, match=r"diverged in epoch 2 \(training loss nan\).*another --out") as err:
+        M.main(cfg, log=lambda _m: None)
+    assert f"{tmp_path / 'run' / 'best.pt'} keeps epoch 1, the best before it" in str(err.value)
+    assert load_checkpoint(tmp_path / "run" / "best.pt").epoch == 1  # kept, and the NaN epoch never saved
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1

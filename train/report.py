@@ -8,7 +8,9 @@ from edge_runtime.errors import require_extra
 require_extra("torch", "train")  # one clear line instead of "No module named torch"
 
 import contextlib
+import hashlib
 import json
+import os
 import shlex
 import sys
 from dataclasses import fields
@@ -39,6 +41,23 @@ def _errors(
     return [{"file": split_files[i], "true": names[int(labels[i])], "score": round(float(scores[i]), 6)} for i in wrong]
 
 
+def misclassified_name(split_name: str, file: str) -> str:
+    """The picture's name: the split and the image's path, / written as __. One over the file system's 255 bytes (a
+    camera's long file name, sub-folders) keeps its first 200 bytes and a hash of the whole path: it stopped the run at
+    its report, after every epoch, with "File name too long; free some space", and --resume failed the same way.
+
+    >>> misclassified_name("test", "ok_front/a.png"), len(misclassified_name("test", "x" * 300))
+    ('test__ok_front__a.png.png', 215)
+    """
+    name = f"{split_name}__{file.replace('/', '__')}.png"
+    if len(os.fsencode(name)) <= 255:
+        return name
+    head = name[:200]
+    while len(os.fsencode(head)) > 200:  # cut whole characters, not a UTF-8 sequence
+        head = head[:-1]
+    return f"{head}~{hashlib.sha256(os.fsencode(file)).hexdigest()[:10]}.png"
+
+
 def _save_misclassified(
     run_dir: Path, split_name: str, ds_split: Any, errors: list[dict], scores: dict[str, float]
 ) -> None:
@@ -49,7 +68,7 @@ def _save_misclassified(
     wanted = set()
     for e in errors:
         image = ds_split.images[index[e["file"]]]
-        name = f"{split_name}__{e['file'].replace('/', '__')}.png"
+        name = misclassified_name(split_name, e["file"])
         colour = (0, 0, 200) if e["true"] == "defective" else (0, 140, 255)
         annotated_png(out / name, image, [f"true {e['true']}", f"P(def) {scores[e['file']]:.4f}"], colour)
         wanted.add(name)

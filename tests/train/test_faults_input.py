@@ -67,3 +67,23 @@ def test_a_run_that_diverges_later_keeps_and_names_its_best_epoch(tmp_path: Path
     assert f"{tmp_path / 'run' / 'best.pt'} keeps epoch 1, the best before it" in str(err.value)
     assert load_checkpoint(tmp_path / "run" / "best.pt").epoch == 1  # kept, and the NaN epoch never saved
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_misclassified_test_image_with_a_long_file_name_gets_its_picture(tmp_path: Path):
+    """A test image named as some cameras name them (250 characters, legal) that the model got wrong: the run stopped
+    at its report, after every epoch, "test__ok_front__cam07_...png: cannot write (File name too long); free some
+    space, then rerun the command with --resume", and the resumed run failed the same way: no report, ever."""
+    import numpy as np
+
+    from train.data import Split
+    from train.report import _save_misclassified
+
+    long = "cam07_" + "0123456789" * 24 + ".png"
+    files = [f"ok_front/{long}", "def_front/a.png"]
+    split = Split("test", tmp_path, files, np.zeros((2, 8, 8), np.uint8), np.array([0, 1]), ["h0", "h1"])
+    errors = [{"file": files[0], "true": "ok"}, {"file": files[1], "true": "defective"}]
+    (tmp_path / "run").mkdir()
+    _save_misclassified(tmp_path / "run", "test", split, errors, {files[0]: 0.9, files[1]: 0.1})
+    names = sorted(p.name for p in (tmp_path / "run" / "misclassified").iterdir())
+    assert len(names) == 2 and names[0] == "test__def_front__a.png.png"
+    assert names[1].startswith("test__ok_front__cam07_0123456789") and len(names[1]) <= 255

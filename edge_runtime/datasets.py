@@ -7,7 +7,8 @@ with the same rules:
 - the positive (defective) one is ``positive`` when given, else found from the known names
   (:data:`~edge_runtime.model_info.KNOWN_CLASS_FOLDERS`: ``def_front``/``ok_front``, ``defective``/``ok``);
 - images are found by suffix (:data:`~edge_runtime.preprocess.IMAGE_SUFFIXES`), recursively, sorted; hidden
-  files are skipped; links to folders are not followed;
+  files are skipped; links to folders are not followed (they are listed, for the caller to report); a folder that
+  cannot be listed (no read permission) is a :class:`DataError`;
 - anything else (a stray ``notes.txt`` beside or inside the class folders) is ignored and reported, never fatal.
 
 >>> classes = find_class_folders(Path("../shared/data/casting"))        # doctest: +SKIP
@@ -65,6 +66,7 @@ class Labelled:
     classes: ClassFolders
     files: list[LabelledFile] = field(default_factory=list)
     ignored: list[Path] = field(default_factory=list)
+    links: list[Path] = field(default_factory=list)  # links to folders met, not followed: their images are not here
 
     @property
     def paths(self) -> list[Path]:
@@ -75,19 +77,26 @@ class Labelled:
         return [f.label for f in self.files]
 
 
-def _entries(folder: Path) -> Iterator[Path]:
-    """Files under ``folder``, recursively and sorted, not hidden, never through a link to a folder."""
+def _entries(folder: Path, links: list[Path] | None = None) -> Iterator[Path]:
+    """Files under ``folder``, recursively and sorted, not hidden, never through a link to a folder (each one met is
+    added to ``links``). A folder that cannot be listed is a :class:`DataError`: one without read permission was
+    passed over in silence, and train-model trained without its images (or said "no images" of a class folder)."""
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         return
+    except OSError as exc:
+        raise DataError(f"{folder}: cannot list the folder ({exc.strerror or exc}), so its images cannot be read; "
+                        "make it readable for this user, or move it out of the data folder") from exc  # fmt: skip
     for e in entries:
         if e.name.startswith("."):
             continue
         if e.is_dir(follow_symlinks=False):
-            yield from _entries(Path(e.path))
+            yield from _entries(Path(e.path), links)
         elif not _links_to_folder(e):
             yield Path(e.path)
+        elif links is not None:
+            links.append(Path(e.path))
 
 
 def _links_to_folder(entry: os.DirEntry) -> bool:
@@ -174,7 +183,7 @@ def list_labelled(classes: ClassFolders, *, limit_per_class: int | None = None) 
             raise DataError(
                 f"{d}: class folder missing; every split needs both {classes.negative} and {classes.positive}"
             )
-        entries = list(_entries(d))
+        entries = list(_entries(d, out.links))
         images = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES]
         out.ignored += [p for p in entries if p.suffix.lower() not in IMAGE_SUFFIXES]
         if not images:

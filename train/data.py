@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ class Split:
     hashes: list[str]
     bad: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
     ignored: list[str] = field(default_factory=list)  # non-image files
+    links: list[str] = field(default_factory=list)  # links to folders, not followed
     # Trained on, but worth a look: damage the decoder concealed, or a picture far smaller than the input.
     warned: list[tuple[str, str]] = field(default_factory=list)  # (relative path, warning)
 
@@ -72,13 +74,14 @@ def resolve_classes(train_dir: Path, positive_class: str | None) -> ClassMap:
     return ClassMap(negative_dir=found.negative, positive_dir=found.positive, negative_name=neg, positive_name=pos)
 
 
-def _list_files(split_dir: Path, classes: ClassMap, limit: int | None) -> tuple[list[str], list[int], list[str]]:
+def _list_files(
+    split_dir: Path, classes: ClassMap, limit: int | None
+) -> tuple[list[str], list[int], datasets.Labelled]:
     listing = datasets.list_labelled(
         datasets.ClassFolders(split_dir, classes.negative_dir, classes.positive_dir), limit_per_class=limit
     )
     files = [f.relative_to(split_dir) for f in listing.files]
-    ignored = [p.relative_to(split_dir).as_posix() for p in listing.ignored]
-    return files, listing.labels, ignored
+    return files, listing.labels, listing
 
 
 def check_train_folder(root: Path) -> None:
@@ -129,7 +132,7 @@ def load_split(
     workers: int = 2,
 ) -> Split:
     """Decode and resize every image of one split once (OpenCV releases the GIL, so threads help)."""
-    files, labels, ignored = _list_files(split_dir, classes, limit_per_class)
+    files, labels, listing = _list_files(split_dir, classes, limit_per_class)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(lambda f: _load_one(split_dir / f, spec), files))
     keep = [i for i, r in enumerate(results) if r[0] is not None]
@@ -148,12 +151,28 @@ def load_split(
         labels=np.asarray([labels[i] for i in keep], dtype=np.int64),
         hashes=[results[i][1] for i in keep],
         bad=bad,
-        ignored=ignored,
+        ignored=[p.relative_to(split_dir).as_posix() for p in listing.ignored],
+        links=[p.relative_to(split_dir).as_posix() for p in listing.links],
         warned=warned,
     )
     if len(set(split.labels.tolist())) < 2:
         raise DataError(f"{split_dir}: after skipping unreadable images only one class is left")
     return split
+
+
+def tell_listing(split: Split, log: Callable[[str], None]) -> None:
+    """One line for each image skipped or used with a warning, and for what the listing passed over."""
+    for f, reason in split.bad:
+        log(f"skipped unreadable image {split.root / f}: {reason}")
+    for f, why in split.warned:  # used as they are: listed in report.json ("used_with_warnings")
+        log(f"warning: {'trained' if split.name == 'train' else 'tested'} on {split.root / f}: {why}")
+    if split.ignored:
+        log(f"ignored {len(split.ignored)} non-image files in {split.root} (first: {split.ignored[0]})")
+    if split.links:  # a folder of images linked in (from another disk) was passed over without a word
+        shown = ", ".join(split.links[:3]) + (", ..." if len(split.links) > 3 else "")
+        used = "trained on" if split.name == "train" else "tested"
+        log(f"warning: {split.root}: links to folders are not followed ({shown}); the images in them are not {used}: "
+            "copy them in, or link each image file instead")  # fmt: skip
 
 
 def stratified_group_split(

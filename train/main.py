@@ -96,17 +96,11 @@ def load_data(cfg: TrainConfig, spec: PreprocessSpec, log: Log) -> Dataset:
     n_loaded = len(full) + (len(test) if test else 0)
     log(f"decoded and resized {n_loaded} images once in {time.perf_counter() - t0:.1f}s ({spec.size}px)")
     for split in (full, test):
-        if split is None:
-            continue
-        for f, reason in split.bad:
-            log(f"skipped unreadable image {split.root / f}: {reason}")
-        for f, why in split.warned:  # used as they are: listed in report.json ("used_with_warnings")
-            log(f"warning: {'trained' if split.name == 'train' else 'tested'} on {split.root / f}: {why}")
-        if split.ignored:
-            log(f"ignored {len(split.ignored)} non-image files in {split.root} (first: {split.ignored[0]})")
+        if split is not None:
+            D.tell_listing(split, log)
     train_idx, val_idx = D.stratified_group_split(full.labels, full.hashes, cfg.val_fraction, cfg.seed)
     train, val = full.subset("train", train_idx), full.subset("val", val_idx)
-    train.bad, train.ignored, train.warned = full.bad, full.ignored, full.warned
+    train.bad, train.ignored, train.warned, train.links = full.bad, full.ignored, full.warned, full.links
     leakage = D.leakage_report(train, val, test)
     splits = [s for s in (train, val, test) if s is not None]
     ds = Dataset(classes, train, val, test, leakage, D.fingerprint(splits))

@@ -149,6 +149,7 @@ def _report_header(
                 for f, w in s.warned
             ],
             "ignored_non_images": len(ds.train.ignored) + (len(ds.test.ignored) if ds.test else 0),
+            "links_not_followed": [{"split": s.name, "link": f} for s in (ds.train, ds.test) if s for f in s.links],
         },
         "leakage": ds.leakage,
         "train_seconds": round(trainer.elapsed, 1),

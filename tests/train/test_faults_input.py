@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -87,3 +88,49 @@ def test_a_misclassified_test_image_with_a_long_file_name_gets_its_picture(tmp_p
     names = sorted(p.name for p in (tmp_path / "run" / "misclassified").iterdir())
     assert len(names) == 2 and names[0] == "test__def_front__a.png.png"
     assert names[1].startswith("test__ok_front__cam07_0123456789") and len(names[1]) <= 255
+
+
+@pytest.mark.parametrize("where", ["train/def_front/batch2", "train/ok_front"])
+def test_a_folder_that_cannot_be_listed_is_named_not_passed_over(
+    tmp_path: Path, synthetic_data: Path, monkeypatch, where: str
+):
+    """A sub-folder without read permission (copied from a USB stick as another user) was passed over in silence:
+    the run trained without its images, or said "the defective class has fewer than two different images: add
+    images"; an unreadable class folder was "no images (looked for .bmp, ...)". Root reads any folder, so the
+    refusal is made here by hand, as the kernel makes it for a user."""
+    batch = synthetic_data / "train" / "def_front" / "batch2"
+    batch.mkdir()
+    for f in sorted((synthetic_data / "train" / "def_front").glob("*.png"))[2:]:
+        f.rename(batch / f.name)
+    real_scandir, refused = os.scandir, str(synthetic_data / where)
+
+    def scandir(path="."):
+        if os.fspath(path) == refused:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    r = run("--data", synthetic_data, "--out", tmp_path / "run", "--epochs", "1", *TINY)
+    assert r.exit_code == ExitCode.BAD_DATA, r.output
+    assert last_line(r) == (
+        f"error: {refused}: cannot list the folder (Permission denied), so its images cannot be read; make it "
+        "readable for this user, or move it out of the data folder"
+    )
+
+
+def test_a_linked_folder_of_images_is_named_not_passed_over(tmp_path: Path, synthetic_data: Path):
+    """ok_front/batch2 -> /mnt/nas/batch2 (a folder of images on another disk) was left out without a word."""
+    elsewhere = tmp_path / "nas" / "batch2"
+    elsewhere.mkdir(parents=True)
+    for f in sorted((synthetic_data / "train" / "ok_front").glob("*.png"))[:4]:
+        f.rename(elsewhere / f.name)
+    (synthetic_data / "train" / "ok_front" / "batch2").symlink_to(elsewhere)
+    out = tmp_path / "run"
+    r = run("--data", synthetic_data, "--out", out, "--epochs", "1", *TINY)
+    assert r.exit_code == 0, r.output
+    assert (
+        f"warning: {synthetic_data / 'train'}: links to folders are not followed (ok_front/batch2); the images in "
+        "them are not trained on: copy them in, or link each image file instead"
+    ) in r.output.splitlines()
+    data = json.loads((out / "report.json").read_text())["data"]
+    assert data["links_not_followed"] == [{"split": "train", "link": "ok_front/batch2"}]

@@ -28,7 +28,7 @@ from edge_runtime.preprocess import CropMode, PreprocessSpec
 from train import data as D
 from train.augment import STATION_VALIDATION, AugmentConfig, augment
 from train.checkpoint import Checkpoint, atomic_torch_save, model_checkpoint, staged_torch_save, weights_digest
-from train.config import Arch, TrainConfig
+from train.config import Arch, TrainConfig, check_values
 from train.engine import check_not_diverged, evaluate, predict_scores, train_one_epoch
 from train.finetune import load_init
 from train.model import ARCHS, build_model, count_flops, count_params, default_model_args
@@ -332,8 +332,7 @@ def main(
     """
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    if cfg.epochs < 1:
-        raise DataError(f"--epochs {cfg.epochs}: train for at least one epoch")
+    check_values(cfg)
     if cfg.station_views > 0 and spec_for(cfg).crop is not CropMode.PART:
         raise DataError(f"--station-views: --arch {cfg.arch.value} does not crop the part; use --arch defectnet")
     run_dir, made = setup_run_dir(cfg)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -134,3 +136,39 @@ def test_a_linked_folder_of_images_is_named_not_passed_over(tmp_path: Path, synt
     ) in r.output.splitlines()
     data = json.loads((out / "report.json").read_text())["data"]
     assert data["links_not_followed"] == [{"split": "train", "link": "ok_front/batch2"}]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("batch_size", 1, "batch_size=1 is out of range; use a value at least 2"),  # trained nothing, exit 0
+        ("seed", -1, "seed=-1 is out of range"),  # numpy's ValueError after decoding every image
+        ("lr", float("nan"), "lr=nan is out of range; use a value above 0"),  # torch's ValueError after decoding
+        ("max_bad_fraction", float("nan"), "max_bad_fraction=nan"),  # never aborted
+        ("img_size", 17, "img_size=17: defectnet takes a multiple of 16, such as 16"),  # no defect map, later exit 4
+        ("second_look", "no", "second_look='no': pass True or False"),  # counted as on
+        ("threads", 0, "threads 0 is out of range"),  # took every core
+        ("epochs", 1.5, "epochs=1.5: not a whole number"),
+    ],
+)
+def test_the_python_api_refuses_what_the_options_refuse_before_any_work(
+    tmp_path: Path, synthetic_data: Path, field: str, value: object, said: str
+):
+    import train.main as M
+
+    cfg = TrainConfig(data=synthetic_data, out=tmp_path / "run", epochs=1, img_size=32, loc_head_epochs=0)
+    with pytest.raises(UsageError, match=re.escape(said)):
+        M.main(replace(cfg, **{field: value}), log=lambda _m: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_python_api_takes_the_arch_by_its_name(tmp_path: Path):
+    """arch="defectnet" (a str, as in the CLI) was not Arch.DEFECTNET to `is`: every image was decoded without the
+    part crop, then the run failed with "AttributeError: 'str' object has no attribute 'value'"."""
+    from train.config import Arch
+    from train.main import spec_for
+
+    cfg = TrainConfig(data=tmp_path, out=tmp_path / "run", arch="defectnet")
+    assert cfg.arch is Arch.DEFECTNET and spec_for(cfg).crop.value == "part"
+    with pytest.raises(UsageError, match="arch='resnet': use one of defectnet, seed"):
+        TrainConfig(data=tmp_path, out=tmp_path / "run", arch="resnet")

@@ -65,6 +65,8 @@ def setup_run_dir(cfg: TrainConfig) -> tuple[Path, list[Path]]:
     """Make and probe the run folder; refuse one that holds a run unless resuming. Returns the folder and the
     folders this call created (for :func:`removed_if_refused`)."""
     run_dir = Path(cfg.out)
+    if run_dir.exists() and not run_dir.is_dir():  # it said "cannot write the run folder (File exists)"
+        raise OutputError(f"{run_dir}: is a file, not a folder; pass --out the run folder to make (or resume)")
     check_out_not_in_data(run_dir, cfg.data)
     made = _new_dirs(run_dir)
     try:

@@ -172,3 +172,13 @@ def test_the_python_api_takes_the_arch_by_its_name(tmp_path: Path):
     assert cfg.arch is Arch.DEFECTNET and spec_for(cfg).crop.value == "part"
     with pytest.raises(UsageError, match="arch='resnet': use one of defectnet, seed"):
         TrainConfig(data=tmp_path, out=tmp_path / "run", arch="resnet")
+
+
+def test_an_out_that_is_a_file_says_so(tmp_path: Path, synthetic_data: Path):
+    """--out model.onnx (a file, a slip for the run folder) was "cannot write the run folder (File exists)"."""
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"onnx")
+    r = run("--data", synthetic_data, "--out", model, "--epochs", "1", *TINY)
+    assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output
+    assert last_line(r) == f"error: {model}: is a file, not a folder; pass --out the run folder to make (or resume)"
+    assert model.read_bytes() == b"onnx"

@@ -27,7 +27,8 @@ from edge_runtime import datasets
 from edge_runtime.cli_support import Command, GivenPath, debug_option, echo_first, friendly_errors, version_option
 from edge_runtime.errors import DataError, OutputError, exit_codes_help
 from edge_runtime.metrics import binary_metrics, nearest_rank
-from edge_runtime.model import EdgeModel, Provider, RuntimeConfig, default_model_path
+from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
+from edge_runtime.model import model_path as model_file
 from edge_runtime.preprocess import read_image
 
 
@@ -143,17 +144,17 @@ def markdown(model: Path, settings: list[Setting], *, n: int, threads: int, roun
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.option("--data", required=True, type=GivenPath(path_type=Path), help="DIR/<class>/ or DIR/test/<class>/.")
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
-              help="ONNX model [default: the bundled INT8].")  # fmt: skip
+@click.option("--model", "model_name", type=click.Path(dir_okay=False), default=None,
+              help="ONNX model, or int8 / fp32 for a shipped one [default: the bundled INT8].")  # fmt: skip
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--rounds", type=click.IntRange(min=2), default=4, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write JSON.")
 @version_option
 @debug_option
 @friendly_errors
-def main(*, data: Path, model_path: Path | None, threads: int, rounds: int, json_path: Path | None,
+def main(*, data: Path, model_name: str | None, threads: int, rounds: int, json_path: Path | None,
          debug: bool) -> None:  # fmt: skip
-    model_path = model_path or default_model_path()
+    model_path = model_file(model_name)  # None: the bundled INT8; a bare int8 / fp32: a shipped one
     try:
         found = datasets.list_labelled(datasets.find_class_folders(data, positive="def_front"))
         paths, labels = [Path(p) for p in found.paths], list(found.labels)

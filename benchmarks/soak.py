@@ -223,16 +223,20 @@ def markdown(r: dict[str, Any], hw: Any) -> str:
     + exit_codes_help(0, 1, 2, 3, 4, 5, 7, 130),
 )
 @click.option("--frames", type=click.IntRange(min=1000), default=100_000, show_default=True)
-@click.option("--model", type=click.Path(path_type=Path, dir_okay=False), default=None, help="[default: bundled INT8]")
+@click.option("--model", "model_name", type=click.Path(dir_okay=False), default=None,
+              help="ONNX model, or int8 / fp32 for a shipped one [default: bundled INT8]")  # fmt: skip
 @click.option("--fps", type=FiniteFloatRange(min=1), default=1000.0, show_default=True, help="Source frame-rate cap.")
 @click.option("--window", type=click.IntRange(min=100), default=10_000, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=RESULTS, show_default=True)
 @version_option
 @debug_option
 @friendly_errors
-def main(frames: int, model: Path | None, fps: float, window: int, out: Path, *, debug: bool) -> None:
+def main(frames: int, model_name: str | None, fps: float, window: int, out: Path, *, debug: bool) -> None:
     from benchmarks.hardware import detect_hardware
     from benchmarks.preflight import check_model_file, check_outputs
+    from edge_runtime.model import model_path
+
+    model = None if model_name is None else model_path(model_name)  # a bare int8 / fp32: a shipped one
 
     if frames < 2 * window:  # growth is RSS at the end against RSS after the first window
         raise UsageError(

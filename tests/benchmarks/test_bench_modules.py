@@ -111,3 +111,20 @@ def test_localisation_out_never_replaces_its_boxes_or_lands_among_the_images(tmp
         assert r.exit_code == ExitCode.OUTPUT_ERROR and r.output.startswith("error: "), r.output
         assert r.output.count("\n") == 1  # before any work: no table
     assert boxes.read_bytes() == marks and sorted(p.name for p in (data / "d").iterdir()) == ["0.png", "1.png", "2.png"]
+
+
+def test_second_look_and_soak_take_the_bundled_models_by_their_short_names(tmp_path: Path, monkeypatch):
+    """As robustness and localisation: `--model fp32` was refused as a missing file named fp32 (exit 4)."""
+    from benchmarks.second_look import main as second_look_main
+    from benchmarks.soak import main as soak_main
+
+    data = make_dataset(tmp_path / "d", n_train=0, n_test=2)
+    monkeypatch.chdir(tmp_path)  # no file named fp32 here: the name is the bundled model's
+    args = ["--data", str(data), "--model", "fp32", "--rounds", "2", "--json", str(tmp_path / "s.json")]
+    r = CliRunner().invoke(second_look_main, args)
+    assert r.exit_code == 0, r.output
+    assert "defectnet_fp32.onnx" in r.output  # the table names the model it timed
+    args = ["--model", "fp32", "--frames", "1000", "--window", "100", "--out", str(tmp_path / "soak")]
+    r = CliRunner().invoke(soak_main, args)
+    assert r.exit_code == 0, r.output
+    assert "defectnet_fp32.onnx" in (tmp_path / "soak" / "soak.json").read_text()

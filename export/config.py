@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -58,8 +59,29 @@ class ExportConfig:
     float_convs: int | None = None
 
     def __post_init__(self) -> None:
+        # The Python API takes the enums' strings and plain str paths too: compared by identity further on,
+        # precision="int8" was converted to FP16 and crashed after the whole export ("'str' object has no
+        # attribute 'value'"), and precision="fp32" was gated as a quantized model.
+        object.__setattr__(self, "precision", Precision(self.precision))
+        object.__setattr__(self, "scheme", Int8Scheme(self.scheme))
+        for name in ("calib_data", "eval_data"):
+            value = getattr(self, name)
+            if value is not None:
+                if not str(value):  # Path("") is the current folder
+                    raise ValueError(f"{name} is empty; pass a folder or None")
+                object.__setattr__(self, name, Path(value))
+        # The CLI's own limits, for the API: calib_count=3 said "only 3 readable calibration images" of a folder
+        # of hundreds, opset=9 printed torch's whole graph before its error, and a NaN max_drop_pp failed every gate.
         if self.float_convs is not None and self.float_convs < 0:
             raise ValueError(f"float_convs must be 0 or more, not {self.float_convs}")
+        if self.calib_count < MIN_CALIB_IMAGES:
+            raise ValueError(f"calib_count must be at least {MIN_CALIB_IMAGES}, not {self.calib_count}")
+        if not (math.isfinite(self.max_drop_pp) and self.max_drop_pp >= 0):
+            raise ValueError(f"max_drop_pp must be a finite number of percentage points >= 0, not {self.max_drop_pp}")
+        if self.opset < MIN_OPSET:
+            raise ValueError(f"opset must be {MIN_OPSET} or more, not {self.opset}")
+        if self.latency_runs < 1:
+            raise ValueError(f"latency_runs must be 1 or more, not {self.latency_runs}")
 
     def float_convs_for(self, arch: str) -> int:
         """The convolutions an INT8 export of ``arch`` keeps in float.

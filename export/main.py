@@ -181,8 +181,8 @@ def warn_once(log: Log) -> Log:
 
 
 def export_onnx(
-    checkpoint: Path | None,
-    out: Path | None,
+    checkpoint: str | os.PathLike[str] | None,
+    out: str | os.PathLike[str] | None,
     cfg: ExportConfig,
     *,
     log: Log = print,
@@ -194,6 +194,9 @@ def export_onnx(
     >>> export_onnx(None, None, ExportConfig(precision=Precision.INT8))  # doctest: +SKIP
     PosixPath('.../train/default_model/best_int8.onnx')
     """
+    # str paths from a script: "'str' object has no attribute 'is_dir'"
+    checkpoint = None if checkpoint is None else Path(checkpoint)
+    out = None if out is None else Path(out)
     # SIGTERM ends the export like Ctrl-C: the temporary folder is removed and nothing half-written is left;
     # a second SIGTERM does not cut that clean-up short.
     with StopSignals() as stop:

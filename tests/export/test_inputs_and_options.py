@@ -249,3 +249,30 @@ def test_unreadable_eval_images_are_counted_per_class_and_a_thinned_class_is_war
     assert "a\\nbad.png" in skipped[0] and not any(line.startswith("bad.png") for line in lines)
     assert any("def_front: only 2 of its 9 eval images could be read" in line for line in lines), r.output
     assert not any("ok_front: only" in line for line in lines)
+
+
+def test_the_python_api_takes_the_enums_strings_and_refuses_what_the_cli_refuses(tiny_run: Path, tmp_path: Path):
+    """ExportConfig(precision="int8") was converted to FP16 and crashed after the whole export with "'str' object
+    has no attribute 'value'"; calib_count=3 said "only 3 readable calibration images"; opset=9 printed torch's
+    graph."""
+    from edge_runtime.model import EdgeModel
+    from edge_runtime.model_info import Precision
+    from export.config import ExportConfig, Int8Scheme
+    from export.main import export_onnx
+
+    cfg = ExportConfig(precision="int8", scheme="s8s8", max_drop_pp=float(TINY_MAX_DROP), eval_data=str(tmp_path))
+    assert cfg.precision is Precision.INT8 and cfg.scheme is Int8Scheme.S8S8 and cfg.eval_data == tmp_path
+    out = tmp_path / "api_int8.onnx"
+    cfg = ExportConfig(precision="int8", max_drop_pp=float(TINY_MAX_DROP))
+    assert export_onnx(str(tiny_run), str(out), cfg, log=lambda _m: None) == out  # str paths too
+    assert EdgeModel(out).info.precision is Precision.INT8
+    for bad, word in (
+        ({"precision": "int4"}, "Precision"),
+        ({"calib_count": 3}, "calib_count must be at least 10"),
+        ({"opset": 9}, "opset must be 17 or more"),
+        ({"max_drop_pp": float("nan")}, "max_drop_pp"),
+        ({"max_drop_pp": -1.0}, "max_drop_pp"),
+        ({"calib_data": ""}, "calib_data is empty"),
+    ):
+        with pytest.raises(ValueError, match=word):
+            ExportConfig(**bad)

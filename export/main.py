@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edge_runtime.atomic import missing_folders, remove_empty
 from edge_runtime.errors import DataError, GateError, OutputError, printable
 from edge_runtime.metrics import json_safe
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
@@ -199,9 +200,16 @@ def export_onnx(
     out = None if out is None else Path(out)
     # SIGTERM ends the export like Ctrl-C: the temporary folder is removed and nothing half-written is left;
     # a second SIGTERM does not cut that clean-up short.
+    # the folders made for --out (``--out new/m.onnx``), removed again when the export fails or is stopped: a
+    # failed gate "wrote nothing" but left them, empty
+    made = missing_folders(out.parent) if out is not None else []
     with StopSignals() as stop:
         try:
             return _export(checkpoint, out, cfg, log=warn_once(log), given=given, stop=stop)
+        except BaseException:
+            stop.closing = True
+            remove_empty(made)
+            raise
         finally:
             stop.closing = True
 

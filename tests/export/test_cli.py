@@ -336,3 +336,16 @@ def test_a_subset_without_images_is_not_gated_and_says_so():
     worse = dc_replace(ref, precision=Precision.INT8, official={"n": 30, "accuracy": 0.8})
     with pytest.raises(GateError, match="loses 10.00 percentage points of official"):
         apply_gate(ref, worse, max_drop_pp=0.3, force=False, log=said.append)
+
+
+def test_a_failed_export_removes_the_folders_it_made_for_out(tiny_run: Path, tmp_path: Path):
+    """`--out new/sub/m.onnx` whose accuracy gate failed "wrote nothing" but left new/sub/ behind, empty."""
+    calib = write_images(tmp_path / "calib", 20, value=128)  # flat gray: the gate fails, as in the test above
+    out = tmp_path / "new" / "sub" / "bad_int8.onnx"
+    args = ("--quantize", "--float-convs", "0", "--calib-data", calib, "--out", out, "--max-drop", TINY_MAX_DROP)
+    assert_one_line_error(export_cli(tiny_run, *args), ExitCode.GATE_FAILED, "percentage points")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept" / "sub").mkdir(parents=True)  # a folder that was there stays, and so does one made in it
+    args = ("--quantize", "--float-convs", "0", "--calib-data", calib, "--max-drop", TINY_MAX_DROP)
+    assert export_cli(tiny_run, *args, "--out", tmp_path / "kept" / "sub" / "m.onnx").exit_code == ExitCode.GATE_FAILED
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["sub"]

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from edge_runtime.atomic import missing_folders, remove_empty
 from edge_runtime.cli_support import Command, debug_option, friendly_errors, version_option
+from edge_runtime.errors import OutputError
 from edge_runtime.model import DEFAULT_MODEL_FILES, MODELS_DIR, EdgeModel
 from edge_runtime.model_info import ModelInfo, Precision
 from export.config import ExportConfig
@@ -67,8 +69,8 @@ def ship(checkpoint: Path, models_dir: Path, *, log: Log = print) -> Path:
     left the pair from two different checkpoints, with the old card. Now the shipped files change all or none."""
     from train.checkpoint import load_checkpoint
 
-    models_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".ship-", dir=models_dir))
+    made = missing_folders(models_dir)  # removed again if nothing is shipped (a bad checkpoint left them empty)
+    staging = _staging_folder(models_dir)
     try:
         runs: dict[str, list[str]] = {}
         for precision in (Precision.FP32, Precision.INT8):
@@ -84,13 +86,34 @@ def ship(checkpoint: Path, models_dir: Path, *, log: Log = print) -> Path:
             export_onnx(checkpoint, staged, CONFIGS[precision], log=both)
             runs[command_for(checkpoint, out, precision)] = lines
         card = models_dir / "MODEL_CARD.md"
-        (staging / card.name).write_text(model_card(load_checkpoint(checkpoint), staging, runs), encoding="utf-8")
-        for name in (*DEFAULT_MODEL_FILES.values(), card.name):
-            os.replace(staging / name, models_dir / name)
+        text = model_card(load_checkpoint(checkpoint), staging, runs)
+        try:
+            (staging / card.name).write_text(text, encoding="utf-8")
+            for name in (*DEFAULT_MODEL_FILES.values(), card.name):
+                os.replace(staging / name, models_dir / name)
+        except OSError as exc:  # a full disk: "unexpected OSError", exit 1
+            raise OutputError(f"{models_dir}: cannot write the shipped models ({exc.strerror or exc}); free space "
+                              "there, or pass --out-dir a writable folder") from exc  # fmt: skip
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        remove_empty(made)
     log(f"wrote {card}")
     return card
+
+
+def _staging_folder(models_dir: Path) -> Path:
+    """A hidden folder in ``models_dir`` (made with its parents), where the shipped files are made; an --out-dir
+    that is a file or cannot be written is one line, exit 7 (it was "unexpected FileExistsError", exit 1)."""
+    if models_dir.exists() and not models_dir.is_dir():
+        raise OutputError(f"{models_dir}: --out-dir is a file, not a folder; pass --out-dir a folder")
+    try:
+        models_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".ship-", dir=models_dir))
+    except OSError as exc:
+        raise OutputError(
+            f"{models_dir}: cannot write the shipped models here ({exc.strerror or exc}); pass --out-dir a writable "
+            "folder"
+        ) from exc
 
 
 def _metric_row(name: str, m: dict[str, Any]) -> str:

@@ -307,3 +307,21 @@ def test_ship_replaces_the_shipped_pair_and_card_together_or_not_at_all(tiny_run
     with pytest.raises(GateError):
         ship_module.ship(other, out, log=lambda _m: None)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing half-replaced, no staging left
+
+
+def test_ship_out_dir_that_cannot_hold_the_models_is_one_line_exit_7(tmp_path: Path):
+    """`python -m export.ship --out-dir FILE` was "unexpected FileExistsError", exit 1; a bad checkpoint left the
+    --out-dir it had made behind, empty."""
+    from export.ship import main as ship_main
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    for out_dir, words in ((blocker, "is a file, not a folder"), (blocker / "models", "cannot write the shipped")):
+        r = CliRunner().invoke(ship_main, ["--checkpoint", str(DEFAULT), "--out-dir", str(out_dir)])
+        assert r.exit_code == ExitCode.OUTPUT_ERROR and "Traceback" not in r.output, r.output
+        assert r.output.startswith("error: ") and words in r.output and len(r.output.splitlines()) == 1, r.output
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"junk")
+    r = CliRunner().invoke(ship_main, ["--checkpoint", str(junk), "--out-dir", str(tmp_path / "new" / "models")])
+    assert r.exit_code == ExitCode.BAD_MODEL, r.output
+    assert not (tmp_path / "new").exists()

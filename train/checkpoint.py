@@ -45,8 +45,19 @@ class DataRecord:
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> DataRecord:
         d = d or {}
+        if not isinstance(d, dict):
+            raise TypeError(f"data is a {type(d).__name__}, not a record")
         known = {f.name for f in fields(cls)} - {"extra"}
-        return cls(**{k: v for k, v in d.items() if k in known}, extra={k: v for k, v in d.items() if k not in known})
+        record = cls(**{k: v for k, v in d.items() if k in known}, extra={k: v for k, v in d.items() if k not in known})
+        # an edited (unhashed) checkpoint's train_files of 5 or root of 5 was "unexpected TypeError", exit 1, mid-export
+        for name in ("root", "root_as_given"):
+            if not isinstance(getattr(record, name), str):
+                raise TypeError(f"data.{name} is not text")
+        for name in ("class_dirs", "train_files", "val_files", "test_duplicates"):
+            value = getattr(record, name)
+            if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise TypeError(f"data.{name} is not a list of names")
+        return record
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k != "extra"} | self.extra
@@ -345,7 +356,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         )
     try:
         record = Checkpoint.from_dict(ckpt)
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:  # preprocess: [1]
         raise ModelError(f"{path}: checkpoint fields are invalid ({exc!r}); retrain with train-model") from exc
     built = record.model_args.get("size")
     if isinstance(built, int) and built != record.preprocess.size:  # "unexpected RuntimeError: The size of tensor"

@@ -148,6 +148,27 @@ def test_an_input_size_that_is_not_the_models_is_exit_4(tiny_run: Path, tmp_path
     assert_one_line_error(r, ExitCode.BAD_MODEL, "input size (999 px) is not the size its model was built for (32 px)")
 
 
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda c: c.update(data=["x"]),
+        lambda c: c["data"].update(train_files=5),  # "unexpected TypeError: 'int' object is not iterable" mid-export
+        lambda c: c["data"].update(root=5),
+        lambda c: c.update(preprocess=[1]),
+    ],
+)
+def test_an_edited_checkpoints_records_of_the_wrong_type_are_exit_4(tiny_run: Path, tmp_path: Path, edit):
+    """A checkpoint without a content hash (written before train-model stored one), a field edited to another type:
+    "unexpected AttributeError" or "unexpected TypeError", exit 1."""
+    ckpt = torch.load(tiny_run, weights_only=True)
+    ckpt.pop("sha256")
+    edit(ckpt)
+    torch.save(ckpt, tmp_path / "best.pt")
+    r = export_cli(tmp_path / "best.pt", "--out", tmp_path / "m.onnx")
+    assert_one_line_error(r, ExitCode.BAD_MODEL, "checkpoint fields are invalid")
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_unwritable_output_is_exit_7_before_any_work(tiny_run: Path, tmp_path: Path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")

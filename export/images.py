@@ -182,6 +182,15 @@ def class_folders(folder: Path, ckpt: Checkpoint) -> tuple[Path, Path]:
     return found.dirs
 
 
+def check_eval_folder(folder: Path, ckpt: Checkpoint) -> None:
+    """``--eval-data`` must hold class folders with a readable image: empty ones were found only after the FP32
+    export, the station profile and the map (half a minute for the default model)."""
+    neg_dir, pos_dir = class_folders(folder, ckpt)
+    files = [p for d in (neg_dir, pos_dir) if d.is_dir() for p in list_images(d)]
+    if not _readable_count(files, 1):
+        raise DataError(f"{folder}: no readable images in {neg_dir.name}/ and {pos_dir.name}/")
+
+
 def default_eval_folder(ckpt: Checkpoint) -> Path | None:
     """The test split beside the training images recorded in the checkpoint, when it exists here."""
     root = recorded_root(ckpt)

@@ -33,7 +33,7 @@ def check_before_work(
         if folder is not None:  # a missing --calib-data was found after the FP32 export and its evaluation
             images.check_data_folder(folder, option)
     if cfg.eval_data is not None:
-        images.class_folders(cfg.eval_data, ckpt)  # a folder without class subfolders: now, not after the export
+        images.check_eval_folder(cfg.eval_data, ckpt)  # no class subfolders, or no image: now, not after the export
     if "--symmetry-look" in given and cfg.symmetry_look and ckpt.preprocess.crop is not CropMode.PART:  # was dropped
         raise UsageError(
             f"--symmetry-look: {checkpoint} is not part-centred (crop {ckpt.preprocess.crop.value}), so the runtime "

@@ -239,6 +239,16 @@ def test_eval_folder_without_class_subfolders_is_exit_3(tiny_run: Path, tmp_path
     assert_one_line_error(r, ExitCode.BAD_DATA, "no class subfolders")
 
 
+def test_eval_class_folders_without_a_readable_image_are_found_before_any_work(tiny_run: Path, tmp_path: Path):
+    """Empty (or all damaged) class folders were refused only after the FP32 export, its station profile and map."""
+    evals = tmp_path / "evals"
+    (evals / "def_front").mkdir(parents=True)
+    (write_images(evals / "ok_front", 0) / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not a picture")
+    r = export_cli(tiny_run, "--eval-data", evals, "--out", tmp_path / "m.onnx")
+    assert_one_line_error(r, ExitCode.BAD_DATA, "no readable images in ok_front/ and def_front/")
+    assert "localisation map" not in r.output and "station check" not in r.output  # no work done
+
+
 def test_debug_shows_the_traceback_and_keeps_the_exit_code(tmp_path: Path):
     r = export_cli(tmp_path / "missing.pt", "--debug")
     assert r.exit_code == ExitCode.BAD_MODEL and "Traceback" in r.stderr  # was exit 1, as for a bug

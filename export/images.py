@@ -90,7 +90,7 @@ def calibration_images(
 
     >>> paths, decoded = calibration_images(ckpt, None, count=300, seed=0, log=print)  # doctest: +SKIP
     """
-    pool = _calibration_pool(ckpt, folder)
+    pool = calibration_pool(ckpt, folder)
     order = np.arange(len(pool))
     if len(pool) > count:
         rng = np.random.default_rng(seed)
@@ -143,7 +143,9 @@ def _readable_count(files: list[Path], enough: int) -> int:
     return readable
 
 
-def _calibration_pool(ckpt: Checkpoint, folder: Path | None) -> list[Path]:
+def calibration_pool(ckpt: Checkpoint, folder: Path | None) -> list[Path]:
+    """The images calibration draws from: ``folder``'s, else the checkpoint's training images (a DataError when
+    they are not here)."""
     if folder is not None:
         check_data_folder(folder, "--calib-data")
         return list_images(folder)

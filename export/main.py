@@ -284,13 +284,7 @@ def _export_in(
     graph.export_graph(net, spec, work / "raw.onnx", opset=cfg.opset, map_head=map_head)
     graph.write_with_metadata(work / "raw.onnx", work / "fp32.onnx", fp32_info)
     fp32 = EdgeModel(work / "fp32.onnx", runtime)
-    evals = eval_images(ckpt, cfg, log)
-    if evals is None and cfg.quantized and not cfg.force:
-        raise DataError(
-            f"no labelled images for the {cfg.precision.value} accuracy gate (the checkpoint's test split is not "
-            "here); set DEFECT_EDGE_DATA to the dataset folder, pass --eval-data DIR with DIR/<class>/ images, "
-            "or --force to export without the gate"
-        )
+    evals = eval_images(ckpt, cfg, log)  # None for INT8/FP16 only with --force (preflight.check_data_reachable)
     # the symmetry look needs each image's part at its own resolution (the model input is too small for it),
     # cut as edge-infer cuts it, only for the images the station check flags: framed once with the inputs
     eval_batch, parts = None, None

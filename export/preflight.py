@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_runtime.errors import UsageError
+from edge_runtime.errors import DataError, UsageError
 from edge_runtime.model_info import Precision
 from edge_runtime.preprocess import CropMode
 from export import cam, graph, images, quantize
@@ -29,6 +29,7 @@ def check_before_work(
     gradcam = not ckpt.loc_head and cfg.with_map is not False and cam.supports_map(net)
     check_options_apply(cfg, given, has_eval=has_eval and not gradcam)
     check_finite_weights(checkpoint, ckpt)
+    check_data_reachable(ckpt, cfg, has_eval=has_eval, gradcam=gradcam)
     for option, folder in (("--calib-data", cfg.calib_data), ("--eval-data", cfg.eval_data)):
         if folder is not None:  # a missing --calib-data was found after the FP32 export and its evaluation
             images.check_data_folder(folder, option)
@@ -44,6 +45,20 @@ def check_before_work(
         quantize.check_float_convs(cfg.float_convs_for(ckpt.arch), convs, ckpt.arch)
     graph.ensure_writable(out, checkpoint=checkpoint)
     images.check_out_not_among_inputs(out, ckpt, calib_data=cfg.calib_data, eval_data=cfg.eval_data)
+
+
+def check_data_reachable(ckpt: Checkpoint, cfg: ExportConfig, *, has_eval: bool, gradcam: bool) -> None:
+    """The images the export needs from the checkpoint's dataset record, when that dataset is not here (moved, or
+    another machine): both were found only after the map, the FP32 export and its evaluation."""
+    if cfg.quantized and not cfg.force and not has_eval:
+        raise DataError(
+            f"no labelled images for the {cfg.precision.value} accuracy gate (the checkpoint's test split is not "
+            "here); set DEFECT_EDGE_DATA to the dataset folder, pass --eval-data DIR with DIR/<class>/ images, "
+            "or --force to export without the gate"
+        )
+    # INT8 calibrates on them; without eval images they check parity; a Grad-CAM map is made from them
+    if cfg.calib_data is None and (cfg.precision is Precision.INT8 or not has_eval or gradcam):
+        images.calibration_pool(ckpt, None)
 
 
 def check_options_apply(cfg: ExportConfig, given: frozenset[str], *, has_eval: bool) -> None:

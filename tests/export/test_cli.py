@@ -281,6 +281,26 @@ def test_int8_without_labelled_images_needs_eval_data_or_force(tiny_run: Path, t
     assert "accuracy gate not run" in r.output
 
 
+def test_a_dataset_that_is_not_here_is_found_before_any_work(
+    tiny_run: Path, tiny_data: Path, tmp_path: Path, monkeypatch
+):
+    """With the recorded dataset moved, INT8 without --eval-data, or without --calib-data, was refused only after
+    the map, the FP32 export and its evaluation."""
+    monkeypatch.delenv("DEFECT_EDGE_DATA", raising=False)
+    ckpt = torch.load(tiny_run, weights_only=True)
+    ckpt["data"]["root"] = ckpt["data"]["root_as_given"] = str(tmp_path / "moved")
+    atomic_torch_save(ckpt, tmp_path / "best.pt")
+    out = tmp_path / "m.onnx"
+    for args, words in (
+        (["--quantize"], ["no labelled images", "--eval-data"]),
+        (["--quantize", "--eval-data", tiny_data / "test"], ["training images", "not reachable", "--calib-data"]),
+        ([], ["training images", "not reachable"]),  # FP32 checks parity on them when there are no eval images
+    ):
+        r = export_cli(tmp_path / "best.pt", *args, "--out", out)
+        assert_one_line_error(r, ExitCode.BAD_DATA, *words)
+        assert "localisation map" not in r.output and "evaluation" not in r.output and not out.exists()  # no work
+
+
 def test_moved_dataset_is_found_through_defect_edge_data(tiny_run: Path, tmp_path: Path, monkeypatch):
     from export.images import default_eval_folder, recorded_root
 

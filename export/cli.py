@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -146,7 +147,9 @@ def _export(opts: dict) -> None:
     given = frozenset(p.opts[0] for p in typed_params() if isinstance(p, click.Option))
     say = StdoutLog()
     given_out = opts["out"]
-    replacing = given_out is not None and given_out.is_file()  # an INT8 file became FP32 with "wrote ..." alone
+    # an INT8 file became FP32 with "wrote ..." alone; os.path.isfile, as Path.is_file raised for a name over 255
+    # bytes ("unexpected OSError: File name too long", exit 1): export_onnx names that, exit 7
+    replacing = given_out is not None and os.path.isfile(given_out)
     out = export_onnx(opts["checkpoint"], given_out, cfg, log=say, given=given)
     say(f"wrote {out}" + (" (it replaced the file that was there)" if replacing else ""))
     say.tell_lost()

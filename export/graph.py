@@ -139,7 +139,11 @@ def ensure_writable(dst: Path, *, checkpoint: Path | None = None) -> None:
     The model is renamed onto ``dst``: a device (``/dev/full``), FIFO or socket there would be replaced by a
     regular file, and the checkpoint itself (or any ``.pt``) by an ONNX file, losing the trained weights.
     """
-    if dst.is_dir():
+    try:
+        is_dir = dst.is_dir()  # raises for a name over the file system's limit (unexpected OSError, exit 1)
+    except OSError as exc:
+        raise OutputError(f"{dst}: cannot write here ({exc.strerror or exc}); pass --out a shorter path") from exc
+    if is_dir:
         raise OutputError(f"{dst}: is a folder; pass --out FILE.onnx")
     if dst.exists() and not dst.is_file():
         raise OutputError(f"{dst}: is not a regular file (a device, FIFO or socket); pass --out FILE.onnx")

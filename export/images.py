@@ -112,7 +112,13 @@ def check_data_folder(folder: Path, option: str) -> None:
     """``--calib-data`` / ``--eval-data`` must be a folder: a file given there was called "folder not found"."""
     what = {"--calib-data": "calibration", "--eval-data": "eval"}[option]
     wants = "DIR with images" if option == "--calib-data" else "DIR with DIR/<class>/ images"
-    if folder.is_dir():
+    try:
+        is_dir = folder.is_dir()  # raises for a name over the file system's limit (unexpected OSError, exit 1)
+    except OSError as exc:
+        raise DataError(
+            f"{folder}: cannot read the {what} folder ({exc.strerror or exc}); pass {option} {wants}"
+        ) from exc
+    if is_dir:
         if option == "--calib-data":  # found after the FP32 export and the evaluation
             files = list_images(folder)
             readable = _readable_count(files, MIN_CALIB_IMAGES)  # 10 files with 2 unreadable passed this check

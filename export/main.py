@@ -202,13 +202,16 @@ def export_onnx(
     # a second SIGTERM does not cut that clean-up short.
     # the folders made for --out (``--out new/m.onnx``), removed again when the export fails or is stopped: a
     # failed gate "wrote nothing" but left them, empty
-    made = missing_folders(out.parent) if out is not None else []
+    try:
+        made = missing_folders(out.parent) if out is not None else []
+    except OSError:  # a name too long to look up: ensure_writable says so, exit 7
+        made = []
     with StopSignals() as stop:
         try:
             return _export(checkpoint, out, cfg, log=warn_once(log), given=given, stop=stop)
         except BaseException:
             stop.closing = True
-            remove_empty(made)
+            remove_empty([f for f in made if os.path.lexists(f)])  # those it could make
             raise
         finally:
             stop.closing = True

@@ -307,7 +307,13 @@ def _is_onnx(path: Path) -> bool:
 def load_checkpoint(path: Path) -> Checkpoint:
     """Load, verify (content hash) and validate a model checkpoint; errors say what is wrong with which file."""
     path = Path(path)
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()  # raises for a name over the file system's limit (unexpected OSError, exit 1)
+    except OSError as exc:
+        raise ModelError(
+            f"{path}: cannot be read ({exc.strerror or exc}); pass the best.pt written by train-model"
+        ) from exc
+    if is_dir:
         raise ModelError(f"{path}: is a folder; pass the best.pt in it, written by train-model")
     if not path.is_file():  # a FIFO, a device or a socket exists, and had read "checkpoint not found"
         what = "not a regular file (a FIFO, device or socket)" if path.exists() else "checkpoint not found"

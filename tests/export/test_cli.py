@@ -400,3 +400,18 @@ def test_a_failed_export_removes_the_folders_it_made_for_out(tiny_run: Path, tmp
     args = ("--quantize", "--float-convs", "0", "--calib-data", calib, "--max-drop", TINY_MAX_DROP)
     assert export_cli(tiny_run, *args, "--out", tmp_path / "kept" / "sub" / "m.onnx").exit_code == ExitCode.GATE_FAILED
     assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["sub"]
+
+
+def test_a_name_over_the_file_systems_limit_is_one_line_with_its_exit_code(tiny_run: Path, tmp_path: Path):
+    """A path with a name over 255 bytes (a generated name, a pasted line) given for the checkpoint, --calib-data,
+    --eval-data or --out was "unexpected OSError: [Errno 36] File name too long", exit 1."""
+    long, out = "a" * 300, tmp_path / "m.onnx"
+    for args, code in (
+        ([tmp_path / f"{long}.pt", "--out", out], ExitCode.BAD_MODEL),
+        ([tiny_run, "--quantize", "--calib-data", tmp_path / long, "--out", out], ExitCode.BAD_DATA),
+        ([tiny_run, "--eval-data", tmp_path / long, "--out", out], ExitCode.BAD_DATA),
+        ([tiny_run, "--out", tmp_path / f"{long}.onnx"], ExitCode.OUTPUT_ERROR),
+        ([tiny_run, "--out", tmp_path / "new" / long / "m.onnx"], ExitCode.OUTPUT_ERROR),
+    ):
+        assert_one_line_error(export_cli(*args), code, "File name too long")
+    assert list(tmp_path.iterdir()) == []  # nor the folder new/ made for the last --out

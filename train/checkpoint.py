@@ -304,6 +304,27 @@ def _is_onnx(path: Path) -> bool:
     return path.suffix.lower() == ".onnx" or (len(head) == 2 and head[0] == 0x08 and head[1] < 0x20)
 
 
+def _torch_load(path: Path) -> Any:
+    """``torch.load`` of a checkpoint; a file it cannot read is a :class:`ModelError` that says why and what to do."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        # each of these was "not a readable defect-edge checkpoint (PermissionError/EOFError); retrain or
+        # re-download it": advice for a damaged file, to a user who could not read it, or whose copy had stopped
+        if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM):
+            raise ModelError(f"{path}: cannot be read ({exc.strerror}); check its permissions") from exc
+        if _is_onnx(path):  # "UnpicklingError; retrain or re-download it", for a model exported already
+            raise ModelError(f"{path}: is an exported ONNX model, not a checkpoint; pass the best.pt written by "
+                             "train-model (edge-infer --model runs the ONNX file)") from exc  # fmt: skip
+        with contextlib.suppress(OSError):
+            if path.stat().st_size == 0:
+                raise ModelError(f"{path}: is empty (0 bytes): a copy or download that did not finish; copy it "
+                                 "again, or retrain") from exc  # fmt: skip
+        raise ModelError(
+            f"{path}: not a readable defect-edge checkpoint ({type(exc).__name__}); retrain or re-download it"
+        ) from exc
+
+
 def load_checkpoint(path: Path) -> Checkpoint:
     """Load, verify (content hash) and validate a model checkpoint; errors say what is wrong with which file."""
     path = Path(path)
@@ -318,15 +339,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
     if not path.is_file():  # a FIFO, a device or a socket exists, and had read "checkpoint not found"
         what = "not a regular file (a FIFO, device or socket)" if path.exists() else "checkpoint not found"
         raise ModelError(f"{path}: {what}; pass the best.pt written by train-model")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        if _is_onnx(path):  # "UnpicklingError; retrain or re-download it", for a model exported already
-            raise ModelError(f"{path}: is an exported ONNX model, not a checkpoint; pass the best.pt written by "
-                             "train-model (edge-infer --model runs the ONNX file)") from exc  # fmt: skip
-        raise ModelError(
-            f"{path}: not a readable defect-edge checkpoint ({type(exc).__name__}); retrain or re-download it"
-        ) from exc
+    ckpt = _torch_load(path)
     if isinstance(ckpt, dict) and {"optimizer", "ema", "history"} <= ckpt.keys() and "format" not in ckpt:
         # train-model's last.pt: what --resume continues from, not a model (it said "retrain with train-model")
         best = path.with_name("best.pt")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge_runtime.errors import ExitCode
+from edge_runtime.errors import ExitCode, ModelError
 from edge_runtime.model import EdgeModel
 from tests.conftest import REPO
 from tests.export.conftest import TINY_MAX_DROP, export_cli
@@ -110,6 +110,22 @@ def test_bad_checkpoint_is_one_line_exit_4(tmp_path: Path, kind: str):
         torch.save({"format": 1, "arch": "defectnet", "model_args": {"in_channels": 1}, "state_dict": {}}, ckpt)
     r = export_cli(ckpt, "--out", tmp_path / "m.onnx")
     assert_one_line_error(r, ExitCode.BAD_MODEL, str(ckpt) if kind != "incompatible" else "")
+
+
+def test_an_empty_or_unreadable_checkpoint_gets_advice_that_fits(tiny_run: Path, tmp_path: Path, monkeypatch):
+    """Both were "not a readable defect-edge checkpoint (EOFError / PermissionError); retrain or re-download it"."""
+    import train.checkpoint
+
+    (tmp_path / "best.pt").write_bytes(b"")  # an interrupted copy
+    r = export_cli(tmp_path / "best.pt", "--out", tmp_path / "m.onnx")
+    assert_one_line_error(r, ExitCode.BAD_MODEL, "is empty (0 bytes)", "copy it again")
+
+    def denied(path, *a, **kw):  # what a user without read permission meets (root reads any file)
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(train.checkpoint.torch, "load", denied)
+    with pytest.raises(ModelError, match=r"cannot be read \(Permission denied\); check its permissions"):
+        load_checkpoint(tiny_run)  # the default checkpoint of an install, or the Python API
 
 
 def test_an_exported_model_passed_as_the_checkpoint_is_named_as_such(tmp_path: Path):

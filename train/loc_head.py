@@ -311,7 +311,8 @@ def ok_inputs(paths: Sequence[Path], spec: PreprocessSpec) -> np.ndarray:
 
 def drop_loc_head(ckpt_path: Path, *, log: Log = print) -> None:
     """Take a trained head out of the checkpoint (a run finished with --loc-head-epochs 0, whose report says so)."""
-    from train.checkpoint import atomic_torch_save, load_checkpoint
+    from train.checkpoint import load_checkpoint
+    from train.checkpoint_save import atomic_torch_save
 
     ckpt = load_checkpoint(ckpt_path)
     if ckpt.loc_head is None:
@@ -323,13 +324,8 @@ def drop_loc_head(ckpt_path: Path, *, log: Log = print) -> None:
 
 def add_loc_head(ckpt_path: Path, *, epochs: int = DEFAULT_EPOCHS, seed: int = 0, log: Log = print) -> HeadRecord:
     """Train the head for the checkpoint at ``ckpt_path`` on its recorded OK training images and store it there."""
-    from train.checkpoint import (
-        atomic_torch_save,
-        load_checkpoint,
-        model_from_checkpoint,
-        recorded_root,
-        recorded_train_files,
-    )
+    from train.checkpoint import load_checkpoint, model_from_checkpoint, recorded_root, recorded_train_files
+    from train.checkpoint_save import atomic_torch_save
 
     ckpt = load_checkpoint(ckpt_path)
     ok_dir = ckpt.data.class_dirs[0] if ckpt.data.class_dirs else ""

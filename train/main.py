@@ -27,7 +27,8 @@ from edge_runtime.model_info import SecondLook
 from edge_runtime.preprocess import CropMode, PreprocessSpec
 from train import data as D
 from train.augment import STATION_VALIDATION, AugmentConfig, augment
-from train.checkpoint import Checkpoint, atomic_torch_save, model_checkpoint, staged_torch_save, weights_digest
+from train.checkpoint import Checkpoint, model_checkpoint, weights_digest
+from train.checkpoint_save import atomic_torch_save, staged_torch_save
 from train.config import Arch, TrainConfig, check_values
 from train.engine import check_not_diverged, evaluate, predict_scores, train_one_epoch
 from train.finetune import load_init

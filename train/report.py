@@ -23,7 +23,8 @@ import torch
 
 from edge_runtime.metrics import binary_metrics, json_safe
 from edge_runtime.preprocess import PreprocessSpec
-from train.checkpoint import Checkpoint, atomic_torch_save, load_checkpoint, model_from_checkpoint
+from train.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
+from train.checkpoint_save import atomic_torch_save
 from train.config import TrainConfig
 from train.data import label_counts
 from train.engine import predict_scores

@@ -96,7 +96,8 @@ def test_threads_beyond_the_cores_are_refused_before_any_job(no_jobs):
 def test_a_checkpoint_of_the_seed_network_is_refused_before_anything_is_timed(tmp_path):
     pytest.importorskip("torch")
     from edge_runtime.preprocess import CropMode, PreprocessSpec
-    from train.checkpoint import atomic_torch_save, model_checkpoint
+    from train.checkpoint import model_checkpoint
+    from train.checkpoint_save import atomic_torch_save
     from train.config import Arch
     from train.model import build_model, default_model_args
 

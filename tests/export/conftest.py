@@ -60,7 +60,7 @@ def gradcam_run(tiny_run: Path, tmp_path_factory) -> Path:
     """``tiny_run``'s checkpoint without its localisation head (as ``train-model --loc-head-epochs 0`` writes)."""
     import torch
 
-    from train.checkpoint import atomic_torch_save
+    from train.checkpoint_save import atomic_torch_save
 
     d = torch.load(tiny_run, map_location="cpu", weights_only=True)
     assert "loc_head" in d, "train-model trains the localisation head by default"

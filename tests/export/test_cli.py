@@ -14,7 +14,8 @@ from edge_runtime.errors import ExitCode, ModelError
 from edge_runtime.model import EdgeModel
 from tests.conftest import REPO
 from tests.export.conftest import TINY_MAX_DROP, export_cli
-from train.checkpoint import atomic_torch_save, load_checkpoint
+from train.checkpoint import load_checkpoint
+from train.checkpoint_save import atomic_torch_save
 
 
 def assert_one_line_error(r, code: ExitCode, *words: str) -> None:

@@ -20,7 +20,8 @@ from edge_runtime.errors import ExitCode  # noqa: E402
 from export.cli import main as export_main  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 from tests.edge_runtime.test_faults_process import catches_sigterm  # noqa: E402
-from train.checkpoint import atomic_torch_save, load_checkpoint  # noqa: E402
+from train.checkpoint import load_checkpoint  # noqa: E402
+from train.checkpoint_save import atomic_torch_save
 
 DEFAULT = REPO / "train" / "default_model" / "best.pt"
 
@@ -297,7 +298,8 @@ def test_ship_replaces_the_shipped_pair_and_card_together_or_not_at_all(tiny_run
         return real(checkpoint, path, cfg, log=log)
 
     monkeypatch.setattr(ship_module, "export_onnx", int8_fails)
-    from train.checkpoint import atomic_torch_save, load_checkpoint
+    from train.checkpoint import load_checkpoint
+    from train.checkpoint_save import atomic_torch_save
 
     other = tmp_path / "other.pt"  # another checkpoint: same weights, another threshold, so another FP32 file
 

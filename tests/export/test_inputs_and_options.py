@@ -144,7 +144,7 @@ def test_symmetry_look_for_a_model_that_is_not_part_centred_is_a_usage_error(tin
     ``--map`` on the same model is an error."""
     import torch
 
-    from train.checkpoint import atomic_torch_save
+    from train.checkpoint_save import atomic_torch_save
 
     d = torch.load(tiny_run, map_location="cpu", weights_only=True)
     d["preprocess"] = {**d["preprocess"], "crop": "center"}

@@ -118,7 +118,7 @@ def test_a_resume_whose_init_file_is_gone_says_it_is_the_runs_own(base: Path, st
 
 def _edited(base: Path, path: Path, edit) -> Path:
     """``base`` with ``edit`` applied to its dict, saved with a fresh content hash (an edit the hash does not catch)."""
-    from train.checkpoint import atomic_torch_save
+    from train.checkpoint_save import atomic_torch_save
 
     d = torch.load(base, map_location="cpu", weights_only=True)
     d.pop("sha256", None)

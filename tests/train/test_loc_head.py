@@ -11,7 +11,8 @@ import torch
 
 from edge_runtime.errors import ModelError
 from edge_runtime.preprocess import PreprocessSpec
-from train.checkpoint import atomic_torch_save, load_checkpoint, model_from_checkpoint
+from train.checkpoint import load_checkpoint, model_from_checkpoint
+from train.checkpoint_save import atomic_torch_save
 from train.loc_head import HeadRecord, LocHead, features_and_logit, paste_defect, taps, train_loc_head
 from train.model import build_model
 

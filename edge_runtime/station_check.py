@@ -213,6 +213,16 @@ def item_stats(gray: Any, spec: Any) -> dict[str, float]:
     return frame_part(gray, spec.size, spec.part_scale, with_stats=True).stats
 
 
+def run_reasons(gray: Any, model: Any, prof: StationProfile) -> list[str]:
+    """The reasons ``edge-infer`` puts on the item's record (:func:`edge_runtime.item_input.item_input`), for
+    ``--check-station`` to count the same: on the statistics alone a part too small in the image, which a run
+    names, went unsaid (a camera too far away was told only of its image size)."""
+    from edge_runtime.item_input import item_input
+
+    spec = model.info.preprocess
+    return item_input(gray, spec, profile=prof, sharpness_limit=None, cut_part=False)[1]
+
+
 def profile_images(paths: Sequence[Any], spec: Any) -> StationProfile:
     """The station profile of a set of image files (the training images, at export); unreadable ones skipped."""
     from edge_runtime.errors import ImageReadError
@@ -249,7 +259,7 @@ def check_folder(model: Any, paths: Sequence[Any]) -> tuple[list[str], bool]:
             unlisted.append(str(p))
             continue
         try:
-            per_item.append(reasons(item_stats(read_image(p), model.info.preprocess), prof))
+            per_item.append(run_reasons(read_image(p), model, prof))
         except (DefectEdgeError, OSError, ValueError):
             unreadable += 1
     if not per_item:

@@ -181,3 +181,17 @@ def test_a_part_centred_model_without_a_profile_says_it_checks_nothing(tmp_path:
     assert "no station check: the model carries no training-image statistics" in r.stderr
     r = CliRunner().invoke(main, ["--model", str(model_with_profile(tmp_path / "m.onnx")), "--source", str(parts)])
     assert "no station check" not in r.stderr
+
+
+def test_check_station_names_a_part_too_small_as_a_run_does(tmp_path: Path):
+    """A camera too far away (the part a few pixels across): a run's WARNING named "part too small in the image" on
+    every item, the station check on the same folder did not, so the engineer was never told to bring the camera
+    closer."""
+    model = model_with_profile(tmp_path / "m.onnx")
+    far = write(tmp_path / "far", {f"{i}.png": cv2.resize(impeller(bg=165), (12, 12)) for i in range(3)})
+    run = CliRunner().invoke(main, ["--model", str(model), "--source", str(far), "--json"])
+    kinds = {why.rsplit(" (", 1)[0] for line in run.stdout.splitlines() for why in json.loads(line)["unlike_training"]}
+    assert "part too small in the image" in kinds
+    r = CliRunner().invoke(main, ["--model", str(model), "--check-station", str(far)])
+    assert r.exit_code == 6, r.output
+    assert {line.split(")  ", 1)[1] for line in r.output.splitlines() if "%)  " in line} == kinds

@@ -181,9 +181,9 @@ def looks_alike(per_item: Sequence[list[str]], unreadable: int = 0) -> tuple[boo
     return bad <= UNTRUSTED_SHARE * max(files, 1), bad, files
 
 
-def report(per_item: Sequence[list[str]], prof: StationProfile, *, unreadable: int = 0) -> list[str]:
+def report(per_item: Sequence[list[str]], prof: StationProfile, *, unreadable: Sequence[str] = ()) -> list[str]:
     """The lines of ``edge-infer --check-station``: how many items look unlike training, and why; ``unreadable``
-    files count against the folder in the verdict line."""
+    (why each file could not be read) count against the folder in the verdict line, and the first are named."""
     total = len(per_item)
     flagged = sum(1 for r in per_item if r)
     counts: Counter[str] = Counter(reason_kind(r) for rs in per_item for r in rs)
@@ -191,19 +191,45 @@ def report(per_item: Sequence[list[str]], prof: StationProfile, *, unreadable: i
              f"{prof.images} training images"]  # fmt: skip
     for kind, c in counts.most_common():
         lines.append(f"  {c:>6} ({share_text(c, total):>6})  {kind}")
-    alike, bad, files = looks_alike(per_item, unreadable)
+    lines += unreadable_lines(unreadable)
+    alike, bad, files = looks_alike(per_item, len(unreadable))
     if not alike:
-        lines.append(
-            f"  -> do not trust these verdicts yet ({bad} of {files} files flagged or unreadable, over the "
-            f"{UNTRUSTED_SHARE:.0%} limit): adjust light and framing to look like the training images, or collect "
-            "labelled images from this station and fine-tune the model on them (train-model --init)"
-        )
+        lines.append(f"  -> do not trust these verdicts yet ({bad} of {files} files flagged or unreadable, over the "
+                     f"{UNTRUSTED_SHARE:.0%} limit): {what_to_do(per_item, unreadable)}")  # fmt: skip
     elif files < FEW_IMAGES:  # one image "looked like the training images", exit 0: too few to say so of a camera
         lines.append(f"  -> these {plural(files, 'image')} look like the training images, but that is too few to "
                      f"judge a station by: check {FEW_IMAGES} or more, taken over the day's light")  # fmt: skip
     else:
         lines.append("  -> this station's images look like the training images")
     return lines
+
+
+SHOWN_UNREADABLE = 3  # unreadable files named in the report; the rest are counted
+
+
+def unreadable_lines(unreadable: Sequence[str]) -> list[str]:
+    """The report's note of the files it could not read, the first named with why: "3 unreadable files were
+    skipped" had named none, so the engineer could not find them."""
+    n = len(unreadable)
+    if not n:
+        return []
+    lines = [f"  {plural(n, 'unreadable file')} {'was' if n == 1 else 'were'} skipped:"]
+    lines += [f"    {why}" for why in unreadable[:SHOWN_UNREADABLE]]
+    if n > SHOWN_UNREADABLE:
+        lines.append(f"    ... and {n - SHOWN_UNREADABLE} more")
+    return lines
+
+
+def what_to_do(per_item: Sequence[list[str]], unreadable: Sequence[str]) -> str:
+    """The advice of a folder that does not pass, for what failed it: a folder failed by its unreadable files alone
+    had been told to "adjust light and framing"."""
+    todo = []
+    if not looks_alike(per_item)[0]:
+        todo.append("adjust light and framing to look like the training images, or collect labelled images from "
+                    "this station and fine-tune the model on them (train-model --init)")  # fmt: skip
+    if unreadable:
+        todo.append("fix or remove the unreadable files named above, then check again")
+    return "; ".join(todo)
 
 
 def item_stats(gray: Any, spec: Any) -> dict[str, float]:
@@ -253,20 +279,22 @@ def check_folder(model: Any, paths: Sequence[Any]) -> tuple[list[str], bool]:
             f"{model.path.name} carries no station profile (exported before the station check, or without the "
             "training images); re-export it with export-onnx where the training images are"
         )
-    per_item, unreadable, unlisted = [], 0, []
+    per_item: list[list[str]] = []
+    unreadable: list[str] = []
+    unlisted: list[str] = []
     for p in paths:
         if os.path.isdir(p):  # a folder the listing could not open: its images were never seen
             unlisted.append(str(p))
             continue
         try:
             per_item.append(run_reasons(read_image(p), model, prof))
-        except (DefectEdgeError, OSError, ValueError):
-            unreadable += 1
-    if not per_item:
-        raise DataError(f"no readable images to check ({unreadable} unreadable); pass a folder of camera images")
+        except (DefectEdgeError, OSError, ValueError) as e:
+            unreadable.append(str(e) if str(p) in str(e) else f"{p}: {e}")
+    if not per_item:  # why the first could not be read: a huge image's "1 unreadable" had said nothing more
+        n = len(unreadable)
+        why = f" ({unreadable[0] if n == 1 else f'{n} unreadable files, the first: {unreadable[0]}'})" if n else ""
+        raise DataError(f"no readable images to check{why}; pass a folder of camera images")
     lines = report(per_item, prof, unreadable=unreadable)
-    if unreadable:
-        lines.insert(1, f"  {plural(unreadable, 'unreadable file')} {'was' if unreadable == 1 else 'were'} skipped")
     if unlisted:
         # it counted as one unreadable file, and a folder of 150 images passed with its sub-folder unchecked
         shown = ", ".join(unlisted[:3]) + (" ..." if len(unlisted) > 3 else "")
@@ -274,4 +302,4 @@ def check_folder(model: Any, paths: Sequence[Any]) -> tuple[list[str], bool]:
                      f"{'its' if len(unlisted) == 1 else 'their'} images were not checked ({shown}); fix the "
                      "permissions and check again")  # fmt: skip
     # An unreadable file counts against the folder: 1 good image among 52 unreadable files passed.
-    return lines, looks_alike(per_item, unreadable)[0] and not unlisted
+    return lines, looks_alike(per_item, len(unreadable))[0] and not unlisted

@@ -195,3 +195,23 @@ def test_check_station_names_a_part_too_small_as_a_run_does(tmp_path: Path):
     r = CliRunner().invoke(main, ["--model", str(model), "--check-station", str(far)])
     assert r.exit_code == 6, r.output
     assert {line.split(")  ", 1)[1] for line in r.output.splitlines() if "%)  " in line} == kinds
+
+
+def test_check_station_names_its_unreadable_files_and_what_to_do_about_them(tmp_path: Path):
+    """A folder of good images with three broken files said "3 unreadable files were skipped" without naming them,
+    and advised "adjust light and framing", which would not fix them; an image too large to decode, alone in its
+    folder, gave "no readable images to check (1 unreadable)" with no word of why."""
+    model = model_with_profile(tmp_path / "m.onnx")
+    folder = write(tmp_path / "cam", {f"p{i:02d}.png": impeller(bg=160 + i) for i in range(30)})
+    (folder / "empty.png").write_bytes(b"")
+    for name in ("cut.png", "notes.jpg"):
+        (folder / name).write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))
+    r = CliRunner().invoke(main, ["--model", str(model), "--check-station", str(folder)])
+    assert r.exit_code == 6, r.output
+    assert f"{folder / 'empty.png'}: empty file" in r.output and str(folder / "notes.jpg") in r.output
+    assert "fix or remove the unreadable files" in r.output and "adjust light and framing" not in r.output
+    huge = tmp_path / "huge"
+    huge.mkdir()
+    (huge / "big.png").write_bytes(cv2.imencode(".png", np.zeros((9000, 8000), np.uint8))[1].tobytes())
+    r = CliRunner().invoke(main, ["--model", str(model), "--check-station", str(huge)])
+    assert r.exit_code == 3 and "header claims 8000x9000 pixels" in r.output, r.output

@@ -248,6 +248,8 @@ class Summary:
             "errors": self.errors,
             "warnings": self.warnings,
             "unlike_training": self.unlike_training,
+            # why, as the WARNING line says it: the file a station's script reads had the count alone
+            "unlike_reasons": dict(sorted(self.unlike_reasons.items(), key=lambda kv: -kv[1])),
             "dropped_frames": self.dropped_frames,
             "reconnects": self.reconnects,
             "ignored_files": self.ignored_files,

@@ -215,3 +215,18 @@ def test_check_station_names_its_unreadable_files_and_what_to_do_about_them(tmp_
     (huge / "big.png").write_bytes(cv2.imencode(".png", np.zeros((9000, 8000), np.uint8))[1].tobytes())
     r = CliRunner().invoke(main, ["--model", str(model), "--check-station", str(huge)])
     assert r.exit_code == 3 and "header claims 8000x9000 pixels" in r.output, r.output
+
+
+def test_the_summary_file_keeps_why_items_looked_unlike_the_training_images(tmp_path: Path):
+    """The summary on stderr named the reasons ("background brighter than any training image (1)"); --summary
+    FILE.json, which a station's script reads, had only the count ("unlike_training": 1)."""
+    model = model_with_profile(tmp_path / "m.onnx")
+    parts = write(tmp_path / "parts", {"a_grey.png": impeller(bg=165), "b_white.png": impeller(bg=240)})
+    out = tmp_path / "summary.json"
+    r = CliRunner().invoke(main, ["--model", str(model), "--source", str(parts), "--summary", str(out)])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(out.read_text())
+    assert summary["unlike_training"] == 1
+    assert summary["unlike_reasons"]["background brighter than any training image"] == 1
+    warning = next(line for line in r.stderr.splitlines() if line.startswith("WARNING:"))
+    assert all(f"{kind} (1)" in warning for kind in summary["unlike_reasons"])  # the same reasons as on stderr

@@ -34,8 +34,11 @@ STATS: dict[str, tuple[str, str, float]] = {
     "highlights": ("share of saturated highlights", "{:.3f}", 0.002),
     "source_size": ("image size (px)", "{:.0f}", 0.0),
 }
-_MORE = {"brightness": "brighter", "background": "brighter", "part_size": "larger", "sharpness": "sharper"}
-_LESS = {"brightness": "darker", "background": "darker", "part_size": "smaller", "sharpness": "softer"}
+# Each statistic's side in words: "image size (px) outside the training range" had left the user to guess which
+_MORE = {"brightness": "brighter", "background": "brighter", "part_size": "larger", "sharpness": "sharper",
+         "highlights": "higher", "part_offset": "farther", "source_size": "larger"}  # fmt: skip
+_LESS = {"brightness": "darker", "background": "darker", "part_size": "smaller", "sharpness": "softer",
+         "highlights": "lower", "part_offset": "nearer", "source_size": "smaller"}  # fmt: skip
 _OF_THE_PART = ("part_size", "part_offset")  # measured on the part found, so not told where none was
 MARGIN = 0.05  # the training range is widened by this share of its width, and at least by the statistic's slack
 

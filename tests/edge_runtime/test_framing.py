@@ -106,7 +106,7 @@ def test_input_region_covers_the_part_in_source_pixels():
         (lambda: impeller(bg=242), "background brighter than any training image"),
         (lambda: impeller(bg=60), "background darker than any training image"),
         (lambda: impeller(300, core=80), "part size larger than any training image"),
-        (lambda: impeller(512, core=85), "image size (px) outside the training range"),
+        (lambda: impeller(512, core=85), "image size larger than any training image (512 > "),
     ],
 )
 def test_station_check_flags_what_differs_from_training(change, words):

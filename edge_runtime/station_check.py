@@ -199,6 +199,10 @@ def report(per_item: Sequence[list[str]], prof: StationProfile, *, unreadable: S
     if not alike:
         lines.append(f"  -> do not trust these verdicts yet ({bad} of {files} files flagged or unreadable, over the "
                      f"{UNTRUSTED_SHARE:.0%} limit): {what_to_do(per_item, unreadable)}")  # fmt: skip
+        if any(per_item):  # the report counts; which files, and each one's figures, a run's records give
+            lines.append(
+                "  (which files, with their figures: edge-infer --source DIR --json, the unlike_training field)"
+            )
     elif files < FEW_IMAGES:  # one image "looked like the training images", exit 0: too few to say so of a camera
         lines.append(f"  -> these {plural(files, 'image')} look like the training images, but that is too few to "
                      f"judge a station by: check {FEW_IMAGES} or more, taken over the day's light")  # fmt: skip

@@ -230,3 +230,15 @@ def test_the_summary_file_keeps_why_items_looked_unlike_the_training_images(tmp_
     assert summary["unlike_reasons"]["background brighter than any training image"] == 1
     warning = next(line for line in r.stderr.splitlines() if line.startswith("WARNING:"))
     assert all(f"{kind} (1)" in warning for kind in summary["unlike_reasons"])  # the same reasons as on stderr
+
+
+def test_a_failed_station_check_points_to_each_files_reasons(tmp_path: Path):
+    """The report counts reasons; which files were flagged it did not say, nor where to find out."""
+    model = model_with_profile(tmp_path / "m.onnx")
+    new = write(tmp_path / "new", {f"{i}.png": impeller(bg=238, core=80) for i in range(3)})
+    r = CliRunner().invoke(main, ["--model", str(model), "--check-station", str(new)])
+    assert r.exit_code == 6, r.output
+    assert "which files, with their figures: edge-infer --source DIR --json, the unlike_training field" in r.output
+    r = CliRunner().invoke(main, ["--model", str(model), "--source", str(new), "--json"])  # what it points to
+    records = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert len(records) == 3 and all("background brighter" in " ".join(x["unlike_training"]) for x in records)

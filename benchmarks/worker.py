@@ -43,7 +43,7 @@ def run_job(job: Job) -> tuple[list[Row], list[str]]:
     try:
         return run(job), []
     except ModelError as exc:  # e.g. an FP16 model on a provider without FP16 kernels
-        return [], [f"{job.kind.value} rows of {job.model} on {job.provider}: {exc}"]
+        return [], [f"{job.kind.value} rows of {job.model} on {job.provider}: {exc.for_cli()}"]
 
 
 def die_with_parent() -> None:

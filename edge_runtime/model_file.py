@@ -78,23 +78,35 @@ def threads_from_env() -> int | None:
     return check_threads(value, what="DEFECT_EDGE_THREADS")
 
 
+def _not_a_model_file(path: Path, problem: str, *, bundled: bool) -> ModelError:
+    """``path`` names no model file: the remedy as the caller gives it, load_model's argument or edge-infer's
+    --model (a Python caller had been told to "pass --model PATH", an option it has not got)."""
+    bare = path.name.lower() if path.name.lower() in ("int8", "fp32") else None  # ./fp32: a path, not the name
+
+    def say(how: str, quote: str) -> str:
+        names = (
+            f"the bare name {quote}{bare}{quote}, without a path,"
+            if bare
+            else f"{quote}int8{quote} / {quote}fp32{quote}"
+        )
+        also = f" (or {names} for the bundled models)" if bundled else ""
+        return f"{path}: {problem}; pass {how} to an .onnx from export-onnx{also}"
+
+    return ModelError(say("load_model the path", '"'), cli=say("--model PATH", ""))
+
+
 def read_model_bytes(path: Path) -> bytes:
     """The model file's bytes: a regular file under :data:`MAX_MODEL_BYTES`, else a :class:`ModelError`."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         if exc.errno == errno.ENOENT:
-            bare = path.name.lower() in ("int8", "fp32")  # ./fp32: a path, so not the bundled model's name
-            hint = f"the bare name {path.name.lower()}, without a path," if bare else "int8 / fp32"
-            raise ModelError(
-                f"{path}: model file not found; pass --model PATH to an .onnx from export-onnx (or {hint} for "
-                "the bundled models)"
-            ) from exc
+            raise _not_a_model_file(path, "model file not found", bundled=True) from exc
         raise ModelError(f"{path}: cannot read the model ({exc.strerror or exc})") from exc
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise ModelError(f"{path}: not a regular file; pass --model PATH to an .onnx from export-onnx")
+            raise _not_a_model_file(path, "not a regular file", bundled=False)
         if st.st_size > MAX_MODEL_BYTES:
             raise ModelError(f"{path}: {st.st_size >> 20} MiB is far too large for a defect-edge model")
         # In chunks: one read(MAX_MODEL_BYTES + 1) reserved 1 GiB up front, so every run failed "out of memory"

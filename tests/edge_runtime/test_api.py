@@ -141,6 +141,29 @@ def test_providers_are_named_in_any_case_and_a_wrong_one_lists_the_names():
     assert load_model(threads=np.int64(1)).cfg.threads == 1
 
 
+def test_a_missing_model_file_is_told_as_the_caller_names_it(tmp_path: Path, monkeypatch):
+    """load_model("m.onnx") for a file not there said "pass --model PATH to an .onnx from export-onnx", an option a
+    Python caller has not got; edge-infer --model still says --model."""
+    from click.testing import CliRunner
+
+    from edge_runtime.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for name, hint in (("m.onnx", '"int8" / "fp32"'), ("./fp32", 'the bare name "fp32"')):
+        with pytest.raises(ModelError) as got:
+            load_model(name)
+        said = str(got.value)
+        assert said.startswith(f"{Path(name)}: model file not found; pass load_model the path"), said
+        assert hint in said and "--model" not in said, said
+    (tmp_path / "dir.onnx").mkdir()
+    with pytest.raises(ModelError, match=r"not a regular file; pass load_model the path") as got:
+        load_model("dir.onnx")
+    assert "--model" not in str(got.value)
+    sample = next(SAMPLES.rglob("*.jpeg"))
+    r = CliRunner().invoke(main, ["--model", "m.onnx", "--source", str(sample)])
+    assert r.exit_code == 4 and "m.onnx: model file not found; pass --model PATH" in r.output, r.output
+
+
 def test_regions_not_hot_pixels_set_the_range():
     """A review of the fix: a small bright part on a dark 16-bit frame (0.8% of it) went flat white, and so did a
     bright part on black in a 0..255 float image; a large colour float image's range was sampled from its blue

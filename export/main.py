@@ -24,7 +24,7 @@ from edge_runtime.stopping import StopSignals
 from export import cam, graph, images, quantize
 from export.checks import Measured, check_dynamic_batch, cpu_name, measure, torch_scores
 from export.config import FEW_CALIB_IMAGES, MIN_CALIB_IMAGES, MIN_PARITY_IMAGES, PARITY_TOLERANCE, ExportConfig
-from export.preflight import check_before_work
+from export.preflight import check_before_work, unfinished_training
 from export.report import apply_gate, fp16_note, onnx_metrics, summary_table
 
 if TYPE_CHECKING:
@@ -228,6 +228,8 @@ def _export(
     net = model_from_checkpoint(ckpt)
     out = out or default_output(checkpoint, cfg.precision)
     check_before_work(checkpoint, ckpt, net, out, cfg, given)
+    if unfinished := unfinished_training(checkpoint, ckpt):
+        log(f"warning: {unfinished}")
     runtime = RuntimeConfig(provider=Provider.CPU, threads=cfg.threads)
     try:
         with _work_folder(stop) as work:

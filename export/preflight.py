@@ -79,3 +79,17 @@ def check_options_apply(cfg: ExportConfig, given: frozenset[str], *, has_eval: b
             f"{', '.join(named)}: not used by an {cfg.precision.value} export (they apply to --quantize"
             f"{'' if fp32 else ' int8'}); {'add --quantize' if fp32 else 'use --quantize int8'}, or leave them out"
         )
+
+
+def unfinished_training(checkpoint: Path, ckpt: Checkpoint) -> str | None:
+    """A warning for the best.pt of a training that has not finished: train-model writes report.json beside it
+    last, and keeps last.pt to resume from. An export from a run stopped at epoch 3 of 40 wrote a 63%-accurate model
+    without a word."""
+    run = checkpoint.parent
+    if not (run / "last.pt").is_file() or (run / "report.json").exists():
+        return None
+    return (
+        f"{checkpoint}: its training has not finished (last.pt and no report.json beside it), so this is the best "
+        f"epoch so far ({ckpt.epoch if ckpt.epoch is not None else 'unknown'}); finish it first (rerun its train-model "
+        "command with --resume), or use this model knowing it is not the final one"
+    )

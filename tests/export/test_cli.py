@@ -432,3 +432,17 @@ def test_a_name_over_the_file_systems_limit_is_one_line_with_its_exit_code(tiny_
     ):
         assert_one_line_error(export_cli(*args), code, "File name too long")
     assert list(tmp_path.iterdir()) == []  # nor the folder new/ made for the last --out
+
+
+def test_a_checkpoint_from_an_unfinished_training_is_exported_with_a_warning(tiny_run: Path, tmp_path: Path):
+    """A best.pt from a run stopped at epoch 3 of 40 (last.pt, no report.json beside it) was exported as if final."""
+    run = tmp_path / "stopped"
+    run.mkdir()
+    shutil.copy(tiny_run, run / "best.pt")
+    (run / "last.pt").write_bytes(b"resume state")
+    r = export_cli(run / "best.pt", "--out", tmp_path / "m.onnx")
+    assert r.exit_code == 0, r.output
+    assert "its training has not finished (last.pt and no report.json beside it)" in r.output
+    assert "rerun its train-model command with --resume" in r.output
+    r = export_cli(tiny_run, "--out", tmp_path / "final.onnx")  # a finished run's: no warning
+    assert r.exit_code == 0 and "has not finished" not in r.output, r.output

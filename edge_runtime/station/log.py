@@ -87,6 +87,7 @@ class InspectionLog(guard.WatchedFiles):
         # an eighth of --log-max (at least 1 MB): with --log-max 1MB a 32 MB WAL stayed beside the log.
         wal_max = 32 * 2**20 if cfg.max_bytes is None else min(32 * 2**20, max(2**20, cfg.max_bytes // 8))
         self.wal_max, self.next_wal_check = wal_max, 0.0
+        self.index_held = -1
         try:
             self._open()
         except BaseException:
@@ -114,14 +115,16 @@ class InspectionLog(guard.WatchedFiles):
 
     def _open(self) -> None:
         """Connect; again when the write-ahead files were deleted under the run (SQLite makes new ones then)."""
+        self._release_index()  # the old connection is closed: the descriptor takes none of its locks along
         self.con = connect(self.path, timeout_s=self.cfg.busy_timeout_s)
         self.con.execute("PRAGMA wal_autocheckpoint=0")
         self.con.execute(f"PRAGMA journal_size_limit={self.wal_max}")
         self.sides = guard.side_files(self.path)  # the -wal and -shm this connection made or joined
+        # read by the cut check (_look_for_cut); SQLite makes it beside the file a link names
+        self.index_held = hold(Path(f"{os.path.realpath(self.path)}-shm"))
 
     def _checkpointer(self) -> Checkpointer:
-        return Checkpointer(self.path, self.cfg.checkpoint_every_s, on_tick=self._idle_retention,
-                            before=lambda: self._look_for_damage() is None)  # fmt: skip
+        return Checkpointer(self.path, self.cfg.checkpoint_every_s, on_tick=self._idle_retention, before=self._whole)
 
     def start_run(self, info: RunInfo) -> int:
         """Record the model and source of this run; every row written afterwards refers to it."""
@@ -186,7 +189,7 @@ class InspectionLog(guard.WatchedFiles):
                 raise
         except sqlite3.Error as exc:
             doing, creating = f"writing {plural(len(records), 'record')}", self.created and not self.rows
-            raise log_error(self.path, exc, doing, creating=creating) from exc
+            raise self._failure(exc, doing, creating=creating) from exc
         for rid, rec, pic in zip(ids, records, list(pictures) or [None] * len(ids), strict=True):
             if rec.get("defective") and pic is not None:
                 drawn = rec if source_pixels else {k: v for k, v in rec.items() if k != "defect_box"}
@@ -209,6 +212,10 @@ class InspectionLog(guard.WatchedFiles):
             return
         busy = True
         if not self.checkpointer.copying.acquire(blocking=False):  # the helper thread is copying it now
+            self.next_wal_check = time.monotonic() + 1.0
+            return
+        if not self._whole():  # copied, a cut would be hidden: the next write says what happened, or tries again
+            self.checkpointer.copying.release()
             self.next_wal_check = time.monotonic() + 1.0
             return
         self.con.execute("PRAGMA busy_timeout=50")
@@ -317,7 +324,7 @@ class InspectionLog(guard.WatchedFiles):
             if deleted:
                 self._give_back_space()
         except sqlite3.Error as exc:
-            raise log_error(self.path, exc, "applying retention") from exc
+            raise self._failure(exc, "applying retention") from exc
         self.retention_deleted += deleted
         return deleted
 
@@ -381,6 +388,7 @@ class InspectionLog(guard.WatchedFiles):
         if self.held >= 0:  # closed only after SQLite's own: closing a descriptor drops the process's file locks
             os.close(self.held)
             self.held = -1
+        self._release_index()
         if self.created and self.rows == 0:  # a refused run (no such source, a video without a frame): no empty log
             self._remove_made()
 

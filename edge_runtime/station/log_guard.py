@@ -1,8 +1,8 @@
 """What another program can do to a running station's log files, and how the writer tells it.
 
-A log emptied in place (``: > station.db``, logrotate's copytruncate) lost its records: the writer stops (exit 7);
-a log cut to another length is not told (see :func:`suspect`). Its write-ahead files deleted (``rm
-station.db-wal station.db-shm``) hid the newest items from ``edge-log`` and lost them to a SIGKILL: the writer
+A log emptied in place (``: > station.db``, logrotate's copytruncate) lost its records, and one cut to another
+length (``truncate -s 8192 station.db``) those past the cut: the writer stops (exit 7). Its write-ahead files deleted
+(``rm station.db-wal station.db-shm``) hid the newest items from ``edge-log`` and lost them to a SIGKILL: the writer
 copies them into the log and makes new ones once no other process has the log open (:func:`alone`).
 
 >>> held = os.open("station.db", os.O_RDONLY)     # doctest: +SKIP
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from edge_runtime.atomic import write_back_path
 from edge_runtime.errors import OutputError
 from edge_runtime.station.schema import log_error
+from edge_runtime.station.wal_index import Unsettled, missing_pages
 
 if TYPE_CHECKING:
     from edge_runtime.station.log_parts import Checkpointer
@@ -63,6 +64,13 @@ def damage_message(path: Path | str, size: int, _: int = 0) -> str:
     return (f"{path}: inspection log {how} during the run by another program (a clean-up job, logrotate's "
             "copytruncate?): the records in it before are lost and the log is damaged; the items judged are on "
             f"stdout or in --output; {keep}")  # fmt: skip
+
+
+def cut_message(path: Path | str, size: int, whole: int) -> str:
+    return (f"{path}: inspection log cut to {size} bytes of its {whole} during the run by another program (truncate, "
+            "a clean-up job?): the records past the cut are lost and the log is damaged; the items judged are on "
+            "stdout or in --output; keep the log whole while a station writes it (--log-keep and --log-max trim "
+            "it)")  # fmt: skip
 
 
 def file_id(path: Path | str) -> FileId | None:
@@ -129,6 +137,7 @@ class WatchedFiles:
     path: Path
     con: sqlite3.Connection
     held: int  # a descriptor of the log file, held for the run (-1: none)
+    index_held: int  # one of its WAL index (-shm) as this run's connection opened it (-1: none)
     damage: str | None
     sides: tuple[FileId | None, FileId | None]
     next_renewal: float
@@ -156,6 +165,50 @@ class WatchedFiles:
             return self.damage
         self.damage = damage_message(self.path, *found)
         return self.damage
+
+    def _look_for_cut(self) -> str | None:
+        """A log cut short under the run (``truncate -s 8192 station.db``) lost the records past the cut; the run
+        went on writing, and its next checkpoint filled the gap with zeros, which edge-log then read as a damaged
+        log (exit 0, the cut never told). Called before each checkpoint this process makes (a stat and a 136-byte
+        read of the WAL index): the cut is told by the pages it took, not by the file's size, which a healthy log
+        falls short of while its checkpoints catch up (see :mod:`edge_runtime.station.wal_index`). Raises
+        :class:`~edge_runtime.station.wal_index.Unsettled` where commits kept changing the index while it looked."""
+        if self.damage is not None or self.held < 0 or self.index_held < 0:
+            return self.damage
+        if side_files(self.path) != self.sides:  # deleted under the run: another station may write other ones
+            return None
+        found = missing_pages(self.held, self.index_held)
+        if found is not None:
+            self.damage = cut_message(self.path, *found)
+        return self.damage
+
+    def _cut_found(self) -> str | None:
+        """:meth:`_look_for_cut` where no checkpoint depends on it (the end of the run, a failed write)."""
+        try:
+            return self._look_for_cut()
+        except Unsettled:
+            return None
+
+    def _whole(self) -> bool:
+        """Whether a checkpoint may copy into the log: not into one emptied or cut under the run (it would hide it),
+        nor while the look was unsettled (the next checkpoint looks again)."""
+        try:
+            return self._look_for_damage() is None and self._look_for_cut() is None
+        except Unsettled:
+            return False
+
+    def _failure(self, exc: sqlite3.Error, doing: str, *, creating: bool = False) -> OutputError:
+        """What failed: a log cut under the run, whose pages past the cut read as zeros, is told as such (it was
+        "not a defect-edge inspection log or is damaged; use another --log"), else as SQLite says."""
+        cut = self._cut_found() if not creating else None
+        return OutputError(cut) if cut is not None else log_error(self.path, exc, doing, creating=creating)
+
+    def _release_index(self) -> None:
+        """Close the WAL index's descriptor, only once this process's connections to the log are closed: closing
+        any descriptor of a file drops every lock the process holds on it, SQLite's too."""
+        if self.index_held >= 0:
+            os.close(self.index_held)
+            self.index_held = -1
 
     def _check_side_files(self, *, at_end: bool = False) -> None:
         """The log's write-ahead files deleted under the run (``rm station.db-wal station.db-shm``): this run went
@@ -200,6 +253,7 @@ class WatchedFiles:
         them: they are written back under the log's name (``VACUUM INTO``), and :class:`OutputError` says so."""
         try:
             if self.held < 0 or os.fstat(self.held).st_nlink > 0:  # still in a folder: here, or renamed (logrotate)
+                self._cut_found()  # since the last checkpoint
                 self._check_whole()
                 with self._lock:
                     self._check_side_files(at_end=True)

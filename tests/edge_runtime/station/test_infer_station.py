@@ -243,6 +243,28 @@ def _written(out: Path) -> list[dict]:
     return [json.loads(x) for x in lines[:-1]] + [json.loads(x) for x in lines[-1:] if x.endswith("}")]
 
 
+def test_a_log_cut_short_under_the_run_stops_it_with_exit_7(tmp_path: Path, tiny_model: Path):
+    """`truncate -s 8192 station.db` while edge-infer writes it: the run went on writing, its checkpoints filled the
+    cut with zeros, and it ended exit 0 while edge-log could read none of its items ("damaged")."""
+    from edge_runtime.station.log import InspectionLog, LogConfig
+    from tests.edge_runtime.station.conftest import RUN, write_items
+
+    earlier = InspectionLog(LogConfig(tmp_path / "station.db", station="line-3"))
+    earlier.start_run(RUN)
+    write_items(earlier, 2000)  # yesterday's items
+    earlier.close()
+    proc, db, out, err = _start(tmp_path, tiny_model, write_video(tmp_path / "line.avi", 30000))
+    still_running = proc.poll() is None
+    os.truncate(db, 8192)
+    code = proc.wait(60)
+    assert still_running, "the run ended before the log could be cut; make the video longer"
+    message = err.read_text()
+    assert code == ExitCode.OUTPUT_ERROR, message
+    assert "station.db: inspection log cut to 8192 bytes of its" in message and "Traceback" not in message
+    frames = [rec["frame"] for rec in _written(out)]
+    assert frames == list(range(len(frames))) and len(frames) >= 50  # every item judged before it is in --output
+
+
 @pytest.mark.skipif(not Path("/proc/locks").exists(), reason="the system does not list its locks")
 def test_write_ahead_files_deleted_under_the_run_lose_nothing_to_a_sigkill(tmp_path: Path, tiny_model: Path):
     """`rm station.db-wal station.db-shm` while edge-infer writes the log: edge-log read it without the newest

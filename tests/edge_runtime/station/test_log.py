@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -19,6 +20,7 @@ from edge_runtime.station.log import InspectionLog, LogConfig
 from edge_runtime.station.log_parts import thumbnail
 from edge_runtime.station.query import Filter, open_reader, rows, summary, thumbnail_jpeg
 from edge_runtime.station.units import parse_duration, parse_size
+from tests.conftest import REPO
 from tests.edge_runtime.station.conftest import RUN, part_picture, record, write_items
 
 
@@ -353,6 +355,133 @@ def test_a_log_emptied_in_place_during_the_run_stops_the_run(station_log, log_pa
         station_log.write([record(99, defective=False)], [None])
     with pytest.raises(OutputError, match="emptied during the run"):
         station_log.check_still_there()  # and at the end of the run, for a run that wrote nothing more
+
+
+def test_a_log_cut_short_during_the_run_stops_the_run_before_a_checkpoint_hides_the_cut(tmp_path: Path):
+    """`truncate -s 8192 station.db` under a running station: the run went on writing, its next checkpoint filled
+    the cut with zeros, and it ended exit 0 while edge-log could read none of its items ("damaged"). The checkpoint
+    thread finds the cut first, copies nothing, and the next write stops the run (exit 7)."""
+    for cut in (8192, 0.5):  # near the start; half the file
+        path = tmp_path / f"cut{cut}.db"
+        log = InspectionLog(LogConfig(path, station="line-3", checkpoint_every_s=0.02))
+        try:
+            log.start_run(RUN)
+            write_items(log, 400)
+            with log.checkpointer.copying:  # no checkpoint between these items and the cut
+                log.con.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the records are in the file, as after 10 s
+                write_items(log, 40)  # and these in the write-ahead file, for the next checkpoint to copy
+                os.truncate(path, cut if cut > 1 else int(path.stat().st_size * cut))
+            left = path.stat().st_size
+            with pytest.raises(OutputError, match=rf"inspection log cut to {left} bytes of its \d+ during the run "
+                                                  "by another program"):  # fmt: skip
+                deadline = time.monotonic() + 5.0
+                while time.monotonic() < deadline:
+                    log.write([record(999, defective=False)], [None])
+                    time.sleep(0.01)
+            assert path.stat().st_size == left  # no checkpoint wrote past the cut: zeros there read as a whole log
+            with pytest.raises(OutputError, match="cut to .* bytes of its"):
+                log.check_still_there()  # and at the end of the run
+        finally:
+            log.close()
+
+
+def test_a_cut_since_the_last_checkpoint_is_told_at_the_end_of_the_run(station_log, log_path: Path):
+    write_items(station_log, 400)
+    station_log.con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    os.truncate(log_path, 8192)
+    with pytest.raises(OutputError, match=r"station.db: inspection log cut to 8192 bytes of its \d+ during the run"):
+        station_log.check_still_there()
+
+
+def test_a_cut_is_told_for_a_log_given_through_a_link(tmp_path: Path):
+    """SQLite keeps the write-ahead files beside the file a link names, not beside the link."""
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "station.db").symlink_to(tmp_path / "disk" / "line3.db")
+    log = InspectionLog(LogConfig(tmp_path / "station.db", station="line-3"))
+    try:
+        log.start_run(RUN)
+        write_items(log, 400)
+        log.con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        os.truncate(tmp_path / "disk" / "line3.db", 8192)
+        with pytest.raises(OutputError, match="station.db: inspection log cut to 8192 bytes"):
+            log.check_still_there()
+    finally:
+        log.close()
+
+
+def test_a_log_shorter_than_its_header_says_while_a_reader_holds_a_checkpoint_back_is_whole(log_path: Path):
+    """A checkpoint that a reader's older snapshot stops part-way copies page 1, which names the size of a commit
+    it copied, but not a later version of that commit's last page: the file stays shorter than its header says for
+    as long as the reader reads. A check of the file's size against its header had stopped healthy stations."""
+    import struct
+
+    for extra in range(20, 40):  # enough items to add a page; one of these counts leaves the state below
+        path = log_path.with_name(f"r{extra}.db")
+        log = InspectionLog(LogConfig(path, station="line-3"))
+        reader = None
+        try:
+            log.start_run(RUN)
+            log.write([record(i, defective=False) for i in range(300)])
+            log.con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            log.write([record(1000 + i, defective=False) for i in range(extra)])  # the log grows by a page
+            reader = sqlite3.connect(path, isolation_level=None)
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM inspections").fetchone()  # a snapshot: the checkpoint stops there
+            log.write([record(2000, defective=False)], [None])  # into that new last page again
+            log.con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            named = struct.unpack_from(">I", path.read_bytes(), 28)[0] * 4096
+            if named <= path.stat().st_size:
+                continue
+            log.check_still_there()  # whole: no error
+            log.write([record(3000, defective=False)], [None])
+            break
+        finally:
+            if reader is not None:
+                reader.close()
+            log.close()
+    else:
+        pytest.fail("no count of items left the file shorter than its header says; the test needs another")
+
+
+def test_stations_sharing_a_log_with_retention_and_readers_are_never_taken_for_a_cut_one(log_path: Path):
+    """Two stations writing one log (their checkpoints copy each other's pages), --log-max and --log-keep giving
+    pages back, readers holding snapshots that stop checkpoints part-way, and a checkpoint every 5 ms: the file is
+    shorter than its latest commit most of the time, and none may be stopped as cut."""
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from edge_runtime.station.log import InspectionLog, LogConfig\n"
+        "from tests.edge_runtime.station.conftest import RUN, part_picture, record\n"
+        "keep = float(sys.argv[3]) if sys.argv[3] != '-' else None\n"
+        "log = InspectionLog(LogConfig(Path(sys.argv[1]), station=sys.argv[2], keep_s=keep, max_bytes=300_000,\n"
+        "                              retention_every_s=0.05, checkpoint_every_s=0.005))\n"
+        "log.start_run(RUN)\n"
+        "end, i = time.monotonic() + 3.0, 0\n"
+        "while time.monotonic() < end:\n"
+        "    recs = [record(i + k, defective=(i + k) % 3 == 0, t=time.time()) for k in range(8)]\n"
+        "    log.write(recs, [part_picture() for _ in recs])\n"
+        "    i += 8\n"
+        "log.check_still_there()\n"
+        "log.close()\n"
+    )
+    seed = InspectionLog(LogConfig(log_path, station="line-2"))  # both open an existing log
+    seed.start_run(RUN)
+    write_items(seed, 100)
+    seed.close()
+    stations = [
+        subprocess.Popen([sys.executable, "-c", code, str(log_path), name, keep], cwd=REPO, stderr=subprocess.PIPE)
+        for name, keep in (("line-3", "1"), ("line-4", "-"))
+    ]
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:  # a reader as the station page's: snapshots held a moment
+        with contextlib.suppress(sqlite3.OperationalError), contextlib.closing(open_reader(log_path)) as con:
+            con.execute("BEGIN")
+            con.execute("SELECT count(*) FROM inspections").fetchone()
+            time.sleep(0.2)
+            con.execute("COMMIT")
+    for proc in stations:
+        err = proc.communicate(timeout=60)[1].decode()
+        assert proc.returncode == 0 and "cut to" not in err, err
 
 
 def test_a_deleted_log_whose_name_was_taken_meanwhile_is_written_back_beside_it(station_log, log_path: Path):

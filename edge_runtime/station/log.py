@@ -37,6 +37,7 @@ from edge_runtime.station.log_parts import THUMB_PX, Checkpointer, epoch, file_s
 from edge_runtime.station.schema import connect, log_error
 from edge_runtime.summary import plural
 
+Item = tuple[int, float]  # a row's id and time: the id alone may come again once the newest rows are deleted
 COLUMNS = ("source", "frame", "label", "score", "defective", "latency_ms", "error", "warning", "time")
 DELETE_CHUNK = 5000
 
@@ -180,7 +181,8 @@ class InspectionLog(guard.WatchedFiles):
         try:
             self.con.execute("BEGIN IMMEDIATE")
             try:
-                ids = [self._insert(rec) for rec in records]
+                stamps = [epoch(rec.get("time")) for rec in records]
+                ids = [self._insert(rec, stamp) for rec, stamp in zip(records, stamps, strict=True)]
                 self._store_thumbnails(ready)
                 self.con.execute("COMMIT")
             except BaseException:
@@ -190,11 +192,12 @@ class InspectionLog(guard.WatchedFiles):
         except sqlite3.Error as exc:
             doing, creating = f"writing {plural(len(records), 'record')}", self.created and not self.rows
             raise self._failure(exc, doing, creating=creating) from exc
-        for rid, rec, pic in zip(ids, records, list(pictures) or [None] * len(ids), strict=True):
+        items = list(zip(ids, stamps, strict=True))
+        for item, rec, pic in zip(items, records, list(pictures) or [None] * len(ids), strict=True):
             if rec.get("defective") and pic is not None:
                 drawn = rec if source_pixels else {k: v for k, v in rec.items() if k != "defect_box"}
                 self.pending.append(
-                    self.pool.submit(lambda *a: (a[0], thumbnail(*a[1:], px=self.cfg.thumb_px)), rid, pic, drawn)
+                    self.pool.submit(lambda *a: (a[0], thumbnail(*a[1:], px=self.cfg.thumb_px)), item, pic, drawn)
                 )
         self.rows += len(ids)
         if time.monotonic() >= self.next_retention:
@@ -230,17 +233,19 @@ class InspectionLog(guard.WatchedFiles):
                 self.next_wal_check = time.monotonic() + 1.0
             self.con.execute(f"PRAGMA busy_timeout={int(self.cfg.busy_timeout_s * 1000)}")
 
-    def _ready_thumbnails(self, *, wait: bool = False) -> list[tuple[int, bytes]]:
+    def _ready_thumbnails(self, *, wait: bool = False) -> list[tuple[Item, bytes]]:
         done = [f for f in self.pending if wait or f.done()]
         self.pending = [f for f in self.pending if not (wait or f.done())]
         return [f.result() for f in done]
 
-    def _store_thumbnails(self, ready: list[tuple[int, bytes]]) -> None:
-        # The row may be gone already (retention): no image for a row that no longer exists.
+    def _store_thumbnails(self, ready: list[tuple[Item, bytes]]) -> None:
+        # The row may be gone already (retention), and its id given to a new row (SQLite takes the largest id + 1):
+        # once the newest items were deleted (a clock that jumped past --log-keep, a tiny --log-max), a deleted
+        # defect's picture went to an OK item, or failed the run (exit 7, "UNIQUE constraint failed").
         self.con.executemany(
-            "INSERT INTO thumbnails (inspection_id, jpeg) SELECT ?, ? WHERE EXISTS "
-            "(SELECT 1 FROM inspections WHERE id = ?)",
-            [(rid, jpeg, rid) for rid, jpeg in ready if jpeg],
+            "INSERT OR IGNORE INTO thumbnails (inspection_id, jpeg) SELECT ?, ? WHERE EXISTS "
+            "(SELECT 1 FROM inspections WHERE id = ? AND run_id = ? AND time = ?)",
+            [(rid, jpeg, rid, self.run_id, stamp) for (rid, stamp), jpeg in ready if jpeg],
         )
 
     def flush(self, *, wait: bool = True) -> None:
@@ -274,14 +279,14 @@ class InspectionLog(guard.WatchedFiles):
         finally:
             self._lock.release()
 
-    def _insert(self, rec: dict[str, Any]) -> int:
+    def _insert(self, rec: dict[str, Any], stamp: float) -> int:
         extra = {k: v for k, v in rec.items() if k not in COLUMNS and v is not None}
         defective = rec.get("defective")
         cur = self.con.execute(
             "INSERT INTO inspections (time, run_id, source, frame, label, score, threshold, defective, latency_ms, "
             "error, warning, extra) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
-                epoch(rec.get("time")),
+                stamp,
                 self.run_id,
                 storable(str(rec.get("source", ""))),
                 rec.get("frame"),

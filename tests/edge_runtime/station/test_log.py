@@ -117,6 +117,30 @@ def test_retention_by_age_keeps_to_the_runs_own_station(log_path: Path):
     assert dict(left.fetchall()) == {"line-4": 32}
 
 
+def test_a_deleted_items_picture_never_goes_to_the_item_that_takes_its_id(log_path: Path):
+    """Retention that deletes the newest items (here a clock that jumped 2 h ahead past --log-keep 1h; also a tiny
+    --log-max) lets SQLite give their ids again: the deleted defects' pictures, made on the helper thread, were
+    stored for the new items of those ids, OK parts among them (and a second picture failed the run, exit 7)."""
+    log = InspectionLog(LogConfig(log_path, station="line-3", keep_s=3600, retention_every_s=0.0))
+    try:
+        log.start_run(RUN)
+        for batch in range(6):
+            stamped = time.time() - (7200 if batch < 3 else 0)  # the first three: before the clock jumped
+            recs = [record(10 * batch + i, defective=i % 2 == batch % 2, t=stamped) for i in range(4)]
+            log.write(recs, [part_picture() for _ in recs])
+            time.sleep(0.05)  # their pictures are made meanwhile
+        log.flush()
+    finally:
+        log.close()
+    con = open_reader(log_path)
+    try:
+        found = list(rows(con, Filter()))
+    finally:
+        con.close()
+    assert len(found) == 12 and found[0]["id"] == 1  # the ids came again
+    assert [r["has_image"] for r in found] == [r["defective"] for r in found]
+
+
 def test_retention_by_size_is_applied_while_running_and_keeps_the_newest(log_path: Path):
     log = InspectionLog(LogConfig(log_path, max_bytes=300_000, retention_every_s=0.0))
     log.start_run(RUN)

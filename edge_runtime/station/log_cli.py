@@ -251,11 +251,12 @@ def show(db: Path, item_id: int, out: Path, debug: bool) -> None:
     from edge_runtime.errors import DataError, OutputError
     from edge_runtime.station.query import open_reader, row, thumbnail_jpeg
     from edge_runtime.station.render import verdict_image
+    from edge_runtime.station.schema import snapshot
 
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise click.BadParameter("must end in .png or .jpg", param_hint="--out")
     _check_out(out, db)
-    with closing(open_reader(db)) as con:
+    with closing(open_reader(db)) as con, snapshot(con):  # the item and its picture at one moment
         rec, jpeg = row(con, item_id), thumbnail_jpeg(con, item_id)
     if jpeg is None:
         raise DataError(

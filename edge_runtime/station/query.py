@@ -21,7 +21,7 @@ from typing import Any
 
 from edge_runtime.errors import DataError
 from edge_runtime.metrics import nearest_rank_index
-from edge_runtime.station.schema import connect, read_error
+from edge_runtime.station.schema import connect, read_error, snapshot
 from edge_runtime.station.units import parse_duration
 from edge_runtime.summary import NO_PART
 
@@ -356,6 +356,11 @@ def _models(con: sqlite3.Connection, where: str, args: list) -> list[dict[str, A
 def summary(con: sqlite3.Connection, flt: Filter) -> dict[str, Any]:
     """What ``edge-log summary`` prints: counts, defect rate per hour, errors, latency, models and stations."""
     where, args = flt.where()
+    with snapshot(con):
+        return _summary(con, flt, where, args)
+
+
+def _summary(con: sqlite3.Connection, flt: Filter, where: str, args: list) -> dict[str, Any]:
     try:
         _check_rows(con, where, args)
         n, d, e, first, last = con.execute(

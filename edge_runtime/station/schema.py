@@ -15,6 +15,7 @@ import contextlib
 import os
 import re
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 from edge_runtime.atomic import disk_room
@@ -277,6 +278,21 @@ def _needs_immutable(path: Path | str, exc: sqlite3.OperationalError) -> bool:
         return False
     wal = Path(f"{path}-wal")
     return not (wal.exists() and wal.stat().st_size > 0)
+
+
+@contextlib.contextmanager
+def snapshot(con: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction: its statements read the log as it was at the first. Apart, a station's retention
+    between two made a summary count 40 items, then rank latencies among none ("unexpected TypeError", exit 1)."""
+    began = not con.in_transaction
+    if began:
+        con.execute("BEGIN")  # deferred: reads nothing yet, so it cannot fail on the file
+    try:
+        yield
+    finally:
+        if began:
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("COMMIT")
 
 
 def check_version(path: Path | str, version: int, *, writable: bool) -> None:

@@ -448,3 +448,21 @@ def test_a_carriage_return_in_a_file_name_keeps_its_csv_row_whole(station_log, l
     rows = list(csv.DictReader(io.StringIO(out, newline="")))
     assert [r["source"] for r in rows] == ["parts/\rr.png", "parts/p00001.png"]
     assert [r["station"] for r in rows] == ["line-3", "line-3"]
+
+
+def test_a_summary_reads_one_moment_of_a_log_that_retention_trims_meanwhile(station_log, log_path, monkeypatch):
+    """A station's retention deleting items while edge-log summarised its log: the counts came from one moment and
+    the latency percentiles from a later one without those items, `unexpected TypeError`, exit 1."""
+    from edge_runtime.station import query
+
+    write_items(station_log, 40)
+    ranked = query.percentile_sql
+
+    def retention_meanwhile(*args: object, **kwargs: object) -> float | None:
+        station_log.con.execute("DELETE FROM inspections WHERE id > 20")  # --log-max, by the station meanwhile
+        return ranked(*args, **kwargs)
+
+    monkeypatch.setattr(query, "percentile_sql", retention_meanwhile)
+    result = edge_log("summary", log_path)
+    assert result.exit_code == 0, result.output
+    assert "40 items" in result.output and "latency p50 " in result.output

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -65,13 +66,32 @@ def parse_when(text: str, *, now: float | None = None) -> float:
         if math.isfinite(seconds) and seconds > now + 86400 * 366:  # milliseconds matched nothing, in silence
             raise ValueError(f"{text!r} lies more than a year ahead; epoch times are in seconds, not milliseconds")
         if math.isfinite(seconds):  # nan matches no row and inf every row or none: neither is a time
-            return seconds
+            return _not_a_date(text, seconds)
         raise ValueError(f"{text!r} is not a time: give a duration (8h, 30m), an ISO time or epoch seconds")
     try:
         stamp = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"{text!r} is not a time: give a duration (8h, 30m), an ISO time or epoch seconds") from None
-    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).timestamp()
+    seconds = (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).timestamp()
+    try:
+        iso(seconds)  # 9999-12-31T23:00-05:00 is in the year 10000 in UTC: "unexpected ValueError", exit 1
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"{text!r} lies outside the years 1 to 9999 in UTC; give a time within them") from None
+    return seconds
+
+
+def _not_a_date(text: str, seconds: float) -> float:
+    """``seconds``, unless ``text`` is also a date written without dashes: ``--since 20261129`` read as epoch
+    seconds, a day in August 1970, listed every item as "since" the 29th of November."""
+    digits = text.strip()
+    if re.fullmatch(r"(19|20|21)\d{6}", digits):
+        try:
+            day = datetime.strptime(digits, "%Y%m%d").date().isoformat()
+        except ValueError:
+            return seconds
+        raise ValueError(f"{text!r} reads as epoch seconds ({iso(seconds)[:10]}), not as the date {day}; write "
+                         f"{day} for the date, or {digits}.0 for epoch seconds")  # fmt: skip
+    return seconds
 
 
 @dataclass(frozen=True)

@@ -466,3 +466,16 @@ def test_a_summary_reads_one_moment_of_a_log_that_retention_trims_meanwhile(stat
     result = edge_log("summary", log_path)
     assert result.exit_code == 0, result.output
     assert "40 items" in result.output and "latency p50 " in result.output
+
+
+def test_a_date_without_dashes_or_beyond_the_year_9999_is_one_line_not_a_misread(station_log, log_path: Path):
+    """`--since 20261129` was read as epoch seconds, a day in August 1970: every item was listed "since" the 29th of
+    November, exit 0. `--since 9999-12-31T23:00-05:00` (the year 10000 in UTC) was `unexpected ValueError`, exit 1."""
+    write_items(station_log, 4, t0=time.time() - 60)
+    r = edge_log("query", log_path, "--since", "20261129")
+    assert r.exit_code == ExitCode.USAGE
+    assert "reads as epoch seconds (1970-08-23), not as the date 2026-11-29; write 2026-11-29" in r.output
+    assert edge_log("summary", log_path, "--until", "20261129").exit_code == ExitCode.USAGE
+    assert edge_log("query", log_path, "--since", "20261129.0").exit_code == 0  # epoch seconds, said so
+    r = edge_log("query", log_path, "--since", "9999-12-31T23:00-05:00")
+    assert r.exit_code == ExitCode.USAGE and "lies outside the years 1 to 9999" in r.output, r.output

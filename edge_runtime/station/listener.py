@@ -129,6 +129,7 @@ class StationListener:
         if self.log is None:
             return
         self.log.flush()
+        self.log.last_pass()
         if n := self.log.retention_deleted:  # deleted without a word, the month's records with --log-keep 1M
             kept = [f"--log-keep {duration_text(self.log.cfg.keep_s)}"] if self.log.cfg.keep_s is not None else []
             kept += [f"--log-max {size_text(self.log.cfg.max_bytes)}"] if self.log.cfg.max_bytes is not None else []

@@ -265,6 +265,12 @@ class InspectionLog(guard.WatchedFiles):
             if time.monotonic() >= self.next_retention:
                 self.apply_retention()
 
+    def last_pass(self) -> None:
+        """The last retention pass, before the run's summary counts it (made at the close, after it: untold)."""
+        with self._lock:
+            if self.rows:
+                self.apply_retention()
+
     def _idle_retention(self) -> None:
         """Retention when it is due, from the checkpoint thread: it ran only with a write, so a station whose line
         stood still (no item) kept items past --log-keep for as long as it stood (all 643 of a 1-minute log after

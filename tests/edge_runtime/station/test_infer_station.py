@@ -293,3 +293,16 @@ def test_write_ahead_files_deleted_under_the_run_lose_nothing_to_a_sigkill(tmp_p
     assert len(written) >= 50 and len(logged) >= len(written), f"{len(written) - len(logged)} records lost"
     same_records(written, logged)
     assert "station.db-wal, station.db-shm" in told and "nothing is lost" in told, told
+
+
+def test_the_summary_counts_the_items_the_last_retention_pass_deletes(tmp_path: Path, tiny_model: Path):
+    """A run shorter than a minute, or the items since the last minute's pass: the pass at the close came after the
+    summary, which said nothing while --log-max 1MB deleted 11436 of 12000 items."""
+    video, db = write_video(tmp_path / "line.avi", 4000, size=64), tmp_path / "station.db"
+    args = ["--model", tiny_model, "--source", video, "--log", db, "--log-max", "1MB", "--quiet"]
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    with contextlib.closing(open_reader(db)) as con:
+        kept = len(list(rows(con, Filter())))
+    assert 0 < kept < 4000, "the log did not outgrow --log-max; make the video longer"
+    assert f"inspection log: {4000 - kept} older items deleted to keep within --log-max 1MB" in result.stderr

@@ -48,7 +48,7 @@ MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id or limit cannot even
 
 
 def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    from edge_runtime.station.query import parse_when
+    from edge_runtime.station.units import parse_when
 
     if value is None:
         return None
@@ -205,7 +205,7 @@ def _check_range(since: float | None, until: float | None) -> None:
     if since is not None and until is not None and since >= until:
         raise click.UsageError("--since is not before --until, so no item could match; swap them")
     if since is not None and since > time.time() + 60:  # a year typed wrong (2027 for 2026): a header alone, exit 0
-        from edge_runtime.station.query import iso
+        from edge_runtime.station.units import iso
 
         click.echo(f"warning: --since {iso(since)} lies in the future: no item can match it yet", err=True)
 

@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sqlite3
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from edge_runtime.errors import DataError
 from edge_runtime.metrics import nearest_rank_index
 from edge_runtime.station.schema import connect, read_error, snapshot
-from edge_runtime.station.units import parse_duration
+from edge_runtime.station.units import iso, parse_when  # noqa: F401 - parse_when: edge-log and the web view's
 from edge_runtime.summary import NO_PART
 
 ROW_SQL = (
@@ -41,57 +38,6 @@ ROW_EXTRAS = ("defect_box", "unlike_training", "asymmetry")
 def open_reader(path: Path | str) -> sqlite3.Connection:
     """A read-only connection (raises :class:`~edge_runtime.errors.OutputError`, exit 7, for a bad file)."""
     return connect(path, readonly=True)
-
-
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_when(text: str, *, now: float | None = None) -> float:
-    """``8h`` (that long ago), an ISO time (``2026-11-25T06:00``, UTC unless it says otherwise) or epoch seconds.
-
-    >>> parse_when("1h", now=7200.0), parse_when("1970-01-01T01:00:00Z"), parse_when("60")
-    (3600.0, 3600.0, 60.0)
-    """
-    now = time.time() if now is None else now
-    try:
-        return now - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        if math.isfinite(seconds) and seconds > now + 86400 * 366:  # milliseconds matched nothing, in silence
-            raise ValueError(f"{text!r} lies more than a year ahead; epoch times are in seconds, not milliseconds")
-        if math.isfinite(seconds):  # nan matches no row and inf every row or none: neither is a time
-            return _not_a_date(text, seconds)
-        raise ValueError(f"{text!r} is not a time: give a duration (8h, 30m), an ISO time or epoch seconds")
-    try:
-        stamp = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{text!r} is not a time: give a duration (8h, 30m), an ISO time or epoch seconds") from None
-    seconds = (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).timestamp()
-    try:
-        iso(seconds)  # 9999-12-31T23:00-05:00 is in the year 10000 in UTC: "unexpected ValueError", exit 1
-    except (OverflowError, OSError, ValueError):
-        raise ValueError(f"{text!r} lies outside the years 1 to 9999 in UTC; give a time within them") from None
-    return seconds
-
-
-def _not_a_date(text: str, seconds: float) -> float:
-    """``seconds``, unless ``text`` is also a date written without dashes: ``--since 20261129`` read as epoch
-    seconds, a day in August 1970, listed every item as "since" the 29th of November."""
-    digits = text.strip()
-    if re.fullmatch(r"(19|20|21)\d{6}", digits):
-        try:
-            day = datetime.strptime(digits, "%Y%m%d").date().isoformat()
-        except ValueError:
-            return seconds
-        raise ValueError(f"{text!r} reads as epoch seconds ({iso(seconds)[:10]}), not as the date {day}; write "
-                         f"{day} for the date, or {digits}.0 for epoch seconds")  # fmt: skip
-    return seconds
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,6 @@ their map, ``defect_box`` (white) and the marked boxes (green).
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -26,17 +24,15 @@ import click
 import cv2
 import numpy as np
 
-from benchmarks.localisation_files import check_out, write_results
+from benchmarks.localisation_files import BOXES, check_out, load_boxes, write_results
 from edge_runtime import heatmap
 from edge_runtime.cli_support import Command, GivenPath, debug_option, echo_first, friendly_errors, version_option
 from edge_runtime.errors import DataError, ModelError, exit_codes_help
 from edge_runtime.model import MODELS_DIR, EdgeModel, Prediction, Provider, RuntimeConfig, model_path
 from edge_runtime.preprocess import CropMode, read_image
 
-BOXES = Path(__file__).resolve().parent / "data" / "defect_boxes.json"
 RESULTS = Path(__file__).resolve().parent / "results"
 TOLERANCE_PX = 15
-MAX_BOX_PX = 100_000  # box coordinates beyond any camera image, when the file gives no image_size
 GRID_IMAGES, GRID_COLS, TILE = 24, 6, 200
 
 
@@ -82,37 +78,6 @@ def distance_to_box(p: tuple[int, int], b: tuple[int, ...]) -> float:
     dx = max(b[0] - p[0], 0, p[0] - (b[2] - 1))
     dy = max(b[1] - p[1], 0, p[1] - (b[3] - 1))
     return float(np.hypot(dx, dy))
-
-
-def _pixels(box: list) -> tuple[int, ...]:
-    """A marked box in whole pixels that still covers it: x0, y0 down, x1, y1 up (a marking tool may write
-    fractions; truncating them cut up to a pixel off the far edges). Not a number: ValueError."""
-    if not isinstance(box, list) or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in box):
-        raise ValueError(f"box {str(box)[:60]} is not a list of numbers")
-    if not all(math.isfinite(c) for c in box):
-        raise ValueError(f"box {str(box)[:60]} has a coordinate that is not finite")
-    return tuple(math.floor(c) if i < 2 else math.ceil(c) for i, c in enumerate(box))
-
-
-def load_boxes(path: Path = BOXES) -> dict[str, list[tuple[int, int, int, int]]]:
-    """``{relative image path: [boxes]}`` from the committed JSON; an unreadable file is a :class:`DataError`."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        boxes = {str(k): [_pixels(b) for b in v["boxes"]] for k, v in doc["images"].items()}
-        w, h = (int(v) for v in doc.get("image_size") or (MAX_BOX_PX, MAX_BOX_PX))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise DataError(f"{path}: not a readable defect-box file ({exc}); see benchmarks/data/README.md") from exc
-    if not boxes or not all(v and all(len(b) == 4 for b in v) for v in boxes.values()):
-        raise DataError(f"{path}: every image needs at least one [x0, y0, x1, y1] box")
-    for name, marked in boxes.items():
-        # An inverted box scores as a miss without a word; a huge one breaks the drawing (OpenCV's int32).
-        bad = [b for b in marked if not (0 <= b[0] < b[2] <= w and 0 <= b[1] < b[3] <= h)]
-        if bad:
-            raise DataError(
-                f"{path}: {name} has box {list(bad[0])}, not 0 <= x0 < x1 <= {w} and 0 <= y0 < y1 <= {h}; "
-                "fix the file (see benchmarks/data/README.md)"
-            )
-    return boxes
 
 
 def read_marked(data: Path, name: str, marked: list[tuple[int, ...]]) -> np.ndarray:

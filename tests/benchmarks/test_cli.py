@@ -175,6 +175,9 @@ def test_a_full_stdout_loses_the_table_not_the_json(tiny_models, tmp_path):
         (["--runs", "1000000000000"], "--runs"),
         (["--e2e-runs", "100000000"], "--e2e-runs"),
         (["--live-seconds", "1e300"], "--live-seconds"),
+        # ran about 45 minutes, growing a list of every frame's due time until memory ran out; then forever
+        (["--live-fps", "1000000000"], "--live-fps"),
+        (["--warmup", "1000000000000"], "--warmup"),
     ],
 )
 def test_bad_numbers_are_usage_errors_before_any_job(tiny_models, tmp_path, args, option):

@@ -25,7 +25,8 @@ from types import FrameType
 from typing import Any
 
 # SIGHUP too: a closed terminal or an SSH session that drops ends the run cleanly, with its summary.
-SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
+# SIGTERM last: once its handler is seen (SigCgt in /proc/PID/status), all of them are in.
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGHUP", "SIGTERM") if hasattr(signal, name))
 
 
 # Console scripts whose main() takes over the signals installed before their imports (install_early): only
@@ -113,10 +114,19 @@ class StopSignals:
     def install(self) -> StopSignals:
         """Take over SIGTERM and SIGINT (only possible in the main thread; elsewhere a no-op)."""
         if threading.current_thread() is threading.main_thread() and not self._previous:
-            for sig in SIGNALS:
-                if signal.getsignal(sig) is signal.SIG_IGN:
-                    continue  # ignored on purpose by whoever started us (nohup, a background job): keep it so
-                self._previous[sig] = signal.signal(sig, self._handle)
+            # Blocked while the handlers go in, one after another: a Ctrl-C that came once SIGTERM's handler was in
+            # but before its own met Python's default, a KeyboardInterrupt traceback out of the import and a death
+            # by the signal (exit -2; CI saw it once). Blocked, it waits for the new handler. That holds while this
+            # is the only thread, as at install_early; with threads (numpy's), one of them may take the signal.
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS) if hasattr(signal, "pthread_sigmask") else None
+            try:
+                for sig in SIGNALS:
+                    if signal.getsignal(sig) is signal.SIG_IGN:
+                        continue  # ignored on purpose by whoever started us (nohup, a background job): keep it so
+                    self._previous[sig] = signal.signal(sig, self._handle)
+            finally:
+                if mask is not None:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # as it was: one blocked by our parent stays so
         return self
 
     def finish(self) -> None:

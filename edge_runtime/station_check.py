@@ -227,13 +227,42 @@ def unreadable_lines(unreadable: Sequence[str]) -> list[str]:
     return lines
 
 
+# What to change at the station for each reason (as counted: reason_kind). The advice had been "adjust light and
+# framing" whatever the reason, even where it was a part too small or two parts in the frame.
+REMEDIES = {
+    NO_PART: "show one whole part in each frame",
+    SEVERAL_PARTS: "show one part per frame",
+    SMALL_PART: "move the camera closer or zoom in",
+    "flange cut by the frame's border": "frame the part with its whole flange in the picture",
+    "part size larger than any training image": "move the camera back",
+    "part size smaller than any training image": "move the camera closer",
+    "part off-centre farther than any training image": "centre the part in the frame",
+    "background brighter than any training image": "use a darker background (the training images' is mid-grey)",
+    "background darker than any training image": "use a lighter background (the training images' is mid-grey)",
+    "overall brightness brighter than any training image": "lower the light or the exposure",
+    "overall brightness darker than any training image": "raise the light or the exposure",
+    "share of saturated highlights higher than any training image": "diffuse the light to take the glints away",
+    "sharpness softer than any training image": "check the focus",
+}
+SHOWN_REMEDIES = 3  # the changes named for the most common reasons; the rest are in the counts above
+
+
 def what_to_do(per_item: Sequence[list[str]], unreadable: Sequence[str]) -> str:
-    """The advice of a folder that does not pass, for what failed it: a folder failed by its unreadable files alone
-    had been told to "adjust light and framing"."""
+    """The advice of a folder that does not pass, for what failed it: the changes for its most common reasons (a
+    folder failed by its unreadable files alone had been told to "adjust light and framing", as had one whose parts
+    were too small), and fine-tuning on the station's own images for the rest.
+
+    >>> what_to_do([["part too small in the image (40 px across its square, enlarged 4x to the 160 px input)"]], [])
+    'move the camera closer or zoom in; or collect labelled images from this station and fine-tune the model on \
+them (train-model --init)'
+    """
     todo = []
     if not looks_alike(per_item)[0]:
-        todo.append("adjust light and framing to look like the training images, or collect labelled images from "
-                    "this station and fine-tune the model on them (train-model --init)")  # fmt: skip
+        counts = Counter(reason_kind(r) for rs in per_item for r in rs)
+        changes = [REMEDIES[kind] for kind, _ in counts.most_common() if kind in REMEDIES]
+        todo += list(dict.fromkeys(changes))[:SHOWN_REMEDIES]
+        todo.append(f"{'or ' if todo else ''}collect labelled images from this station and fine-tune the model on "
+                    "them (train-model --init)")  # fmt: skip
     if unreadable:
         todo.append("fix or remove the unreadable files named above, then check again")
     return "; ".join(todo)

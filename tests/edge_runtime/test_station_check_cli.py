@@ -70,6 +70,12 @@ def test_check_station_reports_on_a_folder_of_new_camera_images(tmp_path: Path):
     assert "3 images, 3 (100.0%) unlike" in r.output
     assert "background brighter than any training image" in r.output and "part size larger" in r.output
     assert "do not trust these verdicts yet" in r.output
+    # what to change, for these reasons: it had been "adjust light and framing" whatever they were
+    advice = next(line for line in r.output.splitlines() if "do not trust" in line)
+    assert "use a darker background" in advice and "move the camera back" in advice, advice
+    assert "adjust light and framing" not in advice
+    tail = "; or collect labelled images from this station and fine-tune the model on them (train-model --init)"
+    assert advice.endswith(tail)
 
 
 def test_check_station_needs_a_model_with_a_profile(tmp_path: Path):

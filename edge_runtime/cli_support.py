@@ -287,7 +287,9 @@ class StdoutLog:
         if self.lost is not None:
             return
         try:
-            click.echo(message)
+            # each line's control characters escaped: a terminal escape in a name (a folder, a checkpoint) is shown,
+            # never obeyed; the lines of a table stay lines
+            click.echo("\n".join(printable(line) for line in message.split("\n")))
         except OSError as exc:
             self.lost = "its reader went away" if isinstance(exc, BrokenPipeError) else str(exc.strerror or exc)
             _stdout_to_devnull()

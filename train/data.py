@@ -19,7 +19,7 @@ import numpy as np
 
 from edge_runtime import datasets
 from edge_runtime.decoding import decode, read_bytes
-from edge_runtime.errors import DataError, ImageReadError
+from edge_runtime.errors import DataError, ImageReadError, printable
 from edge_runtime.preprocess import PreprocessSpec, resize_to_input
 
 
@@ -161,18 +161,21 @@ def load_split(
 
 
 def tell_listing(split: Split, log: Callable[[str], None]) -> None:
-    """One line for each image skipped or used with a warning, and for what the listing passed over."""
+    """One line for each image skipped or used with a warning, and for what the listing passed over. Names are shown
+    escaped: a newline or a terminal escape in a file name had split the line or been obeyed by the terminal."""
     for f, reason in split.bad:
-        log(f"skipped unreadable image {split.root / f}: {reason}")
+        log(f"skipped unreadable image {printable(str(split.root / f))}: {printable(reason)}")
     for f, why in split.warned:  # used as they are: listed in report.json ("used_with_warnings")
-        log(f"warning: {'trained' if split.name == 'train' else 'tested'} on {split.root / f}: {why}")
+        log(f"warning: {'trained' if split.name == 'train' else 'tested'} on {printable(str(split.root / f))}: "
+            f"{printable(why)}")  # fmt: skip
     if split.ignored:
-        log(f"ignored {len(split.ignored)} non-image files in {split.root} (first: {split.ignored[0]})")
+        log(f"ignored {len(split.ignored)} non-image files in {printable(str(split.root))} "
+            f"(first: {printable(str(split.ignored[0]))})")  # fmt: skip
     if split.links:  # a folder of images linked in (from another disk) was passed over without a word
-        shown = ", ".join(split.links[:3]) + (", ..." if len(split.links) > 3 else "")
+        shown = printable(", ".join(split.links[:3]) + (", ..." if len(split.links) > 3 else ""))
         used = "trained on" if split.name == "train" else "tested"
-        log(f"warning: {split.root}: links to folders are not followed ({shown}); the images in them are not {used}: "
-            "copy them in, or link each image file instead")  # fmt: skip
+        log(f"warning: {printable(str(split.root))}: links to folders are not followed ({shown}); the images in them "
+            f"are not {used}: copy them in, or link each image file instead")  # fmt: skip
 
 
 def stratified_group_split(

@@ -40,6 +40,19 @@ def test_a_file_name_that_is_not_utf8_is_trained_on(tmp_path: Path, synthetic_da
     assert "ok_front/n\udce9gatif.png" in used.train_files + used.val_files
 
 
+def test_a_file_name_with_control_characters_is_shown_escaped_in_the_log(tmp_path: Path, synthetic_data: Path):
+    """An unreadable image named with a terminal escape and a newline: its "skipped unreadable image" line was
+    printed as it was, so the terminal obeyed the escape (here: clear the screen) and the line broke in two."""
+    bad = synthetic_data / "train" / "ok_front" / "bad\x1b[2J\nname.png"
+    bad.write_bytes(b"not an image")
+    args = ("--data", synthetic_data, "--out", tmp_path / "run", "--epochs", "1", *TINY[1:])
+    r = CliRunner().invoke(main, [str(a) for a in args], color=True)  # as on a terminal: click keeps the escapes
+    assert r.exit_code == 0, r.output
+    assert "\x1b" not in r.output
+    line = next(x for x in r.output.splitlines() if x.startswith("skipped unreadable image"))
+    assert "ok_front/bad\\x1b[2J\\nname.png: " in line, line
+
+
 def test_a_diverging_training_is_one_line_naming_the_learning_rate(tmp_path: Path, synthetic_data: Path):
     """--lr 1e30 (1000 on the casting images) gave "unexpected RuntimeError: all elements of input should be between
     0 and 1 (rerun with --debug ... and report it)", exit 1: a bug to report, where the learning rate was too high."""

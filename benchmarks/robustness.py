@@ -11,7 +11,6 @@ substitute for images from the real second station, but it shows which changes a
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,9 +21,10 @@ import click
 import cv2
 import numpy as np
 
+from benchmarks.robustness_report import report, report_partial
 from benchmarks.station_conditions import STATION_CONDITIONS
 from edge_runtime import datasets
-from edge_runtime.cli_support import Command, GivenPath, debug_option, echo_first, friendly_errors, version_option
+from edge_runtime.cli_support import Command, GivenPath, debug_option, friendly_errors, version_option
 from edge_runtime.errors import DataError, ModelError, OutputError, UsageError, exit_codes_help, require_extra
 from edge_runtime.metrics import binary_metrics
 from edge_runtime.model import MODELS_DIR, EdgeModel, Provider, RuntimeConfig, model_path
@@ -205,17 +205,29 @@ def run(
     originals = [read_image(f) for f in files]
     cfg = RuntimeConfig(provider=Provider.CPU, second_look=second_look, symmetry_look=symmetry_look, soften=soften)
     loaded = [EdgeModel(p, cfg) for p in models]
-    rows = []
-    for pert in perturbations:
-        changed = [pert.apply(im) for im in originals]
-        for path, model in zip(models, loaded, strict=True):
-            m = binary_metrics(labels, score_model(model, changed), model.info.threshold)
-            rows.append(
-                {"model": path.name, "perturbation": pert.name, "n": m["n"], "accuracy": m["accuracy"],
-                 "missed_defects": m["fn"], "false_alarms": m["fp"], "auroc": m["auroc"],
-                 "flagged_unlike_training": flagged_share(model, changed)}
-            )  # fmt: skip
+    rows: list[dict] = []
+    try:
+        for pert in perturbations:
+            changed = [pert.apply(im) for im in originals]
+            for path, model in zip(models, loaded, strict=True):
+                m = binary_metrics(labels, score_model(model, changed), model.info.threshold)
+                rows.append(
+                    {"model": path.name, "perturbation": pert.name, "n": m["n"], "accuracy": m["accuracy"],
+                     "missed_defects": m["fn"], "false_alarms": m["fp"], "auroc": m["auroc"],
+                     "flagged_unlike_training": flagged_share(model, changed)}
+                )  # fmt: skip
+    except KeyboardInterrupt:
+        raise PartialRun(rows) from None
     return rows
+
+
+class PartialRun(KeyboardInterrupt):
+    """Ctrl-C, SIGTERM or SIGHUP during :func:`run`, with the rows scored before it (they had been lost, minutes of
+    scoring, with "error: interrupted")."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        super().__init__()
+        self.rows = rows
 
 
 def flagged_share(model: EdgeModel, images: list[np.ndarray]) -> float | None:
@@ -252,21 +264,6 @@ def save_images(
             if not ok:
                 raise OutputError(f"{target}: OpenCV could not write it; choose another --save-images folder")
         click.echo(f"wrote {len(paths)} images to {folder}")
-
-
-def markdown(rows: list[dict]) -> str:
-    lines = [
-        "| model | perturbation | accuracy | missed defects | false alarms | AUROC | station check flags |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for r in rows:
-        flagged = r.get("flagged_unlike_training")
-        share = "n/a" if flagged is None else f"{100 * flagged:.1f}%"
-        lines.append(
-            f"| {r['model']} | {r['perturbation']} | {r['accuracy']:.4f} | {r['missed_defects']} | "
-            f"{r['false_alarms']} | {r['auroc']:.4f} | {share} |"
-        )
-    return "\n".join(lines)
 
 
 @click.command(
@@ -340,18 +337,14 @@ def _main(*, data: Path, models: tuple[str, ...], positive: str, limit: int | No
     if examples is not None:
         files, labels = labelled_images(data, positive)
         examples_png(examples, read_image(files[int(np.argmax(labels))]), perturbations)
-    rows = run(chosen, data, positive=positive, limit=limit, perturbations=perturbations, second_look=second_look,
-               symmetry_look=symmetry_look, soften=soften, validation_of=validation_of)  # fmt: skip
-    lost = echo_first(markdown(rows))
-    if json_path is not None:
-        from edge_runtime.atomic import atomic_write_text
-
-        try:
-            atomic_write_text(json_path, json.dumps(rows, indent=1) + "\n")
-        except OSError as exc:
-            raise OutputError(f"{json_path}: cannot write ({exc.strerror or exc}); choose another --json path") from exc
-    if lost is not None:
-        raise lost
+    try:
+        rows = run(chosen, data, positive=positive, limit=limit, perturbations=perturbations,
+                   second_look=second_look, symmetry_look=symmetry_look, soften=soften,
+                   validation_of=validation_of)  # fmt: skip
+    except PartialRun as stopped:
+        report_partial(stopped.rows, json_path)
+        raise KeyboardInterrupt from None  # error: interrupted, exit 130
+    report(rows, json_path)
 
 
 def _check_outputs(

@@ -42,6 +42,35 @@ def test_every_perturbation_is_scored_for_every_model(tiny_models, tmp_path: Pat
     assert r.output.count("\n| tiny_") == 2 * len(PERTURBATIONS)
 
 
+def test_an_interrupted_run_keeps_the_rows_scored_before_it(tiny_models, tmp_path: Path, monkeypatch):
+    """Ctrl-C (or SIGTERM) minutes into the run lost every row scored so far: "error: interrupted" and nothing else.
+    Now they are printed, and written beside --json as x.interrupted.json; the last complete run's file stays."""
+    import benchmarks.robustness as rob
+
+    data = make_dataset(tmp_path / "d", n_train=1, n_test=4)
+    out = tmp_path / "rob.json"
+    out.write_text("[]\n")  # a complete run's file from before
+    real, calls = rob.score_model, []
+
+    def ctrl_c_at_the_fourth(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rob, "score_model", ctrl_c_at_the_fourth)
+    r = CliRunner().invoke(main, ["--data", str(data), "--model", str(tiny_models[0]), "--json", str(out)])
+    assert r.exit_code == 130, r.output
+    assert r.stderr.strip().splitlines()[-1] == "error: interrupted"
+    assert "interrupted: 3 rows of a partial run, written to" in r.stderr
+    assert r.stdout.count("\n| tiny_") == 3
+    partial = json.loads((tmp_path / "rob.interrupted.json").read_text())
+    assert partial["interrupted"] is True and [row["perturbation"] for row in partial["rows"]] == [
+        p.name for p in PERTURBATIONS[:3]
+    ]
+    assert out.read_text() == "[]\n"
+
+
 def test_no_output_replaces_a_model_or_lands_among_the_data_images(tiny_models, tmp_path: Path):
     """--json onto the model wrote JSON over it; --examples onto a test image replaced the image with the grid;
     --save-images inside --data made a third class folder there, and every later run on it failed (exit 3)."""

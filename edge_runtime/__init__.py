@@ -18,7 +18,7 @@ install_early()
 
 from edge_runtime.errors import DefectEdgeError, ExitCode  # noqa: E402 - after the OpenCV setting
 from edge_runtime.model_info import ModelInfo, Precision  # noqa: E402
-from edge_runtime.preprocess import PreprocessSpec, preprocess, read_image  # noqa: E402
+from edge_runtime.preprocess import PreprocessSpec, decode_image, preprocess, read_image  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -31,6 +31,7 @@ __all__ = [
     "Prediction",
     "PreprocessSpec",
     "__version__",
+    "decode_image",
     "load_model",
     "preprocess",
     "read_image",

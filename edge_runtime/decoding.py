@@ -281,6 +281,24 @@ def decode(
     return Decoded(gray, warning)
 
 
-def read_image_checked(path: str | Path) -> Decoded:
+def read_image_checked(path: str | bytes | os.PathLike[str]) -> Decoded:
     """:func:`read_bytes` then :func:`decode`: the safe way to load one image file."""
+    path = image_path(path)
     return decode(read_bytes(path), source=str(path))
+
+
+def image_path(path: object) -> Path:
+    """``path`` (a str, a Path or bytes, as ``os.listdir(b".")`` gives a name that is not UTF-8) as a Path; anything
+    else, an image's own bytes included, is an :class:`ImageReadError` saying what to pass. Bytes had been a
+    TypeError from pathlib, ``None`` or an open file Python's "expected str, bytes or os.PathLike object"."""
+    if isinstance(path, (str, bytes, os.PathLike)):
+        text = os.fsdecode(os.fspath(path))
+        if "\0" not in text:  # no path holds a NUL; an image file's contents nearly always do
+            return Path(text)
+    what = (
+        "an image file's contents" if isinstance(path, (bytes, bytearray, memoryview))
+        else "a path holding a NUL character" if isinstance(path, (str, os.PathLike))
+        else type(path).__name__
+    )  # fmt: skip
+    raise ImageReadError(f"read_image takes a file's path (str, Path or bytes), not {what}; decode an image's bytes "
+                         "with decode_image(data), pass an array to predict as it is")  # fmt: skip

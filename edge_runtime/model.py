@@ -378,7 +378,7 @@ class EdgeModel(PicklesAsItsFile):
 
 
 def load_model(
-    path: str | Path | None = None,
+    path: str | bytes | Path | None = None,
     *,
     provider: Provider | str = Provider.AUTO,
     threads: int | None = None,

@@ -29,17 +29,25 @@ def default_model_path(precision: Precision = Precision.INT8) -> Path:
     return MODELS_DIR / DEFAULT_MODEL_FILES[precision]
 
 
-def model_path(name: str | Path | None) -> Path:
+def model_path(name: str | bytes | os.PathLike[str] | None) -> Path:
     """``--model``: a file, or ``int8`` / ``fp32`` for the model of that precision shipped in the package (where a
     pip install put it; the README's ``edge_runtime/models/...`` paths exist only in a checkout). A file of that
-    name in the working folder wins. Only the bare name as typed (a ``str``) is a shortcut: ``./fp32`` and a ``Path``
-    always name a file (``Path("./fp32")`` reads ``fp32``, so a missing ``./fp32`` had run the bundled model).
+    name in the working folder wins. Only the bare name as typed (a ``str`` or bytes) is a shortcut: ``./fp32`` and a
+    ``Path`` always name a file (``Path("./fp32")`` reads ``fp32``, so a missing ``./fp32`` had run the bundled model).
 
     >>> model_path("fp32") == default_model_path(Precision.FP32), model_path("m.onnx")
     (True, PosixPath('m.onnx'))
     """
     if name is None:
         return default_model_path()
+    if isinstance(name, bytes):  # a name from os.listdir(b"."): Path(b"m.onnx") was pathlib's TypeError
+        name = os.fsdecode(name)
+    if not isinstance(name, (str, os.PathLike)):  # load_model(3) was "expected str, bytes or os.PathLike object"
+        raise TypeError(f'load_model takes a model file\'s path (str, Path or bytes), "int8" or "fp32", or None for '
+                        f"the bundled INT8 model, not {name!r} ({type(name).__name__})")  # fmt: skip
+    if "\0" in str(name):  # os.open's ValueError "embedded null byte" had come out of load_model
+        raise ModelError(f"{name!r}: a path holds no NUL character; name a model file, or none for the bundled INT8 "
+                         "model")  # fmt: skip
     if not str(name).strip():  # Path("") is ".": the message had been ".: not a regular file"
         raise ModelError("the model's path is empty (an unset shell variable?); name a model file, or none for the "
                          "bundled INT8 model")  # fmt: skip

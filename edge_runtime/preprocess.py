@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -167,7 +167,10 @@ def to_uint8_gray(image: np.ndarray, *, source: str = "image") -> np.ndarray:
     if image is not None and not isinstance(image, np.ndarray):  # a path or bytes: AttributeError 'str' ... 'size'
         raise ImageReadError(f"{source}: not an image array (got {type(image).__name__}); read a file with "
                              "read_image(path), decode bytes with decode_image(data)")  # fmt: skip
-    if image is None or image.size == 0:
+    if image is None:  # cv2.imread's answer for a file it cannot read: "empty image" alone did not say so
+        raise ImageReadError(f"{source}: empty image (None, as cv2.imread gives for a file it cannot read); read "
+                             "files with read_image(path), which says why one cannot be read")  # fmt: skip
+    if image.size == 0:
         raise ImageReadError(f"{source}: empty image")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
@@ -230,8 +233,8 @@ def decode_image(data: bytes | np.ndarray, *, source: str = "image") -> np.ndarr
     return decode(bytes(data) if not isinstance(data, bytes) else data, source=source).image
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as 8-bit gray (HxW uint8). Non-ASCII paths work; errors name the file.
+def read_image(path: str | bytes | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as 8-bit gray (HxW uint8). Non-ASCII paths work (bytes too); errors name the file.
 
     Only regular files of at most 64 MiB are read (see :mod:`edge_runtime.decoding`).
 

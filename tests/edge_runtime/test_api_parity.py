@@ -5,6 +5,7 @@ campaign on the API."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -47,3 +48,37 @@ def test_a_colour_png_scores_in_edge_infer_as_its_pixels_do_in_predict(model, tm
         assert (record["label"], record["score"]) == (want.label, recorded_score(want.score)), name
         assert np.array_equal(read_image(tmp_path / name), to_uint8_gray(as_read)), name
     assert model.predict(tinted).label == "ok"
+
+
+def test_paths_come_as_str_path_or_bytes_and_anything_else_is_named_in_one_line(model, tmp_path, tiny_model):
+    """read_image(b"...") and load_model(b"...") (os.listdir(b".")'s names, the way to a name that is not UTF-8) were
+    pathlib's TypeError; read_image(None), an open file or a file's bytes Python's "expected str, bytes or
+    os.PathLike object"; the decode_image(data) an error names was not in the package; predict(None), what
+    cv2.imread gives for a file it cannot read, was a bare "empty image"."""
+    import edge_runtime
+    from edge_runtime.errors import ImageReadError, ModelError
+
+    sample = next((Path(edge_runtime.__file__).parent / "samples").rglob("*.jpeg"))
+    odd = tmp_path / os.fsdecode(b"part\xff.jpeg")  # not UTF-8
+    odd.write_bytes(sample.read_bytes())
+    want = model.predict(read_image(sample)).score
+    for path in (str(odd), odd, os.fsencode(odd)):
+        assert model.predict(read_image(path)).score == want, path
+    data = sample.read_bytes()
+    wrongs = ((None, "NoneType"), (3, "int"), (data, "an image file's contents"), ("a\0b", "a path holding a NUL"))
+    for wrong, named in wrongs:
+        with pytest.raises(ImageReadError, match=rf"^read_image takes a file's path .*not {named}.*decode_image"):
+            read_image(wrong)
+    with open(sample, "rb") as f, pytest.raises(ImageReadError, match="not BufferedReader"):
+        read_image(f)
+    assert model.predict(edge_runtime.decode_image(data)).score == want
+    with pytest.raises(ImageReadError, match=r"^image 0: empty image \(None, as cv2.imread gives .*read_image\(path\)"):
+        model.predict(None)
+    odd_model = tmp_path / os.fsdecode(b"m\xff.onnx")
+    odd_model.write_bytes(tiny_model.read_bytes())
+    assert load_model(os.fsencode(odd_model), provider="cpu").path == odd_model
+    assert load_model(b"fp32").info.precision.value == "fp32"
+    with pytest.raises(TypeError, match=r"^load_model takes a model file's path .*not 3 \(int\)$"):
+        load_model(3)
+    with pytest.raises(ModelError, match="holds no NUL character"):
+        load_model("m\0.onnx")

@@ -177,6 +177,8 @@ def to_uint8_gray(image: np.ndarray, *, source: str = "image") -> np.ndarray:
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
         raise ImageReadError(f"{source}: unsupported image shape {image.shape}: expected H x W (gray) or H x W x "
                              "3 or 4 (BGR, BGRA: channels last); a stack of images goes to predict_batch")  # fmt: skip
+    if not image.dtype.isnative:  # a Motorola-order TIFF's pixels, as tifffile and PIL ("I;16B") give them: ">u2"
+        image = image.astype(image.dtype.newbyteorder("="))  # had been "unsupported pixel type >u2 (... uint16 ...)"
     # Depth first, channels second: OpenCV's colour conversion takes only 8/16-bit and float32 pixels. The scale is
     # read from the colour channels alone: an opaque alpha (65535, or 255.0 in a float image) made the picture black.
     colour = image[:, :, :3] if image.ndim == 3 else image

@@ -82,3 +82,16 @@ def test_paths_come_as_str_path_or_bytes_and_anything_else_is_named_in_one_line(
         load_model(3)
     with pytest.raises(ModelError, match="holds no NUL character"):
         load_model("m\0.onnx")
+
+
+def test_big_endian_pixels_score_as_their_native_selves(model):
+    """16-bit pixels in a Motorola-order TIFF come from tifffile or PIL ("I;16B") as they are stored, dtype ">u2":
+    they were refused, "unsupported pixel type >u2 (expected uint8, uint16 or float)"."""
+    import edge_runtime
+
+    gray = read_image(next((Path(edge_runtime.__file__).parent / "samples").rglob("*.jpeg")))
+    twelve = gray.astype(np.uint16) << 4
+    bgr = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR).astype(np.uint16) * 257
+    for native in (twelve, bgr, gray / 255.0):
+        swapped = native.astype(native.dtype.newbyteorder(">"))
+        assert model.predict(swapped).score == model.predict(native).score, native.dtype

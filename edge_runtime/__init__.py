@@ -16,7 +16,7 @@ from edge_runtime.stopping import install_early  # noqa: E402
 
 install_early()
 
-from edge_runtime.errors import DefectEdgeError, ExitCode  # noqa: E402 - after the OpenCV setting
+from edge_runtime.errors import DefectEdgeError, ExitCode, ImageWarning  # noqa: E402 - after the OpenCV setting
 from edge_runtime.model_info import ModelInfo, Precision  # noqa: E402
 from edge_runtime.preprocess import PreprocessSpec, decode_image, preprocess, read_image  # noqa: E402
 
@@ -26,6 +26,7 @@ __all__ = [
     "DefectEdgeError",
     "EdgeModel",
     "ExitCode",
+    "ImageWarning",
     "ModelInfo",
     "Precision",
     "Prediction",

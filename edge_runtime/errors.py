@@ -96,6 +96,11 @@ class ImageReadError(DataError):
     """One image could not be decoded; callers usually skip it and count it."""
 
 
+class ImageWarning(UserWarning):
+    """An image was read, but its verdict is not to be trusted: the decoder concealed damage (``read_image``), as
+    ``edge-infer``'s record says in its ``warning``. ``warnings.simplefilter("error", ImageWarning)`` raises it."""
+
+
 class ModelError(DefectEdgeError):
     exit_code = ExitCode.BAD_MODEL
 

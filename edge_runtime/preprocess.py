@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
@@ -18,7 +19,7 @@ import cv2
 import numpy as np
 
 from edge_runtime import framing
-from edge_runtime.errors import ImageReadError, ModelError
+from edge_runtime.errors import ImageReadError, ImageWarning, ModelError
 
 SPEC_VERSION = 1
 # What OpenCV decodes and decoding.header_size checks before decoding: JPEG (.jpe and .jfif too: a defective part
@@ -240,12 +241,19 @@ def read_image(path: str | bytes | os.PathLike[str]) -> np.ndarray:
 
     Only regular files of at most 64 MiB are read (see :mod:`edge_runtime.decoding`).
 
+    A file the decoder could read only by concealing damage (a corrupt JPEG: edge-infer's record has a ``warning``
+    and ``--fail-on-defect`` fails it) gives an :class:`~edge_runtime.errors.ImageWarning` with those words: the
+    patched picture had been returned without a word.
+
     >>> read_image("missing.png")  # doctest: +SKIP
     ImageReadError: missing.png: cannot read file (No such file or directory)
     """
-    from edge_runtime.decoding import read_image_checked
+    from edge_runtime.decoding import image_path, read_image_checked
 
-    return read_image_checked(path).image
+    decoded = read_image_checked(path)
+    if decoded.warning:
+        warnings.warn(ImageWarning(f"{image_path(path)}: {decoded.warning}"), stacklevel=2)
+    return decoded.image
 
 
 def input_region(gray: np.ndarray, spec: PreprocessSpec) -> tuple[float, float, float, float]:

@@ -17,8 +17,8 @@ import numpy as np
 
 from edge_runtime import datasets
 from edge_runtime.datasets import list_images
+from edge_runtime.decoding import read_image_checked
 from edge_runtime.errors import DataError, ImageReadError, OutputError, printable
-from edge_runtime.preprocess import read_image
 from export.config import MIN_CALIB_IMAGES
 from train.checkpoint import recorded_root, recorded_train_files
 
@@ -48,7 +48,7 @@ def _decode(paths: list[Path]) -> tuple[list[Path], list[np.ndarray], list[str]]
     kept, images, skipped = [], [], []
     for p in paths:
         try:
-            images.append(read_image(p))
+            images.append(read_image_checked(p).image)  # quiet, as before ImageWarning: no line per file
             kept.append(p)
         except ImageReadError as exc:
             skipped.append(str(exc))
@@ -140,7 +140,7 @@ def _readable_count(files: list[Path], enough: int) -> int:
     readable = 0
     for path in files:
         try:
-            read_image(path)
+            read_image_checked(path)
         except ImageReadError:
             continue
         readable += 1

@@ -298,12 +298,13 @@ def train_loc_head(
 
 def ok_inputs(paths: Sequence[Path], spec: PreprocessSpec) -> np.ndarray:
     """The part-centred uint8 inputs of ``paths``, cropped exactly as the runtime crops them."""
-    from edge_runtime.preprocess import read_image, resize_to_input, to_uint8_gray
+    from edge_runtime.decoding import read_image_checked
+    from edge_runtime.preprocess import resize_to_input, to_uint8_gray
 
     out = []
     for p in paths:
         try:
-            out.append(resize_to_input(to_uint8_gray(read_image(p)), spec))
+            out.append(resize_to_input(to_uint8_gray(read_image_checked(p).image), spec))  # damage: reported
         except (DataError, OSError, ValueError):
             continue  # unreadable images were reported by training already
     return np.stack(out) if out else np.zeros((0, spec.size, spec.size), np.uint8)

@@ -27,8 +27,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_runtime.decoding import read_image_checked
 from edge_runtime.framing import find_part
-from edge_runtime.preprocess import PreprocessSpec, read_image, resize_to_input
+from edge_runtime.preprocess import PreprocessSpec, resize_to_input
 
 # The flange's outer edge lies at 1.91 dark-core radii as edge_runtime.framing measures the core (median of
 # the casting training images; framing.FLANGE_RATIO rounds it to 2.0 for its own use).
@@ -101,7 +102,7 @@ def station_view(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _views_of(path: Path, spec: PreprocessSpec, k: int, seed: int) -> np.ndarray:
-    gray = read_image(path)
+    gray = read_image_checked(path).image  # no ImageWarning: training's reading of it reported any damage
     rng = np.random.default_rng(seed)
     return np.stack([resize_to_input(station_view(gray, rng), spec) for _ in range(k)])
 

@@ -95,3 +95,28 @@ def test_big_endian_pixels_score_as_their_native_selves(model):
     for native in (twelve, bgr, gray / 255.0):
         swapped = native.astype(native.dtype.newbyteorder(">"))
         assert model.predict(swapped).score == model.predict(native).score, native.dtype
+
+
+def test_read_image_says_when_the_decoder_patched_the_picture_as_edge_infer_does(tmp_path):
+    """A JPEG that libjpeg decodes only by concealing damage gets a warning in edge-infer's record (and fails
+    --fail-on-defect); read_image returned the patched picture without a word, and a gate built on the API passed
+    it. It gives an ImageWarning with the record's words now; a sound file none."""
+    import warnings
+
+    import edge_runtime
+
+    sample = sorted((Path(edge_runtime.__file__).parent / "samples").rglob("*.jpeg"))[0]
+    data = bytearray(sample.read_bytes())
+    for i in range(len(data) * 2 // 3, len(data) * 2 // 3 + 40, 4):  # bits flipped in the scan
+        data[i] ^= 0x55
+    damaged = tmp_path / "damaged.jpeg"
+    damaged.write_bytes(bytes(data))
+    said = _record(damaged)["warning"]
+    assert said and said.startswith("decoder reported damage"), said
+    with pytest.warns(UserWarning) as got:
+        read_image(damaged)
+    assert [str(w.message) for w in got] == [f"{damaged}: {said}"]
+    assert isinstance(got[0].message, edge_runtime.ImageWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_image(sample)

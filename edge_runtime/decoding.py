@@ -28,7 +28,7 @@ from edge_runtime.decoder_messages import imdecode_checked
 from edge_runtime.errors import ImageReadError, resource_error
 from edge_runtime.image_pages import pages_note
 from edge_runtime.items import with_warning
-from edge_runtime.preprocess import to_uint8_gray
+from edge_runtime.preprocess import not_finite_note, to_uint8_gray
 from edge_runtime.webp_quality import compression_note
 
 MAX_IMAGE_BYTES = 64 << 20  # 64 MiB per image file
@@ -276,6 +276,7 @@ def decode(
     if colour:
         return Decoded(image, warning)
     gray = to_uint8_gray(image, source=source)
+    warning = with_warning(warning, not_finite_note(image))  # a float TIFF's NaN pixels: drawn black, without a word
     if image.dtype != np.uint8 and _tiff_min_is_white(data):
         gray = _white_is_zero_fixed(gray, buf, deep_int=image.dtype.kind in "iu")
     return Decoded(gray, warning)

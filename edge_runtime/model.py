@@ -46,7 +46,7 @@ from edge_runtime.model_info import (
 )
 from edge_runtime.model_pickle import OPENED_ATTRIBUTES, PicklesAsItsFile  # noqa: F401 - OPENED_ATTRIBUTES: imported from here
 from edge_runtime.prediction import Prediction, ScoreError, recorded_score  # noqa: F401 - recorded_score: imported from here
-from edge_runtime.preprocess import CropMode, normalize, resize_to_input, to_uint8_gray
+from edge_runtime.preprocess import CropMode, normalize, not_finite_note, resize_to_input, to_uint8_gray
 from edge_runtime.providers import Provider, provider_chain
 from edge_runtime.session import check_io, open_session, probe
 from edge_runtime.station_check import StationProfile
@@ -207,10 +207,12 @@ class EdgeModel(PicklesAsItsFile):
         was chosen on such images."""
         profile = self.station_profile if check else None
         gray = to_uint8_gray(image, source=source)
-        return item_input(
+        x, why, square = item_input(
             gray, self.info.preprocess, profile=profile, sharpness_limit=self.sharpness_limit,
             cut_part=part and self.looks_at_symmetry,
         )  # fmt: skip
+        note = not_finite_note(image)  # NaN pixels, drawn black, had made an OK part "defective" without a word
+        return x, [*why, note] if note else why, square
 
     def inputs_and_parts(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[PartPatch | None]]:
         """Decoded images -> the uint8 inputs (N, size, size) and each one's part square for the symmetry look,

@@ -120,3 +120,26 @@ def test_read_image_says_when_the_decoder_patched_the_picture_as_edge_infer_does
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_image(sample)
+
+
+def test_nan_or_infinite_pixels_are_named_not_scored_in_silence(model, tmp_path):
+    """A float image's NaN pixels (a depth or thermal camera's invalid region) were drawn black and scored without a
+    word: a 60 x 60 NaN patch turned OK parts "defective" (0.47, 0.82), others stayed "ok", unlike_training None. The
+    reason is on the prediction now, and in edge-infer's record warning for a float TIFF."""
+    import edge_runtime
+
+    ok = read_image(sorted((Path(edge_runtime.__file__).parent / "samples").rglob("ok_front/*.jpeg"))[0]) / 255.0
+    assert model.predict(ok).unlike_training is None
+    for bad in (np.nan, np.inf):
+        patched = ok.copy()
+        patched[100:160, 100:160] = bad
+        why = model.predict(patched).unlike_training or ()
+        assert "3600 of 90000 pixels (4.0%) are not numbers (NaN) or infinite: scored as black or white" in why, why
+        colour = cv2.cvtColor(patched.astype(np.float32), cv2.COLOR_GRAY2BGR)
+        assert model.predict_batch([ok, colour])[1].unlike_training
+    patched = ok.astype(np.float32)
+    patched[100:160, 100:160] = np.nan
+    cv2.imwrite(str(tmp_path / "depth.tif"), patched)
+    assert "are not numbers (NaN) or infinite" in (_record(tmp_path / "depth.tif")["warning"] or "")
+    cv2.imwrite(str(tmp_path / "clean.tif"), ok.astype(np.float32))
+    assert _record(tmp_path / "clean.tif")["warning"] is None

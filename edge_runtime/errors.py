@@ -97,8 +97,9 @@ class ImageReadError(DataError):
 
 
 class ImageWarning(UserWarning):
-    """An image was read, but its verdict is not to be trusted: the decoder concealed damage (``read_image``), as
-    ``edge-infer``'s record says in its ``warning``. ``warnings.simplefilter("error", ImageWarning)`` raises it."""
+    """An image was read, but its verdict is not to be trusted: the decoder concealed damage (``read_image``,
+    ``decode_image``), as ``edge-infer``'s record says in its ``warning``. ``warnings.simplefilter("error",
+    ImageWarning)`` raises it."""
 
 
 class ModelError(DefectEdgeError):

@@ -246,8 +246,11 @@ def _bits_for(top: float) -> int:
     return next((b for b in (10, 12, 14) if top < (1 << b)), 16)
 
 
-def decode_image(data: bytes | np.ndarray, *, source: str = "image") -> np.ndarray:
-    """Decode encoded image bytes to 8-bit gray; raises :class:`ImageReadError` if they are not an image.
+def decode_image(data: bytes | bytearray | memoryview | np.ndarray, *, source: str = "image") -> np.ndarray:
+    """Decode an image file's bytes (bytes, bytearray, memoryview, or a uint8 array of them as ``cv2.imencode`` and
+    ``np.frombuffer`` give) to 8-bit gray; raises :class:`ImageReadError` if they are not an image, or not a file's
+    bytes (a path, or pixels already decoded, had been decoded as bytes: "not a readable image", or a TypeError).
+    Damage the decoder concealed gives an :class:`~edge_runtime.errors.ImageWarning`, as in :func:`read_image`.
 
     The checks (header size before decoding, decoder warnings) live in :mod:`edge_runtime.decoding`.
     """
@@ -255,7 +258,23 @@ def decode_image(data: bytes | np.ndarray, *, source: str = "image") -> np.ndarr
 
     # Decoding straight to 8-bit gray is 2-3x faster than decoding colour and converting (the JPEG decoder
     # skips the chroma planes), and it handles 16-bit and alpha images in the same call.
-    return decode(bytes(data) if not isinstance(data, bytes) else data, source=source).image
+    decoded = decode(_file_bytes(data, source), source=source)
+    if decoded.warning:
+        warnings.warn(ImageWarning(f"{source}: {decoded.warning}"), stacklevel=2)
+    return decoded.image
+
+
+def _file_bytes(data: object, source: str) -> bytes:
+    """``data`` as the bytes of an image file, or the :class:`ImageReadError` that says what was passed instead."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    if isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.squeeze().ndim <= 1:
+        return data.tobytes()
+    if isinstance(data, np.ndarray):
+        what = f"an array of shape {data.shape} ({data.dtype}): pixels already decoded go to predict as they are"
+    else:
+        what = f"{type(data).__name__}: read a file with read_image(path)"
+    raise ImageReadError(f"{source}: decode_image takes an image file's bytes, not {what}")
 
 
 def read_image(path: str | bytes | os.PathLike[str]) -> np.ndarray:

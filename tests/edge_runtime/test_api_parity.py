@@ -143,3 +143,32 @@ def test_nan_or_infinite_pixels_are_named_not_scored_in_silence(model, tmp_path)
     assert "are not numbers (NaN) or infinite" in (_record(tmp_path / "depth.tif")["warning"] or "")
     cv2.imwrite(str(tmp_path / "clean.tif"), ok.astype(np.float32))
     assert _record(tmp_path / "clean.tif")["warning"] is None
+
+
+def test_decode_image_takes_a_files_bytes_and_names_anything_else(model):
+    """decode_image, which errors point to, decoded whatever it was given as bytes: a path was "string argument
+    without an encoding" (str) or "not a readable image" (Path, and 3 as three zero bytes), decoded pixels "not a
+    readable image"; and damage the decoder concealed went unsaid. cv2.imencode's (N, 1) array still decodes."""
+    import warnings
+
+    import edge_runtime
+    from edge_runtime import decode_image
+    from edge_runtime.errors import ImageReadError
+
+    sample = sorted((Path(edge_runtime.__file__).parent / "samples").rglob("*.jpeg"))[0]
+    gray = read_image(sample)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.array_equal(decode_image(cv2.imencode(".png", gray)[1]), gray)
+        assert np.array_equal(decode_image(memoryview(sample.read_bytes())), gray)
+    for wrong, said in ((str(sample), "not str: read a file with read_image"), (sample, "not PosixPath: read a file"),
+                        (3, "not int"), (None, "not NoneType"), (gray, "not an array of shape (300, 300) (uint8): "
+                        "pixels already decoded go to predict")):  # fmt: skip
+        with pytest.raises(ImageReadError, match=r"^image: decode_image takes an image file's bytes, ") as got:
+            decode_image(wrong)
+        assert said in str(got.value)
+    data = bytearray(sample.read_bytes())
+    for i in range(len(data) * 2 // 3, len(data) * 2 // 3 + 40, 4):
+        data[i] ^= 0x55
+    with pytest.warns(UserWarning, match="^part 7: decoder reported damage"):
+        decode_image(bytes(data), source="part 7")

@@ -68,7 +68,8 @@ def record_for(item: Item, pred: Prediction | None, *, time_s: float | None = No
     if pred is None:
         rec |= {"label": None, "score": None, "defective": None, "latency_ms": None, "error": item.error}
     else:
-        rec |= pred.to_dict() | {"error": None}
+        verdict = pred.to_dict()  # four keys here, the others below in RECORD_KEYS' order
+        rec |= {k: verdict[k] for k in ("label", "score", "defective", "latency_ms")} | {"error": None}
     rec["warning"] = item.warning
     rec["time"] = stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     # edge-infer --heatmap: [x0, y0, x1, y1] in source pixels where the map is hottest; null when OK or without it

@@ -34,11 +34,21 @@ class Prediction:
     unlike_training: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict:
+        """The verdict as ``edge-infer``'s record has it, ready for ``json.dumps`` (the map left out). It had only
+        label, score, defective and latency_ms: a service logging it lost ``unlike_training``, which a gate must
+        check before trusting "ok", and the defect's box.
+
+        >>> Prediction("ok", 0.06, False, 0.4, unlike_training=("no part found",)).to_dict()["unlike_training"]
+        ['no part found']
+        """
         return {
             "label": self.label,
             "score": recorded_score(self.score),
             "defective": self.defective,
             "latency_ms": round(self.latency_ms, 3),
+            "defect_box": None if self.defect_box is None else [int(v) for v in self.defect_box],
+            "unlike_training": list(self.unlike_training) if self.unlike_training else None,
+            "asymmetry": None if self.asymmetry is None else round(float(self.asymmetry), 2),
         }
 
 

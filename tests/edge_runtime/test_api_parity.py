@@ -172,3 +172,24 @@ def test_decode_image_takes_a_files_bytes_and_names_anything_else(model):
         data[i] ^= 0x55
     with pytest.warns(UserWarning, match="^part 7: decoder reported damage"):
         decode_image(bytes(data), source="part 7")
+
+
+def test_a_predictions_dict_is_edge_infers_record_of_it_and_dumps_as_json(model, tmp_path):
+    """Prediction.to_dict() had label, score, defective and latency_ms only: a service logging it lost
+    unlike_training ("no part found": a gate must not pass it) and the defect's box that edge-infer records."""
+    import edge_runtime
+
+    samples = sorted((Path(edge_runtime.__file__).parent / "samples").rglob("*.jpeg"))
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.zeros((300, 300), np.uint8))
+    boxes = []
+    for path in (samples[0], samples[-1], blank):
+        r = CliRunner().invoke(main, ["--source", str(path), "--json", "--heatmap", "--workers", "1"])
+        record = json.loads(r.stdout)
+        mine = model.predict(read_image(path), heatmap=True).to_dict()
+        assert json.loads(json.dumps(mine)) == mine
+        mine.pop("latency_ms")
+        about_the_item = ("source", "frame", "latency_ms", "error", "warning", "time")
+        assert mine == {k: v for k, v in record.items() if k not in about_the_item}, path.name
+        boxes.append(mine["defect_box"])
+    assert record["unlike_training"] and boxes[0] and boxes[-1] is None  # a defective part, then the blank frame

@@ -52,6 +52,12 @@ def flag(value: object, name: str) -> bool:
 
 
 def _stacked(images: np.ndarray) -> list[np.ndarray]:
+    # pandas' df["image"].values holds the images themselves, and a stack sliced in batches ends in an empty one:
+    # both were refused as "could be one image as well as a stack (channels first? gray and alpha?)"
+    if images.dtype == object and images.ndim == 1:
+        return list(images)
+    if images.ndim in (3, 4) and len(images) == 0:
+        return []
     if images.ndim == 4 and images.shape[-1] in (1, 3, 4):
         return list(images)
     if images.ndim == 3 and images.shape[0] > 4 and images.shape[-1] > 4:

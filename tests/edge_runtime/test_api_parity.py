@@ -193,3 +193,21 @@ def test_a_predictions_dict_is_edge_infers_record_of_it_and_dumps_as_json(model,
         assert mine == {k: v for k, v in record.items() if k not in about_the_item}, path.name
         boxes.append(mine["defect_box"])
     assert record["unlike_training"] and boxes[0] and boxes[-1] is None  # a defective part, then the blank frame
+
+
+def test_a_column_of_images_or_an_empty_stack_is_a_batch(model):
+    """predict_batch(df["image"].values), pandas' object array of the images themselves, and the empty end of a
+    stack sliced in batches were refused: "could be one image as well as a stack (channels first? gray and alpha?)"."""
+    import edge_runtime
+    from edge_runtime.errors import ImageReadError
+
+    images = [read_image(p) for p in sorted((Path(edge_runtime.__file__).parent / "samples").rglob("*.jpeg"))[:3]]
+    column = np.empty(3, object)
+    column[:] = [images[0], images[1][:200], cv2.cvtColor(images[2], cv2.COLOR_GRAY2BGR)]
+    want = [p.score for p in model.predict_batch(list(column))]
+    assert [p.score for p in model.predict_batch(column)] == want
+    gray, colour = np.stack([images[0]] * 10), np.stack([column[2]] * 6)
+    assert [len(model.predict_batch(gray[i : i + 5])) for i in range(0, 15, 5)] == [5, 5, 0]
+    assert [len(model.predict_batch(colour[i : i + 4])) for i in range(0, 12, 4)] == [4, 2, 0]
+    with pytest.raises(ImageReadError, match=r"image 1: not an image array \(got str\)"):
+        model.predict_batch(np.array([images[0], "part.jpg"], dtype=object))

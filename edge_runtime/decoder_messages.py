@@ -125,7 +125,9 @@ def python_stderr_aside() -> None:
         return
     with contextlib.suppress(OSError):
         stream.flush()
-    raw = io.FileIO(os.dup(2), "w", closefd=True)
+    # closefd=False: the copy lives as long as the process (as fd 2 does); closed by the OS at exit, not by Python's
+    # shutdown, which had warned "ResourceWarning: unclosed file <_io.TextIOWrapper name=3>" under -X dev / -W
+    raw = io.FileIO(os.dup(2), "w", closefd=False)
     sys.stderr = _Diagnostics(raw, encoding=stream.encoding, errors=stream.errors, line_buffering=True,
                               write_through=True)  # fmt: skip
 

@@ -286,3 +286,13 @@ def test_no_usable_temporary_folder_anywhere_is_one_line_naming_tmpdir():
     r = CliRunner().invoke(command, [])
     assert r.exit_code == ExitCode.OUTPUT_ERROR
     assert r.output.strip().startswith("error: no writable temporary folder") and "point TMPDIR at" in r.output
+
+
+def test_reading_an_image_leaves_no_python_warning_at_exit(tmp_path):
+    """A program reading one image under `python -X dev` (or pytest's warnings) ended with "ResourceWarning: unclosed
+    file <_io.TextIOWrapper name=3>": the copy of stderr the decoder's message capture sets aside."""
+    image = tmp_path / "part.png"
+    cv2.imwrite(str(image), np.full((64, 64), 128, np.uint8))
+    code = f"from edge_runtime import read_image; read_image({str(image)!r})"
+    proc = subprocess.run([sys.executable, "-X", "dev", "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr

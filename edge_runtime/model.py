@@ -21,6 +21,7 @@ import numpy as np
 from edge_runtime import integrity, symmetry
 from edge_runtime.batch_input import flag, image_chunks
 from edge_runtime.config import RuntimeConfig
+from edge_runtime.cpu_quota import default_threads
 from edge_runtime.detail import softened
 from edge_runtime.errors import ModelError
 from edge_runtime.item_input import item_input
@@ -76,7 +77,10 @@ class EdgeModel(PicklesAsItsFile):
         data = read_model_bytes(self.path)
         self.sha256 = hashlib.sha256(data).hexdigest()  # what another process must find in the file (pickling)
         requested, self.provider_note = provider_chain(self.cfg.provider)
-        self.session = open_session(data, self.path, requested, threads=self.cfg.threads, spin=self.cfg.spin)
+        # onnxruntime's own count ignores the affinity and a CPU quota: its spinning threads then fight for a core
+        self.auto_threads = default_threads() if self.cfg.threads is None else None
+        threads = self.cfg.threads or (self.auto_threads.count if self.auto_threads else None)
+        self.session = open_session(data, self.path, requested, threads=threads, spin=self.cfg.spin)
         try:
             metadata = self.session.get_modelmeta().custom_metadata_map
         except Exception as exc:  # noqa: BLE001 - a damaged metadata string is not valid UTF-8
@@ -305,7 +309,8 @@ class EdgeModel(PicklesAsItsFile):
 
     def describe(self) -> str:
         """One line for logs: file, precision, threshold, providers, threads."""
-        threads = f"{self.cfg.threads or 'auto'}{' (not spinning)' if self.cfg.spin is False else ''}"
+        auto = f"{self.auto_threads.count} ({self.auto_threads.why})" if self.auto_threads else "auto"
+        threads = f"{self.cfg.threads or auto}{' (not spinning)' if self.cfg.spin is False else ''}"
         return (
             f"model {self.path.name} ({self.info.precision.value}, {self.info.arch or 'unknown arch'}, "
             f"threshold {self.info.threshold:.4g}{self._look_note()}) on {', '.join(self.providers)}, threads {threads}"
@@ -388,9 +393,10 @@ def load_model(
 ) -> EdgeModel:
     """Load a model file (default: the bundled INT8 model) on the given provider.
 
-    ``threads`` defaults to the ``DEFECT_EDGE_THREADS`` environment variable, else onnxruntime's choice; it must
-    lie in 1..CPU cores (:class:`UsageError`, exit 2, otherwise). ``spin``: see :class:`RuntimeConfig`; None, True
-    or False (numpy's bool too), else a TypeError.
+    ``threads`` defaults to the ``DEFECT_EDGE_THREADS`` environment variable, else onnxruntime's choice, or fewer
+    where the affinity or a CPU quota allows fewer cores (:mod:`edge_runtime.cpu_quota`); it must lie in 1..CPU
+    cores (:class:`UsageError`, exit 2, otherwise). ``spin``: see :class:`RuntimeConfig`; None, True or False
+    (numpy's bool too), else a TypeError.
     """
     threads = threads_from_env() if threads is None else check_threads(threads, what="threads")
     cfg = RuntimeConfig(provider=Provider.named(provider), threads=threads, spin=spin)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 # (a UsageError for a --threads above the worker's cores had raised at a mere hasattr(model, "x")).
 OPENED_ATTRIBUTES = frozenset({
     "path", "where", "cfg", "sha256", "provider_note", "session", "info", "providers", "fell_back", "max_batch",
-    "second_looks", "symmetry_looks", "symmetry_lifts", "verified",
+    "second_looks", "symmetry_looks", "symmetry_lifts", "verified", "auto_threads",
 })  # fmt: skip
 
 

@@ -16,6 +16,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from edge_runtime.address_space import limit_note
 from edge_runtime.errors import (
     EXTRA_FOR_MODULE,
     DefectEdgeError,
@@ -380,7 +381,7 @@ def friendly_errors(func: F) -> F:
         except MemoryError:
             if debug:
                 raise
-            fail("out of memory; use a smaller batch size or fewer images", ExitCode.INTERNAL)
+            fail(f"out of memory; use a smaller batch size or fewer images{limit_note()}", ExitCode.INTERNAL)
         except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a clean line
             if debug:
                 raise

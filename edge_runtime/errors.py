@@ -152,7 +152,11 @@ def resource_error(exc: BaseException) -> ResourceError | None:
         return ResourceError("cannot start a thread (the thread limit: ulimit -u, systemd TasksMax or a container's "
                              "pids limit; or the memory limit, ulimit -v); raise it or pass --workers 1")  # fmt: skip
     if isinstance(exc, MemoryError) or _out_of_memory_in_a_library(exc):
-        return ResourceError("out of memory; pass a smaller --batch-size or fewer --workers, or free memory")
+        from edge_runtime.address_space import limit_note
+
+        return ResourceError(
+            f"out of memory; pass a smaller --batch-size or fewer --workers, or free memory{limit_note()}"
+        )
     return None
 
 

@@ -24,7 +24,9 @@ def open_session(data: bytes, path: Path, providers: list[str], *, threads: int 
     if spin is False:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    opts.log_severity_level = 3
+    # fatal only: a failure is raised too, and said in one line; onnxruntime's own coloured line with its source
+    # path (an allocation failing under ulimit -v) came above it
+    opts.log_severity_level = 4
     try:
         return ort.InferenceSession(data, sess_options=opts, providers=providers)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises several types for a bad file

@@ -37,6 +37,13 @@ EARLY_MODULES = frozenset({"export.ship", "benchmarks.robustness", "benchmarks.l
 _early: StopSignals | None = None
 
 
+def started_as() -> tuple[str, str | None]:
+    """This process's console script name and its ``python -m`` module (None without one), also while it imports."""
+    command = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    orig = list(getattr(sys, "orig_argv", []))  # `python -m export.ship`: argv[0] is "-m" while it imports
+    return command, orig[orig.index("-m") + 1] if "-m" in orig[1:-1] else None
+
+
 def install_early() -> None:
     """Called first thing by ``import edge_runtime``: when the process is ``edge-infer`` (its console script),
     take the stop signals over before the imports (OpenCV, numpy, click: about 0.15 s), only counting them until
@@ -44,9 +51,7 @@ def install_early() -> None:
     or click's "Aborted!" with exit 1, and SIGTERM killed the process without its summary. A library import does
     nothing here."""
     global _early
-    command = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    orig = list(getattr(sys, "orig_argv", []))  # `python -m export.ship`: argv[0] is "-m" while it imports
-    module = orig[orig.index("-m") + 1] if "-m" in orig[1:-1] else None
+    command, module = started_as()
     early = command in EARLY_COMMANDS or module in EARLY_MODULES
     if _early is None and early and threading.current_thread() is threading.main_thread():
         _early = StopSignals()

@@ -217,6 +217,7 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
             cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
         import onnxruntime  # noqa: F401 - imported here, where a signal cannot interrupt it
 
+        from edge_runtime.clock import clock_warning
         from edge_runtime.errors import DataError
         from edge_runtime.infer import InferConfig, run_inference
         from edge_runtime.model import Provider, RuntimeConfig, check_threads, model_path, threads_from_env
@@ -258,6 +259,8 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
         station_check=not opts["no_station_check"],
         priority=Priority(opts["priority"]),
     )
+    if (wrong_clock := clock_warning()) is not None:  # before the records it makes wrong
+        click.echo(wrong_clock, err=True)
     try:
         _, code = run_inference(cfg, stop=stop, summary=summary)
     finally:

@@ -9,6 +9,8 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING
 
+from edge_runtime.clock import EARLIEST
+
 if TYPE_CHECKING:
     from edge_runtime.errors import OutputError
     from edge_runtime.station.log import LogConfig
@@ -49,8 +51,9 @@ class Retention:
         try:
             if self.cfg.keep_s is not None:
                 cutoff = (time.time() if now is None else now) - self.cfg.keep_s
-                own = "time < ? AND run_id IN (SELECT id FROM runs WHERE station = ?)"
-                deleted += self._delete_where(own, (cutoff, self.station))
+                # not items an unset clock stamped 1970: inspected minutes ago, not decades (--log-max still bounds)
+                own = "time < ? AND time >= ? AND run_id IN (SELECT id FROM runs WHERE station = ?)"
+                deleted += self._delete_where(own, (cutoff, EARLIEST, self.station))
             if self.cfg.max_bytes is not None:
                 deleted += self._shrink_to(self.cfg.max_bytes)
             if deleted:

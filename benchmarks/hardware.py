@@ -8,6 +8,7 @@ import re
 from dataclasses import asdict, dataclass
 
 from edge_runtime.cpu import ISA_FLAGS, cpu_info  # noqa: F401 - ISA_FLAGS re-exported for callers
+from edge_runtime.cpu_quota import cpu_quota
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Hardware:
     providers: tuple[str, ...]
     numpy: str
     opencv: str
+    cpu_quota: float | None = None  # cores a cgroup quota allows (docker --cpus), None without one
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,4 +64,5 @@ def detect_hardware() -> Hardware:
         providers=tuple(ort.get_available_providers()),
         numpy=np.__version__,
         opencv=cv2.__version__,
+        cpu_quota=cpu_quota(),
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 from benchmarks.config import SEED_MODEL, TORCH_PROVIDER, Row, Section
 from benchmarks.onnx_bench import MAP_SUFFIX
 from benchmarks.runner import BenchResult
+from edge_runtime.cpu_quota import threads_for
 
 Column = tuple[str, Callable[[Row], object]]
 INFERENCE_TITLE = (
@@ -108,10 +109,25 @@ class Target:
     met: bool | None  # None: not measured in this run
 
 
+def quota_note(quota: float | None, cores: int) -> str:
+    """The CPU quota where it allows fewer cores than the affinity: rows with more threads than it are throttled.
+
+    >>> quota_note(1.0, 2)
+    ' under a CPU quota of 1 core (rows with more threads are throttled; edge-infer defaults to 1)'
+    >>> quota_note(None, 2), quota_note(4.0, 2)
+    ('', '')
+    """
+    auto = threads_for(quota, cores, cores)
+    if quota is None or auto is None:
+        return ""
+    return f" under {auto.why} (rows with more threads are throttled; edge-infer defaults to {auto.count})"
+
+
 def hardware_markdown(result: BenchResult) -> str:
     hw = result.hardware
     lines = [
-        f"- CPU: {hw.cpu}, {hw.cores} usable cores; instruction sets: {', '.join(hw.isa) or 'none detected'}",
+        f"- CPU: {hw.cpu}, {hw.cores} usable cores{quota_note(hw.cpu_quota, hw.cores)}; instruction sets: "
+        f"{', '.join(hw.isa) or 'none detected'}",
         f"- OS: {hw.os}; Python {hw.python}, numpy {hw.numpy}, OpenCV {hw.opencv}",
         f"- onnxruntime {hw.onnxruntime}; providers available: {', '.join(hw.providers)}",
     ]

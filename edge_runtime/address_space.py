@@ -66,3 +66,16 @@ def fit_address_space() -> None:
             file=sys.stderr,
             flush=True,
         )
+        _load_opencv_or_exit()
+
+
+def _load_opencv_or_exit() -> None:
+    """OpenCV first, as it maps the most: under too small a limit its import failed with a traceback from inside
+    importlib ("libQt5Gui...so: failed to map segment from shared object"), before any command could catch it."""
+    try:
+        import cv2  # noqa: F401
+    except (ImportError, MemoryError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        print(f"error: OpenCV cannot load under the address-space limit ({first}); raise it (ulimit -v "
+              f"{NEEDS_MIB << 10} or unlimited)", file=sys.stderr, flush=True)  # fmt: skip
+        raise SystemExit(1) from None

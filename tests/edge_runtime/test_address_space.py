@@ -58,7 +58,20 @@ def test_a_library_import_says_nothing():
 def test_out_of_memory_under_a_limit_names_the_limit(monkeypatch):
     """An "out of memory; pass a smaller --batch-size or fewer --workers, or free memory" with 1.5 GB free: the limit
     was what ran out, and the line did not say so."""
-    monkeypatch.setattr(address_space, "address_space_limit", lambda: 605 << 20)
+    monkeypatch.setattr(address_space, "set_limits", lambda: [(address_space.LIMITS[0], 605 << 20)])
     assert str(resource_error(MemoryError())).endswith("; or raise the address-space limit (ulimit -v, now 605 MiB)")
-    monkeypatch.setattr(address_space, "address_space_limit", lambda: None)
+    monkeypatch.setattr(address_space, "set_limits", lambda: [])
     assert str(resource_error(MemoryError())).endswith("or free memory")
+
+
+def test_a_data_size_limit_too_small_is_said_first():
+    """`ulimit -d 200000` (systemd LimitDATA=): OpenCV's import crashed, exit 139, nothing said."""
+
+    def small_data() -> None:
+        resource.setrlimit(resource.RLIMIT_DATA, (200 << 20, 200 << 20))
+
+    proc = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "--version"], cwd=REPO, preexec_fn=small_data,
+                          capture_output=True, text=True, timeout=180)  # fmt: skip
+    first = proc.stderr.splitlines()[0] if proc.stderr else ""
+    assert first.startswith("warning: the data-size limit (ulimit -d) is 200 MiB"), proc.stderr[-600:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-600:]

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from edge_runtime.cli_support import Command, FiniteFloatRange, GivenPath, debug_option, friendly_errors, version_option
-from edge_runtime.errors import DefectEdgeError, ExitCode, exit_codes_help, printable
+from edge_runtime.errors import DefectEdgeError, ExitCode, exit_codes_help, printable, write_remedy
 from edge_runtime.model import Provider, model_path
 from edge_runtime.stopping import StopSignals
 
@@ -291,8 +291,9 @@ def _write_files(result) -> None:  # noqa: ANN001 - benchmarks.runner.BenchResul
     try:  # all three or none: a PNG that failed to write had replaced the JSON and CSV and removed the old PNG
         atomic_write_all(files)
     except OSError as exc:
+        why = write_remedy(exc, "choose another --json folder")
         raise OutputError(
-            f"{exc.filename}: cannot write ({exc.strerror or exc}); choose another --json folder; "
+            f"{exc.filename}: cannot write ({exc.strerror or exc}); {why}; "
             f"{_names(written)} {'were not written' if partial else 'are left as they were'}"
         ) from exc
     if partial:

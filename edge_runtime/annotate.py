@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from edge_runtime.atomic import disk_room, missing_folders, probe_writable, remove_empty, write_back
-from edge_runtime.errors import OutputError
+from edge_runtime.errors import OutputError, write_remedy
 from edge_runtime.model import Prediction
 from edge_runtime.summary import score_text
 
@@ -269,7 +269,8 @@ class Saver:
                 else:
                     self._write_held(out, canvas)
             except OSError as exc:
-                raise OutputError(f"{out}: cannot write the annotated image ({exc.strerror or exc})") from exc
+                why = write_remedy(exc, "choose another --save")
+                raise OutputError(f"{out}: cannot write the annotated image ({exc.strerror or exc}); {why}") from exc
             return
         if self.writer is None:
             h, w = canvas.shape[:2]

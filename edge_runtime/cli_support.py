@@ -25,6 +25,7 @@ from edge_runtime.errors import (
     install_hint,
     printable,
     resource_error,
+    write_remedy,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -169,7 +170,8 @@ def _help_not_written(exc: OSError, what: str) -> NoReturn:
     _stdout_to_devnull()
     if isinstance(exc, BrokenPipeError):
         sys.exit(0)
-    fail(f"stdout: cannot write the {what} ({exc.strerror or exc}); check where stdout goes", ExitCode.OUTPUT_ERROR)
+    why = write_remedy(exc, "check where stdout goes")
+    fail(f"stdout: cannot write the {what} ({exc.strerror or exc}); {why}", ExitCode.OUTPUT_ERROR)
 
 
 class Command(_OneLineUsage, click.Command):
@@ -226,7 +228,8 @@ def stdout_errors(*, report: bool = True) -> Iterator[None]:
             _cut_to_whole_lines()
         _stdout_to_devnull()
         if not isinstance(exc, BrokenPipeError):
-            raise OutputError(f"stdout: cannot write ({exc.strerror or exc}); check where stdout goes") from exc
+            why = write_remedy(exc, "check where stdout goes")
+            raise OutputError(f"stdout: cannot write ({exc.strerror or exc}); {why}") from exc
 
 
 def echo_first(text: str) -> OutputError | None:

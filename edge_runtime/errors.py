@@ -58,6 +58,20 @@ EXIT_CODES_HELP = exit_codes_help()  # edge-infer's: every code
 EXTRA_FOR_MODULE = {"torch": "train", "onnx": "train"}
 
 
+def write_remedy(exc: OSError, otherwise: str) -> str:
+    """What to do about a failed write: ``otherwise``, and first the file-size limit where that stopped it (the
+    lines had said to check where stdout goes, or nothing, under ``ulimit -f``).
+
+    >>> write_remedy(OSError(errno.EFBIG, "File too large"), "choose another --save")
+    "over this process's file-size limit (ulimit -f): raise it, or choose another --save"
+    >>> write_remedy(OSError(errno.ENOSPC, "No space left on device"), "choose another --save")
+    'choose another --save'
+    """
+    if exc.errno == errno.EFBIG:
+        return f"over this process's file-size limit (ulimit -f): raise it, or {otherwise}"
+    return otherwise
+
+
 def printable(text: str) -> str:
     """``text`` with control characters (a newline, a terminal escape in a file name) shown escaped, so that one
     message stays one line and a terminal never obeys a name.

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from edge_runtime.atomic import write_all, write_back
-from edge_runtime.errors import OutputError, UsageError, printable
+from edge_runtime.errors import OutputError, UsageError, printable, write_remedy
 from edge_runtime.inputs import Item
 from edge_runtime.model import Prediction
 from edge_runtime.summary import LatencyReservoir, Summary, no_part, score_text
@@ -163,7 +163,8 @@ class JsonLinesSink:
             raise StdoutClosed() from exc
         except OSError as exc:
             _silence_stdout(self.stream)
-            raise OutputError(f"stdout: cannot write ({exc.strerror or exc}); check where stdout goes") from exc
+            why = write_remedy(exc, "check where stdout goes")
+            raise OutputError(f"stdout: cannot write ({exc.strerror or exc}); {why}") from exc
 
     def close(self) -> None:
         if self.stream not in (sys.stdout, sys.stderr):

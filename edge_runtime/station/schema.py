@@ -101,7 +101,7 @@ def log_error(path: Path | str, exc: sqlite3.Error, doing: str, *, creating: boo
     elif code in (_NOTADB, _CORRUPT) or "not a database" in text or "malformed" in text:
         why = "is not a defect-edge inspection log or is damaged; use another --log"
     elif code == _CANTOPEN or "unable to open" in text:
-        why = "cannot be opened (missing folder or no permission); use another --log"
+        why = _cannot_open(path)
     elif "disk i/o error" in text and (limit := _file_size_limit()) is not None:
         # a write past `ulimit -f` (EFBIG) reaches SQLite as an I/O error: "check the disk" could not help
         why = (f"failed ({exc}): it may not grow past the file-size limit of {limit} bytes (ulimit -f); raise the "
@@ -109,6 +109,20 @@ def log_error(path: Path | str, exc: sqlite3.Error, doing: str, *, creating: boo
     else:
         why = f"failed ({exc}); check the disk and the file"
     return OutputError(f"{path}: inspection log {why} (while {doing})")
+
+
+def _cannot_open(path: Path | str) -> str:
+    """Why SQLite could not open the log ("unable to open database file" names no cause), told from its folder:
+    it had said "missing folder or no permission" for a log on a read-only mount too."""
+    folder = Path(path).absolute().parent
+    if not folder.is_dir():
+        return f"cannot be opened: its folder {folder} does not exist; create it or use another --log"
+    with contextlib.suppress(OSError, AttributeError):  # statvfs: not on Windows
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return f"cannot be opened: {folder} is on a read-only file system; put --log on a writable disk"
+    if not os.access(folder, os.W_OK | os.X_OK):  # the log's -wal and -shm files are made beside it
+        return f"cannot be opened: no permission to write in {folder}; fix its permissions or use another --log"
+    return "cannot be opened (missing folder or no permission); use another --log"
 
 
 def _full_disk(path: Path | str, *, creating: bool = False, reading: bool = False) -> str | None:

@@ -71,6 +71,7 @@ class LiveState:
         self.station, self.max_fps, self.keep_pictures, self.wanted = station, max_fps, keep_pictures, wanted
         self.lock = threading.Lock()
         self.started = time.time()
+        self.started_mono = time.monotonic()  # uptime: a clock set after the start (NTP, no clock battery) moved it
         self.info: RunInfo | None = None
         self.live_source = False
         self.source_state = "starting"
@@ -221,7 +222,7 @@ class LiveState:
                 "ok": judged - self.defective,
                 "defect_rate": round(self.defective / judged, 4) if judged else None,
                 "fps": self.fps(),
-                "uptime_s": round(time.time() - self.started, 1),
+                "uptime_s": round(time.monotonic() - self.started_mono, 1),
                 "started": self.started,
                 "source_state": self.source_state,
                 "error": self.end_error,

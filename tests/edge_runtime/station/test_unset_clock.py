@@ -19,3 +19,15 @@ def test_log_keep_leaves_the_items_an_unset_clock_stamped(log_path: Path):
     assert log.apply_retention() == 32
     left = open_reader(log_path).execute("SELECT min(time), count(*) FROM inspections").fetchone()
     assert left[0] < 86400 and left[1] == 32
+
+
+def test_uptime_does_not_jump_when_the_clock_is_set(monkeypatch):
+    """A box without a clock battery starts at 1970 and NTP sets the clock a minute later: /api/status and the
+    defect_edge_uptime_seconds gauge then said the station had been up 56 years (and negative after a step back)."""
+    from edge_runtime.station import live as live_module
+    from edge_runtime.station.live import LiveState
+
+    state = LiveState(station="line-3")
+    wall = time.time()
+    monkeypatch.setattr(live_module.time, "time", lambda: wall + 1.8e9)  # the clock set, far ahead
+    assert 0 <= state.status()["uptime_s"] < 60

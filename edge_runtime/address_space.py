@@ -88,16 +88,22 @@ def fit_address_space() -> None:
               f"out of memory or crash without a message: raise it ({lim.ulimit} {lim.needs_mib << 10} or unlimited)",
               file=sys.stderr, flush=True)  # fmt: skip
     if small:
-        _load_opencv_or_exit(small[0][0])
+        _one_line_when_out_of_memory(small[0][0])
 
 
-def _load_opencv_or_exit(lim: Limit) -> None:
-    """OpenCV first, as it maps the most: under too small a limit its import failed with a traceback from inside
-    importlib ("libQt5Gui...so: failed to map segment from shared object"), before any command could catch it."""
-    try:
-        import cv2  # noqa: F401
-    except (ImportError, MemoryError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        print(f"error: OpenCV cannot load under the {lim.name} ({first}); raise it ({lim.ulimit} "
-              f"{lim.needs_mib << 10} or unlimited)", file=sys.stderr, flush=True)  # fmt: skip
-        raise SystemExit(1) from None
+def _one_line_when_out_of_memory(lim: Limit) -> None:
+    """Under too small a limit a library failed to load before any command could catch it: a traceback from
+    inside importlib ("libQt5Gui...so: failed to map segment from shared object", a MemoryError in click's
+    gettext). Such a failure is now one line naming the limit (exit 1, as Python's own); --debug keeps it."""
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: object) -> None:
+        memory = issubclass(kind, MemoryError) or (issubclass(kind, ImportError) and kind is not ModuleNotFoundError)
+        if not memory or "--debug" in sys.argv:
+            previous(kind, exc, tb)  # type: ignore[arg-type]
+            return
+        first = (str(exc).strip().splitlines() or [kind.__name__])[0][:160]
+        print(f"error: out of memory under the {lim.name} ({first}); raise it ({lim.ulimit} {lim.needs_mib << 10} "
+              "or unlimited)", file=sys.stderr, flush=True)  # fmt: skip
+
+    sys.excepthook = hook

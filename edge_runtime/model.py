@@ -45,6 +45,7 @@ from edge_runtime.model_info import (
     Precision,  # noqa: F401 - imported from here
     read_model_info,
 )
+from edge_runtime.model_line import model_line
 from edge_runtime.model_pickle import OPENED_ATTRIBUTES, PicklesAsItsFile  # noqa: F401 - OPENED_ATTRIBUTES: imported from here
 from edge_runtime.prediction import Prediction, ScoreError, recorded_score  # noqa: F401 - recorded_score: imported from here
 from edge_runtime.preprocess import CropMode, normalize, not_finite_note, resize_to_input, to_uint8_gray
@@ -54,7 +55,6 @@ from edge_runtime.station_check import StationProfile
 from edge_runtime.symmetry import PartPatch
 
 # a part-centred model exported where its training images were not: items are never flagged, which is not "alike"
-_NO_PROFILE = "; no station check: the model carries no training-image statistics (re-export it where they are)"
 
 
 class EdgeModel(PicklesAsItsFile):
@@ -309,23 +309,7 @@ class EdgeModel(PicklesAsItsFile):
 
     def describe(self) -> str:
         """One line for logs: file, precision, threshold, providers, threads."""
-        auto = f"{self.auto_threads.count} ({self.auto_threads.why})" if self.auto_threads else "auto"
-        threads = f"{self.cfg.threads or auto}{' (not spinning)' if self.cfg.spin is False else ''}"
-        return (
-            f"model {self.path.name} ({self.info.precision.value}, {self.info.arch or 'unknown arch'}, "
-            f"threshold {self.info.threshold:.4g}{self._look_note()}) on {', '.join(self.providers)}, threads {threads}"
-            + ("" if self.info.station or self.info.preprocess.crop is not CropMode.PART else _NO_PROFILE)
-        )
-
-    def _look_note(self) -> str:
-        notes = []
-        if self.info.second_look is not None:
-            notes.append("second look near it" if self.cfg.second_look else "second look off")
-        if self.info.symmetry_look is not None:
-            notes.append("symmetry look below it" if self.cfg.symmetry_look else "symmetry look off")
-        if self.sharpness_limit is not None:
-            notes.append("inputs sharper than training softened")
-        return "".join(", " + n for n in notes)
+        return model_line(self)
 
     def verdict(
         self,

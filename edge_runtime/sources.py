@@ -264,7 +264,9 @@ class LatestFrameReader:
                     warning = getattr(cap, "warning", None)
                     if self._watch and ffmpeg_log.errors() > before:
                         self._patched_left = max(1, decoder_threads(cap))
-                    if self._patched_left and frame is not None:
+                    if self._patched_left and frame is None:  # the report's frame is undecodable: an item error
+                        self._patched_left -= 1  # already, not a warning for the good picture after it
+                    elif self._patched_left:
                         self._patched_left -= 1
                         patched = (f"the decoder found damaged data near this frame and filled it in from other "
                                    f"frames ({ffmpeg_log.last()}); its verdict may be wrong")  # fmt: skip
@@ -291,6 +293,9 @@ class LatestFrameReader:
 
     def _release(self) -> None:
         cap, self._cap = self._cap, None
+        # The next capture decodes afresh: a report of damage on this one is no reason to doubt its frames (the
+        # first frame after a reconnect had been warned of the cut-off frame before the drop, and failed the gate).
+        self._patched_left = 0
         if cap is not None:
             # Nothing useful to do when a dead source fails to close.
             with contextlib.suppress(Exception):

@@ -31,7 +31,7 @@ from edge_runtime.items import Item, failure, frame_item, split_prepared, with_w
 from edge_runtime.listing import Unreadable, list_entries, list_folder, match_glob
 from edge_runtime.preprocess import IMAGE_SUFFIXES
 from edge_runtime.sources import LatestFrameReader
-from edge_runtime.stream_url import is_stream_url, shown_source
+from edge_runtime.stream_url import is_stream_url, not_a_stream, shown_source, url_scheme
 from edge_runtime.summary import plural, reasons_warning
 from edge_runtime.video_open import iter_video
 
@@ -109,6 +109,8 @@ def _resolve_path(source: str) -> SourceSpec:
         if path.suffix.lower() in IMAGE_SUFFIXES:
             return SourceSpec(SourceKind.IMAGES, source, (path,))  # a FIFO or dead link: an error record
         return SourceSpec(SourceKind.VIDEO, source)
+    if url_scheme(source) is not None:  # a misspelt stream URL, its query read as a pattern: no file can match it
+        raise DataError(not_a_stream(source))
     if glob.has_magic(source):
         images, ignored, links = match_glob(source)
         if not images:

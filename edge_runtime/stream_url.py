@@ -9,11 +9,39 @@ from __future__ import annotations
 import re
 import urllib.parse
 
+STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp", "udp", "tcp")
+
 
 def is_stream_url(text: str) -> bool:
     """True for network streams (``rtsp://``, ``rtmp://``, ``http(s)://``, ``udp://``, ``tcp://``)."""
-    return text.split("://", 1)[0].lower() in {"rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp"} and (
-        "://" in text
+    return text.split("://", 1)[0].lower() in STREAM_SCHEMES and "://" in text
+
+
+def url_scheme(text: str) -> str | None:
+    """The scheme of a text written as a URL, a stream's or not; None for a path.
+
+    >>> url_scheme("rtps://cam/line"), url_scheme("parts/a.png")
+    ('rtps', None)
+    """
+    found = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", text)
+    return found.group(1) if found else None
+
+
+def not_a_stream(url: str) -> str:
+    """Why a URL that names no file is not read: its scheme is no stream's (a typo had been "no such file or
+    folder", with the password shown).
+
+    >>> not_a_stream("rtps://admin:s3cret@cam/line").split(": ")[:2]
+    ['rtps://admin:***@cam/line', 'rtps:// is not a stream this reads (rtsp://, rtsps://, http://, https://, rtmp://, udp://, tcp://) and no file has that name']
+    """  # noqa: E501
+    scheme = url_scheme(url) or ""
+    if scheme.lower() == "file":
+        path = urllib.parse.unquote(urllib.parse.urlsplit(url).path)
+        return f"{shown_source(url)}: a file is passed by its path, not as a file:// URL: --source {path}"
+    known = ", ".join(f"{s}://" for s in STREAM_SCHEMES)
+    return (
+        f"{shown_source(url)}: {scheme}:// is not a stream this reads ({known}) and no file has that name: check "
+        "the URL's scheme"
     )
 
 
@@ -33,7 +61,7 @@ def shown_source(text: str) -> str:
     Many IP cameras take the password in the query (``?user=admin&pwd=...``): a parameter whose name says
     password, passwd, pwd, pass, token, secret, key, auth or signature is masked too.
     """
-    if not is_stream_url(text):
+    if url_scheme(text) is None:  # any URL: one with a misspelt scheme is named in an error, password hidden
         return text
     scheme, rest = text.split("://", 1)
     netloc, sep, path = rest.partition("/")

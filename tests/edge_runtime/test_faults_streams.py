@@ -1,7 +1,9 @@
 """Faults of a live network camera met on a production line, on loopback: an HTTP MJPEG camera (a small server
-here, sending real casting images) that stalls in the middle of a frame and is reopened.
+here, sending real casting images) that stalls in the middle of a frame and is reopened; a camera URL typed
+wrong.
 
-Skipped when ffmpeg is not installed, as tests/edge_runtime/test_streams.py is (``apt-get install -y ffmpeg``).
+The cameras' tests are skipped when ffmpeg is not installed, as tests/edge_runtime/test_streams.py is
+(``apt-get install -y ffmpeg``).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from pathlib import Path
 import cv2
 import pytest
 
+from edge_runtime.errors import ExitCode
 from tests.edge_runtime.test_streams import FFMPEG, edge_infer, lines_of
 
-pytestmark = pytest.mark.skipif(FFMPEG is None, reason="needs ffmpeg (apt-get install -y ffmpeg)")
+needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="needs ffmpeg (apt-get install -y ffmpeg)")
 
 
 class StallingCamera:
@@ -64,6 +67,7 @@ class StallingCamera:
         self.sock.close()
 
 
+@needs_ffmpeg
 def test_a_frame_cut_off_by_a_stall_does_not_put_a_warning_on_the_good_frames_after_the_reconnect(
     casting_dir: Path, tmp_path: Path
 ):
@@ -90,3 +94,21 @@ def test_a_frame_cut_off_by_a_stall_does_not_put_a_warning_on_the_good_frames_af
     assert [r["frame"] for r in cut] == [4], cut  # the frame cut off by the stall, and no other
     after = records[5:]  # the new connection's whole frames: nothing to warn about
     assert all(r["label"] is not None and r["warning"] is None and r["error"] is None for r in after), after
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("rtps://admin:s3cret@127.0.0.1:8554/line?password=s3cret",
+         "rtps://admin:***@127.0.0.1:8554/line?password=***: rtps:// is not a stream this reads (rtsp://, "),
+        ("htp://127.0.0.1:8080/feed.mjpg", "htp:// is not a stream this reads"),
+        ("file:///line/3.avi", "a file is passed by its path, not as a file:// URL: --source /line/3.avi"),
+    ],
+)  # fmt: skip
+def test_a_camera_url_with_a_misspelt_scheme_is_named_as_such_without_its_password(tiny_model: Path, url, said):
+    """A typo in the scheme was "no such file or folder" (the URL read as a path), and one with a query "the
+    pattern matches no image file" (its '?' read as a wildcard): both with the camera's password in clear."""
+    proc = edge_infer(["--model", str(tiny_model), "--source", url])
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.BAD_DATA and said in err, err
+    assert "s3cret" not in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -219,6 +219,7 @@ def open_live(
         open_timeout_s=max(8.0, read_timeout_s + 3.0),  # a triggered camera sends its first frame with a part
         first_frame_timeout_s=max(8.0, read_timeout_s + 3.0),
         on_event=on_event,
+        read_timeout_s=read_timeout_s if spec.kind is SourceKind.STREAM else None,  # a camera's read has none
     )
     return reader.start()
 

@@ -76,7 +76,8 @@ class LatestFrameReader:
     ``source`` is a capture factory (reopened after a drop when ``reconnect``) or an already open capture
     object (used once). ``max_reconnects=None`` retries forever; the wait doubles from ``backoff_s[0]`` to
     ``backoff_s[1]`` seconds. ``on_event`` receives human-readable messages (drops, reconnects).
-    ``first_frame_timeout_s`` bounds the wait for the first frame of the first open.
+    ``first_frame_timeout_s`` bounds the wait for the first frame of the first open. ``read_timeout_s``: the
+    capture's own read timeout, where it has one (a stream's); a drop after it is told as the source's silence.
 
     After the iteration ends, ``error`` holds the reason when the source was lost for good (``None`` when it
     simply ended or was stopped).
@@ -93,6 +94,7 @@ class LatestFrameReader:
         open_timeout_s: float = 10.0,
         first_frame_timeout_s: float = 10.0,
         on_event: Callable[[str], None] | None = None,
+        read_timeout_s: float | None = None,
     ) -> None:
         if hasattr(source, "read") and not isinstance(source, type):  # an open capture, not a class/factory
             self._factory: CaptureFactory | None = None
@@ -107,6 +109,7 @@ class LatestFrameReader:
         self.open_timeout_s = open_timeout_s
         self.first_frame_timeout_s = first_frame_timeout_s
         self.on_event = on_event or (lambda msg: None)
+        self.read_timeout_s = read_timeout_s
         self.captured = 0  # frames the source delivered
         self.delivered = 0  # frames handed to the consumer
         self._last_index = -1  # the index of the last frame handed out
@@ -254,6 +257,7 @@ class LatestFrameReader:
                         return
                     continue
                 before = self._damage_reports(cap)
+                started = time.monotonic()
                 try:
                     ok, frame = cap.read()
                 except Exception as exc:  # noqa: BLE001 - a driver error is a drop like any other
@@ -277,10 +281,20 @@ class LatestFrameReader:
                 if not self.reconnect or self._stop.is_set():  # a stop (Ctrl-C) cut the read short: no drop
                     return
                 then = "; reconnecting" if self.max_reconnects != 0 else ""
-                self.on_event(f"{self.name}: source dropped after {plural(self.captured, 'frame')}{then}")
+                silent = self._silence(time.monotonic() - started)
+                self.on_event(f"{self.name}: source dropped after {plural(self.captured, 'frame')}{silent}{then}")
         finally:
             self._release()
             self._finish()
+
+    def _silence(self, waited: float) -> str:
+        """Why a read that waited out the read timeout failed: the stream sent nothing, as a camera triggered by
+        the parts does between parts (the drop alone was told, after every frame, and nothing named the option)."""
+        timeout = self.read_timeout_s
+        if timeout is None or waited < 0.9 * timeout:
+            return ""
+        return (f" (it sent nothing for {timeout:g} s; a camera that sends a frame per part needs --read-timeout "
+                "above its longest gap)")  # fmt: skip
 
     def _damage_reports(self, cap: Any) -> int:
         """FFmpeg's damage reports so far; the first call routes them here (after OpenCV has opened a capture, as it

@@ -17,7 +17,7 @@ import cv2
 import pytest
 
 from edge_runtime.errors import ExitCode
-from tests.edge_runtime.test_streams import FFMPEG, edge_infer, lines_of
+from tests.edge_runtime.test_streams import FFMPEG, SlowCamera, edge_infer, lines_of
 
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="needs ffmpeg (apt-get install -y ffmpeg)")
 
@@ -112,3 +112,19 @@ def test_a_camera_url_with_a_misspelt_scheme_is_named_as_such_without_its_passwo
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == ExitCode.BAD_DATA and said in err, err
     assert "s3cret" not in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@needs_ffmpeg
+def test_a_drop_for_silence_names_the_read_timeout(tmp_path: Path):
+    """A camera triggered by the parts, a frame every 1.5 s, read with --read-timeout 1: each gap was told as
+    "source dropped after 1 frame; reconnecting" alone, again and again, and nothing named the option to raise."""
+    camera = SlowCamera(period=1.5)
+    try:
+        proc = edge_infer(["--source", camera.url, "--max-frames", "3", "--read-timeout", "1", "--quiet"])
+        _, err = proc.communicate(timeout=60)
+    finally:
+        camera.close()
+    assert proc.returncode == 0, err
+    said = ("(it sent nothing for 1 s; a camera that sends a frame per part needs --read-timeout above its longest "
+            "gap); reconnecting")  # fmt: skip
+    assert "source dropped after" in err and said in err and "Traceback" not in err, err

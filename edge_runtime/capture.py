@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from edge_runtime.errors import SourceError, UsageError
-from edge_runtime.stream_refusal import refusal
+from edge_runtime.stream_refusal import REFUSED, why_unopened
 from edge_runtime.stream_url import is_stream_url, opened_url, shown_source
 
 
@@ -103,14 +103,14 @@ def capture_factory(source: str, *, timeout_s: float = 5.0, colour: bool = True)
         if not cap.isOpened():
             cap.release()
             what = f"camera {source}" if source.isdigit() or source.startswith("/dev/") else shown_source(source)
-            refused = None
+            said = None
             if is_stream_url(source) and not asked:
-                refused = refusal(source)
-                asked.append(refused)
-            elif asked and asked[0] is not None and asked[0].split(" ", 2)[1] in ("401", "403"):
-                refused = asked[0]  # still so: a sign-in refused stays refused (a busy camera may be offline now)
-            if refused is not None:
-                raise SourceError(f"{what}: the camera refused the stream: {refused}")
+                said = why_unopened(source)
+                asked.append(said)
+            elif asked and asked[0] is not None and re.match(rf"{REFUSED}\w+ 40[13] ", asked[0]):
+                said = asked[0]  # still so: a sign-in refused stays refused (a busy camera may be offline now)
+            if said is not None:
+                raise SourceError(f"{what}: {said}")
             raise SourceError(
                 f"{what}: cannot open camera or stream (check the index/path/URL and that no other program holds it)"
             )

@@ -32,6 +32,7 @@ _ADVICE = {
     454: "the camera lost the session: try again",
     503: "the camera is busy: it may already serve as many viewers as it can; close another viewer",
 }
+REFUSED = "the camera refused the stream: "  # what a line naming the camera's own refusal says first
 _MAX_HEADER = 65536
 _MAX_REASON = 80
 _CHALLENGE_FIELD = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
@@ -49,6 +50,19 @@ def refusal(url: str, timeout_s: float = 3.0) -> str | None:
     >>> refusal("udp://10.0.0.5:1234") is None
     True
     """
+    said = why_unopened(url, timeout_s)
+    return said.removeprefix(REFUSED) if said is not None and said.startswith(REFUSED) else None
+
+
+def why_unopened(url: str, timeout_s: float = 3.0) -> str | None:
+    """Why a network camera's stream could not be opened, where the camera's side shows it: its refusal
+    (``the camera refused the stream: HTTP 404 Not Found (...)``), nothing listening at its address, a host name
+    not found, or a web page where a stream was expected (each had been "cannot open camera or stream (check
+    the index/path/URL ...)"). None where it cannot tell.
+
+    >>> why_unopened("udp://10.0.0.5:1234") is None
+    True
+    """
     scheme = url.split("://", 1)[0].lower()
     if scheme not in ("http", "https", "rtsp", "rtsps"):
         return None
@@ -56,11 +70,26 @@ def refusal(url: str, timeout_s: float = 3.0) -> str | None:
     try:
         parts = urllib.parse.urlsplit(opened_url(url))
         user = _user(parts)
-        status, reason, signed_in = _status(parts, user, deadline)
+        status, reason, signed_in, kind = _status(parts, user, deadline)
+    except ConnectionRefusedError:
+        host = parts.hostname or ""
+        where = f"{f'[{host}]' if ':' in host else host}:{_port(parts)}"
+        return f"nothing listens at {where} (the camera is off or still starting, or the URL's port is wrong)"
+    except socket.gaierror as exc:
+        host = printable(parts.hostname or "")
+        return f"cannot find the host {host} ({exc.strerror or exc}): check the URL's host name, or give its IP address"
     except (OSError, ValueError, UnicodeError):
         return None
-    if status < 400:
-        return None
+    if status < 400:  # a video stream is never text: a login or status page, the camera's own web page
+        if not kind.lower().startswith("text/"):
+            return None
+        return (f"it answers with a web page ({printable(kind[:40])}), not a video stream: check the URL's path "
+                "(the stream's, not the camera's web page)")  # fmt: skip
+    return REFUSED + _refused(scheme, status, reason, user, signed_in=signed_in)
+
+
+def _refused(scheme: str, status: int, reason: str, user: tuple[str, str] | None, *, signed_in: bool) -> str:
+    """``HTTP 401 Unauthorized (a user and password are needed)``: the camera's status and what it means."""
     why = _ADVICE.get(status, "the camera's own error")
     if status == 401 and user is None:
         why = "a user and password are needed"
@@ -86,26 +115,31 @@ def _target(parts: urllib.parse.SplitResult) -> tuple[str, str]:
     return urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, "")), netloc
 
 
-def _status(parts: urllib.parse.SplitResult, user: tuple[str, str] | None, deadline: float) -> tuple[int, str, bool]:
+def _status(
+    parts: urllib.parse.SplitResult, user: tuple[str, str] | None, deadline: float
+) -> tuple[int, str, bool, str]:
     """The camera's answer to the request, and to the request again with the URL's user where it answered 401
-    with a challenge (on the same connection for RTSP, as FFmpeg asks: a camera may tie its nonce to it); and
-    whether the user was sent."""
+    with a challenge (on the same connection for RTSP, as FFmpeg asks: a camera may tie its nonce to it); whether
+    the user was sent; and the first answer's Content-Type."""
     with _connect(parts, deadline) as sock:
-        status, reason, challenges, open_still = _request(sock, parts, None, 1, deadline)
+        status, reason, challenges, open_still, kind = _request(sock, parts, None, 1, deadline)
         if status != 401 or user is None or (auth := _authorization(challenges, user, parts)) is None:
-            return status, reason, False
+            return status, reason, False, kind
         if open_still and parts.scheme.startswith("rtsp"):
             with contextlib.suppress(OSError, ValueError):  # closed meanwhile: asked again on a new connection
-                return *_request(sock, parts, auth, 2, deadline)[:2], True
+                return *_request(sock, parts, auth, 2, deadline)[:2], True, kind
     with _connect(parts, deadline) as sock:
-        return *_request(sock, parts, auth, 2, deadline)[:2], True
+        return *_request(sock, parts, auth, 2, deadline)[:2], True, kind
+
+
+def _port(parts: urllib.parse.SplitResult) -> int:
+    return parts.port or {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}[parts.scheme]
 
 
 @contextlib.contextmanager
 def _connect(parts: urllib.parse.SplitResult, deadline: float) -> Iterator[socket.socket]:
     host = parts.hostname or ""
-    port = parts.port or {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}[parts.scheme]
-    with socket.create_connection((host, port), timeout=_left(deadline)) as raw:
+    with socket.create_connection((host, _port(parts)), timeout=_left(deadline)) as raw:
         if parts.scheme not in ("https", "rtsps"):
             yield raw
             return
@@ -117,9 +151,10 @@ def _connect(parts: urllib.parse.SplitResult, deadline: float) -> Iterator[socke
 
 def _request(
     sock: socket.socket, parts: urllib.parse.SplitResult, auth: str | None, seq: int, deadline: float
-) -> tuple[int, str, list[str], bool]:
-    """One request (RTSP DESCRIBE, HTTP GET): the status, its reason, the authentication challenges, and whether
-    the connection stays open for another. Raises OSError or ValueError where no answer comes by ``deadline``."""
+) -> tuple[int, str, list[str], bool, str]:
+    """One request (RTSP DESCRIBE, HTTP GET): the status, its reason, the authentication challenges, whether
+    the connection stays open for another, and the answer's Content-Type. Raises OSError or ValueError where no
+    answer comes by ``deadline``."""
     rtsp = parts.scheme.startswith("rtsp")
     target, netloc = _target(parts)
     if rtsp:
@@ -148,7 +183,8 @@ def _request(
     while open_still and len(body) < length:  # the body read off, so that a second request can follow
         chunk = _receive(sock, deadline)
         open_still, body = bool(chunk), body + chunk
-    return int(code), (reason[0] if reason else "").strip(), challenges, open_still
+    kind = next((v for n, v in headers if n == "content-type"), "")
+    return int(code), (reason[0] if reason else "").strip(), challenges, open_still, kind
 
 
 def _receive(sock: socket.socket, deadline: float) -> bytes:

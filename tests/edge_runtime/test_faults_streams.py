@@ -128,3 +128,53 @@ def test_a_drop_for_silence_names_the_read_timeout(tmp_path: Path):
     said = ("(it sent nothing for 1 s; a camera that sends a frame per part needs --read-timeout above its longest "
             "gap); reconnecting")  # fmt: skip
     assert "source dropped after" in err and said in err and "Traceback" not in err, err
+
+
+class WebPage:
+    """A camera's web server answering every path with its HTML page (200 OK), as a camera does at its address
+    without the stream's path."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://admin:s3cret@127.0.0.1:{self.sock.getsockname()[1]}/index.html"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn, contextlib.suppress(OSError):
+                conn.recv(65536)
+                page = b"<html><body>" + b"Camera login " * 100 + b"</body></html>"
+                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + page)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _nothing_listening() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_stream_that_cannot_be_opened_says_why_when_the_camera_side_shows_it(tiny_model: Path):
+    """A camera URL onto its web page, a port nobody listens on, and a host name that does not resolve were each
+    "cannot open camera or stream (check the index/path/URL and that no other program holds it)"."""
+    page = WebPage()
+    port = _nothing_listening()
+    cases = {
+        page.url: "it answers with a web page (text/html; charset=utf-8), not a video stream: check the URL's path",
+        f"rtsp://127.0.0.1:{port}/line": f"nothing listens at 127.0.0.1:{port} (the camera is off or still starting",
+        "http://camera-3.invalid/feed.mjpg": "cannot find the host camera-3.invalid (",
+    }
+    try:
+        for url, said in cases.items():
+            proc = edge_infer(["--model", str(tiny_model), "--source", url])
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == ExitCode.SOURCE_UNAVAILABLE and said in err, err
+            assert "s3cret" not in err and "Traceback" not in err
+    finally:
+        page.close()

@@ -240,6 +240,7 @@ def process(
         if reader is not None:
             reader.stop()
             runner.summary.dropped_frames, runner.summary.reconnects = reader.dropped, reader.reconnects
+            runner.summary.source_error = runner.summary.source_error or reader.down
 
 
 def _ended(spec: SourceSpec, items: Iterator[Item], taken: int) -> bool:

@@ -119,6 +119,7 @@ class LatestFrameReader:
         self._attempts = 0
         self._delay = backoff_s[0]
         self._reopened = 0  # the attempt that reopened the source, until its first picture (then it is back)
+        self._down: tuple[float, int] | None = None  # when the source dropped and the frames before, until a picture
         self.error: SourceError | None = None
         # Frames not yet handed out: the newest alone, but for frames that came faster than half the source's own
         # frame time (a burst: the frames an RTSP camera's stream had buffered while it was opened, about 10 at
@@ -202,6 +203,18 @@ class LatestFrameReader:
                 return
             yield frame
 
+    @property
+    def down(self) -> str | None:
+        """The source dropped and has sent no picture since, though not lost for good (``error``): what a run
+        stopped meanwhile says in its summary (it read as a run whose camera was there to the end)."""
+        with self._cond:
+            if self._down is None or self.error is not None:
+                return None
+            since, frames = self._down
+            tried = plural(self._attempts, "reconnect attempt")
+        return (f"{self.name}: down when the run stopped: it dropped {time.monotonic() - since:.0f} s before, after "
+                f"{plural(frames, 'frame')}, and {tried} brought no frame")  # fmt: skip
+
     def stop_nowait(self) -> None:
         """Ask the capture thread to stop (it releases the source); do not wait for it."""
         self._stop.set()
@@ -236,7 +249,7 @@ class LatestFrameReader:
             self.captured += 1
             back = self._reopened if frame is not None else 0
             if frame is not None:  # back for real (a picture): a later drop starts afresh
-                self._attempts, self._delay, self._reopened = 0, self.backoff_s[0], 0
+                self._attempts, self._delay, self._reopened, self._down = 0, self.backoff_s[0], 0, None
                 self.reconnects += bool(back)
             self._cond.notify_all()
         if back:  # told outside the lock: the listener may take its time
@@ -280,6 +293,7 @@ class LatestFrameReader:
                 self._release()
                 if not self.reconnect or self._stop.is_set():  # a stop (Ctrl-C) cut the read short: no drop
                     return
+                self._down = self._down or (time.monotonic(), self.captured)
                 then = "; reconnecting" if self.max_reconnects != 0 else ""
                 silent = self._silence(time.monotonic() - started)
                 self.on_event(f"{self.name}: source dropped after {plural(self.captured, 'frame')}{silent}{then}")
@@ -327,12 +341,13 @@ class LatestFrameReader:
                 tried = plural(attempt, "reconnect attempt")
                 self._finish(SourceError(f"{self.name}: lost and not back after {tried}"))
                 return False
-            self._attempts = attempt = attempt + 1
+            attempt += 1
             delay = self._delay
             self._delay = min(delay * 2, self.backoff_s[1])
             self.on_event(f"{self.name}: reconnect attempt {attempt} in {delay:.1f} s")
             if self._stop.wait(delay):
                 return False
+            self._attempts = attempt  # made, not only announced: a stop in the wait leaves the attempts made
             try:
                 self._cap = open_within(self._factory, self.open_timeout_s, self.name)
             except SourceError as exc:

@@ -9,15 +9,26 @@ The cameras' tests are skipped when ffmpeg is not installed, as tests/edge_runti
 from __future__ import annotations
 
 import contextlib
+import json
+import signal
 import socket
 import threading
+import time
 from pathlib import Path
 
 import cv2
 import pytest
 
 from edge_runtime.errors import ExitCode
-from tests.edge_runtime.test_streams import FFMPEG, SlowCamera, edge_infer, lines_of
+from tests.edge_runtime.test_streams import (
+    FFMPEG,
+    Camera,
+    SlowCamera,
+    edge_infer,
+    free_port,
+    lines_of,
+    wait_for_records,
+)
 
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="needs ffmpeg (apt-get install -y ffmpeg)")
 
@@ -178,3 +189,33 @@ def test_a_stream_that_cannot_be_opened_says_why_when_the_camera_side_shows_it(t
             assert "s3cret" not in err and "Traceback" not in err
     finally:
         page.close()
+
+
+@needs_ffmpeg
+def test_a_run_stopped_while_its_camera_is_down_says_so_in_its_summary(tmp_path: Path):
+    """ffmpeg's camera goes off the network and the run is stopped (SIGTERM) while it waits to reconnect: the
+    summary, printed and in --summary, read as that of a run whose camera was there to the end (reconnects 0,
+    source_error null); only the stderr warnings said otherwise."""
+    from edge_runtime.demo import make_sample_video
+
+    video = tmp_path / "line.avi"
+    make_sample_video(video, frames_per_image=2)
+    camera = Camera(video, free_port()).start()
+    out, summary = tmp_path / "v.jsonl", tmp_path / "s.json"
+    proc = edge_infer(["--source", camera.url, "--output", str(out), "--summary", str(summary), "--quiet"])
+    try:
+        wait_for_records(out, 3, proc)
+        camera.kill()
+        time.sleep(3.0)  # reconnect attempts 1 and 2 fail: nothing listens
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        camera.kill()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    said = json.loads(summary.read_text())
+    assert said["items"] == len(lines_of(out)) >= 3 and said["interrupted"]
+    assert "down when the run stopped: it dropped" in (said["source_error"] or ""), said
+    assert "reconnect attempt" in said["source_error"] and "brought no frame" in said["source_error"]
+    assert "source lost: " in err and "down when the run stopped" in err and "Traceback" not in err

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from edge_runtime.errors import SourceError, UsageError
-from edge_runtime.stream_refusal import REFUSED, why_unopened
+from edge_runtime.stream_refusal import REFUSED, nothing_listens, why_unopened
 from edge_runtime.stream_url import is_stream_url, opened_url, shown_source
 
 
@@ -109,6 +109,8 @@ def capture_factory(source: str, *, timeout_s: float = 5.0, colour: bool = True)
                 asked.append(said)
             elif asked and asked[0] is not None and re.match(rf"{REFUSED}\w+ 40[13] ", asked[0]):
                 said = asked[0]  # still so: a sign-in refused stays refused (a busy camera may be offline now)
+            elif asked:  # a camera off the network while a dropped stream is reopened: told at each attempt
+                said = nothing_listens(source)
             if said is not None:
                 raise SourceError(f"{what}: {said}")
             raise SourceError(

@@ -72,9 +72,7 @@ def why_unopened(url: str, timeout_s: float = 3.0) -> str | None:
         user = _user(parts)
         status, reason, signed_in, kind = _status(parts, user, deadline)
     except ConnectionRefusedError:
-        host = parts.hostname or ""
-        where = f"{f'[{host}]' if ':' in host else host}:{_port(parts)}"
-        return f"nothing listens at {where} (the camera is off or still starting, or the URL's port is wrong)"
+        return _nobody(parts)
     except socket.gaierror as exc:
         host = printable(parts.hostname or "")
         return f"cannot find the host {host} ({exc.strerror or exc}): check the URL's host name, or give its IP address"
@@ -86,6 +84,32 @@ def why_unopened(url: str, timeout_s: float = 3.0) -> str | None:
         return (f"it answers with a web page ({printable(kind[:40])}), not a video stream: check the URL's path "
                 "(the stream's, not the camera's web page)")  # fmt: skip
     return REFUSED + _refused(scheme, status, reason, user, signed_in=signed_in)
+
+
+def nothing_listens(url: str, timeout_s: float = 1.0) -> str | None:
+    """``nothing listens at HOST:PORT (...)`` where the stream's address refuses a connection (a camera off or
+    restarting), else None. Only connects, sends nothing: asked again at each failed reopen, where a camera's
+    refusal is not (a wrong password asked again could lock the account).
+
+    >>> nothing_listens("udp://10.0.0.5:1234") is None
+    True
+    """
+    try:
+        parts = urllib.parse.urlsplit(opened_url(url))
+        if parts.scheme not in ("http", "https", "rtsp", "rtsps"):
+            return None
+        socket.create_connection((parts.hostname or "", _port(parts)), timeout=timeout_s).close()
+    except ConnectionRefusedError:
+        return _nobody(parts)
+    except (OSError, ValueError, UnicodeError):
+        return None
+    return None
+
+
+def _nobody(parts: urllib.parse.SplitResult) -> str:
+    host = parts.hostname or ""
+    where = f"{f'[{host}]' if ':' in host else host}:{_port(parts)}"
+    return f"nothing listens at {where} (the camera is off or still starting, or the URL's port is wrong)"
 
 
 def _refused(scheme: str, status: int, reason: str, user: tuple[str, str] | None, *, signed_in: bool) -> str:

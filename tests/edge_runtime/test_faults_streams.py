@@ -219,3 +219,5 @@ def test_a_run_stopped_while_its_camera_is_down_says_so_in_its_summary(tmp_path:
     assert "down when the run stopped: it dropped" in (said["source_error"] or ""), said
     assert "reconnect attempt" in said["source_error"] and "brought no frame" in said["source_error"]
     assert "source lost: " in err and "down when the run stopped" in err and "Traceback" not in err
+    # each failed reopen says why (the general "check the index/path/URL" line had followed the first)
+    assert err.count(f"nothing listens at 127.0.0.1:{camera.port} (the camera is off or still starting") >= 2, err

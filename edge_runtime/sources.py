@@ -295,15 +295,19 @@ class LatestFrameReader:
                     return
                 self._down = self._down or (time.monotonic(), self.captured)
                 then = "; reconnecting" if self.max_reconnects != 0 else ""
-                silent = self._silence(time.monotonic() - started)
-                self.on_event(f"{self.name}: source dropped after {plural(self.captured, 'frame')}{silent}{then}")
+                why = self._why_dropped(cap, time.monotonic() - started)
+                self.on_event(f"{self.name}: source dropped after {plural(self.captured, 'frame')}{why}{then}")
         finally:
             self._release()
             self._finish()
 
-    def _silence(self, waited: float) -> str:
-        """Why a read that waited out the read timeout failed: the stream sent nothing, as a camera triggered by
-        the parts does between parts (the drop alone was told, after every frame, and nothing named the option)."""
+    def _why_dropped(self, cap: Any, waited: float) -> str:
+        """Why a read failed, where it shows: frames that came but were no pictures (a broken encoder: the drop
+        had read as the camera gone while it was still sending), or a read that waited out the read timeout (the
+        stream sent nothing, as a camera triggered by the parts does between parts; nothing had named the option)."""
+        run, most = getattr(cap, "undecodable_run", 0), getattr(cap, "max_undecodable_run", None)
+        if isinstance(run, int) and isinstance(most, int) and run >= most:
+            return f" ({plural(run, 'undecodable frame')} in a row: the camera sends data, but no pictures)"
         timeout = self.read_timeout_s
         if timeout is None or waited < 0.9 * timeout:
             return ""

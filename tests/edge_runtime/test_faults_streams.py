@@ -22,6 +22,7 @@ import pytest
 from edge_runtime.errors import ExitCode
 from tests.edge_runtime.test_streams import (
     FFMPEG,
+    BrokenEncoderCamera,
     Camera,
     SlowCamera,
     edge_infer,
@@ -221,3 +222,18 @@ def test_a_run_stopped_while_its_camera_is_down_says_so_in_its_summary(tmp_path:
     assert "source lost: " in err and "down when the run stopped" in err and "Traceback" not in err
     # each failed reopen says why (the general "check the index/path/URL" line had followed the first)
     assert err.count(f"nothing listens at 127.0.0.1:{camera.port} (the camera is off or still starting") >= 2, err
+
+
+@needs_ffmpeg
+def test_a_drop_for_undecodable_frames_says_so(tmp_path: Path):
+    """A camera whose encoder broke, sending parts that are no JPEG: the drop read "source dropped after 5 frames"
+    alone, as if the camera had gone, while it was still sending."""
+    camera = BrokenEncoderCamera()
+    try:
+        proc = edge_infer(["--source", camera.url, "--max-reconnects", "0", "--quiet"])
+        _, err = proc.communicate(timeout=60)
+    finally:
+        camera.close()
+    assert proc.returncode == ExitCode.SOURCE_UNAVAILABLE, err
+    said = "source dropped after 7 frames (3 undecodable frames in a row: the camera sends data, but no pictures)"
+    assert said in err and "Traceback" not in err, err

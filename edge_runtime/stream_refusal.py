@@ -78,12 +78,21 @@ def why_unopened(url: str, timeout_s: float = 3.0) -> str | None:
         return f"cannot find the host {host} ({exc.strerror or exc}): check the URL's host name, or give its IP address"
     except (OSError, ValueError, UnicodeError):
         return None
-    if status < 400:  # a video stream is never text: a login or status page, the camera's own web page
-        if not kind.lower().startswith("text/"):
-            return None
+    if status < 400:
+        return _answered(kind)
+    return REFUSED + _refused(scheme, status, reason, user, signed_in=signed_in)
+
+
+def _answered(kind: str) -> str | None:
+    """Why a stream the camera answers could not be opened, told by what it answers with."""
+    if kind.lower().startswith("text/"):  # a video stream is never text: a login page, the camera's own web page
         return (f"it answers with a web page ({printable(kind[:40])}), not a video stream: check the URL's path "
                 "(the stream's, not the camera's web page)")  # fmt: skip
-    return REFUSED + _refused(scheme, status, reason, user, signed_in=signed_in)
+    if kind.lower().startswith("multipart/"):  # an MJPEG stream, whose first picture did not come in time
+        stream = printable(kind.split(";")[0][:40])
+        return (f"it answers with a stream ({stream}), but no picture came while it was opened: a camera that "
+                "sends a frame per part needs --read-timeout above its longest wait for a part")  # fmt: skip
+    return None
 
 
 def nothing_listens(url: str, timeout_s: float = 1.0) -> str | None:

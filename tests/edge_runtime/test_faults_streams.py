@@ -237,3 +237,39 @@ def test_a_drop_for_undecodable_frames_says_so(tmp_path: Path):
     assert proc.returncode == ExitCode.SOURCE_UNAVAILABLE, err
     said = "source dropped after 7 frames (3 undecodable frames in a row: the camera sends data, but no pictures)"
     assert said in err and "Traceback" not in err, err
+
+
+class TriggeredCamera(SlowCamera):
+    """An HTTP MJPEG camera triggered by the parts: it answers at once, and sends its first frame with the first
+    part, ``wait`` seconds later."""
+
+    def __init__(self, wait: float) -> None:
+        self.wait = wait
+        super().__init__(period=wait)
+
+    def _stream(self, conn: socket.socket, good_first: bool) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=frame\r\n\r\n")
+            if self.closed.wait(self.wait):
+                return
+            conn.sendall(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(self.jpeg))
+            conn.sendall(self.jpeg + b"\r\n")
+            self.closed.wait()
+
+
+@needs_ffmpeg
+def test_a_triggered_camera_that_sends_no_picture_while_it_is_opened_names_the_read_timeout(tiny_model: Path):
+    """Started while the line is idle, a camera triggered by the parts answers but sends no picture: the run
+    ended "cannot open camera or stream (check the index/path/URL and that no other program holds it)", though
+    the URL was right and --read-timeout was the option to raise."""
+    camera = TriggeredCamera(wait=7.0)
+    try:
+        proc = edge_infer(["--model", str(tiny_model), "--source", camera.url])
+        _, err = proc.communicate(timeout=60)
+    finally:
+        camera.close()
+    assert proc.returncode == ExitCode.SOURCE_UNAVAILABLE, err
+    said = ("it answers with a stream (multipart/x-mixed-replace), but no picture came while it was opened: a camera "
+            "that sends a frame per part needs --read-timeout above its longest wait for a part")  # fmt: skip
+    assert said in err and "Traceback" not in err, err

@@ -1,6 +1,7 @@
-"""Faults of a live network camera met on a production line, on loopback: an HTTP MJPEG camera (a small server
-here, sending real casting images) that stalls in the middle of a frame and is reopened; a camera URL typed
-wrong.
+"""Faults of a live network camera met on a production line, on loopback (small HTTP MJPEG servers here, and
+ffmpeg's): a camera that hangs in the middle of a frame and is reopened, one whose encoder sends no pictures, one
+triggered by the parts (a frame per part, none while the line is idle), one that goes off the network while the
+run is stopped, a URL onto a web page, a port nobody listens on, a host that is not found, a misspelt scheme.
 
 The cameras' tests are skipped when ffmpeg is not installed, as tests/edge_runtime/test_streams.py is
 (``apt-get install -y ffmpeg``).

@@ -69,6 +69,8 @@ def why_unopened(url: str, timeout_s: float = 3.0) -> str | None:
     deadline = time.monotonic() + timeout_s
     try:
         parts = urllib.parse.urlsplit(opened_url(url))
+        if not parts.hostname:  # rtsp://$CAMERA:554/line with the variable unset: "cannot find the host  (...)"
+            return f"the URL names no host (an unset variable?): write it as {scheme}://HOST[:PORT]/PATH"
         user = _user(parts)
         status, reason, signed_in, kind = _status(parts, user, deadline)
     except ConnectionRefusedError:
@@ -166,7 +168,8 @@ def _status(
 
 
 def _port(parts: urllib.parse.SplitResult) -> int:
-    return parts.port or {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}[parts.scheme]
+    default = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}[parts.scheme]
+    return parts.port if parts.port is not None else default  # port 0 is no default port
 
 
 @contextlib.contextmanager

@@ -182,6 +182,8 @@ def test_a_stream_that_cannot_be_opened_says_why_when_the_camera_side_shows_it(t
         page.url: "it answers with a web page (text/html; charset=utf-8), not a video stream: check the URL's path",
         f"rtsp://127.0.0.1:{port}/line": f"nothing listens at 127.0.0.1:{port} (the camera is off or still starting",
         "http://camera-3.invalid/feed.mjpg": "cannot find the host camera-3.invalid (",
+        # rtsp://$CAMERA:8554/line with the variable unset: "cannot find the host  (Name or service not known)"
+        "rtsp://:8554/line": "the URL names no host (an unset variable?): write it as rtsp://HOST[:PORT]/PATH",
     }
     try:
         for url, said in cases.items():

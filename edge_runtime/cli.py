@@ -89,6 +89,13 @@ HELP = (
     help="Also write verdicts to FILE.jsonl (JSON lines), FILE.json (one JSON array) or FILE.csv, per item.",
 )
 @click.option(
+    "--append",
+    "append_output",
+    is_flag=True,
+    help="Add this run's records after those already in the --output FILE.jsonl or FILE.csv [default: replace them "
+    "once the source opens].",
+)
+@click.option(
     "--save",
     type=GivenPath(path_type=Path, what="a video file or a folder"),  # "" was ".": pictures into the current folder
     multiple=True,
@@ -231,6 +238,8 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
         raise click.UsageError("give one input: --source PATH|DIR|GLOB|VIDEO|URL or --camera N, not both")
     if opts["source"] is None and opts["camera"] is None:
         raise DataError("no input: pass --source PATH|DIR|GLOB|VIDEO|URL or --camera N")
+    if opts["append_output"] and opts["output"] is None:  # it would have been ignored without a word
+        raise click.UsageError("--append adds to an --output file: give --output FILE.jsonl or FILE.csv")
     threads = check_threads(opts["threads"]) if opts["threads"] is not None else threads_from_env()
     # before the log is opened: --output, --summary or --save on the log's file would ruin both
     named = {opt: opts[key] for opt, key in (("--log", "log"), ("--output", "output"), ("--summary", "summary_path"),
@@ -244,6 +253,7 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
         runtime=RuntimeConfig(provider=Provider(opts["provider"]), threads=threads),
         json_stdout=opts["json_stdout"],
         output=opts["output"],
+        append_output=opts["append_output"],
         save=opts["save"],
         show=opts["show"],
         max_frames=opts["max_frames"],

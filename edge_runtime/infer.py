@@ -55,6 +55,7 @@ class InferConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     json_stdout: bool = False  # JSON lines on stdout instead of human-readable verdicts
     output: Path | None = None  # .jsonl, .json (an array) or .csv, written per item
+    append_output: bool = False  # --append: records follow the output file's own instead of replacing them
     save: Path | None = None  # annotated .mp4/.avi or a folder of images
     show: bool = False
     max_frames: int | None = None

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from edge_runtime.atomic import write_all, write_back
-from edge_runtime.errors import OutputError, UsageError, printable, write_remedy
+from edge_runtime.errors import OutputError, printable, write_remedy
 from edge_runtime.inputs import Item
 from edge_runtime.model import Prediction
 from edge_runtime.summary import LatencyReservoir, Summary, no_part, score_text
@@ -200,8 +200,9 @@ class FileSink:
     when the run is killed. Onto a pipe or FIFO the bracket is written once, at :meth:`close`.
     """
 
-    def __init__(self, path: Path, *, csv_format: bool, json_array: bool = False) -> None:
-        self.path, self.csv_format, self.json_array = path, csv_format, json_array
+    def __init__(self, path: Path, *, csv_format: bool, json_array: bool = False, keep: bool = False) -> None:
+        # keep (--append): this run's records follow the file's own; it is never emptied
+        self.path, self.csv_format, self.json_array, self.keep = path, csv_format, json_array, keep
         self.records = 0
         self.end = 0  # a .json file's size after this run's last write (see _closing_at)
         flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -242,13 +243,14 @@ class FileSink:
         if self.begun:
             return
         self.begun = True
-        if self.regular:
+        kept = self.keep and self.regular and os.fstat(self.fd).st_size > 0  # its header is there (run_outputs)
+        if self.regular and not self.keep:
             try:
                 os.ftruncate(self.fd, 0)
             except OSError as exc:
                 why = exc.strerror or exc
                 raise OutputError(f"{self.path}: cannot write ({why}); choose another --output") from exc
-        if self.csv_format:
+        if self.csv_format and not kept:
             self._write(self._csv_row(list(RECORD_KEYS)))
         elif self.json_array:
             self._write(b"[\n]\n" if self.regular else b"[\n")
@@ -382,16 +384,3 @@ class FileSink:
             mine, there = os.fstat(self.fd), os.stat(self.path)
             if (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino):
                 os.unlink(self.path)
-
-
-def open_file_sink(path: Path) -> FileSink:
-    """``.jsonl``/``.ndjson`` -> JSON lines, ``.json`` -> one JSON array, ``.csv`` -> CSV. Raises
-    :class:`OutputError` if it cannot be written or another process is writing it."""
-    suffix = path.suffix.lower()
-    if suffix not in (".jsonl", ".json", ".ndjson", ".csv"):
-        raise UsageError(f"{path}: --output must end in .jsonl, .json or .csv (the suffix picks the format)")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); choose another --output") from exc
-    return FileSink(path, csv_format=suffix == ".csv", json_array=suffix == ".json")

@@ -6,10 +6,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_runtime.errors import OutputError
-from edge_runtime.outputs import JsonLinesSink, open_file_sink
+from edge_runtime.errors import OutputError, UsageError
+from edge_runtime.outputs import RECORD_KEYS, FileSink, JsonLinesSink
 
 if TYPE_CHECKING:
     from edge_runtime.infer import InferConfig
@@ -93,7 +94,7 @@ def open_outputs(cfg: InferConfig, log: Log) -> Outputs:
         out.stdout = JsonLinesSink(sys.stdout, human=not cfg.json_stdout)
     try:
         if cfg.output is not None:
-            out.files.append(open_file_sink(cfg.output))
+            out.files.append(open_file_sink(cfg.output, append=cfg.append_output))
         if cfg.show:
             from edge_runtime.annotate import Window
 
@@ -114,3 +115,37 @@ def open_outputs(cfg: InferConfig, log: Log) -> Outputs:
         out.close()
         raise
     return out
+
+
+def open_file_sink(path: Path, *, append: bool = False) -> FileSink:
+    """``.jsonl``/``.ndjson`` -> JSON lines, ``.json`` -> one JSON array, ``.csv`` -> CSV. Raises
+    :class:`OutputError` if it cannot be written or another process is writing it. ``append`` (``--append``): the
+    records follow those already in the file, which must then be JSON lines, or CSV with this version's header."""
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".json", ".ndjson", ".csv"):
+        raise UsageError(f"{path}: --output must end in .jsonl, .json or .csv (the suffix picks the format)")
+    if append and suffix == ".json":
+        raise UsageError(f"{path}: --append adds to JSON lines (.jsonl) or CSV; a .json array is one document, "
+                         "rewritten whole: use FILE.jsonl")  # fmt: skip
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); choose another --output") from exc
+    if append and suffix == ".csv":
+        _check_csv_header(path)
+    return FileSink(path, csv_format=suffix == ".csv", json_array=suffix == ".json", keep=append)
+
+
+def _check_csv_header(path: Path) -> None:
+    """An existing CSV that ``--append`` adds to must have this version's columns: rows under another header would
+    be read into the wrong columns."""
+    try:
+        with path.open("rb") as f:
+            first = f.readline(1 << 16)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot read it to append ({exc.strerror or exc}); choose another --output") from exc
+    if first and first.rstrip(b"\r\n").decode("utf-8", "replace") != ",".join(RECORD_KEYS):
+        raise OutputError(f"{path}: --append: its first line is not the CSV header edge-infer writes (other columns, "
+                          "or not a CSV of verdicts); choose another --output")  # fmt: skip

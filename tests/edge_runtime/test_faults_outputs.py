@@ -333,7 +333,7 @@ def test_an_output_deleted_during_the_run_is_written_back(tmp_path, name):
     import os
 
     from edge_runtime.errors import OutputError
-    from edge_runtime.outputs import open_file_sink
+    from edge_runtime.run_outputs import open_file_sink
 
     path = tmp_path / name
     sink = open_file_sink(path)
@@ -446,3 +446,52 @@ def test_a_score_just_below_1_is_not_shown_as_a_flat_1(monkeypatch):
     near_one = Prediction(label="defective", score=0.99999988, defective=True, latency_ms=1.0)
     assert near_one.to_dict()["score"] == 0.999999
     assert recorded_score(1.0) == 1.0 and recorded_score(3e-9) == 1e-6 and recorded_score(0.0) == 0.0
+
+
+def sources(path: Path) -> list[str]:
+    """The ``source`` of each record of an --output file, and (CSV) the number of header rows."""
+    if path.suffix == ".csv":
+        import csv
+
+        rows = list(csv.reader(path.read_text().splitlines()))
+        assert sum(row[0] == "source" for row in rows) == 1 and rows[0][0] == "source", rows  # one header, first
+        return [row[0] for row in rows[1:]]
+    return [json.loads(line)["source"] for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_append_keeps_the_records_of_the_runs_before(tmp_path, tiny_model, suffix):
+    """A station that systemd restarts after a lost camera (exit 5) replaced its --output at every start: the records
+    of the run before were gone. With --append they stay, and this run's follow them (a CSV keeps one header)."""
+    parts = write_parts(tmp_path / "parts", GOOD_LEVELS)
+    out = tmp_path / f"line3{suffix}"
+    args = ["--model", str(tiny_model), "--source", str(tmp_path / "parts"), "--output", str(out)]
+    check(invoke(args), ExitCode.OK, error_lines=0)
+    first = out.read_bytes()
+    check(invoke([*args, "--append"]), ExitCode.OK, error_lines=0)
+    assert out.read_bytes().startswith(first)
+    assert sources(out) == [str(p) for p in parts] * 2
+    check(invoke(args), ExitCode.OK, error_lines=0)  # without it, replaced as before
+    assert sources(out) == [str(p) for p in parts]
+    new = tmp_path / f"new{suffix}"  # a file that is not there yet is made, a CSV with its header
+    check(invoke([*args[:-1], str(new), "--append"]), ExitCode.OK, error_lines=0)
+    assert sources(new) == [str(p) for p in parts]
+
+
+def test_append_is_refused_where_it_cannot_add(tmp_path, tiny_model):
+    """--append without --output was ignored without a word; onto a .json array (one document) it cannot add; onto a
+    CSV of other columns its rows would be read into the wrong ones."""
+    write_parts(tmp_path / "parts", GOOD_LEVELS)
+    base = ["--model", str(tiny_model), "--source", str(tmp_path / "parts")]
+    r = invoke([*base, "--append"])
+    check(r, ExitCode.USAGE, error_lines=1)
+    assert "error: --append adds to an --output file" in r.stderr
+    r = invoke([*base, "--append", "--output", str(tmp_path / "v.json")])
+    check(r, ExitCode.USAGE, error_lines=1)
+    assert "use FILE.jsonl" in r.stderr and not (tmp_path / "v.json").exists()
+    other = tmp_path / "other.csv"
+    other.write_text("part,result\nA1,ok\n")
+    r = invoke([*base, "--append", "--output", str(other)])
+    check(r, ExitCode.OUTPUT_ERROR, error_lines=1)
+    assert "not the CSV header edge-infer writes" in r.stderr
+    assert other.read_text() == "part,result\nA1,ok\n"

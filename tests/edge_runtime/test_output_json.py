@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from edge_runtime.cli import main
 from edge_runtime.errors import OutputError
-from edge_runtime.outputs import open_file_sink
+from edge_runtime.run_outputs import open_file_sink
 from tests.edge_runtime.conftest import write_parts
 
 

@@ -35,7 +35,7 @@ from tests.edge_runtime.test_streams import (
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="needs ffmpeg (apt-get install -y ffmpeg)")
 
 
-class StallingCamera:
+class StallingCamera(BrokenEncoderCamera):
     """An HTTP MJPEG camera sending real casting images at 10 FPS. On its first connection it sends ``good``
     frames, then half of the next one, and goes silent with the connection open (an encoder that hung mid-frame);
     every later connection streams whole frames."""
@@ -44,20 +44,7 @@ class StallingCamera:
         names = sorted((casting / "test" / "ok_front").glob("*.jpeg"))[:4]
         self.jpegs = [cv2.imencode(".jpg", cv2.imread(str(p)))[1].tobytes() for p in names]
         self.good = good
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/feed.mjpg"
-        self.connections = 0
-        self.closed = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while not self.closed.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._stream, args=(conn, self.connections == 1), daemon=True).start()
+        super().__init__()  # the server: each connection streams with _stream below
 
     def _stream(self, conn: socket.socket, first: bool) -> None:
         with conn, contextlib.suppress(OSError):
@@ -74,10 +61,6 @@ class StallingCamera:
                 conn.sendall(head + data + b"\r\n")
                 n += 1
                 self.closed.wait(0.1)
-
-    def close(self) -> None:
-        self.closed.set()
-        self.sock.close()
 
 
 @needs_ffmpeg
@@ -167,17 +150,11 @@ class WebPage:
         self.sock.close()
 
 
-def _nothing_listening() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_a_stream_that_cannot_be_opened_says_why_when_the_camera_side_shows_it(tiny_model: Path):
     """A camera URL onto its web page, a port nobody listens on, and a host name that does not resolve were each
     "cannot open camera or stream (check the index/path/URL and that no other program holds it)"."""
     page = WebPage()
-    port = _nothing_listening()
+    port = free_port()  # nothing listens there
     cases = {
         page.url: "it answers with a web page (text/html; charset=utf-8), not a video stream: check the URL's path",
         f"rtsp://127.0.0.1:{port}/line": f"nothing listens at 127.0.0.1:{port} (the camera is off or still starting",

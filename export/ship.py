@@ -8,6 +8,7 @@ checks as ``export-onnx`` (the INT8 accuracy gate included) and writes ``edge_ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from edge_runtime.cli_support import Command, debug_option, friendly_errors, ver
 from edge_runtime.errors import OutputError
 from edge_runtime.model import DEFAULT_MODEL_FILES, MODELS_DIR, EdgeModel
 from edge_runtime.model_info import ModelInfo, Precision
+from edge_runtime.stopping import StopSignals
 from export.config import ExportConfig
 from export.main import default_checkpoint, export_onnx
 from export.quantize import count_ops
@@ -61,12 +63,13 @@ def command_for(checkpoint: Path, out: Path, precision: Precision) -> str:
     return f"export-onnx {_shown(checkpoint)}{options} --out {_shown(out)}"
 
 
-def ship(checkpoint: Path, models_dir: Path, *, log: Log = print) -> Path:
+def ship(checkpoint: Path, models_dir: Path, *, log: Log = print, stop: StopSignals | None = None) -> Path:
     """Export FP32 and INT8 into ``models_dir`` and write the model card there; returns the card's path.
 
     The three files are made in a hidden folder beside them and moved into place together at the end: an INT8
     export that failed its accuracy gate (or a stop signal) after the FP32 one had replaced the shipped FP32 file
-    left the pair from two different checkpoints, with the old card. Now the shipped files change all or none."""
+    left the pair from two different checkpoints, with the old card. Now the shipped files change all or none.
+    ``stop``: the command's stop signals, held off while the three are renamed (see :func:`_move_into_place`)."""
     from train.checkpoint import load_checkpoint
 
     made = missing_folders(models_dir)  # removed again if nothing is shipped (a bad checkpoint left them empty)
@@ -89,8 +92,7 @@ def ship(checkpoint: Path, models_dir: Path, *, log: Log = print) -> Path:
         text = model_card(load_checkpoint(checkpoint), staging, runs)
         try:
             (staging / card.name).write_text(text, encoding="utf-8")
-            for name in (*DEFAULT_MODEL_FILES.values(), card.name):
-                os.replace(staging / name, models_dir / name)
+            _move_into_place(staging, models_dir, (*DEFAULT_MODEL_FILES.values(), card.name), stop)
         except OSError as exc:  # a full disk: "unexpected OSError", exit 1
             raise OutputError(f"{models_dir}: cannot write the shipped models ({exc.strerror or exc}); free space "
                               "there, or pass --out-dir a writable folder") from exc  # fmt: skip
@@ -99,6 +101,17 @@ def ship(checkpoint: Path, models_dir: Path, *, log: Log = print) -> Path:
         remove_empty(made)
     log(f"wrote {card}")
     return card
+
+
+def _move_into_place(staging: Path, models_dir: Path, names: tuple[str, ...], stop: StopSignals | None) -> None:
+    """Rename the staged files onto the shipped ones, a stop signal held off until all are in: a Ctrl-C or SIGTERM
+    between two renames left the new FP32 file beside the old INT8 file and card, and said "interrupted". Once
+    they are in, a stop only counts: the run ends as it would have, with the models shipped."""
+    with stop.atomic() if stop is not None else contextlib.nullcontext():
+        for name in names:
+            os.replace(staging / name, models_dir / name)
+        if stop is not None:
+            stop.closing = True
 
 
 def _staging_folder(models_dir: Path) -> Path:
@@ -225,8 +238,8 @@ def main(checkpoint: Path | None, out_dir: Path, debug: bool) -> None:
     """Rebuild edge_runtime/models/defectnet_{fp32,int8}.onnx and MODEL_CARD.md."""
     from edge_runtime.stopping import command_signals
 
-    with command_signals():  # a SIGTERM at any moment is "interrupted", exit 130 (early on it was a silent 143)
-        ship(checkpoint or default_checkpoint(), out_dir, log=click.echo)
+    with command_signals() as stop:  # a SIGTERM at any moment is "interrupted", exit 130 (early, a silent 143)
+        ship(checkpoint or default_checkpoint(), out_dir, log=click.echo, stop=stop)
 
 
 if __name__ == "__main__":

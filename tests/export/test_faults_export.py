@@ -327,3 +327,42 @@ def test_ship_out_dir_that_cannot_hold_the_models_is_one_line_exit_7(tmp_path: P
     r = CliRunner().invoke(ship_main, ["--checkpoint", str(junk), "--out-dir", str(tmp_path / "new" / "models")])
     assert r.exit_code == ExitCode.BAD_MODEL, r.output
     assert not (tmp_path / "new").exists()
+
+
+def test_a_stop_signal_between_the_shipped_files_renames_waits_until_all_three_are_in(
+    tiny_run: Path, tmp_path: Path, monkeypatch
+):
+    """A Ctrl-C or SIGTERM that came between two of `python -m export.ship`'s final renames left the new FP32 file
+    beside the old INT8 file and model card, and said "interrupted". Now the signal waits until all three are in,
+    then only counts: the models are shipped, as one set."""
+    import os
+    import signal
+
+    import export.ship as ship_module
+    from edge_runtime.stopping import StopSignals
+    from train.checkpoint import load_checkpoint
+    from train.checkpoint_save import atomic_torch_save
+
+    out = tmp_path / "models"
+    ship_module.ship(tiny_run, out, log=lambda _m: None)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    other = tmp_path / "other.pt"  # same weights, another threshold: every shipped file differs
+    ckpt = load_checkpoint(tiny_run)
+    ckpt.threshold = 0.25
+    atomic_torch_save(ckpt, other)
+    real_replace, renamed = os.replace, []
+
+    def replace_then_ctrl_c(src, dst):  # os.replace is the os module's: the exports' own renames pass through
+        real_replace(src, dst)
+        if Path(dst).parent == out:  # one of the final three (the exports rename within the staging folder)
+            renamed.append(Path(dst).name)
+            if len(renamed) == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(os, "replace", replace_then_ctrl_c)
+    with StopSignals() as stop:
+        ship_module.ship(other, out, log=lambda _m: None, stop=stop)
+    assert stop.count == 1 and len(renamed) == 3
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(after) == sorted(before)
+    assert all(after[name] != before[name] for name in before), "a shipped file was left from the old set"

@@ -31,7 +31,7 @@ from train.checkpoint import Checkpoint, model_checkpoint, weights_digest
 from train.checkpoint_save import atomic_torch_save, staged_torch_save
 from train.config import Arch, TrainConfig, check_values
 from train.engine import check_not_diverged, evaluate, predict_scores, train_one_epoch
-from train.finetune import load_init
+from train.finetune import load_init, threshold_cap
 from train.model import ARCHS, build_model, count_flops, count_params, default_model_args
 from train.plots import curves_png, grid_png
 from train.report import data_record, epoch_line, log_dataset, write_final_report
@@ -153,6 +153,7 @@ class Trainer:
         if init is not None:
             self.model.load_state_dict(init.state_dict)
             log(f"fine-tuning: starting from the weights of {cfg.init} (epoch {init.epoch} of its run)")
+        self.threshold_cap = threshold_cap(ds.val.labels, init)
         self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         steps = cfg.epochs * max(1, len(ds.train) // cfg.batch_size + 1)
@@ -303,6 +304,7 @@ class Trainer:
         if look is not None:
             val_scores = predict_scores(self.ema.module, self.x_val, spec=self.spec, mirror=True)
             threshold = recall_first_threshold(self.ds.val.labels, val_scores)
+        threshold = min(threshold, self.threshold_cap or threshold)  # few validation defects (train.finetune)
         val = binary_metrics(self.ds.val.labels, val_scores, threshold)
         return model_checkpoint(
             self.ema.module,

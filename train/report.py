@@ -28,6 +28,7 @@ from train.checkpoint_save import atomic_torch_save
 from train.config import TrainConfig
 from train.data import label_counts
 from train.engine import predict_scores
+from train.finetune import FEW_VAL_DEFECTS
 from train.plots import annotated_png, confusion_png
 from train.run_dir import make_folder, write_run_text
 
@@ -136,7 +137,10 @@ def _report_header(
         },
         "threshold": threshold,
         "threshold_rule": "100% defect recall on validation, best specificity, midpoint in logit space"
-        + ("; scores averaged with the mirrored image (the runtime's second look)" if ckpt.second_look else ""),
+        + ("; scores averaged with the mirrored image (the runtime's second look)" if ckpt.second_look else "")
+        + (
+            f"; at most the --init model's {cap:.6g} (few validation defects)" if (cap := trainer.threshold_cap) else ""
+        ),
         "class_names": list(names),
         "data": {
             "root": str(Path(cfg.data).resolve()),
@@ -243,6 +247,11 @@ def report_warnings(report: dict[str, Any], val_scores: np.ndarray | None = None
         out.append(f"every validation image scores nearly the same ({float(np.min(val_scores)):.4f} to "
                    f"{float(np.max(val_scores)):.4f}): the model has not learnt to tell the classes apart; train "
                    "longer (--epochs) or on more images")  # fmt: skip
+    if "tp" in val and (n_defects := val["tp"] + val["fn"]) < FEW_VAL_DEFECTS:
+        capped = ", so it was kept at most the --init model's" if "--init" in report.get("threshold_rule", "") else ""
+        out.append(f"the threshold rests on {n_defects} defective validation image(s), too few to trust (a defect "
+                   f"unlike them may score below it){capped}; add defective images or raise --val-fraction, for at "
+                   f"least {FEW_VAL_DEFECTS} in validation")  # fmt: skip
     if val["fn"]:
         out.append(f"the threshold misses {val['fn']} validation defect(s) when the chosen model is scored "
                    "again; the recall-first rule could not be kept (train longer, or with more validation "

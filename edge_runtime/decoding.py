@@ -5,7 +5,7 @@
 - :func:`decode` checks the size the header claims *before* decoding (PNG, JPEG, BMP, PNM, WebP, TIFF), so a
   100000x100000 header is an item error instead of a memory blow-up; anything OpenCV raises is an item error.
 - libjpeg's warnings ("Corrupt JPEG data: ...") are caught instead of leaking to stderr and come back as the
-  item's ``warning``; a JPEG without its end marker is flagged the same way.
+  item's ``warning``; a JPEG without its end marker is flagged the same way (and decoded: OpenCV 5 alone refuses it).
 
 >>> decoded = decode(Path("part.jpg").read_bytes(), source="part.jpg")   # doctest: +SKIP
 >>> decoded.image.shape, decoded.warning                                 # doctest: +SKIP
@@ -228,6 +228,30 @@ def _gray_flags(data: bytes) -> int:
     return (cv2.IMREAD_COLOR if colour_png else cv2.IMREAD_GRAYSCALE) | cv2.IMREAD_ANYDEPTH
 
 
+def _has_end_marker(data: bytes) -> bool:
+    return data.rstrip(JPEG_TRAILER_PADDING).endswith(b"\xff\xd9")
+
+
+def _pixels(data: bytes, buf: np.ndarray, *, colour: bool) -> tuple[np.ndarray | None, list[str]]:
+    """``cv2.imdecode`` of ``buf`` (``data``'s bytes) as :func:`decode` wants it, plus the decoder's messages.
+
+    A JPEG cut before its end marker (a camera or a copy cut off in its last bytes, an upload not finished) is
+    decoded again with the marker put back: OpenCV 5 refuses such a file whole, "not a readable image", where
+    OpenCV 4's libjpeg put the marker back itself. Every byte that came is decoded, the rest concealed; the caller's
+    warning says so (the decoder's own message, or "no end marker" where nothing but the marker was missing).
+    """
+    # ANYDEPTH: a 16-bit or float image keeps its depth, for to_uint8_gray to scale by its own bits (OpenCV's
+    # 8-bit gray shifts 16 bits right by 8, so 12-bit camera data came out near black; float TIFF failed)
+    flags = cv2.IMREAD_COLOR if colour else _gray_flags(data)
+    image, messages = imdecode_checked(buf, flags)
+    if image is None and not colour and data[:4] in TIFF_MAGIC:  # a colour float TIFF: OpenCV cannot make it
+        image, messages = imdecode_checked(buf, cv2.IMREAD_UNCHANGED)  # gray in the same read ("not readable")
+    if image is None and data[:2] == b"\xff\xd8" and not _has_end_marker(data):
+        # appended as it is, nothing stripped: trailing bytes that look like padding may be the scan's last ones
+        image, messages = imdecode_checked(np.frombuffer(data + b"\xff\xd9", np.uint8), flags)
+    return image, messages
+
+
 def decode(
     data: bytes, *, source: str = "image", max_pixels: int = MAX_IMAGE_PIXELS, colour: bool = False, pages: bool = True
 ) -> Decoded:
@@ -249,12 +273,7 @@ def decode(
     is_jpeg = data[:2] == b"\xff\xd8"
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
-        # ANYDEPTH: a 16-bit or float image keeps its depth, for to_uint8_gray to scale by its own bits (OpenCV's
-        # 8-bit gray shifts 16 bits right by 8, so 12-bit camera data came out near black; float TIFF failed)
-        flags = cv2.IMREAD_COLOR if colour else _gray_flags(data)
-        image, messages = imdecode_checked(buf, flags)
-        if image is None and not colour and data[:4] in TIFF_MAGIC:  # a colour float TIFF: OpenCV cannot make it
-            image, messages = imdecode_checked(buf, cv2.IMREAD_UNCHANGED)  # gray in the same read ("not readable")
+        image, messages = _pixels(data, buf, colour=colour)
     except (cv2.error, MemoryError, OverflowError, ValueError) as exc:
         if isinstance(exc, MemoryError) or "Insufficient memory" in str(exc):  # the machine's memory, not the file
             raise ImageReadError(f"{source}: too large to decode in the memory this process may use (out of "
@@ -267,7 +286,7 @@ def decode(
     warning = None
     if notes:
         warning = f"decoder reported damage: {notes[0][:160]}"
-    elif is_jpeg and not data.rstrip(JPEG_TRAILER_PADDING).endswith(b"\xff\xd9"):
+    elif is_jpeg and not _has_end_marker(data):
         warning = "JPEG has no end marker (truncated file); the verdict may be wrong"
     if pages:
         warning = with_warning(warning, pages_note(data))

@@ -42,6 +42,7 @@ from edge_runtime.model_info import (
     MAP_OUTPUT_NAME,
     METADATA_KEY,
     OUTPUT_NAME,
+    ModelInfo,
     Precision,  # noqa: F401 - imported from here
     read_model_info,
 )
@@ -87,7 +88,9 @@ class EdgeModel(PicklesAsItsFile):
             raise ModelError(f"{self.path}: the model's metadata is damaged; re-export or re-download it") from exc
         recorded = json_object(metadata.get(METADATA_KEY, "{}"))
         self.verified = integrity.verify(data, recorded, METADATA_KEY, source=str(self.path))
-        self.info = read_model_info(metadata, self.path)
+        info = read_model_info(metadata, self.path)
+        # on the spec too, so that preprocess(images, model.info.preprocess) softens as predict does
+        self.info = replace(info, preprocess=replace(info.preprocess, sharpness_limit=_soften_limit(info, self.cfg)))
         self.second_looks = 0  # items scored a second time, mirrored, since load (see second_look)
         self.symmetry_looks = 0  # items whose part symmetry was measured, since load (see symmetry_look)
         self.symmetry_lifts = 0  # ... and turned defective by it
@@ -177,15 +180,12 @@ class EdgeModel(PicklesAsItsFile):
         x = resize_to_input(to_uint8_gray(image, source=source), self.info.preprocess)
         return x if self.sharpness_limit is None else softened(x, self.sharpness_limit)
 
-    @functools.cached_property
+    @property
     def sharpness_limit(self) -> float | None:
         """The sharpest training image's detail (the station profile's), to which a sharper part-centred input is
         softened before the network sees it (:func:`~edge_runtime.detail.softened`); None: inputs are scored as
         they are (no profile, another crop, or ``RuntimeConfig(soften=False)``)."""
-        prof = self.station_profile
-        if not self.cfg.soften or prof is None or self.info.preprocess.crop is not CropMode.PART:
-            return None
-        return prof.ranges.get("sharpness", (0.0, None))[1]
+        return self.info.preprocess.sharpness_limit
 
     @functools.cached_property
     def station_profile(self) -> StationProfile | None:
@@ -366,6 +366,13 @@ class EdgeModel(PicklesAsItsFile):
     def predict(self, image: np.ndarray, *, heatmap: bool = False) -> Prediction:
         """Verdict for one decoded image (gray or BGR, 8 or 16 bit); ``heatmap``: see :meth:`predict_batch`."""
         return self.predict_batch([image], heatmap=heatmap)[0]
+
+
+def _soften_limit(info: ModelInfo, cfg: RuntimeConfig) -> float | None:
+    """:attr:`EdgeModel.sharpness_limit` for a model of ``info`` run with ``cfg``."""
+    if not cfg.soften or not info.station or info.preprocess.crop is not CropMode.PART:
+        return None
+    return StationProfile.from_dict(info.station).ranges.get("sharpness", (0.0, None))[1]
 
 
 def load_model(

@@ -126,6 +126,11 @@ class UnopenedModelError(ModelError, AttributeError):
     name, default)`` answer (it raised the ModelError at a mere ``hasattr``) while ``predict`` still fails."""
 
 
+class ClosedModelError(ModelError, AttributeError):
+    """A model used after its :meth:`~edge_runtime.model.EdgeModel.close` (or the end of its ``with`` block). An
+    AttributeError too, so that ``hasattr(model, "session")`` answers False once the session is gone."""
+
+
 class SourceError(DefectEdgeError):
     exit_code = ExitCode.SOURCE_UNAVAILABLE
 

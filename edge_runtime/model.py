@@ -26,6 +26,7 @@ from edge_runtime.detail import softened
 from edge_runtime.errors import ModelError
 from edge_runtime.item_input import item_input
 from edge_runtime.metrics import logit
+from edge_runtime.model_close import ClosesItsSession
 from edge_runtime.model_file import (  # noqa: F401 - check_threads, threads_from_env, the shipped files: the CLI's
     DEFAULT_MODEL_FILES,
     MAX_MODEL_BYTES,
@@ -47,7 +48,7 @@ from edge_runtime.model_info import (
     read_model_info,
 )
 from edge_runtime.model_line import model_line
-from edge_runtime.model_pickle import OPENED_ATTRIBUTES, PicklesAsItsFile  # noqa: F401 - OPENED_ATTRIBUTES: imported from here
+from edge_runtime.model_pickle import OPENED_ATTRIBUTES  # noqa: F401 - imported from here
 from edge_runtime.prediction import Prediction, ScoreError, recorded_score  # noqa: F401 - recorded_score: imported from here
 from edge_runtime.preprocess import CropMode, normalize, not_finite_note, resize_to_input, to_uint8_gray
 from edge_runtime.providers import Provider, provider_chain
@@ -58,7 +59,7 @@ from edge_runtime.symmetry import PartPatch
 # a part-centred model exported where its training images were not: items are never flagged, which is not "alike"
 
 
-class EdgeModel(PicklesAsItsFile):
+class EdgeModel(ClosesItsSession):
     """An onnxruntime session plus everything the ONNX file says about itself.
 
     At load the file is read once (a regular file only), its content hash checked against the one recorded at
@@ -67,7 +68,8 @@ class EdgeModel(PicklesAsItsFile):
     ``max_batch`` is 1 for a model exported with a fixed batch of one (callers then run items one by one).
 
     A model pickles as what rebuilds it (file, config, the hash of the bytes loaded), so that a process pool can
-    take it: see :mod:`edge_runtime.model_pickle`.
+    take it: see :mod:`edge_runtime.model_pickle`. ``close()`` or a ``with`` block frees its session at once:
+    see :mod:`edge_runtime.model_close`.
     """
 
     def __init__(self, path: str | Path, cfg: RuntimeConfig | None = None) -> None:
@@ -344,6 +346,7 @@ class EdgeModel(PicklesAsItsFile):
         unreadable image raises :class:`ImageReadError` naming its index. ``heatmap`` (a model with the map): each
         Prediction also carries the map upsampled to its image and ``defect_box``."""
         heatmap = flag(heatmap, "heatmap")  # heatmap="no" had computed the map
+        self.check_open()
         if heatmap and not self.has_map:
             raise ModelError(f"{self.path}: has no localisation map (defect_map); re-export it with export-onnx --map")
         out: list[Prediction] = []

@@ -63,7 +63,7 @@ def unpickled(path: Path, cfg: RuntimeConfig, sha256: str) -> EdgeModel:
     from edge_runtime.model import EdgeModel  # that module imports this one
 
     key = (str(path), cfg, sha256)
-    if key in _OPENED:
+    if key in _OPENED and not _OPENED[key].closed:  # a task that closed it: the next one opens it again
         return _OPENED[key]
     try:
         model = EdgeModel(path, cfg)

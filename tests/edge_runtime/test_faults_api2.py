@@ -4,6 +4,7 @@ swaps models, and the two-step path (``preprocess`` then ``scores``) against ``p
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +100,35 @@ def test_preprocess_then_scores_gives_predicts_score_on_every_test_image(model: 
     )
     assert len(images) == 715
     assert np.abs(got - want).max() <= 1e-6, np.flatnonzero(np.abs(got - want) > 1e-6)
+
+
+def test_a_closed_model_frees_its_session_and_refuses_work_in_one_line(tiny_model: Path):
+    """A service that swaps models could not free the old one's onnxruntime session when it chose: the model had no
+    close() and no with-block; the session lived as long as any reference to the model did."""
+    import gc
+    import pickle
+    import weakref
+
+    image = np.full((64, 64), 220, np.uint8)
+    with load_model(tiny_model, provider="cpu") as m:  # TypeError: no context manager protocol, before
+        assert m.predict(image).defective and not m.closed
+        session = weakref.ref(m.session)
+    from edge_runtime.errors import ClosedModelError, ModelError
+
+    gc.collect()
+    assert m.closed and session() is None and not hasattr(m, "session")  # released, not merely hidden
+    said = re.escape(f"{tiny_model}: this model was closed (close(), or the end of its with block); load it again")
+    for use in (lambda: m.predict(image), lambda: m.predict_batch([image]), lambda: m.scores(m.prepare([image]))):
+        with pytest.raises(ClosedModelError, match=said) as err:
+            use()
+        assert isinstance(err.value, ModelError) and "\n" not in str(err.value)
+    m.close()  # again: nothing to do
+    with pytest.raises(ClosedModelError), m:
+        pass
+    assert m.info.threshold == 0.5 and m.path == tiny_model  # what it was stays readable
+
+    # a pool worker's model, closed by a task, is opened again for the next task (it had been handed out closed)
+    live = load_model(tiny_model, provider="cpu")
+    first = pickle.loads(pickle.dumps(live))
+    first.close()
+    assert pickle.loads(pickle.dumps(live)).predict(image).defective

@@ -64,10 +64,20 @@ def missing_folders(folder: Path) -> list[Path]:
     []
     """
     made = []
-    while not folder.exists() and folder != folder.parent:
+    while not _exists(folder) and folder != folder.parent:
         made.append(folder)
         folder = folder.parent
     return made
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()``, False where the name cannot even be looked up: a name over 255 bytes raised
+    ``OSError`` (File name too long) out of ``--save``'s set-up, "unexpected OSError", exit 1. Taken for a folder
+    to make, its writing then fails with the command's own line (exit 7)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def remove_empty(made: list[Path]) -> None:

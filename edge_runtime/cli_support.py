@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import io
 import math
@@ -19,6 +20,7 @@ import click
 from edge_runtime.address_space import limit_note
 from edge_runtime.errors import (
     EXTRA_FOR_MODULE,
+    NAME_TOO_LONG,
     DefectEdgeError,
     ExitCode,
     OutputError,
@@ -360,6 +362,10 @@ def friendly_errors(func: F) -> F:
                      "missing); point TMPDIR at a writable folder", ExitCode.OUTPUT_ERROR)  # fmt: skip
             if isinstance(exc, OSError) and not _cwd_exists():  # relative names: "unexpected FileNotFoundError"
                 fail(CWD_DELETED, ExitCode.OUTPUT_ERROR)
+            if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:  # Path.exists() raises it (3.11)
+                # a typed path with a name over 255 bytes ("unexpected OSError", exit 1, from train-model --out,
+                # edge-bench --json, edge-infer --save DIR/x.mp4): the command could not be run as typed
+                fail(f"{exc.filename or 'a path'}: {NAME_TOO_LONG}; use a shorter one", ExitCode.USAGE)
             fail(
                 f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback and report it)",
                 ExitCode.INTERNAL,

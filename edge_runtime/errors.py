@@ -55,6 +55,8 @@ EXIT_CODES_HELP = exit_codes_help()  # edge-infer's: every code
 
 
 # Optional modules and the extra that installs them.
+# A typed path the file system cannot hold (ENAMETOOLONG): the one wording for it
+NAME_TOO_LONG = "a name in this path is longer than the file system allows (255 bytes a name, 4096 the whole path)"
 EXTRA_FOR_MODULE = {"torch": "train", "onnx": "train"}
 
 

@@ -11,6 +11,7 @@ the reader thread for video), so the inference loop only stacks, normalises and 
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import time
@@ -26,7 +27,7 @@ import numpy as np
 
 from edge_runtime.capture import capture_factory, check_camera
 from edge_runtime.decoding import decode, read_bytes
-from edge_runtime.errors import DataError, printable, resource_error
+from edge_runtime.errors import NAME_TOO_LONG, DataError, printable, resource_error
 from edge_runtime.items import Item, failure, frame_item, split_prepared, with_warning
 from edge_runtime.listing import Unreadable, list_entries, list_folder, match_glob
 from edge_runtime.preprocess import IMAGE_SUFFIXES
@@ -86,6 +87,8 @@ def resolve_source(source: str | None = None, *, camera: str | None = None) -> S
     try:
         return _resolve_path(source)
     except OSError as exc:  # a folder on the way that may not be searched (permissions), an I/O error
+        if exc.errno == errno.ENAMETOOLONG:  # no permission to check: the name cannot exist
+            raise DataError(f"{source}: {NAME_TOO_LONG}; check the path") from exc
         raise DataError(f"{source}: cannot read ({exc.strerror or exc}); check its permissions") from exc
 
 

@@ -560,3 +560,11 @@ def test_torch_rows_left_out_where_torch_is_missing_say_so(tmp_path, monkeypatch
     assert skipped.count("torch") == 1 and "not run" not in skipped, skipped
     counts = [int(m) for m in re.findall(r"^edge-bench \[(\d+)/\d+\]", r.output, re.M)]
     assert counts and counts == list(range(1, len(counts) + 1)), r.output
+
+
+def test_a_json_in_a_folder_whose_name_is_too_long_is_one_line_before_any_job(tmp_path, no_jobs):
+    """--json DIR/b.json, DIR named over 255 bytes, was "unexpected OSError: [Errno 36] File name too long", exit 1."""
+    target = tmp_path / ("a" * 300) / "b.json"
+    r = CliRunner().invoke(main, [*TINY_COUNTS, "--model", str(TINY), "--json", str(target)])
+    assert r.exit_code == ExitCode.USAGE, r.output
+    assert "longer than the file system allows" in one_error_line(r) and no_jobs == []

@@ -195,3 +195,12 @@ def test_an_out_that_is_a_file_says_so(tmp_path: Path, synthetic_data: Path):
     assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output
     assert last_line(r) == f"error: {model}: is a file, not a folder; pass --out the run folder to make (or resume)"
     assert model.read_bytes() == b"onnx"
+
+
+def test_an_out_whose_name_is_too_long_is_one_line(tmp_path: Path, synthetic_data: Path):
+    """An --out folder named over 255 bytes was "unexpected OSError: [Errno 36] File name too long", exit 1."""
+    out = tmp_path / ("a" * 300)
+    r = run("--data", synthetic_data, "--out", out, "--epochs", "1", *TINY)
+    assert r.exit_code == ExitCode.USAGE, r.output
+    assert last_line(r) == (f"error: {out}: a name in this path is longer than the file system allows (255 bytes a "
+                            "name, 4096 the whole path); use a shorter one")  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -75,8 +75,9 @@ def second_look_note(model: EdgeModel, items: int) -> str:
     return ", ".join(notes)
 
 
-def stage_rows(model: EdgeModel, job: Job) -> list[Row]:
-    """The stages of file -> verdict timed one by one on the same image, to show where the time goes."""
+def stage_rows(model: EdgeModel, job: Job) -> Iterator[Row]:
+    """The stages of file -> verdict timed one by one on the same image, to show where the time goes (each row
+    yielded once timed)."""
     spec = model.info.preprocess
     path = Path(job.images[0])
     data = path.read_bytes()
@@ -107,12 +108,10 @@ def stage_rows(model: EdgeModel, job: Job) -> list[Row]:
     if part is not None:
         # Paid only by the items just below the threshold: the part's asymmetry at the source's resolution.
         stages["symmetry look (items just below the threshold)"] = lambda: symmetry.peak(part)
-    rows = []
     for name, fn in stages.items():
         row = fill(base_row(model, Section.STAGE, batch=1, threads=job.threads), measure(fn, warmup=5, runs=job.runs))
         row.note = name
-        rows.append(row)
-    return rows
+        yield row
 
 
 def folder_rows(model: EdgeModel, job: Job) -> list[Row]:
@@ -135,9 +134,12 @@ def folder_rows(model: EdgeModel, job: Job) -> list[Row]:
     return [row]
 
 
-def end_to_end_rows(job: Job) -> list[Row]:
+def end_to_end_rows(job: Job) -> Iterator[Row]:
+    """File -> verdict, its stages and the folder pass, each row yielded once timed."""
     model, load_ms = load_edge_model(job)
-    return [*file_rows(model, job, load_ms), *stage_rows(model, job), *folder_rows(model, job)]
+    yield from file_rows(model, job, load_ms)
+    yield from stage_rows(model, job)
+    yield from folder_rows(model, job)
 
 
 def accuracy_rows(job: Job) -> list[Row]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -98,7 +98,9 @@ def live_row(model: EdgeModel, frames: Sequence[np.ndarray], *, fps: int, second
     return row
 
 
-def live_rows(job: Job) -> list[Row]:
+def live_rows(job: Job) -> Iterator[Row]:
+    """One row per frame rate, each yielded once measured."""
     model, _ = load_edge_model(job)
     frames = camera_frames(job.images)
-    return [live_row(model, frames, fps=fps, seconds=job.seconds, threads=job.threads) for fps in job.fps]
+    for fps in job.fps:
+        yield live_row(model, frames, fps=fps, seconds=job.seconds, threads=job.threads)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -86,11 +86,11 @@ def input_batch(resized: np.ndarray, batch: int, model: EdgeModel) -> np.ndarray
     return normalize(resized[idx], model.info.preprocess)
 
 
-def onnx_inference_rows(job: Job) -> list[Row]:
-    """One row per batch size, ascending; each row's peak RSS is its own (benchmarks.timing.measure)."""
+def onnx_inference_rows(job: Job) -> Iterator[Row]:
+    """One row per batch size, ascending, each yielded once timed; each row's peak RSS is its own
+    (benchmarks.timing.measure)."""
     model, load_ms = load_edge_model(job, second_look=False)  # the network alone; the look counts end to end
     resized = resized_samples(job.images, model, count=max(job.batches, default=1))
-    rows = []
     for batch in sorted(job.batches):
         x = input_batch(resized, batch, model)
         stats = measure(
@@ -103,10 +103,9 @@ def onnx_inference_rows(job: Job) -> list[Row]:
         if model.has_map:
             row.note = ", ".join(filter(None, [row.note, "has defect_map, P(defective) only fetched"]))
         row.note = ", ".join(filter(None, [row.note, fixed_batch_note(model, batch)]))
-        rows.append(fill(row, stats))
+        yield fill(row, stats)
     if model.has_map:
-        rows += map_rows(model, job, resized, load_ms)
-    return rows
+        yield from map_rows(model, job, resized, load_ms)
 
 
 def fixed_batch_note(model: EdgeModel, batch: int) -> str:
@@ -116,10 +115,9 @@ def fixed_batch_note(model: EdgeModel, batch: int) -> str:
     return f"fixed batch {model.max_batch}: run as {math.ceil(batch / model.max_batch)} calls"
 
 
-def map_rows(model: EdgeModel, job: Job, resized: np.ndarray, load_ms: float) -> list[Row]:
+def map_rows(model: EdgeModel, job: Job, resized: np.ndarray, load_ms: float) -> Iterator[Row]:
     """The cost of the localisation map: P(defective) and ``defect_map`` fetched together (``edge-infer
     --heatmap``), one row per batch size, model named ``<arch>+map``."""
-    rows = []
     for batch in sorted(job.batches):
         x = input_batch(resized, batch, model)
         stats = measure(
@@ -131,5 +129,4 @@ def map_rows(model: EdgeModel, job: Job, resized: np.ndarray, load_ms: float) ->
         row = base_row(model, Section.INFERENCE, batch=batch, threads=job.threads, load_ms=load_ms)
         row.model = f"{row.model}{MAP_SUFFIX}"
         row.note = ", ".join(filter(None, ["P(defective) and defect_map fetched", fixed_batch_note(model, batch)]))
-        rows.append(fill(row, stats))
-    return rows
+        yield fill(row, stats)

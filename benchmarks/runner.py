@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -15,7 +16,7 @@ from typing import Any
 from benchmarks.config import SEED_MODEL, TORCH_PROVIDER, BenchConfig, Job, JobKind, Row, Section
 from benchmarks.hardware import Hardware, detect_hardware
 from benchmarks.preflight import check_model_file
-from benchmarks.worker import PARENT_ENV, TORCH_MISSING
+from benchmarks.worker import PARENT_ENV, ROWS_ENV, TORCH_MISSING
 from edge_runtime import datasets
 from edge_runtime.errors import DataError, DefectEdgeError, ExitCode, ModelError
 from edge_runtime.model import MODELS_DIR
@@ -161,7 +162,21 @@ def accuracy_jobs(cfg: BenchConfig) -> list[tuple[str, Job]]:
 
 
 class WorkerCrashed(DefectEdgeError):
-    """A worker process died without its report (killed for memory, a crash in a native library)."""
+    """A worker process died without its report (killed for memory, a crash in a native library); ``rows``: those
+    it had timed before."""
+
+    def __init__(self, message: str, *, rows: list[Row]) -> None:
+        super().__init__(message)
+        self.rows = rows
+
+
+class JobInterrupted(KeyboardInterrupt):
+    """Ctrl-C, SIGTERM or SIGHUP while a worker ran; ``rows``: those its job had timed (they came only with the
+    job's end, so an interrupted job lost up to three batch sizes already timed)."""
+
+    def __init__(self, rows: list[Row]) -> None:
+        super().__init__()
+        self.rows = rows
 
 
 def worker_command() -> tuple[list[str], dict[str, str]]:
@@ -189,17 +204,69 @@ def _installed(folder: Path) -> bool:
 
 
 def run_worker(job: Job) -> tuple[list[Row], list[str]]:
-    """Run one job in a fresh ``python -m benchmarks.worker`` and parse its rows."""
+    """Run one job in a fresh ``python -m benchmarks.worker`` and parse its rows. The worker also writes each row
+    to a journal as soon as it is timed: stopped (:class:`JobInterrupted`) or crashed (:class:`WorkerCrashed`), the
+    job keeps the rows in it."""
     cmd, env = worker_command()
-    proc = subprocess.run(cmd, input=job.to_json(), capture_output=True, text=True, env=env)
+    journal = journal_fd()
+    if journal is not None:
+        env[ROWS_ENV] = str(journal)
+    try:
+        # Its own process group: a terminal's Ctrl-C (or SIGHUP) reaches edge-bench alone, which stops the worker
+        # here; a worker that died of the signal before edge-bench heard it would look crashed.
+        proc = subprocess.run(cmd, input=job.to_json(), capture_output=True, text=True, env=env, process_group=0,
+                              pass_fds=() if journal is None else (journal,))  # fmt: skip
+        return worker_report(proc, job, journal)
+    except KeyboardInterrupt as exc:  # subprocess.run killed the worker and waited: its journal is complete
+        raise JobInterrupted(journal_rows(journal)) from exc
+    finally:
+        if journal is not None:
+            os.close(journal)
+
+
+def worker_report(proc: subprocess.CompletedProcess, job: Job, journal: int | None) -> tuple[list[Row], list[str]]:
+    """The rows and skip reasons a worker printed at its end."""
     try:
         out = json.loads(proc.stdout.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:]) or f"exit code {proc.returncode}"
-        raise WorkerCrashed(f"benchmark worker for {job.kind.value} {job.model} failed: {tail}") from None
+        message = f"benchmark worker for {job.kind.value} {job.model} failed: {tail}"
+        raise WorkerCrashed(message, rows=journal_rows(journal)) from None
     if "error" in out:
         raise DefectEdgeError(out["error"], exit_code=ExitCode(out["exit_code"]))
     return [Row(**r) for r in out["rows"]], list(out["skipped"])
+
+
+def journal_fd() -> int | None:
+    """An unnamed file a worker inherits to write its rows to: in memory on Linux (no temporary folder needed: a
+    read-only root, ``docker --read-only``), else a temporary file; None where a child cannot inherit it (Windows)
+    or none can be made, and the job's rows then come only with its end."""
+    if os.name != "posix":
+        return None
+    try:
+        if hasattr(os, "memfd_create"):
+            return os.memfd_create("edge-bench-rows", os.MFD_CLOEXEC)
+        with tempfile.TemporaryFile() as f:
+            return os.dup(f.fileno())
+    except OSError:
+        return None
+
+
+def journal_rows(journal: int | None) -> list[Row]:
+    """The whole rows a worker wrote to its journal (none without one)."""
+    if journal is None:
+        return []
+    try:
+        data = os.pread(journal, os.fstat(journal).st_size, 0)
+    except OSError:
+        return []
+    rows = []
+    for line in data.splitlines():
+        try:
+            rows.append(Row(**json.loads(line)))
+        except (ValueError, TypeError):  # a line cut short by a kill (not expected: each is one write)
+            continue
+    return rows
 
 
 def add_seed_ratios(rows: list[Row]) -> None:
@@ -244,9 +311,15 @@ def _run_jobs(jobs: list[tuple[str, Job]], result: BenchResult, progress: Progre
         progress(f"[{k}/{len(jobs)}] {what}")
         try:
             rows, skipped = run_worker(job)
+            _keep_rows(rows, job, result, labels)
+        except JobInterrupted as exc:
+            _keep_rows(exc.rows, job, result, labels)
+            raise
         except WorkerCrashed as exc:  # one job's loss, not the run's: the rows measured so far are kept
             progress(f"warning: {exc}")
-            result.skipped.append(f"{what}: {exc}; its rows are missing")
+            _keep_rows(exc.rows, job, result, labels)
+            missing = f"its rows after the {len(exc.rows)} timed are missing" if exc.rows else "its rows are missing"
+            result.skipped.append(f"{what}: {exc}; {missing}")
             continue
         if job.kind is JobKind.TORCH and skipped:
             # torch missing is no failure of the models ("seed failed an earlier job", said the runtime-only install)
@@ -255,10 +328,13 @@ def _run_jobs(jobs: list[tuple[str, Job]], result: BenchResult, progress: Progre
             failed.update(dict.fromkeys((SEED_MODEL, "defectnet"), why))
         elif skipped:
             failed[job.model] = f"{labels.get(job.model, job.model)} failed an earlier job"
-        for r in rows:
-            r.file = labels.get(job.model, r.file) if r.file else r.file
-        result.rows += rows
         result.skipped += [s for s in skipped if s not in result.skipped]
+
+
+def _keep_rows(rows: list[Row], job: Job, result: BenchResult, labels: dict[str, str]) -> None:
+    for r in rows:
+        r.file = labels.get(job.model, r.file) if r.file else r.file
+    result.rows += rows
 
 
 def run_benchmark(cfg: BenchConfig, *, progress: Progress = lambda msg: None, stop: Any = None) -> BenchResult:

@@ -8,6 +8,7 @@ initialised: its speed does not depend on its weights.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.config import SEED_MODEL, TORCH_PROVIDER, Job, Row, Section
@@ -45,8 +46,9 @@ def checked_checkpoint(checkpoint: str):  # noqa: ANN201 - train.checkpoint.Chec
     return ckpt
 
 
-def torch_rows(job: Job) -> list[Row]:
-    """One row per batch size, ascending, with the same thread count as the onnxruntime rows."""
+def torch_rows(job: Job) -> Iterator[Row]:
+    """One row per batch size, ascending, each yielded once timed, with the same thread count as the onnxruntime
+    rows."""
     import torch
 
     if job.checkpoint and job.model == SEED_MODEL:  # the first torch job: a bad --checkpoint stops the run untimed
@@ -59,7 +61,6 @@ def torch_rows(job: Job) -> list[Row]:
     load_ms = (time.perf_counter() - t0) * 1000.0
     size_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / MIB
     gen = torch.Generator().manual_seed(0)
-    rows = []
     for batch in sorted(job.batches):
         x = torch.rand((batch, *shape), generator=gen)
         with torch.inference_mode():
@@ -80,6 +81,4 @@ def torch_rows(job: Job) -> list[Row]:
             load_ms=round(load_ms, 2),
             note=f"{shape[0]}x{shape[1]}x{shape[2]}, {note}, torch {torch.__version__}",
         )
-        fill(row, stats)
-        rows.append(row)
-    return rows
+        yield fill(row, stats)

@@ -1,7 +1,9 @@
 """``python -m benchmarks.worker``: run one job read from stdin in this fresh process; print its rows as JSON.
 
 A fresh process per job makes each row's peak RSS that configuration's own, keeps one model's allocations
-from slowing the next, and keeps torch out of the parent process.
+from slowing the next, and keeps torch out of the parent process. Each row is also appended to edge-bench's row
+journal (:data:`ROWS_ENV`) as soon as it is timed: a job stopped by Ctrl-C or killed keeps the rows it had timed
+(they came only with the job's end, and up to three batch sizes were lost).
 """
 
 from __future__ import annotations
@@ -11,25 +13,29 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 from benchmarks.config import Job, JobKind, Row
 from edge_runtime.errors import DefectEdgeError, ModelError
 
 PARENT_ENV = "DEFECT_EDGE_BENCH_PARENT"  # edge-bench's pid, given to its workers
+ROWS_ENV = "DEFECT_EDGE_BENCH_ROWS"  # the descriptor of edge-bench's row journal, read when a job did not end
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 TORCH_MISSING = "torch is not importable here: PyTorch eager rows skipped (pip install -c constraints.txt '.[train]')"
 
 
-def run_job(job: Job) -> tuple[list[Row], list[str]]:
-    """The rows of one job and the reasons for anything skipped."""
+def run_job(job: Job, keep: Callable[[Row], None]) -> list[str]:
+    """Time ``job``, handing each row to ``keep`` as soon as it is timed; returns the reasons for anything skipped."""
     if job.kind is JobKind.TORCH:
         try:
             import torch  # noqa: F401
         except ImportError:
-            return [], [TORCH_MISSING]
+            return [TORCH_MISSING]
         from benchmarks.torch_bench import torch_rows
 
-        return torch_rows(job), []
+        for row in torch_rows(job):  # each row kept between two timings, never inside one
+            keep(row)
+        return []
     from benchmarks.end_to_end import accuracy_rows, end_to_end_rows
     from benchmarks.live import live_rows
     from benchmarks.onnx_bench import onnx_inference_rows
@@ -41,9 +47,28 @@ def run_job(job: Job) -> tuple[list[Row], list[str]]:
         JobKind.ACCURACY: accuracy_rows,
     }[job.kind]
     try:
-        return run(job), []
-    except ModelError as exc:  # e.g. an FP16 model on a provider without FP16 kernels
-        return [], [f"{job.kind.value} rows of {job.model} on {job.provider}: {exc.for_cli()}"]
+        for row in run(job):
+            keep(row)
+    except ModelError as exc:  # e.g. an FP16 model on a provider without FP16 kernels; the rows before it stay
+        return [f"{job.kind.value} rows of {job.model} on {job.provider}: {exc.for_cli()}"]
+    return []
+
+
+def journal(fd_text: str | None) -> Callable[[Row], None]:
+    """Write each row to edge-bench's journal, the file descriptor ``fd_text`` (:data:`ROWS_ENV`), as one line in
+    one write: a worker killed at any moment leaves whole rows. None (the worker run by hand): rows go nowhere."""
+    fd = int(fd_text) if fd_text and fd_text.isdigit() else None
+
+    def keep(row: Row) -> None:
+        nonlocal fd
+        if fd is None:
+            return
+        try:
+            os.write(fd, (json.dumps(row.to_dict()) + "\n").encode())
+        except OSError:  # a full disk, a closed descriptor: the rows still come with the job's end, only not if stopped
+            fd = None
+
+    return keep
 
 
 def die_with_parent() -> None:
@@ -62,8 +87,15 @@ def die_with_parent() -> None:
 def main() -> None:
     die_with_parent()
     job = Job.from_json(sys.stdin.read())
+    rows: list[Row] = []
+    to_journal = journal(os.environ.get(ROWS_ENV))
+
+    def keep(row: Row) -> None:
+        rows.append(row)
+        to_journal(row)
+
     try:
-        rows, skipped = run_job(job)
+        skipped = run_job(job, keep)
     except DefectEdgeError as exc:
         print(json.dumps({"error": exc.for_cli(), "exit_code": int(exc.exit_code)}))  # edge-bench prints it
         return

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 import benchmarks.runner as runner
 from benchmarks.cli import main
-from benchmarks.config import TORCH_PROVIDER, Row, Section
+from benchmarks.config import TORCH_PROVIDER, Job, JobKind, Row, Section
 from benchmarks.report import issue_targets
 from benchmarks.soak import main as soak_main
 from edge_runtime.errors import ExitCode
@@ -342,6 +342,58 @@ def test_sigterm_reports_the_rows_timed_and_leaves_no_worker(tmp_path):
     assert out.read_text() == '[{"p50_ms": 0.4}]\n'  # the partial rows replaced the complete run's
     partial = json.loads((tmp_path / "bench.interrupted.json").read_text())
     assert partial["interrupted"] is True and partial["rows"]
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX process groups (Ctrl-C signals a whole group)")
+def test_ctrl_c_keeps_the_rows_the_job_in_progress_had_timed(tmp_path):
+    """Ctrl-C in the middle of a job lost the rows that job had already timed (up to three batch sizes): the worker
+    reported its rows only when the whole job ended, and the run ended "0 rows of a partial run". Now batch 1,
+    timed before the stop, is printed and written; batch 256, being timed when it came, is not."""
+    model = REPO / "edge_runtime" / "models" / "defectnet_int8.onnx"
+    out = tmp_path / "bench.json"
+    # 300 warm-up calls: about 0.2 s at batch 1, a minute at batch 256 (0.2 s a call): the stop comes during it
+    args = ["--quick", "--no-torch", "--no-live", "--threads", "1", "--batch", "1", "--batch", "256",
+            "--warmup", "300", "--runs", "3", "--e2e-runs", "3", "--model", str(model), "--json", str(out)]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        while "[1/2]" not in (line := proc.stderr.readline()):
+            assert line, "edge-bench ended before its first job"
+        time.sleep(5.0)  # the worker starts, loads the model and times batch 1: about a second here
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to edge-bench's whole process group
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == ExitCode.INTERRUPTED, stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: interrupted")
+    assert stdout.startswith("interrupted: 1 rows of a partial run"), stdout  # was "0 rows", nothing written
+    partial = json.loads((tmp_path / "bench.interrupted.json").read_text())
+    assert [(row["section"], row["batch"]) for row in partial["rows"]] == [("inference", 1)]
+    assert partial["rows"][0]["p50_ms"] > 0 and not out.exists()
+
+
+def test_a_worker_killed_mid_job_keeps_the_rows_it_had_timed(monkeypatch):
+    """A worker killed for memory at batch 32 lost batches 1 and 8 with it ("its rows are missing"): its rows came
+    only with the job's end. A stand-in worker writes one row to its journal, as the real one does once a row is
+    timed, then is killed."""
+    row = inference_row("defectnet", "cpu", 0.25, "int8")
+    script = "\n".join([
+        "import os, signal",
+        "from benchmarks.config import Row",
+        "from benchmarks.worker import ROWS_ENV, journal",
+        f"journal(os.environ[ROWS_ENV])(Row(**{row.to_dict()!r}))",
+        "os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer does",
+    ])  # fmt: skip
+    real = runner.worker_command
+    monkeypatch.setattr(runner, "worker_command", lambda: ([sys.executable, "-c", script], real()[1]))
+    result = runner.BenchResult(hardware=None, config=runner.BenchConfig(models=(TINY,)))
+    said: list[str] = []
+    job = Job(JobKind.ONNX, 1, str(TINY))
+    runner._run_jobs([("tiny.onnx cpu threads=1: inference", job)], result, said.append)
+    assert [(r.model, r.p50_ms) for r in result.rows] == [("defectnet", 0.25)]
+    assert len(result.skipped) == 1 and "exit code -9; its rows after the 1 timed are missing" in result.skipped[0]
+    assert any(line.startswith("warning: benchmark worker") for line in said)
 
 
 def test_a_complete_run_removes_the_partial_files_of_an_interrupted_one(tmp_path, monkeypatch):

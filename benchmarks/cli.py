@@ -146,6 +146,7 @@ def _bench(opts: dict) -> None:
     )
     preflight(cfg)
     _warn_unused(opts)  # after the checks: a refused run says its one line only
+    _warn_over_cores(opts["threads"])
     # SIGTERM (and SIGHUP) as Ctrl-C: `kill` gave exit 143, no rows, and a worker timing on orphaned at 100% CPU.
     with StopSignals() as stop:
         result = run_benchmark(cfg, progress=lambda msg: click.echo(f"edge-bench {msg}", err=True), stop=stop)
@@ -214,6 +215,17 @@ def _warn_unused(opts: dict) -> None:
     for flag, names in unused.items():
         if opts[flag[2:].replace("-", "_")] and names:
             click.echo(f"warning: {', '.join(names)} not used with {flag}", err=True)
+
+
+def _warn_over_cores(typed: tuple[int, ...]) -> None:
+    """A --threads above the cores this process may use (taskset, a cpuset, a CPU quota) is timed as asked, after
+    one warning line each (they were timed in silence, as if the threads did not take turns on the core). The
+    default counts (1 and the usable cores) are the hardware line's to explain."""
+    from edge_runtime.cpu_quota import threads_warning
+
+    for threads in dict.fromkeys(typed):
+        if (line := threads_warning(threads)) is not None:
+            click.echo(f"warning: {line}", err=True)
 
 
 def _check_json_name(path: Path) -> None:

@@ -13,10 +13,11 @@ import json
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Callable
 
 from benchmarks.config import Job, JobKind, Row
-from edge_runtime.errors import DefectEdgeError, ModelError
+from edge_runtime.errors import DefectEdgeError, ModelError, ThreadsWarning
 
 PARENT_ENV = "DEFECT_EDGE_BENCH_PARENT"  # edge-bench's pid, given to its workers
 ROWS_ENV = "DEFECT_EDGE_BENCH_ROWS"  # the descriptor of edge-bench's row journal, read when a job did not end
@@ -86,6 +87,8 @@ def die_with_parent() -> None:
 
 def main() -> None:
     die_with_parent()
+    # edge-bench said it once, as a line naming --threads; the worker's stderr is only read when it crashes
+    warnings.filterwarnings("ignore", category=ThreadsWarning)
     job = Job.from_json(sys.stdin.read())
     rows: list[Row] = []
     to_journal = journal(os.environ.get(ROWS_ENV))

@@ -20,7 +20,7 @@ from edge_runtime.address_space import fit_address_space  # noqa: E402
 
 fit_address_space()  # before OpenCV, numpy and onnxruntime load and start their threads
 
-from edge_runtime.errors import DefectEdgeError, ExitCode, ImageWarning  # noqa: E402 - after the OpenCV setting
+from edge_runtime.errors import DefectEdgeError, ExitCode, ImageWarning, ThreadsWarning  # noqa: E402 - after OpenCV
 from edge_runtime.model_info import ModelInfo, Precision  # noqa: E402
 from edge_runtime.preprocess import PreprocessSpec, decode_image, preprocess, read_image  # noqa: E402
 
@@ -35,6 +35,7 @@ __all__ = [
     "Precision",
     "Prediction",
     "PreprocessSpec",
+    "ThreadsWarning",
     "__version__",
     "decode_image",
     "load_model",

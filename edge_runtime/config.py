@@ -3,11 +3,19 @@ passed to :class:`~edge_runtime.model.EdgeModel` explicitly."""
 
 from __future__ import annotations
 
+import numbers
+import os
+import sys
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+from edge_runtime.cpu_quota import threads_warning
+from edge_runtime.errors import ThreadsWarning
 from edge_runtime.providers import Provider
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 @dataclass(frozen=True)
@@ -42,3 +50,19 @@ class RuntimeConfig:
                 raise TypeError(f"{name} must be True or False, not {value!r} ({type(value).__name__}); "
                                 f"pass {name}=True or {name}=False")  # fmt: skip
             object.__setattr__(self, name, bool(value))
+        # threads=2 in a process that may use 1 core (taskset, a CPU quota) was taken in silence; a count that is
+        # not 1..CPU cores is refused at load (check_threads), not here
+        threads = self.threads
+        if isinstance(threads, numbers.Integral) and not isinstance(threads, bool) and threads > 1:
+            line = threads_warning(int(threads), spelled="threads={}")
+            if line is not None:
+                warnings.warn(ThreadsWarning(line), stacklevel=_caller_level())
+
+
+def _caller_level() -> int:
+    """The ``stacklevel``, for a warning of ``__post_init__``, of the first line outside this package that built
+    the config (load_model's caller, or a caller of RuntimeConfig itself): past the dataclass's ``__init__``."""
+    frame, level = sys._getframe(3), 3  # 1: __post_init__, 2: the generated __init__, 3: whoever called it
+    while frame is not None and frame.f_code.co_filename.startswith(PACKAGE_DIR + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -134,3 +134,29 @@ def default_threads() -> AutoThreads | None:
     """The inference threads to ask onnxruntime for when none are given (:func:`threads_for` this process)."""
     machine = physical_cores(range(os.cpu_count() or 1))
     return threads_for(cpu_quota(), physical_cores(allowed_cpus()), machine)
+
+
+def over_cores_line(threads: int, limit: AutoThreads | None, *, spelled: str = "--threads {}") -> str | None:
+    """What to say where ``threads`` asked for are more than ``limit`` (:func:`default_threads`: the cores this
+    process may use, where fewer than the machine's); None where they are not. ``spelled``: how the caller names a
+    count (``--threads {}``, ``threads={}``). The count is used as given: the line says what it costs.
+
+    >>> over_cores_line(2, AutoThreads(1, "1 of 2 cores allowed: taskset or cpuset"))
+    '--threads 2 but this process may use 1 core (1 of 2 cores allowed: taskset or cpuset); threads will take turns: use --threads 1'
+    >>> over_cores_line(1, AutoThreads(1, "a CPU quota of 1 core")), over_cores_line(8, None)
+    (None, None)
+    """  # noqa: E501
+    if limit is None or threads <= limit.count:
+        return None
+    cores = f"{limit.count} core{'' if limit.count == 1 else 's'}"
+    return (
+        f"{spelled.format(threads)} but this process may use {cores} ({limit.why}); threads will take turns: "
+        f"use {spelled.format(limit.count)}"
+    )
+
+
+def threads_warning(threads: int, *, spelled: str = "--threads {}") -> str | None:
+    """:func:`over_cores_line` for this process: a ``--threads`` above the cores its affinity or CPU quota allows
+    was taken in silence, and its spinning threads took turns on the core (``taskset -c 0`` on 2 cores: the 715 test
+    images at 226 items/s with 2 threads, 517 with 1)."""
+    return over_cores_line(threads, default_threads(), spelled=spelled)

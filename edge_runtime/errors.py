@@ -118,6 +118,12 @@ class ImageWarning(UserWarning):
     ImageWarning)`` raises it."""
 
 
+class ThreadsWarning(UserWarning):
+    """More inference threads asked for than the cores this process may use (its affinity: ``taskset``, a cpuset;
+    a CPU quota): onnxruntime's spinning threads take turns on them, each run slower than with fewer threads. The
+    count is used as given."""
+
+
 class ModelError(DefectEdgeError):
     exit_code = ExitCode.BAD_MODEL
 

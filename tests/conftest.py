@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -19,6 +20,18 @@ def casting_dir() -> Path:
     if not (CASTING / "train" / "def_front").is_dir():
         pytest.skip(CASTING_REASON)
     return CASTING
+
+
+def one_core_prefix() -> list[str]:
+    """``taskset -c N``: this process's first allowed CPU alone; skips where that leaves no fewer cores than the
+    machine's (no taskset, one CPU, or one physical core)."""
+    from edge_runtime.cpu_quota import allowed_cpus, physical_cores
+
+    if shutil.which("taskset") is None:
+        pytest.skip("taskset is not installed (util-linux)")
+    if len(allowed_cpus()) < 2 or physical_cores(range(os.cpu_count() or 1)) < 2:
+        pytest.skip("one CPU core only: a process cannot be given fewer cores than --threads 2 asks for")
+    return ["taskset", "-c", str(min(allowed_cpus()))]
 
 
 def synthetic_part(rng: np.random.Generator, *, defective: bool, size: int = 96) -> np.ndarray:

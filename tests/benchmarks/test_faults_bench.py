@@ -25,7 +25,7 @@ from benchmarks.report import issue_targets
 from benchmarks.soak import main as soak_main
 from edge_runtime.errors import ExitCode
 from tests.benchmarks.test_cli import TINY_COUNTS, edge_bench
-from tests.conftest import REPO
+from tests.conftest import REPO, one_core_prefix
 
 TINY = REPO / "tests" / "models" / "tiny.onnx"
 
@@ -394,6 +394,21 @@ def test_a_worker_killed_mid_job_keeps_the_rows_it_had_timed(monkeypatch):
     assert [(r.model, r.p50_ms) for r in result.rows] == [("defectnet", 0.25)]
     assert len(result.skipped) == 1 and "exit code -9; its rows after the 1 timed are missing" in result.skipped[0]
     assert any(line.startswith("warning: benchmark worker") for line in said)
+
+
+def test_more_threads_than_the_cores_allowed_are_timed_after_a_warning(tmp_path):
+    """`taskset -c 0 edge-bench --threads 2` timed 2 threads taking turns on one core in silence. One warning line
+    now names the limit and what to do; the 2-thread rows are still timed."""
+    prefix = one_core_prefix()
+    out = tmp_path / "bench.json"
+    args = [*TINY_COUNTS, "--no-torch", "--no-live", "--threads", "2", "--model", str(TINY), "--json", str(out)]
+    r = subprocess.run([*prefix, sys.executable, "-m", "benchmarks", *args], cwd=REPO, capture_output=True,
+                       text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    warned = [line for line in r.stderr.splitlines() if line.startswith("warning: --threads")]
+    assert len(warned) == 1 and "--threads 2 but this process may use 1 core (" in warned[0], r.stderr
+    assert warned[0].endswith("use --threads 1") and "ThreadsWarning" not in r.stderr
+    assert {row["threads"] for row in json.loads(out.read_text())} == {1, 2}  # --threads 1 of TINY_COUNTS, and 2
 
 
 def test_a_complete_run_removes_the_partial_files_of_an_interrupted_one(tmp_path, monkeypatch):

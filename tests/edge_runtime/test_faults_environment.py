@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.errors import ExitCode, ResourceError
+from tests.conftest import one_core_prefix
 from tests.edge_runtime.conftest import write_parts
 from tests.edge_runtime.faults_common import (
     invoke,
@@ -296,3 +297,50 @@ def test_reading_an_image_leaves_no_python_warning_at_exit(tmp_path):
     code = f"from edge_runtime import read_image; read_image({str(image)!r})"
     proc = subprocess.run([sys.executable, "-X", "dev", "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+@pytest.mark.parametrize(("option", "env", "said"), [
+    (["--threads", "2"], {}, ("--threads 2", "use --threads 1")),
+    ([], {"DEFECT_EDGE_THREADS": "2"}, ("DEFECT_EDGE_THREADS=2", "use DEFECT_EDGE_THREADS=1")),
+], ids=["option", "environment"])  # fmt: skip
+def test_more_threads_than_the_cores_allowed_warn_and_run_as_asked(tmp_path, tiny_model, option, env, said):
+    """`taskset -c 0 edge-infer --threads 2` on 2 cores was taken in silence: onnxruntime's two spinning threads
+    took turns on the one core (the 715 test images at 226 items/s, 517 with --threads 1). One warning line names
+    the limit and what to do; the run goes on with the count given."""
+    prefix = one_core_prefix()
+    write_parts(tmp_path / "parts", [10, 220])
+    cmd = [*prefix, sys.executable, "-m", "edge_runtime.cli", "--model", str(tiny_model), "--source",
+           str(tmp_path / "parts"), "--json", *option]  # fmt: skip
+    environ = {k: v for k, v in os.environ.items() if k != "DEFECT_EDGE_THREADS"} | env
+    r = subprocess.run(cmd, capture_output=True, text=True, env=environ, timeout=120)
+    assert r.returncode == 0, r.stderr
+    (line,) = [x for x in r.stderr.splitlines() if x.startswith("warning: ")]
+    assert line.startswith(f"warning: {said[0]} but this process may use 1 core (") and line.endswith(said[1]), line
+    assert "threads 2" in r.stderr and "ThreadsWarning" not in r.stderr  # run as asked; no Python warning too
+    assert len(r.stdout.splitlines()) == 2
+    ok = subprocess.run([*cmd[: cmd.index("--json") + 1], "--threads", "1"], capture_output=True, text=True,
+                        env=environ, timeout=120)  # fmt: skip
+    assert ok.returncode == 0 and "warning" not in ok.stderr, ok.stderr
+
+
+def test_load_model_with_more_threads_than_the_cores_allowed_gives_a_threads_warning(tiny_model):
+    """The Python API took load_model(threads=2) under taskset -c 0 in silence; it gives a ThreadsWarning now,
+    pointed at the caller's line, and loads the model with 2 threads all the same."""
+    prefix = one_core_prefix()
+    code = "\n".join([
+        "import json, sys, warnings",
+        "from edge_runtime import load_model",
+        "with warnings.catch_warnings(record=True) as seen:",
+        "    warnings.simplefilter('always')",
+        f"    model = load_model({str(tiny_model)!r}, provider='cpu', threads=2)",
+        f"    load_model({str(tiny_model)!r}, provider='cpu', threads=1)",
+        "threads = model.session.get_session_options().intra_op_num_threads",
+        "print(json.dumps([threads, [(w.category.__name__, str(w.message), w.lineno) for w in seen]]))",
+    ])  # fmt: skip
+    r = subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    threads, seen = json.loads(r.stdout)
+    assert threads == 2 and len(seen) == 1, seen
+    category, message, line = seen[0]
+    assert category == "ThreadsWarning" and line == 5  # the load_model(threads=2) line, not one inside the package
+    assert message.startswith("threads=2 but this process may use 1 core (") and message.endswith("use threads=1")

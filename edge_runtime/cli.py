@@ -127,7 +127,8 @@ HELP = (
     "--max-reconnects",
     type=click.IntRange(min=0),
     default=None,
-    help="Give up on a dropped camera/stream after N reopen attempts without a frame [default: never].",
+    help="Give up on a dropped camera/stream after N reopen attempts that did not bring it back (5 frames over "
+    "10 s) [default: never].",
 )
 @click.option(
     "--read-timeout",

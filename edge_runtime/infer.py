@@ -30,6 +30,7 @@ from edge_runtime.errors import (
 )
 from edge_runtime.inputs import Item, SourceKind, SourceSpec, iter_items, listing_line, open_live, resolve_source
 from edge_runtime.model import EdgeModel, Prediction, RuntimeConfig, load_model, model_path
+from edge_runtime.outage import STEADY_AFTER
 from edge_runtime.output_checks import check_outputs
 from edge_runtime.outputs import StdoutClosed, record_for
 from edge_runtime.priority import Priority, RealTime
@@ -259,7 +260,8 @@ def _open_reader(cfg: InferConfig, spec: SourceSpec, log: Log, listener: Any, *,
             listener.on_event(message)
 
     if cfg.capture is not None:
-        reader = LatestFrameReader(cfg.capture, name=spec.shown, max_reconnects=cfg.max_reconnects, on_event=on_event)
+        reader = LatestFrameReader(cfg.capture, name=spec.shown, max_reconnects=cfg.max_reconnects, on_event=on_event,
+                                   steady_after=STEADY_AFTER)  # fmt: skip
         return reader.start()
     return open_live(
         spec, on_event=on_event, max_reconnects=cfg.max_reconnects, colour=colour, read_timeout_s=cfg.read_timeout_s

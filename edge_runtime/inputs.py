@@ -30,6 +30,7 @@ from edge_runtime.decoding import decode, read_bytes
 from edge_runtime.errors import NAME_TOO_LONG, DataError, printable, resource_error
 from edge_runtime.items import Item, failure, frame_item, split_prepared, with_warning
 from edge_runtime.listing import Unreadable, list_entries, list_folder, match_glob
+from edge_runtime.outage import STEADY_AFTER
 from edge_runtime.preprocess import IMAGE_SUFFIXES
 from edge_runtime.sources import LatestFrameReader
 from edge_runtime.stream_url import is_stream_url, not_a_stream, shown_source, url_scheme
@@ -223,6 +224,7 @@ def open_live(
         first_frame_timeout_s=max(8.0, read_timeout_s + 3.0),
         on_event=on_event,
         read_timeout_s=read_timeout_s if spec.kind is SourceKind.STREAM else None,  # a camera's read has none
+        steady_after=STEADY_AFTER,  # a camera that hangs soon after every reopen uses up --max-reconnects
     )
     return reader.start()
 

@@ -48,6 +48,7 @@ from edge_runtime import ffmpeg_log
 from edge_runtime.capture import Capture, CaptureFactory, decoder_threads, open_within
 from edge_runtime.capture_props import declared_fps
 from edge_runtime.errors import SourceError
+from edge_runtime.outage import lost_after, why_dropped
 from edge_runtime.summary import plural
 
 MAX_BURST = 64  # frames of one burst kept for the consumer (an RTSP stream's open hands out about 10 at once)
@@ -78,6 +79,9 @@ class LatestFrameReader:
     ``backoff_s[1]`` seconds. ``on_event`` receives human-readable messages (drops, reconnects).
     ``first_frame_timeout_s`` bounds the wait for the first frame of the first open. ``read_timeout_s``: the
     capture's own read timeout, where it has one (a stream's); a drop after it is told as the source's silence.
+    ``steady_after=(frames, seconds)``: the pictures and time a reopened source must send for before it is back,
+    its attempts and wait starting afresh (the default, a first picture; edge-infer uses
+    :data:`~edge_runtime.outage.STEADY_AFTER`).
 
     After the iteration ends, ``error`` holds the reason when the source was lost for good (``None`` when it
     simply ended or was stopped).
@@ -95,6 +99,7 @@ class LatestFrameReader:
         first_frame_timeout_s: float = 10.0,
         on_event: Callable[[str], None] | None = None,
         read_timeout_s: float | None = None,
+        steady_after: tuple[int, float] = (1, 0.0),
     ) -> None:
         if hasattr(source, "read") and not isinstance(source, type):  # an open capture, not a class/factory
             self._factory: CaptureFactory | None = None
@@ -110,16 +115,20 @@ class LatestFrameReader:
         self.first_frame_timeout_s = first_frame_timeout_s
         self.on_event = on_event or (lambda msg: None)
         self.read_timeout_s = read_timeout_s
+        self.steady_after = steady_after
         self.captured = 0  # frames the source delivered
         self.delivered = 0  # frames handed to the consumer
         self._last_index = -1  # the index of the last frame handed out
         self.reconnects = 0
-        # Reopen attempts since the source last gave a frame: a camera that accepts the connection and then
-        # sends nothing (rebooting, a broken encoder) must use up --max-reconnects, not reset it at each open.
+        # Reopen attempts since the source was last steady: a camera that accepts the connection and then sends
+        # nothing (rebooting, a broken encoder), or a frame and hangs, must use up --max-reconnects, not reset it.
         self._attempts = 0
         self._delay = backoff_s[0]
-        self._reopened = 0  # the attempt that reopened the source, until its first picture (then it is back)
-        self._down: tuple[float, int] | None = None  # when the source dropped and the frames before, until a picture
+        self._reopened = 0  # the attempt that reopened the source, until its first picture (then it reconnected)
+        self._up: tuple[float, int] | None = None  # since when a reopened source sends, and its pictures: not steady
+        self._unsteady = 0  # reopens that brought pictures since the source was last steady
+        # when the source dropped, the frames and the attempts before, until a picture
+        self._down: tuple[float, int, int] | None = None
         self.error: SourceError | None = None
         # Frames not yet handed out: the newest alone, but for frames that came faster than half the source's own
         # frame time (a burst: the frames an RTSP camera's stream had buffered while it was opened, about 10 at
@@ -210,8 +219,8 @@ class LatestFrameReader:
         with self._cond:
             if self._down is None or self.error is not None:
                 return None
-            since, frames = self._down
-            tried = plural(self._attempts, "reconnect attempt")
+            since, frames, before = self._down
+            tried = plural(self._attempts - before, "reconnect attempt")
         return (f"{self.name}: down when the run stopped: it dropped {time.monotonic() - since:.0f} s before, after "
                 f"{plural(frames, 'frame')}, and {tried} brought no frame")  # fmt: skip
 
@@ -248,12 +257,29 @@ class LatestFrameReader:
             self._arrived = now
             self.captured += 1
             back = self._reopened if frame is not None else 0
-            if frame is not None:  # back for real (a picture): a later drop starts afresh
-                self._attempts, self._delay, self._reopened, self._down = 0, self.backoff_s[0], 0, None
-                self.reconnects += bool(back)
+            if frame is not None:
+                self._steady(now, back)
             self._cond.notify_all()
         if back:  # told outside the lock: the listener may take its time
             self.on_event(f"{self.name}: reconnected (attempt {back})")
+
+    def _steady(self, now: float, back: int) -> bool:
+        """A picture came: whether it makes a reopened source steady, back for good (a later drop has every
+        reconnect attempt again). Under the reader's lock."""
+        self._down = None
+        if back:  # reconnected (a picture, not an undecodable frame): counted, though not steady yet
+            self._reopened, self._up = 0, (now, 0)
+            self.reconnects += 1
+            self._unsteady += 1
+        if self._up is None:
+            return False
+        since, pictures = self._up[0], self._up[1] + 1
+        self._up = (since, pictures)
+        frames, seconds = self.steady_after
+        if pictures < frames or now - since < seconds:
+            return False
+        self._attempts, self._delay, self._up, self._unsteady = 0, self.backoff_s[0], None, 0
+        return True
 
     def _finish(self, error: SourceError | None = None) -> None:
         with self._cond:
@@ -293,26 +319,14 @@ class LatestFrameReader:
                 self._release()
                 if not self.reconnect or self._stop.is_set():  # a stop (Ctrl-C) cut the read short: no drop
                     return
-                self._down = self._down or (time.monotonic(), self.captured)
+                self._down = self._down or (time.monotonic(), self.captured, self._attempts)
+                self._up = None  # dropped again before it was steady: the outage goes on
                 then = "; reconnecting" if self.max_reconnects != 0 else ""
-                why = self._why_dropped(cap, time.monotonic() - started)
+                why = why_dropped(cap, time.monotonic() - started, self.read_timeout_s)
                 self.on_event(f"{self.name}: source dropped after {plural(self.captured, 'frame')}{why}{then}")
         finally:
             self._release()
             self._finish()
-
-    def _why_dropped(self, cap: Any, waited: float) -> str:
-        """Why a read failed, where it shows: frames that came but were no pictures (a broken encoder: the drop
-        had read as the camera gone while it was still sending), or a read that waited out the read timeout (the
-        stream sent nothing, as a camera triggered by the parts does between parts; nothing had named the option)."""
-        run, most = getattr(cap, "undecodable_run", 0), getattr(cap, "max_undecodable_run", None)
-        if isinstance(run, int) and isinstance(most, int) and run >= most:
-            return f" ({plural(run, 'undecodable frame')} in a row: the camera sends data, but no pictures)"
-        timeout = self.read_timeout_s
-        if timeout is None or waited < 0.9 * timeout:
-            return ""
-        return (f" (it sent nothing for {timeout:g} s; a camera that sends a frame per part needs --read-timeout "
-                "above its longest gap)")  # fmt: skip
 
     def _damage_reports(self, cap: Any) -> int:
         """FFmpeg's damage reports so far; the first call routes them here (after OpenCV has opened a capture, as it
@@ -336,14 +350,13 @@ class LatestFrameReader:
     def _reopen(self) -> bool:
         """Reopen with exponential backoff; False when stopped or out of retries (``error`` is then set).
 
-        Attempts and the wait carry on from one reopen to the next until a frame arrives: a reopen that
-        gives no frame is not a recovery."""
+        Attempts and the wait carry on from one reopen to the next until the source is steady: a reopen that
+        gives no frame, or drops again soon after its first (``steady_after``), is not a recovery."""
         assert self._factory is not None
         while not self._stop.is_set():
             attempt = self._attempts
             if self.max_reconnects is not None and attempt >= self.max_reconnects:
-                tried = plural(attempt, "reconnect attempt")
-                self._finish(SourceError(f"{self.name}: lost and not back after {tried}"))
+                self._finish(SourceError(lost_after(self.name, attempt, self._unsteady, self.steady_after)))
                 return False
             attempt += 1
             delay = self._delay

@@ -48,7 +48,7 @@ from edge_runtime import ffmpeg_log
 from edge_runtime.capture import Capture, CaptureFactory, decoder_threads, open_within
 from edge_runtime.capture_props import declared_fps
 from edge_runtime.errors import SourceError
-from edge_runtime.outage import lost_after, why_dropped
+from edge_runtime.outage import OutageNews, lost_after, why_dropped
 from edge_runtime.summary import plural
 
 MAX_BURST = 64  # frames of one burst kept for the consumer (an RTSP stream's open hands out about 10 at once)
@@ -82,6 +82,7 @@ class LatestFrameReader:
     ``steady_after=(frames, seconds)``: the pictures and time a reopened source must send for before it is back,
     its attempts and wait starting afresh (the default, a first picture; edge-infer uses
     :data:`~edge_runtime.outage.STEADY_AFTER`).
+    Once the wait is at its cap, the outage is told every ``still_down_every_s`` (:class:`OutageNews`).
 
     After the iteration ends, ``error`` holds the reason when the source was lost for good (``None`` when it
     simply ended or was stopped).
@@ -100,6 +101,7 @@ class LatestFrameReader:
         on_event: Callable[[str], None] | None = None,
         read_timeout_s: float | None = None,
         steady_after: tuple[int, float] = (1, 0.0),
+        still_down_every_s: float = 60.0,
     ) -> None:
         if hasattr(source, "read") and not isinstance(source, type):  # an open capture, not a class/factory
             self._factory: CaptureFactory | None = None
@@ -116,6 +118,7 @@ class LatestFrameReader:
         self.on_event = on_event or (lambda msg: None)
         self.read_timeout_s = read_timeout_s
         self.steady_after = steady_after
+        self._news = OutageNews(name, self.on_event, every_s=still_down_every_s)
         self.captured = 0  # frames the source delivered
         self.delivered = 0  # frames handed to the consumer
         self._last_index = -1  # the index of the last frame handed out
@@ -257,11 +260,12 @@ class LatestFrameReader:
             self._arrived = now
             self.captured += 1
             back = self._reopened if frame is not None else 0
-            if frame is not None:
-                self._steady(now, back)
+            steady = frame is not None and self._steady(now, back)
             self._cond.notify_all()
         if back:  # told outside the lock: the listener may take its time
-            self.on_event(f"{self.name}: reconnected (attempt {back})")
+            self._news.reconnected(back)
+        if steady:
+            self._news.steady()
 
     def _steady(self, now: float, back: int) -> bool:
         """A picture came: whether it makes a reopened source steady, back for good (a later drop has every
@@ -301,7 +305,7 @@ class LatestFrameReader:
                     ok, frame = cap.read()
                 except Exception as exc:  # noqa: BLE001 - a driver error is a drop like any other
                     ok, frame = False, None
-                    self.on_event(f"{self.name}: read failed ({type(exc).__name__}: {exc})")
+                    self._news.failed(f"{self.name}: read failed ({type(exc).__name__}: {exc})", self._attempts)
                 error = getattr(cap, "error", None) if ok else None  # a frame came, undecodable (JpegPackets)
                 if ok and (frame is not None or error):
                     warning = getattr(cap, "warning", None)
@@ -323,7 +327,8 @@ class LatestFrameReader:
                 self._up = None  # dropped again before it was steady: the outage goes on
                 then = "; reconnecting" if self.max_reconnects != 0 else ""
                 why = why_dropped(cap, time.monotonic() - started, self.read_timeout_s)
-                self.on_event(f"{self.name}: source dropped after {plural(self.captured, 'frame')}{why}{then}")
+                said = f"{self.name}: source dropped after {plural(self.captured, 'frame')}{why}{then}"
+                self._news.dropped(said, self._attempts)
         finally:
             self._release()
             self._finish()
@@ -361,19 +366,20 @@ class LatestFrameReader:
             attempt += 1
             delay = self._delay
             self._delay = min(delay * 2, self.backoff_s[1])
-            self.on_event(f"{self.name}: reconnect attempt {attempt} in {delay:.1f} s")
+            more = self.max_reconnects is None or attempt < self.max_reconnects
+            self._news.attempt(attempt, delay, self.backoff_s[1], more=more)
             if self._stop.wait(delay):
                 return False
             self._attempts = attempt  # made, not only announced: a stop in the wait leaves the attempts made
             try:
                 self._cap = open_within(self._factory, self.open_timeout_s, self.name)
             except SourceError as exc:
-                self.on_event(str(exc))
+                self._news.failed(str(exc), attempt)
                 continue
             # Back only once a picture comes (an undecodable frame is none): counted and told in _publish.
             self._reopened = attempt
             self._period = _frame_time(self._cap)
-            self.on_event(f"{self.name}: reopened (attempt {attempt}); waiting for a frame")
+            self._news.note(f"{self.name}: reopened (attempt {attempt}); waiting for a frame")
             return True
         return False
 

@@ -193,7 +193,9 @@ def stratified_group_split(
     for label in (0, 1):
         members = [g for g in groups.values() if labels[g[0]] == label]
         order = rng.permutation(len(members))
-        target = round(val_fraction * sum(len(g) for g in members))
+        # at least one: 15% of a class of two or three images rounded to none, and the run was refused although
+        # one could go each way (a class of one different image is refused below)
+        target = max(1, round(val_fraction * sum(len(g) for g in members)))
         taken = 0
         for k in order:
             group = members[k]

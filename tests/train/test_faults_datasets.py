@@ -1,0 +1,35 @@
+"""train-model on the datasets quality engineers bring: copies under the wrong class, tiny classes, other layouts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from tests.conftest import make_dataset
+from train import data as D
+from train.cli import main
+
+TINY = ["--epochs", "1", "--quiet", "--img-size", "32", "--batch-size", "16", "--loc-head-epochs", "0"]
+
+
+def run(data: Path, out: Path, *args: object):
+    return CliRunner().invoke(main, [str(a) for a in ("--data", data, "--out", out, *TINY, *args)])
+
+
+def test_a_class_of_two_or_three_images_gets_one_in_validation(tmp_path: Path):
+    """Three defect pictures: 15% of 3 rounds to none, and the run was refused with "validation split has fewer
+    than two classes" although one image could go each way."""
+    root = make_dataset(tmp_path / "d", n_train=20, n_test=4)
+    for f in sorted((root / "train" / "def_front").glob("*.png"))[3:]:
+        f.unlink()
+    out = tmp_path / "run"
+    r = run(root, out)
+    assert r.exit_code == 0, r.output
+    val = json.loads((out / "report.json").read_text())["validation"]
+    assert val["tp"] + val["fn"] == 1  # the one defect picture held out
+    labels = np.array([0] * 20 + [1] * 2)
+    train, val = D.stratified_group_split(labels, [f"h{i}" for i in range(22)], 0.15, seed=0)
+    assert labels[val].tolist().count(1) == 1 and labels[train].tolist().count(1) == 1

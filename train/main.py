@@ -86,8 +86,8 @@ def load_data(cfg: TrainConfig, spec: PreprocessSpec, log: Log) -> Dataset:
     common = {"max_bad_fraction": cfg.max_bad_fraction, "limit_per_class": cfg.max_images_per_class}
     t0 = time.perf_counter()
     full = D.load_split("train", root / "train", classes, spec, **common)
-    D.check_label_conflicts(full)
     test = D.load_split("test", root / "test", classes, spec, **common) if (root / "test").is_dir() else None
+    D.check_label_conflicts(full, test)
     if test is not None:  # a third class folder in test/ was left out of the test figures without a word
         known = {classes.negative_dir, classes.positive_dir}
         for other in sorted(d.name for d in (root / "test").iterdir() if d.is_dir() and not d.name.startswith(".")):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 from click.testing import CliRunner
 
+from edge_runtime.errors import ExitCode
 from tests.conftest import make_dataset
 from train import data as D
 from train.cli import main
@@ -33,3 +35,16 @@ def test_a_class_of_two_or_three_images_gets_one_in_validation(tmp_path: Path):
     labels = np.array([0] * 20 + [1] * 2)
     train, val = D.stratified_group_split(labels, [f"h{i}" for i in range(22)], 0.15, seed=0)
     assert labels[val].tolist().count(1) == 1 and labels[train].tolist().count(1) == 1
+
+
+def test_byte_identical_copies_under_both_test_classes_are_refused(tmp_path: Path, synthetic_data: Path):
+    """The same file in test/def_front/ and test/ok_front/: the test figures counted one copy wrong whatever the
+    model said, exit 0 and no word (train/ was already checked)."""
+    test = synthetic_data / "test"
+    shutil.copy(test / "def_front" / "def_front_002.png", test / "ok_front" / "copy.png")
+    r = run(synthetic_data, tmp_path / "run")
+    assert r.exit_code == ExitCode.BAD_DATA, r.output
+    assert r.output.strip().splitlines()[-1] == (
+        f"error: {test}: 1 image(s) are byte-identical copies under both classes "
+        "(ok_front/copy.png = def_front/def_front_002.png); remove or relabel them"
+    )

@@ -102,6 +102,24 @@ def check_train_folder(root: Path) -> None:
         )
 
 
+def tell_unread_folders(root: Path, classes: ClassMap, log: Callable[[str], None]) -> None:
+    """Name the folders beside train/ that hold its class folders but are never read: ``valid/`` (a Roboflow export),
+    ``val/`` or ``Test/`` had their images passed over without a word, and the run's own validation figures (a share
+    of train/) looked like theirs."""
+    wanted = {classes.negative_dir, classes.positive_dir}
+    for d in sorted(root.iterdir()):
+        if d.name in ("train", "test") or d.name.startswith(".") or not d.is_dir():
+            continue
+        held = sorted(n for n in wanted if (d / n).is_dir())
+        if not held:
+            continue
+        test = root / "test"
+        todo = ("move its images into those folders to use them" if test.is_dir()
+                else f"rename {d.name} to test to have its images tested")  # fmt: skip
+        log(f"warning: {printable(str(d))}: holds class folders ({', '.join(held)}) but is not read: train-model "
+            f"validates on a share of train/ and tests {printable(str(test))}/<class>/; {todo}")  # fmt: skip
+
+
 def _load_one(path: Path, spec: PreprocessSpec) -> tuple[np.ndarray | None, str, str | None, str | None]:
     """(resized image or None, sha256, why it was skipped, a warning about an image trained on).
 

@@ -83,6 +83,7 @@ def load_data(cfg: TrainConfig, spec: PreprocessSpec, log: Log) -> Dataset:
         raise DataError(f"{root}: {what}; pass --data DIR with DIR/train/<class>/ inside")
     D.check_train_folder(root)
     classes = D.resolve_classes(root / "train", cfg.positive_class)
+    D.tell_unread_folders(root, classes, log)
     common = {"max_bad_fraction": cfg.max_bad_fraction, "limit_per_class": cfg.max_images_per_class}
     t0 = time.perf_counter()
     full = D.load_split("train", root / "train", classes, spec, **common)

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from edge_runtime.errors import ExitCode
@@ -48,3 +49,32 @@ def test_byte_identical_copies_under_both_test_classes_are_refused(tmp_path: Pat
         f"error: {test}: 1 image(s) are byte-identical copies under both classes "
         "(ok_front/copy.png = def_front/def_front_002.png); remove or relabel them"
     )
+
+
+@pytest.mark.parametrize("name", ["valid", "val", "Test"])
+def test_a_held_out_folder_not_named_test_is_named_not_passed_over(tmp_path: Path, name: str):
+    """train/ + valid/ (a Roboflow export), val/, or Test/: its images were never read, and the run's "val" figures
+    (a share of train/) looked like theirs."""
+    root = make_dataset(tmp_path / "d", n_train=16, n_test=4)
+    (root / "test").rename(root / name)
+    r = run(root, tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    assert (
+        f"warning: {root / name}: holds class folders (def_front, ok_front) but is not read: train-model validates "
+        f"on a share of train/ and tests {root / 'test'}/<class>/; rename {name} to test to have its images tested"
+    ) in r.output.splitlines(), r.output
+
+
+def test_a_held_out_folder_beside_train_and_test_is_named(tmp_path: Path):
+    """train/, valid/ and test/: valid/'s images were left out without a word."""
+    root = make_dataset(tmp_path / "d", n_train=16, n_test=4)
+    shutil.copytree(root / "test", root / "valid")
+    (root / "runs").mkdir()  # a folder without class folders (run folders kept beside) is no one's business
+    r = run(root, tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    said = [x for x in r.output.splitlines() if "is not read" in x]
+    assert said == [
+        f"warning: {root / 'valid'}: holds class folders (def_front, ok_front) but is not read: train-model "
+        f"validates on a share of train/ and tests {root / 'test'}/<class>/; move its images into those folders "
+        "to use them"
+    ]

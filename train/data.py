@@ -13,14 +13,23 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import cv2
 import numpy as np
 
 from edge_runtime import datasets
 from edge_runtime.decoding import decode, read_bytes
 from edge_runtime.errors import DataError, ImageReadError, printable
 from edge_runtime.preprocess import PreprocessSpec, resize_to_input
+
+# A re-encoded copy: the whole frame at 32 x 32 px differs by under NEAR_RMS gray levels (RMS) and NEAR_MAX at most.
+# Measured: JPEG quality 30 to 95, PNG / BMP, half or double the size stay under 0.9 RMS and 6 at most; the closest
+# defective / OK pair of the 6,633 casting training images is 2.8 RMS, 13 at most; a pit a few pixels wide moves
+# its 32 px cell by more than NEAR_MAX, so a defect pasted onto its own OK picture is not called a copy.
+THUMB = 32
+NEAR_RMS = 1.5
+NEAR_MAX = 8
 
 
 @dataclass
@@ -38,6 +47,7 @@ class Split:
     links: list[str] = field(default_factory=list)  # links to folders, not followed
     # Trained on, but worth a look: damage the decoder concealed, or a picture far smaller than the input.
     warned: list[tuple[str, str]] = field(default_factory=list)  # (relative path, warning)
+    thumbs: np.ndarray | None = None  # (N, THUMB, THUMB) uint8: the whole frame, small, to find re-encoded copies
 
     def __len__(self) -> int:
         return len(self.files)
@@ -102,6 +112,14 @@ def check_train_folder(root: Path) -> None:
         )
 
 
+class _Loaded(NamedTuple):
+    image: np.ndarray | None  # resized to the input; None: skipped
+    digest: str  # sha256 of the file's bytes ("" when it could not be read)
+    thumb: np.ndarray | None  # the whole frame at THUMB x THUMB
+    skipped: str | None  # why it was skipped
+    warning: str | None  # a warning about an image trained on
+
+
 def tell_unread_folders(root: Path, classes: ClassMap, log: Callable[[str], None]) -> None:
     """Name the folders beside train/ that hold its class folders but are never read: ``valid/`` (a Roboflow export),
     ``val/`` or ``Test/`` had their images passed over without a word, and the run's own validation figures (a share
@@ -120,23 +138,22 @@ def tell_unread_folders(root: Path, classes: ClassMap, log: Callable[[str], None
             f"validates on a share of train/ and tests {printable(str(test))}/<class>/; {todo}")  # fmt: skip
 
 
-def _load_one(path: Path, spec: PreprocessSpec) -> tuple[np.ndarray | None, str, str | None, str | None]:
-    """(resized image or None, sha256, why it was skipped, a warning about an image trained on).
-
-    Read as the runtime reads (:func:`edge_runtime.decoding.read_bytes`): a FIFO named like an image hung training for
-    good, deaf to Ctrl-C and SIGTERM, and a link loop or a device is skipped as unreadable."""
+def _load_one(path: Path, spec: PreprocessSpec) -> _Loaded:
+    """Read as the runtime reads (:func:`edge_runtime.decoding.read_bytes`): a FIFO named like an image hung training
+    for good, deaf to Ctrl-C and SIGTERM, and a link loop or a device is skipped as unreadable."""
     try:
         data = read_bytes(path)
     except ImageReadError as exc:
-        return None, "", str(exc).split(": ", 1)[-1], None
+        return _Loaded(None, "", None, str(exc).split(": ", 1)[-1], None)
     digest = hashlib.sha256(data).hexdigest()
     try:
         decoded = decode(data, source=path.name)
     except ImageReadError as exc:
-        return None, digest, str(exc).split(": ", 1)[-1], None
+        return _Loaded(None, digest, None, str(exc).split(": ", 1)[-1], None)
     h, w = decoded.image.shape[:2]
     small = f"only {w}x{h} px, stretched to the {spec.size} px input" if min(h, w) < spec.size // 4 else None
-    return resize_to_input(decoded.image, spec), digest, None, decoded.warning or small
+    thumb = cv2.resize(decoded.image, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
+    return _Loaded(resize_to_input(decoded.image, spec), digest, thumb, None, decoded.warning or small)
 
 
 def load_split(
@@ -153,9 +170,9 @@ def load_split(
     files, labels, listing = _list_files(split_dir, classes, limit_per_class)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(lambda f: _load_one(split_dir / f, spec), files))
-    keep = [i for i, r in enumerate(results) if r[0] is not None]
-    bad = [(files[i], r[2] or "unreadable") for i, r in enumerate(results) if r[0] is None]
-    warned = [(files[i], r[3]) for i, r in enumerate(results) if r[0] is not None and r[3]]
+    keep = [i for i, r in enumerate(results) if r.image is not None]
+    bad = [(files[i], r.skipped or "unreadable") for i, r in enumerate(results) if r.image is None]
+    warned = [(files[i], r.warning) for i, r in enumerate(results) if r.image is not None and r.warning]
     if len(bad) > max_bad_fraction * len(files):
         raise DataError(
             f"{split_dir}: {len(bad)} of {len(files)} images are unreadable (first: {bad[0][0]}: {bad[0][1]}); "
@@ -165,16 +182,20 @@ def load_split(
         name=name,
         root=split_dir,
         files=[files[i] for i in keep],
-        images=np.stack([results[i][0] for i in keep]),
+        images=np.stack([results[i].image for i in keep]),
         labels=np.asarray([labels[i] for i in keep], dtype=np.int64),
-        hashes=[results[i][1] for i in keep],
+        hashes=[results[i].digest for i in keep],
         bad=bad,
         ignored=[p.relative_to(split_dir).as_posix() for p in listing.ignored],
         links=[p.relative_to(split_dir).as_posix() for p in listing.links],
         warned=warned,
+        thumbs=np.stack([results[i].thumb for i in keep]),
     )
     if len(set(split.labels.tolist())) < 2:
         raise DataError(f"{split_dir}: after skipping unreadable images only one class is left")
+    split.warned += [(split.files[p], f"nearly the same picture as {split.files[n]} in the other class folder (a "
+                      "re-encoded copy?); one of the two labels is wrong: remove or relabel one")
+                     for n, p in near_copies_across_classes(split)]  # fmt: skip
     return split
 
 
@@ -255,6 +276,28 @@ def _check_one_split_labels(split: Split) -> None:
         shown = "; ".join(f"{a} = {b}" for a, b in pairs[:3])
         raise DataError(f"{split.root}: {len(pairs)} image(s) are byte-identical copies under both classes ({shown}"
                         f"{'; ...' if len(pairs) > 3 else ''}); remove or relabel them")  # fmt: skip
+
+
+def near_copies_across_classes(split: Split, *, chunk: int = 256) -> list[tuple[int, int]]:
+    """(OK index, defective index) of the pictures that are nearly the same frame under both classes, byte-identical
+    ones left out (:func:`check_label_conflicts` refuses those). Distances by one matrix product per ``chunk`` OK
+    images: the 6,633 casting training images take under a second."""
+    if split.thumbs is None:
+        return []
+    flat = split.thumbs.reshape(len(split), -1).astype(np.float32) - 128.0  # centred: float32 keeps the sums exact
+    neg, pos = np.flatnonzero(split.labels == 0), np.flatnonzero(split.labels == 1)
+    b = flat[pos]
+    b2 = (b * b).sum(1)
+    limit = NEAR_RMS**2 * flat.shape[1]
+    pairs: list[tuple[int, int]] = []
+    for start in range(0, len(neg), chunk):
+        a = flat[neg[start : start + chunk]]
+        d2 = (a * a).sum(1)[:, None] + b2[None, :] - 2.0 * (a @ b.T)
+        for i, j in zip(*np.nonzero(d2 <= limit), strict=True):
+            n, p = int(neg[start + i]), int(pos[j])
+            if split.hashes[n] != split.hashes[p] and np.abs(flat[n] - flat[p]).max() <= NEAR_MAX:
+                pairs.append((n, p))
+    return pairs
 
 
 def duplicates_between(a: Split, b: Split) -> list[tuple[str, str]]:

@@ -6,11 +6,13 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from edge_runtime.errors import ExitCode
+from edge_runtime.preprocess import PreprocessSpec
 from tests.conftest import make_dataset
 from train import data as D
 from train.cli import main
@@ -78,3 +80,34 @@ def test_a_held_out_folder_beside_train_and_test_is_named(tmp_path: Path):
         f"validates on a share of train/ and tests {root / 'test'}/<class>/; move its images into those folders "
         "to use them"
     ]
+
+
+def test_a_re_encoded_copy_under_the_other_class_is_named(tmp_path: Path, synthetic_data: Path):
+    """A defect picture saved again as JPEG (or as BMP) into ok_front/: its bytes differ, so the byte check let it
+    through, and the run trained and validated on the same picture labelled both ways without a word."""
+    src = synthetic_data / "train" / "def_front" / "def_front_003.png"
+    picture = cv2.imread(str(src))
+    ok = synthetic_data / "train" / "ok_front"
+    cv2.imwrite(str(ok / "export_1.jpg"), picture, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    cv2.imwrite(str(ok / "export_2.bmp"), picture)
+    out = tmp_path / "run"
+    r = run(synthetic_data, out)
+    assert r.exit_code == 0, r.output
+    said = [x for x in r.output.splitlines() if "nearly the same picture" in x]
+    for copy in ("ok_front/export_1.jpg", "ok_front/export_2.bmp"):
+        assert (
+            f"warning: trained on {synthetic_data / 'train' / 'def_front' / 'def_front_003.png'}: nearly the same "
+            f"picture as {copy} in the other class folder (a re-encoded copy?); one of the two labels is wrong: "
+            "remove or relabel one"
+        ) in said, r.output
+    assert len(said) == 2, said  # the other synthetic parts of both classes are told apart
+    used = json.loads((out / "report.json").read_text())["data"]["used_with_warnings"]
+    assert [w["file"] for w in used] == ["def_front/def_front_003.png"] * 2
+
+
+def test_distinct_real_parts_of_the_two_classes_are_not_called_copies(casting_dir: Path):
+    """The closest defective / OK pair of the casting images is far from a re-encoded copy: no false warning."""
+    cm = D.resolve_classes(casting_dir / "train", None)
+    split = D.load_split("train", casting_dir / "train", cm, PreprocessSpec(size=32), max_bad_fraction=0,
+                         limit_per_class=300)  # fmt: skip
+    assert not [w for _, w in split.warned if "nearly the same picture" in w]

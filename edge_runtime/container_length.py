@@ -1,4 +1,5 @@
-"""Whether a video file is shorter than its own container says (a copy or a recording cut short).
+"""Whether a video file is shorter than its own container says (a copy or a recording cut short), or was written
+to while it was read (a recording still going on).
 
 Why: FFmpeg reads a cut Matroska or MP4 file up to the cut and then reports a clean end. Their frame counts may be
 estimates (from a longer audio track, or frames an edit list hides), so "fewer frames than counted" is only a
@@ -121,6 +122,26 @@ def _mp4_missing(f, size: int) -> int | None:  # noqa: ANN001 - a binary file
             return None
         at += length
     return None
+
+
+def file_stamp(path: str | Path) -> tuple[int, int] | None:
+    """The file's size and modification time (ns), None where it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def written_since(path: str | Path, stamp: tuple[int, int] | None) -> str | None:
+    """How the file changed since ``stamp`` ("grew by N bytes"), None where it did not or cannot tell. Why: FFmpeg
+    reads a recording still being written (Matroska, MPEG-TS, fragmented MP4) to its current end and reports a
+    clean end there; the frames recorded after it went unseen, and the run read as the whole video."""
+    now = file_stamp(path)
+    if stamp is None or now is None or now == stamp:
+        return None
+    grew = now[0] - stamp[0]
+    return f"grew by {grew} bytes" if grew > 0 else "was written to"
 
 
 def missing_bytes(path: str | Path) -> int | None:

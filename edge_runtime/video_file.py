@@ -19,7 +19,7 @@ import numpy as np
 from edge_runtime import ffmpeg_log
 from edge_runtime.avi_index import AviIndex
 from edge_runtime.capture_props import declared_fps, declared_shape, position_ms
-from edge_runtime.container_length import missing_bytes
+from edge_runtime.container_length import file_stamp, missing_bytes, written_since
 from edge_runtime.errors import SourceError, resource_error
 from edge_runtime.items import Item, frame_item
 from edge_runtime.jpeg_packets import JpegPackets
@@ -77,6 +77,7 @@ class VideoReader:
         import cv2
 
         self.cap, self.name, self.prepare, self.keep_original = cap, name, prepare, keep_original
+        self.stamp = file_stamp(name)  # its size and time now: at its end, a recording still being written is told
         self.notice, self.cut_short = notice, cut_short
         self.declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.exact_count = Path(name).suffix.lower() == ".avi"
@@ -328,7 +329,11 @@ class VideoReader:
             self.failed_from = start
             self.index += 1
             return True
-        if gap := self._undecoded_start(start):  # 3 of 6 frames judged as frames 0-2, the defective one never seen
+        if changed := written_since(self.name, self.stamp):  # more frames may follow, also after a clean end
+            self.tell(self.cut_short, f"{self.name}: the file {changed} while it was read (a recording still being "
+                      f"written): stopped at frame {start}, and the frames recorded after it were not inspected; "
+                      "inspect it once the recording has ended")  # fmt: skip
+        elif gap := self._undecoded_start(start):  # 3 of 6 frames judged as frames 0-2, the defective one never seen
             self.tell(self.cut_short, f"{self.name}: the first {plural(gap, 'frame')} could not be decoded (the video "
                       "does not begin on a key frame, as a recording cut from a stream, or they are damaged); the "
                       f"{plural(start, 'frame')} after them were inspected, numbered from 0")  # fmt: skip

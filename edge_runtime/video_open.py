@@ -67,7 +67,8 @@ def iter_video(
 
     The file is checked and opened now (a :class:`SourceError` here, before anything is processed). Frames that
     cannot be decoded are read over up to the declared length. Told through ``cut_short`` (frames were certainly
-    missed): a damaged stretch with frames after it, or an AVI (whose index counts its frames) that ends early;
+    missed): a damaged stretch with frames after it, an AVI (whose index counts its frames) that ends early, or a
+    file that grew while it was read (a recording still being written);
     through ``notice``: another container that ends before the count it declares (it may be an estimate).
     """
     import cv2

@@ -1,0 +1,106 @@
+"""Recorded video files as a line's recorder or a phone makes them, built with FFmpeg from the real casting images:
+every record is checked against the frames (count, order, numbers, verdicts). The same promises as
+test_faults.py (faults_common.check)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_runtime.errors import ExitCode
+from tests.conftest import CASTING, CASTING_REASON
+from tests.edge_runtime.faults_common import (
+    check,
+    invoke,
+    no_hang,  # noqa: F401 - the autouse hang guard, for this module too
+)
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
+                                reason="needs ffmpeg and ffprobe (apt-get install -y ffmpeg)")  # fmt: skip
+
+# parts the bundled model judges far from its threshold (scores under 0.01 or of 1.0), so that a video's lossy
+# frames keep their verdicts; True: defective
+PARTS = [("ok", 1176), ("ok", 1031), ("def", 1211), ("ok", 1144), ("def", 1215), ("ok", 1019), ("def", 1238)]
+DEFECTIVE = [kind == "def" for kind, _ in PARTS]
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The parts as numbered JPEGs (f00.jpeg ...) in a temporary folder, for FFmpeg's image sequence input."""
+    folder = tmp_path_factory.mktemp("frames")
+    for i, (kind, number) in enumerate(PARTS):
+        src = CASTING / "test" / f"{kind}_front" / f"cast_{kind}_0_{number}.jpeg"
+        if not src.is_file():
+            pytest.skip(CASTING_REASON)
+        shutil.copy(src, folder / f"f{i:02d}.jpeg")
+    return folder
+
+
+def frame_count(video: Path) -> int:
+    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+                          "stream=nb_read_frames", "-of", "csv=p=0", str(video)],
+                         check=True, capture_output=True, text=True).stdout  # fmt: skip
+    return int(out.strip().splitlines()[0])
+
+
+def assert_every_frame(recs: list[dict], count: int) -> None:
+    """Frames 0..count-1 in order, each with the verdict its part has (the parts repeat in a loop)."""
+    assert [r["frame"] for r in recs] == list(range(count))
+    assert [r["defective"] for r in recs] == [DEFECTIVE[i % len(PARTS)] for i in range(count)]
+
+
+# a live recorder's output that FFmpeg can read while it is written, each written out frame by frame (every 20 ms)
+RECORDERS = {
+    "ts": ["-flush_packets", "1", "-f", "mpegts"],
+    "mkv": ["-flush_packets", "1", "-cluster_time_limit", "10"],
+    "mp4": ["-flush_packets", "1", "-movflags", "frag_every_frame+empty_moov"],
+}
+# bytes recorded before the run reads the file (about a second): reading them takes a few writes' time
+READ_AFTER = 300_000
+
+
+@pytest.mark.parametrize("container", sorted(RECORDERS))
+def test_a_recording_still_being_written_says_its_later_frames_were_not_inspected(
+    frames: Path, tmp_path: Path, container: str
+):
+    """A file read while FFmpeg still records it (at 50 FPS): FFmpeg stops at its current end and reports a clean
+    end there. The run judged the frames written so far as the whole video and said nothing; a gate passed with
+    the later frames never seen. Read again once the recording has ended, the file is whole and not called so."""
+    video = tmp_path / f"line3.{container}"
+    recorder = subprocess.Popen(["ffmpeg", "-loglevel", "error", "-y", "-re", "-stream_loop", "-1", "-framerate",
+                                 "50", "-i", str(frames / "f%02d.jpeg"), "-t", "30", "-c:v", "libx264", "-tune",
+                                 "zerolatency", "-pix_fmt", "yuv420p", "-g", "5", *RECORDERS[container], str(video)],
+                                stdin=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while (not video.exists() or video.stat().st_size < READ_AFTER) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        summary = tmp_path / "s.json"
+        result = invoke(["--source", str(video), "--fail-on-defect", "--summary", str(summary)])
+        assert recorder.poll() is None, "the recording ended before the run did: nothing to test"
+    finally:
+        recorder.terminate()  # FFmpeg closes the file properly on SIGTERM
+        recorder.wait(20)
+    recs = check(result, ExitCode.DEFECT_FOUND, error_lines=0)
+    assert recs, result.stderr
+    assert_every_frame(recs, len(recs))
+    said = [ln for ln in result.stderr.splitlines() if "while it was read" in ln]
+    assert len(said) == 1, result.stderr  # the old run ended as if the video were whole
+    warning = said[0]
+    assert warning.startswith(f"source warning: {video}: the file grew by ") and (
+        f"(a recording still being written): stopped at frame {len(recs)}, and the frames recorded after it were "
+        "not inspected; inspect it once the recording has ended" in warning
+    ), warning
+    assert json.loads(summary.read_text())["cut_short"] == 1
+    assert "gate: not passed: part of the video could not be read or was not inspected" in result.stderr
+
+    whole = invoke(["--source", str(video), "--summary", str(summary)])
+    recs = check(whole, ExitCode.OK, error_lines=0)
+    assert len(recs) == frame_count(video) > len(PARTS)
+    assert_every_frame(recs, len(recs))
+    assert "while it was read" not in whole.stderr and json.loads(summary.read_text())["cut_short"] == 0

@@ -16,7 +16,7 @@ from edge_runtime import ffmpeg_log
 from edge_runtime.errors import SourceError
 from edge_runtime.items import Item
 from edge_runtime.video_file import VideoReader
-from edge_runtime.video_tracks import video_tracks
+from edge_runtime.video_tracks import no_video_why, video_tracks
 
 QUIET_FFMPEG = "-8"  # the FFmpeg log level edge-infer sets without --debug (edge_runtime.cli)
 
@@ -91,7 +91,9 @@ def iter_video(
                     cap = cv2.VideoCapture(opencv_name, cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
         if not cap.isOpened():
             cap.release()
-            raise SourceError(f"{name}: cannot open as a video (corrupt, unsupported codec or not a video)")
+            why = no_video_why(name)
+            raise SourceError(f"{name}: cannot open as a video" + (f": {why}" if why else
+                              " (corrupt, unsupported codec or not a video)"))  # fmt: skip
         # A damaged Motion-JPEG frame gets a warning, as a damaged file does; an undecodable one an item error,
         # however many come in a row (a file has no source to reconnect to; its later frames still get verdicts).
         return as_jpeg_packets(cap, name, max_undecodable_run=None, colour=keep_original)

@@ -19,9 +19,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from edge_runtime.container_length import EBML_HEADER, EBML_SEGMENT, ebml_elements, ebml_size
+from edge_runtime.container_length import EBML_HEADER, EBML_SEGMENT, MAX_BOXES, ebml_elements, ebml_size, missing_bytes
 
 MAX_HEADER = 64 << 20  # bytes of an MP4 'moov' box or a Matroska track list read at most
+MP4_FIRST_BOXES = (b"ftyp", b"moov", b"free", b"wide", b"mdat", b"skip")  # the box an MP4/QuickTime file starts with
 _TRACKS, _TRACK_ENTRY, _TRACK_TYPE = b"\x16\x54\xae\x6b", b"\xae", b"\x83"
 
 
@@ -35,7 +36,7 @@ def video_tracks(path: str) -> int | None:
                 return _matroska(f)
             if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
                 return _avi(f)
-            if head[4:8] in (b"ftyp", b"moov", b"free", b"wide", b"mdat", b"skip"):
+            if head[4:8] in MP4_FIRST_BOXES:
                 return _mp4(f)
             if head[:1] == b"\x47":  # MPEG-TS (an NVR's or camera's recording)
                 return _mpeg_ts(f)
@@ -61,11 +62,14 @@ def _boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tupl
         at += size
 
 
-def _mp4(f) -> int | None:  # noqa: ANN001 - a binary file
+def _top_boxes(f) -> Iterator[tuple[bytes, int, int]]:  # noqa: ANN001 - a binary file
+    """(type, payload start, end) of an MP4 file's top-level boxes; the last one's end may lie past the file's (cut)."""
     f.seek(0, 2)
     length = f.tell()
     at = 0
-    while at + 8 <= length:  # the top-level boxes, to 'moov' (at the start or at the end of the file)
+    for _ in range(MAX_BOXES):
+        if at + 8 > length:
+            return
         f.seek(at)
         size, kind = struct.unpack(">I4s", f.read(8))
         header = 8
@@ -74,11 +78,18 @@ def _mp4(f) -> int | None:  # noqa: ANN001 - a binary file
         elif size == 0:
             size = length - at
         if size < header:
-            return None
+            return
+        yield kind, at + header, at + size
+        at += size
+
+
+def _mp4(f) -> int | None:  # noqa: ANN001 - a binary file
+    for kind, start, end in _top_boxes(f):  # to 'moov' (at the start or at the end of the file)
         if kind == b"moov":
-            if size > MAX_HEADER:
+            if end - start > MAX_HEADER:
                 return None
-            moov = f.read(size - header)
+            f.seek(start)
+            moov = f.read(end - start)
             count = 0
             for trak, a, b in _boxes(moov):
                 if trak != b"trak":
@@ -90,7 +101,29 @@ def _mp4(f) -> int | None:  # noqa: ANN001 - a binary file
                         if hdlr == b"hdlr" and g - e >= 12 and moov[e + 8 : e + 12] == b"vide":
                             count += 1
             return count
-        at += size
+    return None
+
+
+# A recorder writes an MP4's index of its frames ('moov') when it stops: before that no reader can find a frame
+NO_MP4_INDEX = ("the MP4/MOV file has no index ('moov' box), which its recorder writes when it stops: it is still "
+                "recording, or was cut off (power lost, recorder killed); inspect it once the recording has ended, or "
+                "have its index rebuilt with an MP4 repair tool")  # fmt: skip
+
+
+def no_video_why(path: str) -> str | None:
+    """Why a file FFmpeg cannot open holds no video it could read, as its container says: an MP4/MOV with frame data
+    and no index, or a whole MP4/Matroska file without a video track (sound only). None where it cannot tell: each
+    was "corrupt, unsupported codec or not a video", and a recording in progress was taken for a broken file."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(8)[4:8] in MP4_FIRST_BOXES:
+                kinds = {kind for kind, _, _ in _top_boxes(f)}
+                if b"mdat" in kinds and not kinds & {b"moov", b"moof"}:
+                    return NO_MP4_INDEX
+    except (OSError, struct.error):
+        return None
+    if missing_bytes(path) == 0 and video_tracks(path) == 0:  # the track list read whole, not one cut off
+        return "it holds no video track (sound or other data only); pass a video file"
     return None
 
 

@@ -104,3 +104,55 @@ def test_a_recording_still_being_written_says_its_later_frames_were_not_inspecte
     assert len(recs) == frame_count(video) > len(PARTS)
     assert_every_frame(recs, len(recs))
     assert "while it was read" not in whole.stderr and json.loads(summary.read_text())["cut_short"] == 0
+
+
+def error_line(args: list[str]) -> str:
+    """The one line of a run whose source does not open (exit 5)."""
+    result = invoke(args)
+    check(result, ExitCode.SOURCE_UNAVAILABLE, error_lines=1)
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_an_mp4_without_its_index_says_it_is_still_recording_or_was_cut_off(frames: Path, tmp_path: Path):
+    """An MP4 gets its index ('moov') when its recorder stops. Read while it recorded, after the recorder was killed
+    (a power loss), or cut before its index, it was "corrupt, unsupported codec or not a video": a good recording
+    in progress was taken for a broken file."""
+    video = tmp_path / "phone.mp4"
+    recorder = subprocess.Popen(["ffmpeg", "-loglevel", "error", "-y", "-re", "-stream_loop", "-1", "-framerate",
+                                 "50", "-i", str(frames / "f%02d.jpeg"), "-t", "30", "-c:v", "libx264",
+                                 "-pix_fmt", "yuv420p", str(video)], stdin=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while (not video.exists() or video.stat().st_size < 60_000) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        said = {"recording": error_line(["--source", str(video)])}
+        assert recorder.poll() is None, "the recording ended before the run did: nothing to test"
+    finally:
+        recorder.kill()  # no chance to write the index, as at a power loss
+        recorder.wait(20)
+    said["killed"] = error_line(["--source", str(video)])
+    whole = tmp_path / "whole.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-framerate", "10", "-i", str(frames / "f%02d.jpeg"), "-c:v",
+                    "libx264", "-pix_fmt", "yuv420p", str(whole)], check=True)  # fmt: skip
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.read_bytes().rindex(b"moov") - 4])
+    said["cut"] = error_line(["--source", str(cut)])
+    for case, line in said.items():
+        name = cut if case == "cut" else video
+        assert line == (f"error: {name}: cannot open as a video: the MP4/MOV file has no index ('moov' box), which "
+                        "its recorder writes when it stops: it is still recording, or was cut off (power lost, "
+                        "recorder killed); inspect it once the recording has ended, or have its index rebuilt with "
+                        "an MP4 repair tool"), (case, line)  # fmt: skip
+    recs = check(invoke(["--source", str(whole)]), ExitCode.OK, error_lines=0)
+    assert_every_frame(recs, len(PARTS))
+
+
+@pytest.mark.parametrize("suffix", ["m4a", "mp4", "mkv"])
+def test_a_file_of_sound_alone_says_it_holds_no_video_track(tmp_path: Path, suffix: str):
+    """A sound recording passed for the line's video: "corrupt, unsupported codec or not a video" had the user look
+    for damage in a healthy file."""
+    sound = tmp_path / f"line3.{suffix}"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "sine=d=1", str(sound)], check=True)
+    assert error_line(["--source", str(sound)]) == (
+        f"error: {sound}: cannot open as a video: it holds no video track (sound or other data only); pass a video file"
+    )

@@ -54,24 +54,30 @@ class HangingCamera(BrokenEncoderCamera):
             self.closed.wait()
 
 
-@needs_ffmpeg
-@pytest.mark.parametrize("frames", [2, 8])
-def test_a_camera_that_hangs_soon_after_every_reopen_uses_up_max_reconnects(frames: int, tmp_path: Path):
-    """Each reopen brought a frame or two (or a short burst), which started the reconnect count afresh: with
-    --max-reconnects 2 the station reopened the camera forever and never ended for systemd to restart it."""
-    camera = HangingCamera(frames)
+def run_until_lost(camera: BrokenEncoderCamera, max_reconnects: int, tmp_path: Path, *, timeout: float):
+    """edge-infer on ``camera`` with ``--max-reconnects``, to its end: asserted lost (exit 5); the --output file, the
+    --summary as read back, and stderr."""
     out, summary = tmp_path / "v.jsonl", tmp_path / "s.json"
-    proc = edge_infer(["--source", camera.url, "--max-reconnects", "2", "--read-timeout", "1", "--output", str(out),
-                       "--summary", str(summary), "--quiet"])  # fmt: skip
+    proc = edge_infer(["--source", camera.url, "--max-reconnects", str(max_reconnects), "--read-timeout", "1",
+                       "--output", str(out), "--summary", str(summary), "--quiet"])  # fmt: skip
     try:
-        _, err = proc.communicate(timeout=45)
+        _, err = proc.communicate(timeout=timeout)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
         camera.close()
     assert proc.returncode == ExitCode.SOURCE_UNAVAILABLE, err
-    said = json.loads(summary.read_text())
+    return out, json.loads(summary.read_text()), err
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("frames", [2, 8])
+def test_a_camera_that_hangs_soon_after_every_reopen_uses_up_max_reconnects(frames: int, tmp_path: Path):
+    """Each reopen brought a frame or two (or a short burst), which started the reconnect count afresh: with
+    --max-reconnects 2 the station reopened the camera forever and never ended for systemd to restart it."""
+    camera = HangingCamera(frames)
+    out, said, err = run_until_lost(camera, 2, tmp_path, timeout=45)
     assert said["items"] == len(lines_of(out)) >= 3 and camera.connections == 3, (said, camera.connections)
     assert said["reconnects"] == 2  # each reopen did bring pictures: reconnects, but no recovery
     assert "source lost: " in err and "not back after 2 reconnect attempts" in err, err
@@ -107,18 +113,7 @@ def test_a_camera_that_comes_back_and_stays_up_gets_its_reconnects_again(tmp_pat
     drop has the whole --max-reconnects again (here 1, used twice: the run ends when the third connection, too short
     to be back, has hung)."""
     camera = RecoveringCamera(up_s=12.0)
-    out, summary = tmp_path / "v.jsonl", tmp_path / "s.json"
-    proc = edge_infer(["--source", camera.url, "--max-reconnects", "1", "--read-timeout", "1", "--output", str(out),
-                       "--summary", str(summary), "--quiet"])  # fmt: skip
-    try:
-        _, err = proc.communicate(timeout=55)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        camera.close()
-    assert proc.returncode == ExitCode.SOURCE_UNAVAILABLE, err
-    said = json.loads(summary.read_text())
+    out, said, err = run_until_lost(camera, 1, tmp_path, timeout=55)
     assert camera.connections == 3 and said["reconnects"] == 2, (camera.connections, err)
     assert said["items"] == len(lines_of(out)) and err.count("reconnected (attempt 1)") == 2, err
     assert "not back after 1 reconnect attempt (1 of them brought frames" in err and "Traceback" not in err

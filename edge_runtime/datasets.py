@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_runtime.errors import DataError
+from edge_runtime.listing import SYSTEM_FOLDERS
 from edge_runtime.model_info import KNOWN_CLASS_FOLDERS
 from edge_runtime.preprocess import IMAGE_SUFFIXES
 
@@ -91,7 +92,9 @@ def _entries(folder: Path, links: list[Path] | None = None) -> Iterator[Path]:
     for e in entries:
         if e.name.startswith("."):
             continue
-        if e.is_dir(follow_symlinks=False):
+        if e.name in SYSTEM_FOLDERS:  # a NAS's thumbnails (@eaDir), a Mac's __MACOSX: listed as one file not read
+            yield Path(e.path)
+        elif e.is_dir(follow_symlinks=False):
             yield from _entries(Path(e.path), links)
         elif not _links_to_folder(e):
             yield Path(e.path)
@@ -117,7 +120,9 @@ def class_dirs(split_dir: Path) -> list[Path]:
     """The non-hidden sub-folders of ``split_dir``; a missing or folder-less split is a :class:`DataError`."""
     if not split_dir.is_dir():
         raise DataError(f"{split_dir}: folder not found; expected DIR/<class>/ with one folder per class")
-    dirs = sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    dirs = sorted(
+        p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in SYSTEM_FOLDERS
+    )
     if not dirs:
         raise DataError(
             f"{split_dir}: no class folders inside; expected one folder per class (e.g. def_front, ok_front)"

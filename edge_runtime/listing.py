@@ -14,6 +14,15 @@ from pathlib import Path
 from edge_runtime.errors import UsageError
 from edge_runtime.preprocess import IMAGE_SUFFIXES
 
+# Folders that an operating system or a NAS makes inside shared folders, never a part's pictures: passed over as
+# hidden entries are, and named among the files not inspected. Synology's @eaDir holds a thumbnail or three of every
+# picture, named like pictures: edge-infer on such a share judged every part three to five times (and train-model
+# trained on the thumbnails); a zip made on a Mac adds __MACOSX/, taken for a third class folder.
+SYSTEM_FOLDERS = frozenset(
+    {"@eaDir", "__MACOSX", "#recycle", "#snapshot", "@Recycle", "@Recently-Snapshot", "$RECYCLE.BIN",
+     "System Volume Information", "lost+found"}
+)  # fmt: skip
+
 
 class Unreadable:
     """Marks a folder met while listing that could not be listed (permissions, I/O): it gets an item error of its
@@ -50,7 +59,7 @@ def _walk(root: Path) -> Iterator[tuple[Path, os.DirEntry | Unreadable | None]]:
             real_dir = e.is_dir(follow_symlinks=False)
         except OSError:
             real_dir = False
-        if not real_dir:
+        if not real_dir or e.name in SYSTEM_FOLDERS:  # a system folder: one entry, not an image (see SYSTEM_FOLDERS)
             yield Path(e.path), e
             continue
         below = list_entries(e.path)
@@ -83,7 +92,12 @@ def list_folder(folder: Path) -> tuple[tuple[Path, ...], list[str], int]:
     below ``folder``); links to folders are counted but not followed, so a link loop cannot make the listing
     endless."""
     images, ignored, links = _classify(_walk(folder))
-    return images, [p.relative_to(folder).as_posix() for p in ignored], links
+    # a system folder passed over is named as one: "@eaDir/"
+    return (
+        images,
+        [p.relative_to(folder).as_posix() + ("/" if p.name in SYSTEM_FOLDERS else "") for p in ignored],
+        links,
+    )
 
 
 # The shell's character classes inside a bracket ('[[:digit:]]*.png'), ASCII as in the C locale.

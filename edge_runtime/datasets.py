@@ -81,25 +81,34 @@ class Labelled:
 def _entries(folder: Path, links: list[Path] | None = None) -> Iterator[Path]:
     """Files under ``folder``, recursively and sorted, not hidden, never through a link to a folder (each one met is
     added to ``links``). A folder that cannot be listed is a :class:`DataError`: one without read permission was
-    passed over in silence, and train-model trained without its images (or said "no images" of a class folder)."""
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    except OSError as exc:
-        raise DataError(f"{folder}: cannot list the folder ({exc.strerror or exc}), so its images cannot be read; "
-                        "make it readable for this user, or move it out of the data folder") from exc  # fmt: skip
-    for e in entries:
-        if e.name.startswith("."):
+    passed over in silence, and train-model trained without its images (or said "no images" of a class folder).
+    Iterative: a folder nested a thousand deep ended train-model with "unexpected RecursionError"."""
+    stack = [iter(_listed(folder))]
+    while stack:
+        e = next(stack[-1], None)
+        if e is None:
+            stack.pop()
+        elif e.name.startswith("."):
             continue
-        if e.name in SYSTEM_FOLDERS:  # a NAS's thumbnails (@eaDir), a Mac's __MACOSX: listed as one file not read
+        elif e.name in SYSTEM_FOLDERS:  # a NAS's thumbnails (@eaDir), a Mac's __MACOSX: listed as one file not read
             yield Path(e.path)
         elif e.is_dir(follow_symlinks=False):
-            yield from _entries(Path(e.path), links)
+            stack.append(iter(_listed(Path(e.path))))
         elif not _links_to_folder(e):
             yield Path(e.path)
         elif links is not None:
             links.append(Path(e.path))
+
+
+def _listed(folder: Path) -> list[os.DirEntry]:
+    """The entries of ``folder``, sorted by name (none where it is gone); see :func:`_entries`."""
+    try:
+        return sorted(os.scandir(folder), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        raise DataError(f"{folder}: cannot list the folder ({exc.strerror or exc}), so its images cannot be read; "
+                        "make it readable for this user, or move it out of the data folder") from exc  # fmt: skip
 
 
 def _links_to_folder(entry: os.DirEntry) -> bool:

@@ -44,3 +44,16 @@ def test_links_to_folders_are_not_followed(tmp_path: Path):
     ok = root / "test" / "ok_front"
     (ok / "loop").symlink_to(ok)
     assert len(datasets.list_images(ok)) == 2
+
+
+def test_a_class_folder_nested_deeper_than_pythons_recursion_limit_is_listed(tmp_path: Path):
+    """A folder nested 1,100 deep inside a class folder ended train-model with "unexpected RecursionError", exit 1."""
+    folder = tmp_path / "ok_front"
+    deep = folder
+    folder.mkdir()
+    for _ in range(1100):  # os.makedirs recurses too
+        deep = deep / "d"
+        deep.mkdir()
+    (deep / "part.jpeg").write_bytes(b"jpeg")
+    (folder / "top.jpeg").write_bytes(b"jpeg")
+    assert [p.name for p in datasets.list_images(folder)] == ["part.jpeg", "top.jpeg"]

@@ -199,14 +199,25 @@ def load_split(
     return split
 
 
+# Images named one line each; the rest counted in one line (20,000 unreadable files under --max-bad-fraction 1 printed
+# 20,000 lines, the run's own lines lost among them); report.json lists them all.
+TOLD_EACH = 20
+
+
 def tell_listing(split: Split, log: Callable[[str], None]) -> None:
     """One line for each image skipped or used with a warning, and for what the listing passed over. Names are shown
     escaped: a newline or a terminal escape in a file name had split the line or been obeyed by the terminal."""
-    for f, reason in split.bad:
+    for f, reason in split.bad[:TOLD_EACH]:
         log(f"skipped unreadable image {printable(str(split.root / f))}: {printable(reason)}")
-    for f, why in split.warned:  # used as they are: listed in report.json ("used_with_warnings")
+    if len(split.bad) > TOLD_EACH:
+        log(f"skipped {len(split.bad) - TOLD_EACH} more unreadable images in {printable(str(split.root))} (all "
+            "of them in report.json: data.unreadable)")  # fmt: skip
+    for f, why in split.warned[:TOLD_EACH]:  # used as they are: listed in report.json ("used_with_warnings")
         log(f"warning: {'trained' if split.name == 'train' else 'tested'} on {printable(str(split.root / f))}: "
             f"{printable(why)}")  # fmt: skip
+    if len(split.warned) > TOLD_EACH:
+        log(f"warning: {len(split.warned) - TOLD_EACH} more images in {printable(str(split.root))} used with a "
+            "warning (all of them in report.json: data.used_with_warnings)")  # fmt: skip
     if split.ignored:
         log(f"ignored {len(split.ignored)} non-image files in {printable(str(split.root))} "
             f"(first: {printable(str(split.ignored[0]))})")  # fmt: skip

@@ -56,4 +56,10 @@ def test_a_class_folder_nested_deeper_than_pythons_recursion_limit_is_listed(tmp
         deep.mkdir()
     (deep / "part.jpeg").write_bytes(b"jpeg")
     (folder / "top.jpeg").write_bytes(b"jpeg")
-    assert [p.name for p in datasets.list_images(folder)] == ["part.jpeg", "top.jpeg"]
+    try:
+        assert [p.name for p in datasets.list_images(folder)] == ["part.jpeg", "top.jpeg"]
+    finally:  # removed here, deepest first: pytest's clean-up of old temporary folders recurses, and failed on it
+        (deep / "part.jpeg").unlink()
+        while deep != folder:
+            deep.rmdir()
+            deep = deep.parent

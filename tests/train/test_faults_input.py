@@ -204,3 +204,24 @@ def test_an_out_whose_name_is_too_long_is_one_line(tmp_path: Path, synthetic_dat
     assert r.exit_code == ExitCode.USAGE, r.output
     assert last_line(r) == (f"error: {out}: a name in this path is longer than the file system allows (255 bytes a "
                             "name, 4096 the whole path); use a shorter one")  # fmt: skip
+
+
+def test_many_unreadable_images_are_counted_after_the_first_twenty(tmp_path: Path, synthetic_data: Path):
+    """With --max-bad-fraction 1, 300 unreadable files printed 300 "skipped" lines (20,000 printed 20,000), the
+    run's own lines lost among them. Now the first 20 are named and the rest counted; report.json lists them all."""
+    ok = synthetic_data / "train" / "ok_front"
+    for k in range(300):
+        (ok / f"broken_{k:03d}.png").write_bytes(b"not a picture")
+    out = tmp_path / "run"
+    r = CliRunner().invoke(
+        main,
+        [
+            str(a)
+            for a in ("--data", synthetic_data, "--out", out, "--epochs", "1", "--max-bad-fraction", "1", *TINY[1:])
+        ],  # fmt: skip
+    )
+    assert r.exit_code == 0, r.output
+    assert r.output.count("skipped unreadable image") == 20
+    assert f"skipped 280 more unreadable images in {synthetic_data / 'train'} (all of them in report.json" in r.output
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["data"]["unreadable"]) == 300

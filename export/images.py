@@ -179,6 +179,11 @@ def class_folders(folder: Path, ckpt: Checkpoint) -> tuple[Path, Path]:
                 return base / neg, base / pos
         names = " or ".join("/".join(c) for c in dict.fromkeys(candidates))
         held = [d.name for d in sorted(base.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+        if "train" in held:  # a dataset without test/: it was told to rename its train/ folder
+            raise DataError(
+                f"{folder}: holds train/ but no test/ (--eval-data takes DIR/<class>/ or DIR/test/<class>/); pass "
+                "--eval-data DIR with labelled images the model was not trained on"
+            ) from exc
         if held:  # good/ and bad/: it said "no class subfolders" beside two of them
             raise DataError(
                 f"{folder}: its folders ({', '.join(held[:4])}) are not the model's classes ({names}); rename them, "

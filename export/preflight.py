@@ -14,6 +14,7 @@ from edge_runtime.model_info import Precision
 from edge_runtime.preprocess import CropMode
 from export import cam, graph, images, quantize
 from export.config import ExportConfig
+from train.checkpoint import recorded_root
 from train.weights_check import check_finite_weights
 
 if TYPE_CHECKING:
@@ -51,6 +52,13 @@ def check_data_reachable(ckpt: Checkpoint, cfg: ExportConfig, *, has_eval: bool,
     """The images the export needs from the checkpoint's dataset record, when that dataset is not here (moved, or
     another machine): both were found only after the map, the FP32 export and its evaluation."""
     if cfg.quantized and not cfg.force and not has_eval:
+        if (root := recorded_root(ckpt)) is not None:  # here, but trained without a test split
+            # it said "the test split is not here; set DEFECT_EDGE_DATA to the dataset folder", which it was
+            raise DataError(
+                f"no labelled images for the {cfg.precision.value} accuracy gate: {root} has no test/ folder; pass "
+                "--eval-data DIR with DIR/<class>/ images the model was not trained on, or --force to export "
+                "without the gate"
+            )
         raise DataError(
             f"no labelled images for the {cfg.precision.value} accuracy gate (the checkpoint's test split is not "
             "here); set DEFECT_EDGE_DATA to the dataset folder, pass --eval-data DIR with DIR/<class>/ images, "

@@ -276,3 +276,28 @@ def test_the_python_api_takes_the_enums_strings_and_refuses_what_the_cli_refuses
     ):
         with pytest.raises(ValueError, match=word):
             ExportConfig(**bad)
+
+
+def test_a_dataset_without_test_split_is_told_so_not_to_rename_or_relocate_it(
+    tiny_run: Path, tiny_data: Path, tmp_path: Path, monkeypatch
+):
+    """A station folder with train/ only (no test images): --quantize was told "the checkpoint's test split is not
+    here; set DEFECT_EDGE_DATA to the dataset folder" (it was here), and --eval-data on it "its folders (train) are
+    not the model's classes; rename them"."""
+    import torch
+
+    from train.checkpoint_save import atomic_torch_save
+
+    monkeypatch.delenv("DEFECT_EDGE_DATA", raising=False)
+    station = tmp_path / "station3"
+    shutil.copytree(tiny_data / "train", station / "train")
+    ckpt = torch.load(tiny_run, weights_only=True)
+    ckpt["data"]["root"] = ckpt["data"]["root_as_given"] = str(station)
+    atomic_torch_save(ckpt, tmp_path / "run" / "best.pt")
+    out = tmp_path / "m.onnx"
+    r = export_cli(tmp_path / "run" / "best.pt", "--quantize", "--out", out)
+    assert_one_line_error(r, ExitCode.BAD_DATA, f"{station} has no test/ folder", "--eval-data", "--force")
+    assert "DEFECT_EDGE_DATA" not in r.output
+    r = export_cli(tiny_run, "--quantize", "--eval-data", station, "--out", out)
+    assert_one_line_error(r, ExitCode.BAD_DATA, "holds train/ but no test/", "not trained on")
+    assert "rename" not in r.output and not out.exists()

@@ -340,7 +340,7 @@ def image_stats(gray: np.ndarray, small: np.ndarray, scale: float, part: Part, f
         "background": background,
         "part_size": float(2 * part.flange_radius / min(h, w)),
         "part_offset": float(np.hypot(part.cx - w / 2, part.cy - h / 2) / min(h, w)),
-        "flange_cut": float(cut),  # not compared with a training range: see station_check.FLANGE_CUT
+        "flange_cut": float(cut),  # a limit, not a range: see station_check.FLANGE_CUT
         "sharpness": sharpness(framed),
         "highlights": float(np.count_nonzero(framed >= 250) / framed.size),
         "part_found": 1.0 if part.found else 0.0,

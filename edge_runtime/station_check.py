@@ -49,10 +49,27 @@ class StationProfile:
 
     ranges: dict[str, tuple[float, float]]
     images: int
+    # The most a training image's flange reached past the frame's border (share of its radius); None: not recorded
+    # (a model exported before it, whose limit stays FLANGE_CUT). Optional, so an older runtime reads the profile.
+    flange_cut: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         ranges = {k: list(v) for k, v in self.ranges.items()}
-        return {"version": PROFILE_VERSION, "images": self.images, "ranges": ranges}
+        cut = {} if self.flange_cut is None else {"flange_cut_max": self.flange_cut}
+        return {"version": PROFILE_VERSION, "images": self.images, "ranges": ranges, **cut}
+
+    @property
+    def flange_cut_limit(self) -> float:
+        """The cut over which an item is flagged: ``FLANGE_CUT``, or past the most the training images show. A model
+        fine-tuned on a station whose camera cuts the flange flagged 88% of that station's own images as "unlike the
+        training images" and advised fine-tuning on them, which had been done.
+
+        >>> StationProfile({}, 1).flange_cut_limit, StationProfile({}, 1, flange_cut=0.3).flange_cut_limit
+        (0.12, 0.33)
+        """
+        if self.flange_cut is None:
+            return FLANGE_CUT
+        return max(FLANGE_CUT, round(self.flange_cut + FLANGE_CUT_SLACK, 4))
 
     @classmethod
     def from_dict(cls, d: Any) -> StationProfile:
@@ -67,12 +84,16 @@ class StationProfile:
             if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
                 raise ValueError(f"station profile entry {name!r} is not a finite [low, high] range")
             ranges[name] = (lo, hi)
-        return cls(ranges=ranges, images=int(d.get("images", 0)))
+        cut = d.get("flange_cut_max")
+        if cut is not None and not (isinstance(cut, (int, float)) and math.isfinite(cut) and cut >= 0):
+            raise ValueError("station profile entry 'flange_cut_max' is not a finite number >= 0")
+        return cls(ranges=ranges, images=int(d.get("images", 0)), flange_cut=None if cut is None else float(cut))
 
 
 def profile(stats: Iterable[dict[str, float]]) -> StationProfile:
     """The range of each statistic over the training images, widened by ``MARGIN``."""
     values: dict[str, list[float]] = {name: [] for name in STATS}
+    cuts: list[float] = []
     n = 0
     for s in stats:
         n += 1
@@ -80,6 +101,8 @@ def profile(stats: Iterable[dict[str, float]]) -> StationProfile:
             v = s.get(name, math.nan)
             if math.isfinite(v):
                 values[name].append(v)
+        if s.get("part_found", 1.0) >= 0.5 and math.isfinite(s.get("flange_cut", math.nan)):
+            cuts.append(s["flange_cut"])
     ranges = {}
     for name, vs in values.items():
         if not vs:
@@ -87,7 +110,7 @@ def profile(stats: Iterable[dict[str, float]]) -> StationProfile:
         lo, hi = min(vs), max(vs)
         pad = max(MARGIN * (hi - lo), STATS[name][2])
         ranges[name] = (round(lo - pad, 4), round(hi + pad, 4))
-    return StationProfile(ranges=ranges, images=n)
+    return StationProfile(ranges=ranges, images=n, flange_cut=round(max(cuts), 4) if cuts else None)
 
 
 def several_parts_reason(stats: dict[str, float]) -> str:
@@ -123,19 +146,26 @@ MAX_ENLARGEMENT = 2.0  # over this, a 2 px pinhole of the training images' scale
 # parts rise with the cut (FP32): none where the flange touches, 7 where a tenth is cut on all four sides, 23
 # where a fifth is cut on two, 91 on all four.
 FLANGE_CUT = 0.12
+# A model trained on cut flanges (fine-tuned at a station whose camera cuts them) flags only a cut past the most its
+# training images show, by this much (their own maximum already spans the spread of parts framed alike, above).
+FLANGE_CUT_SLACK = 0.03
 
 
-def flange_cut_reason(stats: dict[str, float]) -> str | None:
-    """The reason for a part whose flange the frame cuts (the camera too close, or the part off-centre); None where
-    the flange lies inside the frame, or no part was found.
+def flange_cut_reason(stats: dict[str, float], limit: float = FLANGE_CUT) -> str | None:
+    """The reason for a part whose flange the frame cuts (the camera too close, or the part off-centre) by more than
+    ``limit`` (:attr:`StationProfile.flange_cut_limit`); None where the flange lies inside the frame, or no part was
+    found.
 
     >>> flange_cut_reason({"flange_cut": 0.2}), flange_cut_reason({"flange_cut": 0.02})
     ("flange cut by the frame's border (20% of its radius outside the picture)", None)
+    >>> flange_cut_reason({"flange_cut": 0.4}, 0.33)
+    "flange cut by the frame's border (40% of its radius outside the picture, the training images' up to 33%)"
     """
     cut = stats.get("flange_cut", 0.0)
-    if stats.get("part_found", 1.0) < 0.5 or not cut > FLANGE_CUT:
+    if stats.get("part_found", 1.0) < 0.5 or not cut > limit:
         return None
-    return f"flange cut by the frame's border ({cut:.0%} of its radius outside the picture)"
+    trained = f", the training images' up to {limit:.0%}" if limit > FLANGE_CUT else ""
+    return f"flange cut by the frame's border ({cut:.0%} of its radius outside the picture{trained})"
 
 
 def reasons(stats: dict[str, float], prof: StationProfile) -> list[str]:
@@ -145,7 +175,7 @@ def reasons(stats: dict[str, float], prof: StationProfile) -> list[str]:
         out.append(f"{NO_PART} (the whole frame was used)")
     if stats.get("other_parts", 0.0) >= 1.0:
         out.append(several_parts_reason(stats))
-    if cut := flange_cut_reason(stats):  # first of the framing's reasons: it says what to move
+    if cut := flange_cut_reason(stats, prof.flange_cut_limit):  # first of the framing's reasons: what to move
         out.append(cut)
     for name, (lo, hi) in prof.ranges.items():
         if name in _OF_THE_PART and stats.get("part_found", 1.0) < 0.5:

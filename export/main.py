@@ -24,6 +24,7 @@ from edge_runtime.stopping import StopSignals
 from export import cam, graph, images, quantize
 from export.checks import Measured, check_dynamic_batch, cpu_name, measure, torch_scores
 from export.config import FEW_CALIB_IMAGES, MIN_CALIB_IMAGES, MIN_PARITY_IMAGES, PARITY_TOLERANCE, ExportConfig
+from export.out_lock import held_output
 from export.preflight import check_before_work, unfinished_training
 from export.report import apply_gate, fp16_note, onnx_metrics, summary_table
 
@@ -232,7 +233,7 @@ def _export(
         log(f"warning: {unfinished}")
     runtime = RuntimeConfig(provider=Provider.CPU, threads=cfg.threads)
     try:
-        with _work_folder(stop) as work:
+        with held_output(out), _work_folder(stop) as work:
             written = _export_in(work, ckpt, net, out, cfg, runtime, log=log)
             stop.closing = True  # the model is in place: a stop now only counts (it said "interrupted", exit 130)
         return written

@@ -366,3 +366,36 @@ def test_a_stop_signal_between_the_shipped_files_renames_waits_until_all_three_a
     after = {p.name: p.read_bytes() for p in out.iterdir()}
     assert sorted(after) == sorted(before)
     assert all(after[name] != before[name] for name in before), "a shipped file was left from the old set"
+
+
+def test_a_second_export_to_the_same_out_is_refused_while_the_first_runs(tiny_run: Path, tmp_path: Path):
+    """Two exports to one --out at once (FP32, then INT8) both said "wrote m.onnx"; the file held the INT8 model,
+    and the FP32 export's user was not told."""
+    from edge_runtime.model import EdgeModel
+    from tests.export.conftest import TINY_MAX_DROP
+
+    out = tmp_path / "out" / "m.onnx"
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "TMPDIR": str(work)}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "export.cli", str(tiny_run), "--out", str(out)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not list(work.glob("defect-edge-export-*")) and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        first.send_signal(signal.SIGSTOP)  # held in the middle of its work while the second one starts
+        assert first.poll() is None, first.communicate()
+        second = CliRunner().invoke(
+            export_main, [str(tiny_run), "--quantize", "--out", str(out), "--max-drop", TINY_MAX_DROP]
+        )
+    finally:
+        first.send_signal(signal.SIGCONT)
+    stdout, stderr = first.communicate(timeout=300)
+    assert second.exit_code == ExitCode.OUTPUT_ERROR, second.output
+    assert f"error: {out}: another export-onnx is writing this file now" in second.output
+    assert first.returncode == ExitCode.OK and f"wrote {out}" in stdout, stdout + stderr
+    assert EdgeModel(out).info.precision.value == "fp32"  # the first export's model, as it said
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.onnx"]  # no lock or temporary file left

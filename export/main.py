@@ -92,6 +92,14 @@ def model_info(ckpt: Checkpoint, precision: Precision, cfg: ExportConfig) -> Mod
     )
 
 
+def train_folder(ckpt: Any) -> str:
+    """The recorded training images' folder, for the lines that say what calibration and the station profile were
+    made of: after ``train-model --init`` it went unsaid whether they were the station's images or those of the model
+    it started from (they are the fine-tuning run's own)."""
+    root = images.recorded_root(ckpt)
+    return printable(str(root / "train")) if root is not None else "the recorded dataset"
+
+
 def station_profile(ckpt: dict[str, Any], spec: PreprocessSpec, log: Log) -> dict[str, Any]:
     """The training images' input statistics, for the runtime's station check (empty when they are not here)."""
     from edge_runtime.station_check import profile_images
@@ -106,14 +114,15 @@ def station_profile(ckpt: dict[str, Any], spec: PreprocessSpec, log: Log) -> dic
         )
         return {}
     prof = profile_images(paths, spec)
-    log(f"station check: input statistics of {prof.images} training images recorded in the metadata")
+    log(f"station check: input statistics of {prof.images} training images in {train_folder(ckpt)} recorded in the "
+        "metadata")  # fmt: skip
     return prof.to_dict()
 
 
 def calibration_batch(fp32: EdgeModel, ckpt: dict[str, Any], cfg: ExportConfig, log: Log) -> np.ndarray:
     """Decoded and preprocessed exactly as on the device; too few images is an error, few a warning."""
     _, decoded = images.calibration_images(ckpt, cfg.calib_data, count=cfg.calib_count, seed=cfg.seed, log=log)
-    where = cfg.calib_data or "the checkpoint's training images"
+    where = cfg.calib_data or f"the checkpoint's training images in {train_folder(ckpt)}"
     if len(decoded) < MIN_CALIB_IMAGES:
         raise DataError(
             f"{where}: only {len(decoded)} readable calibration images (need at least {MIN_CALIB_IMAGES}, "

@@ -74,3 +74,17 @@ def test_a_cut_past_the_training_images_is_still_flagged_and_an_old_profile_keep
                                                  "picture)"]  # fmt: skip
     with pytest.raises(ValueError, match="flange_cut_max"):
         StationProfile.from_dict({"version": 1, "images": 9, "ranges": {}, "flange_cut_max": "lots"})
+
+
+def test_the_calibration_and_profile_lines_name_the_training_images_folder(
+    tiny_run: Path, tiny_data: Path, tmp_path: Path
+):
+    """After train-model --init they said only "the checkpoint's training images": whether INT8 was calibrated and the
+    profile made on the station's images or on those of the model it started from went unsaid."""
+    from tests.export.conftest import TINY_MAX_DROP
+
+    r = export_cli(tiny_run, "--quantize", "--out", tmp_path / "m.onnx", "--max-drop", TINY_MAX_DROP)
+    assert r.exit_code == 0, r.output
+    train = tiny_data.resolve() / "train"
+    assert f"images from the checkpoint's training images in {train}\n" in r.output, r.output
+    assert f"station check: input statistics of 120 training images in {train} recorded" in r.output, r.output

@@ -255,7 +255,8 @@ def leakage_flags(paths: list[Path], files: list[str], root: Path, ckpt: Checkpo
     if data.test_duplicates is not None and root.resolve() == (Path(data.root) / "test").resolve():
         dup = set(data.test_duplicates)
         return np.array([f in dup for f in files])
-    log("warning: the recorded training images are not reachable: leakage-free accuracy is not measured")
+    log(f"warning: the recorded training images are not reachable (under {printable(str(data.root or '?'))}): "
+        "leakage-free accuracy is not measured; set DEFECT_EDGE_DATA to their dataset folder")  # fmt: skip
     return None
 
 

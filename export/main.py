@@ -108,9 +108,11 @@ def station_profile(ckpt: dict[str, Any], spec: PreprocessSpec, log: Log) -> dic
     if not paths:
         # a warning, not a note: edge-infer cannot then flag a camera unlike the training images (every record
         # read "unlike_training": null, as if each item looked like them)
+        # where they were and how to point at them: a moved dataset was told only "export where they are"
         log(
-            "warning: station check: the training images this checkpoint lists are not here, so the model carries no "
-            "station profile and edge-infer cannot flag a camera unlike them; export where the training images are"
+            f"warning: station check: the training images this checkpoint lists are not here (recorded under "
+            f"{printable(str(ckpt.data.root or '?'))}), so the model carries no station profile and edge-infer cannot "
+            "flag a camera unlike them; set DEFECT_EDGE_DATA to their dataset folder, or export where they are"
         )
         return {}
     prof = profile_images(paths, spec)

@@ -88,3 +88,29 @@ def test_the_calibration_and_profile_lines_name_the_training_images_folder(
     train = tiny_data.resolve() / "train"
     assert f"images from the checkpoint's training images in {train}\n" in r.output, r.output
     assert f"station check: input statistics of 120 training images in {train} recorded" in r.output, r.output
+
+
+def test_a_moved_dataset_is_told_where_it_was_and_how_to_point_at_it(
+    tiny_run: Path, tiny_data: Path, tmp_path: Path, monkeypatch
+):
+    """Exported with --eval-data after the station folder moved, the model went out without its
+    station profile, told only to "export where the training images are": not where that was, nor DEFECT_EDGE_DATA,
+    with which the same command makes the profile."""
+    import torch
+
+    from train.checkpoint_save import atomic_torch_save
+
+    monkeypatch.delenv("DEFECT_EDGE_DATA", raising=False)
+    ckpt = torch.load(tiny_run, weights_only=True)
+    moved = Path(shutil.copytree(tiny_data, tmp_path / "moved"))  # the checkpoint names tmp_path/gone
+    ckpt["data"]["root"] = ckpt["data"]["root_as_given"] = str(tmp_path / "gone")
+    atomic_torch_save(ckpt, tmp_path / "run" / "best.pt")
+    args = [tmp_path / "run" / "best.pt", "--out", tmp_path / "m.onnx", "--eval-data", moved / "test"]
+    r = export_cli(*args)
+    assert r.exit_code == 0, r.output
+    said = [ln for ln in r.output.splitlines() if ln.startswith("warning: station check")]
+    assert said and f"recorded under {tmp_path / 'gone'}" in said[0] and "DEFECT_EDGE_DATA" in said[0], r.output
+    monkeypatch.setenv("DEFECT_EDGE_DATA", str(moved))
+    r = export_cli(*args)
+    assert r.exit_code == 0 and "warning: station check" not in r.output, r.output
+    assert f"input statistics of 120 training images in {moved / 'train'}" in r.output

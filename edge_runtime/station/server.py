@@ -92,7 +92,8 @@ class TokenGate:
         if scope["type"] == "http" and self.token is not None and not self.allowed(scope):
             from starlette.responses import JSONResponse
 
-            response = JSONResponse({"error": "missing or wrong token"}, 401, {"WWW-Authenticate": "Bearer"})
+            error = "missing or wrong token: open the page as /?token=SECRET, with the --token the station runs with"
+            response = JSONResponse({"error": error}, 401, {"WWW-Authenticate": "Bearer"})
             await response(scope, receive, send)
             return
         if scope["type"] == "http" and self.token is None and not loopback_host(scope):

@@ -10,6 +10,8 @@ let endRefreshed = false;
 const FINAL = new Set(["finished", "stopped", "lost", "error"]);
 const CONTACT_LOST_MS = 3000;
 let lastStatus = null, lastContact = 0, lastItems = -1, lastItemAt = 0;
+// The station answered 401: it runs, but with another --token than the one this page was opened with.
+let refused = false;
 
 async function getJSON(path) {
   // A hung station or a silent network never fails a fetch by itself (a TCP timeout takes minutes): give up.
@@ -52,7 +54,7 @@ function showStale(delivering) {
 }
 
 function showNoContact() {
-  if (!lastContact || Date.now() - lastContact < CONTACT_LOST_MS) return;
+  if (refused || !lastContact || Date.now() - lastContact < CONTACT_LOST_MS) return;
   const state = lastStatus ? lastStatus.source_state : "starting";
   const ended = FINAL.has(state);
   $("source-state").textContent = ended ? `${state} · view closed` : "no contact";
@@ -67,6 +69,20 @@ function showNoContact() {
   showStale(false);
 }
 
+function showRefused() {
+  // A station restarted with another --token answers every request with 401: it runs, so "no contact, is
+  // edge-infer still running?" or "view closed" (after the run before it ended) sent the operator the wrong way.
+  refused = true;
+  $("source-state").textContent = "token refused";
+  $("source-state").className = "pill lost";
+  $("contact").hidden = false;
+  $("contact").textContent =
+    "The station refuses this page's token (HTTP 401): it runs with another --token. Open the page again as " +
+    `${location.origin}${location.pathname}?token=SECRET; the figures below are the last received.`;
+  document.body.classList.add("no-contact");
+  showStale(false);
+}
+
 function showStatus(st) {
   if (FINAL.has(st.source_state) && !endRefreshed) {
     // the run ended: the gallery and chart once more, now, before the view closes (it waits for this request;
@@ -77,6 +93,7 @@ function showStatus(st) {
   }
   lastStatus = st;
   lastContact = Date.now();
+  refused = false;
   if (st.items !== lastItems) {
     lastItems = st.items;
     lastItemAt = lastContact;
@@ -222,7 +239,11 @@ async function tick(what, fn, everyMs) {
     await fn();
   } catch (err) {
     console.warn(`station: ${what} update failed:`, err.message);
-    if (what === "status") showNoContact();
+    if (what === "status" && err.httpStatus === 401) showRefused();
+    else if (what === "status") {
+      refused = false;
+      showNoContact();
+    }
   }
   setTimeout(() => tick(what, fn, everyMs), everyMs);
 }
@@ -247,7 +268,7 @@ async function refreshGallery() {
   } catch (err) {
     // the station answered with an error: say so, not "no defective part yet" (no answer at all, as once the view
     // has closed after the run, is the contact banner's to tell; the gallery shown stays the last one read)
-    if (!err.httpStatus) throw err;
+    if (!err.httpStatus || err.httpStatus === 401) throw err;  // a refused token: the banner says so
     $("gallery-empty").hidden = true;
     $("gallery-note").hidden = false;
     $("gallery-note").textContent = `the last defects could not be read (${err.message}); see the station's log`;

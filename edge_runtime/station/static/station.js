@@ -145,6 +145,26 @@ function placeholder(text) {
   return box;
 }
 
+async function thumbFailed(card, img) {
+  // Without a log the web view keeps the pictures of the last 24 defects only: on a fast line the oldest card's
+  // picture can be gone before the browser asks for it (404), and that is said instead of a broken image. Any
+  // other failure (the network, a station restarting, a log busy) is not for good: the card is drawn again at the
+  // next refresh. It had said "picture no longer kept" of pictures the log holds, for as long as the card stayed.
+  let status = 0;
+  try {
+    status = (await fetch(img.src, { cache: "no-store", signal: AbortSignal.timeout(CONTACT_LOST_MS) })).status;
+  } catch {}  // no answer: status 0
+  if (status === 404) {
+    img.replaceWith(placeholder("picture no longer kept"));
+    return;
+  }
+  const box = placeholder("picture not loaded");
+  box.title = status ? `HTTP ${status}; tried again at the next refresh` : "no answer; tried again at the next refresh";
+  img.replaceWith(box);
+  card.dataset.key = "";  // no item has this key: the next refresh makes the card anew
+  lastGalleryKey = null;
+}
+
 function galleryCard(it) {
   const card = document.createElement("figure");
   card.className = "thumb";
@@ -153,9 +173,7 @@ function galleryCard(it) {
     const img = document.createElement("img");
     img.decoding = "async";
     img.alt = `defective item ${it.id}`;
-    // Without a log the web view keeps the pictures of the last 24 defects only: on a fast line the oldest card's
-    // picture can be gone before the browser asks for it. Say so instead of showing a broken image.
-    img.onerror = () => img.replaceWith(placeholder("picture no longer kept"));
+    img.onerror = () => thumbFailed(card, img);
     // the time in the address: the browser keeps thumbnails an hour, and a restarted station's item 36 is
     // another part than the one before the restart
     img.src = `thumb/${it.id}.jpg?t=${encodeURIComponent(it.time)}`;

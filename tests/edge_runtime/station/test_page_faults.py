@@ -105,3 +105,24 @@ def test_a_station_restarted_with_another_token_says_so_not_no_contact(browser, 
         assert page.is_hidden("#contact")
     finally:
         station.stop()
+
+
+def test_a_thumbnail_the_network_failed_to_bring_is_fetched_again_not_called_gone(browser):
+    """A thumbnail whose request failed (the network, a restarting station) was shown as "picture no longer kept"
+    for as long as its card stayed, hours where defects are rare, though the picture was there all along."""
+    station = Station(0)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        page.route("**/thumb/**", lambda route: route.abort("internetdisconnected"))
+        assert page.goto(station.url, wait_until="domcontentloaded").status == 200
+        page.wait_for_function("document.querySelectorAll('#gallery .pending').length === 2", timeout=15000)
+        said = page.eval_on_selector_all("#gallery .pending", "boxes => boxes.map(b => b.textContent)")
+        assert said == ["picture not loaded", "picture not loaded"]
+        page.unroute("**/thumb/**")  # the network is back: the next refresh (5 s) draws the pictures
+        page.wait_for_function(
+            "[...document.querySelectorAll('#gallery img')].filter(i => i.naturalWidth > 0).length === 2",
+            timeout=15000,
+        )
+        assert page.locator("#gallery .pending").count() == 0
+    finally:
+        station.stop()

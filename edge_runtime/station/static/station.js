@@ -224,9 +224,15 @@ function svg(tag, attrs, text) {
   return el;
 }
 
+let lastRate = null;  // drawn again when the window's width changes (a phone turned)
+
 function showChart(data, hours) {
   const chart = $("chart");
-  const W = 600, H = 160, left = 34, bottom = 18, top = 8;
+  lastRate = [data, hours];
+  // Drawn at its box's own width: drawn 600 wide and stretched, a phone's chart had its labels squeezed to half
+  // their width and the last hour's cut at the edge.
+  const W = Math.max(200, Math.round(chart.getBoundingClientRect().width) || 600), H = 160, left = 34, bottom = 18, top = 8;
+  chart.setAttribute("viewBox", `0 0 ${W} ${H}`);
   const end = Date.now(), start = end - hours * 3600e3, step = data.bucket_s * 1000;
   const peak = Math.max(0.05, ...data.buckets.map((b) => b.rate || 0));
   const y = (rate) => H - bottom - (rate / peak) * (H - bottom - top);
@@ -239,7 +245,8 @@ function showChart(data, hours) {
   for (let h = 0; h <= hours; h += 2) {
     const t = start + h * 3600e3;
     const label = new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
-    parts.push(svg("text", { x: Math.min(x(t), W - 30), y: H - 4 }, label));
+    const last = h + 2 > hours;  // ends at the right edge, inside the chart
+    parts.push(svg("text", { x: last ? W - 2 : x(t), y: H - 4, "text-anchor": last ? "end" : "start" }, label));
   }
   for (const b of data.buckets) {
     const t = Date.parse(b.start);
@@ -301,3 +308,4 @@ async function refreshChart() {
 
 tick("gallery", refreshGallery, 5000);
 tick("chart", refreshChart, 10000);
+window.addEventListener("resize", () => lastRate && showChart(...lastRate));

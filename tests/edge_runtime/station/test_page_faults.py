@@ -126,3 +126,34 @@ def test_a_thumbnail_the_network_failed_to_bring_is_fetched_again_not_called_gon
         assert page.locator("#gallery .pending").count() == 0
     finally:
         station.stop()
+
+
+CHART_SCALE = "(() => { const m = document.getElementById('chart').getScreenCTM(); return [m.a, m.d]; })()"
+LABELS_INSIDE = """(() => {
+    const svg = document.getElementById('chart'), box = svg.getBoundingClientRect();
+    return [...svg.querySelectorAll('text')].every((t) => {
+        const r = t.getBoundingClientRect();
+        return r.left >= box.left - 0.5 && r.right <= box.right + 0.5;
+    });
+})()"""
+
+
+def test_the_chart_keeps_its_letters_whole_in_a_phone_sized_window(browser, tmp_path: Path):
+    """The chart was drawn 600 units wide and stretched to its box: in a phone's 375 px window its axis labels were
+    squeezed to half their width (the "57%" of the scale 6 px wide) and the last hour's label was cut at the edge."""
+    station = Station(0)
+    try:
+        page = browser.new_page(viewport={"width": 375, "height": 800})
+        assert page.goto(station.url, wait_until="domcontentloaded").status == 200
+        page.wait_for_selector("#chart rect.bar", timeout=15000)
+        for width, height in ((375, 800), (812, 375), (1280, 860)):  # a phone, turned, a station screen
+            page.set_viewport_size({"width": width, "height": height})
+            page.wait_for_timeout(500)
+            across, down = page.evaluate(CHART_SCALE)
+            assert abs(across - down) < 0.02, (width, across, down)  # letters as wide as they are tall
+            assert page.evaluate(LABELS_INSIDE), width
+        page.set_viewport_size({"width": 375, "height": 800})
+        page.wait_for_timeout(500)
+        page.locator("section.chart").screenshot(path=str(tmp_path / "chart_phone.png"))
+    finally:
+        station.stop()

@@ -60,6 +60,8 @@ function showNoContact() {
   $("source-state").textContent = ended ? `${state} · view closed` : "no contact";
   $("source-state").className = `pill ${ended ? state : "lost"}`;
   $("contact").hidden = false;
+  // a run that came to its end is no alarm: the banner is red for a lost source, a stop or no contact only
+  $("contact").classList.toggle("ended", state === "finished");
   $("contact").textContent = ended
     ? `The run ended (${state}${lastStatus && lastStatus.error ? `: ${lastStatus.error}` : ""}) and its web view ` +
       "has closed: the figures below are its last."
@@ -73,6 +75,7 @@ function showRefused() {
   // A station restarted with another --token answers every request with 401: it runs, so "no contact, is
   // edge-infer still running?" or "view closed" (after the run before it ended) sent the operator the wrong way.
   refused = true;
+  $("contact").classList.remove("ended");
   $("source-state").textContent = "token refused";
   $("source-state").className = "pill lost";
   $("contact").hidden = false;
@@ -100,6 +103,7 @@ function showStatus(st) {
   }
   // a run that stopped on an error (a locked or full log, a failed output) says why, never only "finished"
   $("contact").hidden = !st.error;
+  $("contact").classList.remove("ended");
   $("contact").textContent = st.error ? `The run stopped on an error: ${st.error}` : "";
   document.body.classList.remove("no-contact");
   showStale(st.source_state === "connected" || st.source_state === "running");

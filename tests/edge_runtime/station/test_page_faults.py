@@ -157,3 +157,25 @@ def test_the_chart_keeps_its_letters_whole_in_a_phone_sized_window(browser, tmp_
         page.locator("section.chart").screenshot(path=str(tmp_path / "chart_phone.png"))
     finally:
         station.stop()
+
+
+RED = "rgb(138, 31, 31)"  # the banner of a fault (station.css .banner)
+
+
+@pytest.mark.parametrize(("end", "alarm"), [({}, False), ({"error": "camera: lost and not back"}, True)])
+def test_a_run_that_finished_is_not_shown_as_an_alarm(browser, end: dict, alarm: bool):
+    """A folder or video run that came to its end showed "The run ended (finished) and its web view has closed" in
+    the same red banner as a lost camera or a station that stopped answering."""
+    station = Station(0)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        assert page.goto(station.url, wait_until="domcontentloaded").status == 200
+        page.wait_for_function("document.getElementById('items').textContent === '8'", timeout=15000)
+        station.live.finish(**end)
+    finally:
+        station.stop()  # the view waits until the page has been told of the end
+    state = "lost" if alarm else "finished"
+    page.wait_for_function(f"{STATE} === '{state} · view closed'", timeout=15000)
+    assert page.is_visible("#contact") and f"The run ended ({state}" in (page.text_content("#contact") or "")
+    colour = page.eval_on_selector("#contact", "b => getComputedStyle(b).backgroundColor")
+    assert (colour == RED) is alarm, colour

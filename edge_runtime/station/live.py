@@ -82,6 +82,7 @@ class LiveState:
         # (monotonic time, items) per add: FPS counts the items of the last seconds, however they were batched
         self.stamps: deque[tuple[float, int]] = deque(maxlen=4096)
         self.counting_since: float | None = None  # when the run started (monotonic): FPS's window in its first seconds
+        self.last_item_at: float | None = None  # monotonic: a page opened during an outage tells since when
         self.minutes: dict[int, list[int]] = {}  # UTC minute -> [items, defective]
         self.recent: deque[tuple[int, dict]] = deque(maxlen=500)
         self.gallery: deque[tuple[int, dict, np.ndarray | None]] = deque(maxlen=24)
@@ -143,6 +144,7 @@ class LiveState:
                 self.recent.append((rid, rec))
             if records:
                 self.stamps.append((now, len(records)))
+                self.last_item_at = now
                 if self.counting_since is None:
                     self.counting_since = now
             if self.live_source:
@@ -213,6 +215,8 @@ class LiveState:
             self.status_asked = time.monotonic()
             self.final_told = self.final_told or self.source_state in FINAL_STATES
             lat, info = list(self.latencies), self.info
+            # an age, not a time: the page's clock may differ from the station's
+            age = None if self.last_item_at is None else round(time.monotonic() - self.last_item_at, 1)
             judged = self.items - self.errors
             out = {
                 "station": self.station,
@@ -227,6 +231,7 @@ class LiveState:
                 "source_state": self.source_state,
                 "error": self.end_error,
                 "warnings": self.warned,
+                "last_item_age_s": age,
                 "station_check": {"flagged": self.unlike, "last": self.last_unlike},
             }
         p50, p99 = nearest_rank(lat, 50), nearest_rank(lat, 99)

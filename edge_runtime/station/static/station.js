@@ -98,8 +98,9 @@ function showStatus(st) {
   lastContact = Date.now();
   refused = false;
   if (st.items !== lastItems) {
+    // a page opened during an outage said "no new item since" the moment it was opened, not when the items stopped
     lastItems = st.items;
-    lastItemAt = lastContact;
+    lastItemAt = st.last_item_age_s == null ? 0 : lastContact - 1000 * st.last_item_age_s;
   }
   // a run that stopped on an error (a locked or full log, a failed output) says why, never only "finished"
   $("contact").hidden = !st.error;

@@ -179,3 +179,22 @@ def test_a_run_that_finished_is_not_shown_as_an_alarm(browser, end: dict, alarm:
     assert page.is_visible("#contact") and f"The run ended ({state}" in (page.text_content("#contact") or "")
     colour = page.eval_on_selector("#contact", "b => getComputedStyle(b).backgroundColor")
     assert (colour == RED) is alarm, colour
+
+
+def test_a_page_opened_during_an_outage_says_since_when_no_item_came(browser):
+    """A page opened while the camera was down said "last picture: no new item since" the moment it was opened: a
+    camera down for an hour read as down just now."""
+    station = Station(0)
+    try:
+        last_item = time.time()  # Station's 8 items came just now
+        station.live.event("cam: source dropped after 8 frames; reconnecting")
+        time.sleep(4)
+        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        assert page.goto(station.url, wait_until="domcontentloaded").status == 200
+        page.wait_for_function(f"{STATE} === 'reconnecting'", timeout=15000)
+        page.wait_for_function("document.getElementById('stream-note').textContent.startsWith('last picture')")
+        said = page.text_content("#stream-note") or ""
+        around = page.evaluate(f"[-1, 0, 1].map((s) => clock({last_item * 1000} + 1000 * s))")
+        assert said.removeprefix("last picture: no new item since ") in around, (said, around)
+    finally:
+        station.stop()

@@ -59,10 +59,29 @@ class RuntimeConfig:
                 warnings.warn(ThreadsWarning(line), stacklevel=_caller_level())
 
 
-def _caller_level() -> int:
+def api_config(provider: Provider | str, threads: int | None, spin: bool | None) -> RuntimeConfig:
+    """load_model's config: ``threads`` checked, else ``DEFECT_EDGE_THREADS``'s count. A count over the cores this
+    process may use warns in the words it came in: one from the environment had been named "threads=2", with the
+    advice "use threads=1", to a caller who passed no threads."""
+    from edge_runtime.model_file import check_threads, threads_from_env
+
+    if threads is not None:
+        threads = check_threads(threads, what="threads")
+        return RuntimeConfig(provider=Provider.named(provider), threads=threads, spin=spin)
+    threads = threads_from_env()
+    line = threads_warning(threads, spelled="DEFECT_EDGE_THREADS={}") if threads is not None and threads > 1 else None
+    if line is not None:
+        warnings.warn(ThreadsWarning(line), stacklevel=_caller_level(start=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThreadsWarning)  # said above, in the environment's words
+        return RuntimeConfig(provider=Provider.named(provider), threads=threads, spin=spin)
+
+
+def _caller_level(start: int = 3) -> int:
     """The ``stacklevel``, for a warning of ``__post_init__``, of the first line outside this package that built
-    the config (load_model's caller, or a caller of RuntimeConfig itself): past the dataclass's ``__init__``."""
-    frame, level = sys._getframe(3), 3  # 1: __post_init__, 2: the generated __init__, 3: whoever called it
+    the config (load_model's caller, or a caller of RuntimeConfig itself): past the dataclass's ``__init__``.
+    ``start``: the frames from the warning's function to its caller (1 for a plain function)."""
+    frame, level = sys._getframe(start), start  # 1: __post_init__, 2: the generated __init__, 3: whoever called it
     while frame is not None and frame.f_code.co_filename.startswith(PACKAGE_DIR + os.sep):
         frame, level = frame.f_back, level + 1
     return level

@@ -20,7 +20,7 @@ import numpy as np
 
 from edge_runtime import integrity, symmetry
 from edge_runtime.batch_input import flag, image_chunks
-from edge_runtime.config import RuntimeConfig
+from edge_runtime.config import RuntimeConfig, api_config
 from edge_runtime.cpu_quota import default_threads
 from edge_runtime.detail import softened
 from edge_runtime.errors import ModelError
@@ -392,6 +392,5 @@ def load_model(
     cores (:class:`UsageError`, exit 2, otherwise). ``spin``: see :class:`RuntimeConfig`; None, True or False
     (numpy's bool too), else a TypeError.
     """
-    threads = threads_from_env() if threads is None else check_threads(threads, what="threads")
-    cfg = RuntimeConfig(provider=Provider.named(provider), threads=threads, spin=spin)
+    cfg = api_config(provider, threads, spin)
     return EdgeModel(model_path(path), cfg)  # '' is no model name: it was read as "no --model"

@@ -344,3 +344,27 @@ def test_load_model_with_more_threads_than_the_cores_allowed_gives_a_threads_war
     category, message, line = seen[0]
     assert category == "ThreadsWarning" and line == 5  # the load_model(threads=2) line, not one inside the package
     assert message.startswith("threads=2 but this process may use 1 core (") and message.endswith("use threads=1")
+
+
+def test_load_model_names_defect_edge_threads_when_the_count_came_from_it(tiny_model):
+    """load_model() without threads, under DEFECT_EDGE_THREADS=2 and taskset -c 0: the warning said "threads=2 ...
+    use threads=1" to a caller who had passed no threads. It names the variable now, at the caller's line, once."""
+    prefix = one_core_prefix()
+    code = "\n".join([
+        "import json, warnings",
+        "from edge_runtime import load_model",
+        "with warnings.catch_warnings(record=True) as seen:",
+        "    warnings.simplefilter('always')",
+        f"    model = load_model({str(tiny_model)!r}, provider='cpu')",
+        "threads = model.session.get_session_options().intra_op_num_threads",
+        "print(json.dumps([threads, [(w.category.__name__, str(w.message), w.lineno) for w in seen]]))",
+    ])  # fmt: skip
+    env = os.environ | {"DEFECT_EDGE_THREADS": "2"}
+    r = subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    threads, seen = json.loads(r.stdout)
+    assert threads == 2 and len(seen) == 1, seen
+    category, message, line = seen[0]
+    assert category == "ThreadsWarning" and line == 5, seen
+    assert message.startswith("DEFECT_EDGE_THREADS=2 but this process may use 1 core (")
+    assert message.endswith("use DEFECT_EDGE_THREADS=1"), message

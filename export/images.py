@@ -19,6 +19,7 @@ from edge_runtime import datasets
 from edge_runtime.datasets import list_images
 from edge_runtime.decoding import read_image_checked
 from edge_runtime.errors import DataError, ImageReadError, OutputError, printable
+from edge_runtime.summary import plural
 from export.config import MIN_CALIB_IMAGES
 from train.checkpoint import recorded_root, recorded_train_files
 
@@ -123,10 +124,12 @@ def check_data_folder(folder: Path, option: str) -> None:
             files = list_images(folder)
             readable = _readable_count(files, MIN_CALIB_IMAGES)  # 10 files with 2 unreadable passed this check
             if readable < MIN_CALIB_IMAGES:
-                found = f"only {readable} readable" if readable else "no readable" if files else "no"
+                # "only 1 readable images": the noun follows the count
+                found = "no readable images" if files else "no images"
+                found = f"only {plural(readable, 'readable image')}" if readable else found
                 unreadable = f" ({len(files) - readable} of {len(files)} unreadable)" if len(files) > readable else ""
                 raise DataError(
-                    f"{folder}: {found} images in the calibration folder{unreadable} (need at least "
+                    f"{folder}: {found} in the calibration folder{unreadable} (need at least "
                     f"{MIN_CALIB_IMAGES}, better 100+); pass --calib-data {wants}"
                 )
         return

@@ -21,6 +21,7 @@ from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
 from edge_runtime.model_info import ModelInfo, Precision, SecondLook, SymmetryLook
 from edge_runtime.preprocess import CropMode, PreprocessSpec, normalize
 from edge_runtime.stopping import StopSignals
+from edge_runtime.summary import plural
 from export import cam, graph, images, quantize
 from export.checks import Measured, check_dynamic_batch, cpu_name, measure, torch_scores
 from export.config import FEW_CALIB_IMAGES, MIN_CALIB_IMAGES, MIN_PARITY_IMAGES, PARITY_TOLERANCE, ExportConfig
@@ -127,7 +128,7 @@ def calibration_batch(fp32: EdgeModel, ckpt: dict[str, Any], cfg: ExportConfig, 
     where = cfg.calib_data or f"the checkpoint's training images in {train_folder(ckpt)}"
     if len(decoded) < MIN_CALIB_IMAGES:
         raise DataError(
-            f"{where}: only {len(decoded)} readable calibration images (need at least {MIN_CALIB_IMAGES}, "
+            f"{where}: only {plural(len(decoded), 'readable calibration image')} (need at least {MIN_CALIB_IMAGES}, "
             f"better {FEW_CALIB_IMAGES}+); pass --calib-data DIR with more images"
         )
     if len(decoded) < FEW_CALIB_IMAGES and cfg.precision is Precision.INT8:

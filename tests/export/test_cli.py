@@ -212,6 +212,14 @@ def test_a_calibration_folder_with_too_few_readable_images_is_found_before_any_w
     assert not (tmp_path / "m.onnx").exists() and "evaluation" not in r.output
 
 
+def test_a_calibration_folder_with_one_readable_image_says_image(tiny_run: Path, tmp_path: Path):
+    """The refusal read "only 1 readable images in the calibration folder"."""
+    calib = write_images(tmp_path / "calib", 1)
+    (calib / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not a picture")
+    r = export_cli(tiny_run, "--quantize", "--calib-data", calib, "--out", tmp_path / "m.onnx")
+    assert_one_line_error(r, ExitCode.BAD_DATA, "only 1 readable image in the calibration folder (1 of 2 unreadable)")
+
+
 def test_missing_calibration_folder_is_exit_3(tiny_run: Path, tmp_path: Path):
     r = export_cli(tiny_run, "--quantize", "--calib-data", tmp_path / "nope", "--out", tmp_path / "m.onnx")
     assert_one_line_error(r, ExitCode.BAD_DATA, "not found")

@@ -2,7 +2,8 @@
 
 - :func:`read_bytes` reads regular files only (a FIFO, socket or device is refused without blocking), at most
   :data:`MAX_IMAGE_BYTES`.
-- :func:`decode` checks the size the header claims *before* decoding (PNG, JPEG, BMP, PNM, WebP, TIFF), so a
+- :func:`decode` checks the size the header claims *before* decoding (PNG, JPEG, BMP, PNM, WebP, TIFF, and GIF,
+  JPEG 2000, AVIF, Sun raster, PAM, PFM, HDR: OpenCV decodes them whatever the suffix), so a
   100000x100000 header is an item error instead of a memory blow-up; anything OpenCV raises is an item error.
 - libjpeg's warnings ("Corrupt JPEG data: ...") are caught instead of leaking to stderr and come back as the
   item's ``warning``; a JPEG without its end marker is flagged the same way (and decoded: OpenCV 5 alone refuses it).
@@ -28,6 +29,7 @@ from edge_runtime.decoder_messages import imdecode_checked
 from edge_runtime.errors import ImageReadError, resource_error
 from edge_runtime.image_pages import pages_note
 from edge_runtime.items import with_warning
+from edge_runtime.other_headers import other_size
 from edge_runtime.preprocess import not_finite_note, to_uint8_gray
 from edge_runtime.webp_quality import compression_note
 
@@ -215,7 +217,7 @@ def header_size(data: bytes) -> tuple[int, int] | None:
             return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
     if data[:4] in TIFF_MAGIC:
         return _tiff_size(data)
-    return None
+    return other_size(data)  # formats OpenCV decodes whatever the suffix: a GIF named part.png
 
 
 def _gray_flags(data: bytes) -> int:

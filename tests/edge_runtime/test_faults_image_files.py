@@ -1,0 +1,81 @@
+"""Image files as users bring them: formats OpenCV decodes whatever the name says, and files named unlike images."""
+
+from __future__ import annotations
+
+import struct
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_runtime import read_image
+from edge_runtime.decoding import decode, header_size
+from edge_runtime.errors import ExitCode, ImageReadError
+from tests.edge_runtime.conftest import write_parts
+from tests.edge_runtime.faults_common import GOOD_LEVELS, check, invoke, no_hang  # noqa: F401 - fixture
+
+BOMB_SIDE = 9000  # 81 MP: over the 67 MP limit, and small enough that the old code decoded it in seconds
+
+
+def gif_screen(width: int, height: int) -> bytes:
+    """A 35-byte GIF: a 1x1 picture on a logical screen of ``width`` x ``height``, the canvas OpenCV decodes to."""
+    head = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"
+    picture = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
+    return head + picture + b"\x3b"
+
+
+def jp2_claiming(side: int) -> bytes:
+    """A JPEG 2000 file of a 64x64 gray picture whose header, codestream and one tile claim ``side`` x ``side``."""
+    data = bytearray(cv2.imencode(".jp2", np.full((64, 64), 90, np.uint8))[1].tobytes())
+    siz = data.find(b"\xff\x4f\xff\x51") + 2
+    data[siz + 6 : siz + 14] = struct.pack(">II", side, side)  # image size
+    data[siz + 22 : siz + 30] = struct.pack(">II", side, side)  # tile size: one tile, decoded whole
+    box = data.find(b"ihdr")
+    data[box + 4 : box + 12] = struct.pack(">II", side, side)
+    return bytes(data)
+
+
+def test_a_gif_or_jpeg2000_named_like_a_part_is_refused_by_its_header_before_decoding(tmp_path, tiny_model):
+    """A 35-byte GIF saved as part.png claiming a 30000x30000 screen was decoded whole: 23 s and 4.3 GB, on every
+    decoding thread at once (a 226-byte JPEG 2000 file claiming 20000x20000: 12 s, 2 GB). The header check knew PNG,
+    JPEG, BMP, PNM, WebP and TIFF only, though OpenCV decodes a file by its content, not its name."""
+    folder = tmp_path / "parts"
+    write_parts(folder, GOOD_LEVELS)
+    (folder / "bomb_gif.png").write_bytes(gif_screen(BOMB_SIDE, BOMB_SIDE))
+    (folder / "bomb_jp2.jpg").write_bytes(jp2_claiming(BOMB_SIDE))
+    started = time.monotonic()
+    recs = check(invoke(["--model", str(tiny_model), "--source", str(folder)]), ExitCode.OK, error_lines=0)
+    assert len(recs) == 4
+    for rec in recs[:2]:
+        assert rec["label"] is None and f"header claims {BOMB_SIDE}x{BOMB_SIDE} pixels" in rec["error"], rec
+    assert [r["defective"] for r in recs[2:]] == [False, True]
+    with pytest.raises(ImageReadError, match="header claims 30000x30000 pixels"):  # the Python API, as quickly
+        read_image_bytes(tmp_path / "screen.png", gif_screen(30000, 30000))
+    assert time.monotonic() - started < 20
+
+
+def read_image_bytes(path: Path, data: bytes) -> np.ndarray:
+    path.write_bytes(data)
+    return read_image(path)
+
+
+def _encoded(ext: str) -> bytes:
+    picture = np.random.default_rng(1).integers(0, 255, (64, 80), dtype=np.uint8)
+    if ext in (".pfm", ".hdr"):
+        picture = cv2.cvtColor(picture.astype(np.float32) / 255, cv2.COLOR_GRAY2BGR)
+    elif ext == ".gif":
+        picture = cv2.cvtColor(picture, cv2.COLOR_GRAY2BGR)  # OpenCV's GIF writer takes colour only
+    ok, buf = cv2.imencode(".jp2" if ext == ".j2c" else ext, picture)
+    assert ok, ext
+    data = buf.tobytes()
+    return data[data.find(b"\xff\x4f\xff\x51") :] if ext == ".j2c" else data  # a bare codestream, as cameras write
+
+
+@pytest.mark.parametrize("ext", [".gif", ".jp2", ".j2c", ".avif", ".ras", ".pam", ".pfm", ".hdr"])
+def test_the_other_formats_opencv_decodes_still_decode_with_their_header_read(ext: str):
+    """The header sizes read for the pixel limit are the pictures' own: such a file is still judged."""
+    data = _encoded(ext)
+    assert header_size(data) == (80, 64)
+    assert decode(data, source=ext).image.shape == (64, 80)

@@ -1,6 +1,7 @@
 """Listing folders and globs for ``edge-infer --source``: sorted, iterative (any depth), never following a link to
 a folder (no loops), a folder that cannot be listed kept as an entry of its own (an item error, never a silent
-skip), and hidden entries that a pattern passes over named, as the shell would skip them.
+skip), hidden entries that a pattern passes over named, as the shell would skip them, and a JPEG, PNG, BMP or WebP
+picture without an image suffix listed by its content.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -22,6 +24,36 @@ SYSTEM_FOLDERS = frozenset(
     {"@eaDir", "__MACOSX", "#recycle", "#snapshot", "@Recycle", "@Recently-Snapshot", "$RECYCLE.BIN",
      "System Volume Information", "lost+found"}
 )  # fmt: skip
+
+
+# A raw Motion-JPEG file begins as a JPEG picture does, but is a video: not taken for one picture.
+VIDEO_LIKE = frozenset({".mjpeg", ".mjpg", ".mjp"})
+
+
+def holds_picture(path: Path) -> bool:
+    """Whether a regular file named unlike an image begins as a JPEG, PNG, BMP or WebP picture does: a camera or an
+    upload that writes ``part_0002`` or ``part.jpg.1`` (a defective part so named was "not inspected" and the gate
+    passed). TIFF is not looked for: camera raw files (.dng, .nef, .cr2) are TIFF inside, beside their JPEGs. Never
+    blocks: a FIFO or device is not opened."""
+    if path.suffix.lower() in VIDEO_LIKE:
+        return False
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        fd = os.open(path, flags)
+        try:
+            head = os.read(fd, 32)
+        finally:
+            os.close(fd)
+    except OSError:
+        return False  # it stays among the files not inspected, named
+    dib = int.from_bytes(head[14:18], "little")
+    return (
+        head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"))
+        or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+        or (head[:2] == b"BM" and dib in (12, 40, 52, 56, 64, 108, 124))  # the sizes of BMP's info headers
+    )
 
 
 class Unreadable:
@@ -82,6 +114,8 @@ def _classify(
             links += 1
         elif p.suffix.lower() in IMAGE_SUFFIXES:
             images.append(p)  # whatever it is (FIFO, dead link, device): it gets a record
+        elif entry is not None and holds_picture(p):
+            images.append(p)  # a picture named unlike one: judged as it is
         else:
             ignored.append(p)
     return tuple(images), ignored, links

@@ -79,3 +79,28 @@ def test_the_other_formats_opencv_decodes_still_decode_with_their_header_read(ex
     data = _encoded(ext)
     assert header_size(data) == (80, 64)
     assert decode(data, source=ext).image.shape == (64, 80)
+
+
+def test_a_picture_saved_without_an_image_suffix_is_judged_not_passed_over(tmp_path, tiny_model):
+    """A defective part a camera saved as ``part_0002`` (or an upload as ``part.png.1``) was listed among the files
+    "not inspected, not images" and the gate passed, exit 0. A FIFO, notes, a raw Motion-JPEG video and a camera raw
+    file (TIFF inside) beside them stay not inspected, and nothing blocks."""
+    import os
+
+    folder = tmp_path / "lot"
+    write_parts(folder, [10])  # one OK part
+    bright = np.full((48, 48), 220, np.uint8)  # defective with the tiny model
+    (folder / "part_0002").write_bytes(cv2.imencode(".jpg", bright)[1].tobytes())
+    (folder / "part.png.1").write_bytes(cv2.imencode(".png", bright)[1].tobytes())
+    (folder / "part_0003.BMP_").write_bytes(cv2.imencode(".bmp", bright)[1].tobytes())
+    (folder / "line.mjpeg").write_bytes(cv2.imencode(".jpg", bright)[1].tobytes() * 2)
+    (folder / "part_0001.nef").write_bytes(cv2.imencode(".tif", bright)[1].tobytes())
+    (folder / "notes").write_text("lot 3, shift 2\n")
+    os.mkfifo(folder / "pipe")
+    result = invoke(["--model", str(tiny_model), "--source", str(folder), "--fail-on-defect"])
+    recs = check(result, ExitCode.DEFECT_FOUND, error_lines=0)
+    judged = {Path(r["source"]).name: r["defective"] for r in recs}
+    assert judged == {"part_00.png": False, "part_0002": True, "part.png.1": True, "part_0003.BMP_": True}
+    assert "lot: 4 images (4 files not inspected, not images or hidden: line.mjpeg, notes, part_0001.nef, ...)" in (
+        result.stderr
+    )

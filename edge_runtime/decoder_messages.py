@@ -155,4 +155,7 @@ def stderr_dropped() -> Iterator[None]:
 
 def _from_decoder(line: str) -> bool:
     low = line.lower()
-    return any(k in low for k in ("jpeg", "libpng", "[error", "[ warn", "warning", "corrupt", "premature", "marker"))
+    # libjpeg's warning of a progressive file's scans out of order names no "JPEG": "Inconsistent progression
+    # sequence for component 0 coefficient 1" went to stderr as it was, and the item had no warning
+    keys = ("jpeg", "libpng", "[error", "[ warn", "warning", "corrupt", "premature", "marker", "progression sequence")
+    return any(k in low for k in keys)

@@ -35,6 +35,9 @@ from edge_runtime.webp_quality import compression_note
 
 MAX_IMAGE_BYTES = 64 << 20  # 64 MiB per image file
 MAX_IMAGE_PIXELS = 1 << 26  # 67 MP (8192 x 8192): far above any inspection camera, far below a memory bomb
+# Scans in a JPEG file: an encoder's progressive script has 6-10, an optimised one a few dozen; every scan is a pass
+# over the whole picture (17 ms at 67 MP), and a 99-byte scan repeated filled 64 MiB with hours of decoding.
+MAX_JPEG_SCANS = 500
 # Decoder messages that say nothing about this image's integrity.
 BENIGN = ("iCCP", "sRGB", "known incorrect", "profile")
 # Bytes that may follow a JPEG's end marker without any damage: zero padding (AVI chunks, flash cards) and the
@@ -254,6 +257,23 @@ def _pixels(data: bytes, buf: np.ndarray, *, colour: bool) -> tuple[np.ndarray |
     return image, messages
 
 
+def _check_cost(data: bytes, *, source: str, max_pixels: int) -> None:
+    """Raises :class:`ImageReadError` for a file whose decoding would cost more than any part's picture: a header
+    claiming over ``max_pixels``, a JPEG of over :data:`MAX_JPEG_SCANS` scans."""
+    size = header_size(data)
+    if size is not None:
+        w, h = size
+        if w <= 0 or h <= 0 or w * h > max_pixels:
+            raise ImageReadError(
+                f"{source}: header claims {w}x{h} pixels (limit {max_pixels} pixels); corrupt or not a part image"
+            )
+    # Counted as bytes, in C: a start-of-scan marker cannot occur in entropy-coded data (an FF there is followed by
+    # 00 or a restart marker), so only stray bytes in metadata can add to the count, and never hundreds.
+    if data[:2] == b"\xff\xd8" and (scans := data.count(b"\xff\xda")) > MAX_JPEG_SCANS:
+        raise ImageReadError(f"{source}: JPEG holds {scans} scans (limit {MAX_JPEG_SCANS}; a picture has a few "
+                             "dozen at most), crafted or damaged; not decoded")  # fmt: skip
+
+
 def decode(
     data: bytes, *, source: str = "image", max_pixels: int = MAX_IMAGE_PIXELS, colour: bool = False, pages: bool = True
 ) -> Decoded:
@@ -265,13 +285,7 @@ def decode(
     """
     if not data:
         raise ImageReadError(f"{source}: empty file")
-    size = header_size(data)
-    if size is not None:
-        w, h = size
-        if w <= 0 or h <= 0 or w * h > max_pixels:
-            raise ImageReadError(
-                f"{source}: header claims {w}x{h} pixels (limit {max_pixels} pixels); corrupt or not a part image"
-            )
+    _check_cost(data, source=source, max_pixels=max_pixels)
     is_jpeg = data[:2] == b"\xff\xd8"
     buf = np.frombuffer(data, dtype=np.uint8)
     try:

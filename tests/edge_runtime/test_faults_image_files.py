@@ -104,3 +104,42 @@ def test_a_picture_saved_without_an_image_suffix_is_judged_not_passed_over(tmp_p
     assert "lot: 4 images (4 files not inspected, not images or hidden: line.mjpeg, notes, part_0001.nef, ...)" in (
         result.stderr
     )
+
+
+def progressive_jpeg(side: int) -> tuple[bytes, list[int]]:
+    """A flat progressive JPEG (its AC scans a few dozen bytes each) and where each of its scans begins."""
+    data = cv2.imencode(".jpg", np.full((side, side), 40, np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    scans, at = [], data.find(b"\xff\xda")
+    while at >= 0:
+        scans.append(at)
+        at = data.find(b"\xff\xda", at + 2)
+    return data, scans
+
+
+def test_a_jpeg_of_endless_scans_is_refused_before_decoding(tmp_path, tiny_model):
+    """Every scan of a progressive JPEG is a pass over the whole picture: one 99-byte scan repeated 1000 times took
+    17 s to decode at 8192x8192, and the 64 MiB file limit let it take hours, with no word (only libjpeg's own
+    "Inconsistent progression sequence" line on stderr)."""
+    data, scans = progressive_jpeg(1024)
+    last = data[scans[-1] : -2]  # the last scan, repeated before the end marker
+    folder = tmp_path / "parts"
+    write_parts(folder, GOOD_LEVELS)
+    (folder / "scans.jpg").write_bytes(data[:-2] + last * 600 + b"\xff\xd9")
+    result = invoke(["--model", str(tiny_model), "--source", str(folder)])
+    recs = check(result, ExitCode.OK, error_lines=0)
+    assert [r["defective"] for r in recs[:2]] == [False, True]
+    assert recs[2]["label"] is None and "JPEG holds 606 scans (limit 500" in recs[2]["error"], recs[2]
+
+
+def test_a_progressive_jpeg_with_a_damaged_scan_header_gets_a_warning_and_fails_the_gate(tmp_path, tiny_model):
+    """A flipped bit in a scan header (a refinement pass out of sequence) was decoded in silence, "ok" and exit 0
+    under --fail-on-defect, while libjpeg's "Inconsistent progression sequence for component 0 coefficient 0" went
+    to stderr as it was: the warning named no JPEG, so it was not taken for the decoder's."""
+    data, scans = progressive_jpeg(64)
+    flipped = bytearray(data)
+    flipped[scans[-1] + 9] ^= 0x10  # the last scan's successive-approximation byte: Ah 1 -> 0, a first pass again
+    path = tmp_path / "part.jpg"
+    path.write_bytes(bytes(flipped))
+    result = invoke(["--model", str(tiny_model), "--source", str(path), "--fail-on-defect"])
+    (rec,) = check(result, ExitCode.DEFECT_FOUND, error_lines=0)
+    assert not rec["defective"] and rec["warning"].startswith("decoder reported damage: Inconsistent progression")

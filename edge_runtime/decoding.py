@@ -38,8 +38,9 @@ MAX_IMAGE_PIXELS = 1 << 26  # 67 MP (8192 x 8192): far above any inspection came
 # Scans in a JPEG file: an encoder's progressive script has 6-10, an optimised one a few dozen; every scan is a pass
 # over the whole picture (17 ms at 67 MP), and a 99-byte scan repeated filled 64 MiB with hours of decoding.
 MAX_JPEG_SCANS = 500
-# Decoder messages that say nothing about this image's integrity.
-BENIGN = ("iCCP", "sRGB", "known incorrect", "profile")
+# Decoder messages that say nothing about this image's integrity. libtiff names each tag it does not know (ImageJ's
+# 50838, GeoTIFF's 33550, a camera maker's private ones) and skips it: every such TIFF had failed the gate as damaged.
+BENIGN = ("iCCP", "sRGB", "known incorrect", "profile", "Unknown field with tag")
 # Bytes that may follow a JPEG's end marker without any damage: zero padding (AVI chunks, flash cards) and the
 # CR/LF that an MJPEG-over-HTTP camera leaves in the part before its next boundary (counted in Content-Length).
 JPEG_TRAILER_PADDING = b"\0\r\n\t "

@@ -143,3 +143,31 @@ def test_a_progressive_jpeg_with_a_damaged_scan_header_gets_a_warning_and_fails_
     result = invoke(["--model", str(tiny_model), "--source", str(path), "--fail-on-defect"])
     (rec,) = check(result, ExitCode.DEFECT_FOUND, error_lines=0)
     assert not rec["defective"] and rec["warning"].startswith("decoder reported damage: Inconsistent progression")
+
+
+@pytest.fixture
+def opencv_warnings():
+    """OpenCV's log at its WARNING level, as in a user's program (edge-infer silences it for the process)."""
+    before = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_WARNING)
+    yield
+    cv2.utils.logging.setLogLevel(before)
+
+
+@pytest.mark.parametrize("tag", [50838, 33550, 65000])  # ImageJ's metadata, GeoTIFF's pixel scale, a private tag
+def test_a_tiff_with_a_tag_libtiff_does_not_know_is_not_called_damaged(tmp_path, opencv_warnings, tag: int):
+    """libtiff's "Unknown field with tag 50838 (0xc696) encountered" (a TIFF saved by ImageJ/Fiji, a GeoTIFF, a
+    camera maker's private tag) made ``read_image`` warn "decoder reported damage" on every such picture, which
+    edge-infer judged without a word. libtiff skips a tag it does not know; the pixels are whole."""
+    import warnings
+
+    data = bytearray(cv2.imencode(".tif", np.full((48, 48), 10, np.uint8))[1].tobytes())
+    ifd = struct.unpack("<I", data[4:8])[0]
+    count = struct.unpack("<H", data[ifd : ifd + 2])[0]
+    last = ifd + 2 + 12 * (count - 1)  # tags are sorted: the last one renamed to a higher number keeps them so
+    data[last : last + 2] = struct.pack("<H", tag)
+    path = tmp_path / "part.tif"
+    path.write_bytes(bytes(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an ImageWarning fails the test
+        assert read_image(path).mean() == 10

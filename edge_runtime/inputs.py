@@ -33,6 +33,7 @@ from edge_runtime.listing import Unreadable, list_entries, list_folder, match_gl
 from edge_runtime.outage import STEADY_AFTER
 from edge_runtime.preprocess import IMAGE_SUFFIXES
 from edge_runtime.sources import LatestFrameReader
+from edge_runtime.stream_refusal import one_picture
 from edge_runtime.stream_url import is_stream_url, not_a_stream, shown_source, url_scheme
 from edge_runtime.summary import plural, reasons_warning
 from edge_runtime.video_open import iter_video
@@ -225,6 +226,7 @@ def open_live(
         on_event=on_event,
         read_timeout_s=read_timeout_s if spec.kind is SourceKind.STREAM else None,  # a camera's read has none
         steady_after=STEADY_AFTER,  # a camera that hangs soon after every reopen uses up --max-reconnects
+        one_picture=(lambda: one_picture(spec.name)) if spec.kind is SourceKind.STREAM else None,
     )
     return reader.start()
 

@@ -102,6 +102,7 @@ class LatestFrameReader:
         read_timeout_s: float | None = None,
         steady_after: tuple[int, float] = (1, 0.0),
         still_down_every_s: float = 60.0,
+        one_picture: Callable[[], str | None] | None = None,
     ) -> None:
         if hasattr(source, "read") and not isinstance(source, type):  # an open capture, not a class/factory
             self._factory: CaptureFactory | None = None
@@ -119,6 +120,8 @@ class LatestFrameReader:
         self.read_timeout_s = read_timeout_s
         self.steady_after = steady_after
         self._news = OutageNews(name, self.on_event, every_s=still_down_every_s)
+        # asked where the first connection ends after one frame: why that was all (a snapshot URL), or None
+        self._one_picture = one_picture
         self.captured = 0  # frames the source delivered
         self.delivered = 0  # frames handed to the consumer
         self._last_index = -1  # the index of the last frame handed out
@@ -322,6 +325,10 @@ class LatestFrameReader:
                     continue
                 self._release()
                 if not self.reconnect or self._stop.is_set():  # a stop (Ctrl-C) cut the read short: no drop
+                    return
+                first_only = self.captured == 1 and not self.reconnects and self._one_picture is not None
+                if first_only and (said := self._one_picture()) is not None:  # no stream: it ends, not reopened
+                    self._news.note(f"{self.name}: {said}")
                     return
                 self._down = self._down or (time.monotonic(), self.captured, self._attempts)
                 self._up = None  # dropped again before it was steady: the outage goes on

@@ -97,6 +97,23 @@ def _answered(kind: str) -> str | None:
     return None
 
 
+def one_picture(url: str, timeout_s: float = 3.0) -> str | None:
+    """What an HTTP(S) URL that gave one frame and ended answers with, where that is one picture (a camera's
+    snapshot URL, an image on a web server): it had been reopened as a dropped stream again and again, the same
+    picture judged as a new part each time. None where it answers otherwise, or not within ``timeout_s``."""
+    if url.split("://", 1)[0].lower() not in ("http", "https"):
+        return None
+    try:
+        parts = urllib.parse.urlsplit(opened_url(url))
+        status, _, _, kind = _status(parts, _user(parts), time.monotonic() + timeout_s)
+    except (OSError, ValueError, UnicodeError):
+        return None
+    if status >= 300 or not kind.lower().startswith("image/"):
+        return None
+    return (f"it answers with one picture ({printable(kind.split(';')[0][:40])}), not a video stream: judged once; "
+            "to watch a camera, give its MJPEG or RTSP stream URL")  # fmt: skip
+
+
 def nothing_listens(url: str, timeout_s: float = 1.0) -> str | None:
     """``nothing listens at HOST:PORT (...)`` where the stream's address refuses a connection (a camera off or
     restarting), else None. Only connects, sends nothing: asked again at each failed reopen, where a camera's

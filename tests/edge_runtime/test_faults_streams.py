@@ -253,3 +253,48 @@ def test_a_triggered_camera_that_sends_no_picture_while_it_is_opened_names_the_r
     said = ("it answers with a stream (multipart/x-mixed-replace), but no picture came while it was opened: a camera "
             "that sends a frame per part needs --read-timeout above its longest wait for a part")  # fmt: skip
     assert said in err and "Traceback" not in err, err
+
+
+class SnapshotServer:
+    """A camera's snapshot URL (or a picture on a web server): each GET answers one JPEG and closes."""
+
+    def __init__(self, picture: bytes) -> None:
+        self.picture, self.requests = picture, 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/snapshot.cgi"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn, contextlib.suppress(OSError):
+                conn.recv(65536)
+                self.requests += 1
+                head = f"HTTP/1.0 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {len(self.picture)}\r\n\r\n"
+                conn.sendall(head.encode() + self.picture)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_snapshot_url_is_judged_once_and_said_to_be_no_stream(tiny_model: Path):
+    """A URL answering one picture was taken for a stream that dropped after each frame: reopened again and again
+    (backing off, "reconnecting" every time), the same part judged as a new item each time, for ever. Now it is
+    judged once, the run ends with its summary, and a line says what to give to watch a camera."""
+    import numpy as np
+
+    ok, jpeg = cv2.imencode(".jpg", np.full((48, 48), 220, np.uint8))  # >= 128: defective with the tiny model
+    server = SnapshotServer(jpeg.tobytes())
+    try:
+        proc = edge_infer(["--model", str(tiny_model), "--source", server.url, "--json", "--fail-on-defect"])
+        out, err = proc.communicate(timeout=60)
+    finally:
+        server.close()
+    assert proc.returncode == ExitCode.DEFECT_FOUND, err
+    (record,) = [json.loads(line) for line in out.splitlines()]
+    assert record["defective"] is True and record["source"] == server.url
+    assert "it answers with one picture (image/jpeg), not a video stream: judged once" in err, err
+    assert "reconnect" not in err and "Traceback" not in err and "summary: 1 item, 1 defective" in err, err

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from edge_runtime.atomic import disk_room
 from edge_runtime.errors import DataError, OutputError
+from edge_runtime.station.wal_match import check_own_wal, runs_in_file, wal_holds_frames
 
 # Migrations, oldest first: entry k takes a log from version k to k + 1. Append, never edit a released entry.
 MIGRATIONS: list[str] = [
@@ -163,8 +164,14 @@ def connect(path: Path | str, *, readonly: bool = False, timeout_s: float = 2.0)
         if readonly:
             if not Path(path).is_file():
                 raise DataError(f"{path}: no inspection log there; pass the file that edge-infer --log wrote")
+            before = runs_in_file(path) if wal_holds_frames(path) else None  # first: see wal_match
             con, version = _reader(path, timeout_s)
-            check_version(path, version, writable=False)
+            try:
+                check_version(path, version, writable=False)
+                check_own_wal(path, con, before)
+            except BaseException:
+                _close(con)
+                raise
             return con
         if str(path) != ":memory:":
             if len(os.fsencode(Path(path).name)) > 255:  # SQLite says only "unable to open"
@@ -226,11 +233,14 @@ def _close(con: sqlite3.Connection) -> None:
 
 
 def _open_readonly(path: Path | str, timeout_s: float, *, immutable: bool) -> sqlite3.Connection:
-    """A connection that cannot change the log. Where this user may write the log and its folder, it is opened
-    read-write with ``query_only``: the last connection to close then removes the ``-wal`` and ``-shm`` files, as
-    a writer's does; a ``mode=ro`` reader left an empty ``-wal`` and a 32 KiB ``-shm`` beside a closed log."""
+    """A connection that cannot change the log. Where this user may write the log and its folder, and no
+    write-ahead file holds pages, it is opened read-write with ``query_only``: the last connection to close then
+    removes the ``-wal`` and ``-shm`` files, as a writer's does; a ``mode=ro`` reader left an empty ``-wal`` and a
+    32 KiB ``-shm`` beside a closed log."""
     resolved = Path(path).resolve()
-    writable = os.access(resolved, os.W_OK) and os.access(resolved.parent, os.W_OK)
+    # not where a write-ahead file holds pages: closing, the last connection would copy them into the log, and
+    # that file may be a stale one (see wal_match); a station's own is copied by the station
+    writable = os.access(resolved, os.W_OK) and os.access(resolved.parent, os.W_OK) and not wal_holds_frames(path)
     mode = "immutable=1" if immutable else "mode=rw" if writable else "mode=ro"
     con = sqlite3.connect(f"{resolved.as_uri()}?{mode}", uri=True, timeout=timeout_s, check_same_thread=False)
     con.execute("PRAGMA query_only=1")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edge_runtime.atomic import disk_room
 from edge_runtime.errors import DataError, OutputError
-from edge_runtime.station.wal_match import check_own_wal, runs_in_file, wal_holds_frames
+from edge_runtime.station.wal_match import check_own_wal, missing_wal, runs_in_file, wal_holds_frames
 
 # Migrations, oldest first: entry k takes a log from version k to k + 1. Append, never edit a released entry.
 MIGRATIONS: list[str] = [
@@ -326,6 +326,8 @@ def check_version(path: Path | str, version: int, *, writable: bool) -> None:
             f"{path}: inspection log has schema {version}, newer than this defect-edge ({SCHEMA_VERSION}); upgrade"
         )
     if not writable and version == 0:
+        if (missing := missing_wal(path)) is not None:
+            raise DataError(missing)
         raise DataError(
             f"{path}: not a defect-edge inspection log (no schema); pass the file that edge-infer --log wrote"
         )

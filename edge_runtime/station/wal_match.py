@@ -4,7 +4,8 @@ SQLite ties a log's write-ahead file (``station.db-wal``) to it by name alone. A
 copy (``scp station.db* .``, later ``scp station.db .``), or another log's, is read as the log's newest pages:
 edge-log listed the older copy's 352 items of a log's 369, and closing the reader copied them into the log for good.
 Runs are only ever added to a log (retention deletes items, never runs), so every run the log file holds by itself
-is also in the log read through its own write-ahead file.
+is also in the log read through its own write-ahead file. The other way round, a log copied without the
+write-ahead file that holds all its items was refused as "not a defect-edge inspection log" (:func:`missing_wal`).
 
 >>> before = runs_in_file(Path("station.db"))           # doctest: +SKIP
 >>> con = sqlite3.connect("station.db")                 # doctest: +SKIP
@@ -20,6 +21,7 @@ from pathlib import Path
 from edge_runtime.errors import DataError
 
 RUNS_SQL = "SELECT id, started, station, host, pid FROM runs"
+WAL_MODE = 2  # the file format's read and write versions (header bytes 18 and 19) in WAL mode
 
 
 def wal_holds_frames(path: Path | str) -> bool:
@@ -60,4 +62,22 @@ def check_own_wal(path: Path | str, con: sqlite3.Connection, before: dict[int, t
         f"{path}: the write-ahead file beside it ({name}-wal) is not this log's (left from an older copy, or "
         f"another log's): read through it, the log's run {odd} is missing or changed; move {name}-wal and "
         f"{name}-shm away and read the log again"
+    )
+
+
+def missing_wal(path: Path | str) -> str | None:
+    """The message for a log in WAL mode that holds no schema by itself and has no write-ahead file beside it: its
+    items were all still in that file (a log copied alone while its station ran, or after it was killed)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return None
+    if len(head) < 20 or head[18] != WAL_MODE or wal_holds_frames(path):
+        return None
+    name = Path(path).name
+    return (
+        f"{path}: inspection log holds no items by itself: they are all in its write-ahead file ({name}-wal), "
+        f"which is missing or empty here (the log was copied alone while its station ran, or after it was stopped "
+        f"abruptly); copy {name} and {name}-wal together, or copy the log once its station has stopped"
     )

@@ -1,4 +1,4 @@
-"""edge-log on a log copied with a write-ahead file that is not its own."""
+"""edge-log on a log copied with a write-ahead file that is not its own, or without the one it needs."""
 
 from __future__ import annotations
 
@@ -77,3 +77,14 @@ def test_reading_a_killed_stations_write_ahead_file_leaves_the_log_as_it_was(
         assert edge_log(*command).exit_code == 0
     # closing, the reader had copied the -wal into the log ("read-only"), and a stale -wal destroyed the log
     assert copy.read_bytes() == before and Path(f"{copy}-wal").read_bytes() == wal
+
+
+def test_a_log_copied_without_the_write_ahead_file_that_holds_its_items_says_so(
+    station_log, log_path: Path, tmp_path: Path
+):
+    alone = _copy(log_path, tmp_path / "copy", wal=False)  # the schema and the items are all in the -wal still
+    result = edge_log("summary", alone)
+    assert result.exit_code == ExitCode.BAD_DATA
+    assert result.output.startswith("error:") and result.output.count("\n") == 1
+    # it said "not a defect-edge inspection log (no schema); pass the file that edge-infer --log wrote": it was
+    assert "station.db-wal" in result.output and "copy station.db and station.db-wal together" in result.output

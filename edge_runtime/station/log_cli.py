@@ -119,11 +119,11 @@ def summary_text(db: Path, s: dict[str, Any]) -> str:
         for b in s["per_hour"]
     ] or ["  (none)"]
     lines.append("models seen:")
-    lines += [
-        f"  {m['model_version'][:16]}  {Path(m['model_file']).name}  {m['precision']}  "
-        f"{','.join(m['providers'])}  {m['items']} items  {m['first']} .. {m['last']}"
+    lines += [  # escaped as the first line: a newline in a model's file name split its line in two
+        printable(f"  {m['model_version'][:16]}  {Path(m['model_file']).name}  {m['precision']}  "
+                  f"{','.join(m['providers'])}  {m['items']} items  {m['first']} .. {m['last']}")
         for m in s["models"]
-    ] or ["  (none)"]
+    ] or ["  (none)"]  # fmt: skip
     return "\n".join(lines)
 
 

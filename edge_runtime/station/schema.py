@@ -79,10 +79,35 @@ def read_error(path: Path | str, exc: sqlite3.Error, doing: str) -> DataError:
     if code in (_BUSY, _LOCKED) or "locked" in text:
         why = "is locked by another program (a writer that holds it without committing); read it once that is done"
     elif code in (_NOTADB, _CORRUPT) or "not a database" in text or "malformed" in text:
+        if (cut := log_cut_short(path)) is not None:
+            return DataError(f"{cut} (while {doing})")
         why = "is damaged (or not a defect-edge inspection log); restore it from a backup"
     else:
         why = f"cannot be read ({exc}); check the disk and the file"
     return DataError(f"{path}: inspection log {why} (while {doing})")
+
+
+def log_cut_short(path: Path | str) -> str | None:
+    """The message for a log file shorter than its header says (a copy cut by a full disk or a dropped
+    connection), or None. Not where a write-ahead file holds pages: a live log's checkpoint may lag its header.
+    SQLite says only "file is not a database" or "malformed": it was "not a defect-edge inspection log, or damaged;
+    pass the file that edge-infer --log wrote", of that very file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(100)
+            size = os.fstat(f.fileno()).st_size
+    except OSError:
+        return None
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\x00") or wal_holds_frames(path):
+        return None
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages, counter, valid_for = (int.from_bytes(head[i : i + 4], "big") for i in (28, 24, 92))
+    if counter != valid_for or size >= pages * page:  # a header size SQLite itself would not trust, or no cut
+        return None
+    return (f"{path}: inspection log cut short: {size} bytes of the {pages * page} its header names (a copy "
+            "interrupted, or made onto a full disk?); the items past the cut are lost from this file: copy it again "
+            "if it is a copy, or restore it from a backup")  # fmt: skip
 
 
 def log_error(path: Path | str, exc: sqlite3.Error, doing: str, *, creating: bool = False) -> OutputError:
@@ -195,7 +220,8 @@ def connect(path: Path | str, *, readonly: bool = False, timeout_s: float = 2.0)
         if readonly and (code in (_NOTADB, _CORRUPT) or "not a database" in str(exc).lower()):
             # read (edge-log): the log is the input, so bad data (exit 3), and edge-log takes no --log
             error = DataError(
-                f"{path}: not a defect-edge inspection log, or damaged; pass the file that edge-infer --log wrote"
+                log_cut_short(path)
+                or f"{path}: not a defect-edge inspection log, or damaged; pass the file that edge-infer --log wrote"
             )
         elif readonly and code in (_READONLY, _CANTOPEN) and not os.access(Path(path).resolve().parent, os.W_OK):
             # a killed station's write-ahead file still holds items, and SQLite needs to write beside the log to

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edge_runtime import integrity
 from edge_runtime.errors import DataError, ModelError, OutputError
+from edge_runtime.model_bytes import check_model_bytes
 from edge_runtime.model_file import check_threads, json_object, read_model_bytes
 from edge_runtime.model_info import METADATA_KEY, ModelInfo
 from edge_runtime.output_checks import check_distinct_outputs, same_file
@@ -23,6 +24,7 @@ def check_model_file(path: Path) -> ModelInfo:
     cannot run is the worker's to skip). A truncated or non-ONNX file is a :class:`ModelError` (exit 4): it was
     listed under Skipped, every target "not measured", exit 0."""
     data = read_model_bytes(path)
+    check_model_bytes(data, path)  # as edge-infer says it: a checkpoint, a file cut short, weights in another file
     try:
         meta = integrity.metadata_entries(data)
     except integrity.WireError as exc:

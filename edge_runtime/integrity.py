@@ -77,6 +77,13 @@ def _payload(data: bytes, start: int, end: int) -> bytes:
     return data[pos:end]
 
 
+def submessages(data: bytes, number: int) -> Iterator[bytes]:
+    """The payloads of the length-delimited top-level fields numbered ``number``, in file order."""
+    for n, wire, start, end in fields(data):
+        if n == number and wire == 2:
+            yield _payload(data, start, end)
+
+
 def metadata_entries(data: bytes) -> dict[str, str]:
     """``metadata_props`` of an ONNX file as a dict (key -> value), read from the raw bytes."""
     out: dict[str, str] = {}

@@ -26,6 +26,7 @@ from edge_runtime.detail import softened
 from edge_runtime.errors import ModelError
 from edge_runtime.item_input import item_input
 from edge_runtime.metrics import logit
+from edge_runtime.model_bytes import check_model_bytes
 from edge_runtime.model_close import ClosesItsSession
 from edge_runtime.model_file import (  # noqa: F401 - check_threads, threads_from_env, the shipped files: the CLI's
     DEFAULT_MODEL_FILES,
@@ -78,6 +79,7 @@ class EdgeModel(ClosesItsSession):
         self.cfg = cfg or RuntimeConfig()
         check_threads(self.cfg.threads)
         data = read_model_bytes(self.path)
+        check_model_bytes(data, self.path)  # a checkpoint, a file cut short, weights in another file: said as such
         self.sha256 = hashlib.sha256(data).hexdigest()  # what another process must find in the file (pickling)
         requested, self.provider_note = provider_chain(self.cfg.provider)
         # onnxruntime's own count ignores the affinity and a CPU quota: its spinning threads then fight for a core

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -84,6 +85,17 @@ def test_a_damaged_model_is_exit_4_like_a_missing_one(tmp_path, no_jobs, damage:
     r = CliRunner().invoke(main, [*TINY_COUNTS, "--no-torch", "--model", str(bad)])
     assert r.exit_code == ExitCode.BAD_MODEL, r.output  # was 0: every target "not measured"
     assert "bad.onnx" in one_error_line(r) and no_jobs == []
+
+
+def test_a_checkpoint_given_as_a_model_is_named_before_any_job(tmp_path, no_jobs):
+    """It said "best.pt: not an ONNX model (truncated or damaged); re-export it with export-onnx"."""
+    ckpt = tmp_path / "best.pt"
+    with zipfile.ZipFile(ckpt, "w") as z:  # laid out as torch.save writes it
+        z.writestr("best/data.pkl", b"\x80\x02}q\x00.")
+    r = CliRunner().invoke(main, [*TINY_COUNTS, "--no-torch", "--model", str(ckpt)])
+    assert r.exit_code == ExitCode.BAD_MODEL, r.output
+    assert "best.pt: is a PyTorch checkpoint (train-model's best.pt), not an ONNX model" in one_error_line(r)
+    assert no_jobs == []
 
 
 def test_threads_beyond_the_cores_are_refused_before_any_job(no_jobs):

@@ -3,6 +3,7 @@ declares (edge_runtime.model_info): inputs, outputs, dtypes and shapes, then a z
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,55 @@ def open_session(data: bytes, path: Path, providers: list[str], *, threads: int 
     try:
         return ort.InferenceSession(data, sess_options=opts, providers=providers)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises several types for a bad file
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = ort_message(exc)[:200]
         if "pthread_create" in str(exc) or "Failed to allocate" in str(exc):  # the machine's limit, not the file
             raise ResourceError(f"onnxruntime cannot start ({first}): the thread limit (ulimit -u, systemd "
                                 "TasksMax, a container's pids limit) or memory is exhausted; raise it, or pass "
                                 "--threads 1 --workers 1") from exc  # fmt: skip
-        raise ModelError(f"{path}: onnxruntime cannot load it ({first}); re-export with export-onnx") from exc
+        raise too_new(str(exc), path, ort.__version__) or ModelError(
+            f"{path}: onnxruntime cannot load it ({first}); re-export with export-onnx"
+        ) from exc
+
+
+def ort_message(exc: BaseException) -> str:
+    """onnxruntime's first line without its C++ source location and function signature: for an opset or IR version
+    too new, the 200 characters kept had held only ``/onnxruntime_src/.../model_load_utils.h:46 void
+    onnxruntime::model_load_utils::ValidateOpsetForDomain(const std::unordered_map<...`` and never the reason.
+
+    >>> ort_message(RuntimeError("[ONNXRuntimeError] : 1 : FAIL : /src/model.cc:256 f(int (*)(), x) Bad model."))
+    '[ONNXRuntimeError] : 1 : FAIL : Bad model.'
+    """
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    line = text.splitlines()[0]
+    where = re.search(r"\S+\.(?:h|cc|cpp|hpp):\d+ ", line)
+    if where is None:
+        return line
+    depth, i = 0, line.find("(", where.end())
+    while 0 <= i < len(line):  # past the signature's closing parenthesis (it holds nested ones)
+        depth += {"(": 1, ")": -1}.get(line[i], 0)
+        i += 1
+        if depth == 0:
+            break
+    rest = line[i:].lstrip() if i > 0 and depth == 0 else ""
+    return (line[: where.start()] + rest).strip() or line
+
+
+def too_new(text: str, path: Path, version: str) -> ModelError | None:
+    """The refusal of a model made for a newer onnxruntime (an ONNX opset or IR version it does not know), naming
+    what the file needs, what this onnxruntime reads and what to do; None for any other failure."""
+    ir = re.search(r"Unsupported model IR version: (\d+), max supported IR version: (\d+)", text)
+    if ir:
+        return ModelError(f"{path}: is ONNX IR version {ir[1]}, newer than onnxruntime {version} here reads (up to "
+                          f"{ir[2]}); upgrade onnxruntime (pip install -U onnxruntime), or re-export it with the "
+                          "torch and onnx versions pinned in constraints.txt")  # fmt: skip
+    opset = re.search(r"Opset (\d+) is under development.*?support for domain (\S+) is till opset (\d+)", text, re.S)
+    if opset:
+        return ModelError(f"{path}: needs ONNX opset {opset[1]} ({opset[2]}), newer than onnxruntime {version} here "
+                          f"runs (up to opset {opset[3]}); upgrade onnxruntime, or re-export it with a lower "
+                          "export-onnx --opset (the default is 17)")  # fmt: skip
+    return None
 
 
 def check_io(session: Any, info: ModelInfo, path: Path) -> int | None:
@@ -79,7 +123,7 @@ def probe(session: Any, info: ModelInfo, path: Path, max_batch: int | None) -> N
         try:
             outs = session.run(None, {INPUT_NAME: x})
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises several types
-            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            first = ort_message(exc)[:160]
             raise ModelError(f"{path}: the model fails on a batch of {n} ({first}); re-export it") from exc
         for name, out in zip(info.outputs, outs, strict=True):
             out = np.asarray(out)

@@ -79,3 +79,30 @@ def test_a_model_with_external_data_is_refused_in_words(tmp_path: Path, data_fil
     line = _run(tmp_path, path)
     assert "ext.onnx: keeps its weights in another file (ext.onnx.data: ONNX external data)" in line
     assert "pass the single .onnx file export-onnx wrote" in line
+
+
+def _retagged(tmp_path: Path, *, opset: int | None = None, ir_version: int | None = None) -> Path:
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(MODELS / "tiny.onnx"))
+    for entry in model.opset_import:
+        entry.version = opset if opset and entry.domain in ("", "ai.onnx") else entry.version
+    model.ir_version = ir_version or model.ir_version
+    path = tmp_path / "new.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_model_of_an_opset_newer_than_onnxruntime_names_both_and_the_remedy(tmp_path: Path):
+    """It was "onnxruntime cannot load it ([ONNXRuntimeError] : 1 : FAIL : /onnxruntime_src/onnxruntime/core/graph/
+    model_load_utils.h:46 void onnxruntime::model_load_utils::ValidateOpsetForDomain(const std::unordered_map<std::
+    __cxx11::basic_st); re-export with export-onnx": a C++ signature cut off before the reason."""
+    line = _run(tmp_path, _retagged(tmp_path, opset=99))
+    assert "new.onnx: needs ONNX opset 99 (ai.onnx), newer than onnxruntime" in line
+    assert "upgrade onnxruntime, or re-export it with a lower export-onnx --opset" in line
+    assert "onnxruntime_src" not in line and "std::" not in line
+
+
+def test_a_model_of_an_ir_version_newer_than_onnxruntime_says_so(tmp_path: Path):
+    line = _run(tmp_path, _retagged(tmp_path, ir_version=99))
+    assert "new.onnx: is ONNX IR version 99, newer than onnxruntime" in line and "upgrade onnxruntime" in line
+    assert "onnxruntime_src" not in line and "std::" not in line

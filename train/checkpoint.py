@@ -281,6 +281,12 @@ def load_checkpoint(path: Path) -> Checkpoint:
         best = path.with_name("best.pt")
         use = str(best) if best.is_file() and best != path else "the best.pt of its run"
         raise ModelError(f"{path}: a training run's resume state (last.pt), not a model; use {use}")
+    newer = ckpt.get("format") if isinstance(ckpt, dict) else None
+    if isinstance(newer, int) and not isinstance(newer, bool) and newer > CHECKPOINT_FORMAT:
+        # a good model: "retrain with train-model" had cost a training run instead of an upgrade
+        raise ModelError(f"{path}: written by a newer defect-edge (checkpoint format {newer}; this one reads "
+                         f"format {CHECKPOINT_FORMAT}); upgrade defect-edge (pip install -U 'defect-edge[train]'), "
+                         "then export it")  # fmt: skip
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(
             f"{path}: not a defect-edge checkpoint of format {CHECKPOINT_FORMAT}; retrain with train-model"

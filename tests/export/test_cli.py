@@ -345,6 +345,17 @@ def test_a_runs_last_pt_is_named_as_the_resume_state_with_the_file_to_export(tin
     assert_one_line_error(r, ExitCode.BAD_MODEL, "resume state (last.pt)", str(tiny_run))
 
 
+def test_a_checkpoint_of_a_newer_format_says_upgrade_not_retrain(tiny_run: Path, tmp_path: Path):
+    """A best.pt from a newer defect-edge was told "not a defect-edge checkpoint of format 1; retrain with
+    train-model": a training run where an upgrade would do."""
+    ckpt = torch.load(tiny_run, map_location="cpu", weights_only=True)
+    ckpt["format"] = 2
+    torch.save(ckpt, tmp_path / "best.pt")
+    r = export_cli(tmp_path / "best.pt", "--out", tmp_path / "m.onnx")
+    assert_one_line_error(r, ExitCode.BAD_MODEL, "written by a newer defect-edge (checkpoint format 2", "upgrade")
+    assert "retrain" not in r.output and not (tmp_path / "m.onnx").exists()
+
+
 def test_fp16_notes_and_gate_advice_fit_fp16():
     """A faster FP16 was told "use fp32 or int8 on CPUs"; a failed FP16 gate advised calibrating, which FP16 lacks."""
     from dataclasses import replace as dc_replace

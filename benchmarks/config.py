@@ -75,6 +75,7 @@ class Job:
     checkpoint: str = ""
     fps: tuple[int, ...] = ()
     seconds: float = 1.0
+    sha256: str = ""  # the model file's content when edge-bench began: a worker refuses a file replaced since
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -11,7 +11,7 @@ import numpy as np
 from benchmarks import timing
 from benchmarks.config import Job, Row, Section
 from benchmarks.timing import measure, peak_rss_mb, runs_for_batch
-from edge_runtime.errors import ImageReadError
+from edge_runtime.errors import ImageReadError, ModelError
 from edge_runtime.model import EdgeModel, Provider, RuntimeConfig
 from edge_runtime.preprocess import normalize, read_image, resize_to_input
 from edge_runtime.providers import ORT_PROVIDER
@@ -32,6 +32,10 @@ def load_edge_model(job: Job, *, second_look: bool = True) -> tuple[EdgeModel, f
     t0 = time.perf_counter()
     cfg = RuntimeConfig(provider=Provider(job.provider), threads=job.threads, second_look=second_look)
     model = EdgeModel(job.model, cfg)
+    if job.sha256 and model.sha256 != job.sha256:
+        model.close()
+        raise ModelError(f"{job.model}: the model file changed while edge-bench ran (re-exported or replaced); "
+                         "its later rows are not timed: rerun edge-bench once the file stays as it is")  # fmt: skip
     return model, (time.perf_counter() - t0) * 1000.0
 
 

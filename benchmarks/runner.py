@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -20,6 +21,7 @@ from benchmarks.worker import PARENT_ENV, ROWS_ENV, TORCH_MISSING
 from edge_runtime import datasets
 from edge_runtime.errors import DataError, DefectEdgeError, ExitCode, ModelError
 from edge_runtime.model import MODELS_DIR
+from edge_runtime.model_file import read_model_bytes
 from edge_runtime.preprocess import read_image
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the folder that holds this benchmarks package
@@ -159,6 +161,13 @@ def accuracy_jobs(cfg: BenchConfig) -> list[tuple[str, Job]]:
         )
         for m in cfg.models
     ]
+
+
+def with_contents(jobs: list[tuple[str, Job]], models: tuple[Path, ...]) -> list[tuple[str, Job]]:
+    """Each model job carrying the SHA-256 of its file as it is now: every job's worker opens the file again, and a
+    model re-exported onto the same path mid-run had its later rows, accuracy too, timed under the first's name."""
+    digest = {str(m): hashlib.sha256(read_model_bytes(m)).hexdigest() for m in models}
+    return [(d, replace(j, sha256=digest[j.model]) if j.kind is not JobKind.TORCH else j) for d, j in jobs]
 
 
 class WorkerCrashed(DefectEdgeError):
@@ -353,7 +362,7 @@ def run_benchmark(cfg: BenchConfig, *, progress: Progress = lambda msg: None, st
         raise ModelError(f"{', '.join(missing)}: model file not found; pass --model PATH to an .onnx from export-onnx")
     started, busy0, own0 = time.perf_counter(), machine_busy_s(), own_cpu_s()
     result = BenchResult(hardware=detect_hardware(), config=cfg)
-    jobs = plan_jobs(cfg, sample_images(cfg, progress)) + accuracy_jobs(cfg)
+    jobs = with_contents(plan_jobs(cfg, sample_images(cfg, progress)) + accuracy_jobs(cfg), cfg.models)
     try:
         _run_jobs(jobs, result, progress)
     except KeyboardInterrupt:  # the worker was interrupted with us; what the earlier ones measured is kept

@@ -98,6 +98,28 @@ def test_a_checkpoint_given_as_a_model_is_named_before_any_job(tmp_path, no_jobs
     assert no_jobs == []
 
 
+def test_a_model_replaced_while_edge_bench_runs_is_not_timed_under_its_name(tmp_path, monkeypatch):
+    """Every job's worker opens the model file again: a model re-exported onto the same path after the first job
+    had its file -> verdict rows timed from the new file, under the old one's name, without a word."""
+    from benchmarks.worker import run_job
+
+    model = Path(shutil.copy(TINY, tmp_path / "model.onnx"))
+    ran: list[str] = []
+
+    def in_process(job):  # noqa: ANN001, ANN202 - the worker's own code, in this process
+        if ran:  # after the first job: export-onnx writes another model onto the path
+            shutil.copy(TINY.with_name("tiny_left.onnx"), model)
+        ran.append(job.kind.value)
+        rows: list[Row] = []
+        return rows, run_job(job, rows.append)
+
+    monkeypatch.setattr(runner, "run_worker", in_process)
+    r = CliRunner().invoke(main, [*TINY_COUNTS, "--no-torch", "--no-live", "--model", str(model)])
+    assert ran == ["onnx", "e2e"], r.output
+    assert "model.onnx: the model file changed while edge-bench ran" in r.output
+    assert "| file-to-verdict |" not in r.output  # the row timed from the other file
+
+
 def test_threads_beyond_the_cores_are_refused_before_any_job(no_jobs):
     # PyTorch was timed with 512 threads for a minute before onnxruntime refused the count.
     r = CliRunner().invoke(main, [*TINY_COUNTS, "--model", str(TINY), "--threads", str((os.cpu_count() or 1) + 1)])

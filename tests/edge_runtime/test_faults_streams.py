@@ -130,10 +130,15 @@ class WebPage:
     """A camera's web server answering every path with its HTML page (200 OK), as a camera does at its address
     without the stream's path."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: str = "admin:s3cret@{}/index.html") -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://admin:s3cret@127.0.0.1:{self.sock.getsockname()[1]}/index.html"
+        self.url = "http://" + path.format(f"127.0.0.1:{self.sock.getsockname()[1]}")
+        self.requests = 0
         threading.Thread(target=self._serve, daemon=True).start()
+
+    def answer(self) -> bytes:
+        page = b"<html><body>" + b"Camera login " * 100 + b"</body></html>"
+        return b"HTTP/1.0 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + page
 
     def _serve(self) -> None:
         while True:
@@ -143,8 +148,8 @@ class WebPage:
                 return
             with conn, contextlib.suppress(OSError):
                 conn.recv(65536)
-                page = b"<html><body>" + b"Camera login " * 100 + b"</body></html>"
-                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + page)
+                self.requests += 1
+                conn.sendall(self.answer())
 
     def close(self) -> None:
         self.sock.close()
@@ -255,29 +260,16 @@ def test_a_triggered_camera_that_sends_no_picture_while_it_is_opened_names_the_r
     assert said in err and "Traceback" not in err, err
 
 
-class SnapshotServer:
+class SnapshotServer(WebPage):
     """A camera's snapshot URL (or a picture on a web server): each GET answers one JPEG and closes."""
 
     def __init__(self, picture: bytes) -> None:
-        self.picture, self.requests = picture, 0
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/snapshot.cgi"
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.picture = picture
+        super().__init__("{}/snapshot.cgi")
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn, contextlib.suppress(OSError):
-                conn.recv(65536)
-                self.requests += 1
-                head = f"HTTP/1.0 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {len(self.picture)}\r\n\r\n"
-                conn.sendall(head.encode() + self.picture)
-
-    def close(self) -> None:
-        self.sock.close()
+    def answer(self) -> bytes:
+        head = f"HTTP/1.0 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {len(self.picture)}\r\n\r\n"
+        return head.encode() + self.picture
 
 
 def test_a_snapshot_url_is_judged_once_and_said_to_be_no_stream(tiny_model: Path):
@@ -298,3 +290,4 @@ def test_a_snapshot_url_is_judged_once_and_said_to_be_no_stream(tiny_model: Path
     assert record["defective"] is True and record["source"] == server.url
     assert "it answers with one picture (image/jpeg), not a video stream: judged once" in err, err
     assert "reconnect" not in err and "Traceback" not in err and "summary: 1 item, 1 defective" in err, err
+    assert server.requests <= 3  # FFmpeg's open and the one look at what the URL answers: no reopening

@@ -27,6 +27,7 @@ from edge_runtime.atomic import write_all, write_back
 from edge_runtime.errors import OutputError, printable, write_remedy
 from edge_runtime.inputs import Item
 from edge_runtime.model import Prediction
+from edge_runtime.stdout_file import StdoutFile
 from edge_runtime.summary import LatencyReservoir, Summary, no_part, score_text
 
 __all__ = ["RECORD_KEYS", "FileSink", "JsonLinesSink", "LatencyReservoir", "StdoutClosed", "Summary"]
@@ -105,31 +106,7 @@ class JsonLinesSink:
 
     def __init__(self, stream: IO[str], *, human: bool = False) -> None:
         self.stream, self.human = stream, human
-        self.file = self._regular_file(stream)  # (fd, appends) where stdout is a regular file, else None
-
-    @staticmethod
-    def _regular_file(stream: IO[str]) -> tuple[int, bool] | None:
-        """The stream's descriptor and whether it appends (``>>``), where it is a regular file; else None."""
-        try:
-            fd = stream.fileno()
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
-            return fd, bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND)
-        except (OSError, ValueError, io.UnsupportedOperation, AttributeError):
-            return None
-
-    def _write_to_file(self, fd: int, appends: bool, data: bytes) -> None:
-        """One record straight to the file, cut back to the last complete line when the write fails: on a full
-        disk `--json > v.jsonl` ended with a torn line, and that record was counted as written."""
-        self.stream.flush()  # nothing of ours is left in the text layer's buffer
-        start = os.fstat(fd).st_size if appends else os.lseek(fd, 0, os.SEEK_CUR)
-        try:
-            write_all(fd, data)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, start)
-                os.lseek(fd, start, os.SEEK_SET)
-            raise
+        self.file = StdoutFile.of(stream)  # where stdout is a regular file, else None
 
     @staticmethod
     def human_line(rec: dict[str, Any]) -> str:
@@ -152,9 +129,10 @@ class JsonLinesSink:
     def write(self, rec: dict[str, Any]) -> None:
         text = self.human_line(rec) if self.human else json.dumps(rec, allow_nan=False)
         try:
-            if (file := self.file) is not None:
+            if self.file is not None:
                 encoding = getattr(self.stream, "encoding", None) or "utf-8"
-                self._write_to_file(*file, (text + "\n").encode(encoding, "backslashreplace"))
+                self.stream.flush()  # nothing of ours is left in the text layer's buffer
+                self.file.write((text + "\n").encode(encoding, "backslashreplace"))
             else:
                 self.stream.write(text + "\n")
                 self.stream.flush()
@@ -167,8 +145,13 @@ class JsonLinesSink:
             raise OutputError(f"stdout: cannot write ({exc.strerror or exc}); {why}") from exc
 
     def close(self) -> None:
-        if self.stream not in (sys.stdout, sys.stderr):
-            self.stream.close()
+        """The end of the run: a file stdout is redirected to that was deleted meanwhile gets its records back."""
+        try:
+            if self.file is not None:
+                self.file.check_still_there()
+        finally:
+            if self.stream not in (sys.stdout, sys.stderr):
+                self.stream.close()
 
 
 def write_advice(exc: OSError) -> str:

@@ -47,6 +47,7 @@ class Outputs:
         left kept the saved video unfinished and its lock held); the first failure is raised after. A saved video
         that came out short (full disk) raises :class:`OutputError`."""
         closes = [s.close for s in self.files]
+        closes += [self.stdout.close] if self.stdout is not None else []  # a file it is redirected to, deleted
         closes += [self.window.close] if self.window is not None else []
         closes += [self.saver.close, lambda: check_saved_video(self.saver)] if self.saver is not None else []
         first: BaseException | None = None

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -189,8 +190,9 @@ def letterbox(canvas: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 SAVED_NAME = re.compile(r"\d{6,}_.*\.jpg", re.DOTALL)  # a picture Saver.write names in a --save folder
 
 
-FULL_DISK_EVERY = 30  # frames between two checks of a saved video's room (one a second at 30 FPS)
+FULL_DISK_EVERY = 30  # frames between two checks of a saved video's room at most (one a second at 30 FPS)
 FULL_DISK_BYTES = 64 << 10  # less room than this: a video writer's next frames are lost in silence
+INDEX_BYTES = 32  # a saved frame's entry in the index its writer adds at the end (MP4's moov, AVI's idx1), at most
 
 
 class Saver:
@@ -203,6 +205,8 @@ class Saver:
         self.is_video = target.suffix.lower() in VIDEO_SAVE_SUFFIXES
         self.writer: cv2.VideoWriter | None = None
         self.count = 0
+        self._next_check = 1  # the saved frame after which a video's disk room is checked next (see _check_room)
+        self._written, self._grown_at = 0, 0  # a saved video's size at the last check, and the frame it grew at
         folder = target.parent if self.is_video else target
         self._made = missing_folders(folder)  # the folders this run makes for --save: removed if left empty
         try:
@@ -290,18 +294,35 @@ class Saver:
         if canvas.shape[1::-1] != self.size:
             canvas = letterbox(canvas, self.size)
         self.writer.write(canvas)
-        if self.count % FULL_DISK_EVERY == 1:
-            self._check_room()
+        if self.count >= self._next_check:
+            self._check_room(canvas)
 
-    def _check_room(self) -> None:
+    def _check_room(self, canvas: np.ndarray) -> None:
         """OpenCV's video writer fails in silence on a full disk: the run went on for its whole length, said "holds
         0 of 300 frames" only at the end, and the MP4 written before was unreadable. A folder's save stops at once;
-        so does a video's, within ``FULL_DISK_EVERY`` frames (a statvfs: microseconds)."""
+        so does a video's while the disk still holds the frames its writer keeps in memory (it writes 256 KiB at a
+        time: 26 frames of 300 x 300), two more, and the index written at its end. A check every 30 frames with 64
+        KiB to spare had let the frames fill the disk: an AVI of 7 of the 31 frames it claimed, an MP4 that did
+        not play. Checked again before half the frames the room holds are written, at most every
+        ``FULL_DISK_EVERY`` frames (a statvfs and a JPEG encoding)."""
         room = disk_room(self.target.parent)
-        if room is not None and room < FULL_DISK_BYTES:
-            raise OutputError(f"{self.target}: the disk is full ({room} bytes left), so the "
+        if room is None:
+            self._next_check = self.count + FULL_DISK_EVERY
+            return
+        with contextlib.suppress(OSError):
+            if (size := os.stat(self.target).st_size) > self._written:  # the writer wrote what it held
+                self._written, self._grown_at = size, self.count
+        frame = canvas.nbytes // 4  # a frame's size, as a fine JPEG: larger than the writer's own frames
+        with contextlib.suppress(OSError):
+            frame = len(encode_image(canvas, ".jpg"))
+        held = frame * (self.count - self._grown_at)  # in the writer's memory since it last wrote, bound for the disk
+        need = FULL_DISK_BYTES + INDEX_BYTES * self.count + held + 2 * frame
+        if room < need:
+            full = "full" if room < FULL_DISK_BYTES else "nearly full"
+            raise OutputError(f"{self.target}: the disk is {full} ({room} bytes left), so the "
                               f"saved video stops at frame {self.count}; free some space, or --save to another "
                               "disk")  # fmt: skip
+        self._next_check = self.count + max(1, min(FULL_DISK_EVERY, (room - need) // max(frame, 1) // 2))
 
     def _write_held(self, out: Path, canvas: np.ndarray) -> None:
         """One picture into the folder held for the lock, wherever it is now: renamed during the run, it keeps every

@@ -751,3 +751,37 @@ def test_a_saved_video_on_a_full_disk_stops_the_run_at_once(tmp_path, monkeypatc
             saver.write(picture, name="a.png")
     monkeypatch.setattr(annotate.os, "statvfs", os.statvfs)
     saver.close()
+
+
+@pytest.mark.parametrize("suffix", [".avi", ".mp4", ".mkv"])
+def test_a_saved_video_stops_while_the_disk_still_holds_it_whole(tmp_path, monkeypatch, suffix):
+    """A disk that fills during a --save video: checked every 30 frames with 64 KiB to spare, the frames the writer
+    held in memory (256 KiB at a time) filled it first. The run said "the saved video stops at frame 31", and the
+    AVI held 7 frames, the MP4 none it could play. Here the disk holds 700 KB: the video, finished, must fit in it
+    and hold every frame the run counted."""
+    from types import SimpleNamespace
+
+    import cv2
+
+    from edge_runtime import annotate
+    from edge_runtime.errors import OutputError
+    from edge_runtime.opencv_paths import video_frame_count
+
+    target, disk = tmp_path / f"run{suffix}", 700_000
+    parts = sorted((Path(annotate.__file__).parent / "samples").rglob("*.jpeg"))
+    pictures = [cv2.resize(cv2.imread(str(p)), (300, 300)) for p in parts]
+    real_statvfs = os.statvfs
+
+    def this_disk(path):  # the room a disk of `disk` bytes has left, with the video the only file on it
+        size = target.stat().st_size if target.exists() else 0
+        return SimpleNamespace(f_bavail=max(0, disk - size) // 4096, f_bfree=max(0, disk - size) // 4096, f_frsize=4096)
+
+    saver = annotate.Saver(target)
+    monkeypatch.setattr(annotate.os, "statvfs", this_disk)
+    with pytest.raises(OutputError, match=r"the disk is (nearly )?full \(\d+ bytes left\), so the saved video stops"):
+        for i in range(1000):
+            saver.write(pictures[i % len(pictures)], name="a.png")
+    monkeypatch.setattr(annotate.os, "statvfs", real_statvfs)
+    saver.close()
+    assert target.stat().st_size <= disk, "the finished video did not fit on the disk"
+    assert video_frame_count(target) == saver.count > 10

@@ -49,8 +49,10 @@ def write_back_path(path: Path) -> Path:
 def write_back(held_fd: int, path: Path) -> Path:
     """The content of a deleted file still held open as ``held_fd`` (read anew through ``/proc``, whatever the
     descriptor's mode), written to :func:`write_back_path` of ``path``, never over another file; returns where.
-    Raises ``OSError``."""
+    A folder deleted with it (``rm -rf out/``) is made again: the records had been lost with "No such file or
+    directory". Raises ``OSError``."""
     where = write_back_path(path)
+    where.parent.mkdir(parents=True, exist_ok=True)
     with open(f"/proc/self/fd/{held_fd}", "rb") as held, open(where, "xb") as back:
         shutil.copyfileobj(held, back)
     return where

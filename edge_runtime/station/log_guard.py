@@ -263,8 +263,9 @@ class WatchedFiles:
         where = write_back_path(Path(self.path))  # beside it where another run made a new log there meanwhile
         with self._lock:
             try:
+                where.parent.mkdir(parents=True, exist_ok=True)  # deleted with it (`rm -rf logs/`): made again
                 self.con.execute("VACUUM INTO ?", (str(where),))
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, OSError) as exc:
                 raise OutputError(f"{self.path}: inspection log deleted during the run, and its records could not "
                                   f"be written back to {where} ({exc}); they are lost") from exc  # fmt: skip
         raise OutputError(f"{self.path}: inspection log deleted during the run; its records were written back to "

@@ -355,6 +355,29 @@ def test_an_output_deleted_during_the_run_is_written_back(tmp_path, name):
     kept.close()
 
 
+@pytest.mark.parametrize("name", ["v.jsonl", "v.json", "v.csv"])
+def test_an_output_whose_folder_was_deleted_during_the_run_is_written_back(tmp_path, name):
+    """`rm -rf out/` under a run writing out/v.jsonl: the write-back failed with "No such file or directory", exit 7,
+    and every record was lost; the folder is made again for them, as for a --save folder or a --summary."""
+    import shutil
+
+    from edge_runtime.errors import OutputError
+    from edge_runtime.run_outputs import open_file_sink
+
+    path = tmp_path / "out" / name
+    sink = open_file_sink(path)
+    recs = [{"source": f"p{i}.png", "frame": None, "label": "ok", "score": 0.1, "defective": False} for i in range(4)]
+    sink.write(recs[0])
+    shutil.rmtree(tmp_path / "out")
+    for rec in recs[1:]:
+        sink.write(rec)
+    with pytest.raises(OutputError, match=f"deleted during the run; its records were written back to {path}"):
+        sink.close()
+    text = path.read_text()
+    header_and_brackets = {".jsonl": 0, ".csv": 1, ".json": 2}[path.suffix]
+    assert all(r["source"] in text for r in recs) and len(text.splitlines()) == 4 + header_and_brackets
+
+
 def test_an_output_and_a_log_that_both_fail_at_the_end_are_both_named(tmp_path, tiny_model, monkeypatch):
     """An --output and a --log both deleted under one run were both written back, but only the --output was
     named: the log's line was dropped."""

@@ -369,6 +369,31 @@ def test_a_log_deleted_during_the_run_is_written_back(station_log, log_path: Pat
         con.close()
 
 
+def test_a_log_whose_folder_was_deleted_during_the_run_is_written_back(tmp_path: Path):
+    """`rm -rf logs/` under a running station: the write-back failed ("unable to open database"), exit 7, and every
+    record was lost; the folder is made again for it."""
+    import shutil
+
+    log_path = tmp_path / "logs" / "station.db"
+    log_path.parent.mkdir()
+    log = InspectionLog(LogConfig(log_path, station="line-3"))
+    log.start_run(RUN)
+    try:
+        write_items(log, 30)
+        shutil.rmtree(log_path.parent)
+        write_items(log, 5)
+        with pytest.raises(OutputError, match=f"deleted during the run; its records were written back to {log_path}"):
+            log.check_still_there()
+    finally:
+        with contextlib.suppress(OutputError):
+            log.close()
+    con = open_reader(log_path)
+    try:
+        assert summary(con, Filter())["items"] == 35
+    finally:
+        con.close()
+
+
 def test_a_log_emptied_in_place_during_the_run_stops_the_run(station_log, log_path: Path):
     """`: > station.db` (logrotate's copytruncate) under a running station: the run went on writing into a damaged
     file and ended "interrupted; everything above was written", while edge-log could read none of its items."""

@@ -4,6 +4,7 @@ the CPU always last), with a note when it differs from what was asked for."""
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import Path
 from typing import NoReturn
 
 from edge_runtime.errors import MissingExtraError, UsageError
@@ -56,6 +57,30 @@ def tensorrt_libraries() -> bool:
     return False
 
 
+def cuda_provider_library() -> Path:
+    """Where onnxruntime-gpu keeps its CUDA provider (the CPU wheel has no such file)."""
+    import onnxruntime as ort
+
+    return Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
+
+
+def cuda_missing_library() -> str | None:
+    """The first library onnxruntime's CUDA provider links to that this process cannot load (``libcublasLt.so.13``
+    where CUDA is not installed), or None. onnxruntime-gpu lists CUDA whether or not CUDA is installed, then
+    prints a page of red errors at every session creation and falls back to the CPU: asking first keeps that to
+    one line, as for TensorRT. The names are looked up as the loader would for the provider (it has no RUNPATH)."""
+    import ctypes
+
+    from edge_runtime.elf_needed import needed_libraries
+
+    for name in needed_libraries(cuda_provider_library()):
+        try:
+            ctypes.CDLL(name)
+        except OSError:
+            return name
+    return None
+
+
 _BOTH_WHEELS = (
     "onnxruntime and onnxruntime-gpu are both installed and the CPU one took over their shared module (a later pip "
     "install of defect-edge or an extra put it back): pip uninstall -y onnxruntime onnxruntime-gpu, then pip "
@@ -101,6 +126,12 @@ def provider_chain(provider: Provider) -> tuple[list[str], str]:
     wanted = [p for p in (trt, cuda) if p in available] if provider is Provider.AUTO else [ORT_PROVIDER[provider]]
     if provider is Provider.TENSORRT and cuda in available:
         wanted.append(cuda)  # TensorRT hands the nodes it cannot build to CUDA, not to the CPU
+    if cuda in wanted and (library := cuda_missing_library()):
+        return [cpu], (  # TensorRT needs CUDA's libraries too
+            f"asked for {provider.value}, but onnxruntime-gpu's CUDA provider cannot run: {library} is not "
+            "installed (install the CUDA and cuDNN releases onnxruntime-gpu is built for, see README, GPU); "
+            "running on the CPU"
+        )
     note = ""
     if trt in wanted and not tensorrt_libraries():
         wanted.remove(trt)

@@ -132,6 +132,8 @@ def provider_chain(provider: Provider) -> tuple[list[str], str]:
             "installed (install the CUDA and cuDNN releases onnxruntime-gpu is built for, see README, GPU); "
             "running on the CPU"
         )
+    if provider is Provider.AUTO and cuda not in available and _both_wheels():
+        return [cpu], f"the GPU is not used: {_BOTH_WHEELS}"  # the default run had said nothing of it
     note = ""
     if trt in wanted and not tensorrt_libraries():
         wanted.remove(trt)

@@ -1,5 +1,6 @@
 """The GPU install gone wrong, on a machine without a GPU: onnxruntime-gpu without CUDA's libraries, and the CPU
-onnxruntime installed beside it."""
+onnxruntime installed beside it. Both ran on the CPU; the first printed onnxruntime's page of red errors at every
+start, the second (the default --provider auto) said nothing at all."""
 
 from __future__ import annotations
 
@@ -84,3 +85,31 @@ def test_edge_infer_on_a_gpu_wheel_without_cuda_says_why_in_one_line(tmp_path, g
         assert r.exit_code == 0, r.output
         warnings = [line for line in r.stderr.splitlines() if "WARNING" in line or "onnxruntime:" in line]
         assert len(warnings) == 1 and "libZ.so.6 is not installed" in warnings[0], r.stderr
+
+
+def both_wheels(monkeypatch: pytest.MonkeyPatch, *, gpu: bool) -> None:
+    from importlib import metadata
+
+    def version(name: str) -> str:
+        if name == "onnxruntime-gpu" and not gpu:
+            raise metadata.PackageNotFoundError(name)
+        return "1.32.0"
+
+    monkeypatch.setattr(metadata, "version", version)
+
+
+def test_the_default_run_names_the_cpu_wheel_beside_onnxruntime_gpu(monkeypatch, tmp_path, tiny_model):
+    """`pip install '.[station]'` after the GPU swap put the CPU onnxruntime back: edge-infer ran on the CPU and
+    said nothing, where --provider cuda named the cause and its remedy."""
+    import onnxruntime as ort
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [CPU])
+    both_wheels(monkeypatch, gpu=True)
+    chain, note = providers.provider_chain(Provider.AUTO)
+    assert chain == [CPU] and "the GPU is not used" in note and "both installed" in note
+    assert "pip uninstall -y onnxruntime onnxruntime-gpu" in note
+    write_parts(tmp_path / "parts", [10])
+    r = CliRunner().invoke(main, ["--model", str(tiny_model), "--source", str(tmp_path / "parts")])
+    assert r.exit_code == 0 and "WARNING: the GPU is not used: onnxruntime and onnxruntime-gpu" in r.stderr, r.stderr
+    both_wheels(monkeypatch, gpu=False)  # the CPU wheel alone: the usual CPU install, nothing to say
+    assert providers.provider_chain(Provider.AUTO) == ([CPU], "")

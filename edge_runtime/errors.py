@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 from enum import IntEnum
+from pathlib import Path
 
 
 class ExitCode(IntEnum):
@@ -226,6 +227,33 @@ def exit_if_missing(modules: tuple[str, ...], extra: str = "train") -> None:
         if not found:
             print(f"error: {module} is not installed; {install_hint(extra)}", file=sys.stderr)
             sys.exit(int(ExitCode.MISSING_EXTRA))
+
+
+SHIPPED_PACKAGES = ("edge_runtime", "train", "export", "benchmarks")
+
+
+def installed_copy_hint(path: str | Path) -> str:
+    """For a relative path that is not here but names a file shipped in defect-edge's packages: where this install
+    has it. The README's examples (``edge_runtime/samples``, ``train/default_model/best.pt``) are relative to a
+    checkout; typed elsewhere, after a pip install, they failed with no word of the installed copy.
+
+    >>> installed_copy_hint("no_such_folder")
+    ''
+    """
+    path = Path(path)
+    if path.is_absolute():  # a config made it absolute (train-model's --init): as typed in this folder
+        try:
+            path = path.relative_to(Path.cwd())
+        except (ValueError, OSError):  # elsewhere, or this folder is gone
+            return ""
+    if not path.parts or path.parts[0] not in SHIPPED_PACKAGES:
+        return ""
+    copy = Path(__file__).resolve().parent.parent / path
+    try:
+        shipped = copy.exists() and not path.exists()
+    except (OSError, ValueError):  # a name too long or not valid here: the caller's own error says so
+        return ""
+    return f" (the copy installed with defect-edge is {copy})" if shipped else ""
 
 
 def install_hint(extra: str) -> str:

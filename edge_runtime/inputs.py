@@ -27,7 +27,7 @@ import numpy as np
 
 from edge_runtime.capture import capture_factory, check_camera
 from edge_runtime.decoding import decode, read_bytes
-from edge_runtime.errors import NAME_TOO_LONG, DataError, printable, resource_error
+from edge_runtime.errors import NAME_TOO_LONG, DataError, installed_copy_hint, printable, resource_error
 from edge_runtime.items import Item, failure, frame_item, split_prepared, with_warning
 from edge_runtime.listing import Unreadable, list_entries, list_folder, match_glob
 from edge_runtime.outage import STEADY_AFTER
@@ -123,7 +123,7 @@ def _resolve_path(source: str) -> SourceSpec:
             passed = f" (hidden, passed over: {', '.join(hidden[:IGNORED_NAMED])})" if hidden else ""
             raise DataError(f"{source}: the pattern matches no image file{passed}")
         return _images(source, images, ignored, links)
-    hint = "; for a camera use --camera N" if source.isdigit() else ""
+    hint = "; for a camera use --camera N" if source.isdigit() else installed_copy_hint(source)
     raise DataError(f"{source}: no such file or folder{hint}")
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edge_runtime.errors import ModelError
+from edge_runtime.errors import ModelError, installed_copy_hint
 from edge_runtime.preprocess import PreprocessSpec
 from train.config import Arch
 from train.model import build_model
@@ -274,7 +274,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise ModelError(f"{path}: is a folder; pass the best.pt in it, written by train-model")
     if not path.is_file():  # a FIFO, a device or a socket exists, and had read "checkpoint not found"
         what = "not a regular file (a FIFO, device or socket)" if path.exists() else "checkpoint not found"
-        raise ModelError(f"{path}: {what}; pass the best.pt written by train-model")
+        raise ModelError(f"{path}: {what}; pass the best.pt written by train-model{installed_copy_hint(path)}")
     ckpt = _torch_load(path)
     if isinstance(ckpt, dict) and {"optimizer", "ema", "history"} <= ckpt.keys() and "format" not in ckpt:
         # train-model's last.pt: what --resume continues from, not a model (it said "retrain with train-model")

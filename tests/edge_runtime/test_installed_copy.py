@@ -1,0 +1,39 @@
+"""The README's paths into the package (edge_runtime/samples, train/default_model/best.pt) typed outside a checkout,
+as on an edge box after a pip install: the error named the path and nothing else; it now names the installed copy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import edge_runtime
+from edge_runtime.cli import main
+from edge_runtime.errors import ExitCode
+
+SAMPLES = Path(edge_runtime.__file__).resolve().parent / "samples"
+
+
+def test_the_bundled_samples_typed_elsewhere_name_the_installed_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["--source", "edge_runtime/samples/test"])
+    assert r.exit_code == ExitCode.BAD_DATA, r.output
+    line = r.stderr.strip().splitlines()[-1]
+    assert line == (
+        f"error: edge_runtime/samples/test: no such file or folder (the copy installed with defect-edge is "
+        f"{SAMPLES / 'test'})"
+    )
+    r = CliRunner().invoke(main, ["--source", str(SAMPLES / "test"), "--json"])  # the copy named works
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 5, r.output
+
+
+def test_other_missing_paths_get_no_such_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from edge_runtime.errors import installed_copy_hint
+
+    monkeypatch.chdir(tmp_path)
+    for path in ("parts", "edge_runtime/no_such_folder", "../edge_runtime/samples", "/edge_runtime/samples"):
+        assert installed_copy_hint(path) == "", path
+    (tmp_path / "edge_runtime" / "samples").mkdir(parents=True)  # a folder of that name here is the one meant
+    assert installed_copy_hint("edge_runtime/samples") == ""
+    assert installed_copy_hint(tmp_path / "train" / "default_model" / "best.pt").startswith(" (the copy installed")

@@ -223,7 +223,9 @@ def _run(opts: dict, *, debug: bool, stop: Any, summary: Any) -> int:
 
         if not debug:
             cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-        import onnxruntime  # noqa: F401 - imported here, where a signal cannot interrupt it
+        from edge_runtime.providers import onnxruntime_module
+
+        onnxruntime_module()  # imported here, where a signal cannot interrupt it
 
         from edge_runtime.clock import clock_warning
         from edge_runtime.errors import DataError

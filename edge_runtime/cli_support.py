@@ -19,11 +19,13 @@ import click
 
 from edge_runtime.address_space import limit_note
 from edge_runtime.errors import (
+    BASE_PACKAGE_FOR_MODULE,
     EXTRA_FOR_MODULE,
     NAME_TOO_LONG,
     DefectEdgeError,
     ExitCode,
     OutputError,
+    base_install_hint,
     install_hint,
     printable,
     resource_error,
@@ -338,12 +340,14 @@ def friendly_errors(func: F) -> F:
                 fail(f"{exc.for_cli().rstrip('.')} (see '{ctx.command_path} --help')", exc.exit_code)
             fail(exc.for_cli(), exc.exit_code)
         except ModuleNotFoundError as exc:
-            extra = EXTRA_FOR_MODULE.get((exc.name or "").split(".")[0])
-            if extra is None:
+            top = (exc.name or "").split(".")[0]
+            extra = EXTRA_FOR_MODULE.get(top)
+            if extra is None and top not in BASE_PACKAGE_FOR_MODULE:
                 raise
             if debug:
                 traceback.print_exc()
-            fail(f"{exc.name} is not installed; {install_hint(extra)}", ExitCode.MISSING_EXTRA)
+            fail(f"{exc.name} is not installed; {install_hint(extra)}" if extra else base_install_hint(top),
+                 ExitCode.MISSING_EXTRA)  # fmt: skip
         except KeyboardInterrupt:
             if debug:
                 traceback.print_exc()

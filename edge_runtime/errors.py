@@ -59,6 +59,23 @@ EXIT_CODES_HELP = exit_codes_help()  # edge-infer's: every code
 # A typed path the file system cannot hold (ENAMETOOLONG): the one wording for it
 NAME_TOO_LONG = "a name in this path is longer than the file system allows (255 bytes a name, 4096 the whole path)"
 EXTRA_FOR_MODULE = {"torch": "train", "onnx": "train"}
+# The base install's modules that a command imports after it has started (OpenCV and numpy load with edge_runtime
+# itself), and the package of each: gone (the GPU swap uninstalls onnxruntime before it installs onnxruntime-gpu),
+# they had ended the command in a 30-line traceback, exit 1.
+BASE_PACKAGE_FOR_MODULE = {"onnxruntime": "onnxruntime"}
+
+
+def base_install_hint(module: str) -> str:
+    """The remedy for a missing module of the base install.
+
+    >>> base_install_hint("onnxruntime").split(": ")[0]
+    'onnxruntime is not installed (onnxruntime, part of the base install)'
+    """
+    package = BASE_PACKAGE_FOR_MODULE[module]
+    remedy = f"pip install -c constraints.txt {package}"
+    if module == "onnxruntime":
+        remedy += ", or onnxruntime-gpu for the GPU (README, GPU)"
+    return f"{module} is not installed ({package}, part of the base install): {remedy}"
 
 
 def write_remedy(exc: OSError, otherwise: str) -> str:

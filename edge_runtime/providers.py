@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
+from types import ModuleType
 from typing import NoReturn
 
 from edge_runtime.errors import MissingExtraError, UsageError
@@ -57,10 +58,26 @@ def tensorrt_libraries() -> bool:
     return False
 
 
-def cuda_provider_library() -> Path:
-    """Where onnxruntime-gpu keeps its CUDA provider (the CPU wheel has no such file)."""
+EMPTIED = (
+    "onnxruntime is installed but its files are gone: onnxruntime and onnxruntime-gpu were installed side by side and "
+    "uninstalling one removed the module both provide; reinstall the one to keep: pip install --force-reinstall "
+    "--no-deps -c constraints.txt onnxruntime-gpu (or onnxruntime)"
+)
+
+
+def onnxruntime_module() -> ModuleType:
+    """onnxruntime, or a :class:`MissingExtraError` (exit 8) where only its leftovers are there. A missing module
+    raises ModuleNotFoundError, which the commands turn into one line naming the package."""
     import onnxruntime as ort
 
+    if getattr(ort, "__file__", None) is None:  # a namespace package made of what pip left (capi/): it had ended
+        raise MissingExtraError(EMPTIED)  # in "unexpected AttributeError ... report it", exit 1
+    return ort
+
+
+def cuda_provider_library() -> Path:
+    """Where onnxruntime-gpu keeps its CUDA provider (the CPU wheel has no such file)."""
+    ort = onnxruntime_module()
     return Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
 
 
@@ -115,9 +132,7 @@ def _missing(provider: Provider, available: list[str]) -> NoReturn:
 def provider_chain(provider: Provider) -> tuple[list[str], str]:
     """The onnxruntime providers to ask for, best first (CPU always last, so a session can be made), and a note
     for the user when the chain is not what was asked for."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
+    available = onnxruntime_module().get_available_providers()
     trt, cuda, cpu = (ORT_PROVIDER[p] for p in (Provider.TENSORRT, Provider.CUDA, Provider.CPU))
     if provider is Provider.CPU:
         return [cpu], ""

@@ -212,14 +212,16 @@ def process(
             runner.out.begin()
             preds = predict_items(model, batch, with_map=cfg.heatmap)
             records = [record_for(it, p) for it, p in zip(batch, preds, strict=True)]
-            if listener is not None:
-                with runner.stop.atomic():
+            # The log takes the whole batch: a stop mid-batch lets the rest of its records out too (the log held
+            # 16 items, the summary, --output and --save 9)
+            with runner.stop.atomic(stall_s=STALL_S):
+                if listener is not None:
                     listener.on_records(records, batch)
-            for item, pred, rec in zip(batch, preds, records, strict=True):
-                if not runner.emit(item, pred, rec):
-                    if runner.summary.max_frames_reached is not None and _ended(spec, items, runner.summary.items):
-                        runner.summary.max_frames_reached = None  # it held exactly N: none was left uninspected
-                    return
+                going = _emit_batch(runner, batch, preds, records)
+            if not going:
+                if runner.summary.max_frames_reached is not None and _ended(spec, items, runner.summary.items):
+                    runner.summary.max_frames_reached = None  # it held exactly N: none was left uninspected
+                return
             if rt is not None and (why := rt.tick()):
                 runner.summary.priority_dropped = why
                 if log is not None:
@@ -243,6 +245,17 @@ def process(
             reader.stop()
             runner.summary.dropped_frames, runner.summary.reconnects = reader.dropped, reader.reconnects
             runner.summary.source_error = runner.summary.source_error or reader.down
+
+
+def _emit_batch(runner: Runner, batch: list[Item], preds: list[Prediction | None], records: list[dict]) -> bool:
+    """Each record of a judged batch out; False when the run should stop. After a stop signal the batch's other
+    records still go out; after the window's q or the last of --max-frames, none."""
+    going = True
+    for item, pred, rec in zip(batch, preds, records, strict=True):
+        if not going and not runner.stop.requested:
+            break
+        going = runner.emit(item, pred, rec) and going
+    return going
 
 
 def _ended(spec: SourceSpec, items: Iterator[Item], taken: int) -> bool:

@@ -503,3 +503,37 @@ def test_a_stop_ends_a_run_whose_stdout_reader_stalled(tmp_path):
         proc.kill()
     assert proc.returncode == ExitCode.INTERRUPTED and time.monotonic() - sent < 15
     assert json.loads(summary.read_text())["items"] == len(out.read_bytes().splitlines()) < 600
+
+
+def test_a_stop_after_a_batch_went_to_the_log_lets_all_of_its_records_out(tmp_path):
+    """A stop signal that came while a batch of verdicts went to the station log ended the run there: the log held
+    the batch's 8 items, the summary and --output none of them (16 against 9 in a live run). The batch's records
+    now all go out, and the run ends interrupted."""
+    from edge_runtime.infer import InferConfig, run_inference
+
+    class StoppedWhileLogging:
+        def __init__(self) -> None:
+            self.logged = 0
+
+        def on_start(self, model, spec) -> None:  # noqa: ANN001
+            pass
+
+        def on_event(self, message: str) -> None:
+            pass
+
+        def on_records(self, records, batch) -> None:  # noqa: ANN001
+            self.logged += len(records)
+            if self.logged == len(records):
+                os.kill(os.getpid(), signal.SIGTERM)  # as a station's SIGTERM would, while the log writes
+
+        def on_close(self, summary) -> None:  # noqa: ANN001
+            pass
+
+    write_parts(tmp_path / "parts", [10, 220] * 10)
+    listener = StoppedWhileLogging()
+    cfg = InferConfig(source=str(tmp_path / "parts"), model=MODELS / "tiny.onnx", quiet=True, batch_size=8,
+                      workers=1, output=tmp_path / "o.jsonl", listener=listener)  # fmt: skip
+    summary, code = run_inference(cfg, log=lambda m: None)
+    written = (tmp_path / "o.jsonl").read_text().splitlines()
+    assert code == ExitCode.INTERRUPTED and summary.interrupted
+    assert listener.logged == 8 and summary.items == 8 and len(written) == 8, (listener.logged, summary.items)

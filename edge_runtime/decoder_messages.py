@@ -135,8 +135,22 @@ def python_stderr_aside() -> None:
 _capture = _StderrCapture()
 
 
-def imdecode_checked(buf: np.ndarray, flags: int = cv2.IMREAD_GRAYSCALE) -> tuple[np.ndarray | None, list[str]]:
-    """``cv2.imdecode`` (to gray by default), plus the decoder messages that belong to this image."""
+def imdecode_checked(
+    buf: np.ndarray, flags: int = cv2.IMREAD_GRAYSCALE, *, logged: bool = False
+) -> tuple[np.ndarray | None, list[str]]:
+    """``cv2.imdecode`` (to gray by default), plus the decoder messages that belong to this image.
+
+    ``logged``: the decoder reports damage only through OpenCV's log (libtiff), which edge-infer silences without
+    --debug: there, a TIFF whose strips were damaged was judged without a warning, and with --debug failed the
+    gate. Such a decode runs alone with the log at its warning level, so that its messages are the image's."""
+    if logged and cv2.utils.logging.getLogLevel() < cv2.utils.logging.LOG_LEVEL_WARNING:
+        with _capture.window(exclusive=True) as (messages, _):
+            level = cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_WARNING)
+            try:
+                image = cv2.imdecode(buf, flags)
+            finally:
+                cv2.utils.logging.setLogLevel(level)
+        return image, messages
     with _capture.window() as (messages, overlapped):
         image = cv2.imdecode(buf, flags)
     if messages and overlapped[0]:  # maybe another image's: decode again, alone

@@ -249,9 +249,10 @@ def _pixels(data: bytes, buf: np.ndarray, *, colour: bool) -> tuple[np.ndarray |
     # ANYDEPTH: a 16-bit or float image keeps its depth, for to_uint8_gray to scale by its own bits (OpenCV's
     # 8-bit gray shifts 16 bits right by 8, so 12-bit camera data came out near black; float TIFF failed)
     flags = cv2.IMREAD_COLOR if colour else _gray_flags(data)
-    image, messages = imdecode_checked(buf, flags)
-    if image is None and not colour and data[:4] in TIFF_MAGIC:  # a colour float TIFF: OpenCV cannot make it
-        image, messages = imdecode_checked(buf, cv2.IMREAD_UNCHANGED)  # gray in the same read ("not readable")
+    tiff = data[:4] in TIFF_MAGIC  # libtiff tells damage only through OpenCV's log
+    image, messages = imdecode_checked(buf, flags, logged=tiff)
+    if image is None and not colour and tiff:  # a colour float TIFF: OpenCV cannot make it
+        image, messages = imdecode_checked(buf, cv2.IMREAD_UNCHANGED, logged=True)  # gray in the same read
     if image is None and data[:2] == b"\xff\xd8" and not _has_end_marker(data):
         # appended as it is, nothing stripped: trailing bytes that look like padding may be the scan's last ones
         image, messages = imdecode_checked(np.frombuffer(data + b"\xff\xd9", np.uint8), flags)

@@ -171,3 +171,19 @@ def test_a_tiff_with_a_tag_libtiff_does_not_know_is_not_called_damaged(tmp_path,
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an ImageWarning fails the test
         assert read_image(path).mean() == 10
+
+
+def test_a_tiff_with_damaged_strips_gets_a_warning_without_debug_too(tmp_path, tiny_model):
+    """libtiff reports a damaged strip ("LZWDecode: Not enough data at scanline 0") only through OpenCV's log,
+    which edge-infer silences without --debug: the damaged picture was judged "ok" in silence and the gate passed,
+    while the same run with --debug warned and failed it."""
+    picture = np.random.default_rng(0).integers(0, 40, (96, 96), dtype=np.uint8)
+    data = bytearray(cv2.imencode(".tif", picture)[1].tobytes())
+    data[len(data) // 3 : len(data) // 3 + 40] = bytes(40)  # a run of strip bytes lost (a copy, a flash card)
+    path = tmp_path / "part.tif"
+    path.write_bytes(bytes(data))
+    for debug in ([], ["--debug"]):
+        result = invoke(["--model", str(tiny_model), "--source", str(path), "--fail-on-defect", *debug])
+        (rec,) = check(result, ExitCode.DEFECT_FOUND, error_lines=0)
+        assert rec["label"] == "ok" and "decoder reported damage" in rec["warning"], rec
+        assert "LZWDecode: Not enough data" in rec["warning"], rec

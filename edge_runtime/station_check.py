@@ -227,8 +227,8 @@ def report(per_item: Sequence[list[str]], prof: StationProfile, *, unreadable: S
     lines += unreadable_lines(unreadable)
     alike, bad, files = looks_alike(per_item, len(unreadable))
     if not alike:
-        lines.append(f"  -> do not trust these verdicts yet ({bad} of {files} files flagged or unreadable, over the "
-                     f"{UNTRUSTED_SHARE:.0%} limit): {what_to_do(per_item, unreadable)}")  # fmt: skip
+        lines.append(f"  -> do not trust these verdicts yet ({bad} of {plural(files, 'file')} flagged or unreadable, "
+                     f"over the {UNTRUSTED_SHARE:.0%} limit): {what_to_do(per_item, unreadable)}")  # fmt: skip
         if any(per_item):  # the report counts; which files, and each one's figures, a run's records give
             lines.append(
                 "  (which files, with their figures: edge-infer --source DIR --json, the unlike_training field)"

@@ -98,6 +98,13 @@ def _pct(part: int, whole: int) -> str:
     return share_text(part, whole)
 
 
+def _count_column(n: int, word: str, width: int) -> str:
+    """``plural`` with its count right-aligned in ``width`` and its word padded: an hour of one item read "1 items",
+    and the hour lines must still line up as columns."""
+    count, _, unit = plural(n, word).partition(" ")
+    return f"{count:>{width}} {unit:<{len(word) + 1}}"
+
+
 def summary_text(db: Path, s: dict[str, Any]) -> str:
     lat = (
         "n/a" if s["latency_ms_p50"] is None else f"p50 {s['latency_ms_p50']:.3f} ms, p99 {s['latency_ms_p99']:.3f} ms"
@@ -114,14 +121,14 @@ def summary_text(db: Path, s: dict[str, Any]) -> str:
         "defect rate per hour (UTC):",
     ]
     lines += [
-        f"  {b['start'][:13]}h  {b['items']:>8} items  {b['defective']:>6} defective  "
+        f"  {b['start'][:13]}h  {_count_column(b['items'], 'item', 8)}  {b['defective']:>6} defective  "
         f"{_pct(b['defective'], b['items'] - b['errors']):>6}"
         for b in s["per_hour"]
     ] or ["  (none)"]
     lines.append("models seen:")
     lines += [  # escaped as the first line: a newline in a model's file name split its line in two
         printable(f"  {m['model_version'][:16]}  {Path(m['model_file']).name}  {m['precision']}  "
-                  f"{','.join(m['providers'])}  {m['items']} items  {m['first']} .. {m['last']}")
+                  f"{','.join(m['providers'])}  {plural(m['items'], 'item')}  {m['first']} .. {m['last']}")
         for m in s["models"]
     ] or ["  (none)"]  # fmt: skip
     return "\n".join(lines)

@@ -187,6 +187,13 @@ def test_the_check_station_report_never_rounds_all_but_one_to_100_or_one_to_0():
     assert "2001 images, 1 (<0.1%) unlike" in text
 
 
+def test_the_check_station_report_of_one_flagged_image_says_1_file():
+    """--check-station on one image unlike training said "(1 of 1 files flagged or unreadable ...)"."""
+    prof = profile([{"background": 150.0}, {"background": 190.0}])
+    text = "\n".join(report([reasons({"background": 235.0}, prof)], prof))
+    assert "(1 of 1 file flagged or unreadable" in text and "1 files" not in text
+
+
 SAMPLES = Path(__file__).resolve().parents[2] / "edge_runtime/samples/test"
 
 

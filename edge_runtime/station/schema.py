@@ -346,6 +346,12 @@ def snapshot(con: sqlite3.Connection) -> Iterator[None]:
 
 
 def check_version(path: Path | str, version: int, *, writable: bool) -> None:
+    if version < 0:  # no defect-edge writes one: edge-log advised a migration, which cannot start from it
+        if writable:
+            raise OutputError(f"{path}: not an inspection log this defect-edge can use (schema {version}, which no "
+                              "defect-edge writes); use another --log")  # fmt: skip
+        raise DataError(f"{path}: not an inspection log this defect-edge can read (schema {version}, which no "
+                        "defect-edge writes); pass the file that edge-infer --log wrote")  # fmt: skip
     if version > SCHEMA_VERSION:
         error = OutputError if writable else DataError  # read (edge-log), the log is the input: bad data, exit 3
         raise error(

@@ -274,12 +274,26 @@ def installed_copy_hint(path: str | Path) -> str:
 
 
 def install_hint(extra: str) -> str:
-    """How to add an extra: from the checkout (defect-edge is not on PyPI, so ``defect-edge[x]`` finds nothing).
+    """How to add an extra: from the checkout, or, installed from a wheel, from that wheel (defect-edge is not on
+    PyPI, so ``defect-edge[x]`` finds nothing; an edge box with the wheel alone had no checkout to run ``'.[x]'`` in).
 
     >>> install_hint("station")
     "install the extra in the defect-edge checkout with: pip install -c constraints.txt '.[station]'"
     """
-    return f"install the extra in the defect-edge checkout with: pip install -c constraints.txt '.[{extra}]'"
+    if _in_checkout():
+        return f"install the extra in the defect-edge checkout with: pip install -c constraints.txt '.[{extra}]'"
+    from edge_runtime import __version__
+
+    return (f"install the extra from the wheel defect-edge was installed from: pip install -c constraints.txt "
+            f"'defect_edge-{__version__}-py3-none-any.whl[{extra}]' (in a checkout: '.[{extra}]')")  # fmt: skip
+
+
+def _in_checkout() -> bool:
+    """Whether these packages run from defect-edge's checkout (an editable install): its pyproject.toml beside them."""
+    try:
+        return 'name = "defect-edge"' in (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    except (OSError, UnicodeDecodeError):  # none there: a wheel's copy in site-packages
+        return False
 
 
 class UsageError(DefectEdgeError):

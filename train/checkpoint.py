@@ -249,13 +249,14 @@ def _torch_load(path: Path) -> Any:
         # re-download it": advice for a damaged file, to a user who could not read it, or whose copy had stopped
         if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM):
             raise ModelError(f"{path}: cannot be read ({exc.strerror}); check its permissions") from exc
-        if _is_onnx(path):  # "UnpicklingError; retrain or re-download it", for a model exported already
-            raise ModelError(f"{path}: is an exported ONNX model, not a checkpoint; pass the best.pt written by "
-                             "train-model (edge-infer --model runs the ONNX file)") from exc  # fmt: skip
+        # emptiness first: an empty file named .onnx was "an exported ONNX model", which it is not (yet)
         with contextlib.suppress(OSError):
             if path.stat().st_size == 0:
                 raise ModelError(f"{path}: is empty (0 bytes): a copy or download that did not finish; copy it "
                                  "again, or retrain") from exc  # fmt: skip
+        if _is_onnx(path):  # "UnpicklingError; retrain or re-download it", for a model exported already
+            raise ModelError(f"{path}: is an exported ONNX model, not a checkpoint; pass the best.pt written by "
+                             "train-model (edge-infer --model runs the ONNX file)") from exc  # fmt: skip
         raise ModelError(
             f"{path}: not a readable defect-edge checkpoint ({type(exc).__name__}); retrain or re-download it"
         ) from exc

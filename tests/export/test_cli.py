@@ -140,6 +140,14 @@ def test_an_exported_model_passed_as_the_checkpoint_is_named_as_such(tmp_path: P
         assert_one_line_error(r, ExitCode.BAD_MODEL, "is an exported ONNX model, not a checkpoint; pass the best.pt")
 
 
+def test_an_empty_file_named_onnx_is_named_as_empty(tmp_path: Path):
+    """`export-onnx empty.onnx` (a copy that never finished) said "is an exported ONNX model, not a checkpoint"."""
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    r = export_cli(tmp_path / "empty.onnx", "--out", tmp_path / "m.onnx")
+    assert_one_line_error(r, ExitCode.BAD_MODEL, "empty.onnx: is empty (0 bytes)", "copy it again")
+    assert "exported ONNX model" not in r.output
+
+
 def test_an_empty_checkpoint_or_out_is_named_as_empty(tiny_run: Path):
     """`export-onnx "$CKPT" --out "$OUT"` with the variables unset: ".: is a folder", exit 4 or 7."""
     for args in (["", "--out", "m.onnx"], [str(tiny_run), "--out", ""]):

@@ -219,10 +219,7 @@ class StationServer:
         if self.process is None:
             return
         self.process.join(wait_s)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(2.0)
-        if self.process.is_alive():
+        if self.process.is_alive():  # SIGKILL: the view ignores SIGTERM, which a stop of the whole group sends it
             self.process.kill()
             self.process.join(2.0)
 

@@ -86,7 +86,11 @@ def start_uvicorn(live: LiveState, sock: socket.socket, cfg: ViewConfig) -> tupl
 def serve_view(sock: socket.socket, feed: Any, ready: Any, wanted: Any, cfg: ViewConfig) -> None:
     """The view process's main: report ``("ready", None)`` or ``("failed", reason)`` on ``ready``, then apply
     the feed's messages until its pipe closes."""
+    # The run owns the stop: a Ctrl-C or a SIGTERM sent to the whole process group (systemd's stop, the station
+    # demo's) reaches this process too, and killed by it, the view lost the run's end and the run printed "the live
+    # view stopped" after its summary. The run ends this process by closing the pipe (then SIGKILL if it hangs).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(cfg.nice)
     try:

@@ -38,6 +38,28 @@ RECORD_KEYS = (
 )  # fmt: skip
 
 
+def utf8_names(value: Any) -> Any:
+    r"""``value`` (a record, or any of its strings, lists and dicts) with file names as a UTF-8 locale decodes them.
+
+    Under a locale whose file names decode as ASCII (``LC_ALL=C`` with ``PYTHONUTF8=0``), a name's UTF-8 bytes
+    came out as surrogate escapes, ``pi\udcc3\udca8ces`` for ``pièces``, which strict JSON parsers reject. Only
+    bytes that are not UTF-8 stay escaped (``\udcff``), as in a UTF-8 locale: ``os.fsencode`` gives them back.
+
+    >>> utf8_names({"source": "pi\udcc3\udca8ces/\udcff.png", "frame": None})
+    {'source': 'pièces/\udcff.png', 'frame': None}
+    """
+    if isinstance(value, str):
+        try:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate that no file name decodes to: left as it is
+            return value
+    if isinstance(value, (list, tuple)):
+        return [utf8_names(v) for v in value]
+    if isinstance(value, dict):
+        return {k: utf8_names(v) for k, v in value.items()}
+    return value
+
+
 def csv_cell(value: Any) -> Any:
     """A CSV cell: empty for None; a list (the station check's reasons, a box) joined by "; ", as edge-log's CSV
     has them (it was Python's ``['no part found ...']``, quotes and brackets included).
@@ -127,7 +149,7 @@ class JsonLinesSink:
         return line.encode("utf-8", "backslashreplace").decode("utf-8")
 
     def write(self, rec: dict[str, Any]) -> None:
-        text = self.human_line(rec) if self.human else json.dumps(rec, allow_nan=False)
+        text = self.human_line(rec) if self.human else json.dumps(utf8_names(rec), allow_nan=False)
         try:
             if self.file is not None:
                 encoding = getattr(self.stream, "encoding", None) or "utf-8"
@@ -260,7 +282,7 @@ class FileSink:
     def encode(self, rec: dict[str, Any]) -> bytes:
         if self.csv_format:
             return self._csv_row([csv_cell(rec.get(k)) for k in RECORD_KEYS])
-        return (json.dumps(rec, allow_nan=False) + "\n").encode("ascii")
+        return (json.dumps(utf8_names(rec), allow_nan=False) + "\n").encode("ascii")
 
     def _write(self, data: bytes, *, restore: bytes = b"") -> None:
         start = 0

@@ -113,9 +113,10 @@ def write_summary(path: Path | None, summary: Summary) -> None:
         return
     from edge_runtime.atomic import atomic_write_text
     from edge_runtime.output_checks import check_summary_replaceable
+    from edge_runtime.outputs import utf8_names
 
     check_summary_replaceable(Path(os.path.realpath(path)))  # a run, or a station's --log, begun since the start
     try:
-        atomic_write_text(path, json.dumps(summary.to_dict(), indent=2) + "\n")
+        atomic_write_text(path, json.dumps(utf8_names(summary.to_dict()), indent=2) + "\n")
     except OSError as exc:
         raise OutputError(f"{path}: cannot write the summary ({exc.strerror or exc})") from exc

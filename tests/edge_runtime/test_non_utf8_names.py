@@ -73,3 +73,25 @@ def test_a_name_that_is_not_utf8_reaches_the_inspection_log(tmp_path: Path):
     assert out.returncode == 0, out.stderr
     assert sorted(json.loads(line)["source"].rsplit("/", 1)[1] for line in out.stdout.splitlines()) == [
         "caf\\xe9.png", "part_00.png"]  # fmt: skip
+
+
+def test_json_names_are_utf8_characters_whatever_the_locale(tmp_path: Path):
+    """Under LC_ALL=C with Python's UTF-8 mode and locale coercion off, a folder named "pièces" came out in the JSON
+    as "pi\\udcc3\\udca8ces" (lone surrogates, which strict JSON parsers reject), while the CSV held "pièces". The
+    JSON now says what a UTF-8 locale says: the characters, and only bytes that are not UTF-8 escaped."""
+    folder = bytes_path(tmp_path, b"pi\xc3\xa8ces")
+    write_parts(folder, [10])
+    (folder / "part_00.png").rename(bytes_path(folder, b"part\xff.png"))
+    write_parts(folder, [220])
+    env = {**os.environ, "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "LC_ALL": "C"}
+    out = tmp_path / "v.jsonl"
+    cmd = [sys.executable, "-m", "edge_runtime.cli", "--model", str(MODELS / "tiny.onnx"), "--json"]
+    args = ["--source", folder, "--output", out, "--summary", tmp_path / "s.json"]
+    r = subprocess.run([*cmd, *args], cwd=REPO, capture_output=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-800:]
+    for text in (r.stdout.decode("ascii"), out.read_text("ascii")):
+        sources = sorted(json.loads(line)["source"] for line in text.splitlines())
+        assert sources[0].endswith("/pièces/part_00.png") and "\udcc3" not in sources[0]
+        assert sources[0].encode("utf-8")  # a strict encoder takes it: no lone surrogate left
+        assert os.fsencode(sources[1]).endswith(b"/pi\xc3\xa8ces/part\xff.png")  # as the README has it
+    assert json.loads((tmp_path / "s.json").read_text("ascii"))["source"].endswith("/pièces")

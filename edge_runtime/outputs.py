@@ -49,6 +49,8 @@ def utf8_names(value: Any) -> Any:
     {'source': 'pièces/\udcff.png', 'frame': None}
     """
     if isinstance(value, str):
+        if value.isascii():  # nearly every string of every record: nothing to decode
+            return value
         try:
             return value.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
         except UnicodeEncodeError:  # a lone surrogate that no file name decodes to: left as it is

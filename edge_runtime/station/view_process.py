@@ -20,6 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.station.connections import (
+    HEAD_TIMEOUT_S,
+    guarded_protocol,
+    quiet_accept_errors,
+    raise_fd_limit,
+)
 from edge_runtime.station.feed import Kind
 from edge_runtime.station.live import LiveState
 
@@ -36,6 +42,7 @@ class ViewConfig:
     nice: int = 10
     parent_pid: int = 0
     start_timeout_s: float = 10.0
+    head_timeout_s: float = HEAD_TIMEOUT_S  # a request's head not complete by then: the connection is closed
 
 
 def apply(live: LiveState, message: tuple) -> None:
@@ -67,7 +74,10 @@ def start_uvicorn(live: LiveState, sock: socket.socket, cfg: ViewConfig) -> tupl
 
     closing = threading.Event()
     app = TokenGate(build_app(live, log_path=cfg.log_path, closing=closing), cfg.token)
-    config = uvicorn.Config(app, log_level="error", access_log=False, lifespan="off", timeout_graceful_shutdown=2)
+    protocol = guarded_protocol(head_timeout_s=cfg.head_timeout_s)
+    config = uvicorn.Config(
+        app, http=protocol, log_level="error", access_log=False, lifespan="off", timeout_graceful_shutdown=2
+    )
     server = uvicorn.Server(config)
     logging.getLogger("uvicorn.error").addFilter(_quiet_stream_end)
 
@@ -93,6 +103,8 @@ def serve_view(sock: socket.socket, feed: Any, ready: Any, wanted: Any, cfg: Vie
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(cfg.nice)
+    raise_fd_limit()  # each client holds a file descriptor: under systemd's 1024, 1000 idle clients shut the page
+    quiet_accept_errors()
     try:
         live = LiveState(station=cfg.station, max_fps=cfg.max_fps, keep_pictures=cfg.keep_pictures, wanted=wanted)
         server, thread, closing = start_uvicorn(live, sock, cfg)

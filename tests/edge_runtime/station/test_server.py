@@ -8,6 +8,7 @@ import json
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,6 +88,17 @@ def test_thumbnails_by_id_only(served):
     assert get(url + "thumb/2.jpg")[0] == 404  # an OK item keeps no image
     assert get(url + "thumb/..%2F..%2Fetc%2Fpasswd")[0] == 404
     assert get(url + "static/..%2Fserver.py")[0] == 404
+
+
+def test_a_thumbnail_id_too_long_to_be_a_record_is_a_404_not_a_traceback(served, capfd):
+    """/thumb/<5000 digits>.jpg was a 500, and each such request wrote a 40-line traceback to the station's stderr
+    (Python refuses to convert so many digits to an int)."""
+    url, _ = served
+    for item in ("9" * 5000, "9" * 30, "\u0661"):  # the last: an Arabic-Indic digit one, which isdigit() accepts
+        code, _, body = get(url + f"thumb/{urllib.parse.quote(item)}.jpg")
+        assert code == 404 and "no such item" in json.loads(body)["error"], item
+    assert get(url + "thumb/1.jpg")[0] == 200
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_stream_sends_jpeg_frames(served):

@@ -26,6 +26,7 @@ from train.model import build_model
 
 CHECKPOINT_FORMAT = 1
 HASH_KEY = "sha256"  # content hash of everything else in a model checkpoint, checked before export
+CUT_SHORT = "cut short ({} bytes, its end missing: a copy or download that did not finish, or a full disk)"
 
 
 @dataclass
@@ -257,9 +258,27 @@ def _torch_load(path: Path) -> Any:
         if _is_onnx(path):  # "UnpicklingError; retrain or re-download it", for a model exported already
             raise ModelError(f"{path}: is an exported ONNX model, not a checkpoint; pass the best.pt written by "
                              "train-model (edge-infer --model runs the ONNX file)") from exc  # fmt: skip
+        size = cut_short_size(path)
+        if size is not None:  # it said "not a readable defect-edge checkpoint (RuntimeError)", of a copy cut off
+            raise ModelError(f"{path}: {CUT_SHORT.format(size)}; copy it again from where it was made, or "
+                             "retrain") from exc  # fmt: skip
         raise ModelError(
             f"{path}: not a readable defect-edge checkpoint ({type(exc).__name__}); retrain or re-download it"
         ) from exc
+
+
+def cut_short_size(path: Path) -> int | None:
+    """The size of ``path`` when it is a checkpoint cut short, None for any other file. torch writes a zip: a copy
+    interrupted or made onto a full disk keeps the zip's first bytes and loses the directory that closes it."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"PK\x03\x04" or zipfile.is_zipfile(f):
+                return None
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def load_checkpoint(path: Path) -> Checkpoint:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from edge_runtime.errors import DataError, ModelError, OutputError, UsageError
-from train.checkpoint import weights_digest
+from train.checkpoint import CUT_SHORT, cut_short_size, load_checkpoint, weights_digest
 from train.config import Arch, TrainConfig
 from train.data import resolve_classes
 from train.model import ARCHS
@@ -162,10 +162,9 @@ def _read_state(run_dir: Path) -> dict[str, Any]:
     try:
         st = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise ModelError(
-            f"{path}: cannot read resume state ({type(exc).__name__}); restore the run's own last.pt, or choose "
-            "another --out to train anew"
-        ) from exc
+        size = cut_short_size(path)
+        what = CUT_SHORT.format(size) if size is not None else f"cannot read resume state ({type(exc).__name__})"
+        raise ModelError(f"{path}: {what}, so the run cannot go on from it; {_fall_back(run_dir)}") from exc
     missing = [k for k in RESUME_KEYS if not isinstance(st, dict) or k not in st]
     if missing:
         raise ModelError(
@@ -173,6 +172,16 @@ def _read_state(run_dir: Path) -> dict[str, Any]:
             "the run's own last.pt"
         )
     return st
+
+
+def _fall_back(run_dir: Path) -> str:
+    """What to do when the run's last.pt cannot be read: its best.pt, where intact, is the model trained so far."""
+    best = run_dir / "best.pt"
+    with contextlib.suppress(ModelError, OSError):
+        epoch = load_checkpoint(best).epoch
+        return (f"{best} (epoch {epoch}) is intact: export it, or train on from its weights in a new run with "
+                f"--init {best} --out NEW; or restore the run's own last.pt")  # fmt: skip
+    return "restore the run's own last.pt, or train anew in another --out"
 
 
 def _check_best_beside(run_dir: Path, st: dict[str, Any]) -> None:
@@ -187,8 +196,13 @@ def _check_best_beside(run_dir: Path, st: dict[str, Any]) -> None:
                           "the run's own best.pt, or train anew in another --out")  # fmt: skip
     try:
         ckpt = torch.load(best, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - a damaged best.pt is replaced by the next better epoch, as before
-        return
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        # it trained every epoch, then the report could not read best.pt (exit 4), and so did every --resume after
+        size = cut_short_size(best)
+        what = CUT_SHORT.format(size) if size is not None else f"not readable ({type(exc).__name__})"
+        raise ModelError(f"{best}: {what}: the run's best epoch so far ({st['best_epoch']}) is lost with it and "
+                         "the run cannot finish; restore the run's own best.pt, or train anew in another --out"
+                         ) from exc  # fmt: skip
     if not isinstance(ckpt, dict):
         return
     theirs = (ckpt.get("data_fingerprint"), ckpt.get("epoch"))

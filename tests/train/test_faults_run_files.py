@@ -1,0 +1,73 @@
+"""train-model faults of the run's own files: checkpoints cut short (a copy interrupted, a full disk) and what a
+SIGKILL leaves in --out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edge_runtime.errors import ExitCode, ModelError
+from train.checkpoint import load_checkpoint
+from train.cli import main
+
+TINY = ["--quiet", "--img-size", "32", "--batch-size", "16", "--loc-head-epochs", "0"]
+
+
+def run(*args: object):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def last_line(r) -> str:
+    return r.output.strip().splitlines()[-1]
+
+
+def cut_in_half(path: Path, to: Path | None = None) -> int:
+    data = path.read_bytes()
+    (to or path).write_bytes(data[: len(data) // 2])
+    return len(data) // 2
+
+
+@pytest.fixture
+def one_epoch(tmp_path: Path, synthetic_data: Path) -> Path:
+    out = tmp_path / "run"
+    r = run("--data", synthetic_data, "--out", out, "--epochs", "1", *TINY)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_a_checkpoint_cut_short_is_named_so_with_its_size(one_epoch: Path, synthetic_data: Path, tmp_path: Path):
+    """`head -c 50% best.pt` given to --init or export: "not a readable defect-edge checkpoint (RuntimeError); retrain
+    or re-download it", which did not say that the file was only half there."""
+    half = tmp_path / "half.pt"
+    size = cut_in_half(one_epoch / "best.pt", half)
+    with pytest.raises(ModelError, match=rf"half.pt: cut short \({size} bytes, its end missing.*copy it again"):
+        load_checkpoint(half)
+    r = run("--data", synthetic_data, "--out", tmp_path / "new", "--epochs", "1", *TINY, "--init", half)
+    assert r.exit_code == ExitCode.BAD_MODEL, r.output
+    assert f"half.pt: cut short ({size} bytes" in last_line(r) and "decoded" not in r.output
+
+
+def test_resume_from_a_last_pt_cut_short_names_the_intact_best_pt(one_epoch: Path, synthetic_data: Path):
+    """It said "cannot read resume state (RuntimeError); restore the run's own last.pt", not that the model trained so
+    far was still there in best.pt, nor how to go on from it."""
+    size = cut_in_half(one_epoch / "last.pt")
+    r = run("--data", synthetic_data, "--out", one_epoch, "--epochs", "2", *TINY, "--resume")
+    assert r.exit_code == ExitCode.BAD_MODEL, r.output
+    best = one_epoch / "best.pt"
+    assert last_line(r) == (
+        f"error: {one_epoch / 'last.pt'}: cut short ({size} bytes, its end missing: a copy or download that did not "
+        f"finish, or a full disk), so the run cannot go on from it; {best} (epoch 1) is intact: export it, or train "
+        f"on from its weights in a new run with --init {best} --out NEW; or restore the run's own last.pt"
+    )
+
+
+def test_resume_with_a_best_pt_cut_short_is_refused_before_training(one_epoch: Path, synthetic_data: Path):
+    """It trained every epoch left, then failed on best.pt (exit 4) at the report, and so did every --resume after:
+    the run could never finish."""
+    size = cut_in_half(one_epoch / "best.pt")
+    r = run("--data", synthetic_data, "--out", one_epoch, "--epochs", "2", *TINY, "--resume")
+    assert r.exit_code == ExitCode.BAD_MODEL, r.output
+    assert f"best.pt: cut short ({size} bytes" in last_line(r) and "best epoch so far (1) is lost" in last_line(r)
+    assert "decoded" not in r.output and "epoch   2/2" not in r.output

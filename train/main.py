@@ -366,7 +366,10 @@ def _train(
     cfg: TrainConfig, ds: Dataset, spec: PreprocessSpec, trainer: Trainer, log: Log, progress_factory: Callable | None
 ) -> dict[str, Any]:
     """The epochs still to train, then the report and the localisation head."""
+    from train.run_dir import remove_stale_temp_files  # (here: main.py's imports are at its size limit)
+
     run_dir = trainer.run_dir
+    remove_stale_temp_files(run_dir, log)  # the run goes ahead: what a killed run left is nobody's now
     _augment_preview(run_dir, ds, cfg.seed)  # after resume(): a refused resume leaves the other run's files alone
     flops = count_flops(trainer.model, (spec.channels, spec.size, spec.size))
     log(

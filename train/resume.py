@@ -21,10 +21,18 @@ from typing import Any
 import torch
 
 from edge_runtime.errors import DataError, ModelError, OutputError, UsageError
-from train.checkpoint import CUT_SHORT, cut_short_size, load_checkpoint, weights_digest
+from train.checkpoint import (
+    CUT_SHORT,
+    HASH_KEY,
+    checkpoint_digest,
+    cut_short_size,
+    load_checkpoint,
+    weights_digest,
+)
 from train.config import Arch, TrainConfig
 from train.data import resolve_classes
 from train.model import ARCHS
+from train.run_dir import stale_temp_files
 
 # What Trainer.state() writes to last.pt; a file without them (a best.pt copied over it) is refused, not a KeyError.
 # "torch_rng" (the global generator dropout draws from) is not among them: a last.pt written before it was saved
@@ -184,6 +192,38 @@ def _fall_back(run_dir: Path) -> str:
     return "restore the run's own last.pt, or train anew in another --out"
 
 
+def _finish_killed_save(run_dir: Path, st: dict[str, Any], log: Callable[[str], None]) -> None:
+    """Put in place the best.pt that a train-model killed between an epoch's two renames left under its temporary
+    name (:func:`train.checkpoint_save.staged_torch_save` renames last.pt first): --resume found best.pt missing, or
+    an earlier epoch's, and refused the run for good ("restore the run's own pair"), the file it needed beside it.
+    Only a whole file (its content hash) with the weights last.pt recorded is taken."""
+    want, best = st.get("best_weights"), run_dir / "best.pt"
+    temps = [p for p in stale_temp_files(run_dir) if p.name.startswith(".best.pt.")]
+    if not want or not temps or _weights_of(best) == want:
+        return
+    for tmp in temps:
+        ckpt = _load_quietly(tmp)
+        if isinstance(ckpt, dict) and ckpt.get(HASH_KEY) == checkpoint_digest(ckpt) and _weights_of(tmp) == want:
+            os.replace(tmp, best)
+            log(f"{best}: put in place from {tmp.name}, the best epoch ({st['best_epoch']}) that a killed run had "
+                "written but not yet renamed")  # fmt: skip
+            return
+
+
+def _load_quietly(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - torch raises many types for a bad file
+        return None
+
+
+def _weights_of(path: Path) -> str | None:
+    ckpt = _load_quietly(path)
+    with contextlib.suppress(Exception):
+        return weights_digest(ckpt["state_dict"])
+    return None
+
+
 def _check_best_beside(run_dir: Path, st: dict[str, Any]) -> None:
     """The run's best.pt must be there and be the best epoch this last.pt recorded, before any image is read: without
     it every epoch was trained and the run then failed on the missing file, its best epoch lost for good; with another
@@ -226,6 +266,7 @@ def load_resume_state(
     on the command line) are the run's own; a typed option that changes the recipe, or an --epochs below the epochs
     already trained, is refused."""
     st = _read_state(run_dir)
+    _finish_killed_save(run_dir, st, log)
     _check_best_beside(run_dir, st)
     stored = st["config"] if isinstance(st["config"], dict) else {}
     cfg, taken = with_run_options(cfg, stored, given)

@@ -7,9 +7,10 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from edge_runtime.atomic import atomic_write_text
@@ -114,6 +115,41 @@ def _hold(run_dir: Path) -> None:
             raise OutputError(f"{run_dir}: another train-model is training into it; choose another --out") from exc
         return
     _HELD[run_dir] = fd
+
+
+# The files a run writes with edge_runtime.atomic (a hidden ".NAME.PID.tmp" beside each until its rename), and
+# the pattern of those temporary names.
+RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl", "report.json", "curves.png", "confusion.png", "augmentations.png")
+_TEMP = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]+)\.tmp")
+
+
+def stale_temp_files(run_dir: Path) -> list[Path]:
+    """The temporary files of run files left in ``run_dir`` (and its misclassified/): a train-model killed mid-write
+    (SIGKILL, the OOM killer, a power cut) cannot remove its own. Only while this process holds the folder's lock, so
+    that no other train-model is writing them now (none where it cannot lock), and between its own writes; whatever
+    the PID in the name: a container's train-model often has the same PID on every start."""
+    if Path(run_dir) not in _HELD:
+        return []
+    found = []
+    for folder, names in ((run_dir, RUN_FILES), (run_dir / "misclassified", None)):
+        with contextlib.suppress(OSError):
+            for p in folder.iterdir():
+                m = _TEMP.fullmatch(p.name)
+                if m and (names is None or m["name"] in names) and p.is_file():
+                    found.append(p)
+    return sorted(found)
+
+
+def remove_stale_temp_files(run_dir: Path, log: Callable[[str], None]) -> None:
+    """Remove :func:`stale_temp_files` and say so: they were left for good, 3 MB a kill, hidden from ``ls``."""
+    removed = []
+    for p in stale_temp_files(run_dir):
+        with contextlib.suppress(OSError):
+            p.unlink()
+            removed.append(p.relative_to(run_dir).as_posix())
+    if removed:
+        shown = ", ".join(removed[:3]) + (f" and {len(removed) - 3} more" if len(removed) > 3 else "")
+        log(f"removed {len(removed)} temporary file(s) that a killed run left in {run_dir}: {shown}")
 
 
 def release_run_dir(run_dir: Path) -> None:

@@ -3,6 +3,8 @@ SIGKILL leaves in --out."""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -71,3 +73,61 @@ def test_resume_with_a_best_pt_cut_short_is_refused_before_training(one_epoch: P
     assert r.exit_code == ExitCode.BAD_MODEL, r.output
     assert f"best.pt: cut short ({size} bytes" in last_line(r) and "best epoch so far (1) is lost" in last_line(r)
     assert "decoded" not in r.output and "epoch   2/2" not in r.output
+
+
+def test_what_a_killed_run_left_is_removed_by_the_next_run_and_said(one_epoch: Path, synthetic_data: Path):
+    """A train-model killed while it wrote (SIGKILL, the OOM killer) left its hidden `.best.pt.PID.tmp` and
+    `.last.pt.PID.tmp` (3 MB each on the casting model) in --out for good; neither --resume nor a new run removed
+    them. Other programs' files in the folder stay."""
+    # a container's train-model may have the same PID as the killed one
+    left = [
+        one_epoch / ".last.pt.999999.tmp",
+        one_epoch / ".best.pt.999999.tmp",
+        one_epoch / f".report.json.{os.getpid()}.tmp",
+    ]
+    (one_epoch / "misclassified").mkdir(exist_ok=True)
+    left.append(one_epoch / "misclassified" / ".test__ok_front__a.png.999999.tmp")
+    for p in left:
+        p.write_bytes(b"PK\x03\x04 half a checkpoint")
+    other = one_epoch / ".model.onnx.999999.tmp"  # an export into the run folder, not train-model's file
+    other.write_bytes(b"onnx")
+    r = run("--data", synthetic_data, "--out", one_epoch, "--epochs", "2", *TINY, "--resume")
+    assert r.exit_code == 0, r.output
+    assert not any(p.exists() for p in left) and other.exists()
+    assert f"removed 4 temporary file(s) that a killed run left in {one_epoch}: .best.pt.999999.tmp" in r.output
+
+
+KILL_BETWEEN_RENAMES = """
+import os, signal, sys
+from pathlib import Path
+real = os.replace
+def replace(src, dst, *a, **kw):
+    real(src, dst, *a, **kw)
+    d = Path(dst)
+    if d.name == "last.pt" and any(p.name.startswith(".best.pt.") for p in d.parent.iterdir()):
+        os.kill(os.getpid(), signal.SIGKILL)  # after an epoch's last.pt is renamed, before its best.pt is
+os.replace = replace
+from train.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_kill_between_an_epochs_two_renames_is_resumed(tmp_path: Path, synthetic_data: Path):
+    """Killed after an epoch's last.pt was renamed into place and before its best.pt was, the run could never be
+    resumed: `best.pt: missing: the run's best epoch so far (1) would be lost; restore the run's own best.pt` (or,
+    later in a run, "the two files come from different runs"), while that best.pt lay whole beside it under its
+    temporary name."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = tmp_path / "run"
+    args = ["--data", str(synthetic_data), "--out", str(out), "--epochs", "2", *TINY]
+    proc = subprocess.run([sys.executable, "-c", KILL_BETWEEN_RENAMES, *args], cwd=REPO, capture_output=True)
+    assert proc.returncode == -9 and (out / "last.pt").exists() and not (out / "best.pt").exists()
+    r = run(*args, "--resume")
+    assert r.exit_code == 0, r.output
+    assert "best.pt: put in place from .best.pt." in r.output and "the best epoch (1) that a killed run" in r.output
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert json.loads((out / "report.json").read_text())["model"]["best_epoch"] >= 1

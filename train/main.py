@@ -35,7 +35,7 @@ from train.finetune import load_init, threshold_cap
 from train.model import ARCHS, build_model, count_flops, count_params, default_model_args
 from train.plots import curves_png, grid_png
 from train.report import data_record, epoch_line, log_dataset, write_final_report
-from train.resume import load_resume_state
+from train.resume import load_resume_state, other_data
 from train.run_dir import release_run_dir, removed_if_refused, rerun_advice, setup_run_dir, write_run_text
 from train.station import flange_edges, station_views
 
@@ -213,7 +213,7 @@ class Trainer:
         """Continue from a state read and checked by :func:`train.resume.load_resume_state`, on this data only."""
         path = self.run_dir / "last.pt"
         if st["fingerprint"] != self.ds.fingerprint:
-            raise DataError(f"{path}: was trained on other data; use a new --out for this data")
+            raise other_data(self.run_dir, self.ds.train.files + self.ds.val.files)
         self.model.load_state_dict(st["model"])
         self.ema.load_state_dict(st["ema"])
         self.optimizer.load_state_dict(st["optimizer"])

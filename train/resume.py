@@ -224,6 +224,26 @@ def _weights_of(path: Path) -> str | None:
     return None
 
 
+def other_data(run_dir: Path, files: list[str]) -> DataError:
+    """The refusal of a resume on other data, naming the training images that differ from those the run's best.pt
+    records (it said only "was trained on other data": which images were added, removed or moved to the other class
+    since, the user could not tell)."""
+    shown = ""
+    with contextlib.suppress(ModelError, OSError):
+        record = load_checkpoint(run_dir / "best.pt").data
+        before, now = set(record.train_files) | set(record.val_files), set(files)
+        changes = [f"{len(names)} {what} ({_some(names)})" for what, names in (("added", now - before),
+                   ("gone", before - now)) if names]  # fmt: skip
+        same = "train/ holds the same files: its images or test/ changed"
+        shown = f" (train/: {', '.join(changes)})" if changes else f" ({same})"
+    return DataError(f"{run_dir / 'last.pt'}: was trained on other data{shown}; put the data back as the run had it "
+                     "to resume, or use a new --out for this data")  # fmt: skip
+
+
+def _some(names: set[str]) -> str:
+    return ", ".join(sorted(names)[:2]) + (" ..." if len(names) > 2 else "")
+
+
 def _check_best_beside(run_dir: Path, st: dict[str, Any]) -> None:
     """The run's best.pt must be there and be the best epoch this last.pt recorded, before any image is read: without
     it every epoch was trained and the run then failed on the missing file, its best epoch lost for good; with another

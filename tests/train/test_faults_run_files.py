@@ -131,3 +131,19 @@ def test_a_kill_between_an_epochs_two_renames_is_resumed(tmp_path: Path, synthet
     assert "best.pt: put in place from .best.pt." in r.output and "the best epoch (1) that a killed run" in r.output
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
     assert json.loads((out / "report.json").read_text())["model"]["best_epoch"] >= 1
+
+
+def test_resume_on_other_data_names_the_images_that_differ(one_epoch: Path, synthetic_data: Path):
+    """An image moved to the other class folder (relabelled) since: "was trained on other data; use a new --out", which
+    told neither what differed nor that putting the data back lets the run go on."""
+    moved = synthetic_data / "train" / "def_front" / "ok_front_000.png"
+    (synthetic_data / "train" / "ok_front" / "ok_front_000.png").rename(moved)
+    r = run("--data", synthetic_data, "--out", one_epoch, "--epochs", "2", *TINY, "--resume")
+    assert r.exit_code == ExitCode.BAD_DATA, r.output
+    assert last_line(r) == (
+        f"error: {one_epoch / 'last.pt'}: was trained on other data (train/: 1 added (def_front/ok_front_000.png), "
+        "1 gone (ok_front/ok_front_000.png)); put the data back as the run had it to resume, or use a new --out for "
+        "this data"
+    )
+    moved.rename(synthetic_data / "train" / "ok_front" / "ok_front_000.png")  # put back: the run goes on
+    assert run("--data", synthetic_data, "--out", one_epoch, "--epochs", "2", *TINY, "--resume").exit_code == 0

@@ -79,7 +79,7 @@ def setup_run_dir(cfg: TrainConfig) -> tuple[Path, list[Path]]:
         raise OutputError(
             f"{run_dir}: cannot write the run folder ({exc.strerror or exc}); choose another --out"
         ) from exc
-    _hold(run_dir)
+    _hold(run_dir, resume=cfg.resume)
     # best.pt alone (a run whose last.pt was deleted, a model folder) is a model too: never trained over.
     held = [name for name in ("last.pt", "best.pt") if (run_dir / name).exists()]
     if not cfg.resume and held == ["best.pt"]:
@@ -97,7 +97,7 @@ def setup_run_dir(cfg: TrainConfig) -> tuple[Path, list[Path]]:
 _HELD: dict[Path, int] = {}  # the run folders this process trains into, locked until release_run_dir
 
 
-def _hold(run_dir: Path) -> None:
+def _hold(run_dir: Path, *, resume: bool = False) -> None:
     """Lock the run folder for this process (``flock`` on the folder itself): two train-model runs started together
     on one --out both passed the "already holds a run" check, both said "wrote best.pt", and one run's work was
     gone. A file system without locks trains unlocked, as before."""
@@ -112,6 +112,9 @@ def _hold(run_dir: Path) -> None:
     except OSError as exc:
         os.close(fd)
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            if resume:  # "choose another --out" led a resume to a folder with nothing to resume
+                wait = "let that run end (or stop it), then rerun this --resume to continue from its last.pt"
+                raise OutputError(f"{run_dir}: another train-model is training into it now; {wait}") from exc
             raise OutputError(f"{run_dir}: another train-model is training into it; choose another --out") from exc
         return
     _HELD[run_dir] = fd

@@ -147,3 +147,23 @@ def test_resume_on_other_data_names_the_images_that_differ(one_epoch: Path, synt
     )
     moved.rename(synthetic_data / "train" / "ok_front" / "ok_front_000.png")  # put back: the run goes on
     assert run("--data", synthetic_data, "--out", one_epoch, "--epochs", "2", *TINY, "--resume").exit_code == 0
+
+
+def test_a_resume_while_the_run_trains_elsewhere_is_told_to_wait_not_to_move(one_epoch: Path, synthetic_data: Path):
+    """A second --resume of a run still training (a restart script, another terminal) was told "choose another
+    --out", where there is nothing to resume; the run it meant ends, and can then be resumed."""
+    import fcntl
+    import os
+
+    fd = os.open(one_epoch, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as the run training in it holds it
+    try:
+        r = run("--data", synthetic_data, "--out", one_epoch, "--epochs", "2", *TINY, "--resume")
+    finally:
+        os.close(fd)
+    assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output
+    assert last_line(r) == (
+        f"error: {one_epoch}: another train-model is training into it now; let that run end (or stop it), then rerun "
+        "this --resume to continue from its last.pt"
+    )
+    assert "decoded" not in r.output

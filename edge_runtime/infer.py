@@ -304,7 +304,8 @@ def run_inference(
         summary.source = spec.shown
         _check_usage(cfg, spec)
         model = _load(cfg, spec, stop)
-        summary.model, summary.providers = str(model.path), list(model.providers)
+        summary.model, summary.model_sha256 = str(model.path), model.sha256
+        summary.providers = list(model.providers)
         outputs = open_outputs(cfg, log)  # before any message: a setup error is one line on stderr
         _check_model(cfg, model, log)
         if spec.kind is SourceKind.IMAGES:

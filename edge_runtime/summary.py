@@ -161,6 +161,8 @@ class Summary:
 
     source: str
     model: str = ""
+    # the model file's SHA-256: a path alone named whatever file lay there later (a model swapped after the run)
+    model_sha256: str = ""
     providers: list[str] = field(default_factory=list)
     items: int = 0
     defects: int = 0
@@ -241,6 +243,7 @@ class Summary:
         return {
             "source": self.source,
             "model": self.model,
+            "model_sha256": self.model_sha256,
             "providers": self.providers,
             "items": self.items,
             "ok": self.items - self.defects - self.errors,

@@ -254,3 +254,20 @@ def test_a_stop_while_the_station_starts_releases_the_camera(tiny_model: Path, m
     summary, code = run_inference(cfg, log=lambda m: None)
     assert code == ExitCode.INTERRUPTED and summary.interrupted
     assert cam.released.wait(3.0), "the camera is still held after run_inference returned"
+
+
+def test_the_summary_names_the_model_file_by_its_content_hash_too(tmp_path: Path, tiny_model: Path):
+    """--summary named the model by its path alone: a model swapped there after the run left the summary naming a
+    file that never judged its items. The SHA-256 of the bytes the run loaded is there now."""
+    import hashlib
+
+    from tests.edge_runtime.conftest import write_parts
+
+    write_parts(tmp_path / "parts", [10, 220])
+    model = tmp_path / "m.onnx"
+    model.write_bytes(tiny_model.read_bytes())
+    code, records, _ = run("--model", str(model), "--source", str(tmp_path / "parts"), "--summary",
+                           str(tmp_path / "s.json"))  # fmt: skip
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert code == 0 and len(records) == 2 and summary["model"] == str(model)
+    assert summary["model_sha256"] == hashlib.sha256(tiny_model.read_bytes()).hexdigest()

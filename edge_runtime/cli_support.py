@@ -29,7 +29,7 @@ from edge_runtime.errors import (
     install_hint,
     printable,
     resource_error,
-    write_remedy,
+    stdout_remedy,
 )
 from edge_runtime.stdout_log import StdoutLog, _stdout_to_devnull  # noqa: F401 - StdoutLog: imported from here
 
@@ -175,7 +175,7 @@ def _help_not_written(exc: OSError, what: str) -> NoReturn:
     _stdout_to_devnull()
     if isinstance(exc, BrokenPipeError):
         sys.exit(0)
-    why = write_remedy(exc, "check where stdout goes")
+    why = stdout_remedy(exc)
     fail(f"stdout: cannot write the {what} ({exc.strerror or exc}); {why}", ExitCode.OUTPUT_ERROR)
 
 
@@ -233,7 +233,7 @@ def stdout_errors(*, report: bool = True) -> Iterator[None]:
             _cut_to_whole_lines()
         _stdout_to_devnull()
         if not isinstance(exc, BrokenPipeError):
-            why = write_remedy(exc, "check where stdout goes")
+            why = stdout_remedy(exc)
             raise OutputError(f"stdout: cannot write ({exc.strerror or exc}); {why}") from exc
 
 

@@ -92,6 +92,20 @@ def write_remedy(exc: OSError, otherwise: str) -> str:
     return otherwise
 
 
+def stdout_remedy(exc: OSError) -> str:
+    """What to do about a failed write to stdout: on a full disk (or quota), free space (it said only "check where
+    stdout goes", of a file that was fine).
+
+    >>> stdout_remedy(OSError(errno.ENOSPC, "No space left on device"))
+    'free space where stdout goes, or send it elsewhere'
+    >>> stdout_remedy(OSError(errno.EIO, "Input/output error"))
+    'check where stdout goes'
+    """
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free space where stdout goes, or send it elsewhere"
+    return write_remedy(exc, "check where stdout goes")
+
+
 def printable(text: str) -> str:
     """``text`` with control characters (a newline, a terminal escape in a file name) shown escaped, so that one
     message stays one line and a terminal never obeys a name.

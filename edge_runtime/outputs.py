@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from edge_runtime.atomic import write_all, write_back
-from edge_runtime.errors import OutputError, printable, write_remedy
+from edge_runtime.errors import OutputError, printable, stdout_remedy
 from edge_runtime.inputs import Item
 from edge_runtime.model import Prediction
 from edge_runtime.stdout_file import StdoutFile
@@ -165,7 +165,7 @@ class JsonLinesSink:
             raise StdoutClosed() from exc
         except OSError as exc:
             _silence_stdout(self.stream)
-            why = write_remedy(exc, "check where stdout goes")
+            why = stdout_remedy(exc)
             raise OutputError(f"stdout: cannot write ({exc.strerror or exc}); {why}") from exc
 
     def close(self) -> None:

@@ -77,6 +77,6 @@ def test_a_stdout_that_cannot_be_written_still_gets_the_json_written(tmp_path: P
         r = subprocess.run([*cmd, "--json", str(out)], stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
     assert r.returncode == 7, r.stderr
     assert r.stderr.strip().splitlines() == [
-        "error: stdout: cannot write (No space left on device); check where stdout goes"
+        "error: stdout: cannot write (No space left on device); free space where stdout goes, or send it elsewhere"
     ]
     assert len(json.loads(out.read_text())) == 3

@@ -82,7 +82,8 @@ def test_help_onto_a_full_stdout_is_one_line_exit_7_and_a_closed_pipe_ends_quiet
     with open("/dev/full", "w") as full:
         proc = _edge_infer("--help", stdout=full, stderr=subprocess.PIPE, text=True)
     assert proc.returncode == 7 and proc.stderr.splitlines() == [
-        "error: stdout: cannot write the help (No space left on device); check where stdout goes"
+        "error: stdout: cannot write the help (No space left on device); free space where stdout goes, or send it "
+        "elsewhere"
     ]  # was a traceback, exit 1
     reader = subprocess.Popen(["head", "-c", "10"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
     proc = _edge_infer("--help", stdout=reader.stdin, stderr=subprocess.PIPE, text=True)
@@ -95,7 +96,8 @@ def test_version_onto_a_full_stdout_names_the_version_not_the_help() -> None:
     with open("/dev/full", "w") as full:
         proc = _edge_infer("--version", stdout=full, stderr=subprocess.PIPE, text=True)
     assert proc.returncode == 7 and proc.stderr.splitlines() == [
-        "error: stdout: cannot write the version (No space left on device); check where stdout goes"
+        "error: stdout: cannot write the version (No space left on device); free space where stdout goes, or send it "
+        "elsewhere"
     ]  # said "cannot write the help": the user asked for no help
 
 

@@ -23,11 +23,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from edge_runtime.atomic import write_all, write_back
+from edge_runtime.atomic import write_all
 from edge_runtime.errors import OutputError, printable, stdout_remedy
 from edge_runtime.inputs import Item
 from edge_runtime.model import Prediction
-from edge_runtime.stdout_file import StdoutFile
+from edge_runtime.stdout_file import StdoutFile, records_back
 from edge_runtime.summary import LatencyReservoir, Summary, no_part, score_text
 
 __all__ = ["RECORD_KEYS", "FileSink", "JsonLinesSink", "LatencyReservoir", "StdoutClosed", "Summary"]
@@ -376,13 +376,8 @@ class FileSink:
                 return
         except OSError:
             return
-        try:
-            where = write_back(self.fd, self.path)
-        except OSError as exc:
-            raise OutputError(f"{self.path}: deleted during the run, and its records could not be written "
-                              f"back ({exc.strerror or exc})") from exc  # fmt: skip
-        raise OutputError(f"{self.path}: deleted during the run; its records were written back to {where}; "
-                          "keep --output files until the run has ended")  # fmt: skip
+        records_back(self.fd, self.path, deleted=f"{self.path}: deleted during the run",
+                     keep="keep --output files until the run has ended")  # fmt: skip
 
     def _remove_unused(self) -> None:
         """A file this run made and never began (its source did not open): left, it read as a run that judged

@@ -13,8 +13,9 @@ import fcntl
 import io
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, NoReturn
 
 from edge_runtime.atomic import write_all, write_back
 from edge_runtime.errors import OutputError, printable
@@ -72,11 +73,15 @@ class StdoutFile:
                 return  # still there, or renamed (a rotation): complete where it went
         except OSError:
             return
-        name = printable(str(self.path))
-        try:
-            where = write_back(self.fd, self.path)
-        except OSError as exc:
-            raise OutputError(f"{name}: the file stdout is redirected to was deleted during the run, and its records "
-                              f"could not be written back ({exc.strerror or exc})") from exc  # fmt: skip
-        raise OutputError(f"{name}: the file stdout is redirected to was deleted during the run; its records were "
-                          f"written back to {printable(str(where))}; keep it until the run has ended")  # fmt: skip
+        deleted = f"{printable(str(self.path))}: the file stdout is redirected to was deleted during the run"
+        records_back(self.fd, self.path, deleted=deleted, keep="keep it until the run has ended", shown=printable)
+
+
+def records_back(fd: int, path: Path, *, deleted: str, keep: str, shown: Callable[[str], str] = str) -> NoReturn:
+    """A deleted output's records, still readable through ``fd``, written back at ``path`` (or beside it), then
+    :class:`OutputError` saying ``deleted`` and where they went (or why they could not be written back)."""
+    try:
+        where = write_back(fd, path)
+    except OSError as exc:
+        raise OutputError(f"{deleted}, and its records could not be written back ({exc.strerror or exc})") from exc
+    raise OutputError(f"{deleted}; its records were written back to {shown(str(where))}; {keep}")

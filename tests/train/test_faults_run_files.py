@@ -31,14 +31,6 @@ def cut_in_half(path: Path, to: Path | None = None) -> int:
     return len(data) // 2
 
 
-@pytest.fixture
-def one_epoch(tmp_path: Path, synthetic_data: Path) -> Path:
-    out = tmp_path / "run"
-    r = run("--data", synthetic_data, "--out", out, "--epochs", "1", *TINY)
-    assert r.exit_code == 0, r.output
-    return out
-
-
 def test_a_checkpoint_cut_short_is_named_so_with_its_size(one_epoch: Path, synthetic_data: Path, tmp_path: Path):
     """`head -c 50% best.pt` given to --init or export: "not a readable defect-edge checkpoint (RuntimeError); retrain
     or re-download it", which did not say that the file was only half there."""

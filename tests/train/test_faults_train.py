@@ -37,14 +37,6 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture
-def one_epoch(tmp_path: Path, synthetic_data: Path) -> Path:
-    out = tmp_path / "run"
-    r = run("--data", synthetic_data, "--out", out, "--epochs", "1", *TINY)
-    assert r.exit_code == 0, r.output
-    return out
-
-
 @pytest.mark.parametrize(
     ("option", "value"),
     [

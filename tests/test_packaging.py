@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import REPO
 
 PACKAGES = ("edge_runtime", "train", "export", "benchmarks")
-FILES = ("pyproject.toml", "README.md", "constraints.txt", "MANIFEST.in")
+FILES = ("pyproject.toml", "README.md", "constraints.txt", "MANIFEST.in", "LICENSE")
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +72,11 @@ def test_the_sdist_carries_the_constraints_file_and_no_tests(built):
     assert {"constraints.txt", "pyproject.toml", "README.md"} <= in_sdist
     assert "train/default_model/best_int8.onnx" not in in_sdist
     assert not [n for n in in_sdist if n.startswith(("tests/", "runs/"))]
+
+
+def test_both_carry_the_licence_pyproject_names(built):
+    """pyproject.toml says Apache-2.0; a wheel or sdist without the licence's text gave a user no terms to read."""
+    in_wheel, in_sdist, _ = built
+    assert "LICENSE" in in_sdist
+    assert [n for n in in_wheel if n.endswith(".dist-info/licenses/LICENSE")]
+    assert "Apache License" in (REPO / "LICENSE").read_text().split("\n", 3)[1]

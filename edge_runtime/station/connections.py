@@ -20,20 +20,34 @@ import sys
 import time
 from typing import Any
 
+from edge_runtime.station.admission import Admission
+
 HEAD_TIMEOUT_S = 10.0  # a browser sends its request head at once; a slow or stalled client is not waited for longer
 NOFILE_WANTED = 65536  # connections the view may hold at most, where the hard limit allows it
+REFUSED_HEAD_TIMEOUT_S = 1.0  # a connection beyond its address's cap, not yet asking: not kept waiting longer
 OUT_OF_FDS_EVERY_S = 60.0  # how often the line about exhausted connections is said again while it lasts
 
 
-def guarded_protocol(*, head_timeout_s: float = HEAD_TIMEOUT_S) -> type:
+def guarded_protocol(*, head_timeout_s: float = HEAD_TIMEOUT_S, admission: Admission | None = None) -> type:
     """uvicorn's HTTP/1.1 protocol, closing a connection whose next request head is not complete ``head_timeout_s``
-    after the connection opened or its last response ended (a response in progress is never cut)."""
+    after the connection opened or its last response ended (a response in progress is never cut). With
+    ``admission``, connections are counted per client address; one beyond the cap gets a 503 for its request
+    (:class:`~edge_runtime.station.admission.AdmissionGate`) and is not waited for beyond a second."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class Guarded(H11Protocol):  # type: ignore[misc]
+        admitted = True
+
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
+            if admission is not None:
+                self.admitted = admission.connect(self.client)
             self._arm_head()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            if admission is not None:
+                admission.disconnect(self.client, admitted=self.admitted)
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -42,7 +56,8 @@ def guarded_protocol(*, head_timeout_s: float = HEAD_TIMEOUT_S) -> type:
 
         def _arm_head(self) -> None:
             # the cycle object changes when a new request head is complete: unchanged at the deadline, none came
-            self.loop.call_later(head_timeout_s, self._head_due, self.cycle)
+            due = head_timeout_s if self.admitted else min(head_timeout_s, REFUSED_HEAD_TIMEOUT_S)
+            self.loop.call_later(due, self._head_due, self.cycle)
 
         def _head_due(self, cycle: Any) -> None:
             if self.cycle is cycle and not self.transport.is_closing():

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.station.admission import CONNECTIONS_PER_CLIENT, Admission, Lane
 from edge_runtime.station.connections import (
     HEAD_TIMEOUT_S,
     guarded_protocol,
@@ -44,6 +45,8 @@ class ViewConfig:
     parent_pid: int = 0
     start_timeout_s: float = 10.0
     head_timeout_s: float = HEAD_TIMEOUT_S  # a request's head not complete by then: the connection is closed
+    connections_per_client: int = CONNECTIONS_PER_CLIENT  # beyond: a 503 (one address held thousands)
+    lane_caps: dict[Lane, int] | None = None  # log reads in progress at once per lane (None: LANE_CAPS)
 
 
 def apply(live: LiveState, message: tuple) -> None:
@@ -79,12 +82,14 @@ def start_uvicorn(live: LiveState, sock: socket.socket, cfg: ViewConfig) -> tupl
     """uvicorn on a thread of this process (not the main one, so it leaves the signal handlers alone)."""
     import uvicorn
 
+    from edge_runtime.station.admission import AdmissionGate
     from edge_runtime.station.app import build_app
     from edge_runtime.station.server import TokenGate
 
     closing = threading.Event()
-    app = TokenGate(build_app(live, log_path=cfg.log_path, closing=closing), cfg.token)
-    protocol = guarded_protocol(head_timeout_s=cfg.head_timeout_s)
+    admission = Admission(per_client=cfg.connections_per_client, lane_caps=cfg.lane_caps)
+    app = AdmissionGate(TokenGate(build_app(live, log_path=cfg.log_path, closing=closing), cfg.token), admission)
+    protocol = guarded_protocol(head_timeout_s=cfg.head_timeout_s, admission=admission)
     config = uvicorn.Config(
         app, http=protocol, log_level="error", access_log=False, lifespan="off", timeout_graceful_shutdown=2
     )

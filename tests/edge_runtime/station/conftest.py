@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -68,3 +70,23 @@ def station_log(log_path: Path):
     log.start_run(RUN)
     yield log
     log.close()
+
+
+@contextmanager
+def running_view(**settings: object) -> Iterator[int]:
+    """The web view's server in this process (as its own process runs it), with these ``ViewConfig`` settings;
+    yields its port."""
+    from edge_runtime.station.live import LiveState
+    from edge_runtime.station.server import Bind, bind_socket
+    from edge_runtime.station.view_process import ViewConfig, start_uvicorn
+
+    live = LiveState(station="line-3")
+    sock = bind_socket(Bind("127.0.0.1", 0))
+    server, thread, closing = start_uvicorn(live, sock, ViewConfig(station="line-3", **settings))  # type: ignore[arg-type]
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        closing.set()
+        server.should_exit = True
+        thread.join(5.0)
+        live.stop()

@@ -11,8 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 
 import pytest
 
@@ -20,8 +19,7 @@ pytest.importorskip("starlette", reason="the web view needs the [station] extra"
 pytest.importorskip("uvicorn", reason="the web view needs the [station] extra")
 
 from edge_runtime.station.live import LiveState  # noqa: E402
-from edge_runtime.station.server import Bind, bind_socket  # noqa: E402
-from edge_runtime.station.view_process import ViewConfig, start_uvicorn  # noqa: E402
+from tests.edge_runtime.station.conftest import running_view as view  # noqa: E402
 
 STATION = """
 import sys
@@ -32,22 +30,6 @@ print(server.start(), flush=True)
 sys.stdin.read()  # until the test is done
 server.stop()
 """
-
-
-@contextmanager
-def view(head_timeout_s: float | None = None) -> Iterator[int]:
-    """The web view's server in this process (as its own process runs it); yields its port."""
-    live = LiveState(station="line-3")
-    sock = bind_socket(Bind("127.0.0.1", 0))
-    cfg = ViewConfig(station="line-3", **({} if head_timeout_s is None else {"head_timeout_s": head_timeout_s}))
-    server, thread, closing = start_uvicorn(live, sock, cfg)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        closing.set()
-        server.should_exit = True
-        thread.join(5.0)
-        live.stop()
 
 
 def status(port: int, timeout_s: float = 5.0) -> int:

@@ -12,10 +12,14 @@ from __future__ import annotations
 import itertools
 import reprlib
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge_runtime.errors import ImageReadError
+
+if TYPE_CHECKING:
+    from edge_runtime.preprocess import PreprocessSpec
 
 # Images preprocessed and scored at a time: a list of 5000 images held 6 GB of intermediate arrays at once.
 CHUNK = 256
@@ -68,3 +72,27 @@ def _stacked(images: np.ndarray) -> list[np.ndarray]:
         f"predict_batch takes a list of images, not an array of shape {images.shape}, which could be one image as "
         "well as a stack (channels first? gray and alpha?): pass a list of images (channels last), or use predict"
     )
+
+
+def model_batch(batch: object, spec: PreprocessSpec, *, u8: bool) -> np.ndarray:
+    """``batch`` as an array of what ``model.predict_inputs`` takes (``u8``: N stacked ``model.input_u8`` results)
+    or ``model.scores`` takes (N preprocessed channels x size x size), or an :class:`ImageReadError` saying which
+    shape to pass: a wrongly shaped batch had been onnxruntime's "Got invalid dimensions for input: image ...
+    Please fix either the inputs/outputs or the model", or an IndexError.
+
+    >>> from edge_runtime.preprocess import PreprocessSpec
+    >>> model_batch(np.zeros((2, 64, 64), np.uint8), PreprocessSpec(size=160), u8=True)
+    Traceback (most recent call last):
+    ...
+    edge_runtime.errors.ImageReadError: predict_inputs takes a batch of shape (N, 160, 160), as model.input_u8 makes \
+it, not (2, 64, 64)
+    """
+    shape = (spec.size, spec.size) if u8 else (spec.channels, spec.size, spec.size)
+    what, made_by = (
+        ("predict_inputs", "model.input_u8") if u8 else ("scores", "preprocess(images, model.info.preprocess)")
+    )
+    x = np.asarray(batch)
+    if x.ndim != len(shape) + 1 or x.shape[1:] != shape:
+        want = ", ".join(["N", *map(str, shape)])
+        raise ImageReadError(f"{what} takes a batch of shape ({want}), as {made_by} makes it, not {x.shape}")
+    return x

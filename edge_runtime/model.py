@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime import integrity, symmetry
-from edge_runtime.batch_input import flag, image_chunks
+from edge_runtime.batch_input import flag, image_chunks, model_batch
 from edge_runtime.config import RuntimeConfig, api_config
 from edge_runtime.cpu_quota import default_threads
 from edge_runtime.detail import softened
@@ -51,7 +51,7 @@ from edge_runtime.model_info import (
 from edge_runtime.model_line import model_line
 from edge_runtime.model_pickle import OPENED_ATTRIBUTES  # noqa: F401 - imported from here
 from edge_runtime.prediction import Prediction, ScoreError, recorded_score  # noqa: F401 - recorded_score: imported from here
-from edge_runtime.preprocess import CropMode, normalize, not_finite_note, resize_to_input, to_uint8_gray
+from edge_runtime.preprocess import CropMode, normalize, not_finite_note, resize_to_input, stacked, to_uint8_gray
 from edge_runtime.providers import Provider, provider_chain
 from edge_runtime.session import check_io, open_session, probe
 from edge_runtime.station_check import StationProfile
@@ -117,7 +117,7 @@ class EdgeModel(ClosesItsSession):
     def scores(self, batch: np.ndarray) -> np.ndarray:
         """P(defective) for an already preprocessed float32 (N, C, H, W) batch (may hold NaN: see verdict),
         with the model's second look at the items near its threshold."""
-        x = np.ascontiguousarray(batch, dtype=np.float32)
+        x = np.ascontiguousarray(model_batch(batch, self.info.preprocess, u8=False), dtype=np.float32)
         return self.second_look(x, self.network_scores(x))
 
     def network_scores(self, batch: np.ndarray) -> np.ndarray:
@@ -173,7 +173,7 @@ class EdgeModel(ClosesItsSession):
     def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Decoded images (any channels/depth, any size) -> the float32 batch this model expects: :meth:`input_u8`'s
         inputs, normalised."""
-        return normalize(np.stack([self.input_u8(im) for im in images]), self.info.preprocess)
+        return normalize(stacked([self.input_u8(im) for im in images], self.info.preprocess), self.info.preprocess)
 
     def input_u8(self, image: np.ndarray, *, source: str = "image") -> np.ndarray:
         """One decoded image -> its resized 8-bit model input (size x size); cheap to do on worker threads.
@@ -290,10 +290,11 @@ class EdgeModel(ClosesItsSession):
         """Like :meth:`predict_inputs`, but an item whose score is not a probability gets its
         :class:`ScoreError` in its place instead of failing the whole batch."""
         with_map = flag(with_map, "with_map")  # "no" had been taken for its truth
+        batch_u8 = model_batch(batch_u8, self.info.preprocess, u8=True)  # a wrong shape: onnxruntime's message
         if len(batch_u8) == 0:
             return []
         t0 = time.perf_counter()
-        x = np.ascontiguousarray(normalize(np.asarray(batch_u8), self.info.preprocess), dtype=np.float32)
+        x = np.ascontiguousarray(normalize(batch_u8, self.info.preprocess), dtype=np.float32)
         first, maps = self._first_and_maps(x) if with_map else (self.network_scores(x), None)
         looked, twice = self._second_look(x, first)
         s, peaks = self.symmetry_look(looked, parts)

@@ -336,6 +336,12 @@ def resize_to_input(gray: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return cv2.resize(gray, (spec.size, spec.size), interpolation=flag)
 
 
+def stacked(inputs: Sequence[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
+    """:func:`resize_to_input` results as one (N, size, size) uint8 array; no inputs are an empty batch (it had been
+    numpy's "need at least one array to stack" from ``preprocess([], spec)`` and ``model.prepare([])``)."""
+    return np.stack(inputs) if len(inputs) else np.zeros((0, spec.size, spec.size), np.uint8)
+
+
 def normalize(batch_u8: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """Turn (N, size, size) uint8 into the float32 network input (N, channels, size, size)."""
     x = batch_u8.astype(np.float32)
@@ -360,4 +366,4 @@ def preprocess(images: Sequence[np.ndarray], spec: PreprocessSpec) -> np.ndarray
     resized = [resize_to_input(to_uint8_gray(im), spec) for im in images]
     if spec.sharpness_limit is not None:
         resized = [softened(x, spec.sharpness_limit) for x in resized]
-    return normalize(np.stack(resized), spec)
+    return normalize(stacked(resized, spec), spec)

@@ -132,3 +132,28 @@ def test_a_closed_model_frees_its_session_and_refuses_work_in_one_line(tiny_mode
     first = pickle.loads(pickle.dumps(live))
     first.close()
     assert pickle.loads(pickle.dumps(live)).predict(image).defective
+
+
+def test_a_wrongly_shaped_batch_for_scores_or_predict_inputs_is_named_in_one_line(model: EdgeModel):
+    """model.scores and model.predict_inputs, handed a batch of another size (a 128 px preprocess, channels in
+    colour, one image without its batch axis), raised onnxruntime's own "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT :
+    Got invalid dimensions for input: image ... Please fix either the inputs/outputs or the model" over 4 lines, or an
+    IndexError; preprocess([]) and model.prepare([]) (the end of a data set sliced in batches) numpy's "need at least
+    one array to stack". Now one ImageReadError names the shape to pass, and no images are an empty batch."""
+    from edge_runtime.errors import ImageReadError
+
+    spec = model.info.preprocess
+    size, channels = spec.size, spec.channels
+    image = read_image(sorted(SAMPLES.rglob("*.jpeg"))[0])
+    x = edge_runtime.preprocess([image], spec)
+    for wrong in (np.zeros((1, channels, 128, 128), np.float32), np.repeat(x, 3, axis=1), x[0]):
+        with pytest.raises(ImageReadError, match=rf"^scores takes a batch of shape \(N, {channels}, {size}, {size}\)"):
+            model.scores(wrong)
+    u8 = model.input_u8(image)
+    for wrong in (np.zeros((1, 64, 64), np.uint8), u8):
+        said = rf"^predict_inputs takes a batch of shape \(N, {size}, {size}\), as model.input_u8 makes it, not"
+        with pytest.raises(ImageReadError, match=said):
+            model.predict_inputs(wrong)
+    assert model.predict_inputs(u8[None])[0].score == model.predict(image).score
+    for empty in (edge_runtime.preprocess([], spec), model.prepare([])):
+        assert empty.shape == (0, channels, size, size) and len(model.scores(empty)) == 0

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from edge_runtime.errors import require_extra
+
+require_extra("torch", "train")  # one clear line instead of "No module named torch", as train's modules give
+require_extra("onnx", "train")
+
 import contextlib
 import errno
 import os

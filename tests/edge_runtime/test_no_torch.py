@@ -74,6 +74,14 @@ def test_training_without_torch_names_the_extra():
     assert "'.[train]'" in r.stderr
 
 
+def test_the_export_api_without_torch_names_the_extra():
+    """The README's `export.main.export_onnx(...)` on the base install was "ModuleNotFoundError: No module named
+    'torch'" from export/cam.py; train.main named the extra already."""
+    r = run_without_torch("from export.main import export_onnx")
+    assert r.returncode != 0
+    assert "MissingExtraError: torch is not installed" in r.stderr and "'.[train]'" in r.stderr, r.stderr
+
+
 def test_edge_infer_help_and_a_real_run_work_without_torch(tiny_model, tmp_path):
     from tests.edge_runtime.conftest import write_parts
 

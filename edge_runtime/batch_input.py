@@ -25,16 +25,18 @@ if TYPE_CHECKING:
 CHUNK = 256
 
 
-def image_chunks(images: Iterable[np.ndarray] | np.ndarray, size: int = CHUNK) -> Iterator[list[np.ndarray]]:
+def image_chunks(
+    images: Iterable[np.ndarray] | np.ndarray, size: int = CHUNK, *, what: str = "predict_batch"
+) -> Iterator[list[np.ndarray]]:
     """``images`` in lists of at most ``size``; an iterable is read a chunk at a time (a generator of 600 frames
     was read whole before the first was scored). A stacked array is N x H x W x C (C 1, 3 or 4), or N x H x W
     where neither N nor W could be colour channels; anything that could as well be one image (H x W x 2 gray and
     alpha, 3 x H x W channels first, N x H x 3) is refused, not read as many one-row images. A stacked array was
-    "The truth value of an array ... is ambiguous", a generator "has no len()"."""
+    "The truth value of an array ... is ambiguous", a generator "has no len()". ``what``: the method errors name."""
     if isinstance(images, np.ndarray):
-        images = _stacked(images)
+        images = _stacked(images, what)
     elif isinstance(images, (str, bytes, dict)) or not isinstance(images, Iterable):
-        raise ImageReadError(f"predict_batch takes a list of image arrays (got {type(images).__name__})")
+        raise ImageReadError(f"{what} takes a list of image arrays (got {type(images).__name__})")
     it = iter(images)
     while chunk := list(itertools.islice(it, size)):
         yield chunk
@@ -55,7 +57,13 @@ def flag(value: object, name: str) -> bool:
     )
 
 
-def _stacked(images: np.ndarray) -> list[np.ndarray]:
+def image_list(images: Iterable[np.ndarray] | np.ndarray, *, what: str) -> list[np.ndarray]:
+    """``images`` as :func:`image_chunks` reads them, in one list: ``preprocess(image, spec)`` and
+    ``model.prepare(image)`` given one image had read its rows as images ("image: unsupported image shape (300,)")."""
+    return [im for chunk in image_chunks(images, what=what) for im in chunk]
+
+
+def _stacked(images: np.ndarray, what: str) -> list[np.ndarray]:
     # pandas' df["image"].values holds the images themselves, and a stack sliced in batches ends in an empty one:
     # both were refused as "could be one image as well as a stack (channels first? gray and alpha?)"
     if images.dtype == object and images.ndim == 1:
@@ -67,9 +75,11 @@ def _stacked(images: np.ndarray) -> list[np.ndarray]:
     if images.ndim == 3 and images.shape[0] > 4 and images.shape[-1] > 4:
         return list(images)
     if images.ndim == 2:
-        raise ImageReadError("predict_batch takes a list of images, not one image: use predict for one image")
+        raise ImageReadError(
+            f"{what} takes a list of images, not one image: use predict for one image, or pass [image]"
+        )
     raise ImageReadError(
-        f"predict_batch takes a list of images, not an array of shape {images.shape}, which could be one image as "
+        f"{what} takes a list of images, not an array of shape {images.shape}, which could be one image as "
         "well as a stack (channels first? gray and alpha?): pass a list of images (channels last), or use predict"
     )
 

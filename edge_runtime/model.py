@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime import integrity, symmetry
-from edge_runtime.batch_input import flag, image_chunks, model_batch
+from edge_runtime.batch_input import flag, image_chunks, image_list, model_batch
 from edge_runtime.config import RuntimeConfig, api_config
 from edge_runtime.cpu_quota import default_threads
 from edge_runtime.detail import softened
@@ -173,7 +173,8 @@ class EdgeModel(ClosesItsSession):
     def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Decoded images (any channels/depth, any size) -> the float32 batch this model expects: :meth:`input_u8`'s
         inputs, normalised."""
-        return normalize(stacked([self.input_u8(im) for im in images], self.info.preprocess), self.info.preprocess)
+        inputs = [self.input_u8(im) for im in image_list(images, what="prepare")]
+        return normalize(stacked(inputs, self.info.preprocess), self.info.preprocess)
 
     def input_u8(self, image: np.ndarray, *, source: str = "image") -> np.ndarray:
         """One decoded image -> its resized 8-bit model input (size x size); cheap to do on worker threads.

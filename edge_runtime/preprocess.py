@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from edge_runtime import framing
+from edge_runtime.batch_input import image_list
 from edge_runtime.detail import softened
 from edge_runtime.errors import ImageReadError, ImageWarning, ModelError
 
@@ -363,7 +364,7 @@ def preprocess(images: Sequence[np.ndarray], spec: PreprocessSpec) -> np.ndarray
     >>> x = preprocess([read_image("part.jpg")], model.info.preprocess)   # doctest: +SKIP
     >>> model.scores(x)                                                    # doctest: +SKIP
     """
-    resized = [resize_to_input(to_uint8_gray(im), spec) for im in images]
+    resized = [resize_to_input(to_uint8_gray(im), spec) for im in image_list(images, what="preprocess")]
     if spec.sharpness_limit is not None:
         resized = [softened(x, spec.sharpness_limit) for x in resized]
     return normalize(stacked(resized, spec), spec)

@@ -157,3 +157,26 @@ def test_a_wrongly_shaped_batch_for_scores_or_predict_inputs_is_named_in_one_lin
     assert model.predict_inputs(u8[None])[0].score == model.predict(image).score
     for empty in (edge_runtime.preprocess([], spec), model.prepare([])):
         assert empty.shape == (0, channels, size, size) and len(model.scores(empty)) == 0
+
+
+def test_preprocess_or_prepare_given_one_image_refuses_it_instead_of_scoring_its_rows(model: EdgeModel):
+    """preprocess(image, spec) and model.prepare(image), handed one image instead of a list, read its rows as images:
+    a defective part in colour (300 x 300 x 3) became 300 "images" of 300 x 3, the first scored 0.06 ("ok") where
+    predict gives 0.998; a channels-first image three gray ones; a gray one "image: unsupported image shape (300,)".
+    They read images as predict_batch does now: one image, or an array that could be one, is one line."""
+    from edge_runtime.errors import ImageReadError
+
+    spec = model.info.preprocess
+    gray = read_image(sorted(SAMPLES.rglob("*.jpeg"))[0])
+    colour = np.dstack([gray] * 3)
+    for use, name in ((lambda x: edge_runtime.preprocess(x, spec), "preprocess"), (model.prepare, "prepare")):
+        with pytest.raises(
+            ImageReadError,
+            match=rf"^{name} takes a list of images, not one image: use predict for one image, or pass \[image\]$",
+        ):
+            use(gray)
+        for one in (colour, np.moveaxis(colour, 2, 0)):
+            with pytest.raises(ImageReadError, match=rf"^{name} takes a list of images, not an array of shape"):
+                use(one)
+        assert np.array_equal(use([colour]), use(np.stack([colour] * 5))[:1])
+    assert model.scores(model.prepare([colour]))[0] == model.predict(colour).score

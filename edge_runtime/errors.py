@@ -303,11 +303,16 @@ def install_hint(extra: str) -> str:
 
 
 def _in_checkout() -> bool:
-    """Whether these packages run from defect-edge's checkout (an editable install): its pyproject.toml beside them."""
-    try:
-        return 'name = "defect-edge"' in (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
-    except (OSError, UnicodeDecodeError):  # none there: a wheel's copy in site-packages
-        return False
+    """Whether these packages run from defect-edge's checkout (an editable install: its pyproject.toml beside them),
+    or the command runs in one (the README's runtime install, ``pip install -c constraints.txt .``, copies the
+    packages into site-packages: a missing extra there had been told to install it from a wheel nobody had)."""
+    for folder in (Path(__file__).resolve().parent.parent, Path(".")):
+        try:
+            if 'name = "defect-edge"' in (folder / "pyproject.toml").read_text():
+                return True
+        except (OSError, UnicodeDecodeError):  # none there: a wheel's copy in site-packages, or another folder
+            continue
+    return False
 
 
 class UsageError(DefectEdgeError):

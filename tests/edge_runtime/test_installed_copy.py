@@ -43,10 +43,10 @@ def test_other_missing_paths_get_no_such_hint(tmp_path: Path, monkeypatch: pytes
     assert installed_copy_hint(tmp_path / "train" / "default_model" / "best.pt").startswith(" (the copy installed")
 
 
-def test_a_missing_extra_outside_a_checkout_names_the_wheel_not_the_checkout(tmp_path: Path):
-    """Installed from a wheel (no checkout on the edge box), a missing extra said "install the extra in the
-    defect-edge checkout with: pip install ... '.[station]'", which there is nothing to run in."""
-    site = tmp_path / "site"  # the package as a wheel puts it: no pyproject.toml beside it
+def _missing_extra_line(tmp_path: Path, cwd: Path) -> str:
+    """The line of a missing extra, from a copy of the package as pip puts it (no pyproject.toml beside it), run in
+    ``cwd``."""
+    site = tmp_path / "site"
     shutil.copytree(SAMPLES.parent, site / "edge_runtime", ignore=shutil.ignore_patterns("samples", "models"))
     code = (
         "import sys, edge_runtime.errors as e\n"
@@ -55,12 +55,30 @@ def test_a_missing_extra_outside_a_checkout_names_the_wheel_not_the_checkout(tmp
         "except e.MissingExtraError as x:\n    print(x)"
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
-    r = subprocess.run(
-        [sys.executable, "-c", code, str(site)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-    )
+    r = subprocess.run([sys.executable, "-c", code, str(site)], cwd=cwd, env=env, capture_output=True, text=True,
+                       timeout=120)  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == (
+    return r.stdout.strip()
+
+
+def test_a_missing_extra_outside_a_checkout_names_the_wheel_not_the_checkout(tmp_path: Path):
+    """Installed from a wheel (no checkout on the edge box), a missing extra said "install the extra in the
+    defect-edge checkout with: pip install ... '.[station]'", which there is nothing to run in."""
+    assert _missing_extra_line(tmp_path, tmp_path) == (
         "no_such_module_x is not installed; install the extra from the wheel defect-edge was installed from: pip "
         f"install -c constraints.txt 'defect_edge-{edge_runtime.__version__}-py3-none-any.whl[station]' "
         "(in a checkout: '.[station]')"
+    )
+
+
+def test_a_missing_extra_after_the_runtime_install_in_the_checkout_names_the_checkout(tmp_path: Path):
+    """The README's runtime install (``pip install -c constraints.txt .`` in the checkout) copies the packages into
+    site-packages; ``train-model`` typed there said to install the extra "from the wheel defect-edge was installed
+    from", a wheel that was never made."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[2] / "pyproject.toml", checkout / "pyproject.toml")
+    assert _missing_extra_line(tmp_path, checkout) == (
+        "no_such_module_x is not installed; install the extra in the defect-edge checkout with: pip install -c "
+        "constraints.txt '.[station]'"
     )

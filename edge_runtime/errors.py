@@ -15,7 +15,7 @@ class ExitCode(IntEnum):
     """Process exit codes shared by ``train-model``, ``export-onnx``, ``edge-infer`` and ``edge-bench``."""
 
     OK = 0
-    INTERNAL = 1  # a bug: rerun with --debug and report the traceback
+    INTERNAL = 1  # a bug: rerun with --debug and report the traceback; also out of resources (ResourceError)
     USAGE = 2  # click's own code for a bad option or argument
     BAD_DATA = 3  # missing/empty/unreadable data folder or images
     BAD_MODEL = 4  # missing, corrupt or incompatible checkpoint or ONNX file
@@ -29,7 +29,7 @@ class ExitCode(IntEnum):
 
 EXIT_CODE_MEANINGS = {
     0: "ok",
-    1: "internal error (rerun with --debug)",
+    1: "internal error (rerun with --debug), or out of file descriptors, threads or memory",
     2: "bad usage",
     3: "bad data",
     4: "bad model or checkpoint",

@@ -298,3 +298,17 @@ def test_a_folder_without_images_names_what_it_holds(tmp_path: Path):
         line = r.stderr.strip().splitlines()[-1]
         assert "folder holds no images" in line and "it holds 2 other files: line.mp4, notes.txt" in line
         assert f"(a video is inspected with --source {tmp_path / 'line.mp4'})" in line
+
+
+def test_the_exit_code_of_running_out_of_resources_is_documented_as_such() -> None:
+    """Out of file descriptors, threads or memory ends a command with exit 1 (its line names the limit to raise),
+    which every help and the README's table of exit codes named only as an internal error, a bug to report."""
+    from edge_runtime.errors import ResourceError
+
+    code = int(ResourceError("x").exit_code)
+    proc = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "--help"], cwd=REPO, capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    footer = " ".join(proc.stdout.split("Exit codes:")[1].split())
+    assert f"{code} internal error (rerun with --debug), or out of file descriptors, threads or memory;" in footer
+    row = next(line for line in (REPO / "README.md").read_text().splitlines() if line.startswith(f"| {code} |"))
+    assert "out of file descriptors, threads or memory" in row, row

@@ -57,6 +57,7 @@ def run_info(model: EdgeModel, spec: SourceSpec) -> RunInfo:
         providers=list(model.providers),
         precision=model.info.precision.value,
         threshold=model.info.threshold,
+        model_sha256=model.sha256,  # hashed once, at load: the same as --summary's model_sha256
     )
 
 

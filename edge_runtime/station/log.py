@@ -66,6 +66,7 @@ class RunInfo:
     providers: list[str]
     precision: str
     threshold: float
+    model_sha256: str | None = None  # of the model file's bytes as loaded (EdgeModel.sha256); None: not known
 
 
 class InspectionLog(guard.WatchedFiles, Retention):
@@ -140,11 +141,12 @@ class InspectionLog(guard.WatchedFiles, Retention):
             info.threshold,
             socket.gethostname(),
             os.getpid(),
+            info.model_sha256,
         )
         try:
             cur = self.con.execute(
                 "INSERT INTO runs (started, station, source, model_version, model_file, providers, precision, "
-                "threshold, host, pid) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "threshold, host, pid, model_sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 values,
             )
         except sqlite3.Error as exc:  # on a log this run made, no item yet: the close removes it

@@ -40,6 +40,7 @@ CSV_KEYS = (
     "has_image",
     "model_version",
     "model_file",
+    "model_sha256",
     "precision",
     "providers",
 )
@@ -128,10 +129,17 @@ def summary_text(db: Path, s: dict[str, Any]) -> str:
     lines.append("models seen:")
     lines += [  # escaped as the first line: a newline in a model's file name split its line in two
         printable(f"  {m['model_version'][:16]}  {Path(m['model_file']).name}  {m['precision']}  "
-                  f"{','.join(m['providers'])}  {plural(m['items'], 'item')}  {m['first']} .. {m['last']}")
+                  f"{','.join(m['providers'])}  {plural(m['items'], 'item')}  {m['first']} .. {m['last']}  "
+                  f"{_sha_text(m['model_sha256'])}")
         for m in s["models"]
     ] or ["  (none)"]  # fmt: skip
     return "\n".join(lines)
+
+
+def _sha_text(sha256: str | None) -> str:
+    """The model file's hash, shortened as ``git log`` shortens a commit's (``--json`` gives it whole): the path
+    alone named whatever file lay there later. A run logged before the log kept hashes has none to show."""
+    return f"sha256 {sha256[:16]}" if sha256 else "sha256 not logged (run logged by an older defect-edge)"
 
 
 @main.command(help="Items, defects, defect rate per hour, errors, latency p50/p99 and the models seen.")

@@ -26,9 +26,16 @@ from edge_runtime.summary import NO_PART
 ROW_SQL = (
     "SELECT i.id, i.time, r.station, i.source, i.frame, i.label, i.score, i.threshold, i.defective, i.latency_ms, "
     "i.error, i.warning, i.extra, r.model_version, r.model_file, r.providers, r.precision, "
-    "EXISTS (SELECT 1 FROM thumbnails t WHERE t.inspection_id = i.id) "
+    "EXISTS (SELECT 1 FROM thumbnails t WHERE t.inspection_id = i.id), {sha} "
     "FROM inspections i LEFT JOIN runs r ON r.id = i.run_id"  # LEFT: an item of no run is told, not left out
 )
+
+
+def sha_column(con: sqlite3.Connection) -> str:
+    """The runs' ``model_sha256`` column, or ``NULL`` in a log of schema 1 (read as it is, never migrated by a
+    reader): its runs were logged without the model file's hash, which reads as unknown, not as a made-up one."""
+    found = any(c[1] == "model_sha256" for c in con.execute("PRAGMA table_info(runs)"))
+    return "r.model_sha256" if found else "NULL"
 
 
 # Keys a record may carry beside its verdict (edge-infer writes them when set).
@@ -163,6 +170,7 @@ def _row(r: tuple) -> dict[str, Any]:
         "providers": _names(_json(r[15], "the providers", item, list), item),
         "precision": _text(r[16], "the precision", item),
         "has_image": bool(r[17]),
+        "model_sha256": _text(r[18], "the model file's hash", item),  # None: logged before the log kept it
     }
     if out["error"] is not None and not out["error"].strip():  # an error of no words: no verdict and no reason
         raise _Damaged(f"the error of {item} is empty")
@@ -187,12 +195,12 @@ def rows(
     with ``damaged_out``, is left out and its description appended there (the station page's gallery: one damaged
     record among the last defects had made it read "no defective part yet")."""
     where, args = flt.where()
-    sql = f"{ROW_SQL}{where} ORDER BY i.id {'DESC' if newest_first else 'ASC'}"
+    order = f" ORDER BY i.id {'DESC' if newest_first else 'ASC'}"
     if limit is not None:
-        sql += " LIMIT ?"
+        order += " LIMIT ?"
         args.append(int(limit))
     try:
-        cur = con.execute(sql, args)
+        cur = con.execute(ROW_SQL.format(sha=sha_column(con)) + where + order, args)
         while batch := cur.fetchmany(500):
             for r in batch:
                 try:
@@ -210,7 +218,7 @@ def rows(
 def row(con: sqlite3.Connection, item_id: int) -> dict[str, Any]:
     """One row by id; :class:`DataError` (exit 3) when there is none."""
     try:
-        found = con.execute(f"{ROW_SQL} WHERE i.id = ?", (int(item_id),)).fetchone()
+        found = con.execute(ROW_SQL.format(sha=sha_column(con)) + " WHERE i.id = ?", (int(item_id),)).fetchone()
     except sqlite3.Error as exc:
         raise read_error(log_name(con), exc, "reading it") from exc
     if found is None:
@@ -300,20 +308,23 @@ def _check_rows(con: sqlite3.Connection, where: str, args: list) -> None:
 
 
 def _models(con: sqlite3.Connection, where: str, args: list) -> list[dict[str, Any]]:
-    """The models that judged the filtered items, each with its item count and first and last time."""
+    """The models that judged the filtered items, each with its item count and first and last time. A file
+    replaced at the same path is another model: its hash differs (None for runs logged without one)."""
     return [
         {
             "model_version": _text(v, "the model version", f"a run of {f}", required=True),
             "model_file": _text(f, "the model file", "a run", required=True),
+            "model_sha256": _text(h, "the model file's hash", f"a run of {f}"),
             "precision": _text(p, "the precision", f"a run of {f}"),
             "providers": _names(_json(pr, "the providers", f"a run of {f}", list), f"a run of {f}"),
             "items": c,
             "first": _time(a, f"a run of {f}"),
             "last": _time(b, f"a run of {f}"),
         }
-        for v, f, p, pr, c, a, b in con.execute(
-            "SELECT r.model_version, r.model_file, r.precision, r.providers, count(*), min(i.time), max(i.time) "
-            f"FROM inspections i JOIN runs r ON r.id = i.run_id{where} GROUP BY 1, 2, 3, 4 ORDER BY 6",
+        for v, f, h, p, pr, c, a, b in con.execute(
+            f"SELECT r.model_version, r.model_file, {sha_column(con)}, r.precision, r.providers, count(*), "
+            f"min(i.time), max(i.time) FROM inspections i JOIN runs r ON r.id = i.run_id{where} GROUP BY 1, 2, 3, 4, 5 "
+            "ORDER BY 7",
             args,
         )
     ]

@@ -60,8 +60,14 @@ MIGRATIONS: list[str] = [
         jpeg BLOB NOT NULL
     );
     """,
+    # the model file's SHA-256, as loaded (edge-infer --summary's model_sha256): the path alone named whatever file
+    # lay there later. NULL for the runs logged before: no hash was taken of what judged them
+    "ALTER TABLE runs ADD COLUMN model_sha256 TEXT",
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+# The oldest schema edge-log reads as it is: a reader never writes, so it does not migrate (a station's log is often
+# not the reader's to write); what a newer schema added reads as unknown (NULL) for such a log.
+READABLE_SINCE = 1
 
 # sqlite3 error codes (Python 3.11 exposes them as ``sqlite_errorcode``; the primary code is the low byte).
 _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
@@ -363,7 +369,7 @@ def check_version(path: Path | str, version: int, *, writable: bool) -> None:
         raise DataError(
             f"{path}: not a defect-edge inspection log (no schema); pass the file that edge-infer --log wrote"
         )
-    if not writable and version < SCHEMA_VERSION:
+    if not writable and version < READABLE_SINCE:
         raise OutputError(f"{path}: inspection log has schema {version}; run edge-infer --log on it once to migrate it")
 
 

@@ -306,3 +306,29 @@ def test_the_summary_counts_the_items_the_last_retention_pass_deletes(tmp_path: 
         kept = len(list(rows(con, Filter())))
     assert 0 < kept < 4000, "the log did not outgrow --log-max; make the video longer"
     assert f"inspection log: {4000 - kept} older items deleted to keep within --log-max 1MB" in result.stderr
+
+
+def test_each_run_logs_the_hash_of_the_model_file_it_loaded(tmp_path: Path, tiny_model: Path):
+    """The log named the model's path only: a file replaced at that path left it naming a model that never judged
+    the items. Each run records the SHA-256 of the bytes it loaded, as --summary's model_sha256, and edge-log
+    shows two models where one path held two files."""
+    import hashlib
+    import shutil
+
+    from edge_runtime.station.log_cli import main as edge_log
+
+    write_parts(tmp_path / "parts", [10, 220])
+    model, db = tmp_path / "model.onnx", tmp_path / "station.db"
+    hashes = []
+    for original in (tiny_model, REPO / "tests" / "models" / "tiny_left.onnx"):
+        shutil.copy(original, model)
+        hashes.append(hashlib.sha256(model.read_bytes()).hexdigest())
+        args = ["--model", model, "--source", tmp_path / "parts", "--log", db, "--summary", tmp_path / "s.json"]
+        result = CliRunner().invoke(main, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        assert json.loads((tmp_path / "s.json").read_text())["model_sha256"] == hashes[-1]
+    assert hashes[0] != hashes[1]
+    assert [r["model_sha256"] for r in rows(open_reader(db), Filter())] == [hashes[0]] * 2 + [hashes[1]] * 2
+    result = CliRunner().invoke(edge_log, ["summary", str(db)])
+    models = result.output.split("models seen:\n")[1].splitlines()
+    assert len(models) == 2 and all(f"sha256 {h[:16]}" in line for line, h in zip(models, hashes, strict=True))

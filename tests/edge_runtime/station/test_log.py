@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -717,3 +719,51 @@ def test_deleted_write_ahead_files_are_made_anew_only_once_no_other_process_has_
     con = sqlite3.connect(log_path)
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     con.close()
+
+
+# The schema edge-infer wrote before the log kept the model file's hash (schema 1), as it was released.
+SCHEMA_1 = """
+CREATE TABLE runs (id INTEGER PRIMARY KEY, started REAL NOT NULL, station TEXT NOT NULL, source TEXT NOT NULL,
+    model_version TEXT NOT NULL, model_file TEXT NOT NULL, providers TEXT NOT NULL, precision TEXT NOT NULL,
+    threshold REAL NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL);
+CREATE TABLE inspections (id INTEGER PRIMARY KEY, time REAL NOT NULL, run_id INTEGER NOT NULL REFERENCES runs(id),
+    source TEXT NOT NULL, frame INTEGER, label TEXT, score REAL, threshold REAL NOT NULL, defective INTEGER,
+    latency_ms REAL, error TEXT, warning TEXT, extra TEXT);
+CREATE INDEX inspections_time ON inspections(time);
+CREATE INDEX inspections_defective ON inspections(defective, time);
+CREATE TABLE thumbnails (inspection_id INTEGER PRIMARY KEY REFERENCES inspections(id) ON DELETE CASCADE,
+    jpeg BLOB NOT NULL);
+INSERT INTO runs VALUES (1, 1780000000.0, 'line-3', 'parts/', 'ab12cd34ef56', '/models/defectnet_int8.onnx',
+    '["CPUExecutionProvider"]', 'int8', 0.41, 'box', 4242);
+INSERT INTO inspections VALUES (1, 1780000001.0, 1, 'parts/p1.png', NULL, 'defective', 0.97, 0.41, 1, 0.5, NULL,
+    NULL, NULL);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_log_of_the_schema_before_the_model_hash_is_read_as_it_is_then_migrated_once(log_path: Path):
+    """The log named the model's path only. A log made before it kept the hash is read by edge-log unchanged,
+    its run with no hash (not a made-up one), and migrated by the next edge-infer --log, once."""
+    from click.testing import CliRunner
+
+    from edge_runtime.station.log_cli import main
+
+    con = sqlite3.connect(log_path)
+    con.executescript(SCHEMA_1)
+    con.close()
+    result = CliRunner().invoke(main, ["summary", str(log_path)])
+    assert result.exit_code == 0, result.output
+    assert "defectnet_int8.onnx" in result.output and "sha256 not logged" in result.output
+    (row,) = rows(open_reader(log_path), Filter())
+    assert row["model_sha256"] is None and row["score"] == 0.97
+    assert sqlite3.connect(log_path).execute("PRAGMA user_version").fetchone()[0] == 1  # a reader never migrates
+    for i, sha in enumerate(("a" * 64, "b" * 64), start=2):  # the second open finds the column: no second ALTER
+        log = InspectionLog(LogConfig(log_path, station="line-3"))
+        log.start_run(replace(RUN, model_sha256=sha))
+        log.write([record(i, defective=False)])
+        log.close()
+    con = sqlite3.connect(log_path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 2
+    assert con.execute("SELECT id, model_sha256 FROM runs").fetchall() == [(1, None), (2, "a" * 64), (3, "b" * 64)]
+    got = CliRunner().invoke(main, ["summary", str(log_path), "--json"])
+    assert [m["model_sha256"] for m in json.loads(got.output)["models"]] == [None, "a" * 64, "b" * 64]

@@ -19,6 +19,7 @@ from typing import Any
 
 from edge_runtime.errors import DataError
 from edge_runtime.metrics import nearest_rank_index
+from edge_runtime.station.log_parts import storable
 from edge_runtime.station.schema import connect, read_error, snapshot
 from edge_runtime.station.units import iso, parse_when  # noqa: F401 - parse_when: edge-log and the web view's
 from edge_runtime.summary import NO_PART
@@ -68,12 +69,14 @@ class Filter:
         if self.defective is not None:
             parts.append("i.defective = ?")
             args.append(int(self.defective))
+        # as the log stores them: a name that is not UTF-8 (--source "$(ls)") was "unexpected UnicodeEncodeError",
+        # exit 1, where its stored, escaped name matches it
         if self.source:
             parts.append("instr(i.source, ?) > 0")
-            args.append(self.source)
+            args.append(storable(self.source))
         if self.station is not None:
             parts.append("i.run_id IN (SELECT id FROM runs WHERE station = ?)")
-            args.append(self.station)
+            args.append(storable(self.station))
         return (" WHERE " + " AND ".join(parts)) if parts else "", args
 
 

@@ -479,3 +479,15 @@ def test_a_date_without_dashes_or_beyond_the_year_9999_is_one_line_not_a_misread
     assert edge_log("query", log_path, "--since", "20261129.0").exit_code == 0  # epoch seconds, said so
     r = edge_log("query", log_path, "--since", "9999-12-31T23:00-05:00")
     assert r.exit_code == ExitCode.USAGE and "lies outside the years 1 to 9999" in r.output, r.output
+
+
+def test_a_source_or_station_filter_that_is_not_utf8_finds_the_items_of_that_name(station_log, log_path: Path):
+    """A name with a byte that is not UTF-8, as the shell passes it (--source "$(ls parts)"), was "unexpected
+    UnicodeEncodeError", exit 1: it is looked for as the log stores such a name."""
+    station_log.write([record(1, defective=True, source="parts/caf\udce9.png"), record(2, defective=False)])
+    result = edge_log("query", log_path, "--source", "caf\udce9", "--json")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["source"] for line in result.stdout.splitlines()] == ["parts/caf\\xe9.png"]
+    result = edge_log("summary", log_path, "--station", "line\udce9")
+    assert result.exit_code == 0, result.output
+    assert "0 items" in result.stdout and "no run of station" in result.stderr

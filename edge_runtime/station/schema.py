@@ -382,9 +382,12 @@ def migrate(con: sqlite3.Connection, path: Path | str) -> int:
     for version in range(found, SCHEMA_VERSION):
         con.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _statements(MIGRATIONS[version]):
-                con.execute(statement)
-            con.execute(f"PRAGMA user_version={version + 1}")
+            # read again under the lock: another station sharing the log, started at the same moment, may have
+            # migrated it since; its migration was run a second time ("duplicate column name", exit 7)
+            if con.execute("PRAGMA user_version").fetchone()[0] == version:
+                for statement in _statements(MIGRATIONS[version]):
+                    con.execute(statement)
+                con.execute(f"PRAGMA user_version={version + 1}")
             con.execute("COMMIT")
         except BaseException:
             # SQLite rolls back by itself on some errors (a full disk): a second ROLLBACK then failed with "cannot

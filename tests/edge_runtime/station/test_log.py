@@ -767,3 +767,34 @@ def test_a_log_of_the_schema_before_the_model_hash_is_read_as_it_is_then_migrate
     assert con.execute("SELECT id, model_sha256 FROM runs").fetchall() == [(1, None), (2, "a" * 64), (3, "b" * 64)]
     got = CliRunner().invoke(main, ["summary", str(log_path), "--json"])
     assert [m["model_sha256"] for m in json.loads(got.output)["models"]] == [None, "a" * 64, "b" * 64]
+
+
+@pytest.mark.parametrize("old", [True, False], ids=["schema-1 log", "new log"])
+def test_a_log_another_station_migrates_meanwhile_is_not_migrated_twice(log_path: Path, old: bool):
+    """Two stations sharing a log, started together: each read the log's version, then the second ran the first's
+    migration again once it got the lock ("duplicate column name: model_sha256", or "table runs already exists"
+    for a new log), exit 7. The other station's migration is made here at that moment, on its own connection."""
+    if old:
+        sqlite3.connect(log_path).executescript(SCHEMA_1)
+    done: list[str] = []
+
+    def other_station_first(sql: str) -> None:
+        if sql.startswith("BEGIN IMMEDIATE") and not done:  # this station has read the version, not yet locked
+            done.append(sql)
+            other = sqlite3.connect(log_path, isolation_level=None)
+            other.execute("PRAGMA journal_mode=WAL")
+            schema.migrate(other, log_path)
+            other.close()
+
+    con = sqlite3.connect(log_path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.set_trace_callback(other_station_first)
+    schema.migrate(con, log_path)
+    con.set_trace_callback(None)
+    assert done and con.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+    con.close()
+    log = InspectionLog(LogConfig(log_path, station="line-3"))
+    log.start_run(replace(RUN, model_sha256="c" * 64))
+    log.write([record(5, defective=True)])
+    log.close()
+    assert [r["model_sha256"] for r in rows(open_reader(log_path), Filter())][-1] == "c" * 64

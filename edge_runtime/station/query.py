@@ -241,10 +241,15 @@ def row(con: sqlite3.Connection, item_id: int) -> dict[str, Any]:
     """One row by id; :class:`DataError` (exit 3) when there is none."""
     try:
         found = con.execute(ROW_SQL.format(sha=sha_column(con)) + " WHERE i.id = ?", (int(item_id),)).fetchone()
+        oldest, newest = con.execute("SELECT min(id), max(id) FROM inspections").fetchone()
     except sqlite3.Error as exc:
         raise read_error(log_name(con), exc, "reading it") from exc
     if found is None:
-        raise DataError(f"no item with id {item_id} in the inspection log (edge-log query lists the ids)")
+        # an id from an earlier export, its item deleted since: it read as if the log had lost it
+        why = (f": its oldest item now is {oldest}, the older ones were deleted by the station's --log-keep or "
+               "--log-max" if oldest is not None and item_id < oldest else
+               f": its newest item is {newest}" if newest is not None and item_id > newest else "")  # fmt: skip
+        raise DataError(f"no item with id {item_id} in the inspection log{why} (edge-log query lists the ids)")
     try:
         return _row(found)
     except _Damaged as exc:

@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from edge_runtime.errors import ExitCode
+from edge_runtime.station.log import InspectionLog, LogConfig
 from edge_runtime.station.log_cli import main
 from tests.conftest import REPO
 from tests.edge_runtime.station.conftest import RUN, record, write_items
@@ -516,3 +517,17 @@ def test_a_paused_query_does_not_keep_the_stations_write_ahead_file_from_startin
         proc.wait()
     assert proc.returncode == ExitCode.OK and err == "", err
     assert [json.loads(line)["id"] for line in rest] == list(range(2, 2001))  # the items there when it began
+
+
+def test_show_of_an_item_retention_deleted_says_so(station_log, log_path: Path, tmp_path: Path):
+    """An id from an earlier export whose item --log-keep deleted since: "no item with id 3 in the inspection
+    log" read as if the log had lost it."""
+    write_items(station_log, 10, t0=time.time() - 7200)
+    write_items(station_log, 10, t0=time.time())
+    InspectionLog(LogConfig(log_path, station="line-3", keep_s=3600)).close()  # --log-keep 1h, started again
+    result = edge_log("show", log_path, "3", "--out", tmp_path / "p.png")
+    assert result.exit_code == ExitCode.BAD_DATA
+    assert "no item with id 3" in result.output and "oldest item now is 11" in result.output
+    assert "--log-keep" in result.output and not (tmp_path / "p.png").exists()
+    result = edge_log("show", log_path, "99", "--out", tmp_path / "p.png")
+    assert result.exit_code == ExitCode.BAD_DATA and "newest item is 20" in result.output

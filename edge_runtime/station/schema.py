@@ -18,8 +18,19 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from edge_runtime.atomic import disk_room
 from edge_runtime.errors import DataError, OutputError
+from edge_runtime.station.log_errors import (
+    SQLITE_CANTOPEN,
+    SQLITE_CORRUPT,
+    SQLITE_FULL,
+    SQLITE_IOERR,
+    SQLITE_NOTADB,
+    SQLITE_READONLY,
+    full_disk,
+    log_cut_short,
+    log_error,
+    read_error,
+)
 from edge_runtime.station.wal_match import check_own_wal, missing_wal, runs_in_file, wal_holds_frames
 
 # Migrations, oldest first: entry k takes a log from version k to k + 1. Append, never edit a released entry.
@@ -68,121 +79,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # The oldest schema edge-log reads as it is: a reader never writes, so it does not migrate (a station's log is often
 # not the reader's to write); what a newer schema added reads as unknown (NULL) for such a log.
 READABLE_SINCE = 1
-
-# sqlite3 error codes (Python 3.11 exposes them as ``sqlite_errorcode``; the primary code is the low byte).
-_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
-# A write to the log that fails with less room than this left failed for the room: one transaction needs its pages
-# in the write-ahead file (a batch with thumbnails: some 100 KB) and SQLite's 32 KiB index beside it.
-FULL_DISK_BYTES = 1 << 20
 SHM_BYTES = 32768  # the index file (-shm) a working WAL connection maps: one 32 KiB region at least
-
-
-def read_error(path: Path | str, exc: sqlite3.Error, doing: str) -> DataError:
-    """:func:`log_error` for a log that is read (``edge-log``): the log is the input, so bad data (exit 3), and the
-    advice fits a reader (it said "use another --log", an option edge-log does not have)."""
-    code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
-    text = str(exc).lower()
-    if code in (_BUSY, _LOCKED) or "locked" in text:
-        why = "is locked by another program (a writer that holds it without committing); read it once that is done"
-    elif code in (_NOTADB, _CORRUPT) or "not a database" in text or "malformed" in text:
-        if (cut := log_cut_short(path)) is not None:
-            return DataError(f"{cut} (while {doing})")
-        why = "is damaged (or not a defect-edge inspection log); restore it from a backup"
-    else:
-        why = f"cannot be read ({exc}); check the disk and the file"
-    return DataError(f"{path}: inspection log {why} (while {doing})")
-
-
-def log_cut_short(path: Path | str) -> str | None:
-    """The message for a log file shorter than its header says (a copy cut by a full disk or a dropped
-    connection), or None. Not where a write-ahead file holds pages: a live log's checkpoint may lag its header.
-    SQLite says only "file is not a database" or "malformed": it was "not a defect-edge inspection log, or damaged;
-    pass the file that edge-infer --log wrote", of that very file."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(100)
-            size = os.fstat(f.fileno()).st_size
-    except OSError:
-        return None
-    if len(head) < 100 or not head.startswith(b"SQLite format 3\x00") or wal_holds_frames(path):
-        return None
-    page = int.from_bytes(head[16:18], "big")
-    page = 65536 if page == 1 else page
-    pages, counter, valid_for = (int.from_bytes(head[i : i + 4], "big") for i in (28, 24, 92))
-    if counter != valid_for or size >= pages * page:  # a header size SQLite itself would not trust, or no cut
-        return None
-    return (f"{path}: inspection log cut short: {size} bytes of the {pages * page} its header names (a copy "
-            "interrupted, or made onto a full disk?); the items past the cut are lost from this file: copy it again "
-            "if it is a copy, or restore it from a backup")  # fmt: skip
-
-
-def log_error(path: Path | str, exc: sqlite3.Error, doing: str, *, creating: bool = False) -> OutputError:
-    """One sentence (exit 7) for what went wrong with the log, naming the file and what to do. ``creating``: a log
-    this run is making (removed again when it fails), where any error may be the disk filling up."""
-    code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
-    text = str(exc).lower()
-    spaceless = creating or code in (_FULL, _IOERR) or "full" in text or "disk i/o error" in text
-    if spaceless and (full := _full_disk(path, creating=creating)) is not None:
-        why = full
-    elif code in (_BUSY, _LOCKED) or "locked" in text:
-        why = "is locked by another program (a writer that never commits); stop it or use another --log"
-    elif code == _READONLY or "readonly" in text or "read-only" in text:
-        why = "is read-only; fix its permissions (file and folder) or use another --log"
-    elif code == _FULL or "full" in text:
-        why = "cannot grow: the disk (or the database's size limit) is full; free space or lower --log-max"
-    elif code in (_NOTADB, _CORRUPT) or "not a database" in text or "malformed" in text:
-        why = "is not a defect-edge inspection log or is damaged; use another --log"
-    elif code == _CANTOPEN or "unable to open" in text:
-        why = _cannot_open(path)
-    elif "disk i/o error" in text and (limit := _file_size_limit()) is not None:
-        # a write past `ulimit -f` (EFBIG) reaches SQLite as an I/O error: "check the disk" could not help
-        why = (f"failed ({exc}): it may not grow past the file-size limit of {limit} bytes (ulimit -f); raise the "
-               "limit or lower --log-max")  # fmt: skip
-    else:
-        why = f"failed ({exc}); check the disk and the file"
-    return OutputError(f"{path}: inspection log {why} (while {doing})")
-
-
-def _cannot_open(path: Path | str) -> str:
-    """Why SQLite could not open the log ("unable to open database file" names no cause), told from its folder:
-    it had said "missing folder or no permission" for a log on a read-only mount too."""
-    folder = Path(path).absolute().parent
-    if not folder.is_dir():
-        return f"cannot be opened: its folder {folder} does not exist; create it or use another --log"
-    with contextlib.suppress(OSError, AttributeError):  # statvfs: not on Windows
-        if os.statvfs(folder).f_flag & os.ST_RDONLY:
-            return f"cannot be opened: {folder} is on a read-only file system; put --log on a writable disk"
-    if not os.access(folder, os.W_OK | os.X_OK):  # the log's -wal and -shm files are made beside it
-        return f"cannot be opened: no permission to write in {folder}; fix its permissions or use another --log"
-    return "cannot be opened (missing folder or no permission); use another --log"
-
-
-def _full_disk(path: Path | str, *, creating: bool = False, reading: bool = False) -> str | None:
-    """The failure told as the full disk it is, or None where the disk has room (or cannot be asked). A full disk
-    reaches SQLite as "database or disk is full", as "disk I/O error" (its index file, ``-shm``, could not grow) or,
-    while the schema is made, as whatever the statement that failed says: each said "check the disk".
-    ``reading``: a reader's connection (edge-log), which needs room for the index file alone."""
-    if str(path) == ":memory:" or (room := disk_room(Path(path).absolute().parent)) is None or room >= FULL_DISK_BYTES:
-        return None
-    if reading:
-        return (
-            f"cannot be read: the disk is full ({room} bytes left), and a reader needs room beside the log for its "
-            "index file (-shm); free space there, or copy the log to another disk and read the copy"
-        )
-    if creating:
-        return f"cannot be created: the disk is full ({room} bytes left); free space there or put --log on another disk"
-    return f"cannot grow: the disk is full ({room} bytes left); free space there or lower --log-max"
-
-
-def _file_size_limit() -> int | None:
-    """This process's file-size limit in bytes (``ulimit -f``), None when there is none."""
-    try:
-        import resource
-
-        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    except (ImportError, OSError, ValueError):
-        return None
-    return None if soft == resource.RLIM_INFINITY else int(soft)
 
 
 def connect(path: Path | str, *, readonly: bool = False, timeout_s: float = 2.0) -> sqlite3.Connection:
@@ -223,13 +120,17 @@ def connect(path: Path | str, *, readonly: bool = False, timeout_s: float = 2.0)
     except sqlite3.Error as exc:
         error = read_error(path, exc, "opening it") if readonly else log_error(path, exc, "opening it")
         code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
-        if readonly and (code in (_NOTADB, _CORRUPT) or "not a database" in str(exc).lower()):
+        if readonly and (code in (SQLITE_NOTADB, SQLITE_CORRUPT) or "not a database" in str(exc).lower()):
             # read (edge-log): the log is the input, so bad data (exit 3), and edge-log takes no --log
             error = DataError(
                 log_cut_short(path)
                 or f"{path}: not a defect-edge inspection log, or damaged; pass the file that edge-infer --log wrote"
             )
-        elif readonly and code in (_READONLY, _CANTOPEN) and not os.access(Path(path).resolve().parent, os.W_OK):
+        elif (
+            readonly
+            and code in (SQLITE_READONLY, SQLITE_CANTOPEN)
+            and not os.access(Path(path).resolve().parent, os.W_OK)
+        ):
             # a killed station's write-ahead file still holds items, and SQLite needs to write beside the log to
             # read them: the advice was "use another --log", an option edge-log does not have
             error = OutputError(
@@ -251,7 +152,7 @@ def _prepare(con: sqlite3.Connection, path: Path | str, *, creating: bool) -> No
     con.execute("PRAGMA auto_vacuum=INCREMENTAL")
     mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if str(path) != ":memory:" and str(mode).lower() != "wal":
-        if (full := _full_disk(path, creating=creating)) is not None:  # no room for the write-ahead files
+        if (full := full_disk(path, creating=creating)) is not None:  # no room for the write-ahead files
             raise OutputError(f"{path}: inspection log {full} (while opening it)")
         raise OutputError(f"{path}: inspection log cannot use WAL mode (journal mode {mode}); use a local disk")
     con.execute("PRAGMA synchronous=NORMAL")
@@ -290,8 +191,8 @@ def _reader(path: Path | str, timeout_s: float) -> tuple[sqlite3.Connection, int
         return con, con.execute("PRAGMA user_version").fetchone()[0]
     except sqlite3.OperationalError as exc:
         code, text = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF, str(exc).lower()
-        spaceless = code in (_FULL, _IOERR) or "disk" in text
-        full = _full_disk(path, reading=True) if spaceless else None  # before the removal frees any
+        spaceless = code in (SQLITE_FULL, SQLITE_IOERR) or "disk" in text
+        full = full_disk(path, reading=True) if spaceless else None  # before the removal frees any
         if con is not None:
             _close(con)
         _remove_unused(path, made)
@@ -330,7 +231,7 @@ def _needs_immutable(path: Path | str, exc: sqlite3.OperationalError) -> bool:
     (a writer that was killed): those would be left out silently, so the error stands.
     """
     code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
-    if code not in (_READONLY, _CANTOPEN) or os.access(Path(path).resolve().parent, os.W_OK):
+    if code not in (SQLITE_READONLY, SQLITE_CANTOPEN) or os.access(Path(path).resolve().parent, os.W_OK):
         return False
     wal = Path(f"{path}-wal")
     return not (wal.exists() and wal.stat().st_size > 0)
@@ -374,29 +275,43 @@ def check_version(path: Path | str, version: int, *, writable: bool) -> None:
 
 
 def migrate(con: sqlite3.Connection, path: Path | str) -> int:
-    """Bring the log to :data:`SCHEMA_VERSION`, one migration per transaction; returns the version it found."""
+    """Bring the log to :data:`SCHEMA_VERSION`, one migration per transaction (a new log: all in one, made at the
+    newest schema); returns the version it found."""
     found = con.execute("PRAGMA user_version").fetchone()[0]
     if found == 0 and con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
         raise OutputError(f"{path}: is an SQLite file but not an inspection log; use another --log")
     check_version(path, found, writable=True)
-    for version in range(found, SCHEMA_VERSION):
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            # read again under the lock: another station sharing the log, started at the same moment, may have
-            # migrated it since; its migration was run a second time ("duplicate column name", exit 7)
-            if con.execute("PRAGMA user_version").fetchone()[0] == version:
-                for statement in _statements(MIGRATIONS[version]):
-                    con.execute(statement)
-                con.execute(f"PRAGMA user_version={version + 1}")
-            con.execute("COMMIT")
-        except BaseException:
-            # SQLite rolls back by itself on some errors (a full disk): a second ROLLBACK then failed with "cannot
-            # rollback - no transaction is active", and that hid the real cause
-            if con.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    con.execute("ROLLBACK")
-            raise
+    version = found
+    while version < SCHEMA_VERSION:
+        version = _migrate_step(con)
+    check_version(path, version, writable=True)  # a newer defect-edge sharing the log migrated it meanwhile
     return found
+
+
+def _migrate_step(con: sqlite3.Connection) -> int:
+    """One transaction of :func:`migrate`; returns the version the log is at after it."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        # read again under the lock: another station sharing the log, started at the same moment, may have
+        # migrated it since; its migration was run a second time ("duplicate column name", exit 7)
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        # a new log in one step: each step's commit wrote its pages again (a log made on a nearly full disk then
+        # failed where it had fitted)
+        upto = SCHEMA_VERSION if version == 0 else min(version + 1, SCHEMA_VERSION)
+        for step in range(version, upto):
+            for statement in _statements(MIGRATIONS[step]):
+                con.execute(statement)
+        if upto > version:
+            con.execute(f"PRAGMA user_version={upto}")
+        con.execute("COMMIT")
+    except BaseException:
+        # SQLite rolls back by itself on some errors (a full disk): a second ROLLBACK then failed with "cannot
+        # rollback - no transaction is active", and that hid the real cause
+        if con.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("ROLLBACK")
+        raise
+    return max(version, upto)
 
 
 def _statements(script: str) -> list[str]:

@@ -9,8 +9,6 @@ Shared by ``edge-log`` and the web view; never writes.
 
 from __future__ import annotations
 
-import json
-import math
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +19,17 @@ from edge_runtime.errors import DataError
 from edge_runtime.metrics import nearest_rank_index
 from edge_runtime.station.log_parts import storable
 from edge_runtime.station.schema import connect, read_error, snapshot
+from edge_runtime.station.stored import (
+    Damaged,
+    as_flag,
+    as_json,
+    as_names,
+    as_number,
+    as_text,
+    as_time,
+    damaged,
+    log_name,
+)
 from edge_runtime.station.units import iso, parse_when  # noqa: F401 - parse_when: edge-log and the web view's
 from edge_runtime.summary import NO_PART
 
@@ -92,99 +101,36 @@ def stations(con: sqlite3.Connection) -> list[str]:
         raise read_error(log_name(con), exc, "reading it") from exc
 
 
-def log_name(con: sqlite3.Connection) -> str:
-    """The file a connection reads, for messages."""
-    try:
-        return str(con.execute("PRAGMA database_list").fetchone()[2]) or "inspection log"
-    except (sqlite3.Error, TypeError, IndexError):
-        return "inspection log"
-
-
-class _Damaged(Exception):
-    """A stored record that does not read as defect-edge wrote it; the caller names the log (see :func:`damaged`)."""
-
-
-def _names(value: list, item: object) -> list:
-    if not all(isinstance(v, str) for v in value):  # [1] failed at the CSV's join: "unexpected TypeError", exit 1
-        raise _Damaged(f"the providers of {item} are not names")
-    return value
-
-
-def _json(text: str, what: str, item: object, kind: type) -> Any:
-    try:
-        value = json.loads(text)
-    except (json.JSONDecodeError, TypeError) as exc:  # query and show said "unexpected JSONDecodeError", exit 1
-        raise _Damaged(f"{what} of {item} is not JSON") from exc
-    if not isinstance(value, kind):  # '[1]' as the extra fields was "unexpected AttributeError", exit 1
-        raise _Damaged(f"{what} of {item} is not a JSON {'object' if kind is dict else 'list'}")
-    return value
-
-
-def damaged(con: sqlite3.Connection, exc: _Damaged) -> DataError:
-    return DataError(f"{log_name(con)}: inspection log holds a damaged record ({exc}); restore the log from a backup")
-
-
-def _number(value: Any, what: str, item: object, *, required: bool = False) -> Any:
-    """A stored number as it is, or :class:`_Damaged` ('abc' as a score made the table's format fail, exit 1)."""
-    if value is None and not required:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _Damaged(f"{what} of {item} is not a number")
-    return value
-
-
-def _time(value: Any, item: object) -> str:
-    try:
-        return iso(_number(value, "the time", item, required=True))
-    except (OverflowError, OSError, ValueError) as exc:
-        raise _Damaged(f"the time of {item} is out of range") from exc
-
-
-def _text(value: Any, what: str, item: object, *, required: bool = False) -> Any:
-    """A stored text as it is, or :class:`_Damaged` (bytes where a label belongs failed the table and JSON, exit 1)."""
-    if (value is None and not required) or isinstance(value, str):
-        return value
-    raise _Damaged(f"{what} of {item} is not text")
-
-
-def _flag(value: Any, item: object) -> bool | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or value not in (0, 1):  # 'yes' read as true, 2 counted twice in the summary
-        raise _Damaged(f"the verdict of {item} is neither 0 nor 1")
-    return bool(value)
-
-
 def _row(r: tuple) -> dict[str, Any]:
     item = f"item {r[0]}"
     if r[2] is None and r[13] is None:  # counted by the summary, yet never listed: "no item with id 1"
-        raise _Damaged(f"{item} belongs to no run in the log")
+        raise Damaged(f"{item} belongs to no run in the log")
     out = {
         "id": r[0],
-        "time": _time(r[1], item),
-        "station": _text(r[2], "the station", item, required=True),
-        "source": _text(r[3], "the source", item, required=True),
-        "frame": _number(r[4], "the frame", item),
-        "label": _text(r[5], "the label", item),
-        "score": _number(r[6], "the score", item),
-        "threshold": _number(r[7], "the threshold", item),
-        "defective": _flag(r[8], item),
-        "latency_ms": _number(r[9], "the latency", item),
-        "error": _text(r[10], "the error", item),
-        "warning": _text(r[11], "the warning", item),
-        "model_version": _text(r[13], "the model version", item, required=True),
-        "model_file": _text(r[14], "the model file", item, required=True),
-        "providers": _names(_json(r[15], "the providers", item, list), item),
-        "precision": _text(r[16], "the precision", item),
+        "time": as_time(r[1], item),
+        "station": as_text(r[2], "the station", item, required=True),
+        "source": as_text(r[3], "the source", item, required=True),
+        "frame": as_number(r[4], "the frame", item),
+        "label": as_text(r[5], "the label", item),
+        "score": as_number(r[6], "the score", item),
+        "threshold": as_number(r[7], "the threshold", item),
+        "defective": as_flag(r[8], item),
+        "latency_ms": as_number(r[9], "the latency", item),
+        "error": as_text(r[10], "the error", item),
+        "warning": as_text(r[11], "the warning", item),
+        "model_version": as_text(r[13], "the model version", item, required=True),
+        "model_file": as_text(r[14], "the model file", item, required=True),
+        "providers": as_names(as_json(r[15], "the providers", item, list), item),
+        "precision": as_text(r[16], "the precision", item),
         "has_image": bool(r[17]),
-        "model_sha256": _text(r[18], "the model file's hash", item),  # None: logged before the log kept it
+        "model_sha256": as_text(r[18], "the model file's hash", item),  # None: logged before the log kept it
     }
     if out["error"] is not None and not out["error"].strip():  # an error of no words: no verdict and no reason
-        raise _Damaged(f"the error of {item} is empty")
+        raise Damaged(f"the error of {item} is empty")
     if out["error"] is None and None in (out["label"], out["score"], out["defective"]):
         # a NULL label failed the table's format ("unexpected TypeError", exit 1); a NULL verdict was listed as ok
-        raise _Damaged(f"{item} has neither a verdict nor an error")
-    extra = _json(r[12], "the extra fields", f"item {r[0]}", dict) if r[12] else {}
+        raise Damaged(f"{item} has neither a verdict nor an error")
+    extra = as_json(r[12], "the extra fields", f"item {r[0]}", dict) if r[12] else {}
     out |= {k: extra.get(k) for k in ROW_EXTRAS}  # every row has these keys (None when unset), as the CSV has
     out |= {k: v for k, v in extra.items() if k not in out}
     return out
@@ -223,7 +169,7 @@ def rows(
             low, high = (low, batch[-1][0] - 1) if newest_first else (batch[-1][0] + 1, high)
     except sqlite3.Error as exc:
         raise read_error(log_name(con), exc, "reading it") from exc
-    except _Damaged as exc:
+    except Damaged as exc:
         raise damaged(con, exc) from exc
 
 
@@ -231,7 +177,7 @@ def _checked(batch: list[tuple], damaged_out: list[str] | None) -> Iterator[dict
     for r in batch:
         try:
             yield _row(r)
-        except _Damaged as exc:
+        except Damaged as exc:
             if damaged_out is None:
                 raise
             damaged_out.append(str(exc))
@@ -252,7 +198,7 @@ def row(con: sqlite3.Connection, item_id: int) -> dict[str, Any]:
         raise DataError(f"no item with id {item_id} in the inspection log{why} (edge-log query lists the ids)")
     try:
         return _row(found)
-    except _Damaged as exc:
+    except Damaged as exc:
         raise damaged(con, exc) from exc
 
 
@@ -325,13 +271,13 @@ _ODD_ROWS = (
 
 
 def _check_rows(con: sqlite3.Connection, where: str, args: list) -> None:
-    """:class:`_Damaged` for the first of the :data:`_ODD_ROWS` found among the filtered items."""
+    """:class:`Damaged` for the first of the :data:`_ODD_ROWS` found among the filtered items."""
     for condition, problem in _ODD_ROWS:
         odd = con.execute(
             f"SELECT i.id FROM inspections i{where}{' AND' if where else ' WHERE'} {condition} LIMIT 1", args
         ).fetchone()
         if odd is not None:
-            raise _Damaged(problem.format(odd[0]))
+            raise Damaged(problem.format(odd[0]))
 
 
 def _models(con: sqlite3.Connection, where: str, args: list) -> list[dict[str, Any]]:
@@ -339,14 +285,14 @@ def _models(con: sqlite3.Connection, where: str, args: list) -> list[dict[str, A
     replaced at the same path is another model: its hash differs (None for runs logged without one)."""
     return [
         {
-            "model_version": _text(v, "the model version", f"a run of {f}", required=True),
-            "model_file": _text(f, "the model file", "a run", required=True),
-            "model_sha256": _text(h, "the model file's hash", f"a run of {f}"),
-            "precision": _text(p, "the precision", f"a run of {f}"),
-            "providers": _names(_json(pr, "the providers", f"a run of {f}", list), f"a run of {f}"),
+            "model_version": as_text(v, "the model version", f"a run of {f}", required=True),
+            "model_file": as_text(f, "the model file", "a run", required=True),
+            "model_sha256": as_text(h, "the model file's hash", f"a run of {f}"),
+            "precision": as_text(p, "the precision", f"a run of {f}"),
+            "providers": as_names(as_json(pr, "the providers", f"a run of {f}", list), f"a run of {f}"),
             "items": c,
-            "first": _time(a, f"a run of {f}"),
-            "last": _time(b, f"a run of {f}"),
+            "first": as_time(a, f"a run of {f}"),
+            "last": as_time(b, f"a run of {f}"),
         }
         for v, f, h, p, pr, c, a, b in con.execute(
             f"SELECT r.model_version, r.model_file, {sha_column(con)}, r.precision, r.providers, count(*), "
@@ -380,7 +326,7 @@ def _summary(con: sqlite3.Connection, flt: Filter, where: str, args: list) -> di
         ).fetchone()
         models = _models(con, where, args)
         stations = [
-            _text(s, "the station", "a run", required=True)
+            as_text(s, "the station", "a run", required=True)
             for (s,) in con.execute(
                 f"SELECT DISTINCT r.station FROM inspections i JOIN runs r ON r.id = i.run_id{where} ORDER BY 1", args
             )
@@ -394,17 +340,17 @@ def _summary(con: sqlite3.Connection, flt: Filter, where: str, args: list) -> di
             "unlike_training": unlike,
             "no_part": no_part,  # of those, frames in which no part was found (the whole frame was judged)
             "defect_rate": round(d / (n - e), 4) if n - e else None,
-            "first": _time(first, "the first item") if first is not None else None,
-            "last": _time(last, "the last item") if last is not None else None,
-            "latency_ms_p50": _number(percentile_sql(con, where, args, 50, lat_n), "a latency", "an item"),
-            "latency_ms_p99": _number(percentile_sql(con, where, args, 99, lat_n), "a latency", "an item"),
+            "first": as_time(first, "the first item") if first is not None else None,
+            "last": as_time(last, "the last item") if last is not None else None,
+            "latency_ms_p50": as_number(percentile_sql(con, where, args, 50, lat_n), "a latency", "an item"),
+            "latency_ms_p99": as_number(percentile_sql(con, where, args, 99, lat_n), "a latency", "an item"),
             "per_hour": rate_buckets(con, flt, 3600.0),
             "models": models,
             "stations": stations,
         }
     except sqlite3.Error as exc:
         raise read_error(log_name(con), exc, "summarising it") from exc
-    except _Damaged as exc:
+    except Damaged as exc:
         raise damaged(con, exc) from exc
     except (TypeError, ValueError, OverflowError) as exc:  # a text where SQL sums or ranks numbers
-        raise damaged(con, _Damaged(f"a stored value does not read: {exc}")) from exc
+        raise damaged(con, Damaged(f"a stored value does not read: {exc}")) from exc

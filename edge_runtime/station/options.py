@@ -134,6 +134,10 @@ def check_station_options(opts: dict[str, Any]) -> None:
         if Path(str(log)).suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:  # the next run read it as a part
             raise click.UsageError(f"--log {log}: an inspection log under an image or video name; name it .db")
     name = opts.get("station")
+    if name is not None and name != name.encode("utf-8", "surrogateescape").decode("utf-8", "replace"):
+        # it was "blank, has spaces around it or holds a control character (a newline?)" of `line-3\xe9`
+        raise click.UsageError("--station holds a byte that is not UTF-8 (a name in another encoding?); give a "
+                               "name in UTF-8, such as line-3")  # fmt: skip
     # control and format characters (a newline, U+2028, a zero-width space) and spaces around the name
     if name is not None and (not name.strip() or name != name.strip() or not name.isprintable()):
         # spaces could not be told from another station on the page, and a newline split edge-log's lines

@@ -74,6 +74,7 @@ def test_log_options_are_checked_before_the_run(tmp_path: Path, tiny_model: Path
         (["--log", "x.db", "--station", "line\nbreak"], "control character"),
         (["--log", "x.db", "--station", "line\u2028break"], "control character"),
         (["--log", "x.db", "--station", "line-3 "], "spaces around it"),
+        (["--log", "x.db", "--station", "line-3\udce9"], "--station holds a byte that is not UTF-8"),
     ):
         result = CliRunner().invoke(main, base + extra)
         assert result.exit_code == ExitCode.USAGE and text in result.output, extra

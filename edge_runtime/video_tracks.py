@@ -16,6 +16,7 @@ was judged on its first camera's frames alone, and a defective part seen only by
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator
 
@@ -108,23 +109,41 @@ def _mp4(f) -> int | None:  # noqa: ANN001 - a binary file
 NO_MP4_INDEX = ("the MP4/MOV file has no index ('moov' box), which its recorder writes when it stops: it is still "
                 "recording, or was cut off (power lost, recorder killed); inspect it once the recording has ended, or "
                 "have its index rebuilt with an MP4 repair tool")  # fmt: skip
+SOUND_ONLY = "it holds no video track (sound or other data only); pass a video file"
+# FFmpeg cannot open it, nor copy it into a new file (ffmpeg -c copy): only a whole copy or a repair tool helps
+CUT_MP4_INDEX = ("the file is cut short inside its index ('moov' box; {missing} bytes of it missing), without which no "
+                 "frame can be found: a copy that did not finish, or a recorder stopped while it wrote the index; copy "
+                 "it again (if no whole copy is left, have the index rebuilt with an MP4 repair tool)")  # fmt: skip
 
 
 def no_video_why(path: str) -> str | None:
-    """Why a file FFmpeg cannot open holds no video it could read, as its container says: an MP4/MOV with frame data
-    and no index, or a whole MP4/Matroska file without a video track (sound only). None where it cannot tell: each
-    was "corrupt, unsupported codec or not a video", and a recording in progress was taken for a broken file."""
+    """Why a file FFmpeg cannot open holds no video it could read, as its container says: an empty file, an MP4/MOV
+    with frame data and no index or cut inside its index, a file shorter than its container declares, or a whole
+    file without a video track (sound only). None where it cannot tell: each was "corrupt, unsupported codec or not
+    a video", and a recording in progress or a copy cut short was taken for a broken file."""
     try:
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                return "the file is empty (0 bytes): a copy or recording that never got its data; copy it again"
             if f.read(8)[4:8] in MP4_FIRST_BOXES:
-                kinds = {kind for kind, _, _ in _top_boxes(f)}
+                boxes = list(_top_boxes(f))
+                kinds = {kind for kind, _, _ in boxes}
                 if b"mdat" in kinds and not kinds & {b"moov", b"moof"}:
                     return NO_MP4_INDEX
+                if boxes and boxes[-1][0] == b"moov" and boxes[-1][2] > size:
+                    return CUT_MP4_INDEX.format(missing=boxes[-1][2] - size)
     except (OSError, struct.error):
         return None
-    if missing_bytes(path) == 0 and video_tracks(path) == 0:  # the track list read whole, not one cut off
-        return "it holds no video track (sound or other data only); pass a video file"
-    return None
+    if missing := missing_bytes(path):
+        return (f"the file ends {missing} bytes before its container says it does (cut short: a copy that did not "
+                "finish, or a recording stopped before it was closed); copy it again")  # fmt: skip
+    # the track list read whole (not one cut off), and an MPEG-TS's streams all of sound: a stream type it does not
+    # know may be video (AV1 travels as private data)
+    if video_tracks(path) != 0:
+        return None
+    types = _ts_types(path)
+    return SOUND_ONLY if types is None or types and types <= _TS_AUDIO else None
 
 
 def _matroska(f) -> int | None:  # noqa: ANN001 - a binary file
@@ -159,7 +178,9 @@ def _avi(f) -> int | None:  # noqa: ANN001 - a binary file
     at = data.find(b"hdrl")
     if at < 8 or data[at - 8 : at - 4] != b"LIST":
         return None
-    end = min(len(data), at - 4 + struct.unpack("<I", data[at - 4 : at])[0])
+    end = at - 4 + struct.unpack("<I", data[at - 4 : at])[0]
+    if end > len(data):  # a header list cut off (or over a megabyte): its streams are not all known
+        return None
     count, pos = 0, at + 4
     while pos + 8 <= end:
         kind, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
@@ -173,6 +194,8 @@ def _avi(f) -> int | None:  # noqa: ANN001 - a binary file
 
 # MPEG-TS stream types of video: MPEG-1/2, MPEG-4 Part 2, H.264, HEVC, AVS, Dirac, VC-1
 _TS_VIDEO = frozenset({0x01, 0x02, 0x10, 0x1B, 0x24, 0x42, 0xD1, 0xEA})
+# of sound: MPEG-1/2 audio, AAC (ADTS, LATM), AC-3, E-AC-3, DTS, LPCM (Blu-ray)
+_TS_AUDIO = frozenset({0x03, 0x04, 0x0F, 0x11, 0x80, 0x81, 0x82, 0x87})
 
 
 def _ts_sections(data: bytes, pid: int) -> Iterator[bytes]:
@@ -189,7 +212,21 @@ def _ts_sections(data: bytes, pid: int) -> Iterator[bytes]:
 
 
 def _mpeg_ts(f) -> int | None:  # noqa: ANN001 - a binary file
-    """Video streams in the first program's map (PMT), read from the first megabyte."""
+    types = _ts_stream_types(f)
+    return None if types is None else sum(t in _TS_VIDEO for t in types)
+
+
+def _ts_types(path: str) -> frozenset[int] | None:
+    """The stream types of an MPEG-TS file's first program; None where it is not MPEG-TS or has no program map."""
+    with open(path, "rb") as f:
+        if f.read(1) != b"\x47":
+            return None
+        types = _ts_stream_types(f)
+    return None if types is None else frozenset(types)
+
+
+def _ts_stream_types(f) -> list[int] | None:  # noqa: ANN001 - a binary file
+    """The stream types in the first program's map (PMT), read from the first megabyte."""
     f.seek(0)
     data = f.read(1 << 20)
     for pat in _ts_sections(data, 0):
@@ -205,10 +242,10 @@ def _mpeg_ts(f) -> int | None:  # noqa: ANN001 - a binary file
                     continue
                 end = min(3 + ((pmt[1] & 0x0F) << 8 | pmt[2]) - 4, len(pmt))
                 at2 = 12 + ((pmt[10] & 0x0F) << 8 | pmt[11])
-                count = 0
+                types = []
                 while at2 + 5 <= end:
-                    count += pmt[at2] in _TS_VIDEO
+                    types.append(pmt[at2])
                     at2 += 5 + ((pmt[at2 + 3] & 0x0F) << 8 | pmt[at2 + 4])
-                return count
+                return types
             return None
     return None

@@ -147,7 +147,51 @@ def test_an_mp4_without_its_index_says_it_is_still_recording_or_was_cut_off(fram
     assert_every_frame(recs, len(PARTS))
 
 
-@pytest.mark.parametrize("suffix", ["m4a", "mp4", "mkv"])
+@pytest.mark.parametrize("faststart", [False, True], ids=["index-at-end", "faststart"])
+def test_an_mp4_cut_inside_its_index_says_it_is_cut_short_and_to_copy_it_again(
+    frames: Path, tmp_path: Path, faststart: bool
+):
+    """A copy that stopped inside the MP4's index ('moov', at the end, or at the start after -movflags faststart)
+    said "corrupt, unsupported codec or not a video"; FFmpeg cannot copy such a file into a readable one either."""
+    whole = tmp_path / "whole.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-framerate", "10", "-i", str(frames / "f%02d.jpeg"), "-c:v",
+                    "libx264", "-pix_fmt", "yuv420p", *(["-movflags", "+faststart"] if faststart else []),
+                    str(whole)], check=True)  # fmt: skip
+    data = whole.read_bytes()
+    moov = data.index(b"moov") - 4
+    size = int.from_bytes(data[moov : moov + 4], "big")
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: moov + size // 2])  # half the index
+    assert error_line(["--source", str(cut)]) == (
+        f"error: {cut}: cannot open as a video: the file is cut short inside its index ('moov' box; "
+        f"{size - size // 2} bytes of it missing), without which no frame can be found: a copy that did not finish, "
+        "or a recorder stopped while it wrote the index; copy it again (if no whole copy is left, have the index "
+        "rebuilt with an MP4 repair tool)"
+    )
+
+
+def test_an_empty_or_cut_header_video_file_says_so(frames: Path, tmp_path: Path):
+    """A zero-byte .avi (a copy that never got its data) and a Matroska file cut inside its header said "corrupt,
+    unsupported codec or not a video"."""
+    empty = tmp_path / "line3.avi"
+    empty.touch()
+    assert error_line(["--source", str(empty)]) == (
+        f"error: {empty}: cannot open as a video: the file is empty (0 bytes): a copy or recording that never got "
+        "its data; copy it again"
+    )
+    whole = tmp_path / "whole.mkv"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-framerate", "10", "-i", str(frames / "f%02d.jpeg"), "-c:v",
+                    "libx264", "-pix_fmt", "yuv420p", str(whole)], check=True)  # fmt: skip
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[:300])
+    assert error_line(["--source", str(cut)]) == (
+        f"error: {cut}: cannot open as a video: the file ends {whole.stat().st_size - 300} bytes before its "
+        "container says it does (cut short: a copy that did not finish, or a recording stopped before it was "
+        "closed); copy it again"
+    )
+
+
+@pytest.mark.parametrize("suffix", ["m4a", "mp4", "mkv", "avi", "ts"])
 def test_a_file_of_sound_alone_says_it_holds_no_video_track(tmp_path: Path, suffix: str):
     """A sound recording passed for the line's video: "corrupt, unsupported codec or not a video" had the user look
     for damage in a healthy file."""

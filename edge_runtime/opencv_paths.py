@@ -55,6 +55,7 @@ def video_frame_count(path: str | os.PathLike[str]) -> int:
     with opencv_path(path) as name:
         cap = cv2.VideoCapture(name)
     try:
-        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
+        # a header of zeros reads as a negative count (-192153584101141): none
+        return max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)) if cap.isOpened() else 0
     finally:
         cap.release()

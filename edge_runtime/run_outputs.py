@@ -80,13 +80,32 @@ def check_saved_video(saver: Any) -> None:
     if not getattr(saver, "is_video", False) or not getattr(saver, "count", 0) or getattr(saver, "moved", False):
         return
     from edge_runtime.opencv_paths import video_frame_count
+    from edge_runtime.summary import plural
 
     got = video_frame_count(saver.target)
-    if got < saver.count:
-        raise OutputError(
-            f"{saver.target}: the saved video holds {got} of {saver.count} frames (a full disk, a file-size limit "
-            "(ulimit -f) or a folder not writable)"
-        )
+    if got >= saver.count:
+        return
+    if header_zeroed(saver.target):
+        # logrotate's copytruncate: it was blamed on "a full disk, a file-size limit (ulimit -f) or a folder not
+        # writable", and the user looked for a fault of the machine
+        raise OutputError(f"{saver.target}: the saved video was emptied by another program while edge-infer wrote it "
+                          "(logrotate's copytruncate, or `> FILE`): its header is gone and it does not play; keep "
+                          "--save videos out of log rotation, or --save to a folder")  # fmt: skip
+    raise OutputError(
+        f"{saver.target}: the saved video holds {got} of {plural(saver.count, 'frame')} (a full disk, a file-size "
+        "limit (ulimit -f) or a folder not writable)"
+    )
+
+
+def header_zeroed(path: Path) -> bool:
+    """Whether a written video begins with zero bytes: its writer puts the container's header there first ("RIFF",
+    an MP4 box's size), and writes on at its own offset after another program empties the file, leaving a hole of
+    zeros before the rest (a full disk or a size limit leaves a short file, never a hole)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == bytes(4)
+    except OSError:
+        return False
 
 
 def open_outputs(cfg: InferConfig, log: Log) -> Outputs:

@@ -59,6 +59,51 @@ def test_a_saved_video_that_came_out_short_is_an_output_error(tmp_path):
         check_saved_video(Saver())
 
 
+def test_a_saved_video_of_one_frame_that_came_out_empty_reads_well(tmp_path):
+    """ "the saved video holds 0 of 1 frames": the count is told with the plural helper."""
+    from edge_runtime.errors import OutputError
+    from edge_runtime.run_outputs import check_saved_video
+
+    video = tmp_path / "v.avi"
+    video.write_bytes(b"RIFF" + bytes(60))  # a header begun, nothing readable after it
+
+    class Saver:
+        target, is_video, count = video, True, 1
+
+    with pytest.raises(OutputError) as caught:
+        check_saved_video(Saver())
+    assert str(caught.value) == (f"{video}: the saved video holds 0 of 1 frame (a full disk, a file-size limit "
+                                 "(ulimit -f) or a folder not writable)")  # fmt: skip
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_a_saved_video_emptied_by_log_rotation_says_so_not_a_full_disk(tmp_path, suffix):
+    """logrotate's copytruncate emptied the --save video while the run wrote it: the writer wrote on at its own
+    offset, the header was gone, and the run blamed "a full disk, a file-size limit (ulimit -f) or a folder not
+    writable" (an AVI: "holds -192153584101141 of 40 frames")."""
+    import numpy as np
+
+    from edge_runtime.annotate import Saver
+    from edge_runtime.errors import OutputError
+    from edge_runtime.run_outputs import check_saved_video
+
+    target = tmp_path / f"line3{suffix}"
+    saver = Saver(target)
+    noise = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)  # large frames: written soon
+    while target.stat().st_size == 0 and saver.count < 200:
+        saver.write(noise, name="part.png")
+    assert target.stat().st_size > 0, "the writer wrote nothing to the disk: nothing to truncate"
+    os.truncate(target, 0)  # what copytruncate does after its copy
+    for _ in range(5):
+        saver.write(noise, name="part.png")
+    saver.close()
+    with pytest.raises(OutputError) as caught:
+        check_saved_video(saver)
+    assert str(caught.value) == (f"{target}: the saved video was emptied by another program while edge-infer wrote "
+                                 "it (logrotate's copytruncate, or `> FILE`): its header is gone and it does not "
+                                 "play; keep --save videos out of log rotation, or --save to a folder")  # fmt: skip
+
+
 def test_truncated_video_says_where_it_stopped(tmp_path, tiny_model):
     import cv2
     import numpy as np

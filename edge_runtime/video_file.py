@@ -378,9 +378,10 @@ class VideoReader:
             why = f"{are} missing ({self.missing_why})"
         elif self.time_gap is None:
             why = "could not be decoded (a damaged stretch of the video)"
-        else:  # read over in silence by the demuxer, or never recorded: found only by the frame times
-            why = (f"{are} missing (the frame times jump from {t0:.3f} s to {t1:.3f} s: frames lost in a damaged "
-                   "file, or dropped while recording)")  # fmt: skip
+        else:  # read over in silence by the demuxer, or never recorded (a pause): found only by the frame times
+            why = (f"{are} missing (the frame times jump from {t0:.3f} s to {t1:.3f} s, {t1 - t0:.1f} s without a "
+                   "frame: a pause in the recording, frames dropped while recording, or frames lost in a damaged "
+                   "file; parts that passed then were not inspected)")  # fmt: skip
         self.tell(self.cut_short, f"{self.name}: {lost} {why}; the frames after it were inspected")
         self.failed_from, self.time_gap, self.missing_why = None, None, None
 

@@ -200,3 +200,24 @@ def test_a_file_of_sound_alone_says_it_holds_no_video_track(tmp_path: Path, suff
     assert error_line(["--source", str(sound)]) == (
         f"error: {sound}: cannot open as a video: it holds no video track (sound or other data only); pass a video file"
     )
+
+
+def test_a_pause_in_a_variable_frame_rate_recording_is_named_with_its_length(frames: Path, tmp_path: Path):
+    """A recorder that paused for 3 s (a Matroska file of variable frame rate, frame times jumping from 0.9 s to
+    3.9 s) was told as "frames lost in a damaged file, or dropped while recording" only. Its times alone cannot
+    tell a pause from a block the demuxer dropped in silence (test_video_damage), so the line names both and the
+    length of the stretch without frames; the parts that passed then were not seen, and the gate is not passed."""
+    video = tmp_path / "line3.mkv"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-stream_loop", "2", "-framerate", "10", "-i",
+                    str(frames / "f%02d.jpeg"), "-vf", "setpts='if(gte(N,10),PTS+3/TB,PTS)'", "-fps_mode",
+                    "passthrough", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(video)], check=True)  # fmt: skip
+    summary = tmp_path / "s.json"
+    result = invoke(["--source", str(video), "--fail-on-defect", "--summary", str(summary)])
+    recs = check(result, ExitCode.DEFECT_FOUND, error_lines=0)
+    assert [r["frame"] for r in recs] == [*range(10), *range(40, 51)]  # numbered by their times
+    assert [r["defective"] for r in recs] == [DEFECTIVE[i % len(PARTS)] for i in range(21)]
+    assert (f"source warning: {video}: frames 10 to 39 are missing (the frame times jump from 0.900 s to 4.000 s, "
+            "3.1 s without a frame: a pause in the recording, frames dropped while recording, or frames lost in a "
+            "damaged file; parts that passed then were not inspected); the frames after it were inspected"
+            ) in result.stderr.splitlines()  # fmt: skip
+    assert json.loads(summary.read_text())["cut_short"] == 1

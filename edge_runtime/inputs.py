@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import glob
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -123,8 +124,23 @@ def _resolve_path(source: str) -> SourceSpec:
             passed = f" (hidden, passed over: {', '.join(hidden[:IGNORED_NAMED])})" if hidden else ""
             raise DataError(f"{source}: the pattern matches no image file{passed}")
         return _images(source, images, ignored, links)
-    hint = "; for a camera use --camera N" if source.isdigit() else installed_copy_hint(source)
+    hint = "; for a camera use --camera N" if source.isdigit() else installed_copy_hint(source) or _numbered(source)
     raise DataError(f"{source}: no such file or folder{hint}")
+
+
+_PRINTF_NUMBER = re.compile(r"%0?\d*d")  # FFmpeg's (and OpenCV's) numbered-file pattern: frame%04d.png
+
+
+def _numbered(source: str) -> str:
+    """For an image sequence named as FFmpeg names one (``seq/%04d.png``): the pattern edge-infer reads instead. It
+    said "no such file or folder" alone beside a folder of the very files."""
+    name = os.path.basename(source)
+    if not (number := _PRINTF_NUMBER.search(name)):
+        return ""
+    pattern = os.path.join(os.path.dirname(source), _PRINTF_NUMBER.sub("*", name))
+    images = match_glob(pattern)[0]
+    matched = f" ({plural(len(images), 'image')} match it)" if images else ""
+    return f"; a numbered sequence of image files ({number.group()}) is passed as --source '{pattern}'{matched}"
 
 
 def listing_line(spec: SourceSpec) -> str:

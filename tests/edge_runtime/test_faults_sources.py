@@ -411,3 +411,21 @@ def test_an_http_camera_that_refuses_the_stream_is_named_by_its_status(tiny_mode
     check(r, ExitCode.SOURCE_UNAVAILABLE, error_lines=1)
     line = r.stderr.strip().splitlines()[-1]
     assert "the camera refused the stream: " + said in line and "s3cret" not in r.stderr
+
+
+def test_an_image_sequence_named_as_ffmpeg_names_it_says_which_pattern_to_pass(tmp_path, tiny_model):
+    """'seq/%04d.png' (FFmpeg's and OpenCV's name for an image sequence, here of 16-bit grey PNGs) said "no such
+    file or folder" alone, beside a folder of the very files."""
+    import cv2
+    import numpy as np
+
+    for i, level in enumerate([10, 220, 30]):
+        cv2.imwrite(str(tmp_path / f"{i:04d}.png"), np.full((48, 48), level * 257, np.uint16))
+    result = invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/%04d.png"])
+    check(result, ExitCode.BAD_DATA, error_lines=1)
+    assert result.stderr.splitlines()[-1] == (f"error: {tmp_path}/%04d.png: no such file or folder; a numbered "
+                                              f"sequence of image files (%04d) is passed as --source "
+                                              f"'{tmp_path}/*.png' (3 images match it)")  # fmt: skip
+    recs = check(invoke(["--model", str(tiny_model), "--source", f"{tmp_path}/*.png"]), ExitCode.OK, error_lines=0)
+    assert [Path(r["source"]).name for r in recs] == ["0000.png", "0001.png", "0002.png"]
+    assert all(r["error"] is None for r in recs)

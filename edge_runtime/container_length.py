@@ -124,6 +124,32 @@ def _mp4_missing(f, size: int) -> int | None:  # noqa: ANN001 - a binary file
     return None
 
 
+def _avi_missing(f, size: int) -> int | None:  # noqa: ANN001 - a binary file
+    """An AVI's RIFF chunks ('AVI ', then 'AVIX' past 1 GB), walked by their sizes to the file's end. The size
+    FFmpeg leaves when it writes to a pipe and cannot go back to set it (0xFFFFFFFF) leaves nothing to compare."""
+    at = 0
+    for _ in range(MAX_BOXES):
+        if at >= size:
+            return at - size
+        f.seek(at)
+        head = f.read(12)
+        if len(head) < 12:
+            return 0  # a few bytes of padding after the last chunk
+        if head[:4] != b"RIFF" or head[8:12] not in (b"AVI ", b"AVIX"):
+            return None
+        (length,) = struct.unpack("<I", head[4:8])
+        if length < 4 or length == 0xFFFFFFFF:
+            return None
+        at += 8 + length + (length & 1)
+    return None
+
+
+def cut_short(missing: int) -> str:
+    """What a user is told of a file ``missing`` bytes shorter than its container declares."""
+    return (f"the file ends {missing} bytes before its container says it does (cut short: a copy that did not "
+            "finish, or a recording stopped before it was closed); copy it again")  # fmt: skip
+
+
 def file_stamp(path: str | Path) -> tuple[int, int] | None:
     """The file's size and modification time (ns), None where it cannot be read."""
     try:
@@ -145,8 +171,8 @@ def written_since(path: str | Path, stamp: tuple[int, int] | None) -> str | None
 
 
 def missing_bytes(path: str | Path) -> int | None:
-    """How many bytes the file lacks of what its Matroska/WebM or MP4/MOV container declares (0: none); None when
-    it cannot tell (another format, a live recording of unknown size, a structure it cannot follow)."""
+    """How many bytes the file lacks of what its Matroska/WebM, MP4/MOV or AVI container declares (0: none); None
+    when it cannot tell (another format, a live recording of unknown size, a structure it cannot follow)."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -156,6 +182,8 @@ def missing_bytes(path: str | Path) -> int | None:
                 return _matroska_missing(f, size)
             if first[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
                 return _mp4_missing(f, size)
+            if first.startswith(b"RIFF") and first[8:12] == b"AVI ":
+                return _avi_missing(f, size)
     except OSError:
         return None
     return None

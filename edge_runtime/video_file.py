@@ -19,7 +19,7 @@ import numpy as np
 from edge_runtime import ffmpeg_log
 from edge_runtime.avi_index import AviIndex
 from edge_runtime.capture_props import declared_fps, declared_shape, position_ms
-from edge_runtime.container_length import file_stamp, missing_bytes, written_since
+from edge_runtime.container_length import cut_short, file_stamp, missing_bytes, written_since
 from edge_runtime.errors import SourceError, resource_error
 from edge_runtime.items import Item, frame_item
 from edge_runtime.jpeg_packets import JpegPackets
@@ -134,9 +134,9 @@ class VideoReader:
             self.stop.set()
             t.join(2.0)
         if not frames:  # a video of no frame would pass a gate with 0 items and exit 0, as if all were well
-            raise SourceError(
-                f"{self.name}: no frame could be read (an empty, truncated or corrupt video); check the file"
-            )
+            why = cut_short(missing) if (missing := missing_bytes(self.name)) else None
+            raise SourceError(f"{self.name}: no frame could be read" + (f": {why}" if why else
+                              " (an empty, truncated or corrupt video); check the file"))  # fmt: skip
 
     def _next(self) -> Item | Callable[[], None] | None:
         entry, self.peeked = self.peeked, _NOT_PEEKED
@@ -337,7 +337,7 @@ class VideoReader:
             self.tell(self.cut_short, f"{self.name}: the first {plural(gap, 'frame')} could not be decoded (the video "
                       "does not begin on a key frame, as a recording cut from a stream, or they are damaged); the "
                       f"{plural(start, 'frame')} after them were inspected, numbered from 0")  # fmt: skip
-        elif self.missing:  # the container declares more bytes than the file holds: cut short, whatever the count
+        elif self.missing and start:  # the container declares more bytes than the file holds (none read: no frame)
             of = f" of {self.declared}" if self.declared > start else ""
             self.tell(self.cut_short, f"{self.name}: stopped at frame {start}{of}: the file ends {self.missing} bytes "
                       "before its container says it does (truncated video)")  # fmt: skip

@@ -20,7 +20,15 @@ import os
 import struct
 from collections.abc import Iterator
 
-from edge_runtime.container_length import EBML_HEADER, EBML_SEGMENT, MAX_BOXES, ebml_elements, ebml_size, missing_bytes
+from edge_runtime.container_length import (
+    EBML_HEADER,
+    EBML_SEGMENT,
+    MAX_BOXES,
+    cut_short,
+    ebml_elements,
+    ebml_size,
+    missing_bytes,
+)
 
 MAX_HEADER = 64 << 20  # bytes of an MP4 'moov' box or a Matroska track list read at most
 MP4_FIRST_BOXES = (b"ftyp", b"moov", b"free", b"wide", b"mdat", b"skip")  # the box an MP4/QuickTime file starts with
@@ -136,8 +144,7 @@ def no_video_why(path: str) -> str | None:
     except (OSError, struct.error):
         return None
     if missing := missing_bytes(path):
-        return (f"the file ends {missing} bytes before its container says it does (cut short: a copy that did not "
-                "finish, or a recording stopped before it was closed); copy it again")  # fmt: skip
+        return cut_short(missing)
     # the track list read whole (not one cut off), and an MPEG-TS's streams all of sound: a stream type it does not
     # know may be video (AV1 travels as private data)
     if video_tracks(path) != 0:

@@ -664,6 +664,12 @@ def test_container_lengths_of_live_recordings_and_padded_files(tmp_path):
     mdat = (40).to_bytes(4, "big") + b"mdat" + bytes(32)
     cases |= {"ok.mp4": (box + mdat, 0), "pad4.mp4": (box + mdat + bytes(4), 0), "cut.mp4": (box + mdat[:-10], 10),
               "signed.mp4": (box + mdat + b"END OF RECORDING", None)}  # text after the last box: not a box  # fmt: skip
+    # an AVI's RIFF chunks (OpenDML: 'AVIX' after the first); FFmpeg writing to a pipe leaves the size 0xFFFFFFFF
+    riff = b"RIFF" + (36).to_bytes(4, "little") + b"AVI " + bytes(32)
+    avix = b"RIFF" + (20).to_bytes(4, "little") + b"AVIX" + bytes(16)
+    piped = b"RIFF" + b"\xff" * 4 + b"AVI " + bytes(32)
+    cases |= {"ok.avi": (riff + avix, 0), "cut.avi": (riff + avix[:-7], 7), "cut_first.avi": (riff[:20], 24),
+              "piped.avi": (piped, None)}  # fmt: skip
     for name, (data, missing) in cases.items():
         (tmp_path / name).write_bytes(data)
         assert missing_bytes(tmp_path / name) == missing, name

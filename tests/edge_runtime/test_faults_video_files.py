@@ -191,6 +191,27 @@ def test_an_empty_or_cut_header_video_file_says_so(frames: Path, tmp_path: Path)
     )
 
 
+@pytest.mark.parametrize("suffix", ["mkv", "mp4"])
+def test_a_video_cut_inside_its_first_frame_says_it_is_cut_short(frames: Path, tmp_path: Path, suffix: str):
+    """A copy that stopped inside the first frame opens and yields none: it said "stopped at frame 0 of 7: the file
+    ends ... (truncated video)" and then "no frame could be read (an empty, truncated or corrupt video); check the
+    file". One line now says the file is cut short and to copy it again."""
+    whole = tmp_path / f"whole.{suffix}"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-framerate", "10", "-i", str(frames / "f%02d.jpeg"), "-c:v",
+                    "libx264", "-pix_fmt", "yuv420p", *(["-movflags", "+faststart"] if suffix == "mp4" else []),
+                    str(whole)], check=True)  # fmt: skip
+    data = whole.read_bytes()
+    first = data.index(b"\x1f\x43\xb6\x75" if suffix == "mkv" else b"mdat") + 200  # 200 bytes into the frames
+    cut = tmp_path / f"cut.{suffix}"
+    cut.write_bytes(data[:first])
+    result = invoke(["--source", str(cut), "--fail-on-defect"])
+    assert check(result, ExitCode.SOURCE_UNAVAILABLE, error_lines=0) == []
+    said = [line for line in result.stderr.splitlines() if line.startswith(("source", "error"))]
+    assert said == [f"source lost: {cut}: no frame could be read: the file ends {len(data) - first} bytes before its "
+                    "container says it does (cut short: a copy that did not finish, or a recording stopped before "
+                    "it was closed); copy it again"], result.stderr  # fmt: skip
+
+
 @pytest.mark.parametrize("suffix", ["m4a", "mp4", "mkv", "avi", "ts"])
 def test_a_file_of_sound_alone_says_it_holds_no_video_track(tmp_path: Path, suffix: str):
     """A sound recording passed for the line's video: "corrupt, unsupported codec or not a video" had the user look

@@ -221,7 +221,10 @@ def test_an_avi_cut_before_its_frames_gets_one_line_and_no_parser_output(tmp_pat
                            text=True, timeout=120)  # fmt: skip
         assert r.returncode == ExitCode.SOURCE_UNAVAILABLE, r.stderr
         lines = [line for line in r.stderr.splitlines() if not line.startswith("model defectnet")]  # the start line
-        assert lines == [f"error: {cut}: cannot open as a video (corrupt, unsupported codec or not a video)"]
+        # the line names the cut (it said "corrupt, unsupported codec or not a video")
+        assert lines == [f"error: {cut}: cannot open as a video: the file ends {whole.stat().st_size - size} bytes "
+                         "before its container says it does (cut short: a copy that did not finish, or a recording "
+                         "stopped before it was closed); copy it again"]  # fmt: skip
 
 
 def test_a_change_of_frame_rate_is_not_taken_for_lost_frames(tmp_path: Path):

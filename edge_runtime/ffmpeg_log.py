@@ -159,3 +159,19 @@ def last() -> str:
     """FFmpeg's latest damage report (its own words), '' if none."""
     with _log.lock:
         return _log.last
+
+
+def unconverted_since(count: int, *, live: bool = False) -> str | None:
+    """Why a frame is not a picture, where FFmpeg's picture conversion (swscale) failed since ``count`` error lines:
+    OpenCV then hands over its buffer as it was, black or whatever it held before (an interlaced H.264 video: each
+    frame judged "ok" with "no part found", exit 0). ``live``: a camera's stream, set up rather than converted. None
+    where it did not."""
+    with _log.lock:
+        grew, text = _log.error_count > count, _log.last_error
+    if not grew or not text.lower().startswith("cannot convert"):
+        return None
+    fix = ("set the camera's encoder to progressive (not interlaced) output" if live else "convert the video first "
+           "(an interlaced one: ffmpeg -i IN -vf bwdif=0 -c:v libx264 -pix_fmt yuv420p OUT.mp4)")  # fmt: skip
+    why = text.splitlines()[0].strip()
+    return (f"FFmpeg could not convert the decoded frame to a picture ({why}), and OpenCV handed over a frame that is "
+            f"not the picture; {fix}")  # fmt: skip

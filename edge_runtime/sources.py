@@ -303,6 +303,7 @@ class LatestFrameReader:
                         return
                     continue
                 before = self._damage_reports(cap)
+                lines = ffmpeg_log.error_lines()[0] if self._watch else 0
                 started = time.monotonic()
                 try:
                     ok, frame = cap.read()
@@ -310,6 +311,9 @@ class LatestFrameReader:
                     ok, frame = False, None
                     self._news.failed(f"{self.name}: read failed ({type(exc).__name__}: {exc})", self._attempts)
                 error = getattr(cap, "error", None) if ok else None  # a frame came, undecodable (JpegPackets)
+                error = error or (
+                    ffmpeg_log.unconverted_since(lines, live=True) if ok and self._watch else None
+                )  # interlaced
                 if ok and (frame is not None or error):
                     warning = getattr(cap, "warning", None)
                     if self._watch and ffmpeg_log.errors() > before:

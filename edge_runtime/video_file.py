@@ -103,6 +103,7 @@ class VideoReader:
         self.failed_from: int | None = None  # where the current run of failed reads began
         self.watch = False  # FFmpeg's reports of concealed damage are counted (edge_runtime.ffmpeg_log)
         self.concealed: str | None = None  # the last read's frame was patched up by the decoder: FFmpeg's words
+        self.unconverted: str | None = None  # the last read's frame could not be converted to a picture: its words
         fps = declared_fps(cap)
         self.fps = fps if fps is not None and fps <= 100_000.0 else None
         self.first_ms: float | None = None  # where the first frame read lies in the video (ms)
@@ -183,7 +184,7 @@ class VideoReader:
                     self._damage_ended()
                 cap = self.cap
                 warning = "; ".join(w for w in (getattr(cap, "warning", None), self.concealed) if w) or None
-                read = {"frame": frame, "warning": warning, "error": getattr(cap, "error", None),
+                read = {"frame": frame, "warning": warning, "error": getattr(cap, "error", None) or self.unconverted,
                         "gray": getattr(cap, "gray", None)}  # fmt: skip
                 if after_gap:  # numbered once the next frame tells lost frames from a change of frame rate
                     self.held = read
@@ -210,13 +211,13 @@ class VideoReader:
     def _read(self) -> tuple[bool, Any]:
         import cv2
 
-        before = ffmpeg_log.errors() if self.watch else 0
+        before, lines = (ffmpeg_log.errors(), ffmpeg_log.error_lines()[0]) if self.watch else (0, 0)
         try:
             ok, frame = self.cap.read()
         except cv2.error:
             return False, None
         self.at_ms = position_ms(self.cap) if ok else self.at_ms
-        self.concealed = None
+        self.concealed, self.unconverted = None, ffmpeg_log.unconverted_since(lines) if self.watch and ok else None
         if self.watch and ffmpeg_log.errors() > before:
             # H.264 and the like conceal a lost or broken slice with parts of other frames: a defective part's frame
             # came back as the OK part before it, "ok", and the gate passed. With B-frames the decoder hands frames

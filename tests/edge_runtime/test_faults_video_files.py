@@ -242,3 +242,34 @@ def test_a_pause_in_a_variable_frame_rate_recording_is_named_with_its_length(fra
             "damaged file; parts that passed then were not inspected); the frames after it were inspected"
             ) in result.stderr.splitlines()  # fmt: skip
     assert json.loads(summary.read_text())["cut_short"] == 1
+
+
+def test_an_interlaced_video_whose_frames_opencv_cannot_convert_gives_no_verdicts(frames: Path, tmp_path: Path):
+    """An interlaced H.264 file (an analogue camera's encoder makes them): OpenCV's FFmpeg could not convert its
+    frames ("Cannot convert interlaced to progressive frames") and handed over its buffer as it was, black or
+    whatever it held; each was judged "ok" with "no part found", 4 defective parts among them, exit 0. Each is an
+    item error now, and the command the error names makes a video that gets every verdict."""
+    import cv2
+
+    video = tmp_path / "line3.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-framerate", "10", "-i", str(frames / "f%02d.jpeg"), "-c:v",
+                    "libx264", "-flags", "+ilme+ildct", "-pix_fmt", "yuv420p", str(video)], check=True)  # fmt: skip
+    reference = tmp_path / "first.png"  # FFmpeg's own picture of the first frame
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(video), "-frames:v", "1", str(reference)], check=True)
+    cap = cv2.VideoCapture(str(video))
+    ok, first = cap.read()
+    cap.release()
+    if ok and abs(float(first.mean()) - float(cv2.imread(str(reference)).mean())) < 10:
+        pytest.skip("this OpenCV converts interlaced frames: nothing to test")
+    result = invoke(["--source", str(video)])
+    recs = check(result, ExitCode.BAD_DATA, error_lines=1)
+    assert len(recs) == len(PARTS) and all(r["label"] is None for r in recs)
+    assert {r["error"].split(": ", 1)[1] for r in recs} == {
+        "FFmpeg could not convert the decoded frame to a picture (Cannot convert interlaced to progressive frames or "
+        "vice versa.), and OpenCV handed over a frame that is not the picture; convert the video first (an "
+        "interlaced one: ffmpeg -i IN -vf bwdif=0 -c:v libx264 -pix_fmt yuv420p OUT.mp4)"
+    }
+    converted = tmp_path / "converted.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(video), "-vf", "bwdif=0", "-c:v", "libx264",
+                    "-pix_fmt", "yuv420p", str(converted)], check=True)  # fmt: skip
+    assert_every_frame(check(invoke(["--source", str(converted)]), ExitCode.OK, error_lines=0), len(PARTS))

@@ -198,6 +198,39 @@ def test_damaged_frames_of_a_network_camera_get_a_warning_not_a_silent_verdict(t
     assert sum(1 for r in records if not r["warning"] and not r["error"]) >= 30
 
 
+def test_an_interlaced_camera_stream_gives_no_verdicts_on_frames_opencv_cannot_convert(video: Path, tmp_path: Path):
+    """An encoder sending interlaced H.264 (an analogue camera's): OpenCV's FFmpeg could not convert its frames
+    ("Cannot convert interlaced to progressive frames") and handed over its buffer as it was; each was judged,
+    "ok" with "no part found" (or anything), exit 0. Each is an item error now, naming the camera's setting."""
+    interlaced = tmp_path / "interlaced.ts"
+    subprocess.run([FFMPEG, "-loglevel", "error", "-i", str(video), "-c:v", "libx264", "-flags", "+ilme+ildct",
+                    "-pix_fmt", "yuv420p", str(interlaced)], check=True)  # fmt: skip
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/line.ts"
+    server = subprocess.Popen([FFMPEG, "-loglevel", "quiet", "-re", "-stream_loop", "-1", "-i", str(interlaced), "-c",
+                               "copy", "-f", "mpegts", "-listen", "1", url], stdin=subprocess.DEVNULL)  # fmt: skip
+    out = tmp_path / "v.jsonl"
+    try:
+        deadline = time.monotonic() + 15
+        while not listening(port):
+            assert server.poll() is None and time.monotonic() < deadline, "ffmpeg did not start listening"
+            time.sleep(0.05)
+        proc = edge_infer(["--source", url, "--max-frames", "5", "--max-reconnects", "0", "--output", str(out),
+                           "--quiet"])  # fmt: skip
+        _, err = proc.communicate(timeout=120)
+    finally:
+        server.kill()
+        server.wait(10)
+    records = lines_of(out)
+    assert proc.returncode == ExitCode.BAD_DATA, err
+    assert len(records) == 5 and all(r["label"] is None for r in records), records
+    assert {r["error"].split(": ", 1)[1] for r in records} == {
+        "FFmpeg could not convert the decoded frame to a picture (Cannot convert interlaced to progressive frames or "
+        "vice versa.), and OpenCV handed over a frame that is not the picture; set the camera's encoder to "
+        "progressive (not interlaced) output"
+    }
+
+
 # -- RTSP (H.264), the usual IP camera: GStreamer's RTSP server under the system Python ---------------------------
 SYSTEM_PYTHON = "/usr/bin/python3"
 RTSP_SERVER = Path(__file__).with_name("rtsp_camera.py")

@@ -44,3 +44,14 @@ def position_ms(cap: Any) -> float | None:
     except (cv2.error, TypeError, ValueError):
         return None
     return ms if math.isfinite(ms) and ms > 0.0 else None
+
+
+def codec_tag(cap: Any) -> str | None:
+    """The four-character code of the video's codec (``avc1``, ``AV01``, ``MJPG``), None where none is declared."""
+    import cv2
+
+    try:
+        tag = int(cap.get(cv2.CAP_PROP_FOURCC) or 0).to_bytes(4, "little").decode("ascii")
+    except Exception:  # noqa: BLE001 - cv2.error, a capture without the property, a code that is not text
+        return None
+    return tag.strip() if tag.strip().isalnum() else None

@@ -18,13 +18,14 @@ import numpy as np
 
 from edge_runtime import ffmpeg_log
 from edge_runtime.avi_index import AviIndex
-from edge_runtime.capture_props import declared_fps, declared_shape, position_ms
-from edge_runtime.container_length import cut_short, file_stamp, missing_bytes, written_since
+from edge_runtime.capture_props import codec_tag, declared_fps, declared_shape, position_ms
+from edge_runtime.container_length import file_stamp, missing_bytes, written_since
 from edge_runtime.errors import SourceError, resource_error
 from edge_runtime.items import Item, frame_item
 from edge_runtime.jpeg_packets import JpegPackets
 from edge_runtime.matroska_cues import CuedStart, cue_times_ms
 from edge_runtime.summary import plural
+from edge_runtime.video_tracks import no_frame_why
 
 _NOT_PEEKED = object()  # VideoReader.peeked before ends_here() took an entry
 _QUARTER_TURNS = (0, 2)  # cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE
@@ -93,7 +94,7 @@ class VideoReader:
             self.declared, self.ends_ms = len(index), None
         # a Motion-JPEG AVI's frames are matched with its index: lost chunk headers cannot renumber later frames
         self.avi = index if isinstance(cap, JpegPackets) else None
-        self.shape = declared_shape(cap) if keep_original else None
+        self.shape, self.codec = declared_shape(cap) if keep_original else None, codec_tag(cap)
         if self.shape is not None and getattr(cap, "turn", None) in _QUARTER_TURNS:  # a phone's portrait .mov
             self.shape = (self.shape[1], self.shape[0], 3)  # the container's size is the stored, unturned one
         # Decoded pictures are kept for --save/--show: a few frames ahead, not 64 (8K frames took 3.3 GB).
@@ -135,7 +136,7 @@ class VideoReader:
             self.stop.set()
             t.join(2.0)
         if not frames:  # a video of no frame would pass a gate with 0 items and exit 0, as if all were well
-            why = cut_short(missing) if (missing := missing_bytes(self.name)) else None
+            why = no_frame_why(self.name, codec=self.codec, decoder_said=self._damage_reported())
             raise SourceError(f"{self.name}: no frame could be read" + (f": {why}" if why else
                               " (an empty, truncated or corrupt video); check the file"))  # fmt: skip
 

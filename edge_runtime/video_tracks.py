@@ -153,6 +153,21 @@ def no_video_why(path: str) -> str | None:
     return SOUND_ONLY if types is None or types and types <= _TS_AUDIO else None
 
 
+def no_frame_why(path: str, *, codec: str | None, decoder_said: str | None) -> str | None:
+    """Why a video that opened gave no frame: cut short (its container says by how much), or its frames could not be
+    decoded (FFmpeg's words; an AV1 file's, whose decoder OpenCV's FFmpeg lacks, said "an empty, truncated or
+    corrupt video" of a healthy file); None where neither is known."""
+    if missing := missing_bytes(path):
+        return cut_short(missing)
+    if decoder_said is not None:
+        video = f"its {codec} video" if codec else "its video"
+        return (
+            f"FFmpeg could not decode {video} ({decoder_said}): a codec OpenCV's FFmpeg does not decode, or "
+            "damaged data; convert it (ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4), or check the file"
+        )
+    return None
+
+
 def _matroska(f) -> int | None:  # noqa: ANN001 - a binary file
     f.seek(0)
     data = f.read(MAX_HEADER)

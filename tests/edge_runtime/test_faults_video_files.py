@@ -273,3 +273,32 @@ def test_an_interlaced_video_whose_frames_opencv_cannot_convert_gives_no_verdict
     subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(video), "-vf", "bwdif=0", "-c:v", "libx264",
                     "-pix_fmt", "yuv420p", str(converted)], check=True)  # fmt: skip
     assert_every_frame(check(invoke(["--source", str(converted)]), ExitCode.OK, error_lines=0), len(PARTS))
+
+
+def test_a_video_whose_codec_opencv_cannot_decode_says_so_and_how_to_convert_it(frames: Path, tmp_path: Path):
+    """A healthy AV1 file (OpenCV's FFmpeg has no AV1 decoder without hardware): it opened, gave no frame, and said
+    "no frame could be read (an empty, truncated or corrupt video); check the file"."""
+    import cv2
+
+    encoders = subprocess.run(["ffmpeg", "-hide_banner", "-encoders"], capture_output=True, text=True).stdout
+    if "libaom-av1" not in encoders:
+        pytest.skip("this ffmpeg has no AV1 encoder")
+    video = tmp_path / "line3.mkv"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-framerate", "10", "-i", str(frames / "f%02d.jpeg"), "-c:v",
+                    "libaom-av1", "-cpu-used", "8", str(video)], check=True)  # fmt: skip
+    cap = cv2.VideoCapture(str(video))
+    decodes = cap.read()[0]
+    cap.release()
+    if decodes:
+        pytest.skip("this OpenCV decodes AV1: nothing to test")
+    result = invoke(["--source", str(video)])
+    assert check(result, ExitCode.SOURCE_UNAVAILABLE, error_lines=0) == []
+    said = [line for line in result.stderr.splitlines() if line.startswith("source lost:")]
+    assert len(said) == 1 and said[0].startswith(f"source lost: {video}: no frame could be read: FFmpeg could not "
+                                                 "decode its AV01 video ("), result.stderr  # fmt: skip
+    assert said[0].endswith("): a codec OpenCV's FFmpeg does not decode, or damaged data; convert it (ffmpeg -i IN "
+                            "-c:v libx264 -pix_fmt yuv420p OUT.mp4), or check the file")  # fmt: skip
+    converted = tmp_path / "converted.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(video), "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                    str(converted)], check=True)  # fmt: skip
+    assert_every_frame(check(invoke(["--source", str(converted)]), ExitCode.OK, error_lines=0), len(PARTS))

@@ -170,7 +170,8 @@ def _train(opts: dict, stop: StopSignals) -> None:
     log = StdoutLog()
     bars = None if cfg.quiet or not sys.stderr.isatty() else _progress
     try:
-        report = run_training(cfg, log=log, progress_factory=bars, given=frozenset(p.name for p in typed_params()))
+        given = frozenset(p.name for p in typed_params())
+        report = run_training(cfg, log=log, progress_factory=bars, given=given, stop=stop)
     finally:
         stop.closing = True
     log(f"wrote {cfg.out / 'best.pt'} and {cfg.out / 'report.json'}")

@@ -25,6 +25,7 @@ from edge_runtime.errors import DataError, ModelError
 from edge_runtime.metrics import binary_metrics, recall_first_threshold
 from edge_runtime.model_info import SecondLook
 from edge_runtime.preprocess import CropMode, PreprocessSpec
+from edge_runtime.stopping import StopSignals
 from train import data as D
 from train.augment import STATION_VALIDATION, AugmentConfig, augment
 from train.checkpoint import Checkpoint, model_checkpoint, weights_digest
@@ -40,6 +41,7 @@ from train.run_dir import release_run_dir, removed_if_refused, rerun_advice, set
 from train.station import flange_edges, station_views
 
 Log = Callable[[str], None]
+SAVE_STALL_S = 60.0  # an epoch's checkpoint normally takes under a second to write
 EMA_DECAY = 0.995  # per optimiser step: about two epochs of memory on the casting data
 
 
@@ -175,6 +177,7 @@ class Trainer:
         self.best_epoch = 0
         self.best_weights: str | None = None
         self.elapsed = 0.0
+        self.saving: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext  # main(stop=...)
         self.x_train = torch.from_numpy(ds.train.images)
         self.y_train = torch.from_numpy(ds.train.labels)
         self.x_val, self.y_val = torch.from_numpy(ds.val.images), torch.from_numpy(ds.val.labels)
@@ -283,10 +286,12 @@ class Trainer:
             best = self.best_checkpoint(scores, t)
             self.best_weights = weights_digest(best["state_dict"])
         # best.pt is replaced only once last.pt is written: a full disk between the two left a best.pt without
-        # its last.pt, a model that neither the same command nor --resume could continue.
-        with staged_torch_save(best, self.run_dir / "best.pt") if best is not None else contextlib.nullcontext():
-            atomic_torch_save(self.state(), self.run_dir / "last.pt")
-        write_run_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
+        # its last.pt, a model that neither the same command nor --resume could continue. A stop waits for the
+        # three files (self.saving): it cut the write, and the epoch just trained was lost.
+        with self.saving():
+            with staged_torch_save(best, self.run_dir / "best.pt") if best is not None else contextlib.nullcontext():
+                atomic_torch_save(self.state(), self.run_dir / "last.pt")
+            write_run_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
         return row
 
     def threshold(self, val_scores: np.ndarray) -> tuple[float, float | None]:
@@ -328,9 +333,11 @@ def main(
     log: Log = print,
     progress_factory: Callable | None = None,
     given: frozenset[str] | None = None,
+    stop: StopSignals | None = None,
 ) -> dict[str, Any]:
     """Train, select the best epoch on validation, pick the threshold, evaluate on test, write the run dir.
     ``given``: the options typed on the command line; on resume the others are the run's own (None: all typed).
+    ``stop``: the command's stop signals; one that comes while an epoch's checkpoint is written waits for it.
 
     >>> main(TrainConfig(data=Path("../shared/data/casting"), out=Path("runs/x"), epochs=1))  # doctest: +SKIP
     """
@@ -354,6 +361,8 @@ def main(
             ds = load_data(cfg, spec, log)
             log_dataset(ds, log)
             trainer = Trainer(cfg, ds, spec, run_dir, log, init)
+            if stop is not None:  # a stuck disk still gives way to a stop after SAVE_STALL_S
+                trainer.saving = lambda: stop.atomic(stall_s=SAVE_STALL_S)
             if state is not None:
                 trainer.resume(state)
         with rerun_advice(run_dir):

@@ -478,3 +478,30 @@ def test_a_run_folder_made_read_only_is_named_as_such_not_as_a_full_disk(tmp_pat
         raise OutputError(f"{tmp_path}/best.pt: cannot write checkpoint ({why}); {advice}")
     assert str(caught.value).endswith("make the folder writable for this user, then rerun the command with "
                                       "--resume: it continues from last.pt; or choose another --out")  # fmt: skip
+
+
+def test_a_stop_while_an_epochs_checkpoint_is_written_keeps_that_epoch(
+    tmp_path: Path, synthetic_data: Path, monkeypatch
+):
+    """A Ctrl-C or SIGTERM that came while last.pt was written cut the write: the epoch just trained was lost (and,
+    between the renames of last.pt and best.pt, the pair no longer matched). The write finishes, then it stops."""
+    import signal
+
+    real_save = torch.save
+
+    def save_then_stop(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        if Path(f).name.startswith(".last.pt.") and len(obj["history"]) == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # the stop arrives in the middle of epoch 2's write
+
+    monkeypatch.setattr(torch, "save", save_then_stop)
+    out = tmp_path / "run"
+    r = run("--data", synthetic_data, "--out", out, "--epochs", "4", *TINY, "--threads", "1")
+    assert r.exit_code == ExitCode.INTERRUPTED, r.output
+    assert last_line(r) == "error: interrupted"
+    assert len(torch.load(out / "last.pt", weights_only=True)["history"]) == 2  # epoch 2 kept
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    monkeypatch.setattr(torch, "save", real_save)
+    r = run("--data", synthetic_data, "--out", out, "--epochs", "3", *TINY, "--threads", "1", "--resume")
+    assert r.exit_code == 0, r.output
+    assert "resumed from" in r.output and "after epoch 2" in r.output

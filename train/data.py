@@ -94,6 +94,21 @@ def _list_files(
     return files, listing.labels, listing
 
 
+def listed_names(root: Path, classes: ClassMap, limit: int | None) -> dict[str, list[str]]:
+    """The image names (``class/file``, so the label too) that :func:`load_split` would read from ``root/train`` and
+    ``root/test``, from the folders alone: what a resume compares before any image is decoded."""
+    return {
+        split: sorted(_list_files(root / split, classes, limit)[0])
+        for split in ("train", "test")
+        if split == "train" or (root / split).is_dir()
+    }
+
+
+def split_names(*splits: Split | None) -> list[str]:
+    """The names a split was listed with: the images read and those that could not be."""
+    return sorted(f for s in splits if s is not None for f in [*s.files, *(name for name, _ in s.bad)])
+
+
 def check_train_folder(root: Path) -> None:
     """``--data`` holding its class folders directly was told "ROOT/train: folder not found; expected DIR/<class>/",
     the layout it already had: say where the folders go."""

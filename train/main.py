@@ -206,6 +206,9 @@ class Trainer:
             "best_weights": self.best_weights,  # best.pt's weights, so that --resume knows the run's own best.pt
             "elapsed": self.elapsed,
             "fingerprint": self.ds.fingerprint,
+            # the image names as listed, compared on --resume before any image is decoded (train.resume)
+            "listing": {"train": D.split_names(self.ds.train, self.ds.val)}
+            | ({"test": D.split_names(self.ds.test)} if self.ds.test is not None else {}),
             "config": self.cfg.to_dict(),
             # The global generator dropout draws from: without it a resumed run drew other masks than the
             # uninterrupted one and drifted from epoch k+1 on.

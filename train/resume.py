@@ -30,7 +30,7 @@ from train.checkpoint import (
     weights_digest,
 )
 from train.config import Arch, TrainConfig
-from train.data import resolve_classes
+from train.data import listed_names, resolve_classes
 from train.model import ARCHS
 from train.run_dir import stale_temp_files
 
@@ -224,20 +224,42 @@ def _weights_of(path: Path) -> str | None:
     return None
 
 
-def other_data(run_dir: Path, files: list[str]) -> DataError:
+def other_data(run_dir: Path, files: list[str], *, listed_then: list[str] = ()) -> DataError:
     """The refusal of a resume on other data, naming the training images that differ from those the run's best.pt
     records (it said only "was trained on other data": which images were added, removed or moved to the other class
-    since, the user could not tell)."""
+    since, the user could not tell). ``listed_then``: the names the run listed, those it could not read among them
+    (not "added" now)."""
     shown = ""
     with contextlib.suppress(ModelError, OSError):
         record = load_checkpoint(run_dir / "best.pt").data
-        before, now = set(record.train_files) | set(record.val_files), set(files)
+        before = set(record.train_files) | set(record.val_files)
+        now = set(files) - (set(listed_then) - before)
         changes = [f"{len(names)} {what} ({_some(names)})" for what, names in (("added", now - before),
                    ("gone", before - now)) if names]  # fmt: skip
         same = "train/ holds the same files: its images or test/ changed"
         shown = f" (train/: {', '.join(changes)})" if changes else f" ({same})"
     return DataError(f"{run_dir / 'last.pt'}: was trained on other data{shown}; put the data back as the run had it "
                      "to resume, or use a new --out for this data")  # fmt: skip
+
+
+def _check_names(run_dir: Path, st: dict[str, Any], cfg: TrainConfig) -> None:
+    """Refuse a resume on other data from the image names alone, before minutes of decoding: the names listed now
+    against those last.pt lists (a last.pt without them: against the images its best.pt names, gone ones only). The
+    content of same-named images is checked by the fingerprint, once decoded."""
+    try:
+        classes = resolve_classes(Path(cfg.data) / "train", cfg.positive_class)
+        now = listed_names(Path(cfg.data), classes, cfg.max_images_per_class)
+    except (DataError, OSError):
+        return  # the data folder itself is wrong: load_data says how, as without --resume
+    then = st.get("listing")
+    if isinstance(then, dict):
+        if now != then:
+            raise other_data(run_dir, now["train"], listed_then=list(then.get("train", [])))
+        return
+    with contextlib.suppress(ModelError, OSError):
+        record = load_checkpoint(run_dir / "best.pt").data
+        if (set(record.train_files) | set(record.val_files)) - set(now["train"]):
+            raise other_data(run_dir, now["train"])
 
 
 def _some(names: set[str]) -> str:
@@ -306,4 +328,5 @@ def load_resume_state(
         )
     if taken:
         log(f"resuming with the run's own {taken} (options not given are taken from {run_dir / 'last.pt'})")
+    _check_names(run_dir, st, cfg)
     return st, cfg

@@ -159,3 +159,33 @@ def test_a_resume_while_the_run_trains_elsewhere_is_told_to_wait_not_to_move(one
         "this --resume to continue from its last.pt"
     )
     assert "decoded" not in r.output
+
+
+@pytest.mark.parametrize("change", ["moved", "test image added", "moved, last.pt of an older train-model"])
+def test_resume_on_other_image_names_is_refused_before_any_image_is_decoded(
+    one_epoch: Path, synthetic_data: Path, change: str
+):
+    """The refusal came only once every image was decoded (minutes on the casting set): the names tell first."""
+    import torch
+
+    if change.endswith("older train-model"):  # no listing in it: the images its best.pt names are compared
+        state = torch.load(one_epoch / "last.pt", weights_only=True)
+        state.pop("listing", None)
+        torch.save(state, one_epoch / "last.pt")
+    if change.startswith("moved"):
+        (synthetic_data / "train" / "ok_front" / "ok_front_000.png").rename(
+            synthetic_data / "train" / "def_front" / "ok_front_000.png"
+        )
+        why = "train/: 1 added (def_front/ok_front_000.png), 1 gone (ok_front/ok_front_000.png)"
+    else:
+        (synthetic_data / "test" / "ok_front" / "extra.png").write_bytes(
+            (synthetic_data / "test" / "ok_front" / "ok_front_000.png").read_bytes()
+        )
+        why = "train/ holds the same files: its images or test/ changed"
+    r = run("--data", synthetic_data, "--out", one_epoch, "--epochs", "2", *TINY, "--resume")
+    assert r.exit_code == ExitCode.BAD_DATA, r.output
+    assert last_line(r) == (
+        f"error: {one_epoch / 'last.pt'}: was trained on other data ({why}); put the data back as the run had it to "
+        "resume, or use a new --out for this data"
+    )
+    assert "decoded" not in r.output

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edge_runtime.errors import DataError, ModelError
+from edge_runtime.errors import DataError
 from edge_runtime.metrics import binary_metrics, recall_first_threshold
 from edge_runtime.model_info import SecondLook
 from edge_runtime.preprocess import CropMode, PreprocessSpec
@@ -32,10 +32,10 @@ from train.checkpoint import Checkpoint, model_checkpoint, weights_digest
 from train.checkpoint_save import atomic_torch_save, staged_torch_save
 from train.config import Arch, TrainConfig, check_values
 from train.engine import check_not_diverged, evaluate, predict_scores, train_one_epoch
+from train.epochs import train_and_finish
 from train.finetune import load_init, threshold_cap
-from train.model import ARCHS, build_model, count_flops, count_params, default_model_args
-from train.plots import curves_png, grid_png
-from train.report import data_record, epoch_line, log_dataset, write_final_report
+from train.model import ARCHS, build_model, default_model_args
+from train.report import data_record, log_dataset
 from train.resume import load_resume_state, other_data
 from train.run_dir import release_run_dir, removed_if_refused, rerun_advice, setup_run_dir, write_run_text
 from train.station import flange_edges, station_views
@@ -117,18 +117,6 @@ def load_data(cfg: TrainConfig, spec: PreprocessSpec, log: Log) -> Dataset:
             f"(flange edge at {np.median(ds.train_edges):.3f} of the half side, median)"
         )
     return ds
-
-
-def _augment_preview(run_dir: Path, ds: Dataset, seed: int) -> None:
-    gen = torch.Generator().manual_seed(seed + 10_000)
-    idx = torch.randperm(len(ds.train), generator=gen)[:24]
-    images = ds.train.images[idx.numpy()]
-    if ds.station_views is not None:  # every other tile from a station view, as training may swap them in
-        images[1::2] = ds.station_views[0, idx.numpy()[1::2]]
-    edges = None if ds.train_edges is None else torch.from_numpy(ds.train_edges[idx.numpy()])
-    x = augment(torch.from_numpy(images).float().unsqueeze(1) / 255.0, AugmentConfig(), gen, edges)
-    names = [ds.classes.class_names[int(ds.train.labels[i])] for i in idx]
-    grid_png(run_dir / "augmentations.png", (x[:, 0].numpy() * 255).round().astype(np.uint8), names)
 
 
 def _selection_key(val_metrics: dict[str, Any], val_loss: float) -> tuple[float, float]:
@@ -369,44 +357,6 @@ def main(
             if state is not None:
                 trainer.resume(state)
         with rerun_advice(run_dir):
-            return _train(cfg, ds, spec, trainer, log, progress_factory)
+            return train_and_finish(cfg, ds, spec, trainer, log, progress_factory)
     finally:
         release_run_dir(run_dir)
-
-
-def _train(
-    cfg: TrainConfig, ds: Dataset, spec: PreprocessSpec, trainer: Trainer, log: Log, progress_factory: Callable | None
-) -> dict[str, Any]:
-    """The epochs still to train, then the report and the localisation head."""
-    from train.run_dir import remove_stale_temp_files  # (here: main.py's imports are at its size limit)
-
-    run_dir = trainer.run_dir
-    remove_stale_temp_files(run_dir, log)  # the run goes ahead: what a killed run left is nobody's now
-    _augment_preview(run_dir, ds, cfg.seed)  # after resume(): a refused resume leaves the other run's files alone
-    flops = count_flops(trainer.model, (spec.channels, spec.size, spec.size))
-    log(
-        f"model {cfg.arch.value}: {count_params(trainer.model):,} parameters, {flops / 1e6:.1f} MFLOP per image; "
-        f"training in {'bfloat16 autocast' if trainer.bf16 else 'float32'} on {torch.get_num_threads()} threads"
-    )
-    for epoch in range(len(trainer.history) + 1, cfg.epochs + 1):
-        n_batches = (len(ds.train) + cfg.batch_size - 1) // cfg.batch_size
-        if progress_factory is not None:
-            with progress_factory(n_batches, f"epoch {epoch}/{cfg.epochs}") as bar:
-                row = trainer.run_epoch(epoch, lambda n, loss, bar=bar: bar.update(1, loss))
-        else:
-            row = trainer.run_epoch(epoch, None)
-        log(epoch_line(row, cfg.epochs))
-    curves_png(run_dir / "curves.png", trainer.history)
-    report = write_final_report(cfg, ds, spec, trainer, run_dir, flops=flops, log=log)
-    if cfg.loc_head_epochs > 0:
-        from train.loc_head import add_loc_head
-
-        try:
-            add_loc_head(run_dir / "best.pt", epochs=cfg.loc_head_epochs, seed=cfg.seed, log=log)
-        except ModelError as exc:  # an architecture without the stages it reads: the map stays a Grad-CAM
-            log(f"localisation head: not trained ({exc})")
-    else:  # a resumed run finished with --loc-head-epochs 0 kept the head of its first finish
-        from train.loc_head import drop_loc_head
-
-        drop_loc_head(run_dir / "best.pt", log=log)
-    return report

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -249,3 +250,57 @@ def test_a_quick_run_that_learnt_nothing_says_so(tmp_path: Path, casting_dir: Pa
     assert any(w.startswith(said) for w in json.loads((out / "report.json").read_text())["warnings"])
     assert ema_decay(40 * 89) == EMA_DECAY  # the default run: 40 epochs of 89 steps
     assert 1 / (1 - ema_decay(80)) <= 16  # 20 epochs of 4 steps: 200 steps of memory had kept 67% of the first
+
+
+PROJECTION = (
+    r"epoch {} took [0-9.]+ s; {} epochs end in about [0-9]+ (s|min|h|days) \(\d{{4}}-\d\d-\d\d \d\d:\d\d\); stop with "
+    r"Ctrl-C, go on later with --resume"
+)
+
+
+def test_the_first_epoch_tells_when_the_run_will_end(tmp_path: Path, synthetic_data: Path):
+    """`train-model --epochs 100000` (a typo) was taken in silence: a night of CPU before anyone noticed. After the
+    first epoch a command trains, one line says how long it took and when the run will end (not with --quiet)."""
+    tiny = ["--img-size", "32", "--batch-size", "16", "--loc-head-epochs", "0", "--threads", "1"]
+    out = str(tmp_path / "run")
+    r = run("--data", str(synthetic_data), "--out", out, "--epochs", "2", *tiny)
+    assert r.exit_code == 0, r.output
+    said = [line for line in r.output.splitlines() if " took " in line]
+    assert len(said) == 1 and re.fullmatch(PROJECTION.format(1, 2), said[0]), r.output
+    r = run("--data", str(synthetic_data), "--out", out, "--epochs", "4", "--resume")  # the first of this command
+    assert r.exit_code == 0, r.output
+    said = [line for line in r.output.splitlines() if " took " in line]
+    assert len(said) == 1 and re.fullmatch(PROJECTION.format(3, 4), said[0]), r.output
+    r = run("--data", str(synthetic_data), "--out", out, "--epochs", "6", "--resume", "--quiet")
+    assert r.exit_code == 0 and " took " not in r.output, r.output
+
+
+def test_an_epochs_typo_is_told_after_the_first_epoch(tmp_path: Path, synthetic_data: Path):
+    from train.config import TrainConfig
+    from train.main import main as train_main
+
+    class Seen(Exception):
+        pass
+
+    said = []
+
+    def log(line: str) -> None:
+        said.append(line)
+        if " took " in line:
+            raise Seen  # the user's Ctrl-C, once told
+
+    cfg = TrainConfig(data=synthetic_data, out=tmp_path / "run", epochs=100_000, img_size=32, batch_size=16,
+                      loc_head_epochs=0, threads=1)  # fmt: skip
+    with pytest.raises(Seen):
+        train_main(cfg, log=log)
+    assert re.fullmatch(PROJECTION.format(1, 100000), said[-1]) and said[-2].startswith("epoch   1/100000")
+
+
+def test_a_run_longer_than_the_calendar_is_told_in_years_not_a_traceback():
+    """--epochs 10**12: the end date is past the year 9999, which datetime cannot hold (OverflowError)."""
+    from datetime import datetime
+
+    from train.epochs import projection_line
+
+    line = projection_line(1, 0.5, 10**12, datetime(2026, 11, 29))
+    assert "1000000000000 epochs end in about 15844 years (after the year 9999); stop with Ctrl-C" in line

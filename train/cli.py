@@ -160,6 +160,7 @@ def main(*, debug: bool, **opts: object) -> None:
 def _train(opts: dict, stop: StopSignals) -> None:
     require_cwd()  # before torch's import
     from train.main import main as run_training
+    from train.resume import RunFinished
 
     if stop.requested:  # a signal while torch was imported: counted then, acted on now
         raise KeyboardInterrupt
@@ -172,6 +173,9 @@ def _train(opts: dict, stop: StopSignals) -> None:
     try:
         given = frozenset(p.name for p in typed_params())
         report = run_training(cfg, log=log, progress_factory=bars, given=given, stop=stop)
+    except RunFinished as finished:  # a --resume with nothing to do: said, exit 0
+        log(str(finished))
+        return
     finally:
         stop.closing = True
     log(f"wrote {cfg.out / 'best.pt'} and {cfg.out / 'report.json'}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +107,33 @@ def listed_names(root: Path, classes: ClassMap, limit: int | None) -> dict[str, 
 def split_names(*splits: Split | None) -> list[str]:
     """The names a split was listed with: the images read and those that could not be."""
     return sorted(f for s in splits if s is not None for f in [*s.files, *(name for name, _ in s.bad)])
+
+
+def content_digest(*splits: Split | None) -> str:
+    """A hash of the bytes of every image read, by split folder and name: :func:`listed_content` of the same
+    folders gives the same value while no image was changed (a finished run's --resume is then a no-op)."""
+    read = [(s.root.name, f, d) for s in splits if s is not None for f, d in zip(s.files, s.hashes, strict=True)]
+    return _pairs_digest((f"{split}/{f}", digest) for split, f, digest in read)
+
+
+def _pairs_digest(pairs: Iterable[tuple[str, str]]) -> str:
+    h = hashlib.sha256()
+    for name, digest in sorted(pairs):
+        h.update(f"{name}\0{digest}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def listed_content(root: Path, names: dict[str, list[str]]) -> str | None:
+    """:func:`content_digest` of the images ``names`` lists (:func:`listed_names`), from their bytes, without
+    decoding; None when one cannot be read."""
+    pairs = []
+    for split, files in names.items():
+        for f in files:
+            try:
+                pairs.append((f"{split}/{f}", hashlib.sha256(read_bytes(root / split / f)).hexdigest()))
+            except (ImageReadError, OSError):
+                return None
+    return _pairs_digest(pairs)
 
 
 def check_train_folder(root: Path) -> None:

@@ -197,6 +197,7 @@ class Trainer:
             # the image names as listed, compared on --resume before any image is decoded (train.resume)
             "listing": {"train": D.split_names(self.ds.train, self.ds.val)}
             | ({"test": D.split_names(self.ds.test)} if self.ds.test is not None else {}),
+            "content": D.content_digest(self.ds.train, self.ds.val, self.ds.test),  # the images' bytes, ditto
             "config": self.cfg.to_dict(),
             # The global generator dropout draws from: without it a resumed run drew other masks than the
             # uninterrupted one and drifted from epoch k+1 on.
@@ -329,6 +330,7 @@ def main(
     """Train, select the best epoch on validation, pick the threshold, evaluate on test, write the run dir.
     ``given``: the options typed on the command line; on resume the others are the run's own (None: all typed).
     ``stop``: the command's stop signals; one that comes while an epoch's checkpoint is written waits for it.
+    Raises :class:`train.resume.RunFinished` for a resume of a run that had finished: nothing to do.
 
     >>> main(TrainConfig(data=Path("../shared/data/casting"), out=Path("runs/x"), epochs=1))  # doctest: +SKIP
     """

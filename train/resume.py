@@ -11,6 +11,7 @@ from edge_runtime.errors import require_extra
 require_extra("torch", "train")  # one clear line instead of "No module named torch"
 
 import contextlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import replace
@@ -30,7 +31,7 @@ from train.checkpoint import (
     weights_digest,
 )
 from train.config import Arch, TrainConfig
-from train.data import listed_names, resolve_classes
+from train.data import listed_content, listed_names, resolve_classes
 from train.model import ARCHS
 from train.run_dir import stale_temp_files
 
@@ -242,24 +243,59 @@ def other_data(run_dir: Path, files: list[str], *, listed_then: list[str] = ()) 
                      "to resume, or use a new --out for this data")  # fmt: skip
 
 
-def _check_names(run_dir: Path, st: dict[str, Any], cfg: TrainConfig) -> None:
+def _check_names(run_dir: Path, st: dict[str, Any], cfg: TrainConfig) -> dict[str, list[str]] | None:
     """Refuse a resume on other data from the image names alone, before minutes of decoding: the names listed now
     against those last.pt lists (a last.pt without them: against the images its best.pt names, gone ones only). The
-    content of same-named images is checked by the fingerprint, once decoded."""
+    content of same-named images is checked by the fingerprint, once decoded. Returns the names listed now."""
     try:
         classes = resolve_classes(Path(cfg.data) / "train", cfg.positive_class)
         now = listed_names(Path(cfg.data), classes, cfg.max_images_per_class)
     except (DataError, OSError):
-        return  # the data folder itself is wrong: load_data says how, as without --resume
+        return None  # the data folder itself is wrong: load_data says how, as without --resume
     then = st.get("listing")
     if isinstance(then, dict):
         if now != then:
             raise other_data(run_dir, now["train"], listed_then=list(then.get("train", [])))
-        return
+        return now
     with contextlib.suppress(ModelError, OSError):
         record = load_checkpoint(run_dir / "best.pt").data
         if (set(record.train_files) | set(record.val_files)) - set(now["train"]):
             raise other_data(run_dir, now["train"])
+    return now
+
+
+class RunFinished(Exception):  # noqa: N818 - not an error: the run is done, nothing to do (exit 0)
+    """A --resume of a run that had trained all its epochs and written its report and head: nothing to do."""
+
+
+def _check_finished(run_dir: Path, st: dict[str, Any], cfg: TrainConfig, names: dict[str, list[str]] | None) -> None:
+    """A run with every epoch trained: :class:`RunFinished` when its report and localisation head are written as
+    this command would write them, on the same images (``names``, listed now, read byte for byte): it redid them
+    in silence, minutes of decoding and head training, to the same files. Other bytes: decoded and refused."""
+    done = len(st["history"])
+    if names is None or st.get("content") is None or listed_content(Path(cfg.data), names) != st["content"]:
+        return
+    report = _load_json(run_dir / "report.json")
+    ckpt = _load_quietly(run_dir / "best.pt")
+    head = ckpt.get("loc_head") if isinstance(ckpt, dict) else None
+    if cfg.loc_head_epochs == 0:
+        head_done = head is None
+    elif cfg.arch is not Arch.DEFECTNET:  # a network without the head's stages never has one
+        head_done = True
+    else:
+        head_done = isinstance(head, dict) and (head.get("epochs"), head.get("seed")) == (cfg.loc_head_epochs, cfg.seed)
+    best = report.get("model", {}).get("best_epoch") if isinstance(report.get("model"), dict) else None
+    if (report.get("epochs"), best) == (done, st["best_epoch"]) and head_done:
+        raise RunFinished(f"{run_dir}: the run had finished (epoch {done} of {done}); nothing trained, its files left "
+                          f"as they were; pass --epochs N above {done} with --resume to train it further")  # fmt: skip
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _some(names: set[str]) -> str:
@@ -326,7 +362,12 @@ def load_resume_state(
             f"--epochs {cfg.epochs}: the run in {run_dir} has already trained {done} epochs; pass --epochs {done} "
             "to finish it as it is, or more to train on"
         )
+    names = _check_names(run_dir, st, cfg)
+    if done == cfg.epochs:
+        _check_finished(run_dir, st, cfg, names)
     if taken:
         log(f"resuming with the run's own {taken} (options not given are taken from {run_dir / 'last.pt'})")
-    _check_names(run_dir, st, cfg)
+    if done == cfg.epochs:  # stopped while the report or the head was written, or a typed --loc-head-epochs
+        log(f"{run_dir}: every epoch was trained already (epoch {done} of {done}); nothing to train: writing the "
+            "run's report and localisation head")  # fmt: skip
     return st, cfg

@@ -189,3 +189,26 @@ def test_resume_on_other_image_names_is_refused_before_any_image_is_decoded(
         "resume, or use a new --out for this data"
     )
     assert "decoded" not in r.output
+
+
+def test_resume_of_a_finished_run_says_so_and_leaves_it_as_it_was(one_epoch: Path, synthetic_data: Path):
+    """--resume of a run that had trained all its epochs decoded every image and wrote its report (and head) again,
+    in silence, exit 0: a user who meant to train further did not learn that --epochs had to be raised."""
+
+    def snapshot() -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in one_epoch.iterdir() if p.is_file()}
+
+    before = snapshot()
+    r = run("--data", synthetic_data, "--out", one_epoch, *TINY, "--resume")
+    assert r.exit_code == 0, r.output
+    assert r.output.strip().splitlines() == [
+        f"{one_epoch}: the run had finished (epoch 1 of 1); nothing trained, its files left as they were; pass "
+        "--epochs N above 1 with --resume to train it further"
+    ]
+    assert snapshot() == before
+    (one_epoch / "report.json").unlink()  # stopped while its report was written: the resume finishes it
+    r = run("--data", synthetic_data, "--out", one_epoch, *TINY, "--resume")
+    assert r.exit_code == 0, r.output
+    assert (f"{one_epoch}: every epoch was trained already (epoch 1 of 1); nothing to train: writing the run's report "
+            "and localisation head") in r.output  # fmt: skip
+    assert json.loads((one_epoch / "report.json").read_text())["epochs"] == 1

@@ -315,7 +315,7 @@ def _check_station(opts: dict) -> int:
     from edge_runtime.errors import DataError, ExitCode
     from edge_runtime.inputs import SourceKind, listing_line, resolve_source
     from edge_runtime.model import load_model
-    from edge_runtime.station_check import check_folder
+    from edge_runtime.station_check import CheckStopped, check_folder
 
     folder = opts["check_station"]
     if not folder.strip():  # Path("") is the current folder: it was checked, 566 images of whatever lay there
@@ -324,14 +324,18 @@ def _check_station(opts: dict) -> int:
     if spec.kind is not SourceKind.IMAGES or not spec.paths:
         raise DataError(f"{folder}: no images found; pass --check-station DIR with images from the new camera")
     model = load_model(opts["model"], provider="cpu", threads=1)
-    lines, alike = check_folder(model, spec.paths)
+    code = ExitCode.GATE_FAILED  # when the folder does not pass
+    try:
+        lines, alike = check_folder(model, spec.paths)
+    except CheckStopped as stopped:  # the report of the images seen before Ctrl-C, which had been lost
+        lines, alike, code = stopped.lines, False, ExitCode.INTERRUPTED
     if spec.ignored or spec.links_not_followed:  # as --source says it: a video or a linked folder went unchecked
         lines.insert(1, f"  {listing_line(spec)}")
     with stdout_errors():  # `| head` ends quietly, `> /dev/full` is exit 7
         for line in lines:
             click.echo(line)
     # A script or a commissioning checklist can gate on it: "do not trust these verdicts yet" exited 0.
-    return int(ExitCode.OK if alike else ExitCode.GATE_FAILED)
+    return int(ExitCode.OK if alike else code)
 
 
 if __name__ == "__main__":

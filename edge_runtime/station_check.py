@@ -214,9 +214,17 @@ def looks_alike(per_item: Sequence[list[str]], unreadable: int = 0) -> tuple[boo
     return bad <= UNTRUSTED_SHARE * max(files, 1), bad, files
 
 
-def report(per_item: Sequence[list[str]], prof: StationProfile, *, unreadable: Sequence[str] = ()) -> list[str]:
+def report(
+    per_item: Sequence[list[str]],
+    prof: StationProfile,
+    *,
+    unreadable: Sequence[str] = (),
+    stopped_of: int | None = None,
+) -> list[str]:
     """The lines of ``edge-infer --check-station``: how many items look unlike training, and why; ``unreadable``
-    (why each file could not be read) count against the folder in the verdict line, and the first are named."""
+    (why each file could not be read) count against the folder in the verdict line, and the first are named.
+    ``stopped_of``: the check was stopped before the last of that many files, so no verdict (part of a folder
+    passes nothing), only how far it got."""
     total = len(per_item)
     flagged = sum(1 for r in per_item if r)
     counts: Counter[str] = Counter(reason_kind(r) for rs in per_item for r in rs)
@@ -226,6 +234,10 @@ def report(per_item: Sequence[list[str]], prof: StationProfile, *, unreadable: S
         lines.append(f"  {c:>6} ({share_text(c, total):>6})  {kind}")
     lines += unreadable_lines(unreadable)
     alike, bad, files = looks_alike(per_item, len(unreadable))
+    if stopped_of is not None:
+        lines.append(f"  -> stopped early (interrupted) after {files} of {plural(stopped_of, 'file')}: the counts "
+                     "above are theirs alone; check the whole folder before trusting this station")  # fmt: skip
+        return lines
     if not alike:
         lines.append(f"  -> do not trust these verdicts yet ({bad} of {plural(files, 'file')} flagged or unreadable, "
                      f"over the {UNTRUSTED_SHARE:.0%} limit): {what_to_do(per_item, unreadable)}")  # fmt: skip
@@ -330,11 +342,20 @@ def profile_images(paths: Sequence[Any], spec: Any) -> StationProfile:
     return profile(stats())
 
 
+class CheckStopped(KeyboardInterrupt):
+    """``--check-station`` stopped (Ctrl-C, SIGTERM) after some images: ``lines`` report those, and say so."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("the station check stopped early")
+        self.lines = lines
+
+
 def check_folder(model: Any, paths: Sequence[Any]) -> tuple[list[str], bool]:
     """``edge-infer --check-station DIR``: the report for a folder of unlabelled images from a new camera, and
     whether the folder passes (:func:`looks_alike`; edge-infer exits 6 when not, so a script can gate on it).
 
-    ``model`` is a loaded :class:`edge_runtime.model.EdgeModel`; unreadable files are counted, not fatal.
+    ``model`` is a loaded :class:`edge_runtime.model.EdgeModel`; unreadable files are counted, not fatal. A stop
+    after some images raises :class:`CheckStopped` with the report of those (a KeyboardInterrupt: exit 130).
     """
     from edge_runtime.errors import DataError, DefectEdgeError, ModelError
     from edge_runtime.preprocess import read_image
@@ -348,14 +369,19 @@ def check_folder(model: Any, paths: Sequence[Any]) -> tuple[list[str], bool]:
     per_item: list[list[str]] = []
     unreadable: list[str] = []
     unlisted: list[str] = []
-    for p in paths:
-        if os.path.isdir(p):  # a folder the listing could not open: its images were never seen
-            unlisted.append(str(p))
-            continue
-        try:
-            per_item.append(run_reasons(read_image(p), model, prof))
-        except (DefectEdgeError, OSError, ValueError) as e:
-            unreadable.append(str(e) if str(p) in str(e) else f"{p}: {e}")
+    try:
+        for p in paths:
+            if os.path.isdir(p):  # a folder the listing could not open: its images were never seen
+                unlisted.append(str(p))
+                continue
+            try:
+                per_item.append(run_reasons(read_image(p), model, prof))
+            except (DefectEdgeError, OSError, ValueError) as e:
+                unreadable.append(str(e) if str(p) in str(e) else f"{p}: {e}")
+    except KeyboardInterrupt:  # Ctrl-C at image 4000 of 5000 had printed no report at all: the one seen so far
+        if not per_item:
+            raise
+        raise CheckStopped(report(per_item, prof, unreadable=unreadable, stopped_of=len(paths))) from None
     if not per_item:  # why the first could not be read: a huge image's "1 unreadable" had said nothing more
         n = len(unreadable)
         why = f" ({unreadable[0] if n == 1 else f'{n} unreadable files, the first: {unreadable[0]}'})" if n else ""

@@ -248,3 +248,30 @@ def test_a_failed_station_check_points_to_each_files_reasons(tmp_path: Path):
     r = CliRunner().invoke(main, ["--model", str(model), "--source", str(new), "--json"])  # what it points to
     records = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     assert len(records) == 3 and all("background brighter" in " ".join(x["unlike_training"]) for x in records)
+
+
+def test_a_station_check_stopped_midway_reports_the_images_it_had_checked(tmp_path: Path, monkeypatch):
+    """Ctrl-C at image 4000 of a 5000-image folder printed only "error: interrupted: the station check stopped
+    before its report": every image checked so far was lost. Now their report, with how far it got and no verdict."""
+    import edge_runtime.station_check as station_check
+
+    checked = station_check.run_reasons
+    calls = []
+
+    def stop_at_the_third(*args: object) -> list[str]:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return checked(*args)
+
+    monkeypatch.setattr(station_check, "run_reasons", stop_at_the_third)
+    model = model_with_profile(tmp_path / "m.onnx")
+    folder = write(tmp_path / "cam", {"a.png": impeller(bg=165), "b.png": impeller(bg=240),
+                                      "c.png": impeller(bg=165), "d.png": impeller(bg=165)})  # fmt: skip
+    r = CliRunner().invoke(main, ["--model", str(model), "--check-station", str(folder)])
+    assert r.exit_code == 130, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("station check: 2 images, 1 (50.0%) unlike the 9 training images"), r.output
+    assert "background brighter than any training image" in r.stdout
+    assert lines[-1].startswith("  -> stopped early (interrupted) after 2 of 4 files")
+    assert "look like the training images" not in r.stdout and "do not trust these verdicts" not in r.stdout

@@ -246,8 +246,9 @@ def report(
                 "  (which files, with their figures: edge-infer --source DIR --json, the unlike_training field)"
             )
     elif files < FEW_IMAGES:  # one image "looked like the training images", exit 0: too few to say so of a camera
-        lines.append(f"  -> these {plural(files, 'image')} look like the training images, but that is too few to "
-                     f"judge a station by: check {FEW_IMAGES} or more, taken over the day's light")  # fmt: skip
+        these = "this image looks" if files == 1 else f"these {files} images look"  # "these 1 image look"
+        lines.append(f"  -> {these} like the training images, but that is too few to judge a station by: check "
+                     f"{FEW_IMAGES} or more, taken over the day's light")  # fmt: skip
     else:
         lines.append("  -> this station's images look like the training images")
     return lines

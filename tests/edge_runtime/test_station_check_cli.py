@@ -60,7 +60,10 @@ def test_check_station_reports_on_a_folder_of_new_camera_images(tmp_path: Path):
     assert r.exit_code == 0, r.output
     assert "4 images, 0 (0.0%) unlike the 9 training images" in r.output and "look like the training" in r.output
     # one image, or four, "looked like the training images" as if a camera had been checked
-    assert "but that is too few to judge a station by: check 20 or more" in r.output
+    assert "-> these 4 images look like the training images, but that is too few to judge a station by" in r.output
+    one = write(tmp_path / "one", {"0.png": impeller(bg=165)})  # it read "these 1 image look like ..."
+    r = CliRunner().invoke(main, ["--model", str(model), "--check-station", str(one)])
+    assert r.exit_code == 0 and "-> this image looks like the training images, but that is too few" in r.output
     more = write(tmp_path / "more", {f"{i}.png": impeller(bg=160 + i) for i in range(20)})
     r = CliRunner().invoke(main, ["--model", str(model), "--check-station", str(more)])
     assert r.exit_code == 0 and "this station's images look like the training images" in r.output, r.output

@@ -132,18 +132,25 @@ def reasons_warning(reasons: list[str] | None) -> str | None:
     return "; ".join(found) or None
 
 
-def unlike_line(flagged: int, total: int, counts: dict[str, int]) -> str | None:
-    """The summary's WARNING, or None when nothing was flagged: how many items look unlike the training images,
-    and the three commonest reasons (``counts``: reason kind -> items).
+def unlike_line(flagged: int, total: int, counts: dict[str, int], *, unchecked: int = 0) -> str | None:
+    """The summary's WARNING, or None when nothing was flagged: how many of the ``total`` items checked look unlike
+    the training images, and the three commonest reasons (``counts``: reason kind -> items); ``unchecked``: items
+    not checked, as an error's image was never read (they had counted as items that looked like the training
+    images: 9 flagged among the 10 frames read of 100 read as "9 of 100 items (9%)").
 
     >>> unlike_line(1, 1, {"background brighter than any training image": 1})
     '1 of 1 item (100%) looks unlike the training images: background brighter than any training image'
+    >>> unlike_line(1, 3, {"no part found in the frame": 1}, unchecked=1)[-64:]
+    'no part found in the frame; 1 item with an error was not checked'
     """
     if not flagged or not total:
         return None
     top = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
     why = ", ".join(k + (f" ({c})" if len(top) > 1 else "") for k, c in top)
-    return f"{flagged_share(flagged, total)} {'looks' if flagged == 1 else 'look'} unlike the training images: {why}"
+    line = f"{flagged_share(flagged, total)} {'looks' if flagged == 1 else 'look'} unlike the training images: {why}"
+    if unchecked:
+        line += f"; {plural(unchecked, 'item')} with an error {'was' if unchecked == 1 else 'were'} not checked"
+    return line
 
 
 def no_part(rec: dict[str, Any]) -> bool:
@@ -170,6 +177,7 @@ class Summary:
     warnings: int = 0
     unlike_training: int = 0  # station check: items unlike the training images
     unlike_reasons: dict[str, int] = field(default_factory=dict)
+    unchecked: int = 0  # items with an error and no station check (their image was not read): not in its share
     dropped_frames: int = 0
     reconnects: int = 0
     ignored_files: int = 0  # files in the source folder that are not images (not inspected, no record)
@@ -203,6 +211,7 @@ class Summary:
                 self.unlike_reasons[kind] = self.unlike_reasons.get(kind, 0) + 1
         if rec.get("error") is not None:
             self.errors += 1
+            self.unchecked += not rec.get("unlike_training")
             return
         self.defects += int(bool(rec.get("defective")))
         if rec.get("latency_ms") is not None:
@@ -305,7 +314,10 @@ class Summary:
             lines.append(f"priority: {self.priority_dropped}")
         lines += [f"source warning: {n}" for n in self.notes]
         lines += self.station_notes
-        if (unlike := unlike_line(self.unlike_training, self.items, self.unlike_reasons)) is not None:
+        unlike = unlike_line(
+            self.unlike_training, self.items - self.unchecked, self.unlike_reasons, unchecked=self.unchecked
+        )
+        if unlike is not None:
             lines.append(f"WARNING: {unlike} (check the station: edge-infer --check-station DIR)")
         if self.interrupted:
             lines.append("stopped early (interrupted); everything above was written")

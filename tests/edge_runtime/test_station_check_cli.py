@@ -278,3 +278,19 @@ def test_a_station_check_stopped_midway_reports_the_images_it_had_checked(tmp_pa
     assert "background brighter than any training image" in r.stdout
     assert lines[-1].startswith("  -> stopped early (interrupted) after 2 of 4 files")
     assert "look like the training images" not in r.stdout and "do not trust these verdicts" not in r.stdout
+
+
+def test_the_summarys_share_unlike_training_is_of_the_items_checked_not_of_errors(tmp_path: Path):
+    """A file that could not be read was never checked, yet counted as an item like the training images: one white
+    image among three unreadable files read "1 of 4 items (25%) looks unlike", so a station mostly unlike training
+    looked mostly fine. The share is of the items checked now, and the line says how many were not."""
+    model = model_with_profile(tmp_path / "m.onnx")
+    folder = write(tmp_path / "cam", {"b_white.png": impeller(bg=240)})
+    for name in ("c.png", "d.png", "e.png"):
+        (folder / name).write_bytes(b"not an image")
+    r = CliRunner().invoke(main, ["--model", str(model), "--source", str(folder), "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert sum(json.loads(line)["error"] is not None for line in r.stdout.splitlines()) == 3
+    warning = next(line for line in r.stderr.splitlines() if line.startswith("WARNING:"))
+    assert warning.startswith("WARNING: 1 of 1 item (100%) looks unlike the training images: background brighter")
+    assert "; 3 items with an error were not checked (check the station" in warning

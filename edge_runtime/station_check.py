@@ -134,7 +134,8 @@ def small_part_reason(side: float, size: int) -> str | None:
     if not side * MAX_ENLARGEMENT < size:
         return None
     times = size / max(side, 1.0)
-    return f"{SMALL_PART} ({side:.0f} px across its square, enlarged {times:.2g}x to the {size} px input)"
+    enlarged = f"{times:.2g}" if times < 10 else f"{times:.0f}"  # a 1x1 image was "enlarged 1.6e+02x"
+    return f"{SMALL_PART} ({side:.0f} px across its square, enlarged {enlarged}x to the {size} px input)"
 
 
 MAX_ENLARGEMENT = 2.0  # over this, a 2 px pinhole of the training images' scale is under a source pixel

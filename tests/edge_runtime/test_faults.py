@@ -270,6 +270,10 @@ def test_a_gate_does_not_pass_a_part_too_small_to_show_its_defects(tmp_path):
         assert "bring the camera closer or raise its resolution" in rec["warning"]
     fine = check(invoke(["--source", str(tmp_path / "p100.png"), "--no-station-check"]), ExitCode.OK, error_lines=0)
     assert fine[0]["warning"] is None and fine[0]["unlike_training"] is None
+    # a 1x1 image (a camera's test frame) said "enlarged 1.6e+02x to the 160 px input"
+    cv2.imwrite(str(tmp_path / "dot.png"), part[:1, :1])
+    dot = check(invoke(["--source", str(tmp_path / "dot.png")]), ExitCode.OK, error_lines=0)[0]
+    assert "(1 px across its square, enlarged 160x to the 160 px input)" in dot["warning"], dot["warning"]
 
 
 def test_12_bit_16_bit_and_float_images_are_read_by_the_bits_they_use(tmp_path):

@@ -156,7 +156,7 @@ HELP = (
 @click.option(
     "--check-station",
     "check_station",
-    type=click.Path(file_okay=False),  # a str: an empty value (an unset variable) is not the current folder
+    type=click.Path(),  # a str: an empty value (an unset variable) is not the current folder; a file: _check_station
     default=None,
     metavar="DIR",
     help="Station check only: compare a folder of unlabelled images from a new camera with the model's training "
@@ -320,6 +320,9 @@ def _check_station(opts: dict) -> int:
     folder = opts["check_station"]
     if not folder.strip():  # Path("") is the current folder: it was checked, 566 images of whatever lay there
         raise DataError("no input: --check-station is empty (an unset shell variable?); pass --check-station DIR")
+    if os.path.isfile(folder):  # click's "Directory 'cam.mp4' is a file" said neither what to pass nor about --source
+        raise DataError(f"{folder}: is a file, not a folder; pass --check-station the folder of the new camera's "
+                        f"images (edge-infer --source {folder} judges this one file)")  # fmt: skip
     spec = resolve_source(folder)
     if spec.kind is not SourceKind.IMAGES or not spec.paths:
         raise DataError(f"{folder}: no images found; pass --check-station DIR with images from the new camera")

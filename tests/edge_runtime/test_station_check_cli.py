@@ -294,3 +294,18 @@ def test_the_summarys_share_unlike_training_is_of_the_items_checked_not_of_error
     warning = next(line for line in r.stderr.splitlines() if line.startswith("WARNING:"))
     assert warning.startswith("WARNING: 1 of 1 item (100%) looks unlike the training images: background brighter")
     assert "; 3 items with an error were not checked (check the station" in warning
+
+
+def test_check_station_on_a_file_says_to_pass_its_folder(tmp_path: Path):
+    """--check-station cam.mp4 (or one image) was click's "Directory 'cam.mp4' is a file", exit 2: neither what to
+    pass nor how to judge that file."""
+    model = model_with_profile(tmp_path / "m.onnx")
+    folder = write(tmp_path / "cam", {"a.png": impeller(bg=165)})
+    (folder / "cam.mp4").write_bytes(b"\0\0\0\x18ftypmp42")
+    for name in ("cam.mp4", "a.png"):
+        r = CliRunner().invoke(main, ["--model", str(model), "--check-station", str(folder / name)])
+        assert r.exit_code == 3, r.output
+        assert r.stderr.strip() == (f"error: {folder / name}: is a file, not a folder; pass --check-station the "
+                                    f"folder of the new camera's images (edge-infer --source {folder / name} "
+                                    "judges this one file)")  # fmt: skip
+        assert r.stdout == ""

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edge_runtime.preprocess import CropMode
-
 if TYPE_CHECKING:
     from edge_runtime.model import EdgeModel
 
-NO_PROFILE = "; no station check: the model carries no training-image statistics (re-export it where they are)"
+# Said of any model without them: a full-frame (center-crop) one, as an older export, had said nothing, and its
+# records' "unlike_training": null read as items like the training images
+NO_PROFILE = "; no station check: the model carries no training-image statistics, re-export it where they are"
 
 
 def model_line(model: EdgeModel) -> str:
@@ -21,7 +21,7 @@ def model_line(model: EdgeModel) -> str:
     return (
         f"model {model.path.name} ({info.precision.value}, {info.arch or 'unknown arch'}, "
         f"threshold {info.threshold:.4g}{_look_note(model)}) on {', '.join(model.providers)}, threads {threads}"
-        + ("" if info.station or info.preprocess.crop is not CropMode.PART else NO_PROFILE)
+        + ("" if info.station else NO_PROFILE)
     )
 
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from edge_runtime.cli import main
 from edge_runtime.station_check import item_stats, profile
-from tests.edge_runtime.conftest import model_bytes, tiny_info, with_metadata
+from tests.edge_runtime.conftest import MODELS, model_bytes, tiny_info, with_metadata
 from tests.edge_runtime.test_framing import impeller
 
 
@@ -176,7 +176,7 @@ def test_check_station_says_what_it_did_not_check(tmp_path: Path):
     assert "1 image (1 file not inspected, not images or hidden: clip.mp4) (1 link to folders not followed)" in r.output
 
 
-def test_a_part_centred_model_without_a_profile_says_it_checks_nothing(tmp_path: Path):
+def test_a_model_without_a_profile_says_it_checks_nothing(tmp_path: Path):
     """Exported where the training images were not, a model carries no station profile: every record then read
     "unlike_training": null, as if each item looked like the training images, and nothing said the check was off."""
     from edge_runtime.preprocess import CropMode
@@ -190,6 +190,13 @@ def test_a_part_centred_model_without_a_profile_says_it_checks_nothing(tmp_path:
     assert "no station check: the model carries no training-image statistics" in r.stderr
     r = CliRunner().invoke(main, ["--model", str(model_with_profile(tmp_path / "m.onnx")), "--source", str(parts)])
     assert "no station check" not in r.stderr
+    # an older export, full-frame (tests/models/tiny.onnx's center crop): its start line had said nothing either
+    r = CliRunner().invoke(main, ["--model", str(MODELS / "tiny.onnx"), "--source", str(parts)])
+    assert r.exit_code == 0, r.output
+    start = r.stderr.splitlines()[0]
+    assert start.startswith("model tiny.onnx (") and start.endswith(
+        "; no station check: the model carries no training-image statistics, re-export it where they are"
+    ), start
 
 
 def test_check_station_names_a_part_too_small_as_a_run_does(tmp_path: Path):

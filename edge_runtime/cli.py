@@ -168,7 +168,8 @@ HELP = (
     "no_station_check",
     is_flag=True,
     help="Do not flag items that look unlike the training images (saves about 0.1 ms per item); a frame without "
-    "a part is still flagged, and --fail-on-defect still fails on it.",
+    "a part, with more than one, or with a part too small in the image is still flagged, and --fail-on-defect still "
+    "fails on it.",
 )
 @click.option(
     "--priority",

@@ -316,3 +316,17 @@ def test_check_station_on_a_file_says_to_pass_its_folder(tmp_path: Path):
                                     f"folder of the new camera's images (edge-infer --source {folder / name} "
                                     "judges this one file)")  # fmt: skip
         assert r.stdout == ""
+
+
+def test_no_station_check_says_which_flags_it_keeps(tmp_path: Path):
+    """--help said --no-station-check still flags "a frame without a part"; it flagged a part too small in the image
+    (and a second part) too, so its WARNING surprised the engineer who had turned the check off."""
+    model = model_with_profile(tmp_path / "m.onnx")
+    far = write(tmp_path / "far", {"far.png": cv2.resize(impeller(bg=165), (8, 8), interpolation=cv2.INTER_AREA)})
+    r = CliRunner().invoke(main, ["--model", str(model), "--source", str(far), "--no-station-check"])
+    assert r.exit_code == 0, r.output
+    assert "WARNING: 1 of 1 item (100%) looks unlike the training images" in r.stderr and "part too small" in r.stderr
+    helped = " ".join(CliRunner().invoke(main, ["--help"]).output.split())
+    assert "a frame without a part, with more than one, or with a part too small in the image is still flagged" in (
+        helped
+    )

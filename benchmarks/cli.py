@@ -279,13 +279,16 @@ def _write_files(result) -> None:  # noqa: ANN001 - benchmarks.runner.BenchResul
     from edge_runtime.atomic import atomic_write_all
     from edge_runtime.errors import OutputError
 
-    if result.others_cpu_share is not None and result.others_cpu_share > BUSY_SHARE:
+    busy = result.others_cpu_share is not None and result.others_cpu_share > BUSY_SHARE
+    if busy:
         click.echo(busy_line(result.others_cpu_share), err=True)
     path = result.config.json_path
     if path is None:
         return
     csv_file, png = csv_path(path, result.hardware.slug), path.with_suffix(".png")
     title = f"{result.hardware.cpu}, {result.hardware.cores} cores, onnxruntime {result.hardware.onnxruntime}"
+    if busy:  # the plot travels alone (a wiki, a ticket): it said nothing of a run's inflated timings
+        title += f"\nbusy: other processes took {100 * result.others_cpu_share:.0f}% of the CPU; timings inflated"
     partial = result.interrupted
     if partial:
         kept = f"{_names([path, csv_file])} and {printable(str(png))} are left as they were"

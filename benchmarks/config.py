@@ -120,6 +120,9 @@ class Row:
     note: str = ""
     cpu: str = ""  # filled in by the runner: the machine this row was measured on
     onnxruntime: str = ""
+    # The share of the machine's CPU time other processes took during the whole run, in %: the JSON and CSV are kept
+    # and compared without the Markdown, whose warning line alone said that a run's figures were inflated.
+    others_cpu_pct: float | None = None
 
     @classmethod
     def keys(cls) -> list[str]:

@@ -80,7 +80,8 @@ def panel(
 
 
 def latency_png_bytes(rows: Sequence[Row], title: str) -> bytes:
-    """p50 latency per batch of every inference row, one panel per thread count, PNG-encoded."""
+    """p50 latency per batch of every inference row, one panel per thread count, PNG-encoded; ``title``: one line
+    above the panels per line of it."""
     rows = [r for r in rows if r.section == Section.INFERENCE.value and r.p50_ms and r.p50_ms > 0]
     with_file = _needs_files(rows)
 
@@ -100,8 +101,10 @@ def latency_png_bytes(rows: Sequence[Row], title: str) -> bytes:
     else:
         panels = [np.full((380, 560, 3), 255, np.uint8)]
     img = np.hstack(panels)
-    banner = np.full((26, img.shape[1], 3), 255, np.uint8)
-    _text(banner, title, (10, 18), 0.5)
+    lines = title.splitlines() or [""]  # a busy machine's warning goes on a line of its own, under the title
+    banner = np.full((8 + 18 * len(lines), img.shape[1], 3), 255, np.uint8)
+    for k, line in enumerate(lines):
+        _text(banner, line, (10, 18 + 18 * k), 0.5)
     img = np.vstack([banner, img])
     ok, data = cv2.imencode(".png", img)
     if not ok:

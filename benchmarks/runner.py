@@ -381,4 +381,7 @@ def run_benchmark(cfg: BenchConfig, *, progress: Progress = lambda msg: None, st
         r.cpu, r.onnxruntime = f"{result.hardware.cpu} ({result.hardware.cores} cores)", result.hardware.onnxruntime
     result.seconds = time.perf_counter() - started
     result.others_cpu_share = others_share(busy0, own0, result.seconds, os.cpu_count() or 1)
+    if result.others_cpu_share is not None:
+        for r in result.rows:
+            r.others_cpu_pct = round(100 * result.others_cpu_share, 1)
     return result

@@ -151,6 +151,41 @@ def test_unwritable_json_is_exit_code_7(tiny_models, tmp_path):
     assert r.stderr.strip().splitlines()[-1].startswith("error:")
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="the machine's busy time is read from /proc/stat")
+def test_the_json_and_csv_rows_say_how_busy_the_machine_was(tiny_models, tmp_path):
+    """Only the Markdown said that other processes took 67% of the CPU during the run; the JSON and CSV, kept and
+    compared with other machines' without it, gave the inflated figures as the hardware's."""
+    out = tmp_path / "bench.json"
+    args = [*TINY_COUNTS, "--no-torch", "--no-live", "--model", str(tiny_models[0]), "--json", str(out)]
+    r = edge_bench(args, block_torch=True, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    said = next(line for line in r.stdout.splitlines() if line.startswith("- other processes during the run: "))
+    pct = float(said.split(": ")[1].split("%")[0])
+    rows = check_outputs(out)
+    assert all(abs(row["others_cpu_pct"] - pct) <= 0.5 for row in rows), (said, rows[0])
+    with next(tmp_path.glob("bench-*.csv")).open() as fh:
+        assert all(abs(float(row["others_cpu_pct"]) - pct) <= 0.5 for row in csv.DictReader(fh))
+
+
+def test_the_plot_of_a_busy_run_says_so_under_its_title(tmp_path):
+    """The PNG, the figure that goes into a ticket or a wiki alone, had no word of a busy machine's inflated
+    timings: a busy run's plot has a second line under the title."""
+    from benchmarks.cli import _write_files
+    from benchmarks.config import BenchConfig
+    from benchmarks.hardware import detect_hardware
+    from benchmarks.runner import BenchResult
+
+    row = Row("inference", "defectnet", "int8", "cpu", 1, 1, p50_ms=0.4, p99_ms=0.5, throughput=2500.0)
+    heights = {}
+    for share in (0.01, 0.67):
+        out = tmp_path / f"{share}" / "bench.json"
+        out.parent.mkdir()
+        cfg = BenchConfig(models=(), json_path=out)
+        _write_files(BenchResult(hardware=detect_hardware(), config=cfg, rows=[row], others_cpu_share=share))
+        heights[share] = cv2.imread(str(out.with_suffix(".png"))).shape[0]
+    assert heights[0.67] == heights[0.01] + 18  # one more line of text in the banner
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_a_full_stdout_loses_the_table_not_the_json(tiny_models, tmp_path):
     """`edge-bench ... --json b.json > /dev/full` was "unexpected OSError", exit 1, and b.json was not written: the

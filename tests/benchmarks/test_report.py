@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks.config import Job, JobKind, Row
 from benchmarks.hardware import Hardware, detect_hardware
-from benchmarks.report import issue_targets, table
+from benchmarks.report import issue_targets, map_cost_targets, table
 from benchmarks.runner import add_seed_ratios, labelled_images
 from benchmarks.timing import Stats, measure, runs_for_batch
 from edge_runtime.errors import DataError
@@ -58,10 +58,37 @@ def test_targets_say_met_missed_and_not_measured():
         row("defectnet", "int8", "cpu", 2.0, section="file-to-verdict"),
     ]
     t = {x.name.split(",")[0]: x for x in issue_targets(rows)}
-    assert t["INT8 inference"].met is True and "0.400 ms (1 thread)" in t["INT8 inference"].measured
+    assert t["INT8 inference"].met is True and "0.400 ms (cpu, 1 thread)" in t["INT8 inference"].measured
     assert t["file -> verdict (INT8)"].met is False
     assert t["folder throughput (INT8)"].met is None
     assert t["origin (seed"].met is True and t["origin (seed"].measured.startswith("100x")
+
+
+def test_a_target_names_the_provider_and_file_it_was_timed_on():
+    """--provider cpu --provider cuda, or two INT8 files: the best figure of any was given with its thread count
+    alone ("0.200 ms (1 thread) yes"), read as the CPU's, of the shipped model."""
+    rows = [
+        row("defectnet", "int8", "cpu", 0.8, file="defectnet_int8.onnx"),
+        row("defectnet", "int8", "cuda", 0.2, file="defectnet_int8.onnx"),
+        row("defectnet", "int8", "cpu", 0.6, file="line3_int8.onnx", threads=2),
+    ]
+    t = issue_targets(rows)[0]
+    assert t.met is True and t.measured == "0.200 ms (cuda, 1 thread, defectnet_int8.onnx)"
+    assert issue_targets(rows[2:])[0].measured == "0.600 ms (cpu, 2 threads)"  # one file: not named
+
+
+def test_the_map_cost_compares_rows_of_the_same_file():
+    """Two INT8 files with a map each: the second file's +map row was set against the first file's lean row
+    ("+100%" for a map that cost nothing)."""
+    a, b = "a_int8.onnx", "b_int8.onnx"
+    rows = [
+        row("defectnet", "int8", "cpu", 0.40, file=a),
+        row("defectnet+map", "int8", "cpu", 0.44, file=a),
+        row("defectnet", "int8", "cpu", 0.80, file=b),
+        row("defectnet+map", "int8", "cpu", 0.80, file=b),
+    ]
+    costs = [t.measured for t in map_cost_targets(rows)]
+    assert costs == [f"+10% (0.440 / 0.400 ms, cpu, 1 thread, {a})", f"+0% (0.800 / 0.800 ms, cpu, 1 thread, {b})"]
 
 
 def test_seed_ratio_only_at_the_same_batch_and_threads():

@@ -59,6 +59,7 @@ STAGE_COLUMNS: list[Column] = [
     ("threads", lambda r: r.threads),
     ("p50 ms", lambda r: r.p50_ms),
     ("p99 ms", lambda r: r.p99_ms),
+    ("file", lambda r: r.file),  # two INT8 files: two "inference | int8 | cpu | 1" rows, either file's
 ]
 LIVE_COLUMNS: list[Column] = [
     ("model", lambda r: r.model),

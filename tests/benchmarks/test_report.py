@@ -91,6 +91,21 @@ def test_the_map_cost_compares_rows_of_the_same_file():
     assert costs == [f"+10% (0.440 / 0.400 ms, cpu, 1 thread, {a})", f"+0% (0.800 / 0.800 ms, cpu, 1 thread, {b})"]
 
 
+def test_each_stage_row_names_its_model_file():
+    """Two INT8 files gave two "inference | int8 | cpu | 1 | ..." stage rows in "Where file -> verdict time goes",
+    with nothing to tell which file's each was."""
+    from benchmarks.config import BenchConfig
+    from benchmarks.report import to_markdown
+    from benchmarks.runner import BenchResult
+
+    rows = [row("defectnet", "int8", "cpu", p, section="stage", note="inference", file=f) for p, f in
+            ((0.3, "a_int8.onnx"), (0.9, "b_int8.onnx"))]  # fmt: skip
+    md = to_markdown(BenchResult(hardware=detect_hardware(), config=BenchConfig(models=()), rows=rows))
+    stage = md.split("## Where file -> verdict time goes")[1].split("\n\n")[1].splitlines()
+    assert stage[0].endswith("| file |")
+    assert stage[2].endswith("| 0.300 | - | a_int8.onnx |") and stage[3].endswith("| 0.900 | - | b_int8.onnx |")
+
+
 def test_seed_ratio_only_at_the_same_batch_and_threads():
     rows = [row("seed", "fp32", "torch-eager", 50.0), row("defectnet", "int8", "cpu", 0.5),
             row("defectnet", "int8", "cpu", 0.5, threads=2)]  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -145,6 +146,7 @@ def _bench(opts: dict) -> None:
         **counts,
     )
     preflight(cfg)
+    cfg = replace(cfg, providers=_distinct_providers(cfg.providers))
     _warn_unused(opts)  # after the checks: a refused run says its one line only
     _warn_over_cores(opts["threads"])
     # SIGTERM (and SIGHUP) as Ctrl-C: `kill` gave exit 143, no rows, and a worker timing on orphaned at 100% CPU.
@@ -203,6 +205,26 @@ def preflight(cfg) -> None:  # noqa: ANN001 - benchmarks.config.BenchConfig
                     f"{ckpt.preprocess.size} px, so the speed-ups would compare two networks; pass --checkpoint the "
                     "model's own best.pt, or --no-torch"
                 )
+
+
+def _distinct_providers(providers: tuple[Provider, ...]) -> tuple[Provider, ...]:
+    """Each provider that runs on onnxruntime providers of its own, after one warning per one that does not: on a
+    machine without a GPU, --provider auto --provider cpu timed every job twice, two sets of rows that read
+    "defectnet | int8 | cpu | 1 | 1" with different figures."""
+    from edge_runtime.providers import provider_chain
+
+    kept: dict[tuple[str, ...], Provider] = {}
+    for provider in providers:
+        chain = tuple(provider_chain(provider)[0])
+        if chain in kept:
+            click.echo(
+                f"warning: --provider {provider.value} runs on {', '.join(chain)} here, as --provider "
+                f"{kept[chain].value} does; timed once",
+                err=True,
+            )
+            continue
+        kept[chain] = provider
+    return tuple(kept.values())
 
 
 def _warn_unused(opts: dict) -> None:

@@ -120,6 +120,20 @@ def test_a_model_replaced_while_edge_bench_runs_is_not_timed_under_its_name(tmp_
     assert "| file-to-verdict |" not in r.output  # the row timed from the other file
 
 
+def test_a_provider_that_runs_as_another_given_is_timed_once(no_jobs):
+    """On a machine without a GPU, --provider auto --provider cpu timed every job twice: two sets of rows reading
+    "defectnet | int8 | cpu | 1 | 1", with different figures and nothing to tell them apart."""
+    import onnxruntime as ort
+
+    if {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(ort.get_available_providers()):
+        pytest.skip("auto runs on the GPU here: a provider of its own")
+    args = [*TINY_COUNTS, "--no-torch", "--no-live", "--batch", "1", "--model", str(TINY)]
+    r = CliRunner().invoke(main, [*args, "--provider", "auto", "--provider", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert sorted((job.kind.value, job.provider) for job in no_jobs) == [("e2e", "auto"), ("onnx", "auto")]
+    assert "warning: --provider cpu runs on CPUExecutionProvider here, as --provider auto does; timed once" in r.output
+
+
 def test_threads_beyond_the_cores_are_refused_before_any_job(no_jobs):
     # PyTorch was timed with 512 threads for a minute before onnxruntime refused the count.
     r = CliRunner().invoke(main, [*TINY_COUNTS, "--model", str(TINY), "--threads", str((os.cpu_count() or 1) + 1)])

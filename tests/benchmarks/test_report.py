@@ -103,7 +103,25 @@ def test_each_stage_row_names_its_model_file():
     md = to_markdown(BenchResult(hardware=detect_hardware(), config=BenchConfig(models=()), rows=rows))
     stage = md.split("## Where file -> verdict time goes")[1].split("\n\n")[1].splitlines()
     assert stage[0].endswith("| file |")
-    assert stage[2].endswith("| 0.300 | - | a_int8.onnx |") and stage[3].endswith("| 0.900 | - | b_int8.onnx |")
+    assert stage[2].endswith("| 0.300 | - | - | a_int8.onnx |") and stage[3].endswith("| 0.900 | - | - | b_int8.onnx |")
+
+
+def test_every_latency_table_says_how_many_calls_its_percentiles_come_from():
+    """--quick times batch 8 five times: its "p99 ms" was the slowest of 5 calls, next to batch 1's p99 of 100,
+    with nothing to say so (the count was in the JSON only)."""
+    from benchmarks.config import BenchConfig
+    from benchmarks.report import to_markdown
+    from benchmarks.runner import BenchResult
+
+    rows = [
+        row("defectnet", "int8", "cpu", 0.4, section=section, runs=runs, note="inference" if section == "stage" else "")
+        for section, runs in (("inference", 5), ("file-to-verdict", 7), ("stage", 9))
+    ]
+    md = to_markdown(BenchResult(hardware=detect_hardware(), config=BenchConfig(models=()), rows=rows))
+    for section, runs in (("Inference", 5), ("End to end", 7), ("Where file -> verdict", 9)):
+        head, _, first = md.split(f"## {section}")[1].split("\n\n")[1].splitlines()[:3]
+        names = [c.strip() for c in head.strip("|").split("|")]
+        assert first.strip("|").split("|")[names.index("runs")].strip() == str(runs), (section, head, first)
 
 
 def test_seed_ratio_only_at_the_same_batch_and_threads():

@@ -155,9 +155,8 @@ def _bench(opts: dict) -> None:
         result.command = shlex.join(["edge-bench", *sys.argv[1:]])
         write_outputs(result)
     if result.interrupted or stop.requested:
-        raise DefectEdgeError(
-            "interrupted; the rows timed before it are reported above", exit_code=ExitCode.INTERRUPTED
-        )
+        said = "the rows timed before it are reported above" if result.rows else "no row had been timed"
+        raise DefectEdgeError(f"interrupted; {said}", exit_code=ExitCode.INTERRUPTED)
 
 
 def preflight(cfg) -> None:  # noqa: ANN001 - benchmarks.config.BenchConfig
@@ -313,9 +312,10 @@ def _write_files(result) -> None:  # noqa: ANN001 - benchmarks.runner.BenchResul
         title += f"\nbusy: other processes took {100 * result.others_cpu_share:.0f}% of the CPU; timings inflated"
     partial = result.interrupted
     if partial:
-        kept = f"{_names([path, csv_file])} and {printable(str(png))} are left as they were"
+        old = [p for p in (path, csv_file, png) if p.exists()]  # named as left as they were only if they are there
+        kept = f"; {_names(old)} {'are' if len(old) > 1 else 'is'} left as they were" if old else ""
         if not result.rows:
-            click.echo(f"interrupted before any row was timed: nothing written; {kept}", err=True)
+            click.echo(f"interrupted before any row was timed: nothing written{kept}", err=True)
             return
         path, csv_file, png = interrupted_path(path), interrupted_path(csv_file), interrupted_path(png)
         title = f"INTERRUPTED: partial run, {len(result.rows)} rows; {title}"
@@ -334,7 +334,7 @@ def _write_files(result) -> None:  # noqa: ANN001 - benchmarks.runner.BenchResul
             f"{_names(written)} {'were not written' if partial else 'are left as they were'}"
         ) from exc
     if partial:
-        click.echo(f"interrupted: {len(result.rows)} rows of a partial run written to {_names(written)}; {kept}",
+        click.echo(f"interrupted: {len(result.rows)} rows of a partial run written to {_names(written)}{kept}",
                    err=True)  # fmt: skip
         return
     click.echo(f"wrote {_names(written)}", err=True)

@@ -268,6 +268,20 @@ def test_an_interrupted_run_with_no_row_writes_nothing(tmp_path, monkeypatch):
     assert "interrupted before any row was timed: nothing written" in r.stderr
     assert r.stdout.startswith("interrupted: 0 rows of a partial run; targets not scored\n")
     assert r.stderr.strip().splitlines()[-1].startswith("error: interrupted")
+    assert r.stderr.strip().splitlines()[-1] == "error: interrupted; no row had been timed"  # not "reported above"
+
+
+def test_an_interrupted_first_run_names_no_earlier_results_as_kept(tmp_path, monkeypatch):
+    """A first run stopped before any row said "bench.json, bench-<cpu>.csv and bench.png are left as they were"
+    and "the rows timed before it are reported above" of files and rows that did not exist."""
+    interrupted_after(monkeypatch, [])
+    out = tmp_path / "bench.json"
+    r = CliRunner().invoke(main, [*TINY_COUNTS, "--no-torch", "--model", str(TINY), "--json", str(out)])
+    assert r.exit_code == ExitCode.INTERRUPTED, r.output
+    assert list(tmp_path.iterdir()) == []
+    lines = r.stderr.strip().splitlines()
+    assert "interrupted before any row was timed: nothing written" in lines and "left as they were" not in r.stderr
+    assert lines[-1] == "error: interrupted; no row had been timed"
 
 
 def soak(*args: object):

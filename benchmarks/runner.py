@@ -16,6 +16,7 @@ from typing import Any
 
 from benchmarks.config import SEED_MODEL, TORCH_PROVIDER, BenchConfig, Job, JobKind, Row, Section
 from benchmarks.hardware import Hardware, detect_hardware
+from benchmarks.host_load import machine_busy_s, others_share, own_cpu_s, run_cpus
 from benchmarks.preflight import check_model_file
 from benchmarks.worker import PARENT_ENV, ROWS_ENV, TORCH_MISSING
 from edge_runtime import datasets
@@ -45,32 +46,6 @@ class BenchResult:
     # The share of the machine's CPU time that other processes took during the run (None: not measurable here).
     # Timings of a run on a busy machine are inflated: 262 ms for the origin network instead of 33 ms.
     others_cpu_share: float | None = None
-
-
-def machine_busy_s() -> float | None:
-    """CPU seconds the whole machine has spent busy since boot (Linux /proc/stat), None elsewhere."""
-    try:
-        with open("/proc/stat") as f:
-            ticks = [int(v) for v in f.readline().split()[1:9]]
-        return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def own_cpu_s() -> float:
-    """CPU seconds of this process and of its finished workers."""
-    import resource
-
-    me, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + workers.ru_utime + workers.ru_stime
-
-
-def others_share(busy0: float | None, own0: float, wall_s: float, cores: int) -> float | None:
-    """The share of the machine's CPU time that processes other than this run took since ``busy0``/``own0``."""
-    busy1 = machine_busy_s()
-    if busy0 is None or busy1 is None or wall_s <= 0 or cores <= 0:
-        return None
-    return max(0.0, (busy1 - busy0) - (own_cpu_s() - own0)) / (wall_s * cores)
 
 
 def bundled_models() -> tuple[Path, ...]:
@@ -360,7 +335,8 @@ def run_benchmark(cfg: BenchConfig, *, progress: Progress = lambda msg: None, st
     missing = [str(m) for m in cfg.models if not m.is_file()]
     if missing:
         raise ModelError(f"{', '.join(missing)}: model file not found; pass --model PATH to an .onnx from export-onnx")
-    started, busy0, own0 = time.perf_counter(), machine_busy_s(), own_cpu_s()
+    cpus = run_cpus()  # other processes count where they compete with this run: on the CPUs it may use
+    started, busy0, own0 = time.perf_counter(), machine_busy_s(cpus), own_cpu_s()
     result = BenchResult(hardware=detect_hardware(), config=cfg)
     jobs = with_contents(plan_jobs(cfg, sample_images(cfg, progress)) + accuracy_jobs(cfg), cfg.models)
     try:
@@ -380,7 +356,7 @@ def run_benchmark(cfg: BenchConfig, *, progress: Progress = lambda msg: None, st
     for r in result.rows:
         r.cpu, r.onnxruntime = f"{result.hardware.cpu} ({result.hardware.cores} cores)", result.hardware.onnxruntime
     result.seconds = time.perf_counter() - started
-    result.others_cpu_share = others_share(busy0, own0, result.seconds, os.cpu_count() or 1)
+    result.others_cpu_share = others_share(busy0, own0, result.seconds, os.cpu_count() or 1, cpus)
     if result.others_cpu_share is not None:
         for r in result.rows:
             r.others_cpu_pct = round(100 * result.others_cpu_share, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ from benchmarks.report import issue_targets, map_cost_targets, table
 from benchmarks.runner import add_seed_ratios, labelled_images
 from benchmarks.timing import Stats, measure, runs_for_batch
 from edge_runtime.errors import DataError
+from tests.conftest import REPO, one_core_prefix
 
 
 def test_stats_percentiles_and_throughput():
@@ -191,6 +193,35 @@ def test_a_run_on_a_busy_machine_says_its_timings_are_inflated():
     assert md[0].startswith("warning: other processes took 40% of the machine's CPU time") and "inflated" in md[0]
     quiet = to_markdown(BenchResult(hardware=detect_hardware(), config=BenchConfig(models=()), others_cpu_share=0.01))
     assert "warning" not in quiet and "other processes during the run: 1%" in quiet
+
+
+def test_the_busy_share_counts_the_cpus_the_run_may_use(monkeypatch, tmp_path):
+    """Pinned to 2 of 64 cores (taskset, a container's --cpuset-cpus), another job that took both for the whole
+    run was 2 of 64 cores' time, "3%", no warning; the run's timings were those of a shared core."""
+    import benchmarks.host_load as host_load
+
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def stat(busy: list[int]) -> None:  # user, nice, system, idle, iowait, irq, softirq, steal per CPU
+        lines = [f"cpu{k} {b} 0 0 {10_000 - b} 0 0 0 0 0 0" for k, b in enumerate(busy)]
+        total = f"cpu {sum(busy)} 0 0 {64 * 10_000 - sum(busy)} 0 0 0 0 0 0"
+        (tmp_path / "stat").write_text("\n".join([total, *lines, "intr 0"]) + "\n")
+
+    monkeypatch.setattr(host_load, "PROC_STAT", str(tmp_path / "stat"))
+    stat([0] * 64)
+    own0 = host_load.own_cpu_s()
+    busy0 = host_load.machine_busy_s({0, 1})
+    stat([tick, tick] + [0] * 62)  # 1 s of both of the run's CPUs, by another process, in 1 s of wall time
+    share = host_load.others_share(busy0, own0, 1.0, 64, {0, 1})
+    assert share is not None and share > 0.9, share
+    assert host_load.machine_busy_s({0, 99}) is None  # a CPU /proc/stat does not list: unknown, not 0
+
+
+def test_a_pinned_run_reads_the_cpus_it_may_use():
+    prefix = one_core_prefix()
+    code = "from benchmarks.host_load import run_cpus; print(sorted(run_cpus()))"
+    out = subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == f"[{prefix[-1]}]"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the inherited ru_maxrss is a Linux behaviour")

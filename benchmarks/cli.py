@@ -108,7 +108,8 @@ def counted(name: str, kind: type, help_text: str):  # noqa: ANN201 - a click de
     "json_path",
     type=GivenPath(path_type=Path, what="a file"),
     default=None,
-    help="Write the rows as JSON here; a CSV named after the hardware and a PNG plot go beside it.",
+    help="Write the rows as JSON here; a CSV named after the hardware and a PNG plot go beside it. Each complete run "
+    "replaces all three (the CSV is not appended to): keep older runs under other names.",
 )
 @click.option("--quick", is_flag=True, help="Short counts (under a minute on two cores); PyTorch rows at batch 1 only.")
 @version_option

@@ -66,6 +66,7 @@ def test_help_lists_options_and_exit_codes():
     assert result.exit_code == 0
     for text in ("--quick", "--json", "--data", "--model", "--threads", "--batch", "Exit codes"):
         assert text in result.output
+    assert "replaces all three (the CSV is not appended to)" in " ".join(result.output.split())
 
 
 def test_quick_without_torch_writes_every_output(tiny_models, tmp_path):

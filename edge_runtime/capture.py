@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from edge_runtime.errors import SourceError, UsageError
-from edge_runtime.stream_refusal import REFUSED, nothing_listens, why_unopened
+from edge_runtime.stream_refusal import REFUSED, nothing_listens, options_blamed, why_unopened
 from edge_runtime.stream_url import is_stream_url, opened_url, shown_source
 
 
@@ -105,7 +105,7 @@ def capture_factory(source: str, *, timeout_s: float = 5.0, colour: bool = True)
             what = f"camera {source}" if source.isdigit() or source.startswith("/dev/") else shown_source(source)
             said = None
             if is_stream_url(source) and not asked:
-                said = why_unopened(source)
+                said = why_unopened(source) or options_blamed(source)
                 asked.append(said)
             elif asked and asked[0] is not None and re.match(rf"{REFUSED}\w+ 40[13] ", asked[0]):
                 said = asked[0]  # still so: a sign-in refused stays refused (a busy camera may be offline now)

@@ -22,7 +22,7 @@ import urllib.parse
 from collections.abc import Iterator
 
 from edge_runtime.errors import printable
-from edge_runtime.stream_url import opened_url
+from edge_runtime.stream_url import is_stream_url, opened_url
 
 _ADVICE = {
     401: "a user and password are needed, or those given were refused",
@@ -132,6 +132,32 @@ def nothing_listens(url: str, timeout_s: float = 1.0) -> str | None:
     except (OSError, ValueError, UnicodeError):
         return None
     return None
+
+
+def options_blamed(url: str) -> str | None:
+    """Why a stream could not be opened where ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` is set and the camera's side shows
+    nothing: the variable's FFmpeg options (a transport FFmpeg does not know, or one the camera does not serve, had
+    been "cannot open camera or stream (check the index/path/URL ...)", with nothing naming the variable). Its
+    option names are shown, and the RTSP transport's value; no other value (one may hold a password).
+
+    >>> os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;upd|stimeout;5000000"
+    >>> options_blamed("rtsp://10.0.0.5/line").split(": ")[0]
+    'cannot open it with the FFmpeg options of OPENCV_FFMPEG_CAPTURE_OPTIONS (rtsp_transport=upd, stimeout)'
+    >>> del os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"]
+    """
+    options = os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS", "").strip()
+    if not options or not is_stream_url(url):
+        return None
+    shown = []
+    for pair in options.split("|"):
+        name, _, value = pair.partition(";")
+        if name.strip():
+            shown.append(f"rtsp_transport={value.strip()}" if name.strip() == "rtsp_transport" else name.strip())
+    return (
+        f"cannot open it with the FFmpeg options of OPENCV_FFMPEG_CAPTURE_OPTIONS ({printable(', '.join(shown))[:120]})"
+        ": check them (rtsp_transport takes tcp, udp, udp_multicast or http, and the camera must serve it), or unset"
+        " the variable to open the stream as OpenCV does by default (RTSP over TCP)"
+    )
 
 
 def _nobody(parts: urllib.parse.SplitResult) -> str:

@@ -257,3 +257,18 @@ def test_the_camera_is_asked_once_however_often_the_stream_is_reopened(camera):
         busy()
     with pytest.raises(SourceError, match="cannot open camera or stream"):  # offline now, perhaps: not said busy
         busy()
+
+
+def test_ffmpeg_options_from_the_environment_that_stop_the_open_are_named(tiny_model, camera):
+    """``OPENCV_FFMPEG_CAPTURE_OPTIONS`` with a mistyped RTSP transport (or one the camera does not serve) gave
+    "cannot open camera or stream (check the index/path/URL ...)" while the URL was right: now the line names the
+    variable and its transport, and shows none of its other values (a header there may hold a password)."""
+    camera.answer = (200, "OK")  # the camera answers: its side shows nothing wrong
+    url = f"rtsp://127.0.0.1:{camera.server_address[1]}/stream1"
+    options = f"rtsp_transport;upd|headers;Authorization: Basic {PASSWORD}"
+    r = invoke(["--model", str(tiny_model), "--source", url, "--max-reconnects", "0"],
+               env={"OPENCV_FFMPEG_CAPTURE_OPTIONS": options})  # fmt: skip
+    check(r, ExitCode.SOURCE_UNAVAILABLE, error_lines=1)
+    line = r.stderr.strip().splitlines()[-1]
+    assert "OPENCV_FFMPEG_CAPTURE_OPTIONS (rtsp_transport=upd, headers)" in line, line
+    assert "rtsp_transport takes tcp, udp" in line and PASSWORD not in r.stderr and "cannot open camera" not in line

@@ -88,10 +88,10 @@ def camera(video: Path) -> Iterator[Camera]:
     cam.kill()
 
 
-def edge_infer(args: list[str]) -> subprocess.Popen:
+def edge_infer(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "edge_runtime.cli", *args], cwd=REPO, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
 
 
@@ -302,6 +302,25 @@ def test_an_rtsp_camera_that_dies_ends_with_exit_5_and_keeps_every_record(rtsp_c
     assert proc.returncode == ExitCode.SOURCE_UNAVAILABLE, err
     assert json.loads(summary.read_text())["items"] == len(lines_of(out)) >= 5
     assert "source lost" in err and "Traceback" not in err
+
+
+@needs_rtsp
+def test_rtsp_over_udp_as_set_in_the_environment_and_a_mistyped_transport_named(rtsp_camera: tuple, tmp_path: Path):
+    """RTSP over UDP (OPENCV_FFMPEG_CAPTURE_OPTIONS, as OpenCV documents it) gives verdicts as over TCP; a mistyped
+    transport had been "cannot open camera or stream (check the index/path/URL ...)" with the URL right."""
+    import os
+
+    url, _ = rtsp_camera
+    out = tmp_path / "v.jsonl"
+    env = {**os.environ, "OPENCV_FFMPEG_CAPTURE_OPTIONS": "rtsp_transport;udp"}
+    proc = edge_infer(["--source", url, "--max-frames", "5", "--output", str(out), "--quiet"], env=env)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and len(lines_of(out)) == 5, err
+    env["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;udpp"
+    proc = edge_infer(["--source", url, "--max-reconnects", "0", "--quiet"], env=env)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == ExitCode.SOURCE_UNAVAILABLE and err.strip().splitlines()[-1].startswith("error: "), err
+    assert "OPENCV_FFMPEG_CAPTURE_OPTIONS (rtsp_transport=udpp)" in err and "Traceback" not in err, err
 
 
 class BrokenEncoderCamera:

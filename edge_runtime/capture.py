@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from edge_runtime.errors import SourceError, UsageError
-from edge_runtime.stream_refusal import REFUSED, nothing_listens, options_blamed, why_unopened
+from edge_runtime.stream_refusal import NOBODY, REFUSED, nothing_listens, options_blamed, why_unopened
 from edge_runtime.stream_url import is_stream_url, opened_url, shown_source
 
 
@@ -103,14 +103,7 @@ def capture_factory(source: str, *, timeout_s: float = 5.0, colour: bool = True)
         if not cap.isOpened():
             cap.release()
             what = f"camera {source}" if source.isdigit() or source.startswith("/dev/") else shown_source(source)
-            said = None
-            if is_stream_url(source) and not asked:
-                said = why_unopened(source) or options_blamed(source)
-                asked.append(said)
-            elif asked and asked[0] is not None and re.match(rf"{REFUSED}\w+ 40[13] ", asked[0]):
-                said = asked[0]  # still so: a sign-in refused stays refused (a busy camera may be offline now)
-            elif asked:  # a camera off the network while a dropped stream is reopened: told at each attempt
-                said = nothing_listens(source)
+            said = _why_unopened(source, asked) if is_stream_url(source) else None
             if said is not None:
                 raise SourceError(f"{what}: {said}")
             raise SourceError(
@@ -124,6 +117,21 @@ def capture_factory(source: str, *, timeout_s: float = 5.0, colour: bool = True)
         return cap
 
     return open_capture
+
+
+def _why_unopened(url: str, asked: list[str | None]) -> str | None:
+    """Why the stream ``url`` did not open, where it shows. The camera is asked once (``asked``): each reopen had
+    asked again, a failed login each time on a camera that locks an account after a few. Not asked yet while
+    nothing listened: a camera that rebooted and came back refusing (a password reset, a stream path changed by
+    its firmware) had been "cannot open camera or stream (check ...)" at every reopen after "nothing listens"."""
+    if not asked:
+        said = why_unopened(url) or options_blamed(url)
+        if said is None or not said.startswith(NOBODY):
+            asked.append(said)
+        return said
+    if asked[0] is not None and re.match(rf"{REFUSED}\w+ 40[13] ", asked[0]):
+        return asked[0]  # still so: a sign-in refused stays refused (a busy camera may be offline now)
+    return nothing_listens(url)  # a camera off the network while a dropped stream is reopened: told at each attempt
 
 
 def open_within(factory: CaptureFactory, timeout_s: float, name: str) -> Capture:

@@ -160,10 +160,13 @@ def options_blamed(url: str) -> str | None:
     )
 
 
+NOBODY = "nothing listens at "  # how a line says the camera's address refused the connection: it was not asked
+
+
 def _nobody(parts: urllib.parse.SplitResult) -> str:
     host = parts.hostname or ""
     where = f"{f'[{host}]' if ':' in host else host}:{_port(parts)}"
-    return f"nothing listens at {where} (the camera is off or still starting, or the URL's port is wrong)"
+    return f"{NOBODY}{where} (the camera is off or still starting, or the URL's port is wrong)"
 
 
 def _refused(scheme: str, status: int, reason: str, user: tuple[str, str] | None, *, signed_in: bool) -> str:

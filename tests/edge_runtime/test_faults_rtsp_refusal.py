@@ -259,6 +259,35 @@ def test_the_camera_is_asked_once_however_often_the_stream_is_reopened(camera):
         busy()
 
 
+def test_a_camera_that_comes_back_refusing_after_nothing_listened_is_asked_then(camera):
+    """A camera that rebooted and came back asking for a password (or with its stream path changed): the reopens
+    said "nothing listens" while it was off, then "cannot open camera or stream (check ...)" at every attempt, as
+    the camera had been asked already (while off). It is asked once it listens, and only once."""
+    import socket
+
+    from edge_runtime.capture import capture_factory
+    from edge_runtime.errors import SourceError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    reopen = capture_factory(f"rtsp://127.0.0.1:{port}/line", timeout_s=2.0)
+    with pytest.raises(SourceError, match=f"nothing listens at 127.0.0.1:{port}"):
+        reopen()
+    back = _Camera(("127.0.0.1", port), _Handler)  # the camera is back on its port, asking for a password
+    back.requests, back.answer, back.challenges = [], (401, "Unauthorized"), (("MD5", ""),)
+    threading.Thread(target=back.serve_forever, daemon=True).start()
+    try:
+        for _ in range(3):
+            with pytest.raises(SourceError, match=r"RTSP 401 Unauthorized \(a user and password are needed\)"):
+                reopen()
+    finally:
+        back.shutdown()
+        back.server_close()
+    ours = [line for line, headers in back.requests if headers.get("user-agent") == "defect-edge"]
+    assert len(ours) == 1, back.requests  # asked once, without a password (the URL gives none)
+
+
 def test_ffmpeg_options_from_the_environment_that_stop_the_open_are_named(tiny_model, camera):
     """``OPENCV_FFMPEG_CAPTURE_OPTIONS`` with a mistyped RTSP transport (or one the camera does not serve) gave
     "cannot open camera or stream (check the index/path/URL ...)" while the URL was right: now the line names the

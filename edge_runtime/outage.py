@@ -75,6 +75,7 @@ class OutageNews:
         self._capped = False  # an attempt at the capped wait has been told
         self._said_at = 0.0
         self._back = 0  # the attempt whose picture came while quiet: told once the source is steady
+        self.last: str | None = None  # why the source is down now, as the last failure said it (name left out)
 
     def _tell(self, message: str) -> None:
         self._said_at = self.clock()
@@ -102,12 +103,12 @@ class OutageNews:
     def failed(self, message: str, attempts: int) -> None:
         """Why the source is down now (a drop, a failed reopen); while quiet, the line of the minute says it."""
         now = self.clock()
+        self.last = message.removeprefix(f"{self.name}: ").removesuffix("; reconnecting")
         if not self.quiet:
             self._tell(message)
         elif now - self._said_at >= self.every_s:
             down = span(now - (self.since if self.since is not None else now))
-            why = message.removeprefix(f"{self.name}: ").removesuffix("; reconnecting")
-            self._tell(f"{self.name}: still down after {plural(attempts, 'reconnect attempt')}, {down} ({why})")
+            self._tell(f"{self.name}: still down after {plural(attempts, 'reconnect attempt')}, {down} ({self.last})")
 
     def note(self, message: str) -> None:
         """News that is no failure (a reopen waiting for its first frame): told unless quiet."""
@@ -125,7 +126,7 @@ class OutageNews:
         """The reopened source has stayed up: the outage is over, and said so once where it was not yet."""
         if self.quiet and self.since is not None:
             self._tell(f"{self.name}: reconnected (attempt {self._back}), after {span(self.clock() - self.since)} down")
-        self.since, self.quiet, self._capped, self._back = None, False, False, 0
+        self.since, self.quiet, self._capped, self._back, self.last = None, False, False, 0, None
 
 
 def why_dropped(cap: Any, waited: float, read_timeout_s: float | None) -> str:
@@ -141,16 +142,21 @@ def why_dropped(cap: Any, waited: float, read_timeout_s: float | None) -> str:
             "above its longest gap)")  # fmt: skip
 
 
-def lost_after(name: str, attempts: int, unsteady: int, steady_after: tuple[int, float]) -> str:
+def lost_after(
+    name: str, attempts: int, unsteady: int, steady_after: tuple[int, float], last: str | None = None
+) -> str:
     """Why a source is given up; ``unsteady``: the attempts that brought pictures, then dropped again (a camera whose
-    reopens each sent a frame and hung read as one that reconnected, stderr said so each time, yet was lost).
+    reopens each sent a frame and hung read as one that reconnected, stderr said so each time, yet was lost);
+    ``last``: why the last attempt failed (the line had ended at the count, the camera's refusal left in the log).
 
     >>> lost_after("cam", 2, 2, (5, 10.0))
     'cam: lost and not back after 2 reconnect attempts (2 of them brought frames, but it dropped again before it had been up 10 s and sent 5 frames)'
+    >>> lost_after("cam", 3, 0, (5, 10.0), "the camera refused the stream: RTSP 404 Not Found (...)")
+    'cam: lost and not back after 3 reconnect attempts; the last one: the camera refused the stream: RTSP 404 Not Found (...)'
     """  # noqa: E501 - a doctest's output is one line
     said = f"{name}: lost and not back after {plural(attempts, 'reconnect attempt')}"
-    if not unsteady:
-        return said
-    frames, seconds = steady_after
-    return (f"{said} ({unsteady} of them brought frames, but it dropped again before it had been up {seconds:g} s "
-            f"and sent {plural(frames, 'frame')})")  # fmt: skip
+    if unsteady:
+        frames, seconds = steady_after
+        said += (f" ({unsteady} of them brought frames, but it dropped again before it had been up {seconds:g} s "
+                 f"and sent {plural(frames, 'frame')})")  # fmt: skip
+    return f"{said}; the last one: {last}" if attempts and last else said

@@ -372,7 +372,9 @@ class LatestFrameReader:
         while not self._stop.is_set():
             attempt = self._attempts
             if self.max_reconnects is not None and attempt >= self.max_reconnects:
-                self._finish(SourceError(lost_after(self.name, attempt, self._unsteady, self.steady_after)))
+                self._finish(
+                    SourceError(lost_after(self.name, attempt, self._unsteady, self.steady_after, self._news.last))
+                )
                 return False
             attempt += 1
             delay = self._delay

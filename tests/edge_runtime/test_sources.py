@@ -287,3 +287,25 @@ def test_a_burst_the_consumer_cannot_keep_up_with_is_skipped_after_half_a_second
         live = reader.read(timeout=5.0)
         age = time.monotonic() - live.timestamp
     assert age < 0.8 and reader.dropped > 10, age  # not the second-old frame at the head of the backlog
+
+
+def test_a_source_given_up_says_why_its_last_reopen_failed():
+    """The end of a run on a lost source said only "lost and not back after 3 reconnect attempts": why the reopens
+    failed (the camera back, but refusing the stream) was left in warnings scrolled away."""
+    opened: list[int] = []
+
+    def factory() -> FakeCamera:
+        opened.append(1)
+        if len(opened) > 1:
+            raise SourceError(
+                "refusing: the camera refused the stream: RTSP 401 Unauthorized (a user and password ...)"
+            )
+        return FakeCamera(fps=1000.0, frames=3)
+
+    reader = LatestFrameReader(factory, name="refusing", backoff_s=(0.01, 0.02), max_reconnects=3)
+    _, ended = drain(reader)
+    assert ended and len(opened) == 4, opened
+    assert str(reader.error) == (
+        "refusing: lost and not back after 3 reconnect attempts; the last one: the camera refused the stream: "
+        "RTSP 401 Unauthorized (a user and password ...)"
+    )

@@ -115,12 +115,21 @@ class OutageNews:
         if not self.quiet:
             self._tell(message)
 
-    def reconnected(self, attempt: int) -> None:
-        """A reopened source sent its first picture."""
+    def reconnected(self, attempt: int, was: tuple[int, ...] = (), now: tuple[int, ...] = ()) -> None:
+        """A reopened source sent its first picture, ``now`` (height, width) where it was ``was`` before the drop:
+        a camera that came back at another size (reset to its defaults by a reboot, its stream changed) had been
+        judged on with nothing said; the size the model sees, and a part's place in the frame, differ now.
+
+        >>> OutageNews("cam", print).reconnected(3, (240, 320), (1080, 1920))
+        cam: reconnected (attempt 3); its pictures are 1920x1080 now, 320x240 before it dropped: check the camera's settings
+        """  # noqa: E501 - a doctest's output is one line
+        if was and now and was != now:  # told even while quiet: news about every verdict after it
+            self._tell(f"{self.name}: reconnected (attempt {attempt}); its pictures are {now[1]}x{now[0]} now, "
+                       f"{was[1]}x{was[0]} before it dropped: check the camera's settings")  # fmt: skip
+        elif not self.quiet:
+            self._tell(f"{self.name}: reconnected (attempt {attempt})")
         if self.quiet:
             self._back = attempt  # it may drop again at once (a camera that hangs after each restart)
-        else:
-            self._tell(f"{self.name}: reconnected (attempt {attempt})")
 
     def steady(self) -> None:
         """The reopened source has stayed up: the outage is over, and said so once where it was not yet."""

@@ -143,6 +143,7 @@ class LatestFrameReader:
         self._pending: collections.deque[LiveFrame] = collections.deque()
         self._period: float | None = None  # the source's frame time (s), where it declares a frame rate
         self._arrived = 0.0  # when the last frame came
+        self._size: tuple[int, ...] = ()  # the last picture's (height, width): a camera may come back with another
         self._finished = False
         self._stop = threading.Event()
         self._cond = threading.Condition()
@@ -263,10 +264,11 @@ class LatestFrameReader:
             self._arrived = now
             self.captured += 1
             back = self._reopened if frame is not None else 0
+            size, self._size = self._size, frame.shape[:2] if frame is not None else self._size
             steady = frame is not None and self._steady(now, back)
             self._cond.notify_all()
         if back:  # told outside the lock: the listener may take its time
-            self._news.reconnected(back)
+            self._news.reconnected(back, size, self._size)
         if steady:
             self._news.steady()
 

@@ -309,3 +309,35 @@ def test_a_source_given_up_says_why_its_last_reopen_failed():
         "refusing: lost and not back after 3 reconnect attempts; the last one: the camera refused the stream: "
         "RTSP 401 Unauthorized (a user and password ...)"
     )
+
+
+class ResizedCamera(FakeCamera):
+    """A FakeCamera whose pictures are ``size`` (height, width)."""
+
+    def __init__(self, size: tuple[int, int], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.size = size
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        ok, frame = super().read()
+        return ok, None if frame is None else np.zeros(self.size, np.uint8)
+
+
+def test_a_camera_that_comes_back_at_another_size_is_told():
+    """An RTSP camera restarted at 640x480 after 320x240 (a reboot that reset it) said only "reconnected (attempt
+    3)": verdicts went on on pictures the model and the part's place had changed for, with nothing said."""
+    sizes = [(240, 320), (240, 320), (480, 640)]
+
+    def factory() -> FakeCamera:
+        return ResizedCamera(sizes.pop(0), fps=1000.0, frames=3 if sizes else None)
+
+    events: list[str] = []
+    reader = LatestFrameReader(factory, name="cam", backoff_s=(0.01, 0.02), on_event=events.append)
+    frames, _ = drain(reader, seconds=2.0)
+    back = [e for e in events if "reconnected" in e]
+    assert back[0] == "cam: reconnected (attempt 1)", events  # the same size: nothing more said
+    assert back[1] == (
+        "cam: reconnected (attempt 1); its pictures are 640x480 now, 320x240 before it dropped: check the camera's "
+        "settings"
+    ), events
+    assert frames[-1].frame.shape == (480, 640)  # judged on as they come

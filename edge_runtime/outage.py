@@ -162,10 +162,14 @@ def lost_after(
     'cam: lost and not back after 2 reconnect attempts (2 of them brought frames, but it dropped again before it had been up 10 s and sent 5 frames)'
     >>> lost_after("cam", 3, 0, (5, 10.0), "the camera refused the stream: RTSP 404 Not Found (...)")
     'cam: lost and not back after 3 reconnect attempts; the last one: the camera refused the stream: RTSP 404 Not Found (...)'
+    >>> lost_after("cam", 0, 0, (5, 10.0))
+    'cam: lost, and not reopened: reconnecting is off (--max-reconnects 0)'
     """  # noqa: E501 - a doctest's output is one line
+    if not attempts:  # "lost and not back after 0 reconnect attempts" read as if reopening had failed
+        return f"{name}: lost, and not reopened: reconnecting is off (--max-reconnects 0)"
     said = f"{name}: lost and not back after {plural(attempts, 'reconnect attempt')}"
     if unsteady:
         frames, seconds = steady_after
         said += (f" ({unsteady} of them brought frames, but it dropped again before it had been up {seconds:g} s "
                  f"and sent {plural(frames, 'frame')})")  # fmt: skip
-    return f"{said}; the last one: {last}" if attempts and last else said
+    return f"{said}; the last one: {last}" if last else said

@@ -13,6 +13,7 @@ from edge_runtime.cli_support import Command, FiniteFloatRange, GivenPath, debug
 from edge_runtime.errors import DefectEdgeError, ExitCode, exit_codes_help, printable, write_remedy
 from edge_runtime.model import Provider, model_path
 from edge_runtime.stopping import StopSignals
+from edge_runtime.summary import plural
 
 # (full run, --quick): counts are fixed before timing starts; explicit options override both.
 COUNTS = {
@@ -319,7 +320,7 @@ def _write_files(result) -> None:  # noqa: ANN001 - benchmarks.runner.BenchResul
             click.echo(f"interrupted before any row was timed: nothing written{kept}", err=True)
             return
         path, csv_file, png = interrupted_path(path), interrupted_path(csv_file), interrupted_path(png)
-        title = f"INTERRUPTED: partial run, {len(result.rows)} rows; {title}"
+        title = f"INTERRUPTED: partial run, {plural(len(result.rows), 'row')}; {title}"
     written = [path, csv_file, png]
     files = {
         path: json_text(result.rows, interrupted=partial).encode(),
@@ -335,8 +336,8 @@ def _write_files(result) -> None:  # noqa: ANN001 - benchmarks.runner.BenchResul
             f"{_names(written)} {'were not written' if partial else 'are left as they were'}"
         ) from exc
     if partial:
-        click.echo(f"interrupted: {len(result.rows)} rows of a partial run written to {_names(written)}{kept}",
-                   err=True)  # fmt: skip
+        rows = plural(len(result.rows), "row")
+        click.echo(f"interrupted: {rows} of a partial run written to {_names(written)}{kept}", err=True)
         return
     click.echo(f"wrote {_names(written)}", err=True)
     _remove_partial(path, csv_file, png)

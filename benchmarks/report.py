@@ -14,6 +14,7 @@ from benchmarks.config import SEED_MODEL, TORCH_PROVIDER, Row, Section
 from benchmarks.onnx_bench import MAP_SUFFIX
 from benchmarks.runner import BenchResult
 from edge_runtime.cpu_quota import threads_for
+from edge_runtime.summary import plural
 
 Column = tuple[str, Callable[[Row], object]]
 INFERENCE_TITLE = (
@@ -182,7 +183,7 @@ def busy_line(share: float) -> str:
 
 def interrupted_line(n_rows: int) -> str:
     """The first line of an interrupted run's Markdown."""
-    return f"interrupted: {n_rows} rows of a partial run; targets not scored"
+    return f"interrupted: {plural(n_rows, 'row')} of a partial run; targets not scored"
 
 
 def targets_table(targets: Sequence[Target], *, interrupted: bool = False) -> str:

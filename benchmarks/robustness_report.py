@@ -9,6 +9,7 @@ import click
 
 from edge_runtime.cli_support import echo_first
 from edge_runtime.errors import OutputError
+from edge_runtime.summary import plural
 
 
 def markdown(rows: list[dict]) -> str:
@@ -50,6 +51,6 @@ def report_partial(rows: list[dict], json_path: Path | None) -> None:
     from benchmarks.report import interrupted_path
 
     beside = interrupted_path(json_path) if json_path is not None else None
-    click.echo(f"interrupted: {len(rows)} rows of a partial run" + (f", written to {beside}" if beside else ""),
-               err=True)  # fmt: skip
+    said = f"interrupted: {plural(len(rows), 'row')} of a partial run"
+    click.echo(said + (f", written to {beside}" if beside else ""), err=True)
     report(rows, beside, partial=True)

@@ -249,11 +249,11 @@ def test_an_interrupted_run_leaves_the_complete_results_and_writes_its_rows_besi
     assert lines[0].endswith(",interrupted") and len(lines) == 2 and lines[1].endswith(",true")
     assert png.stat().st_size > 0
     md = r.stdout.splitlines()
-    assert md[0] == "interrupted: 1 rows of a partial run; targets not scored"
+    assert md[0] == "interrupted: 1 row of a partial run; targets not scored"
     targets = [line for line in md if line.startswith("| INT8 inference, batch 1, p50 |")]
     assert targets == ["| INT8 inference, batch 1, p50 | <= 0.5 ms | - | not measured (run interrupted) |"]
     assert "**no**" not in r.stdout  # the targets were scored from the partial rows
-    said = [line for line in r.stderr.splitlines() if line.startswith("interrupted: 1 rows")]
+    said = [line for line in r.stderr.splitlines() if line.startswith("interrupted: 1 row of")]
     assert len(said) == 1 and str(json_file) in said[0] and str(csv_file) in said[0] and str(png) in said[0]
 
 
@@ -429,7 +429,7 @@ def test_ctrl_c_keeps_the_rows_the_job_in_progress_had_timed(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == ExitCode.INTERRUPTED, stderr
     assert stderr.strip().splitlines()[-1].startswith("error: interrupted")
-    assert stdout.startswith("interrupted: 1 rows of a partial run"), stdout  # was "0 rows", nothing written
+    assert stdout.startswith("interrupted: 1 row of a partial run"), stdout  # was "0 rows", nothing written
     partial = json.loads((tmp_path / "bench.interrupted.json").read_text())
     assert [(row["section"], row["batch"]) for row in partial["rows"]] == [("inference", 1)]
     assert partial["rows"][0]["p50_ms"] > 0 and not out.exists()

@@ -260,6 +260,9 @@ class Summary:
             "errors": self.errors,
             "warnings": self.warnings,
             "unlike_training": self.unlike_training,
+            # the items the station check saw (an unreadable file is not one): the share is unlike_training of
+            # these; of "items" it read low where files could not be read
+            "station_checked": self.items - self.unchecked,
             # why, as the WARNING line says it: the file a station's script reads had the count alone
             "unlike_reasons": dict(sorted(self.unlike_reasons.items(), key=lambda kv: -kv[1])),
             "dropped_frames": self.dropped_frames,

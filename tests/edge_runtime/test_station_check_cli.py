@@ -295,12 +295,15 @@ def test_the_summarys_share_unlike_training_is_of_the_items_checked_not_of_error
     folder = write(tmp_path / "cam", {"b_white.png": impeller(bg=240)})
     for name in ("c.png", "d.png", "e.png"):
         (folder / name).write_bytes(b"not an image")
-    r = CliRunner().invoke(main, ["--model", str(model), "--source", str(folder), "--json"])
+    out = tmp_path / "summary.json"
+    r = CliRunner().invoke(main, ["--model", str(model), "--source", str(folder), "--json", "--summary", str(out)])
     assert r.exit_code == 0, r.stderr
     assert sum(json.loads(line)["error"] is not None for line in r.stdout.splitlines()) == 3
     warning = next(line for line in r.stderr.splitlines() if line.startswith("WARNING:"))
     assert warning.startswith("WARNING: 1 of 1 item (100%) looks unlike the training images: background brighter")
     assert "; 3 items with an error were not checked (check the station" in warning
+    summary = json.loads(out.read_text())  # a station's script computes the share as the line does
+    assert (summary["items"], summary["station_checked"], summary["unlike_training"]) == (4, 1, 1)
 
 
 def test_check_station_on_a_file_says_to_pass_its_folder(tmp_path: Path):

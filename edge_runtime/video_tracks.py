@@ -117,6 +117,9 @@ def _mp4(f) -> int | None:  # noqa: ANN001 - a binary file
 NO_MP4_INDEX = ("the MP4/MOV file has no index ('moov' box), which its recorder writes when it stops: it is still "
                 "recording, or was cut off (power lost, recorder killed); inspect it once the recording has ended, or "
                 "have its index rebuilt with an MP4 repair tool")  # fmt: skip
+HEADER_ONLY_BOXES = frozenset({b"ftyp", b"free", b"skip", b"wide"})
+HEADER_ONLY = ("the MP4/MOV file holds its header alone ({size} bytes: no frame data, no index): a copy cut short, or "
+               "a recording stopped before its first frame; copy it again")  # fmt: skip
 SOUND_ONLY = "it holds no video track (sound or other data only); pass a video file"
 # FFmpeg cannot open it, nor copy it into a new file (ffmpeg -c copy): only a whole copy or a repair tool helps
 CUT_MP4_INDEX = ("the file is cut short inside its index ('moov' box; {missing} bytes of it missing), without which no "
@@ -139,6 +142,8 @@ def no_video_why(path: str) -> str | None:
                 kinds = {kind for kind, _, _ in boxes}
                 if b"mdat" in kinds and not kinds & {b"moov", b"moof"}:
                     return NO_MP4_INDEX
+                if kinds and kinds <= HEADER_ONLY_BOXES:  # a 32-byte file of its 'ftyp' box had said "corrupt"
+                    return HEADER_ONLY.format(size=size)
                 if boxes and boxes[-1][0] == b"moov" and boxes[-1][2] > size:
                     return CUT_MP4_INDEX.format(missing=boxes[-1][2] - size)
     except (OSError, struct.error):

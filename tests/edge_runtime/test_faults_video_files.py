@@ -189,6 +189,12 @@ def test_an_empty_or_cut_header_video_file_says_so(frames: Path, tmp_path: Path)
         "container says it does (cut short: a copy that did not finish, or a recording stopped before it was "
         "closed); copy it again"
     )
+    header = tmp_path / "line3.mp4"  # the first 32 bytes of an MP4, its 'ftyp' box alone: it said "corrupt"
+    header.write_bytes(b"\0\0\0\x20ftypisom\0\0\x02\0isomiso2avc1mp41")
+    assert error_line(["--source", str(header)]) == (
+        f"error: {header}: cannot open as a video: the MP4/MOV file holds its header alone (32 bytes: no frame data, "
+        "no index): a copy cut short, or a recording stopped before its first frame; copy it again"
+    )
 
 
 @pytest.mark.parametrize("suffix", ["mkv", "mp4"])

@@ -196,7 +196,7 @@ def test_the_page_shows_the_end_of_the_run_and_then_that_the_station_no_longer_a
             page.wait_for_timeout(6000)
             assert page.is_hidden("#gallery-note")
             assert page.text_content("#fps") == "–"  # not the last FPS measured, for ever
-            assert "The run ended (lost: synthetic: lost and not back" in (page.text_content("#contact") or "")
+            assert "The run ended (lost: synthetic: lost, and not reopened" in (page.text_content("#contact") or "")
             assert page.eval_on_selector("#stream", "i => i.classList.contains('stale')")
             page.screenshot(path=str(tmp_path / "ended.png"))
         finally:

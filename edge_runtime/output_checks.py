@@ -11,7 +11,7 @@ import re
 import stat
 from pathlib import Path
 
-from edge_runtime.errors import OutputError, UsageError
+from edge_runtime.errors import OutputError, UsageError, printable
 from edge_runtime.inputs import SourceKind, SourceSpec
 
 
@@ -226,3 +226,25 @@ def check_outputs(
         check_summary_target(summary)
     if save is not None:
         check_save_target(save)
+        if not save_video:
+            check_save_folder_holds_no_parts(save)
+
+
+def check_save_folder_holds_no_parts(folder: Path) -> None:
+    """Refuse a ``--save`` folder that holds images other than annotated pictures (``--source line/p7.png --save
+    ok_parts/``): the annotated pictures landed among the parts, and the next run over that folder judged them as
+    parts (a defective part's red-framed picture, "defective 0.99996", in the folder of good ones), exit 0.
+    Pictures an earlier run saved (``000012_part.jpg``) may stay: the run says so and numbers its own beside them."""
+    from edge_runtime.annotate import SAVED_NAME
+    from edge_runtime.preprocess import IMAGE_SUFFIXES
+
+    try:
+        with os.scandir(folder) as it:
+            part = next((e.name for e in it if not e.name.startswith(".") and not SAVED_NAME.fullmatch(e.name)
+                         and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES), None)  # fmt: skip
+    except OSError:
+        return  # not there yet (made by the saver), or not a folder (check_save_target says so)
+    if part is not None:
+        raise OutputError(f"{folder}: --save names a folder that holds images of parts ({printable(part)}), not "
+                          "annotated pictures; the next run over it would judge the annotated pictures as parts: "
+                          "choose an empty folder for --save")  # fmt: skip

@@ -385,6 +385,23 @@ def test_saving_into_a_folder_an_earlier_run_saved_into_says_so(tmp_path, tiny_m
     assert f"warning: {tmp_path / 'out'}: already holds 2 annotated pictures of an earlier run" in second.stderr
 
 
+def test_saving_among_images_of_parts_is_refused_before_any_work(tmp_path, tiny_model):
+    """``--source line/part_00.png --save ok_parts/`` put the annotated picture among the good parts, exit 0, and
+    the next run over ok_parts judged that red-framed picture as a part; pictures an earlier run saved may stay."""
+    (part,) = write_parts(tmp_path / "line", [220])
+    write_parts(tmp_path / "ok_parts", [10])
+    result = invoke(["--model", str(tiny_model), "--source", str(part), "--save", str(tmp_path / "ok_parts")])
+    check(result, ExitCode.OUTPUT_ERROR, error_lines=1)
+    assert "summary:" not in result.stderr
+    assert "holds images of parts (part_00.png)" in result.stderr
+    assert [p.name for p in (tmp_path / "ok_parts").iterdir()] == ["part_00.png"]
+    saved = tmp_path / "saved"
+    for _ in range(2):  # the second run finds only the first run's pictures there, and saves beside them
+        again = invoke(["--model", str(tiny_model), "--source", str(part), "--save", str(saved)])
+        check(again, ExitCode.OK, error_lines=0)
+    assert [p.name for p in saved.iterdir()] == ["000001_part_00.jpg"]
+
+
 def test_a_saved_video_keeps_the_frame_rate_of_its_source(tmp_path, tiny_model):
     """Every saved video was written at 10 frames a second: a 25 fps line played back 2.5 times too slow."""
     import cv2

@@ -23,6 +23,7 @@ import numpy as np
 from edge_runtime.atomic import disk_room, missing_folders, probe_writable, remove_empty, write_back
 from edge_runtime.errors import OutputError, write_remedy
 from edge_runtime.model import Prediction
+from edge_runtime.picture_size import letterbox, readable
 from edge_runtime.summary import score_text
 
 RED, GREEN, GREY = (0, 0, 255), (0, 200, 0), (128, 128, 128)
@@ -44,6 +45,8 @@ def annotate(image: np.ndarray, pred: Prediction | None, *, fps: float | None = 
         from edge_runtime.heatmap import draw_box
 
         draw_box(canvas, pred.defect_box)
+    canvas = readable(canvas)
+    h, w = canvas.shape[:2]
     colour = GREY if pred is None else RED if pred.defective else GREEN
     border = max(3, min(h, w) // 40)
     cv2.rectangle(canvas, (0, 0), (w - 1, h - 1), colour, border * 2)
@@ -168,23 +171,6 @@ def saved_name(number: int, name: str) -> str:
 
 
 MIN_VIDEO_SIDE = 240  # pixels: a saved video is never smaller, whatever its first picture
-
-
-def letterbox(canvas: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``canvas`` scaled to fit ``size`` (width, height) without distortion, centred on black.
-
-    >>> letterbox(np.full((100, 200, 3), 255, np.uint8), (100, 100))[[0, 50], 50, 0].tolist()
-    [0, 255]
-    """
-    w, h = size
-    ch, cw = canvas.shape[:2]
-    s = min(w / cw, h / ch)
-    nw, nh = max(1, min(w, round(cw * s))), max(1, min(h, round(ch * s)))
-    out = np.zeros((h, w, 3), np.uint8)
-    x0, y0 = (w - nw) // 2, (h - nh) // 2
-    flag = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-    out[y0 : y0 + nh, x0 : x0 + nw] = cv2.resize(canvas, (nw, nh), interpolation=flag)
-    return out
 
 
 SAVED_NAME = re.compile(r"\d{6,}_.*\.jpg", re.DOTALL)  # a picture Saver.write names in a --save folder

@@ -565,6 +565,26 @@ def test_a_saved_video_keeps_each_pictures_shape_and_a_tiny_first_picture_does_n
     assert wide[: h // 4 - 10].max() < 40 and wide[h // 2 - 5 : h // 2 + 5].mean() > 60
 
 
+def test_a_tiny_picture_is_saved_large_enough_to_read_its_verdict(tmp_path, tiny_model):
+    """A 17x9 or 1x1 part picture was saved as a 17x9 or 1x1 JPEG: a coloured blot, the label and score cut off.
+    It is grown, pixels kept sharp, to 120 pixels its least side, the label drawn on top in white."""
+    import cv2
+    import numpy as np
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a_strip.png"), np.full((9, 17), 10, np.uint8))
+    cv2.imwrite(str(folder / "b_dot.png"), np.full((1, 1), 140, np.uint8))  # defective, darker than the letters
+    recs = check(invoke(["--model", str(tiny_model), "--source", str(folder), "--save", str(tmp_path / "out"),
+                         "--json"]), ExitCode.OK, error_lines=0)  # fmt: skip
+    assert [r["label"] for r in recs] == ["ok", "defective"]
+    saved = [cv2.imread(str(p)) for p in sorted((tmp_path / "out").glob("*.jpg"))]
+    assert [s.shape for s in saved] == [(120, 227, 3), (120, 120, 3)]
+    for picture in saved:
+        label = picture[:30, :100]  # its box of colour, filled: the part does not show through it
+        assert (label.min(axis=2) > 150).sum() > 20  # the label's white letters are there to read
+
+
 def test_a_run_that_saves_nothing_leaves_no_save_folder_it_made(tmp_path):
     """A video without a frame (exit 5) with ``--save newdir`` left an empty newdir; ``--save a/b/new.avi`` a/b."""
     import cv2

@@ -234,6 +234,21 @@ def _gray_flags(data: bytes) -> int:
     return (cv2.IMREAD_COLOR if colour_png else cv2.IMREAD_GRAYSCALE) | cv2.IMREAD_ANYDEPTH
 
 
+def zero_tail_note(data: bytes) -> str | None:
+    """A note for a file whose last bytes are a long run of zeros: a picture written into a file made at its full size
+    first (a camera, an SMB or rsync copy that pre-allocates) and read before the writer was done. A BMP or WebP so
+    cut decoded without a word, the rows not yet written black, and a part was judged "ok" on 90% of its picture.
+
+    >>> zero_tail_note(b"BM" + bytes(510)) is not None, zero_tail_note(b"BM" + bytes(10) + b"x" * 500)
+    (True, None)
+    """
+    zeros = len(data) - len(data.rstrip(b"\0"))
+    if zeros < max(256, len(data) // 128):
+        return None
+    return (f"the file ends in {zeros} zero bytes (still being written, or a copy cut short?); "
+            "the verdict may be wrong, inspect it again once written")  # fmt: skip
+
+
 def _has_end_marker(data: bytes) -> bool:
     return data.rstrip(JPEG_TRAILER_PADDING).endswith(b"\xff\xd9")
 
@@ -306,6 +321,8 @@ def decode(
         warning = f"decoder reported damage: {notes[0][:160]}"
     elif is_jpeg and not _has_end_marker(data):
         warning = "JPEG has no end marker (truncated file); the verdict may be wrong"
+    elif not is_jpeg:  # a JPEG's zero padding after its end marker is harmless, before it is "no end marker"
+        warning = zero_tail_note(data)
     if pages:
         warning = with_warning(warning, pages_note(data))
     if data[:4] == b"RIFF":

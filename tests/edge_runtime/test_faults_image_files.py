@@ -187,3 +187,22 @@ def test_a_tiff_with_damaged_strips_gets_a_warning_without_debug_too(tmp_path, t
         (rec,) = check(result, ExitCode.DEFECT_FOUND, error_lines=0)
         assert rec["label"] == "ok" and "decoder reported damage" in rec["warning"], rec
         assert "LZWDecode: Not enough data" in rec["warning"], rec
+
+
+@pytest.mark.parametrize("ext", [".bmp", ".webp"])
+def test_a_picture_read_while_written_into_a_preallocated_file_gets_a_warning(tmp_path, tiny_model, ext: str):
+    """A camera or an SMB/rsync copy that makes the file at its full size first, then fills it: read while 90%
+    written, a BMP or WebP decoded without a word (the rows not yet written black, or VP8's guess) and a part was
+    judged "ok" on 90% of its picture, exit 0 under --fail-on-defect. A JPEG so cut was flagged (no end marker)."""
+    picture = np.random.default_rng(1).integers(0, 20, (160, 160), dtype=np.uint8)  # scores ok with the tiny model
+    whole = cv2.imencode(ext, cv2.cvtColor(picture, cv2.COLOR_GRAY2BGR))[1].tobytes()
+    written = len(whole) * 9 // 10
+    path = tmp_path / f"part{ext}"
+    path.write_bytes(whole[:written] + bytes(len(whole) - written))
+    result = invoke(["--model", str(tiny_model), "--source", str(path), "--fail-on-defect"])
+    (rec,) = check(result, ExitCode.DEFECT_FOUND, error_lines=0)
+    assert rec["label"] == "ok" and "ends in" in rec["warning"] and "still being written" in rec["warning"], rec
+    path.write_bytes(whole)  # written whole: no warning, the gate passes
+    (rec,) = check(invoke(["--model", str(tiny_model), "--source", str(path), "--fail-on-defect"]), ExitCode.OK,
+                   error_lines=0)  # fmt: skip
+    assert rec["label"] == "ok" and rec["warning"] is None, rec

@@ -285,5 +285,22 @@ def check_out_not_among_inputs(out: Path, ckpt: Checkpoint, *, calib_data: Path 
             )
 
 
+def warn_if_calibrated_on_evals(calib: Path, paths: list[Path], evals: LabelledImages, log: Log) -> None:
+    """INT8 calibrated on the very images its accuracy gate scores (``--calib-data`` the test split, or a copy of
+    some of its images in another folder, found by their bytes): the gate "passed" on ranges fitted to them."""
+    a, b = os.path.realpath(calib), os.path.realpath(evals.root)
+    if a == b or a.startswith(b.rstrip(os.sep) + os.sep) or b.startswith(a.rstrip(os.sep) + os.sep):
+        log(f"warning: --calib-data {printable(str(calib))} holds the accuracy check's images "
+            f"({printable(str(evals.root))}); the INT8 gate is then optimistic: calibrate on other images of the "
+            "camera")  # fmt: skip
+        return
+    eval_hashes = {_sha256(evals.root / f) for f in evals.files}
+    shared = sum(_sha256(p) in eval_hashes for p in paths)
+    if shared:
+        log(f"warning: --calib-data {printable(str(calib))}: {shared} of its {len(paths)} calibration images are "
+            f"copies of the accuracy check's images (in {printable(str(evals.root))}); the INT8 gate is then "
+            "optimistic: calibrate on other images of the camera")  # fmt: skip
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()

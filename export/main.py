@@ -127,9 +127,12 @@ def station_profile(ckpt: dict[str, Any], spec: PreprocessSpec, log: Log) -> dic
     return prof.to_dict()
 
 
-def calibration_batch(fp32: EdgeModel, ckpt: dict[str, Any], cfg: ExportConfig, log: Log) -> np.ndarray:
-    """Decoded and preprocessed exactly as on the device; too few images is an error, few a warning."""
-    _, decoded = images.calibration_images(ckpt, cfg.calib_data, count=cfg.calib_count, seed=cfg.seed, log=log)
+def calibration_batch(
+    fp32: EdgeModel, ckpt: dict[str, Any], cfg: ExportConfig, log: Log, evals: images.LabelledImages | None = None
+) -> np.ndarray:
+    """Decoded and preprocessed exactly as on the device; too few images is an error, few a warning, images of
+    ``evals`` among them a warning."""
+    paths, decoded = images.calibration_images(ckpt, cfg.calib_data, count=cfg.calib_count, seed=cfg.seed, log=log)
     where = cfg.calib_data or f"the checkpoint's training images in {train_folder(ckpt)}"
     if len(decoded) < MIN_CALIB_IMAGES:
         raise DataError(
@@ -139,16 +142,9 @@ def calibration_batch(fp32: EdgeModel, ckpt: dict[str, Any], cfg: ExportConfig, 
     if len(decoded) < FEW_CALIB_IMAGES and cfg.precision is Precision.INT8:
         log(f"warning: only {len(decoded)} calibration images; {FEW_CALIB_IMAGES}+ give steadier INT8 ranges")
     log(f"calibration: {len(decoded)} images from {where}")
+    if evals is not None and cfg.calib_data is not None:
+        images.warn_if_calibrated_on_evals(cfg.calib_data, paths, evals, log)
     return fp32.prepare(decoded)
-
-
-def warn_if_calibrated_on_evals(calib: Path, evals: Path, log: Log) -> None:
-    """INT8 calibrated on the very images its accuracy gate scores (``--calib-data`` the test split): the gate
-    "passed" on ranges fitted to them, without a word."""
-    a, b = os.path.realpath(calib), os.path.realpath(evals)
-    if a == b or a.startswith(b.rstrip(os.sep) + os.sep) or b.startswith(a.rstrip(os.sep) + os.sep):
-        log(f"warning: --calib-data {calib} holds the accuracy check's images ({evals}); the INT8 gate is then "
-            "optimistic: calibrate on other images of the camera")  # fmt: skip
 
 
 def eval_images(ckpt: dict[str, Any], cfg: ExportConfig, log: Log) -> images.LabelledImages | None:
@@ -315,9 +311,7 @@ def _export_in(
         inputs, parts = fp32.inputs_and_parts(evals.images)
         eval_batch = normalize(inputs, spec)
     needs_calib = cfg.precision is Precision.INT8 or eval_batch is None
-    calib = calibration_batch(fp32, ckpt, cfg, log) if needs_calib else None
-    if calib is not None and evals is not None and cfg.calib_data is not None:
-        warn_if_calibrated_on_evals(cfg.calib_data, evals.root, log)
+    calib = calibration_batch(fp32, ckpt, cfg, log, evals) if needs_calib else None
     parity = eval_batch if eval_batch is not None else calib
     check_dynamic_batch(fp32, parity, tol=1e-5)
     ref = torch_scores(net, parity)

@@ -222,6 +222,25 @@ def test_calibrating_on_the_accuracy_checks_own_images_is_warned(tiny_run: Path,
     r = export_cli(tiny_run, *args, "--calib-data", tiny_data / "test", "--out", tmp_path / "q.onnx")
     assert r.exit_code == 0, r.output
     assert "holds the accuracy check's images" in r.output and "the INT8 gate is then optimistic" in r.output
+
+
+def test_calibrating_on_copies_of_the_accuracy_checks_images_is_warned(tiny_run: Path, tiny_data: Path, tmp_path: Path):
+    """--calib-data a folder holding copies of test images (copied to the line PC): not a word, as the folders
+    differ; the gate "passed" on ranges fitted to its own images."""
+    calib = tmp_path / "calib"
+    shutil.copytree(tiny_data / "test" / "def_front", calib)
+    for f in sorted((tiny_data / "train" / "ok_front").iterdir())[:20]:
+        shutil.copy(f, calib / f"train_{f.name}")
+    copied = len(list((tiny_data / "test" / "def_front").iterdir()))
+    args = ["--quantize", "--float-convs", "0", "--max-drop", TINY_MAX_DROP, "--force"]
+    r = export_cli(tiny_run, *args, "--calib-data", calib, "--out", tmp_path / "q.onnx")
+    assert r.exit_code == 0, r.output
+    assert f"{copied} of its {copied + 20} calibration images are copies of the accuracy check's images" in r.output
+    assert "the INT8 gate is then optimistic" in r.output
+    clean = tmp_path / "clean"
+    shutil.copytree(tiny_data / "train" / "def_front", clean)
+    r = export_cli(tiny_run, *args, "--calib-data", clean, "--out", tmp_path / "c.onnx")
+    assert r.exit_code == 0 and "gate is then optimistic" not in r.output, r.output
     other = export_cli(tiny_run, *args, "--calib-data", tiny_data / "train", "--out", tmp_path / "t.onnx")
     assert other.exit_code == 0 and "accuracy check's images" not in other.output
 
